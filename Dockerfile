@@ -1,0 +1,19 @@
+# The worker's image. The base image's PyTorch comes with CUDA; the worker uses the GPU when
+# the container is given one (see the GPU reservation in docker-compose.yml).
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+
+ENV PYTHONUNBUFFERED=1 \
+    ARGILLA_WORKER_HOME=/var/lib/argilla-worker \
+    HF_HOME=/var/lib/argilla-worker/hf
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+COPY plugins ./plugins
+RUN pip install --no-cache-dir .
+
+RUN useradd --create-home --uid 1000 worker && mkdir -p /var/lib/argilla-worker && chown worker /var/lib/argilla-worker
+USER worker
+VOLUME /var/lib/argilla-worker
+EXPOSE 8900
+CMD ["argilla-worker", "--help"]

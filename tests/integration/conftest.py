@@ -1,0 +1,56 @@
+"""The integration tier runs against a real local Argilla stack.
+
+The stack used here has its own state directory and ports (so it never touches a stack a
+developer runs on the default ports). The session fixture reuses it when it is already up,
+otherwise starts it and stops it at the end. Override with TEST_ARGILLA_STATE_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from worker.local_argilla.settings import LocalArgillaSettings
+from worker.local_argilla.stack import LocalArgilla
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _test_stack_settings() -> LocalArgillaSettings:
+    state_dir = Path(os.environ.get("TEST_ARGILLA_STATE_DIR", REPO_ROOT / ".pytest-argilla"))
+    return LocalArgillaSettings(
+        port=int(os.environ.get("TEST_ARGILLA_PORT", 6910)),
+        search_port=int(os.environ.get("TEST_ARGILLA_SEARCH_PORT", 9211)),
+        redis_port=int(os.environ.get("TEST_ARGILLA_REDIS_PORT", 6392)),
+        state_dir=state_dir,
+    )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> LocalArgillaSettings:
+    return _test_stack_settings()
+
+
+@pytest.fixture(scope="session")
+def local_argilla(stack_settings):
+    stack = LocalArgilla(stack_settings)
+    started_here = not stack.is_up()
+    if started_here:
+        stack.up()
+    yield stack
+    if started_here:
+        stack.down()
+
+
+@pytest.fixture
+def dataset_name() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"

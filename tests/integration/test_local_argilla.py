@@ -1,0 +1,125 @@
+"""The local stack is a real Argilla: datasets, records, UI-path annotations, search, restarts."""
+
+from __future__ import annotations
+
+import argilla as rg
+import pytest
+
+from tests.integration.annotator import search_sorted_by_metadata, submit_label
+from worker.demo_data import LabelledText
+from worker.errors import LabelSetMismatchError
+from worker.gateway import ArgillaGateway
+from worker.gateway.schema import FLOAT_METADATA, LABEL_QUESTION, TERMS_METADATA
+
+LABELS = ("negative", "positive")
+
+
+@pytest.fixture
+def gateway(local_argilla, stack_settings, dataset_name):
+    return ArgillaGateway(
+        api_url=stack_settings.api_url,
+        api_key=stack_settings.api_key.get_secret_value(),
+        dataset_name=dataset_name,
+        workspace=stack_settings.workspace,
+    )
+
+
+def _records_with_scores(count: int) -> list[rg.Record]:
+    return [
+        rg.Record(
+            id=f"rec-{i}",
+            fields={"text": f"snippet number {i}"},
+            metadata={"loss": (i * 7 % count) / 3.0, "original_label": LABELS[i % 2], "model_version": "v1"},
+            suggestions=[rg.Suggestion(LABEL_QUESTION, LABELS[(i + 1) % 2], score=0.5 + i / (4 * count),
+                                       agent="model-v1")],
+        )
+        for i in range(count)
+    ]
+
+
+def test_dataset_is_created_with_every_metadata_property(gateway):
+    dataset = gateway.ensure_dataset(LABELS)
+
+    names = {prop.name for prop in dataset.settings.metadata}
+    assert names == set(FLOAT_METADATA) | set(TERMS_METADATA)
+    assert list(dataset.settings.questions[LABEL_QUESTION].labels) == list(LABELS)
+    assert "sort by the metadata property `loss`" in dataset.settings.guidelines
+
+
+def test_ensure_dataset_again_is_a_no_op_and_a_label_conflict_names_both_sets(gateway):
+    first = gateway.ensure_dataset(LABELS)
+    second = gateway.ensure_dataset(LABELS)
+    assert first.id == second.id
+
+    with pytest.raises(LabelSetMismatchError) as error:
+        gateway.ensure_dataset(("negative", "neutral", "positive"))
+    assert "['negative', 'positive']" in str(error.value)
+    assert "['negative', 'neutral', 'positive']" in str(error.value)
+
+
+def test_records_keep_their_suggestions_and_metadata(gateway):
+    dataset = gateway.ensure_dataset(LABELS)
+    dataset.records.log(_records_with_scores(6))
+
+    stored = {record.id: record for record in dataset.records(with_suggestions=True)}
+    assert set(stored) == {f"rec-{i}" for i in range(6)}
+    suggestion = stored["rec-3"].suggestions[LABEL_QUESTION]
+    assert (suggestion.value, suggestion.agent) == ("negative", "model-v1")
+    assert suggestion.score == pytest.approx(0.5 + 3 / 24)
+    assert stored["rec-3"].metadata["loss"] == pytest.approx(3 * 7 % 6 / 3.0)
+
+
+def test_gateway_ingest_keeps_the_original_label_out_of_the_responses(gateway):
+    dataset = gateway.ensure_dataset(LABELS)
+    sent = gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),
+                                       LabelledText("b", "dull film", "negative")])
+
+    assert sent == 2
+    stored = {record.id: record for record in dataset.records(with_suggestions=True, with_responses=True)}
+    assert stored["a"].metadata["original_label"] == "positive"
+    assert stored["a"].suggestions[LABEL_QUESTION].agent == "original"
+    assert len(stored["a"].responses) == 0
+
+
+def test_ui_submission_is_found_by_the_submitted_filter(gateway, stack_settings):
+    dataset = gateway.ensure_dataset(LABELS)
+    dataset.records.log(_records_with_scores(4))
+    target = next(record for record in dataset.records() if record.id == "rec-2")
+
+    created = submit_label(stack_settings, target._server_id, "negative")
+
+    assert created["status"] == "submitted"
+    submitted = list(dataset.records(query=rg.Query(filter=rg.Filter(("response.status", "==", "submitted"))),
+                                     with_responses=True))
+    assert [record.id for record in submitted] == ["rec-2"]
+    assert [response.value for response in submitted[0].responses] == ["negative"]
+
+
+def test_search_endpoint_sorts_by_a_metadata_property(gateway, stack_settings):
+    dataset = gateway.ensure_dataset(LABELS)
+    dataset.records.log(_records_with_scores(9))
+
+    descending = [record["metadata"]["loss"] for record in search_sorted_by_metadata(stack_settings, dataset.id, "loss")]
+    ascending = [record["metadata"]["loss"]
+                 for record in search_sorted_by_metadata(stack_settings, dataset.id, "loss", order="asc")]
+
+    assert len(descending) == 9
+    assert descending == sorted(descending, reverse=True)
+    assert ascending == sorted(ascending)
+
+
+def test_annotation_survives_a_restart_of_the_stack(gateway, stack_settings, local_argilla):
+    dataset = gateway.ensure_dataset(LABELS)
+    dataset.records.log(_records_with_scores(3))
+    target = next(record for record in dataset.records() if record.id == "rec-1")
+    submit_label(stack_settings, target._server_id, "positive")
+
+    local_argilla.restart()
+
+    dataset = gateway.client.datasets(name=gateway.dataset_name, workspace=gateway.workspace)
+    submitted = list(dataset.records(query=rg.Query(filter=rg.Filter(("response.status", "==", "submitted"))),
+                                     with_responses=True))
+    assert [record.id for record in submitted] == ["rec-1"]
+    assert [response.value for response in submitted[0].responses] == ["positive"]
+    sorted_records = search_sorted_by_metadata(stack_settings, dataset.id, "loss")
+    assert len(sorted_records) == 3

@@ -1,0 +1,1 @@
+"""argilla-worker: an active-learning worker for Argilla."""

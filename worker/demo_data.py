@@ -1,0 +1,85 @@
+"""The embedded demo data: movie-review snippets with real human sentiment ratings.
+
+10,605 snippets (Pang & Lee's rt-polarity, the source of SST) rated by 15–29 people each on
+−4..4; we label them by the sign of the mean rating. For the demo a seeded fraction of the
+labels is flipped, so the loss ranking has known label errors to find.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from worker.errors import DataError
+from worker.offline_assets import MOVIE_SNIPPETS, fetch
+
+SENTIMENT_LABELS = ("negative", "positive")
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    id: str
+    text: str
+    label: str
+
+
+def load_movie_snippets(path: Path | None = None, *, limit: int | None = None) -> list[LabelledText]:
+    """Read the ground-truth snippets file (TSV: id, mean sentiment, text).
+
+    Snippets with a mean rating of exactly 0 have no sentiment label and are left out.
+
+    Raises:
+        DataError: a row is malformed (the message names the line).
+    """
+    path = path or fetch(MOVIE_SNIPPETS)
+    snippets: list[LabelledText] = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header != ["id", "sentiment", "text"]:
+            raise DataError(f"{path}: expected header id/sentiment/text, found {header!r}")
+        for line_number, row in enumerate(reader, start=2):
+            snippet = _parse_snippet(row, path, line_number)
+            if snippet is not None:
+                snippets.append(snippet)
+            if limit is not None and len(snippets) >= limit:
+                break
+    return snippets
+
+
+def _parse_snippet(row: list[str], path: Path, line_number: int) -> LabelledText | None:
+    if len(row) != 3:
+        raise DataError(f"{path}:{line_number}: expected 3 tab-separated columns, found {len(row)}")
+    snippet_id, sentiment_text, text = row
+    try:
+        sentiment = float(sentiment_text)
+    except ValueError:
+        raise DataError(f"{path}:{line_number}: sentiment {sentiment_text!r} is not a number") from None
+    if sentiment == 0:
+        return None
+    label = SENTIMENT_LABELS[1] if sentiment > 0 else SENTIMENT_LABELS[0]
+    return LabelledText(id=f"movie-{snippet_id}", text=text.strip(), label=label)
+
+
+def flip_labels(
+    records: list[LabelledText], *, fraction: float, labels: tuple[str, ...], seed: int
+) -> tuple[list[LabelledText], set[str]]:
+    """Give a seeded random ``fraction`` of records a different label (uniform over the others).
+
+    Returns:
+        the records (flipped ones replaced) and the ids of the flipped records.
+    """
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    rng = random.Random(seed)
+    flipped_indices = set(rng.sample(range(len(records)), round(fraction * len(records))))
+    result, flipped_ids = [], set()
+    for index, record in enumerate(records):
+        if index in flipped_indices:
+            wrong_label = rng.choice([label for label in labels if label != record.label])
+            record = replace(record, label=wrong_label)
+            flipped_ids.add(record.id)
+        result.append(record)
+    return result, flipped_ids

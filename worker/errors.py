@@ -1,0 +1,44 @@
+"""The worker's one exception tree.
+
+Every error the worker raises on purpose derives from :class:`WorkerError`, so the CLI can
+print a clean message (no traceback) for anything the user can fix, and callers can catch
+one family at a time. Messages name the record / field / value that caused them.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base class of every error raised on purpose by the worker."""
+
+
+class ConfigError(WorkerError):
+    """A configuration key has a bad value (the message names the key and the value)."""
+
+
+class LocalArgillaError(WorkerError):
+    """The local Argilla stack could not be set up, started, or reached."""
+
+
+class PortInUseError(LocalArgillaError):
+    """A port the local stack needs is already taken by a process it did not start."""
+
+
+class ComponentStartError(LocalArgillaError):
+    """A component of the local stack exited or never became healthy (message has its log tail)."""
+
+
+class ArgillaGatewayError(WorkerError):
+    """Talking to the Argilla server failed, or it holds data the worker cannot use."""
+
+
+class LabelSetMismatchError(ArgillaGatewayError):
+    """The labels of a dataset's question differ from the model's or the config's labels."""
+
+
+class DataError(WorkerError):
+    """Input data (a file, a dataset, a record) is malformed; the message names where."""
+
+
+class ScoringError(WorkerError):
+    """The scoring engine cannot score the given input with the given model."""

@@ -1,0 +1,63 @@
+"""The Argilla dataset layout the worker reads and writes.
+
+Annotators answer one label question; the worker writes a suggestion for it and the metadata
+below, which the Argilla UI lets annotators sort and filter by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import argilla as rg
+
+TEXT_FIELD = "text"
+LABEL_QUESTION = "label"
+ORIGINAL_AGENT = "original"
+
+FLOAT_METADATA = {
+    "loss": "−log p(current label) under the deterministic model: high = the label is probably wrong.",
+    "expected_loss": "mean over MC-dropout samples of −log p(current label): a smoother label-error score.",
+    "bald": "BALD mutual information: how much the MC-dropout samples disagree (model uncertainty).",
+    "entropy": "entropy of the mean predicted distribution: total uncertainty.",
+    "margin": "gap between the two most probable labels: small = the model hesitates.",
+    "confidence": "mean probability of the predicted label.",
+}
+TERMS_METADATA = {
+    "original_label": "the label the record came with, before any review.",
+    "predicted_label": "the label the current model predicts.",
+    "model_version": "the model version that computed these values.",
+    "disagreement": "'yes' when the predicted label differs from the current label.",
+}
+
+GUIDELINES = """\
+# Reviewing labels with the model in the loop
+
+Each record shows a text and a suggested label from the model (agent = model version; the
+suggestion marked `original` is the label the record came with).
+
+**Fix the worst records first:** sort by the metadata property `loss` (descending). Records at
+the top are those whose current label the model finds least plausible — most label errors are
+there. Submit the correct label (or confirm the current one); the worker retrains on your
+answers and refreshes its suggestions.
+
+Metadata properties:
+
+""" + "\n".join(f"- `{name}`: {meaning}" for name, meaning in {**FLOAT_METADATA, **TERMS_METADATA}.items())
+
+
+def dataset_settings(labels: Sequence[str]) -> rg.Settings:
+    """Settings for a new single-label text-classification dataset with the worker's metadata."""
+    return rg.Settings(
+        guidelines=GUIDELINES,
+        fields=[rg.TextField(name=TEXT_FIELD, title="Text", use_markdown=False)],
+        questions=[rg.LabelQuestion(name=LABEL_QUESTION, title="Label", labels=list(labels))],
+        metadata=metadata_properties(),
+        allow_extra_metadata=False,
+    )
+
+
+def metadata_properties() -> list[rg.MetadataProperty]:
+    return [
+        *(rg.FloatMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in FLOAT_METADATA),
+        *(rg.TermsMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in TERMS_METADATA),
+    ]

@@ -1,0 +1,73 @@
+"""Entry point run by the *argilla-server* virtualenv's Python (not the worker's).
+
+It registers a search engine that replaces the three Painless-scripted updates of
+argilla-server 2.8 with read-modify-write, then hands the command line to the server's own
+CLI (``start``, ``worker``, ``search-engine reindex``, ``database ...``).
+
+Why: the local stack uses osmem-server, an in-memory OpenSearch-compatible engine that does
+not run scripts. Without this patch ``POST /api/v1/records/{id}/responses`` — the endpoint
+the Argilla UI calls when an annotator submits — fails with HTTP 500.
+
+This file must import nothing from the ``worker`` package: that package is not installed in
+the server's virtualenv.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _register_read_modify_write_engine() -> None:
+    from argilla_server.search_engine.base import SearchEngine
+    from argilla_server.search_engine.commons import es_index_name_for_dataset
+    from argilla_server.search_engine.opensearch import OpenSearchEngine
+
+    class ReadModifyWriteOpenSearchEngine(OpenSearchEngine):
+        """OpenSearch engine whose partial updates need no scripting support."""
+
+        async def _rewrite_source(self, index_name: str, record_id: str, edit) -> None:
+            document = await self.client.get(index=index_name, id=record_id)
+            source = document["_source"]
+            edit(source)
+            await self.client.index(index=index_name, id=record_id, body=source, refresh=True)
+
+        async def update_record_response(self, response) -> None:
+            record = response.record
+            es_response = self._map_record_response_to_es(response)
+
+            def edit(source: dict) -> None:
+                kept = [r for r in source.get("responses") or [] if str(r.get("id")) != str(response.id)]
+                source["responses"] = [*kept, es_response]
+
+            await self._rewrite_source(es_index_name_for_dataset(record.dataset), str(record.id), edit)
+
+        async def delete_record_response(self, response) -> None:
+            record = response.record
+
+            def edit(source: dict) -> None:
+                responses = source.get("responses") or []
+                source["responses"] = [r for r in responses if str(r.get("id")) != str(response.id)]
+
+            await self._rewrite_source(es_index_name_for_dataset(record.dataset), str(record.id), edit)
+
+        async def delete_record_suggestion(self, suggestion) -> None:
+            question_name = suggestion.question.name
+
+            def edit(source: dict) -> None:
+                (source.get("suggestions") or {}).pop(question_name, None)
+
+            index_name = es_index_name_for_dataset(suggestion.record.dataset)
+            await self._rewrite_source(index_name, str(suggestion.record_id), edit)
+
+    SearchEngine.register(engine_name="opensearch")(ReadModifyWriteOpenSearchEngine)
+
+
+def main(argv: list[str]) -> None:
+    _register_read_modify_write_engine()
+    from argilla_server.cli.__main__ import app
+
+    app(args=argv, prog_name="argilla-server")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

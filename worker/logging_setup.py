@@ -1,0 +1,17 @@
+"""Log format for the CLI and the long-running worker (libraries only call getLogger)."""
+
+from __future__ import annotations
+
+import logging
+
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "argilla.sdk")
+
+
+def configure_logging(level: int | str = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

