@@ -99,7 +99,8 @@ def test_search_endpoint_sorts_by_a_metadata_property(gateway, stack_settings):
     dataset = gateway.ensure_dataset(LABELS)
     dataset.records.log(_records_with_scores(9))
 
-    descending = [record["metadata"]["loss"] for record in search_sorted_by_metadata(stack_settings, dataset.id, "loss")]
+    descending = [record["metadata"]["loss"]
+                  for record in search_sorted_by_metadata(stack_settings, dataset.id, "loss")]
     ascending = [record["metadata"]["loss"]
                  for record in search_sorted_by_metadata(stack_settings, dataset.id, "loss", order="asc")]
 
