@@ -1,0 +1,63 @@
+"""Tiny real transformers classifiers built in-process (no download): a 2-layer BERT and a
+WordPiece tokenizer trained on the test sentences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+CORPUS = [
+    "a wonderful , moving film with a great cast",
+    "dull and lifeless , the plot never takes off",
+    "the best movie of the year , funny and smart",
+    "a tedious mess that wastes its actors",
+    "charming performances and a clever script",
+    "boring , predictable and far too long",
+    "an instant classic that will make you laugh and cry",
+    "i want those two hours of my life back",
+]
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def build_tokenizer(max_length: int = 32) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(CORPUS * 4, trainers.WordPieceTrainer(vocab_size=200, special_tokens=SPECIAL_TOKENS))
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=max_length, unk_token="[UNK]", pad_token="[PAD]",
+        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+    )
+
+
+def save_tiny_classifier(
+    directory: Path,
+    *,
+    labels: tuple[str, ...] = ("negative", "positive"),
+    layers: int = 2,
+    hidden_dropout: float = 0.1,
+    attention_dropout: float = 0.1,
+    seed: int = 0,
+) -> Path:
+    """Write a randomly initialised tiny BERT classifier and its tokenizer to ``directory``."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=hidden_dropout,
+        attention_probs_dropout_prob=attention_dropout, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={label: index for index, label in enumerate(labels)},
+    )
+    model = BertForSequenceClassification(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from baal.utils.metrics import ECE
+
+from worker.calibration import (
+    ece_by_samples,
+    expected_calibration_error,
+    plot_ece_by_samples,
+    plot_reliability_diagram,
+    reliability_bins,
+)
+
+
+def _random_probs(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, classes))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, classes, size=n)
+    return probs, labels
+
+
+@pytest.mark.parametrize(("classes", "n_bins"), [(2, 10), (5, 15), (20, 10)])
+def test_ece_agrees_with_baal(classes, n_bins):
+    probs, labels = _random_probs(500, classes, seed=classes)
+    baal_ece = ECE(n_bins=n_bins)
+    baal_ece.update(torch.from_numpy(probs), torch.from_numpy(labels))
+
+    assert expected_calibration_error(probs, labels, n_bins=n_bins) == pytest.approx(baal_ece.value, abs=1e-9)
+
+
+def test_a_perfectly_calibrated_bin_has_zero_error_and_overconfidence_is_measured():
+    probs = np.array([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(probs, np.array([0, 0, 0, 1])) == pytest.approx(0.0)
+    assert expected_calibration_error(probs, np.array([0, 1, 1, 1])) == pytest.approx(0.5)
+
+
+def test_confidence_of_one_falls_in_the_last_bin():
+    bins = reliability_bins(np.array([[1.0, 0.0]]), np.array([0]), n_bins=10)
+    assert bins.counts[-1] == 1
+
+
+def test_ece_by_samples_uses_the_mean_of_the_first_t_samples():
+    probs, labels = _random_probs(200, 3, seed=1)
+    rng = np.random.default_rng(2)
+    mc = np.stack([probs * 0.9 + 0.1 * rng.dirichlet(np.ones(3), size=200) for _ in range(6)], axis=2)
+
+    curve = ece_by_samples(mc, labels, sample_counts=[1, 3, 6])
+
+    assert [t for t, _ in curve] == [1, 3, 6]
+    assert curve[0][1] == pytest.approx(expected_calibration_error(mc[:, :, 0], labels))
+    assert curve[2][1] == pytest.approx(expected_calibration_error(mc.mean(axis=2), labels))
+    with pytest.raises(ValueError, match="sample counts must lie in 1..6"):
+        ece_by_samples(mc, labels, sample_counts=[7])
+
+
+def test_plots_are_written_as_png(tmp_path):
+    probs, labels = _random_probs(100, 2, seed=3)
+    bins = reliability_bins(probs, labels)
+    diagram = plot_reliability_diagram({"deterministic": bins}, tmp_path / "reliability.png")
+    sweep = plot_ece_by_samples([(1, 0.1), (2, 0.08)], 0.12, tmp_path / "ece.png")
+    for path in (diagram, sweep):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,171 @@
+"""The scoring engine on a tiny real BERT: MC sampling, fast MC, streaming, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny_models import save_tiny_classifier
+from worker.errors import DataError, ScoringError
+from worker.scoring import MCPredictor, Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring.batching import windows
+
+TEXTS = [
+    "a wonderful , moving film",
+    "dull and lifeless",
+    "the best movie of the year , funny and smart and charming and clever",
+    "boring",
+    "an instant classic",
+    "i want those two hours of my life back , a tedious mess",
+]
+
+
+def _inputs(classifier, texts=TEXTS):
+    return dict(classifier.tokenizer(texts, padding=True, return_tensors="pt"))
+
+
+def test_mc_samples_differ_and_the_deterministic_pass_is_reproducible(tiny_classifier):
+    for predictor in (MCPredictor(tiny_classifier, samples=8, strategy="full"),
+                      MCPredictor(tiny_classifier, samples=8, mc_layers=1),
+                      MCPredictor(tiny_classifier, samples=8, mc_layers=0)):
+        first = predictor.predict(_inputs(tiny_classifier))
+        second = predictor.predict(_inputs(tiny_classifier))
+
+        assert first.mc.shape == (len(TEXTS), 2, 8)
+        assert first.mc.exp().std(dim=2).min() > 0, f"{predictor!r}: MC samples are identical"
+        torch.testing.assert_close(first.deterministic, second.deterministic)
+        with torch.inference_mode():
+            plain = torch.log_softmax(tiny_classifier.model(**_inputs(tiny_classifier)).logits, dim=-1)
+        torch.testing.assert_close(first.deterministic, plain)
+
+
+def test_partial_mc_with_all_layers_reproduces_full_mc_for_the_same_seed(tiny_classifier):
+    full = MCPredictor(tiny_classifier, samples=5, strategy="full")
+    partial = MCPredictor(tiny_classifier, samples=5, strategy="partial", mc_layers="all")
+
+    torch.manual_seed(123)
+    full_mc = full.predict(_inputs(tiny_classifier)).mc
+    torch.manual_seed(123)
+    partial_mc = partial.predict(_inputs(tiny_classifier)).mc
+
+    torch.testing.assert_close(partial_mc, full_mc, atol=1e-5, rtol=1e-4)
+    torch.manual_seed(124)
+    assert not torch.allclose(partial.predict(_inputs(tiny_classifier)).mc, full_mc, atol=1e-3)
+
+
+def test_the_original_model_stays_deterministic_after_mc(tiny_classifier):
+    MCPredictor(tiny_classifier, samples=3, mc_layers="all").predict(_inputs(tiny_classifier))
+    MCPredictor(tiny_classifier, samples=3, strategy="full").predict(_inputs(tiny_classifier))
+    with torch.inference_mode():
+        a = tiny_classifier.model(**_inputs(tiny_classifier)).logits
+        b = tiny_classifier.model(**_inputs(tiny_classifier)).logits
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(("attention_dropout", "expect_variation"), [(False, False), (True, True)])
+def test_attention_dropout_is_stochastic_only_with_eager_attention(tmp_path, attention_dropout, expect_variation):
+    model_dir = save_tiny_classifier(tmp_path / "m", hidden_dropout=0.0, attention_dropout=0.5)
+    classifier = load_classifier(model_dir, device="cpu", attention_dropout=attention_dropout)
+
+    mc = MCPredictor(classifier, samples=6, mc_layers="all").predict(_inputs(classifier)).mc
+
+    varies = bool(mc.exp().std(dim=2).max() > 1e-6)
+    assert varies is expect_variation
+
+
+def test_mc_layers_out_of_range_is_refused(tiny_classifier):
+    with pytest.raises(ValueError, match=r"mc_layers must be in 0\.\.2"):
+        MCPredictor(tiny_classifier, mc_layers=3)
+
+
+def test_scores_come_back_in_input_order_and_do_not_depend_on_batching(tiny_classifier):
+    records = [ScoringInput(f"r{i}", text, ("negative", "positive")[i % 2]) for i, text in enumerate(TEXTS * 3)]
+
+    small = list(Scorer(tiny_classifier, samples=4, batch_size=2, window_batches=2).score(records))
+    large = list(Scorer(tiny_classifier, samples=4, batch_size=64).score(records))
+
+    assert [score.record_id for score in small] == [record.record_id for record in records]
+    for a, b in zip(small, large, strict=True):
+        assert a.loss == pytest.approx(b.loss, abs=1e-5)  # padding does not change the deterministic pass
+        assert a.deterministic_label == b.deterministic_label
+
+
+def test_each_score_is_finite_and_consistent(tiny_classifier):
+    records = [ScoringInput(f"r{i}", text, "positive" if i < 3 else None) for i, text in enumerate(TEXTS)]
+    scores = list(Scorer(tiny_classifier, samples=10).score(records))
+
+    for score in scores:
+        assert score.predicted_label in ("negative", "positive")
+        assert sum(score.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert score.score == pytest.approx(max(score.probabilities.values()))
+        for value in (score.score, score.bald, score.entropy, score.margin, score.variance, score.variation_ratio):
+            assert math.isfinite(value)
+        assert 0 <= score.bald <= math.log(2) + 1e-9
+    labelled, unlabelled = scores[:3], scores[3:]
+    assert all(math.isfinite(s.loss) and math.isfinite(s.expected_loss) for s in labelled)
+    assert all(s.disagreement == (s.predicted_label != "positive") for s in labelled)
+    assert all(s.loss is None and s.expected_loss is None and s.disagreement is None for s in unlabelled)
+
+
+def test_the_same_seed_gives_the_same_scores(tiny_classifier):
+    records = [ScoringInput(f"r{i}", text, "negative") for i, text in enumerate(TEXTS)]
+    first = list(Scorer(tiny_classifier, samples=6, seed=5).score(records))
+    second = list(Scorer(tiny_classifier, samples=6, seed=5).score(records))
+    assert [s.bald for s in first] == [s.bald for s in second]
+
+
+def test_blank_texts_are_skipped_with_a_reason_and_the_rest_is_scored(tiny_classifier):
+    records = [ScoringInput("ok-1", "a great film"), ScoringInput("none", None), ScoringInput("empty", ""),
+               ScoringInput("blank", "  \n\t "), ScoringInput("ok-2", "boring")]
+    scorer = Scorer(tiny_classifier, samples=3)
+
+    scores = {score.record_id: score for score in scorer.score(records)}
+
+    assert scores["none"].skipped_reason == "text is missing (None)"
+    assert scores["empty"].skipped_reason == "text is empty or whitespace only"
+    assert scores["blank"].skipped and scores["blank"].predicted_label is None
+    assert not scores["ok-1"].skipped and not scores["ok-2"].skipped
+    assert (scorer.stats.scored, scorer.stats.skipped) == (2, 3)
+
+
+def test_a_non_string_text_is_an_error_naming_the_record(tiny_classifier):
+    records = [ScoringInput("ok", "fine"), ScoringInput("rec-42", 3.14)]
+    with pytest.raises(DataError, match=r"record 'rec-42': text must be a string, got float"):
+        list(Scorer(tiny_classifier, samples=2).score(records))
+
+
+def test_an_unknown_reference_label_is_an_error_naming_record_and_value(tiny_classifier):
+    with pytest.raises(DataError, match=r"record 'r1': label 'neutral' is not one of the model's labels"):
+        list(Scorer(tiny_classifier, samples=2).score([ScoringInput("r1", "fine", "neutral")]))
+
+
+def test_a_label_set_mismatch_lists_both_sets():
+    with pytest.raises(ScoringError, match=r"\['negative', 'positive'\] differ .* \['bad', 'good'\]"):
+        check_label_set(("negative", "positive"), ["good", "bad"])
+
+
+def test_long_texts_are_truncated_and_counted(tiny_classifier):
+    long_text = " ".join(["wonderful"] * 200)
+    scorer = Scorer(tiny_classifier, samples=2)
+    scores = list(scorer.score([ScoringInput("long", long_text), ScoringInput("short", "boring")]))
+    assert scorer.stats.truncated == 1
+    assert not scores[0].skipped
+
+
+def test_batches_are_length_bucketed(tiny_classifier):
+    texts = ["boring"] * 4 + [" ".join(["wonderful"] * 20)] * 4
+    records = [ScoringInput(f"r{i}", text) for i, text in enumerate(np.random.default_rng(0).permutation(texts))]
+
+    window = next(windows(records, tiny_classifier.tokenizer, batch_size=4, max_length=32))
+
+    widths = [batch.inputs["input_ids"].shape[1] for batch in window.batches]
+    assert widths[0] < widths[1]
+    assert all(batch.inputs["attention_mask"].all() for batch in window.batches)  # no padding inside a bucket
+
+
+def test_loading_a_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ScoringError, match="cannot load a sequence classifier from"):
+        load_classifier(tmp_path / "nothing-here", device="cpu")

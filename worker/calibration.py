@@ -1,0 +1,125 @@
+"""Calibration: expected calibration error, reliability diagrams, ECE as a function of T."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# BaaL clips confidences just below 1 so that 1.0 lands in the last bin; we do the same to agree.
+_MAX_CONFIDENCE = 0.9999
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per-bin statistics of top-label confidence; arrays [n_bins]."""
+
+    edges: np.ndarray  # [n_bins + 1]
+    counts: np.ndarray
+    accuracy: np.ndarray
+    confidence: np.ndarray
+
+    @property
+    def ece(self) -> float:
+        total = self.counts.sum()
+        if total == 0:
+            return 0.0
+        return float(np.sum(self.counts / total * np.abs(self.accuracy - self.confidence)))
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> ReliabilityBins:
+    """Equal-width bins of top-label confidence.
+
+    Args:
+        probs: [N, C] predicted probabilities.
+        labels: [N] true class indices.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
+        raise ValueError(f"probs must be [N, C] and labels [N]; got {probs.shape} and {labels.shape}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    confidence = np.clip(probs.max(axis=1), 0.0, _MAX_CONFIDENCE)
+    correct = probs.argmax(axis=1) == labels
+    bin_ids = np.floor(confidence * n_bins).astype(int)
+    counts = np.bincount(bin_ids, minlength=n_bins)
+    safe_counts = np.maximum(counts, 1)
+    return ReliabilityBins(
+        edges=np.linspace(0.0, 1.0, n_bins + 1),
+        counts=counts,
+        accuracy=np.bincount(bin_ids, weights=correct, minlength=n_bins) / safe_counts,
+        confidence=np.bincount(bin_ids, weights=confidence, minlength=n_bins) / safe_counts,
+    )
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 10) -> float:
+    """Top-label ECE with equal-width bins: Σ_b (n_b / N) |accuracy_b − confidence_b|.
+
+    Args:
+        probs: [N, C] predicted probabilities.
+        labels: [N] true class indices.
+    """
+    return reliability_bins(probs, labels, n_bins=n_bins).ece
+
+
+def ece_by_samples(
+    mc_probs: np.ndarray, labels: np.ndarray, *, sample_counts: Sequence[int] | None = None, n_bins: int = 10
+) -> list[tuple[int, float]]:
+    """ECE of the mean of the first t MC samples, for each t.
+
+    Args:
+        mc_probs: [N, C, T] probabilities of T MC-dropout samples.
+        labels: [N] true class indices.
+        sample_counts: the values of t (default 1..T).
+
+    Returns:
+        [(t, ECE)] in the order of ``sample_counts``.
+    """
+    total = mc_probs.shape[2]
+    counts = list(sample_counts) if sample_counts is not None else list(range(1, total + 1))
+    if any(not 1 <= t <= total for t in counts):
+        raise ValueError(f"sample counts must lie in 1..{total}, got {counts}")
+    cumulative = np.cumsum(mc_probs, axis=2)  # [N, C, T]
+    return [(t, expected_calibration_error(cumulative[:, :, t - 1] / t, labels, n_bins=n_bins)) for t in counts]
+
+
+def plot_reliability_diagram(curves: dict[str, ReliabilityBins], path: Path, *, title: str = "Reliability") -> Path:
+    """Accuracy vs confidence per bin for one or more models (e.g. deterministic vs MC), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    for name, bins in curves.items():
+        filled = bins.counts > 0
+        centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+        axis.plot(centres[filled], bins.accuracy[filled], marker="o", label=f"{name} (ECE {bins.ece:.3f})")
+    axis.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    axis.legend(loc="upper left")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_ece_by_samples(curve: list[tuple[int, float]], deterministic_ece: float, path: Path) -> Path:
+    """ECE of MC dropout as T grows, against the deterministic model's ECE, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot([t for t, _ in curve], [ece for _, ece in curve], marker=".", label="MC dropout")
+    axis.axhline(deterministic_ece, color="grey", linestyle="--", label="deterministic")
+    axis.set(xlabel="MC samples T", ylabel="ECE", title="ECE vs number of MC-dropout samples")
+    axis.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path

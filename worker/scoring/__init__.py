@@ -1,0 +1,9 @@
+"""Scoring: model loading, batched streaming inference, MC-dropout uncertainty, per-example loss."""
+
+from worker.scoring.batching import ScoringInput
+from worker.scoring.engine import RecordScore, Scorer, ScoringStats
+from worker.scoring.mc import MCPredictor
+from worker.scoring.model import Classifier, check_label_set, load_classifier
+
+__all__ = ["Classifier", "MCPredictor", "RecordScore", "Scorer", "ScoringInput", "ScoringStats",
+           "check_label_set", "load_classifier"]

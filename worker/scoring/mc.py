@@ -1,0 +1,181 @@
+"""Deterministic and MC-dropout forward passes.
+
+Two MC strategies, both with BaaL's dropout patching (``baal.bayesian.dropout``):
+
+``full``
+    BaaL's :class:`~baal.bayesian.dropout.MCDropoutModule` around a copy of the whole model;
+    the T samples of a batch run as one enlarged batch (T × batch).
+``partial`` (fast MC)
+    Only the last ``k`` encoder layers and the classification head are stochastic. The
+    deterministic pass (dropout off) runs once and also yields the hidden states entering
+    layer ``L - k``; the stochastic suffix (a BaaL-patched copy of those layers and the head)
+    then runs on those hidden states repeated T times. ``k = 0`` is head-only; ``k = "all"``
+    makes the embeddings stochastic too and reproduces ``full`` for the same seed.
+
+Which dropouts are stochastic: BaaL swaps ``nn.Dropout`` modules. With SDPA attention (the
+transformers default) attention-probability dropout is a functional argument applied only in
+training mode, so it stays **off** under MC; load the model with ``attention_dropout=True``
+(eager attention) to make it stochastic. Hidden-state, embedding and classifier dropout are
+always stochastic in the MC passes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from baal.bayesian.dropout import MCDropoutModule, patch_module
+from torch import nn
+from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for_sdpa
+
+from worker.errors import ScoringError
+from worker.scoring.device import autocast
+from worker.scoring.model import Classifier
+
+MCLayers = int | Literal["all"]
+
+
+@dataclass
+class BatchPrediction:
+    """Log-probabilities of one batch, float32 on the CPU."""
+
+    deterministic: torch.Tensor  # [batch, classes]
+    mc: torch.Tensor  # [batch, classes, samples]
+
+
+class _EncoderParts:
+    """The pieces of a BERT/RoBERTa-style classifier needed to run its layers one by one."""
+
+    def __init__(self, model: nn.Module):
+        base = model.base_model
+        encoder = getattr(base, "encoder", None)
+        self.layers = getattr(encoder, "layer", None)
+        self.embeddings = getattr(base, "embeddings", None)
+        self.base = base
+        pooler = getattr(base, "pooler", None)
+        if self.layers is None or self.embeddings is None or not hasattr(model, "classifier"):
+            raise ScoringError(
+                f"partial MC dropout supports BERT- and RoBERTa-style encoders (base.encoder.layer, "
+                f"base.embeddings, classifier); {type(model).__name__} is not one: use mc_strategy='full'"
+            )
+        if pooler is not None and hasattr(model, "dropout"):  # BERT: classifier(dropout(pooler(h)))
+            self.head = nn.ModuleDict({"pooler": pooler, "dropout": model.dropout, "classifier": model.classifier})
+        else:  # RoBERTa / XLM-R / ELECTRA: classifier(h) takes the whole sequence output
+            self.head = nn.ModuleDict({"classifier": model.classifier})
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+
+class _StochasticSuffix(nn.Module):
+    """A BaaL-patched copy of the last layers (and, for k = all, the embeddings) plus the head."""
+
+    def __init__(self, parts: _EncoderParts, num_layers: int, *, from_embeddings: bool):
+        super().__init__()
+        self.embeddings = copy.deepcopy(parts.embeddings) if from_embeddings else None
+        start = parts.num_layers - num_layers
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
+        self.head = copy.deepcopy(parts.head)
+        self.attn_implementation = parts.base.config._attn_implementation
+        self._extended_mask = parts.base.get_extended_attention_mask  # a bound method: not a submodule
+        patch_module(self, inplace=True)
+
+    def forward(self, hidden: torch.Tensor | None, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
+        if self.embeddings is not None:
+            hidden = self.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        mask = self._attention_mask(inputs["attention_mask"], hidden)
+        for layer in self.layers:
+            output = layer(hidden, attention_mask=mask)
+            hidden = output[0] if isinstance(output, tuple) else output
+        if "pooler" in self.head:
+            return self.head["classifier"](self.head["dropout"](self.head["pooler"](hidden)))
+        return self.head["classifier"](hidden)
+
+    def _attention_mask(self, mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
+        """The same mask the model itself builds for its attention implementation."""
+        if self.attn_implementation == "sdpa":
+            return _prepare_4d_attention_mask_for_sdpa(mask, hidden.dtype, tgt_len=hidden.shape[1])
+        return self._extended_mask(mask, mask.shape)
+
+
+class MCPredictor:
+    """Runs the deterministic pass and ``samples`` MC-dropout passes of a classifier.
+
+    Args:
+        classifier: the loaded model (kept unpatched: its deterministic pass stays deterministic).
+        samples: T, the number of MC-dropout samples per record.
+        strategy: ``partial`` (fast MC) or ``full``.
+        mc_layers: for ``partial``, how many of the last encoder layers are stochastic
+            (0 = head only, ``"all"`` = everything).
+        samples_per_forward: how many of the T samples share one enlarged forward pass
+            (memory ∝ samples_per_forward × batch); defaults to all T.
+    """
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        samples: int = 20,
+        strategy: Literal["partial", "full"] = "partial",
+        mc_layers: MCLayers = 1,
+        samples_per_forward: int | None = None,
+    ):
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        if strategy not in ("partial", "full"):
+            raise ValueError(f"strategy must be 'partial' or 'full', got {strategy!r}")
+        self.classifier = classifier
+        self.samples = samples
+        self.strategy = strategy
+        self.samples_per_forward = samples_per_forward or samples
+        self.mc_layers = mc_layers
+        if strategy == "full":
+            self._mc_model = MCDropoutModule(copy.deepcopy(classifier.model)).eval()
+            self._suffix = None
+            self._suffix_start = None
+        else:
+            parts = _EncoderParts(classifier.model)
+            num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
+            if not 0 <= num_layers <= parts.num_layers:
+                raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
+            self._mc_model = None
+            self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all").eval()
+            self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
+
+    def __repr__(self) -> str:
+        layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
+        return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers})"
+
+    @torch.inference_mode()
+    def predict(self, inputs: dict[str, torch.Tensor]) -> BatchPrediction:
+        """inputs: tokenizer output, tensors [batch, seq] → log-probabilities (see BatchPrediction)."""
+        device = self.classifier.device
+        inputs = {key: value.to(device) for key, value in inputs.items()}
+        with autocast(device, self.classifier.amp_dtype):
+            need_hidden = self._suffix_start is not None
+            output = self.classifier.model(**inputs, output_hidden_states=need_hidden)
+            hidden = output.hidden_states[self._suffix_start] if need_hidden else None
+            chunks = [self._mc_logits(inputs, hidden, count) for count in self._sample_chunks()]
+        deterministic = torch.log_softmax(output.logits.float(), dim=-1)
+        mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
+        mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0)
+        return BatchPrediction(deterministic=deterministic.cpu(), mc=mc.contiguous().cpu())
+
+    def _sample_chunks(self) -> list[int]:
+        full, rest = divmod(self.samples, self.samples_per_forward)
+        return [self.samples_per_forward] * full + ([rest] if rest else [])
+
+    def _mc_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, count: int) -> torch.Tensor:
+        """Logits [count, batch, C] of ``count`` MC samples run as one enlarged batch."""
+        batch = inputs["input_ids"].shape[0]
+        repeated = {key: value.repeat(count, *([1] * (value.dim() - 1))) for key, value in inputs.items()}
+        if self._mc_model is not None:
+            logits = self._mc_model(**repeated).logits
+        else:
+            repeated_hidden = hidden.repeat(count, 1, 1) if hidden is not None else None
+            logits = self._suffix(repeated_hidden, repeated)
+        return logits.view(count, batch, -1)
