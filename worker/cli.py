@@ -92,6 +92,52 @@ def demo(records: int, flip_fraction: float, seed: int) -> None:
     _print_access(settings)
 
 
+@cli.command()
+@click.argument("source")
+@click.option("--dataset", "dataset_name", required=True, help="Argilla dataset to create or update.")
+@click.option("--workspace", default="argilla", show_default=True, envvar="ARGILLA_WORKSPACE")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default=None, help="Column with the current (original) label, if any.")
+@click.option("--id-column", default=None, help="Column with stable record ids (default: a hash of the text).")
+@click.option("--labels", default=None, help="Comma-separated label set (default: the dataset's, else the data's).")
+@click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
+@click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
+@click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
+def ingest(source, dataset_name, workspace, text_column, label_column, id_column, labels, split, api_url, api_key):
+    """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
+
+    Re-ingesting is idempotent (records are keyed by id). The original label is kept as
+    metadata and as a suggestion with agent 'original', never as an annotator's response.
+    Bad rows are reported with their row numbers and skipped.
+    """
+    from worker.gateway import ArgillaGateway
+    from worker.ingest import IngestReport, labelled_rows, load_table
+
+    table = load_table(source, split=split)
+    gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace)
+    label_set = labels.split(",") if labels else gateway.existing_labels()
+    if label_set is None and label_column is not None:
+        label_set = sorted(str(value) for value in _column_labels(table, label_column))
+    if not label_set:
+        raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
+    gateway.ensure_dataset(label_set)
+    report = IngestReport()
+    gateway.log_labelled_texts(labelled_rows(table, text_column=text_column, label_column=label_column,
+                                             id_column=id_column, labels=label_set, report=report))
+    click.echo(report.summary())
+    if report.bad_rows:
+        sys.exit(2)
+
+
+def _column_labels(table, label_column: str) -> list:
+    import datasets
+
+    feature = table.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return feature.names
+    return [value for value in table.unique(label_column) if value is not None]
+
+
 def _print_access(settings: LocalArgillaSettings) -> None:
     click.echo(f"Argilla UI: {settings.api_url}")
     click.echo(f"  username: {settings.username}   password: {settings.password.get_secret_value()}")

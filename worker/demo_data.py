@@ -22,7 +22,7 @@ SENTIMENT_LABELS = ("negative", "positive")
 class LabelledText:
     id: str
     text: str
-    label: str
+    label: str | None  # None: no label yet
 
 
 def load_movie_snippets(path: Path | None = None, *, limit: int | None = None) -> list[LabelledText]:

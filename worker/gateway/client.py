@@ -7,15 +7,30 @@ changes or deletes an annotator's response.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from itertools import islice
 
 import argilla as rg
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from worker.demo_data import LabelledText
 from worker.errors import ArgillaGatewayError, LabelSetMismatchError
+from worker.gateway.records import (
+    Correction,
+    Prediction,
+    PulledRecord,
+    ResponseState,
+    SuggestionState,
+    consensus,
+    same_value,
+    sanitise_metadata,
+)
 from worker.gateway.schema import (
     LABEL_QUESTION,
     ORIGINAL_AGENT,
@@ -23,17 +38,64 @@ from worker.gateway.schema import (
     dataset_settings,
     metadata_properties,
 )
+from worker.gateway.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
+RESPONSE_STATUSES = ["submitted", "draft", "discarded"]
+# The server-side query reaches this far behind the watermark (the search index can lag the database);
+# records are then kept only if they changed strictly after the watermark.
+WATERMARK_OVERLAP = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for connection errors and 5xx answers."""
+
+    attempts: int = 5
+    initial_wait_s: float = 0.5
+    max_wait_s: float = 10.0
+
+    def __post_init__(self):
+        if self.attempts < 1 or self.initial_wait_s < 0 or self.max_wait_s < self.initial_wait_s:
+            raise ValueError(f"invalid retry policy {self}")
+
+
+@dataclass
+class FailedBatch:
+    record_ids: list[str]
+    error: str
+
+
+@dataclass
+class PushReport:
+    sent: int = 0
+    unchanged: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # record id -> reason (never sent)
+    failed: list[FailedBatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected and not self.failed
+
+
+def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, httpx.TransportError):
+        return True
+    return isinstance(error, httpx.HTTPStatusError) and error.response.status_code >= 500
 
 
 class ArgillaGateway:
     """A dataset on an Argilla server, seen through the worker's schema."""
 
-    def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str):
+    def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
+                 retry: RetryPolicy | None = None):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
+        self.retry = retry or RetryPolicy()
+        self._cached_dataset: rg.Dataset | None = None
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key)
         except Exception as error:  # the SDK raises several unrelated types on connect
@@ -57,7 +119,13 @@ class ArgillaGateway:
             return dataset.create()
         self._check_labels(dataset, labels)
         self._add_missing_metadata(dataset)
+        self._cached_dataset = None  # settings may have changed
         return dataset
+
+    def existing_labels(self) -> list[str] | None:
+        """The label question's labels if the dataset exists, else None."""
+        dataset = self._find_dataset()
+        return None if dataset is None else list(dataset.settings.questions[LABEL_QUESTION].labels)
 
     def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = 500) -> int:
         """Upsert records by id with their original label as metadata and as an ``original`` suggestion.
@@ -73,17 +141,194 @@ class ArgillaGateway:
         logger.info("logged %d records to %s/%s", sent, self.workspace, self.dataset_name)
         return sent
 
+    # ------------------------------------------------------------------ pull
+
+    def pull(self, *, since: datetime | None = None, page_size: int = PAGE_SIZE) -> Iterator[PulledRecord]:
+        """Records with their metadata, suggestion and responses, a page at a time.
+
+        ``since=None`` pulls every record (used after a model change). Otherwise only records
+        inserted or updated since ``since``, and records whose responses changed since then
+        (each once).
+        """
+        dataset = self._dataset()
+        question_id = str(dataset.settings.questions[LABEL_QUESTION].id)
+        cutoff = None if since is None else since - WATERMARK_OVERLAP
+        if cutoff is None:
+            pages = self._paged_list(dataset.id, page_size)
+        else:
+            changed = self._paged_search(dataset.id, page_size, {
+                "type": "range", "scope": {"entity": "record", "property": "updated_at"}, "ge": cutoff.isoformat()})
+            annotated = self._paged_search(dataset.id, page_size, {
+                "type": "terms", "scope": {"entity": "response", "property": "status"}, "values": RESPONSE_STATUSES})
+            pages = itertools.chain(changed, annotated)
+        seen: set[str] = set()  # an incremental pull reads two overlapping queries
+        for page in pages:
+            for item in page:
+                record = _pulled_record(item, question_id)
+                if cutoff is not None and (record.server_id in seen or record.last_change is None
+                                           or record.last_change <= since):
+                    continue
+                if cutoff is not None:
+                    seen.add(record.server_id)
+                yield record
+
+    @property
+    def dataset_key(self) -> str:
+        return f"{self.api_url}|{self.workspace}/{self.dataset_name}"
+
+    def pull_incremental(self, state: SyncState) -> Iterator[PulledRecord]:
+        """Records changed since the persisted watermark; the watermark advances only once the pull is complete."""
+        since = state.watermark(self.dataset_key)
+        newest = since
+        for record in self.pull(since=since):
+            if record.last_change is not None and (newest is None or record.last_change > newest):
+                newest = record.last_change
+            yield record
+        state.set_watermark(self.dataset_key, newest)
+
+    def corrections(self, *, since: datetime | None = None) -> tuple[list[Correction], list[Correction]]:
+        """Consensus labels from submitted responses: (records with a consensus, tied records)."""
+        verdicts = [verdict for record in self.pull_annotated(since=since) if (verdict := consensus(record))]
+        ties = [verdict for verdict in verdicts if verdict.label is None]
+        for tie in ties:
+            logger.warning("record %s: no consensus, votes tied between %s", tie.record_id, list(tie.tied_labels))
+        return [verdict for verdict in verdicts if verdict.label is not None], ties
+
+    def pull_annotated(self, *, since: datetime | None = None) -> Iterator[PulledRecord]:
+        """Only the records that have at least one response (any status)."""
+        dataset = self._dataset()
+        question_id = str(dataset.settings.questions[LABEL_QUESTION].id)
+        pages = self._paged_search(dataset.id, PAGE_SIZE, {
+            "type": "terms", "scope": {"entity": "response", "property": "status"}, "values": RESPONSE_STATUSES})
+        for page in pages:
+            for item in page:
+                record = _pulled_record(item, question_id)
+                if since is None or (record.last_change and record.last_change > since):
+                    yield record
+
+    def _paged_list(self, dataset_id, page_size: int) -> Iterator[list[dict]]:
+        offset = 0
+        while True:
+            body = self._request("GET", f"/api/v1/datasets/{dataset_id}/records",
+                                 params={"include": ["responses", "suggestions"], "offset": offset,
+                                         "limit": min(page_size, 1000)})
+            if not body["items"]:
+                return
+            yield body["items"]
+            offset += len(body["items"])
+
+    def _paged_search(self, dataset_id, page_size: int, condition: dict) -> Iterator[list[dict]]:
+        offset = 0
+        query = {"filters": {"and": [condition]},
+                 "sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}]}
+        while True:
+            body = self._request("POST", f"/api/v1/datasets/{dataset_id}/records/search",
+                                 params={"include": ["responses", "suggestions"], "offset": offset,
+                                         "limit": min(page_size, 1000)}, json=query)
+            items = [item["record"] for item in body["items"]]
+            if not items:
+                return
+            yield items
+            offset += len(items)
+
+    # ------------------------------------------------------------------ push
+
+    def push(self, predictions: Iterable[Prediction], *, current: Mapping[str, PulledRecord],
+             batch_size: int = PAGE_SIZE) -> PushReport:
+        """Write each prediction as the record's suggestion and metadata, in bulk batches.
+
+        ``current`` is the records' state from the last pull (external id → record): metadata
+        is merged into it (the server replaces metadata as a whole), and records whose values
+        would not change are not sent. Responses are never part of the payload. A batch that
+        still fails after the retries is reported with its record ids; the others land.
+        """
+        dataset = self._dataset()
+        question = dataset.settings.questions[LABEL_QUESTION]
+        context = _PushContext(str(question.id), set(question.labels),
+                               {prop.name for prop in dataset.settings.metadata})
+        report = PushReport()
+        items = (self._push_item(p, current, context, report) for p in predictions)
+        for batch in _batched((item for item in items if item is not None), min(batch_size, PAGE_SIZE)):
+            ids = [record_id for record_id, _ in batch]
+            try:
+                self._request("PUT", f"/api/v1/datasets/{dataset.id}/records/bulk",
+                              json={"items": [payload for _, payload in batch]})
+                report.sent += len(batch)
+            except ArgillaGatewayError as error:
+                logger.error("push of %d records failed (first %s): %s", len(ids), ids[0], error)
+                report.failed.append(FailedBatch(ids, str(error)))
+        logger.info("push: %d sent, %d unchanged, %d rejected, %d failed batches", report.sent, report.unchanged,
+                    len(report.rejected), len(report.failed))
+        return report
+
+    def _push_item(self, prediction: Prediction, current: Mapping[str, PulledRecord], context: _PushContext,
+                   report: PushReport) -> tuple[str, dict] | None:
+        record = current.get(prediction.record_id)
+        reason = context.problem(prediction, record)
+        if reason is not None:
+            logger.warning("record %s not pushed: %s", prediction.record_id, reason)
+            report.rejected[prediction.record_id] = reason
+            return None
+        metadata = {**record.metadata, **sanitise_metadata(prediction.record_id, prediction.metadata)}
+        suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
+        if _same_metadata(metadata, record.metadata) and _same_suggestion(suggestion, record.suggestion):
+            report.unchanged += 1
+            return None
+        return prediction.record_id, {
+            "id": record.server_id,
+            "metadata": metadata,
+            "suggestions": [{"question_id": context.question_id, "value": prediction.label, "type": "model",
+                             "score": prediction.score, "agent": prediction.agent}],
+        }
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        """One HTTP call with retries on connection errors and 5xx; errors become ArgillaGatewayError."""
+        http = self.client.http_client
+
+        def call() -> dict:
+            response = http.request(method, path, **kwargs)
+            response.raise_for_status()
+            return response.json() if response.content else {}
+
+        retrying = Retrying(
+            retry=retry_if_exception(_is_retryable),
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential(multiplier=self.retry.initial_wait_s, max=self.retry.max_wait_s),
+            before_sleep=lambda state: logger.warning("Argilla %s %s failed (%s); retry %d of %d", method, path,
+                                                      state.outcome.exception(), state.attempt_number,
+                                                      self.retry.attempts - 1),
+            reraise=True,
+        )
+        try:
+            return retrying(call)
+        except httpx.HTTPStatusError as error:
+            raise ArgillaGatewayError(f"Argilla {method} {path} answered {error.response.status_code}: "
+                                      f"{error.response.text[:500]}") from error
+        except httpx.TransportError as error:
+            raise ArgillaGatewayError(f"Argilla at {self.api_url} unreachable after {self.retry.attempts} "
+                                      f"attempts ({method} {path}): {error}") from error
+
     def _find_dataset(self) -> rg.Dataset | None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
-            return self.client.datasets(name=self.dataset_name, workspace=self.workspace)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
+                return self.client.datasets(name=self.dataset_name, workspace=self.workspace)
+        except Exception as error:  # the SDK's errors share no base class
+            raise ArgillaGatewayError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
+                                      f"from {self.api_url}: {error}") from error
 
     def _dataset(self) -> rg.Dataset:
+        """The dataset (looked up once per gateway: its id and settings do not change under us)."""
+        if self._cached_dataset is not None:
+            return self._cached_dataset
         dataset = self._find_dataset()
         if dataset is None:
             raise ArgillaGatewayError(
                 f"dataset {self.workspace}/{self.dataset_name} does not exist on {self.api_url}"
             )
+        self._cached_dataset = dataset
         return dataset
 
     def _check_labels(self, dataset: rg.Dataset, labels: Sequence[str]) -> None:
@@ -109,7 +354,64 @@ class ArgillaGateway:
             logger.info("added metadata properties %s to %s", [p.name for p in missing], self.dataset_name)
 
 
+@dataclass(frozen=True)
+class _PushContext:
+    question_id: str
+    labels: set[str]
+    metadata_names: set[str]
+
+    def problem(self, prediction: Prediction, record: PulledRecord | None) -> str | None:
+        if record is None:
+            return "not in the dataset (pull it first)"
+        if prediction.label not in self.labels:
+            return f"label {prediction.label!r} is not one of the question's labels {sorted(self.labels)}"
+        if not 0.0 <= prediction.score <= 1.0:
+            return f"suggestion score {prediction.score!r} is not in [0, 1]"
+        unknown = set(prediction.metadata) - self.metadata_names
+        if unknown:
+            return f"metadata {sorted(unknown)} are not properties of the dataset"
+        return None
+
+
+def _same_metadata(new: dict, old: dict) -> bool:
+    return new.keys() == old.keys() and all(same_value(new[key], old[key]) for key in new)
+
+
+def _same_suggestion(new: SuggestionState, old: SuggestionState | None) -> bool:
+    return (old is not None and new.value == old.value and new.agent == old.agent
+            and same_value(new.score, old.score))
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _pulled_record(item: dict, question_id: str) -> PulledRecord:
+    suggestion = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == question_id), None)
+    return PulledRecord(
+        server_id=str(item["id"]),
+        record_id=str(item.get("external_id") or item["id"]),
+        text=(item.get("fields") or {}).get(TEXT_FIELD),
+        metadata=dict(item.get("metadata") or {}),
+        suggestion=SuggestionState(suggestion["value"], suggestion.get("agent"), suggestion.get("score"))
+        if suggestion else None,
+        responses=tuple(
+            ResponseState(
+                user_id=str(response["user_id"]),
+                value=((response.get("values") or {}).get(LABEL_QUESTION) or {}).get("value"),
+                status=response["status"],
+                updated_at=_parse_time(response.get("updated_at")),
+            )
+            for response in item.get("responses") or []
+        ),
+        updated_at=_parse_time(item.get("updated_at")),
+    )
+
+
 def _ingest_record(record: LabelledText) -> rg.Record:
+    """The original label goes to metadata and an ``original`` suggestion, never to a response."""
+    if record.label is None:
+        return rg.Record(id=record.id, fields={TEXT_FIELD: record.text})
     return rg.Record(
         id=record.id,
         fields={TEXT_FIELD: record.text},

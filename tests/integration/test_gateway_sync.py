@@ -1,0 +1,161 @@
+"""Pull, push and corrections against the real local Argilla (no HTTP mocks)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import pytest
+
+from tests.integration.annotator import (
+    create_annotator,
+    raw_responses,
+    search_sorted_by_metadata,
+    submit_label,
+)
+from worker.demo_data import LabelledText
+from worker.gateway import ArgillaGateway
+from worker.gateway.client import RetryPolicy
+from worker.gateway.records import Prediction
+from worker.gateway.sync_state import SyncState
+from worker.local_argilla.stack import _terminate_group
+
+LABELS = ("negative", "positive")
+TEXTS = ["a moving film", "dull and lifeless", "funny and smart", "a tedious mess", "charming", "far too long"]
+
+
+@pytest.fixture
+def gateway(local_argilla, stack_settings, dataset_name):
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(LABELS)
+    gateway.log_labelled_texts(LabelledText(f"r{i}", text, LABELS[i % 2]) for i, text in enumerate(TEXTS))
+    return gateway
+
+
+def _predictions(version: str, *, loss_offset: float = 0.0) -> list[Prediction]:
+    return [
+        Prediction(f"r{i}", LABELS[(i + 1) % 2], score=0.6 + i / 20, agent=version,
+                   metadata={"loss": i + loss_offset, "bald": 0.01 * i, "predicted_label": LABELS[(i + 1) % 2],
+                             "model_version": version, "disagreement": "yes"})
+        for i in range(len(TEXTS))
+    ]
+
+
+def _by_id(records) -> dict:
+    return {record.record_id: record for record in records}
+
+
+def test_ingest_pull_push_round_trip(gateway, stack_settings):
+    pulled = _by_id(gateway.pull())
+    assert set(pulled) == {f"r{i}" for i in range(6)}
+    assert pulled["r1"].suggestion.agent == "original" and pulled["r1"].metadata == {"original_label": "positive"}
+
+    report = gateway.push(_predictions("model-v1"), current=pulled)
+
+    assert report.ok and report.sent == 6
+    after = _by_id(gateway.pull())
+    assert after["r1"].suggestion.value == "negative" and after["r1"].suggestion.agent == "model-v1"
+    assert after["r1"].suggestion.score == pytest.approx(0.65)
+    assert after["r1"].metadata["original_label"] == "positive"  # merged, not replaced
+    assert after["r1"].metadata["loss"] == pytest.approx(1.0)
+    ordered = [r["external_id"] for r in search_sorted_by_metadata(stack_settings, gateway._dataset().id, "loss")]
+    assert ordered == [f"r{i}" for i in reversed(range(6))]
+
+
+def test_pushing_twice_sends_nothing_new_and_never_touches_responses(gateway, stack_settings):
+    pulled = _by_id(gateway.pull())
+    submit_label(stack_settings, pulled["r0"].server_id, "positive")
+    submit_label(stack_settings, pulled["r3"].server_id, "negative", status="draft")
+    dataset_id = gateway._dataset().id
+    before = raw_responses(stack_settings, dataset_id)
+
+    first = gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
+    second = gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
+
+    assert (first.sent, second.sent, second.unchanged) == (6, 0, 6)
+    assert raw_responses(stack_settings, dataset_id) == before
+    assert len(before["r0"]) == 1 and before["r3"][0]["status"] == "draft"
+
+
+def test_an_ui_submission_is_seen_by_the_next_incremental_pull(gateway, stack_settings, tmp_path):
+    state = SyncState(tmp_path / "sync.json")
+    assert len(list(gateway.pull_incremental(state))) == 6  # first pull: everything
+    assert state.watermark(gateway.dataset_key) is not None
+    target = _by_id(gateway.pull())["r4"]
+
+    submit_label(stack_settings, target.server_id, "negative")
+    changed = list(gateway.pull_incremental(state))
+    unchanged_since = list(gateway.pull_incremental(state))
+
+    assert [record.record_id for record in changed] == ["r4"]
+    assert changed[0].responses[0].value == "negative" and changed[0].responses[0].status == "submitted"
+    assert unchanged_since == []
+
+
+def test_non_finite_values_are_not_sent_and_the_rest_lands(gateway):
+    pulled = _by_id(gateway.pull())
+    predictions = [Prediction("r0", "negative", 0.9, "model-v1", {"loss": math.nan, "entropy": 0.3}),
+                   Prediction("r1", "negative", 0.9, "model-v1", {"loss": 2.0, "bald": math.inf})]
+
+    report = gateway.push(predictions, current=pulled)
+
+    assert report.ok and report.sent == 2
+    after = _by_id(gateway.pull())
+    assert "loss" not in after["r0"].metadata and after["r0"].metadata["entropy"] == pytest.approx(0.3)
+    assert "bald" not in after["r1"].metadata and after["r1"].metadata["loss"] == pytest.approx(2.0)
+
+
+def test_bad_predictions_are_rejected_by_name_and_the_others_land(gateway):
+    pulled = _by_id(gateway.pull())
+    predictions = [Prediction("r0", "neutral", 0.5, "v1", {}),
+                   Prediction("r1", "negative", 1.5, "v1", {}),
+                   Prediction("r2", "negative", 0.5, "v1", {"colour": "red"}),
+                   Prediction("ghost", "negative", 0.5, "v1", {}),
+                   Prediction("r3", "negative", 0.5, "v1", {"loss": 1.0})]
+
+    report = gateway.push(predictions, current=pulled)
+
+    assert report.sent == 1
+    assert "label 'neutral' is not one of" in report.rejected["r0"]
+    assert "score 1.5 is not in [0, 1]" in report.rejected["r1"]
+    assert "['colour'] are not properties" in report.rejected["r2"]
+    assert "not in the dataset" in report.rejected["ghost"]
+
+
+def test_a_stopped_server_is_retried_then_reported_and_a_rerun_converges(gateway, local_argilla):
+    pulled = _by_id(gateway.pull())
+    gateway.retry = RetryPolicy(attempts=3, initial_wait_s=0.05, max_wait_s=0.2)
+    gateway._dataset()  # resolved while the server is up
+    _terminate_group(local_argilla._read_pids()["server"]["pid"])
+    try:
+        report = gateway.push(_predictions("model-v2"), current=pulled, batch_size=4)
+    finally:
+        local_argilla.up()
+
+    assert report.sent == 0 and len(report.failed) == 2
+    assert sorted(report.failed[0].record_ids + report.failed[1].record_ids) == sorted(pulled)
+    assert "unreachable after 3 attempts" in report.failed[0].error
+
+    rerun = gateway.push(_predictions("model-v2"), current=_by_id(gateway.pull()))
+    again = gateway.push(_predictions("model-v2"), current=_by_id(gateway.pull()))
+    assert (rerun.sent, again.sent, again.unchanged) == (6, 0, 6)
+
+
+def test_corrections_take_the_majority_and_report_ties(gateway, stack_settings):
+    pulled = _by_id(gateway.pull())
+    second_annotator = create_annotator(stack_settings, gateway.client, f"annotator-{uuid.uuid4().hex[:8]}")
+    submit_label(stack_settings, pulled["r1"].server_id, "negative")  # original: positive
+    submit_label(stack_settings, pulled["r1"].server_id, "negative", headers=second_annotator)
+    submit_label(stack_settings, pulled["r2"].server_id, "negative")  # original: negative → a confirmation
+    submit_label(stack_settings, pulled["r3"].server_id, "negative")  # tie
+    submit_label(stack_settings, pulled["r3"].server_id, "positive", headers=second_annotator)
+    submit_label(stack_settings, pulled["r5"].server_id, "negative", status="draft")
+
+    corrections, ties = gateway.corrections()
+
+    by_id = {correction.record_id: correction for correction in corrections}
+    assert set(by_id) == {"r1", "r2"}
+    assert (by_id["r1"].label, by_id["r1"].original_label, by_id["r1"].num_annotators) == ("negative", "positive", 2)
+    assert by_id["r1"].is_correction and not by_id["r2"].is_correction
+    assert [(tie.record_id, tie.tied_labels) for tie in ties] == [("r3", ("negative", "positive"))]

@@ -1,0 +1,35 @@
+"""`argilla-worker ingest` from a real file into the real local Argilla, twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import argilla as rg
+
+
+def test_ingest_reports_bad_rows_and_a_second_run_updates_instead_of_duplicating(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    data = tmp_path / "reviews.jsonl"
+    rows = [{"text": "a moving film", "label": "positive"}, {"text": "", "label": "negative"},
+            {"text": "dull", "label": "negative"}, {"text": "odd", "label": "neutral"}]
+    data.write_text("\n".join(json.dumps(row) for row in rows))
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+    command = [sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name, "--label-column",
+               "label", "--labels", "negative,positive", "--api-url", stack_settings.api_url]
+
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    assert first.returncode == 2, first.stderr  # bad rows were skipped
+    assert "2 of 4 rows ingested, 2 skipped" in first.stdout
+    assert "row 2: text column 'text' is empty" in first.stdout
+    assert "row 4: label 'neutral' is not one of ['negative', 'positive']" in first.stdout
+    assert second.stdout == first.stdout
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records(
+        with_responses=True))
+    assert sorted(record.fields["text"] for record in records) == ["a moving film", "dull"]
+    assert all(len(record.responses) == 0 for record in records)

@@ -1,0 +1,113 @@
+"""What the worker reads from and writes to Argilla, as plain values (no SDK objects)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+SUBMITTED = "submitted"
+
+
+@dataclass(frozen=True)
+class SuggestionState:
+    value: str
+    agent: str | None
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ResponseState:
+    user_id: str
+    value: str | None
+    status: str  # submitted | draft | discarded
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PulledRecord:
+    """One Argilla record as the worker sees it."""
+
+    server_id: str
+    record_id: str  # the external id
+    text: str | None
+    metadata: dict
+    suggestion: SuggestionState | None
+    responses: tuple[ResponseState, ...]
+    updated_at: datetime | None
+
+    @property
+    def last_change(self) -> datetime | None:
+        """The latest of the record's and its responses' update times."""
+        times = [t for t in (self.updated_at, *(r.updated_at for r in self.responses)) if t is not None]
+        return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The annotators' verdict on one record, from its submitted responses.
+
+    ``label`` is the majority label, or None on a tie (then ``tied_labels`` names the tie).
+    """
+
+    record_id: str
+    label: str | None
+    original_label: str | None
+    agreement: float  # votes for the majority label / submitted responses
+    num_annotators: int
+    votes: dict[str, int] = field(default_factory=dict)
+    tied_labels: tuple[str, ...] = ()
+
+    @property
+    def is_correction(self) -> bool:
+        """True when the consensus differs from the original label."""
+        return self.label is not None and self.label != self.original_label
+
+
+def consensus(record: PulledRecord) -> Correction | None:
+    """Majority vote over submitted responses (draft and discarded ignored); None without any."""
+    votes = Counter(r.value for r in record.responses if r.status == SUBMITTED and r.value is not None)
+    if not votes:
+        return None
+    ranked = votes.most_common()
+    top_count = ranked[0][1]
+    leaders = tuple(sorted(label for label, count in ranked if count == top_count))
+    total = sum(votes.values())
+    original = record.metadata.get("original_label")
+    if len(leaders) > 1:
+        return Correction(record.record_id, None, original, top_count / total, total, dict(votes), leaders)
+    return Correction(record.record_id, leaders[0], original, top_count / total, total, dict(votes))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the worker writes for one record: a suggestion and metadata values."""
+
+    record_id: str
+    label: str
+    score: float
+    agent: str
+    metadata: dict[str, float | str]
+
+
+def sanitise_metadata(record_id: str, metadata: dict) -> dict:
+    """Drop non-finite floats (Argilla rejects NaN with 422), logging each with the record and key."""
+    clean = {}
+    for key, value in metadata.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            logger.warning("record %s: metadata %s=%r is not finite; not sent", record_id, key, value)
+            continue
+        if value is None:
+            continue
+        clean[key] = value
+    return clean
+
+
+def same_value(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
