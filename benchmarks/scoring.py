@@ -42,6 +42,7 @@ METHODS = {
     "b_deterministic": "(b) deterministic pass",
     "c_full_mc": "(c) ours, full MC",
     "d_fast_k1": "(d) ours, fast MC k=1",
+    "d_fast_auto": "(d) ours, fast MC k=auto (4 of 6)",
     "d_fast_k0": "(d) ours, fast MC k=0",
 }
 
@@ -194,9 +195,12 @@ def _child(method: str, model_dir: str, texts: list[str], samples: int, batch_si
         result = _deterministic(model_path, texts, batch_size, device)
     elif method == "c_full_mc":
         result = _ours(model_path, texts, samples, batch_size, device, strategy="full")
-    else:
+    elif method.startswith("sweep_k"):
         result = _ours(model_path, texts, samples, batch_size, device, strategy="partial",
-                       mc_layers=1 if method == "d_fast_k1" else 0)
+                       mc_layers=int(method.removeprefix("sweep_k")))
+    else:
+        layers = {"d_fast_k1": 1, "d_fast_auto": "auto", "d_fast_k0": 0}[method]
+        result = _ours(model_path, texts, samples, batch_size, device, strategy="partial", mc_layers=layers)
     queue.put(result)
 
 
@@ -212,9 +216,10 @@ def run_method(method: str, model_dir: Path, texts: list[str], args) -> dict:
             break
         except Exception:  # queue.Empty: check the child is still alive
             if not process.is_alive():
-                raise RuntimeError(f"{METHODS[method]} failed (exit code {process.exitcode}); see its traceback above") from None
+                raise RuntimeError(f"{method} failed (exit code {process.exitcode}); see its traceback") from None
     process.join()
-    logger.info("%s: %.1f s, %.0f records/s", METHODS[method], result["seconds"], len(texts) / result["seconds"])
+    logger.info("%s: %.1f s, %.0f records/s", METHODS.get(method, method), result["seconds"],
+                len(texts) / result["seconds"])
     return result
 
 
@@ -240,7 +245,7 @@ def summarise(results: dict[str, dict], true_labels: np.ndarray, records: int) -
     for method in summary:
         summary[method]["speedup_vs_a"] = summary[method]["records_per_s"] / summary["a_baal"]["records_per_s"]
         summary[method]["cost_vs_b"] = summary["b_deterministic"]["records_per_s"] / summary[method]["records_per_s"]
-    for method in ("d_fast_k1", "d_fast_k0"):
+    for method in ("d_fast_k1", "d_fast_auto", "d_fast_k0"):
         summary[method]["bald_spearman_vs_c"] = float(spearmanr(results[method]["bald"],
                                                                 results["c_full_mc"]["bald"]).statistic)
         summary[method]["ece_diff_vs_c"] = abs(summary[method]["ece"] - summary["c_full_mc"]["ece"])
@@ -269,6 +274,31 @@ def markdown_table(summary: dict[str, dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def layer_sweep(model_dir: Path, texts: list[str], true_labels: np.ndarray, full: dict, args) -> list[dict]:
+    """Fast MC for k = 0..L: speed and how well its BALD tracks full MC's."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+    from transformers import AutoConfig
+
+    layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
+    rows = []
+    for k in range(layers + 1):
+        result = run_method(f"sweep_k{k}", model_dir, texts, args)
+        wrong = result["mean_probs"].argmax(axis=1) != true_labels
+        rows.append({"k": k, "records_per_s": len(texts) / result["seconds"],
+                     "bald_spearman_vs_full": float(spearmanr(result["bald"], full["bald"]).statistic),
+                     "bald_auroc_misclassified": float(roc_auc_score(wrong, result["bald"]))})
+    return rows
+
+
+def sweep_table(rows: list[dict]) -> str:
+    lines = ["", "Fast MC depth sweep (k stochastic layers of the encoder)", "",
+             "| k | records/s | BALD ρ vs full MC | BALD AUROC (errors) |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['k']} | {r['records_per_s']:.1f} | {r['bald_spearman_vs_full']:.3f} "
+              f"| {r['bald_auroc_misclassified']:.3f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1000, help="records scored by each method")
@@ -276,6 +306,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20, help="MC-dropout samples T")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layer-sweep", action="store_true",
+                        help="also run fast MC for every k and report BALD's agreement with full MC")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     configure_logging()
@@ -286,11 +318,13 @@ def main() -> None:
     true_labels = np.array([SENTIMENT_LABELS.index(record.label) for record in test])
     results = {method: run_method(method, model_dir, texts, args) for method in METHODS}
     summary = summarise(results, true_labels, len(texts))
+    sweep = layer_sweep(model_dir, texts, true_labels, results["c_full_mc"], args) if args.layer_sweep else None
     meta = {"records": len(texts), "samples": args.samples, "batch_size": args.batch_size, "device": args.device,
             "model": f"all-MiniLM-L6-v2 fine-tuned on {len(train)} movie snippets"}
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "scoring.json").write_text(json.dumps({"meta": meta, "results": summary}, indent=2))
-    table = markdown_table(summary, meta)
+    (args.output / "scoring.json").write_text(json.dumps({"meta": meta, "results": summary, "layer_sweep": sweep},
+                                                         indent=2))
+    table = markdown_table(summary, meta) + (sweep_table(sweep) if sweep else "")
     (args.output / "scoring.md").write_text(table)
     print(table)
 

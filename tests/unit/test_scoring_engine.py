@@ -169,3 +169,10 @@ def test_batches_are_length_bucketed(tiny_classifier):
 def test_loading_a_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ScoringError, match="cannot load a sequence classifier from"):
         load_classifier(tmp_path / "nothing-here", device="cpu")
+
+
+def test_auto_depth_is_the_last_two_thirds_of_the_encoder(tiny_classifier):
+    from worker.scoring.mc import auto_mc_layers
+
+    assert [auto_mc_layers(n) for n in (2, 6, 12, 24)] == [2, 4, 8, 16]
+    assert "mc_layers=2" in repr(MCPredictor(tiny_classifier, samples=2))

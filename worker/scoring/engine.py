@@ -72,7 +72,8 @@ class Scorer:
     Args:
         classifier: the loaded model.
         samples: T, MC-dropout samples per record (default 20).
-        strategy / mc_layers: see :class:`~worker.scoring.mc.MCPredictor` (default: fast MC, last layer).
+        strategy / mc_layers: see :class:`~worker.scoring.mc.MCPredictor` (default: fast MC over the
+            last two thirds of the encoder layers).
         batch_size: records per forward pass (the MC pass runs batch_size × samples_per_forward).
         window_batches: batches per length-sorting window (memory is O(batch_size × window_batches)).
         seed: seeds torch's RNG at the start of each :meth:`score` call, so runs are reproducible.
@@ -84,7 +85,7 @@ class Scorer:
         *,
         samples: int = 20,
         strategy: Literal["partial", "full"] = "partial",
-        mc_layers: MCLayers = 1,
+        mc_layers: MCLayers = "auto",
         batch_size: int = 32,
         window_batches: int = 16,
         samples_per_forward: int | None = None,
