@@ -151,6 +151,7 @@ class MCPredictor:
             parts = _EncoderParts(classifier.model)
             if mc_layers == "auto":
                 mc_layers = auto_mc_layers(parts.num_layers)
+                self.mc_layers = mc_layers
             num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
             if not 0 <= num_layers <= parts.num_layers:
                 raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
