@@ -1,0 +1,99 @@
+"""The annotator's view in a real headless Chromium against the real local Argilla UI.
+
+Signs in, opens the dataset, sorts by `loss` descending, sees the highest-loss record first with
+the model's suggestion, submits a corrected label, and checks the next pull reports it.
+A screenshot is saved under test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from worker.demo_data import LabelledText
+from worker.gateway import ArgillaGateway
+from worker.gateway.records import Prediction
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"]
+TEXTS = {"r0": "a wonderful, moving film", "r1": "a film about nothing at all", "r2": "a tedious, lifeless mess",
+         "r3": "funny, smart and charming"}
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it)")
+        pytest.skip("Debian's chromium is not installed")
+    return path
+
+
+@pytest.fixture
+def browser_page(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+@pytest.fixture
+def scored_dataset(local_argilla, stack_settings, dataset_name):
+    """Four records; the model finds r2's original label ('positive') least plausible."""
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(("negative", "positive"))
+    labels = {"r0": "positive", "r1": "negative", "r2": "positive", "r3": "positive"}
+    gateway.log_labelled_texts(LabelledText(rid, TEXTS[rid], labels[rid]) for rid in TEXTS)
+    losses = {"r0": 0.1, "r1": 0.7, "r2": 3.2, "r3": 0.2}
+    predicted = {"r0": "positive", "r1": "negative", "r2": "negative", "r3": "positive"}
+    report = gateway.push(
+        [Prediction(rid, predicted[rid], 0.9, "model-v1", {"loss": losses[rid], "model_version": "model-v1"})
+         for rid in TEXTS],
+        current={record.record_id: record for record in gateway.pull()},
+    )
+    assert report.ok
+    return gateway
+
+
+def test_annotator_sorts_by_loss_sees_the_worst_record_with_its_suggestion_and_corrects_it(
+        browser_page, scored_dataset, stack_settings):
+    page = browser_page
+    page.goto(f"{stack_settings.api_url}/sign-in")
+    page.get_by_label("Username").fill(stack_settings.username)
+    page.get_by_label("Password").fill(stack_settings.password.get_secret_value())
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "sign-in" not in url)
+
+    page.goto(f"{stack_settings.api_url}/dataset/{scored_dataset._dataset().id}/annotation-mode")
+    page.locator("button.filter-button__button", has_text="Sort").click()
+    page.locator("li[title='loss'] button").click()
+    page.wait_for_url(lambda url: "sort=metadata.loss.asc" in url)
+    page.locator("button.sort-selector-item__direction").click()
+    page.wait_for_url(lambda url: "sort=metadata.loss.desc" in url)
+    page.keyboard.press("Escape")
+
+    page.get_by_text(TEXTS["r2"]).wait_for()
+    for other in ("r0", "r1", "r3"):
+        assert not page.get_by_text(TEXTS[other]).is_visible()
+    suggested = page.locator("label", has_text="negative").first
+    assert "0.9" in suggested.inner_text()  # the model's suggestion and its score are shown
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "annotator-sorted-by-loss.png"))
+
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text(TEXTS["r2"]).wait_for(state="hidden")
+
+    corrections, ties = scored_dataset.corrections()
+    assert ties == []
+    assert [(c.record_id, c.label, c.original_label, c.is_correction) for c in corrections] == [
+        ("r2", "negative", "positive", True)]
