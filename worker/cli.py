@@ -82,13 +82,24 @@ def local_argilla_status() -> None:
 @click.option("--records", default=2000, show_default=True, help="How many movie snippets to log.")
 @click.option("--flip-fraction", default=0.1, show_default=True, help="Fraction of labels flipped on purpose.")
 @click.option("--seed", default=0, show_default=True)
-def demo(records: int, flip_fraction: float, seed: int) -> None:
-    """Run the worker on the embedded default: local Argilla + offline movie-review snippets."""
+@click.option("--no-score", is_flag=True, help="Only start the stack and log the records.")
+def demo(records: int, flip_fraction: float, seed: int, no_score: bool) -> None:
+    """Run the worker on the embedded default: local Argilla + offline movie-review snippets + MiniLM.
+
+    Fine-tunes the offline MiniLM briefly on the (noisy) labels, scores every record with MC
+    dropout, pushes suggestions and metadata, and reports how many flipped labels the loss
+    ranking finds. Then sort by `loss` in the Argilla UI and fix the worst records first.
+    """
     from worker.demo import run_demo
 
     settings = LocalArgillaSettings()
-    summary = run_demo(settings, records=records, flip_fraction=flip_fraction, seed=seed)
+    summary = run_demo(settings, records=records, flip_fraction=flip_fraction, seed=seed, score=not no_score)
     click.echo(f"dataset {summary.dataset!r}: {summary.records} records, {summary.flipped} labels flipped")
+    if summary.flipped_in_top is not None:
+        click.echo(f"model {summary.model_version}: suggestions and scores pushed for {summary.pushed} records")
+        click.echo(f"flipped labels among the top {summary.top_k} by loss: {summary.flipped_in_top} of "
+                   f"{summary.top_k} (at random: about {round(summary.top_k * flip_fraction)})")
+        click.echo("In the UI: open the dataset, Sort → metadata 'loss' → descending, and fix the worst first.")
     _print_access(settings)
 
 
