@@ -43,7 +43,8 @@ from worker.gateway.sync_state import SyncState
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
-RESPONSE_STATUSES = ["submitted", "draft", "discarded"]
+ANNOTATED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"},
+                    "values": ["submitted", "draft", "discarded"]}
 # The server-side query reaches this far behind the watermark (the search index can lag the database);
 # records are then kept only if they changed strictly after the watermark.
 WATERMARK_OVERLAP = timedelta(seconds=2)
@@ -151,26 +152,14 @@ class ArgillaGateway:
         (each once).
         """
         dataset = self._dataset()
-        question_id = str(dataset.settings.questions[LABEL_QUESTION].id)
-        cutoff = None if since is None else since - WATERMARK_OVERLAP
-        if cutoff is None:
+        if since is None:
             pages = self._paged_list(dataset.id, page_size)
-        else:
-            changed = self._paged_search(dataset.id, page_size, {
-                "type": "range", "scope": {"entity": "record", "property": "updated_at"}, "ge": cutoff.isoformat()})
-            annotated = self._paged_search(dataset.id, page_size, {
-                "type": "terms", "scope": {"entity": "response", "property": "status"}, "values": RESPONSE_STATUSES})
-            pages = itertools.chain(changed, annotated)
-        seen: set[str] = set()  # an incremental pull reads two overlapping queries
-        for page in pages:
-            for item in page:
-                record = _pulled_record(item, question_id)
-                if cutoff is not None and (record.server_id in seen or record.last_change is None
-                                           or record.last_change <= since):
-                    continue
-                if cutoff is not None:
-                    seen.add(record.server_id)
-                yield record
+        else:  # the changed records, then the annotated ones (a 2nd response does not touch the record)
+            updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
+                       "ge": (since - WATERMARK_OVERLAP).isoformat()}
+            pages = itertools.chain(self._paged_search(dataset.id, page_size, updated),
+                                    self._paged_search(dataset.id, page_size, ANNOTATED_FILTER))
+        yield from self._records(pages, since)
 
     @property
     def dataset_key(self) -> str:
@@ -196,14 +185,19 @@ class ArgillaGateway:
 
     def pull_annotated(self, *, since: datetime | None = None) -> Iterator[PulledRecord]:
         """Only the records that have at least one response (any status)."""
-        dataset = self._dataset()
-        question_id = str(dataset.settings.questions[LABEL_QUESTION].id)
-        pages = self._paged_search(dataset.id, PAGE_SIZE, {
-            "type": "terms", "scope": {"entity": "response", "property": "status"}, "values": RESPONSE_STATUSES})
+        yield from self._records(self._paged_search(self._dataset().id, PAGE_SIZE, ANNOTATED_FILTER), since)
+
+    def _records(self, pages: Iterable[list[dict]], since: datetime | None) -> Iterator[PulledRecord]:
+        """Parse pages of records; with ``since``, keep each record once and only if it changed after ``since``."""
+        question_id = str(self._dataset().settings.questions[LABEL_QUESTION].id)
+        seen: set[str] = set()
         for page in pages:
             for item in page:
                 record = _pulled_record(item, question_id)
-                if since is None or (record.last_change and record.last_change > since):
+                if since is None:
+                    yield record
+                elif record.server_id not in seen and record.last_change is not None and record.last_change > since:
+                    seen.add(record.server_id)
                     yield record
 
     def _paged_list(self, dataset_id, page_size: int) -> Iterator[list[dict]]:
