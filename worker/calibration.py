@@ -123,3 +123,55 @@ def plot_ece_by_samples(curve: list[tuple[int, float]], deterministic_ece: float
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def fit_temperature(log_probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature τ > 0 minimising the NLL of softmax(log_probs / τ) (Guo et al. 2017).
+
+    Args:
+        log_probs: [N, C] log-probabilities (or logits: softmax is shift-invariant).
+        labels: [N] true class indices.
+    """
+    from scipy.optimize import minimize_scalar
+
+    log_probs = np.asarray(log_probs, dtype=np.float64)
+    labels = np.asarray(labels)
+
+    def nll(log_temperature: float) -> float:
+        return float(-scaled_log_probs(log_probs, np.exp(log_temperature))[np.arange(len(labels)), labels].mean())
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def scaled_log_probs(log_probs: np.ndarray, temperature: float) -> np.ndarray:
+    """log softmax(log_probs / τ); [N, C] → [N, C]."""
+    scaled = np.asarray(log_probs, dtype=np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    return scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, *, title: str = "Confusion matrix",
+                          xlabel: str = "predicted", ylabel: str = "true") -> Path:
+    """A [C, C] count matrix as an annotated heat map (rows: ``ylabel``, columns: ``xlabel``), as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.45 * len(labels) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    if len(labels) <= 20:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for row in range(matrix.shape[0]):
+            for column in range(matrix.shape[1]):
+                axis.text(column, row, int(matrix[row, column]), ha="center", va="center", fontsize=8,
+                          color="white" if matrix[row, column] > threshold else "black")
+    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path

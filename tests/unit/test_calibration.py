@@ -63,3 +63,42 @@ def test_plots_are_written_as_png(tmp_path):
     sweep = plot_ece_by_samples([(1, 0.1), (2, 0.08)], 0.12, tmp_path / "ece.png")
     for path in (diagram, sweep):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_temperature_scaling_recovers_the_temperature_that_generated_the_labels():
+    from worker.calibration import fit_temperature, scaled_log_probs
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(20000, 4))  # [N, C]
+    true_probs = np.exp(scaled_log_probs(logits, 2.0))
+    labels = np.array([rng.choice(4, p=row) for row in true_probs])
+
+    fitted = fit_temperature(logits, labels)
+
+    assert fitted == pytest.approx(2.0, rel=0.05)
+    assert np.allclose(np.exp(scaled_log_probs(logits, 1.0)).sum(axis=1), 1.0)
+    overconfident = expected_calibration_error(np.exp(scaled_log_probs(logits, 1.0)), labels)
+    assert expected_calibration_error(np.exp(scaled_log_probs(logits, fitted)), labels) < overconfident / 3
+
+
+def test_the_calibration_report_matches_the_metrics_it_is_built_from(tiny_classifier, tmp_path):
+    import json
+
+    from tests.training_data import sentiment_examples
+    from worker.training.calibrate import calibration_report
+    from worker.training.evaluate import predict_probabilities
+
+    examples = sentiment_examples(24)
+    report = calibration_report(tiny_classifier, examples, tmp_path, max_samples=6, mc_samples=4, seed=1)
+
+    probabilities = predict_probabilities(tiny_classifier, [e.text for e in examples], samples=6, seed=1)
+    targets = np.array([tiny_classifier.labels.index(e.label) for e in examples])
+    assert report.ece_deterministic == pytest.approx(expected_calibration_error(probabilities.deterministic, targets))
+    assert report.ece_mc == pytest.approx(
+        expected_calibration_error(probabilities.mc[:, :, :4].mean(axis=2), targets))
+    assert [t for t, _ in report.ece_by_samples] == list(range(1, 7))
+    assert report.temperature is not None and report.ece_temperature_scaled_crossfit is not None
+    stored = json.loads((tmp_path / "report.json").read_text())
+    assert stored["ece_mc"] == pytest.approx(report.ece_mc)
+    for name in ("reliability.png", "ece_vs_T.png", "confusion_matrix.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

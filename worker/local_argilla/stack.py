@@ -229,7 +229,7 @@ class LocalArgilla:
         log_path = self.logs_dir / f"{step}.log"
         with open(log_path, "ab") as log_file:
             result = subprocess.run(
-                [str(self._venv_python()), str(LAUNCHER), *args],
+                [str(self._venv_python()), str(LAUNCHER), *args], check=False,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -310,7 +310,7 @@ def _base_python() -> str:
 
 
 def _run_checked(command: list[str], step: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
         raise LocalArgillaError(f"local Argilla: could not {step} (exit {result.returncode}):\n{tail}")

@@ -115,7 +115,7 @@ def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: 
         return_overflowing_tokens=True,
         return_attention_mask=True,
     )
-    keys = [key for key in encoded.keys() if key not in ("overflow_to_sample_mapping", "length")]
+    keys = [key for key in encoded if key not in ("overflow_to_sample_mapping", "length")]
     sample_of_chunk = encoded["overflow_to_sample_mapping"]
     first_chunk: dict[int, int] = {}
     for chunk_index, sample in enumerate(sample_of_chunk):

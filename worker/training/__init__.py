@@ -1,5 +1,6 @@
-"""Fine-tuning sequence classifiers on labelled records."""
+"""Training sequence classifiers on corrected labels: data, loop, evaluation, K-fold, calibration."""
 
 from worker.training.finetune import fine_tune
+from worker.training.trainer import TrainingSettings, train_classifier
 
-__all__ = ["fine_tune"]
+__all__ = ["TrainingSettings", "fine_tune", "train_classifier"]

@@ -1,0 +1,136 @@
+"""The model registry: gate logic, atomic promotion (simulated crashes), rollback, retention, retraining."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.training_data import LABELS, sentiment_examples
+from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, RegistryError, gate
+from worker.training.data import build_training_set
+from worker.training.job import retrain
+from worker.training.trainer import TrainingSettings
+
+
+def _add(registry, source, **metrics):
+    with registry.staging() as staged:
+        shutil.copytree(source, staged, dirs_exist_ok=True)
+        return registry.add(staged, metrics)
+
+
+def test_the_gate_passes_within_tolerance_and_rejects_beyond_it():
+    assert gate(0.80, None, 0.01).passed
+    assert gate(0.80, 0.805, 0.01).passed
+    assert gate(0.90, 0.80, 0.0).passed
+    decision = gate(0.78, 0.80, 0.01)
+    assert not decision.passed
+    assert "0.7800 is 0.0200 below the current model's 0.8000 (tolerance 0.01)" in decision.reason
+
+
+def test_versions_promote_reject_and_roll_back(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    first, second, third = (_add(registry, tiny_model_dir, note=n) for n in "abc")
+    assert [v.version for v in registry.versions()] == ["v0001", "v0002", "v0003"]
+    assert registry.current() is None and first.status == "candidate" and third.metrics["note"] == "c"
+
+    registry.promote(first.version)
+    registry.promote(second.version)
+    registry.reject(third.version, "worse")
+
+    assert registry.current().version == "v0002"
+    assert registry.get("v0001").status == RETIRED
+    assert registry.get("v0003").status == REJECTED and registry.get("v0003").metrics["rejection_reason"] == "worse"
+    assert registry.get("v0002").metrics["parent"] is None  # added while nothing was current
+    assert _add(registry, tiny_model_dir).metrics["parent"] == "v0002"
+    assert os.readlink(tmp_path / "registry" / "current") == "versions/v0002"
+
+    assert registry.rollback().version == "v0001"
+    assert registry.current().version == "v0001" and registry.get("v0002").status == RETIRED
+    registry.reject("v0004", "unused")
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback()
+    with pytest.raises(RegistryError, match="no model version 'v0042'"):
+        registry.get("v0042")
+
+
+def test_a_crash_mid_promotion_leaves_the_current_model_in_place(tiny_model_dir, tmp_path, monkeypatch):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir).version)
+    candidate = _add(registry, tiny_model_dir)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed during the switch")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        registry.promote(candidate.version)
+    monkeypatch.undo()
+
+    reopened = ModelRegistry(tmp_path / "registry")
+    assert reopened.current().version == "v0001" and reopened.current().status == CURRENT
+    assert reopened.get(candidate.version).status == "candidate"
+    assert not list((tmp_path / "registry").glob(".current-*")), "the temporary link was left behind"
+    assert (reopened.current().path / "config.json").exists()
+
+
+def test_a_crash_during_training_leaves_no_version_and_the_current_untouched(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir).version)
+
+    with pytest.raises(RuntimeError), registry.staging() as staged:
+        (staged / "model.safetensors").write_bytes(b"half written")
+        raise RuntimeError("out of memory in epoch 2")
+
+    assert [v.version for v in registry.versions()] == ["v0001"]
+    assert registry.current().version == "v0001"
+    assert not any((tmp_path / "registry" / "staging").iterdir())
+
+
+def test_a_killed_trainers_staging_directory_is_removed_on_open(tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    orphan = registry.staging_root / "999999999-deadbeef"  # a pid that cannot be running
+    orphan.mkdir(parents=True)
+    ModelRegistry(tmp_path / "registry")
+    assert not orphan.exists()
+
+
+def test_only_the_last_versions_are_kept_but_never_the_current_or_its_rollback_target(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry", keep=2)
+    registry.promote(_add(registry, tiny_model_dir).version)
+    for _ in range(3):
+        registry.reject(_add(registry, tiny_model_dir).version, "worse")
+    registry.promote(_add(registry, tiny_model_dir).version)
+
+    assert [v.version for v in registry.versions()] == ["v0001", "v0004", "v0005"]
+    assert registry.rollback().version == "v0001"
+
+
+def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
+    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=3, batch_size=8, learning_rate=1e-3,
+                                max_length=32, device="cpu", mc_samples=4)
+
+    first = retrain(training_set, registry, settings)
+
+    assert first.promoted and first.decision.reason == "no current model"
+    metrics = json.loads((first.model.path / "metrics.json").read_text())
+    assert metrics["status"] == CURRENT and metrics["training"]["fingerprint"] == training_set.fingerprint
+    assert set(metrics["validation"]) >= {"accuracy", "macro_f1", "ece_deterministic", "ece_mc"}
+    for name in ("reliability.png", "ece_vs_T.png", "confusion_matrix.png", "report.json"):
+        assert (first.model.path / "calibration" / name).stat().st_size > 0
+    assert (first.model.path / "validation.jsonl").read_text().count("\n") == len(training_set.validation)
+
+    strict = settings.model_copy(update={"gate_tolerance": 0.0, "epochs": 1, "learning_rate": 1e-9})
+    second = retrain(training_set, registry, strict)  # barely trained: worse than the current model
+
+    gate_record = second.model.metrics["gate"]
+    assert gate_record["current_version"] == "v0001"
+    assert gate_record["current_macro_f1_same_validation"] == pytest.approx(metrics["validation"]["macro_f1"])
+    assert metrics["validation"]["macro_f1"] >= 0.9, "the tiny model should learn this easy task"
+    assert not second.promoted and second.model.status == REJECTED
+    assert "below the current model's" in second.model.metrics["rejection_reason"]
+    assert registry.current().version == "v0001"

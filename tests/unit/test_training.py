@@ -1,0 +1,164 @@
+"""Training on a tiny real BERT: data preparation, early stopping with the best checkpoint, seeds, K-fold."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.training_data import LABELS, sentiment_examples
+from worker.errors import DataError
+from worker.gateway.records import PulledRecord, ResponseState
+from worker.training.data import (
+    Example,
+    build_training_set,
+    examples_from_records,
+    stratified_folds,
+    stratified_split,
+)
+from worker.training.kfold import out_of_fold_scores
+from worker.training.trainer import TrainingSettings, train_classifier
+
+FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", mc_samples=4)
+
+
+def _record(record_id, original, votes=(), text="some text"):
+    responses = tuple(ResponseState(f"user{i}", value, "submitted", datetime.now(UTC)) for i, value in enumerate(votes))
+    return PulledRecord(f"srv-{record_id}", record_id, text, {"original_label": original}, None, responses, None)
+
+
+def test_examples_come_from_consensus_and_optionally_from_original_labels_with_a_lower_weight():
+    records = [_record("a", "positive", ["negative"]), _record("b", "negative"),
+               _record("c", "positive", ["positive", "negative"]), _record("d", "positive", [], text="  ")]
+
+    annotated, original, tied = examples_from_records(records, LABELS, data="annotated+original", original_weight=0.25)
+
+    assert [(e.id, e.label, e.weight) for e in annotated] == [("a", "negative", 1.0)]
+    assert [(e.id, e.label, e.weight, e.source) for e in original] == [("b", "negative", 0.25, "original")]
+    assert tied == ["c"]
+    assert examples_from_records(records, LABELS, data="annotated")[1] == []
+
+
+def test_a_label_outside_the_question_is_named_with_its_record():
+    with pytest.raises(DataError, match=r"record 'x'.*'neutral'"):
+        examples_from_records([_record("x", "positive", ["neutral"])], LABELS)
+
+
+def test_the_validation_split_is_stratified_and_disjoint_from_training():
+    examples = sentiment_examples(40)
+
+    train, validation = stratified_split(examples, 0.25, seed=3)
+
+    assert {e.id for e in train}.isdisjoint({e.id for e in validation})
+    assert len(train) + len(validation) == 40
+    assert sorted(e.label for e in validation).count("positive") == 5 == [e.label for e in validation].count("negative")
+    assert stratified_split(examples, 0.25, seed=3) == (train, validation)
+
+
+def test_too_few_annotations_or_a_class_without_examples_stops_before_training():
+    with pytest.raises(DataError, match="only 5 records have a consensus label; training needs at least 20"):
+        build_training_set(sentiment_examples(5), [], LABELS, min_annotated=20)
+    only_positive = [e for e in sentiment_examples(40) if e.label == "positive"]
+    with pytest.raises(DataError, match=r"no training examples for class\(es\) \['negative'\]"):
+        build_training_set(only_positive, [], LABELS, min_annotated=4)
+
+
+def test_the_fingerprint_changes_with_any_label():
+    examples = sentiment_examples(24)
+    first = build_training_set(examples, [], LABELS, min_annotated=4)
+    flipped = [Example(e.id, e.text, "negative" if e.id == "e0" else e.label) for e in examples]
+    assert build_training_set(examples, [], LABELS, min_annotated=4).fingerprint == first.fingerprint
+    assert build_training_set(flipped, [], LABELS, min_annotated=4).fingerprint != first.fingerprint
+
+
+def test_training_keeps_the_best_epoch_and_stops_early(tiny_model_dir, tmp_path):
+    examples = sentiment_examples(48)
+    train, validation = stratified_split(examples, 0.25, seed=0)
+    settings = TrainingSettings(epochs=12, patience=2, monitor="loss", **FAST)
+
+    result = train_classifier(tiny_model_dir, train, validation, LABELS, tmp_path / "model", settings)
+
+    losses = [epoch.validation_loss for epoch in result.history]
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    if result.stopped_early:
+        assert len(result.history) == result.best_epoch + settings.patience
+    from worker.training.evaluate import evaluate_classifier
+    from worker.scoring import load_classifier
+
+    saved = load_classifier(tmp_path / "model", device="cpu")
+    saved_loss = _validation_loss(saved, validation)
+    assert saved_loss == pytest.approx(min(losses), abs=1e-4), "the saved weights are not the best epoch's"
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    log = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert log["best_epoch"] == result.best_epoch and len(log["history"]) == len(result.history)
+    assert evaluate_classifier(saved, [e.text for e in validation], [e.label for e in validation],
+                               samples=2).records == len(validation)
+
+
+def _validation_loss(classifier, examples):
+    import numpy as np
+    import torch
+
+    inputs = classifier.tokenizer([e.text for e in examples], padding=True, truncation=True, max_length=32,
+                                  return_tensors="pt")
+    with torch.inference_mode():
+        log_probs = torch.log_softmax(classifier.model(**inputs).logits, dim=-1).numpy()
+    targets = [LABELS.index(e.label) for e in examples]
+    return float(-np.mean(log_probs[np.arange(len(targets)), targets]))
+
+
+def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tiny_model_dir, tmp_path):
+    examples = sentiment_examples(24)
+    weights = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        settings = TrainingSettings(epochs=2, seed=seed, **FAST)
+        train_classifier(tiny_model_dir, examples, [], LABELS, tmp_path / name, settings)
+        weights[name] = load_file(tmp_path / name / "model.safetensors")
+    assert all((weights["a"][k] == weights["b"][k]).all() for k in weights["a"])
+    assert any((weights["a"][k] != weights["c"][k]).any() for k in weights["a"])
+
+
+def test_original_label_examples_pull_the_gradient_in_proportion_to_their_weight():
+    import torch
+
+    from worker.training.trainer import weighted_cross_entropy
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)  # [B=2, C=2]
+    targets = torch.tensor([1, 1])
+    loss, per_example = weighted_cross_entropy(logits, targets, torch.tensor([1.0, 0.3]))
+    loss.backward()
+
+    per_example = per_example.detach()
+    assert loss.item() == pytest.approx((per_example[0].item() + 0.3 * per_example[1].item()) / 1.3)
+    unweighted = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    torch.nn.functional.cross_entropy(unweighted, targets, reduction="sum").backward()
+    ratio = logits.grad.abs().sum(dim=1) / unweighted.grad.abs().sum(dim=1)
+    assert float(ratio[1] / ratio[0]) == pytest.approx(0.3)
+
+
+def test_k_folds_are_balanced_per_label():
+    examples = sentiment_examples(40)
+    folds = stratified_folds(examples, 4, seed=0)
+    for fold in range(4):
+        members = [e for e, f in zip(examples, folds, strict=True) if f == fold]
+        assert len(members) == 10
+        assert [e.label for e in members].count("positive") == 5
+    with pytest.raises(DataError, match="k >= 2"):
+        stratified_folds(examples, 1, seed=0)
+
+
+def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_model_dir, tmp_path):
+    examples = sentiment_examples(24)
+    settings = TrainingSettings(epochs=1, **FAST)
+
+    result = out_of_fold_scores(examples, LABELS, tiny_model_dir, settings, tmp_path, k=3)
+
+    assert set(result.scores) == {e.id for e in examples}
+    for example in examples:
+        fold = result.fold_of[example.id]
+        assert example.id not in result.trained_on[fold]
+        assert all(example.id in trained for f, trained in enumerate(result.trained_on) if f != fold)
+        score = result.scores[example.id]
+        assert score.reference_label == example.label and score.loss is not None and score.loss >= 0

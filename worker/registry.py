@@ -1,0 +1,246 @@
+"""The model registry: one directory per model version, an atomic ``current`` pointer, gated promotion.
+
+Layout under ``root``::
+
+    versions/v0001/   model.safetensors, config.json, tokenizer files, metrics.json, calibration/
+    versions/v0002/
+    current -> versions/v0002      (a symlink, switched with one atomic rename)
+    state.json                     (the stack of promoted versions, for rollback)
+    staging/                       (training output; moved into versions/ only when complete)
+
+A training run writes into ``staging/``; a crash there leaves ``versions/`` and ``current`` untouched
+(stale staging directories are removed the next time the registry opens). A version joins
+``versions/`` with one rename, and becomes current with one more: readers never see a half state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from worker.errors import WorkerError
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE, CURRENT, REJECTED, RETIRED = "candidate", "current", "rejected", "retired"
+
+
+class RegistryError(WorkerError):
+    """The registry has no such version, or an operation on it is not allowed."""
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a candidate may replace the current model, and why."""
+
+    passed: bool
+    reason: str
+    candidate_macro_f1: float
+    current_macro_f1: float | None
+    tolerance: float
+
+
+def gate(candidate_macro_f1: float, current_macro_f1: float | None, tolerance: float) -> GateDecision:
+    """Pass when there is no current model, or the candidate's macro-F1 on the *same* validation records
+    is not worse than the current model's by more than ``tolerance``."""
+    if current_macro_f1 is None:
+        return GateDecision(True, "no current model", candidate_macro_f1, None, tolerance)
+    drop = current_macro_f1 - candidate_macro_f1
+    if drop > tolerance:
+        return GateDecision(False, f"validation macro-F1 {candidate_macro_f1:.4f} is {drop:.4f} below the current "
+                                   f"model's {current_macro_f1:.4f} (tolerance {tolerance})",
+                            candidate_macro_f1, current_macro_f1, tolerance)
+    return GateDecision(True, f"validation macro-F1 {candidate_macro_f1:.4f} vs current {current_macro_f1:.4f} "
+                              f"(tolerance {tolerance})", candidate_macro_f1, current_macro_f1, tolerance)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    path: Path
+    metrics: dict
+
+    @property
+    def status(self) -> str:
+        return self.metrics.get("status", CANDIDATE)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, value) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with temporary.open("w") as handle:
+        json.dump(value, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+class ModelRegistry:
+    """Model versions on disk. ``keep`` is how many versions are kept (current and rollback target always are)."""
+
+    def __init__(self, root: Path, *, keep: int = 5):
+        self.root = Path(root).expanduser()
+        self.keep = keep
+        self.versions_dir = self.root / "versions"
+        self.staging_root = self.root / "staging"
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._clean_leftovers()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({str(self.root)!r})"
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def versions(self) -> list[ModelVersion]:
+        """All versions, oldest first."""
+        return [self._load(path) for path in sorted(self.versions_dir.iterdir()) if path.is_dir()]
+
+    def get(self, version: str) -> ModelVersion:
+        path = self.versions_dir / version
+        if not path.is_dir():
+            known = [v.version for v in self.versions()]
+            raise RegistryError(f"no model version {version!r} in {self.root} (known: {known or 'none'})")
+        return self._load(path)
+
+    def current(self) -> ModelVersion | None:
+        link = self.root / "current"
+        if not link.is_symlink():
+            return None
+        return self.get(Path(os.readlink(link)).name)
+
+    def _load(self, path: Path) -> ModelVersion:
+        metrics_file = path / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        return ModelVersion(path.name, path, metrics)
+
+    # -- adding ----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh directory to train into; removed if the block raises (nothing else is touched)."""
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        path = self.staging_root / f"{os.getpid()}-{uuid.uuid4().hex}"
+        path.mkdir()
+        try:
+            yield path
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    def add(self, staged: Path, metrics: dict, *, version: str | None = None) -> ModelVersion:
+        """Move a complete staged model into ``versions/`` (status: candidate) as ``version`` or the next one."""
+        version = version or self.next_version()
+        if (self.versions_dir / version).exists():
+            raise RegistryError(f"model version {version} already exists in {self.root}")
+        current = self.current()
+        record = {**metrics, "version": version, "status": CANDIDATE, "created_at": _now(),
+                  "parent": metrics.get("parent", current.version if current else None)}
+        write_json_atomic(staged / "metrics.json", record)
+        os.rename(staged, self.versions_dir / version)
+        logger.info("registered model %s", version)
+        return self.get(version)
+
+    def next_version(self) -> str:
+        numbers = [int(path.name[1:]) for path in self.versions_dir.iterdir() if path.name[1:].isdigit()]
+        return f"v{max(numbers, default=0) + 1:04d}"
+
+    def update_metrics(self, version: str, **changes) -> ModelVersion:
+        entry = self.get(version)
+        write_json_atomic(entry.path / "metrics.json", {**entry.metrics, **changes})
+        return self.get(version)
+
+    # -- promotion -------------------------------------------------------------------------------------
+    def promote(self, version: str, *, reason: str = "promoted") -> ModelVersion:
+        """Make ``version`` current with one atomic symlink switch; the old current becomes ``retired``."""
+        entry = self.get(version)
+        previous = self.current()
+        self._switch_current(version)
+        if previous and previous.version != version:
+            self.update_metrics(previous.version, status=RETIRED)
+        stack = [v for v in self._state().get("stack", []) if v != version] + [version]
+        write_json_atomic(self.root / "state.json", {"stack": stack})
+        entry = self.update_metrics(version, status=CURRENT, promoted_at=_now(), promotion_reason=reason)
+        logger.info("model %s is now current (%s)", version, reason)
+        self.prune()
+        return entry
+
+    def reject(self, version: str, reason: str) -> ModelVersion:
+        logger.warning("model %s rejected: %s", version, reason)
+        return self.update_metrics(version, status=REJECTED, rejection_reason=reason, rejected_at=_now())
+
+    def rollback(self) -> ModelVersion:
+        """Make the previously promoted version current again; the current one is marked retired."""
+        current = self.current()
+        if current is None:
+            raise RegistryError("no current model to roll back from")
+        stack = [v for v in self._state().get("stack", []) if (self.versions_dir / v).is_dir()]
+        while stack and stack[-1] == current.version:
+            stack.pop()
+        if not stack:
+            raise RegistryError(f"nothing to roll back to: {current.version} is the only promoted version left")
+        target = stack[-1]
+        self._switch_current(target)
+        write_json_atomic(self.root / "state.json", {"stack": stack})
+        self.update_metrics(current.version, status=RETIRED, rolled_back_at=_now())
+        logger.info("rolled back from %s to %s", current.version, target)
+        return self.update_metrics(target, status=CURRENT, promoted_at=_now(), promotion_reason="rollback")
+
+    def _switch_current(self, version: str) -> None:
+        temporary = self.root / f".current-{os.getpid()}-{uuid.uuid4().hex}"
+        os.symlink(Path("versions") / version, temporary)
+        try:
+            os.replace(temporary, self.root / "current")
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+
+    def _state(self) -> dict:
+        path = self.root / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # -- housekeeping ----------------------------------------------------------------------------------
+    def prune(self) -> list[str]:
+        """Delete the oldest versions beyond ``keep``, never the current one or its rollback target."""
+        current = self.current()
+        stack = self._state().get("stack", [])
+        protected = {current.version} if current else set()
+        protected.update(stack[-2:])
+        versions = [v.version for v in self.versions()]
+        removable = [v for v in versions[:-self.keep] if v not in protected] if len(versions) > self.keep else []
+        for version in removable:
+            trash = self.root / f".trash-{version}-{uuid.uuid4().hex}"
+            os.rename(self.versions_dir / version, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            logger.info("pruned model %s (keeping %d versions)", version, self.keep)
+        return removable
+
+    def _clean_leftovers(self) -> None:
+        """Remove what an interrupted run left: staging dirs, temporary links/files, half-deleted versions."""
+        for path in self.root.glob(".current-*"):
+            if not _owner_alive(path.name.removeprefix(".current-")):
+                path.unlink(missing_ok=True)
+        for path in self.root.glob(".trash-*"):
+            shutil.rmtree(path, ignore_errors=True)
+        if self.staging_root.is_dir():
+            for path in self.staging_root.iterdir():
+                if not _owner_alive(path.name):
+                    logger.warning("removing unfinished training output %s", path)
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _owner_alive(name: str) -> bool:
+    """Whether the process whose pid prefixes ``name`` (``<pid>-<uuid>``) is still running (not this one)."""
+    pid = name.split("-", 1)[0]
+    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))

@@ -1,0 +1,132 @@
+"""The calibration report of one model version: deterministic vs MC-dropout ECE, ECE vs T, plots,
+confusion matrix, and temperature scaling before/after."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+from worker.calibration import (
+    ece_by_samples,
+    expected_calibration_error,
+    fit_temperature,
+    plot_confusion_matrix,
+    plot_ece_by_samples,
+    plot_reliability_diagram,
+    reliability_bins,
+    scaled_log_probs,
+)
+from worker.scoring.model import Classifier
+from worker.training.data import Example
+from worker.training.evaluate import classification_metrics, predict_probabilities
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    model_version: str
+    records: int
+    accuracy_deterministic: float
+    accuracy_mc: float
+    macro_f1: float
+    ece_deterministic: float
+    ece_mc: float
+    mc_samples: int
+    ece_by_samples: list[tuple[int, float]]
+    temperature: float | None = None
+    ece_temperature_scaled: float | None = None
+    ece_temperature_scaled_crossfit: float | None = None
+
+    def markdown(self) -> str:
+        rows = [
+            f"# Calibration of {self.model_version} ({self.records} validation records)",
+            "",
+            "| model | accuracy | ECE |",
+            "|---|---:|---:|",
+            f"| deterministic | {self.accuracy_deterministic:.4f} | {self.ece_deterministic:.4f} |",
+            f"| MC dropout T={self.mc_samples} | {self.accuracy_mc:.4f} | {self.ece_mc:.4f} |",
+        ]
+        if self.temperature is not None:
+            rows.append(f"| deterministic, temperature {self.temperature:.3f} (cross-fitted) | "
+                        f"{self.accuracy_deterministic:.4f} | {self.ece_temperature_scaled_crossfit:.4f} |")
+        rows += ["", f"Macro-F1 (deterministic): {self.macro_f1:.4f}", "",
+                 "![reliability](reliability.png) ![ECE vs T](ece_vs_T.png) ![confusion](confusion_matrix.png)"]
+        return "\n".join(rows) + "\n"
+
+
+def calibration_report(
+    classifier: Classifier,
+    examples: Sequence[Example],
+    output_dir: Path,
+    *,
+    max_samples: int = 50,
+    mc_samples: int = 20,
+    temperature_scaling: bool = True,
+    seed: int = 0,
+) -> CalibrationReport:
+    """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
+
+    MC dropout runs over every dropout layer (``mc_layers="all"``) for T = ``max_samples``; the ECE-vs-T
+    curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
+    "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
+    """
+    index = {label: position for position, label in enumerate(classifier.labels)}
+    targets = np.asarray([index[example.label] for example in examples])  # [N]
+    probabilities = predict_probabilities(classifier, [e.text for e in examples], samples=max_samples, seed=seed)
+    mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
+    accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, len(index))
+    accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))
+    curve = ece_by_samples(probabilities.mc, targets)
+    temperature = scaled = crossfit = None
+    log_probs = np.log(np.clip(probabilities.deterministic, 1e-12, 1.0))
+    if temperature_scaling and len(examples) >= 4:
+        temperature = fit_temperature(log_probs, targets)
+        scaled = expected_calibration_error(np.exp(scaled_log_probs(log_probs, temperature)), targets)
+        crossfit = _crossfit_temperature_ece(log_probs, targets, seed)
+    report = CalibrationReport(
+        model_version=classifier.version, records=len(examples), accuracy_deterministic=accuracy,
+        accuracy_mc=accuracy_mc, macro_f1=macro_f1,
+        ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
+        ece_mc=expected_calibration_error(mc_mean, targets), mc_samples=mc_samples, ece_by_samples=curve,
+        temperature=temperature, ece_temperature_scaled=scaled, ece_temperature_scaled_crossfit=crossfit,
+    )
+    _write(report, probabilities.deterministic, mc_mean, targets, classifier.labels, output_dir,
+           log_probs, temperature)
+    logger.info("calibration of %s: ECE deterministic %.4f, MC T=%d %.4f", classifier.version,
+                report.ece_deterministic, mc_samples, report.ece_mc)
+    return report
+
+
+def _crossfit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray, seed: int) -> float:
+    """ECE after temperature scaling where each half's τ is fitted on the other half."""
+    order = np.random.default_rng(seed).permutation(len(targets))
+    halves = np.array_split(order, 2)
+    scaled = np.empty_like(log_probs)
+    for fit_on, apply_to in ((halves[0], halves[1]), (halves[1], halves[0])):
+        temperature = fit_temperature(log_probs[fit_on], targets[fit_on])
+        scaled[apply_to] = scaled_log_probs(log_probs[apply_to], temperature)
+    return expected_calibration_error(np.exp(scaled), targets)
+
+
+def _write(report: CalibrationReport, deterministic: np.ndarray, mc_mean: np.ndarray, targets: np.ndarray,
+           labels: Sequence[str], output_dir: Path, log_probs: np.ndarray, temperature: float | None) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    curves = {"deterministic": reliability_bins(deterministic, targets),
+              f"MC dropout T={report.mc_samples}": reliability_bins(mc_mean, targets)}
+    if temperature is not None:
+        curves[f"temperature {temperature:.2f}"] = reliability_bins(
+            np.exp(scaled_log_probs(log_probs, temperature)), targets)
+    plot_reliability_diagram(curves, output_dir / "reliability.png", title=f"Reliability — {report.model_version}")
+    plot_ece_by_samples(report.ece_by_samples, report.ece_deterministic, output_dir / "ece_vs_T.png")
+    matrix = confusion_matrix(targets, deterministic.argmax(axis=1), labels=list(range(len(labels))))
+    plot_confusion_matrix(matrix, labels, output_dir / "confusion_matrix.png",
+                          title=f"Validation confusion matrix — {report.model_version}")
+    (output_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    (output_dir / "report.md").write_text(report.markdown())

@@ -1,0 +1,178 @@
+"""What a model trains on: consensus corrections (and optionally original labels), split for validation.
+
+An :class:`Example` is one labelled text with a weight. Annotated examples (consensus of submitted
+responses) have weight 1; records nobody reviewed can join with their original label and a lower
+weight. Validation is held out from annotated examples only, stratified by label, so the metric the
+promotion gate compares is measured on labels a person confirmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from worker.errors import DataError
+from worker.gateway.records import PulledRecord, consensus
+
+TrainingData = Literal["annotated", "annotated+original"]
+ANNOTATED = "annotated"
+ORIGINAL = "original"
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text; ``source`` is ``annotated`` (consensus) or ``original`` (unreviewed record's label)."""
+
+    id: str
+    text: str
+    label: str
+    weight: float = 1.0
+    source: str = ANNOTATED
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    train: tuple[Example, ...]
+    validation: tuple[Example, ...]
+    labels: tuple[str, ...]
+    fingerprint: str
+
+    def counts(self) -> dict:
+        return {
+            "train": len(self.train),
+            "validation": len(self.validation),
+            "annotated": sum(e.source == ANNOTATED for e in (*self.train, *self.validation)),
+            "original": sum(e.source == ORIGINAL for e in self.train),
+            "per_class": dict(Counter(e.label for e in (*self.train, *self.validation))),
+        }
+
+
+def examples_from_records(
+    records: Iterable[PulledRecord],
+    labels: Sequence[str],
+    *,
+    data: TrainingData = "annotated",
+    original_weight: float = 0.3,
+) -> tuple[list[Example], list[Example], list[str]]:
+    """Split pulled records into (annotated examples, original-label examples, ids of tied records).
+
+    Records with a tie between annotators are left out (reported by id); records without a text too.
+
+    Raises:
+        DataError: a consensus or original label is not one of ``labels`` (names the record and the value).
+    """
+    if data not in ("annotated", "annotated+original"):
+        raise DataError(f"training data must be 'annotated' or 'annotated+original', got {data!r}")
+    allowed = set(labels)
+    annotated, original, tied = [], [], []
+    for record in records:
+        if not isinstance(record.text, str) or not record.text.strip():
+            continue
+        verdict = consensus(record)
+        if verdict is not None and verdict.label is None:
+            tied.append(record.record_id)
+        elif verdict is not None:
+            annotated.append(Example(record.record_id, record.text, _checked(record.record_id, verdict.label, allowed)))
+        elif data == "annotated+original" and record.metadata.get("original_label") is not None:
+            label = _checked(record.record_id, record.metadata["original_label"], allowed)
+            original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL))
+    return annotated, original, tied
+
+
+def _checked(record_id: str, label: str, allowed: set[str]) -> str:
+    if label not in allowed:
+        raise DataError(f"record {record_id!r}: label {label!r} is not one of {sorted(allowed)}")
+    return label
+
+
+def stratified_split(
+    examples: Sequence[Example], fraction: float, *, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
+    by_label: dict[str, list[Example]] = defaultdict(list)
+    for example in sorted(examples, key=lambda e: e.id):
+        by_label[example.label].append(example)
+    rng = random.Random(seed)
+    train, validation = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        rng.shuffle(group)
+        held = 0 if len(group) < 2 else max(1, min(len(group) - 1, round(len(group) * fraction)))
+        validation.extend(group[:held])
+        train.extend(group[held:])
+    return train, validation
+
+
+def build_training_set(
+    annotated: Sequence[Example],
+    original: Sequence[Example],
+    labels: Sequence[str],
+    *,
+    validation_fraction: float = 0.2,
+    min_annotated: int = 20,
+    seed: int = 0,
+) -> TrainingSet:
+    """Hold out a stratified validation split of the annotated examples; train on the rest (+ original labels).
+
+    Raises:
+        DataError: fewer than ``min_annotated`` annotated examples, or a class with no training example
+            (the message names the counts, the classes, and what to do).
+    """
+    if len(annotated) < min_annotated:
+        raise DataError(
+            f"only {len(annotated)} records have a consensus label; training needs at least {min_annotated} "
+            f"(annotate more records or lower training.min_annotated)"
+        )
+    train, validation = stratified_split(annotated, validation_fraction, seed=seed)
+    train = train + list(original)
+    per_class = Counter(example.label for example in train)
+    missing = [label for label in labels if per_class[label] == 0]
+    if missing:
+        raise DataError(
+            f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)}); "
+            f"annotate records of these classes, or remove the classes from the label question"
+        )
+    if not validation:
+        raise DataError("no validation examples: every class has fewer than 2 annotated records")
+    return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
+
+
+def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
+    """A hash of exactly what the model trained and validated on (ids, texts, labels, weights)."""
+    digest = hashlib.sha256()
+    for part, examples in (("train", train), ("validation", validation)):
+        for example in sorted(examples, key=lambda e: e.id):
+            digest.update(json.dumps([part, example.id, example.text, example.label, example.weight]).encode())
+    return digest.hexdigest()[:16]
+
+
+def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[int]:
+    """Fold index (0..k-1) for each example, in input order, balanced per label.
+
+    Raises:
+        DataError: k < 2 or more folds than examples.
+    """
+    if k < 2:
+        raise DataError(f"K-fold needs k >= 2, got {k}")
+    if len(examples) < k:
+        raise DataError(f"K-fold with k={k} needs at least {k} examples, got {len(examples)}")
+    rng = random.Random(seed)
+    folds = [0] * len(examples)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, example in enumerate(examples):
+        by_label[example.label].append(index)
+    offset = 0
+    for label in sorted(by_label):
+        members = by_label[label]
+        rng.shuffle(members)
+        for position, index in enumerate(members):
+            folds[index] = (offset + position) % k
+        offset += len(members)
+    return folds

@@ -1,0 +1,111 @@
+"""Predicting probabilities for a list of texts, and the validation metrics the registry stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from worker.calibration import expected_calibration_error
+from worker.errors import DataError
+from worker.scoring.batching import ScoringInput, windows
+from worker.scoring.mc import MCLayers, MCPredictor
+from worker.scoring.model import Classifier
+
+
+@dataclass(frozen=True)
+class Probabilities:
+    """Deterministic probabilities [N, C] and MC-dropout samples [N, C, T] for N texts (input order)."""
+
+    deterministic: np.ndarray
+    mc: np.ndarray
+
+    @property
+    def mc_mean(self) -> np.ndarray:
+        """[N, C] mean over the T samples."""
+        return self.mc.mean(axis=2)
+
+
+def predict_probabilities(
+    classifier: Classifier,
+    texts: Sequence[str],
+    *,
+    samples: int = 20,
+    mc_layers: MCLayers = "all",
+    batch_size: int = 32,
+    seed: int = 0,
+) -> Probabilities:
+    """Run the deterministic pass and T MC-dropout passes over ``texts``.
+
+    Raises:
+        DataError: a text is empty or not a string (names its position).
+    """
+    predictor = MCPredictor(classifier, samples=samples, mc_layers=mc_layers)
+    inputs = [ScoringInput(str(index), text) for index, text in enumerate(texts)]
+    deterministic = np.zeros((len(texts), len(classifier.labels)), dtype=np.float64)
+    mc = np.zeros((len(texts), len(classifier.labels), samples), dtype=np.float64)
+    torch.manual_seed(seed)
+    for window in windows(inputs, classifier.tokenizer, batch_size=batch_size, max_length=classifier.max_length):
+        if window.skipped:
+            position, reason = next(iter(window.skipped.items()))
+            raise DataError(f"text #{window.records[position].record_id}: {reason}")
+        for batch in window.batches:
+            rows = [int(record.record_id) for record in batch.records]
+            prediction = predictor.predict(batch.inputs)
+            deterministic[rows] = np.exp(prediction.deterministic.numpy())
+            mc[rows] = np.exp(prediction.mc.numpy())
+    return Probabilities(deterministic, mc)
+
+
+@dataclass(frozen=True)
+class ValidationMetrics:
+    records: int
+    accuracy: float
+    macro_f1: float
+    ece_deterministic: float
+    ece_mc: float | None = None
+    accuracy_mc: float | None = None
+
+    def as_dict(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+def classification_metrics(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(accuracy, macro-F1) of argmax(probs [N, C]) against targets [N]."""
+    predicted = probs.argmax(axis=1)
+    accuracy = float((predicted == targets).mean()) if len(targets) else 0.0
+    macro_f1 = float(f1_score(targets, predicted, labels=list(range(num_classes)), average="macro", zero_division=0))
+    return accuracy, macro_f1
+
+
+def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_classes: int) -> ValidationMetrics:
+    """Accuracy, macro-F1 and ECE of the deterministic model, ECE and accuracy of the MC mean."""
+    accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, num_classes)
+    accuracy_mc, _ = classification_metrics(probabilities.mc_mean, targets, num_classes)
+    return ValidationMetrics(
+        records=len(targets),
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
+        ece_mc=expected_calibration_error(probabilities.mc_mean, targets),
+        accuracy_mc=accuracy_mc,
+    )
+
+
+def evaluate_classifier(classifier: Classifier, texts: Sequence[str], labels: Sequence[str], *, samples: int = 20,
+                        seed: int = 0) -> ValidationMetrics:
+    """Validation metrics of ``classifier`` on labelled texts (labels by name).
+
+    Raises:
+        DataError: a label is not one of the classifier's labels.
+    """
+    index = {label: position for position, label in enumerate(classifier.labels)}
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        raise DataError(f"validation labels {unknown} are not among the model's labels {list(classifier.labels)}")
+    targets = np.asarray([index[label] for label in labels])
+    probabilities = predict_probabilities(classifier, texts, samples=samples, seed=seed)
+    return validation_metrics(probabilities, targets, len(classifier.labels))

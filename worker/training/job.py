@@ -1,0 +1,116 @@
+"""One retraining run: corrections in, a registered (and, if it passes the gate, promoted) model out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker.errors import ConfigError
+from worker.gateway.records import PulledRecord
+from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
+from worker.scoring import load_classifier
+from worker.training.calibrate import calibration_report
+from worker.training.data import Example, TrainingSet, build_training_set, examples_from_records
+from worker.training.evaluate import evaluate_classifier
+from worker.training.trainer import TrainingSettings, train_classifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    model: ModelVersion
+    decision: GateDecision
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.passed
+
+
+def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
+                         settings: TrainingSettings) -> TrainingSet:
+    """Consensus labels (and original labels if configured) → stratified train/validation split.
+
+    Raises:
+        DataError: too few annotations, a class without examples, or a label outside ``labels``.
+    """
+    annotated, original, tied = examples_from_records(records, labels, data=settings.data,
+                                                      original_weight=settings.original_weight)
+    if tied:
+        logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
+                       ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
+    return build_training_set(annotated, original, labels, validation_fraction=settings.validation_fraction,
+                              min_annotated=settings.min_annotated, seed=settings.seed)
+
+
+def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings) -> TrainingOutcome:
+    """Train, evaluate against the current model on the same validation records, register, gate, promote.
+
+    A crash anywhere before registration leaves the registry as it was (training runs in staging).
+
+    Raises:
+        ConfigError: no start model (``training.base_model`` unset and no current model).
+    """
+    current = registry.current()
+    start = current.path if settings.start_from == "current" and current else settings.base_model
+    if not start:
+        raise ConfigError("training.base_model is not set (a Hub model id or a local directory to fine-tune)")
+    version = registry.next_version()
+    validation = list(training_set.validation)
+    with registry.staging() as staged:
+        result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings)
+        _write_examples(staged / "validation.jsonl", validation)
+        candidate = load_classifier(staged, device=settings.device, version=version)
+        report = calibration_report(candidate, validation, staged / "calibration", mc_samples=settings.mc_samples,
+                                    seed=settings.seed)
+        current_f1 = _current_macro_f1(current, training_set, settings)
+        decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)
+        metrics = {
+            "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
+                           "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
+                           "ece_mc": report.ece_mc, "accuracy_mc": report.accuracy_mc,
+                           "mc_samples": report.mc_samples},
+            "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
+                     "current_version": current.version if current else None,
+                     "current_macro_f1_same_validation": current_f1},
+            "training": {"fingerprint": training_set.fingerprint, **training_set.counts(),
+                         "start_model": str(start), "best_epoch": result.best_epoch,
+                         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+                         "seconds": round(result.seconds, 1)},
+            "labels": list(training_set.labels),
+            "parent": current.version if current else None,
+        }
+        entry = registry.add(staged, metrics, version=version)
+    if decision.passed:
+        entry = registry.promote(entry.version, reason=decision.reason)
+    else:
+        entry = registry.reject(entry.version, decision.reason)
+    return TrainingOutcome(entry, decision)
+
+
+def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,
+                      settings: TrainingSettings) -> float | None:
+    """The current model's macro-F1 on the candidate's validation records (None without a comparable model)."""
+    if current is None:
+        return None
+    incumbent = load_classifier(current.path, device=settings.device, version=current.version)
+    if set(incumbent.labels) != set(training_set.labels):
+        logger.warning("current model %s has labels %s, the dataset %s: the gate cannot compare them",
+                       current.version, list(incumbent.labels), list(training_set.labels))
+        return None
+    validation = training_set.validation
+    return evaluate_classifier(incumbent, [e.text for e in validation], [e.label for e in validation],
+                               samples=1, seed=settings.seed).macro_f1
+
+
+def _write_examples(path: Path, examples: Sequence[Example]) -> None:
+    with path.open("w") as handle:
+        for example in examples:
+            handle.write(json.dumps(example.__dict__) + "\n")
+
+
+def read_examples(path: Path) -> list[Example]:
+    return [Example(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]

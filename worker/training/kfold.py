@@ -1,0 +1,63 @@
+"""Out-of-fold scores: every labelled record's loss comes from a model that never trained on it.
+
+A model scores its own training labels as easy (it has fitted them, errors included), so an
+in-sample loss ranking understates label errors. With K folds, K models are trained, each on K−1
+folds, and each scores only the fold it held out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker.scoring import Scorer, ScoringInput, load_classifier
+from worker.scoring.engine import RecordScore
+from worker.training.data import Example, stratified_folds
+from worker.training.trainer import TrainingSettings, train_classifier
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class OutOfFoldResult:
+    """``scores`` by record id; ``fold_of`` which fold held each record out; ``trained_on[f]`` the ids model f saw."""
+
+    scores: dict[str, RecordScore]
+    fold_of: dict[str, int]
+    trained_on: list[set[str]] = field(default_factory=list)
+    version: str = "oof"
+
+
+def out_of_fold_scores(
+    examples: Sequence[Example],
+    labels: Sequence[str],
+    start_model: str | Path,
+    settings: TrainingSettings,
+    work_dir: Path,
+    *,
+    k: int,
+    version: str = "oof",
+    mc_layers: int | str = "auto",
+) -> OutOfFoldResult:
+    """Train K models (fixed ``settings.epochs``, no early stopping) and score each held-out fold with MC dropout.
+
+    The reference label of a record is its example label (consensus or original), so ``loss`` /
+    ``expected_loss`` measure disagreement with that label by a model that did not see it.
+    """
+    folds = stratified_folds(examples, k, seed=settings.seed)
+    result = OutOfFoldResult(scores={}, fold_of={e.id: f for e, f in zip(examples, folds, strict=True)},
+                             version=version)
+    for fold in range(k):
+        train = [e for e, f in zip(examples, folds, strict=True) if f != fold]
+        held_out = [e for e, f in zip(examples, folds, strict=True) if f == fold]
+        logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(held_out))
+        model_dir = work_dir / f"fold-{fold}"
+        train_classifier(start_model, train, [], labels, model_dir, settings)
+        result.trained_on.append({e.id for e in train})
+        classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
+        scorer = Scorer(classifier, samples=settings.mc_samples, mc_layers=mc_layers, seed=settings.seed)
+        for score in scorer.score(ScoringInput(e.id, e.text, e.label) for e in held_out):
+            result.scores[score.record_id] = score
+    return result

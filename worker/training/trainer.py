@@ -1,0 +1,256 @@
+"""Fine-tuning a sequence classifier with a validation split, early stopping and the best checkpoint kept.
+
+The loop: weighted cross-entropy (original-label examples count less than annotated ones), AdamW with
+linear warm-up/decay, one validation pass per epoch; the state with the best monitored metric is
+kept in memory and reloaded at the end (patience epochs without improvement stop training early).
+On CUDA it runs under autocast (bf16, or fp16 with a gradient scaler where bf16 is unsupported).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+from worker.errors import DataError
+from worker.scoring.device import autocast, pick_device
+from worker.training.data import Example
+from worker.training.evaluate import classification_metrics
+
+logger = logging.getLogger(__name__)
+
+Monitor = Literal["macro_f1", "accuracy", "loss"]
+
+
+class TrainingSettings(BaseModel):
+    """How a model is (re)trained. Embedded in the worker config under ``[training]``."""
+
+    base_model: str = Field("", description="Hub id or directory of the pretrained encoder to start from")
+    start_from: Literal["base", "current"] = "base"
+    data: Literal["annotated", "annotated+original"] = "annotated"
+    original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    min_annotated: int = Field(20, ge=2)
+    epochs: int = Field(5, ge=1)
+    patience: int = Field(2, ge=1)
+    monitor: Monitor = "macro_f1"
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(128, ge=8)
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    mc_samples: int = Field(20, ge=1)
+    gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
+    keep_versions: int = Field(5, ge=2)
+    kfold: int = Field(0, ge=0, description="K for out-of-fold loss (0 = off)")
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    validation_loss: float
+    accuracy: float
+    macro_f1: float
+    seconds: float
+
+    def monitored(self, monitor: Monitor) -> float:
+        """The monitored value, oriented so that larger is better."""
+        return -self.validation_loss if monitor == "loss" else getattr(self, monitor)
+
+
+@dataclass
+class TrainingResult:
+    output_dir: Path
+    history: list[EpochResult] = field(default_factory=list)
+    best_epoch: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def train_classifier(
+    start_model: str | Path,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    labels: Sequence[str],
+    output_dir: Path,
+    settings: TrainingSettings,
+    *,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> TrainingResult:
+    """Fine-tune ``start_model`` on ``train``, select the best epoch on ``validation``, save to ``output_dir``.
+
+    With an empty ``validation`` every epoch runs and the last state is kept.
+
+    Raises:
+        DataError: no training examples, or an example's label is not one of ``labels``.
+    """
+    label_ids = _label_ids(labels, [*train, *validation])
+    if not train:
+        raise DataError("no training examples")
+    _seed_everything(settings.seed)
+    device = pick_device(settings.device)
+    tokenizer = AutoTokenizer.from_pretrained(str(start_model))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
+        ignore_mismatched_sizes=True,
+    ).to(device)
+    loop = _Loop(model, tokenizer, label_ids, device, settings, steps=settings.epochs * _batches(len(train), settings))
+    result = TrainingResult(output_dir)
+    best_score, best_state, stale = -np.inf, None, 0
+    started = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        epoch_started = time.perf_counter()
+        train_loss = loop.train_epoch(train, seed=settings.seed + epoch)
+        validation_loss, accuracy, macro_f1 = loop.evaluate(validation) if validation else (np.nan, np.nan, np.nan)
+        outcome = EpochResult(epoch, train_loss, validation_loss, accuracy, macro_f1,
+                              time.perf_counter() - epoch_started)
+        result.history.append(outcome)
+        logger.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, macro-F1 %.3f (%.0f s)",
+                    epoch, settings.epochs, train_loss, validation_loss, accuracy, macro_f1, outcome.seconds)
+        if on_epoch:
+            on_epoch(outcome)
+        if not validation:
+            continue
+        if outcome.monitored(settings.monitor) > best_score:
+            best_score, result.best_epoch, stale = outcome.monitored(settings.monitor), epoch, 0
+            best_state = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                logger.info("early stopping: %s did not improve for %d epochs (best epoch %d)",
+                            settings.monitor, stale, result.best_epoch)
+                result.stopped_early = True
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = len(result.history)
+    result.seconds = time.perf_counter() - started
+    _save(model, tokenizer, output_dir, result, start_model, settings, len(train))
+    return result
+
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                           weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ wᵢ·CEᵢ / Σ wᵢ and the per-example CE [B]; logits [B, C], targets [B], weights [B].
+
+    Weights are relative within a batch: an original-label example with weight 0.3 pulls the
+    gradient 0.3 times as hard as an annotated one beside it.
+    """
+    per_example = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+    return (per_example * weights).sum() / weights.sum(), per_example
+
+
+def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, int]:
+    label_ids = {label: index for index, label in enumerate(labels)}
+    for example in examples:
+        if example.label not in label_ids:
+            raise DataError(f"record {example.id!r}: label {example.label!r} is not one of {list(labels)}")
+    return label_ids
+
+
+def _batches(count: int, settings: TrainingSettings) -> int:
+    return (count + settings.batch_size - 1) // settings.batch_size
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+class _Loop:
+    """One model's optimiser, schedule and mixed-precision state."""
+
+    def __init__(self, model, tokenizer, label_ids: dict[str, int], device: torch.device,
+                 settings: TrainingSettings, *, steps: int):
+        self.model, self.tokenizer, self.label_ids, self.device, self.settings = (
+            model, tokenizer, label_ids, device, settings)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
+        self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_fraction * steps), steps)
+        self.amp_dtype = None
+        if device.type == "cuda" and settings.mixed_precision:
+            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+    def _encode(self, examples: Sequence[Example]) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        inputs = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.settings.max_length,
+                                padding=True, return_tensors="pt").to(self.device)
+        targets = torch.tensor([self.label_ids[e.label] for e in examples], device=self.device)
+        weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=self.device)
+        return inputs, targets, weights
+
+    def train_epoch(self, examples: Sequence[Example], *, seed: int) -> float:
+        """One pass over ``examples`` in a seeded order; returns the mean weighted training loss."""
+        self.model.train()
+        order = random.Random(seed).sample(list(examples), len(examples))
+        total, weight_sum = 0.0, 0.0
+        for start in range(0, len(order), self.settings.batch_size):
+            inputs, targets, weights = self._encode(order[start:start + self.settings.batch_size])
+            with autocast(self.device, self.amp_dtype):
+                logits = self.model(**inputs).logits
+            loss, per_example = weighted_cross_entropy(logits, targets, weights)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            total += float((per_example.detach() * weights).sum())
+            weight_sum += float(weights.sum())
+        return total / weight_sum
+
+    @torch.inference_mode()
+    def evaluate(self, examples: Sequence[Example]) -> tuple[float, float, float]:
+        """(mean loss, accuracy, macro-F1) of the deterministic model on ``examples``."""
+        self.model.eval()
+        probs, targets = [], []
+        for start in range(0, len(examples), self.settings.batch_size * 2):
+            inputs, target, _ = self._encode(examples[start:start + self.settings.batch_size * 2])
+            with autocast(self.device, self.amp_dtype):
+                logits = self.model(**inputs).logits
+            probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            targets.append(target.cpu().numpy())
+        prob_matrix, target_vector = np.concatenate(probs), np.concatenate(targets)  # [N, C], [N]
+        loss = float(-np.log(np.clip(prob_matrix[np.arange(len(target_vector)), target_vector], 1e-12, 1)).mean())
+        accuracy, macro_f1 = classification_metrics(prob_matrix, target_vector, len(self.label_ids))
+        return loss, accuracy, macro_f1
+
+
+def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_model, settings: TrainingSettings,
+          train_count: int) -> None:
+    model.eval()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / "training.json").write_text(json.dumps({
+        "start_model": str(start_model),
+        "train_records": train_count,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "seconds": round(result.seconds, 1),
+        "history": [_finite(epoch.__dict__) for epoch in result.history],
+        "settings": settings.model_dump(),
+    }, indent=2))
+    logger.info("trained on %d examples in %.0f s; best epoch %d saved to %s", train_count, result.seconds,
+                result.best_epoch, output_dir)
+
+
+def _finite(values: dict) -> dict:
+    """NaN (no validation set) → None, so the file stays valid JSON."""
+    return {key: None if isinstance(value, float) and not np.isfinite(value) else value
+            for key, value in values.items()}
