@@ -32,3 +32,24 @@ def finetuned_minilm(train_records: list[LabelledText], *, epochs: int = 1, max_
     return fine_tune(fetch(MINILM_MODEL), train_records, SENTIMENT_LABELS, target, epochs=epochs,
                      max_length=max_length, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                      device="auto")
+
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def write_results(name: str, payload: dict, markdown: str) -> Path:
+    """benchmarks/results/<name>.json and .md; returns the markdown path."""
+    import json
+
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
+    path = RESULTS_DIR / f"{name}.md"
+    path.write_text(markdown)
+    logger.info("wrote %s", path)
+    return path
+
+
+def precision_at(ranking: list[str], positives: set[str], k: int) -> float:
+    """Share of the first ``k`` ids of ``ranking`` that are in ``positives``."""
+    top = ranking[:k]
+    return sum(item in positives for item in top) / len(top) if top else 0.0

@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._shared import finetuned_minilm, movie_split  # noqa: E402
-from worker.calibration import expected_calibration_error  # noqa: E402
-from worker.demo_data import SENTIMENT_LABELS  # noqa: E402
-from worker.logging_setup import configure_logging  # noqa: E402
+from benchmarks._shared import finetuned_minilm, movie_split
+from worker.calibration import expected_calibration_error
+from worker.demo_data import SENTIMENT_LABELS
+from worker.logging_setup import configure_logging
 
 logger = logging.getLogger("benchmarks.scoring")
 

@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from argilla._models import RecordModel, SuggestionModel  # noqa: E402
+from argilla._models import RecordModel, SuggestionModel
 
-from worker.demo_data import LabelledText  # noqa: E402
-from worker.gateway import ArgillaGateway  # noqa: E402
-from worker.gateway.records import Prediction, PulledRecord  # noqa: E402
-from worker.gateway.schema import LABEL_QUESTION  # noqa: E402
-from worker.local_argilla.settings import LocalArgillaSettings  # noqa: E402
-from worker.local_argilla.stack import LocalArgilla  # noqa: E402
-from worker.logging_setup import configure_logging  # noqa: E402
+from worker.demo_data import LabelledText
+from worker.gateway import ArgillaGateway
+from worker.gateway.records import Prediction, PulledRecord
+from worker.gateway.schema import LABEL_QUESTION
+from worker.local_argilla.settings import LocalArgillaSettings
+from worker.local_argilla.stack import LocalArgilla
+from worker.logging_setup import configure_logging
 
 LABELS = ("negative", "positive")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -138,6 +139,149 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
     click.echo(report.summary())
     if report.bad_rows:
         sys.exit(2)
+
+
+def config_option(function):
+    """``-c/--config FILE`` (or ARGILLA_WORKER_CONFIG) for the commands that read the worker config."""
+    return click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                         envvar="ARGILLA_WORKER_CONFIG", default=None,
+                         help="TOML config file (env: ARGILLA_WORKER_CONFIG); ARGILLA_WORKER_* variables override it.")(
+        function)
+
+
+def _services(config_file: Path | None):
+    from worker.config import load_settings
+    from worker.jobs import Services
+
+    return Services(load_settings(config_file))
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the worker configuration."""
+
+
+@config_group.command("show")
+@config_option
+def config_show(config_file: Path | None) -> None:
+    """Print the effective configuration (file + environment + defaults) as TOML, secrets masked."""
+    from worker.config import load_settings
+
+    click.echo(_as_toml(load_settings(config_file).masked()))
+
+
+def _as_toml(data: dict, prefix: str = "") -> str:
+    import json
+
+    scalars = [f"{key} = {json.dumps(value)}" for key, value in data.items()
+               if not isinstance(value, dict) and value is not None]
+    unset = [f"# {key} = (unset)" for key, value in data.items() if value is None]
+    tables = [_as_toml(value, f"{prefix}{key}.") for key, value in data.items() if isinstance(value, dict)]
+    header = [f"[{prefix[:-1]}]"] if prefix else []
+    return "\n".join([*header, *scalars, *unset, "", *tables]).rstrip() + "\n"
+
+
+@cli.command()
+@config_option
+@click.option("--full", is_flag=True, help="Consider every record, not only those changed since the last run.")
+@click.option("--oof", "folds", type=int, default=None,
+              help="K: give labelled records out-of-fold scores (K models trained from training.base_model).")
+def score(config_file: Path | None, full: bool, folds: int | None) -> None:
+    """Score records with the current model and push suggestions + metadata (loss, BALD, entropy…).
+
+    Records already carrying the current model's values for their current label are skipped, so a
+    stopped run resumes where it stopped. Records nobody reviewed yet are scored first.
+    """
+    from worker.jobs import oof_score_job, score_job
+
+    services = _services(config_file)
+    folds = folds if folds is not None else (services.settings.scoring.kfold or None)
+    if folds:
+        click.echo(oof_score_job(services, folds).summary())
+    click.echo(score_job(services, full=full or bool(folds)).summary())
+
+
+@cli.command()
+@config_option
+def train(config_file: Path | None) -> None:
+    """Fine-tune on the annotators' consensus labels, compare with the current model, register, gate.
+
+    A stratified validation split is held out from annotated records; the new model becomes current
+    only if its validation macro-F1 is within training.gate_tolerance of the current model's on the
+    same records. Otherwise it is kept as 'rejected' with the reason.
+    """
+    from worker.jobs import train_job
+
+    outcome = train_job(_services(config_file))
+    validation = outcome.model.metrics["validation"]
+    click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
+               f"{outcome.decision.reason}")
+    click.echo(f"validation: accuracy {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, "
+               f"ECE deterministic {validation['ece_deterministic']:.4f}, MC {validation['ece_mc']:.4f}")
+    if not outcome.promoted:
+        sys.exit(3)
+
+
+@cli.command()
+@config_option
+@click.option("--version", "version", default=None, help="Model version (default: the current one).")
+@click.option("--max-samples", default=50, show_default=True, help="Largest T of the ECE-vs-T curve.")
+def calibrate(config_file: Path | None, version: str | None, max_samples: int) -> None:
+    """Calibration report of a model version on its validation records: ECE deterministic vs MC dropout,
+    ECE vs T, reliability diagram, confusion matrix, temperature scaling. Stored beside the model."""
+    from worker.jobs import calibrate_job
+
+    services = _services(config_file)
+    report = calibrate_job(services, version, max_samples=max_samples)
+    click.echo(report.markdown())
+    click.echo(f"written to {services.registry.get(report.model_version).path / 'calibration'}")
+
+
+@cli.group()
+def models() -> None:
+    """The model registry: list versions, promote one, roll back."""
+
+
+@models.command("list")
+@config_option
+def models_list(config_file: Path | None) -> None:
+    """Every version with its status, validation metrics and parent."""
+    registry = _services(config_file).registry
+    versions = registry.versions()
+    if not versions:
+        click.echo(f"no models in {registry.root}")
+        return
+    click.echo(f"{'version':<8} {'status':<9} {'macro-F1':>8} {'accuracy':>8} {'ECE det':>7} {'ECE MC':>7} "
+               f"{'parent':<8} created")
+    for entry in versions:
+        validation = entry.metrics.get("validation", {})
+        click.echo(f"{entry.version:<8} {entry.status:<9} {_fmt(validation.get('macro_f1')):>8} "
+                   f"{_fmt(validation.get('accuracy')):>8} {_fmt(validation.get('ece_deterministic')):>7} "
+                   f"{_fmt(validation.get('ece_mc')):>7} {entry.metrics.get('parent') or '-':<8} "
+                   f"{entry.metrics.get('created_at', '')}")
+        if entry.metrics.get("rejection_reason"):
+            click.echo(f"         rejected: {entry.metrics['rejection_reason']}")
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@models.command("promote")
+@config_option
+@click.argument("version")
+def models_promote(config_file: Path | None, version: str) -> None:
+    """Make VERSION current (bypasses the gate: an explicit human decision)."""
+    entry = _services(config_file).registry.promote(version, reason="promoted by hand")
+    click.echo(f"{entry.version} is now current")
+
+
+@models.command("rollback")
+@config_option
+def models_rollback(config_file: Path | None) -> None:
+    """Make the previously promoted version current again."""
+    entry = _services(config_file).registry.rollback()
+    click.echo(f"rolled back: {entry.version} is now current")
 
 
 def _column_labels(table, label_column: str) -> list:

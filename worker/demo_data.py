@@ -83,3 +83,23 @@ def flip_labels(
             flipped_ids.add(record.id)
         result.append(record)
     return result, flipped_ids
+
+
+def load_newsgroups(split: str = "train", path: Path | None = None) -> list[LabelledText]:
+    """20 Newsgroups (Orange's preprocessed copy: lower-cased, punctuation removed), 20 classes.
+
+    Args:
+        split: ``train`` (11,293 posts) or ``test`` (7,528).
+    """
+    import csv
+
+    import pandas as pd
+
+    from worker.offline_assets import NEWSGROUPS, fetch
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    path = path or fetch(NEWSGROUPS).parent / f"20newsgroups-{split}.tab"
+    table = pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+    return [LabelledText(id=f"20ng-{split}-{index}", text=row.Text, label=row.Category)
+            for index, row in enumerate(table.itertuples()) if row.Text.strip()]

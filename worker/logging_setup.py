@@ -12,6 +12,7 @@ def configure_logging(level: int | str = logging.INFO) -> None:
         level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
+        force=True,
     )
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

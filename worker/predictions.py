@@ -26,5 +26,6 @@ def prediction_from_score(score: RecordScore, model_version: str) -> Prediction:
         metadata["loss"] = score.loss
         metadata["expected_loss"] = score.expected_loss
         metadata["disagreement"] = "yes" if score.disagreement else "no"
+        metadata["reference_label"] = score.reference_label
     return Prediction(score.record_id, score.predicted_label, min(max(score.score, 0.0), 1.0), model_version,
                       metadata)

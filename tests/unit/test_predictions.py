@@ -20,13 +20,13 @@ def test_a_labelled_record_gets_its_loss_and_disagreement():
     assert (prediction.label, prediction.score, prediction.agent) == ("negative", 0.8, "model-v3")
     assert prediction.metadata == {"bald": 0.05, "entropy": 0.5, "margin": 0.6, "confidence": 0.8,
                                    "predicted_label": "negative", "model_version": "model-v3", "loss": 1.6,
-                                   "expected_loss": 1.7, "disagreement": "yes"}
+                                   "expected_loss": 1.7, "disagreement": "yes", "reference_label": "positive"}
 
 
 def test_an_unlabelled_record_has_no_loss_keys():
     prediction = prediction_from_score(_score(reference_label=None, loss=None, expected_loss=None,
                                               disagreement=None), "v1")
-    assert {"loss", "expected_loss", "disagreement"}.isdisjoint(prediction.metadata)
+    assert {"loss", "expected_loss", "disagreement", "reference_label"}.isdisjoint(prediction.metadata)
 
 
 def test_a_skipped_record_cannot_become_a_prediction():

@@ -84,8 +84,8 @@ def test_training_keeps_the_best_epoch_and_stops_early(tiny_model_dir, tmp_path)
     assert result.best_epoch == 1 + losses.index(min(losses))
     if result.stopped_early:
         assert len(result.history) == result.best_epoch + settings.patience
-    from worker.training.evaluate import evaluate_classifier
     from worker.scoring import load_classifier
+    from worker.training.evaluate import evaluate_classifier
 
     saved = load_classifier(tmp_path / "model", device="cpu")
     saved_loss = _validation_loss(saved, validation)

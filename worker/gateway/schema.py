@@ -27,6 +27,8 @@ TERMS_METADATA = {
     "predicted_label": "the label the current model predicts.",
     "model_version": "the model version that computed these values.",
     "disagreement": "'yes' when the predicted label differs from the current label.",
+    "reference_label": "the label loss was measured against: the annotators' consensus once reviewed, else the "
+                       "original label.",
 }
 
 GUIDELINES = """\

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.errors import DataError
@@ -34,6 +34,8 @@ Monitor = Literal["macro_f1", "accuracy", "loss"]
 
 class TrainingSettings(BaseModel):
     """How a model is (re)trained. Embedded in the worker config under ``[training]``."""
+
+    model_config = ConfigDict(extra="forbid")
 
     base_model: str = Field("", description="Hub id or directory of the pretrained encoder to start from")
     start_from: Literal["base", "current"] = "base"

@@ -1,0 +1,90 @@
+"""Retraining from corrections read from the real local Argilla, registering and gating, then scoring
+with the registered model (tiny real BERT; the data is small so this runs in seconds)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.annotator import raw_responses, submit_label
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.demo_data import LabelledText
+from worker.errors import DataError
+from worker.jobs import Services, score_job, train_job
+
+FLIPPED = {"e1", "e2", "e5"}  # ingested with the wrong label; annotators fix them
+
+
+@pytest.fixture
+def services(local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    base = save_tiny_classifier(tmp_path / "base")
+    settings = load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
+        training={"base_model": str(base), "epochs": 4, "batch_size": 8, "learning_rate": 1e-3, "max_length": 32,
+                  "device": "cpu", "mc_samples": 4, "min_annotated": 16},
+        scoring={"samples": 4, "device": "cpu", "push_batch": 10},
+        registry={"path": str(tmp_path / "registry")},
+        state_dir=str(tmp_path / "state"),
+    )
+    services = Services(settings)
+    services.gateway.ensure_dataset(LABELS)
+    examples = sentiment_examples(40)
+    services.gateway.log_labelled_texts(
+        LabelledText(e.id, e.text, _flip(e.label) if e.id in FLIPPED else e.label) for e in examples)
+    return services
+
+
+def _flip(label: str) -> str:
+    return LABELS[1 - LABELS.index(label)]
+
+
+def test_too_few_corrections_train_nothing(services):
+    with pytest.raises(DataError, match="only 0 records have a consensus label"):
+        train_job(services)
+    assert services.registry.versions() == []
+
+
+def test_corrections_from_argilla_train_a_registered_model_that_then_scores(services, stack_settings):
+    pulled = {r.record_id: r for r in services.gateway.pull()}
+    truth = {e.id: e.label for e in sentiment_examples(40)}
+    annotated = sorted(pulled)[:24]
+    for record_id in annotated:
+        submit_label(stack_settings, pulled[record_id].server_id, truth[record_id])
+    responses_before = raw_responses(stack_settings, services.gateway._dataset().id)
+
+    outcome = train_job(services)
+
+    assert outcome.promoted and services.registry.current().version == outcome.model.version == "v0001"
+    training = outcome.model.metrics["training"]
+    assert training["annotated"] == 24 and training["train"] + training["validation"] == 24
+    assert (outcome.model.path / "model.safetensors").exists()
+
+    report = score_job(services, full=True)
+
+    assert report.scored == 40 and report.pushed == 40 and report.failed == 0
+    after = {r.record_id: r for r in services.gateway.pull()}
+    assert all(r.metadata["model_version"] == "v0001" and r.suggestion.agent == "v0001" for r in after.values())
+    for record_id in FLIPPED & set(annotated):  # loss is measured against the correction, not the original
+        assert after[record_id].metadata["reference_label"] == truth[record_id]
+        assert after[record_id].metadata["original_label"] == _flip(truth[record_id])
+    assert raw_responses(stack_settings, services.gateway._dataset().id) == responses_before
+
+    again = score_job(services, full=True)
+    assert again.scored == 0 and again.up_to_date == 40, "an up-to-date record was scored twice"
+
+    listing = subprocess.run([sys.executable, "-m", "worker", "models", "list"], capture_output=True, text=True,
+                             check=False, timeout=120,
+                             env={**_env(), "ARGILLA_WORKER_REGISTRY__PATH": str(services.registry.root)})
+    assert listing.returncode == 0, listing.stderr
+    assert "v0001" in listing.stdout and "current" in listing.stdout
+
+
+def _env():
+    import os
+
+    return dict(os.environ)

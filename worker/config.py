@@ -1,0 +1,190 @@
+"""The worker's configuration: one TOML file + environment overrides, validated at start.
+
+Precedence (highest first): init arguments, ``ARGILLA_WORKER_<SECTION>__<KEY>`` environment variables,
+the TOML file given with ``-c``, defaults. Secrets (the Argilla API key, the Hugging Face token,
+the webhook secret) come only from the environment or from files named in the config
+(``*_file`` keys); a secret written in the TOML file is an error. Secrets are ``SecretStr``: they
+never appear in logs, ``status`` or ``config show``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from worker.errors import ConfigError
+from worker.training.trainer import TrainingSettings
+
+ENV_PREFIX = "ARGILLA_WORKER_"
+SECRET_KEYS = {("argilla", "api_key"), ("publish", "hf_token"), ("webhooks", "secret")}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "argilla-worker"
+
+
+class ArgillaSettings(_Section):
+    api_url: str = "http://localhost:6900"
+    api_key: SecretStr | None = Field(None, description="secret: env ARGILLA_WORKER_ARGILLA__API_KEY or api_key_file")
+    api_key_file: Path | None = None
+    dataset: str = Field("", description="the Argilla dataset the worker serves")
+    workspace: str = "argilla"
+    labels: list[str] = Field(default_factory=list, description="label set when the dataset must be created")
+
+    def key(self) -> str:
+        """The API key from the environment / file, or the ARGILLA_API_KEY variable the SDK uses."""
+        secret = _secret(self.api_key, self.api_key_file, "argilla.api_key") or os.environ.get("ARGILLA_API_KEY")
+        if not secret:
+            raise ConfigError("argilla.api_key is not set: export ARGILLA_WORKER_ARGILLA__API_KEY (or "
+                              "ARGILLA_API_KEY), or point argilla.api_key_file at a file holding it")
+        return secret
+
+
+class ScoringSettings(_Section):
+    samples: int = Field(20, ge=1, description="T, MC-dropout samples per record")
+    mc_layers: int | Literal["auto", "all"] = "auto"
+    batch_size: int = Field(32, ge=1)
+    push_batch: int = Field(256, ge=1, description="records per pushed (and checkpointed) batch")
+    device: str = "auto"
+    interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
+    kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
+
+
+class RegistrySettings(_Section):
+    path: Path = Field(default_factory=lambda: _data_home() / "models")
+    keep: int = Field(5, ge=2)
+
+
+class RetrainSettings(_Section):
+    cron: str | None = Field(None, description="crontab expression, e.g. '0 3 * * *'")
+    min_new_corrections: int = Field(50, ge=1, description="retrain once this many new submitted responses arrived")
+
+
+class PublishSettings(_Section):
+    directory: Path | None = Field(None, description="local sink: a directory loadable with datasets.load_dataset")
+    repo_id: str | None = Field(None, description="Hub sink: a dataset repo id")
+    private: bool = True
+    hf_token: SecretStr | None = None
+    hf_token_file: Path | None = None
+    only_reviewed: bool = False
+    split: Literal["keep", "stratified", "none"] = "none"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+    license: str = "other"
+    cron: str | None = None
+    after_promotion: bool = True
+
+    def token(self) -> str | None:
+        """The Hub token from env / file, else None (then huggingface_hub's own login is used)."""
+        return _secret(self.hf_token, self.hf_token_file, "publish.hf_token") or os.environ.get("HF_TOKEN")
+
+
+class WebhookSettings(_Section):
+    enabled: bool = True
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    def signing_secret(self) -> str | None:
+        return _secret(self.secret, self.secret_file, "webhooks.secret")
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    public_url: str | None = Field(None, description="how Argilla reaches this worker (for webhooks)")
+
+
+class WorkerSettings(BaseSettings):
+    """Everything the worker reads at start. Sections mirror the TOML file's tables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    state_dir: Path = Field(default_factory=lambda: _data_home() / "state")
+    argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    publish: PublishSettings = Field(default_factory=PublishSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin tables")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _CONFIG_FILE is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_CONFIG_FILE))
+        return tuple(sources)
+
+    def masked(self) -> dict:
+        """The effective configuration as plain data, secrets shown as '***' (or null when unset)."""
+        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+
+
+_CONFIG_FILE: Path | None = None
+
+
+def load_settings(config_file: Path | None = None, **overrides) -> WorkerSettings:
+    """Read and validate the configuration.
+
+    Raises:
+        ConfigError: the file is missing or not TOML, a secret is in it, or a key has a bad value
+            (the message names each key and the value it got).
+    """
+    global _CONFIG_FILE
+    if config_file is not None:
+        _check_file(Path(config_file))
+    _CONFIG_FILE = Path(config_file) if config_file is not None else None
+    try:
+        return WorkerSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, config_file)) from None
+    finally:
+        _CONFIG_FILE = None
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    for section, key in SECRET_KEYS:
+        if key in data.get(section, {}):
+            raise ConfigError(
+                f"{path}: {section}.{key} is a secret and may not be written in the config file; set "
+                f"{ENV_PREFIX}{section.upper()}__{key.upper()} or {section}.{key}_file instead")
+
+
+def _describe(error: ValidationError, config_file: Path | None) -> str:
+    where = f" in {config_file}" if config_file else ""
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        value = item.get("input")
+        shown = "(secret)" if any(part in ("api_key", "hf_token", "secret") for part in item["loc"]) else repr(value)
+        problems.append(f"{key} = {shown}: {item['msg']}")
+    return f"invalid configuration{where}: " + "; ".join(problems)
+
+
+def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if file is not None:
+        try:
+            return Path(file).expanduser().read_text().strip() or None
+        except OSError as error:
+            raise ConfigError(f"{name}_file {file}: cannot read it ({error.strerror})") from None
+    return None

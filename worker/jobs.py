@@ -1,0 +1,263 @@
+"""The worker's jobs — score, train, calibrate — as plain functions over the configuration.
+
+The CLI runs them once; the long-running loop runs them from its queue. Every job is idempotent:
+
+* **score** writes, per record, the model version and the label the loss was measured against
+  (metadata ``model_version`` / ``reference_label``). A record whose values are already those of the
+  current model and label is not scored again, so Argilla itself is the checkpoint: a run stopped
+  after any pushed batch resumes where it stopped, with no record pushed twice.
+* **train** runs in the registry's staging area: a crash leaves the current model untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from worker.config import WorkerSettings
+from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
+from worker.gateway import ArgillaGateway
+from worker.gateway.records import PulledRecord, consensus
+from worker.gateway.sync_state import SyncState
+from worker.predictions import prediction_from_score
+from worker.registry import ModelRegistry, ModelVersion
+from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring.engine import RecordScore
+from worker.training.calibrate import CalibrationReport, calibration_report
+from worker.training.data import Example
+from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
+from worker.training.kfold import out_of_fold_scores
+
+logger = logging.getLogger(__name__)
+
+
+OOF_MARK = "-oof"  # "v0003-oof5": out-of-fold values computed alongside model v0003
+
+
+class NoModelError(WorkerError):
+    """There is no current model to score with (train one first, or register one)."""
+
+
+@dataclass
+class ScoreReport:
+    model_version: str
+    considered: int = 0
+    up_to_date: int = 0
+    scored: int = 0
+    skipped: int = 0
+    pushed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    stopped: bool = False
+    seconds: float = 0.0
+    failed_ids: list[str] = field(default_factory=list)
+
+    @property
+    def records_per_second(self) -> float:
+        return self.scored / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> str:
+        state = "stopped early" if self.stopped else "complete"
+        return (f"scoring with {self.model_version} {state}: {self.considered} records considered, "
+                f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
+                f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed")
+
+
+def reference_label(record: PulledRecord) -> str | None:
+    """The label a record's loss is measured against: the annotators' consensus, else its original label."""
+    verdict = consensus(record)
+    if verdict is not None and verdict.label is not None:
+        return verdict.label
+    return record.metadata.get("original_label")
+
+
+def is_up_to_date(record: PulledRecord, model_version: str) -> bool:
+    """Whether the record already carries this model's values for its current reference label."""
+    written = record.metadata.get("model_version")
+    return (written is not None and written.split(OOF_MARK)[0] == model_version
+            and record.metadata.get("reference_label") == reference_label(record)
+            and record.suggestion is not None and record.suggestion.agent == written)
+
+
+def review_priority(record: PulledRecord) -> int:
+    """0 for records nobody submitted (pending review: scored first), 1 for reviewed ones."""
+    return 0 if consensus(record) is None else 1
+
+
+class Services:
+    """The worker's long-lived parts, built once from the configuration."""
+
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self._classifier: Classifier | None = None
+        self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
+
+    @cached_property
+    def gateway(self) -> ArgillaGateway:
+        if not self.settings.argilla.dataset:
+            raise ConfigError("argilla.dataset is not set (the Argilla dataset the worker serves)")
+        return ArgillaGateway(api_url=self.settings.argilla.api_url, api_key=self.settings.argilla.key(),
+                              dataset_name=self.settings.argilla.dataset, workspace=self.settings.argilla.workspace)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.settings.registry.path, keep=self.settings.registry.keep)
+
+    @cached_property
+    def sync_state(self) -> SyncState:
+        return SyncState(self.settings.state_dir / "sync.json")
+
+    def labels(self) -> list[str]:
+        labels = self.gateway.existing_labels()
+        if labels is None:
+            if not self.settings.argilla.labels:
+                raise ConfigError(f"dataset {self.settings.argilla.dataset!r} does not exist on "
+                                  f"{self.settings.argilla.api_url}; ingest records or set argilla.labels")
+            self.gateway.ensure_dataset(self.settings.argilla.labels)
+            labels = list(self.settings.argilla.labels)
+        return labels
+
+    def current_model(self) -> ModelVersion:
+        current = self.registry.current()
+        if current is None:
+            raise NoModelError(f"no current model in {self.registry.root}: run `argilla-worker train` first")
+        return current
+
+    def classifier(self) -> Classifier:
+        """The current model, loaded once per version."""
+        current = self.current_model()
+        if self._classifier is None or self._classifier.version != current.version:
+            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
+                                               version=current.version)
+        return self._classifier
+
+
+def score_job(services: Services, *, full: bool = False, stop: threading.Event | None = None,
+              on_batch: Callable[[ScoreReport, list[RecordScore]], None] | None = None,
+              record_ids: Sequence[str] | None = None) -> ScoreReport:
+    """Score what is not up to date and push it, one batch at a time (each pushed batch is durable).
+
+    ``full`` pulls every record (after a promotion); otherwise only records changed since the last
+    complete incremental run. ``record_ids`` limits the run to those records (webhook rescoring).
+    ``stop`` ends the run after the current batch.
+    """
+    started = time.perf_counter()
+    classifier = services.classifier()
+    check_label_set(classifier.labels, services.labels())
+    gateway, settings = services.gateway, services.settings.scoring
+    since = None if full or record_ids else services.sync_state.watermark(gateway.dataset_key)
+    records = list(gateway.pull(since=since))
+    if record_ids is not None:
+        wanted = set(record_ids)
+        records = [r for r in records if r.record_id in wanted]
+    report = ScoreReport(classifier.version, considered=len(records))
+    todo = [r for r in records if not is_up_to_date(r, classifier.version)]
+    report.up_to_date = len(records) - len(todo)
+    todo.sort(key=review_priority)
+    scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
+                    batch_size=settings.batch_size)
+    current = {r.record_id: r for r in todo}
+    for start in range(0, len(todo), settings.push_batch):
+        batch = todo[start:start + settings.push_batch]
+        scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r)) for r in batch))
+        _push_scores(gateway, scores, current, classifier.version, report)
+        report.seconds = time.perf_counter() - started
+        if on_batch is not None:
+            on_batch(report, scores)
+        if stop is not None and stop.is_set() and start + settings.push_batch < len(todo):
+            report.stopped = True
+            logger.info("stop requested: finished the current batch, %d records left for the next run",
+                        len(todo) - start - len(batch))
+            break
+    if not report.stopped and record_ids is None:
+        _advance_watermark(services, records)
+    report.seconds = time.perf_counter() - started
+    logger.info(report.summary())
+    return report
+
+
+def _push_scores(gateway: ArgillaGateway, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
+                 version: str, report: ScoreReport) -> None:
+    predictions = []
+    for score in scores:
+        if score.skipped:
+            report.skipped += 1
+            logger.warning("record %s not scored: %s", score.record_id, score.skipped_reason)
+            continue
+        report.scored += 1
+        predictions.append(prediction_from_score(score, version))
+    push = gateway.push(predictions, current=current)
+    report.pushed += push.sent
+    report.unchanged += push.unchanged
+    report.failed += sum(len(batch.record_ids) for batch in push.failed) + len(push.rejected)
+    report.failed_ids += [i for batch in push.failed for i in batch.record_ids]
+    if push.failed:
+        raise ArgillaGatewayError(f"push failed for {report.failed} record(s) (first: {report.failed_ids[:5]}); "
+                                  f"they will be scored again on the next run")
+
+
+def _advance_watermark(services: Services, records: list[PulledRecord]) -> None:
+    changes = [r.last_change for r in records if r.last_change is not None]
+    if changes:
+        services.sync_state.set_watermark(services.gateway.dataset_key, max(changes))
+
+
+def oof_score_job(services: Services, k: int) -> ScoreReport:
+    """Out-of-fold scores for every labelled record (K models, each scoring the fold it did not see),
+    pushed with agent ``<current version>-oof<K>``; unlabelled records are left to :func:`score_job`."""
+    started = time.perf_counter()
+    current_version = services.current_model().version
+    labels = services.labels()
+    records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
+    labelled = [r for r in records if reference_label(r) is not None]
+    examples = [Example(r.record_id, r.text, reference_label(r)) for r in labelled]
+    settings = services.settings.training.model_copy(update={"mc_samples": services.settings.scoring.samples})
+    if not settings.base_model:
+        raise ConfigError("training.base_model is not set (the K fold models start from it)")
+    version = f"{current_version}{OOF_MARK}{k}"
+    with services.registry.staging() as work_dir:
+        result = out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
+                                    version=version, mc_layers=services.settings.scoring.mc_layers)
+        shutil.rmtree(work_dir)
+    report = ScoreReport(version, considered=len(records))
+    _push_scores(services.gateway, result.scores.values(), {r.record_id: r for r in labelled}, version, report)
+    report.seconds = time.perf_counter() - started
+    logger.info(report.summary())
+    return report
+
+
+def train_job(services: Services) -> TrainingOutcome:
+    """Pull every record, build the training set from consensus labels, train, gate, register.
+
+    Raises:
+        DataError: too few annotations or a class without examples (nothing is trained).
+        ConfigError: no base model configured and no current model to start from.
+    """
+    settings = services.settings.training
+    labels = services.labels()
+    training_set = prepare_training_set(services.gateway.pull(), labels, settings)
+    logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
+    outcome = retrain(training_set, services.registry, settings)
+    state = "promoted" if outcome.promoted else "rejected"
+    logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
+    return outcome
+
+
+def calibrate_job(services: Services, version: str | None = None, *, max_samples: int = 50) -> CalibrationReport:
+    """(Re)compute a registered version's calibration report on its stored validation records."""
+    entry = services.registry.get(version) if version else services.current_model()
+    validation_file = entry.path / "validation.jsonl"
+    if not validation_file.exists():
+        raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file})")
+    classifier = load_classifier(entry.path, device=services.settings.scoring.device, version=entry.version)
+    report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",
+                                max_samples=max_samples, mc_samples=services.settings.scoring.samples)
+    services.registry.update_metrics(entry.version, calibration={
+        "ece_deterministic": report.ece_deterministic, "ece_mc": report.ece_mc, "mc_samples": report.mc_samples,
+        "temperature": report.temperature, "ece_temperature_scaled_crossfit": report.ece_temperature_scaled_crossfit})
+    return report
