@@ -25,7 +25,7 @@ def services(local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch)
     base = save_tiny_classifier(tmp_path / "base")
     settings = load_settings(
         argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
-        training={"base_model": str(base), "epochs": 4, "batch_size": 8, "learning_rate": 1e-3, "max_length": 32,
+        training={"base_model": str(base), "epochs": 6, "batch_size": 4, "learning_rate": 3e-3, "max_length": 32,
                   "device": "cpu", "mc_samples": 4, "min_annotated": 16},
         scoring={"samples": 4, "device": "cpu", "push_batch": 10},
         registry={"path": str(tmp_path / "registry")},
@@ -62,6 +62,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     assert outcome.promoted and services.registry.current().version == outcome.model.version == "v0001"
     training = outcome.model.metrics["training"]
     assert training["annotated"] == 24 and training["train"] + training["validation"] == 24
+    assert outcome.model.metrics["validation"]["macro_f1"] >= 0.8, outcome.model.metrics["validation"]
     assert (outcome.model.path / "model.safetensors").exists()
 
     report = score_job(services, full=True)

@@ -111,7 +111,7 @@ def test_only_the_last_versions_are_kept_but_never_the_current_or_its_rollback_t
 def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_dir, tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
     training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
-    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=3, batch_size=8, learning_rate=1e-3,
+    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=8, patience=8, batch_size=4, learning_rate=3e-3,
                                 max_length=32, device="cpu", mc_samples=4)
 
     first = retrain(training_set, registry, settings)
