@@ -70,10 +70,10 @@ def main() -> None:
     target_met = areas.get("bald", 0) > areas.get("random", np.inf)
     label_counts = [n for n, _ in next(iter(curves.values()))]
     lines = [
-        f"Active learning — movie snippets, pool {len(pool)}, test {len(test)}, start {args.start}, "
+        (f"Active learning — movie snippets, pool {len(pool)}, test {len(test)}, start {args.start}, "
         f"+{args.query} per round, {args.rounds} rounds; all-MiniLM-L6-v2 retrained from scratch each round "
         f"({args.epochs} epochs); MC dropout T={args.samples} over the last {args.mc_layers} layers; "
-        f"{time.perf_counter() - started:.0f} s",
+        f"{time.perf_counter() - started:.0f} s"),
         "",
         "| strategy | " + " | ".join(str(n) for n in label_counts) + " | area (mean accuracy) |",
         "|---|" + "---:|" * (len(label_counts) + 1),

@@ -79,8 +79,8 @@ def main() -> None:
                              RESULTS_DIR / "calibration-reliability.png", title="Movie snippets, test set")
     target_met = table[f"MC dropout T={args.report_samples}"]["ece"] < table["deterministic"]["ece"]
     lines = [
-        f"Calibration — all-MiniLM-L6-v2 fine-tuned {args.epochs} epochs on {len(train)} movie snippets; "
-        f"{len(test)} test snippets; temperature fitted on {len(calibration_split)} other snippets",
+        (f"Calibration — all-MiniLM-L6-v2 fine-tuned {args.epochs} epochs on {len(train)} movie snippets; "
+        f"{len(test)} test snippets; temperature fitted on {len(calibration_split)} other snippets"),
         "",
         "| model | accuracy | ECE | NLL |",
         "|---|---:|---:|---:|",

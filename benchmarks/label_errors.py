@@ -95,10 +95,10 @@ def main() -> None:
     target_auroc = table["out-of-fold MC expected loss"]["auroc"] >= table["cleanlab self-confidence"]["auroc"]
     target_p50 = table["out-of-fold MC expected loss"]["precision@50"] >= 0.9
     lines = [
-        f"Label-error detection — 20 Newsgroups, {len(posts)} training posts, {len(flipped)} labels flipped "
+        (f"Label-error detection — 20 Newsgroups, {len(posts)} training posts, {len(flipped)} labels flipped "
         f"({args.flip:.0%}, seed {args.seed}); all-MiniLM-L6-v2, {args.epochs} epochs, max {args.max_length} "
         f"tokens, K = {args.folds}, T = {args.samples}, MC layers {mc_layers}; OOF accuracy vs true labels "
-        f"{accuracy_oof:.3f}; {time.perf_counter() - started:.0f} s",
+        f"{accuracy_oof:.3f}; {time.perf_counter() - started:.0f} s"),
         "",
         "| ranking | precision@50 | precision@500 | AUROC | flagged |",
         "|---|---:|---:|---:|---:|",

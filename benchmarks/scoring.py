@@ -257,11 +257,11 @@ def markdown_table(summary: dict[str, dict], meta: dict) -> str:
         return "–" if value is None else pattern.format(value)
 
     lines = [
-        f"Scoring benchmark — {meta['records']} records, T = {meta['samples']}, batch {meta['batch_size']}, "
-        f"device {meta['device']}, model {meta['model']}",
+        (f"Scoring benchmark — {meta['records']} records, T = {meta['samples']}, batch {meta['batch_size']}, "
+        f"device {meta['device']}, model {meta['model']}"),
         "",
-        "| method | records/s | × (a) | cost × (b) | peak MiB | accuracy | ECE | BALD AUROC (errors) "
-        "| BALD ρ vs (c) | ΔECE vs (c) |",
+        ("| method | records/s | × (a) | cost × (b) | peak MiB | accuracy | ECE | BALD AUROC (errors) "
+        "| BALD ρ vs (c) | ΔECE vs (c) |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary.values():

@@ -111,11 +111,13 @@ def demo(records: int, flip_fraction: float, seed: int, no_score: bool) -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default=None, help="Column with the current (original) label, if any.")
 @click.option("--id-column", default=None, help="Column with stable record ids (default: a hash of the text).")
+@click.option("--split-column", default=None, help="Column naming each row's split (kept when publishing).")
 @click.option("--labels", default=None, help="Comma-separated label set (default: the dataset's, else the data's).")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
 @click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
 @click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
-def ingest(source, dataset_name, workspace, text_column, label_column, id_column, labels, split, api_url, api_key):
+def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels, split,
+           api_url, api_key):
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
     Re-ingesting is idempotent (records are keyed by id). The original label is kept as
@@ -135,7 +137,8 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
     gateway.ensure_dataset(label_set)
     report = IngestReport()
     gateway.log_labelled_texts(labelled_rows(table, text_column=text_column, label_column=label_column,
-                                             id_column=id_column, labels=label_set, report=report))
+                                             id_column=id_column, labels=label_set, split_column=split_column,
+                                             report=report))
     click.echo(report.summary())
     if report.bad_rows:
         sys.exit(2)
@@ -235,6 +238,24 @@ def calibrate(config_file: Path | None, version: str | None, max_samples: int) -
     report = calibrate_job(services, version, max_samples=max_samples)
     click.echo(report.markdown())
     click.echo(f"written to {services.registry.get(report.model_version).path / 'calibration'}")
+
+
+@cli.command()
+@config_option
+@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local sink (overrides publish.directory).")
+@click.option("--repo-id", default=None, help="Hub dataset repo (overrides publish.repo_id); token from HF_TOKEN, "
+                                              "ARGILLA_WORKER_PUBLISH__HF_TOKEN or `huggingface-cli login`.")
+def publish(config_file: Path | None, directory: Path | None, repo_id: str | None) -> None:
+    """Publish the cleaned dataset: corrected `label` beside `original_label`, review stats, model scores,
+    and a dataset card with plots — to a local directory and/or a Hub dataset repo. Nothing is written
+    when the content is unchanged since the last publication."""
+    from worker.jobs import publish_job
+
+    for result in publish_job(_services(config_file), directory=directory, repo_id=repo_id):
+        state = "published" if result.published else "unchanged, nothing written"
+        commit = f" (commit {result.commit})" if result.commit else ""
+        click.echo(f"{result.sink} {result.location}: {state}{commit}")
 
 
 @cli.group()

@@ -23,6 +23,7 @@ class LabelledText:
     id: str
     text: str
     label: str | None  # None: no label yet
+    split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
 
 
 def load_movie_snippets(path: Path | None = None, *, limit: int | None = None) -> list[LabelledText]:

@@ -62,6 +62,7 @@ def labelled_rows(
     label_column: str | None = None,
     id_column: str | None = None,
     labels: Iterable[str] | None = None,
+    split_column: str | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``.
@@ -69,13 +70,14 @@ def labelled_rows(
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
-    _check_columns(table, text_column, label_column, id_column)
+    _check_columns(table, text_column, label_column, id_column, split_column)
     label_names = _label_names(table, label_column)
     allowed = set(labels) if labels is not None else None
     seen_ids: dict[str, int] = {}
     for row_number, row in enumerate(table, start=1):
         report.read += 1
-        record, reason = _row_to_record(row, text_column, label_column, id_column, label_names, allowed)
+        record, reason = _row_to_record(row, text_column, label_column, id_column, label_names, allowed,
+                                        split_column)
         if record is not None and record.id in seen_ids:
             record, reason = None, f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
         if record is None:
@@ -103,7 +105,8 @@ def _label_names(table: datasets.Dataset, label_column: str | None) -> list[str]
 
 
 def _row_to_record(row: dict, text_column: str, label_column: str | None, id_column: str | None,
-                   label_names: list[str] | None, allowed: set[str] | None) -> tuple[LabelledText | None, str]:
+                   label_names: list[str] | None, allowed: set[str] | None,
+                   split_column: str | None = None) -> tuple[LabelledText | None, str]:
     text = row[text_column]
     if not isinstance(text, str) or not text.strip():
         return None, f"text column {text_column!r} is empty or not a string ({text!r})"
@@ -117,7 +120,10 @@ def _row_to_record(row: dict, text_column: str, label_column: str | None, id_col
     record_id = str(row[id_column]) if id_column is not None else content_id(text)
     if id_column is not None and row[id_column] in (None, ""):
         return None, f"id column {id_column!r} is empty"
-    return LabelledText(id=record_id, text=text, label=label), ""
+    split = row[split_column] if split_column is not None else None
+    if split_column is not None and (not isinstance(split, str) or not split.strip()):
+        return None, f"split column {split_column!r} is empty or not a string ({split!r})"
+    return LabelledText(id=record_id, text=text, label=label, split=split), ""
 
 
 def content_id(text: str) -> str:

@@ -12,12 +12,14 @@ The CLI runs them once; the long-running loop runs them from its queue. Every jo
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from worker.config import WorkerSettings
 from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
@@ -25,6 +27,8 @@ from worker.gateway import ArgillaGateway
 from worker.gateway.records import PulledRecord, consensus
 from worker.gateway.sync_state import SyncState
 from worker.predictions import prediction_from_score
+from worker.publish import PublishOptions, build_publication
+from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.registry import ModelRegistry, ModelVersion
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.engine import RecordScore
@@ -190,7 +194,11 @@ def _push_scores(gateway: ArgillaGateway, scores: Iterable[RecordScore], current
             logger.warning("record %s not scored: %s", score.record_id, score.skipped_reason)
             continue
         report.scored += 1
-        predictions.append(prediction_from_score(score, version))
+        prediction = prediction_from_score(score, version)
+        original = current[score.record_id].metadata.get("original_label") if score.record_id in current else None
+        if original is not None and score.probabilities and original in score.probabilities:
+            prediction.metadata["original_loss"] = -math.log(max(score.probabilities[original], 1e-12))
+        predictions.append(prediction)
     push = gateway.push(predictions, current=current)
     report.pushed += push.sent
     report.unchanged += push.unchanged
@@ -261,3 +269,37 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
         "ece_deterministic": report.ece_deterministic, "ece_mc": report.ece_mc, "mc_samples": report.mc_samples,
         "temperature": report.temperature, "ece_temperature_scaled_crossfit": report.ece_temperature_scaled_crossfit})
     return report
+
+
+def publish_job(services: Services, *, directory: Path | None = None, repo_id: str | None = None) -> list[PublishResult]:
+    """Build the cleaned dataset from Argilla and write it to the configured sinks (unchanged → skipped).
+
+    Raises:
+        ConfigError: no sink configured.
+    """
+    settings = services.settings.publish
+    directory = directory or settings.directory
+    repo_id = repo_id or settings.repo_id
+    if directory is None and repo_id is None:
+        raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
+    options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
+                             test_fraction=settings.test_fraction, seed=settings.seed)
+    publication = build_publication(services.gateway.pull(), services.labels(), options)
+    if publication.tied:
+        logger.warning("%d record(s) not published: annotators are tied (%s)", len(publication.tied),
+                       ", ".join(publication.tied[:5]))
+    if publication.unlabelled:
+        logger.warning("%d record(s) not published: no label and no review", len(publication.unlabelled))
+    card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} (cleaned)",
+                    source=services.settings.argilla.api_url, model_metrics=_model_metrics(services, publication))
+    sinks = ([LocalDirectorySink(directory)] if directory else []) + (
+        [HubSink(repo_id, token=settings.token(), private=settings.private)] if repo_id else [])
+    return [sink.publish(publication, card) for sink in sinks]
+
+
+def _model_metrics(services: Services, publication) -> dict | None:
+    version = (publication.model_version or "").split(OOF_MARK)[0]
+    try:
+        return services.registry.get(version).metrics if version else None
+    except WorkerError:
+        return None

@@ -404,12 +404,13 @@ def _pulled_record(item: dict, question_id: str) -> PulledRecord:
 
 def _ingest_record(record: LabelledText) -> rg.Record:
     """The original label goes to metadata and an ``original`` suggestion, never to a response."""
+    metadata = {"split": record.split} if record.split else {}
     if record.label is None:
-        return rg.Record(id=record.id, fields={TEXT_FIELD: record.text})
+        return rg.Record(id=record.id, fields={TEXT_FIELD: record.text}, metadata=metadata or None)
     return rg.Record(
         id=record.id,
         fields={TEXT_FIELD: record.text},
-        metadata={"original_label": record.label},
+        metadata={**metadata, "original_label": record.label},
         suggestions=[rg.Suggestion(question_name=LABEL_QUESTION, value=record.label, agent=ORIGINAL_AGENT)],
     )
 

@@ -16,6 +16,7 @@ ORIGINAL_AGENT = "original"
 
 FLOAT_METADATA = {
     "loss": "−log p(current label) under the deterministic model: high = the label is probably wrong.",
+    "original_loss": "−log p(original label) under the MC-dropout mean: stays comparable after review.",
     "expected_loss": "mean over MC-dropout samples of −log p(current label): a smoother label-error score.",
     "bald": "BALD mutual information: how much the MC-dropout samples disagree (model uncertainty).",
     "entropy": "entropy of the mean predicted distribution: total uncertainty.",
@@ -27,6 +28,7 @@ TERMS_METADATA = {
     "predicted_label": "the label the current model predicts.",
     "model_version": "the model version that computed these values.",
     "disagreement": "'yes' when the predicted label differs from the current label.",
+    "split": "the split the record came from (train / test …), kept when publishing.",
     "reference_label": "the label loss was measured against: the annotators' consensus once reviewed, else the "
                        "original label.",
 }

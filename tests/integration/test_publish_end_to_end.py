@@ -1,0 +1,75 @@
+"""Ingest into the real local Argilla → corrections through the UI endpoint → `argilla-worker publish`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import datasets
+
+from tests.hub_stub import HubStub
+from tests.integration.annotator import create_annotator, submit_label
+from worker.demo_data import LabelledText
+from worker.gateway import ArgillaGateway
+
+LABELS = ("negative", "positive")
+INGESTED = {f"p{i}": LABELS[i % 2] for i in range(12)}
+CORRECTIONS = {"p0": "positive", "p1": "negative", "p2": "negative", "p3": "positive"}  # p2, p3 confirm
+TIED = "p4"
+
+
+def _cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+
+
+def test_published_labels_are_the_corrections_and_original_labels_the_ingested_ones(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(LABELS)
+    gateway.log_labelled_texts(LabelledText(i, f"review number {i} of the film", label, split="train" if
+                                            int(i[1:]) < 9 else "test") for i, label in INGESTED.items())
+    pulled = {r.record_id: r for r in gateway.pull()}
+    for record_id, label in CORRECTIONS.items():
+        submit_label(stack_settings, pulled[record_id].server_id, label)
+    second = create_annotator(stack_settings, gateway.client, f"annotator-{dataset_name}")
+    submit_label(stack_settings, pulled[TIED].server_id, "positive")
+    submit_label(stack_settings, pulled[TIED].server_id, "negative", headers=second)
+
+    config = tmp_path / "worker.toml"
+    config.write_text(f'[argilla]\napi_url = "{stack_settings.api_url}"\ndataset = "{dataset_name}"\n'
+                      f'workspace = "{stack_settings.workspace}"\n[publish]\nsplit = "keep"\nlicense = "mit"\n'
+                      f'[registry]\npath = "{tmp_path / "registry"}"\n')
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+    out = tmp_path / "published"
+
+    first = _cli("publish", "-c", str(config), "--directory", str(out), env=env)
+    again = _cli("publish", "-c", str(config), "--directory", str(out), env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert "published" in first.stdout and "unchanged, nothing written" in again.stdout
+    loaded = datasets.load_dataset(str(out))
+    assert {name: split.num_rows for name, split in loaded.items()} == {"train": 8, "test": 3}  # tie left out
+    rows = {row["id"]: row for split in loaded.values() for row in split}
+    names = loaded["train"].features["label"].names
+    assert names == list(LABELS) and TIED not in rows
+    for record_id, ingested in INGESTED.items():
+        if record_id == TIED:
+            continue
+        row = rows[record_id]
+        assert names[row["original_label"]] == ingested
+        assert names[row["label"]] == CORRECTIONS.get(record_id, ingested)
+        assert row["was_corrected"] == (record_id in ("p0", "p1"))
+        assert row["reviewed"] == (record_id in CORRECTIONS)
+    assert "1 record(s) not published: annotators are tied" in first.stderr
+
+    token = "hf_e2e_token"
+    with HubStub(token) as hub:
+        hub_env = {**env, "HF_ENDPOINT": hub.url, "HF_TOKEN": token}
+        pushed = _cli("publish", "-c", str(config), "--repo-id", "team/cleaned", env=hub_env)
+        assert pushed.returncode == 0, pushed.stderr
+        assert token not in pushed.stdout + pushed.stderr
+    assert "data/train-00000-of-00001.parquet" in hub.repos["team/cleaned"].files
+    assert hub.repos["team/cleaned"].commits[0]["title"].startswith("Publish 11 records (2 corrected)")

@@ -1,0 +1,174 @@
+"""Publishing: rows and counts from Argilla records, the dataset card, the local and Hub sinks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import datasets
+import pytest
+import yaml
+
+from tests.hub_stub import HubStub
+from worker.errors import DataError
+from worker.gateway.records import PulledRecord, ResponseState, SuggestionState
+from worker.publish import PublishOptions, build_publication
+from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
+
+LABELS = ("negative", "positive", "neutral")
+
+
+def _record(record_id, original, votes=(), *, loss=None, split=None, text=None):
+    responses = tuple(ResponseState(f"u{i}", value, "submitted", datetime.now(UTC)) for i, value in enumerate(votes))
+    metadata = {"original_label": original, "model_version": "v0003"}
+    if loss is not None:
+        metadata.update(loss=loss, original_loss=loss, bald=0.1, entropy=0.5, margin=0.2, confidence=0.7)
+    if split:
+        metadata["split"] = split
+    return PulledRecord(f"srv-{record_id}", record_id, text or f"text of {record_id}", metadata,
+                        SuggestionState("positive", "v0003", 0.7), responses, None)
+
+
+def _records():
+    return [
+        _record("a", "positive", ["negative"], loss=3.2),               # corrected
+        _record("b", "negative", ["negative", "negative"], loss=0.1),   # confirmed by two
+        _record("c", "positive", ["positive", "negative"], loss=1.0),   # tie: left out
+        _record("d", "neutral", loss=0.4),                              # not reviewed: original label
+        _record("e", "neutral", ["positive", "positive", "neutral"], loss=2.5),  # corrected, 2 of 3 agree
+        _record("f", None),                                             # no label at all: left out
+    ]
+
+
+def test_rows_carry_the_correction_beside_the_original_and_nothing_is_guessed():
+    publication = build_publication(_records(), LABELS)
+
+    rows = {row["id"]: row for row in publication.rows}
+    assert set(rows) == {"a", "b", "d", "e"}
+    assert publication.tied == ["c"] and publication.unlabelled == ["f"]
+    names = LABELS
+    assert (names[rows["a"]["label"]], names[rows["a"]["original_label"]], rows["a"]["was_corrected"]) == (
+        "negative", "positive", True)
+    assert (rows["b"]["reviewed"], rows["b"]["was_corrected"], rows["b"]["num_annotators"]) == (True, False, 2)
+    assert (names[rows["d"]["label"]], rows["d"]["reviewed"], rows["d"]["annotator_agreement"]) == (
+        "neutral", False, None)
+    assert rows["e"]["annotator_agreement"] == pytest.approx(2 / 3) and rows["e"]["loss"] == pytest.approx(2.5)
+    assert publication.changes() == [("neutral", "positive", 1), ("positive", "negative", 1)]
+    counts = publication.counts()
+    assert (counts["records"], counts["reviewed"], counts["corrected"]) == (4, 3, 2)
+    assert build_publication(_records(), LABELS, PublishOptions(only_reviewed=True)).counts()["records"] == 3
+
+
+def test_a_label_outside_the_question_names_the_record():
+    with pytest.raises(DataError, match=r"record 'x': consensus label 'angry'"):
+        build_publication([_record("x", "positive", ["angry"])], LABELS)
+
+
+def test_splits_are_kept_or_stratified():
+    records = [_record(f"r{i}", LABELS[i % 2], split="test" if i < 4 else "train") for i in range(20)]
+    kept = build_publication(records, LABELS, PublishOptions(split="keep"))
+    assert {name: split.num_rows for name, split in kept.splits.items()} == {"test": 4, "train": 16}
+    stratified = build_publication(records, LABELS, PublishOptions(split="stratified", test_fraction=0.2))
+    assert stratified.splits["test"].num_rows == 4
+    assert sorted(stratified.splits["test"]["label"]) == [0, 0, 1, 1]
+    with pytest.raises(DataError, match="have no split metadata"):
+        build_publication([_record("x", "positive")], LABELS, PublishOptions(split="keep"))
+
+
+def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_path):
+    publication = build_publication(_records(), LABELS, PublishOptions(split="none"))
+    target = tmp_path / "cleaned"
+
+    result = LocalDirectorySink(target).publish(publication, CardInfo(license="cc-by-4.0", pretty_name="Reviews"))
+
+    assert result.published
+    loaded = datasets.load_dataset(str(target))
+    assert set(loaded) == {"train"} and loaded["train"].num_rows == 4
+    assert loaded["train"].features["label"].names == list(LABELS)
+    assert loaded["train"].features["original_label"].names == list(LABELS)
+    by_id = {row["id"]: row for row in loaded["train"]}
+    assert by_id["a"]["label"] == LABELS.index("negative") and by_id["a"]["original_label"] == LABELS.index("positive")
+    card = (target / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["license"] == "cc-by-4.0" and header["task_categories"] == ["text-classification"]
+    assert header["size_categories"] == ["n<1K"]
+    label_feature = next(f for f in header["dataset_info"]["features"] if f["name"] == "label")
+    assert label_feature["dtype"]["class_label"]["names"] == {"0": "negative", "1": "positive", "2": "neutral"}
+    assert "| positive → negative | 1 |" in card and "| corrected (label ≠ original) | 2 |" in card
+    for image in ("images/correction_confusion.png", "images/loss_corrected_vs_confirmed.png"):
+        assert f"]({image})" in card and (target / image).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_publishing_unchanged_content_twice_writes_nothing_new(tmp_path):
+    sink = LocalDirectorySink(tmp_path / "cleaned")
+    first = sink.publish(build_publication(_records(), LABELS), CardInfo())
+    manifest = (tmp_path / "cleaned" / "publication.json").read_text()
+
+    second = sink.publish(build_publication(_records(), LABELS), CardInfo())
+
+    assert first.published and not second.published and first.content_hash == second.content_hash
+    assert (tmp_path / "cleaned" / "publication.json").read_text() == manifest
+    changed = _records()
+    changed[3] = _record("d", "neutral", ["negative"], loss=0.4)
+    assert sink.publish(build_publication(changed, LABELS), CardInfo()).published
+
+
+def test_an_interrupted_write_leaves_the_previous_publication_intact(tmp_path, monkeypatch):
+    sink = LocalDirectorySink(tmp_path / "cleaned")
+    sink.publish(build_publication(_records(), LABELS), CardInfo())
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "cleaned").rglob("*") if p.is_file()}
+    changed = _records()[:3]
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("worker.publish.sinks.write_plots", crash)
+    with pytest.raises(OSError, match="disk full"):
+        sink.publish(build_publication(changed, LABELS), CardInfo())
+
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "cleaned").rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cleaned"], "a half-written publication was left behind"
+    assert datasets.load_dataset(str(tmp_path / "cleaned"))["train"].num_rows == 4
+
+
+def test_a_crash_between_the_swap_renames_is_repaired_on_the_next_publish(tmp_path):
+    sink = LocalDirectorySink(tmp_path / "cleaned")
+    sink.publish(build_publication(_records(), LABELS), CardInfo())
+    (tmp_path / "cleaned").rename(tmp_path / ".cleaned.old-123")  # as if killed right after the first rename
+
+    assert sink.last_hash() is not None
+    assert (tmp_path / "cleaned" / "README.md").exists()
+
+
+def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplog, monkeypatch):
+    """The Hub cannot be reached here: HubStub is a local protocol stub of the Hub's HTTP routes,
+    reached through HF_ENDPOINT like any private Hub mirror."""
+    import huggingface_hub.constants
+
+    token = "hf_secret_token_value"
+    caplog.set_level(logging.DEBUG)
+    with HubStub(token) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)  # read once at import time
+        sink = HubSink("team/reviews-cleaned", token=token, private=True)
+        first = sink.publish(build_publication(_records(), LABELS), CardInfo(pretty_name="Reviews"))
+        second = sink.publish(build_publication(_records(), LABELS), CardInfo(pretty_name="Reviews"))
+        changed = _records()
+        changed[3] = _record("d", "neutral", ["negative"], loss=0.4)
+        third = sink.publish(build_publication(changed, LABELS), CardInfo(pretty_name="Reviews"))
+        with pytest.raises(Exception, match="401|Invalid credentials"):
+            HubSink("team/reviews-cleaned", token="wrong").publish(
+                build_publication(changed, LABELS), CardInfo())
+
+    repo = hub.repos["team/reviews-cleaned"]
+    assert repo.private
+    assert (first.published, second.published, third.published) == (True, False, True)
+    assert len(repo.commits) == 3  # initial + two publications
+    assert repo.commits[0]["title"] == "Publish 4 records (3 corrected) ranked by model v0003"
+    assert "content-hash: " + third.content_hash in repo.commits[0]["message"]
+    assert {"README.md", "publication.json", "data/train-00000-of-00001.parquet",
+            "images/correction_confusion.png"} <= set(repo.files)
+    assert json.loads(repo.files["publication.json"])["counts"]["corrected"] == 3
+    assert token not in caplog.text

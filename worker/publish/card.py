@@ -1,0 +1,150 @@
+"""The dataset card: README.md with YAML metadata the Hub understands, counts, label changes, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from worker.calibration import plot_confusion_matrix
+from worker.publish.build import Publication
+
+CONFUSION_PLOT = "images/correction_confusion.png"
+LOSS_PLOT = "images/loss_corrected_vs_confirmed.png"
+TOP_CHANGES = 10
+
+
+def size_category(count: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if count < limit:
+            return name
+    return "n>10M" if count >= 10_000_000 else "1M<n<10M"
+
+
+def card_metadata(publication: Publication, *, license: str, pretty_name: str) -> dict:
+    """The YAML header: license, task, size, label names, and where each split's parquet files are."""
+    names = {str(index): name for index, name in enumerate(publication.labels)}
+    class_label = {"class_label": {"names": names}}
+    float_columns = ("annotator_agreement", "loss", "expected_loss", "original_loss", "bald", "entropy", "margin",
+                     "confidence")
+    return {
+        "license": license,
+        "pretty_name": pretty_name,
+        "task_categories": ["text-classification"],
+        "size_categories": [size_category(len(publication.rows))],
+        "tags": ["argilla", "label-cleaning", "active-learning"],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in publication.splits]}],
+        "dataset_info": {
+            "features": [
+                {"name": "id", "dtype": "string"},
+                {"name": "text", "dtype": "string"},
+                {"name": "label", "dtype": class_label},
+                {"name": "original_label", "dtype": class_label},
+                {"name": "was_corrected", "dtype": "bool"},
+                {"name": "reviewed", "dtype": "bool"},
+                *({"name": name, "dtype": "float32"} for name in float_columns),
+                {"name": "num_annotators", "dtype": "int32"},
+                {"name": "model_version", "dtype": "string"},
+            ],
+            "splits": [{"name": name, "num_examples": split.num_rows} for name, split in publication.splits.items()],
+        },
+    }
+
+
+def render_card(publication: Publication, *, license: str, pretty_name: str, source: str,
+                model_metrics: dict | None = None) -> str:
+    """README.md text. ``model_metrics`` is the ranking model's registry entry (for its ECE), if known."""
+    counts = publication.counts()
+    header = yaml.safe_dump(card_metadata(publication, license=license, pretty_name=pretty_name), sort_keys=False,
+                            allow_unicode=True)
+    lines = [
+        "---", header.rstrip(), "---", "", f"# {pretty_name}", "",
+        (f"Text-classification data reviewed in [Argilla]({source}) with a model in the loop. Every record was "
+        "scored by a classifier; annotators sorted by the model's per-example loss (how implausible the model "
+        "finds the current label) and reviewed the worst records first. `label` is the annotators' majority "
+        "vote where a record was reviewed, else the original label; `original_label` keeps the label the record "
+        "came with, so every correction can be audited."),
+        "",
+        "## How it was cleaned",
+        "",
+        ("- Scores: MC-dropout predictions (BALD, entropy, margin) and the loss of the current label "
+        "(`loss`, `expected_loss`), and of the original label (`original_loss`)."),
+        "- Review: annotators submitted labels in Argilla; drafts and discarded responses are ignored.",
+        (f"- Records with tied votes are left out ({counts['tied_left_out']}), as are records with no label at "
+        f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
+        (f"- Published: {'reviewed records only' if publication.options.only_reviewed else 'all records'}; "
+        f"split: {publication.options.split}."),
+        "",
+        "## Counts",
+        "",
+        "| | records |",
+        "|---|---:|",
+        f"| published | {counts['records']} |",
+        f"| reviewed | {counts['reviewed']} |",
+        f"| corrected (label ≠ original) | {counts['corrected']} |",
+        *(f"| split `{name}` | {size} |" for name, size in counts["per_split"].items()),
+        "",
+        "| class | label | original_label |",
+        "|---|---:|---:|",
+        *(f"| {label} | {counts['per_class'][label]} | {counts['per_original_class'][label]} |"
+          for label in publication.labels),
+        "",
+        "## Most frequent corrections",
+        "",
+    ]
+    changes = publication.changes()[:TOP_CHANGES]
+    if changes:
+        lines += ["| original → corrected | records |", "|---|---:|",
+                  *(f"| {original} → {corrected} | {count} |" for original, corrected, count in changes)]
+    else:
+        lines.append("No label was changed.")
+    lines += ["", "## Ranking model", ""]
+    lines.append(f"Model version: `{publication.model_version or 'unknown'}`.")
+    validation = (model_metrics or {}).get("validation")
+    if validation:
+        lines.append(f"Validation accuracy {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, "
+                     f"expected calibration error {validation['ece_deterministic']:.4f} (deterministic) and "
+                     f"{validation['ece_mc']:.4f} (MC dropout).")
+    lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})", "",
+              f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]
+    return "\n".join(lines)
+
+
+def write_plots(publication: Publication, directory: Path) -> list[Path]:
+    """The correction confusion matrix and the loss histogram (corrected vs confirmed), as PNGs."""
+    rows = [row for row in publication.rows if row["reviewed"]]
+    size = len(publication.labels)
+    matrix = np.zeros((size, size), dtype=np.int64)  # [original, corrected]
+    for row in rows:
+        matrix[row["original_label"], row["label"]] += 1
+    confusion = plot_confusion_matrix(matrix, publication.labels, directory / CONFUSION_PLOT,
+                                      title="Reviewed records", xlabel="label after review", ylabel="original label")
+    return [confusion, _loss_histogram(rows, directory / LOSS_PLOT)]
+
+
+def _loss_histogram(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def losses(corrected: bool) -> list[float]:
+        values = [row["original_loss"] if row["original_loss"] is not None else row["loss"]
+                  for row in rows if row["was_corrected"] == corrected]
+        return [value for value in values if value is not None]
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    corrected, confirmed = losses(True), losses(False)
+    if corrected or confirmed:
+        bins = np.linspace(0, max([*corrected, *confirmed, 1e-6]), 30)
+        axis.hist(confirmed, bins=bins, alpha=0.6, label=f"confirmed ({len(confirmed)})")
+        axis.hist(corrected, bins=bins, alpha=0.6, label=f"corrected ({len(corrected)})")
+        axis.legend()
+    axis.set(xlabel="loss of the original label", ylabel="records", title="Reviewed records by model loss")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path

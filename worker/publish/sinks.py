@@ -1,0 +1,168 @@
+"""Where a publication goes: a local directory (atomic swap) or a Hugging Face Hub dataset repo (one commit).
+
+Both sinks skip publishing when the content hash equals the last publication's: no new directory
+version, no new Hub commit. The Hub token is passed to huggingface_hub and never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from worker.errors import WorkerError
+from worker.publish.build import Publication
+from worker.publish.card import render_card, write_plots
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "publication.json"
+HASH_MARK = "content-hash: "
+
+
+class PublishError(WorkerError):
+    """A publication could not be written (the previous one is left as it was)."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    sink: str
+    location: str
+    published: bool  # False: unchanged since the last publication
+    content_hash: str
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    license: str = "other"
+    pretty_name: str = "Cleaned text-classification dataset"
+    source: str = "https://argilla.io"
+    model_metrics: dict | None = None
+
+
+def write_publication(publication: Publication, directory: Path, card: CardInfo) -> None:
+    """Parquet per split (``data/<split>-00000-of-00001.parquet``), README.md, plots, and the manifest."""
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    for name, split in publication.splits.items():
+        split.to_parquet(str(directory / "data" / f"{name}-00000-of-00001.parquet"))
+    (directory / "README.md").write_text(render_card(publication, license=card.license, pretty_name=card.pretty_name,
+                                                     source=card.source, model_metrics=card.model_metrics))
+    write_plots(publication, directory)
+    manifest = {"content_hash": publication.content_hash(), "model_version": publication.model_version,
+                "counts": publication.counts(), "published_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+class LocalDirectorySink:
+    """A directory loadable with ``datasets.load_dataset(path)``, replaced atomically.
+
+    The new publication is written beside the old one, then swapped in with two renames; a failure
+    while writing leaves the old directory untouched (and the half-written one is removed).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path).expanduser().resolve()
+
+    def last_hash(self) -> str | None:
+        self._recover()
+        manifest = self.path / MANIFEST
+        return json.loads(manifest.read_text())["content_hash"] if manifest.exists() else None
+
+    def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
+        content_hash = publication.content_hash()
+        if self.last_hash() == content_hash:
+            logger.info("publication unchanged since the last one in %s: nothing written", self.path)
+            return PublishResult("directory", str(self.path), False, content_hash)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.new-", dir=self.path.parent))
+        try:
+            write_publication(publication, staging, card)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self._swap_in(staging)
+        logger.info("published %d records to %s", len(publication.rows), self.path)
+        return PublishResult("directory", str(self.path), True, content_hash)
+
+    def _swap_in(self, staging: Path) -> None:
+        old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex}"
+        if self.path.exists():
+            os.rename(self.path, old)
+        os.rename(staging, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _recover(self) -> None:
+        """After a crash between the two renames: put the old publication back; drop stale staging dirs."""
+        parent = self.path.parent
+        if not parent.exists():
+            return
+        olds = sorted(parent.glob(f".{self.path.name}.old-*"))
+        if not self.path.exists() and olds:
+            os.rename(olds[-1], self.path)
+            olds = olds[:-1]
+        for stale in [*olds, *parent.glob(f".{self.path.name}.new-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+class HubSink:
+    """A dataset repo on the Hugging Face Hub (or any endpoint set with ``HF_ENDPOINT``).
+
+    Everything — parquet files, README.md, plots, manifest — goes in one commit whose description
+    carries the content hash; the last commit's hash decides whether anything changed.
+    """
+
+    def __init__(self, repo_id: str, *, token: str | None = None, private: bool = True, endpoint: str | None = None):
+        from huggingface_hub import HfApi
+
+        self.repo_id = repo_id
+        self.private = private
+        self.api = HfApi(token=token, endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None)
+
+    def last_hash(self) -> str | None:
+        from huggingface_hub.utils import RepositoryNotFoundError, RevisionNotFoundError
+
+        try:
+            commits = self.api.list_repo_commits(self.repo_id, repo_type="dataset")
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            return None
+        for commit in commits:  # newest first
+            for line in (commit.message or "").splitlines():
+                if line.startswith(HASH_MARK):
+                    return line.removeprefix(HASH_MARK).strip()
+        return None
+
+    def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+        from huggingface_hub.errors import HfHubHTTPError
+
+        content_hash = publication.content_hash()
+        try:
+            self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
+            previous = self.last_hash()
+            if previous == content_hash:
+                logger.info("publication unchanged since the last commit to %s: no new commit", self.repo_id)
+                return PublishResult("hub", self.repo_id, False, content_hash)
+            with tempfile.TemporaryDirectory() as work:
+                write_publication(publication, Path(work), card)
+                operations = [CommitOperationDelete("data/", is_folder=True)] if previous else []
+                operations += [CommitOperationAdd(path.relative_to(work).as_posix(), str(path))
+                               for path in sorted(Path(work).rglob("*")) if path.is_file()]
+                counts = publication.counts()
+                info = self.api.create_commit(
+                    self.repo_id, operations, repo_type="dataset",
+                    commit_message=(f"Publish {counts['records']} records ({counts['corrected']} corrected) "
+                                    f"ranked by model {publication.model_version or 'unknown'}"),
+                    commit_description=f"{HASH_MARK}{content_hash}",
+                )
+        except HfHubHTTPError as error:
+            raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
+        logger.info("published %d records to the Hub dataset %s (commit %s)", len(publication.rows), self.repo_id,
+                    info.oid)
+        return PublishResult("hub", self.repo_id, True, content_hash, commit=info.oid)
