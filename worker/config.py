@@ -118,6 +118,7 @@ class WorkerSettings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin tables")
+    plugin_modules: list[str] = Field(default_factory=list, description="extra plugin modules (dotted names)")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import pluggy
+
 from worker.config import WorkerSettings
 from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.records import PulledRecord, consensus
+from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import SyncState
+from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import prediction_from_score
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
@@ -96,8 +100,10 @@ def review_priority(record: PulledRecord) -> int:
 class Services:
     """The worker's long-lived parts, built once from the configuration."""
 
-    def __init__(self, settings: WorkerSettings):
+    def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None):
         self.settings = settings
+        self.plugins = plugins if plugins is not None else plugin_manager(settings.plugin_modules)
+        self.context = WorkerContext(settings)
         self._classifier: Classifier | None = None
         self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
 
@@ -125,6 +131,21 @@ class Services:
             self.gateway.ensure_dataset(self.settings.argilla.labels)
             labels = list(self.settings.argilla.labels)
         return labels
+
+    def extra_scorers(self) -> dict:
+        """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""
+        scorers = {}
+        for plugin, registered in call_each(self.plugins, "register_scorers", context=self.context):
+            for name, function in registered.items():
+                if name in FLOAT_METADATA or name in TERMS_METADATA or name in scorers:
+                    logger.error("plugin %s: scorer name %r is already taken; ignored", plugin, name)
+                else:
+                    scorers[name] = function
+        return scorers
+
+    def publishers(self) -> list:
+        return [sink for _, sinks in call_each(self.plugins, "register_publishers", context=self.context)
+                for sink in sinks]
 
     def current_model(self) -> ModelVersion:
         current = self.registry.current()
@@ -163,14 +184,18 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     todo = [r for r in records if not is_up_to_date(r, classifier.version)]
     report.up_to_date = len(records) - len(todo)
     todo.sort(key=review_priority)
+    extra = services.extra_scorers()
+    if extra and todo:
+        gateway.ensure_float_metadata(extra)
     scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
-                    batch_size=settings.batch_size)
+                    batch_size=settings.batch_size, extra_scorers=extra)
     current = {r.record_id: r for r in todo}
     for start in range(0, len(todo), settings.push_batch):
         batch = todo[start:start + settings.push_batch]
         scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r)) for r in batch))
         _push_scores(gateway, scores, current, classifier.version, report)
         report.seconds = time.perf_counter() - started
+        call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
         if on_batch is not None:
             on_batch(report, scores)
         if stop is not None and stop.is_set() and start + settings.push_batch < len(todo):
@@ -253,6 +278,8 @@ def train_job(services: Services) -> TrainingOutcome:
     outcome = retrain(training_set, services.registry, settings)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
+    if outcome.promoted:
+        call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
 
 
@@ -278,9 +305,12 @@ def publish_job(services: Services, *, directory: Path | None = None, repo_id: s
         ConfigError: no sink configured.
     """
     settings = services.settings.publish
-    directory = directory or settings.directory
-    repo_id = repo_id or settings.repo_id
-    if directory is None and repo_id is None:
+    if directory is not None or repo_id is not None:  # explicit sinks (CLI) replace the configured ones
+        sinks = ([LocalDirectorySink(directory)] if directory else []) + (
+            [HubSink(repo_id, token=settings.token(), private=settings.private)] if repo_id else [])
+    else:
+        sinks = services.publishers()
+    if not sinks:
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed)
@@ -292,9 +322,9 @@ def publish_job(services: Services, *, directory: Path | None = None, repo_id: s
         logger.warning("%d record(s) not published: no label and no review", len(publication.unlabelled))
     card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} (cleaned)",
                     source=services.settings.argilla.api_url, model_metrics=_model_metrics(services, publication))
-    sinks = ([LocalDirectorySink(directory)] if directory else []) + (
-        [HubSink(repo_id, token=settings.token(), private=settings.private)] if repo_id else [])
-    return [sink.publish(publication, card) for sink in sinks]
+    results = [sink.publish(publication, card) for sink in sinks]
+    call_each(services.plugins, "on_published", results=results)
+    return results
 
 
 def _model_metrics(services: Services, publication) -> dict | None:

@@ -22,6 +22,7 @@ def prediction_from_score(score: RecordScore, model_version: str) -> Prediction:
         "predicted_label": score.predicted_label,
         "model_version": model_version,
     }
+    metadata.update(score.extra)
     if score.loss is not None:
         metadata["loss"] = score.loss
         metadata["expected_loss"] = score.expected_loss

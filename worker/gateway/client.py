@@ -338,6 +338,18 @@ class ArgillaGateway:
                 f"but the worker expects {sorted(labels)}"
             )
 
+    def ensure_float_metadata(self, names: Iterable[str]) -> None:
+        """Add float metadata properties (plugin scores) the dataset does not have yet."""
+        dataset = self._dataset()
+        present = {prop.name for prop in dataset.settings.metadata}
+        missing = [name for name in names if name not in present]
+        for name in missing:
+            dataset.settings.metadata.add(rg.FloatMetadataProperty(name=name, title=name, visible_for_annotators=True))
+        if missing:
+            dataset.update()
+            self._cached_dataset = None
+            logger.info("added plugin metadata properties %s to %s", missing, self.dataset_name)
+
     def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
         present = {prop.name for prop in dataset.settings.metadata}
         missing = [prop for prop in metadata_properties() if prop.name not in present]

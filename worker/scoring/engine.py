@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +46,7 @@ class RecordScore:
     expected_loss: float | None = None
     disagreement: bool | None = None
     skipped_reason: str | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # plugin scores by name
 
     @property
     def skipped(self) -> bool:
@@ -91,6 +92,7 @@ class Scorer:
         samples_per_forward: int | None = None,
         seed: int = 0,
         progress: bool | None = None,
+        extra_scorers: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
     ):
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
@@ -100,6 +102,7 @@ class Scorer:
         self.seed = seed
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.label_index = {label: index for index, label in enumerate(classifier.labels)}
+        self.extra_scorers = dict(extra_scorers or {})
         self.stats = ScoringStats()
 
     def __repr__(self) -> str:
@@ -165,6 +168,7 @@ class Scorer:
         mean_probs = mc_probs.mean(axis=2)  # [B, C]
         uncertainty = uncertainty_scores(mc_probs)
         loss, expected_loss = label_losses(deterministic_log_probs, mc_log_probs, reference)
+        extra = self._extra_scores(mc_probs)
         predicted = mean_probs.argmax(axis=1)
         deterministic_predicted = deterministic_log_probs.argmax(axis=1)
         labels = self.classifier.labels
@@ -182,5 +186,22 @@ class Scorer:
                 loss=float(loss[row]) if has_reference else None,
                 expected_loss=float(expected_loss[row]) if has_reference else None,
                 disagreement=bool(predicted[row] != reference[row]) if has_reference else None,
+                extra={name: float(values[row]) for name, values in extra.items() if np.isfinite(values[row])},
             ))
         return results
+
+    def _extra_scores(self, mc_probs: np.ndarray) -> dict[str, np.ndarray]:
+        """Plugin scores [B] from MC probabilities [B, C, T]; a scorer that fails or returns a wrong
+        shape is logged by name and dropped (the built-in scores are unaffected)."""
+        scores = {}
+        for name, function in list(self.extra_scorers.items()):
+            try:
+                values = np.asarray(function(mc_probs), dtype=np.float64)
+                if values.shape != (mc_probs.shape[0],):
+                    raise ValueError(f"returned shape {values.shape}, expected ({mc_probs.shape[0]},)")
+            except Exception:
+                logger.exception("scorer %r failed; it is disabled for this run", name)
+                del self.extra_scorers[name]
+                continue
+            scores[name] = values
+        return scores

@@ -1,0 +1,117 @@
+"""Plugins (pluggy), like datasette's: hook specifications, the plugin manager, and safe hook calls.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl`, whose names match
+the specifications in :class:`HookSpecs`. It is found through the ``argilla_worker`` entry-point
+group, or named in the config's ``plugin_modules``. The built-in heuristics and publishers in
+``plugins/`` are registered exactly the same way. Each plugin reads its own table of the config
+file (``[plugins.<name>]``) through :meth:`WorkerContext.plugin_config`.
+
+A plugin that raises is logged with its name and skipped; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+logger = logging.getLogger(__name__)
+
+PROJECT = "argilla_worker"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# entry point name → module; registered from source too when the package metadata is missing
+BUILTIN_PLUGINS = {"heuristics": "plugins.heuristics", "publishers": "plugins.publishers"}
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What hooks receive: the effective settings, and each plugin's own config table."""
+
+    settings: Any  # worker.config.WorkerSettings
+
+    def plugin_config(self, name: str) -> dict:
+        return dict(self.settings.plugins.get(name, {}))
+
+
+class HookSpecs:
+    @hookspec
+    def register_scorers(self, context: WorkerContext) -> dict[str, Callable] | None:
+        """Extra per-record uncertainty scores, written as float metadata (sortable in the UI).
+
+        Return ``{name: function}``; each function takes MC-dropout probabilities ``[N, C, T]``
+        (numpy) and returns ``[N]`` finite floats. Names must not clash with the built-in metadata.
+        """
+
+    @hookspec
+    def register_publishers(self, context: WorkerContext) -> Sequence[Any] | None:
+        """Sinks for the cleaned dataset: objects with ``publish(publication, card) -> PublishResult``.
+
+        Return an empty list when not configured. Called once at start.
+        """
+
+    @hookspec
+    def on_records_scored(self, model_version: str, scores: Sequence[Any]) -> None:
+        """After each pushed batch: ``scores`` are the batch's RecordScore objects. Must not block long."""
+
+    @hookspec
+    def on_model_promoted(self, version: str, metrics: dict) -> None:
+        """After a model became current (gate passed, or promoted by hand from the worker)."""
+
+    @hookspec
+    def on_published(self, results: Sequence[Any]) -> None:
+        """After a publication: one PublishResult per sink (``published`` False when unchanged)."""
+
+
+def plugin_manager(modules: Sequence[str] = (), *, entry_points: bool = True,
+                   builtins: bool = True) -> pluggy.PluginManager:
+    """Built-ins, then entry-point plugins, then ``modules`` (dotted names); checks every hookimpl.
+
+    Raises:
+        ConfigError: a named module cannot be imported, or a plugin implements an unknown hook.
+    """
+    from worker.errors import ConfigError
+
+    manager = pluggy.PluginManager(PROJECT)
+    manager.add_hookspecs(HookSpecs)
+    if entry_points:
+        manager.load_setuptools_entrypoints(PROJECT)
+    for name, module in BUILTIN_PLUGINS.items():
+        if builtins and not manager.has_plugin(name) and not manager.is_registered(importlib.import_module(module)):
+            manager.register(importlib.import_module(module), name=name)
+        elif not builtins and manager.has_plugin(name):
+            manager.unregister(name=name)
+    for name in modules:
+        try:
+            manager.register(importlib.import_module(name), name=name)
+        except ImportError as error:
+            raise ConfigError(f"plugin_modules: cannot import {name!r}: {error}") from None
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise ConfigError(f"plugin error: {error}") from None
+    return manager
+
+
+def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[str, Any]]:
+    """Call every implementation of ``hook`` on its own: ``[(plugin name, result)]`` for those that
+    returned something. One that raises is logged with its name; the others still run."""
+    results = []
+    for implementation in getattr(manager.hook, hook).get_hookimpls():
+        try:
+            result = implementation.function(**{name: kwargs[name] for name in implementation.argnames})
+        except Exception:
+            logger.exception("plugin %s failed in %s; continuing without it", implementation.plugin_name, hook)
+            continue
+        if result is not None:
+            results.append((implementation.plugin_name, result))
+    return results
+
+
+def plugin_names(manager: pluggy.PluginManager) -> list[str]:
+    return sorted(name for name, _ in manager.list_name_plugin())
