@@ -186,6 +186,55 @@ def _as_toml(data: dict, prefix: str = "") -> str:
 
 @cli.command()
 @config_option
+def run(config_file: Path | None) -> None:
+    """Run the worker until stopped: scheduled and webhook-triggered scoring, retraining, publishing.
+
+    Serves /healthz, /metrics and the Argilla webhook receiver on http.host:http.port. The first
+    SIGTERM / Ctrl-C finishes the current batch and exits 0; a second exits at once.
+    """
+    from worker.runner import Runner
+
+    services = _services(config_file)
+    sys.exit(Runner(services.settings, services).run())
+
+
+@cli.command()
+@config_option
+def status(config_file: Path | None) -> None:
+    """Show the running worker's state: mode, Argilla reachability, model, queue, last jobs (exit 1 if
+    it is not running)."""
+    import json
+
+    import psutil
+
+    from worker.config import load_settings
+
+    settings = load_settings(config_file)
+    path = settings.state_dir / "status.json"
+    if not path.exists():
+        click.echo(f"no worker has run with state directory {settings.state_dir}")
+        sys.exit(1)
+    state = json.loads(path.read_text())
+    running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
+    click.echo(f"worker pid {state['pid']}: {'running' if running else 'not running'} (since {state['started_at']})")
+    click.echo(f"HTTP: {state.get('http_url')}   mode: {state['mode']} — {state.get('mode_reason', '')}")
+    argilla = state["argilla"]
+    reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[argilla.get("reachable")]
+    click.echo(f"Argilla {settings.argilla.api_url}: {reach}" + (f" ({argilla['error']})" if argilla.get("error")
+                                                                  else ""))
+    model = state.get("model") or {}
+    click.echo(f"model: {model.get('version', 'none')}" + (
+        f" (macro-F1 {model['macro_f1']:.4f}, ECE det {model['ece_deterministic']:.4f}, MC {model['ece_mc']:.4f})"
+        if model.get("macro_f1") is not None else ""))
+    click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
+    for kind, job in sorted(state.get("jobs", {}).items()):
+        click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
+    if not running:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
 @click.option("--full", is_flag=True, help="Consider every record, not only those changed since the last run.")
 @click.option("--oof", "folds", type=int, default=None,
               help="K: give labelled records out-of-fold scores (K models trained from training.base_model).")

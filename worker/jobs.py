@@ -61,6 +61,7 @@ class ScoreReport:
     pushed: int = 0
     unchanged: int = 0
     failed: int = 0
+    new_submissions: int = 0  # records with a submitted response since the last run (incremental runs)
     stopped: bool = False
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
@@ -181,6 +182,10 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         wanted = set(record_ids)
         records = [r for r in records if r.record_id in wanted]
     report = ScoreReport(classifier.version, considered=len(records))
+    if since is not None:
+        report.new_submissions = sum(
+            any(r.status == "submitted" and r.updated_at is not None and r.updated_at > since for r in record.responses)
+            for record in records)
     todo = [r for r in records if not is_up_to_date(r, classifier.version)]
     report.up_to_date = len(records) - len(todo)
     todo.sort(key=review_priority)

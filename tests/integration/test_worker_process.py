@@ -1,0 +1,227 @@
+"""The worker as a real subprocess against the real local Argilla: scoring and pushing, a UI-endpoint
+submission arriving as a signed webhook, forged webhooks, SIGTERM and restart, the persistent schedule,
+a broken plugin, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.annotator import raw_responses, submit_label
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.demo_data import LabelledText
+from worker.gateway import ArgillaGateway
+from worker.registry import ModelRegistry
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RECORDS = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WorkerProcess:
+    def __init__(self, config: Path, env: dict, log: Path):
+        self.config, self.env, self.log = config, env, log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.handle = self.log.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "worker", "run", "-c", str(self.config)],
+                                        cwd=REPO_ROOT, env=self.env, stdout=self.handle, stderr=subprocess.STDOUT)
+        return self
+
+    def stop(self, timeout: float = 120) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.handle.close()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def _wait(condition, timeout: float, what: str, process: WorkerProcess | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        if process is not None and process.process.poll() is not None:
+            pytest.fail(f"the worker exited ({process.process.returncode}) while waiting for {what}:\n"
+                        f"{process.output()[-3000:]}")
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}" +
+                (f":\n{process.output()[-3000:]}" if process else ""))
+
+
+@pytest.fixture
+def setup(local_argilla, stack_settings, dataset_name, tmp_path):
+    """A dataset of 40 records, a registry whose current model is a tiny BERT, a config file."""
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(LABELS)
+    gateway.log_labelled_texts(LabelledText(e.id, e.text, e.label) for e in sentiment_examples(RECORDS))
+    registry = ModelRegistry(tmp_path / "registry")
+    with registry.staging() as staged:
+        shutil.copytree(save_tiny_classifier(tmp_path / "tiny"), staged, dirs_exist_ok=True)
+        registry.promote(registry.add(staged, {"validation": {"macro_f1": 0.5, "accuracy": 0.5,
+                                                              "ece_deterministic": 0.1, "ece_mc": 0.1}}).version)
+    port = _free_port()
+    record_file = tmp_path / "scored.jsonl"
+
+    def write_config(*, plugins=("tests.worker_plugins.recorder",), sleep=0.0, push_batch=10,
+                     interval=60.0) -> Path:
+        config = tmp_path / "worker.toml"
+        config.write_text(
+            f'state_dir = "{tmp_path / "state"}"\n'
+            f'plugin_modules = {json.dumps(list(plugins))}\n'
+            f'[argilla]\napi_url = "{stack_settings.api_url}"\ndataset = "{dataset_name}"\n'
+            f'workspace = "{stack_settings.workspace}"\n'
+            f'[scoring]\nsamples = 4\ndevice = "cpu"\npush_batch = {push_batch}\ninterval_minutes = {interval}\n'
+            f'[registry]\npath = "{registry.root}"\n'
+            f'[http]\nport = {port}\n'
+            f'[plugins."tests.worker_plugins.recorder"]\nrecord_file = "{record_file}"\nsleep_per_batch = {sleep}\n')
+        return config
+
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+    return {"gateway": gateway, "port": port, "write_config": write_config, "env": env, "tmp": tmp_path,
+            "record_file": record_file, "settings": stack_settings}
+
+
+def _versions(gateway) -> Counter:
+    return Counter(r.metadata.get("model_version") for r in gateway.pull())
+
+
+def _scored(record_file: Path) -> Counter:
+    if not record_file.exists():
+        return Counter()
+    return Counter(tuple(json.loads(line)) for line in record_file.read_text().splitlines())
+
+
+def _status(tmp: Path) -> dict:
+    path = tmp / "state" / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forgeries(setup):
+    gateway, port, tmp = setup["gateway"], setup["port"], setup["tmp"]
+    worker = WorkerProcess(setup["write_config"](), setup["env"], tmp / "worker.log").start()
+    try:
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record scored by v0001", worker)
+        assert _status(tmp)["mode"] == "webhooks", _status(tmp)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200 and health.json()["model"] == "v0001"
+
+        target = next(r for r in gateway.pull() if r.record_id == "e3")
+        flipped = LABELS[1 - LABELS.index(target.metadata["original_label"])]
+        submit_label(setup["settings"], target.server_id, flipped)
+        _wait(lambda: next(r for r in gateway.pull() if r.record_id == "e3").metadata.get("reference_label")
+              == flipped, 60, "the webhook-triggered rescore of e3", worker)
+        assert _status(tmp)["jobs"]["rescore"]["status"] == "ok"
+        assert _status(tmp)["corrections_pending"] == 1
+
+        forged_headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(time.time())),
+                          "webhook-signature": "v1,bm90IGEgcmVhbCBzaWduYXR1cmU="}
+        body = json.dumps({"type": "response.created", "timestamp": "2026-01-01T00:00:00Z", "data": {}})
+        forged = httpx.post(f"http://127.0.0.1:{port}/webhooks/argilla", content=body, headers=forged_headers)
+        unsigned = httpx.post(f"http://127.0.0.1:{port}/webhooks/argilla", content=body)
+        assert forged.status_code == 401 and unsigned.status_code == 401
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "argilla_worker_webhooks_rejected_total 2.0" in metrics
+        assert f"argilla_worker_records_scored_total {RECORDS + 1}.0" in metrics
+        assert 'argilla_worker_model_info{version="v0001"} 1.0' in metrics
+        status = subprocess.run([sys.executable, "-m", "worker", "status", "-c", str(worker.config)],
+                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert status.returncode == 0 and "mode: webhooks" in status.stdout and "model: v0001" in status.stdout
+        assert setup["env"]["ARGILLA_WORKER_ARGILLA__API_KEY"] not in status.stdout + worker.output()
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.output()[-3000:]
+    assert "webhook rejected" in worker.output()
+
+
+def test_sigterm_mid_scoring_then_restart_scores_every_record_exactly_once(setup):
+    gateway, tmp = setup["gateway"], setup["tmp"]
+    responses_before = raw_responses(setup["settings"], gateway._dataset().id)
+    config = setup["write_config"](sleep=1.5, push_batch=5)
+    worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
+    _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first pushed batch", worker)
+    assert worker.stop() == 0, worker.output()[-3000:]
+    first_run = sum(_scored(setup["record_file"]).values())
+    assert first_run < RECORDS, "the worker did not stop mid-run"
+    assert "finishing the current batch" in worker.output()
+
+    restarted = WorkerProcess(setup["write_config"](push_batch=5), setup["env"], tmp / "worker.log").start()
+    try:
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "the rest of the records", restarted)
+    finally:
+        assert restarted.stop() == 0
+    scored = _scored(setup["record_file"])
+    assert set(scored) == {("v0001", f"e{i}") for i in range(RECORDS)}
+    assert max(scored.values()) == 1, f"scored twice: {[k for k, v in scored.items() if v > 1]}"
+    assert raw_responses(setup["settings"], gateway._dataset().id) == responses_before
+
+
+def test_the_schedule_survives_a_restart(setup):
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+    tmp = setup["tmp"]
+    config = setup["write_config"](interval=90.0)
+    for _ in range(2):
+        worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
+        _wait(lambda: _status(tmp).get("jobs", {}).get("score"), 180, "the first scoring job", worker)
+        assert worker.stop() == 0
+        store = SQLAlchemyJobStore(url=f"sqlite:///{tmp / 'state' / 'jobs.sqlite'}")
+        jobs = {job.id: job.next_run_time for job in store.get_all_jobs()}
+        store.shutdown()
+        if _ == 0:
+            first = jobs
+    assert set(jobs) == {"score"} and jobs == first, "the stored schedule was reset by the restart"
+    assert "schedule: score kept" in worker.output()
+
+
+def test_a_broken_plugin_is_logged_by_name_and_the_loop_goes_on(setup):
+    gateway, tmp = setup["gateway"], setup["tmp"]
+    config = setup["write_config"](plugins=("tests.worker_plugins.broken", "tests.worker_plugins.recorder"))
+    worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
+    try:
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record scored despite the plugin", worker)
+    finally:
+        assert worker.stop() == 0
+    assert "plugin tests.worker_plugins.broken failed in on_records_scored" in worker.output()
+    assert "plugin tests.worker_plugins.broken failed in register_scorers" in worker.output()
+    assert sum(_scored(setup["record_file"]).values()) == RECORDS  # the other plugin still ran
+
+
+def test_config_errors_name_the_key_and_the_value(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[scoring]\nsamples = 0\nmc_layers = "most"\n[argilla]\napi_key = "leaked"\n')
+    secret = subprocess.run([sys.executable, "-m", "worker", "run", "-c", str(config)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert secret.returncode == 1 and "argilla.api_key is a secret" in secret.stderr
+    assert "leaked" not in secret.stderr
+    config.write_text('[scoring]\nsamples = 0\n[retrain]\nmin_new_corrections = "many"\n')
+    bad = subprocess.run([sys.executable, "-m", "worker", "run", "-c", str(config)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 1
+    assert "scoring.samples = 0" in bad.stderr and "retrain.min_new_corrections = 'many'" in bad.stderr
+    assert "Traceback" not in bad.stderr

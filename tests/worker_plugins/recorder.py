@@ -1,0 +1,30 @@
+"""Appends every scored record id to a file (a test checks nothing is scored twice per model version),
+and can slow each batch down (so a test can signal the worker mid-run).
+
+Config: ``[plugins."tests.worker_plugins.recorder"] record_file = "...", sleep_per_batch = 0.5``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from worker.plugins import hookimpl
+
+_config: dict = {}
+
+
+@hookimpl
+def register_publishers(context):
+    _config.update(context.plugin_config(__name__))
+    return []
+
+
+@hookimpl
+def on_records_scored(model_version, scores):
+    if "record_file" in _config:
+        with Path(_config["record_file"]).open("a") as handle:
+            for score in scores:
+                handle.write(json.dumps([model_version, score.record_id]) + "\n")
+    time.sleep(float(_config.get("sleep_per_batch", 0)))

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the running worker (served on ``/metrics``)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class WorkerMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records_scored = Counter("argilla_worker_records_scored", "Records scored and pushed", registry=r)
+        self.records_per_second = Gauge("argilla_worker_scoring_records_per_second",
+                                        "Scoring throughput of the last scoring job", registry=r)
+        self.push_failures = Counter("argilla_worker_push_failures", "Records whose push failed", registry=r)
+        self.queue_depth = Gauge("argilla_worker_queue_depth", "Pending work items", registry=r)
+        self.corrections_pending = Gauge("argilla_worker_corrections_pending",
+                                         "Submitted responses since the last training", registry=r)
+        self.argilla_up = Gauge("argilla_worker_argilla_up", "1 when the last call to Argilla succeeded", registry=r)
+        self.model_info = Gauge("argilla_worker_model_info", "The current model version", ["version"], registry=r)
+        self.model_ece = Gauge("argilla_worker_model_ece", "Validation ECE of the current model", ["kind"],
+                               registry=r)
+        self.model_macro_f1 = Gauge("argilla_worker_model_macro_f1", "Validation macro-F1 of the current model",
+                                    registry=r)
+        self.job_success = Gauge("argilla_worker_job_last_success", "1 if the job's last run succeeded", ["job"],
+                                 registry=r)
+        self.job_timestamp = Gauge("argilla_worker_job_last_run_timestamp_seconds", "When the job last ran",
+                                   ["job"], registry=r)
+        self.job_seconds = Histogram("argilla_worker_job_seconds", "Job durations", ["job"], registry=r,
+                                     buckets=(0.1, 1, 5, 30, 120, 600, 3600))
+        self.webhooks_rejected = Counter("argilla_worker_webhooks_rejected",
+                                         "Webhook deliveries rejected for a bad signature", registry=r)
+        self.webhooks_accepted = Counter("argilla_worker_webhooks_accepted", "Verified webhook deliveries",
+                                         registry=r)
+
+    def job_result(self, job: str, success: bool, seconds: float) -> None:
+        self.job_success.labels(job).set(1 if success else 0)
+        self.job_timestamp.labels(job).set(time.time())
+        self.job_seconds.labels(job).observe(seconds)
+
+    def set_model(self, version: str, validation: dict) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version).set(1)
+        for kind, key in (("deterministic", "ece_deterministic"), ("mc", "ece_mc")):
+            if validation.get(key) is not None:
+                self.model_ece.labels(kind).set(validation[key])
+        if validation.get("macro_f1") is not None:
+            self.model_macro_f1.set(validation["macro_f1"])
