@@ -106,6 +106,7 @@ class Services:
         self.plugins = plugins if plugins is not None else plugin_manager(settings.plugin_modules)
         self.context = WorkerContext(settings)
         self._classifier: Classifier | None = None
+        call_each(self.plugins, "startup", context=self.context)
         self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
 
     @cached_property

@@ -41,6 +41,11 @@ class WorkerContext:
 
 class HookSpecs:
     @hookspec
+    def startup(self, context: WorkerContext) -> None:
+        """Once, when the worker's services are built: read your config (``context.plugin_config(name)``),
+        open connections. Raising here disables nothing else: the error is logged with your name."""
+
+    @hookspec
     def register_scorers(self, context: WorkerContext) -> dict[str, Callable] | None:
         """Extra per-record uncertainty scores, written as float metadata (sortable in the UI).
 

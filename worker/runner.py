@@ -136,6 +136,7 @@ class Runner:
 
         self._install_signal_handlers()
         self.status.plugins = plugin_names(self.services.plugins)
+        self._save_status()
         server = start_http_server(self)
         self.status.http_url = f"http://{self.settings.http.host}:{server.server_address[1]}"
         scheduler = self._start_scheduler()

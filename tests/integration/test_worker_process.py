@@ -188,7 +188,8 @@ def test_the_schedule_survives_a_restart(setup):
     config = setup["write_config"](interval=90.0)
     for _ in range(2):
         worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
-        _wait(lambda: _status(tmp).get("jobs", {}).get("score"), 180, "the first scoring job", worker)
+        _wait(lambda: _status(tmp).get("pid") == worker.process.pid and _status(tmp).get("jobs", {}).get("score"),
+              180, "the first scoring job", worker)
         assert worker.stop() == 0
         store = SQLAlchemyJobStore(url=f"sqlite:///{tmp / 'state' / 'jobs.sqlite'}")
         jobs = {job.id: job.next_run_time for job in store.get_all_jobs()}

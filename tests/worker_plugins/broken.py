@@ -6,6 +6,11 @@ from worker.plugins import hookimpl
 
 
 @hookimpl
+def startup(context):
+    raise RuntimeError("broken plugin: startup")
+
+
+@hookimpl
 def register_scorers(context):
     raise RuntimeError("broken plugin: register_scorers")
 

@@ -16,9 +16,8 @@ _config: dict = {}
 
 
 @hookimpl
-def register_publishers(context):
+def startup(context):
     _config.update(context.plugin_config(__name__))
-    return []
 
 
 @hookimpl
