@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,9 +40,12 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
     submit_label(stack_settings, pulled[TIED].server_id, "negative", headers=second)
 
     config = tmp_path / "worker.toml"
-    config.write_text(f'[argilla]\napi_url = "{stack_settings.api_url}"\ndataset = "{dataset_name}"\n'
+    events = tmp_path / "events.jsonl"
+    config.write_text(f'plugin_modules = ["tests.worker_plugins.recorder"]\n'
+                      f'[argilla]\napi_url = "{stack_settings.api_url}"\ndataset = "{dataset_name}"\n'
                       f'workspace = "{stack_settings.workspace}"\n[publish]\nsplit = "keep"\nlicense = "mit"\n'
-                      f'[registry]\npath = "{tmp_path / "registry"}"\n')
+                      f'[registry]\npath = "{tmp_path / "registry"}"\n'
+                      f'[plugins."tests.worker_plugins.recorder"]\nevents_file = "{events}"\n')
     env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
     out = tmp_path / "published"
 
@@ -64,6 +68,8 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
         assert row["was_corrected"] == (record_id in ("p0", "p1"))
         assert row["reviewed"] == (record_id in CORRECTIONS)
     assert "1 record(s) not published: annotators are tied" in first.stderr
+    published_events = [json.loads(line) for line in events.read_text().splitlines()]  # on_published, twice
+    assert published_events == [["published", [str(out.resolve())]]] * 2
 
     token = "hf_e2e_token"
     with HubStub(token) as hub:

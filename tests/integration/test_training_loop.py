@@ -3,6 +3,7 @@ with the registered model (tiny real BERT; the data is small so this runs in sec
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -30,6 +31,8 @@ def services(local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch)
         scoring={"samples": 4, "device": "cpu", "push_batch": 10},
         registry={"path": str(tmp_path / "registry")},
         state_dir=str(tmp_path / "state"),
+        plugin_modules=["tests.worker_plugins.recorder"],
+        plugins={"tests.worker_plugins.recorder": {"events_file": str(tmp_path / "events.jsonl")}},
     )
     services = Services(settings)
     services.gateway.ensure_dataset(LABELS)
@@ -64,6 +67,8 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     assert training["annotated"] == 24 and training["train"] + training["validation"] == 24
     assert outcome.model.metrics["validation"]["macro_f1"] >= 0.8, outcome.model.metrics["validation"]
     assert (outcome.model.path / "model.safetensors").exists()
+    events = [json.loads(line) for line in (services.settings.state_dir.parent / "events.jsonl").read_text().splitlines()]
+    assert events == [["promoted", "v0001", outcome.model.metrics["validation"]["macro_f1"]]]  # on_model_promoted
 
     report = score_job(services, full=True)
 

@@ -1,7 +1,8 @@
 """Appends every scored record id to a file (a test checks nothing is scored twice per model version),
 and can slow each batch down (so a test can signal the worker mid-run).
 
-Config: ``[plugins."tests.worker_plugins.recorder"] record_file = "...", sleep_per_batch = 0.5``.
+Also records promotions and publications to ``events_file``. Config:
+``[plugins."tests.worker_plugins.recorder"] record_file = "...", events_file = "...", sleep_per_batch = 0.5``.
 """
 
 from __future__ import annotations
@@ -27,3 +28,19 @@ def on_records_scored(model_version, scores):
             for score in scores:
                 handle.write(json.dumps([model_version, score.record_id]) + "\n")
     time.sleep(float(_config.get("sleep_per_batch", 0)))
+
+
+@hookimpl
+def on_model_promoted(version, metrics):
+    _event("promoted", version, metrics["validation"]["macro_f1"])
+
+
+@hookimpl
+def on_published(results):
+    _event("published", [result.location for result in results])
+
+
+def _event(*values) -> None:
+    if "events_file" in _config:
+        with Path(_config["events_file"]).open("a") as handle:
+            handle.write(json.dumps(values) + "\n")

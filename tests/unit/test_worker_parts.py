@@ -1,0 +1,177 @@
+"""The worker's parts without a server: the work queue, webhook verification, the schedule, config,
+plugins (the hook isolation and the meta-test that every hookspec is exercised)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from worker.config import load_settings
+from worker.errors import ConfigError
+from worker.plugins import HookSpecs, WorkerContext, call_each, hookimpl, plugin_manager
+from worker.runner import FULL_SCORE, PUBLISH, RESCORE, SCORE, WorkQueue
+from worker.scheduling import desired_jobs
+from worker.webhooks import InvalidDelivery, verify
+
+SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
+EVENT = {"type": "response.created", "timestamp": "2026-11-22T10:00:00Z",
+         "data": {"status": "submitted", "values": {"label": {"value": "positive"}},
+                  "record": {"external_id": "r7", "dataset": {"id": "ds-1"}}}}
+
+
+def test_the_queue_merges_requests_and_serves_the_most_urgent_first():
+    queue = WorkQueue()
+    queue.put(PUBLISH)
+    queue.put(SCORE)
+    queue.put(RESCORE, ["a"])
+    queue.put(RESCORE, ["b"])
+    queue.put(FULL_SCORE)
+
+    kinds = [queue.get(timeout=0.1) for _ in range(4)]
+
+    assert [item.kind for item in kinds] == [RESCORE, FULL_SCORE, SCORE, PUBLISH]
+    assert kinds[0].record_ids == {"a", "b"}
+    assert queue.get(timeout=0.05) is None
+    queue.put(RESCORE, ["a"])
+    queue.put(RESCORE)  # "everything" absorbs a partial request
+    assert queue.get(timeout=0.1).record_ids is None
+
+
+def test_debounced_work_waits_and_a_new_event_pushes_it_back():
+    queue = WorkQueue()
+    queue.put(RESCORE, ["a"], delay=0.3)
+    started = time.monotonic()
+    assert queue.get(timeout=0.1) is None
+    queue.put(RESCORE, ["b"], delay=0.3)
+    item = queue.get(timeout=2)
+    assert item.record_ids == {"a", "b"} and time.monotonic() - started >= 0.35
+
+
+def _signed(body: bytes, *, secret=SECRET, at: datetime | None = None) -> dict:
+    at = at or datetime.now(UTC)
+    return {"webhook-id": "msg_1", "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": Webhook(secret).sign("msg_1", at, body.decode())}
+
+
+def test_a_signed_delivery_is_parsed_and_every_forgery_is_rejected():
+    body = json.dumps(EVENT).encode()
+
+    delivery = verify(SECRET, body, _signed(body))
+
+    assert (delivery.type, delivery.record_id, delivery.dataset_id, delivery.response_status) == (
+        "response.created", "r7", "ds-1", "submitted")
+    other_secret = "whsec_" + base64.b64encode(b"b" * 32).decode()
+    cases = {
+        "missing header": {},
+        "wrong secret": _signed(body, secret=other_secret),
+        "stale": _signed(body, at=datetime.now(UTC) - timedelta(minutes=10)),
+        "tampered body": _signed(json.dumps({**EVENT, "type": "record.deleted"}).encode()),
+    }
+    for name, headers in cases.items():
+        with pytest.raises(InvalidDelivery):
+            verify(SECRET, body, headers)
+            pytest.fail(f"{name} was accepted")
+
+
+def test_cron_schedules_are_validated_with_the_key_named(tmp_path):
+    settings = load_settings(retrain={"cron": "0 3 * * *"}, scoring={"interval_minutes": 2})
+    jobs = desired_jobs(settings)
+    assert set(jobs) == {"score", "retrain"} and "interval[0:02:00]" in str(jobs["score"])
+    with pytest.raises(ConfigError, match=r"publish.cron = 'every day'"):
+        desired_jobs(load_settings(publish={"cron": "every day"}))
+
+
+def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
+    config = tmp_path / "worker.toml"
+    config.write_text('[argilla]\ndataset = "reviews"\n[scoring]\nsamples = 7\n[plugins.heuristics]\n'
+                      'enabled = ["variation_ratio"]\n')
+    monkeypatch.setenv("ARGILLA_WORKER_SCORING__SAMPLES", "9")
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", "super-secret-key")
+
+    settings = load_settings(config)
+
+    assert (settings.argilla.dataset, settings.scoring.samples) == ("reviews", 9)
+    assert settings.argilla.key() == "super-secret-key"
+    assert "super-secret-key" not in json.dumps(settings.masked()) and "super-secret-key" not in repr(settings)
+    assert WorkerContext(settings).plugin_config("heuristics") == {"enabled": ["variation_ratio"]}
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    monkeypatch.delenv("ARGILLA_WORKER_ARGILLA__API_KEY")
+    assert load_settings(config, argilla={"api_key_file": str(key_file)}).argilla.key() == "from-a-file"
+    config.write_text('[argilla]\ndatset = "typo"\n')
+    with pytest.raises(ConfigError, match=r"argilla.datset = 'typo': Extra inputs are not permitted"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml")
+
+
+class _Raising:
+    @hookimpl
+    def on_published(self, results):
+        raise RuntimeError("boom")
+
+
+class _Collecting:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def on_published(self, results):
+        self.seen.append(results)
+        return "ok"
+
+
+def test_a_raising_hook_is_logged_with_its_plugin_name_and_the_others_still_run(caplog):
+    manager = plugin_manager(entry_points=False, builtins=False)
+    collecting = _Collecting()
+    manager.register(_Raising(), name="raising-plugin")
+    manager.register(collecting, name="collecting-plugin")
+
+    results = call_each(manager, "on_published", results=["r"])
+
+    assert results == [("collecting-plugin", "ok")] and collecting.seen == [["r"]]
+    assert "plugin raising-plugin failed in on_published" in caplog.text
+
+
+def test_built_in_plugins_are_registered_like_third_party_ones():
+    manager = plugin_manager()
+    assert {"heuristics", "publishers"} <= {name for name, _ in manager.list_name_plugin()}
+    settings = load_settings(publish={"directory": "/tmp/out"})
+    scorers = dict(call_each(manager, "register_scorers", context=WorkerContext(settings)))["heuristics"]
+    mc = np.array([[[0.9, 0.8, 0.2], [0.1, 0.2, 0.8]]])  # [N=1, C=2, T=3]: samples disagree
+    assert scorers["variation_ratio"](mc) == pytest.approx([1 / 3])
+    sinks = dict(call_each(manager, "register_publishers", context=WorkerContext(settings)))["publishers"]
+    assert [type(sink).__name__ for sink in sinks] == ["LocalDirectorySink"]
+
+
+def test_plugin_scorers_become_metadata_and_a_failing_one_is_dropped(tiny_classifier, caplog):
+    from worker.predictions import prediction_from_score
+    from worker.scoring import Scorer, ScoringInput
+
+    def broken(mc_probs):
+        raise ValueError("nope")
+
+    scorer = Scorer(tiny_classifier, samples=3, extra_scorers={
+        "mean_top": lambda mc: mc.mean(axis=2).max(axis=1), "broken": broken})
+    scores = list(scorer.score([ScoringInput("r1", "a wonderful film"), ScoringInput("r2", "dull")]))
+
+    assert all(0 < s.extra["mean_top"] <= 1 and "broken" not in s.extra for s in scores)
+    assert prediction_from_score(scores[0], "v1").metadata["mean_top"] == scores[0].extra["mean_top"]
+    assert "scorer 'broken' failed" in caplog.text
+
+
+def test_every_hookspec_is_exercised_by_a_test():
+    """Like datasette's meta-test: a hook nobody tests is a hook that silently breaks."""
+    specs = [name for name in vars(HookSpecs) if not name.startswith("_")]
+    tests_dir = Path(__file__).resolve().parents[1]
+    sources = "\n".join(path.read_text() for path in tests_dir.rglob("*.py"))
+    untested = [name for name in specs if f"def {name}(" not in sources and f'"{name}"' not in sources]
+    assert not untested, f"hookspecs without a test: {untested}"
+    assert len(specs) == 6
