@@ -83,25 +83,48 @@ def local_argilla_status() -> None:
 @click.option("--records", default=2000, show_default=True, help="How many movie snippets to log.")
 @click.option("--flip-fraction", default=0.1, show_default=True, help="Fraction of labels flipped on purpose.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--corrections", default=100, show_default=True,
+              help="How many top-by-loss records the scripted annotator reviews (0: stop after scoring).")
 @click.option("--no-score", is_flag=True, help="Only start the stack and log the records.")
-def demo(records: int, flip_fraction: float, seed: int, no_score: bool) -> None:
-    """Run the worker on the embedded default: local Argilla + offline movie-review snippets + MiniLM.
+@click.option("--no-serve", is_flag=True, help="Exit after publishing instead of running the worker.")
+def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_score: bool, no_serve: bool) -> None:
+    """The whole loop on the embedded default: local Argilla + offline movie-review snippets + MiniLM.
 
-    Fine-tunes the offline MiniLM briefly on the (noisy) labels, scores every record with MC
-    dropout, pushes suggestions and metadata, and reports how many flipped labels the loss
-    ranking finds. Then sort by `loss` in the Argilla UI and fix the worst records first.
+    Ingests snippets with a seeded 10% of labels flipped, fine-tunes MiniLM briefly, scores with MC
+    dropout, pushes, reports how many flipped labels are in the top 50 by loss; then (demo only)
+    submits the true labels of the top records as a scripted annotator, retrains, gates, rescores,
+    publishes to a local directory, and keeps running so you can annotate in the UI.
     """
     from worker.demo import run_demo
 
     settings = LocalArgillaSettings()
-    summary = run_demo(settings, records=records, flip_fraction=flip_fraction, seed=seed, score=not no_score)
-    click.echo(f"dataset {summary.dataset!r}: {summary.records} records, {summary.flipped} labels flipped")
-    if summary.flipped_in_top is not None:
-        click.echo(f"model {summary.model_version}: suggestions and scores pushed for {summary.pushed} records")
-        click.echo(f"flipped labels among the top {summary.top_k} by loss: {summary.flipped_in_top} of "
-                   f"{summary.top_k} (at random: about {round(summary.top_k * flip_fraction)})")
+
+    def report(summary) -> None:
+        click.echo(f"dataset {summary.dataset!r}: {summary.records} records, {summary.flipped} labels flipped")
+        if summary.flipped_in_top is not None:
+            click.echo(f"model {summary.model_version}: suggestions and scores pushed for {summary.pushed} records")
+            click.echo(f"flipped labels among the top {summary.top_k} by loss: {summary.flipped_in_top} of "
+                       f"{summary.top_k} (at random: about {round(summary.top_k * flip_fraction)})")
+        if summary.retrained_version:
+            click.echo(f"scripted review of the top {summary.corrections_submitted}: "
+                       f"{summary.flipped_fixed} flipped labels corrected")
+            click.echo(f"retrained {summary.retrained_version}: "
+                       f"{'promoted' if summary.promoted else 'rejected'} — {summary.gate_reason}")
+            click.echo(f"flipped labels among the next {summary.top_k} unreviewed records by loss: "
+                       f"{summary.flipped_in_next_top}")
+            for line in summary.published:
+                click.echo(f"published: {line}")
         click.echo("In the UI: open the dataset, Sort → metadata 'loss' → descending, and fix the worst first.")
-    _print_access(settings)
+        _print_access(settings)
+
+    summary = run_demo(settings, records=records, flip_fraction=flip_fraction, seed=seed, score=not no_score,
+                       corrections=corrections)
+    report(summary)
+    if not no_serve and summary.services is not None and not no_score:
+        from worker.runner import Runner
+
+        click.echo("The worker keeps running (Ctrl-C to stop): annotate in the UI and watch suggestions refresh.")
+        sys.exit(Runner(summary.services.settings, summary.services).run())
 
 
 @cli.command()
