@@ -16,4 +16,8 @@ RUN useradd --create-home --uid 1000 worker && mkdir -p /var/lib/argilla-worker 
 USER worker
 VOLUME /var/lib/argilla-worker
 EXPOSE 8900
-CMD ["argilla-worker", "--help"]
+ENV ARGILLA_WORKER_STATE_DIR=/var/lib/argilla-worker/state \
+    ARGILLA_WORKER_REGISTRY__PATH=/var/lib/argilla-worker/models \
+    ARGILLA_WORKER_HTTP__HOST=0.0.0.0 \
+    ARGILLA_WORKER_HTTP__PORT=8900
+CMD ["argilla-worker", "run", "-c", "/etc/argilla-worker/worker.toml"]

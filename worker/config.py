@@ -1,8 +1,8 @@
 """The worker's configuration: one TOML file + environment overrides, validated at start.
 
 Precedence (highest first): init arguments, ``ARGILLA_WORKER_<SECTION>__<KEY>`` environment variables,
-the TOML file given with ``-c``, defaults. Secrets (the Argilla API key, the Hugging Face token,
-the webhook secret) come only from the environment or from files named in the config
+the TOML file given with ``-c``, defaults. Secrets (the Argilla API key, the Hugging Face token)
+come only from the environment or from files named in the config
 (``*_file`` keys); a secret written in the TOML file is an error. Secrets are ``SecretStr``: they
 never appear in logs, ``status`` or ``config show``.
 """
@@ -21,7 +21,7 @@ from worker.errors import ConfigError
 from worker.training.trainer import TrainingSettings
 
 ENV_PREFIX = "ARGILLA_WORKER_"
-SECRET_KEYS = {("argilla", "api_key"), ("publish", "hf_token"), ("webhooks", "secret")}
+SECRET_KEYS = {("argilla", "api_key"), ("publish", "hf_token")}
 
 
 class _Section(BaseModel):
@@ -89,12 +89,9 @@ class PublishSettings(_Section):
 
 
 class WebhookSettings(_Section):
-    enabled: bool = True
-    secret: SecretStr | None = None
-    secret_file: Path | None = None
+    """Argilla generates each webhook's signing secret at registration; the worker keeps it in memory."""
 
-    def signing_secret(self) -> str | None:
-        return _secret(self.secret, self.secret_file, "webhooks.secret")
+    enabled: bool = True
 
 
 class HttpSettings(_Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,21 @@ def test_the_worker_is_built_here_gets_a_gpu_and_its_secrets_from_the_environmen
     assert env["ARGILLA_WORKER_ARGILLA__API_URL"] == "http://argilla:6900"
     assert env["ARGILLA_WORKER_ARGILLA__API_KEY"].startswith("${ARGILLA_API_KEY")
     assert env["HF_TOKEN"].startswith("${HF_TOKEN")
+    assert worker["command"][:2] == ["argilla-worker", "run"]
+    port = int(env["ARGILLA_WORKER_HTTP__PORT"])
+    assert f"{port}:{port}" in worker["ports"] and env["ARGILLA_WORKER_HTTP__PUBLIC_URL"].endswith(f":{port}")
+
+
+def test_the_example_config_is_valid_and_every_env_override_names_a_real_key(compose, monkeypatch):
+    from worker.config import load_settings
+
+    for key in [k for k in os.environ if k.startswith("ARGILLA_WORKER_")]:
+        monkeypatch.delenv(key)
+    for key, value in compose["services"]["worker"]["environment"].items():
+        if key.startswith("ARGILLA_WORKER_") and not str(value).startswith("${"):
+            monkeypatch.setenv(key, str(value))
+    settings = load_settings(REPO_ROOT / "worker.example.toml")
+    assert settings.http.port == 8900 and settings.argilla.dataset
 
 
 def test_state_lives_in_named_volumes(compose):
