@@ -13,7 +13,7 @@ random. Rankings compared, all scored with the offline all-MiniLM-L6-v2 fine-tun
 Metrics: precision@50, precision@500 (the share of flipped labels among the top of the ranking) and
 AUROC of the score for "this label was flipped".
 
-    python benchmarks/label_errors.py            # 1,500 posts, K = 4, 4 epochs: ≈ 40 min on 2 CPU cores
+    python benchmarks/label_errors.py            # 1,000 posts, K = 4, 4 epochs: ≈ 40 min on 2 CPU cores
     python benchmarks/label_errors.py --quick    # 600 posts, K = 3, 3 epochs: ≈ 8 min
 
 Writes benchmarks/results/label_errors.{json,md}.
@@ -48,14 +48,14 @@ logger = logging.getLogger("benchmarks.label_errors")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=1500)
+    parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--flip", type=float, default=0.1)
     parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--mc-layers", default="auto")
+    parser.add_argument("--mc-layers", default="2")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="600 posts, K = 3, 3 epochs")

@@ -40,5 +40,9 @@ class DataError(WorkerError):
     """Input data (a file, a dataset, a record) is malformed; the message names where."""
 
 
+class Interrupted(WorkerError):
+    """A stop was requested (SIGTERM); the job stopped at a safe point and nothing half-done was kept."""
+
+
 class ScoringError(WorkerError):
     """The scoring engine cannot score the given input with the given model."""

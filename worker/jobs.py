@@ -270,7 +270,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     return report
 
 
-def train_job(services: Services) -> TrainingOutcome:
+def train_job(services: Services, *, stop: threading.Event | None = None) -> TrainingOutcome:
     """Pull every record, build the training set from consensus labels, train, gate, register.
 
     Raises:
@@ -281,7 +281,7 @@ def train_job(services: Services) -> TrainingOutcome:
     labels = services.labels()
     training_set = prepare_training_set(services.gateway.pull(), labels, settings)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
-    outcome = retrain(training_set, services.registry, settings)
+    outcome = retrain(training_set, services.registry, settings, stop=stop)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     if outcome.promoted:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from worker.config import WorkerSettings
-from worker.errors import ArgillaGatewayError, ConfigError, DataError, WorkerError
+from worker.errors import ArgillaGatewayError, ConfigError, DataError, Interrupted, WorkerError
 from worker.jobs import NoModelError, Services, publish_job, score_job, train_job
 from worker.registry import write_json_atomic
 
@@ -259,7 +259,7 @@ class Runner:
             logger.warning("job %s: Argilla unavailable, retrying in %.0f s", item.kind, delay)
             self.queue.put(item.kind, item.record_ids, delay=delay, attempts=item.attempts + 1)
             return self._job_result(item.kind, "retrying", str(error), started)
-        except (NoModelError, DataError, ConfigError) as error:
+        except (NoModelError, DataError, ConfigError, Interrupted) as error:
             logger.warning("job %s skipped: %s", item.kind, error)
             return self._job_result(item.kind, "skipped", str(error), started)
         except WorkerError as error:
@@ -298,7 +298,7 @@ class Runner:
     def _retrain(self) -> str:
         with self._status_lock:
             counted = self.status.corrections_pending
-        outcome = train_job(self.services)
+        outcome = train_job(self.services, stop=self.stop)
         with self._status_lock:
             self.status.corrections_pending = max(0, self.status.corrections_pending - counted)
             write_json_atomic(self.settings.state_dir / "counters.json",

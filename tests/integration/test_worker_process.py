@@ -46,9 +46,9 @@ class WorkerProcess:
                                         cwd=REPO_ROOT, env=self.env, stdout=self.handle, stderr=subprocess.STDOUT)
         return self
 
-    def stop(self, timeout: float = 120) -> int:
+    def stop(self, timeout: float = 120, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(sig)
         try:
             return self.process.wait(timeout)
         finally:
@@ -135,7 +135,8 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
         submit_label(setup["settings"], target.server_id, flipped)
         _wait(lambda: next(r for r in gateway.pull() if r.record_id == "e3").metadata.get("reference_label")
               == flipped, 60, "the webhook-triggered rescore of e3", worker)
-        assert _status(tmp)["jobs"]["rescore"]["status"] == "ok"
+        _wait(lambda: _status(tmp).get("jobs", {}).get("rescore", {}).get("status") == "ok", 30,
+              "the rescore job in the status", worker)
         assert _status(tmp)["corrections_pending"] == 1
 
         forged_headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(time.time())),
@@ -159,16 +160,19 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
     assert "webhook rejected" in worker.output()
 
 
-def test_sigterm_mid_scoring_then_restart_scores_every_record_exactly_once(setup):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(setup, sig):
     gateway, tmp = setup["gateway"], setup["tmp"]
     responses_before = raw_responses(setup["settings"], gateway._dataset().id)
     config = setup["write_config"](sleep=1.5, push_batch=5)
     worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
     _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first pushed batch", worker)
-    assert worker.stop() == 0, worker.output()[-3000:]
+    code = worker.stop(sig=sig)
     first_run = sum(_scored(setup["record_file"]).values())
     assert first_run < RECORDS, "the worker did not stop mid-run"
-    assert "finishing the current batch" in worker.output()
+    if sig == signal.SIGTERM:
+        assert code == 0, worker.output()[-3000:]
+        assert "finishing the current batch" in worker.output()
 
     restarted = WorkerProcess(setup["write_config"](push_batch=5), setup["env"], tmp / "worker.log").start()
     try:

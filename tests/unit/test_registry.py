@@ -134,3 +134,23 @@ def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_d
     assert not second.promoted and second.model.status == REJECTED
     assert "below the current model's" in second.model.metrics["rejection_reason"]
     assert registry.current().version == "v0001"
+
+
+def test_a_stop_request_abandons_training_and_keeps_the_current_model(tiny_model_dir, tmp_path):
+    import threading
+
+    from worker.errors import Interrupted
+
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir).version)
+    training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
+    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=5, batch_size=8, max_length=32, device="cpu",
+                                mc_samples=2)
+    stop = threading.Event()
+    stop.set()
+
+    with pytest.raises(Interrupted, match="after epoch 1"):
+        retrain(training_set, registry, settings, stop=stop)
+
+    assert [v.version for v in registry.versions()] == ["v0001"] and registry.current().version == "v0001"
+    assert not any((tmp_path / "registry" / "staging").iterdir())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, Interrupted
 from worker.gateway.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
@@ -46,7 +47,8 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                               min_annotated=settings.min_annotated, seed=settings.seed)
 
 
-def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings) -> TrainingOutcome:
+def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
+            stop: threading.Event | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote.
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
@@ -61,7 +63,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     version = registry.next_version()
     validation = list(training_set.validation)
     with registry.staging() as staged:
-        result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings)
+        result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
+                                  on_epoch=_stop_check(stop))
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version)
         report = calibration_report(candidate, validation, staged / "calibration", mc_samples=settings.mc_samples,
@@ -89,6 +92,14 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     else:
         entry = registry.reject(entry.version, decision.reason)
     return TrainingOutcome(entry, decision)
+
+
+def _stop_check(stop: threading.Event | None):
+    """After each epoch: abandon training when a stop was requested (staging is discarded)."""
+    def check(epoch) -> None:
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"training stopped after epoch {epoch.epoch} on request; the current model is unchanged")
+    return check
 
 
 def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,

@@ -238,6 +238,7 @@ def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_mode
     model.eval()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.model_max_length = settings.max_length  # score with the context the model was trained on
     tokenizer.save_pretrained(output_dir)
     (output_dir / "training.json").write_text(json.dumps({
         "start_model": str(start_model),
