@@ -37,15 +37,17 @@ def finetuned_minilm(train_records: list[LabelledText], *, epochs: int = 1, max_
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def write_results(name: str, payload: dict, markdown: str) -> Path:
-    """benchmarks/results/<name>.json and .md; returns the markdown path."""
+def write_results(name: str, payload: dict, lines: list[str]) -> Path:
+    """benchmarks/results/<name>.json and .md (the table ``lines``, also printed); returns the markdown path."""
     import json
 
+    markdown = "\n".join(lines) + "\n"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, default=float))
     path = RESULTS_DIR / f"{name}.md"
     path.write_text(markdown)
     logger.info("wrote %s", path)
+    print(markdown)  # the benchmark's report on stdout
     return path
 
 

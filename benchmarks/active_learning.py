@@ -88,10 +88,8 @@ def main() -> None:
         "",
         "![accuracy vs labels](active-learning.png)",
     ]
-    markdown = "\n".join(lines) + "\n"
     write_results("active_learning", {"args": vars(args), "curves": curves, "areas": areas,
-                                      "target_met": target_met}, markdown)
-    print(markdown)
+                                      "target_met": target_met}, lines)
 
 
 def _run_strategy(name, pool, test, start_ids, settings, args) -> list[tuple[int, float]]:

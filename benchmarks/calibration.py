@@ -92,10 +92,8 @@ def main() -> None:
         "",
         "![ECE vs T](calibration-ece-vs-T.png) ![reliability](calibration-reliability.png)",
     ]
-    markdown = "\n".join(lines) + "\n"
     write_results("calibration", {"args": vars(args), "table": table, "ece_by_samples": curve,
-                                  "temperature": temperature, "target_met": target_met}, markdown)
-    print(markdown)
+                                  "temperature": temperature, "target_met": target_met}, lines)
 
 
 if __name__ == "__main__":

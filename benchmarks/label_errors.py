@@ -108,10 +108,8 @@ def main() -> None:
         f"Target OOF MC expected-loss AUROC ≥ cleanlab self-confidence AUROC: {'met' if target_auroc else 'MISSED'}",
         f"Target OOF MC expected-loss precision@50 ≥ 0.9: {'met' if target_p50 else 'MISSED'}",
     ]
-    markdown = "\n".join(lines) + "\n"
     write_results("label_errors", {"args": vars(args), "table": table, "flipped": len(flipped),
-                                   "oof_accuracy_true_labels": accuracy_oof}, markdown)
-    print(markdown)
+                                   "oof_accuracy_true_labels": accuracy_oof}, lines)
 
 
 def _cleanlab_rankings(ids: list[str], probs: np.ndarray, given: np.ndarray) -> dict[str, dict[str, float]]:
