@@ -73,7 +73,7 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
 
     token = "hf_e2e_token"
     with HubStub(token) as hub:
-        hub_env = {**env, "HF_ENDPOINT": hub.url, "HF_TOKEN": token}
+        hub_env = {**env, "HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HUB_OFFLINE": "0"}
         pushed = _cli("publish", "-c", str(config), "--repo-id", "team/cleaned", env=hub_env)
         assert pushed.returncode == 0, pushed.stderr
         assert token not in pushed.stdout + pushed.stderr

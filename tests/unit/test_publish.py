@@ -152,6 +152,7 @@ def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplo
     with HubStub(token) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)  # read once at import time
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # scripts/test.sh sets it
         sink = HubSink("team/reviews-cleaned", token=token, private=True)
         first = sink.publish(build_publication(_records(), LABELS), CardInfo(pretty_name="Reviews"))
         second = sink.publish(build_publication(_records(), LABELS), CardInfo(pretty_name="Reviews"))
@@ -172,3 +173,14 @@ def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplo
             "images/correction_confusion.png"} <= set(repo.files)
     assert json.loads(repo.files["publication.json"])["counts"]["corrected"] == 3
     assert token not in caplog.text
+
+
+def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch):
+    """No request leaves the machine: huggingface_hub refuses before any HTTP call."""
+    import huggingface_hub.constants
+
+    from worker.publish.sinks import PublishError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PublishError, match="HF_HUB_OFFLINE is set"):
+        HubSink("team/reviews-cleaned", token="t").publish(build_publication(_records(), LABELS), CardInfo())

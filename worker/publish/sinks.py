@@ -140,7 +140,7 @@ class HubSink:
 
     def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
         content_hash = publication.content_hash()
         try:
@@ -161,6 +161,8 @@ class HubSink:
                                     f"ranked by model {publication.model_version or 'unknown'}"),
                     commit_description=f"{HASH_MARK}{content_hash}",
                 )
+        except OfflineModeIsEnabled:
+            raise PublishError(f"cannot publish to the Hub dataset {self.repo_id!r}: HF_HUB_OFFLINE is set") from None
         except HfHubHTTPError as error:
             raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
         logger.info("published %d records to the Hub dataset %s (commit %s)", len(publication.rows), self.repo_id,
