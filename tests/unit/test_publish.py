@@ -19,6 +19,16 @@ from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
 LABELS = ("negative", "positive", "neutral")
 
 
+@pytest.fixture
+def fresh_hub_sessions():
+    """huggingface_hub caches its HTTP session (offline or not) per thread: start and end clean."""
+    from huggingface_hub.utils import reset_sessions
+
+    reset_sessions()
+    yield
+    reset_sessions()
+
+
 def _record(record_id, original, votes=(), *, loss=None, split=None, text=None):
     responses = tuple(ResponseState(f"u{i}", value, "submitted", datetime.now(UTC)) for i, value in enumerate(votes))
     metadata = {"original_label": original, "model_version": "v0003"}
@@ -142,7 +152,7 @@ def test_a_crash_between_the_swap_renames_is_repaired_on_the_next_publish(tmp_pa
     assert (tmp_path / "cleaned" / "README.md").exists()
 
 
-def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplog, monkeypatch):
+def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplog, monkeypatch, fresh_hub_sessions):
     """The Hub cannot be reached here: HubStub is a local protocol stub of the Hub's HTTP routes,
     reached through HF_ENDPOINT like any private Hub mirror."""
     import huggingface_hub.constants
@@ -175,7 +185,7 @@ def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplo
     assert token not in caplog.text
 
 
-def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch):
+def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fresh_hub_sessions):
     """No request leaves the machine: huggingface_hub refuses before any HTTP call."""
     import huggingface_hub.constants
 

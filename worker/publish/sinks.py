@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
+
 from worker.errors import WorkerError
 from worker.publish.build import Publication
 from worker.publish.card import render_card, write_plots
@@ -163,6 +165,8 @@ class HubSink:
                 )
         except OfflineModeIsEnabled:
             raise PublishError(f"cannot publish to the Hub dataset {self.repo_id!r}: HF_HUB_OFFLINE is set") from None
+        except requests.ConnectionError as error:
+            raise PublishError(f"cannot reach the Hub to publish {self.repo_id!r}: {error}") from None
         except HfHubHTTPError as error:
             raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
         logger.info("published %d records to the Hub dataset %s (commit %s)", len(publication.rows), self.repo_id,
