@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 RESCORE, RETRAIN, FULL_SCORE, SCORE, PUBLISH = "rescore", "retrain", "full_score", "score", "publish"
 PRIORITY = (RESCORE, RETRAIN, FULL_SCORE, SCORE, PUBLISH)
 DEBOUNCE_S = 2.0
+PING_WAIT_S = 15.0
 MAX_BACKOFF_S = 300.0
 
 _ACTIVE: Runner | None = None
@@ -120,6 +121,7 @@ class Runner:
         self.status = Status()
         self.metrics = WorkerMetrics()
         self.webhook_secret: str | None = None
+        self.registration = None
         self.ping_received = threading.Event()
         self.dataset_id: str | None = None
         self._status_lock = threading.Lock()
@@ -153,6 +155,7 @@ class Runner:
                 self._save_status()
         finally:
             scheduler.shutdown(wait=False)
+            self._unregister_webhook()
             server.shutdown()
             self.status.stopping = True
             self._save_status()
@@ -202,15 +205,29 @@ class Runner:
         if not self.settings.webhooks.enabled:
             return self._set_mode("polling", "webhooks disabled in the config")
         url = (self.settings.http.public_url or self.status.http_url).rstrip("/") + "/webhooks/argilla"
+        owner = f"{self.settings.argilla.dataset} {self.settings.state_dir.resolve()}"
         try:
-            registration = webhooks.register(self.services.gateway, url)
+            registration = webhooks.register(self.services.gateway, url, owner)
+            self.registration = registration
             self.webhook_secret = registration.secret
             webhooks.ping(self.services.gateway, registration)
         except ArgillaGatewayError as error:
             return self._set_mode("polling", f"webhook registration failed: {error}")
-        if self.ping_received.wait(10):
+        if self.ping_received.wait(PING_WAIT_S):
             return self._set_mode("webhooks", f"Argilla delivers events to {url}")
-        return self._set_mode("polling", f"Argilla could not reach {url} (no ping within 10 s)")
+        return self._set_mode("polling", f"no ping from Argilla at {url} within {PING_WAIT_S:.0f} s (is the worker "
+                                         f"reachable from Argilla? http.public_url); webhooks take over when a "
+                                         f"signed delivery arrives")
+
+    def _unregister_webhook(self) -> None:
+        from worker import webhooks
+
+        if self.registration is None:
+            return
+        try:
+            webhooks.unregister(self.services.gateway, self.registration)
+        except ArgillaGatewayError as error:
+            logger.warning("could not delete the Argilla webhook %s: %s", self.registration.webhook_id, error)
 
     def _set_mode(self, mode: str, reason: str) -> None:
         self.status.mode, self.status.mode_reason = mode, reason
@@ -220,6 +237,8 @@ class Runner:
     # -- events ------------------------------------------------------------------------------------
     def on_delivery(self, delivery) -> None:
         """A verified webhook event: rescore its record (debounced); count submitted responses."""
+        if self.status.mode != "webhooks" and self.status.mode != "starting":
+            self._set_mode("webhooks", "a signed delivery arrived from Argilla")
         if delivery.type == "ping":
             self.ping_received.set()
             return

@@ -19,7 +19,7 @@ from worker.gateway import ArgillaGateway
 logger = logging.getLogger(__name__)
 
 EVENTS = ("response.created", "response.updated", "record.completed")
-DESCRIPTION = "argilla-worker: rescore on annotation, count corrections toward retraining"
+DESCRIPTION = "argilla-worker"  # + the dataset and the worker's state directory: one webhook per worker
 
 
 class InvalidDelivery(Exception):
@@ -46,9 +46,18 @@ class Delivery:
     response_status: str | None
 
 
-def register(gateway: ArgillaGateway, url: str) -> Registration:
-    """Create the webhook for ``url``, or bring an existing one's events up to date (one per URL)."""
-    existing = [hook for hook in gateway._request("GET", "/api/v1/webhooks")["items"] if hook["url"] == url]
+def register(gateway: ArgillaGateway, url: str, owner: str) -> Registration:
+    """Create the webhook for ``url``, or bring an existing one's events up to date (one per URL).
+
+    ``owner`` identifies this worker (dataset + state directory): its webhooks left behind at other
+    URLs (an earlier run on another port, stopped with kill -9) are deleted — Argilla allows 10 in all.
+    """
+    description = f"{DESCRIPTION} {owner}"[:250]
+    hooks = gateway._request("GET", "/api/v1/webhooks")["items"]
+    for stale in [hook for hook in hooks if hook.get("description") == description and hook["url"] != url]:
+        logger.info("deleting this worker's stale webhook %s (%s)", stale["id"], stale["url"])
+        gateway._request("DELETE", f"/api/v1/webhooks/{stale['id']}")
+    existing = [hook for hook in hooks if hook["url"] == url]
     if existing:
         hook = existing[0]
         if sorted(hook["events"]) != sorted(EVENTS) or not hook["enabled"]:
@@ -58,9 +67,15 @@ def register(gateway: ArgillaGateway, url: str) -> Registration:
             gateway._request("DELETE", f"/api/v1/webhooks/{duplicate['id']}")
     else:
         hook = gateway._request("POST", "/api/v1/webhooks",
-                                json={"url": url, "events": list(EVENTS), "description": DESCRIPTION})
+                                json={"url": url, "events": list(EVENTS), "description": description})
     logger.info("Argilla webhook %s delivers %s to %s", hook["id"], list(EVENTS), url)
     return Registration(str(hook["id"]), url, hook["secret"])
+
+
+def unregister(gateway: ArgillaGateway, registration: Registration) -> None:
+    """Delete the webhook (on a clean stop; the next start catches up by polling)."""
+    gateway._request("DELETE", f"/api/v1/webhooks/{registration.webhook_id}")
+    logger.info("Argilla webhook %s deleted", registration.webhook_id)
 
 
 def ping(gateway: ArgillaGateway, registration: Registration) -> None:

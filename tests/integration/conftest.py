@@ -46,6 +46,7 @@ def local_argilla(stack_settings):
     started_here = not stack.is_up()
     if started_here:
         stack.up()
+    _delete_worker_webhooks(stack_settings)
     yield stack
     if started_here:
         stack.down()
@@ -54,3 +55,14 @@ def local_argilla(stack_settings):
 @pytest.fixture
 def dataset_name() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def _delete_worker_webhooks(settings: LocalArgillaSettings) -> None:
+    """A reused test stack keeps webhooks that killed workers left behind; Argilla allows only 10."""
+    import httpx
+
+    headers = {"X-Argilla-Api-Key": settings.api_key.get_secret_value()}
+    hooks = httpx.get(f"{settings.api_url}/api/v1/webhooks", headers=headers, timeout=30).json()["items"]
+    for hook in hooks:
+        if (hook.get("description") or "").startswith("argilla-worker"):
+            httpx.delete(f"{settings.api_url}/api/v1/webhooks/{hook['id']}", headers=headers, timeout=30)

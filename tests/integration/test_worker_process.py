@@ -126,7 +126,7 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
     worker = WorkerProcess(setup["write_config"](), setup["env"], tmp / "worker.log").start()
     try:
         _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record scored by v0001", worker)
-        assert _status(tmp)["mode"] == "webhooks", _status(tmp)
+        _wait(lambda: _status(tmp).get("mode") == "webhooks", 60, "webhooks mode (Argilla's ping)", worker)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
         assert health.status_code == 200 and health.json()["model"] == "v0001"
 
