@@ -104,7 +104,7 @@ def run_demo(
     if not score:
         return summary
 
-    summary.model_version = _first_model(services, noisy, dataset_name, flip_fraction, seed, epochs, learning_rate)
+    summary.model_version = _first_model(services, noisy, flip_fraction, seed, epochs, learning_rate)
     report = score_job(services, full=True)
     summary.pushed = report.pushed + report.unchanged + report.up_to_date
     ranked = _ranked_by_loss(services)
@@ -123,13 +123,13 @@ def _demo_records(records: int, flip_fraction: float, seed: int):
     return {r.id: r.label for r in sample}, noisy, flipped_ids
 
 
-def _first_model(services: Services, noisy: list[LabelledText], dataset_name: str, flip_fraction: float, seed: int,
-                 epochs: int, learning_rate: float) -> str:
+def _first_model(services: Services, noisy: list[LabelledText], flip_fraction: float, seed: int, epochs: int,
+                 learning_rate: float) -> str:
     """Fine-tune on the noisy original labels (cached) and register it as the first current model."""
     current = services.registry.current()
     if current is not None:
         return current.version
-    key = f"minilm-{dataset_name}-n{len(noisy)}-f{flip_fraction}-s{seed}-e{epochs}-lr{learning_rate:g}"
+    key = f"minilm-movies-n{len(noisy)}-f{flip_fraction}-s{seed}-e{epochs}-lr{learning_rate:g}"  # same sample
     model_dir = cache_root() / "demo-models" / key
     if not (model_dir / "config.json").exists():
         fine_tune(fetch(MINILM_MODEL), noisy, SENTIMENT_LABELS, model_dir, epochs=epochs, seed=seed,
