@@ -103,7 +103,8 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
         click.echo(f"dataset {summary.dataset!r}: {summary.records} records, {summary.flipped} labels flipped")
         if summary.flipped_in_top is not None:
             click.echo(f"model {summary.model_version}: suggestions and scores pushed for {summary.pushed} records")
-            click.echo(f"flipped labels among the top {summary.top_k} by loss: {summary.flipped_in_top} of "
+            click.echo(f"flipped labels among the top {summary.top_k} by loss of the original label: "
+                       f"{summary.flipped_in_top} of "
                        f"{summary.top_k} (at random: about {round(summary.top_k * flip_fraction)})")
         if summary.retrained_version:
             click.echo(f"scripted review of the top {summary.corrections_submitted}: "

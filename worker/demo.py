@@ -107,7 +107,7 @@ def run_demo(
     summary.model_version = _first_model(services, noisy, flip_fraction, seed, epochs, learning_rate)
     report = score_job(services, full=True)
     summary.pushed = report.pushed + report.unchanged + report.up_to_date
-    ranked = _ranked_by_loss(services)
+    ranked = _ranked_by_loss(services, key="original_loss")  # stays comparable when a re-run finds reviews
     summary.flipped_in_top = sum(record.record_id in flipped_ids for record in ranked[:TOP_K])
     logger.info("flipped labels among the top %d by loss: %d (%.0f%% of all labels were flipped)", TOP_K,
                 summary.flipped_in_top, 100 * flip_fraction)
@@ -141,9 +141,10 @@ def _first_model(services: Services, noisy: list[LabelledText], flip_fraction: f
     return services.registry.promote(entry.version, reason="first model of the demo").version
 
 
-def _ranked_by_loss(services: Services) -> list:
-    records = [r for r in services.gateway.pull() if "loss" in r.metadata]
-    return sorted(records, key=lambda r: r.metadata["loss"], reverse=True)
+def _ranked_by_loss(services: Services, key: str = "loss") -> list:
+    """Records by ``loss`` (against the current label) or ``original_loss`` (against the original), worst first."""
+    records = [r for r in services.gateway.pull() if key in r.metadata]
+    return sorted(records, key=lambda r: r.metadata[key], reverse=True)
 
 
 def _review_and_retrain(services: Services, summary: DemoSummary, top: list, truth: dict[str, str],
