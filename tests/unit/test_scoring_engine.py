@@ -171,8 +171,12 @@ def test_loading_a_missing_model_is_a_clear_error(tmp_path):
         load_classifier(tmp_path / "nothing-here", device="cpu")
 
 
-def test_auto_depth_is_the_last_two_thirds_of_the_encoder(tiny_classifier):
+def test_auto_depth_is_the_last_two_thirds_of_the_encoder_on_a_cpu_and_every_layer_on_cuda(tiny_classifier):
+    import torch
+
     from worker.scoring.mc import auto_mc_layers
 
     assert [auto_mc_layers(n) for n in (2, 6, 12, 24)] == [2, 4, 8, 16]
+    assert auto_mc_layers(6, torch.device("cpu")) == 4
+    assert auto_mc_layers(6, torch.device("cuda")) == "all"
     assert "mc_layers=2" in repr(MCPredictor(tiny_classifier, samples=2))

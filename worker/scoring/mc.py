@@ -38,12 +38,16 @@ from worker.scoring.model import Classifier
 MCLayers = int | Literal["all", "auto"]
 
 
-def auto_mc_layers(num_layers: int) -> int:
-    """The default depth of fast MC: the last two thirds of the encoder (4 of MiniLM's 6 layers).
+def auto_mc_layers(num_layers: int, device: torch.device | None = None) -> int | Literal["all"]:
+    """The default depth of MC dropout: every layer on CUDA, the last two thirds of the encoder elsewhere.
 
-    Measured on MiniLM (benchmarks/scoring.py --layer-sweep): BALD's rank correlation with full
-    MC is 0.34 for k=1 and ≥ 0.8 from k=4, which is still ≥ 4× faster than BaaL's reference.
+    Measured on MiniLM (benchmarks/scoring.py, benchmarks/RESULTS.md): on 2 CPU cores BALD's rank
+    correlation with full MC is 0.34 for k=1 and ≥ 0.8 from k=4 (4 of 6 layers), still ≥ 4× faster
+    than BaaL's reference; on an H100 full MC already costs only 1.5× a deterministic pass and k=4
+    was no faster than all layers, so a GPU gets the full-depth estimate.
     """
+    if device is not None and device.type == "cuda":
+        return "all"
     return math.ceil(2 * num_layers / 3)
 
 
@@ -120,7 +124,8 @@ class MCPredictor:
         samples: T, the number of MC-dropout samples per record.
         strategy: ``partial`` (fast MC) or ``full``.
         mc_layers: for ``partial``, how many of the last encoder layers are stochastic
-            (0 = head only, ``"all"`` = everything, ``"auto"`` = the last two thirds).
+            (0 = head only, ``"all"`` = everything, ``"auto"`` = everything on CUDA, the last
+            two thirds elsewhere: see :func:`auto_mc_layers`).
         samples_per_forward: how many of the T samples share one enlarged forward pass
             (memory ∝ samples_per_forward × batch); defaults to all T.
     """
@@ -150,7 +155,7 @@ class MCPredictor:
         else:
             parts = _EncoderParts(classifier.model)
             if mc_layers == "auto":
-                mc_layers = auto_mc_layers(parts.num_layers)
+                mc_layers = auto_mc_layers(parts.num_layers, classifier.device)
                 self.mc_layers = mc_layers
             num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
             if not 0 <= num_layers <= parts.num_layers:

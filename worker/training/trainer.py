@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
-from worker.errors import DataError
+from worker.errors import ConfigError, DataError
 from worker.scoring.device import autocast, pick_device
 from worker.training.data import Example
 from worker.training.evaluate import classification_metrics
@@ -53,6 +53,8 @@ class TrainingSettings(BaseModel):
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True
+    amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
+        "auto", description="mixed-precision dtype on CUDA; auto = bf16 where the GPU supports it, else fp16")
     mc_samples: int = Field(20, ge=1)
     gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
     keep_versions: int = Field(5, ge=2)
@@ -176,6 +178,17 @@ def _seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def _training_amp_dtype(device: torch.device, settings: TrainingSettings) -> torch.dtype | None:
+    """The autocast dtype of a training run: none off CUDA or with mixed precision off."""
+    if device.type != "cuda" or not settings.mixed_precision:
+        return None
+    if settings.amp_dtype == "float16":
+        return torch.float16
+    if settings.amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError("training.amp_dtype = 'bfloat16' but this GPU does not support bf16; use 'float16' or 'auto'")
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 class _Loop:
     """One model's optimiser, schedule and mixed-precision state."""
 
@@ -185,9 +198,7 @@ class _Loop:
             model, tokenizer, label_ids, device, settings)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
         self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_fraction * steps), steps)
-        self.amp_dtype = None
-        if device.type == "cuda" and settings.mixed_precision:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = _training_amp_dtype(device, settings)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     def _encode(self, examples: Sequence[Example]) -> tuple[dict, torch.Tensor, torch.Tensor]:
@@ -201,7 +212,8 @@ class _Loop:
         """One pass over ``examples`` in a seeded order; returns the mean weighted training loss."""
         self.model.train()
         order = random.Random(seed).sample(list(examples), len(examples))
-        total, weight_sum = 0.0, 0.0
+        total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
+        weight_sum = 0.0
         for start in range(0, len(order), self.settings.batch_size):
             inputs, targets, weights = self._encode(order[start:start + self.settings.batch_size])
             with autocast(self.device, self.amp_dtype):
@@ -212,9 +224,9 @@ class _Loop:
             self.scaler.update()
             self.schedule.step()
             self.optimizer.zero_grad(set_to_none=True)
-            total += float((per_example.detach() * weights).sum())
-            weight_sum += float(weights.sum())
-        return total / weight_sum
+            total += (per_example.detach() * weights).sum()
+            weight_sum += sum(example.weight for example in order[start:start + self.settings.batch_size])
+        return float(total) / weight_sum
 
     @torch.inference_mode()
     def evaluate(self, examples: Sequence[Example]) -> tuple[float, float, float]:

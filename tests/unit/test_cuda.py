@@ -1,0 +1,75 @@
+"""The CUDA paths: mixed-precision training (bf16 autocast; fp16 autocast + GradScaler) and MC-dropout
+scoring under autocast, on a tiny real BERT. Skipped where there is no CUDA device (CI here has none);
+run by hand on a GPU machine: ``python -m pytest tests/unit/test_cuda.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.training_data import LABELS, sentiment_examples
+from worker.errors import ConfigError
+from worker.scoring import load_classifier
+from worker.training.evaluate import predict_probabilities
+from worker.training.trainer import TrainingSettings, _Loop, _training_amp_dtype, train_classifier
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+FAST = {"batch_size": 8, "learning_rate": 1e-3, "max_length": 32, "device": "cuda", "mc_samples": 4}
+
+
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_mixed_precision_training_learns_like_fp32_and_saves_fp32_weights(tiny_model_dir, tmp_path, amp_dtype):
+    if amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    examples = sentiment_examples(48)
+    runs = {}
+    for name, mixed in (("fp32", False), (amp_dtype, True)):
+        settings = TrainingSettings(epochs=10, mixed_precision=mixed, amp_dtype=amp_dtype,
+                                    **{**FAST, "learning_rate": 3e-3})
+        result = train_classifier(tiny_model_dir, examples, [], LABELS, tmp_path / name, settings)
+        runs[name] = [epoch.train_loss for epoch in result.history]
+
+    mixed_losses, exact_losses = runs[amp_dtype], runs["fp32"]
+    assert all(np.isfinite(mixed_losses)), mixed_losses
+    assert mixed_losses[-1] < 0.5 * mixed_losses[0], f"{amp_dtype} training did not learn: {mixed_losses}"
+    assert abs(mixed_losses[-1] - exact_losses[-1]) < 0.1, (mixed_losses, exact_losses)
+    weights = load_file(tmp_path / amp_dtype / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
+
+
+def test_the_grad_scaler_runs_for_fp16_only(tiny_model_dir):
+    classifier = load_classifier(tiny_model_dir, device="cuda")
+    for amp_dtype, expected_dtype, scaled in (("float16", torch.float16, True), ("bfloat16", torch.bfloat16, False)):
+        if expected_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            continue
+        settings = TrainingSettings(amp_dtype=amp_dtype, **FAST)
+        loop = _Loop(classifier.model, classifier.tokenizer, {"negative": 0, "positive": 1},
+                     classifier.device, settings, steps=10)
+        assert loop.amp_dtype == expected_dtype
+        assert loop.scaler.is_enabled() is scaled
+    off = TrainingSettings(mixed_precision=False, **FAST)
+    assert _training_amp_dtype(torch.device("cuda"), off) is None
+
+
+def test_bf16_on_a_gpu_without_bf16_is_a_config_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    with pytest.raises(ConfigError, match="amp_dtype"):
+        _training_amp_dtype(torch.device("cuda"), TrainingSettings(amp_dtype="bfloat16", **FAST))
+
+
+def test_scoring_under_autocast_agrees_with_fp32(tiny_model_dir):
+    texts = [example.text for example in sentiment_examples(40)]
+    mixed = load_classifier(tiny_model_dir, device="cuda", mixed_precision=True)
+    exact = load_classifier(tiny_model_dir, device="cuda", mixed_precision=False)
+    assert mixed.amp_dtype is not None and exact.amp_dtype is None
+
+    mixed_probs = predict_probabilities(mixed, texts, samples=8)
+    exact_probs = predict_probabilities(exact, texts, samples=8)
+
+    assert mixed_probs.deterministic.dtype == np.float32 or mixed_probs.deterministic.dtype == np.float64
+    np.testing.assert_allclose(mixed_probs.deterministic, exact_probs.deterministic, atol=2e-2)
+    np.testing.assert_allclose(mixed_probs.mc.sum(axis=1), 1.0, atol=1e-4)  # [N, T] distributions
+    assert mixed_probs.mc.std(axis=2).max() > 0, "MC dropout samples under autocast do not vary"
