@@ -120,8 +120,7 @@ class Runner:
         self.stop = threading.Event()
         self.status = Status()
         self.metrics = WorkerMetrics()
-        self.webhook_secret: str | None = None
-        self.registration = None
+        self.registration = None  # webhooks.Registration once Argilla accepted ours
         self.ping_received = threading.Event()
         self.dataset_id: str | None = None
         self._status_lock = threading.Lock()
@@ -207,10 +206,8 @@ class Runner:
         url = (self.settings.http.public_url or self.status.http_url).rstrip("/") + "/webhooks/argilla"
         owner = f"{self.settings.argilla.dataset} {self.settings.state_dir.resolve()}"
         try:
-            registration = webhooks.register(self.services.gateway, url, owner)
-            self.registration = registration
-            self.webhook_secret = registration.secret
-            webhooks.ping(self.services.gateway, registration)
+            self.registration = webhooks.register(self.services.gateway, url, owner)
+            webhooks.ping(self.services.gateway, self.registration)
         except ArgillaGatewayError as error:
             return self._set_mode("polling", f"webhook registration failed: {error}")
         if self.ping_received.wait(PING_WAIT_S):
@@ -234,10 +231,15 @@ class Runner:
         level = logging.INFO if mode == "webhooks" else logging.WARNING
         logger.log(level, "%s mode: %s", mode, reason)
 
+    @property
+    def webhook_secret(self) -> str | None:
+        """The signing secret Argilla generated for our webhook (None before registration)."""
+        return self.registration.secret if self.registration is not None else None
+
     # -- events ------------------------------------------------------------------------------------
     def on_delivery(self, delivery) -> None:
         """A verified webhook event: rescore its record (debounced); count submitted responses."""
-        if self.status.mode != "webhooks" and self.status.mode != "starting":
+        if self.status.mode not in ("webhooks", "starting"):
             self._set_mode("webhooks", "a signed delivery arrived from Argilla")
         if delivery.type == "ping":
             self.ping_received.set()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.errors import ConfigError, DataError
-from worker.scoring.device import autocast, pick_device
+from worker.scoring.device import amp_dtype, autocast, pick_device
 from worker.training.data import Example
 from worker.training.evaluate import classification_metrics
 
@@ -186,7 +186,7 @@ def _training_amp_dtype(device: torch.device, settings: TrainingSettings) -> tor
         return torch.float16
     if settings.amp_dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
         raise ConfigError("training.amp_dtype = 'bfloat16' but this GPU does not support bf16; use 'float16' or 'auto'")
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return amp_dtype(device)
 
 
 class _Loop:
@@ -215,7 +215,8 @@ class _Loop:
         total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
         weight_sum = 0.0
         for start in range(0, len(order), self.settings.batch_size):
-            inputs, targets, weights = self._encode(order[start:start + self.settings.batch_size])
+            batch = order[start:start + self.settings.batch_size]
+            inputs, targets, weights = self._encode(batch)
             with autocast(self.device, self.amp_dtype):
                 logits = self.model(**inputs).logits
             loss, per_example = weighted_cross_entropy(logits, targets, weights)
@@ -225,7 +226,7 @@ class _Loop:
             self.schedule.step()
             self.optimizer.zero_grad(set_to_none=True)
             total += (per_example.detach() * weights).sum()
-            weight_sum += sum(example.weight for example in order[start:start + self.settings.batch_size])
+            weight_sum += sum(example.weight for example in batch)
         return float(total) / weight_sum
 
     @torch.inference_mode()
