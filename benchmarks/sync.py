@@ -27,7 +27,7 @@ from argilla._models import RecordModel, SuggestionModel
 
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
-from worker.gateway.records import Prediction, PulledRecord
+from worker.records import Prediction, PulledRecord
 from worker.gateway.schema import LABEL_QUESTION
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla

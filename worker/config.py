@@ -14,10 +14,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from worker.errors import ConfigError
+from worker.scoring.device import check_device_name
 from worker.training.trainer import TrainingSettings
 
 ENV_PREFIX = "ARGILLA_WORKER_"
@@ -52,11 +53,28 @@ class ArgillaSettings(_Section):
 class ScoringSettings(_Section):
     samples: int = Field(20, ge=1, description="T, MC-dropout samples per record")
     mc_layers: int | Literal["auto", "all"] = "auto"
-    batch_size: int = Field(32, ge=1)
+    batch_size: int | Literal["auto"] = Field(
+        "auto", description="records per forward pass; auto = 32 on a CPU, the largest that fits on a GPU")
+    max_batch_size: int = Field(1024, ge=1, description="upper bound of batch_size = 'auto' on a GPU")
+    compile: bool = Field(False, description="torch.compile the scoring passes (CUDA only)")
     push_batch: int = Field(256, ge=1, description="records per pushed (and checkpointed) batch")
     device: str = "auto"
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
     kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _positive_batch(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be a positive integer or 'auto'")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device_name(value)
 
 
 class RegistrySettings(_Section):

@@ -26,7 +26,7 @@ import pluggy
 from worker.config import WorkerSettings
 from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
-from worker.gateway.records import PulledRecord, consensus
+from worker.records import PulledRecord, consensus
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
@@ -194,7 +194,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     if extra and todo:
         gateway.ensure_float_metadata(extra)
     scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
-                    batch_size=settings.batch_size, extra_scorers=extra)
+                    batch_size=settings.batch_size, max_batch_size=settings.max_batch_size,
+                    compile=settings.compile, extra_scorers=extra)
     current = {r.record_id: r for r in todo}
     for start in range(0, len(todo), settings.push_batch):
         batch = todo[start:start + settings.push_batch]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.gateway.records import Prediction
+from worker.records import Prediction
 from worker.scoring.engine import RecordScore
 
 

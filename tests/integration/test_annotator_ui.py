@@ -15,7 +15,7 @@ import pytest
 
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
-from worker.gateway.records import Prediction
+from worker.records import Prediction
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -16,7 +16,7 @@ from tests.integration.annotator import (
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import RetryPolicy
-from worker.gateway.records import Prediction
+from worker.records import Prediction
 from worker.gateway.sync_state import SyncState
 from worker.local_argilla.stack import _terminate_group
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from worker.gateway.records import PulledRecord, ResponseState, consensus, same_value, sanitise_metadata
+from worker.records import PulledRecord, ResponseState, consensus, same_value, sanitise_metadata
 
 
 def _record(*responses: tuple[str, str | None, str], original: str = "positive") -> PulledRecord:

@@ -73,3 +73,33 @@ def test_scoring_under_autocast_agrees_with_fp32(tiny_model_dir):
     np.testing.assert_allclose(mixed_probs.deterministic, exact_probs.deterministic, atol=2e-2)
     np.testing.assert_allclose(mixed_probs.mc.sum(axis=1), 1.0, atol=1e-4)  # [N, T] distributions
     assert mixed_probs.mc.std(axis=2).max() > 0, "MC dropout samples under autocast do not vary"
+
+
+@pytest.mark.parametrize("strategy", ["full", "partial"])
+def test_the_pipelined_gpu_path_scores_like_the_plain_loop(tiny_model_dir, strategy):
+    """Pinned memory, non-blocking copies, a batch in flight and the prefetch thread change no score."""
+    from worker.scoring import Scorer, ScoringInput
+
+    classifier = load_classifier(tiny_model_dir, device="cuda", mixed_precision=False)
+    texts = [" ".join(["wonderful film"] * (1 + i % 9)) if i % 2 else "dull and boring " * (1 + i % 5)
+             for i in range(300)]
+    records = [ScoringInput(f"r{i}", text, LABELS[i % 2]) for i, text in enumerate(texts)]
+    plain = list(Scorer(classifier, samples=4, strategy=strategy, batch_size=16, pipeline=False).score(records))
+    auto = Scorer(classifier, samples=4, strategy=strategy, batch_size="auto", max_batch_size=64, window_batches=2)
+    piped = list(auto.score(records))
+
+    assert auto.pipeline and auto.batch_tokens and auto.batch_size == 64
+    assert [s.record_id for s in piped] == [r.record_id for r in records]
+    for got, want in zip(piped, plain, strict=True):
+        assert got.deterministic_label == want.deterministic_label
+        assert got.loss == pytest.approx(want.loss, abs=1e-4)
+
+
+def test_compiled_scoring_agrees_with_eager(tiny_model_dir):
+    from worker.scoring import Scorer, ScoringInput
+
+    classifier = load_classifier(tiny_model_dir, device="cuda", mixed_precision=False)
+    records = [ScoringInput(f"r{i}", "a wonderful film " * (1 + i % 4), LABELS[i % 2]) for i in range(64)]
+    eager = list(Scorer(classifier, samples=2, batch_size=16).score(records))
+    compiled = list(Scorer(classifier, samples=2, batch_size=16, compile=True).score(records))
+    assert [s.loss for s in compiled] == pytest.approx([s.loss for s in eager], abs=1e-3)

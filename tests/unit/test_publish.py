@@ -12,7 +12,7 @@ import yaml
 
 from tests.hub_stub import HubStub
 from worker.errors import DataError
-from worker.gateway.records import PulledRecord, ResponseState, SuggestionState
+from worker.records import PulledRecord, ResponseState, SuggestionState
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
 

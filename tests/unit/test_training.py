@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from tests.training_data import LABELS, sentiment_examples
 from worker.errors import DataError
-from worker.gateway.records import PulledRecord, ResponseState
+from worker.records import PulledRecord, ResponseState
 from worker.training.data import (
     Example,
     build_training_set,

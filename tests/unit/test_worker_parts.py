@@ -112,6 +112,33 @@ def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
         load_settings(tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[scoring]\ndevice = "tpu"\n', r"scoring.device = 'tpu': .*device must be one of"),
+    ('[training]\ndevice = "cuda:x"\n', r"training.device = 'cuda:x'"),
+    ('[scoring]\nbatch_size = 0\n', r"scoring.batch_size = 0: .*positive integer or 'auto'"),
+    ('[scoring]\nbatch_size = "big"\n', r"scoring.batch_size = 'big'"),
+])
+def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
+    config = tmp_path / "worker.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(config)
+
+
+def test_scoring_batch_size_defaults_to_auto_and_accepts_a_number(tmp_path):
+    config = tmp_path / "worker.toml"
+    config.write_text('[scoring]\nbatch_size = 64\ndevice = "cuda:1"\n')
+    assert load_settings().scoring.batch_size == "auto"
+    assert (load_settings(config).scoring.batch_size, load_settings(config).scoring.device) == (64, "cuda:1")
+
+
+def test_scoring_batch_size_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_SCORING__BATCH_SIZE", "48")
+    assert load_settings().scoring.batch_size == 48
+    monkeypatch.setenv("ARGILLA_WORKER_SCORING__BATCH_SIZE", "auto")
+    assert load_settings().scoring.batch_size == "auto"
+
+
 class _Raising:
     @hookimpl
     def on_published(self, results):

@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from worker.demo_data import LabelledText
 from worker.errors import ArgillaGatewayError, LabelSetMismatchError
-from worker.gateway.records import (
+from worker.records import (
     Correction,
     Prediction,
     PulledRecord,

@@ -19,7 +19,7 @@ from typing import Literal
 import datasets
 
 from worker.errors import DataError
-from worker.gateway.records import PulledRecord, consensus
+from worker.records import PulledRecord, consensus
 
 FLOAT_COLUMNS = ("loss", "expected_loss", "original_loss", "bald", "entropy", "margin", "confidence")
 

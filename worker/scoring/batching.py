@@ -4,14 +4,29 @@ Records are read a window at a time (``window_batches`` batches). Inside a windo
 sorted by token length so each batch pads only to its own longest text (dynamic padding):
 short texts don't pay for long ones. Texts longer than the model's limit are truncated and
 counted. Empty texts are skipped with a reason; a non-string text is an error naming the record.
+
+A batch holds at most ``batch_size`` records and, with ``batch_tokens``, at most that many
+padded tokens (records × padded length): on a GPU the batch size is chosen for the device
+(:func:`worker.scoring.engine.probe_batch_tokens`) and short texts get larger batches than long
+ones. :func:`prefetch` runs the window generator on a background thread, so tokenization and
+padding overlap the model's forward passes; with ``pin_memory`` the tensors are page-locked for
+non-blocking host-to-device copies.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import TypeVar
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -71,39 +86,229 @@ def windows(
     batch_size: int,
     max_length: int,
     window_batches: int = 16,
+    batch_tokens: int | None = None,
+    pin_memory: bool = False,
+    pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[Window]:
-    """Split ``records`` into windows of ``batch_size * window_batches`` records, tokenized and bucketed."""
+    """Split ``records`` into windows of ``batch_size * window_batches`` records, tokenized and bucketed.
+
+    ``batch_tokens`` caps records × padded length per batch (None: no cap); ``pin_memory`` page-locks
+    the batches' tensors (CUDA hosts only); with a ``pool`` (:func:`tokenizer_pool`) the windows are
+    tokenized and padded in its worker processes, a few windows ahead, and come back in input order.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     iterator = iter(records)
-    while chunk := list(islice(iterator, batch_size * window_batches)):
-        yield _make_window(chunk, tokenizer, batch_size=batch_size, max_length=max_length)
+    chunks = iter(lambda: list(islice(iterator, batch_size * window_batches)), [])
+    shape = _Shape(batch_size=batch_size, max_length=max_length, batch_tokens=batch_tokens)
+    if pool is None:
+        for chunk in chunks:
+            scorable, positions, skipped = _split_scorable(chunk)
+            encoded = encode_texts([record.text for record in scorable], tokenizer, shape)
+            yield _assemble(chunk, scorable, positions, skipped, encoded, pin_memory)
+        return
+    pending: deque = deque()
+    for chunk in chunks:  # up to 2 windows per worker process in flight, results in input order
+        try:
+            scorable, positions, skipped = _split_scorable(chunk)
+        except DataError:  # raised after the windows before it, as without a pool
+            while pending:
+                yield _assemble(*_resolve(pending.popleft()), pin_memory)
+            raise
+        future = pool.submit(_encode_in_worker, [record.text for record in scorable], shape)
+        pending.append((chunk, scorable, positions, skipped, future))
+        if len(pending) >= 2 * pool_size(pool):
+            yield _assemble(*_resolve(pending.popleft()), pin_memory)
+    while pending:
+        yield _assemble(*_resolve(pending.popleft()), pin_memory)
 
 
-def _make_window(
-    chunk: list[ScoringInput], tokenizer: PreTrainedTokenizerBase, *, batch_size: int, max_length: int
-) -> Window:
+@dataclass(frozen=True)
+class _Shape:
+    batch_size: int
+    max_length: int
+    batch_tokens: int | None
+
+
+@dataclass
+class _Encoded:
+    """A window's texts tokenized and bucketed: members per batch (indices into the texts) and their padded arrays."""
+
+    batches: list[tuple[list[int], dict[str, np.ndarray]]]
+    truncated: int
+
+
+def _split_scorable(chunk: list[ScoringInput]) -> tuple[list[ScoringInput], list[int], dict[int, str]]:
     skipped: dict[int, str] = {}
     scorable: list[ScoringInput] = []
-    scorable_positions: list[int] = []
+    positions: list[int] = []
     for position, record in enumerate(chunk):
         reason = validate_text(record)
         if reason is None:
             scorable.append(record)
-            scorable_positions.append(position)
+            positions.append(position)
         else:
             skipped[position] = reason
-    if not scorable:
-        return Window(records=chunk, skipped=skipped, batches=[])
-    encodings, truncated = _tokenize(tokenizer, [record.text for record in scorable], max_length)
-    order = sorted(range(len(scorable)), key=lambda index: len(encodings[index]["input_ids"]))
+    return scorable, positions, skipped
+
+
+def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, shape: _Shape) -> _Encoded:
+    """Tokenize, sort by length, bucket and pad ``texts`` (a pure function: it also runs in worker processes)."""
+    if not texts:
+        return _Encoded([], 0)
+    encodings, truncated = _tokenize(tokenizer, texts, shape.max_length)
+    lengths = [len(encoding["input_ids"]) for encoding in encodings]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    batches = [(members, pad_arrays([encodings[index] for index in members], tokenizer))
+               for members in bucket(order, lengths, batch_size=shape.batch_size, batch_tokens=shape.batch_tokens)]
+    return _Encoded(batches, truncated)
+
+
+def _assemble(chunk: list[ScoringInput], scorable: list[ScoringInput], positions: list[int],
+              skipped: dict[int, str], encoded: _Encoded, pin_memory: bool) -> Window:
     batches = []
-    for start in range(0, len(order), batch_size):
-        members = order[start:start + batch_size]
-        padded = tokenizer.pad([encodings[index] for index in members], return_tensors="pt")
+    for members, arrays in encoded.batches:
+        inputs = {key: torch.from_numpy(array) for key, array in arrays.items()}
+        if pin_memory:
+            inputs = {key: tensor.pin_memory() for key, tensor in inputs.items()}
         batches.append(Batch(records=[scorable[index] for index in members],
-                             positions=[scorable_positions[index] for index in members], inputs=dict(padded)))
-    return Window(records=chunk, skipped=skipped, batches=batches, truncated=truncated)
+                             positions=[positions[index] for index in members], inputs=inputs))
+    return Window(records=chunk, skipped=skipped, batches=batches, truncated=encoded.truncated)
+
+
+def _resolve(item: tuple) -> tuple:
+    chunk, scorable, positions, skipped, future = item
+    return chunk, scorable, positions, skipped, future.result()
+
+
+# A worker process's tokenizer, set once by the pool's initializer.
+_WORKER_TOKENIZER: PreTrainedTokenizerBase | None = None
+
+
+def _init_worker(tokenizer: PreTrainedTokenizerBase) -> None:
+    """One thread per worker process: the processes are the parallelism (no oversubscribed cores)."""
+    global _WORKER_TOKENIZER
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    torch.set_num_threads(1)
+    _WORKER_TOKENIZER = tokenizer
+
+
+def _encode_in_worker(texts: list[str], shape: _Shape) -> _Encoded:
+    assert _WORKER_TOKENIZER is not None, "the pool was not started by tokenizer_pool()"
+    return encode_texts(texts, _WORKER_TOKENIZER, shape)
+
+
+def tokenizer_pool(tokenizer: PreTrainedTokenizerBase, workers: int) -> ProcessPoolExecutor:
+    """``workers`` spawned processes that each hold a copy of ``tokenizer`` (for :func:`windows`' ``pool``).
+
+    Converting a fast tokenizer's output to Python lists holds the GIL: one process tokenizes about
+    20,000 short texts/s, less than one GPU scores, so a GPU host spreads it over processes.
+    Spawned, not forked: the parent may hold CUDA state and threads.
+    """
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(tokenizer,))
+
+
+def pool_size(pool: ProcessPoolExecutor) -> int:
+    return pool._max_workers  # noqa: SLF001 — the executor does not expose it otherwise
+
+
+def bucket(order: list[int], lengths: list[int], *, batch_size: int, batch_tokens: int | None) -> Iterator[list[int]]:
+    """Cut ``order`` (indices sorted by ascending length) into consecutive batches.
+
+    Each batch has at most ``batch_size`` members and, when ``batch_tokens`` is set, at most
+    ``batch_tokens`` padded tokens (members × the longest member's length); a single text longer
+    than the budget still gets a batch of its own.
+    """
+    members: list[int] = []
+    for index in order:
+        full = len(members) >= batch_size
+        over_budget = batch_tokens is not None and members and (len(members) + 1) * lengths[index] > batch_tokens
+        if full or over_budget:
+            yield members
+            members = []
+        members.append(index)
+    if members:
+        yield members
+
+
+def pad_arrays(encodings: list[dict], tokenizer: PreTrainedTokenizerBase) -> dict[str, np.ndarray]:
+    """Pad per-text encodings to the longest → int64 arrays [batch, padded_length].
+
+    Equivalent to ``tokenizer.pad(..., return_tensors="pt")`` (right or left, as the tokenizer
+    pads), without its per-item Python work.
+    """
+    longest = max(len(encoding["input_ids"]) for encoding in encodings)
+    pad_values = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0,
+                  "special_tokens_mask": 1}
+    left = tokenizer.padding_side == "left"
+    arrays = {}
+    for key in encodings[0]:
+        array = np.full((len(encodings), longest), pad_values.get(key, 0), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            values = encoding[key]
+            if left:
+                array[row, longest - len(values):] = values
+            else:
+                array[row, :len(values)] = values
+        arrays[key] = array
+    return arrays
+
+
+def pad_encodings(encodings: list[dict], tokenizer: PreTrainedTokenizerBase, *,
+                  pin_memory: bool = False) -> dict[str, torch.Tensor]:
+    """:func:`pad_arrays` as tensors; ``pin_memory`` page-locks them for non-blocking copies."""
+    tensors = {key: torch.from_numpy(array) for key, array in pad_arrays(encodings, tokenizer).items()}
+    return {key: tensor.pin_memory() for key, tensor in tensors.items()} if pin_memory else tensors
+
+
+Item = TypeVar("Item")
+
+
+def prefetch(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
+    """Run ``items`` on a background thread, up to ``depth`` items ahead of the consumer.
+
+    The tokenizers' Rust code and numpy release the GIL, so tokenizing and padding the next
+    window overlaps the model's forward passes on the current one. An exception raised by the
+    producer is re-raised in the consumer at the same point of the stream; closing the returned
+    generator early stops the producer (memory stays O(depth × window)).
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((done, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            buffer.put((done, error))
+
+    thread = threading.Thread(target=produce, name="scoring-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
 
 
 def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> tuple[list[dict], int]:

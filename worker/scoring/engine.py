@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from worker.errors import DataError
-from worker.scoring.batching import Batch, ScoringInput, Window, windows
-from worker.scoring.mc import MCLayers, MCPredictor
+from worker.errors import DataError, ScoringError
+from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
+from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
 from worker.scoring.uncertainty import label_losses, uncertainty_scores
 
@@ -67,6 +68,12 @@ class ScoringStats:
         return self.scored / self.seconds if self.seconds else 0.0
 
 
+BatchSize = int | Literal["auto"]
+
+# Records per forward pass when batch_size is "auto" off CUDA: on CPU cores larger batches gain nothing.
+CPU_BATCH_SIZE = 32
+
+
 class Scorer:
     """Scores records with a classifier: deterministic prediction, MC-dropout uncertainty, label loss.
 
@@ -75,9 +82,21 @@ class Scorer:
         samples: T, MC-dropout samples per record (default 20).
         strategy / mc_layers: see :class:`~worker.scoring.mc.MCPredictor` (default: fast MC over the
             last two thirds of the encoder layers).
-        batch_size: records per forward pass (the MC pass runs batch_size × samples_per_forward).
+        batch_size: records per forward pass (the MC pass runs batch_size × samples_per_forward), or
+            ``"auto"``: 32 off CUDA; on CUDA up to ``max_batch_size`` records within the largest token
+            budget that fits the GPU's free memory (probed once, see :func:`probe_batch_tokens`).
+        max_batch_size: the upper bound of ``"auto"`` on CUDA.
         window_batches: batches per length-sorting window (memory is O(batch_size × window_batches)).
         seed: seeds torch's RNG at the start of each :meth:`score` call, so runs are reproducible.
+        compile: ``torch.compile`` the forward passes (CUDA only).
+        pipeline: on CUDA, tokenize on a background thread and keep one batch queued on the GPU while
+            the previous one is post-processed (default: on for CUDA, off elsewhere).
+        tokenizer_workers: processes that tokenize and pad windows ahead of the GPU (default 0: on the
+            prefetch thread of this process). Experimental: on an H100 host the first configuration
+            (8 processes) was 3.5× slower than 0 (benchmarks/RESULTS.md); started at the first
+            :meth:`score` call and kept until :meth:`close`.
+
+    Each :meth:`score` call is O(N) in time and O(window) in memory.
     """
 
     def __init__(
@@ -87,26 +106,42 @@ class Scorer:
         samples: int = 20,
         strategy: Literal["partial", "full"] = "partial",
         mc_layers: MCLayers = "auto",
-        batch_size: int = 32,
+        batch_size: BatchSize = 32,
+        max_batch_size: int = 1024,
         window_batches: int = 16,
         samples_per_forward: int | None = None,
         seed: int = 0,
         progress: bool | None = None,
         extra_scorers: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+        compile: bool = False,
+        pipeline: bool | None = None,
+        tokenizer_workers: int = 0,
     ):
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
-                                     samples_per_forward=samples_per_forward)
-        self.batch_size = batch_size
+                                     samples_per_forward=samples_per_forward, compile=compile)
+        on_cuda = classifier.device.type == "cuda"
+        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
+        self.requested_batch_size = batch_size
+        self.max_batch_size = max_batch_size
+        self.batch_size = (max_batch_size if on_cuda else CPU_BATCH_SIZE) if batch_size == "auto" else batch_size
+        self.batch_tokens: int | None = None  # set by the first score() call when batch_size is "auto" on CUDA
         self.window_batches = window_batches
         self.seed = seed
+        self.pipeline = on_cuda if pipeline is None else pipeline
+        if tokenizer_workers < 0:
+            raise ValueError(f"tokenizer_workers must be >= 0, got {tokenizer_workers}")
+        self.tokenizer_workers = tokenizer_workers
+        self._pool = None
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.label_index = {label: index for index, label in enumerate(classifier.labels)}
         self.extra_scorers = dict(extra_scorers or {})
         self.stats = ScoringStats()
 
     def __repr__(self) -> str:
-        return f"Scorer({self.predictor!r}, batch_size={self.batch_size}, seed={self.seed})"
+        budget = f", batch_tokens={self.batch_tokens}" if self.batch_tokens else ""
+        return f"Scorer({self.predictor!r}, batch_size={self.batch_size}{budget}, seed={self.seed})"
 
     def score(self, records: Iterable[ScoringInput]) -> Iterator[RecordScore]:
         """Yield one RecordScore per input record, in input order (skipped ones included).
@@ -114,19 +149,74 @@ class Scorer:
         Raises:
             DataError: a text is not a string, or a reference label is not one of the model's labels.
         """
+        self._size_batches()
         torch.manual_seed(self.seed)
         self.stats = ScoringStats()
         started = time.perf_counter()
+        on_cuda = self.classifier.device.type == "cuda"
+        if self.tokenizer_workers and self._pool is None:
+            self._pool = tokenizer_pool(self.classifier.tokenizer, self.tokenizer_workers)
+        stream = windows(records, self.classifier.tokenizer, batch_size=self.batch_size,
+                         max_length=self.classifier.max_length, window_batches=self.window_batches,
+                         batch_tokens=self.batch_tokens, pin_memory=on_cuda and self.pipeline, pool=self._pool)
+        if self.pipeline:
+            stream = prefetch(stream)
+        in_flight: deque[tuple[_WindowResults, Batch, np.ndarray, PendingPrediction]] = deque()
+        open_windows: deque[_WindowResults] = deque()
+        depth = 1 if self.pipeline else 0  # batches left queued on the device while one is post-processed
         with tqdm(desc="scoring", unit="rec", disable=not self.progress) as bar:
-            for window in windows(records, self.classifier.tokenizer, batch_size=self.batch_size,
-                                  max_length=self.classifier.max_length, window_batches=self.window_batches):
-                yield from self._score_window(window)
-                self._count(window)
-                self.stats.seconds = time.perf_counter() - started
-                bar.update(len(window.records))
+            for window in stream:
+                results = _WindowResults(window)
+                open_windows.append(results)
+                for batch in window.batches:
+                    reference = self._reference_indices(batch)
+                    in_flight.append((results, batch, reference, self.predictor.launch(batch.inputs)))
+                    while len(in_flight) > depth:
+                        self._finish(*in_flight.popleft())
+                yield from self._completed(open_windows, bar, started)
+            while in_flight:
+                self._finish(*in_flight.popleft())
+            yield from self._completed(open_windows, bar, started)
         if self.stats.truncated:
             logger.warning("%d of %d texts were longer than %d tokens and were truncated",
                            self.stats.truncated, self.stats.records, self.classifier.max_length)
+
+    def close(self) -> None:
+        """Stop the tokenizer processes (a later :meth:`score` starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Scorer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _size_batches(self) -> None:
+        """On CUDA with batch_size "auto", probe the token budget once (the first score() call)."""
+        if self.requested_batch_size != "auto" or self.classifier.device.type != "cuda" or self.batch_tokens:
+            return
+        self.batch_tokens = probe_batch_tokens(self.predictor, self.classifier.max_length,
+                                               max_records=self.max_batch_size)
+        logger.info("scoring batches on %s: up to %d records and %d padded tokens per forward pass",
+                    self.classifier.device, self.batch_size, self.batch_tokens)
+
+    def _finish(self, results: _WindowResults, batch: Batch, reference: np.ndarray,
+                pending: PendingPrediction) -> None:
+        for position, result in zip(batch.positions, self._score_batch(batch, reference, pending.result()),
+                                    strict=True):
+            results.scores[position] = result
+        results.remaining -= 1
+
+    def _completed(self, open_windows: deque[_WindowResults], bar, started: float) -> Iterator[RecordScore]:
+        """Yield the finished windows at the front of the queue (input order is kept)."""
+        while open_windows and open_windows[0].remaining == 0:
+            finished = open_windows.popleft()
+            self._count(finished.window)
+            self.stats.seconds = time.perf_counter() - started
+            bar.update(len(finished.window.records))
+            yield from finished.scores
 
     def _count(self, window: Window) -> None:
         self.stats.records += len(window.records)
@@ -135,15 +225,6 @@ class Scorer:
         self.stats.truncated += window.truncated
         for reason in window.skipped.values():
             self.stats.skip_reasons[reason] = self.stats.skip_reasons.get(reason, 0) + 1
-
-    def _score_window(self, window: Window) -> list[RecordScore]:
-        results: list[RecordScore | None] = [None] * len(window.records)
-        for batch in window.batches:
-            for position, result in zip(batch.positions, self._score_batch(batch), strict=True):
-                results[position] = result
-        for position, reason in window.skipped.items():
-            results[position] = RecordScore(record_id=window.records[position].record_id, skipped_reason=reason)
-        return results
 
     def _reference_indices(self, batch: Batch) -> np.ndarray:
         indices = []
@@ -159,9 +240,7 @@ class Scorer:
                 )
         return np.asarray(indices, dtype=np.int64)
 
-    def _score_batch(self, batch: Batch) -> list[RecordScore]:
-        reference = self._reference_indices(batch)
-        prediction = self.predictor.predict(batch.inputs)
+    def _score_batch(self, batch: Batch, reference: np.ndarray, prediction: BatchPrediction) -> list[RecordScore]:
         deterministic_log_probs = prediction.deterministic.numpy()  # [B, C]
         mc_log_probs = prediction.mc.numpy()  # [B, C, T]
         mc_probs = np.exp(mc_log_probs)
@@ -170,23 +249,29 @@ class Scorer:
         loss, expected_loss = label_losses(deterministic_log_probs, mc_log_probs, reference)
         extra = self._extra_scores(mc_probs)
         predicted = mean_probs.argmax(axis=1)
-        deterministic_predicted = deterministic_log_probs.argmax(axis=1)
+        has_reference = reference >= 0
         labels = self.classifier.labels
+        # Plain Python lists, converted once per batch: per-record numpy indexing costs more than the GPU pass.
+        columns = {
+            "predicted_label": [labels[index] for index in predicted.tolist()],
+            "score": mean_probs[np.arange(len(predicted)), predicted].tolist(),
+            "probabilities": [dict(zip(labels, row, strict=True)) for row in mean_probs.tolist()],
+            "deterministic_label": [labels[index] for index in deterministic_log_probs.argmax(axis=1).tolist()],
+            **{name: values.tolist() for name, values in uncertainty.items()},
+            "loss": np.where(has_reference, loss, np.nan).tolist(),
+            "expected_loss": np.where(has_reference, expected_loss, np.nan).tolist(),
+            "disagreement": (predicted != reference).tolist(),
+        }
+        finite_extra = {name: (values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()}
+        references = has_reference.tolist()
         results = []
         for row, record in enumerate(batch.records):
-            has_reference = reference[row] >= 0
+            values = {name: column[row] for name, column in columns.items()}
+            if not references[row]:
+                values.update(loss=None, expected_loss=None, disagreement=None)
             results.append(RecordScore(
-                record_id=record.record_id,
-                predicted_label=labels[predicted[row]],
-                score=float(mean_probs[row, predicted[row]]),
-                probabilities={label: float(mean_probs[row, index]) for index, label in enumerate(labels)},
-                deterministic_label=labels[deterministic_predicted[row]],
-                **{name: float(values[row]) for name, values in uncertainty.items()},
-                reference_label=record.reference_label,
-                loss=float(loss[row]) if has_reference else None,
-                expected_loss=float(expected_loss[row]) if has_reference else None,
-                disagreement=bool(predicted[row] != reference[row]) if has_reference else None,
-                extra={name: float(values[row]) for name, values in extra.items() if np.isfinite(values[row])},
+                record_id=record.record_id, reference_label=record.reference_label, **values,
+                extra={name: scores[row] for name, (scores, finite) in finite_extra.items() if finite[row]},
             ))
         return results
 
@@ -205,3 +290,43 @@ class Scorer:
                 continue
             scores[name] = values
         return scores
+
+
+class _WindowResults:
+    """The scores of one window as its batches finish (skipped records are filled in at once)."""
+
+    def __init__(self, window: Window):
+        self.window = window
+        self.scores: list[RecordScore | None] = [None] * len(window.records)
+        for position, reason in window.skipped.items():
+            self.scores[position] = RecordScore(record_id=window.records[position].record_id, skipped_reason=reason)
+        self.remaining = len(window.batches)
+
+
+def probe_batch_tokens(predictor: MCPredictor, max_length: int, *, max_records: int,
+                       headroom: float = 0.8) -> int:
+    """The largest padded-token budget per forward pass that fits the device, times ``headroom``.
+
+    Tries ``max_records × max_length`` tokens (the worst case: every text at the model's limit), then
+    halves on CUDA out-of-memory until a full deterministic + MC forward pass of
+    ``budget // max_length`` texts of ``max_length`` tokens runs. Memory per pass grows with
+    tokens × samples, so the budget holds for shorter texts too (they just fit more records).
+
+    Raises:
+        ScoringError: not even one text of ``max_length`` tokens fits.
+    """
+    budget = max_records * max_length
+    while True:
+        rows = max(1, budget // max_length)
+        token = min(100, predictor.classifier.model.config.vocab_size - 1)  # any real token id
+        inputs = {"input_ids": torch.full((rows, max_length), token, dtype=torch.long),
+                  "attention_mask": torch.ones((rows, max_length), dtype=torch.long)}
+        try:
+            predictor.launch(inputs).result()
+            return max(max_length, int(budget * headroom))
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if rows == 1:
+                raise ScoringError(f"one text of {max_length} tokens with {predictor.samples} MC samples does not "
+                                   f"fit the GPU's free memory; lower scoring.samples") from None
+            budget //= 2

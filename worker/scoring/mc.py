@@ -22,6 +22,7 @@ always stochastic in the MC passes.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +35,8 @@ from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for
 from worker.errors import ScoringError
 from worker.scoring.device import autocast
 from worker.scoring.model import Classifier
+
+logger = logging.getLogger(__name__)
 
 MCLayers = int | Literal["all", "auto"]
 
@@ -57,6 +60,25 @@ class BatchPrediction:
 
     deterministic: torch.Tensor  # [batch, classes]
     mc: torch.Tensor  # [batch, classes, samples]
+
+
+@dataclass
+class PendingPrediction:
+    """A batch whose forward passes are queued on the device; :meth:`result` waits for its copy back.
+
+    On CUDA the log-probabilities are copied into page-locked host memory without blocking and an
+    event marks the end of the copy, so the host can prepare (or post-process) other batches while
+    the GPU works; elsewhere the tensors are ready at once.
+    """
+
+    deterministic: torch.Tensor  # [batch, classes], on the host (being filled on CUDA)
+    mc: torch.Tensor  # [batch, classes, samples]
+    ready: torch.cuda.Event | None = None
+
+    def result(self) -> BatchPrediction:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return BatchPrediction(deterministic=self.deterministic, mc=self.mc)
 
 
 class _EncoderParts:
@@ -128,6 +150,9 @@ class MCPredictor:
             two thirds elsewhere: see :func:`auto_mc_layers`).
         samples_per_forward: how many of the T samples share one enlarged forward pass
             (memory ∝ samples_per_forward × batch); defaults to all T.
+        compile: run the forward passes through ``torch.compile`` (dynamic shapes; CUDA only —
+            elsewhere it is ignored with a log line). Fewer kernel launches, a compile pause per
+            new shape family at the start.
     """
 
     def __init__(
@@ -138,6 +163,7 @@ class MCPredictor:
         strategy: Literal["partial", "full"] = "partial",
         mc_layers: MCLayers = "auto",
         samples_per_forward: int | None = None,
+        compile: bool = False,
     ):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -163,25 +189,49 @@ class MCPredictor:
             self._mc_model = None
             self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all").eval()
             self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
+        self._model = classifier.model
+        self.compiled = compile and classifier.device.type == "cuda"
+        if compile and not self.compiled:
+            logger.info("scoring.compile is only used on CUDA; running eagerly on %s", classifier.device)
+        if self.compiled:
+            self._model = torch.compile(self._model, dynamic=True)
+            if self._mc_model is not None:
+                self._mc_model = torch.compile(self._mc_model, dynamic=True)
+            else:
+                self._suffix = torch.compile(self._suffix, dynamic=True)
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
         return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers})"
 
-    @torch.inference_mode()
     def predict(self, inputs: dict[str, torch.Tensor]) -> BatchPrediction:
         """inputs: tokenizer output, tensors [batch, seq] → log-probabilities (see BatchPrediction)."""
+        return self.launch(inputs).result()
+
+    @torch.inference_mode()
+    def launch(self, inputs: dict[str, torch.Tensor]) -> PendingPrediction:
+        """Queue the deterministic and MC passes of one batch (tensors [batch, seq]) without waiting.
+
+        Host tensors in page-locked memory are copied to the GPU without blocking; the results come
+        back the same way (see :class:`PendingPrediction`).
+        """
         device = self.classifier.device
-        inputs = {key: value.to(device) for key, value in inputs.items()}
+        inputs = {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
         with autocast(device, self.classifier.amp_dtype):
             need_hidden = self._suffix_start is not None
-            output = self.classifier.model(**inputs, output_hidden_states=need_hidden)
+            output = self._model(**inputs, output_hidden_states=need_hidden)
             hidden = output.hidden_states[self._suffix_start] if need_hidden else None
             chunks = [self._mc_logits(inputs, hidden, count) for count in self._sample_chunks()]
         deterministic = torch.log_softmax(output.logits.float(), dim=-1)
         mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
-        mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0)
-        return BatchPrediction(deterministic=deterministic.cpu(), mc=mc.contiguous().cpu())
+        mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0).contiguous()
+        if device.type != "cuda":
+            return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu())
+        ready = torch.cuda.Event()
+        pending = PendingPrediction(deterministic=deterministic.to("cpu", non_blocking=True),
+                                    mc=mc.to("cpu", non_blocking=True), ready=ready)
+        ready.record()
+        return pending
 
     def _sample_chunks(self) -> list[int]:
         full, rest = divmod(self.samples, self.samples_per_forward)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from worker.errors import DataError
-from worker.gateway.records import PulledRecord, consensus
+from worker.records import PulledRecord, consensus
 
 TrainingData = Literal["annotated", "annotated+original"]
 ANNOTATED = "annotated"

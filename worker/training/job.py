@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.errors import ConfigError, Interrupted
-from worker.gateway.records import PulledRecord
+from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
 from worker.training.calibrate import calibration_report
