@@ -4,14 +4,14 @@
 #   bash benchmarks/cuda_suite.sh                       # everything, with .venv/bin/python
 #   PYTHON=python3 STEPS="tests precision" bash benchmarks/cuda_suite.sh
 #
-# STEPS picks from: tests precision calibration scoring label_errors active_learning (default: all).
+# STEPS picks from: tests gpu precision calibration scoring label_errors active_learning (default: all).
 # LIMIT caps each step in seconds (default 1800). Results: benchmarks/results/*.{md,json,png};
 # each step's log: benchmarks/results/logs/<step>.log. A failed step does not stop the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-STEPS=${STEPS:-tests precision calibration scoring label_errors active_learning}
+STEPS=${STEPS:-tests gpu precision calibration scoring label_errors active_learning}
 LIMIT=${LIMIT:-1800}
 LOGS=benchmarks/results/logs
 mkdir -p "$LOGS"
@@ -24,6 +24,7 @@ fi
 step_command() {
   case "$1" in
     tests) echo "-m pytest -q -ra tests/unit/test_cuda.py" ;;
+    gpu) echo "benchmarks/gpu.py --compile" ;;
     precision) echo "benchmarks/precision.py --device cuda" ;;
     calibration) echo "benchmarks/calibration.py --device cuda" ;;
     scoring) echo "benchmarks/scoring.py --device cuda --layer-sweep" ;;

@@ -272,8 +272,8 @@ def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
     def number(value, pattern="{:.0f}"):
         return "–" if value is None else pattern.format(value)
 
-    lines = [f"GPU benchmark — {device_name}; {args.records} movie snippets (legacy rows {args.legacy_records}), "
-             f"T = {args.samples}, max batch {args.max_batch_size}", "",
+    lines = [(f"GPU benchmark — {device_name}; {args.records} movie snippets (legacy rows {args.legacy_records}), "
+              f"T = {args.samples}, max batch {args.max_batch_size}"), "",
              "| scoring path | records/s | ceiling records/s | fraction of ceiling | peak MiB | batch |",
              "|---|---:|---:|---:|---:|---|"]
     for name, row in scoring.items():
@@ -285,8 +285,8 @@ def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
         batch = f"{path.get('batch_size', '')} rec / {path.get('batch_tokens') or '–'} tok"
         lines.append(f"| {name} | {number(path['records_per_s'])} | {number(ceiling.get('records_per_s'))} "
                      f"| {number(fraction, '{:.2f}')} | {number(path.get('peak_mib'))} | {batch} |")
-    lines += ["", f"| training ({args.train} examples, {args.max_length} tokens) | examples/s (2nd epoch) "
-              "| × legacy | first epoch s | peak MiB |", "|---|---:|---:|---:|---:|"]
+    lines += ["", (f"| training ({args.train} examples, {args.max_length} tokens) | examples/s (2nd epoch) "
+                   "| × legacy | first epoch s | peak MiB |"), "|---|---:|---:|---:|---:|"]
     legacy = training.get("legacy loop", {}).get("examples_per_s")
     for name, row in training.items():
         if "error" in row:

@@ -274,6 +274,9 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
     if folds:
         click.echo(oof_score_job(services, folds).summary())
+        if services.registry.current() is None:
+            click.echo("no current model yet: records without a label are scored once one is trained or registered")
+            return
     click.echo(score_job(services, full=full or bool(folds)).summary())
 
 
@@ -359,6 +362,23 @@ def models_list(config_file: Path | None) -> None:
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+@models.command("register")
+@config_option
+@click.argument("source")
+@click.option("--label-map", default=None, help="MODEL_LABEL=DATASET_LABEL,… when the model names its labels "
+                                                "differently from the dataset question")
+def models_register(config_file: Path | None, source: str, label_map: str | None) -> None:
+    """Register SOURCE (a directory or Hub id of a fine-tuned classifier) as the next version; it becomes
+    current when there is none yet."""
+    from worker.training.register import parse_label_map, register_model
+
+    services = _services(config_file)
+    entry = register_model(source, services.registry, services.labels(), label_map=parse_label_map(label_map))
+    state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
+                                                          f"{entry.version}` makes it current"
+    click.echo(f"registered {source} as {entry.version} ({state})")
 
 
 @models.command("promote")

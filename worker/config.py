@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from worker.binding import Reference
 from worker.errors import ConfigError
 from worker.scoring.device import check_device_name
 from worker.training.trainer import TrainingSettings
@@ -40,6 +41,20 @@ class ArgillaSettings(_Section):
     dataset: str = Field("", description="the Argilla dataset the worker serves")
     workspace: str = "argilla"
     labels: list[str] = Field(default_factory=list, description="label set when the dataset must be created")
+    fields: list[str] = Field(default_factory=list,
+                              description="text field(s) the model reads; default: the dataset's only text field")
+    question: str = Field("", description="the label question; default: the dataset's only label question")
+    reference: str = Field("auto", description="where an unreviewed record's label comes from: auto | none | "
+                                               "suggestion:AGENT | metadata:NAME")
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_source(cls, value: str) -> str:
+        try:
+            Reference.parse(value)
+        except ConfigError as error:
+            raise ValueError(str(error).split(": ", 1)[-1]) from None
+        return value
 
     def key(self) -> str:
         """The API key from the environment / file, or the ARGILLA_API_KEY variable the SDK uses."""

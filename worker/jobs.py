@@ -26,13 +26,13 @@ import pluggy
 from worker.config import WorkerSettings
 from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
-from worker.records import PulledRecord, consensus
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import prediction_from_score
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
+from worker.records import PulledRecord, consensus
 from worker.registry import ModelRegistry, ModelVersion
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.engine import RecordScore
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 
 OOF_MARK = "-oof"  # "v0003-oof5": out-of-fold values computed alongside model v0003
+BASE_VERSION = "base"  # "base-oof5": out-of-fold values computed before any model was registered
 
 
 class NoModelError(WorkerError):
@@ -78,11 +79,12 @@ class ScoreReport:
 
 
 def reference_label(record: PulledRecord) -> str | None:
-    """The label a record's loss is measured against: the annotators' consensus, else its original label."""
+    """The label a record's loss is measured against: the annotators' consensus, else the label it came
+    with as the dataset binding resolves it (``record.reference``; None: uncertainty only)."""
     verdict = consensus(record)
     if verdict is not None and verdict.label is not None:
         return verdict.label
-    return record.metadata.get("original_label")
+    return record.reference
 
 
 def is_up_to_date(record: PulledRecord, model_version: str) -> bool:
@@ -113,8 +115,10 @@ class Services:
     def gateway(self) -> ArgillaGateway:
         if not self.settings.argilla.dataset:
             raise ConfigError("argilla.dataset is not set (the Argilla dataset the worker serves)")
-        return ArgillaGateway(api_url=self.settings.argilla.api_url, api_key=self.settings.argilla.key(),
-                              dataset_name=self.settings.argilla.dataset, workspace=self.settings.argilla.workspace)
+        argilla = self.settings.argilla
+        return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
+                              workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
+                              reference=argilla.reference)
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -125,14 +129,23 @@ class Services:
         return SyncState(self.settings.state_dir / "sync.json")
 
     def labels(self) -> list[str]:
-        labels = self.gateway.existing_labels()
-        if labels is None:
-            if not self.settings.argilla.labels:
-                raise ConfigError(f"dataset {self.settings.argilla.dataset!r} does not exist on "
-                                  f"{self.settings.argilla.api_url}; ingest records or set argilla.labels")
+        """The bound question's labels; binds to the dataset (validated once) and adds the worker's
+        missing metadata properties. Never creates the dataset.
+
+        Raises:
+            ConfigError: the dataset does not exist, or does not fit the ``[argilla]`` config.
+        """
+        if self.gateway.existing_labels() is None:
+            raise ConfigError(f"dataset {self.settings.argilla.workspace}/{self.settings.argilla.dataset} does not "
+                              f"exist on {self.settings.argilla.api_url}: create it with the Argilla SDK or "
+                              f"`argilla-worker ingest` first")
+        return list(self.gateway.prepare().labels)
+
+    def ensure_dataset(self) -> None:
+        """The long-running worker only: create the dataset from ``argilla.labels`` when it does not exist yet
+        (reading commands never create one)."""
+        if self.settings.argilla.labels and self.gateway.existing_labels() is None:
             self.gateway.ensure_dataset(self.settings.argilla.labels)
-            labels = list(self.settings.argilla.labels)
-        return labels
 
     def extra_scorers(self) -> dict:
         """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""
@@ -199,7 +212,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     current = {r.record_id: r for r in todo}
     for start in range(0, len(todo), settings.push_batch):
         batch = todo[start:start + settings.push_batch]
-        scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r)) for r in batch))
+        scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair) for r in batch))
         _push_scores(gateway, scores, current, classifier.version, report)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
@@ -249,13 +262,17 @@ def _advance_watermark(services: Services, records: list[PulledRecord]) -> None:
 
 def oof_score_job(services: Services, k: int) -> ScoreReport:
     """Out-of-fold scores for every labelled record (K models, each scoring the fold it did not see),
-    pushed with agent ``<current version>-oof<K>``; unlabelled records are left to :func:`score_job`."""
+    pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
+    models start from ``training.base_model`` either way); unlabelled records are left to :func:`score_job`.
+
+    Time O(N) per fold; memory O(N) (the labelled texts are the training set)."""
     started = time.perf_counter()
-    current_version = services.current_model().version
+    current = services.registry.current()
+    current_version = current.version if current is not None else BASE_VERSION
     labels = services.labels()
     records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
     labelled = [r for r in records if reference_label(r) is not None]
-    examples = [Example(r.record_id, r.text, reference_label(r)) for r in labelled]
+    examples = [Example(r.record_id, r.text, reference_label(r), text_pair=r.text_pair) for r in labelled]
     settings = services.settings.training.model_copy(update={"mc_samples": services.settings.scoring.samples})
     if not settings.base_model:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
@@ -280,7 +297,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     """
     settings = services.settings.training
     labels = services.labels()
-    training_set = prepare_training_set(services.gateway.pull(), labels, settings)
+    training_set = prepare_training_set(services.gateway.pull(), labels, settings,
+                                        first_model=services.registry.current() is None)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     outcome = retrain(training_set, services.registry, settings, stop=stop)
     state = "promoted" if outcome.promoted else "rejected"

@@ -28,9 +28,18 @@ class ResponseState:
     updated_at: datetime | None = None
 
 
+_FROM_METADATA = "from metadata"  # the default of PulledRecord.reference
+
+
 @dataclass(frozen=True)
 class PulledRecord:
-    """One Argilla record as the worker sees it."""
+    """One Argilla record as the worker sees it, through the dataset binding.
+
+    ``text`` / ``text_pair`` are what the model reads (see ``DatasetBinding.model_input``);
+    ``suggestion`` is the bound question's suggestion; ``reference`` is the label the record came
+    with, before any review, as the binding's reference source resolves it (by default metadata
+    ``original_label``).
+    """
 
     server_id: str
     record_id: str  # the external id
@@ -39,6 +48,12 @@ class PulledRecord:
     suggestion: SuggestionState | None
     responses: tuple[ResponseState, ...]
     updated_at: datetime | None
+    text_pair: str | None = None
+    reference: str | None = _FROM_METADATA
+
+    def __post_init__(self):
+        if self.reference == _FROM_METADATA:
+            object.__setattr__(self, "reference", self.metadata.get("original_label"))
 
     @property
     def last_change(self) -> datetime | None:
@@ -77,7 +92,7 @@ def consensus(record: PulledRecord) -> Correction | None:
     top_count = ranked[0][1]
     leaders = tuple(sorted(label for label, count in ranked if count == top_count))
     total = sum(votes.values())
-    original = record.metadata.get("original_label")
+    original = record.reference
     if len(leaders) > 1:
         return Correction(record.record_id, None, original, top_count / total, total, dict(votes), leaders)
     return Correction(record.record_id, leaders[0], original, top_count / total, total, dict(votes))

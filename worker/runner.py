@@ -186,6 +186,7 @@ class Runner:
         delay = 1.0
         while not self.stop.is_set():
             try:
+                self.services.ensure_dataset()
                 self.services.labels()
                 self.dataset_id = str(self.services.gateway._dataset().id)
                 self._argilla_ok()

@@ -6,7 +6,7 @@ import httpx
 
 
 def submit_label(settings, record_server_id, label: str, *, status: str = "submitted",
-                 headers: dict | None = None) -> dict:
+                 headers: dict | None = None, question: str = "label") -> dict:
     """POST /api/v1/records/{id}/responses, exactly like the UI's Submit button; returns the response JSON.
 
     ``headers`` authenticate another user (see create_annotator); default: the owner's API key.
@@ -14,7 +14,7 @@ def submit_label(settings, record_server_id, label: str, *, status: str = "submi
     response = httpx.post(
         f"{settings.api_url}/api/v1/records/{record_server_id}/responses",
         headers=headers or {"X-Argilla-Api-Key": settings.api_key.get_secret_value()},
-        json={"values": {"label": {"value": label}}, "status": status},
+        json={"values": {question: {"value": label}}, "status": status},
         timeout=30,
     )
     response.raise_for_status()

@@ -49,7 +49,8 @@ def _by_id(records) -> dict:
 def test_ingest_pull_push_round_trip(gateway, stack_settings):
     pulled = _by_id(gateway.pull())
     assert set(pulled) == {f"r{i}" for i in range(6)}
-    assert pulled["r1"].suggestion.agent == "original" and pulled["r1"].metadata == {"original_label": "positive"}
+    assert pulled["r1"].suggestion.agent == "original"
+    assert pulled["r1"].metadata == {"original_label": "positive", "original_agent": "original"}
 
     report = gateway.push(_predictions("model-v1"), current=pulled)
 

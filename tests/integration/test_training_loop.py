@@ -46,10 +46,28 @@ def _flip(label: str) -> str:
     return LABELS[1 - LABELS.index(label)]
 
 
-def test_too_few_corrections_train_nothing(services):
+def test_without_labels_nothing_is_trained(services):
+    argilla = services.settings.argilla.model_copy(update={"reference": "none"})  # their labels are not used
+    unlabelled = Services(services.settings.model_copy(update={"argilla": argilla}))
+    with pytest.raises(DataError, match="only 0 records carry a label"):
+        train_job(unlabelled)
+    assert unlabelled.registry.versions() == []
+
+
+def test_a_first_model_trains_on_the_labels_the_records_carry(services):
+    """No annotation at all: the ingested (noisy) labels train v0001; validation is a split of them."""
+    outcome = train_job(services)
+
+    assert outcome.promoted and outcome.model.version == "v0001"
+    counts = outcome.model.metrics["training"]
+    assert counts["annotated"] == 0 and counts["train"] + counts["validation"] == 40
+
+
+def test_once_a_model_exists_too_few_corrections_train_nothing(services):
+    train_job(services)  # the first model, from the ingested labels
     with pytest.raises(DataError, match="only 0 records have a consensus label"):
         train_job(services)
-    assert services.registry.versions() == []
+    assert [v.version for v in services.registry.versions()] == ["v0001"]
 
 
 def test_corrections_from_argilla_train_a_registered_model_that_then_scores(services, stack_settings):

@@ -70,8 +70,7 @@ def test_prefetch_raises_the_producers_error_after_the_items_before_it():
 
     seen = []
     with pytest.raises(DataError, match="r3"):
-        for item in prefetch(produce()):
-            seen.append(item)
+        seen.extend(prefetch(produce()))
     assert seen == [1, 2]
 
 
@@ -183,6 +182,6 @@ def test_a_scorer_with_tokenizer_processes_scores_like_one_without(tiny_classifi
     assert scorer._pool is None  # closed on exit
     assert [s.record_id for s in first] == [r.record_id for r in records] and len(second) == 10
     assert [s.loss for s in first] == pytest.approx([s.loss for s in expected], abs=1e-6)
-    with pytest.raises(DataError, match="r_bad"):
-        with Scorer(tiny_classifier, samples=2, batch_size=4, window_batches=1, tokenizer_workers=1) as failing:
-            list(failing.score([*records[:9], ScoringInput("r_bad", 42)]))
+    with pytest.raises(DataError, match="r_bad"), \
+            Scorer(tiny_classifier, samples=2, batch_size=4, window_batches=1, tokenizer_workers=1) as failing:
+        list(failing.score([*records[:9], ScoringInput("r_bad", 42)]))

@@ -19,8 +19,26 @@ import argilla as rg
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from worker.binding import (
+    PRESERVED_AGENT,
+    PRESERVED_LABEL,
+    DatasetBinding,
+    DatasetShape,
+    FieldInfo,
+    MetadataInfo,
+    QuestionInfo,
+    bind,
+    is_foreign,
+)
 from worker.demo_data import LabelledText
 from worker.errors import ArgillaGatewayError, LabelSetMismatchError
+from worker.gateway.schema import (
+    ORIGINAL_AGENT,
+    WORKER_METADATA_TYPES,
+    dataset_settings,
+    metadata_properties,
+)
+from worker.gateway.sync_state import SyncState
 from worker.records import (
     Correction,
     Prediction,
@@ -31,14 +49,6 @@ from worker.records import (
     same_value,
     sanitise_metadata,
 )
-from worker.gateway.schema import (
-    LABEL_QUESTION,
-    ORIGINAL_AGENT,
-    TEXT_FIELD,
-    dataset_settings,
-    metadata_properties,
-)
-from worker.gateway.sync_state import SyncState
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +101,15 @@ class ArgillaGateway:
     """A dataset on an Argilla server, seen through the worker's schema."""
 
     def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
-                 retry: RetryPolicy | None = None):
+                 retry: RetryPolicy | None = None, fields: Sequence[str] = (), question: str = "",
+                 reference: str = "auto"):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
         self.retry = retry or RetryPolicy()
+        self._binding_config = {"fields": tuple(fields), "question": question, "reference": reference}
         self._cached_dataset: rg.Dataset | None = None
+        self._binding: DatasetBinding | None = None
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key)
         except Exception as error:  # the SDK raises several unrelated types on connect
@@ -118,26 +131,65 @@ class ArgillaGateway:
                 client=self.client,
             )
             return dataset.create()
-        self._check_labels(dataset, labels)
+        self._check_labels(labels)
         self._add_missing_metadata(dataset)
         self._cached_dataset = None  # settings may have changed
         return dataset
 
     def existing_labels(self) -> list[str] | None:
-        """The label question's labels if the dataset exists, else None."""
-        dataset = self._find_dataset()
-        return None if dataset is None else list(dataset.settings.questions[LABEL_QUESTION].labels)
+        """The bound question's labels if the dataset exists, else None (nothing is created)."""
+        if self._find_dataset() is None:
+            return None
+        return list(self.binding.labels)
+
+    def prepare(self) -> DatasetBinding:
+        """Bind to the existing dataset and add the worker's missing metadata properties (theirs untouched).
+
+        Raises:
+            ArgillaGatewayError: the dataset does not exist (a reading job never creates it).
+            BindingError: the dataset and the ``[argilla]`` config do not fit (the message lists the dataset).
+        """
+        binding = self.binding
+        self._add_missing_metadata(self._dataset())
+        return binding
+
+    @property
+    def binding(self) -> DatasetBinding:
+        """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
+        if self._binding is None:
+            self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, **self._binding_config)
+            logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s", self.workspace,
+                        self.dataset_name, list(self._binding.fields), self._binding.question,
+                        list(self._binding.labels), self._binding.reference)
+        return self._binding
+
+    def shape(self) -> DatasetShape:
+        """The dataset's fields, questions and metadata properties, as plain values."""
+        dataset_id = self._dataset().id
+        fields = self._request("GET", f"/api/v1/datasets/{dataset_id}/fields")["items"]
+        questions = self._request("GET", f"/api/v1/datasets/{dataset_id}/questions")["items"]
+        metadata = self._request("GET", f"/api/v1/me/datasets/{dataset_id}/metadata-properties")["items"]
+        return DatasetShape(
+            name=self.dataset_name,
+            fields=tuple(FieldInfo(f["name"], f["settings"]["type"], f.get("title") or f["name"]) for f in fields),
+            questions=tuple(QuestionInfo(q["name"], q["settings"]["type"],
+                                         tuple(str(o["value"]) for o in q["settings"].get("options") or []),
+                                         str(q["id"])) for q in questions),
+            metadata=tuple(MetadataInfo(m["name"], m["settings"]["type"]) for m in metadata),
+        )
 
     def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = 500) -> int:
-        """Upsert records by id with their original label as metadata and as an ``original`` suggestion.
+        """Upsert records by id into the bound field and question, with their original label as metadata
+        and as an ``original`` suggestion.
 
         Returns:
             the number of records sent.
         """
         dataset = self._dataset()
+        binding = self.binding
         sent = 0
         for batch in _batched(records, batch_size):
-            dataset.records.log([_ingest_record(record) for record in batch], batch_size=batch_size)
+            dataset.records.log([_ingest_record(record, binding) for record in batch], batch_size=batch_size)
             sent += len(batch)
         logger.info("logged %d records to %s/%s", sent, self.workspace, self.dataset_name)
         return sent
@@ -189,11 +241,11 @@ class ArgillaGateway:
 
     def _records(self, pages: Iterable[list[dict]], since: datetime | None) -> Iterator[PulledRecord]:
         """Parse pages of records; with ``since``, keep each record once and only if it changed after ``since``."""
-        question_id = str(self._dataset().settings.questions[LABEL_QUESTION].id)
+        binding = self.binding
         seen: set[str] = set()
         for page in pages:
             for item in page:
-                record = _pulled_record(item, question_id)
+                record = _pulled_record(item, binding)
                 if since is None:
                     yield record
                 elif record.server_id not in seen and record.last_change is not None and record.last_change > since:
@@ -237,8 +289,8 @@ class ArgillaGateway:
         still fails after the retries is reported with its record ids; the others land.
         """
         dataset = self._dataset()
-        question = dataset.settings.questions[LABEL_QUESTION]
-        context = _PushContext(str(question.id), set(question.labels),
+        binding = self.binding
+        context = _PushContext(str(binding.question_id), set(binding.labels),
                                {prop.name for prop in dataset.settings.metadata})
         report = PushReport()
         items = (self._push_item(p, current, context, report) for p in predictions)
@@ -263,7 +315,8 @@ class ArgillaGateway:
             logger.warning("record %s not pushed: %s", prediction.record_id, reason)
             report.rejected[prediction.record_id] = reason
             return None
-        metadata = {**record.metadata, **sanitise_metadata(prediction.record_id, prediction.metadata)}
+        metadata = {**record.metadata, **_preserved(record),
+                    **sanitise_metadata(prediction.record_id, prediction.metadata)}
         suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
         if _same_metadata(metadata, record.metadata) and _same_suggestion(suggestion, record.suggestion):
             report.unchanged += 1
@@ -325,16 +378,11 @@ class ArgillaGateway:
         self._cached_dataset = dataset
         return dataset
 
-    def _check_labels(self, dataset: rg.Dataset, labels: Sequence[str]) -> None:
-        question = dataset.settings.questions[LABEL_QUESTION]
-        if question is None:
-            raise ArgillaGatewayError(
-                f"dataset {self.dataset_name} has no question named {LABEL_QUESTION!r}"
-            )
-        existing = list(question.labels)
-        if set(existing) != set(labels):
+    def _check_labels(self, labels: Sequence[str]) -> None:
+        binding = self.binding
+        if set(binding.labels) != set(labels):
             raise LabelSetMismatchError(
-                f"dataset {self.dataset_name} question {LABEL_QUESTION!r} has labels {sorted(existing)}, "
+                f"dataset {self.dataset_name} question {binding.question!r} has labels {sorted(binding.labels)}, "
                 f"but the worker expects {sorted(labels)}"
             )
 
@@ -344,19 +392,24 @@ class ArgillaGateway:
         present = {prop.name for prop in dataset.settings.metadata}
         missing = [name for name in names if name not in present]
         for name in missing:
-            dataset.settings.metadata.add(rg.FloatMetadataProperty(name=name, title=name, visible_for_annotators=True))
+            self._create_metadata_property(dataset, name, "float")
         if missing:
-            dataset.update()
             self._cached_dataset = None
             logger.info("added plugin metadata properties %s to %s", missing, self.dataset_name)
 
+    def _create_metadata_property(self, dataset: rg.Dataset, name: str, kind: str) -> None:
+        self._request("POST", f"/api/v1/datasets/{dataset.id}/metadata-properties",
+                      json={"name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}})
+
     def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
+        """Create the worker's metadata properties the dataset lacks, one POST each: the user's
+        settings (guidelines, fields, questions, their properties) are not sent, so never touched."""
         present = {prop.name for prop in dataset.settings.metadata}
         missing = [prop for prop in metadata_properties() if prop.name not in present]
         for prop in missing:
-            dataset.settings.metadata.add(prop)
+            self._create_metadata_property(dataset, prop.name, WORKER_METADATA_TYPES[prop.name])
         if missing:
-            dataset.update()
+            self._cached_dataset = None
             logger.info("added metadata properties %s to %s", [p.name for p in missing], self.dataset_name)
 
 
@@ -392,38 +445,53 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _pulled_record(item: dict, question_id: str) -> PulledRecord:
-    suggestion = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == question_id), None)
+def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
+    """A record of the server's JSON as the binding sees it: its model input, question and reference label."""
+    found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
+    suggestion = SuggestionState(found["value"], found.get("agent"), found.get("score")) if found else None
+    metadata = dict(item.get("metadata") or {})
+    text, text_pair = binding.model_input(item.get("fields") or {})
     return PulledRecord(
         server_id=str(item["id"]),
         record_id=str(item.get("external_id") or item["id"]),
-        text=(item.get("fields") or {}).get(TEXT_FIELD),
-        metadata=dict(item.get("metadata") or {}),
-        suggestion=SuggestionState(suggestion["value"], suggestion.get("agent"), suggestion.get("score"))
-        if suggestion else None,
+        text=text,
+        text_pair=text_pair,
+        metadata=metadata,
+        suggestion=suggestion,
         responses=tuple(
             ResponseState(
                 user_id=str(response["user_id"]),
-                value=((response.get("values") or {}).get(LABEL_QUESTION) or {}).get("value"),
+                value=((response.get("values") or {}).get(binding.question) or {}).get("value"),
                 status=response["status"],
                 updated_at=_parse_time(response.get("updated_at")),
             )
             for response in item.get("responses") or []
         ),
         updated_at=_parse_time(item.get("updated_at")),
+        reference=binding.reference_label(metadata, suggestion.value if suggestion else None,
+                                          suggestion.agent if suggestion else None),
     )
 
 
-def _ingest_record(record: LabelledText) -> rg.Record:
+def _preserved(record: PulledRecord) -> dict:
+    """Another agent's suggestion, kept in metadata once before the worker first replaces it."""
+    suggestion = record.suggestion
+    if suggestion is None or PRESERVED_LABEL in record.metadata or not is_foreign(suggestion.agent, record.metadata):
+        return {}
+    return {PRESERVED_LABEL: suggestion.value, PRESERVED_AGENT: suggestion.agent or "unknown"}
+
+
+def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:
     """The original label goes to metadata and an ``original`` suggestion, never to a response."""
     metadata = {"split": record.split} if record.split else {}
+    fields = {binding.fields[0]: record.text}
     if record.label is None:
-        return rg.Record(id=record.id, fields={TEXT_FIELD: record.text}, metadata=metadata or None)
+        return rg.Record(id=record.id, fields=fields, metadata=metadata or None)
     return rg.Record(
         id=record.id,
-        fields={TEXT_FIELD: record.text},
-        metadata={**metadata, "original_label": record.label},
-        suggestions=[rg.Suggestion(question_name=LABEL_QUESTION, value=record.label, agent=ORIGINAL_AGENT)],
+        fields=fields,
+        metadata={**metadata, PRESERVED_LABEL: record.label, PRESERVED_AGENT: ORIGINAL_AGENT},
+        suggestions=[rg.Suggestion(question_name=binding.question, value=record.label, agent=ORIGINAL_AGENT)],
     )
 
 

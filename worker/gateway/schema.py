@@ -24,7 +24,9 @@ FLOAT_METADATA = {
     "confidence": "mean probability of the predicted label.",
 }
 TERMS_METADATA = {
-    "original_label": "the label the record came with, before any review.",
+    "original_label": "the label the record came with, before any review (kept from another agent's suggestion "
+                      "before the worker first replaced it).",
+    "original_agent": "who wrote original_label (ingest's 'original', another model, an LLM labeller …).",
     "predicted_label": "the label the current model predicts.",
     "model_version": "the model version that computed these values.",
     "disagreement": "'yes' when the predicted label differs from the current label.",
@@ -47,6 +49,11 @@ answers and refreshes its suggestions.
 Metadata properties:
 
 """ + "\n".join(f"- `{name}`: {meaning}" for name, meaning in {**FLOAT_METADATA, **TERMS_METADATA}.items())
+
+
+# name -> Argilla metadata type of every property the worker writes (a user's property of the same
+# name and another type is a binding error)
+WORKER_METADATA_TYPES = {**{name: "float" for name in FLOAT_METADATA}, **{name: "terms" for name in TERMS_METADATA}}
 
 
 def dataset_settings(labels: Sequence[str]) -> rg.Settings:

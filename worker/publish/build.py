@@ -59,8 +59,8 @@ class Publication:
             "unlabelled_left_out": len(self.unlabelled),
             "per_split": {name: split.num_rows for name, split in self.splits.items()},
             "per_class": {label: sum(self.labels[row["label"]] == label for row in rows) for label in self.labels},
-            "per_original_class": {label: sum(self.labels[row["original_label"]] == label for row in rows)
-                                   for label in self.labels},
+            "per_original_class": {label: sum(row["original_label"] >= 0 and self.labels[row["original_label"]] == label
+                                              for row in rows) for label in self.labels},
         }
 
     def changes(self) -> list[tuple[str, str, int]]:
@@ -113,9 +113,9 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
             continue
         if options.only_reviewed and verdict is None:
             continue
-        original = record.metadata.get("original_label")
+        original = record.reference
         label = verdict.label if verdict is not None else original
-        if label is None or original is None:
+        if label is None:
             unlabelled.append(record.record_id)
             continue
         rows.append(_row(record, label, original, verdict, index))
@@ -132,9 +132,10 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     )
 
 
-def _row(record: PulledRecord, label: str, original: str, verdict, index: dict[str, int]) -> dict:
+def _row(record: PulledRecord, label: str, original: str | None, verdict, index: dict[str, int]) -> dict:
+    """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label")."""
     for value, what in ((label, "consensus label" if verdict else "label"), (original, "original label")):
-        if value not in index:
+        if value is not None and value not in index:
             raise DataError(f"record {record.record_id!r}: {what} {value!r} is not one of {list(index)}")
     if not isinstance(record.text, str):
         raise DataError(f"record {record.record_id!r}: text is {type(record.text).__name__}, not a string")
@@ -142,8 +143,8 @@ def _row(record: PulledRecord, label: str, original: str, verdict, index: dict[s
         "id": record.record_id,
         "text": record.text,
         "label": index[label],
-        "original_label": index[original],
-        "was_corrected": verdict is not None and label != original,
+        "original_label": index[original] if original is not None else -1,
+        "was_corrected": verdict is not None and original is not None and label != original,
         "reviewed": verdict is not None,
         "annotator_agreement": verdict.agreement if verdict else None,
         "num_annotators": verdict.num_annotators if verdict else 0,

@@ -115,7 +115,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
 
 def write_plots(publication: Publication, directory: Path) -> list[Path]:
     """The correction confusion matrix and the loss histogram (corrected vs confirmed), as PNGs."""
-    rows = [row for row in publication.rows if row["reviewed"]]
+    rows = [row for row in publication.rows if row["reviewed"] and row["original_label"] >= 0]
     size = len(publication.labels)
     matrix = np.zeros((size, size), dtype=np.int64)  # [original, corrected]
     for row in rows:

@@ -40,6 +40,7 @@ class ScoringInput:
     record_id: str
     text: object
     reference_label: str | None = None
+    text_pair: str | None = None  # the second text of a two-field dataset (the tokenizer's text_pair)
 
 
 @dataclass
@@ -76,6 +77,9 @@ def validate_text(record: ScoringInput) -> str | None:
         )
     if not record.text.strip():
         return "text is empty or whitespace only"
+    if record.text_pair is not None and not isinstance(record.text_pair, str):
+        raise DataError(f"record {record.record_id!r}: second text must be a string, got "
+                        f"{type(record.text_pair).__name__}")
     return None
 
 
@@ -104,7 +108,7 @@ def windows(
     if pool is None:
         for chunk in chunks:
             scorable, positions, skipped = _split_scorable(chunk)
-            encoded = encode_texts([record.text for record in scorable], tokenizer, shape)
+            encoded = encode_texts([record.text for record in scorable], tokenizer, shape, _pairs(scorable))
             yield _assemble(chunk, scorable, positions, skipped, encoded, pin_memory)
         return
     pending: deque = deque()
@@ -115,7 +119,7 @@ def windows(
             while pending:
                 yield _assemble(*_resolve(pending.popleft()), pin_memory)
             raise
-        future = pool.submit(_encode_in_worker, [record.text for record in scorable], shape)
+        future = pool.submit(_encode_in_worker, [record.text for record in scorable], shape, _pairs(scorable))
         pending.append((chunk, scorable, positions, skipped, future))
         if len(pending) >= 2 * pool_size(pool):
             yield _assemble(*_resolve(pending.popleft()), pin_memory)
@@ -152,11 +156,20 @@ def _split_scorable(chunk: list[ScoringInput]) -> tuple[list[ScoringInput], list
     return scorable, positions, skipped
 
 
-def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, shape: _Shape) -> _Encoded:
-    """Tokenize, sort by length, bucket and pad ``texts`` (a pure function: it also runs in worker processes)."""
+def _pairs(records: list[ScoringInput]) -> list[str] | None:
+    """The second texts of a two-field binding (every record has one), else None."""
+    if not records or records[0].text_pair is None:
+        return None
+    return [record.text_pair or "" for record in records]
+
+
+def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, shape: _Shape,
+                 pairs: list[str] | None = None) -> _Encoded:
+    """Tokenize (texts, or text / text_pair), sort by length, bucket and pad (a pure function: it also
+    runs in worker processes)."""
     if not texts:
         return _Encoded([], 0)
-    encodings, truncated = _tokenize(tokenizer, texts, shape.max_length)
+    encodings, truncated = _tokenize(tokenizer, texts, shape.max_length, pairs)
     lengths = [len(encoding["input_ids"]) for encoding in encodings]
     order = sorted(range(len(texts)), key=lengths.__getitem__)
     batches = [(members, pad_arrays([encodings[index] for index in members], tokenizer))
@@ -193,9 +206,9 @@ def _init_worker(tokenizer: PreTrainedTokenizerBase) -> None:
     _WORKER_TOKENIZER = tokenizer
 
 
-def _encode_in_worker(texts: list[str], shape: _Shape) -> _Encoded:
+def _encode_in_worker(texts: list[str], shape: _Shape, pairs: list[str] | None) -> _Encoded:
     assert _WORKER_TOKENIZER is not None, "the pool was not started by tokenizer_pool()"
-    return encode_texts(texts, _WORKER_TOKENIZER, shape)
+    return encode_texts(texts, _WORKER_TOKENIZER, shape, pairs)
 
 
 def tokenizer_pool(tokenizer: PreTrainedTokenizerBase, workers: int) -> ProcessPoolExecutor:
@@ -210,7 +223,7 @@ def tokenizer_pool(tokenizer: PreTrainedTokenizerBase, workers: int) -> ProcessP
 
 
 def pool_size(pool: ProcessPoolExecutor) -> int:
-    return pool._max_workers  # noqa: SLF001 — the executor does not expose it otherwise
+    return pool._max_workers
 
 
 def bucket(order: list[int], lengths: list[int], *, batch_size: int, batch_tokens: int | None) -> Iterator[list[int]]:
@@ -289,7 +302,7 @@ def prefetch(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
                 if stop.is_set():
                     return
             buffer.put((done, None))
-        except BaseException as error:  # handed to the consumer, raised there
+        except BaseException as error:  # noqa: BLE001 — handed to the consumer, raised there
             buffer.put((done, error))
 
     thread = threading.Thread(target=produce, name="scoring-prefetch", daemon=True)
@@ -311,10 +324,12 @@ def prefetch(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
                 thread.join(timeout=0.05)
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> tuple[list[dict], int]:
+def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+              pairs: list[str] | None = None) -> tuple[list[dict], int]:
     """Tokenize without padding; return per-text encodings (first ``max_length`` tokens) and the truncated count."""
     encoded = tokenizer(
         texts,
+        pairs,
         truncation=True,
         max_length=max_length,
         return_overflowing_tokens=True,

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Self
 
 import numpy as np
 import torch
@@ -187,7 +187,7 @@ class Scorer:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> Scorer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

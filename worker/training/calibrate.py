@@ -23,7 +23,7 @@ from worker.calibration import (
     scaled_log_probs,
 )
 from worker.scoring.model import Classifier
-from worker.training.data import Example
+from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, predict_probabilities
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ def calibration_report(
     """
     index = {label: position for position, label in enumerate(classifier.labels)}
     targets = np.asarray([index[example.label] for example in examples])  # [N]
-    probabilities = predict_probabilities(classifier, [e.text for e in examples], samples=max_samples, seed=seed)
+    probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
+                                          samples=max_samples, seed=seed)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, len(index))
     accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))

@@ -13,7 +13,7 @@ import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from worker.errors import DataError
@@ -33,6 +33,12 @@ class Example:
     label: str
     weight: float = 1.0
     source: str = ANNOTATED
+    text_pair: str | None = None  # the second text of a two-field binding
+
+
+def text_pairs(examples: Sequence[Example]) -> list[str] | None:
+    """The examples' second texts (two-field datasets), else None."""
+    return [e.text_pair or "" for e in examples] if examples and examples[0].text_pair is not None else None
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,12 @@ def examples_from_records(
         if verdict is not None and verdict.label is None:
             tied.append(record.record_id)
         elif verdict is not None:
-            annotated.append(Example(record.record_id, record.text, _checked(record.record_id, verdict.label, allowed)))
-        elif data == "annotated+original" and record.metadata.get("original_label") is not None:
-            label = _checked(record.record_id, record.metadata["original_label"], allowed)
-            original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL))
+            annotated.append(Example(record.record_id, record.text, _checked(record.record_id, verdict.label, allowed),
+                                     text_pair=record.text_pair))
+        elif data == "annotated+original" and record.reference is not None:
+            label = _checked(record.record_id, record.reference, allowed)
+            original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL,
+                                    text_pair=record.text_pair))
     return annotated, original, tied
 
 
@@ -144,12 +152,47 @@ def build_training_set(
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
 
 
+def build_first_training_set(
+    annotated: Sequence[Example],
+    original: Sequence[Example],
+    labels: Sequence[str],
+    *,
+    validation_fraction: float = 0.2,
+    min_examples: int = 20,
+    seed: int = 0,
+) -> TrainingSet:
+    """A first model's data when too few records are annotated: every label the records carry (annotators'
+    consensus where there is one, else the reference label), all at weight 1, with a stratified validation
+    split of those same labels. The validation metric then measures agreement with possibly noisy labels.
+
+    Raises:
+        DataError: fewer than ``min_examples`` labelled records, or a class without a training example.
+    """
+    annotated_ids = {example.id for example in annotated}
+    examples = [*annotated, *(replace(e, weight=1.0) for e in original if e.id not in annotated_ids)]
+    if len(examples) < min_examples:
+        raise DataError(
+            f"only {len(examples)} records carry a label (annotated or from argilla.reference); a first model "
+            f"needs at least {min_examples}: annotate records, point argilla.reference at the labels the "
+            f"records carry, or register a model you have (`argilla-worker models register`)"
+        )
+    train, validation = stratified_split(examples, validation_fraction, seed=seed)
+    per_class = Counter(example.label for example in train)
+    missing = [label for label in labels if per_class[label] == 0]
+    if missing:
+        raise DataError(f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)})")
+    return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
+
+
 def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
     """A hash of exactly what the model trained and validated on (ids, texts, labels, weights)."""
     digest = hashlib.sha256()
     for part, examples in (("train", train), ("validation", validation)):
         for example in sorted(examples, key=lambda e: e.id):
-            digest.update(json.dumps([part, example.id, example.text, example.label, example.weight]).encode())
+            values = [part, example.id, example.text, example.label, example.weight]
+            if example.text_pair is not None:
+                values.append(example.text_pair)
+            digest.update(json.dumps(values).encode())
     return digest.hexdigest()[:16]
 
 

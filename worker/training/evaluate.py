@@ -33,6 +33,7 @@ def predict_probabilities(
     classifier: Classifier,
     texts: Sequence[str],
     *,
+    pairs: Sequence[str] | None = None,
     samples: int = 20,
     mc_layers: MCLayers = "all",
     batch_size: int = 32,
@@ -44,7 +45,8 @@ def predict_probabilities(
         DataError: a text is empty or not a string (names its position).
     """
     predictor = MCPredictor(classifier, samples=samples, mc_layers=mc_layers)
-    inputs = [ScoringInput(str(index), text) for index, text in enumerate(texts)]
+    inputs = [ScoringInput(str(index), text, text_pair=pairs[index] if pairs is not None else None)
+              for index, text in enumerate(texts)]
     deterministic = np.zeros((len(texts), len(classifier.labels)), dtype=np.float64)
     mc = np.zeros((len(texts), len(classifier.labels), samples), dtype=np.float64)
     torch.manual_seed(seed)
@@ -96,7 +98,7 @@ def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_cl
 
 
 def evaluate_classifier(classifier: Classifier, texts: Sequence[str], labels: Sequence[str], *, samples: int = 20,
-                        seed: int = 0) -> ValidationMetrics:
+                        seed: int = 0, pairs: Sequence[str] | None = None) -> ValidationMetrics:
     """Validation metrics of ``classifier`` on labelled texts (labels by name).
 
     Raises:
@@ -107,5 +109,5 @@ def evaluate_classifier(classifier: Classifier, texts: Sequence[str], labels: Se
     if unknown:
         raise DataError(f"validation labels {unknown} are not among the model's labels {list(classifier.labels)}")
     targets = np.asarray([index[label] for label in labels])
-    probabilities = predict_probabilities(classifier, texts, samples=samples, seed=seed)
+    probabilities = predict_probabilities(classifier, texts, pairs=pairs, samples=samples, seed=seed)
     return validation_metrics(probabilities, targets, len(classifier.labels))

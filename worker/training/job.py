@@ -14,7 +14,14 @@ from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
 from worker.training.calibrate import calibration_report
-from worker.training.data import Example, TrainingSet, build_training_set, examples_from_records
+from worker.training.data import (
+    Example,
+    TrainingSet,
+    build_first_training_set,
+    build_training_set,
+    examples_from_records,
+    text_pairs,
+)
 from worker.training.evaluate import evaluate_classifier
 from worker.training.trainer import TrainingSettings, train_classifier
 
@@ -32,17 +39,30 @@ class TrainingOutcome:
 
 
 def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
-                         settings: TrainingSettings) -> TrainingSet:
+                         settings: TrainingSettings, *, first_model: bool = False) -> TrainingSet:
     """Consensus labels (and original labels if configured) → stratified train/validation split.
 
+    With ``first_model`` (no current model yet) and fewer than ``training.min_annotated`` annotations,
+    the first model trains on the labels the records carry (see :func:`build_first_training_set`).
+
     Raises:
-        DataError: too few annotations, a class without examples, or a label outside ``labels``.
+        DataError: too few labels, a class without examples, or a label outside ``labels``.
     """
-    annotated, original, tied = examples_from_records(records, labels, data=settings.data,
+    data = "annotated+original" if first_model else settings.data
+    annotated, original, tied = examples_from_records(records, labels, data=data,
                                                       original_weight=settings.original_weight)
     if tied:
         logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
                        ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
+    if first_model and len(annotated) < settings.min_annotated:
+        logger.info("first model: %d annotated records (< training.min_annotated = %d), so it trains on the %d "
+                    "labels the records carry; its validation measures agreement with possibly noisy labels",
+                    len(annotated), settings.min_annotated, len(annotated) + len(original))
+        return build_first_training_set(annotated, original, labels,
+                                        validation_fraction=settings.validation_fraction,
+                                        min_examples=settings.min_annotated, seed=settings.seed)
+    if settings.data == "annotated":
+        original = []
     return build_training_set(annotated, original, labels, validation_fraction=settings.validation_fraction,
                               min_annotated=settings.min_annotated, seed=settings.seed)
 
@@ -114,7 +134,7 @@ def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,
         return None
     validation = training_set.validation
     return evaluate_classifier(incumbent, [e.text for e in validation], [e.label for e in validation],
-                               samples=1, seed=settings.seed).macro_f1
+                               samples=1, seed=settings.seed, pairs=text_pairs(validation)).macro_f1
 
 
 def _write_examples(path: Path, examples: Sequence[Example]) -> None:

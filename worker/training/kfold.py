@@ -58,6 +58,6 @@ def out_of_fold_scores(
         result.trained_on.append({e.id for e in train})
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
         scorer = Scorer(classifier, samples=settings.mc_samples, mc_layers=mc_layers, seed=settings.seed)
-        for score in scorer.score(ScoringInput(e.id, e.text, e.label) for e in held_out):
+        for score in scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out):
             result.scores[score.record_id] = score
     return result

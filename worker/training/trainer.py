@@ -30,7 +30,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 from worker.errors import ConfigError, DataError
 from worker.scoring.batching import pad_encodings, prefetch
 from worker.scoring.device import amp_dtype, autocast, check_device_name, pick_device
-from worker.training.data import Example
+from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics
 
 logger = logging.getLogger(__name__)
@@ -234,7 +234,8 @@ class _Loop:
         """Tokenize every text once (truncated to ``max_length``, not padded). O(N) time and memory."""
         if not examples:
             return _Prepared([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        encoded = self.tokenizer([e.text for e in examples], truncation=True, max_length=self.settings.max_length)
+        encoded = self.tokenizer([e.text for e in examples], text_pairs(examples), truncation=True,
+                                 max_length=self.settings.max_length)
         keys = list(encoded.keys())
         encodings = [{key: encoded[key][row] for key in keys} for row in range(len(examples))]
         return _Prepared(encodings, np.array([self.label_ids[e.label] for e in examples], dtype=np.int64),

@@ -1,0 +1,228 @@
+"""A dataset the worker did not create, made with the plain Argilla SDK the way another team would:
+two text fields and a label question with their own names, a metadata property of theirs, suggestions
+from another agent, submitted responses and a vector field. Train → score → push → publish through the
+binding; what the team wrote (responses, their metadata, vectors) stays byte-identical, their
+suggestion is kept in metadata, and the published labels are right. Misconfigurations are one-line
+CLI errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import argilla as rg
+import datasets
+import httpx
+import pytest
+
+from tests.integration.annotator import submit_label
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.jobs import Services, publish_job, score_job, train_job
+
+QUESTION = "sentiment_verdict"
+AGENT = "gpt-labeller"
+COUNT = 40
+ANNOTATED = 24
+WRONG = {"e3", "e30", "e33"}  # the other team's labeller got these wrong
+
+
+def _flip(label: str) -> str:
+    return LABELS[1 - LABELS.index(label)]
+
+
+@pytest.fixture
+def their_dataset(local_argilla, stack_settings, dataset_name):
+    """Created with the SDK only: nothing of the worker's."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(
+        guidelines="Our own guidelines: judge the review's sentiment.",
+        fields=[rg.TextField(name="headline", title="Headline"), rg.TextField(name="review_body", title="Review")],
+        questions=[rg.LabelQuestion(name=QUESTION, title="Verdict", labels=list(LABELS))],
+        metadata=[rg.TermsMetadataProperty(name="source_site", title="Site")],
+        vectors=[rg.VectorField(name="embedding", dimensions=3)],
+    )
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    examples = sentiment_examples(COUNT)
+    dataset.records.log([
+        rg.Record(
+            id=example.id,
+            fields={"headline": " ".join(example.text.split()[:2]), "review_body": example.text},
+            metadata={"source_site": "imdb" if index % 2 else "rotten"},
+            vectors={"embedding": [index / 10, 1.0, -0.5]},
+            suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, score=0.9,
+                                       value=_flip(example.label) if example.id in WRONG else example.label)],
+        )
+        for index, example in enumerate(examples)
+    ])
+    return dataset
+
+
+def _settings(stack_settings, dataset_name, tmp_path, **argilla):
+    base = save_tiny_classifier(tmp_path / "base")
+    return load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace,
+                 **argilla},
+        training={"base_model": str(base), "epochs": 15, "patience": 15, "batch_size": 4, "learning_rate": 3e-3,
+                  "max_length": 32, "device": "cpu", "mc_samples": 4, "min_annotated": 16},
+        scoring={"samples": 4, "device": "cpu", "push_batch": 10},
+        registry={"path": str(tmp_path / "registry")},
+        state_dir=str(tmp_path / "state"),
+    )
+
+
+def _stored(stack_settings, dataset_id) -> dict[str, dict]:
+    """Every record as the server stores it, with responses and vectors (external id → JSON)."""
+    response = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records",
+                         headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                         params={"include": ["responses", "suggestions", "vectors"], "limit": 1000}, timeout=30)
+    response.raise_for_status()
+    return {item["external_id"]: item for item in response.json()["items"]}
+
+
+def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, stack_settings, dataset_name,
+                                                                 tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(stack_settings, dataset_name, tmp_path, fields=["headline", "review_body"]))
+    truth = {e.id: e.label for e in sentiment_examples(COUNT)}
+    before = _stored(stack_settings, their_dataset.id)
+    annotated = sorted(before)[:ANNOTATED]
+    for record_id in annotated:
+        submit_label(stack_settings, before[record_id]["id"], truth[record_id], question=QUESTION)
+    before = _stored(stack_settings, their_dataset.id)
+
+    binding = services.gateway.prepare()
+    assert (binding.fields, binding.question, list(binding.labels)) == (("headline", "review_body"), QUESTION,
+                                                                        list(LABELS))
+    pulled = {r.record_id: r for r in services.gateway.pull()}
+    assert pulled["e5"].text_pair == before["e5"]["fields"]["review_body"]
+    assert pulled["e33"].reference == _flip(truth["e33"])  # the other agent's label, before any review
+
+    outcome = train_job(services)
+    assert outcome.promoted and outcome.model.metrics["training"]["annotated"] == ANNOTATED
+    report = score_job(services, full=True)
+    assert (report.scored, report.pushed, report.failed) == (COUNT, COUNT, 0)
+
+    after = _stored(stack_settings, their_dataset.id)
+    for record_id, old in before.items():
+        new = after[record_id]
+        assert new["responses"] == old["responses"], f"{record_id}: responses changed"
+        assert new["vectors"] == old["vectors"], f"{record_id}: vectors changed"
+        assert new["fields"] == old["fields"]
+        assert new["metadata"]["source_site"] == old["metadata"]["source_site"]
+        (suggestion,) = new["suggestions"]
+        assert suggestion["agent"] == "v0001"
+        # their suggestion is kept before the worker replaced it
+        assert (new["metadata"]["original_label"], new["metadata"]["original_agent"]) == (
+            old["suggestions"][0]["value"], AGENT)
+    unreviewed_wrong = [record_id for record_id in WRONG if record_id not in annotated]
+    assert unreviewed_wrong and all(after[r]["metadata"]["reference_label"] == _flip(truth[r])
+                                    for r in unreviewed_wrong)
+    settings_after = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{their_dataset.id}",
+                               headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}).json()
+    assert settings_after["guidelines"] == "Our own guidelines: judge the review's sentiment."
+
+    assert score_job(services, full=True).scored == 0  # up to date: nothing scored twice
+
+    publish_job(services, directory=tmp_path / "published")
+    table = datasets.load_dataset(str(tmp_path / "published"))
+    rows = {row["id"]: row for split in table.values() for row in split}
+    names = table[next(iter(table))].features["label"].names
+    assert len(rows) == COUNT
+    for record_id, row in rows.items():
+        expected = truth[record_id] if record_id in annotated else after[record_id]["metadata"]["original_label"]
+        assert names[row["label"]] == expected, record_id
+        assert names[row["original_label"]] == after[record_id]["metadata"]["original_label"]
+
+
+@pytest.mark.parametrize(("environment", "message"), [
+    ({}, "has 2 text fields (headline, review_body): set argilla.fields"),
+    ({"ARGILLA_WORKER_ARGILLA__FIELDS": '["review_body"]', "ARGILLA_WORKER_ARGILLA__QUESTION": "label"},
+     "argilla.question: no question named 'label'"),
+    ({"ARGILLA_WORKER_ARGILLA__FIELDS": '["body"]'}, "argilla.fields: no field named 'body'"),
+    ({"ARGILLA_WORKER_ARGILLA__FIELDS": '["review_body"]', "ARGILLA_WORKER_ARGILLA__REFERENCE": "metadata:gold"},
+     "no metadata property 'gold'"),
+])
+def test_a_misconfigured_binding_is_one_line_on_the_command_line(their_dataset, stack_settings, dataset_name,
+                                                                 tmp_path, environment, message):
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value(),
+           "ARGILLA_WORKER_ARGILLA__API_URL": stack_settings.api_url,
+           "ARGILLA_WORKER_ARGILLA__DATASET": dataset_name,
+           "ARGILLA_WORKER_ARGILLA__WORKSPACE": stack_settings.workspace,
+           "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "registry"),
+           "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"), **environment}
+    metadata_before = {p.name for p in their_dataset.settings.metadata}
+    result = subprocess.run([sys.executable, "-m", "worker", "train"], capture_output=True, text=True, env=env,
+                            timeout=120, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = client.datasets(name=dataset_name, workspace=stack_settings.workspace)
+    assert {p.name for p in dataset.settings.metadata} == metadata_before  # nothing written
+
+
+def test_a_reading_command_does_not_create_a_missing_dataset(local_argilla, stack_settings, dataset_name, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(stack_settings, dataset_name, tmp_path, labels=list(LABELS)))
+    with pytest.raises(Exception, match="does not exist"):
+        services.labels()
+    assert services.gateway.existing_labels() is None
+
+
+def _cli(stack_settings, dataset_name, tmp_path, *args, extra_env=None):
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value(),
+           "ARGILLA_WORKER_ARGILLA__API_URL": stack_settings.api_url,
+           "ARGILLA_WORKER_ARGILLA__DATASET": dataset_name,
+           "ARGILLA_WORKER_ARGILLA__WORKSPACE": stack_settings.workspace,
+           "ARGILLA_WORKER_ARGILLA__FIELDS": '["review_body"]',
+           "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "registry"),
+           "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"),
+           "ARGILLA_WORKER_SCORING__DEVICE": "cpu", "ARGILLA_WORKER_SCORING__SAMPLES": "3",
+           "ARGILLA_WORKER_TRAINING__DEVICE": "cpu", "ARGILLA_WORKER_TRAINING__EPOCHS": "3",
+           "ARGILLA_WORKER_TRAINING__BATCH_SIZE": "8", "ARGILLA_WORKER_TRAINING__MAX_LENGTH": "32",
+           "ARGILLA_WORKER_TRAINING__LEARNING_RATE": "0.003", **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+
+
+def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, stack_settings, dataset_name,
+                                                               tmp_path):
+    from transformers import AutoConfig
+
+    model_dir = save_tiny_classifier(tmp_path / "their-model", labels=("NEG", "POS"))
+    mismatch = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model_dir))
+    assert mismatch.returncode != 0 and "Traceback" not in mismatch.stderr
+    assert "['NEG', 'POS']" in mismatch.stderr and "['negative', 'positive']" in mismatch.stderr
+
+    registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model_dir),
+                      "--label-map", "NEG=negative,POS=positive")
+    assert registered.returncode == 0, registered.stderr
+    assert "as v0001 (current)" in registered.stdout
+    stored = AutoConfig.from_pretrained(tmp_path / "registry" / "versions" / "v0001")
+    assert stored.id2label == {0: "negative", 1: "positive"}
+
+    scored = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
+    assert scored.returncode == 0, scored.stderr
+    assert f"{COUNT} scored" in scored.stdout
+    after = _stored(stack_settings, their_dataset.id)
+    assert all(record["suggestions"][0]["agent"] == "v0001" for record in after.values())
+
+
+def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_dataset, stack_settings, dataset_name,
+                                                                    tmp_path):
+    """The seed workflow on a dataset with no annotation and no model: noisy labels in, OOF loss out."""
+    base = save_tiny_classifier(tmp_path / "base")
+    result = _cli(stack_settings, dataset_name, tmp_path, "score", "--oof", "3",
+                  extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(base)})
+    assert result.returncode == 0, result.stderr
+    assert "base-oof3" in result.stdout and "no current model yet" in result.stdout
+    after = _stored(stack_settings, their_dataset.id)
+    assert all(record["metadata"]["model_version"] == "base-oof3" for record in after.values())
+    assert all(record["metadata"]["original_agent"] == AGENT for record in after.values())
+    losses = {record_id: record["metadata"]["expected_loss"] for record_id, record in after.items()}
+    assert all(isinstance(value, float) for value in losses.values())

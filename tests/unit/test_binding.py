@@ -1,0 +1,92 @@
+"""The dataset binding on hand-made dataset shapes: defaults, every misconfiguration's message, the
+model input of one / two / more fields, and where the reference label comes from."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.binding import (
+    BindingError,
+    DatasetShape,
+    FieldInfo,
+    MetadataInfo,
+    QuestionInfo,
+    Reference,
+    bind,
+)
+from worker.gateway.schema import WORKER_METADATA_TYPES
+
+THEIRS = DatasetShape(
+    name="support-tickets",
+    fields=(FieldInfo("subject", "text", "Subject"), FieldInfo("body", "text", "Body"),
+            FieldInfo("screenshot", "image", "Screenshot")),
+    questions=(QuestionInfo("intent", "label_selection", ("billing", "bug", "other"), "q-1"),
+               QuestionInfo("notes", "text")),
+    metadata=(MetadataInfo("team", "terms"), MetadataInfo("priority", "integer")),
+)
+
+
+def test_one_text_field_and_one_label_question_bind_without_config():
+    shape = DatasetShape("d", (FieldInfo("review", "text", "Review"),), THEIRS.questions, ())
+    binding = bind(shape)
+    assert (binding.fields, binding.question, binding.labels, binding.question_id) == (
+        ("review",), "intent", ("billing", "bug", "other"), "q-1")
+    assert binding.model_input({"review": "great"}) == ("great", None)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({}, (r"has 2 text fields \(subject, body\): set argilla.fields .* fields: subject \(text\), body \(text\), "
+          r"screenshot \(image\)")),
+    ({"fields": ["title"]}, r"argilla.fields: no field named 'title'; dataset 'support-tickets' has fields"),
+    ({"fields": ["screenshot"]}, r"'screenshot' is not a text field"),
+    ({"fields": ["body"], "question": "label"}, (r"argilla.question: no question named 'label'; .*questions: "
+                                                 r"intent \(label_selection\), notes \(text\)")),
+    ({"fields": ["body"], "question": "notes"}, r"question 'notes' is a text question, not a label question"),
+    ({"fields": ["body"], "reference": "metadata:gold"}, r"no metadata property 'gold'; .*metadata: team \(terms\)"),
+    ({"fields": ["body"], "reference": "suggestions"}, r"argilla.reference = 'suggestions': expected"),
+])
+def test_every_misconfiguration_is_one_error_listing_the_dataset(options, message):
+    with pytest.raises(BindingError, match=message):
+        bind(THEIRS, **options)
+
+
+def test_a_multi_label_question_is_not_supported_yet_and_a_metadata_name_clash_is_named():
+    multi = DatasetShape("d", THEIRS.fields[:1], (QuestionInfo("topics", "multi_label_selection", ("a", "b")),), ())
+    with pytest.raises(BindingError, match="multi-label question: not supported yet"):
+        bind(multi)
+    clash = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (MetadataInfo("loss", "terms"),))
+    with pytest.raises(BindingError, match="loss is terms, the worker writes float"):
+        bind(clash, worker_metadata=WORKER_METADATA_TYPES)
+    same = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (MetadataInfo("loss", "float"),))
+    assert bind(same, worker_metadata=WORKER_METADATA_TYPES).question == "intent"
+
+
+def test_two_fields_are_a_text_pair_and_more_are_joined_with_their_titles():
+    pair = bind(THEIRS, fields=["subject", "body"])
+    assert pair.model_input({"subject": "Refund", "body": "I was charged twice"}) == ("Refund", "I was charged twice")
+    assert pair.model_input({"subject": "Refund"}) == (None, None)  # a missing field: skipped with a reason
+
+    shape = DatasetShape("d", (*THEIRS.fields[:2], FieldInfo("product", "text", "Product")), THEIRS.questions, ())
+    three = bind(shape, fields=["subject", "body", "product"])
+    text, pair_text = three.model_input({"subject": "Refund", "body": "charged twice", "product": "Pro"})
+    assert (text, pair_text) == ("Subject: Refund\nBody: charged twice\nProduct: Pro", None)
+
+
+def test_where_the_reference_label_comes_from():
+    auto = bind(THEIRS, fields=["body"])
+    # another agent's suggestion, not yet preserved
+    assert auto.reference_label({}, "bug", "gpt-labeller") == "bug"
+    # the worker's own suggestion is never a reference; the preserved one is
+    mine = {"model_version": "v0002", "original_label": "billing", "original_agent": "gpt-labeller"}
+    assert auto.reference_label(mine, "bug", "v0002") == "billing"
+    assert auto.reference_label({"model_version": "v0002"}, "bug", "v0002") is None
+
+    by_agent = bind(THEIRS, fields=["body"], reference="suggestion:gpt-labeller")
+    assert by_agent.reference_label({}, "bug", "gpt-labeller") == "bug"
+    assert by_agent.reference_label({}, "bug", "other-model") is None
+    assert by_agent.reference_label(mine, "bug", "v0002") == "billing"
+
+    by_metadata = bind(THEIRS, fields=["body"], reference="metadata:team")
+    assert by_metadata.reference_label({"team": "bug"}, "other", "x") == "bug"
+    assert bind(THEIRS, fields=["body"], reference="none").reference_label(mine, "bug", "x") is None
+    assert str(Reference.parse("suggestion:gpt-labeller")) == "suggestion:gpt-labeller"

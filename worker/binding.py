@@ -1,0 +1,232 @@
+"""Which parts of an Argilla dataset the worker reads and writes: the dataset binding.
+
+The dataset belongs to the user. The binding names the text field(s) the model reads, the label
+question the worker suggests for, and where the *reference* label comes from — the label the loss
+is measured against before anybody reviewed a record. It is built once from the ``[argilla]``
+config and the dataset's settings on the server (:func:`bind`), validated there, and passed to
+every job: nothing else in the worker assumes a field or question name.
+
+Reference sources (``argilla.reference``):
+
+``auto`` (default)
+    the label the worker preserved in metadata ``original_label`` (written at ingest, or copied from
+    another agent's suggestion before the worker first replaced it), else the question's current
+    suggestion when another agent wrote it;
+``suggestion:AGENT``
+    the suggestion written by AGENT (also once preserved in metadata, with ``original_agent``);
+``metadata:NAME``
+    the value of the user's metadata property NAME;
+``none``
+    no reference: only uncertainty is computed until annotators answer.
+
+The annotators' consensus always wins over any of these once it exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from worker.errors import ConfigError
+
+TEXT = "text"
+LABEL = "label"
+MULTI_LABEL = "multi_label_selection"
+PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
+PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
+
+
+class BindingError(ConfigError):
+    """The dataset and the ``[argilla]`` config do not fit together (the message lists what the dataset has)."""
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    type: str  # text | image | chat | custom …
+    title: str
+
+
+@dataclass(frozen=True)
+class QuestionInfo:
+    name: str
+    type: str  # label_selection | multi_label_selection | rating | text …
+    labels: tuple[str, ...] = ()
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class MetadataInfo:
+    name: str
+    type: str  # float | integer | terms
+
+
+@dataclass(frozen=True)
+class DatasetShape:
+    """A dataset's settings as plain values (see ``ArgillaGateway.shape``)."""
+
+    name: str
+    fields: tuple[FieldInfo, ...]
+    questions: tuple[QuestionInfo, ...]
+    metadata: tuple[MetadataInfo, ...]
+
+    def describe(self) -> str:
+        fields = ", ".join(f"{f.name} ({f.type})" for f in self.fields) or "none"
+        questions = ", ".join(f"{q.name} ({q.type})" for q in self.questions) or "none"
+        metadata = ", ".join(f"{m.name} ({m.type})" for m in self.metadata) or "none"
+        return f"dataset {self.name!r} has fields: {fields}; questions: {questions}; metadata: {metadata}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where a record's reference label comes from (see the module docstring)."""
+
+    kind: str  # auto | suggestion | metadata | none
+    name: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        kind, _, name = text.partition(":")
+        if kind in ("auto", "none") and not name:
+            return cls(kind)
+        if kind in ("suggestion", "metadata") and name:
+            return cls(kind, name)
+        raise BindingError(f"argilla.reference = {text!r}: expected 'auto', 'none', 'suggestion:AGENT' or "
+                           f"'metadata:NAME'")
+
+    def __str__(self) -> str:
+        return self.kind if self.name is None else f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True)
+class DatasetBinding:
+    """The text field(s), the label question and its labels, and the reference source of one dataset."""
+
+    fields: tuple[str, ...]
+    question: str
+    labels: tuple[str, ...]
+    reference: Reference = Reference("auto")
+    field_titles: tuple[str, ...] = ()
+    question_id: str | None = None
+
+    def model_input(self, values: Mapping[str, object]) -> tuple[object, str | None]:
+        """(text, text_pair) the model reads from a record's field values.
+
+        One field: its value. Two: the tokenizer's text / text_pair. More: one text, each field on
+        its own line as ``Title: value``. A missing field gives None (the record is skipped with
+        that reason); a non-string value is passed on as it is (the scorer names it as an error).
+        """
+        if len(self.fields) == 1:
+            return values.get(self.fields[0]), None
+        if len(self.fields) == 2:
+            first, second = (values.get(name) for name in self.fields)
+            if first is None or second is None:
+                return None, None
+            return first, second if isinstance(second, str) else str(second)
+        parts = [values.get(name) for name in self.fields]
+        if any(part is None for part in parts):
+            return None, None
+        titles = self.field_titles or self.fields
+        return "\n".join(f"{title}: {part}" for title, part in zip(titles, parts, strict=True)), None
+
+    def reference_label(self, metadata: Mapping[str, object], suggestion_value: str | None,
+                        suggestion_agent: str | None) -> str | None:
+        """The reference label of a record nobody has reviewed (the consensus is checked by the caller)."""
+        kind, name = self.reference.kind, self.reference.name
+        if kind == "none":
+            return None
+        if kind == "metadata":
+            value = metadata.get(name)
+            return str(value) if value is not None else None
+        preserved, preserved_agent = metadata.get(PRESERVED_LABEL), metadata.get(PRESERVED_AGENT)
+        foreign = suggestion_value if is_foreign(suggestion_agent, metadata) else None
+        if kind == "suggestion":
+            if preserved is not None and preserved_agent == name:
+                return str(preserved)
+            return foreign if suggestion_agent == name else None
+        return str(preserved) if preserved is not None else foreign  # auto
+
+
+def is_foreign(agent: str | None, metadata: Mapping[str, object]) -> bool:
+    """Whether a suggestion was written by someone other than the worker.
+
+    The worker writes metadata ``model_version`` equal to its suggestion's agent (``vNNNN`` or
+    ``vNNNN-oofK``), so a suggestion whose agent differs from it is another agent's.
+    """
+    return agent is None or agent != metadata.get("model_version")
+
+
+def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "", reference: str = "auto",
+         worker_metadata: Mapping[str, str] | None = None) -> DatasetBinding:
+    """Build and validate the binding of ``shape`` for the ``[argilla]`` config values.
+
+    ``worker_metadata`` maps the worker's metadata property names to their type (float / terms):
+    a property of the user's with one of those names and another type is a conflict.
+
+    Raises:
+        BindingError: a field or question is missing or ambiguous, the question is not a single-label
+            question, the reference names a missing property, or a metadata name conflicts; the
+            message lists what the dataset has.
+    """
+    chosen_fields = _fields(shape, fields)
+    chosen_question = _question(shape, question)
+    source = Reference.parse(reference)
+    present = {m.name: m for m in shape.metadata}
+    if source.kind == "metadata" and source.name not in present:
+        raise BindingError(f"argilla.reference = {str(source)!r}: no metadata property {source.name!r}; "
+                           f"{shape.describe()}")
+    conflicts = [f"{name} is {present[name].type}, the worker writes {kind}"
+                 for name, kind in (worker_metadata or {}).items()
+                 if name in present and not _compatible(present[name].type, kind)]
+    if conflicts:
+        raise BindingError(f"dataset {shape.name!r} already uses metadata names the worker needs for other "
+                           f"values ({'; '.join(conflicts)}); rename those properties. {shape.describe()}")
+    titles = {f.name: f.title for f in shape.fields}
+    return DatasetBinding(fields=tuple(chosen_fields), question=chosen_question.name, labels=chosen_question.labels,
+                          reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
+                          question_id=chosen_question.id)
+
+
+def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:
+    text_fields = [f.name for f in shape.fields if f.type == TEXT]
+    if wanted:
+        unknown = [name for name in wanted if name not in {f.name for f in shape.fields}]
+        if unknown:
+            raise BindingError(f"argilla.fields: no field named {', '.join(map(repr, unknown))}; {shape.describe()}")
+        not_text = [name for name in wanted if name not in text_fields]
+        if not_text:
+            raise BindingError(f"argilla.fields: {', '.join(map(repr, not_text))} is not a text field; "
+                               f"{shape.describe()}")
+        return list(wanted)
+    if len(text_fields) == 1:
+        return text_fields
+    if not text_fields:
+        raise BindingError(f"dataset {shape.name!r} has no text field to classify; {shape.describe()}")
+    raise BindingError(f"dataset {shape.name!r} has {len(text_fields)} text fields "
+                       f"({', '.join(text_fields)}): set argilla.fields to the one(s) the model reads; "
+                       f"{shape.describe()}")
+
+
+def _question(shape: DatasetShape, wanted: str) -> QuestionInfo:
+    by_name = {q.name: q for q in shape.questions}
+    if wanted:
+        if wanted not in by_name:
+            raise BindingError(f"argilla.question: no question named {wanted!r}; {shape.describe()}")
+        chosen = by_name[wanted]
+    else:
+        candidates = [q for q in shape.questions if q.type in (LABEL, "label_selection", MULTI_LABEL)]
+        if len(candidates) != 1:
+            problem = "no label question" if not candidates else f"{len(candidates)} label questions"
+            raise BindingError(f"dataset {shape.name!r} has {problem}: set argilla.question; {shape.describe()}")
+        chosen = candidates[0]
+    if chosen.type == MULTI_LABEL:
+        raise BindingError(f"question {chosen.name!r} is a multi-label question: not supported yet (single-label "
+                           f"LabelQuestion only); {shape.describe()}")
+    if chosen.type not in (LABEL, "label_selection"):
+        raise BindingError(f"question {chosen.name!r} is a {chosen.type} question, not a label question; "
+                           f"{shape.describe()}")
+    return chosen
+
+
+def _compatible(existing: str, wanted: str) -> bool:
+    return existing == wanted

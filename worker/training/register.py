@@ -1,0 +1,68 @@
+"""Registering a classifier the user already has (a directory or a Hub id) as a model version."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from worker.errors import DataError, ScoringError
+from worker.registry import ModelRegistry, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """``"POS=positive,NEG=negative"`` → {model label: dataset label}.
+
+    Raises:
+        DataError: an item is not ``MODEL=DATASET``.
+    """
+    mapping = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        model_label, sep, dataset_label = item.partition("=")
+        if not sep or not model_label.strip() or not dataset_label.strip():
+            raise DataError(f"--label-map item {item!r} is not MODEL_LABEL=DATASET_LABEL")
+        mapping[model_label.strip()] = dataset_label.strip()
+    return mapping
+
+
+def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
+                   label_map: Mapping[str, str] | None = None) -> ModelVersion:
+    """Copy a fine-tuned sequence classifier into the registry as the next version.
+
+    Its label names (``config.id2label``, through ``label_map``) must be exactly the question's labels.
+    The version is promoted when there is no current model yet; otherwise it waits for
+    ``models promote``.
+
+    Raises:
+        ScoringError: the source cannot be loaded as a sequence classifier.
+        DataError: its labels differ from the question's (both listed), or ``label_map`` names unknown labels.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
+    model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
+    mapping = dict(label_map or {})
+    unknown = sorted(set(mapping) - set(model_labels))
+    if unknown:
+        raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
+    mapped = [mapping.get(label, label) for label in model_labels]
+    if sorted(mapped) != sorted(dataset_labels):
+        raise DataError(f"the model's labels {mapped} (config.id2label{' after --label-map' if mapping else ''}) "
+                        f"differ from the dataset question's labels {sorted(dataset_labels)}; "
+                        f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…")
+    model.config.id2label = dict(enumerate(mapped))
+    model.config.label2id = {label: index for index, label in enumerate(mapped)}
+    with registry.staging() as staged:
+        model.save_pretrained(staged, safe_serialization=True)
+        tokenizer.save_pretrained(staged)
+        entry = registry.add(staged, {"registered_from": str(source), "labels": mapped, "label_map": mapping,
+                                      "parent": None})
+    if registry.current() is None:
+        entry = registry.promote(entry.version, reason=f"registered from {source} (first model)")
+    logger.info("registered %s as %s (%s)", source, entry.version, entry.status)
+    return entry
