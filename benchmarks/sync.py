@@ -27,11 +27,11 @@ from argilla._models import RecordModel, SuggestionModel
 
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
-from worker.records import Prediction, PulledRecord
 from worker.gateway.schema import LABEL_QUESTION
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla
 from worker.logging_setup import configure_logging
+from worker.records import Prediction, PulledRecord
 
 LABELS = ("negative", "positive")
 

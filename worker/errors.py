@@ -32,6 +32,15 @@ class ArgillaGatewayError(WorkerError):
     """Talking to the Argilla server failed, or it holds data the worker cannot use."""
 
 
+class ArgillaUnavailableError(ArgillaGatewayError):
+    """Argilla could not be reached or answered 5xx: retrying later can help (the runner backs off)."""
+
+
+class ArgillaRefusedError(ArgillaGatewayError):
+    """Argilla refused the request (4xx: a schema, label-set or permission problem): retrying cannot help,
+    the message tells the user what to change."""
+
+
 class LabelSetMismatchError(ArgillaGatewayError):
     """The labels of a dataset's question differ from the model's or the config's labels."""
 
@@ -46,3 +55,15 @@ class Interrupted(WorkerError):
 
 class ScoringError(WorkerError):
     """The scoring engine cannot score the given input with the given model."""
+
+
+class NoModelError(WorkerError):
+    """There is no current model to score with (train one first, or register one)."""
+
+
+class RegistryError(WorkerError):
+    """The model registry cannot do what was asked (unknown version, nothing to roll back to …)."""
+
+
+class PublishError(WorkerError):
+    """A publication could not be written to its sink."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import pluggy
 
 from worker.config import WorkerSettings
-from worker.errors import ArgillaGatewayError, ConfigError, WorkerError
+from worker.errors import ArgillaUnavailableError, ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import SyncState
@@ -46,10 +46,6 @@ logger = logging.getLogger(__name__)
 
 OOF_MARK = "-oof"  # "v0003-oof5": out-of-fold values computed alongside model v0003
 BASE_VERSION = "base"  # "base-oof5": out-of-fold values computed before any model was registered
-
-
-class NoModelError(WorkerError):
-    """There is no current model to score with (train one first, or register one)."""
 
 
 @dataclass
@@ -250,7 +246,7 @@ def _push_scores(gateway: ArgillaGateway, scores: Iterable[RecordScore], current
     report.failed += sum(len(batch.record_ids) for batch in push.failed) + len(push.rejected)
     report.failed_ids += [i for batch in push.failed for i in batch.record_ids]
     if push.failed:
-        raise ArgillaGatewayError(f"push failed for {report.failed} record(s) (first: {report.failed_ids[:5]}); "
+        raise ArgillaUnavailableError(f"push failed for {report.failed} record(s) (first: {report.failed_ids[:5]}); "
                                   f"they will be scored again on the next run")
 
 

@@ -28,15 +28,13 @@ from pathlib import Path
 
 import psutil
 
-from worker.errors import WorkerError
+from worker.errors import RegistryError
 
 logger = logging.getLogger(__name__)
 
 CANDIDATE, CURRENT, REJECTED, RETIRED = "candidate", "current", "rejected", "retired"
 
 
-class RegistryError(WorkerError):
-    """The registry has no such version, or an operation on it is not allowed."""
 
 
 @dataclass(frozen=True)

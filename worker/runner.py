@@ -19,8 +19,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from worker.config import WorkerSettings
-from worker.errors import ArgillaGatewayError, ConfigError, DataError, Interrupted, WorkerError
-from worker.jobs import NoModelError, Services, publish_job, score_job, train_job
+from worker.errors import (
+    ArgillaGatewayError,
+    ArgillaUnavailableError,
+    ConfigError,
+    DataError,
+    Interrupted,
+    NoModelError,
+    WorkerError,
+)
+from worker.jobs import Services, publish_job, score_job, train_job
 from worker.registry import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -182,7 +190,9 @@ class Runner:
         return start_scheduler(self.settings)
 
     def _connect(self) -> None:
-        """Reach Argilla (retrying with backoff, the worker stays up), then set up webhooks or polling."""
+        """Reach Argilla (retrying with backoff while it is unavailable, the worker stays up), then set up
+        webhooks or polling. A refusal (the dataset does not fit the config, a 4xx) is raised: retrying
+        cannot help, the user must change something."""
         delay = 1.0
         while not self.stop.is_set():
             try:
@@ -191,7 +201,7 @@ class Runner:
                 self.dataset_id = str(self.services.gateway._dataset().id)
                 self._argilla_ok()
                 break
-            except ArgillaGatewayError as error:
+            except ArgillaUnavailableError as error:
                 self._argilla_down(error)
                 self.stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
@@ -275,7 +285,7 @@ class Runner:
         logger.info("job %s started%s", item.kind, f" ({len(item.record_ids)} records)" if item.record_ids else "")
         try:
             summary = self._run_item(item)
-        except ArgillaGatewayError as error:
+        except ArgillaUnavailableError as error:
             self._argilla_down(error)
             delay = min(2.0 ** (item.attempts + 1), MAX_BACKOFF_S)
             logger.warning("job %s: Argilla unavailable, retrying in %.0f s", item.kind, delay)

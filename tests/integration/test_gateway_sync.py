@@ -16,9 +16,9 @@ from tests.integration.annotator import (
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import RetryPolicy
-from worker.records import Prediction
 from worker.gateway.sync_state import SyncState
 from worker.local_argilla.stack import _terminate_group
+from worker.records import Prediction
 
 LABELS = ("negative", "positive")
 TEXTS = ["a moving film", "dull and lifeless", "funny and smart", "a tedious mess", "charming", "far too long"]

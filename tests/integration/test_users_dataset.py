@@ -226,3 +226,20 @@ def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_datase
     assert all(record["metadata"]["original_agent"] == AGENT for record in after.values())
     losses = {record_id: record["metadata"]["expected_loss"] for record_id, record in after.items()}
     assert all(isinstance(value, float) for value in losses.values())
+
+
+def test_refused_and_unavailable_are_different_errors(local_argilla, stack_settings, dataset_name):
+    """4xx and a missing dataset: retrying cannot help; no server: retry later (the runner backs off only then)."""
+    from worker.errors import ArgillaRefusedError, ArgillaUnavailableError
+    from worker.gateway import ArgillaGateway
+    from worker.gateway.client import RetryPolicy
+
+    options = {"api_key": stack_settings.api_key.get_secret_value(), "dataset_name": dataset_name,
+               "workspace": stack_settings.workspace, "retry": RetryPolicy(attempts=1)}
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, **options)
+    with pytest.raises(ArgillaRefusedError, match="does not exist"):
+        gateway.prepare()
+    with pytest.raises(ArgillaRefusedError, match="answered 404"):
+        gateway._request("GET", "/api/v1/datasets/00000000-0000-0000-0000-000000000000")
+    with pytest.raises(ArgillaUnavailableError, match="127.0.0.1:9"):
+        ArgillaGateway(api_url="http://127.0.0.1:9", **options).prepare()

@@ -12,9 +12,9 @@ import yaml
 
 from tests.hub_stub import HubStub
 from worker.errors import DataError
-from worker.records import PulledRecord, ResponseState, SuggestionState
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
+from worker.records import PulledRecord, ResponseState, SuggestionState
 
 LABELS = ("negative", "positive", "neutral")
 
@@ -189,7 +189,7 @@ def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fre
     """No request leaves the machine: huggingface_hub refuses before any HTTP call."""
     import huggingface_hub.constants
 
-    from worker.publish.sinks import PublishError
+    from worker.errors import PublishError
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE is set"):

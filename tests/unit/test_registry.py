@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from tests.training_data import LABELS, sentiment_examples
-from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, RegistryError, gate
+from worker.errors import RegistryError
+from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, gate
 from worker.training.data import build_training_set
 from worker.training.job import retrain
 from worker.training.trainer import TrainingSettings

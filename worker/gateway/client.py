@@ -31,7 +31,12 @@ from worker.binding import (
     is_foreign,
 )
 from worker.demo_data import LabelledText
-from worker.errors import ArgillaGatewayError, LabelSetMismatchError
+from worker.errors import (
+    ArgillaGatewayError,
+    ArgillaRefusedError,
+    ArgillaUnavailableError,
+    LabelSetMismatchError,
+)
 from worker.gateway.schema import (
     ORIGINAL_AGENT,
     WORKER_METADATA_TYPES,
@@ -113,7 +118,7 @@ class ArgillaGateway:
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key)
         except Exception as error:  # the SDK raises several unrelated types on connect
-            raise ArgillaGatewayError(f"cannot connect to Argilla at {api_url}: {error}") from error
+            raise ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {error}") from error
 
     def ensure_dataset(self, labels: Sequence[str]) -> rg.Dataset:
         """Create the dataset, or bring an existing one up to date (never removing anything).
@@ -351,11 +356,12 @@ class ArgillaGateway:
         try:
             return retrying(call)
         except httpx.HTTPStatusError as error:
-            raise ArgillaGatewayError(f"Argilla {method} {path} answered {error.response.status_code}: "
-                                      f"{error.response.text[:500]}") from error
+            status = error.response.status_code
+            kind = ArgillaUnavailableError if status >= 500 else ArgillaRefusedError
+            raise kind(f"Argilla {method} {path} answered {status}: {error.response.text[:500]}") from error
         except httpx.TransportError as error:
-            raise ArgillaGatewayError(f"Argilla at {self.api_url} unreachable after {self.retry.attempts} "
-                                      f"attempts ({method} {path}): {error}") from error
+            raise ArgillaUnavailableError(f"Argilla at {self.api_url} unreachable after {self.retry.attempts} "
+                                          f"attempts ({method} {path}): {error}") from error
 
     def _find_dataset(self) -> rg.Dataset | None:
         try:
@@ -363,7 +369,7 @@ class ArgillaGateway:
                 warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
                 return self.client.datasets(name=self.dataset_name, workspace=self.workspace)
         except Exception as error:  # the SDK's errors share no base class
-            raise ArgillaGatewayError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
+            raise ArgillaUnavailableError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
                                       f"from {self.api_url}: {error}") from error
 
     def _dataset(self) -> rg.Dataset:
@@ -372,7 +378,7 @@ class ArgillaGateway:
             return self._cached_dataset
         dataset = self._find_dataset()
         if dataset is None:
-            raise ArgillaGatewayError(
+            raise ArgillaRefusedError(
                 f"dataset {self.workspace}/{self.dataset_name} does not exist on {self.api_url}"
             )
         self._cached_dataset = dataset

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from worker.errors import WorkerError
+from worker.errors import PublishError
 from worker.publish.build import Publication
 from worker.publish.card import render_card, write_plots
 
@@ -28,8 +28,6 @@ MANIFEST = "publication.json"
 HASH_MARK = "content-hash: "
 
 
-class PublishError(WorkerError):
-    """A publication could not be written (the previous one is left as it was)."""
 
 
 @dataclass(frozen=True)
