@@ -9,21 +9,14 @@ from __future__ import annotations
 
 import csv
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from worker.errors import DataError
 from worker.offline_assets import MOVIE_SNIPPETS, fetch
+from worker.records import LabelledText
 
 SENTIMENT_LABELS = ("negative", "positive")
-
-
-@dataclass(frozen=True)
-class LabelledText:
-    id: str
-    text: str
-    label: str | None  # None: no label yet
-    split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
 
 
 def load_movie_snippets(path: Path | None = None, *, limit: int | None = None) -> list[LabelledText]:

@@ -1,6 +1,6 @@
 """Reading labelled text from files, a ``datasets.Dataset`` or the Hub, row by row, with clear errors.
 
-Each good row becomes a :class:`~worker.demo_data.LabelledText` with a stable id: the id
+Each good row becomes a :class:`~worker.records.LabelledText` with a stable id: the id
 column's value when one is given, else a hash of the text — so ingesting the same data again
 updates the same records instead of duplicating them. Bad rows (missing text, unknown label,
 duplicate id) are reported with their row numbers and skipped; the rest is ingested.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import datasets
 
-from worker.demo_data import LabelledText
 from worker.errors import DataError
+from worker.records import LabelledText
 
 logger = logging.getLogger(__name__)
 

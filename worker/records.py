@@ -1,4 +1,6 @@
-"""What the worker reads from and writes to Argilla, as plain values (no SDK objects)."""
+"""The record types every part of the worker shares, as plain values (no SDK objects): what is ingested
+(:class:`LabelledText`), pulled (:class:`PulledRecord`), decided by annotators (:class:`Correction`) and
+pushed (:class:`Prediction`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,16 @@ from datetime import datetime
 logger = logging.getLogger(__name__)
 
 SUBMITTED = "submitted"
+
+
+@dataclass(frozen=True)
+class LabelledText:
+    """A text to ingest, with the label it comes with (None: no label yet)."""
+
+    id: str
+    text: str
+    label: str | None
+    split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
 
 
 @dataclass(frozen=True)

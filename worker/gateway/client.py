@@ -30,7 +30,6 @@ from worker.binding import (
     bind,
     is_foreign,
 )
-from worker.demo_data import LabelledText
 from worker.errors import (
     ArgillaGatewayError,
     ArgillaRefusedError,
@@ -46,6 +45,7 @@ from worker.gateway.schema import (
 from worker.gateway.sync_state import SyncState
 from worker.records import (
     Correction,
+    LabelledText,
     Prediction,
     PulledRecord,
     ResponseState,

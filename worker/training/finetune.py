@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from worker.demo_data import LabelledText
 from worker.errors import DataError
+from worker.records import LabelledText
 from worker.training.data import ORIGINAL, Example
 from worker.training.trainer import TrainingSettings, train_classifier
 
