@@ -334,6 +334,28 @@ def publish(config_file: Path | None, directory: Path | None, repo_id: str | Non
         click.echo(f"{result.sink} {result.location}: {state}{commit}")
 
 
+@cli.command("cold-start")
+@config_option
+@click.option("--clusters", type=int, default=50, show_default=True,
+              help="clusters of the embedding space: about the size of the first batch to annotate")
+@click.option("--max-records", type=int, default=50_000, show_default=True,
+              help="a larger pool is sampled (seeded); the others get no rank")
+def cold_start(config_file: Path | None, clusters: int, max_records: int) -> None:
+    """No labels yet: rank records for a representative first batch (metadata cold_start_rank, 1 first).
+
+    Annotate in that order (sort by cold_start_rank, ascending); once training.min_annotated records have
+    a consensus label, `argilla-worker train` (or the running worker's retrain trigger) trains the first model.
+    """
+    from worker.coldstart import ColdStartSettings
+    from worker.jobs import cold_start_job
+
+    services = _services(config_file)
+    settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device)
+    report = cold_start_job(services, settings)
+    click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "
+               f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top")
+
+
 @cli.group()
 def models() -> None:
     """The model registry: list versions, promote one, roll back."""

@@ -23,9 +23,11 @@ from pathlib import Path
 
 import pluggy
 
+from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import WorkerSettings
 from worker.errors import ArgillaUnavailableError, ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
+from worker.gateway.client import PushReport
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
@@ -281,6 +283,28 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     _push_scores(services.gateway, result.scores.values(), {r.record_id: r for r in labelled}, version, report)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
+    return report
+
+
+def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:
+    """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
+    ranks as metadata ``cold_start_rank``. O(N) time; memory O(min(N, max_records) × hidden).
+
+    Raises:
+        ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set.
+    """
+    encoder = services.settings.training.base_model
+    if not encoder:
+        raise ConfigError("training.base_model is not set: the cold start embeds the records with it")
+    settings = settings or ColdStartSettings(device=services.settings.scoring.device)
+    services.labels()  # binds, adds the worker's metadata properties
+    records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
+    pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
+    ranks = cold_start_ranks([r.record_id for r in records], [r.text for r in records], encoder, settings, pairs)
+    report = services.gateway.push_metadata({record_id: {RANK_PROPERTY: rank} for record_id, rank in ranks.items()},
+                                            current={r.record_id: r for r in records})
+    logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch",
+                len(ranks), min(settings.clusters, len(ranks)), RANK_PROPERTY)
     return report
 
 

@@ -243,3 +243,35 @@ def test_refused_and_unavailable_are_different_errors(local_argilla, stack_setti
         gateway._request("GET", "/api/v1/datasets/00000000-0000-0000-0000-000000000000")
     with pytest.raises(ArgillaUnavailableError, match="127.0.0.1:9"):
         ArgillaGateway(api_url="http://127.0.0.1:9", **options).prepare()
+
+
+def test_cold_start_ranks_a_first_batch_that_trains_the_first_model(local_argilla, stack_settings, dataset_name,
+                                                                   tmp_path, monkeypatch):
+    """No label anywhere: rank → annotate the top of the ranking through the UI endpoint → first model."""
+    from worker.jobs import cold_start_job
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name="tone", labels=list(LABELS))]))
+    dataset.create()
+    examples = sentiment_examples(COUNT)
+    dataset.records.log([rg.Record(id=e.id, fields={"quote": e.text}) for e in examples])
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(stack_settings, dataset_name, tmp_path))
+
+    from worker.coldstart import ColdStartSettings
+    report = cold_start_job(services, ColdStartSettings(clusters=8, device="cpu"))
+
+    assert report.sent == COUNT and not report.failed
+    stored = _stored(stack_settings, dataset.id)
+    ranks = sorted((record["metadata"]["cold_start_rank"], record_id) for record_id, record in stored.items())
+    assert [rank for rank, _ in ranks] == [float(r) for r in range(1, COUNT + 1)]
+    assert all(not record["suggestions"] for record in stored.values())  # metadata only
+    truth = {e.id: e.label for e in examples}
+    for _, record_id in ranks[:20]:  # the annotator works down the ranking
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question="tone")
+
+    outcome = train_job(services)
+
+    assert outcome.promoted and outcome.model.version == "v0001"
+    assert outcome.model.metrics["training"]["annotated"] == 20

@@ -299,10 +299,38 @@ class ArgillaGateway:
                                {prop.name for prop in dataset.settings.metadata})
         report = PushReport()
         items = (self._push_item(p, current, context, report) for p in predictions)
+        return self._send(items, report, batch_size)
+
+    def push_metadata(self, values: Mapping[str, Mapping[str, float | str]], *,
+                      current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE) -> PushReport:
+        """Merge metadata ``values`` (external id → {property: value}) into records; no suggestion is
+        written or removed (the server upserts only the suggestions a payload names)."""
+        dataset = self._dataset()
+        known = {prop.name for prop in dataset.settings.metadata}
+        report = PushReport()
+
+        def item(record_id: str, new: Mapping[str, float | str]) -> tuple[str, dict] | None:
+            record = current.get(record_id)
+            unknown = sorted(set(new) - known)
+            if record is None or unknown:
+                report.rejected[record_id] = ("not in the dataset (pull it first)" if record is None
+                                              else f"metadata {unknown} are not properties of the dataset")
+                return None
+            metadata = {**record.metadata, **sanitise_metadata(record_id, dict(new))}
+            if _same_metadata(metadata, record.metadata):
+                report.unchanged += 1
+                return None
+            return record_id, {"id": record.server_id, "metadata": metadata}
+
+        return self._send((item(record_id, new) for record_id, new in values.items()), report, batch_size)
+
+    def _send(self, items: Iterable[tuple[str, dict] | None], report: PushReport, batch_size: int) -> PushReport:
+        """Bulk-upsert the payloads in batches; a batch that still fails after the retries is reported."""
+        dataset_id = self._dataset().id
         for batch in _batched((item for item in items if item is not None), min(batch_size, PAGE_SIZE)):
             ids = [record_id for record_id, _ in batch]
             try:
-                self._request("PUT", f"/api/v1/datasets/{dataset.id}/records/bulk",
+                self._request("PUT", f"/api/v1/datasets/{dataset_id}/records/bulk",
                               json={"items": [payload for _, payload in batch]})
                 report.sent += len(batch)
             except ArgillaGatewayError as error:

@@ -22,6 +22,8 @@ FLOAT_METADATA = {
     "entropy": "entropy of the mean predicted distribution: total uncertainty.",
     "margin": "gap between the two most probable labels: small = the model hesitates.",
     "confidence": "mean probability of the predicted label.",
+    "cold_start_rank": "before any label exists: the order to annotate a representative first batch in "
+                       "(1 first; sort ascending) — typical records of as many clusters as possible.",
 }
 TERMS_METADATA = {
     "original_label": "the label the record came with, before any review (kept from another agent's suggestion "
