@@ -140,13 +140,7 @@ def build_training_set(
         )
     train, validation = stratified_split(annotated, validation_fraction, seed=seed)
     train = train + list(original)
-    per_class = Counter(example.label for example in train)
-    missing = [label for label in labels if per_class[label] == 0]
-    if missing:
-        raise DataError(
-            f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)}); "
-            f"annotate records of these classes, or remove the classes from the label question"
-        )
+    _check_every_class(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records")
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
@@ -177,11 +171,19 @@ def build_first_training_set(
             f"records carry, or register a model you have (`argilla-worker models register`)"
         )
     train, validation = stratified_split(examples, validation_fraction, seed=seed)
+    _check_every_class(train, labels)
+    return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
+
+
+def _check_every_class(train: Sequence[Example], labels: Sequence[str]) -> None:
+    """DataError naming the classes without a training example (and the per-class counts)."""
     per_class = Counter(example.label for example in train)
     missing = [label for label in labels if per_class[label] == 0]
     if missing:
-        raise DataError(f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)})")
-    return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
+        raise DataError(
+            f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)}); "
+            f"annotate records of these classes, or remove the classes from the label question"
+        )
 
 
 def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:

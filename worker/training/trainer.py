@@ -136,8 +136,12 @@ def train_classifier(
         outcome = EpochResult(epoch, train_loss, validation_loss, accuracy, macro_f1,
                               time.perf_counter() - epoch_started)
         result.history.append(outcome)
-        logger.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, macro-F1 %.3f (%.0f s)",
-                    epoch, settings.epochs, train_loss, validation_loss, accuracy, macro_f1, outcome.seconds)
+        if validation:
+            logger.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, macro-F1 %.3f (%.0f s)",
+                        epoch, settings.epochs, train_loss, validation_loss, accuracy, macro_f1, outcome.seconds)
+        else:
+            logger.info("epoch %d/%d: train loss %.4f, no validation split (%.0f s)", epoch, settings.epochs,
+                        train_loss, outcome.seconds)
         if on_epoch:
             on_epoch(outcome)
         if not validation:
