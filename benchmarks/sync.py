@@ -27,7 +27,6 @@ from argilla._models import RecordModel, SuggestionModel
 
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
-from worker.gateway.schema import LABEL_QUESTION
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla
 from worker.logging_setup import configure_logging
@@ -49,9 +48,9 @@ def predictions(records: list[PulledRecord], version: str, seed: int) -> list[Pr
 
 def raw_push(gateway: ArgillaGateway, records: dict[str, PulledRecord], batch: list[Prediction]) -> None:
     dataset = gateway._dataset()
-    question_id = dataset.settings.questions[LABEL_QUESTION].id
+    question_id = gateway.binding.question_id
     models = [
-        RecordModel(id=records[p.record_id].server_id, fields={"text": records[p.record_id].text},
+        RecordModel(id=records[p.record_id].server_id, fields={gateway.binding.fields[0]: records[p.record_id].text},
                     metadata={**records[p.record_id].metadata, **p.metadata},
                     suggestions=[SuggestionModel(value=p.label, question_id=question_id, type="model", score=p.score,
                                                  agent=p.agent)])

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from worker.errors import ConfigError
 
-TEXT = "text"
-LABEL = "label"
-MULTI_LABEL = "multi_label_selection"
+TEXT_TYPE = "text"  # the Argilla field type the model can read
+LABEL_TYPES = ("label", "label_selection")  # single-label question types (the SDK's and the server's name)
+MULTI_LABEL_TYPE = "multi_label_selection"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
 
@@ -147,6 +147,19 @@ class DatasetBinding:
         return str(preserved) if preserved is not None else foreign  # auto
 
 
+def new_dataset_names(fields: Sequence[str] = (), question: str = "") -> tuple[str, str]:
+    """(field, question) names of a dataset the worker creates (ingest, demo): the configured ones,
+    else ``text`` and ``label``.
+
+    Raises:
+        BindingError: more than one field is configured (a created dataset has one text field).
+    """
+    if len(fields) > 1:
+        raise BindingError(f"argilla.fields = {list(fields)}: the worker creates datasets with one text field; "
+                           f"create a dataset with several fields with the Argilla SDK and bind to it")
+    return (fields[0] if fields else "text"), (question or "label")
+
+
 def is_foreign(agent: str | None, metadata: Mapping[str, object]) -> bool:
     """Whether a suggestion was written by someone other than the worker.
 
@@ -188,7 +201,7 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
 
 
 def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:
-    text_fields = [f.name for f in shape.fields if f.type == TEXT]
+    text_fields = [f.name for f in shape.fields if f.type == TEXT_TYPE]
     if wanted:
         unknown = [name for name in wanted if name not in {f.name for f in shape.fields}]
         if unknown:
@@ -214,15 +227,15 @@ def _question(shape: DatasetShape, wanted: str) -> QuestionInfo:
             raise BindingError(f"argilla.question: no question named {wanted!r}; {shape.describe()}")
         chosen = by_name[wanted]
     else:
-        candidates = [q for q in shape.questions if q.type in (LABEL, "label_selection", MULTI_LABEL)]
+        candidates = [q for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)]
         if len(candidates) != 1:
             problem = "no label question" if not candidates else f"{len(candidates)} label questions"
             raise BindingError(f"dataset {shape.name!r} has {problem}: set argilla.question; {shape.describe()}")
         chosen = candidates[0]
-    if chosen.type == MULTI_LABEL:
+    if chosen.type == MULTI_LABEL_TYPE:
         raise BindingError(f"question {chosen.name!r} is a multi-label question: not supported yet (single-label "
                            f"LabelQuestion only); {shape.describe()}")
-    if chosen.type not in (LABEL, "label_selection"):
+    if chosen.type not in LABEL_TYPES:
         raise BindingError(f"question {chosen.name!r} is a {chosen.type} question, not a label question; "
                            f"{shape.describe()}")
     return chosen

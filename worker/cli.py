@@ -21,6 +21,9 @@ class _CleanErrors(click.Group):
         except WorkerError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
+        except PermissionError as error:  # a disk the checks before each job could not foresee
+            click.echo(f"error: cannot write {error.filename}: {error.strerror}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_CleanErrors)
@@ -70,6 +73,9 @@ def local_argilla_status() -> None:
     for status in statuses:
         state = "running" if status.running else "stopped"
         port = f" port {status.port}" if status.port else ""
+        if status.name == "index":
+            click.echo(f"{status.name:<7} {'ok' if status.running else 'FAILED'}: {status.detail}")
+            continue
         pid = f" pid {status.pid}" if status.running else ""
         click.echo(f"{status.name:<7} {state}{pid}{port}")
     click.echo(f"state: {settings.state_dir}")
@@ -151,7 +157,8 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
     from worker.gateway import ArgillaGateway
     from worker.ingest import IngestReport, labelled_rows, load_table
 
-    table = load_table(source, split=split)
+    report = IngestReport()
+    table = load_table(source, split=split, report=report)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace)
     label_set = labels.split(",") if labels else gateway.existing_labels()
     if label_set is None and label_column is not None:
@@ -159,12 +166,11 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
     gateway.ensure_dataset(label_set)
-    report = IngestReport()
     gateway.log_labelled_texts(labelled_rows(table, text_column=text_column, label_column=label_column,
                                              id_column=id_column, labels=label_set, split_column=split_column,
                                              report=report))
     click.echo(report.summary())
-    if report.bad_rows:
+    if report.bad_rows or report.bad_lines:
         sys.exit(2)
 
 
@@ -248,8 +254,8 @@ def status(config_file: Path | None) -> None:
                                                                   else ""))
     model = state.get("model") or {}
     click.echo(f"model: {model.get('version', 'none')}" + (
-        f" (macro-F1 {model['macro_f1']:.4f}, ECE det {model['ece_deterministic']:.4f}, MC {model['ece_mc']:.4f})"
-        if model.get("macro_f1") is not None else ""))
+        f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
+        f"MC {_fmt(model.get('ece_mc'))})" if model.get("version") else ""))
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
     for kind, job in sorted(state.get("jobs", {}).items()):
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
@@ -272,12 +278,29 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
 
     services = _services(config_file)
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
+    failures: dict[str, str] = {}
     if folds:
-        click.echo(oof_score_job(services, folds).summary())
-        if services.registry.current() is None:
-            click.echo("no current model yet: records without a label are scored once one is trained or registered")
-            return
-    click.echo(score_job(services, full=full or bool(folds)).summary())
+        oof_report = oof_score_job(services, folds)
+        click.echo(oof_report.summary())
+        failures.update(oof_report.failures)
+    if folds and services.registry.current() is None:
+        click.echo("no current model yet: records without a label are scored once one is trained or registered")
+    else:
+        report = score_job(services, full=full or bool(folds))
+        click.echo(report.summary())
+        failures.update(report.failures)
+    _exit_on_push_failures(failures)
+
+
+def _exit_on_push_failures(failures: dict[str, str]) -> None:
+    """Name the records whose push failed (kept and pushed again by the next run) and exit 1."""
+    if not failures:
+        return
+    for record_id, reason in list(failures.items())[:20]:
+        click.echo(f"push failed for record {record_id}: {reason}", err=True)
+    click.echo(f"{len(failures)} record(s) could not be pushed; the rest of the run landed. They are kept in "
+               f"the state directory and pushed again by the next run.", err=True)
+    sys.exit(1)
 
 
 @cli.command()
@@ -379,7 +402,8 @@ def models_list(config_file: Path | None) -> None:
                    f"{_fmt(validation.get('ece_mc')):>7} {entry.metrics.get('parent') or '-':<8} "
                    f"{entry.metrics.get('created_at', '')}")
         if entry.metrics.get("rejection_reason"):
-            click.echo(f"         rejected: {entry.metrics['rejection_reason']}")
+            later = "" if entry.status == "rejected" else f"; promoted later ({entry.metrics.get('promotion_reason')})"
+            click.echo(f"         rejected by the gate: {entry.metrics['rejection_reason']}{later}")
 
 
 def _fmt(value) -> str:

@@ -29,7 +29,14 @@ class ComponentStartError(LocalArgillaError):
 
 
 class ArgillaGatewayError(WorkerError):
-    """Talking to the Argilla server failed, or it holds data the worker cannot use."""
+    """Talking to the Argilla server failed, or it holds data the worker cannot use.
+
+    ``status`` is the HTTP status the server answered with (None: no answer, or not an HTTP problem).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ArgillaUnavailableError(ArgillaGatewayError):

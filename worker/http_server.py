@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker.webhooks import InvalidDelivery, verify
+from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, verify
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +21,25 @@ MAX_BODY = 5 * 1024 * 1024
 def start_http_server(runner) -> ThreadingHTTPServer:
     """Serve in a daemon thread; returns the server (``server_address[1]`` is the bound port)."""
     settings = runner.settings.http
-    server = ThreadingHTTPServer((settings.host, settings.port), _handler(runner))
+    server = _QuietServer((settings.host, settings.port), _handler(runner, settings.idle_timeout_s))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server
 
 
-def _handler(runner):
+class _QuietServer(ThreadingHTTPServer):
+    """A client that disconnects or times out is a log line, not a traceback on stderr."""
+
+    def handle_error(self, request, client_address) -> None:
+        logger.info("http connection from %s ended: %s", client_address[0], sys.exc_info()[1])
+
+
+def _handler(runner, idle_timeout_s: float):
+    replays = ReplayGuard()
+
     class Handler(BaseHTTPRequestHandler):
+        timeout = idle_timeout_s  # a connection idle this long (headers or body not sent) is closed
+
         def log_message(self, format, *args):
             logger.debug("http %s", format % args)
 
@@ -53,20 +65,34 @@ def _handler(runner):
         def do_POST(self):
             if self.path != WEBHOOK_PATH:
                 return self._send(404, b'{"error": "not found"}')
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            declared = self.headers.get("Content-Length") or "0"
+            if not declared.isdigit():
+                return self._bad_request(f"Content-Length {declared[:40]!r} is not a byte count")
+            if int(declared) > MAX_BODY:
                 return self._send(413, b'{"error": "body too large"}')
-            body = self.rfile.read(length)
+            body = self.rfile.read(int(declared))
             if runner.webhook_secret is None:
                 return self._reject("no webhook is registered")
             try:
                 delivery = verify(runner.webhook_secret, body, dict(self.headers.items()))
             except InvalidDelivery as error:
                 return self._reject(str(error))
+            except MalformedDelivery as error:
+                return self._bad_request(str(error))
+            if not replays.first_time(delivery.id):
+                runner.metrics.webhooks_rejected.inc()
+                logger.warning("webhook %s (%s) already received: replay ignored", delivery.id, delivery.type)
+                return self._send(200, b'{"status": "duplicate"}')  # acknowledged, so a sender stops retrying
             runner.metrics.webhooks_accepted.inc()
             logger.info("webhook %s for record %s", delivery.type, delivery.record_id)
             runner.on_delivery(delivery)
             self._send(200, b'{"status": "accepted"}')
+
+        def _bad_request(self, reason: str) -> None:
+            runner.metrics.webhooks_rejected.inc()
+            logger.warning("webhook request from %s refused: %s", self.client_address[0], reason)
+            self.close_connection = True
+            self._send(400, json.dumps({"error": reason}).encode())
 
         def _reject(self, reason: str) -> None:
             runner.metrics.webhooks_rejected.inc()

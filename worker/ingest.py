@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from worker.records import LabelledText
 logger = logging.getLogger(__name__)
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
+BINARY_SNIFF_BYTES = 8192
 
 
 @dataclass
@@ -29,30 +32,86 @@ class IngestReport:
     read: int = 0
     good: int = 0
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (1-based row number, reason)
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (1-based line of the file, reason)
 
     def summary(self) -> str:
-        lines = [f"{self.good} of {self.read} rows ingested, {len(self.bad_rows)} skipped"]
+        lines = [f"{self.good} of {self.read} rows ingested, {len(self.bad_rows) + len(self.bad_lines)} skipped"]
+        lines += [f"  line {line}: {reason}" for line, reason in self.bad_lines[:50]]
         lines += [f"  row {row}: {reason}" for row, reason in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
             lines.append(f"  … and {len(self.bad_rows) - 50} more")
         return "\n".join(lines)
 
 
-def load_table(source: str | Path | datasets.Dataset, *, split: str = "train") -> datasets.Dataset:
-    """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; otherwise a Hub dataset id."""
+def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
+               report: IngestReport | None = None) -> datasets.Dataset:
+    """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; otherwise a Hub dataset id.
+
+    Lines of a csv / tsv / jsonl file that are not valid UTF-8 are skipped and listed in
+    ``report.bad_lines`` (the rest of the file is read).
+
+    Raises:
+        DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format.
+    """
     if isinstance(source, datasets.Dataset):
         return source
     path = Path(source)
     if path.suffix.lower() in FILE_FORMATS:
-        if not path.exists():
-            raise DataError(f"input file {path} does not exist")
-        extra = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-        return datasets.load_dataset(FILE_FORMATS[path.suffix.lower()], data_files=str(path), split="train", **extra)
+        return _load_file(path, report if report is not None else IngestReport())
     try:
         return datasets.load_dataset(str(source), split=split)
     except Exception as error:  # the Hub raises many types; the user needs the message
         raise DataError(f"cannot load {source!r}: not a csv/tsv/jsonl/json/parquet file, and as a Hub dataset: "
                         f"{error}") from error
+
+
+def _load_file(path: Path, report: IngestReport) -> datasets.Dataset:
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"input file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise DataError(f"input file {path} is empty")
+    if suffix != ".parquet":
+        with path.open("rb") as handle:
+            if b"\0" in handle.read(BINARY_SNIFF_BYTES):
+                raise DataError(f"input file {path} is not a text file (binary content); expected {suffix[1:]}")
+    with tempfile.TemporaryDirectory(prefix="argilla-worker-ingest-") as scratch:
+        readable = _without_undecodable_lines(path, Path(scratch), report) if suffix in TEXT_FORMATS else path
+        extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        try:
+            # (datasets converts the file to Arrow in its own cache: the scratch copy is not needed afterwards)
+            table = datasets.load_dataset(FILE_FORMATS[suffix], data_files=str(readable), split="train", **extra)
+        except Exception as error:  # datasets wraps the parser's error (pyarrow, pandas, json) in several types
+            if "corresponds to no data" in str(error):
+                raise DataError(f"input file {path} has no rows (only a header?)") from error
+            cause = error.__cause__ or error
+            raise DataError(f"input file {path} cannot be read as {suffix[1:]}: "
+                            f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from error
+    if table.num_rows == 0:
+        raise DataError(f"input file {path} has no rows (only a header?)")
+    return table
+
+
+def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport) -> Path:
+    """``path`` itself when every line is UTF-8; else a copy in ``scratch`` without the lines that are not,
+    which are listed in ``report.bad_lines``. One streaming pass: memory O(line)."""
+    bad: list[tuple[int, str]] = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                bad.append((number, f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})"))
+    if not bad:
+        return path
+    report.bad_lines.extend(bad)
+    for number, reason in bad[:20]:
+        logger.warning("line %d of %s skipped: %s", number, path, reason)
+    skipped = {number for number, _ in bad}
+    copy = scratch / path.name
+    with path.open("rb") as source, copy.open("wb") as target:
+        target.writelines(line for number, line in enumerate(source, start=1) if number not in skipped)
+    return copy
 
 
 def labelled_rows(

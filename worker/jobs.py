@@ -25,23 +25,24 @@ import pluggy
 
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import WorkerSettings
-from worker.errors import ArgillaUnavailableError, ConfigError, NoModelError, WorkerError
+from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PushReport
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
-from worker.gateway.sync_state import SyncState
+from worker.gateway.sync_state import FailedPushes, SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import prediction_from_score
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import PulledRecord, consensus
-from worker.registry import ModelRegistry, ModelVersion
+from worker.registry import ModelRegistry, ModelVersion, check_writable
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.engine import RecordScore
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import out_of_fold_scores
+from worker.training.trainer import check_model_source
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class ScoreReport:
     stopped: bool = False
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)  # record id -> why its push failed (kept for retry)
 
     @property
     def records_per_second(self) -> float:
@@ -126,6 +128,10 @@ class Services:
     def sync_state(self) -> SyncState:
         return SyncState(self.settings.state_dir / "sync.json")
 
+    @cached_property
+    def failed_pushes(self) -> FailedPushes:
+        return FailedPushes(self.settings.state_dir / "failed_pushes.json")
+
     def labels(self) -> list[str]:
         """The bound question's labels; binds to the dataset (validated once) and adds the worker's
         missing metadata properties. Never creates the dataset.
@@ -182,9 +188,12 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
     ``full`` pulls every record (after a promotion); otherwise only records changed since the last
     complete incremental run. ``record_ids`` limits the run to those records (webhook rescoring).
-    ``stop`` ends the run after the current batch.
+    ``stop`` ends the run after the current batch. Records whose last push failed (see
+    :class:`FailedPushes`) are read again by id and pushed whatever their state; a record that fails
+    again is reported and kept for the next run while the rest of the run goes on.
     """
     started = time.perf_counter()
+    check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
     classifier = services.classifier()
     check_label_set(classifier.labels, services.labels())
     gateway, settings = services.gateway, services.settings.scoring
@@ -193,12 +202,13 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     if record_ids is not None:
         wanted = set(record_ids)
         records = [r for r in records if r.record_id in wanted]
+    failing = _failing_records(services, records) if record_ids is None else {}
     report = ScoreReport(classifier.version, considered=len(records))
     if since is not None:
         report.new_submissions = sum(
             any(r.status == "submitted" and r.updated_at is not None and r.updated_at > since for r in record.responses)
             for record in records)
-    todo = [r for r in records if not is_up_to_date(r, classifier.version)]
+    todo = [r for r in records if r.record_id in failing or not is_up_to_date(r, classifier.version)]
     report.up_to_date = len(records) - len(todo)
     todo.sort(key=review_priority)
     extra = services.extra_scorers()
@@ -211,7 +221,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     for start in range(0, len(todo), settings.push_batch):
         batch = todo[start:start + settings.push_batch]
         scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair) for r in batch))
-        _push_scores(gateway, scores, current, classifier.version, report)
+        _push_scores(services, scores, current, classifier.version, report)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
         if on_batch is not None:
@@ -228,7 +238,23 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     return report
 
 
-def _push_scores(gateway: ArgillaGateway, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
+def _failing_records(services: Services, records: list[PulledRecord]) -> dict[str, dict]:
+    """The records whose last push failed (see :class:`FailedPushes`); those the pull did not return are read
+    by id and appended to ``records``; those deleted from the dataset are forgotten. O(failing records)."""
+    key = services.gateway.dataset_key
+    failing = services.failed_pushes.of(key)
+    if not failing:
+        return {}
+    pulled = {r.record_id for r in records}
+    records.extend(services.gateway.read(entry["server_id"] for record_id, entry in failing.items()
+                                         if record_id not in pulled))
+    present = {r.record_id for r in records}
+    services.failed_pushes.update(key, failed={}, landed=[record_id for record_id in failing if record_id not in present])
+    logger.info("%d record(s) whose last push failed are pushed again", len(present & set(failing)))
+    return {record_id: entry for record_id, entry in failing.items() if record_id in present}
+
+
+def _push_scores(services: Services, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
                  version: str, report: ScoreReport) -> None:
     predictions = []
     for score in scores:
@@ -242,14 +268,17 @@ def _push_scores(gateway: ArgillaGateway, scores: Iterable[RecordScore], current
         if original is not None and score.probabilities and original in score.probabilities:
             prediction.metadata["original_loss"] = -math.log(max(score.probabilities[original], 1e-12))
         predictions.append(prediction)
-    push = gateway.push(predictions, current=current)
+    key = services.gateway.dataset_key
+    failing = services.failed_pushes.of(key)
+    push = services.gateway.push(predictions, current=current, force=failing.keys())
+    services.failed_pushes.update(key, failed={record_id: (current[record_id].server_id, reason)
+                                               for record_id, reason in push.failed.items()},
+                                  landed=push.sent_ids)
     report.pushed += push.sent
     report.unchanged += push.unchanged
-    report.failed += sum(len(batch.record_ids) for batch in push.failed) + len(push.rejected)
-    report.failed_ids += [i for batch in push.failed for i in batch.record_ids]
-    if push.failed:
-        raise ArgillaUnavailableError(f"push failed for {report.failed} record(s) (first: {report.failed_ids[:5]}); "
-                                  f"they will be scored again on the next run")
+    report.failed += len(push.failed) + len(push.rejected)
+    report.failed_ids += [*push.failed, *push.rejected]
+    report.failures.update(push.failed)
 
 
 def _advance_watermark(services: Services, records: list[PulledRecord]) -> None:
@@ -267,20 +296,21 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION
+    settings = services.settings.training.model_copy(update={"mc_samples": services.settings.scoring.samples})
+    if not settings.base_model:
+        raise ConfigError("training.base_model is not set (the K fold models start from it)")
+    _check_before_training(services, settings.base_model)
     labels = services.labels()
     records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
     labelled = [r for r in records if reference_label(r) is not None]
     examples = [Example(r.record_id, r.text, reference_label(r), text_pair=r.text_pair) for r in labelled]
-    settings = services.settings.training.model_copy(update={"mc_samples": services.settings.scoring.samples})
-    if not settings.base_model:
-        raise ConfigError("training.base_model is not set (the K fold models start from it)")
     version = f"{current_version}{OOF_MARK}{k}"
     with services.registry.staging() as work_dir:
         result = out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
                                     version=version, mc_layers=services.settings.scoring.mc_layers)
         shutil.rmtree(work_dir)
     report = ScoreReport(version, considered=len(records))
-    _push_scores(services.gateway, result.scores.values(), {r.record_id: r for r in labelled}, version, report)
+    _push_scores(services, result.scores.values(), {r.record_id: r for r in labelled}, version, report)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
@@ -296,6 +326,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     encoder = services.settings.training.base_model
     if not encoder:
         raise ConfigError("training.base_model is not set: the cold start embeds the records with it")
+    check_model_source(encoder)
     settings = settings or ColdStartSettings(device=services.settings.scoring.device)
     services.labels()  # binds, adds the worker's metadata properties
     records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
@@ -316,6 +347,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         ConfigError: no base model configured and no current model to start from.
     """
     settings = services.settings.training
+    _check_before_training(services, settings.base_model if services.registry.current() is None
+                           or settings.start_from != "current" else None)
     labels = services.labels()
     training_set = prepare_training_set(services.gateway.pull(), labels, settings,
                                         first_model=services.registry.current() is None)
@@ -326,6 +359,19 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     if outcome.promoted:
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _check_before_training(services: Services, start_model: str | None) -> None:
+    """What would otherwise fail after minutes of training: the model to start from cannot be loaded, or
+    the registry / state directory cannot be written.
+
+    Raises:
+        ConfigError: names the setting, the value and the reason.
+    """
+    if start_model:
+        check_model_source(start_model)
+    check_writable(services.registry.root, "registry.path")
+    check_writable(services.settings.state_dir, "state_dir")
 
 
 def calibrate_job(services: Services, version: str | None = None, *, max_samples: int = 50) -> CalibrationReport:
@@ -359,7 +405,8 @@ def publish_job(services: Services, *, directory: Path | None = None, repo_id: s
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed)
-    publication = build_publication(services.gateway.pull(), services.labels(), options)
+    publication = build_publication(services.gateway.pull(), services.labels(), options,
+                                    fields=services.gateway.binding.fields)
     if publication.tied:
         logger.warning("%d record(s) not published: annotators are tied (%s)", len(publication.tied),
                        ", ".join(publication.tied[:5]))

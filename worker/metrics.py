@@ -15,6 +15,8 @@ class WorkerMetrics:
         self.records_per_second = Gauge("argilla_worker_scoring_records_per_second",
                                         "Scoring throughput of the last scoring job", registry=r)
         self.push_failures = Counter("argilla_worker_push_failures", "Records whose push failed", registry=r)
+        self.records_failing = Gauge("argilla_worker_records_failing",
+                                     "Records whose last push failed, kept to be pushed again", registry=r)
         self.queue_depth = Gauge("argilla_worker_queue_depth", "Pending work items", registry=r)
         self.corrections_pending = Gauge("argilla_worker_corrections_pending",
                                          "Submitted responses since the last training", registry=r)

@@ -48,6 +48,7 @@ class PulledRecord:
     """One Argilla record as the worker sees it, through the dataset binding.
 
     ``text`` / ``text_pair`` are what the model reads (see ``DatasetBinding.model_input``);
+    ``field_values`` the bound fields' values as the server has them (what publishing writes);
     ``suggestion`` is the bound question's suggestion; ``reference`` is the label the record came
     with, before any review, as the binding's reference source resolves it (by default metadata
     ``original_label``).
@@ -62,6 +63,7 @@ class PulledRecord:
     updated_at: datetime | None
     text_pair: str | None = None
     reference: str | None = _FROM_METADATA
+    field_values: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.reference == _FROM_METADATA:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from worker.errors import RegistryError
+from worker.errors import ConfigError, RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,21 @@ def write_json_atomic(path: Path, value) -> None:
     os.replace(temporary, path)
 
 
+def check_writable(directory: Path, setting: str) -> None:
+    """Create ``directory`` if needed and write a probe file in it, before any long job starts.
+
+    Raises:
+        ConfigError: it cannot be created or written (names the setting, the path and the reason).
+    """
+    directory = Path(directory).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{setting} = {str(directory)!r} is not writable: {error.strerror or error}") from None
+
+
 class ModelRegistry:
     """Model versions on disk. ``keep`` is how many versions are kept (current and rollback target always are)."""
 
@@ -104,24 +120,33 @@ class ModelRegistry:
     # -- reading ---------------------------------------------------------------------------------------
     def versions(self) -> list[ModelVersion]:
         """All versions, oldest first."""
-        return [self._load(path) for path in sorted(self.versions_dir.iterdir()) if path.is_dir()]
+        current = self._current_name()
+        return [self._load(path, current) for path in sorted(self.versions_dir.iterdir()) if path.is_dir()]
 
     def get(self, version: str) -> ModelVersion:
         path = self.versions_dir / version
         if not path.is_dir():
             known = [v.version for v in self.versions()]
             raise RegistryError(f"no model version {version!r} in {self.root} (known: {known or 'none'})")
-        return self._load(path)
+        return self._load(path, self._current_name())
 
     def current(self) -> ModelVersion | None:
-        link = self.root / "current"
-        if not link.is_symlink():
-            return None
-        return self.get(Path(os.readlink(link)).name)
+        name = self._current_name()
+        return self.get(name) if name is not None else None
 
-    def _load(self, path: Path) -> ModelVersion:
+    def _current_name(self) -> str | None:
+        link = self.root / "current"
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
+    def _load(self, path: Path, current: str | None) -> ModelVersion:
+        """A version; its status is ``current`` exactly when the ``current`` symlink points to it (the link is
+        switched first, the stored statuses after it: a crash between them must not show two or none)."""
         metrics_file = path / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        if path.name == current:
+            metrics["status"] = CURRENT
+        elif metrics.get("status") == CURRENT:
+            metrics["status"] = RETIRED
         return ModelVersion(path.name, path, metrics)
 
     # -- adding ----------------------------------------------------------------------------------------

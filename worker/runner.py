@@ -29,7 +29,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.jobs import Services, publish_job, score_job, train_job
-from worker.registry import write_json_atomic
+from worker.registry import check_writable, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,8 @@ class Runner:
         self.dataset_id: str | None = None
         self._status_lock = threading.Lock()
         self._signals = 0
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.settings.state_dir, "state_dir")  # status, counters, watermark: written all the time
+        check_writable(self.services.registry.root, "registry.path")  # retraining writes there
         self.status.corrections_pending = self._load_counter()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Runner:
             logger.info("worker running: %s mode, HTTP on %s, plugins %s", self.status.mode, self.status.http_url,
                         self.status.plugins)
             while not self.stop.is_set():
+                self._notice_model_change()
                 item = self.queue.get(timeout=1.0)
                 if item is not None:
                     self._execute(item)
@@ -203,6 +205,8 @@ class Runner:
                 break
             except ArgillaUnavailableError as error:
                 self._argilla_down(error)
+                self._save_status()  # `argilla-worker status` shows what /healthz shows
+                logger.warning("connecting again in %.0f s", delay)
                 self.stop.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
         if not self.stop.is_set():
@@ -323,6 +327,7 @@ class Runner:
         report = score_job(self.services, full=item.kind == FULL_SCORE, stop=self.stop, on_batch=on_batch,
                            record_ids=sorted(item.record_ids) if item.record_ids else None)
         self.metrics.push_failures.inc(report.failed)
+        self.metrics.records_failing.set(len(self.services.failed_pushes.of(self.services.gateway.dataset_key)))
         if self.status.mode != "webhooks":
             self._count_corrections(report.new_submissions)
         return report.summary()
@@ -350,7 +355,7 @@ class Runner:
         self.status.jobs[kind] = {"status": state, "summary": summary, "seconds": round(seconds, 2),
                                   "at": datetime.now(UTC).isoformat(timespec="seconds")}
         self.metrics.job_result(kind, state == "ok", seconds)
-        logger.info("job %s %s in %.1f s: %s", kind, state, seconds, summary)
+        logger.info("job %s %s (ran %.1f s): %s", kind, state, seconds, summary)
 
     def _argilla_ok(self) -> None:
         if self.status.argilla.get("reachable") is not True:
@@ -363,6 +368,19 @@ class Runner:
             self.status.argilla = {"reachable": False, "error": str(error)[:300], "since": _now()}
             logger.error("Argilla unreachable at %s: %s", self.settings.argilla.api_url, error)
         self.metrics.argilla_up.set(0)
+
+    def _notice_model_change(self) -> None:
+        """A version promoted or rolled back outside the loop (``argilla-worker models promote / rollback``)
+        becomes the model the worker reports and scores with: every record is rescored."""
+        current = self.services.registry.current()
+        version = current.version if current is not None else None
+        if version == self.status.model.get("version"):
+            return
+        logger.info("the current model changed to %s (was %s): rescoring every record", version,
+                    self.status.model.get("version"))
+        self._refresh_model_status()
+        if version is not None:
+            self.queue.put(FULL_SCORE)
 
     def _refresh_model_status(self) -> None:
         current = self.services.registry.current()

@@ -3,13 +3,18 @@
 Argilla signs every delivery with the standard-webhooks scheme (``webhook-id``,
 ``webhook-timestamp``, ``webhook-signature`` headers; HMAC-SHA256 with the webhook's secret, which
 Argilla generates at registration). A delivery with a missing, invalid, or stale (> 5 minutes)
-signature is rejected. The secret is kept in memory only and never logged.
+signature is rejected; a validly signed body that is not an Argilla event is malformed; a
+delivery whose ``webhook-id`` was already accepted within the signature window is a replay
+(:class:`ReplayGuard`). The secret is kept in memory only and never logged.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -22,8 +27,38 @@ EVENTS = ("response.created", "response.updated", "record.completed")
 DESCRIPTION = "argilla-worker"  # + the dataset and the worker's state directory: one webhook per worker
 
 
+SIGNATURE_WINDOW_S = 5 * 60  # standard-webhooks' timestamp tolerance: older deliveries fail verification
+
+
 class InvalidDelivery(Exception):
     """A delivery whose signature is missing, invalid or stale (the reason is safe to log)."""
+
+
+class MalformedDelivery(Exception):
+    """A validly signed delivery whose body is not an Argilla event of a known shape."""
+
+
+class ReplayGuard:
+    """Remembers the ``webhook-id`` of each accepted delivery for the signature window: a second delivery
+    with the same id is a replay (a delivery older than the window fails the signature check anyway).
+    Memory is bounded by ``max_ids`` (the oldest are forgotten first). Thread-safe."""
+
+    def __init__(self, window_s: float = SIGNATURE_WINDOW_S, max_ids: int = 100_000):
+        self.window_s, self.max_ids = window_s, max_ids
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery_id: str) -> bool:
+        """True the first time ``delivery_id`` is seen within the window (and remember it)."""
+        now = time.monotonic()
+        with self._lock:
+            while self._seen and (len(self._seen) >= self.max_ids
+                                  or now - next(iter(self._seen.values())) > self.window_s):
+                self._seen.popitem(last=False)
+            if delivery_id in self._seen:
+                return False
+            self._seen[delivery_id] = now
+            return True
 
 
 @dataclass(frozen=True)
@@ -38,12 +73,14 @@ class Registration:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A verified event: its type, and the record it concerns (external id, dataset id), if any."""
+    """A verified event: its id (``webhook-id``), type, and the record it concerns (external id, dataset
+    id), if any."""
 
     type: str
     record_id: str | None
     dataset_id: str | None
     response_status: str | None
+    id: str = ""
 
 
 def register(gateway: ArgillaGateway, url: str, owner: str) -> Registration:
@@ -87,7 +124,8 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
     """Check the signature and parse the event.
 
     Raises:
-        InvalidDelivery: missing / invalid / stale signature, or a body that is not an event.
+        InvalidDelivery: missing / invalid / stale signature, or an unreadable body.
+        MalformedDelivery: a signed body that is not an Argilla event of a known shape.
     """
     lowered = {key.lower(): value for key, value in headers.items()}
     missing = [name for name in ("webhook-id", "webhook-timestamp", "webhook-signature") if name not in lowered]
@@ -99,13 +137,29 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
         raise InvalidDelivery(str(error)) from None
     except (ValueError, json.JSONDecodeError) as error:
         raise InvalidDelivery(f"unreadable delivery: {error}") from None
-    if not isinstance(event, dict) or "type" not in event:
-        raise InvalidDelivery("the body is not an Argilla event")
+    if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+        raise MalformedDelivery(f"the body is not an Argilla event (type: {_shape(event, 'type')})")
+    kind = event["type"]
     data = event.get("data") or {}
-    record = data.get("record") if "record" in data else (data if event["type"].startswith("record.") else None)
+    if not isinstance(data, dict):
+        raise MalformedDelivery(f"{kind}: 'data' is a {type(data).__name__}, not an object")
+    record = data.get("record") if "record" in data else (data if kind.startswith("record.") else None)
+    if record is not None and not isinstance(record, dict):
+        raise MalformedDelivery(f"{kind}: the record is a {type(record).__name__}, not an object")
+    dataset = (record or {}).get("dataset") or {}
+    external_id, status = (record or {}).get("external_id"), data.get("status")
+    if not isinstance(dataset, dict) or not isinstance(external_id, str | None) or not isinstance(status, str | None):
+        raise MalformedDelivery(f"{kind}: unexpected record, dataset or status value")
     return Delivery(
-        type=event["type"],
-        record_id=(record or {}).get("external_id"),
-        dataset_id=str((record or {}).get("dataset", {}).get("id")) if record else None,
-        response_status=data.get("status") if event["type"].startswith("response.") else None,
+        type=kind,
+        record_id=external_id,
+        dataset_id=str(dataset.get("id")) if record else None,
+        response_status=status if kind.startswith("response.") else None,
+        id=lowered["webhook-id"],
     )
+
+
+def _shape(event: object, key: str) -> str:
+    if not isinstance(event, dict):
+        return f"the body is a {type(event).__name__}"
+    return type(event.get(key)).__name__ if key in event else "missing"

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argilla as rg
 import datasets
 
+QUESTION = "label"  # the question a dataset created by the demo has
+
 from worker.demo import run_demo
-from worker.gateway.schema import LABEL_QUESTION
 
 
 def test_demo_logs_snippets_with_a_seeded_fraction_of_flipped_labels(local_argilla, stack_settings, dataset_name,
@@ -23,7 +24,7 @@ def test_demo_logs_snippets_with_a_seeded_fraction_of_flipped_labels(local_argil
         with_suggestions=True))
     assert len(records) == 60
     assert {record.metadata["original_label"] for record in records} == {"negative", "positive"}
-    assert all(record.suggestions[LABEL_QUESTION].value == record.metadata["original_label"] for record in records)
+    assert all(record.suggestions[QUESTION].value == record.metadata["original_label"] for record in records)
 
 
 def test_demo_runs_the_loop_score_review_retrain_gate_publish(local_argilla, stack_settings, dataset_name,
@@ -41,7 +42,7 @@ def test_demo_runs_the_loop_score_review_retrain_gate_publish(local_argilla, sta
     assert len(records) == 80
     current = "v0002" if summary.promoted else "v0001"
     for record in records:
-        assert record.suggestions[LABEL_QUESTION].agent == current
+        assert record.suggestions[QUESTION].agent == current
         assert record.metadata["loss"] >= 0 and record.metadata["model_version"] == current
     assert sum(len(record.responses) for record in records) == 30  # only the scripted annotator's answers
     published = datasets.load_dataset(str(tmp_path / "published"))

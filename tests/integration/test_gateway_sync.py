@@ -14,6 +14,7 @@ from tests.integration.annotator import (
     submit_label,
 )
 from worker.demo_data import LabelledText
+from worker.errors import ArgillaUnavailableError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import RetryPolicy
 from worker.gateway.sync_state import SyncState
@@ -124,19 +125,31 @@ def test_bad_predictions_are_rejected_by_name_and_the_others_land(gateway):
     assert "not in the dataset" in report.rejected["ghost"]
 
 
+def test_a_record_deleted_after_the_pull_is_isolated_and_the_rest_of_its_batch_lands(gateway):
+    """The server refuses a whole bulk upsert (422) for one record it no longer has: the batch is split."""
+    pulled = _by_id(gateway.pull())
+    gateway.client.http_client.delete(f"/api/v1/records/{pulled['r2'].server_id}").raise_for_status()
+
+    report = gateway.push(_predictions("model-v3"), current=pulled)
+
+    assert list(report.failed) == ["r2"] and "422" in report.failed["r2"]
+    assert report.sent == len(pulled) - 1 and sorted(report.sent_ids) == sorted(set(pulled) - {"r2"})
+    after = _by_id(gateway.pull())
+    assert "r2" not in after
+    assert {record.metadata["model_version"] for record in after.values()} == {"model-v3"}
+
+
 def test_a_stopped_server_is_retried_then_reported_and_a_rerun_converges(gateway, local_argilla):
     pulled = _by_id(gateway.pull())
     gateway.retry = RetryPolicy(attempts=3, initial_wait_s=0.05, max_wait_s=0.2)
     gateway._dataset()  # resolved while the server is up
     _terminate_group(local_argilla._read_pids()["server"]["pid"])
     try:
-        report = gateway.push(_predictions("model-v2"), current=pulled, batch_size=4)
+        with pytest.raises(ArgillaUnavailableError, match="unreachable after 3 attempts") as error:
+            gateway.push(_predictions("model-v2"), current=pulled, batch_size=4)
     finally:
         local_argilla.up()
-
-    assert report.sent == 0 and len(report.failed) == 2
-    assert sorted(report.failed[0].record_ids + report.failed[1].record_ids) == sorted(pulled)
-    assert "unreachable after 3 attempts" in report.failed[0].error
+    assert error.value.status is None  # no answer: the batch is not split into more doomed requests
 
     rerun = gateway.push(_predictions("model-v2"), current=_by_id(gateway.pull()))
     again = gateway.push(_predictions("model-v2"), current=_by_id(gateway.pull()))

@@ -33,3 +33,28 @@ def test_ingest_reports_bad_rows_and_a_second_run_updates_instead_of_duplicating
         with_responses=True))
     assert sorted(record.fields["text"] for record in records) == ["a moving film", "dull"]
     assert all(len(record.responses) == 0 for record in records)
+
+
+def test_bad_files_are_one_line_errors_and_undecodable_lines_are_skipped(local_argilla, stack_settings, dataset_name,
+                                                                        tmp_path):
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+
+    def ingest(path):
+        return subprocess.run([sys.executable, "-m", "worker", "ingest", str(path), "--dataset", dataset_name,
+                               "--label-column", "label", "--labels", "negative,positive", "--api-url",
+                               stack_settings.api_url], capture_output=True, text=True, env=env, timeout=300)
+
+    for name, content in (("empty.csv", b""), ("header.csv", b"text,label\n"), ("binary.csv", bytes(range(256)) * 4)):
+        (tmp_path / name).write_bytes(content)
+        result = ingest(tmp_path / name)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(f"error: input file {tmp_path / name}")
+
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes(b"text,label\ngood one,positive\nbad \xff\xfe row,negative\nanother good,negative\n")
+    result = ingest(mixed)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "2 of 2 rows ingested, 1 skipped" in result.stdout and "line 3: not valid UTF-8" in result.stdout
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records())
+    assert sorted(record.fields["text"] for record in records) == ["another good", "good one"]

@@ -9,9 +9,10 @@ from tests.integration.annotator import search_sorted_by_metadata, submit_label
 from worker.demo_data import LabelledText
 from worker.errors import LabelSetMismatchError
 from worker.gateway import ArgillaGateway
-from worker.gateway.schema import FLOAT_METADATA, LABEL_QUESTION, TERMS_METADATA
+from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 
 LABELS = ("negative", "positive")
+QUESTION = "label"  # the question of a dataset the worker creates without [argilla] question
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def _records_with_scores(count: int) -> list[rg.Record]:
             id=f"rec-{i}",
             fields={"text": f"snippet number {i}"},
             metadata={"loss": (i * 7 % count) / 3.0, "original_label": LABELS[i % 2], "model_version": "v1"},
-            suggestions=[rg.Suggestion(LABEL_QUESTION, LABELS[(i + 1) % 2], score=0.5 + i / (4 * count),
+            suggestions=[rg.Suggestion(QUESTION, LABELS[(i + 1) % 2], score=0.5 + i / (4 * count),
                                        agent="model-v1")],
         )
         for i in range(count)
@@ -42,7 +43,7 @@ def test_dataset_is_created_with_every_metadata_property(gateway):
 
     names = {prop.name for prop in dataset.settings.metadata}
     assert names == set(FLOAT_METADATA) | set(TERMS_METADATA)
-    assert list(dataset.settings.questions[LABEL_QUESTION].labels) == list(LABELS)
+    assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
     assert "sort by the metadata property `loss`" in dataset.settings.guidelines
 
 
@@ -63,7 +64,7 @@ def test_records_keep_their_suggestions_and_metadata(gateway):
 
     stored = {record.id: record for record in dataset.records(with_suggestions=True)}
     assert set(stored) == {f"rec-{i}" for i in range(6)}
-    suggestion = stored["rec-3"].suggestions[LABEL_QUESTION]
+    suggestion = stored["rec-3"].suggestions[QUESTION]
     assert (suggestion.value, suggestion.agent) == ("negative", "model-v1")
     assert suggestion.score == pytest.approx(0.5 + 3 / 24)
     assert stored["rec-3"].metadata["loss"] == pytest.approx(3 * 7 % 6 / 3.0)
@@ -77,8 +78,22 @@ def test_gateway_ingest_keeps_the_original_label_out_of_the_responses(gateway):
     assert sent == 2
     stored = {record.id: record for record in dataset.records(with_suggestions=True, with_responses=True)}
     assert stored["a"].metadata["original_label"] == "positive"
-    assert stored["a"].suggestions[LABEL_QUESTION].agent == "original"
+    assert stored["a"].suggestions[QUESTION].agent == "original"
     assert len(stored["a"].responses) == 0
+
+
+def test_a_dataset_the_worker_creates_takes_the_configured_field_and_question_names(
+        local_argilla, stack_settings, dataset_name):
+    named = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                           dataset_name=dataset_name, workspace=stack_settings.workspace,
+                           fields=["review"], question="verdict")
+    dataset = named.ensure_dataset(LABELS)
+    named.log_labelled_texts([LabelledText("a", "great film", "positive")])
+
+    assert [field.name for field in dataset.settings.fields] == ["review"]
+    assert [question.name for question in dataset.settings.questions] == ["verdict"]
+    (stored,) = list(dataset.records(with_suggestions=True))
+    assert stored.fields["review"] == "great film" and stored.suggestions["verdict"].value == "positive"
 
 
 def test_ui_submission_is_found_by_the_submitted_filter(gateway, stack_settings):

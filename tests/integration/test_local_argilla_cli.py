@@ -36,6 +36,7 @@ def test_status_of_a_running_stack_lists_components_and_credentials(local_argill
     assert result.returncode == 0, result.stderr
     for component in ("redis", "search", "server", "jobs"):
         assert f"{component:<7} running" in result.stdout
+    assert "index   ok: " in result.stdout and "records indexed, as in the database" in result.stdout
     assert f"http://localhost:{stack_settings.port}" in result.stdout
     assert stack_settings.api_key.get_secret_value() in result.stdout
 

@@ -136,6 +136,9 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
         expected = truth[record_id] if record_id in annotated else after[record_id]["metadata"]["original_label"]
         assert names[row["label"]] == expected, record_id
         assert names[row["original_label"]] == after[record_id]["metadata"]["original_label"]
+        assert (row["headline"], row["review_body"]) == (before[record_id]["fields"]["headline"],
+                                                         before[record_id]["fields"]["review_body"])
+    assert "text" not in table[next(iter(table))].column_names  # their fields, under their names
 
 
 @pytest.mark.parametrize(("environment", "message"), [

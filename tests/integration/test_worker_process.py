@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -97,7 +98,7 @@ def setup(local_argilla, stack_settings, dataset_name, tmp_path):
             f'workspace = "{stack_settings.workspace}"\n'
             f'[scoring]\nsamples = 4\ndevice = "cpu"\npush_batch = {push_batch}\ninterval_minutes = {interval}\n'
             f'[registry]\npath = "{registry.root}"\n'
-            f'[http]\nport = {port}\n'
+            f'[http]\nport = {port}\nidle_timeout_s = 2\n'
             f'[plugins."tests.worker_plugins.recorder"]\nrecord_file = "{record_file}"\nsleep_per_batch = {sleep}\n')
         return config
 
@@ -149,6 +150,7 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
         assert "argilla_worker_webhooks_rejected_total 2.0" in metrics
         assert f"argilla_worker_records_scored_total {RECORDS + 1}.0" in metrics
         assert 'argilla_worker_model_info{version="v0001"} 1.0' in metrics
+        _replays_and_malformed_requests_are_refused_and_counted_once(setup, port, tmp)
         status = subprocess.run([sys.executable, "-m", "worker", "status", "-c", str(worker.config)],
                                 cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60,
                                 check=False)
@@ -161,6 +163,39 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
+def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: int, tmp: Path) -> None:
+    """Validly signed (the secret Argilla generated for the worker's webhook) but replayed or malformed."""
+    from standardwebhooks.webhooks import Webhook
+
+    headers = {"X-Argilla-Api-Key": setup["settings"].api_key.get_secret_value()}
+    hooks = httpx.get(f"{setup['settings'].api_url}/api/v1/webhooks", headers=headers, timeout=30).json()["items"]
+    signer = Webhook(next(hook for hook in hooks if f":{port}/" in hook["url"])["secret"])
+    url = f"http://127.0.0.1:{port}/webhooks/argilla"
+
+    def signed_post(event, delivery_id: str) -> httpx.Response:
+        body, now = json.dumps(event), datetime.now(UTC)
+        return httpx.post(url, content=body, timeout=10, headers={
+            "webhook-id": delivery_id, "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(delivery_id, now, body)})
+
+    submitted = {"type": "response.created", "timestamp": "2026-01-01T00:00:00Z",
+                 "data": {"status": "submitted", "record": {"external_id": "e5", "dataset": {"id": str(setup["gateway"]._dataset().id)}}}}
+    before = _status(tmp)["corrections_pending"]
+    first, replay = signed_post(submitted, "msg_replayed"), signed_post(submitted, "msg_replayed")
+    assert (first.json()["status"], replay.json()["status"]) == ("accepted", "duplicate")
+    for event in ({"type": 5}, {"type": "response.created", "data": [1]}):
+        refused = signed_post(event, f"msg_{event['type']}")
+        assert refused.status_code == 400 and "error" in refused.json()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /webhooks/argilla HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        assert sock.recv(200).startswith(b"HTTP/1.0 400")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(10) == b"" and time.monotonic() - started < 8  # closed by the worker after ~2 s
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    _wait(lambda: _status(tmp)["corrections_pending"] == before + 1, 60, "one correction counted, not two")
+
+
 def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(setup, sig):
     gateway, tmp = setup["gateway"], setup["tmp"]
     responses_before = raw_responses(setup["settings"], gateway._dataset().id)
@@ -183,6 +218,53 @@ def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(
     assert set(scored) == {("v0001", f"e{i}") for i in range(RECORDS)}
     assert max(scored.values()) == 1, f"scored twice: {[k for k, v in scored.items() if v > 1]}"
     assert raw_responses(setup["settings"], gateway._dataset().id) == responses_before
+
+
+def test_a_promotion_or_rollback_from_the_command_line_is_noticed_and_rescored(setup):
+    gateway, port, tmp = setup["gateway"], setup["port"], setup["tmp"]
+    registry = ModelRegistry(tmp / "registry")
+    with registry.staging() as staged:
+        shutil.copytree(save_tiny_classifier(tmp / "tiny-2", seed=7), staged, dirs_exist_ok=True)
+        registry.add(staged, {"validation": {"macro_f1": 0.6}})
+    worker = WorkerProcess(setup["write_config"](), setup["env"], tmp / "worker.log").start()
+
+    def models(*args):
+        result = subprocess.run([sys.executable, "-m", "worker", "models", *args, "-c", str(worker.config)],
+                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+
+    def health_model():
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()["model"]
+
+    try:
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record scored by v0001", worker)
+        models("promote", "v0002")
+        _wait(lambda: health_model() == "v0002", 30, "/healthz to report v0002", worker)
+        _wait(lambda: _versions(gateway)["v0002"] == RECORDS, 180, "every record rescored by v0002", worker)
+        models("rollback")
+        _wait(lambda: health_model() == "v0001", 30, "/healthz to report v0001 again", worker)
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record rescored by v0001", worker)
+    finally:
+        assert worker.stop() == 0
+    assert "the current model changed to v0002" in worker.output()
+
+
+def test_while_argilla_is_unreachable_at_start_status_and_healthz_say_so_alike(setup):
+    tmp, port = setup["tmp"], setup["port"]
+    config = setup["write_config"]()
+    config.write_text(config.read_text().replace(setup["settings"].api_url, f"http://127.0.0.1:{_free_port()}"))
+    worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
+    try:
+        _wait(lambda: _status(tmp).get("argilla", {}).get("reachable") is False, 60, "status.json: unreachable",
+              worker)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+        status = subprocess.run([sys.executable, "-m", "worker", "status", "-c", str(config)], cwd=REPO_ROOT,
+                                env=setup["env"], capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        assert worker.stop() == 0
+    assert health["argilla"]["reachable"] is False
+    assert "UNREACHABLE" in status.stdout and "Traceback" not in status.stderr
+    assert "connecting again in" in worker.output()
 
 
 def test_the_schedule_survives_a_restart(setup):
@@ -230,3 +312,34 @@ def test_config_errors_name_the_key_and_the_value(tmp_path):
     assert bad.returncode == 1
     assert "scoring.samples = 0" in bad.stderr and "retrain.min_new_corrections = 'many'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_unusable_disks_and_model_paths_are_one_line_before_any_long_job(setup):
+    """/sys is read-only even for root (the tests may run as root, for whom chmod changes nothing)."""
+    env, tmp = setup["env"], setup["tmp"]
+    base_env = {**env, "ARGILLA_WORKER_ARGILLA__API_URL": setup["settings"].api_url,
+                "ARGILLA_WORKER_ARGILLA__DATASET": setup["gateway"].dataset_name,
+                "ARGILLA_WORKER_ARGILLA__WORKSPACE": setup["settings"].workspace,
+                "ARGILLA_WORKER_STATE_DIR": str(tmp / "state"), "ARGILLA_WORKER_REGISTRY__PATH": str(tmp / "registry"),
+                "ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp / "base")),
+                "ARGILLA_WORKER_TRAINING__DEVICE": "cpu", "ARGILLA_WORKER_SCORING__DEVICE": "cpu"}
+    (tmp / "not-a-model").mkdir()
+    cases = [
+        (["train"], {"ARGILLA_WORKER_REGISTRY__PATH": "/sys/argilla-worker-registry"},
+         "registry.path = '/sys/argilla-worker-registry' is not writable"),
+        (["train"], {"ARGILLA_WORKER_STATE_DIR": "/sys"}, "state_dir = '/sys' is not writable"),
+        (["score"], {"ARGILLA_WORKER_STATE_DIR": "/sys"}, "state_dir = '/sys' is not writable"),
+        (["run"], {"ARGILLA_WORKER_STATE_DIR": "/sys/state"}, "state_dir = '/sys/state' is not writable"),
+        (["score", "--oof", "2"], {"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp / "missing" / "minilm")},
+         f"training.base_model = '{tmp / 'missing' / 'minilm'}': no such directory"),
+        (["cold-start"], {"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp / "not-a-model")},
+         "the directory holds no transformers model"),
+    ]
+    for args, override, message in cases:
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "worker", *args], cwd=REPO_ROOT, env={**base_env, **override},
+                                capture_output=True, text=True, timeout=120, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1] == f"error: {message}" or message in result.stderr, (
+            args, result.stderr[-2000:])
+        assert time.monotonic() - started < 60, f"{args} took minutes before failing"

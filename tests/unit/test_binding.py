@@ -13,6 +13,7 @@ from worker.binding import (
     QuestionInfo,
     Reference,
     bind,
+    new_dataset_names,
 )
 from worker.gateway.schema import WORKER_METADATA_TYPES
 
@@ -90,3 +91,10 @@ def test_where_the_reference_label_comes_from():
     assert by_metadata.reference_label({"team": "bug"}, "other", "x") == "bug"
     assert bind(THEIRS, fields=["body"], reference="none").reference_label(mine, "bug", "x") is None
     assert str(Reference.parse("suggestion:gpt-labeller")) == "suggestion:gpt-labeller"
+
+
+def test_a_created_dataset_takes_the_configured_names_and_has_one_field():
+    assert new_dataset_names() == ("text", "label")
+    assert new_dataset_names(["review"], "verdict") == ("review", "verdict")
+    with pytest.raises(BindingError, match="creates datasets with one text field"):
+        new_dataset_names(["title", "body"])

@@ -71,3 +71,39 @@ def test_a_missing_column_lists_the_available_ones(tmp_path):
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_table(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", b"", "is empty"),
+    ("empty.jsonl", b"", "is empty"),
+    ("header.csv", b"text,label\n", "has no rows (only a header?)"),
+    ("binary.csv", bytes(range(256)) * 8, "is not a text file (binary content); expected csv"),
+    ("binary.jsonl", b"\x00\x01PK\x03\x04" * 100, "is not a text file (binary content); expected jsonl"),
+    ("garbage.parquet", b"not a parquet file at all" * 10, "cannot be read as parquet: ArrowInvalid"),
+    ("broken.jsonl", b'{"text": "a", "label": \n', "cannot be read as jsonl"),
+])
+def test_a_file_that_cannot_be_read_is_one_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) as error:
+        load_table(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_lines_that_are_not_utf8_are_skipped_by_line_number_and_the_rest_is_read(tmp_path, suffix):
+    path = tmp_path / f"mixed.{suffix}"
+    if suffix == "csv":
+        path.write_bytes(b"text,label\ngood one,positive\nbad \xff\xfe row,negative\nanother good,negative\n")
+    else:
+        path.write_bytes(b'{"text": "good one", "label": "positive"}\n{"text": "bad \xff", "label": "negative"}\n'
+                         b'{"text": "another good", "label": "negative"}\n')
+    report = IngestReport()
+
+    rows = list(labelled_rows(load_table(path, report=report), label_column="label", report=report))
+
+    assert [row.text for row in rows] == ["good one", "another good"]
+    bad_line = 3 if suffix == "csv" else 2
+    assert [line for line, _ in report.bad_lines] == [bad_line]
+    assert "not valid UTF-8 (byte 0xff" in report.bad_lines[0][1]
+    assert f"line {bad_line}: not valid UTF-8" in report.summary() and "1 skipped" in report.summary()

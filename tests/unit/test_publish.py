@@ -36,8 +36,9 @@ def _record(record_id, original, votes=(), *, loss=None, split=None, text=None):
         metadata.update(loss=loss, original_loss=loss, bald=0.1, entropy=0.5, margin=0.2, confidence=0.7)
     if split:
         metadata["split"] = split
-    return PulledRecord(f"srv-{record_id}", record_id, text or f"text of {record_id}", metadata,
-                        SuggestionState("positive", "v0003", 0.7), responses, None)
+    text = text or f"text of {record_id}"
+    return PulledRecord(f"srv-{record_id}", record_id, text, metadata, SuggestionState("positive", "v0003", 0.7),
+                        responses, None, field_values={"text": text})
 
 
 def _records():
@@ -84,6 +85,28 @@ def test_splits_are_kept_or_stratified():
     assert sorted(stratified.splits["test"]["label"]) == [0, 0, 1, 1]
     with pytest.raises(DataError, match="have no split metadata"):
         build_publication([_record("x", "positive")], LABELS, PublishOptions(split="keep"))
+
+
+def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the_columns(tmp_path):
+    fields = ("premise", "hypothesis", "label")  # a field named like a worker column is renamed, not dropped
+    records = [PulledRecord(f"srv-{i}", f"r{i}", None, {"original_label": "positive"}, None, (), None,
+                            field_values={"premise": f"p{i}", "hypothesis": None if i == 1 else f"h{i}",
+                                          "label": f"l{i}"})
+               for i in range(3)]
+
+    publication = build_publication(records, LABELS, fields=fields)
+    LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo())
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"))["train"]
+    assert [loaded.column_names[i] for i in (1, 2, 3)] == ["premise", "hypothesis", "field_label"]
+    assert loaded["hypothesis"] == ["h0", None, "h2"] and loaded["field_label"] == ["l0", "l1", "l2"]
+    assert loaded["label"] == [LABELS.index("positive")] * 3
+    header = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
+    assert [f["name"] for f in header["dataset_info"]["features"]] == list(loaded.features)
+    bad = [PulledRecord("srv-x", "x", None, {"original_label": "positive"}, None, (), None,
+                        field_values={"premise": ["a", "list"], "hypothesis": "h", "label": "l"})]
+    with pytest.raises(DataError, match="record 'x': field 'premise' is list"):
+        build_publication(bad, LABELS, fields=fields)
 
 
 def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_path):

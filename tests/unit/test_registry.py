@@ -77,6 +77,19 @@ def test_a_crash_mid_promotion_leaves_the_current_model_in_place(tiny_model_dir,
     assert (reopened.current().path / "config.json").exists()
 
 
+def test_a_crash_after_the_switch_shows_exactly_one_current_version_the_linked_one(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir).version)
+    rejected = _add(registry, tiny_model_dir)
+    registry.reject(rejected.version, "worse")
+
+    registry._switch_current(rejected.version)  # killed before the stored statuses were updated
+
+    statuses = {entry.version: entry.status for entry in ModelRegistry(tmp_path / "registry").versions()}
+    assert statuses == {"v0001": RETIRED, "v0002": CURRENT}
+    assert registry.current().version == "v0002" and registry.current().status == CURRENT
+
+
 def test_a_crash_during_training_leaves_no_version_and_the_current_untouched(tiny_model_dir, tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
     registry.promote(_add(registry, tiny_model_dir).version)

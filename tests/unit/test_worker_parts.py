@@ -18,7 +18,7 @@ from worker.errors import ConfigError
 from worker.plugins import HookSpecs, WorkerContext, call_each, hookimpl, plugin_manager
 from worker.runner import FULL_SCORE, PUBLISH, RESCORE, SCORE, WorkQueue
 from worker.scheduling import desired_jobs
-from worker.webhooks import InvalidDelivery, verify
+from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, verify
 
 SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 EVENT = {"type": "response.created", "timestamp": "2026-11-22T10:00:00Z",
@@ -78,6 +78,27 @@ def test_a_signed_delivery_is_parsed_and_every_forgery_is_rejected():
         with pytest.raises(InvalidDelivery):
             verify(SECRET, body, headers)
             pytest.fail(f"{name} was accepted")
+
+
+def test_a_signed_body_of_an_unexpected_shape_is_malformed_not_a_crash():
+    for event in ({"type": 5}, [1], {"type": "response.created", "data": [1]},
+                  {"type": "response.created", "data": {"record": "r7"}},
+                  {"type": "record.updated", "data": {"external_id": 7, "dataset": {"id": "ds-1"}}},
+                  {"type": "response.created", "data": {"status": {"x": 1}, "record": {"external_id": "r7"}}}):
+        body = json.dumps(event).encode()
+        with pytest.raises(MalformedDelivery):
+            verify(SECRET, body, _signed(body))
+            pytest.fail(f"{event} was accepted")
+
+
+def test_the_replay_guard_accepts_each_delivery_id_once_within_the_window_and_stays_bounded():
+    guard = ReplayGuard(window_s=0.2, max_ids=3)
+    assert guard.first_time("msg_1") and not guard.first_time("msg_1")
+    time.sleep(0.25)
+    assert guard.first_time("msg_1")  # past the window the signature check refuses it anyway
+    for index in range(10):
+        assert guard.first_time(f"other_{index}")
+    assert len(guard._seen) <= 3
 
 
 def test_cron_schedules_are_validated_with_the_key_named(tmp_path):
@@ -202,3 +223,22 @@ def test_every_hookspec_is_exercised_by_a_test():
     untested = [name for name in specs if f"def {name}(" not in sources and f'"{name}"' not in sources]
     assert not untested, f"hookspecs without a test: {untested}"
     assert len(specs) == 6
+
+
+def test_unwritable_directories_and_unloadable_model_sources_name_the_setting(tmp_path):
+    from worker.registry import check_writable
+    from worker.training.trainer import check_model_source
+
+    check_writable(tmp_path / "new" / "state", "state_dir")
+    assert (tmp_path / "new" / "state").is_dir()
+    with pytest.raises(ConfigError, match=r"^state_dir = '/sys/argilla-state' is not writable: "):
+        check_writable(Path("/sys/argilla-state"), "state_dir")  # read-only even for root
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="registry.path = .* is not writable"):
+        check_writable(tmp_path / "file" / "registry", "registry.path")
+
+    with pytest.raises(ConfigError, match=r"training.base_model = '.*/models/minilm': no such directory"):
+        check_model_source(str(tmp_path / "models" / "minilm"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="the directory holds no transformers model"):
+        check_model_source(str(tmp_path / "empty"))

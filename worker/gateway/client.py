@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import islice
@@ -29,6 +29,7 @@ from worker.binding import (
     QuestionInfo,
     bind,
     is_foreign,
+    new_dataset_names,
 )
 from worker.errors import (
     ArgillaGatewayError,
@@ -78,22 +79,29 @@ class RetryPolicy:
             raise ValueError(f"invalid retry policy {self}")
 
 
-@dataclass
-class FailedBatch:
-    record_ids: list[str]
-    error: str
+# A batch the server refuses for these reasons may hold one bad record among good ones: it is split
+# to isolate it. Other 4xx (auth, missing dataset) concern every record and end the push.
+SPLITTABLE_4XX = frozenset({400, 409, 413, 422})
 
 
 @dataclass
 class PushReport:
+    """What one push did. ``sent_ids`` landed; ``failed`` (record id → the server's answer) were sent and
+    refused or failed even alone, after their batch was split to let the others land."""
+
     sent: int = 0
     unchanged: int = 0
     rejected: dict[str, str] = field(default_factory=dict)  # record id -> reason (never sent)
-    failed: list[FailedBatch] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    sent_ids: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.rejected and not self.failed
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    return isinstance(error, httpx.TransportError)
 
 
 def _is_retryable(error: BaseException) -> bool:
@@ -128,11 +136,13 @@ class ArgillaGateway:
         """
         dataset = self._find_dataset()
         if dataset is None:
-            logger.info("creating dataset %s/%s with labels %s", self.workspace, self.dataset_name, list(labels))
+            field, question = new_dataset_names(self._binding_config["fields"], self._binding_config["question"])
+            logger.info("creating dataset %s/%s: field %r, question %r with labels %s", self.workspace,
+                        self.dataset_name, field, question, list(labels))
             dataset = rg.Dataset(
                 name=self.dataset_name,
                 workspace=self.workspace,
-                settings=dataset_settings(labels),
+                settings=dataset_settings(labels, field=field, question=question),
                 client=self.client,
             )
             return dataset.create()
@@ -285,21 +295,41 @@ class ArgillaGateway:
     # ------------------------------------------------------------------ push
 
     def push(self, predictions: Iterable[Prediction], *, current: Mapping[str, PulledRecord],
-             batch_size: int = PAGE_SIZE) -> PushReport:
+             batch_size: int = PAGE_SIZE, force: Collection[str] = ()) -> PushReport:
         """Write each prediction as the record's suggestion and metadata, in bulk batches.
 
         ``current`` is the records' state from the last pull (external id → record): metadata
         is merged into it (the server replaces metadata as a whole), and records whose values
-        would not change are not sent. Responses are never part of the payload. A batch that
-        still fails after the retries is reported with its record ids; the others land.
+        would not change are not sent — except those in ``force`` (an earlier push of theirs failed:
+        the database may hold the values while the search index does not). Responses are never part
+        of the payload. A batch the server fails or refuses is split until the records that fail
+        alone are isolated (see :meth:`_send`); the others land.
+
+        Raises:
+            ArgillaUnavailableError: the server could not be reached (nothing more is attempted).
+            ArgillaRefusedError: the server refused the push as a whole (authorisation, no dataset).
         """
         dataset = self._dataset()
         binding = self.binding
         context = _PushContext(str(binding.question_id), set(binding.labels),
                                {prop.name for prop in dataset.settings.metadata})
         report = PushReport()
-        items = (self._push_item(p, current, context, report) for p in predictions)
+        items = (self._push_item(p, current, context, report, force) for p in predictions)
         return self._send(items, report, batch_size)
+
+    def read(self, server_ids: Iterable[str]) -> Iterator[PulledRecord]:
+        """The records with these server ids, read one by one (O(len(server_ids)) requests, independent
+        of the dataset's size); records deleted meanwhile are skipped with a log line."""
+        binding = self.binding
+        for server_id in server_ids:
+            try:
+                item = self._request("GET", f"/api/v1/records/{server_id}")
+            except ArgillaRefusedError as error:
+                if error.status != 404:
+                    raise
+                logger.info("record %s no longer exists: skipped", server_id)
+                continue
+            yield _pulled_record(item, binding)
 
     def push_metadata(self, values: Mapping[str, Mapping[str, float | str]], *,
                       current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE) -> PushReport:
@@ -325,23 +355,46 @@ class ArgillaGateway:
         return self._send((item(record_id, new) for record_id, new in values.items()), report, batch_size)
 
     def _send(self, items: Iterable[tuple[str, dict] | None], report: PushReport, batch_size: int) -> PushReport:
-        """Bulk-upsert the payloads in batches; a batch that still fails after the retries is reported."""
+        """Bulk-upsert the payloads in batches of at most ``batch_size``.
+
+        A batch the server answers with 5xx (after the retries) or a record-level 4xx is split in
+        halves, each sent once without retries, down to single records: one bad record costs
+        O(log batch) extra requests and the rest of its batch lands. Records that fail alone are
+        reported in ``report.failed`` with the server's answer. (A bulk upsert the server answers
+        with 500 may still have committed to its database while its search index was not updated:
+        only a successful push of the record's own counts.)
+        """
         dataset_id = self._dataset().id
         for batch in _batched((item for item in items if item is not None), min(batch_size, PAGE_SIZE)):
-            ids = [record_id for record_id, _ in batch]
-            try:
-                self._request("PUT", f"/api/v1/datasets/{dataset_id}/records/bulk",
-                              json={"items": [payload for _, payload in batch]})
-                report.sent += len(batch)
-            except ArgillaGatewayError as error:
-                logger.error("push of %d records failed (first %s): %s", len(ids), ids[0], error)
-                report.failed.append(FailedBatch(ids, str(error)))
-        logger.info("push: %d sent, %d unchanged, %d rejected, %d failed batches", report.sent, report.unchanged,
+            self._send_batch(dataset_id, batch, report, retry=True)
+        if report.failed:
+            logger.error("push: %d record(s) failed even alone: %s", len(report.failed),
+                         "; ".join(f"{record_id}: {reason}" for record_id, reason in list(report.failed.items())[:5]))
+        logger.info("push: %d sent, %d unchanged, %d rejected, %d failed", report.sent, report.unchanged,
                     len(report.rejected), len(report.failed))
         return report
 
+    def _send_batch(self, dataset_id, batch: list[tuple[str, dict]], report: PushReport, *, retry: bool) -> None:
+        try:
+            self._request("PUT", f"/api/v1/datasets/{dataset_id}/records/bulk",
+                          json={"items": [payload for _, payload in batch]}, retry_5xx=retry)
+        except ArgillaGatewayError as error:
+            if error.status is None or (error.status < 500 and error.status not in SPLITTABLE_4XX):
+                raise  # unreachable, or refused as a whole: no smaller batch can do better
+            if len(batch) == 1:
+                report.failed[batch[0][0]] = str(error)
+                return
+            logger.warning("push of %d records failed (%s): splitting the batch to isolate the record(s) at fault",
+                           len(batch), error)
+            middle = len(batch) // 2
+            self._send_batch(dataset_id, batch[:middle], report, retry=False)
+            self._send_batch(dataset_id, batch[middle:], report, retry=False)
+            return
+        report.sent += len(batch)
+        report.sent_ids.extend(record_id for record_id, _ in batch)
+
     def _push_item(self, prediction: Prediction, current: Mapping[str, PulledRecord], context: _PushContext,
-                   report: PushReport) -> tuple[str, dict] | None:
+                   report: PushReport, force: Collection[str] = ()) -> tuple[str, dict] | None:
         record = current.get(prediction.record_id)
         reason = context.problem(prediction, record)
         if reason is not None:
@@ -351,7 +404,8 @@ class ArgillaGateway:
         metadata = {**record.metadata, **_preserved(record),
                     **sanitise_metadata(prediction.record_id, prediction.metadata)}
         suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
-        if _same_metadata(metadata, record.metadata) and _same_suggestion(suggestion, record.suggestion):
+        if (prediction.record_id not in force and _same_metadata(metadata, record.metadata)
+                and _same_suggestion(suggestion, record.suggestion)):
             report.unchanged += 1
             return None
         return prediction.record_id, {
@@ -363,8 +417,12 @@ class ArgillaGateway:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _request(self, method: str, path: str, **kwargs) -> dict:
-        """One HTTP call with retries on connection errors and 5xx; errors become ArgillaGatewayError."""
+    def _request(self, method: str, path: str, *, retry_5xx: bool = True, **kwargs) -> dict:
+        """One HTTP call with retries on connection errors and 5xx (``retry_5xx=False``: a 5xx answer is final);
+        errors become ArgillaUnavailableError (no answer, 5xx) or ArgillaRefusedError (4xx), with ``status``.
+
+        (Connection errors are always retried: after a 500 the server may reset the kept-alive connection.)
+        """
         http = self.client.http_client
 
         def call() -> dict:
@@ -373,7 +431,7 @@ class ArgillaGateway:
             return response.json() if response.content else {}
 
         retrying = Retrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(_is_retryable if retry_5xx else _is_transport_error),
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential(multiplier=self.retry.initial_wait_s, max=self.retry.max_wait_s),
             before_sleep=lambda state: logger.warning("Argilla %s %s failed (%s); retry %d of %d", method, path,
@@ -386,7 +444,8 @@ class ArgillaGateway:
         except httpx.HTTPStatusError as error:
             status = error.response.status_code
             kind = ArgillaUnavailableError if status >= 500 else ArgillaRefusedError
-            raise kind(f"Argilla {method} {path} answered {status}: {error.response.text[:500]}") from error
+            raise kind(f"Argilla {method} {path} answered {status}: {error.response.text[:500]}",
+                       status=status) from error
         except httpx.TransportError as error:
             raise ArgillaUnavailableError(f"Argilla at {self.api_url} unreachable after {self.retry.attempts} "
                                           f"attempts ({method} {path}): {error}") from error
@@ -484,12 +543,14 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
     suggestion = SuggestionState(found["value"], found.get("agent"), found.get("score")) if found else None
     metadata = dict(item.get("metadata") or {})
-    text, text_pair = binding.model_input(item.get("fields") or {})
+    values = item.get("fields") or {}
+    text, text_pair = binding.model_input(values)
     return PulledRecord(
         server_id=str(item["id"]),
         record_id=str(item.get("external_id") or item["id"]),
         text=text,
         text_pair=text_pair,
+        field_values={name: values.get(name) for name in binding.fields},
         metadata=metadata,
         suggestion=suggestion,
         responses=tuple(

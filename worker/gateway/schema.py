@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 import argilla as rg
 
-TEXT_FIELD = "text"
-LABEL_QUESTION = "label"
 ORIGINAL_AGENT = "original"
 
 FLOAT_METADATA = {
@@ -58,12 +56,15 @@ Metadata properties:
 WORKER_METADATA_TYPES = {**{name: "float" for name in FLOAT_METADATA}, **{name: "terms" for name in TERMS_METADATA}}
 
 
-def dataset_settings(labels: Sequence[str]) -> rg.Settings:
-    """Settings for a new single-label text-classification dataset with the worker's metadata."""
+def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.Settings:
+    """Settings for a new single-label text-classification dataset with the worker's metadata.
+
+    ``field`` and ``question`` are the names the dataset binding asks for (see ``ArgillaGateway.ensure_dataset``).
+    """
     return rg.Settings(
         guidelines=GUIDELINES,
-        fields=[rg.TextField(name=TEXT_FIELD, title="Text", use_markdown=False)],
-        questions=[rg.LabelQuestion(name=LABEL_QUESTION, title="Label", labels=list(labels))],
+        fields=[rg.TextField(name=field, title=field.replace("_", " ").capitalize(), use_markdown=False)],
+        questions=[rg.LabelQuestion(name=question, title=question.replace("_", " ").capitalize(), labels=list(labels))],
         metadata=metadata_properties(),
         allow_extra_metadata=False,
     )

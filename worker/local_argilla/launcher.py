@@ -8,18 +8,26 @@ Why: the local stack uses osmem-server, an in-memory OpenSearch-compatible engin
 not run scripts. Without this patch ``POST /api/v1/records/{id}/responses`` — the endpoint
 the Argilla UI calls when an annotator submits — fails with HTTP 500.
 
+The engine also maps a response without ``values`` (a discarded response may have none; the
+server accepts it) to an index document without answers. argilla-server 2.8 crashes on it
+(``'NoneType' object has no attribute 'items'``): every bulk upsert of a batch holding such a
+record commits to the database but answers 500 and leaves the search index stale, and
+``search-engine reindex`` fails. ``ARGILLA_WORKER_UPSTREAM_RESPONSE_MAPPING=1`` keeps the
+upstream mapping (the tests use it to reproduce that failure on a real server).
+
 This file must import nothing from the ``worker`` package: that package is not installed in
 the server's virtualenv.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def _register_read_modify_write_engine() -> None:
     from argilla_server.search_engine.base import SearchEngine
-    from argilla_server.search_engine.commons import es_index_name_for_dataset
+    from argilla_server.search_engine.commons import es_index_name_for_dataset, es_path_for_question_response
     from argilla_server.search_engine.opensearch import OpenSearchEngine
 
     class ReadModifyWriteOpenSearchEngine(OpenSearchEngine):
@@ -58,6 +66,15 @@ def _register_read_modify_write_engine() -> None:
 
             index_name = es_index_name_for_dataset(suggestion.record.dataset)
             await self._rewrite_source(index_name, str(suggestion.record_id), edit)
+
+    if os.environ.get("ARGILLA_WORKER_UPSTREAM_RESPONSE_MAPPING") != "1":
+        def map_response(response) -> dict:
+            answers = response.values or {}
+            return {"id": response.id, "status": response.status, "user_id": response.user_id,
+                    **{es_path_for_question_response(question): (value or {}).get("value")
+                       for question, value in answers.items()}}
+
+        ReadModifyWriteOpenSearchEngine._map_record_response_to_es = staticmethod(map_response)
 
     SearchEngine.register(engine_name="opensearch")(ReadModifyWriteOpenSearchEngine)
 

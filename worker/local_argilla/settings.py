@@ -36,6 +36,8 @@ class LocalArgillaSettings(BaseSettings):
     state_dir: Path = Field(default_factory=lambda: _default_home() / "local-argilla")
     server_venv: Path = Field(default_factory=lambda: _default_home() / "argilla-server-venv")
     start_timeout_s: float = Field(120.0, gt=0)
+    upstream_response_mapping: bool = Field(False, description="keep argilla-server 2.8's crash on responses "
+                                            "without values (to reproduce it; see launcher.py)")
 
     @property
     def api_url(self) -> str:

@@ -13,6 +13,9 @@ argilla-server lives in its own virtualenv (its pins conflict with the worker's)
 the SQLite database, logs, and the PIDs of what this module started — lives in
 ``settings.state_dir``. The database is the source of truth: when the search engine is
 (re)started it is re-indexed from the database, so nothing annotated disappears from search.
+``up`` then checks that the index holds every record of the database (per dataset), re-indexes
+once more if not, and fails with the datasets that differ; ``status`` shows the last check as the
+``index`` row.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_TAIL_LINES = 40
+PORT_RELEASE_S = 5.0  # how long a port of a component that just died may stay busy
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,22 @@ class ComponentStatus:
     running: bool
     pid: int | None
     port: int | None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class IndexCheck:
+    """Records in the server's database vs in its search index (datasets that differ in ``detail``)."""
+
+    ok: bool
+    records: int
+    indexed: int
+    detail: str
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"{self.indexed} records indexed, as in the database"
+        return self.detail
 
 
 class LocalArgilla:
@@ -88,8 +110,16 @@ class LocalArgilla:
             search_started = search_started or component.name == "search"
         if search_started and self._is_ours_and_alive("server"):
             # The server was already up while the search engine restarted empty.
-            self._run_server_cli(["search-engine", "reindex"], "reindex")
-        logger.info("local Argilla is up at %s", self.settings.api_url)
+            self._reindex()
+        check = self.check_index()
+        if not check.ok:
+            logger.warning("search index differs from the database (%s): re-indexing", check.detail)
+            self._reindex()
+            check = self.check_index()
+            if not check.ok:
+                raise ComponentStartError(f"local Argilla: the search index does not hold every record of the "
+                                          f"database after a re-index: {check.detail}")
+        logger.info("local Argilla is up at %s; search index: %s", self.settings.api_url, check.describe())
 
     def down(self) -> list[str]:
         """Stop the components this stack started (never anything else); return their names."""
@@ -113,7 +143,21 @@ class LocalArgilla:
                 port=component.port,
             )
             for component in self._components()
-        ]
+        ] + [self._index_status()]
+
+    def check_index(self) -> IndexCheck:
+        """Compare, per dataset, the records in the database with the documents in the search index;
+        the result is kept for ``status``. O(datasets) queries."""
+        database = self._database_counts()
+        indexed = self._index_counts()
+        gaps = [f"dataset {dataset}: {count} records in the database, {indexed.get(dataset, 0)} in the search index"
+                for dataset, count in sorted(database.items()) if indexed.get(dataset, 0) != count]
+        check = IndexCheck(ok=not gaps, records=sum(database.values()),
+                           indexed=sum(indexed.get(dataset, 0) for dataset in database), detail="; ".join(gaps[:5]))
+        failed_reindex = None if check.ok else self._read_index_state().get("reindex_error")
+        detail = f"{failed_reindex}; {check.describe()}" if failed_reindex else check.describe()
+        self._write_index_state({"ok": check.ok, "detail": detail, "reindex_error": failed_reindex, "at": time.time()})
+        return check
 
     def is_up(self) -> bool:
         return all(component.running for component in self.status())
@@ -170,12 +214,13 @@ class LocalArgilla:
             "ARGILLA_ENABLE_TELEMETRY": "0",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "PYTHONUNBUFFERED": "1",
+            "ARGILLA_WORKER_UPSTREAM_RESPONSE_MAPPING": "1" if s.upstream_response_mapping else "0",
         }
 
     # ------------------------------------------------------------------ starting
 
     def _start(self, component: Component) -> None:
-        if component.port is not None and _port_is_open(component.port):
+        if component.port is not None and _port_still_busy_after(component.port, PORT_RELEASE_S):
             raise PortInUseError(
                 f"port {component.port} needed by the local Argilla '{component.name}' is already in use "
                 f"by another process; stop it or choose another port (LOCAL_ARGILLA_* settings)"
@@ -213,6 +258,57 @@ class LocalArgilla:
             f"last lines of {log_path}:\n{_tail(log_path)}"
         )
 
+    def _reindex(self) -> None:
+        """Rebuild the search index from the database; a failure is kept for ``status`` and raised."""
+        try:
+            self._run_server_cli(["search-engine", "reindex"], "reindex")
+        except ComponentStartError as error:
+            failure = f"re-index failed: {str(error).splitlines()[-1]} (see {self.logs_dir / 'reindex.log'})"
+            self._write_index_state({"ok": False, "detail": failure, "reindex_error": failure, "at": time.time()})
+            raise
+
+    def _index_status(self) -> ComponentStatus:
+        """The ``index`` row of ``status``: checked now when the search engine and database are up,
+        else the last check."""
+        if self._is_ours_and_alive("search") and self._is_ours_and_alive("server"):
+            with contextlib.suppress(OSError, sqlite3.Error, httpx.HTTPError):
+                self.check_index()
+        state = self._read_index_state()
+        return ComponentStatus("index", bool(state.get("ok")), None, None, state.get("detail", "not checked yet"))
+
+    def _database_counts(self) -> dict[str, int]:
+        """Records per dataset id in the server's SQLite database (read-only)."""
+        path = self.home_dir / "argilla.db"
+        if not path.exists():
+            return {}
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as connection:
+            rows = connection.execute("SELECT dataset_id, COUNT(*) FROM records GROUP BY dataset_id").fetchall()
+        return {str(uuid.UUID(str(dataset_id))): count for dataset_id, count in rows}
+
+    def _index_counts(self) -> dict[str, int]:
+        """Records per dataset id in the search engine (indexes are named ``rg.<dataset id>``). ``_count`` per
+        index, not ``_cat/indices``: the latter also counts the nested response / suggestion documents."""
+        search = f"http://127.0.0.1:{self.settings.search_port}"
+        response = httpx.get(f"{search}/_cat/indices", params={"format": "json"}, timeout=10)
+        response.raise_for_status()
+        counts = {}
+        for entry in response.json():
+            if entry["index"].startswith("rg."):
+                counted = httpx.post(f"{search}/{entry['index']}/_count", timeout=10)
+                counted.raise_for_status()
+                counts[entry["index"].removeprefix("rg.")] = int(counted.json()["count"])
+        return counts
+
+    def _write_index_state(self, state: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "index.json").write_text(json.dumps(state))
+
+    def _read_index_state(self) -> dict:
+        try:
+            return json.loads((self.state_dir / "index.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
     def _prepare_database(self, *, reindex: bool) -> None:
         s = self.settings
         self._run_server_cli(["database", "migrate"], "migrate")
@@ -223,7 +319,7 @@ class LocalArgilla:
             "create-owner",
         )
         if reindex:
-            self._run_server_cli(["search-engine", "reindex"], "reindex")
+            self._reindex()
 
     def _run_server_cli(self, args: list[str], step: str) -> None:
         log_path = self.logs_dir / f"{step}.log"
@@ -341,6 +437,16 @@ def _terminate_group(pid: int, timeout_s: float = 15.0) -> None:
         with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
             process.kill()
     psutil.wait_procs(alive, timeout=5)
+
+
+def _port_still_busy_after(port: int, seconds: float) -> bool:
+    """True if ``port`` is still in use after ``seconds`` (a process killed a moment ago may still hold it)."""
+    deadline = time.monotonic() + seconds
+    while _port_is_open(port):
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _port_is_open(port: int) -> bool:

@@ -1,7 +1,9 @@
 """From Argilla records to the cleaned dataset: one row per record, corrected label beside the original.
 
 ``label`` is the annotators' consensus where the record was reviewed, else the original label;
-``original_label`` is always the label the record came with. Records whose annotators are tied,
+``original_label`` is always the label the record came with. The text columns are the bound
+fields, under their own names (a field whose name is one of the worker's columns is published as
+``field_<name>``). Records whose annotators are tied,
 and records with neither a consensus nor an original label, are reported and left out — the
 worker never guesses a label.
 """
@@ -22,6 +24,8 @@ from worker.errors import DataError
 from worker.records import PulledRecord, consensus
 
 FLOAT_COLUMNS = ("loss", "expected_loss", "original_loss", "bald", "entropy", "margin", "confidence")
+WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", "annotator_agreement",
+                  "num_annotators", *FLOAT_COLUMNS, "model_version")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,15 @@ class Publication:
     splits: dict[str, datasets.Dataset]
     labels: tuple[str, ...]
     records_seen: int
+    text_columns: dict[str, str] = field(default_factory=lambda: {"text": "text"})  # field name -> column
     tied: list[str] = field(default_factory=list)
     unlabelled: list[str] = field(default_factory=list)
     model_version: str | None = None
     options: PublishOptions = field(default_factory=PublishOptions)
+
+    @property
+    def features(self) -> datasets.Features:
+        return features(self.labels, tuple(self.text_columns.values()))
 
     @property
     def rows(self) -> list[dict]:
@@ -79,11 +88,17 @@ class Publication:
         return digest.hexdigest()
 
 
-def features(labels: Sequence[str]) -> datasets.Features:
+def text_columns(fields: Sequence[str]) -> dict[str, str]:
+    """The published column of each bound text field: its own name, ``field_<name>`` if the worker uses it."""
+    return {name: f"field_{name}" if name in WORKER_COLUMNS else name for name in fields}
+
+
+def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datasets.Features:
+    """The published table's columns: ``id``, the text column(s), the labels, review and score columns."""
     class_label = datasets.ClassLabel(names=list(labels))
     return datasets.Features({
         "id": datasets.Value("string"),
-        "text": datasets.Value("string"),
+        **{column: datasets.Value("string") for column in columns},
         "label": class_label,
         "original_label": datasets.ClassLabel(names=list(labels)),
         "was_corrected": datasets.Value("bool"),
@@ -96,14 +111,15 @@ def features(labels: Sequence[str]) -> datasets.Features:
 
 
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
-                      options: PublishOptions = PublishOptions()) -> Publication:
-    """Rows for every publishable record, split as ``options`` ask.
+                      options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",)) -> Publication:
+    """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields.
 
     Raises:
         DataError: a record's label is not one of ``labels`` (names the record and the value), or
             ``split="keep"`` and a record has no ``split`` metadata.
     """
     index = {label: position for position, label in enumerate(labels)}
+    columns = text_columns(fields)
     rows, splits_of, tied, unlabelled, versions, seen = [], {}, [], [], Counter(), 0
     for record in records:
         seen += 1
@@ -118,30 +134,34 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         if label is None:
             unlabelled.append(record.record_id)
             continue
-        rows.append(_row(record, label, original, verdict, index))
+        rows.append(_row(record, label, original, verdict, index, columns))
         splits_of[record.record_id] = record.metadata.get("split")
         if record.metadata.get("model_version"):
             versions[record.metadata["model_version"]] += 1
     publication_splits = _split(rows, splits_of, options)
-    table_features = features(labels)
+    table_features = features(labels, tuple(columns.values()))
     return Publication(
         splits={name: datasets.Dataset.from_list(part, features=table_features)
                 for name, part in publication_splits.items()},
-        labels=tuple(labels), records_seen=seen, tied=tied, unlabelled=unlabelled,
+        labels=tuple(labels), records_seen=seen, text_columns=columns, tied=tied, unlabelled=unlabelled,
         model_version=versions.most_common(1)[0][0] if versions else None, options=options,
     )
 
 
-def _row(record: PulledRecord, label: str, original: str | None, verdict, index: dict[str, int]) -> dict:
-    """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label")."""
+def _row(record: PulledRecord, label: str, original: str | None, verdict, index: dict[str, int],
+         columns: dict[str, str]) -> dict:
+    """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label"),
+    an optional field the record leaves empty is null."""
     for value, what in ((label, "consensus label" if verdict else "label"), (original, "original label")):
         if value is not None and value not in index:
             raise DataError(f"record {record.record_id!r}: {what} {value!r} is not one of {list(index)}")
-    if not isinstance(record.text, str):
-        raise DataError(f"record {record.record_id!r}: text is {type(record.text).__name__}, not a string")
+    for name in columns:
+        value = record.field_values.get(name)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"record {record.record_id!r}: field {name!r} is {type(value).__name__}, not a string")
     return {
         "id": record.record_id,
-        "text": record.text,
+        **{column: record.field_values.get(name) for name, column in columns.items()},
         "label": index[label],
         "original_label": index[original] if original is not None else -1,
         "was_corrected": verdict is not None and original is not None and label != original,

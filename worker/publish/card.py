@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import datasets
 import numpy as np
 import yaml
 
@@ -25,10 +26,6 @@ def size_category(count: int) -> str:
 
 def card_metadata(publication: Publication, *, license: str, pretty_name: str) -> dict:
     """The YAML header: license, task, size, label names, and where each split's parquet files are."""
-    names = {str(index): name for index, name in enumerate(publication.labels)}
-    class_label = {"class_label": {"names": names}}
-    float_columns = ("annotator_agreement", "loss", "expected_loss", "original_loss", "bald", "entropy", "margin",
-                     "confidence")
     return {
         "license": license,
         "pretty_name": pretty_name,
@@ -38,20 +35,19 @@ def card_metadata(publication: Publication, *, license: str, pretty_name: str) -
         "configs": [{"config_name": "default",
                      "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in publication.splits]}],
         "dataset_info": {
-            "features": [
-                {"name": "id", "dtype": "string"},
-                {"name": "text", "dtype": "string"},
-                {"name": "label", "dtype": class_label},
-                {"name": "original_label", "dtype": class_label},
-                {"name": "was_corrected", "dtype": "bool"},
-                {"name": "reviewed", "dtype": "bool"},
-                *({"name": name, "dtype": "float32"} for name in float_columns),
-                {"name": "num_annotators", "dtype": "int32"},
-                {"name": "model_version", "dtype": "string"},
-            ],
+            "features": card_features(publication.features),
             "splits": [{"name": name, "num_examples": split.num_rows} for name, split in publication.splits.items()],
         },
     }
+
+
+def card_features(features: datasets.Features) -> list[dict]:
+    """The published columns as the Hub's ``dataset_info.features`` YAML (names and dtypes, label names)."""
+    def dtype(feature):
+        if isinstance(feature, datasets.ClassLabel):
+            return {"class_label": {"names": {str(index): name for index, name in enumerate(feature.names)}}}
+        return feature.dtype
+    return [{"name": name, "dtype": dtype(feature)} for name, feature in features.items()]
 
 
 def render_card(publication: Publication, *, license: str, pretty_name: str, source: str,

@@ -96,6 +96,30 @@ class TrainingResult:
     stopped_early: bool = False
 
 
+def check_model_source(source: str, setting: str = "training.base_model") -> None:
+    """Check that ``source`` (a directory or a Hub id) has a model config, before a long job starts.
+
+    Raises:
+        ConfigError: names the setting, the value and why (no such directory, no model in it, not on the Hub).
+    """
+    from transformers import AutoConfig
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{setting} = {source!r}: the directory holds no transformers model (no config.json)")
+        return
+    try:
+        AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        detail = str(error).strip().splitlines()[0][:200]
+        if path.is_absolute() or source.startswith((".", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
+            why = "no such directory"
+        else:
+            why = f"not a local directory, and not loadable from the Hub ({detail})"
+        raise ConfigError(f"{setting} = {source!r}: {why}") from None
+
+
 def train_classifier(
     start_model: str | Path,
     train: Sequence[Example],
