@@ -34,6 +34,7 @@ LABEL_TYPES = ("label", "label_selection")  # single-label question types (the S
 MULTI_LABEL_TYPE = "multi_label_selection"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
+CONSENSUS_AGENT = "argilla-worker:consensus"  # the worker's suggestion that repeats the annotators' consensus
 
 
 class BindingError(ConfigError):
@@ -163,10 +164,12 @@ def new_dataset_names(fields: Sequence[str] = (), question: str = "") -> tuple[s
 def is_foreign(agent: str | None, metadata: Mapping[str, object]) -> bool:
     """Whether a suggestion was written by someone other than the worker.
 
-    The worker writes metadata ``model_version`` equal to its suggestion's agent (``vNNNN`` or
-    ``vNNNN-oofK``), so a suggestion whose agent differs from it is another agent's.
+    The worker writes metadata ``model_version`` equal to its model suggestion's agent (``vNNNN`` or
+    ``vNNNN-oofK``), so a suggestion whose agent differs from it is another agent's — except
+    ``CONSENSUS_AGENT``, the worker's repetition of the annotators' answer (``scoring.suggestion``).
+    (A reference label the worker re-suggests keeps its source's agent: it is that source's label.)
     """
-    return agent is None or agent != metadata.get("model_version")
+    return agent is None or (agent != metadata.get("model_version") and agent != CONSENSUS_AGENT)
 
 
 def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "", reference: str = "auto",

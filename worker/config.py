@@ -44,6 +44,9 @@ class ArgillaSettings(_Section):
     fields: list[str] = Field(default_factory=list,
                               description="text field(s) the model reads; default: the dataset's only text field")
     question: str = Field("", description="the label question; default: the dataset's only label question")
+    guidelines: Literal["append", "keep"] = Field(
+        "append", description="append the worker's section to the dataset's guidelines (updated in place between "
+                              "markers), or keep them untouched")
     reference: str = Field("auto", description="where an unreviewed record's label comes from: auto | none | "
                                                "suggestion:AGENT | metadata:NAME")
 
@@ -76,6 +79,9 @@ class ScoringSettings(_Section):
     device: str = "auto"
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
     kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
+    suggestion: Literal["auto", "model", "reference"] = Field(
+        "auto", description="the pre-selected label: the label under review (reference) until a record is "
+                            "reviewed, then the model's (auto); always the model's; always the label under review")
 
     @field_validator("batch_size", mode="before")
     @classmethod

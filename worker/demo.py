@@ -159,8 +159,7 @@ def _review_and_retrain(services: Services, summary: DemoSummary, top: list, tru
     outcome = train_job(services)
     summary.retrained_version, summary.promoted = outcome.model.version, outcome.promoted
     summary.gate_reason = outcome.decision.reason
-    if outcome.promoted:
-        score_job(services, full=True)
+    score_job(services, full=outcome.promoted)  # promoted: everything; else the reviewed records (as the worker)
     reviewed = {record.record_id for record in top}
     unreviewed = [r for r in _ranked_by_loss(services) if r.record_id not in reviewed]
     summary.flipped_in_next_top = sum(r.record_id in flipped_ids for r in unreviewed[:TOP_K])

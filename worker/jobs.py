@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pluggy
 
+from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import WorkerSettings
 from worker.errors import ConfigError, NoModelError, WorkerError
@@ -31,7 +32,7 @@ from worker.gateway.client import PushReport
 from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
 from worker.gateway.sync_state import FailedPushes, SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
-from worker.predictions import prediction_from_score
+from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import PulledRecord, consensus
@@ -87,12 +88,35 @@ def reference_label(record: PulledRecord) -> str | None:
     return record.reference
 
 
-def is_up_to_date(record: PulledRecord, model_version: str) -> bool:
-    """Whether the record already carries this model's values for its current reference label."""
+def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model") -> bool:
+    """Whether the record already carries this model's values for its current reference label, and the
+    suggestion ``policy`` asks for (a changed policy rescores)."""
     written = record.metadata.get("model_version")
-    return (written is not None and written.split(OOF_MARK)[0] == model_version
-            and record.metadata.get("reference_label") == reference_label(record)
-            and record.suggestion is not None and record.suggestion.agent == written)
+    reference = reference_label(record)
+    if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
+            or record.metadata.get("reference_label") != reference):
+        return False
+    if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record)):
+        return record.suggestion.value == reference
+    return record.suggestion.agent == written
+
+
+def _reviewed(record: PulledRecord) -> bool:
+    verdict = consensus(record)
+    return verdict is not None and verdict.label is not None
+
+
+def reference_agent(record: PulledRecord, binding: DatasetBinding) -> str:
+    """Who an unreviewed record's reference label came from: the agent preserved with it, else the other
+    agent whose suggestion it is, else the binding's reference source."""
+    preserved = record.metadata.get(PRESERVED_AGENT)
+    if preserved:
+        return str(preserved)
+    suggestion = record.suggestion
+    if suggestion is not None and suggestion.agent and suggestion.value == record.reference \
+            and is_foreign(suggestion.agent, record.metadata):
+        return suggestion.agent
+    return binding.reference.name or "reference"
 
 
 def review_priority(record: PulledRecord) -> int:
@@ -118,7 +142,7 @@ class Services:
         argilla = self.settings.argilla
         return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
                               workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
-                              reference=argilla.reference)
+                              reference=argilla.reference, guidelines=argilla.guidelines)
 
     @cached_property
     def registry(self) -> ModelRegistry:
@@ -208,7 +232,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         report.new_submissions = sum(
             any(r.status == "submitted" and r.updated_at is not None and r.updated_at > since for r in record.responses)
             for record in records)
-    todo = [r for r in records if r.record_id in failing or not is_up_to_date(r, classifier.version)]
+    policy = settings.suggestion
+    todo = [r for r in records if r.record_id in failing or not is_up_to_date(r, classifier.version, policy)]
     report.up_to_date = len(records) - len(todo)
     todo.sort(key=review_priority)
     extra = services.extra_scorers()
@@ -249,7 +274,8 @@ def _failing_records(services: Services, records: list[PulledRecord]) -> dict[st
     records.extend(services.gateway.read(entry["server_id"] for record_id, entry in failing.items()
                                          if record_id not in pulled))
     present = {r.record_id for r in records}
-    services.failed_pushes.update(key, failed={}, landed=[record_id for record_id in failing if record_id not in present])
+    gone = [record_id for record_id in failing if record_id not in present]
+    services.failed_pushes.update(key, failed={}, landed=gone)
     logger.info("%d record(s) whose last push failed are pushed again", len(present & set(failing)))
     return {record_id: entry for record_id, entry in failing.items() if record_id in present}
 
@@ -257,16 +283,19 @@ def _failing_records(services: Services, records: list[PulledRecord]) -> dict[st
 def _push_scores(services: Services, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
                  version: str, report: ScoreReport) -> None:
     predictions = []
+    policy, binding = services.settings.scoring.suggestion, services.gateway.binding
     for score in scores:
         if score.skipped:
             report.skipped += 1
             logger.warning("record %s not scored: %s", score.record_id, score.skipped_reason)
             continue
         report.scored += 1
-        prediction = prediction_from_score(score, version)
-        original = current[score.record_id].metadata.get("original_label") if score.record_id in current else None
+        record = current[score.record_id]
+        prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record),
+                                           reference_agent=reference_agent(record, binding))
+        original = record.metadata.get("original_label")
         if original is not None and score.probabilities and original in score.probabilities:
-            prediction.metadata["original_loss"] = -math.log(max(score.probabilities[original], 1e-12))
+            prediction.metadata["original_loss"] = readable(-math.log(max(score.probabilities[original], 1e-12)))
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
@@ -347,6 +376,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         ConfigError: no base model configured and no current model to start from.
     """
     settings = services.settings.training
+    check_writable(services.settings.registry.path, "registry.path")  # before opening it (that creates its dirs)
     _check_before_training(services, settings.base_model if services.registry.current() is None
                            or settings.start_from != "current" else None)
     labels = services.labels()
@@ -370,7 +400,7 @@ def _check_before_training(services: Services, start_model: str | None) -> None:
     """
     if start_model:
         check_model_source(start_model)
-    check_writable(services.registry.root, "registry.path")
+    check_writable(services.settings.registry.path, "registry.path")
     check_writable(services.settings.state_dir, "state_dir")
 
 

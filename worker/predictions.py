@@ -1,13 +1,53 @@
-"""From what the model says about a record (RecordScore) to what the worker writes to Argilla (Prediction)."""
+"""From what the model says about a record (RecordScore) to what the worker writes to Argilla (Prediction).
+
+The suggestion policy (``scoring.suggestion``) decides which label the annotator finds pre-selected:
+
+``model``
+    the model's prediction, scored with its mean probability, agent = model version;
+``reference``
+    the label under review — the annotators' consensus once it exists, else the record's reference
+    label — scored with the model's probability **of that label** (so a doubtful label shows a low
+    score), agent = where the label came from; the model's prediction where there is no such label;
+``auto`` (default)
+    ``reference`` for records nobody has reviewed yet, ``model`` for the others.
+
+Either way the model's prediction and confidence stay in metadata (``predicted_label``,
+``confidence``), so switching policy loses neither. Metadata floats and scores are rounded to
+``SIGNIFICANT_DIGITS`` significant digits: readable in the UI, and a value that moved in its 10th
+digit is not a change worth a push.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
+from worker.binding import CONSENSUS_AGENT
 from worker.records import Prediction
 from worker.scoring.engine import RecordScore
 
+SuggestionPolicy = Literal["auto", "model", "reference"]
+SIGNIFICANT_DIGITS = 4
 
-def prediction_from_score(score: RecordScore, model_version: str) -> Prediction:
-    """The suggestion (predicted label, its mean probability, agent = model version) and the sortable metadata.
+
+def readable(value: float) -> float:
+    """``value`` rounded to SIGNIFICANT_DIGITS significant digits (non-finite values unchanged)."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
+
+
+def suggests_reference(policy: SuggestionPolicy, *, has_reference: bool, reviewed: bool) -> bool:
+    """Whether the pre-selected label is the label under review rather than the model's prediction."""
+    if not has_reference:
+        return False
+    return policy == "reference" or (policy == "auto" and not reviewed)
+
+
+def prediction_from_score(score: RecordScore, model_version: str, *, policy: SuggestionPolicy = "model",
+                          reviewed: bool = False, reference_agent: str = "reference") -> Prediction:
+    """The suggestion (see the module docstring) and the sortable metadata of one scored record.
+
+    ``reviewed``: the record has the annotators' consensus (then ``score.reference_label`` is it);
+    ``reference_agent``: where an unreviewed record's reference label came from (the suggestion's agent).
 
     Raises:
         ValueError: the record was skipped by the scorer (it has nothing to write).
@@ -28,5 +68,10 @@ def prediction_from_score(score: RecordScore, model_version: str) -> Prediction:
         metadata["expected_loss"] = score.expected_loss
         metadata["disagreement"] = "yes" if score.disagreement else "no"
         metadata["reference_label"] = score.reference_label
-    return Prediction(score.record_id, score.predicted_label, min(max(score.score, 0.0), 1.0), model_version,
-                      metadata)
+    metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}
+    label, probability, agent = score.predicted_label, score.score, model_version
+    if suggests_reference(policy, has_reference=score.reference_label is not None, reviewed=reviewed):
+        label = score.reference_label
+        probability = (score.probabilities or {}).get(label, 0.0)
+        agent = CONSENSUS_AGENT if reviewed else reference_agent
+    return Prediction(score.record_id, label, readable(min(max(probability, 0.0), 1.0)), agent, metadata)

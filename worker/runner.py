@@ -134,7 +134,7 @@ class Runner:
         self._status_lock = threading.Lock()
         self._signals = 0
         check_writable(self.settings.state_dir, "state_dir")  # status, counters, watermark: written all the time
-        check_writable(self.services.registry.root, "registry.path")  # retraining writes there
+        check_writable(self.settings.registry.path, "registry.path")  # retraining writes there
         self.status.corrections_pending = self._load_counter()
 
     # -- lifecycle ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ A screenshot is saved under test-artifacts/.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -97,3 +98,77 @@ def test_annotator_sorts_by_loss_sees_the_worst_record_with_its_suggestion_and_c
     assert ties == []
     assert [(c.record_id, c.label, c.original_label, c.is_correction) for c in corrections] == [
         ("r2", "negative", "positive", True)]
+
+
+def _sign_in(page, settings) -> None:
+    page.goto(f"{settings.api_url}/sign-in")
+    page.get_by_label("Username").fill(settings.username)
+    page.get_by_label("Password").fill(settings.password.get_secret_value())
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "sign-in" not in url)
+
+
+def _sort_descending(page, settings, dataset_id, prop: str) -> None:
+    page.goto(f"{settings.api_url}/dataset/{dataset_id}/annotation-mode")
+    page.locator("button.filter-button__button", has_text="Sort").click()
+    page.locator(f"li[title='{prop}'] button").click()
+    page.wait_for_url(lambda url: f"sort=metadata.{prop}.asc" in url)
+    page.locator("button.sort-selector-item__direction").click()
+    page.wait_for_url(lambda url: f"sort=metadata.{prop}.desc" in url)
+    page.keyboard.press("Escape")
+
+
+def test_the_annotator_sees_the_label_under_review_with_the_models_doubt_and_unlabelled_records_get_the_model(
+        browser_page, local_argilla, stack_settings, dataset_name):
+    """scoring.suggestion = auto, through the worker's own policy code: r2's label 'positive' is under review
+    and the model gives it 0.04; r4 came without a label, so the model's 'negative' is pre-selected."""
+    from worker.binding import PRESERVED_AGENT
+    from worker.jobs import reference_agent
+    from worker.predictions import prediction_from_score
+    from worker.scoring.engine import RecordScore
+
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(("negative", "positive"))
+    texts = {**TEXTS, "r4": "two hours I will never get back"}
+    labels = {"r0": "positive", "r1": "negative", "r2": "positive", "r3": "positive", "r4": None}
+    gateway.log_labelled_texts(LabelledText(rid, texts[rid], labels[rid]) for rid in texts)
+    p_negative = {"r0": 0.1, "r1": 0.5, "r2": 0.96, "r3": 0.2, "r4": 0.87}
+    pulled = {record.record_id: record for record in gateway.pull()}
+    predictions = []
+    for rid, negative in p_negative.items():
+        probabilities = {"negative": negative, "positive": 1 - negative}
+        predicted = max(probabilities, key=probabilities.get)
+        reference = labels[rid]
+        score = RecordScore(rid, predicted, probabilities[predicted], probabilities, predicted,
+                            bald=0.3 if rid == "r4" else 0.01,
+                            entropy=0.5, margin=abs(2 * negative - 1), reference_label=reference,
+                            loss=-math.log(probabilities[reference]) if reference else None,
+                            expected_loss=-math.log(probabilities[reference]) if reference else None,
+                            disagreement=predicted != reference if reference else None)
+        predictions.append(prediction_from_score(score, "v0001", policy="auto",
+                                                 reference_agent=reference_agent(pulled[rid], gateway.binding)))
+    assert gateway.push(predictions, current=pulled).ok
+    assert pulled["r2"].metadata[PRESERVED_AGENT] == "original"
+
+    page = browser_page
+    _sign_in(page, stack_settings)
+    dataset_id = gateway._dataset().id
+    _sort_descending(page, stack_settings, dataset_id, "loss")
+    page.get_by_text(texts["r2"]).wait_for()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "annotator-label-under-review.png"))
+    # the label under review, and how little the model believes it (Argilla 2.8 shows one decimal: 0.04 → 0.0)
+    assert page.locator("label", has_text="positive").first.inner_text().split()[-1] == "0.0"
+    page.get_by_role("button", name="Submit").click()  # pre-selected: Submit confirms the label under review
+    page.get_by_text(texts["r2"]).wait_for(state="hidden")
+
+    _sort_descending(page, stack_settings, dataset_id, "bald")
+    page.get_by_text(texts["r4"]).wait_for()
+    page.screenshot(path=str(ARTIFACTS / "annotator-unlabelled-model-suggestion.png"))
+    assert page.locator("label", has_text="negative").first.inner_text().split()[-1] == "0.9"  # 0.87
+    page.get_by_role("button", name="Submit").click()
+    page.get_by_text(texts["r4"]).wait_for(state="hidden")
+
+    corrections, _ = gateway.corrections()
+    assert sorted((c.record_id, c.label) for c in corrections) == [("r2", "positive"), ("r4", "negative")]

@@ -42,7 +42,10 @@ def test_demo_runs_the_loop_score_review_retrain_gate_publish(local_argilla, sta
     assert len(records) == 80
     current = "v0002" if summary.promoted else "v0001"
     for record in records:
-        assert record.suggestions[QUESTION].agent == current
+        suggestion, reviewed = record.suggestions[QUESTION], bool(record.responses)
+        assert suggestion.agent == (current if reviewed else "original")  # scoring.suggestion = auto
+        if not reviewed:
+            assert suggestion.value == record.metadata["original_label"]
         assert record.metadata["loss"] >= 0 and record.metadata["model_version"] == current
     assert sum(len(record.responses) for record in records) == 30  # only the scripted annotator's answers
     published = datasets.load_dataset(str(tmp_path / "published"))

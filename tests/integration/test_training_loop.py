@@ -92,7 +92,12 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
 
     assert report.scored == 40 and report.pushed == 40 and report.failed == 0
     after = {r.record_id: r for r in services.gateway.pull()}
-    assert all(r.metadata["model_version"] == "v0001" and r.suggestion.agent == "v0001" for r in after.values())
+    assert all(r.metadata["model_version"] == "v0001" for r in after.values())
+    for record_id, record in after.items():  # scoring.suggestion = auto: the label under review until reviewed
+        if record_id in annotated:
+            assert record.suggestion.agent == "v0001" and record.suggestion.value == record.metadata["predicted_label"]
+        else:
+            assert (record.suggestion.agent, record.suggestion.value) == ("original", record.metadata["original_label"])
     for record_id in FLIPPED & set(annotated):  # loss is measured against the correction, not the original
         assert after[record_id].metadata["reference_label"] == truth[record_id]
         assert after[record_id].metadata["original_label"] == _flip(truth[record_id])

@@ -20,6 +20,8 @@ from tests.integration.annotator import submit_label
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
+from worker.gateway import ArgillaGateway
+from worker.gateway.schema import guidelines_section
 from worker.jobs import Services, publish_job, score_job, train_job
 
 QUESTION = "sentiment_verdict"
@@ -114,7 +116,12 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
         assert new["fields"] == old["fields"]
         assert new["metadata"]["source_site"] == old["metadata"]["source_site"]
         (suggestion,) = new["suggestions"]
-        assert suggestion["agent"] == "v0001"
+        if record_id in annotated:  # scoring.suggestion = auto: the model's opinion once reviewed
+            assert suggestion["agent"] == "v0001" and suggestion["value"] == new["metadata"]["predicted_label"]
+        else:  # their label stays pre-selected (their agent), scored with the model's belief in it
+            assert (suggestion["agent"], suggestion["value"]) == (AGENT, old["suggestions"][0]["value"])
+            doubted = suggestion["score"] < 0.5  # two labels: the model's mean probability of theirs
+            assert doubted == (new["metadata"]["disagreement"] == "yes"), record_id
         # their suggestion is kept before the worker replaced it
         assert (new["metadata"]["original_label"], new["metadata"]["original_agent"]) == (
             old["suggestions"][0]["value"], AGENT)
@@ -123,7 +130,18 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
                                     for r in unreviewed_wrong)
     settings_after = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{their_dataset.id}",
                                headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}).json()
-    assert settings_after["guidelines"] == "Our own guidelines: judge the review's sentiment."
+    theirs, ours = settings_after["guidelines"].split("\n\n", 1)  # their text first, untouched; ours appended once
+    assert theirs == "Our own guidelines: judge the review's sentiment."
+    assert ours == guidelines_section()
+    keeper = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                            dataset_name=dataset_name, workspace=stack_settings.workspace,
+                            fields=["headline", "review_body"], guidelines="keep")
+    httpx.patch(f"{stack_settings.api_url}/api/v1/datasets/{their_dataset.id}", json={"guidelines": "Only ours."},
+                headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}).raise_for_status()
+    keeper.prepare()
+    assert httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{their_dataset.id}",
+                     headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}
+                     ).json()["guidelines"] == "Only ours."  # guidelines = keep: never touched
 
     assert score_job(services, full=True).scored == 0  # up to date: nothing scored twice
 
@@ -213,7 +231,7 @@ def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, st
     assert scored.returncode == 0, scored.stderr
     assert f"{COUNT} scored" in scored.stdout
     after = _stored(stack_settings, their_dataset.id)
-    assert all(record["suggestions"][0]["agent"] == "v0001" for record in after.values())
+    assert all(record["metadata"]["model_version"] == "v0001" for record in after.values())
 
 
 def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_dataset, stack_settings, dataset_name,

@@ -162,7 +162,6 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
     assert "webhook rejected" in worker.output()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: int, tmp: Path) -> None:
     """Validly signed (the secret Argilla generated for the worker's webhook) but replayed or malformed."""
     from standardwebhooks.webhooks import Webhook
@@ -196,6 +195,7 @@ def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: in
     _wait(lambda: _status(tmp)["corrections_pending"] == before + 1, 60, "one correction counted, not two")
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(setup, sig):
     gateway, tmp = setup["gateway"], setup["tmp"]
     responses_before = raw_responses(setup["settings"], gateway._dataset().id)
@@ -230,7 +230,7 @@ def test_a_promotion_or_rollback_from_the_command_line_is_noticed_and_rescored(s
 
     def models(*args):
         result = subprocess.run([sys.executable, "-m", "worker", "models", *args, "-c", str(worker.config)],
-                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60)
+                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
 
     def health_model():

@@ -32,3 +32,56 @@ def test_an_unlabelled_record_has_no_loss_keys():
 def test_a_skipped_record_cannot_become_a_prediction():
     with pytest.raises(ValueError, match="record 'r9' was not scored: text is empty"):
         prediction_from_score(RecordScore(record_id="r9", skipped_reason="text is empty"), "v1")
+
+
+def test_the_suggestion_policy_picks_the_label_under_review_or_the_models():
+    doubtful = _score(probabilities={"negative": 0.9612345, "positive": 0.0387655}, score=0.9612345)
+
+    auto = prediction_from_score(doubtful, "v3", policy="auto", reference_agent="original")
+    assert (auto.label, auto.score, auto.agent) == ("positive", 0.03877, "original")  # the chip reads ✦0.03877
+    assert auto.metadata["predicted_label"] == "negative" and auto.metadata["confidence"] == 0.9612
+
+    reviewed = prediction_from_score(doubtful, "v3", policy="auto", reviewed=True, reference_agent="original")
+    assert (reviewed.label, reviewed.agent) == ("negative", "v3")  # reviewed: the model's opinion
+    pinned = prediction_from_score(doubtful, "v3", policy="reference", reviewed=True)
+    assert (pinned.label, pinned.agent) == ("positive", "argilla-worker:consensus")
+    model = prediction_from_score(doubtful, "v3", policy="model", reference_agent="original")
+    assert (model.label, model.score, model.agent) == ("negative", 0.9612, "v3")
+    unlabelled = _score(reference_label=None, loss=None, expected_loss=None, disagreement=None)
+    for policy in ("auto", "reference"):
+        assert prediction_from_score(unlabelled, "v3", policy=policy).agent == "v3"
+
+
+def test_metadata_floats_are_rounded_to_four_significant_digits():
+    prediction = prediction_from_score(_score(bald=0.0004886381463056755, loss=12.3456789, margin=0.6), "v1")
+    assert prediction.metadata["bald"] == 0.0004886 and prediction.metadata["loss"] == 12.35
+    assert prediction.metadata["margin"] == 0.6
+
+
+def test_the_workers_guidelines_are_appended_once_and_updated_between_markers():
+    from worker.gateway.schema import GUIDELINES_END, GUIDELINES_START, guidelines_section, merged_guidelines
+
+    theirs = "Our own guidelines: judge the review's sentiment."
+    once = merged_guidelines(theirs)
+    assert once.startswith(theirs) and once.count(GUIDELINES_START) == 1
+    assert merged_guidelines(once) == once
+    stale = once.replace("Submit", "Press submit") + "\n\nA note of theirs after the section."
+    updated = merged_guidelines(stale)
+    assert updated == once + "\n\nA note of theirs after the section."
+    assert merged_guidelines(None) == guidelines_section() and GUIDELINES_END in guidelines_section()
+
+
+def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_to_date():
+    from worker.jobs import is_up_to_date
+    from worker.records import PulledRecord, SuggestionState
+
+    def record(suggestion: SuggestionState) -> PulledRecord:
+        return PulledRecord("s1", "r1", "text", {"original_label": "positive", "model_version": "v1",
+                                                  "reference_label": "positive", "predicted_label": "negative"},
+                            suggestion, (), None)
+
+    under_review = record(SuggestionState("positive", "original", 0.04))
+    models = record(SuggestionState("negative", "v1", 0.96))
+    assert is_up_to_date(under_review, "v1", "auto") and not is_up_to_date(under_review, "v1", "model")
+    assert is_up_to_date(models, "v1", "model") and not is_up_to_date(models, "v1", "auto")
+    assert not is_up_to_date(under_review, "v2", "auto")  # another model: rescore

@@ -200,7 +200,7 @@ def test_built_in_plugins_are_registered_like_third_party_ones():
 
 
 def test_plugin_scorers_become_metadata_and_a_failing_one_is_dropped(tiny_classifier, caplog):
-    from worker.predictions import prediction_from_score
+    from worker.predictions import prediction_from_score, readable
     from worker.scoring import Scorer, ScoringInput
 
     def broken(mc_probs):
@@ -211,7 +211,7 @@ def test_plugin_scorers_become_metadata_and_a_failing_one_is_dropped(tiny_classi
     scores = list(scorer.score([ScoringInput("r1", "a wonderful film"), ScoringInput("r2", "dull")]))
 
     assert all(0 < s.extra["mean_top"] <= 1 and "broken" not in s.extra for s in scores)
-    assert prediction_from_score(scores[0], "v1").metadata["mean_top"] == scores[0].extra["mean_top"]
+    assert prediction_from_score(scores[0], "v1").metadata["mean_top"] == readable(scores[0].extra["mean_top"])
     assert "scorer 'broken' failed" in caplog.text
 
 

@@ -41,6 +41,7 @@ from worker.gateway.schema import (
     ORIGINAL_AGENT,
     WORKER_METADATA_TYPES,
     dataset_settings,
+    merged_guidelines,
     metadata_properties,
 )
 from worker.gateway.sync_state import SyncState
@@ -115,12 +116,13 @@ class ArgillaGateway:
 
     def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
                  retry: RetryPolicy | None = None, fields: Sequence[str] = (), question: str = "",
-                 reference: str = "auto"):
+                 reference: str = "auto", guidelines: str = "append"):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
         self.retry = retry or RetryPolicy()
         self._binding_config = {"fields": tuple(fields), "question": question, "reference": reference}
+        self.guidelines_mode = guidelines  # append: add/update the worker's section; keep: never touch them
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
         try:
@@ -166,6 +168,8 @@ class ArgillaGateway:
         """
         binding = self.binding
         self._add_missing_metadata(self._dataset())
+        if self.guidelines_mode == "append":
+            self._update_guidelines(self._dataset())
         return binding
 
     @property
@@ -493,6 +497,17 @@ class ArgillaGateway:
     def _create_metadata_property(self, dataset: rg.Dataset, name: str, kind: str) -> None:
         self._request("POST", f"/api/v1/datasets/{dataset.id}/metadata-properties",
                       json={"name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}})
+
+    def _update_guidelines(self, dataset: rg.Dataset) -> None:
+        """Append the worker's section to the dataset's guidelines once, or update it between its markers;
+        the rest of the text is the user's and stays as it is. One PATCH, only when the text changes."""
+        current = self._request("GET", f"/api/v1/datasets/{dataset.id}").get("guidelines")
+        wanted = merged_guidelines(current)
+        if wanted != current:
+            self._request("PATCH", f"/api/v1/datasets/{dataset.id}", json={"guidelines": wanted})
+            self._cached_dataset = None
+            logger.info("guidelines of %s: the worker's section %s", self.dataset_name,
+                        "updated" if current and "argilla-worker guidelines" in current else "appended")
 
     def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
         """Create the worker's metadata properties the dataset lacks, one POST each: the user's
