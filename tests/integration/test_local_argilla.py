@@ -44,7 +44,7 @@ def test_dataset_is_created_with_every_metadata_property(gateway):
     names = {prop.name for prop in dataset.settings.metadata}
     assert names == set(FLOAT_METADATA) | set(TERMS_METADATA)
     assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
-    assert "sort by the metadata property `loss`" in dataset.settings.guidelines
+    assert "Sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
 
 
 def test_ensure_dataset_again_is_a_no_op_and_a_label_conflict_names_both_sets(gateway):
