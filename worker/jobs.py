@@ -218,8 +218,9 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     """
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
+    labels = services.labels()  # binds first: a dataset that does not fit the config is the first thing said
     classifier = services.classifier()
-    check_label_set(classifier.labels, services.labels())
+    check_label_set(classifier.labels, labels)
     gateway, settings = services.gateway, services.settings.scoring
     since = None if full or record_ids else services.sync_state.watermark(gateway.dataset_key)
     records = list(gateway.pull(since=since))
