@@ -27,10 +27,7 @@ class SyncState:
         _write_json(self.path, state)
 
     def _read(self) -> dict[str, str]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        return _read_json(self.path)
 
 
 class FailedPushes:
@@ -68,10 +65,14 @@ class FailedPushes:
             _write_json(self.path, state)
 
     def _read(self) -> dict[str, dict]:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        return _read_json(self.path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
 
 
 def _write_json(path: Path, state: dict) -> None:
