@@ -120,7 +120,7 @@ class ModelRegistry:
     # -- reading ---------------------------------------------------------------------------------------
     def versions(self) -> list[ModelVersion]:
         """All versions, oldest first."""
-        current = self._current_name()
+        current = self.current_version()
         return [self._load(path, current) for path in sorted(self.versions_dir.iterdir()) if path.is_dir()]
 
     def get(self, version: str) -> ModelVersion:
@@ -128,13 +128,14 @@ class ModelRegistry:
         if not path.is_dir():
             known = [v.version for v in self.versions()]
             raise RegistryError(f"no model version {version!r} in {self.root} (known: {known or 'none'})")
-        return self._load(path, self._current_name())
+        return self._load(path, self.current_version())
 
     def current(self) -> ModelVersion | None:
-        name = self._current_name()
+        name = self.current_version()
         return self.get(name) if name is not None else None
 
-    def _current_name(self) -> str | None:
+    def current_version(self) -> str | None:
+        """The current version's name from the ``current`` link alone (one readlink, no metadata read)."""
         link = self.root / "current"
         return Path(os.readlink(link)).name if link.is_symlink() else None
 

@@ -372,8 +372,7 @@ class Runner:
     def _notice_model_change(self) -> None:
         """A version promoted or rolled back outside the loop (``argilla-worker models promote / rollback``)
         becomes the model the worker reports and scores with: every record is rescored."""
-        current = self.services.registry.current()
-        version = current.version if current is not None else None
+        version = self.services.registry.current_version()  # every loop turn: the link only
         if version == self.status.model.get("version"):
             return
         logger.info("the current model changed to %s (was %s): rescoring every record", version,

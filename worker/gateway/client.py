@@ -106,7 +106,7 @@ def _is_transport_error(error: BaseException) -> bool:
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, httpx.TransportError):
+    if _is_transport_error(error):
         return True
     return isinstance(error, httpx.HTTPStatusError) and error.response.status_code >= 500
 
@@ -501,7 +501,7 @@ class ArgillaGateway:
     def _update_guidelines(self, dataset: rg.Dataset) -> None:
         """Append the worker's section to the dataset's guidelines once, or update it between its markers;
         the rest of the text is the user's and stays as it is. One PATCH, only when the text changes."""
-        current = self._request("GET", f"/api/v1/datasets/{dataset.id}").get("guidelines")
+        current = dataset.settings.guidelines
         wanted = merged_guidelines(current)
         if wanted != current:
             self._request("PATCH", f"/api/v1/datasets/{dataset.id}", json={"guidelines": wanted})
