@@ -17,6 +17,7 @@ import sys
 
 import argilla as rg
 import httpx
+import psutil
 import pytest
 
 from tests.tiny_models import save_tiny_classifier
@@ -70,6 +71,14 @@ def _indexed_with(settings: LocalArgillaSettings, dataset_id, version: str) -> s
     return {item["record"]["external_id"] for item in response.json()["items"]}
 
 
+def _kill_search(stack: LocalArgilla) -> None:
+    """kill -9 the stack's search engine and wait until it is gone: the signal is delivered asynchronously,
+    and an ``up`` that still sees the dying process would not restart it."""
+    process = psutil.Process(stack._read_pids()["search"]["pid"])
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def _cli(settings: LocalArgillaSettings, name: str, tmp_path, *args):
     env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": settings.api_key.get_secret_value(),
            "ARGILLA_WORKER_ARGILLA__API_URL": settings.api_url, "ARGILLA_WORKER_ARGILLA__DATASET": name,
@@ -120,7 +129,7 @@ def test_a_poison_record_is_isolated_remembered_and_pushed_once_the_server_can_t
 
 def test_a_failed_reindex_fails_up_and_shows_in_status(upstream_stack, dataset_name):
     _dataset_with_a_valueless_response(upstream_stack.settings, dataset_name)
-    os.kill(upstream_stack._read_pids()["search"]["pid"], signal.SIGKILL)
+    _kill_search(upstream_stack)
 
     with pytest.raises(ComponentStartError, match="reindex"):
         upstream_stack.up()
@@ -133,7 +142,7 @@ def test_a_failed_reindex_fails_up_and_shows_in_status(upstream_stack, dataset_n
 def test_after_a_search_engine_crash_up_reindexes_every_record_and_says_so(local_argilla, stack_settings,
                                                                              dataset_name):
     dataset, _ = _dataset_with_a_valueless_response(stack_settings, dataset_name)  # the fixed mapping takes it
-    os.kill(local_argilla._read_pids()["search"]["pid"], signal.SIGKILL)
+    _kill_search(local_argilla)
 
     local_argilla.up()
 

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_TAIL_LINES = 40
+DYING_GRACE_S = 15.0  # how long a process of ours that fails its health check may take to recover or exit
 PORT_RELEASE_S = 5.0  # how long a port of a component that just died may stay busy
 
 
@@ -102,7 +103,7 @@ class LocalArgilla:
             directory.mkdir(parents=True, exist_ok=True)
         search_started = False
         for component in self._components():
-            if self._is_ours_and_alive(component.name):
+            if self._is_running(component):
                 continue
             if component.name == "server":
                 self._prepare_database(reindex=search_started)
@@ -390,6 +391,21 @@ class LocalArgilla:
         pids = self._read_pids()
         pids[name] = {"pid": pid, "create_time": psutil.Process(pid).create_time()}
         self._write_pids(pids)
+
+    def _is_running(self, component: Component) -> bool:
+        """Ours, alive and healthy. A process of ours that answers no health check (one just sent kill -9
+        is still alive for a moment) gets ``DYING_GRACE_S`` to either answer or be gone; if it still does
+        neither it is stopped, so that ``up`` starts it again."""
+        deadline = time.monotonic() + DYING_GRACE_S
+        while self._is_ours_and_alive(component.name):
+            if component.is_healthy():
+                return True
+            if time.monotonic() >= deadline:
+                logger.warning("local Argilla '%s' is running but not healthy: restarting it", component.name)
+                _terminate_group(self._read_pids()[component.name]["pid"])
+                return False
+            time.sleep(0.3)
+        return False
 
     def _is_ours_and_alive(self, name: str) -> bool:
         entry = self._read_pids().get(name)
