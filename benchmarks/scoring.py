@@ -1,9 +1,18 @@
 """Scoring throughput and quality, side by side in one run, same model, same data, T = 20.
 
   (a) BaaL's reference path: BaalTransformersTrainer.predict_on_dataset(iterations=T)
+  (a2) a careful BaaL loop: patch_module, batches in input order with dynamic padding, the T samples of
+       a batch as one enlarged batch (BaaL's replicate-in-memory), inference mode
   (b) one deterministic pass (ours: length-bucketed batches, inference mode)
-  (c) our full MC dropout
-  (d) our fast MC dropout with the last k = 1 and k = 0 encoder layers stochastic
+  (c) our full MC dropout; (c') the same with another seed: the noise floor of a T = 20 estimate
+  (d) our fast MC dropout with the last k = 1, 4 (auto on a CPU) and 0 encoder layers stochastic; (d') k = 4,
+      another seed
+  (e) adaptive MC (scoring.adaptive, default tolerances), full and fast k = 4: quality is compared with the
+      fixed-T row of the same strategy ((c), (d) k = 4) — BALD and expected-loss Spearman, ΔECE, Δ label-error
+      AUROC — beside the noise floor of fixed T itself ((c'), (d')).
+
+The records carry a reference label with a seeded fraction flipped (``--flip``): the label-error AUROC is
+how well ``expected_loss`` ranks the flipped ones first.
 
 Each method runs in its own fresh process (spawned one after the other) so its peak memory is
 its own; the model is the offline all-MiniLM-L6-v2 fine-tuned briefly on movie-review snippets
@@ -12,6 +21,7 @@ its own; the model is the offline all-MiniLM-L6-v2 fine-tuned briefly on movie-r
     python benchmarks/scoring.py                 # 1,000 scored records, CPU here: a few minutes
     python benchmarks/scoring.py --records 200   # quick look
     python benchmarks/scoring.py --device cuda   # unchanged on a GPU
+    python benchmarks/scoring.py --adaptive-sweep # also fast MC adaptive over a grid of tolerances
 """
 
 from __future__ import annotations
@@ -39,12 +49,31 @@ logger = logging.getLogger("benchmarks.scoring")
 
 METHODS = {
     "a_baal": "(a) BaaL predict_on_dataset",
+    "a2_baal_loop": "(a2) BaaL careful loop",
     "b_deterministic": "(b) deterministic pass",
     "c_full_mc": "(c) ours, full MC",
+    "c_full_mc_seed1": "(c') ours, full MC, another seed",
     "d_fast_k1": "(d) ours, fast MC k=1",
     "d_fast_auto": "(d) ours, fast MC k=4 of 6 (auto on a CPU)",
+    "d_fast_auto_seed1": "(d') ours, fast MC k=4, another seed",
     "d_fast_k0": "(d) ours, fast MC k=0",
+    "e_adaptive_full": "(e) ours, full MC adaptive",
+    "e_adaptive_auto": "(e) ours, fast MC k=4 adaptive",
 }
+# What each of our rows runs: Scorer options (+ "seed", "adaptive": tolerances or None).
+OURS = {
+    "c_full_mc": {"strategy": "full"},
+    "c_full_mc_seed1": {"strategy": "full", "seed": 1},
+    "d_fast_k1": {"strategy": "partial", "mc_layers": 1},
+    "d_fast_auto": {"strategy": "partial", "mc_layers": 4},
+    "d_fast_auto_seed1": {"strategy": "partial", "mc_layers": 4, "seed": 1},
+    "d_fast_k0": {"strategy": "partial", "mc_layers": 0},
+    "e_adaptive_full": {"strategy": "full", "adaptive": {}},
+    "e_adaptive_auto": {"strategy": "partial", "mc_layers": 4, "adaptive": {}},
+}
+# Rows compared with a fixed-T row of the same strategy: row -> the fixed row.
+VERSUS = {"c_full_mc_seed1": "c_full_mc", "d_fast_auto_seed1": "d_fast_auto", "e_adaptive_full": "c_full_mc",
+          "e_adaptive_auto": "d_fast_auto"}
 
 
 class PeakMemory:
@@ -124,6 +153,35 @@ def _baal_reference(model_dir: Path, texts: list[str], samples: int, batch_size:
     return {"seconds": seconds, "peak_mib": memory.peak_mib, "mc_probs": mc_probs}
 
 
+def _baal_loop(model_dir: Path, texts: list[str], samples: int, batch_size: int, device: str) -> dict:
+    """A careful hand-written BaaL loop: BaaL's ``patch_module``, batches in input order padded to their own
+    longest text, the T samples of a batch as one enlarged batch, inference mode."""
+    import torch
+    from baal.bayesian.dropout import patch_module
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = patch_module(AutoModelForSequenceClassification.from_pretrained(model_dir)).to(device).eval()
+
+    @torch.inference_mode()
+    def run(subset: list[str]) -> np.ndarray:
+        out = []
+        for start in range(0, len(subset), batch_size):
+            inputs = tokenizer(subset[start:start + batch_size], padding=True, truncation=True,
+                               return_tensors="pt").to(device)
+            repeated = {key: value.repeat(samples, 1) for key, value in inputs.items()}
+            logits = model(**repeated).logits.float().view(samples, -1, model.config.num_labels)
+            out.append(torch.softmax(logits, dim=-1).permute(1, 2, 0).cpu().numpy())  # [B, C, T]
+        return np.concatenate(out)
+
+    run(_warm_up_texts(texts, batch_size, device))
+    with PeakMemory(device) as memory:
+        started = time.perf_counter()
+        mc_probs = run(texts)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_mib": memory.peak_mib, "mc_probs": mc_probs}
+
+
 def _warm_up_texts(texts: list[str], batch_size: int, device: str) -> list[str]:
     """What each method runs untimed first: one batch on the CPU; on CUDA every text, so that lazy kernel
     loading and cuBLAS / SDPA kernel selection for each padded length stay out of the timed pass."""
@@ -167,15 +225,21 @@ def _offsets(window_iter):
         offset += len(window.records)
 
 
-def _ours(model_dir: Path, texts: list[str], samples: int, batch_size: int, device: str, **mc) -> dict:
+def _ours(model_dir: Path, texts: list[str], references: list[str], samples: int, batch_size: int, device: str,
+          *, seed: int = 0, adaptive: dict | None = None, **mc) -> dict:
+    from worker.config import ScoringSettings
+    from worker.jobs import adaptive_sampling
     from worker.scoring import Scorer, ScoringInput, load_classifier
 
+    rule = None if adaptive is None else adaptive_sampling(ScoringSettings(**{f"adaptive_{key}": value
+                                                                              for key, value in adaptive.items()}))
     scorer = Scorer(load_classifier(model_dir, device=device), samples=samples, batch_size=batch_size,
-                    progress=False, **mc)
+                    progress=False, seed=seed, adaptive=rule, **mc)
     list(scorer.score(ScoringInput(str(i), t) for i, t in enumerate(_warm_up_texts(texts, batch_size, device))))
     with PeakMemory(device) as memory:
         started = time.perf_counter()
-        scores = list(scorer.score(ScoringInput(str(i), text) for i, text in enumerate(texts)))
+        scores = list(scorer.score(ScoringInput(str(i), text, reference)
+                                   for i, (text, reference) in enumerate(zip(texts, references, strict=True))))
         seconds = time.perf_counter() - started
     labels = scorer.classifier.labels
     return {
@@ -183,38 +247,47 @@ def _ours(model_dir: Path, texts: list[str], samples: int, batch_size: int, devi
         "peak_mib": memory.peak_mib,
         "mean_probs": np.array([[s.probabilities[label] for label in labels] for s in scores]),
         "bald": np.array([s.bald for s in scores]),
+        "expected_loss": np.array([s.expected_loss for s in scores]),
+        "mc_samples": float(np.mean([s.mc_samples for s in scores])),
     }
 
 
-def _child(method: str, model_dir: str, texts: list[str], samples: int, batch_size: int, device: str, queue):
+def _baal_summary(result: dict, references: list[str]) -> dict:
+    """Mean probabilities, BALD and expected loss from BaaL's [N, C, T] probabilities, as for our rows."""
+    from worker.demo_data import SENTIMENT_LABELS
+    from worker.scoring.uncertainty import label_losses, uncertainty_scores
+
+    mc_probs = result.pop("mc_probs")
+    log_probs = np.log(np.clip(mc_probs, 1e-12, None))
+    reference = np.array([SENTIMENT_LABELS.index(label) for label in references])
+    _, expected_loss = label_losses(log_probs.mean(axis=2), log_probs, reference)
+    return {**result, "mean_probs": mc_probs.mean(axis=2), "bald": uncertainty_scores(mc_probs)["bald"],
+            "expected_loss": expected_loss, "mc_samples": float(mc_probs.shape[2])}
+
+
+def _child(method: str, options: dict | None, model_dir: str, texts: list[str], references: list[str], samples: int,
+           batch_size: int, device: str, queue):
     import torch
 
     torch.manual_seed(0)
     model_path = Path(model_dir)
-    if method == "a_baal":
-        result = _baal_reference(model_path, texts, samples, batch_size, device)
-        from worker.scoring.uncertainty import uncertainty_scores
-
-        result["mean_probs"] = result["mc_probs"].mean(axis=2)
-        result["bald"] = uncertainty_scores(result.pop("mc_probs"))["bald"]
+    if method in ("a_baal", "a2_baal_loop"):
+        run = _baal_reference if method == "a_baal" else _baal_loop
+        result = _baal_summary(run(model_path, texts, samples, batch_size, device), references)
     elif method == "b_deterministic":
         result = _deterministic(model_path, texts, batch_size, device)
-    elif method == "c_full_mc":
-        result = _ours(model_path, texts, samples, batch_size, device, strategy="full")
-    elif method.startswith("sweep_k"):
-        result = _ours(model_path, texts, samples, batch_size, device, strategy="partial",
-                       mc_layers=int(method.removeprefix("sweep_k")))
     else:
-        layers = {"d_fast_k1": 1, "d_fast_auto": 4, "d_fast_k0": 0}[method]
-        result = _ours(model_path, texts, samples, batch_size, device, strategy="partial", mc_layers=layers)
+        result = _ours(model_path, texts, references, samples, batch_size, device, **(options or OURS[method]))
     queue.put(result)
 
 
-def run_method(method: str, model_dir: Path, texts: list[str], args) -> dict:
+def run_method(method: str, model_dir: Path, texts: list[str], references: list[str], args,
+               options: dict | None = None) -> dict:
+    """Run one method in a fresh spawned process; ``options`` (Scorer options) for rows outside OURS."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(method, str(model_dir), texts, args.samples, args.batch_size,
-                                                   args.device, queue))
+    process = context.Process(target=_child, args=(method, options, str(model_dir), texts, references, args.samples,
+                                                   args.batch_size, args.device, queue))
     process.start()
     while True:
         try:
@@ -229,58 +302,96 @@ def run_method(method: str, model_dir: Path, texts: list[str], args) -> dict:
     return result
 
 
-def summarise(results: dict[str, dict], true_labels: np.ndarray, records: int) -> dict[str, dict]:
-    from scipy.stats import spearmanr
+def _auroc(positives: np.ndarray, scores: np.ndarray | None) -> float | None:
     from sklearn.metrics import roc_auc_score
+
+    if scores is None or positives.all() or not positives.any():
+        return None
+    return float(roc_auc_score(positives, scores))
+
+
+def quality(result: dict, true_labels: np.ndarray, flipped: np.ndarray) -> dict:
+    """Accuracy and ECE against the true labels, BALD's AUROC for the model's errors, expected loss's AUROC
+    for the flipped reference labels."""
+    probs = result["mean_probs"]
+    wrong = probs.argmax(axis=1) != true_labels
+    return {"accuracy": float(1 - wrong.mean()), "ece": expected_calibration_error(probs, true_labels),
+            "bald_auroc_misclassified": _auroc(wrong, result.get("bald")),
+            "label_error_auroc": _auroc(flipped, result.get("expected_loss")),
+            "mc_samples": result.get("mc_samples")}
+
+
+def versus(row: dict, result: dict, fixed_row: dict, fixed: dict) -> dict:
+    """How far ``result`` is from the fixed-T result of the same strategy (the quality guard's terms)."""
+    from scipy.stats import spearmanr
+
+    return {"bald_spearman_vs_fixed": float(spearmanr(result["bald"], fixed["bald"]).statistic),
+            "loss_spearman_vs_fixed": float(spearmanr(result["expected_loss"], fixed["expected_loss"]).statistic),
+            "ece_diff_vs_fixed": abs(row["ece"] - fixed_row["ece"]),
+            "auroc_diff_vs_fixed": abs(row["label_error_auroc"] - fixed_row["label_error_auroc"])}
+
+
+def summarise(results: dict[str, dict], true_labels: np.ndarray, flipped: np.ndarray, records: int
+              ) -> dict[str, dict]:
+    from scipy.stats import spearmanr
 
     summary = {}
     for method, result in results.items():
-        probs = result["mean_probs"]
-        wrong = probs.argmax(axis=1) != true_labels
-        bald = result.get("bald")
-        summary[method] = {
-            "name": METHODS[method],
-            "records_per_s": records / result["seconds"],
-            "seconds": result["seconds"],
-            "peak_memory_mib": result["peak_mib"],
-            "accuracy": float(1 - wrong.mean()),
-            "ece": expected_calibration_error(probs, true_labels),
-            "bald_auroc_misclassified": float(roc_auc_score(wrong, bald)) if bald is not None and wrong.any()
-            and not wrong.all() else None,
-        }
-    for method in summary:
-        summary[method]["speedup_vs_a"] = summary[method]["records_per_s"] / summary["a_baal"]["records_per_s"]
-        summary[method]["cost_vs_b"] = summary["b_deterministic"]["records_per_s"] / summary[method]["records_per_s"]
+        summary[method] = {"name": METHODS[method], "records_per_s": records / result["seconds"],
+                           "seconds": result["seconds"], "peak_memory_mib": result["peak_mib"],
+                           **quality(result, true_labels, flipped)}
+    def rate(method: str) -> float | None:
+        return summary[method]["records_per_s"] if method in summary else None
+
+    for row in summary.values():
+        row["speedup_vs_a"] = row["records_per_s"] / rate("a_baal") if rate("a_baal") else None
+        row["speedup_vs_a2"] = row["records_per_s"] / rate("a2_baal_loop") if rate("a2_baal_loop") else None
+        row["cost_vs_b"] = rate("b_deterministic") / row["records_per_s"] if rate("b_deterministic") else None
     for method in ("d_fast_k1", "d_fast_auto", "d_fast_k0"):
-        summary[method]["bald_spearman_vs_c"] = float(spearmanr(results[method]["bald"],
-                                                                results["c_full_mc"]["bald"]).statistic)
-        summary[method]["ece_diff_vs_c"] = abs(summary[method]["ece"] - summary["c_full_mc"]["ece"])
+        if method in results and "c_full_mc" in results:
+            summary[method]["bald_spearman_vs_c"] = float(spearmanr(results[method]["bald"],
+                                                                    results["c_full_mc"]["bald"]).statistic)
+    for method, fixed in VERSUS.items():
+        if method in results and fixed in results:
+            summary[method].update(versus(summary[method], results[method], summary[fixed], results[fixed]))
     return summary
 
 
-def markdown_table(summary: dict[str, dict], meta: dict) -> str:
-    def fmt(value, pattern="{:.3f}"):
-        return "–" if value is None else pattern.format(value)
+def _fmt(value, pattern="{:.3f}"):
+    return "–" if value is None else pattern.format(value)
 
+
+def markdown_table(summary: dict[str, dict], meta: dict) -> str:
     lines = [
-        (f"Scoring benchmark — {meta['records']} records, T = {meta['samples']}, batch {meta['batch_size']}, "
-        f"device {meta['device']}, model {meta['model']}"),
+        (f"Scoring benchmark — {meta['records']} records ({meta['flipped']} reference labels flipped), "
+         f"T = {meta['samples']}, batch {meta['batch_size']}, device {meta['device']}, model {meta['model']}; "
+         f"adaptive: {meta['adaptive']}"),
         "",
-        ("| method | records/s | × (a) | cost × (b) | peak MiB | accuracy | ECE | BALD AUROC (errors) "
-        "| BALD ρ vs (c) | ΔECE vs (c) |"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ("| method | records/s | × (a) | × (a2) | cost × (b) | MC samples | peak MiB | accuracy | ECE "
+         "| BALD AUROC (errors) | label-error AUROC | BALD ρ vs (c) |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary.values():
         lines.append(
-            f"| {row['name']} | {row['records_per_s']:.1f} | {row['speedup_vs_a']:.2f} | {row['cost_vs_b']:.2f} "
-            f"| {row['peak_memory_mib']:.0f} | {row['accuracy']:.3f} | {row['ece']:.4f} "
-            f"| {fmt(row['bald_auroc_misclassified'])} | {fmt(row.get('bald_spearman_vs_c'))} "
-            f"| {fmt(row.get('ece_diff_vs_c'), '{:.4f}')} |"
+            f"| {row['name']} | {row['records_per_s']:.1f} | {_fmt(row['speedup_vs_a'], '{:.2f}')} "
+            f"| {_fmt(row['speedup_vs_a2'], '{:.2f}')} | {_fmt(row['cost_vs_b'], '{:.2f}')} | {_fmt(row['mc_samples'], '{:.1f}')} | {row['peak_memory_mib']:.0f} "
+            f"| {row['accuracy']:.3f} | {row['ece']:.4f} | {_fmt(row['bald_auroc_misclassified'])} "
+            f"| {_fmt(row['label_error_auroc'], '{:.4f}')} | {_fmt(row.get('bald_spearman_vs_c'))} |"
         )
+    lines += ["", "Against fixed T = 20 of the same strategy (guard: ρ ≥ 0.95, ΔECE ≤ 0.005, ΔAUROC ≤ 0.002)", "",
+              "| method | vs | BALD ρ | expected-loss ρ | ΔECE | Δ label-error AUROC |", "|---|---|---:|---:|---:|---:|"]
+    for method, fixed in VERSUS.items():
+        row = summary.get(method, {})
+        if "bald_spearman_vs_fixed" not in row:
+            continue
+        lines.append(f"| {row['name']} | {summary[fixed]['name']} | {row['bald_spearman_vs_fixed']:.3f} "
+                     f"| {row['loss_spearman_vs_fixed']:.3f} | {row['ece_diff_vs_fixed']:.4f} "
+                     f"| {row['auroc_diff_vs_fixed']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
-def layer_sweep(model_dir: Path, texts: list[str], true_labels: np.ndarray, full: dict, args) -> list[dict]:
+def layer_sweep(model_dir: Path, texts: list[str], references: list[str], true_labels: np.ndarray, full: dict,
+                args) -> list[dict]:
     """Fast MC for k = 0..L: speed and how well its BALD tracks full MC's."""
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
@@ -289,7 +400,8 @@ def layer_sweep(model_dir: Path, texts: list[str], true_labels: np.ndarray, full
     layers = AutoConfig.from_pretrained(model_dir).num_hidden_layers
     rows = []
     for k in range(layers + 1):
-        result = run_method(f"sweep_k{k}", model_dir, texts, args)
+        result = run_method(f"sweep_k{k}", model_dir, texts, references, args,
+                            options={"strategy": "partial", "mc_layers": k})
         wrong = result["mean_probs"].argmax(axis=1) != true_labels
         rows.append({"k": k, "records_per_s": len(texts) / result["seconds"],
                      "bald_spearman_vs_full": float(spearmanr(result["bald"], full["bald"]).statistic),
@@ -305,32 +417,88 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# (bald_rse, loss_se) pairs tried by --adaptive-sweep, from strict to loose.
+SWEEP_TOLERANCES = [(0.05, 0.02), (0.1, 0.02), (0.1, 0.05), (0.2, 0.05), (0.2, 0.1), (0.3, 0.1), (0.5, 0.1),
+                    (0.5, 0.2)]
+
+
+def adaptive_sweep(model_dir: Path, texts: list[str], references: list[str], true_labels: np.ndarray,
+                   flipped: np.ndarray, results: dict, summary: dict, args) -> list[dict]:
+    """Fast MC k = 4 adaptive over SWEEP_TOLERANCES: speed, samples used and the guard's terms vs fixed T."""
+    rows = []
+    for bald_rse, loss_se in SWEEP_TOLERANCES:
+        result = run_method(f"adaptive bald_rse={bald_rse} loss_se={loss_se}", model_dir, texts, references, args,
+                            options={"strategy": "partial", "mc_layers": 4,
+                                     "adaptive": {"bald_rse": bald_rse, "loss_se": loss_se}})
+        row = {"bald_rse": bald_rse, "loss_se": loss_se, "records_per_s": len(texts) / result["seconds"],
+               **quality(result, true_labels, flipped)}
+        row.update(versus(row, result, summary["d_fast_auto"], results["d_fast_auto"]))
+        row["speedup_vs_a2"] = row["records_per_s"] / summary["a2_baal_loop"]["records_per_s"]
+        rows.append(row)
+        logger.info("adaptive sweep: %s", {key: round(value, 4) for key, value in row.items()})
+    return rows
+
+
+def adaptive_sweep_table(rows: list[dict]) -> str:
+    lines = ["", "Fast MC k=4 adaptive, tolerance sweep (vs fixed T = 20 k=4)", "",
+             "| bald_rse | loss_se | records/s | × (a2) | MC samples | BALD ρ | expected-loss ρ | ΔECE | ΔAUROC |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['bald_rse']} | {r['loss_se']} | {r['records_per_s']:.1f} | {_fmt(r['speedup_vs_a2'], '{:.2f}')} "
+              f"| {r['mc_samples']:.1f} | {r['bald_spearman_vs_fixed']:.3f} | {r['loss_spearman_vs_fixed']:.3f} "
+              f"| {r['ece_diff_vs_fixed']:.4f} | {r['auroc_diff_vs_fixed']:.4f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def flipped_references(true_labels: np.ndarray, fraction: float, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Reference labels: the true label, flipped for a seeded ``fraction`` of records → (labels, flipped [N] bool)."""
+    rng = np.random.default_rng(seed)
+    flipped = rng.random(len(true_labels)) < fraction
+    return [SENTIMENT_LABELS[(label + 1) % 2 if flip else label]
+            for label, flip in zip(true_labels.tolist(), flipped.tolist(), strict=True)], flipped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1000, help="records scored by each method")
     parser.add_argument("--train", type=int, default=4000, help="snippets used to fine-tune MiniLM")
     parser.add_argument("--samples", type=int, default=20, help="MC-dropout samples T")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--flip", type=float, default=0.1, help="fraction of reference labels flipped")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--layer-sweep", action="store_true",
                         help="also run fast MC for every k and report BALD's agreement with full MC")
+    parser.add_argument("--adaptive-sweep", action="store_true",
+                        help="also run fast MC k=4 adaptive over a grid of tolerances")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+                        help="a subset of the rows (the comparisons need their reference rows)")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     configure_logging()
+
+    from worker.config import ScoringSettings
 
     train, test = movie_split(train=args.train, test=args.records)
     model_dir = finetuned_minilm(train)
     texts = [record.text for record in test]
     true_labels = np.array([SENTIMENT_LABELS.index(record.label) for record in test])
-    results = {method: run_method(method, model_dir, texts, args) for method in METHODS}
-    summary = summarise(results, true_labels, len(texts))
-    sweep = layer_sweep(model_dir, texts, true_labels, results["c_full_mc"], args) if args.layer_sweep else None
-    meta = {"records": len(texts), "samples": args.samples, "batch_size": args.batch_size, "device": args.device,
-            "model": f"all-MiniLM-L6-v2 fine-tuned on {len(train)} movie snippets"}
+    references, flipped = flipped_references(true_labels, args.flip)
+    results = {method: run_method(method, model_dir, texts, references, args) for method in args.methods}
+    summary = summarise(results, true_labels, flipped, len(texts))
+    sweep = (layer_sweep(model_dir, texts, references, true_labels, results["c_full_mc"], args)
+             if args.layer_sweep else None)
+    tolerances = (adaptive_sweep(model_dir, texts, references, true_labels, flipped, results, summary, args)
+                  if args.adaptive_sweep else None)
+    defaults = ScoringSettings()
+    meta = {"records": len(texts), "flipped": int(flipped.sum()), "samples": args.samples,
+            "batch_size": args.batch_size, "device": args.device,
+            "model": f"all-MiniLM-L6-v2 fine-tuned on {len(train)} movie snippets",
+            "adaptive": f"rounds of {defaults.adaptive_round}, bald_rse {defaults.adaptive_bald_rse}, "
+                        f"loss_se {defaults.adaptive_loss_se}"}
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "scoring.json").write_text(json.dumps({"meta": meta, "results": summary, "layer_sweep": sweep},
-                                                         indent=2))
-    table = markdown_table(summary, meta) + (sweep_table(sweep) if sweep else "")
+    (args.output / "scoring.json").write_text(json.dumps(
+        {"meta": meta, "results": summary, "layer_sweep": sweep, "adaptive_sweep": tolerances}, indent=2))
+    table = (markdown_table(summary, meta) + (sweep_table(sweep) if sweep else "")
+             + (adaptive_sweep_table(tolerances) if tolerances else ""))
     (args.output / "scoring.md").write_text(table)
     print(table)
 

@@ -69,8 +69,15 @@ class ArgillaSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    samples: int = Field(20, ge=1, description="T, MC-dropout samples per record")
+    samples: int = Field(20, ge=1, description="T, MC-dropout samples per record (the most, when adaptive)")
     mc_layers: int | Literal["auto", "all"] = "auto"
+    adaptive: bool = Field(True, description="stop sampling a record once its BALD and expected loss are known "
+                                             "(standard errors within adaptive_bald_rse / adaptive_loss_se); "
+                                             "false: every record gets all `samples`")
+    adaptive_round: int = Field(4, ge=2, description="MC samples drawn per round, before each stopping check")
+    adaptive_bald_rse: float = Field(0.2, ge=0, description="settled once BALD's standard error is at most this "
+                                                            "fraction of BALD …")
+    adaptive_loss_se: float = Field(0.05, ge=0, description="… and the expected loss's at most this (nats)")
     batch_size: int | Literal["auto"] = Field(
         "auto", description="records per forward pass; auto = 32 on a CPU, the largest that fits on a GPU")
     max_batch_size: int = Field(1024, ge=1, description="upper bound of batch_size = 'auto' on a GPU")

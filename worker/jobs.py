@@ -25,11 +25,11 @@ import pluggy
 
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
-from worker.config import WorkerSettings
+from worker.config import ScoringSettings, WorkerSettings
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PushReport
-from worker.gateway.schema import FLOAT_METADATA, TERMS_METADATA
+from worker.gateway.schema import WORKER_METADATA_TYPES
 from worker.gateway.sync_state import FailedPushes, SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
@@ -38,6 +38,7 @@ from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishR
 from worker.records import PulledRecord, consensus
 from worker.registry import ModelRegistry, ModelVersion, check_writable
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
@@ -77,6 +78,14 @@ class ScoreReport:
         return (f"scoring with {self.model_version} {state}: {self.considered} records considered, "
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed")
+
+
+def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
+    """The stopping rule of ``[scoring]``, or None when ``adaptive = false`` (fixed T)."""
+    if not settings.adaptive:
+        return None
+    return AdaptiveSampling(round_size=settings.adaptive_round, bald_rse=settings.adaptive_bald_rse,
+                            loss_se=settings.adaptive_loss_se)
 
 
 def reference_label(record: PulledRecord) -> str | None:
@@ -180,7 +189,7 @@ class Services:
         scorers = {}
         for plugin, registered in call_each(self.plugins, "register_scorers", context=self.context):
             for name, function in registered.items():
-                if name in FLOAT_METADATA or name in TERMS_METADATA or name in scorers:
+                if name in WORKER_METADATA_TYPES or name in scorers:
                     logger.error("plugin %s: scorer name %r is already taken; ignored", plugin, name)
                 else:
                     scorers[name] = function
@@ -242,7 +251,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         gateway.ensure_float_metadata(extra)
     scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
                     batch_size=settings.batch_size, max_batch_size=settings.max_batch_size,
-                    compile=settings.compile, extra_scorers=extra)
+                    compile=settings.compile, extra_scorers=extra, adaptive=adaptive_sampling(settings))
     current = {r.record_id: r for r in todo}
     for start in range(0, len(todo), settings.push_batch):
         batch = todo[start:start + settings.push_batch]

@@ -62,6 +62,8 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
         "predicted_label": score.predicted_label,
         "model_version": model_version,
     }
+    if score.mc_samples is not None:
+        metadata["mc_samples"] = score.mc_samples
     metadata.update(score.extra)
     if score.loss is not None:
         metadata["loss"] = score.loss

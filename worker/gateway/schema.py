@@ -22,6 +22,9 @@ FLOAT_METADATA = {
     "confidence": "the model's probability of its own predicted label.",
     "cold_start_rank": "before any label exists: annotate in this order (1 first, sort ascending).",
 }
+INTEGER_METADATA = {
+    "mc_samples": "MC-dropout samples the record got: fewer when its uncertainty was known early (adaptive).",
+}
 TERMS_METADATA = {
     "original_label": "the label the record came with, before any review.",
     "original_agent": "who wrote original_label (ingest's 'original', another model, an LLM labeller …).",
@@ -48,7 +51,7 @@ Records without a label show the model's prediction instead (agent = model versi
 
 Metadata properties:
 
-""" + "\n".join(f"- `{name}`: {meaning}" for name, meaning in {**FLOAT_METADATA, **TERMS_METADATA}.items())
+""" + "\n".join(f"- `{name}`: {meaning}" for name, meaning in {**FLOAT_METADATA, **INTEGER_METADATA, **TERMS_METADATA}.items())
 
 
 def guidelines_section() -> str:
@@ -70,7 +73,8 @@ def merged_guidelines(existing: str | None) -> str:
 
 # name -> Argilla metadata type of every property the worker writes (a user's property of the same
 # name and another type is a binding error)
-WORKER_METADATA_TYPES = {**{name: "float" for name in FLOAT_METADATA}, **{name: "terms" for name in TERMS_METADATA}}
+WORKER_METADATA_TYPES = {**{name: "float" for name in FLOAT_METADATA}, **{name: "integer" for name in INTEGER_METADATA},
+                         **{name: "terms" for name in TERMS_METADATA}}
 
 
 def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.Settings:
@@ -90,5 +94,6 @@ def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.
 def metadata_properties() -> list[rg.MetadataProperty]:
     return [
         *(rg.FloatMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in FLOAT_METADATA),
+        *(rg.IntegerMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in INTEGER_METADATA),
         *(rg.TermsMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in TERMS_METADATA),
     ]

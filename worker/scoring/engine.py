@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worker.errors import DataError, ScoringError
+from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
@@ -46,6 +47,7 @@ class RecordScore:
     loss: float | None = None
     expected_loss: float | None = None
     disagreement: bool | None = None
+    mc_samples: int | None = None  # the MC samples this record got (fewer than T when adaptive sampling stopped early)
     skipped_reason: str | None = None
     extra: dict[str, float] = field(default_factory=dict)  # plugin scores by name
 
@@ -62,13 +64,21 @@ class ScoringStats:
     truncated: int = 0
     seconds: float = 0.0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    mc_samples: int = 0  # MC samples drawn over all scored records
 
     @property
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
 
+    @property
+    def mean_mc_samples(self) -> float:
+        return self.mc_samples / self.scored if self.scored else 0.0
+
 
 BatchSize = int | Literal["auto"]
+
+# The per-record uncertainty values of RecordScore, as uncertainty_scores names them.
+UNCERTAINTY_NAMES = ("bald", "entropy", "margin", "variance", "variation_ratio")
 
 # Records per forward pass when batch_size is "auto" off CUDA: on CPU cores larger batches gain nothing.
 CPU_BATCH_SIZE = 32
@@ -95,6 +105,8 @@ class Scorer:
             prefetch thread of this process). Experimental: on an H100 host the first configuration
             (8 processes) was 3.5× slower than 0 (benchmarks/RESULTS.md); started at the first
             :meth:`score` call and kept until :meth:`close`.
+        adaptive: stop sampling a record once its estimates have settled (see
+            :mod:`worker.scoring.adaptive`); None: T samples for every record, exactly as without it.
 
     Each :meth:`score` call is O(N) in time and O(window) in memory.
     """
@@ -116,10 +128,11 @@ class Scorer:
         compile: bool = False,
         pipeline: bool | None = None,
         tokenizer_workers: int = 0,
+        adaptive: AdaptiveSampling | None = None,
     ):
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
-                                     samples_per_forward=samples_per_forward, compile=compile)
+                                     samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive)
         on_cuda = classifier.device.type == "cuda"
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
@@ -170,7 +183,8 @@ class Scorer:
                 open_windows.append(results)
                 for batch in window.batches:
                     reference = self._reference_indices(batch)
-                    in_flight.append((results, batch, reference, self.predictor.launch(batch.inputs)))
+                    pending = self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+                    in_flight.append((results, batch, reference, pending))
                     while len(in_flight) > depth:
                         self._finish(*in_flight.popleft())
                 yield from self._completed(open_windows, bar, started)
@@ -243,11 +257,14 @@ class Scorer:
     def _score_batch(self, batch: Batch, reference: np.ndarray, prediction: BatchPrediction) -> list[RecordScore]:
         deterministic_log_probs = prediction.deterministic.numpy()  # [B, C]
         mc_log_probs = prediction.mc.numpy()  # [B, C, T]
-        mc_probs = np.exp(mc_log_probs)
-        mean_probs = mc_probs.mean(axis=2)  # [B, C]
-        uncertainty = uncertainty_scores(mc_probs)
-        loss, expected_loss = label_losses(deterministic_log_probs, mc_log_probs, reference)
-        extra = self._extra_scores(mc_probs)
+        if prediction.samples_used is None:
+            samples_used = np.full(len(reference), mc_log_probs.shape[2], dtype=np.int64)
+            arrays = self._batch_arrays(deterministic_log_probs, mc_log_probs, reference)
+        else:
+            samples_used = prediction.samples_used.numpy()
+            arrays = self._arrays_by_sample_count(deterministic_log_probs, mc_log_probs, reference, samples_used)
+        self.stats.mc_samples += int(samples_used.sum())
+        mean_probs, extra = arrays.pop("mean_probs"), arrays.pop("extra")
         predicted = mean_probs.argmax(axis=1)
         has_reference = reference >= 0
         labels = self.classifier.labels
@@ -257,10 +274,11 @@ class Scorer:
             "score": mean_probs[np.arange(len(predicted)), predicted].tolist(),
             "probabilities": [dict(zip(labels, row, strict=True)) for row in mean_probs.tolist()],
             "deterministic_label": [labels[index] for index in deterministic_log_probs.argmax(axis=1).tolist()],
-            **{name: values.tolist() for name, values in uncertainty.items()},
-            "loss": np.where(has_reference, loss, np.nan).tolist(),
-            "expected_loss": np.where(has_reference, expected_loss, np.nan).tolist(),
+            **{name: arrays[name].tolist() for name in UNCERTAINTY_NAMES},
+            "loss": np.where(has_reference, arrays["loss"], np.nan).tolist(),
+            "expected_loss": np.where(has_reference, arrays["expected_loss"], np.nan).tolist(),
             "disagreement": (predicted != reference).tolist(),
+            "mc_samples": samples_used.tolist(),
         }
         finite_extra = {name: (values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()}
         references = has_reference.tolist()
@@ -274,6 +292,33 @@ class Scorer:
                 extra={name: scores[row] for name, (scores, finite) in finite_extra.items() if finite[row]},
             ))
         return results
+
+    def _batch_arrays(self, deterministic_log_probs: np.ndarray, mc_log_probs: np.ndarray,
+                      reference: np.ndarray) -> dict:
+        """Per-record arrays of B records that all have the same T samples: ``mean_probs`` [B, C], each of
+        UNCERTAINTY_NAMES, ``loss`` and ``expected_loss`` [B], ``extra`` {plugin score: [B]}.
+
+        deterministic_log_probs: [B, C]; mc_log_probs: [B, C, T]; reference: [B] class index or −1."""
+        mc_probs = np.exp(mc_log_probs)
+        loss, expected_loss = label_losses(deterministic_log_probs, mc_log_probs, reference)
+        return {"mean_probs": mc_probs.mean(axis=2), **uncertainty_scores(mc_probs), "loss": loss,
+                "expected_loss": expected_loss, "extra": self._extra_scores(mc_probs)}
+
+    def _arrays_by_sample_count(self, deterministic_log_probs: np.ndarray, mc_log_probs: np.ndarray,
+                                reference: np.ndarray, samples_used: np.ndarray) -> dict:
+        """:meth:`_batch_arrays` for records with different sample counts (adaptive sampling): computed per
+        group of records with the same count (at most T / round size groups), on their samples only."""
+        rows = len(reference)
+        merged: dict = {"extra": {}}
+        for count in np.unique(samples_used).tolist():
+            members = np.flatnonzero(samples_used == count)
+            group = self._batch_arrays(deterministic_log_probs[members], mc_log_probs[members, :, :count],
+                                       reference[members])
+            for name, values in group.pop("extra").items():
+                merged["extra"].setdefault(name, np.full(rows, np.nan))[members] = values
+            for name, values in group.items():
+                merged.setdefault(name, np.full((rows, *values.shape[1:]), np.nan))[members] = values
+        return merged
 
     def _extra_scores(self, mc_probs: np.ndarray) -> dict[str, np.ndarray]:
         """Plugin scores [B] from MC probabilities [B, C, T]; a scorer that fails or returns a wrong

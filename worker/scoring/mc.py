@@ -33,6 +33,7 @@ from torch import nn
 from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for_sdpa
 
 from worker.errors import ScoringError
+from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
 from worker.scoring.device import autocast
 from worker.scoring.model import Classifier
 
@@ -56,10 +57,14 @@ def auto_mc_layers(num_layers: int, device: torch.device | None = None) -> int |
 
 @dataclass
 class BatchPrediction:
-    """Log-probabilities of one batch, float32 on the CPU."""
+    """Log-probabilities of one batch, float32 on the CPU.
+
+    With adaptive sampling a record has ``samples_used[i]`` ≤ T samples: ``mc[i, :, samples_used[i]:]`` is NaN.
+    """
 
     deterministic: torch.Tensor  # [batch, classes]
     mc: torch.Tensor  # [batch, classes, samples]
+    samples_used: torch.Tensor | None = None  # [batch] int64; None: every record has all T samples
 
 
 @dataclass
@@ -74,11 +79,12 @@ class PendingPrediction:
     deterministic: torch.Tensor  # [batch, classes], on the host (being filled on CUDA)
     mc: torch.Tensor  # [batch, classes, samples]
     ready: torch.cuda.Event | None = None
+    samples_used: torch.Tensor | None = None  # [batch], on the host (see BatchPrediction)
 
     def result(self) -> BatchPrediction:
         if self.ready is not None:
             self.ready.synchronize()
-        return BatchPrediction(deterministic=self.deterministic, mc=self.mc)
+        return BatchPrediction(deterministic=self.deterministic, mc=self.mc, samples_used=self.samples_used)
 
 
 class _EncoderParts:
@@ -153,6 +159,9 @@ class MCPredictor:
         compile: run the forward passes through ``torch.compile`` (dynamic shapes; CUDA only —
             elsewhere it is ignored with a log line). Fewer kernel launches, a compile pause per
             new shape family at the start.
+        adaptive: draw the samples in rounds and stop sampling a record once its BALD and expected
+            loss have settled (:mod:`worker.scoring.adaptive`); the batch shrinks to the records still
+            sampling (and, with right padding, to their longest text). None: every record gets T samples.
     """
 
     def __init__(
@@ -164,6 +173,7 @@ class MCPredictor:
         mc_layers: MCLayers = "auto",
         samples_per_forward: int | None = None,
         compile: bool = False,
+        adaptive: AdaptiveSampling | None = None,
     ):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -174,6 +184,8 @@ class MCPredictor:
         self.strategy = strategy
         self.samples_per_forward = samples_per_forward or samples
         self.mc_layers = mc_layers
+        self.adaptive = adaptive
+        self._right_padded = classifier.tokenizer.padding_side == "right"
         if strategy == "full":
             self._mc_model = MCDropoutModule(copy.deepcopy(classifier.model)).eval()
             self._suffix = None
@@ -202,39 +214,65 @@ class MCPredictor:
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
-        return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers})"
+        adaptive = f", adaptive={self.adaptive}" if self.adaptive else ""
+        return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers}{adaptive})"
 
-    def predict(self, inputs: dict[str, torch.Tensor]) -> BatchPrediction:
+    def predict(self, inputs: dict[str, torch.Tensor], reference: torch.Tensor | None = None) -> BatchPrediction:
         """inputs: tokenizer output, tensors [batch, seq] → log-probabilities (see BatchPrediction)."""
-        return self.launch(inputs).result()
+        return self.launch(inputs, reference).result()
 
     @torch.inference_mode()
-    def launch(self, inputs: dict[str, torch.Tensor]) -> PendingPrediction:
+    def launch(self, inputs: dict[str, torch.Tensor], reference: torch.Tensor | None = None) -> PendingPrediction:
         """Queue the deterministic and MC passes of one batch (tensors [batch, seq]) without waiting.
 
-        Host tensors in page-locked memory are copied to the GPU without blocking; the results come
-        back the same way (see :class:`PendingPrediction`).
+        ``reference``: [batch] class index of each record's label under review (−1: none), used by adaptive
+        sampling's stopping rule. Host tensors in page-locked memory are copied to the GPU without
+        blocking; the results come back the same way (see :class:`PendingPrediction`). Adaptive sampling
+        waits for the device after each round (it decides which records go on).
         """
         device = self.classifier.device
         inputs = {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
+        used = None
         with autocast(device, self.classifier.amp_dtype):
             need_hidden = self._suffix_start is not None
             output = self._model(**inputs, output_hidden_states=need_hidden)
             hidden = output.hidden_states[self._suffix_start] if need_hidden else None
-            chunks = [self._mc_logits(inputs, hidden, count) for count in self._sample_chunks()]
+            if self.adaptive is None:
+                chunks = [self._mc_logits(inputs, hidden, count) for count in self._sample_chunks(self.samples)]
+            else:
+                rows = inputs["input_ids"].shape[0]
+                reference = torch.full((rows,), -1, dtype=torch.int64) if reference is None else reference
+                mc, used = sequential_samples(lambda active, count: self._draw(inputs, hidden, active, count),
+                                              rows, self.samples, self.adaptive, reference.cpu())
         deterministic = torch.log_softmax(output.logits.float(), dim=-1)
-        mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
-        mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0).contiguous()
+        if self.adaptive is None:
+            mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
+            mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0).contiguous()
         if device.type != "cuda":
-            return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu())
+            return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu(), samples_used=used)
         ready = torch.cuda.Event()
         pending = PendingPrediction(deterministic=deterministic.to("cpu", non_blocking=True),
-                                    mc=mc.to("cpu", non_blocking=True), ready=ready)
+                                    mc=mc.to("cpu", non_blocking=True), ready=ready, samples_used=used)
         ready.record()
         return pending
 
-    def _sample_chunks(self) -> list[int]:
-        full, rest = divmod(self.samples, self.samples_per_forward)
+    def _draw(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, rows: torch.Tensor,
+              count: int) -> torch.Tensor:
+        """Log-probabilities [count, len(rows), C] of ``count`` new MC samples of the given rows of the batch,
+        run as one re-packed batch: those rows only, cut to their longest text where padding is on the right."""
+        if rows.numel() < inputs["input_ids"].shape[0]:
+            index = rows.to(inputs["input_ids"].device)
+            inputs = {key: value.index_select(0, index) for key, value in inputs.items()}
+            hidden = hidden.index_select(0, index) if hidden is not None else None
+            if self._right_padded:
+                length = int(inputs["attention_mask"].sum(dim=1).max())
+                inputs = {key: value[:, :length] for key, value in inputs.items()}
+                hidden = hidden[:, :length] if hidden is not None else None
+        chunks = [self._mc_logits(inputs, hidden, chunk) for chunk in self._sample_chunks(count)]
+        return torch.log_softmax(torch.cat(chunks, dim=0).float(), dim=-1)
+
+    def _sample_chunks(self, samples: int) -> list[int]:
+        full, rest = divmod(samples, self.samples_per_forward)
         return [self.samples_per_forward] * full + ([rest] if rest else [])
 
     def _mc_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, count: int) -> torch.Tensor:
