@@ -75,7 +75,7 @@ class ScoringSettings(_Section):
                                              "(standard errors within adaptive_bald_rse / adaptive_loss_se); "
                                              "false: every record gets all `samples`")
     adaptive_round: int = Field(4, ge=2, description="MC samples drawn per round, before each stopping check")
-    adaptive_bald_rse: float = Field(0.2, ge=0, description="settled once BALD's standard error is at most this "
+    adaptive_bald_rse: float = Field(0.25, ge=0, description="settled once BALD's standard error is at most this "
                                                             "fraction of BALD …")
     adaptive_loss_se: float = Field(0.05, ge=0, description="… and the expected loss's at most this (nats)")
     batch_size: int | Literal["auto"] = Field(

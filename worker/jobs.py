@@ -68,16 +68,22 @@ class ScoreReport:
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # record id -> why its push failed (kept for retry)
+    mc_samples: int = 0  # MC samples drawn over the scored records (fewer than T each when adaptive)
 
     @property
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
 
+    @property
+    def mean_mc_samples(self) -> float:
+        return self.mc_samples / self.scored if self.scored else 0.0
+
     def summary(self) -> str:
         state = "stopped early" if self.stopped else "complete"
         return (f"scoring with {self.model_version} {state}: {self.considered} records considered, "
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
-                f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed")
+                f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
+                + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else ""))
 
 
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
@@ -300,6 +306,7 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
             logger.warning("record %s not scored: %s", score.record_id, score.skipped_reason)
             continue
         report.scored += 1
+        report.mc_samples += score.mc_samples or 0
         record = current[score.record_id]
         prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record),
                                            reference_agent=reference_agent(record, binding))

@@ -23,8 +23,9 @@ def _stream(pattern: dict[int, list[list[float]]]):
     calls: list[list[int]] = []
     position = dict.fromkeys(pattern, 0)
 
-    def draw(rows: torch.Tensor, count: int) -> torch.Tensor:
+    def draw(rows: torch.Tensor, start: int, count: int) -> torch.Tensor:
         calls.append(rows.tolist())
+        assert all(position[row] == start for row in rows.tolist())
         out = []
         for _ in range(count):
             sample = []
@@ -98,6 +99,11 @@ class _DropAlternate(AdaptiveSampling):
         return ~keep
 
 
+class _NeverSettle(AdaptiveSampling):
+    def settled(self, log_probs, reference):
+        return torch.zeros(log_probs.shape[1], dtype=torch.bool)
+
+
 @pytest.fixture(scope="module")
 def no_dropout_classifier(tmp_path_factory):
     directory = save_tiny_classifier(tmp_path_factory.mktemp("no-dropout"), hidden_dropout=0.0,
@@ -167,3 +173,45 @@ def test_without_adaptive_sampling_the_scores_are_the_fixed_t_passes_bit_for_bit
         assert scores[index].mc_samples == 6
         if reference[row] >= 0:
             assert scores[index].loss == loss[row] and scores[index].expected_loss == expected_loss[row]
+
+
+@pytest.mark.parametrize("mc", [{"strategy": "full"}, {"mc_layers": 1}, {"mc_layers": "all"}])
+def test_with_consistent_masks_a_records_samples_do_not_depend_on_its_batch(tiny_classifier, mc):
+    texts = ["a wonderful , moving film with a great cast", "dull", "an instant classic that will make you laugh"]
+    predictor = MCPredictor(tiny_classifier, samples=6, consistent=True, **mc)
+    together = predictor.predict(dict(tiny_classifier.tokenizer(texts, padding=True, return_tensors="pt")))
+    torch.manual_seed(123)  # torch's RNG plays no part
+    alone = predictor.predict(dict(tiny_classifier.tokenizer(texts[1:2], return_tensors="pt")))
+
+    assert together.mc.exp().std(dim=2).min() > 0, "the samples should differ from one another"
+    torch.testing.assert_close(alone.mc[0], together.mc[1], atol=1e-5, rtol=1e-4)
+    other_seed = MCPredictor(tiny_classifier, samples=6, consistent=True, seed=1, **mc)
+    assert not torch.allclose(other_seed.predict(dict(tiny_classifier.tokenizer(texts[1:2], return_tensors="pt"))).mc,
+                              alone.mc)
+
+
+def test_a_record_that_stops_early_has_the_first_samples_fixed_t_would_give_it(tiny_classifier):
+    inputs = dict(tiny_classifier.tokenizer(["a wonderful film", "dull and lifeless , the plot never takes off",
+                                             "boring"], padding=True, return_tensors="pt"))
+    fixed = MCPredictor(tiny_classifier, samples=8, mc_layers=1, consistent=True).predict(inputs)
+    rule = _NeverSettle(round_size=2, bald_rse=0.0, loss_se=0.0)
+    stopping = _DropAlternate(round_size=2, bald_rse=0.0, loss_se=0.0)
+    full_run = MCPredictor(tiny_classifier, samples=8, mc_layers=1, adaptive=rule).predict(inputs)
+    early = MCPredictor(tiny_classifier, samples=8, mc_layers=1, adaptive=stopping).predict(inputs)
+
+    torch.testing.assert_close(full_run.mc, fixed.mc, atol=1e-5, rtol=1e-4)
+    assert early.samples_used.tolist() != [8, 8, 8]
+    for row, count in enumerate(early.samples_used.tolist()):
+        torch.testing.assert_close(early.mc[row, :, :count], fixed.mc[row, :, :count], atol=1e-5, rtol=1e-4)
+
+
+def test_the_config_builds_the_rule_and_adaptive_false_means_fixed_t(tmp_path):
+    from worker.config import ScoringSettings
+    from worker.jobs import ScoreReport, adaptive_sampling
+
+    rule = adaptive_sampling(ScoringSettings(adaptive_round=6, adaptive_bald_rse=0.3, adaptive_loss_se=0.1))
+    assert rule == AdaptiveSampling(round_size=6, bald_rse=0.3, loss_se=0.1)
+    assert adaptive_sampling(ScoringSettings(adaptive=False)) is None
+    with pytest.raises(ValueError, match="adaptive_round"):
+        ScoringSettings(adaptive_round=1)
+    assert "6.0 MC samples a record" in ScoreReport("v0001", scored=2, mc_samples=12).summary()

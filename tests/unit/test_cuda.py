@@ -103,3 +103,25 @@ def test_compiled_scoring_agrees_with_eager(tiny_model_dir):
     eager = list(Scorer(classifier, samples=2, batch_size=16).score(records))
     compiled = list(Scorer(classifier, samples=2, batch_size=16, compile=True).score(records))
     assert [s.loss for s in compiled] == pytest.approx([s.loss for s in eager], abs=1e-3)
+
+
+@pytest.mark.parametrize("mc", [{"strategy": "full"}, {"mc_layers": 1}])
+def test_adaptive_sampling_on_cuda_repacks_and_agrees_with_the_cpu(tiny_model_dir, mc):
+    """The same consistent masks on both devices: a record's samples, and where it stopped, match the CPU's."""
+    from worker.scoring import MCPredictor, Scorer, ScoringInput
+    from worker.scoring.adaptive import AdaptiveSampling
+
+    rule = AdaptiveSampling(round_size=2, bald_rse=0.5, loss_se=0.05)
+    texts = ["a wonderful , moving film with a great cast", "dull", "boring , predictable and far too long"] * 4
+    results = {}
+    for device in ("cpu", "cuda"):
+        classifier = load_classifier(tiny_model_dir, device=device, mixed_precision=False)
+        scorer = Scorer(classifier, samples=8, batch_size=5, progress=False, adaptive=rule, **mc)
+        results[device] = list(scorer.score(ScoringInput(str(i), text, "positive") for i, text in enumerate(texts)))
+        predictor = MCPredictor(classifier, samples=8, adaptive=rule, **mc)
+        inputs = dict(classifier.tokenizer(texts, padding=True, return_tensors="pt"))
+        assert predictor.predict(inputs, torch.ones(len(texts), dtype=torch.long)).mc.shape == (len(texts), 2, 8)
+    for on_cpu, on_cuda in zip(results["cpu"], results["cuda"], strict=True):
+        assert on_cpu.mc_samples == on_cuda.mc_samples
+        assert on_cuda.expected_loss == pytest.approx(on_cpu.expected_loss, rel=1e-3, abs=1e-5)
+        assert on_cuda.bald == pytest.approx(on_cpu.bald, rel=1e-2, abs=1e-6)

@@ -92,8 +92,8 @@ def standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
     return kl.mean(dim=0), bald_se, loss_se
 
 
-# draw(rows, count) → log-probabilities [count, len(rows), C] of ``count`` new samples of those rows
-SampleSource = Callable[[torch.Tensor, int], torch.Tensor]
+# draw(rows, start, count) → log-probabilities [count, len(rows), C] of samples start … start + count − 1 of those rows
+SampleSource = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
 def sequential_samples(draw: SampleSource, rows: int, samples: int, rule: AdaptiveSampling,
@@ -101,7 +101,7 @@ def sequential_samples(draw: SampleSource, rows: int, samples: int, rule: Adapti
     """Draw up to ``samples`` MC samples per row, in rounds, dropping the rows that settled after each round.
 
     Args:
-        draw: gives ``count`` new samples of the given rows (row indices [n], int64, ascending).
+        draw: gives samples ``start … start + count − 1`` of the given rows (row indices [n], int64, ascending).
         rows: how many rows (records) the batch has.
         samples: T, the most samples a row gets.
         rule: the round size and the stopping rule.
@@ -120,7 +120,7 @@ def sequential_samples(draw: SampleSource, rows: int, samples: int, rule: Adapti
     stack: torch.Tensor | None = None  # [taken, active, C] samples of the rows still sampling
     while taken < samples and active.numel():
         count = min(rule.round_size, samples - taken)
-        new = draw(active, count)
+        new = draw(active, taken, count)
         drawn.append((active, new))
         taken += count
         used[active] = taken

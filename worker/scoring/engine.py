@@ -107,6 +107,8 @@ class Scorer:
             :meth:`score` call and kept until :meth:`close`.
         adaptive: stop sampling a record once its estimates have settled (see
             :mod:`worker.scoring.adaptive`); None: T samples for every record, exactly as without it.
+        consistent: consistent MC-dropout masks (:mod:`worker.scoring.consistent`); default: with
+            ``adaptive`` only.
 
     Each :meth:`score` call is O(N) in time and O(window) in memory.
     """
@@ -129,10 +131,12 @@ class Scorer:
         pipeline: bool | None = None,
         tokenizer_workers: int = 0,
         adaptive: AdaptiveSampling | None = None,
+        consistent: bool | None = None,
     ):
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
-                                     samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive)
+                                     samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,
+                                     consistent=consistent, seed=seed)
         on_cuda = classifier.device.type == "cuda"
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,7 @@ from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for
 
 from worker.errors import ScoringError
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
+from worker.scoring.consistent import SampleWindow, patch_consistent
 from worker.scoring.device import autocast
 from worker.scoring.model import Classifier
 
@@ -115,7 +117,8 @@ class _EncoderParts:
 class _StochasticSuffix(nn.Module):
     """A BaaL-patched copy of the last layers (and, for k = all, the embeddings) plus the head."""
 
-    def __init__(self, parts: _EncoderParts, num_layers: int, *, from_embeddings: bool):
+    def __init__(self, parts: _EncoderParts, num_layers: int, *, from_embeddings: bool,
+                 patch: Callable[[nn.Module], nn.Module] = lambda module: patch_module(module, inplace=True)):
         super().__init__()
         self.embeddings = copy.deepcopy(parts.embeddings) if from_embeddings else None
         start = parts.num_layers - num_layers
@@ -123,7 +126,7 @@ class _StochasticSuffix(nn.Module):
         self.head = copy.deepcopy(parts.head)
         self.attn_implementation = parts.base.config._attn_implementation
         self._extended_mask = parts.base.get_extended_attention_mask  # a bound method: not a submodule
-        patch_module(self, inplace=True)
+        patch(self)
 
     def forward(self, hidden: torch.Tensor | None, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
@@ -161,7 +164,12 @@ class MCPredictor:
             new shape family at the start.
         adaptive: draw the samples in rounds and stop sampling a record once its BALD and expected
             loss have settled (:mod:`worker.scoring.adaptive`); the batch shrinks to the records still
-            sampling (and, with right padding, to their longest text). None: every record gets T samples.
+            sampling (and, with right padding, to their longest text). The dropout masks are then
+            consistent (:mod:`worker.scoring.consistent`): sample t is the same sub-network for every
+            record, so a record that stops after t samples has the first t samples fixed T would give
+            it. None: BaaL's MC dropout, every record gets T samples.
+        consistent: consistent masks with fixed T too (default: with adaptive sampling only).
+        seed: the consistent masks' seed (BaaL's masks follow torch's RNG).
     """
 
     def __init__(
@@ -174,6 +182,8 @@ class MCPredictor:
         samples_per_forward: int | None = None,
         compile: bool = False,
         adaptive: AdaptiveSampling | None = None,
+        consistent: bool | None = None,
+        seed: int = 0,
     ):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -186,8 +196,15 @@ class MCPredictor:
         self.mc_layers = mc_layers
         self.adaptive = adaptive
         self._right_padded = classifier.tokenizer.padding_side == "right"
+        self._window = SampleWindow()
+        self.consistent = adaptive is not None if consistent is None else consistent
+        if not self.consistent:
+            patch = lambda module: patch_module(module, inplace=True)  # noqa: E731
+        else:
+            patch = lambda module: patch_consistent(module, self._window, samples=samples, seed=seed)  # noqa: E731
         if strategy == "full":
-            self._mc_model = MCDropoutModule(copy.deepcopy(classifier.model)).eval()
+            self._mc_model = (patch(copy.deepcopy(classifier.model)) if self.consistent
+                              else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
             self._suffix = None
             self._suffix_start = None
         else:
@@ -199,7 +216,8 @@ class MCPredictor:
             if not 0 <= num_layers <= parts.num_layers:
                 raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
             self._mc_model = None
-            self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all").eval()
+            self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all",
+                                             patch=patch).eval()
             self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
         self._model = classifier.model
         self.compiled = compile and classifier.device.type == "cuda"
@@ -215,7 +233,8 @@ class MCPredictor:
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
         adaptive = f", adaptive={self.adaptive}" if self.adaptive else ""
-        return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers}{adaptive})"
+        consistent = ", consistent masks" if self.consistent else ""
+        return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers}{adaptive}{consistent})"
 
     def predict(self, inputs: dict[str, torch.Tensor], reference: torch.Tensor | None = None) -> BatchPrediction:
         """inputs: tokenizer output, tensors [batch, seq] → log-probabilities (see BatchPrediction)."""
@@ -238,12 +257,13 @@ class MCPredictor:
             output = self._model(**inputs, output_hidden_states=need_hidden)
             hidden = output.hidden_states[self._suffix_start] if need_hidden else None
             if self.adaptive is None:
-                chunks = [self._mc_logits(inputs, hidden, count) for count in self._sample_chunks(self.samples)]
+                chunks = list(self._sample_logits(inputs, hidden, 0, self.samples))
             else:
                 rows = inputs["input_ids"].shape[0]
                 reference = torch.full((rows,), -1, dtype=torch.int64) if reference is None else reference
-                mc, used = sequential_samples(lambda active, count: self._draw(inputs, hidden, active, count),
-                                              rows, self.samples, self.adaptive, reference.cpu())
+                mc, used = sequential_samples(
+                    lambda active, start, count: self._draw(inputs, hidden, active, start, count),
+                    rows, self.samples, self.adaptive, reference.cpu())
         deterministic = torch.log_softmax(output.logits.float(), dim=-1)
         if self.adaptive is None:
             mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
@@ -257,9 +277,10 @@ class MCPredictor:
         return pending
 
     def _draw(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, rows: torch.Tensor,
-              count: int) -> torch.Tensor:
-        """Log-probabilities [count, len(rows), C] of ``count`` new MC samples of the given rows of the batch,
-        run as one re-packed batch: those rows only, cut to their longest text where padding is on the right."""
+              start: int, count: int) -> torch.Tensor:
+        """Log-probabilities [count, len(rows), C] of MC samples ``start … start + count − 1`` of the given rows
+        of the batch, run as one re-packed batch: those rows only, cut to their longest text where padding is
+        on the right."""
         if rows.numel() < inputs["input_ids"].shape[0]:
             index = rows.to(inputs["input_ids"].device)
             inputs = {key: value.index_select(0, index) for key, value in inputs.items()}
@@ -268,8 +289,17 @@ class MCPredictor:
                 length = int(inputs["attention_mask"].sum(dim=1).max())
                 inputs = {key: value[:, :length] for key, value in inputs.items()}
                 hidden = hidden[:, :length] if hidden is not None else None
-        chunks = [self._mc_logits(inputs, hidden, chunk) for chunk in self._sample_chunks(count)]
+        chunks = list(self._sample_logits(inputs, hidden, start, count))
         return torch.log_softmax(torch.cat(chunks, dim=0).float(), dim=-1)
+
+    def _sample_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, start: int,
+                       count: int) -> Iterator[torch.Tensor]:
+        """Logits [chunk, batch, C] of samples ``start … start + count − 1``, ``samples_per_forward`` at a time
+        (the sample window tells consistent dropout which masks to use)."""
+        for chunk in self._sample_chunks(count):
+            self._window.start, self._window.count = start, chunk
+            yield self._mc_logits(inputs, hidden, chunk)
+            start += chunk
 
     def _sample_chunks(self, samples: int) -> list[int]:
         full, rest = divmod(samples, self.samples_per_forward)
