@@ -181,12 +181,18 @@ def _baal_loop(model_dir: Path, texts: list[str], samples: int, batch_size: int,
             out.append(torch.softmax(logits, dim=-1).permute(1, 2, 0).cpu().numpy())  # [B, C, T]
         return np.concatenate(out)
 
+    timing, mc_probs = _timed(run, texts, batch_size, device)
+    return {**timing, "mc_probs": mc_probs}
+
+
+def _timed(run, texts: list[str], batch_size: int, device: str) -> tuple[dict, np.ndarray]:
+    """``run(texts)`` after an untimed warm-up: ({seconds, peak_mib}, its output)."""
     run(_warm_up_texts(texts, batch_size, device))
     with PeakMemory(device) as memory:
         started = time.perf_counter()
-        mc_probs = run(texts)
+        output = run(texts)
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_mib": memory.peak_mib, "mc_probs": mc_probs}
+    return {"seconds": seconds, "peak_mib": memory.peak_mib}, output
 
 
 def _warm_up_texts(texts: list[str], batch_size: int, device: str) -> list[str]:
@@ -217,12 +223,8 @@ def _deterministic(model_dir: Path, texts: list[str], batch_size: int, device: s
                 probs[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
-    run(_warm_up_texts(texts, batch_size, device))
-    with PeakMemory(device) as memory:
-        started = time.perf_counter()
-        probs = run(texts)
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_mib": memory.peak_mib, "mean_probs": probs}
+    timing, probs = _timed(run, texts, batch_size, device)
+    return {**timing, "mean_probs": probs}
 
 
 def _offsets(window_iter):
