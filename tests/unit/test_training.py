@@ -162,3 +162,14 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_mode
         assert all(example.id in trained for f, trained in enumerate(result.trained_on) if f != fold)
         score = result.scores[example.id]
         assert score.reference_label == example.label and score.loss is not None and score.loss >= 0
+
+
+def test_training_without_a_validation_split_says_so_instead_of_logging_nan(tiny_model_dir, tmp_path, caplog):
+    settings = TrainingSettings(epochs=2, **FAST)
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        result = train_classifier(tiny_model_dir, sentiment_examples(16), [], LABELS, tmp_path / "model", settings)
+
+    assert len(result.history) == 2
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("no validation split" in line for line in epoch_lines)
+    assert not any("nan" in line for line in epoch_lines), epoch_lines

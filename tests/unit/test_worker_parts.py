@@ -242,3 +242,23 @@ def test_unwritable_directories_and_unloadable_model_sources_name_the_setting(tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="the directory holds no transformers model"):
         check_model_source(str(tmp_path / "empty"))
+
+
+def test_a_job_that_finds_argilla_down_logs_the_backoff_delay_not_its_own_duration(tmp_path, caplog):
+    """The runner in-process (no server needed: the job is replaced by one that finds Argilla unavailable)."""
+    from worker.errors import ArgillaUnavailableError
+    from worker.runner import Runner, WorkItem
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"})
+    runner = Runner(settings)
+
+    def slow_then_unavailable(item):
+        time.sleep(1.3)  # the job's own duration, which the old message printed as the delay
+        raise ArgillaUnavailableError("connection refused")
+
+    runner._run_item = slow_then_unavailable
+    with caplog.at_level("WARNING", logger="worker.runner"):
+        runner._execute(WorkItem(SCORE, attempts=2))
+
+    assert "job score: Argilla unavailable, retrying in 8 s" in caplog.text  # 2 ** (attempts + 1)
+    assert runner.status.argilla["reachable"] is False
