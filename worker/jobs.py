@@ -222,11 +222,12 @@ class Services:
 
 def score_job(services: Services, *, full: bool = False, stop: threading.Event | None = None,
               on_batch: Callable[[ScoreReport, list[RecordScore]], None] | None = None,
-              record_ids: Sequence[str] | None = None) -> ScoreReport:
+              server_ids: Sequence[str] | None = None) -> ScoreReport:
     """Score what is not up to date and push it, one batch at a time (each pushed batch is durable).
 
     ``full`` pulls every record (after a promotion); otherwise only records changed since the last
-    complete incremental run. ``record_ids`` limits the run to those records (webhook rescoring).
+    complete incremental run. ``server_ids`` limits the run to those records, read by id (webhook
+    rescoring: O(len(server_ids)) requests whatever the dataset's size; no watermark moves).
     ``stop`` ends the run after the current batch. Records whose last push failed (see
     :class:`FailedPushes`) are read again by id and pushed whatever their state; a record that fails
     again is reported and kept for the next run while the rest of the run goes on.
@@ -237,12 +238,9 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     classifier = services.classifier()
     check_label_set(classifier.labels, labels)
     gateway, settings = services.gateway, services.settings.scoring
-    since = None if full or record_ids else services.sync_state.watermark(gateway.dataset_key)
-    records = list(gateway.pull(since=since))
-    if record_ids is not None:
-        wanted = set(record_ids)
-        records = [r for r in records if r.record_id in wanted]
-    failing = _failing_records(services, records) if record_ids is None else {}
+    since = None if full or server_ids else services.sync_state.watermark(gateway.dataset_key)
+    records = list(gateway.read(server_ids)) if server_ids is not None else list(gateway.pull(since=since))
+    failing = _failing_records(services, records) if server_ids is None else {}
     report = ScoreReport(classifier.version, considered=len(records))
     if since is not None:
         report.new_submissions = sum(
@@ -272,7 +270,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
             logger.info("stop requested: finished the current batch, %d records left for the next run",
                         len(todo) - start - len(batch))
             break
-    if not report.stopped and record_ids is None:
+    if not report.stopped and server_ids is None:
         _advance_watermark(services, records)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())

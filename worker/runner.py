@@ -51,7 +51,7 @@ def scheduled(kind: str) -> None:
 @dataclass
 class WorkItem:
     kind: str
-    record_ids: set[str] | None = None  # None: every record the job would consider
+    record_ids: set[str] | None = None  # server ids (a webhook's records); None: every record the job would consider
     not_before: float = 0.0
     attempts: int = 0
 
@@ -263,8 +263,10 @@ class Runner:
             return
         if delivery.type.startswith("response.") and delivery.response_status == "submitted":
             self._count_corrections(1)
-        if delivery.record_id:
-            self.queue.put(RESCORE, [delivery.record_id], delay=DEBOUNCE_S)
+        if delivery.server_id:  # read by id: the event's cost does not grow with the dataset
+            self.queue.put(RESCORE, [delivery.server_id], delay=DEBOUNCE_S)
+        elif delivery.record_id:  # (Argilla's record events carry the id; an event without one)
+            self.queue.put(SCORE, delay=DEBOUNCE_S)
 
     def _count_corrections(self, count: int) -> None:
         if count <= 0:
@@ -325,7 +327,7 @@ class Runner:
             self.metrics.records_per_second.set(report.records_per_second)
 
         report = score_job(self.services, full=item.kind == FULL_SCORE, stop=self.stop, on_batch=on_batch,
-                           record_ids=sorted(item.record_ids) if item.record_ids else None)
+                           server_ids=sorted(item.record_ids) if item.record_ids else None)
         self.metrics.push_failures.inc(report.failed)
         self.metrics.records_failing.set(len(self.services.failed_pushes.of(self.services.gateway.dataset_key)))
         if self.status.mode != "webhooks":

@@ -73,14 +73,15 @@ class Registration:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A verified event: its id (``webhook-id``), type, and the record it concerns (external id, dataset
-    id), if any."""
+    """A verified event: its id (``webhook-id``), type, and the record it concerns (external id, server id,
+    dataset id), if any."""
 
     type: str
     record_id: str | None
     dataset_id: str | None
     response_status: str | None
     id: str = ""
+    server_id: str | None = None  # the record's id on the server: what a rescore reads it by
 
 
 def register(gateway: ArgillaGateway, url: str, owner: str) -> Registration:
@@ -148,11 +149,13 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
         raise MalformedDelivery(f"{kind}: the record is a {type(record).__name__}, not an object")
     dataset = (record or {}).get("dataset") or {}
     external_id, status = (record or {}).get("external_id"), data.get("status")
-    if not isinstance(dataset, dict) or not isinstance(external_id, str | None) or not isinstance(status, str | None):
+    server_id = (record or {}).get("id")
+    if not isinstance(dataset, dict) or not all(isinstance(value, str | None) for value in (external_id, status, server_id)):
         raise MalformedDelivery(f"{kind}: unexpected record, dataset or status value")
     return Delivery(
         type=kind,
         record_id=external_id,
+        server_id=server_id,
         dataset_id=str(dataset.get("id")) if record else None,
         response_status=status if kind.startswith("response.") else None,
         id=lowered["webhook-id"],

@@ -296,3 +296,29 @@ def test_cold_start_ranks_a_first_batch_that_trains_the_first_model(local_argill
 
     assert outcome.promoted and outcome.model.version == "v0001"
     assert outcome.model.metrics["training"]["annotated"] == 20
+
+
+def test_a_rescore_by_id_reads_only_the_records_it_names(their_dataset, stack_settings, dataset_name, tmp_path,
+                                                          monkeypatch):
+    """What a webhook triggers: the submitted record is read by its server id and rescored; the dataset is not
+    pulled (the event's cost does not grow with the dataset); ids of missing records are skipped."""
+    from worker.training.register import register_model
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(stack_settings, dataset_name, tmp_path, fields=["headline", "review_body"]))
+    register_model(str(save_tiny_classifier(tmp_path / "theirs")), services.registry, services.labels())
+    assert score_job(services, full=True).pushed == COUNT
+    target = _stored(stack_settings, their_dataset.id)["e3"]
+    corrected = sentiment_examples(COUNT)[3].label if "e3" not in WRONG else _flip(target["metadata"]["original_label"])
+    submit_label(stack_settings, target["id"], corrected, question=QUESTION)
+
+    def no_pull(*args, **kwargs):
+        raise AssertionError("a rescore by id must not pull the dataset")
+
+    monkeypatch.setattr(services.gateway, "pull", no_pull)
+    report = score_job(services, server_ids=[target["id"], "00000000-0000-0000-0000-000000000000"])
+
+    assert (report.considered, report.scored, report.pushed, report.failed) == (1, 1, 1, 0)
+    stored = _stored(stack_settings, their_dataset.id)["e3"]
+    assert stored["metadata"]["reference_label"] == corrected  # the annotator's answer is now the label under review
+    assert [r["values"][QUESTION]["value"] for r in stored["responses"]] == [corrected]

@@ -23,7 +23,7 @@ from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, ver
 SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 EVENT = {"type": "response.created", "timestamp": "2026-11-22T10:00:00Z",
          "data": {"status": "submitted", "values": {"label": {"value": "positive"}},
-                  "record": {"external_id": "r7", "dataset": {"id": "ds-1"}}}}
+                  "record": {"id": "4f3c-r7", "external_id": "r7", "dataset": {"id": "ds-1"}}}}
 
 
 def test_the_queue_merges_requests_and_serves_the_most_urgent_first():
@@ -65,8 +65,8 @@ def test_a_signed_delivery_is_parsed_and_every_forgery_is_rejected():
 
     delivery = verify(SECRET, body, _signed(body))
 
-    assert (delivery.type, delivery.record_id, delivery.dataset_id, delivery.response_status) == (
-        "response.created", "r7", "ds-1", "submitted")
+    assert (delivery.type, delivery.record_id, delivery.server_id, delivery.dataset_id, delivery.response_status) == (
+        "response.created", "r7", "4f3c-r7", "ds-1", "submitted")
     other_secret = "whsec_" + base64.b64encode(b"b" * 32).decode()
     cases = {
         "missing header": {},
@@ -84,7 +84,8 @@ def test_a_signed_body_of_an_unexpected_shape_is_malformed_not_a_crash():
     for event in ({"type": 5}, [1], {"type": "response.created", "data": [1]},
                   {"type": "response.created", "data": {"record": "r7"}},
                   {"type": "record.updated", "data": {"external_id": 7, "dataset": {"id": "ds-1"}}},
-                  {"type": "response.created", "data": {"status": {"x": 1}, "record": {"external_id": "r7"}}}):
+                  {"type": "response.created", "data": {"status": {"x": 1}, "record": {"external_id": "r7"}}},
+                  {"type": "record.updated", "data": {"id": 12, "external_id": "r7", "dataset": {"id": "ds-1"}}}):
         body = json.dumps(event).encode()
         with pytest.raises(MalformedDelivery):
             verify(SECRET, body, _signed(body))
