@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 
 import argilla as rg
 import datasets
@@ -316,7 +317,8 @@ def test_a_rescore_by_id_reads_only_the_records_it_names(their_dataset, stack_se
         raise AssertionError("a rescore by id must not pull the dataset")
 
     monkeypatch.setattr(services.gateway, "pull", no_pull)
-    report = score_job(services, server_ids=[target["id"], "00000000-0000-0000-0000-000000000000"])
+    unknown = [str(uuid.UUID(int=index + 1)) for index in range(300)]  # > the server's 250 values per filter
+    report = score_job(services, server_ids=[*unknown[:150], target["id"], *unknown[150:], "not-an-id"])
 
     assert (report.considered, report.scored, report.pushed, report.failed) == (1, 1, 1, 0)
     stored = _stored(stack_settings, their_dataset.id)["e3"]

@@ -61,6 +61,7 @@ from worker.records import (
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
+TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
 ANNOTATED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
 # The server-side query reaches this far behind the watermark (the search index can lag the database);
@@ -324,19 +325,19 @@ class ArgillaGateway:
 
     def read(self, server_ids: Iterable[str]) -> Iterator[PulledRecord]:
         """The records of the bound dataset with these server ids, through the dataset's search endpoint
-        filtered on ``record.id`` (``PAGE_SIZE`` ids per request: O(len(server_ids)) work, independent of
-        the dataset's size). Ids that are not records of this dataset (deleted meanwhile, another
+        filtered on ``record.id`` (``TERMS_FILTER_MAX`` ids per request: O(len(server_ids)) work, independent
+        of the dataset's size). Ids that are not records of this dataset (deleted meanwhile, another
         dataset's, not an id at all) are skipped with a log line.
 
         Not ``GET /api/v1/records/{id}``: argilla-server 2.8 answers it with a 500 for any record that has
         a vector (it serialises ``vector.vector_settings`` without loading it: ``MissingGreenlet``)."""
         binding, dataset_id = self.binding, self._dataset().id
         wanted = list(dict.fromkeys(str(server_id) for server_id in server_ids))
-        for start in range(0, len(wanted), PAGE_SIZE):
-            chunk = [server_id for server_id in wanted[start:start + PAGE_SIZE] if _is_uuid(server_id)]
+        for start in range(0, len(wanted), TERMS_FILTER_MAX):
+            chunk = [server_id for server_id in wanted[start:start + TERMS_FILTER_MAX] if _is_uuid(server_id)]
             condition = {"type": "terms", "scope": {"entity": "record", "property": "id"}, "values": chunk}
             found = next(self._paged_search(dataset_id, len(chunk), condition), []) if chunk else []
-            missing = set(wanted[start:start + PAGE_SIZE]) - {str(item["id"]) for item in found}
+            missing = set(wanted[start:start + TERMS_FILTER_MAX]) - {str(item["id"]) for item in found}
             if missing:
                 logger.info("%d record id(s) are not records of %s (deleted meanwhile?): skipped, e.g. %s",
                             len(missing), self.dataset_name, sorted(missing)[:3])
