@@ -150,7 +150,8 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
     dataset = (record or {}).get("dataset") or {}
     external_id, status = (record or {}).get("external_id"), data.get("status")
     server_id = (record or {}).get("id")
-    if not isinstance(dataset, dict) or not all(isinstance(value, str | None) for value in (external_id, status, server_id)):
+    if not isinstance(dataset, dict) or not all(isinstance(value, str | None)
+                                                for value in (external_id, status, server_id)):
         raise MalformedDelivery(f"{kind}: unexpected record, dataset or status value")
     return Delivery(
         type=kind,

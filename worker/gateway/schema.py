@@ -51,7 +51,8 @@ Records without a label show the model's prediction instead (agent = model versi
 
 Metadata properties:
 
-""" + "\n".join(f"- `{name}`: {meaning}" for name, meaning in {**FLOAT_METADATA, **INTEGER_METADATA, **TERMS_METADATA}.items())
+""" + "\n".join(f"- `{name}`: {meaning}"
+            for name, meaning in {**FLOAT_METADATA, **INTEGER_METADATA, **TERMS_METADATA}.items())
 
 
 def guidelines_section() -> str:

@@ -21,10 +21,10 @@ absolute bound: the loss is already on a log scale). This is sound in the usual 
 sense: what is left of a record's estimate after it stops is sampling noise of that size, small beside
 the gaps between records that matter for the ranking (the tolerances are chosen by measurement:
 ``benchmarks/scoring.py --adaptive-sweep``). A split record (samples that disagree) has a large spread
-and runs to ``samples``; a confident one whose samples agree (spread ~0) stops at the first check. The rule needs ≥ 2 samples per
-check (a spread), so ``round_size`` ≥ 2. An alternative rule — stop once the remaining samples
-could not overturn the predicted label — was not taken: it protects the argmax, not the BALD and
-loss ranks the UI sorts by.
+and runs to ``samples``; a confident one whose samples agree (spread ~0) stops at the first check.
+The rule needs ≥ 2 samples per check (a spread), so ``round_size`` ≥ 2. An alternative rule — stop
+once the remaining samples could not overturn the predicted label — was not taken: it protects the
+argmax, not the BALD and loss ranks the UI sorts by.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
     return kl.mean(dim=0), bald_se, loss_se
 
 
-# draw(rows, start, count) → log-probabilities [count, len(rows), C] of samples start … start + count − 1 of those rows
+# draw(rows, start, count) → log-probabilities [count, len(rows), C] of samples start … start + count − 1
 SampleSource = Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
@@ -129,9 +129,8 @@ def sequential_samples(draw: SampleSource, rows: int, samples: int, rule: Adapti
             break
         keep = ~rule.settled(stack, reference[active].to(new.device)).cpu()
         active, stack = active[keep], stack[:, keep.to(stack.device)]
-    classes = drawn[0][1].shape[-1] if drawn else 0
-    out = torch.full((samples, rows, classes), float("nan"), dtype=torch.float32, device=drawn[0][1].device
-                     if drawn else None)
+    first = drawn[0][1]  # samples >= 1: at least one round ran
+    out = torch.full((samples, rows, first.shape[-1]), float("nan"), dtype=torch.float32, device=first.device)
     start = 0
     for round_rows, new in drawn:
         out[start:start + new.shape[0], round_rows.to(out.device)] = new.float()

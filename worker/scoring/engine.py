@@ -19,7 +19,7 @@ from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
-from worker.scoring.uncertainty import label_losses, uncertainty_scores
+from worker.scoring.uncertainty import UNCERTAINTY_NAMES, label_losses, uncertainty_scores
 
 logger = logging.getLogger(__name__)
 
@@ -70,15 +70,8 @@ class ScoringStats:
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
 
-    @property
-    def mean_mc_samples(self) -> float:
-        return self.mc_samples / self.scored if self.scored else 0.0
-
 
 BatchSize = int | Literal["auto"]
-
-# The per-record uncertainty values of RecordScore, as uncertainty_scores names them.
-UNCERTAINTY_NAMES = ("bald", "entropy", "margin", "variance", "variation_ratio")
 
 # Records per forward pass when batch_size is "auto" off CUDA: on CPU cores larger batches gain nothing.
 CPU_BATCH_SIZE = 32

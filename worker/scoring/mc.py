@@ -115,10 +115,11 @@ class _EncoderParts:
 
 
 class _StochasticSuffix(nn.Module):
-    """A BaaL-patched copy of the last layers (and, for k = all, the embeddings) plus the head."""
+    """A copy of the last layers (and, for k = all, the embeddings) plus the head, its dropouts made
+    stochastic by ``patch`` (BaaL's or consistent masks)."""
 
     def __init__(self, parts: _EncoderParts, num_layers: int, *, from_embeddings: bool,
-                 patch: Callable[[nn.Module], nn.Module] = lambda module: patch_module(module, inplace=True)):
+                 patch: Callable[[nn.Module], nn.Module]):
         super().__init__()
         self.embeddings = copy.deepcopy(parts.embeddings) if from_embeddings else None
         start = parts.num_layers - num_layers
@@ -198,12 +199,9 @@ class MCPredictor:
         self._right_padded = classifier.tokenizer.padding_side == "right"
         self._window = SampleWindow()
         self.consistent = adaptive is not None if consistent is None else consistent
-        if not self.consistent:
-            patch = lambda module: patch_module(module, inplace=True)  # noqa: E731
-        else:
-            patch = lambda module: patch_consistent(module, self._window, samples=samples, seed=seed)  # noqa: E731
+        self.seed = seed
         if strategy == "full":
-            self._mc_model = (patch(copy.deepcopy(classifier.model)) if self.consistent
+            self._mc_model = (self._patch(copy.deepcopy(classifier.model)) if self.consistent
                               else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
             self._suffix = None
             self._suffix_start = None
@@ -217,7 +215,7 @@ class MCPredictor:
                 raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
             self._mc_model = None
             self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all",
-                                             patch=patch).eval()
+                                             patch=self._patch).eval()
             self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
         self._model = classifier.model
         self.compiled = compile and classifier.device.type == "cuda"
@@ -229,6 +227,12 @@ class MCPredictor:
                 self._mc_model = torch.compile(self._mc_model, dynamic=True)
             else:
                 self._suffix = torch.compile(self._suffix, dynamic=True)
+
+    def _patch(self, module: nn.Module) -> nn.Module:
+        """Make ``module``'s dropouts stochastic in place: consistent masks, or BaaL's MC dropout."""
+        if self.consistent:
+            return patch_consistent(module, self._window, samples=self.samples, seed=self.seed)
+        return patch_module(module, inplace=True)
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
@@ -257,17 +261,14 @@ class MCPredictor:
             output = self._model(**inputs, output_hidden_states=need_hidden)
             hidden = output.hidden_states[self._suffix_start] if need_hidden else None
             if self.adaptive is None:
-                chunks = list(self._sample_logits(inputs, hidden, 0, self.samples))
+                mc = self._draw(inputs, hidden, 0, self.samples).permute(1, 2, 0).contiguous()  # [batch, C, T]
             else:
                 rows = inputs["input_ids"].shape[0]
                 reference = torch.full((rows,), -1, dtype=torch.int64) if reference is None else reference
                 mc, used = sequential_samples(
-                    lambda active, start, count: self._draw(inputs, hidden, active, start, count),
+                    lambda active, start, count: self._draw(inputs, hidden, start, count, active),
                     rows, self.samples, self.adaptive, reference.cpu())
         deterministic = torch.log_softmax(output.logits.float(), dim=-1)
-        if self.adaptive is None:
-            mc_logits = torch.cat(chunks, dim=0)  # [T, batch, C]
-            mc = torch.log_softmax(mc_logits.float(), dim=-1).permute(1, 2, 0).contiguous()
         if device.type != "cuda":
             return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu(), samples_used=used)
         ready = torch.cuda.Event()
@@ -276,12 +277,12 @@ class MCPredictor:
         ready.record()
         return pending
 
-    def _draw(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, rows: torch.Tensor,
-              start: int, count: int) -> torch.Tensor:
-        """Log-probabilities [count, len(rows), C] of MC samples ``start … start + count − 1`` of the given rows
-        of the batch, run as one re-packed batch: those rows only, cut to their longest text where padding is
+    def _draw(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, start: int, count: int,
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probabilities [count, rows, C] of MC samples ``start … start + count − 1`` of the batch, or of the
+        given rows only, run as one re-packed batch: those rows, cut to their longest text where padding is
         on the right."""
-        if rows.numel() < inputs["input_ids"].shape[0]:
+        if rows is not None and rows.numel() < inputs["input_ids"].shape[0]:
             index = rows.to(inputs["input_ids"].device)
             inputs = {key: value.index_select(0, index) for key, value in inputs.items()}
             hidden = hidden.index_select(0, index) if hidden is not None else None
