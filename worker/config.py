@@ -83,6 +83,13 @@ class ScoringSettings(_Section):
     max_batch_size: int = Field(1024, ge=1, description="upper bound of batch_size = 'auto' on a GPU")
     compile: bool = Field(False, description="torch.compile the scoring passes (CUDA only)")
     push_batch: int = Field(256, ge=1, description="records per pushed (and checkpointed) batch")
+    push_queue: int = Field(2, ge=1, description="scored batches waiting for the pusher (the next batch is "
+                                                "scored while one is pushed); memory O(push_queue × push_batch)")
+    push_concurrency: int = Field(1, ge=1, description="concurrent bulk requests per pushed batch (worth more "
+                                                      "than 1 only when the Argilla server runs several processes)")
+    reconcile_minutes: float = Field(60.0, gt=0, description="incremental runs also re-read the annotated records "
+                                     "this often, for responses that do not touch their record (a second "
+                                     "annotator's, an edited one); with webhooks those arrive as events")
     device: str = "auto"
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
     kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")

@@ -16,26 +16,29 @@ import math
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 import pluggy
 
+from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings, WorkerSettings
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
-from worker.gateway.client import PushReport
-from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
+from worker.gateway.schema import SUBMITTED_RESPONSES, WORKER_METADATA_TYPES
 from worker.gateway.sync_state import FailedPushes, SyncState
+from worker.iterables import batched
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
-from worker.records import PulledRecord, consensus
+from worker.records import SUBMITTED, PulledRecord, consensus
 from worker.registry import ModelRegistry, ModelVersion, check_writable
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
@@ -104,16 +107,21 @@ def reference_label(record: PulledRecord) -> str | None:
 
 
 def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model") -> bool:
-    """Whether the record already carries this model's values for its current reference label, and the
-    suggestion ``policy`` asks for (a changed policy rescores)."""
+    """Whether the record already carries this model's values for its current reference label and number
+    of submitted responses, and the suggestion ``policy`` asks for (a changed policy rescores)."""
     written = record.metadata.get("model_version")
     reference = reference_label(record)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
-            or record.metadata.get("reference_label") != reference):
+            or record.metadata.get("reference_label") != reference
+            or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
         return False
     if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record)):
         return record.suggestion.value == reference
     return record.suggestion.agent == written
+
+
+def submitted_responses(record: PulledRecord) -> int:
+    return sum(response.status == SUBMITTED for response in record.responses)
 
 
 def _reviewed(record: PulledRecord) -> bool:
@@ -225,73 +233,121 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
               server_ids: Sequence[str] | None = None) -> ScoreReport:
     """Score what is not up to date and push it, one batch at a time (each pushed batch is durable).
 
-    ``full`` pulls every record (after a promotion); otherwise only records changed since the last
-    complete incremental run. ``server_ids`` limits the run to those records, read by id (webhook
-    rescoring: O(len(server_ids)) requests whatever the dataset's size; no watermark moves).
-    ``stop`` ends the run after the current batch. Records whose last push failed (see
-    :class:`FailedPushes`) are read again by id and pushed whatever their state; a record that fails
-    again is reported and kept for the next run while the rest of the run goes on.
+    ``full`` reads every record (after a promotion); otherwise only records changed since the last
+    complete incremental run, and every ``scoring.reconcile_minutes`` the annotated records whose
+    responses changed without touching their record (see :meth:`ArgillaGateway.pull`). ``server_ids``
+    limits the run to those records, read by id (webhook rescoring: O(len(server_ids)) requests whatever
+    the dataset's size; no watermark moves). Records whose last push failed (see :class:`FailedPushes`)
+    are read again by id and pushed whatever their state; a record that fails again is reported and kept
+    for the next run while the rest of the run goes on. ``stop`` ends the run after the current batch.
+
+    Streaming: records are read a page at a time (records nobody reviewed first, then the reviewed ones),
+    scored in batches of ``scoring.push_batch``, and each batch is pushed by a background thread while
+    the next one is scored. Memory O(push_batch + page) whatever the dataset's size; a full run reads
+    N + (records with a submitted response) records.
     """
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
     labels = services.labels()  # binds first: a dataset that does not fit the config is the first thing said
     classifier = services.classifier()
     check_label_set(classifier.labels, labels)
-    gateway, settings = services.gateway, services.settings.scoring
-    since = None if full or server_ids else services.sync_state.watermark(gateway.dataset_key)
-    records = list(gateway.read(server_ids)) if server_ids is not None else list(gateway.pull(since=since))
-    failing = _failing_records(services, records) if server_ids is None else {}
-    report = ScoreReport(classifier.version, considered=len(records))
-    if since is not None:
-        report.new_submissions = sum(
-            any(r.status == "submitted" and r.updated_at is not None and r.updated_at > since for r in record.responses)
-            for record in records)
-    policy = settings.suggestion
-    todo = [r for r in records if r.record_id in failing or not is_up_to_date(r, classifier.version, policy)]
-    report.up_to_date = len(records) - len(todo)
-    todo.sort(key=review_priority)
+    gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
+    key = gateway.dataset_key
+    since = state.watermark(key) if not full and server_ids is None else None
+    reconcile = since is not None and state.reconcile_due(key, settings.reconcile_minutes)
+    reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
+    watermark = gateway.watermark(since) if server_ids is None else None
+    report = ScoreReport(classifier.version)
     extra = services.extra_scorers()
-    if extra and todo:
+    if extra:
         gateway.ensure_float_metadata(extra)
     scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
                     batch_size=settings.batch_size, max_batch_size=settings.max_batch_size,
                     compile=settings.compile, extra_scorers=extra, adaptive=adaptive_sampling(settings))
-    current = {r.record_id: r for r in todo}
-    for start in range(0, len(todo), settings.push_batch):
-        batch = todo[start:start + settings.push_batch]
-        scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair) for r in batch))
+    failing = _failing_records(services) if server_ids is None else []
+    candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
+                             server_ids=server_ids)
+    batches = batched(_todo(candidates, classifier.version, settings.suggestion, report, since=since,
+                             forced={r.record_id for r in failing}, watermark=watermark), settings.push_batch)
+
+    def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
+        scores, current = work
         _push_scores(services, scores, current, classifier.version, report)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
         if on_batch is not None:
             on_batch(report, scores)
-        if stop is not None and stop.is_set() and start + settings.push_batch < len(todo):
-            report.stopped = True
-            logger.info("stop requested: finished the current batch, %d records left for the next run",
-                        len(todo) - start - len(batch))
-            break
-    if not report.stopped and server_ids is None:
-        _advance_watermark(services, records)
+
+    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher:
+        for batch in batches:
+            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair)
+                                       for r in batch))
+            pusher.put((scores, {r.record_id: r for r in batch}))
+            if stop is not None and stop.is_set():
+                report.stopped = next(batches, None) is not None
+                if report.stopped:
+                    logger.info("stop requested: finished the current batch, the rest is left for the next run")
+                break
+    if not report.stopped and watermark is not None:
+        state.set_watermark(key, watermark.value)
+        if reconciliation is not None:
+            state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
 
 
-def _failing_records(services: Services, records: list[PulledRecord]) -> dict[str, dict]:
-    """The records whose last push failed (see :class:`FailedPushes`); those the pull did not return are read
-    by id and appended to ``records``; those deleted from the dataset are forgotten. O(failing records)."""
+def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: datetime | None,
+                reconciliation: Reconciliation | None, server_ids: Sequence[str] | None) -> Iterator[PulledRecord]:
+    """The records a score run considers, in the order they are scored: those whose last push failed, then
+    the records nobody reviewed, then the reviewed ones (two passes over the same query, the second
+    filtered by the server to records with a submitted response). O(page) memory; ``server_ids``:
+    O(len(server_ids))."""
+    yield from failing
+    if server_ids is not None:
+        yield from sorted(gateway.read(server_ids), key=review_priority)
+        return
+    for priority, condition in ((0, None), (1, SUBMITTED_FILTER)):
+        for record in gateway.pull(since=since, reconciliation=reconciliation, condition=condition):
+            if review_priority(record) == priority:
+                yield record
+
+
+def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
+          since: datetime | None, forced: set[str], watermark: Watermark | None) -> Iterator[PulledRecord]:
+    """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
+    ``report``; every candidate moves the ``watermark``."""
+    forced_seen: set[str] = set()
+    for record in candidates:
+        if watermark is not None:
+            watermark.see(record)
+        if record.record_id in forced:
+            if record.record_id in forced_seen:
+                continue  # read again by the pull: scored once, as a failed push
+            forced_seen.add(record.record_id)
+        report.considered += 1
+        if since is not None and any(r.status == SUBMITTED and r.updated_at is not None and r.updated_at > since
+                                     for r in record.responses):
+            report.new_submissions += 1
+        if record.record_id not in forced and is_up_to_date(record, version, policy):
+            report.up_to_date += 1
+            continue
+        yield record
+
+
+def _failing_records(services: Services) -> list[PulledRecord]:
+    """The records whose last push failed (see :class:`FailedPushes`), read by id; those deleted from the
+    dataset are forgotten. O(failing records)."""
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
     if not failing:
-        return {}
-    pulled = {r.record_id for r in records}
-    records.extend(services.gateway.read(entry["server_id"] for record_id, entry in failing.items()
-                                         if record_id not in pulled))
-    present = {r.record_id for r in records}
-    gone = [record_id for record_id in failing if record_id not in present]
+        return []
+    records = [r for r in services.gateway.read(entry["server_id"] for entry in failing.values())
+               if r.record_id in failing]
+    gone = set(failing) - {r.record_id for r in records}
     services.failed_pushes.update(key, failed={}, landed=gone)
-    logger.info("%d record(s) whose last push failed are pushed again", len(present & set(failing)))
-    return {record_id: entry for record_id, entry in failing.items() if record_id in present}
+    logger.info("%d record(s) whose last push failed are pushed again", len(records))
+    return records
 
 
 def _push_scores(services: Services, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
@@ -308,13 +364,15 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         record = current[score.record_id]
         prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record),
                                            reference_agent=reference_agent(record, binding))
+        prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
         original = record.metadata.get("original_label")
         if original is not None and score.probabilities and original in score.probabilities:
             prediction.metadata["original_loss"] = readable(-math.log(max(score.probabilities[original], 1e-12)))
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
-    push = services.gateway.push(predictions, current=current, force=failing.keys())
+    push = services.gateway.push(predictions, current=current, force=failing.keys(),
+                                 concurrency=services.settings.scoring.push_concurrency)
     services.failed_pushes.update(key, failed={record_id: (current[record_id].server_id, reason)
                                                for record_id, reason in push.failed.items()},
                                   landed=push.sent_ids)
@@ -323,12 +381,6 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
     report.failed += len(push.failed) + len(push.rejected)
     report.failed_ids += [*push.failed, *push.rejected]
     report.failures.update(push.failed)
-
-
-def _advance_watermark(services: Services, records: list[PulledRecord]) -> None:
-    changes = [r.last_change for r in records if r.last_change is not None]
-    if changes:
-        services.sync_state.set_watermark(services.gateway.dataset_key, max(changes))
 
 
 def oof_score_job(services: Services, k: int) -> ScoreReport:

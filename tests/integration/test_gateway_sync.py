@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ from tests.integration.annotator import (
 from worker.demo_data import LabelledText
 from worker.errors import ArgillaUnavailableError
 from worker.gateway import ArgillaGateway
-from worker.gateway.client import RetryPolicy
+from worker.gateway.client import WATERMARK_OVERLAP, RetryPolicy
 from worker.gateway.sync_state import SyncState
 from worker.local_argilla.stack import _terminate_group
 from worker.records import Prediction
@@ -80,7 +81,18 @@ def test_pushing_twice_sends_nothing_new_and_never_touches_responses(gateway, st
     assert len(before["r0"]) == 1 and before["r3"][0]["status"] == "draft"
 
 
+def _scored(version: str, submitted: int = 0, only: str | None = None) -> list[Prediction]:
+    """Predictions as the worker writes them, with the number of submitted responses they were computed with."""
+    return [Prediction(p.record_id, p.label, p.score, p.agent, {**p.metadata, "submitted_responses": submitted})
+            for p in _predictions(version) if only is None or p.record_id == only]
+
+
 def test_an_ui_submission_is_seen_by_the_next_incremental_pull(gateway, stack_settings, tmp_path):
+    """The record was scored before its review (``submitted_responses`` = 0): the search index does not
+    date a response, the worker's own metadata tells a first review apart. It stays pending until the
+    worker has written values computed with it."""
+    gateway.prepare()
+    assert gateway.push(_scored("model-v1"), current=_by_id(gateway.pull())).sent == 6
     state = SyncState(tmp_path / "sync.json")
     assert len(list(gateway.pull_incremental(state))) == 6  # first pull: everything
     assert state.watermark(gateway.dataset_key) is not None
@@ -88,11 +100,55 @@ def test_an_ui_submission_is_seen_by_the_next_incremental_pull(gateway, stack_se
 
     submit_label(stack_settings, target.server_id, "negative")
     changed = list(gateway.pull_incremental(state))
+    still_pending = list(gateway.pull_incremental(state))
+    gateway.push(_scored("model-v1", submitted=1, only="r4"), current=_by_id(changed))
+    own_push = list(gateway.pull_incremental(state))  # the worker's write changed the record: read once
     unchanged_since = list(gateway.pull_incremental(state))
 
     assert [record.record_id for record in changed] == ["r4"]
     assert changed[0].responses[0].value == "negative" and changed[0].responses[0].status == "submitted"
+    assert [record.record_id for record in still_pending] == ["r4"]
+    assert [record.record_id for record in own_push] == ["r4"]
     assert unchanged_since == []
+
+
+def test_a_second_annotators_response_is_caught_by_reconciliation_not_by_the_plain_poll(gateway, stack_settings,
+                                                                                      tmp_path):
+    """A response that does not change the record's status leaves no trace the plain poll can find (it
+    reads only updated records and first reviews); the reconciling poll finds it among the annotated
+    records, and the next reconciliation reads nothing again."""
+    gateway.prepare()
+    pulled = _by_id(gateway.pull())
+    submit_label(stack_settings, pulled["r2"].server_id, "negative")
+    gateway.push(_scored("model-v1"), current=_by_id(gateway.pull()))
+    gateway.push(_scored("model-v1", submitted=1, only="r2"), current=_by_id(gateway.pull()))
+    time.sleep(WATERMARK_OVERLAP.total_seconds() + 0.5)  # a later change moves the watermark past r2 and the overlap
+    gateway.push(_scored("model-v2", only="r5"), current=_by_id(gateway.pull()))
+    state = SyncState(tmp_path / "sync.json")
+    assert len(list(gateway.pull_incremental(state, reconcile=True))) == 6
+    second = create_annotator(stack_settings, gateway.client, f"annotator-{uuid.uuid4().hex[:8]}")
+    submit_label(stack_settings, pulled["r2"].server_id, "positive", headers=second)
+    time.sleep(2.1)  # the reconciliation's mark is the server's clock read to the second, one second early
+
+    plain = list(gateway.pull_incremental(state))
+    reconciled = list(gateway.pull_incremental(state, reconcile=True))
+    again = list(gateway.pull_incremental(state, reconcile=True))
+
+    assert plain == []
+    assert [record.record_id for record in reconciled] == ["r2"]
+    assert sorted(r.value for r in reconciled[0].responses) == ["negative", "positive"]
+    assert again == []
+
+
+def test_a_pull_pages_past_its_page_size_with_records_inserted_meanwhile(gateway):
+    """Keyset paging on the real server: records logged between two pages are read at the end, none twice."""
+    pages = gateway.pull(page_size=4)
+    first = [next(pages) for _ in range(4)]
+    gateway.log_labelled_texts(LabelledText(f"late{i}", f"a late text {i}", LABELS[0]) for i in range(5))
+    read = [record.record_id for record in first + list(pages)]
+    assert len(read) == len(set(read)) == 11
+    assert set(read) == {f"r{i}" for i in range(6)} | {f"late{i}" for i in range(5)}
+    assert read[-5:] == [f"late{i}" for i in range(5)]
 
 
 def test_non_finite_values_are_not_sent_and_the_rest_lands(gateway):

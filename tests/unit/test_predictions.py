@@ -73,15 +73,20 @@ def test_the_workers_guidelines_are_appended_once_and_updated_between_markers():
 
 def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_to_date():
     from worker.jobs import is_up_to_date
-    from worker.records import PulledRecord, SuggestionState
+    from worker.records import PulledRecord, ResponseState, SuggestionState
 
-    def record(suggestion: SuggestionState) -> PulledRecord:
+    def record(suggestion: SuggestionState, responses: tuple = ()) -> PulledRecord:
         return PulledRecord("s1", "r1", "text", {"original_label": "positive", "model_version": "v1",
-                                                  "reference_label": "positive", "predicted_label": "negative"},
-                            suggestion, (), None)
+                                                  "reference_label": "positive", "predicted_label": "negative",
+                                                  "submitted_responses": 0},
+                            suggestion, responses, None)
 
     under_review = record(SuggestionState("positive", "original", 0.04))
     models = record(SuggestionState("negative", "v1", 0.96))
     assert is_up_to_date(under_review, "v1", "auto") and not is_up_to_date(under_review, "v1", "model")
     assert is_up_to_date(models, "v1", "model") and not is_up_to_date(models, "v1", "auto")
     assert not is_up_to_date(under_review, "v2", "auto")  # another model: rescore
+    drafted = record(SuggestionState("positive", "original", 0.04), (ResponseState("u1", "negative", "draft"),))
+    reviewed = record(SuggestionState("negative", "v1", 0.96), (ResponseState("u1", "negative", "submitted"),))
+    assert is_up_to_date(drafted, "v1", "auto")  # a draft changes nothing the worker computes
+    assert not is_up_to_date(reviewed, "v1", "model")  # computed with no submitted response: rescore

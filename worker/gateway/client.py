@@ -7,14 +7,15 @@ changes or deletes an annotator's response.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
 import uuid
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from itertools import islice
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import argilla as rg
 import httpx
@@ -38,14 +39,17 @@ from worker.errors import (
     ArgillaUnavailableError,
     LabelSetMismatchError,
 )
+from worker.gateway.paging import keyset_pages
 from worker.gateway.schema import (
     ORIGINAL_AGENT,
+    SUBMITTED_RESPONSES,
     WORKER_METADATA_TYPES,
     dataset_settings,
     merged_guidelines,
     metadata_properties,
 )
 from worker.gateway.sync_state import SyncState
+from worker.iterables import batched
 from worker.records import (
     Correction,
     LabelledText,
@@ -61,12 +65,60 @@ from worker.records import (
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
+MAX_PAGE = 999  # a search request returns at most 1,000 records (keyset paging may ask for one more)
 TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
 ANNOTATED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
+SUBMITTED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["submitted"]}
+# Reviewed records the worker last scored as unreviewed: a first review, found without any time filter
+# (the search index does not bump a record's updated_at for a response).
+NEW_REVIEWS = [SUBMITTED_FILTER, {"type": "range", "scope": {"entity": "metadata", "metadata_property": SUBMITTED_RESPONSES},
+                                  "le": 0}]
 # The server-side query reaches this far behind the watermark (the search index can lag the database);
 # records are then kept only if they changed strictly after the watermark.
 WATERMARK_OVERLAP = timedelta(seconds=2)
+
+
+@dataclass
+class Watermark:
+    """The newest change a run may count as read: the latest change it saw, but never later than the newest
+    change in the dataset when the run began (``ceiling``). A record read early in a streaming run and
+    changed while the run went on may have been read before its change: every change after the ceiling is
+    read again by the next run (found up to date and skipped if the run already handled it)."""
+
+    value: datetime | None
+    ceiling: datetime | None
+
+    def see(self, record: PulledRecord) -> None:
+        change = record.updated_at  # what the search index's updated_at filter compares (responses: see pull)
+        if change is None or (self.ceiling is not None and change > self.ceiling):
+            return
+        if self.value is None or change > self.value:
+            self.value = change
+
+
+@dataclass
+class Reconciliation:
+    """What one reconciliation covers: responses changed after ``previous`` are read; the new mark is the
+    latest response it saw, but never later than ``limit`` (the server's clock when the run began, one
+    second early as its clock is read to the second): a response given while the run went on may belong to
+    a record already read, and is read again by the next reconciliation."""
+
+    previous: datetime | None
+    limit: datetime
+    value: datetime | None = None
+
+    def __post_init__(self):
+        self.value = self.previous
+
+    def wants(self, record: PulledRecord) -> bool:
+        """Whether ``record`` has a response changed after the previous mark (every record if there was none)."""
+        answered = [r.updated_at for r in record.responses if r.updated_at is not None]
+        if answered:
+            newest = max(answered)
+            if newest <= self.limit and (self.value is None or newest > self.value):
+                self.value = newest
+        return self.previous is None or bool(answered and max(answered) > self.previous)
 
 
 @dataclass(frozen=True)
@@ -97,6 +149,7 @@ class PushReport:
     rejected: dict[str, str] = field(default_factory=dict)  # record id -> reason (never sent)
     failed: dict[str, str] = field(default_factory=dict)
     sent_ids: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)  # concurrent pushes
 
     @property
     def ok(self) -> bool:
@@ -209,7 +262,7 @@ class ArgillaGateway:
         dataset = self._dataset()
         binding = self.binding
         sent = 0
-        for batch in _batched(records, batch_size):
+        for batch in batched(records, batch_size):
             dataset.records.log([_ingest_record(record, binding) for record in batch], batch_size=batch_size)
             sent += len(batch)
         logger.info("logged %d records to %s/%s", sent, self.workspace, self.dataset_name)
@@ -217,91 +270,124 @@ class ArgillaGateway:
 
     # ------------------------------------------------------------------ pull
 
-    def pull(self, *, since: datetime | None = None, page_size: int = PAGE_SIZE) -> Iterator[PulledRecord]:
-        """Records with their metadata, suggestion and responses, a page at a time.
+    def pull(self, *, since: datetime | None = None, reconciliation: Reconciliation | None = None,
+             condition: dict | None = None, page_size: int = PAGE_SIZE) -> Iterator[PulledRecord]:
+        """Records with their metadata, suggestion and responses, a page at a time (keyset paging, see
+        :mod:`worker.gateway.paging`: memory O(page), no ceiling on the dataset's size).
 
-        ``since=None`` pulls every record (used after a model change). Otherwise only records
-        inserted or updated since ``since``, and records whose responses changed since then
-        (each once).
+        ``since=None`` pulls every record (used after a model change). Otherwise only what changed, each
+        record once, without reading the rest of the dataset:
+
+        * records inserted or updated after ``since`` (fields, metadata, suggestions: the search index's
+          ``updated_at``);
+        * reviewed records the worker last scored as unreviewed (metadata ``submitted_responses`` = 0 and a
+          submitted response): the search index does not bump ``updated_at`` for a response, so a first
+          review is found by what the worker wrote, not by time;
+        * with a ``reconciliation``, the annotated records with a response changed after its previous mark
+          (None: every annotated record): a second annotator's response, an edited or discarded one. With webhooks those arrive as events at once; reconciliation is the safety net
+          of polling, run every ``scoring.reconcile_minutes``.
+
+        ``condition`` is a search filter every record must also match.
         """
-        dataset = self._dataset()
+        conditions = [condition] if condition else []
         if since is None:
-            pages = self._paged_list(dataset.id, page_size)
-        else:  # the changed records, then the annotated ones (a 2nd response does not touch the record)
-            updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
-                       "ge": (since - WATERMARK_OVERLAP).isoformat()}
-            pages = itertools.chain(self._paged_search(dataset.id, page_size, updated),
-                                    self._paged_search(dataset.id, page_size, ANNOTATED_FILTER))
-        yield from self._records(pages, since)
+            yield from self._records(self._pages(conditions, page_size))
+            return
+        updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
+                   "ge": (since - WATERMARK_OVERLAP).isoformat()}
+        seen: set[str] = set()  # O(records changed since `since`)
+        for record in self._records(self._pages(conditions + [updated], page_size)):
+            if record.last_change is not None and record.last_change > since:
+                seen.add(record.server_id)
+                yield record
+        if SUBMITTED_RESPONSES in {prop.name for prop in self._dataset().settings.metadata}:
+            for record in self._records(self._pages(conditions + NEW_REVIEWS, page_size)):
+                if record.server_id not in seen:
+                    seen.add(record.server_id)
+                    yield record
+        if reconciliation is None:
+            return
+        for record in self._records(self._pages(conditions + [ANNOTATED_FILTER], page_size)):
+            if reconciliation.wants(record) and record.server_id not in seen:
+                yield record
+
+    def newest_change(self) -> datetime | None:
+        """The latest ``updated_at`` of any record of the dataset (server clock): one search request."""
+        order = [{"scope": {"entity": "record", "property": "updated_at"}, "order": "desc"}]
+        newest = self._search(self._dataset().id, [], order, 1)
+        return _parse_time(newest[0].get("updated_at")) if newest else None
+
+    def server_time(self) -> datetime:
+        """The server's clock now, to the second below (its HTTP ``Date`` header), as naive UTC like its
+        timestamps; this machine's clock if the server sends no date."""
+        stamp = self._response("GET", "/api/v1/version").headers.get("date")
+        now = parsedate_to_datetime(stamp) if stamp else datetime.now(UTC)
+        return now.astimezone(UTC).replace(tzinfo=None)
+
+    def reconciliation(self, previous: datetime | None) -> Reconciliation:
+        """A :class:`Reconciliation` for a run starting now, after the one that covered ``previous``."""
+        return Reconciliation(previous, limit=self.server_time() - timedelta(seconds=1))
+
+    def watermark(self, previous: datetime | None) -> Watermark:
+        """A :class:`Watermark` for a run starting now, after ``previous``."""
+        return Watermark(previous, ceiling=self.newest_change())
 
     @property
     def dataset_key(self) -> str:
         return f"{self.api_url}|{self.workspace}/{self.dataset_name}"
 
-    def pull_incremental(self, state: SyncState) -> Iterator[PulledRecord]:
-        """Records changed since the persisted watermark; the watermark advances only once the pull is complete."""
+    def pull_incremental(self, state: SyncState, *, reconcile: bool = False) -> Iterator[PulledRecord]:
+        """Records changed since the persisted watermark (with ``reconcile``: and the annotated records whose
+        responses changed since the last reconciliation); the watermark advances only once the pull is complete."""
         since = state.watermark(self.dataset_key)
-        newest = since
-        for record in self.pull(since=since):
-            if record.last_change is not None and (newest is None or record.last_change > newest):
-                newest = record.last_change
+        watermark = self.watermark(since)
+        reconciliation = self.reconciliation(state.reconciled(self.dataset_key)[0]) if reconcile else None
+        for record in self.pull(since=since, reconciliation=reconciliation):
+            watermark.see(record)
             yield record
-        state.set_watermark(self.dataset_key, newest)
+        state.set_watermark(self.dataset_key, watermark.value)
+        if reconciliation is not None:
+            state.set_reconciled(self.dataset_key, reconciliation.value)
 
-    def corrections(self, *, since: datetime | None = None) -> tuple[list[Correction], list[Correction]]:
+    def corrections(self) -> tuple[list[Correction], list[Correction]]:
         """Consensus labels from submitted responses: (records with a consensus, tied records)."""
-        verdicts = [verdict for record in self.pull_annotated(since=since) if (verdict := consensus(record))]
+        verdicts = [verdict for record in self.pull_annotated() if (verdict := consensus(record))]
         ties = [verdict for verdict in verdicts if verdict.label is None]
         for tie in ties:
             logger.warning("record %s: no consensus, votes tied between %s", tie.record_id, list(tie.tied_labels))
         return [verdict for verdict in verdicts if verdict.label is not None], ties
 
-    def pull_annotated(self, *, since: datetime | None = None) -> Iterator[PulledRecord]:
+    def pull_annotated(self) -> Iterator[PulledRecord]:
         """Only the records that have at least one response (any status)."""
-        yield from self._records(self._paged_search(self._dataset().id, PAGE_SIZE, ANNOTATED_FILTER), since)
+        yield from self._records(self._pages([ANNOTATED_FILTER], PAGE_SIZE))
 
-    def _records(self, pages: Iterable[list[dict]], since: datetime | None) -> Iterator[PulledRecord]:
-        """Parse pages of records; with ``since``, keep each record once and only if it changed after ``since``."""
+    def _records(self, pages: Iterable[list[dict]]) -> Iterator[PulledRecord]:
         binding = self.binding
-        seen: set[str] = set()
         for page in pages:
             for item in page:
-                record = _pulled_record(item, binding)
-                if since is None:
-                    yield record
-                elif record.server_id not in seen and record.last_change is not None and record.last_change > since:
-                    seen.add(record.server_id)
-                    yield record
+                yield _pulled_record(item, binding)
 
-    def _paged_list(self, dataset_id, page_size: int) -> Iterator[list[dict]]:
-        offset = 0
-        while True:
-            body = self._request("GET", f"/api/v1/datasets/{dataset_id}/records",
-                                 params={"include": ["responses", "suggestions"], "offset": offset,
-                                         "limit": min(page_size, 1000)})
-            if not body["items"]:
-                return
-            yield body["items"]
-            offset += len(body["items"])
+    def _pages(self, conditions: list[dict], page_size: int) -> Iterator[list[dict]]:
+        dataset_id = self._dataset().id
+        return keyset_pages(lambda filters, sort, limit: self._search(dataset_id, filters, sort, limit),
+                            conditions, min(page_size, MAX_PAGE))
 
-    def _paged_search(self, dataset_id, page_size: int, condition: dict) -> Iterator[list[dict]]:
-        offset = 0
-        query = {"filters": {"and": [condition]},
-                 "sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}]}
-        while True:
-            body = self._request("POST", f"/api/v1/datasets/{dataset_id}/records/search",
-                                 params={"include": ["responses", "suggestions"], "offset": offset,
-                                         "limit": min(page_size, 1000)}, json=query)
-            items = [item["record"] for item in body["items"]]
-            if not items:
-                return
-            yield items
-            offset += len(items)
+    def _search(self, dataset_id, conditions: list[dict], sort: list[dict] | None, limit: int) -> list[dict]:
+        """One request to the dataset's search endpoint: the first ``limit`` records matching every condition."""
+        query: dict = {}
+        if conditions:
+            query["filters"] = {"and": conditions}
+        if sort:
+            query["sort"] = sort
+        body = self._request("POST", f"/api/v1/datasets/{dataset_id}/records/search",
+                             params={"include": ["responses", "suggestions"], "offset": 0, "limit": limit},
+                             json=query)
+        return [item["record"] for item in body["items"]]
 
     # ------------------------------------------------------------------ push
 
     def push(self, predictions: Iterable[Prediction], *, current: Mapping[str, PulledRecord],
-             batch_size: int = PAGE_SIZE, force: Collection[str] = ()) -> PushReport:
+             batch_size: int = PAGE_SIZE, force: Collection[str] = (), concurrency: int = 1) -> PushReport:
         """Write each prediction as the record's suggestion and metadata, in bulk batches.
 
         ``current`` is the records' state from the last pull (external id → record): metadata
@@ -309,7 +395,8 @@ class ArgillaGateway:
         would not change are not sent — except those in ``force`` (an earlier push of theirs failed:
         the database may hold the values while the search index does not). Responses are never part
         of the payload. A batch the server fails or refuses is split until the records that fail
-        alone are isolated (see :meth:`_send`); the others land.
+        alone are isolated (see :meth:`_send`); the others land. ``concurrency`` > 1 sends the payloads
+        as that many bulk requests at once (for a server with several processes).
 
         Raises:
             ArgillaUnavailableError: the server could not be reached (nothing more is attempted).
@@ -321,7 +408,7 @@ class ArgillaGateway:
                                {prop.name for prop in dataset.settings.metadata})
         report = PushReport()
         items = (self._push_item(p, current, context, report, force) for p in predictions)
-        return self._send(items, report, batch_size)
+        return self._send(items, report, batch_size, concurrency=concurrency)
 
     def read(self, server_ids: Iterable[str]) -> Iterator[PulledRecord]:
         """The records of the bound dataset with these server ids, through the dataset's search endpoint
@@ -336,7 +423,7 @@ class ArgillaGateway:
         for start in range(0, len(wanted), TERMS_FILTER_MAX):
             chunk = [server_id for server_id in wanted[start:start + TERMS_FILTER_MAX] if _is_uuid(server_id)]
             condition = {"type": "terms", "scope": {"entity": "record", "property": "id"}, "values": chunk}
-            found = next(self._paged_search(dataset_id, len(chunk), condition), []) if chunk else []
+            found = self._search(dataset_id, [condition], None, len(chunk)) if chunk else []
             missing = set(wanted[start:start + TERMS_FILTER_MAX]) - {str(item["id"]) for item in found}
             if missing:
                 logger.info("%d record id(s) are not records of %s (deleted meanwhile?): skipped, e.g. %s",
@@ -367,7 +454,8 @@ class ArgillaGateway:
 
         return self._send((item(record_id, new) for record_id, new in values.items()), report, batch_size)
 
-    def _send(self, items: Iterable[tuple[str, dict] | None], report: PushReport, batch_size: int) -> PushReport:
+    def _send(self, items: Iterable[tuple[str, dict] | None], report: PushReport, batch_size: int, *,
+              concurrency: int = 1) -> PushReport:
         """Bulk-upsert the payloads in batches of at most ``batch_size``.
 
         A batch the server answers with 5xx (after the retries) or a record-level 4xx is split in
@@ -375,11 +463,20 @@ class ArgillaGateway:
         O(log batch) extra requests and the rest of its batch lands. Records that fail alone are
         reported in ``report.failed`` with the server's answer. (A bulk upsert the server answers
         with 500 may still have committed to its database while its search index was not updated:
-        only a successful push of the record's own counts.)
+        only a successful push of the record's own counts.) With ``concurrency`` > 1 the payloads
+        (held in memory: O(len(items))) are cut into that many requests sent at once.
         """
         dataset_id = self._dataset().id
-        for batch in _batched((item for item in items if item is not None), min(batch_size, PAGE_SIZE)):
-            self._send_batch(dataset_id, batch, report, retry=True)
+        payloads = (item for item in items if item is not None)
+        if concurrency > 1:
+            held = list(payloads)
+            size = max(1, min(batch_size, PAGE_SIZE, -(-len(held) // concurrency)))
+            with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
+                list(pool.map(lambda batch: self._send_batch(dataset_id, batch, report, retry=True),
+                              batched(held, size)))
+        else:
+            for batch in batched(payloads, min(batch_size, PAGE_SIZE)):
+                self._send_batch(dataset_id, batch, report, retry=True)
         if report.failed:
             logger.error("push: %d record(s) failed even alone: %s", len(report.failed),
                          "; ".join(f"{record_id}: {reason}" for record_id, reason in list(report.failed.items())[:5]))
@@ -395,7 +492,8 @@ class ArgillaGateway:
             if error.status is None or (error.status < 500 and error.status not in SPLITTABLE_4XX):
                 raise  # unreachable, or refused as a whole: no smaller batch can do better
             if len(batch) == 1:
-                report.failed[batch[0][0]] = str(error)
+                with report.lock:
+                    report.failed[batch[0][0]] = str(error)
                 return
             logger.warning("push of %d records failed (%s): splitting the batch to isolate the record(s) at fault",
                            len(batch), error)
@@ -403,8 +501,9 @@ class ArgillaGateway:
             self._send_batch(dataset_id, batch[:middle], report, retry=False)
             self._send_batch(dataset_id, batch[middle:], report, retry=False)
             return
-        report.sent += len(batch)
-        report.sent_ids.extend(record_id for record_id, _ in batch)
+        with report.lock:
+            report.sent += len(batch)
+            report.sent_ids.extend(record_id for record_id, _ in batch)
 
     def _push_item(self, prediction: Prediction, current: Mapping[str, PulledRecord], context: _PushContext,
                    report: PushReport, force: Collection[str] = ()) -> tuple[str, dict] | None:
@@ -436,12 +535,17 @@ class ArgillaGateway:
 
         (Connection errors are always retried: after a 500 the server may reset the kept-alive connection.)
         """
+        response = self._response(method, path, retry_5xx=retry_5xx, **kwargs)
+        return response.json() if response.content else {}
+
+    def _response(self, method: str, path: str, *, retry_5xx: bool = True, **kwargs) -> httpx.Response:
+        """:meth:`_request`'s HTTP call and error mapping, answering the response itself."""
         http = self.client.http_client
 
-        def call() -> dict:
+        def call() -> httpx.Response:
             response = http.request(method, path, **kwargs)
             response.raise_for_status()
-            return response.json() if response.content else {}
+            return response
 
         retrying = Retrying(
             retry=retry_if_exception(_is_retryable if retry_5xx else _is_transport_error),
@@ -620,9 +724,3 @@ def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:
         metadata={**metadata, PRESERVED_LABEL: record.label, PRESERVED_AGENT: ORIGINAL_AGENT},
         suggestions=[rg.Suggestion(question_name=binding.question, value=record.label, agent=ORIGINAL_AGENT)],
     )
-
-
-def _batched(items: Iterable, size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch

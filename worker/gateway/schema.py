@@ -24,7 +24,9 @@ FLOAT_METADATA = {
 }
 INTEGER_METADATA = {
     "mc_samples": "MC-dropout samples the record got: fewer when its uncertainty was known early (adaptive).",
+    "submitted_responses": "submitted responses the values were computed with (0: nobody had reviewed the record).",
 }
+SUBMITTED_RESPONSES = "submitted_responses"
 TERMS_METADATA = {
     "original_label": "the label the record came with, before any review.",
     "original_agent": "who wrote original_label (ingest's 'original', another model, an LLM labeller …).",

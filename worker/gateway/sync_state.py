@@ -8,16 +8,37 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
+RECONCILED = "reconciled"  # the entry holding, per dataset, when the annotated records were last re-read
+
 
 class SyncState:
-    """A small JSON file: dataset key → ISO timestamp of the newest change already pulled."""
+    """A small JSON file: dataset key → ISO timestamp (server clock) of the newest change already pulled;
+    under ``"reconciled"``, per dataset, the watermark of the last reconciliation (see
+    :meth:`ArgillaGateway.pull`) and when it ran (this machine's clock)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
 
     def watermark(self, key: str) -> datetime | None:
         value = self._read().get(key)
-        return datetime.fromisoformat(value) if value else None
+        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+    def reconciled(self, key: str) -> tuple[datetime | None, datetime | None]:
+        """(the watermark the last reconciliation covered, when it ran); (None, None) if it never ran."""
+        entry = self._read().get(RECONCILED, {}).get(key) or {}
+        mark, ran = entry.get("mark"), entry.get("ran")
+        return (datetime.fromisoformat(mark) if mark else None, datetime.fromisoformat(ran) if ran else None)
+
+    def reconcile_due(self, key: str, every_minutes: float) -> bool:
+        _, ran = self.reconciled(key)
+        return ran is None or (datetime.now(UTC) - ran).total_seconds() >= every_minutes * 60
+
+    def set_reconciled(self, key: str, mark: datetime | None) -> None:
+        """Record a complete reconciliation that covered every response changed up to ``mark``."""
+        state = self._read()
+        state.setdefault(RECONCILED, {})[key] = {"mark": mark.isoformat() if mark else None,
+                                                 "ran": datetime.now(UTC).isoformat()}
+        _write_json(self.path, state)
 
     def set_watermark(self, key: str, value: datetime | None) -> None:
         if value is None:
@@ -26,7 +47,7 @@ class SyncState:
         state[key] = value.isoformat()
         _write_json(self.path, state)
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict:
         return _read_json(self.path)
 
 
