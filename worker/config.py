@@ -87,6 +87,11 @@ class ScoringSettings(_Section):
                                                 "scored while one is pushed); memory O(push_queue × push_batch)")
     push_concurrency: int = Field(1, ge=1, description="concurrent bulk requests per pushed batch (worth more "
                                                       "than 1 only when the Argilla server runs several processes)")
+    view_rank_tolerance: float = Field(0.01, ge=0, lt=1, description=(
+        "a record whose new values would move it by at most this rank percentile in every sort order (and change "
+        "no label) keeps its old values: not pushed; 0 = push every changed value (exact everywhere)"))
+    view_exact_top: int = Field(500, ge=0, description="records at either end of every sort order that are always "
+                                                       "pushed exactly")
     reconcile_minutes: float = Field(60.0, gt=0, description="incremental runs also re-read the annotated records "
                                      "this often, for responses that do not touch their record (a second "
                                      "annotator's, an edited one); with webhooks those arrive as events")

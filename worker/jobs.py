@@ -38,7 +38,7 @@ from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
-from worker.records import SUBMITTED, PulledRecord, consensus
+from worker.records import SUBMITTED, Prediction, PulledRecord, consensus
 from worker.registry import ModelRegistry, ModelVersion, check_writable
 from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
@@ -48,6 +48,14 @@ from worker.training.data import Example
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import out_of_fold_scores
 from worker.training.trainer import check_model_source
+from worker.view import (
+    QuantileSketch,
+    QuantileStore,
+    ValueQuantiles,
+    ViewTolerance,
+    new_values,
+    stored_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ class ScoreReport:
     pushed: int = 0
     unchanged: int = 0
     failed: int = 0
+    kept: int = 0  # scored, not pushed: the annotators' view would not change (see worker.view)
     new_submissions: int = 0  # records with a submitted response since the last run (incremental runs)
     stopped: bool = False
     seconds: float = 0.0
@@ -86,6 +95,7 @@ class ScoreReport:
         return (f"scoring with {self.model_version} {state}: {self.considered} records considered, "
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
+                + (f", {self.kept} kept (the view would not change)" if self.kept else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else ""))
 
 
@@ -176,6 +186,10 @@ class Services:
         return SyncState(self.settings.state_dir / "sync.json")
 
     @cached_property
+    def view_quantiles(self) -> QuantileStore:
+        return QuantileStore(self.settings.state_dir / "view_quantiles.json")
+
+    @cached_property
     def failed_pushes(self) -> FailedPushes:
         return FailedPushes(self.settings.state_dir / "failed_pushes.json")
 
@@ -264,15 +278,17 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
                     batch_size=settings.batch_size, max_batch_size=settings.max_batch_size,
                     compile=settings.compile, extra_scorers=extra, adaptive=adaptive_sampling(settings))
+    view = _ViewPolicy.of(services, full=full and server_ids is None)
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
     batches = batched(_todo(candidates, classifier.version, settings.suggestion, report, since=since,
-                             forced={r.record_id for r in failing}, watermark=watermark), settings.push_batch)
+                             forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch),
+                      settings.push_batch)
 
     def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
         scores, current = work
-        _push_scores(services, scores, current, classifier.version, report)
+        _push_scores(services, scores, current, classifier.version, report, view=view)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
         if on_batch is not None:
@@ -288,6 +304,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 if report.stopped:
                     logger.info("stop requested: finished the current batch, the rest is left for the next run")
                 break
+    if not report.stopped and view.sketch is not None:
+        services.view_quantiles.put(key, view.sketch.quantiles())
     if not report.stopped and watermark is not None:
         state.set_watermark(key, watermark.value)
         if reconciliation is not None:
@@ -314,9 +332,10 @@ def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: 
 
 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
-          since: datetime | None, forced: set[str], watermark: Watermark | None) -> Iterator[PulledRecord]:
+          since: datetime | None, forced: set[str], watermark: Watermark | None,
+          sketch: QuantileSketch | None = None) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
-    ``report``; every candidate moves the ``watermark``."""
+    ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``."""
     forced_seen: set[str] = set()
     for record in candidates:
         if watermark is not None:
@@ -331,6 +350,8 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
             report.new_submissions += 1
         if record.record_id not in forced and is_up_to_date(record, version, policy):
             report.up_to_date += 1
+            if sketch is not None:
+                sketch.add(stored_values(record))
             continue
         yield record
 
@@ -350,8 +371,33 @@ def _failing_records(services: Services) -> list[PulledRecord]:
     return records
 
 
+@dataclass
+class _ViewPolicy:
+    """What a score run needs of :mod:`worker.view`: the tolerance (None: off), the stored values'
+    quantiles of the last full run, and (full runs) the sketch of the values this run leaves stored."""
+
+    tolerance: ViewTolerance | None = None
+    quantiles: ValueQuantiles | None = None
+    sketch: QuantileSketch | None = None
+
+    @classmethod
+    def of(cls, services: Services, *, full: bool) -> _ViewPolicy:
+        settings = services.settings.scoring
+        tolerance = (ViewTolerance(settings.view_rank_tolerance, settings.view_exact_top)
+                     if settings.view_rank_tolerance > 0 else None)
+        quantiles = services.view_quantiles.get(services.gateway.dataset_key) if tolerance else None
+        return cls(tolerance, quantiles, QuantileSketch() if full else None)
+
+    def keeps(self, record: PulledRecord, prediction: Prediction) -> bool:
+        """Whether ``record`` keeps its stored values (the view would not change); feeds the sketch either way."""
+        keep = self.tolerance is not None and self.tolerance.keeps_view(record, prediction, self.quantiles)
+        if self.sketch is not None:
+            self.sketch.add(stored_values(record) if keep else new_values(prediction))
+        return keep
+
+
 def _push_scores(services: Services, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
-                 version: str, report: ScoreReport) -> None:
+                 version: str, report: ScoreReport, *, view: _ViewPolicy | None = None) -> None:
     predictions = []
     policy, binding = services.settings.scoring.suggestion, services.gateway.binding
     for score in scores:
@@ -371,6 +417,10 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
+    if view is not None:
+        kept = {p.record_id for p in predictions if p.record_id not in failing and view.keeps(current[p.record_id], p)}
+        report.kept += len(kept)
+        predictions = [p for p in predictions if p.record_id not in kept]
     push = services.gateway.push(predictions, current=current, force=failing.keys(),
                                  concurrency=services.settings.scoring.push_concurrency)
     services.failed_pushes.update(key, failed={record_id: (current[record_id].server_id, reason)

@@ -324,3 +324,35 @@ def test_a_rescore_by_id_reads_only_the_records_it_names(their_dataset, stack_se
     stored = _stored(stack_settings, their_dataset.id)["e3"]
     assert stored["metadata"]["reference_label"] == corrected  # the annotator's answer is now the label under review
     assert [r["values"][QUESTION]["value"] for r in stored["responses"]] == [corrected]
+
+
+def test_after_a_retrain_records_whose_view_would_not_change_keep_their_values(their_dataset, stack_settings,
+                                                                              dataset_name, tmp_path, monkeypatch):
+    """A new version that moves no value (the same weights registered again) changes no order annotators
+    see: with a rank tolerance no record is pushed, each keeps the values and version that computed them;
+    with the tolerance at 0 (exact everywhere) every record is pushed."""
+    from worker.training.register import register_model
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = _settings(stack_settings, dataset_name, tmp_path, fields=["headline", "review_body"])
+    settings.scoring.view_exact_top = 0
+    services = Services(settings)
+    model = save_tiny_classifier(tmp_path / "theirs")
+    register_model(str(model), services.registry, services.labels())
+    first = score_job(services, full=True)
+    services.registry.promote(register_model(str(model), services.registry, services.labels()).version)
+    second = score_job(services, full=True)  # adds original_loss (their label is preserved by the first push)
+    services.registry.promote(register_model(str(model), services.registry, services.labels()).version)
+
+    third = score_job(services, full=True)
+
+    assert (first.pushed, first.kept) == (COUNT, 0)  # no quantiles of an earlier full run: everything exact
+    assert (second.pushed, second.kept) == (COUNT, 0)  # a new sort key is a change of the view
+    assert (third.scored, third.pushed, third.kept) == (COUNT, 0, COUNT)
+    stored = _stored(stack_settings, their_dataset.id)
+    assert {record["metadata"]["model_version"] for record in stored.values()} == {"v0002"}
+    settings.scoring.view_rank_tolerance = 0.0
+    exact = score_job(Services(settings), full=True)
+    assert (exact.pushed, exact.kept) == (COUNT, 0)
+    stored = _stored(stack_settings, their_dataset.id)
+    assert {record["metadata"]["model_version"] for record in stored.values()} == {"v0003"}

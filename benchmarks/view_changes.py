@@ -1,0 +1,116 @@
+"""After a real retrain: how many pushes "push what changes the view" saves, and what it costs the order.
+
+Two MiniLM models fine-tuned on the offline movie snippets — the first on ``--first`` examples, the retrained
+one on ``--second`` (more annotations) — score the same ``--records`` held-out snippets against their labels
+(MC dropout, the worker's default scorer settings). The first model's values are what Argilla holds; its
+quantiles are those the last full run stored (``worker.view``). For each tolerance and exact top, the
+retrained model's predictions go through ``ViewTolerance.keeps_view``: a kept record shows its old values,
+the others the new ones. Reported against the exact view (every record pushed):
+
+  * pushes saved (share of records kept);
+  * the top 500 by loss (descending) — overlap with the exact top 500, and Kendall τ between the two orders
+    over the exact top 500;
+  * Kendall τ over the whole order by loss and by BALD.
+
+    python benchmarks/view_changes.py                    # 3,000 records, models on 300 and 1,200 examples
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._shared import finetuned_minilm, movie_split, write_results
+from worker.config import ScoringSettings
+from worker.demo_data import SENTIMENT_LABELS
+from worker.jobs import adaptive_sampling
+from worker.logging_setup import configure_logging
+from worker.predictions import prediction_from_score
+from worker.records import PulledRecord, SuggestionState
+from worker.scoring import Scorer, ScoringInput, load_classifier
+from worker.view import QuantileSketch, ViewTolerance, new_values
+
+logger = logging.getLogger("benchmarks.view_changes")
+TOP = 500
+
+
+def _predictions(model_dir: Path, version: str, texts: list[str], labels: list[str]) -> list:
+    settings = ScoringSettings()
+    scorer = Scorer(load_classifier(model_dir, device="cpu", version=version), samples=settings.samples,
+                    adaptive=adaptive_sampling(settings), progress=False)
+    scores = scorer.score(ScoringInput(str(i), text, label) for i, (text, label) in enumerate(zip(texts, labels,
+                                                                                                  strict=True)))
+    return [prediction_from_score(score, version, policy="model") for score in scores]
+
+
+def _stored(prediction) -> PulledRecord:
+    return PulledRecord(f"s{prediction.record_id}", prediction.record_id, "", dict(prediction.metadata),
+                        SuggestionState(prediction.label, prediction.agent, prediction.score), (), None)
+
+
+def _compare(shown: np.ndarray, exact: np.ndarray) -> dict:
+    """Order by ``shown`` vs by ``exact`` (both [N], descending): top-500 overlap, τ over the exact top, τ overall."""
+    exact_top = np.argsort(-exact, kind="stable")[:TOP]
+    shown_top = np.argsort(-shown, kind="stable")[:TOP]
+    return {"top_overlap": len(set(exact_top) & set(shown_top)) / TOP,
+            "top_tau": float(kendalltau(shown[exact_top], exact[exact_top]).statistic),
+            "tau": float(kendalltau(shown, exact).statistic)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument("--first", type=int, default=300)
+    parser.add_argument("--second", type=int, default=1200)
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.005, 0.01, 0.02])
+    parser.add_argument("--exact-tops", type=int, nargs="+", default=[0, 100, 500])
+    args = parser.parse_args()
+    configure_logging("INFO")
+
+    train, held_out = movie_split(train=args.second, test=args.records, seed=0)
+    first_model = finetuned_minilm(train[:args.first])
+    second_model = finetuned_minilm(train)
+    texts, labels = [r.text for r in held_out], [r.label for r in held_out]
+    assert set(labels) <= set(SENTIMENT_LABELS)
+    old = _predictions(first_model, "v1", texts, labels)
+    new = _predictions(second_model, "v2", texts, labels)
+    sketch = QuantileSketch()
+    for prediction in old:
+        sketch.add(new_values(prediction))
+    quantiles = sketch.quantiles()
+    stored = [_stored(p) for p in old]
+    exact_loss = np.array([p.metadata["loss"] for p in new])
+    exact_bald = np.array([p.metadata["bald"] for p in new])
+    rows = []
+    for exact_top in args.exact_tops:
+        for tolerance in args.tolerances:
+            rule = ViewTolerance(rank_tolerance=tolerance, exact_top=exact_top)
+            kept = np.array([rule.keeps_view(record, prediction, quantiles)
+                             for record, prediction in zip(stored, new, strict=True)])
+            shown_loss = np.where(kept, [p.metadata["loss"] for p in old], exact_loss)
+            shown_bald = np.where(kept, [p.metadata["bald"] for p in old], exact_bald)
+            by_loss, by_bald = _compare(shown_loss, exact_loss), _compare(shown_bald, exact_bald)
+            rows.append({"exact_top": exact_top, "tolerance": tolerance, "saved": float(kept.mean()),
+                         **{f"loss_{k}": v for k, v in by_loss.items()}, "bald_tau": by_bald["tau"],
+                         "bald_top_overlap": by_bald["top_overlap"]})
+            logger.info("%s", rows[-1])
+    changed_labels = float(np.mean([a.label != b.label for a, b in zip(old, new, strict=True)]))
+    lines = [(f"Push what changes the view: {args.records} held-out movie snippets, MiniLM retrained from "
+             f"{args.first} to {args.second} examples ({changed_labels:.1%} of suggested labels changed)"), "",
+             ("| exact top | rank tolerance | pushes saved | top-500 by loss: overlap | τ in top 500 | τ by loss | "
+             "τ by BALD | top-500 by BALD: overlap |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['exact_top']} | {r['tolerance']:g} | {r['saved']:.1%} | {r['loss_top_overlap']:.3f} | "
+              f"{r['loss_top_tau']:.3f} | {r['loss_tau']:.3f} | {r['bald_tau']:.3f} | {r['bald_top_overlap']:.3f} |"
+              for r in rows]
+    write_results("view_changes", {"rows": rows, "changed_labels": changed_labels}, lines)
+
+
+if __name__ == "__main__":
+    main()
