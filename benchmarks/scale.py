@@ -3,7 +3,9 @@
 On the local Argilla stack (default ports), for each size N, side by side in one run:
 
   * raw bulk upsert: the rate of ``ArgillaGateway.push`` alone (suggestion + metadata, 500 per request, no
-    model) on 2,000 records — the physical limit of a full rescore here;
+    model) on 2,000 records already scored once, as a rescore finds them — the physical limit of a full
+    rescore here (also measured on records never scored: the server inserts a suggestion faster than it
+    replaces one);
   * full rescore: ``score_job(full=True)`` with a new model version (every record stale), in a child process:
     records/s end to end (read, score, push overlapped) and its peak RSS;
   * one submission → its refreshed suggestion: a response posted as the UI does, then the record rescored
@@ -90,10 +92,11 @@ def raw_upsert_rate(gateway: ArgillaGateway, count: int) -> float:
     return report.sent / seconds
 
 
-def full_rescore(settings: LocalArgillaSettings, size: int) -> dict:
+def full_rescore(settings: LocalArgillaSettings, size: int, torch_threads: int | None) -> dict:
     """A full rescore in a child process (its peak RSS is its own): {scored, seconds, rate, peak_rss_mb}."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    child = subprocess.run([sys.executable, __file__, "--child-full-rescore", str(size)], check=False,
+    child = subprocess.run([sys.executable, __file__, "--child-full-rescore", str(size),
+                            "--torch-threads", str(torch_threads or 0)], check=False,
                            capture_output=True,
                            text=True, env={**os.environ, "ARGILLA_API_KEY": settings.api_key.get_secret_value(),
                                            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
@@ -125,13 +128,28 @@ def _services(size: int, *, new_model: bool = True):
     return services
 
 
-def child_full_rescore(size: int) -> None:
+def child_full_rescore(size: int, torch_threads: int | None) -> None:
+    import torch
+
     from worker.jobs import score_job
 
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
     services = _services(size)
-    report = score_job(services, full=True)
-    print(json.dumps({"scored": report.scored, "pushed": report.pushed, "seconds": report.seconds,
-                      "rate": report.pushed / report.seconds}))
+    first_push: list[tuple[float, int]] = []
+
+    def on_batch(report, scores) -> None:
+        if not first_push:
+            first_push.append((time.perf_counter(), report.pushed))
+
+    started = time.perf_counter()
+    report = score_job(services, full=True, on_batch=on_batch)
+    ended = time.perf_counter()
+    steady = ((report.pushed - first_push[0][1]) / (ended - first_push[0][0])
+              if first_push and report.pushed > first_push[0][1] else 0.0)
+    print(json.dumps({"scored": report.scored, "pushed": report.pushed, "seconds": ended - started,
+                      "rate": report.pushed / (ended - started), "steady_rate": steady,
+                      "first_push_s": first_push[0][0] - started if first_push else None}))
 
 
 def submission_latency(settings: LocalArgillaSettings, size: int) -> dict:
@@ -164,11 +182,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 50000])
     parser.add_argument("--raw", type=int, default=2000, help="records pushed to measure the raw upsert rate")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch threads of the scoring process (0: torch's default, every core)")
     parser.add_argument("--child-full-rescore", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_full_rescore:
         configure_logging("WARNING")
-        return child_full_rescore(args.child_full_rescore)
+        return child_full_rescore(args.child_full_rescore, args.torch_threads)
     configure_logging("INFO")
     settings = LocalArgillaSettings()
     os.environ.setdefault("ARGILLA_API_KEY", settings.api_key.get_secret_value())
@@ -177,16 +197,18 @@ def main() -> None:
     for size in args.sizes:
         gateway = _gateway(settings, size)
         ensure_records(gateway, size)
-        raw = raw_upsert_rate(gateway, min(args.raw, size))
-        rescore = full_rescore(settings, size)
+        raw_fresh = raw_upsert_rate(gateway, min(args.raw, size))
+        rescore = full_rescore(settings, size, args.torch_threads)
+        raw = raw_upsert_rate(gateway, min(args.raw, size))  # records as the rescore found them: scored before
         latency = submission_latency(settings, size)
-        rows.append({"records": size, "raw_upsert_per_s": raw, **{f"rescore_{k}": v for k, v in rescore.items()},
-                     **latency})
+        rows.append({"records": size, "raw_upsert_per_s": raw, "raw_upsert_fresh_per_s": raw_fresh,
+                     **{f"rescore_{k}": v for k, v in rescore.items()}, **latency})
         logger.info("%s", rows[-1])
     lines = ["Scale: the same runs at each size (local Argilla on this machine; tiny BERT, T = 20 adaptive)", "",
              ("| records | raw upsert rec/s | full rescore rec/s | ÷ raw | full rescore s | peak RSS MB | "
              "submission → refreshed, by id s | by poll s |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['records']} | {r['raw_upsert_per_s']:.0f} | {r['rescore_rate']:.0f} | "
+    lines += [f"| {r['records']} | {r['raw_upsert_per_s']:.0f} ({r['raw_upsert_fresh_per_s']:.0f}) | "
+              f"{r['rescore_rate']:.0f} | "
               f"{r['rescore_rate'] / r['raw_upsert_per_s']:.2f} | {r['rescore_seconds']:.0f} | "
               f"{r['rescore_peak_rss_mb']:.0f} | {r['by_id_s']:.2f} | {r['poll_s']:.2f} |" for r in rows]
     if len(rows) > 1:

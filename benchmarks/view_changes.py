@@ -1,8 +1,8 @@
 """After a real retrain: how many pushes "push what changes the view" saves, and what it costs the order.
 
-Two MiniLM models fine-tuned on the offline movie snippets — the first on ``--first`` examples, the retrained
-one on ``--second`` (more annotations) — score the same ``--records`` held-out snippets against their labels
-(MC dropout, the worker's default scorer settings). The first model's values are what Argilla holds; its
+Two MiniLM models on the offline movie snippets — the first fine-tuned on ``--first`` examples, the second
+the first retrained on ``--second`` new ones (the worker's retrain from the current model) — score the same
+``--records`` held-out snippets against their labels (MC dropout, the worker's default scorer settings). The first model's values are what Argilla holds; its
 quantiles are those the last full run stored (``worker.view``). For each tolerance and exact top, the
 retrained model's predictions go through ``ViewTolerance.keeps_view``: a kept record shows its old values,
 the others the new ones. Reported against the exact view (every record pushed):
@@ -12,7 +12,7 @@ the others the new ones. Reported against the exact view (every record pushed):
     over the exact top 500;
   * Kendall τ over the whole order by loss and by BALD.
 
-    python benchmarks/view_changes.py                    # 3,000 records, models on 300 and 1,200 examples
+    python benchmarks/view_changes.py      # 3,000 records; 4,000 examples, then 1,000 more
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ from worker.config import ScoringSettings
 from worker.demo_data import SENTIMENT_LABELS
 from worker.jobs import adaptive_sampling
 from worker.logging_setup import configure_logging
+from worker.offline_assets import cache_root
 from worker.predictions import prediction_from_score
 from worker.records import PulledRecord, SuggestionState
 from worker.scoring import Scorer, ScoringInput, load_classifier
+from worker.training import fine_tune
 from worker.view import QuantileSketch, ViewTolerance, new_values
 
 logger = logging.getLogger("benchmarks.view_changes")
@@ -48,6 +50,15 @@ def _predictions(model_dir: Path, version: str, texts: list[str], labels: list[s
     scores = scorer.score(ScoringInput(str(i), text, label) for i, (text, label) in enumerate(zip(texts, labels,
                                                                                                   strict=True)))
     return [prediction_from_score(score, version, policy="model") for score in scores]
+
+
+def retrained(first_model: Path, more: list) -> Path:
+    """The worker's retrain (``training.start_from = "current"``): the current model trained on new labels."""
+    target = cache_root() / "benchmark-models" / f"{first_model.name}-then-n{len(more)}"
+    if (target / "config.json").exists():
+        return target
+    return fine_tune(first_model, more, SENTIMENT_LABELS, target, epochs=1, max_length=64, batch_size=32,
+                     learning_rate=5e-5, seed=0, device="auto")
 
 
 def _stored(prediction) -> PulledRecord:
@@ -67,16 +78,16 @@ def _compare(shown: np.ndarray, exact: np.ndarray) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=3000)
-    parser.add_argument("--first", type=int, default=300)
-    parser.add_argument("--second", type=int, default=1200)
+    parser.add_argument("--first", type=int, default=4000, help="examples the first model was trained on")
+    parser.add_argument("--second", type=int, default=1000, help="new examples the retrain adds")
     parser.add_argument("--tolerances", type=float, nargs="+", default=[0.005, 0.01, 0.02])
     parser.add_argument("--exact-tops", type=int, nargs="+", default=[0, 100, 500])
     args = parser.parse_args()
     configure_logging("INFO")
 
-    train, held_out = movie_split(train=args.second, test=args.records, seed=0)
+    train, held_out = movie_split(train=args.first + args.second, test=args.records, seed=0)
     first_model = finetuned_minilm(train[:args.first])
-    second_model = finetuned_minilm(train)
+    second_model = retrained(first_model, train[args.first:])
     texts, labels = [r.text for r in held_out], [r.label for r in held_out]
     assert set(labels) <= set(SENTIMENT_LABELS)
     old = _predictions(first_model, "v1", texts, labels)
@@ -92,12 +103,15 @@ def main() -> None:
     for exact_top in args.exact_tops:
         for tolerance in args.tolerances:
             rule = ViewTolerance(rank_tolerance=tolerance, exact_top=exact_top)
-            kept = np.array([rule.keeps_view(record, prediction, quantiles)
-                             for record, prediction in zip(stored, new, strict=True)])
+            reasons = [rule.push_reason(record, prediction, quantiles)
+                       for record, prediction in zip(stored, new, strict=True)]
+            kept = np.array([reason is None for reason in reasons])
+            why = {reason: reasons.count(reason) / len(reasons) for reason in ("label", "value", "top", "rank")}
             shown_loss = np.where(kept, [p.metadata["loss"] for p in old], exact_loss)
             shown_bald = np.where(kept, [p.metadata["bald"] for p in old], exact_bald)
             by_loss, by_bald = _compare(shown_loss, exact_loss), _compare(shown_bald, exact_bald)
             rows.append({"exact_top": exact_top, "tolerance": tolerance, "saved": float(kept.mean()),
+                         **{f"pushed_for_{reason}": share for reason, share in why.items()},
                          **{f"loss_{k}": v for k, v in by_loss.items()}, "bald_tau": by_bald["tau"],
                          "bald_top_overlap": by_bald["top_overlap"]})
             logger.info("%s", rows[-1])
@@ -107,7 +121,8 @@ def main() -> None:
              ("| exact top | rank tolerance | pushes saved | top-500 by loss: overlap | τ in top 500 | τ by loss | "
              "τ by BALD | top-500 by BALD: overlap |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['exact_top']} | {r['tolerance']:g} | {r['saved']:.1%} | {r['loss_top_overlap']:.3f} | "
-              f"{r['loss_top_tau']:.3f} | {r['loss_tau']:.3f} | {r['bald_tau']:.3f} | {r['bald_top_overlap']:.3f} |"
+              f"{r['loss_top_tau']:.3f} | {r['loss_tau']:.3f} | {r['bald_tau']:.3f} | {r['bald_top_overlap']:.3f} | "
+              + " / ".join(f"{r[f'pushed_for_{reason}']:.0%}" for reason in ("label", "value", "top", "rank")) + " |"
               for r in rows]
     write_results("view_changes", {"rows": rows, "changed_labels": changed_labels}, lines)
 

@@ -119,28 +119,32 @@ class ViewTolerance:
     exact_top: int = 500
 
     def keeps_view(self, record: PulledRecord, prediction: Prediction, quantiles: ValueQuantiles | None) -> bool:
+        return self.push_reason(record, prediction, quantiles) is None
+
+    def push_reason(self, record: PulledRecord, prediction: Prediction,
+                    quantiles: ValueQuantiles | None) -> str | None:
+        """Why ``prediction`` must be pushed ("label", "value", "rank", "top", "first run"), or None: the
+        record keeps its stored values."""
         if quantiles is None or quantiles.count == 0 or record.suggestion is None:
-            return False
+            return "first run"
         if record.suggestion.value != prediction.label:
-            return False
+            return "label"
         old, new = stored_values(record), new_values(prediction)
         for key, value in new.items():
-            if key in NOT_SHOWN_IN_ORDER or key in SORT_KEYS:
-                continue
-            if old.get(key) != value:
-                return False
+            if key not in NOT_SHOWN_IN_ORDER and key not in SORT_KEYS and old.get(key) != value:
+                return "value"
         edge = min(self.exact_top / quantiles.count, 0.5)
         for key in SORT_KEYS:
             if key not in new and key not in old:
                 continue
             if not _both_numbers(old.get(key), new.get(key)) or key not in quantiles.quantiles:
-                return False
+                return "value"
             before, after = quantiles.percentile(key, old[key]), quantiles.percentile(key, new[key])
             if self.exact_top and (min(before, after) <= edge or max(before, after) >= 1.0 - edge):
-                return False  # the top (or bottom) of an order is always exact
+                return "top"  # the top (or bottom) of an order is always exact
             if abs(after - before) > self.rank_tolerance:
-                return False
-        return True
+                return "rank"
+        return None
 
 
 def _both_numbers(a: object, b: object) -> bool:

@@ -128,7 +128,8 @@ def test_a_second_annotators_response_is_caught_by_reconciliation_not_by_the_pla
     assert len(list(gateway.pull_incremental(state, reconcile=True))) == 6
     second = create_annotator(stack_settings, gateway.client, f"annotator-{uuid.uuid4().hex[:8]}")
     submit_label(stack_settings, pulled["r2"].server_id, "positive", headers=second)
-    time.sleep(2.1)  # the reconciliation's mark is the server's clock read to the second, one second early
+    time.sleep(3.5)  # the reconciliation's mark: the server's Date header (to the second, refreshed once a second)
+    # less one second: a response in the last ~3 s before a reconciliation is read again by the next one
 
     plain = list(gateway.pull_incremental(state))
     reconciled = list(gateway.pull_incremental(state, reconcile=True))

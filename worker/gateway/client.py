@@ -101,8 +101,10 @@ class Watermark:
 class Reconciliation:
     """What one reconciliation covers: responses changed after ``previous`` are read; the new mark is the
     latest response it saw, but never later than ``limit`` (the server's clock when the run began, one
-    second early as its clock is read to the second): a response given while the run went on may belong to
-    a record already read, and is read again by the next reconciliation."""
+    second early as its clock is read to the second, from a ``Date`` header refreshed once a second): a
+    response given while the run went on may belong to a record already read, and is read again by the
+    next reconciliation. The mark errs early: a response of the last seconds may be read twice, none is
+    missed."""
 
     previous: datetime | None
     limit: datetime
