@@ -158,7 +158,8 @@ def submission_latency(settings: LocalArgillaSettings, size: int) -> dict:
 
     services = _services(size, new_model=False)  # the model of the full rescore: every record is up to date
     gateway = services.gateway
-    score_job(services)  # reads once what the full rescore's pushes changed; the poll below reads only news
+    score_job(services)  # reads once what the last pushes changed (and rescores what the raw upserts overwrote)
+    score_job(services)  # … and once what that run pushed: the poll below reads only news
     latencies = {}
     for path, offset in (("by_id", size // 3), ("poll", 2 * size // 3)):
         target = next(r for i, r in enumerate(gateway.pull()) if i >= offset and not r.responses)
@@ -184,6 +185,8 @@ def main() -> None:
     parser.add_argument("--raw", type=int, default=2000, help="records pushed to measure the raw upsert rate")
     parser.add_argument("--torch-threads", type=int, default=0,
                         help="torch threads of the scoring process (0: torch's default, every core)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the submission → refreshed latencies (datasets and model from an earlier run)")
     parser.add_argument("--child-full-rescore", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_full_rescore:
@@ -193,6 +196,14 @@ def main() -> None:
     settings = LocalArgillaSettings()
     os.environ.setdefault("ARGILLA_API_KEY", settings.api_key.get_secret_value())
     LocalArgilla(settings).up()
+    if args.latency_only:
+        rows = [{"records": size, **submission_latency(settings, size)} for size in args.sizes]
+        lines = ["| records | submission → refreshed, by id s (records read) | by poll s (records read) |",
+                 "|---:|---:|---:|"]
+        lines += [f"| {r['records']} | {r['by_id_s']:.2f} ({r['by_id_considered']}) | {r['poll_s']:.2f} "
+                  f"({r['poll_considered']}) |" for r in rows]
+        write_results("scale_latency", {"rows": rows}, lines)
+        return
     rows = []
     for size in args.sizes:
         gateway = _gateway(settings, size)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--first", type=int, default=4000, help="examples the first model was trained on")
     parser.add_argument("--second", type=int, default=1000, help="new examples the retrain adds")
-    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.005, 0.01, 0.02])
-    parser.add_argument("--exact-tops", type=int, nargs="+", default=[0, 100, 500])
+    parser.add_argument("--tolerances", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.1])
+    parser.add_argument("--exact-tops", type=int, nargs="+", default=[0, 500])
     args = parser.parse_args()
     configure_logging("INFO")
 
@@ -106,24 +107,30 @@ def main() -> None:
             reasons = [rule.push_reason(record, prediction, quantiles)
                        for record, prediction in zip(stored, new, strict=True)]
             kept = np.array([reason is None for reason in reasons])
-            why = {reason: reasons.count(reason) / len(reasons) for reason in ("label", "value", "top", "rank")}
+            why = {reason: sum(str(r).startswith(reason) for r in reasons) / len(reasons)
+                   for reason in ("label", "value", "top", "rank")}
+            by_key = Counter(str(r).split()[1] for r in reasons if str(r).startswith("rank"))
             shown_loss = np.where(kept, [p.metadata["loss"] for p in old], exact_loss)
             shown_bald = np.where(kept, [p.metadata["bald"] for p in old], exact_bald)
             by_loss, by_bald = _compare(shown_loss, exact_loss), _compare(shown_bald, exact_bald)
             rows.append({"exact_top": exact_top, "tolerance": tolerance, "saved": float(kept.mean()),
                          **{f"pushed_for_{reason}": share for reason, share in why.items()},
+                         "first_rank_key": {key: count / len(reasons) for key, count in by_key.most_common()},
                          **{f"loss_{k}": v for k, v in by_loss.items()}, "bald_tau": by_bald["tau"],
                          "bald_top_overlap": by_bald["top_overlap"]})
             logger.info("%s", rows[-1])
     changed_labels = float(np.mean([a.label != b.label for a, b in zip(old, new, strict=True)]))
-    lines = [(f"Push what changes the view: {args.records} held-out movie snippets, MiniLM retrained from "
-             f"{args.first} to {args.second} examples ({changed_labels:.1%} of suggested labels changed)"), "",
-             ("| exact top | rank tolerance | pushes saved | top-500 by loss: overlap | τ in top 500 | τ by loss | "
-             "τ by BALD | top-500 by BALD: overlap |"), "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['exact_top']} | {r['tolerance']:g} | {r['saved']:.1%} | {r['loss_top_overlap']:.3f} | "
-              f"{r['loss_top_tau']:.3f} | {r['loss_tau']:.3f} | {r['bald_tau']:.3f} | {r['bald_top_overlap']:.3f} | "
-              + " / ".join(f"{r[f'pushed_for_{reason}']:.0%}" for reason in ("label", "value", "top", "rank")) + " |"
-              for r in rows]
+    title = (f"Push what changes the view: {args.records} held-out movie snippets, MiniLM fine-tuned on {args.first} "
+             f"examples then retrained on {args.second} more ({changed_labels:.1%} of suggested labels changed)")
+    header = ("| exact top | rank tolerance | pushes saved | top-500 by loss: overlap | τ in top 500 | τ by loss | "
+              "τ by BALD | top-500 by BALD: overlap | pushed for label / value / top / rank | rank: first key moved |")
+    lines = [title, "", header, "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        reasons = " / ".join(f"{r[f'pushed_for_{reason}']:.0%}" for reason in ("label", "value", "top", "rank"))
+        keys = ", ".join(f"{key} {share:.0%}" for key, share in list(r["first_rank_key"].items())[:3])
+        lines.append(f"| {r['exact_top']} | {r['tolerance']:g} | {r['saved']:.1%} | {r['loss_top_overlap']:.3f} | "
+                     f"{r['loss_top_tau']:.3f} | {r['loss_tau']:.3f} | {r['bald_tau']:.3f} | "
+                     f"{r['bald_top_overlap']:.3f} | {reasons} | {keys} |")
     write_results("view_changes", {"rows": rows, "changed_labels": changed_labels}, lines)
 
 

@@ -123,8 +123,8 @@ class ViewTolerance:
 
     def push_reason(self, record: PulledRecord, prediction: Prediction,
                     quantiles: ValueQuantiles | None) -> str | None:
-        """Why ``prediction`` must be pushed ("label", "value", "rank", "top", "first run"), or None: the
-        record keeps its stored values."""
+        """Why ``prediction`` must be pushed ("label", "value", "top", "rank <sort key>", "first run"), or
+        None: the record keeps its stored values."""
         if quantiles is None or quantiles.count == 0 or record.suggestion is None:
             return "first run"
         if record.suggestion.value != prediction.label:
@@ -143,7 +143,7 @@ class ViewTolerance:
             if self.exact_top and (min(before, after) <= edge or max(before, after) >= 1.0 - edge):
                 return "top"  # the top (or bottom) of an order is always exact
             if abs(after - before) > self.rank_tolerance:
-                return "rank"
+                return f"rank {key}"
         return None
 
 
