@@ -1,0 +1,51 @@
+"""A score run streams: the records it reads reach the first batch before the pull is exhausted, and the
+reading stays a bounded distance ahead of the batches (a generator test, no timing). The source is a
+generator standing in for ``ArgillaGateway.pull`` (the real paging is tested against the real server in
+tests/integration/test_gateway_sync.py); what is tested here is the job's own plumbing."""
+
+from __future__ import annotations
+
+from worker.gateway.client import SUBMITTED_FILTER
+from worker.iterables import batched
+from worker.jobs import ScoreReport, _candidates, _todo
+from worker.records import PulledRecord, ResponseState
+
+N = 10_000
+BATCH = 25
+
+
+class CountingSource:
+    """``pull`` yields N records lazily (every 7th reviewed) and counts what was read."""
+
+    def __init__(self):
+        self.read = 0
+        self.passes: list[dict | None] = []
+
+    def pull(self, *, since=None, reconciliation=None, condition=None):
+        self.passes.append(condition)
+        for i in range(N):
+            reviewed = i % 7 == 0
+            if condition == SUBMITTED_FILTER and not reviewed:
+                continue  # the server's filter
+            self.read += 1
+            responses = (ResponseState("u1", "positive", "submitted"),) if reviewed else ()
+            yield PulledRecord(f"s{i}", f"r{i}", f"text {i}", {}, None, responses, None)
+
+
+def test_batches_come_while_the_pull_goes_on_unreviewed_records_first():
+    source = CountingSource()
+    report = ScoreReport("v1")
+    todo = _todo(_candidates(source, [], since=None, reconciliation=None, server_ids=None), "v1", "auto", report,
+                 since=None, forced=set(), watermark=None)
+    batches = batched(todo, BATCH)
+
+    first = next(batches)
+    assert len(first) == BATCH and source.read <= BATCH + BATCH // 6 + 1  # read ahead: only the reviewed it skipped
+    assert all(not record.responses for record in first)
+
+    seen = [record.record_id for batch in [first, *batches] for record in batch]
+    assert len(seen) == len(set(seen)) == N  # every record once: unreviewed in pass 1, reviewed in pass 2
+    reviewed_from = next(i for i, record_id in enumerate(seen) if int(record_id[1:]) % 7 == 0)
+    assert reviewed_from == N - len(range(0, N, 7))  # every unreviewed record before every reviewed one
+    assert source.passes == [None, SUBMITTED_FILTER]
+    assert report.considered == N and report.up_to_date == 0
