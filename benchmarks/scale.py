@@ -152,7 +152,7 @@ def child_full_rescore(size: int, torch_threads: int | None) -> None:
                       "first_push_s": first_push[0][0] - started if first_push else None}))
 
 
-def submission_latency(settings: LocalArgillaSettings, size: int) -> dict:
+def submission_latency(size: int) -> dict:
     """Seconds from a UI-style submission to the record reading back refreshed: by id (webhook) and by poll."""
     from worker.jobs import score_job
 
@@ -164,7 +164,7 @@ def submission_latency(settings: LocalArgillaSettings, size: int) -> dict:
     for path, offset in (("by_id", size // 3), ("poll", 2 * size // 3)):
         target = next(r for i, r in enumerate(gateway.pull()) if i >= offset and not r.responses)
         started = time.perf_counter()
-        _submit(settings, gateway, target.server_id)
+        _submit(gateway, target.server_id)
         report = score_job(services, server_ids=[target.server_id]) if path == "by_id" else score_job(services)
         refreshed = next(gateway.read([target.server_id]))
         latencies[f"{path}_s"] = time.perf_counter() - started
@@ -173,7 +173,7 @@ def submission_latency(settings: LocalArgillaSettings, size: int) -> dict:
     return latencies
 
 
-def _submit(settings: LocalArgillaSettings, gateway: ArgillaGateway, server_id: str) -> None:
+def _submit(gateway: ArgillaGateway, server_id: str) -> None:
     question = gateway.binding.question
     gateway.client.http_client.post(f"/api/v1/records/{server_id}/responses", json={
         "values": {question: {"value": LABELS[0]}}, "status": "submitted"}).raise_for_status()
@@ -197,7 +197,7 @@ def main() -> None:
     os.environ.setdefault("ARGILLA_API_KEY", settings.api_key.get_secret_value())
     LocalArgilla(settings).up()
     if args.latency_only:
-        rows = [{"records": size, **submission_latency(settings, size)} for size in args.sizes]
+        rows = [{"records": size, **submission_latency(size)} for size in args.sizes]
         lines = ["| records | submission → refreshed, by id s (records read) | by poll s (records read) |",
                  "|---:|---:|---:|"]
         lines += [f"| {r['records']} | {r['by_id_s']:.2f} ({r['by_id_considered']}) | {r['poll_s']:.2f} "
@@ -211,7 +211,7 @@ def main() -> None:
         raw_fresh = raw_upsert_rate(gateway, min(args.raw, size))
         rescore = full_rescore(settings, size, args.torch_threads)
         raw = raw_upsert_rate(gateway, min(args.raw, size))  # records as the rescore found them: scored before
-        latency = submission_latency(settings, size)
+        latency = submission_latency(size)
         rows.append({"records": size, "raw_upsert_per_s": raw, "raw_upsert_fresh_per_s": raw_fresh,
                      **{f"rescore_{k}": v for k, v in rescore.items()}, **latency})
         logger.info("%s", rows[-1])

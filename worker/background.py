@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
-
-logger = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 _DONE = object()

@@ -31,6 +31,7 @@ import numpy as np
 
 from worker.gateway.schema import FLOAT_METADATA
 from worker.records import Prediction, PulledRecord
+from worker.registry import write_json_atomic
 
 SUGGESTION_SCORE = "suggestion_score"  # the suggestion's score: the UI sorts by it too
 SORT_KEYS = (*FLOAT_METADATA, SUGGESTION_SCORE)
@@ -158,18 +159,14 @@ class QuantileStore:
         self.path = Path(path)
 
     def get(self, key: str) -> ValueQuantiles | None:
-        try:
-            data = json.loads(self.path.read_text()).get(key)
-        except FileNotFoundError:
-            return None
+        data = self._read().get(key)
         return ValueQuantiles.from_json(data) if data else None
 
     def put(self, key: str, quantiles: ValueQuantiles) -> None:
-        from worker.registry import write_json_atomic
+        write_json_atomic(self.path, {**self._read(), key: quantiles.to_json()})
 
+    def _read(self) -> dict:
         try:
-            state = json.loads(self.path.read_text())
+            return json.loads(self.path.read_text())
         except FileNotFoundError:
-            state = {}
-        state[key] = quantiles.to_json()
-        write_json_atomic(self.path, state)
+            return {}

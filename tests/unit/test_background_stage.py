@@ -47,18 +47,16 @@ def test_an_error_in_the_handler_is_raised_in_the_callers_thread_and_later_items
             raise ConnectionError("server gone")
         handled.append(item)
 
-    with pytest.raises(ConnectionError, match="server gone"):
-        with BackgroundStage(push, depth=1) as stage:
-            for i in range(100):
-                stage.put(i)
+    with pytest.raises(ConnectionError, match="server gone"), BackgroundStage(push, depth=1) as stage:
+        for i in range(100):
+            stage.put(i)
     assert handled == [0, 1, 2]
 
 
 def test_what_was_handed_over_is_finished_when_the_producer_fails():
     handled = []
-    with pytest.raises(ValueError, match="bad text"):
-        with BackgroundStage(handled.append, depth=4) as stage:
-            stage.put("batch 1")
-            stage.put("batch 2")
-            raise ValueError("bad text")
+    with pytest.raises(ValueError, match="bad text"), BackgroundStage(handled.append, depth=4) as stage:
+        stage.put("batch 1")
+        stage.put("batch 2")
+        raise ValueError("bad text")
     assert handled == ["batch 1", "batch 2"]

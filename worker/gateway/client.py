@@ -115,12 +115,10 @@ class Reconciliation:
 
     def wants(self, record: PulledRecord) -> bool:
         """Whether ``record`` has a response changed after the previous mark (every record if there was none)."""
-        answered = [r.updated_at for r in record.responses if r.updated_at is not None]
-        if answered:
-            newest = max(answered)
-            if newest <= self.limit and (self.value is None or newest > self.value):
-                self.value = newest
-        return self.previous is None or bool(answered and max(answered) > self.previous)
+        newest = max((r.updated_at for r in record.responses if r.updated_at is not None), default=None)
+        if newest is not None and newest <= self.limit and (self.value is None or newest > self.value):
+            self.value = newest
+        return self.previous is None or (newest is not None and newest > self.previous)
 
 
 @dataclass(frozen=True)
@@ -286,8 +284,9 @@ class ArgillaGateway:
           submitted response): the search index does not bump ``updated_at`` for a response, so a first
           review is found by what the worker wrote, not by time;
         * with a ``reconciliation``, the annotated records with a response changed after its previous mark
-          (None: every annotated record): a second annotator's response, an edited or discarded one. With webhooks those arrive as events at once; reconciliation is the safety net
-          of polling, run every ``scoring.reconcile_minutes``.
+          (None: every annotated record): a second annotator's response, an edited or discarded one.
+          With webhooks those arrive as events at once; reconciliation is the safety net of polling, run
+          every ``scoring.reconcile_minutes``.
 
         ``condition`` is a search filter every record must also match.
         """

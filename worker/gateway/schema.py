@@ -22,11 +22,11 @@ FLOAT_METADATA = {
     "confidence": "the model's probability of its own predicted label.",
     "cold_start_rank": "before any label exists: annotate in this order (1 first, sort ascending).",
 }
+SUBMITTED_RESPONSES = "submitted_responses"  # also what an incremental poll finds first reviews by
 INTEGER_METADATA = {
     "mc_samples": "MC-dropout samples the record got: fewer when its uncertainty was known early (adaptive).",
-    "submitted_responses": "submitted responses the values were computed with (0: nobody had reviewed the record).",
+    SUBMITTED_RESPONSES: "submitted responses the values were computed with (0: nobody had reviewed the record).",
 }
-SUBMITTED_RESPONSES = "submitted_responses"
 TERMS_METADATA = {
     "original_label": "the label the record came with, before any review.",
     "original_agent": "who wrote original_label (ingest's 'original', another model, an LLM labeller …).",
