@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import shutil
 import threading
 import time
@@ -33,7 +34,7 @@ from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES, WORKER_METADATA_TYPES
 from worker.gateway.sync_state import FailedPushes, SyncState
-from worker.iterables import batched
+from worker.iterables import batched, reservoir_sample
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
@@ -46,7 +47,7 @@ from worker.scoring.engine import RecordScore
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
-from worker.training.kfold import out_of_fold_scores
+from worker.training.kfold import stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
     QuantileSketch,
@@ -438,7 +439,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
     models start from ``training.base_model`` either way); unlabelled records are left to :func:`score_job`.
 
-    Time O(N) per fold; memory O(N) (the labelled texts are the training set)."""
+    Time O(N) per fold. Memory: the labelled examples (id, text, label: the training set) and the
+    records' server ids, O(N); never the records' full payloads — each batch of scores re-reads its
+    records by id to push (O(batch))."""
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION
@@ -447,16 +450,22 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
     labels = services.labels()
-    records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
-    labelled = [r for r in records if reference_label(r) is not None]
-    examples = [Example(r.record_id, r.text, reference_label(r), text_pair=r.text_pair) for r in labelled]
+    examples, server_ids = [], {}
     version = f"{current_version}{OOF_MARK}{k}"
+    report = ScoreReport(version)
+    for record in services.gateway.pull():
+        report.considered += 1
+        label = reference_label(record) if isinstance(record.text, str) and record.text.strip() else None
+        if label is not None:
+            examples.append(Example(record.record_id, record.text, label, text_pair=record.text_pair))
+            server_ids[record.record_id] = record.server_id
     with services.registry.staging() as work_dir:
-        result = out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
-                                    version=version, mc_layers=services.settings.scoring.mc_layers)
+        scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
+                                           version=version, mc_layers=services.settings.scoring.mc_layers)
+        for batch in batched(scores, services.settings.scoring.push_batch):
+            records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
+            _push_scores(services, [s for s in batch if s.record_id in records], records, version, report)
         shutil.rmtree(work_dir)
-    report = ScoreReport(version, considered=len(records))
-    _push_scores(services, result.scores.values(), {r.record_id: r for r in labelled}, version, report)
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
@@ -464,7 +473,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
 
 def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:
     """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
-    ranks as metadata ``cold_start_rank``. O(N) time; memory O(min(N, max_records) × hidden).
+    ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))
+    records: a larger dataset is sampled while it is read (seeded reservoir), the rest get no rank.
 
     Raises:
         ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set.
@@ -475,7 +485,10 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     check_model_source(encoder)
     settings = settings or ColdStartSettings(device=services.settings.scoring.device)
     services.labels()  # binds, adds the worker's metadata properties
-    records = [r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip()]
+    with_text = (r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip())
+    records, count = reservoir_sample(with_text, settings.max_records, random.Random(settings.seed))
+    if count > len(records):
+        logger.info("cold start: ranking a seeded sample of %d of %d records", len(records), count)
     pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
     ranks = cold_start_ranks([r.record_id for r in records], [r.text for r in records], encoder, settings, pairs)
     report = services.gateway.push_metadata({record_id: {RANK_PROPERTY: rank} for record_id, rank in ranks.items()},
@@ -552,16 +565,19 @@ def publish_job(services: Services, *, directory: Path | None = None, repo_id: s
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed)
-    publication = build_publication(services.gateway.pull(), services.labels(), options,
-                                    fields=services.gateway.binding.fields)
-    if publication.tied:
-        logger.warning("%d record(s) not published: annotators are tied (%s)", len(publication.tied),
-                       ", ".join(publication.tied[:5]))
-    if publication.unlabelled:
-        logger.warning("%d record(s) not published: no label and no review", len(publication.unlabelled))
-    card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} (cleaned)",
-                    source=services.settings.argilla.api_url, model_metrics=_model_metrics(services, publication))
-    results = [sink.publish(publication, card) for sink in sinks]
+    with build_publication(services.gateway.pull(), services.labels(), options,
+                           fields=services.gateway.binding.fields,
+                           workdir=services.settings.state_dir / "publishing") as publication:
+        stats = publication.stats
+        if stats.tied:
+            logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,
+                           ", ".join(publication.tied[:5]))
+        if stats.unlabelled:
+            logger.warning("%d record(s) not published: no label and no review", stats.unlabelled)
+        card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} (cleaned)",
+                        source=services.settings.argilla.api_url,
+                        model_metrics=_model_metrics(services, publication))
+        results = [sink.publish(publication, card) for sink in sinks]
     call_each(services.plugins, "on_published", results=results)
     return results
 

@@ -217,3 +217,49 @@ def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fre
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE is set"):
         HubSink("team/reviews-cleaned", token="t").publish(build_publication(_records(), LABELS), CardInfo())
+
+
+def _many_records(count: int, text_size: int):
+    """A lazy stream of records with long texts, as a pull's pages deliver them (not in id order)."""
+    for number in range(count):
+        record_id = f"r{(number * 7919) % count:06d}"
+        votes = ["negative"] if number % 10 == 0 else ()
+        yield _record(record_id, LABELS[number % 3], votes, loss=float(number % 5),
+                      split="test" if number % 4 == 0 else "train", text=record_id + " " + "x" * text_size)
+
+
+def test_publishing_streams_rows_to_disk_in_bounded_memory():
+    """20,000 records with 2 kB texts (40 MB of text): the rows are written a batch at a time, so Python's
+    peak allocation while building and hashing stays a small fraction of the texts' size."""
+    import tracemalloc
+
+    tracemalloc.start()
+    with build_publication(_many_records(20_000, 2_000), LABELS, PublishOptions(split="keep")) as publication:
+        publication.content_hash()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        test = publication.splits["test"]
+        counts = publication.counts()
+        assert (test.num_rows, publication.splits["train"].num_rows) == (5_000, 15_000)
+        assert test["id"][:3] == ["r000000", "r000004", "r000008"]  # in id order within a split
+        assert (counts["records"], counts["reviewed"], counts["corrected"]) == (20_000, 2_000, 1_333)
+        assert len(test[0]["text"]) > 2_000 and test.cache_files, "the split is not memory-mapped from disk"
+        workdir = publication.workdir
+    assert peak < 12_000_000, f"peak Python allocation {peak / 1e6:.1f} MB: rows accumulate in memory"
+    assert not workdir.exists(), "the Arrow files outlive the publication"
+
+
+def test_a_bad_record_midstream_names_it_and_leaves_no_files(tmp_path):
+    records = [_record(f"r{i}", "positive") for i in range(5)] + [_record("bad", "angry")]
+
+    with pytest.raises(DataError, match=r"record 'bad': label 'angry'"):
+        build_publication(iter(records), LABELS, workdir=tmp_path)
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dataset_with_nothing_publishable_gives_empty_splits():
+    with build_publication(iter([_record("f", None)]), LABELS, PublishOptions(split="stratified")) as publication:
+        assert {name: split.num_rows for name, split in publication.splits.items()} == {"test": 0, "train": 0}
+        assert publication.unlabelled == ["f"] and publication.counts()["unlabelled_left_out"] == 1
+        assert publication.content_hash() == publication.content_hash()

@@ -49,3 +49,19 @@ def test_batches_come_while_the_pull_goes_on_unreviewed_records_first():
     assert reviewed_from == N - len(range(0, N, 7))  # every unreviewed record before every reviewed one
     assert source.passes == [None, SUBMITTED_FILTER]
     assert report.considered == N and report.up_to_date == 0
+
+
+def test_a_reservoir_sample_is_uniform_bounded_and_in_stream_order():
+    """Algorithm R keeps each of N items with probability size/N, holds at most ``size``, keeps all of a short stream."""
+    import random
+    from collections import Counter
+
+    from worker.iterables import reservoir_sample
+
+    assert reservoir_sample(iter("abc"), 5, random.Random(0)) == (["a", "b", "c"], 3)
+    counts: Counter = Counter()
+    for seed in range(2_000):
+        sample, seen = reservoir_sample(iter(range(10)), 3, random.Random(seed))
+        assert seen == 10 and len(sample) == 3 and sample == sorted(sample)
+        counts.update(sample)
+    assert all(abs(counts[item] / 2_000 - 0.3) < 0.04 for item in range(10)), counts

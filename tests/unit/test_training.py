@@ -18,7 +18,7 @@ from worker.training.data import (
     stratified_folds,
     stratified_split,
 )
-from worker.training.kfold import out_of_fold_scores
+from worker.training.kfold import out_of_fold_scores, stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
 
 FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", mc_samples=4)
@@ -162,6 +162,20 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_mode
         assert all(example.id in trained for f, trained in enumerate(result.trained_on) if f != fold)
         score = result.scores[example.id]
         assert score.reference_label == example.label and score.loss is not None and score.loss >= 0
+
+
+def test_out_of_fold_scores_stream_fold_by_fold(tiny_model_dir, tmp_path):
+    """A fold's scores come out before the next model trains, so the job pushes them while K grows."""
+    examples = sentiment_examples(12)
+    trained: list[int] = []
+    scores = stream_out_of_fold_scores(examples, LABELS, tiny_model_dir, TrainingSettings(epochs=1, **FAST), tmp_path,
+                                       k=3, on_trained=lambda train: trained.append(len(train)))
+
+    first = next(scores)
+    assert trained == [8], "the first score waited for more than the first model"
+    rest = list(scores)
+    assert trained == [8, 8, 8] and len(rest) == 11
+    assert sorted([first.record_id, *(s.record_id for s in rest)]) == sorted(e.id for e in examples)
 
 
 def test_training_without_a_validation_split_says_so_instead_of_logging_nan(tiny_model_dir, tmp_path, caplog):

@@ -6,6 +6,12 @@ fields, under their own names (a field whose name is one of the worker's columns
 ``field_<name>``). Records whose annotators are tied,
 and records with neither a consensus nor an original label, are reported and left out — the
 worker never guesses a label.
+
+Streaming: the records are read once, a page at a time, and each row is appended to an Arrow file on
+disk (``datasets``' writer, ``WRITER_BATCH`` rows in memory); the splits are memory-mapped views of it,
+ordered by id. Memory O(page + WRITER_BATCH) rows plus O(N) integers (the id sort, the split indices)
+and O(reviewed) floats (the loss histogram); the rows' text never accumulates in memory. Time O(N log N)
+for the sort, O(N) otherwise.
 """
 
 from __future__ import annotations
@@ -13,12 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
 
 from worker.errors import DataError
 from worker.records import PulledRecord, consensus
@@ -26,6 +39,10 @@ from worker.records import PulledRecord, consensus
 FLOAT_COLUMNS = ("loss", "expected_loss", "original_loss", "bald", "entropy", "margin", "confidence")
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", "annotator_agreement",
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
+SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
+WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
+TAKE_CHUNK = 10_000  # rows copied at a time into a split's file
+EXAMPLE_IDS = 100  # ids of left-out records kept to report (the counts are exact)
 
 
 @dataclass(frozen=True)
@@ -37,53 +54,146 @@ class PublishOptions:
 
 
 @dataclass
+class PublicationStats:
+    """What the card reports, accumulated row by row while the rows are written (nothing re-read)."""
+
+    labels: tuple[str, ...]
+    records_seen: int = 0
+    published: int = 0
+    reviewed: int = 0
+    corrected: int = 0
+    tied: int = 0
+    unlabelled: int = 0
+    tied_ids: list[str] = field(default_factory=list)  # the first EXAMPLE_IDS
+    unlabelled_ids: list[str] = field(default_factory=list)  # the first EXAMPLE_IDS
+    per_class: Counter = field(default_factory=Counter)  # label index -> rows
+    per_original_class: Counter = field(default_factory=Counter)
+    changes: Counter = field(default_factory=Counter)  # (original index, corrected index) -> rows
+    versions: Counter = field(default_factory=Counter)
+    corrected_losses: list[float] = field(default_factory=list)  # loss of the original label, reviewed rows
+    confirmed_losses: list[float] = field(default_factory=list)
+
+    def __post_init__(self):
+        size = len(self.labels)
+        self.confusion = np.zeros((size, size), dtype=np.int64)  # [original, label] over reviewed rows
+
+    def left_out(self, record_id: str, *, tied: bool) -> None:
+        count, ids = ("tied", self.tied_ids) if tied else ("unlabelled", self.unlabelled_ids)
+        setattr(self, count, getattr(self, count) + 1)
+        if len(ids) < EXAMPLE_IDS:
+            ids.append(record_id)
+
+    def add(self, row: dict) -> None:
+        self.published += 1
+        self.per_class[row["label"]] += 1
+        if row["original_label"] >= 0:
+            self.per_original_class[row["original_label"]] += 1
+        if row["model_version"]:
+            self.versions[row["model_version"]] += 1
+        if not row["reviewed"]:
+            return
+        self.reviewed += 1
+        if row["was_corrected"]:
+            self.corrected += 1
+            self.changes[row["original_label"], row["label"]] += 1
+        if row["original_label"] >= 0:
+            self.confusion[row["original_label"], row["label"]] += 1
+            loss = row["original_loss"] if row["original_loss"] is not None else row["loss"]
+            if loss is not None:
+                (self.corrected_losses if row["was_corrected"] else self.confirmed_losses).append(loss)
+
+
+@dataclass
 class Publication:
-    """The cleaned dataset (one ``datasets.Dataset`` per split) and what the card reports about it."""
+    """The cleaned dataset (one ``datasets.Dataset`` per split, memory-mapped from Arrow files in a
+    temporary directory, rows ordered by id) and what the card reports about it.
+
+    Use it as a context manager (or call :meth:`close`) to remove the Arrow files once it is written.
+    """
 
     splits: dict[str, datasets.Dataset]
     labels: tuple[str, ...]
-    records_seen: int
+    stats: PublicationStats
     text_columns: dict[str, str] = field(default_factory=lambda: {"text": "text"})  # field name -> column
-    tied: list[str] = field(default_factory=list)
-    unlabelled: list[str] = field(default_factory=list)
-    model_version: str | None = None
     options: PublishOptions = field(default_factory=PublishOptions)
+    workdir: Path | None = None
+    _hash: str | None = field(default=None, init=False, repr=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the Arrow files (the splits cannot be read afterwards)."""
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     @property
     def features(self) -> datasets.Features:
         return features(self.labels, tuple(self.text_columns.values()))
 
     @property
-    def rows(self) -> list[dict]:
-        return [row for split in self.splits.values() for row in split]
+    def num_rows(self) -> int:
+        return sum(split.num_rows for split in self.splits.values())
+
+    @property
+    def records_seen(self) -> int:
+        return self.stats.records_seen
+
+    @property
+    def tied(self) -> list[str]:
+        """Ids of records left out because their annotators are tied (the first ``EXAMPLE_IDS``)."""
+        return self.stats.tied_ids
+
+    @property
+    def unlabelled(self) -> list[str]:
+        """Ids of records left out because they have no label and no review (the first ``EXAMPLE_IDS``)."""
+        return self.stats.unlabelled_ids
+
+    @property
+    def model_version(self) -> str | None:
+        return self.stats.versions.most_common(1)[0][0] if self.stats.versions else None
+
+    @property
+    def rows(self) -> Iterator[dict]:
+        """Every published row, split by split (sorted by name), in id order; read from disk a batch at a time."""
+        for name in sorted(self.splits):
+            yield from self.splits[name]
 
     def counts(self) -> dict:
-        rows = self.rows
+        stats = self.stats
         return {
-            "records": len(rows),
-            "records_in_argilla": self.records_seen,
-            "reviewed": sum(row["reviewed"] for row in rows),
-            "corrected": sum(row["was_corrected"] for row in rows),
-            "tied_left_out": len(self.tied),
-            "unlabelled_left_out": len(self.unlabelled),
+            "records": stats.published,
+            "records_in_argilla": stats.records_seen,
+            "reviewed": stats.reviewed,
+            "corrected": stats.corrected,
+            "tied_left_out": stats.tied,
+            "unlabelled_left_out": stats.unlabelled,
             "per_split": {name: split.num_rows for name, split in self.splits.items()},
-            "per_class": {label: sum(self.labels[row["label"]] == label for row in rows) for label in self.labels},
-            "per_original_class": {label: sum(row["original_label"] >= 0 and self.labels[row["original_label"]] == label
-                                              for row in rows) for label in self.labels},
+            "per_class": {label: stats.per_class[index] for index, label in enumerate(self.labels)},
+            "per_original_class": {label: stats.per_original_class[index] for index, label in enumerate(self.labels)},
         }
 
     def changes(self) -> list[tuple[str, str, int]]:
         """(original, corrected, count) for every label change, most frequent first."""
-        counter = Counter((self.labels[row["original_label"]], self.labels[row["label"]])
-                          for row in self.rows if row["was_corrected"])
-        return sorted(((original, corrected, count) for (original, corrected), count in counter.items()),
-                      key=lambda change: (-change[2], change[0], change[1]))
+        named = [(self.labels[original], self.labels[corrected], count)
+                 for (original, corrected), count in self.stats.changes.items()]
+        return sorted(named, key=lambda change: (-change[2], change[0], change[1]))
 
     def content_hash(self) -> str:
-        """A hash of everything published (rows, labels, splits, model version), independent of write time."""
+        """A hash of everything published (rows, labels, splits, model version), independent of write time.
+        One streamed pass over the rows (O(N) time, O(batch) memory), done once."""
+        if self._hash is None:
+            self._hash = self._digest()
+        return self._hash
+
+    def _digest(self) -> str:
         digest = hashlib.sha256(json.dumps([list(self.labels), self.model_version]).encode())
         for name in sorted(self.splits):
-            for row in sorted(self.splits[name], key=lambda r: r["id"]):
+            for row in self.splits[name]:  # already in id order
                 digest.update(json.dumps([name, row], sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
@@ -111,41 +221,61 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datas
 
 
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
-                      options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",)) -> Publication:
+                      options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
+                      workdir: Path | None = None) -> Publication:
     """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields.
+
+    ``records`` is consumed once, lazily (a pull's pages); the rows go to Arrow files in a new temporary
+    directory under ``workdir`` (the system's temporary directory if None), removed by ``close()``.
 
     Raises:
         DataError: a record's label is not one of ``labels`` (names the record and the value), or
-            ``split="keep"`` and a record has no ``split`` metadata.
+            ``split="keep"`` and a record has no ``split`` metadata. Nothing is left on disk.
     """
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="publication-", dir=workdir))
+    try:
+        columns = text_columns(fields)
+        stats = PublicationStats(tuple(labels))
+        table = _write_rows(records, labels, options, columns, stats, directory)
+        splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), options, directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns, options=options,
+                       workdir=directory)
+
+
+def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
+                columns: dict[str, str], stats: PublicationStats, directory: Path) -> datasets.Dataset:
+    """One pass over ``records``: each publishable row appended to ``directory/rows.arrow``; ``stats`` filled."""
     index = {label: position for position, label in enumerate(labels)}
-    columns = text_columns(fields)
-    rows, splits_of, tied, unlabelled, versions, seen = [], {}, [], [], Counter(), 0
-    for record in records:
-        seen += 1
-        verdict = consensus(record)
-        if verdict is not None and verdict.label is None:
-            tied.append(record.record_id)
-            continue
-        if options.only_reviewed and verdict is None:
-            continue
-        original = record.reference
-        label = verdict.label if verdict is not None else original
-        if label is None:
-            unlabelled.append(record.record_id)
-            continue
-        rows.append(_row(record, label, original, verdict, index, columns))
-        splits_of[record.record_id] = record.metadata.get("split")
-        if record.metadata.get("model_version"):
-            versions[record.metadata["model_version"]] += 1
-    publication_splits = _split(rows, splits_of, options)
     table_features = features(labels, tuple(columns.values()))
-    return Publication(
-        splits={name: datasets.Dataset.from_list(part, features=table_features)
-                for name, part in publication_splits.items()},
-        labels=tuple(labels), records_seen=seen, text_columns=columns, tied=tied, unlabelled=unlabelled,
-        model_version=versions.most_common(1)[0][0] if versions else None, options=options,
-    )
+    if options.split == "keep":
+        table_features = datasets.Features({**table_features, SPLIT_COLUMN: datasets.Value("string")})
+    path = directory / "rows.arrow"
+    with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
+        for record in records:
+            stats.records_seen += 1
+            verdict = consensus(record)
+            if verdict is not None and verdict.label is None:
+                stats.left_out(record.record_id, tied=True)
+                continue
+            if options.only_reviewed and verdict is None:
+                continue
+            original = record.reference
+            label = verdict.label if verdict is not None else original
+            if label is None:
+                stats.left_out(record.record_id, tied=False)
+                continue
+            row = _row(record, label, original, verdict, index, columns)
+            stats.add(row)
+            if options.split == "keep":
+                row[SPLIT_COLUMN] = record.metadata.get("split") or None
+            writer.write(row)
+        writer.finalize()
+    return datasets.Dataset.from_file(str(path))
 
 
 def _row(record: PulledRecord, label: str, original: str | None, verdict, index: dict[str, int],
@@ -177,28 +307,69 @@ def _float(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _split(rows: list[dict], splits_of: dict[str, str | None], options: PublishOptions) -> dict[str, list[dict]]:
-    rows = sorted(rows, key=lambda row: row["id"])
+def _split(table: datasets.Dataset, by_id: np.ndarray, options: PublishOptions,
+           directory: Path) -> dict[str, datasets.Dataset]:
+    """``table``'s rows as named splits, each its own Arrow file in ``directory`` with its rows in id order.
+
+    ``by_id`` [N] are the row positions of ``table`` in id order."""
+    published = features(*_labels_and_columns(table.features))
     if options.split == "none":
-        return {"train": rows}
-    if options.split == "keep":
-        missing = [row["id"] for row in rows if not splits_of.get(row["id"])]
-        if missing:
-            raise DataError(f"publish.split = 'keep' but {len(missing)} record(s) have no split metadata "
-                            f"(first: {missing[:5]}); ingest with --split-column, or use 'stratified'")
-        grouped: dict[str, list[dict]] = defaultdict(list)
-        for row in rows:
-            grouped[splits_of[row["id"]]].append(row)
-        return dict(sorted(grouped.items()))
-    by_label: dict[int, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_label[row["label"]].append(row)
+        parts = {"train": by_id}
+    elif options.split == "keep":
+        parts = _kept_split_indices(table, by_id)
+    else:
+        labels = np.asarray(table.data.column("label"))[by_id]  # [N] label index of each row, in id order
+        parts = {name: by_id[positions] for name, positions in _stratified_split_indices(labels, options).items()}
+    return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")
+            for name, rows in sorted(parts.items())}
+
+
+def _labels_and_columns(table_features: datasets.Features) -> tuple[list[str], tuple[str, ...]]:
+    """The label names and text columns of a table written by :func:`_write_rows`."""
+    columns = tuple(name for name in table_features if name not in WORKER_COLUMNS and name != SPLIT_COLUMN)
+    return table_features["label"].names, columns
+
+
+def _write_taken(table: datasets.Dataset, rows: np.ndarray, published: datasets.Features,
+                 path: Path) -> datasets.Dataset:
+    """The ``rows`` [n] of ``table`` (in that order, only the ``published`` columns) as a new Arrow file,
+    ``TAKE_CHUNK`` rows at a time (memory O(chunk)), memory-mapped back."""
+    source = table.data.table
+    schema = published.arrow_schema
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for start in range(0, len(rows), TAKE_CHUNK):
+            chunk = source.take(rows[start:start + TAKE_CHUNK]).select(list(published))
+            writer.write_table(pa.Table.from_arrays(chunk.columns, schema=schema))
+    return datasets.Dataset.from_file(str(path))
+
+
+def _kept_split_indices(table: datasets.Dataset, by_id: np.ndarray) -> dict[str, np.ndarray]:
+    """Row positions [n_split] per value of the records' ``split`` metadata, in id order.
+
+    Raises:
+        DataError: some records have no ``split`` metadata (the first ids are named).
+    """
+    column = table.data.column(SPLIT_COLUMN).take(by_id)
+    missing = np.flatnonzero(np.asarray(pc.is_null(column)))
+    if len(missing):
+        first = table.data.column("id").take(by_id[missing[:5]]).to_pylist()
+        raise DataError(f"publish.split = 'keep' but {len(missing)} record(s) have no split metadata "
+                        f"(first: {first}); ingest with --split-column, or use 'stratified'")
+    return {str(name): by_id[np.flatnonzero(np.asarray(pc.equal(column, name)))]
+            for name in pc.unique(column).to_pylist()}
+
+
+def _stratified_split_indices(labels: np.ndarray, options: PublishOptions) -> dict[str, np.ndarray]:
+    """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded.
+
+    ``labels`` [N] are the rows' label indices in id order; returns positions into ``labels`` per split, ascending."""
     rng = random.Random(options.seed)
-    train, test = [], []
-    for label in sorted(by_label):
-        group = by_label[label]
+    test: list[int] = []
+    for label in sorted(set(labels.tolist())):
+        group = np.flatnonzero(labels == label).tolist()
         rng.shuffle(group)
         held = round(len(group) * options.test_fraction) if len(group) > 1 else 0
         test.extend(group[:held])
-        train.extend(group[held:])
-    return {"train": sorted(train, key=lambda r: r["id"]), "test": sorted(test, key=lambda r: r["id"])}
+    is_test = np.zeros(len(labels), dtype=bool)
+    is_test[test] = True
+    return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}

@@ -30,7 +30,7 @@ def card_metadata(publication: Publication, *, license: str, pretty_name: str) -
         "license": license,
         "pretty_name": pretty_name,
         "task_categories": ["text-classification"],
-        "size_categories": [size_category(len(publication.rows))],
+        "size_categories": [size_category(publication.num_rows)],
         "tags": ["argilla", "label-cleaning", "active-learning"],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in publication.splits]}],
@@ -111,29 +111,20 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
 
 def write_plots(publication: Publication, directory: Path) -> list[Path]:
     """The correction confusion matrix and the loss histogram (corrected vs confirmed), as PNGs."""
-    rows = [row for row in publication.rows if row["reviewed"] and row["original_label"] >= 0]
-    size = len(publication.labels)
-    matrix = np.zeros((size, size), dtype=np.int64)  # [original, corrected]
-    for row in rows:
-        matrix[row["original_label"], row["label"]] += 1
-    confusion = plot_confusion_matrix(matrix, publication.labels, directory / CONFUSION_PLOT,
+    stats = publication.stats
+    confusion = plot_confusion_matrix(stats.confusion, publication.labels, directory / CONFUSION_PLOT,
                                       title="Reviewed records", xlabel="label after review", ylabel="original label")
-    return [confusion, _loss_histogram(rows, directory / LOSS_PLOT)]
+    return [confusion, _loss_histogram(stats.corrected_losses, stats.confirmed_losses, directory / LOSS_PLOT)]
 
 
-def _loss_histogram(rows: list[dict], path: Path) -> Path:
+def _loss_histogram(corrected: list[float], confirmed: list[float], path: Path) -> Path:
+    """Histograms of the original label's loss over reviewed records, corrected vs confirmed, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def losses(corrected: bool) -> list[float]:
-        values = [row["original_loss"] if row["original_loss"] is not None else row["loss"]
-                  for row in rows if row["was_corrected"] == corrected]
-        return [value for value in values if value is not None]
-
     figure, axis = plt.subplots(figsize=(6, 4))
-    corrected, confirmed = losses(True), losses(False)
     if corrected or confirmed:
         bins = np.linspace(0, max([*corrected, *confirmed, 1e-6]), 30)
         axis.hist(confirmed, bins=bins, alpha=0.6, label=f"confirmed ({len(confirmed)})")

@@ -88,7 +88,7 @@ class LocalDirectorySink:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self._swap_in(staging)
-        logger.info("published %d records to %s", len(publication.rows), self.path)
+        logger.info("published %d records to %s", publication.num_rows, self.path)
         return PublishResult("directory", str(self.path), True, content_hash)
 
     def _swap_in(self, staging: Path) -> None:
@@ -167,6 +167,6 @@ class HubSink:
             raise PublishError(f"cannot reach the Hub to publish {self.repo_id!r}: {error}") from None
         except HfHubHTTPError as error:
             raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
-        logger.info("published %d records to the Hub dataset %s (commit %s)", len(publication.rows), self.repo_id,
+        logger.info("published %d records to the Hub dataset %s (commit %s)", publication.num_rows, self.repo_id,
                     info.oid)
         return PublishResult("hub", self.repo_id, True, content_hash, commit=info.oid)

@@ -8,7 +8,7 @@ folds, and each scores only the fold it held out.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,23 +41,48 @@ def out_of_fold_scores(
     version: str = "oof",
     mc_layers: int | str = "auto",
 ) -> OutOfFoldResult:
-    """Train K models (fixed ``settings.epochs``, no early stopping) and score each held-out fold with MC dropout.
-
-    The reference label of a record is its example label (consensus or original), so ``loss`` /
-    ``expected_loss`` measure disagreement with that label by a model that did not see it.
-    """
+    """Every example's out-of-fold score, collected (memory O(N) scores; see :func:`stream_out_of_fold_scores`)."""
     folds = stratified_folds(examples, k, seed=settings.seed)
     result = OutOfFoldResult(scores={}, fold_of={e.id: f for e, f in zip(examples, folds, strict=True)},
                              version=version)
+    for score in stream_out_of_fold_scores(examples, labels, start_model, settings, work_dir, k=k, version=version,
+                                           mc_layers=mc_layers, folds=folds,
+                                           on_trained=lambda train: result.trained_on.append({e.id for e in train})):
+        result.scores[score.record_id] = score
+    return result
+
+
+def stream_out_of_fold_scores(
+    examples: Sequence[Example],
+    labels: Sequence[str],
+    start_model: str | Path,
+    settings: TrainingSettings,
+    work_dir: Path,
+    *,
+    k: int,
+    version: str = "oof",
+    mc_layers: int | str = "auto",
+    folds: Sequence[int] | None = None,
+    on_trained: Callable[[list[Example]], None] | None = None,
+) -> Iterator[RecordScore]:
+    """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
+    held-out fold's MC-dropout scores as they are computed (a consumer can push fold f's scores before
+    model f+1 trains; memory O(N) examples + O(batch) scores).
+
+    The reference label of a record is its example label (consensus or original), so ``loss`` /
+    ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
+    (default: :func:`stratified_folds`) assigns each example its held-out fold; ``on_trained`` is called
+    with each model's training examples.
+    """
+    folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
     for fold in range(k):
         train = [e for e, f in zip(examples, folds, strict=True) if f != fold]
         held_out = [e for e, f in zip(examples, folds, strict=True) if f == fold]
         logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(held_out))
         model_dir = work_dir / f"fold-{fold}"
         train_classifier(start_model, train, [], labels, model_dir, settings)
-        result.trained_on.append({e.id for e in train})
+        if on_trained is not None:
+            on_trained(train)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
         scorer = Scorer(classifier, samples=settings.mc_samples, mc_layers=mc_layers, seed=settings.seed)
-        for score in scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out):
-            result.scores[score.record_id] = score
-    return result
+        yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)
