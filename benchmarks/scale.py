@@ -18,6 +18,7 @@ scores far faster than the server upserts, so the rescore measures what the work
 
     python benchmarks/scale.py                       # 5,000 and 50,000 records (logging 50,000 takes ~12 min)
     python benchmarks/scale.py --sizes 2000 --raw 500
+    python benchmarks/scale.py --publish-only        # publishing each dataset: seconds and peak RSS
 """
 
 from __future__ import annotations
@@ -152,6 +153,31 @@ def child_full_rescore(size: int, torch_threads: int | None) -> None:
                       "first_push_s": first_push[0][0] - started if first_push else None}))
 
 
+def publish(settings: LocalArgillaSettings, size: int) -> dict:
+    """``publish_job`` to a local directory in a child process: {records, seconds, peak_rss_mb} (its own RSS)."""
+    child = subprocess.run([sys.executable, __file__, "--child-publish", str(size)], check=False, capture_output=True,
+                           text=True, env={**os.environ, "ARGILLA_API_KEY": settings.api_key.get_secret_value(),
+                                           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if child.returncode != 0:
+        raise RuntimeError(f"publishing failed:\n{child.stderr[-3000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def child_publish(size: int) -> None:
+    from worker.jobs import publish_job
+
+    services = _services(size, new_model=False)
+    services.labels()  # binds before the clock starts, as a running worker has
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as target:
+        [result] = publish_job(services, directory=Path(target) / "cleaned")
+        records = json.loads((Path(target) / "cleaned" / "publication.json").read_text())["counts"]["records"]
+    print(json.dumps({"records": records, "seconds": time.perf_counter() - started, "published": result.published,
+                      "baseline_rss_mb": baseline,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
 def submission_latency(size: int) -> dict:
     """Seconds from a UI-style submission to the record reading back refreshed: by id (webhook) and by poll."""
     from worker.jobs import score_job
@@ -187,15 +213,33 @@ def main() -> None:
                         help="torch threads of the scoring process (0: torch's default, every core)")
     parser.add_argument("--latency-only", action="store_true",
                         help="only the submission → refreshed latencies (datasets and model from an earlier run)")
+    parser.add_argument("--publish-only", action="store_true",
+                        help="only publishing each dataset to a local directory: seconds and peak RSS")
     parser.add_argument("--child-full-rescore", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child-publish", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_full_rescore:
         configure_logging("WARNING")
         return child_full_rescore(args.child_full_rescore, args.torch_threads)
+    if args.child_publish:
+        configure_logging("WARNING")
+        return child_publish(args.child_publish)
     configure_logging("INFO")
     settings = LocalArgillaSettings()
     os.environ.setdefault("ARGILLA_API_KEY", settings.api_key.get_secret_value())
     LocalArgilla(settings).up()
+    if args.publish_only:
+        rows = [{"records_in_argilla": size, **publish(settings, size)} for size in args.sizes]
+        lines = ["| records | published | seconds | records/s | peak RSS MB (before publishing) |",
+                 "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['records_in_argilla']} | {r['records']} | {r['seconds']:.1f} | "
+                  f"{r['records'] / r['seconds']:.0f} | {r['peak_rss_mb']:.0f} ({r['baseline_rss_mb']:.0f}) |"
+                  for r in rows]
+        if len(rows) > 1:
+            lines += ["", f"peak RSS {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}× for "
+                          f"{rows[-1]['records_in_argilla'] / rows[0]['records_in_argilla']:.0f}× the records"]
+        write_results("scale_publish", {"rows": rows}, lines)
+        return
     if args.latency_only:
         rows = [{"records": size, **submission_latency(size)} for size in args.sizes]
         lines = ["| records | submission → refreshed, by id s (records read) | by poll s (records read) |",
