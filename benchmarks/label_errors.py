@@ -71,7 +71,7 @@ def main() -> None:
     noisy, flipped = flip_labels(posts, fraction=args.flip, labels=labels, seed=args.seed)
     examples = [Example(p.id, p.text, p.label) for p in noisy]
     settings = TrainingSettings(epochs=args.epochs, max_length=args.max_length, learning_rate=args.learning_rate,
-                                batch_size=16, seed=args.seed, device=args.device, mc_samples=args.samples)
+                                batch_size=16, seed=args.seed, device=args.device)
     base = fetch(MINILM_MODEL)
     rankings: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -83,7 +83,7 @@ def main() -> None:
         rankings["in-sample deterministic loss"] = {i: s.loss for i, s in in_sample.items()}
         rankings["in-sample MC expected loss"] = {i: s.expected_loss for i, s in in_sample.items()}
         oof = out_of_fold_scores(examples, labels, base, settings, work_dir / "oof", k=args.folds,
-                                 mc_layers=mc_layers)
+                                 samples=args.samples, mc_layers=mc_layers)
     rankings["out-of-fold MC expected loss"] = {i: s.expected_loss for i, s in oof.scores.items()}
     ids = [e.id for e in examples]
     oof_probs = np.array([[oof.scores[i].probabilities[label] for label in labels] for i in ids])  # [N, C]

@@ -19,11 +19,26 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from worker.binding import Reference
 from worker.errors import ConfigError
-from worker.scoring.device import check_device_name
-from worker.training.trainer import TrainingSettings
 
 ENV_PREFIX = "ARGILLA_WORKER_"
 SECRET_KEYS = {("argilla", "api_key"), ("publish", "hf_token")}
+# keys earlier versions accepted: where each value lives now
+REMOVED_KEYS = {
+    ("training", "mc_samples"): "scoring.samples is the one MC-dropout sample count (scoring, calibration, "
+                                "out-of-fold scores)",
+    ("training", "keep_versions"): "registry.keep sets how many model versions are kept",
+    ("training", "kfold"): "scoring.kfold sets K for `score --oof`",
+}
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+Monitor = Literal["macro_f1", "accuracy", "loss"]
+
+
+def check_device_name(requested: str) -> str:
+    """``requested`` if it names a device kind the worker knows (available or not), else ValueError."""
+    index = requested.removeprefix("cuda:")
+    if requested not in DEVICE_CHOICES and not (requested.startswith("cuda:") and index.isdigit()):
+        raise ValueError(f"device must be one of {DEVICE_CHOICES} or 'cuda:N', got {requested!r}")
+    return requested
 
 
 class _Section(BaseModel):
@@ -110,6 +125,36 @@ class ScoringSettings(_Section):
         if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return value
         raise ValueError("must be a positive integer or 'auto'")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        return check_device_name(value)
+
+
+class TrainingSettings(_Section):
+    """How a model is (re)trained: the ``[training]`` table."""
+
+    base_model: str = Field("", description="Hub id or directory of the pretrained encoder to start from")
+    start_from: Literal["base", "current"] = "base"
+    data: Literal["annotated", "annotated+original"] = "annotated"
+    original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    min_annotated: int = Field(20, ge=2)
+    epochs: int = Field(5, ge=1)
+    patience: int = Field(2, ge=1)
+    monitor: Monitor = "macro_f1"
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    max_length: int = Field(128, ge=8)
+    seed: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
+        "auto", description="mixed-precision dtype on CUDA; auto = bf16 where the GPU supports it, else fp16")
+    compile: bool = Field(False, description="torch.compile the training and validation passes (CUDA only)")
+    gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
 
     @field_validator("device")
     @classmethod
@@ -230,6 +275,9 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
     problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden" and tuple(item["loc"]) in REMOVED_KEYS:
+            problems.append(f"{key} was removed in this version: {REMOVED_KEYS[tuple(item['loc'])]}")
+            continue
         value = item.get("input")
         shown = "(secret)" if any(part in ("api_key", "hf_token", "secret") for part in item["loc"]) else repr(value)
         problems.append(f"{key} = {shown}: {item['msg']}")

@@ -65,7 +65,7 @@ def demo_settings(stack: LocalArgillaSettings, dataset_name: str, work_dir: Path
         scoring={"samples": mc_samples, "mc_layers": mc_layers, "interval_minutes": 1.0},
         training={"base_model": str(fetch(MINILM_MODEL)), "data": "annotated+original", "epochs": epochs,
                   "patience": 1, "learning_rate": learning_rate, "max_length": 64, "batch_size": 32,
-                  "min_annotated": 20, "gate_tolerance": 0.02, "seed": seed, "mc_samples": mc_samples},
+                  "min_annotated": 20, "gate_tolerance": 0.02, "seed": seed},
         registry={"path": str(work_dir / "models")},
         publish={"directory": str(work_dir / "published"), "split": "stratified", "license": "mit"},
         retrain={"min_new_corrections": 25},

@@ -445,7 +445,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION
-    settings = services.settings.training.model_copy(update={"mc_samples": services.settings.scoring.samples})
+    settings = services.settings.training
     if not settings.base_model:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
@@ -461,7 +461,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             server_ids[record.record_id] = record.server_id
     with services.registry.staging() as work_dir:
         scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
-                                           version=version, mc_layers=services.settings.scoring.mc_layers)
+                                           version=version, samples=services.settings.scoring.samples,
+                                           mc_layers=services.settings.scoring.mc_layers)
         for batch in batched(scores, services.settings.scoring.push_batch):
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report)
@@ -513,7 +514,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     training_set = prepare_training_set(services.gateway.pull(), labels, settings,
                                         first_model=services.registry.current() is None)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
-    outcome = retrain(training_set, services.registry, settings, stop=stop)
+    outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
+                      stop=stop)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     if outcome.promoted:

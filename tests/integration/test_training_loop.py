@@ -27,7 +27,7 @@ def services(local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch)
     settings = load_settings(
         argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
         training={"base_model": str(base), "epochs": 15, "patience": 15, "batch_size": 4, "learning_rate": 3e-3, "max_length": 32,
-                  "device": "cpu", "mc_samples": 4, "min_annotated": 16},
+                  "device": "cpu", "min_annotated": 16},
         scoring={"samples": 4, "device": "cpu", "push_batch": 10},
         registry={"path": str(tmp_path / "registry")},
         state_dir=str(tmp_path / "state"),

@@ -70,7 +70,7 @@ def _settings(stack_settings, dataset_name, tmp_path, **argilla):
         argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace,
                  **argilla},
         training={"base_model": str(base), "epochs": 15, "patience": 15, "batch_size": 4, "learning_rate": 3e-3,
-                  "max_length": 32, "device": "cpu", "mc_samples": 4, "min_annotated": 16},
+                  "max_length": 32, "device": "cpu", "min_annotated": 16},
         scoring={"samples": 4, "device": "cpu", "push_batch": 10},
         registry={"path": str(tmp_path / "registry")},
         state_dir=str(tmp_path / "state"),

@@ -17,7 +17,7 @@ from worker.training.trainer import TrainingSettings, _Loop, _training_amp_dtype
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-FAST = {"batch_size": 8, "learning_rate": 1e-3, "max_length": 32, "device": "cuda", "mc_samples": 4}
+FAST = {"batch_size": 8, "learning_rate": 1e-3, "max_length": 32, "device": "cuda"}
 
 
 @pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])

@@ -126,9 +126,9 @@ def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_d
     registry = ModelRegistry(tmp_path / "registry")
     training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
     settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=8, patience=8, batch_size=4, learning_rate=3e-3,
-                                max_length=32, device="cpu", mc_samples=4)
+                                max_length=32, device="cpu")
 
-    first = retrain(training_set, registry, settings)
+    first = retrain(training_set, registry, settings, mc_samples=4)
 
     assert first.promoted and first.decision.reason == "no current model"
     metrics = json.loads((first.model.path / "metrics.json").read_text())
@@ -139,7 +139,7 @@ def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_d
     assert (first.model.path / "validation.jsonl").read_text().count("\n") == len(training_set.validation)
 
     strict = settings.model_copy(update={"gate_tolerance": 0.0, "epochs": 1, "learning_rate": 1e-9})
-    second = retrain(training_set, registry, strict)  # barely trained: worse than the current model
+    second = retrain(training_set, registry, strict, mc_samples=4)  # barely trained: worse than the current model
 
     gate_record = second.model.metrics["gate"]
     assert gate_record["current_version"] == "v0001"
@@ -158,13 +158,12 @@ def test_a_stop_request_abandons_training_and_keeps_the_current_model(tiny_model
     registry = ModelRegistry(tmp_path / "registry")
     registry.promote(_add(registry, tiny_model_dir).version)
     training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
-    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=5, batch_size=8, max_length=32, device="cpu",
-                                mc_samples=2)
+    settings = TrainingSettings(base_model=str(tiny_model_dir), epochs=5, batch_size=8, max_length=32, device="cpu")
     stop = threading.Event()
     stop.set()
 
     with pytest.raises(Interrupted, match="after epoch 1"):
-        retrain(training_set, registry, settings, stop=stop)
+        retrain(training_set, registry, settings, mc_samples=2, stop=stop)
 
     assert [v.version for v in registry.versions()] == ["v0001"] and registry.current().version == "v0001"
     assert not any((tmp_path / "registry" / "staging").iterdir())

@@ -21,7 +21,8 @@ from worker.training.data import (
 from worker.training.kfold import out_of_fold_scores, stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
 
-FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", mc_samples=4)
+FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu")
+SAMPLES = 4  # scoring.samples: T of the out-of-fold scores
 
 
 def _record(record_id, original, votes=(), text="some text"):
@@ -153,7 +154,7 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_mode
     examples = sentiment_examples(24)
     settings = TrainingSettings(epochs=1, **FAST)
 
-    result = out_of_fold_scores(examples, LABELS, tiny_model_dir, settings, tmp_path, k=3)
+    result = out_of_fold_scores(examples, LABELS, tiny_model_dir, settings, tmp_path, k=3, samples=SAMPLES)
 
     assert set(result.scores) == {e.id for e in examples}
     for example in examples:
@@ -169,7 +170,7 @@ def test_out_of_fold_scores_stream_fold_by_fold(tiny_model_dir, tmp_path):
     examples = sentiment_examples(12)
     trained: list[int] = []
     scores = stream_out_of_fold_scores(examples, LABELS, tiny_model_dir, TrainingSettings(epochs=1, **FAST), tmp_path,
-                                       k=3, on_trained=lambda train: trained.append(len(train)))
+                                       k=3, samples=SAMPLES, on_trained=lambda train: trained.append(len(train)))
 
     first = next(scores)
     assert trained == [8], "the first score waited for more than the first model"

@@ -147,6 +147,29 @@ def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, t
         load_settings(config)
 
 
+def test_keys_removed_in_this_version_say_where_their_value_lives_now(tmp_path, monkeypatch):
+    config = tmp_path / "worker.toml"
+    config.write_text("[training]\nepochs = 2\nmc_samples = 8\nkeep_versions = 3\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+    assert "training.mc_samples was removed in this version: scoring.samples" in str(error.value)
+    assert "training.keep_versions was removed in this version: registry.keep" in str(error.value)
+    monkeypatch.setenv("ARGILLA_WORKER_TRAINING__KFOLD", "5")
+    with pytest.raises(ConfigError, match="training.kfold was removed in this version: scoring.kfold"):
+        load_settings()
+
+
+def test_reading_the_settings_loads_neither_torch_nor_transformers():
+    """`config show` and `status` read the settings only: they must start fast, without the ML stack."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, worker.config; worker.config.load_settings(); "
+             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_scoring_batch_size_defaults_to_auto_and_accepts_a_number(tmp_path):
     config = tmp_path / "worker.toml"
     config.write_text('[scoring]\nbatch_size = 64\ndevice = "cuda:1"\n')

@@ -7,17 +7,9 @@ import logging
 
 import torch
 
+from worker.config import check_device_name
+
 logger = logging.getLogger(__name__)
-
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-
-
-def check_device_name(requested: str) -> str:
-    """``requested`` if it names a device kind the worker knows (available or not), else ValueError."""
-    index = requested.removeprefix("cuda:")
-    if requested not in DEVICE_CHOICES and not (requested.startswith("cuda:") and index.isdigit()):
-        raise ValueError(f"device must be one of {DEVICE_CHOICES} or 'cuda:N', got {requested!r}")
-    return requested
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -68,8 +68,9 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
 
 
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
-            stop: threading.Event | None = None) -> TrainingOutcome:
-    """Train, evaluate against the current model on the same validation records, register, gate, promote.
+            mc_samples: int = 20, stop: threading.Event | None = None) -> TrainingOutcome:
+    """Train, evaluate against the current model on the same validation records, register, gate, promote;
+    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``).
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -87,7 +88,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                                   on_epoch=_stop_check(stop))
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version)
-        report = calibration_report(candidate, validation, staged / "calibration", mc_samples=settings.mc_samples,
+        report = calibration_report(candidate, validation, staged / "calibration", mc_samples=mc_samples,
                                     seed=settings.seed)
         current_f1 = _current_macro_f1(current, training_set, settings)
         decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)

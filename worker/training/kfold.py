@@ -39,6 +39,7 @@ def out_of_fold_scores(
     *,
     k: int,
     version: str = "oof",
+    samples: int = 20,
     mc_layers: int | str = "auto",
 ) -> OutOfFoldResult:
     """Every example's out-of-fold score, collected (memory O(N) scores; see :func:`stream_out_of_fold_scores`)."""
@@ -46,7 +47,7 @@ def out_of_fold_scores(
     result = OutOfFoldResult(scores={}, fold_of={e.id: f for e, f in zip(examples, folds, strict=True)},
                              version=version)
     for score in stream_out_of_fold_scores(examples, labels, start_model, settings, work_dir, k=k, version=version,
-                                           mc_layers=mc_layers, folds=folds,
+                                           samples=samples, mc_layers=mc_layers, folds=folds,
                                            on_trained=lambda train: result.trained_on.append({e.id for e in train})):
         result.scores[score.record_id] = score
     return result
@@ -61,12 +62,13 @@ def stream_out_of_fold_scores(
     *,
     k: int,
     version: str = "oof",
+    samples: int = 20,
     mc_layers: int | str = "auto",
     folds: Sequence[int] | None = None,
     on_trained: Callable[[list[Example]], None] | None = None,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
-    held-out fold's MC-dropout scores as they are computed (a consumer can push fold f's scores before
+    held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's scores before
     model f+1 trains; memory O(N) examples + O(batch) scores).
 
     The reference label of a record is its example label (consensus or original), so ``loss`` /
@@ -84,5 +86,5 @@ def stream_out_of_fold_scores(
         if on_trained is not None:
             on_trained(train)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
-        scorer = Scorer(classifier, samples=settings.mc_samples, mc_layers=mc_layers, seed=settings.seed)
+        scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed)
         yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)

@@ -20,57 +20,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
+from worker.config import Monitor, TrainingSettings
 from worker.errors import ConfigError, DataError
 from worker.scoring.batching import pad_encodings, prefetch
-from worker.scoring.device import amp_dtype, autocast, check_device_name, pick_device
+from worker.scoring.device import amp_dtype, autocast, pick_device
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics
 
 logger = logging.getLogger(__name__)
-
-Monitor = Literal["macro_f1", "accuracy", "loss"]
-
-
-class TrainingSettings(BaseModel):
-    """How a model is (re)trained. Embedded in the worker config under ``[training]``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    base_model: str = Field("", description="Hub id or directory of the pretrained encoder to start from")
-    start_from: Literal["base", "current"] = "base"
-    data: Literal["annotated", "annotated+original"] = "annotated"
-    original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
-    min_annotated: int = Field(20, ge=2)
-    epochs: int = Field(5, ge=1)
-    patience: int = Field(2, ge=1)
-    monitor: Monitor = "macro_f1"
-    batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    max_length: int = Field(128, ge=8)
-    seed: int = 0
-    device: str = "auto"
-    mixed_precision: bool = True
-    amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
-        "auto", description="mixed-precision dtype on CUDA; auto = bf16 where the GPU supports it, else fp16")
-    compile: bool = Field(False, description="torch.compile the training and validation passes (CUDA only)")
-    mc_samples: int = Field(20, ge=1)
-    gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
-    keep_versions: int = Field(5, ge=2)
-    kfold: int = Field(0, ge=0, description="K for out-of-fold loss (0 = off)")
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        return check_device_name(value)
 
 
 @dataclass
