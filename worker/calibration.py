@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # BaaL clips confidences just below 1 so that 1.0 lands in the last bin; we do the same to agree.
 _MAX_CONFIDENCE = 0.9999
@@ -86,42 +91,44 @@ def ece_by_samples(
     return [(t, expected_calibration_error(cumulative[:, :, t - 1] / t, labels, n_bins=n_bins)) for t in counts]
 
 
-def plot_reliability_diagram(curves: dict[str, ReliabilityBins], path: Path, *, title: str = "Reliability") -> Path:
-    """Accuracy vs confidence per bin for one or more models (e.g. deterministic vs MC), as PNG."""
+@contextmanager
+def png_figure(path: Path, size: tuple[float, float]) -> Iterator[Axes]:
+    """One matplotlib axis on the headless Agg backend; on exit it is saved as a PNG at ``path`` (folders created)
+    and the figure is closed, whether or not drawing failed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    for name, bins in curves.items():
-        filled = bins.counts > 0
-        centres = (bins.edges[:-1] + bins.edges[1:]) / 2
-        axis.plot(centres[filled], bins.accuracy[filled], marker="o", label=f"{name} (ECE {bins.ece:.3f})")
-    axis.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
-    axis.legend(loc="upper left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    figure, axis = plt.subplots(figsize=size)
+    try:
+        yield axis
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+
+
+def plot_reliability_diagram(curves: dict[str, ReliabilityBins], path: Path, *, title: str = "Reliability") -> Path:
+    """Accuracy vs confidence per bin for one or more models (e.g. deterministic vs MC), as PNG."""
+    with png_figure(path, (5, 5)) as axis:
+        axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        for name, bins in curves.items():
+            filled = bins.counts > 0
+            centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+            axis.plot(centres[filled], bins.accuracy[filled], marker="o", label=f"{name} (ECE {bins.ece:.3f})")
+        axis.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+        axis.legend(loc="upper left")
     return path
 
 
 def plot_ece_by_samples(curve: list[tuple[int, float]], deterministic_ece: float, path: Path) -> Path:
     """ECE of MC dropout as T grows, against the deterministic model's ECE, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot([t for t, _ in curve], [ece for _, ece in curve], marker=".", label="MC dropout")
-    axis.axhline(deterministic_ece, color="grey", linestyle="--", label="deterministic")
-    axis.set(xlabel="MC samples T", ylabel="ECE", title="ECE vs number of MC-dropout samples")
-    axis.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    with png_figure(path, (6, 4)) as axis:
+        axis.plot([t for t, _ in curve], [ece for _, ece in curve], marker=".", label="MC dropout")
+        axis.axhline(deterministic_ece, color="grey", linestyle="--", label="deterministic")
+        axis.set(xlabel="MC samples T", ylabel="ECE", title="ECE vs number of MC-dropout samples")
+        axis.legend()
     return path
 
 
@@ -154,24 +161,16 @@ def scaled_log_probs(log_probs: np.ndarray, temperature: float) -> np.ndarray:
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, *, title: str = "Confusion matrix",
                           xlabel: str = "predicted", ylabel: str = "true") -> Path:
     """A [C, C] count matrix as an annotated heat map (rows: ``ylabel``, columns: ``xlabel``), as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     size = max(4.0, 0.45 * len(labels) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axis.set_yticks(range(len(labels)), labels)
-    if len(labels) <= 20:
-        threshold = matrix.max() / 2 if matrix.size else 0
-        for row in range(matrix.shape[0]):
-            for column in range(matrix.shape[1]):
-                axis.text(column, row, int(matrix[row, column]), ha="center", va="center", fontsize=8,
-                          color="white" if matrix[row, column] > threshold else "black")
-    axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    with png_figure(path, (size, size)) as axis:
+        axis.imshow(matrix, cmap="Blues")
+        axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        axis.set_yticks(range(len(labels)), labels)
+        if len(labels) <= 20:
+            threshold = matrix.max() / 2 if matrix.size else 0
+            for row in range(matrix.shape[0]):
+                for column in range(matrix.shape[1]):
+                    axis.text(column, row, str(int(matrix[row, column])), ha="center", va="center", fontsize=8,
+                              color="white" if matrix[row, column] > threshold else "black")
+        axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
     return path

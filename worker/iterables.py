@@ -1,9 +1,11 @@
-"""Small iterator helpers shared by the gateway and the jobs (Python 3.11 has no ``itertools.batched``)."""
+"""Small iterator and seeded-sampling helpers shared by the gateway, the jobs, training and publishing
+(Python 3.11 has no ``itertools.batched``)."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TypeVar
 
@@ -29,3 +31,15 @@ def reservoir_sample(items: Iterable[T], size: int, rng: random.Random) -> tuple
         elif (slot := rng.randrange(seen)) < size:
             kept[slot] = (seen, item)
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], seen
+
+
+def shuffled_label_groups(labels: Sequence[Hashable], rng: random.Random) -> list[list[int]]:
+    """Positions into ``labels`` [N] grouped by label — groups in sorted label order, each shuffled by ``rng``
+    in that order: the seeded core of every stratified split (validation, folds, publishing's test split)."""
+    groups: dict[Hashable, list[int]] = defaultdict(list)
+    for position, label in enumerate(labels):
+        groups[label].append(position)
+    ordered = [groups[label] for label in sorted(groups)]  # type: ignore[type-var]
+    for group in ordered:
+        rng.shuffle(group)
+    return ordered

@@ -29,6 +29,7 @@ from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings, WorkerSettings
+from worker.constants import PROBABILITY_FLOOR
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
@@ -414,7 +415,7 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
         original = record.metadata.get("original_label")
         if original is not None and score.probabilities and original in score.probabilities:
-            prediction.metadata["original_loss"] = readable(-math.log(max(score.probabilities[original], 1e-12)))
+            prediction.metadata["original_loss"] = readable(-math.log(max(score.probabilities[original], PROBABILITY_FLOOR)))
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)

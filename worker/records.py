@@ -7,12 +7,18 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
 SUBMITTED = "submitted"
+
+
+def label_index(labels: Sequence[str]) -> dict[str, int]:
+    """{label name: class index}: a label's position in ``labels``, as models, metrics and published tables use it."""
+    return {label: position for position, label in enumerate(labels)}
 
 
 @dataclass(frozen=True)

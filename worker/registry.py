@@ -24,12 +24,12 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
 from worker.errors import ConfigError, RegistryError
+from worker.files import utc_now, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -72,20 +72,6 @@ class ModelVersion:
     @property
     def status(self) -> str:
         return self.metrics.get("status", CANDIDATE)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, value) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with temporary.open("w") as handle:
-        json.dump(value, handle, indent=2, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def check_writable(directory: Path, setting: str) -> None:
@@ -169,7 +155,7 @@ class ModelRegistry:
         if (self.versions_dir / version).exists():
             raise RegistryError(f"model version {version} already exists in {self.root}")
         current = self.current()
-        record = {**metrics, "version": version, "status": CANDIDATE, "created_at": _now(),
+        record = {**metrics, "version": version, "status": CANDIDATE, "created_at": utc_now(),
                   "parent": metrics.get("parent", current.version if current else None)}
         write_json_atomic(staged / "metrics.json", record)
         os.rename(staged, self.versions_dir / version)
@@ -195,14 +181,14 @@ class ModelRegistry:
             self.update_metrics(previous.version, status=RETIRED)
         stack = [v for v in self._state().get("stack", []) if v != version] + [version]
         write_json_atomic(self.root / "state.json", {"stack": stack})
-        entry = self.update_metrics(version, status=CURRENT, promoted_at=_now(), promotion_reason=reason)
+        entry = self.update_metrics(version, status=CURRENT, promoted_at=utc_now(), promotion_reason=reason)
         logger.info("model %s is now current (%s)", version, reason)
         self.prune()
         return entry
 
     def reject(self, version: str, reason: str) -> ModelVersion:
         logger.warning("model %s rejected: %s", version, reason)
-        return self.update_metrics(version, status=REJECTED, rejection_reason=reason, rejected_at=_now())
+        return self.update_metrics(version, status=REJECTED, rejection_reason=reason, rejected_at=utc_now())
 
     def rollback(self) -> ModelVersion:
         """Make the previously promoted version current again; the current one is marked retired."""
@@ -217,9 +203,9 @@ class ModelRegistry:
         target = stack[-1]
         self._switch_current(target)
         write_json_atomic(self.root / "state.json", {"stack": stack})
-        self.update_metrics(current.version, status=RETIRED, rolled_back_at=_now())
+        self.update_metrics(current.version, status=RETIRED, rolled_back_at=utc_now())
         logger.info("rolled back from %s to %s", current.version, target)
-        return self.update_metrics(target, status=CURRENT, promoted_at=_now(), promotion_reason="rollback")
+        return self.update_metrics(target, status=CURRENT, promoted_at=utc_now(), promotion_reason="rollback")
 
     def _switch_current(self, version: str) -> None:
         temporary = self.root / f".current-{os.getpid()}-{uuid.uuid4().hex}"

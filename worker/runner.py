@@ -28,8 +28,9 @@ from worker.errors import (
     NoModelError,
     WorkerError,
 )
+from worker.files import utc_now, write_json_atomic
 from worker.jobs import Services, publish_job, score_job, train_job
-from worker.registry import check_writable, write_json_atomic
+from worker.registry import check_writable
 
 logger = logging.getLogger(__name__)
 
@@ -362,12 +363,12 @@ class Runner:
     def _argilla_ok(self) -> None:
         if self.status.argilla.get("reachable") is not True:
             logger.info("Argilla reachable at %s", self.settings.argilla.api_url)
-        self.status.argilla = {"reachable": True, "error": None, "since": _now()}
+        self.status.argilla = {"reachable": True, "error": None, "since": utc_now()}
         self.metrics.argilla_up.set(1)
 
     def _argilla_down(self, error: Exception) -> None:
         if self.status.argilla.get("reachable") is not False:
-            self.status.argilla = {"reachable": False, "error": str(error)[:300], "since": _now()}
+            self.status.argilla = {"reachable": False, "error": str(error)[:300], "since": utc_now()}
             logger.error("Argilla unreachable at %s: %s", self.settings.argilla.api_url, error)
         self.metrics.argilla_up.set(0)
 
@@ -399,7 +400,3 @@ class Runner:
         self.metrics.queue_depth.set(len(self.status.queue))
         with self._status_lock:
             write_json_atomic(self.settings.state_dir / "status.json", self.status.__dict__)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

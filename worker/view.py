@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.files import write_json_atomic
 from worker.gateway.schema import FLOAT_METADATA
 from worker.records import Prediction, PulledRecord
-from worker.registry import write_json_atomic
 
 SUGGESTION_SCORE = "suggestion_score"  # the suggestion's score: the UI sorts by it too
 SORT_KEYS = (*FLOAT_METADATA, SUGGESTION_SCORE)

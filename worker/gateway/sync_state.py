@@ -3,10 +3,11 @@ pulled, and the records whose push failed."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from worker.files import read_json, write_json_atomic
 
 RECONCILED = "reconciled"  # the entry holding, per dataset, when the annotated records were last re-read
 
@@ -38,17 +39,17 @@ class SyncState:
         state = self._read()
         state.setdefault(RECONCILED, {})[key] = {"mark": mark.isoformat() if mark else None,
                                                  "ran": datetime.now(UTC).isoformat()}
-        _write_json(self.path, state)
+        write_json_atomic(self.path, state)
 
     def set_watermark(self, key: str, value: datetime | None) -> None:
         if value is None:
             return
         state = self._read()
         state[key] = value.isoformat()
-        _write_json(self.path, state)
+        write_json_atomic(self.path, state)
 
     def _read(self) -> dict:
-        return _read_json(self.path)
+        return read_json(self.path, {})
 
 
 class FailedPushes:
@@ -83,21 +84,7 @@ class FailedPushes:
         if not records:
             state.pop(key, None)
         if changed:
-            _write_json(self.path, state)
+            write_json_atomic(self.path, state)
 
     def _read(self) -> dict[str, dict]:
-        return _read_json(self.path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def _write_json(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2, sort_keys=True))
-    temporary.replace(path)  # atomic: a crash leaves the previous state
+        return read_json(self.path, {})

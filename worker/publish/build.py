@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
 from worker.errors import DataError
-from worker.records import PulledRecord, consensus
+from worker.iterables import shuffled_label_groups
+from worker.records import PulledRecord, consensus, label_index
 
 FLOAT_COLUMNS = ("loss", "expected_loss", "original_loss", "bald", "entropy", "margin", "confidence")
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", "annotator_agreement",
@@ -250,7 +251,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
                 columns: dict[str, str], stats: PublicationStats, directory: Path) -> datasets.Dataset:
     """One pass over ``records``: each publishable row appended to ``directory/rows.arrow``; ``stats`` filled."""
-    index = {label: position for position, label in enumerate(labels)}
+    index = label_index(labels)
     table_features = features(labels, tuple(columns.values()))
     if options.split == "keep":
         table_features = datasets.Features({**table_features, SPLIT_COLUMN: datasets.Value("string")})
@@ -363,11 +364,8 @@ def _stratified_split_indices(labels: np.ndarray, options: PublishOptions) -> di
     """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded.
 
     ``labels`` [N] are the rows' label indices in id order; returns positions into ``labels`` per split, ascending."""
-    rng = random.Random(options.seed)
     test: list[int] = []
-    for label in sorted(set(labels.tolist())):
-        group = np.flatnonzero(labels == label).tolist()
-        rng.shuffle(group)
+    for group in shuffled_label_groups(labels.tolist(), random.Random(options.seed)):
         held = round(len(group) * options.test_fraction) if len(group) > 1 else 0
         test.extend(group[:held])
     is_test = np.zeros(len(labels), dtype=bool)

@@ -8,7 +8,7 @@ import datasets
 import numpy as np
 import yaml
 
-from worker.calibration import plot_confusion_matrix
+from worker.calibration import plot_confusion_matrix, png_figure
 from worker.publish.build import Publication
 
 CONFUSION_PLOT = "images/correction_confusion.png"
@@ -119,19 +119,11 @@ def write_plots(publication: Publication, directory: Path) -> list[Path]:
 
 def _loss_histogram(corrected: list[float], confirmed: list[float], path: Path) -> Path:
     """Histograms of the original label's loss over reviewed records, corrected vs confirmed, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    if corrected or confirmed:
-        bins = np.linspace(0, max([*corrected, *confirmed, 1e-6]), 30)
-        axis.hist(confirmed, bins=bins, alpha=0.6, label=f"confirmed ({len(confirmed)})")
-        axis.hist(corrected, bins=bins, alpha=0.6, label=f"corrected ({len(corrected)})")
-        axis.legend()
-    axis.set(xlabel="loss of the original label", ylabel="records", title="Reviewed records by model loss")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    with png_figure(path, (6, 4)) as axis:
+        if corrected or confirmed:
+            bins = list(np.linspace(0, max([*corrected, *confirmed, 1e-6]), 30))
+            axis.hist(confirmed, bins=bins, alpha=0.6, label=f"confirmed ({len(confirmed)})")
+            axis.hist(corrected, bins=bins, alpha=0.6, label=f"corrected ({len(corrected)})")
+            axis.legend()
+        axis.set(xlabel="loss of the original label", ylabel="records", title="Reviewed records by model loss")
     return path

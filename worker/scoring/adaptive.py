@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 
-from worker.scoring.uncertainty import LOG_FLOOR
+from worker.constants import LOG_FLOOR, PROBABILITY_FLOOR
 
 # Nats of BALD's standard error below which a record counts as settled whatever its BALD (float32 noise).
 BALD_FLOOR = 1e-6
@@ -83,7 +83,7 @@ def standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
     samples = log_probs.shape[0]
     log_p = log_probs.float().clamp_min(LOG_FLOOR)
     p = log_p.exp()
-    log_mean = p.mean(dim=0).clamp_min(math.exp(LOG_FLOOR)).log()  # [n, C]
+    log_mean = p.mean(dim=0).clamp_min(PROBABILITY_FLOOR).log()  # [n, C]
     kl = (p * (log_p - log_mean)).sum(dim=-1)  # [t, n]: BALD = kl.mean(0)
     bald_se = kl.std(dim=0) / math.sqrt(samples)
     index = reference.clamp_min(0).view(1, -1, 1).expand(samples, -1, 1).to(log_p.device)

@@ -7,11 +7,10 @@ import warnings
 import numpy as np
 from baal.active.heuristics import BALD, Entropy, Margin, Variance
 
+from worker.constants import LOG_FLOOR
+
 # The names uncertainty_scores returns (one [N] array each).
 UNCERTAINTY_NAMES = ("bald", "entropy", "margin", "variance", "variation_ratio")
-
-# Smallest probability used inside a log: keeps losses finite for a confidently wrong model.
-LOG_FLOOR = float(np.log(1e-12))
 
 
 def uncertainty_scores(mc_probs: np.ndarray) -> dict[str, np.ndarray]:

@@ -22,6 +22,8 @@ from worker.calibration import (
     reliability_bins,
     scaled_log_probs,
 )
+from worker.constants import PROBABILITY_FLOOR
+from worker.records import label_index
 from worker.scoring.model import Classifier
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, predict_probabilities
@@ -77,7 +79,7 @@ def calibration_report(
     curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
     "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
     """
-    index = {label: position for position, label in enumerate(classifier.labels)}
+    index = label_index(classifier.labels)
     targets = np.asarray([index[example.label] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
                                           samples=max_samples, seed=seed)
@@ -86,7 +88,7 @@ def calibration_report(
     accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))
     curve = ece_by_samples(probabilities.mc, targets)
     temperature = scaled = crossfit = None
-    log_probs = np.log(np.clip(probabilities.deterministic, 1e-12, 1.0))
+    log_probs = np.log(np.clip(probabilities.deterministic, PROBABILITY_FLOOR, 1.0))
     if temperature_scaling and len(examples) >= 4:
         temperature = fit_temperature(log_probs, targets)
         scaled = expected_calibration_error(np.exp(scaled_log_probs(log_probs, temperature)), targets)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from worker.errors import DataError
+from worker.iterables import shuffled_label_groups
 from worker.records import PulledRecord, consensus
 
 TrainingData = Literal["annotated", "annotated+original"]
@@ -104,17 +105,13 @@ def stratified_split(
     """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
-    by_label: dict[str, list[Example]] = defaultdict(list)
-    for example in sorted(examples, key=lambda e: e.id):
-        by_label[example.label].append(example)
-    rng = random.Random(seed)
-    train, validation = [], []
-    for label in sorted(by_label):
-        group = by_label[label]
-        rng.shuffle(group)
+    ordered = sorted(examples, key=lambda e: e.id)
+    train: list[Example] = []
+    validation: list[Example] = []
+    for group in shuffled_label_groups([e.label for e in ordered], random.Random(seed)):
         held = 0 if len(group) < 2 else max(1, min(len(group) - 1, round(len(group) * fraction)))
-        validation.extend(group[:held])
-        train.extend(group[held:])
+        validation.extend(ordered[position] for position in group[:held])
+        train.extend(ordered[position] for position in group[held:])
     return train, validation
 
 
@@ -208,15 +205,9 @@ def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[
         raise DataError(f"K-fold needs k >= 2, got {k}")
     if len(examples) < k:
         raise DataError(f"K-fold with k={k} needs at least {k} examples, got {len(examples)}")
-    rng = random.Random(seed)
     folds = [0] * len(examples)
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for index, example in enumerate(examples):
-        by_label[example.label].append(index)
     offset = 0
-    for label in sorted(by_label):
-        members = by_label[label]
-        rng.shuffle(members)
+    for members in shuffled_label_groups([e.label for e in examples], random.Random(seed)):
         for position, index in enumerate(members):
             folds[index] = (offset + position) % k
         offset += len(members)

@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 
 from worker.calibration import expected_calibration_error
 from worker.errors import DataError
+from worker.records import label_index
 from worker.scoring.batching import ScoringInput, windows
 from worker.scoring.mc import MCLayers, MCPredictor
 from worker.scoring.model import Classifier
@@ -104,7 +105,7 @@ def evaluate_classifier(classifier: Classifier, texts: Sequence[str], labels: Se
     Raises:
         DataError: a label is not one of the classifier's labels.
     """
-    index = {label: position for position, label in enumerate(classifier.labels)}
+    index = label_index(classifier.labels)
     unknown = sorted({label for label in labels if label not in index})
     if unknown:
         raise DataError(f"validation labels {unknown} are not among the model's labels {list(classifier.labels)}")

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 
 from worker.errors import DataError, ScoringError
+from worker.records import label_index
 from worker.registry import ModelRegistry, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
                         f"differ from the dataset question's labels {sorted(dataset_labels)}; "
                         f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…")
     model.config.id2label = dict(enumerate(mapped))
-    model.config.label2id = {label: index for index, label in enumerate(mapped)}
+    model.config.label2id = label_index(mapped)
     with registry.staging() as staged:
         model.save_pretrained(staged, safe_serialization=True)
         tokenizer.save_pretrained(staged)

@@ -26,7 +26,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.config import Monitor, TrainingSettings
+from worker.constants import PROBABILITY_FLOOR
 from worker.errors import ConfigError, DataError
+from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch
 from worker.scoring.device import amp_dtype, autocast, pick_device
 from worker.training.data import Example, text_pairs
@@ -163,7 +165,7 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 
 
 def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, int]:
-    label_ids = {label: index for index, label in enumerate(labels)}
+    label_ids = label_index(labels)
     for example in examples:
         if example.label not in label_ids:
             raise DataError(f"record {example.id!r}: label {example.label!r} is not one of {list(labels)}")
@@ -278,7 +280,7 @@ class _Loop:
                 logits = self.forward(**inputs).logits
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         prob_matrix, target_vector = np.concatenate(probs), data.targets  # [N, C], [N]
-        loss = float(-np.log(np.clip(prob_matrix[np.arange(len(target_vector)), target_vector], 1e-12, 1)).mean())
+        loss = float(-np.log(np.clip(prob_matrix[np.arange(len(target_vector)), target_vector], PROBABILITY_FLOOR, 1)).mean())
         accuracy, macro_f1 = classification_metrics(prob_matrix, target_vector, len(self.label_ids))
         return loss, accuracy, macro_f1
 
