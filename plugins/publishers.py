@@ -10,7 +10,7 @@ def register_publishers(context: WorkerContext):
     from worker.publish.sinks import HubSink, LocalDirectorySink
 
     settings = context.settings.publish
-    sinks = []
+    sinks: list[LocalDirectorySink | HubSink] = []
     if settings.directory is not None:
         sinks.append(LocalDirectorySink(settings.directory))
     if settings.repo_id:

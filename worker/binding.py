@@ -137,7 +137,7 @@ class DatasetBinding:
         if kind == "none":
             return None
         if kind == "metadata":
-            value = metadata.get(name)
+            value = metadata.get(name) if name else None
             return str(value) if value is not None else None
         preserved, preserved_agent = metadata.get(PRESERVED_LABEL), metadata.get(PRESERVED_AGENT)
         foreign = suggestion_value if is_foreign(suggestion_agent, metadata) else None

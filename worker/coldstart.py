@@ -96,7 +96,7 @@ def typical_ranking(vectors: np.ndarray, *, clusters: int, neighbours: int = 20,
             order = np.argsort(-typicality(vectors[members], neighbours), kind="stable")
             queues.append(list(members[order]))
     queues.sort(key=len, reverse=True)
-    ranking = []
+    ranking: list[int] = []
     for depth in range(max(len(queue) for queue in queues)):
         ranking.extend(queue[depth] for queue in queues if depth < len(queue))
     return np.asarray(ranking, dtype=np.int64)

@@ -275,8 +275,9 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
     problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden" and tuple(item["loc"]) in REMOVED_KEYS:
-            problems.append(f"{key} was removed in this version: {REMOVED_KEYS[tuple(item['loc'])]}")
+        removed = REMOVED_KEYS.get((str(item["loc"][0]), str(item["loc"][-1]))) if len(item["loc"]) == 2 else None
+        if item["type"] == "extra_forbidden" and removed:
+            problems.append(f"{key} was removed in this version: {removed}")
             continue
         value = item.get("input")
         shown = "(secret)" if any(part in ("api_key", "hf_token", "secret") for part in item["loc"]) else repr(value)

@@ -138,7 +138,8 @@ def labelled_rows(
         record, reason = _row_to_record(row, text_column, label_column, id_column, label_names, allowed,
                                         split_column)
         if record is not None and record.id in seen_ids:
-            record, reason = None, f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
+            reason = f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
+            record = None
         if record is None:
             report.bad_rows.append((row_number, reason))
             continue

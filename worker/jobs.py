@@ -164,11 +164,19 @@ class Services:
 
     def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None):
         self.settings = settings
-        self.plugins = plugins if plugins is not None else plugin_manager(settings.plugin_modules)
+        self._given_plugins = plugins
         self.context = WorkerContext(settings)
         self._classifier: Classifier | None = None
-        call_each(self.plugins, "startup", context=self.context)
         self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
+
+    @cached_property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager, loaded and started (``startup`` hooks) on first use: a command that needs no
+        plugin (``models list``) starts none; the running worker starts them before anything else."""
+        manager = self._given_plugins if self._given_plugins is not None else plugin_manager(
+            self.settings.plugin_modules)
+        call_each(manager, "startup", context=self.context)
+        return manager
 
     @cached_property
     def gateway(self) -> ArgillaGateway:
@@ -196,16 +204,23 @@ class Services:
         return FailedPushes(self.settings.state_dir / "failed_pushes.json")
 
     def labels(self) -> list[str]:
-        """The bound question's labels; binds to the dataset (validated once) and adds the worker's
-        missing metadata properties. Never creates the dataset.
+        """The bound question's labels: binds to the dataset (validated once). Reads only: nothing on the
+        server changes (see :meth:`prepare_for_push`).
 
         Raises:
             ConfigError: the dataset does not exist, or does not fit the ``[argilla]`` config.
         """
-        if self.gateway.existing_labels() is None:
+        labels = self.gateway.existing_labels()
+        if labels is None:
             raise ConfigError(f"dataset {self.settings.argilla.workspace}/{self.settings.argilla.dataset} does not "
                               f"exist on {self.settings.argilla.api_url}: create it with the Argilla SDK or "
                               f"`argilla-worker ingest` first")
+        return labels
+
+    def prepare_for_push(self) -> list[str]:
+        """:meth:`labels`, then what a job that writes scores needs on the dataset: the worker's missing
+        metadata properties and its section of the guidelines (``argilla.guidelines = "append"``)."""
+        self.labels()
         return list(self.gateway.prepare().labels)
 
     def ensure_dataset(self) -> None:
@@ -264,7 +279,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     """
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
-    labels = services.labels()  # binds first: a dataset that does not fit the config is the first thing said
+    labels = services.prepare_for_push()  # binds first: a dataset that does not fit the config is said first
     classifier = services.classifier()
     check_label_set(classifier.labels, labels)
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
@@ -450,15 +465,15 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     if not settings.base_model:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
-    labels = services.labels()
+    labels = services.prepare_for_push()
     examples, server_ids = [], {}
     version = f"{current_version}{OOF_MARK}{k}"
     report = ScoreReport(version)
     for record in services.gateway.pull():
         report.considered += 1
-        label = reference_label(record) if isinstance(record.text, str) and record.text.strip() else None
-        if label is not None:
-            examples.append(Example(record.record_id, record.text, label, text_pair=record.text_pair))
+        text = record.text
+        if isinstance(text, str) and text.strip() and (label := reference_label(record)) is not None:
+            examples.append(Example(record.record_id, text, label, text_pair=record.text_pair))
             server_ids[record.record_id] = record.server_id
     with services.registry.staging() as work_dir:
         scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
@@ -486,13 +501,14 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
         raise ConfigError("training.base_model is not set: the cold start embeds the records with it")
     check_model_source(encoder)
     settings = settings or ColdStartSettings(device=services.settings.scoring.device)
-    services.labels()  # binds, adds the worker's metadata properties
+    services.prepare_for_push()  # binds, adds the worker's metadata properties
     with_text = (r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip())
     records, count = reservoir_sample(with_text, settings.max_records, random.Random(settings.seed))
     if count > len(records):
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(records), count)
     pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
-    ranks = cold_start_ranks([r.record_id for r in records], [r.text for r in records], encoder, settings, pairs)
+    ranks = cold_start_ranks([r.record_id for r in records], [str(r.text) for r in records], encoder, settings,
+                             pairs)
     report = services.gateway.push_metadata({record_id: {RANK_PROPERTY: rank} for record_id, rank in ranks.items()},
                                             current={r.record_id: r for r in records})
     logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch",

@@ -52,9 +52,9 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
     Raises:
         ValueError: the record was skipped by the scorer (it has nothing to write).
     """
-    if score.skipped:
-        raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason}")
-    metadata: dict[str, float | str] = {
+    if score.skipped or score.predicted_label is None or score.score is None:
+        raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason or 'no prediction'}")
+    metadata: dict[str, float | str | None] = {
         "bald": score.bald,
         "entropy": score.entropy,
         "margin": score.margin,
@@ -72,7 +72,7 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
         metadata["reference_label"] = score.reference_label
     metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}
     label, probability, agent = score.predicted_label, score.score, model_version
-    if suggests_reference(policy, has_reference=score.reference_label is not None, reviewed=reviewed):
+    if score.reference_label is not None and suggests_reference(policy, has_reference=True, reviewed=reviewed):
         label = score.reference_label
         probability = (score.probabilities or {}).get(label, 0.0)
         agent = CONSENSUS_AGENT if reviewed else reference_agent

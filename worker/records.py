@@ -62,7 +62,7 @@ class PulledRecord:
 
     server_id: str
     record_id: str  # the external id
-    text: str | None
+    text: object  # a str from Argilla; another value is kept so that the scorer can name it as an error
     metadata: dict
     suggestion: SuggestionState | None
     responses: tuple[ResponseState, ...]
@@ -126,7 +126,7 @@ class Prediction:
     label: str
     score: float
     agent: str
-    metadata: dict[str, float | str]
+    metadata: dict[str, float | str | None]  # None: not written (see sanitise_metadata)
 
 
 def sanitise_metadata(record_id: str, metadata: dict) -> dict:

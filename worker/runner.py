@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from worker.config import WorkerSettings
 from worker.errors import (
@@ -31,6 +32,9 @@ from worker.errors import (
 from worker.files import utc_now, write_json_atomic
 from worker.jobs import Services, publish_job, score_job, train_job
 from worker.registry import check_writable
+
+if TYPE_CHECKING:
+    from worker.webhooks import Registration
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +133,7 @@ class Runner:
         self.stop = threading.Event()
         self.status = Status()
         self.metrics = WorkerMetrics()
-        self.registration = None  # webhooks.Registration once Argilla accepted ours
+        self.registration: Registration | None = None  # once Argilla accepted our webhook
         self.ping_received = threading.Event()
         self.dataset_id: str | None = None
         self._status_lock = threading.Lock()
@@ -201,7 +205,7 @@ class Runner:
             try:
                 self.services.ensure_dataset()
                 self.services.labels()
-                self.dataset_id = str(self.services.gateway._dataset().id)
+                self.dataset_id = self.services.gateway.dataset_id()
                 self._argilla_ok()
                 break
             except ArgillaUnavailableError as error:
@@ -219,7 +223,7 @@ class Runner:
 
         if not self.settings.webhooks.enabled:
             return self._set_mode("polling", "webhooks disabled in the config")
-        url = (self.settings.http.public_url or self.status.http_url).rstrip("/") + "/webhooks/argilla"
+        url = (self.settings.http.public_url or self.status.http_url or "").rstrip("/") + "/webhooks/argilla"
         owner = f"{self.settings.argilla.dataset} {self.settings.state_dir.resolve()}"
         try:
             self.registration = webhooks.register(self.services.gateway, url, owner)

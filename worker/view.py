@@ -26,6 +26,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -138,9 +139,10 @@ class ViewTolerance:
         for key in SORT_KEYS:
             if key not in new and key not in old:
                 continue
-            if not _both_numbers(old.get(key), new.get(key)) or key not in quantiles.quantiles:
+            old_value, new_value = old.get(key), new.get(key)
+            if not (_is_number(old_value) and _is_number(new_value)) or key not in quantiles.quantiles:
                 return "value"
-            before, after = quantiles.percentile(key, old[key]), quantiles.percentile(key, new[key])
+            before, after = quantiles.percentile(key, old_value), quantiles.percentile(key, new_value)
             if self.exact_top and (min(before, after) <= edge or max(before, after) >= 1.0 - edge):
                 return "top"  # the top (or bottom) of an order is always exact
             if abs(after - before) > self.rank_tolerance:
@@ -148,8 +150,9 @@ class ViewTolerance:
         return None
 
 
-def _both_numbers(a: object, b: object) -> bool:
-    return all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in (a, b))
+def _is_number(value: object) -> TypeGuard[float]:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and bool(np.isfinite(value))
 
 
 class QuantileStore:

@@ -91,34 +91,32 @@ def register(gateway: ArgillaGateway, url: str, owner: str) -> Registration:
     URLs (an earlier run on another port, stopped with kill -9) are deleted — Argilla allows 10 in all.
     """
     description = f"{DESCRIPTION} {owner}"[:250]
-    hooks = gateway._request("GET", "/api/v1/webhooks")["items"]
+    hooks = gateway.list_webhooks()
     for stale in [hook for hook in hooks if hook.get("description") == description and hook["url"] != url]:
         logger.info("deleting this worker's stale webhook %s (%s)", stale["id"], stale["url"])
-        gateway._request("DELETE", f"/api/v1/webhooks/{stale['id']}")
+        gateway.delete_webhook(stale["id"])
     existing = [hook for hook in hooks if hook["url"] == url]
     if existing:
         hook = existing[0]
         if sorted(hook["events"]) != sorted(EVENTS) or not hook["enabled"]:
-            hook = gateway._request("PATCH", f"/api/v1/webhooks/{hook['id']}",
-                                    json={"events": list(EVENTS), "enabled": True})
+            hook = gateway.update_webhook(hook["id"], events=EVENTS, enabled=True)
         for duplicate in existing[1:]:
-            gateway._request("DELETE", f"/api/v1/webhooks/{duplicate['id']}")
+            gateway.delete_webhook(duplicate["id"])
     else:
-        hook = gateway._request("POST", "/api/v1/webhooks",
-                                json={"url": url, "events": list(EVENTS), "description": description})
+        hook = gateway.create_webhook(url, EVENTS, description)
     logger.info("Argilla webhook %s delivers %s to %s", hook["id"], list(EVENTS), url)
     return Registration(str(hook["id"]), url, hook["secret"])
 
 
 def unregister(gateway: ArgillaGateway, registration: Registration) -> None:
     """Delete the webhook (on a clean stop; the next start catches up by polling)."""
-    gateway._request("DELETE", f"/api/v1/webhooks/{registration.webhook_id}")
+    gateway.delete_webhook(registration.webhook_id)
     logger.info("Argilla webhook %s deleted", registration.webhook_id)
 
 
 def ping(gateway: ArgillaGateway, registration: Registration) -> None:
     """Ask Argilla to deliver a ``ping`` event now (raises ArgillaGatewayError when it cannot)."""
-    gateway._request("POST", f"/api/v1/webhooks/{registration.webhook_id}/ping")
+    gateway.ping_webhook(registration.webhook_id)
 
 
 def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:

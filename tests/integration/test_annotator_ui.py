@@ -75,7 +75,7 @@ def test_annotator_sorts_by_loss_sees_the_worst_record_with_its_suggestion_and_c
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "sign-in" not in url)
 
-    page.goto(f"{stack_settings.api_url}/dataset/{scored_dataset._dataset().id}/annotation-mode")
+    page.goto(f"{stack_settings.api_url}/dataset/{scored_dataset.dataset_id()}/annotation-mode")
     page.locator("button.filter-button__button", has_text="Sort").click()
     page.locator("li[title='loss'] button").click()
     page.wait_for_url(lambda url: "sort=metadata.loss.asc" in url)
@@ -153,7 +153,7 @@ def test_the_annotator_sees_the_label_under_review_with_the_models_doubt_and_unl
 
     page = browser_page
     _sign_in(page, stack_settings)
-    dataset_id = gateway._dataset().id
+    dataset_id = gateway.dataset_id()
     _sort_descending(page, stack_settings, dataset_id, "loss")
     page.get_by_text(texts["r2"]).wait_for()
     ARTIFACTS.mkdir(exist_ok=True)

@@ -62,7 +62,7 @@ def test_ingest_pull_push_round_trip(gateway, stack_settings):
     assert after["r1"].suggestion.score == pytest.approx(0.65)
     assert after["r1"].metadata["original_label"] == "positive"  # merged, not replaced
     assert after["r1"].metadata["loss"] == pytest.approx(1.0)
-    ordered = [r["external_id"] for r in search_sorted_by_metadata(stack_settings, gateway._dataset().id, "loss")]
+    ordered = [r["external_id"] for r in search_sorted_by_metadata(stack_settings, gateway.dataset_id(), "loss")]
     assert ordered == [f"r{i}" for i in reversed(range(6))]
 
 
@@ -70,7 +70,7 @@ def test_pushing_twice_sends_nothing_new_and_never_touches_responses(gateway, st
     pulled = _by_id(gateway.pull())
     submit_label(stack_settings, pulled["r0"].server_id, "positive")
     submit_label(stack_settings, pulled["r3"].server_id, "negative", status="draft")
-    dataset_id = gateway._dataset().id
+    dataset_id = gateway.dataset_id()
     before = raw_responses(stack_settings, dataset_id)
 
     first = gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
@@ -199,7 +199,7 @@ def test_a_record_deleted_after_the_pull_is_isolated_and_the_rest_of_its_batch_l
 def test_a_stopped_server_is_retried_then_reported_and_a_rerun_converges(gateway, local_argilla):
     pulled = _by_id(gateway.pull())
     gateway.retry = RetryPolicy(attempts=3, initial_wait_s=0.05, max_wait_s=0.2)
-    gateway._dataset()  # resolved while the server is up
+    gateway.dataset_id()  # resolved while the server is up
     _terminate_group(local_argilla._read_pids()["server"]["pid"])
     try:
         with pytest.raises(ArgillaUnavailableError, match="unreachable after 3 attempts") as error:

@@ -76,7 +76,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     annotated = sorted(pulled)[:24]
     for record_id in annotated:
         submit_label(stack_settings, pulled[record_id].server_id, truth[record_id])
-    responses_before = raw_responses(stack_settings, services.gateway._dataset().id)
+    responses_before = raw_responses(stack_settings, services.gateway.dataset_id())
 
     outcome = train_job(services)
 
@@ -101,7 +101,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     for record_id in FLIPPED & set(annotated):  # loss is measured against the correction, not the original
         assert after[record_id].metadata["reference_label"] == truth[record_id]
         assert after[record_id].metadata["original_label"] == _flip(truth[record_id])
-    assert raw_responses(stack_settings, services.gateway._dataset().id) == responses_before
+    assert raw_responses(stack_settings, services.gateway.dataset_id()) == responses_before
 
     again = score_job(services, full=True)
     assert again.scored == 0 and again.up_to_date == 40, "an up-to-date record was scored twice"

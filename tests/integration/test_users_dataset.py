@@ -97,15 +97,17 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
         submit_label(stack_settings, before[record_id]["id"], truth[record_id], question=QUESTION)
     before = _stored(stack_settings, their_dataset.id)
 
-    binding = services.gateway.prepare()
+    binding = services.gateway.binding
     assert (binding.fields, binding.question, list(binding.labels)) == (("headline", "review_body"), QUESTION,
                                                                         list(LABELS))
     pulled = {r.record_id: r for r in services.gateway.pull()}
     assert pulled["e5"].text_pair == before["e5"]["fields"]["review_body"]
     assert pulled["e33"].reference == _flip(truth["e33"])  # the other agent's label, before any review
 
+    untouched = _dataset_settings(stack_settings, their_dataset.id)
     outcome = train_job(services)
     assert outcome.promoted and outcome.model.metrics["training"]["annotated"] == ANNOTATED
+    assert _dataset_settings(stack_settings, their_dataset.id) == untouched  # reading jobs write nothing
     report = score_job(services, full=True)
     assert (report.scored, report.pushed, report.failed) == (COUNT, COUNT, 0)
 
@@ -146,7 +148,9 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
 
     assert score_job(services, full=True).scored == 0  # up to date: nothing scored twice
 
+    scored_settings = _dataset_settings(stack_settings, their_dataset.id)
     publish_job(services, directory=tmp_path / "published")
+    assert _dataset_settings(stack_settings, their_dataset.id) == scored_settings
     table = datasets.load_dataset(str(tmp_path / "published"))
     rows = {row["id"]: row for split in table.values() for row in split}
     names = table[next(iter(table))].features["label"].names
@@ -194,6 +198,15 @@ def test_a_reading_command_does_not_create_a_missing_dataset(local_argilla, stac
     with pytest.raises(Exception, match="does not exist"):
         services.labels()
     assert services.gateway.existing_labels() is None
+
+
+def _dataset_settings(stack_settings, dataset_id) -> tuple[str, list[str]]:
+    """(guidelines, metadata property names) as the server has them."""
+    headers = {"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}
+    dataset = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}", headers=headers).json()
+    properties = httpx.get(f"{stack_settings.api_url}/api/v1/me/datasets/{dataset_id}/metadata-properties",
+                           headers=headers).json()["items"]
+    return dataset["guidelines"], sorted(prop["name"] for prop in properties)
 
 
 def _cli(stack_settings, dataset_name, tmp_path, *args, extra_env=None):

@@ -178,7 +178,7 @@ def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: in
             "webhook-signature": signer.sign(delivery_id, now, body)})
 
     submitted = {"type": "response.created", "timestamp": "2026-01-01T00:00:00Z",
-                 "data": {"status": "submitted", "record": {"external_id": "e5", "dataset": {"id": str(setup["gateway"]._dataset().id)}}}}
+                 "data": {"status": "submitted", "record": {"external_id": "e5", "dataset": {"id": str(setup["gateway"].dataset_id())}}}}
     before = _status(tmp)["corrections_pending"]
     first, replay = signed_post(submitted, "msg_replayed"), signed_post(submitted, "msg_replayed")
     assert (first.json()["status"], replay.json()["status"]) == ("accepted", "duplicate")
@@ -198,7 +198,7 @@ def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: in
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(setup, sig):
     gateway, tmp = setup["gateway"], setup["tmp"]
-    responses_before = raw_responses(setup["settings"], gateway._dataset().id)
+    responses_before = raw_responses(setup["settings"], gateway.dataset_id())
     config = setup["write_config"](sleep=1.5, push_batch=5)
     worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
     _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first pushed batch", worker)
@@ -217,7 +217,7 @@ def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(
     scored = _scored(setup["record_file"])
     assert set(scored) == {("v0001", f"e{i}") for i in range(RECORDS)}
     assert max(scored.values()) == 1, f"scored twice: {[k for k, v in scored.items() if v > 1]}"
-    assert raw_responses(setup["settings"], gateway._dataset().id) == responses_before
+    assert raw_responses(setup["settings"], gateway.dataset_id()) == responses_before
 
 
 def test_a_promotion_or_rollback_from_the_command_line_is_noticed_and_rescored(setup):

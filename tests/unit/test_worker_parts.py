@@ -223,6 +223,28 @@ def test_built_in_plugins_are_registered_like_third_party_ones():
     assert [type(sink).__name__ for sink in sinks] == ["LocalDirectorySink"]
 
 
+def test_plugins_start_on_first_use_so_a_registry_command_starts_none(tmp_path):
+    """`models list` reads the registry only: the plugins' `startup` hooks must not run for it."""
+    from worker.jobs import Services
+
+    class _Starting:
+        def __init__(self):
+            self.started = 0
+
+        @hookimpl
+        def startup(self, context):
+            self.started += 1
+
+    manager = plugin_manager(entry_points=False, builtins=False)
+    starting = _Starting()
+    manager.register(starting, name="starting-plugin")
+    services = Services(load_settings(registry={"path": str(tmp_path / "registry")}), plugins=manager)
+
+    assert services.registry.versions() == [] and starting.started == 0
+    assert services.plugins is manager and starting.started == 1
+    assert services.plugins is manager and starting.started == 1  # started once
+
+
 def test_plugin_scorers_become_metadata_and_a_failing_one_is_dropped(tiny_classifier, caplog):
     from worker.predictions import prediction_from_score, readable
     from worker.scoring import Scorer, ScoringInput

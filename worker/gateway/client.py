@@ -67,13 +67,14 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
 MAX_PAGE = 999  # a search request returns at most 1,000 records (keyset paging may ask for one more)
 TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
-ANNOTATED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"},
+ANNOTATED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
-SUBMITTED_FILTER = {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["submitted"]}
+SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["submitted"]}
 # Reviewed records the worker last scored as unreviewed: a first review, found without any time filter
 # (the search index does not bump a record's updated_at for a response).
-NEW_REVIEWS = [SUBMITTED_FILTER, {"type": "range", "scope": {"entity": "metadata", "metadata_property": SUBMITTED_RESPONSES},
-                                  "le": 0}]
+NEW_REVIEWS: list[dict] = [
+    SUBMITTED_FILTER, {"type": "range", "scope": {"entity": "metadata", "metadata_property": SUBMITTED_RESPONSES},
+                       "le": 0}]
 # The server-side query reaches this far behind the watermark (the search index can lag the database);
 # records are then kept only if they changed strictly after the watermark.
 WATERMARK_OVERLAP = timedelta(seconds=2)
@@ -176,7 +177,7 @@ class ArgillaGateway:
         self.dataset_name = dataset_name
         self.workspace = workspace
         self.retry = retry or RetryPolicy()
-        self._binding_config = {"fields": tuple(fields), "question": question, "reference": reference}
+        self._fields, self._question, self._reference = tuple(fields), question, reference  # the [argilla] config
         self.guidelines_mode = guidelines  # append: add/update the worker's section; keep: never touch them
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
@@ -193,7 +194,7 @@ class ArgillaGateway:
         """
         dataset = self._find_dataset()
         if dataset is None:
-            field, question = new_dataset_names(self._binding_config["fields"], self._binding_config["question"])
+            field, question = new_dataset_names(self._fields, self._question)
             logger.info("creating dataset %s/%s: field %r, question %r with labels %s", self.workspace,
                         self.dataset_name, field, question, list(labels))
             dataset = rg.Dataset(
@@ -231,7 +232,8 @@ class ArgillaGateway:
     def binding(self) -> DatasetBinding:
         """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
         if self._binding is None:
-            self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, **self._binding_config)
+            self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
+                                 question=self._question, reference=self._reference)
             logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s", self.workspace,
                         self.dataset_name, list(self._binding.fields), self._binding.question,
                         list(self._binding.labels), self._binding.reference)
@@ -513,7 +515,8 @@ class ArgillaGateway:
                    report: PushReport, force: Collection[str] = ()) -> tuple[str, dict] | None:
         record = current.get(prediction.record_id)
         reason = context.problem(prediction, record)
-        if reason is not None:
+        if record is None or reason is not None:
+            reason = reason or "not in the dataset (pull it first)"
             logger.warning("record %s not pushed: %s", prediction.record_id, reason)
             report.rejected[prediction.record_id] = reason
             return None
@@ -530,6 +533,33 @@ class ArgillaGateway:
             "suggestions": [{"question_id": context.question_id, "value": prediction.label, "type": "model",
                              "score": prediction.score, "agent": prediction.agent}],
         }
+
+    # ------------------------------------------------------------------ webhooks
+
+    def dataset_id(self) -> str:
+        """The bound dataset's id on the server (what webhook events name it by)."""
+        return str(self._dataset().id)
+
+    def list_webhooks(self) -> list[dict]:
+        """Every webhook of the server (``id``, ``url``, ``events``, ``enabled``, ``description``, ``secret``)."""
+        return self._request("GET", "/api/v1/webhooks")["items"]
+
+    def create_webhook(self, url: str, events: Sequence[str], description: str) -> dict:
+        """A new webhook delivering ``events`` to ``url``; the answer carries its signing ``secret``."""
+        return self._request("POST", "/api/v1/webhooks",
+                             json={"url": url, "events": list(events), "description": description})
+
+    def update_webhook(self, webhook_id: str, *, events: Sequence[str], enabled: bool = True) -> dict:
+        """Set a webhook's events and whether it is enabled; answers the webhook as it now is."""
+        return self._request("PATCH", f"/api/v1/webhooks/{webhook_id}", json={"events": list(events),
+                                                                              "enabled": enabled})
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._request("DELETE", f"/api/v1/webhooks/{webhook_id}")
+
+    def ping_webhook(self, webhook_id: str) -> None:
+        """Ask the server to deliver a ``ping`` event to the webhook now."""
+        self._request("POST", f"/api/v1/webhooks/{webhook_id}/ping")
 
     # ------------------------------------------------------------------ HTTP
 
@@ -556,8 +586,8 @@ class ArgillaGateway:
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential(multiplier=self.retry.initial_wait_s, max=self.retry.max_wait_s),
             before_sleep=lambda state: logger.warning("Argilla %s %s failed (%s); retry %d of %d", method, path,
-                                                      state.outcome.exception(), state.attempt_number,
-                                                      self.retry.attempts - 1),
+                                                      state.outcome.exception() if state.outcome else None,
+                                                      state.attempt_number, self.retry.attempts - 1),
             reraise=True,
         )
         try:

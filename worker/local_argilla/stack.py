@@ -409,7 +409,7 @@ class LocalArgilla:
 
     def _is_ours_and_alive(self, name: str) -> bool:
         entry = self._read_pids().get(name)
-        return bool(entry) and _process_matches(entry)
+        return entry is not None and bool(entry) and _process_matches(entry)
 
 
 # ---------------------------------------------------------------------- helpers

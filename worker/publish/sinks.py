@@ -151,7 +151,8 @@ class HubSink:
                 return PublishResult("hub", self.repo_id, False, content_hash)
             with tempfile.TemporaryDirectory() as work:
                 write_publication(publication, Path(work), card)
-                operations = [CommitOperationDelete("data/", is_folder=True)] if previous else []
+                operations: list[CommitOperationAdd | CommitOperationDelete] = (
+                    [CommitOperationDelete("data/", is_folder=True)] if previous else [])
                 operations += [CommitOperationAdd(path.relative_to(work).as_posix(), str(path))
                                for path in sorted(Path(work).rglob("*")) if path.is_file()]
                 counts = publication.counts()

@@ -21,7 +21,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
@@ -108,10 +108,10 @@ def windows(
     if pool is None:
         for chunk in chunks:
             scorable, positions, skipped = _split_scorable(chunk)
-            encoded = encode_texts([record.text for record in scorable], tokenizer, shape, _pairs(scorable))
+            encoded = encode_texts([str(record.text) for record in scorable], tokenizer, shape, _pairs(scorable))
             yield _assemble(chunk, scorable, positions, skipped, encoded, pin_memory)
         return
-    pending: deque = deque()
+    pending: deque[_Pending] = deque()
     for chunk in chunks:  # up to 2 windows per worker process in flight, results in input order
         try:
             scorable, positions, skipped = _split_scorable(chunk)
@@ -119,7 +119,7 @@ def windows(
             while pending:
                 yield _assemble(*_resolve(pending.popleft()), pin_memory)
             raise
-        future = pool.submit(_encode_in_worker, [record.text for record in scorable], shape, _pairs(scorable))
+        future = pool.submit(_encode_in_worker, [str(record.text) for record in scorable], shape, _pairs(scorable))
         pending.append((chunk, scorable, positions, skipped, future))
         if len(pending) >= 2 * pool_size(pool):
             yield _assemble(*_resolve(pending.popleft()), pin_memory)
@@ -189,7 +189,11 @@ def _assemble(chunk: list[ScoringInput], scorable: list[ScoringInput], positions
     return Window(records=chunk, skipped=skipped, batches=batches, truncated=encoded.truncated)
 
 
-def _resolve(item: tuple) -> tuple:
+_Pending = tuple[list[ScoringInput], list[ScoringInput], list[int], dict[int, str], Future]
+
+
+def _resolve(item: _Pending) -> tuple[list[ScoringInput], list[ScoringInput], list[int], dict[int, str], _Encoded]:
+    """A window whose tokenization ran in the pool, with the pool's result."""
     chunk, scorable, positions, skipped, future = item
     return chunk, scorable, positions, skipped, future.result()
 
@@ -223,7 +227,7 @@ def tokenizer_pool(tokenizer: PreTrainedTokenizerBase, workers: int) -> ProcessP
 
 
 def pool_size(pool: ProcessPoolExecutor) -> int:
-    return pool._max_workers
+    return pool._max_workers  # type: ignore[attr-defined]  # the executor keeps its size private
 
 
 def bucket(order: list[int], lengths: list[int], *, batch_size: int, batch_tokens: int | None) -> Iterator[list[int]]:

@@ -88,9 +88,10 @@ class ConsistentDropout(nn.Module):
         fits = (masks is not None and masks.device == x.device and masks.shape[-1] == features
                 and (positions is None) == (masks.dim() == 2)
                 and (positions is None or masks.shape[1] >= positions))
-        if not fits:
-            rows = None if positions is None else -(-positions // GROWTH) * GROWTH
-            self._masks = masks = self._generate(rows, features).to(x.device)
+        if masks is not None and fits:
+            return masks
+        rows = None if positions is None else -(-positions // GROWTH) * GROWTH
+        self._masks = masks = self._generate(rows, features).to(x.device)
         return masks
 
     def _generate(self, positions: int | None, features: int) -> torch.Tensor:

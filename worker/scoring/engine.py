@@ -7,6 +7,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Self
 
@@ -143,7 +144,7 @@ class Scorer:
         if tokenizer_workers < 0:
             raise ValueError(f"tokenizer_workers must be >= 0, got {tokenizer_workers}")
         self.tokenizer_workers = tokenizer_workers
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.label_index = {label: index for index, label in enumerate(classifier.labels)}
         self.extra_scorers = dict(extra_scorers or {})
@@ -227,7 +228,7 @@ class Scorer:
             self._count(finished.window)
             self.stats.seconds = time.perf_counter() - started
             bar.update(len(finished.window.records))
-            yield from finished.scores
+            yield from finished.complete()
 
     def _count(self, window: Window) -> None:
         self.stats.records += len(window.records)
@@ -343,6 +344,13 @@ class _WindowResults:
         for position, reason in window.skipped.items():
             self.scores[position] = RecordScore(record_id=window.records[position].record_id, skipped_reason=reason)
         self.remaining = len(window.batches)
+
+    def complete(self) -> list[RecordScore]:
+        """The window's scores in input order, once every batch has finished (``remaining`` = 0)."""
+        missing = [position for position, score in enumerate(self.scores) if score is None]
+        if missing:
+            raise ScoringError(f"window finished without scores for {len(missing)} record(s)")
+        return [score for score in self.scores if score is not None]
 
 
 def probe_batch_tokens(predictor: MCPredictor, max_length: int, *, max_records: int,

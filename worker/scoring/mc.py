@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from baal.bayesian.dropout import MCDropoutModule, patch_module
@@ -92,18 +92,19 @@ class PendingPrediction:
 class _EncoderParts:
     """The pieces of a BERT/RoBERTa-style classifier needed to run its layers one by one."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Any):  # duck-typed: any transformers encoder with these parts
         base = model.base_model
-        encoder = getattr(base, "encoder", None)
-        self.layers = getattr(encoder, "layer", None)
-        self.embeddings = getattr(base, "embeddings", None)
-        self.base = base
+        layers = getattr(getattr(base, "encoder", None), "layer", None)
+        embeddings = getattr(base, "embeddings", None)
         pooler = getattr(base, "pooler", None)
-        if self.layers is None or self.embeddings is None or not hasattr(model, "classifier"):
+        if layers is None or embeddings is None or not hasattr(model, "classifier"):
             raise ScoringError(
                 f"partial MC dropout supports BERT- and RoBERTa-style encoders (base.encoder.layer, "
                 f"base.embeddings, classifier); {type(model).__name__} is not one: use mc_strategy='full'"
             )
+        self.layers: nn.ModuleList = layers
+        self.embeddings: nn.Module = embeddings
+        self.base = base
         if pooler is not None and hasattr(model, "dropout"):  # BERT: classifier(dropout(pooler(h)))
             self.head = nn.ModuleDict({"pooler": pooler, "dropout": model.dropout, "classifier": model.classifier})
         else:  # RoBERTa / XLM-R / ELECTRA: classifier(h) takes the whole sequence output
@@ -133,6 +134,8 @@ class _StochasticSuffix(nn.Module):
         """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
         if self.embeddings is not None:
             hidden = self.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        if hidden is None:
+            raise ScoringError("a suffix that does not start at the embeddings needs the hidden states entering it")
         mask = self._attention_mask(inputs["attention_mask"], hidden)
         for layer in self.layers:
             output = layer(hidden, attention_mask=mask)
@@ -201,9 +204,10 @@ class MCPredictor:
         self.consistent = adaptive is not None if consistent is None else consistent
         self.seed = seed
         if strategy == "full":
-            self._mc_model = (self._patch(copy.deepcopy(classifier.model)) if self.consistent
-                              else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
-            self._suffix = None
+            self._mc_model: Callable[..., Any] | None = (
+                self._patch(copy.deepcopy(classifier.model)) if self.consistent
+                else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
+            self._suffix: Callable[..., Any] | None = None
             self._suffix_start = None
         else:
             parts = _EncoderParts(classifier.model)
@@ -217,7 +221,7 @@ class MCPredictor:
             self._suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all",
                                              patch=self._patch).eval()
             self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
-        self._model = classifier.model
+        self._model: Callable[..., Any] = classifier.model
         self.compiled = compile and classifier.device.type == "cuda"
         if compile and not self.compiled:
             logger.info("scoring.compile is only used on CUDA; running eagerly on %s", classifier.device)
@@ -312,6 +316,8 @@ class MCPredictor:
         repeated = {key: value.repeat(count, *([1] * (value.dim() - 1))) for key, value in inputs.items()}
         if self._mc_model is not None:
             logits = self._mc_model(**repeated).logits
+        elif self._suffix is None:
+            raise ScoringError("partial MC dropout without its stochastic suffix")
         else:
             repeated_hidden = hidden.repeat(count, 1, 1) if hidden is not None else None
             logits = self._suffix(repeated_hidden, repeated)

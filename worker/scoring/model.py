@@ -74,7 +74,7 @@ def load_classifier(
 
 def labels_of(model: PreTrainedModel) -> tuple[str, ...]:
     """Label names in class-id order, from ``config.id2label``."""
-    id2label = {int(index): str(name) for index, name in model.config.id2label.items()}
+    id2label = {int(index): str(name) for index, name in (model.config.id2label or {}).items()}
     if sorted(id2label) != list(range(model.config.num_labels)):
         raise ScoringError(f"model config id2label {id2label} does not cover classes 0..{model.config.num_labels - 1}")
     return tuple(id2label[index] for index in range(model.config.num_labels))

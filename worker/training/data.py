@@ -81,11 +81,12 @@ def examples_from_records(
         if not isinstance(record.text, str) or not record.text.strip():
             continue
         verdict = consensus(record)
-        if verdict is not None and verdict.label is None:
-            tied.append(record.record_id)
-        elif verdict is not None:
-            annotated.append(Example(record.record_id, record.text, _checked(record.record_id, verdict.label, allowed),
-                                     text_pair=record.text_pair))
+        if verdict is not None:
+            if verdict.label is None:
+                tied.append(record.record_id)
+            else:
+                annotated.append(Example(record.record_id, record.text,
+                                         _checked(record.record_id, verdict.label, allowed), text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
             original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL,

@@ -35,10 +35,10 @@ def fine_tune(
     if not records:
         raise DataError("no labelled records to train on")
     for record in records:
-        if record.label not in labels:
+        if record.label is None or record.label not in labels:
             raise DataError(f"record {record.id!r}: label {record.label!r} is not one of {list(labels)}")
     settings = TrainingSettings(base_model=str(base_model), epochs=epochs, max_length=max_length,
                                 batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device)
-    examples = [Example(record.id, record.text, record.label, 1.0, ORIGINAL) for record in records]
+    examples = [Example(record.id, record.text, str(record.label), 1.0, ORIGINAL) for record in records]
     train_classifier(base_model, examples, [], labels, output_dir, settings)
     return output_dir

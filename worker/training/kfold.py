@@ -14,6 +14,7 @@ from pathlib import Path
 
 from worker.scoring import Scorer, ScoringInput, load_classifier
 from worker.scoring.engine import RecordScore
+from worker.scoring.mc import MCLayers
 from worker.training.data import Example, stratified_folds
 from worker.training.trainer import TrainingSettings, train_classifier
 
@@ -40,7 +41,7 @@ def out_of_fold_scores(
     k: int,
     version: str = "oof",
     samples: int = 20,
-    mc_layers: int | str = "auto",
+    mc_layers: MCLayers = "auto",
 ) -> OutOfFoldResult:
     """Every example's out-of-fold score, collected (memory O(N) scores; see :func:`stream_out_of_fold_scores`)."""
     folds = stratified_folds(examples, k, seed=settings.seed)
@@ -63,7 +64,7 @@ def stream_out_of_fold_scores(
     k: int,
     version: str = "oof",
     samples: int = 20,
-    mc_layers: int | str = "auto",
+    mc_layers: MCLayers = "auto",
     folds: Sequence[int] | None = None,
     on_trained: Callable[[list[Example]], None] | None = None,
 ) -> Iterator[RecordScore]:
