@@ -23,6 +23,7 @@ import math
 from typing import Literal
 
 from worker.binding import CONSENSUS_AGENT
+from worker.gateway.schema import SCORED_METADATA
 from worker.records import Prediction
 from worker.scoring.engine import RecordScore
 
@@ -33,6 +34,18 @@ SIGNIFICANT_DIGITS = 4
 def readable(value: float) -> float:
     """``value`` rounded to SIGNIFICANT_DIGITS significant digits (non-finite values unchanged)."""
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
+
+
+def score_metadata(score: RecordScore) -> dict[str, float | str]:
+    """The metadata a score carries (see ``SCORED_METADATA``): each declared property whose value the score
+    has (loss, expected loss, disagreement and the reference label only when it was scored against one);
+    a yes/no value is written as ``"yes"`` / ``"no"`` (a terms property)."""
+    values: dict[str, float | str] = {}
+    for spec in SCORED_METADATA:
+        value = getattr(score, str(spec.from_score))
+        if value is not None:
+            values[spec.name] = ("yes" if value else "no") if isinstance(value, bool) else value
+    return values
 
 
 def suggests_reference(policy: SuggestionPolicy, *, has_reference: bool, reviewed: bool) -> bool:
@@ -54,22 +67,7 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
     """
     if score.skipped or score.predicted_label is None or score.score is None:
         raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason or 'no prediction'}")
-    metadata: dict[str, float | str | None] = {
-        "bald": score.bald,
-        "entropy": score.entropy,
-        "margin": score.margin,
-        "confidence": score.score,
-        "predicted_label": score.predicted_label,
-        "model_version": model_version,
-    }
-    if score.mc_samples is not None:
-        metadata["mc_samples"] = score.mc_samples
-    metadata.update(score.extra)
-    if score.loss is not None:
-        metadata["loss"] = score.loss
-        metadata["expected_loss"] = score.expected_loss
-        metadata["disagreement"] = "yes" if score.disagreement else "no"
-        metadata["reference_label"] = score.reference_label
+    metadata: dict[str, float | str | None] = {"model_version": model_version, **score_metadata(score), **score.extra}
     metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}
     label, probability, agent = score.predicted_label, score.score, model_version
     if score.reference_label is not None and suggests_reference(policy, has_reference=True, reviewed=reviewed):

@@ -90,3 +90,25 @@ def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_t
     reviewed = record(SuggestionState("negative", "v1", 0.96), (ResponseState("u1", "negative", "submitted"),))
     assert is_up_to_date(drafted, "v1", "auto")  # a draft changes nothing the worker computes
     assert not is_up_to_date(reviewed, "v1", "model")  # computed with no submitted response: rescore
+
+
+def test_one_declaration_names_what_is_pushed_published_and_explained():
+    """WORKER_METADATA is the only list of the worker's metadata: the push payload, the dataset's
+    properties, the published score columns and the card all come from it."""
+    from worker.gateway.schema import GUIDELINES, PUBLISHED_SCORES, WORKER_METADATA, WORKER_METADATA_TYPES
+    from worker.publish.build import features
+    from worker.publish.card import render_card
+
+    metadata = prediction_from_score(_score(mc_samples=12), "v3").metadata
+    assert set(metadata) <= set(WORKER_METADATA_TYPES)
+    assert all(f"- `{spec.name}`: {spec.meaning}" in GUIDELINES for spec in WORKER_METADATA)
+    published = [name for name, feature in features(["negative", "positive"]).items()
+                 if getattr(feature, "dtype", None) == "float32" and name != "annotator_agreement"]
+    assert published == [spec.name for spec in PUBLISHED_SCORES]
+
+    from tests.unit.test_publish import LABELS, _records
+    from worker.publish import build_publication
+
+    with build_publication(_records(), LABELS) as publication:
+        card = render_card(publication, license="mit", pretty_name="Reviews", source="https://argilla.io")
+    assert all(f"`{spec.name}`: {spec.meaning}" in card for spec in PUBLISHED_SCORES)

@@ -7,35 +7,70 @@ below, which the Argilla UI lets annotators sort and filter by.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import argilla as rg
 
 ORIGINAL_AGENT = "original"
 
-FLOAT_METADATA = {
-    "loss": "how implausible the model finds the label under review (−log p): high = probably wrong.",
-    "expected_loss": "the same, averaged over MC-dropout samples: a steadier label-error score.",
-    "original_loss": "the loss of the record's original label: stays comparable after review.",
-    "bald": "how much the MC-dropout samples disagree: high = the model is unsure (annotate these first).",
-    "entropy": "total uncertainty of the model's answer.",
-    "margin": "gap between the model's two most likely labels: small = it hesitates.",
-    "confidence": "the model's probability of its own predicted label.",
-    "cold_start_rank": "before any label exists: annotate in this order (1 first, sort ascending).",
-}
 SUBMITTED_RESPONSES = "submitted_responses"  # also what an incremental poll finds first reviews by
-INTEGER_METADATA = {
-    "mc_samples": "MC-dropout samples the record got: fewer when its uncertainty was known early (adaptive).",
-    SUBMITTED_RESPONSES: "submitted responses the values were computed with (0: nobody had reviewed the record).",
-}
-TERMS_METADATA = {
-    "original_label": "the label the record came with, before any review.",
-    "original_agent": "who wrote original_label (ingest's 'original', another model, an LLM labeller …).",
-    "predicted_label": "the label the current model predicts.",
-    "model_version": "the model version that computed these values.",
-    "disagreement": "'yes' when the model predicts another label than the one under review.",
-    "split": "the split the record came from (train / test …), kept when publishing.",
-    "reference_label": "the label under review: the annotators' consensus once reviewed, else the original label.",
-}
+
+
+@dataclass(frozen=True)
+class WorkerMetadata:
+    """One metadata property the worker writes: the one declaration from which the dataset's properties,
+    the guidelines, the push payload, the published columns and the dataset card are derived.
+
+    ``from_score``: the :class:`~worker.scoring.engine.RecordScore` attribute the value is read from when
+    a record is scored (None: written elsewhere); ``published``: a float32 column of the published dataset.
+    """
+
+    name: str
+    kind: Literal["float", "integer", "terms"]
+    meaning: str
+    from_score: str | None = None
+    published: bool = False
+
+
+WORKER_METADATA: tuple[WorkerMetadata, ...] = (
+    WorkerMetadata("loss", "float", "how implausible the model finds the label under review (−log p): high = "
+                   "probably wrong.", from_score="loss", published=True),
+    WorkerMetadata("expected_loss", "float", "the same, averaged over MC-dropout samples: a steadier label-error "
+                   "score.", from_score="expected_loss", published=True),
+    WorkerMetadata("original_loss", "float", "the loss of the record's original label: stays comparable after "
+                   "review.", published=True),
+    WorkerMetadata("bald", "float", "how much the MC-dropout samples disagree: high = the model is unsure "
+                   "(annotate these first).", from_score="bald", published=True),
+    WorkerMetadata("entropy", "float", "total uncertainty of the model's answer.", from_score="entropy",
+                   published=True),
+    WorkerMetadata("margin", "float", "gap between the model's two most likely labels: small = it hesitates.",
+                   from_score="margin", published=True),
+    WorkerMetadata("confidence", "float", "the model's probability of its own predicted label.", from_score="score",
+                   published=True),
+    WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
+                   "ascending)."),
+    WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
+                   "known early (adaptive).", from_score="mc_samples"),
+    WorkerMetadata(SUBMITTED_RESPONSES, "integer", "submitted responses the values were computed with (0: nobody "
+                   "had reviewed the record)."),
+    WorkerMetadata("original_label", "terms", "the label the record came with, before any review."),
+    WorkerMetadata("original_agent", "terms", "who wrote original_label (ingest's 'original', another model, an "
+                   "LLM labeller …)."),
+    WorkerMetadata("predicted_label", "terms", "the label the current model predicts.", from_score="predicted_label"),
+    WorkerMetadata("model_version", "terms", "the model version that computed these values."),
+    WorkerMetadata("disagreement", "terms", "'yes' when the model predicts another label than the one under "
+                   "review.", from_score="disagreement"),
+    WorkerMetadata("split", "terms", "the split the record came from (train / test …), kept when publishing."),
+    WorkerMetadata("reference_label", "terms", "the label under review: the annotators' consensus once reviewed, "
+                   "else the original label.", from_score="reference_label"),
+)
+# name -> Argilla metadata type of every property the worker writes (a user's property of the same
+# name and another type is a binding error)
+WORKER_METADATA_TYPES = {spec.name: spec.kind for spec in WORKER_METADATA}
+FLOAT_METADATA = tuple(spec.name for spec in WORKER_METADATA if spec.kind == "float")  # the numeric sort keys
+PUBLISHED_SCORES = tuple(spec for spec in WORKER_METADATA if spec.published)  # float32 columns when publishing
+SCORED_METADATA = tuple(spec for spec in WORKER_METADATA if spec.from_score)  # read from a RecordScore
 
 GUIDELINES_START = "<!-- argilla-worker guidelines: start (updated by the worker; edit outside these markers) -->"
 GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
@@ -53,8 +88,7 @@ Records without a label show the model's prediction instead (agent = model versi
 
 Metadata properties:
 
-""" + "\n".join(f"- `{name}`: {meaning}"
-            for name, meaning in {**FLOAT_METADATA, **INTEGER_METADATA, **TERMS_METADATA}.items())
+""" + "\n".join(f"- `{spec.name}`: {spec.meaning}" for spec in WORKER_METADATA)
 
 
 def guidelines_section() -> str:
@@ -74,12 +108,6 @@ def merged_guidelines(existing: str | None) -> str:
     return f"{existing.rstrip()}\n\n{guidelines_section()}" if existing.strip() else guidelines_section()
 
 
-# name -> Argilla metadata type of every property the worker writes (a user's property of the same
-# name and another type is a binding error)
-WORKER_METADATA_TYPES = {**{name: "float" for name in FLOAT_METADATA}, **{name: "integer" for name in INTEGER_METADATA},
-                         **{name: "terms" for name in TERMS_METADATA}}
-
-
 def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.Settings:
     """Settings for a new single-label text-classification dataset with the worker's metadata.
 
@@ -94,9 +122,11 @@ def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.
     )
 
 
+_PROPERTY_CLASSES = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
+                     "terms": rg.TermsMetadataProperty}
+
+
 def metadata_properties() -> list[rg.MetadataProperty]:
-    return [
-        *(rg.FloatMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in FLOAT_METADATA),
-        *(rg.IntegerMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in INTEGER_METADATA),
-        *(rg.TermsMetadataProperty(name=name, title=name, visible_for_annotators=True) for name in TERMS_METADATA),
-    ]
+    """The worker's metadata properties, visible to annotators (they sort and filter by them)."""
+    return [_PROPERTY_CLASSES[spec.kind](name=spec.name, title=spec.name, visible_for_annotators=True)
+            for spec in WORKER_METADATA]

@@ -34,10 +34,11 @@ import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
 from worker.errors import DataError
+from worker.gateway.schema import PUBLISHED_SCORES
 from worker.iterables import shuffled_label_groups
 from worker.records import PulledRecord, consensus, label_index
 
-FLOAT_COLUMNS = ("loss", "expected_loss", "original_loss", "bald", "entropy", "margin", "confidence")
+FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", "annotator_agreement",
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published

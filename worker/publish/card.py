@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 
 from worker.calibration import plot_confusion_matrix, png_figure
+from worker.gateway.schema import PUBLISHED_SCORES
 from worker.publish.build import Publication
 
 CONFUSION_PLOT = "images/correction_confusion.png"
@@ -66,8 +67,8 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         "",
         "## How it was cleaned",
         "",
-        ("- Scores: MC-dropout predictions (BALD, entropy, margin) and the loss of the current label "
-        "(`loss`, `expected_loss`), and of the original label (`original_loss`)."),
+        "- Scores: every record was scored with MC dropout; the score columns are",
+        *(f"  - `{spec.name}`: {spec.meaning}" for spec in PUBLISHED_SCORES),
         "- Review: annotators submitted labels in Argilla; drafts and discarded responses are ignored.",
         (f"- Records with tied votes are left out ({counts['tied_left_out']}), as are records with no label at "
         f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
