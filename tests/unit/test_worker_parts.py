@@ -16,7 +16,9 @@ from standardwebhooks.webhooks import Webhook
 from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.plugins import HookSpecs, WorkerContext, call_each, hookimpl, plugin_manager
-from worker.runner import FULL_SCORE, PUBLISH, RESCORE, SCORE, WorkQueue
+from worker.work_queue import JobKind, WorkQueue
+
+RESCORE, FULL_SCORE, SCORE, PUBLISH = JobKind.RESCORE, JobKind.FULL_SCORE, JobKind.SCORE, JobKind.PUBLISH
 from worker.scheduling import desired_jobs
 from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, verify
 
@@ -293,7 +295,8 @@ def test_unwritable_directories_and_unloadable_model_sources_name_the_setting(tm
 def test_a_job_that_finds_argilla_down_logs_the_backoff_delay_not_its_own_duration(tmp_path, caplog):
     """The runner in-process (no server needed: the job is replaced by one that finds Argilla unavailable)."""
     from worker.errors import ArgillaUnavailableError
-    from worker.runner import Runner, WorkItem
+    from worker.runner import Runner
+    from worker.work_queue import WorkItem
 
     settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"})
     runner = Runner(settings)
@@ -308,3 +311,30 @@ def test_a_job_that_finds_argilla_down_logs_the_backoff_delay_not_its_own_durati
 
     assert "job score: Argilla unavailable, retrying in 8 s" in caplog.text  # 2 ** (attempts + 1)
     assert runner.status.argilla["reachable"] is False
+
+
+def test_the_correction_counter_survives_a_restart_and_keeps_what_arrived_during_a_retrain(tmp_path):
+    from worker.status import CorrectionCounter
+
+    counter = CorrectionCounter(tmp_path / "counters.json")
+    assert (counter.add(3), counter.add(0), counter.add(-2)) == (3, 3, 3)
+    counted = counter.pending
+    counter.add(2)  # arrived while the retrain ran
+    assert counter.consume(counted) == 2
+    assert CorrectionCounter(tmp_path / "counters.json").pending == 2
+
+
+def test_a_due_scheduled_job_reaches_the_queue_through_the_listener(tmp_path):
+    """Real APScheduler with its SQLite store: the stored job function does nothing, the listener enqueues."""
+    from datetime import datetime
+
+    from worker.scheduling import JOB_FUNCTION, start_scheduler
+
+    queue = WorkQueue()
+    scheduler = start_scheduler(load_settings(state_dir=tmp_path / "state"), on_due=queue.put)
+    try:
+        scheduler.add_job(JOB_FUNCTION, trigger="date", run_date=datetime.now(UTC), args=["publish"], id="publish")
+        item = queue.get(timeout=10)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert item is not None and item.kind == PUBLISH

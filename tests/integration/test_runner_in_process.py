@@ -1,0 +1,58 @@
+"""The worker's loop run in-process (``Runner.work(burst=True)``) against the real local Argilla: it connects,
+drains its queue and returns, so dispatch, status and the exit path are checked without a subprocess (the
+real-process signal tests are in test_worker_process.py)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.demo_data import LabelledText
+from worker.jobs import Services
+from worker.runner import Runner
+from worker.training.register import register_model
+
+COUNT = 12
+
+
+def _settings(tmp_path, api_url: str, dataset_name: str, workspace: str):
+    return load_settings(
+        argilla={"api_url": api_url, "dataset": dataset_name, "workspace": workspace},
+        scoring={"samples": 3, "device": "cpu", "push_batch": 5},
+        registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state"),
+        webhooks={"enabled": False}, http={"port": 0})
+
+
+def test_a_burst_run_scores_every_record_once_and_returns(local_argilla, stack_settings, dataset_name, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace))
+    services.gateway.ensure_dataset(LABELS)
+    services.gateway.log_labelled_texts(LabelledText(e.id, e.text, e.label) for e in sentiment_examples(COUNT))
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+
+    assert Runner(services.settings, services).work(burst=True) == 0
+
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["jobs"]["score"]["status"] == "ok", status["jobs"]
+    assert f"{COUNT} scored" in status["jobs"]["score"]["summary"]
+    assert (status["mode"], status["argilla"]["reachable"], status["stopping"]) == ("polling", True, True)
+    assert status["model"]["version"] == "v0001" and status["queue"] == []
+    assert {r.metadata.get("model_version") for r in services.gateway.pull()} == {"v0001"}
+
+    again = Runner(services.settings, services)
+    assert again.work(burst=True) == 0  # the next run finds every record up to date
+    assert "0 scored" in again.status.jobs["score"]["summary"]
+
+
+def test_a_burst_run_that_cannot_reach_argilla_says_so_and_returns_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", "any")
+    settings = _settings(tmp_path, "http://127.0.0.1:9", "reviews", "argilla")
+
+    assert Runner(settings).work(burst=True) == 1
+
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["argilla"]["reachable"] is False and "127.0.0.1:9" in status["argilla"]["error"]
+    assert status["stopping"] is True

@@ -1,0 +1,134 @@
+"""What the running worker reports: its status (``status.json``, ``/healthz``, ``argilla-worker status``),
+its Prometheus metrics, and the count of corrections since the last retrain — each kept in one place."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from worker.files import read_json, utc_now, write_json_atomic
+from worker.metrics import WorkerMetrics
+from worker.registry import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+
+class Mode(StrEnum):
+    """How the worker learns about changes."""
+
+    STARTING = "starting"
+    WEBHOOKS = "webhooks"  # Argilla delivers signed events
+    POLLING = "polling"  # incremental runs every scoring.interval_minutes
+
+
+class JobState(StrEnum):
+    OK = "ok"
+    RETRYING = "retrying"  # Argilla was unavailable: queued again after a backoff
+    SKIPPED = "skipped"  # nothing to do yet (no model, too few annotations) or stopped on request
+    FAILED = "failed"
+
+
+@dataclass
+class Status:
+    """What ``argilla-worker status`` and ``/healthz`` show (no secrets)."""
+
+    pid: int = field(default_factory=os.getpid)
+    started_at: str = field(default_factory=utc_now)
+    http_url: str | None = None
+    mode: str = Mode.STARTING
+    mode_reason: str = ""
+    argilla: dict = field(default_factory=lambda: {"reachable": None, "error": None, "since": None})
+    model: dict = field(default_factory=dict)
+    queue: list[str] = field(default_factory=list)
+    corrections_pending: int = 0
+    jobs: dict = field(default_factory=dict)
+    plugins: list[str] = field(default_factory=list)
+    stopping: bool = False
+
+
+class StatusBook:
+    """The status and the metrics, updated together and saved atomically to ``path`` (thread-safe)."""
+
+    def __init__(self, path: Path, api_url: str):
+        self.path = path
+        self.api_url = api_url
+        self.status = Status()
+        self.metrics = WorkerMetrics()
+        self._lock = threading.Lock()
+
+    def job_result(self, kind: str, state: JobState, summary: str, started: float) -> None:
+        """Record how a job ended (``started``: its ``time.perf_counter()`` at start)."""
+        seconds = time.perf_counter() - started
+        self.status.jobs[str(kind)] = {"status": str(state), "summary": summary, "seconds": round(seconds, 2),
+                                       "at": utc_now()}
+        self.metrics.job_result(str(kind), state == JobState.OK, seconds)
+        logger.info("job %s %s (ran %.1f s): %s", kind, state, seconds, summary)
+
+    def argilla_ok(self) -> None:
+        if self.status.argilla.get("reachable") is not True:
+            logger.info("Argilla reachable at %s", self.api_url)
+        self.status.argilla = {"reachable": True, "error": None, "since": utc_now()}
+        self.metrics.argilla_up.set(1)
+
+    def argilla_down(self, error: Exception) -> None:
+        if self.status.argilla.get("reachable") is not False:
+            self.status.argilla = {"reachable": False, "error": str(error)[:300], "since": utc_now()}
+            logger.error("Argilla unreachable at %s: %s", self.api_url, error)
+        self.metrics.argilla_up.set(0)
+
+    def set_mode(self, mode: Mode, reason: str) -> None:
+        self.status.mode, self.status.mode_reason = mode, reason
+        logger.log(logging.INFO if mode == Mode.WEBHOOKS else logging.WARNING, "%s mode: %s", mode, reason)
+
+    def set_model(self, current: ModelVersion | None) -> None:
+        """The current model's version and validation figures (empty without a model)."""
+        if current is None:
+            self.status.model = {}
+            return
+        validation = current.metrics.get("validation", {})
+        self.status.model = {"version": current.version, "macro_f1": validation.get("macro_f1"),
+                             "ece_deterministic": validation.get("ece_deterministic"),
+                             "ece_mc": validation.get("ece_mc")}
+        self.metrics.set_model(current.version, validation)
+
+    def set_corrections(self, pending: int) -> None:
+        self.status.corrections_pending = pending
+        self.metrics.corrections_pending.set(pending)
+
+    def save(self, queue: list[str]) -> None:
+        self.status.queue = queue
+        self.metrics.queue_depth.set(len(queue))
+        with self._lock:
+            write_json_atomic(self.path, self.status.__dict__)
+
+
+class CorrectionCounter:
+    """Submitted responses since the last retrain, persisted (``counters.json``) so that a restart does not
+    forget them. Thread-safe: webhook deliveries count from the HTTP thread."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self.pending: int = int((read_json(path, {}) or {}).get("corrections_pending", 0))
+
+    def add(self, count: int) -> int:
+        """Count ``count`` more corrections; the new total."""
+        with self._lock:
+            self.pending += max(0, count)
+            self._save()
+            return self.pending
+
+    def consume(self, counted: int) -> int:
+        """A retrain saw ``counted`` corrections: those are no longer pending (ones counted since stay)."""
+        with self._lock:
+            self.pending = max(0, self.pending - counted)
+            self._save()
+            return self.pending
+
+    def _save(self) -> None:
+        write_json_atomic(self.path, {"corrections_pending": self.pending})
