@@ -56,3 +56,24 @@ def test_a_burst_run_that_cannot_reach_argilla_says_so_and_returns_1(tmp_path, m
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["argilla"]["reachable"] is False and "127.0.0.1:9" in status["argilla"]["error"]
     assert status["stopping"] is True
+
+
+def test_a_stop_request_ends_the_running_loop_cleanly(local_argilla, stack_settings, dataset_name, tmp_path,
+                                                      monkeypatch):
+    """What the first SIGTERM does (the handler sets the same event): the loop finishes and returns 0, with
+    its schedule running meanwhile and the status saying it stopped."""
+    import threading
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace))
+    services.gateway.ensure_dataset(LABELS)
+    runner = Runner(services.settings, services)
+    stopper = threading.Timer(3.0, runner.stop.set)
+    stopper.start()
+    try:
+        assert runner.work() == 0
+    finally:
+        stopper.cancel()
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["stopping"] is True and status["jobs"]["score"]["status"] == "skipped"  # no model yet
+    assert (tmp_path / "state" / "jobs.sqlite").exists()  # the schedule ran while the loop did
