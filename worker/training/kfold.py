@@ -69,8 +69,8 @@ def stream_out_of_fold_scores(
     on_trained: Callable[[list[Example]], None] | None = None,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
-    held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's scores before
-    model f+1 trains; memory O(N) examples + O(batch) scores).
+    held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
+    scores before model f+1 trains; memory O(N) examples + O(batch) scores).
 
     The reference label of a record is its example label (consensus or original), so ``loss`` /
     ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
