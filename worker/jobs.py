@@ -430,7 +430,8 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
         original = record.metadata.get("original_label")
         if original is not None and score.probabilities and original in score.probabilities:
-            prediction.metadata["original_loss"] = readable(-math.log(max(score.probabilities[original], PROBABILITY_FLOOR)))
+            probability = max(score.probabilities[original], PROBABILITY_FLOOR)
+            prediction.metadata["original_loss"] = readable(-math.log(probability))
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
@@ -568,7 +569,8 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     return report
 
 
-def publish_job(services: Services, *, directory: Path | None = None, repo_id: str | None = None) -> list[PublishResult]:
+def publish_job(services: Services, *, directory: Path | None = None,
+                repo_id: str | None = None) -> list[PublishResult]:
     """Build the cleaned dataset from Argilla and write it to the configured sinks (unchanged → skipped).
 
     Raises:

@@ -192,9 +192,9 @@ class Runner:
             return self.book.set_mode(Mode.POLLING, f"webhook registration failed: {error}")
         if self.ping_received.wait(PING_WAIT_S):
             return self.book.set_mode(Mode.WEBHOOKS, f"Argilla delivers events to {url}")
-        return self.book.set_mode(Mode.POLLING, f"no ping from Argilla at {url} within {PING_WAIT_S:.0f} s (is the worker "
-                                         f"reachable from Argilla? http.public_url); webhooks take over when a "
-                                         f"signed delivery arrives")
+        return self.book.set_mode(Mode.POLLING, f"no ping from Argilla at {url} within {PING_WAIT_S:.0f} s (is "
+                                                f"the worker reachable from Argilla? http.public_url); webhooks "
+                                                f"take over when a signed delivery arrives")
 
     def _unregister_webhook(self) -> None:
         from worker import webhooks

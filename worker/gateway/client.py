@@ -69,7 +69,8 @@ MAX_PAGE = 999  # a search request returns at most 1,000 records (keyset paging 
 TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
 ANNOTATED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
-SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"}, "values": ["submitted"]}
+SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
+                          "values": ["submitted"]}
 # Reviewed records the worker last scored as unreviewed: a first review, found without any time filter
 # (the search index does not bump a record's updated_at for a response).
 NEW_REVIEWS: list[dict] = [

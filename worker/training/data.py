@@ -85,8 +85,8 @@ def examples_from_records(
             if verdict.label is None:
                 tied.append(record.record_id)
             else:
-                annotated.append(Example(record.record_id, record.text,
-                                         _checked(record.record_id, verdict.label, allowed), text_pair=record.text_pair))
+                label = _checked(record.record_id, verdict.label, allowed)
+                annotated.append(Example(record.record_id, record.text, label, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
             original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL,

@@ -280,7 +280,8 @@ class _Loop:
                 logits = self.forward(**inputs).logits
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
         prob_matrix, target_vector = np.concatenate(probs), data.targets  # [N, C], [N]
-        loss = float(-np.log(np.clip(prob_matrix[np.arange(len(target_vector)), target_vector], PROBABILITY_FLOOR, 1)).mean())
+        target_probabilities = prob_matrix[np.arange(len(target_vector)), target_vector]  # [N]
+        loss = float(-np.log(np.clip(target_probabilities, PROBABILITY_FLOOR, 1)).mean())
         accuracy, macro_f1 = classification_metrics(prob_matrix, target_vector, len(self.label_ids))
         return loss, accuracy, macro_f1
 
