@@ -184,7 +184,7 @@ def config_option(function):
 
 def _services(config_file: Path | None):
     from worker.config import load_settings
-    from worker.jobs import Services
+    from worker.services import Services
 
     return Services(load_settings(config_file))
 

@@ -23,10 +23,11 @@ import httpx
 
 from worker.config import WorkerSettings, load_settings
 from worker.demo_data import SENTIMENT_LABELS, LabelledText, flip_labels, load_movie_snippets
-from worker.jobs import Services, publish_job, score_job, train_job
+from worker.jobs import publish_job, score_job, train_job
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla
 from worker.offline_assets import MINILM_MODEL, cache_root, fetch
+from worker.services import Services
 from worker.training import fine_tune
 
 logger = logging.getLogger(__name__)

@@ -20,31 +20,28 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
-
-import pluggy
 
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
-from worker.config import ScoringSettings, WorkerSettings
+from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
-from worker.errors import ConfigError, NoModelError, WorkerError
+from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
-from worker.gateway.schema import SUBMITTED_RESPONSES, WORKER_METADATA_TYPES
-from worker.gateway.sync_state import FailedPushes, SyncState
+from worker.gateway.schema import SUBMITTED_RESPONSES
 from worker.iterables import batched, reservoir_sample
-from worker.plugins import WorkerContext, call_each, plugin_manager
+from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, Prediction, PulledRecord, consensus
-from worker.registry import ModelRegistry, ModelVersion, check_writable
-from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
+from worker.registry import check_writable
+from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
+from worker.services import Services
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
@@ -52,7 +49,6 @@ from worker.training.kfold import stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
     QuantileSketch,
-    QuantileStore,
     ValueQuantiles,
     ViewTolerance,
     new_values,
@@ -157,106 +153,6 @@ def reference_agent(record: PulledRecord, binding: DatasetBinding) -> str:
 def review_priority(record: PulledRecord) -> int:
     """0 for records nobody submitted (pending review: scored first), 1 for reviewed ones."""
     return 0 if consensus(record) is None else 1
-
-
-class Services:
-    """The worker's long-lived parts, built once from the configuration."""
-
-    def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None):
-        self.settings = settings
-        self._given_plugins = plugins
-        self.context = WorkerContext(settings)
-        self._classifier: Classifier | None = None
-        self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
-
-    @cached_property
-    def plugins(self) -> pluggy.PluginManager:
-        """The plugin manager, loaded and started (``startup`` hooks) on first use: a command that needs no
-        plugin (``models list``) starts none; the running worker starts them before anything else."""
-        manager = self._given_plugins if self._given_plugins is not None else plugin_manager(
-            self.settings.plugin_modules)
-        call_each(manager, "startup", context=self.context)
-        return manager
-
-    @cached_property
-    def gateway(self) -> ArgillaGateway:
-        if not self.settings.argilla.dataset:
-            raise ConfigError("argilla.dataset is not set (the Argilla dataset the worker serves)")
-        argilla = self.settings.argilla
-        return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
-                              workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
-                              reference=argilla.reference, guidelines=argilla.guidelines)
-
-    @cached_property
-    def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.settings.registry.path, keep=self.settings.registry.keep)
-
-    @cached_property
-    def sync_state(self) -> SyncState:
-        return SyncState(self.settings.state_dir / "sync.json")
-
-    @cached_property
-    def view_quantiles(self) -> QuantileStore:
-        return QuantileStore(self.settings.state_dir / "view_quantiles.json")
-
-    @cached_property
-    def failed_pushes(self) -> FailedPushes:
-        return FailedPushes(self.settings.state_dir / "failed_pushes.json")
-
-    def labels(self) -> list[str]:
-        """The bound question's labels: binds to the dataset (validated once). Reads only: nothing on the
-        server changes (see :meth:`prepare_for_push`).
-
-        Raises:
-            ConfigError: the dataset does not exist, or does not fit the ``[argilla]`` config.
-        """
-        labels = self.gateway.existing_labels()
-        if labels is None:
-            raise ConfigError(f"dataset {self.settings.argilla.workspace}/{self.settings.argilla.dataset} does not "
-                              f"exist on {self.settings.argilla.api_url}: create it with the Argilla SDK or "
-                              f"`argilla-worker ingest` first")
-        return labels
-
-    def prepare_for_push(self) -> list[str]:
-        """:meth:`labels`, then what a job that writes scores needs on the dataset: the worker's missing
-        metadata properties and its section of the guidelines (``argilla.guidelines = "append"``)."""
-        self.labels()
-        return list(self.gateway.prepare().labels)
-
-    def ensure_dataset(self) -> None:
-        """The long-running worker only: create the dataset from ``argilla.labels`` when it does not exist yet
-        (reading commands never create one)."""
-        if self.settings.argilla.labels and self.gateway.existing_labels() is None:
-            self.gateway.ensure_dataset(self.settings.argilla.labels)
-
-    def extra_scorers(self) -> dict:
-        """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""
-        scorers = {}
-        for plugin, registered in call_each(self.plugins, "register_scorers", context=self.context):
-            for name, function in registered.items():
-                if name in WORKER_METADATA_TYPES or name in scorers:
-                    logger.error("plugin %s: scorer name %r is already taken; ignored", plugin, name)
-                else:
-                    scorers[name] = function
-        return scorers
-
-    def publishers(self) -> list:
-        return [sink for _, sinks in call_each(self.plugins, "register_publishers", context=self.context)
-                for sink in sinks]
-
-    def current_model(self) -> ModelVersion:
-        current = self.registry.current()
-        if current is None:
-            raise NoModelError(f"no current model in {self.registry.root}: run `argilla-worker train` first")
-        return current
-
-    def classifier(self) -> Classifier:
-        """The current model, loaded once per version."""
-        current = self.current_model()
-        if self._classifier is None or self._classifier.version != current.version:
-            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
-                                               version=current.version)
-        return self._classifier
 
 
 def score_job(services: Services, *, full: bool = False, stop: threading.Event | None = None,

@@ -29,8 +29,9 @@ from worker.errors import (
     NoModelError,
     WorkerError,
 )
-from worker.jobs import Services, publish_job, score_job, train_job
+from worker.jobs import publish_job, score_job, train_job
 from worker.registry import check_writable
+from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
 from worker.work_queue import JobKind, WorkItem, WorkQueue
 

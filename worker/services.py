@@ -1,0 +1,128 @@
+"""The worker's long-lived parts, built once from the configuration and shared by the CLI, the jobs and
+the runner: the gateway to Argilla, the model registry, the state files, the plugins, the current model.
+Building it loads no ML library (``models list`` and ``status`` stay fast)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from worker.config import WorkerSettings
+from worker.errors import ConfigError, NoModelError
+from worker.gateway import ArgillaGateway
+from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.gateway.sync_state import FailedPushes, SyncState
+from worker.plugins import WorkerContext, call_each, plugin_manager
+from worker.registry import ModelRegistry, ModelVersion
+from worker.view import QuantileStore
+
+if TYPE_CHECKING:
+    from worker.scoring import Classifier
+
+logger = logging.getLogger(__name__)
+
+
+class Services:
+    """The worker's long-lived parts, built once from the configuration."""
+
+    def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None):
+        self.settings = settings
+        self._given_plugins = plugins
+        self.context = WorkerContext(settings)
+        self._classifier: Classifier | None = None
+        self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
+
+    @cached_property
+    def plugins(self) -> pluggy.PluginManager:
+        """The plugin manager, loaded and started (``startup`` hooks) on first use: a command that needs no
+        plugin (``models list``) starts none; the running worker starts them before anything else."""
+        manager = self._given_plugins if self._given_plugins is not None else plugin_manager(
+            self.settings.plugin_modules)
+        call_each(manager, "startup", context=self.context)
+        return manager
+
+    @cached_property
+    def gateway(self) -> ArgillaGateway:
+        if not self.settings.argilla.dataset:
+            raise ConfigError("argilla.dataset is not set (the Argilla dataset the worker serves)")
+        argilla = self.settings.argilla
+        return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
+                              workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
+                              reference=argilla.reference, guidelines=argilla.guidelines)
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.settings.registry.path, keep=self.settings.registry.keep)
+
+    @cached_property
+    def sync_state(self) -> SyncState:
+        return SyncState(self.settings.state_dir / "sync.json")
+
+    @cached_property
+    def view_quantiles(self) -> QuantileStore:
+        return QuantileStore(self.settings.state_dir / "view_quantiles.json")
+
+    @cached_property
+    def failed_pushes(self) -> FailedPushes:
+        return FailedPushes(self.settings.state_dir / "failed_pushes.json")
+
+    def labels(self) -> list[str]:
+        """The bound question's labels: binds to the dataset (validated once). Reads only: nothing on the
+        server changes (see :meth:`prepare_for_push`).
+
+        Raises:
+            ConfigError: the dataset does not exist, or does not fit the ``[argilla]`` config.
+        """
+        labels = self.gateway.existing_labels()
+        if labels is None:
+            raise ConfigError(f"dataset {self.settings.argilla.workspace}/{self.settings.argilla.dataset} does not "
+                              f"exist on {self.settings.argilla.api_url}: create it with the Argilla SDK or "
+                              f"`argilla-worker ingest` first")
+        return labels
+
+    def prepare_for_push(self) -> list[str]:
+        """:meth:`labels`, then what a job that writes scores needs on the dataset: the worker's missing
+        metadata properties and its section of the guidelines (``argilla.guidelines = "append"``)."""
+        self.labels()
+        return list(self.gateway.prepare().labels)
+
+    def ensure_dataset(self) -> None:
+        """The long-running worker only: create the dataset from ``argilla.labels`` when it does not exist yet
+        (reading commands never create one)."""
+        if self.settings.argilla.labels and self.gateway.existing_labels() is None:
+            self.gateway.ensure_dataset(self.settings.argilla.labels)
+
+    def extra_scorers(self) -> dict:
+        """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""
+        scorers = {}
+        for plugin, registered in call_each(self.plugins, "register_scorers", context=self.context):
+            for name, function in registered.items():
+                if name in WORKER_METADATA_TYPES or name in scorers:
+                    logger.error("plugin %s: scorer name %r is already taken; ignored", plugin, name)
+                else:
+                    scorers[name] = function
+        return scorers
+
+    def publishers(self) -> list:
+        return [sink for _, sinks in call_each(self.plugins, "register_publishers", context=self.context)
+                for sink in sinks]
+
+    def current_model(self) -> ModelVersion:
+        current = self.registry.current()
+        if current is None:
+            raise NoModelError(f"no current model in {self.registry.root}: run `argilla-worker train` first")
+        return current
+
+    def classifier(self) -> Classifier:
+        """The current model, loaded once per version."""
+        from worker.scoring import load_classifier  # torch: only for the commands that score
+
+        current = self.current_model()
+        if self._classifier is None or self._classifier.version != current.version:
+            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
+                                               version=current.version)
+        return self._classifier
