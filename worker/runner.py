@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from worker.config import WorkerSettings
 from worker.errors import (
-    ArgillaGatewayError,
     ArgillaUnavailableError,
     ConfigError,
     DataError,
@@ -37,7 +36,7 @@ from worker.work_queue import JobKind, WorkItem, WorkQueue
 
 if TYPE_CHECKING:
     from worker.metrics import WorkerMetrics
-    from worker.webhooks import Registration
+    from worker.webhooks import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +59,7 @@ class Runner:
         self.queue = WorkQueue()
         self.stop = threading.Event()
         self.book = StatusBook(settings.state_dir / "status.json", settings.argilla.api_url)
-        self.registration: Registration | None = None  # once Argilla accepted our webhook
-        self.ping_received = threading.Event()
+        self.subscription: Subscription | None = None  # our webhook on Argilla, once set up
         self.dataset_id: str | None = None
         self._signals = 0
         check_writable(self.settings.state_dir, "state_dir")  # status, counters, watermark: written all the time
@@ -122,7 +120,8 @@ class Runner:
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
-            self._unregister_webhook()
+            if self.subscription is not None:
+                self.subscription.stop()
             server.shutdown()
             self.status.stopping = True
             self._save_status()
@@ -180,37 +179,22 @@ class Runner:
         return True
 
     def _setup_webhooks(self) -> None:
-        from worker import webhooks
+        from worker.webhooks import Subscription
 
         if not self.settings.webhooks.enabled:
             return self.book.set_mode(Mode.POLLING, "webhooks disabled in the config")
         url = (self.settings.http.public_url or self.status.http_url or "").rstrip("/") + "/webhooks/argilla"
         owner = f"{self.settings.argilla.dataset} {self.settings.state_dir.resolve()}"
-        try:
-            self.registration = webhooks.register(self.services.gateway, url, owner)
-            webhooks.ping(self.services.gateway, self.registration)
-        except ArgillaGatewayError as error:
-            return self.book.set_mode(Mode.POLLING, f"webhook registration failed: {error}")
-        if self.ping_received.wait(PING_WAIT_S):
+        self.subscription = Subscription(self.services.gateway, url, owner)
+        problem = self.subscription.start(PING_WAIT_S)
+        if problem is None:
             return self.book.set_mode(Mode.WEBHOOKS, f"Argilla delivers events to {url}")
-        return self.book.set_mode(Mode.POLLING, f"no ping from Argilla at {url} within {PING_WAIT_S:.0f} s (is "
-                                                f"the worker reachable from Argilla? http.public_url); webhooks "
-                                                f"take over when a signed delivery arrives")
-
-    def _unregister_webhook(self) -> None:
-        from worker import webhooks
-
-        if self.registration is None:
-            return
-        try:
-            webhooks.unregister(self.services.gateway, self.registration)
-        except ArgillaGatewayError as error:
-            logger.warning("could not delete the Argilla webhook %s: %s", self.registration.webhook_id, error)
+        return self.book.set_mode(Mode.POLLING, problem)
 
     @property
     def webhook_secret(self) -> str | None:
-        """The signing secret Argilla generated for our webhook (None before registration)."""
-        return self.registration.secret if self.registration is not None else None
+        """The signing secret of our webhook (None before registration)."""
+        return self.subscription.secret if self.subscription is not None else None
 
     # -- events ------------------------------------------------------------------------------------
     def on_delivery(self, delivery) -> None:
@@ -218,7 +202,8 @@ class Runner:
         if self.status.mode not in (Mode.WEBHOOKS, Mode.STARTING):
             self.book.set_mode(Mode.WEBHOOKS, "a signed delivery arrived from Argilla")
         if delivery.type == "ping":
-            self.ping_received.set()
+            if self.subscription is not None:
+                self.subscription.ping_received.set()
             return
         if self.dataset_id is not None and delivery.dataset_id not in (None, self.dataset_id):
             return

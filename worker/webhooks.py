@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from worker.errors import ArgillaGatewayError
 from worker.gateway import ArgillaGateway
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,43 @@ def unregister(gateway: ArgillaGateway, registration: Registration) -> None:
 def ping(gateway: ArgillaGateway, registration: Registration) -> None:
     """Ask Argilla to deliver a ``ping`` event now (raises ArgillaGatewayError when it cannot)."""
     gateway.ping_webhook(registration.webhook_id)
+
+
+class Subscription:
+    """The worker's webhook on Argilla for its lifetime: registered and pinged at start, its secret kept in
+    memory for verifying deliveries, deleted on a clean stop."""
+
+    def __init__(self, gateway: ArgillaGateway, url: str, owner: str):
+        self.gateway, self.url, self.owner = gateway, url, owner
+        self.registration: Registration | None = None
+        self.ping_received = threading.Event()
+
+    @property
+    def secret(self) -> str | None:
+        """The signing secret Argilla generated for the webhook (None before registration)."""
+        return self.registration.secret if self.registration is not None else None
+
+    def start(self, ping_wait_s: float) -> str | None:
+        """Register and ask for a ping; None once the ping arrived within ``ping_wait_s``, else why the worker
+        should poll instead (registration refused, or Argilla cannot reach ``url``)."""
+        try:
+            self.registration = register(self.gateway, self.url, self.owner)
+            ping(self.gateway, self.registration)
+        except ArgillaGatewayError as error:
+            return f"webhook registration failed: {error}"
+        if self.ping_received.wait(ping_wait_s):
+            return None
+        return (f"no ping from Argilla at {self.url} within {ping_wait_s:.0f} s (is the worker reachable from "
+                f"Argilla? http.public_url); webhooks take over when a signed delivery arrives")
+
+    def stop(self) -> None:
+        """Delete the webhook (a failure is logged: the next start replaces a stale one)."""
+        if self.registration is None:
+            return
+        try:
+            unregister(self.gateway, self.registration)
+        except ArgillaGatewayError as error:
+            logger.warning("could not delete the Argilla webhook %s: %s", self.registration.webhook_id, error)
 
 
 def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
