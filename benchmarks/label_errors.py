@@ -9,6 +9,8 @@ random. Rankings compared, all scored with the offline all-MiniLM-L6-v2 fine-tun
   cleanlab self-confidence        cleanlab.rank.get_label_quality_scores on the same OOF probabilities
   cleanlab normalized margin      idem, method="normalized_margin"
   cleanlab find_label_issues      cleanlab.filter.find_label_issues (its flagged set, ranked by self-confidence)
+  AUM, in-sample / K − 1 folds    area under the margin (Pleiss et al. 2020), recorded while training
+  label_issue                     worker.label_issues: 1 − √(p̄_OOF(y) · σ(AUM over the fold models))
 
 Metrics: precision@50, precision@500 (the share of flipped labels among the top of the ranking) and
 AUROC of the score for "this label was flipped".
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._shared import precision_at, write_results
 from worker.demo_data import flip_labels, load_newsgroups
+from worker.label_issues import label_issue_scores
 from worker.logging_setup import configure_logging
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import Scorer, ScoringInput, load_classifier
@@ -76,7 +79,7 @@ def main() -> None:
     rankings: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)
-        train_classifier(base, examples, [], labels, work_dir / "in-sample", settings)
+        in_sample_training = train_classifier(base, examples, [], labels, work_dir / "in-sample", settings)
         scorer = Scorer(load_classifier(work_dir / "in-sample", device=args.device), samples=args.samples,
                         mc_layers=mc_layers, seed=args.seed)
         in_sample = {s.record_id: s for s in scorer.score(ScoringInput(e.id, e.text, e.label) for e in examples)}
@@ -89,6 +92,11 @@ def main() -> None:
     oof_probs = np.array([[oof.scores[i].probabilities[label] for label in labels] for i in ids])  # [N, C]
     given = np.array([labels.index(e.label) for e in examples])  # [N]
     rankings.update(_cleanlab_rankings(ids, oof_probs, given))
+    rankings["AUM, in-sample model (Pleiss et al.)"] = {
+        i: -float(m) for i, m in zip(ids, in_sample_training.margins, strict=True)}
+    rankings["AUM, K − 1 fold models"] = {i: -oof.margins[i] for i in ids}
+    issue = label_issue_scores(oof_probs[np.arange(len(ids)), given], np.array([oof.margins[i] for i in ids]))
+    rankings["label_issue (OOF p̄ × fold AUM)"] = dict(zip(ids, issue.tolist(), strict=True))
     accuracy_oof = float((oof_probs.argmax(1) == np.array([labels.index(p.label) for p in posts])).mean())
 
     table = {name: _metrics(scores, flipped) for name, scores in rankings.items()}

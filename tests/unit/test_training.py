@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from safetensors.torch import load_file
 
@@ -156,7 +158,7 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_mode
 
     result = out_of_fold_scores(examples, LABELS, tiny_model_dir, settings, tmp_path, k=3, samples=SAMPLES)
 
-    assert set(result.scores) == {e.id for e in examples}
+    assert set(result.scores) == {e.id for e in examples} == set(result.margins)  # each seen by K − 1 models
     for example in examples:
         fold = result.fold_of[example.id]
         assert example.id not in result.trained_on[fold]
@@ -170,13 +172,37 @@ def test_out_of_fold_scores_stream_fold_by_fold(tiny_model_dir, tmp_path):
     examples = sentiment_examples(12)
     trained: list[int] = []
     scores = stream_out_of_fold_scores(examples, LABELS, tiny_model_dir, TrainingSettings(epochs=1, **FAST), tmp_path,
-                                       k=3, samples=SAMPLES, on_trained=lambda train: trained.append(len(train)))
+                                       k=3, samples=SAMPLES,
+                                       on_trained=lambda train, result: trained.append(len(train)))
 
     first = next(scores)
     assert trained == [8], "the first score waited for more than the first model"
     rest = list(scores)
     assert trained == [8, 8, 8] and len(rest) == 11
     assert sorted([first.record_id, *(s.record_id for s in rest)]) == sorted(e.id for e in examples)
+
+
+def test_label_margins_are_the_labels_logit_minus_the_best_other():
+    import torch
+
+    from worker.training.trainer import label_margins
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0], [1.0, 1.0, 0.0]])  # [B=3, C=3]
+    assert label_margins(logits, torch.tensor([0, 0, 2])).tolist() == [1.5, -3.0, -1.0]
+
+
+def test_flipped_labels_have_a_lower_area_under_the_margin(tiny_model_dir, tmp_path):
+    """Pleiss et al.'s signal, measured during training at no extra pass: the model fights the wrong labels."""
+    examples = sentiment_examples(32)  # each of 8 sentences 4 times; one copy of five of them flipped
+    flipped = {"e0", "e9", "e18", "e27", "e12"}
+    noisy = [replace(e, label=LABELS[1 - LABELS.index(e.label)]) if e.id in flipped else e for e in examples]
+    settings = TrainingSettings(epochs=8, batch_size=4, learning_rate=3e-3, max_length=32, device="cpu")
+
+    result = train_classifier(tiny_model_dir, noisy, [], LABELS, tmp_path / "model", settings)
+
+    assert result.margins.shape == (len(noisy),) and np.isfinite(result.margins).all()
+    margin = dict(zip([e.id for e in noisy], result.margins.tolist(), strict=True))
+    assert max(margin[i] for i in flipped) < min(m for i, m in margin.items() if i not in flipped), margin
 
 
 def test_training_without_a_validation_split_says_so_instead_of_logging_nan(tiny_model_dir, tmp_path, caplog):

@@ -58,6 +58,10 @@ class TrainingResult:
     best_epoch: int = 0
     seconds: float = 0.0
     stopped_early: bool = False
+    # [N_train] area under the margin (Pleiss et al. 2020), in the order of the training examples: the mean
+    # over the epochs run of (logit of the example's label − the largest other logit) when its batch was
+    # trained on. Low or negative: the model had to fight the label (a likely label error).
+    margins: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def check_model_source(source: str, setting: str = "training.base_model") -> None:
@@ -149,8 +153,16 @@ def train_classifier(
     else:
         result.best_epoch = len(result.history)
     result.seconds = time.perf_counter() - started
+    result.margins = loop.area_under_margin(len(result.history))
     _save(model, tokenizer, output_dir, result, start_model, settings, len(train))
     return result
+
+
+def label_margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B] logit of each example's label minus the largest other logit; logits [B, C], targets [B]."""
+    assigned = logits.gather(1, targets.unsqueeze(1)).squeeze(1)  # [B]
+    others = logits.scatter(1, targets.unsqueeze(1), float("-inf"))  # [B, C]: the label's logit masked
+    return assigned - others.max(dim=1).values
 
 
 def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
@@ -221,6 +233,7 @@ class _Loop:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.pin_memory = on_cuda
         self.forward = torch.compile(model, dynamic=True) if settings.compile and on_cuda else model
+        self.margin_sum: torch.Tensor | None = None  # [N_train] summed over epochs, on the device
 
     def prepare(self, examples: Sequence[Example]) -> _Prepared:
         """Tokenize every text once (truncated to ``max_length``, not padded). O(N) time and memory."""
@@ -241,25 +254,30 @@ class _Loop:
                 inputs = pad_encodings([data.encodings[row] for row in rows], self.tokenizer,
                                        pin_memory=self.pin_memory)
                 targets, weights = torch.from_numpy(data.targets[rows]), torch.from_numpy(data.weights[rows])
+                positions = torch.as_tensor(rows, dtype=torch.int64)
                 if self.pin_memory:
-                    targets, weights = targets.pin_memory(), weights.pin_memory()
-                yield inputs, targets, weights
+                    targets, weights, positions = targets.pin_memory(), weights.pin_memory(), positions.pin_memory()
+                yield inputs, targets, weights, positions
         return prefetch(make(), depth=2)
 
-    def _to_device(self, batch) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        inputs, targets, weights = batch
+    def _to_device(self, batch) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, targets, weights, positions = batch
         return ({key: value.to(self.device, non_blocking=True) for key, value in inputs.items()},
-                targets.to(self.device, non_blocking=True), weights.to(self.device, non_blocking=True))
+                targets.to(self.device, non_blocking=True), weights.to(self.device, non_blocking=True),
+                positions.to(self.device, non_blocking=True))
 
     def train_epoch(self, data: _Prepared, *, seed: int) -> float:
         """One pass over ``data`` in a seeded order; returns the mean weighted training loss."""
         self.model.train()
         order = random.Random(seed).sample(range(len(data)), len(data))
         total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
+        if self.margin_sum is None or len(self.margin_sum) != len(data):
+            self.margin_sum = torch.zeros(len(data), device=self.device)
         for batch in self._batches(data, order, self.settings.batch_size):
-            inputs, targets, weights = self._to_device(batch)
+            inputs, targets, weights, positions = self._to_device(batch)
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(**inputs).logits
+            self.margin_sum.index_add_(0, positions, label_margins(logits.detach().float(), targets))
             loss, per_example = weighted_cross_entropy(logits, targets, weights)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -269,13 +287,19 @@ class _Loop:
             total += (per_example.detach() * weights).sum()
         return float(total) / float(data.weights.sum())
 
+    def area_under_margin(self, epochs: int) -> np.ndarray:
+        """[N_train] the margins summed by :meth:`train_epoch`, averaged over ``epochs``."""
+        if self.margin_sum is None or epochs == 0:
+            return np.zeros(0)
+        return (self.margin_sum / epochs).cpu().numpy()
+
     @torch.inference_mode()
     def evaluate(self, data: _Prepared) -> tuple[float, float, float]:
         """(mean loss, accuracy, macro-F1) of the deterministic model on ``data``."""
         self.model.eval()
         probs = []
         for batch in self._batches(data, range(len(data)), self.settings.batch_size * 2):
-            inputs, _, _ = self._to_device(batch)
+            inputs, _, _, _ = self._to_device(batch)
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(**inputs).logits
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())

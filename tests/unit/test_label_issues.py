@@ -1,0 +1,31 @@
+"""The label-issue score's formula on hand-made inputs with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worker.label_issues import label_issue_scores
+
+
+def test_the_score_is_one_minus_the_geometric_mean_of_both_beliefs_in_the_label():
+    scores = label_issue_scores(np.array([1.0, 0.0, 0.25, 0.81]), np.array([50.0, 3.0, 0.0, math.log(9.0)]))
+
+    assert scores[0] == pytest.approx(0.0, abs=1e-9)  # both sure the label is right
+    assert scores[1] == pytest.approx(1.0)  # the held-out model gives the label no chance
+    assert scores[2] == pytest.approx(1 - math.sqrt(0.25 * 0.5))  # AUM 0: σ = 1/2
+    assert scores[3] == pytest.approx(1 - math.sqrt(0.81 * 0.9))  # σ(log 9) = 0.9
+
+
+def test_a_label_the_training_models_had_to_memorise_ranks_above_an_easy_one():
+    plausible_but_fought, plausible_and_easy = label_issue_scores(np.array([0.6, 0.6]), np.array([-2.0, 2.0]))
+    assert plausible_but_fought > plausible_and_easy
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="differ"):
+        label_issue_scores(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        label_issue_scores(np.array([1.5]), np.array([0.0]))
