@@ -82,7 +82,7 @@ class Runner:
         be reached."""
         with self._running(schedule=not burst):
             if not self._connect(retry=not burst):
-                return 1
+                return 0 if self.stop.is_set() else 1  # stopped while connecting: a clean stop
             self.queue.put(JobKind.SCORE)
             self._save_status()
             logger.info("worker running: %s mode, HTTP on %s, plugins %s", self.status.mode, self.status.http_url,
