@@ -282,6 +282,8 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     if folds:
         oof_report = oof_score_job(services, folds)
         click.echo(oof_report.summary())
+        click.echo("label_issue and area_under_margin pushed: in the UI, sort by metadata 'label_issue', descending, "
+                   "to fix the likeliest label errors first")
         failures.update(oof_report.failures)
     if folds and services.registry.current() is None:
         click.echo("no current model yet: records without a label are scored once one is trained or registered")

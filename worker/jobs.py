@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
@@ -32,6 +34,7 @@ from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
 from worker.iterables import batched, reservoir_sample
+from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
@@ -45,7 +48,7 @@ from worker.services import Services
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
-from worker.training.kfold import stream_out_of_fold_scores
+from worker.training.kfold import MarginAverage, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
     QuantileSketch,
@@ -352,9 +355,13 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
     models start from ``training.base_model`` either way); unlabelled records are left to :func:`score_job`.
 
-    Time O(N) per fold. Memory: the labelled examples (id, text, label: the training set) and the
-    records' server ids, O(N); never the records' full payloads — each batch of scores re-reads its
-    records by id to push (O(batch))."""
+    Once every fold model has trained, each labelled record also gets ``area_under_margin`` (averaged over
+    the K − 1 models that trained on it) and ``label_issue`` (see :mod:`worker.label_issues`), pushed as
+    metadata in a second pass over the records, by id.
+
+    Time O(N) per fold. Memory: the labelled examples (id, text, label: the training set), the records'
+    server ids and two floats per record, O(N); never the records' full payloads — each batch re-reads
+    its records by id to push (O(batch))."""
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION
@@ -372,17 +379,36 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
         if isinstance(text, str) and text.strip() and (label := reference_label(record)) is not None:
             examples.append(Example(record.record_id, text, label, text_pair=record.text_pair))
             server_ids[record.record_id] = record.server_id
+    margins, label_probability = MarginAverage(), {}
     with services.registry.staging() as work_dir:
         scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
                                            version=version, samples=services.settings.scoring.samples,
-                                           mc_layers=services.settings.scoring.mc_layers)
+                                           mc_layers=services.settings.scoring.mc_layers, on_trained=margins.add)
         for batch in batched(scores, services.settings.scoring.push_batch):
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report)
+            label_probability.update({s.record_id: (s.probabilities or {}).get(s.reference_label or "", 0.0)
+                                      for s in batch if not s.skipped})
         shutil.rmtree(work_dir)
+    _push_label_issues(services, server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
+
+
+def _push_label_issues(services: Services, server_ids: dict[str, str], label_probability: dict[str, float],
+                       margins: dict[str, float]) -> None:
+    """``area_under_margin`` and ``label_issue`` of every record that has both, as metadata, a batch at a time
+    (records re-read by id: a response submitted meanwhile is kept)."""
+    ids = [record_id for record_id in label_probability if record_id in margins]
+    issues = dict(zip(ids, label_issue_scores(np.array([label_probability[i] for i in ids]),
+                                              np.array([margins[i] for i in ids])).tolist(), strict=True))
+    for batch in batched(ids, services.settings.scoring.push_batch):
+        records = {r.record_id: r for r in services.gateway.read(server_ids[i] for i in batch)}
+        values = {i: {"area_under_margin": readable(margins[i]), "label_issue": readable(issues[i])}
+                  for i in batch if i in records}
+        services.gateway.push_metadata(values, current=records)
+    logger.info("label_issue and area_under_margin pushed for %d records: sort by label_issue, descending", len(ids))
 
 
 def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:

@@ -261,6 +261,10 @@ def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_datase
     assert all(record["metadata"]["original_agent"] == AGENT for record in after.values())
     losses = {record_id: record["metadata"]["expected_loss"] for record_id, record in after.items()}
     assert all(isinstance(value, float) for value in losses.values())
+    issues = [record["metadata"]["label_issue"] for record in after.values()]
+    assert all(0.0 <= value <= 1.0 for value in issues) and len(set(issues)) > 1
+    assert all(isinstance(record["metadata"]["area_under_margin"], float) for record in after.values())
+    assert "label_issue" in result.stdout
 
 
 def test_refused_and_unavailable_are_different_errors(local_argilla, stack_settings, dataset_name):

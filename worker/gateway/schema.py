@@ -48,6 +48,11 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    from_score="margin", published=True),
     WorkerMetadata("confidence", "float", "the model's probability of its own predicted label.", from_score="score",
                    published=True),
+    WorkerMetadata("area_under_margin", "float", "after `score --oof`: how easily the fold models that trained on "
+                   "the record fitted its label (mean logit margin); low or negative = they had to force it."),
+    WorkerMetadata("label_issue", "float", "after `score --oof`: the worker's label-error score, 1 − √(held-out "
+                   "probability of the label × σ(area_under_margin)); sort descending to fix the worst first.",
+                   published=True),
     WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
                    "ascending)."),
     WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
