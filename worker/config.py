@@ -113,6 +113,8 @@ class ScoringSettings(_Section):
     device: str = "auto"
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
     kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
+    power_beta: float = Field(1.0, ge=0, description="β of the bald_power sort key: a batch drawn with "
+                                                     "probability ∝ BALD^β (0: uniform, large: plain top BALD)")
     suggestion: Literal["auto", "model", "reference"] = Field(
         "auto", description="the pre-selected label: the label under review (reference) until a record is "
                             "reviewed, then the model's (auto); always the model's; always the label under review")

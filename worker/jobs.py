@@ -325,6 +325,7 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         report.mc_samples += score.mc_samples or 0
         record = current[score.record_id]
         prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record),
+                                           power_beta=services.settings.scoring.power_beta,
                                            reference_agent=reference_agent(record, binding))
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
         original = record.metadata.get("original_label")

@@ -25,6 +25,7 @@ from typing import Literal
 from worker.binding import CONSENSUS_AGENT
 from worker.gateway.schema import SCORED_METADATA
 from worker.records import Prediction
+from worker.scoring.acquisition import power_key
 from worker.scoring.engine import RecordScore
 
 SuggestionPolicy = Literal["auto", "model", "reference"]
@@ -56,7 +57,8 @@ def suggests_reference(policy: SuggestionPolicy, *, has_reference: bool, reviewe
 
 
 def prediction_from_score(score: RecordScore, model_version: str, *, policy: SuggestionPolicy = "model",
-                          reviewed: bool = False, reference_agent: str = "reference") -> Prediction:
+                          reviewed: bool = False, reference_agent: str = "reference",
+                          power_beta: float = 1.0) -> Prediction:
     """The suggestion (see the module docstring) and the sortable metadata of one scored record.
 
     ``reviewed``: the record has the annotators' consensus (then ``score.reference_label`` is it);
@@ -68,6 +70,8 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
     if score.skipped or score.predicted_label is None or score.score is None:
         raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason or 'no prediction'}")
     metadata: dict[str, float | str | None] = {"model_version": model_version, **score_metadata(score), **score.extra}
+    if score.bald is not None and math.isfinite(score.bald):
+        metadata["bald_power"] = power_key(max(score.bald, 0.0), score.record_id, model_version, beta=power_beta)
     metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}
     label, probability, agent = score.predicted_label, score.score, model_version
     if score.reference_label is not None and suggests_reference(policy, has_reference=True, reviewed=reviewed):

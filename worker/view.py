@@ -35,8 +35,11 @@ from worker.gateway.schema import FLOAT_METADATA
 from worker.records import Prediction, PulledRecord
 
 SUGGESTION_SCORE = "suggestion_score"  # the suggestion's score: the UI sorts by it too
-SORT_KEYS = (*FLOAT_METADATA, SUGGESTION_SCORE)
-NOT_SHOWN_IN_ORDER = frozenset({"model_version", "mc_samples"})  # may differ in a record that keeps its values
+# bald_power is BALD plus noise redrawn by every model (see worker.scoring.acquisition): BALD itself is
+# checked, and a kept record's old draw is as valid a draw as a new one
+REDRAWN = frozenset({"bald_power"})
+SORT_KEYS = tuple(key for key in (*FLOAT_METADATA, SUGGESTION_SCORE) if key not in REDRAWN)
+NOT_SHOWN_IN_ORDER = frozenset({"model_version", "mc_samples"}) | REDRAWN  # may differ in a kept record
 QUANTILES = 1001
 RESERVOIR = 20_000
 

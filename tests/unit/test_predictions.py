@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.predictions import prediction_from_score
+from worker.predictions import prediction_from_score, readable
+from worker.scoring.acquisition import power_key
 from worker.scoring.engine import RecordScore
 
 
@@ -20,7 +21,8 @@ def test_a_labelled_record_gets_its_loss_and_disagreement():
     assert (prediction.label, prediction.score, prediction.agent) == ("negative", 0.8, "model-v3")
     assert prediction.metadata == {"bald": 0.05, "entropy": 0.5, "margin": 0.6, "confidence": 0.8,
                                    "predicted_label": "negative", "model_version": "model-v3", "loss": 1.6,
-                                   "expected_loss": 1.7, "disagreement": "yes", "reference_label": "positive"}
+                                   "expected_loss": 1.7, "disagreement": "yes", "reference_label": "positive",
+                                   "bald_power": readable(power_key(0.05, "r1", "model-v3"))}
 
 
 def test_an_unlabelled_record_has_no_loss_keys():

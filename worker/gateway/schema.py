@@ -44,6 +44,8 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "(annotate these first).", from_score="bald", published=True),
     WorkerMetadata("entropy", "float", "total uncertainty of the model's answer.", from_score="entropy",
                    published=True),
+    WorkerMetadata("bald_power", "float", "a diverse batch to annotate: sort descending and take the top k — "
+                   "records drawn with probability ∝ BALD (stochastic power sampling), redrawn by each new model."),
     WorkerMetadata("margin", "float", "gap between the model's two most likely labels: small = it hesitates.",
                    from_score="margin", published=True),
     WorkerMetadata("confidence", "float", "the model's probability of its own predicted label.", from_score="score",
