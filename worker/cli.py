@@ -256,6 +256,9 @@ def status(config_file: Path | None) -> None:
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
         f"MC {_fmt(model.get('ece_mc'))})" if model.get("version") else ""))
+    if model.get("stability_kappa") is not None:
+        click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
+                   + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
     for kind, job in sorted(state.get("jobs", {}).items()):
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")

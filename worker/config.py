@@ -172,6 +172,11 @@ class RegistrySettings(_Section):
 class RetrainSettings(_Section):
     cron: str | None = Field(None, description="crontab expression, e.g. '0 3 * * *'")
     min_new_corrections: int = Field(50, ge=1, description="retrain once this many new submitted responses arrived")
+    stop_set_size: int = Field(1000, ge=0, description="records (unreviewed when drawn) every promoted model predicts "
+                                                       "to measure prediction stability; 0 = off")
+    stop_kappa: float = Field(0.99, gt=0, le=1, description="the stopping signal: mean Cohen's κ between "
+                                                           "consecutive models' predictions on the stop set …")
+    stop_window: int = Field(3, ge=1, description="… over this many promotions")
 
 
 class PublishSettings(_Section):

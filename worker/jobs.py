@@ -40,13 +40,22 @@ from worker.predictions import SuggestionPolicy, prediction_from_score, readable
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, Prediction, PulledRecord, consensus
-from worker.registry import check_writable
+from worker.registry import ModelVersion, check_writable
 from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.services import Services
+from worker.stability import (
+    StopSet,
+    agreement,
+    draw_stop_set,
+    load_predictions,
+    save_predictions,
+    stopping_signal,
+)
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
+from worker.training.evaluate import predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import MarginAverage, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
@@ -455,13 +464,63 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     training_set = prepare_training_set(services.gateway.pull(), labels, settings,
                                         first_model=services.registry.current() is None)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
+    previous = services.registry.current()
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       stop=stop)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     if outcome.promoted:
+        _measure_stability(services, outcome.model, previous)
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _measure_stability(services: Services, model: ModelVersion, previous: ModelVersion | None) -> None:
+    """Predict the stop set with the newly promoted ``model`` and store Cohen's κ against ``previous`` and the
+    stopping signal in its metrics (``stability``; see :mod:`worker.stability`). Draws the stop set on first
+    use (one streamed pass). A failure here is logged: the promotion stands."""
+    settings = services.settings.retrain
+    if settings.stop_set_size == 0:
+        return
+    try:
+        key = services.gateway.dataset_key
+        stop_set = services.stop_sets.get(key)
+        if stop_set is None:
+            stop_set = draw_stop_set(services.gateway.pull(), settings.stop_set_size,
+                                     seed=services.settings.training.seed)
+            services.stop_sets.put(key, stop_set)
+        if not stop_set.ids:
+            logger.info("no unreviewed record to measure prediction stability on")
+            return
+        current = _stop_set_labels(services, model, stop_set)
+        before = _stop_set_labels(services, previous, stop_set) if previous is not None else None
+    except WorkerError as error:
+        logger.warning("prediction stability of %s not measured: %s", model.version, error)
+        return
+    history = list((previous.metrics.get("stability") or {}).get("history", [])) if previous is not None else []
+    kappa = agreement(before, current) if before is not None else None
+    if kappa is not None:
+        history = [*history, kappa][-10:]
+    signal = stopping_signal(history, threshold=settings.stop_kappa, window=settings.stop_window)
+    services.registry.update_metrics(model.version, stability={
+        "kappa": kappa, "versus": previous.version if previous else None, "records": len(stop_set.ids),
+        "history": history, "stop_signal": signal})
+    logger.info("prediction stability of %s vs %s on %d records: κ %s%s", model.version,
+                previous.version if previous else "nothing", len(stop_set.ids),
+                f"{kappa:.4f}" if kappa is not None else "n/a",
+                "; more annotation is unlikely to change the model" if signal else "")
+
+
+def _stop_set_labels(services: Services, model: ModelVersion, stop_set: StopSet) -> list[str]:
+    """``model``'s predicted labels [n] on the stop set, stored beside the model (computed once per version)."""
+    stored = load_predictions(model.path)
+    if stored is not None and all(record_id in stored for record_id in stop_set.ids):
+        return [stored[record_id] for record_id in stop_set.ids]
+    classifier = load_classifier(model.path, device=services.settings.scoring.device, version=model.version)
+    probabilities = predict_probabilities(classifier, stop_set.texts, pairs=stop_set.pairs, samples=1)
+    labels = [classifier.labels[index] for index in probabilities.deterministic.argmax(axis=1).tolist()]
+    save_predictions(model.path, stop_set, labels)
+    return labels
 
 
 def _check_before_training(services: Services, start_model: str | None) -> None:

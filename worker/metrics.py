@@ -26,6 +26,11 @@ class WorkerMetrics:
                                registry=r)
         self.model_macro_f1 = Gauge("argilla_worker_model_macro_f1", "Validation macro-F1 of the current model",
                                     registry=r)
+        self.stability_kappa = Gauge("argilla_worker_prediction_stability_kappa",
+                                     "Cohen's kappa between the current and the previous model on the stop set",
+                                     registry=r)
+        self.stop_signal = Gauge("argilla_worker_stop_signal", "1 when more annotation is unlikely to change the "
+                                 "model (mean kappa of the last promotions at the threshold)", registry=r)
         self.job_success = Gauge("argilla_worker_job_last_success", "1 if the job's last run succeeded", ["job"],
                                  registry=r)
         self.job_timestamp = Gauge("argilla_worker_job_last_run_timestamp_seconds", "When the job last ran",
@@ -42,7 +47,7 @@ class WorkerMetrics:
         self.job_timestamp.labels(job).set(time.time())
         self.job_seconds.labels(job).observe(seconds)
 
-    def set_model(self, version: str, validation: dict) -> None:
+    def set_model(self, version: str, validation: dict, stability: dict | None = None) -> None:
         self.model_info.clear()
         self.model_info.labels(version).set(1)
         for kind, key in (("deterministic", "ece_deterministic"), ("mc", "ece_mc")):
@@ -50,3 +55,7 @@ class WorkerMetrics:
                 self.model_ece.labels(kind).set(validation[key])
         if validation.get("macro_f1") is not None:
             self.model_macro_f1.set(validation["macro_f1"])
+        stability = stability or {}
+        if stability.get("kappa") is not None:
+            self.stability_kappa.set(stability["kappa"])
+        self.stop_signal.set(1 if stability.get("stop_signal") else 0)

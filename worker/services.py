@@ -18,6 +18,7 @@ from worker.gateway.schema import WORKER_METADATA_TYPES
 from worker.gateway.sync_state import FailedPushes, SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.registry import ModelRegistry, ModelVersion
+from worker.stability import StopSetStore
 from worker.view import QuantileStore
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class Services:
     @cached_property
     def view_quantiles(self) -> QuantileStore:
         return QuantileStore(self.settings.state_dir / "view_quantiles.json")
+
+    @cached_property
+    def stop_sets(self) -> StopSetStore:
+        return StopSetStore(self.settings.state_dir / "stop_sets.json")
 
     @cached_property
     def failed_pushes(self) -> FailedPushes:

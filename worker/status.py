@@ -91,10 +91,12 @@ class StatusBook:
             self.status.model = {}
             return
         validation = current.metrics.get("validation", {})
+        stability = current.metrics.get("stability") or {}
         self.status.model = {"version": current.version, "macro_f1": validation.get("macro_f1"),
                              "ece_deterministic": validation.get("ece_deterministic"),
-                             "ece_mc": validation.get("ece_mc")}
-        self.metrics.set_model(current.version, validation)
+                             "ece_mc": validation.get("ece_mc"), "stability_kappa": stability.get("kappa"),
+                             "stop_signal": bool(stability.get("stop_signal"))}
+        self.metrics.set_model(current.version, validation, stability)
 
     def set_corrections(self, pending: int) -> None:
         self.status.corrections_pending = pending

@@ -112,6 +112,14 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     assert listing.returncode == 0, listing.stderr
     assert "v0001" in listing.stdout and "current" in listing.stdout
 
+    stability = outcome.model.metrics["stability"]  # the first model: its stop-set predictions, nothing to compare
+    assert (stability["kappa"], stability["records"], stability["stop_signal"]) == (None, 16, False)
+    second = train_job(services)  # the same corrections: the same model, so its predictions do not move
+    assert second.promoted, second.decision.reason
+    stability = second.model.metrics["stability"]
+    assert (stability["versus"], stability["records"], stability["kappa"]) == ("v0001", 16, 1.0)
+    assert stability["history"] == [1.0] and stability["stop_signal"] is False  # one promotion < the window of 3
+
 
 def _env():
     import os
