@@ -18,7 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -470,18 +470,18 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     if outcome.promoted:
-        _measure_stability(services, outcome.model, previous)
+        outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
 
 
-def _measure_stability(services: Services, model: ModelVersion, previous: ModelVersion | None) -> None:
+def _measure_stability(services: Services, model: ModelVersion, previous: ModelVersion | None) -> ModelVersion:
     """Predict the stop set with the newly promoted ``model`` and store Cohen's κ against ``previous`` and the
-    stopping signal in its metrics (``stability``; see :mod:`worker.stability`). Draws the stop set on first
-    use (one streamed pass). A failure here is logged: the promotion stands."""
+    stopping signal in its metrics (``stability``; see :mod:`worker.stability`); the updated entry. Draws the
+    stop set on first use (one streamed pass). A failure here is logged: the promotion stands."""
     settings = services.settings.retrain
     if settings.stop_set_size == 0:
-        return
+        return model
     try:
         key = services.gateway.dataset_key
         stop_set = services.stop_sets.get(key)
@@ -491,24 +491,25 @@ def _measure_stability(services: Services, model: ModelVersion, previous: ModelV
             services.stop_sets.put(key, stop_set)
         if not stop_set.ids:
             logger.info("no unreviewed record to measure prediction stability on")
-            return
+            return model
         current = _stop_set_labels(services, model, stop_set)
         before = _stop_set_labels(services, previous, stop_set) if previous is not None else None
     except WorkerError as error:
         logger.warning("prediction stability of %s not measured: %s", model.version, error)
-        return
+        return model
     history = list((previous.metrics.get("stability") or {}).get("history", [])) if previous is not None else []
     kappa = agreement(before, current) if before is not None else None
     if kappa is not None:
         history = [*history, kappa][-10:]
     signal = stopping_signal(history, threshold=settings.stop_kappa, window=settings.stop_window)
-    services.registry.update_metrics(model.version, stability={
+    updated = services.registry.update_metrics(model.version, stability={
         "kappa": kappa, "versus": previous.version if previous else None, "records": len(stop_set.ids),
         "history": history, "stop_signal": signal})
     logger.info("prediction stability of %s vs %s on %d records: κ %s%s", model.version,
                 previous.version if previous else "nothing", len(stop_set.ids),
                 f"{kappa:.4f}" if kappa is not None else "n/a",
                 "; more annotation is unlikely to change the model" if signal else "")
+    return updated
 
 
 def _stop_set_labels(services: Services, model: ModelVersion, stop_set: StopSet) -> list[str]:
