@@ -36,3 +36,18 @@ def read_json(path: Path, default: Any = None) -> Any:
 def utc_now() -> str:
     """Now, UTC, ISO 8601 to the second: the timestamps of status.json and the registry's metrics."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class KeyedJsonFile:
+    """A small JSON file of entries by key (a dataset key): each ``put`` rewrites it atomically."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def get(self, key: str) -> Any:
+        """The entry stored under ``key``, or None."""
+        return (read_json(self.path, {}) or {}).get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        write_json_atomic(self.path, {**(read_json(self.path, {}) or {}), key: value})
+

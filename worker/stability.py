@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from worker.files import read_json, write_json_atomic
+from worker.files import KeyedJsonFile, read_json, write_json_atomic
 from worker.iterables import reservoir_sample
 from worker.records import PulledRecord, consensus
 
@@ -51,20 +51,18 @@ class StopSetStore:
     """The stop set of each dataset, drawn once and kept in ``state_dir`` (``stop_sets.json``)."""
 
     def __init__(self, path: Path):
-        self.path = path
+        self.file = KeyedJsonFile(path)
 
     def get(self, key: str) -> StopSet | None:
-        entry = (read_json(self.path, {}) or {}).get(key)
+        entry = self.file.get(key)
         if not entry:
             return None
         pairs = entry.get("pairs")
         return StopSet(tuple(entry["ids"]), tuple(entry["texts"]), tuple(pairs) if pairs is not None else None)
 
     def put(self, key: str, stop_set: StopSet) -> None:
-        stored = read_json(self.path, {}) or {}
-        stored[key] = {"ids": list(stop_set.ids), "texts": list(stop_set.texts),
-                       "pairs": list(stop_set.pairs) if stop_set.pairs is not None else None}
-        write_json_atomic(self.path, stored)
+        self.file.put(key, {"ids": list(stop_set.ids), "texts": list(stop_set.texts),
+                            "pairs": list(stop_set.pairs) if stop_set.pairs is not None else None})
 
 
 def agreement(previous: Sequence[str], current: Sequence[str]) -> float:

@@ -20,7 +20,6 @@ keeps the version that computed them; it is rescored (and again not pushed) when
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from typing import TypeGuard
 
 import numpy as np
 
-from worker.files import write_json_atomic
+from worker.files import KeyedJsonFile
 from worker.gateway.schema import FLOAT_METADATA
 from worker.records import Prediction, PulledRecord
 
@@ -162,17 +161,11 @@ class QuantileStore:
     """The :class:`ValueQuantiles` of each dataset's last complete full run: one small JSON file."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
+        self.file = KeyedJsonFile(path)
 
     def get(self, key: str) -> ValueQuantiles | None:
-        data = self._read().get(key)
+        data = self.file.get(key)
         return ValueQuantiles.from_json(data) if data else None
 
     def put(self, key: str, quantiles: ValueQuantiles) -> None:
-        write_json_atomic(self.path, {**self._read(), key: quantiles.to_json()})
-
-    def _read(self) -> dict:
-        try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
+        self.file.put(key, quantiles.to_json())

@@ -240,8 +240,9 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     try:
         columns = text_columns(fields)
         stats = PublicationStats(tuple(labels))
-        table = _write_rows(records, labels, options, columns, stats, directory)
-        splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), options, directory)
+        published = features(labels, tuple(columns.values()))
+        table = _write_rows(records, labels, options, columns, published, stats, directory)
+        splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -250,12 +251,14 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
-                columns: dict[str, str], stats: PublicationStats, directory: Path) -> datasets.Dataset:
-    """One pass over ``records``: each publishable row appended to ``directory/rows.arrow``; ``stats`` filled."""
+                columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
+                directory: Path) -> datasets.Dataset:
+    """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
+    ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled."""
     index = label_index(labels)
-    table_features = features(labels, tuple(columns.values()))
+    table_features = published
     if options.split == "keep":
-        table_features = datasets.Features({**table_features, SPLIT_COLUMN: datasets.Value("string")})
+        table_features = datasets.Features({**published, SPLIT_COLUMN: datasets.Value("string")})
     path = directory / "rows.arrow"
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
@@ -309,12 +312,11 @@ def _float(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def _split(table: datasets.Dataset, by_id: np.ndarray, options: PublishOptions,
+def _split(table: datasets.Dataset, by_id: np.ndarray, published: datasets.Features, options: PublishOptions,
            directory: Path) -> dict[str, datasets.Dataset]:
     """``table``'s rows as named splits, each its own Arrow file in ``directory`` with its rows in id order.
 
     ``by_id`` [N] are the row positions of ``table`` in id order."""
-    published = features(*_labels_and_columns(table.features))
     if options.split == "none":
         parts = {"train": by_id}
     elif options.split == "keep":
@@ -324,12 +326,6 @@ def _split(table: datasets.Dataset, by_id: np.ndarray, options: PublishOptions,
         parts = {name: by_id[positions] for name, positions in _stratified_split_indices(labels, options).items()}
     return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")
             for name, rows in sorted(parts.items())}
-
-
-def _labels_and_columns(table_features: datasets.Features) -> tuple[list[str], tuple[str, ...]]:
-    """The label names and text columns of a table written by :func:`_write_rows`."""
-    columns = tuple(name for name in table_features if name not in WORKER_COLUMNS and name != SPLIT_COLUMN)
-    return table_features["label"].names, columns
 
 
 def _write_taken(table: datasets.Dataset, rows: np.ndarray, published: datasets.Features,
