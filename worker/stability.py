@@ -12,7 +12,6 @@ predicts ``size`` records once (deterministic pass).
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from sklearn.metrics import cohen_kappa_score
 from worker.files import KeyedJsonFile, read_json, write_json_atomic
 from worker.iterables import reservoir_sample
 from worker.records import PulledRecord, consensus
-
-logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "stop_set_predictions.json"
 

@@ -142,10 +142,6 @@ class Publication:
         return sum(split.num_rows for split in self.splits.values())
 
     @property
-    def records_seen(self) -> int:
-        return self.stats.records_seen
-
-    @property
     def tied(self) -> list[str]:
         """Ids of records left out because their annotators are tied (the first ``EXAMPLE_IDS``)."""
         return self.stats.tied_ids
