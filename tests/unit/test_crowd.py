@@ -1,0 +1,170 @@
+"""Every annotator's vote (worker.crowd): weights, weighted consensus, confidence and needs_another_label on
+crafted votes with answers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from worker.crowd import (
+    WEIGHT_FLOOR,
+    CrowdEstimator,
+    CrowdModel,
+    CrowdStore,
+    model_distribution,
+    needs_another_label,
+    weighted_consensus,
+)
+from worker.records import PulledRecord, ResponseState, consensus
+
+LABELS = ("neg", "pos")
+
+
+def _record(record_id: str, votes: dict[str, str], *, drafts: dict[str, str] | None = None,
+            predicted: str | None = None, confidence: float | None = None) -> PulledRecord:
+    responses = [ResponseState(user, label, "submitted") for user, label in votes.items()]
+    responses += [ResponseState(user, label, "draft") for user, label in (drafts or {}).items()]
+    metadata: dict = {"original_label": "pos"}
+    if predicted is not None:
+        metadata.update(predicted_label=predicted, confidence=confidence)
+    return PulledRecord(server_id=record_id, record_id=record_id, text="t", metadata=metadata, suggestion=None,
+                        responses=tuple(responses), updated_at=None)
+
+
+# a and b agree with each other on every record; c agrees with them on half
+HAND_MADE = [
+    _record("r1", {"a": "pos", "b": "pos", "c": "neg"}),
+    _record("r2", {"a": "neg", "b": "neg", "c": "neg"}),
+    _record("r3", {"a": "pos", "b": "pos", "c": "pos"}),
+    _record("r4", {"a": "neg", "b": "neg", "c": "pos"}),
+]
+
+
+def _estimate(records) -> CrowdModel:
+    estimator = CrowdEstimator(LABELS)
+    for record in records:
+        estimator.add(record)
+    return estimator.estimate()
+
+
+def test_weights_follow_agreement_relative_to_the_no_skill_error():
+    crowd = _estimate(HAND_MADE)
+
+    # agreement: a and b 6 of 8 pairs, c 4 of 8; majority labels 2 pos / 2 neg → no-skill error 0.5
+    assert crowd.annotators["a"].agreement_with_annotators == pytest.approx(0.75)
+    assert crowd.annotators["c"].agreement_with_annotators == pytest.approx(0.5)
+    assert crowd.weight("a") == pytest.approx(1 - 0.25 / 0.5)
+    assert crowd.weight("c") == pytest.approx(WEIGHT_FLOOR)  # no better than answering the common label
+    assert crowd.likelihood == pytest.approx((2 / 3 + 1 + 1 + 2 / 3) / 4)
+    assert crowd.default_weight == pytest.approx((0.5 + 0.5 + WEIGHT_FLOOR) / 3)
+    assert crowd.model_weight == 1.0  # no record carried the model's prediction
+    assert crowd.overlapping_records == 4
+
+
+def test_an_unreliable_pair_is_outvoted_by_one_reliable_annotator_and_the_confidence_says_how_sure():
+    crowd = _estimate(HAND_MADE)
+    record = _record("r5", {"a": "pos", "c": "neg", "newcomer": "neg"})
+
+    verdict = weighted_consensus(record, crowd)
+
+    assert consensus(record).label == "neg"  # plain majority
+    assert verdict.label == "pos"
+    pos_weight, neg_weight = crowd.weight("a"), crowd.weight("c") + crowd.default_weight
+    assert verdict.agreement == pytest.approx(pos_weight / (pos_weight + neg_weight))
+    likelihood = crowd.likelihood
+    pos_mass = pos_weight * likelihood + neg_weight * (1 - likelihood)
+    assert verdict.confidence == pytest.approx(pos_mass / (pos_weight + neg_weight))
+
+
+def test_ties_stay_ties_and_single_votes_are_the_label_whatever_the_weights():
+    crowd = _estimate(HAND_MADE)
+
+    tie = weighted_consensus(_record("t", {"a": "pos", "c": "neg"}), crowd)
+    single = weighted_consensus(_record("s", {"c": "neg"}, drafts={"a": "pos"}), crowd)
+
+    assert tie.label is None and tie.tied_labels == ("neg", "pos")
+    assert single.label == "neg" and single.agreement == 1.0 and single.num_annotators == 1
+    assert weighted_consensus(_record("none", {}, drafts={"a": "pos"}), crowd) is None
+
+
+def test_uniform_weights_reproduce_the_majority_vote():
+    rng = random.Random(0)
+    crowd = CrowdModel.uniform(LABELS)
+    for index in range(200):
+        votes = {f"u{j}": rng.choice(LABELS) for j in range(rng.randint(1, 5))}
+        record = _record(f"r{index}", votes)
+        plain, weighted = consensus(record), weighted_consensus(record, crowd)
+        assert (weighted.label, weighted.tied_labels, weighted.agreement) == (
+            plain.label, plain.tied_labels, pytest.approx(plain.agreement))
+
+
+def test_the_model_weight_comes_from_its_error_against_the_majority():
+    records = [_record(f"r{i}", {"a": "pos", "b": "pos", "c": "neg"}, predicted="pos", confidence=0.8)
+               for i in range(3)]
+    records.append(_record("r3", {"a": "neg", "b": "neg", "c": "neg"}, predicted="pos", confidence=0.7))
+
+    crowd = _estimate(records)
+
+    # majority labels: pos ×3, neg ×1 → no-skill error 0.25; the model misses 1 of 4 → skill 0 → floor
+    assert crowd.model_weight == pytest.approx(WEIGHT_FLOOR * math.sqrt(3))
+    assert crowd.annotators["a"].agreement_with_model == pytest.approx(0.75)
+    assert crowd.annotators["c"].agreement_with_model == pytest.approx(0.0)
+
+
+def test_annotator_quality_mixes_agreement_with_the_others_and_with_the_model():
+    records = [_record(f"r{i}", {"a": label, "b": label, "c": "neg"}, predicted=label, confidence=0.9)
+               for i, label in enumerate(["pos", "neg", "pos", "neg", "pos", "pos"])]
+
+    crowd = _estimate(records)
+
+    share = crowd.model_weight / (crowd.model_weight + crowd.default_weight)
+    stats = crowd.annotators["c"]
+    assert stats.quality == pytest.approx((1 - share) * stats.agreement_with_annotators
+                                          + share * stats.agreement_with_model)
+    assert crowd.annotators["a"].quality > stats.quality
+    assert crowd.model_weight > crowd.weight("c")  # the model agrees with the majority every time
+
+
+def test_needs_another_label_ranks_ties_before_splits_before_unanimous_records():
+    crowd = _estimate(HAND_MADE)
+    tie = _record("tie", {"a": "pos", "b": "neg"})
+    split = _record("split", {"a": "pos", "b": "pos", "c": "neg"})
+    unanimous = _record("unanimous", {"a": "pos", "b": "pos", "c": "pos"})
+
+    values = [needs_another_label(r, crowd, None) for r in (tie, split, unanimous)]
+
+    assert values[0] > values[1] > values[2] >= 0
+    assert all(v <= 1 - 1 / len(LABELS) + 1e-12 for v in values)
+
+
+def test_needs_another_label_for_unlabelled_records_follows_the_models_confidence():
+    crowd = _estimate(HAND_MADE)
+    unlabelled = _record("u", {})
+
+    unsure = needs_another_label(unlabelled, crowd, [0.5, 0.5])
+    sure = needs_another_label(unlabelled, crowd, [0.02, 0.98])
+
+    assert unsure == pytest.approx(0.5)  # max p = 1/K: nothing is known
+    weights = crowd.model_weight + crowd.mean_annotator_weight
+    assert sure == pytest.approx(1 - (crowd.model_weight * 0.98 + crowd.mean_annotator_weight / 2) / weights)
+    assert needs_another_label(unlabelled, crowd, None) == pytest.approx(0.5)
+
+
+def test_the_model_distribution_is_read_from_the_workers_metadata_only_when_valid():
+    assert model_distribution(_record("m", {}, predicted="pos", confidence=0.8), LABELS) == pytest.approx([0.2, 0.8])
+    assert model_distribution(_record("m", {}, predicted="other", confidence=0.8), LABELS) is None
+    assert model_distribution(_record("m", {}, predicted="pos", confidence=1.5), LABELS) is None
+    assert model_distribution(_record("m", {}), LABELS) is None
+
+
+def test_the_store_round_trips_and_falls_back_to_uniform_weights_for_other_labels(tmp_path):
+    store = CrowdStore(tmp_path / "crowd.json")
+    crowd = _estimate(HAND_MADE)
+
+    store.put("ws/dataset", crowd)
+
+    assert store.get("ws/dataset", LABELS) == crowd
+    assert store.get("ws/dataset", ("a", "b", "c")) == CrowdModel.uniform(("a", "b", "c"))
+    assert store.get("ws/other", LABELS) == CrowdModel.uniform(LABELS)

@@ -1,0 +1,262 @@
+"""Every annotator's vote: annotator weights from agreement, a weighted consensus with a confidence, and which
+records another label would help most — in the spirit of CROWDLAB (Goh et al. 2022) and ActiveLab (Goh &
+Mueller 2023), estimated in one streamed pass.
+
+**Estimate** (:class:`CrowdEstimator`, one pass over the annotated records, memory O(annotators + K)):
+
+* ``a_j`` — annotator *j*'s agreement with the others: over records with ≥ 2 submitted votes, the share of
+  (j, other annotator) pairs that gave the same label;
+* ``L`` — the chance an annotator gives the majority label: the mean majority share of those records;
+* ``e₀`` — the error of always answering the most common majority label (the "no skill" error);
+* annotator weight ``w_j = max(ε, 1 − (1 − a_j) / e₀)`` (1 − its error relative to no skill; an annotator
+  who never overlaps gets the mean agreement);
+* model weight ``w_M = max(ε, 1 − e_M / e₀) · √(mean votes per record)``, ``e_M`` the model's error against
+  the majority (its ``predicted_label`` metadata); 1 when it cannot be measured;
+* annotator quality (for the team lead; never written to the dataset): ``(1 − λ)·a_j + λ·m_j`` with
+  ``m_j`` the agreement with the model and ``λ = w_M / (w_M + w̄)``, ``w̄`` the mean annotator weight.
+
+**Consensus** of one record (:func:`weighted_consensus`): a tie of the raw votes stays a tie and a single vote
+is the label, as with majority vote; otherwise the label with the largest sum of its voters' weights wins, so
+two unreliable annotators can be outvoted by one reliable one. The model never picks the label (it was trained
+on these labels; letting it decide would feed back its own mistakes); it only informs the confidence:
+``post(k) = (w_M·p(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``.
+``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
+
+**needs_another_label** (:func:`needs_another_label`, higher = a further label would help more): one minus
+ActiveLab's score, ``(post(ŷ)·(Σ_j w_j + w_M) + w̄/K) / (Σ_j w_j + w_M + w̄)``; a record nobody labelled has
+``post = max p`` and no annotator weight, so labelled and unlabelled records rank on one scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+from worker.files import KeyedJsonFile
+from worker.records import Correction, PulledRecord, consensus, submitted_votes
+
+WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never exactly 0)
+PRIOR_LIKELIHOOD = 0.9  # L before any record has two votes: an annotator gives the right label 9 times in 10
+
+
+def model_distribution(record: PulledRecord, labels: Sequence[str]) -> list[float] | None:
+    """The model's probabilities [K] as the worker last stored them on the record (``predicted_label`` and
+    its ``confidence``, the rest spread evenly), or None when the record carries no such values."""
+    predicted, confidence = record.metadata.get("predicted_label"), record.metadata.get("confidence")
+    if predicted not in labels or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        return None
+    rest = (1.0 - float(confidence)) / (len(labels) - 1)
+    return [float(confidence) if label == predicted else rest for label in labels]
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    """One annotator as the estimate saw them (team-lead view only)."""
+
+    labels: int  # submitted labels
+    agreement_with_annotators: float | None  # None: never labelled a record someone else labelled
+    agreement_with_model: float | None  # None: none of their records carried the model's prediction
+    weight: float
+    quality: float | None
+
+
+@dataclass(frozen=True)
+class CrowdModel:
+    """The annotator and model weights one estimate produced (see the module docstring)."""
+
+    labels: tuple[str, ...]
+    annotator_weights: dict[str, float] = field(default_factory=dict)
+    default_weight: float = 1.0  # an annotator the estimate did not see
+    model_weight: float = 1.0
+    likelihood: float = PRIOR_LIKELIHOOD
+    annotators: dict[str, AnnotatorStats] = field(default_factory=dict)
+    overlapping_records: int = 0  # records with ≥ 2 votes the estimate used
+
+    @classmethod
+    def uniform(cls, labels: Sequence[str]) -> CrowdModel:
+        """Every annotator weighs the same: the consensus is the majority vote."""
+        return cls(tuple(labels))
+
+    def weight(self, user_id: str) -> float:
+        return self.annotator_weights.get(user_id, self.default_weight)
+
+    @property
+    def mean_annotator_weight(self) -> float:
+        weights = list(self.annotator_weights.values())
+        return sum(weights) / len(weights) if weights else self.default_weight
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "labels": list(self.labels),
+                "annotators": {user: asdict(stats) for user, stats in self.annotators.items()}}
+
+    @classmethod
+    def from_json(cls, value: dict) -> CrowdModel:
+        return cls(tuple(value["labels"]), dict(value["annotator_weights"]), value["default_weight"],
+                   value["model_weight"], value["likelihood"],
+                   {user: AnnotatorStats(**stats) for user, stats in value.get("annotators", {}).items()},
+                   value.get("overlapping_records", 0))
+
+
+@dataclass
+class _Tally:
+    labels: int = 0
+    other_pairs: int = 0
+    other_agreements: int = 0
+    model_pairs: int = 0
+    model_agreements: int = 0
+
+
+class CrowdEstimator:
+    """Accumulates what :class:`CrowdModel` needs from one pass over the annotated records.
+
+    ``add`` each record (O(votes) each); ``estimate`` at the end. Memory O(annotators + K) whatever N.
+    """
+
+    def __init__(self, labels: Sequence[str]):
+        self.labels = tuple(labels)
+        self._tallies: dict[str, _Tally] = {}
+        self._overlapping = 0
+        self._majority_share = 0.0
+        self._majority_counts: Counter[str] = Counter()
+        self._model_checked = 0
+        self._model_errors = 0
+        self._annotated = 0
+        self._votes = 0
+
+    def add(self, record: PulledRecord) -> None:
+        votes = submitted_votes(record)
+        if not votes:
+            return
+        self._annotated += 1
+        self._votes += len(votes)
+        model = model_distribution(record, self.labels)
+        predicted = self.labels[max(range(len(model)), key=model.__getitem__)] if model else None
+        counts = Counter(votes.values())
+        for user, label in votes.items():
+            tally = self._tallies.setdefault(user, _Tally())
+            tally.labels += 1
+            if len(votes) > 1:
+                tally.other_pairs += len(votes) - 1
+                tally.other_agreements += counts[label] - 1
+            if predicted is not None:
+                tally.model_pairs += 1
+                tally.model_agreements += label == predicted
+        if len(votes) < 2:
+            return
+        self._overlapping += 1
+        ranked = counts.most_common()
+        self._majority_share += ranked[0][1] / len(votes)
+        if len(ranked) == 1 or ranked[0][1] > ranked[1][1]:  # a tie has no majority label
+            self._majority_counts[ranked[0][0]] += 1
+            if predicted is not None:
+                self._model_checked += 1
+                self._model_errors += predicted != ranked[0][0]
+
+    def estimate(self) -> CrowdModel:
+        """The weights (see the module docstring); uniform ones while no record has two votes."""
+        if not self._tallies:
+            return CrowdModel.uniform(self.labels)
+        likelihood = self._majority_share / self._overlapping if self._overlapping else PRIOR_LIKELIHOOD
+        decided = sum(self._majority_counts.values())
+        no_skill_error = (1 - max(self._majority_counts.values()) / decided if decided
+                          else 1 - 1 / len(self.labels))
+        no_skill_error = max(no_skill_error, WEIGHT_FLOOR)
+        agreements = {user: t.other_agreements / t.other_pairs for user, t in self._tallies.items() if t.other_pairs}
+        fallback = sum(agreements.values()) / len(agreements) if agreements else likelihood
+        weights = {user: _skill(1 - agreements.get(user, fallback), no_skill_error) for user in self._tallies}
+        default_weight = sum(weights.values()) / len(weights)
+        model_weight = 1.0
+        if self._model_checked:
+            model_weight = (_skill(self._model_errors / self._model_checked, no_skill_error)
+                            * math.sqrt(self._votes / self._annotated))
+        share = model_weight / (model_weight + default_weight)
+        annotators = {}
+        for user, tally in self._tallies.items():
+            with_others = agreements.get(user)
+            with_model = tally.model_agreements / tally.model_pairs if tally.model_pairs else None
+            annotators[user] = AnnotatorStats(tally.labels, with_others, with_model, weights[user],
+                                              _quality(with_others, with_model, share))
+        return CrowdModel(self.labels, weights, default_weight, model_weight, likelihood, annotators,
+                          self._overlapping)
+
+
+def _skill(error: float, no_skill_error: float) -> float:
+    return max(WEIGHT_FLOOR, 1 - error / no_skill_error)
+
+
+def _quality(with_others: float | None, with_model: float | None, model_share: float) -> float | None:
+    if with_others is None or with_model is None:
+        return with_others if with_model is None else with_model
+    return (1 - model_share) * with_others + model_share * with_model
+
+
+def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[float] | None = None
+                       ) -> Correction | None:
+    """The record's consensus under ``crowd``'s weights with its confidence (see the module docstring); None
+    without a vote. On a tie, ``confidence`` is the largest posterior among the tied labels.
+
+    ``model``: the model's probabilities [K] in ``crowd.labels`` order (None: annotators only).
+    """
+    verdict = consensus(record, crowd.weight)
+    if verdict is None:
+        return None
+    posterior = _posterior(submitted_votes(record), crowd, model)
+    candidates = verdict.tied_labels or (verdict.label or "",)
+    return replace(verdict, confidence=max(posterior.get(label, 0.0) for label in candidates))
+
+
+def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[float] | None) -> dict[str, float]:
+    """post(k) for every label k (see the module docstring)."""
+    labels, likelihood = crowd.labels, crowd.likelihood
+    other = (1 - likelihood) / (len(labels) - 1)
+    mass = {label: 0.0 for label in labels}
+    total = 0.0
+    if model is not None:
+        for label, probability in zip(labels, model, strict=True):
+            mass[label] += crowd.model_weight * probability
+        total += crowd.model_weight
+    for user, vote in votes.items():
+        weight = crowd.weight(user)
+        total += weight
+        for label in labels:
+            mass[label] += weight * (likelihood if label == vote else other)
+    return {label: value / total for label, value in mass.items()}
+
+
+def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence[float] | None) -> float:
+    """How much another label would help this record, in [0, 1 − 1/K] (higher = sooner; module docstring).
+
+    ``model``: the model's probabilities [K] in ``crowd.labels`` order (None: annotators only).
+    """
+    labels, spread = crowd.labels, crowd.mean_annotator_weight
+    votes = submitted_votes(record)
+    if not votes:
+        if model is None:
+            return 1 - 1 / len(labels)
+        score = (crowd.model_weight * max(model) + spread / len(labels)) / (crowd.model_weight + spread)
+        return 1 - score
+    verdict = weighted_consensus(record, crowd, model)
+    assert verdict is not None and verdict.confidence is not None
+    behind = sum(crowd.weight(user) for user in votes) + (crowd.model_weight if model is not None else 0.0)
+    score = (verdict.confidence * behind + spread / len(labels)) / (behind + spread)
+    return 1 - score
+
+
+class CrowdStore:
+    """The last estimate per dataset (``state_dir/crowd.json``): what score runs weigh votes with between
+    trainings."""
+
+    def __init__(self, path):
+        self.file = KeyedJsonFile(path)
+
+    def get(self, key: str, labels: Sequence[str]) -> CrowdModel:
+        """The stored estimate for ``key`` when it was made for these labels, else uniform weights."""
+        stored = self.file.get(key)
+        if stored is None or tuple(stored.get("labels", ())) != tuple(labels):
+            return CrowdModel.uniform(labels)
+        return CrowdModel.from_json(stored)
+
+    def put(self, key: str, crowd: CrowdModel) -> None:
+        self.file.put(key, crowd.to_json())
