@@ -259,11 +259,26 @@ def status(config_file: Path | None) -> None:
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
+    _echo_annotators(state.get("annotators") or {})
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
     for kind, job in sorted(state.get("jobs", {}).items()):
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
     if not running:
         sys.exit(1)
+
+
+def _echo_annotators(crowd: dict) -> None:
+    """The team lead's view of the last crowd estimate (see :mod:`worker.crowd`); nothing before the first."""
+    annotators = crowd.get("annotators") or {}
+    if not annotators:
+        return
+    click.echo(f"annotators (from {crowd.get('overlapping_records', 0)} records with ≥ 2 votes; model weight "
+               f"{_fmt(crowd.get('model_weight'))}):")
+    click.echo(f"  {'annotator':<38} {'labels':>6} {'agree':>6} {'model':>6} {'weight':>6} {'quality':>7}")
+    for user, stats in sorted(annotators.items(), key=lambda item: -(item[1].get("quality") or 0)):
+        click.echo(f"  {user:<38} {stats['labels']:>6} {_fmt(stats.get('agreement_with_annotators')):>6} "
+                   f"{_fmt(stats.get('agreement_with_model')):>6} {_fmt(stats.get('weight')):>6} "
+                   f"{_fmt(stats.get('quality')):>7}")
 
 
 @cli.command()

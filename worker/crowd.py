@@ -87,6 +87,12 @@ class CrowdModel:
         weights = list(self.annotator_weights.values())
         return sum(weights) / len(weights) if weights else self.default_weight
 
+    def summary(self) -> dict:
+        """What the team lead sees in ``status`` and ``/metrics`` (never written to the dataset)."""
+        return {"model_weight": self.model_weight, "likelihood": self.likelihood,
+                "overlapping_records": self.overlapping_records,
+                "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
+
     def to_json(self) -> dict:
         return {**asdict(self), "labels": list(self.labels),
                 "annotators": {user: asdict(stats) for user, stats in self.annotators.items()}}
@@ -257,6 +263,11 @@ class CrowdStore:
         if stored is None or tuple(stored.get("labels", ())) != tuple(labels):
             return CrowdModel.uniform(labels)
         return CrowdModel.from_json(stored)
+
+    def latest(self, key: str) -> CrowdModel | None:
+        """The stored estimate for ``key`` whatever its labels (the status shows it), or None."""
+        stored = self.file.get(key)
+        return CrowdModel.from_json(stored) if stored is not None else None
 
     def put(self, key: str, crowd: CrowdModel) -> None:
         self.file.put(key, crowd.to_json())

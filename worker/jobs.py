@@ -29,6 +29,7 @@ from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
+from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label
 from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
@@ -117,20 +118,23 @@ def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
                             loss_se=settings.adaptive_loss_se)
 
 
-def reference_label(record: PulledRecord) -> str | None:
-    """The label a record's loss is measured against: the annotators' consensus, else the label it came
-    with as the dataset binding resolves it (``record.reference``; None: uncertainty only)."""
-    verdict = consensus(record)
+def reference_label(record: PulledRecord, weight: Callable[[str], float] | None = None) -> str | None:
+    """The label a record's loss is measured against: the annotators' consensus (each vote weighted by
+    ``weight``, see :mod:`worker.crowd`), else the label it came with as the dataset binding resolves it
+    (``record.reference``; None: uncertainty only)."""
+    verdict = consensus(record, weight)
     if verdict is not None and verdict.label is not None:
         return verdict.label
     return record.reference
 
 
-def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model") -> bool:
-    """Whether the record already carries this model's values for its current reference label and number
-    of submitted responses, and the suggestion ``policy`` asks for (a changed policy rescores)."""
+def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model",
+                  weight: Callable[[str], float] | None = None) -> bool:
+    """Whether the record already carries this model's values for its current reference label (votes
+    weighted by ``weight``) and number of submitted responses, and the suggestion ``policy`` asks for (a
+    changed policy rescores)."""
     written = record.metadata.get("model_version")
-    reference = reference_label(record)
+    reference = reference_label(record, weight)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
             or record.metadata.get("reference_label") != reference
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
@@ -197,6 +201,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
     watermark = gateway.watermark(since) if server_ids is None else None
     report = ScoreReport(classifier.version)
+    crowd = services.crowds.get(gateway.dataset_key, labels)
     extra = services.extra_scorers()
     if extra:
         gateway.ensure_float_metadata(extra)
@@ -208,12 +213,13 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
     batches = batched(_todo(candidates, classifier.version, settings.suggestion, report, since=since,
-                             forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch),
+                             forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch,
+                             weight=crowd.weight),
                       settings.push_batch)
 
     def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
         scores, current = work
-        _push_scores(services, scores, current, classifier.version, report, view=view)
+        _push_scores(services, scores, current, classifier.version, report, view=view, crowd=crowd)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
         if on_batch is not None:
@@ -221,8 +227,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
     with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher:
         for batch in batches:
-            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair)
-                                       for r in batch))
+            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r, crowd.weight),
+                                                    r.text_pair) for r in batch))
             pusher.put((scores, {r.record_id: r for r in batch}))
             if stop is not None and stop.is_set():
                 report.stopped = next(batches, None) is not None
@@ -258,7 +264,8 @@ def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: 
 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
           since: datetime | None, forced: set[str], watermark: Watermark | None,
-          sketch: QuantileSketch | None = None) -> Iterator[PulledRecord]:
+          sketch: QuantileSketch | None = None, weight: Callable[[str], float] | None = None
+          ) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
     ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``."""
     forced_seen: set[str] = set()
@@ -273,7 +280,7 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
         if since is not None and any(r.status == SUBMITTED and r.updated_at is not None and r.updated_at > since
                                      for r in record.responses):
             report.new_submissions += 1
-        if record.record_id not in forced and is_up_to_date(record, version, policy):
+        if record.record_id not in forced and is_up_to_date(record, version, policy, weight):
             report.up_to_date += 1
             if sketch is not None:
                 sketch.add(stored_values(record))
@@ -322,7 +329,7 @@ class _ViewPolicy:
 
 
 def _push_scores(services: Services, scores: Iterable[RecordScore], current: dict[str, PulledRecord],
-                 version: str, report: ScoreReport, *, view: _ViewPolicy | None = None) -> None:
+                 version: str, report: ScoreReport, *, crowd: CrowdModel, view: _ViewPolicy | None = None) -> None:
     predictions = []
     policy, binding = services.settings.scoring.suggestion, services.gateway.binding
     for score in scores:
@@ -341,6 +348,9 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         if original is not None and score.probabilities and original in score.probabilities:
             probability = max(score.probabilities[original], PROBABILITY_FLOOR)
             prediction.metadata["original_loss"] = readable(-math.log(probability))
+        if score.probabilities:
+            model = [score.probabilities.get(label, 0.0) for label in crowd.labels]
+            prediction.metadata["needs_another_label"] = readable(needs_another_label(record, crowd, model))
         predictions.append(prediction)
     key = services.gateway.dataset_key
     failing = services.failed_pushes.of(key)
@@ -381,12 +391,13 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     _check_before_training(services, settings.base_model)
     labels = services.prepare_for_push()
     examples, server_ids = [], {}
+    crowd = services.crowds.get(services.gateway.dataset_key, labels)
     version = f"{current_version}{OOF_MARK}{k}"
     report = ScoreReport(version)
     for record in services.gateway.pull():
         report.considered += 1
         text = record.text
-        if isinstance(text, str) and text.strip() and (label := reference_label(record)) is not None:
+        if isinstance(text, str) and text.strip() and (label := reference_label(record, crowd.weight)) is not None:
             examples.append(Example(record.record_id, text, label, text_pair=record.text_pair))
             server_ids[record.record_id] = record.server_id
     margins, label_probability = MarginAverage(), {}
@@ -396,7 +407,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                            mc_layers=services.settings.scoring.mc_layers, on_trained=margins.add)
         for batch in batched(scores, services.settings.scoring.push_batch):
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
-            _push_scores(services, [s for s in batch if s.record_id in records], records, version, report)
+            _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
+                         crowd=crowd)
             label_probability.update({s.record_id: (s.probabilities or {}).get(s.reference_label or "", 0.0)
                                       for s in batch if not s.skipped})
         shutil.rmtree(work_dir)
@@ -461,8 +473,9 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     _check_before_training(services, settings.base_model if services.registry.current() is None
                            or settings.start_from != "current" else None)
     labels = services.labels()
+    crowd = estimate_crowd(services, labels)
     training_set = prepare_training_set(services.gateway.pull(), labels, settings,
-                                        first_model=services.registry.current() is None)
+                                        first_model=services.registry.current() is None, crowd=crowd)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     previous = services.registry.current()
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
@@ -473,6 +486,22 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:
+    """Estimate the annotators' and the model's weights (see :mod:`worker.crowd`) from one pass over the
+    records with a response and store it (``state_dir/crowd.json``): score runs weigh votes with it until
+    the next estimate. Time O(annotated records); memory O(annotators + labels)."""
+    estimator = CrowdEstimator(labels)
+    for record in services.gateway.pull_annotated():
+        estimator.add(record)
+    crowd = estimator.estimate()
+    services.crowds.put(services.gateway.dataset_key, crowd)
+    if crowd.overlapping_records:
+        logger.info("annotator weights from %d records with ≥ 2 votes: %d annotators, mean weight %.3f, model "
+                    "weight %.3f", crowd.overlapping_records, len(crowd.annotators), crowd.mean_annotator_weight,
+                    crowd.model_weight)
+    return crowd
 
 
 def _measure_stability(services: Services, model: ModelVersion, previous: ModelVersion | None) -> ModelVersion:
@@ -569,9 +598,10 @@ def publish_job(services: Services, *, directory: Path | None = None,
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed)
-    with build_publication(services.gateway.pull(), services.labels(), options,
-                           fields=services.gateway.binding.fields,
-                           workdir=services.settings.state_dir / "publishing") as publication:
+    labels = services.labels()
+    with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,
+                           workdir=services.settings.state_dir / "publishing",
+                           crowd=estimate_crowd(services, labels)) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,

@@ -31,6 +31,12 @@ class WorkerMetrics:
                                      registry=r)
         self.stop_signal = Gauge("argilla_worker_stop_signal", "1 when more annotation is unlikely to change the "
                                  "model (mean kappa of the last promotions at the threshold)", registry=r)
+        self.annotator_quality = Gauge("argilla_worker_annotator_quality", "Agreement of an annotator with the "
+                                       "others and with the model (team lead only)", ["annotator"], registry=r)
+        self.annotator_weight = Gauge("argilla_worker_annotator_weight", "Weight of an annotator's vote in the "
+                                      "consensus", ["annotator"], registry=r)
+        self.annotator_labels = Gauge("argilla_worker_annotator_labels", "Submitted labels of an annotator",
+                                      ["annotator"], registry=r)
         self.job_success = Gauge("argilla_worker_job_last_success", "1 if the job's last run succeeded", ["job"],
                                  registry=r)
         self.job_timestamp = Gauge("argilla_worker_job_last_run_timestamp_seconds", "When the job last ran",
@@ -46,6 +52,16 @@ class WorkerMetrics:
         self.job_success.labels(job).set(1 if success else 0)
         self.job_timestamp.labels(job).set(time.time())
         self.job_seconds.labels(job).observe(seconds)
+
+    def set_annotators(self, annotators: dict) -> None:
+        """``annotators``: user id → :class:`worker.crowd.AnnotatorStats`."""
+        for gauge in (self.annotator_quality, self.annotator_weight, self.annotator_labels):
+            gauge.clear()
+        for user, stats in annotators.items():
+            if stats.quality is not None:
+                self.annotator_quality.labels(user).set(stats.quality)
+            self.annotator_weight.labels(user).set(stats.weight)
+            self.annotator_labels.labels(user).set(stats.labels)
 
     def set_model(self, version: str, validation: dict, stability: dict | None = None) -> None:
         self.model_info.clear()

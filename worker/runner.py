@@ -176,6 +176,7 @@ class Runner:
             return False
         self._setup_webhooks()
         self.book.set_model(self.services.registry.current())
+        self.book.set_annotators(self.services.crowds.latest(self.services.gateway.dataset_key))
         return True
 
     def _setup_webhooks(self) -> None:
@@ -276,6 +277,7 @@ class Runner:
         outcome = train_job(self.services, stop=self.stop)
         self.book.set_corrections(self.corrections.consume(counted))
         self.book.set_model(self.services.registry.current())
+        self.book.set_annotators(self.services.crowds.latest(self.services.gateway.dataset_key))
         if outcome.promoted:
             self.queue.put(JobKind.FULL_SCORE)
             if self.settings.publish.after_promotion and self.services.publishers():

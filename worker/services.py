@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from worker.config import WorkerSettings
+from worker.crowd import CrowdStore
 from worker.errors import ConfigError, NoModelError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import WORKER_METADATA_TYPES
@@ -70,6 +71,10 @@ class Services:
     @cached_property
     def stop_sets(self) -> StopSetStore:
         return StopSetStore(self.settings.state_dir / "stop_sets.json")
+
+    @cached_property
+    def crowds(self) -> CrowdStore:
+        return CrowdStore(self.settings.state_dir / "crowd.json")
 
     @cached_property
     def failed_pushes(self) -> FailedPushes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from worker.crowd import CrowdModel
 from worker.files import read_json, utc_now, write_json_atomic
 from worker.metrics import WorkerMetrics
 from worker.registry import ModelVersion
@@ -44,6 +45,7 @@ class Status:
     mode_reason: str = ""
     argilla: dict = field(default_factory=lambda: {"reachable": None, "error": None, "since": None})
     model: dict = field(default_factory=dict)
+    annotators: dict = field(default_factory=dict)  # the team lead's view of the crowd estimate (worker.crowd)
     queue: list[str] = field(default_factory=list)
     corrections_pending: int = 0
     jobs: dict = field(default_factory=dict)
@@ -97,6 +99,11 @@ class StatusBook:
                              "ece_mc": validation.get("ece_mc"), "stability_kappa": stability.get("kappa"),
                              "stop_signal": bool(stability.get("stop_signal"))}
         self.metrics.set_model(current.version, validation, stability)
+
+    def set_annotators(self, crowd: CrowdModel | None) -> None:
+        """The last estimate of the annotators' agreement, weight and quality (empty before the first)."""
+        self.status.annotators = crowd.summary() if crowd is not None else {}
+        self.metrics.set_annotators(crowd.annotators if crowd is not None else {})
 
     def set_corrections(self, pending: int) -> None:
         self.status.corrections_pending = pending

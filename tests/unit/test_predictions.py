@@ -98,14 +98,14 @@ def test_one_declaration_names_what_is_pushed_published_and_explained():
     """WORKER_METADATA is the only list of the worker's metadata: the push payload, the dataset's
     properties, the published score columns and the card all come from it."""
     from worker.gateway.schema import GUIDELINES, PUBLISHED_SCORES, WORKER_METADATA, WORKER_METADATA_TYPES
-    from worker.publish.build import features
+    from worker.publish.build import REVIEW_COLUMNS, features
     from worker.publish.card import render_card
 
     metadata = prediction_from_score(_score(mc_samples=12), "v3").metadata
     assert set(metadata) <= set(WORKER_METADATA_TYPES)
     assert all(f"- `{spec.name}`: {spec.meaning}" in GUIDELINES for spec in WORKER_METADATA)
     published = [name for name, feature in features(["negative", "positive"]).items()
-                 if getattr(feature, "dtype", None) == "float32" and name != "annotator_agreement"]
+                 if getattr(feature, "dtype", None) == "float32" and name not in REVIEW_COLUMNS]
     assert published == [spec.name for spec in PUBLISHED_SCORES]
 
     from tests.unit.test_publish import LABELS, _records

@@ -33,13 +33,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
+from worker.crowd import CrowdModel, model_distribution, weighted_consensus
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES
 from worker.iterables import shuffled_label_groups
 from worker.records import PulledRecord, consensus, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
-WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", "annotator_agreement",
+REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
+WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS,
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
@@ -211,7 +213,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datas
         "original_label": datasets.ClassLabel(names=list(labels)),
         "was_corrected": datasets.Value("bool"),
         "reviewed": datasets.Value("bool"),
-        "annotator_agreement": datasets.Value("float32"),
+        **{name: datasets.Value("float32") for name in REVIEW_COLUMNS},
         "num_annotators": datasets.Value("int32"),
         **{name: datasets.Value("float32") for name in FLOAT_COLUMNS},
         "model_version": datasets.Value("string"),
@@ -220,8 +222,10 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datas
 
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
-                      workdir: Path | None = None) -> Publication:
+                      workdir: Path | None = None, crowd: CrowdModel | None = None) -> Publication:
     """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields.
+    ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
+    use; None: majority vote (``label_confidence`` empty).
 
     ``records`` is consumed once, lazily (a pull's pages); the rows go to Arrow files in a new temporary
     directory under ``workdir`` (the system's temporary directory if None), removed by ``close()``.
@@ -237,7 +241,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         columns = text_columns(fields)
         stats = PublicationStats(tuple(labels))
         published = features(labels, tuple(columns.values()))
-        table = _write_rows(records, labels, options, columns, published, stats, directory)
+        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
@@ -248,7 +252,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
                 columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
-                directory: Path) -> datasets.Dataset:
+                directory: Path, crowd: CrowdModel | None = None) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
     ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled."""
     index = label_index(labels)
@@ -259,7 +263,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
             stats.records_seen += 1
-            verdict = consensus(record)
+            verdict = consensus(record) if crowd is None else weighted_consensus(
+                record, crowd, model_distribution(record, labels))
             if verdict is not None and verdict.label is None:
                 stats.left_out(record.record_id, tied=True)
                 continue
@@ -298,6 +303,7 @@ def _row(record: PulledRecord, label: str, original: str | None, verdict, index:
         "was_corrected": verdict is not None and original is not None and label != original,
         "reviewed": verdict is not None,
         "annotator_agreement": verdict.agreement if verdict else None,
+        "label_confidence": verdict.confidence if verdict else None,
         "num_annotators": verdict.num_annotators if verdict else 0,
         **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
         "model_version": record.metadata.get("model_version"),

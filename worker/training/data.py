@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from worker.crowd import CrowdModel, model_distribution, weighted_consensus
 from worker.errors import DataError
 from worker.iterables import shuffled_label_groups
 from worker.records import PulledRecord, consensus
@@ -65,10 +66,14 @@ def examples_from_records(
     *,
     data: TrainingData = "annotated",
     original_weight: float = 0.3,
+    crowd: CrowdModel | None = None,
 ) -> tuple[list[Example], list[Example], list[str]]:
     """Split pulled records into (annotated examples, original-label examples, ids of tied records).
 
     Records with a tie between annotators are left out (reported by id); records without a text too.
+    With ``crowd`` (see :mod:`worker.crowd`) the consensus weighs each annotator's vote and an annotated
+    example's weight is the weighted share of the votes behind its label (1 for a single or unanimous
+    vote); without it, the majority at weight 1.
 
     Raises:
         DataError: a consensus or original label is not one of ``labels`` (names the record and the value).
@@ -80,13 +85,15 @@ def examples_from_records(
     for record in records:
         if not isinstance(record.text, str) or not record.text.strip():
             continue
-        verdict = consensus(record)
+        verdict = consensus(record) if crowd is None else weighted_consensus(
+            record, crowd, model_distribution(record, labels))
         if verdict is not None:
             if verdict.label is None:
                 tied.append(record.record_id)
             else:
                 label = _checked(record.record_id, verdict.label, allowed)
-                annotated.append(Example(record.record_id, record.text, label, text_pair=record.text_pair))
+                weight = 1.0 if crowd is None else verdict.agreement
+                annotated.append(Example(record.record_id, record.text, label, weight, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
             original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL,

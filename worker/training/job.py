@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.crowd import CrowdModel
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
@@ -39,8 +40,10 @@ class TrainingOutcome:
 
 
 def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
-                         settings: TrainingSettings, *, first_model: bool = False) -> TrainingSet:
-    """Consensus labels (and original labels if configured) → stratified train/validation split.
+                         settings: TrainingSettings, *, first_model: bool = False,
+                         crowd: CrowdModel | None = None) -> TrainingSet:
+    """Consensus labels (weighted by ``crowd``, see :mod:`worker.crowd`; and original labels if configured)
+    → stratified train/validation split.
 
     With ``first_model`` (no current model yet) and fewer than ``training.min_annotated`` annotations,
     the first model trains on the labels the records carry (see :func:`build_first_training_set`).
@@ -50,7 +53,7 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
     """
     data = "annotated+original" if first_model else settings.data
     annotated, original, tied = examples_from_records(records, labels, data=data,
-                                                      original_weight=settings.original_weight)
+                                                      original_weight=settings.original_weight, crowd=crowd)
     if tied:
         logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
                        ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
