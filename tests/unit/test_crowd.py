@@ -168,3 +168,30 @@ def test_the_store_round_trips_and_falls_back_to_uniform_weights_for_other_label
     assert store.get("ws/dataset", LABELS) == crowd
     assert store.get("ws/dataset", ("a", "b", "c")) == CrowdModel.uniform(("a", "b", "c"))
     assert store.get("ws/other", LABELS) == CrowdModel.uniform(LABELS)
+
+
+def test_the_team_lead_sees_each_annotators_quality_in_status_metrics_and_the_cli(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.status import StatusBook
+
+    crowd = _estimate(HAND_MADE)
+    book = StatusBook(tmp_path / "state" / "status.json", "http://argilla")
+    book.set_annotators(crowd)
+    book.save([])
+
+    assert book.status.annotators["annotators"]["c"]["weight"] == pytest.approx(WEIGHT_FLOOR)
+    assert book.metrics.registry.get_sample_value("argilla_worker_annotator_quality", {"annotator": "a"}) == \
+        pytest.approx(0.75)
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(cli, ["status"])
+    lines = result.output.splitlines()
+    assert any(line.startswith("annotators (from 4 records with ≥ 2 votes") for line in lines), result.output
+    rows = [line.split() for line in lines if line.strip().split(" ")[0] in ("a", "b", "c")]
+    assert [row[0] for row in rows] == ["a", "b", "c"]  # best quality first
+    assert rows[2][1:] == ["4", "0.5000", "-", "0.0010", "0.5000"]
+
+    book.set_annotators(None)
+    assert book.status.annotators == {}
+    assert book.metrics.registry.get_sample_value("argilla_worker_annotator_weight", {"annotator": "a"}) is None

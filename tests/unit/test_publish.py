@@ -263,3 +263,25 @@ def test_a_dataset_with_nothing_publishable_gives_empty_splits():
         assert {name: split.num_rows for name, split in publication.splits.items()} == {"test": 0, "train": 0}
         assert publication.unlabelled == ["f"] and publication.counts()["unlabelled_left_out"] == 1
         assert publication.content_hash() == publication.content_hash()
+
+
+def test_with_annotator_weights_the_published_label_and_its_confidence_follow_them():
+    from worker.crowd import CrowdModel
+
+    crowd = CrowdModel(LABELS, annotator_weights={"u0": 0.1, "u1": 0.1, "u2": 0.9}, model_weight=0.5,
+                       likelihood=0.8)
+
+    records = _records()
+    records[4].metadata["predicted_label"] = "positive"  # with its confidence 0.7: the model's view of "e"
+    with build_publication(records, LABELS, crowd=crowd) as publication:
+        rows = {row["id"]: row for row in publication.rows}
+    with build_publication(_records(), LABELS) as majority:
+        majority_rows = {row["id"]: row for row in majority.rows}
+
+    names = list(LABELS)
+    assert names[rows["e"]["label"]] == "neutral" and names[majority_rows["e"]["label"]] == "positive"
+    assert rows["e"]["annotator_agreement"] == pytest.approx(0.9 / 1.1)
+    # the model: positive 0.7, the rest 0.15 each; the votes: u0, u1 positive (0.1 each), u2 neutral (0.9)
+    neutral_mass = 0.5 * 0.15 + 0.9 * 0.8 + 0.2 * 0.1
+    assert rows["e"]["label_confidence"] == pytest.approx(neutral_mass / (0.5 + 1.1), rel=1e-5)
+    assert majority_rows["e"]["label_confidence"] is None and rows["d"]["label_confidence"] is None

@@ -216,3 +216,18 @@ def test_training_without_a_validation_split_says_so_instead_of_logging_nan(tiny
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert len(epoch_lines) == 2 and all("no validation split" in line for line in epoch_lines)
     assert not any("nan" in line for line in epoch_lines), epoch_lines
+
+
+def test_with_annotator_weights_a_reliable_vote_outweighs_two_unreliable_ones_and_sets_the_weight():
+    from worker.crowd import CrowdModel
+
+    crowd = CrowdModel(LABELS, annotator_weights={"user0": 0.9, "user1": 0.1, "user2": 0.1})
+    records = [_record("a", "positive", ["negative", "positive", "positive"]),  # the reliable user0 says negative
+               _record("b", "positive", ["positive", "positive", "positive"]),
+               _record("c", "positive", ["negative", "positive"])]  # a tie stays a tie
+
+    annotated, _, tied = examples_from_records(records, LABELS, crowd=crowd)
+
+    assert [(e.id, e.label) for e in annotated] == [("a", "negative"), ("b", "positive")]
+    assert annotated[0].weight == pytest.approx(0.9 / 1.1) and annotated[1].weight == pytest.approx(1.0)
+    assert tied == ["c"]
