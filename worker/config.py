@@ -198,6 +198,16 @@ class PublishSettings(_Section):
         return _secret(self.hf_token, self.hf_token_file, "publish.hf_token") or os.environ.get("HF_TOKEN")
 
 
+class ConsensusSettings(_Section):
+    """How the annotators' submitted votes become one label (see worker.crowd)."""
+
+    weighted: bool = Field(True, description="weigh each annotator's vote by their reliability, estimated from "
+                           "agreement at every training; false: plain majority vote")
+    ties: Literal["keep", "resolve"] = Field("keep", description="keep: a tie of the votes gives no label (left "
+                                             "out of training and publishing, first in needs_another_label); "
+                                             "resolve: the annotators' reliability and the model decide it")
+
+
 class WebhookSettings(_Section):
     """Argilla generates each webhook's signing secret at registration; the worker keeps it in memory."""
 
@@ -223,6 +233,7 @@ class WorkerSettings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin tables")

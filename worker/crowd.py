@@ -15,10 +15,12 @@ Mueller 2023), estimated in one streamed pass.
 * annotator quality (for the team lead; never written to the dataset): ``(1 − λ)·a_j + λ·m_j`` with
   ``m_j`` the agreement with the model and ``λ = w_M / (w_M + w̄)``, ``w̄`` the mean annotator weight.
 
-**Consensus** of one record (:func:`weighted_consensus`): a tie of the raw votes stays a tie and a single vote
-is the label, as with majority vote; otherwise the label with the largest sum of its voters' weights wins, so
-two unreliable annotators can be outvoted by one reliable one. The model never picks the label (it was trained
-on these labels; letting it decide would feed back its own mistakes); it only informs the confidence:
+**Consensus** of one record (:func:`weighted_consensus`): a tie of the raw votes stays a tie (unless
+``consensus.ties = "resolve"``: then the label with the largest posterior below wins) and a single vote is
+the label, as with majority vote; otherwise the label with the largest sum of its voters' weights wins, so
+two unreliable annotators can be outvoted by one reliable one. The model never overrules the votes (it was
+trained on these labels; letting it decide would feed back its own mistakes) — it only informs the confidence,
+and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
 ``post(k) = (w_M·p(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``.
 ``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
 
@@ -73,6 +75,7 @@ class CrowdModel:
     likelihood: float = PRIOR_LIKELIHOOD
     annotators: dict[str, AnnotatorStats] = field(default_factory=dict)
     overlapping_records: int = 0  # records with ≥ 2 votes the estimate used
+    resolve_ties: bool = False  # consensus.ties = "resolve": the posterior decides a tie of the votes
 
     @classmethod
     def uniform(cls, labels: Sequence[str]) -> CrowdModel:
@@ -94,7 +97,7 @@ class CrowdModel:
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
     def to_json(self) -> dict:
-        return {**asdict(self), "labels": list(self.labels),
+        return {**asdict(self), "labels": list(self.labels), "resolve_ties": False,
                 "annotators": {user: asdict(stats) for user, stats in self.annotators.items()}}
 
     @classmethod
@@ -209,8 +212,23 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
     if verdict is None:
         return None
     posterior = _posterior(submitted_votes(record), crowd, model)
-    candidates = verdict.tied_labels or (verdict.label or "",)
-    return replace(verdict, confidence=max(posterior.get(label, 0.0) for label in candidates))
+    if verdict.label is not None:
+        return replace(verdict, confidence=posterior[verdict.label])
+    best = max(posterior[label] for label in verdict.tied_labels)
+    winners = [label for label in verdict.tied_labels if posterior[label] == best]
+    if crowd.resolve_ties and len(winners) == 1:
+        behind = sum(crowd.weight(user) for user, vote in submitted_votes(record).items() if vote == winners[0])
+        total = sum(crowd.weight(user) for user in submitted_votes(record))
+        return replace(verdict, label=winners[0], tied_labels=(), agreement=behind / total, confidence=best)
+    return replace(verdict, confidence=best)
+
+
+def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None:
+    """The record's consensus as every job sees it: weighed by ``crowd`` with the model's view stored on the
+    record (:func:`model_distribution`), or the plain majority when ``crowd`` is None."""
+    if crowd is None:
+        return consensus(record)
+    return weighted_consensus(record, crowd, model_distribution(record, crowd.labels))
 
 
 def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[float] | None) -> dict[str, float]:

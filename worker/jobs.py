@@ -29,7 +29,7 @@ from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
-from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label
+from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, verdict
 from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
@@ -118,28 +118,28 @@ def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
                             loss_se=settings.adaptive_loss_se)
 
 
-def reference_label(record: PulledRecord, weight: Callable[[str], float] | None = None) -> str | None:
-    """The label a record's loss is measured against: the annotators' consensus (each vote weighted by
-    ``weight``, see :mod:`worker.crowd`), else the label it came with as the dataset binding resolves it
+def reference_label(record: PulledRecord, crowd: CrowdModel | None = None) -> str | None:
+    """The label a record's loss is measured against: the annotators' consensus (votes weighed by ``crowd``,
+    see :mod:`worker.crowd`; None: majority), else the label it came with as the dataset binding resolves it
     (``record.reference``; None: uncertainty only)."""
-    verdict = consensus(record, weight)
-    if verdict is not None and verdict.label is not None:
-        return verdict.label
+    decided = verdict(record, crowd)
+    if decided is not None and decided.label is not None:
+        return decided.label
     return record.reference
 
 
 def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model",
-                  weight: Callable[[str], float] | None = None) -> bool:
+                  crowd: CrowdModel | None = None) -> bool:
     """Whether the record already carries this model's values for its current reference label (votes
-    weighted by ``weight``) and number of submitted responses, and the suggestion ``policy`` asks for (a
+    weighed by ``crowd``) and number of submitted responses, and the suggestion ``policy`` asks for (a
     changed policy rescores)."""
     written = record.metadata.get("model_version")
-    reference = reference_label(record, weight)
+    reference = reference_label(record, crowd)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
             or record.metadata.get("reference_label") != reference
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
         return False
-    if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record)):
+    if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record, crowd)):
         return record.suggestion.value == reference
     return record.suggestion.agent == written
 
@@ -148,9 +148,10 @@ def submitted_responses(record: PulledRecord) -> int:
     return sum(response.status == SUBMITTED for response in record.responses)
 
 
-def _reviewed(record: PulledRecord) -> bool:
-    verdict = consensus(record)
-    return verdict is not None and verdict.label is not None
+def _reviewed(record: PulledRecord, crowd: CrowdModel | None = None) -> bool:
+    """Whether the annotators' votes give the record a label (a kept tie does not)."""
+    decided = verdict(record, crowd)
+    return decided is not None and decided.label is not None
 
 
 def reference_agent(record: PulledRecord, binding: DatasetBinding) -> str:
@@ -201,7 +202,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
     watermark = gateway.watermark(since) if server_ids is None else None
     report = ScoreReport(classifier.version)
-    crowd = services.crowds.get(gateway.dataset_key, labels)
+    crowd = services.crowd(labels)
     extra = services.extra_scorers()
     if extra:
         gateway.ensure_float_metadata(extra)
@@ -214,7 +215,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                              server_ids=server_ids)
     batches = batched(_todo(candidates, classifier.version, settings.suggestion, report, since=since,
                              forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch,
-                             weight=crowd.weight),
+                             crowd=crowd),
                       settings.push_batch)
 
     def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
@@ -227,8 +228,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
     with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher:
         for batch in batches:
-            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r, crowd.weight),
-                                                    r.text_pair) for r in batch))
+            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r, crowd), r.text_pair)
+                                       for r in batch))
             pusher.put((scores, {r.record_id: r for r in batch}))
             if stop is not None and stop.is_set():
                 report.stopped = next(batches, None) is not None
@@ -264,8 +265,7 @@ def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: 
 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
           since: datetime | None, forced: set[str], watermark: Watermark | None,
-          sketch: QuantileSketch | None = None, weight: Callable[[str], float] | None = None
-          ) -> Iterator[PulledRecord]:
+          sketch: QuantileSketch | None = None, crowd: CrowdModel | None = None) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
     ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``."""
     forced_seen: set[str] = set()
@@ -280,7 +280,7 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
         if since is not None and any(r.status == SUBMITTED and r.updated_at is not None and r.updated_at > since
                                      for r in record.responses):
             report.new_submissions += 1
-        if record.record_id not in forced and is_up_to_date(record, version, policy, weight):
+        if record.record_id not in forced and is_up_to_date(record, version, policy, crowd):
             report.up_to_date += 1
             if sketch is not None:
                 sketch.add(stored_values(record))
@@ -340,7 +340,7 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         report.scored += 1
         report.mc_samples += score.mc_samples or 0
         record = current[score.record_id]
-        prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record),
+        prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record, crowd),
                                            power_beta=services.settings.scoring.power_beta,
                                            reference_agent=reference_agent(record, binding))
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
@@ -391,13 +391,13 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     _check_before_training(services, settings.base_model)
     labels = services.prepare_for_push()
     examples, server_ids = [], {}
-    crowd = services.crowds.get(services.gateway.dataset_key, labels)
+    crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
     report = ScoreReport(version)
     for record in services.gateway.pull():
         report.considered += 1
         text = record.text
-        if isinstance(text, str) and text.strip() and (label := reference_label(record, crowd.weight)) is not None:
+        if isinstance(text, str) and text.strip() and (label := reference_label(record, crowd)) is not None:
             examples.append(Example(record.record_id, text, label, text_pair=record.text_pair))
             server_ids[record.record_id] = record.server_id
     margins, label_probability = MarginAverage(), {}
@@ -491,12 +491,14 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
 def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:
     """Estimate the annotators' and the model's weights (see :mod:`worker.crowd`) from one pass over the
     records with a response and store it (``state_dir/crowd.json``): score runs weigh votes with it until
-    the next estimate. Time O(annotated records); memory O(annotators + labels)."""
+    the next estimate. Returns it with ``[consensus]`` applied (see :meth:`Services.crowd`).
+    Time O(annotated records); memory O(annotators + labels)."""
     estimator = CrowdEstimator(labels)
     for record in services.gateway.pull_annotated():
         estimator.add(record)
     crowd = estimator.estimate()
     services.crowds.put(services.gateway.dataset_key, crowd)
+    crowd = services.crowd(labels, crowd)
     if crowd.overlapping_records:
         logger.info("annotator weights from %d records with ≥ 2 votes: %d annotators, mean weight %.3f, model "
                     "weight %.3f", crowd.overlapping_records, len(crowd.annotators), crowd.mean_annotator_weight,

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import pluggy
 
 from worker.config import WorkerSettings
-from worker.crowd import CrowdStore
+from worker.crowd import CrowdModel, CrowdStore
 from worker.errors import ConfigError, NoModelError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import WORKER_METADATA_TYPES
@@ -75,6 +77,15 @@ class Services:
     @cached_property
     def crowds(self) -> CrowdStore:
         return CrowdStore(self.settings.state_dir / "crowd.json")
+
+    def crowd(self, labels: Sequence[str], estimate: CrowdModel | None = None) -> CrowdModel:
+        """How votes become labels (``[consensus]``): ``estimate``, else the last one stored for this dataset
+        (uniform weights before the first), or uniform weights with ``consensus.weighted = false``."""
+        settings = self.settings.consensus
+        crowd = estimate or self.crowds.get(self.gateway.dataset_key, labels)
+        if not settings.weighted:
+            crowd = CrowdModel.uniform(labels)
+        return replace(crowd, resolve_ties=settings.ties == "resolve")
 
     @cached_property
     def failed_pushes(self) -> FailedPushes:

@@ -195,3 +195,35 @@ def test_the_team_lead_sees_each_annotators_quality_in_status_metrics_and_the_cl
     book.set_annotators(None)
     assert book.status.annotators == {}
     assert book.metrics.registry.get_sample_value("argilla_worker_annotator_weight", {"annotator": "a"}) is None
+
+
+def test_with_ties_resolve_the_weights_and_the_model_break_a_tie_and_an_exact_one_stays():
+    from dataclasses import replace
+
+    from worker.crowd import verdict
+
+    crowd = replace(_estimate(HAND_MADE), resolve_ties=True)
+    reliable_vs_unreliable = _record("t1", {"a": "neg", "c": "pos"})
+    same_weights = _record("t2", {"a": "neg", "b": "pos"})
+    model_decides = _record("t3", {"a": "neg", "b": "pos"}, predicted="pos", confidence=0.9)
+
+    resolved = weighted_consensus(reliable_vs_unreliable, crowd)
+    assert resolved.label == "neg" and resolved.tied_labels == ()
+    assert resolved.agreement == pytest.approx(crowd.weight("a") / (crowd.weight("a") + crowd.weight("c")))
+    assert weighted_consensus(same_weights, crowd).label is None  # equal posteriors: still a tie
+    assert verdict(model_decides, crowd).label == "pos"  # the stored prediction tips it
+    assert verdict(model_decides, replace(crowd, resolve_ties=False)).label is None
+    assert verdict(model_decides, None).label is None  # plain majority
+
+
+def test_the_consensus_settings_choose_weights_and_tie_handling(tmp_path):
+    from worker.config import load_settings
+    from worker.services import Services
+
+    crowd = _estimate(HAND_MADE)
+    plain = Services(load_settings(state_dir=tmp_path, consensus={"weighted": False, "ties": "resolve"}))
+    weighted = Services(load_settings(state_dir=tmp_path))
+
+    assert plain.crowd(LABELS, crowd).annotator_weights == {} and plain.crowd(LABELS, crowd).resolve_ties
+    assert weighted.crowd(LABELS, crowd).weight("c") == pytest.approx(WEIGHT_FLOOR)
+    assert not weighted.crowd(LABELS, crowd).resolve_ties

@@ -33,11 +33,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
-from worker.crowd import CrowdModel, model_distribution, weighted_consensus
+from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES
 from worker.iterables import shuffled_label_groups
-from worker.records import PulledRecord, consensus, label_index
+from worker.records import PulledRecord, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
 REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
@@ -263,19 +263,18 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
             stats.records_seen += 1
-            verdict = consensus(record) if crowd is None else weighted_consensus(
-                record, crowd, model_distribution(record, labels))
-            if verdict is not None and verdict.label is None:
+            decided = verdict(record, crowd)
+            if decided is not None and decided.label is None:
                 stats.left_out(record.record_id, tied=True)
                 continue
-            if options.only_reviewed and verdict is None:
+            if options.only_reviewed and decided is None:
                 continue
             original = record.reference
-            label = verdict.label if verdict is not None else original
+            label = decided.label if decided is not None else original
             if label is None:
                 stats.left_out(record.record_id, tied=False)
                 continue
-            row = _row(record, label, original, verdict, index, columns)
+            row = _row(record, label, original, decided, index, columns)
             stats.add(row)
             if options.split == "keep":
                 row[SPLIT_COLUMN] = record.metadata.get("split") or None

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from worker.crowd import CrowdModel, model_distribution, weighted_consensus
+from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.iterables import shuffled_label_groups
-from worker.records import PulledRecord, consensus
+from worker.records import PulledRecord
 
 TrainingData = Literal["annotated", "annotated+original"]
 ANNOTATED = "annotated"
@@ -85,14 +85,13 @@ def examples_from_records(
     for record in records:
         if not isinstance(record.text, str) or not record.text.strip():
             continue
-        verdict = consensus(record) if crowd is None else weighted_consensus(
-            record, crowd, model_distribution(record, labels))
-        if verdict is not None:
-            if verdict.label is None:
+        decided = verdict(record, crowd)
+        if decided is not None:
+            if decided.label is None:
                 tied.append(record.record_id)
             else:
-                label = _checked(record.record_id, verdict.label, allowed)
-                weight = 1.0 if crowd is None else verdict.agreement
+                label = _checked(record.record_id, decided.label, allowed)
+                weight = 1.0 if crowd is None else decided.agreement
                 annotated.append(Example(record.record_id, record.text, label, weight, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
