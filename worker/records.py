@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -136,6 +136,35 @@ def consensus(record: PulledRecord, weight: Callable[[str], float] | None = None
     label = max(counts, key=lambda name: (weighted[name], counts[name]))
     return Correction(record.record_id, label, record.reference, weighted[label] / sum(weighted.values()), total,
                       dict(counts))
+
+
+@dataclass(frozen=True)
+class LabelSetVerdict:
+    """The annotators' verdict on one record's label set, label by label.
+
+    ``labels`` holds the labels more than half of the voters chose, or None when some label has exactly half
+    (then ``tied_labels`` names those: reported, not guessed). ``agreement`` [label] is the share of voters
+    on the decided side of each label any voter chose.
+    """
+
+    record_id: str
+    labels: tuple[str, ...] | None
+    num_annotators: int
+    agreement: dict[str, float] = field(default_factory=dict)
+    tied_labels: tuple[str, ...] = ()
+
+
+def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]]) -> LabelSetVerdict | None:
+    """Per-label majority of submitted label sets (``votes``: user id → the labels they ticked); None without
+    a vote. An empty set is a vote for "none of the labels"."""
+    if not votes:
+        return None
+    voters = len(votes)
+    chosen = Counter(label for labels in votes.values() for label in set(labels))
+    tied = tuple(sorted(label for label, count in chosen.items() if 2 * count == voters))
+    agreement = {label: max(count, voters - count) / voters for label, count in sorted(chosen.items())}
+    decided = tuple(sorted(label for label, count in chosen.items() if 2 * count > voters))
+    return LabelSetVerdict(record_id, None if tied else decided, voters, agreement, tied)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,90 @@
+"""Multi-label scores on hand-made tensors with known answers: Bernoulli BALD / entropy, the label set's
+binary cross-entropy and its MC expectation, labels to add / remove, thresholds, per-label consensus."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worker.records import label_set_consensus
+from worker.scoring.multilabel import bernoulli_uncertainty, multilabel_scores, tune_thresholds
+
+
+def _entropy(p: float) -> float:
+    return -(p * math.log(p) + (1 - p) * math.log(1 - p)) if 0 < p < 1 else 0.0
+
+
+def test_bernoulli_bald_is_the_entropy_of_the_mean_minus_the_mean_entropy():
+    # one record, two labels, two MC samples: label 0 flips between 0.9 and 0.1, label 1 is 0.5 both times
+    mc = np.array([[[0.9, 0.1], [0.5, 0.5]]])  # [N=1, L=2, T=2]
+
+    scores = bernoulli_uncertainty(mc)
+
+    assert scores["entropy"][0, 0] == pytest.approx(_entropy(0.5))
+    assert scores["bald"][0, 0] == pytest.approx(_entropy(0.5) - _entropy(0.9))  # samples disagree
+    assert scores["bald"][0, 1] == pytest.approx(0.0, abs=1e-9)  # unsure, but every sample agrees
+    assert scores["entropy"][0, 1] == pytest.approx(_entropy(0.5))
+
+
+def test_the_label_sets_loss_its_mc_expectation_and_the_labels_to_add_or_remove():
+    mc = np.array([[[0.8, 0.6], [0.2, 0.4], [0.5, 0.5]]])  # [1, 3, 2]: means 0.7, 0.3, 0.5
+    reference = np.array([[False, True, True]])
+
+    scores = multilabel_scores(mc, reference)
+
+    expected = -math.log(1 - 0.7) - math.log(0.3) - math.log(0.5)
+    assert scores.loss[0] == pytest.approx(expected)
+    per_sample = [-math.log(1 - a) - math.log(b) - math.log(0.5) for a, b in ((0.8, 0.2), (0.6, 0.4))]
+    assert scores.expected_loss[0] == pytest.approx(np.mean(per_sample))
+    assert scores.expected_loss[0] > scores.loss[0]  # Jensen: the MC expectation is never below
+    assert scores.predicted.tolist() == [[True, False, True]]  # 0.5 reaches the default threshold
+    assert scores.to_add.tolist() == [[True, False, False]]
+    assert scores.to_remove.tolist() == [[False, True, False]]
+    assert scores.label_losses[0].argmax() == 0  # the label most likely wrong: the missing first one
+
+
+def test_max_and_mean_over_labels_and_finite_values_at_the_extremes():
+    mc = np.array([[[1.0, 1.0], [0.0, 0.0]], [[0.9, 0.1], [0.5, 0.5]]])  # [2, 2, 2]
+    reference = np.array([[False, True], [True, True]])
+
+    scores = multilabel_scores(mc, reference, thresholds=np.array([0.95, 0.3]))
+
+    assert np.isfinite(scores.loss).all() and np.isfinite(scores.expected_loss).all()
+    assert scores.loss[0] > 50  # certain and wrong on both labels: large, not infinite
+    assert scores.bald_max.tolist() == pytest.approx([0.0, _entropy(0.5) - _entropy(0.9)])
+    assert scores.bald_mean[1] == pytest.approx(scores.bald_max[1] / 2)
+    assert scores.predicted.tolist() == [[True, False], [False, True]]  # per-label thresholds
+
+
+def test_shapes_are_checked():
+    with pytest.raises(ValueError, match=r"\[N, L, T\]"):
+        bernoulli_uncertainty(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="reference must be"):
+        multilabel_scores(np.zeros((2, 3, 4)), np.zeros((2, 2), bool))
+    with pytest.raises(ValueError, match="thresholds must be"):
+        multilabel_scores(np.zeros((2, 3, 4)), thresholds=np.zeros(2))
+
+
+def test_thresholds_maximise_each_labels_f1_and_default_without_positives():
+    probs = np.array([[0.9, 0.2, 0.1], [0.35, 0.25, 0.2], [0.3, 0.1, 0.3], [0.1, 0.15, 0.05]])
+    targets = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], bool)
+
+    thresholds = tune_thresholds(probs, targets)
+
+    assert thresholds[0] == pytest.approx(0.35)  # both positives, not the 0.3 negative: F1 = 1
+    assert thresholds[1] == pytest.approx(0.2)  # 0.2 and 0.25 positive, 0.15 and 0.1 negative
+    assert thresholds[2] == 0.5  # no positive example
+
+
+def test_label_set_consensus_is_a_per_label_majority_and_reports_per_label_ties():
+    three = label_set_consensus("r1", {"u1": ["sports", "politics"], "u2": ["sports"], "u3": ["sports", "tech"]})
+    two = label_set_consensus("r2", {"u1": ["sports", "politics"], "u2": ["sports"]})
+    nothing = label_set_consensus("r3", {"u1": [], "u2": [], "u3": ["tech"]})
+
+    assert three.labels == ("sports",) and three.num_annotators == 3
+    assert three.agreement == {"politics": pytest.approx(2 / 3), "sports": 1.0, "tech": pytest.approx(2 / 3)}
+    assert two.labels is None and two.tied_labels == ("politics",)
+    assert nothing.labels == () and nothing.agreement == {"tech": pytest.approx(2 / 3)}
+    assert label_set_consensus("r4", {}) is None

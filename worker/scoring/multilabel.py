@@ -1,0 +1,144 @@
+"""Multi-label scores (a text tagged with any subset of L labels, one sigmoid per label).
+
+MC dropout gives per-label probabilities ``[N, L, T]``. Per record:
+
+* the predicted label set: the labels whose mean probability reaches the label's decision threshold
+  (tuned on validation, :func:`tune_thresholds`; 0.5 untuned);
+* uncertainty per label — BALD (mutual information) and entropy of the label's Bernoulli, computed by
+  BaaL on each label as a two-class problem — reported as the **max** over labels (what the UI sorts by:
+  a record is worth annotating when *any* of its labels is in doubt; the mean dilutes one doubtful label
+  among many certain ones) and the mean;
+* against the reference label set: ``loss`` = Σ_l BCE(p̄_l, y_l), the negative log-likelihood of the whole
+  set under the mean probabilities (the multi-label analogue of −log p(y)); ``expected_loss`` its
+  expectation over the MC samples; ``label_losses`` [N, L] each label's share, and the labels the model
+  would add (predicted, not in the set) or remove (in the set, not predicted).
+
+Every value is finite: probabilities are clipped to [PROBABILITY_FLOOR, 1 − PROBABILITY_FLOOR] inside logarithms.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from baal.active.heuristics import BALD, Entropy
+
+from worker.constants import PROBABILITY_FLOOR
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def bernoulli_uncertainty(mc_probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-label BALD and entropy of each label's Bernoulli.
+
+    Args:
+        mc_probs: [N, L, T] probabilities of each label being present, one column per MC sample.
+
+    Returns:
+        ``bald`` and ``entropy``, each [N, L] (≥ 0; high = uncertain).
+    """
+    if mc_probs.ndim != 3:
+        raise ValueError(f"mc_probs must be [N, L, T], got shape {mc_probs.shape}")
+    n, labels, samples = mc_probs.shape
+    present = np.clip(mc_probs.astype(np.float64), 0.0, 1.0)
+    two_class = np.stack([present, 1.0 - present], axis=2).reshape(n * labels, 2, samples)  # [N·L, 2, T]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # BaaL warns when it repairs non-finite scores
+        bald = BALD().get_uncertainties(two_class).reshape(n, labels)
+        entropy = Entropy().get_uncertainties(two_class).reshape(n, labels)
+    return {"bald": np.maximum(bald, 0.0), "entropy": np.maximum(entropy, 0.0)}
+
+
+def binary_cross_entropy(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Elementwise −[y log p + (1 − y) log(1 − p)] with p clipped away from 0 and 1; same shape as ``probs``."""
+    p = np.clip(probs, PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+    return -(targets * np.log(p) + (1.0 - targets) * np.log(1.0 - p))
+
+
+@dataclass(frozen=True)
+class MultiLabelScores:
+    """What the model says about N records (arrays; L labels)."""
+
+    probabilities: np.ndarray  # [N, L] mean over MC samples
+    predicted: np.ndarray  # [N, L] bool: the predicted label set
+    bald: np.ndarray  # [N, L]
+    entropy: np.ndarray  # [N, L]
+    loss: np.ndarray | None = None  # [N] Σ_l BCE of the mean probabilities vs the reference set
+    expected_loss: np.ndarray | None = None  # [N] the same, averaged over MC samples
+    label_losses: np.ndarray | None = None  # [N, L] each label's BCE (mean probabilities)
+    to_add: np.ndarray | None = None  # [N, L] bool: predicted, not in the reference set
+    to_remove: np.ndarray | None = None  # [N, L] bool: in the reference set, not predicted
+
+    @property
+    def bald_max(self) -> np.ndarray:
+        """[N] the most doubtful label's BALD: the sort key for annotation."""
+        return self.bald.max(axis=1)
+
+    @property
+    def bald_mean(self) -> np.ndarray:
+        return self.bald.mean(axis=1)
+
+    @property
+    def entropy_max(self) -> np.ndarray:
+        return self.entropy.max(axis=1)
+
+    @property
+    def entropy_mean(self) -> np.ndarray:
+        return self.entropy.mean(axis=1)
+
+
+def multilabel_scores(mc_probs: np.ndarray, reference: np.ndarray | None = None,
+                      thresholds: np.ndarray | None = None) -> MultiLabelScores:
+    """Scores of N records from their MC samples (see the module docstring).
+
+    Args:
+        mc_probs: [N, L, T] per-label probabilities.
+        reference: [N, L] bool, the label set under review (None: uncertainty only).
+        thresholds: [L] decision thresholds (None: 0.5 each).
+    """
+    n, labels, _ = mc_probs.shape
+    thresholds = np.full(labels, DEFAULT_THRESHOLD) if thresholds is None else np.asarray(thresholds, np.float64)
+    if thresholds.shape != (labels,):
+        raise ValueError(f"thresholds must be [L] = [{labels}], got shape {thresholds.shape}")
+    mean = mc_probs.astype(np.float64).mean(axis=2)  # [N, L]
+    predicted = mean >= thresholds
+    uncertainty = bernoulli_uncertainty(mc_probs)
+    if reference is None:
+        return MultiLabelScores(mean, predicted, uncertainty["bald"], uncertainty["entropy"])
+    if reference.shape != (n, labels):
+        raise ValueError(f"reference must be [N, L] = [{n}, {labels}], got shape {reference.shape}")
+    targets = reference.astype(np.float64)
+    label_losses = binary_cross_entropy(mean, targets)  # [N, L]
+    sampled = binary_cross_entropy(mc_probs.astype(np.float64), targets[:, :, None])  # [N, L, T]
+    return MultiLabelScores(mean, predicted, uncertainty["bald"], uncertainty["entropy"],
+                            loss=label_losses.sum(axis=1), expected_loss=sampled.sum(axis=1).mean(axis=1),
+                            label_losses=label_losses, to_add=predicted & ~reference,
+                            to_remove=~predicted & reference)
+
+
+def tune_thresholds(probs: np.ndarray, targets: np.ndarray,
+                    candidates: Sequence[float] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))) -> np.ndarray:
+    """Per-label decision thresholds maximising each label's F1 on validation.
+
+    Args:
+        probs: [N, L] mean probabilities of validation records.
+        targets: [N, L] bool, their label sets.
+
+    Returns:
+        [L] thresholds; of equally good ones the closest to 0.5; 0.5 for a label without a positive example
+        (F1 is undefined there).
+    """
+    grid = np.asarray(candidates, np.float64)
+    chosen = np.full(probs.shape[1], DEFAULT_THRESHOLD)
+    for label in range(probs.shape[1]):
+        truth = targets[:, label].astype(bool)
+        if not truth.any():
+            continue
+        predicted = probs[:, label][:, None] >= grid[None, :]  # [N, G]
+        true_positive = (predicted & truth[:, None]).sum(axis=0)
+        f1 = 2 * true_positive / (predicted.sum(axis=0) + truth.sum())
+        best = np.flatnonzero(np.isclose(f1, f1.max()))
+        chosen[label] = grid[best[np.argmin(np.abs(grid[best] - DEFAULT_THRESHOLD))]]
+    return chosen
