@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +232,47 @@ def test_with_annotator_weights_a_reliable_vote_outweighs_two_unreliable_ones_an
     assert [(e.id, e.label) for e in annotated] == [("a", "negative"), ("b", "positive")]
     assert annotated[0].weight == pytest.approx(0.9 / 1.1) and annotated[1].weight == pytest.approx(1.0)
     assert tied == ["c"]
+
+
+TAGS = ("acting", "humour", "praise")
+TAGGED = [  # the tiny tokenizer's sentences with the label sets a tagger would give them
+    ("a wonderful , moving film with a great cast", ("acting", "praise")),
+    ("dull and lifeless , the plot never takes off", ()),
+    ("the best movie of the year , funny and smart", ("humour", "praise")),
+    ("a tedious mess that wastes its actors", ("acting",)),
+    ("charming performances and a clever script", ("acting", "praise")),
+    ("boring , predictable and far too long", ()),
+    ("an instant classic that will make you laugh and cry", ("humour", "praise")),
+    ("i want those two hours of my life back", ()),
+]
+
+
+def test_label_sets_train_a_multi_label_head_with_tuned_thresholds(tmp_path):
+    from tests.tiny_models import save_tiny_classifier
+
+    base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
+    examples = [Example(f"m{copy}-{i}", text, tags) for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
+    train, validation = examples[:40], examples[40:]
+    settings = TrainingSettings(epochs=40, patience=40, **{**FAST, "learning_rate": 5e-3})
+
+    result = train_classifier(base, train, validation, TAGS, tmp_path / "model", settings)
+
+    first, best = result.history[0], result.history[result.best_epoch - 1]
+    assert best.train_loss < first.train_loss / 2
+    assert best.macro_f1 >= 0.9 and best.micro_f1 >= 0.9 and best.accuracy >= 0.75, best
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    thresholds = json.loads((tmp_path / "model" / "thresholds.json").read_text())
+    assert set(thresholds) == set(TAGS) and all(0.05 <= t <= 0.95 for t in thresholds.values())
+    assert result.thresholds == thresholds
+    assert len(result.margins) == len(train)  # worst-fitted label's signed logit, averaged over epochs
+
+
+def test_single_labels_and_label_sets_do_not_mix_and_unknown_tags_are_named():
+    from worker.training.trainer import is_multi_label
+
+    with pytest.raises(DataError, match=r"mix label sets \(record 'b'\) and single labels \(record 'a'\)"):
+        is_multi_label([Example("a", "t", "praise"), Example("b", "t", ("praise",))])
+    with pytest.raises(DataError, match=r"record 'x': label 'gore' is not one of"):
+        train_classifier("unused", [Example("x", "t", ("praise", "gore"))], [], TAGS, Path("unused"),
+                         TrainingSettings(**FAST))

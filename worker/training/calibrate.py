@@ -25,7 +25,7 @@ from worker.calibration import (
 from worker.constants import PROBABILITY_FLOOR
 from worker.records import label_index
 from worker.scoring.model import Classifier
-from worker.training.data import Example, text_pairs
+from worker.training.data import Example, single_label, text_pairs
 from worker.training.evaluate import classification_metrics, predict_probabilities
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def calibration_report(
     "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
     """
     index = label_index(classifier.labels)
-    targets = np.asarray([index[example.label] for example in examples])  # [N]
+    targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
                                           samples=max_samples, seed=seed)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]

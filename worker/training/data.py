@@ -32,10 +32,22 @@ class Example:
 
     id: str
     text: str
-    label: str
+    label: str | tuple[str, ...]  # a tuple: the record's label set (multi-label)
     weight: float = 1.0
     source: str = ANNOTATED
     text_pair: str | None = None  # the second text of a two-field binding
+
+
+def single_label(example: Example, what: str) -> str:
+    """The example's label where only single-label examples are handled yet.
+
+    Raises:
+        DataError: the example carries a label set (names the record and ``what`` does not support it).
+    """
+    if isinstance(example.label, tuple):
+        raise DataError(f"record {example.id!r} has a label set {list(example.label)}: {what} handles single-label "
+                        f"examples only so far")
+    return example.label
 
 
 def text_pairs(examples: Sequence[Example]) -> list[str] | None:

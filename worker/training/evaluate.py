@@ -84,6 +84,16 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, num_classes: 
     return accuracy, macro_f1
 
 
+def label_set_metrics(predicted: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """(exact-match accuracy, macro-F1, micro-F1) of predicted label sets [N, L] (bool) against targets [N, L]."""
+    if not len(targets):
+        return 0.0, 0.0, 0.0
+    accuracy = float((predicted == targets).all(axis=1).mean())
+    macro_f1 = float(f1_score(targets, predicted, average="macro", zero_division=0))
+    micro_f1 = float(f1_score(targets, predicted, average="micro", zero_division=0))
+    return accuracy, macro_f1, micro_f1
+
+
 def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_classes: int) -> ValidationMetrics:
     """Accuracy, macro-F1 and ECE of the deterministic model, ECE and accuracy of the MC mean."""
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, num_classes)

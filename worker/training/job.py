@@ -21,6 +21,7 @@ from worker.training.data import (
     build_first_training_set,
     build_training_set,
     examples_from_records,
+    single_label,
     text_pairs,
 )
 from worker.training.evaluate import evaluate_classifier
@@ -137,7 +138,8 @@ def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,
                        current.version, list(incumbent.labels), list(training_set.labels))
         return None
     validation = training_set.validation
-    return evaluate_classifier(incumbent, [e.text for e in validation], [e.label for e in validation],
+    return evaluate_classifier(incumbent, [e.text for e in validation],
+                               [single_label(e, "the promotion gate") for e in validation],
                                samples=1, seed=settings.seed, pairs=text_pairs(validation)).macro_f1
 
 

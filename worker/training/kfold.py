@@ -15,7 +15,7 @@ from pathlib import Path
 from worker.scoring import Scorer, ScoringInput, load_classifier
 from worker.scoring.engine import RecordScore
 from worker.scoring.mc import MCLayers
-from worker.training.data import Example, stratified_folds
+from worker.training.data import Example, single_label, stratified_folds
 from worker.training.trainer import TrainingResult, TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -113,4 +113,5 @@ def stream_out_of_fold_scores(
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
         scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed)
-        yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)
+        yield from scorer.score(ScoringInput(e.id, e.text, single_label(e, "out-of-fold scoring"), e.text_pair)
+                                for e in held_out)

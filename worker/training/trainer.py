@@ -1,6 +1,7 @@
 """Fine-tuning a sequence classifier with a validation split, early stopping and the best checkpoint kept.
 
-The loop: weighted cross-entropy (original-label examples count less than annotated ones), AdamW with
+The loop: weighted cross-entropy (original-label examples count less than annotated ones; a label *set*
+per example — multi-label — trains one sigmoid per label with weighted binary cross-entropy), AdamW with
 linear warm-up/decay, one validation pass per epoch; the state with the best monitored metric is
 kept in memory and reloaded at the end (patience epochs without improvement stop training early).
 On CUDA it runs under autocast (bf16, or fp16 with a gradient scaler where bf16 is unsupported).
@@ -31,8 +32,9 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch
 from worker.scoring.device import amp_dtype, autocast, pick_device
+from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
-from worker.training.evaluate import classification_metrics
+from worker.training.evaluate import classification_metrics, label_set_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,10 @@ class EpochResult:
     epoch: int
     train_loss: float
     validation_loss: float
-    accuracy: float
+    accuracy: float  # multi-label: the share of validation records whose whole label set is predicted
     macro_f1: float
     seconds: float
+    micro_f1: float = float("nan")
 
     def monitored(self, monitor: Monitor) -> float:
         """The monitored value, oriented so that larger is better."""
@@ -62,6 +65,8 @@ class TrainingResult:
     # over the epochs run of (logit of the example's label − the largest other logit) when its batch was
     # trained on. Low or negative: the model had to fight the label (a likely label error).
     margins: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # multi-label: each label's decision threshold, tuned on validation (saved as thresholds.json); else None
+    thresholds: dict[str, float] | None = None
 
 
 def check_model_source(source: str, setting: str = "training.base_model") -> None:
@@ -102,20 +107,27 @@ def train_classifier(
 
     With an empty ``validation`` every epoch runs and the last state is kept.
 
+    Examples whose label is a tuple (a label set) train a multi-label head (one sigmoid per label); their
+    validation picks each label's decision threshold (:func:`tune_thresholds`, saved as ``thresholds.json``).
+
     Raises:
-        DataError: no training examples, or an example's label is not one of ``labels``.
+        DataError: no training examples, an example's label is not one of ``labels``, or single labels and
+            label sets are mixed.
     """
     label_ids = _label_ids(labels, [*train, *validation])
     if not train:
         raise DataError("no training examples")
+    multi_label = is_multi_label([*train, *validation])
     _seed_everything(settings.seed)
     device = pick_device(settings.device)
     tokenizer = AutoTokenizer.from_pretrained(str(start_model))
+    head = {"problem_type": "multi_label_classification"} if multi_label else {}
     model = AutoModelForSequenceClassification.from_pretrained(
         str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
-        ignore_mismatched_sizes=True,
+        ignore_mismatched_sizes=True, **head,
     ).to(device)
-    loop = _Loop(model, tokenizer, label_ids, device, settings, steps=settings.epochs * _batches(len(train), settings))
+    loop = _Loop(model, tokenizer, label_ids, device, settings, steps=settings.epochs * _batches(len(train), settings),
+                 multi_label=multi_label)
     train_set, validation_set = loop.prepare(train), loop.prepare(validation)
     result = TrainingResult(output_dir)
     best_score, best_state, stale = -np.inf, None, 0
@@ -123,10 +135,10 @@ def train_classifier(
     for epoch in range(1, settings.epochs + 1):
         epoch_started = time.perf_counter()
         train_loss = loop.train_epoch(train_set, seed=settings.seed + epoch)
-        validation_loss, accuracy, macro_f1 = (loop.evaluate(validation_set) if validation
-                                               else (np.nan, np.nan, np.nan))
+        validation_loss, accuracy, macro_f1, micro_f1 = (loop.evaluate(validation_set) if validation
+                                                         else (np.nan, np.nan, np.nan, np.nan))
         outcome = EpochResult(epoch, train_loss, validation_loss, accuracy, macro_f1,
-                              time.perf_counter() - epoch_started)
+                              time.perf_counter() - epoch_started, micro_f1)
         result.history.append(outcome)
         if validation:
             logger.info("epoch %d/%d: train loss %.4f, validation loss %.4f, accuracy %.3f, macro-F1 %.3f (%.0f s)",
@@ -154,8 +166,38 @@ def train_classifier(
         result.best_epoch = len(result.history)
     result.seconds = time.perf_counter() - started
     result.margins = loop.area_under_margin(len(result.history))
+    if multi_label:
+        tuned = (tune_thresholds(loop.probabilities(validation_set), validation_set.targets.astype(bool))
+                 if validation else np.full(len(labels), DEFAULT_THRESHOLD))
+        result.thresholds = {label: float(t) for label, t in zip(labels, tuned, strict=True)}
     _save(model, tokenizer, output_dir, result, start_model, settings, len(train))
     return result
+
+
+def is_multi_label(examples: Sequence[Example]) -> bool:
+    """Whether the examples carry label sets (tuples) rather than single labels.
+
+    Raises:
+        DataError: both kinds are present (names one of each).
+    """
+    sets = [e for e in examples if isinstance(e.label, tuple)]
+    if sets and len(sets) != len(examples):
+        single = next(e for e in examples if not isinstance(e.label, tuple))
+        raise DataError(f"examples mix label sets (record {sets[0].id!r}) and single labels (record {single.id!r})")
+    return bool(sets)
+
+
+def label_set_margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B] the worst-fitted label's signed logit, min over labels of (2y − 1)·logit; logits, targets [B, L]."""
+    return ((2 * targets - 1) * logits).min(dim=1).values
+
+
+def weighted_binary_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                                  weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ wᵢ·BCEᵢ / Σ wᵢ and the per-example BCE summed over labels [B]; logits, targets [B, L], weights [B]."""
+    per_label = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none")
+    per_example = per_label.sum(dim=1)
+    return (per_example * weights).sum() / weights.sum(), per_example
 
 
 def label_margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -179,8 +221,9 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, int]:
     label_ids = label_index(labels)
     for example in examples:
-        if example.label not in label_ids:
-            raise DataError(f"record {example.id!r}: label {example.label!r} is not one of {list(labels)}")
+        for label in example.label if isinstance(example.label, tuple) else (example.label,):
+            if label not in label_ids:
+                raise DataError(f"record {example.id!r}: label {label!r} is not one of {list(labels)}")
     return label_ids
 
 
@@ -209,7 +252,8 @@ def _training_amp_dtype(device: torch.device, settings: TrainingSettings) -> tor
 
 @dataclass
 class _Prepared:
-    """Examples tokenized once: per-text encodings (unpadded), class ids [N], loss weights [N]."""
+    """Examples tokenized once: per-text encodings (unpadded), class ids [N] (multi-label: multi-hot [N, L]),
+    loss weights [N]."""
 
     encodings: list[dict]
     targets: np.ndarray
@@ -223,9 +267,10 @@ class _Loop:
     """One model's optimiser, schedule and mixed-precision state."""
 
     def __init__(self, model, tokenizer, label_ids: dict[str, int], device: torch.device,
-                 settings: TrainingSettings, *, steps: int):
+                 settings: TrainingSettings, *, steps: int, multi_label: bool = False):
         self.model, self.tokenizer, self.label_ids, self.device, self.settings = (
             model, tokenizer, label_ids, device, settings)
+        self.multi_label = multi_label
         on_cuda = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, fused=on_cuda or None)
         self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_fraction * steps), steps)
@@ -243,8 +288,16 @@ class _Loop:
                                  max_length=self.settings.max_length)
         keys = list(encoded.keys())
         encodings = [{key: encoded[key][row] for key in keys} for row in range(len(examples))]
-        return _Prepared(encodings, np.array([self.label_ids[e.label] for e in examples], dtype=np.int64),
-                         np.array([e.weight for e in examples], dtype=np.float32))
+        return _Prepared(encodings, self._targets(examples), np.array([e.weight for e in examples], dtype=np.float32))
+
+    def _targets(self, examples: Sequence[Example]) -> np.ndarray:
+        """Class ids [N], or multi-hot label sets [N, L] (float32) for a multi-label head."""
+        if not self.multi_label:
+            return np.array([self.label_ids[e.label] for e in examples], dtype=np.int64)  # type: ignore[index]
+        targets = np.zeros((len(examples), len(self.label_ids)), dtype=np.float32)
+        for row, example in enumerate(examples):
+            targets[row, [self.label_ids[label] for label in example.label]] = 1.0
+        return targets
 
     def _batches(self, data: _Prepared, order: Sequence[int], size: int):
         """Padded host batches (inputs [B, L], targets [B], weights [B]) of ``order``, one ahead on a thread."""
@@ -277,8 +330,10 @@ class _Loop:
             inputs, targets, weights, positions = self._to_device(batch)
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(**inputs).logits
-            self.margin_sum.index_add_(0, positions, label_margins(logits.detach().float(), targets))
-            loss, per_example = weighted_cross_entropy(logits, targets, weights)
+            margins = label_set_margins if self.multi_label else label_margins
+            self.margin_sum.index_add_(0, positions, margins(logits.detach().float(), targets))
+            loss_function = weighted_binary_cross_entropy if self.multi_label else weighted_cross_entropy
+            loss, per_example = loss_function(logits, targets, weights)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -294,20 +349,30 @@ class _Loop:
         return (self.margin_sum / epochs).cpu().numpy()
 
     @torch.inference_mode()
-    def evaluate(self, data: _Prepared) -> tuple[float, float, float]:
-        """(mean loss, accuracy, macro-F1) of the deterministic model on ``data``."""
+    def probabilities(self, data: _Prepared) -> np.ndarray:
+        """[N, C] softmax (multi-label: per-label sigmoid) probabilities of the deterministic model."""
         self.model.eval()
         probs = []
         for batch in self._batches(data, range(len(data)), self.settings.batch_size * 2):
             inputs, _, _, _ = self._to_device(batch)
             with autocast(self.device, self.amp_dtype):
-                logits = self.forward(**inputs).logits
-            probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        prob_matrix, target_vector = np.concatenate(probs), data.targets  # [N, C], [N]
+                logits = self.forward(**inputs).logits.float()
+            probs.append((torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)).cpu().numpy())
+        return np.concatenate(probs)
+
+    def evaluate(self, data: _Prepared) -> tuple[float, float, float, float]:
+        """(mean loss, accuracy, macro-F1, micro-F1) of the deterministic model on ``data``; multi-label: the
+        loss is Σ_l BCE, accuracy the exact-match share, F1 at threshold 0.5."""
+        prob_matrix = self.probabilities(data)  # [N, C]
+        if self.multi_label:
+            targets = data.targets.astype(bool)  # [N, L]
+            loss = float(binary_cross_entropy(prob_matrix, targets.astype(np.float64)).sum(axis=1).mean())
+            return (loss, *label_set_metrics(prob_matrix >= DEFAULT_THRESHOLD, targets))
+        target_vector = data.targets  # [N]
         target_probabilities = prob_matrix[np.arange(len(target_vector)), target_vector]  # [N]
         loss = float(-np.log(np.clip(target_probabilities, PROBABILITY_FLOOR, 1)).mean())
         accuracy, macro_f1 = classification_metrics(prob_matrix, target_vector, len(self.label_ids))
-        return loss, accuracy, macro_f1
+        return loss, accuracy, macro_f1, accuracy
 
 
 def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_model, settings: TrainingSettings,
@@ -317,6 +382,8 @@ def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_mode
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.model_max_length = settings.max_length  # score with the context the model was trained on
     tokenizer.save_pretrained(output_dir)
+    if result.thresholds is not None:
+        (output_dir / "thresholds.json").write_text(json.dumps(result.thresholds, indent=2))
     (output_dir / "training.json").write_text(json.dumps({
         "start_model": str(start_model),
         "train_records": train_count,
