@@ -276,7 +276,8 @@ def _echo_annotators(crowd: dict) -> None:
                f"{_fmt(crowd.get('model_weight'))}):")
     click.echo(f"  {'annotator':<38} {'labels':>6} {'agree':>6} {'model':>6} {'weight':>6} {'quality':>7}")
     for user, stats in sorted(annotators.items(), key=lambda item: -(item[1].get("quality") or 0)):
-        click.echo(f"  {user:<38} {stats['labels']:>6} {_fmt(stats.get('agreement_with_annotators')):>6} "
+        name = stats.get("username") or user
+        click.echo(f"  {name:<38} {stats['labels']:>6} {_fmt(stats.get('agreement_with_annotators')):>6} "
                    f"{_fmt(stats.get('agreement_with_model')):>6} {_fmt(stats.get('weight')):>6} "
                    f"{_fmt(stats.get('quality')):>7}")
 

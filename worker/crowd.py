@@ -62,6 +62,7 @@ class AnnotatorStats:
     agreement_with_model: float | None  # None: none of their records carried the model's prediction
     weight: float
     quality: float | None
+    username: str | None = None  # when the worker's API key may list users (owner)
 
 
 @dataclass(frozen=True)

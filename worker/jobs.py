@@ -497,6 +497,10 @@ def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:
     for record in services.gateway.pull_annotated():
         estimator.add(record)
     crowd = estimator.estimate()
+    if crowd.annotators:
+        names = services.gateway.usernames()
+        crowd = replace(crowd, annotators={user: replace(stats, username=names.get(user))
+                                           for user, stats in crowd.annotators.items()})
     services.crowds.put(services.gateway.dataset_key, crowd)
     crowd = services.crowd(labels, crowd)
     if crowd.overlapping_records:

@@ -54,14 +54,15 @@ class WorkerMetrics:
         self.job_seconds.labels(job).observe(seconds)
 
     def set_annotators(self, annotators: dict) -> None:
-        """``annotators``: user id → :class:`worker.crowd.AnnotatorStats`."""
+        """``annotators``: user id → :class:`worker.crowd.AnnotatorStats` (labelled by username when known)."""
         for gauge in (self.annotator_quality, self.annotator_weight, self.annotator_labels):
             gauge.clear()
         for user, stats in annotators.items():
+            name = stats.username or user
             if stats.quality is not None:
-                self.annotator_quality.labels(user).set(stats.quality)
-            self.annotator_weight.labels(user).set(stats.weight)
-            self.annotator_labels.labels(user).set(stats.labels)
+                self.annotator_quality.labels(name).set(stats.quality)
+            self.annotator_weight.labels(name).set(stats.weight)
+            self.annotator_labels.labels(name).set(stats.labels)
 
     def set_model(self, version: str, validation: dict, stability: dict | None = None) -> None:
         self.model_info.clear()

@@ -117,10 +117,12 @@ def test_weighted_votes_train_publish_and_rank_second_opinions(crowd_dataset, st
 
     book = StatusBook(tmp_path / "status.json", stack_settings.api_url)
     book.set_annotators(crowd)
-    quality = {user_ids[user]: stats["quality"] for user, stats in book.status.annotators["annotators"].items()}
+    stats = book.status.annotators["annotators"]
+    quality = {user_ids[user]: entry["quality"] for user, entry in stats.items()}
     assert min(quality[u] for u in RELIABLE) > max(quality[u] for u in SLOPPY)
+    assert {entry["username"].rsplit("_", 1)[0] for entry in stats.values()} == {*RELIABLE, *SLOPPY}
     exposition = book.metrics.registry.get_sample_value("argilla_worker_annotator_weight",
-                                                        {"annotator": next(iter(user_ids))})
+                                                        {"annotator": next(iter(stats.values()))["username"]})
     assert exposition is not None
 
     assert raw_responses(stack_settings, dataset_id) == responses_before

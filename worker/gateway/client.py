@@ -541,6 +541,14 @@ class ArgillaGateway:
         """The bound dataset's id on the server (what webhook events name it by)."""
         return str(self._dataset().id)
 
+    def usernames(self) -> dict[str, str]:
+        """{user id: username} of the server's users, or {} when the API key may not list them (owner only)."""
+        try:
+            return {str(user["id"]): user["username"] for user in self._request("GET", "/api/v1/users")["items"]}
+        except ArgillaRefusedError as error:
+            logger.info("annotators are shown by user id: this API key may not list users (%s)", error.status)
+            return {}
+
     def list_webhooks(self) -> list[dict]:
         """Every webhook of the server (``id``, ``url``, ``events``, ``enabled``, ``description``, ``secret``)."""
         return self._request("GET", "/api/v1/webhooks")["items"]
