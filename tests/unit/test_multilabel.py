@@ -88,3 +88,49 @@ def test_label_set_consensus_is_a_per_label_majority_and_reports_per_label_ties(
     assert two.labels is None and two.tied_labels == ("politics",)
     assert nothing.labels == () and nothing.agreement == {"tech": pytest.approx(2 / 3)}
     assert label_set_consensus("r4", {}) is None
+
+
+def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_sets(tmp_path):
+    """A tiny real BERT trained on label sets (see test_training): loaded, it scores with per-label sigmoids,
+    predicts the sets it learned, and a wrong reference set costs more loss than the right one."""
+    from tests.tiny_models import save_tiny_classifier
+    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from worker.errors import ScoringError
+    from worker.scoring import Scorer, load_classifier
+    from worker.scoring.multilabel import score_label_sets
+    from worker.training.data import Example
+    from worker.training.trainer import TrainingSettings, train_classifier
+
+    base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
+    examples = [Example(f"m{copy}-{i}", text, tags) for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
+    train_classifier(base, examples[:40], examples[40:], TAGS, tmp_path / "model",
+                     TrainingSettings(epochs=40, patience=40, **{**FAST, "learning_rate": 5e-3}))
+
+    classifier = load_classifier(tmp_path / "model", device="cpu")
+    texts = [text for text, _ in TAGGED]
+    truth = np.array([[tag in tags for tag in TAGS] for _, tags in TAGGED])  # [8, 3]
+    right = score_label_sets(classifier, texts, truth, samples=8)
+    wrong = score_label_sets(classifier, texts, ~truth, samples=8)
+
+    assert classifier.multi_label and len(classifier.thresholds) == len(TAGS)
+    assert right.probabilities.shape == (8, 3) and not np.allclose(right.probabilities.sum(axis=1), 1.0)
+    assert (right.predicted == truth).mean() >= 0.9
+    assert (wrong.loss > right.loss).all() and (wrong.expected_loss > right.expected_loss).all()
+    assert wrong.to_add.sum() + wrong.to_remove.sum() > right.to_add.sum() + right.to_remove.sum()
+    with pytest.raises(ScoringError, match="multi-label head"):
+        Scorer(classifier, samples=2)
+
+
+def test_a_bad_thresholds_file_is_named_and_a_missing_one_means_one_half(tmp_path):
+    from worker.errors import ScoringError
+    from worker.scoring.model import thresholds_of
+
+    assert thresholds_of(tmp_path, ("a", "b")) == (0.5, 0.5)
+    (tmp_path / "thresholds.json").write_text('{"a": 0.3}')
+    assert thresholds_of(tmp_path, ("a", "b")) == (0.3, 0.5)
+    (tmp_path / "thresholds.json").write_text('{"a": 1.5}')
+    with pytest.raises(ScoringError, match=r"thresholds.json: thresholds must lie strictly between 0 and 1"):
+        thresholds_of(tmp_path, ("a", "b"))
+    (tmp_path / "thresholds.json").write_text('[0.3]')
+    with pytest.raises(ScoringError, match=r"thresholds.json: not a JSON object"):
+        thresholds_of(tmp_path, ("a", "b"))

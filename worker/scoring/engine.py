@@ -127,6 +127,9 @@ class Scorer:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
     ):
+        if classifier.multi_label:
+            raise ScoringError(f"model {classifier.version} has a multi-label head: the record scorer handles "
+                               f"single-label models only so far (see worker.scoring.multilabel.score_label_sets)")
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
                                      samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,

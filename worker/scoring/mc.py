@@ -198,6 +198,9 @@ class MCPredictor:
         self.strategy = strategy
         self.samples_per_forward = samples_per_forward or samples
         self.mc_layers = mc_layers
+        if adaptive is not None and classifier.multi_label:
+            raise ScoringError("adaptive MC sampling stops on a single-label BALD and loss: set scoring.adaptive = "
+                               "false for a multi-label model")
         self.adaptive = adaptive
         self._right_padded = classifier.tokenizer.padding_side == "right"
         self._window = SampleWindow()
@@ -272,7 +275,7 @@ class MCPredictor:
                 mc, used = sequential_samples(
                     lambda active, start, count: self._draw(inputs, hidden, start, count, active),
                     rows, self.samples, self.adaptive, reference.cpu())
-        deterministic = torch.log_softmax(output.logits.float(), dim=-1)
+        deterministic = self._log_probabilities(output.logits.float())
         if device.type != "cuda":
             return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu(), samples_used=used)
         ready = torch.cuda.Event()
@@ -295,7 +298,12 @@ class MCPredictor:
                 inputs = {key: value[:, :length] for key, value in inputs.items()}
                 hidden = hidden[:, :length] if hidden is not None else None
         chunks = list(self._sample_logits(inputs, hidden, start, count))
-        return torch.log_softmax(torch.cat(chunks, dim=0).float(), dim=-1)
+        return self._log_probabilities(torch.cat(chunks, dim=0).float())
+
+    def _log_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Log-softmax over the classes, or per-label log-sigmoid for a multi-label head; same shape."""
+        return (torch.nn.functional.logsigmoid(logits) if self.classifier.multi_label
+                else torch.log_softmax(logits, dim=-1))
 
     def _sample_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, start: int,
                        count: int) -> Iterator[torch.Tensor]:

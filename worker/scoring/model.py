@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,17 @@ from worker.scoring.device import amp_dtype, pick_device
 
 logger = logging.getLogger(__name__)
 
+MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.problem_type of a sigmoid head
+
 
 @dataclass
 class Classifier:
-    """A model, its tokenizer, its label names (index = class id) and where it runs."""
+    """A model, its tokenizer, its label names (index = class id) and where it runs.
+
+    ``multi_label``: a multi-label head (one sigmoid per label, ``problem_type`` in the model's config);
+    ``thresholds`` [L] its per-label decision thresholds (``thresholds.json`` beside the weights; 0.5 each
+    without one); None for a single-label model.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -25,6 +33,11 @@ class Classifier:
     device: torch.device
     amp_dtype: torch.dtype | None
     version: str
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
 
     @property
     def max_length(self) -> int:
@@ -61,7 +74,10 @@ def load_classifier(
         raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
     model.to(target).eval()
     labels = labels_of(model)
-    logger.info("loaded %s (%d labels, %s attention) on %s", source, len(labels), attn, target)
+    thresholds = (thresholds_of(Path(str(source)), labels)
+                  if getattr(model.config, "problem_type", None) == MULTI_LABEL_PROBLEM else None)
+    logger.info("loaded %s (%d labels%s, %s attention) on %s", source, len(labels),
+                ", multi-label" if thresholds else "", attn, target)
     return Classifier(
         model=model,
         tokenizer=tokenizer,
@@ -69,7 +85,27 @@ def load_classifier(
         device=target,
         amp_dtype=amp_dtype(target) if mixed_precision else None,
         version=version or Path(str(source)).name,
+        thresholds=thresholds,
     )
+
+
+def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]:
+    """A multi-label model's per-label thresholds [L] from ``thresholds.json`` (0.5 where it names none).
+
+    Raises:
+        ScoringError: the file is not a JSON object of numbers in (0, 1).
+    """
+    path = directory / "thresholds.json"
+    if not path.exists():
+        return tuple(0.5 for _ in labels)
+    try:
+        stored = json.loads(path.read_text())
+        values = tuple(float(stored.get(label, 0.5)) for label in labels)
+    except (ValueError, AttributeError, TypeError) as error:
+        raise ScoringError(f"{path}: not a JSON object of per-label thresholds ({error})") from error
+    if not all(0 < value < 1 for value in values):
+        raise ScoringError(f"{path}: thresholds must lie strictly between 0 and 1, got {dict(zip(labels, values))}")
+    return values
 
 
 def labels_of(model: PreTrainedModel) -> tuple[str, ...]:

@@ -26,6 +26,9 @@ import numpy as np
 from baal.active.heuristics import BALD, Entropy
 
 from worker.constants import PROBABILITY_FLOOR
+from worker.errors import ScoringError
+from worker.scoring.mc import MCLayers
+from worker.scoring.model import Classifier
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -142,3 +145,23 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray,
         best = np.flatnonzero(np.isclose(f1, f1.max()))
         chosen[label] = grid[best[np.argmin(np.abs(grid[best] - DEFAULT_THRESHOLD))]]
     return chosen
+
+
+def score_label_sets(classifier: Classifier, texts: Sequence[str], references: np.ndarray | None = None, *,
+                     samples: int = 20, mc_layers: MCLayers = "auto", pairs: Sequence[str] | None = None,
+                     seed: int = 0) -> MultiLabelScores:
+    """Score N texts with a multi-label model: T MC-dropout samples, then :func:`multilabel_scores` with the
+    model's own thresholds. ``references`` [N, L] bool: the label sets under review (None: uncertainty only).
+    Memory O(N·L·T): for a batch of records, not a dataset.
+
+    Raises:
+        ScoringError: ``classifier`` is not a multi-label model.
+        DataError: a text is empty or not a string (names its position).
+    """
+    from worker.training.evaluate import predict_probabilities  # the shared MC loop (imports the trainer side)
+
+    if classifier.thresholds is None:
+        raise ScoringError(f"model {classifier.version} is single-label: score it with worker.scoring.Scorer")
+    probabilities = predict_probabilities(classifier, texts, pairs=pairs, samples=samples, mc_layers=mc_layers,
+                                          seed=seed)
+    return multilabel_scores(probabilities.mc, references, np.asarray(classifier.thresholds))
