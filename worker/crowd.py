@@ -213,10 +213,10 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
     if verdict is None:
         return None
     posterior = _posterior(submitted_votes(record), crowd, model)
-    if verdict.label is not None:
-        return replace(verdict, confidence=posterior[verdict.label])
-    best = max(posterior[label] for label in verdict.tied_labels)
-    winners = [label for label in verdict.tied_labels if posterior[label] == best]
+    if verdict.label is not None:  # a label outside the question (named by the caller) has no posterior: 0
+        return replace(verdict, confidence=posterior.get(verdict.label, 0.0))
+    best = max(posterior.get(label, 0.0) for label in verdict.tied_labels)
+    winners = [label for label in verdict.tied_labels if posterior.get(label, 0.0) == best]
     if crowd.resolve_ties and len(winners) == 1:
         behind = sum(crowd.weight(user) for user, vote in submitted_votes(record).items() if vote == winners[0])
         total = sum(crowd.weight(user) for user in submitted_votes(record))

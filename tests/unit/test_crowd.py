@@ -227,3 +227,17 @@ def test_the_consensus_settings_choose_weights_and_tie_handling(tmp_path):
     assert plain.crowd(LABELS, crowd).annotator_weights == {} and plain.crowd(LABELS, crowd).resolve_ties
     assert weighted.crowd(LABELS, crowd).weight("c") == pytest.approx(WEIGHT_FLOOR)
     assert not weighted.crowd(LABELS, crowd).resolve_ties
+
+
+def test_a_vote_outside_the_questions_labels_reaches_the_caller_who_names_it():
+    from worker.errors import DataError
+    from worker.training.data import examples_from_records
+
+    crowd = _estimate(HAND_MADE)
+    record = _record("odd", {"a": "neutral", "b": "neutral", "c": "pos"})
+
+    verdict = weighted_consensus(record, crowd)
+
+    assert verdict.label == "neutral" and verdict.confidence == 0.0
+    with pytest.raises(DataError, match=r"record 'odd': label 'neutral' is not one of"):
+        examples_from_records([record], LABELS, crowd=crowd)
