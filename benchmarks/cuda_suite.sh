@@ -4,14 +4,18 @@
 #   bash benchmarks/cuda_suite.sh                       # everything, with .venv/bin/python
 #   PYTHON=python3 STEPS="tests precision" bash benchmarks/cuda_suite.sh
 #
-# STEPS picks from: tests gpu precision calibration scoring label_errors active_learning (default: all).
+# STEPS picks from: tests gpu precision calibration scoring label_errors active_learning label_error_grid
+# active_learning_grid multi_annotator multilabel (default: all). The grids are issue #17's benchmarks: label errors
+# on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
+# seeds (about 40 min and 25 min on an H100).
 # LIMIT caps each step in seconds (default 1800). Results: benchmarks/results/*.{md,json,png};
 # each step's log: benchmarks/results/logs/<step>.log. A failed step does not stop the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-STEPS=${STEPS:-tests gpu precision calibration scoring label_errors active_learning}
+STEPS=${STEPS:-tests gpu precision calibration scoring label_errors active_learning label_error_grid \
+active_learning_grid multi_annotator multilabel}
 LIMIT=${LIMIT:-1800}
 LOGS=benchmarks/results/logs
 mkdir -p "$LOGS"
@@ -21,7 +25,7 @@ if ! "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() el
   exit 2
 fi
 
-step_command() {
+step_command() {  # one command line per line of output, run in order
   case "$1" in
     tests) echo "-m pytest -q -ra tests/unit/test_cuda.py" ;;
     gpu) echo "benchmarks/gpu.py --compile" ;;
@@ -30,6 +34,19 @@ step_command() {
     scoring) echo "benchmarks/scoring.py --device cuda --layer-sweep" ;;
     label_errors) echo "benchmarks/label_errors.py --device cuda" ;;
     active_learning) echo "benchmarks/active_learning.py --device cuda" ;;
+    label_error_grid)
+      for seed in 0 1 2; do
+        for dataset in newsgroups reuters8 movies; do
+          for flip in 0.1 0.2; do echo "benchmarks/label_errors.py --device cuda --dataset $dataset --flip $flip --seed $seed"; done
+        done
+        echo "benchmarks/label_errors.py --device cuda --dataset movies-raters --seed $seed"
+      done ;;
+    active_learning_grid)
+      for seed in 0 1 2; do
+        for dataset in movies newsgroups; do echo "benchmarks/active_learning.py --device cuda --dataset $dataset --seed $seed"; done
+      done ;;
+    multi_annotator) echo "benchmarks/multi_annotator.py --device cuda" ;;
+    multilabel) echo "benchmarks/multilabel.py --device cuda" ;;
     *) return 1 ;;
   esac
 }
@@ -42,9 +59,12 @@ for step in $STEPS; do
     continue
   fi
   started=$(date +%s)
-  # shellcheck disable=SC2086  # the step's arguments are meant to split
-  timeout "$LIMIT" "$PYTHON" $command_line >"$LOGS/$step.log" 2>&1
-  status=$?
+  status=0
+  : >"$LOGS/$step.log"
+  while IFS= read -r line; do
+    # shellcheck disable=SC2086  # the step's arguments are meant to split
+    timeout "$LIMIT" "$PYTHON" $line >>"$LOGS/$step.log" 2>&1 || status=$?
+  done <<<"$command_line"
   echo "cuda_suite: $step exit $status in $(( $(date +%s) - started )) s (log: $LOGS/$step.log)"
   [ "$status" -eq 0 ] || failed=1
 done
