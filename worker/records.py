@@ -154,17 +154,31 @@ class LabelSetVerdict:
     tied_labels: tuple[str, ...] = ()
 
 
-def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]]) -> LabelSetVerdict | None:
+def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]],
+                        weight: Callable[[str], float] | None = None) -> LabelSetVerdict | None:
     """Per-label majority of submitted label sets (``votes``: user id → the labels they ticked); None without
-    a vote. An empty set is a vote for "none of the labels"."""
+    a vote. An empty set is a vote for "none of the labels".
+
+    As for single labels (:func:`consensus`): a label exactly half of the voters chose is a tie (reported);
+    otherwise, with ``weight`` (user id → the annotator's weight), a label is in the set when its choosers
+    weigh more than the others (the vote count breaks an exact tie of weights); without it, the majority.
+    ``agreement`` is the (weighted) share of the voters on the decided side.
+    """
     if not votes:
         return None
     voters = len(votes)
+    weigh = weight or (lambda _user: 1.0)
+    total = sum(weigh(user) for user in votes)
     chosen = Counter(label for labels in votes.values() for label in set(labels))
     tied = tuple(sorted(label for label, count in chosen.items() if 2 * count == voters))
-    agreement = {label: max(count, voters - count) / voters for label, count in sorted(chosen.items())}
-    decided = tuple(sorted(label for label, count in chosen.items() if 2 * count > voters))
-    return LabelSetVerdict(record_id, None if tied else decided, voters, agreement, tied)
+    decided, agreement = [], {}
+    for label, count in sorted(chosen.items()):
+        behind = sum(weigh(user) for user, labels in votes.items() if label in labels)
+        included = (behind, count) > (total - behind, voters - count)
+        agreement[label] = (behind if included else total - behind) / total
+        if included and label not in tied:
+            decided.append(label)
+    return LabelSetVerdict(record_id, None if tied else tuple(decided), voters, agreement, tied)
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,18 @@ def test_a_bad_thresholds_file_is_named_and_a_missing_one_means_one_half(tmp_pat
     (tmp_path / "thresholds.json").write_text('[0.3]')
     with pytest.raises(ScoringError, match=r"thresholds.json: not a JSON object"):
         thresholds_of(tmp_path, ("a", "b"))
+
+
+def test_weighted_label_sets_let_a_reliable_annotator_outvote_two_unreliable_ones_per_label():
+    weights = {"good": 0.9, "sloppy1": 0.1, "sloppy2": 0.1}
+    votes = {"good": ["sports"], "sloppy1": ["sports", "tech"], "sloppy2": ["tech"]}
+
+    weighted = label_set_consensus("r", votes, weights.__getitem__)
+    plain = label_set_consensus("r", votes)
+
+    assert plain.labels == ("sports", "tech")  # tech: 2 of 3 voters
+    assert weighted.labels == ("sports",)  # tech's choosers weigh 0.2 of 1.1
+    assert weighted.agreement["tech"] == pytest.approx(0.9 / 1.1)
+    assert weighted.agreement["sports"] == pytest.approx(1.0 / 1.1)
+    tie = label_set_consensus("t", {"good": ["sports"], "sloppy1": []}, weights.__getitem__)
+    assert tie.labels is None and tie.tied_labels == ("sports",)  # ties stay ties, as for single labels
