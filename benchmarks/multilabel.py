@@ -46,7 +46,7 @@ from sklearn.metrics import roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._shared import precision_at, write_results
-from worker.calibration import expected_calibration_error
+from worker.calibration import label_decision_ece
 from worker.logging_setup import configure_logging
 from worker.offline_assets import FRIENDS_TRANSCRIPTS, MINILM_MODEL, fetch
 from worker.scoring import load_classifier
@@ -95,8 +95,8 @@ def main() -> None:
     table = {name: {"precision@50": precision_at(list(np.argsort(-values, kind="stable")), corrupted, 50),
                     "auroc": float(roc_auc_score([i in corrupted for i in range(len(values))], values))}
              for name, values in rankings.items()}
-    ece = {"deterministic": _decision_ece(deterministic, truth), f"MC mean (T={args.samples})": _decision_ece(
-        scores.probabilities, truth)}
+    ece = {"deterministic": label_decision_ece(deterministic, truth),
+           f"MC mean (T={args.samples})": label_decision_ece(scores.probabilities, truth)}
     micro = float(((scores.predicted == truth).sum()) / truth.size)
     lines = [(f"Multi-label label errors — Friends transcript windows of {args.window} lines, {len(windows)} records, "
               f"{len(corrupted)} corrupted label sets ({args.noise:.0%}, seed {args.seed}: half a speaker removed, "
@@ -162,12 +162,6 @@ def out_of_fold(examples: list[Example], settings: TrainingSettings, args) -> tu
             deterministic[held], mc[held] = probabilities.deterministic, probabilities.mc
             logger.info("fold %d of %d scored (%d records)", fold + 1, args.folds, len(held))
     return deterministic, mc
-
-
-def _decision_ece(probs: np.ndarray, truth: np.ndarray) -> float:
-    """ECE of every (record, label) decision as a binary prediction; probs, truth [N, L]."""
-    present = probs.reshape(-1)
-    return expected_calibration_error(np.stack([1 - present, present], axis=1), truth.reshape(-1).astype(int))
 
 
 if __name__ == "__main__":

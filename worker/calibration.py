@@ -70,6 +70,18 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, *, n_bins:
     return reliability_bins(probs, labels, n_bins=n_bins).ece
 
 
+def label_decision_ece(probs: np.ndarray, targets: np.ndarray, *, n_bins: int = 10) -> float:
+    """Multi-label ECE: every (record, label) decision as a binary prediction, top-label ECE over all of them.
+
+    Args:
+        probs: [N, L] per-label probabilities.
+        targets: [N, L] bool, the true label sets.
+    """
+    present = np.asarray(probs, dtype=np.float64).reshape(-1)
+    return expected_calibration_error(np.stack([1.0 - present, present], axis=1),
+                                      np.asarray(targets).reshape(-1).astype(int), n_bins=n_bins)
+
+
 def ece_by_samples(
     mc_probs: np.ndarray, labels: np.ndarray, *, sample_counts: Sequence[int] | None = None, n_bins: int = 10
 ) -> list[tuple[int, float]]:

@@ -102,3 +102,14 @@ def test_the_calibration_report_matches_the_metrics_it_is_built_from(tiny_classi
     assert stored["ece_mc"] == pytest.approx(report.ece_mc)
     for name in ("reliability.png", "ece_vs_T.png", "confusion_matrix.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_multi_label_ece_treats_every_label_decision_as_a_binary_prediction():
+    from worker.calibration import label_decision_ece
+
+    probs = np.array([[0.9, 0.2], [0.8, 0.1]])  # [N=2, L=2]
+    targets = np.array([[True, False], [False, False]])
+    # decisions: 0.9 → present (right), 0.2 → absent conf 0.8 (right), 0.8 → present (wrong), 0.1 → absent
+    # conf 0.9 (right); bins of width 0.1: [0.8, 0.9): 2 decisions, accuracy 1/2, conf 0.8; [0.9, 1]: 2, 1, 0.9
+    expected = 0.5 * abs(0.5 - 0.8) + 0.5 * abs(1.0 - 0.9)
+    assert label_decision_ece(probs, targets) == pytest.approx(expected)
