@@ -30,6 +30,7 @@ Writes benchmarks/results/label_errors-<dataset>-<flip>-s<seed>.{json,md}.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import sys
@@ -43,7 +44,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._shared import precision_at, write_results
+from benchmarks._shared import RESULTS_DIR, precision_at, write_results
 from worker.demo_data import (
     SENTIMENT_LABELS,
     flip_labels,
@@ -81,7 +82,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="600 posts, K = 3, 3 epochs")
+    parser.add_argument("--summary", action="store_true",
+                        help="only print the table of every cell already in benchmarks/results (no training)")
     args = parser.parse_args()
+    if args.summary:
+        print("\n".join(summary_lines(sorted(RESULTS_DIR.glob("label_errors-*.json")))))
+        return
     configure_logging("INFO")
     if args.quick:
         args.records, args.folds, args.epochs = 600, 3, 3
@@ -138,6 +144,26 @@ def main() -> None:
                   {"args": vars(args), "table": table, "flipped": len(flipped),
                    "oof_accuracy_true_labels": accuracy_oof,
                    "targets": {m: table[LABEL_ISSUE][m] > best for m, best in cleanlab_best.items()}}, lines)
+
+
+def summary_lines(paths: list[Path]) -> list[str]:
+    """One row per benchmark cell: label_issue vs cleanlab's best (AUROC, precision@50), and the tallies."""
+    lines = [("| set | noise | seed | records | label_issue AUROC | cleanlab best AUROC | label_issue P@50 | "
+             "cleanlab best P@50 |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    wins = {"auroc": [0, 0, 0], "precision@50": [0, 0, 0]}  # above, tied, below
+    for path in paths:
+        cell = json.loads(path.read_text())
+        table, args = cell["table"], cell["args"]
+        ours = table[LABEL_ISSUE]
+        best = {m: max(v[m] for name, v in table.items() if name.startswith("cleanlab")) for m in wins}
+        for metric, tally in wins.items():
+            tally[0 if ours[metric] > best[metric] else 1 if ours[metric] == best[metric] else 2] += 1
+        noise = "real" if args["dataset"] == "movies-raters" else f"{args['flip']:.0%}"
+        lines.append(f"| {args['dataset']} | {noise} | {args['seed']} | {args['records']} | {ours['auroc']:.4f} | "
+                     f"{best['auroc']:.4f} | {ours['precision@50']:.3f} | {best['precision@50']:.3f} |")
+    lines += ["", *(f"label_issue {metric} vs cleanlab's best: above in {a}, tied in {t}, below in {b} of "
+                    f"{a + t + b} cells" for metric, (a, t, b) in wins.items())]
+    return lines
 
 
 def _noisy_sample(dataset: str, records: int, flip: float, seed: int):
