@@ -62,21 +62,22 @@ CHARACTERS = ("Chandler", "Joey", "Monica", "Phoebe", "Rachel", "Ross")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=None, help="default 1000 (--quick: 600)")
     parser.add_argument("--window", type=int, default=6, help="consecutive lines per record")
     parser.add_argument("--noise", type=float, default=0.1, help="share of records whose label set is corrupted")
-    parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--folds", type=int, default=None, help="default 4 (--quick: 3)")
+    parser.add_argument("--epochs", type=int, default=None, help="default 4 (--quick: 3)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="600 windows, K = 3, 3 epochs")
+    parser.add_argument("--quick", action="store_true", help="600 windows, K = 3, 3 epochs (what is not given)")
     args = parser.parse_args()
     configure_logging("INFO")
-    if args.quick:
-        args.records, args.folds, args.epochs = 600, 3, 3
+    for name, full, quick in (("records", 1000, 600), ("folds", 4, 3), ("epochs", 4, 3)):
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
     started = time.perf_counter()
     windows = random.Random(args.seed).sample(friends_windows(args.window), args.records)
     truth = np.array([[c in speakers for c in CHARACTERS] for _, _, speakers in windows])  # [N, L]
