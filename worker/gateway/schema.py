@@ -56,8 +56,8 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "probability of the label × σ(area_under_margin)); sort descending to fix the worst first.",
                    published=True),
     WorkerMetadata("needs_another_label", "float", "how much one more annotator's label would help (ties and "
-                   "split votes by unreliable annotators first, then records the model is unsure of); sort "
-                   "descending to plan a second-opinion pass."),
+                   "split votes first, then records the model is unsure of); sort descending to plan a "
+                   "second-opinion pass."),
     WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
                    "ascending)."),
     WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
