@@ -98,8 +98,8 @@ class CrowdModel:
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
     def to_json(self) -> dict:
-        return {**asdict(self), "labels": list(self.labels), "resolve_ties": False,
-                "annotators": {user: asdict(stats) for user, stats in self.annotators.items()}}
+        """The estimate (``resolve_ties`` is a setting applied on use, not stored)."""
+        return {**asdict(self), "resolve_ties": False}
 
     @classmethod
     def from_json(cls, value: dict) -> CrowdModel:
@@ -209,19 +209,20 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
 
     ``model``: the model's probabilities [K] in ``crowd.labels`` order (None: annotators only).
     """
-    verdict = consensus(record, crowd.weight)
-    if verdict is None:
+    decided = consensus(record, crowd.weight)
+    if decided is None:
         return None
-    posterior = _posterior(submitted_votes(record), crowd, model)
-    if verdict.label is not None:  # a label outside the question (named by the caller) has no posterior: 0
-        return replace(verdict, confidence=posterior.get(verdict.label, 0.0))
-    best = max(posterior.get(label, 0.0) for label in verdict.tied_labels)
-    winners = [label for label in verdict.tied_labels if posterior.get(label, 0.0) == best]
+    votes = submitted_votes(record)
+    posterior = _posterior(votes, crowd, model)
+    if decided.label is not None:  # a label outside the question (named by the caller) has no posterior: 0
+        return replace(decided, confidence=posterior.get(decided.label, 0.0))
+    best = max(posterior.get(label, 0.0) for label in decided.tied_labels)
+    winners = [label for label in decided.tied_labels if posterior.get(label, 0.0) == best]
     if crowd.resolve_ties and len(winners) == 1:
-        behind = sum(crowd.weight(user) for user, vote in submitted_votes(record).items() if vote == winners[0])
-        total = sum(crowd.weight(user) for user in submitted_votes(record))
-        return replace(verdict, label=winners[0], tied_labels=(), agreement=behind / total, confidence=best)
-    return replace(verdict, confidence=best)
+        behind = sum(crowd.weight(user) for user, vote in votes.items() if vote == winners[0])
+        total = sum(crowd.weight(user) for user in votes)
+        return replace(decided, label=winners[0], tied_labels=(), agreement=behind / total, confidence=best)
+    return replace(decided, confidence=best)
 
 
 def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None:
@@ -262,10 +263,10 @@ def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence
             return 1 - 1 / len(labels)
         score = (crowd.model_weight * max(model) + spread / len(labels)) / (crowd.model_weight + spread)
         return 1 - score
-    verdict = weighted_consensus(record, crowd, model)
-    assert verdict is not None and verdict.confidence is not None
+    decided = weighted_consensus(record, crowd, model)
+    assert decided is not None and decided.confidence is not None
     behind = sum(crowd.weight(user) for user in votes) + (crowd.model_weight if model is not None else 0.0)
-    score = (verdict.confidence * behind + spread / len(labels)) / (behind + spread)
+    score = (decided.confidence * behind + spread / len(labels)) / (behind + spread)
     return 1 - score
 
 

@@ -283,11 +283,11 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     return datasets.Dataset.from_file(str(path))
 
 
-def _row(record: PulledRecord, label: str, original: str | None, verdict, index: dict[str, int],
+def _row(record: PulledRecord, label: str, original: str | None, decided, index: dict[str, int],
          columns: dict[str, str]) -> dict:
     """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label"),
     an optional field the record leaves empty is null."""
-    for value, what in ((label, "consensus label" if verdict else "label"), (original, "original label")):
+    for value, what in ((label, "consensus label" if decided else "label"), (original, "original label")):
         if value is not None and value not in index:
             raise DataError(f"record {record.record_id!r}: {what} {value!r} is not one of {list(index)}")
     for name in columns:
@@ -299,11 +299,11 @@ def _row(record: PulledRecord, label: str, original: str | None, verdict, index:
         **{column: record.field_values.get(name) for name, column in columns.items()},
         "label": index[label],
         "original_label": index[original] if original is not None else -1,
-        "was_corrected": verdict is not None and original is not None and label != original,
-        "reviewed": verdict is not None,
-        "annotator_agreement": verdict.agreement if verdict else None,
-        "label_confidence": verdict.confidence if verdict else None,
-        "num_annotators": verdict.num_annotators if verdict else 0,
+        "was_corrected": decided is not None and original is not None and label != original,
+        "reviewed": decided is not None,
+        "annotator_agreement": decided.agreement if decided else None,
+        "label_confidence": decided.confidence if decided else None,
+        "num_annotators": decided.num_annotators if decided else 0,
         **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
         "model_version": record.metadata.get("model_version"),
     }
