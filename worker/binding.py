@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from worker.errors import ConfigError
+from worker.records import LabelValue, label_set
 
 TEXT_TYPE = "text"  # the Argilla field type the model can read
 LABEL_TYPES = ("label", "label_selection")  # single-label question types (the SDK's and the server's name)
@@ -109,6 +110,20 @@ class DatasetBinding:
     reference: Reference = Reference("auto")
     field_titles: tuple[str, ...] = ()
     question_id: str | None = None
+    multi_label: bool = False  # a MultiLabelQuestion: answers, suggestions and references are label sets
+
+    def label_value(self, value: object) -> LabelValue | None:
+        """A label as the server (or a metadata property) holds it, as the worker handles it: for a
+        multi-label question a label set (a list, or one name, becomes a sorted tuple), else the name.
+        None stays None; a value of another type is passed on as text (checked against the labels by
+        the job that uses it, which names the record)."""
+        if value is None:
+            return None
+        if not self.multi_label:
+            return value if isinstance(value, str) else str(value)
+        if isinstance(value, (list, tuple)):
+            return label_set(str(item) for item in value)
+        return (str(value),)
 
     def model_input(self, values: Mapping[str, object]) -> tuple[object, str | None]:
         """(text, text_pair) the model reads from a record's field values.
@@ -130,22 +145,21 @@ class DatasetBinding:
         titles = self.field_titles or self.fields
         return "\n".join(f"{title}: {part}" for title, part in zip(titles, parts, strict=True)), None
 
-    def reference_label(self, metadata: Mapping[str, object], suggestion_value: str | None,
-                        suggestion_agent: str | None) -> str | None:
-        """The reference label of a record nobody has reviewed (the consensus is checked by the caller)."""
+    def reference_label(self, metadata: Mapping[str, object], suggestion_value: LabelValue | None,
+                        suggestion_agent: str | None) -> LabelValue | None:
+        """The reference label (set) of a record nobody has reviewed (the consensus is checked by the caller)."""
         kind, name = self.reference.kind, self.reference.name
         if kind == "none":
             return None
         if kind == "metadata":
-            value = metadata.get(name) if name else None
-            return str(value) if value is not None else None
-        preserved, preserved_agent = metadata.get(PRESERVED_LABEL), metadata.get(PRESERVED_AGENT)
+            return self.label_value(metadata.get(name) if name else None)
+        preserved = self.label_value(metadata.get(PRESERVED_LABEL))
         foreign = suggestion_value if is_foreign(suggestion_agent, metadata) else None
         if kind == "suggestion":
-            if preserved is not None and preserved_agent == name:
-                return str(preserved)
+            if preserved is not None and metadata.get(PRESERVED_AGENT) == name:
+                return preserved
             return foreign if suggestion_agent == name else None
-        return str(preserved) if preserved is not None else foreign  # auto
+        return preserved if preserved is not None else foreign  # auto
 
 
 def new_dataset_names(fields: Sequence[str] = (), question: str = "") -> tuple[str, str]:
@@ -180,8 +194,8 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
     a property of the user's with one of those names and another type is a conflict.
 
     Raises:
-        BindingError: a field or question is missing or ambiguous, the question is not a single-label
-            question, the reference names a missing property, or a metadata name conflicts; the
+        BindingError: a field or question is missing or ambiguous, the question is not a label question
+            (single- or multi-label), the reference names a missing property, or a metadata name conflicts; the
             message lists what the dataset has.
     """
     chosen_fields = _fields(shape, fields)
@@ -200,7 +214,7 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
     titles = {f.name: f.title for f in shape.fields}
     return DatasetBinding(fields=tuple(chosen_fields), question=chosen_question.name, labels=chosen_question.labels,
                           reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
-                          question_id=chosen_question.id)
+                          question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE)
 
 
 def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:
@@ -235,10 +249,7 @@ def _question(shape: DatasetShape, wanted: str) -> QuestionInfo:
             problem = "no label question" if not candidates else f"{len(candidates)} label questions"
             raise BindingError(f"dataset {shape.name!r} has {problem}: set argilla.question; {shape.describe()}")
         chosen = candidates[0]
-    if chosen.type == MULTI_LABEL_TYPE:
-        raise BindingError(f"question {chosen.name!r} is a multi-label question: not supported yet (single-label "
-                           f"LabelQuestion only); {shape.describe()}")
-    if chosen.type not in LABEL_TYPES:
+    if chosen.type not in (*LABEL_TYPES, MULTI_LABEL_TYPE):
         raise BindingError(f"question {chosen.name!r} is a {chosen.type} question, not a label question; "
                            f"{shape.describe()}")
     return chosen

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from worker.files import KeyedJsonFile
-from worker.records import Correction, PulledRecord, consensus, submitted_votes
+from worker.records import Correction, PulledRecord, consensus, single_votes, submitted_votes
 
 WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never exactly 0)
 PRIOR_LIKELIHOOD = 0.9  # L before any record has two votes: an annotator gives the right label 9 times in 10
@@ -136,9 +136,9 @@ class CrowdEstimator:
         self._votes = 0
 
     def add(self, record: PulledRecord) -> None:
-        votes = submitted_votes(record)
+        votes = single_votes(submitted_votes(record))
         if not votes:
-            return
+            return  # no vote, or label sets (decided label by label with uniform weights so far)
         self._annotated += 1
         self._votes += len(votes)
         model = model_distribution(record, self.labels)
@@ -210,11 +210,11 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
     ``model``: the model's probabilities [K] in ``crowd.labels`` order (None: annotators only).
     """
     decided = consensus(record, crowd.weight)
-    if decided is None:
-        return None
-    votes = submitted_votes(record)
+    votes = single_votes(submitted_votes(record))
+    if decided is None or votes is None:
+        return decided  # label sets: weighed label by label (records.label_set_consensus), no posterior yet
     posterior = _posterior(votes, crowd, model)
-    if decided.label is not None:  # a label outside the question (named by the caller) has no posterior: 0
+    if isinstance(decided.label, str):  # a label outside the question (named by the caller) has no posterior: 0
         return replace(decided, confidence=posterior.get(decided.label, 0.0))
     best = max(posterior.get(label, 0.0) for label in decided.tied_labels)
     winners = [label for label in decided.tied_labels if posterior.get(label, 0.0) == best]

@@ -17,7 +17,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, verdict
-from worker.errors import ConfigError, WorkerError
+from worker.errors import ConfigError, DataError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
@@ -40,11 +40,12 @@ from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
-from worker.records import SUBMITTED, Prediction, PulledRecord, consensus
+from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
 from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
+from worker.scoring.multilabel import binary_cross_entropy
 from worker.services import Services
 from worker.stability import (
     StopSet,
@@ -118,7 +119,7 @@ def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
                             loss_se=settings.adaptive_loss_se)
 
 
-def reference_label(record: PulledRecord, crowd: CrowdModel | None = None) -> str | None:
+def reference_label(record: PulledRecord, crowd: CrowdModel | None = None) -> LabelValue | None:
     """The label a record's loss is measured against: the annotators' consensus (votes weighed by ``crowd``,
     see :mod:`worker.crowd`; None: majority), else the label it came with as the dataset binding resolves it
     (``record.reference``; None: uncertainty only)."""
@@ -136,7 +137,7 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
     written = record.metadata.get("model_version")
     reference = reference_label(record, crowd)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
-            or record.metadata.get("reference_label") != reference
+            or not same_value(record.metadata.get("reference_label"), reference)
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
         return False
     if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record, crowd)):
@@ -344,11 +345,12 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
                                            power_beta=services.settings.scoring.power_beta,
                                            reference_agent=reference_agent(record, binding))
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
-        original = record.metadata.get("original_label")
-        if original is not None and score.probabilities and original in score.probabilities:
-            probability = max(score.probabilities[original], PROBABILITY_FLOOR)
-            prediction.metadata["original_loss"] = readable(-math.log(probability))
-        if score.probabilities:
+        original = binding.label_value(record.metadata.get("original_label"))
+        if original is not None and score.probabilities:
+            loss = label_loss(score.probabilities, original)
+            if loss is not None:
+                prediction.metadata["original_loss"] = readable(loss)
+        if score.probabilities and not binding.multi_label:
             model = [score.probabilities.get(label, 0.0) for label in crowd.labels]
             prediction.metadata["needs_another_label"] = readable(needs_another_label(record, crowd, model))
         predictions.append(prediction)
@@ -368,6 +370,19 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
     report.failed += len(push.failed) + len(push.rejected)
     report.failed_ids += [*push.failed, *push.rejected]
     report.failures.update(push.failed)
+
+
+def label_loss(probabilities: Mapping[str, float], label: LabelValue) -> float | None:
+    """The model's loss of ``label`` given its mean probabilities (label → p): −log p(label), or for a label set
+    Σ_l BCE(p_l, l in the set) — the loss a score run writes, for another label. None when a label is not the
+    model's."""
+    if isinstance(label, str):
+        return -math.log(max(probabilities[label], PROBABILITY_FLOOR)) if label in probabilities else None
+    if not set(label) <= probabilities.keys():
+        return None
+    names = list(probabilities)
+    chosen = np.asarray([name in label for name in names], dtype=np.float64)
+    return float(binary_cross_entropy(np.asarray([probabilities[name] for name in names]), chosen).sum())
 
 
 def oof_score_job(services: Services, k: int) -> ScoreReport:
@@ -390,6 +405,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
     labels = services.prepare_for_push()
+    if services.gateway.binding.multi_label:
+        raise DataError(f"question {services.gateway.binding.question!r} is multi-label: `score --oof` handles "
+                        f"single-label questions so far (plain `score` and `train` handle both)")
     examples, server_ids = [], {}
     crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
@@ -409,8 +427,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
                          crowd=crowd)
-            label_probability.update({s.record_id: (s.probabilities or {}).get(s.reference_label or "", 0.0)
-                                      for s in batch if not s.skipped})
+            label_probability.update({s.record_id: (s.probabilities or {}).get(s.reference_label, 0.0)
+                                      for s in batch if not s.skipped and isinstance(s.reference_label, str)})
         shutil.rmtree(work_dir)
     _push_label_issues(services, server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
@@ -607,7 +625,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
     labels = services.labels()
     with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,
                            workdir=services.settings.state_dir / "publishing",
-                           crowd=estimate_crowd(services, labels)) as publication:
+                           crowd=estimate_crowd(services, labels),
+                           multi_label=services.gateway.binding.multi_label) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,

@@ -24,7 +24,7 @@ from typing import Literal
 
 from worker.binding import CONSENSUS_AGENT
 from worker.gateway.schema import SCORED_METADATA
-from worker.records import Prediction
+from worker.records import MetadataValue, Prediction
 from worker.scoring.acquisition import power_key
 from worker.scoring.engine import RecordScore
 
@@ -37,15 +37,18 @@ def readable(value: float) -> float:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(value) else value
 
 
-def score_metadata(score: RecordScore) -> dict[str, float | str]:
+def score_metadata(score: RecordScore) -> dict[str, MetadataValue]:
     """The metadata a score carries (see ``SCORED_METADATA``): each declared property whose value the score
     has (loss, expected loss, disagreement and the reference label only when it was scored against one);
     a yes/no value is written as ``"yes"`` / ``"no"`` (a terms property)."""
-    values: dict[str, float | str] = {}
+    values: dict[str, MetadataValue] = {}
     for spec in SCORED_METADATA:
         value = getattr(score, str(spec.from_score))
-        if value is not None:
-            values[spec.name] = ("yes" if value else "no") if isinstance(value, bool) else value
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        values[spec.name] = list(value) if isinstance(value, tuple) else value  # a label set: a list of terms
     return values
 
 
@@ -69,13 +72,22 @@ def prediction_from_score(score: RecordScore, model_version: str, *, policy: Sug
     """
     if score.skipped or score.predicted_label is None or score.score is None:
         raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason or 'no prediction'}")
-    metadata: dict[str, float | str | None] = {"model_version": model_version, **score_metadata(score), **score.extra}
+    metadata: dict[str, MetadataValue] = {"model_version": model_version, **score_metadata(score), **score.extra}
     if score.bald is not None and math.isfinite(score.bald):
         metadata["bald_power"] = power_key(max(score.bald, 0.0), score.record_id, model_version, beta=power_beta)
     metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}
     label, probability, agent = score.predicted_label, score.score, model_version
-    if score.reference_label is not None and suggests_reference(policy, has_reference=True, reviewed=reviewed):
+    # (an empty label set cannot be an Argilla answer: the model's set is suggested instead)
+    if score.reference_label and suggests_reference(policy, has_reference=True, reviewed=reviewed):
         label = score.reference_label
-        probability = (score.probabilities or {}).get(label, 0.0)
         agent = CONSENSUS_AGENT if reviewed else reference_agent
-    return Prediction(score.record_id, label, readable(min(max(probability, 0.0), 1.0)), agent, metadata)
+        probability = (score.probabilities or {}).get(label, 0.0) if isinstance(label, str) else probability
+    if isinstance(label, tuple):  # a label set: each label's probability, in the set's order
+        probabilities = score.probabilities or {}
+        return Prediction(score.record_id, label, tuple(_probability(probabilities.get(name, 0.0)) for name in label),
+                          agent, metadata)
+    return Prediction(score.record_id, label, _probability(probability), agent, metadata)
+
+
+def _probability(value: float) -> float:
+    return readable(min(max(value, 0.0), 1.0))

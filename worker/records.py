@@ -7,13 +7,28 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 logger = logging.getLogger(__name__)
 
 SUBMITTED = "submitted"
+
+# A label as the worker passes it around: a label name (single-label question), or a label set — a sorted
+# tuple of names (multi-label question; sorted so that equal sets compare equal, see ``label_set``).
+LabelValue = str | tuple[str, ...]
+MetadataValue = float | str | list[str] | None  # a metadata value the worker writes (a list: terms of a label set)
+
+
+def is_label_set(value: object) -> bool:
+    """Whether ``value`` is a label set (a multi-label answer) rather than one label."""
+    return isinstance(value, tuple)
+
+
+def label_set(values: Iterable[str]) -> tuple[str, ...]:
+    """The canonical label set of ``values``: each label once, sorted."""
+    return tuple(sorted(set(values)))
 
 
 def label_index(labels: Sequence[str]) -> dict[str, int]:
@@ -33,15 +48,15 @@ class LabelledText:
 
 @dataclass(frozen=True)
 class SuggestionState:
-    value: str
+    value: LabelValue
     agent: str | None
-    score: float | None
+    score: float | tuple[float, ...] | None  # a tuple: one score per label of a label set
 
 
 @dataclass(frozen=True)
 class ResponseState:
     user_id: str
-    value: str | None
+    value: LabelValue | None
     status: str  # submitted | draft | discarded
     updated_at: datetime | None = None
 
@@ -68,7 +83,7 @@ class PulledRecord:
     responses: tuple[ResponseState, ...]
     updated_at: datetime | None
     text_pair: str | None = None
-    reference: str | None = _FROM_METADATA
+    reference: LabelValue | None = _FROM_METADATA
     field_values: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -90,11 +105,15 @@ class Correction:
     ``agreement`` is the (weighted) share of the votes behind it; ``confidence`` the probability of the
     label given the votes, the annotators' reliability and the model (None: not estimated, see
     :mod:`worker.crowd`).
+
+    Label sets (multi-label): ``label`` is the set decided label by label (:func:`label_set_consensus`),
+    None when some label is tied (named in ``tied_labels``); ``votes`` counts the voters of each label and
+    ``agreement`` is the mean over those labels of the (weighted) share on the decided side.
     """
 
     record_id: str
-    label: str | None
-    original_label: str | None
+    label: LabelValue | None
+    original_label: LabelValue | None
     agreement: float
     num_annotators: int
     votes: dict[str, int] = field(default_factory=dict)
@@ -107,9 +126,15 @@ class Correction:
         return self.label is not None and self.label != self.original_label
 
 
-def submitted_votes(record: PulledRecord) -> dict[str, str]:
-    """{user id: label} of the record's submitted responses (drafts and discarded ones ignored)."""
+def submitted_votes(record: PulledRecord) -> dict[str, LabelValue]:
+    """{user id: label (or label set)} of the record's submitted responses (drafts and discarded ones ignored)."""
     return {r.user_id: r.value for r in record.responses if r.status == SUBMITTED and r.value is not None}
+
+
+def single_votes(votes: Mapping[str, LabelValue]) -> dict[str, str] | None:
+    """``votes`` when every one is a single label, else None (some are label sets)."""
+    plain = {user: value for user, value in votes.items() if isinstance(value, str)}
+    return plain if len(plain) == len(votes) else None
 
 
 def consensus(record: PulledRecord, weight: Callable[[str], float] | None = None) -> Correction | None:
@@ -117,11 +142,15 @@ def consensus(record: PulledRecord, weight: Callable[[str], float] | None = None
 
     A tie of the votes stays a tie (no label) and a single vote is the label. Otherwise, with ``weight``
     (user id → the annotator's weight, see :mod:`worker.crowd`), the label whose voters weigh most wins
-    (the vote count breaks an exact tie of weights); without it, the majority.
+    (the vote count breaks an exact tie of weights); without it, the majority. Label sets are decided
+    label by label the same way (:func:`label_set_consensus`).
     """
-    votes = submitted_votes(record)
-    if not votes:
+    answers = submitted_votes(record)
+    if not answers:
         return None
+    votes = single_votes(answers)
+    if votes is None:
+        return _label_set_correction(record, answers, weight)
     counts = Counter(votes.values())
     top = max(counts.values())
     leaders = tuple(sorted(label for label, count in counts.items() if count == top))
@@ -181,15 +210,30 @@ def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]],
     return LabelSetVerdict(record_id, None if tied else tuple(decided), voters, agreement, tied)
 
 
+def _label_set_correction(record: PulledRecord, votes: Mapping[str, LabelValue],
+                          weight: Callable[[str], float] | None) -> Correction:
+    """:func:`consensus` of label-set votes (a plain label counts as the set of that one label)."""
+    sets = {user: value if isinstance(value, tuple) else (value,) for user, value in votes.items()}
+    decided = label_set_consensus(record.record_id, sets, weight)
+    assert decided is not None  # votes is not empty
+    label = None if decided.labels is None else label_set(decided.labels)
+    counts = Counter(label for labels in sets.values() for label in set(labels))
+    agreement = sum(decided.agreement.values()) / len(decided.agreement) if decided.agreement else 1.0
+    return Correction(record.record_id, label, record.reference, agreement, decided.num_annotators, dict(counts),
+                      decided.tied_labels)
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """What the worker writes for one record: a suggestion and metadata values."""
+    """What the worker writes for one record: a suggestion and metadata values.
+
+    A label set (multi-label question) has one score per label, in the same order."""
 
     record_id: str
-    label: str
-    score: float
+    label: LabelValue
+    score: float | tuple[float, ...]
     agent: str
-    metadata: dict[str, float | str | None]  # None: not written (see sanitise_metadata)
+    metadata: dict[str, MetadataValue]  # None: not written (see sanitise_metadata)
 
 
 def sanitise_metadata(record_id: str, metadata: dict) -> dict:
@@ -206,6 +250,9 @@ def sanitise_metadata(record_id: str, metadata: dict) -> dict:
 
 
 def same_value(a, b) -> bool:
+    """Equal as the server stores them: floats within rounding, a list equal to a tuple of the same items."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b

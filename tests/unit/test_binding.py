@@ -51,10 +51,17 @@ def test_every_misconfiguration_is_one_error_listing_the_dataset(options, messag
         bind(THEIRS, **options)
 
 
-def test_a_multi_label_question_is_not_supported_yet_and_a_metadata_name_clash_is_named():
-    multi = DatasetShape("d", THEIRS.fields[:1], (QuestionInfo("topics", "multi_label_selection", ("a", "b")),), ())
-    with pytest.raises(BindingError, match="multi-label question: not supported yet"):
-        bind(multi)
+def test_a_multi_label_question_binds_to_label_sets_and_a_metadata_name_clash_is_named():
+    multi = DatasetShape("d", THEIRS.fields[:1], (QuestionInfo("topics", "multi_label_selection", ("b", "a")),),
+                         (MetadataInfo("gold", "terms"),))
+    binding = bind(multi)
+    assert (binding.question, binding.multi_label, binding.labels) == ("topics", True, ("b", "a"))
+    assert binding.label_value(["b", "a", "b"]) == ("a", "b")  # sorted, each label once: equal sets compare equal
+    assert binding.label_value("a") == ("a",) and binding.label_value(None) is None
+    assert bind(multi, reference="metadata:gold").reference_label({"gold": ["b", "a"]}, None, None) == ("a", "b")
+    assert binding.reference_label({"original_label": ["a"]}, None, None) == ("a",)
+    assert binding.reference_label({"model_version": "v1"}, ("b",), "llm") == ("b",)  # another agent's set
+    assert not bind(THEIRS, fields=["body"]).multi_label
     clash = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (MetadataInfo("loss", "terms"),))
     with pytest.raises(BindingError, match="loss is terms, the worker writes float"):
         bind(clash, worker_metadata=WORKER_METADATA_TYPES)

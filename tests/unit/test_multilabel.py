@@ -95,8 +95,9 @@ def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_
     predicts the sets it learned, and a wrong reference set costs more loss than the right one."""
     from tests.tiny_models import save_tiny_classifier
     from tests.unit.test_training import FAST, TAGGED, TAGS
-    from worker.errors import ScoringError
-    from worker.scoring import Scorer, load_classifier
+    from worker.errors import DataError
+    from worker.scoring import Scorer, ScoringInput, load_classifier
+    from worker.scoring.adaptive import AdaptiveSampling
     from worker.scoring.multilabel import score_label_sets
     from worker.training.data import Example
     from worker.training.trainer import TrainingSettings, train_classifier
@@ -117,8 +118,34 @@ def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_
     assert (right.predicted == truth).mean() >= 0.8  # 24 decisions; the tiny model's path varies with threads
     assert (wrong.loss > right.loss).all() and (wrong.expected_loss > right.expected_loss).all()
     assert wrong.to_add.sum() + wrong.to_remove.sum() > right.to_add.sum() + right.to_remove.sum()
-    with pytest.raises(ScoringError, match="multi-label head"):
-        Scorer(classifier, samples=2)
+
+    # The streaming record scorer (what score runs use) gives the same kind of values per record.
+    scorer = Scorer(classifier, samples=8, adaptive=AdaptiveSampling(round_size=4, bald_rse=0.1, loss_se=0.1))
+    assert scorer.predictor.adaptive is None  # a single-label stopping rule: off for label sets
+    inputs = [ScoringInput(f"r{i}", text, tags) for i, (text, tags) in enumerate(TAGGED)]
+    wrong_sets = [tuple(t for t in TAGS if t not in tags) or (TAGS[0],) for _, tags in TAGGED]
+    scored = list(scorer.score(inputs))
+    against_wrong = list(scorer.score(ScoringInput(f"r{i}", text, wrong)
+                                      for i, ((text, _), wrong) in enumerate(zip(TAGGED, wrong_sets, strict=True))))
+    unlabelled = list(scorer.score([ScoringInput("u", TAGGED[0][0])]))[0]
+    for score, wrong_score, (_, tags) in zip(scored, against_wrong, TAGGED, strict=True):
+        assert isinstance(score.predicted_label, tuple) and score.predicted_label  # never an empty set
+        assert set(score.probabilities) == set(TAGS)
+        p = score.probabilities
+        expected_score = np.prod([p[t] if t in score.predicted_label else 1 - p[t] for t in TAGS])
+        assert score.score == pytest.approx(expected_score, rel=1e-6)  # the probability of exactly that set
+        assert set(score.to_add) == set(score.predicted_label) - set(tags)
+        assert set(score.to_remove) == set(tags) - set(score.predicted_label)
+        assert score.label_changes == len(score.to_add) + len(score.to_remove)
+        assert score.disagreement == (score.predicted_label != tags)
+        assert score.bald >= score.bald_mean >= 0 and np.isfinite(score.loss) and score.mc_samples == 8
+        assert wrong_score.loss > score.loss
+    assert unlabelled.loss is None and unlabelled.to_add is None and unlabelled.predicted_label
+    with pytest.raises(DataError, match=r"record 'x': label 'nope' is not one of the model's labels"):
+        list(scorer.score([ScoringInput("x", "text", ("nope",))]))
+    with pytest.raises(DataError, match=r"record 'y': label set \['a'\] for a single-label model"):
+        single = load_classifier(save_tiny_classifier(tmp_path / "single", labels=("a", "b")), device="cpu")
+        list(Scorer(single, samples=2).score([ScoringInput("y", "text", ("a",))]))
 
 
 def test_a_bad_thresholds_file_is_named_and_a_missing_one_means_one_half(tmp_path):

@@ -54,6 +54,32 @@ def test_the_suggestion_policy_picks_the_label_under_review_or_the_models():
         assert prediction_from_score(unlabelled, "v3", policy=policy).agent == "v3"
 
 
+def _label_set_score(**overrides) -> RecordScore:
+    values = dict(record_id="r2", predicted_label=("acting", "praise"), score=0.6,
+                  probabilities={"acting": 0.812345, "humour": 0.1, "praise": 0.9}, deterministic_label=("acting",),
+                  bald=0.2, bald_mean=0.1, entropy=0.6, margin=0.05, reference_label=("humour",), loss=4.1,
+                  expected_loss=4.3, disagreement=True, to_add=("acting", "praise"), to_remove=("humour",),
+                  label_changes=3, mc_samples=8)
+    return RecordScore(**{**values, **overrides})
+
+
+def test_a_label_set_is_suggested_with_one_score_per_label_and_its_changes_are_terms():
+    """Multi-label: the suggestion is a label set scored label by label (what Argilla shows as chips); the
+    labels to add / remove are lists of terms the UI filters by; an empty set under review (a consensus of "no
+    label", which Argilla cannot hold as an answer) leaves the model's set suggested."""
+    model = prediction_from_score(_label_set_score(), "v4")
+    assert (model.label, model.score, model.agent) == (("acting", "praise"), (0.8123, 0.9), "v4")
+    assert model.metadata["labels_to_add"] == ["acting", "praise"] and model.metadata["labels_to_remove"] == ["humour"]
+    assert model.metadata["predicted_label"] == ["acting", "praise"] and model.metadata["reference_label"] == ["humour"]
+    assert (model.metadata["label_changes"], model.metadata["bald_mean"], model.metadata["loss"]) == (3, 0.1, 4.1)
+
+    under_review = prediction_from_score(_label_set_score(), "v4", policy="auto", reference_agent="tagger")
+    assert (under_review.label, under_review.score, under_review.agent) == (("humour",), (0.1,), "tagger")
+    nothing = prediction_from_score(_label_set_score(reference_label=()), "v4", policy="reference")
+    assert (nothing.label, nothing.agent) == (("acting", "praise"), "v4")
+    assert nothing.metadata["reference_label"] == []
+
+
 def test_metadata_floats_are_rounded_to_four_significant_digits():
     prediction = prediction_from_score(_score(bald=0.0004886381463056755, loss=12.3456789, margin=0.6), "v1")
     assert prediction.metadata["bald"] == 0.0004886 and prediction.metadata["loss"] == 12.35
@@ -97,13 +123,20 @@ def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_t
 def test_one_declaration_names_what_is_pushed_published_and_explained():
     """WORKER_METADATA is the only list of the worker's metadata: the push payload, the dataset's
     properties, the published score columns and the card all come from it."""
-    from worker.gateway.schema import GUIDELINES, PUBLISHED_SCORES, WORKER_METADATA, WORKER_METADATA_TYPES
+    from worker.gateway.schema import (
+        GUIDELINES,
+        PUBLISHED_SCORES,
+        WORKER_METADATA,
+        WORKER_METADATA_TYPES,
+        guidelines,
+    )
     from worker.publish.build import REVIEW_COLUMNS, features
     from worker.publish.card import render_card
 
     metadata = prediction_from_score(_score(mc_samples=12), "v3").metadata
     assert set(metadata) <= set(WORKER_METADATA_TYPES)
-    assert all(f"- `{spec.name}`: {spec.meaning}" in GUIDELINES for spec in WORKER_METADATA)
+    assert all((f"- `{spec.name}`: {spec.meaning}" in GUIDELINES) == (spec.task == "any") for spec in WORKER_METADATA)
+    assert all(f"- `{spec.name}`: {spec.meaning}" in guidelines(multi_label=True) for spec in WORKER_METADATA)
     published = [name for name, feature in features(["negative", "positive"]).items()
                  if getattr(feature, "dtype", None) == "float32" and name not in REVIEW_COLUMNS]
     assert published == [spec.name for spec in PUBLISHED_SCORES]

@@ -531,8 +531,8 @@ class ArgillaGateway:
         return prediction.record_id, {
             "id": record.server_id,
             "metadata": metadata,
-            "suggestions": [{"question_id": context.question_id, "value": prediction.label, "type": "model",
-                             "score": prediction.score, "agent": prediction.agent}],
+            "suggestions": [{"question_id": context.question_id, "value": _json_value(prediction.label),
+                             "type": "model", "score": _json_value(prediction.score), "agent": prediction.agent}],
         }
 
     # ------------------------------------------------------------------ webhooks
@@ -658,7 +658,7 @@ class ArgillaGateway:
         """Append the worker's section to the dataset's guidelines once, or update it between its markers;
         the rest of the text is the user's and stays as it is. One PATCH, only when the text changes."""
         current = dataset.settings.guidelines
-        wanted = merged_guidelines(current)
+        wanted = merged_guidelines(current, self.binding.multi_label)
         if wanted != current:
             self._request("PATCH", f"/api/v1/datasets/{dataset.id}", json={"guidelines": wanted})
             self._cached_dataset = None
@@ -669,7 +669,8 @@ class ArgillaGateway:
         """Create the worker's metadata properties the dataset lacks, one POST each: the user's
         settings (guidelines, fields, questions, their properties) are not sent, so never touched."""
         present = {prop.name for prop in dataset.settings.metadata}
-        missing = [prop for prop in metadata_properties() if prop.name not in present]
+        missing = [prop for prop in metadata_properties(multi_label=self.binding.multi_label)
+                   if prop.name not in present]
         for prop in missing:
             self._create_metadata_property(dataset, prop.name, WORKER_METADATA_TYPES[prop.name])
         if missing:
@@ -686,9 +687,16 @@ class _PushContext:
     def problem(self, prediction: Prediction, record: PulledRecord | None) -> str | None:
         if record is None:
             return "not in the dataset (pull it first)"
-        if prediction.label not in self.labels:
-            return f"label {prediction.label!r} is not one of the question's labels {sorted(self.labels)}"
-        if not 0.0 <= prediction.score <= 1.0:
+        labels = prediction.label if isinstance(prediction.label, tuple) else (prediction.label,)
+        scores = prediction.score if isinstance(prediction.score, tuple) else (prediction.score,)
+        if not labels:
+            return "an empty label set (Argilla keeps at least one label per answer)"
+        unknown_labels = [label for label in labels if label not in self.labels]
+        if unknown_labels:
+            return f"label {unknown_labels[0]!r} is not one of the question's labels {sorted(self.labels)}"
+        if len(scores) != len(labels):
+            return f"{len(scores)} suggestion scores for {len(labels)} labels"
+        if not all(0.0 <= score <= 1.0 for score in scores):
             return f"suggestion score {prediction.score!r} is not in [0, 1]"
         unknown = set(prediction.metadata) - self.metadata_names
         if unknown:
@@ -720,7 +728,7 @@ def _parse_time(value: str | None) -> datetime | None:
 def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
     """A record of the server's JSON as the binding sees it: its model input, question and reference label."""
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
-    suggestion = SuggestionState(found["value"], found.get("agent"), found.get("score")) if found else None
+    suggestion = _suggestion_state(found, binding) if found else None
     metadata = dict(item.get("metadata") or {})
     values = item.get("fields") or {}
     text, text_pair = binding.model_input(values)
@@ -735,7 +743,7 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
         responses=tuple(
             ResponseState(
                 user_id=str(response["user_id"]),
-                value=((response.get("values") or {}).get(binding.question) or {}).get("value"),
+                value=binding.label_value(((response.get("values") or {}).get(binding.question) or {}).get("value")),
                 status=response["status"],
                 updated_at=_parse_time(response.get("updated_at")),
             )
@@ -747,12 +755,28 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
     )
 
 
+def _suggestion_state(found: dict, binding: DatasetBinding) -> SuggestionState:
+    """The bound question's suggestion; a label set's labels (and their scores, kept beside them) sorted."""
+    value, score = found["value"], found.get("score")
+    if binding.multi_label and isinstance(value, list) and isinstance(score, list) and len(score) == len(value):
+        pairs = sorted(zip(map(str, value), score, strict=True))
+        return SuggestionState(tuple(label for label, _ in pairs), found.get("agent"),
+                               tuple(float(item) for _, item in pairs))
+    return SuggestionState(binding.label_value(value) or "", found.get("agent"),
+                           tuple(score) if isinstance(score, list) else score)
+
+
 def _preserved(record: PulledRecord) -> dict:
     """Another agent's suggestion, kept in metadata once before the worker first replaces it."""
     suggestion = record.suggestion
     if suggestion is None or PRESERVED_LABEL in record.metadata or not is_foreign(suggestion.agent, record.metadata):
         return {}
-    return {PRESERVED_LABEL: suggestion.value, PRESERVED_AGENT: suggestion.agent or "unknown"}
+    return {PRESERVED_LABEL: _json_value(suggestion.value), PRESERVED_AGENT: suggestion.agent or "unknown"}
+
+
+def _json_value(value):
+    """A label set as the server stores it (a list); anything else unchanged."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:

@@ -23,7 +23,8 @@ class WorkerMetadata:
     the guidelines, the push payload, the published columns and the dataset card are derived.
 
     ``from_score``: the :class:`~worker.scoring.engine.RecordScore` attribute the value is read from when
-    a record is scored (None: written elsewhere); ``published``: a float32 column of the published dataset.
+    a record is scored (None: written elsewhere); ``published``: a float32 column of the published dataset;
+    ``task``: the questions it exists for (``multi``: only datasets bound to a multi-label question get it).
     """
 
     name: str
@@ -31,6 +32,10 @@ class WorkerMetadata:
     meaning: str
     from_score: str | None = None
     published: bool = False
+    task: Literal["any", "multi"] = "any"
+
+    def applies(self, multi_label: bool) -> bool:
+        return self.task == "any" or multi_label
 
 
 WORKER_METADATA: tuple[WorkerMetadata, ...] = (
@@ -74,6 +79,16 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
     WorkerMetadata("split", "terms", "the split the record came from (train / test …), kept when publishing."),
     WorkerMetadata("reference_label", "terms", "the label under review: the annotators' consensus once reviewed, "
                    "else the original label.", from_score="reference_label"),
+    WorkerMetadata("labels_to_add", "terms", "multi-label: labels the model finds missing from the label set under "
+                   "review (filter by one to find records where it is probably missing).", from_score="to_add",
+                   task="multi"),
+    WorkerMetadata("labels_to_remove", "terms", "multi-label: labels of the set under review the model finds wrong.",
+                   from_score="to_remove", task="multi"),
+    WorkerMetadata("label_changes", "integer", "multi-label: how many labels the model would add or remove (0: it "
+                   "agrees with the whole set).", from_score="label_changes", task="multi"),
+    WorkerMetadata("bald_mean", "float", "multi-label: BALD averaged over the labels (`bald` is the most doubtful "
+                   "label's: one doubtful label is enough to review a record).", from_score="bald_mean",
+                   task="multi"),
 )
 # name -> Argilla metadata type of every property the worker writes (a user's property of the same
 # name and another type is a binding error)
@@ -86,7 +101,15 @@ GUIDELINES_START = "<!-- argilla-worker guidelines: start (updated by the worker
 GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
 GUIDELINES_TITLE = "# Reviewing labels with the model in the loop"
 
-GUIDELINES = f"""\
+
+
+def guidelines(multi_label: bool = False) -> str:
+    """The worker's guidelines for a dataset bound to a single- or a multi-label question."""
+    metadata = "\n".join(f"- `{spec.name}`: {spec.meaning}" for spec in WORKER_METADATA if spec.applies(multi_label))
+    return (MULTI_LABEL_GUIDELINES if multi_label else SINGLE_LABEL_GUIDELINES) + metadata
+
+
+SINGLE_LABEL_GUIDELINES = f"""\
 {GUIDELINES_TITLE}
 
 1. Sort by the metadata property `loss`, **descending** (the first click sorts ascending).
@@ -98,24 +121,41 @@ Records without a label show the model's prediction instead (agent = model versi
 
 Metadata properties:
 
-""" + "\n".join(f"- `{spec.name}`: {spec.meaning}" for spec in WORKER_METADATA)
+"""
+
+MULTI_LABEL_GUIDELINES = f"""\
+{GUIDELINES_TITLE}
+
+1. Sort by the metadata property `loss`, **descending** (the first click sorts ascending): the label sets the
+   model finds least plausible come first.
+2. The pre-selected labels are the set under review; each label's score is how much the model believes it
+   belongs. Filter by `labels_to_add` / `labels_to_remove` to review one label at a time.
+3. Tick every label that applies, untick the others, and submit — the worker retrains on your answers.
+
+Records without labels show the model's predicted set instead (agent = model version).
+
+Metadata properties:
+
+"""
+GUIDELINES = guidelines()  # the single-label text (the default)
 
 
-def guidelines_section() -> str:
+def guidelines_section(multi_label: bool = False) -> str:
     """The worker's part of a dataset's guidelines, between markers it can find and update."""
-    return f"{GUIDELINES_START}\n{GUIDELINES}\n{GUIDELINES_END}"
+    return f"{GUIDELINES_START}\n{guidelines(multi_label)}\n{GUIDELINES_END}"
 
 
-def merged_guidelines(existing: str | None) -> str:
+def merged_guidelines(existing: str | None, multi_label: bool = False) -> str:
     """``existing`` guidelines with the worker's section appended once, or updated in place."""
     existing = existing or ""
+    ours = guidelines_section(multi_label)
     if GUIDELINES_START in existing and GUIDELINES_END in existing:
         before, _, rest = existing.partition(GUIDELINES_START)
         _, _, after = rest.partition(GUIDELINES_END)
-        return f"{before}{guidelines_section()}{after}"
+        return f"{before}{ours}{after}"
     if existing.lstrip().startswith(GUIDELINES_TITLE):  # written whole by a worker before the markers existed
-        return guidelines_section()
-    return f"{existing.rstrip()}\n\n{guidelines_section()}" if existing.strip() else guidelines_section()
+        return ours
+    return f"{existing.rstrip()}\n\n{ours}" if existing.strip() else ours
 
 
 def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.Settings:
@@ -136,7 +176,8 @@ _PROPERTY_CLASSES = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMet
                      "terms": rg.TermsMetadataProperty}
 
 
-def metadata_properties() -> list[rg.MetadataProperty]:
-    """The worker's metadata properties, visible to annotators (they sort and filter by them)."""
+def metadata_properties(multi_label: bool = False) -> list[rg.MetadataProperty]:
+    """The worker's metadata properties for a single- or multi-label question, visible to annotators (they
+    sort and filter by them)."""
     return [_PROPERTY_CLASSES[spec.kind](name=spec.name, title=spec.name, visible_for_annotators=True)
-            for spec in WORKER_METADATA]
+            for spec in WORKER_METADATA if spec.applies(multi_label)]

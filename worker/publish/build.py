@@ -1,9 +1,10 @@
 """From Argilla records to the cleaned dataset: one row per record, corrected label beside the original.
 
 ``label`` is the annotators' consensus where the record was reviewed, else the original label;
-``original_label`` is always the label the record came with. The text columns are the bound
-fields, under their own names (a field whose name is one of the worker's columns is published as
-``field_<name>``). Records whose annotators are tied,
+``original_label`` is always the label the record came with. For a multi-label question both are lists
+of labels (``Sequence(ClassLabel)``; ``original_label`` null when the record came without labels). The
+text columns are the bound fields, under their own names (a field whose name is one of the worker's
+columns is published as ``field_<name>``). Records whose annotators are tied,
 and records with neither a consensus nor an original label, are reported and left out — the
 worker never guesses a label.
 
@@ -37,7 +38,7 @@ from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES
 from worker.iterables import shuffled_label_groups
-from worker.records import PulledRecord, label_index
+from worker.records import LabelValue, PulledRecord, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
 REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
@@ -62,6 +63,7 @@ class PublicationStats:
     """What the card reports, accumulated row by row while the rows are written (nothing re-read)."""
 
     labels: tuple[str, ...]
+    multi_label: bool = False
     records_seen: int = 0
     published: int = 0
     reviewed: int = 0
@@ -72,7 +74,9 @@ class PublicationStats:
     unlabelled_ids: list[str] = field(default_factory=list)  # the first EXAMPLE_IDS
     per_class: Counter = field(default_factory=Counter)  # label index -> rows
     per_original_class: Counter = field(default_factory=Counter)
-    changes: Counter = field(default_factory=Counter)  # (original index, corrected index) -> rows
+    changes: Counter = field(default_factory=Counter)  # (original index, corrected index) -> rows (single-label)
+    added: Counter = field(default_factory=Counter)  # label index -> reviewed rows that gained it (multi-label)
+    removed: Counter = field(default_factory=Counter)  # label index -> reviewed rows that lost it (multi-label)
     versions: Counter = field(default_factory=Counter)
     corrected_losses: list[float] = field(default_factory=list)  # loss of the original label, reviewed rows
     confirmed_losses: list[float] = field(default_factory=list)
@@ -89,9 +93,11 @@ class PublicationStats:
 
     def add(self, row: dict) -> None:
         self.published += 1
-        self.per_class[row["label"]] += 1
-        if row["original_label"] >= 0:
-            self.per_original_class[row["original_label"]] += 1
+        label, original = row["label"], row["original_label"]
+        has_original = original is not None and original != -1
+        self.per_class.update(label if self.multi_label else [label])
+        if has_original:
+            self.per_original_class.update(original if self.multi_label else [original])
         if row["model_version"]:
             self.versions[row["model_version"]] += 1
         if not row["reviewed"]:
@@ -99,9 +105,14 @@ class PublicationStats:
         self.reviewed += 1
         if row["was_corrected"]:
             self.corrected += 1
-            self.changes[row["original_label"], row["label"]] += 1
-        if row["original_label"] >= 0:
-            self.confusion[row["original_label"], row["label"]] += 1
+            if self.multi_label:
+                self.added.update(set(label) - set(original or ()))
+                self.removed.update(set(original or ()) - set(label))
+            else:
+                self.changes[original, label] += 1
+        if has_original:
+            if not self.multi_label:
+                self.confusion[original, label] += 1
             loss = row["original_loss"] if row["original_loss"] is not None else row["loss"]
             if loss is not None:
                 (self.corrected_losses if row["was_corrected"] else self.confirmed_losses).append(loss)
@@ -136,8 +147,12 @@ class Publication:
             self.workdir = None
 
     @property
+    def multi_label(self) -> bool:
+        return self.stats.multi_label
+
+    @property
     def features(self) -> datasets.Features:
-        return features(self.labels, tuple(self.text_columns.values()))
+        return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label)
 
     @property
     def num_rows(self) -> int:
@@ -177,8 +192,15 @@ class Publication:
             "per_original_class": {label: stats.per_original_class[index] for index, label in enumerate(self.labels)},
         }
 
+    def label_set_changes(self) -> list[tuple[str, int, int]]:
+        """Multi-label: (label, reviewed rows that gained it, rows that lost it) for every changed label, the
+        most changed first."""
+        changed = set(self.stats.added) | set(self.stats.removed)
+        named = [(self.labels[index], self.stats.added[index], self.stats.removed[index]) for index in changed]
+        return sorted(named, key=lambda change: (-(change[1] + change[2]), change[0]))
+
     def changes(self) -> list[tuple[str, str, int]]:
-        """(original, corrected, count) for every label change, most frequent first."""
+        """(original, corrected, count) for every label change, most frequent first (single-label)."""
         named = [(self.labels[original], self.labels[corrected], count)
                  for (original, corrected), count in self.stats.changes.items()]
         return sorted(named, key=lambda change: (-change[2], change[0], change[1]))
@@ -203,14 +225,19 @@ def text_columns(fields: Sequence[str]) -> dict[str, str]:
     return {name: f"field_{name}" if name in WORKER_COLUMNS else name for name in fields}
 
 
-def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datasets.Features:
-    """The published table's columns: ``id``, the text column(s), the labels, review and score columns."""
-    class_label = datasets.ClassLabel(names=list(labels))
+def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
+             multi_label: bool = False) -> datasets.Features:
+    """The published table's columns: ``id``, the text column(s), the labels (lists of labels for a
+    multi-label question), review and score columns."""
+    def label_column():
+        class_label = datasets.ClassLabel(names=list(labels))
+        return datasets.Sequence(class_label) if multi_label else class_label
+
     return datasets.Features({
         "id": datasets.Value("string"),
         **{column: datasets.Value("string") for column in columns},
-        "label": class_label,
-        "original_label": datasets.ClassLabel(names=list(labels)),
+        "label": label_column(),
+        "original_label": label_column(),
         "was_corrected": datasets.Value("bool"),
         "reviewed": datasets.Value("bool"),
         **{name: datasets.Value("float32") for name in REVIEW_COLUMNS},
@@ -222,10 +249,11 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",)) -> datas
 
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
-                      workdir: Path | None = None, crowd: CrowdModel | None = None) -> Publication:
+                      workdir: Path | None = None, crowd: CrowdModel | None = None,
+                      multi_label: bool = False) -> Publication:
     """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields.
     ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
-    use; None: majority vote (``label_confidence`` empty).
+    use; None: majority vote (``label_confidence`` empty). ``multi_label``: the records carry label sets.
 
     ``records`` is consumed once, lazily (a pull's pages); the rows go to Arrow files in a new temporary
     directory under ``workdir`` (the system's temporary directory if None), removed by ``close()``.
@@ -239,8 +267,8 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     directory = Path(tempfile.mkdtemp(prefix="publication-", dir=workdir))
     try:
         columns = text_columns(fields)
-        stats = PublicationStats(tuple(labels))
-        published = features(labels, tuple(columns.values()))
+        stats = PublicationStats(tuple(labels), multi_label=multi_label)
+        published = features(labels, tuple(columns.values()), multi_label=multi_label)
         table = _write_rows(records, labels, options, columns, published, stats, directory, crowd)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
@@ -283,13 +311,14 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     return datasets.Dataset.from_file(str(path))
 
 
-def _row(record: PulledRecord, label: str, original: str | None, decided, index: dict[str, int],
+def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, decided, index: dict[str, int],
          columns: dict[str, str]) -> dict:
-    """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label"),
-    an optional field the record leaves empty is null."""
+    """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label";
+    null for a label set), an optional field the record leaves empty is null."""
     for value, what in ((label, "consensus label" if decided else "label"), (original, "original label")):
-        if value is not None and value not in index:
-            raise DataError(f"record {record.record_id!r}: {what} {value!r} is not one of {list(index)}")
+        outside = [name for name in (value if isinstance(value, tuple) else (value,)) if name not in index]
+        if value is not None and outside:
+            raise DataError(f"record {record.record_id!r}: {what} {outside[0]!r} is not one of {list(index)}")
     for name in columns:
         value = record.field_values.get(name)
         if value is not None and not isinstance(value, str):
@@ -297,8 +326,9 @@ def _row(record: PulledRecord, label: str, original: str | None, decided, index:
     return {
         "id": record.record_id,
         **{column: record.field_values.get(name) for name, column in columns.items()},
-        "label": index[label],
-        "original_label": index[original] if original is not None else -1,
+        "label": _indices(label, index),
+        "original_label": _indices(original, index) if original is not None else (
+            None if isinstance(label, tuple) else -1),
         "was_corrected": decided is not None and original is not None and label != original,
         "reviewed": decided is not None,
         "annotator_agreement": decided.agreement if decided else None,
@@ -307,6 +337,19 @@ def _row(record: PulledRecord, label: str, original: str | None, decided, index:
         **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
         "model_version": record.metadata.get("model_version"),
     }
+
+
+def _indices(label: LabelValue, index: dict[str, int]) -> int | list[int]:
+    """A label's class index, or a label set's class indices (ascending)."""
+    return sorted(index[name] for name in label) if isinstance(label, tuple) else index[label]
+
+
+def _strata(labels: list) -> np.ndarray:
+    """[N] the key each row is stratified by: its class index; for a label set its rarest label (−1: empty)."""
+    if not labels or not isinstance(labels[0], list):
+        return np.asarray(labels)
+    counts = Counter(index for row in labels for index in row)
+    return np.asarray([min(row, key=lambda index: (counts[index], index), default=-1) for row in labels])
 
 
 def _float(value) -> float | None:
@@ -323,7 +366,7 @@ def _split(table: datasets.Dataset, by_id: np.ndarray, published: datasets.Featu
     elif options.split == "keep":
         parts = _kept_split_indices(table, by_id)
     else:
-        labels = np.asarray(table.data.column("label"))[by_id]  # [N] label index of each row, in id order
+        labels = _strata(table.data.column("label").to_pylist())[by_id]  # [N] each row's stratum, in id order
         parts = {name: by_id[positions] for name, positions in _stratified_split_indices(labels, options).items()}
     return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")
             for name, rows in sorted(parts.items())}

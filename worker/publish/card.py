@@ -31,6 +31,7 @@ def card_metadata(publication: Publication, *, license: str, pretty_name: str) -
         "license": license,
         "pretty_name": pretty_name,
         "task_categories": ["text-classification"],
+        **({"task_ids": ["multi-label-classification"]} if publication.multi_label else {}),
         "size_categories": [size_category(publication.num_rows)],
         "tags": ["argilla", "label-cleaning", "active-learning"],
         "configs": [{"config_name": "default",
@@ -47,6 +48,8 @@ def card_features(features: datasets.Features) -> list[dict]:
     def dtype(feature):
         if isinstance(feature, datasets.ClassLabel):
             return {"class_label": {"names": {str(index): name for index, name in enumerate(feature.names)}}}
+        if isinstance(feature, datasets.Sequence):  # a label set: a list of class labels
+            return {"sequence": dtype(feature.feature)}
         return feature.dtype
     return [{"name": name, "dtype": dtype(feature)} for name, feature in features.items()]
 
@@ -92,12 +95,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         "## Most frequent corrections",
         "",
     ]
-    changes = publication.changes()[:TOP_CHANGES]
-    if changes:
-        lines += ["| original → corrected | records |", "|---|---:|",
-                  *(f"| {original} → {corrected} | {count} |" for original, corrected, count in changes)]
-    else:
-        lines.append("No label was changed.")
+    lines += _corrections(publication)
     lines += ["", "## Ranking model", ""]
     lines.append(f"Model version: `{publication.model_version or 'unknown'}`.")
     validation = (model_metrics or {}).get("validation")
@@ -105,17 +103,37 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         lines.append(f"Validation accuracy {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, "
                      f"expected calibration error {validation['ece_deterministic']:.4f} (deterministic) and "
                      f"{validation['ece_mc']:.4f} (MC dropout).")
-    lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})", "",
-              f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]
+    if not publication.multi_label:
+        lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})"]
+    lines += ["", f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]
     return "\n".join(lines)
 
 
+def _corrections(publication: Publication) -> list[str]:
+    """The "most frequent corrections" table: original → corrected pairs, or for a multi-label question how
+    many reviewed records gained and lost each label."""
+    if publication.multi_label:
+        per_label = publication.label_set_changes()[:TOP_CHANGES]
+        if not per_label:
+            return ["No label was changed."]
+        return ["| label | added to records | removed from records |", "|---|---:|---:|",
+                *(f"| {label} | {added} | {removed} |" for label, added, removed in per_label)]
+    changes = publication.changes()[:TOP_CHANGES]
+    if not changes:
+        return ["No label was changed."]
+    return ["| original → corrected | records |", "|---|---:|",
+            *(f"| {original} → {corrected} | {count} |" for original, corrected, count in changes)]
+
+
 def write_plots(publication: Publication, directory: Path) -> list[Path]:
-    """The correction confusion matrix and the loss histogram (corrected vs confirmed), as PNGs."""
+    """The correction confusion matrix (single-label) and the loss histogram (corrected vs confirmed), as PNGs."""
     stats = publication.stats
-    confusion = plot_confusion_matrix(stats.confusion, publication.labels, directory / CONFUSION_PLOT,
-                                      title="Reviewed records", xlabel="label after review", ylabel="original label")
-    return [confusion, _loss_histogram(stats.corrected_losses, stats.confirmed_losses, directory / LOSS_PLOT)]
+    plots = [_loss_histogram(stats.corrected_losses, stats.confirmed_losses, directory / LOSS_PLOT)]
+    if not publication.multi_label:
+        plots.insert(0, plot_confusion_matrix(stats.confusion, publication.labels, directory / CONFUSION_PLOT,
+                                              title="Reviewed records", xlabel="label after review",
+                                              ylabel="original label"))
+    return plots
 
 
 def _loss_histogram(corrected: list[float], confirmed: list[float], path: Path) -> Path:

@@ -31,6 +31,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from worker.errors import DataError
+from worker.records import LabelValue
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class ScoringInput:
 
     record_id: str
     text: object
-    reference_label: str | None = None
+    reference_label: LabelValue | None = None  # a tuple: the label set under review (multi-label)
     text_pair: str | None = None  # the second text of a two-field dataset (the tokenizer's text_pair)
 
 

@@ -16,10 +16,12 @@ import torch
 from tqdm.auto import tqdm
 
 from worker.errors import DataError, ScoringError
+from worker.records import LabelValue
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
+from worker.scoring.multilabel import binary_cross_entropy, decide, multilabel_scores
 from worker.scoring.uncertainty import UNCERTAINTY_NAMES, label_losses, uncertainty_scores
 
 logger = logging.getLogger(__name__)
@@ -32,22 +34,32 @@ class RecordScore:
     ``probabilities`` is the mean MC-dropout distribution; ``predicted_label`` its argmax and
     ``score`` its probability. ``loss`` / ``expected_loss`` / ``disagreement`` need a reference
     label. A skipped record has only ``record_id`` and ``skipped_reason``.
+
+    A multi-label model (see :mod:`worker.scoring.multilabel`): ``probabilities`` holds each label's mean
+    probability of being present; ``predicted_label`` is the predicted label set (a tuple, never empty) and
+    ``score`` the probability of exactly that set; ``bald`` / ``entropy`` are the most doubtful label's,
+    ``bald_mean`` their mean; ``margin`` the smallest distance of a label's probability from its threshold;
+    ``loss`` Σ_l BCE against the reference set, ``to_add`` / ``to_remove`` the labels the model would change.
     """
 
     record_id: str
-    predicted_label: str | None = None
+    predicted_label: LabelValue | None = None
     score: float | None = None
     probabilities: dict[str, float] | None = None
-    deterministic_label: str | None = None
+    deterministic_label: LabelValue | None = None
     bald: float | None = None
     entropy: float | None = None
     margin: float | None = None
     variance: float | None = None
     variation_ratio: float | None = None
-    reference_label: str | None = None
+    reference_label: LabelValue | None = None
     loss: float | None = None
     expected_loss: float | None = None
     disagreement: bool | None = None
+    bald_mean: float | None = None  # multi-label only, as the four below
+    to_add: tuple[str, ...] | None = None
+    to_remove: tuple[str, ...] | None = None
+    label_changes: int | None = None
     mc_samples: int | None = None  # the MC samples this record got (fewer than T when adaptive sampling stopped early)
     skipped_reason: str | None = None
     extra: dict[str, float] = field(default_factory=dict)  # plugin scores by name
@@ -127,9 +139,14 @@ class Scorer:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
     ):
-        if classifier.multi_label:
-            raise ScoringError(f"model {classifier.version} has a multi-label head: the record scorer handles "
-                               f"single-label models only so far (see worker.scoring.multilabel.score_label_sets)")
+        if classifier.multi_label and adaptive is not None:
+            logger.info("model %s is multi-label: adaptive sampling (a single-label stopping rule) is off, every "
+                        "record gets %d MC samples", classifier.version, samples)
+            adaptive = None
+        if classifier.multi_label and extra_scorers:
+            logger.warning("model %s is multi-label: plugin scorers %s take class distributions and are not run",
+                           classifier.version, sorted(extra_scorers))
+            extra_scorers = None
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
                                      samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,
@@ -184,7 +201,8 @@ class Scorer:
                 open_windows.append(results)
                 for batch in window.batches:
                     reference = self._reference_indices(batch)
-                    pending = self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+                    pending = self.predictor.launch(batch.inputs, None if self.classifier.multi_label
+                                                    else torch.from_numpy(reference))
                     in_flight.append((results, batch, reference, pending))
                     while len(in_flight) > depth:
                         self._finish(*in_flight.popleft())
@@ -242,20 +260,82 @@ class Scorer:
             self.stats.skip_reasons[reason] = self.stats.skip_reasons.get(reason, 0) + 1
 
     def _reference_indices(self, batch: Batch) -> np.ndarray:
+        """[B] class index of each record's reference label (−1: none); multi-label: [B, L] 0/1 membership of
+        each label in the reference set, a row of −1 where there is none.
+
+        Raises:
+            DataError: a reference label is not one of the model's labels (names the record and label).
+        """
+        if self.classifier.multi_label:
+            rows = np.zeros((len(batch.records), len(self.label_index)), dtype=np.int64)
+            for row, record in enumerate(batch.records):
+                if record.reference_label is None:
+                    rows[row] = -1
+                    continue
+                chosen = record.reference_label
+                for label in chosen if isinstance(chosen, tuple) else (chosen,):
+                    rows[row, self._index_of(record.record_id, label)] = 1
+            return rows
         indices = []
         for record in batch.records:
             if record.reference_label is None:
                 indices.append(-1)
-            elif record.reference_label in self.label_index:
-                indices.append(self.label_index[record.reference_label])
+            elif isinstance(record.reference_label, tuple):
+                raise DataError(f"record {record.record_id!r}: label set {list(record.reference_label)} for a "
+                                f"single-label model ({self.classifier.version})")
             else:
-                raise DataError(
-                    f"record {record.record_id!r}: label {record.reference_label!r} is not one of the "
-                    f"model's labels {list(self.classifier.labels)}"
-                )
+                indices.append(self._index_of(record.record_id, record.reference_label))
         return np.asarray(indices, dtype=np.int64)
 
+    def _index_of(self, record_id: str, label: str) -> int:
+        if label not in self.label_index:
+            raise DataError(f"record {record_id!r}: label {label!r} is not one of the model's labels "
+                            f"{list(self.classifier.labels)}")
+        return self.label_index[label]
+
+    def _score_label_sets(self, batch: Batch, reference: np.ndarray, prediction: BatchPrediction
+                          ) -> list[RecordScore]:
+        """RecordScores of a multi-label model's batch (see :class:`RecordScore`); reference [B, L] as from
+        :meth:`_reference_indices`, prediction log-sigmoids [B, L] and [B, L, T]."""
+        labels = self.classifier.labels
+        thresholds = np.asarray(self.classifier.thresholds, dtype=np.float64)
+        has_reference = reference[:, 0] >= 0 if reference.shape[1] else np.zeros(len(reference), dtype=bool)
+        mc_probs = np.exp(prediction.mc.numpy().astype(np.float64))  # [B, L, T]
+        scores = multilabel_scores(mc_probs, reference > 0, thresholds, at_least_one=True)
+        assert scores.loss is not None and scores.expected_loss is not None  # scored against a reference
+        assert scores.to_add is not None and scores.to_remove is not None
+        deterministic = decide(np.exp(prediction.deterministic.numpy().astype(np.float64)), thresholds,
+                               at_least_one=True)
+        set_probability = np.exp(-binary_cross_entropy(scores.probabilities, scores.predicted).sum(axis=1))
+        margin = np.abs(scores.probabilities - thresholds).min(axis=1)
+        samples = mc_probs.shape[2]
+        self.stats.mc_samples += samples * len(batch.records)
+
+        def names(row: np.ndarray) -> tuple[str, ...]:
+            return tuple(label for label, chosen in zip(labels, row.tolist(), strict=True) if chosen)
+
+        results = []
+        for row, record in enumerate(batch.records):
+            predicted = names(scores.predicted[row])
+            judged = bool(has_reference[row])
+            to_add, to_remove = names(scores.to_add[row]), names(scores.to_remove[row])
+            results.append(RecordScore(
+                record_id=record.record_id, predicted_label=predicted, score=float(set_probability[row]),
+                probabilities=dict(zip(labels, scores.probabilities[row].tolist(), strict=True)),
+                deterministic_label=names(deterministic[row]), bald=float(scores.bald_max[row]),
+                entropy=float(scores.entropy_max[row]), margin=float(margin[row]),
+                bald_mean=float(scores.bald_mean[row]), reference_label=record.reference_label,
+                loss=float(scores.loss[row]) if judged else None,
+                expected_loss=float(scores.expected_loss[row]) if judged else None,
+                disagreement=predicted != record.reference_label if judged else None,
+                to_add=to_add if judged else None, to_remove=to_remove if judged else None,
+                label_changes=len(to_add) + len(to_remove) if judged else None, mc_samples=samples,
+            ))
+        return results
+
     def _score_batch(self, batch: Batch, reference: np.ndarray, prediction: BatchPrediction) -> list[RecordScore]:
+        if self.classifier.multi_label:
+            return self._score_label_sets(batch, reference, prediction)
         deterministic_log_probs = prediction.deterministic.numpy()  # [B, C]
         mc_log_probs = prediction.mc.numpy()  # [B, C, T]
         if prediction.samples_used is None:

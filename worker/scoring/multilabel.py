@@ -92,21 +92,33 @@ class MultiLabelScores:
         return self.entropy.mean(axis=1)
 
 
+def decide(probs: np.ndarray, thresholds: np.ndarray, *, at_least_one: bool = False) -> np.ndarray:
+    """[N, L] bool: the labels whose probability [N, L] reaches their threshold [L]. With ``at_least_one``, a
+    record where none does gets the label closest to its threshold (an Argilla answer holds ≥ 1 label, so a
+    suggested set must too)."""
+    chosen = probs >= thresholds
+    if at_least_one and probs.shape[1]:
+        empty = ~chosen.any(axis=1)
+        chosen[empty, (probs[empty] - thresholds).argmax(axis=1)] = True
+    return chosen
+
+
 def multilabel_scores(mc_probs: np.ndarray, reference: np.ndarray | None = None,
-                      thresholds: np.ndarray | None = None) -> MultiLabelScores:
+                      thresholds: np.ndarray | None = None, *, at_least_one: bool = False) -> MultiLabelScores:
     """Scores of N records from their MC samples (see the module docstring).
 
     Args:
         mc_probs: [N, L, T] per-label probabilities.
         reference: [N, L] bool, the label set under review (None: uncertainty only).
         thresholds: [L] decision thresholds (None: 0.5 each).
+        at_least_one: the predicted set holds at least one label (see :func:`decide`).
     """
     n, labels, _ = mc_probs.shape
     thresholds = np.full(labels, DEFAULT_THRESHOLD) if thresholds is None else np.asarray(thresholds, np.float64)
     if thresholds.shape != (labels,):
         raise ValueError(f"thresholds must be [L] = [{labels}], got shape {thresholds.shape}")
     mean = mc_probs.astype(np.float64).mean(axis=2)  # [N, L]
-    predicted = mean >= thresholds
+    predicted = decide(mean, thresholds, at_least_one=at_least_one)
     uncertainty = bernoulli_uncertainty(mc_probs)
     if reference is None:
         return MultiLabelScores(mean, predicted, uncertainty["bald"], uncertainty["entropy"])

@@ -26,7 +26,12 @@ from worker.constants import PROBABILITY_FLOOR
 from worker.records import label_index
 from worker.scoring.model import Classifier
 from worker.training.data import Example, single_label, text_pairs
-from worker.training.evaluate import classification_metrics, predict_probabilities
+from worker.training.evaluate import (
+    classification_metrics,
+    label_set_metrics,
+    label_set_targets,
+    predict_probabilities,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +50,11 @@ class CalibrationReport:
     temperature: float | None = None
     ece_temperature_scaled: float | None = None
     ece_temperature_scaled_crossfit: float | None = None
+    multi_label: bool = False  # accuracy is exact-match of the label set; ECE is over every label decision
 
     def markdown(self) -> str:
+        if self.multi_label:
+            return self._label_set_markdown()
         rows = [
             f"# Calibration of {self.model_version} ({self.records} validation records)",
             "",
@@ -60,6 +68,22 @@ class CalibrationReport:
                         f"{self.accuracy_deterministic:.4f} | {self.ece_temperature_scaled_crossfit:.4f} |")
         rows += ["", f"Macro-F1 (deterministic): {self.macro_f1:.4f}", "",
                  "![reliability](reliability.png) ![ECE vs T](ece_vs_T.png) ![confusion](confusion_matrix.png)"]
+        return "\n".join(rows) + "\n"
+
+    def _label_set_markdown(self) -> str:
+        rows = [
+            f"# Calibration of {self.model_version} ({self.records} validation records, multi-label)",
+            "",
+            "Each (record, label) decision counts as one binary prediction in the ECE; accuracy is the share of",
+            "records whose whole label set is right (the model's per-label thresholds).",
+            "",
+            "| model | exact-match accuracy | ECE over label decisions |",
+            "|---|---:|---:|",
+            f"| deterministic | {self.accuracy_deterministic:.4f} | {self.ece_deterministic:.4f} |",
+            f"| MC dropout T={self.mc_samples} | {self.accuracy_mc:.4f} | {self.ece_mc:.4f} |",
+            "", f"Macro-F1 (deterministic): {self.macro_f1:.4f}", "",
+            "![reliability](reliability.png) ![ECE vs T](ece_vs_T.png)",
+        ]
         return "\n".join(rows) + "\n"
 
 
@@ -79,6 +103,9 @@ def calibration_report(
     curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
     "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
     """
+    if classifier.multi_label:
+        return _label_set_report(classifier, examples, output_dir, max_samples=max_samples, mc_samples=mc_samples,
+                                 seed=seed)
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
@@ -105,6 +132,48 @@ def calibration_report(
     logger.info("calibration of %s: ECE deterministic %.4f, MC T=%d %.4f", classifier.version,
                 report.ece_deterministic, mc_samples, report.ece_mc)
     return report
+
+
+def _label_set_report(classifier: Classifier, examples: Sequence[Example], output_dir: Path, *, max_samples: int,
+                      mc_samples: int, seed: int) -> CalibrationReport:
+    """:func:`calibration_report` of a multi-label model: label sets scored with its thresholds; every (record,
+    label) decision is one binary prediction for ECE, the reliability diagram and ECE vs T (no temperature
+    scaling or confusion matrix)."""
+    targets = label_set_targets([e.label if isinstance(e.label, tuple) else (e.label,) for e in examples],
+                                classifier.labels)  # [N, L]
+    probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
+                                          samples=max_samples, seed=seed)
+    thresholds = np.asarray(classifier.thresholds)
+    mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, L]
+    accuracy, macro_f1, _ = label_set_metrics(probabilities.deterministic >= thresholds, targets)
+    accuracy_mc, _, _ = label_set_metrics(mc_mean >= thresholds, targets)
+    decisions = targets.reshape(-1).astype(int)  # [N·L]
+    deterministic, mc_binary = _as_decisions(probabilities.deterministic), _as_decisions(probabilities.mc)
+    mc_mean_binary = _as_decisions(mc_mean)
+    report = CalibrationReport(
+        model_version=classifier.version, records=len(examples), accuracy_deterministic=accuracy,
+        accuracy_mc=accuracy_mc, macro_f1=macro_f1,
+        ece_deterministic=expected_calibration_error(deterministic, decisions),
+        ece_mc=expected_calibration_error(mc_mean_binary, decisions), mc_samples=mc_samples,
+        ece_by_samples=ece_by_samples(mc_binary, decisions), multi_label=True,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plot_reliability_diagram({"deterministic": reliability_bins(deterministic, decisions),
+                              f"MC dropout T={mc_samples}": reliability_bins(mc_mean_binary, decisions)},
+                             output_dir / "reliability.png",
+                             title=f"Reliability (label decisions) — {report.model_version}")
+    plot_ece_by_samples(report.ece_by_samples, report.ece_deterministic, output_dir / "ece_vs_T.png")
+    (output_dir / "report.json").write_text(json.dumps(asdict(report), indent=2))
+    (output_dir / "report.md").write_text(report.markdown())
+    logger.info("calibration of %s (label decisions): ECE deterministic %.4f, MC T=%d %.4f", classifier.version,
+                report.ece_deterministic, mc_samples, report.ece_mc)
+    return report
+
+
+def _as_decisions(probs: np.ndarray) -> np.ndarray:
+    """Per-label probabilities [N, L] or [N, L, T] as binary predictions [N·L, 2] or [N·L, 2, T] (absent, present)."""
+    present = probs.reshape(-1, *probs.shape[2:])
+    return np.stack([1.0 - present, present], axis=1)
 
 
 def _crossfit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray, seed: int) -> float:

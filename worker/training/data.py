@@ -19,7 +19,7 @@ from typing import Literal
 from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.iterables import shuffled_label_groups
-from worker.records import PulledRecord
+from worker.records import LabelValue, PulledRecord
 
 TrainingData = Literal["annotated", "annotated+original"]
 ANNOTATED = "annotated"
@@ -68,8 +68,21 @@ class TrainingSet:
             "validation": len(self.validation),
             "annotated": sum(e.source == ANNOTATED for e in (*self.train, *self.validation)),
             "original": sum(e.source == ORIGINAL for e in self.train),
-            "per_class": dict(Counter(e.label for e in (*self.train, *self.validation))),
+            "per_class": dict(label_counts((*self.train, *self.validation))),
         }
+
+
+def label_counts(examples: Iterable[Example]) -> Counter[str]:
+    """Examples per label; an example with a label set counts once for each of its labels."""
+    return Counter(label for e in examples for label in (e.label if isinstance(e.label, tuple) else (e.label,)))
+
+
+def strata(examples: Sequence[Example]) -> list[str]:
+    """The key each example is stratified by [N]: its label; for a label set its rarest label among
+    ``examples`` (``""`` for the empty set) — exact label sets would fall into groups too small to hold out."""
+    counts = label_counts(examples)
+    return [e.label if isinstance(e.label, str)
+            else min(e.label, key=lambda label: (counts[label], label), default="") for e in examples]
 
 
 def examples_from_records(
@@ -112,9 +125,10 @@ def examples_from_records(
     return annotated, original, tied
 
 
-def _checked(record_id: str, label: str, allowed: set[str]) -> str:
-    if label not in allowed:
-        raise DataError(f"record {record_id!r}: label {label!r} is not one of {sorted(allowed)}")
+def _checked(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue:
+    outside = [name for name in (label if isinstance(label, tuple) else (label,)) if name not in allowed]
+    if outside:
+        raise DataError(f"record {record_id!r}: label {outside[0]!r} is not one of {sorted(allowed)}")
     return label
 
 
@@ -127,7 +141,7 @@ def stratified_split(
     ordered = sorted(examples, key=lambda e: e.id)
     train: list[Example] = []
     validation: list[Example] = []
-    for group in shuffled_label_groups([e.label for e in ordered], random.Random(seed)):
+    for group in shuffled_label_groups(strata(ordered), random.Random(seed)):
         held = 0 if len(group) < 2 else max(1, min(len(group) - 1, round(len(group) * fraction)))
         validation.extend(ordered[position] for position in group[:held])
         train.extend(ordered[position] for position in group[held:])
@@ -193,7 +207,7 @@ def build_first_training_set(
 
 def _check_every_class(train: Sequence[Example], labels: Sequence[str]) -> None:
     """DataError naming the classes without a training example (and the per-class counts)."""
-    per_class = Counter(example.label for example in train)
+    per_class = label_counts(train)
     missing = [label for label in labels if per_class[label] == 0]
     if missing:
         raise DataError(
@@ -226,7 +240,7 @@ def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[
         raise DataError(f"K-fold with k={k} needs at least {k} examples, got {len(examples)}")
     folds = [0] * len(examples)
     offset = 0
-    for members in shuffled_label_groups([e.label for e in examples], random.Random(seed)):
+    for members in shuffled_label_groups(strata(examples), random.Random(seed)):
         for position, index in enumerate(members):
             folds[index] = (offset + position) % k
         offset += len(members)

@@ -94,6 +94,35 @@ def label_set_metrics(predicted: np.ndarray, targets: np.ndarray) -> tuple[float
     return accuracy, macro_f1, micro_f1
 
 
+def label_set_targets(label_sets: Sequence[Sequence[str]], labels: Sequence[str]) -> np.ndarray:
+    """[N, L] bool: which of ``labels`` each of N label sets holds.
+
+    Raises:
+        DataError: a set holds a label outside ``labels`` (names the set's position and the label).
+    """
+    index = label_index(labels)
+    targets = np.zeros((len(label_sets), len(labels)), dtype=bool)
+    for row, chosen in enumerate(label_sets):
+        for label in chosen:
+            if label not in index:
+                raise DataError(f"label set #{row} holds {label!r}, not among the model's labels {list(labels)}")
+            targets[row, index[label]] = True
+    return targets
+
+
+def evaluate_label_sets(classifier: Classifier, texts: Sequence[str], label_sets: Sequence[Sequence[str]], *,
+                        seed: int = 0, pairs: Sequence[str] | None = None) -> tuple[float, float, float]:
+    """(exact-match accuracy, macro-F1, micro-F1) of a multi-label ``classifier``'s deterministic label sets
+    (its own thresholds) on N labelled texts.
+
+    Raises:
+        DataError: a label is not one of the classifier's labels.
+    """
+    targets = label_set_targets(label_sets, classifier.labels)
+    probabilities = predict_probabilities(classifier, texts, pairs=pairs, samples=1, seed=seed)
+    return label_set_metrics(probabilities.deterministic >= np.asarray(classifier.thresholds), targets)
+
+
 def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_classes: int) -> ValidationMetrics:
     """Accuracy, macro-F1 and ECE of the deterministic model, ECE and accuracy of the MC mean."""
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, num_classes)

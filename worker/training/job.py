@@ -24,7 +24,7 @@ from worker.training.data import (
     single_label,
     text_pairs,
 )
-from worker.training.evaluate import evaluate_classifier
+from worker.training.evaluate import evaluate_classifier, evaluate_label_sets
 from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -138,6 +138,13 @@ def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,
                        current.version, list(incumbent.labels), list(training_set.labels))
         return None
     validation = training_set.validation
+    if incumbent.multi_label != any(isinstance(e.label, tuple) for e in validation):
+        logger.warning("current model %s is %s-label, the dataset's question is not: the gate cannot compare them",
+                       current.version, "multi" if incumbent.multi_label else "single")
+        return None
+    if incumbent.multi_label:
+        return evaluate_label_sets(incumbent, [e.text for e in validation], [tuple(e.label) for e in validation],
+                                   seed=settings.seed, pairs=text_pairs(validation))[1]
     return evaluate_classifier(incumbent, [e.text for e in validation],
                                [single_label(e, "the promotion gate") for e in validation],
                                samples=1, seed=settings.seed, pairs=text_pairs(validation)).macro_f1
@@ -150,4 +157,12 @@ def _write_examples(path: Path, examples: Sequence[Example]) -> None:
 
 
 def read_examples(path: Path) -> list[Example]:
-    return [Example(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    """The examples :func:`_write_examples` wrote (a label set comes back as a tuple)."""
+    examples = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            values = json.loads(line)
+            if isinstance(values["label"], list):
+                values["label"] = tuple(values["label"])
+            examples.append(Example(**values))
+    return examples

@@ -1,0 +1,167 @@
+"""Label sets (a multi-label question) through the record types: consensus of submitted sets, training
+examples, the loss of another set, the server's JSON as a pulled record, and the published rows and card."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import datasets
+import pytest
+
+from worker.binding import DatasetBinding
+from worker.crowd import CrowdModel, verdict
+from worker.errors import DataError
+from worker.records import PulledRecord, ResponseState, consensus
+
+TOPICS = ("politics", "sports", "tech")
+
+
+def _record(record_id: str, original: tuple[str, ...] | None, votes=(), *, statuses=None, loss=None) -> PulledRecord:
+    statuses = statuses or ["submitted"] * len(votes)
+    responses = tuple(ResponseState(f"u{i}", value, status, datetime.now(UTC))
+                      for i, (value, status) in enumerate(zip(votes, statuses, strict=True)))
+    metadata: dict = {"model_version": "v0002"}
+    if original is not None:
+        metadata["original_label"] = list(original)
+    if loss is not None:
+        metadata.update(loss=loss, original_loss=loss)
+    text = f"text of {record_id}"
+    return PulledRecord(f"srv-{record_id}", record_id, text, metadata, None, responses, None,
+                        reference=original, field_values={"text": text})
+
+
+def test_the_consensus_of_label_sets_is_decided_label_by_label_and_drafts_are_ignored():
+    record = _record("r", ("tech",), [("sports", "tech"), ("sports",), ("politics", "sports"), ("tech",)],
+                     statuses=["submitted", "submitted", "submitted", "draft"])
+    decided = consensus(record)
+    assert decided.label == ("sports",) and decided.num_annotators == 3  # the draft's "tech" does not count
+    assert decided.votes == {"sports": 3, "tech": 1, "politics": 1} and decided.is_correction
+    assert decided.agreement == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)  # per label, the share on the decided side
+
+    tie = consensus(_record("t", None, [("sports", "tech"), ("sports",)]))
+    assert tie.label is None and tie.tied_labels == ("tech",)  # reported, not guessed
+    single = consensus(_record("s", None, [("tech", "politics")]))
+    assert single.label == ("politics", "tech") and single.agreement == 1.0
+    assert consensus(_record("n", ("tech",))) is None
+
+    weights = {"u0": 0.9, "u1": 0.1, "u2": 0.1}
+    crowd = CrowdModel(TOPICS, weights, 0.5, 1.0, 0.9, {}, 0)
+    reliable = _record("w", None, [("tech",), ("sports",), ("sports",)])
+    assert consensus(reliable).label == ("sports",) and verdict(reliable, crowd).label == ("tech",)
+
+
+def test_label_set_records_become_weighted_examples_and_a_stratified_split():
+    from worker.training.data import build_training_set, examples_from_records, label_counts, strata
+
+    records = [_record(f"r{i}", None, [labels]) for i, labels in enumerate(
+        [("politics",), ("sports",), ("sports", "tech"), ("tech",), ("politics", "tech"), ("sports",)] * 4)]
+    records.append(_record("tie", None, [("tech",), ()]))
+    records.append(_record("orig", ("sports",)))
+    annotated, original, tied = examples_from_records(records, TOPICS, data="annotated+original")
+    assert tied == ["tie"] and [e.label for e in original] == [("sports",)]
+    assert {e.label for e in annotated} == {("politics",), ("sports",), ("sports", "tech"), ("tech",),
+                                             ("politics", "tech")}
+    assert label_counts(annotated) == {"politics": 8, "sports": 12, "tech": 12}
+    assert strata([annotated[2], annotated[4]]) == ["sports", "politics"]  # the rarest label of each set
+
+    training_set = build_training_set(annotated, original, TOPICS, validation_fraction=0.25, min_annotated=10)
+    assert len(training_set.validation) >= 3 and training_set.counts()["per_class"]["tech"] == 12
+    with pytest.raises(DataError, match=r"record 'bad': label 'weather' is not one of"):
+        examples_from_records([_record("bad", None, [("weather", "tech")])], TOPICS)
+
+
+def test_the_loss_of_another_label_set_is_the_sum_of_per_label_cross_entropies():
+    from worker.jobs import label_loss
+
+    probabilities = {"politics": 0.2, "sports": 0.9, "tech": 0.5}
+    expected = -(math.log(0.8) + math.log(0.9) + math.log(0.5))
+    assert label_loss(probabilities, ("sports", "tech")) == pytest.approx(expected)
+    assert label_loss(probabilities, "sports") == pytest.approx(-math.log(0.9))
+    assert label_loss(probabilities, ("weather",)) is None
+
+
+def test_a_multi_label_record_from_the_server_carries_sorted_label_sets_with_their_scores():
+    from worker.gateway.client import _preserved, _pulled_record
+
+    binding = DatasetBinding(fields=("text",), question="topics", labels=TOPICS, question_id="q1", multi_label=True)
+    item = {
+        "id": "0b0e4b5a-0000-0000-0000-000000000001", "external_id": "r1", "fields": {"text": "a match report"},
+        "metadata": {"source": "feed"},
+        "suggestions": [{"question_id": "q1", "value": ["tech", "sports"], "score": [0.4, 0.9], "agent": "tagger"}],
+        "responses": [{"user_id": "u1", "status": "submitted", "values": {"topics": {"value": ["sports", "politics"]}}},
+                      {"user_id": "u2", "status": "draft", "values": {"topics": {"value": ["tech"]}}}],
+    }
+    record = _pulled_record(item, binding)
+    assert record.suggestion.value == ("sports", "tech") and record.suggestion.score == (0.9, 0.4)
+    assert record.reference == ("sports", "tech")  # another agent's set under review
+    assert record.responses[0].value == ("politics", "sports")
+    assert _preserved(record) == {"original_label": ["sports", "tech"], "original_agent": "tagger"}
+
+
+def test_published_label_sets_are_lists_of_class_labels_with_per_label_changes_in_the_card():
+    from worker.publish import build_publication
+    from worker.publish.card import card_metadata, render_card, write_plots
+
+    records = [
+        _record("a", ("sports",), [("sports", "tech")], loss=2.0),       # tech added
+        _record("b", ("politics", "tech"), [("politics",)], loss=1.5),   # tech removed
+        _record("c", ("tech",), [("tech",), ("tech",)], loss=0.1),       # confirmed
+        _record("d", ("sports",)),                                        # not reviewed
+        _record("e", ("sports",), [("sports",), ("tech",)]),             # tied: left out
+        _record("f", None, [("politics",)]),                              # no original labels
+    ]
+    with build_publication(records, TOPICS, multi_label=True) as publication:
+        rows = {row["id"]: row for row in publication.rows}
+        label = publication.features["label"]
+        assert isinstance(label, datasets.Sequence) and label.feature.names == list(TOPICS)
+        assert rows["a"]["label"] == [1, 2] and rows["a"]["original_label"] == [1] and rows["a"]["was_corrected"]
+        assert rows["c"]["label"] == [2] and not rows["c"]["was_corrected"] and rows["c"]["reviewed"]
+        assert rows["d"]["label"] == [1] and not rows["d"]["reviewed"]
+        assert rows["f"]["original_label"] is None and publication.tied == ["e"]
+        assert publication.counts()["per_class"] == {"politics": 2, "sports": 2, "tech": 2}
+        assert publication.label_set_changes() == [("tech", 1, 1)]
+        card = render_card(publication, license="mit", pretty_name="Topics", source="https://argilla.io")
+        assert "| tech | 1 | 1 |" in card and "correction_confusion" not in card
+        assert card_metadata(publication, license="mit", pretty_name="T")["task_ids"] == ["multi-label-classification"]
+    with pytest.raises(DataError, match=r"record 'a': consensus label 'tech' is not one of \['politics', 'sports'\]"):
+        build_publication(records, ("politics", "sports"), multi_label=True)
+
+
+def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_on_macro_f1(tmp_path):
+    """A tiny real BERT trained on label sets through the registry: the calibration report counts every
+    (record, label) decision, the validation examples come back as sets, and a barely trained second model
+    is compared with the current one on the same validation sets (macro-F1 with its own thresholds)."""
+    import json
+
+    from tests.tiny_models import save_tiny_classifier
+    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from worker.registry import ModelRegistry
+    from worker.training.data import Example, build_training_set
+    from worker.training.job import read_examples, retrain
+    from worker.training.trainer import TrainingSettings
+
+    base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
+    examples = [Example(f"m{copy}-{i}", text, tags) for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
+    training_set = build_training_set(examples, [], TAGS, min_annotated=10)
+    settings = TrainingSettings(base_model=str(base), epochs=30, patience=30,
+                                **{**FAST, "learning_rate": 5e-3})
+    registry = ModelRegistry(tmp_path / "registry")
+
+    first = retrain(training_set, registry, settings, mc_samples=4)
+
+    assert first.promoted
+    report = json.loads((first.model.path / "calibration" / "report.json").read_text())
+    assert report["multi_label"] and report["records"] == len(training_set.validation)
+    assert 0 <= report["ece_deterministic"] <= 1 and len(report["ece_by_samples"]) == 50
+    assert "ECE over label decisions" in (first.model.path / "calibration" / "report.md").read_text()
+    assert (first.model.path / "calibration" / "reliability.png").stat().st_size > 0
+    assert (first.model.path / "thresholds.json").exists()
+    assert all(isinstance(e.label, tuple) for e in read_examples(first.model.path / "validation.jsonl"))
+
+    strict = settings.model_copy(update={"gate_tolerance": 0.0, "epochs": 1, "learning_rate": 1e-9})
+    second = retrain(training_set, registry, strict, mc_samples=4)
+    gate = second.model.metrics["gate"]
+    assert gate["current_version"] == first.model.version
+    assert gate["current_macro_f1_same_validation"] == pytest.approx(first.model.metrics["validation"]["macro_f1"])
+    assert not second.promoted and registry.current().version == first.model.version
