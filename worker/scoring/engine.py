@@ -144,7 +144,7 @@ class Scorer:
                         "record gets %d MC samples", classifier.version, samples)
             adaptive = None
         if classifier.multi_label and extra_scorers:
-            logger.warning("model %s is multi-label: plugin scorers %s take class distributions and are not run",
+            logger.info("model %s is multi-label: plugin scorers %s take class distributions and are not run",
                            classifier.version, sorted(extra_scorers))
             extra_scorers = None
         self.classifier = classifier

@@ -1,0 +1,138 @@
+"""A multi-label question end to end on the real local Argilla: a dataset made with the plain SDK (its own
+field and question names, a ``MultiLabelQuestion``, label sets suggested by another agent "tagger", a few of
+them wrong), annotators submitting label sets through the UI's endpoint → the first model trains on the
+consensus and the tagger's sets → a full score run writes one suggestion per record with a score per label
+and the multi-label metadata → a second run finds everything up to date → publishing gives lists of class
+labels → in a real headless Chromium, sorted by loss, the suggestion shows its labels with their scores.
+No response changes."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+
+from tests.integration.annotator import raw_responses, submit_label
+from tests.integration.test_annotator_ui import ARTIFACTS, browser_page, chromium_path  # noqa: F401 (fixtures)
+from tests.tiny_models import save_tiny_classifier
+from tests.unit.test_training import TAGGED, TAGS
+from worker.config import load_settings
+from worker.jobs import Services, publish_job, score_job, train_job
+
+QUESTION = "aspects"
+COPIES = 5
+WRONG = {"m0-0": ("humour",), "m0-2": ("acting", "praise"), "m0-4": ()}  # the tagger's mistakes (true sets differ)
+REVIEWED = {"m1-0": ("acting", "praise"), "m1-3": ("acting",), "m1-6": ("humour", "praise"), "m1-2": ("humour",)}
+
+
+def _examples() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(record id, text, true label set) for COPIES copies of the tiny tokenizer's tagged sentences."""
+    return [(f"m{copy}-{index}", f"{text} ({copy})" if copy else text, tags)
+            for copy in range(COPIES) for index, (text, tags) in enumerate(TAGGED)]
+
+
+@pytest.fixture
+def tagged_dataset(local_argilla, stack_settings, dataset_name):
+    """Made with the SDK only: the tagger's suggestion on every record with a label (none for an empty set:
+    Argilla keeps at least one label per answer), and a few records reviewed through the UI's endpoint."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(fields=[rg.TextField(name="review_text")],
+                           questions=[rg.MultiLabelQuestion(name=QUESTION, labels=list(TAGS))],
+                           metadata=[rg.TermsMetadataProperty(name="source")])
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    records = []
+    for record_id, text, tags in _examples():
+        tagged = WRONG.get(record_id, tags)
+        suggestions = ([rg.Suggestion(question_name=QUESTION, value=list(tagged), agent="tagger",
+                                      score=[0.7] * len(tagged))] if tagged else [])
+        records.append(rg.Record(id=record_id, fields={"review_text": text}, metadata={"source": "shop"},
+                                 suggestions=suggestions))
+    dataset.records.log(records)
+    server_ids = {r.id: str(r._server_id) for r in dataset.records}
+    for record_id, tags in REVIEWED.items():
+        submit_label(stack_settings, server_ids[record_id], list(tags), question=QUESTION)
+    return server_ids
+
+
+def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
+        tagged_dataset, stack_settings, dataset_name, tmp_path, monkeypatch, browser_page):  # noqa: F811
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
+        training={"base_model": str(save_tiny_classifier(tmp_path / "base", labels=TAGS)), "epochs": 30,
+                  "patience": 30, "batch_size": 8, "learning_rate": 5e-3, "max_length": 32, "device": "cpu",
+                  "min_annotated": 20},
+        scoring={"samples": 4, "device": "cpu", "push_batch": 16},
+        registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state"))
+    services = Services(settings)
+    binding = services.gateway.binding
+    assert (binding.fields, binding.question, binding.multi_label) == (("review_text",), QUESTION, True)
+    dataset_id = services.gateway.dataset_id()
+    responses_before = raw_responses(stack_settings, dataset_id)
+
+    outcome = train_job(services)
+    assert outcome.promoted and outcome.model.metrics["validation"]["macro_f1"] > 0.5
+    report = score_job(services, full=True)
+    assert report.scored == len(_examples()) and report.failed == 0
+    assert score_job(services).pushed == 0  # label sets compare equal to what was stored: nothing to redo
+
+    truth = {record_id: tags for record_id, _, tags in _examples()}
+    pulled = {r.record_id: r for r in services.gateway.pull()}
+    version = outcome.model.version
+    for record_id, record in pulled.items():
+        suggestion, metadata = record.suggestion, record.metadata
+        assert isinstance(suggestion.value, tuple) and suggestion.value  # never an empty set
+        assert isinstance(suggestion.score, tuple) and len(suggestion.score) == len(suggestion.value)
+        assert metadata["model_version"] == version and metadata["source"] == "shop"  # theirs kept
+        reference = REVIEWED.get(record_id) or WRONG.get(record_id, truth[record_id])
+        if reference:  # the tagger's (or the annotators') set is under review
+            assert sorted(metadata["reference_label"]) == sorted(reference)
+            assert metadata["label_changes"] == len(metadata["labels_to_add"]) + len(metadata["labels_to_remove"])
+            assert metadata["loss"] >= 0 and metadata["bald"] >= metadata["bald_mean"] >= 0
+    for record_id, tags in REVIEWED.items():  # reviewed: the consensus in metadata, the model's set suggested
+        assert pulled[record_id].suggestion.agent == version
+    unreviewed = [r for r in pulled.values() if r.record_id not in REVIEWED and r.metadata.get("reference_label")]
+    assert {r.suggestion.agent for r in unreviewed} == {"tagger"}  # the set under review, scored label by label
+    assert {r.metadata["original_agent"] for r in unreviewed} == {"tagger"}  # preserved before replacing it
+    wrong_losses = [pulled[record_id].metadata["loss"] for record_id in WRONG if record_id in pulled
+                    and pulled[record_id].metadata.get("loss") is not None]
+    clean = sorted(r.metadata["loss"] for r in unreviewed if r.record_id not in WRONG)
+    assert min(wrong_losses) > clean[len(clean) // 2], (wrong_losses, clean)  # the tagger's mistakes rank high
+
+    publish_job(services, directory=tmp_path / "published")
+    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published")).values()))
+    label_feature = table.features["label"]
+    names = label_feature.feature.names
+    rows = {row["id"]: row for row in table}
+    for record_id, tags in REVIEWED.items():
+        assert sorted(names[i] for i in rows[record_id]["label"]) == sorted(tags) and rows[record_id]["reviewed"]
+    assert "m0-4" not in rows  # no label set at all (the tagger suggested none, nobody reviewed): left out
+
+    pending = [r for r in pulled.values() if r.record_id not in REVIEWED and r.metadata.get("loss") is not None]
+    worst = max(r.metadata["loss"] for r in pending)
+    top = [r for r in pending if r.metadata["loss"] == worst]  # what the UI shows first (any of a tie)
+
+    page = browser_page
+    page.goto(f"{stack_settings.api_url}/sign-in")
+    page.get_by_label("Username").fill(stack_settings.username)
+    page.get_by_label("Password").fill(stack_settings.password.get_secret_value())
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "sign-in" not in url)
+    page.goto(f"{stack_settings.api_url}/dataset/{dataset_id}/annotation-mode")
+    page.locator("button.filter-button__button", has_text="Sort").click()
+    page.locator("li[title='loss'] button").click()
+    page.wait_for_url(lambda url: "sort=metadata.loss.asc" in url)
+    page.locator("button.sort-selector-item__direction").click()
+    page.wait_for_url(lambda url: "sort=metadata.loss.desc" in url)
+    page.keyboard.press("Escape")
+    page.get_by_text(top[0].text, exact=True).or_(page.get_by_text(top[-1].text, exact=True)).first.wait_for()
+    shown = next(r for r in top if page.get_by_text(r.text, exact=True).is_visible())
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "annotator-multi-label-suggestion.png"))
+    for label, score in zip(shown.suggestion.value, shown.suggestion.score, strict=True):
+        chip = page.locator("label", has_text=label).first.inner_text().split()  # e.g. ["1", "acting", "0.8"]
+        assert label in chip and float(chip[-1]) == pytest.approx(score, abs=0.05), chip
+
+    assert raw_responses(stack_settings, dataset_id) == responses_before
