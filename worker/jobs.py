@@ -30,7 +30,7 @@ from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, verdict
-from worker.errors import ConfigError, DataError, WorkerError
+from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
@@ -405,9 +405,6 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
     labels = services.prepare_for_push()
-    if services.gateway.binding.multi_label:
-        raise DataError(f"question {services.gateway.binding.question!r} is multi-label: `score --oof` handles "
-                        f"single-label questions so far (plain `score` and `train` handle both)")
     examples, server_ids = [], {}
     crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
@@ -427,13 +424,20 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
                          crowd=crowd)
-            label_probability.update({s.record_id: (s.probabilities or {}).get(s.reference_label, 0.0)
-                                      for s in batch if not s.skipped and isinstance(s.reference_label, str)})
+            label_probability.update({s.record_id: held_out_probability(s) for s in batch if not s.skipped})
         shutil.rmtree(work_dir)
     _push_label_issues(services, server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
+
+
+def held_out_probability(score: RecordScore) -> float:
+    """p̄(y) of :mod:`worker.label_issues`: the MC-mean probability of the record's label, or of exactly its label
+    set (exp(−loss): the product over labels of p or 1 − p)."""
+    if isinstance(score.reference_label, tuple):
+        return math.exp(-score.loss) if score.loss is not None else 0.0
+    return (score.probabilities or {}).get(str(score.reference_label), 0.0)
 
 
 def _push_label_issues(services: Services, server_ids: dict[str, str], label_probability: dict[str, float],

@@ -15,7 +15,7 @@ from pathlib import Path
 from worker.scoring import Scorer, ScoringInput, load_classifier
 from worker.scoring.engine import RecordScore
 from worker.scoring.mc import MCLayers
-from worker.training.data import Example, single_label, stratified_folds
+from worker.training.data import Example, stratified_folds
 from worker.training.trainer import TrainingResult, TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def stream_out_of_fold_scores(
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
     scores before model f+1 trains; memory O(N) examples + O(batch) scores).
 
-    The reference label of a record is its example label (consensus or original), so ``loss`` /
+    The reference label (set) of a record is its example label (consensus or original), so ``loss`` /
     ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
     (default: :func:`stratified_folds`) assigns each example its held-out fold; ``on_trained`` is called
     with each model's training examples and its :class:`TrainingResult` (which carries their margins).
@@ -113,5 +113,4 @@ def stream_out_of_fold_scores(
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
         scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed)
-        yield from scorer.score(ScoringInput(e.id, e.text, single_label(e, "out-of-fold scoring"), e.text_pair)
-                                for e in held_out)
+        yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)
