@@ -3,8 +3,8 @@ field and question names, a ``MultiLabelQuestion``, label sets suggested by anot
 them wrong), annotators submitting label sets through the UI's endpoint → the first model trains on the
 consensus and the tagger's sets → a full score run writes one suggestion per record with a score per label
 and the multi-label metadata → a second run finds everything up to date → publishing gives lists of class
-labels → in a real headless Chromium, sorted by loss, the suggestion shows its labels with their scores.
-No response changes."""
+labels → in a real headless Chromium, sorted by loss, the suggestion shows its labels with their scores →
+``score --oof 2`` writes ``label_issue`` on every record with a set under review. No response changes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.integration.test_annotator_ui import ARTIFACTS, browser_page, chromiu
 from tests.tiny_models import save_tiny_classifier
 from tests.unit.test_training import TAGGED, TAGS
 from worker.config import load_settings
-from worker.jobs import Services, publish_job, score_job, train_job
+from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 
 QUESTION = "aspects"
 COPIES = 5
@@ -134,5 +134,14 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     for label, score in zip(shown.suggestion.value, shown.suggestion.score, strict=True):
         chip = page.locator("label", has_text=label).first.inner_text().split()  # e.g. ["1", "acting", "0.8"]
         assert label in chip and float(chip[-1]) == pytest.approx(score, abs=0.05), chip
+
+    oof = oof_score_job(services, 2)  # two fold models with sigmoid heads, each scoring the half it did not see
+    assert oof.failed == 0 and oof.scored > 0
+    after = {r.record_id: r for r in services.gateway.pull()}
+    issues = {i: r.metadata["label_issue"] for i, r in after.items() if r.metadata.get("label_issue") is not None}
+    assert set(issues) == {i for i, r in after.items() if r.metadata.get("reference_label")}
+    wrong = [issues[i] for i in WRONG if i in issues]
+    clean = [v for i, v in issues.items() if i not in WRONG and i not in REVIEWED]
+    assert sum(wrong) / len(wrong) > sum(clean) / len(clean), (wrong, clean)
 
     assert raw_responses(stack_settings, dataset_id) == responses_before
