@@ -111,6 +111,8 @@ class ScoringSettings(_Section):
                                      "this often, for responses that do not touch their record (a second "
                                      "annotator's, an edited one); with webhooks those arrive as events")
     device: str = "auto"
+    engine: Literal["local", "ray"] = Field("local", description="local: this process scores; ray: actors on a "
+                                            "Ray cluster score (the [ray] table; pip install argilla-worker[ray])")
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
     kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
     power_beta: float = Field(1.0, ge=0, description="β of the bald_power sort key: a batch drawn with "
@@ -208,6 +210,21 @@ class ConsensusSettings(_Section):
                                              "resolve: the annotators' reliability and the model decide it")
 
 
+class RaySettings(_Section):
+    """Scoring on Ray (``scoring.engine = "ray"``, see worker.scoring.distributed): the ``[ray]`` table."""
+
+    address: str = Field("", description="the cluster to join (ray.init(address=…), e.g. 'auto' or "
+                         "'ray://head:10001'); empty: a local Ray started for the run")
+    actors: int = Field(0, ge=0, description="scoring actors, one model each; 0: one per GPU the cluster has "
+                        "(at least 1)")
+    gpus_per_actor: float | None = Field(None, ge=0, description="GPUs each actor reserves; empty: 1 when the "
+                                         "cluster has GPUs, else 0")
+    cpus_per_actor: float = Field(1.0, ge=0, description="CPUs each actor reserves (tokenizing runs there)")
+    chunk_records: int = Field(512, ge=1, description="records per task sent to an actor")
+    in_flight: int = Field(2, ge=1, description="tasks queued per actor: the next chunk waits on the actor while "
+                           "one runs (memory O(actors × in_flight × chunk_records))")
+
+
 class WebhookSettings(_Section):
     """Argilla generates each webhook's signing secret at registration; the worker keeps it in memory."""
 
@@ -234,6 +251,7 @@ class WorkerSettings(BaseSettings):
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     plugins: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-plugin tables")

@@ -17,10 +17,13 @@ import random
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,11 +45,14 @@ from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
-from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
 from worker.services import Services
+
+if TYPE_CHECKING:
+    from worker.scoring.distributed import RayScorer
 from worker.stability import (
     StopSet,
     agreement,
@@ -207,17 +213,19 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     extra = services.extra_scorers()
     if extra:
         gateway.ensure_float_metadata(extra)
-    scorer = Scorer(classifier, samples=settings.samples, mc_layers=settings.mc_layers,
-                    batch_size=settings.batch_size, max_batch_size=settings.max_batch_size,
-                    compile=settings.compile, extra_scorers=extra, adaptive=adaptive_sampling(settings))
+    scorer = record_scorer(services, classifier, extra)
     view = _ViewPolicy.of(services, full=full and server_ids is None)
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
-    batches = batched(_todo(candidates, classifier.version, settings.suggestion, report, since=since,
-                             forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch,
-                             crowd=crowd),
-                      settings.push_batch)
+    todo = _todo(candidates, classifier.version, settings.suggestion, report, since=since,
+                 forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd)
+    in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
+
+    def inputs() -> Iterator[ScoringInput]:
+        for record in todo:
+            in_flight.append(record)
+            yield ScoringInput(record.record_id, record.text, reference_label(record, crowd), record.text_pair)
 
     def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
         scores, current = work
@@ -227,13 +235,12 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if on_batch is not None:
             on_batch(report, scores)
 
-    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher:
-        for batch in batches:
-            scores = list(scorer.score(ScoringInput(r.record_id, r.text, reference_label(r, crowd), r.text_pair)
-                                       for r in batch))
+    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, closing(scorer):
+        for scores in batched(scorer.score(inputs()), settings.push_batch):
+            batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
             pusher.put((scores, {r.record_id: r for r in batch}))
             if stop is not None and stop.is_set():
-                report.stopped = next(batches, None) is not None
+                report.stopped = bool(in_flight) or next(todo, None) is not None
                 if report.stopped:
                     logger.info("stop requested: finished the current batch, the rest is left for the next run")
                 break
@@ -246,6 +253,23 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     return report
+
+
+def record_scorer(services: Services, classifier: Classifier,
+                  extra: dict[str, Callable[[np.ndarray], np.ndarray]]) -> Scorer | RayScorer:
+    """The ``[scoring]`` engine: this process's :class:`Scorer`, or scoring actors on Ray (``engine = "ray"``,
+    :mod:`worker.scoring.distributed`) with the same options."""
+    settings = services.settings.scoring
+    options: dict[str, Any] = {
+        "samples": settings.samples, "mc_layers": settings.mc_layers, "batch_size": settings.batch_size,
+        "max_batch_size": settings.max_batch_size, "compile": settings.compile, "extra_scorers": extra,
+        "adaptive": adaptive_sampling(settings)}
+    if settings.engine == "ray":
+        from worker.scoring.distributed import RayScorer
+
+        return RayScorer(services.current_model().path, classifier.version, services.settings.ray,
+                         device=settings.device, options=options)
+    return Scorer(classifier, **options)
 
 
 def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: datetime | None,

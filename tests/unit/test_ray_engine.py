@@ -1,0 +1,77 @@
+"""The Ray engine on a real local Ray (CPU, 2 actors): the same scores as the local engine for the same seed,
+in input order; an actor's data error reaches the caller as it was raised; a multi-label model too."""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'argilla-worker[ray]')")
+
+from tests.tiny_models import save_tiny_classifier  # noqa: E402
+from tests.training_data import sentiment_examples  # noqa: E402
+from worker.config import RaySettings  # noqa: E402
+from worker.errors import DataError  # noqa: E402
+from worker.scoring import Scorer, ScoringInput, load_classifier  # noqa: E402
+from worker.scoring.distributed import RayScorer  # noqa: E402
+
+FIELDS = ("predicted_label", "reference_label", "disagreement", "mc_samples", "skipped_reason")
+NUMBERS = ("score", "bald", "entropy", "margin", "loss", "expected_loss")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with the 2 CPUs of a CI machine, stopped after this module."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _inputs() -> list[ScoringInput]:
+    examples = sentiment_examples(40)
+    inputs = [ScoringInput(e.id, e.text, e.label if i % 3 else None) for i, e in enumerate(examples)]
+    inputs.insert(7, ScoringInput("empty", "   ", "positive"))  # skipped with a reason, in its place
+    return inputs
+
+
+def test_two_actors_give_the_local_engines_scores_in_input_order(local_ray, tmp_path):
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    options = {"samples": 6, "seed": 3, "consistent": True, "batch_size": 4}
+    local = list(Scorer(load_classifier(model_dir, device="cpu", version="v7"), **options).score(_inputs()))
+
+    settings = RaySettings(actors=2, gpus_per_actor=0, cpus_per_actor=1, chunk_records=5, in_flight=2)
+    with RayScorer(model_dir, "v7", settings, device="cpu", options=options) as scorer:
+        assert len(scorer.actors) == 2
+        remote = list(scorer.score(_inputs()))
+        stats = scorer.stats
+
+    assert [s.record_id for s in remote] == [s.record_id for s in local] == [i.record_id for i in _inputs()]
+    for ours, theirs in zip(remote, local, strict=True):
+        assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(theirs, f) for f in FIELDS}
+        for name in NUMBERS:
+            a, b = getattr(ours, name), getattr(theirs, name)
+            assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-4, abs=1e-6)), name
+    assert remote[7].skipped and stats.records == 41 and stats.skipped == 1 and stats.scored == 40
+
+
+def test_an_actors_data_error_reaches_the_caller_and_a_multi_label_model_scores_label_sets(local_ray, tmp_path):
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=3)
+    with RayScorer(model_dir, "v7", settings, device="cpu", options={"samples": 2}) as scorer:
+        bad = [ScoringInput("a", "fine text", "positive"), ScoringInput("b", "more text", "sarcastic")]
+        with pytest.raises(DataError, match=r"record 'b': label 'sarcastic' is not one of the model's labels"):
+            list(scorer.score(bad))
+        assert [s.record_id for s in scorer.score(bad[:1])] == ["a"]  # the actors are still there
+
+    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from worker.training.data import Example
+    from worker.training.trainer import TrainingSettings, train_classifier
+
+    base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
+    examples = [Example(f"m{i}", text, tags) for i, (text, tags) in enumerate(TAGGED * 3)]
+    train_classifier(base, examples, [], TAGS, tmp_path / "tags", TrainingSettings(epochs=2, **FAST))
+    with RayScorer(tmp_path / "tags", "v8", settings, device="cpu", options={"samples": 2}) as scorer:
+        scores = list(scorer.score(ScoringInput(f"t{i}", text, tags) for i, (text, tags) in enumerate(TAGGED)))
+    assert all(isinstance(s.predicted_label, tuple) and s.predicted_label and s.loss is not None for s in scores)

@@ -1,0 +1,200 @@
+"""Scoring on a Ray cluster (``scoring.engine = "ray"``): a pool of actors, one model each, fed from the
+streaming pull; the scores come back in input order to the one process that pushes them.
+
+Each actor holds one :class:`~worker.scoring.engine.Scorer` (tokenizing, MC dropout and the per-record
+arrays all run there) on the GPU its reservation gives it (``ray.gpus_per_actor``; Ray sets each actor's
+``CUDA_VISIBLE_DEVICES``). The driver cuts the record stream into chunks of ``ray.chunk_records`` and keeps
+``ray.in_flight`` chunks queued per actor through Ray's :class:`~ray.util.ActorPool`, which hands back the
+results in submission order: memory O(actors × in_flight × chunk) records whatever the dataset's size, and
+pushing, checkpoints and crash safety stay exactly as with the local engine (one pusher, Argilla as the
+checkpoint).
+
+Why actors and not Ray Data's ``map_batches``: a Ray Dataset needs its input as a list or a datasource
+planned up front, and its actor pool lives for one dataset's execution; a score run's input is a stream
+the driver filters as it reads (up-to-date records skipped, the watermark moved, failed pushes first). An
+actor pool fed chunk by chunk gives the same one-model-per-GPU layout on a stream, with the models loaded
+once per run.
+
+The model directory travels through Ray's object store (read once by the driver, O(model size)): nodes
+need no shared filesystem, only the worker installed (``pip install argilla-worker[ray]``).
+
+Scores equal the local engine's for the same seed with consistent MC masks (the default with adaptive
+sampling): a record's samples then depend on the seed alone, not on which chunk or batch it was in.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from worker.config import RaySettings
+from worker.errors import ConfigError, ScoringError, WorkerError
+from worker.iterables import batched
+from worker.scoring.batching import ScoringInput
+from worker.scoring.engine import RecordScore, ScoringStats
+
+logger = logging.getLogger(__name__)
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("scoring.engine = 'ray' needs Ray: pip install 'argilla-worker[ray]'") from None
+    return ray
+
+
+def model_files(directory: Path) -> dict[str, bytes]:
+    """Every file of a model directory (relative path → content), to ship through the object store."""
+    return {str(path.relative_to(directory)): path.read_bytes()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+class ScoringActor:
+    """One model on one device, scoring the chunks it is sent (runs inside a Ray actor)."""
+
+    def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict):
+        import torch
+
+        from worker.scoring import Scorer, load_classifier
+
+        self.directory = Path(tempfile.mkdtemp(prefix="argilla-worker-model-"))
+        for name, content in files.items():
+            target = self.directory / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        threads = options.pop("threads", None)
+        if threads:
+            torch.set_num_threads(threads)
+        classifier = load_classifier(self.directory, device=device, version=version)
+        self.scorer = Scorer(classifier, progress=False, **options)
+
+    def device(self) -> str:
+        return str(self.scorer.classifier.device)
+
+    def score(self, chunk: list[ScoringInput]) -> tuple[list[RecordScore], ScoringStats]:
+        scores = list(self.scorer.score(chunk))
+        return scores, self.scorer.stats
+
+    def close(self) -> None:
+        self.scorer.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RayScorer:
+    """The :class:`~worker.scoring.engine.Scorer` interface (``score``, ``close``, ``stats``) over Ray actors.
+
+    Args:
+        model_dir: the model version's directory (read once, shipped to every actor).
+        version: the model version (the suggestions' agent).
+        settings: the ``[ray]`` table.
+        device: each actor's ``scoring.device`` (``auto``: the GPU it reserved, else its CPU).
+        options: the local Scorer's keyword arguments (samples, mc_layers, batch_size, seed, adaptive …).
+
+    Raises:
+        ConfigError: Ray is not installed, or the cluster cannot be joined.
+    """
+
+    def __init__(self, model_dir: Path, version: str, settings: RaySettings, *, device: str = "auto",
+                 options: dict | None = None):
+        ray = _ray()
+        self.settings = settings
+        self.version = version
+        self.stats = ScoringStats()
+        if not ray.is_initialized():
+            try:
+                ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
+                         log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
+        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        gpus = settings.gpus_per_actor if settings.gpus_per_actor is not None else (1.0 if cluster_gpus else 0.0)
+        count = settings.actors or max(1, int(cluster_gpus // gpus) if gpus else 1)
+        options = dict(options or {})
+        if not gpus and settings.cpus_per_actor >= 1:
+            options["threads"] = int(settings.cpus_per_actor)
+        files = ray.put(model_files(Path(model_dir)))
+        actor_class = ray.remote(num_gpus=gpus, num_cpus=settings.cpus_per_actor)(ScoringActor)
+        self.actors = [actor_class.remote(files, version, device, options) for _ in range(count)]
+        try:
+            devices = ray.get([actor.device.remote() for actor in self.actors])
+        except ray.exceptions.RayError as error:
+            self.close()
+            raise ScoringError(f"the Ray scoring actors could not load model {version}: {_cause(error)}") from None
+        logger.info("scoring with %d Ray actor(s) (%s GPU, %s CPU each) on %s", count, gpus,
+                    settings.cpus_per_actor, ", ".join(devices))
+
+    def __repr__(self) -> str:
+        return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
+
+    def score(self, records: Iterable[ScoringInput]) -> Iterator[RecordScore]:
+        """One RecordScore per input record, in input order (as :meth:`Scorer.score`).
+
+        Raises:
+            DataError / ScoringError: as the local engine (an actor's error is re-raised as it was), or
+                ScoringError when an actor died.
+        """
+        ray = _ray()
+        from ray.util import ActorPool
+
+        pool = ActorPool(self.actors)
+        limit = len(self.actors) * self.settings.in_flight
+        self.stats = ScoringStats()
+        queued = 0
+        try:
+            for chunk in batched(records, self.settings.chunk_records):
+                pool.submit(lambda actor, work: actor.score.remote(work), list(chunk))
+                queued += 1
+                while queued >= limit:
+                    yield from self._next(pool)
+                    queued -= 1
+            while pool.has_next():
+                yield from self._next(pool)
+        except ray.exceptions.RayError as error:
+            cause = _cause(error)
+            if isinstance(cause, WorkerError):
+                raise cause from None
+            raise ScoringError(f"a Ray scoring actor failed: {cause}") from None
+
+    def _next(self, pool) -> list[RecordScore]:
+        scores, stats = pool.get_next()
+        self._add(stats)
+        return scores
+
+    def _add(self, stats: ScoringStats) -> None:
+        total = self.stats
+        total.records += stats.records
+        total.scored += stats.scored
+        total.skipped += stats.skipped
+        total.truncated += stats.truncated
+        total.seconds += stats.seconds
+        total.mc_samples += stats.mc_samples
+        for reason, count in stats.skip_reasons.items():
+            total.skip_reasons[reason] = total.skip_reasons.get(reason, 0) + count
+
+    def close(self) -> None:
+        """Stop the actors (the local Ray, if this process started one, stays up for the next run)."""
+        ray = _ray()
+        for actor in self.actors:
+            try:
+                ray.get(actor.close.remote(), timeout=30)
+            except ray.exceptions.RayError:
+                pass
+            ray.kill(actor)
+        self.actors = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The exception an actor raised, out of Ray's wrapper (the wrapper itself when there is none)."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, BaseException) else error
