@@ -10,11 +10,15 @@ Rows: the deterministic pass (head-only MC, k = 0: the model once, T samples of 
 head), full MC dropout, fast MC over the last k layers; the configuration the worker used before
 (batches of 32, tokenizing in line, blocking copies) as "legacy"; training examples/s of the
 current loop and of the legacy loop (tokenizing every batch, blocking copies, unfused AdamW),
-each timed on its second epoch. ``--compile`` adds ``torch.compile`` rows.
+each timed on its second epoch. ``--compile`` adds ``torch.compile`` rows. The ``ray`` part scores the same
+texts with the worker's default configuration on the local engine and on the Ray engine (a local Ray; 1 actor
+on a GPU: the overhead of shipping chunks to an actor and the scores back; 2 actors on a CPU, sharing its
+cores).
 
     python benchmarks/gpu.py                       # on a CUDA machine, ≈ 3 min on an H100
     python benchmarks/gpu.py --device cpu --records 2000 --train 400   # the same rows on a CPU
     python benchmarks/gpu.py --model DIR           # DIR without weights: random weights (throughput only)
+    python benchmarks/gpu.py --device cpu --parts ray --records 2000   # local vs Ray engine (2 actors) on a CPU
 
 Texts are the offline movie-review snippets (repeated up to ``--records``); the model is the offline
 all-MiniLM-L6-v2 with a fresh 2-label head unless ``--model`` names another. Writes
@@ -65,7 +69,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--sweep", action="store_true", help="add max_batch_size 256 / 4096 rows")
     parser.add_argument("--tokenizer-workers", type=int, default=0, help="tokenizer processes of the new paths")
-    parser.add_argument("--parts", default="scoring,training", help="which parts to run (comma-separated)")
+    parser.add_argument("--parts", default="scoring,training,ray", help="which parts to run (comma-separated)")
+    parser.add_argument("--ray-actors", type=int, default=None,
+                        help="actors of the Ray rows (default: 1 on a GPU — one model per GPU —, 2 on a CPU)")
+    parser.add_argument("--ray-records", type=int, default=None, help="texts of the Ray rows (default: --records)")
     return parser.parse_args()
 
 
@@ -257,6 +264,44 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
     return rows
 
 
+def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: int, **scorer_args) -> dict:
+    """The Ray engine end to end (a local Ray; one warm-up pass first), as :func:`time_path`: ``actors`` actors
+    sharing the device (a GPU split evenly; on a CPU the cores split evenly)."""
+    import os
+
+    import ray
+
+    from worker.config import RaySettings
+    from worker.scoring.distributed import RayScorer
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    on_gpu = device.type == "cuda"
+    cpus = 1.0 if on_gpu else float(max(1, (os.cpu_count() or 1) // actors))
+    settings = RaySettings(actors=actors, gpus_per_actor=1.0 / actors if on_gpu else 0.0, cpus_per_actor=cpus,
+                           chunk_records=2048 if on_gpu else 256)
+    records = [ScoringInput(str(index), text, SENTIMENT_LABELS[index % 2]) for index, text in enumerate(texts)]
+    with RayScorer(model_dir, "bench", settings, device="cuda" if on_gpu else "cpu", options=scorer_args) as scorer:
+        assert sum(1 for _ in scorer.score(records)) == len(records)
+        started = time.perf_counter()
+        scores = list(scorer.score(records))
+        seconds = time.perf_counter() - started
+    assert len(scores) == len(records) and not any(score.skipped for score in scores)
+    return {"records_per_s": len(records) / seconds, "seconds": seconds, "actors": actors,
+            "cpus_per_actor": cpus, "scorer": repr(scorer)}
+
+
+def ray_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> dict:
+    """The worker's default scoring configuration (fast MC, consistent masks, adaptive off so every record gets
+    T samples) on the local engine and on the Ray engine, same texts, same device."""
+    config = {"samples": args.samples, "batch_size": "auto", "max_batch_size": args.max_batch_size,
+              "consistent": True}
+    actors = args.ray_actors or (1 if device.type == "cuda" else 2)
+    return {"local engine": _guarded("local engine", time_path, model_dir, texts, device, **config),
+            f"Ray engine, {actors} actor(s)": _guarded("ray engine", time_ray, model_dir, texts, device, actors,
+                                                       **config)}
+
+
 def training_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> dict:
     rows = {"legacy loop": _guarded("legacy training", time_legacy_training, model_dir, texts, device, args),
             "current loop": _guarded("training", time_training, model_dir, texts, device, args)}
@@ -266,6 +311,21 @@ def training_rows(model_dir: Path, texts: list[str], device: torch.device, args)
     rows[f"current loop, batch {args.train_batch_size * 4}"] = _guarded(
         "training big batch", time_training, model_dir, texts, device, args, batch_size=args.train_batch_size * 4)
     return rows
+
+
+def ray_table(rows: dict) -> list[str]:
+    local = rows.get("local engine", {}).get("records_per_s")
+    lines = ["", "| engine (fast MC, consistent masks) | records/s | × local engine | overhead |",
+             "|---|---:|---:|---:|"]
+    for name, row in rows.items():
+        if "error" in row:
+            lines.append(f"| {name} | failed: {row['error'][:80]} | | |")
+            continue
+        ratio = row["records_per_s"] / local if local else None
+        overhead = f"{1 - ratio:.1%}" if ratio is not None and name != "local engine" else ""
+        lines.append(f"| {name} | {row['records_per_s']:.0f} | {ratio:.2f} | {overhead} |" if ratio is not None
+                     else f"| {name} | {row['records_per_s']:.0f} | | |")
+    return lines
 
 
 def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
@@ -309,9 +369,11 @@ def main() -> None:
         parts = args.parts.split(",")
         scoring = scoring_rows(model_dir, texts, texts[:args.legacy_records], device, args) if "scoring" in parts else {}
         training = training_rows(model_dir, texts[:args.train], device, args) if "training" in parts else {}
+        ray_texts = texts[:args.ray_records] if args.ray_records else texts
+        distributed = ray_rows(model_dir, ray_texts, device, args) if "ray" in parts else {}
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": device_name, "torch": torch.__version__,
-               "scoring": scoring, "training": training}
-    write_results("gpu", payload, table(args, device_name, scoring, training))
+               "scoring": scoring, "training": training, "ray": distributed}
+    write_results("gpu", payload, table(args, device_name, scoring, training) + ray_table(distributed))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from tests.integration.annotator import search_sorted_by_metadata, submit_label
 from worker.demo_data import LabelledText
 from worker.errors import LabelSetMismatchError
 from worker.gateway import ArgillaGateway
-from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.gateway.schema import WORKER_METADATA, WORKER_METADATA_TYPES
 
 LABELS = ("negative", "positive")
 QUESTION = "label"  # the question of a dataset the worker creates without [argilla] question
@@ -42,7 +42,8 @@ def test_dataset_is_created_with_every_metadata_property(gateway):
     dataset = gateway.ensure_dataset(LABELS)
 
     names = {prop.name for prop in dataset.settings.metadata}
-    assert names == set(WORKER_METADATA_TYPES)
+    assert names == {spec.name for spec in WORKER_METADATA if spec.applies(multi_label=False)}
+    assert "labels_to_add" in set(WORKER_METADATA_TYPES) - names  # multi-label datasets only
     assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
     assert "Sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
 
