@@ -24,6 +24,13 @@ and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
 ``post(k) = (w_M·p(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``.
 ``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
 
+**Label sets** (a multi-label question): every label some voter ticked is one present / absent decision of each
+voter of the record; agreement, ``L``, the no-skill error and the model's error are counted over those decisions
+(the model's answer: whether the label is in its stored ``predicted_label`` set), so the same weights serve the
+per-label consensus (:func:`~worker.records.label_set_consensus`) and :func:`needs_another_label_set` (each label
+scored as a two-label question; the record's most doubtful label counts). There is no posterior confidence for a
+set, and ``consensus.ties = "resolve"`` applies to single labels only.
+
 **needs_another_label** (:func:`needs_another_label`, higher = a further label would help more): one minus
 ActiveLab's score, ``(post(ŷ)·(Σ_j w_j + w_M) + w̄/K) / (Σ_j w_j + w_M + w̄)``; a record nobody labelled has
 ``post = max p`` and no annotator weight, so labelled and unlabelled records rank on one scale.
@@ -37,10 +44,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from worker.files import KeyedJsonFile
-from worker.records import Correction, PulledRecord, consensus, single_votes, submitted_votes
+from worker.records import (
+    SUBMITTED,
+    Correction,
+    PulledRecord,
+    ResponseState,
+    consensus,
+    single_votes,
+    submitted_votes,
+)
 
 WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never exactly 0)
 PRIOR_LIKELIHOOD = 0.9  # L before any record has two votes: an annotator gives the right label 9 times in 10
+PRESENT, ABSENT = "present", "absent"  # one label's decision in a label set
 
 
 def model_distribution(record: PulledRecord, labels: Sequence[str]) -> list[float] | None:
@@ -75,7 +91,7 @@ class CrowdModel:
     model_weight: float = 1.0
     likelihood: float = PRIOR_LIKELIHOOD
     annotators: dict[str, AnnotatorStats] = field(default_factory=dict)
-    overlapping_records: int = 0  # records with ≥ 2 votes the estimate used
+    overlapping_records: int = 0  # records (label sets: label decisions) with ≥ 2 votes the estimate used
     resolve_ties: bool = False  # consensus.ties = "resolve": the posterior decides a tie of the votes
 
     @classmethod
@@ -136,17 +152,32 @@ class CrowdEstimator:
         self._votes = 0
 
     def add(self, record: PulledRecord) -> None:
-        votes = single_votes(submitted_votes(record))
-        if not votes:
-            return  # no vote, or label sets (decided label by label with uniform weights so far)
+        answers = submitted_votes(record)
+        if not answers:
+            return
         self._annotated += 1
-        self._votes += len(votes)
-        model = model_distribution(record, self.labels)
-        predicted = self.labels[max(range(len(model)), key=model.__getitem__)] if model else None
+        self._votes += len(answers)
+        for user in answers:
+            self._tallies.setdefault(user, _Tally()).labels += 1
+        votes = single_votes(answers)
+        if votes is not None:
+            model = model_distribution(record, self.labels)
+            self._add_decision(votes, self.labels[max(range(len(model)), key=model.__getitem__)] if model else None)
+            return
+        # label sets: each label some voter ticked is one present / absent decision of every voter
+        sets = {user: set(value) if isinstance(value, tuple) else {value} for user, value in answers.items()}
+        predicted = record.metadata.get("predicted_label")
+        model_set = set(predicted) if isinstance(predicted, list) else None
+        for label in sorted(set().union(*sets.values())):
+            decisions = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
+            self._add_decision(decisions, None if model_set is None else PRESENT if label in model_set else ABSENT)
+
+    def _add_decision(self, votes: Mapping[str, str], predicted: str | None) -> None:
+        """One decision the voters made (a record's label, or one label's presence in label sets): agreement
+        with the others and with the model's ``predicted`` answer (None: unknown)."""
         counts = Counter(votes.values())
         for user, label in votes.items():
-            tally = self._tallies.setdefault(user, _Tally())
-            tally.labels += 1
+            tally = self._tallies[user]
             if len(votes) > 1:
                 tally.other_pairs += len(votes) - 1
                 tally.other_agreements += counts[label] - 1
@@ -268,6 +299,27 @@ def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence
     behind = sum(crowd.weight(user) for user in votes) + (crowd.model_weight if model is not None else 0.0)
     score = (decided.confidence * behind + spread / len(labels)) / (behind + spread)
     return 1 - score
+
+
+def needs_another_label_set(record: PulledRecord, crowd: CrowdModel, model: Mapping[str, float] | None) -> float:
+    """:func:`needs_another_label` of a label set: each label of the question is a present / absent decision
+    (the voters who ticked it vs the others, the model's probability of the label), scored as a two-label
+    question with ``crowd``'s weights; the record's score is its most doubtful label's. In [0, 1/2].
+
+    ``model``: the model's probability of each label (None: annotators only).
+    """
+    sets = {user: set(value) if isinstance(value, tuple) else {value}
+            for user, value in submitted_votes(record).items()}
+    binary = replace(crowd, labels=(ABSENT, PRESENT), resolve_ties=False)
+    worst = 0.0
+    for label in (model or {}).keys() | set().union(*sets.values()):
+        votes = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
+        probability = (model or {}).get(label)
+        view = replace(record, responses=tuple(
+            ResponseState(user, vote, SUBMITTED) for user, vote in votes.items()))
+        worst = max(worst, needs_another_label(view, binary, None if probability is None
+                                               else [1.0 - probability, probability]))
+    return worst
 
 
 class CrowdStore:

@@ -32,7 +32,7 @@ from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
-from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, verdict
+from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
@@ -374,7 +374,10 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
             loss = label_loss(score.probabilities, original)
             if loss is not None:
                 prediction.metadata["original_loss"] = readable(loss)
-        if score.probabilities and not binding.multi_label:
+        if score.probabilities and binding.multi_label:
+            prediction.metadata["needs_another_label"] = readable(
+                needs_another_label_set(record, crowd, score.probabilities))
+        elif score.probabilities:
             model = [score.probabilities.get(label, 0.0) for label in crowd.labels]
             prediction.metadata["needs_another_label"] = readable(needs_another_label(record, crowd, model))
         predictions.append(prediction)

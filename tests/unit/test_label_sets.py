@@ -200,3 +200,40 @@ def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tm
     wrong, right = [issue[i] for i in corrupted], [v for i, v in issue.items() if i not in corrupted]
     auroc = sum(w > r for w in wrong for r in right) / (len(wrong) * len(right))
     assert auroc >= 0.7, issue  # 0.96 here with 1 and 2 threads
+
+
+def test_annotator_weights_come_from_label_decisions_and_outvote_a_sloppy_pair():
+    """Label sets feed the same estimate as single labels, one present/absent decision per ticked label: the
+    annotators who agree get the weight, and with it a reliable voter outweighs two sloppy ones on a label."""
+    from worker.crowd import CrowdEstimator
+
+    truth = [("sports",), ("politics", "tech"), ("tech",), ("sports", "politics")] * 5
+    estimator = CrowdEstimator(TOPICS)
+    for index, labels in enumerate(truth):
+        wrong = tuple(sorted(set(TOPICS) - set(labels)))  # the sloppy pair ticks the other labels
+        votes = [labels, labels, labels if index % 3 else wrong, labels if index % 2 else wrong]
+        estimator.add(_record(f"r{index}", None, votes))
+    crowd = estimator.estimate()
+    assert crowd.weight("u0") == crowd.weight("u1") > 3 * max(crowd.weight("u2"), crowd.weight("u3"))
+    assert crowd.annotators["u0"].labels == len(truth)
+
+    disputed = _record("d", None, [("tech",), ("sports",), ("sports",)])  # u0 (reliable) vs u1 and u2
+    weights = {"u0": crowd.weight("u0"), "u1": crowd.weight("u2"), "u2": crowd.weight("u3")}
+    assert verdict(disputed, CrowdModel(TOPICS, weights)).label == ("tech",)
+    assert consensus(disputed).label == ("sports",)  # the plain per-label majority
+
+
+def test_needs_another_label_set_ranks_ties_and_doubtful_labels_first():
+    from worker.crowd import needs_another_label_set
+
+    crowd = CrowdModel.uniform(TOPICS)
+    sure = {"politics": 0.02, "sports": 0.97, "tech": 0.03}
+    doubtful = {"politics": 0.02, "sports": 0.97, "tech": 0.45}
+    unanimous = needs_another_label_set(_record("u", None, [("sports",), ("sports",)]), crowd, sure)
+    tied = needs_another_label_set(_record("t", None, [("sports", "tech"), ("sports",)]), crowd, sure)
+    unlabelled_sure = needs_another_label_set(_record("n", None), crowd, sure)
+    unlabelled_doubt = needs_another_label_set(_record("m", None), crowd, doubtful)
+    assert tied > unanimous and unlabelled_doubt > unlabelled_sure
+    assert all(0 <= value <= 0.5 for value in (unanimous, tied, unlabelled_sure, unlabelled_doubt))
+    # nobody voted: the most doubtful label's ActiveLab score, 1 − (w_M·max(p, 1 − p) + w̄/2) / (w_M + w̄)
+    assert unlabelled_doubt == pytest.approx(1 - (0.55 + 0.5) / 2)
