@@ -237,3 +237,28 @@ def test_needs_another_label_set_ranks_ties_and_doubtful_labels_first():
     assert all(0 <= value <= 0.5 for value in (unanimous, tied, unlabelled_sure, unlabelled_doubt))
     # nobody voted: the most doubtful label's ActiveLab score, 1 − (w_M·max(p, 1 − p) + w̄/2) / (w_M + w̄)
     assert unlabelled_doubt == pytest.approx(1 - (0.55 + 0.5) / 2)
+
+
+def test_scored_label_sets_are_sorted_whatever_the_models_label_order(tmp_path):
+    """The model's labels in question order (not alphabetical): predicted sets, labels to add / remove come out
+    sorted like the sets pulled from the server, so equal sets compare equal (no false disagreement, no
+    re-push of an unchanged suggestion)."""
+    from tests.tiny_models import save_tiny_classifier
+    from tests.unit.test_training import FAST, TAGGED
+    from worker.scoring import Scorer, ScoringInput, load_classifier
+    from worker.training.data import Example
+    from worker.training.trainer import TrainingSettings, train_classifier
+
+    order = ("praise", "humour", "acting")
+    base = save_tiny_classifier(tmp_path / "base", labels=order)
+    examples = [Example(f"m{i}", text, tags) for i, (text, tags) in enumerate(TAGGED * 4)]
+    train_classifier(base, examples, [], order, tmp_path / "model", TrainingSettings(epochs=1, **FAST))
+    classifier = load_classifier(tmp_path / "model", device="cpu")
+    assert classifier.labels == order
+
+    everything = ("acting", "humour", "praise")
+    first = list(Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], everything)]))[0]
+    assert list(first.predicted_label) == sorted(first.predicted_label)
+    assert list(first.to_add) == sorted(first.to_add) and list(first.to_remove) == sorted(first.to_remove)
+    again = list(Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], first.predicted_label)]))[0]
+    assert again.disagreement is False and again.label_changes == 0

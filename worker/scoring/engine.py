@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from worker.errors import DataError, ScoringError
-from worker.records import LabelValue
+from worker.records import LabelValue, label_set
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
@@ -311,8 +311,8 @@ class Scorer:
         samples = mc_probs.shape[2]
         self.stats.mc_samples += samples * len(batch.records)
 
-        def names(row: np.ndarray) -> tuple[str, ...]:
-            return tuple(label for label, chosen in zip(labels, row.tolist(), strict=True) if chosen)
+        def names(row: np.ndarray) -> tuple[str, ...]:  # a label set as the worker compares them: sorted
+            return label_set(label for label, chosen in zip(labels, row.tolist(), strict=True) if chosen)
 
         results = []
         for row, record in enumerate(batch.records):
