@@ -146,7 +146,8 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
             or not same_value(record.metadata.get("reference_label"), reference)
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
         return False
-    if suggests_reference(policy, has_reference=reference is not None, reviewed=_reviewed(record, crowd)):
+    # an empty label set cannot be suggested (the model's set is): it counts as no reference here
+    if suggests_reference(policy, has_reference=bool(reference), reviewed=_reviewed(record, crowd)):
         return record.suggestion.value == reference
     return record.suggestion.agent == written
 

@@ -262,3 +262,23 @@ def test_scored_label_sets_are_sorted_whatever_the_models_label_order(tmp_path):
     assert list(first.to_add) == sorted(first.to_add) and list(first.to_remove) == sorted(first.to_remove)
     again = list(Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], first.predicted_label)]))[0]
     assert again.disagreement is False and again.label_changes == 0
+
+
+def test_a_label_set_record_is_up_to_date_once_its_values_are_stored():
+    """What a score run stored (lists on the server) matches what the next run computes (sorted tuples), so
+    the record is not rescored; an empty consensus set (the model's set is suggested instead) too."""
+    from dataclasses import replace
+
+    from worker.jobs import is_up_to_date
+    from worker.records import SuggestionState
+
+    stored = {"model_version": "v0002", "reference_label": ["sports", "tech"], "submitted_responses": 0}
+    record = replace(_record("r", ("sports", "tech")), metadata={"original_label": ["sports", "tech"], **stored},
+                     suggestion=SuggestionState(("sports", "tech"), "tagger", (0.9, 0.3)))
+    assert is_up_to_date(record, "v0002", "auto") and not is_up_to_date(record, "v0003", "auto")
+    assert not is_up_to_date(replace(record, metadata={**record.metadata, "reference_label": ["tech"]}), "v0002")
+
+    nothing = _record("n", None, [(), ()])  # both annotators: none of the labels apply
+    nothing = replace(nothing, metadata={"model_version": "v0002", "reference_label": [], "submitted_responses": 2},
+                      suggestion=SuggestionState(("politics",), "v0002", (0.4,)))
+    assert is_up_to_date(nothing, "v0002", "reference")
