@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -236,7 +236,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if on_batch is not None:
             on_batch(report, scores)
 
-    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, closing(scorer):
+    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, \
+            closing(scorer) if isinstance(scorer, Scorer) else nullcontext():
         for scores in batched(scorer.score(inputs()), settings.push_batch):
             batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
             pusher.put((scores, {r.record_id: r for r in batch}))
@@ -258,18 +259,15 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
 def record_scorer(services: Services, classifier: Classifier,
                   extra: dict[str, Callable[[np.ndarray], np.ndarray]]) -> Scorer | RayScorer:
-    """The ``[scoring]`` engine: this process's :class:`Scorer`, or scoring actors on Ray (``engine = "ray"``,
-    :mod:`worker.scoring.distributed`) with the same options."""
+    """The ``[scoring]`` engine: this process's :class:`Scorer` (closed by the run), or scoring actors on Ray
+    (``engine = "ray"``, :mod:`worker.scoring.distributed`) with the same options, kept by ``services``."""
     settings = services.settings.scoring
     options: dict[str, Any] = {
         "samples": settings.samples, "mc_layers": settings.mc_layers, "batch_size": settings.batch_size,
         "max_batch_size": settings.max_batch_size, "compile": settings.compile, "extra_scorers": extra,
         "adaptive": adaptive_sampling(settings)}
     if settings.engine == "ray":
-        from worker.scoring.distributed import RayScorer
-
-        return RayScorer(services.current_model().path, classifier.version, services.settings.ray,
-                         device=settings.device, options=options)
+        return services.ray_scorer(options)  # kept between runs: closing it is the Services' business
     return Scorer(classifier, **options)
 
 

@@ -123,6 +123,7 @@ class Runner:
             if self.subscription is not None:
                 self.subscription.stop()
             server.shutdown()
+            self.services.close_ray_scorer()
             self.status.stopping = True
             self._save_status()
             for signum, handler in previous.items():

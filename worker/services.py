@@ -26,6 +26,7 @@ from worker.view import QuantileStore
 
 if TYPE_CHECKING:
     from worker.scoring import Classifier
+    from worker.scoring.distributed import RayScorer
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class Services:
         self._given_plugins = plugins
         self.context = WorkerContext(settings)
         self._classifier: Classifier | None = None
+        self._ray_scorer: RayScorer | None = None
         self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
 
     @cached_property
@@ -137,6 +139,27 @@ class Services:
         if current is None:
             raise NoModelError(f"no current model in {self.registry.root}: run `argilla-worker train` first")
         return current
+
+    def ray_scorer(self, options: dict) -> RayScorer:
+        """The Ray engine's actors for the current model (``scoring.engine = "ray"``), kept between score runs:
+        a webhook's one-record rescore does not start actors and ship the model again. Replaced (the old
+        actors stopped) when the model version or the scorer's options change."""
+        from worker.scoring.distributed import RayScorer
+
+        current = self.current_model()
+        cached = self._ray_scorer
+        if cached is not None and cached.version == current.version and cached.options == options:
+            return cached
+        self.close_ray_scorer()
+        self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,
+                                     device=self.settings.scoring.device, options=options)
+        return self._ray_scorer
+
+    def close_ray_scorer(self) -> None:
+        """Stop the Ray engine's actors, if any (the runner calls it on its way out)."""
+        if self._ray_scorer is not None:
+            self._ray_scorer.close()
+            self._ray_scorer = None
 
     def classifier(self) -> Classifier:
         """The current model, loaded once per version."""

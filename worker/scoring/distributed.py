@@ -104,6 +104,7 @@ class RayScorer:
         ray = _ray()
         self.settings = settings
         self.version = version
+        self.options = dict(options or {})  # as given (the cache in Services compares them)
         self.stats = ScoringStats()
         if not ray.is_initialized():
             try:
