@@ -10,7 +10,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY plugins ./plugins
-RUN pip install --no-cache-dir .
+# optional extras, e.g. `docker build --build-arg EXTRAS=ray .` for scoring.engine = "ray"
+ARG EXTRAS=""
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 
 RUN useradd --create-home --uid 1000 worker && mkdir -p /var/lib/argilla-worker && chown worker /var/lib/argilla-worker
 USER worker
