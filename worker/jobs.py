@@ -203,6 +203,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     labels = services.prepare_for_push()  # binds first: a dataset that does not fit the config is said first
     classifier = services.classifier()
     check_label_set(classifier.labels, labels)
+    if classifier.multi_label != services.gateway.binding.multi_label:
+        kinds = ("multi-label", "single-label")
+        raise ConfigError(f"model {classifier.version} is {kinds[not classifier.multi_label]} but question "
+                          f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
+                          f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
     key = gateway.dataset_key
     since = state.watermark(key) if not full and server_ids is None else None

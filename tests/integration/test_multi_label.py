@@ -8,6 +8,8 @@ labels → in a real headless Chromium, sorted by loss, the suggestion shows its
 
 from __future__ import annotations
 
+import shutil
+
 import datasets
 import pytest
 
@@ -16,6 +18,7 @@ from tests.integration.test_annotator_ui import ARTIFACTS, browser_page, chromiu
 from tests.tiny_models import save_tiny_classifier
 from tests.unit.test_training import TAGGED, TAGS
 from worker.config import load_settings
+from worker.errors import ConfigError
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 
 QUESTION = "aspects"
@@ -144,5 +147,12 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     wrong = [issues[i] for i in WRONG if i in issues]
     clean = [v for i, v in issues.items() if i not in WRONG and i not in REVIEWED]
     assert sum(wrong) / len(wrong) > sum(clean) / len(clean), (wrong, clean)
+
+    with services.registry.staging() as staged:  # a single-label model with the same label names
+        shutil.copytree(tmp_path / "base", staged, dirs_exist_ok=True)
+        single = services.registry.add(staged, {}).version
+    services.registry.promote(single)
+    with pytest.raises(ConfigError, match=f"model {single} is single-label but question 'aspects' is multi-label"):
+        score_job(services, full=True)
 
     assert raw_responses(stack_settings, dataset_id) == responses_before
