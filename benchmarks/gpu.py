@@ -373,7 +373,8 @@ def main() -> None:
         distributed = ray_rows(model_dir, ray_texts, device, args) if "ray" in parts else {}
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": device_name, "torch": torch.__version__,
                "scoring": scoring, "training": training, "ray": distributed}
-    write_results("gpu", payload, table(args, device_name, scoring, training) + ray_table(distributed))
+    lines = table(args, device_name, scoring, training) if scoring or training else [f"GPU benchmark — {device_name}"]
+    write_results("gpu", payload, lines + ray_table(distributed))
 
 
 if __name__ == "__main__":
