@@ -282,3 +282,18 @@ def test_a_label_set_record_is_up_to_date_once_its_values_are_stored():
     nothing = replace(nothing, metadata={"model_version": "v0002", "reference_label": [], "submitted_responses": 2},
                       suggestion=SuggestionState(("politics",), "v0002", (0.4,)))
     assert is_up_to_date(nothing, "v0002", "reference")
+
+
+def test_a_stratified_split_of_label_sets_holds_out_each_rarest_label():
+    from worker.publish import PublishOptions, build_publication
+
+    records = [_record(f"r{i:02d}", labels) for i, labels in enumerate(
+        [("sports",), ("sports", "tech"), ("politics",), ("politics", "sports")] * 5)]
+    options = PublishOptions(split="stratified", test_fraction=0.2, seed=1)
+    with build_publication(records, TOPICS, options, multi_label=True) as publication:
+        test = list(publication.splits["test"])
+        assert publication.counts()["per_split"] == {"test": 4, "train": 16}
+        # strata = each set's rarest label: tech (its 5 sets), politics (10 sets), sports (the 5 "sports" sets)
+        names = publication.features["label"].feature.names
+        held = sorted(tuple(names[i] for i in row["label"]) for row in test)
+        assert ("sports", "tech") in held and ("sports",) in held
