@@ -14,7 +14,13 @@ import datasets
 import pytest
 
 from tests.integration.annotator import raw_responses, submit_label
-from tests.integration.test_annotator_ui import ARTIFACTS, browser_page, chromium_path  # noqa: F401 (fixtures)
+from tests.integration.test_annotator_ui import (  # noqa: F401 (browser_page, chromium_path: fixtures)
+    ARTIFACTS,
+    _sign_in,
+    _sort_descending,
+    browser_page,
+    chromium_path,
+)
 from tests.tiny_models import save_tiny_classifier
 from tests.unit.test_training import TAGGED, TAGS
 from worker.config import load_settings
@@ -119,18 +125,8 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     top = [r for r in pending if r.metadata["loss"] == worst]  # what the UI shows first (any of a tie)
 
     page = browser_page
-    page.goto(f"{stack_settings.api_url}/sign-in")
-    page.get_by_label("Username").fill(stack_settings.username)
-    page.get_by_label("Password").fill(stack_settings.password.get_secret_value())
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "sign-in" not in url)
-    page.goto(f"{stack_settings.api_url}/dataset/{dataset_id}/annotation-mode")
-    page.locator("button.filter-button__button", has_text="Sort").click()
-    page.locator("li[title='loss'] button").click()
-    page.wait_for_url(lambda url: "sort=metadata.loss.asc" in url)
-    page.locator("button.sort-selector-item__direction").click()
-    page.wait_for_url(lambda url: "sort=metadata.loss.desc" in url)
-    page.keyboard.press("Escape")
+    _sign_in(page, stack_settings)
+    _sort_descending(page, stack_settings, dataset_id, "loss")
     page.get_by_text(top[0].text, exact=True).or_(page.get_by_text(top[-1].text, exact=True)).first.wait_for()
     shown = next(r for r in top if page.get_by_text(r.text, exact=True).is_visible())
     ARTIFACTS.mkdir(exist_ok=True)

@@ -10,12 +10,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'argilla-worker[ray]')")
 
-from tests.tiny_models import save_tiny_classifier  # noqa: E402
-from tests.training_data import LABELS, sentiment_examples  # noqa: E402
-from worker.config import load_settings  # noqa: E402
-from worker.jobs import Services, record_scorer, reference_label, score_job  # noqa: E402
-from worker.predictions import readable  # noqa: E402
-from worker.scoring import ScoringInput  # noqa: E402
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.jobs import Services, record_scorer, reference_label, score_job
+from worker.predictions import readable
+from worker.scoring import ScoringInput
 
 
 def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, stack_settings, dataset_name,

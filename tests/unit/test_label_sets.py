@@ -101,7 +101,7 @@ def test_a_multi_label_record_from_the_server_carries_sorted_label_sets_with_the
 
 def test_published_label_sets_are_lists_of_class_labels_with_per_label_changes_in_the_card():
     from worker.publish import build_publication
-    from worker.publish.card import card_metadata, render_card, write_plots
+    from worker.publish.card import card_metadata, render_card
 
     records = [
         _record("a", ("sports",), [("sports", "tech")], loss=2.0),       # tech added

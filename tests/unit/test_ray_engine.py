@@ -7,12 +7,12 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'argilla-worker[ray]')")
 
-from tests.tiny_models import save_tiny_classifier  # noqa: E402
-from tests.training_data import sentiment_examples  # noqa: E402
-from worker.config import RaySettings  # noqa: E402
-from worker.errors import DataError  # noqa: E402
-from worker.scoring import Scorer, ScoringInput, load_classifier  # noqa: E402
-from worker.scoring.distributed import RayScorer  # noqa: E402
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import sentiment_examples
+from worker.config import RaySettings
+from worker.errors import DataError
+from worker.scoring import Scorer, ScoringInput, load_classifier
+from worker.scoring.distributed import RayScorer
 
 FIELDS = ("predicted_label", "reference_label", "disagreement", "mc_samples", "skipped_reason")
 NUMBERS = ("score", "bald", "entropy", "margin", "loss", "expected_loss")
