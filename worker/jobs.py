@@ -193,10 +193,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     are read again by id and pushed whatever their state; a record that fails again is reported and kept
     for the next run while the rest of the run goes on. ``stop`` ends the run after the current batch.
 
-    Streaming: records are read a page at a time (records nobody reviewed first, then the reviewed ones),
-    scored in batches of ``scoring.push_batch``, and each batch is pushed by a background thread while
-    the next one is scored. Memory O(push_batch + page) whatever the dataset's size; a full run reads
-    N + (records with a submitted response) records.
+    Streaming: records are read a page at a time (records nobody reviewed first, then the reviewed ones) and
+    flow through one scorer call (the local engine's length-sorting window, or the Ray engine's chunks in
+    flight); its output is cut into batches of ``scoring.push_batch``, each pushed by a background thread
+    while scoring goes on. Memory O(push_batch + page + the scorer's window) whatever the dataset's size; a
+    full run reads N + (records with a submitted response) records.
     """
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there

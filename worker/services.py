@@ -162,11 +162,12 @@ class Services:
             self._ray_scorer = None
 
     def classifier(self) -> Classifier:
-        """The current model, loaded once per version."""
+        """The current model, loaded once per version (on the CPU with ``scoring.engine = "ray"``: the actors
+        score, the driver only needs its labels and head; a GPU copy here would take an actor's memory)."""
         from worker.scoring import load_classifier  # torch: only for the commands that score
 
         current = self.current_model()
         if self._classifier is None or self._classifier.version != current.version:
-            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
-                                               version=current.version)
+            device = "cpu" if self.settings.scoring.engine == "ray" else self.settings.scoring.device
+            self._classifier = load_classifier(current.path, device=device, version=current.version)
         return self._classifier
