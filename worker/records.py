@@ -107,8 +107,9 @@ class Correction:
     :mod:`worker.crowd`).
 
     Label sets (multi-label): ``label`` is the set decided label by label (:func:`label_set_consensus`),
-    None when some label is tied (named in ``tied_labels``); ``votes`` counts the voters of each label and
-    ``agreement`` is the mean over those labels of the (weighted) share on the decided side.
+    None when some label is tied (named in ``tied_labels``); ``votes`` counts the voters of each label,
+    ``label_agreement`` holds each voted label's (weighted) share of voters on the decided side, and
+    ``agreement`` is their mean.
     """
 
     record_id: str
@@ -119,6 +120,7 @@ class Correction:
     votes: dict[str, int] = field(default_factory=dict)
     tied_labels: tuple[str, ...] = ()
     confidence: float | None = None
+    label_agreement: dict[str, float] = field(default_factory=dict)  # label sets: each voted label's agreement
 
     @property
     def is_correction(self) -> bool:
@@ -220,7 +222,7 @@ def _label_set_correction(record: PulledRecord, votes: Mapping[str, LabelValue],
     counts = Counter(label for labels in sets.values() for label in set(labels))
     agreement = sum(decided.agreement.values()) / len(decided.agreement) if decided.agreement else 1.0
     return Correction(record.record_id, label, record.reference, agreement, decided.num_annotators, dict(counts),
-                      decided.tied_labels)
+                      decided.tied_labels, label_agreement=dict(decided.agreement))
 
 
 @dataclass(frozen=True)

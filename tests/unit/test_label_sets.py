@@ -37,6 +37,7 @@ def test_the_consensus_of_label_sets_is_decided_label_by_label_and_drafts_are_ig
     decided = consensus(record)
     assert decided.label == ("sports",) and decided.num_annotators == 3  # the draft's "tech" does not count
     assert decided.votes == {"sports": 3, "tech": 1, "politics": 1} and decided.is_correction
+    assert decided.label_agreement == pytest.approx({"sports": 1, "tech": 2 / 3, "politics": 2 / 3})
     assert decided.agreement == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)  # per label, the share on the decided side
 
     tie = consensus(_record("t", None, [("sports", "tech"), ("sports",)]))
@@ -116,6 +117,7 @@ def test_published_label_sets_are_lists_of_class_labels_with_per_label_changes_i
         label = publication.features["label"]
         assert isinstance(label, datasets.Sequence) and label.feature.names == list(TOPICS)
         assert rows["a"]["label"] == [1, 2] and rows["a"]["original_label"] == [1] and rows["a"]["was_corrected"]
+        assert rows["c"]["label_agreement"] == [1.0] and rows["d"]["label_agreement"] is None
         assert rows["c"]["label"] == [2] and not rows["c"]["was_corrected"] and rows["c"]["reviewed"]
         assert rows["d"]["label"] == [1] and not rows["d"]["reviewed"]
         assert rows["f"]["original_label"] is None and publication.tied == ["e"]
@@ -297,3 +299,13 @@ def test_a_stratified_split_of_label_sets_holds_out_each_rarest_label():
         names = publication.features["label"].feature.names
         held = sorted(tuple(names[i] for i in row["label"]) for row in test)
         assert ("sports", "tech") in held and ("sports",) in held
+
+
+def test_published_label_agreement_follows_the_label_columns_order():
+    from worker.publish import build_publication
+
+    record = _record("g", None, [("tech", "sports"), ("sports", "tech"), ("tech",)])
+    with build_publication([record], ("tech", "politics", "sports"), multi_label=True) as publication:
+        row = next(iter(publication.rows))
+    assert row["label"] == [0, 2]  # tech, sports (class index order)
+    assert row["label_agreement"] == pytest.approx([1.0, 2 / 3])

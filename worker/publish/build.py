@@ -42,7 +42,8 @@ from worker.records import LabelValue, PulledRecord, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
 REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
-WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS,
+LABEL_AGREEMENT = "label_agreement"  # multi-label: each label of `label`'s share of voters who ticked it
+WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS, LABEL_AGREEMENT,
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
@@ -233,6 +234,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         class_label = datasets.ClassLabel(names=list(labels))
         return datasets.Sequence(class_label) if multi_label else class_label
 
+    per_label = {LABEL_AGREEMENT: datasets.Sequence(datasets.Value("float32"))} if multi_label else {}
     return datasets.Features({
         "id": datasets.Value("string"),
         **{column: datasets.Value("string") for column in columns},
@@ -241,6 +243,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         "was_corrected": datasets.Value("bool"),
         "reviewed": datasets.Value("bool"),
         **{name: datasets.Value("float32") for name in REVIEW_COLUMNS},
+        **per_label,
         "num_annotators": datasets.Value("int32"),
         **{name: datasets.Value("float32") for name in FLOAT_COLUMNS},
         "model_version": datasets.Value("string"),
@@ -333,10 +336,19 @@ def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, d
         "reviewed": decided is not None,
         "annotator_agreement": decided.agreement if decided else None,
         "label_confidence": decided.confidence if decided else None,
+        **({LABEL_AGREEMENT: _label_agreement(label, decided, index)} if isinstance(label, tuple) else {}),
         "num_annotators": decided.num_annotators if decided else 0,
         **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
         "model_version": record.metadata.get("model_version"),
     }
+
+
+def _label_agreement(label: tuple[str, ...], decided, index: dict[str, int]) -> list[float] | None:
+    """The (weighted) share of the voters who ticked each label of a published set, in the ``label`` column's
+    order (class index); None for a record nobody reviewed."""
+    if decided is None:
+        return None
+    return [decided.label_agreement.get(name, 1.0) for name in sorted(label, key=index.__getitem__)]
 
 
 def _indices(label: LabelValue, index: dict[str, int]) -> int | list[int]:
