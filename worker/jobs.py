@@ -406,15 +406,15 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
 
 def label_loss(probabilities: Mapping[str, float], label: LabelValue) -> float | None:
     """The model's loss of ``label`` given its mean probabilities (label → p): −log p(label), or for a label set
-    Σ_l BCE(p_l, l in the set) — the loss a score run writes, for another label. None when a label is not the
-    model's."""
+    the worst label decision's BCE, max_l BCE(p_l, l in the set) — the loss a score run writes, for another
+    label. None when a label is not the model's."""
     if isinstance(label, str):
         return -math.log(max(probabilities[label], PROBABILITY_FLOOR)) if label in probabilities else None
     if not set(label) <= probabilities.keys():
         return None
     names = list(probabilities)
     chosen = np.asarray([name in label for name in names], dtype=np.float64)
-    return float(binary_cross_entropy(np.asarray([probabilities[name] for name in names]), chosen).sum())
+    return float(binary_cross_entropy(np.asarray([probabilities[name] for name in names]), chosen).max())
 
 
 def oof_score_job(services: Services, k: int) -> ScoreReport:
@@ -465,8 +465,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
 
 
 def held_out_probability(score: RecordScore) -> float:
-    """p̄(y) of :mod:`worker.label_issues`: the MC-mean probability of the record's label, or of exactly its label
-    set (exp(−loss): the product over labels of p or 1 − p)."""
+    """p̄(y) of :mod:`worker.label_issues`: the MC-mean probability of the record's label, or for a label set
+    that its least plausible label decision is right (exp(−loss): min over labels of p or 1 − p)."""
     if isinstance(score.reference_label, tuple):
         return math.exp(-score.loss) if score.loss is not None else 0.0
     return (score.probabilities or {}).get(str(score.reference_label), 0.0)

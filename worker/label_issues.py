@@ -9,9 +9,9 @@ training (area under the margin, Pleiss et al. 2020), both measured during K-fol
   record, of (logit of y − the largest other logit); ``σ`` (the logistic function) maps that logit
   margin to (0, 1).
 
-For a label set (a multi-label question) y is the whole set: ``p̄(y)`` the probability of exactly that set
-(the product over labels of p̄ or 1 − p̄) and ``AUM(y)`` the margin of its worst-fitted label (the signed logit
-of the label's decision, lowest over the labels).
+For a label set (a multi-label question) both factors judge the set's weakest label decision: ``p̄(y)`` the
+probability that its least plausible label decision is right (min over labels of p̄ or 1 − p̄) and ``AUM(y)``
+the margin of its worst-fitted label (the signed logit of the label's decision, lowest over the labels).
 
 Both factors estimate "the label is right"; the geometric mean is high only when both agree, so a
 label the held-out model finds plausible but the training models had to memorise still ranks high.

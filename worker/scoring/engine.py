@@ -39,7 +39,8 @@ class RecordScore:
     probability of being present; ``predicted_label`` is the predicted label set (a tuple, never empty) and
     ``score`` the probability of exactly that set; ``bald`` / ``entropy`` are the most doubtful label's,
     ``bald_mean`` their mean; ``margin`` the smallest distance of a label's probability from its threshold;
-    ``loss`` Σ_l BCE against the reference set, ``to_add`` / ``to_remove`` the labels the model would change.
+    ``loss`` the reference set's worst label decision's BCE (see :mod:`worker.scoring.multilabel`), ``to_add`` /
+    ``to_remove`` the labels the model would change.
     """
 
     record_id: str

@@ -8,10 +8,17 @@ MC dropout gives per-label probabilities ``[N, L, T]``. Per record:
   BaaL on each label as a two-class problem — reported as the **max** over labels (what the UI sorts by:
   a record is worth annotating when *any* of its labels is in doubt; the mean dilutes one doubtful label
   among many certain ones) and the mean;
-* against the reference label set: ``loss`` = Σ_l BCE(p̄_l, y_l), the negative log-likelihood of the whole
-  set under the mean probabilities (the multi-label analogue of −log p(y)); ``expected_loss`` its
-  expectation over the MC samples; ``label_losses`` [N, L] each label's share, and the labels the model
-  would add (predicted, not in the set) or remove (in the set, not predicted).
+* against the reference label set: ``loss`` = max_l BCE(p̄_l, y_l), the loss of the set's **least plausible
+  label decision** (−log of the probability that it is right) — the sort key for label errors;
+  ``expected_loss`` its expectation over the MC samples (E_t max_l BCE(p_l^t, y_l)); ``set_loss`` = Σ_l BCE,
+  the negative log-likelihood of the whole set; ``label_losses`` [N, L] each label's BCE, and the labels the
+  model would add (predicted, not in the set) or remove (in the set, not predicted).
+
+  Why the worst label and not the whole set's likelihood: a label error in a set is typically one label (a
+  missing or an extra tag), and the sum lets several mildly doubtful labels of a genuinely ambiguous record
+  outrank one confidently contradicted label. Measured (benchmarks/multilabel.py, movie snippets labelled
+  with the sentiments their raters gave, 10 % of the sets with one label flipped): precision@50 0.54 vs 0.08
+  for the sum, AUROC 0.911 vs 0.858 (cleanlab's multi-label quality score: 0.08 / 0.864).
 
 Every value is finite: probabilities are clipped to [PROBABILITY_FLOOR, 1 − PROBABILITY_FLOOR] inside logarithms.
 """
@@ -68,8 +75,9 @@ class MultiLabelScores:
     predicted: np.ndarray  # [N, L] bool: the predicted label set
     bald: np.ndarray  # [N, L]
     entropy: np.ndarray  # [N, L]
-    loss: np.ndarray | None = None  # [N] Σ_l BCE of the mean probabilities vs the reference set
+    loss: np.ndarray | None = None  # [N] max_l BCE of the mean probabilities vs the reference set (worst label)
     expected_loss: np.ndarray | None = None  # [N] the same, averaged over MC samples
+    set_loss: np.ndarray | None = None  # [N] Σ_l BCE: the whole set's negative log-likelihood
     label_losses: np.ndarray | None = None  # [N, L] each label's BCE (mean probabilities)
     to_add: np.ndarray | None = None  # [N, L] bool: predicted, not in the reference set
     to_remove: np.ndarray | None = None  # [N, L] bool: in the reference set, not predicted
@@ -128,9 +136,9 @@ def multilabel_scores(mc_probs: np.ndarray, reference: np.ndarray | None = None,
     label_losses = binary_cross_entropy(mean, targets)  # [N, L]
     sampled = binary_cross_entropy(mc_probs.astype(np.float64), targets[:, :, None])  # [N, L, T]
     return MultiLabelScores(mean, predicted, uncertainty["bald"], uncertainty["entropy"],
-                            loss=label_losses.sum(axis=1), expected_loss=sampled.sum(axis=1).mean(axis=1),
-                            label_losses=label_losses, to_add=predicted & ~reference,
-                            to_remove=~predicted & reference)
+                            loss=label_losses.max(axis=1), expected_loss=sampled.max(axis=1).mean(axis=1),
+                            set_loss=label_losses.sum(axis=1), label_losses=label_losses,
+                            to_add=predicted & ~reference, to_remove=~predicted & reference)
 
 
 def tune_thresholds(probs: np.ndarray, targets: np.ndarray,
