@@ -50,9 +50,6 @@ from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
 from worker.services import Services
-
-if TYPE_CHECKING:
-    from worker.scoring.distributed import RayScorer
 from worker.stability import (
     StopSet,
     agreement,
@@ -74,6 +71,9 @@ from worker.view import (
     new_values,
     stored_values,
 )
+
+if TYPE_CHECKING:
+    from worker.scoring.distributed import RayScorer
 
 logger = logging.getLogger(__name__)
 
@@ -248,9 +248,10 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
             batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
             pusher.put((scores, {r.record_id: r for r in batch}))
             if stop is not None and stop.is_set():
-                report.stopped = bool(in_flight) or next(todo, None) is not None
-                if report.stopped:
-                    logger.info("stop requested: finished the current batch, the rest is left for the next run")
+                # (not probing the record stream for more: the scorer's prefetch thread may be reading it; a
+                # stop after the last batch costs the next run one re-read of what is now up to date)
+                report.stopped = True
+                logger.info("stop requested: finished the current batch, the rest is left for the next run")
                 break
     if not report.stopped and view.sketch is not None:
         services.view_quantiles.put(key, view.sketch.quantiles())
