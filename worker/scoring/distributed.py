@@ -3,17 +3,17 @@ streaming pull; the scores come back in input order to the one process that push
 
 Each actor holds one :class:`~worker.scoring.engine.Scorer` (tokenizing, MC dropout and the per-record
 arrays all run there) on the GPU its reservation gives it (``ray.gpus_per_actor``; Ray sets each actor's
-``CUDA_VISIBLE_DEVICES``). The driver cuts the record stream into chunks of ``ray.chunk_records`` and keeps
-``ray.in_flight`` chunks queued per actor through Ray's :class:`~ray.util.ActorPool`, which hands back the
-results in submission order: memory O(actors × in_flight × chunk) records whatever the dataset's size, and
-pushing, checkpoints and crash safety stay exactly as with the local engine (one pusher, Argilla as the
-checkpoint).
+``CUDA_VISIBLE_DEVICES``). The driver cuts the record stream into chunks of ``ray.chunk_records``, sends
+them to the actors in turn, keeps ``ray.in_flight`` chunks queued in each actor's own queue (an actor starts
+its next chunk while the driver collects the last) and takes the results back in submission order: memory
+O(actors × in_flight × chunk) records whatever the dataset's size, and pushing, checkpoints and crash safety
+stay exactly as with the local engine (one pusher, Argilla as the checkpoint).
 
 Why actors and not Ray Data's ``map_batches``: a Ray Dataset needs its input as a list or a datasource
 planned up front, and its actor pool lives for one dataset's execution; a score run's input is a stream
-the driver filters as it reads (up-to-date records skipped, the watermark moved, failed pushes first). An
-actor pool fed chunk by chunk gives the same one-model-per-GPU layout on a stream, with the models loaded
-once per run.
+the driver filters as it reads (up-to-date records skipped, the watermark moved, failed pushes first).
+Actors fed chunk by chunk give the same one-model-per-GPU layout on a stream, with the models loaded
+once per run (kept between runs of the same model by ``Services.ray_scorer``).
 
 The model directory travels through Ray's object store (read once by the driver, O(model size)): nodes
 need no shared filesystem, only the worker installed (``pip install argilla-worker[ray]``).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
@@ -135,34 +136,35 @@ class RayScorer:
     def score(self, records: Iterable[ScoringInput]) -> Iterator[RecordScore]:
         """One RecordScore per input record, in input order (as :meth:`Scorer.score`).
 
+        Chunk i goes to actor i mod n; each actor holds up to ``in_flight`` chunks in its own queue (Ray runs
+        an actor's calls one after the other), so it starts the next chunk while the driver collects the last
+        one. Results are taken in submission order.
+
         Raises:
             DataError / ScoringError: as the local engine (an actor's error is re-raised as it was), or
                 ScoringError when an actor died.
         """
         ray = _ray()
-        from ray.util import ActorPool
-
-        pool = ActorPool(self.actors)
+        pending: deque = deque()  # object refs of submitted chunks, oldest first
         limit = len(self.actors) * self.settings.in_flight
         self.stats = ScoringStats()
-        queued = 0
         try:
-            for chunk in batched(records, self.settings.chunk_records):
-                pool.submit(lambda actor, work: actor.score.remote(work), list(chunk))
-                queued += 1
-                while queued >= limit:
-                    yield from self._next(pool)
-                    queued -= 1
-            while pool.has_next():
-                yield from self._next(pool)
+            for index, chunk in enumerate(batched(records, self.settings.chunk_records)):
+                pending.append(self.actors[index % len(self.actors)].score.remote(list(chunk)))
+                while len(pending) >= limit:
+                    yield from self._collect(pending.popleft())
+            while pending:
+                yield from self._collect(pending.popleft())
         except ray.exceptions.RayError as error:
             cause = _cause(error)
             if isinstance(cause, WorkerError):
                 raise cause from None
             raise ScoringError(f"a Ray scoring actor failed: {cause}") from None
+        finally:
+            _drain(pending)  # a run stopped or failed midway: the queued chunks finish before the actors are reused
 
-    def _next(self, pool) -> list[RecordScore]:
-        scores, stats = pool.get_next()
+    def _collect(self, ref) -> list[RecordScore]:
+        scores, stats = _ray().get(ref)
         self._add(stats)
         return scores
 
@@ -193,6 +195,16 @@ class RayScorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _drain(pending: deque) -> None:
+    """Wait for (and drop) the chunks still queued: at most actors × in_flight."""
+    ray = _ray()
+    while pending:
+        try:
+            ray.get(pending.popleft())
+        except ray.exceptions.RayError:
+            continue  # that chunk's error was (or will be) reported by the run that queued it
 
 
 def _cause(error: BaseException) -> BaseException:
