@@ -52,6 +52,7 @@ from worker.records import (
     consensus,
     single_votes,
     submitted_votes,
+    vote_sets,
 )
 
 WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never exactly 0)
@@ -165,7 +166,7 @@ class CrowdEstimator:
             self._add_decision(votes, self.labels[max(range(len(model)), key=model.__getitem__)] if model else None)
             return
         # label sets: each label some voter ticked is one present / absent decision of every voter
-        sets = {user: set(value) if isinstance(value, tuple) else {value} for user, value in answers.items()}
+        sets = vote_sets(answers)
         predicted = record.metadata.get("predicted_label")
         model_set = set(predicted) if isinstance(predicted, list) else None
         for label in sorted(set().union(*sets.values())):
@@ -308,8 +309,7 @@ def needs_another_label_set(record: PulledRecord, crowd: CrowdModel, model: Mapp
 
     ``model``: the model's probability of each label (None: annotators only).
     """
-    sets = {user: set(value) if isinstance(value, tuple) else {value}
-            for user, value in submitted_votes(record).items()}
+    sets = vote_sets(submitted_votes(record))
     binary = replace(crowd, labels=(ABSENT, PRESENT), resolve_ties=False)
     worst = 0.0
     for label in (model or {}).keys() | set().union(*sets.values()):

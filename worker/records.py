@@ -212,14 +212,19 @@ def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]],
     return LabelSetVerdict(record_id, None if tied else tuple(decided), voters, agreement, tied)
 
 
+def vote_sets(votes: Mapping[str, LabelValue]) -> dict[str, set[str]]:
+    """{user id: the labels they ticked} of label-set votes (a plain label counts as the set of that one label)."""
+    return {user: set(value) if isinstance(value, tuple) else {value} for user, value in votes.items()}
+
+
 def _label_set_correction(record: PulledRecord, votes: Mapping[str, LabelValue],
                           weight: Callable[[str], float] | None) -> Correction:
     """:func:`consensus` of label-set votes (a plain label counts as the set of that one label)."""
-    sets = {user: value if isinstance(value, tuple) else (value,) for user, value in votes.items()}
+    sets = vote_sets(votes)
     decided = label_set_consensus(record.record_id, sets, weight)
     assert decided is not None  # votes is not empty
     label = None if decided.labels is None else label_set(decided.labels)
-    counts = Counter(label for labels in sets.values() for label in set(labels))
+    counts = Counter(label for labels in sets.values() for label in labels)
     agreement = sum(decided.agreement.values()) / len(decided.agreement) if decided.agreement else 1.0
     return Correction(record.record_id, label, record.reference, agreement, decided.num_annotators, dict(counts),
                       decided.tied_labels, label_agreement=dict(decided.agreement))
