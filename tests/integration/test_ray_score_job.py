@@ -14,7 +14,6 @@ from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.jobs import Services, record_scorer, reference_label, score_job
-from worker.predictions import readable
 from worker.scoring import ScoringInput
 
 
@@ -65,6 +64,9 @@ def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, st
     scorer = record_scorer(local, local.classifier(), local.extra_scorers())
     inputs = [ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair) for r in pulled]
     for record, score in zip(pulled, scorer.score(inputs), strict=True):
-        assert record.metadata["bald"] == readable(score.bald), record.record_id
+        # equal up to the metadata's rounding (4 significant digits: a float32 difference of 1e-10 between the
+        # batchings may flip the last digit, as it did for a BALD of 1.0745e-06); different dropout masks differ
+        # far more than this
+        assert record.metadata["bald"] == pytest.approx(score.bald, rel=1e-3, abs=1e-9), record.record_id
         if record.reference is not None:
-            assert record.metadata["loss"] == readable(score.loss), record.record_id
+            assert record.metadata["loss"] == pytest.approx(score.loss, rel=1e-3, abs=1e-9), record.record_id
