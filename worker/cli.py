@@ -143,32 +143,37 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
 @click.option("--id-column", default=None, help="Column with stable record ids (default: a hash of the text).")
 @click.option("--split-column", default=None, help="Column naming each row's split (kept when publishing).")
 @click.option("--labels", default=None, help="Comma-separated label set (default: the dataset's, else the data's).")
+@click.option("--label-separator", default=None,
+              help="Split text labels on this (e.g. '|'): each row gets a label set, the question is multi-label. "
+                   "A label column of lists is multi-label without it.")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
 @click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
 @click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
-def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels, split,
-           api_url, api_key):
+def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
+           label_separator, split, api_url, api_key):
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
     Re-ingesting is idempotent (records are keyed by id). The original label is kept as
     metadata and as a suggestion with agent 'original', never as an annotator's response.
+    A label column of lists (or --label-separator) makes a multi-label question.
     Bad rows are reported with their row numbers and skipped.
     """
     from worker.gateway import ArgillaGateway
-    from worker.ingest import IngestReport, labelled_rows, load_table
+    from worker.ingest import IngestReport, column_labels, is_multi_label, labelled_rows, load_table
 
     report = IngestReport()
     table = load_table(source, split=split, report=report)
+    multi_label = is_multi_label(table, label_column, label_separator)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace)
-    label_set = labels.split(",") if labels else gateway.existing_labels()
+    label_set = [label.strip() for label in labels.split(",")] if labels else gateway.existing_labels()
     if label_set is None and label_column is not None:
-        label_set = sorted(str(value) for value in _column_labels(table, label_column))
+        label_set = column_labels(table, label_column, label_separator)
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
-    gateway.ensure_dataset(label_set)
+    gateway.ensure_dataset(label_set, multi_label=multi_label)
     gateway.log_labelled_texts(labelled_rows(table, text_column=text_column, label_column=label_column,
                                              id_column=id_column, labels=label_set, split_column=split_column,
-                                             report=report))
+                                             label_separator=label_separator, report=report))
     click.echo(report.summary())
     if report.bad_rows or report.bad_lines:
         sys.exit(2)
@@ -463,15 +468,6 @@ def models_rollback(config_file: Path | None) -> None:
     """Make the previously promoted version current again."""
     entry = _services(config_file).registry.rollback()
     click.echo(f"rolled back: {entry.version} is now current")
-
-
-def _column_labels(table, label_column: str) -> list:
-    import datasets
-
-    feature = table.features[label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        return feature.names
-    return [value for value in table.unique(label_column) if value is not None]
 
 
 def _print_access(settings: LocalArgillaSettings) -> None:

@@ -56,6 +56,8 @@ class ArgillaSettings(_Section):
     dataset: str = Field("", description="the Argilla dataset the worker serves")
     workspace: str = "argilla"
     labels: list[str] = Field(default_factory=list, description="label set when the dataset must be created")
+    multi_label: bool = Field(False, description="when the dataset must be created: a multi-label question "
+                                                 "(annotators tick any number of labels)")
     fields: list[str] = Field(default_factory=list,
                               description="text field(s) the model reads; default: the dataset's only text field")
     question: str = Field("", description="the label question; default: the dataset's only label question")

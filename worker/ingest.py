@@ -4,6 +4,10 @@ Each good row becomes a :class:`~worker.records.LabelledText` with a stable id: 
 column's value when one is given, else a hash of the text — so ingesting the same data again
 updates the same records instead of duplicating them. Bad rows (missing text, unknown label,
 duplicate id) are reported with their row numbers and skipped; the rest is ingested.
+
+A label column holding lists (a ``List`` / ``Sequence`` feature, e.g. ``Sequence(ClassLabel)``), or text labels
+split on a separator (``label_separator``, e.g. ``"|"`` in a csv), makes a multi-label input: each row's label is
+a label set (a sorted tuple, see :func:`worker.records.label_set`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 import datasets
 
 from worker.errors import DataError
-from worker.records import LabelledText
+from worker.records import LabelledText, LabelValue, label_set
 
 logger = logging.getLogger(__name__)
 
@@ -122,21 +126,22 @@ def labelled_rows(
     id_column: str | None = None,
     labels: Iterable[str] | None = None,
     split_column: str | None = None,
+    label_separator: str | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
-    """Yield good rows as LabelledText; record bad ones in ``report``.
+    """Yield good rows as LabelledText; record bad ones in ``report``. Labels are label sets when
+    :func:`is_multi_label` says so for ``label_column`` and ``label_separator``. One pass: memory O(1) per row
+    (the ids seen, for the duplicate check).
 
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
     _check_columns(table, text_column, label_column, id_column, split_column)
-    label_names = _label_names(table, label_column)
-    allowed = set(labels) if labels is not None else None
+    reader = _LabelReader(table, label_column, labels, label_separator)
     seen_ids: dict[str, int] = {}
     for row_number, row in enumerate(table, start=1):
         report.read += 1
-        record, reason = _row_to_record(row, text_column, label_column, id_column, label_names, allowed,
-                                        split_column)
+        record, reason = _row_to_record(row, text_column, reader, id_column, split_column)
         if record is not None and record.id in seen_ids:
             reason = f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
             record = None
@@ -150,33 +155,122 @@ def labelled_rows(
         logger.warning("row %d skipped: %s", row_number, reason)
 
 
+def is_multi_label(table: datasets.Dataset, label_column: str | None, label_separator: str | None = None) -> bool:
+    """Whether ``label_column`` holds label sets: a list column, or text labels to split on ``label_separator``.
+
+    Raises:
+        DataError: the column does not exist, or a separator was given for a list column (its values are lists
+            already).
+    """
+    if label_column is None:
+        return False
+    _check_columns(table, label_column)
+    listed = _item_feature(table.features[label_column]) is not None
+    if listed and label_separator:
+        raise DataError(f"label column {label_column!r} holds lists already; --label-separator applies to text "
+                        f"labels only")
+    return listed or bool(label_separator)
+
+
+def column_labels(table: datasets.Dataset, label_column: str, label_separator: str | None = None) -> list[str]:
+    """The labels that occur in ``label_column`` (a ClassLabel's names), sorted; each label of a set counts.
+    One pass over the column for text labels: memory O(distinct labels)."""
+    feature = table.features[label_column]
+    item = _item_feature(feature)
+    named = item if item is not None else feature
+    if isinstance(named, datasets.ClassLabel):
+        return sorted(named.names)
+    found: set[str] = set()
+    for value in table[label_column]:
+        if item is not None:
+            found.update(str(label) for label in value or () if label is not None)
+        elif label_separator and isinstance(value, str):
+            found.update(_split(value, label_separator))
+        elif value is not None:
+            found.add(str(value))
+    return sorted(found)
+
+
+def _item_feature(feature: object) -> object | None:
+    """The feature of a list column's items (datasets' ``List`` / ``LargeList`` / ``Sequence``, or the
+    ``[feature]`` form), else None."""
+    if isinstance(feature, list):
+        return feature[0] if feature else None
+    if type(feature).__name__ in {"List", "LargeList", "Sequence"}:
+        return getattr(feature, "feature", None)
+    return None
+
+
+def _split(value: str, separator: str) -> list[str]:
+    return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+class _LabelReader:
+    """Turns a row's label value into a label (a name, or a label set) or the reason it is bad."""
+
+    def __init__(self, table: datasets.Dataset, label_column: str | None, labels: Iterable[str] | None,
+                 label_separator: str | None) -> None:
+        self.column = label_column
+        self.multi_label = is_multi_label(table, label_column, label_separator)
+        self.separator = label_separator
+        self.allowed = set(labels) if labels is not None else None
+        feature = table.features[label_column] if label_column is not None else None
+        item = _item_feature(feature)
+        named = item if item is not None else feature
+        self.names = list(named.names) if isinstance(named, datasets.ClassLabel) else None  # of ClassLabel ints
+
+    def read(self, value: object) -> tuple[LabelValue | None, str]:
+        """(label, "") for a good value, (None, reason) for a bad one; (None, "") without a label column."""
+        if self.column is None:
+            return None, ""
+        if not self.multi_label:
+            label = self._name(value)
+            if label is None or not self._known(label):
+                return None, f"label {value!r} is not one of {self._allowed_text()}"
+            return label, ""
+        if isinstance(value, str) and self.separator:
+            parts: list[object] = list(_split(value, self.separator))
+        elif isinstance(value, (list, tuple)):
+            parts = list(value)
+        else:
+            return None, f"label {value!r} is not a list of labels" + (
+                f" (nor text split on {self.separator!r})" if self.separator else "")
+        names = [self._name(part) for part in parts]
+        unknown = [part for part, name in zip(parts, names, strict=True) if name is None or not self._known(name)]
+        if unknown:
+            return None, f"label set {value!r}: {unknown} not in {self._allowed_text()}"
+        if not names:
+            return None, f"label set {value!r} is empty (an Argilla multi-label answer holds at least one label)"
+        return label_set(str(name) for name in names), ""
+
+    def _name(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
+            return self.names[value]
+        return str(value)
+
+    def _known(self, label: str) -> bool:
+        return self.allowed is None or label in self.allowed
+
+    def _allowed_text(self) -> str:
+        return str(sorted(self.allowed)) if self.allowed else "the labels"
+
+
 def _check_columns(table: datasets.Dataset, *columns: str | None) -> None:
     missing = [column for column in columns if column is not None and column not in table.column_names]
     if missing:
         raise DataError(f"column(s) {missing} not in the input; its columns are {table.column_names}")
 
 
-def _label_names(table: datasets.Dataset, label_column: str | None) -> list[str] | None:
-    """For a ClassLabel column, the names of its integer values."""
-    if label_column is None:
-        return None
-    feature = table.features[label_column]
-    return list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-
-
-def _row_to_record(row: dict, text_column: str, label_column: str | None, id_column: str | None,
-                   label_names: list[str] | None, allowed: set[str] | None,
+def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column: str | None,
                    split_column: str | None = None) -> tuple[LabelledText | None, str]:
     text = row[text_column]
     if not isinstance(text, str) or not text.strip():
         return None, f"text column {text_column!r} is empty or not a string ({text!r})"
-    label = None
-    if label_column is not None:
-        value = row[label_column]
-        label = label_names[value] if label_names is not None and isinstance(value, int) else value
-        label = None if label is None else str(label)
-        if label is None or (allowed is not None and label not in allowed):
-            return None, f"label {value!r} is not one of {sorted(allowed) if allowed else 'the labels'}"
+    label, reason = labels.read(row[labels.column] if labels.column is not None else None)
+    if reason:
+        return None, reason
     record_id = str(row[id_column]) if id_column is not None else content_id(text)
     if id_column is not None and row[id_column] in (None, ""):
         return None, f"id column {id_column!r} is empty"

@@ -42,7 +42,7 @@ class LabelledText:
 
     id: str
     text: str
-    label: str | None
+    label: LabelValue | None  # a label set (sorted tuple) for a multi-label question
     split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
 
 

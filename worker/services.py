@@ -117,7 +117,7 @@ class Services:
         """The long-running worker only: create the dataset from ``argilla.labels`` when it does not exist yet
         (reading commands never create one)."""
         if self.settings.argilla.labels and self.gateway.existing_labels() is None:
-            self.gateway.ensure_dataset(self.settings.argilla.labels)
+            self.gateway.ensure_dataset(self.settings.argilla.labels, multi_label=self.settings.argilla.multi_label)
 
     def extra_scorers(self) -> dict:
         """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from worker.errors import DataError
-from worker.ingest import IngestReport, content_id, labelled_rows, load_table
+from worker.ingest import IngestReport, column_labels, content_id, is_multi_label, labelled_rows, load_table
 
 ROWS = [
     {"id": "a", "review": "a moving film", "sentiment": "positive"},
@@ -107,3 +107,62 @@ def test_lines_that_are_not_utf8_are_skipped_by_line_number_and_the_rest_is_read
     assert [line for line, _ in report.bad_lines] == [bad_line]
     assert "not valid UTF-8 (byte 0xff" in report.bad_lines[0][1]
     assert f"line {bad_line}: not valid UTF-8" in report.summary() and "1 skipped" in report.summary()
+
+
+MULTI_ROWS = [
+    {"text": "funny and moving", "tags": ["humour", "praise"]},
+    {"text": "praise twice", "tags": ["praise", "praise"]},
+    {"text": "no tags", "tags": []},
+    {"text": "a typo", "tags": ["humor"]},
+    {"text": "no label value", "tags": None},
+    {"text": "reversed order", "tags": ["praise", "humour"]},
+]
+
+
+def test_a_column_of_lists_gives_sorted_label_sets_and_names_bad_labels_in_a_set():
+    table = datasets.Dataset.from_list(MULTI_ROWS)
+    report = IngestReport()
+
+    assert is_multi_label(table, "tags") and not is_multi_label(table, "text") and not is_multi_label(table, None)
+    assert column_labels(table, "tags") == ["humor", "humour", "praise"]
+    rows = list(labelled_rows(table, label_column="tags", labels=["humour", "praise"], report=report))
+
+    assert [(row.text, row.label) for row in rows] == [("funny and moving", ("humour", "praise")),
+                                                       ("praise twice", ("praise",)),
+                                                       ("reversed order", ("humour", "praise"))]
+    reasons = dict(report.bad_rows)
+    assert sorted(reasons) == [3, 4, 5]
+    assert "is empty" in reasons[3] and "['humor'] not in ['humour', 'praise']" in reasons[4]
+    assert reasons[5] == "label None is not a list of labels"
+
+
+def test_a_sequence_of_class_labels_becomes_sets_of_names():
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "labels": datasets.Sequence(datasets.ClassLabel(names=["anger", "joy", "love"]))})
+    table = datasets.Dataset.from_dict({"text": ["x", "y"], "labels": [[2, 1], [0]]}, features=features)
+
+    assert is_multi_label(table, "labels") and column_labels(table, "labels") == ["anger", "joy", "love"]
+    rows = list(labelled_rows(table, label_column="labels", labels=["anger", "joy", "love"], report=IngestReport()))
+    assert [row.label for row in rows] == [("joy", "love"), ("anger",)]
+
+
+def test_text_labels_split_on_a_separator_become_sets(tmp_path):
+    path = tmp_path / "tags.csv"
+    path.write_text("text,tags\ngreat cast|funny,praise | humour\nslow,pacing\nempty,\" | \"\n")
+    table = load_table(path)
+    report = IngestReport()
+
+    assert not is_multi_label(table, "tags") and is_multi_label(table, "tags", "|")
+    assert column_labels(table, "tags", "|") == ["humour", "pacing", "praise"]
+    rows = list(labelled_rows(table, label_column="tags", label_separator="|", report=report))
+    assert [(row.text, row.label) for row in rows] == [("great cast|funny", ("humour", "praise")),
+                                                       ("slow", ("pacing",))]
+    assert [number for number, _ in report.bad_rows] == [3] and "is empty" in report.bad_rows[0][1]
+
+
+def test_a_separator_for_a_column_of_lists_or_a_missing_label_column_is_a_clear_error():
+    table = datasets.Dataset.from_list(MULTI_ROWS[:2])
+    with pytest.raises(DataError, match="holds lists already"):
+        is_multi_label(table, "tags", "|")
+    with pytest.raises(DataError, match=r"\['label'\] not in the input; its columns are \['text', 'tags'\]"):
+        is_multi_label(table, "label")

@@ -187,25 +187,28 @@ class ArgillaGateway:
         except Exception as error:  # the SDK raises several unrelated types on connect
             raise ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {error}") from error
 
-    def ensure_dataset(self, labels: Sequence[str]) -> rg.Dataset:
-        """Create the dataset, or bring an existing one up to date (never removing anything).
+    def ensure_dataset(self, labels: Sequence[str], *, multi_label: bool = False) -> rg.Dataset:
+        """Create the dataset (a single- or multi-label question), or bring an existing one up to date (never
+        removing anything).
 
         Raises:
-            LabelSetMismatchError: the existing label question has other labels than ``labels``.
+            LabelSetMismatchError: the existing question has other labels than ``labels``, or is single-label
+                where ``multi_label`` asks for label sets (or the reverse).
         """
         dataset = self._find_dataset()
         if dataset is None:
             field, question = new_dataset_names(self._fields, self._question)
-            logger.info("creating dataset %s/%s: field %r, question %r with labels %s", self.workspace,
-                        self.dataset_name, field, question, list(labels))
+            logger.info("creating dataset %s/%s: field %r, %s question %r with labels %s", self.workspace,
+                        self.dataset_name, field, "multi-label" if multi_label else "single-label", question,
+                        list(labels))
             dataset = rg.Dataset(
                 name=self.dataset_name,
                 workspace=self.workspace,
-                settings=dataset_settings(labels, field=field, question=question),
+                settings=dataset_settings(labels, field=field, question=question, multi_label=multi_label),
                 client=self.client,
             )
             return dataset.create()
-        self._check_labels(labels)
+        self._check_labels(labels, multi_label)
         self._add_missing_metadata(dataset)
         self._cached_dataset = None  # settings may have changed
         return dataset
@@ -631,8 +634,14 @@ class ArgillaGateway:
         self._cached_dataset = dataset
         return dataset
 
-    def _check_labels(self, labels: Sequence[str]) -> None:
+    def _check_labels(self, labels: Sequence[str], multi_label: bool = False) -> None:
         binding = self.binding
+        if binding.multi_label != multi_label:
+            kinds = {True: "a multi-label question (label sets)", False: "a single-label question (one label)"}
+            raise LabelSetMismatchError(
+                f"dataset {self.dataset_name} question {binding.question!r} is {kinds[binding.multi_label]}, "
+                f"but the input has {'label sets' if multi_label else 'one label per record'}"
+            )
         if set(binding.labels) != set(labels):
             raise LabelSetMismatchError(
                 f"dataset {self.dataset_name} question {binding.question!r} has labels {sorted(binding.labels)}, "
@@ -788,6 +797,7 @@ def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:
     return rg.Record(
         id=record.id,
         fields=fields,
-        metadata={**metadata, PRESERVED_LABEL: record.label, PRESERVED_AGENT: ORIGINAL_AGENT},
-        suggestions=[rg.Suggestion(question_name=binding.question, value=record.label, agent=ORIGINAL_AGENT)],
+        metadata={**metadata, PRESERVED_LABEL: _json_value(record.label), PRESERVED_AGENT: ORIGINAL_AGENT},
+        suggestions=[rg.Suggestion(question_name=binding.question, value=_json_value(record.label),
+                                   agent=ORIGINAL_AGENT)],
     )

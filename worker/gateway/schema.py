@@ -158,16 +158,18 @@ def merged_guidelines(existing: str | None, multi_label: bool = False) -> str:
     return f"{existing.rstrip()}\n\n{ours}" if existing.strip() else ours
 
 
-def dataset_settings(labels: Sequence[str], *, field: str, question: str) -> rg.Settings:
-    """Settings for a new single-label text-classification dataset with the worker's metadata.
+def dataset_settings(labels: Sequence[str], *, field: str, question: str, multi_label: bool = False) -> rg.Settings:
+    """Settings for a new text-classification dataset (a single-label question, or a multi-label one) with the
+    worker's metadata.
 
     ``field`` and ``question`` are the names the dataset binding asks for (see ``ArgillaGateway.ensure_dataset``).
     """
+    question_class = rg.MultiLabelQuestion if multi_label else rg.LabelQuestion
     return rg.Settings(
-        guidelines=guidelines_section(),
+        guidelines=guidelines_section(multi_label),
         fields=[rg.TextField(name=field, title=field.replace("_", " ").capitalize(), use_markdown=False)],
-        questions=[rg.LabelQuestion(name=question, title=question.replace("_", " ").capitalize(), labels=list(labels))],
-        metadata=metadata_properties(),
+        questions=[question_class(name=question, title=question.replace("_", " ").capitalize(), labels=list(labels))],
+        metadata=metadata_properties(multi_label),
         allow_extra_metadata=False,
     )
 
