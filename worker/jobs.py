@@ -45,7 +45,7 @@ from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
-from worker.scoring import Classifier, Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
@@ -202,11 +202,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
     labels = services.prepare_for_push()  # binds first: a dataset that does not fit the config is said first
-    classifier = services.classifier()
-    check_label_set(classifier.labels, labels)
-    if classifier.multi_label != services.gateway.binding.multi_label:
+    head = services.model_head()
+    check_label_set(head.labels, labels)
+    if head.multi_label != services.gateway.binding.multi_label:
         kinds = ("multi-label", "single-label")
-        raise ConfigError(f"model {classifier.version} is {kinds[not classifier.multi_label]} but question "
+        raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question "
                           f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
                           f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
@@ -215,17 +215,17 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     reconcile = since is not None and state.reconcile_due(key, settings.reconcile_minutes)
     reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
     watermark = gateway.watermark(since) if server_ids is None else None
-    report = ScoreReport(classifier.version)
+    report = ScoreReport(head.version)
     crowd = services.crowd(labels)
     extra = services.extra_scorers()
     if extra:
         gateway.ensure_float_metadata(extra)
-    scorer = record_scorer(services, classifier, extra)
+    scorer = record_scorer(services, extra)
     view = _ViewPolicy.of(services, full=full and server_ids is None)
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
-    todo = _todo(candidates, classifier.version, settings.suggestion, report, since=since,
+    todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
                  forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd)
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
 
@@ -236,9 +236,9 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
     def push(work: tuple[list[RecordScore], dict[str, PulledRecord]]) -> None:
         scores, current = work
-        _push_scores(services, scores, current, classifier.version, report, view=view, crowd=crowd)
+        _push_scores(services, scores, current, head.version, report, view=view, crowd=crowd)
         report.seconds = time.perf_counter() - started
-        call_each(services.plugins, "on_records_scored", model_version=classifier.version, scores=scores)
+        call_each(services.plugins, "on_records_scored", model_version=head.version, scores=scores)
         if on_batch is not None:
             on_batch(report, scores)
 
@@ -264,10 +264,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     return report
 
 
-def record_scorer(services: Services, classifier: Classifier,
+def record_scorer(services: Services,
                   extra: dict[str, Callable[[np.ndarray], np.ndarray]]) -> Scorer | RayScorer:
-    """The ``[scoring]`` engine: this process's :class:`Scorer` (closed by the run), or scoring actors on Ray
-    (``engine = "ray"``, :mod:`worker.scoring.distributed`) with the same options, kept by ``services``."""
+    """The ``[scoring]`` engine for the current model: this process's :class:`Scorer` (closed by the run), or
+    scoring actors on Ray (``engine = "ray"``, :mod:`worker.scoring.distributed`) with the same options, kept
+    by ``services``."""
     settings = services.settings.scoring
     options: dict[str, Any] = {
         "samples": settings.samples, "mc_layers": settings.mc_layers, "batch_size": settings.batch_size,
@@ -275,7 +276,7 @@ def record_scorer(services: Services, classifier: Classifier,
         "adaptive": adaptive_sampling(settings)}
     if settings.engine == "ray":
         return services.ray_scorer(options)  # kept between runs: closing it is the Services' business
-    return Scorer(classifier, **options)
+    return Scorer(services.classifier(), **options)
 
 
 def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: datetime | None,

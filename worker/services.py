@@ -25,7 +25,7 @@ from worker.stability import StopSetStore
 from worker.view import QuantileStore
 
 if TYPE_CHECKING:
-    from worker.scoring import Classifier
+    from worker.scoring import Classifier, ModelHead
     from worker.scoring.distributed import RayScorer
 
 logger = logging.getLogger(__name__)
@@ -162,12 +162,22 @@ class Services:
             self._ray_scorer = None
 
     def classifier(self) -> Classifier:
-        """The current model, loaded once per version (on the CPU with ``scoring.engine = "ray"``: the actors
-        score, the driver only needs its labels and head; a GPU copy here would take an actor's memory)."""
+        """The current model, loaded once per version on ``scoring.device``."""
         from worker.scoring import load_classifier  # torch: only for the commands that score
 
         current = self.current_model()
         if self._classifier is None or self._classifier.version != current.version:
-            device = "cpu" if self.settings.scoring.engine == "ray" else self.settings.scoring.device
-            self._classifier = load_classifier(current.path, device=device, version=current.version)
+            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
+                                               version=current.version)
         return self._classifier
+
+    def model_head(self) -> ModelHead:
+        """The current model's labels, version and thresholds: from the loaded model with the local engine,
+        from its config alone with ``scoring.engine = "ray"`` (the actors hold the models; the driver loads no
+        weights, so a model too big for the driver's machine still scores)."""
+        if self.settings.scoring.engine != "ray":
+            return self.classifier().head
+        from worker.scoring import read_head
+
+        current = self.current_model()
+        return read_head(current.path, current.version)

@@ -61,7 +61,7 @@ def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, st
 
     options["scoring"]["engine"] = "local"  # the same options on this process's engine
     local = Services(load_settings(**options))
-    scorer = record_scorer(local, local.classifier(), local.extra_scorers())
+    scorer = record_scorer(local, local.extra_scorers())
     inputs = [ScoringInput(r.record_id, r.text, reference_label(r), r.text_pair) for r in pulled]
     for record, score in zip(pulled, scorer.score(inputs), strict=True):
         # equal up to the metadata's rounding (4 significant digits: a float32 difference of 1e-10 between the

@@ -164,6 +164,31 @@ def test_a_bad_thresholds_file_is_named_and_a_missing_one_means_one_half(tmp_pat
         thresholds_of(tmp_path, ("a", "b"))
 
 
+def test_a_models_head_is_read_from_its_config_without_its_weights(tmp_path):
+    """What the Ray engine's driver reads instead of loading the model: the same labels, version and thresholds."""
+    import json
+
+    from worker.errors import ScoringError
+    from tests.tiny_models import save_tiny_classifier
+    from worker.scoring import load_classifier, read_head
+
+    directory = save_tiny_classifier(tmp_path / "model", labels=("b", "a", "c"))
+    assert read_head(directory, "v3") == load_classifier(directory, device="cpu", version="v3").head
+    assert read_head(directory, "v3").labels == ("b", "a", "c") and not read_head(directory, "v3").multi_label
+
+    config = json.loads((directory / "config.json").read_text())
+    (directory / "config.json").write_text(json.dumps({**config, "problem_type": "multi_label_classification"}))
+    (directory / "thresholds.json").write_text('{"c": 0.25}')
+    for weights in directory.glob("*.safetensors"):
+        weights.unlink()  # no weights needed
+    head = read_head(directory, "v4")
+    assert head.multi_label and head.thresholds == (0.5, 0.5, 0.25) and head.version == "v4"
+
+    (directory / "config.json").write_text("{not json")
+    with pytest.raises(ScoringError, match=r"cannot read a model config from"):
+        read_head(directory, "v5")
+
+
 def test_weighted_label_sets_let_a_reliable_annotator_outvote_two_unreliable_ones_per_label():
     weights = {"good": 0.9, "sloppy1": 0.1, "sloppy2": 0.1}
     votes = {"good": ["sports"], "sloppy1": ["sports", "tech"], "sloppy2": ["tech"]}

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from worker.errors import ScoringError
 from worker.scoring.device import amp_dtype, pick_device
@@ -16,6 +23,36 @@ from worker.scoring.device import amp_dtype, pick_device
 logger = logging.getLogger(__name__)
 
 MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.problem_type of a sigmoid head
+
+
+@dataclass(frozen=True)
+class ModelHead:
+    """What a score run needs to know of a model besides running it: its label names (index = class id), its
+    version, and for a multi-label head its per-label thresholds [L] (None: single-label)."""
+
+    labels: tuple[str, ...]
+    version: str
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
+
+
+def read_head(source: str | Path, version: str) -> ModelHead:
+    """A model's :class:`ModelHead` from its config (and ``thresholds.json``) without loading its weights: the
+    driver of the Ray engine, whose actors hold the models, reads only this.
+
+    Raises:
+        ScoringError: the config cannot be read or its labels do not cover the classes.
+    """
+    try:
+        config = AutoConfig.from_pretrained(str(source))
+    except (OSError, ValueError) as error:
+        raise ScoringError(f"cannot read a model config from {source!r}: {error}") from error
+    labels = labels_of(config)
+    multi = getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM
+    return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None)
 
 
 @dataclass
@@ -38,6 +75,10 @@ class Classifier:
     @property
     def multi_label(self) -> bool:
         return self.thresholds is not None
+
+    @property
+    def head(self) -> ModelHead:
+        return ModelHead(self.labels, self.version, self.thresholds)
 
     @property
     def max_length(self) -> int:
@@ -73,7 +114,7 @@ def load_classifier(
     except (OSError, ValueError) as error:
         raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
     model.to(target).eval()
-    labels = labels_of(model)
+    labels = labels_of(model.config)
     thresholds = (thresholds_of(Path(str(source)), labels)
                   if getattr(model.config, "problem_type", None) == MULTI_LABEL_PROBLEM else None)
     logger.info("loaded %s (%d labels%s, %s attention) on %s", source, len(labels),
@@ -108,12 +149,12 @@ def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]
     return values
 
 
-def labels_of(model: PreTrainedModel) -> tuple[str, ...]:
-    """Label names in class-id order, from ``config.id2label``."""
-    id2label = {int(index): str(name) for index, name in (model.config.id2label or {}).items()}
-    if sorted(id2label) != list(range(model.config.num_labels)):
-        raise ScoringError(f"model config id2label {id2label} does not cover classes 0..{model.config.num_labels - 1}")
-    return tuple(id2label[index] for index in range(model.config.num_labels))
+def labels_of(config: PretrainedConfig) -> tuple[str, ...]:
+    """Label names in class-id order, from a model config's ``id2label``."""
+    id2label = {int(index): str(name) for index, name in (config.id2label or {}).items()}
+    if sorted(id2label) != list(range(config.num_labels)):
+        raise ScoringError(f"model config id2label {id2label} does not cover classes 0..{config.num_labels - 1}")
+    return tuple(id2label[index] for index in range(config.num_labels))
 
 
 def check_label_set(model_labels: tuple[str, ...], dataset_labels: tuple[str, ...] | list[str]) -> None:
