@@ -143,7 +143,16 @@ def main() -> None:
     write_results(f"label_errors-{args.dataset}-{args.flip:g}-s{args.seed}",
                   {"args": vars(args), "table": table, "flipped": len(flipped),
                    "oof_accuracy_true_labels": accuracy_oof,
-                   "targets": {m: table[LABEL_ISSUE][m] > best for m, best in cleanlab_best.items()}}, lines)
+                   "targets": {m: table[LABEL_ISSUE][m] > best for m, best in cleanlab_best.items()},
+                   # per record, in `ids` order: what a new ranking formula can be tried on without training
+                   # again (try it on one seed, judge it on the others)
+                   "records": {"flipped": [i in flipped for i in ids],
+                               "oof_label_probability": oof_probs[np.arange(len(ids)), given].round(6).tolist(),
+                               "oof_bald": [round(oof.scores[i].bald, 6) for i in ids],
+                               "oof_expected_loss": [round(oof.scores[i].expected_loss, 6) for i in ids],
+                               "fold_aum": [round(float(oof.margins[i]), 6) for i in ids],
+                               "in_sample_aum": [round(float(m), 6) for m in in_sample_training.margins]}},
+                  lines)
 
 
 def summary_lines(paths: list[Path]) -> list[str]:
