@@ -28,8 +28,11 @@ and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
 voter of the record; agreement, ``L``, the no-skill error and the model's error are counted over those decisions
 (the model's answer: whether the label is in its stored ``predicted_label`` set), so the same weights serve the
 per-label consensus (:func:`~worker.records.label_set_consensus`) and :func:`needs_another_label_set` (each label
-scored as a two-label question; the record's most doubtful label counts). There is no posterior confidence for a
-set, and ``consensus.ties = "resolve"`` applies to single labels only.
+scored as a two-label question; the record's most doubtful label counts). Each label any voter ticked gets the
+two-way posterior above, the model's evidence being its stored decision on the label (in the worker's suggested
+set or not, believed like an annotator: ``L`` / ``1 − L``); the set's ``confidence`` is the product of the
+posteriors of the decided sides (a tied label: its larger one), and ``consensus.ties = "resolve"`` decides a tied
+label by its posterior as for single labels.
 
 **needs_another_label** (:func:`needs_another_label`, higher = a further label would help more): one minus
 ActiveLab's score, ``(post(ŷ)·(Σ_j w_j + w_M) + w̄/K) / (Σ_j w_j + w_M + w̄)``; a record nobody labelled has
@@ -50,6 +53,8 @@ from worker.records import (
     PulledRecord,
     ResponseState,
     consensus,
+    label_set,
+    label_set_consensus,
     single_votes,
     submitted_votes,
     vote_sets,
@@ -243,8 +248,10 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
     """
     decided = consensus(record, crowd.weight)
     votes = single_votes(submitted_votes(record))
-    if decided is None or votes is None:
-        return decided  # label sets: weighed label by label (records.label_set_consensus), no posterior yet
+    if decided is None:
+        return None
+    if votes is None:
+        return _label_set_verdict(record, decided, crowd)
     posterior = _posterior(votes, crowd, model)
     if isinstance(decided.label, str):  # a label outside the question (named by the caller) has no posterior: 0
         return replace(decided, confidence=posterior.get(decided.label, 0.0))
@@ -255,6 +262,52 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
         total = sum(crowd.weight(user) for user in votes)
         return replace(decided, label=winners[0], tied_labels=(), agreement=behind / total, confidence=best)
     return replace(decided, confidence=best)
+
+
+def _label_set_verdict(record: PulledRecord, decided: Correction, crowd: CrowdModel) -> Correction:
+    """``decided`` (the per-label weighted consensus of label sets) with its confidence, and with
+    ``crowd.resolve_ties`` its tied labels decided by their posteriors (module docstring). O(labels × voters)."""
+    sets = vote_sets(submitted_votes(record))
+    verdict_ = label_set_consensus(record.record_id, sets, crowd.weight)
+    assert verdict_ is not None  # decided came from these votes
+    binary = replace(crowd, labels=(ABSENT, PRESENT), resolve_ties=False)
+    predicted = _model_label_set(record)
+    present, tied, agreement = set(verdict_.present), [], dict(verdict_.agreement)
+    total = sum(crowd.weight(user) for user in sets)
+    confidence = 1.0
+    for label in sorted(set().union(*sets.values())):
+        votes = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
+        model = None if predicted is None else _decision_evidence(label in predicted, crowd.likelihood)
+        posterior = _posterior(votes, binary, model)
+        if label in verdict_.tied_labels:
+            if not crowd.resolve_ties or posterior[PRESENT] == posterior[ABSENT]:
+                tied.append(label)
+                confidence *= max(posterior.values())
+                continue
+            side = PRESENT if posterior[PRESENT] > posterior[ABSENT] else ABSENT
+            behind = sum(crowd.weight(user) for user, vote in votes.items() if vote == side)
+            agreement[label] = behind / total
+            if side == PRESENT:
+                present.add(label)
+        confidence *= posterior[PRESENT if label in present else ABSENT]
+    return replace(decided, label=None if tied else label_set(present), tied_labels=tuple(tied),
+                   label_agreement=agreement, agreement=sum(agreement.values()) / len(agreement) if agreement
+                   else decided.agreement, confidence=confidence)
+
+
+def _model_label_set(record: PulledRecord) -> set[str] | None:
+    """The label set the worker's model suggested for the record (its suggestion, written by the model version
+    stored beside it), or None when the record carries no such suggestion."""
+    suggestion = record.suggestion
+    if (suggestion is None or not isinstance(suggestion.value, tuple)
+            or suggestion.agent != record.metadata.get("model_version")):
+        return None
+    return set(suggestion.value)
+
+
+def _decision_evidence(in_set: bool, likelihood: float) -> list[float]:
+    """The model's [p(absent), p(present)] of one label from its stored decision, believed like an annotator's."""
+    return [1 - likelihood, likelihood] if in_set else [likelihood, 1 - likelihood]
 
 
 def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None:

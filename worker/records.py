@@ -174,8 +174,8 @@ class LabelSetVerdict:
     """The annotators' verdict on one record's label set, label by label.
 
     ``labels`` holds the labels more than half of the voters chose, or None when some label has exactly half
-    (then ``tied_labels`` names those: reported, not guessed). ``agreement`` [label] is the share of voters
-    on the decided side of each label any voter chose.
+    (then ``tied_labels`` names those: reported, not guessed; ``present`` still holds the decided ones).
+    ``agreement`` [label] is the share of voters on the decided side of each label any voter chose.
     """
 
     record_id: str
@@ -183,6 +183,7 @@ class LabelSetVerdict:
     num_annotators: int
     agreement: dict[str, float] = field(default_factory=dict)
     tied_labels: tuple[str, ...] = ()
+    present: tuple[str, ...] = ()  # the labels decided present, ties left out
 
 
 def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]],
@@ -209,7 +210,7 @@ def label_set_consensus(record_id: str, votes: Mapping[str, Collection[str]],
         agreement[label] = (behind if included else total - behind) / total
         if included and label not in tied:
             decided.append(label)
-    return LabelSetVerdict(record_id, None if tied else tuple(decided), voters, agreement, tied)
+    return LabelSetVerdict(record_id, None if tied else tuple(decided), voters, agreement, tied, tuple(decided))
 
 
 def vote_sets(votes: Mapping[str, LabelValue]) -> dict[str, set[str]]:

@@ -52,6 +52,35 @@ def test_the_consensus_of_label_sets_is_decided_label_by_label_and_drafts_are_ig
     assert consensus(reliable).label == ("sports",) and verdict(reliable, crowd).label == ("tech",)
 
 
+def test_a_label_set_consensus_has_a_posterior_confidence_and_ties_resolve_label_by_label():
+    from dataclasses import replace
+
+    from worker.records import SuggestionState
+
+    crowd = CrowdModel(TOPICS, {"u0": 0.9, "u1": 0.1}, 0.5, 1.0, 0.9, {}, 0)
+    agreeing = verdict(_record("a", None, [("tech",), ("tech",)]), crowd)
+    # per label: post(present) = Σ w·L / Σ w = 0.9 (no model evidence: the record carries no suggestion)
+    assert agreeing.label == ("tech",) and agreeing.confidence == pytest.approx(0.9)
+
+    split = _record("s", None, [("tech",), ("sports", "tech")])  # u1 alone ticked sports: a tie of the votes
+    kept = verdict(split, crowd)
+    post_sports_absent = (0.9 * 0.9 + 0.1 * 0.1) / 1.0
+    assert kept.label is None and kept.tied_labels == ("sports",)
+    assert kept.confidence == pytest.approx(0.9 * post_sports_absent)  # tech's posterior × the tie's larger one
+    resolving = replace(crowd, resolve_ties=True)
+    resolved = verdict(split, resolving)
+    assert resolved.label == ("tech",) and resolved.tied_labels == ()  # the reliable annotator's side
+    assert resolved.label_agreement["sports"] == pytest.approx(0.9) and resolved.confidence == kept.confidence
+
+    equal = replace(resolving, annotator_weights={"u0": 0.5, "u1": 0.5})
+    assert verdict(split, equal).tied_labels == ("sports",)  # equal posteriors: still a tie
+    by_model = replace(split, suggestion=SuggestionState(("sports", "tech"), "v0002", (0.8, 0.9)))
+    assert verdict(by_model, equal).label == ("sports", "tech")  # the worker's model ticked it: it tips the tie
+    by_other = replace(by_model, suggestion=SuggestionState(("sports", "tech"), "tagger", (0.8, 0.9)))
+    assert verdict(by_other, equal).tied_labels == ("sports",)  # another agent's suggestion is not evidence
+    assert verdict(by_model, None).label is None  # plain majority: ties kept, no confidence
+
+
 def test_label_set_records_become_weighted_examples_and_a_stratified_split():
     from worker.training.data import build_training_set, examples_from_records, label_counts, strata
 
