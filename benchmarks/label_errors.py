@@ -149,6 +149,7 @@ def main() -> None:
                    "records": {"flipped": [i in flipped for i in ids],
                                "oof_label_probability": oof_probs[np.arange(len(ids)), given].round(6).tolist(),
                                "oof_bald": [round(oof.scores[i].bald, 6) for i in ids],
+                               "oof_variance": [round(oof.scores[i].variance or 0.0, 8) for i in ids],
                                "oof_expected_loss": [round(oof.scores[i].expected_loss, 6) for i in ids],
                                "fold_aum": [round(float(oof.margins[i]), 6) for i in ids],
                                "in_sample_aum": [round(float(m), 6) for m in in_sample_training.margins]}},

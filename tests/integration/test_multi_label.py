@@ -118,6 +118,7 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     rows = {row["id"]: row for row in table}
     for record_id, tags in REVIEWED.items():
         assert sorted(names[i] for i in rows[record_id]["label"]) == sorted(tags) and rows[record_id]["reviewed"]
+        assert 0 < rows[record_id]["label_confidence"] < 1  # the set's posterior (one voter: ≤ L per label)
     assert "m0-4" not in rows  # no label set at all (the tagger suggested none, nobody reviewed): left out
 
     pending = [r for r in pulled.values() if r.record_id not in REVIEWED and r.metadata.get("loss") is not None]
