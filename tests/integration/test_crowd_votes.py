@@ -99,7 +99,7 @@ def test_weighted_votes_train_publish_and_rank_second_opinions(crowd_dataset, st
     assert min(weights[u] for u in RELIABLE) > 10 * max(weights[u] for u in SLOPPY), weights
     assert outcome.model.metrics["training"]["annotated"] == 34  # 35 reviewed records, one tie left out
 
-    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published")).values()))
+    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache")).values()))
     names = table.features["label"].names
     rows = {row["id"]: row for row in table}
     for index in OUTVOTED:  # the majority was wrong; the weighted consensus is the reliable annotator's label

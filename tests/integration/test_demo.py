@@ -48,6 +48,6 @@ def test_demo_runs_the_loop_score_review_retrain_gate_publish(local_argilla, sta
             assert suggestion.value == record.metadata["original_label"]
         assert record.metadata["loss"] >= 0 and record.metadata["model_version"] == current
     assert sum(len(record.responses) for record in records) == 30  # only the scripted annotator's answers
-    published = datasets.load_dataset(str(tmp_path / "published"))
+    published = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
     assert published["train"].num_rows + published["test"].num_rows == 80
     assert sum(published["train"]["reviewed"]) + sum(published["test"]["reviewed"]) == 30

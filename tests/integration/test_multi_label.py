@@ -112,7 +112,7 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     assert min(wrong_losses) > clean[len(clean) // 2], (wrong_losses, clean)  # the tagger's mistakes rank high
 
     publish_job(services, directory=tmp_path / "published")
-    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published")).values()))
+    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache")).values()))
     label_feature = table.features["label"]
     names = label_feature.feature.names
     rows = {row["id"]: row for row in table}

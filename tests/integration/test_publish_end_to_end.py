@@ -54,7 +54,7 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
 
     assert first.returncode == 0, first.stderr
     assert "published" in first.stdout and "unchanged, nothing written" in again.stdout
-    loaded = datasets.load_dataset(str(out))
+    loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert {name: split.num_rows for name, split in loaded.items()} == {"train": 8, "test": 3}  # tie left out
     rows = {row["id"]: row for split in loaded.values() for row in split}
     names = loaded["train"].features["label"].names

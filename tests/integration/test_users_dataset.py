@@ -151,7 +151,7 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
     scored_settings = _dataset_settings(stack_settings, their_dataset.id)
     publish_job(services, directory=tmp_path / "published")
     assert _dataset_settings(stack_settings, their_dataset.id) == scored_settings
-    table = datasets.load_dataset(str(tmp_path / "published"))
+    table = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
     rows = {row["id"]: row for split in table.values() for row in split}
     names = table[next(iter(table))].features["label"].names
     assert len(rows) == COUNT

@@ -97,7 +97,7 @@ def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the
     publication = build_publication(records, LABELS, fields=fields)
     LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo())
 
-    loaded = datasets.load_dataset(str(tmp_path / "out"))["train"]
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert [loaded.column_names[i] for i in (1, 2, 3)] == ["premise", "hypothesis", "field_label"]
     assert loaded["hypothesis"] == ["h0", None, "h2"] and loaded["field_label"] == ["l0", "l1", "l2"]
     assert loaded["label"] == [LABELS.index("positive")] * 3
@@ -116,7 +116,7 @@ def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_p
     result = LocalDirectorySink(target).publish(publication, CardInfo(license="cc-by-4.0", pretty_name="Reviews"))
 
     assert result.published
-    loaded = datasets.load_dataset(str(target))
+    loaded = datasets.load_dataset(str(target), cache_dir=str(tmp_path / "hf-cache"))
     assert set(loaded) == {"train"} and loaded["train"].num_rows == 4
     assert loaded["train"].features["label"].names == list(LABELS)
     assert loaded["train"].features["original_label"].names == list(LABELS)
@@ -163,7 +163,7 @@ def test_an_interrupted_write_leaves_the_previous_publication_intact(tmp_path, m
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "cleaned").rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["cleaned"], "a half-written publication was left behind"
-    assert datasets.load_dataset(str(tmp_path / "cleaned"))["train"].num_rows == 4
+    assert datasets.load_dataset(str(tmp_path / "cleaned"), cache_dir=str(tmp_path / "hf-cache"))["train"].num_rows == 4
 
 
 def test_a_crash_between_the_swap_renames_is_repaired_on_the_next_publish(tmp_path):

@@ -50,6 +50,33 @@ def test_fast_padding_equals_the_tokenizers_own(tiny_classifier):
         torch.testing.assert_close(padded[key], expected[key].long())
 
 
+@pytest.mark.parametrize("inputs", [["input_ids", "token_type_ids", "attention_mask"], ["input_ids", "attention_mask"]])
+def test_the_rust_backend_path_encodes_exactly_like_the_tokenizers_call(tiny_classifier, inputs):
+    """The fast path (the backend called directly) against ``tokenizer(...)``: the same ids, masks and token
+    types, the same truncation at a small limit, single texts and text pairs, a model without token types."""
+    import copy
+
+    from worker.scoring.batching import _backend_encode, _model_input_keys, _truncating_backend, _wrapper_encode
+
+    tokenizer = copy.deepcopy(tiny_classifier.tokenizer)
+    tokenizer.model_input_names = inputs
+    texts = [record.text for record in _records(60, seed=4)]
+    pairs = [record.text for record in _records(60, seed=5)]
+    for max_length, second in ((64, None), (9, None), (12, pairs), (64, pairs)):
+        backend = _truncating_backend(tokenizer, max_length)
+        assert backend is not None and backend is not tokenizer.backend_tokenizer  # a private, configured copy
+        fast, fast_truncated = _backend_encode(backend, _model_input_keys(tokenizer), texts, max_length, second)
+        reference, truncated = _wrapper_encode(tokenizer, texts, max_length, second)
+        assert fast == [dict(encoding) for encoding in reference], (max_length, second is not None)
+        assert fast_truncated == truncated and (truncated > 0) == (max_length < 20)
+        assert list(fast[0]) == [key for key in ("input_ids", "token_type_ids", "attention_mask")
+                                 if key in inputs or key == "attention_mask"]
+    assert _truncating_backend(tokenizer, 9) is _truncating_backend(tokenizer, 9)  # configured once
+
+    tokenizer.model_input_names = [*inputs, "pixel_values"]
+    assert _truncating_backend(tokenizer, 9) is None  # inputs the backend does not give: the tokenizer's call
+
+
 def test_prefetch_keeps_order_and_runs_ahead_on_another_thread():
     threads = []
 

@@ -1,0 +1,92 @@
+"""How fast the scorer turns texts into padded batches: the tokenizer's own call vs its Rust backend called
+directly (issue #16: on a GPU, one process's tokenizing bounds the deterministic scoring rate).
+
+Rows, on the same texts in one run, best of ``--repeats``:
+
+  ceiling: backend encode only     the Rust encoding alone (``encode_batch_fast``), no Python lists: the limit
+  tokenizer(...) (before)          what ``_tokenize`` did: the transformers call with overflow tracking
+  backend direct (now)             what ``_tokenize`` does for a fast tokenizer
+  windows before / now             the whole window step (tokenize, sort by length, bucket, pad to int64 arrays)
+
+each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU host) and off (one thread: the
+Python work that cannot run in parallel, the part a many-core host still pays serially).
+
+    .venv/bin/python benchmarks/tokenize.py [--records 20000] [--repeats 3]
+
+Texts: the offline movie-review snippets (repeated to ``--records``); tokenizer: the offline all-MiniLM-L6-v2.
+Writes benchmarks/results/tokenize.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from unittest import mock
+
+from transformers import AutoTokenizer
+
+from benchmarks._shared import write_results
+from worker.demo_data import load_movie_snippets
+from worker.offline_assets import MINILM_MODEL, fetch
+from worker.scoring import batching
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=256)
+    args = parser.parse_args()
+
+    snippets = [snippet.text for snippet in load_movie_snippets()]
+    texts = (snippets * (args.records // len(snippets) + 1))[:args.records]
+    rows: dict[str, dict[str, float]] = {}
+    for parallel in (True, False):
+        os.environ["TOKENIZERS_PARALLELISM"] = "true" if parallel else "false"
+        tokenizer = AutoTokenizer.from_pretrained(str(fetch(MINILM_MODEL)))  # after the switch: it is read once
+        column = "rust threads on" if parallel else "one thread"
+        for name, run in _paths(tokenizer, texts, args.max_length).items():
+            rows.setdefault(name, {})[column] = len(texts) / _best(run, args.repeats)
+    lines = [f"Tokenizing {len(texts):,} movie snippets (max {args.max_length} tokens), all-MiniLM-L6-v2's "
+             f"tokenizer, {os.cpu_count()} CPUs, texts/s (best of {args.repeats})", "",
+             "| path | rust threads on | one thread |", "|---|---:|---:|",
+             *(f"| {name} | {values['rust threads on']:,.0f} | {values['one thread']:,.0f} |"
+               for name, values in rows.items())]
+    before, now = rows["tokenizer(...) (before)"], rows["backend direct (now)"]
+    lines += ["", *(f"backend direct / tokenizer(...), {column}: {now[column] / before[column]:.2f}×"
+                    for column in before)]
+    write_results("tokenize", {"args": vars(args), "rows": rows}, lines)
+
+
+def _paths(tokenizer, texts: list[str], max_length: int) -> dict[str, Callable[[], object]]:
+    backend = batching._truncating_backend(tokenizer, max_length)
+    assert backend is not None, "the offline MiniLM has a fast tokenizer"
+    keys = batching._model_input_keys(tokenizer)
+    shape = batching._Shape(batch_size=256, max_length=max_length, batch_tokens=None)
+
+    def windows_before():
+        with mock.patch.object(batching, "_truncating_backend", return_value=None):
+            return batching.encode_texts(texts, tokenizer, shape)
+
+    return {
+        "ceiling: backend encode only": lambda: backend.encode_batch_fast(texts),
+        "tokenizer(...) (before)": lambda: batching._wrapper_encode(tokenizer, texts, max_length),
+        "backend direct (now)": lambda: batching._backend_encode(backend, keys, texts, max_length, None),
+        "windows before (tokenize + bucket + pad)": windows_before,
+        "windows now (tokenize + bucket + pad)": lambda: batching.encode_texts(texts, tokenizer, shape),
+    }
+
+
+def _best(run: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+if __name__ == "__main__":
+    main()
