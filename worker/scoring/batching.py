@@ -400,7 +400,7 @@ def _backend_encode(backend, keys: list[str], texts: list[str], max_length: int,
     """:func:`_tokenize` on the Rust backend: the texts are encoded in parallel without the GIL
     (``encode_batch_fast``: no character offsets), and each encoding becomes one dict of lists — a fifth of
     the Python work of ``tokenizer(...)``, which is what bounds a GPU's scoring rate on short texts
-    (benchmarks/tokenize.py)."""
+    (benchmarks/tokenizing.py)."""
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
     encoded = encode(texts if pairs is None else list(zip(texts, pairs, strict=True)))
     fields = [(key, _BACKEND_FIELDS[key]) for key in keys]

@@ -11,26 +11,30 @@ Rows, on the same texts in one run, best of ``--repeats``:
 each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU host) and off (one thread: the
 Python work that cannot run in parallel, the part a many-core host still pays serially).
 
-    .venv/bin/python benchmarks/tokenize.py [--records 20000] [--repeats 3]
+    .venv/bin/python benchmarks/tokenizing.py [--records 20000] [--repeats 3]
 
 Texts: the offline movie-review snippets (repeated to ``--records``); tokenizer: the offline all-MiniLM-L6-v2.
-Writes benchmarks/results/tokenize.{json,md}.
+Writes benchmarks/results/tokenizing.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from unittest import mock
 
 from transformers import AutoTokenizer
 
-from benchmarks._shared import write_results
-from worker.demo_data import load_movie_snippets
-from worker.offline_assets import MINILM_MODEL, fetch
-from worker.scoring import batching
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._shared import write_results  # noqa: E402
+from worker.demo_data import load_movie_snippets  # noqa: E402
+from worker.offline_assets import MINILM_MODEL, fetch  # noqa: E402
+from worker.scoring import batching  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +61,7 @@ def main() -> None:
     before, now = rows["tokenizer(...) (before)"], rows["backend direct (now)"]
     lines += ["", *(f"backend direct / tokenizer(...), {column}: {now[column] / before[column]:.2f}×"
                     for column in before)]
-    write_results("tokenize", {"args": vars(args), "rows": rows}, lines)
+    write_results("tokenizing", {"args": vars(args), "rows": rows}, lines)
 
 
 def _paths(tokenizer, texts: list[str], max_length: int) -> dict[str, Callable[[], object]]:
