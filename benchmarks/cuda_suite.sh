@@ -4,7 +4,7 @@
 #   bash benchmarks/cuda_suite.sh                       # everything, with .venv/bin/python
 #   PYTHON=python3 STEPS="tests precision" bash benchmarks/cuda_suite.sh
 #
-# STEPS picks from: tests gpu precision calibration scoring label_errors active_learning label_error_grid
+# STEPS picks from: tests tokenizing gpu precision calibration scoring label_errors active_learning label_error_grid
 # active_learning_grid multi_annotator multilabel (default: all). The grids are issue #17's benchmarks: label errors
 # on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
 # seeds (about 15 min and 25 min on an H100: 37 s per label-error cell, 130 s per active-learning run measured).
@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-STEPS=${STEPS:-tests gpu precision calibration scoring label_errors active_learning label_error_grid \
+STEPS=${STEPS:-tests tokenizing gpu precision calibration scoring label_errors active_learning label_error_grid \
 active_learning_grid multi_annotator multilabel}
 LIMIT=${LIMIT:-1800}
 LOGS=benchmarks/results/logs
@@ -28,6 +28,7 @@ fi
 step_command() {  # one command line per line of output, run in order
   case "$1" in
     tests) echo "-m pytest -q -ra tests/unit/test_cuda.py" ;;
+    tokenizing) echo "benchmarks/tokenizing.py --records 50000" ;;
     gpu) echo "benchmarks/gpu.py --compile" ;;
     precision) echo "benchmarks/precision.py --device cuda" ;;
     calibration) echo "benchmarks/calibration.py --device cuda" ;;
