@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
 BINARY_SNIFF_BYTES = 8192
+LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
 
 
 @dataclass
@@ -174,20 +175,21 @@ def is_multi_label(table: datasets.Dataset, label_column: str | None, label_sepa
 
 def column_labels(table: datasets.Dataset, label_column: str, label_separator: str | None = None) -> list[str]:
     """The labels that occur in ``label_column`` (a ClassLabel's names), sorted; each label of a set counts.
-    One pass over the column for text labels: memory O(distinct labels)."""
+    One pass over the column, ``LABEL_SCAN_BATCH`` rows at a time: memory O(batch + distinct labels)."""
     feature = table.features[label_column]
     item = _item_feature(feature)
     named = item if item is not None else feature
     if isinstance(named, datasets.ClassLabel):
         return sorted(named.names)
     found: set[str] = set()
-    for value in table[label_column]:
-        if item is not None:
-            found.update(str(label) for label in value or () if label is not None)
-        elif label_separator and isinstance(value, str):
-            found.update(_split(value, label_separator))
-        elif value is not None:
-            found.add(str(value))
+    for batch in table.select_columns([label_column]).iter(batch_size=LABEL_SCAN_BATCH):
+        for value in batch[label_column]:
+            if item is not None:
+                found.update(str(label) for label in value or () if label is not None)
+            elif label_separator and isinstance(value, str):
+                found.update(_split(value, label_separator))
+            elif value is not None:
+                found.add(str(value))
     return sorted(found)
 
 

@@ -125,6 +125,7 @@ def test_a_column_of_lists_gives_sorted_label_sets_and_names_bad_labels_in_a_set
 
     assert is_multi_label(table, "tags") and not is_multi_label(table, "text") and not is_multi_label(table, None)
     assert column_labels(table, "tags") == ["humor", "humour", "praise"]
+    assert column_labels(table.select([0, 1]), "tags") == ["humour", "praise"]  # a view: only its rows count
     rows = list(labelled_rows(table, label_column="tags", labels=["humour", "praise"], report=report))
 
     assert [(row.text, row.label) for row in rows] == [("funny and moving", ("humour", "praise")),
