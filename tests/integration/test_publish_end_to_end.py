@@ -77,5 +77,6 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
         pushed = _cli("publish", "-c", str(config), "--repo-id", "team/cleaned", env=hub_env)
         assert pushed.returncode == 0, pushed.stderr
         assert token not in pushed.stdout + pushed.stderr
-    assert "data/train-00000-of-00001.parquet" in hub.repos["team/cleaned"].files
+    data_files = [name for name in hub.repos["team/cleaned"].files if name.startswith("data/")]
+    assert sorted(name.split("-")[0] for name in data_files) == ["data/test", "data/train"], data_files
     assert hub.repos["team/cleaned"].commits[0]["title"].startswith("Publish 11 records (2 corrected)")

@@ -133,6 +133,19 @@ def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_p
         assert f"]({image})" in card and (target / image).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_republished_directory_loads_its_new_rows_not_the_cached_previous_ones(tmp_path):
+    """``datasets.load_dataset(directory)`` caches a local dataset under a key made from its card: a card that
+    stayed the same while a value changed (same rows, same counts) loaded the previous rows from that cache."""
+    sink, cache = LocalDirectorySink(tmp_path / "cleaned"), str(tmp_path / "hf-cache")
+    records = _records()
+    sink.publish(build_publication(records, LABELS, PublishOptions(split="none")), CardInfo())
+    assert datasets.load_dataset(str(tmp_path / "cleaned"), cache_dir=cache)["train"]["loss"][0] == pytest.approx(3.2)
+
+    records[0] = _record("a", "positive", ["negative"], loss=0.7)  # one value changes, nothing the card counts
+    sink.publish(build_publication(records, LABELS, PublishOptions(split="none")), CardInfo())
+    assert datasets.load_dataset(str(tmp_path / "cleaned"), cache_dir=cache)["train"]["loss"][0] == pytest.approx(0.7)
+
+
 def test_publishing_unchanged_content_twice_writes_nothing_new(tmp_path):
     sink = LocalDirectorySink(tmp_path / "cleaned")
     first = sink.publish(build_publication(_records(), LABELS), CardInfo())
@@ -202,8 +215,9 @@ def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplo
     assert len(repo.commits) == 3  # initial + two publications
     assert repo.commits[0]["title"] == "Publish 4 records (3 corrected) ranked by model v0003"
     assert "content-hash: " + third.content_hash in repo.commits[0]["message"]
-    assert {"README.md", "publication.json", "data/train-00000-of-00001.parquet",
-            "images/correction_confusion.png"} <= set(repo.files)
+    current = f"data/train-{third.content_hash[:12]}-00000-of-00001.parquet"  # named by its content
+    assert {"README.md", "publication.json", current, "images/correction_confusion.png"} <= set(repo.files)
+    assert [name for name in repo.files if name.startswith("data/")] == [current]  # the previous one deleted
     assert json.loads(repo.files["publication.json"])["counts"]["corrected"] == 3
     assert token not in caplog.text
 

@@ -35,12 +35,25 @@ def card_metadata(publication: Publication, *, license: str, pretty_name: str) -
         "size_categories": [size_category(publication.num_rows)],
         "tags": ["argilla", "label-cleaning", "active-learning"],
         "configs": [{"config_name": "default",
-                     "data_files": [{"split": name, "path": f"data/{name}-*.parquet"} for name in publication.splits]}],
+                     "data_files": [{"split": name, "path": data_file_pattern(publication, name)}
+                                    for name in publication.splits]}],
         "dataset_info": {
             "features": card_features(publication.features),
             "splits": [{"name": name, "num_examples": split.num_rows} for name, split in publication.splits.items()],
         },
     }
+
+
+def data_file(publication: Publication, split: str) -> str:
+    """Where a split's parquet file goes, relative to the publication's root. Its name carries the content
+    hash: ``datasets.load_dataset(directory)`` caches a local dataset under a key made from its card, so a card
+    that did not change when the rows did would load the previous publication's rows from that cache."""
+    return f"data/{split}-{publication.content_hash()[:12]}-00000-of-00001.parquet"
+
+
+def data_file_pattern(publication: Publication, split: str) -> str:
+    """The card's ``configs`` path of a split's files (see :func:`data_file`)."""
+    return f"data/{split}-{publication.content_hash()[:12]}-*.parquet"
 
 
 def card_features(features: datasets.Features) -> list[dict]:

@@ -20,7 +20,7 @@ import requests
 
 from worker.errors import PublishError
 from worker.publish.build import Publication
-from worker.publish.card import render_card, write_plots
+from worker.publish.card import data_file, render_card, write_plots
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,11 @@ class CardInfo:
 
 
 def write_publication(publication: Publication, directory: Path, card: CardInfo) -> None:
-    """Parquet per split (``data/<split>-00000-of-00001.parquet``), README.md, plots, and the manifest."""
+    """Parquet per split (``data/<split>-<content hash>-00000-of-00001.parquet``, see
+    :func:`~worker.publish.card.data_file`), README.md, plots, and the manifest."""
     (directory / "data").mkdir(parents=True, exist_ok=True)
     for name, split in publication.splits.items():
-        split.to_parquet(str(directory / "data" / f"{name}-00000-of-00001.parquet"))
+        split.to_parquet(str(directory / data_file(publication, name)))
     (directory / "README.md").write_text(render_card(publication, license=card.license, pretty_name=card.pretty_name,
                                                      source=card.source, model_metrics=card.model_metrics))
     write_plots(publication, directory)
