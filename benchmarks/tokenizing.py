@@ -11,6 +11,10 @@ Rows, on the same texts in one run, best of ``--repeats``:
 each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU host) and off (one thread: the
 Python work that cannot run in parallel, the part a many-core host still pays serially).
 
+Then the whole deterministic scoring path (``Scorer``, head-only MC: k = 0, T = 20, records in, ``RecordScore``s out)
+with a **tiny** 2-layer BERT (hidden size 32) behind the same tokenizer, before / now: the model costs almost
+nothing, so the rate is the pipeline's own bound — what a GPU's deterministic rate cannot exceed.
+
     .venv/bin/python benchmarks/tokenizing.py [--records 20000] [--repeats 3]
 
 Texts: the offline movie-review snippets (repeated to ``--records``); tokenizer: the offline all-MiniLM-L6-v2.
@@ -61,7 +65,39 @@ def main() -> None:
     before, now = rows["tokenizer(...) (before)"], rows["backend direct (now)"]
     lines += ["", *(f"backend direct / tokenizer(...), {column}: {now[column] / before[column]:.2f}×"
                     for column in before)]
-    write_results("tokenizing", {"args": vars(args), "rows": rows}, lines)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    pipeline = _pipeline_rates(texts, args.repeats)
+    lines += ["", "| deterministic scorer, tiny model (the pipeline's bound) | records/s |", "|---|---:|",
+              *(f"| {name} | {rate:,.0f} |" for name, rate in pipeline.items()),
+              "", f"now / before: {pipeline['now'] / pipeline['before']:.2f}×"]
+    write_results("tokenizing", {"args": vars(args), "rows": rows, "pipeline": pipeline}, lines)
+
+
+def _pipeline_rates(texts: list[str], repeats: int) -> dict[str, float]:
+    """Records/s of the deterministic scorer with a tiny model: the tokenizer's call (before) vs the backend."""
+    import tempfile
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from worker.scoring import Scorer, ScoringInput, load_classifier
+
+    tokenizer = AutoTokenizer.from_pretrained(str(fetch(MINILM_MODEL)))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=2, id2label={0: "negative", 1: "positive"},
+                        label2id={"negative": 0, "positive": 1})
+    records = [ScoringInput(str(index), text, ("negative", "positive")[index % 2]) for index, text in enumerate(texts)]
+    rates = {}
+    with tempfile.TemporaryDirectory() as work:
+        BertForSequenceClassification(config).save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        scorer = Scorer(load_classifier(work, device="cpu"), samples=20, strategy="partial", mc_layers=0,
+                        progress=False)
+        for name, backend in (("before", False), ("now", True)):
+            patch = (mock.patch.object(batching, "_truncating_backend", return_value=None) if not backend
+                     else mock.patch.object(batching, "_truncating_backend", batching._truncating_backend))
+            with patch:
+                rates[name] = len(records) / _best(lambda: sum(1 for _ in scorer.score(records)), repeats)
+    return rates
 
 
 def _paths(tokenizer, texts: list[str], max_length: int) -> dict[str, Callable[[], object]]:
