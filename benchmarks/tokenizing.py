@@ -4,8 +4,8 @@ directly (issue #16: on a GPU, one process's tokenizing bounds the deterministic
 Rows, on the same texts in one run, best of ``--repeats``:
 
   ceiling: backend encode only     the Rust encoding alone (``encode_batch_fast``), no Python lists: the limit
-  tokenizer(...) (before)          what ``_tokenize`` did: the transformers call with overflow tracking
-  backend direct (now)             what ``_tokenize`` does for a fast tokenizer
+  tokenizer(...) (before)          what ``tokenize_texts`` did: the transformers call with overflow tracking
+  backend direct (now)             what ``tokenize_texts`` does for a fast tokenizer
   windows before / now             the whole window step (tokenize, sort by length, bucket, pad to int64 arrays)
 
 each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU host) and off (one thread: the

@@ -171,7 +171,7 @@ def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, shape: _S
     runs in worker processes)."""
     if not texts:
         return _Encoded([], 0)
-    encodings, truncated = _tokenize(tokenizer, texts, shape.max_length, pairs)
+    encodings, truncated = tokenize_texts(tokenizer, texts, shape.max_length, pairs)
     lengths = [len(encoding["input_ids"]) for encoding in encodings]
     order = sorted(range(len(texts)), key=lengths.__getitem__)
     batches = [(members, pad_arrays([encodings[index] for index in members], tokenizer))
@@ -330,7 +330,7 @@ def prefetch(items: Iterator[Item], depth: int = 2) -> Iterator[Item]:
                 thread.join(timeout=0.05)
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+def tokenize_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
               pairs: list[str] | None = None) -> tuple[list[dict], int]:
     """Tokenize without padding; return per-text encodings (first ``max_length`` tokens) and the truncated count.
 
@@ -345,7 +345,7 @@ def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: 
 
 def _wrapper_encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
                     pairs: list[str] | None = None) -> tuple[list[dict], int]:
-    """:func:`_tokenize` through the tokenizer's ``__call__`` (any tokenizer)."""
+    """:func:`tokenize_texts` through the tokenizer's ``__call__`` (any tokenizer)."""
     encoded = tokenizer(
         texts,
         pairs,
@@ -397,7 +397,7 @@ def _truncating_backend(tokenizer: PreTrainedTokenizerBase, max_length: int):
 
 def _backend_encode(backend, keys: list[str], texts: list[str], max_length: int,
                     pairs: list[str] | None) -> tuple[list[dict], int]:
-    """:func:`_tokenize` on the Rust backend: the texts are encoded in parallel without the GIL
+    """:func:`tokenize_texts` on the Rust backend: the texts are encoded in parallel without the GIL
     (``encode_batch_fast``: no character offsets), and each encoding becomes one dict of lists — a fifth of
     the Python work of ``tokenizer(...)``, which is what bounds a GPU's scoring rate on short texts
     (benchmarks/tokenizing.py)."""

@@ -30,7 +30,7 @@ from worker.config import Monitor, TrainingSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
-from worker.scoring.batching import pad_encodings, prefetch
+from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, pick_device
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
@@ -284,10 +284,8 @@ class _Loop:
         """Tokenize every text once (truncated to ``max_length``, not padded). O(N) time and memory."""
         if not examples:
             return _Prepared([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        encoded = self.tokenizer([e.text for e in examples], text_pairs(examples), truncation=True,
-                                 max_length=self.settings.max_length)
-        keys = list(encoded.keys())
-        encodings = [{key: encoded[key][row] for key in keys} for row in range(len(examples))]
+        encodings, _ = tokenize_texts(self.tokenizer, [e.text for e in examples], self.settings.max_length,
+                                      text_pairs(examples))
         return _Prepared(encodings, self._targets(examples), np.array([e.weight for e in examples], dtype=np.float32))
 
     def _targets(self, examples: Sequence[Example]) -> np.ndarray:
