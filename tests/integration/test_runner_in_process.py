@@ -77,3 +77,19 @@ def test_a_stop_request_ends_the_running_loop_cleanly(local_argilla, stack_setti
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["stopping"] is True and status["jobs"]["score"]["status"] == "skipped"  # no model yet
     assert (tmp_path / "state" / "jobs.sqlite").exists()  # the schedule ran while the loop did
+
+
+def test_a_missing_dataset_is_created_with_a_multi_label_question_when_configured(local_argilla, stack_settings,
+                                                                                  dataset_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace,
+                 "labels": ["humour", "praise"], "multi_label": True},
+        registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state"))
+    services = Services(settings)
+
+    services.ensure_dataset()
+    binding = services.gateway.binding
+    assert binding.multi_label and sorted(binding.labels) == ["humour", "praise"]
+    assert {"labels_to_add", "labels_to_remove"} <= {m.name for m in services.gateway.shape().metadata}
+    Services(settings).ensure_dataset()  # it exists now: nothing is created or refused
