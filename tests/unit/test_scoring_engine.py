@@ -56,6 +56,26 @@ def test_partial_mc_with_all_layers_reproduces_full_mc_for_the_same_seed(tiny_cl
     assert not torch.allclose(partial.predict(_inputs(tiny_classifier)).mc, full_mc, atol=1e-3)
 
 
+@pytest.mark.parametrize("consistent", [True, False])
+def test_head_only_mc_pools_once_and_draws_the_same_samples_as_repeating_the_hidden_states(
+        tiny_classifier, monkeypatch, consistent):
+    """k = 0 with a BERT head: the pooled vectors are repeated instead of the hidden states [n, seq, hidden]; the
+    head's dropouts see the same inputs, so the samples are the same (consistent masks, and BaaL's for a seed)."""
+    from worker.scoring.mc import _StochasticSuffix
+
+    predictor = MCPredictor(tiny_classifier, samples=6, mc_layers=0, consistent=consistent)
+    assert predictor._suffix_parts.pools_once
+    torch.manual_seed(7)
+    pooled = predictor.predict(_inputs(tiny_classifier)).mc
+    monkeypatch.setattr(_StochasticSuffix, "pools_once", property(lambda self: False))
+    torch.manual_seed(7)
+    repeated = predictor.predict(_inputs(tiny_classifier)).mc
+
+    torch.testing.assert_close(pooled, repeated, atol=1e-6, rtol=1e-5)
+    assert pooled.exp().std(dim=2).min() > 0  # still samples, not one value repeated
+    assert not MCPredictor(tiny_classifier, samples=6, mc_layers=1)._suffix_parts.pools_once  # a layer to run
+
+
 def test_the_original_model_stays_deterministic_after_mc(tiny_classifier):
     MCPredictor(tiny_classifier, samples=3, mc_layers="all").predict(_inputs(tiny_classifier))
     MCPredictor(tiny_classifier, samples=3, strategy="full").predict(_inputs(tiny_classifier))
