@@ -24,11 +24,11 @@ from transformers import AutoTokenizer, BertConfig, BertForSequenceClassificatio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._shared import write_results  # noqa: E402
-from worker.demo_data import load_movie_snippets  # noqa: E402
-from worker.offline_assets import MINILM_MODEL, fetch  # noqa: E402
-from worker.scoring import Scorer, ScoringInput, load_classifier  # noqa: E402
-from worker.scoring.mc import _StochasticSuffix  # noqa: E402
+from benchmarks._shared import write_results
+from worker.demo_data import load_movie_snippets
+from worker.offline_assets import MINILM_MODEL, fetch
+from worker.scoring import Scorer, ScoringInput, load_classifier
+from worker.scoring.mc import _StochasticSuffix
 
 WAYS = {"repeat hidden states (before)": False, "pool once (now)": True}
 
@@ -62,8 +62,9 @@ def main() -> None:
                     rates.setdefault(batch, {})[name] = max(rates.get(batch, {}).get(name, 0.0), rate)
     _StochasticSuffix.pools_once = pools_once
     before, now = WAYS
-    lines = [f"Head-only MC (k = 0, T = 20), tiny BERT, {len(records):,} movie snippets, {os.cpu_count()} CPUs, "
-             f"records/s (best of {args.repeats})", "",
+    title = (f"Head-only MC (k = 0, T = 20), tiny BERT, {len(records):,} movie snippets, {os.cpu_count()} CPUs, "
+             f"records/s (best of {args.repeats})")
+    lines = [title, "",
              f"| batch | {before} | {now} | now / before |", "|---:|---:|---:|---:|",
              *(f"| {batch} | {row[before]:,.0f} | {row[now]:,.0f} | {row[now] / row[before]:.2f}× |"
                for batch, row in rates.items())]

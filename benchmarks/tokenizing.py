@@ -35,10 +35,10 @@ from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._shared import write_results  # noqa: E402
-from worker.demo_data import load_movie_snippets  # noqa: E402
-from worker.offline_assets import MINILM_MODEL, fetch  # noqa: E402
-from worker.scoring import batching  # noqa: E402
+from benchmarks._shared import write_results
+from worker.demo_data import load_movie_snippets
+from worker.offline_assets import MINILM_MODEL, fetch
+from worker.scoring import batching
 
 
 def main() -> None:
