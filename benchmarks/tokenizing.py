@@ -57,8 +57,9 @@ def main() -> None:
         column = "rust threads on" if parallel else "one thread"
         for name, run in _paths(tokenizer, texts, args.max_length).items():
             rows.setdefault(name, {})[column] = len(texts) / _best(run, args.repeats)
-    lines = [f"Tokenizing {len(texts):,} movie snippets (max {args.max_length} tokens), all-MiniLM-L6-v2's "
-             f"tokenizer, {os.cpu_count()} CPUs, texts/s (best of {args.repeats})", "",
+    title = (f"Tokenizing {len(texts):,} movie snippets (max {args.max_length} tokens), all-MiniLM-L6-v2's "
+             f"tokenizer, {os.cpu_count()} CPUs, texts/s (best of {args.repeats})")
+    lines = [title, "",
              "| path | rust threads on | one thread |", "|---|---:|---:|",
              *(f"| {name} | {values['rust threads on']:,.0f} | {values['one thread']:,.0f} |"
                for name, values in rows.items())]
