@@ -147,6 +147,7 @@ def main() -> None:
                    # per record, in `ids` order: what a new ranking formula can be tried on without training
                    # again (try it on one seed, judge it on the others)
                    "records": {"flipped": [i in flipped for i in ids],
+                               "given_label": given.tolist(),
                                "oof_label_probability": oof_probs[np.arange(len(ids)), given].round(6).tolist(),
                                "oof_bald": [round(oof.scores[i].bald, 6) for i in ids],
                                "oof_variance": [round(oof.scores[i].variance or 0.0, 8) for i in ids],
