@@ -176,11 +176,10 @@ def is_multi_label(table: datasets.Dataset, label_column: str | None, label_sepa
 def column_labels(table: datasets.Dataset, label_column: str, label_separator: str | None = None) -> list[str]:
     """The labels that occur in ``label_column`` (a ClassLabel's names), sorted; each label of a set counts.
     One pass over the column, ``LABEL_SCAN_BATCH`` rows at a time: memory O(batch + distinct labels)."""
-    feature = table.features[label_column]
-    item = _item_feature(feature)
-    named = item if item is not None else feature
-    if isinstance(named, datasets.ClassLabel):
-        return sorted(named.names)
+    class_label = _class_label(table.features[label_column])
+    if class_label is not None:
+        return sorted(class_label.names)
+    item = _item_feature(table.features[label_column])
     found: set[str] = set()
     for batch in table.select_columns([label_column]).iter(batch_size=LABEL_SCAN_BATCH):
         for value in batch[label_column]:
@@ -203,6 +202,13 @@ def _item_feature(feature: object) -> object | None:
     return None
 
 
+def _class_label(feature: object) -> datasets.ClassLabel | None:
+    """The ClassLabel of a label column: the column's own, or its items' (a list of class labels), else None."""
+    item = _item_feature(feature)
+    named = item if item is not None else feature
+    return named if isinstance(named, datasets.ClassLabel) else None
+
+
 def _split(value: str, separator: str) -> list[str]:
     return [part.strip() for part in value.split(separator) if part.strip()]
 
@@ -216,10 +222,8 @@ class _LabelReader:
         self.multi_label = is_multi_label(table, label_column, label_separator)
         self.separator = label_separator
         self.allowed = set(labels) if labels is not None else None
-        feature = table.features[label_column] if label_column is not None else None
-        item = _item_feature(feature)
-        named = item if item is not None else feature
-        self.names = list(named.names) if isinstance(named, datasets.ClassLabel) else None  # of ClassLabel ints
+        class_label = _class_label(table.features[label_column]) if label_column is not None else None
+        self.names = list(class_label.names) if class_label is not None else None  # of ClassLabel ints
 
     def read(self, value: object) -> tuple[LabelValue | None, str]:
         """(label, "") for a good value, (None, reason) for a bad one; (None, "") without a label column."""

@@ -48,12 +48,16 @@ def data_file(publication: Publication, split: str) -> str:
     """Where a split's parquet file goes, relative to the publication's root. Its name carries the content
     hash: ``datasets.load_dataset(directory)`` caches a local dataset under a key made from its card, so a card
     that did not change when the rows did would load the previous publication's rows from that cache."""
-    return f"data/{split}-{publication.content_hash()[:12]}-00000-of-00001.parquet"
+    return f"{_data_stem(publication, split)}-00000-of-00001.parquet"
 
 
 def data_file_pattern(publication: Publication, split: str) -> str:
     """The card's ``configs`` path of a split's files (see :func:`data_file`)."""
-    return f"data/{split}-{publication.content_hash()[:12]}-*.parquet"
+    return f"{_data_stem(publication, split)}-*.parquet"
+
+
+def _data_stem(publication: Publication, split: str) -> str:
+    return f"data/{split}-{publication.content_hash()[:12]}"
 
 
 def card_features(features: datasets.Features) -> list[dict]:

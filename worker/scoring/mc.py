@@ -338,13 +338,16 @@ class MCPredictor:
         """Logits [count, batch, C] of ``count`` MC samples run as one enlarged batch."""
         batch = inputs["input_ids"].shape[0]
         if self._mc_model is not None:
-            repeated = {key: value.repeat(count, *([1] * (value.dim() - 1))) for key, value in inputs.items()}
-            logits = self._mc_model(**repeated).logits
+            logits = self._mc_model(**_repeated(inputs, count)).logits
         elif self._suffix is None or self._suffix_parts is None:
             raise ScoringError("partial MC dropout without its stochastic suffix")
         elif self._suffix_parts.pools_once and hidden is not None:
             logits = self._suffix_parts.pooled_sample_logits(hidden, count)
         else:
-            repeated = {key: value.repeat(count, *([1] * (value.dim() - 1))) for key, value in inputs.items()}
-            logits = self._suffix(hidden.repeat(count, 1, 1) if hidden is not None else None, repeated)
+            logits = self._suffix(hidden.repeat(count, 1, 1) if hidden is not None else None, _repeated(inputs, count))
         return logits.view(count, batch, -1)
+
+
+def _repeated(inputs: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+    """Each input [n, …] stacked ``count`` times sample-major → [count · n, …]."""
+    return {key: value.repeat(count, *([1] * (value.dim() - 1))) for key, value in inputs.items()}
