@@ -81,7 +81,9 @@ class HubStub:
                     repo_id = f"{request['organization'] or 'user'}/{request['name']}"
                     created = repo_id not in stub.repos
                     if created:
-                        stub.repos[repo_id] = StubRepo(private=bool(request.get("private")))
+                        # huggingface_hub < 1 sends "private": true, ≥ 1 "visibility": "private"
+                        private = bool(request.get("private")) or request.get("visibility") == "private"
+                        stub.repos[repo_id] = StubRepo(private=private)
                         stub.repos[repo_id].commits.insert(0, _commit("initial commit", ""))
                     body = {"url": f"{stub.url}/datasets/{repo_id}", "name": repo_id}
                     if not created:  # the Hub answers 409 and still names the repo

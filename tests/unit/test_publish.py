@@ -22,11 +22,13 @@ LABELS = ("negative", "positive", "neutral")
 @pytest.fixture
 def fresh_hub_sessions():
     """huggingface_hub caches its HTTP session (offline or not) per thread: start and end clean."""
-    from huggingface_hub.utils import reset_sessions
+    import huggingface_hub.utils
 
-    reset_sessions()
+    # huggingface_hub < 1 names it reset_sessions; ≥ 1 (httpx) close_session
+    reset = getattr(huggingface_hub.utils, "reset_sessions", None) or huggingface_hub.utils.close_session
+    reset()
     yield
-    reset_sessions()
+    reset()
 
 
 def _record(record_id, original, votes=(), *, loss=None, split=None, text=None):

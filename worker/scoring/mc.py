@@ -22,6 +22,7 @@ always stochastic in the MC passes.
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -29,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import transformers
 from baal.bayesian.dropout import MCDropoutModule, patch_module
 from torch import nn
-from transformers.modeling_attn_mask_utils import _prepare_4d_attention_mask_for_sdpa
 
 from worker.errors import ScoringError
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
@@ -39,6 +40,11 @@ from worker.scoring.consistent import SampleWindow, patch_consistent
 from worker.scoring.device import autocast
 from worker.scoring.model import Classifier
 
+_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+# where the installed transformers keeps the encoders' attention-mask helpers (4.x: one per attention
+# implementation; ≥ 5: one factory for all), imported by name because each module exists in one major only
+_MASKS: Any = importlib.import_module("transformers.masking_utils" if _TRANSFORMERS_5
+                                      else "transformers.modeling_attn_mask_utils")
 logger = logging.getLogger(__name__)
 
 MCLayers = int | Literal["all", "auto"]
@@ -126,8 +132,10 @@ class _StochasticSuffix(nn.Module):
         start = parts.num_layers - num_layers
         self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
         self.head = copy.deepcopy(parts.head)
+        self.config = parts.base.config
         self.attn_implementation = parts.base.config._attn_implementation
-        self._extended_mask = parts.base.get_extended_attention_mask  # a bound method: not a submodule
+        # a bound method, not a submodule (transformers 4.x's eager mask; ≥ 5 has create_bidirectional_mask)
+        self._extended_mask: Any = getattr(parts.base, "get_extended_attention_mask", None)
         patch(self)
 
     def forward(self, hidden: torch.Tensor | None, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -159,10 +167,27 @@ class _StochasticSuffix(nn.Module):
         return self.head["classifier"](self.head["dropout"](pooled))
 
     def _attention_mask(self, mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
-        """The same mask the model itself builds for its attention implementation."""
+        """The same mask the model itself builds for its attention implementation (None: no padding, on
+        transformers ≥ 5, where the attention then needs no mask)."""
+        if _TRANSFORMERS_5:
+            return _MASKS.create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
         if self.attn_implementation == "sdpa":
-            return _prepare_4d_attention_mask_for_sdpa(mask, hidden.dtype, tgt_len=hidden.shape[1])
+            return _MASKS._prepare_4d_attention_mask_for_sdpa(mask, hidden.dtype, tgt_len=hidden.shape[1])
         return self._extended_mask(mask, mask.shape)
+
+
+def _sample_eager_attention_dropout(module: Any) -> None:
+    """transformers ≥ 5 applies attention-probability dropout as a function inside the attention call, only
+    when the attention module is in training mode (no ``nn.Dropout`` module to patch). With eager attention
+    (``attention_dropout=True``) the attention modules of ``module`` — those that call the attention
+    function: they hold ``config`` and ``scaling`` — are put in training mode, not their children, so that
+    dropout is sampled (per element, as with 4.x's patched module). No-op on 4.x and with SDPA."""
+    if not _TRANSFORMERS_5:
+        return
+    for submodule in module.modules():
+        config = getattr(submodule, "config", None)
+        if hasattr(submodule, "scaling") and getattr(config, "_attn_implementation", None) == "eager":
+            submodule.training = True
 
 
 class MCPredictor:
@@ -224,6 +249,7 @@ class MCPredictor:
             self._mc_model: Callable[..., Any] | None = (
                 self._patch(copy.deepcopy(classifier.model)) if self.consistent
                 else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
+            _sample_eager_attention_dropout(self._mc_model)
             self._suffix: Callable[..., Any] | None = None
             self._suffix_parts: _StochasticSuffix | None = None
             self._suffix_start = None
@@ -238,6 +264,7 @@ class MCPredictor:
             self._mc_model = None
             self._suffix_parts = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all",
                                                    patch=self._patch).eval()
+            _sample_eager_attention_dropout(self._suffix_parts)
             self._suffix = self._suffix_parts
             self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
         self._model: Callable[..., Any] = classifier.model

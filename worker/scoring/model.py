@@ -152,9 +152,10 @@ def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]
 def labels_of(config: PretrainedConfig) -> tuple[str, ...]:
     """Label names in class-id order, from a model config's ``id2label``."""
     id2label = {int(index): str(name) for index, name in (config.id2label or {}).items()}
-    if sorted(id2label) != list(range(config.num_labels)):
-        raise ScoringError(f"model config id2label {id2label} does not cover classes 0..{config.num_labels - 1}")
-    return tuple(id2label[index] for index in range(config.num_labels))
+    num_labels = int(config.num_labels or 0)
+    if sorted(id2label) != list(range(num_labels)):
+        raise ScoringError(f"model config id2label {id2label} does not cover classes 0..{num_labels - 1}")
+    return tuple(id2label[index] for index in range(num_labels))
 
 
 def check_label_set(model_labels: tuple[str, ...], dataset_labels: tuple[str, ...] | list[str]) -> None:
