@@ -314,6 +314,8 @@ def training_rows(model_dir: Path, texts: list[str], device: torch.device, args)
 
 
 def ray_table(rows: dict) -> list[str]:
+    if not rows:  # the ray part was not run
+        return []
     local = rows.get("local engine", {}).get("records_per_s")
     lines = ["", "| engine (fast MC, consistent masks) | records/s | × local engine | overhead |",
              "|---|---:|---:|---:|"]

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# On a lent GPU machine (no PyPI, no Hub): set up from the carried bundle, run the chosen benchmarks, and leave one
+# archive of their results under $OUT. Prepare here with `bash scripts/device_bundle.sh`, then run there:
+#
+#   run(command="bash benchmarks/device_run.sh", carry=[".device"], timeout_s=570)
+#   STEPS="label_error_grid" LIMIT=500 bash benchmarks/device_run.sh      # another session's share of the budget
+#
+# STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu": issue #16's figures, ≈ 6 min on an H100;
+# gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). LIMIT caps each step in seconds.
+# CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
+# Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+BUNDLE=${BUNDLE:-.device}
+PYTHON=${PYTHON:-python3}
+STEPS=${STEPS:-tests tokenizing gpu}
+LIMIT=${LIMIT:-300}
+OUT=${OUT:-/tmp/device-out}
+SITE=${SITE:-/tmp/device-site}
+mkdir -p "$OUT"
+
+if [ ! -d "$BUNDLE/whl" ] || [ ! -f "$BUNDLE/assets.tar.xz" ]; then
+  echo "device_run: no bundle in $BUNDLE: run scripts/device_bundle.sh here and carry \".device\"" >&2
+  exit 2
+fi
+"$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+  "$BUNDLE"/whl/*.whl || exit 2
+export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export ARGILLA_WORKER_CACHE=${ARGILLA_WORKER_CACHE:-/tmp/device-cache}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
+mkdir -p "$ARGILLA_WORKER_CACHE"
+tar -C "$ARGILLA_WORKER_CACHE" -xJf "$BUNDLE/assets.tar.xz" || exit 2
+"$PYTHON" - <<'EOF' || exit 2
+"""The carried float16 weights back to the float32 model.safetensors the worker loads."""
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from worker.offline_assets import cache_root
+
+for half in (cache_root() / "assets").rglob("model.fp16.safetensors"):
+    tensors = load_file(half)
+    save_file({name: t.to(torch.float32) if t.is_floating_point() else t for name, t in tensors.items()},
+              half.with_name("model.safetensors"), metadata={"format": "pt"})
+    half.unlink()
+EOF
+
+{
+  echo "device_run: $(date -u +%FT%TZ) on $(hostname)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+  "$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+} | tee "$OUT/summary.txt"
+if [ -n "${CHECK_ONLY:-}" ]; then  # the bundle checked on any machine: a small CPU run of the gpu benchmark
+  "$PYTHON" benchmarks/gpu.py --device cpu --records 64 --legacy-records 32 --train 32 --samples 4 \
+    --parts scoring,training 2>&1 | tee -a "$OUT/summary.txt"
+  status=${PIPESTATUS[0]}
+else  # gpu.py's Ray rows need Ray, which cannot travel
+  PYTHON="$PYTHON" STEPS="$STEPS" LIMIT="$LIMIT" GPU_PARTS=scoring,training bash benchmarks/cuda_suite.sh 2>&1 \
+    | tee -a "$OUT/summary.txt"
+  status=${PIPESTATUS[0]}
+fi
+tar -czf "$OUT/results.tar.gz" benchmarks/results
+exit "$status"
