@@ -3,10 +3,12 @@
 # archive of their results under $OUT. Prepare here with `bash scripts/device_bundle.sh`, then run there:
 #
 #   run(command="bash benchmarks/device_run.sh", carry=[".device"], timeout_s=570)
-#   STEPS="label_error_grid" LIMIT=500 bash benchmarks/device_run.sh      # another session's share of the budget
+#   STEPS="label_error_grid" bash benchmarks/device_run.sh      # another session's share of the budget
 #
 # STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu": issue #16's figures, ≈ 6 min on an H100;
-# gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). LIMIT caps each step in seconds.
+# gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). BUDGET (default 540 s, setup
+# included) bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then
+# is stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
 # CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
 # Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
 set -uo pipefail
@@ -15,7 +17,8 @@ cd "$(dirname "$0")/.."
 BUNDLE=${BUNDLE:-.device}
 PYTHON=${PYTHON:-python3}
 STEPS=${STEPS:-tests tokenizing gpu}
-LIMIT=${LIMIT:-300}
+BUDGET=${BUDGET:-540}
+deadline=$(( $(date +%s) + BUDGET ))
 OUT=${OUT:-/tmp/device-out}
 SITE=${SITE:-/tmp/device-site}
 mkdir -p "$OUT"
@@ -57,7 +60,7 @@ if [ -n "${CHECK_ONLY:-}" ]; then  # the bundle checked on any machine: a small 
     --parts scoring,training 2>&1 | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
 else  # gpu.py's Ray rows need Ray, which cannot travel
-  PYTHON="$PYTHON" STEPS="$STEPS" LIMIT="$LIMIT" GPU_PARTS=scoring,training bash benchmarks/cuda_suite.sh 2>&1 \
+  PYTHON="$PYTHON" STEPS="$STEPS" DEADLINE="$deadline" GPU_PARTS=scoring,training bash benchmarks/cuda_suite.sh 2>&1 \
     | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
 fi
