@@ -33,16 +33,19 @@ export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export ARGILLA_WORKER_CACHE=${ARGILLA_WORKER_CACHE:-/tmp/device-cache}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
 mkdir -p "$ARGILLA_WORKER_CACHE"
-tar -C "$ARGILLA_WORKER_CACHE" -xJf "$BUNDLE/assets.tar.xz" || exit 2
-"$PYTHON" - <<'EOF' || exit 2
-"""The carried float16 weights back to the float32 model.safetensors the worker loads."""
-from pathlib import Path
+"$PYTHON" - "$BUNDLE/assets.tar.xz" <<'EOF' || exit 2
+"""The carried assets unpacked (Python's tarfile: no xz binary needed), their float16 weights back to the float32
+model.safetensors the worker loads."""
+import sys
+import tarfile
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from worker.offline_assets import cache_root
 
+with tarfile.open(sys.argv[1], "r:xz") as archive:
+    archive.extractall(cache_root(), filter="data")
 for half in (cache_root() / "assets").rglob("model.fp16.safetensors"):
     tensors = load_file(half)
     save_file({name: t.to(torch.float32) if t.is_floating_point() else t for name, t in tensors.items()},
