@@ -9,8 +9,8 @@
 # on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
 # seeds (about 15 min and 25 min on an H100: 37 s per label-error cell, 130 s per active-learning run measured).
 # LIMIT caps each command in seconds (default 1800); DEADLINE (epoch seconds) stops starting commands and cuts the
-# running one at that time; GPU_PARTS narrows the gpu step's parts (e.g. "scoring,training"). Results: benchmarks/results/*.{md,json,png};
-# each step's log: benchmarks/results/logs/<step>.log. A failed step does not stop the others.
+# running one at that time; GPU_PARTS narrows the gpu step's parts (e.g. "scoring,training").
+# Results: benchmarks/results/*.{md,json,png}; each step's log: benchmarks/results/logs/<step>.log. A failed step does not stop the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,13 +65,14 @@ for step in $STEPS; do
   : >"$LOGS/$step.log"
   while IFS= read -r line; do
     limit=$LIMIT
-    if [ -n "${DEADLINE:-}" ] && [ $(( DEADLINE - $(date +%s) )) -lt "$limit" ]; then
-      limit=$(( DEADLINE - $(date +%s) ))
-    fi
-    if [ "$limit" -lt 10 ]; then
-      echo "cuda_suite: not run (DEADLINE reached): $line" | tee -a "$LOGS/$step.log"
-      status=124
-      continue
+    if [ -n "${DEADLINE:-}" ]; then
+      left=$(( DEADLINE - $(date +%s) ))
+      if [ "$left" -lt 10 ]; then
+        echo "cuda_suite: not run (DEADLINE reached): $line" | tee -a "$LOGS/$step.log"
+        status=124
+        continue
+      fi
+      [ "$left" -lt "$limit" ] && limit=$left
     fi
     # shellcheck disable=SC2086  # the step's arguments are meant to split
     timeout "$limit" "$PYTHON" $line >>"$LOGS/$step.log" 2>&1 || status=$?

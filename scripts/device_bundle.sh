@@ -22,7 +22,11 @@ typing-inspection cleanlab small-text"}
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/whl"
 for package in $PACKAGES; do
-  version=$("$PYTHON" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$package")
+  if ! version=$("$PYTHON" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$package" \
+      2>/dev/null); then
+    echo "device_bundle: $package is not installed for $PYTHON (pip install -e '.[dev,bench]' there)" >&2
+    exit 2
+  fi
   "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version "$DEVICE_PYTHON_VERSION" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$BUNDLE/whl" "$package==$version"

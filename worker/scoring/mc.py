@@ -133,7 +133,6 @@ class _StochasticSuffix(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
         self.head = copy.deepcopy(parts.head)
         self.config = parts.base.config
-        self.attn_implementation = parts.base.config._attn_implementation
         # a bound method, not a submodule (transformers 4.x's eager mask; ≥ 5 has create_bidirectional_mask)
         self._extended_mask: Any = getattr(parts.base, "get_extended_attention_mask", None)
         patch(self)
@@ -171,7 +170,7 @@ class _StochasticSuffix(nn.Module):
         transformers ≥ 5, where the attention then needs no mask)."""
         if _TRANSFORMERS_5:
             return _MASKS.create_bidirectional_mask(config=self.config, inputs_embeds=hidden, attention_mask=mask)
-        if self.attn_implementation == "sdpa":
+        if self.config._attn_implementation == "sdpa":
             return _MASKS._prepare_4d_attention_mask_for_sdpa(mask, hidden.dtype, tgt_len=hidden.shape[1])
         return self._extended_mask(mask, mask.shape)
 
