@@ -20,10 +20,18 @@ Reference sources (``argilla.reference``):
     no reference: only uncertainty is computed until annotators answer.
 
 The annotators' consensus always wins over any of these once it exists.
+
+Metadata names (``argilla.metadata_prefix``): the worker's metadata properties (``loss``, ``bald``,
+``original_label`` …) carry a prefix on the server when the dataset has more than one label question —
+``<question>_loss`` — so that one worker per question can serve the same dataset without overwriting the
+other's values (``split`` is the records', not a question's, and stays shared). Inside the worker every
+name is the plain one: :meth:`DatasetBinding.worker_view` reads a record's metadata through the prefix,
+:meth:`DatasetBinding.stored` writes through it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +43,9 @@ LABEL_TYPES = ("label", "label_selection")  # single-label question types (the S
 MULTI_LABEL_TYPE = "multi_label_selection"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
+SHARED_METADATA = frozenset({"split"})  # the worker's metadata that belongs to the record, never prefixed
+# what Argilla accepts as a metadata property name (argilla-server's validation)
+METADATA_NAME = re.compile(r"^(?=.*[a-z0-9])[a-z0-9_-]+$")
 CONSENSUS_AGENT = "argilla-worker:consensus"  # the worker's suggestion that repeats the annotators' consensus
 
 
@@ -111,6 +122,26 @@ class DatasetBinding:
     field_titles: tuple[str, ...] = ()
     question_id: str | None = None
     multi_label: bool = False  # a MultiLabelQuestion: answers, suggestions and references are label sets
+    metadata_prefix: str = ""  # before each of the worker's metadata names on the server (see the module docstring)
+
+    def stored_name(self, name: str) -> str:
+        """The server's name of the worker's metadata property ``name``."""
+        return name if name in SHARED_METADATA else f"{self.metadata_prefix}{name}"
+
+    def stored(self, values: Mapping[str, object]) -> dict:
+        """The worker's metadata ``values`` (plain names) under the server's names."""
+        return {self.stored_name(name): value for name, value in values.items()}
+
+    def worker_view(self, stored: Mapping[str, object]) -> dict:
+        """A record's metadata as the server holds it, under the worker's plain names. With a prefix: only the
+        prefixed properties (without it) and the shared ones — an unprefixed ``loss`` or ``model_version`` is
+        the user's or a worker's serving another question, not this one's. O(properties)."""
+        prefix = self.metadata_prefix
+        if not prefix:
+            return dict(stored)
+        view = {name: value for name, value in stored.items() if name in SHARED_METADATA}
+        view.update((name[len(prefix):], value) for name, value in stored.items() if name.startswith(prefix))
+        return view
 
     def label_value(self, value: object) -> LabelValue | None:
         """A label as the server (or a metadata property) holds it, as the worker handles it: for a
@@ -146,13 +177,17 @@ class DatasetBinding:
         return "\n".join(f"{title}: {part}" for title, part in zip(titles, parts, strict=True)), None
 
     def reference_label(self, metadata: Mapping[str, object], suggestion_value: LabelValue | None,
-                        suggestion_agent: str | None) -> LabelValue | None:
-        """The reference label (set) of a record nobody has reviewed (the consensus is checked by the caller)."""
+                        suggestion_agent: str | None, *, stored: Mapping[str, object] | None = None
+                        ) -> LabelValue | None:
+        """The reference label (set) of a record nobody has reviewed (the consensus is checked by the caller).
+
+        ``metadata``: the worker's view of the record's metadata; ``stored``: all of it as the server holds it
+        (None: the same), where ``metadata:NAME`` reads the user's property."""
         kind, name = self.reference.kind, self.reference.name
         if kind == "none":
             return None
         if kind == "metadata":
-            return self.label_value(metadata.get(name) if name else None)
+            return self.label_value((metadata if stored is None else stored).get(name) if name else None)
         preserved = self.label_value(metadata.get(PRESERVED_LABEL))
         foreign = suggestion_value if is_foreign(suggestion_agent, metadata) else None
         if kind == "suggestion":
@@ -187,11 +222,12 @@ def is_foreign(agent: str | None, metadata: Mapping[str, object]) -> bool:
 
 
 def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "", reference: str = "auto",
-         worker_metadata: Mapping[str, str] | None = None) -> DatasetBinding:
+         worker_metadata: Mapping[str, str] | None = None, metadata_prefix: str | None = None) -> DatasetBinding:
     """Build and validate the binding of ``shape`` for the ``[argilla]`` config values.
 
     ``worker_metadata`` maps the worker's metadata property names to their type (float / terms):
-    a property of the user's with one of those names and another type is a conflict.
+    a property of the user's with one of those names (after the prefix) and another type is a conflict.
+    ``metadata_prefix`` None: chosen by :func:`metadata_prefix_for`.
 
     Raises:
         BindingError: a field or question is missing or ambiguous, the question is not a label question
@@ -202,19 +238,56 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
     chosen_question = _question(shape, question)
     source = Reference.parse(reference)
     present = {m.name: m for m in shape.metadata}
+    prefix = metadata_prefix_for(shape, chosen_question.name, metadata_prefix, worker_metadata or {})
     if source.kind == "metadata" and source.name not in present:
         raise BindingError(f"argilla.reference = {str(source)!r}: no metadata property {source.name!r}; "
                            f"{shape.describe()}")
+    stored = {(name if name in SHARED_METADATA else prefix + name): kind
+              for name, kind in (worker_metadata or {}).items()}
     conflicts = [f"{name} is {present[name].type}, the worker writes {kind}"
-                 for name, kind in (worker_metadata or {}).items()
-                 if name in present and not _compatible(present[name].type, kind)]
+                 for name, kind in stored.items() if name in present and not _compatible(present[name].type, kind)]
     if conflicts:
         raise BindingError(f"dataset {shape.name!r} already uses metadata names the worker needs for other "
                            f"values ({'; '.join(conflicts)}); rename those properties. {shape.describe()}")
     titles = {f.name: f.title for f in shape.fields}
     return DatasetBinding(fields=tuple(chosen_fields), question=chosen_question.name, labels=chosen_question.labels,
                           reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
-                          question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE)
+                          question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE,
+                          metadata_prefix=prefix)
+
+
+def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | None,
+                        worker_metadata: Mapping[str, str]) -> str:
+    """The prefix of the worker's metadata names on the server: ``configured`` when set (``""``: none), else
+    none for a dataset with one label question and ``<question>_`` for a dataset with several.
+
+    Raises:
+        BindingError: ``configured`` is not usable in a property name; or the prefix would be chosen for a
+            dataset that already holds the worker's unprefixed values (an earlier worker served one of its
+            questions without a prefix: which one is the user's to say, not the worker's to guess).
+    """
+    if configured is not None:
+        if not re.fullmatch(r"[a-z0-9_-]*", configured):
+            raise BindingError(f"argilla.metadata_prefix = {configured!r}: use lowercase letters, digits, '_' and "
+                               f"'-' only (Argilla's metadata names), or \"\" for none")
+        return configured
+    label_questions = [q.name for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)]
+    if len(label_questions) < 2:
+        return ""
+    prefix = re.sub(r"[^a-z0-9_-]", "_", question.lower()) + "_"
+    present = {m.name for m in shape.metadata}
+    unprefixed = [name for name in _WORKER_MARKS if name in worker_metadata and name in present]
+    if unprefixed and not any(prefix + name in present for name in _WORKER_MARKS):
+        raise BindingError(
+            f"dataset {shape.name!r} has {len(label_questions)} label questions ({', '.join(label_questions)}) and "
+            f"already holds the worker's metadata without a question prefix ({', '.join(unprefixed)}), written by an "
+            f"earlier worker for one of them. Set argilla.metadata_prefix = \"\" for the question that worker "
+            f"served (it keeps its values); leave it unset for the others (their metadata is then named "
+            f"'<question>_loss' …).")
+    return prefix
+
+
+_WORKER_MARKS = ("model_version", "submitted_responses")  # properties only the worker writes
 
 
 def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:

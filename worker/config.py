@@ -66,6 +66,9 @@ class ArgillaSettings(_Section):
                               "markers), or keep them untouched")
     reference: str = Field("auto", description="where an unreviewed record's label comes from: auto | none | "
                                                "suggestion:AGENT | metadata:NAME")
+    metadata_prefix: str | None = Field(
+        None, description="before the worker's metadata names on the server; default: none when the dataset has "
+                          "one label question, '<question>_' when it has several (one worker per question)")
 
     @field_validator("reference")
     @classmethod

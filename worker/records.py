@@ -72,7 +72,9 @@ class PulledRecord:
     ``field_values`` the bound fields' values as the server has them (what publishing writes);
     ``suggestion`` is the bound question's suggestion; ``reference`` is the label the record came
     with, before any review, as the binding's reference source resolves it (by default metadata
-    ``original_label``).
+    ``original_label``). ``metadata`` is the worker's view of the record's metadata (its plain names, see
+    ``DatasetBinding.worker_view``); ``stored_metadata`` is all of it as the server holds it (None: the same),
+    what a push merges into.
     """
 
     server_id: str
@@ -85,6 +87,12 @@ class PulledRecord:
     text_pair: str | None = None
     reference: LabelValue | None = _FROM_METADATA
     field_values: dict = field(default_factory=dict)
+    stored_metadata: dict | None = None
+
+    @property
+    def server_metadata(self) -> dict:
+        """The record's metadata as the server holds it (every property, the server's names)."""
+        return self.metadata if self.stored_metadata is None else self.stored_metadata
 
     def __post_init__(self):
         if self.reference == _FROM_METADATA:

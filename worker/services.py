@@ -58,7 +58,8 @@ class Services:
         argilla = self.settings.argilla
         return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
                               workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
-                              reference=argilla.reference, guidelines=argilla.guidelines)
+                              reference=argilla.reference, guidelines=argilla.guidelines,
+                              metadata_prefix=argilla.metadata_prefix)
 
     @cached_property
     def registry(self) -> ModelRegistry:

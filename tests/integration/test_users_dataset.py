@@ -373,3 +373,66 @@ def test_after_a_retrain_records_whose_view_would_not_change_keep_their_values(t
     assert (exact.pushed, exact.kept) == (COUNT, 0)
     stored = _stored(stack_settings, their_dataset.id)
     assert {record["metadata"]["model_version"] for record in stored.values()} == {"v0003"}
+
+
+def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_other(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """A dataset with two label questions and a float property of the user's named ``loss``, made with the
+    SDK. One worker per question (``score --oof``: no model, no annotation yet): each writes its question's
+    suggestion and its metadata as ``<question>_…``; the other question's suggestion and values, the user's
+    ``loss`` and the guidelines' other section stay as they were; each worker's reference is its own
+    question's label (another agent's, preserved before the worker replaced it)."""
+    from worker.jobs import oof_score_job
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        guidelines="Ours first.",
+        fields=[rg.TextField(name="review")],
+        questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS)),
+                   rg.LabelQuestion(name="length", labels=["short", "long"])],
+        metadata=[rg.FloatMetadataProperty(name="loss", title="Their loss")]))
+    dataset.create()
+    examples = sentiment_examples(COUNT)
+    length = {e.id: "long" if len(e.text.split()) > 6 else "short" for e in examples}
+    dataset.records.log([rg.Record(
+        id=e.id, fields={"review": e.text}, metadata={"loss": index / 100},
+        suggestions=[rg.Suggestion(question_name="sentiment", value=e.label, agent=AGENT),
+                     rg.Suggestion(question_name="length", value=length[e.id], agent="word-counter")])
+        for index, e in enumerate(examples)])
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+
+    workers = {question: Services(_settings(stack_settings, dataset_name, tmp_path / question, question=question))
+               for question in ("sentiment", "length")}
+    assert workers["sentiment"].gateway.binding.metadata_prefix == "sentiment_"
+    report = oof_score_job(workers["sentiment"], 3)
+    assert (report.scored, report.failed) == (COUNT, 0)
+    after_first = _stored(stack_settings, dataset.id)
+    report = oof_score_job(workers["length"], 3)
+    assert (report.scored, report.failed) == (COUNT, 0)
+    after = _stored(stack_settings, dataset.id)
+
+    by_question = {question["name"]: question["id"] for question in httpx.get(
+        f"{stack_settings.api_url}/api/v1/datasets/{dataset.id}/questions",
+        headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}).json()["items"]}
+    for index, e in enumerate(examples):
+        record, first = after[e.id], after_first[e.id]
+        metadata = record["metadata"]
+        assert metadata["loss"] == index / 100, e.id  # the user's property of the same name: untouched
+        for question, truth, agent in (("sentiment", e.label, AGENT), ("length", length[e.id], "word-counter")):
+            assert (metadata[f"{question}_original_label"], metadata[f"{question}_original_agent"]) == (truth, agent)
+            assert metadata[f"{question}_model_version"] == "base-oof3"
+            assert isinstance(metadata[f"{question}_label_issue"], float)
+            assert metadata[f"{question}_reference_label"] == truth  # its own question's label, not the other's
+        assert {key: value for key, value in metadata.items() if key.startswith("sentiment_")} == {
+            key: value for key, value in first["metadata"].items() if key.startswith("sentiment_")}
+        suggestions = {s["question_id"]: s for s in record["suggestions"]}
+        assert set(suggestions) == set(by_question.values())  # one per question, the first one kept
+        assert suggestions[by_question["sentiment"]] == next(
+            s for s in first["suggestions"] if s["question_id"] == by_question["sentiment"])
+        assert suggestions[by_question["length"]]["value"] in ("short", "long")
+    assert not ({"bald", "model_version", "original_label"} & set().union(*(r["metadata"] for r in after.values())))
+
+    guidelines, properties = _dataset_settings(stack_settings, dataset.id)
+    assert guidelines.startswith("Ours first.\n\n") and guidelines.count("argilla-worker guidelines for question") == 4
+    assert "`sentiment_loss`, **descending**" in guidelines and "`length_loss`, **descending**" in guidelines
+    assert {"loss", "sentiment_loss", "length_loss", "sentiment_bald", "length_bald"} <= set(properties)

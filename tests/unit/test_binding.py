@@ -105,3 +105,60 @@ def test_a_created_dataset_takes_the_configured_names_and_has_one_field():
     assert new_dataset_names(["review"], "verdict") == ("review", "verdict")
     with pytest.raises(BindingError, match="creates datasets with one text field"):
         new_dataset_names(["title", "body"])
+
+
+TWO_QUESTIONS = DatasetShape(
+    name="reviews",
+    fields=(FieldInfo("body", "text", "Body"),),
+    questions=(QuestionInfo("sentiment", "label_selection", ("neg", "pos"), "q-s"),
+               QuestionInfo("topics", "multi_label_selection", ("plot", "acting"), "q-t")),
+    metadata=(MetadataInfo("team", "terms"), MetadataInfo("split", "terms")),
+)
+
+
+def test_one_worker_per_question_each_under_its_own_metadata_names():
+    sentiment = bind(TWO_QUESTIONS, question="sentiment", worker_metadata=WORKER_METADATA_TYPES)
+    topics = bind(TWO_QUESTIONS, question="topics", worker_metadata=WORKER_METADATA_TYPES)
+    assert (sentiment.metadata_prefix, topics.metadata_prefix) == ("sentiment_", "topics_")
+    assert sentiment.stored({"loss": 1.5, "split": "train"}) == {"sentiment_loss": 1.5, "split": "train"}
+    # what the server holds: the user's property, both workers' values, a shared split
+    stored = {"team": "a", "split": "test", "sentiment_loss": 1.5, "sentiment_model_version": "v0003",
+              "topics_loss": 0.2, "topics_original_label": ["plot"], "loss": 9.0}
+    assert sentiment.worker_view(stored) == {"split": "test", "loss": 1.5, "model_version": "v0003"}
+    assert topics.worker_view(stored) == {"split": "test", "loss": 0.2, "original_label": ["plot"]}
+    # each worker's preserved reference is its own question's
+    assert topics.reference_label(topics.worker_view(stored), None, None, stored=stored) == ("plot",)
+    assert sentiment.reference_label(sentiment.worker_view(stored), None, None, stored=stored) is None
+    # the user's metadata reference is read under its own name, whatever the prefix
+    by_team = bind(TWO_QUESTIONS, question="sentiment", reference="metadata:team")
+    assert by_team.reference_label(by_team.worker_view(stored), None, None, stored=stored) == "a"
+    # one label question: plain names, the record's metadata as it is
+    single = bind(THEIRS, fields=["body"], worker_metadata=WORKER_METADATA_TYPES)
+    assert single.metadata_prefix == "" and single.worker_view(stored) == stored
+    assert single.stored({"loss": 1.0}) == {"loss": 1.0}
+
+
+def test_the_metadata_prefix_can_be_set_and_a_clash_is_named_under_the_servers_name():
+    assert bind(TWO_QUESTIONS, question="sentiment", metadata_prefix="").metadata_prefix == ""
+    assert bind(TWO_QUESTIONS, question="sentiment", metadata_prefix="s-").stored({"bald": 0.1}) == {"s-bald": 0.1}
+    with pytest.raises(BindingError, match=r"argilla.metadata_prefix = 'Sentiment ': use lowercase"):
+        bind(TWO_QUESTIONS, question="sentiment", metadata_prefix="Sentiment ")
+    clash = DatasetShape("reviews", TWO_QUESTIONS.fields, TWO_QUESTIONS.questions,
+                         (MetadataInfo("topics_loss", "terms"), MetadataInfo("loss", "terms")))
+    with pytest.raises(BindingError, match="topics_loss is terms, the worker writes float"):
+        bind(clash, question="topics", worker_metadata=WORKER_METADATA_TYPES)
+    assert bind(clash, question="sentiment", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "sentiment_"
+
+
+def test_a_dataset_holding_an_earlier_workers_unprefixed_values_asks_which_question_they_belong_to():
+    legacy = DatasetShape("reviews", TWO_QUESTIONS.fields, TWO_QUESTIONS.questions,
+                          (MetadataInfo("model_version", "terms"), MetadataInfo("submitted_responses", "integer")))
+    with pytest.raises(BindingError, match=(r"2 label questions \(sentiment, topics\) and already holds the worker's "
+                                            r"metadata without a question prefix \(model_version, submitted_responses\)"
+                                            r".*argilla.metadata_prefix = \"\" for the question that worker served")):
+        bind(legacy, question="topics", worker_metadata=WORKER_METADATA_TYPES)
+    assert bind(legacy, question="sentiment", metadata_prefix="", worker_metadata=WORKER_METADATA_TYPES)
+    # once the other question's worker has its own prefixed values, it binds as before
+    both = DatasetShape("reviews", legacy.fields, legacy.questions,
+                        (*legacy.metadata, MetadataInfo("topics_model_version", "terms")))
+    assert bind(both, question="topics", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "topics_"

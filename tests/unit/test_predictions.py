@@ -99,6 +99,21 @@ def test_the_workers_guidelines_are_appended_once_and_updated_between_markers():
     assert merged_guidelines(None) == guidelines_section() and GUIDELINES_END in guidelines_section()
 
 
+def test_each_question_of_a_dataset_keeps_its_own_guidelines_section_naming_its_metadata():
+    from worker.gateway.schema import GuidelinesScope, guidelines_section, merged_guidelines
+
+    theirs = "Our own guidelines."
+    sentiment, topics = GuidelinesScope("sentiment", "sentiment_"), GuidelinesScope("topics", "topics_")
+    both = merged_guidelines(merged_guidelines(theirs, False, sentiment), True, topics)
+    assert both == f"{theirs}\n\n{guidelines_section(False, sentiment)}\n\n{guidelines_section(True, topics)}"
+    assert merged_guidelines(both, False, sentiment) == both and merged_guidelines(both, True, topics) == both
+    stale = both.replace("Sort by", "Order by", 1)  # the sentiment section is out of date: only it is rewritten
+    assert merged_guidelines(stale, False, sentiment) == both
+    text = guidelines_section(True, topics)
+    assert "question `topics`" in text and "`topics_loss`, **descending**" in text
+    assert "`topics_labels_to_add`" in text and "- `split`:" in text and "- `loss`:" not in text
+
+
 def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_to_date():
     from worker.jobs import is_up_to_date
     from worker.records import PulledRecord, ResponseState, SuggestionState

@@ -44,9 +44,10 @@ from worker.gateway.schema import (
     ORIGINAL_AGENT,
     SUBMITTED_RESPONSES,
     WORKER_METADATA_TYPES,
+    GuidelinesScope,
     dataset_settings,
     merged_guidelines,
-    metadata_properties,
+    worker_metadata,
 )
 from worker.gateway.sync_state import SyncState
 from worker.iterables import batched
@@ -71,11 +72,14 @@ ANNOTATED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "prop
                     "values": ["submitted", "draft", "discarded"]}
 SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                           "values": ["submitted"]}
-# Reviewed records the worker last scored as unreviewed: a first review, found without any time filter
-# (the search index does not bump a record's updated_at for a response).
-NEW_REVIEWS: list[dict] = [
-    SUBMITTED_FILTER, {"type": "range", "scope": {"entity": "metadata", "metadata_property": SUBMITTED_RESPONSES},
-                       "le": 0}]
+
+
+def new_reviews(binding: DatasetBinding) -> list[dict]:
+    """Reviewed records the worker last scored as unreviewed: a first review, found without any time filter
+    (the search index does not bump a record's updated_at for a response)."""
+    return [SUBMITTED_FILTER, {"type": "range", "le": 0, "scope": {
+        "entity": "metadata", "metadata_property": binding.stored_name(SUBMITTED_RESPONSES)}}]
+
 # The server-side query reaches this far behind the watermark (the search index can lag the database);
 # records are then kept only if they changed strictly after the watermark.
 WATERMARK_OVERLAP = timedelta(seconds=2)
@@ -173,12 +177,13 @@ class ArgillaGateway:
 
     def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
                  retry: RetryPolicy | None = None, fields: Sequence[str] = (), question: str = "",
-                 reference: str = "auto", guidelines: str = "append"):
+                 reference: str = "auto", guidelines: str = "append", metadata_prefix: str | None = None):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
         self.retry = retry or RetryPolicy()
         self._fields, self._question, self._reference = tuple(fields), question, reference  # the [argilla] config
+        self._metadata_prefix = metadata_prefix
         self.guidelines_mode = guidelines  # append: add/update the worker's section; keep: never touch them
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
@@ -237,10 +242,13 @@ class ArgillaGateway:
         """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
         if self._binding is None:
             self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
-                                 question=self._question, reference=self._reference)
-            logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s", self.workspace,
+                                 question=self._question, reference=self._reference,
+                                 metadata_prefix=self._metadata_prefix)
+            logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s%s", self.workspace,
                         self.dataset_name, list(self._binding.fields), self._binding.question,
-                        list(self._binding.labels), self._binding.reference)
+                        list(self._binding.labels), self._binding.reference,
+                        f", metadata named {self._binding.metadata_prefix}<name>"
+                        if self._binding.metadata_prefix else "")
         return self._binding
 
     def shape(self) -> DatasetShape:
@@ -307,8 +315,9 @@ class ArgillaGateway:
             if record.last_change is not None and record.last_change > since:
                 seen.add(record.server_id)
                 yield record
-        if SUBMITTED_RESPONSES in {prop.name for prop in self._dataset().settings.metadata}:
-            for record in self._records(self._pages(conditions + NEW_REVIEWS, page_size)):
+        binding = self.binding
+        if binding.stored_name(SUBMITTED_RESPONSES) in {prop.name for prop in self._dataset().settings.metadata}:
+            for record in self._records(self._pages(conditions + new_reviews(binding), page_size)):
                 if record.server_id not in seen:
                     seen.add(record.server_id)
                     yield record
@@ -344,7 +353,10 @@ class ArgillaGateway:
 
     @property
     def dataset_key(self) -> str:
-        return f"{self.api_url}|{self.workspace}/{self.dataset_name}"
+        """What the worker's state (watermarks, annotator estimates …) is kept under: the dataset, and the
+        question when the dataset has several (one worker per question)."""
+        key = f"{self.api_url}|{self.workspace}/{self.dataset_name}"
+        return f"{key}#{self.binding.question}" if self.binding.metadata_prefix else key
 
     def pull_incremental(self, state: SyncState, *, reconcile: bool = False) -> Iterator[PulledRecord]:
         """Records changed since the persisted watermark (with ``reconcile``: and the annotated records whose
@@ -414,8 +426,7 @@ class ArgillaGateway:
         """
         dataset = self._dataset()
         binding = self.binding
-        context = _PushContext(str(binding.question_id), set(binding.labels),
-                               {prop.name for prop in dataset.settings.metadata})
+        context = _PushContext(binding, {prop.name for prop in dataset.settings.metadata})
         report = PushReport()
         items = (self._push_item(p, current, context, report, force) for p in predictions)
         return self._send(items, report, batch_size, concurrency=concurrency)
@@ -445,19 +456,19 @@ class ArgillaGateway:
                       current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE) -> PushReport:
         """Merge metadata ``values`` (external id → {property: value}) into records; no suggestion is
         written or removed (the server upserts only the suggestions a payload names)."""
-        dataset = self._dataset()
+        dataset, binding = self._dataset(), self.binding
         known = {prop.name for prop in dataset.settings.metadata}
         report = PushReport()
 
         def item(record_id: str, new: Mapping[str, float | str]) -> tuple[str, dict] | None:
             record = current.get(record_id)
-            unknown = sorted(set(new) - known)
+            unknown = sorted(set(binding.stored(new)) - known)
             if record is None or unknown:
                 report.rejected[record_id] = ("not in the dataset (pull it first)" if record is None
                                               else f"metadata {unknown} are not properties of the dataset")
                 return None
-            metadata = {**record.metadata, **sanitise_metadata(record_id, dict(new))}
-            if _same_metadata(metadata, record.metadata):
+            metadata = {**record.server_metadata, **binding.stored(sanitise_metadata(record_id, dict(new)))}
+            if _same_metadata(metadata, record.server_metadata):
                 report.unchanged += 1
                 return None
             return record_id, {"id": record.server_id, "metadata": metadata}
@@ -524,17 +535,18 @@ class ArgillaGateway:
             logger.warning("record %s not pushed: %s", prediction.record_id, reason)
             report.rejected[prediction.record_id] = reason
             return None
-        metadata = {**record.metadata, **_preserved(record),
-                    **sanitise_metadata(prediction.record_id, prediction.metadata)}
+        stored = context.binding.stored
+        metadata = {**record.server_metadata, **stored(_preserved(record)),
+                    **stored(sanitise_metadata(prediction.record_id, prediction.metadata))}
         suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
-        if (prediction.record_id not in force and _same_metadata(metadata, record.metadata)
+        if (prediction.record_id not in force and _same_metadata(metadata, record.server_metadata)
                 and _same_suggestion(suggestion, record.suggestion)):
             report.unchanged += 1
             return None
         return prediction.record_id, {
             "id": record.server_id,
             "metadata": metadata,
-            "suggestions": [{"question_id": context.question_id, "value": _json_value(prediction.label),
+            "suggestions": [{"question_id": str(context.binding.question_id), "value": _json_value(prediction.label),
                              "type": "model", "score": _json_value(prediction.score), "agent": prediction.agent}],
         }
 
@@ -649,10 +661,10 @@ class ArgillaGateway:
             )
 
     def ensure_float_metadata(self, names: Iterable[str]) -> None:
-        """Add float metadata properties (plugin scores) the dataset does not have yet."""
+        """Add float metadata properties (plugin scores, plain names) the dataset does not have yet."""
         dataset = self._dataset()
         present = {prop.name for prop in dataset.settings.metadata}
-        missing = [name for name in names if name not in present]
+        missing = [stored for stored in map(self.binding.stored_name, names) if stored not in present]
         for name in missing:
             self._create_metadata_property(dataset, name, "float")
         if missing:
@@ -667,31 +679,38 @@ class ArgillaGateway:
         """Append the worker's section to the dataset's guidelines once, or update it between its markers;
         the rest of the text is the user's and stays as it is. One PATCH, only when the text changes."""
         current = dataset.settings.guidelines
-        wanted = merged_guidelines(current, self.binding.multi_label)
+        wanted = merged_guidelines(current, self.binding.multi_label, self._guidelines_scope())
         if wanted != current:
             self._request("PATCH", f"/api/v1/datasets/{dataset.id}", json={"guidelines": wanted})
             self._cached_dataset = None
             logger.info("guidelines of %s: the worker's section %s", self.dataset_name,
                         "updated" if current and "argilla-worker guidelines" in current else "appended")
 
+    def _guidelines_scope(self) -> GuidelinesScope | None:
+        """The question and metadata prefix the worker's guidelines section speaks of (None: the dataset's only
+        label question, plain metadata names)."""
+        binding = self.binding
+        return GuidelinesScope(binding.question, binding.metadata_prefix) if binding.metadata_prefix else None
+
     def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
         """Create the worker's metadata properties the dataset lacks, one POST each: the user's
         settings (guidelines, fields, questions, their properties) are not sent, so never touched."""
+        binding = self.binding
         present = {prop.name for prop in dataset.settings.metadata}
-        missing = [prop for prop in metadata_properties(multi_label=self.binding.multi_label)
-                   if prop.name not in present]
-        for prop in missing:
-            self._create_metadata_property(dataset, prop.name, WORKER_METADATA_TYPES[prop.name])
+        missing = [spec for spec in worker_metadata(binding.multi_label)
+                   if binding.stored_name(spec.name) not in present]
+        for spec in missing:
+            self._create_metadata_property(dataset, binding.stored_name(spec.name), spec.kind)
         if missing:
             self._cached_dataset = None
-            logger.info("added metadata properties %s to %s", [p.name for p in missing], self.dataset_name)
+            logger.info("added metadata properties %s to %s", [binding.stored_name(spec.name) for spec in missing],
+                        self.dataset_name)
 
 
 @dataclass(frozen=True)
 class _PushContext:
-    question_id: str
-    labels: set[str]
-    metadata_names: set[str]
+    binding: DatasetBinding
+    metadata_names: set[str]  # the dataset's properties, the server's names
 
     def problem(self, prediction: Prediction, record: PulledRecord | None) -> str | None:
         if record is None:
@@ -700,14 +719,14 @@ class _PushContext:
         scores = prediction.score if isinstance(prediction.score, tuple) else (prediction.score,)
         if not labels:
             return "an empty label set (Argilla keeps at least one label per answer)"
-        unknown_labels = [label for label in labels if label not in self.labels]
+        unknown_labels = [label for label in labels if label not in self.binding.labels]
         if unknown_labels:
-            return f"label {unknown_labels[0]!r} is not one of the question's labels {sorted(self.labels)}"
+            return f"label {unknown_labels[0]!r} is not one of the question's labels {sorted(self.binding.labels)}"
         if len(scores) != len(labels):
             return f"{len(scores)} suggestion scores for {len(labels)} labels"
         if not all(0.0 <= score <= 1.0 for score in scores):
             return f"suggestion score {prediction.score!r} is not in [0, 1]"
-        unknown = set(prediction.metadata) - self.metadata_names
+        unknown = set(self.binding.stored(prediction.metadata)) - self.metadata_names
         if unknown:
             return f"metadata {sorted(unknown)} are not properties of the dataset"
         return None
@@ -738,7 +757,8 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
     """A record of the server's JSON as the binding sees it: its model input, question and reference label."""
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
     suggestion = _suggestion_state(found, binding) if found else None
-    metadata = dict(item.get("metadata") or {})
+    stored = dict(item.get("metadata") or {})
+    metadata = binding.worker_view(stored)
     values = item.get("fields") or {}
     text, text_pair = binding.model_input(values)
     return PulledRecord(
@@ -748,6 +768,7 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
         text_pair=text_pair,
         field_values={name: values.get(name) for name in binding.fields},
         metadata=metadata,
+        stored_metadata=stored if binding.metadata_prefix else None,
         suggestion=suggestion,
         responses=tuple(
             ResponseState(
@@ -760,7 +781,7 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
         ),
         updated_at=_parse_time(item.get("updated_at")),
         reference=binding.reference_label(metadata, suggestion.value if suggestion else None,
-                                          suggestion.agent if suggestion else None),
+                                          suggestion.agent if suggestion else None, stored=stored),
     )
 
 
@@ -790,14 +811,15 @@ def _json_value(value):
 
 def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:
     """The original label goes to metadata and an ``original`` suggestion, never to a response."""
-    metadata = {"split": record.split} if record.split else {}
+    metadata = {binding.stored_name("split"): record.split} if record.split else {}
     fields = {binding.fields[0]: record.text}
     if record.label is None:
         return rg.Record(id=record.id, fields=fields, metadata=metadata or None)
     return rg.Record(
         id=record.id,
         fields=fields,
-        metadata={**metadata, PRESERVED_LABEL: _json_value(record.label), PRESERVED_AGENT: ORIGINAL_AGENT},
+        metadata={**metadata, **binding.stored({PRESERVED_LABEL: _json_value(record.label),
+                                                PRESERVED_AGENT: ORIGINAL_AGENT})},
         suggestions=[rg.Suggestion(question_name=binding.question, value=_json_value(record.label),
                                    agent=ORIGINAL_AGENT)],
     )

@@ -12,6 +12,8 @@ from typing import Literal
 
 import argilla as rg
 
+from worker.binding import SHARED_METADATA
+
 ORIGINAL_AGENT = "original"
 
 SUBMITTED_RESPONSES = "submitted_responses"  # also what an incremental poll finds first reviews by
@@ -102,59 +104,82 @@ GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
 GUIDELINES_TITLE = "# Reviewing labels with the model in the loop"
 
 
-
-def guidelines(multi_label: bool = False) -> str:
-    """The worker's guidelines for a dataset bound to a single- or a multi-label question."""
-    metadata = "\n".join(f"- `{spec.name}`: {spec.meaning}" for spec in WORKER_METADATA if spec.applies(multi_label))
-    return (MULTI_LABEL_GUIDELINES if multi_label else SINGLE_LABEL_GUIDELINES) + metadata
+def worker_metadata(multi_label: bool = False) -> tuple[WorkerMetadata, ...]:
+    """The properties the worker writes for a single- or a multi-label question."""
+    return tuple(spec for spec in WORKER_METADATA if spec.applies(multi_label))
 
 
-SINGLE_LABEL_GUIDELINES = f"""\
-{GUIDELINES_TITLE}
+@dataclass(frozen=True)
+class GuidelinesScope:
+    """One question of a dataset with several: the worker's guidelines section names it, and the worker's
+    metadata carries ``prefix`` (see :mod:`worker.binding`). Each question's worker keeps its own section."""
 
-1. Sort by the metadata property `loss`, **descending** (the first click sorts ascending).
+    question: str
+    prefix: str
+
+    def name(self, plain: str) -> str:
+        return plain if plain in SHARED_METADATA else f"{self.prefix}{plain}"
+
+
+def _markers(scope: GuidelinesScope | None) -> tuple[str, str]:
+    if scope is None:
+        return GUIDELINES_START, GUIDELINES_END
+    start = GUIDELINES_START.replace("guidelines:", f"guidelines for question {scope.question}:")
+    return start, GUIDELINES_END.replace("guidelines:", f"guidelines for question {scope.question}:")
+
+
+def guidelines(multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
+    """The worker's guidelines for a dataset bound to a single- or a multi-label question (``scope``: one
+    question of several; the text names it and its metadata names)."""
+    name = scope.name if scope is not None else str
+    title = GUIDELINES_TITLE if scope is None else f"{GUIDELINES_TITLE}: question `{scope.question}`"
+    metadata = "\n".join(f"- `{name(spec.name)}`: {spec.meaning}" for spec in worker_metadata(multi_label))
+    steps = _multi_label_steps(name) if multi_label else _single_label_steps(name)
+    return f"{title}\n\n{steps}\n\nMetadata properties:\n\n{metadata}"
+
+
+def _single_label_steps(name) -> str:
+    return f"""\
+1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending).
 2. The pre-selected label is the one under review; its score is how much the model believes it
    (a low score: probably wrong). If it is wrong, pick the right one.
 3. Submit — the worker retrains on your answers and refreshes the order.
 
-Records without a label show the model's prediction instead (agent = model version).
+Records without a label show the model's prediction instead (agent = model version)."""
 
-Metadata properties:
 
-"""
-
-MULTI_LABEL_GUIDELINES = f"""\
-{GUIDELINES_TITLE}
-
-1. Sort by the metadata property `loss`, **descending** (the first click sorts ascending): the label sets the
+def _multi_label_steps(name) -> str:
+    return f"""\
+1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending): the label sets the
    model finds least plausible come first.
 2. The pre-selected labels are the set under review; each label's score is how much the model believes it
-   belongs. Filter by `labels_to_add` / `labels_to_remove` to review one label at a time.
+   belongs. Filter by `{name("labels_to_add")}` / `{name("labels_to_remove")}` to review one label at a time.
 3. Tick every label that applies, untick the others, and submit — the worker retrains on your answers.
 
-Records without labels show the model's predicted set instead (agent = model version).
+Records without labels show the model's predicted set instead (agent = model version)."""
 
-Metadata properties:
 
-"""
 GUIDELINES = guidelines()  # the single-label text (the default)
 
 
-def guidelines_section(multi_label: bool = False) -> str:
+def guidelines_section(multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
     """The worker's part of a dataset's guidelines, between markers it can find and update."""
-    return f"{GUIDELINES_START}\n{guidelines(multi_label)}\n{GUIDELINES_END}"
+    start, end = _markers(scope)
+    return f"{start}\n{guidelines(multi_label, scope)}\n{end}"
 
 
-def merged_guidelines(existing: str | None, multi_label: bool = False) -> str:
-    """``existing`` guidelines with the worker's section appended once, or updated in place."""
+def merged_guidelines(existing: str | None, multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
+    """``existing`` guidelines with the worker's section appended once, or updated in place (another
+    question's section, and everything else, stay as they are)."""
     existing = existing or ""
-    ours = guidelines_section(multi_label)
-    if GUIDELINES_START in existing and GUIDELINES_END in existing:
-        before, _, rest = existing.partition(GUIDELINES_START)
-        _, _, after = rest.partition(GUIDELINES_END)
+    ours = guidelines_section(multi_label, scope)
+    start, end = _markers(scope)
+    if start in existing and end in existing:
+        before, _, rest = existing.partition(start)
+        _, _, after = rest.partition(end)
         return f"{before}{ours}{after}"
-    if existing.lstrip().startswith(GUIDELINES_TITLE):  # written whole by a worker before the markers existed
-        return ours
+    if scope is None and existing.lstrip().startswith(GUIDELINES_TITLE) and "argilla-worker guidelines" not in existing:
+        return ours  # written whole by a worker before the markers existed
     return f"{existing.rstrip()}\n\n{ours}" if existing.strip() else ours
 
 
@@ -182,4 +207,4 @@ def metadata_properties(multi_label: bool = False) -> list[rg.MetadataProperty]:
     """The worker's metadata properties for a single- or multi-label question, visible to annotators (they
     sort and filter by them)."""
     return [_PROPERTY_CLASSES[spec.kind](name=spec.name, title=spec.name, visible_for_annotators=True)
-            for spec in WORKER_METADATA if spec.applies(multi_label)]
+            for spec in worker_metadata(multi_label)]
