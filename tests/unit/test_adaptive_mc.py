@@ -11,7 +11,12 @@ import torch
 
 from tests.tiny_models import save_tiny_classifier
 from worker.scoring import MCPredictor, Scorer, ScoringInput, load_classifier
-from worker.scoring.adaptive import AdaptiveSampling, sequential_samples, standard_errors
+from worker.scoring.adaptive import (
+    AdaptiveSampling,
+    label_set_standard_errors,
+    sequential_samples,
+    standard_errors,
+)
 from worker.scoring.uncertainty import label_losses, uncertainty_scores
 
 CONFIDENT = [0.995, 0.005]
@@ -88,6 +93,44 @@ def test_tolerances_of_zero_reproduce_t_samples_and_a_round_size_below_two_is_re
     assert used.tolist() == [4, 10]  # the constant one has a spread of exactly 0 (≤ 0); rounds end at T = 10
     with pytest.raises(ValueError, match="round_size"):
         AdaptiveSampling(round_size=1, bald_rse=0.01, loss_se=0.05)
+
+
+def test_label_sets_stop_on_the_most_doubtful_labels_bald_and_the_worst_decisions_loss():
+    from worker.scoring.multilabel import bernoulli_uncertainty, binary_cross_entropy
+
+    # [t=5, n=2, L=3]: record 0's label 1 is split between samples, record 1 is sure of every label
+    present = torch.tensor([[[0.9, 0.2, 0.01], [0.99, 0.01, 0.02]],
+                            [[0.8, 0.7, 0.02], [0.99, 0.01, 0.02]],
+                            [[0.9, 0.4, 0.01], [0.99, 0.01, 0.02]],
+                            [[0.85, 0.9, 0.03], [0.99, 0.01, 0.02]],
+                            [[0.9, 0.1, 0.01], [0.99, 0.01, 0.02]]], dtype=torch.float64)
+    reference = torch.tensor([[1, 0, 0], [-1, -1, -1]])
+    bald, bald_se, loss_se = label_set_standard_errors(present.log(), reference)
+
+    per_label = bernoulli_uncertainty(present.permute(1, 2, 0).numpy())["bald"]  # BaaL's, [n, L]
+    np.testing.assert_allclose(bald.numpy(), per_label.max(axis=1), rtol=1e-5, atol=1e-7)
+    decision = binary_cross_entropy(present[:, 0].numpy(), np.array([1.0, 0.0, 0.0])).max(axis=1)  # [t]
+    assert loss_se[0].item() == pytest.approx(decision.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    assert loss_se[1].item() == 0.0 and bald_se[1].item() < 1e-6  # no set under review; identical samples
+    p = present[:, 0]  # each label's per-sample divergence from the mean Bernoulli: the largest spread bounds
+    mean = p.mean(dim=0)
+    kl = p * (p / mean).log() + (1 - p) * ((1 - p) / (1 - mean)).log()
+    assert bald_se[0].item() == pytest.approx((kl.std(dim=0) / math.sqrt(5)).max().item(), rel=1e-5)
+
+    rule = AdaptiveSampling(round_size=4, bald_rse=0.2, loss_se=0.05)
+    assert rule.settled(present.log(), reference).tolist() == [False, True]
+
+
+def test_sequential_sampling_of_label_sets_keeps_the_doubtful_ones():
+    sure, split = [0.995, 0.005], [[0.9, 0.2], [0.3, 0.8], [0.6, 0.5], [0.1, 0.9]]
+    draw, calls = _stream({0: [sure], 1: split, 2: [sure]})  # two labels' sigmoids per row
+    reference = torch.tensor([[1, 0], [1, 0], [-1, -1]])
+
+    log_probs, used = sequential_samples(draw, 3, 12, AdaptiveSampling(round_size=4, bald_rse=0.05, loss_se=0.05),
+                                         reference)
+
+    assert used.tolist() == [4, 12, 4] and calls == [[0, 1, 2], [1], [1]]
+    assert log_probs.shape == (3, 2, 12) and torch.isnan(log_probs[0, :, 4:]).all()
 
 
 class _DropAlternate(AdaptiveSampling):

@@ -22,7 +22,14 @@ sense: what is left of a record's estimate after it stops is sampling noise of t
 the gaps between records that matter for the ranking (the tolerances are chosen by measurement:
 ``benchmarks/scoring.py --adaptive-sweep``). A split record (samples that disagree) has a large spread
 and runs to ``samples``; a confident one whose samples agree (spread ~0) stops at the first check.
-The rule needs ≥ 2 samples per check (a spread), so ``round_size`` ≥ 2. An alternative rule — stop
+The rule needs ≥ 2 samples per check (a spread), so ``round_size`` ≥ 2.
+
+Label sets (a multi-label model, per-label probabilities): the record's BALD is its most doubtful label's
+(the max over labels of each label's Bernoulli BALD, :mod:`worker.scoring.multilabel`), and its standard
+error is bounded by the largest of the labels' (each label's BALD is again a mean divergence from the mean,
+KL between Bernoullis, so its standard error is computed as above; the max over labels cannot move by more
+than the most uncertain label lets it); the expected loss is the mean over samples of the least plausible
+label decision's loss, max_l BCE(p_l^t, y_l), a plain mean again. An alternative rule — stop
 once the remaining samples could not overturn the predicted label — was not taken: it protects the
 argmax, not the BALD and loss ranks the UI sorts by.
 """
@@ -64,9 +71,16 @@ class AdaptiveSampling:
             raise ValueError(f"tolerances must be >= 0, got bald_rse={self.bald_rse}, loss_se={self.loss_se}")
 
     def settled(self, log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """log_probs: [t, n, C] of the samples so far; reference: [n] class index, −1 for none → [n] bool."""
-        bald, bald_se, loss_se = standard_errors(log_probs, reference)
-        return (bald_se <= self.bald_rse * bald + BALD_FLOOR) & ((reference < 0) | (loss_se <= self.loss_se))
+        """log_probs: [t, n, C] log-probabilities of the samples so far; reference: [n] class index, −1 for none
+        → [n] bool. Label sets: log_probs [t, n, L] per-label log-sigmoids; reference [n, L] 0/1 membership of
+        each label in the set under review, a row of −1 for none."""
+        if reference.dim() == 2:
+            bald, bald_se, loss_se = label_set_standard_errors(log_probs, reference)
+            judged = reference[:, 0] >= 0
+        else:
+            bald, bald_se, loss_se = standard_errors(log_probs, reference)
+            judged = reference >= 0
+        return (bald_se <= self.bald_rse * bald + BALD_FLOOR) & (~judged.to(bald.device) | (loss_se <= self.loss_se))
 
 
 def standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
@@ -90,6 +104,34 @@ def standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
     losses = -log_p.gather(2, index).squeeze(-1)  # [t, n]
     loss_se = torch.where(reference.to(log_p.device) >= 0, losses.std(dim=0) / math.sqrt(samples), 0.0)
     return kl.mean(dim=0), bald_se, loss_se
+
+
+def label_set_standard_errors(log_probs: torch.Tensor, reference: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`standard_errors` for label sets (see the module docstring).
+
+    Args:
+        log_probs: [t, n, L] per-label log-probabilities (log-sigmoids) of t ≥ 2 MC samples.
+        reference: [n, L] (L ≥ 1) 1 where the label is in the set under review, else 0; a row of −1 where there
+            is none.
+
+    Returns:
+        three [n] tensors, float32: the most doubtful label's BALD, the largest of the labels' BALD standard
+        errors, the expected loss's standard error (0 where there is no reference set).
+    """
+    samples = log_probs.shape[0]
+    log_p = log_probs.double().clamp(LOG_FLOOR, 0.0)  # float64: p and 1 − p both near 0 must stay apart
+    log_q = torch.log(-torch.expm1(log_p)).clamp_min(LOG_FLOOR)  # log(1 − p), precise where p is near 1
+    p, q = log_p.exp(), log_q.exp()
+    log_mean = p.mean(dim=0).clamp_min(PROBABILITY_FLOOR).log()
+    log_mean_q = q.mean(dim=0).clamp_min(PROBABILITY_FLOOR).log()
+    kl = p * (log_p - log_mean) + q * (log_q - log_mean_q)  # [t, n, L]: each label's BALD = kl.mean(0)
+    bald = kl.mean(dim=0).amax(dim=-1)
+    bald_se = (kl.std(dim=0) / math.sqrt(samples)).amax(dim=-1)
+    reference = reference.to(log_p.device)
+    losses = -torch.where(reference > 0, log_p, log_q).amin(dim=-1)  # [t, n]: the least plausible decision's
+    loss_se = torch.where(reference[:, 0] >= 0, losses.std(dim=0) / math.sqrt(samples), 0.0)
+    return bald.float(), bald_se.float(), loss_se.float()
 
 
 # draw(rows, start, count) → log-probabilities [count, len(rows), C] of samples start … start + count − 1

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Self
@@ -140,10 +140,6 @@ class Scorer:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
     ):
-        if classifier.multi_label and adaptive is not None:
-            logger.info("model %s is multi-label: adaptive sampling (a single-label stopping rule) is off, every "
-                        "record gets %d MC samples", classifier.version, samples)
-            adaptive = None
         if classifier.multi_label and extra_scorers:
             logger.info("model %s is multi-label: plugin scorers %s take class distributions and are not run",
                            classifier.version, sorted(extra_scorers))
@@ -202,8 +198,7 @@ class Scorer:
                 open_windows.append(results)
                 for batch in window.batches:
                     reference = self._reference_indices(batch)
-                    pending = self.predictor.launch(batch.inputs, None if self.classifier.multi_label
-                                                    else torch.from_numpy(reference))
+                    pending = self.predictor.launch(batch.inputs, torch.from_numpy(reference))
                     in_flight.append((results, batch, reference, pending))
                     while len(in_flight) > depth:
                         self._finish(*in_flight.popleft())
@@ -297,26 +292,44 @@ class Scorer:
     def _score_label_sets(self, batch: Batch, reference: np.ndarray, prediction: BatchPrediction
                           ) -> list[RecordScore]:
         """RecordScores of a multi-label model's batch (see :class:`RecordScore`); reference [B, L] as from
-        :meth:`_reference_indices`, prediction log-sigmoids [B, L] and [B, L, T]."""
+        :meth:`_reference_indices`, prediction log-sigmoids [B, L] and [B, L, T]. With adaptive sampling the
+        records are scored per group of equal sample count, on their samples only."""
+        mc = prediction.mc.numpy()
+        deterministic = prediction.deterministic.numpy()
+        if prediction.samples_used is None:
+            return self._score_label_set_group(batch.records, reference, deterministic, mc)
+        samples_used = prediction.samples_used.numpy()
+        results: list[RecordScore | None] = [None] * len(batch.records)
+        for count in np.unique(samples_used).tolist():
+            members = np.flatnonzero(samples_used == count)
+            group = self._score_label_set_group([batch.records[i] for i in members.tolist()], reference[members],
+                                                deterministic[members], mc[members, :, :count])
+            for row, score in zip(members.tolist(), group, strict=True):
+                results[row] = score
+        return [score for score in results if score is not None]
+
+    def _score_label_set_group(self, records: Sequence[ScoringInput], reference: np.ndarray,
+                               deterministic_log_probs: np.ndarray, mc_log_probs: np.ndarray) -> list[RecordScore]:
+        """RecordScores of records that all have the same samples: reference [n, L], log-sigmoids [n, L] and
+        [n, L, t]."""
         labels = self.classifier.labels
         thresholds = np.asarray(self.classifier.thresholds, dtype=np.float64)
         has_reference = reference[:, 0] >= 0 if reference.shape[1] else np.zeros(len(reference), dtype=bool)
-        mc_probs = np.exp(prediction.mc.numpy().astype(np.float64))  # [B, L, T]
+        mc_probs = np.exp(mc_log_probs.astype(np.float64))  # [n, L, t]
         scores = multilabel_scores(mc_probs, reference > 0, thresholds, at_least_one=True)
         assert scores.loss is not None and scores.expected_loss is not None  # scored against a reference
         assert scores.to_add is not None and scores.to_remove is not None
-        deterministic = decide(np.exp(prediction.deterministic.numpy().astype(np.float64)), thresholds,
-                               at_least_one=True)
+        deterministic = decide(np.exp(deterministic_log_probs.astype(np.float64)), thresholds, at_least_one=True)
         set_probability = np.exp(-binary_cross_entropy(scores.probabilities, scores.predicted).sum(axis=1))
         margin = np.abs(scores.probabilities - thresholds).min(axis=1)
         samples = mc_probs.shape[2]
-        self.stats.mc_samples += samples * len(batch.records)
+        self.stats.mc_samples += samples * len(records)
 
         def names(row: np.ndarray) -> tuple[str, ...]:  # a label set as the worker compares them: sorted
             return label_set(label for label, chosen in zip(labels, row.tolist(), strict=True) if chosen)
 
         results = []
-        for row, record in enumerate(batch.records):
+        for row, record in enumerate(records):
             predicted = names(scores.predicted[row])
             judged = bool(has_reference[row])
             to_add, to_remove = names(scores.to_add[row]), names(scores.to_remove[row])

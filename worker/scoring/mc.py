@@ -236,9 +236,6 @@ class MCPredictor:
         self.strategy = strategy
         self.samples_per_forward = samples_per_forward or samples
         self.mc_layers = mc_layers
-        if adaptive is not None and classifier.multi_label:
-            raise ScoringError("adaptive MC sampling stops on a single-label BALD and loss: set scoring.adaptive = "
-                               "false for a multi-label model")
         self.adaptive = adaptive
         self._right_padded = classifier.tokenizer.padding_side == "right"
         self._window = SampleWindow()
@@ -298,9 +295,10 @@ class MCPredictor:
         """Queue the deterministic and MC passes of one batch (tensors [batch, seq]) without waiting.
 
         ``reference``: [batch] class index of each record's label under review (−1: none), used by adaptive
-        sampling's stopping rule. Host tensors in page-locked memory are copied to the GPU without
-        blocking; the results come back the same way (see :class:`PendingPrediction`). Adaptive sampling
-        waits for the device after each round (it decides which records go on).
+        sampling's stopping rule (label sets: [batch, L] 0/1 membership, a row of −1 for none). Host tensors
+        in page-locked memory are copied to the GPU without blocking; the results come back the same way (see
+        :class:`PendingPrediction`). Adaptive sampling waits for the device after each round (it decides which
+        records go on).
         """
         device = self.classifier.device
         inputs = {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
@@ -313,7 +311,9 @@ class MCPredictor:
                 mc = self._draw(inputs, hidden, 0, self.samples).permute(1, 2, 0).contiguous()  # [batch, C, T]
             else:
                 rows = inputs["input_ids"].shape[0]
-                reference = torch.full((rows,), -1, dtype=torch.int64) if reference is None else reference
+                if reference is None:  # nothing to judge: BALD alone decides
+                    shape = (rows, len(self.classifier.labels)) if self.classifier.multi_label else (rows,)
+                    reference = torch.full(shape, -1, dtype=torch.int64)
                 mc, used = sequential_samples(
                     lambda active, start, count: self._draw(inputs, hidden, start, count, active),
                     rows, self.samples, self.adaptive, reference.cpu())
