@@ -123,8 +123,8 @@ def main() -> None:
               f"({len(corrupted)} sets corrupted), T = {args.samples}, mc_layers {defaults.mc_layers}, "
               f"device {args.device}; adaptive: rounds of {defaults.adaptive_round}, bald_rse "
               f"{defaults.adaptive_bald_rse}, loss_se {defaults.adaptive_loss_se}; consistent masks for both"), "",
-             "| scoring | records/s | × fixed | MC samples per record | ρ BALD | ρ expected loss | "
-             "label-error AUROC (expected loss) | AUROC (loss) |",
+             ("| scoring | records/s | × fixed | MC samples per record | ρ BALD | ρ expected loss | "
+              "label-error AUROC (expected loss) | AUROC (loss) |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|",
              *(f"| {name} | {row['records_per_s']:.1f} | {row['records_per_s'] / fixed['records_per_s']:.2f} | "
                f"{row['samples']:.1f} | {row['rho_bald']:.4f} | {row['rho_expected_loss']:.4f} | "
