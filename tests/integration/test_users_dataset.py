@@ -436,3 +436,22 @@ def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_
     assert guidelines.startswith("Ours first.\n\n") and guidelines.count("argilla-worker guidelines for question") == 4
     assert "`sentiment_loss`, **descending**" in guidelines and "`length_loss`, **descending**" in guidelines
     assert {"loss", "sentiment_loss", "length_loss", "sentiment_bald", "length_bald"} <= set(properties)
+
+    # Annotators answer both questions; the sentiment worker trains on its question's answers and scores: the
+    # length worker's values stay, and a second run finds every record up to date (nothing of the other
+    # question's, nor the user's `loss`, reads as a change)
+    for e in examples[:ANNOTATED]:
+        httpx.post(f"{stack_settings.api_url}/api/v1/records/{after[e.id]['id']}/responses",
+                   headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                   json={"values": {"sentiment": {"value": e.label}, "length": {"value": length[e.id]}},
+                         "status": "submitted"}, timeout=30).raise_for_status()
+    outcome = train_job(workers["sentiment"])
+    assert outcome.promoted and outcome.model.metrics["training"]["annotated"] == ANNOTATED
+    report = score_job(workers["sentiment"], full=True)
+    assert (report.scored, report.failed) == (COUNT, 0) and report.pushed > 0
+    scored = _stored(stack_settings, dataset.id)
+    for e in examples:
+        assert {k: v for k, v in scored[e.id]["metadata"].items() if not k.startswith("sentiment_")} == {
+            k: v for k, v in after[e.id]["metadata"].items() if not k.startswith("sentiment_")}, e.id
+        assert scored[e.id]["metadata"]["sentiment_model_version"] == "v0001"
+    assert score_job(workers["sentiment"], full=True).scored == 0
