@@ -257,6 +257,12 @@ def status(config_file: Path | None) -> None:
     reach = {True: "reachable", False: "UNREACHABLE", None: "unknown"}[argilla.get("reachable")]
     click.echo(f"Argilla {settings.argilla.api_url}: {reach}" + (f" ({argilla['error']})" if argilla.get("error")
                                                                   else ""))
+    binding = state.get("binding") or {}
+    if binding:
+        click.echo(f"dataset {binding['dataset']}: {'multi-label ' if binding.get('multi_label') else ''}question "
+                   f"{binding['question']!r}, fields {', '.join(binding['fields'])}, reference {binding['reference']}"
+                   + (f", metadata named {binding['metadata_prefix']}<name>" if binding.get("metadata_prefix")
+                      else ""))
     model = state.get("model") or {}
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "

@@ -163,6 +163,8 @@ class Runner:
                 self.services.ensure_dataset()
                 self.services.labels()
                 self.dataset_id = self.services.gateway.dataset_id()
+                gateway = self.services.gateway
+                self.book.set_binding(f"{gateway.workspace}/{gateway.dataset_name}", gateway.binding)
                 self.book.argilla_ok()
                 break
             except ArgillaUnavailableError as error:

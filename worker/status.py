@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from worker.binding import DatasetBinding
 from worker.crowd import CrowdModel
 from worker.files import read_json, utc_now, write_json_atomic
 from worker.metrics import WorkerMetrics
@@ -44,6 +45,7 @@ class Status:
     mode: str = Mode.STARTING
     mode_reason: str = ""
     argilla: dict = field(default_factory=lambda: {"reachable": None, "error": None, "since": None})
+    binding: dict = field(default_factory=dict)  # which dataset, fields and question this worker serves
     model: dict = field(default_factory=dict)
     annotators: dict = field(default_factory=dict)  # the team lead's view of the crowd estimate (worker.crowd)
     queue: list[str] = field(default_factory=list)
@@ -104,6 +106,12 @@ class StatusBook:
         """The last estimate of the annotators' agreement, weight and quality (empty before the first)."""
         self.status.annotators = crowd.summary() if crowd is not None else {}
         self.metrics.set_annotators(crowd.annotators if crowd is not None else {})
+
+    def set_binding(self, dataset: str, binding: DatasetBinding) -> None:
+        """What this worker serves (two workers on one dataset's two questions tell themselves apart here)."""
+        self.status.binding = {"dataset": dataset, "fields": list(binding.fields), "question": binding.question,
+                               "multi_label": binding.multi_label, "reference": str(binding.reference),
+                               "metadata_prefix": binding.metadata_prefix}
 
     def set_corrections(self, pending: int) -> None:
         self.status.corrections_pending = pending

@@ -155,6 +155,8 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
                                 cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60,
                                 check=False)
         assert status.returncode == 0 and "mode: webhooks" in status.stdout and "model: v0001" in status.stdout
+        assert f"dataset {gateway.workspace}/{gateway.dataset_name}: question 'label', fields text" in status.stdout
+        assert _status(tmp)["binding"]["metadata_prefix"] == ""
         assert setup["env"]["ARGILLA_WORKER_ARGILLA__API_KEY"] not in status.stdout + worker.output()
     finally:
         code = worker.stop()
