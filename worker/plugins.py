@@ -51,6 +51,15 @@ class HookSpecs:
 
         Return ``{name: function}``; each function takes MC-dropout probabilities ``[N, C, T]``
         (numpy) and returns ``[N]`` finite floats. Names must not clash with the built-in metadata.
+        Used for single-label questions (class distributions); see :meth:`register_label_set_scorers`.
+        """
+
+    @hookspec
+    def register_label_set_scorers(self, context: WorkerContext) -> dict[str, Callable] | None:
+        """:meth:`register_scorers` for a dataset bound to a multi-label question.
+
+        Each function takes the MC-dropout probabilities of each label being present ``[N, L, T]`` (numpy;
+        independent sigmoids: a row does not sum to 1) and returns ``[N]`` finite floats.
         """
 
     @hookspec

@@ -121,9 +121,11 @@ class Services:
             self.gateway.ensure_dataset(self.settings.argilla.labels, multi_label=self.settings.argilla.multi_label)
 
     def extra_scorers(self) -> dict:
-        """Plugin scorers by name (a name clashing with built-in metadata is refused and logged)."""
+        """Plugin scorers by name (a name clashing with built-in metadata is refused and logged): those for
+        class distributions, or for label sets when the dataset's question is multi-label."""
+        hook = "register_label_set_scorers" if self.gateway.binding.multi_label else "register_scorers"
         scorers = {}
-        for plugin, registered in call_each(self.plugins, "register_scorers", context=self.context):
+        for plugin, registered in call_each(self.plugins, hook, context=self.context):
             for name, function in registered.items():
                 if name in WORKER_METADATA_TYPES or name in scorers:
                     logger.error("plugin %s: scorer name %r is already taken; ignored", plugin, name)

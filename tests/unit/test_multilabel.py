@@ -148,9 +148,12 @@ def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_
     assert {score.mc_samples for score in strict.score(inputs)} == {8}
     # records that stopped at 4 samples and records that went on to 8, in one batch: each is scored on its own
     # samples, exactly as fixed T = 4 / T = 8 would score it on the same (consistent) masks
+    seen = {"samples_seen": lambda present: np.full(len(present), present.shape[2], dtype=float),  # [n, L, t]
+            "broken": lambda present: present.sum(axis=2)}  # a wrong shape: dropped, the rest goes on
     mixed = list(Scorer(classifier, samples=8, adaptive=_first_half_settles()(round_size=4, bald_rse=0, loss_se=0),
-                        batch_size=8).score(inputs))
+                        batch_size=8, extra_scorers=seen).score(inputs))
     assert sorted(score.mc_samples for score in mixed) == [4] * 4 + [8] * 4
+    assert all(score.extra == {"samples_seen": score.mc_samples} for score in mixed)  # its own samples only
     fixed = {count: list(Scorer(classifier, samples=count, consistent=True).score(inputs)) for count in (4, 8)}
     for row, score in enumerate(mixed):
         reference = fixed[score.mc_samples][row]

@@ -221,6 +221,10 @@ def test_built_in_plugins_are_registered_like_third_party_ones():
     scorers = dict(call_each(manager, "register_scorers", context=WorkerContext(settings)))["heuristics"]
     mc = np.array([[[0.9, 0.8, 0.2], [0.1, 0.2, 0.8]]])  # [N=1, C=2, T=3]: samples disagree
     assert scorers["variation_ratio"](mc) == pytest.approx([1 / 3])
+    label_set = dict(call_each(manager, "register_label_set_scorers", context=WorkerContext(settings)))["heuristics"]
+    assert set(label_set) == {"mc_variance"}  # variation_ratio needs a modal class: not for label sets
+    present = np.array([[[0.9, 0.7, 0.8], [0.1, 0.1, 0.1]]])  # [N=1, L=2, T=3]: independent sigmoids
+    assert label_set["mc_variance"](present) == pytest.approx([np.var([0.9, 0.7, 0.8]) / 2])
     sinks = dict(call_each(manager, "register_publishers", context=WorkerContext(settings)))["publishers"]
     assert [type(sink).__name__ for sink in sinks] == ["LocalDirectorySink"]
 
@@ -270,7 +274,7 @@ def test_every_hookspec_is_exercised_by_a_test():
     sources = "\n".join(path.read_text() for path in tests_dir.rglob("*.py"))
     untested = [name for name in specs if f"def {name}(" not in sources and f'"{name}"' not in sources]
     assert not untested, f"hookspecs without a test: {untested}"
-    assert len(specs) == 6
+    assert len(specs) == 7
 
 
 def test_unwritable_directories_and_unloadable_model_sources_name_the_setting(tmp_path):

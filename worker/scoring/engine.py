@@ -116,6 +116,9 @@ class Scorer:
             :mod:`worker.scoring.adaptive`); None: T samples for every record, exactly as without it.
         consistent: consistent MC-dropout masks (:mod:`worker.scoring.consistent`); default: with
             ``adaptive`` only.
+        extra_scorers: plugin scores ``{name: function}``, each mapping a batch's MC probabilities — class
+            distributions [N, C, T], or for a multi-label model each label's probability [N, L, T] — to [N]
+            floats (written as ``RecordScore.extra``; a record's non-finite value is left out).
 
     Each :meth:`score` call is O(N) in time and O(window) in memory.
     """
@@ -140,10 +143,6 @@ class Scorer:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
     ):
-        if classifier.multi_label and extra_scorers:
-            logger.info("model %s is multi-label: plugin scorers %s take class distributions and are not run",
-                           classifier.version, sorted(extra_scorers))
-            extra_scorers = None
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
                                      samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,
@@ -321,6 +320,8 @@ class Scorer:
         assert scores.to_add is not None and scores.to_remove is not None
         deterministic = decide(np.exp(deterministic_log_probs.astype(np.float64)), thresholds, at_least_one=True)
         set_probability = np.exp(-binary_cross_entropy(scores.probabilities, scores.predicted).sum(axis=1))
+        extra = self._extra_scores(mc_probs)
+        finite_extra = {name: (values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()}
         margin = np.abs(scores.probabilities - thresholds).min(axis=1)
         samples = mc_probs.shape[2]
         self.stats.mc_samples += samples * len(records)
@@ -344,6 +345,7 @@ class Scorer:
                 disagreement=predicted != record.reference_label if judged else None,
                 to_add=to_add if judged else None, to_remove=to_remove if judged else None,
                 label_changes=len(to_add) + len(to_remove) if judged else None, mc_samples=samples,
+                extra={name: values[row] for name, (values, finite) in finite_extra.items() if finite[row]},
             ))
         return results
 
@@ -416,8 +418,8 @@ class Scorer:
         return merged
 
     def _extra_scores(self, mc_probs: np.ndarray) -> dict[str, np.ndarray]:
-        """Plugin scores [B] from MC probabilities [B, C, T]; a scorer that fails or returns a wrong
-        shape is logged by name and dropped (the built-in scores are unaffected)."""
+        """Plugin scores [B] from MC probabilities [B, C, T] (a multi-label model: per-label [B, L, T]); a scorer
+        that fails or returns a wrong shape is logged by name and dropped (the built-in scores are unaffected)."""
         scores = {}
         for name, function in list(self.extra_scorers.items()):
             try:
