@@ -372,7 +372,10 @@ class ArgillaGateway:
             state.set_reconciled(self.dataset_key, reconciliation.value)
 
     def corrections(self) -> tuple[list[Correction], list[Correction]]:
-        """Consensus labels from submitted responses: (records with a consensus, tied records)."""
+        """Consensus labels from submitted responses: (records with a consensus, tied records).
+
+        Unweighted votes (:func:`worker.records.consensus`): what the dataset holds as annotators answered it.
+        The jobs weigh the votes by each annotator's estimated reliability instead (:mod:`worker.crowd`)."""
         verdicts = [verdict for record in self.pull_annotated() if (verdict := consensus(record))]
         ties = [verdict for verdict in verdicts if verdict.label is None]
         for tie in ties:
