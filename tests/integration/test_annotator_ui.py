@@ -172,3 +172,41 @@ def test_the_annotator_sees_the_label_under_review_with_the_models_doubt_and_unl
 
     corrections, _ = gateway.corrections()
     assert sorted((c.record_id, c.label) for c in corrections) == [("r2", "positive"), ("r4", "negative")]
+
+
+def test_two_questions_each_with_its_workers_suggestion_sort_by_their_own_loss(
+        browser_page, local_argilla, stack_settings, dataset_name):
+    """A dataset with two label questions made with the SDK, one gateway per question (what two workers write):
+    sorted by `sentiment_loss` the sentiment worker's worst record comes first, by `length_loss` the length
+    worker's; each question shows its own worker's suggestion."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")],
+        questions=[rg.LabelQuestion(name="sentiment", labels=["negative", "positive"]),
+                   rg.LabelQuestion(name="length", labels=["short", "long"])])).create().records.log(
+        [rg.Record(id=rid, fields={"review": text}) for rid, text in TEXTS.items()])
+    worst = {"sentiment": "r2", "length": "r1"}
+    suggested = {"sentiment": "negative", "length": "long"}
+    for question in ("sentiment", "length"):
+        gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                                 dataset_name=dataset_name, workspace=stack_settings.workspace, question=question)
+        gateway.prepare()
+        report = gateway.push([Prediction(rid, suggested[question], 0.9 if rid == worst[question] else 0.6,
+                                          f"{question}-v1", {"loss": 3.0 if rid == worst[question] else 0.1,
+                                                             "model_version": f"{question}-v1"})
+                               for rid in TEXTS], current={r.record_id: r for r in gateway.pull()})
+        assert report.ok
+    page = browser_page
+    _sign_in(page, stack_settings)
+    for question in ("sentiment", "length"):
+        _sort_descending(page, stack_settings, gateway.dataset_id(), f"{question}_loss")
+        page.get_by_text(TEXTS[worst[question]]).wait_for()
+        assert not any(page.get_by_text(TEXTS[rid]).is_visible() for rid in TEXTS if rid != worst[question])
+        # both questions carry their own worker's suggestion and score on the record shown first
+        assert "0.9" in page.locator("label", has_text=suggested[question]).first.inner_text()
+        other = "length" if question == "sentiment" else "sentiment"
+        assert "0.6" in page.locator("label", has_text=suggested[other]).first.inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"annotator-two-questions-by-{question}-loss.png"))
