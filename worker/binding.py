@@ -44,9 +44,12 @@ MULTI_LABEL_TYPE = "multi_label_selection"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
 SHARED_METADATA = frozenset({"split"})  # the worker's metadata that belongs to the record, never prefixed
-# what Argilla accepts as a metadata property name (argilla-server's validation)
-METADATA_NAME = re.compile(r"^(?=.*[a-z0-9])[a-z0-9_-]+$")
 CONSENSUS_AGENT = "argilla-worker:consensus"  # the worker's suggestion that repeats the annotators' consensus
+
+
+def prefixed(name: str, prefix: str) -> str:
+    """The server's name of the worker's metadata property ``name`` under ``prefix`` (shared ones keep theirs)."""
+    return name if name in SHARED_METADATA else f"{prefix}{name}"
 
 
 class BindingError(ConfigError):
@@ -126,7 +129,7 @@ class DatasetBinding:
 
     def stored_name(self, name: str) -> str:
         """The server's name of the worker's metadata property ``name``."""
-        return name if name in SHARED_METADATA else f"{self.metadata_prefix}{name}"
+        return prefixed(name, self.metadata_prefix)
 
     def stored(self, values: Mapping[str, object]) -> dict:
         """The worker's metadata ``values`` (plain names) under the server's names."""
@@ -242,8 +245,7 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
     if source.kind == "metadata" and source.name not in present:
         raise BindingError(f"argilla.reference = {str(source)!r}: no metadata property {source.name!r}; "
                            f"{shape.describe()}")
-    stored = {(name if name in SHARED_METADATA else prefix + name): kind
-              for name, kind in (worker_metadata or {}).items()}
+    stored = {prefixed(name, prefix): kind for name, kind in (worker_metadata or {}).items()}
     conflicts = [f"{name} is {present[name].type}, the worker writes {kind}"
                  for name, kind in stored.items() if name in present and not _compatible(present[name].type, kind)]
     if conflicts:

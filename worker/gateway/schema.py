@@ -12,7 +12,7 @@ from typing import Literal
 
 import argilla as rg
 
-from worker.binding import SHARED_METADATA
+from worker.binding import prefixed
 
 ORIGINAL_AGENT = "original"
 
@@ -118,7 +118,7 @@ class GuidelinesScope:
     prefix: str
 
     def name(self, plain: str) -> str:
-        return plain if plain in SHARED_METADATA else f"{self.prefix}{plain}"
+        return prefixed(plain, self.prefix)
 
 
 def _markers(scope: GuidelinesScope | None) -> tuple[str, str]:
