@@ -147,35 +147,59 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Split text labels on this (e.g. '|'): each row gets a label set, the question is multi-label. "
                    "A label column of lists is multi-label without it.")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
+@click.option("--field", "field_name", default=None,
+              help="The dataset's text field to write the text into (as argilla.fields; default: the dataset's "
+                   "only text field, or 'text' for a new dataset).")
+@click.option("--question", default="",
+              help="The label question (as argilla.question; needed when the dataset has several).")
+@click.option("--metadata-prefix", default=None,
+              help="As argilla.metadata_prefix: the prefix of the worker's metadata names (default: none for one "
+                   "label question, '<question>_' for several).")
 @click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
 @click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
 def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-           label_separator, split, api_url, api_key):
+           label_separator, split, field_name, question, metadata_prefix, api_url, api_key):
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
-    Re-ingesting is idempotent (records are keyed by id). The original label is kept as
-    metadata and as a suggestion with agent 'original', never as an annotator's response.
-    A label column of lists (or --label-separator) makes a multi-label question.
-    Bad rows are reported with their row numbers and skipped.
+    Records are keyed by id: ingesting again updates them, and a record that already exists is merged into,
+    never replaced — its other fields, metadata, vectors, responses and other agents' suggestions stay. The
+    original label is kept as metadata and as a suggestion with agent 'original' (unless another agent's
+    suggestion holds the question), never as an annotator's response. A label column of lists (or
+    --label-separator) makes a multi-label question. Bad rows are reported with their row numbers and
+    skipped; records the server refuses are listed by id; the rest land (exit 2 if anything was skipped).
     """
+    from worker.binding import BindingError
+
+    try:
+        _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
+                label_separator, split, field_name, question, metadata_prefix, api_url, api_key)
+    except BindingError as error:
+        raise BindingError(f"{error} — for ingest: --field, --question, --metadata-prefix") from error
+
+
+def _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
+            label_separator, split, field_name, question, metadata_prefix, api_url, api_key):
     from worker.gateway import ArgillaGateway
     from worker.ingest import IngestReport, column_labels, is_multi_label, labelled_rows, load_table
 
     report = IngestReport()
     table = load_table(source, split=split, report=report)
     multi_label = is_multi_label(table, label_column, label_separator)
-    gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace)
+    gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,
+                             fields=[field_name] if field_name else (), question=question,
+                             metadata_prefix=metadata_prefix)
     label_set = [label.strip() for label in labels.split(",")] if labels else gateway.existing_labels()
     if label_set is None and label_column is not None:
         label_set = column_labels(table, label_column, label_separator)
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
     gateway.ensure_dataset(label_set, multi_label=multi_label)
-    gateway.log_labelled_texts(labelled_rows(table, text_column=text_column, label_column=label_column,
-                                             id_column=id_column, labels=label_set, split_column=split_column,
-                                             label_separator=label_separator, report=report))
+    written = gateway.log_labelled_texts(labelled_rows(
+        table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
+        split_column=split_column, label_separator=label_separator, report=report))
     click.echo(report.summary())
-    if report.bad_rows or report.bad_lines:
+    click.echo(written.summary())
+    if report.bad_rows or report.bad_lines or written.failed:
         sys.exit(2)
 
 

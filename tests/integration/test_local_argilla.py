@@ -73,10 +73,10 @@ def test_records_keep_their_suggestions_and_metadata(gateway):
 
 def test_gateway_ingest_keeps_the_original_label_out_of_the_responses(gateway):
     dataset = gateway.ensure_dataset(LABELS)
-    sent = gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),
-                                       LabelledText("b", "dull film", "negative")])
+    written = gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),
+                                          LabelledText("b", "dull film", "negative")])
 
-    assert sent == 2
+    assert (written.created, written.updated, written.unchanged, written.failed) == (2, 0, 0, {})
     stored = {record.id: record for record in dataset.records(with_suggestions=True, with_responses=True)}
     assert stored["a"].metadata["original_label"] == "positive"
     assert stored["a"].suggestions[QUESTION].agent == "original"

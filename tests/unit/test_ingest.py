@@ -8,6 +8,7 @@ import pytest
 
 from worker.errors import DataError
 from worker.ingest import IngestReport, column_labels, content_id, is_multi_label, labelled_rows, load_table
+from worker.records import LabelledText
 
 ROWS = [
     {"id": "a", "review": "a moving film", "sentiment": "positive"},
@@ -167,3 +168,75 @@ def test_a_separator_for_a_column_of_lists_or_a_missing_label_column_is_a_clear_
         is_multi_label(table, "tags", "|")
     with pytest.raises(DataError, match=r"\['label'\] not in the input; its columns are \['text', 'tags'\]"):
         is_multi_label(table, "label")
+
+
+# ---------------------------------------------------------------- writing into records that exist
+
+
+def _plan(required: list[str] | None = None, questions: int = 1):
+    from worker.binding import DatasetShape, FieldInfo, QuestionInfo, bind
+    from worker.gateway.client import _IngestPlan
+
+    label_questions = (QuestionInfo("sentiment", "label_selection", ("neg", "pos"), "q-s"),
+                       QuestionInfo("topic", "label_selection", ("acting", "plot"), "q-t"))[:questions]
+    shape = DatasetShape("d", (FieldInfo("headline", "text", "Headline"), FieldInfo("body", "text", "Body")),
+                         label_questions, ())
+    return _IngestPlan(bind(shape, fields=["body"], question="sentiment"), required or [])
+
+
+def _found(*, body="a plot that drags", metadata=None, suggestions=()):
+    return {"id": "srv-1", "fields": {"headline": "Slow", "body": body}, "metadata": metadata or {},
+            "suggestions": list(suggestions)}
+
+
+def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
+    payload, refusal = _plan().payload(LabelledText("r1", "fine", "pos", split="train"), None)
+    assert refusal is None
+    assert payload == {"external_id": "r1", "fields": {"body": "fine"},
+                       "metadata": {"split": "train", "original_label": "pos", "original_agent": "original"},
+                       "suggestions": [{"question_id": "q-s", "value": "pos", "agent": "original"}]}
+
+
+def test_a_new_record_the_dataset_cannot_take_is_refused_by_reason():
+    payload, refusal = _plan(required=["headline"]).payload(LabelledText("r1", "fine", "pos"), None)
+    assert payload is None
+    assert refusal == ("not in the dataset, and a new record needs the required field(s) ['headline'] that "
+                       "ingest does not fill (it writes 'body')")
+
+
+def test_an_existing_record_is_merged_into_not_replaced():
+    """Only what changes is sent: their other field and metadata, the worker's values and another agent's
+    suggestion survive (the server replaces a sent ``fields`` / ``metadata`` as a whole)."""
+    theirs = {"team": "south", "loss": 1.5, "original_label": "neg", "original_agent": "original"}
+    found = _found(metadata=theirs, suggestions=[{"question_id": "q-s", "value": "neg", "agent": "gpt"}])
+
+    payload, _ = _plan().payload(LabelledText("r1", "a plot that drags on", "pos"), found)
+
+    assert payload == {"id": "srv-1", "fields": {"headline": "Slow", "body": "a plot that drags on"},
+                       "metadata": {**theirs, "original_label": "pos"}}  # no suggestion: gpt's stays
+
+
+def test_nothing_to_change_sends_nothing_and_an_original_suggestion_is_updated_only_when_it_differs():
+    stored = {"team": "north", "original_label": "neg", "original_agent": "original"}
+    original = {"question_id": "q-s", "value": "neg", "agent": "original"}
+    plan = _plan()
+    assert plan.payload(LabelledText("r1", "a plot that drags", "neg"), _found(metadata=stored,
+                                                                               suggestions=[original])) == (None, None)
+    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None)
+    relabelled, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
+                                 _found(metadata=stored, suggestions=[original]))
+    assert relabelled == {"id": "srv-1", "metadata": {**stored, "original_label": "pos"},
+                          "suggestions": [{**original, "value": "pos"}]}
+    other_question = {"question_id": "q-t", "value": "plot", "agent": "topic-model"}
+    missing, _ = plan.payload(LabelledText("r1", "a plot that drags", "neg"),
+                              _found(metadata=stored, suggestions=[other_question]))
+    assert missing == {"id": "srv-1", "suggestions": [original]}  # sent for this question; the server keeps topic's
+
+
+def test_on_a_dataset_with_several_label_questions_the_label_goes_under_the_question_s_names():
+    payload, _ = _plan(questions=2).payload(LabelledText("r1", "fine", "pos", split="test"),
+                                            _found(body="fine", metadata={"topic_original_label": "plot"}))
+    assert payload == {"id": "srv-1", "metadata": {"topic_original_label": "plot", "split": "test",
+                                                   "sentiment_original_label": "pos",
+                                                   "sentiment_original_agent": "original"},
+                       "suggestions": [{"question_id": "q-s", "value": "pos", "agent": "original"}]}

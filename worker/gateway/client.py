@@ -162,6 +162,26 @@ class PushReport:
         return not self.rejected and not self.failed
 
 
+@dataclass
+class LogReport:
+    """What one ingest wrote: records created, merged into (updated), left as they were (nothing would
+    change), and ``failed`` (record id → why it was not written; the others landed)."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self, limit: int = 50) -> str:
+        head = (f"Argilla: {self.created} records created, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{len(self.failed)} not written")
+        lines = [head]
+        lines += [f"  record {record_id}: {reason}" for record_id, reason in list(self.failed.items())[:limit]]
+        if len(self.failed) > limit:
+            lines.append(f"  … and {len(self.failed) - limit} more")
+        return "\n".join(lines)
+
+
 def _is_transport_error(error: BaseException) -> bool:
     return isinstance(error, httpx.TransportError)
 
@@ -266,21 +286,60 @@ class ArgillaGateway:
             metadata=tuple(MetadataInfo(m["name"], m["settings"]["type"]) for m in metadata),
         )
 
-    def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = 500) -> int:
-        """Upsert records by id into the bound field and question, with their original label as metadata
-        and as an ``original`` suggestion.
+    def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = TERMS_FILTER_MAX) -> LogReport:
+        """Upsert records by id (the record's external id): the text into the bound (first) field, the original
+        label into metadata ``original_label`` and, where no other agent's suggestion holds the question, an
+        ``original`` suggestion — never a response.
 
-        Returns:
-            the number of records sent.
+        A record that already exists is merged into, never replaced: its other fields, its metadata (the user's
+        and the worker's values), vectors, responses and any suggestion not by agent ``original`` stay as they
+        are (the server replaces fields and metadata as a whole, so the payload carries the merged values), and
+        a record nothing would change in is not sent: ingesting the same data again writes nothing. A new record
+        the dataset cannot take (a required field ingest does not fill) or one the server refuses is reported in
+        ``failed`` with the reason; the rest land.
+
+        One search per batch finds the existing records by external id: memory O(batch), work O(records given),
+        independent of the dataset's size.
+
+        Raises:
+            ArgillaUnavailableError: the server could not be reached (the batches sent before it stay).
+            ArgillaRefusedError: the server refused the ingest as a whole (authorisation, no dataset).
         """
         dataset = self._dataset()
-        binding = self.binding
-        sent = 0
-        for batch in batched(records, batch_size):
-            dataset.records.log([_ingest_record(record, binding) for record in batch], batch_size=batch_size)
-            sent += len(batch)
-        logger.info("logged %d records to %s/%s", sent, self.workspace, self.dataset_name)
-        return sent
+        plan = _IngestPlan(self.binding, _required_fields(dataset, self.binding.fields[0]))
+        report = LogReport()
+        for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
+            existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
+            payloads, created = [], set()
+            for record in batch:
+                found = existing.get(record.id)
+                payload, refusal = plan.payload(record, found)
+                if refusal is not None:
+                    report.failed[record.id] = refusal
+                elif payload is None:
+                    report.unchanged += 1
+                else:
+                    payloads.append((record.id, payload))
+                    if found is None:
+                        created.add(record.id)
+            if payloads:
+                sent = PushReport()
+                self._send_batch(dataset.id, payloads, sent, retry=True)
+                report.failed.update(sent.failed)
+                report.created += sum(record_id in created for record_id in sent.sent_ids)
+                report.updated += sum(record_id not in created for record_id in sent.sent_ids)
+        logger.info("ingest into %s/%s: %s", self.workspace, self.dataset_name, report.summary().splitlines()[0])
+        return report
+
+    def _existing_by_external_id(self, external_ids: Sequence[str], dataset_id) -> dict[str, dict]:
+        """The dataset's records with these external ids (at most ``TERMS_FILTER_MAX``), as the server's JSON
+        (fields, metadata, suggestions), by external id: one search request."""
+        if not external_ids:
+            return {}
+        condition = {"type": "terms", "scope": {"entity": "record", "property": "external_id"},
+                     "values": list(external_ids)}
+        found = self._search(dataset_id, [condition], None, len(external_ids))
+        return {str(item["external_id"]): item for item in found if item.get("external_id") is not None}
 
     # ------------------------------------------------------------------ pull
 
@@ -812,17 +871,50 @@ def _json_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _ingest_record(record: LabelledText, binding: DatasetBinding) -> rg.Record:
-    """The original label goes to metadata and an ``original`` suggestion, never to a response."""
-    metadata = {binding.stored_name("split"): record.split} if record.split else {}
-    fields = {binding.fields[0]: record.text}
-    if record.label is None:
-        return rg.Record(id=record.id, fields=fields, metadata=metadata or None)
-    return rg.Record(
-        id=record.id,
-        fields=fields,
-        metadata={**metadata, **binding.stored({PRESERVED_LABEL: _json_value(record.label),
-                                                PRESERVED_AGENT: ORIGINAL_AGENT})},
-        suggestions=[rg.Suggestion(question_name=binding.question, value=_json_value(record.label),
-                                   agent=ORIGINAL_AGENT)],
-    )
+def _required_fields(dataset: rg.Dataset, filled: str) -> list[str]:
+    """The dataset's required fields other than ``filled`` (the one ingest writes)."""
+    return [f.name for f in dataset.settings.fields if getattr(f, "required", False) and f.name != filled]
+
+
+@dataclass(frozen=True)
+class _IngestPlan:
+    """How one input record is written into the bound dataset (see :meth:`ArgillaGateway.log_labelled_texts`)."""
+
+    binding: DatasetBinding
+    unfilled_required: list[str]
+
+    def payload(self, record: LabelledText, found: dict | None) -> tuple[dict | None, str | None]:
+        """(the bulk-upsert item, None), (None, None) when nothing would change, or (None, why it cannot be
+        written). ``found`` is the existing record as the server's JSON, None for a new one."""
+        binding = self.binding
+        field_name = binding.fields[0]
+        metadata = {binding.stored_name("split"): record.split} if record.split else {}
+        if record.label is not None:
+            metadata.update(binding.stored({PRESERVED_LABEL: _json_value(record.label),
+                                            PRESERVED_AGENT: ORIGINAL_AGENT}))
+        suggestion = ({"question_id": str(binding.question_id), "value": _json_value(record.label),
+                       "agent": ORIGINAL_AGENT} if record.label is not None else None)
+        if found is None:
+            if self.unfilled_required:
+                return None, (f"not in the dataset, and a new record needs the required field(s) "
+                              f"{self.unfilled_required} that ingest does not fill (it writes {field_name!r})")
+            item = {"external_id": record.id, "fields": {field_name: record.text}, "metadata": metadata}
+            return {**item, "suggestions": [suggestion] if suggestion else []}, None
+        return self._merged(record, found, metadata, suggestion), None
+
+    def _merged(self, record: LabelledText, found: dict, metadata: dict, suggestion: dict | None) -> dict | None:
+        binding = self.binding
+        item: dict[str, object] = {"id": str(found["id"])}
+        fields = dict(found.get("fields") or {})
+        if fields.get(binding.fields[0]) != record.text:
+            item["fields"] = {**fields, binding.fields[0]: record.text}
+        stored = dict(found.get("metadata") or {})
+        merged = {**stored, **metadata}
+        if not _same_metadata(merged, stored):
+            item["metadata"] = merged
+        current = next((s for s in found.get("suggestions") or [] if str(s["question_id"]) == binding.question_id),
+                       None)
+        if suggestion is not None and (current is None or current.get("agent") == ORIGINAL_AGENT) and not (
+                current is not None and same_value(current.get("value"), suggestion["value"])):
+            item["suggestions"] = [suggestion]
+        return item if len(item) > 1 else None

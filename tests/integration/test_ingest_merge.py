@@ -1,0 +1,110 @@
+"""`argilla-worker ingest` into a dataset that already holds records — made with the plain Argilla SDK by
+another team, with values of the worker's on them: ingesting merges into each record, it never replaces it.
+
+The dataset has two text fields (one required that ingest does not fill), two label questions, a metadata
+property of the team's, a vector, another agent's suggestion and an annotator's submitted response. After an
+ingest that changes one record's text and gives both records a label: the other field, the team's metadata, the
+worker's own values, the vector, the response, the other agent's suggestion and the other question's
+suggestion are all still there; a new record the dataset cannot take (a required field) is refused by id
+while the rest land; and ingesting the same file again writes nothing (``updated_at`` does not move)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import argilla as rg
+import httpx
+
+from tests.integration.annotator import submit_label
+
+SENTIMENT, TOPIC = "sentiment", "topic"
+
+
+def _their_dataset(stack_settings, dataset_name) -> rg.Dataset:
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(
+        fields=[rg.TextField(name="headline", required=True), rg.TextField(name="body", required=True)],
+        questions=[rg.LabelQuestion(name=SENTIMENT, labels=["negative", "positive"]),
+                   rg.LabelQuestion(name=TOPIC, labels=["acting", "plot"], required=False)],
+        metadata=[rg.TermsMetadataProperty(name="team"), rg.FloatMetadataProperty(name="sentiment_loss")],
+        vectors=[rg.VectorField(name="embedding", dimensions=2)],
+    )
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    dataset.records.log([
+        rg.Record(id="r1", fields={"headline": "Superb", "body": "a superb cast"},
+                  metadata={"team": "north", "sentiment_loss": 0.7}, vectors={"embedding": [0.1, 0.2]},
+                  suggestions=[rg.Suggestion(question_name=TOPIC, value="acting", agent="topic-model")]),
+        rg.Record(id="r2", fields={"headline": "Slow", "body": "the plot drags"},
+                  metadata={"team": "south"}, vectors={"embedding": [0.3, 0.4]},
+                  suggestions=[rg.Suggestion(question_name=SENTIMENT, value="positive", agent="gpt-labeller",
+                                             score=0.6)]),
+    ])
+    return dataset
+
+
+def _records(stack_settings, dataset_id) -> dict[str, dict]:
+    """The records as the server's JSON (fields, metadata, suggestions, responses, vectors), by external id."""
+    response = httpx.post(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records/search",
+                          headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                          params={"include": ["responses", "suggestions", "vectors"], "limit": 50}, json={})
+    response.raise_for_status()
+    return {item["record"]["external_id"]: item["record"] for item in response.json()["items"]}
+
+
+def _suggestions(record: dict, question_ids: dict[str, str]) -> dict[str, tuple]:
+    names = {question_id: name for name, question_id in question_ids.items()}
+    return {names[s["question_id"]]: (s["value"], s["agent"]) for s in record["suggestions"]}
+
+
+def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(local_argilla, stack_settings,
+                                                                            dataset_name, tmp_path):
+    dataset = _their_dataset(stack_settings, dataset_name)
+    question_ids = {question.name: str(question.id) for question in dataset.settings.questions}
+    r1 = next(record for record in dataset.records() if record.id == "r1")
+    submit_label(stack_settings, r1._server_id, "positive", question=SENTIMENT)
+    before = _records(stack_settings, dataset.id)
+    data = tmp_path / "update.jsonl"
+    data.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "r1", "text": "a superb cast", "label": "positive"},     # same text: label only
+        {"id": "r2", "text": "the plot drags on", "label": "negative"},  # new text and a label
+        {"id": "r3", "text": "a new review", "label": "negative"},       # new: the required headline is missing
+    ]))
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+    command = [sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name, "--id-column", "id",
+               "--label-column", "label", "--api-url", stack_settings.api_url, "--workspace", stack_settings.workspace]
+
+    unbound = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert unbound.returncode == 1 and "Traceback" not in unbound.stderr, unbound.stderr
+    assert "--field" in unbound.stderr.strip().splitlines()[-1]
+
+    command += ["--field", "body", "--question", SENTIMENT]
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr
+    assert "Argilla: 0 records created, 2 updated, 0 unchanged, 1 not written" in first.stdout, first.stdout
+    assert "record r3: not in the dataset, and a new record needs the required field(s) ['headline']" in first.stdout
+
+    after = _records(stack_settings, dataset.id)
+    assert set(after) == {"r1", "r2"}
+    one, two = after["r1"], after["r2"]
+    assert one["fields"] == before["r1"]["fields"]
+    assert two["fields"] == {"headline": "Slow", "body": "the plot drags on"}
+    assert one["metadata"] == {"team": "north", "sentiment_loss": 0.7, "sentiment_original_label": "positive",
+                               "sentiment_original_agent": "original"}
+    assert two["metadata"] == {"team": "south", "sentiment_original_label": "negative",
+                               "sentiment_original_agent": "original"}
+    assert _suggestions(one, question_ids) == {TOPIC: ("acting", "topic-model"), SENTIMENT: ("positive", "original")}
+    assert _suggestions(two, question_ids) == {SENTIMENT: ("positive", "gpt-labeller")}  # theirs, not replaced
+    for record_id in ("r1", "r2"):
+        assert after[record_id]["vectors"] == before[record_id]["vectors"]
+        assert after[record_id]["responses"] == before[record_id]["responses"]
+    assert [r["values"] for r in one["responses"]] == [{SENTIMENT: {"value": "positive"}}]
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 2, second.stderr  # r3 is still refused
+    assert "Argilla: 0 records created, 0 updated, 2 unchanged, 1 not written" in second.stdout, second.stdout
+    again = _records(stack_settings, dataset.id)
+    assert {rid: again[rid]["updated_at"] for rid in again} == {rid: after[rid]["updated_at"] for rid in after}
