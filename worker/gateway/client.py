@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
 MAX_PAGE = 999  # a search request returns at most 1,000 records (keyset paging may ask for one more)
 TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
+INGEST_PROGRESS_EVERY = 10_000  # records between two progress lines of an ingest
 ANNOTATED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
 SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
@@ -307,7 +308,7 @@ class ArgillaGateway:
         """
         dataset = self._dataset()
         plan = _IngestPlan(self.binding, _required_fields(dataset, self.binding.fields[0]))
-        report = LogReport()
+        report, seen = LogReport(), 0
         for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
             existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
             payloads, created = [], set()
@@ -328,6 +329,9 @@ class ArgillaGateway:
                 report.failed.update(sent.failed)
                 report.created += sum(record_id in created for record_id in sent.sent_ids)
                 report.updated += sum(record_id not in created for record_id in sent.sent_ids)
+            seen += len(batch)
+            if seen // INGEST_PROGRESS_EVERY > (seen - len(batch)) // INGEST_PROGRESS_EVERY:
+                logger.info("ingest: %d records so far (%s)", seen, report.summary(limit=0).splitlines()[0])
         logger.info("ingest into %s/%s: %s", self.workspace, self.dataset_name, report.summary().splitlines()[0])
         return report
 
