@@ -147,6 +147,10 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Split text labels on this (e.g. '|'): each row gets a label set, the question is multi-label. "
                    "A label column of lists is multi-label without it.")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
+@click.option("--metadata-column", "metadata_specs", multiple=True, metavar="COLUMN[=NAME]",
+              help="Ingest this column as record metadata, under NAME (default: the column's name) — numbers as "
+                   "integer / float properties, text, booleans and dates as terms — so annotators can filter and "
+                   "sort on it. Repeat for several.")
 @click.option("--field", "field_name", default=None,
               help="The dataset's text field to write the text into (as argilla.fields; default: the dataset's "
                    "only text field, or 'text' for a new dataset).")
@@ -158,7 +162,7 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
 @click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
 @click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
 def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-           label_separator, split, field_name, question, metadata_prefix, api_url, api_key):
+           label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key):
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
     Records are keyed by id: ingesting again updates them, and a record that already exists is merged into,
@@ -172,18 +176,19 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
 
     try:
         _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-                label_separator, split, field_name, question, metadata_prefix, api_url, api_key)
+                label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key)
     except BindingError as error:
         raise BindingError(f"{error} — for ingest: --field, --question, --metadata-prefix") from error
 
 
 def _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-            label_separator, split, field_name, question, metadata_prefix, api_url, api_key):
+            label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key):
     from worker.gateway import ArgillaGateway
-    from worker.ingest import IngestReport, column_labels, is_multi_label, labelled_rows, load_table
+    from worker.ingest import IngestReport, column_labels, is_multi_label, labelled_rows, load_table, metadata_columns
 
     report = IngestReport()
     table = load_table(source, split=split, report=report)
+    metadata = metadata_columns(table, metadata_specs)
     multi_label = is_multi_label(table, label_column, label_separator)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,
                              fields=[field_name] if field_name else (), question=question,
@@ -194,9 +199,10 @@ def _ingest(source, dataset_name, workspace, text_column, label_column, id_colum
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
     gateway.ensure_dataset(label_set, multi_label=multi_label)
+    gateway.ensure_user_metadata({column.name: column.kind for column in metadata})
     written = gateway.log_labelled_texts(labelled_rows(
         table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
-        split_column=split_column, label_separator=label_separator, report=report))
+        split_column=split_column, label_separator=label_separator, metadata=metadata, report=report))
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed:

@@ -5,6 +5,10 @@ column's value when one is given, else a hash of the text — so ingesting the s
 updates the same records instead of duplicating them. Bad rows (missing text, unknown label,
 duplicate id) are reported with their row numbers and skipped; the rest is ingested.
 
+Columns named with ``--metadata-column`` go into each record's metadata under the user's own names (see
+:func:`metadata_columns`): numbers as integer / float properties, text, booleans, dates and class labels as terms,
+so annotators can filter and sort on them.
+
 A label column holding lists (a ``List`` / ``Sequence`` feature, e.g. ``Sequence(ClassLabel)``), or text labels
 split on a separator (``label_separator``, e.g. ``"|"`` in a csv), makes a multi-label input: each row's label is
 a label set (a sorted tuple, see :func:`worker.records.label_set`).
@@ -12,10 +16,12 @@ a label set (a sorted tuple, see :func:`worker.records.label_set`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
+import math
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +134,7 @@ def labelled_rows(
     labels: Iterable[str] | None = None,
     split_column: str | None = None,
     label_separator: str | None = None,
+    metadata: Sequence[MetadataColumn] = (),
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``. Labels are label sets when
@@ -137,12 +144,12 @@ def labelled_rows(
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
-    _check_columns(table, text_column, label_column, id_column, split_column)
+    _check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata))
     reader = _LabelReader(table, label_column, labels, label_separator)
     seen_ids: dict[str, int] = {}
     for row_number, row in enumerate(table, start=1):
         report.read += 1
-        record, reason = _row_to_record(row, text_column, reader, id_column, split_column)
+        record, reason = _row_to_record(row, text_column, reader, id_column, split_column, metadata)
         if record is not None and record.id in seen_ids:
             reason = f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
             record = None
@@ -270,7 +277,8 @@ def _check_columns(table: datasets.Dataset, *columns: str | None) -> None:
 
 
 def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column: str | None,
-                   split_column: str | None = None) -> tuple[LabelledText | None, str]:
+                   split_column: str | None = None,
+                   metadata: Sequence[MetadataColumn] = ()) -> tuple[LabelledText | None, str]:
     text = row[text_column]
     if not isinstance(text, str) or not text.strip():
         return None, f"text column {text_column!r} is empty or not a string ({text!r})"
@@ -283,7 +291,76 @@ def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column:
     split = row[split_column] if split_column is not None else None
     if split_column is not None and (not isinstance(split, str) or not split.strip()):
         return None, f"split column {split_column!r} is empty or not a string ({split!r})"
-    return LabelledText(id=record_id, text=text, label=label, split=split), ""
+    values = {}
+    for column in metadata:
+        value = column.value(row[column.column])
+        if value is not None:
+            values[column.name] = value
+    return LabelledText(id=record_id, text=text, label=label, split=split, metadata=values or None), ""
+
+
+@dataclass(frozen=True)
+class MetadataColumn:
+    """An input column ingested as the metadata property ``name`` of kind ``terms`` / ``integer`` / ``float``."""
+
+    column: str
+    name: str
+    kind: str
+    class_names: tuple[str, ...] | None = None  # a ClassLabel column's names: its ints become terms
+
+    def value(self, raw: object) -> str | int | float | None:
+        """A row's value as the property holds it; None (the record gets no value) for a missing one: an
+        empty cell, NaN or an infinite number (JSON cannot carry them)."""
+        if raw is None or (isinstance(raw, float) and not math.isfinite(raw)):
+            return None
+        if self.kind == "integer":
+            return int(raw)  # type: ignore[call-overload]
+        if self.kind == "float":
+            return float(raw)  # type: ignore[arg-type]
+        if self.class_names is not None and isinstance(raw, int):
+            return self.class_names[raw]
+        if isinstance(raw, bool):
+            return "true" if raw else "false"
+        if isinstance(raw, (dt.date, dt.datetime)):
+            return raw.isoformat()
+        text = str(raw).strip()
+        return text or None
+
+
+def metadata_columns(table: datasets.Dataset, specs: Sequence[str]) -> list[MetadataColumn]:
+    """``COLUMN`` or ``COLUMN=NAME`` (the property's name; default the column's) for each spec, with the kind
+    the column's type gives: integers → ``integer``, floating point → ``float``, text, booleans, dates,
+    timestamps and class labels → ``terms``.
+
+    Raises:
+        DataError: a column is missing, named twice, or holds values a metadata property cannot (lists,
+            structs, binary).
+    """
+    found: list[MetadataColumn] = []
+    for spec in specs:
+        column, _, name = spec.partition("=")
+        column, name = column.strip(), (name or column).strip()
+        _check_columns(table, column)
+        if not name or len(name) > 200:
+            raise DataError(f"metadata column {spec!r}: a property name has 1 to 200 characters")
+        if name in {m.name for m in found}:
+            raise DataError(f"metadata column {spec!r}: property {name!r} is named twice")
+        found.append(_metadata_column(column, name, table.features[column]))
+    return found
+
+
+def _metadata_column(column: str, name: str, feature: object) -> MetadataColumn:
+    if isinstance(feature, datasets.ClassLabel):
+        return MetadataColumn(column, name, "terms", tuple(feature.names))
+    dtype = str(getattr(feature, "dtype", "")) if isinstance(feature, datasets.Value) else ""
+    if dtype.startswith(("int", "uint")):
+        return MetadataColumn(column, name, "integer")
+    if dtype.startswith("float"):
+        return MetadataColumn(column, name, "float")
+    if dtype in {"string", "large_string", "bool"} or dtype.startswith(("timestamp", "date")):
+        return MetadataColumn(column, name, "terms")
+    raise DataError(f"metadata column {column!r} holds {feature} values; a metadata property holds numbers or "
+                    f"text (also booleans, dates and class labels, as text)")
 
 
 def content_id(text: str) -> str:

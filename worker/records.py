@@ -44,6 +44,7 @@ class LabelledText:
     text: str
     label: LabelValue | None  # a label set (sorted tuple) for a multi-label question
     split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
+    metadata: Mapping[str, str | int | float] | None = field(default=None, hash=False, compare=True)  # the user's
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import argilla as rg
+import httpx
 
 
 def test_ingest_reports_bad_rows_and_a_second_run_updates_instead_of_duplicating(
@@ -110,3 +111,55 @@ def test_a_column_of_label_lists_makes_a_multi_label_dataset_the_worker_binds_to
     added = ingest(separated, "--label-separator", "|")
     assert added.returncode == 0 and "1 of 1 rows ingested" in added.stdout, added.stderr
     assert {r.record_id: r.reference for r in gateway.pull()}["r5"] == ("humour", "praise")
+
+
+def test_metadata_columns_become_properties_annotators_can_filter_on(local_argilla, stack_settings, dataset_name,
+                                                                     tmp_path):
+    """A csv's extra columns as the team's own metadata: created as integer / float / terms properties, filterable
+    through the search endpoint the UI uses; a worker name is refused in one line, and a later file that adds a
+    value merges it into the record without losing the others."""
+    data = tmp_path / "reviews.csv"
+    data.write_text("id,text,label,stars,price,source\n"
+                    "r1,a moving film,positive,5,9.5,imdb\n"
+                    "r2,dull,negative,1,,rotten\n"
+                    "r3,fine enough,positive,3,4.0,\n")
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+    base = [sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name, "--id-column", "id",
+            "--label-column", "label", "--labels", "negative,positive", "--api-url", stack_settings.api_url]
+
+    refused = subprocess.run([*base, "--metadata-column", "stars=loss"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "metadata ['loss'] would be the worker's own property" in refused.stderr.strip().splitlines()[-1]
+
+    result = subprocess.run([*base, "--metadata-column", "stars", "--metadata-column", "price=unit_price",
+                             "--metadata-column", "source"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and "Argilla: 3 records created" in result.stdout, result.stderr
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = client.datasets(name=dataset_name, workspace=stack_settings.workspace)
+    kinds = {prop.name: type(prop).__name__ for prop in dataset.settings.metadata}
+    assert {name: kinds[name] for name in ("stars", "unit_price", "source")} == {
+        "stars": "IntegerMetadataProperty", "unit_price": "FloatMetadataProperty", "source": "TermsMetadataProperty"}
+    records = {record.id: record for record in dataset.records()}
+    assert records["r2"].metadata == {"stars": 1, "source": "rotten", "original_label": "negative",
+                                      "original_agent": "original"}  # no price: the cell was empty
+    assert records["r3"].metadata["unit_price"] == 4.0 and "source" not in records["r3"].metadata
+
+    found = httpx.post(f"{stack_settings.api_url}/api/v1/datasets/{dataset.id}/records/search",
+                       headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                       json={"filters": {"and": [{"type": "range", "scope": {"entity": "metadata",
+                                                                            "metadata_property": "stars"},
+                                                  "ge": 3}]}})
+    found.raise_for_status()
+    assert sorted(item["record"]["external_id"] for item in found.json()["items"]) == ["r1", "r3"]
+
+    later = tmp_path / "later.csv"
+    later.write_text("id,text,source\nr3,fine enough,letterboxd\n")
+    added = subprocess.run([sys.executable, "-m", "worker", "ingest", str(later), "--dataset", dataset_name,
+                            "--id-column", "id", "--metadata-column", "source", "--api-url", stack_settings.api_url],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert added.returncode == 0 and "0 records created, 1 updated" in added.stdout, added.stderr
+    (r3,) = [record for record in dataset.records() if record.id == "r3"]
+    assert r3.metadata == {"stars": 3, "unit_price": 4.0, "source": "letterboxd", "original_label": "positive",
+                           "original_agent": "original"}

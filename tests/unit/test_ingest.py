@@ -240,3 +240,58 @@ def test_on_a_dataset_with_several_label_questions_the_label_goes_under_the_ques
                                                    "sentiment_original_label": "pos",
                                                    "sentiment_original_agent": "original"},
                        "suggestions": [{"question_id": "q-s", "value": "pos", "agent": "original"}]}
+
+
+# ---------------------------------------------------------------- metadata columns
+
+
+def test_metadata_columns_take_their_kind_from_the_column_type_and_may_be_renamed():
+    from worker.ingest import metadata_columns
+
+    table = datasets.Dataset.from_dict({
+        "text": ["a", "b"], "stars": [4, 5], "price": [9.5, None], "team": ["north", "south"],
+        "reviewed": [True, False], "tags": [["x"], ["y"]],
+        "genre": datasets.ClassLabel(names=["drama", "comedy"]).str2int(["comedy", "drama"]),
+    }).cast_column("genre", datasets.ClassLabel(names=["drama", "comedy"]))
+
+    columns = metadata_columns(table, ["stars", "price=unit_price", "team", "reviewed", "genre"])
+
+    assert [(c.column, c.name, c.kind) for c in columns] == [
+        ("stars", "stars", "integer"), ("price", "unit_price", "float"), ("team", "team", "terms"),
+        ("reviewed", "reviewed", "terms"), ("genre", "genre", "terms")]
+    with pytest.raises(DataError, match=r"metadata column 'tags' holds List\(Value\('string'\)\) values"):
+        metadata_columns(table, ["tags"])
+    with pytest.raises(DataError, match=r"column\(s\) \['rating'\] not in the input"):
+        metadata_columns(table, ["rating"])
+    with pytest.raises(DataError, match="property 'team' is named twice"):
+        metadata_columns(table, ["team", "stars=team"])
+
+
+def test_metadata_values_as_the_properties_hold_them_and_missing_ones_left_out():
+    from worker.ingest import metadata_columns
+
+    table = datasets.Dataset.from_dict({
+        "text": ["first", "second", "third"], "stars": [4, 5, 3], "price": [9.5, float("nan"), None],
+        "team": ["north", " ", None], "reviewed": [True, False, True],
+    })
+    report = IngestReport()
+    columns = metadata_columns(table, ["stars", "price", "team", "reviewed"])
+
+    rows = list(labelled_rows(table, metadata=columns, report=report))
+
+    assert [row.metadata for row in rows] == [
+        {"stars": 4, "price": 9.5, "team": "north", "reviewed": "true"},
+        {"stars": 5, "reviewed": "false"},
+        {"stars": 3, "reviewed": "true"},
+    ]
+    assert isinstance(rows[0].metadata["stars"], int) and report.good == 3
+
+
+def test_the_users_metadata_is_written_beside_the_workers_and_merged_into_an_existing_record():
+    new, _ = _plan().payload(LabelledText("r1", "fine", "pos", metadata={"team": "north", "stars": 4}), None)
+    assert new["metadata"] == {"team": "north", "stars": 4, "original_label": "pos", "original_agent": "original"}
+
+    stored = {"team": "south", "loss": 0.3, "original_label": "pos", "original_agent": "original"}
+    merged, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
+                                _found(metadata=stored))
+    assert merged["metadata"] == {**stored, "stars": 2}

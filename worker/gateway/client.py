@@ -24,6 +24,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from worker.binding import (
     PRESERVED_AGENT,
     PRESERVED_LABEL,
+    BindingError,
     DatasetBinding,
     DatasetShape,
     FieldInfo,
@@ -737,6 +738,31 @@ class ArgillaGateway:
             self._cached_dataset = None
             logger.info("added plugin metadata properties %s to %s", missing, self.dataset_name)
 
+    def ensure_user_metadata(self, kinds: Mapping[str, str]) -> None:
+        """Metadata properties of the user's own (name → ``terms`` / ``integer`` / ``float``, e.g. from ingest's
+        metadata columns): the missing ones are created; existing ones are used as they are.
+
+        Raises:
+            BindingError: a name is one of the worker's own properties on this dataset, or an existing property
+                cannot hold the values (integers go into a float property, nothing else crosses kinds).
+        """
+        dataset, binding = self._dataset(), self.binding
+        worker_names = {binding.stored_name(name) for name in WORKER_METADATA_TYPES}
+        taken = sorted(name for name in kinds if name in worker_names)
+        if taken:
+            raise BindingError(f"metadata {taken} would be the worker's own propert{'y' if len(taken) == 1 else 'ies'}"
+                               f" on dataset {self.dataset_name}: ingest them under other names (COLUMN=NAME)")
+        present = {prop.name: prop.type for prop in self.shape().metadata}
+        for name, kind in kinds.items():
+            existing = present.get(name)
+            if existing is None:
+                self._create_metadata_property(dataset, name, kind)
+                logger.info("added metadata property %r (%s) to %s", name, kind, self.dataset_name)
+                self._cached_dataset = None
+            elif existing != kind and not (existing == "float" and kind == "integer"):
+                raise BindingError(f"metadata property {name!r} of dataset {self.dataset_name} is {existing}, but "
+                                   f"the input's values are {kind}")
+
     def _create_metadata_property(self, dataset: rg.Dataset, name: str, kind: str) -> None:
         self._request("POST", f"/api/v1/datasets/{dataset.id}/metadata-properties",
                       json={"name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}})
@@ -892,7 +918,9 @@ class _IngestPlan:
         written). ``found`` is the existing record as the server's JSON, None for a new one."""
         binding = self.binding
         field_name = binding.fields[0]
-        metadata = {binding.stored_name("split"): record.split} if record.split else {}
+        metadata = dict(record.metadata or {})  # the user's own names (see ensure_user_metadata)
+        if record.split:
+            metadata[binding.stored_name("split")] = record.split
         if record.label is not None:
             metadata.update(binding.stored({PRESERVED_LABEL: _json_value(record.label),
                                             PRESERVED_AGENT: ORIGINAL_AGENT}))
