@@ -151,6 +151,9 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Ingest this column as record metadata, under NAME (default: the column's name) — numbers as "
                    "integer / float properties, text, booleans and dates as terms — so annotators can filter and "
                    "sort on it. Repeat for several.")
+@click.option("--field-column", "field_specs", multiple=True, metavar="FIELD=COLUMN",
+              help="Fill another field of the dataset from this column (e.g. a required 'headline' beside the "
+                   "text). Repeat for several.")
 @click.option("--field", "field_name", default=None,
               help="The dataset's text field to write the text into (as argilla.fields; default: the dataset's "
                    "only text field, or 'text' for a new dataset).")
@@ -161,8 +164,7 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
                    "label question, '<question>_' for several).")
 @click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
 @click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
-def ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-           label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key):
+def ingest(**options) -> None:
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
     Records are keyed by id: ingesting again updates them, and a record that already exists is merged into,
@@ -175,20 +177,30 @@ def ingest(source, dataset_name, workspace, text_column, label_column, id_column
     from worker.binding import BindingError
 
     try:
-        _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-                label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key)
+        _ingest(**options)
     except BindingError as error:
+        if "argilla." not in str(error):  # not about the [argilla] settings that ingest takes as options
+            raise
         raise BindingError(f"{error} — for ingest: --field, --question, --metadata-prefix") from error
 
 
-def _ingest(source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-            label_separator, split, metadata_specs, field_name, question, metadata_prefix, api_url, api_key):
+def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
+            label_separator, split, metadata_specs, field_specs, field_name, question, metadata_prefix, api_url,
+            api_key) -> None:
     from worker.gateway import ArgillaGateway
-    from worker.ingest import IngestReport, column_labels, is_multi_label, labelled_rows, load_table, metadata_columns
+    from worker.ingest import (
+        IngestReport,
+        column_labels,
+        field_columns,
+        is_multi_label,
+        labelled_rows,
+        load_table,
+        metadata_columns,
+    )
 
     report = IngestReport()
     table = load_table(source, split=split, report=report)
-    metadata = metadata_columns(table, metadata_specs)
+    metadata, other_fields = metadata_columns(table, metadata_specs), field_columns(table, field_specs)
     multi_label = is_multi_label(table, label_column, label_separator)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,
                              fields=[field_name] if field_name else (), question=question,
@@ -199,10 +211,12 @@ def _ingest(source, dataset_name, workspace, text_column, label_column, id_colum
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
     gateway.ensure_dataset(label_set, multi_label=multi_label)
+    gateway.check_other_fields(list(other_fields))
     gateway.ensure_user_metadata({column.name: column.kind for column in metadata})
     written = gateway.log_labelled_texts(labelled_rows(
         table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
-        split_column=split_column, label_separator=label_separator, metadata=metadata, report=report))
+        split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
+        report=report))
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed:

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import math
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +135,7 @@ def labelled_rows(
     split_column: str | None = None,
     label_separator: str | None = None,
     metadata: Sequence[MetadataColumn] = (),
+    fields: Mapping[str, str] | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``. Labels are label sets when
@@ -144,12 +145,13 @@ def labelled_rows(
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
-    _check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata))
+    _check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
+                   *(fields or {}).values())
     reader = _LabelReader(table, label_column, labels, label_separator)
     seen_ids: dict[str, int] = {}
     for row_number, row in enumerate(table, start=1):
         report.read += 1
-        record, reason = _row_to_record(row, text_column, reader, id_column, split_column, metadata)
+        record, reason = _row_to_record(row, text_column, reader, id_column, split_column, metadata, fields)
         if record is not None and record.id in seen_ids:
             reason = f"duplicate id {record.id!r} (first seen in row {seen_ids[record.id]})"
             record = None
@@ -277,8 +279,8 @@ def _check_columns(table: datasets.Dataset, *columns: str | None) -> None:
 
 
 def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column: str | None,
-                   split_column: str | None = None,
-                   metadata: Sequence[MetadataColumn] = ()) -> tuple[LabelledText | None, str]:
+                   split_column: str | None = None, metadata: Sequence[MetadataColumn] = (),
+                   fields: Mapping[str, str] | None = None) -> tuple[LabelledText | None, str]:
     text = row[text_column]
     if not isinstance(text, str) or not text.strip():
         return None, f"text column {text_column!r} is empty or not a string ({text!r})"
@@ -296,7 +298,29 @@ def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column:
         value = column.value(row[column.column])
         if value is not None:
             values[column.name] = value
-    return LabelledText(id=record_id, text=text, label=label, split=split, metadata=values or None), ""
+    other_fields = {name: row[column] for name, column in (fields or {}).items()
+                    if isinstance(row[column], str) and row[column].strip()}
+    return LabelledText(id=record_id, text=text, label=label, split=split, metadata=values or None,
+                        fields=other_fields or None), ""
+
+
+def field_columns(table: datasets.Dataset, specs: Sequence[str]) -> dict[str, str]:
+    """``FIELD=COLUMN`` specs as {the dataset's field: the input column}. An empty cell leaves the field as it is
+    (or, for a new record, without a value).
+
+    Raises:
+        DataError: a spec is not ``FIELD=COLUMN``, names a field twice, or a column that is missing.
+    """
+    found: dict[str, str] = {}
+    for spec in specs:
+        name, separator, column = (part.strip() for part in spec.partition("="))
+        if not separator or not name or not column:
+            raise DataError(f"field column {spec!r}: expected FIELD=COLUMN (the dataset's field = the input's column)")
+        if name in found:
+            raise DataError(f"field column {spec!r}: field {name!r} is named twice")
+        _check_columns(table, column)
+        found[name] = column
+    return found
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ class LabelledText:
     text: str
     label: LabelValue | None  # a label set (sorted tuple) for a multi-label question
     split: str | None = None  # the source's split (train / test …), kept as metadata for publishing
-    metadata: Mapping[str, str | int | float] | None = field(default=None, hash=False, compare=True)  # the user's
+    metadata: Mapping[str, str | int | float] | None = field(default=None, hash=False)  # the user's own names
+    fields: Mapping[str, str] | None = field(default=None, hash=False)  # values of the dataset's other fields
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ property of the team's, a vector, another agent's suggestion and an annotator's 
 ingest that changes one record's text and gives both records a label: the other field, the team's metadata, the
 worker's own values, the vector, the response, the other agent's suggestion and the other question's
 suggestion are all still there; a new record the dataset cannot take (a required field) is refused by id
-while the rest land; and ingesting the same file again writes nothing (``updated_at`` does not move)."""
+while the rest land; ingesting the same file again writes nothing (``updated_at`` does not move); and
+``--field-column`` fills the required field so the new record can be created."""
 
 from __future__ import annotations
 
@@ -85,7 +86,8 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr
     assert "Argilla: 0 records created, 2 updated, 0 unchanged, 1 not written" in first.stdout, first.stdout
-    assert "record r3: not in the dataset, and a new record needs the required field(s) ['headline']" in first.stdout
+    assert ("record r3: not in the dataset, and a new record needs the required field(s) ['headline'], which the "
+            "input does not fill") in first.stdout
 
     after = _records(stack_settings, dataset.id)
     assert set(after) == {"r1", "r2"}
@@ -108,3 +110,14 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
     assert "Argilla: 0 records created, 0 updated, 2 unchanged, 1 not written" in second.stdout, second.stdout
     again = _records(stack_settings, dataset.id)
     assert {rid: again[rid]["updated_at"] for rid in again} == {rid: after[rid]["updated_at"] for rid in after}
+
+    data.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "r1", "title": "Superb", "text": "a superb cast", "label": "positive"},
+        {"id": "r2", "title": "Slow", "text": "the plot drags on", "label": "negative"},
+        {"id": "r3", "title": "New", "text": "a new review", "label": "negative"},
+    ]))
+    filled = subprocess.run([*command, "--field-column", "headline=title"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert filled.returncode == 0, filled.stdout + filled.stderr
+    assert "Argilla: 1 records created, 0 updated, 2 unchanged, 0 not written" in filled.stdout, filled.stdout
+    assert _records(stack_settings, dataset.id)["r3"]["fields"] == {"headline": "New", "body": "a new review"}

@@ -197,11 +197,39 @@ def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
                        "suggestions": [{"question_id": "q-s", "value": "pos", "agent": "original"}]}
 
 
-def test_a_new_record_the_dataset_cannot_take_is_refused_by_reason():
-    payload, refusal = _plan(required=["headline"]).payload(LabelledText("r1", "fine", "pos"), None)
+def test_a_new_record_the_dataset_cannot_take_is_refused_by_reason_unless_a_field_column_fills_it():
+    plan = _plan(required=["headline", "body"])
+    payload, refusal = plan.payload(LabelledText("r1", "fine", "pos"), None)
     assert payload is None
-    assert refusal == ("not in the dataset, and a new record needs the required field(s) ['headline'] that "
-                       "ingest does not fill (it writes 'body')")
+    assert refusal == ("not in the dataset, and a new record needs the required field(s) ['headline'], which the "
+                       "input does not fill (the text goes to 'body'; others: --field-column FIELD=COLUMN)")
+    filled, refusal = plan.payload(LabelledText("r1", "fine", "pos", fields={"headline": "Fine"}), None)
+    assert refusal is None and filled["fields"] == {"headline": "Fine", "body": "fine"}
+
+
+def test_a_field_column_updates_that_field_of_an_existing_record_and_nothing_else():
+    stored = {"original_label": "pos", "original_agent": "original"}
+    original = {"question_id": "q-s", "value": "pos", "agent": "original"}
+    found = _found(metadata=stored, suggestions=[original])
+    same = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slow"})
+    renamed = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slower"})
+    assert _plan().payload(same, found) == (None, None)
+    assert _plan().payload(renamed, found) == ({"id": "srv-1", "fields": {"headline": "Slower",
+                                                                          "body": "a plot that drags"}}, None)
+
+
+def test_field_columns_are_field_equals_column_pairs():
+    from worker.ingest import field_columns
+
+    table = datasets.Dataset.from_dict({"text": ["a"], "title": ["A"]})
+    assert field_columns(table, ["headline=title"]) == {"headline": "title"}
+    with pytest.raises(DataError, match="expected FIELD=COLUMN"):
+        field_columns(table, ["title"])
+    with pytest.raises(DataError, match=r"column\(s\) \['subject'\] not in the input"):
+        field_columns(table, ["headline=subject"])
+    rows = list(labelled_rows(datasets.Dataset.from_dict({"text": ["a", "b"], "title": ["A", " "]}),
+                              fields={"headline": "title"}, report=IngestReport()))
+    assert [row.fields for row in rows] == [{"headline": "A"}, None]  # an empty cell leaves the field as it is
 
 
 def test_an_existing_record_is_merged_into_not_replaced():

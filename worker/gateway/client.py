@@ -308,7 +308,7 @@ class ArgillaGateway:
             ArgillaRefusedError: the server refused the ingest as a whole (authorisation, no dataset).
         """
         dataset = self._dataset()
-        plan = _IngestPlan(self.binding, _required_fields(dataset, self.binding.fields[0]))
+        plan = _IngestPlan(self.binding, _required_fields(dataset))
         report, seen = LogReport(), 0
         for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
             existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
@@ -738,6 +738,20 @@ class ArgillaGateway:
             self._cached_dataset = None
             logger.info("added plugin metadata properties %s to %s", missing, self.dataset_name)
 
+    def check_other_fields(self, names: Iterable[str]) -> None:
+        """Fields besides the bound one that an ingest fills (e.g. ``--field-column``).
+
+        Raises:
+            BindingError: a name is not a field of the dataset (the message lists them), or is the bound field.
+        """
+        shape, bound = self.shape(), self.binding.fields[0]
+        unknown = [name for name in names if name not in {f.name for f in shape.fields}]
+        if unknown:
+            raise BindingError(f"dataset {self.dataset_name} has no field {', '.join(map(repr, unknown))}; "
+                               f"{shape.describe()}")
+        if bound in names:
+            raise BindingError(f"field {bound!r} of dataset {self.dataset_name} takes the text column already")
+
     def ensure_user_metadata(self, kinds: Mapping[str, str]) -> None:
         """Metadata properties of the user's own (name → ``terms`` / ``integer`` / ``float``, e.g. from ingest's
         metadata columns): the missing ones are created; existing ones are used as they are.
@@ -901,9 +915,9 @@ def _json_value(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _required_fields(dataset: rg.Dataset, filled: str) -> list[str]:
-    """The dataset's required fields other than ``filled`` (the one ingest writes)."""
-    return [f.name for f in dataset.settings.fields if getattr(f, "required", False) and f.name != filled]
+def _required_fields(dataset: rg.Dataset) -> list[str]:
+    """The names of the dataset's required fields."""
+    return [f.name for f in dataset.settings.fields if getattr(f, "required", False)]
 
 
 @dataclass(frozen=True)
@@ -911,7 +925,7 @@ class _IngestPlan:
     """How one input record is written into the bound dataset (see :meth:`ArgillaGateway.log_labelled_texts`)."""
 
     binding: DatasetBinding
-    unfilled_required: list[str]
+    required_fields: list[str]
 
     def payload(self, record: LabelledText, found: dict | None) -> tuple[dict | None, str | None]:
         """(the bulk-upsert item, None), (None, None) when nothing would change, or (None, why it cannot be
@@ -926,20 +940,23 @@ class _IngestPlan:
                                             PRESERVED_AGENT: ORIGINAL_AGENT}))
         suggestion = ({"question_id": str(binding.question_id), "value": _json_value(record.label),
                        "agent": ORIGINAL_AGENT} if record.label is not None else None)
+        fields = {**(record.fields or {}), field_name: record.text}
         if found is None:
-            if self.unfilled_required:
-                return None, (f"not in the dataset, and a new record needs the required field(s) "
-                              f"{self.unfilled_required} that ingest does not fill (it writes {field_name!r})")
-            item = {"external_id": record.id, "fields": {field_name: record.text}, "metadata": metadata}
+            unfilled = [name for name in self.required_fields if name not in fields]
+            if unfilled:
+                return None, (f"not in the dataset, and a new record needs the required field(s) {unfilled}, "
+                              f"which the input does not fill (the text goes to {field_name!r}; others: "
+                              f"--field-column FIELD=COLUMN)")
+            item = {"external_id": record.id, "fields": fields, "metadata": metadata}
             return {**item, "suggestions": [suggestion] if suggestion else []}, None
-        return self._merged(record, found, metadata, suggestion), None
+        return self._merged(found, fields, metadata, suggestion), None
 
-    def _merged(self, record: LabelledText, found: dict, metadata: dict, suggestion: dict | None) -> dict | None:
+    def _merged(self, found: dict, fields: dict, metadata: dict, suggestion: dict | None) -> dict | None:
         binding = self.binding
         item: dict[str, object] = {"id": str(found["id"])}
-        fields = dict(found.get("fields") or {})
-        if fields.get(binding.fields[0]) != record.text:
-            item["fields"] = {**fields, binding.fields[0]: record.text}
+        current_fields = dict(found.get("fields") or {})
+        if any(current_fields.get(name) != value for name, value in fields.items()):
+            item["fields"] = {**current_fields, **fields}
         stored = dict(found.get("metadata") or {})
         merged = {**stored, **metadata}
         if not _same_metadata(merged, stored):
