@@ -31,12 +31,14 @@ class ComponentStartError(LocalArgillaError):
 class ArgillaGatewayError(WorkerError):
     """Talking to the Argilla server failed, or it holds data the worker cannot use.
 
-    ``status`` is the HTTP status the server answered with (None: no answer, or not an HTTP problem).
+    ``status`` is the HTTP status the server answered with (None: no answer, or not an HTTP problem);
+    ``detail`` the server's own words for it (its JSON ``detail``), when it gave any.
     """
 
-    def __init__(self, message: str, *, status: int | None = None):
+    def __init__(self, message: str, *, status: int | None = None, detail: str | None = None):
         super().__init__(message)
         self.status = status
+        self.detail = detail
 
 
 class ArgillaUnavailableError(ArgillaGatewayError):

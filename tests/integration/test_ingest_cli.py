@@ -163,3 +163,26 @@ def test_metadata_columns_become_properties_annotators_can_filter_on(local_argil
     (r3,) = [record for record in dataset.records() if record.id == "r3"]
     assert r3.metadata == {"stars": 3, "unit_price": 4.0, "source": "letterboxd", "original_label": "positive",
                            "original_agent": "original"}
+
+
+def test_a_value_the_users_property_does_not_allow_is_listed_by_record_and_the_rest_land(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="label", labels=["a", "b"])],
+        metadata=[rg.TermsMetadataProperty(name="team", options=["north", "south"])])).create()
+    data = tmp_path / "teams.csv"
+    data.write_text("id,text,label,team\nr1,one,a,north\nr2,two,b,east\nr3,three,a,south\n")
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+
+    result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
+                             "--workspace", stack_settings.workspace, "--id-column", "id", "--label-column", "label",
+                             "--metadata-column", "team", "--api-url", stack_settings.api_url],
+                            capture_output=True, text=True, env=env, timeout=300)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Argilla: 2 records created, 0 updated, 0 unchanged, 1 not written" in result.stdout
+    assert ("record r2: Argilla refused it (422): metadata is not valid: 'team' metadata property validation failed "
+            "because 'east' is not an allowed term.") in result.stdout
+    records = client.datasets(name=dataset_name, workspace=stack_settings.workspace).records()
+    assert sorted((record.id, record.metadata["team"]) for record in records) == [("r1", "north"), ("r3", "south")]

@@ -323,3 +323,17 @@ def test_the_users_metadata_is_written_beside_the_workers_and_merged_into_an_exi
     merged, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
                                 _found(metadata=stored))
     assert merged["metadata"] == {**stored, "stars": 2}
+
+
+def test_a_refused_records_reason_is_the_servers_own_words_without_the_batch_position():
+    import httpx
+
+    from worker.gateway.client import _server_detail
+
+    refused = httpx.Response(422, json={"detail": "Record at position 3 is not valid because metadata is not valid: "
+                                                  "'team' metadata property validation failed because 'east' is "
+                                                  "not an allowed term."})
+    assert _server_detail(refused) == ("metadata is not valid: 'team' metadata property validation failed because "
+                                       "'east' is not an allowed term.")
+    assert _server_detail(httpx.Response(500, text="Internal Server Error")) is None
+    assert _server_detail(httpx.Response(422, json=[1, 2])) is None

@@ -8,6 +8,7 @@ changes or deletes an annotator's response.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import uuid
 import warnings
@@ -581,7 +582,8 @@ class ArgillaGateway:
                 raise  # unreachable, or refused as a whole: no smaller batch can do better
             if len(batch) == 1:
                 with report.lock:
-                    report.failed[batch[0][0]] = str(error)
+                    report.failed[batch[0][0]] = (f"Argilla refused it ({error.status}): {error.detail}"
+                                                  if error.detail else str(error))
                 return
             logger.warning("push of %d records failed (%s): splitting the batch to isolate the record(s) at fault",
                            len(batch), error)
@@ -687,7 +689,7 @@ class ArgillaGateway:
             status = error.response.status_code
             kind = ArgillaUnavailableError if status >= 500 else ArgillaRefusedError
             raise kind(f"Argilla {method} {path} answered {status}: {error.response.text[:500]}",
-                       status=status) from error
+                       status=status, detail=_server_detail(error.response)) from error
         except httpx.TransportError as error:
             raise ArgillaUnavailableError(f"Argilla at {self.api_url} unreachable after {self.retry.attempts} "
                                           f"attempts ({method} {path}): {error}") from error
@@ -836,6 +838,20 @@ class _PushContext:
         if unknown:
             return f"metadata {sorted(unknown)} are not properties of the dataset"
         return None
+
+
+def _server_detail(response: httpx.Response) -> str | None:
+    """The server's ``detail`` of an error answer, without the bulk endpoint's "Record at position N is not valid
+    because" (the caller knows the record); None when the answer has none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if detail is None:
+        return None
+    text = detail if isinstance(detail, str) else str(detail)
+    return re.sub(r"^Record at position \d+ is not valid because ", "", text)[:500]
 
 
 def _same_metadata(new: dict, old: dict) -> bool:
