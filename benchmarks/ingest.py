@@ -63,7 +63,7 @@ def raw_write(gateway: ArgillaGateway, records: list[LabelledText]) -> None:
     plan = _IngestPlan(gateway.binding, [])
     dataset_id = gateway._dataset().id
     for batch in batched(records, 250):
-        payloads = [(record.id, plan.payload(record, None)[0]) for record in batch]
+        payloads = [(record.id, plan.payload(record, None).item) for record in batch]
         gateway._request("PUT", f"/api/v1/datasets/{dataset_id}/records/bulk",
                          json={"items": [payload for _, payload in payloads]})
 

@@ -219,7 +219,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         report=report))
     click.echo(report.summary())
     click.echo(written.summary())
-    if report.bad_rows or report.bad_lines or written.failed:
+    if report.bad_rows or report.bad_lines or written.failed or written.labels_kept:
         sys.exit(2)
 
 

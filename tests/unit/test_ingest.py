@@ -190,7 +190,7 @@ def _found(*, body="a plot that drags", metadata=None, suggestions=()):
 
 
 def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
-    payload, refusal = _plan().payload(LabelledText("r1", "fine", "pos", split="train"), None)
+    payload, refusal, _ = _plan().payload(LabelledText("r1", "fine", "pos", split="train"), None)
     assert refusal is None
     assert payload == {"external_id": "r1", "fields": {"body": "fine"},
                        "metadata": {"split": "train", "original_label": "pos", "original_agent": "original"},
@@ -199,11 +199,11 @@ def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
 
 def test_a_new_record_the_dataset_cannot_take_is_refused_by_reason_unless_a_field_column_fills_it():
     plan = _plan(required=["headline", "body"])
-    payload, refusal = plan.payload(LabelledText("r1", "fine", "pos"), None)
+    payload, refusal, _ = plan.payload(LabelledText("r1", "fine", "pos"), None)
     assert payload is None
     assert refusal == ("not in the dataset, and a new record needs the required field(s) ['headline'], which the "
                        "input does not fill (the text goes to 'body'; others: --field-column FIELD=COLUMN)")
-    filled, refusal = plan.payload(LabelledText("r1", "fine", "pos", fields={"headline": "Fine"}), None)
+    filled, refusal, _ = plan.payload(LabelledText("r1", "fine", "pos", fields={"headline": "Fine"}), None)
     assert refusal is None and filled["fields"] == {"headline": "Fine", "body": "fine"}
 
 
@@ -213,9 +213,9 @@ def test_a_field_column_updates_that_field_of_an_existing_record_and_nothing_els
     found = _found(metadata=stored, suggestions=[original])
     same = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slow"})
     renamed = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slower"})
-    assert _plan().payload(same, found) == (None, None)
-    assert _plan().payload(renamed, found) == ({"id": "srv-1", "fields": {"headline": "Slower",
-                                                                          "body": "a plot that drags"}}, None)
+    assert _plan().payload(same, found) == (None, None, None)
+    assert _plan().payload(renamed, found).item == {"id": "srv-1", "fields": {"headline": "Slower",
+                                                                               "body": "a plot that drags"}}
 
 
 def test_field_columns_are_field_equals_column_pairs():
@@ -238,7 +238,7 @@ def test_an_existing_record_is_merged_into_not_replaced():
     theirs = {"team": "south", "loss": 1.5, "original_label": "neg", "original_agent": "original"}
     found = _found(metadata=theirs, suggestions=[{"question_id": "q-s", "value": "neg", "agent": "gpt"}])
 
-    payload, _ = _plan().payload(LabelledText("r1", "a plot that drags on", "pos"), found)
+    payload = _plan().payload(LabelledText("r1", "a plot that drags on", "pos"), found).item
 
     assert payload == {"id": "srv-1", "fields": {"headline": "Slow", "body": "a plot that drags on"},
                        "metadata": {**theirs, "original_label": "pos"}}  # no suggestion: gpt's stays
@@ -248,21 +248,21 @@ def test_nothing_to_change_sends_nothing_and_an_original_suggestion_is_updated_o
     stored = {"team": "north", "original_label": "neg", "original_agent": "original"}
     original = {"question_id": "q-s", "value": "neg", "agent": "original"}
     plan = _plan()
-    assert plan.payload(LabelledText("r1", "a plot that drags", "neg"), _found(metadata=stored,
-                                                                               suggestions=[original])) == (None, None)
-    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None)
-    relabelled, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
+    assert plan.payload(LabelledText("r1", "a plot that drags", "neg"),
+                        _found(metadata=stored, suggestions=[original])) == (None, None, None)
+    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None, None)
+    relabelled, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
                                  _found(metadata=stored, suggestions=[original]))
     assert relabelled == {"id": "srv-1", "metadata": {**stored, "original_label": "pos"},
                           "suggestions": [{**original, "value": "pos"}]}
     other_question = {"question_id": "q-t", "value": "plot", "agent": "topic-model"}
-    missing, _ = plan.payload(LabelledText("r1", "a plot that drags", "neg"),
+    missing, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "neg"),
                               _found(metadata=stored, suggestions=[other_question]))
     assert missing == {"id": "srv-1", "suggestions": [original]}  # sent for this question; the server keeps topic's
 
 
 def test_on_a_dataset_with_several_label_questions_the_label_goes_under_the_question_s_names():
-    payload, _ = _plan(questions=2).payload(LabelledText("r1", "fine", "pos", split="test"),
+    payload, _, _ = _plan(questions=2).payload(LabelledText("r1", "fine", "pos", split="test"),
                                             _found(body="fine", metadata={"topic_original_label": "plot"}))
     assert payload == {"id": "srv-1", "metadata": {"topic_original_label": "plot", "split": "test",
                                                    "sentiment_original_label": "pos",
@@ -316,11 +316,11 @@ def test_metadata_values_as_the_properties_hold_them_and_missing_ones_left_out()
 
 
 def test_the_users_metadata_is_written_beside_the_workers_and_merged_into_an_existing_record():
-    new, _ = _plan().payload(LabelledText("r1", "fine", "pos", metadata={"team": "north", "stars": 4}), None)
+    new, _, _ = _plan().payload(LabelledText("r1", "fine", "pos", metadata={"team": "north", "stars": 4}), None)
     assert new["metadata"] == {"team": "north", "stars": 4, "original_label": "pos", "original_agent": "original"}
 
     stored = {"team": "south", "loss": 0.3, "original_label": "pos", "original_agent": "original"}
-    merged, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
+    merged, _, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
                                 _found(metadata=stored))
     assert merged["metadata"] == {**stored, "stars": 2}
 
@@ -337,3 +337,21 @@ def test_a_refused_records_reason_is_the_servers_own_words_without_the_batch_pos
                                        "'east' is not an allowed term.")
     assert _server_detail(httpx.Response(500, text="Internal Server Error")) is None
     assert _server_detail(httpx.Response(422, json=[1, 2])) is None
+
+
+def test_another_agents_label_the_worker_preserved_is_not_overwritten_but_the_rest_is_written():
+    """``original_label`` holding gpt's label (copied there when the worker's suggestion replaced gpt's) is that
+    agent's only copy: ingest leaves it and says so, and still writes the text and the team's metadata."""
+    stored = {"original_label": "neg", "original_agent": "gpt", "model_version": "v0001"}
+    found = _found(metadata=stored, suggestions=[{"question_id": "q-s", "value": "pos", "agent": "v0001"}])
+
+    item, refusal, kept = _plan().payload(LabelledText("r1", "a plot that drags on", "pos", metadata={"stars": 2}),
+                                          found)
+
+    assert refusal is None
+    assert kept == ("label 'pos' not written: original_label holds agent 'gpt''s label 'neg', kept by the worker "
+                    "when its suggestion replaced theirs")
+    assert item == {"id": "srv-1", "fields": {"headline": "Slow", "body": "a plot that drags on"},
+                    "metadata": {**stored, "stars": 2}}
+    same_label = _plan().payload(LabelledText("r1", "a plot that drags", "neg"), found)
+    assert same_label == (None, None, None)

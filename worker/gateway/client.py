@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import NamedTuple
 
 import argilla as rg
 import httpx
@@ -56,6 +57,7 @@ from worker.iterables import batched
 from worker.records import (
     Correction,
     LabelledText,
+    LabelValue,
     Prediction,
     PulledRecord,
     ResponseState,
@@ -168,20 +170,25 @@ class PushReport:
 @dataclass
 class LogReport:
     """What one ingest wrote: records created, merged into (updated), left as they were (nothing would
-    change), and ``failed`` (record id → why it was not written; the others landed)."""
+    change), ``failed`` (record id → why it was not written; the others landed) and ``labels_kept`` (record id →
+    why its label was not written although the rest of it was)."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    labels_kept: dict[str, str] = field(default_factory=dict)  # record id -> why its label was not written
 
     def summary(self, limit: int = 50) -> str:
         head = (f"Argilla: {self.created} records created, {self.updated} updated, {self.unchanged} unchanged, "
                 f"{len(self.failed)} not written")
+        if self.labels_kept:
+            head += f", {len(self.labels_kept)} labels kept"
         lines = [head]
-        lines += [f"  record {record_id}: {reason}" for record_id, reason in list(self.failed.items())[:limit]]
-        if len(self.failed) > limit:
-            lines.append(f"  … and {len(self.failed) - limit} more")
+        for problems in (self.failed, self.labels_kept):
+            lines += [f"  record {record_id}: {reason}" for record_id, reason in list(problems.items())[:limit]]
+            if len(problems) > limit:
+                lines.append(f"  … and {len(problems) - limit} more")
         return "\n".join(lines)
 
 
@@ -316,13 +323,15 @@ class ArgillaGateway:
             payloads, created = [], set()
             for record in batch:
                 found = existing.get(record.id)
-                payload, refusal = plan.payload(record, found)
-                if refusal is not None:
-                    report.failed[record.id] = refusal
-                elif payload is None:
+                planned = plan.payload(record, found)
+                if planned.kept_label is not None:
+                    report.labels_kept[record.id] = planned.kept_label
+                if planned.refusal is not None:
+                    report.failed[record.id] = planned.refusal
+                elif planned.item is None:
                     report.unchanged += 1
                 else:
-                    payloads.append((record.id, payload))
+                    payloads.append((record.id, planned.item))
                     if found is None:
                         created.add(record.id)
             if payloads:
@@ -936,6 +945,25 @@ def _required_fields(dataset: rg.Dataset) -> list[str]:
     return [f.name for f in dataset.settings.fields if getattr(f, "required", False)]
 
 
+def _kept_label_note(label: LabelValue | None, foreign: tuple[str, object] | None) -> str | None:
+    """Why an input ``label`` is not written over another agent's preserved ``(agent, label)``; None when there is
+    nothing to say (no label, no such agent, or the same label)."""
+    if label is None or foreign is None or same_value(foreign[1], _json_value(label)):
+        return None
+    agent, value = foreign
+    return (f"label {_json_value(label)!r} not written: original_label holds agent {agent!r}'s label {value!r}, "
+            f"kept by the worker when its suggestion replaced theirs")
+
+
+class Planned(NamedTuple):
+    """One input record's write: the bulk-upsert item (None: nothing to send), or why it cannot be written;
+    ``kept_label`` says why its label was left out of an item that is otherwise written."""
+
+    item: dict | None
+    refusal: str | None = None
+    kept_label: str | None = None
+
+
 @dataclass(frozen=True)
 class _IngestPlan:
     """How one input record is written into the bound dataset (see :meth:`ArgillaGateway.log_labelled_texts`)."""
@@ -943,29 +971,41 @@ class _IngestPlan:
     binding: DatasetBinding
     required_fields: list[str]
 
-    def payload(self, record: LabelledText, found: dict | None) -> tuple[dict | None, str | None]:
-        """(the bulk-upsert item, None), (None, None) when nothing would change, or (None, why it cannot be
-        written). ``found`` is the existing record as the server's JSON, None for a new one."""
+    def payload(self, record: LabelledText, found: dict | None) -> Planned:
+        """What to send for ``record``: the bulk-upsert item (None when nothing would change), or why it cannot be
+        written, and a note when its label is not written. ``found`` is the existing record as the server's JSON,
+        None for a new one."""
         binding = self.binding
         field_name = binding.fields[0]
         metadata = dict(record.metadata or {})  # the user's own names (see ensure_user_metadata)
         if record.split:
             metadata[binding.stored_name("split")] = record.split
-        if record.label is not None:
-            metadata.update(binding.stored({PRESERVED_LABEL: _json_value(record.label),
-                                            PRESERVED_AGENT: ORIGINAL_AGENT}))
-        suggestion = ({"question_id": str(binding.question_id), "value": _json_value(record.label),
-                       "agent": ORIGINAL_AGENT} if record.label is not None else None)
+        foreign = self._foreign_original(found)
+        label = record.label if foreign is None else None
+        kept = _kept_label_note(record.label, foreign)
+        if label is not None:
+            metadata.update(binding.stored({PRESERVED_LABEL: _json_value(label), PRESERVED_AGENT: ORIGINAL_AGENT}))
+        suggestion = ({"question_id": str(binding.question_id), "value": _json_value(label),
+                       "agent": ORIGINAL_AGENT} if label is not None else None)
         fields = {**(record.fields or {}), field_name: record.text}
         if found is None:
             unfilled = [name for name in self.required_fields if name not in fields]
             if unfilled:
-                return None, (f"not in the dataset, and a new record needs the required field(s) {unfilled}, "
-                              f"which the input does not fill (the text goes to {field_name!r}; others: "
-                              f"--field-column FIELD=COLUMN)")
+                return Planned(None, refusal=(
+                    f"not in the dataset, and a new record needs the required field(s) {unfilled}, which the input "
+                    f"does not fill (the text goes to {field_name!r}; others: --field-column FIELD=COLUMN)"))
             item = {"external_id": record.id, "fields": fields, "metadata": metadata}
-            return {**item, "suggestions": [suggestion] if suggestion else []}, None
-        return self._merged(found, fields, metadata, suggestion), None
+            return Planned({**item, "suggestions": [suggestion] if suggestion else []})
+        return Planned(self._merged(found, fields, metadata, suggestion), kept_label=kept)
+
+    def _foreign_original(self, found: dict | None) -> tuple[str, object] | None:
+        """(agent, label) when the record's ``original_label`` is another agent's label that the worker kept when
+        its own suggestion replaced theirs — that agent's only copy, not ingest's to overwrite; else None."""
+        stored = (found or {}).get("metadata") or {}
+        agent = stored.get(self.binding.stored_name(PRESERVED_AGENT))
+        if agent in (None, ORIGINAL_AGENT):
+            return None
+        return str(agent), stored.get(self.binding.stored_name(PRESERVED_LABEL))
 
     def _merged(self, found: dict, fields: dict, metadata: dict, suggestion: dict | None) -> dict | None:
         binding = self.binding
