@@ -591,8 +591,9 @@ class ArgillaGateway:
                 raise  # unreachable, or refused as a whole: no smaller batch can do better
             if len(batch) == 1:
                 with report.lock:
+                    refused = error.detail and error.status is not None and error.status < 500
                     report.failed[batch[0][0]] = (f"Argilla refused it ({error.status}): {error.detail}"
-                                                  if error.detail else str(error))
+                                                  if refused else str(error))
                 return
             logger.warning("push of %d records failed (%s): splitting the batch to isolate the record(s) at fault",
                            len(batch), error)
