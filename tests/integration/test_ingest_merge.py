@@ -121,3 +121,37 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
     assert filled.returncode == 0, filled.stdout + filled.stderr
     assert "Argilla: 1 records created, 0 updated, 2 unchanged, 0 not written" in filled.stdout, filled.stdout
     assert _records(stack_settings, dataset.id)["r3"]["fields"] == {"headline": "New", "body": "a new review"}
+
+
+def test_another_agents_label_the_worker_preserved_is_kept_and_the_rest_of_the_record_written(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    """The state a scored dataset of the user's is in: the worker replaced gpt-labeller's suggestion with its own
+    and kept gpt's label in ``original_label`` (its only copy). Ingesting another label for that record writes the
+    new text but not the label, and says so."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="label", labels=["negative", "positive"])],
+        metadata=[rg.TermsMetadataProperty(name="original_label"), rg.TermsMetadataProperty(name="original_agent"),
+                  rg.TermsMetadataProperty(name="model_version")]))
+    dataset.create()
+    dataset.records.log([rg.Record(
+        id="r7", fields={"text": "a fine film"},
+        metadata={"original_label": "negative", "original_agent": "gpt-labeller", "model_version": "v0001"},
+        suggestions=[rg.Suggestion(question_name="label", value="positive", agent="v0001", score=0.8)])])
+    data = tmp_path / "relabel.csv"
+    data.write_text("id,text,label\nr7,a fine film indeed,positive\n")
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+
+    result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
+                             "--workspace", stack_settings.workspace, "--id-column", "id", "--label-column", "label",
+                             "--api-url", stack_settings.api_url], capture_output=True, text=True, env=env, timeout=300)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Argilla: 0 records created, 1 updated, 0 unchanged, 0 not written, 1 labels kept" in result.stdout
+    assert ("record r7: label 'positive' not written: original_label holds agent 'gpt-labeller''s label "
+            "'negative'") in result.stdout
+    (record,) = _records(stack_settings, dataset.id).values()
+    assert record["fields"] == {"text": "a fine film indeed"}
+    assert record["metadata"] == {"original_label": "negative", "original_agent": "gpt-labeller",
+                                  "model_version": "v0001"}
+    assert [(s["value"], s["agent"]) for s in record["suggestions"]] == [("positive", "v0001")]
