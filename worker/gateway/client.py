@@ -1020,7 +1020,7 @@ class _IngestPlan:
             item["metadata"] = merged
         current = next((s for s in found.get("suggestions") or [] if str(s["question_id"]) == binding.question_id),
                        None)
-        if suggestion is not None and (current is None or current.get("agent") == ORIGINAL_AGENT) and not (
-                current is not None and same_value(current.get("value"), suggestion["value"])):
+        if suggestion is not None and (current is None or (  # only ever replaces ingest's own suggestion
+                current.get("agent") == ORIGINAL_AGENT and not same_value(current.get("value"), suggestion["value"]))):
             item["suggestions"] = [suggestion]
         return item if len(item) > 1 else None
