@@ -43,6 +43,7 @@ LABEL_TYPES = ("label", "label_selection")  # single-label question types (the S
 MULTI_LABEL_TYPE = "multi_label_selection"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
+PRESERVED_SCORE = "original_score"  # metadata: the score that agent gave its suggestion (single-label)
 SHARED_METADATA = frozenset({"split"})  # the worker's metadata that belongs to the record, never prefixed
 CONSENSUS_AGENT = "argilla-worker:consensus"  # the worker's suggestion that repeats the annotators' consensus
 
@@ -162,22 +163,22 @@ class DatasetBinding:
     def model_input(self, values: Mapping[str, object]) -> tuple[object, str | None]:
         """(text, text_pair) the model reads from a record's field values.
 
-        One field: its value. Two: the tokenizer's text / text_pair. More: one text, each field on
-        its own line as ``Title: value``. A missing field gives None (the record is skipped with
-        that reason); a non-string value is passed on as it is (the scorer names it as an error).
+        One field: its value. Two: the tokenizer's text / text_pair, a missing (optional) one as "" so that
+        the other is still read. More: one text, each present field on its own line as ``Title: value``.
+        None when no bound field has a value (the record is skipped with that reason); a non-string value is
+        passed on as it is (the scorer names it as an error).
         """
         if len(self.fields) == 1:
             return values.get(self.fields[0]), None
-        if len(self.fields) == 2:
-            first, second = (values.get(name) for name in self.fields)
-            if first is None or second is None:
-                return None, None
-            return first, second if isinstance(second, str) else str(second)
         parts = [values.get(name) for name in self.fields]
-        if any(part is None for part in parts):
+        if all(part is None for part in parts):
             return None, None
+        if len(self.fields) == 2:
+            first, second = ("" if part is None else part for part in parts)
+            return first, second if isinstance(second, str) else str(second)
         titles = self.field_titles or self.fields
-        return "\n".join(f"{title}: {part}" for title, part in zip(titles, parts, strict=True)), None
+        return "\n".join(f"{title}: {part}" for title, part in zip(titles, parts, strict=True)
+                         if part is not None), None
 
     def reference_label(self, metadata: Mapping[str, object], suggestion_value: LabelValue | None,
                         suggestion_agent: str | None, *, stored: Mapping[str, object] | None = None

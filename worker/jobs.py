@@ -17,7 +17,7 @@ import random
 import shutil
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field, replace
@@ -83,6 +83,36 @@ BASE_VERSION = "base"  # "base-oof5": out-of-fold values computed before any mod
 
 
 @dataclass
+class HeldOutAgreement:
+    """How often the fold models predict the label of the records they did not train on, beside how often the
+    most common label alone would (the same records): near it, the models have not learned the task and their
+    losses rank little. Single-label only."""
+
+    records: int = 0
+    agreed: int = 0
+    label_counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, score: RecordScore) -> None:
+        if score.skipped or not isinstance(score.reference_label, str):
+            return
+        self.records += 1
+        self.agreed += score.predicted_label == score.reference_label
+        self.label_counts[score.reference_label] += 1
+
+    @property
+    def accuracy(self) -> float:
+        return self.agreed / self.records if self.records else 0.0
+
+    @property
+    def majority(self) -> float:
+        return max(self.label_counts.values()) / self.records if self.records else 0.0
+
+    def summary(self) -> str:
+        return (f"the fold models predict {self.accuracy:.1%} of the held-out labels "
+                f"(the most common label alone: {self.majority:.1%})")
+
+
+@dataclass
 class ScoreReport:
     model_version: str
     considered: int = 0
@@ -99,6 +129,7 @@ class ScoreReport:
     failed_ids: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # record id -> why its push failed (kept for retry)
     mc_samples: int = 0  # MC samples drawn over the scored records (fewer than T each when adaptive)
+    held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
 
     @property
     def records_per_second(self) -> float:
@@ -114,7 +145,8 @@ class ScoreReport:
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")
-                + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else ""))
+                + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
+                + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
 
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
@@ -442,13 +474,19 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     examples, server_ids = [], {}
     crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
-    report = ScoreReport(version)
+    held_out = HeldOutAgreement()
+    report = ScoreReport(version, held_out=held_out)
     for record in services.gateway.pull():
         report.considered += 1
-        text = record.text
-        if isinstance(text, str) and text.strip() and (label := reference_label(record, crowd)) is not None:
-            examples.append(Example(record.record_id, text, label, text_pair=record.text_pair))
-            server_ids[record.record_id] = record.server_id
+        if (label := reference_label(record, crowd)) is None:
+            continue
+        if not record.has_text:
+            report.skipped += 1
+            logger.warning("record %s not scored: no text in %s", record.record_id,
+                           " / ".join(services.gateway.binding.fields))
+            continue
+        examples.append(Example(record.record_id, str(record.text), label, text_pair=record.text_pair))
+        server_ids[record.record_id] = record.server_id
     margins, label_probability = MarginAverage(), {}
     with services.registry.staging() as work_dir:
         scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
@@ -459,6 +497,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
                          crowd=crowd)
             label_probability.update({s.record_id: held_out_probability(s) for s in batch if not s.skipped})
+            for score in batch:
+                held_out.add(score)
         shutil.rmtree(work_dir)
     _push_label_issues(services, server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
@@ -503,7 +543,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     check_model_source(encoder)
     settings = settings or ColdStartSettings(device=services.settings.scoring.device)
     services.prepare_for_push()  # binds, adds the worker's metadata properties
-    with_text = (r for r in services.gateway.pull() if isinstance(r.text, str) and r.text.strip())
+    with_text = (r for r in services.gateway.pull() if r.has_text)
     records, count = reservoir_sample(with_text, settings.max_records, random.Random(settings.seed))
     if count > len(records):
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(records), count)

@@ -16,3 +16,14 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     )
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    _quiet_transformers_progress()
+
+
+def _quiet_transformers_progress() -> None:
+    """transformers draws a progress bar for every checkpoint it loads or writes (every fold, every evaluation):
+    noise in a service's log, where the worker logs its own progress."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    transformers_logging.disable_progress_bar()

@@ -36,6 +36,12 @@ def label_index(labels: Sequence[str]) -> dict[str, int]:
     return {label: position for position, label in enumerate(labels)}
 
 
+def has_text(text: object, text_pair: object = None) -> bool:
+    """Whether a model input has something to read: a non-blank text, or a blank one beside a non-blank
+    second text (a record whose optional first field is empty)."""
+    return isinstance(text, str) and (bool(text.strip()) or (isinstance(text_pair, str) and bool(text_pair.strip())))
+
+
 @dataclass(frozen=True)
 class LabelledText:
     """A text to ingest, with the label it comes with (None: no label yet)."""
@@ -99,6 +105,11 @@ class PulledRecord:
     def __post_init__(self):
         if self.reference == _FROM_METADATA:
             object.__setattr__(self, "reference", self.metadata.get("original_label"))
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the model has something to read (see :func:`has_text`)."""
+        return has_text(self.text, self.text_pair)
 
     @property
     def last_change(self) -> datetime | None:

@@ -38,7 +38,7 @@ class StopSet:
 
 def draw_stop_set(records: Iterable[PulledRecord], size: int, seed: int = 0) -> StopSet:
     """A seeded uniform sample of at most ``size`` unreviewed records with a text (one pass, memory O(size))."""
-    candidates = (r for r in records if isinstance(r.text, str) and r.text.strip() and consensus(r) is None)
+    candidates = (r for r in records if r.has_text and consensus(r) is None)
     sample, _ = reservoir_sample(candidates, size, random.Random(seed))
     pairs = tuple(r.text_pair or "" for r in sample) if sample and sample[0].text_pair is not None else None
     return StopSet(tuple(r.record_id for r in sample), tuple(str(r.text) for r in sample), pairs)

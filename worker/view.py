@@ -139,7 +139,7 @@ class ViewTolerance:
                 return "value"
         edge = min(self.exact_top / quantiles.count, 0.5)
         for key in SORT_KEYS:
-            if key not in new and key not in old:
+            if key not in new:  # not written by this prediction: the push keeps the stored value (label_issue …)
                 continue
             old_value, new_value = old.get(key), new.get(key)
             if not (_is_number(old_value) and _is_number(new_value)) or key not in quantiles.quantiles:

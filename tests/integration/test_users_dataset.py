@@ -30,6 +30,7 @@ AGENT = "gpt-labeller"
 COUNT = 40
 ANNOTATED = 24
 WRONG = {"e3", "e30", "e33"}  # the other team's labeller got these wrong
+NO_BODY = {"e4", "e13", "e22", "e31"}  # the optional second field left empty: still read (the headline alone)
 
 
 def _flip(label: str) -> str:
@@ -42,7 +43,8 @@ def their_dataset(local_argilla, stack_settings, dataset_name):
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     settings = rg.Settings(
         guidelines="Our own guidelines: judge the review's sentiment.",
-        fields=[rg.TextField(name="headline", title="Headline"), rg.TextField(name="review_body", title="Review")],
+        fields=[rg.TextField(name="headline", title="Headline"),
+                rg.TextField(name="review_body", title="Review", required=False)],
         questions=[rg.LabelQuestion(name=QUESTION, title="Verdict", labels=list(LABELS))],
         metadata=[rg.TermsMetadataProperty(name="source_site", title="Site")],
         vectors=[rg.VectorField(name="embedding", dimensions=3)],
@@ -53,10 +55,11 @@ def their_dataset(local_argilla, stack_settings, dataset_name):
     dataset.records.log([
         rg.Record(
             id=example.id,
-            fields={"headline": " ".join(example.text.split()[:2]), "review_body": example.text},
+            fields={"headline": " ".join(example.text.split()[:2]),
+                    **({} if example.id in NO_BODY else {"review_body": example.text})},
             metadata={"source_site": "imdb" if index % 2 else "rotten"},
             vectors={"embedding": [index / 10, 1.0, -0.5]},
-            suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, score=0.9,
+            suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, score=round(0.55 + index / 100, 2),
                                        value=_flip(example.label) if example.id in WRONG else example.label)],
         )
         for index, example in enumerate(examples)
@@ -102,6 +105,7 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
                                                                         list(LABELS))
     pulled = {r.record_id: r for r in services.gateway.pull()}
     assert pulled["e5"].text_pair == before["e5"]["fields"]["review_body"]
+    assert (pulled["e4"].text, pulled["e4"].text_pair) == (before["e4"]["fields"]["headline"], "")
     assert pulled["e33"].reference == _flip(truth["e33"])  # the other agent's label, before any review
 
     untouched = _dataset_settings(stack_settings, their_dataset.id)
@@ -125,9 +129,10 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
             assert (suggestion["agent"], suggestion["value"]) == (AGENT, old["suggestions"][0]["value"])
             doubted = suggestion["score"] < 0.5  # two labels: the model's mean probability of theirs
             assert doubted == (new["metadata"]["disagreement"] == "yes"), record_id
-        # their suggestion is kept before the worker replaced it
-        assert (new["metadata"]["original_label"], new["metadata"]["original_agent"]) == (
-            old["suggestions"][0]["value"], AGENT)
+        # their suggestion, with their score, is kept before the worker replaced it
+        assert (new["metadata"]["original_label"], new["metadata"]["original_agent"],
+                new["metadata"]["original_score"]) == (old["suggestions"][0]["value"], AGENT,
+                                                       old["suggestions"][0]["score"])
     unreviewed_wrong = [record_id for record_id in WRONG if record_id not in annotated]
     assert unreviewed_wrong and all(after[r]["metadata"]["reference_label"] == _flip(truth[r])
                                     for r in unreviewed_wrong)
@@ -160,7 +165,7 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
         assert names[row["label"]] == expected, record_id
         assert names[row["original_label"]] == after[record_id]["metadata"]["original_label"]
         assert (row["headline"], row["review_body"]) == (before[record_id]["fields"]["headline"],
-                                                         before[record_id]["fields"]["review_body"])
+                                                         before[record_id]["fields"].get("review_body"))
     assert "text" not in table[next(iter(table))].column_names  # their fields, under their names
 
 
@@ -243,9 +248,12 @@ def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, st
 
     scored = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
     assert scored.returncode == 0, scored.stderr
-    assert f"{COUNT} scored" in scored.stdout
+    # bound to the optional review_body alone: the records without one have nothing to read, and say so
+    assert f"{COUNT - len(NO_BODY)} scored" in scored.stdout and f"{len(NO_BODY)} skipped" in scored.stdout
+    assert all(f"record {record_id} not scored: text is missing" in scored.stderr for record_id in NO_BODY)
     after = _stored(stack_settings, their_dataset.id)
-    assert all(record["metadata"]["model_version"] == "v0001" for record in after.values())
+    assert all(record["metadata"]["model_version"] == "v0001" for record_id, record in after.items()
+               if record_id not in NO_BODY)
 
 
 def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_dataset, stack_settings, dataset_name,
@@ -256,7 +264,10 @@ def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_datase
                   extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(base)})
     assert result.returncode == 0, result.stderr
     assert "base-oof3" in result.stdout and "no current model yet" in result.stdout
-    after = _stored(stack_settings, their_dataset.id)
+    assert f"{len(NO_BODY)} skipped" in result.stdout  # bound to review_body alone: nothing to read in these
+    assert all(f"record {record_id} not scored: no text in review_body" in result.stderr for record_id in NO_BODY)
+    after = {record_id: record for record_id, record in _stored(stack_settings, their_dataset.id).items()
+             if record_id not in NO_BODY}
     assert all(record["metadata"]["model_version"] == "base-oof3" for record in after.values())
     assert all(record["metadata"]["original_agent"] == AGENT for record in after.values())
     losses = {record_id: record["metadata"]["expected_loss"] for record_id, record in after.items()}

@@ -7,6 +7,7 @@ import pytest
 
 from worker.binding import (
     BindingError,
+    DatasetBinding,
     DatasetShape,
     FieldInfo,
     MetadataInfo,
@@ -16,6 +17,7 @@ from worker.binding import (
     new_dataset_names,
 )
 from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.records import has_text
 
 THEIRS = DatasetShape(
     name="support-tickets",
@@ -72,12 +74,22 @@ def test_a_multi_label_question_binds_to_label_sets_and_a_metadata_name_clash_is
 def test_two_fields_are_a_text_pair_and_more_are_joined_with_their_titles():
     pair = bind(THEIRS, fields=["subject", "body"])
     assert pair.model_input({"subject": "Refund", "body": "I was charged twice"}) == ("Refund", "I was charged twice")
-    assert pair.model_input({"subject": "Refund"}) == (None, None)  # a missing field: skipped with a reason
+    # an optional field left empty on a record: the other one is still read, in its own place of the pair
+    assert pair.model_input({"subject": "Refund", "body": None}) == ("Refund", "")
+    assert pair.model_input({"body": "I was charged twice"}) == ("", "I was charged twice")
+    assert pair.model_input({}) == (None, None)  # nothing to read: skipped with a reason
 
     shape = DatasetShape("d", (*THEIRS.fields[:2], FieldInfo("product", "text", "Product")), THEIRS.questions, ())
     three = bind(shape, fields=["subject", "body", "product"])
     text, pair_text = three.model_input({"subject": "Refund", "body": "charged twice", "product": "Pro"})
     assert (text, pair_text) == ("Subject: Refund\nBody: charged twice\nProduct: Pro", None)
+    assert three.model_input({"subject": "Refund", "product": "Pro"}) == ("Subject: Refund\nProduct: Pro", None)
+    assert three.model_input({"other": "x"}) == (None, None)
+
+
+def test_a_record_has_text_when_either_side_of_a_pair_has_some():
+    assert has_text("Refund", "") and has_text("", "charged twice") and has_text("Refund")
+    assert not has_text("", "  ") and not has_text(" \n") and not has_text(None, "body") and not has_text(3)
 
 
 def test_where_the_reference_label_comes_from():
@@ -162,3 +174,18 @@ def test_a_dataset_holding_an_earlier_workers_unprefixed_values_asks_which_quest
     both = DatasetShape("reviews", legacy.fields, legacy.questions,
                         (*legacy.metadata, MetadataInfo("topics_model_version", "terms")))
     assert bind(both, question="topics", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "topics_"
+
+
+def test_another_agents_label_agent_and_score_are_kept_before_the_worker_replaces_their_suggestion():
+    from worker.gateway.client import _preserved, _pulled_record
+
+    binding = DatasetBinding(fields=("body",), question="intent", labels=("billing", "bug"), question_id="q1")
+    item = {"id": "0b0e4b5a-0000-0000-0000-000000000002", "external_id": "t1", "fields": {"body": "charged twice"},
+            "metadata": {"team": "north"},
+            "suggestions": [{"question_id": "q1", "value": "billing", "score": 0.73, "agent": "gpt-labeller"}]}
+    record = _pulled_record(item, binding)
+    assert _preserved(record) == {"original_label": "billing", "original_agent": "gpt-labeller", "original_score": 0.73}
+    unscored = _pulled_record({**item, "suggestions": [{**item["suggestions"][0], "score": None}]}, binding)
+    assert _preserved(unscored) == {"original_label": "billing", "original_agent": "gpt-labeller"}
+    kept_once = _pulled_record({**item, "metadata": {"original_label": "bug", "original_agent": "x"}}, binding)
+    assert _preserved(kept_once) == {}  # kept once: a later push never overwrites the first copy

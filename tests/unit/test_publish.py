@@ -128,6 +128,9 @@ def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_p
     header = yaml.safe_load(card.split("---")[1])
     assert header["license"] == "cc-by-4.0" and header["task_categories"] == ["text-classification"]
     assert header["size_categories"] == ["n<1K"]
+    # the split info is whole (datasets ignores it, with a warning, without num_bytes)
+    splits = datasets.splits.SplitDict._from_yaml_list(header["dataset_info"]["splits"])
+    assert splits["train"].num_examples == 4 and splits["train"].num_bytes > 0
     label_feature = next(f for f in header["dataset_info"]["features"] if f["name"] == "label")
     assert label_feature["dtype"]["class_label"]["names"] == {"0": "negative", "1": "positive", "2": "neutral"}
     assert "| positive → negative | 1 |" in card and "| corrected (label ≠ original) | 2 |" in card

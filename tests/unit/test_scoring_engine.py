@@ -139,7 +139,10 @@ def test_the_same_seed_gives_the_same_scores(tiny_classifier):
 
 def test_blank_texts_are_skipped_with_a_reason_and_the_rest_is_scored(tiny_classifier):
     records = [ScoringInput("ok-1", "a great film"), ScoringInput("none", None), ScoringInput("empty", ""),
-               ScoringInput("blank", "  \n\t "), ScoringInput("ok-2", "boring")]
+               ScoringInput("blank", "  \n\t "), ScoringInput("ok-2", "boring"),
+               # a text pair with one side empty (an optional field) is read; with both blank it is skipped
+               ScoringInput("pair-first-empty", "", text_pair="a great film"),
+               ScoringInput("pair-blank", "", text_pair="  ")]
     scorer = Scorer(tiny_classifier, samples=3)
 
     scores = {score.record_id: score for score in scorer.score(records)}
@@ -147,8 +150,10 @@ def test_blank_texts_are_skipped_with_a_reason_and_the_rest_is_scored(tiny_class
     assert scores["none"].skipped_reason == "text is missing (None)"
     assert scores["empty"].skipped_reason == "text is empty or whitespace only"
     assert scores["blank"].skipped and scores["blank"].predicted_label is None
-    assert not scores["ok-1"].skipped and not scores["ok-2"].skipped
-    assert (scorer.stats.scored, scorer.stats.skipped) == (2, 3)
+    assert scores["pair-blank"].skipped_reason == "text is empty or whitespace only"
+    assert not any(scores[i].skipped for i in ("ok-1", "ok-2", "pair-first-empty"))
+    assert scores["pair-first-empty"].predicted_label is not None
+    assert (scorer.stats.scored, scorer.stats.skipped) == (3, 4)
 
 
 def test_a_non_string_text_is_an_error_naming_the_record(tiny_classifier):

@@ -74,6 +74,12 @@ def test_any_change_of_a_label_or_a_count_is_pushed():
     assert not tolerance.keeps_view(_record(0.5), _prediction(0.5, submitted_responses=1), QUANTILES)
 
 
+def test_values_a_prediction_does_not_write_do_not_force_a_push():
+    """label_issue (score --oof), original_score (another agent's) …: a push would keep them as they are."""
+    kept = _record(0.5, label_issue=0.93, original_score=0.61, cold_start_rank=12.0)
+    assert ViewTolerance(0.01, 500).keeps_view(kept, _prediction(0.505), QUANTILES)
+
+
 def test_without_quantiles_or_stored_values_everything_is_pushed():
     tolerance = ViewTolerance(0.01, 500)
     assert not tolerance.keeps_view(_record(0.5), _prediction(0.5), None)

@@ -8,6 +8,7 @@ changes or deletes an annotator's response.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import uuid
@@ -26,6 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from worker.binding import (
     PRESERVED_AGENT,
     PRESERVED_LABEL,
+    PRESERVED_SCORE,
     BindingError,
     DatasetBinding,
     DatasetShape,
@@ -933,7 +935,10 @@ def _preserved(record: PulledRecord) -> dict:
     suggestion = record.suggestion
     if suggestion is None or PRESERVED_LABEL in record.metadata or not is_foreign(suggestion.agent, record.metadata):
         return {}
-    return {PRESERVED_LABEL: _json_value(suggestion.value), PRESERVED_AGENT: suggestion.agent or "unknown"}
+    kept = {PRESERVED_LABEL: _json_value(suggestion.value), PRESERVED_AGENT: suggestion.agent or "unknown"}
+    if isinstance(suggestion.score, (int, float)) and math.isfinite(suggestion.score):
+        kept[PRESERVED_SCORE] = float(suggestion.score)
+    return kept
 
 
 def _json_value(value):

@@ -74,6 +74,8 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
     WorkerMetadata("original_label", "terms", "the label the record came with, before any review."),
     WorkerMetadata("original_agent", "terms", "who wrote original_label (ingest's 'original', another model, an "
                    "LLM labeller …)."),
+    WorkerMetadata("original_score", "float", "the score original_agent gave original_label (its confidence), "
+                   "kept when the worker's suggestion replaced theirs."),
     WorkerMetadata("predicted_label", "terms", "the label the current model predicts.", from_score="predicted_label"),
     WorkerMetadata("model_version", "terms", "the model version that computed these values."),
     WorkerMetadata("disagreement", "terms", "'yes' when the model predicts another label than the one under "

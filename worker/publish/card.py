@@ -39,7 +39,9 @@ def card_metadata(publication: Publication, *, license: str, pretty_name: str) -
                                     for name in publication.splits]}],
         "dataset_info": {
             "features": card_features(publication.features),
-            "splits": [{"name": name, "num_examples": split.num_rows} for name, split in publication.splits.items()],
+            # name, num_bytes and num_examples, or datasets ignores the split info with a warning when loading
+            "splits": [{"name": name, "num_bytes": split.data.nbytes, "num_examples": split.num_rows}
+                       for name, split in publication.splits.items()],
         },
     }
 

@@ -32,7 +32,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from worker.errors import DataError
-from worker.records import LabelValue
+from worker.records import LabelValue, has_text
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,11 @@ def validate_text(record: ScoringInput) -> str | None:
             f"record {record.record_id!r}: text must be a string, got {type(record.text).__name__} "
             f"({str(record.text)[:80]!r})"
         )
-    if not record.text.strip():
-        return "text is empty or whitespace only"
     if record.text_pair is not None and not isinstance(record.text_pair, str):
         raise DataError(f"record {record.record_id!r}: second text must be a string, got "
                         f"{type(record.text_pair).__name__}")
+    if not has_text(record.text, record.text_pair):
+        return "text is empty or whitespace only"
     return None
 
 

@@ -108,7 +108,7 @@ def examples_from_records(
     allowed = set(labels)
     annotated, original, tied = [], [], []
     for record in records:
-        if not isinstance(record.text, str) or not record.text.strip():
+        if not record.has_text:
             continue
         decided = verdict(record, crowd)
         if decided is not None:
@@ -117,10 +117,10 @@ def examples_from_records(
             else:
                 label = _checked(record.record_id, decided.label, allowed)
                 weight = 1.0 if crowd is None else decided.agreement
-                annotated.append(Example(record.record_id, record.text, label, weight, text_pair=record.text_pair))
+                annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
-            original.append(Example(record.record_id, record.text, label, original_weight, ORIGINAL,
+            original.append(Example(record.record_id, str(record.text), label, original_weight, ORIGINAL,
                                     text_pair=record.text_pair))
     return annotated, original, tied
 

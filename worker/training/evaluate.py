@@ -71,9 +71,24 @@ class ValidationMetrics:
     ece_deterministic: float
     ece_mc: float | None = None
     accuracy_mc: float | None = None
+    majority_accuracy: float | None = None  # always answering the validation records' most common label
 
     def as_dict(self) -> dict:
         return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+# a model whose accuracy is within this of always answering the most common label has not learned the task
+NOT_LEARNED_MARGIN = 0.01
+
+
+def not_learned(accuracy: float, majority_accuracy: float | None) -> bool:
+    """Whether ``accuracy`` is no better than always answering the most common label (``majority_accuracy``)."""
+    return majority_accuracy is not None and accuracy <= majority_accuracy + NOT_LEARNED_MARGIN
+
+
+def majority_share(targets: np.ndarray) -> float:
+    """The share of the most common class in ``targets`` [N] (0 when empty)."""
+    return float(np.bincount(targets).max() / len(targets)) if len(targets) else 0.0
 
 
 def classification_metrics(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -134,6 +149,7 @@ def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_cl
         ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
         ece_mc=expected_calibration_error(probabilities.mc_mean, targets),
         accuracy_mc=accuracy_mc,
+        majority_accuracy=majority_share(targets),
     )
 
 

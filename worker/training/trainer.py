@@ -18,7 +18,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,10 +123,11 @@ def train_classifier(
     device = pick_device(settings.device)
     tokenizer = AutoTokenizer.from_pretrained(str(start_model))
     head = {"problem_type": "multi_label_classification"} if multi_label else {}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
-        ignore_mismatched_sizes=True, **head,
-    ).to(device)
+    with _expected_new_head():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
+            ignore_mismatched_sizes=True, **head,
+        ).to(device)
     loop = _Loop(model, tokenizer, label_ids, device, settings, steps=settings.epochs * _batches(len(train), settings),
                  multi_label=multi_label)
     train_set, validation_set = loop.prepare(train), loop.prepare(validation)
@@ -229,6 +231,20 @@ def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, 
 
 def _batches(count: int, settings: TrainingSettings) -> int:
     return (count + settings.batch_size - 1) // settings.batch_size
+
+
+@contextmanager
+def _expected_new_head() -> Iterator[None]:
+    """Loading a base model under a new classification head: transformers reports the head's weights as missing
+    (a warning table per load, for every fold). That is the point of fine-tuning, so it is not shown."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def _seed_everything(seed: int) -> None:

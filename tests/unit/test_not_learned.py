@@ -1,0 +1,43 @@
+"""A model that does no better than always answering the most common label is called out (train and score --oof)."""
+from __future__ import annotations
+
+import numpy as np
+
+from worker.jobs import HeldOutAgreement, ScoreReport
+from worker.scoring.engine import RecordScore
+from worker.training.evaluate import Probabilities, majority_share, not_learned, validation_metrics
+
+
+def test_the_most_common_labels_share_and_the_not_learned_rule():
+    assert majority_share(np.array([2, 2, 0, 2, 1])) == 0.6
+    assert majority_share(np.array([], dtype=int)) == 0.0
+    assert not_learned(0.40, 0.40) and not_learned(0.405, 0.40)
+    assert not not_learned(0.45, 0.40)
+    assert not not_learned(0.10, None)  # no baseline (label sets): nothing said
+
+
+def test_validation_metrics_carry_the_majority_baseline():
+    targets = np.array([0, 0, 0, 1])
+    always_zero = np.array([[0.9, 0.1]] * 4)
+    metrics = validation_metrics(Probabilities(deterministic=always_zero, mc=always_zero[:, :, None]), targets, 2)
+    assert metrics.accuracy == metrics.majority_accuracy == 0.75
+    assert not_learned(metrics.accuracy, metrics.majority_accuracy)
+    assert metrics.as_dict()["majority_accuracy"] == 0.75
+
+
+def _score(record_id, predicted, label, **extra):
+    return RecordScore(record_id=record_id, predicted_label=predicted, reference_label=label, **extra)
+
+
+def test_held_out_agreement_counts_single_labels_and_ignores_skipped_records_and_label_sets():
+    held_out = HeldOutAgreement()
+    for score in (_score("a", "pos", "pos"), _score("b", "neg", "pos"), _score("c", "neg", "neg"),
+                  _score("d", "neg", "neg"), _score("e", None, "neg", skipped_reason="text is missing (None)"),
+                  _score("f", ("x",), ("x",))):
+        held_out.add(score)
+    assert (held_out.records, held_out.agreed) == (4, 3)
+    assert (held_out.accuracy, held_out.majority) == (0.75, 0.5)
+    report = ScoreReport("base-oof3", scored=4, held_out=held_out)
+    assert report.summary().endswith("the fold models predict 75.0% of the held-out labels (the most common label "
+                                     "alone: 50.0%)")
+    assert "held-out" not in ScoreReport("v0001", scored=4).summary()
