@@ -41,3 +41,13 @@ def test_held_out_agreement_counts_single_labels_and_ignores_skipped_records_and
     assert report.summary().endswith("the fold models predict 75.0% of the held-out labels (the most common label "
                                      "alone: 50.0%)")
     assert "held-out" not in ScoreReport("v0001", scored=4).summary()
+
+
+def test_a_registered_models_validation_metrics_carry_the_majority_baseline():
+    from worker.training.data import Example
+    from worker.training.job import _majority_baseline
+
+    validation = [Example("a", "x", "med"), Example("b", "y", "med"), Example("c", "z", "space")]
+    assert _majority_baseline(validation) == {"majority_accuracy": 2 / 3}
+    assert _majority_baseline([Example("a", "x", ("med", "space"))]) == {}  # label sets: no single answer
+    assert _majority_baseline([]) == {}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,9 +87,9 @@ def not_learned(accuracy: float, majority_accuracy: float | None) -> bool:
     return majority_accuracy is not None and accuracy <= majority_accuracy + NOT_LEARNED_MARGIN
 
 
-def majority_share(targets: np.ndarray) -> float:
-    """The share of the most common class in ``targets`` [N] (0 when empty)."""
-    return float(np.bincount(targets).max() / len(targets)) if len(targets) else 0.0
+def majority_share(labels: Sequence[Hashable]) -> float:
+    """The share of the most common label in ``labels`` [N] (class indices or names; 0 when empty)."""
+    return max(Counter(labels).values()) / len(labels) if len(labels) else 0.0
 
 
 def classification_metrics(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -149,7 +150,7 @@ def validation_metrics(probabilities: Probabilities, targets: np.ndarray, num_cl
         ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
         ece_mc=expected_calibration_error(probabilities.mc_mean, targets),
         accuracy_mc=accuracy_mc,
-        majority_accuracy=majority_share(targets),
+        majority_accuracy=majority_share(targets.tolist()),
     )
 
 

@@ -24,7 +24,7 @@ from worker.training.data import (
     single_label,
     text_pairs,
 )
-from worker.training.evaluate import evaluate_classifier, evaluate_label_sets
+from worker.training.evaluate import evaluate_classifier, evaluate_label_sets, majority_share
 from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,15 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                               min_annotated=settings.min_annotated, seed=settings.seed)
 
 
+def _majority_baseline(validation: Sequence[Example]) -> dict:
+    """{"majority_accuracy": the accuracy of always answering the validation records' most common label}; empty
+    for label sets (no single answer to compare with)."""
+    labels = [example.label for example in validation]
+    if not labels or any(isinstance(label, tuple) for label in labels):
+        return {}
+    return {"majority_accuracy": majority_share(labels)}
+
+
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
             mc_samples: int = 20, stop: threading.Event | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote;
@@ -100,7 +109,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
                            "ece_mc": report.ece_mc, "accuracy_mc": report.accuracy_mc,
-                           "mc_samples": report.mc_samples},
+                           "mc_samples": report.mc_samples, **_majority_baseline(validation)},
             "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
                      "current_version": current.version if current else None,
                      "current_macro_f1_same_validation": current_f1},
