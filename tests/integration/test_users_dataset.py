@@ -17,7 +17,7 @@ import datasets
 import httpx
 import pytest
 
-from tests.integration.annotator import submit_label
+from tests.integration.annotator import create_annotator, submit_label
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
@@ -466,3 +466,22 @@ def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_
             k: v for k, v in after[e.id]["metadata"].items() if not k.startswith("sentiment_")}, e.id
         assert scored[e.id]["metadata"]["sentiment_model_version"] == "v0001"
     assert score_job(workers["sentiment"], full=True).scored == 0
+
+
+def test_an_annotators_api_key_is_one_line_naming_the_user_before_anything_is_written(their_dataset, stack_settings,
+                                                                                      dataset_name, tmp_path):
+    """An annotator may answer questions, not search records or add metadata properties: every command says so
+    up front (instead of a 403 half-way through a job) and nothing is written."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    username = f"labeller-{dataset_name[-8:]}"
+    headers = create_annotator(stack_settings, client, username)
+    api_key = httpx.get(f"{stack_settings.api_url}/api/v1/me", headers=headers, timeout=30).json()["api_key"]
+    before = _dataset_settings(stack_settings, their_dataset.id)
+    for command in (("score",), ("train",), ("publish", "--directory", str(tmp_path / "out"))):
+        result = _cli(stack_settings, dataset_name, tmp_path, *command,
+                      extra_env={"ARGILLA_WORKER_ARGILLA__API_KEY": api_key})
+        assert result.returncode == 1, (command, result.stderr)
+        assert f"the API key belongs to '{username}', an annotator" in result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
+    assert _dataset_settings(stack_settings, their_dataset.id) == before
+    assert not (tmp_path / "out").exists()

@@ -204,6 +204,9 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, httpx.HTTPStatusError) and error.response.status_code >= 500
 
 
+ANNOTATOR_ROLE = "annotator"  # Argilla's role that may only answer questions (see ArgillaGateway._check_role)
+
+
 class ArgillaGateway:
     """A dataset on an Argilla server, seen through the worker's schema."""
 
@@ -273,6 +276,7 @@ class ArgillaGateway:
     def binding(self) -> DatasetBinding:
         """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
         if self._binding is None:
+            self._check_role()
             self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
                                  question=self._question, reference=self._reference,
                                  metadata_prefix=self._metadata_prefix)
@@ -282,6 +286,20 @@ class ArgillaGateway:
                         f", metadata named {self._binding.metadata_prefix}<name>"
                         if self._binding.metadata_prefix else "")
         return self._binding
+
+    def _check_role(self) -> None:
+        """An annotator's key can neither search a dataset's records nor write suggestions and metadata properties:
+        say so before the first job fails half-way on a 403.
+
+        Raises:
+            ArgillaRefusedError: the key belongs to an annotator (names the user and what to use instead).
+        """
+        me = self._request("GET", "/api/v1/me")
+        if me.get("role") == ANNOTATOR_ROLE:
+            raise ArgillaRefusedError(
+                f"the API key belongs to {me.get('username')!r}, an annotator: the worker searches every record and "
+                f"writes suggestions and metadata properties, which Argilla allows owners and admins only — use an "
+                f"owner's key or that of an admin of workspace {self.workspace!r} (argilla.api_key)")
 
     def shape(self) -> DatasetShape:
         """The dataset's fields, questions and metadata properties, as plain values."""
