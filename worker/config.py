@@ -193,6 +193,8 @@ class PublishSettings(_Section):
     hf_token: SecretStr | None = None
     hf_token_file: Path | None = None
     only_reviewed: bool = False
+    metadata: list[str] = Field(default_factory=list, description="metadata properties of the dataset published as "
+                                "columns beside the labels (yours, or the worker's original_agent / original_score)")
     split: Literal["keep", "stratified", "none"] = "none"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0

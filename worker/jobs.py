@@ -704,7 +704,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
     with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,
                            workdir=services.settings.state_dir / "publishing",
                            crowd=estimate_crowd(services, labels),
-                           multi_label=services.gateway.binding.multi_label) as publication:
+                           multi_label=services.gateway.binding.multi_label,
+                           metadata=_published_metadata(services)) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,
@@ -717,6 +718,24 @@ def publish_job(services: Services, *, directory: Path | None = None,
         results = [sink.publish(publication, card) for sink in sinks]
     call_each(services.plugins, "on_published", results=results)
     return results
+
+
+def _published_metadata(services: Services) -> dict[str, str]:
+    """``publish.metadata``: each named property with its Argilla kind (integer / float / terms).
+
+    Raises:
+        ConfigError: a name the dataset has no metadata property of (lists those it has).
+    """
+    names = services.settings.publish.metadata
+    if not names:
+        return {}
+    shape = services.gateway.shape()
+    kinds = {prop.name: prop.type for prop in shape.metadata}
+    unknown = [name for name in names if name not in kinds]
+    if unknown:
+        raise ConfigError(f"publish.metadata: dataset {shape.name!r} has no metadata property {unknown[0]!r}; it "
+                          f"has: {', '.join(sorted(kinds)) or 'none'}")
+    return {name: kinds[name] for name in names}
 
 
 def _model_metrics(services: Services, publication) -> dict | None:

@@ -21,6 +21,7 @@ from tests.integration.annotator import create_annotator, submit_label
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
+from worker.errors import ConfigError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import guidelines_section
 from worker.jobs import Services, publish_job, score_job, train_job
@@ -154,6 +155,11 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
     assert score_job(services, full=True).scored == 0  # up to date: nothing scored twice
 
     scored_settings = _dataset_settings(stack_settings, their_dataset.id)
+    services.settings.publish.metadata = ["source_site", "original_agnt"]
+    with pytest.raises(ConfigError, match="publish.metadata: dataset .* has no metadata property 'original_agnt'; "
+                                          "it has: .*original_agent"):
+        publish_job(services, directory=tmp_path / "published")
+    services.settings.publish.metadata = ["source_site", "original_agent", "original_score"]
     publish_job(services, directory=tmp_path / "published")
     assert _dataset_settings(stack_settings, their_dataset.id) == scored_settings
     table = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
@@ -166,6 +172,9 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
         assert names[row["original_label"]] == after[record_id]["metadata"]["original_label"]
         assert (row["headline"], row["review_body"]) == (before[record_id]["fields"]["headline"],
                                                          before[record_id]["fields"].get("review_body"))
+        metadata = after[record_id]["metadata"]  # their property and the other agent's label, as columns
+        assert (row["source_site"], row["original_agent"], row["original_score"]) == (
+            metadata["source_site"], AGENT, metadata["original_score"])
     assert "text" not in table[next(iter(table))].column_names  # their fields, under their names
 
 

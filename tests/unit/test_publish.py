@@ -304,3 +304,35 @@ def test_with_annotator_weights_the_published_label_and_its_confidence_follow_th
     neutral_mass = 0.5 * 0.15 + 0.9 * 0.8 + 0.2 * 0.1
     assert rows["e"]["label_confidence"] == pytest.approx(neutral_mass / (0.5 + 1.1), rel=1e-5)
     assert majority_rows["e"]["label_confidence"] is None and rows["d"]["label_confidence"] is None
+
+
+def test_the_users_metadata_properties_are_published_as_typed_columns(tmp_path):
+    """publish.metadata: integer / float / terms properties become int64 / float64 / string columns (a terms list
+    as its JSON text, a missing value null); a name a worker column has gets metadata_<name>; a value of the
+    wrong kind is an error naming the record, the property and the value."""
+    records = _records()
+    extra = {"a": {"stars": 4, "team": "north", "weight": 0.5, "reviewed": "by legal"},
+             "b": {"stars": 2, "team": ["north", "south"]}, "d": {"team": "east", "weight": 2}}
+    for record in records:
+        record.metadata.update(extra.get(record.record_id, {}))
+    metadata = {"stars": "integer", "team": "terms", "weight": "float", "reviewed": "terms"}
+    publication = build_publication(records, LABELS, PublishOptions(split="none"), metadata=metadata)
+    LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo(license="mit", pretty_name="Reviews"))
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert {name: loaded.features[name].dtype for name in ("stars", "team", "weight", "metadata_reviewed")} == {
+        "stars": "int64", "team": "string", "weight": "float64", "metadata_reviewed": "string"}
+    rows = {row["id"]: row for row in loaded}
+    assert (rows["a"]["stars"], rows["a"]["team"], rows["a"]["weight"], rows["a"]["metadata_reviewed"]) == (
+        4, "north", 0.5, "by legal")
+    assert rows["a"]["reviewed"] is True  # the worker's own column is not replaced by theirs
+    assert json.loads(rows["b"]["team"]) == ["north", "south"] and rows["b"]["weight"] is None
+    assert (rows["d"]["stars"], rows["d"]["weight"]) == (None, 2.0)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "From the Argilla dataset's metadata: `stars`, `team`, `weight`, `metadata_reviewed` (property `reviewed`)" in card
+
+    wrong = _records()
+    wrong[0].metadata["stars"] = "four"
+    with pytest.raises(DataError, match=r"record 'a': metadata 'stars' is 'four', not integer"):
+        build_publication(wrong, LABELS, metadata={"stars": "integer"}, workdir=tmp_path / "work")
+    assert not any((tmp_path / "work").iterdir())  # nothing left on disk

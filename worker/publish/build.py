@@ -23,7 +23,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -47,6 +47,7 @@ WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", 
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
+METADATA_DTYPES = {"integer": "int64", "float": "float64", "terms": "string"}  # Argilla kind -> published dtype
 TAKE_CHUNK = 10_000  # rows copied at a time into a split's file
 EXAMPLE_IDS = 100  # ids of left-out records kept to report (the counts are exact)
 
@@ -131,6 +132,8 @@ class Publication:
     labels: tuple[str, ...]
     stats: PublicationStats
     text_columns: dict[str, str] = field(default_factory=lambda: {"text": "text"})  # field name -> column
+    # the user's metadata properties published (``publish.metadata``): property name -> (column, Argilla kind)
+    metadata_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
     options: PublishOptions = field(default_factory=PublishOptions)
     workdir: Path | None = None
     _hash: str | None = field(default=None, init=False, repr=False)
@@ -153,7 +156,8 @@ class Publication:
 
     @property
     def features(self) -> datasets.Features:
-        return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label)
+        return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label,
+                        metadata=dict(self.metadata_columns.values()))
 
     @property
     def num_rows(self) -> int:
@@ -226,10 +230,18 @@ def text_columns(fields: Sequence[str]) -> dict[str, str]:
     return {name: f"field_{name}" if name in WORKER_COLUMNS else name for name in fields}
 
 
+def metadata_columns(metadata: Mapping[str, str], fields: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The published column of each of the user's metadata properties (name -> Argilla kind: integer, float,
+    terms): its own name, ``metadata_<name>`` where a worker column or a text column has it."""
+    taken = {*WORKER_COLUMNS, *text_columns(fields).values()}
+    return {name: (f"metadata_{name}" if name in taken else name, kind) for name, kind in metadata.items()}
+
+
 def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
-             multi_label: bool = False) -> datasets.Features:
+             multi_label: bool = False, metadata: Mapping[str, str] | None = None) -> datasets.Features:
     """The published table's columns: ``id``, the text column(s), the labels (lists of labels for a
-    multi-label question), review and score columns."""
+    multi-label question), review and score columns, then the user's metadata columns (``metadata``: column ->
+    Argilla kind)."""
     def label_column():
         class_label = datasets.ClassLabel(names=list(labels))
         return datasets.Sequence(class_label) if multi_label else class_label
@@ -247,14 +259,17 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         "num_annotators": datasets.Value("int32"),
         **{name: datasets.Value("float32") for name in FLOAT_COLUMNS},
         "model_version": datasets.Value("string"),
+        **{column: datasets.Value(METADATA_DTYPES[kind]) for column, kind in (metadata or {}).items()},
     })
 
 
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
                       workdir: Path | None = None, crowd: CrowdModel | None = None,
-                      multi_label: bool = False) -> Publication:
-    """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields.
+                      multi_label: bool = False, metadata: Mapping[str, str] | None = None) -> Publication:
+    """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields;
+    ``metadata``: the user's metadata properties to publish as columns (name -> Argilla kind, see
+    :func:`metadata_columns`; a terms list is published as its JSON text).
     ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
     use; None: majority vote (``label_confidence`` empty). ``multi_label``: the records carry label sets.
 
@@ -269,21 +284,22 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         Path(workdir).mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="publication-", dir=workdir))
     try:
-        columns = text_columns(fields)
+        columns, extra = text_columns(fields), metadata_columns(metadata or {}, fields)
         stats = PublicationStats(tuple(labels), multi_label=multi_label)
-        published = features(labels, tuple(columns.values()), multi_label=multi_label)
-        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd)
+        published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()))
+        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns, options=options,
-                       workdir=directory)
+    return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
+                       metadata_columns=extra, options=options, workdir=directory)
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
                 columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
-                directory: Path, crowd: CrowdModel | None = None) -> datasets.Dataset:
+                directory: Path, crowd: CrowdModel | None = None,
+                extra: Mapping[str, tuple[str, str]] | None = None) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
     ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled."""
     index = label_index(labels)
@@ -306,12 +322,30 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
                 stats.left_out(record.record_id, tied=False)
                 continue
             row = _row(record, label, original, decided, index, columns)
+            for name, (column, kind) in (extra or {}).items():
+                row[column] = _metadata_value(record, name, kind)
             stats.add(row)
             if options.split == "keep":
                 row[SPLIT_COLUMN] = record.metadata.get("split") or None
             writer.write(row)
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
+
+
+def _metadata_value(record: PulledRecord, name: str, kind: str) -> object:
+    """A metadata property's value as its published column holds it (None where the record has none).
+
+    Raises:
+        DataError: an integer or float property holds something else (names the record, property and value).
+    """
+    value = record.server_metadata.get(name)
+    if value is None:
+        return None
+    if kind == "terms":
+        return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "integer" and value != int(value)):
+        raise DataError(f"record {record.record_id!r}: metadata {name!r} is {value!r}, not {kind}")
+    return int(value) if kind == "integer" else float(value)
 
 
 def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, decided, index: dict[str, int],

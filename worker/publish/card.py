@@ -25,6 +25,11 @@ def size_category(count: int) -> str:
     return "n>10M" if count >= 10_000_000 else "1M<n<10M"
 
 
+def _metadata_list(publication: Publication) -> str:
+    return ", ".join(f"`{column}`" + (f" (property `{name}`)" if column != name else "")
+                     for name, (column, _) in publication.metadata_columns.items())
+
+
 def card_metadata(publication: Publication, *, license: str, pretty_name: str) -> dict:
     """The YAML header: license, task, size, label names, and where each split's parquet files are."""
     return {
@@ -96,6 +101,8 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
         (f"- Published: {'reviewed records only' if publication.options.only_reviewed else 'all records'}; "
         f"split: {publication.options.split}."),
+        *([f"- From the Argilla dataset's metadata: {_metadata_list(publication)}."]
+          if publication.metadata_columns else []),
         "",
         "## Counts",
         "",
