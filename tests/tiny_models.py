@@ -61,3 +61,30 @@ def save_tiny_classifier(
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
+                                 seed: int = 0) -> Path:
+    """A randomly initialised tiny GPT-2 classifier whose byte-level BPE tokenizer has no padding token (as
+    GPT-2's and Llama's do not): the shape of a decoder model a team may bring."""
+    import torch
+    from tokenizers import decoders
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>",
+                                   bos_token="<|endoftext|>", model_max_length=64)
+    eos = fast.convert_tokens_to_ids("<|endoftext|>")
+    config = GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=len(labels),
+                        bos_token_id=eos, eos_token_id=eos, id2label=dict(enumerate(labels)),
+                        label2id={label: index for index, label in enumerate(labels)})
+    model = GPT2ForSequenceClassification(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory

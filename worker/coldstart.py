@@ -24,6 +24,7 @@ import torch
 from worker.errors import DataError
 from worker.scoring.batching import ScoringInput, windows
 from worker.scoring.device import autocast, pick_device
+from worker.scoring.model import ensure_padding
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = N
     target = pick_device(device)
     tokenizer = AutoTokenizer.from_pretrained(encoder)
     model = AutoModel.from_pretrained(encoder).to(target).eval()
+    ensure_padding(tokenizer, model, encoder)
     limit = min(max_length, int(tokenizer.model_max_length) if tokenizer.model_max_length < 100_000 else max_length)
     records = [ScoringInput(str(index), text, text_pair=pairs[index] if pairs else None)
                for index, text in enumerate(texts)]

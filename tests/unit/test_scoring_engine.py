@@ -205,3 +205,25 @@ def test_auto_depth_is_the_last_two_thirds_of_the_encoder_on_a_cpu_and_every_lay
     assert auto_mc_layers(6, torch.device("cpu")) == 4
     assert auto_mc_layers(6, torch.device("cuda")) == "all"
     assert "mc_layers=2" in repr(MCPredictor(tiny_classifier, samples=2))
+
+
+def test_a_decoder_classifier_without_a_padding_token_is_scored_with_full_mc(tmp_path):
+    """A GPT-2-style classifier (no padding token, no BERT encoder layers): padded with its end-of-sequence
+    token, MC dropout over the whole model; batches of several records score like records scored one by one."""
+    from tests.tiny_models import save_tiny_decoder_classifier
+    from worker.scoring import load_classifier
+
+    classifier = load_classifier(save_tiny_decoder_classifier(tmp_path / "gpt"), device="cpu", version="gpt-v1")
+    assert classifier.tokenizer.pad_token == "<|endoftext|>"
+    assert classifier.model.config.pad_token_id == classifier.tokenizer.pad_token_id
+    records = [ScoringInput(f"r{i}", text, "positive") for i, text in enumerate(TEXTS)]
+    scorer = Scorer(classifier, samples=4, batch_size=4, seed=1)
+    assert scorer.predictor.strategy == "full"
+    together = {s.record_id: s for s in scorer.score(records)}
+    assert all(not s.skipped and math.isfinite(s.loss) for s in together.values())
+    # the padding is ignored: a short text padded beside a long one gets the logits it gets alone
+    short, long = min(TEXTS, key=len), max(TEXTS, key=len)
+    with torch.no_grad():
+        padded = classifier.model(**classifier.tokenizer([short, long], padding=True, return_tensors="pt")).logits
+        alone = classifier.model(**classifier.tokenizer([short], return_tensors="pt")).logits
+    assert torch.allclose(padded[0], alone[0], atol=1e-5)

@@ -277,3 +277,20 @@ def test_single_labels_and_label_sets_do_not_mix_and_unknown_tags_are_named():
     with pytest.raises(DataError, match=r"record 'x': label 'gore' is not one of"):
         train_classifier("unused", [Example("x", "t", ("praise", "gore"))], [], TAGS, Path("unused"),
                          TrainingSettings(**FAST))
+
+
+def test_a_decoder_base_model_without_a_padding_token_fine_tunes_and_scores(tmp_path):
+    """training.base_model = a GPT-2-style classifier (no padding token): it trains in padded batches and the
+    saved model loads for scoring with the same padding."""
+    from tests.tiny_models import save_tiny_decoder_classifier
+    from worker.scoring import load_classifier
+
+    base = save_tiny_decoder_classifier(tmp_path / "gpt-base", labels=("a", "b"))
+    examples = sentiment_examples(24)
+    train, validation = stratified_split(examples, 0.25, seed=0)
+    result = train_classifier(base, train, validation, LABELS, tmp_path / "model", TrainingSettings(epochs=2, **FAST))
+
+    assert len(result.history) == 2 and all(np.isfinite(epoch.train_loss) for epoch in result.history)
+    trained = load_classifier(tmp_path / "model", device="cpu")
+    assert trained.labels == tuple(LABELS)
+    assert trained.tokenizer.pad_token == "<|endoftext|>"

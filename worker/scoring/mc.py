@@ -95,6 +95,15 @@ class PendingPrediction:
         return BatchPrediction(deterministic=self.deterministic, mc=self.mc, samples_used=self.samples_used)
 
 
+def has_encoder_parts(model: Any) -> bool:
+    """Whether fast (partial) MC can run ``model`` layer by layer: a BERT/RoBERTa-style encoder
+    (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``). Decoder classifiers (GPT-2,
+    Llama …), DistilBERT and others run full MC instead."""
+    base = getattr(model, "base_model", None)
+    return (getattr(getattr(base, "encoder", None), "layer", None) is not None
+            and getattr(base, "embeddings", None) is not None and hasattr(model, "classifier"))
+
+
 class _EncoderParts:
     """The pieces of a BERT/RoBERTa-style classifier needed to run its layers one by one."""
 
@@ -231,6 +240,10 @@ class MCPredictor:
             raise ValueError(f"samples must be >= 1, got {samples}")
         if strategy not in ("partial", "full"):
             raise ValueError(f"strategy must be 'partial' or 'full', got {strategy!r}")
+        if strategy == "partial" and not has_encoder_parts(classifier.model):
+            logger.info("%s is not a BERT/RoBERTa-style encoder: MC dropout runs over the whole model (T stochastic "
+                        "passes; scoring.mc_layers does not apply)", type(classifier.model).__name__)
+            strategy = "full"
         self.classifier = classifier
         self.samples = samples
         self.strategy = strategy

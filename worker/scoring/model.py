@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -113,6 +114,7 @@ def load_classifier(
         model = AutoModelForSequenceClassification.from_pretrained(str(source), attn_implementation=attn)
     except (OSError, ValueError) as error:
         raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
+    ensure_padding(tokenizer, model, source)
     model.to(target).eval()
     labels = labels_of(model.config)
     thresholds = (thresholds_of(Path(str(source)), labels)
@@ -128,6 +130,25 @@ def load_classifier(
         version=version or Path(str(source)).name,
         thresholds=thresholds,
     )
+
+
+def ensure_padding(tokenizer: Any, model: Any, source: object) -> None:
+    """Batches are padded: a tokenizer without a padding token (GPT-2, Llama … classifiers) pads with its
+    end-of-sequence token, and the model's config learns that id (sequence classifiers with a decoder read the
+    last token before the padding). Changes nothing when both are set.
+
+    Raises:
+        ScoringError: no padding and no end-of-sequence token to pad with (names the model).
+    """
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ScoringError(f"the tokenizer of {source!r} has neither a padding nor an end-of-sequence token: "
+                               f"set pad_token in its tokenizer_config.json")
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("the tokenizer of %s has no padding token: padding with its end-of-sequence token %r", source,
+                    tokenizer.eos_token)
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]:

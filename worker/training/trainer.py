@@ -33,6 +33,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, pick_device
+from worker.scoring.model import ensure_padding
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -128,6 +129,7 @@ def train_classifier(
             str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
             ignore_mismatched_sizes=True, **head,
         ).to(device)
+    ensure_padding(tokenizer, model, start_model)
     loop = _Loop(model, tokenizer, label_ids, device, settings, steps=settings.epochs * _batches(len(train), settings),
                  multi_label=multi_label)
     train_set, validation_set = loop.prepare(train), loop.prepare(validation)
