@@ -294,3 +294,23 @@ def test_a_decoder_base_model_without_a_padding_token_fine_tunes_and_scores(tmp_
     trained = load_classifier(tmp_path / "model", device="cpu")
     assert trained.labels == tuple(LABELS)
     assert trained.tokenizer.pad_token == "<|endoftext|>"
+
+
+def test_a_first_model_keeps_the_records_own_labels_once_enough_are_annotated():
+    """training.data = "annotated": at min_annotated - 1 annotations a first model trains on every label the records
+    carry; at min_annotated it used to fall to the annotated records alone. It keeps the others at
+    original_weight (validated on annotated records); a later model trains on annotations only."""
+    from worker.config import TrainingSettings as TrainingConfig
+    from worker.training.job import prepare_training_set
+
+    settings = TrainingConfig(min_annotated=8, data="annotated", original_weight=0.3)
+    labels = [LABELS[i % 2] for i in range(40)]
+    annotated = [_record(f"a{i}", labels[i], [labels[i]]) for i in range(8)]
+    unreviewed = [_record(f"o{i}", labels[i]) for i in range(32)]
+
+    first = prepare_training_set([*annotated, *unreviewed], LABELS, settings, first_model=True)
+    assert len(first.train) + len(first.validation) == 40
+    assert {e.id[0] for e in first.validation} == {"a"}
+    assert {e.weight for e in first.train if e.id.startswith("o")} == {0.3}
+    later = prepare_training_set([*annotated, *unreviewed], LABELS, settings, first_model=False)
+    assert len(later.train) + len(later.validation) == 8

@@ -47,7 +47,10 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
     → stratified train/validation split.
 
     With ``first_model`` (no current model yet) and fewer than ``training.min_annotated`` annotations,
-    the first model trains on the labels the records carry (see :func:`build_first_training_set`).
+    the first model trains on the labels the records carry (see :func:`build_first_training_set`); with
+    more, on the annotations plus those labels at ``training.original_weight`` (whatever ``training.data``
+    says: one more annotation never shrinks a first model's training set to the annotated records alone),
+    validated on annotated records.
 
     Raises:
         DataError: too few labels, a class without examples, or a label outside ``labels``.
@@ -65,8 +68,12 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
         return build_first_training_set(annotated, original, labels,
                                         validation_fraction=settings.validation_fraction,
                                         min_examples=settings.min_annotated, seed=settings.seed)
-    if settings.data == "annotated":
+    if settings.data == "annotated" and not first_model:
         original = []
+    elif first_model and original:  # no cliff at min_annotated: the records' own labels stay in, at a lower weight
+        logger.info("first model: %d annotated records and %d records' own labels (weight %.2f); later models "
+                    "train on %s", len(annotated), len(original), settings.original_weight,
+                    "annotated records only (training.data)" if settings.data == "annotated" else "both")
     return build_training_set(annotated, original, labels, validation_fraction=settings.validation_fraction,
                               min_annotated=settings.min_annotated, seed=settings.seed)
 
