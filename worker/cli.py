@@ -512,7 +512,9 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     from worker.training.register import parse_label_map, register_model
 
     services = _services(config_file)
-    entry = register_model(source, services.registry, services.labels(), label_map=parse_label_map(label_map))
+    labels = services.labels()
+    services.registry.avoid(services.gateway.model_versions())
+    entry = register_model(source, services.registry, labels, label_map=parse_label_map(label_map))
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     click.echo(f"registered {source} as {entry.version} ({state})")

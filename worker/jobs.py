@@ -574,6 +574,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                                         first_model=services.registry.current() is None, crowd=crowd)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     previous = services.registry.current()
+    services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       stop=stop)
     state = "promoted" if outcome.promoted else "rejected"

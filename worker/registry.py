@@ -19,10 +19,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,7 @@ class ModelRegistry:
         self.versions_dir = self.root / "versions"
         self.staging_root = self.root / "staging"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
+        self._taken = 0  # the highest version number found elsewhere (see avoid)
         self._clean_leftovers()
 
     def __repr__(self) -> str:
@@ -164,7 +166,14 @@ class ModelRegistry:
 
     def next_version(self) -> str:
         numbers = [int(path.name[1:]) for path in self.versions_dir.iterdir() if path.name[1:].isdigit()]
-        return f"v{max(numbers, default=0) + 1:04d}"
+        return f"v{max([*numbers, self._taken], default=0) + 1:04d}"
+
+    def avoid(self, names: Iterable[str]) -> None:
+        """Version names whose values a dataset already holds (``v0003``, ``v0003-oof5``): a new version numbers
+        past them. A fresh registry (lost, moved, another machine's) would otherwise call its first model v0001,
+        and the records another v0001 scored would count as up to date and never get the new model's values."""
+        numbers = [int(match.group(1)) for name in names if (match := re.match(r"v(\d+)(?:$|-)", name))]
+        self._taken = max([self._taken, *numbers])
 
     def update_metrics(self, version: str, **changes) -> ModelVersion:
         entry = self.get(version)

@@ -264,6 +264,16 @@ def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, st
     assert all(record["metadata"]["model_version"] == "v0001" for record_id, record in after.items()
                if record_id not in NO_BODY)
 
+    # the registry lost (another machine, a volume not mounted): the next model must not be another "v0001",
+    # whose values the records already "have" — it numbers past the versions on the dataset and scores them all
+    fresh = {"ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "fresh-registry"),
+             "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "fresh-state")}
+    again = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model_dir), "--label-map",
+                 "NEG=negative,POS=positive", extra_env=fresh)
+    assert "as v0002 (current)" in again.stdout, again.stderr
+    rescored = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=fresh)
+    assert f"{COUNT - len(NO_BODY)} scored" in rescored.stdout, rescored.stdout
+
 
 def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_dataset, stack_settings, dataset_name,
                                                                     tmp_path):

@@ -167,3 +167,12 @@ def test_a_stop_request_abandons_training_and_keeps_the_current_model(tiny_model
 
     assert [v.version for v in registry.versions()] == ["v0001"] and registry.current().version == "v0001"
     assert not any((tmp_path / "registry" / "staging").iterdir())
+
+
+def test_a_new_version_numbers_past_the_versions_a_dataset_already_holds(tmp_path):
+    registry = ModelRegistry(tmp_path / "fresh")
+    assert registry.next_version() == "v0001"
+    registry.avoid({"v0003", "v0007-oof5", "base-oof3", "gpt-labeller", "v12x"})
+    assert registry.next_version() == "v0008"
+    registry.avoid({"v0002"})  # never lowers it
+    assert registry.next_version() == "v0008"

@@ -301,6 +301,18 @@ class ArgillaGateway:
                 f"writes suggestions and metadata properties, which Argilla allows owners and admins only — use an "
                 f"owner's key or that of an admin of workspace {self.workspace!r} (argilla.api_key)")
 
+    def model_versions(self) -> set[str]:
+        """The model versions whose values the records hold (the terms of the worker's ``model_version`` property,
+        as the search index counts them: one request, whatever the dataset's size); empty before any push."""
+        dataset_id = self._dataset().id
+        name = self.binding.stored_name("model_version")
+        properties = self._request("GET", f"/api/v1/me/datasets/{dataset_id}/metadata-properties")["items"]
+        found = next((prop for prop in properties if prop["name"] == name), None)
+        if found is None:
+            return set()
+        metrics = self._request("GET", f"/api/v1/metadata-properties/{found['id']}/metrics")
+        return {str(value["term"]) for value in metrics.get("values") or []}
+
     def shape(self) -> DatasetShape:
         """The dataset's fields, questions and metadata properties, as plain values."""
         dataset_id = self._dataset().id
