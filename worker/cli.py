@@ -310,7 +310,9 @@ def status(config_file: Path | None) -> None:
     model = state.get("model") or {}
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
-        f"MC {_fmt(model.get('ece_mc'))})" if model.get("version") else ""))
+        f"MC {_fmt(model.get('ece_mc'))}" + (f"; {model['validation_records']} validation records"
+                                             if model.get("validation_records") else "") + ")"
+        if model.get("version") else ""))
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
@@ -402,8 +404,9 @@ def train(config_file: Path | None) -> None:
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")
-    click.echo(f"validation: accuracy {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, "
-               f"ECE deterministic {validation['ece_deterministic']:.4f}, MC {validation['ece_mc']:.4f}")
+    click.echo(f"validation ({validation['records']} records): accuracy {validation['accuracy']:.4f}, macro-F1 "
+               f"{validation['macro_f1']:.4f}, ECE deterministic {validation['ece_deterministic']:.4f}, MC "
+               f"{validation['ece_mc']:.4f}")
     majority = validation.get("majority_accuracy")
     if not_learned(validation["accuracy"], majority):
         click.echo(f"warning: model {outcome.model.version} does no better on its {validation['records']} validation "

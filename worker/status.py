@@ -97,6 +97,7 @@ class StatusBook:
         validation = current.metrics.get("validation", {})
         stability = current.metrics.get("stability") or {}
         self.status.model = {"version": current.version, "macro_f1": validation.get("macro_f1"),
+                             "validation_records": validation.get("records"),
                              "ece_deterministic": validation.get("ece_deterministic"),
                              "ece_mc": validation.get("ece_mc"), "stability_kappa": stability.get("kappa"),
                              "stop_signal": bool(stability.get("stop_signal"))}
