@@ -85,6 +85,14 @@ def local_argilla_status() -> None:
         sys.exit(1)
 
 
+def config_option(function):
+    """``-c/--config FILE`` (or ARGILLA_WORKER_CONFIG) for the commands that read the worker config."""
+    return click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+                         envvar="ARGILLA_WORKER_CONFIG", default=None,
+                         help="TOML config file (env: ARGILLA_WORKER_CONFIG); ARGILLA_WORKER_* variables override it.")(
+        function)
+
+
 @cli.command()
 @click.option("--records", default=2000, show_default=True, help="How many movie snippets to log.")
 @click.option("--flip-fraction", default=0.1, show_default=True, help="Fraction of labels flipped on purpose.")
@@ -135,9 +143,12 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
 
 
 @cli.command()
+@config_option
 @click.argument("source")
-@click.option("--dataset", "dataset_name", required=True, help="Argilla dataset to create or update.")
-@click.option("--workspace", default="argilla", show_default=True, envvar="ARGILLA_WORKSPACE")
+@click.option("--dataset", "dataset_name", default=None,
+              help="Argilla dataset to create or update (default: argilla.dataset of the config).")
+@click.option("--workspace", default=None, envvar="ARGILLA_WORKSPACE",
+              help="Default: argilla.workspace of the config ('argilla').")
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default=None, help="Column with the current (original) label, if any.")
 @click.option("--id-column", default=None, help="Column with stable record ids (default: a hash of the text).")
@@ -155,16 +166,19 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Fill another field of the dataset from this column (e.g. a required 'headline' beside the "
                    "text). Repeat for several.")
 @click.option("--field", "field_name", default=None,
-              help="The dataset's text field to write the text into (as argilla.fields; default: the dataset's "
-                   "only text field, or 'text' for a new dataset).")
-@click.option("--question", default="",
-              help="The label question (as argilla.question; needed when the dataset has several).")
+              help="The dataset's text field to write the text into (default: the first of argilla.fields, else "
+                   "the dataset's only text field, or 'text' for a new dataset).")
+@click.option("--question", default=None,
+              help="The label question (default: argilla.question; needed when the dataset has several).")
 @click.option("--metadata-prefix", default=None,
-              help="As argilla.metadata_prefix: the prefix of the worker's metadata names (default: none for one "
+              help="The prefix of the worker's metadata names (default: argilla.metadata_prefix, else none for one "
                    "label question, '<question>_' for several).")
-@click.option("--api-url", envvar="ARGILLA_API_URL", default="http://localhost:6900", show_default=True)
-@click.option("--api-key", envvar="ARGILLA_API_KEY", required=True, help="Or the ARGILLA_API_KEY variable.")
-def ingest(**options) -> None:
+@click.option("--api-url", envvar="ARGILLA_API_URL", default=None,
+              help="Default: argilla.api_url of the config (http://localhost:6900).")
+@click.option("--api-key", envvar="ARGILLA_API_KEY", default=None,
+              help="Or the ARGILLA_API_KEY variable; default: the config's key (ARGILLA_WORKER_ARGILLA__API_KEY, "
+                   "argilla.api_key_file).")
+def ingest(config_file: Path | None, **options) -> None:
     """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
 
     Records are keyed by id: ingesting again updates them, and a record that already exists is merged into,
@@ -173,15 +187,39 @@ def ingest(**options) -> None:
     suggestion holds the question), never as an annotator's response. A label column of lists (or
     --label-separator) makes a multi-label question. Bad rows are reported with their row numbers and
     skipped; records the server refuses are listed by id; the rest land (exit 2 if anything was skipped).
+
+    The server, key, dataset, workspace, field, question and metadata prefix come from the worker's config
+    ([argilla], -c FILE and ARGILLA_WORKER_ARGILLA__* variables) unless given here.
     """
     from worker.binding import BindingError
 
     try:
-        _ingest(**options)
+        _ingest(**_with_config_defaults(config_file, options))
     except BindingError as error:
         if "argilla." not in str(error):  # not about the [argilla] settings that ingest takes as options
             raise
         raise BindingError(f"{error} — for ingest: --field, --question, --metadata-prefix") from error
+
+
+def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
+    """The ingest options with what they leave unset taken from the worker config's [argilla] section."""
+    from worker.config import load_settings
+
+    argilla = load_settings(config_file).argilla
+    resolved = {
+        **options,
+        "dataset_name": options["dataset_name"] or argilla.dataset,
+        "workspace": options["workspace"] or argilla.workspace,
+        "api_url": options["api_url"] or argilla.api_url,
+        "api_key": options["api_key"] or argilla.key(),
+        "field_name": options["field_name"] or (argilla.fields[0] if argilla.fields else None),
+        "question": options["question"] if options["question"] is not None else argilla.question,
+        "metadata_prefix": (options["metadata_prefix"] if options["metadata_prefix"] is not None
+                            else argilla.metadata_prefix),
+    }
+    if not resolved["dataset_name"]:
+        raise click.UsageError("no dataset: pass --dataset, or set argilla.dataset in the config (-c FILE)")
+    return resolved
 
 
 def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
@@ -221,14 +259,6 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed or written.labels_kept:
         sys.exit(2)
-
-
-def config_option(function):
-    """``-c/--config FILE`` (or ARGILLA_WORKER_CONFIG) for the commands that read the worker config."""
-    return click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-                         envvar="ARGILLA_WORKER_CONFIG", default=None,
-                         help="TOML config file (env: ARGILLA_WORKER_CONFIG); ARGILLA_WORKER_* variables override it.")(
-        function)
 
 
 def _services(config_file: Path | None):

@@ -105,7 +105,15 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
         assert after[record_id]["responses"] == before[record_id]["responses"]
     assert [r["values"] for r in one["responses"]] == [{SENTIMENT: {"value": "positive"}}]
 
-    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    # again, from the worker's config alone (server, key, dataset, workspace, field and question): no flags
+    config = tmp_path / "worker.toml"
+    config.write_text(f'[argilla]\napi_url = "{stack_settings.api_url}"\ndataset = "{dataset_name}"\n'
+                      f'workspace = "{stack_settings.workspace}"\nfields = ["body"]\nquestion = "{SENTIMENT}"\n')
+    worker_env = {**{k: v for k, v in os.environ.items() if k != "ARGILLA_API_KEY"},
+                  "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+    second = subprocess.run([sys.executable, "-m", "worker", "ingest", "-c", str(config), str(data), "--id-column",
+                             "id", "--label-column", "label"], capture_output=True, text=True, env=worker_env,
+                            timeout=300)
     assert second.returncode == 2, second.stderr  # r3 is still refused
     assert "Argilla: 0 records created, 0 updated, 2 unchanged, 1 not written" in second.stdout, second.stdout
     again = _records(stack_settings, dataset.id)
