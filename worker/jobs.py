@@ -702,11 +702,11 @@ def publish_job(services: Services, *, directory: Path | None = None,
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed)
     labels = services.labels()
+    metadata = _published_metadata(services)  # checked before the passes over the records
     with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,
                            workdir=services.settings.state_dir / "publishing",
                            crowd=estimate_crowd(services, labels),
-                           multi_label=services.gateway.binding.multi_label,
-                           metadata=_published_metadata(services)) as publication:
+                           multi_label=services.gateway.binding.multi_label, metadata=metadata) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,
