@@ -381,7 +381,6 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     stopped run resumes where it stopped. Records nobody reviewed yet are scored first.
     """
     from worker.jobs import oof_score_job, score_job
-    from worker.training.evaluate import not_learned
 
     services = _services(config_file)
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
@@ -391,12 +390,6 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
         click.echo(oof_report.summary())
         click.echo("label_issue and area_under_margin pushed: in the UI, sort by metadata 'label_issue', descending, "
                    "to fix the likeliest label errors first")
-        held_out = oof_report.held_out
-        if held_out is not None and held_out.records and not_learned(held_out.accuracy, held_out.majority):
-            click.echo(f"warning: the fold models predict the held-out labels no better than always answering the "
-                       f"most common label ({held_out.accuracy:.1%} vs {held_out.majority:.1%}): they have not "
-                       f"learned the task, and their losses say little about which labels are wrong. Train longer "
-                       f"(training.epochs) or on more labelled records.", err=True)
         failures.update(oof_report.failures)
     if folds and services.registry.current() is None:
         click.echo("no current model yet: records without a label are scored once one is trained or registered")
@@ -428,7 +421,6 @@ def train(config_file: Path | None) -> None:
     same records. Otherwise it is kept as 'rejected' with the reason.
     """
     from worker.jobs import train_job
-    from worker.training.evaluate import not_learned
 
     outcome = train_job(_services(config_file))
     validation = outcome.model.metrics["validation"]
@@ -437,13 +429,6 @@ def train(config_file: Path | None) -> None:
     click.echo(f"validation ({validation['records']} records): accuracy {validation['accuracy']:.4f}, macro-F1 "
                f"{validation['macro_f1']:.4f}, ECE deterministic {validation['ece_deterministic']:.4f}, MC "
                f"{validation['ece_mc']:.4f}")
-    majority = validation.get("majority_accuracy")
-    if not_learned(validation["accuracy"], majority):
-        click.echo(f"warning: model {outcome.model.version} does no better on its {validation['records']} validation "
-                   f"records than always answering their most common label ({majority:.4f}): it has not learned the "
-                   f"task yet ({outcome.model.metrics['training'].get('train', '?')} training examples). Annotate "
-                   f"more, train longer (training.epochs), or add the records' own labels (training.data = "
-                   f"\"annotated+original\").", err=True)
     if not outcome.promoted:
         sys.exit(3)
 

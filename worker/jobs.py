@@ -60,7 +60,7 @@ from worker.stability import (
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
-from worker.training.evaluate import predict_probabilities
+from worker.training.evaluate import not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import MarginAverage, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
@@ -503,6 +503,11 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     _push_label_issues(services, server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
+    if held_out.records and not_learned(held_out.accuracy, held_out.majority):
+        logger.warning("the fold models predict the held-out labels no better than always answering the most common "
+                       "label (%.1f%% vs %.1f%%): they have not learned the task, and their losses say little about "
+                       "which labels are wrong. Train longer (training.epochs) or on more labelled records.",
+                       100 * held_out.accuracy, 100 * held_out.majority)
     return report
 
 
@@ -579,10 +584,25 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                       stop=stop)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
+    _warn_if_not_learned(outcome.model)
     if outcome.promoted:
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _warn_if_not_learned(model: ModelVersion) -> None:
+    """A warning when ``model`` does no better on its validation records than always answering their most
+    common label (``majority_accuracy`` of its metrics)."""
+    validation = model.metrics.get("validation") or {}
+    majority = validation.get("majority_accuracy")
+    if validation.get("accuracy") is None or not not_learned(validation["accuracy"], majority):
+        return
+    logger.warning("model %s does no better on its %s validation records than always answering their most common "
+                   "label (accuracy %.4f vs %.4f): it has not learned the task yet (%s training examples). Annotate "
+                   "more, train longer (training.epochs), or add the records' own labels (training.data = "
+                   "\"annotated+original\").", model.version, validation.get("records"), validation["accuracy"],
+                   majority, (model.metrics.get("training") or {}).get("train", "?"))
 
 
 def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:

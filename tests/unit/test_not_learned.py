@@ -51,3 +51,21 @@ def test_a_registered_models_validation_metrics_carry_the_majority_baseline():
     assert _majority_baseline(validation) == {"majority_accuracy": 2 / 3}
     assert _majority_baseline([Example("a", "x", ("med", "space"))]) == {}  # label sets: no single answer
     assert _majority_baseline([]) == {}
+
+
+def test_train_warns_when_the_model_does_no_better_than_the_most_common_label(caplog, tmp_path):
+    from worker.jobs import _warn_if_not_learned
+    from worker.registry import ModelVersion
+
+    def version(accuracy):
+        metrics = {"validation": {"records": 6, "accuracy": accuracy, "majority_accuracy": 0.5},
+                   "training": {"train": 24}}
+        return ModelVersion("v0002", tmp_path, metrics)
+
+    with caplog.at_level("WARNING", logger="worker.jobs"):
+        _warn_if_not_learned(version(0.9))
+        assert not caplog.records
+        _warn_if_not_learned(version(0.5))
+    (record,) = caplog.records
+    assert "model v0002 does no better on its 6 validation records" in record.getMessage()
+    assert "(24 training examples)" in record.getMessage()
