@@ -44,12 +44,14 @@ def stack_settings() -> LocalArgillaSettings:
 def local_argilla(stack_settings):
     stack = LocalArgilla(stack_settings)
     started_here = not stack.is_up()
-    if started_here:
-        stack.up()
-    _delete_worker_webhooks(stack_settings)
-    yield stack
-    if started_here:
-        stack.down()
+    try:
+        if started_here:
+            stack.up()
+        _delete_worker_webhooks(stack_settings)
+        yield stack
+    finally:  # also when up fails half-way (a port taken): nothing it started is left running
+        if started_here:
+            stack.down()
 
 
 @pytest.fixture

@@ -36,9 +36,11 @@ def upstream_stack(stack_settings, tmp_path_factory):
                                     state_dir=tmp_path_factory.mktemp("upstream-argilla"),
                                     upstream_response_mapping=True)
     stack = LocalArgilla(settings)
-    stack.up()
-    yield stack
-    stack.down()
+    try:
+        stack.up()
+        yield stack
+    finally:  # also when up fails half-way (a port taken): nothing it started is left running
+        stack.down()
 
 
 def _headers(settings: LocalArgillaSettings) -> dict[str, str]:

@@ -81,8 +81,10 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     outcome = train_job(services)
 
     assert outcome.promoted and services.registry.current().version == outcome.model.version == "v0001"
-    training = outcome.model.metrics["training"]
-    assert training["annotated"] == 24 and training["train"] + training["validation"] == 24
+    training = outcome.model.metrics["training"]  # a first model: the 24 annotations and the 16 others' own labels
+    assert (training["annotated"], training["original"], training["train"] + training["validation"]) == (24, 16, 40)
+    validation_ids = {json.loads(line)["id"] for line in (outcome.model.path / "validation.jsonl").read_text().splitlines()}
+    assert validation_ids and validation_ids <= set(annotated)  # validated on annotated records only
     assert outcome.model.metrics["validation"]["macro_f1"] >= 0.8, outcome.model.metrics["validation"]
     assert (outcome.model.path / "model.safetensors").exists()
     events = [json.loads(line) for line in (services.settings.state_dir.parent / "events.jsonl").read_text().splitlines()]
@@ -114,7 +116,10 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
 
     stability = outcome.model.metrics["stability"]  # the first model: its stop-set predictions, nothing to compare
     assert (stability["kappa"], stability["records"], stability["stop_signal"]) == (None, 16, False)
-    second = train_job(services)  # the same corrections: the same model, so its predictions do not move
+    # the same labels as the first model had (annotations + the records' own): the same model, its predictions
+    # do not move
+    services.settings.training.data = "annotated+original"
+    second = train_job(services)
     assert second.promoted, second.decision.reason
     stability = second.model.metrics["stability"]
     assert (stability["versus"], stability["records"], stability["kappa"]) == ("v0001", 16, 1.0)
