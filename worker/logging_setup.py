@@ -22,8 +22,6 @@ def configure_logging(level: int | str = logging.INFO) -> None:
 def _quiet_transformers_progress() -> None:
     """transformers draws a progress bar for every checkpoint it loads or writes (every fold, every evaluation):
     noise in a service's log, where the worker logs its own progress."""
-    try:
-        from transformers.utils import logging as transformers_logging
-    except ImportError:  # pragma: no cover - transformers is a dependency
-        return
+    from transformers.utils import logging as transformers_logging
+
     transformers_logging.disable_progress_bar()

@@ -108,17 +108,15 @@ class _EncoderParts:
     """The pieces of a BERT/RoBERTa-style classifier needed to run its layers one by one."""
 
     def __init__(self, model: Any):  # duck-typed: any transformers encoder with these parts
-        base = model.base_model
-        layers = getattr(getattr(base, "encoder", None), "layer", None)
-        embeddings = getattr(base, "embeddings", None)
-        pooler = getattr(base, "pooler", None)
-        if layers is None or embeddings is None or not hasattr(model, "classifier"):
+        if not has_encoder_parts(model):
             raise ScoringError(
                 f"partial MC dropout supports BERT- and RoBERTa-style encoders (base.encoder.layer, "
-                f"base.embeddings, classifier); {type(model).__name__} is not one: use mc_strategy='full'"
+                f"base.embeddings, classifier); {type(model).__name__} is not one: use strategy='full'"
             )
-        self.layers: nn.ModuleList = layers
-        self.embeddings: nn.Module = embeddings
+        base = model.base_model
+        pooler = getattr(base, "pooler", None)
+        self.layers: nn.ModuleList = base.encoder.layer
+        self.embeddings: nn.Module = base.embeddings
         self.base = base
         if pooler is not None and hasattr(model, "dropout"):  # BERT: classifier(dropout(pooler(h)))
             self.head = nn.ModuleDict({"pooler": pooler, "dropout": model.dropout, "classifier": model.classifier})
