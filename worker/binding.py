@@ -24,7 +24,9 @@ The annotators' consensus always wins over any of these once it exists.
 Metadata names (``argilla.metadata_prefix``): the worker's metadata properties (``loss``, ``bald``,
 ``original_label`` …) carry a prefix on the server when the dataset has more than one label question —
 ``<question>_loss`` — so that one worker per question can serve the same dataset without overwriting the
-other's values (``split`` is the records', not a question's, and stays shared). Inside the worker every
+other's values (``split`` is the records', not a question's, and stays shared). A dataset whose own
+properties already use some of the worker's names (their labeller's ``confidence``, their ``model_version``)
+keeps them: the worker's become ``worker_<name>`` there. Inside the worker every
 name is the plain one: :meth:`DatasetBinding.worker_view` reads a record's metadata through the prefix,
 :meth:`DatasetBinding.stored` writes through it.
 """
@@ -264,33 +266,75 @@ def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | No
     """The prefix of the worker's metadata names on the server: ``configured`` when set (``""``: none), else
     none for a dataset with one label question and ``<question>_`` for a dataset with several.
 
+    A dataset the worker has not served under a prefix (none of its :data:`_WORKER_MARKS` there) may already
+    have properties of the user's that carry the worker's names (their labeller's ``confidence``, their own
+    ``model_version`` …): those are theirs and are never written. With one label question and no configured
+    prefix the worker's names then become ``worker_<name>`` (:data:`OWN_NAMES_PREFIX`), kept on later runs.
+
     Raises:
         BindingError: ``configured`` is not usable in a property name; or the prefix would be chosen for a
             dataset that already holds the worker's unprefixed values (an earlier worker served one of its
-            questions without a prefix: which one is the user's to say, not the worker's to guess).
+            questions without a prefix: which one is the user's to say, not the worker's to guess); or the
+            configured / per-question prefix would write into the user's own properties.
     """
     if configured is not None:
         if not re.fullmatch(r"[a-z0-9_-]*", configured):
             raise BindingError(f"argilla.metadata_prefix = {configured!r}: use lowercase letters, digits, '_' and "
                                f"'-' only (Argilla's metadata names), or \"\" for none")
+        _refuse_users_names(shape, configured, worker_metadata, f"argilla.metadata_prefix = {configured!r}")
         return configured
     label_questions = [q.name for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)]
     if len(label_questions) < 2:
-        return ""
+        if served(shape, ""):
+            return ""
+        if served(shape, OWN_NAMES_PREFIX):
+            return OWN_NAMES_PREFIX
+        if not users_names(shape, "", worker_metadata):
+            return ""
+        _refuse_users_names(shape, OWN_NAMES_PREFIX, worker_metadata, "the worker's own names")
+        return OWN_NAMES_PREFIX
     prefix = re.sub(r"[^a-z0-9_-]", "_", question.lower()) + "_"
     present = {m.name for m in shape.metadata}
     unprefixed = [name for name in _WORKER_MARKS if name in worker_metadata and name in present]
-    if unprefixed and not any(prefix + name in present for name in _WORKER_MARKS):
+    if unprefixed and not served(shape, prefix):
         raise BindingError(
             f"dataset {shape.name!r} has {len(label_questions)} label questions ({', '.join(label_questions)}) and "
             f"already holds the worker's metadata without a question prefix ({', '.join(unprefixed)}), written by an "
             f"earlier worker for one of them. Set argilla.metadata_prefix = \"\" for the question that worker "
             f"served (it keeps its values); leave it unset for the others (their metadata is then named "
             f"'<question>_loss' …).")
+    _refuse_users_names(shape, prefix, worker_metadata, f"the prefix {prefix!r} of question {question!r}")
     return prefix
 
 
-_WORKER_MARKS = ("model_version", "submitted_responses")  # properties only the worker writes
+# properties only the worker writes, there since its first version: one of them under a prefix means the worker
+# has served the dataset under that prefix (so the other names there are its own too)
+_WORKER_MARKS = ("expected_loss", "submitted_responses")
+OWN_NAMES_PREFIX = "worker_"  # the worker's names on a dataset whose own properties already use the plain ones
+
+
+def served(shape: DatasetShape, prefix: str) -> bool:
+    """Whether the worker's values are on the dataset under ``prefix`` (one of its marks is a property there)."""
+    present = {m.name for m in shape.metadata}
+    return any(prefixed(name, prefix) in present for name in _WORKER_MARKS)
+
+
+def users_names(shape: DatasetShape, prefix: str, worker_metadata: Mapping[str, str]) -> list[str]:
+    """The dataset's properties that carry one of the worker's names under ``prefix`` but are the user's (the
+    worker has not served the dataset under it); ``split`` is the records' and shared, never counted."""
+    if served(shape, prefix):
+        return []
+    wanted = {prefixed(name, prefix) for name in worker_metadata if name not in SHARED_METADATA}
+    return [m.name for m in shape.metadata if m.name in wanted]
+
+
+def _refuse_users_names(shape: DatasetShape, prefix: str, worker_metadata: Mapping[str, str], what: str) -> None:
+    theirs = users_names(shape, prefix, worker_metadata)
+    if theirs:
+        raise BindingError(f"{what} would write the worker's values into metadata properties of the dataset's "
+                           f"own ({', '.join(theirs)}), which the worker never overwrites: set "
+                           f"argilla.metadata_prefix to a prefix no property of the dataset starts with, e.g. "
+                           f"\"model_\". {shape.describe()}")
 
 
 def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:

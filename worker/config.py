@@ -68,7 +68,8 @@ class ArgillaSettings(_Section):
                                                "suggestion:AGENT | metadata:NAME")
     metadata_prefix: str | None = Field(
         None, description="before the worker's metadata names on the server; default: none when the dataset has "
-                          "one label question, '<question>_' when it has several (one worker per question)")
+                          "one label question, '<question>_' when it has several (one worker per question), "
+                          "'worker_' when the dataset's own properties already use the worker's names")
 
     @field_validator("reference")
     @classmethod

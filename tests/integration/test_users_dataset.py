@@ -504,3 +504,45 @@ def test_an_annotators_api_key_is_one_line_naming_the_user_before_anything_is_wr
         assert "Traceback" not in result.stderr + result.stdout
     assert _dataset_settings(stack_settings, their_dataset.id) == before
     assert not (tmp_path / "out").exists()
+
+
+def test_their_own_properties_with_the_workers_names_keep_their_values(local_argilla, stack_settings, dataset_name,
+                                                                       tmp_path):
+    """Their labeller's `confidence` and their `model_version` (names the worker also writes): every value of
+    theirs stays as it was, the worker's go under worker_<name>, and a second run keeps to those names."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review_body")],
+        questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
+        metadata=[rg.FloatMetadataProperty(name="confidence"), rg.TermsMetadataProperty(name="model_version")]))
+    dataset.create()
+    examples = sentiment_examples(COUNT)
+    dataset.records.log([
+        rg.Record(id=example.id, fields={"review_body": example.text},
+                  metadata={"confidence": round(0.5 + index / 100, 2), "model_version": "gpt-labeller-2024"},
+                  suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, value=example.label)])
+        for index, example in enumerate(examples)])
+    before = _stored(stack_settings, dataset.id)
+    base = save_tiny_classifier(tmp_path / "base")
+    result = _cli(stack_settings, dataset_name, tmp_path, "score", "--oof", "3",
+                  extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(base)})
+    assert result.returncode == 0, result.stderr
+    assert ("metadata named worker_<name> (the dataset's own properties confidence, model_version keep theirs, "
+            "untouched)") in result.stderr
+    after = _stored(stack_settings, dataset.id)
+    for record_id, old in before.items():
+        metadata = after[record_id]["metadata"]
+        assert (metadata["confidence"], metadata["model_version"]) == (old["metadata"]["confidence"],
+                                                                      "gpt-labeller-2024"), record_id
+        assert metadata["worker_model_version"] == "base-oof3" and 0 <= metadata["worker_confidence"] <= 1
+        assert isinstance(metadata["worker_label_issue"], float) and "label_issue" not in metadata
+    _, names = _dataset_settings(stack_settings, dataset.id)
+    assert "worker_expected_loss" in names and "expected_loss" not in names
+    again = _cli(stack_settings, dataset_name, tmp_path, "score", "--oof", "3",
+                 extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(base)})
+    assert again.returncode == 0 and "metadata named worker_<name>" in again.stderr, again.stderr
+    assert _stored(stack_settings, dataset.id)["e1"]["metadata"]["confidence"] == before["e1"]["metadata"]["confidence"]
+    refused = _cli(stack_settings, dataset_name, tmp_path, "score",
+                   extra_env={"ARGILLA_WORKER_ARGILLA__METADATA_PREFIX": ""})
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "the dataset's own (confidence, model_version)" in refused.stderr

@@ -64,11 +64,41 @@ def test_a_multi_label_question_binds_to_label_sets_and_a_metadata_name_clash_is
     assert binding.reference_label({"original_label": ["a"]}, None, None) == ("a",)
     assert binding.reference_label({"model_version": "v1"}, ("b",), "llm") == ("b",)  # another agent's set
     assert not bind(THEIRS, fields=["body"]).multi_label
-    clash = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (MetadataInfo("loss", "terms"),))
+    served = (MetadataInfo("expected_loss", "float"),)  # the worker's values are there: its names are its own
+    clash = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (*served, MetadataInfo("loss", "terms")))
     with pytest.raises(BindingError, match="loss is terms, the worker writes float"):
         bind(clash, worker_metadata=WORKER_METADATA_TYPES)
-    same = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (MetadataInfo("loss", "float"),))
-    assert bind(same, worker_metadata=WORKER_METADATA_TYPES).question == "intent"
+    same = DatasetShape("d", THEIRS.fields[:1], THEIRS.questions[:1], (*served, MetadataInfo("loss", "float")))
+    assert bind(same, worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == ""
+
+
+THEIR_NAMES = DatasetShape("tickets", THEIRS.fields[:1], THEIRS.questions[:1],
+                           (MetadataInfo("confidence", "float"), MetadataInfo("model_version", "terms"),
+                            MetadataInfo("loss", "terms"), MetadataInfo("split", "terms"), MetadataInfo("team", "terms")))
+
+
+def test_the_users_own_properties_with_the_workers_names_are_never_written():
+    """Their labeller's confidence, their model_version, a terms 'loss': the worker takes worker_<name> and keeps
+    it on later runs; split is the records' and shared; a configured prefix that would write into theirs is refused."""
+    binding = bind(THEIR_NAMES, worker_metadata=WORKER_METADATA_TYPES)
+    assert binding.metadata_prefix == "worker_"
+    assert binding.stored({"confidence": 0.9, "model_version": "v0001", "split": "train"}) == {
+        "worker_confidence": 0.9, "worker_model_version": "v0001", "split": "train"}
+    stored = {"confidence": 0.4, "model_version": "gpt-x", "team": "a", "worker_confidence": 0.9}
+    assert binding.worker_view(stored) == {"confidence": 0.9}  # the worker never reads theirs as its own
+    after = DatasetShape(THEIR_NAMES.name, THEIR_NAMES.fields, THEIR_NAMES.questions,
+                         (*THEIR_NAMES.metadata, MetadataInfo("worker_expected_loss", "float")))
+    assert bind(after, worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "worker_"
+    # the user later renames their property away: the worker keeps the names its values are under
+    renamed = DatasetShape(after.name, after.fields, after.questions, after.metadata[3:])
+    assert bind(renamed, worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "worker_"
+    with pytest.raises(BindingError, match=(r"argilla.metadata_prefix = '' would write the worker's values into "
+                                            r"metadata properties of the dataset's own \(confidence, model_version, "
+                                            r"loss\), which the worker never overwrites: .*dataset 'tickets' has")):
+        bind(THEIR_NAMES, metadata_prefix="", worker_metadata=WORKER_METADATA_TYPES)
+    assert bind(THEIR_NAMES, metadata_prefix="m_", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "m_"
+    only_split = DatasetShape("d", THEIR_NAMES.fields, THEIR_NAMES.questions, (MetadataInfo("split", "terms"),))
+    assert bind(only_split, worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == ""
 
 
 def test_two_fields_are_a_text_pair_and_more_are_joined_with_their_titles():
@@ -157,7 +187,7 @@ def test_the_metadata_prefix_can_be_set_and_a_clash_is_named_under_the_servers_n
         bind(TWO_QUESTIONS, question="sentiment", metadata_prefix="Sentiment ")
     clash = DatasetShape("reviews", TWO_QUESTIONS.fields, TWO_QUESTIONS.questions,
                          (MetadataInfo("topics_loss", "terms"), MetadataInfo("loss", "terms")))
-    with pytest.raises(BindingError, match="topics_loss is terms, the worker writes float"):
+    with pytest.raises(BindingError, match=r"the prefix 'topics_' of question 'topics' would write .* own \(topics_loss\)"):
         bind(clash, question="topics", worker_metadata=WORKER_METADATA_TYPES)
     assert bind(clash, question="sentiment", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "sentiment_"
 
@@ -166,13 +196,13 @@ def test_a_dataset_holding_an_earlier_workers_unprefixed_values_asks_which_quest
     legacy = DatasetShape("reviews", TWO_QUESTIONS.fields, TWO_QUESTIONS.questions,
                           (MetadataInfo("model_version", "terms"), MetadataInfo("submitted_responses", "integer")))
     with pytest.raises(BindingError, match=(r"2 label questions \(sentiment, topics\) and already holds the worker's "
-                                            r"metadata without a question prefix \(model_version, submitted_responses\)"
+                                            r"metadata without a question prefix \(submitted_responses\)"
                                             r".*argilla.metadata_prefix = \"\" for the question that worker served")):
         bind(legacy, question="topics", worker_metadata=WORKER_METADATA_TYPES)
     assert bind(legacy, question="sentiment", metadata_prefix="", worker_metadata=WORKER_METADATA_TYPES)
     # once the other question's worker has its own prefixed values, it binds as before
     both = DatasetShape("reviews", legacy.fields, legacy.questions,
-                        (*legacy.metadata, MetadataInfo("topics_model_version", "terms")))
+                        (*legacy.metadata, MetadataInfo("topics_submitted_responses", "integer")))
     assert bind(both, question="topics", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "topics_"
 
 

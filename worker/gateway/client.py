@@ -25,6 +25,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from worker.binding import (
+    OWN_NAMES_PREFIX,
     PRESERVED_AGENT,
     PRESERVED_LABEL,
     PRESERVED_SCORE,
@@ -37,6 +38,7 @@ from worker.binding import (
     bind,
     is_foreign,
     new_dataset_names,
+    users_names,
 )
 from worker.errors import (
     ArgillaGatewayError,
@@ -277,14 +279,13 @@ class ArgillaGateway:
         """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
         if self._binding is None:
             self._check_role()
-            self._binding = bind(self.shape(), worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
+            shape = self.shape()
+            self._binding = bind(shape, worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
                                  question=self._question, reference=self._reference,
                                  metadata_prefix=self._metadata_prefix)
             logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s%s", self.workspace,
                         self.dataset_name, list(self._binding.fields), self._binding.question,
-                        list(self._binding.labels), self._binding.reference,
-                        f", metadata named {self._binding.metadata_prefix}<name>"
-                        if self._binding.metadata_prefix else "")
+                        list(self._binding.labels), self._binding.reference, _metadata_names_note(shape, self._binding))
         return self._binding
 
     def _check_role(self) -> None:
@@ -855,6 +856,16 @@ class ArgillaGateway:
             self._cached_dataset = None
             logger.info("added metadata properties %s to %s", [binding.stored_name(spec.name) for spec in missing],
                         self.dataset_name)
+
+
+def _metadata_names_note(shape: DatasetShape, binding: DatasetBinding) -> str:
+    """The bound-to log's words on the worker's metadata names: nothing for the plain ones, the prefix, and why
+    when the dataset's own properties hold the plain names."""
+    if not binding.metadata_prefix:
+        return ""
+    theirs = users_names(shape, "", WORKER_METADATA_TYPES) if binding.metadata_prefix == OWN_NAMES_PREFIX else []
+    why = f" (the dataset's own properties {', '.join(theirs)} keep theirs, untouched)" if theirs else ""
+    return f", metadata named {binding.metadata_prefix}<name>{why}"
 
 
 @dataclass(frozen=True)
