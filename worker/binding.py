@@ -72,6 +72,16 @@ class QuestionInfo:
     type: str  # label_selection | multi_label_selection | rating | text …
     labels: tuple[str, ...] = ()
     id: str | None = None
+    titles: tuple[str, ...] = ()  # what the UI shows for each label (the option's text), in ``labels``' order
+
+    def label_aliases(self) -> dict[str, str]:
+        """title → label value, for the labels shown under another name (``Cars 🚗`` for ``autos``); a title that
+        is another label's value, or two labels' title, is left out (it would be ambiguous)."""
+        counts: dict[str, int] = {}
+        for title in self.titles:
+            counts[title] = counts.get(title, 0) + 1
+        return {title: value for value, title in zip(self.labels, self.titles, strict=False)
+                if title != value and title not in self.labels and counts[title] == 1}
 
 
 @dataclass(frozen=True)

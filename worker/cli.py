@@ -254,7 +254,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     written = gateway.log_labelled_texts(labelled_rows(
         table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
         split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
-        report=report))
+        label_aliases=gateway.label_aliases(), report=report))
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed or written.labels_kept:

@@ -152,7 +152,12 @@ class TrainingSettings(_Section):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     min_annotated: int = Field(20, ge=2)
     epochs: int = Field(5, ge=1)
+    min_steps: int = Field(100, ge=0, description="optimizer steps a training takes at least: a small training set "
+                                                  "gets more epochs (20 examples: 50 epochs of 2 batches)")
     patience: int = Field(2, ge=1)
+    select_min_validation: int = Field(
+        50, ge=0, description="validation records needed to pick the best epoch and stop early; with fewer every "
+                              "epoch runs and the last is kept (a handful of records picks an epoch by chance)")
     monitor: Monitor = "macro_f1"
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(5e-5, gt=0)

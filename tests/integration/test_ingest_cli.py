@@ -169,10 +169,11 @@ def test_a_value_the_users_property_does_not_allow_is_listed_by_record_and_the_r
         local_argilla, stack_settings, dataset_name, tmp_path):
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
-        fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="label", labels=["a", "b"])],
+        fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="label", labels={"a": "Apple 🍎",
+                                                                                             "b": "b"})],
         metadata=[rg.TermsMetadataProperty(name="team", options=["north", "south"])])).create()
-    data = tmp_path / "teams.csv"
-    data.write_text("id,text,label,team\nr1,one,a,north\nr2,two,b,east\nr3,three,a,south\n")
+    data = tmp_path / "teams.csv"  # r3's label as annotators see it in the UI: its title
+    data.write_text("id,text,label,team\nr1,one,a,north\nr2,two,b,east\nr3,three,Apple 🍎,south\n")
     env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
 
     result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
@@ -185,4 +186,5 @@ def test_a_value_the_users_property_does_not_allow_is_listed_by_record_and_the_r
     assert ("record r2: Argilla refused it (422): metadata is not valid: 'team' metadata property validation failed "
             "because 'east' is not an allowed term.") in result.stdout
     records = client.datasets(name=dataset_name, workspace=stack_settings.workspace).records()
-    assert sorted((record.id, record.metadata["team"]) for record in records) == [("r1", "north"), ("r3", "south")]
+    assert sorted((record.id, record.metadata["team"], record.metadata["original_label"]) for record in records) == [
+        ("r1", "north", "a"), ("r3", "south", "a")]

@@ -30,7 +30,9 @@ def _their_dataset(stack_settings, dataset_name) -> rg.Dataset:
         fields=[rg.TextField(name="headline", required=True), rg.TextField(name="body", required=True)],
         questions=[rg.LabelQuestion(name=SENTIMENT, labels=["negative", "positive"]),
                    rg.LabelQuestion(name=TOPIC, labels=["acting", "plot"], required=False)],
-        metadata=[rg.TermsMetadataProperty(name="team"), rg.FloatMetadataProperty(name="sentiment_loss")],
+        # sentiment_loss: a value an earlier worker wrote for the sentiment question (its properties are there)
+        metadata=[rg.TermsMetadataProperty(name="team"), rg.FloatMetadataProperty(name="sentiment_loss"),
+                  rg.FloatMetadataProperty(name="sentiment_expected_loss")],
         vectors=[rg.VectorField(name="embedding", dimensions=2)],
     )
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
@@ -140,7 +142,8 @@ def test_another_agents_label_the_worker_preserved_is_kept_and_the_rest_of_the_r
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
         fields=[rg.TextField(name="text")], questions=[rg.LabelQuestion(name="label", labels=["negative", "positive"])],
         metadata=[rg.TermsMetadataProperty(name="original_label"), rg.TermsMetadataProperty(name="original_agent"),
-                  rg.TermsMetadataProperty(name="model_version")]))
+                  rg.TermsMetadataProperty(name="model_version"),
+                  rg.FloatMetadataProperty(name="expected_loss")]))  # the worker has served it: its properties
     dataset.create()
     dataset.records.log([rg.Record(
         id="r7", fields={"text": "a fine film"},

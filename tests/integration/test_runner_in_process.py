@@ -93,3 +93,57 @@ def test_a_missing_dataset_is_created_with_a_multi_label_question_when_configure
     assert binding.multi_label and sorted(binding.labels) == ["humour", "praise"]
     assert {"labels_to_add", "labels_to_remove"} <= {m.name for m in services.gateway.shape().metadata}
     Services(settings).ensure_dataset()  # it exists now: nothing is created or refused
+
+
+def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local_argilla, stack_settings,
+                                                                          dataset_name, tmp_path, monkeypatch):
+    """A team's own dataset with no label and no model: the worker waits (saying how many reviews it needs),
+    trains the first model at training.min_annotated reviewed records — not at retrain.min_new_corrections —
+    and, after a first training that could not start (one label only so far), waits for more reviews instead
+    of pulling every record again on each event."""
+    import argilla as rg
+
+    from tests.integration.annotator import submit_label
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
+    dataset.create()
+    examples = {e.id: e for e in sentiment_examples(30)}
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    server_ids = {record.id: str(record._server_id) for record in dataset.records}
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    settings.training = settings.training.model_copy(update={
+        "base_model": str(save_tiny_classifier(tmp_path / "base")), "min_annotated": 6, "epochs": 2,
+        "batch_size": 4, "max_length": 32, "device": "cpu"})
+    services = Services(settings)
+
+    def review(ids, label=None):
+        for record_id in ids:
+            submit_label(stack_settings, server_ids[record_id], label or examples[record_id].label,
+                         question="sentiment")
+
+    positives = [i for i, e in examples.items() if e.label == "positive"]
+    negatives = [i for i, e in examples.items() if e.label == "negative"]
+    review(positives[:5])
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0
+    assert runner.status.jobs["score"]["status"] == "skipped"
+    assert "no model yet: 5 of 6 records reviewed" in runner.status.jobs["score"]["summary"]
+    assert "retrain" not in runner.status.jobs and services.registry.current_version() is None
+
+    review(positives[5:6])  # 6 reviewed, all one label: the first training cannot start
+    assert runner.work(burst=True) == 0
+    assert runner.status.jobs["retrain"]["status"] == "skipped", runner.status.jobs
+    assert "no training examples for class(es) ['negative']" in runner.status.jobs["retrain"]["summary"]
+    runner.status.jobs.pop("retrain")
+    assert runner.work(burst=True) == 0  # nothing new: no second try, the count it waits for is said
+    assert "retrain" not in runner.status.jobs
+    assert "no model yet: 6 of 7 records reviewed" in runner.status.jobs["score"]["summary"]
+
+    review(negatives[:3])
+    assert runner.work(burst=True) == 0
+    assert runner.status.jobs["retrain"]["status"] == "ok", runner.status.jobs
+    assert services.registry.current_version() == "v0001"
+    assert {r.metadata.get("model_version") for r in services.gateway.pull()} == {"v0001"}  # all scored

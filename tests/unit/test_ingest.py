@@ -355,3 +355,25 @@ def test_another_agents_label_the_worker_preserved_is_not_overwritten_but_the_re
                     "metadata": {**stored, "stars": 2}}
     same_label = _plan().payload(LabelledText("r1", "a plot that drags", "neg"), found)
     assert same_label == (None, None, None)
+
+
+def test_a_label_written_as_the_question_shows_it_is_read_as_its_value():
+    """A team exports what annotators saw (`Cars 🚗`), the question's value is `autos`: the title is the label;
+    a title that is another label's value, or shared by two labels, is not an alias."""
+    from worker.binding import QuestionInfo
+
+    question = QuestionInfo("topic", "label_selection", ("autos", "space", "misc", "other"), "q",
+                            ("Cars 🚗", "Space", "Other", "Other"))
+    assert question.label_aliases() == {"Cars 🚗": "autos", "Space": "space"}  # "Other" names two labels
+    rows = [{"text": "a fast car", "topic": "Cars 🚗"}, {"text": "the moon", "topic": " Space "},
+            {"text": "misc", "topic": "misc"}, {"text": "boats", "topic": "Boats"},
+            {"text": "tags", "topics": ["Cars 🚗", "space"]}]
+    report = IngestReport()
+    read = list(labelled_rows(datasets.Dataset.from_list(rows[:4]), label_column="topic", labels=question.labels,
+                              label_aliases=question.label_aliases(), report=report))
+    assert [(row.text, row.label) for row in read] == [("a fast car", "autos"), ("the moon", "space"),
+                                                       ("misc", "misc")]
+    assert report.bad_rows == [(4, "label 'Boats' is not one of ['autos', 'misc', 'other', 'space']")]
+    sets = list(labelled_rows(datasets.Dataset.from_list(rows[4:]), label_column="topics", labels=question.labels,
+                              label_aliases=question.label_aliases(), report=IngestReport()))
+    assert [row.label for row in sets] == [("autos", "space")]

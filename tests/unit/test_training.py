@@ -24,7 +24,8 @@ from worker.training.data import (
 from worker.training.kfold import out_of_fold_scores, stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
 
-FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu")
+# the configured epochs exactly, the best epoch picked on any validation split (the schedule's own tests below)
+FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", min_steps=0, select_min_validation=0)
 SAMPLES = 4  # scoring.samples: T of the out-of-fold scores
 
 
@@ -206,6 +207,36 @@ def test_flipped_labels_have_a_lower_area_under_the_margin(tiny_model_dir, tmp_p
     wrong, right = [margin[i] for i in flipped], [m for i, m in margin.items() if i not in flipped]
     pairs_ranked_right = sum(w < r for w in wrong for r in right) / (len(wrong) * len(right))  # the AUROC
     assert pairs_ranked_right >= 0.8, margin  # 0.5 would be chance (locally 1.0; training order varies by host)
+
+
+def test_a_small_training_set_gets_at_least_min_steps_optimizer_steps():
+    from worker.training.trainer import planned_epochs
+
+    settings = TrainingSettings(epochs=5, batch_size=16, min_steps=100)
+    assert planned_epochs(20, settings) == 50  # 2 batches an epoch
+    assert planned_epochs(16, settings) == 100 and planned_epochs(1, settings) == 100
+    assert planned_epochs(1000, settings) == 5  # 63 batches an epoch: the configured epochs already do it
+    assert planned_epochs(20, settings.model_copy(update={"min_steps": 0})) == 5
+
+
+def test_a_handful_of_validation_records_picks_no_epoch_every_epoch_runs_and_the_last_is_kept(tiny_model_dir,
+                                                                                              tmp_path, caplog):
+    """With the same data, 12 validation records pick an epoch and stop early where select_min_validation
+    allows it; below it every epoch runs and the saved weights are the last epoch's."""
+    examples = sentiment_examples(48)
+    train, validation = stratified_split(examples, 0.25, seed=0)
+    picking = TrainingSettings(epochs=12, patience=1, monitor="loss", **FAST)
+    picked = train_classifier(tiny_model_dir, train, validation, LABELS, tmp_path / "picked", picking)
+    assert picked.stopped_early and len(picked.history) < 12  # the rule below is what changes it
+    small = picking.model_copy(update={"select_min_validation": 50})
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        kept = train_classifier(tiny_model_dir, train, validation, LABELS, tmp_path / "kept", small)
+    assert len(kept.history) == 12 and kept.best_epoch == 12 and not kept.stopped_early
+    assert "12 validation records (< training.select_min_validation = 50): all 12 epochs run" in caplog.text
+    from worker.scoring import load_classifier
+
+    saved_loss = _validation_loss(load_classifier(tmp_path / "kept", device="cpu"), validation)
+    assert saved_loss == pytest.approx(kept.history[-1].validation_loss, abs=1e-4)
 
 
 def test_training_without_a_validation_split_says_so_instead_of_logging_nan(tiny_model_dir, tmp_path, caplog):

@@ -261,6 +261,14 @@ class ArgillaGateway:
             return None
         return list(self.binding.labels)
 
+    def label_aliases(self) -> dict[str, str]:
+        """The bound question's label titles that differ from their values (title → value); {} when the dataset
+        does not exist yet."""
+        if self._find_dataset() is None:
+            return {}
+        question = self.binding.question
+        return next(q.label_aliases() for q in self.shape().questions if q.name == question)
+
     def prepare(self) -> DatasetBinding:
         """Bind to the existing dataset and add the worker's missing metadata properties (theirs untouched).
 
@@ -325,7 +333,9 @@ class ArgillaGateway:
             fields=tuple(FieldInfo(f["name"], f["settings"]["type"], f.get("title") or f["name"]) for f in fields),
             questions=tuple(QuestionInfo(q["name"], q["settings"]["type"],
                                          tuple(str(o["value"]) for o in q["settings"].get("options") or []),
-                                         str(q["id"])) for q in questions),
+                                         str(q["id"]),
+                                         tuple(str(o.get("text") or o["value"])
+                                               for o in q["settings"].get("options") or [])) for q in questions),
             metadata=tuple(MetadataInfo(m["name"], m["settings"]["type"]) for m in metadata),
         )
 
@@ -488,6 +498,13 @@ class ArgillaGateway:
         for tie in ties:
             logger.warning("record %s: no consensus, votes tied between %s", tie.record_id, list(tie.tied_labels))
         return [verdict for verdict in verdicts if verdict.label is not None], ties
+
+    def count_submitted(self) -> int:
+        """How many records have a submitted response: one search request (its ``total``), O(1) in the
+        dataset's size."""
+        body = self._request("POST", f"/api/v1/datasets/{self._dataset().id}/records/search",
+                             params={"offset": 0, "limit": 1}, json={"filters": {"and": [SUBMITTED_FILTER]}})
+        return int(body["total"])
 
     def pull_annotated(self) -> Iterator[PulledRecord]:
         """Only the records that have at least one response (any status)."""
