@@ -67,7 +67,7 @@ class Runner:
         self.corrections = CorrectionCounter(self.settings.state_dir / "counters.json")
         self.book.set_corrections(self.corrections.pending)
         self._first_model_at = 0  # before the first model: reviewed records a training is tried at (once failed)
-        self._first_model_tried: int | None = None  # the count the last first-model training was started at
+        self._first_model_tried = 0  # the reviewed-record count the last first-model training was started at
         self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
 
     @property
@@ -314,8 +314,8 @@ class Runner:
             outcome = train_job(self.services, stop=self.stop)
         except DataError:  # too few labels yet: wait for more before pulling every record again
             if first:
-                self._first_model_at = (self._first_model_tried or self.settings.training.min_annotated) + max(
-                    1, self.settings.training.min_annotated // 4)
+                minimum = self.settings.training.min_annotated
+                self._first_model_at = max(self._first_model_tried, minimum) + max(1, minimum // 4)
             else:
                 self._retrain_at = counted + self.settings.retrain.min_new_corrections
             raise
