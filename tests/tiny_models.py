@@ -88,3 +88,46 @@ def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = (
     model.save_pretrained(directory)
     fast.save_pretrained(directory)
     return directory
+
+
+# The encoder architectures teams fine-tune classifiers from, each as a tiny randomly initialised model with the
+# WordPiece tokenizer above: (config class, model class, the architecture's own config arguments).
+ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
+    "bert": ("BertConfig", "BertForSequenceClassification", {}),
+    "roberta": ("RobertaConfig", "RobertaForSequenceClassification", {}),
+    "xlm-roberta": ("XLMRobertaConfig", "XLMRobertaForSequenceClassification", {}),
+    "distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification",
+                   {"dim": 32, "n_layers": 3, "n_heads": 2, "hidden_dim": 64}),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification", {"embedding_size": 16}),  # projected, as ELECTRA
+    "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification",  # DeBERTa-v3's shape
+                   {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                    "position_biased_input": False}),
+    "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
+    "albert": ("AlbertConfig", "AlbertForSequenceClassification", {"embedding_size": 16}),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {}),  # ships with every dropout 0
+}
+
+
+def save_tiny_architecture(directory: Path, architecture: str, *, labels: tuple[str, ...] = ("negative", "positive"),
+                           seed: int = 0) -> Path:
+    """Write a randomly initialised 3-layer classifier of ``architecture`` (a key of :data:`ARCHITECTURES`) and
+    its tokenizer to ``directory``."""
+    import torch
+    import transformers
+
+    config_name, model_name, own = ARCHITECTURES[architecture]
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    special = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.cls_token_id,
+               "eos_token_id": tokenizer.sep_token_id, "cls_token_id": tokenizer.cls_token_id,
+               "sep_token_id": tokenizer.sep_token_id}
+    config = getattr(transformers, config_name)(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={label: index for index, label in enumerate(labels)},
+        **special, **own)
+    model = getattr(transformers, model_name)(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -92,6 +92,10 @@ class ArgillaSettings(_Section):
 class ScoringSettings(_Section):
     samples: int = Field(20, ge=1, description="T, MC-dropout samples per record (the most, when adaptive)")
     mc_layers: int | Literal["auto", "all"] = "auto"
+    dropout_rate: float | None = Field(
+        None, ge=0, lt=1, description="one dropout rate for every layer MC dropout samples; default: the model's "
+                                      "own rates, or 0.1 for a model trained without dropout (ModernBERT …), "
+                                      "whose MC samples would otherwise all be equal")
     adaptive: bool = Field(True, description="stop sampling a record once its BALD and expected loss are known "
                                              "(standard errors within adaptive_bald_rse / adaptive_loss_se); "
                                              "false: every record gets all `samples`")

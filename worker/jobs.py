@@ -303,7 +303,8 @@ def record_scorer(services: Services,
     by ``services``."""
     settings = services.settings.scoring
     options: dict[str, Any] = {
-        "samples": settings.samples, "mc_layers": settings.mc_layers, "batch_size": settings.batch_size,
+        "samples": settings.samples, "mc_layers": settings.mc_layers, "dropout_rate": settings.dropout_rate,
+        "batch_size": settings.batch_size,
         "max_batch_size": settings.max_batch_size, "compile": settings.compile, "extra_scorers": extra,
         "adaptive": adaptive_sampling(settings)}
     if settings.engine == "ray":
@@ -491,7 +492,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     with services.registry.staging() as work_dir:
         scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
                                            version=version, samples=services.settings.scoring.samples,
-                                           mc_layers=services.settings.scoring.mc_layers, on_trained=margins.add)
+                                           mc_layers=services.settings.scoring.mc_layers,
+                                           dropout_rate=services.settings.scoring.dropout_rate,
+                                           on_trained=margins.add)
         for batch in batched(scores, services.settings.scoring.push_batch):
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
@@ -581,7 +584,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     previous = services.registry.current()
     services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
-                      stop=stop)
+                      dropout_rate=services.settings.scoring.dropout_rate, stop=stop)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
@@ -697,7 +700,8 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
         raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file})")
     classifier = load_classifier(entry.path, device=services.settings.scoring.device, version=entry.version)
     report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",
-                                max_samples=max_samples, mc_samples=services.settings.scoring.samples)
+                                max_samples=max_samples, mc_samples=services.settings.scoring.samples,
+                                dropout_rate=services.settings.scoring.dropout_rate)
     services.registry.update_metrics(entry.version, calibration={
         "ece_deterministic": report.ece_deterministic, "ece_mc": report.ece_mc, "mc_samples": report.mc_samples,
         "temperature": report.temperature, "ece_temperature_scaled_crossfit": report.ece_temperature_scaled_crossfit})

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.integration.annotator import create_annotator, submit_label
-from tests.tiny_models import save_tiny_classifier
+from tests.tiny_models import save_tiny_architecture, save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.errors import ConfigError
@@ -273,6 +273,36 @@ def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, st
     assert "as v0002 (current)" in again.stdout, again.stderr
     rescored = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=fresh)
     assert f"{COUNT - len(NO_BODY)} scored" in rescored.stdout, rescored.stdout
+
+
+def test_their_modernbert_trains_and_their_deberta_registers_and_both_score(their_dataset, stack_settings,
+                                                                             dataset_name, tmp_path):
+    """Two architectures teams bring that the worker did not serve before: DeBERTa-v3's shape (no SDPA
+    attention: it did not load) and ModernBERT (every dropout 0: its MC samples were all equal, BALD 0)."""
+    scored = {record_id for record_id in _stored(stack_settings, their_dataset.id) if record_id not in NO_BODY}
+    modernbert = save_tiny_architecture(tmp_path / "modernbert", "modernbert")
+    trained = _cli(stack_settings, dataset_name, tmp_path, "train",
+                   extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(modernbert)})
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
+    first = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "(ModernBertForSequenceClassification) has no dropout" in first.stderr
+    after = _stored(stack_settings, their_dataset.id)
+    assert {after[record_id]["metadata"]["model_version"] for record_id in scored} == {"v0001"}
+    assert max(after[record_id]["metadata"]["bald"] for record_id in scored) > 1e-9
+
+    deberta = save_tiny_architecture(tmp_path / "deberta", "deberta-v2", labels=("NEG", "POS"))
+    registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(deberta),
+                      "--label-map", "NEG=negative,POS=positive")
+    assert "as v0002 (candidate" in registered.stdout, registered.stderr[-3000:]
+    assert _cli(stack_settings, dataset_name, tmp_path, "models", "promote", "v0002").returncode == 0
+    second = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
+    assert second.returncode == 0 and "Traceback" not in second.stderr, second.stderr[-3000:]
+    assert f"{len(scored)} scored" in second.stdout
+    assert "fast MC cannot replay DebertaV2ForSequenceClassification" in second.stderr
+    after = _stored(stack_settings, their_dataset.id)
+    assert {after[record_id]["metadata"]["model_version"] for record_id in scored} == {"v0002"}
+    assert max(after[record_id]["metadata"]["bald"] for record_id in scored) > 1e-9
 
 
 def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_dataset, stack_settings, dataset_name,

@@ -161,7 +161,8 @@ def test_a_repacked_batch_gives_each_record_its_own_outputs(no_dropout_classifie
     texts = ["a wonderful , moving film with a great cast and a clever script that will make you laugh",
              "dull", "boring , predictable and far too long", "charming", "an instant classic", "a tedious mess"]
     inputs = dict(no_dropout_classifier.tokenizer(texts, padding=True, return_tensors="pt"))
-    predictor = MCPredictor(no_dropout_classifier, samples=8, adaptive=_DropAlternate(round_size=2, bald_rse=0, loss_se=0), **mc)
+    predictor = MCPredictor(no_dropout_classifier, samples=8, dropout_rate=0.0,
+                            adaptive=_DropAlternate(round_size=2, bald_rse=0, loss_se=0), **mc)
 
     prediction = predictor.predict(inputs, torch.full((len(texts),), -1))
 

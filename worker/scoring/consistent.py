@@ -42,13 +42,17 @@ class SampleWindow:
     def __init__(self):
         self.start = 0
         self.count = 1
+        # rows of the enlarged batch (count × records); None: any. A dropout input with another first dimension
+        # is not the batch (DeBERTa drops out its relative-position embeddings [positions, hidden])
+        self.rows: int | None = None
 
 
 class ConsistentDropout(nn.Module):
     """Dropout whose mask for MC sample t is shared by all records (see the module docstring).
 
     Inputs [count × n, positions, features] or [count × n, features]; inputs of more dimensions
-    (attention-probability dropout with eager attention) fall back to ordinary per-element dropout.
+    (attention-probability dropout with eager attention), or whose first dimension is not the window's
+    batch (a layer's own embeddings: DeBERTa's relative positions), fall back to ordinary per-element dropout.
     """
 
     def __init__(self, p: float, window: SampleWindow, *, samples: int, seed: int, salt: int):
@@ -67,10 +71,10 @@ class ConsistentDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.p == 0:
             return x
-        if x.dim() not in (2, 3):
+        if x.dim() not in (2, 3) or self.window.rows not in (None, x.shape[0]):
             if not self._warned:
-                logger.info("consistent MC dropout: %d-D input of dropout layer %d is masked per element",
-                            x.dim(), self.salt)
+                logger.info("consistent MC dropout: input %s of dropout layer %d is not a batch of samples: masked "
+                            "per element", tuple(x.shape), self.salt)
                 self._warned = True
             return F.dropout(x, self.p, training=True)
         start, count = self.window.start, self.window.count

@@ -116,6 +116,7 @@ class Scorer:
             :mod:`worker.scoring.adaptive`); None: T samples for every record, exactly as without it.
         consistent: consistent MC-dropout masks (:mod:`worker.scoring.consistent`); default: with
             ``adaptive`` only.
+        dropout_rate: one rate for every sampled dropout layer (None: the model's own; see MCPredictor).
         extra_scorers: plugin scores ``{name: function}``, each mapping a batch's MC probabilities — class
             distributions [N, C, T], or for a multi-label model each label's probability [N, L, T] — to [N]
             floats (written as ``RecordScore.extra``; a record's non-finite value is left out).
@@ -142,11 +143,12 @@ class Scorer:
         tokenizer_workers: int = 0,
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
+        dropout_rate: float | None = None,
     ):
         self.classifier = classifier
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
                                      samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,
-                                     consistent=consistent, seed=seed)
+                                     consistent=consistent, seed=seed, dropout_rate=dropout_rate)
         on_cuda = classifier.device.type == "cuda"
         if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
@@ -197,7 +199,7 @@ class Scorer:
                 open_windows.append(results)
                 for batch in window.batches:
                     reference = self._reference_indices(batch)
-                    pending = self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+                    pending = self._launch(batch, reference)
                     in_flight.append((results, batch, reference, pending))
                     while len(in_flight) > depth:
                         self._finish(*in_flight.popleft())
@@ -220,6 +222,19 @@ class Scorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _launch(self, batch: Batch, reference: np.ndarray) -> PendingPrediction:
+        """Queue the batch's passes; a model that fails on it (not for want of GPU memory) is a ScoringError
+        naming the model and the batch's records."""
+        try:
+            return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            ids = [record.record_id for record in batch.records]
+            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            raise ScoringError(f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed "
+                               f"on the batch of records {named}: {type(error).__name__}: {error}") from error
 
     def _size_batches(self) -> None:
         """On CUDA with batch_size "auto", probe the token budget once (the first score() call)."""

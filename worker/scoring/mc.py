@@ -16,12 +16,20 @@ Which dropouts are stochastic: BaaL swaps ``nn.Dropout`` modules. With SDPA atte
 transformers default) attention-probability dropout is a functional argument applied only in
 training mode, so it stays **off** under MC; load the model with ``attention_dropout=True``
 (eager attention) to make it stochastic. Hidden-state, embedding and classifier dropout are
-always stochastic in the MC passes.
+always stochastic in the MC passes. A model trained without dropout (every rate 0, as ModernBERT ships) would
+give T identical samples: its dropout layers are sampled at ``FALLBACK_DROPOUT_RATE`` instead, with a warning
+(``dropout_rate`` sets one rate for every sampled layer of any model).
+
+Fast MC replays the model's last layers one by one; before it is used, that replay (dropouts off) must
+reproduce the model's own logits on a probe batch, else the model gets full MC (architectures whose layers take
+more than the hidden states and the mask, DeBERTa's relative positions, or whose head pools differently).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import importlib
 import logging
 import math
@@ -31,12 +39,13 @@ from typing import Any, Literal
 
 import torch
 import transformers
+from baal.bayesian.dropout import Dropout as BaalDropout
 from baal.bayesian.dropout import MCDropoutModule, patch_module
 from torch import nn
 
 from worker.errors import ScoringError
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
-from worker.scoring.consistent import SampleWindow, patch_consistent
+from worker.scoring.consistent import ConsistentDropout, SampleWindow, patch_consistent
 from worker.scoring.device import autocast
 from worker.scoring.model import Classifier
 
@@ -48,6 +57,13 @@ _MASKS: Any = importlib.import_module("transformers.masking_utils" if _TRANSFORM
 logger = logging.getLogger(__name__)
 
 MCLayers = int | Literal["all", "auto"]
+
+FALLBACK_DROPOUT_RATE = 0.1  # MC dropout's rate for a model whose dropouts are all 0 (see the module docstring)
+# the layer-by-layer replay must reproduce the model's logits to this fraction of their largest magnitude (float32,
+# dropouts off): the same kernels on the same shapes agree exactly on the CPU; a missing relative-position bias
+# (MPNet) shows even in a randomly initialised model at ~1e-4
+_REPLAY_TOLERANCE = 1e-5
+_PROBE_TEXTS = ("a short probe", "a longer probe text, so that the batch has padding and a mask to apply")
 
 
 def auto_mc_layers(num_layers: int, device: torch.device | None = None) -> int | Literal["all"]:
@@ -98,7 +114,8 @@ class PendingPrediction:
 def has_encoder_parts(model: Any) -> bool:
     """Whether fast (partial) MC can run ``model`` layer by layer: a BERT/RoBERTa-style encoder
     (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``). Decoder classifiers (GPT-2,
-    Llama …), DistilBERT and others run full MC instead."""
+    Llama …), DistilBERT, ALBERT, ModernBERT and others run full MC instead; so does a model with these parts
+    whose replay does not reproduce its logits (DeBERTa: see :meth:`MCPredictor._replay_mismatch`)."""
     base = getattr(model, "base_model", None)
     return (getattr(getattr(base, "encoder", None), "layer", None) is not None
             and getattr(base, "embeddings", None) is not None and hasattr(model, "classifier"))
@@ -136,6 +153,9 @@ class _StochasticSuffix(nn.Module):
                  patch: Callable[[nn.Module], nn.Module]):
         super().__init__()
         self.embeddings = copy.deepcopy(parts.embeddings) if from_embeddings else None
+        # ELECTRA (embedding size ≠ hidden size) projects the embeddings before the first layer
+        project = getattr(parts.base, "embeddings_project", None) if from_embeddings else None
+        self.project = copy.deepcopy(project) if project is not None else None
         start = parts.num_layers - num_layers
         self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
         self.head = copy.deepcopy(parts.head)
@@ -148,6 +168,8 @@ class _StochasticSuffix(nn.Module):
         """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
         if self.embeddings is not None:
             hidden = self.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+            if self.project is not None:
+                hidden = self.project(hidden)
         if hidden is None:
             raise ScoringError("a suffix that does not start at the embeddings needs the hidden states entering it")
         mask = self._attention_mask(inputs["attention_mask"], hidden) if len(self.layers) else None
@@ -219,6 +241,9 @@ class MCPredictor:
             it. None: BaaL's MC dropout, every record gets T samples.
         consistent: consistent masks with fixed T too (default: with adaptive sampling only).
         seed: the consistent masks' seed (BaaL's masks follow torch's RNG).
+        dropout_rate: one rate for every dropout layer sampled (0: none, every sample is the deterministic
+            pass); None: the model's own rates, or ``FALLBACK_DROPOUT_RATE`` for a model trained without
+            dropout (see the module docstring).
     """
 
     def __init__(
@@ -233,47 +258,40 @@ class MCPredictor:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
         seed: int = 0,
+        dropout_rate: float | None = None,
     ):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
         if strategy not in ("partial", "full"):
             raise ValueError(f"strategy must be 'partial' or 'full', got {strategy!r}")
-        if strategy == "partial" and not has_encoder_parts(classifier.model):
-            logger.info("%s is not a BERT/RoBERTa-style encoder: MC dropout runs over the whole model (T stochastic "
-                        "passes; scoring.mc_layers does not apply)", type(classifier.model).__name__)
-            strategy = "full"
         self.classifier = classifier
         self.samples = samples
         self.strategy = strategy
         self.samples_per_forward = samples_per_forward or samples
         self.mc_layers = mc_layers
         self.adaptive = adaptive
+        if dropout_rate is not None and not 0 <= dropout_rate < 1:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+        self.dropout_rate = dropout_rate
         self._right_padded = classifier.tokenizer.padding_side == "right"
         self._window = SampleWindow()
         self.consistent = adaptive is not None if consistent is None else consistent
         self.seed = seed
-        if strategy == "full":
-            self._mc_model: Callable[..., Any] | None = (
-                self._patch(copy.deepcopy(classifier.model)) if self.consistent
-                else MCDropoutModule(copy.deepcopy(classifier.model))).eval()
+        self._mc_model: Callable[..., Any] | None = None
+        self._suffix: Callable[..., Any] | None = None
+        self._suffix_parts: _StochasticSuffix | None = None
+        self._suffix_start: int | None = None
+        self._rated_layers: int | None = None  # set by _rated: the fallback rate was used on this many layers
+        if strategy == "partial":
+            self._build_suffix(mc_layers)
+        if self.strategy == "full":
+            mc_model = copy.deepcopy(classifier.model)
+            self._mc_model = (self._patch(mc_model) if self.consistent
+                              else MCDropoutModule(self._rated(mc_model))).eval()
             _sample_eager_attention_dropout(self._mc_model)
-            self._suffix: Callable[..., Any] | None = None
-            self._suffix_parts: _StochasticSuffix | None = None
-            self._suffix_start = None
-        else:
-            parts = _EncoderParts(classifier.model)
-            if mc_layers == "auto":
-                mc_layers = auto_mc_layers(parts.num_layers, classifier.device)
-                self.mc_layers = mc_layers
-            num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
-            if not 0 <= num_layers <= parts.num_layers:
-                raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
-            self._mc_model = None
-            self._suffix_parts = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all",
-                                                   patch=self._patch).eval()
-            _sample_eager_attention_dropout(self._suffix_parts)
-            self._suffix = self._suffix_parts
-            self._suffix_start = None if mc_layers == "all" else parts.num_layers - num_layers
+        if self._rated_layers is not None:  # the sampled layers (as finally built) had no dropout of their own
+            _warn_without_dropout(classifier.version, type(classifier.model).__name__, self._rated_layers,
+                                  self.mc_layers if self.strategy == "partial" else "all")
         self._model: Callable[..., Any] = classifier.model
         self.compiled = compile and classifier.device.type == "cuda"
         if compile and not self.compiled:
@@ -285,11 +303,83 @@ class MCPredictor:
             else:
                 self._suffix = torch.compile(self._suffix, dynamic=True)
 
+    def _build_suffix(self, mc_layers: MCLayers) -> None:
+        """Fast MC's stochastic suffix; ``strategy`` becomes ``"full"`` where the model cannot be replayed layer
+        by layer (not a BERT/RoBERTa-style encoder, or a replay that does not reproduce its logits).
+
+        Raises:
+            ValueError: ``mc_layers`` is not in 0..layers or "all" / "auto".
+        """
+        model = self.classifier.model
+        name = type(model).__name__
+        if not has_encoder_parts(model):
+            logger.info("%s is not a BERT/RoBERTa-style encoder: MC dropout runs over the whole model (T stochastic "
+                        "passes; scoring.mc_layers does not apply)", name)
+            self.strategy = "full"
+            return
+        parts = _EncoderParts(model)
+        if mc_layers == "auto":
+            mc_layers = auto_mc_layers(parts.num_layers, self.classifier.device)
+            self.mc_layers = mc_layers
+        num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
+        if not 0 <= num_layers <= parts.num_layers:
+            raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
+        start = None if mc_layers == "all" else parts.num_layers - num_layers
+        suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all", patch=self._patch).eval()
+        mismatch = self._replay_mismatch(suffix, start)
+        if mismatch is not None:
+            logger.info("fast MC cannot replay %s layer by layer (%s): MC dropout runs over the whole model "
+                        "(scoring.mc_layers does not apply)", name, mismatch)
+            self.strategy = "full"
+            return
+        _sample_eager_attention_dropout(suffix)
+        self._suffix_parts = suffix
+        self._suffix = suffix
+        self._suffix_start = start
+
+    def _replay_mismatch(self, suffix: _StochasticSuffix, start: int | None) -> str | None:
+        """Why the suffix, its dropouts off, does not reproduce the model's logits [2, C] on a probe batch of two
+        texts of different lengths (None: it does, within float32 tolerance). Whatever a foreign architecture's
+        layers raise when called with the hidden states and a mask alone is such a reason."""
+        classifier = self.classifier
+        tokens = classifier.tokenizer(list(_PROBE_TEXTS), padding=True, truncation=True,
+                                      max_length=classifier.max_length, return_tensors="pt")
+        inputs = {key: value.to(classifier.device) for key, value in tokens.items()}
+        try:
+            with torch.inference_mode(), _dropouts_off(suffix):
+                output = classifier.model(**inputs, output_hidden_states=start is not None)
+                replayed = suffix(output.hidden_states[start] if start is not None else None, inputs)
+        except (TypeError, RuntimeError, AttributeError, IndexError, KeyError, ValueError) as error:
+            return f"{type(error).__name__}: {error}"
+        expected = output.logits.float()
+        if replayed.shape != expected.shape:
+            return f"logits of shape {tuple(replayed.shape)} instead of {tuple(expected.shape)}"
+        gap = (replayed.float() - expected).abs().max().item()
+        scale = max(expected.abs().max().item(), 1e-6)
+        if gap > _REPLAY_TOLERANCE * scale:
+            return f"its logits differ by up to {gap:.3g} (of {scale:.3g})"
+        return None
+
     def _patch(self, module: nn.Module) -> nn.Module:
-        """Make ``module``'s dropouts stochastic in place: consistent masks, or BaaL's MC dropout."""
+        """Make ``module``'s dropouts stochastic in place, at their MC rates (:meth:`_rated`): consistent masks,
+        or BaaL's MC dropout."""
+        self._rated(module)
         if self.consistent:
             return patch_consistent(module, self._window, samples=self.samples, seed=self.seed)
         return patch_module(module, inplace=True)
+
+    def _rated(self, module: nn.Module) -> nn.Module:
+        """Set the rate of the ``nn.Dropout`` layers MC dropout is about to sample (in place; returns ``module``):
+        ``dropout_rate`` when given, else the model's own rates — or :data:`FALLBACK_DROPOUT_RATE`, with a
+        warning, where those are all 0 (T identical samples would make every uncertainty score 0)."""
+        layers = [layer for layer in module.modules() if isinstance(layer, nn.Dropout)]
+        self._rated_layers = None
+        if self.dropout_rate is None and any(layer.p > 0 for layer in layers):
+            return module
+        self._rated_layers = len(layers) if self.dropout_rate is None else None
+        for layer in layers:
+            layer.p = self.dropout_rate if self.dropout_rate is not None else FALLBACK_DROPOUT_RATE
+        return module
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
@@ -364,6 +454,7 @@ class MCPredictor:
         (the sample window tells consistent dropout which masks to use)."""
         for chunk in self._sample_chunks(count):
             self._window.start, self._window.count = start, chunk
+            self._window.rows = chunk * inputs["input_ids"].shape[0]
             yield self._mc_logits(inputs, hidden, chunk)
             start += chunk
 
@@ -383,6 +474,38 @@ class MCPredictor:
         else:
             logits = self._suffix(hidden.repeat(count, 1, 1) if hidden is not None else None, _repeated(inputs, count))
         return logits.view(count, batch, -1)
+
+
+_SAMPLED_DROPOUTS = (nn.Dropout, BaalDropout, ConsistentDropout)
+
+
+@contextlib.contextmanager
+def _dropouts_off(module: nn.Module) -> Iterator[None]:
+    """Every dropout layer of ``module`` (torch's, BaaL's or consistent) at rate 0 inside the block, its rate
+    restored after."""
+    layers = [layer for layer in module.modules() if isinstance(layer, _SAMPLED_DROPOUTS)]
+    rates = [layer.p for layer in layers]
+    for layer in layers:
+        layer.p = 0.0
+    try:
+        yield
+    finally:
+        for layer, rate in zip(layers, rates, strict=True):
+            layer.p = rate
+
+
+@functools.cache
+def _warn_without_dropout(version: str, architecture: str, layers: int, sampled: object) -> None:
+    """Once per model version: MC dropout found no dropout to sample and uses the fallback rate."""
+    if layers:
+        logger.warning("model %s (%s) has no dropout in the layers MC dropout samples (mc_layers=%s: all %d rates "
+                       "are 0): sampling them at rate %s so that bald / entropy / margin mean something; set "
+                       "scoring.dropout_rate to choose the rate", version, architecture, sampled, layers,
+                       FALLBACK_DROPOUT_RATE)
+    else:
+        logger.warning("model %s (%s) has no dropout layer in the layers MC dropout samples (mc_layers=%s): its "
+                       "MC samples are all equal, so bald is 0 and the uncertainty scores are the deterministic "
+                       "pass's", version, architecture, sampled)
 
 
 def _repeated(inputs: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:

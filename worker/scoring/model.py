@@ -101,17 +101,20 @@ def load_classifier(
         source: a Hub model id or a local directory.
         device: ``auto`` (cuda → mps → cpu), ``cuda``, ``cuda:N``, ``mps`` or ``cpu``.
         attention_dropout: make attention-probability dropout stochastic under MC dropout.
-            With SDPA attention (the transformers default) attention dropout only runs in
-            training mode, so MC dropout leaves it off; True loads the model with eager
-            attention, whose dropout module is patched like the others (slower).
+            With SDPA attention (the transformers default where an architecture has it) attention
+            dropout only runs in training mode, so MC dropout leaves it off; True loads the model with
+            eager attention, whose dropout is sampled like the others (slower). Architectures without
+            SDPA (DeBERTa, MPNet) always run eager attention; their attention dropout is a module,
+            sampled either way.
         version: the model version written as the suggestions' agent; defaults to the source name.
         mixed_precision: on CUDA, run in bf16 (or fp16 where bf16 is unsupported).
     """
     target = pick_device(device)
-    attn = "eager" if attention_dropout else "sdpa"
+    # transformers picks SDPA where the architecture has it, eager where not (DeBERTa, MPNet …)
+    attention = {"attn_implementation": "eager"} if attention_dropout else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), attn_implementation=attn)
+        model = AutoModelForSequenceClassification.from_pretrained(str(source), **attention)
     except (OSError, ValueError) as error:
         raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
     ensure_padding(tokenizer, model, source)
@@ -119,8 +122,8 @@ def load_classifier(
     labels = labels_of(model.config)
     thresholds = (thresholds_of(Path(str(source)), labels)
                   if getattr(model.config, "problem_type", None) == MULTI_LABEL_PROBLEM else None)
-    logger.info("loaded %s (%d labels%s, %s attention) on %s", source, len(labels),
-                ", multi-label" if thresholds else "", attn, target)
+    logger.info("loaded %s (%s, %d labels%s, %s attention) on %s", source, type(model).__name__, len(labels),
+                ", multi-label" if thresholds else "", model.config._attn_implementation, target)
     return Classifier(
         model=model,
         tokenizer=tokenizer,

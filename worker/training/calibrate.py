@@ -96,20 +96,22 @@ def calibration_report(
     mc_samples: int = 20,
     temperature_scaling: bool = True,
     seed: int = 0,
+    dropout_rate: float | None = None,
 ) -> CalibrationReport:
     """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
 
-    MC dropout runs over every dropout layer (``mc_layers="all"``) for T = ``max_samples``; the ECE-vs-T
+    MC dropout runs over every dropout layer (``mc_layers="all"``, at ``dropout_rate``: see MCPredictor) for
+    T = ``max_samples``; the ECE-vs-T
     curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
     "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
     """
     if classifier.multi_label:
         return _label_set_report(classifier, examples, output_dir, max_samples=max_samples, mc_samples=mc_samples,
-                                 seed=seed)
+                                 seed=seed, dropout_rate=dropout_rate)
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
-                                          samples=max_samples, seed=seed)
+                                          samples=max_samples, seed=seed, dropout_rate=dropout_rate)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, len(index))
     accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))
@@ -135,14 +137,14 @@ def calibration_report(
 
 
 def _label_set_report(classifier: Classifier, examples: Sequence[Example], output_dir: Path, *, max_samples: int,
-                      mc_samples: int, seed: int) -> CalibrationReport:
+                      mc_samples: int, seed: int, dropout_rate: float | None) -> CalibrationReport:
     """:func:`calibration_report` of a multi-label model: label sets scored with its thresholds; every (record,
     label) decision is one binary prediction for ECE, the reliability diagram and ECE vs T (no temperature
     scaling or confusion matrix)."""
     targets = label_set_targets([e.label if isinstance(e.label, tuple) else (e.label,) for e in examples],
                                 classifier.labels)  # [N, L]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
-                                          samples=max_samples, seed=seed)
+                                          samples=max_samples, seed=seed, dropout_rate=dropout_rate)
     thresholds = np.asarray(classifier.thresholds)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, L]
     accuracy, macro_f1, _ = label_set_metrics(probabilities.deterministic >= thresholds, targets)

@@ -40,13 +40,14 @@ def predict_probabilities(
     mc_layers: MCLayers = "all",
     batch_size: int = 32,
     seed: int = 0,
+    dropout_rate: float | None = None,
 ) -> Probabilities:
-    """Run the deterministic pass and T MC-dropout passes over ``texts``.
+    """Run the deterministic pass and T MC-dropout passes over ``texts`` (``dropout_rate``: see MCPredictor).
 
     Raises:
         DataError: a text is empty or not a string (names its position).
     """
-    predictor = MCPredictor(classifier, samples=samples, mc_layers=mc_layers)
+    predictor = MCPredictor(classifier, samples=samples, mc_layers=mc_layers, dropout_rate=dropout_rate)
     inputs = [ScoringInput(str(index), text, text_pair=pairs[index] if pairs is not None else None)
               for index, text in enumerate(texts)]
     deterministic = np.zeros((len(texts), len(classifier.labels)), dtype=np.float64)

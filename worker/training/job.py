@@ -88,9 +88,11 @@ def _majority_baseline(validation: Sequence[Example]) -> dict:
 
 
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
-            mc_samples: int = 20, stop: threading.Event | None = None) -> TrainingOutcome:
+            mc_samples: int = 20, dropout_rate: float | None = None,
+            stop: threading.Event | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote;
-    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``).
+    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``) at
+    ``dropout_rate`` (``scoring.dropout_rate``).
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -109,7 +111,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version)
         report = calibration_report(candidate, validation, staged / "calibration", mc_samples=mc_samples,
-                                    seed=settings.seed)
+                                    seed=settings.seed, dropout_rate=dropout_rate)
         current_f1 = _current_macro_f1(current, training_set, settings)
         decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)
         metrics = {

@@ -44,6 +44,7 @@ def out_of_fold_scores(
     version: str = "oof",
     samples: int = 20,
     mc_layers: MCLayers = "auto",
+    dropout_rate: float | None = None,
 ) -> OutOfFoldResult:
     """Every example's out-of-fold score, collected (memory O(N) scores; see :func:`stream_out_of_fold_scores`)."""
     folds = stratified_folds(examples, k, seed=settings.seed)
@@ -56,7 +57,8 @@ def out_of_fold_scores(
         margins.add(train, training)
 
     for score in stream_out_of_fold_scores(examples, labels, start_model, settings, work_dir, k=k, version=version,
-                                           samples=samples, mc_layers=mc_layers, folds=folds, on_trained=trained):
+                                           samples=samples, mc_layers=mc_layers, dropout_rate=dropout_rate, folds=folds,
+                                           on_trained=trained):
         result.scores[score.record_id] = score
     result.margins = margins.means()
     return result
@@ -90,6 +92,7 @@ def stream_out_of_fold_scores(
     version: str = "oof",
     samples: int = 20,
     mc_layers: MCLayers = "auto",
+    dropout_rate: float | None = None,
     folds: Sequence[int] | None = None,
     on_trained: Callable[[list[Example], TrainingResult], None] | None = None,
 ) -> Iterator[RecordScore]:
@@ -112,5 +115,5 @@ def stream_out_of_fold_scores(
         if on_trained is not None:
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
-        scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed)
+        scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed, dropout_rate=dropout_rate)
         yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)

@@ -1,0 +1,155 @@
+"""The classifiers teams bring: every common encoder architecture loads, scores with MC dropout whose samples
+vary, and gets fast MC only where the layer-by-layer replay reproduces the model (tiny real models, built here)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from tests.tiny_models import ARCHITECTURES, CORPUS, save_tiny_architecture
+from worker import jobs
+from worker.config import ScoringSettings
+from worker.errors import ScoringError
+from worker.scoring import MCPredictor, Scorer, ScoringInput, load_classifier
+
+# what fast MC does at mc_layers = "auto" on the CPU (2 of 3 layers): replay the layers, or fall back to full MC
+FAST_MC = {"bert": "partial", "roberta": "partial", "xlm-roberta": "partial", "electra": "partial",
+           "distilbert": "full",  # no base.encoder.layer
+           "albert": "full",  # shared layer groups
+           "deberta-v2": "full",  # layers need relative positions; the pooler sits on the model, not the base
+           "mpnet": "full",  # layers need the relative-position bias the encoder computes
+           "modernbert": "full"}
+
+
+def _load(tmp_path, architecture, **options):
+    directory = save_tiny_architecture(tmp_path / architecture, architecture, labels=("negative", "neutral", "positive"))
+    return load_classifier(directory, device="cpu", version=f"{architecture}-{tmp_path.name}", **options)
+
+
+def _inputs(classifier, texts=CORPUS):
+    return dict(classifier.tokenizer(list(texts), padding=True, return_tensors="pt"))
+
+
+def test_every_architecture_of_the_table_is_expected_somewhere():
+    assert set(FAST_MC) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("masks", ["consistent", "baal"])
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_a_teams_classifier_loads_and_scores_with_samples_that_vary(tmp_path, architecture, masks):
+    """As the worker scores (adaptive sampling on consistent masks) and with BaaL's masks at fixed T."""
+    classifier = _load(tmp_path, architecture)
+    # rounds of 3 samples: DeBERTa's relative-position embeddings [32, hidden] are not a multiple of them
+    adaptive = jobs.adaptive_sampling(ScoringSettings(adaptive_round=3)) if masks == "consistent" else None
+    scorer = Scorer(classifier, samples=6, progress=False, adaptive=adaptive)
+    records = [ScoringInput(f"r{index}", text, ("negative", "neutral", "positive")[index % 3])
+               for index, text in enumerate(CORPUS)]
+
+    scores = list(scorer.score(records))
+
+    assert scorer.predictor.strategy == FAST_MC[architecture]
+    assert [score.record_id for score in scores] == [record.record_id for record in records]
+    assert all(not score.skipped and score.predicted_label in classifier.labels for score in scores)
+    assert all(score.loss is not None and score.loss >= 0 for score in scores)
+    # a random tiny model's BALD is small (≥ 2e-6 seen here), equal samples give rounding noise (1e-16)
+    assert max(score.bald for score in scores) > 1e-9, "the MC samples are all equal"
+    prediction = scorer.predictor.predict(_inputs(classifier))
+    with torch.inference_mode():
+        own = torch.log_softmax(classifier.model(**_inputs(classifier)).logits, dim=-1)
+    torch.testing.assert_close(prediction.deterministic, own)
+
+
+@pytest.mark.parametrize("architecture", ["electra", "roberta"])
+def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_path, architecture):
+    """ELECTRA projects its embeddings to the hidden size before the first layer: the replay must too."""
+    classifier = _load(tmp_path, architecture)
+    partial = MCPredictor(classifier, samples=5, mc_layers="all")
+    full = MCPredictor(classifier, samples=5, strategy="full")
+    assert partial.strategy == "partial"
+
+    torch.manual_seed(3)
+    fast = partial.predict(_inputs(classifier)).mc
+    torch.manual_seed(3)
+    whole = full.predict(_inputs(classifier)).mc
+
+    torch.testing.assert_close(fast, whole, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("architecture", "mc_layers"), [("deberta-v2", 1), ("deberta-v2", "all"), ("mpnet", 1)])
+def test_a_model_whose_layers_cannot_be_replayed_gets_full_mc_and_says_why(tmp_path, caplog, architecture,
+                                                                           mc_layers):
+    classifier = _load(tmp_path, architecture)
+    with caplog.at_level(logging.INFO, logger="worker.scoring.mc"):
+        predictor = MCPredictor(classifier, samples=5, mc_layers=mc_layers)
+
+    assert predictor.strategy == "full"
+    assert any("fast MC cannot replay" in message and type(classifier.model).__name__ in message
+               for message in caplog.messages)
+    torch.manual_seed(5)
+    fallback = predictor.predict(_inputs(classifier)).mc
+    torch.manual_seed(5)
+    full = MCPredictor(classifier, samples=5, strategy="full").predict(_inputs(classifier)).mc
+    torch.testing.assert_close(fallback, full)
+
+
+def test_fast_mc_of_the_last_layers_of_mpnet_is_kept_where_the_head_alone_is_sampled(tmp_path):
+    """MPNet's head reads the sequence output like RoBERTa's: head-only MC replays it exactly."""
+    assert MCPredictor(_load(tmp_path, "mpnet"), samples=3, mc_layers=0).strategy == "partial"
+
+
+def test_a_model_trained_without_dropout_is_sampled_at_the_fallback_rate_and_says_so(tmp_path, caplog):
+    classifier = _load(tmp_path, "modernbert")
+    assert all(module.p == 0 for module in classifier.model.modules() if isinstance(module, torch.nn.Dropout))
+
+    with caplog.at_level(logging.WARNING, logger="worker.scoring.mc"):
+        sampled = MCPredictor(classifier, samples=8).predict(_inputs(classifier)).mc
+        MCPredictor(classifier, samples=8)  # once per model version
+
+    assert sampled.exp().std(dim=2).min() > 0
+    warnings = [message for message in caplog.messages if "no dropout" in message]
+    assert len(warnings) == 1 and classifier.version in warnings[0] and "scoring.dropout_rate" in warnings[0]
+    assert all(module.p == 0 for module in classifier.model.modules() if isinstance(module, torch.nn.Dropout))
+    unsampled = MCPredictor(classifier, samples=8, dropout_rate=0.0).predict(_inputs(classifier))
+    torch.testing.assert_close(unsampled.mc, unsampled.deterministic.unsqueeze(2).expand_as(unsampled.mc))
+
+
+def test_a_set_dropout_rate_replaces_the_models_own_in_every_sampled_layer(tmp_path, caplog):
+    classifier = _load(tmp_path, "bert")
+    spread = {}
+    with caplog.at_level(logging.WARNING, logger="worker.scoring.mc"):
+        for rate in (None, 0.5):
+            torch.manual_seed(0)
+            mc = MCPredictor(classifier, samples=16, mc_layers="all", dropout_rate=rate).predict(_inputs(classifier)).mc
+            spread[rate] = mc.exp().std(dim=2).mean().item()
+
+    assert spread[0.5] > 2 * spread[None]  # the tiny BERT's own rate is 0.1
+    assert not caplog.messages
+    with pytest.raises(ValueError, match=r"dropout_rate must be in \[0, 1\), got 1.0"):
+        MCPredictor(classifier, dropout_rate=1.0)
+    with pytest.raises(ValueError, match="dropout_rate"):
+        ScoringSettings(dropout_rate=1.5)
+
+
+def test_a_model_that_fails_on_a_batch_is_one_error_naming_the_model_and_the_records(tmp_path):
+    """A tokenizer whose ids run past the model's embeddings (saved from different checkpoints): the forward pass
+    raises inside torch; the run gets a ScoringError, not a traceback."""
+    import transformers
+
+    from tests.tiny_models import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = transformers.BertConfig(vocab_size=20, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "mismatched")
+    tokenizer.save_pretrained(tmp_path / "mismatched")
+    classifier = load_classifier(tmp_path / "mismatched", device="cpu", version="v0007")
+    records = [ScoringInput(f"r{index}", text) for index, text in enumerate(CORPUS)]
+
+    with pytest.raises(ScoringError) as raised:
+        list(Scorer(classifier, samples=2, batch_size=4, progress=False).score(records))
+
+    message = str(raised.value)
+    assert "model v0007 (BertForSequenceClassification) failed on the batch of records" in message
+    assert "IndexError" in message and any(f"r{index}" in message for index in range(len(CORPUS)))
