@@ -104,7 +104,8 @@ class ScoringSettings(_Section):
                                                             "fraction of BALD …")
     adaptive_loss_se: float = Field(0.05, ge=0, description="… and the expected loss's at most this (nats)")
     batch_size: int | Literal["auto"] = Field(
-        "auto", description="records per forward pass; auto = 32 on a CPU, the largest that fits on a GPU")
+        "auto", description="records per forward pass; auto = up to 32 records and 2,048 padded tokens on a CPU "
+                           "(long documents get smaller batches), the largest that fits on a GPU")
     max_batch_size: int = Field(1024, ge=1, description="upper bound of batch_size = 'auto' on a GPU")
     compile: bool = Field(False, description="torch.compile the scoring passes (CUDA only)")
     push_batch: int = Field(256, ge=1, description="records per pushed (and checkpointed) batch")

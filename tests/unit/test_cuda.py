@@ -125,3 +125,13 @@ def test_adaptive_sampling_on_cuda_repacks_and_agrees_with_the_cpu(tiny_model_di
         assert on_cpu.mc_samples == on_cuda.mc_samples
         assert on_cuda.expected_loss == pytest.approx(on_cpu.expected_loss, rel=1e-3, abs=1e-5)
         assert on_cuda.bald == pytest.approx(on_cpu.bald, rel=1e-2, abs=1e-6)
+
+
+@pytest.mark.parametrize("mc_layers", [0, 1, "all"])
+def test_fast_mc_replays_a_bert_on_the_gpu_and_keeps_fast_mc(tiny_model_dir, mc_layers):
+    """The replay check (fp32, dropouts off) must accept an exact replay on CUDA kernels too: a BERT on the GPU
+    keeps fast MC at every depth instead of falling back to full MC."""
+    from worker.scoring import MCPredictor
+
+    classifier = load_classifier(tiny_model_dir, device="cuda", version="cuda-replay")
+    assert MCPredictor(classifier, samples=4, mc_layers=mc_layers).strategy == "partial"

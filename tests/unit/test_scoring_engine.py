@@ -227,3 +227,28 @@ def test_a_decoder_classifier_without_a_padding_token_is_scored_with_full_mc(tmp
         padded = classifier.model(**classifier.tokenizer([short, long], padding=True, return_tensors="pt")).logits
         alone = classifier.model(**classifier.tokenizer([short], return_tensors="pt")).logits
     assert torch.allclose(padded[0], alone[0], atol=1e-5)
+
+
+def test_auto_batches_on_a_cpu_cap_padded_tokens_so_long_documents_come_fewer_at_a_time(tiny_classifier, monkeypatch):
+    """``batch_size = "auto"`` off CUDA: ≤ 32 records and ≤ CPU_BATCH_TOKENS padded tokens a batch (lowered here to
+    fit the tiny model's 32-token limit); the real passes run, a spy records their shapes."""
+    from worker.scoring import engine
+
+    monkeypatch.setattr(engine, "CPU_BATCH_TOKENS", 256)
+    long_text = " ".join(["the best movie of the year , funny and smart and charming and clever"] * 3)
+    records = ([ScoringInput(f"long{i}", long_text) for i in range(40)]
+               + [ScoringInput(f"short{i}", "boring") for i in range(64)])
+    scorer = Scorer(tiny_classifier, samples=3, batch_size="auto", progress=False)
+    shapes = []
+    launch = scorer.predictor.launch
+    monkeypatch.setattr(scorer.predictor, "launch",
+                        lambda inputs, reference=None: shapes.append(tuple(inputs["input_ids"].shape))
+                        or launch(inputs, reference))
+
+    scores = list(scorer.score(records))
+
+    assert len(scores) == len(records) and all(not score.skipped for score in scores)
+    assert all(rows * length <= 256 for rows, length in shapes), shapes
+    assert max(rows for rows, length in shapes if length >= 32) == 256 // 32  # the long ones: 8 a batch
+    assert max(rows for rows, _ in shapes) == 32  # short ones still fill a batch of 32
+    assert Scorer(tiny_classifier, samples=3, batch_size=16).batch_tokens is None  # a set size is records only

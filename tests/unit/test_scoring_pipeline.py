@@ -12,7 +12,7 @@ import torch
 from worker.errors import DataError, ScoringError
 from worker.scoring import Scorer, ScoringInput
 from worker.scoring.batching import bucket, pad_encodings, prefetch, windows
-from worker.scoring.engine import CPU_BATCH_SIZE, probe_batch_tokens
+from worker.scoring.engine import CPU_BATCH_SIZE, CPU_BATCH_TOKENS, probe_batch_tokens
 
 WORDS = ["boring", "wonderful", "film", "dull", "smart", "a", "mess", "classic"]
 
@@ -144,7 +144,7 @@ def test_token_budget_windows_score_every_record_once(tiny_classifier):
 def test_auto_batch_size_is_the_cpu_default_off_cuda(tiny_classifier):
     scorer = Scorer(tiny_classifier, samples=2, batch_size="auto")
     list(scorer.score(_records(5)))
-    assert scorer.batch_size == CPU_BATCH_SIZE and scorer.batch_tokens is None
+    assert scorer.batch_size == CPU_BATCH_SIZE and scorer.batch_tokens == CPU_BATCH_TOKENS  # a fixed budget, no probe
     with pytest.raises(ValueError, match="batch_size"):
         Scorer(tiny_classifier, samples=2, batch_size=0)
 

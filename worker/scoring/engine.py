@@ -89,6 +89,10 @@ BatchSize = int | Literal["auto"]
 
 # Records per forward pass when batch_size is "auto" off CUDA: on CPU cores larger batches gain nothing.
 CPU_BATCH_SIZE = 32
+# … and padded tokens per pass (the MC pass holds T times as many): short texts still fill 32 records, a batch of
+# 512-token documents holds 4. Measured on 64 BBC articles, MiniLM, T = 20 (benchmarks/RESULTS.md): 32 of them a
+# batch peaked at 6.8 GB and ran 1.6× slower than 8 a batch (2.4 GB).
+CPU_BATCH_TOKENS = 2048
 
 
 class Scorer:
@@ -101,7 +105,8 @@ class Scorer:
             last two thirds of the encoder layers).
         batch_size: records per forward pass (the MC pass runs batch_size × samples_per_forward), or
             ``"auto"``: 32 off CUDA; on CUDA up to ``max_batch_size`` records within the largest token
-            budget that fits the GPU's free memory (probed once, see :func:`probe_batch_tokens`).
+            budget that fits the GPU's free memory (probed once, see :func:`probe_batch_tokens`); elsewhere up to
+            32 records and ``CPU_BATCH_TOKENS`` padded tokens (long documents get smaller batches).
         max_batch_size: the upper bound of ``"auto"`` on CUDA.
         window_batches: batches per length-sorting window (memory is O(batch_size × window_batches)).
         seed: seeds torch's RNG at the start of each :meth:`score` call, so runs are reproducible.
@@ -155,7 +160,8 @@ class Scorer:
         self.requested_batch_size = batch_size
         self.max_batch_size = max_batch_size
         self.batch_size = (max_batch_size if on_cuda else CPU_BATCH_SIZE) if batch_size == "auto" else batch_size
-        self.batch_tokens: int | None = None  # set by the first score() call when batch_size is "auto" on CUDA
+        # "auto" on CUDA: set by the first score() call (probed); elsewhere a fixed budget
+        self.batch_tokens: int | None = CPU_BATCH_TOKENS if batch_size == "auto" and not on_cuda else None
         self.window_batches = window_batches
         self.seed = seed
         self.pipeline = on_cuda if pipeline is None else pipeline

@@ -313,8 +313,7 @@ class MCPredictor:
         model = self.classifier.model
         name = type(model).__name__
         if not has_encoder_parts(model):
-            logger.info("%s is not a BERT/RoBERTa-style encoder: MC dropout runs over the whole model (T stochastic "
-                        "passes; scoring.mc_layers does not apply)", name)
+            _note_full_mc(self.classifier.version, f"{name} is not a BERT/RoBERTa-style encoder")
             self.strategy = "full"
             return
         parts = _EncoderParts(model)
@@ -328,8 +327,7 @@ class MCPredictor:
         suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all", patch=self._patch).eval()
         mismatch = self._replay_mismatch(suffix, start)
         if mismatch is not None:
-            logger.info("fast MC cannot replay %s layer by layer (%s): MC dropout runs over the whole model "
-                        "(scoring.mc_layers does not apply)", name, mismatch)
+            _note_full_mc(self.classifier.version, f"fast MC cannot replay {name} layer by layer ({mismatch})")
             self.strategy = "full"
             return
         _sample_eager_attention_dropout(suffix)
@@ -492,6 +490,13 @@ def _dropouts_off(module: nn.Module) -> Iterator[None]:
     finally:
         for layer, rate in zip(layers, rates, strict=True):
             layer.p = rate
+
+
+@functools.cache
+def _note_full_mc(version: str, reason: str) -> None:
+    """Once per model version and reason (a running worker builds a predictor per scoring job)."""
+    logger.info("model %s: %s: MC dropout runs over the whole model (T stochastic passes; scoring.mc_layers does "
+                "not apply)", version, reason)
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from worker.calibration import expected_calibration_error
 from worker.errors import DataError
 from worker.records import label_index
 from worker.scoring.batching import ScoringInput, windows
+from worker.scoring.engine import CPU_BATCH_TOKENS
 from worker.scoring.mc import MCLayers, MCPredictor
 from worker.scoring.model import Classifier
 
@@ -39,10 +40,12 @@ def predict_probabilities(
     samples: int = 20,
     mc_layers: MCLayers = "all",
     batch_size: int = 32,
+    batch_tokens: int | None = CPU_BATCH_TOKENS,
     seed: int = 0,
     dropout_rate: float | None = None,
 ) -> Probabilities:
-    """Run the deterministic pass and T MC-dropout passes over ``texts`` (``dropout_rate``: see MCPredictor).
+    """Run the deterministic pass and T MC-dropout passes over ``texts`` (``dropout_rate``: see MCPredictor),
+    at most ``batch_size`` texts and ``batch_tokens`` padded tokens a batch (the MC pass holds T times as many).
 
     Raises:
         DataError: a text is empty or not a string (names its position).
@@ -53,7 +56,8 @@ def predict_probabilities(
     deterministic = np.zeros((len(texts), len(classifier.labels)), dtype=np.float64)
     mc = np.zeros((len(texts), len(classifier.labels), samples), dtype=np.float64)
     torch.manual_seed(seed)
-    for window in windows(inputs, classifier.tokenizer, batch_size=batch_size, max_length=classifier.max_length):
+    for window in windows(inputs, classifier.tokenizer, batch_size=batch_size, max_length=classifier.max_length,
+                          batch_tokens=batch_tokens):
         if window.skipped:
             position, reason = next(iter(window.skipped.items()))
             raise DataError(f"text #{window.records[position].record_id}: {reason}")
