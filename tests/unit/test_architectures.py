@@ -90,11 +90,11 @@ def test_a_model_whose_layers_cannot_be_replayed_gets_full_mc_and_says_why(tmp_p
     with caplog.at_level(logging.INFO, logger="worker.scoring.mc"):
         MCPredictor(classifier, samples=5, mc_layers=mc_layers)  # a running worker builds one per scoring job
     assert len([message for message in caplog.messages if "fast MC cannot replay" in message]) == 1
+    full = MCPredictor(classifier, samples=5, strategy="full")
     torch.manual_seed(5)
-    fallback = predictor.predict(_inputs(classifier)).mc
+    fallback_mc = predictor.predict(_inputs(classifier)).mc
     torch.manual_seed(5)
-    full = MCPredictor(classifier, samples=5, strategy="full").predict(_inputs(classifier)).mc
-    torch.testing.assert_close(fallback, full)
+    torch.testing.assert_close(fallback_mc, full.predict(_inputs(classifier)).mc)
 
 
 def test_fast_mc_of_the_last_layers_of_mpnet_is_kept_where_the_head_alone_is_sampled(tmp_path):
@@ -136,19 +136,24 @@ def test_a_set_dropout_rate_replaces_the_models_own_in_every_sampled_layer(tmp_p
 
 
 def test_a_model_that_fails_on_a_batch_is_one_error_naming_the_model_and_the_records(tmp_path):
-    """A tokenizer whose ids run past the model's embeddings (saved from different checkpoints): the forward pass
-    raises inside torch; the run gets a ScoringError, not a traceback."""
+    """A tokenizer whose ids run past the model's embeddings (saved from different checkpoints): the texts whose
+    tokens the embeddings lack fail inside torch; the run gets a ScoringError naming them, not a traceback. A
+    model that fails on the probe already is one line when the scorer is built."""
     import transformers
 
     from tests.tiny_models import build_tokenizer
+    from worker.scoring.mc import _PROBE_TEXTS
 
     tokenizer = build_tokenizer()
-    config = transformers.BertConfig(vocab_size=20, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
-    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "mismatched")
-    tokenizer.save_pretrained(tmp_path / "mismatched")
-    classifier = load_classifier(tmp_path / "mismatched", device="cpu", version="v0007")
+    probe_ids = max(max(ids) for ids in tokenizer(list(_PROBE_TEXTS))["input_ids"])
+    for name, vocabulary in (("partial", probe_ids + 1), ("none", 5)):
+        config = transformers.BertConfig(vocab_size=vocabulary, hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+        transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+    classifier = load_classifier(tmp_path / "partial", device="cpu", version="v0007")
     records = [ScoringInput(f"r{index}", text) for index, text in enumerate(CORPUS)]
+    assert any(max(ids) > probe_ids for ids in tokenizer(CORPUS)["input_ids"])
 
     with pytest.raises(ScoringError) as raised:
         list(Scorer(classifier, samples=2, batch_size=4, progress=False).score(records))
@@ -156,3 +161,5 @@ def test_a_model_that_fails_on_a_batch_is_one_error_naming_the_model_and_the_rec
     message = str(raised.value)
     assert "model v0007 (BertForSequenceClassification) failed on the batch of records" in message
     assert "IndexError" in message and any(f"r{index}" in message for index in range(len(CORPUS)))
+    with pytest.raises(ScoringError, match=r"model v0008 \(BertForSequenceClassification\) fails on a probe"):
+        Scorer(load_classifier(tmp_path / "none", device="cpu", version="v0008"), samples=2)

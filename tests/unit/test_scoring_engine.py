@@ -85,15 +85,23 @@ def test_the_original_model_stays_deterministic_after_mc(tiny_classifier):
     torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize(("attention_dropout", "expect_variation"), [(False, False), (True, True)])
-def test_attention_dropout_is_stochastic_only_with_eager_attention(tmp_path, attention_dropout, expect_variation):
+@pytest.mark.parametrize("attention_dropout", [False, True])
+def test_attention_dropout_is_sampled_only_with_eager_attention(tmp_path, caplog, attention_dropout):
+    """A BERT whose only dropout is attention dropout: under SDPA MC leaves it off, so its samples would be
+    identical: the probe finds that and samples its (zero-rate) dropout layers at the fallback rate, saying so;
+    with eager attention the attention dropout itself is sampled (no warning)."""
     model_dir = save_tiny_classifier(tmp_path / "m", hidden_dropout=0.0, attention_dropout=0.5)
-    classifier = load_classifier(model_dir, device="cpu", attention_dropout=attention_dropout)
+    classifier = load_classifier(model_dir, device="cpu", attention_dropout=attention_dropout,
+                                 version=f"attention-{attention_dropout}")
 
-    mc = MCPredictor(classifier, samples=6, mc_layers="all").predict(_inputs(classifier)).mc
+    with caplog.at_level("WARNING", logger="worker.scoring.mc"):
+        mc = MCPredictor(classifier, samples=6, mc_layers="all").predict(_inputs(classifier)).mc
 
-    varies = bool(mc.exp().std(dim=2).max() > 1e-6)
-    assert varies is expect_variation
+    assert mc.exp().std(dim=2).max() > 1e-6
+    fell_back = any("has no dropout that MC dropout samples" in message for message in caplog.messages)
+    assert fell_back is not attention_dropout
+    unsampled = MCPredictor(classifier, samples=6, mc_layers="all", dropout_rate=0.0).predict(_inputs(classifier)).mc
+    assert unsampled.exp().std(dim=2).max() < 1e-6  # rate 0 everywhere: nothing is sampled at all
 
 
 def test_mc_layers_out_of_range_is_refused(tiny_classifier):

@@ -65,6 +65,11 @@ class ConsistentDropout(nn.Module):
         self._masks: torch.Tensor | None = None  # [T, positions, features] bool, or [T, features]
         self._warned = False
 
+    def set_rate(self, p: float) -> None:
+        """A new dropout rate (the masks are drawn again)."""
+        self.p = p
+        self._masks = None
+
     def extra_repr(self) -> str:
         return f"p={self.p}, samples={self.samples}, salt={self.salt}"
 

@@ -16,9 +16,10 @@ Which dropouts are stochastic: BaaL swaps ``nn.Dropout`` modules. With SDPA atte
 transformers default) attention-probability dropout is a functional argument applied only in
 training mode, so it stays **off** under MC; load the model with ``attention_dropout=True``
 (eager attention) to make it stochastic. Hidden-state, embedding and classifier dropout are
-always stochastic in the MC passes. A model trained without dropout (every rate 0, as ModernBERT ships) would
-give T identical samples: its dropout layers are sampled at ``FALLBACK_DROPOUT_RATE`` instead, with a warning
-(``dropout_rate`` sets one rate for every sampled layer of any model).
+always stochastic in the MC passes. A model whose MC samples come out identical on a probe batch (trained without
+dropout, every rate 0 as ModernBERT ships, or whose only dropout is attention dropout under SDPA) has its dropout
+layers sampled at ``FALLBACK_DROPOUT_RATE`` instead, with a warning (``dropout_rate`` sets one rate for every
+sampled layer of any model).
 
 Fast MC replays the model's last layers one by one; before it is used, that replay (dropouts off) must
 reproduce the model's own logits on a probe batch, else the model gets full MC (architectures whose layers take
@@ -281,16 +282,18 @@ class MCPredictor:
         self._suffix: Callable[..., Any] | None = None
         self._suffix_parts: _StochasticSuffix | None = None
         self._suffix_start: int | None = None
-        self._rated_layers: int | None = None  # set by _rated: the fallback rate was used on this many layers
+        self._stochastic: nn.Module | None = None  # the patched copy MC samples: the suffix or the whole model
         if strategy == "partial":
             self._build_suffix(mc_layers)
         if self.strategy == "full":
             mc_model = copy.deepcopy(classifier.model)
-            self._mc_model = (self._patch(mc_model) if self.consistent
-                              else MCDropoutModule(self._rated(mc_model))).eval()
-            _sample_eager_attention_dropout(self._mc_model)
-        if self._rated_layers is not None:  # the sampled layers (as finally built) had no dropout of their own
-            _warn_without_dropout(classifier.version, type(classifier.model).__name__, self._rated_layers,
+            self._stochastic = (self._patch(mc_model) if self.consistent
+                                else MCDropoutModule(self._rated(mc_model))).eval()
+            _sample_eager_attention_dropout(self._stochastic)
+            self._mc_model = self._stochastic
+        if dropout_rate is None and samples > 1 and not self._samples_vary():
+            layers = self._set_sampled_rates(FALLBACK_DROPOUT_RATE)
+            _warn_without_dropout(classifier.version, type(classifier.model).__name__, layers,
                                   self.mc_layers if self.strategy == "partial" else "all")
         self._model: Callable[..., Any] = classifier.model
         self.compiled = compile and classifier.device.type == "cuda"
@@ -333,6 +336,7 @@ class MCPredictor:
         _sample_eager_attention_dropout(suffix)
         self._suffix_parts = suffix
         self._suffix = suffix
+        self._stochastic = suffix
         self._suffix_start = start
 
     def _replay_mismatch(self, suffix: _StochasticSuffix, start: int | None) -> str | None:
@@ -340,9 +344,7 @@ class MCPredictor:
         texts of different lengths (None: it does, within float32 tolerance). Whatever a foreign architecture's
         layers raise when called with the hidden states and a mask alone is such a reason."""
         classifier = self.classifier
-        tokens = classifier.tokenizer(list(_PROBE_TEXTS), padding=True, truncation=True,
-                                      max_length=classifier.max_length, return_tensors="pt")
-        inputs = {key: value.to(classifier.device) for key, value in tokens.items()}
+        inputs = self._probe_inputs()
         try:
             with torch.inference_mode(), _dropouts_off(suffix):
                 output = classifier.model(**inputs, output_hidden_states=start is not None)
@@ -358,25 +360,65 @@ class MCPredictor:
             return f"its logits differ by up to {gap:.3g} (of {scale:.3g})"
         return None
 
+    def _probe_inputs(self) -> dict[str, torch.Tensor]:
+        """Two texts of different lengths, tokenized [2, seq] on the model's device."""
+        classifier = self.classifier
+        tokens = classifier.tokenizer(list(_PROBE_TEXTS), padding=True, truncation=True,
+                                      max_length=classifier.max_length, return_tensors="pt")
+        return {key: value.to(classifier.device) for key, value in tokens.items()}
+
+    def _samples_vary(self) -> bool:
+        """Whether two MC samples of the probe batch differ: some dropout is actually sampled. A model trained
+        without dropout has none; neither has one whose only non-zero rate is attention dropout under SDPA,
+        which MC leaves off (the module docstring)."""
+        classifier = self.classifier
+        inputs = self._probe_inputs()
+        cuda = [classifier.device] if classifier.device.type == "cuda" else []
+        try:  # torch's RNG as it was after (BaaL's masks draw from it): a probe leaves no trace in the scores
+            with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+                hidden = None
+                if self._suffix_start is not None:
+                    hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[self._suffix_start]
+                self._window.start, self._window.count = 0, 2
+                self._window.rows = 2 * inputs["input_ids"].shape[0]
+                first, second = self._mc_logits(inputs, hidden, 2).float()  # [2, C] each
+        except (RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise ScoringError(f"model {classifier.version} ({type(classifier.model).__name__}) fails on a probe of "
+                               f"two short texts: {type(error).__name__}: {error}") from error
+        scale = max(first.abs().max().item(), 1e-6)
+        return (first - second).abs().max().item() > _REPLAY_TOLERANCE * scale
+
+    def _sampled_dropouts(self) -> list[Any]:
+        """The dropout layers of the stochastic copy (the suffix, or the whole model for full MC)."""
+        if self._stochastic is None:
+            raise ScoringError("MC dropout without its stochastic copy of the model")
+        return [layer for layer in self._stochastic.modules() if isinstance(layer, _SAMPLED_DROPOUTS)]
+
+    def _set_sampled_rates(self, rate: float) -> int:
+        """Give every sampled dropout layer ``rate`` (their masks are drawn again); returns how many there are."""
+        layers = self._sampled_dropouts()
+        for layer in layers:
+            if isinstance(layer, ConsistentDropout):
+                layer.set_rate(rate)
+            else:
+                layer.p = rate
+        return len(layers)
+
     def _patch(self, module: nn.Module) -> nn.Module:
-        """Make ``module``'s dropouts stochastic in place, at their MC rates (:meth:`_rated`): consistent masks,
-        or BaaL's MC dropout."""
+        """Make ``module``'s dropouts stochastic in place, at ``dropout_rate`` when set (:meth:`_rated`):
+        consistent masks, or BaaL's MC dropout."""
         self._rated(module)
         if self.consistent:
             return patch_consistent(module, self._window, samples=self.samples, seed=self.seed)
         return patch_module(module, inplace=True)
 
     def _rated(self, module: nn.Module) -> nn.Module:
-        """Set the rate of the ``nn.Dropout`` layers MC dropout is about to sample (in place; returns ``module``):
-        ``dropout_rate`` when given, else the model's own rates — or :data:`FALLBACK_DROPOUT_RATE`, with a
-        warning, where those are all 0 (T identical samples would make every uncertainty score 0)."""
-        layers = [layer for layer in module.modules() if isinstance(layer, nn.Dropout)]
-        self._rated_layers = None
-        if self.dropout_rate is None and any(layer.p > 0 for layer in layers):
-            return module
-        self._rated_layers = len(layers) if self.dropout_rate is None else None
-        for layer in layers:
-            layer.p = self.dropout_rate if self.dropout_rate is not None else FALLBACK_DROPOUT_RATE
+        """Set ``dropout_rate`` on the ``nn.Dropout`` layers MC dropout is about to sample (in place; returns
+        ``module``); None keeps the model's own rates (see :meth:`_samples_vary` for a model without any)."""
+        if self.dropout_rate is not None:
+            for layer in module.modules():
+                if isinstance(layer, nn.Dropout):
+                    layer.p = self.dropout_rate
         return module
 
     def __repr__(self) -> str:
@@ -503,10 +545,10 @@ def _note_full_mc(version: str, reason: str) -> None:
 def _warn_without_dropout(version: str, architecture: str, layers: int, sampled: object) -> None:
     """Once per model version: MC dropout found no dropout to sample and uses the fallback rate."""
     if layers:
-        logger.warning("model %s (%s) has no dropout in the layers MC dropout samples (mc_layers=%s: all %d rates "
-                       "are 0): sampling them at rate %s so that bald / entropy / margin mean something; set "
-                       "scoring.dropout_rate to choose the rate", version, architecture, sampled, layers,
-                       FALLBACK_DROPOUT_RATE)
+        logger.warning("model %s (%s) has no dropout that MC dropout samples (mc_layers=%s: its %d dropout layers "
+                       "give identical samples): sampling them at rate %s so that bald / entropy / margin mean "
+                       "something; set scoring.dropout_rate to choose the rate", version, architecture, sampled,
+                       layers, FALLBACK_DROPOUT_RATE)
     else:
         logger.warning("model %s (%s) has no dropout layer in the layers MC dropout samples (mc_layers=%s): its "
                        "MC samples are all equal, so bald is 0 and the uncertainty scores are the deterministic "
