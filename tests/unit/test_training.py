@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.training_data import LABELS, sentiment_examples
-from worker.errors import DataError
+from worker.errors import ConfigError, DataError
 from worker.records import PulledRecord, ResponseState
 from worker.training.data import (
     Example,
@@ -345,3 +345,22 @@ def test_a_first_model_keeps_the_records_own_labels_once_enough_are_annotated():
     assert {e.weight for e in first.train if e.id.startswith("o")} == {0.3}
     later = prepare_training_set([*annotated, *unreviewed], LABELS, settings, first_model=False)
     assert len(later.train) + len(later.validation) == 8
+
+
+def test_a_start_model_that_fails_on_the_training_texts_is_one_config_error(tmp_path):
+    """A tokenizer saved beside a model from another checkpoint: its ids run past the embeddings, torch raises
+    inside the forward pass; training says which model, in one line."""
+    import transformers
+
+    from tests.tiny_models import build_tokenizer
+
+    config = transformers.BertConfig(vocab_size=5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "mismatched")
+    build_tokenizer().save_pretrained(tmp_path / "mismatched")
+    examples = [Example(f"e{i}", text, LABELS[i % 2]) for i, text in enumerate(["a wonderful film", "dull"] * 4)]
+
+    with pytest.raises(ConfigError, match=r"the model training starts from \(.*mismatched, "
+                                          r"BertForSequenceClassification\) fails on the training texts: IndexError"):
+        train_classifier(tmp_path / "mismatched", examples, [], LABELS, tmp_path / "out",
+                         TrainingSettings(epochs=1, **FAST))
