@@ -84,7 +84,7 @@ def _handler(runner, idle_timeout_s: float):
                 logger.warning("webhook %s (%s) already received: replay ignored", delivery.id, delivery.type)
                 return self._send(200, b'{"status": "duplicate"}')  # acknowledged, so a sender stops retrying
             runner.metrics.webhooks_accepted.inc()
-            logger.info("webhook %s%s", delivery.type,
+            logger.debug("webhook %s%s", delivery.type,  # one per annotation: counted in the metrics, not logged
                         f" for record {delivery.record_id}" if delivery.record_id is not None else "")
             runner.on_delivery(delivery)
             self._send(200, b'{"status": "accepted"}')
