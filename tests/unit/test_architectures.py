@@ -16,7 +16,7 @@ from worker.scoring import MCPredictor, Scorer, ScoringInput, load_classifier
 
 # what fast MC does at mc_layers = "auto" on the CPU (2 of 3 layers): replay the layers, or fall back to full MC
 FAST_MC = {"bert": "partial", "roberta": "partial", "xlm-roberta": "partial", "electra": "partial",
-           "distilbert": "full",  # no base.encoder.layer
+           "distilbert": "partial",  # transformer.layer, a first-token head
            "albert": "full",  # shared layer groups
            "deberta-v2": "full",  # layers need relative positions; the pooler sits on the model, not the base
            "mpnet": "full",  # layers need the relative-position bias the encoder computes
@@ -61,9 +61,10 @@ def test_a_teams_classifier_loads_and_scores_with_samples_that_vary(tmp_path, ar
     torch.testing.assert_close(prediction.deterministic, own)
 
 
-@pytest.mark.parametrize("architecture", ["electra", "roberta"])
+@pytest.mark.parametrize("architecture", ["electra", "roberta", "distilbert"])
 def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_path, architecture):
-    """ELECTRA projects its embeddings to the hidden size before the first layer: the replay must too."""
+    """ELECTRA projects its embeddings to the hidden size before the first layer, DistilBERT's embeddings take no
+    token types and its head reads the first token through a dense layer: the replay must do the same."""
     classifier = _load(tmp_path, architecture)
     partial = MCPredictor(classifier, samples=5, mc_layers="all")
     full = MCPredictor(classifier, samples=5, strategy="full")

@@ -112,14 +112,23 @@ class PendingPrediction:
         return BatchPrediction(deterministic=self.deterministic, mc=self.mc, samples_used=self.samples_used)
 
 
+def _encoder_layers(base: Any) -> Any:
+    """The layer list of a BERT-style (``encoder.layer``) or DistilBERT (``transformer.layer``) encoder, or None."""
+    for stack in ("encoder", "transformer"):
+        layers = getattr(getattr(base, stack, None), "layer", None)
+        if layers is not None:
+            return layers
+    return None
+
+
 def has_encoder_parts(model: Any) -> bool:
     """Whether fast (partial) MC can run ``model`` layer by layer: a BERT/RoBERTa-style encoder
-    (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``). Decoder classifiers (GPT-2,
-    Llama …), DistilBERT, ALBERT, ModernBERT and others run full MC instead; so does a model with these parts
+    (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``) or DistilBERT. Decoder classifiers
+    (GPT-2, Llama …), ALBERT, ModernBERT and others run full MC instead; so does a model with these parts
     whose replay does not reproduce its logits (DeBERTa: see :meth:`MCPredictor._replay_mismatch`)."""
     base = getattr(model, "base_model", None)
-    return (getattr(getattr(base, "encoder", None), "layer", None) is not None
-            and getattr(base, "embeddings", None) is not None and hasattr(model, "classifier"))
+    return (_encoder_layers(base) is not None and getattr(base, "embeddings", None) is not None
+            and hasattr(model, "classifier"))
 
 
 class _EncoderParts:
@@ -133,11 +142,14 @@ class _EncoderParts:
             )
         base = model.base_model
         pooler = getattr(base, "pooler", None)
-        self.layers: nn.ModuleList = base.encoder.layer
+        self.layers: nn.ModuleList = _encoder_layers(base)
         self.embeddings: nn.Module = base.embeddings
         self.base = base
         if pooler is not None and hasattr(model, "dropout"):  # BERT: classifier(dropout(pooler(h)))
             self.head = nn.ModuleDict({"pooler": pooler, "dropout": model.dropout, "classifier": model.classifier})
+        elif hasattr(model, "pre_classifier") and hasattr(model, "dropout"):  # DistilBERT, on the first token
+            self.head = nn.ModuleDict({"pre_classifier": model.pre_classifier, "dropout": model.dropout,
+                                       "classifier": model.classifier})
         else:  # RoBERTa / XLM-R / ELECTRA: classifier(h) takes the whole sequence output
             self.head = nn.ModuleDict({"classifier": model.classifier})
 
@@ -168,7 +180,8 @@ class _StochasticSuffix(nn.Module):
     def forward(self, hidden: torch.Tensor | None, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
         if self.embeddings is not None:
-            hidden = self.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+            types = {"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {}
+            hidden = self.embeddings(input_ids=inputs["input_ids"], **types)
             if self.project is not None:
                 hidden = self.project(hidden)
         if hidden is None:
@@ -179,6 +192,9 @@ class _StochasticSuffix(nn.Module):
             hidden = output[0] if isinstance(output, tuple) else output
         if "pooler" in self.head:
             return self.head["classifier"](self.head["dropout"](self.head["pooler"](hidden)))
+        if "pre_classifier" in self.head:
+            first = torch.relu(self.head["pre_classifier"](hidden[:, 0]))
+            return self.head["classifier"](self.head["dropout"](first))
         return self.head["classifier"](hidden)
 
     @property

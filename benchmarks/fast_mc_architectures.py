@@ -1,0 +1,86 @@
+"""Fast MC on the architectures it newly replays: full MC vs fast MC (``mc_layers = "auto"``) on the CPU.
+
+DistilBERT (``transformer.layer``, a first-token head) and ELECTRA (embeddings projected to the hidden size) ran
+full MC only before: T stochastic passes of the whole model. Each architecture here is built at its published
+base size from its config defaults (DistilBERT: 6 layers × 768, 66M parameters; ELECTRA: the small
+discriminator, 12 layers × 256) with random weights — speed does not depend on them — and the offline MiniLM
+WordPiece vocabulary; both strategies score the same movie snippets (T = 20, adaptive off), interleaved, in one
+process.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/fast_mc_architectures.py [--records 128] [--repeats 2]
+
+Writes benchmarks/results/fast_mc_architectures.{json,md}. CPU: about 10 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._shared import write_results
+
+logger = logging.getLogger("benchmarks.fast_mc_architectures")
+
+ARCHITECTURES = {"distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification"),
+                 "electra": ("ElectraConfig", "ElectraForSequenceClassification")}
+
+
+def _model(architecture: str, directory: Path) -> Path:
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    from worker.offline_assets import MINILM_MODEL, fetch
+
+    config_name, model_name = ARCHITECTURES[architecture]
+    torch.manual_seed(0)
+    getattr(transformers, model_name)(getattr(transformers, config_name)(num_labels=2)).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(fetch(MINILM_MODEL)).save_pretrained(directory)
+    return directory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--records", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from worker.demo_data import load_movie_snippets
+    from worker.scoring import Scorer, ScoringInput, load_classifier
+
+    texts = [record.text for record in load_movie_snippets()[:args.records]]
+    rows = []
+    for architecture in args.architectures:
+        with tempfile.TemporaryDirectory() as work:
+            classifier = load_classifier(_model(architecture, Path(work)), device="cpu", version=architecture)
+            seconds: dict[str, list[float]] = {"full": [], "partial": []}
+            layers = None
+            for _ in range(args.repeats):
+                for strategy in seconds:
+                    scorer = Scorer(classifier, samples=20, strategy=strategy, batch_size="auto", progress=False)
+                    started = time.perf_counter()
+                    list(scorer.score(ScoringInput(str(index), text) for index, text in enumerate(texts)))
+                    seconds[strategy].append(time.perf_counter() - started)
+                    if strategy == "partial":
+                        layers = scorer.predictor.mc_layers
+                        assert scorer.predictor.strategy == "partial", "fast MC fell back to full MC"
+            full, fast = statistics.median(seconds["full"]), statistics.median(seconds["partial"])
+            rows.append({"architecture": architecture, "records": len(texts), "full_s": full, "fast_s": fast,
+                         "fast_layers": layers, "speedup": full / fast, "runs": seconds})
+            logger.info("%s", rows[-1])
+    lines = ["| architecture | records | full MC s | fast MC s (layers) | full ÷ fast |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['architecture']} | {r['records']} | {r['full_s']:.1f} | {r['fast_s']:.1f} ({r['fast_layers']}) | "
+              f"{r['speedup']:.2f} |" for r in rows]
+    write_results("fast_mc_architectures", {"rows": rows}, lines)
+
+
+if __name__ == "__main__":
+    main()
