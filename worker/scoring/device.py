@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -40,3 +41,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def model_failures(error: Callable[[Exception], Exception]) -> Iterator[None]:
+    """Inside the block, what torch raises when a model cannot run an input (a tokenizer from another checkpoint,
+    a layer that wants more than it is given) becomes ``error(raised)``: one line naming the model instead of a
+    traceback. CUDA out-of-memory passes through (its callers shrink the batch or say so)."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as raised:
+        raise error(raised) from raised

@@ -19,6 +19,7 @@ from worker.errors import DataError, ScoringError
 from worker.records import LabelValue, label_set
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
+from worker.scoring.device import model_failures
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
 from worker.scoring.multilabel import binary_cross_entropy, decide, multilabel_scores
@@ -90,8 +91,8 @@ BatchSize = int | Literal["auto"]
 # Records per forward pass when batch_size is "auto" off CUDA: on CPU cores larger batches gain nothing.
 CPU_BATCH_SIZE = 32
 # … and padded tokens per pass (the MC pass holds T times as many): short texts still fill 32 records, a batch of
-# 512-token documents holds 4. Measured on 64 BBC articles, MiniLM, T = 20 (benchmarks/RESULTS.md): 32 of them a
-# batch peaked at 6.8 GB and ran 1.6× slower than 8 a batch (2.4 GB).
+# 512-token documents holds 4. Measured on 64 BBC articles, MiniLM, T = 20 (benchmarks/long_documents.py): 32 of them
+# a batch peaked at 6.6 GB and ran 1.6× slower than this budget (1.5 GB).
 CPU_BATCH_TOKENS = 2048
 
 
@@ -232,15 +233,12 @@ class Scorer:
     def _launch(self, batch: Batch, reference: np.ndarray) -> PendingPrediction:
         """Queue the batch's passes; a model that fails on it (not for want of GPU memory) is a ScoringError
         naming the model and the batch's records."""
-        try:
+        ids = [record.record_id for record in batch.records]
+        named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        with model_failures(lambda error: ScoringError(
+                f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed on the batch of "
+                f"records {named}: {type(error).__name__}: {error}")):
             return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except (RuntimeError, ValueError, TypeError, IndexError) as error:
-            ids = [record.record_id for record in batch.records]
-            named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-            raise ScoringError(f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed "
-                               f"on the batch of records {named}: {type(error).__name__}: {error}") from error
 
     def _size_batches(self) -> None:
         """On CUDA with batch_size "auto", probe the token budget once (the first score() call)."""

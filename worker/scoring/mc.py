@@ -47,7 +47,7 @@ from torch import nn
 from worker.errors import ScoringError
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
 from worker.scoring.consistent import ConsistentDropout, SampleWindow, patch_consistent
-from worker.scoring.device import autocast
+from worker.scoring.device import autocast, model_failures
 from worker.scoring.model import Classifier
 
 _TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
@@ -303,11 +303,12 @@ class MCPredictor:
             self._build_suffix(mc_layers)
         if self.strategy == "full":
             mc_model = copy.deepcopy(classifier.model)
-            self._stochastic = (self._patch(mc_model) if self.consistent
-                                else MCDropoutModule(self._rated(mc_model))).eval()
+            self._stochastic = (self._patch(mc_model) if self.consistent else MCDropoutModule(mc_model)).eval()
             _sample_eager_attention_dropout(self._stochastic)
             self._mc_model = self._stochastic
-        if dropout_rate is None and samples > 1 and not self._samples_vary():
+        if dropout_rate is not None:
+            self._set_sampled_rates(dropout_rate)
+        elif samples > 1 and not self._samples_vary():
             layers = self._set_sampled_rates(FALLBACK_DROPOUT_RATE)
             _warn_without_dropout(classifier.version, type(classifier.model).__name__, layers,
                                   self.mc_layers if self.strategy == "partial" else "all")
@@ -360,7 +361,7 @@ class MCPredictor:
         texts of different lengths (None: it does, within float32 tolerance). Whatever a foreign architecture's
         layers raise when called with the hidden states and a mask alone is such a reason."""
         classifier = self.classifier
-        inputs = self._probe_inputs()
+        inputs = self._probe_inputs
         try:
             with torch.inference_mode(), _dropouts_off(suffix):
                 output = classifier.model(**inputs, output_hidden_states=start is not None)
@@ -376,8 +377,10 @@ class MCPredictor:
             return f"its logits differ by up to {gap:.3g} (of {scale:.3g})"
         return None
 
+    @functools.cached_property
     def _probe_inputs(self) -> dict[str, torch.Tensor]:
-        """Two texts of different lengths, tokenized [2, seq] on the model's device."""
+        """Two texts of different lengths, tokenized [2, seq] on the model's device (the replay check and the
+        samples check share them)."""
         classifier = self.classifier
         tokens = classifier.tokenizer(list(_PROBE_TEXTS), padding=True, truncation=True,
                                       max_length=classifier.max_length, return_tensors="pt")
@@ -388,19 +391,19 @@ class MCPredictor:
         without dropout has none; neither has one whose only non-zero rate is attention dropout under SDPA,
         which MC leaves off (the module docstring)."""
         classifier = self.classifier
-        inputs = self._probe_inputs()
+        inputs = self._probe_inputs
         cuda = [classifier.device] if classifier.device.type == "cuda" else []
-        try:  # torch's RNG as it was after (BaaL's masks draw from it): a probe leaves no trace in the scores
-            with torch.inference_mode(), torch.random.fork_rng(devices=cuda):
-                hidden = None
-                if self._suffix_start is not None:
-                    hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[self._suffix_start]
-                self._window.start, self._window.count = 0, 2
-                self._window.rows = 2 * inputs["input_ids"].shape[0]
-                first, second = self._mc_logits(inputs, hidden, 2).float()  # [2, C] each
-        except (RuntimeError, ValueError, TypeError, IndexError) as error:
-            raise ScoringError(f"model {classifier.version} ({type(classifier.model).__name__}) fails on a probe of "
-                               f"two short texts: {type(error).__name__}: {error}") from error
+        failed = model_failures(lambda error: ScoringError(
+            f"model {classifier.version} ({type(classifier.model).__name__}) fails on a probe of two short texts: "
+            f"{type(error).__name__}: {error}"))
+        # torch's RNG as it was after (BaaL's masks draw from it): a probe leaves no trace in the scores
+        with failed, torch.inference_mode(), torch.random.fork_rng(devices=cuda):
+            hidden = None
+            if self._suffix_start is not None:
+                hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[self._suffix_start]
+            self._window.start, self._window.count = 0, 2
+            self._window.rows = 2 * inputs["input_ids"].shape[0]
+            first, second = self._mc_logits(inputs, hidden, 2).float()  # [2, C] each
         scale = max(first.abs().max().item(), 1e-6)
         return (first - second).abs().max().item() > _REPLAY_TOLERANCE * scale
 
@@ -421,21 +424,10 @@ class MCPredictor:
         return len(layers)
 
     def _patch(self, module: nn.Module) -> nn.Module:
-        """Make ``module``'s dropouts stochastic in place, at ``dropout_rate`` when set (:meth:`_rated`):
-        consistent masks, or BaaL's MC dropout."""
-        self._rated(module)
+        """Make ``module``'s dropouts stochastic in place: consistent masks, or BaaL's MC dropout."""
         if self.consistent:
             return patch_consistent(module, self._window, samples=self.samples, seed=self.seed)
         return patch_module(module, inplace=True)
-
-    def _rated(self, module: nn.Module) -> nn.Module:
-        """Set ``dropout_rate`` on the ``nn.Dropout`` layers MC dropout is about to sample (in place; returns
-        ``module``); None keeps the model's own rates (see :meth:`_samples_vary` for a model without any)."""
-        if self.dropout_rate is not None:
-            for layer in module.modules():
-                if isinstance(layer, nn.Dropout):
-                    layer.p = self.dropout_rate
-        return module
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +36,7 @@ from worker.constants import PROBABILITY_FLOOR
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
-from worker.scoring.device import amp_dtype, autocast, pick_device
+from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
 from worker.scoring.model import ensure_padding
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
@@ -150,7 +149,9 @@ def train_classifier(
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         epoch_started = time.perf_counter()
-        with _model_failures(start_model, model):
+        with model_failures(lambda error: ConfigError(
+                f"the model training starts from ({start_model}, {type(model).__name__}) fails on the training "
+                f"texts: {type(error).__name__}: {error}")):
             train_loss = loop.train_epoch(train_set, seed=settings.seed + epoch)
             validation_loss, accuracy, macro_f1, micro_f1 = (loop.evaluate(validation_set) if validation
                                                              else (np.nan, np.nan, np.nan, np.nan))
@@ -189,19 +190,6 @@ def train_classifier(
         result.thresholds = {label: float(t) for label, t in zip(labels, tuned, strict=True)}
     _save(model, tokenizer, output_dir, result, start_model, settings, len(train))
     return result
-
-
-@contextmanager
-def _model_failures(start_model: str | Path, model: Any) -> Iterator[None]:
-    """A start model that fails inside torch on the training texts (not for want of GPU memory) — a tokenizer
-    from another checkpoint whose ids run past its embeddings, say — is one ConfigError naming it."""
-    try:
-        yield
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except (RuntimeError, IndexError, ValueError, TypeError) as error:
-        raise ConfigError(f"the model training starts from ({start_model}, {type(model).__name__}) fails on the "
-                          f"training texts: {type(error).__name__}: {error}") from error
 
 
 def is_multi_label(examples: Sequence[Example]) -> bool:
