@@ -131,3 +131,38 @@ def save_tiny_architecture(directory: Path, architecture: str, *, labels: tuple[
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+_REMOTE_CONFIG_CODE = '''from transformers import BertConfig
+
+
+class TinyRemoteConfig(BertConfig):
+    model_type = "tiny-remote-bert"
+'''
+_REMOTE_MODEL_CODE = '''from transformers import BertForSequenceClassification
+
+from .configuration_tiny_remote import TinyRemoteConfig
+
+
+class TinyRemoteForSequenceClassification(BertForSequenceClassification):
+    config_class = TinyRemoteConfig
+'''
+
+
+def save_remote_code_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
+                                seed: int = 0) -> Path:
+    """A tiny BERT classifier that ships its own model code, as custom architectures on the Hub do: a config
+    type transformers does not know (``tiny-remote-bert``) and ``auto_map`` naming the Python files beside the
+    weights that define it. transformers loads it only with ``trust_remote_code=True``."""
+    import json
+
+    save_tiny_classifier(directory, labels=labels, seed=seed)
+    (directory / "configuration_tiny_remote.py").write_text(_REMOTE_CONFIG_CODE)
+    (directory / "modeling_tiny_remote.py").write_text(_REMOTE_MODEL_CODE)
+    config = json.loads((directory / "config.json").read_text())
+    config.update(model_type="tiny-remote-bert", architectures=["TinyRemoteForSequenceClassification"],
+                  auto_map={"AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",
+                            "AutoModelForSequenceClassification":
+                                "modeling_tiny_remote.TinyRemoteForSequenceClassification"})
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    return directory

@@ -13,6 +13,7 @@ Cost: one forward pass per record (O(N) time), embeddings of at most ``max_recor
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worker.errors import DataError
+from worker.errors import ConfigError, DataError
 from worker.scoring.batching import ScoringInput, windows
 from worker.scoring.device import autocast, pick_device
-from worker.scoring.model import ensure_padding
+from worker.scoring.model import ensure_padding, pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,22 @@ class ColdStartSettings:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
+    trust_remote_code: bool = False  # registry.trust_remote_code: the encoder may run the code it ships
 
 
 def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = None, batch_size: int = 64,
-          device: str = "auto", max_length: int = 256) -> np.ndarray:
-    """Mean-pooled last hidden states [N, hidden] of ``encoder`` (a Hub id or directory), in input order."""
+          device: str = "auto", max_length: int = 256, trust_remote_code: bool = False) -> np.ndarray:
+    """Mean-pooled last hidden states [N, hidden] of ``encoder`` (a Hub id or directory), in input order.
+
+    Raises:
+        ConfigError: the encoder cannot be loaded (or ships code ``trust_remote_code`` does not allow).
+    """
     from transformers import AutoModel, AutoTokenizer
 
     target = pick_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModel.from_pretrained(encoder).to(target).eval()
+    load = functools.partial(pretrained, trust_remote_code=trust_remote_code, what="an encoder", error=ConfigError)
+    tokenizer = load(AutoTokenizer, encoder)
+    model = load(AutoModel, encoder).to(target).eval()
     ensure_padding(tokenizer, model, encoder)
     limit = min(max_length, int(tokenizer.model_max_length) if tokenizer.model_max_length < 100_000 else max_length)
     records = [ScoringInput(str(index), text, text_pair=pairs[index] if pairs else None)
@@ -112,6 +119,7 @@ def cold_start_ranks(ids: Sequence[str], texts: Sequence[str], encoder: str, set
         chosen = sorted(random.Random(settings.seed).sample(chosen, settings.max_records))
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(chosen), len(ids))
     vectors = embed([texts[i] for i in chosen], encoder, pairs=[pairs[i] for i in chosen] if pairs else None,
-                    batch_size=settings.batch_size, device=settings.device)
+                    batch_size=settings.batch_size, device=settings.device,
+                    trust_remote_code=settings.trust_remote_code)
     order = typical_ranking(vectors, clusters=settings.clusters, neighbours=settings.neighbours, seed=settings.seed)
     return {ids[chosen[index]]: float(rank) for rank, index in enumerate(order, start=1)}

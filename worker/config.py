@@ -185,6 +185,10 @@ class TrainingSettings(_Section):
 class RegistrySettings(_Section):
     path: Path = Field(default_factory=lambda: _data_home() / "models")
     keep: int = Field(5, ge=2)
+    trust_remote_code: bool = Field(
+        False, description="let models that ship their own Python code (auto_map in config.json: custom "
+                           "architectures on the Hub) run it, wherever the worker loads one: training.base_model, "
+                           "`models register`, the registry's versions; only for code you trust")
 
 
 class RetrainSettings(_Section):

@@ -45,7 +45,7 @@ from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
-from worker.scoring import Scorer, ScoringInput, check_label_set, load_classifier
+from worker.scoring import Scorer, ScoringInput, check_label_set
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
@@ -494,7 +494,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                            version=version, samples=services.settings.scoring.samples,
                                            mc_layers=services.settings.scoring.mc_layers,
                                            dropout_rate=services.settings.scoring.dropout_rate,
-                                           on_trained=margins.add)
+                                           on_trained=margins.add,
+                                           trust_remote_code=services.settings.registry.trust_remote_code)
         for batch in batched(scores, services.settings.scoring.push_batch):
             records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
             _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
@@ -548,8 +549,9 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     encoder = services.settings.training.base_model
     if not encoder:
         raise ConfigError("training.base_model is not set: the cold start embeds the records with it")
-    check_model_source(encoder)
-    settings = settings or ColdStartSettings(device=services.settings.scoring.device)
+    trusted = services.settings.registry.trust_remote_code
+    check_model_source(encoder, trust_remote_code=trusted)
+    settings = settings or ColdStartSettings(device=services.settings.scoring.device, trust_remote_code=trusted)
     services.prepare_for_push()  # binds, adds the worker's metadata properties
     with_text = (r for r in services.gateway.pull() if r.has_text)
     records, count = reservoir_sample(with_text, settings.max_records, random.Random(settings.seed))
@@ -584,7 +586,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     previous = services.registry.current()
     services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
-                      dropout_rate=services.settings.scoring.dropout_rate, stop=stop)
+                      dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
+                      trust_remote_code=services.settings.registry.trust_remote_code)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
@@ -672,7 +675,7 @@ def _stop_set_labels(services: Services, model: ModelVersion, stop_set: StopSet)
     stored = load_predictions(model.path)
     if stored is not None and all(record_id in stored for record_id in stop_set.ids):
         return [stored[record_id] for record_id in stop_set.ids]
-    classifier = load_classifier(model.path, device=services.settings.scoring.device, version=model.version)
+    classifier = services.load(model)
     probabilities = predict_probabilities(classifier, stop_set.texts, pairs=stop_set.pairs, samples=1)
     labels = [classifier.labels[index] for index in probabilities.deterministic.argmax(axis=1).tolist()]
     save_predictions(model.path, stop_set, labels)
@@ -687,7 +690,7 @@ def _check_before_training(services: Services, start_model: str | None) -> None:
         ConfigError: names the setting, the value and the reason.
     """
     if start_model:
-        check_model_source(start_model)
+        check_model_source(start_model, trust_remote_code=services.settings.registry.trust_remote_code)
     check_writable(services.settings.registry.path, "registry.path")
     check_writable(services.settings.state_dir, "state_dir")
 
@@ -698,7 +701,7 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     validation_file = entry.path / "validation.jsonl"
     if not validation_file.exists():
         raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file})")
-    classifier = load_classifier(entry.path, device=services.settings.scoring.device, version=entry.version)
+    classifier = services.load(entry)
     report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",
                                 max_samples=max_samples, mc_samples=services.settings.scoring.samples,
                                 dropout_rate=services.settings.scoring.dropout_rate)

@@ -155,7 +155,8 @@ class Services:
             return cached
         self.close_ray_scorer()
         self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,
-                                     device=self.settings.scoring.device, options=options)
+                                     device=self.settings.scoring.device, options=options,
+                                     trust_remote_code=self.settings.registry.trust_remote_code)
         return self._ray_scorer
 
     def close_ray_scorer(self) -> None:
@@ -166,13 +167,18 @@ class Services:
 
     def classifier(self) -> Classifier:
         """The current model, loaded once per version on ``scoring.device``."""
-        from worker.scoring import load_classifier  # torch: only for the commands that score
-
         current = self.current_model()
         if self._classifier is None or self._classifier.version != current.version:
-            self._classifier = load_classifier(current.path, device=self.settings.scoring.device,
-                                               version=current.version)
+            self._classifier = self.load(current)
         return self._classifier
+
+    def load(self, entry: ModelVersion) -> Classifier:
+        """A registered version loaded afresh on ``scoring.device`` (running the code it ships only with
+        ``registry.trust_remote_code``)."""
+        from worker.scoring import load_classifier
+
+        return load_classifier(entry.path, device=self.settings.scoring.device, version=entry.version,
+                               trust_remote_code=self.settings.registry.trust_remote_code)
 
     def model_head(self) -> ModelHead:
         """The current model's labels, version and thresholds: from the loaded model with the local engine,
@@ -183,4 +189,4 @@ class Services:
         from worker.scoring import read_head
 
         current = self.current_model()
-        return read_head(current.path, current.version)
+        return read_head(current.path, current.version, trust_remote_code=self.settings.registry.trust_remote_code)

@@ -219,7 +219,7 @@ def test_a_models_head_is_read_from_its_config_without_its_weights(tmp_path):
     assert head.multi_label and head.thresholds == (0.5, 0.5, 0.25) and head.version == "v4"
 
     (directory / "config.json").write_text("{not json")
-    with pytest.raises(ScoringError, match=r"cannot read a model config from"):
+    with pytest.raises(ScoringError, match=r"cannot load a model config from"):
         read_head(directory, "v5")
 
 

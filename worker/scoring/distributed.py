@@ -58,7 +58,8 @@ def model_files(directory: Path) -> dict[str, bytes]:
 class ScoringActor:
     """One model on one device, scoring the chunks it is sent (runs inside a Ray actor)."""
 
-    def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict):
+    def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict,
+                 trust_remote_code: bool = False):
         import torch
 
         from worker.scoring import Scorer, load_classifier
@@ -71,7 +72,8 @@ class ScoringActor:
         threads = options.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)
-        classifier = load_classifier(self.directory, device=device, version=version)
+        classifier = load_classifier(self.directory, device=device, version=version,
+                                     trust_remote_code=trust_remote_code)
         self.scorer = Scorer(classifier, progress=False, **options)
 
     def device(self) -> str:
@@ -95,13 +97,14 @@ class RayScorer:
         settings: the ``[ray]`` table.
         device: each actor's ``scoring.device`` (``auto``: the GPU it reserved, else its CPU).
         options: the local Scorer's keyword arguments (samples, mc_layers, batch_size, seed, adaptive …).
+        trust_remote_code: the actors run the code the model ships (``registry.trust_remote_code``).
 
     Raises:
         ConfigError: Ray is not installed, or the cluster cannot be joined.
     """
 
     def __init__(self, model_dir: Path, version: str, settings: RaySettings, *, device: str = "auto",
-                 options: dict | None = None):
+                 options: dict | None = None, trust_remote_code: bool = False):
         ray = _ray()
         self.settings = settings
         self.version = version
@@ -121,7 +124,7 @@ class RayScorer:
             options["threads"] = int(settings.cpus_per_actor)
         files = ray.put(model_files(Path(model_dir)))
         actor_class = ray.remote(num_gpus=gpus, num_cpus=settings.cpus_per_actor)(ScoringActor)
-        self.actors = [actor_class.remote(files, version, device, options) for _ in range(count)]
+        self.actors = [actor_class.remote(files, version, device, options, trust_remote_code) for _ in range(count)]
         try:
             devices = ray.get([actor.device.remote() for actor in self.actors])
         except ray.exceptions.RayError as error:

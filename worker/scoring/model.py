@@ -18,12 +18,33 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from worker.errors import ScoringError
+from worker.errors import ScoringError, WorkerError
 from worker.scoring.device import amp_dtype, pick_device
 
 logger = logging.getLogger(__name__)
 
 MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.problem_type of a sigmoid head
+REMOTE_CODE_SETTING = "registry.trust_remote_code"  # the setting that lets models run the Python code they ship
+
+
+def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, what: str = "a sequence classifier",
+               error: type[WorkerError] = ScoringError, **options: Any) -> Any:
+    """``auto_class.from_pretrained(source, **options)`` (a transformers Auto class: config, tokenizer or model).
+
+    ``trust_remote_code`` is always passed: left unset, transformers would ask on the terminal (and wait) when a
+    model ships its own Python code (``auto_map`` in its config.json: custom architectures on the Hub).
+
+    Raises:
+        ``error``: the source cannot be loaded (names it and ``what`` was wanted), or it ships code and
+            ``trust_remote_code`` is off (names the setting that allows it).
+    """
+    try:
+        return auto_class.from_pretrained(str(source), trust_remote_code=trust_remote_code, **options)
+    except (OSError, ValueError) as failure:
+        if not trust_remote_code and ("trust_remote_code" in str(failure) or "custom code" in str(failure)):
+            raise error(f"{str(source)!r} ships its own model code (auto_map in its config.json), which the worker runs "
+                        f"only with {REMOTE_CODE_SETTING} = true: set it if you trust that code") from failure
+        raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
 
 
 @dataclass(frozen=True)
@@ -40,17 +61,14 @@ class ModelHead:
         return self.thresholds is not None
 
 
-def read_head(source: str | Path, version: str) -> ModelHead:
+def read_head(source: str | Path, version: str, *, trust_remote_code: bool = False) -> ModelHead:
     """A model's :class:`ModelHead` from its config (and ``thresholds.json``) without loading its weights: the
     driver of the Ray engine, whose actors hold the models, reads only this.
 
     Raises:
         ScoringError: the config cannot be read or its labels do not cover the classes.
     """
-    try:
-        config = AutoConfig.from_pretrained(str(source))
-    except (OSError, ValueError) as error:
-        raise ScoringError(f"cannot read a model config from {source!r}: {error}") from error
+    config = pretrained(AutoConfig, source, trust_remote_code=trust_remote_code, what="a model config")
     labels = labels_of(config)
     multi = getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM
     return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None)
@@ -94,6 +112,7 @@ def load_classifier(
     attention_dropout: bool = False,
     version: str | None = None,
     mixed_precision: bool = True,
+    trust_remote_code: bool = False,
 ) -> Classifier:
     """Load any transformers sequence-classification model and its tokenizer.
 
@@ -108,15 +127,16 @@ def load_classifier(
             sampled either way.
         version: the model version written as the suggestions' agent; defaults to the source name.
         mixed_precision: on CUDA, run in bf16 (or fp16 where bf16 is unsupported).
+        trust_remote_code: run the Python code a model ships (``registry.trust_remote_code``, see :func:`pretrained`).
+
+    Raises:
+        ScoringError: the source cannot be loaded as a sequence classifier (see :func:`pretrained`).
     """
     target = pick_device(device)
     # transformers picks SDPA where the architecture has it, eager where not (DeBERTa, MPNet …)
-    attention = {"attn_implementation": "eager"} if attention_dropout else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source))
-        model = AutoModelForSequenceClassification.from_pretrained(str(source), **attention)
-    except (OSError, ValueError) as error:
-        raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
+    attention: dict[str, Any] = {"attn_implementation": "eager"} if attention_dropout else {}
+    tokenizer = pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+    model = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code, **attention)
     ensure_padding(tokenizer, model, source)
     model.to(target).eval()
     labels = labels_of(model.config)

@@ -89,10 +89,11 @@ def _majority_baseline(validation: Sequence[Example]) -> dict:
 
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
             mc_samples: int = 20, dropout_rate: float | None = None,
-            stop: threading.Event | None = None) -> TrainingOutcome:
+            stop: threading.Event | None = None, trust_remote_code: bool = False) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote;
     the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``) at
-    ``dropout_rate`` (``scoring.dropout_rate``).
+    ``dropout_rate`` (``scoring.dropout_rate``); models that ship code run it with ``trust_remote_code``
+    (``registry.trust_remote_code``).
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -107,12 +108,13 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     validation = list(training_set.validation)
     with registry.staging() as staged:
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
-                                  on_epoch=_stop_check(stop))
+                                  on_epoch=_stop_check(stop), trust_remote_code=trust_remote_code)
         _write_examples(staged / "validation.jsonl", validation)
-        candidate = load_classifier(staged, device=settings.device, version=version)
+        candidate = load_classifier(staged, device=settings.device, version=version,
+                                    trust_remote_code=trust_remote_code)
         report = calibration_report(candidate, validation, staged / "calibration", mc_samples=mc_samples,
                                     seed=settings.seed, dropout_rate=dropout_rate)
-        current_f1 = _current_macro_f1(current, training_set, settings)
+        current_f1 = _current_macro_f1(current, training_set, settings, trust_remote_code)
         decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
@@ -145,12 +147,13 @@ def _stop_check(stop: threading.Event | None):
     return check
 
 
-def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet,
-                      settings: TrainingSettings) -> float | None:
+def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet, settings: TrainingSettings,
+                      trust_remote_code: bool) -> float | None:
     """The current model's macro-F1 on the candidate's validation records (None without a comparable model)."""
     if current is None:
         return None
-    incumbent = load_classifier(current.path, device=settings.device, version=current.version)
+    incumbent = load_classifier(current.path, device=settings.device, version=current.version,
+                                trust_remote_code=trust_remote_code)
     if set(incumbent.labels) != set(training_set.labels):
         logger.warning("current model %s has labels %s, the dataset %s: the gate cannot compare them",
                        current.version, list(incumbent.labels), list(training_set.labels))

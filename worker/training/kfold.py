@@ -95,6 +95,7 @@ def stream_out_of_fold_scores(
     dropout_rate: float | None = None,
     folds: Sequence[int] | None = None,
     on_trained: Callable[[list[Example], TrainingResult], None] | None = None,
+    trust_remote_code: bool = False,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
@@ -103,7 +104,8 @@ def stream_out_of_fold_scores(
     The reference label (set) of a record is its example label (consensus or original), so ``loss`` /
     ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
     (default: :func:`stratified_folds`) assigns each example its held-out fold; ``on_trained`` is called
-    with each model's training examples and its :class:`TrainingResult` (which carries their margins).
+    with each model's training examples and its :class:`TrainingResult` (which carries their margins);
+    ``trust_remote_code``: ``start_model`` may run the code it ships (``registry.trust_remote_code``).
     """
     folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
     for fold in range(k):
@@ -111,9 +113,11 @@ def stream_out_of_fold_scores(
         held_out = [e for e, f in zip(examples, folds, strict=True) if f == fold]
         logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(held_out))
         model_dir = work_dir / f"fold-{fold}"
-        training = train_classifier(start_model, train, [], labels, model_dir, settings)
+        training = train_classifier(start_model, train, [], labels, model_dir, settings,
+                                    trust_remote_code=trust_remote_code)
         if on_trained is not None:
             on_trained(train, training)
-        classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}")
+        classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}",
+                                     trust_remote_code=trust_remote_code)
         scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed, dropout_rate=dropout_rate)
         yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)

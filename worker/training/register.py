@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from worker.errors import DataError, ScoringError
+from worker.errors import DataError
 from worker.records import label_index
 from worker.registry import ModelRegistry, ModelVersion
 
@@ -28,24 +28,26 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
-                   label_map: Mapping[str, str] | None = None) -> ModelVersion:
+                   label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False) -> ModelVersion:
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
     Its label names (``config.id2label``, through ``label_map``) must be exactly the question's labels.
     The version is promoted when there is no current model yet; otherwise it waits for
     ``models promote``.
 
+    A model that ships its own code (``auto_map``) is loaded only with ``trust_remote_code``
+    (``registry.trust_remote_code``); the registered copy keeps that code beside its weights.
+
     Raises:
-        ScoringError: the source cannot be loaded as a sequence classifier.
+        ScoringError: the source cannot be loaded as a sequence classifier (or ships code that is not trusted).
         DataError: its labels differ from the question's (both listed), or ``label_map`` names unknown labels.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise ScoringError(f"cannot load a sequence classifier from {source!r}: {error}") from error
+    from worker.scoring.model import pretrained
+
+    tokenizer = pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+    model = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))

@@ -18,6 +18,7 @@ blocking. On CUDA the optimiser is the fused AdamW and ``compile`` runs the mode
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +39,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
-from worker.scoring.model import ensure_padding
+from worker.scoring.model import REMOTE_CODE_SETTING, ensure_padding, pretrained
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -75,11 +77,12 @@ class TrainingResult:
     thresholds: dict[str, float] | None = None
 
 
-def check_model_source(source: str, setting: str = "training.base_model") -> None:
+def check_model_source(source: str, setting: str = "training.base_model", *, trust_remote_code: bool = False) -> None:
     """Check that ``source`` (a directory or a Hub id) has a model config, before a long job starts.
 
     Raises:
-        ConfigError: names the setting, the value and why (no such directory, no model in it, not on the Hub).
+        ConfigError: names the setting, the value and why (no such directory, no model in it, not on the Hub, code
+            it ships that ``registry.trust_remote_code`` does not allow).
     """
     from transformers import AutoConfig
 
@@ -87,16 +90,36 @@ def check_model_source(source: str, setting: str = "training.base_model") -> Non
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConfigError(f"{setting} = {source!r}: the directory holds no transformers model (no config.json)")
+        _check_remote_code(path, setting, trust_remote_code)
         return
     try:
-        AutoConfig.from_pretrained(source)
+        AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         detail = str(error).strip().splitlines()[0][:200]
         if path.is_absolute() or source.startswith((".", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
             why = "no such directory"
+        elif not trust_remote_code and "custom code" in str(error):
+            why = f"it ships its own model code, which the worker runs only with {REMOTE_CODE_SETTING} = true"
         else:
             why = f"not a local directory, and not loadable from the Hub ({detail})"
         raise ConfigError(f"{setting} = {source!r}: {why}") from None
+
+
+def _check_remote_code(directory: Path, setting: str, trust_remote_code: bool) -> None:
+    """A model directory whose config.json maps Auto classes to its own code (``auto_map``) needs
+    ``registry.trust_remote_code``.
+
+    Raises:
+        ConfigError: it does and the setting is off (or the config is not JSON).
+    """
+    try:
+        auto_map = json.loads((directory / "config.json").read_text()).get("auto_map")
+    except (ValueError, AttributeError) as error:
+        raise ConfigError(f"{setting} = {str(directory)!r}: its config.json is not a JSON object ({error})") from None
+    if auto_map and not trust_remote_code:
+        raise ConfigError(f"{setting} = {str(directory)!r}: it ships its own model code ({', '.join(sorted(auto_map))} "
+                          f"in config.json auto_map), which the worker runs only with {REMOTE_CODE_SETTING} = true: "
+                          f"set it if you trust that code")
 
 
 def train_classifier(
@@ -108,6 +131,7 @@ def train_classifier(
     settings: TrainingSettings,
     *,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    trust_remote_code: bool = False,
 ) -> TrainingResult:
     """Fine-tune ``start_model`` on ``train`` for :func:`planned_epochs`, select the best epoch on ``validation``
     (stopping early after ``training.patience`` epochs without improvement), save to ``output_dir``.
@@ -118,9 +142,13 @@ def train_classifier(
     Examples whose label is a tuple (a label set) train a multi-label head (one sigmoid per label); their
     validation picks each label's decision threshold (:func:`tune_thresholds`, saved as ``thresholds.json``).
 
+    ``trust_remote_code``: run the Python code ``start_model`` ships (``registry.trust_remote_code``).
+
     Raises:
         DataError: no training examples, an example's label is not one of ``labels``, or single labels and
             label sets are mixed.
+        ConfigError: ``start_model`` cannot be loaded (or ships code ``trust_remote_code`` does not allow), or
+            fails inside torch on the training texts.
     """
     label_ids = _label_ids(labels, [*train, *validation])
     if not train:
@@ -128,13 +156,14 @@ def train_classifier(
     multi_label = is_multi_label([*train, *validation])
     _seed_everything(settings.seed)
     device = pick_device(settings.device)
-    tokenizer = AutoTokenizer.from_pretrained(str(start_model))
-    head = {"problem_type": "multi_label_classification"} if multi_label else {}
+    load = functools.partial(pretrained, trust_remote_code=trust_remote_code, what="a model to train from",
+                             error=ConfigError)
+    tokenizer = load(AutoTokenizer, start_model)
+    head: dict[str, Any] = {"problem_type": "multi_label_classification"} if multi_label else {}
     with _expected_new_head():
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(start_model), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_ids,
-            ignore_mismatched_sizes=True, **head,
-        ).to(device)
+        model = load(AutoModelForSequenceClassification, start_model, num_labels=len(labels),
+                     id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
+                     **head).to(device)
     ensure_padding(tokenizer, model, start_model)
     epochs, select = planned_epochs(len(train), settings), len(validation) >= max(1, settings.select_min_validation)
     if validation and not select:
