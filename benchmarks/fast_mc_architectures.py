@@ -1,15 +1,18 @@
 """Fast MC on the architectures it newly replays: full MC vs fast MC (``mc_layers = "auto"``) on the CPU.
 
-DistilBERT (``transformer.layer``, a first-token head) and ELECTRA (embeddings projected to the hidden size) ran
-full MC only before: T stochastic passes of the whole model. Each architecture here is built at its published
-base size from its config defaults (DistilBERT: 6 layers × 768, 66M parameters; ELECTRA: the small
-discriminator, 12 layers × 256) with random weights — speed does not depend on them — and the offline MiniLM
-WordPiece vocabulary; both strategies score the same movie snippets (T = 20, adaptive off), interleaved, in one
-process.
+DistilBERT (``transformer.layer``, a first-token head), ELECTRA (embeddings projected to the hidden size),
+DeBERTa-v3 (layers that take relative positions and embeddings, a pooler on the model) and MPNet (a
+relative-position bias) ran full MC only before: T stochastic passes of the whole model. Each architecture here
+is built at its published base size from its config defaults (DistilBERT: 6 layers × 768, 66M parameters;
+ELECTRA: the small discriminator, 12 layers × 256; DeBERTa-v3-base: 12 × 768, 256 position buckets; MPNet-base:
+12 × 768) with random weights — speed does not depend on them — and the offline MiniLM WordPiece vocabulary;
+both strategies score the same movie snippets (T = 20, adaptive off), interleaved, in one process.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/fast_mc_architectures.py [--records 128] [--repeats 2]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/fast_mc_architectures.py [--architectures deberta-v3 mpnet]
+        [--records 128] [--repeats 2]
 
-Writes benchmarks/results/fast_mc_architectures.{json,md}. CPU: about 10 minutes on 2 cores.
+Writes benchmarks/results/fast_mc_architectures.{json,md}. CPU: about 4 minutes for DistilBERT and ELECTRA,
+and longer for the 12-layer base models, on 2 cores.
 """
 
 from __future__ import annotations
@@ -28,8 +31,15 @@ from benchmarks._shared import write_results
 
 logger = logging.getLogger("benchmarks.fast_mc_architectures")
 
-ARCHITECTURES = {"distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification"),
-                 "electra": ("ElectraConfig", "ElectraForSequenceClassification")}
+# name: (config class, model class, arguments besides the config's defaults)
+ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
+    "distilbert": ("DistilBertConfig", "DistilBertForSequenceClassification", {}),
+    "electra": ("ElectraConfig", "ElectraForSequenceClassification", {}),
+    "deberta-v3": ("DebertaV2Config", "DebertaV2ForSequenceClassification",  # microsoft/deberta-v3-base's config
+                   {"relative_attention": True, "position_buckets": 256, "pos_att_type": ["p2c", "c2p"],
+                    "position_biased_input": False, "norm_rel_ebd": "layer_norm", "max_relative_positions": -1}),
+    "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
+}
 
 
 def _model(architecture: str, directory: Path) -> Path:
@@ -39,10 +49,13 @@ def _model(architecture: str, directory: Path) -> Path:
 
     from worker.offline_assets import MINILM_MODEL, fetch
 
-    config_name, model_name = ARCHITECTURES[architecture]
+    config_name, model_name, own = ARCHITECTURES[architecture]
     torch.manual_seed(0)
-    getattr(transformers, model_name)(getattr(transformers, config_name)(num_labels=2)).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(fetch(MINILM_MODEL)).save_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(fetch(MINILM_MODEL))
+    config = getattr(transformers, config_name)(num_labels=2, vocab_size=len(tokenizer),
+                                                pad_token_id=tokenizer.pad_token_id, **own)
+    getattr(transformers, model_name)(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
     return directory
 
 

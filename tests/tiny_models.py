@@ -102,6 +102,11 @@ ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
     "deberta-v2": ("DebertaV2Config", "DebertaV2ForSequenceClassification",  # DeBERTa-v3's shape
                    {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
                     "position_biased_input": False}),
+    "deberta-v2-conv": ("DebertaV2Config", "DebertaV2ForSequenceClassification",  # DeBERTa-v2-xlarge's shape
+                        {"relative_attention": True, "position_buckets": 16, "pos_att_type": ["p2c", "c2p"],
+                         "position_biased_input": False, "conv_kernel_size": 3, "norm_rel_ebd": "layer_norm"}),
+    "deberta": ("DebertaConfig", "DebertaForSequenceClassification",
+                {"relative_attention": True, "pos_att_type": ["p2c", "c2p"]}),
     "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
     "albert": ("AlbertConfig", "AlbertForSequenceClassification", {"embedding_size": 16}),
     "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {}),  # ships with every dropout 0
@@ -140,25 +145,40 @@ class TinyRemoteConfig(BertConfig):
     model_type = "tiny-remote-bert"
 '''
 _REMOTE_MODEL_CODE = '''from transformers import BertForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_tiny_remote import TinyRemoteConfig
 
 
 class TinyRemoteForSequenceClassification(BertForSequenceClassification):
     config_class = TinyRemoteConfig
+    mean_pooled = MEAN_POOLED
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=None, **kwargs):
+        if not self.mean_pooled:
+            return super().forward(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                                   output_hidden_states=output_hidden_states, **kwargs)
+        # the team's own head: the mean of the real tokens, not BERT's pooler
+        output = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                           output_hidden_states=output_hidden_states)
+        mask = attention_mask.unsqueeze(-1).to(output.last_hidden_state.dtype)
+        pooled = (output.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)),
+                                        hidden_states=output.hidden_states)
 '''
 
 
 def save_remote_code_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
-                                seed: int = 0) -> Path:
+                                seed: int = 0, mean_pooled: bool = False) -> Path:
     """A tiny BERT classifier that ships its own model code, as custom architectures on the Hub do: a config
     type transformers does not know (``tiny-remote-bert``) and ``auto_map`` naming the Python files beside the
-    weights that define it. transformers loads it only with ``trust_remote_code=True``."""
+    weights that define it. transformers loads it only with ``trust_remote_code=True``. ``mean_pooled``: its
+    head reads the mean of the tokens instead of BERT's pooler (BERT's parts, another head)."""
     import json
 
     save_tiny_classifier(directory, labels=labels, seed=seed)
     (directory / "configuration_tiny_remote.py").write_text(_REMOTE_CONFIG_CODE)
-    (directory / "modeling_tiny_remote.py").write_text(_REMOTE_MODEL_CODE)
+    (directory / "modeling_tiny_remote.py").write_text(_REMOTE_MODEL_CODE.replace("MEAN_POOLED", str(mean_pooled)))
     config = json.loads((directory / "config.json").read_text())
     config.update(model_type="tiny-remote-bert", architectures=["TinyRemoteForSequenceClassification"],
                   auto_map={"AutoConfig": "configuration_tiny_remote.TinyRemoteConfig",

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from tests.tiny_models import ARCHITECTURES, CORPUS, save_tiny_architecture
+from tests.tiny_models import ARCHITECTURES, CORPUS, save_remote_code_classifier, save_tiny_architecture
 from worker import jobs
 from worker.config import ScoringSettings
 from worker.errors import ScoringError
@@ -18,8 +18,10 @@ from worker.scoring import MCPredictor, Scorer, ScoringInput, load_classifier
 FAST_MC = {"bert": "partial", "roberta": "partial", "xlm-roberta": "partial", "electra": "partial",
            "distilbert": "partial",  # transformer.layer, a first-token head
            "albert": "full",  # shared layer groups
-           "deberta-v2": "full",  # layers need relative positions; the pooler sits on the model, not the base
-           "mpnet": "full",  # layers need the relative-position bias the encoder computes
+           "deberta-v2": "partial",  # relative positions and embeddings replayed; the pooler sits on the model
+           "deberta-v2-conv": "partial",  # and the convolution after the first layer
+           "deberta": "partial",
+           "mpnet": "partial",  # the relative-position bias replayed
            "modernbert": "full"}
 
 
@@ -61,10 +63,13 @@ def test_a_teams_classifier_loads_and_scores_with_samples_that_vary(tmp_path, ar
     torch.testing.assert_close(prediction.deterministic, own)
 
 
-@pytest.mark.parametrize("architecture", ["electra", "roberta", "distilbert"])
+@pytest.mark.parametrize("architecture", ["electra", "roberta", "distilbert", "deberta-v2", "deberta-v2-conv",
+                                          "deberta", "mpnet"])
 def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_path, architecture):
     """ELECTRA projects its embeddings to the hidden size before the first layer, DistilBERT's embeddings take no
-    token types and its head reads the first token through a dense layer: the replay must do the same."""
+    token types and its head reads the first token through a dense layer; DeBERTa's layers take relative positions
+    and embeddings (v2-xlarge's shape: a convolution after the first layer), its embeddings the mask and its pooler
+    drops out; MPNet's layers take a relative-position bias: the replay must do the same."""
     classifier = _load(tmp_path, architecture)
     partial = MCPredictor(classifier, samples=5, mc_layers="all")
     full = MCPredictor(classifier, samples=5, strategy="full")
@@ -78,16 +83,20 @@ def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_pa
     torch.testing.assert_close(fast, whole, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("architecture", "mc_layers"), [("deberta-v2", 1), ("deberta-v2", "all"), ("mpnet", 1)])
-def test_a_model_whose_layers_cannot_be_replayed_gets_full_mc_and_says_why(tmp_path, caplog, architecture,
-                                                                           mc_layers):
-    classifier = _load(tmp_path, architecture)
+@pytest.mark.parametrize("mc_layers", [1, "all"])
+def test_a_model_whose_head_cannot_be_replayed_gets_full_mc_and_says_why(tmp_path, caplog, mc_layers):
+    """A team's own architecture (shipped code) with BERT's parts and its own head — the mean of the tokens, not
+    the pooler: the replay does not reproduce its logits, so it gets full MC, said once per model version."""
+    directory = save_remote_code_classifier(tmp_path / "mean-pooled", labels=("negative", "neutral", "positive"),
+                                            mean_pooled=True)
+    classifier = load_classifier(directory, device="cpu", version=f"mean-{mc_layers}", trust_remote_code=True)
     with caplog.at_level(logging.INFO, logger="worker.scoring.mc"):
         predictor = MCPredictor(classifier, samples=5, mc_layers=mc_layers)
 
     assert predictor.strategy == "full"
     notes = [message for message in caplog.messages if "fast MC cannot replay" in message]
     assert len(notes) == 1 and type(classifier.model).__name__ in notes[0] and classifier.version in notes[0]
+    assert "logits differ" in notes[0]
     with caplog.at_level(logging.INFO, logger="worker.scoring.mc"):
         MCPredictor(classifier, samples=5, mc_layers=mc_layers)  # a running worker builds one per scoring job
     assert len([message for message in caplog.messages if "fast MC cannot replay" in message]) == 1
@@ -96,11 +105,6 @@ def test_a_model_whose_layers_cannot_be_replayed_gets_full_mc_and_says_why(tmp_p
     fallback_mc = predictor.predict(_inputs(classifier)).mc
     torch.manual_seed(5)
     torch.testing.assert_close(fallback_mc, full.predict(_inputs(classifier)).mc)
-
-
-def test_fast_mc_of_the_last_layers_of_mpnet_is_kept_where_the_head_alone_is_sampled(tmp_path):
-    """MPNet's head reads the sequence output like RoBERTa's: head-only MC replays it exactly."""
-    assert MCPredictor(_load(tmp_path, "mpnet"), samples=3, mc_layers=0).strategy == "partial"
 
 
 def test_a_model_trained_without_dropout_is_sampled_at_the_fallback_rate_and_says_so(tmp_path, caplog):

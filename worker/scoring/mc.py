@@ -21,9 +21,10 @@ dropout, every rate 0 as ModernBERT ships, or whose only dropout is attention dr
 layers sampled at ``FALLBACK_DROPOUT_RATE`` instead, with a warning (``dropout_rate`` sets one rate for every
 sampled layer of any model).
 
-Fast MC replays the model's last layers one by one; before it is used, that replay (dropouts off) must
-reproduce the model's own logits on a probe batch, else the model gets full MC (architectures whose layers take
-more than the hidden states and the mask, DeBERTa's relative positions, or whose head pools differently).
+Fast MC replays the model's last layers one by one, with what the encoder passes them besides the hidden states
+(DeBERTa's relative positions and embeddings, MPNet's relative-position bias); before it is used, that replay
+(dropouts off) must reproduce the model's own logits on a probe batch, else the model gets full MC (an
+architecture whose layers take something else, or whose head pools differently).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -123,9 +125,10 @@ def _encoder_layers(base: Any) -> Any:
 
 def has_encoder_parts(model: Any) -> bool:
     """Whether fast (partial) MC can run ``model`` layer by layer: a BERT/RoBERTa-style encoder
-    (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``) or DistilBERT. Decoder classifiers
-    (GPT-2, Llama …), ALBERT, ModernBERT and others run full MC instead; so does a model with these parts
-    whose replay does not reproduce its logits (DeBERTa: see :meth:`MCPredictor._replay_mismatch`)."""
+    (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``: BERT, RoBERTa, ELECTRA, DeBERTa,
+    MPNet …) or DistilBERT. Decoder classifiers (GPT-2, Llama …), ALBERT, ModernBERT and others run full MC instead;
+    so does a model with these parts whose replay does not reproduce its logits (see
+    :meth:`MCPredictor._replay_mismatch`)."""
     base = getattr(model, "base_model", None)
     return (_encoder_layers(base) is not None and getattr(base, "embeddings", None) is not None
             and hasattr(model, "classifier"))
@@ -147,6 +150,10 @@ class _EncoderParts:
         self.base = base
         if pooler is not None and hasattr(model, "dropout"):  # BERT: classifier(dropout(pooler(h)))
             self.head = nn.ModuleDict({"pooler": pooler, "dropout": model.dropout, "classifier": model.classifier})
+        elif isinstance(getattr(model, "pooler", None), nn.Module) and hasattr(model, "dropout"):
+            # DeBERTa: the same on the model's own pooler, which drops out the first token before its dense layer
+            self.head = nn.ModuleDict({"context_pooler": model.pooler, "dropout": model.dropout,
+                                       "classifier": model.classifier})
         elif hasattr(model, "pre_classifier") and hasattr(model, "dropout"):  # DistilBERT, on the first token
             self.head = nn.ModuleDict({"pre_classifier": model.pre_classifier, "dropout": model.dropout,
                                        "classifier": model.classifier})
@@ -173,25 +180,44 @@ class _StochasticSuffix(nn.Module):
         self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
         self.head = copy.deepcopy(parts.head)
         self.config = parts.base.config
-        # a bound method, not a submodule (transformers 4.x's eager mask; ≥ 5 has create_bidirectional_mask)
+        encoder = getattr(parts.base, "encoder", None)
+        # DeBERTa-v2's convolution after the first layer (conv_kernel_size > 0), when the suffix holds that layer
+        conv = getattr(encoder, "conv", None) if start == 0 else None
+        self.conv = copy.deepcopy(conv) if isinstance(conv, nn.Module) else None
+        self._embeddings_take_mask = self.embeddings is not None and "mask" in inspect.signature(
+            self.embeddings.forward).parameters  # DeBERTa zeroes the padding's embeddings
+        # bound methods of the model's own encoder, not submodules (patching the suffix must not reach the model):
+        # what its layers take besides the hidden states — DeBERTa relative positions and embeddings, MPNet a
+        # relative-position bias — computed from the hidden states' shape and unsampled parameters
+        self._relative_positions: Any = getattr(encoder, "get_rel_pos", None)
+        self._relative_embeddings: Any = getattr(encoder, "get_rel_embedding", None)
+        self._relative_mask: Any = getattr(encoder, "get_attention_mask", None)
+        self._position_bias: Any = getattr(encoder, "compute_position_bias", None)
+        # transformers 4.x's eager mask (≥ 5 has create_bidirectional_mask)
         self._extended_mask: Any = getattr(parts.base, "get_extended_attention_mask", None)
         patch(self)
 
     def forward(self, hidden: torch.Tensor | None, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """hidden: [n, seq, hidden] entering the suffix (None when it starts at the embeddings) → logits [n, C]."""
         if self.embeddings is not None:
-            types = {"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {}
-            hidden = self.embeddings(input_ids=inputs["input_ids"], **types)
+            extra = {"token_type_ids": inputs["token_type_ids"]} if "token_type_ids" in inputs else {}
+            if self._embeddings_take_mask:
+                extra["mask"] = inputs["attention_mask"]
+            hidden = self.embeddings(input_ids=inputs["input_ids"], **extra)
             if self.project is not None:
                 hidden = self.project(hidden)
         if hidden is None:
             raise ScoringError("a suffix that does not start at the embeddings needs the hidden states entering it")
-        mask = self._attention_mask(inputs["attention_mask"], hidden) if len(self.layers) else None
-        for layer in self.layers:
-            output = layer(hidden, attention_mask=mask)
-            hidden = output[0] if isinstance(output, tuple) else output
+        if len(self.layers):
+            arguments, options = self._layer_inputs(inputs["attention_mask"], hidden)
+            for index, layer in enumerate(self.layers):
+                output = layer(hidden, *arguments, **options)
+                output = output[0] if isinstance(output, tuple) else output
+                hidden = self.conv(hidden, output, inputs["attention_mask"]) if index == 0 and self.conv else output
         if "pooler" in self.head:
             return self.head["classifier"](self.head["dropout"](self.head["pooler"](hidden)))
+        if "context_pooler" in self.head:
+            return self.head["classifier"](self.head["dropout"](self.head["context_pooler"](hidden)))
         if "pre_classifier" in self.head:
             first = torch.relu(self.head["pre_classifier"](hidden[:, 0]))
             return self.head["classifier"](self.head["dropout"](first))
@@ -210,6 +236,18 @@ class _StochasticSuffix(nn.Module):
         [count · n, seq, hidden] would — seq times less memory traffic, and no attention mask."""
         pooled = self.head["pooler"](hidden).repeat(count, 1)
         return self.head["classifier"](self.head["dropout"](pooled))
+
+    def _layer_inputs(self, mask: torch.Tensor, hidden: torch.Tensor) -> tuple[tuple, dict[str, Any]]:
+        """What every layer takes after the hidden states [n, seq, hidden], as the model's encoder passes it:
+        DeBERTa a [n, 1, seq, seq] mask, relative positions and embeddings; MPNet the mask and a relative-position
+        bias [n, heads, seq, seq]; BERT-style layers the mask alone. ``mask``: the tokenizer's [n, seq]."""
+        if self._relative_positions is not None and self._relative_embeddings is not None:
+            return (self._relative_mask(mask),), {"relative_pos": self._relative_positions(hidden),
+                                                  "rel_embeddings": self._relative_embeddings()}
+        attention_mask = self._attention_mask(mask, hidden)
+        if self._position_bias is not None:
+            return (attention_mask, self._position_bias(hidden)), {}
+        return (), {"attention_mask": attention_mask}
 
     def _attention_mask(self, mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
         """The same mask the model itself builds for its attention implementation (None: no padding, on

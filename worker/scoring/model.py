@@ -42,8 +42,8 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
         return auto_class.from_pretrained(str(source), trust_remote_code=trust_remote_code, **options)
     except (OSError, ValueError) as failure:
         if not trust_remote_code and ("trust_remote_code" in str(failure) or "custom code" in str(failure)):
-            raise error(f"{str(source)!r} ships its own model code (auto_map in its config.json), which the worker runs "
-                        f"only with {REMOTE_CODE_SETTING} = true: set it if you trust that code") from failure
+            raise error(f"{str(source)!r} ships its own model code (auto_map in its config.json), which the worker "
+                        f"runs only with {REMOTE_CODE_SETTING} = true: set it if you trust that code") from failure
         raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
 
 
