@@ -22,7 +22,8 @@ FAST_MC = {"bert": "partial", "roberta": "partial", "xlm-roberta": "partial", "e
            "deberta-v2-conv": "partial",  # and the convolution after the first layer
            "deberta": "partial",
            "mpnet": "partial",  # the relative-position bias replayed
-           "modernbert": "full"}
+           "modernbert": "partial",  # rotary positions and a mask per attention type replayed; a first-token head
+           "modernbert-mean": "partial"}  # a mean-pooling head, sliding-window layers
 
 
 def _load(tmp_path, architecture, **options):
@@ -64,12 +65,14 @@ def test_a_teams_classifier_loads_and_scores_with_samples_that_vary(tmp_path, ar
 
 
 @pytest.mark.parametrize("architecture", ["electra", "roberta", "distilbert", "deberta-v2", "deberta-v2-conv",
-                                          "deberta", "mpnet"])
+                                          "deberta", "mpnet", "modernbert", "modernbert-mean"])
 def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_path, architecture):
     """ELECTRA projects its embeddings to the hidden size before the first layer, DistilBERT's embeddings take no
     token types and its head reads the first token through a dense layer; DeBERTa's layers take relative positions
     and embeddings (v2-xlarge's shape: a convolution after the first layer), its embeddings the mask and its pooler
-    drops out; MPNet's layers take a relative-position bias: the replay must do the same."""
+    drops out; MPNet's layers take a relative-position bias; ModernBERT's rotary positions and a full or
+    sliding-window mask each, its head a final norm and a first-token or mean pooling: the replay must do the
+    same."""
     classifier = _load(tmp_path, architecture)
     partial = MCPredictor(classifier, samples=5, mc_layers="all")
     full = MCPredictor(classifier, samples=5, strategy="full")

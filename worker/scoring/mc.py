@@ -115,18 +115,21 @@ class PendingPrediction:
 
 
 def _encoder_layers(base: Any) -> Any:
-    """The layer list of a BERT-style (``encoder.layer``) or DistilBERT (``transformer.layer``) encoder, or None."""
+    """The layer list of a BERT-style (``encoder.layer``), DistilBERT (``transformer.layer``) or ModernBERT
+    (``layers`` beside ``final_norm``) encoder, or None."""
     for stack in ("encoder", "transformer"):
         layers = getattr(getattr(base, stack, None), "layer", None)
         if layers is not None:
             return layers
+    if isinstance(getattr(base, "final_norm", None), nn.Module):
+        return getattr(base, "layers", None)
     return None
 
 
 def has_encoder_parts(model: Any) -> bool:
     """Whether fast (partial) MC can run ``model`` layer by layer: a BERT/RoBERTa-style encoder
     (``base_model.encoder.layer``, ``base_model.embeddings``, ``classifier``: BERT, RoBERTa, ELECTRA, DeBERTa,
-    MPNet …) or DistilBERT. Decoder classifiers (GPT-2, Llama …), ALBERT, ModernBERT and others run full MC instead;
+    MPNet …), DistilBERT or ModernBERT. Decoder classifiers (GPT-2, Llama …), ALBERT and others run full MC instead;
     so does a model with these parts whose replay does not reproduce its logits (see
     :meth:`MCPredictor._replay_mismatch`)."""
     base = getattr(model, "base_model", None)
@@ -154,6 +157,10 @@ class _EncoderParts:
             # DeBERTa: the same on the model's own pooler, which drops out the first token before its dense layer
             self.head = nn.ModuleDict({"context_pooler": model.pooler, "dropout": model.dropout,
                                        "classifier": model.classifier})
+        elif all(isinstance(getattr(model, name, None), nn.Module) for name in ("head", "drop")):
+            # ModernBERT: classifier(drop(head(pool(final_norm(h))))), pooling the first token or the mean
+            self.head = nn.ModuleDict({"final_norm": base.final_norm, "prediction_head": model.head,
+                                       "dropout": model.drop, "classifier": model.classifier})
         elif hasattr(model, "pre_classifier") and hasattr(model, "dropout"):  # DistilBERT, on the first token
             self.head = nn.ModuleDict({"pre_classifier": model.pre_classifier, "dropout": model.dropout,
                                        "classifier": model.classifier})
@@ -193,6 +200,9 @@ class _StochasticSuffix(nn.Module):
         self._relative_embeddings: Any = getattr(encoder, "get_rel_embedding", None)
         self._relative_mask: Any = getattr(encoder, "get_attention_mask", None)
         self._position_bias: Any = getattr(encoder, "compute_position_bias", None)
+        # ModernBERT: rotary position embeddings and a mask per attention type (full, sliding window)
+        self._rotary: Any = getattr(parts.base, "rotary_emb", None)
+        self._pooling = getattr(self.config, "classifier_pooling", "cls")
         # transformers 4.x's eager mask (≥ 5 has create_bidirectional_mask)
         self._extended_mask: Any = getattr(parts.base, "get_extended_attention_mask", None)
         patch(self)
@@ -209,15 +219,25 @@ class _StochasticSuffix(nn.Module):
         if hidden is None:
             raise ScoringError("a suffix that does not start at the embeddings needs the hidden states entering it")
         if len(self.layers):
-            arguments, options = self._layer_inputs(inputs["attention_mask"], hidden)
-            for index, layer in enumerate(self.layers):
+            calls = self._layer_inputs(inputs["attention_mask"], hidden)
+            for index, (layer, (arguments, options)) in enumerate(zip(self.layers, calls, strict=True)):
                 output = layer(hidden, *arguments, **options)
                 output = output[0] if isinstance(output, tuple) else output
-                hidden = self.conv(hidden, output, inputs["attention_mask"]) if index == 0 and self.conv else output
+                if index == 0 and self.conv is not None:  # mixes the first layer's input into its output
+                    output = self.conv(hidden, output, inputs["attention_mask"])
+                hidden = output
         if "pooler" in self.head:
             return self.head["classifier"](self.head["dropout"](self.head["pooler"](hidden)))
         if "context_pooler" in self.head:
             return self.head["classifier"](self.head["dropout"](self.head["context_pooler"](hidden)))
+        if "prediction_head" in self.head:
+            hidden = self.head["final_norm"](hidden)
+            if self._pooling == "mean":
+                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1)
+            else:
+                pooled = hidden[:, 0]
+            return self.head["classifier"](self.head["dropout"](self.head["prediction_head"](pooled)))
         if "pre_classifier" in self.head:
             first = torch.relu(self.head["pre_classifier"](hidden[:, 0]))
             return self.head["classifier"](self.head["dropout"](first))
@@ -237,17 +257,29 @@ class _StochasticSuffix(nn.Module):
         pooled = self.head["pooler"](hidden).repeat(count, 1)
         return self.head["classifier"](self.head["dropout"](pooled))
 
-    def _layer_inputs(self, mask: torch.Tensor, hidden: torch.Tensor) -> tuple[tuple, dict[str, Any]]:
-        """What every layer takes after the hidden states [n, seq, hidden], as the model's encoder passes it:
-        DeBERTa a [n, 1, seq, seq] mask, relative positions and embeddings; MPNet the mask and a relative-position
-        bias [n, heads, seq, seq]; BERT-style layers the mask alone. ``mask``: the tokenizer's [n, seq]."""
+    def _layer_inputs(self, mask: torch.Tensor, hidden: torch.Tensor) -> list[tuple[tuple, dict[str, Any]]]:
+        """What each layer takes after the hidden states [n, seq, hidden], as the model's encoder passes it, one
+        (positional, keyword) pair per layer: DeBERTa a [n, 1, seq, seq] mask, relative positions and embeddings;
+        MPNet the mask and a relative-position bias [n, heads, seq, seq]; ModernBERT the mask and rotary position
+        embeddings of the layer's attention type (full or sliding window); BERT-style layers the mask alone.
+        ``mask``: the tokenizer's [n, seq]."""
         if self._relative_positions is not None and self._relative_embeddings is not None:
-            return (self._relative_mask(mask),), {"relative_pos": self._relative_positions(hidden),
-                                                  "rel_embeddings": self._relative_embeddings()}
-        attention_mask = self._attention_mask(mask, hidden)
-        if self._position_bias is not None:
-            return (attention_mask, self._position_bias(hidden)), {}
-        return (), {"attention_mask": attention_mask}
+            same: tuple[tuple, dict[str, Any]] = ((self._relative_mask(mask),), {
+                "relative_pos": self._relative_positions(hidden), "rel_embeddings": self._relative_embeddings()})
+        elif self._rotary is not None and _TRANSFORMERS_5:
+            positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+            masks = {"full_attention": _MASKS.create_bidirectional_mask,
+                     "sliding_attention": _MASKS.create_bidirectional_sliding_window_mask}
+            types = [str(layer.attention_type) for layer in self.layers]
+            kinds = {kind: {"attention_mask": masks[kind](config=self.config, inputs_embeds=hidden,
+                                                         attention_mask=mask),
+                            "position_embeddings": self._rotary(hidden, positions, kind)} for kind in set(types)}
+            return [((), kinds[kind]) for kind in types]
+        elif self._position_bias is not None:
+            same = ((self._attention_mask(mask, hidden), self._position_bias(hidden)), {})
+        else:
+            same = ((), {"attention_mask": self._attention_mask(mask, hidden)})
+        return [same] * len(self.layers)
 
     def _attention_mask(self, mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
         """The same mask the model itself builds for its attention implementation (None: no padding, on
