@@ -1,11 +1,13 @@
 """Fast MC on the architectures it newly replays: full MC vs fast MC (``mc_layers = "auto"``) on the CPU.
 
 DistilBERT (``transformer.layer``, a first-token head), ELECTRA (embeddings projected to the hidden size),
-DeBERTa-v3 (layers that take relative positions and embeddings, a pooler on the model) and MPNet (a
-relative-position bias) ran full MC only before: T stochastic passes of the whole model. Each architecture here
+DeBERTa-v3 (layers that take relative positions and embeddings, a pooler on the model), MPNet (a
+relative-position bias) and ModernBERT (rotary positions, full and sliding-window layers, a final norm before its
+head) ran full MC only before: T stochastic passes of the whole model. Each architecture here
 is built at its published base size from its config defaults (DistilBERT: 6 layers × 768, 66M parameters;
 ELECTRA: the small discriminator, 12 layers × 256; DeBERTa-v3-base: 12 × 768, 256 position buckets; MPNet-base:
-12 × 768) with random weights — speed does not depend on them — and the offline MiniLM WordPiece vocabulary;
+12 × 768; ModernBERT-base: 22 × 768, its dropouts 0, so both strategies sample them at the fallback 0.1) with
+random weights — speed does not depend on them — and the offline MiniLM WordPiece vocabulary;
 both strategies score the same movie snippets (T = 20, adaptive off), interleaved, in one process.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/fast_mc_architectures.py [--architectures deberta-v3 mpnet]
@@ -39,6 +41,7 @@ ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
                    {"relative_attention": True, "position_buckets": 256, "pos_att_type": ["p2c", "c2p"],
                     "position_biased_input": False, "norm_rel_ebd": "layer_norm", "max_relative_positions": -1}),
     "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
+    "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {}),  # base: 22 × 768, dropout 0
 }
 
 
@@ -52,8 +55,10 @@ def _model(architecture: str, directory: Path) -> Path:
     config_name, model_name, own = ARCHITECTURES[architecture]
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(fetch(MINILM_MODEL))
-    config = getattr(transformers, config_name)(num_labels=2, vocab_size=len(tokenizer),
-                                                pad_token_id=tokenizer.pad_token_id, **own)
+    special = {"pad_token_id": tokenizer.pad_token_id, "cls_token_id": tokenizer.cls_token_id,
+               "sep_token_id": tokenizer.sep_token_id, "bos_token_id": tokenizer.cls_token_id,
+               "eos_token_id": tokenizer.sep_token_id}
+    config = getattr(transformers, config_name)(num_labels=2, vocab_size=len(tokenizer), **special, **own)
     getattr(transformers, model_name)(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

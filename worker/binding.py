@@ -40,12 +40,18 @@ from dataclasses import dataclass
 from worker.errors import ConfigError
 from worker.records import LabelValue, label_set
 
-TEXT_TYPE = "text"  # the Argilla field type the model can read
+TEXT_TYPE = "text"  # the Argilla field types the model can read: text …
+CHAT_TYPE = "chat"  # … and conversations (messages of a role and a content), read as one "role: content" line each
+READABLE_TYPES = (TEXT_TYPE, CHAT_TYPE)
 LABEL_TYPES = ("label", "label_selection")  # single-label question types (the SDK's and the server's name)
 MULTI_LABEL_TYPE = "multi_label_selection"
+# a RatingQuestion (1–5 quality …) is served as single-label classes "1" … "5" when argilla.question names it; the
+# server holds its values as integers
+RATING_TYPE = "rating"
 PRESERVED_LABEL = "original_label"  # metadata: the reference label kept before the worker replaced it
 PRESERVED_AGENT = "original_agent"  # metadata: who wrote it
 PRESERVED_SCORE = "original_score"  # metadata: the score that agent gave its suggestion (single-label)
+PRESERVED_SCORES = "original_scores"  # metadata: a label set's per-label scores, "label=score" terms (multi-label)
 SHARED_METADATA = frozenset({"split"})  # the worker's metadata that belongs to the record, never prefixed
 CONSENSUS_AGENT = "argilla-worker:consensus"  # the worker's suggestion that repeats the annotators' consensus
 
@@ -138,6 +144,8 @@ class DatasetBinding:
     field_titles: tuple[str, ...] = ()
     question_id: str | None = None
     multi_label: bool = False  # a MultiLabelQuestion: answers, suggestions and references are label sets
+    chat_fields: tuple[str, ...] = ()  # the bound fields that are conversations (ChatField), see chat_text
+    rating: bool = False  # a RatingQuestion: labels are its values as text, the server's are integers
     metadata_prefix: str = ""  # before each of the worker's metadata names on the server (see the module docstring)
 
     def stored_name(self, name: str) -> str:
@@ -172,14 +180,24 @@ class DatasetBinding:
             return label_set(str(item) for item in value)
         return (str(value),)
 
+    def server_value(self, label: LabelValue) -> object:
+        """A label as the server holds the question's values: a label set as a list, a rating as its integer."""
+        if isinstance(label, tuple):
+            return list(label)
+        return int(label) if self.rating else label
+
     def model_input(self, values: Mapping[str, object]) -> tuple[object, str | None]:
         """(text, text_pair) the model reads from a record's field values.
 
         One field: its value. Two: the tokenizer's text / text_pair, a missing (optional) one as "" so that
         the other is still read. More: one text, each present field on its own line as ``Title: value``.
+        A conversation (a chat field) is read as its messages, one ``role: content`` line each (:func:`chat_text`).
         None when no bound field has a value (the record is skipped with that reason); a non-string value is
         passed on as it is (the scorer names it as an error).
         """
+        if self.chat_fields:
+            values = {name: chat_text(values.get(name)) if name in self.chat_fields else values.get(name)
+                      for name in self.fields}
         if len(self.fields) == 1:
             return values.get(self.fields[0]), None
         parts = [values.get(name) for name in self.fields]
@@ -211,6 +229,18 @@ class DatasetBinding:
                 return preserved
             return foreign if suggestion_agent == name else None
         return preserved if preserved is not None else foreign  # auto
+
+
+def chat_text(messages: object) -> object:
+    """A conversation as the model reads it: one ``role: content`` line per message, in order (``user: …`` /
+    ``assistant: …``); None for no message. A value that is not a list of messages (the server does not store
+    one in a chat field) is returned as it is, for the scorer to name."""
+    if messages is None or messages == []:
+        return None
+    if not isinstance(messages, list) or not all(
+            isinstance(message, Mapping) and isinstance(message.get("content"), str) for message in messages):
+        return messages
+    return "\n".join(f"{message.get('role') or 'message'}: {message['content']}" for message in messages)
 
 
 def new_dataset_names(fields: Sequence[str] = (), question: str = "") -> tuple[str, str]:
@@ -265,10 +295,12 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
         raise BindingError(f"dataset {shape.name!r} already uses metadata names the worker needs for other "
                            f"values ({'; '.join(conflicts)}); rename those properties. {shape.describe()}")
     titles = {f.name: f.title for f in shape.fields}
+    chats = {f.name for f in shape.fields if f.type == CHAT_TYPE}
     return DatasetBinding(fields=tuple(chosen_fields), question=chosen_question.name, labels=chosen_question.labels,
                           reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
                           question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE,
-                          metadata_prefix=prefix)
+                          metadata_prefix=prefix, chat_fields=tuple(name for name in chosen_fields if name in chats),
+                          rating=chosen_question.type == RATING_TYPE)
 
 
 def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | None,
@@ -293,7 +325,8 @@ def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | No
                                f"'-' only (Argilla's metadata names), or \"\" for none")
         _refuse_users_names(shape, configured, worker_metadata, f"argilla.metadata_prefix = {configured!r}")
         return configured
-    label_questions = [q.name for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)]
+    label_questions = [q.name for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)
+                       or (q.type == RATING_TYPE and q.name == question)]  # a rating question only when served
     if len(label_questions) < 2:
         if served(shape, ""):
             return ""
@@ -348,22 +381,24 @@ def _refuse_users_names(shape: DatasetShape, prefix: str, worker_metadata: Mappi
 
 
 def _fields(shape: DatasetShape, wanted: Sequence[str]) -> list[str]:
-    text_fields = [f.name for f in shape.fields if f.type == TEXT_TYPE]
+    """The fields the model reads: the configured ones (each a text or chat field), else the dataset's one such
+    field."""
+    readable = [f.name for f in shape.fields if f.type in READABLE_TYPES]
     if wanted:
         unknown = [name for name in wanted if name not in {f.name for f in shape.fields}]
         if unknown:
             raise BindingError(f"argilla.fields: no field named {', '.join(map(repr, unknown))}; {shape.describe()}")
-        not_text = [name for name in wanted if name not in text_fields]
-        if not_text:
-            raise BindingError(f"argilla.fields: {', '.join(map(repr, not_text))} is not a text field; "
+        unreadable = [name for name in wanted if name not in readable]
+        if unreadable:
+            raise BindingError(f"argilla.fields: {', '.join(map(repr, unreadable))} is not a text or chat field; "
                                f"{shape.describe()}")
         return list(wanted)
-    if len(text_fields) == 1:
-        return text_fields
-    if not text_fields:
-        raise BindingError(f"dataset {shape.name!r} has no text field to classify; {shape.describe()}")
-    raise BindingError(f"dataset {shape.name!r} has {len(text_fields)} text fields "
-                       f"({', '.join(text_fields)}): set argilla.fields to the one(s) the model reads; "
+    if len(readable) == 1:
+        return readable
+    if not readable:
+        raise BindingError(f"dataset {shape.name!r} has no text or chat field to classify; {shape.describe()}")
+    raise BindingError(f"dataset {shape.name!r} has {len(readable)} text or chat fields "
+                       f"({', '.join(readable)}): set argilla.fields to the one(s) the model reads; "
                        f"{shape.describe()}")
 
 
@@ -377,10 +412,13 @@ def _question(shape: DatasetShape, wanted: str) -> QuestionInfo:
         candidates = [q for q in shape.questions if q.type in (*LABEL_TYPES, MULTI_LABEL_TYPE)]
         if len(candidates) != 1:
             problem = "no label question" if not candidates else f"{len(candidates)} label questions"
-            raise BindingError(f"dataset {shape.name!r} has {problem}: set argilla.question; {shape.describe()}")
+            ratings = [q.name for q in shape.questions if q.type == RATING_TYPE]
+            served = f" (a rating question is served once named: {', '.join(ratings)})" if ratings else ""
+            raise BindingError(f"dataset {shape.name!r} has {problem}: set argilla.question{served}; "
+                               f"{shape.describe()}")
         chosen = candidates[0]
-    if chosen.type not in (*LABEL_TYPES, MULTI_LABEL_TYPE):
-        raise BindingError(f"question {chosen.name!r} is a {chosen.type} question, not a label question; "
+    if chosen.type not in (*LABEL_TYPES, MULTI_LABEL_TYPE, RATING_TYPE):
+        raise BindingError(f"question {chosen.name!r} is a {chosen.type} question, not a label or rating question; "
                            f"{shape.describe()}")
     return chosen
 

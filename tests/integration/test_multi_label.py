@@ -109,6 +109,9 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     unreviewed = [r for r in pulled.values() if r.record_id not in REVIEWED and r.metadata.get("reference_label")]
     assert {r.suggestion.agent for r in unreviewed} == {"tagger"}  # the set under review, scored label by label
     assert {r.metadata["original_agent"] for r in unreviewed} == {"tagger"}  # preserved before replacing it
+    for record in unreviewed:  # and the tagger's score of each of its labels, which the worker's replaced
+        assert sorted(record.metadata["original_scores"]) == sorted(
+            f"{label}=0.7" for label in record.metadata["original_label"]), record.record_id
     wrong_losses = [pulled[record_id].metadata["loss"] for record_id in WRONG if record_id in pulled
                     and pulled[record_id].metadata.get("loss") is not None]
     clean = sorted(r.metadata["loss"] for r in unreviewed if r.record_id not in WRONG)

@@ -38,19 +38,63 @@ def test_one_text_field_and_one_label_question_bind_without_config():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({}, (r"has 2 text fields \(subject, body\): set argilla.fields .* fields: subject \(text\), body \(text\), "
+    ({}, (r"has 2 text or chat fields \(subject, body\): set argilla.fields .* fields: subject \(text\), body \(text\), "
           r"screenshot \(image\)")),
     ({"fields": ["title"]}, r"argilla.fields: no field named 'title'; dataset 'support-tickets' has fields"),
-    ({"fields": ["screenshot"]}, r"'screenshot' is not a text field"),
+    ({"fields": ["screenshot"]}, r"'screenshot' is not a text or chat field"),
     ({"fields": ["body"], "question": "label"}, (r"argilla.question: no question named 'label'; .*questions: "
                                                  r"intent \(label_selection\), notes \(text\)")),
-    ({"fields": ["body"], "question": "notes"}, r"question 'notes' is a text question, not a label question"),
+    ({"fields": ["body"], "question": "notes"},
+     r"question 'notes' is a text question, not a label or rating question"),
     ({"fields": ["body"], "reference": "metadata:gold"}, r"no metadata property 'gold'; .*metadata: team \(terms\)"),
     ({"fields": ["body"], "reference": "suggestions"}, r"argilla.reference = 'suggestions': expected"),
 ])
 def test_every_misconfiguration_is_one_error_listing_the_dataset(options, message):
     with pytest.raises(BindingError, match=message):
         bind(THEIRS, **options)
+
+
+def test_a_rating_question_is_served_when_named_its_values_as_classes_and_integers_on_the_server():
+    """A RatingQuestion (answer quality 1–5): classes "1" … "5" inside the worker, integers on the server. It is
+    never picked by itself (a dataset with a label question keeps binding that one), and its worker's metadata
+    gets the question's prefix beside a label question's worker."""
+    quality = QuestionInfo("quality", "rating", ("1", "2", "3", "4", "5"), "q-2", ("1", "2", "3", "4", "5"))
+    shape = DatasetShape("answers", THEIRS.fields[:1], (*THEIRS.questions, quality), ())
+    assert bind(shape).question == "intent"  # unchanged for the label question's worker …
+    assert bind(shape).metadata_prefix == "" and not bind(shape).rating
+    rated = bind(shape, question="quality", worker_metadata=WORKER_METADATA_TYPES)
+    assert (rated.labels, rated.rating, rated.multi_label) == (("1", "2", "3", "4", "5"), True, False)
+    assert rated.metadata_prefix == "quality_"  # … and the rating's worker writes beside it, not over it
+    assert rated.label_value(4) == "4" and rated.server_value("4") == 4
+    assert rated.reference_label({"original_label": "2"}, None, None) == "2"
+    assert bind(shape, fields=["subject"]).server_value("bug") == "bug"
+    alone = DatasetShape("answers", THEIRS.fields[:1], (quality,), ())
+    with pytest.raises(BindingError, match=r"has no label question: set argilla.question \(a rating question is "
+                                           r"served once named: quality\)"):
+        bind(alone)
+    assert bind(alone, question="quality").metadata_prefix == ""
+
+
+def test_a_conversation_is_read_one_role_and_content_line_per_message_beside_a_text_field():
+    """A ChatField (LLM conversations to classify): bound by itself when it is the only readable field, read as
+    ``role: content`` lines; beside a text field it is one of the tokenizer's two texts."""
+    chat = FieldInfo("conversation", "chat", "Conversation")
+    alone = bind(DatasetShape("chats", (chat, THEIRS.fields[2]), THEIRS.questions, ()))
+    assert alone.fields == ("conversation",) and alone.chat_fields == ("conversation",)
+    conversation = [{"role": "user", "content": "my invoice is wrong"},
+                    {"role": "assistant", "content": "Sorry! Which invoice?"}]
+    assert alone.model_input({"conversation": conversation}) == (
+        "user: my invoice is wrong\nassistant: Sorry! Which invoice?", None)
+    assert alone.model_input({"conversation": []}) == (None, None)  # nothing to read: skipped, with that reason
+    assert alone.model_input({"conversation": "not a conversation"}) == ("not a conversation", None)
+
+    both = DatasetShape("chats", (chat, THEIRS.fields[0]), THEIRS.questions, ())
+    with pytest.raises(BindingError, match=r"has 2 text or chat fields \(conversation, subject\)"):
+        bind(both)
+    paired = bind(both, fields=["subject", "conversation"])
+    assert paired.chat_fields == ("conversation",)
+    assert paired.model_input({"subject": "Invoice", "conversation": conversation[:1]}) == (
+        "Invoice", "user: my invoice is wrong")
 
 
 def test_a_multi_label_question_binds_to_label_sets_and_a_metadata_name_clash_is_named():

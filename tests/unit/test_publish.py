@@ -111,6 +111,29 @@ def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the
         build_publication(bad, LABELS, fields=fields)
 
 
+def test_a_conversation_is_published_as_its_messages_and_the_card_describes_them(tmp_path):
+    """A chat field keeps its shape: a list of {role, content} per row (the Hub's chat-dataset layout)."""
+    conversation = [{"role": "user", "content": "my invoice is wrong"}, {"role": "assistant", "content": "Which?"}]
+    records = [PulledRecord(f"srv-{i}", f"r{i}", None, {"original_label": "positive"}, None, (), None,
+                            field_values={"conversation": conversation[:i + 1], "subject": f"s{i}"})
+               for i in range(2)]
+
+    publication = build_publication(records, LABELS, fields=("subject", "conversation"), chat_fields=("conversation",))
+    LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo())
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert loaded["conversation"] == [conversation[:1], conversation] and loaded["subject"] == ["s0", "s1"]
+    header = yaml.safe_load((tmp_path / "out" / "README.md").read_text().split("---")[1])
+    described = next(f for f in header["dataset_info"]["features"] if f["name"] == "conversation")
+    assert described == {"name": "conversation", "list": [{"name": "role", "dtype": "string"},
+                                                          {"name": "content", "dtype": "string"}]}
+    assert datasets.Features._from_yaml_list(header["dataset_info"]["features"]) == loaded.features
+    bad = [PulledRecord("srv-x", "x", None, {"original_label": "positive"}, None, (), None,
+                        field_values={"conversation": "hello", "subject": "s"})]
+    with pytest.raises(DataError, match="record 'x': chat field 'conversation' is 'hello', not a list of messages"):
+        build_publication(bad, LABELS, fields=("subject", "conversation"), chat_fields=("conversation",))
+
+
 def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_path):
     publication = build_publication(_records(), LABELS, PublishOptions(split="none"))
     target = tmp_path / "cleaned"

@@ -29,6 +29,7 @@ from worker.binding import (
     PRESERVED_AGENT,
     PRESERVED_LABEL,
     PRESERVED_SCORE,
+    PRESERVED_SCORES,
     BindingError,
     DatasetBinding,
     DatasetShape,
@@ -675,7 +676,8 @@ class ArgillaGateway:
         return prediction.record_id, {
             "id": record.server_id,
             "metadata": metadata,
-            "suggestions": [{"question_id": str(context.binding.question_id), "value": _json_value(prediction.label),
+            "suggestions": [{"question_id": str(context.binding.question_id),
+                             "value": context.binding.server_value(prediction.label),
                              "type": "model", "score": _json_value(prediction.score), "agent": prediction.agent}],
         }
 
@@ -996,6 +998,11 @@ def _preserved(record: PulledRecord) -> dict:
     kept = {PRESERVED_LABEL: _json_value(suggestion.value), PRESERVED_AGENT: suggestion.agent or "unknown"}
     if isinstance(suggestion.score, (int, float)) and math.isfinite(suggestion.score):
         kept[PRESERVED_SCORE] = float(suggestion.score)
+    elif (isinstance(suggestion.score, tuple) and isinstance(suggestion.value, tuple)
+          and len(suggestion.score) == len(suggestion.value) > 0
+          and all(isinstance(score, (int, float)) and math.isfinite(score) for score in suggestion.score)):
+        kept[PRESERVED_SCORES] = [f"{label}={score:.6g}" for label, score in zip(suggestion.value, suggestion.score,
+                                                                               strict=True)]
     return kept
 
 
@@ -1049,7 +1056,7 @@ class _IngestPlan:
         kept = _kept_label_note(record.label, foreign)
         if label is not None:
             metadata.update(binding.stored({PRESERVED_LABEL: _json_value(label), PRESERVED_AGENT: ORIGINAL_AGENT}))
-        suggestion = ({"question_id": str(binding.question_id), "value": _json_value(label),
+        suggestion = ({"question_id": str(binding.question_id), "value": binding.server_value(label),
                        "agent": ORIGINAL_AGENT} if label is not None else None)
         fields = {**(record.fields or {}), field_name: record.text}
         if found is None:

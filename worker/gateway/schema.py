@@ -76,6 +76,9 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "LLM labeller …)."),
     WorkerMetadata("original_score", "float", "the score original_agent gave original_label (its confidence), "
                    "kept when the worker's suggestion replaced theirs."),
+    WorkerMetadata("original_scores", "terms", "multi-label: the score original_agent gave each label of "
+                   "original_label, as label=score, kept when the worker's suggestion replaced theirs.",
+                   task="multi"),
     WorkerMetadata("predicted_label", "terms", "the label the current model predicts.", from_score="predicted_label"),
     WorkerMetadata("model_version", "terms", "the model version that computed these values."),
     WorkerMetadata("disagreement", "terms", "'yes' when the model predicts another label than the one under "

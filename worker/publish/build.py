@@ -136,6 +136,7 @@ class Publication:
     metadata_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
     options: PublishOptions = field(default_factory=PublishOptions)
     workdir: Path | None = None
+    chat_columns: tuple[str, ...] = ()  # the text columns that hold conversations (lists of messages)
     _hash: str | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> Self:
@@ -157,7 +158,7 @@ class Publication:
     @property
     def features(self) -> datasets.Features:
         return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label,
-                        metadata=dict(self.metadata_columns.values()))
+                        metadata=dict(self.metadata_columns.values()), chat_columns=self.chat_columns)
 
     @property
     def num_rows(self) -> int:
@@ -237,11 +238,16 @@ def metadata_columns(metadata: Mapping[str, str], fields: Sequence[str]) -> dict
     return {name: (f"metadata_{name}" if name in taken else name, kind) for name, kind in metadata.items()}
 
 
+# a published conversation (a chat field): its messages, as Hugging Face chat datasets hold them
+CHAT_FEATURE = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
+
+
 def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
-             multi_label: bool = False, metadata: Mapping[str, str] | None = None) -> datasets.Features:
-    """The published table's columns: ``id``, the text column(s), the labels (lists of labels for a
-    multi-label question), review and score columns, then the user's metadata columns (``metadata``: column ->
-    Argilla kind)."""
+             multi_label: bool = False, metadata: Mapping[str, str] | None = None,
+             chat_columns: Sequence[str] = ()) -> datasets.Features:
+    """The published table's columns: ``id``, the text column(s) (``chat_columns`` among them: lists of
+    messages), the labels (lists of labels for a multi-label question), review and score columns, then the user's
+    metadata columns (``metadata``: column -> Argilla kind)."""
     def label_column():
         class_label = datasets.ClassLabel(names=list(labels))
         return datasets.Sequence(class_label) if multi_label else class_label
@@ -249,7 +255,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
     per_label = {LABEL_AGREEMENT: datasets.Sequence(datasets.Value("float32"))} if multi_label else {}
     return datasets.Features({
         "id": datasets.Value("string"),
-        **{column: datasets.Value("string") for column in columns},
+        **{column: CHAT_FEATURE if column in chat_columns else datasets.Value("string") for column in columns},
         "label": label_column(),
         "original_label": label_column(),
         "was_corrected": datasets.Value("bool"),
@@ -266,8 +272,10 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
 def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
                       workdir: Path | None = None, crowd: CrowdModel | None = None,
-                      multi_label: bool = False, metadata: Mapping[str, str] | None = None) -> Publication:
-    """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields;
+                      multi_label: bool = False, metadata: Mapping[str, str] | None = None,
+                      chat_fields: Sequence[str] = ()) -> Publication:
+    """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields
+    (``chat_fields`` among them are conversations, published as their messages);
     ``metadata``: the user's metadata properties to publish as columns (name -> Argilla kind, see
     :func:`metadata_columns`; a terms list is published as its JSON text).
     ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
@@ -286,20 +294,24 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     try:
         columns, extra = text_columns(fields), metadata_columns(metadata or {}, fields)
         stats = PublicationStats(tuple(labels), multi_label=multi_label)
-        published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()))
-        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra)
+        chat_columns = tuple(columns[name] for name in chat_fields)
+        published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()),
+                             chat_columns=chat_columns)
+        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
+                            frozenset(chat_fields))
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
-                       metadata_columns=extra, options=options, workdir=directory)
+                       metadata_columns=extra, options=options, workdir=directory, chat_columns=chat_columns)
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
                 columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
                 directory: Path, crowd: CrowdModel | None = None,
-                extra: Mapping[str, tuple[str, str]] | None = None) -> datasets.Dataset:
+                extra: Mapping[str, tuple[str, str]] | None = None,
+                chats: frozenset[str] = frozenset()) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
     ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled."""
     index = label_index(labels)
@@ -321,7 +333,7 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             if label is None:
                 stats.left_out(record.record_id, tied=False)
                 continue
-            row = _row(record, label, original, decided, index, columns)
+            row = _row(record, label, original, decided, index, columns, chats)
             for name, (column, kind) in (extra or {}).items():
                 row[column] = _metadata_value(record, name, kind)
             stats.add(row)
@@ -330,6 +342,27 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             writer.write(row)
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
+
+
+def _field_value(record: PulledRecord, name: str, chat: bool) -> object:
+    """A bound field's value as its column holds it: the text, or a conversation's messages ``[{role, content}]``;
+    None where an optional field is empty.
+
+    Raises:
+        DataError: the value is not a string (not a list of messages, for a chat field): names record and field.
+    """
+    value = record.field_values.get(name)
+    if value is None:
+        return None
+    if not chat:
+        if not isinstance(value, str):
+            raise DataError(f"record {record.record_id!r}: field {name!r} is {type(value).__name__}, not a string")
+        return value
+    if not isinstance(value, list) or not all(isinstance(message, Mapping) and isinstance(message.get("content"), str)
+                                              for message in value):
+        raise DataError(f"record {record.record_id!r}: chat field {name!r} is {str(value)[:80]!r}, not a list of "
+                        f"messages with a role and a content")
+    return [{"role": str(message.get("role") or ""), "content": message["content"]} for message in value]
 
 
 def _metadata_value(record: PulledRecord, name: str, kind: str) -> object:
@@ -349,20 +382,16 @@ def _metadata_value(record: PulledRecord, name: str, kind: str) -> object:
 
 
 def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, decided, index: dict[str, int],
-         columns: dict[str, str]) -> dict:
+         columns: dict[str, str], chats: frozenset[str] = frozenset()) -> dict:
     """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label";
     null for a label set), an optional field the record leaves empty is null."""
     for value, what in ((label, "consensus label" if decided else "label"), (original, "original label")):
         outside = [name for name in (value if isinstance(value, tuple) else (value,)) if name not in index]
         if value is not None and outside:
             raise DataError(f"record {record.record_id!r}: {what} {outside[0]!r} is not one of {list(index)}")
-    for name in columns:
-        value = record.field_values.get(name)
-        if value is not None and not isinstance(value, str):
-            raise DataError(f"record {record.record_id!r}: field {name!r} is {type(value).__name__}, not a string")
     return {
         "id": record.record_id,
-        **{column: record.field_values.get(name) for name, column in columns.items()},
+        **{column: _field_value(record, name, name in chats) for name, column in columns.items()},
         "label": _indices(label, index),
         "original_label": _indices(original, index) if original is not None else (
             None if isinstance(label, tuple) else -1),

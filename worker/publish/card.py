@@ -75,7 +75,13 @@ def card_features(features: datasets.Features) -> list[dict]:
         if isinstance(feature, datasets.Sequence):  # a label set: a list of class labels
             return {"sequence": dtype(feature.feature)}
         return feature.dtype
-    return [{"name": name, "dtype": dtype(feature)} for name, feature in features.items()]
+
+    def column(name, feature):
+        messages = getattr(feature, "feature", None)
+        if isinstance(messages, dict):  # a conversation: a list of {role, content}
+            return {"name": name, "list": [{"name": key, "dtype": dtype(value)} for key, value in messages.items()]}
+        return {"name": name, "dtype": dtype(feature)}
+    return [column(name, feature) for name, feature in features.items()]
 
 
 def render_card(publication: Publication, *, license: str, pretty_name: str, source: str,
