@@ -16,7 +16,6 @@ import datasets
 import httpx
 import pytest
 
-from tests.integration.annotator import submit_label
 from tests.tiny_models import save_remote_code_classifier, save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 
@@ -117,7 +116,11 @@ def test_a_rating_question_is_suggested_as_integers_beside_a_label_question_left
         for index, example in enumerate(examples)
     ])
     before = _stored(stack_settings, dataset.id)
-    submit_label(stack_settings, before["e0"]["id"], 3, question="quality")
+    answered = httpx.post(f"{stack_settings.api_url}/api/v1/records/{before['e0']['id']}/responses",
+                          headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}, timeout=30,
+                          json={"values": {"quality": {"value": 3}, "topic": {"value": "billing"}},
+                                "status": "submitted"})  # both questions are required: the UI's Submit sends both
+    answered.raise_for_status()
 
     model = save_tiny_classifier(tmp_path / "rater-model", labels=RATINGS)
     registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model), question="quality")
