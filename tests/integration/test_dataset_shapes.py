@@ -83,6 +83,13 @@ def test_their_conversations_are_scored_by_their_own_code_model_once_trusted_and
     assert all(record["metadata"]["loss"] >= 0 and record["metadata"]["bald"] > 0 for record in stored.values())
     assert all(record["fields"]["chat"] == _conversation(example.text)  # their conversations, unchanged
                for example, record in ((e, stored[e.id]) for e in sentiment_examples(COUNT)))
+    # ingest writes plain texts: into a chat field it is refused in one line, before anything is sent
+    (tmp_path / "more.csv").write_text("text,label\nanother chat,positive\n")
+    ingested = _cli(stack_settings, dataset_name, tmp_path, "ingest", str(tmp_path / "more.csv"),
+                    "--label-column", "label")
+    assert ingested.returncode != 0 and "Traceback" not in ingested.stderr
+    assert "which is a chat field" in ingested.stderr, ingested.stderr[-2000:]
+    assert len(_stored(stack_settings, their_chats.id)) == COUNT
     # a later run that may not run the model's code says so in one line, without touching the records
     untrusted = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
     assert untrusted.returncode != 0 and "Traceback" not in untrusted.stderr

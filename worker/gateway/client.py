@@ -358,9 +358,15 @@ class ArgillaGateway:
         Raises:
             ArgillaUnavailableError: the server could not be reached (the batches sent before it stay).
             ArgillaRefusedError: the server refused the ingest as a whole (authorisation, no dataset).
+            BindingError: the text would go to a chat field (a conversation is a list of messages, not a text).
         """
+        binding = self.binding
+        if binding.fields[0] in binding.chat_fields:
+            raise BindingError(f"ingest writes each text into field {binding.fields[0]!r}, which is a chat field (a "
+                               f"conversation of messages): log conversations with the Argilla SDK, or bind "
+                               f"argilla.fields to a text field")
         dataset = self._dataset()
-        plan = _IngestPlan(self.binding, _required_fields(dataset))
+        plan = _IngestPlan(binding, _required_fields(dataset))
         report, seen = LogReport(), 0
         for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
             existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
