@@ -83,3 +83,20 @@ def test_training_from_it_is_refused_before_training_and_once_trusted_trains_a_m
     assert type(trained.model).__name__ == "TinyRemoteForSequenceClassification"
     assert (tmp_path / "trained" / "modeling_tiny_remote.py").is_file()
     assert len(list(Scorer(trained, samples=4).score([ScoringInput("r1", "a great cast", "positive")]))) == 1
+
+
+def test_a_model_of_a_type_transformers_knows_loads_without_trust_even_with_auto_map(tmp_path):
+    """Some checkpoints name their code in auto_map although transformers has the architecture built in: like
+    transformers, the worker then loads the built-in class and needs no trust (nothing of theirs runs)."""
+    import json
+
+    directory = save_remote_code_classifier(tmp_path / "known", labels=LABELS)
+    config = json.loads((directory / "config.json").read_text())
+    config.update(model_type="bert", architectures=["BertForSequenceClassification"])
+    (directory / "config.json").write_text(json.dumps(config))
+
+    check_model_source(str(directory))
+    assert type(load_classifier(directory, device="cpu").model).__name__ == "BertForSequenceClassification"
+    (directory / "config.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="its config.json cannot be read"):
+        check_model_source(str(directory))

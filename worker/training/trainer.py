@@ -78,48 +78,33 @@ class TrainingResult:
 
 
 def check_model_source(source: str, setting: str = "training.base_model", *, trust_remote_code: bool = False) -> None:
-    """Check that ``source`` (a directory or a Hub id) has a model config, before a long job starts.
+    """Check that ``source`` (a directory or a Hub id) has a model config transformers can read, before a long job
+    starts (as transformers reads it: a config that ships code needs ``trust_remote_code``, one of a type
+    transformers knows does not).
 
     Raises:
-        ConfigError: names the setting, the value and why (no such directory, no model in it, not on the Hub, code
-            it ships that ``registry.trust_remote_code`` does not allow).
+        ConfigError: names the setting, the value and why (no such directory, no model in it, a config that cannot
+            be read, not on the Hub, code it ships that ``registry.trust_remote_code`` does not allow).
     """
     from transformers import AutoConfig
 
     path = Path(source).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"{setting} = {source!r}: the directory holds no transformers model (no config.json)")
-        _check_remote_code(path, setting, trust_remote_code)
-        return
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ConfigError(f"{setting} = {source!r}: the directory holds no transformers model (no config.json)")
     try:
-        AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        AutoConfig.from_pretrained(str(path) if path.is_dir() else source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         detail = str(error).strip().splitlines()[0][:200]
-        if path.is_absolute() or source.startswith((".", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
+        if not trust_remote_code and "custom code" in str(error):
+            why = (f"it ships its own model code (auto_map in its config.json), which the worker runs only with "
+                   f"{REMOTE_CODE_SETTING} = true: set it if you trust that code")
+        elif path.is_dir():
+            why = f"its config.json cannot be read ({detail})"
+        elif path.is_absolute() or source.startswith((".", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
             why = "no such directory"
-        elif not trust_remote_code and "custom code" in str(error):
-            why = f"it ships its own model code, which the worker runs only with {REMOTE_CODE_SETTING} = true"
         else:
             why = f"not a local directory, and not loadable from the Hub ({detail})"
         raise ConfigError(f"{setting} = {source!r}: {why}") from None
-
-
-def _check_remote_code(directory: Path, setting: str, trust_remote_code: bool) -> None:
-    """A model directory whose config.json maps Auto classes to its own code (``auto_map``) needs
-    ``registry.trust_remote_code``.
-
-    Raises:
-        ConfigError: it does and the setting is off (or the config is not JSON).
-    """
-    try:
-        auto_map = json.loads((directory / "config.json").read_text()).get("auto_map")
-    except (ValueError, AttributeError) as error:
-        raise ConfigError(f"{setting} = {str(directory)!r}: its config.json is not a JSON object ({error})") from None
-    if auto_map and not trust_remote_code:
-        raise ConfigError(f"{setting} = {str(directory)!r}: it ships its own model code ({', '.join(sorted(auto_map))} "
-                          f"in config.json auto_map), which the worker runs only with {REMOTE_CODE_SETTING} = true: "
-                          f"set it if you trust that code")
 
 
 def train_classifier(
