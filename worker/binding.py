@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from worker.errors import ConfigError
 from worker.records import LabelValue, label_set
@@ -231,14 +232,20 @@ class DatasetBinding:
         return preserved if preserved is not None else foreign  # auto
 
 
+def is_conversation(value: object) -> TypeGuard[list[Mapping]]:
+    """Whether ``value`` is what a chat field holds: a list of messages, each a mapping with a text ``content``
+    (and a ``role``)."""
+    return isinstance(value, list) and all(
+        isinstance(message, Mapping) and isinstance(message.get("content"), str) for message in value)
+
+
 def chat_text(messages: object) -> object:
     """A conversation as the model reads it: one ``role: content`` line per message, in order (``user: …`` /
     ``assistant: …``); None for no message. A value that is not a list of messages (the server does not store
     one in a chat field) is returned as it is, for the scorer to name."""
     if messages is None or messages == []:
         return None
-    if not isinstance(messages, list) or not all(
-            isinstance(message, Mapping) and isinstance(message.get("content"), str) for message in messages):
+    if not is_conversation(messages):
         return messages
     return "\n".join(f"{message.get('role') or 'message'}: {message['content']}" for message in messages)
 

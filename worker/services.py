@@ -175,7 +175,7 @@ class Services:
     def load(self, entry: ModelVersion) -> Classifier:
         """A registered version loaded afresh on ``scoring.device`` (running the code it ships only with
         ``registry.trust_remote_code``)."""
-        from worker.scoring import load_classifier
+        from worker.scoring import load_classifier  # torch: only for the commands that score
 
         return load_classifier(entry.path, device=self.settings.scoring.device, version=entry.version,
                                trust_remote_code=self.settings.registry.trust_remote_code)

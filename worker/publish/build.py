@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
+from worker.binding import is_conversation
 from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES
@@ -358,8 +359,7 @@ def _field_value(record: PulledRecord, name: str, chat: bool) -> object:
         if not isinstance(value, str):
             raise DataError(f"record {record.record_id!r}: field {name!r} is {type(value).__name__}, not a string")
         return value
-    if not isinstance(value, list) or not all(isinstance(message, Mapping) and isinstance(message.get("content"), str)
-                                              for message in value):
+    if not is_conversation(value):
         raise DataError(f"record {record.record_id!r}: chat field {name!r} is {str(value)[:80]!r}, not a list of "
                         f"messages with a role and a content")
     return [{"role": str(message.get("role") or ""), "content": message["content"]} for message in value]

@@ -201,7 +201,8 @@ class _StochasticSuffix(nn.Module):
         self._relative_mask: Any = getattr(encoder, "get_attention_mask", None)
         self._position_bias: Any = getattr(encoder, "compute_position_bias", None)
         # ModernBERT: rotary position embeddings and a mask per attention type (full, sliding window)
-        self._rotary: Any = getattr(parts.base, "rotary_emb", None)
+        rotary = getattr(parts.base, "rotary_emb", None)
+        self._rotary: Any = rotary.__call__ if rotary is not None else None
         self._pooling = getattr(self.config, "classifier_pooling", "cls")
         # transformers 4.x's eager mask (≥ 5 has create_bidirectional_mask)
         self._extended_mask: Any = getattr(parts.base, "get_extended_attention_mask", None)

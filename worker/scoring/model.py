@@ -41,10 +41,19 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
     try:
         return auto_class.from_pretrained(str(source), trust_remote_code=trust_remote_code, **options)
     except (OSError, ValueError) as failure:
-        if not trust_remote_code and ("trust_remote_code" in str(failure) or "custom code" in str(failure)):
-            raise error(f"{str(source)!r} ships its own model code (auto_map in its config.json), which the worker "
-                        f"runs only with {REMOTE_CODE_SETTING} = true: set it if you trust that code") from failure
+        refused = code_refusal(failure, trust_remote_code)
+        if refused:
+            raise error(f"{str(source)!r} {refused}") from failure
         raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
+
+
+def code_refusal(failure: Exception, trust_remote_code: bool) -> str | None:
+    """Why transformers refused to load a model (``failure``), when the reason is code the model ships that
+    ``trust_remote_code`` does not allow: the words to tell the user (naming the setting); else None."""
+    if trust_remote_code or not ("trust_remote_code" in str(failure) or "custom code" in str(failure)):
+        return None
+    return (f"ships its own model code (auto_map in its config.json), which the worker runs only with "
+            f"{REMOTE_CODE_SETTING} = true: set it if you trust that code")
 
 
 @dataclass(frozen=True)

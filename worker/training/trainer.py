@@ -39,7 +39,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
-from worker.scoring.model import REMOTE_CODE_SETTING, ensure_padding, pretrained
+from worker.scoring.model import code_refusal, ensure_padding, pretrained
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -95,9 +95,9 @@ def check_model_source(source: str, setting: str = "training.base_model", *, tru
         AutoConfig.from_pretrained(str(path) if path.is_dir() else source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
         detail = str(error).strip().splitlines()[0][:200]
-        if not trust_remote_code and "custom code" in str(error):
-            why = (f"it ships its own model code (auto_map in its config.json), which the worker runs only with "
-                   f"{REMOTE_CODE_SETTING} = true: set it if you trust that code")
+        refused = code_refusal(error, trust_remote_code)
+        if refused:
+            why = f"it {refused}"
         elif path.is_dir():
             why = f"its config.json cannot be read ({detail})"
         elif path.is_absolute() or source.startswith((".", "~")) or (path.parent != Path(".") and path.parent.is_dir()):
