@@ -407,7 +407,7 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
         record = current[score.record_id]
         prediction = prediction_from_score(score, version, policy=policy, reviewed=_reviewed(record, crowd),
                                            power_beta=services.settings.scoring.power_beta,
-                                           reference_agent=reference_agent(record, binding))
+                                           reference_agent=reference_agent(record, binding), rating=binding.rating)
         prediction.metadata[SUBMITTED_RESPONSES] = submitted_responses(record)
         original = binding.label_value(record.metadata.get("original_label"))
         if original is not None and score.probabilities:

@@ -59,20 +59,39 @@ def suggests_reference(policy: SuggestionPolicy, *, has_reference: bool, reviewe
     return policy == "reference" or (policy == "auto" and not reviewed)
 
 
+def rating_metadata(score: RecordScore) -> dict[str, MetadataValue]:
+    """A rating question's ordinal view of one score (its labels are the ratings as text, "1" … "5"):
+    ``expected_rating`` = Σ_r p(r)·r and, against the rating under review y, ``rating_error`` = Σ_r p(r)·|r − y|
+    (in rating points), p the MC-mean distribution; nothing when the score has no distribution."""
+    if not score.probabilities:
+        return {}
+    ratings = {int(label): probability for label, probability in score.probabilities.items()}
+    total = sum(ratings.values()) or 1.0
+    values: dict[str, MetadataValue] = {
+        "expected_rating": sum(rating * probability for rating, probability in ratings.items()) / total}
+    if isinstance(score.reference_label, str):
+        reviewed = int(score.reference_label)
+        values["rating_error"] = sum(abs(rating - reviewed) * probability
+                                     for rating, probability in ratings.items()) / total
+    return values
+
+
 def prediction_from_score(score: RecordScore, model_version: str, *, policy: SuggestionPolicy = "model",
                           reviewed: bool = False, reference_agent: str = "reference",
-                          power_beta: float = 1.0) -> Prediction:
+                          power_beta: float = 1.0, rating: bool = False) -> Prediction:
     """The suggestion (see the module docstring) and the sortable metadata of one scored record.
 
     ``reviewed``: the record has the annotators' consensus (then ``score.reference_label`` is it);
-    ``reference_agent``: where an unreviewed record's reference label came from (the suggestion's agent).
+    ``reference_agent``: where an unreviewed record's reference label came from (the suggestion's agent);
+    ``rating``: the question is a rating question (adds :func:`rating_metadata`).
 
     Raises:
         ValueError: the record was skipped by the scorer (it has nothing to write).
     """
     if score.skipped or score.predicted_label is None or score.score is None:
         raise ValueError(f"record {score.record_id!r} was not scored: {score.skipped_reason or 'no prediction'}")
-    metadata: dict[str, MetadataValue] = {"model_version": model_version, **score_metadata(score), **score.extra}
+    metadata: dict[str, MetadataValue] = {"model_version": model_version, **score_metadata(score), **score.extra,
+                                          **(rating_metadata(score) if rating else {})}
     if score.bald is not None and math.isfinite(score.bald):
         metadata["bald_power"] = power_key(max(score.bald, 0.0), score.record_id, model_version, beta=power_beta)
     metadata = {key: readable(value) if isinstance(value, float) else value for key, value in metadata.items()}

@@ -151,3 +151,12 @@ def test_a_rating_question_is_suggested_as_integers_beside_a_label_question_left
         assert "loss" not in metadata  # the label question's names stay free for its own worker
         expected = "3" if example.id == "e0" else str(1 + index % 3)  # the annotator's rating wins over the rater's
         assert metadata["quality_reference_label"] == expected, example.id
+        # the ordinal view: the model's mean rating, and its mean distance from the rating under review, which is
+        # at least the distance of that mean (Jensen) and at most the farthest rating
+        assert 1 <= metadata["quality_expected_rating"] <= 3
+        distance = abs(metadata["quality_expected_rating"] - int(expected))
+        assert distance - 1e-3 <= metadata["quality_rating_error"] <= 2, (example.id, metadata)
+    guidelines = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset.id}",
+                           headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                           timeout=30).json()["guidelines"]
+    assert "`quality_rating_error`, **descending**" in guidelines

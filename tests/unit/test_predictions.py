@@ -86,6 +86,26 @@ def test_metadata_floats_are_rounded_to_four_significant_digits():
     assert prediction.metadata["margin"] == 0.6
 
 
+def test_a_rating_gets_its_expected_value_and_how_far_off_it_is_so_an_off_by_four_ranks_above_an_off_by_one():
+    """Σ p(r)·|r − y| in rating points: the cross-entropy ``loss`` ranks a confident 5 against a rating of 4 like
+    a confident 5 against a rating of 1; ``rating_error`` puts the 1 first."""
+    def rated(reference: str) -> RecordScore:
+        return _score(predicted_label="5", score=0.9, reference_label=reference,
+                      probabilities={"1": 0.025, "2": 0.025, "3": 0.025, "4": 0.025, "5": 0.9})
+
+    off_by_one = prediction_from_score(rated("4"), "v1", rating=True).metadata
+    off_by_four = prediction_from_score(rated("1"), "v1", rating=True).metadata
+    assert off_by_four["expected_rating"] == off_by_one["expected_rating"] == readable(
+        0.025 * (1 + 2 + 3 + 4) + 0.9 * 5)
+    assert off_by_one["rating_error"] == readable(0.025 * (3 + 2 + 1) + 0.9 * 1)
+    assert off_by_four["rating_error"] == readable(0.025 * (1 + 2 + 3) + 0.9 * 4)
+    assert off_by_four["rating_error"] > 3 * off_by_one["rating_error"]
+    unrated = prediction_from_score(_score(predicted_label="5", reference_label=None, loss=None, expected_loss=None,
+                                           probabilities={"1": 0.5, "5": 0.5}), "v1", rating=True).metadata
+    assert unrated["expected_rating"] == 3.0 and "rating_error" not in unrated
+    assert "expected_rating" not in prediction_from_score(_score(), "v1").metadata  # labels are not ratings
+
+
 def test_the_workers_guidelines_are_appended_once_and_updated_between_markers():
     from worker.gateway.schema import GUIDELINES_END, GUIDELINES_START, guidelines_section, merged_guidelines
 
@@ -151,7 +171,10 @@ def test_one_declaration_names_what_is_pushed_published_and_explained():
     metadata = prediction_from_score(_score(mc_samples=12), "v3").metadata
     assert set(metadata) <= set(WORKER_METADATA_TYPES)
     assert all((f"- `{spec.name}`: {spec.meaning}" in GUIDELINES) == (spec.task == "any") for spec in WORKER_METADATA)
-    assert all(f"- `{spec.name}`: {spec.meaning}" in guidelines(multi_label=True) for spec in WORKER_METADATA)
+    assert all((f"- `{spec.name}`: {spec.meaning}" in guidelines(multi_label=True)) == (spec.task != "rating")
+               for spec in WORKER_METADATA)
+    assert all((f"- `{spec.name}`: {spec.meaning}" in guidelines(rating=True)) == (spec.task != "multi")
+               for spec in WORKER_METADATA)
     published = [name for name, feature in features(["negative", "positive"]).items()
                  if getattr(feature, "dtype", None) == "float32" and name not in REVIEW_COLUMNS]
     assert published == [spec.name for spec in PUBLISHED_SCORES]

@@ -855,7 +855,7 @@ class ArgillaGateway:
         """Append the worker's section to the dataset's guidelines once, or update it between its markers;
         the rest of the text is the user's and stays as it is. One PATCH, only when the text changes."""
         current = dataset.settings.guidelines
-        wanted = merged_guidelines(current, self.binding.multi_label, self._guidelines_scope())
+        wanted = merged_guidelines(current, self.binding.multi_label, self._guidelines_scope(), self.binding.rating)
         if wanted != current:
             self._request("PATCH", f"/api/v1/datasets/{dataset.id}", json={"guidelines": wanted})
             self._cached_dataset = None
@@ -873,7 +873,7 @@ class ArgillaGateway:
         settings (guidelines, fields, questions, their properties) are not sent, so never touched."""
         binding = self.binding
         present = {prop.name for prop in dataset.settings.metadata}
-        missing = [spec for spec in worker_metadata(binding.multi_label)
+        missing = [spec for spec in worker_metadata(binding.multi_label, binding.rating)
                    if binding.stored_name(spec.name) not in present]
         for spec in missing:
             self._create_metadata_property(dataset, binding.stored_name(spec.name), spec.kind)

@@ -26,7 +26,8 @@ class WorkerMetadata:
 
     ``from_score``: the :class:`~worker.scoring.engine.RecordScore` attribute the value is read from when
     a record is scored (None: written elsewhere); ``published``: a float32 column of the published dataset;
-    ``task``: the questions it exists for (``multi``: only datasets bound to a multi-label question get it).
+    ``task``: the questions it exists for (``multi``: only datasets bound to a multi-label question get it,
+    ``rating``: only those bound to a rating question).
     """
 
     name: str
@@ -34,10 +35,10 @@ class WorkerMetadata:
     meaning: str
     from_score: str | None = None
     published: bool = False
-    task: Literal["any", "multi"] = "any"
+    task: Literal["any", "multi", "rating"] = "any"
 
-    def applies(self, multi_label: bool) -> bool:
-        return self.task == "any" or multi_label
+    def applies(self, multi_label: bool, rating: bool = False) -> bool:
+        return self.task == "any" or (self.task == "multi" and multi_label) or (self.task == "rating" and rating)
 
 
 WORKER_METADATA: tuple[WorkerMetadata, ...] = (
@@ -96,6 +97,12 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
     WorkerMetadata("bald_mean", "float", "multi-label: BALD averaged over the labels (`bald` is the most doubtful "
                    "label's: one doubtful label is enough to review a record).", from_score="bald_mean",
                    task="multi"),
+    WorkerMetadata("rating_error", "float", "rating question: how far, in rating points, the model expects the "
+                   "rating under review to be off (Σ p(r)·|r − rating|): high = probably wrong by a lot — a 1 that "
+                   "should be a 5 comes before a 4 that should be a 5, where `loss` ranks them alike.",
+                   task="rating"),
+    WorkerMetadata("expected_rating", "float", "rating question: the rating the model expects (Σ p(r)·r over its "
+                   "MC-dropout mean); filter a range to review, e.g. the records it rates low.", task="rating"),
 )
 # name -> Argilla metadata type of every property the worker writes (a user's property of the same
 # name and another type is a binding error)
@@ -109,9 +116,9 @@ GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
 GUIDELINES_TITLE = "# Reviewing labels with the model in the loop"
 
 
-def worker_metadata(multi_label: bool = False) -> tuple[WorkerMetadata, ...]:
-    """The properties the worker writes for a single- or a multi-label question."""
-    return tuple(spec for spec in WORKER_METADATA if spec.applies(multi_label))
+def worker_metadata(multi_label: bool = False, rating: bool = False) -> tuple[WorkerMetadata, ...]:
+    """The properties the worker writes for a single- or a multi-label question, or a rating question."""
+    return tuple(spec for spec in WORKER_METADATA if spec.applies(multi_label, rating))
 
 
 @dataclass(frozen=True)
@@ -133,13 +140,14 @@ def _markers(scope: GuidelinesScope | None) -> tuple[str, str]:
     return start, GUIDELINES_END.replace("guidelines:", f"guidelines for question {scope.question}:")
 
 
-def guidelines(multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
-    """The worker's guidelines for a dataset bound to a single- or a multi-label question (``scope``: one
-    question of several; the text names it and its metadata names)."""
+def guidelines(multi_label: bool = False, scope: GuidelinesScope | None = None, rating: bool = False) -> str:
+    """The worker's guidelines for a dataset bound to a single- or a multi-label question, or a rating question
+    (``scope``: one question of several; the text names it and its metadata names)."""
     name = scope.name if scope is not None else str
     title = GUIDELINES_TITLE if scope is None else f"{GUIDELINES_TITLE}: question `{scope.question}`"
-    metadata = "\n".join(f"- `{name(spec.name)}`: {spec.meaning}" for spec in worker_metadata(multi_label))
-    steps = _multi_label_steps(name) if multi_label else _single_label_steps(name)
+    metadata = "\n".join(f"- `{name(spec.name)}`: {spec.meaning}" for spec in worker_metadata(multi_label, rating))
+    steps = (_multi_label_steps(name) if multi_label else _rating_steps(name) if rating
+             else _single_label_steps(name))
     return f"{title}\n\n{steps}\n\nMetadata properties:\n\n{metadata}"
 
 
@@ -151,6 +159,17 @@ def _single_label_steps(name) -> str:
 3. Submit — the worker retrains on your answers and refreshes the order.
 
 Records without a label show the model's prediction instead (agent = model version)."""
+
+
+def _rating_steps(name) -> str:
+    return f"""\
+1. Sort by the metadata property `{name("rating_error")}`, **descending** (the first click sorts ascending): the
+   ratings the model finds furthest off come first (`{name("loss")}` ranks an off-by-one like an off-by-four).
+2. The pre-selected rating is the one under review; compare it with `{name("expected_rating")}`, the rating the
+   model expects. If it is wrong, pick the right one.
+3. Submit — the worker retrains on your answers and refreshes the order.
+
+Records without a rating show the model's prediction instead (agent = model version)."""
 
 
 def _multi_label_steps(name) -> str:
@@ -167,17 +186,18 @@ Records without labels show the model's predicted set instead (agent = model ver
 GUIDELINES = guidelines()  # the single-label text (the default)
 
 
-def guidelines_section(multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
+def guidelines_section(multi_label: bool = False, scope: GuidelinesScope | None = None, rating: bool = False) -> str:
     """The worker's part of a dataset's guidelines, between markers it can find and update."""
     start, end = _markers(scope)
-    return f"{start}\n{guidelines(multi_label, scope)}\n{end}"
+    return f"{start}\n{guidelines(multi_label, scope, rating)}\n{end}"
 
 
-def merged_guidelines(existing: str | None, multi_label: bool = False, scope: GuidelinesScope | None = None) -> str:
+def merged_guidelines(existing: str | None, multi_label: bool = False, scope: GuidelinesScope | None = None,
+                      rating: bool = False) -> str:
     """``existing`` guidelines with the worker's section appended once, or updated in place (another
     question's section, and everything else, stay as they are)."""
     existing = existing or ""
-    ours = guidelines_section(multi_label, scope)
+    ours = guidelines_section(multi_label, scope, rating)
     start, end = _markers(scope)
     if start in existing and end in existing:
         before, _, rest = existing.partition(start)
