@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from worker.constants import ECE_MIN_RECORDS
 from worker.errors import WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
@@ -333,15 +334,17 @@ def status(config_file: Path | None) -> None:
                                                                   else ""))
     binding = state.get("binding") or {}
     if binding:
-        click.echo(f"dataset {binding['dataset']}: {'multi-label ' if binding.get('multi_label') else ''}question "
-                   f"{binding['question']!r}, fields {', '.join(binding['fields'])}, reference {binding['reference']}"
+        kind = "multi-label " if binding.get("multi_label") else "rating " if binding.get("rating") else ""
+        fields = ", ".join(f"{name} (conversation)" if name in binding.get("chat_fields", ()) else name
+                           for name in binding["fields"])
+        click.echo(f"dataset {binding['dataset']}: {kind}question {binding['question']!r}, fields {fields}, "
+                   f"reference {binding['reference']}"
                    + (f", metadata named {binding['metadata_prefix']}<name>" if binding.get("metadata_prefix")
                       else ""))
     model = state.get("model") or {}
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
-        f"MC {_fmt(model.get('ece_mc'))}" + (f"; {model['validation_records']} validation records"
-                                             if model.get("validation_records") else "") + ")"
+        f"MC {_fmt(model.get('ece_mc'))}" + _validation_note(model.get("validation_records")) + ")"
         if model.get("version") else ""))
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
@@ -352,6 +355,15 @@ def status(config_file: Path | None) -> None:
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
     if not running:
         sys.exit(1)
+
+
+def _validation_note(records: int | None) -> str:
+    """How many validation records the figures come from, and whether that is too few for the ECE to mean much."""
+    if not records:
+        return ""
+    rough = f": too few for the ECE to mean much (≥ {ECE_MIN_RECORDS} give a usable figure)" \
+        if records < ECE_MIN_RECORDS else ""
+    return f"; {records} validation records{rough}"
 
 
 def _echo_annotators(crowd: dict) -> None:

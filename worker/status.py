@@ -111,7 +111,8 @@ class StatusBook:
     def set_binding(self, dataset: str, binding: DatasetBinding) -> None:
         """What this worker serves (two workers on one dataset's two questions tell themselves apart here)."""
         self.status.binding = {"dataset": dataset, "fields": list(binding.fields), "question": binding.question,
-                               "multi_label": binding.multi_label, "reference": str(binding.reference),
+                               "multi_label": binding.multi_label, "rating": binding.rating,
+                               "chat_fields": list(binding.chat_fields), "reference": str(binding.reference),
                                "metadata_prefix": binding.metadata_prefix}
 
     def set_corrections(self, pending: int) -> None:

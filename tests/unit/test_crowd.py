@@ -241,3 +241,29 @@ def test_a_vote_outside_the_questions_labels_reaches_the_caller_who_names_it():
     assert verdict.label == "neutral" and verdict.confidence == 0.0
     with pytest.raises(DataError, match=r"record 'odd': label 'neutral' is not one of"):
         examples_from_records([record], LABELS, crowd=crowd)
+
+
+def test_status_names_a_rating_question_a_conversation_field_and_a_validation_too_small_for_the_ece(
+        tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from worker.binding import DatasetBinding, Reference
+    from worker.cli import cli
+    from worker.registry import ModelVersion
+    from worker.status import StatusBook
+
+    book = StatusBook(tmp_path / "state" / "status.json", "http://argilla")
+    book.set_binding("support", DatasetBinding(fields=("chat", "product"), question="quality", labels=("1", "2"),
+                                               reference=Reference.parse("auto"), rating=True, chat_fields=("chat",)))
+    book.set_model(ModelVersion("v0002", tmp_path, {"validation": {"records": 7, "macro_f1": 0.5,
+                                                                   "ece_deterministic": 0.31, "ece_mc": 0.2}}))
+    book.save([])
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
+    output = CliRunner().invoke(cli, ["status"]).output
+    assert "dataset support: rating question 'quality', fields chat (conversation), product" in output, output
+    assert "7 validation records: too few for the ECE to mean much" in output, output
+
+    book.set_model(ModelVersion("v0003", tmp_path, {"validation": {"records": 400, "ece_mc": 0.05}}))
+    book.save([])
+    output = CliRunner().invoke(cli, ["status"]).output
+    assert "; 400 validation records)" in output and "too few" not in output, output
