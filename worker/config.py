@@ -168,6 +168,11 @@ class TrainingSettings(_Section):
     learning_rate: float = Field(5e-5, gt=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     max_length: int = Field(128, ge=8)
+    truncation_side: Literal["right", "left"] | None = Field(
+        None, description="which end of a text longer than max_length is cut: right keeps its start (a "
+                          "conversation's first turns), left keeps its end (its last turns); the trained model keeps "
+                          "it, so scoring cuts the same end; unset: the start model's tokenizer decides (right for "
+                          "most)")
     seed: int = 0
     device: str = "auto"
     mixed_precision: bool = True

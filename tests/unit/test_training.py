@@ -364,3 +364,31 @@ def test_a_start_model_that_fails_on_the_training_texts_is_one_config_error(tmp_
                                           r"BertForSequenceClassification\) fails on the training texts: IndexError"):
         train_classifier(tmp_path / "mismatched", examples, [], LABELS, tmp_path / "out",
                          TrainingSettings(epochs=1, **FAST))
+
+
+def test_truncation_side_left_keeps_a_long_texts_end_in_training_and_in_the_saved_models_scoring(tiny_model_dir,
+                                                                                                 tmp_path):
+    """A conversation judged on its last turns: training.truncation_side = "left" cuts the start; the trained
+    model's tokenizer keeps the setting, so scoring sees the same end; unset, the start model's side stays."""
+    from worker.scoring import load_classifier
+    from worker.scoring.batching import tokenize_texts
+
+    examples = sentiment_examples(16)
+    long_text = " ".join(example.text for example in examples)  # far longer than 12 tokens
+    settings = TrainingSettings(epochs=1, **{**FAST, "max_length": 12})
+    train_classifier(tiny_model_dir, examples, [], LABELS, tmp_path / "left",
+                     settings.model_copy(update={"truncation_side": "left"}))
+    train_classifier(tiny_model_dir, examples, [], LABELS, tmp_path / "default", settings)
+
+    def kept_end(model_dir: Path) -> str:
+        """Which end of the long text the saved model's scoring keeps: "start" or "end"."""
+        classifier = load_classifier(model_dir, device="cpu")
+        whole = classifier.tokenizer(long_text, add_special_tokens=False)["input_ids"]
+        (encoding,), truncated = tokenize_texts(classifier.tokenizer, [long_text], classifier.max_length)
+        kept = encoding["input_ids"][1:-1]  # without [CLS] / [SEP]
+        assert truncated == 1 and len(kept) == 10
+        return {tuple(whole[:10]): "start", tuple(whole[-10:]): "end"}[tuple(kept)]
+
+    assert kept_end(tmp_path / "left") == "end" and kept_end(tmp_path / "default") == "start"
+    train_classifier(tmp_path / "left", examples, [], LABELS, tmp_path / "from-left", settings)  # side unset
+    assert kept_end(tmp_path / "from-left") == "end"  # the start model's own side is kept

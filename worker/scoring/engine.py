@@ -215,8 +215,10 @@ class Scorer:
                 self._finish(*in_flight.popleft())
             yield from self._completed(open_windows, bar, started)
         if self.stats.truncated:
-            logger.warning("%d of %d texts were longer than %d tokens and were truncated",
-                           self.stats.truncated, self.stats.records, self.classifier.max_length)
+            cut = "start" if getattr(self.classifier.tokenizer, "truncation_side", "right") == "left" else "end"
+            logger.warning("%d of %d texts were longer than %d tokens and were truncated (their %s cut: "
+                           "training.truncation_side)", self.stats.truncated, self.stats.records,
+                           self.classifier.max_length, cut)
 
     def close(self) -> None:
         """Stop the tokenizer processes (a later :meth:`score` starts them again)."""

@@ -144,6 +144,9 @@ def train_classifier(
     load = functools.partial(pretrained, trust_remote_code=trust_remote_code, what="a model to train from",
                              error=ConfigError)
     tokenizer = load(AutoTokenizer, start_model)
+    if settings.truncation_side:  # saved with the model (init_kwargs: every tokenizer class writes those), so
+        tokenizer.truncation_side = settings.truncation_side  # scoring cuts the same end
+        tokenizer.init_kwargs["truncation_side"] = settings.truncation_side
     head: dict[str, Any] = {"problem_type": "multi_label_classification"} if multi_label else {}
     with _expected_new_head():
         model = load(AutoModelForSequenceClassification, start_model, num_labels=len(labels),
