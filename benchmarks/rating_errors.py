@@ -10,6 +10,9 @@ more ("far": a 1 for a 4). The rankings compared, each as the worker writes it:
   loss            −log p(rating under review), the deterministic pass (what every question gets)
   expected_loss   the same averaged over the MC samples
   rating_error    Σ p(r)·|r − rating| over the MC mean (rating questions only, worker.predictions.rating_metadata)
+  |E[r] − rating| the distance of the model's expected rating (for reference, not written)
+  P(far)          Σ_{|r − rating| ≥ 2} p(r), the model's probability that the rating is two or more off (for
+                  reference, not written)
 
 For the far errors (what an annotator most wants fixed first) and for every error: AUROC and precision@k
 (k = the number of such errors).
@@ -25,7 +28,6 @@ import argparse
 import logging
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._shared import precision_at, write_results
 from worker.demo_data import load_movie_ratings, load_movie_snippets
 from worker.logging_setup import configure_logging
-from worker.offline_assets import MINILM_MODEL, fetch
+from worker.offline_assets import MINILM_MODEL, cache_root, fetch
 from worker.predictions import rating_metadata
 from worker.records import LabelledText
 from worker.scoring import Scorer, ScoringInput, load_classifier
@@ -46,7 +48,7 @@ from worker.training import fine_tune
 logger = logging.getLogger("benchmarks.rating_errors")
 
 RATINGS = ("1", "2", "3", "4", "5")
-RANKINGS = ("loss", "expected_loss", "rating_error")
+RANKINGS = ("loss", "expected_loss", "rating_error", "|E[r] − rating|", "P(far)")
 
 
 def five_point(mean_rating: float) -> str:
@@ -100,16 +102,21 @@ def main() -> None:
     snippets = rated_snippets(args.seed)
     train, pool = snippets[:args.train], snippets[args.train:args.train + args.pool]
     changed, near, far = corrupt(pool, args.corrupt, args.seed)
-    with tempfile.TemporaryDirectory() as work:
-        model = fine_tune(fetch(MINILM_MODEL), train, RATINGS, Path(work) / "rater", epochs=args.epochs,
-                          max_length=64, batch_size=32, learning_rate=1e-4, seed=args.seed)
-        scorer = Scorer(load_classifier(model, device="cpu"), samples=args.samples, seed=args.seed)
-        scores = list(scorer.score(ScoringInput(r.id, r.text, r.label) for r in changed))
+    model = cache_root() / "benchmark-models" / f"minilm-ratings-n{args.train}-e{args.epochs}-s{args.seed}"
+    if not (model / "config.json").exists():
+        fine_tune(fetch(MINILM_MODEL), train, RATINGS, model, epochs=args.epochs, max_length=64, batch_size=32,
+                  learning_rate=1e-4, seed=args.seed)
+    scorer = Scorer(load_classifier(model, device="cpu"), samples=args.samples, seed=args.seed)
+    scores = list(scorer.score(ScoringInput(r.id, r.text, r.label) for r in changed))
     truth = {r.id: int(r.label) for r in pool}
     accuracy = float(np.mean([int(s.predicted_label) == truth[s.record_id] for s in scores]))
     rankings = {"loss": {s.record_id: s.loss for s in scores},
                 "expected_loss": {s.record_id: s.expected_loss for s in scores},
-                "rating_error": {s.record_id: rating_metadata(s)["rating_error"] for s in scores}}
+                "rating_error": {s.record_id: rating_metadata(s)["rating_error"] for s in scores},
+                "|E[r] − rating|": {s.record_id: abs(rating_metadata(s)["expected_rating"] - int(s.reference_label))
+                                    for s in scores},
+                "P(far)": {s.record_id: sum(p for r, p in (s.probabilities or {}).items()
+                                            if abs(int(r) - int(s.reference_label)) >= 2) for s in scores}}
     results = {name: {"far": evaluate(values, far), "any": evaluate(values, near | far)}
                for name, values in rankings.items()}
 

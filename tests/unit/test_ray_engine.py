@@ -75,3 +75,28 @@ def test_an_actors_data_error_reaches_the_caller_and_a_multi_label_model_scores_
     with RayScorer(tmp_path / "tags", "v8", settings, device="cpu", options={"samples": 2}) as scorer:
         scores = list(scorer.score(ScoringInput(f"t{i}", text, tags) for i, (text, tags) in enumerate(TAGGED)))
     assert all(isinstance(s.predicted_label, tuple) and s.predicted_label and s.loss is not None for s in scores)
+
+
+def test_a_model_that_ships_its_code_is_refused_by_the_actors_in_one_line_and_scores_once_trusted(local_ray,
+                                                                                                  tmp_path):
+    """registry.trust_remote_code reaches the actors: untrusted, the model's refusal names the setting (the
+    actors ask nobody on a terminal); trusted, the actors run the code it ships and score as the local engine."""
+    from tests.tiny_models import save_remote_code_classifier
+    from worker.errors import ScoringError
+
+    model_dir = save_remote_code_classifier(tmp_path / "their-model")
+    settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=5)
+    options = {"samples": 4, "seed": 1, "consistent": True, "batch_size": 4}
+    with pytest.raises(ScoringError, match=r"could not load model v9: .*registry\.trust_remote_code") as refused:
+        RayScorer(model_dir, "v9", settings, device="cpu", options=options)
+    assert "\n" not in str(refused.value) and "Traceback" not in str(refused.value)  # one line, not Ray's dump
+
+    local = list(Scorer(load_classifier(model_dir, device="cpu", version="v9", trust_remote_code=True),
+                        **options).score(_inputs()))
+    with RayScorer(model_dir, "v9", settings, device="cpu", options=options, trust_remote_code=True) as scorer:
+        remote = list(scorer.score(_inputs()))
+    assert [s.record_id for s in remote] == [s.record_id for s in local]
+    for ours, theirs in zip(remote, local, strict=True):
+        assert ours.predicted_label == theirs.predicted_label
+        assert (ours.bald is None) == (theirs.bald is None)
+        assert ours.bald is None or ours.bald == pytest.approx(theirs.bald, rel=1e-4, abs=1e-6)

@@ -72,11 +72,19 @@ class ScoringActor:
         threads = options.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)
-        classifier = load_classifier(self.directory, device=device, version=version,
-                                     trust_remote_code=trust_remote_code)
+        self.failure: WorkerError | None = None
+        try:
+            classifier = load_classifier(self.directory, device=device, version=version,
+                                         trust_remote_code=trust_remote_code)
+        except WorkerError as error:  # raised by device(): Ray hands a task's error back whole, a constructor's
+            self.failure = error      # only as a traceback in a message
+            return
         self.scorer = Scorer(classifier, progress=False, **options)
 
     def device(self) -> str:
+        """The device the model runs on; the model's load failure (a WorkerError) if it could not load."""
+        if self.failure is not None:
+            raise self.failure
         return str(self.scorer.classifier.device)
 
     def score(self, chunk: list[ScoringInput]) -> tuple[list[RecordScore], ScoringStats]:
@@ -84,7 +92,8 @@ class ScoringActor:
         return scores, self.scorer.stats
 
     def close(self) -> None:
-        self.scorer.close()
+        if self.failure is None:
+            self.scorer.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
