@@ -70,6 +70,28 @@ def test_too_few_annotations_or_a_class_without_examples_stops_before_training()
         build_training_set(only_positive, [], LABELS, min_annotated=4)
 
 
+def test_a_question_with_labels_nobody_annotated_yet_trains_on_the_others_and_says_which(tiny_model_dir, tmp_path,
+                                                                                          caplog):
+    """A question with many labels (intents) rarely has every one annotated early: the first models learn the
+    classes that have examples, keep every label of the question (scoring needs them all) and say which are
+    unlearned; one class alone is still refused."""
+    from worker.scoring import load_classifier
+
+    labels = ("negative", "positive", "refund", "outage", "praise")
+    with caplog.at_level("WARNING", logger="worker.training.data"):
+        training_set = build_training_set(sentiment_examples(40), [], labels, min_annotated=4)
+    assert training_set.counts()["without_examples"] == ["refund", "outage", "praise"]
+    assert "no training examples yet for 3 of 5 classes ['refund', 'outage', 'praise']" in caplog.text
+    assert "without_examples" not in build_training_set(sentiment_examples(40), [], LABELS, min_annotated=4).counts()
+
+    train_classifier(tiny_model_dir, training_set.train, training_set.validation, labels, tmp_path / "model",
+                     TrainingSettings(epochs=1, **FAST))
+    assert load_classifier(tmp_path / "model", device="cpu").labels == labels
+    one_class = [e for e in sentiment_examples(40) if e.label == "positive"]
+    with pytest.raises(DataError, match=r"a model needs examples of at least two classes"):
+        build_training_set(one_class, [], labels, min_annotated=4)
+
+
 def test_the_fingerprint_changes_with_any_label():
     examples = sentiment_examples(24)
     first = build_training_set(examples, [], LABELS, min_annotated=4)

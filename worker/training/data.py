@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,8 @@ from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
 from worker.iterables import shuffled_label_groups
 from worker.records import LabelValue, PulledRecord
+
+logger = logging.getLogger(__name__)
 
 TrainingData = Literal["annotated", "annotated+original"]
 ANNOTATED = "annotated"
@@ -63,12 +66,15 @@ class TrainingSet:
     fingerprint: str
 
     def counts(self) -> dict:
+        per_class = label_counts(self.train)
+        unlearned = [label for label in self.labels if per_class[label] == 0]
         return {
             "train": len(self.train),
             "validation": len(self.validation),
             "annotated": sum(e.source == ANNOTATED for e in (*self.train, *self.validation)),
             "original": sum(e.source == ORIGINAL for e in self.train),
             "per_class": dict(label_counts((*self.train, *self.validation))),
+            **({"without_examples": unlearned} if unlearned else {}),
         }
 
 
@@ -170,7 +176,7 @@ def build_training_set(
         )
     train, validation = stratified_split(annotated, validation_fraction, seed=seed)
     train = train + list(original)
-    _check_every_class(train, labels)
+    _check_classes(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records")
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
@@ -201,19 +207,34 @@ def build_first_training_set(
             f"records carry, or register a model you have (`argilla-worker models register`)"
         )
     train, validation = stratified_split(examples, validation_fraction, seed=seed)
-    _check_every_class(train, labels)
+    _check_classes(train, labels)
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
 
 
-def _check_every_class(train: Sequence[Example], labels: Sequence[str]) -> None:
-    """DataError naming the classes without a training example (and the per-class counts)."""
+def _check_classes(train: Sequence[Example], labels: Sequence[str]) -> None:
+    """Classes without a training example are allowed (a question with many labels rarely has every one annotated
+    early): the model learns the others and is told so in the log. Too few learnable classes is a DataError naming
+    the classes without an example and the per-class counts: a single-label model needs two classes, a
+    multi-label one a label that occurs."""
     per_class = label_counts(train)
     missing = [label for label in labels if per_class[label] == 0]
-    if missing:
+    if not missing:
+        return
+    needed = 1 if any(isinstance(e.label, tuple) for e in train) else 2
+    if len(labels) - len(missing) < needed:
         raise DataError(
             f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)}); "
-            f"annotate records of these classes, or remove the classes from the label question"
+            f"{'a model needs examples of at least two classes' if needed > 1 else 'no label occurs'}: annotate "
+            f"records of these classes, or remove the classes from the label question"
         )
+    logger.warning("no training examples yet for %d of %d classes %s: the model learns the other %d and will "
+                   "rarely predict these until records of them are annotated", len(missing), len(labels),
+                   _named(missing), len(labels) - len(missing))
+
+
+def _named(labels: Sequence[str], shown: int = 10) -> str:
+    """The first ``shown`` labels, then how many more."""
+    return str(list(labels[:shown])) + (f" and {len(labels) - shown} more" if len(labels) > shown else "")
 
 
 def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
