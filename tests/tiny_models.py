@@ -64,12 +64,13 @@ def save_tiny_classifier(
 
 
 def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
-                                 seed: int = 0) -> Path:
+                                 seed: int = 0, llama: bool = False) -> Path:
     """A randomly initialised tiny GPT-2 classifier whose byte-level BPE tokenizer has no padding token (as
-    GPT-2's and Llama's do not): the shape of a decoder model a team may bring."""
+    GPT-2's and Llama's do not): the shape of a decoder model a team may bring. ``llama``: a Llama-style one
+    instead (Llama, Qwen2, Mistral …: no dropout module anywhere, its head named ``score``)."""
     import torch
     from tokenizers import decoders
-    from transformers import GPT2Config, GPT2ForSequenceClassification
+    from transformers import GPT2Config, GPT2ForSequenceClassification, LlamaConfig, LlamaForSequenceClassification
 
     torch.manual_seed(seed)
     tokenizer = Tokenizer(models.BPE())
@@ -80,10 +81,15 @@ def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = (
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>",
                                    bos_token="<|endoftext|>", model_max_length=64)
     eos = fast.convert_tokens_to_ids("<|endoftext|>")
-    config = GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2, n_head=2, num_labels=len(labels),
-                        bos_token_id=eos, eos_token_id=eos, id2label=dict(enumerate(labels)),
-                        label2id={label: index for index, label in enumerate(labels)})
-    model = GPT2ForSequenceClassification(config)
+    names = {"num_labels": len(labels), "bos_token_id": eos, "eos_token_id": eos, "id2label": dict(enumerate(labels)),
+             "label2id": {label: index for index, label in enumerate(labels)}}
+    if llama:
+        model = LlamaForSequenceClassification(LlamaConfig(
+            vocab_size=len(fast), max_position_embeddings=64, hidden_size=32, intermediate_size=64,
+            num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2, **names))
+    else:
+        model = GPT2ForSequenceClassification(GPT2Config(vocab_size=len(fast), n_positions=64, n_embd=32, n_layer=2,
+                                                         n_head=2, **names))
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     fast.save_pretrained(directory)

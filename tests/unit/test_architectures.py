@@ -126,6 +126,31 @@ def test_a_model_trained_without_dropout_is_sampled_at_the_fallback_rate_and_say
     torch.testing.assert_close(unsampled.mc, unsampled.deterministic.unsqueeze(2).expand_as(unsampled.mc))
 
 
+@pytest.mark.parametrize("consistent", [False, True], ids=["independent-masks", "consistent-masks"])
+def test_a_llama_style_decoder_without_any_dropout_is_sampled_before_its_head_and_says_so(tmp_path, caplog,
+                                                                                          consistent):
+    """Llama, Qwen2, Mistral classifiers have no dropout module: their MC samples were all equal (BALD 0 for every
+    record, T identical passes). The MC copy gets a dropout before the head; the scoring model stays as it was."""
+    from tests.tiny_models import save_tiny_decoder_classifier
+
+    classifier = load_classifier(save_tiny_decoder_classifier(tmp_path / "llama", llama=True), device="cpu",
+                                 version=f"llama-{consistent}")
+    assert not any(isinstance(module, torch.nn.Dropout) for module in classifier.model.modules())
+    inputs = [ScoringInput("a", "a wonderful , moving film", "positive"),
+              ScoringInput("b", "dull and lifeless", "negative"), ScoringInput("c", "the acting", None)]
+    with caplog.at_level(logging.WARNING, logger="worker.scoring.mc"):
+        scores = list(Scorer(classifier, samples=8, consistent=consistent).score(inputs))
+        Scorer(classifier, samples=8, consistent=consistent)  # said once per model version
+
+    assert all(score.bald > 0 and score.entropy > 0 for score in scores)
+    warnings = [message for message in caplog.messages if "no dropout layer" in message]
+    assert len(warnings) == 1 and "inserted before its head 'score' at rate 0.1" in warnings[0]
+    assert isinstance(classifier.model.score, torch.nn.Linear)  # the model that gives the suggestions: untouched
+    unsampled = MCPredictor(classifier, samples=4, dropout_rate=0.0, consistent=consistent).predict(
+        {key: value for key, value in classifier.tokenizer(["a wonderful film"], return_tensors="pt").items()})
+    torch.testing.assert_close(unsampled.mc, unsampled.deterministic.unsqueeze(2).expand_as(unsampled.mc))
+
+
 def test_a_set_dropout_rate_replaces_the_models_own_in_every_sampled_layer(tmp_path, caplog):
     classifier = _load(tmp_path, "bert")
     spread = {}

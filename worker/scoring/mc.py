@@ -19,7 +19,9 @@ training mode, so it stays **off** under MC; load the model with ``attention_dro
 always stochastic in the MC passes. A model whose MC samples come out identical on a probe batch (trained without
 dropout, every rate 0 as ModernBERT ships, or whose only dropout is attention dropout under SDPA) has its dropout
 layers sampled at ``FALLBACK_DROPOUT_RATE`` instead, with a warning (``dropout_rate`` sets one rate for every
-sampled layer of any model).
+sampled layer of any model). A model with no dropout module at all (Llama-style decoders: Llama, Qwen2, Mistral)
+gets one in its MC copy, before its classification head (``score`` / ``classifier``), at ``dropout_rate`` or
+``FALLBACK_DROPOUT_RATE``: MC dropout over the head's input (its samples would otherwise all be equal).
 
 Fast MC replays the model's last layers one by one, with what the encoder passes them besides the hidden states
 (DeBERTa's relative positions and embeddings, MPNet's relative-position bias); before it is used, that replay
@@ -374,6 +376,11 @@ class MCPredictor:
             self._build_suffix(mc_layers)
         if self.strategy == "full":
             mc_model = copy.deepcopy(classifier.model)
+            if samples > 1 and not any(isinstance(module, nn.Dropout) for module in mc_model.modules()):
+                head = _insert_head_dropout(mc_model, FALLBACK_DROPOUT_RATE if dropout_rate is None else dropout_rate)
+                if head is not None:
+                    _note_head_dropout(classifier.version, type(mc_model).__name__, head,
+                                       FALLBACK_DROPOUT_RATE if dropout_rate is None else dropout_rate)
             self._stochastic = (self._patch(mc_model) if self.consistent else MCDropoutModule(mc_model)).eval()
             _sample_eager_attention_dropout(self._stochastic)
             self._mc_model = self._stochastic
@@ -618,6 +625,28 @@ def _note_full_mc(version: str, reason: str) -> None:
     """Once per model version and reason (a running worker builds a predictor per scoring job)."""
     logger.info("model %s: %s: MC dropout runs over the whole model (T stochastic passes; scoring.mc_layers does "
                 "not apply)", version, reason)
+
+
+HEAD_NAMES = ("score", "classifier")  # where transformers' sequence classifiers keep their head
+
+
+def _insert_head_dropout(model: nn.Module, rate: float) -> str | None:
+    """Put a dropout layer (``rate``) before ``model``'s classification head, in place (an MC copy: never the
+    scoring model); the head's name, or None when the model has none of :data:`HEAD_NAMES`."""
+    for name in HEAD_NAMES:
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            setattr(model, name, nn.Sequential(nn.Dropout(rate), head))
+            return name
+    return None
+
+
+@functools.cache
+def _note_head_dropout(version: str, architecture: str, head: str, rate: float) -> None:
+    """Once per model version: a model without dropout gets MC dropout before its head."""
+    logger.warning("model %s (%s) has no dropout layer: MC dropout samples one inserted before its head %r at rate "
+                   "%s (on its last hidden states), so that bald / entropy / margin mean something; set "
+                   "scoring.dropout_rate to choose the rate", version, architecture, head, rate)
 
 
 @functools.cache
