@@ -15,7 +15,7 @@ both strategies score the same movie snippets (T = 20, adaptive off), interleave
 
 Writes benchmarks/results/fast_mc_architectures.{json,md}. On 2 CPU cores: about 4 minutes for DistilBERT and
 ELECTRA at the defaults; with ``--records 48 --repeats 1`` about 2 minutes each for MPNet, DeBERTa-v3 and
-ModernBERT, 13 for ``deberta-xlarge``.
+ModernBERT, 13 for ``deberta-xlarge``; ``qwen2-0.5b`` (a decoder: its fast MC is head-only) about 5.
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ ARCHITECTURES: dict[str, tuple[str, str, dict]] = {
     "deberta-xlarge": ("DebertaV2Config", "DebertaV2ForSequenceClassification", _DEBERTA_V3),
     "mpnet": ("MPNetConfig", "MPNetForSequenceClassification", {}),
     "modernbert": ("ModernBertConfig", "ModernBertForSequenceClassification", {}),  # base: 22 × 768, dropout 0
+    # a decoder classifier at Qwen2.5-0.5B's size (24 layers × 896, grouped-query attention): no dropout module at
+    # all, so "fast" is head-only MC (worker.scoring.decoder_head: the model once, its head T times) and "full"
+    # runs the whole model T times with a dropout before its head
+    "qwen2-0.5b": ("Qwen2Config", "Qwen2ForSequenceClassification",
+                   {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                    "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True}),
 }
 
 
@@ -103,7 +109,9 @@ def main() -> None:
     lines = ["| architecture | records | full MC s | fast MC s (layers) | full ÷ fast |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['architecture']} | {r['records']} | {r['full_s']:.1f} | {r['fast_s']:.1f} ({r['fast_layers']}) | "
               f"{r['speedup']:.2f} |" for r in rows]
-    write_results("fast_mc_architectures", {"rows": rows}, lines)
+    name = "-".join(["fast_mc_architectures", *sorted(args.architectures)]) if len(args.architectures) < 3 \
+        else "fast_mc_architectures"  # one or two: their own file, beside the run of several
+    write_results(name, {"rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -159,4 +159,4 @@ def test_a_rating_question_is_suggested_as_integers_beside_a_label_question_left
     guidelines = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset.id}",
                            headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
                            timeout=30).json()["guidelines"]
-    assert "`quality_rating_error`, **descending**" in guidelines
+    assert "`quality_loss`, **descending**" in guidelines and "sort by `quality_rating_error`" in guidelines

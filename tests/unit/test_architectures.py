@@ -126,29 +126,60 @@ def test_a_model_trained_without_dropout_is_sampled_at_the_fallback_rate_and_say
     torch.testing.assert_close(unsampled.mc, unsampled.deterministic.unsqueeze(2).expand_as(unsampled.mc))
 
 
-@pytest.mark.parametrize("consistent", [False, True], ids=["independent-masks", "consistent-masks"])
-def test_a_llama_style_decoder_without_any_dropout_is_sampled_before_its_head_and_says_so(tmp_path, caplog,
-                                                                                          consistent):
-    """Llama, Qwen2, Mistral classifiers have no dropout module: their MC samples were all equal (BALD 0 for every
-    record, T identical passes). The MC copy gets a dropout before the head; the scoring model stays as it was."""
+def _llama(tmp_path, version: str):
     from tests.tiny_models import save_tiny_decoder_classifier
 
     classifier = load_classifier(save_tiny_decoder_classifier(tmp_path / "llama", llama=True), device="cpu",
-                                 version=f"llama-{consistent}")
+                                 version=version)
     assert not any(isinstance(module, torch.nn.Dropout) for module in classifier.model.modules())
-    inputs = [ScoringInput("a", "a wonderful , moving film", "positive"),
-              ScoringInput("b", "dull and lifeless", "negative"), ScoringInput("c", "the acting", None)]
-    with caplog.at_level(logging.WARNING, logger="worker.scoring.mc"):
-        scores = list(Scorer(classifier, samples=8, consistent=consistent).score(inputs))
-        Scorer(classifier, samples=8, consistent=consistent)  # said once per model version
+    return classifier
 
+
+LLAMA_INPUTS = [ScoringInput("a", "a wonderful , moving film", "positive"),
+                ScoringInput("b", "dull and lifeless", "negative"), ScoringInput("c", "the acting", None)]
+
+
+@pytest.mark.parametrize("consistent", [False, True], ids=["independent-masks", "consistent-masks"])
+def test_a_llama_style_decoder_without_any_dropout_runs_once_and_samples_its_head(tmp_path, caplog, consistent):
+    """Llama, Qwen2, Mistral classifiers have no dropout module: their MC samples were all equal (BALD 0 for every
+    record) from T identical passes of a copy of the model. Now the model runs once per batch, the hidden state it
+    pools goes T times through a dropout and its own head; no copy is made, the scoring model stays as it was."""
+    classifier = _llama(tmp_path, f"llama-{consistent}")
+    trunk_calls = []
+    classifier.model.model.register_forward_hook(lambda *args: trunk_calls.append(1))
+    with caplog.at_level(logging.WARNING, logger="worker.scoring.mc"):
+        scorer = Scorer(classifier, samples=8, consistent=consistent, batch_size=8)
+        Scorer(classifier, samples=8, consistent=consistent)  # said once per model version
+    trunk_calls.clear()
+    scores = list(scorer.score(LLAMA_INPUTS))
+
+    assert len(trunk_calls) == 1  # one batch: the model ran once, not 1 + T times
     assert all(score.bald > 0 and score.entropy > 0 for score in scores)
     warnings = [message for message in caplog.messages if "no dropout layer" in message]
     assert len(warnings) == 1 and "inserted before its head 'score' at rate 0.1" in warnings[0]
+    assert "the model runs once per batch" in warnings[0]
     assert isinstance(classifier.model.score, torch.nn.Linear)  # the model that gives the suggestions: untouched
-    unsampled = MCPredictor(classifier, samples=4, dropout_rate=0.0, consistent=consistent).predict(
-        {key: value for key, value in classifier.tokenizer(["a wonderful film"], return_tensors="pt").items()})
+    assert scorer.predictor._decoder.head is classifier.model.score  # shared, not copied
+    inputs = dict(classifier.tokenizer([i.text for i in LLAMA_INPUTS], padding=True, return_tensors="pt"))
+    with torch.inference_mode():
+        expected = torch.log_softmax(classifier.model(**inputs).logits, dim=-1)
+    unsampled = MCPredictor(classifier, samples=4, dropout_rate=0.0, consistent=consistent).predict(inputs)
+    torch.testing.assert_close(unsampled.deterministic, expected)  # the model's own answer, padding and all
     torch.testing.assert_close(unsampled.mc, unsampled.deterministic.unsqueeze(2).expand_as(unsampled.mc))
+
+
+def test_a_decoder_whose_pooling_cannot_be_replayed_gets_full_mc_with_a_dropout_before_its_head(tmp_path, caplog,
+                                                                                                monkeypatch):
+    from worker.scoring import decoder_head
+
+    classifier = _llama(tmp_path, "llama-pooled-elsewhere")
+    monkeypatch.setattr(decoder_head.DecoderHead, "pool", lambda self, hidden, input_ids: hidden[:, 0])
+    with caplog.at_level(logging.INFO, logger="worker.scoring.mc"):
+        predictor = MCPredictor(classifier, samples=6)
+    assert predictor.strategy == "full" and predictor._decoder is None
+    assert "last-token pooling cannot be replayed" in caplog.text and "full MC: the whole model runs" in caplog.text
+    scores = list(Scorer(classifier, samples=6).score(LLAMA_INPUTS))
+    assert all(score.bald > 0 for score in scores)
 
 
 def test_a_set_dropout_rate_replaces_the_models_own_in_every_sampled_layer(tmp_path, caplog):

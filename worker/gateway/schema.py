@@ -99,8 +99,7 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    task="multi"),
     WorkerMetadata("rating_error", "float", "rating question: how far, in rating points, the model expects the "
                    "rating under review to be off (Σ p(r)·|r − rating|): high = probably wrong by a lot — a 1 that "
-                   "should be a 5 comes before a 4 that should be a 5, where `loss` ranks them alike.",
-                   task="rating"),
+                   "should be a 5 comes before a 4 that should be a 5, which `loss` ranks alike.", task="rating"),
     WorkerMetadata("expected_rating", "float", "rating question: the rating the model expects (Σ p(r)·r over its "
                    "MC-dropout mean); filter a range to review, e.g. the records it rates low.", task="rating"),
 )
@@ -163,10 +162,11 @@ Records without a label show the model's prediction instead (agent = model versi
 
 def _rating_steps(name) -> str:
     return f"""\
-1. Sort by the metadata property `{name("rating_error")}`, **descending** (the first click sorts ascending): the
-   ratings the model finds furthest off come first (`{name("loss")}` ranks an off-by-one like an off-by-four).
-2. The pre-selected rating is the one under review; compare it with `{name("expected_rating")}`, the rating the
-   model expects. If it is wrong, pick the right one.
+1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending): the ratings
+   the model doubts most come first. To fix the ratings furthest off first (a 1 that should be a 5 before a 4
+   that should be a 5), sort by `{name("rating_error")}`, descending, instead.
+2. The pre-selected rating is the one under review; `{name("expected_rating")}` is the rating the model expects.
+   If it is wrong, pick the right one.
 3. Submit — the worker retrains on your answers and refreshes the order.
 
 Records without a rating show the model's prediction instead (agent = model version)."""

@@ -49,8 +49,10 @@ from baal.bayesian.dropout import MCDropoutModule, patch_module
 from torch import nn
 
 from worker.errors import ScoringError
+from worker.scoring import decoder_head
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
 from worker.scoring.consistent import ConsistentDropout, SampleWindow, patch_consistent
+from worker.scoring.decoder_head import DecoderHead
 from worker.scoring.device import autocast, model_failures
 from worker.scoring.model import Classifier
 
@@ -372,6 +374,7 @@ class MCPredictor:
         self._suffix_parts: _StochasticSuffix | None = None
         self._suffix_start: int | None = None
         self._stochastic: nn.Module | None = None  # the patched copy MC samples: the suffix or the whole model
+        self._decoder: DecoderHead | None = None  # a model without dropout: its head sampled (decoder_head)
         if strategy == "partial":
             self._build_suffix(mc_layers)
         if self.strategy == "full":
@@ -398,7 +401,7 @@ class MCPredictor:
             self._model = torch.compile(self._model, dynamic=True)
             if self._mc_model is not None:
                 self._mc_model = torch.compile(self._mc_model, dynamic=True)
-            else:
+            elif self._suffix is not None:
                 self._suffix = torch.compile(self._suffix, dynamic=True)
 
     def _build_suffix(self, mc_layers: MCLayers) -> None:
@@ -411,7 +414,12 @@ class MCPredictor:
         model = self.classifier.model
         name = type(model).__name__
         if not has_encoder_parts(model):
-            _note_full_mc(self.classifier.version, f"{name} is not a BERT/RoBERTa-style encoder")
+            if decoder_head.fits(model):
+                self._use_decoder_head()
+                if self._decoder is not None:
+                    return
+            else:
+                _note_full_mc(self.classifier.version, f"{name} is not a BERT/RoBERTa-style encoder")
             self.strategy = "full"
             return
         parts = _EncoderParts(model)
@@ -433,6 +441,20 @@ class MCPredictor:
         self._suffix = suffix
         self._stochastic = suffix
         self._suffix_start = start
+
+    def _use_decoder_head(self) -> None:
+        """Head-only MC for a model without any dropout (see :mod:`worker.scoring.decoder_head`), when its pooling
+        replays the model's logits; else it stays unset (full MC, with a dropout put before the head)."""
+        model, version = self.classifier.model, self.classifier.version
+        rate = FALLBACK_DROPOUT_RATE if self.dropout_rate is None else self.dropout_rate
+        head = decoder_head.DecoderHead(model, rate)
+        mismatch = head.replay_mismatch(model, self._probe_inputs, _REPLAY_TOLERANCE)
+        if mismatch is not None:
+            _note_full_mc(version, f"{type(model).__name__}'s last-token pooling cannot be replayed ({mismatch})")
+            return
+        self._patch(head.sampled)
+        self._decoder, self._stochastic, self.mc_layers = head, head.sampled, 0
+        _note_head_dropout(version, type(model).__name__, decoder_head.HEAD_NAME, rate, once_through=True)
 
     def _replay_mismatch(self, suffix: _StochasticSuffix, start: int | None) -> str | None:
         """Why the suffix, its dropouts off, does not reproduce the model's logits [2, C] on a probe batch of two
@@ -477,7 +499,9 @@ class MCPredictor:
         # torch's RNG as it was after (BaaL's masks draw from it): a probe leaves no trace in the scores
         with failed, torch.inference_mode(), torch.random.fork_rng(devices=cuda):
             hidden = None
-            if self._suffix_start is not None:
+            if self._decoder is not None:
+                hidden = self._decoder.deterministic(inputs)[1]
+            elif self._suffix_start is not None:
                 hidden = classifier.model(**inputs, output_hidden_states=True).hidden_states[self._suffix_start]
             self._window.start, self._window.count = 0, 2
             self._window.rows = 2 * inputs["input_ids"].shape[0]
@@ -531,9 +555,7 @@ class MCPredictor:
         inputs = {key: value.to(device, non_blocking=True) for key, value in inputs.items()}
         used = None
         with autocast(device, self.classifier.amp_dtype):
-            need_hidden = self._suffix_start is not None
-            output = self._model(**inputs, output_hidden_states=need_hidden)
-            hidden = output.hidden_states[self._suffix_start] if need_hidden else None
+            logits, hidden = self._deterministic_pass(inputs)
             if self.adaptive is None:
                 mc = self._draw(inputs, hidden, 0, self.samples).permute(1, 2, 0).contiguous()  # [batch, C, T]
             else:
@@ -544,7 +566,7 @@ class MCPredictor:
                 mc, used = sequential_samples(
                     lambda active, start, count: self._draw(inputs, hidden, start, count, active),
                     rows, self.samples, self.adaptive, reference.cpu())
-        deterministic = self._log_probabilities(output.logits.float())
+        deterministic = self._log_probabilities(logits.float())
         if device.type != "cuda":
             return PendingPrediction(deterministic=deterministic.cpu(), mc=mc.cpu(), samples_used=used)
         ready = torch.cuda.Event()
@@ -552,6 +574,16 @@ class MCPredictor:
                                     mc=mc.to("cpu", non_blocking=True), ready=ready, samples_used=used)
         ready.record()
         return pending
+
+    def _deterministic_pass(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's logits [batch, C] and what the MC samples start from: the hidden states [batch, seq,
+        hidden] entering fast MC's suffix, a decoder's pooled states [batch, hidden] (head-only MC), or None
+        (full MC)."""
+        if self._decoder is not None:
+            return self._decoder.deterministic(inputs)
+        need_hidden = self._suffix_start is not None
+        output = self._model(**inputs, output_hidden_states=need_hidden)
+        return output.logits, output.hidden_states[self._suffix_start] if need_hidden else None
 
     def _draw(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, start: int, count: int,
               rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -565,7 +597,7 @@ class MCPredictor:
             if self._right_padded:
                 length = int(inputs["attention_mask"].sum(dim=1).max())
                 inputs = {key: value[:, :length] for key, value in inputs.items()}
-                hidden = hidden[:, :length] if hidden is not None else None
+                hidden = hidden[:, :length] if hidden is not None and hidden.dim() == 3 else hidden
         chunks = list(self._sample_logits(inputs, hidden, start, count))
         return self._log_probabilities(torch.cat(chunks, dim=0).float())
 
@@ -591,7 +623,9 @@ class MCPredictor:
     def _mc_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, count: int) -> torch.Tensor:
         """Logits [count, batch, C] of ``count`` MC samples run as one enlarged batch."""
         batch = inputs["input_ids"].shape[0]
-        if self._mc_model is not None:
+        if self._decoder is not None and hidden is not None:
+            logits = self._decoder.sample_logits(hidden, count)
+        elif self._mc_model is not None:
             logits = self._mc_model(**_repeated(inputs, count)).logits
         elif self._suffix is None or self._suffix_parts is None:
             raise ScoringError("partial MC dropout without its stochastic suffix")
@@ -642,11 +676,14 @@ def _insert_head_dropout(model: nn.Module, rate: float) -> str | None:
 
 
 @functools.cache
-def _note_head_dropout(version: str, architecture: str, head: str, rate: float) -> None:
-    """Once per model version: a model without dropout gets MC dropout before its head."""
+def _note_head_dropout(version: str, architecture: str, head: str, rate: float, once_through: bool = False) -> None:
+    """Once per model version: a model without dropout gets MC dropout before its head (``once_through``: the
+    model runs once per batch and only its head T times, :mod:`worker.scoring.decoder_head`)."""
+    how = ("the model runs once per batch, its head once per sample" if once_through
+           else "full MC: the whole model runs once per sample")
     logger.warning("model %s (%s) has no dropout layer: MC dropout samples one inserted before its head %r at rate "
-                   "%s (on its last hidden states), so that bald / entropy / margin mean something; set "
-                   "scoring.dropout_rate to choose the rate", version, architecture, head, rate)
+                   "%s (%s), so that bald / entropy / margin mean something; set scoring.dropout_rate to choose the "
+                   "rate", version, architecture, head, rate, how)
 
 
 @functools.cache
