@@ -160,6 +160,7 @@ def test_a_llama_style_decoder_without_any_dropout_runs_once_and_samples_its_hea
     assert "the model runs once per batch" in warnings[0]
     assert isinstance(classifier.model.score, torch.nn.Linear)  # the model that gives the suggestions: untouched
     assert scorer.predictor._decoder.head is classifier.model.score  # shared, not copied
+    assert "head only (the model once per batch)" in repr(scorer)
     inputs = dict(classifier.tokenizer([i.text for i in LLAMA_INPUTS], padding=True, return_tensors="pt"))
     with torch.inference_mode():
         expected = torch.log_softmax(classifier.model(**inputs).logits, dim=-1)

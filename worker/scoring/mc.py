@@ -533,6 +533,8 @@ class MCPredictor:
 
     def __repr__(self) -> str:
         layers = f", mc_layers={self.mc_layers!r}" if self.strategy == "partial" else ""
+        if self._decoder is not None:
+            layers = ", head only (the model once per batch)"
         adaptive = f", adaptive={self.adaptive}" if self.adaptive else ""
         consistent = ", consistent masks" if self.consistent else ""
         return f"MCPredictor(samples={self.samples}, strategy={self.strategy!r}{layers}{adaptive}{consistent})"
