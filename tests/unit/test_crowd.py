@@ -139,6 +139,25 @@ def test_needs_another_label_ranks_ties_before_splits_before_unanimous_records()
     assert all(v <= 1 - 1 / len(LABELS) + 1e-12 for v in values)
 
 
+def test_a_kept_tie_needs_another_label_even_when_the_model_is_sure():
+    """With consensus.ties = "keep" a tie has no label (left out of training and publishing) however sure the
+    model is — it may not decide it — so it still ranks before records whose votes agree; "resolve" lets the
+    model settle it, and then its confidence counts."""
+    from dataclasses import replace
+
+    crowd = _estimate(HAND_MADE)
+    tie = _record("tie", {"a": "pos", "b": "neg"})
+    split = _record("split", {"a": "pos", "b": "pos", "c": "neg"})
+    unanimous = _record("unanimous", {"a": "pos", "b": "pos"})
+    sure = [0.02, 0.98]
+
+    tie_need, split_need, unanimous_need = (needs_another_label(r, crowd, sure) for r in (tie, split, unanimous))
+    assert tie_need > split_need and tie_need > unanimous_need
+    assert tie_need == pytest.approx(needs_another_label(tie, crowd, None))  # the model's view does not settle it
+    resolving = replace(crowd, resolve_ties=True)
+    assert needs_another_label(tie, resolving, sure) < tie_need
+
+
 def test_needs_another_label_for_unlabelled_records_follows_the_models_confidence():
     crowd = _estimate(HAND_MADE)
     unlabelled = _record("u", {})
