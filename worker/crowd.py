@@ -37,8 +37,9 @@ label by its posterior as for single labels.
 **needs_another_label** (:func:`needs_another_label`, higher = a further label would help more): one minus
 ActiveLab's score, ``(post(ŷ)·(Σ_j w_j + w_M) + w̄/K) / (Σ_j w_j + w_M + w̄)``; a record nobody labelled has
 ``post = max p`` and no annotator weight, so labelled and unlabelled records rank on one scale. A tie kept
-undecided (``consensus.ties = "keep"``) has no label whatever the model thinks, so its posterior is the annotators'
-alone (the model may not decide it): it ranks before records whose votes agree, however sure the model is.
+undecided (``consensus.ties = "keep"``) has no label whatever the weights or the model say (they may not decide
+it), so its ``post(ŷ)`` is 1 / (the number of tied labels) and the model is left out: ties come first, however sure
+the model is.
 """
 
 from __future__ import annotations
@@ -351,14 +352,12 @@ def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence
         score = (crowd.model_weight * max(model) + spread / len(labels)) / (crowd.model_weight + spread)
         return 1 - score
     decided = weighted_consensus(record, crowd, model)
-    assert decided is not None
+    assert decided is not None and decided.confidence is not None
+    confidence = decided.confidence
     if decided.label is None and decided.tied_labels:  # a kept tie: no label until someone decides it, whatever
-        model = None                                   # the model thinks (it may not decide it): annotators only
-        decided = weighted_consensus(record, crowd, None)
-        assert decided is not None
-    assert decided.confidence is not None
+        model, confidence = None, 1 / len(decided.tied_labels)  # the weights or the model say (they may not)
     behind = sum(crowd.weight(user) for user in votes) + (crowd.model_weight if model is not None else 0.0)
-    score = (decided.confidence * behind + spread / len(labels)) / (behind + spread)
+    score = (confidence * behind + spread / len(labels)) / (behind + spread)
     return 1 - score
 
 
