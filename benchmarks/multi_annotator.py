@@ -143,6 +143,7 @@ def compare(annotations: dict[str, dict[str, int]], probabilities: np.ndarray, t
             ("1 − majority share", share))},
         "weights": {a: crowd.weight(a) for a in annotators},
         "model_weight": crowd.model_weight,
+        "model_temperature": crowd.model_temperature,
     }
 
 

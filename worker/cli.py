@@ -372,7 +372,7 @@ def _echo_annotators(crowd: dict) -> None:
     if not annotators:
         return
     click.echo(f"annotators (from {crowd.get('overlapping_records', 0)} records with ≥ 2 votes; model weight "
-               f"{_fmt(crowd.get('model_weight'))}):")
+               f"{_fmt(crowd.get('model_weight'))}, read at temperature {_fmt(crowd.get('model_temperature', 1.0))}):")
     click.echo(f"  {'annotator':<38} {'labels':>6} {'agree':>6} {'model':>6} {'weight':>6} {'quality':>7}")
     for user, stats in sorted(annotators.items(), key=lambda item: -(item[1].get("quality") or 0)):
         name = stats.get("username") or user

@@ -12,6 +12,10 @@ Mueller 2023), estimated in one streamed pass.
   who never overlaps gets the mean agreement);
 * model weight ``w_M = max(ε, 1 − e_M / e₀) · √(mean votes per record)``, ``e_M`` the model's error against
   the majority (its ``predicted_label`` metadata); 1 when it cannot be measured;
+* ``T`` — the temperature at which the model's probabilities best explain the votes (the soft cross-entropy of
+  each voted record's votes under p^(1/T), normalised; candidates 0.25 … 16, fitted with at least
+  ``MIN_TEMPERATURE_RECORDS`` voted records carrying the model's view, else 1), as ActiveLab fits one: a model
+  that says 0.99 where the votes agree 3 times in 4 enters every posterior below softened to ≈ 0.75;
 * annotator quality (for the team lead; never written to the dataset): ``(1 − λ)·a_j + λ·m_j`` with
   ``m_j`` the agreement with the model and ``λ = w_M / (w_M + w̄)``, ``w̄`` the mean annotator weight.
 
@@ -21,7 +25,8 @@ the label, as with majority vote; otherwise the label with the largest sum of it
 two unreliable annotators can be outvoted by one reliable one. The model never overrules the votes (it was
 trained on these labels; letting it decide would feed back its own mistakes) — it only informs the confidence,
 and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
-``post(k) = (w_M·p(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``.
+``post(k) = (w_M·p_T(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``, p_T the model's
+probabilities at the fitted temperature.
 ``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
 
 **Label sets** (a multi-label question): every label some voter ticked is one present / absent decision of each
@@ -49,6 +54,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+from worker.constants import PROBABILITY_FLOOR
 from worker.files import KeyedJsonFile
 from worker.records import (
     SUBMITTED,
@@ -63,9 +69,24 @@ from worker.records import (
     vote_sets,
 )
 
+# the model's temperature candidates (0.25 … 16, steps of √2): the one that best explains the votes is fitted
+TEMPERATURES = tuple(2 ** (step / 2) for step in range(-4, 9))
+MIN_TEMPERATURE_RECORDS = 20  # voted records carrying the model's view needed to fit its temperature (else 1)
 WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never exactly 0)
 PRIOR_LIKELIHOOD = 0.9  # L before any record has two votes: an annotator gives the right label 9 times in 10
 PRESENT, ABSENT = "present", "absent"  # one label's decision in a label set
+
+
+def scaled(model: Sequence[float], temperature: float) -> list[float]:
+    """The model's probabilities [K] at ``temperature`` (a softmax of log p / T): T > 1 softens an overconfident
+    model, T < 1 sharpens a timid one."""
+    if temperature == 1:
+        return list(model)
+    logits = [math.log(max(p, PROBABILITY_FLOOR)) / temperature for p in model]
+    top = max(logits)
+    exps = [math.exp(value - top) for value in logits]
+    total = sum(exps)
+    return [value / total for value in exps]
 
 
 def model_distribution(record: PulledRecord, labels: Sequence[str]) -> list[float] | None:
@@ -102,6 +123,7 @@ class CrowdModel:
     annotators: dict[str, AnnotatorStats] = field(default_factory=dict)
     overlapping_records: int = 0  # records (label sets: label decisions) with ≥ 2 votes the estimate used
     resolve_ties: bool = False  # consensus.ties = "resolve": the posterior decides a tie of the votes
+    model_temperature: float = 1.0  # the model's probabilities are read at this temperature (fitted to the votes)
 
     @classmethod
     def uniform(cls, labels: Sequence[str]) -> CrowdModel:
@@ -118,7 +140,8 @@ class CrowdModel:
 
     def summary(self) -> dict:
         """What the team lead sees in ``status`` and ``/metrics`` (never written to the dataset)."""
-        return {"model_weight": self.model_weight, "likelihood": self.likelihood,
+        return {"model_weight": self.model_weight, "model_temperature": self.model_temperature,
+                "likelihood": self.likelihood,
                 "overlapping_records": self.overlapping_records,
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
@@ -131,7 +154,7 @@ class CrowdModel:
         return cls(tuple(value["labels"]), dict(value["annotator_weights"]), value["default_weight"],
                    value["model_weight"], value["likelihood"],
                    {user: AnnotatorStats(**stats) for user, stats in value.get("annotators", {}).items()},
-                   value.get("overlapping_records", 0))
+                   value.get("overlapping_records", 0), model_temperature=value.get("model_temperature", 1.0))
 
 
 @dataclass
@@ -159,6 +182,8 @@ class CrowdEstimator:
         self._model_errors = 0
         self._annotated = 0
         self._votes = 0
+        self._temperature_losses = [0.0] * len(TEMPERATURES)  # Σ over records of the votes' mean −log p_T(vote)
+        self._temperature_records = 0
 
     def add(self, record: PulledRecord) -> None:
         answers = submitted_votes(record)
@@ -172,6 +197,8 @@ class CrowdEstimator:
         if votes is not None:
             model = model_distribution(record, self.labels)
             self._add_decision(votes, self.labels[max(range(len(model)), key=model.__getitem__)] if model else None)
+            if model is not None:
+                self._add_temperature_evidence(model, votes)
             return
         # label sets: each label some voter ticked is one present / absent decision of every voter
         sets = vote_sets(answers)
@@ -180,6 +207,23 @@ class CrowdEstimator:
         for label in sorted(set().union(*sets.values())):
             decisions = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
             self._add_decision(decisions, None if model_set is None else PRESENT if label in model_set else ABSENT)
+
+    def _add_temperature_evidence(self, model: Sequence[float], votes: Mapping[str, str]) -> None:
+        """How well the model's probabilities at each candidate temperature explain the record's votes (the
+        soft cross-entropy ActiveLab fits its temperature by). O(votes × candidates)."""
+        indices = [self.labels.index(vote) for vote in votes.values() if vote in self.labels]
+        if not indices:
+            return
+        self._temperature_records += 1
+        for position, temperature in enumerate(TEMPERATURES):
+            probabilities = scaled(model, temperature)
+            self._temperature_losses[position] -= sum(
+                math.log(max(probabilities[index], PROBABILITY_FLOOR)) for index in indices) / len(indices)
+
+    def _fitted_temperature(self) -> float:
+        if self._temperature_records < MIN_TEMPERATURE_RECORDS:
+            return 1.0
+        return TEMPERATURES[min(range(len(TEMPERATURES)), key=self._temperature_losses.__getitem__)]
 
     def _add_decision(self, votes: Mapping[str, str], predicted: str | None) -> None:
         """One decision the voters made (a record's label, or one label's presence in label sets): agreement
@@ -229,7 +273,7 @@ class CrowdEstimator:
             annotators[user] = AnnotatorStats(tally.labels, with_others, with_model, weights[user],
                                               _quality(with_others, with_model, share))
         return CrowdModel(self.labels, weights, default_weight, model_weight, likelihood, annotators,
-                          self._overlapping)
+                          self._overlapping, model_temperature=self._fitted_temperature())
 
 
 def _skill(error: float, no_skill_error: float) -> float:
@@ -328,7 +372,7 @@ def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[floa
     mass = {label: 0.0 for label in labels}
     total = 0.0
     if model is not None:
-        for label, probability in zip(labels, model, strict=True):
+        for label, probability in zip(labels, scaled(model, crowd.model_temperature), strict=True):
             mass[label] += crowd.model_weight * probability
         total += crowd.model_weight
     for user, vote in votes.items():
@@ -349,7 +393,8 @@ def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence
     if not votes:
         if model is None:
             return 1 - 1 / len(labels)
-        score = (crowd.model_weight * max(model) + spread / len(labels)) / (crowd.model_weight + spread)
+        sure = max(scaled(model, crowd.model_temperature))
+        score = (crowd.model_weight * sure + spread / len(labels)) / (crowd.model_weight + spread)
         return 1 - score
     decided = weighted_consensus(record, crowd, model)
     assert decided is not None and decided.confidence is not None

@@ -287,3 +287,32 @@ def test_status_names_a_rating_question_a_conversation_field_and_a_validation_to
     book.save([])
     output = CliRunner().invoke(cli, ["status"]).output
     assert "; 400 validation records)" in output and "too few" not in output, output
+
+
+def test_an_overconfident_models_evidence_is_read_at_the_temperature_that_best_explains_the_votes():
+    """The model says 0.99 on every record but the votes agree with it on 3 records in 4: its probabilities are
+    softened (T > 1) before they enter the posterior, as ActiveLab does; a model whose 0.75 matches the votes keeps
+    T = 1; fewer than MIN_TEMPERATURE_RECORDS voted records with its view fit nothing."""
+    from dataclasses import replace
+
+    from worker.crowd import MIN_TEMPERATURE_RECORDS, TEMPERATURES, scaled
+
+    def voted(confidence: float, count: int = 40) -> list[PulledRecord]:
+        return [_record(f"r{i}", {"a": "pos" if i % 4 else "neg", "b": "pos" if i % 4 else "neg"},
+                        predicted="pos", confidence=confidence) for i in range(count)]
+
+    overconfident = _estimate(voted(0.99))
+    assert overconfident.model_temperature > 2
+    assert scaled([0.01, 0.99], overconfident.model_temperature)[1] == pytest.approx(0.75, abs=0.08)
+    assert _estimate(voted(0.75)).model_temperature == 1.0
+    assert _estimate(voted(0.99, MIN_TEMPERATURE_RECORDS - 1)).model_temperature == 1.0
+    assert set(TEMPERATURES) >= {1.0, 2.0, 4.0}
+
+    unlabelled = _record("u", {})
+    plain = replace(overconfident, model_temperature=1.0)
+    assert needs_another_label(unlabelled, overconfident, [0.01, 0.99]) > needs_another_label(unlabelled, plain,
+                                                                                                [0.01, 0.99])
+    assert CrowdModel.from_json(overconfident.to_json()).model_temperature == overconfident.model_temperature
+    stored = overconfident.to_json()
+    del stored["model_temperature"]  # an estimate stored before temperatures existed reads as 1
+    assert CrowdModel.from_json(stored).model_temperature == 1.0
