@@ -91,6 +91,13 @@ def test_a_question_with_labels_nobody_annotated_yet_trains_on_the_others_and_sa
     with pytest.raises(DataError, match=r"a model needs examples of at least two classes"):
         build_training_set(one_class, [], labels, min_annotated=4)
 
+    tags = (*TAGS, "spoilers")  # a tag nobody ticked yet: the label sets still train
+    tagged = [Example(f"m{i}", text, tags_) for i, (text, tags_) in enumerate(TAGGED * 3)]
+    assert build_training_set(tagged, [], tags, min_annotated=4).counts()["without_examples"] == ["spoilers"]
+    untagged = [Example(f"n{i}", text, ()) for i, (text, _) in enumerate(TAGGED * 3)]
+    with pytest.raises(DataError, match="no label occurs"):
+        build_training_set(untagged, [], tags, min_annotated=4)
+
 
 def test_the_fingerprint_changes_with_any_label():
     examples = sentiment_examples(24)
