@@ -260,3 +260,28 @@ def test_auto_batches_on_a_cpu_cap_padded_tokens_so_long_documents_come_fewer_at
     assert max(rows for rows, length in shapes if length >= 32) == 256 // 32  # the long ones: 8 a batch
     assert max(rows for rows, _ in shapes) == 32  # short ones still fill a batch of 32
     assert Scorer(tiny_classifier, samples=3, batch_size=16).batch_tokens is None  # a set size is records only
+
+
+def test_a_text_longer_than_the_token_budget_draws_its_samples_fewer_at_a_time_with_the_same_scores(
+        tiny_classifier, monkeypatch):
+    """A text past the CPU token budget (lowered here below the tiny model's 32-token limit) is a batch of its own;
+    its MC passes then hold at most what a full batch's pass holds (budget × samples a pass), not T times its
+    length at once. With consistent masks the samples are the same whichever pass draws them: same scores."""
+    from worker.scoring import engine
+
+    monkeypatch.setattr(engine, "CPU_BATCH_TOKENS", 16)
+    long_text = " ".join(["the best movie of the year , funny and smart and charming and clever"] * 3)
+    records = [ScoringInput("long", long_text, "positive"), ScoringInput("short", "boring", "negative")]
+    bounded = Scorer(tiny_classifier, samples=8, consistent=True, batch_size="auto", progress=False)
+    assert bounded.predictor.sample_tokens == 16 * 8
+    passes = []
+    sample_logits = bounded.predictor._mc_logits
+    monkeypatch.setattr(bounded.predictor, "_mc_logits", lambda inputs, hidden, count: passes.append(
+        count * inputs["input_ids"].numel()) or sample_logits(inputs, hidden, count))
+
+    scores = list(bounded.score(records))
+    whole = list(Scorer(tiny_classifier, samples=8, consistent=True, batch_size=2, progress=False).score(records))
+
+    assert passes and max(passes) <= 16 * 8, passes  # the 32-token text: 4 samples a pass, not 8
+    for ours, theirs in zip(scores, whole, strict=True):
+        assert (ours.bald, ours.expected_loss) == pytest.approx((theirs.bald, theirs.expected_loss), rel=1e-5)

@@ -163,6 +163,7 @@ class Scorer:
         self.batch_size = (max_batch_size if on_cuda else CPU_BATCH_SIZE) if batch_size == "auto" else batch_size
         # "auto" on CUDA: set by the first score() call (probed); elsewhere a fixed budget
         self.batch_tokens: int | None = CPU_BATCH_TOKENS if batch_size == "auto" and not on_cuda else None
+        self._bound_sample_passes()
         self.window_batches = window_batches
         self.seed = seed
         self.pipeline = on_cuda if pipeline is None else pipeline
@@ -242,12 +243,22 @@ class Scorer:
                 f"records {named}: {type(error).__name__}: {error}")):
             return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
 
+    def _bound_sample_passes(self) -> None:
+        """With a token budget, one MC pass holds at most what a full batch's pass holds (budget × the samples a
+        pass draws): a text longer than the budget, alone in its batch, gets its samples fewer at a time instead
+        of T (or a round) times its length at once."""
+        if self.batch_tokens:
+            predictor = self.predictor
+            per_pass = predictor.adaptive.round_size if predictor.adaptive else predictor.samples_per_forward
+            predictor.sample_tokens = self.batch_tokens * min(per_pass, predictor.samples_per_forward)
+
     def _size_batches(self) -> None:
         """On CUDA with batch_size "auto", probe the token budget once (the first score() call)."""
         if self.requested_batch_size != "auto" or self.classifier.device.type != "cuda" or self.batch_tokens:
             return
         self.batch_tokens = probe_batch_tokens(self.predictor, self.classifier.max_length,
                                                max_records=self.max_batch_size)
+        self._bound_sample_passes()
         logger.info("scoring batches on %s: up to %d records and %d padded tokens per forward pass",
                     self.classifier.device, self.batch_size, self.batch_tokens)
 

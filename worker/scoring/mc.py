@@ -360,6 +360,9 @@ class MCPredictor:
         self.samples = samples
         self.strategy = strategy
         self.samples_per_forward = samples_per_forward or samples
+        # the most padded tokens one MC pass may hold (samples × rows × seq; None: no bound): a batch longer than
+        # the scorer's token budget — one text past it — draws its samples fewer at a time (see _sample_chunks)
+        self.sample_tokens: int | None = None
         self.mc_layers = mc_layers
         self.adaptive = adaptive
         if dropout_rate is not None and not 0 <= dropout_rate < 1:
@@ -612,15 +615,20 @@ class MCPredictor:
                        count: int) -> Iterator[torch.Tensor]:
         """Logits [chunk, batch, C] of samples ``start … start + count − 1``, ``samples_per_forward`` at a time
         (the sample window tells consistent dropout which masks to use)."""
-        for chunk in self._sample_chunks(count):
+        for chunk in self._sample_chunks(count, inputs["input_ids"].numel()):
             self._window.start, self._window.count = start, chunk
             self._window.rows = chunk * inputs["input_ids"].shape[0]
             yield self._mc_logits(inputs, hidden, chunk)
             start += chunk
 
-    def _sample_chunks(self, samples: int) -> list[int]:
-        full, rest = divmod(samples, self.samples_per_forward)
-        return [self.samples_per_forward] * full + ([rest] if rest else [])
+    def _sample_chunks(self, samples: int, tokens: int = 0) -> list[int]:
+        """``samples`` split into passes of ``samples_per_forward``, fewer where ``sample_tokens`` bounds a pass
+        of a batch of ``tokens`` padded tokens (at least one sample a pass)."""
+        per_pass = self.samples_per_forward
+        if self.sample_tokens and tokens:
+            per_pass = max(1, min(per_pass, self.sample_tokens // tokens))
+        full, rest = divmod(samples, per_pass)
+        return [per_pass] * full + ([rest] if rest else [])
 
     def _mc_logits(self, inputs: dict[str, torch.Tensor], hidden: torch.Tensor | None, count: int) -> torch.Tensor:
         """Logits [count, batch, C] of ``count`` MC samples run as one enlarged batch."""
