@@ -105,6 +105,22 @@ def test_compiled_scoring_agrees_with_eager(tiny_model_dir):
     assert [s.loss for s in compiled] == pytest.approx([s.loss for s in eager], abs=1e-3)
 
 
+def test_a_llama_style_decoder_runs_once_per_batch_on_the_gpu_compiled_or_not(tmp_path):
+    """Head-only MC (worker.scoring.decoder_head) on CUDA under autocast, eager and compiled: the model's own
+    deterministic answer, BALD above 0, the same losses either way."""
+    from tests.tiny_models import save_tiny_decoder_classifier
+    from worker.scoring import Scorer, ScoringInput
+
+    classifier = load_classifier(save_tiny_decoder_classifier(tmp_path / "llama", llama=True), device="cuda")
+    records = [ScoringInput(f"r{i}", "a wonderful film " * (1 + i % 4), LABELS[i % 2]) for i in range(32)]
+    eager = Scorer(classifier, samples=4, batch_size=8)
+    assert eager.predictor._decoder is not None
+    scores = list(eager.score(records))
+    compiled = list(Scorer(classifier, samples=4, batch_size=8, compile=True).score(records))
+    assert all(score.bald > 0 for score in scores)
+    assert [s.loss for s in compiled] == pytest.approx([s.loss for s in scores], abs=1e-2)
+
+
 @pytest.mark.parametrize("mc", [{"strategy": "full"}, {"mc_layers": 1}])
 def test_adaptive_sampling_on_cuda_repacks_and_agrees_with_the_cpu(tiny_model_dir, mc):
     """The same consistent masks on both devices: a record's samples, and where it stopped, match the CPU's."""

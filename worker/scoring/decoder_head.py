@@ -12,6 +12,9 @@ that trunk → pooled state → head reproduces the model's own logits on a prob
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -35,6 +38,11 @@ class DecoderHead(nn.Module):
         self.trunk = getattr(model, str(model.base_model_prefix))
         self.sampled = nn.Sequential(nn.Dropout(rate), getattr(model, HEAD_NAME))
         self.pad_token_id = getattr(model.config, "pad_token_id", None)
+        self._run_trunk: Callable[..., Any] = self.trunk
+
+    def compile_trunk(self) -> None:
+        """``torch.compile`` the trunk's pass (dynamic shapes): ``scoring.compile`` on CUDA."""
+        self._run_trunk = torch.compile(self.trunk, dynamic=True)
 
     @property
     def head(self) -> nn.Module:
@@ -43,8 +51,8 @@ class DecoderHead(nn.Module):
     def deterministic(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [n, C] of the model for tokenizer ``inputs`` [n, seq], and the pooled hidden states [n, hidden]
         the MC samples start from."""
-        hidden = self.trunk(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
-                            use_cache=False)[0]  # [n, seq, hidden]
+        hidden = self._run_trunk(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
+                                 use_cache=False)[0]  # [n, seq, hidden]
         pooled = self.pool(hidden, inputs["input_ids"])
         return self.head(pooled), pooled
 

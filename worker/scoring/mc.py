@@ -404,6 +404,8 @@ class MCPredictor:
             self._model = torch.compile(self._model, dynamic=True)
             if self._mc_model is not None:
                 self._mc_model = torch.compile(self._mc_model, dynamic=True)
+            elif self._decoder is not None:
+                self._decoder.compile_trunk()
             elif self._suffix is not None:
                 self._suffix = torch.compile(self._suffix, dynamic=True)
 
