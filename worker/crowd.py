@@ -210,15 +210,21 @@ class CrowdEstimator:
 
     def _add_temperature_evidence(self, model: Sequence[float], votes: Mapping[str, str]) -> None:
         """How well the model's probabilities at each candidate temperature explain the record's votes (the
-        soft cross-entropy ActiveLab fits its temperature by). O(votes × candidates)."""
-        indices = [self.labels.index(vote) for vote in votes.values() if vote in self.labels]
-        if not indices:
+        soft cross-entropy ActiveLab fits its temperature by): the mean over the votes of
+        log Σ_k p_k^(1/T) − log p_vote / T. O(K + votes × candidates) — the stored view has two distinct
+        probabilities (the predicted label's, the rest's), so the normaliser costs O(distinct) per candidate."""
+        logs = [math.log(max(probability, PROBABILITY_FLOOR)) for probability in model]
+        voted = [logs[self.labels.index(vote)] for vote in votes.values() if vote in self.labels]
+        if not voted:
             return
         self._temperature_records += 1
+        distinct = Counter(logs)  # log p → how many labels have it
+        top = max(distinct)
         for position, temperature in enumerate(TEMPERATURES):
-            probabilities = scaled(model, temperature)
-            self._temperature_losses[position] -= sum(
-                math.log(max(probabilities[index], PROBABILITY_FLOOR)) for index in indices) / len(indices)
+            log_normaliser = top / temperature + math.log(sum(
+                count * math.exp((value - top) / temperature) for value, count in distinct.items()))
+            self._temperature_losses[position] += sum(log_normaliser - value / temperature
+                                                      for value in voted) / len(voted)
 
     def _fitted_temperature(self) -> float:
         if self._temperature_records < MIN_TEMPERATURE_RECORDS:
