@@ -99,6 +99,18 @@ def test_a_question_with_labels_nobody_annotated_yet_trains_on_the_others_and_sa
         build_training_set(untagged, [], tags, min_annotated=4)
 
 
+def test_macro_f1_averages_over_the_classes_the_validation_holds():
+    """Three of five labels annotated: the two nobody has annotated do not pull macro-F1 down as zeros."""
+    from worker.training.evaluate import classification_metrics
+
+    targets = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.eye(5)[targets]  # [6, 5]
+    assert classification_metrics(perfect, targets, 5) == (1.0, 1.0)
+    wrong_once = np.eye(5)[[0, 0, 1, 1, 2, 0]]
+    accuracy, macro_f1 = classification_metrics(wrong_once, targets, 5)
+    assert accuracy == pytest.approx(5 / 6) and macro_f1 == pytest.approx((0.8 + 1.0 + 2 / 3) / 3)
+
+
 def test_the_fingerprint_changes_with_any_label():
     examples = sentiment_examples(24)
     first = build_training_set(examples, [], LABELS, min_annotated=4)

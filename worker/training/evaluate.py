@@ -98,10 +98,13 @@ def majority_share(labels: Sequence[Hashable]) -> float:
 
 
 def classification_metrics(probs: np.ndarray, targets: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """(accuracy, macro-F1) of argmax(probs [N, C]) against targets [N]."""
+    """(accuracy, macro-F1) of argmax(probs [N, C]) against targets [N]. The macro average runs over the classes
+    the targets hold: a class nobody has annotated yet (a question with many labels) is not counted as an F1 of 0
+    — the same classes for every model judged on these targets (the promotion gate compares like with like)."""
     predicted = probs.argmax(axis=1)
     accuracy = float((predicted == targets).mean()) if len(targets) else 0.0
-    macro_f1 = float(f1_score(targets, predicted, labels=list(range(num_classes)), average="macro", zero_division=0))
+    present = sorted({int(target) for target in targets}) or list(range(num_classes))
+    macro_f1 = float(f1_score(targets, predicted, labels=present, average="macro", zero_division=0))
     return accuracy, macro_f1
 
 
