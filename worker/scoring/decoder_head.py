@@ -21,12 +21,17 @@ from torch import nn
 HEAD_NAME = "score"  # where transformers' decoder classifiers keep their head
 
 
+def without_dropout(model: nn.Module) -> bool:
+    """Whether ``model`` has no dropout module anywhere (its MC samples would all be equal)."""
+    return not any(isinstance(module, nn.Dropout) for module in model.modules())
+
+
 def fits(model: nn.Module) -> bool:
     """A model this applies to: no dropout module anywhere, a linear ``score`` head and its trunk under
     ``base_model_prefix``."""
     trunk = getattr(model, str(getattr(model, "base_model_prefix", "")), None)
     return (isinstance(getattr(model, HEAD_NAME, None), nn.Linear) and isinstance(trunk, nn.Module)
-            and not any(isinstance(module, nn.Dropout) for module in model.modules()))
+            and without_dropout(model))
 
 
 class DecoderHead(nn.Module):

@@ -52,7 +52,6 @@ from worker.errors import ScoringError
 from worker.scoring import decoder_head
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
 from worker.scoring.consistent import ConsistentDropout, SampleWindow, patch_consistent
-from worker.scoring.decoder_head import DecoderHead
 from worker.scoring.device import autocast, model_failures
 from worker.scoring.model import Classifier
 
@@ -377,16 +376,15 @@ class MCPredictor:
         self._suffix_parts: _StochasticSuffix | None = None
         self._suffix_start: int | None = None
         self._stochastic: nn.Module | None = None  # the patched copy MC samples: the suffix or the whole model
-        self._decoder: DecoderHead | None = None  # a model without dropout: its head sampled (decoder_head)
+        self._decoder: decoder_head.DecoderHead | None = None  # a model without dropout: its head sampled
         if strategy == "partial":
             self._build_suffix(mc_layers)
         if self.strategy == "full":
             mc_model = copy.deepcopy(classifier.model)
-            if samples > 1 and not any(isinstance(module, nn.Dropout) for module in mc_model.modules()):
-                head = _insert_head_dropout(mc_model, FALLBACK_DROPOUT_RATE if dropout_rate is None else dropout_rate)
+            if samples > 1 and decoder_head.without_dropout(mc_model):
+                head = _insert_head_dropout(mc_model, self._head_dropout_rate)
                 if head is not None:
-                    _note_head_dropout(classifier.version, type(mc_model).__name__, head,
-                                       FALLBACK_DROPOUT_RATE if dropout_rate is None else dropout_rate)
+                    _note_head_dropout(classifier.version, type(mc_model).__name__, head, self._head_dropout_rate)
             self._stochastic = (self._patch(mc_model) if self.consistent else MCDropoutModule(mc_model)).eval()
             _sample_eager_attention_dropout(self._stochastic)
             self._mc_model = self._stochastic
@@ -450,8 +448,7 @@ class MCPredictor:
     def _use_decoder_head(self) -> None:
         """Head-only MC for a model without any dropout (see :mod:`worker.scoring.decoder_head`), when its pooling
         replays the model's logits; else it stays unset (full MC, with a dropout put before the head)."""
-        model, version = self.classifier.model, self.classifier.version
-        rate = FALLBACK_DROPOUT_RATE if self.dropout_rate is None else self.dropout_rate
+        model, version, rate = self.classifier.model, self.classifier.version, self._head_dropout_rate
         head = decoder_head.DecoderHead(model, rate)
         mismatch = head.replay_mismatch(model, self._probe_inputs, _REPLAY_TOLERANCE)
         if mismatch is not None:
@@ -460,6 +457,11 @@ class MCPredictor:
         self._patch(head.sampled)
         self._decoder, self._stochastic, self.mc_layers = head, head.sampled, 0
         _note_head_dropout(version, type(model).__name__, decoder_head.HEAD_NAME, rate, once_through=True)
+
+    @property
+    def _head_dropout_rate(self) -> float:
+        """The rate of the dropout put before the head of a model that has none."""
+        return FALLBACK_DROPOUT_RATE if self.dropout_rate is None else self.dropout_rate
 
     def _replay_mismatch(self, suffix: _StochasticSuffix, start: int | None) -> str | None:
         """Why the suffix, its dropouts off, does not reproduce the model's logits [2, C] on a probe batch of two
@@ -673,7 +675,7 @@ def _note_full_mc(version: str, reason: str) -> None:
                 "not apply)", version, reason)
 
 
-HEAD_NAMES = ("score", "classifier")  # where transformers' sequence classifiers keep their head
+HEAD_NAMES = (decoder_head.HEAD_NAME, "classifier")  # where transformers' sequence classifiers keep their head
 
 
 def _insert_head_dropout(model: nn.Module, rate: float) -> str | None:

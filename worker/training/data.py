@@ -66,8 +66,7 @@ class TrainingSet:
     fingerprint: str
 
     def counts(self) -> dict:
-        per_class = label_counts(self.train)
-        unlearned = [label for label in self.labels if per_class[label] == 0]
+        unlearned = without_examples(self.train, self.labels)
         return {
             "train": len(self.train),
             "validation": len(self.validation),
@@ -76,6 +75,12 @@ class TrainingSet:
             "per_class": dict(label_counts((*self.train, *self.validation))),
             **({"without_examples": unlearned} if unlearned else {}),
         }
+
+
+def without_examples(train: Sequence[Example], labels: Sequence[str]) -> list[str]:
+    """The labels no example of ``train`` carries, in question order."""
+    per_class = label_counts(train)
+    return [label for label in labels if per_class[label] == 0]
 
 
 def label_counts(examples: Iterable[Example]) -> Counter[str]:
@@ -216,14 +221,13 @@ def _check_classes(train: Sequence[Example], labels: Sequence[str]) -> None:
     early): the model learns the others and is told so in the log. Too few learnable classes is a DataError naming
     the classes without an example and the per-class counts: a single-label model needs two classes, a
     multi-label one a label that occurs."""
-    per_class = label_counts(train)
-    missing = [label for label in labels if per_class[label] == 0]
+    missing = without_examples(train, labels)
     if not missing:
         return
     needed = 1 if any(isinstance(e.label, tuple) for e in train) else 2
     if len(labels) - len(missing) < needed:
         raise DataError(
-            f"no training examples for class(es) {missing} (per-class counts: {dict(per_class)}); "
+            f"no training examples for class(es) {missing} (per-class counts: {dict(label_counts(train))}); "
             f"{'a model needs examples of at least two classes' if needed > 1 else 'no label occurs'}: annotate "
             f"records of these classes, or remove the classes from the label question"
         )
