@@ -734,7 +734,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
                            workdir=services.settings.state_dir / "publishing",
                            crowd=estimate_crowd(services, labels),
                            multi_label=services.gateway.binding.multi_label, metadata=metadata,
-                           chat_fields=services.gateway.binding.chat_fields) as publication:
+                           chat_fields=services.gateway.binding.chat_fields,
+                           rating=services.gateway.binding.rating) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,

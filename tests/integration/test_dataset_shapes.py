@@ -160,3 +160,12 @@ def test_a_rating_question_is_suggested_as_integers_beside_a_label_question_left
                            headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
                            timeout=30).json()["guidelines"]
     assert "`quality_loss`, **descending**" in guidelines and "sort by `quality_rating_error`" in guidelines
+
+    published = _cli(stack_settings, dataset_name, tmp_path, "publish", "--directory", str(tmp_path / "out"),
+                     question="quality")
+    assert published.returncode == 0 and "Traceback" not in published.stderr, published.stderr[-3000:]
+    table = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert table.features["label"] == datasets.Value("int32")  # the ratings themselves, not class indices
+    labels = {row["id"]: (row["label"], row["original_label"]) for row in table}
+    assert labels == {example.id: (3 if example.id == "e0" else 1 + index % 3, 1 + index % 3)
+                      for index, example in enumerate(examples)}

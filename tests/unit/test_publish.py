@@ -134,6 +134,34 @@ def test_a_conversation_is_published_as_its_messages_and_the_card_describes_them
         build_publication(bad, LABELS, fields=("subject", "conversation"), chat_fields=("conversation",))
 
 
+def test_a_rating_question_is_published_as_its_integer_ratings(tmp_path):
+    """A published 5 reads 5 (not class index 4 of a ClassLabel named "1" … "5"), beside the original rating;
+    the card says so; the counts and the stratified split still work by rating."""
+    ratings = ("1", "2", "3", "4", "5")
+    records = [_record("a", "5", ["1"]), _record("b", "4"), _record("c", None, ["2", "2"]),
+               *(_record(f"s{i}", ratings[i % 5]) for i in range(10))]
+
+    publication = build_publication(records, ratings, rating=True)
+    LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo())
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert loaded.features["label"] == datasets.Value("int32") == loaded.features["original_label"]
+    rows = {row["id"]: row for row in loaded}
+    assert (rows["a"]["label"], rows["a"]["original_label"], rows["a"]["was_corrected"]) == (1, 5, True)
+    assert (rows["b"]["label"], rows["b"]["original_label"]) == (4, 4)
+    assert (rows["c"]["label"], rows["c"]["original_label"]) == (2, None)
+    assert publication.counts()["per_class"] == {"1": 3, "2": 3, "3": 2, "4": 3, "5": 2}
+    assert publication.changes() == [("5", "1", 1)]
+    card = (tmp_path / "out" / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    assert datasets.Features._from_yaml_list(header["dataset_info"]["features"]) == loaded.features
+    assert "hold the ratings themselves, integers (1, 2, 3, 4, 5" in card and "| rating | label |" in card
+    stratified = build_publication(records, ratings, PublishOptions(split="stratified", test_fraction=0.4),
+                                   rating=True)
+    assert set(stratified.splits["test"]["label"]) <= {1, 2, 3, 4, 5}
+    assert len(set(stratified.splits["test"]["label"])) == 5  # every rating in the test split
+
+
 def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_path):
     publication = build_publication(_records(), LABELS, PublishOptions(split="none"))
     target = tmp_path / "cleaned"

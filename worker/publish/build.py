@@ -2,9 +2,10 @@
 
 ``label`` is the annotators' consensus where the record was reviewed, else the original label;
 ``original_label`` is always the label the record came with. For a multi-label question both are lists
-of labels (``Sequence(ClassLabel)``; ``original_label`` null when the record came without labels). The
-text columns are the bound fields, under their own names (a field whose name is one of the worker's
-columns is published as ``field_<name>``). Records whose annotators are tied,
+of labels (``Sequence(ClassLabel)``; ``original_label`` null when the record came without labels). For a rating
+question both are the ratings themselves, integers (``int32``; ``original_label`` null when the record came without
+one), so a published 5 reads 5, not class index 4. The text columns are the bound fields, under their own names (a
+field whose name is one of the worker's columns is published as ``field_<name>``). Records whose annotators are tied,
 and records with neither a consensus nor an original label, are reported and left out — the
 worker never guesses a label.
 
@@ -138,6 +139,7 @@ class Publication:
     options: PublishOptions = field(default_factory=PublishOptions)
     workdir: Path | None = None
     chat_columns: tuple[str, ...] = ()  # the text columns that hold conversations (lists of messages)
+    rating: bool = False  # a rating question: the label columns hold the ratings (integers), not class indices
     _hash: str | None = field(default=None, init=False, repr=False)
 
     def __enter__(self) -> Self:
@@ -159,7 +161,8 @@ class Publication:
     @property
     def features(self) -> datasets.Features:
         return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label,
-                        metadata=dict(self.metadata_columns.values()), chat_columns=self.chat_columns)
+                        metadata=dict(self.metadata_columns.values()), chat_columns=self.chat_columns,
+                        rating=self.rating)
 
     @property
     def num_rows(self) -> int:
@@ -245,11 +248,13 @@ CHAT_FEATURE = [{"role": datasets.Value("string"), "content": datasets.Value("st
 
 def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
              multi_label: bool = False, metadata: Mapping[str, str] | None = None,
-             chat_columns: Sequence[str] = ()) -> datasets.Features:
+             chat_columns: Sequence[str] = (), rating: bool = False) -> datasets.Features:
     """The published table's columns: ``id``, the text column(s) (``chat_columns`` among them: lists of
-    messages), the labels (lists of labels for a multi-label question), review and score columns, then the user's
-    metadata columns (``metadata``: column -> Argilla kind)."""
+    messages), the labels (lists of labels for a multi-label question, the integer ratings for a rating question),
+    review and score columns, then the user's metadata columns (``metadata``: column -> Argilla kind)."""
     def label_column():
+        if rating:
+            return datasets.Value("int32")
         class_label = datasets.ClassLabel(names=list(labels))
         return datasets.Sequence(class_label) if multi_label else class_label
 
@@ -274,13 +279,15 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
                       workdir: Path | None = None, crowd: CrowdModel | None = None,
                       multi_label: bool = False, metadata: Mapping[str, str] | None = None,
-                      chat_fields: Sequence[str] = ()) -> Publication:
+                      chat_fields: Sequence[str] = (), rating: bool = False) -> Publication:
     """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields
     (``chat_fields`` among them are conversations, published as their messages);
     ``metadata``: the user's metadata properties to publish as columns (name -> Argilla kind, see
     :func:`metadata_columns`; a terms list is published as its JSON text).
     ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
     use; None: majority vote (``label_confidence`` empty). ``multi_label``: the records carry label sets.
+    ``rating``: the question is a rating question (``labels`` are its values as text: "1" … "5"); the label
+    columns hold the ratings as integers.
 
     ``records`` is consumed once, lazily (a pull's pages); the rows go to Arrow files in a new temporary
     directory under ``workdir`` (the system's temporary directory if None), removed by ``close()``.
@@ -297,24 +304,27 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         stats = PublicationStats(tuple(labels), multi_label=multi_label)
         chat_columns = tuple(columns[name] for name in chat_fields)
         published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()),
-                             chat_columns=chat_columns)
+                             chat_columns=chat_columns, rating=rating)
+        ratings = tuple(int(label) for label in labels) if rating else None
         table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
-                            frozenset(chat_fields))
+                            frozenset(chat_fields), ratings)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
-                       metadata_columns=extra, options=options, workdir=directory, chat_columns=chat_columns)
+                       metadata_columns=extra, options=options, workdir=directory, chat_columns=chat_columns,
+                       rating=rating)
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
                 columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
                 directory: Path, crowd: CrowdModel | None = None,
                 extra: Mapping[str, tuple[str, str]] | None = None,
-                chats: frozenset[str] = frozenset()) -> datasets.Dataset:
+                chats: frozenset[str] = frozenset(), ratings: tuple[int, ...] | None = None) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
-    ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled."""
+    ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled (by class index).
+    ``ratings`` [K]: each class's rating, written in place of its index (a rating question)."""
     index = label_index(labels)
     table_features = published
     if options.split == "keep":
@@ -338,6 +348,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             for name, (column, kind) in (extra or {}).items():
                 row[column] = _metadata_value(record, name, kind)
             stats.add(row)
+            if ratings is not None:
+                _write_ratings(row, ratings)
             if options.split == "keep":
                 row[SPLIT_COLUMN] = record.metadata.get("split") or None
             writer.write(row)
@@ -404,6 +416,13 @@ def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, d
         **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
         "model_version": record.metadata.get("model_version"),
     }
+
+
+def _write_ratings(row: dict, ratings: tuple[int, ...]) -> None:
+    """A rating question's row: its label columns as the ratings [K] of their class indices (no rating: null)."""
+    for column in ("label", "original_label"):
+        index = row[column]
+        row[column] = ratings[index] if index is not None and index >= 0 else None
 
 
 def _label_agreement(label: tuple[str, ...], decided, index: dict[str, int]) -> list[float] | None:

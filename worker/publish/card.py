@@ -109,6 +109,9 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         f"split: {publication.options.split}."),
         *([f"- From the Argilla dataset's metadata: {_metadata_list(publication)}."]
           if publication.metadata_columns else []),
+        *([(f"- Ratings: `label` and `original_label` hold the ratings themselves, integers "
+            f"({', '.join(publication.labels)}; `original_label` null where the record came without one).")]
+          if publication.rating else []),
         "",
         "## Counts",
         "",
@@ -119,7 +122,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         f"| corrected (label ≠ original) | {counts['corrected']} |",
         *(f"| split `{name}` | {size} |" for name, size in counts["per_split"].items()),
         "",
-        "| class | label | original_label |",
+        f"| {'rating' if publication.rating else 'class'} | label | original_label |",
         "|---|---:|---:|",
         *(f"| {label} | {counts['per_class'][label]} | {counts['per_original_class'][label]} |"
           for label in publication.labels),
