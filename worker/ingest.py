@@ -44,9 +44,12 @@ class IngestReport:
     good: int = 0
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (1-based row number, reason)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (1-based line of the file, reason)
+    unlabelled: int = 0  # good rows whose label cell is empty: ingested as records without a label
 
     def summary(self) -> str:
-        lines = [f"{self.good} of {self.read} rows ingested, {len(self.bad_rows) + len(self.bad_lines)} skipped"]
+        without = f" ({self.unlabelled} without a label, ingested to be annotated)" if self.unlabelled else ""
+        skipped = len(self.bad_rows) + len(self.bad_lines)
+        lines = [f"{self.good} of {self.read} rows ingested{without}, {skipped} skipped"]
         lines += [f"  line {line}: {reason}" for line, reason in self.bad_lines[:50]]
         lines += [f"  row {row}: {reason}" for row, reason in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
@@ -139,7 +142,9 @@ def labelled_rows(
     label_aliases: Mapping[str, str] | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
-    """Yield good rows as LabelledText; record bad ones in ``report``. Labels are label sets when
+    """Yield good rows as LabelledText; record bad ones in ``report``. A row whose label cell is empty (no value,
+    NaN, blank text) is good, without a label (a record to annotate; counted in ``report.unlabelled``). Labels are
+    label sets when
     :func:`is_multi_label` says so for ``label_column`` and ``label_separator``; a label written as the question
     shows it (``label_aliases``: title → value, e.g. ``Cars 🚗`` → ``autos``) is read as its value. One pass:
     memory O(1) per row (the ids seen, for the duplicate check).
@@ -162,6 +167,7 @@ def labelled_rows(
             continue
         seen_ids[record.id] = row_number
         report.good += 1
+        report.unlabelled += label_column is not None and record.label is None
         yield record
     for row_number, reason in report.bad_rows[:20]:
         logger.warning("row %d skipped: %s", row_number, reason)
@@ -239,7 +245,7 @@ class _LabelReader:
 
     def read(self, value: object) -> tuple[LabelValue | None, str]:
         """(label, "") for a good value, (None, reason) for a bad one; (None, "") without a label column."""
-        if self.column is None:
+        if self.column is None or _empty(value):
             return None, ""
         if not self.multi_label:
             label = self._name(value)
@@ -267,6 +273,8 @@ class _LabelReader:
         if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
             value = self.names[value]
         name = str(value)
+        if not self._known(name) and isinstance(value, float) and value.is_integer():
+            name = str(int(value))  # a rating column read as floats (a CSV column with empty cells): 4.0 is "4"
         return name if self._known(name) else self.aliases.get(name.strip(), name)
 
     def _known(self, label: str) -> bool:
@@ -274,6 +282,12 @@ class _LabelReader:
 
     def _allowed_text(self) -> str:
         return str(sorted(self.allowed)) if self.allowed else "the labels"
+
+
+def _empty(value: object) -> bool:
+    """An empty label cell: no value, NaN (a CSV's empty cell in a numeric column) or blank text."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
 
 
 def _check_columns(table: datasets.Dataset, *columns: str | None) -> None:

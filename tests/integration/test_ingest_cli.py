@@ -15,7 +15,8 @@ def test_ingest_reports_bad_rows_and_a_second_run_updates_instead_of_duplicating
         local_argilla, stack_settings, dataset_name, tmp_path):
     data = tmp_path / "reviews.jsonl"
     rows = [{"text": "a moving film", "label": "positive"}, {"text": "", "label": "negative"},
-            {"text": "dull", "label": "negative"}, {"text": "odd", "label": "neutral"}]
+            {"text": "dull", "label": "negative"}, {"text": "odd", "label": "neutral"},
+            {"text": "not labelled yet", "label": None}]  # a record to annotate, not a bad row
     data.write_text("\n".join(json.dumps(row) for row in rows))
     env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
     command = [sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name, "--label-column",
@@ -25,17 +26,19 @@ def test_ingest_reports_bad_rows_and_a_second_run_updates_instead_of_duplicating
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
     assert first.returncode == 2, first.stderr  # bad rows were skipped
-    assert "2 of 4 rows ingested, 2 skipped" in first.stdout
+    assert "3 of 5 rows ingested (1 without a label, ingested to be annotated), 2 skipped" in first.stdout
     assert "row 2: text column 'text' is empty" in first.stdout
     assert "row 4: label 'neutral' is not one of ['negative', 'positive']" in first.stdout
-    assert "Argilla: 2 records created, 0 updated, 0 unchanged, 0 not written" in first.stdout
-    assert second.stdout == first.stdout.replace("2 records created, 0 updated, 0 unchanged",
-                                                 "0 records created, 0 updated, 2 unchanged")
+    assert "Argilla: 3 records created, 0 updated, 0 unchanged, 0 not written" in first.stdout
+    assert second.stdout == first.stdout.replace("3 records created, 0 updated, 0 unchanged",
+                                                 "0 records created, 0 updated, 3 unchanged")
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records(
-        with_responses=True))
-    assert sorted(record.fields["text"] for record in records) == ["a moving film", "dull"]
+        with_responses=True, with_suggestions=True))
+    assert sorted(record.fields["text"] for record in records) == ["a moving film", "dull", "not labelled yet"]
     assert all(len(record.responses) == 0 for record in records)
+    unlabelled = next(record for record in records if record.fields["text"] == "not labelled yet")
+    assert len(unlabelled.suggestions) == 0 and "original_label" not in (unlabelled.metadata or {})
 
 
 def test_bad_files_are_one_line_errors_and_undecodable_lines_are_skipped(local_argilla, stack_settings, dataset_name,

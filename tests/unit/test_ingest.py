@@ -63,6 +63,32 @@ def test_class_label_integers_become_names():
     assert [row.label for row in rows] == ["neg", "pos"]
 
 
+def test_a_rating_column_read_as_floats_gives_the_ratings_and_a_fraction_is_named(tmp_path):
+    """A CSV rating column with an empty cell is read as floats (4.0): it is rating "4", not a bad label; the
+    empty cell is a row without a rating."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("text,quality\ngreat answer,5\nno rating yet,\nhalf right,2.5\nfine,4\n")
+    report = IngestReport()
+    rows = list(labelled_rows(load_table(path), label_column="quality", labels=["1", "2", "3", "4", "5"],
+                              report=report))
+    assert [(row.text, row.label) for row in rows] == [("great answer", "5"), ("no rating yet", None),
+                                                       ("fine", "4")]
+    assert report.bad_rows == [(3, "label 2.5 is not one of ['1', '2', '3', '4', '5']")]
+    assert report.unlabelled == 1 and "3 of 4 rows ingested (1 without a label" in report.summary()
+
+
+def test_rows_with_an_empty_label_cell_are_ingested_without_a_label_to_be_annotated():
+    """A file labelled in part (the rest to annotate) keeps every row: no value, blank text or NaN is no label."""
+    table = datasets.Dataset.from_dict({"text": ["a", "b", "c", "d"], "label": ["pos", None, "  ", "neg"]})
+    report = IngestReport()
+    rows = list(labelled_rows(table, label_column="label", labels=["neg", "pos"], report=report))
+    assert [row.label for row in rows] == ["pos", None, None, "neg"]
+    assert (report.good, report.unlabelled, report.bad_rows) == (4, 2, [])
+    tags = datasets.Dataset.from_dict({"text": ["a", "b"], "tags": [["x"], None]})
+    assert [row.label for row in labelled_rows(tags, label_column="tags", labels=["x"],
+                                                report=IngestReport())] == [("x",), None]
+
+
 def test_a_missing_column_lists_the_available_ones(tmp_path):
     table = datasets.Dataset.from_dict({"body": ["x"]})
     with pytest.raises(DataError, match=r"column\(s\) \['text'\] not in the input; its columns are \['body'\]"):
@@ -131,11 +157,12 @@ def test_a_column_of_lists_gives_sorted_label_sets_and_names_bad_labels_in_a_set
 
     assert [(row.text, row.label) for row in rows] == [("funny and moving", ("humour", "praise")),
                                                        ("praise twice", ("praise",)),
+                                                       ("no label value", None),  # to annotate
                                                        ("reversed order", ("humour", "praise"))]
     reasons = dict(report.bad_rows)
-    assert sorted(reasons) == [3, 4, 5]
+    assert sorted(reasons) == [3, 4]
     assert "is empty" in reasons[3] and "['humor'] not in ['humour', 'praise']" in reasons[4]
-    assert reasons[5] == "label None is not a list of labels"
+    assert report.unlabelled == 1
 
 
 def test_a_sequence_of_class_labels_becomes_sets_of_names():
