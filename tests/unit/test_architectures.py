@@ -86,6 +86,36 @@ def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_pa
     torch.testing.assert_close(fast, whole, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("architecture", ["albert", "deberta-v2-conv", "roberta"])
+def test_mc_sampling_shares_the_models_weights_and_leaves_its_own_dropouts_alone(tmp_path, architecture):
+    """Full MC (ALBERT's shared layers) and fast MC from the embeddings sample a copy of the model's structure that
+    holds the model's own weights — no second set (a model filling the GPU still gets MC dropout) — while its
+    dropouts, patched for sampling at another rate, stay the model's own: the deterministic pass is unchanged."""
+    classifier = _load(tmp_path, architecture)
+    model = classifier.model
+    weights = {id(tensor) for tensor in (*model.parameters(), *model.buffers())}
+    dropouts = {name: (type(module), module.p) for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Dropout)}
+    with torch.inference_mode():
+        before = model(**_inputs(classifier)).logits
+
+    for options in ({"strategy": "full"}, {"mc_layers": "all"}):
+        predictor = MCPredictor(classifier, samples=4, dropout_rate=0.3, **options)
+        sampled = predictor._stochastic if predictor._stochastic is not None else predictor._suffix_parts
+        assert sampled is not None and sampled is not model
+        sampled_weights = [id(tensor) for tensor in (*sampled.parameters(), *sampled.buffers())]
+        assert sampled_weights and set(sampled_weights) <= weights, options  # the same tensors, none copied
+        assert any(module.p == 0.3 for module in sampled.modules() if hasattr(module, "p")), options
+        prediction = predictor.predict(_inputs(classifier))
+        assert prediction.mc.std(dim=0).max() > 0, options  # the samples vary
+
+    assert {name: (type(module), module.p) for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Dropout)} == dropouts
+    assert not model.training
+    with torch.inference_mode():
+        torch.testing.assert_close(model(**_inputs(classifier)).logits, before)
+
+
 @pytest.mark.parametrize("mc_layers", [1, "all"])
 def test_a_model_whose_head_cannot_be_replayed_gets_full_mc_and_says_why(tmp_path, caplog, mc_layers):
     """A team's own architecture (shipped code) with BERT's parts and its own head — the mean of the tokens, not

@@ -40,7 +40,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import transformers
@@ -175,25 +175,37 @@ class _EncoderParts:
         return len(self.layers)
 
 
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def weight_sharing_copy(module: _M) -> _M:
+    """A copy of ``module``'s structure — its submodules and their settings (dropout rates, train / eval flags) —
+    holding the very same parameters and buffers, not copies of them. Patching the copy's dropouts for MC sampling
+    leaves the model as it is, and the copy costs no second set of weights: a model that fills most of the GPU
+    still gets MC dropout. (Tensors kept as plain attributes, not registered, are copied: caches, small.)"""
+    shared = {id(tensor): tensor for tensor in (*module.parameters(), *module.buffers())}
+    return copy.deepcopy(module, shared)
+
+
 class _StochasticSuffix(nn.Module):
-    """A copy of the last layers (and, for k = all, the embeddings) plus the head, its dropouts made
-    stochastic by ``patch`` (BaaL's or consistent masks)."""
+    """A copy of the last layers (and, for k = all, the embeddings) plus the head, sharing the model's weights
+    (:func:`weight_sharing_copy`), its dropouts made stochastic by ``patch`` (BaaL's or consistent masks)."""
 
     def __init__(self, parts: _EncoderParts, num_layers: int, *, from_embeddings: bool,
                  patch: Callable[[nn.Module], nn.Module]):
         super().__init__()
-        self.embeddings = copy.deepcopy(parts.embeddings) if from_embeddings else None
+        self.embeddings = weight_sharing_copy(parts.embeddings) if from_embeddings else None
         # ELECTRA (embedding size ≠ hidden size) projects the embeddings before the first layer
         project = getattr(parts.base, "embeddings_project", None) if from_embeddings else None
-        self.project = copy.deepcopy(project) if project is not None else None
+        self.project = weight_sharing_copy(project) if project is not None else None
         start = parts.num_layers - num_layers
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in parts.layers[start:])
-        self.head = copy.deepcopy(parts.head)
+        self.layers = nn.ModuleList(weight_sharing_copy(layer) for layer in parts.layers[start:])
+        self.head = weight_sharing_copy(parts.head)
         self.config = parts.base.config
         encoder = getattr(parts.base, "encoder", None)
         # DeBERTa-v2's convolution after the first layer (conv_kernel_size > 0), when the suffix holds that layer
         conv = getattr(encoder, "conv", None) if start == 0 else None
-        self.conv = copy.deepcopy(conv) if isinstance(conv, nn.Module) else None
+        self.conv = weight_sharing_copy(conv) if isinstance(conv, nn.Module) else None
         self._embeddings_take_mask = self.embeddings is not None and "mask" in inspect.signature(
             self.embeddings.forward).parameters  # DeBERTa zeroes the padding's embeddings
         # bound methods of the model's own encoder, not submodules (patching the suffix must not reach the model):
@@ -380,7 +392,7 @@ class MCPredictor:
         if strategy == "partial":
             self._build_suffix(mc_layers)
         if self.strategy == "full":
-            mc_model = copy.deepcopy(classifier.model)
+            mc_model = weight_sharing_copy(classifier.model)
             if samples > 1 and decoder_head.without_dropout(mc_model):
                 head = _insert_head_dropout(mc_model, self._head_dropout_rate)
                 if head is not None:
