@@ -5,8 +5,8 @@
 #   run(command="bash benchmarks/device_run.sh", carry=[".device"], timeout_s=570)
 #   STEPS="label_error_grid" bash benchmarks/device_run.sh      # another session's share of the budget
 #
-# STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu": issue #16's figures, ≈ 6 min on an H100;
-# gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). BUDGET (default 540 s, setup
+# STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu mc_memory": issue #16's figures and MC's GPU
+# memory, ≈ 7 min on an H100; gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). BUDGET (default 540 s, setup
 # included) bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then
 # is stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
 # CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 BUNDLE=${BUNDLE:-.device}
 PYTHON=${PYTHON:-python3}
-STEPS=${STEPS:-tests tokenizing gpu}
+STEPS=${STEPS:-tests tokenizing gpu mc_memory}
 BUDGET=${BUDGET:-540}
 deadline=$(( $(date +%s) + BUDGET ))
 OUT=${OUT:-/tmp/device-out}

@@ -10,8 +10,9 @@ from its config defaults, random weights (memory does not depend on them), the o
   weights MB          the model's parameters and buffers (the floor: what any scorer holds)
   copy MB             bytes the sampled copy holds in tensors of its own (not the model's)
   predictor RSS MB    the process's resident memory added by building the MC predictor and scoring one batch
+                      (``--device cuda``: the GPU memory allocated, its peak while scoring)
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mc_memory.py [--architectures gpt2 deberta-v3]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/mc_memory.py [--architectures gpt2 deberta-v3] [--device cuda]
 
 Writes benchmarks/results/mc_memory.{json,md}. About 4 minutes on 2 CPU cores.
 """
@@ -73,39 +74,52 @@ def _build(architecture: str, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-def _measure(architecture: str, mode: str, directory: str, texts: list[str], queue) -> None:
+def _allocated_mb(device: str, peak: bool = False) -> float:
+    """The process's resident memory (CPU) or the GPU memory torch holds (its peak since the last reset)."""
+    import torch
+
+    if device == "cpu":
+        return _rss_mb()
+    return (torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()) / 2**20
+
+
+def _measure(architecture: str, mode: str, directory: str, texts: list[str], device: str, queue) -> None:
     """In a fresh process: load, build the predictor with ``mode``'s copy, score one batch; put the figures."""
     import gc
 
     import torch
 
-    import worker.scoring.mc as mc
-    from worker.scoring import MCPredictor, load_classifier
+    from worker.scoring import MCPredictor, load_classifier, mc
 
     if mode == "deepcopy":
         mc.weight_sharing_copy = copy.deepcopy  # what the predictor did before
     torch.set_num_threads(2)
-    classifier = load_classifier(Path(directory), device="cpu", version=architecture)
+    classifier = load_classifier(Path(directory), device=device, version=architecture)
     model = classifier.model
     tensors = {tensor.data_ptr(): tensor.numel() * tensor.element_size()
                for tensor in (*model.parameters(), *model.buffers())}
     gc.collect()
-    before = _rss_mb()
+    if device != "cpu":
+        torch.cuda.reset_peak_memory_stats()
+    before = _allocated_mb(device)
     predictor = MCPredictor(classifier, samples=20, **ARCHITECTURES[architecture][3])
     sampled = predictor._stochastic if predictor._stochastic is not None else predictor._suffix_parts
     own = {tensor.data_ptr(): tensor.numel() * tensor.element_size()
            for tensor in (*sampled.parameters(), *sampled.buffers()) if tensor.data_ptr() not in tensors}
-    inputs = dict(classifier.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt"))
+    built = _allocated_mb(device) - before
+    inputs = {key: value.to(classifier.device) for key, value in
+              classifier.tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt").items()}
     predictor.predict(inputs)
     gc.collect()
-    queue.put({"architecture": architecture, "mode": mode, "strategy": predictor.strategy,
+    queue.put({"architecture": architecture, "mode": mode, "strategy": predictor.strategy, "device": device,
                "weights_mb": sum(tensors.values()) / 2**20, "copy_mb": sum(own.values()) / 2**20,
-               "predictor_rss_mb": _rss_mb() - before})
+               "built_mb": built, "predictor_rss_mb": _allocated_mb(device, peak=True) - before})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--architectures", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from worker.demo_data import load_movie_snippets
@@ -118,16 +132,19 @@ def main() -> None:
             _build(architecture, Path(work))
             for mode in MODES:
                 queue = context.Queue()
-                process = context.Process(target=_measure, args=(architecture, mode, work, texts, queue))
+                process = context.Process(target=_measure, args=(architecture, mode, work, texts, args.device,
+                                                                 queue))
                 process.start()
                 rows.append(queue.get(timeout=1800))
                 process.join()
                 logger.info("%s", json.dumps(rows[-1]))
-    lines = ["| architecture | MC | copy | weights MB | copy's own tensors MB | predictor RSS MB |",
+    added = "predictor RSS MB" if args.device == "cpu" else "predictor GPU MB: built / peak scoring"
+    lines = [f"| architecture | MC | copy | weights MB | copy's own tensors MB | {added} |",
              "|---|---|---|---:|---:|---:|"]
     lines += [f"| {r['architecture']} | {r['strategy']} | {r['mode']} | {r['weights_mb']:.0f} | {r['copy_mb']:.0f} | "
-              f"{r['predictor_rss_mb']:.0f} |" for r in rows]
-    write_results("mc_memory", {"rows": rows}, lines)
+              + (f"{r['predictor_rss_mb']:.0f} |" if args.device == "cpu"
+                 else f"{r['built_mb']:.0f} / {r['predictor_rss_mb']:.0f} |") for r in rows]
+    write_results("mc_memory" if args.device == "cpu" else f"mc_memory-{args.device}", {"rows": rows}, lines)
 
 
 if __name__ == "__main__":
