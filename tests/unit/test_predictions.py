@@ -160,10 +160,10 @@ def test_one_declaration_names_what_is_pushed_published_and_explained():
     properties, the published score columns and the card all come from it."""
     from worker.gateway.schema import (
         GUIDELINES,
-        PUBLISHED_SCORES,
         WORKER_METADATA,
         WORKER_METADATA_TYPES,
         guidelines,
+        published_scores,
     )
     from worker.publish.build import REVIEW_COLUMNS, features
     from worker.publish.card import render_card
@@ -175,13 +175,16 @@ def test_one_declaration_names_what_is_pushed_published_and_explained():
                for spec in WORKER_METADATA)
     assert all((f"- `{spec.name}`: {spec.meaning}" in guidelines(rating=True)) == (spec.task != "multi")
                for spec in WORKER_METADATA)
-    published = [name for name, feature in features(["negative", "positive"]).items()
-                 if getattr(feature, "dtype", None) == "float32" and name not in REVIEW_COLUMNS]
-    assert published == [spec.name for spec in PUBLISHED_SCORES]
+    for rating in (False, True):
+        published = [name for name, feature in features(["1", "2"], rating=rating).items()
+                     if getattr(feature, "dtype", None) == "float32" and name not in REVIEW_COLUMNS]
+        assert published == [spec.name for spec in published_scores(rating=rating)]
+        assert ("rating_error" in published) == rating == ("expected_rating" in published)
 
     from tests.unit.test_publish import LABELS, _records
     from worker.publish import build_publication
 
     with build_publication(_records(), LABELS) as publication:
         card = render_card(publication, license="mit", pretty_name="Reviews", source="https://argilla.io")
-    assert all(f"`{spec.name}`: {spec.meaning}" in card for spec in PUBLISHED_SCORES)
+    assert all((f"`{spec.name}`: {spec.meaning}" in card) == (spec.task == "any")
+               for spec in WORKER_METADATA if spec.published)

@@ -140,6 +140,7 @@ def test_a_rating_question_is_published_as_its_integer_ratings(tmp_path):
     ratings = ("1", "2", "3", "4", "5")
     records = [_record("a", "5", ["1"]), _record("b", "4"), _record("c", None, ["2", "2"]),
                *(_record(f"s{i}", ratings[i % 5]) for i in range(10))]
+    records[1].metadata.update(expected_rating=3.5, rating_error=0.75)  # the worker's ordinal view, published
 
     publication = build_publication(records, ratings, rating=True)
     LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo())
@@ -149,6 +150,8 @@ def test_a_rating_question_is_published_as_its_integer_ratings(tmp_path):
     rows = {row["id"]: row for row in loaded}
     assert (rows["a"]["label"], rows["a"]["original_label"], rows["a"]["was_corrected"]) == (1, 5, True)
     assert (rows["b"]["label"], rows["b"]["original_label"]) == (4, 4)
+    assert (rows["b"]["expected_rating"], rows["b"]["rating_error"]) == (3.5, 0.75)
+    assert rows["a"]["expected_rating"] is None  # not scored
     assert (rows["c"]["label"], rows["c"]["original_label"]) == (2, None)
     assert publication.counts()["per_class"] == {"1": 3, "2": 3, "3": 2, "4": 3, "5": 2}
     assert publication.changes() == [("5", "1", 1)]
@@ -156,6 +159,7 @@ def test_a_rating_question_is_published_as_its_integer_ratings(tmp_path):
     header = yaml.safe_load(card.split("---")[1])
     assert datasets.Features._from_yaml_list(header["dataset_info"]["features"]) == loaded.features
     assert "hold the ratings themselves, integers (1, 2, 3, 4, 5" in card and "| rating | label |" in card
+    assert "- `rating_error`: rating question:" in card
     stratified = build_publication(records, ratings, PublishOptions(split="stratified", test_fraction=0.4),
                                    rating=True)
     assert set(stratified.splits["test"]["label"]) <= {1, 2, 3, 4, 5}

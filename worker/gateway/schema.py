@@ -99,20 +99,27 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    task="multi"),
     WorkerMetadata("rating_error", "float", "rating question: how far, in rating points, the model expects the "
                    "rating under review to be off (Σ p(r)·|r − rating|): high = probably wrong by a lot — a 1 that "
-                   "should be a 5 comes before a 4 that should be a 5, which `loss` ranks alike.", task="rating"),
+                   "should be a 5 comes before a 4 that should be a 5, which `loss` ranks alike.", published=True,
+                   task="rating"),
     WorkerMetadata("expected_rating", "float", "rating question: the rating the model expects (Σ p(r)·r over its "
-                   "MC-dropout mean); filter a range to review, e.g. the records it rates low.", task="rating"),
+                   "MC-dropout mean); filter a range to review, e.g. the records it rates low.", published=True,
+                   task="rating"),
 )
 # name -> Argilla metadata type of every property the worker writes (a user's property of the same
 # name and another type is a binding error)
 WORKER_METADATA_TYPES = {spec.name: spec.kind for spec in WORKER_METADATA}
 FLOAT_METADATA = tuple(spec.name for spec in WORKER_METADATA if spec.kind == "float")  # the numeric sort keys
-PUBLISHED_SCORES = tuple(spec for spec in WORKER_METADATA if spec.published)  # float32 columns when publishing
+PUBLISHED_SCORES = tuple(spec for spec in WORKER_METADATA if spec.published)  # float32 columns, of some question
 SCORED_METADATA = tuple(spec for spec in WORKER_METADATA if spec.from_score)  # read from a RecordScore
 
 GUIDELINES_START = "<!-- argilla-worker guidelines: start (updated by the worker; edit outside these markers) -->"
 GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
 GUIDELINES_TITLE = "# Reviewing labels with the model in the loop"
+
+
+def published_scores(multi_label: bool = False, rating: bool = False) -> tuple[WorkerMetadata, ...]:
+    """The worker's values published as float32 columns for a single- or a multi-label or a rating question."""
+    return tuple(spec for spec in PUBLISHED_SCORES if spec.applies(multi_label, rating))
 
 
 def worker_metadata(multi_label: bool = False, rating: bool = False) -> tuple[WorkerMetadata, ...]:

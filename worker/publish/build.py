@@ -38,11 +38,11 @@ from datasets.arrow_writer import ArrowWriter
 from worker.binding import is_conversation
 from worker.crowd import CrowdModel, verdict
 from worker.errors import DataError
-from worker.gateway.schema import PUBLISHED_SCORES
+from worker.gateway.schema import PUBLISHED_SCORES, published_scores
 from worker.iterables import shuffled_label_groups
 from worker.records import LabelValue, PulledRecord, label_index
 
-FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores, as float32 columns
+FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores (float32) of any question
 REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
 LABEL_AGREEMENT = "label_agreement"  # multi-label: each label of `label`'s share of voters who ticked it
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS, LABEL_AGREEMENT,
@@ -269,7 +269,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         **{name: datasets.Value("float32") for name in REVIEW_COLUMNS},
         **per_label,
         "num_annotators": datasets.Value("int32"),
-        **{name: datasets.Value("float32") for name in FLOAT_COLUMNS},
+        **{spec.name: datasets.Value("float32") for spec in published_scores(multi_label, rating)},
         "model_version": datasets.Value("string"),
         **{column: datasets.Value(METADATA_DTYPES[kind]) for column, kind in (metadata or {}).items()},
     })
@@ -326,6 +326,7 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled (by class index).
     ``ratings`` [K]: each class's rating, written in place of its index (a rating question)."""
     index = label_index(labels)
+    scores = [spec.name for spec in published_scores(stats.multi_label, ratings is not None)]
     table_features = published
     if options.split == "keep":
         table_features = datasets.Features({**published, SPLIT_COLUMN: datasets.Value("string")})
@@ -344,7 +345,7 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             if label is None:
                 stats.left_out(record.record_id, tied=False)
                 continue
-            row = _row(record, label, original, decided, index, columns, chats)
+            row = _row(record, label, original, decided, index, columns, chats, scores)
             for name, (column, kind) in (extra or {}).items():
                 row[column] = _metadata_value(record, name, kind)
             stats.add(row)
@@ -394,9 +395,10 @@ def _metadata_value(record: PulledRecord, name: str, kind: str) -> object:
 
 
 def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, decided, index: dict[str, int],
-         columns: dict[str, str], chats: frozenset[str] = frozenset()) -> dict:
+         columns: dict[str, str], chats: frozenset[str] = frozenset(), scores: Sequence[str] = ()) -> dict:
     """One published row; a record that came without a label has ``original_label`` −1 (datasets' "no label";
-    null for a label set), an optional field the record leaves empty is null."""
+    null for a label set), an optional field the record leaves empty is null; ``scores``: the worker's values
+    published (:func:`~worker.gateway.schema.published_scores`)."""
     for value, what in ((label, "consensus label" if decided else "label"), (original, "original label")):
         outside = [name for name in (value if isinstance(value, tuple) else (value,)) if name not in index]
         if value is not None and outside:
@@ -413,7 +415,7 @@ def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, d
         "label_confidence": decided.confidence if decided else None,
         **({LABEL_AGREEMENT: _label_agreement(label, decided, index)} if isinstance(label, tuple) else {}),
         "num_annotators": decided.num_annotators if decided else 0,
-        **{name: _float(record.metadata.get(name)) for name in FLOAT_COLUMNS},
+        **{name: _float(record.metadata.get(name)) for name in scores},
         "model_version": record.metadata.get("model_version"),
     }
 

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 
 from worker.calibration import plot_confusion_matrix, png_figure
-from worker.gateway.schema import PUBLISHED_SCORES
+from worker.gateway.schema import published_scores
 from worker.publish.build import Publication
 
 CONFUSION_PLOT = "images/correction_confusion.png"
@@ -101,7 +101,8 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         "## How it was cleaned",
         "",
         "- Scores: every record was scored with MC dropout; the score columns are",
-        *(f"  - `{spec.name}`: {spec.meaning}" for spec in PUBLISHED_SCORES),
+        *(f"  - `{spec.name}`: {spec.meaning}" for spec in published_scores(publication.multi_label,
+                                                                           publication.rating)),
         "- Review: annotators submitted labels in Argilla; drafts and discarded responses are ignored.",
         (f"- Records with tied votes are left out ({counts['tied_left_out']}), as are records with no label at "
         f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
