@@ -342,3 +342,26 @@ def test_a_due_scheduled_job_reaches_the_queue_through_the_listener(tmp_path):
     finally:
         scheduler.shutdown(wait=False)
     assert item is not None and item.kind == PUBLISH
+
+
+def test_a_failed_connection_is_one_line_and_a_refusal_no_retry_fixes_is_not_retried():
+    """The SDK's own errors on connecting: a 401 (its ArgillaCredentialsError) and a 404 say what to change and are
+    refusals (the worker exits); a 5xx HTML page is reduced to its text, one line, and retried."""
+    from argilla._exceptions._api import ArgillaAPIError, NotFoundError, UnauthorizedError
+    from argilla._exceptions._client import ArgillaCredentialsError
+
+    from worker.errors import ArgillaRefusedError, ArgillaUnavailableError
+    from worker.gateway.client import connect_failure
+
+    try:
+        raise ArgillaCredentialsError() from UnauthorizedError("Unauthorized", status_code=401)
+    except ArgillaCredentialsError as credentials:
+        refused = connect_failure("http://argilla:6900", credentials)
+    assert isinstance(refused, ArgillaRefusedError) and "the API key was refused (401)" in str(refused)
+    not_argilla = connect_failure("http://argilla:6900/api/v1", NotFoundError("not found", status_code=404))
+    assert isinstance(not_argilla, ArgillaRefusedError) and "not an Argilla 2.x server's root URL" in str(not_argilla)
+    page = "Server error. Details: <html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"
+    gateway = connect_failure("http://argilla:6900", ArgillaAPIError(page, status_code=502))
+    assert isinstance(gateway, ArgillaUnavailableError) and gateway.status == 502
+    assert str(gateway) == ("cannot connect to Argilla at http://argilla:6900: Server error. Details: 502 Bad Gateway "
+                            "nginx")

@@ -207,6 +207,33 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, httpx.HTTPStatusError) and error.response.status_code >= 500
 
 
+# what a server answered on connecting (the SDK's GET /api/v1/me) that no retry can change: status -> the fix
+CONNECT_REFUSALS = {
+    401: "the API key was refused (401): use the API key of an Argilla user (the user's settings page in the UI; "
+         "argilla.api_key / ARGILLA_WORKER_ARGILLA__API_KEY)",
+    403: "the API key's user may not read its own account (403): use the key of an owner or admin user",
+    404: "it answered 404 to /api/v1/me, so this is not an Argilla 2.x server's root URL (e.g. http://localhost:6900, "
+         "without /api or a page's path; Argilla 1.x servers are not supported)",
+}
+
+
+def connect_failure(api_url: str, error: BaseException) -> ArgillaGatewayError:
+    """One line for a failed connection: a refusal no retry can fix (a wrong key, not an Argilla 2.x URL) as
+    :class:`ArgillaRefusedError` with what to change; anything else (no answer, 5xx) as
+    :class:`ArgillaUnavailableError` with the cause's first line (an HTML error page reduced to its text)."""
+    # the SDK's errors carry the status; a 401 comes as its ArgillaCredentialsError, caused by the API error
+    status = getattr(error, "status_code", None) or getattr(error.__cause__, "status_code", None)
+    if status in CONNECT_REFUSALS:
+        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: {CONNECT_REFUSALS[status]}", status=status)
+    if isinstance(error, ValueError):  # an answer that is not JSON: a web page, not Argilla's API (retried all the
+        # same: a proxy may show a page while Argilla restarts)
+        text = ("it did not answer /api/v1/me with Argilla's JSON: is this an Argilla 2.x server's root URL (e.g. "
+                "http://localhost:6900, without /api or a page's path)?")
+    else:
+        text = re.sub(r"^Argilla SDK error: \w+: ", "", " ".join(re.sub(r"<[^>]+>", " ", str(error)).split()))[:300]
+    return ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {text}", status=status)
+
+
 ANNOTATOR_ROLE = "annotator"  # Argilla's role that may only answer questions (see ArgillaGateway._check_role)
 
 
@@ -228,7 +255,7 @@ class ArgillaGateway:
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key)
         except Exception as error:  # the SDK raises several unrelated types on connect
-            raise ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {error}") from error
+            raise connect_failure(api_url, error) from error
 
     def ensure_dataset(self, labels: Sequence[str], *, multi_label: bool = False) -> rg.Dataset:
         """Create the dataset (a single- or multi-label question), or bring an existing one up to date (never
