@@ -110,6 +110,9 @@ def main() -> None:
     scores = list(scorer.score(ScoringInput(r.id, r.text, r.label) for r in changed))
     truth = {r.id: int(r.label) for r in pool}
     accuracy = float(np.mean([int(s.predicted_label) == truth[s.record_id] for s in scores]))
+    # the model's ordinal quality: its expected rating's mean absolute error, and how often it predicts 2+ off
+    mae = float(np.mean([abs(rating_metadata(s)["expected_rating"] - truth[s.record_id]) for s in scores]))
+    far_predictions = float(np.mean([abs(int(s.predicted_label) - truth[s.record_id]) >= 2 for s in scores]))
     rankings = {"loss": {s.record_id: s.loss for s in scores},
                 "expected_loss": {s.record_id: s.expected_loss for s in scores},
                 "rating_error": {s.record_id: rating_metadata(s)["rating_error"] for s in scores},
@@ -122,17 +125,19 @@ def main() -> None:
 
     seconds = time.perf_counter() - started
     counts = {rating: sum(r.label == rating for r in pool) for rating in RATINGS}
-    lines = [f"train {len(train)}, pool {len(pool)} (true ratings {counts}), {len(near)} near + {len(far)} far "
-             f"changes, T = {args.samples}, {args.epochs} epochs, seed {args.seed}; model accuracy on the true "
-             f"pool ratings {accuracy:.3f}; {seconds:.0f} s",
+    lines = [(f"train {len(train)}, pool {len(pool)} (true ratings {counts}), {len(near)} near + {len(far)} far "
+              f"changes, T = {args.samples}, {args.epochs} epochs, seed {args.seed}; on the true pool ratings the "
+              f"model's accuracy is {accuracy:.3f}, its expected rating's MAE {mae:.3f}, its predictions 2+ points "
+              f"off {far_predictions:.3f}; {seconds:.0f} s"),
              "",
              f"| ranking | far: AUROC | far: precision@{len(far)} | any: AUROC | any: precision@{len(near | far)} |",
              "|---|---:|---:|---:|---:|"]
     for name in RANKINGS:
         (far_auroc, far_p), (any_auroc, any_p) = results[name]["far"], results[name]["any"]
         lines.append(f"| {name} | {far_auroc:.4f} | {far_p:.3f} | {any_auroc:.4f} | {any_p:.3f} |")
-    write_results(f"rating_errors-s{args.seed}", {"args": vars(args), "accuracy": accuracy, "results": results,
-                                                 "near": len(near), "far": len(far), "seconds": seconds}, lines)
+    write_results(f"rating_errors-s{args.seed}",
+                  {"args": vars(args), "accuracy": accuracy, "mae": mae, "far_predictions": far_predictions,
+                   "results": results, "near": len(near), "far": len(far), "seconds": seconds}, lines)
 
 
 if __name__ == "__main__":
