@@ -164,7 +164,14 @@ class TrainingSettings(_Section):
         50, ge=0, description="validation records needed to pick the best epoch and stop early; with fewer every "
                               "epoch runs and the last is kept (a handful of records picks an epoch by chance)")
     monitor: Monitor = "macro_f1"
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="examples per optimizer step")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="examples per forward / backward pass, their gradients accumulated to batch_size "
+                                "(the same optimizer steps in less memory); unset: the whole batch, halved "
+                                "automatically when a batch runs out of GPU memory")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute the layers' activations in the backward pass instead of keeping them: "
+                           "less memory for long texts or big models, about a third more training time")
     learning_rate: float = Field(5e-5, gt=0)
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     max_length: int = Field(128, ge=8)

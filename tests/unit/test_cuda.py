@@ -151,3 +151,29 @@ def test_fast_mc_replays_a_bert_on_the_gpu_and_keeps_fast_mc(tiny_model_dir, mc_
 
     classifier = load_classifier(tiny_model_dir, device="cuda", version="cuda-replay")
     assert MCPredictor(classifier, samples=4, mc_layers=mc_layers).strategy == "partial"
+
+
+def test_a_batch_that_runs_out_of_gpu_memory_is_split_into_micro_batches_with_the_same_steps(tmp_path, caplog):
+    """The process may use ~64 MB of the GPU: a batch of 1,024 texts does not fit, so the trainer halves the
+    micro-batch until it does (said once) and takes the same optimizer steps as a run with room (dropout 0,
+    fp32: nothing random)."""
+    from tests.tiny_models import save_tiny_classifier
+
+    base = save_tiny_classifier(tmp_path / "base", hidden_dropout=0.0, attention_dropout=0.0)
+    examples = sentiment_examples(1024)
+    settings = TrainingSettings(epochs=1, mixed_precision=False, min_steps=0,
+                                **{**FAST, "batch_size": 1024, "max_length": 64})
+    train_classifier(base, examples, [], LABELS, tmp_path / "roomy", settings)
+    torch.cuda.empty_cache()
+    limit = 64 * 2**20 / torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(limit)
+    try:
+        with caplog.at_level("WARNING", logger="worker.training.trainer"):
+            train_classifier(base, examples, [], LABELS, tmp_path / "tight", settings)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert "ran out of GPU memory; from now on its gradients are accumulated over micro-batches" in caplog.text
+    roomy = load_file(tmp_path / "roomy" / "model.safetensors")
+    tight = load_file(tmp_path / "tight" / "model.safetensors")
+    for key in roomy:
+        np.testing.assert_allclose(tight[key].numpy(), roomy[key].numpy(), atol=1e-4, err_msg=key)

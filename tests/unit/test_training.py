@@ -166,6 +166,47 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tiny_mod
     assert any((weights["a"][k] != weights["c"][k]).any() for k in weights["a"])
 
 
+def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_memory(tmp_path, caplog):
+    """A batch of 8 as micro-batches of 3, 3 and 2 (each cut to its own longest text), or with the activations
+    recomputed in the backward pass: the same optimizer steps, so the same weights and margins (dropout 0:
+    nothing random), with records of unequal weights (each micro-batch counts by its share of the batch's)."""
+    from tests.tiny_models import save_tiny_classifier
+
+    base = save_tiny_classifier(tmp_path / "base", hidden_dropout=0.0, attention_dropout=0.0)
+    examples = [replace(e, weight=0.3 if index % 3 == 0 else 1.0, text=e.text + " and more" * (index % 4))
+                for index, e in enumerate(sentiment_examples(24))]
+    import torch
+
+    runs, rows = {}, {}
+    for name, options in (("whole", {}), ("micro", {"micro_batch_size": 3}),
+                          ("checkpointed", {"gradient_checkpointing": True})):
+        settings = TrainingSettings(epochs=2, seed=1, **{**FAST, "batch_size": 8}, **options)
+        shapes: list[tuple[int, ...]] = []  # [rows, tokens] of every token-id tensor an embedding layer was given
+
+        def record(module, args, shapes=shapes):
+            if isinstance(module, torch.nn.Embedding) and module.training and args[0].dim() == 2:
+                shapes.append(tuple(args[0].shape))
+
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+        try:
+            with caplog.at_level("INFO", logger="worker.training.trainer"):
+                result = train_classifier(base, examples, [], LABELS, tmp_path / name, settings)
+        finally:
+            hook.remove()
+        runs[name] = (load_file(tmp_path / name / "model.safetensors"), result.margins)
+        rows[name] = max(shape[0] for shape in shapes)
+    assert rows == {"whole": 8, "micro": 3, "checkpointed": 8}  # each forward pass held at most 3 rows
+    assert "recomputes its layers' activations" in caplog.text
+    whole, margins = runs["whole"]
+    for name in ("micro", "checkpointed"):
+        weights, its_margins = runs[name]
+        for key in whole:
+            np.testing.assert_allclose(weights[key].numpy(), whole[key].numpy(), atol=2e-5, err_msg=(name, key))
+        np.testing.assert_allclose(its_margins, margins, atol=1e-4)
+    config = json.loads((tmp_path / "checkpointed" / "config.json").read_text())
+    assert not config.get("gradient_checkpointing")  # the saved model scores like any other
+
+
 def test_original_label_examples_pull_the_gradient_in_proportion_to_their_weight():
     import torch
 

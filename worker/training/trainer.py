@@ -153,6 +153,8 @@ def train_classifier(
                      id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
                      **head).to(device)
     ensure_padding(tokenizer, model, start_model)
+    if settings.gradient_checkpointing:
+        _checkpoint_activations(model)
     epochs, select = planned_epochs(len(train), settings), len(validation) >= max(1, settings.select_min_validation)
     if validation and not select:
         logger.info("%d validation records (< training.select_min_validation = %d): all %d epochs run and the last "
@@ -207,6 +209,22 @@ def train_classifier(
         result.thresholds = {label: float(t) for label, t in zip(labels, tuned, strict=True)}
     _save(model, tokenizer, output_dir, result, start_model, settings, len(train))
     return result
+
+
+def _checkpoint_activations(model) -> None:
+    """``training.gradient_checkpointing``: the model recomputes its layers' activations in the backward pass
+    (transformers' own checkpointing, non-reentrant: dropout masks replayed); said when the model cannot."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        logger.warning("training.gradient_checkpointing: %s does not support it; training keeps every activation",
+                       type(model).__name__)
+        return
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    logger.info("training.gradient_checkpointing: %s recomputes its layers' activations in the backward pass",
+                type(model).__name__)
 
 
 def is_multi_label(examples: Sequence[Example]) -> bool:
@@ -333,6 +351,9 @@ class _Loop:
         self.model, self.tokenizer, self.label_ids, self.device, self.settings = (
             model, tokenizer, label_ids, device, settings)
         self.multi_label = multi_label
+        self.loss_function = weighted_binary_cross_entropy if multi_label else weighted_cross_entropy
+        # rows per forward / backward pass (None: the whole batch); halved on a CUDA out-of-memory
+        self.micro_batch: int | None = settings.micro_batch_size
         on_cuda = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, fused=on_cuda or None)
         self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_fraction * steps), steps)
@@ -388,19 +409,64 @@ class _Loop:
             self.margin_sum = torch.zeros(len(data), device=self.device)
         for batch in self._batches(data, order, self.settings.batch_size):
             inputs, targets, weights, positions = self._to_device(batch)
-            with autocast(self.device, self.amp_dtype):
-                logits = self.forward(**inputs).logits
-            margins = label_set_margins if self.multi_label else label_margins
-            self.margin_sum.index_add_(0, positions, margins(logits.detach().float(), targets))
-            loss_function = weighted_binary_cross_entropy if self.multi_label else weighted_cross_entropy
-            loss, per_example = loss_function(logits, targets, weights)
-            self.scaler.scale(loss).backward()
+            per_example, margins = self._gradients(inputs, targets, weights)
+            self.margin_sum.index_add_(0, positions, margins)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.schedule.step()
             self.optimizer.zero_grad(set_to_none=True)
-            total += (per_example.detach() * weights).sum()
+            total += (per_example * weights).sum()
         return float(total) / float(data.weights.sum())
+
+    def _gradients(self, inputs: dict, targets: torch.Tensor,
+                   weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's gradients, accumulated over micro-batches of at most ``self.micro_batch`` rows; a CUDA
+        out-of-memory halves the micro-batch (for the rest of the training, said once) and starts the batch again.
+        Returns the per-example loss [B] and label margins [B], detached.
+
+        Raises:
+            ConfigError: one example does not fit the GPU's memory.
+        """
+        while True:
+            try:
+                return self._accumulate(inputs, targets, weights)
+            except torch.cuda.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                torch.cuda.empty_cache()
+                rows = min(self.micro_batch or len(targets), len(targets))
+                if rows == 1:
+                    raise ConfigError(
+                        f"training: one example of {inputs['input_ids'].shape[1]} tokens does not fit the GPU's "
+                        f"free memory; lower training.max_length, or set training.gradient_checkpointing = true"
+                    ) from None
+                self.micro_batch = (rows + 1) // 2
+                logger.warning("training: a batch of %d examples ran out of GPU memory; from now on its gradients "
+                               "are accumulated over micro-batches of %d (the same optimizer steps; "
+                               "training.micro_batch_size sets it)", rows, self.micro_batch)
+
+    def _accumulate(self, inputs: dict, targets: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward over micro-batches of the batch (inputs [B, L], targets [B] or [B, L], weights [B]):
+        each micro-batch's loss is scaled by its share of the batch's weight, so the summed gradients are the whole
+        batch's. A micro-batch of right-padded rows is cut to its own longest row."""
+        size = len(targets)
+        step = min(self.micro_batch or size, size)
+        total_weight = weights.sum()
+        margin = label_set_margins if self.multi_label else label_margins
+        losses, margins = [], []
+        for start in range(0, size, step):
+            rows = slice(start, start + step)
+            part = {key: value[rows] for key, value in inputs.items()}
+            if step < size and self.tokenizer.padding_side == "right" and part.get("attention_mask") is not None:
+                longest = int(part["attention_mask"].sum(dim=1).max())
+                part = {key: value[:, :longest] if value.dim() == 2 else value for key, value in part.items()}
+            with autocast(self.device, self.amp_dtype):
+                logits = self.forward(**part).logits
+            loss, per_example = self.loss_function(logits, targets[rows], weights[rows])
+            self.scaler.scale(loss * (weights[rows].sum() / total_weight)).backward()
+            losses.append(per_example.detach())
+            margins.append(margin(logits.detach().float(), targets[rows]))
+        return torch.cat(losses), torch.cat(margins)
 
     def area_under_margin(self, epochs: int) -> np.ndarray:
         """[N_train] the margins summed by :meth:`train_epoch`, averaged over ``epochs``."""
@@ -438,6 +504,11 @@ class _Loop:
 def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_model, settings: TrainingSettings,
           train_count: int) -> None:
     model.eval()
+    if hasattr(model, "activation_checkpointing_disable"):  # the saved model scores like any other
+        if model.is_activation_checkpointing:
+            model.activation_checkpointing_disable()
+    elif getattr(model, "is_gradient_checkpointing", False):
+        model.gradient_checkpointing_disable()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.model_max_length = settings.max_length  # score with the context the model was trained on
