@@ -5,7 +5,7 @@
 #   PYTHON=python3 STEPS="tests precision" bash benchmarks/cuda_suite.sh
 #
 # STEPS picks from: tests tokenizing gpu precision calibration scoring label_errors active_learning label_error_grid
-# active_learning_grid multi_annotator multilabel mc_memory (default: all). The grids are issue #17's benchmarks:
+# active_learning_grid multi_annotator multilabel mc_memory training_memory (default: all). The grids are issue #17's benchmarks:
 # label errors on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
 # seeds (about 15 min and 25 min on an H100: 37 s per label-error cell, 130 s per active-learning run measured).
 # LIMIT caps each command in seconds (default 1800); DEADLINE (epoch seconds) stops starting commands and cuts the
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 STEPS=${STEPS:-tests tokenizing gpu precision calibration scoring label_errors active_learning label_error_grid \
-active_learning_grid multi_annotator multilabel mc_memory}
+active_learning_grid multi_annotator multilabel mc_memory training_memory}
 LIMIT=${LIMIT:-1800}
 LOGS=benchmarks/results/logs
 mkdir -p "$LOGS"
@@ -50,6 +50,7 @@ step_command() {  # one command line per line of output, run in order
     multi_annotator) echo "benchmarks/multi_annotator.py --device cuda" ;;
     multilabel) echo "benchmarks/multilabel.py --device cuda" ;;
     mc_memory) echo "benchmarks/mc_memory.py --device cuda" ;;
+    training_memory) echo "benchmarks/training_memory.py --device cuda" ;;
     *) return 1 ;;
   esac
 }
