@@ -476,10 +476,23 @@ class _Loop:
 
     @torch.inference_mode()
     def probabilities(self, data: _Prepared) -> np.ndarray:
-        """[N, C] softmax (multi-label: per-label sigmoid) probabilities of the deterministic model."""
+        """[N, C] softmax (multi-label: per-label sigmoid) probabilities of the deterministic model, in batches
+        of twice the training's (micro-)batch; a CUDA out-of-memory halves the micro-batch and starts again."""
         self.model.eval()
+        while True:
+            try:
+                return self._probabilities(data, 2 * (self.micro_batch or self.settings.batch_size))
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                rows = self.micro_batch or self.settings.batch_size
+                if rows == 1:
+                    raise ConfigError("training: validating one example does not fit the GPU's free memory; lower "
+                                      "training.max_length") from None
+                self.micro_batch = (rows + 1) // 2
+
+    def _probabilities(self, data: _Prepared, size: int) -> np.ndarray:
         probs = []
-        for batch in self._batches(data, range(len(data)), self.settings.batch_size * 2):
+        for batch in self._batches(data, range(len(data)), size):
             inputs, _, _, _ = self._to_device(batch)
             with autocast(self.device, self.amp_dtype):
                 logits = self.forward(**inputs).logits.float()
