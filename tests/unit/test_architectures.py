@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import torch
+import transformers
 
 from tests.tiny_models import ARCHITECTURES, CORPUS, save_remote_code_classifier, save_tiny_architecture
 from worker import jobs
@@ -24,6 +25,11 @@ FAST_MC = {"bert": "partial", "roberta": "partial", "xlm-roberta": "partial", "e
            "mpnet": "partial",  # the relative-position bias replayed
            "modernbert": "partial",  # rotary positions and a mask per attention type replayed; a first-token head
            "modernbert-mean": "partial"}  # a mean-pooling head, sliding-window layers
+# the replay follows transformers 5's layer interfaces: with 4.x these fall back to full MC (said in the log, tested)
+REPLAYED_FROM_5 = {"distilbert", "mpnet", "modernbert", "modernbert-mean"}
+TRANSFORMERS_4 = int(transformers.__version__.split(".")[0]) < 5
+if TRANSFORMERS_4:
+    FAST_MC.update(dict.fromkeys(REPLAYED_FROM_5, "full"))
 
 
 def _load(tmp_path, architecture, **options):
@@ -73,6 +79,8 @@ def test_fast_mc_from_the_embeddings_reproduces_full_mc_for_the_same_seed(tmp_pa
     drops out; MPNet's layers take a relative-position bias; ModernBERT's rotary positions and a full or
     sliding-window mask each, its head a final norm and a first-token or mean pooling: the replay must do the
     same."""
+    if TRANSFORMERS_4 and architecture in REPLAYED_FROM_5:
+        pytest.skip(f"{architecture}'s replay follows transformers 5's layers (4.x: full MC)")
     classifier = _load(tmp_path, architecture)
     partial = MCPredictor(classifier, samples=5, mc_layers="all")
     full = MCPredictor(classifier, samples=5, strategy="full")
@@ -258,3 +266,28 @@ def test_a_model_that_fails_on_a_batch_is_one_error_naming_the_model_and_the_rec
     assert "IndexError" in message and any(f"r{index}" in message for index in range(len(CORPUS)))
     with pytest.raises(ScoringError, match=r"model v0008 \(BertForSequenceClassification\) fails on a probe"):
         Scorer(load_classifier(tmp_path / "none", device="cpu", version="v0008"), samples=2)
+
+
+def test_a_tokenizer_from_another_checkpoint_returns_only_what_the_models_forward_takes():
+    """A BERT tokenizer saved beside a model whose forward takes no token types and no ``**kwargs`` (DistilBERT and
+    MPNet under transformers 4.x): its ``token_type_ids`` are left out, so the model is not called with them."""
+    from tests.tiny_models import build_tokenizer
+    from worker.scoring.model import ensure_padding
+
+    class NoTokenTypes(torch.nn.Module):
+        config = type("Config", (), {"pad_token_id": 0})()
+
+        def forward(self, input_ids=None, attention_mask=None):
+            return input_ids
+
+    class TakesAnything(NoTokenTypes):
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            return input_ids
+
+    tokenizer = build_tokenizer()
+    tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]  # what the worker batches
+    ensure_padding(tokenizer, TakesAnything(), "their-model")
+    assert "token_type_ids" in tokenizer.model_input_names  # a forward that takes **kwargs: nothing changes
+    ensure_padding(tokenizer, NoTokenTypes(), "their-model")
+    assert tokenizer.model_input_names == ["input_ids", "attention_mask"]
+    assert "token_type_ids" not in tokenizer("a text")

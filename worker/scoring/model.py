@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from dataclasses import dataclass
@@ -167,11 +168,13 @@ def load_classifier(
 def ensure_padding(tokenizer: Any, model: Any, source: object) -> None:
     """Batches are padded: a tokenizer without a padding token (GPT-2, Llama … classifiers) pads with its
     end-of-sequence token, and the model's config learns that id (sequence classifiers with a decoder read the
-    last token before the padding). Changes nothing when both are set.
+    last token before the padding). Changes nothing when both are set. And the tokenizer returns only inputs the
+    model's forward takes (:func:`_take_only_model_inputs`).
 
     Raises:
         ScoringError: no padding and no end-of-sequence token to pad with (names the model).
     """
+    _take_only_model_inputs(tokenizer, model, source)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ScoringError(f"the tokenizer of {source!r} has neither a padding nor an end-of-sequence token: "
@@ -181,6 +184,21 @@ def ensure_padding(tokenizer: Any, model: Any, source: object) -> None:
                     tokenizer.eos_token)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _take_only_model_inputs(tokenizer: Any, model: Any, source: object) -> None:
+    """A tokenizer saved from another checkpoint (a BERT tokenizer beside a DistilBERT or MPNet model) returns
+    ``token_type_ids``, which those models' forward does not take (transformers 4.x raises; 5.x ignores them):
+    the tokenizer's ``model_input_names`` keep only what the forward takes. Nothing changes for a forward that
+    takes ``**kwargs``."""
+    parameters = inspect.signature(model.forward).parameters
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return
+    taken = [name for name in tokenizer.model_input_names if name in parameters]
+    if taken != list(tokenizer.model_input_names):
+        logger.info("the tokenizer of %s returns %s, which %s does not take: left out", source,
+                    sorted(set(tokenizer.model_input_names) - set(taken)), type(model).__name__)
+        tokenizer.model_input_names = taken
 
 
 def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]:
