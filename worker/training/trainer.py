@@ -432,17 +432,24 @@ class _Loop:
                 return self._accumulate(inputs, targets, weights)
             except torch.cuda.OutOfMemoryError:
                 self.optimizer.zero_grad(set_to_none=True)
-                torch.cuda.empty_cache()
                 rows = min(self.micro_batch or len(targets), len(targets))
-                if rows == 1:
-                    raise ConfigError(
-                        f"training: one example of {inputs['input_ids'].shape[1]} tokens does not fit the GPU's "
-                        f"free memory; lower training.max_length, or set training.gradient_checkpointing = true"
-                    ) from None
-                self.micro_batch = (rows + 1) // 2
+                self._halve_micro_batch(rows, f"training: one example of {inputs['input_ids'].shape[1]} tokens does "
+                                              f"not fit the GPU's free memory; lower training.max_length, or set "
+                                              f"training.gradient_checkpointing = true")
                 logger.warning("training: a batch of %d examples ran out of GPU memory; from now on its gradients "
                                "are accumulated over micro-batches of %d (the same optimizer steps; "
                                "training.micro_batch_size sets it)", rows, self.micro_batch)
+
+    def _halve_micro_batch(self, rows: int, too_big: str) -> None:
+        """After a CUDA out-of-memory on ``rows`` rows: at most half of them a pass from now on.
+
+        Raises:
+            ConfigError: ``too_big``, when one row was already too many.
+        """
+        torch.cuda.empty_cache()
+        if rows == 1:
+            raise ConfigError(too_big) from None
+        self.micro_batch = (rows + 1) // 2
 
     def _accumulate(self, inputs: dict, targets: torch.Tensor,
                     weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -483,12 +490,8 @@ class _Loop:
             try:
                 return self._probabilities(data, 2 * (self.micro_batch or self.settings.batch_size))
             except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-                rows = self.micro_batch or self.settings.batch_size
-                if rows == 1:
-                    raise ConfigError("training: validating one example does not fit the GPU's free memory; lower "
-                                      "training.max_length") from None
-                self.micro_batch = (rows + 1) // 2
+                self._halve_micro_batch(self.micro_batch or self.settings.batch_size, "training: validating one "
+                                        "example does not fit the GPU's free memory; lower training.max_length")
 
     def _probabilities(self, data: _Prepared, size: int) -> np.ndarray:
         probs = []
