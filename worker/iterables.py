@@ -43,3 +43,28 @@ def shuffled_label_groups(labels: Sequence[Hashable], rng: random.Random) -> lis
     for group in ordered:
         rng.shuffle(group)
     return ordered
+
+
+def shuffled_label_clusters(labels: Sequence[Hashable], keys: Sequence[Hashable],
+                            rng: random.Random) -> list[list[list[int]]]:
+    """Positions into ``labels`` [N] in clusters of equal ``keys`` [N], the clusters grouped by stratum as
+    :func:`shuffled_label_groups` groups positions — a cluster's stratum is its first position's label — so a
+    split that takes or leaves whole clusters never puts two positions of one key on both sides. With every key
+    distinct each cluster is one position, in exactly :func:`shuffled_label_groups`' order. O(N)."""
+    members: dict[Hashable, list[int]] = {}
+    for position, key in enumerate(keys):
+        members.setdefault(key, []).append(position)
+    clusters = list(members.values())  # in order of first occurrence
+    return [[clusters[index] for index in group]
+            for group in shuffled_label_groups([labels[cluster[0]] for cluster in clusters], rng)]
+
+
+def take_clusters(clusters: Sequence[list[int]], target: int) -> tuple[list[int], list[int]]:
+    """(held, kept): whole ``clusters``, in their order, held until at least ``target`` positions are — never
+    the last cluster, so the kept side of a stratum is never left empty by a split."""
+    held: list[int] = []
+    kept: list[int] = []
+    for position, cluster in enumerate(clusters):
+        side = held if len(held) < target and position < len(clusters) - 1 else kept
+        side.extend(cluster)
+    return held, kept

@@ -174,7 +174,8 @@ def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_o
     from worker.training.trainer import TrainingSettings
 
     base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
-    examples = [Example(f"m{copy}-{i}", text, tags) for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
+    examples = [Example(f"m{copy}-{i}", f"{text} ({copy})", tags)  # copies of one text would share a side
+                for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
     training_set = build_training_set(examples, [], TAGS, min_annotated=10)
     settings = TrainingSettings(base_model=str(base), epochs=30, patience=30,
                                 **{**FAST, "learning_rate": 5e-3})
@@ -215,7 +216,7 @@ def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tm
 
     base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
     corrupted = {"m0-0": ("humour",), "m1-2": ("acting",), "m2-4": ("praise",), "m3-6": ("acting", "humour")}
-    examples = [Example(f"m{copy}-{i}", text, corrupted.get(f"m{copy}-{i}", tags))
+    examples = [Example(f"m{copy}-{i}", f"{text} ({copy})", corrupted.get(f"m{copy}-{i}", tags))
                 for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
     settings = TrainingSettings(epochs=25, **{**FAST, "learning_rate": 5e-3})
 

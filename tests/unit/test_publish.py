@@ -89,6 +89,23 @@ def test_splits_are_kept_or_stratified():
         build_publication([_record("x", "positive")], LABELS, PublishOptions(split="keep"))
 
 
+def test_a_stratified_test_split_holds_no_text_of_the_train_split():
+    """Copies of one text (case and spaces aside), even with different labels, land in the same split: a Hub user
+    who trains on `train` and evaluates on `test` measures generalisation, not memory."""
+    texts = [f"review number {i // 3}" if i % 3 == 0 else f"Review  NUMBER {i // 3} " if i % 3 == 1
+             else f"another review {i}" for i in range(60)]
+    records = [_record(f"r{i:02d}", LABELS[(i // 3) % 2] if i % 3 != 2 else LABELS[i % 2], text=text)
+               for i, text in enumerate(texts)]
+    publication = build_publication(records, LABELS, PublishOptions(split="stratified", test_fraction=0.25))
+
+    def normalised(split):
+        return {" ".join(text.split()).casefold() for text in publication.splits[split]["text"]}
+
+    assert normalised("train").isdisjoint(normalised("test"))
+    assert 10 <= publication.splits["test"].num_rows <= 20
+    assert "__text_key" not in publication.splits["test"].column_names
+
+
 def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the_columns(tmp_path):
     fields = ("premise", "hypothesis", "label")  # a field named like a worker column is renamed, not dropped
     records = [PulledRecord(f"srv-{i}", f"r{i}", None, {"original_label": "positive"}, None, (), None,

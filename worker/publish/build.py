@@ -37,9 +37,10 @@ from datasets.arrow_writer import ArrowWriter
 
 from worker.binding import is_conversation
 from worker.crowd import CrowdModel, verdict
+from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES, published_scores
-from worker.iterables import shuffled_label_groups
+from worker.iterables import shuffled_label_clusters, take_clusters
 from worker.records import LabelValue, PulledRecord, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores (float32) of any question
@@ -48,6 +49,7 @@ LABEL_AGREEMENT = "label_agreement"  # multi-label: each label of `label`'s shar
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS, LABEL_AGREEMENT,
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
+TEXT_KEY_COLUMN = "__text_key"  # the record's text key while splitting (split="stratified"); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
 METADATA_DTYPES = {"integer": "int64", "float": "float64", "terms": "string"}  # Argilla kind -> published dtype
 TAKE_CHUNK = 10_000  # rows copied at a time into a split's file
@@ -330,6 +332,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     table_features = published
     if options.split == "keep":
         table_features = datasets.Features({**published, SPLIT_COLUMN: datasets.Value("string")})
+    elif options.split == "stratified":
+        table_features = datasets.Features({**published, TEXT_KEY_COLUMN: datasets.Value("string")})
     path = directory / "rows.arrow"
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
@@ -353,6 +357,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
                 _write_ratings(row, ratings)
             if options.split == "keep":
                 row[SPLIT_COLUMN] = record.metadata.get("split") or None
+            elif options.split == "stratified":
+                row[TEXT_KEY_COLUMN] = text_key(str(record.text or ""), record.text_pair)
             writer.write(row)
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
@@ -463,7 +469,9 @@ def _split(table: datasets.Dataset, by_id: np.ndarray, published: datasets.Featu
         parts = _kept_split_indices(table, by_id)
     else:
         labels = _strata(table.data.column("label").to_pylist())[by_id]  # [N] each row's stratum, in id order
-        parts = {name: by_id[positions] for name, positions in _stratified_split_indices(labels, options).items()}
+        keys = table.data.column(TEXT_KEY_COLUMN).take(by_id).to_pylist()  # [N] each row's text key, in id order
+        parts = {name: by_id[positions]
+                 for name, positions in _stratified_split_indices(labels, keys, options).items()}
     return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")
             for name, rows in sorted(parts.items())}
 
@@ -497,14 +505,16 @@ def _kept_split_indices(table: datasets.Dataset, by_id: np.ndarray) -> dict[str,
             for name in pc.unique(column).to_pylist()}
 
 
-def _stratified_split_indices(labels: np.ndarray, options: PublishOptions) -> dict[str, np.ndarray]:
-    """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded.
+def _stratified_split_indices(labels: np.ndarray, keys: Sequence[str], options: PublishOptions
+                              ) -> dict[str, np.ndarray]:
+    """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded; rows with
+    the same text key (``keys`` [N]) in the same split, so the test split holds no text the train split has.
 
     ``labels`` [N] are the rows' label indices in id order; returns positions into ``labels`` per split, ascending."""
     test: list[int] = []
-    for group in shuffled_label_groups(labels.tolist(), random.Random(options.seed)):
-        held = round(len(group) * options.test_fraction) if len(group) > 1 else 0
-        test.extend(group[:held])
+    for clusters in shuffled_label_clusters(labels.tolist(), keys, random.Random(options.seed)):
+        size = sum(map(len, clusters))
+        test.extend(take_clusters(clusters, round(size * options.test_fraction) if size > 1 else 0)[0])
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test] = True
     return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}

@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from worker.crowd import CrowdModel, verdict
+from worker.duplicates import text_key
 from worker.errors import DataError
-from worker.iterables import shuffled_label_groups
+from worker.iterables import shuffled_label_clusters, take_clusters
 from worker.records import LabelValue, PulledRecord
 
 logger = logging.getLogger(__name__)
@@ -146,17 +147,31 @@ def _checked(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue
 def stratified_split(
     examples: Sequence[Example], fraction: float, *, seed: int
 ) -> tuple[list[Example], list[Example]]:
-    """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation."""
+    """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation;
+    examples with the same text (:func:`example_key`) go to the same side, so validation never holds a text the
+    model trains on."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
     ordered = sorted(examples, key=lambda e: e.id)
     train: list[Example] = []
     validation: list[Example] = []
-    for group in shuffled_label_groups(strata(ordered), random.Random(seed)):
-        held = 0 if len(group) < 2 else max(1, min(len(group) - 1, round(len(group) * fraction)))
-        validation.extend(ordered[position] for position in group[:held])
-        train.extend(ordered[position] for position in group[held:])
+    for clusters in shuffled_label_clusters(strata(ordered), [example_key(e) for e in ordered], random.Random(seed)):
+        size = sum(map(len, clusters))
+        held, kept = take_clusters(clusters, 0 if size < 2 else max(1, min(size - 1, round(size * fraction))))
+        validation.extend(ordered[position] for position in held)
+        train.extend(ordered[position] for position in kept)
     return train, validation
+
+
+def example_key(example: Example) -> str:
+    """The example's text as duplicates are found (:func:`worker.duplicates.text_key`)."""
+    return text_key(example.text, example.text_pair)
+
+
+def not_validated(original: Iterable[Example], validation: Sequence[Example]) -> list[Example]:
+    """The ``original`` examples whose text no validation example has (a copy in training would be seen)."""
+    held = {example_key(example) for example in validation}
+    return [example for example in original if example_key(example) not in held]
 
 
 def build_training_set(
@@ -180,7 +195,7 @@ def build_training_set(
             f"(annotate more records or lower training.min_annotated)"
         )
     train, validation = stratified_split(annotated, validation_fraction, seed=seed)
-    train = train + list(original)
+    train = train + not_validated(original, validation)
     _check_classes(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records")
@@ -254,7 +269,9 @@ def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
 
 
 def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[int]:
-    """Fold index (0..k-1) for each example, in input order, balanced per label.
+    """Fold index (0..k-1) for each example, in input order, balanced per label; examples with the same text
+    (:func:`example_key`) share a fold, so no fold model trains on a copy of a text it scores (each such cluster
+    goes to the fold with the fewest examples so far). O(N·k).
 
     Raises:
         DataError: k < 2 or more folds than examples.
@@ -264,9 +281,15 @@ def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[
     if len(examples) < k:
         raise DataError(f"K-fold with k={k} needs at least {k} examples, got {len(examples)}")
     folds = [0] * len(examples)
-    offset = 0
-    for members in shuffled_label_groups(strata(examples), random.Random(seed)):
-        for position, index in enumerate(members):
-            folds[index] = (offset + position) % k
-        offset += len(members)
+    sizes = [0] * k
+    cursor = 0  # round robin: each cluster to the smallest fold, the next one after the last used on a tie
+    keys = [example_key(e) for e in examples]
+    for clusters in shuffled_label_clusters(strata(examples), keys, random.Random(seed)):
+        for cluster in clusters:
+            smallest = min(sizes)
+            fold = min((f for f in range(k) if sizes[f] == smallest), key=lambda f: (f - cursor) % k)
+            for index in cluster:
+                folds[index] = fold
+            sizes[fold] += len(cluster)
+            cursor = (fold + 1) % k
     return folds
