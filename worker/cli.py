@@ -500,6 +500,27 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int) -> Non
                f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top")
 
 
+@cli.command("copies")
+@config_option
+def copies(config_file: Path | None) -> None:
+    """Find the records that carry the same text (letter case and spacing aside) and mark them: metadata
+    `copies` (how many others carry it), `copy_group` (sort by it to see each text's records together; texts
+    whose copies carry different labels first) and `copies_disagree` (filter ≥ 1: copies labelled differently)."""
+    from worker.jobs import copies_job
+
+    counts, report = copies_job(_services(config_file))
+    click.echo(f"copies: {counts.in_copies} of {counts.records} records share {counts.texts} texts; "
+               f"{counts.disagreeing_texts} of those texts carry different labels"
+               + (f" (e.g. records {', '.join(counts.example)})" if counts.example else ""))
+    click.echo(f"pushed to {report.sent} records ({report.unchanged} unchanged, "
+               f"{len(report.failed) + len(report.rejected)} failed"
+               + "".join(f"; {record_id}: {why}" for record_id, why in
+                         list({**report.rejected, **report.failed}.items())[:3]) + ")")
+    if counts.disagreeing_texts:
+        click.echo("in the Argilla UI filter copies_disagree ≥ 1 and sort by copy_group, ascending: each text's "
+                   "records side by side")
+
+
 @cli.group()
 def models() -> None:
     """The model registry: list versions, promote one, roll back."""

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import shutil
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -33,9 +34,10 @@ from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
+from worker.duplicates import COPIES, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
-from worker.gateway.client import SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
+from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
 from worker.iterables import batched, reservoir_sample
 from worker.label_issues import label_issue_scores
@@ -565,6 +567,45 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch",
                 len(ranks), min(settings.clusters, len(ranks)), RANK_PROPERTY)
     return report
+
+
+def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
+    """Find the records that carry the same text (see :mod:`worker.duplicates`) and push ``copies``,
+    ``copy_group`` and ``copies_disagree`` to them (and 0s to a record whose copies are gone). Two streamed
+    passes: every record's text key and label under review (consensus, else its original label) into an SQLite
+    file under ``state_dir``, then the records with copies read back by id a page at a time and pushed.
+    Time O(N log N); memory O(page) whatever N."""
+    check_writable(services.settings.state_dir, "state_dir")
+    labels = services.prepare_for_push()  # binds, adds the worker's metadata properties
+    crowd = estimate_crowd(services, labels)
+    report = PushReport()
+    with tempfile.TemporaryDirectory(prefix="copies-", dir=services.settings.state_dir) as work, \
+            closing(CopyIndex(Path(work) / "copies.sqlite")) as index:
+        for page in batched((record for record in services.gateway.pull() if record.has_text), PAGE_SIZE):
+            index.add(_copy_row(record, crowd) for record in page)
+        counts = index.count()
+        for batch in index.values(PAGE_SIZE):
+            current = {record.record_id: record for record in services.gateway.read(batch)}
+            _add_push(report, services.gateway.push_metadata(dict(batch.values()), current=current))
+    return counts, report
+
+
+def _copy_row(record: PulledRecord, crowd: CrowdModel) -> tuple[str, str, str, str, bool]:
+    """The record as :class:`CopyIndex` keeps it: its label under review is its consensus (none on a tie), else
+    its original label."""
+    decided = verdict(record, crowd)
+    label = record.reference if decided is None else decided.label
+    named = NO_LABEL if label is None else label if isinstance(label, str) else "|".join(sorted(label))
+    return (record.server_id, record.record_id, text_key(str(record.text), record.text_pair), named,
+            bool(record.metadata.get(COPIES)))
+
+
+def _add_push(total: PushReport, part: PushReport) -> None:
+    total.sent += part.sent
+    total.unchanged += part.unchanged
+    total.rejected.update(part.rejected)
+    total.failed.update(part.failed)
+    total.sent_ids.extend(part.sent_ids)
 
 
 def train_job(services: Services, *, stop: threading.Event | None = None) -> TrainingOutcome:

@@ -68,6 +68,14 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "second-opinion pass."),
     WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
                    "ascending)."),
+    WorkerMetadata("copies", "integer", "after `argilla-worker copies`: how many other records carry the same text "
+                   "(letter case and spacing aside); 0 or none: no copy."),
+    WorkerMetadata("copy_group", "integer", "after `argilla-worker copies`: one number per text that has copies, the "
+                   "texts whose copies carry different labels first; sort by it, ascending, to see each text's "
+                   "records side by side."),
+    WorkerMetadata("copies_disagree", "integer", "after `argilla-worker copies`: how many of the record's copies carry "
+                   "another label than its own (consensus, else its original label); filter ≥ 1 to settle each "
+                   "text once."),
     WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
                    "known early (adaptive).", from_score="mc_samples"),
     WorkerMetadata(SUBMITTED_RESPONSES, "integer", "submitted responses the values were computed with (0: nobody "
