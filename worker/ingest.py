@@ -27,6 +27,7 @@ from pathlib import Path
 
 import datasets
 
+from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.records import LabelledText, LabelValue, label_set
 
@@ -45,11 +46,17 @@ class IngestReport:
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # (1-based row number, reason)
     bad_lines: list[tuple[int, str]] = field(default_factory=list)  # (1-based line of the file, reason)
     unlabelled: int = 0  # good rows whose label cell is empty: ingested as records without a label
+    repeated: int = 0  # good rows whose text an earlier good row has (case and spacing aside): ingested
+    first_repeat: tuple[int, int] | None = None  # (row, the earlier row with its text)
 
     def summary(self) -> str:
         without = f" ({self.unlabelled} without a label, ingested to be annotated)" if self.unlabelled else ""
         skipped = len(self.bad_rows) + len(self.bad_lines)
         lines = [f"{self.good} of {self.read} rows ingested{without}, {skipped} skipped"]
+        if self.first_repeat is not None:
+            row, earlier = self.first_repeat
+            lines.append(f"  {self.repeated} row(s) repeat the text of an earlier row (first: row {row} = row "
+                         f"{earlier}), ingested as they are: `argilla-worker copies` marks them for review")
         lines += [f"  line {line}: {reason}" for line, reason in self.bad_lines[:50]]
         lines += [f"  row {row}: {reason}" for row, reason in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
@@ -146,8 +153,9 @@ def labelled_rows(
     NaN, blank text) is good, without a label (a record to annotate; counted in ``report.unlabelled``). Labels are
     label sets when
     :func:`is_multi_label` says so for ``label_column`` and ``label_separator``; a label written as the question
-    shows it (``label_aliases``: title → value, e.g. ``Cars 🚗`` → ``autos``) is read as its value. One pass:
-    memory O(1) per row (the ids seen, for the duplicate check).
+    shows it (``label_aliases``: title → value, e.g. ``Cars 🚗`` → ``autos``) is read as its value. A row whose
+    text an earlier row has is ingested and counted (``report.repeated``). One pass: memory O(1) per row (the ids
+    and text keys seen).
 
     Raises:
         DataError: a named column does not exist (lists the available ones).
@@ -156,6 +164,7 @@ def labelled_rows(
                    *(fields or {}).values())
     reader = _LabelReader(table, label_column, labels, label_separator, label_aliases)
     seen_ids: dict[str, int] = {}
+    seen_texts: dict[str, int] = {}  # text key -> the first row with it
     for row_number, row in enumerate(table, start=1):
         report.read += 1
         record, reason = _row_to_record(row, text_column, reader, id_column, split_column, metadata, fields)
@@ -166,11 +175,21 @@ def labelled_rows(
             report.bad_rows.append((row_number, reason))
             continue
         seen_ids[record.id] = row_number
+        _see_text(record, row_number, seen_texts, report)
         report.good += 1
         report.unlabelled += label_column is not None and record.label is None
         yield record
     for row_number, reason in report.bad_rows[:20]:
         logger.warning("row %d skipped: %s", row_number, reason)
+
+
+def _see_text(record: LabelledText, row_number: int, seen: dict[str, int], report: IngestReport) -> None:
+    """Count the row in ``report.repeated`` when an earlier row had its text and other fields' values."""
+    key = text_key(record.text, "\x00".join(f"{name}={value}" for name, value in sorted((record.fields or {}).items())))
+    earlier = seen.setdefault(key, row_number)
+    if earlier != row_number:
+        report.repeated += 1
+        report.first_repeat = report.first_repeat or (row_number, earlier)
 
 
 def is_multi_label(table: datasets.Dataset, label_column: str | None, label_separator: str | None = None) -> bool:

@@ -404,3 +404,19 @@ def test_a_label_written_as_the_question_shows_it_is_read_as_its_value():
     sets = list(labelled_rows(datasets.Dataset.from_list(rows[4:]), label_column="topics", labels=question.labels,
                               label_aliases=question.label_aliases(), report=IngestReport()))
     assert [row.label for row in sets] == [("autos", "space")]
+
+
+def test_rows_repeating_an_earlier_rows_text_are_ingested_and_counted_with_the_first_named(tmp_path):
+    """A file with the same text twice (other case and spacing, another label) keeps both rows — which label is
+    right is the annotators' call — and the summary says how many repeat a text and where the first one is."""
+    path = tmp_path / "tickets.csv"
+    path.write_text("text,label\nReset my password,account\nwhere is my invoice,billing\n"
+                    "RESET my  password,billing\nreset my password,account\nsomething else,other\n")
+    report = IngestReport()
+    rows = list(labelled_rows(load_table(path), label_column="label", labels=["account", "billing", "other"],
+                              report=report))
+    assert len(rows) == 5 and report.repeated == 2 and report.first_repeat == (3, 1)
+    assert "2 row(s) repeat the text of an earlier row (first: row 3 = row 1)" in report.summary()
+    clean = IngestReport()
+    list(labelled_rows(load_table(path), label_column="label", report=clean, id_column=None, fields={"other": "label"}))
+    assert clean.repeated == 1  # another field's value differs: row 3 ("billing") is not row 1's copy
