@@ -213,6 +213,11 @@ class RetrainSettings(_Section):
     stop_window: int = Field(3, ge=1, description="… over this many promotions")
 
 
+class CopiesSettings(_Section):
+    cron: str | None = Field(None, description="crontab expression: mark the records that carry the same text "
+                                               "(`argilla-worker copies`) on this schedule, e.g. '0 2 * * *'")
+
+
 class PublishSettings(_Section):
     directory: Path | None = Field(None, description="local sink: a directory loadable with datasets.load_dataset")
     repo_id: str | None = Field(None, description="Hub sink: a dataset repo id")
@@ -284,6 +289,7 @@ class WorkerSettings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    copies: CopiesSettings = Field(default_factory=CopiesSettings)
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

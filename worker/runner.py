@@ -28,7 +28,7 @@ from worker.errors import (
     NoModelError,
     WorkerError,
 )
-from worker.jobs import publish_job, score_job, train_job
+from worker.jobs import copies_job, publish_job, score_job, train_job
 from worker.registry import check_writable
 from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
@@ -268,6 +268,11 @@ class Runner:
                 results = publish_job(self.services)
                 return "; ".join(f"{r.sink} {r.location}: {'published' if r.published else 'unchanged'}"
                                  for r in results)
+            if item.kind == JobKind.COPIES:
+                counts, report = copies_job(self.services)
+                return (f"{counts.in_copies} of {counts.records} records share {counts.texts} texts, "
+                        f"{counts.disagreeing_texts} with different labels; pushed {report.sent}, "
+                        f"{len(report.failed) + len(report.rejected)} failed")
         raise WorkerError(f"unknown job kind {item.kind!r}")
 
     def _score(self, item: WorkItem) -> str:

@@ -33,7 +33,8 @@ JOB_FUNCTION = "worker.runner:scheduled"
 def desired_jobs(settings: WorkerSettings) -> dict[str, object]:
     """Job id → trigger, from the config (cron strings validated here: errors name the key)."""
     jobs: dict[str, object] = {"score": IntervalTrigger(minutes=settings.scoring.interval_minutes)}
-    for key, cron in (("retrain", settings.retrain.cron), ("publish", settings.publish.cron)):
+    for key, cron in (("retrain", settings.retrain.cron), ("publish", settings.publish.cron),
+                      ("copies", settings.copies.cron)):
         if cron:
             try:
                 jobs[key] = CronTrigger.from_crontab(cron, timezone="UTC")
@@ -76,4 +77,4 @@ def start_scheduler(settings: WorkerSettings, on_due: Callable[[JobKind], object
 
 
 def _kind(job_id: str) -> JobKind:
-    return JobKind(job_id)  # job ids are job kinds: score, retrain, publish
+    return JobKind(job_id)  # job ids are job kinds: score, retrain, publish, copies

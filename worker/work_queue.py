@@ -17,6 +17,7 @@ class JobKind(StrEnum):
     FULL_SCORE = "full_score"  # every record, after the model changed
     SCORE = "score"  # incremental: what changed since the last run
     PUBLISH = "publish"
+    COPIES = "copies"  # mark the records that carry the same text
 
 
 PRIORITY = tuple(JobKind)

@@ -147,3 +147,26 @@ def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local
     assert runner.status.jobs["retrain"]["status"] == "ok", runner.status.jobs
     assert services.registry.current_version() == "v0001"
     assert {r.metadata.get("model_version") for r in services.gateway.pull()} == {"v0001"}  # all scored
+
+
+def test_a_queued_copies_job_marks_the_records_that_share_a_text(local_argilla, stack_settings, dataset_name,
+                                                                 tmp_path, monkeypatch):
+    """What `copies.cron` queues: the job runs in the loop and its summary lands in the status."""
+    from worker.work_queue import JobKind
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace))
+    services.gateway.ensure_dataset(LABELS)
+    examples = sentiment_examples(6)
+    copy = LabelledText("copy-of-e0", examples[0].text.upper(), LABELS[1 - LABELS.index(examples[0].label)])
+    services.gateway.log_labelled_texts([*(LabelledText(e.id, e.text, e.label) for e in examples), copy])
+    runner = Runner(services.settings, services)
+    runner.queue.put(JobKind.COPIES)
+
+    assert runner.work(burst=True) == 0
+
+    status = json.loads((tmp_path / "state" / "status.json").read_text())
+    assert status["jobs"]["copies"]["status"] == "ok", status["jobs"]
+    assert status["jobs"]["copies"]["summary"].startswith("2 of 7 records share 1 texts, 1 with different labels")
+    marks = {r.record_id: (r.metadata.get("copies"), r.metadata.get("copies_disagree")) for r in services.gateway.pull()}
+    assert marks["e0"] == marks["copy-of-e0"] == (1, 1) and marks["e1"] == (None, None)

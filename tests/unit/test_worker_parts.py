@@ -108,6 +108,9 @@ def test_cron_schedules_are_validated_with_the_key_named(tmp_path):
     settings = load_settings(retrain={"cron": "0 3 * * *"}, scoring={"interval_minutes": 2})
     jobs = desired_jobs(settings)
     assert set(jobs) == {"score", "retrain"} and "interval[0:02:00]" in str(jobs["score"])
+    assert set(desired_jobs(load_settings(copies={"cron": "0 2 * * *"}))) == {"score", "copies"}
+    with pytest.raises(ConfigError, match=r"copies.cron = 'at noon'"):
+        desired_jobs(load_settings(copies={"cron": "at noon"}))
     with pytest.raises(ConfigError, match=r"publish.cron = 'every day'"):
         desired_jobs(load_settings(publish={"cron": "every day"}))
 
