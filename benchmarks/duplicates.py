@@ -2,21 +2,22 @@
 
 Movie snippets (real texts, real labels). A seeded share of the snippets is copied once or twice — the copy
 differs in letter case and spacing, as re-scraped pages, templated tickets or a file ingested twice do. Each
-measurement runs twice, with the worker's splits grouped by text (now: copies always on one side) and split by
-record (before: :func:`stratified_split` / :func:`stratified_folds` on the record ids alone):
+measurement runs twice, with the split grouped by text (copies always on one side) and by record
+(:func:`stratified_split` / :func:`stratified_folds` on the record ids alone):
 
 1. **The promotion gate's figure**: a model trained on the train side of the validation split, its accuracy on
    the validation side vs on snippets it never saw (clean labels; the gap is how far the gate's figure is from
-   what the model does on new records).
+   what the model does on new records). The worker's validation split (and publishing's test split) is grouped.
 2. **Out-of-fold label errors** (``score --oof``): a share of the distinct texts gets a wrong label — half of them
    on every copy (one rule labelled them all), half on one copy only (a conflicting copy) — and K fold models score
    the records they held out; AUROC and precision@50 of the held-out model's expected loss for "this label is
-   wrong", overall and on the records with copies.
+   wrong", overall and per kind of record. The worker's K folds are by record: grouping them was measured here
+   and not adopted (another copy's label is evidence about the record's).
 
     python benchmarks/duplicates.py                 # 500 snippets + copies, K = 3, seed 0: ≈ 15 min on 2 cores
-    python benchmarks/duplicates.py --seed 1
+    python benchmarks/duplicates.py --seed 1 --only label-errors
 
-Writes benchmarks/results/duplicates-s<seed>.{json,md}.
+Writes benchmarks/results/duplicates-s<seed>[-<only>].{json,md}.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,7 +49,7 @@ from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger("benchmarks.duplicates")
 
-SPLITS = ("grouped by text (now)", "by record (before)")
+SPLITS = ("grouped by text", "by record")
 
 
 def main() -> None:
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("gate", "label-errors"), help="run one of the two measurements")
     args = parser.parse_args()
     configure_logging("INFO")
     started = time.perf_counter()
@@ -75,13 +78,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in SPLITS:
             grouped = name == SPLITS[0]
-            gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{grouped}", grouped=grouped)
-            errors[name] = out_of_fold_errors(noisy, wrong, base, settings, Path(work) / f"oof-{grouped}",
-                                              k=args.folds, samples=args.samples, grouped=grouped)
+            if args.only != "label-errors":
+                gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{grouped}",
+                                         grouped=grouped)
+            if args.only != "gate":
+                errors[name] = out_of_fold_errors(noisy, wrong, base, settings, Path(work) / f"oof-{grouped}",
+                                                  k=args.folds, samples=args.samples, grouped=grouped)
     copied = sum(example.id.count("~") > 0 for example in clean)
     lines = report(gate, errors, args, len(clean), copied, len(wrong), time.perf_counter() - started)
-    write_results(f"duplicates-s{args.seed}", {"args": vars(args), "records": len(clean), "copies": copied,
-                                               "wrong": len(wrong), "gate": gate, "label_errors": errors}, lines)
+    name = f"duplicates-s{args.seed}" + (f"-{args.only}" if args.only else "")
+    write_results(name, {"args": vars(args), "records": len(clean), "copies": copied, "wrong": len(wrong),
+                         "gate": gate, "label_errors": errors}, lines)
 
 
 def with_copies(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
@@ -142,36 +149,45 @@ def out_of_fold_errors(examples: list[Example], wrong: set[str], base: Path, set
     folds = stratified_folds(examples if grouped else by_record(examples), k, seed=settings.seed)
     losses = {score.record_id: score.expected_loss for score in stream_out_of_fold_scores(
         examples, SENTIMENT_LABELS, base, settings, work, k=k, samples=samples, mc_layers=2, folds=folds)}
-    has_copy = {e.id.split("~")[0] for e in examples if "~" in e.id}
+    text_of = {e.id: e.id.split("~")[0] for e in examples}
+    labels_of: dict[str, set[str]] = {}
+    for example in examples:
+        labels_of.setdefault(text_of[example.id], set()).add(example.label)
+    sizes = Counter(text_of.values())
+    parts = {"all": [e.id for e in examples],
+             "with copies": [e.id for e in examples if sizes[text_of[e.id]] > 1],
+             "copies labelled alike": [e.id for e in examples
+                                       if sizes[text_of[e.id]] > 1 and len(labels_of[text_of[e.id]]) == 1],
+             "copies labelled differently": [e.id for e in examples if len(labels_of[text_of[e.id]]) > 1],
+             "without copies": [e.id for e in examples if sizes[text_of[e.id]] == 1]}
     result = {}
-    for part, ids in (("all", [e.id for e in examples]),
-                      ("with copies", [e.id for e in examples if e.id.split("~")[0] in has_copy])):
+    for part, ids in parts.items():
         truth = [record_id in wrong for record_id in ids]
         scores = [losses[record_id] for record_id in ids]
         ranking = [ids[index] for index in np.argsort(-np.asarray(scores), kind="stable")]
-        result[part] = {"records": len(ids), "wrong": sum(truth), "auroc": float(roc_auc_score(truth, scores)),
+        result[part] = {"records": len(ids), "wrong": sum(truth),
+                        "auroc": float(roc_auc_score(truth, scores)) if 0 < sum(truth) < len(ids) else float("nan"),
                         "precision@50": precision_at(ranking, wrong, 50)}
     return result
 
 
 def report(gate: dict, errors: dict, args, records: int, copies: int, wrong: int, seconds: float) -> list[str]:
-    lines = [f"Copies of one text across splits — movie snippets: {args.snippets} distinct texts + {copies} copies "
+    lines = [(f"Copies of one text across splits — movie snippets: {args.snippets} distinct texts + {copies} copies "
              f"({records} records; {args.copied:.0%} of the texts copied 1–2 times), seed {args.seed}; MiniLM, "
-             f"{args.epochs} epochs; {seconds:.0f} s", "",
-             "| splits | validation records with a copy in training | validation accuracy (the gate's figure) | "
-             "accuracy on unseen snippets | gap |", "|---|---:|---:|---:|---:|"]
+             f"{args.epochs} epochs; {seconds:.0f} s"), "",
+             ("| splits | validation records with a copy in training | validation accuracy (the gate's figure) | "
+             "accuracy on unseen snippets | gap |"), "|---|---:|---:|---:|---:|"]
     for name, figure in gate.items():
         gap = figure["validation_accuracy"] - figure["unseen_accuracy"]
         lines.append(f"| {name} | {figure['validation_with_a_copy_in_train']} of {figure['validation_records']} | "
                      f"{figure['validation_accuracy']:.4f} | {figure['unseen_accuracy']:.4f} | {gap:+.4f} |")
-    lines += ["", f"Out-of-fold label errors ({wrong} wrong labels, K = {args.folds}, T = {args.samples}; expected "
-              "loss of the held-out model):", "",
-              "| folds | AUROC, all | precision@50, all | AUROC, records with copies | precision@50, with copies |",
-              "|---|---:|---:|---:|---:|"]
+    lines += ["", (f"Out-of-fold label errors ({wrong} wrong labels, K = {args.folds}, T = {args.samples}; expected "
+              "loss of the held-out model):"), "",
+              "| folds | records | wrong | AUROC | precision@50 |", "|---|---|---:|---:|---:|"]
     for name, figure in errors.items():
-        every, copied = figure["all"], figure["with copies"]
-        lines.append(f"| {name} | {every['auroc']:.4f} | {every['precision@50']:.3f} | {copied['auroc']:.4f} | "
-                     f"{copied['precision@50']:.3f} |")
+        for part, cell in figure.items():
+            lines.append(f"| {name} | {part} ({cell['records']}) | {cell['wrong']} | {cell['auroc']:.4f} | "
+                         f"{cell['precision@50']:.3f} |")
     return lines
 
 

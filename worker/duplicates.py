@@ -1,11 +1,11 @@
-"""Records that carry the same text: one key per text as the model reads it, so that a split never puts two
-copies of one text on both of its sides.
+"""Records that carry the same text: one key per text as the model reads it, so that the validation split (and a
+published test split) never puts two copies of one text on both of its sides, and the ``copies`` job that marks
+them in Argilla.
 
-A held-out record whose copy the model trained on is not held out: the validation metric the promotion gate
-compares, an out-of-fold loss (``score --oof``: "a model that never saw the record") and a published test split
-would all measure memory instead of generalisation — and an out-of-fold model that learnt a wrong label from one
-copy vouches for it on the other. Every seeded split (validation, K folds, publishing's test split) therefore takes
-or leaves the records of one key together (:func:`worker.iterables.shuffled_label_clusters`).
+A validation record whose copy the model trained on is not held out: the figure the promotion gate compares (and a
+Hub user's test score) would measure memory instead of generalisation. Those splits therefore take or leave the
+records of one key together (:func:`worker.iterables.shuffled_label_clusters`). The K folds of ``score --oof`` do
+not: there another copy's label is evidence about the record's (see :func:`worker.training.data.stratified_folds`).
 
 Two texts are the same when they differ only in letter case and whitespace (runs of spaces, tabs, line breaks;
 leading and trailing); for a two-field binding both sides must be the same.

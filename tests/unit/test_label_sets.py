@@ -216,7 +216,7 @@ def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tm
 
     base = save_tiny_classifier(tmp_path / "base", labels=TAGS)
     corrupted = {"m0-0": ("humour",), "m1-2": ("acting",), "m2-4": ("praise",), "m3-6": ("acting", "humour")}
-    examples = [Example(f"m{copy}-{i}", f"{text} ({copy})", corrupted.get(f"m{copy}-{i}", tags))
+    examples = [Example(f"m{copy}-{i}", text, corrupted.get(f"m{copy}-{i}", tags))
                 for copy in range(6) for i, (text, tags) in enumerate(TAGGED)]
     settings = TrainingSettings(epochs=25, **{**FAST, "learning_rate": 5e-3})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -249,9 +248,10 @@ def _with_copies(examples: list[Example]) -> list[Example]:
     return [*examples, *copies]
 
 
-def test_copies_of_one_text_stay_on_one_side_of_the_validation_split_and_of_the_folds():
+def test_copies_of_one_text_stay_on_one_side_of_the_validation_split():
     """A validation example whose text the model trains on (differing in case or spaces only) measures memory:
-    the split, the K folds and the original-label examples beside the split keep every text on one side."""
+    the split and the original-label examples beside it keep every text on one side (the K folds do not: see
+    stratified_folds)."""
     from worker.duplicates import text_key
 
     examples = _with_copies(sentiment_examples(60))
@@ -263,35 +263,12 @@ def test_copies_of_one_text_stay_on_one_side_of_the_validation_split_and_of_the_
     assert len(train) + len(validation) == len(examples) and 0.15 <= len(validation) / len(examples) <= 0.35
     assert {e.label for e in validation} == set(LABELS)
 
-    folds = dict(zip((e.id for e in examples), stratified_folds(examples, 4, seed=0), strict=True))
-    by_key: dict[str, set[int]] = {}
-    for example_id, fold in folds.items():
-        by_key.setdefault(key[example_id], set()).add(fold)
-    assert all(len(shared) == 1 for shared in by_key.values())
-    assert sorted(collections.Counter(folds.values()).values()) == [25, 25, 25, 25]  # 100 examples
-
     annotated = [e for e in examples if not e.id.endswith("-loud")]
     original = [replace(e, id=f"{e.id}-loud", source="original", weight=0.3) for e in annotated]
     training_set = build_training_set(annotated, original, LABELS, min_annotated=10)
     held = {key[e.id] for e in training_set.validation}
     assert held and not any(key[e.id.removesuffix("-loud")] in held for e in training_set.train)
     assert sum(e.source == "original" for e in training_set.train) == len(original) - len(training_set.validation)
-
-
-def test_a_fold_left_without_a_record_by_copies_is_not_trained(tiny_model_dir, tmp_path):
-    """Two distinct texts in four records, three folds: the folds of copies hold no record; every record is still
-    scored by a model that never trained on its text."""
-    examples = [Example(f"r{i}", text, label) for i, (text, label) in
-                enumerate([("a great film", "positive"), ("A  GREAT film", "positive"),
-                           ("a dull film", "negative"), ("a dull film ", "negative")])]
-    result = out_of_fold_scores(examples, LABELS, tiny_model_dir, TrainingSettings(epochs=1, **FAST), tmp_path,
-                                k=3, samples=SAMPLES)
-
-    assert set(result.scores) == {e.id for e in examples} and len(result.trained_on) == 2
-    texts = {e.id: " ".join(e.text.split()).casefold() for e in examples}
-    for example in examples:
-        trained = result.trained_on[result.fold_of[example.id]]
-        assert trained and texts[example.id] not in {texts[other] for other in trained}
 
 
 def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_model_dir, tmp_path):
@@ -304,7 +281,7 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_mode
     for example in examples:
         fold = result.fold_of[example.id]
         assert example.id not in result.trained_on[fold]
-        assert all(example.id in trained for f, trained in result.trained_on.items() if f != fold)
+        assert all(example.id in trained for f, trained in enumerate(result.trained_on) if f != fold)
         score = result.scores[example.id]
         assert score.reference_label == example.label and score.loss is not None and score.loss >= 0
 

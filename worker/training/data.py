@@ -20,7 +20,7 @@ from typing import Literal
 from worker.crowd import CrowdModel, verdict
 from worker.duplicates import text_key
 from worker.errors import DataError
-from worker.iterables import shuffled_label_clusters, take_clusters
+from worker.iterables import shuffled_label_clusters, shuffled_label_groups, take_clusters
 from worker.records import LabelValue, PulledRecord
 
 logger = logging.getLogger(__name__)
@@ -269,9 +269,10 @@ def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
 
 
 def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[int]:
-    """Fold index (0..k-1) for each example, in input order, balanced per label; examples with the same text
-    (:func:`example_key`) share a fold, so no fold model trains on a copy of a text it scores (each such cluster
-    goes to the fold with the fewest examples so far). O(N·k).
+    """Fold index (0..k-1) for each example, in input order, balanced per label. Unlike the validation split, copies
+    of one text may fall in different folds: another copy's label is evidence about the record's (measured: the
+    held-out loss finds wrong labels better so — a copy labelled otherwise is caught at once —, and no worse where
+    all copies share a wrong label; benchmarks/RESULTS.md "Copies of one text"; `copies_disagree` marks them).
 
     Raises:
         DataError: k < 2 or more folds than examples.
@@ -281,15 +282,9 @@ def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[
     if len(examples) < k:
         raise DataError(f"K-fold with k={k} needs at least {k} examples, got {len(examples)}")
     folds = [0] * len(examples)
-    sizes = [0] * k
-    cursor = 0  # round robin: each cluster to the smallest fold, the next one after the last used on a tie
-    keys = [example_key(e) for e in examples]
-    for clusters in shuffled_label_clusters(strata(examples), keys, random.Random(seed)):
-        for cluster in clusters:
-            smallest = min(sizes)
-            fold = min((f for f in range(k) if sizes[f] == smallest), key=lambda f: (f - cursor) % k)
-            for index in cluster:
-                folds[index] = fold
-            sizes[fold] += len(cluster)
-            cursor = (fold + 1) % k
+    offset = 0
+    for members in shuffled_label_groups(strata(examples), random.Random(seed)):
+        for position, index in enumerate(members):
+            folds[index] = (offset + position) % k
+        offset += len(members)
     return folds

@@ -23,13 +23,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class OutOfFoldResult:
-    """``scores`` by record id; ``fold_of`` which fold held each record out; ``trained_on[f]`` the ids model f saw
-    (a fold that holds no record — copies of one text share a fold — has no model);
+    """``scores`` by record id; ``fold_of`` which fold held each record out; ``trained_on[f]`` the ids model f saw;
     ``margins`` each record's area under the margin, averaged over the K − 1 models that trained on it."""
 
     scores: dict[str, RecordScore]
     fold_of: dict[str, int]
-    trained_on: dict[int, set[str]] = field(default_factory=dict)
+    trained_on: list[set[str]] = field(default_factory=list)
     version: str = "oof"
     margins: dict[str, float] = field(default_factory=dict)
 
@@ -52,10 +51,9 @@ def out_of_fold_scores(
     result = OutOfFoldResult(scores={}, fold_of={e.id: f for e, f in zip(examples, folds, strict=True)},
                              version=version)
     margins = MarginAverage()
-    trained_folds = iter(sorted(set(folds)))  # the folds that hold a record, trained in this order
 
     def trained(train: list[Example], training: TrainingResult) -> None:
-        result.trained_on[next(trained_folds)] = {e.id for e in train}
+        result.trained_on.append({e.id for e in train})
         margins.add(train, training)
 
     for score in stream_out_of_fold_scores(examples, labels, start_model, settings, work_dir, k=k, version=version,
@@ -113,9 +111,6 @@ def stream_out_of_fold_scores(
     for fold in range(k):
         train = [e for e, f in zip(examples, folds, strict=True) if f != fold]
         held_out = [e for e, f in zip(examples, folds, strict=True) if f == fold]
-        if not held_out:  # fewer distinct texts than folds: copies share a fold
-            logger.info("fold %d/%d holds no record (copies of one text share a fold): not trained", fold + 1, k)
-            continue
         logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(held_out))
         model_dir = work_dir / f"fold-{fold}"
         training = train_classifier(start_model, train, [], labels, model_dir, settings,
