@@ -11,8 +11,8 @@ measurement runs twice, with the split grouped by text (copies always on one sid
 2. **Out-of-fold label errors** (``score --oof``): a share of the distinct texts gets a wrong label — half of them
    on every copy (one rule labelled them all), half on one copy only (a conflicting copy) — and K fold models score
    the records they held out; AUROC and precision@50 of the held-out model's expected loss for "this label is
-   wrong", overall and per kind of record. The worker's K folds are by record: grouping them was measured here
-   and not adopted (another copy's label is evidence about the record's).
+   wrong", overall and per kind of record, for three fold assignments: by record (the worker's), every copy of a
+   text in one fold, copies with one label in one fold. Grouping was measured here and not adopted.
 
     python benchmarks/duplicates.py                 # 500 snippets + copies, K = 3, seed 0: ≈ 15 min on 2 cores
     python benchmarks/duplicates.py --seed 1 --only label-errors
@@ -39,10 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._shared import movie_split, precision_at, write_results
 from worker.demo_data import SENTIMENT_LABELS
+from worker.iterables import shuffled_label_clusters
 from worker.logging_setup import configure_logging
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import load_classifier
-from worker.training.data import Example, stratified_folds, stratified_split
+from worker.training.data import Example, example_key, strata, stratified_folds, stratified_split
 from worker.training.evaluate import predict_probabilities
 from worker.training.kfold import stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
@@ -50,6 +51,9 @@ from worker.training.trainer import TrainingSettings, train_classifier
 logger = logging.getLogger("benchmarks.duplicates")
 
 SPLITS = ("grouped by text", "by record")
+# K-fold assignments: every record on its own (the worker's), all copies of a text together, copies with one label
+# together (a copy labelled otherwise may sit in another fold)
+FOLD_VARIANTS = ("by record", "grouped by text", "by text and label")
 
 
 def main() -> None:
@@ -64,6 +68,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("gate", "label-errors"), help="run one of the two measurements")
+    parser.add_argument("--fold-variants", nargs="+", choices=FOLD_VARIANTS, default=list(FOLD_VARIANTS),
+                        help="the K-fold assignments compared for the label errors")
     args = parser.parse_args()
     configure_logging("INFO")
     started = time.perf_counter()
@@ -76,14 +82,12 @@ def main() -> None:
     base = fetch(MINILM_MODEL)
     gate, errors = {}, {}
     with tempfile.TemporaryDirectory() as work:
-        for name in SPLITS:
-            grouped = name == SPLITS[0]
-            if args.only != "label-errors":
-                gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{grouped}",
-                                         grouped=grouped)
-            if args.only != "gate":
-                errors[name] = out_of_fold_errors(noisy, wrong, base, settings, Path(work) / f"oof-{grouped}",
-                                                  k=args.folds, samples=args.samples, grouped=grouped)
+        for position, name in enumerate(SPLITS if args.only != "label-errors" else ()):
+            gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{position}",
+                                     grouped=name == SPLITS[0])
+        for position, name in enumerate(args.fold_variants if args.only != "gate" else ()):
+            errors[name] = out_of_fold_errors(noisy, wrong, base, settings, Path(work) / f"oof-{position}",
+                                              k=args.folds, samples=args.samples, variant=name)
     copied = sum(example.id.count("~") > 0 for example in clean)
     lines = report(gate, errors, args, len(clean), copied, len(wrong), time.perf_counter() - started)
     name = f"duplicates-s{args.seed}" + (f"-{args.only}" if args.only else "")
@@ -143,10 +147,28 @@ def gate_figure(examples: list[Example], unseen, base: Path, settings: TrainingS
             "unseen_accuracy": accuracy([s.text for s in unseen], [s.label for s in unseen])}
 
 
+def grouped_folds(examples: list[Example], k: int, *, seed: int, by_label: bool = False) -> list[int]:
+    """Folds [N] that keep every copy of a text (``by_label``: with one label) together — measured here, not the
+    worker's: per stratum, each cluster to the fold with the fewest examples so far."""
+    folds, sizes, cursor = [0] * len(examples), [0] * k, 0
+    keys = [(example_key(example), example.label if by_label else "") for example in examples]
+    for clusters in shuffled_label_clusters(strata(examples), keys, random.Random(seed)):
+        for cluster in clusters:
+            smallest = min(sizes)
+            fold = min((f for f in range(k) if sizes[f] == smallest), key=lambda f: (f - cursor) % k)
+            for index in cluster:
+                folds[index] = fold
+            sizes[fold] += len(cluster)
+            cursor = (fold + 1) % k
+    return folds
+
+
 def out_of_fold_errors(examples: list[Example], wrong: set[str], base: Path, settings: TrainingSettings,
-                       work: Path, *, k: int, samples: int, grouped: bool) -> dict:
-    """AUROC / precision@50 of the held-out models' expected loss for the wrong labels (all; records with copies)."""
-    folds = stratified_folds(examples if grouped else by_record(examples), k, seed=settings.seed)
+                       work: Path, *, k: int, samples: int, variant: str) -> dict:
+    """AUROC / precision@50 of the held-out models' expected loss for the wrong labels, overall and per kind of
+    record, with the ``variant`` of :data:`FOLD_VARIANTS`."""
+    folds = (stratified_folds(examples, k, seed=settings.seed) if variant == "by record"
+             else grouped_folds(examples, k, seed=settings.seed, by_label=variant == "by text and label"))
     losses = {score.record_id: score.expected_loss for score in stream_out_of_fold_scores(
         examples, SENTIMENT_LABELS, base, settings, work, k=k, samples=samples, mc_layers=2, folds=folds)}
     text_of = {e.id: e.id.split("~")[0] for e in examples}

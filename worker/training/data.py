@@ -270,9 +270,10 @@ def fingerprint(train: Sequence[Example], validation: Sequence[Example]) -> str:
 
 def stratified_folds(examples: Sequence[Example], k: int, *, seed: int) -> list[int]:
     """Fold index (0..k-1) for each example, in input order, balanced per label. Unlike the validation split, copies
-    of one text may fall in different folds: another copy's label is evidence about the record's (measured: the
-    held-out loss finds wrong labels better so — a copy labelled otherwise is caught at once —, and no worse where
-    all copies share a wrong label; benchmarks/RESULTS.md "Copies of one text"; `copies_disagree` marks them).
+    of one text may fall in different folds: another copy's label is evidence about the record's — a copy labelled
+    otherwise is caught at once. Measured on two seeds (benchmarks/RESULTS.md "Copies of one text"): the held-out
+    loss finds wrong labels better so overall; keeping copies together found a wrong label given to every copy
+    better in one seed of two; `argilla-worker copies` marks copies labelled differently outright.
 
     Raises:
         DataError: k < 2 or more folds than examples.
