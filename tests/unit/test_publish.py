@@ -13,6 +13,7 @@ import yaml
 from tests.hub_stub import HubStub
 from worker.errors import DataError
 from worker.publish import PublishOptions, build_publication
+from worker.publish.card import render_card
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
 from worker.records import PulledRecord, ResponseState, SuggestionState
 
@@ -103,7 +104,21 @@ def test_a_stratified_test_split_holds_no_text_of_the_train_split():
 
     assert normalised("train").isdisjoint(normalised("test"))
     assert 10 <= publication.splits["test"].num_rows <= 20
-    assert "__text_key" not in publication.splits["test"].column_names
+    assert not {"__text_key", "__label_key"} & set(publication.splits["test"].column_names)
+    counts = publication.counts()  # 20 texts in 2 rows each, each pair with one label
+    assert (counts["copied_texts"], counts["copied_rows"], counts["disagreeing_texts"]) == (20, 40, 0)
+    card = render_card(publication, license="mit", pretty_name="tickets", source="http://argilla")
+    assert "20 texts appear in more than one row (40 rows, letter case and spacing aside); 0 of them carry " \
+           "different labels. The `test` split holds none of the `train` split's texts." in card
+    distinct = build_publication([_record(f"d{i}", "positive", text=f"text {i}") for i in range(3)], LABELS)
+    assert "Every row's text is distinct" in render_card(distinct, license="mit", pretty_name="d", source="x")
+
+
+def test_copies_labelled_differently_are_counted_for_the_card():
+    records = [_record("a", "positive", text="Same text"), _record("b", "negative", text="same  TEXT"),
+               _record("c", "negative", ["positive"], text="same text "), _record("d", "neutral", text="other")]
+    counts = build_publication(records, LABELS).counts()
+    assert (counts["copied_texts"], counts["copied_rows"], counts["disagreeing_texts"]) == (1, 3, 1)
 
 
 def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the_columns(tmp_path):

@@ -49,7 +49,8 @@ LABEL_AGREEMENT = "label_agreement"  # multi-label: each label of `label`'s shar
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS, LABEL_AGREEMENT,
                   "num_annotators", *FLOAT_COLUMNS, "model_version")
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
-TEXT_KEY_COLUMN = "__text_key"  # the record's text key while splitting (split="stratified"); never published
+TEXT_KEY_COLUMN = "__text_key"  # the record's text key (copies: one key); never published
+LABEL_KEY_COLUMN = "__label_key"  # the row's label as one string (a label set's sorted indices); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
 METADATA_DTYPES = {"integer": "int64", "float": "float64", "terms": "string"}  # Argilla kind -> published dtype
 TAKE_CHUNK = 10_000  # rows copied at a time into a split's file
@@ -86,6 +87,9 @@ class PublicationStats:
     versions: Counter = field(default_factory=Counter)
     corrected_losses: list[float] = field(default_factory=list)  # loss of the original label, reviewed rows
     confirmed_losses: list[float] = field(default_factory=list)
+    copied_texts: int = 0  # texts in more than one published row (letter case and spacing aside)
+    copied_rows: int = 0  # the rows carrying them
+    disagreeing_texts: int = 0  # copied texts whose rows carry different labels
 
     def __post_init__(self):
         size = len(self.labels)
@@ -199,6 +203,9 @@ class Publication:
             "corrected": stats.corrected,
             "tied_left_out": stats.tied,
             "unlabelled_left_out": stats.unlabelled,
+            "copied_texts": stats.copied_texts,
+            "copied_rows": stats.copied_rows,
+            "disagreeing_texts": stats.disagreeing_texts,
             "per_split": {name: split.num_rows for name, split in self.splits.items()},
             "per_class": {label: stats.per_class[index] for index, label in enumerate(self.labels)},
             "per_original_class": {label: stats.per_original_class[index] for index, label in enumerate(self.labels)},
@@ -310,6 +317,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         ratings = tuple(int(label) for label in labels) if rating else None
         table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
                             frozenset(chat_fields), ratings)
+        _count_copies(table, stats)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
@@ -329,11 +337,10 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
     ``ratings`` [K]: each class's rating, written in place of its index (a rating question)."""
     index = label_index(labels)
     scores = [spec.name for spec in published_scores(stats.multi_label, ratings is not None)]
-    table_features = published
+    hidden = {TEXT_KEY_COLUMN: datasets.Value("string"), LABEL_KEY_COLUMN: datasets.Value("string")}
     if options.split == "keep":
-        table_features = datasets.Features({**published, SPLIT_COLUMN: datasets.Value("string")})
-    elif options.split == "stratified":
-        table_features = datasets.Features({**published, TEXT_KEY_COLUMN: datasets.Value("string")})
+        hidden[SPLIT_COLUMN] = datasets.Value("string")
+    table_features = datasets.Features({**published, **hidden})
     path = directory / "rows.arrow"
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
@@ -357,11 +364,25 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
                 _write_ratings(row, ratings)
             if options.split == "keep":
                 row[SPLIT_COLUMN] = record.metadata.get("split") or None
-            elif options.split == "stratified":
-                row[TEXT_KEY_COLUMN] = text_key(str(record.text or ""), record.text_pair)
+            row[TEXT_KEY_COLUMN] = text_key(str(record.text or ""), record.text_pair)
+            row[LABEL_KEY_COLUMN] = json.dumps(row["label"])
             writer.write(row)
         writer.finalize()
     return datasets.Dataset.from_file(str(path))
+
+
+def _count_copies(table: datasets.Dataset, stats: PublicationStats) -> None:
+    """``stats``' counts of the texts in more than one row and of those whose rows disagree (Arrow's hash
+    aggregation over the hidden key columns: memory O(distinct texts) of 16-character keys)."""
+    keys = table.data.table.select([TEXT_KEY_COLUMN, LABEL_KEY_COLUMN])
+    grouped = keys.group_by(TEXT_KEY_COLUMN).aggregate([(TEXT_KEY_COLUMN, "count"),
+                                                         (LABEL_KEY_COLUMN, "count_distinct")])
+    rows = grouped.column(f"{TEXT_KEY_COLUMN}_count")
+    copied = pc.greater(rows, 1)
+    stats.copied_texts = int(pc.sum(copied).as_py() or 0)
+    stats.copied_rows = int(pc.sum(pc.filter(rows, copied)).as_py() or 0)
+    stats.disagreeing_texts = int(pc.sum(pc.greater(grouped.column(f"{LABEL_KEY_COLUMN}_count_distinct"), 1)
+                                         ).as_py() or 0)
 
 
 def _field_value(record: PulledRecord, name: str, chat: bool) -> object:

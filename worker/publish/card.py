@@ -84,6 +84,16 @@ def card_features(features: datasets.Features) -> list[dict]:
     return [column(name, feature) for name, feature in features.items()]
 
 
+def _copies_line(publication: Publication, counts: dict) -> str:
+    """What a Hub user deduplicating or splitting the data again needs to know about repeated texts."""
+    if not counts["copied_texts"]:
+        return "- Every row's text is distinct (letter case and spacing aside)."
+    stratified = " The `test` split holds none of the `train` split's texts." if (
+        publication.options.split == "stratified") else ""
+    return (f"- {counts['copied_texts']} texts appear in more than one row ({counts['copied_rows']} rows, letter "
+            f"case and spacing aside); {counts['disagreeing_texts']} of them carry different labels.{stratified}")
+
+
 def render_card(publication: Publication, *, license: str, pretty_name: str, source: str,
                 model_metrics: dict | None = None) -> str:
     """README.md text. ``model_metrics`` is the ranking model's registry entry (for its ECE), if known."""
@@ -108,6 +118,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
         (f"- Published: {'reviewed records only' if publication.options.only_reviewed else 'all records'}; "
         f"split: {publication.options.split}."),
+        _copies_line(publication, counts),
         *([f"- From the Argilla dataset's metadata: {_metadata_list(publication)}."]
           if publication.metadata_columns else []),
         *([(f"- Ratings: `label` and `original_label` hold the ratings themselves, integers "
