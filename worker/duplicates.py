@@ -7,24 +7,30 @@ Hub user's test score) would measure memory instead of generalisation. Those spl
 records of one key together (:func:`worker.iterables.shuffled_label_clusters`). The K folds of ``score --oof`` do
 not: there another copy's label is evidence about the record's (see :func:`worker.training.data.stratified_folds`).
 
-Two texts are the same when they differ only in letter case and whitespace (runs of spaces, tabs, line breaks;
-leading and trailing); for a two-field binding both sides must be the same.
+Two texts are the same when they differ only in letter case, whitespace (runs of spaces, tabs, line breaks; leading
+and trailing), Unicode compatibility forms (full-width letters, ligatures) and invisible format characters
+(zero-width spaces); for a two-field binding both sides must be the same.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# format characters that change no visible letter: soft hyphen, zero-width space / (non-)joiner, direction marks
+# and embeddings, word joiner and invisible operators, byte-order mark
+INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 KEY_BYTES = 8  # 64-bit keys: a chance collision among 10^6 distinct texts ≈ 3·10^-8
 
 
 def text_key(text: str, text_pair: str | None = None) -> str:
-    """The key of a text (and its pair) as duplicates are found: a hex digest of the case-folded text with its
-    whitespace runs as one space (16 characters whatever the text's length)."""
+    """The key of a text (and its pair) as duplicates are found (module docstring): a hex digest of the normalised
+    text, 16 characters whatever the text's length. O(len(text))."""
     digest = hashlib.blake2b(digest_size=KEY_BYTES)
     digest.update(_normalised(text).encode())
     if text_pair is not None:
@@ -34,6 +40,10 @@ def text_key(text: str, text_pair: str | None = None) -> str:
 
 
 def _normalised(text: str) -> str:
+    """NFKC (full-width letters, ligatures, compatibility forms as their plain letters), :data:`INVISIBLE`
+    characters dropped, whitespace runs as one space, case-folded."""
+    if not text.isascii():  # plain ASCII has no other form and no format character
+        text = INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     return " ".join(text.split()).casefold()
 
 

@@ -10,6 +10,8 @@ def test_a_text_key_ignores_case_and_spacing_only():
     assert text_key("Reset my password") == text_key("  reset MY\tpassword\n") != text_key("Reset my password!")
     assert text_key("title", "body") == text_key("TITLE", " body ") != text_key("title", "other body")
     assert text_key("title", "") != text_key("title") and len(text_key("x" * 100_000)) == 16
+    assert text_key("ＲＥＳＥＴ my pass\u200bword") == text_key("reset my password")  # full-width, zero-width space
+    assert text_key("ﬁle a claim") == text_key("file a claim") != text_key("fi le a claim")
 
 
 def test_the_index_numbers_disagreeing_texts_first_counts_disagreement_and_resets_lost_copies(tmp_path):
