@@ -271,6 +271,13 @@ def test_copies_of_one_text_stay_on_one_side_of_the_validation_split():
     assert sum(e.source == "original" for e in training_set.train) == len(original) - len(training_set.validation)
 
 
+def test_annotated_records_that_are_all_copies_say_why_nothing_is_validated():
+    examples = [Example(f"p{i}", "Great film" if i % 2 else "great  FILM", "positive") for i in range(6)] + [
+        Example(f"n{i}", "Dull film", "negative") for i in range(6)]
+    with pytest.raises(DataError, match="fewer than 2 annotated records with different texts"):
+        build_training_set(examples, [], LABELS, min_annotated=10)
+
+
 def test_out_of_fold_scores_come_from_models_that_never_saw_the_record(tiny_model_dir, tmp_path):
     examples = sentiment_examples(24)
     settings = TrainingSettings(epochs=1, **FAST)

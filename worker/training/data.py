@@ -198,7 +198,9 @@ def build_training_set(
     train = train + not_validated(original, validation)
     _check_classes(train, labels)
     if not validation:
-        raise DataError("no validation examples: every class has fewer than 2 annotated records")
+        raise DataError("no validation examples: every class has fewer than 2 annotated records with different "
+                        "texts (copies of one text are never split between training and validation): annotate more "
+                        "records")
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
 
 
