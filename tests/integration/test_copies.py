@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.annotator import search_sorted_by_metadata, submit_label
+from tests.integration.sdk import create_with_sdk
 
 QUESTION = "intent"
 LABELS = ("account", "billing", "other")
@@ -35,12 +36,9 @@ RECORDS = {
 
 @pytest.fixture
 def their_tickets(local_argilla, stack_settings, dataset_name):
-    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
-    settings = rg.Settings(fields=[rg.TextField(name="message")],
-                           questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
-                           metadata=[rg.TermsMetadataProperty(name="channel")])
-    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
-    dataset.create()
+    dataset = create_with_sdk(stack_settings, dataset_name, rg.Settings(
+        fields=[rg.TextField(name="message")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
+        metadata=[rg.TermsMetadataProperty(name="channel")]))
     dataset.records.log([
         rg.Record(id=record_id, fields={"message": text}, metadata={"channel": "email"},
                   suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, value=label, score=0.8)]

@@ -46,12 +46,11 @@ def tagged_dataset(local_argilla, stack_settings, dataset_name):
     Argilla keeps at least one label per answer), and a few records reviewed through the UI's endpoint."""
     import argilla as rg
 
-    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
-    settings = rg.Settings(fields=[rg.TextField(name="review_text")],
-                           questions=[rg.MultiLabelQuestion(name=QUESTION, labels=list(TAGS))],
-                           metadata=[rg.TermsMetadataProperty(name="source")])
-    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
-    dataset.create()
+    from tests.integration.sdk import create_with_sdk
+
+    dataset = create_with_sdk(stack_settings, dataset_name, rg.Settings(
+        fields=[rg.TextField(name="review_text")], questions=[rg.MultiLabelQuestion(name=QUESTION, labels=list(TAGS))],
+        metadata=[rg.TermsMetadataProperty(name="source")]))
     records = []
     for record_id, text, tags in _examples():
         tagged = WRONG.get(record_id, tags)
