@@ -489,6 +489,7 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int) -> Non
 
     Annotate in that order (sort by cold_start_rank, ascending); once training.min_annotated records have
     a consensus label, `argilla-worker train` (or the running worker's retrain trigger) trains the first model.
+    Each ranked record also gets outlier_score (sort descending: the records least like the rest).
     """
     from worker.coldstart import ColdStartSettings
     from worker.jobs import cold_start_job
@@ -497,7 +498,8 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int) -> Non
     settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device)
     report = cold_start_job(services, settings)
     click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "
-               f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top")
+               f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top "
+               f"(outlier_score, descending: the records least like the rest)")
 
 
 @cli.command("copies")

@@ -5,7 +5,9 @@ as many regions of the data as possible. The records are embedded with the base 
 last hidden states over real tokens), clustered with k-means, and each record's typicality is the
 inverse of its mean distance to its nearest neighbours inside its cluster. The ranking takes the most
 typical record of each cluster, largest clusters first, then the second most typical of each, and so
-on; rank 1 is the first to annotate (metadata ``cold_start_rank``, sort ascending).
+on; rank 1 is the first to annotate (metadata ``cold_start_rank``, sort ascending). The same embeddings give each
+record's ``outlier_score``: its mean distance to its nearest neighbours in the whole pool, on unit-length vectors —
+boilerplate, another language, scraping debris come first when sorted descending (benchmarks/outliers.py).
 
 Cost: one forward pass per record (O(N) time), embeddings of at most ``max_records`` records in memory
 (O(max_records × hidden)); a larger pool is sampled (seeded) and the rest get no rank.
@@ -30,6 +32,7 @@ from worker.scoring.model import ensure_padding, pretrained
 logger = logging.getLogger(__name__)
 
 RANK_PROPERTY = "cold_start_rank"
+OUTLIER_PROPERTY = "outlier_score"  # mean distance to the nearest neighbours: high = unlike the rest
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,29 @@ def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = N
 
 def typicality(vectors: np.ndarray, neighbours: int) -> np.ndarray:
     """[N] = 1 / mean Euclidean distance to the ``neighbours`` nearest other points of ``vectors`` [N, H]."""
-    from sklearn.neighbors import NearestNeighbors
-
     if len(vectors) == 1:
         return np.ones(1)
+    return 1.0 / (neighbour_distance(vectors, neighbours) + 1e-8)
+
+
+def neighbour_distance(vectors: np.ndarray, neighbours: int) -> np.ndarray:
+    """[N] mean Euclidean distance of each of ``vectors`` [N, H] to its ``neighbours`` nearest other points (0 for
+    a single point). Brute force in scikit-learn's memory-bounded chunks: O(N² · H) time."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(vectors) < 2:
+        return np.zeros(len(vectors))
     k = min(neighbours, len(vectors) - 1)
     distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(vectors).kneighbors(vectors)
-    return 1.0 / (distances[:, 1:].mean(axis=1) + 1e-8)  # column 0 is the point itself
+    return distances[:, 1:].mean(axis=1)  # column 0 is the point itself
+
+
+def outlier_scores(vectors: np.ndarray, neighbours: int) -> np.ndarray:
+    """[N] how unlike the others each of ``vectors`` [N, H] is: the mean distance to its ``neighbours`` nearest
+    others after scaling every vector to length 1 (so the direction counts, not the norm: a long text's mean-pooled
+    vector is short, and long texts of any topic would otherwise sit together near the origin). In [0, 2]."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # [N, 1]
+    return neighbour_distance(vectors / np.maximum(norms, 1e-12), neighbours)
 
 
 def typical_ranking(vectors: np.ndarray, *, clusters: int, neighbours: int = 20, seed: int = 0) -> np.ndarray:
@@ -112,8 +131,10 @@ def typical_ranking(vectors: np.ndarray, *, clusters: int, neighbours: int = 20,
 
 
 def cold_start_ranks(ids: Sequence[str], texts: Sequence[str], encoder: str, settings: ColdStartSettings,
-                     pairs: Sequence[str] | None = None) -> dict[str, float]:
-    """{record id: rank (1 = annotate first)} for at most ``settings.max_records`` records."""
+                     pairs: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """{record id: {``cold_start_rank``: rank (1 = annotate first), ``outlier_score``: the record's mean distance to
+    its ``settings.neighbours`` nearest others in the embedding space (high = unlike the rest of the pool)}} for at
+    most ``settings.max_records`` records."""
     chosen = list(range(len(ids)))
     if len(chosen) > settings.max_records:
         chosen = sorted(random.Random(settings.seed).sample(chosen, settings.max_records))
@@ -122,4 +143,6 @@ def cold_start_ranks(ids: Sequence[str], texts: Sequence[str], encoder: str, set
                     batch_size=settings.batch_size, device=settings.device,
                     trust_remote_code=settings.trust_remote_code)
     order = typical_ranking(vectors, clusters=settings.clusters, neighbours=settings.neighbours, seed=settings.seed)
-    return {ids[chosen[index]]: float(rank) for rank, index in enumerate(order, start=1)}
+    distance = outlier_scores(vectors, settings.neighbours)  # [len(chosen)]
+    return {ids[chosen[index]]: {RANK_PROPERTY: float(rank), OUTLIER_PROPERTY: float(distance[index])}
+            for rank, index in enumerate(order, start=1)}

@@ -30,7 +30,7 @@ import numpy as np
 
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
-from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
+from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
@@ -562,10 +562,12 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
     ranks = cold_start_ranks([r.record_id for r in records], [str(r.text) for r in records], encoder, settings,
                              pairs)
-    report = services.gateway.push_metadata({record_id: {RANK_PROPERTY: rank} for record_id, rank in ranks.items()},
-                                            current={r.record_id: r for r in records})
-    logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch",
-                len(ranks), min(settings.clusters, len(ranks)), RANK_PROPERTY)
+    report = services.gateway.push_metadata(
+        {record_id: {name: readable(value) for name, value in values.items()} for record_id, values in ranks.items()},
+        current={r.record_id: r for r in records})
+    logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch, "
+                "by %s descending to see the records least like the rest", len(ranks),
+                min(settings.clusters, len(ranks)), RANK_PROPERTY, OUTLIER_PROPERTY)
     return report
 
 

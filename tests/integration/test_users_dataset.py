@@ -365,6 +365,7 @@ def test_cold_start_ranks_a_first_batch_that_trains_the_first_model(local_argill
     stored = _stored(stack_settings, dataset.id)
     ranks = sorted((record["metadata"]["cold_start_rank"], record_id) for record_id, record in stored.items())
     assert [rank for rank, _ in ranks] == [float(r) for r in range(1, COUNT + 1)]
+    assert all(record["metadata"]["outlier_score"] > 0 for record in stored.values())
     assert all(not record["suggestions"] for record in stored.values())  # metadata only
     truth = {e.id: e.label for e in examples}
     for _, record_id in ranks[:20]:  # the annotator works down the ranking

@@ -45,3 +45,27 @@ def test_embeddings_are_masked_means_in_input_order(tiny_model_dir):
     assert vectors.shape[0] == 3 and np.isfinite(vectors).all()
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-5)  # padding does not change a text's vector
     assert not np.allclose(vectors[0], vectors[1])
+
+
+def test_a_point_far_from_every_blob_has_the_highest_outlier_score():
+    from worker.coldstart import neighbour_distance
+
+    points, _ = _blobs()
+    stray = np.vstack([points, [[40.0, 40.0]], [[10.0, 10.0]]])  # two strays: far out, between the blobs
+    distance = neighbour_distance(stray, 5)
+    assert distance.shape == (62,) and distance.argmax() == 60 and distance[61] > distance[:60].max()
+    assert neighbour_distance(np.zeros((1, 2)), 5).tolist() == [0.0]
+
+
+def test_outlier_scores_judge_the_direction_not_the_length_of_a_vector():
+    """Long texts have short mean-pooled vectors: on raw vectors two unrelated long texts near the origin look
+    alike; on unit vectors only the direction counts."""
+    from worker.coldstart import neighbour_distance, outlier_scores
+
+    rng = np.random.default_rng(0)
+    typical = np.array([1.0, 0.0, 0.0]) + rng.normal(scale=0.05, size=(30, 3))  # one topic, length ≈ 1
+    short = np.array([[0.0, 0.002, 0.0], [0.0, 0.0, 0.002], [0.0, -0.002, 0.0]])  # three other topics, tiny norms
+    points = np.vstack([typical, short])
+    assert neighbour_distance(points, 2)[30:].max() < neighbour_distance(points, 2)[:30].min()  # raw: "typical"
+    scores = outlier_scores(points, 2)
+    assert scores[30:].min() > scores[:30].max() and scores.max() <= 2.0

@@ -68,6 +68,9 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "second-opinion pass."),
     WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
                    "ascending)."),
+    WorkerMetadata("outlier_score", "float", "after `argilla-worker cold-start`: how unlike the rest of the records "
+                   "the text is (mean distance to its nearest neighbours); sort descending to find boilerplate, "
+                   "another language or scraping debris."),
     WorkerMetadata("copies", "integer", "after `argilla-worker copies`: how many other records carry the same text "
                    "(letter case and spacing aside); 0 or none: no copy."),
     WorkerMetadata("copy_group", "integer", "after `argilla-worker copies`: one number per text that has copies, the "
