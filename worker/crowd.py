@@ -390,7 +390,9 @@ def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[floa
 
 
 def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence[float] | None) -> float:
-    """How much another label would help this record, in [0, 1 − 1/K] (higher = sooner; module docstring).
+    """How much another label would help this record, in [0, 1) (higher = sooner; module docstring): at most
+    1 − 1/K while the posterior agrees with the voters' decision, above it where the model's evidence outweighs
+    the voters behind the decided label (a lone unreliable vote against a sure model) — the first to check.
 
     ``model``: the model's probabilities [K] in ``crowd.labels`` order (None: annotators only).
     """
@@ -415,7 +417,8 @@ def needs_another_label(record: PulledRecord, crowd: CrowdModel, model: Sequence
 def needs_another_label_set(record: PulledRecord, crowd: CrowdModel, model: Mapping[str, float] | None) -> float:
     """:func:`needs_another_label` of a label set: each label of the question is a present / absent decision
     (the voters who ticked it vs the others, the model's probability of the label), scored as a two-label
-    question with ``crowd``'s weights; the record's score is its most doubtful label's. In [0, 1/2].
+    question with ``crowd``'s weights; the record's score is its most doubtful label's. In [0, 1): at most 1/2
+    unless the model's evidence on some label outweighs the voters' decision on it.
 
     ``model``: the model's probability of each label (None: annotators only).
     """

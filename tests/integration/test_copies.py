@@ -36,7 +36,7 @@ RECORDS = {
 
 @pytest.fixture
 def their_tickets(local_argilla, stack_settings, dataset_name):
-    dataset = create_with_sdk(stack_settings, dataset_name, rg.Settings(
+    dataset = create_with_sdk(stack_settings, dataset_name, lambda: rg.Settings(
         fields=[rg.TextField(name="message")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
         metadata=[rg.TermsMetadataProperty(name="channel")]))
     dataset.records.log([

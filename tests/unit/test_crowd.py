@@ -159,6 +159,17 @@ def test_a_kept_tie_needs_another_label_even_when_the_model_is_sure():
     assert needs_another_label(tie, resolving, sure) < tie_need
 
 
+def test_a_lone_unreliable_vote_against_a_sure_model_needs_another_label_most():
+    """The weighted vote decides the label (the model never overrules it), so the decided label's posterior can
+    fall below 1/K when the model is sure of another: the score then exceeds 1 − 1/K — above a kept tie."""
+    crowd = _estimate(HAND_MADE)
+    lone = _record("lone", {"c": "pos"})  # c: the floor weight
+    against, agreeing = needs_another_label(lone, crowd, [0.99, 0.01]), needs_another_label(lone, crowd, [0.01, 0.99])
+    tie = needs_another_label(_record("tie", {"a": "pos", "b": "neg"}), crowd, [0.99, 0.01])
+
+    assert 1 - 1 / len(LABELS) < against < 1 and against > tie > agreeing
+
+
 def test_needs_another_label_for_unlabelled_records_follows_the_models_confidence():
     crowd = _estimate(HAND_MADE)
     unlabelled = _record("u", {})
