@@ -48,7 +48,7 @@ def _normalised(text: str) -> str:
 
 
 COPIES, COPY_GROUP, COPIES_DISAGREE = "copies", "copy_group", "copies_disagree"  # the worker's metadata
-NO_LABEL = ""  # the label of a record nobody labelled, or whose annotators are tied
+NO_LABEL = ""  # the label of a record without a label under review (none given, none decided)
 
 
 @dataclass

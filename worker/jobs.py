@@ -588,26 +588,16 @@ def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
         counts = index.count()
         for batch in index.values(PAGE_SIZE):
             current = {record.record_id: record for record in services.gateway.read(batch)}
-            _add_push(report, services.gateway.push_metadata(dict(batch.values()), current=current))
+            services.gateway.push_metadata(dict(batch.values()), current=current, report=report)
     return counts, report
 
 
 def _copy_row(record: PulledRecord, crowd: CrowdModel) -> tuple[str, str, str, str, bool]:
-    """The record as :class:`CopyIndex` keeps it: its label under review is its consensus (none on a tie), else
-    its original label."""
-    decided = verdict(record, crowd)
-    label = record.reference if decided is None else decided.label
+    """The record as :class:`CopyIndex` keeps it, with its label under review (:func:`reference_label`)."""
+    label = reference_label(record, crowd)
     named = NO_LABEL if label is None else label if isinstance(label, str) else "|".join(sorted(label))
     return (record.server_id, record.record_id, text_key(str(record.text), record.text_pair), named,
             bool(record.metadata.get(COPIES)))
-
-
-def _add_push(total: PushReport, part: PushReport) -> None:
-    total.sent += part.sent
-    total.unchanged += part.unchanged
-    total.rejected.update(part.rejected)
-    total.failed.update(part.failed)
-    total.sent_ids.extend(part.sent_ids)
 
 
 def train_job(services: Services, *, stop: threading.Event | None = None) -> TrainingOutcome:

@@ -614,12 +614,14 @@ class ArgillaGateway:
                 yield _pulled_record(item, binding)
 
     def push_metadata(self, values: Mapping[str, Mapping[str, float | str]], *,
-                      current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE) -> PushReport:
+                      current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE,
+                      report: PushReport | None = None) -> PushReport:
         """Merge metadata ``values`` (external id → {property: value}) into records; no suggestion is
-        written or removed (the server upserts only the suggestions a payload names)."""
+        written or removed (the server upserts only the suggestions a payload names). ``report``: add to
+        this one (a job pushing page by page), else a new one."""
         dataset, binding = self._dataset(), self.binding
         known = {prop.name for prop in dataset.settings.metadata}
-        report = PushReport()
+        report = report if report is not None else PushReport()
 
         def item(record_id: str, new: Mapping[str, float | str]) -> tuple[str, dict] | None:
             record = current.get(record_id)
