@@ -43,14 +43,14 @@ from worker.iterables import shuffled_label_clusters
 from worker.logging_setup import configure_logging
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import load_classifier
-from worker.training.data import Example, example_key, strata, stratified_folds, stratified_split
+from worker.training.data import Example, example_keys, strata, stratified_folds, stratified_split
 from worker.training.evaluate import predict_probabilities
 from worker.training.kfold import stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger("benchmarks.duplicates")
 
-SPLITS = ("grouped by text", "by record")
+SPLITS = ("grouped by near copies", "grouped by text", "by record")  # copies.similarity 0.6, 1, none
 # K-fold assignments: every record on its own (the worker's), all copies of a text together, copies with one label
 # together (a copy labelled otherwise may sit in another fold)
 FOLD_VARIANTS = ("by record", "grouped by text", "by text and label")
@@ -68,6 +68,10 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("gate", "label-errors"), help="run one of the two measurements")
+    parser.add_argument("--similarity", type=float, default=0.6, help="copies.similarity of the near-copy split")
+    parser.add_argument("--copy-kind", choices=("exact", "near"), default="exact",
+                        help="exact: copies in other case and spacing; near: copies with one edit (a word replaced "
+                             "or dropped, two letters swapped, a ticket number before it, a signature after it)")
     parser.add_argument("--fold-variants", nargs="+", choices=FOLD_VARIANTS, default=list(FOLD_VARIANTS),
                         help="the K-fold assignments compared for the label errors")
     args = parser.parse_args()
@@ -75,7 +79,7 @@ def main() -> None:
     started = time.perf_counter()
     snippets, unseen = movie_split(train=args.snippets, test=args.unseen, seed=args.seed)
     rng = random.Random(args.seed)
-    clean = with_copies([Example(s.id, s.text, s.label) for s in snippets], args.copied, rng)
+    clean = with_copies([Example(s.id, s.text, s.label) for s in snippets], args.copied, rng, kind=args.copy_kind)
     noisy, wrong = with_wrong_labels(clean, args.wrong, rng)
     settings = TrainingSettings(epochs=args.epochs, max_length=64, batch_size=16, learning_rate=1e-4,
                                 seed=args.seed, device=args.device)
@@ -83,26 +87,55 @@ def main() -> None:
     gate, errors = {}, {}
     with tempfile.TemporaryDirectory() as work:
         for position, name in enumerate(SPLITS if args.only != "label-errors" else ()):
-            gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{position}",
-                                     grouped=name == SPLITS[0])
+            gate[name] = gate_figure(clean, unseen, base, settings, Path(work) / f"gate-{position}", split=name,
+                                     similarity=args.similarity)
         for position, name in enumerate(args.fold_variants if args.only != "gate" else ()):
             errors[name] = out_of_fold_errors(noisy, wrong, base, settings, Path(work) / f"oof-{position}",
                                               k=args.folds, samples=args.samples, variant=name)
     copied = sum(example.id.count("~") > 0 for example in clean)
     lines = report(gate, errors, args, len(clean), copied, len(wrong), time.perf_counter() - started)
-    name = f"duplicates-s{args.seed}" + (f"-{args.only}" if args.only else "")
+    name = (f"duplicates-s{args.seed}" + (f"-{args.only}" if args.only else "")
+            + (f"-{args.copy_kind}" if args.copy_kind != "exact" else ""))
     write_results(name, {"args": vars(args), "records": len(clean), "copies": copied, "wrong": len(wrong),
                          "gate": gate, "label_errors": errors}, lines)
 
 
-def with_copies(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
-    """``examples`` and, for ``share`` of them, one or two copies (id ``<id>~<n>``) in other case and spacing."""
+def with_copies(examples: list[Example], share: float, rng: random.Random, *, kind: str = "exact") -> list[Example]:
+    """``examples`` and, for ``share`` of them, one or two copies (id ``<id>~<n>``): in other case and spacing
+    (``kind`` exact) or with one edit (near: :func:`edited`)."""
     copies = []
     for example in rng.sample(examples, round(len(examples) * share)):
         for number in range(1, rng.choice((1, 2)) + 1):
-            text = example.text.upper() if number == 1 else "  ".join(example.text.split()) + " "
+            if kind == "near":
+                text = edited(example.text, rng)
+            else:
+                text = example.text.upper() if number == 1 else "  ".join(example.text.split()) + " "
             copies.append(replace(example, id=f"{example.id}~{number}", text=text))
     return examples + copies
+
+
+NEUTRAL_WORDS = ("the", "film", "movie", "story", "this", "really", "just", "it")
+SIGNATURES = ("Sent from my phone", "-- posted via the mobile site", "(edited)", "Read more")
+
+
+def edited(text: str, rng: random.Random) -> str:
+    """``text`` with one edit that keeps its meaning, as templated, re-posted or re-typed records differ: a word
+    replaced by a neutral word or dropped, two neighbouring letters swapped, a ticket number before it or a
+    signature after it."""
+    words = text.split()
+    edit = rng.choice(("replace", "drop", "swap", "number", "signature"))
+    if edit == "replace":
+        words[rng.randrange(len(words))] = rng.choice(NEUTRAL_WORDS)
+    elif edit == "drop" and len(words) > 2:
+        del words[rng.randrange(len(words))]
+    elif edit == "swap" and len(text) > 2:
+        at = rng.randrange(len(text) - 1)
+        return text[:at] + text[at + 1] + text[at] + text[at + 2:]
+    elif edit == "number":
+        return f"Ticket #{rng.randrange(10_000, 100_000)}: {text}"
+    else:
+        return f"{text} {rng.choice(SIGNATURES)}"
+    return " ".join(words)
 
 
 def with_wrong_labels(examples: list[Example], share: float, rng: random.Random) -> tuple[list[Example], set[str]]:
@@ -127,11 +160,16 @@ def by_record(examples: list[Example]) -> list[Example]:
 
 
 def gate_figure(examples: list[Example], unseen, base: Path, settings: TrainingSettings, work: Path, *,
-                grouped: bool) -> dict:
-    """Validation accuracy (the gate's figure) vs accuracy on unseen snippets of one model."""
-    split = stratified_split(examples if grouped else by_record(examples), 0.2, seed=settings.seed)
+                split: str, similarity: float) -> dict:
+    """Validation accuracy (the gate's figure) vs accuracy on unseen snippets of one model, with the validation
+    split of :data:`SPLITS` named ``split``."""
+    if split == "by record":
+        sides = stratified_split(by_record(examples), 0.2, seed=settings.seed)
+    else:
+        keys = example_keys(examples, similarity if split == SPLITS[0] else 1.0)
+        sides = stratified_split(examples, 0.2, seed=settings.seed, keys=keys)
     by_id = {example.id: example for example in examples}
-    train, validation = ([by_id[e.id] for e in side] for side in split)
+    train, validation = ([by_id[e.id] for e in side] for side in sides)
     train_classifier(base, train, [], SENTIMENT_LABELS, work, settings)
     classifier = load_classifier(work, device=settings.device)
 
@@ -151,7 +189,8 @@ def grouped_folds(examples: list[Example], k: int, *, seed: int, by_label: bool 
     """Folds [N] that keep every copy of a text (``by_label``: with one label) together — measured here, not the
     worker's: per stratum, each cluster to the fold with the fewest examples so far."""
     folds, sizes, cursor = [0] * len(examples), [0] * k, 0
-    keys = [(example_key(example), example.label if by_label else "") for example in examples]
+    copy_key = example_keys(examples)
+    keys = [(copy_key[example.id], example.label if by_label else "") for example in examples]
     for clusters in shuffled_label_clusters(strata(examples), keys, random.Random(seed)):
         for cluster in clusters:
             smallest = min(sizes)

@@ -505,13 +505,19 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int) -> Non
 @cli.command("copies")
 @config_option
 def copies(config_file: Path | None) -> None:
-    """Find the records that carry the same text (letter case and spacing aside) and mark them: metadata
-    `copies` (how many others carry it), `copy_group` (sort by it to see each text's records together; texts
-    whose copies carry different labels first) and `copies_disagree` (filter ≥ 1: copies labelled differently)."""
+    """Find the records that carry the same text (letter case and spacing aside) or nearly the same (a word or a
+    number changed, a signature added: copies.similarity) and mark them: metadata `copies` (how many others carry
+    it), `copy_group` (sort by it to see each text's records together; texts whose copies carry different labels
+    first) and `copies_disagree` (filter ≥ 1: copies labelled differently)."""
+    from worker.duplicates import EXACT
     from worker.jobs import copies_job
 
-    counts, report = copies_job(_services(config_file))
-    click.echo(f"copies: {counts.in_copies} of {counts.records} records share {counts.texts} texts; "
+    services = _services(config_file)
+    similarity = services.settings.copies.similarity
+    counts, report = copies_job(services)
+    alike = "near copies included: copies.similarity" if similarity < EXACT else "exact copies only: similarity"
+    click.echo(f"copies: {counts.in_copies} of {counts.records} records share {counts.texts} texts "
+               f"({alike} {similarity:g}); "
                f"{counts.disagreeing_texts} of those texts carry different labels"
                + (f" (e.g. records {', '.join(counts.example)})" if counts.example else ""))
     click.echo(f"pushed to {report.sent} records ({report.unchanged} unchanged, "

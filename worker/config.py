@@ -216,6 +216,9 @@ class RetrainSettings(_Section):
 class CopiesSettings(_Section):
     cron: str | None = Field(None, description="crontab expression: mark the records that carry the same text "
                                                "(`argilla-worker copies`) on this schedule, e.g. '0 2 * * *'")
+    similarity: float = Field(0.6, ge=0.3, le=1.0, description="texts whose 5-character pieces overlap at least this "
+                              "much (Jaccard) are near copies: marked by `argilla-worker copies` and never split "
+                              "between training and validation; 1: exact copies only (case and spacing aside)")
 
 
 class PublishSettings(_Section):

@@ -10,17 +10,29 @@ not: there another copy's label is evidence about the record's (see :func:`worke
 Two texts are the same when they differ only in letter case, whitespace (runs of spaces, tabs, line breaks; leading
 and trailing), Unicode compatibility forms (full-width letters, ligatures) and invisible format characters
 (zero-width spaces); for a two-field binding both sides must be the same.
+
+With ``copies.similarity`` below 1, texts that are *nearly* the same count as copies too: a templated ticket with
+another order number, a re-posted review with a word changed or a signature added. Nearly the same means a Jaccard
+similarity of at least ``similarity`` between the sets of 5-character pieces (shingles) of the two normalised texts
+— one changed word in a 100-character text leaves about 0.85, two unrelated movie snippets rarely share 0.35
+(benchmarks/near_copies.py). Pairs are found with MinHash signatures and locality-sensitive hashing (datasketch's
+MinHash and its band layout for the threshold): texts that share a band are candidates, and a candidate counts when
+its signatures agree on at least ``similarity`` of their positions. Near copies chain: A ~ B and B ~ C put A, B and
+C in one group (one component), as they would be split together.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 # format characters that change no visible letter: soft hyphen, zero-width space / (non-)joiner, direction marks
 # and embeddings, word joiner and invisible operators, byte-order mark
@@ -47,6 +59,133 @@ def _normalised(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+SHINGLE_CHARACTERS = 5  # the pieces near copies are compared by (characters of the normalised text)
+PERMUTATIONS = 128  # MinHash signature length: a similarity estimate's standard error ≤ 0.045
+EXACT = 1.0  # copies.similarity that finds only copies (no signature computed)
+Texts = Sequence[tuple[str, str | None]]  # (text, text pair or None) of each record
+
+
+def shingles(text: str, text_pair: str | None = None) -> set[bytes]:
+    """The :data:`SHINGLE_CHARACTERS`-character pieces of the normalised text (and its pair, after a separator that
+    no piece of a text contains); a shorter text is one piece."""
+    joined = _normalised(text) if text_pair is None else f"{_normalised(text)}\x00{_normalised(text_pair)}"
+    if len(joined) <= SHINGLE_CHARACTERS:
+        return {joined.encode()}
+    return {joined[at:at + SHINGLE_CHARACTERS].encode() for at in range(len(joined) - SHINGLE_CHARACTERS + 1)}
+
+
+def signatures(texts: Texts) -> np.ndarray:
+    """MinHash signatures [N, PERMUTATIONS] (uint32) of ``texts``' shingles: the share of positions where two
+    signatures agree estimates the Jaccard similarity of the two shingle sets. O(N × text length)."""
+    from datasketch import MinHash
+
+    if not texts:
+        return np.zeros((0, PERMUTATIONS), dtype=np.uint32)
+    hashes = MinHash.bulk([list(shingles(text, pair)) for text, pair in texts], num_perm=PERMUTATIONS)
+    return np.stack([minhash.hashvalues for minhash in hashes]).astype(np.uint32)
+
+
+@functools.cache
+def band_layout(similarity: float) -> tuple[int, int]:
+    """(bands, rows per band) of the locality-sensitive hashing for ``similarity``: datasketch's choice, weighing a
+    pair above the threshold that is never a candidate 4 times a pair below it that is (candidates are checked, so
+    those cost a comparison; a missed pair is a lost copy). At 0.6: 23 bands of 5 rows, a pair at 0.7 a candidate
+    with probability 0.985, one at 0.3 with 0.054."""
+    from datasketch import MinHashLSH
+
+    layout = MinHashLSH(threshold=similarity, num_perm=PERMUTATIONS, weights=(0.2, 0.8))
+    return layout.b, layout.r
+
+
+def band_keys(signature: np.ndarray, similarity: float) -> list[int]:
+    """One signed 64-bit key per band of ``signature`` [PERMUTATIONS] (the band's number is part of the key, so
+    equal rows of two different bands never meet)."""
+    bands, rows = band_layout(similarity)
+    keys = []
+    for band in range(bands):
+        digest = hashlib.blake2b(signature[band * rows:(band + 1) * rows].tobytes(), digest_size=8,
+                                 key=band.to_bytes(2, "big"))
+        keys.append(int.from_bytes(digest.digest(), "big", signed=True))
+    return keys
+
+
+class NearCopies:
+    """Groups of nearly the same texts (module docstring) in SQLite tables of a connection it is given: each
+    distinct text key's signature and band keys. Disk O(distinct texts × PERMUTATIONS × 4 bytes); memory
+    O(batch); time O(N log N) plus O(candidates), where a band shared by m texts makes m − 1 candidates (each
+    against the band's first text, not all m² pairs)."""
+
+    def __init__(self, db: sqlite3.Connection, similarity: float):
+        if not 0.0 < similarity < EXACT:
+            raise ValueError(f"near copies need a similarity in (0, 1), got {similarity}")
+        self._db, self.similarity = db, similarity
+        self._db.executescript("""
+            CREATE TABLE signatures (key TEXT PRIMARY KEY, signature BLOB);
+            CREATE TABLE bands (band INTEGER, key TEXT);""")
+
+    def add(self, keys: Sequence[str], texts: Texts) -> None:
+        """The texts of one batch with their :func:`text_key`; a key already added is not signed again."""
+        known = {key for key, in self._db.execute(
+            f"SELECT key FROM signatures WHERE key IN ({','.join('?' * len(keys))})", list(keys))} if keys else set()
+        fresh: dict[str, tuple[str, str | None]] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in known:
+                fresh.setdefault(key, text)
+        signed = signatures(list(fresh.values()))  # [n, PERMUTATIONS]
+        self._db.executemany("INSERT INTO signatures VALUES (?, ?)",
+                             ((key, row.tobytes()) for key, row in zip(fresh, signed, strict=True)))
+        self._db.executemany("INSERT INTO bands VALUES (?, ?)", (
+            (band, key) for key, row in zip(fresh, signed, strict=True) for band in band_keys(row, self.similarity)))
+
+    def groups(self, batch_size: int = 10_000) -> None:
+        """Fill table ``near`` (key, component): every text key with a near copy, and its group's smallest key."""
+        self._db.executescript("""
+            CREATE INDEX bands_by_band ON bands (band, key);
+            CREATE TABLE heads AS SELECT band, MIN(key) AS head FROM bands GROUP BY band HAVING COUNT(*) > 1;
+            CREATE TABLE edges (a TEXT, b TEXT);""")
+        candidates = self._db.execute("""
+            SELECT DISTINCT h.head, b.key, sa.signature, sb.signature FROM heads h
+                JOIN bands b ON b.band = h.band AND b.key != h.head
+                JOIN signatures sa ON sa.key = h.head JOIN signatures sb ON sb.key = b.key""")
+        writer = self._db.cursor()
+        while pairs := candidates.fetchmany(batch_size):
+            left = np.frombuffer(b"".join(pair[2] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
+            right = np.frombuffer(b"".join(pair[3] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
+            near = (left == right).mean(axis=1) >= self.similarity  # [n] estimated Jaccard ≥ the threshold
+            writer.executemany("INSERT INTO edges VALUES (?, ?), (?, ?)",
+                               ((a, b, b, a) for (a, b, _, _), keep in zip(pairs, near, strict=True) if keep))
+        self._db.executescript("""
+            CREATE INDEX edges_from ON edges (a, b);
+            CREATE TABLE near (key TEXT PRIMARY KEY, component TEXT);
+            INSERT INTO near SELECT DISTINCT a, a FROM edges;""")
+        while self._db.execute("""
+                UPDATE near SET component = (SELECT MIN(n.component) FROM edges e JOIN near n ON n.key = e.b
+                                             WHERE e.a = near.key)
+                WHERE component > (SELECT MIN(n.component) FROM edges e JOIN near n ON n.key = e.b
+                                   WHERE e.a = near.key)""").rowcount:
+            pass  # each round lowers every key's component to its neighbours' smallest: rounds ≈ a group's diameter
+
+    def members(self) -> Iterator[tuple[str, str]]:
+        """(text key, its group's key) of every text with a near copy (after :meth:`groups`)."""
+        yield from self._db.execute("SELECT key, component FROM near")
+
+
+def copy_keys(texts: Texts, similarity: float = EXACT) -> list[str]:
+    """One key per text [N], equal for copies (:func:`text_key`) and, with ``similarity`` below 1, for texts in one
+    group of near copies. In memory (the caller holds the texts): time O(N × text length), memory O(N)."""
+    keys = [text_key(text, pair) for text, pair in texts]
+    if similarity >= EXACT:
+        return keys
+    with sqlite3.connect(":memory:") as db:
+        near = NearCopies(db, similarity)
+        for start in range(0, len(keys), 5_000):
+            near.add(keys[start:start + 5_000], texts[start:start + 5_000])
+        near.groups()
+        component = dict(near.members())
+    db.close()
+    return [component.get(key, key) for key in keys]
+
+
 COPIES, COPY_GROUP, COPIES_DISAGREE = "copies", "copy_group", "copies_disagree"  # the worker's metadata
 NO_LABEL = ""  # the label of a record without a label under review (none given, none decided)
 
@@ -70,19 +209,29 @@ class CopyIndex:
     records together) and ``copies_disagree`` (how many of its copies carry another label; unlabelled records
     disagree with none). Time O(N log N) in SQLite's indexes."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, similarity: float = EXACT):
         self._db = sqlite3.connect(path)
         self._db.executescript("""
             CREATE TABLE records (server_id TEXT PRIMARY KEY, record_id TEXT, key TEXT, label TEXT, had INTEGER);
             CREATE INDEX by_key ON records (key, label);""")
+        self._near = NearCopies(self._db, similarity) if similarity < EXACT else None
 
-    def add(self, rows: Iterable[tuple[str, str, str, str, bool]]) -> None:
+    def add(self, rows: Sequence[tuple[str, str, str, str, bool]], texts: Texts | None = None) -> None:
         """(server id, record id, text key, label under review or NO_LABEL, whether the record holds copy metadata
-        from an earlier pass) of each record."""
+        from an earlier pass) of each record, and (with near copies) the records' texts in the same order."""
         self._db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", rows)
+        if self._near is not None:
+            if texts is None:
+                raise ValueError("near copies are found from the texts: pass them with the rows")
+            self._near.add([row[2] for row in rows], texts)
 
     def count(self) -> CopyCounts:
-        """Numbers the texts with copies (disagreeing ones first, then by key) and counts what was found."""
+        """Numbers the texts with copies (disagreeing ones first, then by key) and counts what was found; with near
+        copies, a group of nearly the same texts is one text."""
+        if self._near is not None:
+            self._near.groups()
+            self._db.execute("UPDATE records SET key = (SELECT component FROM near WHERE near.key = records.key) "
+                             "WHERE key IN (SELECT key FROM near)")
         self._db.executescript(f"""
             CREATE TABLE groups AS
                 SELECT key, COUNT(*) AS size, COUNT(DISTINCT NULLIF(label, '{NO_LABEL}')) AS labels

@@ -60,11 +60,20 @@ def shuffled_label_clusters(labels: Sequence[Hashable], keys: Sequence[Hashable]
 
 
 def take_clusters(clusters: Sequence[list[int]], target: int) -> tuple[list[int], list[int]]:
-    """(held, kept): whole ``clusters``, in their order, held until at least ``target`` positions are — never
-    the last cluster, so the kept side of a stratum is never left empty by a split."""
+    """(held, kept): whole ``clusters``, in their order, held until at least ``target`` positions are, with two
+    limits. The kept side of a stratum is never left empty by a split (the last cluster is held only when another
+    was kept). A cluster that would take the held side past 1.5 × ``target`` (one text copied hundreds of times, a
+    template's near copies) is kept while others can fill it; when every cluster is that large, the smallest one is
+    held."""
     held: list[int] = []
-    kept: list[int] = []
+    kept: list[list[int]] = []
+    ceiling = max(target + 1, target * 3 // 2)
     for position, cluster in enumerate(clusters):
-        side = held if len(held) < target and position < len(clusters) - 1 else kept
-        side.extend(cluster)
-    return held, kept
+        room = len(held) < target and len(held) + len(cluster) <= ceiling
+        if room and (kept or position < len(clusters) - 1):
+            held.extend(cluster)
+        else:
+            kept.append(cluster)
+    if target > 0 and not held and len(kept) > 1:
+        held = kept.pop(min(range(len(kept)), key=lambda index: len(kept[index])))
+    return held, [position for cluster in kept for position in cluster]

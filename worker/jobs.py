@@ -34,7 +34,7 @@ from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings,
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
-from worker.duplicates import COPIES, NO_LABEL, CopyCounts, CopyIndex, text_key
+from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
@@ -581,10 +581,12 @@ def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
     labels = services.prepare_for_push()  # binds, adds the worker's metadata properties
     crowd = estimate_crowd(services, labels)
     report = PushReport()
+    similarity = services.settings.copies.similarity
     with tempfile.TemporaryDirectory(prefix="copies-", dir=services.settings.state_dir) as work, \
-            closing(CopyIndex(Path(work) / "copies.sqlite")) as index:
+            closing(CopyIndex(Path(work) / "copies.sqlite", similarity)) as index:
         for page in batched((record for record in services.gateway.pull() if record.has_text), PAGE_SIZE):
-            index.add(_copy_row(record, crowd) for record in page)
+            index.add([_copy_row(record, crowd) for record in page],
+                      [(str(record.text), record.text_pair) for record in page] if similarity < EXACT else None)
         counts = index.count()
         for batch in index.values(PAGE_SIZE):
             current = {record.record_id: record for record in services.gateway.read(batch)}
@@ -614,7 +616,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
     training_set = prepare_training_set(services.gateway.pull(), labels, settings,
-                                        first_model=services.registry.current() is None, crowd=crowd)
+                                        first_model=services.registry.current() is None, crowd=crowd,
+                                        similarity=services.settings.copies.similarity)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     previous = services.registry.current()
     services.registry.avoid(services.gateway.model_versions())
@@ -760,7 +763,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
     if not sinks:
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
-                             test_fraction=settings.test_fraction, seed=settings.seed)
+                             test_fraction=settings.test_fraction, seed=settings.seed,
+                             similarity=services.settings.copies.similarity)
     labels = services.labels()
     metadata = _published_metadata(services)  # checked before the passes over the records
     with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,

@@ -1,5 +1,5 @@
 """Copies of one text in a team's own dataset (made with the plain SDK), on the real local Argilla: the `copies`
-command marks them — `copies`, `copy_group` (texts whose copies disagree first), `copies_disagree` — through the
+command marks them (near copies too: a templated ticket with another order number) — `copies`, `copy_group` (texts whose copies disagree first), `copies_disagree` — through the
 CLI; a record whose copy is deleted gets 0 on the next run; nothing the team wrote changes."""
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ RECORDS = {
     "b2": ("where is my invoice?", "billing"),
     "d1": ("I want a refund", None),  # copies nobody labelled: no disagreement
     "d2": ("i want a refund", None),
+    "t1": ("Order 48213 has not arrived yet, tracking shows nothing since Monday", "billing"),  # near copies:
+    "t2": ("Order 90577 has not arrived yet, tracking shows nothing since Monday", "billing"),  # another number
     **{f"c{i}": (text, label) for i, (text, label) in enumerate([
         ("The app crashes on start", "other"), ("Change my email address", "account"),
         ("Why was I charged twice?", "billing"), ("Great service, thanks", "other"),
-        ("Reset my password please, it expired", "account"), ("Invoice for March missing", "billing")])},
+        ("My password expired yesterday, how can I change it", "account"), ("Invoice for March missing", "billing")])},
 }
 
 
@@ -80,15 +82,16 @@ def test_copies_of_one_text_are_marked_disagreeing_ones_first_and_a_deleted_copy
     found = _cli(stack_settings, dataset_name, tmp_path, "copies")
 
     assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-3000:]
-    assert "7 of 13 records share 3 texts; 1 of those texts carry different labels (e.g. records a1, a2, a3)" in \
-        found.stdout, found.stdout
+    assert "9 of 15 records share 4 texts (near copies included: copies.similarity 0.6); 1 of those texts carry " \
+        "different labels (e.g. records a1, a2, a3)" in found.stdout, found.stdout
     stored = _stored(stack_settings, their_tickets.id)
     assert {record_id: _marks(stored[record_id]) for record_id in ("a1", "a2", "a3")} == {
         "a1": (2, 1, 1), "a2": (2, 1, 2), "a3": (2, 1, 1)}  # the disagreeing text is group 1
-    groups = {_marks(stored["b1"])[1], _marks(stored["d1"])[1]}
+    groups = {_marks(stored["b1"])[1], _marks(stored["d1"])[1], _marks(stored["t1"])[1]}
     assert _marks(stored["b1"]) == _marks(stored["b2"]) and _marks(stored["b1"])[::2] == (1, 0)
     assert _marks(stored["d1"]) == _marks(stored["d2"]) and _marks(stored["d1"])[::2] == (1, 0)
-    assert groups == {2, 3}
+    assert _marks(stored["t1"]) == _marks(stored["t2"]) and _marks(stored["t1"])[::2] == (1, 0)
+    assert groups == {2, 3, 4}
     assert all(_marks(stored[f"c{i}"]) == (None, None, None) for i in range(6))
     for record_id, record in before.items():  # theirs is untouched
         assert stored[record_id]["responses"] == record["responses"]
@@ -103,7 +106,7 @@ def test_copies_of_one_text_are_marked_disagreeing_ones_first_and_a_deleted_copy
     again = _cli(stack_settings, dataset_name, tmp_path, "copies")
 
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "5 of 12 records share 2 texts" in again.stdout, again.stdout
+    assert "7 of 14 records share 3 texts" in again.stdout, again.stdout
     after = _stored(stack_settings, their_tickets.id)
     assert _marks(after["b1"]) == (0, 0, 0)
     assert _marks(after["a2"]) == (2, 1, 2)

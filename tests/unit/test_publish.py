@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import logging
 from datetime import UTC, datetime
@@ -119,6 +121,40 @@ def test_copies_labelled_differently_are_counted_for_the_card():
                _record("c", "negative", ["positive"], text="same text "), _record("d", "neutral", text="other")]
     counts = build_publication(records, LABELS).counts()
     assert (counts["copied_texts"], counts["copied_rows"], counts["disagreeing_texts"]) == (1, 3, 1)
+
+
+REVIEWS = ["A quiet film about fathers and sons that earns every minute of its running time",
+           "The heist goes wrong in the first ten minutes and the film never recovers its nerve",
+           "Two sisters sail around the world and the camera falls in love with the sea",
+           "A chess prodigy, a patient teacher and a final match that is pure suspense",
+           "The haunted hotel has more creaking doors than ideas, and the ghosts look bored",
+           "A village baker feeds a town through a hard winter in this warm little drama"]
+
+
+def test_near_copies_count_as_copies_and_stay_in_one_split_when_the_similarity_is_below_one():
+    """A re-posted review with a signature added or a word changed is one text for the test split and the card at
+    ``copies.similarity`` < 1 (near copies, worker/duplicates.py); at 1 it is another text."""
+    texts = [text for review in REVIEWS * 5 for text in (review, f"{review} (Sent from my phone)")][:60]
+    texts = [text if i % 4 != 3 else text.replace(" the ", " this ", 1) for i, text in enumerate(texts)]
+    records = [_record(f"r{i:02d}", LABELS[(i // 12) % 2], text=text)  # each review's later copies relabelled
+               for i, text in enumerate(texts)]
+    options = PublishOptions(split="stratified", test_fraction=0.25, similarity=0.6)
+
+    near = build_publication(records, LABELS, options)
+
+    def reviews(split):
+        return {next(n for n, review in enumerate(REVIEWS) if review[:20] in text)
+                for text in near.splits[split]["text"]}
+
+    assert reviews("test") and reviews("train").isdisjoint(reviews("test"))
+    counts = near.counts()
+    assert (counts["copied_texts"], counts["copied_rows"]) == (6, 60) and counts["disagreeing_texts"] == 6
+    card = render_card(near, license="mit", pretty_name="reviews", source="http://argilla")
+    assert "6 texts appear in more than one row (60 rows, counting near copies: texts whose 5-character pieces " \
+           "overlap at least 0.6 (Jaccard)); 6 of them carry different labels. The `test` split holds none of the " \
+           "`train` split's texts nor a near copy of one." in card
+    exact = build_publication(records, LABELS, replace(options, similarity=1.0)).counts()
+    assert exact["copied_texts"] >= 12  # each review, its signed copy and its reworded copy: three texts
 
 
 def test_each_bound_field_is_published_under_its_own_name_and_the_card_lists_the_columns(tmp_path):

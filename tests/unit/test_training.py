@@ -516,3 +516,32 @@ def test_truncation_side_left_keeps_a_long_texts_end_in_training_and_in_the_save
     assert kept_end(tmp_path / "left") == "end" and kept_end(tmp_path / "default") == "start"
     train_classifier(tmp_path / "left", examples, [], LABELS, tmp_path / "from-left", settings)  # side unset
     assert kept_end(tmp_path / "from-left") == "end"  # the start model's own side is kept
+
+
+def test_near_copies_stay_on_one_side_of_the_validation_split_at_the_configured_similarity():
+    """A template's near copies (another order number, a word changed) are one text to the split at
+    ``copies.similarity`` < 1; at 1 only exact copies are, and near copies straddle it."""
+    reviews = [f"{opening} film about {topic}, and {verdict}" for opening, topic, verdict in zip(
+        ["An honest", "A noisy", "A gentle", "A bitter", "A clever", "A tired", "A warm", "A cold", "A brave",
+         "A lazy", "A loving", "A hollow"],
+        ["fathers and sons", "a bank robbery", "two sisters at sea", "the last days of a war", "a chess prodigy",
+         "a haunted hotel", "a village baker", "an office feud", "a mountain rescue", "a school reunion",
+         "a wedding in the rain", "a space station"],
+        ["every scene lands", "nothing in it works", "I would watch it again", "it drags on and on",
+         "the ending is perfect", "the jokes fall flat", "it glows", "it never comes alive", "it soars",
+         "it is a chore", "it is a joy", "it is empty"], strict=True)]
+    annotated = [Example(f"a{i}", text, LABELS[0] if i % 2 == 0 else LABELS[1]) for i, text in enumerate(reviews)]
+    annotated += [Example(f"b{i}", f"{e.text} (Sent from my phone)", e.label) for i, e in enumerate(annotated)]
+    original = [Example(f"c{i}", e.text.replace(" and ", " & "), e.label, 0.3, "original")
+                for i, e in enumerate(annotated[:12])]
+
+    def origin(example: Example) -> str:
+        return example.id[1:]
+
+    near = build_training_set(annotated, original, LABELS, min_annotated=10, similarity=0.6)
+    held = {origin(e) for e in near.validation}
+    assert held and not any(origin(e) in held for e in near.train)
+    assert len(near.validation) == 2 * len(held) and len(near.train) + len(held) * 3 == 36
+
+    exact = build_training_set(annotated, original, LABELS, min_annotated=10)
+    assert any(origin(e) in {origin(v) for v in exact.validation} for e in exact.train)

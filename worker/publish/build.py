@@ -22,9 +22,11 @@ import hashlib
 import json
 import random
 import shutil
+import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -37,7 +39,7 @@ from datasets.arrow_writer import ArrowWriter
 
 from worker.binding import is_conversation
 from worker.crowd import CrowdModel, verdict
-from worker.duplicates import text_key
+from worker.duplicates import EXACT, NearCopies, text_key
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES, published_scores
 from worker.iterables import shuffled_label_clusters, take_clusters
@@ -63,6 +65,7 @@ class PublishOptions:
     split: Literal["keep", "stratified", "none"] = "none"
     test_fraction: float = 0.2
     seed: int = 0
+    similarity: float = EXACT  # copies.similarity: below 1, near copies count as copies (worker/duplicates.py)
 
 
 @dataclass
@@ -315,10 +318,14 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()),
                              chat_columns=chat_columns, rating=rating)
         ratings = tuple(int(label) for label in labels) if rating else None
-        table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
-                            frozenset(chat_fields), ratings)
-        _count_copies(table, stats)
-        splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory)
+        with closing(sqlite3.connect(directory / "near-copies.sqlite")) as db:
+            near = NearCopies(db, options.similarity) if options.similarity < EXACT else None
+            table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
+                                frozenset(chat_fields), ratings, near)
+            keys = _copy_keys(table, near)
+        _count_copies(keys, table.data.column(LABEL_KEY_COLUMN), stats)
+        splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory,
+                        keys)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -331,10 +338,12 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
                 columns: dict[str, str], published: datasets.Features, stats: PublicationStats,
                 directory: Path, crowd: CrowdModel | None = None,
                 extra: Mapping[str, tuple[str, str]] | None = None,
-                chats: frozenset[str] = frozenset(), ratings: tuple[int, ...] | None = None) -> datasets.Dataset:
+                chats: frozenset[str] = frozenset(), ratings: tuple[int, ...] | None = None,
+                near: NearCopies | None = None) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
     ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled (by class index).
-    ``ratings`` [K]: each class's rating, written in place of its index (a rating question)."""
+    ``ratings`` [K]: each class's rating, written in place of its index (a rating question). ``near``: each row's
+    text key and text added to it, :data:`NEAR_BATCH` at a time (near copies are grouped after the pass)."""
     index = label_index(labels)
     scores = [spec.name for spec in published_scores(stats.multi_label, ratings is not None)]
     hidden = {TEXT_KEY_COLUMN: datasets.Value("string"), LABEL_KEY_COLUMN: datasets.Value("string")}
@@ -342,6 +351,7 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
         hidden[SPLIT_COLUMN] = datasets.Value("string")
     table_features = datasets.Features({**published, **hidden})
     path = directory / "rows.arrow"
+    pending: list[tuple[str, tuple[str, str | None]]] = []  # (text key, (text, pair)) not yet added to ``near``
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
             stats.records_seen += 1
@@ -367,16 +377,46 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             row[TEXT_KEY_COLUMN] = text_key(str(record.text or ""), record.text_pair)
             row[LABEL_KEY_COLUMN] = json.dumps(row["label"])
             writer.write(row)
+            if near is not None:
+                pending.append((row[TEXT_KEY_COLUMN], (str(record.text or ""), record.text_pair)))
+                if len(pending) == NEAR_BATCH:
+                    near.add(*_unzipped(pending))
+                    pending.clear()
         writer.finalize()
+    if near is not None and pending:
+        near.add(*_unzipped(pending))
     return datasets.Dataset.from_file(str(path))
 
 
-def _count_copies(table: datasets.Dataset, stats: PublicationStats) -> None:
-    """``stats``' counts of the texts in more than one row and of those whose rows disagree (Arrow's hash
-    aggregation over the hidden key columns: memory O(distinct texts) of 16-character keys)."""
-    keys = table.data.table.select([TEXT_KEY_COLUMN, LABEL_KEY_COLUMN])
-    grouped = keys.group_by(TEXT_KEY_COLUMN).aggregate([(TEXT_KEY_COLUMN, "count"),
-                                                         (LABEL_KEY_COLUMN, "count_distinct")])
+NEAR_BATCH = 1_000  # rows whose texts wait for their near-copy signatures (memory O(batch) texts)
+
+
+def _unzipped(pending: list[tuple[str, tuple[str, str | None]]]) -> tuple[list[str], list[tuple[str, str | None]]]:
+    return [key for key, _ in pending], [text for _, text in pending]
+
+
+def _copy_keys(table: datasets.Dataset, near: NearCopies | None) -> pa.ChunkedArray:
+    """[N] each row's copy key: its text key, or with ``near`` copies (the rows' texts added to it) its group's
+    key. Memory O(N) keys plus O(texts with a near copy) for the group table."""
+    keys = table.data.column(TEXT_KEY_COLUMN)
+    if near is None:
+        return keys
+    near.groups()
+    grouped = list(near.members())
+    if not grouped:
+        return keys
+    members = pa.array([key for key, _ in grouped], pa.string())
+    components = pa.array([component for _, component in grouped], pa.string())
+    found = pc.index_in(keys, value_set=members)  # [N] position in ``members`` or null
+    return pa.chunked_array([pc.coalesce(pc.take(components, found), keys.combine_chunks())])
+
+
+def _count_copies(keys: pa.ChunkedArray, labels: pa.ChunkedArray, stats: PublicationStats) -> None:
+    """``stats``' counts of the texts (``keys`` [N]: each row's copy key) in more than one row and of those whose
+    rows disagree (``labels`` [N]: each row's label key; Arrow's hash aggregation: memory O(distinct texts) of
+    16-character keys)."""
+    grouped = pa.table({TEXT_KEY_COLUMN: keys, LABEL_KEY_COLUMN: labels}).group_by(TEXT_KEY_COLUMN).aggregate(
+        [(TEXT_KEY_COLUMN, "count"), (LABEL_KEY_COLUMN, "count_distinct")])
     rows = grouped.column(f"{TEXT_KEY_COLUMN}_count")
     copied = pc.greater(rows, 1)
     stats.copied_texts = int(pc.sum(copied).as_py() or 0)
@@ -480,17 +520,17 @@ def _float(value) -> float | None:
 
 
 def _split(table: datasets.Dataset, by_id: np.ndarray, published: datasets.Features, options: PublishOptions,
-           directory: Path) -> dict[str, datasets.Dataset]:
+           directory: Path, copy_keys: pa.ChunkedArray) -> dict[str, datasets.Dataset]:
     """``table``'s rows as named splits, each its own Arrow file in ``directory`` with its rows in id order.
 
-    ``by_id`` [N] are the row positions of ``table`` in id order."""
+    ``by_id`` [N] are the row positions of ``table`` in id order; ``copy_keys`` [N] each row's copy key."""
     if options.split == "none":
         parts = {"train": by_id}
     elif options.split == "keep":
         parts = _kept_split_indices(table, by_id)
     else:
         labels = _strata(table.data.column("label").to_pylist())[by_id]  # [N] each row's stratum, in id order
-        keys = table.data.column(TEXT_KEY_COLUMN).take(by_id).to_pylist()  # [N] each row's text key, in id order
+        keys = copy_keys.take(by_id).to_pylist()  # [N] each row's copy key, in id order
         parts = {name: by_id[positions]
                  for name, positions in _stratified_split_indices(labels, keys, options).items()}
     return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")

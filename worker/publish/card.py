@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 
 from worker.calibration import plot_confusion_matrix, png_figure
+from worker.duplicates import EXACT
 from worker.gateway.schema import published_scores
 from worker.publish.build import Publication
 
@@ -86,12 +87,15 @@ def card_features(features: datasets.Features) -> list[dict]:
 
 def _copies_line(publication: Publication, counts: dict) -> str:
     """What a Hub user deduplicating or splitting the data again needs to know about repeated texts."""
+    similarity = publication.options.similarity
+    alike = ("letter case and spacing aside" if similarity >= EXACT else
+             f"counting near copies: texts whose 5-character pieces overlap at least {similarity:g} (Jaccard)")
     if not counts["copied_texts"]:
-        return "- Every row's text is distinct (letter case and spacing aside)."
-    stratified = " The `test` split holds none of the `train` split's texts." if (
-        publication.options.split == "stratified") else ""
-    return (f"- {counts['copied_texts']} texts appear in more than one row ({counts['copied_rows']} rows, letter "
-            f"case and spacing aside); {counts['disagreeing_texts']} of them carry different labels.{stratified}")
+        return f"- Every row's text is distinct ({alike})."
+    stratified = (" The `test` split holds none of the `train` split's texts" + (
+        " nor a near copy of one." if similarity < EXACT else ".")) if publication.options.split == "stratified" else ""
+    return (f"- {counts['copied_texts']} texts appear in more than one row ({counts['copied_rows']} rows, {alike}); "
+            f"{counts['disagreeing_texts']} of them carry different labels.{stratified}")
 
 
 def render_card(publication: Publication, *, license: str, pretty_name: str, source: str,

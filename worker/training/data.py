@@ -13,12 +13,12 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from worker.crowd import CrowdModel, verdict
-from worker.duplicates import text_key
+from worker.duplicates import EXACT, copy_keys
 from worker.errors import DataError
 from worker.iterables import shuffled_label_clusters, shuffled_label_groups, take_clusters
 from worker.records import LabelValue, PulledRecord
@@ -145,17 +145,18 @@ def _checked(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue
 
 
 def stratified_split(
-    examples: Sequence[Example], fraction: float, *, seed: int
+    examples: Sequence[Example], fraction: float, *, seed: int, keys: Mapping[str, str] | None = None
 ) -> tuple[list[Example], list[Example]]:
     """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation;
-    examples with the same text (:func:`example_key`) go to the same side, so validation never holds a text the
-    model trains on."""
+    examples with the same copy key (``keys``: example id → key, default :func:`example_keys` of exact copies)
+    go to the same side, so validation never holds a text the model trains on."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
     ordered = sorted(examples, key=lambda e: e.id)
+    keys = keys if keys is not None else example_keys(ordered)
     train: list[Example] = []
     validation: list[Example] = []
-    for clusters in shuffled_label_clusters(strata(ordered), [example_key(e) for e in ordered], random.Random(seed)):
+    for clusters in shuffled_label_clusters(strata(ordered), [keys[e.id] for e in ordered], random.Random(seed)):
         size = sum(map(len, clusters))
         held, kept = take_clusters(clusters, 0 if size < 2 else max(1, min(size - 1, round(size * fraction))))
         validation.extend(ordered[position] for position in held)
@@ -163,15 +164,19 @@ def stratified_split(
     return train, validation
 
 
-def example_key(example: Example) -> str:
-    """The example's text as duplicates are found (:func:`worker.duplicates.text_key`)."""
-    return text_key(example.text, example.text_pair)
+def example_keys(examples: Sequence[Example], similarity: float = EXACT) -> dict[str, str]:
+    """Example id → its copy key (:func:`worker.duplicates.copy_keys`: one key for copies of one text and, with
+    ``similarity`` below 1, for a group of near copies). O(N × text length)."""
+    keys = copy_keys([(example.text, example.text_pair) for example in examples], similarity)
+    return {example.id: key for example, key in zip(examples, keys, strict=True)}
 
 
-def not_validated(original: Iterable[Example], validation: Sequence[Example]) -> list[Example]:
-    """The ``original`` examples whose text no validation example has (a copy in training would be seen)."""
-    held = {example_key(example) for example in validation}
-    return [example for example in original if example_key(example) not in held]
+def not_validated(original: Iterable[Example], validation: Sequence[Example],
+                  keys: Mapping[str, str]) -> list[Example]:
+    """The ``original`` examples whose copy key (``keys``) no validation example has (a copy in training would be
+    seen)."""
+    held = {keys[example.id] for example in validation}
+    return [example for example in original if keys[example.id] not in held]
 
 
 def build_training_set(
@@ -182,8 +187,10 @@ def build_training_set(
     validation_fraction: float = 0.2,
     min_annotated: int = 20,
     seed: int = 0,
+    similarity: float = EXACT,
 ) -> TrainingSet:
-    """Hold out a stratified validation split of the annotated examples; train on the rest (+ original labels).
+    """Hold out a stratified validation split of the annotated examples; train on the rest (+ original labels
+    whose text, or a near copy of it at ``similarity`` < 1, is not validated).
 
     Raises:
         DataError: fewer than ``min_annotated`` annotated examples, or a class with no training example
@@ -194,8 +201,9 @@ def build_training_set(
             f"only {len(annotated)} records have a consensus label; training needs at least {min_annotated} "
             f"(annotate more records or lower training.min_annotated)"
         )
-    train, validation = stratified_split(annotated, validation_fraction, seed=seed)
-    train = train + not_validated(original, validation)
+    keys = example_keys([*annotated, *original], similarity)
+    train, validation = stratified_split(annotated, validation_fraction, seed=seed, keys=keys)
+    train = train + not_validated(original, validation, keys)
     _check_classes(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records with different "
@@ -212,6 +220,7 @@ def build_first_training_set(
     validation_fraction: float = 0.2,
     min_examples: int = 20,
     seed: int = 0,
+    similarity: float = EXACT,
 ) -> TrainingSet:
     """A first model's data when too few records are annotated: every label the records carry (annotators'
     consensus where there is one, else the reference label), all at weight 1, with a stratified validation
@@ -228,7 +237,8 @@ def build_first_training_set(
             f"needs at least {min_examples}: annotate records, point argilla.reference at the labels the "
             f"records carry, or register a model you have (`argilla-worker models register`)"
         )
-    train, validation = stratified_split(examples, validation_fraction, seed=seed)
+    train, validation = stratified_split(examples, validation_fraction, seed=seed,
+                                         keys=example_keys(examples, similarity))
     _check_classes(train, labels)
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.crowd import CrowdModel
+from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
@@ -42,7 +43,7 @@ class TrainingOutcome:
 
 def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                          settings: TrainingSettings, *, first_model: bool = False,
-                         crowd: CrowdModel | None = None) -> TrainingSet:
+                         crowd: CrowdModel | None = None, similarity: float = EXACT) -> TrainingSet:
     """Consensus labels (weighted by ``crowd``, see :mod:`worker.crowd`; and original labels if configured)
     → stratified train/validation split.
 
@@ -50,7 +51,8 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
     the first model trains on the labels the records carry (see :func:`build_first_training_set`); with
     more, on the annotations plus those labels at ``training.original_weight`` (whatever ``training.data``
     says: one more annotation never shrinks a first model's training set to the annotated records alone),
-    validated on annotated records.
+    validated on annotated records. Copies of one text (and near copies at ``similarity`` < 1:
+    ``copies.similarity``) are never on both sides of the validation split.
 
     Raises:
         DataError: too few labels, a class without examples, or a label outside ``labels``.
@@ -67,7 +69,8 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                     len(annotated), settings.min_annotated, len(annotated) + len(original))
         return build_first_training_set(annotated, original, labels,
                                         validation_fraction=settings.validation_fraction,
-                                        min_examples=settings.min_annotated, seed=settings.seed)
+                                        min_examples=settings.min_annotated, seed=settings.seed,
+                                        similarity=similarity)
     if settings.data == "annotated" and not first_model:
         original = []
     elif first_model and original:  # no cliff at min_annotated: the records' own labels stay in, at a lower weight
@@ -75,7 +78,7 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                     "train on %s", len(annotated), len(original), settings.original_weight,
                     "annotated records only (training.data)" if settings.data == "annotated" else "both")
     return build_training_set(annotated, original, labels, validation_fraction=settings.validation_fraction,
-                              min_annotated=settings.min_annotated, seed=settings.seed)
+                              min_annotated=settings.min_annotated, seed=settings.seed, similarity=similarity)
 
 
 def _majority_baseline(validation: Sequence[Example]) -> dict:
