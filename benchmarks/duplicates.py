@@ -118,12 +118,15 @@ NEUTRAL_WORDS = ("the", "film", "movie", "story", "this", "really", "just", "it"
 SIGNATURES = ("Sent from my phone", "-- posted via the mobile site", "(edited)", "Read more")
 
 
-def edited(text: str, rng: random.Random) -> str:
-    """``text`` with one edit that keeps its meaning, as templated, re-posted or re-typed records differ: a word
-    replaced by a neutral word or dropped, two neighbouring letters swapped, a ticket number before it or a
-    signature after it."""
+EDITS = ("replace", "drop", "swap", "number", "signature")
+
+
+def edited(text: str, rng: random.Random, edit: str | None = None) -> str:
+    """``text`` with one edit that keeps its meaning, as templated, re-posted or re-typed records differ (``edit``
+    of :data:`EDITS`, else a random one): a word replaced by a neutral word or dropped, two neighbouring letters
+    swapped, a ticket number before it or a signature after it."""
     words = text.split()
-    edit = rng.choice(("replace", "drop", "swap", "number", "signature"))
+    edit = edit or rng.choice(EDITS)
     if edit == "replace":
         words[rng.randrange(len(words))] = rng.choice(NEUTRAL_WORDS)
     elif edit == "drop" and len(words) > 2:

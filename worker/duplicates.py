@@ -62,6 +62,7 @@ def _normalised(text: str) -> str:
 SHINGLE_CHARACTERS = 5  # the pieces near copies are compared by (characters of the normalised text)
 PERMUTATIONS = 128  # MinHash signature length: a similarity estimate's standard error ≤ 0.045
 EXACT = 1.0  # copies.similarity that finds only copies (no signature computed)
+LOOKUP_BATCH = 500  # keys per "IN (…)" query
 Texts = Sequence[tuple[str, str | None]]  # (text, text pair or None) of each record
 
 
@@ -125,8 +126,11 @@ class NearCopies:
 
     def add(self, keys: Sequence[str], texts: Texts) -> None:
         """The texts of one batch with their :func:`text_key`; a key already added is not signed again."""
-        known = {key for key, in self._db.execute(
-            f"SELECT key FROM signatures WHERE key IN ({','.join('?' * len(keys))})", list(keys))} if keys else set()
+        known: set[str] = set()
+        for start in range(0, len(keys), LOOKUP_BATCH):  # within SQLite's oldest limit on parameters (999)
+            chunk = list(keys[start:start + LOOKUP_BATCH])
+            known.update(key for key, in self._db.execute(
+                f"SELECT key FROM signatures WHERE key IN ({','.join('?' * len(chunk))})", chunk))
         fresh: dict[str, tuple[str, str | None]] = {}
         for key, text in zip(keys, texts, strict=True):
             if key not in known:
@@ -142,11 +146,12 @@ class NearCopies:
         self._db.executescript("""
             CREATE INDEX bands_by_band ON bands (band, key);
             CREATE TABLE heads AS SELECT band, MIN(key) AS head FROM bands GROUP BY band HAVING COUNT(*) > 1;
+            CREATE TABLE candidates AS SELECT DISTINCT h.head AS a, b.key AS b FROM heads h
+                JOIN bands b ON b.band = h.band AND b.key != h.head;
             CREATE TABLE edges (a TEXT, b TEXT);""")
         candidates = self._db.execute("""
-            SELECT DISTINCT h.head, b.key, sa.signature, sb.signature FROM heads h
-                JOIN bands b ON b.band = h.band AND b.key != h.head
-                JOIN signatures sa ON sa.key = h.head JOIN signatures sb ON sb.key = b.key""")
+            SELECT c.a, c.b, sa.signature, sb.signature FROM candidates c
+                JOIN signatures sa ON sa.key = c.a JOIN signatures sb ON sb.key = c.b""")
         writer = self._db.cursor()
         while pairs := candidates.fetchmany(batch_size):
             left = np.frombuffer(b"".join(pair[2] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
@@ -204,7 +209,8 @@ class CopyCounts:
 
 class CopyIndex:
     """Every record's text key and label under review in an SQLite file (memory O(batch) whatever the dataset's
-    size), and from it each record's metadata: ``copies`` (how many other records carry its text), ``copy_group``
+    size) — with ``similarity`` below 1 also each distinct text's MinHash signature (:class:`NearCopies`), and a
+    group of near copies counts as one text —, and from it each record's metadata: ``copies`` (how many other records carry its text), ``copy_group``
     (one number per text with copies — the texts whose records disagree first — so sorting by it shows each text's
     records together) and ``copies_disagree`` (how many of its copies carry another label; unlabelled records
     disagree with none). Time O(N log N) in SQLite's indexes."""

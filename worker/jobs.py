@@ -572,11 +572,11 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
 
 
 def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
-    """Find the records that carry the same text (see :mod:`worker.duplicates`) and push ``copies``,
-    ``copy_group`` and ``copies_disagree`` to them (and 0s to a record whose copies are gone). Two streamed
-    passes: every record's text key and label under review (consensus, else its original label) into an SQLite
-    file under ``state_dir``, then the records with copies read back by id a page at a time and pushed.
-    Time O(N log N); memory O(page) whatever N."""
+    """Find the records that carry the same text, or nearly (``copies.similarity``; see :mod:`worker.duplicates`),
+    and push ``copies``, ``copy_group`` and ``copies_disagree`` to them (and 0s to a record whose copies are gone).
+    Two streamed passes: every record's text key (and MinHash signature for near copies) and label under review
+    (consensus, else its original label) into an SQLite file under ``state_dir``, then the records with copies read
+    back by id a page at a time and pushed. Time O(N log N); memory O(page) whatever N."""
     check_writable(services.settings.state_dir, "state_dir")
     labels = services.prepare_for_push()  # binds, adds the worker's metadata properties
     crowd = estimate_crowd(services, labels)
