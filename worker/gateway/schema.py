@@ -72,7 +72,8 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "the text is (mean distance to its nearest neighbours); sort descending to find boilerplate, "
                    "another language or scraping debris."),
     WorkerMetadata("copies", "integer", "after `argilla-worker copies`: how many other records carry the same text "
-                   "(letter case and spacing aside); 0 or none: no copy."),
+                   "(letter case and spacing aside) or nearly (a word or a number changed, a line added); 0 or none: "
+                   "no copy."),
     WorkerMetadata("copy_group", "integer", "after `argilla-worker copies`: one number per text that has copies, the "
                    "texts whose copies carry different labels first; sort by it, ascending, to see each text's "
                    "records side by side."),
