@@ -52,11 +52,11 @@ def main() -> None:
     lines = [(f"The copies index at scale, copies.similarity {args.similarity:g} (one process per N; every tenth "
               "record a copy of an earlier one, half exact, half with one edit; labels of 3)"), "",
              ("| records | texts with copies | disagreeing | index s | count s | read back s | marked | RSS MB: "
-              "before → peak |"),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|",
+              "before → peak | SQLite file MB |"),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              *(f"| {r['records']:,} | {r['texts']:,} | {r['disagreeing']:,} | {r['index_s']:.1f} | "
                f"{r['count_s']:.1f} | {r['read_s']:.1f} | {r['marked']:,} | {r['before_mb']:.0f} → "
-               f"{r['peak_mb']:.0f} |" for r in rows)]
+               f"{r['peak_mb']:.0f} | {r['disk_mb']:.0f} |" for r in rows)]
     write_results(f"copies_index-s{args.similarity:g}", {"similarity": args.similarity, "rows": rows}, lines)
 
 
@@ -92,8 +92,10 @@ def measure(count: int, similarity: float) -> dict:
         marked = sum(len(batch) for batch in index.values(PAGE))
         read = time.perf_counter()
         index.close()
+        disk = sum(path.stat().st_size for path in Path(work).iterdir()) / 2**20
     return {"records": count, "texts": counts.texts, "disagreeing": counts.disagreeing_texts,
             "index_s": indexed - started, "count_s": counted - indexed, "read_s": read - counted, "marked": marked,
+            "disk_mb": disk,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": before}
 
 

@@ -98,31 +98,35 @@ def band_layout(similarity: float) -> tuple[int, int]:
     return layout.b, layout.r
 
 
-def band_keys(signature: np.ndarray, similarity: float) -> list[int]:
-    """One signed 64-bit key per band of ``signature`` [PERMUTATIONS] (the band's number is part of the key, so
-    equal rows of two different bands never meet)."""
+MIX = np.uint64(0x9E3779B97F4A7C15)  # an odd 64-bit multiplier: a band's rows as one number (mod 2^64)
+BAND_SALT = np.uint64(0xC2B2AE3D27D4EB4F)  # keeps equal rows of two different bands apart
+
+
+def band_keys(signed: np.ndarray, similarity: float) -> np.ndarray:
+    """[N, bands] signed 64-bit keys of the bands of ``signed`` [N, PERMUTATIONS]: a polynomial of each band's rows
+    plus a multiple of the band's number. Two texts that share a key are candidates (then checked on their
+    signatures, so a chance collision costs one comparison)."""
     bands, rows = band_layout(similarity)
-    keys = []
-    for band in range(bands):
-        digest = hashlib.blake2b(signature[band * rows:(band + 1) * rows].tobytes(), digest_size=8,
-                                 key=band.to_bytes(2, "big"))
-        keys.append(int.from_bytes(digest.digest(), "big", signed=True))
-    return keys
+    parts = signed[:, :bands * rows].astype(np.uint64).reshape(len(signed), bands, rows)  # [N, bands, rows]
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(rows, MIX, dtype=np.uint64))  # [rows] MIX, MIX², … (mod 2^64)
+        keys = (parts * powers).sum(axis=2, dtype=np.uint64) + np.arange(1, bands + 1, dtype=np.uint64) * BAND_SALT
+    return keys.view(np.int64)
 
 
 class NearCopies:
     """Groups of nearly the same texts (module docstring) in SQLite tables of a connection it is given: each
-    distinct text key's signature and band keys. Disk O(distinct texts × PERMUTATIONS × 4 bytes); memory
-    O(batch); time O(N log N) plus O(candidates), where a band shared by m texts makes m − 1 candidates (each
-    against the band's first text, not all m² pairs)."""
+    distinct text key with a number, its signature and its band keys. Disk ≈ 0.7 kB per distinct text (the
+    signature's 512 bytes, the band keys); memory O(batch); time O(N log N) plus O(candidates), where a band shared
+    by m texts makes m − 1 candidates (each against the band's first text, not all m² pairs)."""
 
     def __init__(self, db: sqlite3.Connection, similarity: float):
         if not 0.0 < similarity < EXACT:
             raise ValueError(f"near copies need a similarity in (0, 1), got {similarity}")
-        self._db, self.similarity = db, similarity
+        self._db, self.similarity, self._texts = db, similarity, 0
         self._db.executescript("""
-            CREATE TABLE signatures (key TEXT PRIMARY KEY, signature BLOB);
-            CREATE TABLE bands (band INTEGER, key TEXT);""")
+            CREATE TABLE signatures (id INTEGER PRIMARY KEY, key TEXT UNIQUE, signature BLOB);
+            CREATE TABLE bands (band INTEGER, id INTEGER);""")
 
     def add(self, keys: Sequence[str], texts: Texts) -> None:
         """The texts of one batch with their :func:`text_key`; a key already added is not signed again."""
@@ -136,22 +140,26 @@ class NearCopies:
             if key not in known:
                 fresh.setdefault(key, text)
         signed = signatures(list(fresh.values()))  # [n, PERMUTATIONS]
-        self._db.executemany("INSERT INTO signatures VALUES (?, ?)",
-                             ((key, row.tobytes()) for key, row in zip(fresh, signed, strict=True)))
+        ids = range(self._texts, self._texts + len(fresh))
+        self._texts += len(fresh)
+        self._db.executemany("INSERT INTO signatures VALUES (?, ?, ?)",
+                             zip(ids, fresh, (row.tobytes() for row in signed), strict=True))
         self._db.executemany("INSERT INTO bands VALUES (?, ?)", (
-            (band, key) for key, row in zip(fresh, signed, strict=True) for band in band_keys(row, self.similarity)))
+            (int(band), text) for text, row in zip(ids, band_keys(signed, self.similarity), strict=True)
+            for band in row))
 
     def groups(self, batch_size: int = 10_000) -> None:
-        """Fill table ``near`` (key, component): every text key with a near copy, and its group's smallest key."""
+        """Fill tables ``near`` (id, component) and ``near_keys`` (key, component key): every text with a near copy,
+        and its group's first text."""
         self._db.executescript("""
-            CREATE INDEX bands_by_band ON bands (band, key);
-            CREATE TABLE heads AS SELECT band, MIN(key) AS head FROM bands GROUP BY band HAVING COUNT(*) > 1;
-            CREATE TABLE candidates AS SELECT DISTINCT h.head AS a, b.key AS b FROM heads h
-                JOIN bands b ON b.band = h.band AND b.key != h.head;
-            CREATE TABLE edges (a TEXT, b TEXT);""")
+            CREATE INDEX bands_by_band ON bands (band, id);
+            CREATE TABLE heads AS SELECT band, MIN(id) AS head FROM bands GROUP BY band HAVING COUNT(*) > 1;
+            CREATE TABLE candidates AS SELECT DISTINCT h.head AS a, b.id AS b FROM heads h
+                JOIN bands b ON b.band = h.band AND b.id != h.head;
+            CREATE TABLE edges (a INTEGER, b INTEGER);""")
         candidates = self._db.execute("""
             SELECT c.a, c.b, sa.signature, sb.signature FROM candidates c
-                JOIN signatures sa ON sa.key = c.a JOIN signatures sb ON sb.key = c.b""")
+                JOIN signatures sa ON sa.id = c.a JOIN signatures sb ON sb.id = c.b""")
         writer = self._db.cursor()
         while pairs := candidates.fetchmany(batch_size):
             left = np.frombuffer(b"".join(pair[2] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
@@ -161,18 +169,22 @@ class NearCopies:
                                ((a, b, b, a) for (a, b, _, _), keep in zip(pairs, near, strict=True) if keep))
         self._db.executescript("""
             CREATE INDEX edges_from ON edges (a, b);
-            CREATE TABLE near (key TEXT PRIMARY KEY, component TEXT);
+            CREATE TABLE near (id INTEGER PRIMARY KEY, component INTEGER);
             INSERT INTO near SELECT DISTINCT a, a FROM edges;""")
         while self._db.execute("""
-                UPDATE near SET component = (SELECT MIN(n.component) FROM edges e JOIN near n ON n.key = e.b
-                                             WHERE e.a = near.key)
-                WHERE component > (SELECT MIN(n.component) FROM edges e JOIN near n ON n.key = e.b
-                                   WHERE e.a = near.key)""").rowcount:
-            pass  # each round lowers every key's component to its neighbours' smallest: rounds ≈ a group's diameter
+                UPDATE near SET component = (SELECT MIN(n.component) FROM edges e JOIN near n ON n.id = e.b
+                                             WHERE e.a = near.id)
+                WHERE component > (SELECT MIN(n.component) FROM edges e JOIN near n ON n.id = e.b
+                                   WHERE e.a = near.id)""").rowcount:
+            pass  # each round lowers every text's component to its neighbours' smallest: rounds ≈ a group's diameter
+        self._db.executescript("""
+            CREATE TABLE near_keys (key TEXT PRIMARY KEY, component TEXT);
+            INSERT INTO near_keys SELECT s.key, c.key FROM near n
+                JOIN signatures s ON s.id = n.id JOIN signatures c ON c.id = n.component;""")
 
     def members(self) -> Iterator[tuple[str, str]]:
-        """(text key, its group's key) of every text with a near copy (after :meth:`groups`)."""
-        yield from self._db.execute("SELECT key, component FROM near")
+        """(text key, its group's key) of every text with a near copy (after :meth:`groups`; table ``near_keys``)."""
+        yield from self._db.execute("SELECT key, component FROM near_keys")
 
 
 def copy_keys(texts: Texts, similarity: float = EXACT) -> list[str]:
@@ -210,10 +222,10 @@ class CopyCounts:
 class CopyIndex:
     """Every record's text key and label under review in an SQLite file (memory O(batch) whatever the dataset's
     size) — with ``similarity`` below 1 also each distinct text's MinHash signature (:class:`NearCopies`), and a
-    group of near copies counts as one text —, and from it each record's metadata: ``copies`` (how many other records carry its text), ``copy_group``
-    (one number per text with copies — the texts whose records disagree first — so sorting by it shows each text's
-    records together) and ``copies_disagree`` (how many of its copies carry another label; unlabelled records
-    disagree with none). Time O(N log N) in SQLite's indexes."""
+    group of near copies counts as one text —, and from it each record's metadata: ``copies`` (how many other
+    records carry its text), ``copy_group`` (one number per text with copies — the texts whose records disagree
+    first — so sorting by it shows each text's records together) and ``copies_disagree`` (how many of its copies
+    carry another label; unlabelled records disagree with none). Time O(N log N) in SQLite's indexes."""
 
     def __init__(self, path: Path, similarity: float = EXACT):
         self._db = sqlite3.connect(path)
@@ -236,8 +248,8 @@ class CopyIndex:
         copies, a group of nearly the same texts is one text."""
         if self._near is not None:
             self._near.groups()
-            self._db.execute("UPDATE records SET key = (SELECT component FROM near WHERE near.key = records.key) "
-                             "WHERE key IN (SELECT key FROM near)")
+            self._db.execute("UPDATE records SET key = (SELECT component FROM near_keys n WHERE n.key = records.key) "
+                             "WHERE key IN (SELECT key FROM near_keys)")
         self._db.executescript(f"""
             CREATE TABLE groups AS
                 SELECT key, COUNT(*) AS size, COUNT(DISTINCT NULLIF(label, '{NO_LABEL}')) AS labels
