@@ -27,8 +27,10 @@ import functools
 import hashlib
 import re
 import sqlite3
+import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,7 @@ SHINGLE_CHARACTERS = 5  # the pieces near copies are compared by (characters of 
 PERMUTATIONS = 128  # MinHash signature length: a similarity estimate's standard error ≤ 0.045
 EXACT = 1.0  # copies.similarity that finds only copies (no signature computed)
 LOOKUP_BATCH = 500  # keys per "IN (…)" query
+SIGN_BATCH = 5_000  # texts signed at a time
 Texts = Sequence[tuple[str, str | None]]  # (text, text pair or None) of each record
 
 
@@ -189,17 +192,18 @@ class NearCopies:
 
 def copy_keys(texts: Texts, similarity: float = EXACT) -> list[str]:
     """One key per text [N], equal for copies (:func:`text_key`) and, with ``similarity`` below 1, for texts in one
-    group of near copies. In memory (the caller holds the texts): time O(N × text length), memory O(N)."""
+    group of near copies. The caller holds the texts (memory O(N) keys); the signatures go to an SQLite file in the
+    system's temporary directory (≈ 1.6 kB per text while it runs), not to memory. Time O(N × text length)."""
     keys = [text_key(text, pair) for text, pair in texts]
     if similarity >= EXACT:
         return keys
-    with sqlite3.connect(":memory:") as db:
+    with tempfile.TemporaryDirectory(prefix="near-copies-") as work, \
+            closing(sqlite3.connect(Path(work) / "near.sqlite")) as db:
         near = NearCopies(db, similarity)
-        for start in range(0, len(keys), 5_000):
-            near.add(keys[start:start + 5_000], texts[start:start + 5_000])
+        for start in range(0, len(keys), SIGN_BATCH):
+            near.add(keys[start:start + SIGN_BATCH], texts[start:start + SIGN_BATCH])
         near.groups()
         component = dict(near.members())
-    db.close()
     return [component.get(key, key) for key in keys]
 
 
