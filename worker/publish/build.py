@@ -26,7 +26,7 @@ import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
@@ -318,8 +318,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()),
                              chat_columns=chat_columns, rating=rating)
         ratings = tuple(int(label) for label in labels) if rating else None
-        with closing(sqlite3.connect(directory / "near-copies.sqlite")) as db:
-            near = NearCopies(db, options.similarity) if options.similarity < EXACT else None
+        with _near_copies(directory, options.similarity) as near:
             table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
                                 frozenset(chat_fields), ratings, near)
             keys = _copy_keys(table, near)
@@ -351,7 +350,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
         hidden[SPLIT_COLUMN] = datasets.Value("string")
     table_features = datasets.Features({**published, **hidden})
     path = directory / "rows.arrow"
-    pending: list[tuple[str, tuple[str, str | None]]] = []  # (text key, (text, pair)) not yet added to ``near``
+    pending_keys: list[str] = []  # rows not yet added to ``near``: their text keys and (text, pair)
+    pending_texts: list[tuple[str, str | None]] = []
     with ArrowWriter(features=table_features, path=str(path), writer_batch_size=WRITER_BATCH) as writer:
         for record in records:
             stats.records_seen += 1
@@ -378,21 +378,29 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             row[LABEL_KEY_COLUMN] = json.dumps(row["label"])
             writer.write(row)
             if near is not None:
-                pending.append((row[TEXT_KEY_COLUMN], (str(record.text or ""), record.text_pair)))
-                if len(pending) == NEAR_BATCH:
-                    near.add(*_unzipped(pending))
-                    pending.clear()
+                pending_keys.append(row[TEXT_KEY_COLUMN])
+                pending_texts.append((str(record.text or ""), record.text_pair))
+                if len(pending_keys) == NEAR_BATCH:
+                    near.add(pending_keys, pending_texts)
+                    pending_keys, pending_texts = [], []
         writer.finalize()
-    if near is not None and pending:
-        near.add(*_unzipped(pending))
+    if near is not None and pending_keys:
+        near.add(pending_keys, pending_texts)
     return datasets.Dataset.from_file(str(path))
 
 
 NEAR_BATCH = 1_000  # rows whose texts wait for their near-copy signatures (memory O(batch) texts)
 
 
-def _unzipped(pending: list[tuple[str, tuple[str, str | None]]]) -> tuple[list[str], list[tuple[str, str | None]]]:
-    return [key for key, _ in pending], [text for _, text in pending]
+@contextmanager
+def _near_copies(directory: Path, similarity: float) -> Iterator[NearCopies | None]:
+    """A :class:`NearCopies` on an SQLite file in ``directory`` while the block runs; None (no file) for exact
+    copies only."""
+    if similarity >= EXACT:
+        yield None
+        return
+    with closing(sqlite3.connect(directory / "near-copies.sqlite")) as db:
+        yield NearCopies(db, similarity)
 
 
 def _copy_keys(table: datasets.Dataset, near: NearCopies | None) -> pa.ChunkedArray:
