@@ -484,7 +484,10 @@ def publish(config_file: Path | None, directory: Path | None, repo_id: str | Non
               help="clusters of the embedding space: about the size of the first batch to annotate")
 @click.option("--max-records", type=int, default=50_000, show_default=True,
               help="a larger pool is sampled (seeded); the others get no rank")
-def cold_start(config_file: Path | None, clusters: int, max_records: int) -> None:
+@click.option("--vector", default="", metavar="NAME",
+              help="rank by this vector of the dataset (embeddings it already holds) instead of embedding the "
+                   "records with training.base_model")
+def cold_start(config_file: Path | None, clusters: int, max_records: int, vector: str) -> None:
     """No labels yet: rank records for a representative first batch (metadata cold_start_rank, 1 first).
 
     Annotate in that order (sort by cold_start_rank, ascending); once training.min_annotated records have
@@ -495,7 +498,8 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int) -> Non
     from worker.jobs import cold_start_job
 
     services = _services(config_file)
-    settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device)
+    settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device,
+                                 trust_remote_code=services.settings.registry.trust_remote_code, vector=vector)
     report = cold_start_job(services, settings)
     click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "
                f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top "

@@ -9,8 +9,13 @@ on; rank 1 is the first to annotate (metadata ``cold_start_rank``, sort ascendin
 record's ``outlier_score``: its mean distance to its nearest neighbours in the whole pool, on unit-length vectors —
 boilerplate, another language, scraping debris come first when sorted descending (benchmarks/outliers.py).
 
-Cost: one forward pass per record (O(N) time), embeddings of at most ``max_records`` records in memory
-(O(max_records × hidden)); a larger pool is sampled (seeded) and the rest get no rank.
+A dataset that already holds embeddings of its records (an Argilla vector field: the team's own embedding
+model, the one their semantic search uses) can be ranked by those instead (``ColdStartSettings.vector``): no
+encoder is loaded and no forward pass runs.
+
+Cost: one forward pass per record (O(N) time; none with the dataset's vectors), embeddings of at most
+``max_records`` records in memory (O(max_records × hidden)); a larger pool is sampled (seeded) and the rest get no
+rank.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class ColdStartSettings:
     seed: int = 0
     device: str = "auto"
     trust_remote_code: bool = False  # registry.trust_remote_code: the encoder may run the code it ships
+    vector: str = ""  # one of the dataset's vectors to rank by instead of embedding with the encoder ("": embed)
 
 
 def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = None, batch_size: int = 64,
@@ -142,7 +148,13 @@ def cold_start_ranks(ids: Sequence[str], texts: Sequence[str], encoder: str, set
     vectors = embed([texts[i] for i in chosen], encoder, pairs=[pairs[i] for i in chosen] if pairs else None,
                     batch_size=settings.batch_size, device=settings.device,
                     trust_remote_code=settings.trust_remote_code)
+    return vector_ranks([ids[i] for i in chosen], vectors, settings)
+
+
+def vector_ranks(ids: Sequence[str], vectors: np.ndarray, settings: ColdStartSettings) -> dict[str, dict[str, float]]:
+    """:func:`cold_start_ranks`' values for the records ``ids`` [N] from their vectors [N, D] (the encoder's, or
+    vectors the dataset already holds). Time O(N² · D) (the nearest-neighbour distances), memory O(N · D)."""
     order = typical_ranking(vectors, clusters=settings.clusters, neighbours=settings.neighbours, seed=settings.seed)
-    distance = outlier_scores(vectors, settings.neighbours)  # [len(chosen)]
-    return {ids[chosen[index]]: {RANK_PROPERTY: float(rank), OUTLIER_PROPERTY: float(distance[index])}
+    distance = outlier_scores(vectors, settings.neighbours)  # [N]
+    return {ids[index]: {RANK_PROPERTY: float(rank), OUTLIER_PROPERTY: float(distance[index])}
             for rank, index in enumerate(order, start=1)}

@@ -30,7 +30,7 @@ import numpy as np
 
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
-from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks
+from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
@@ -544,31 +544,77 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
     ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))
     records: a larger dataset is sampled while it is read (seeded reservoir), the rest get no rank.
+    With ``settings.vector`` the records' own vectors are ranked (no encoder): a record without that vector
+    (or with a non-finite value in it) is logged by id and gets no rank.
 
     Raises:
-        ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set.
+        ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set, or the dataset has
+            no vector named ``settings.vector``.
     """
-    encoder = services.settings.training.base_model
-    if not encoder:
-        raise ConfigError("training.base_model is not set: the cold start embeds the records with it")
     trusted = services.settings.registry.trust_remote_code
-    check_model_source(encoder, trust_remote_code=trusted)
     settings = settings or ColdStartSettings(device=services.settings.scoring.device, trust_remote_code=trusted)
+    encoder = services.settings.training.base_model
+    if settings.vector:
+        dimensions = _vector_dimensions(services.gateway, settings.vector)
+    elif not encoder:
+        raise ConfigError("training.base_model is not set: the cold start embeds the records with it (or rank by "
+                          "a vector the dataset already holds: argilla-worker cold-start --vector NAME)")
+    else:
+        check_model_source(encoder, trust_remote_code=trusted)
     services.prepare_for_push()  # binds, adds the worker's metadata properties
-    with_text = (r for r in services.gateway.pull() if r.has_text)
-    records, count = reservoir_sample(with_text, settings.max_records, random.Random(settings.seed))
+    pool = (_with_vector(services.gateway.pull(vector=settings.vector), settings.vector) if settings.vector
+            else (r for r in services.gateway.pull() if r.has_text))
+    records, count = reservoir_sample(pool, settings.max_records, random.Random(settings.seed))
     if count > len(records):
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(records), count)
-    pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
-    ranks = cold_start_ranks([r.record_id for r in records], [str(r.text) for r in records], encoder, settings,
-                             pairs)
+    ids = [r.record_id for r in records]
+    if settings.vector:
+        held = [r.vector for r in records if r.vector is not None]  # every one of them: see _with_vector
+        vectors = np.stack(held) if held else np.zeros((0, dimensions), np.float32)  # [N, D]
+        ranks = vector_ranks(ids, vectors, settings)
+    else:
+        pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
+        ranks = cold_start_ranks(ids, [str(r.text) for r in records], encoder, settings, pairs)
     report = services.gateway.push_metadata(
         {record_id: {name: readable(value) for name, value in values.items()} for record_id, values in ranks.items()},
         current={r.record_id: r for r in records})
-    logger.info("cold start: %d records ranked in %d clusters; sort by %s ascending to annotate the first batch, "
-                "by %s descending to see the records least like the rest", len(ranks),
-                min(settings.clusters, len(ranks)), RANK_PROPERTY, OUTLIER_PROPERTY)
+    logger.info("cold start: %d records ranked in %d clusters (%s); sort by %s ascending to annotate the first "
+                "batch, by %s descending to see the records least like the rest", len(ranks),
+                min(settings.clusters, len(ranks)), f"vector {settings.vector!r}" if settings.vector else encoder,
+                RANK_PROPERTY, OUTLIER_PROPERTY)
     return report
+
+
+def _vector_dimensions(gateway: ArgillaGateway, name: str) -> int:
+    """The dimensions of the dataset's vector ``name``.
+
+    Raises:
+        ConfigError: the dataset has no vector called ``name`` (the message names those it has).
+    """
+    dimensions = gateway.vector_dimensions()
+    if name not in dimensions:
+        held = ", ".join(f"{vector} ({size} dimensions)" for vector, size in dimensions.items()) or "none"
+        raise ConfigError(f"dataset {gateway.dataset_name!r} has no vector {name!r}: its vectors: {held}")
+    return dimensions[name]
+
+
+def _with_vector(records: Iterable[PulledRecord], name: str) -> Iterator[PulledRecord]:
+    """The records that hold a finite vector ``name``; the others are counted and logged by id (not ranked)."""
+    missing: list[str] = []
+    broken: list[str] = []
+    for record in records:
+        if record.vector is None:
+            missing.append(record.record_id)
+        elif not np.isfinite(record.vector).all():
+            broken.append(record.record_id)
+        else:
+            yield record
+    if missing:
+        logger.warning("cold start: %d records have no vector %r and get no rank, e.g. %s", len(missing), name,
+                       ", ".join(missing[:5]))
+    if broken:
+        logger.warning("cold start: %d records' vector %r holds NaN or infinity: no rank, e.g. %s", len(broken),
+                       name, ", ".join(broken[:5]))
 
 
 def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:

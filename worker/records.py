@@ -11,6 +11,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 SUBMITTED = "submitted"
@@ -82,7 +84,8 @@ class PulledRecord:
     with, before any review, as the binding's reference source resolves it (by default metadata
     ``original_label``). ``metadata`` is the worker's view of the record's metadata (its plain names, see
     ``DatasetBinding.worker_view``); ``stored_metadata`` is all of it as the server holds it (None: the same),
-    what a push merges into.
+    what a push merges into. ``vector`` is one of the record's vectors when the pull asked for it (None: not
+    asked for, or the record has none).
     """
 
     server_id: str
@@ -96,6 +99,8 @@ class PulledRecord:
     reference: LabelValue | None = _FROM_METADATA
     field_values: dict = field(default_factory=dict)
     stored_metadata: dict | None = None
+    vector: np.ndarray | None = field(default=None, compare=False)  # [D] float32: one vector of the dataset's, read
+    # only when a job asks for it by name (``ArgillaGateway.pull(vector=...)``)
 
     @property
     def server_metadata(self) -> dict:

@@ -15,6 +15,7 @@ import uuid
 import argilla as rg
 import datasets
 import httpx
+import numpy as np
 import pytest
 
 from tests.integration.annotator import create_annotator, submit_label
@@ -375,6 +376,51 @@ def test_cold_start_ranks_a_first_batch_that_trains_the_first_model(local_argill
 
     assert outcome.promoted and outcome.model.version == "v0001"
     assert outcome.model.metrics["training"]["annotated"] == 20
+
+
+def test_cold_start_ranks_by_the_vectors_their_dataset_holds(local_argilla, stack_settings, dataset_name, tmp_path,
+                                                             monkeypatch):
+    """Their embeddings in a vector field: the ranking and the outlier score come from those (no encoder is set, so
+    none could be loaded); a record without the vector gets no rank and is left as it was."""
+    from worker.coldstart import ColdStartSettings
+    from worker.jobs import cold_start_job
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name="tone", labels=list(LABELS))],
+        vectors=[rg.VectorField(name="their_embedding", dimensions=4)]))
+    dataset.create()
+    rng = np.random.default_rng(0)
+    centres = np.eye(4) * 10  # four well-apart regions of their embedding space
+    vectors = {f"c{cluster}-{i}": (centres[cluster] + rng.normal(0, 0.3, 4)).tolist()
+               for cluster in range(4) for i in range(6 + 2 * cluster)}
+    vectors["stray"] = [-30.0, 40.0, -30.0, 40.0]
+    texts = {record_id: text for record_id, text in zip(
+        [*vectors, "no-vector"], (e.text for e in sentiment_examples(len(vectors) + 1)), strict=True)}
+    dataset.records.log([rg.Record(id=record_id, fields={"quote": text},
+                                   vectors={"their_embedding": vectors[record_id]} if record_id in vectors else {})
+                         for record_id, text in texts.items()])
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = _settings(stack_settings, dataset_name, tmp_path)
+    services = Services(settings.model_copy(update={"training": settings.training.model_copy(
+        update={"base_model": ""})}))
+
+    with pytest.raises(ConfigError, match="training.base_model is not set.*cold-start --vector NAME"):
+        cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3))
+    with pytest.raises(ConfigError, match=r"has no vector 'embedding': its vectors: their_embedding \(4 dimensions"):
+        cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="embedding"))
+    report = cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="their_embedding"))
+
+    assert report.sent == len(vectors) and not report.failed
+    stored = _stored(stack_settings, dataset.id)
+    assert "cold_start_rank" not in (stored["no-vector"]["metadata"] or {})
+    ranked = sorted(stored[record_id]["metadata"]["cold_start_rank"] for record_id in vectors)
+    assert ranked == [float(rank) for rank in range(1, len(vectors) + 1)]
+    first = sorted(vectors, key=lambda record_id: stored[record_id]["metadata"]["cold_start_rank"])[:5]
+    assert [record_id.split("-")[0] for record_id in first] == ["c3", "c2", "c1", "c0", "stray"], first  # largest first
+    outlier = {record_id: stored[record_id]["metadata"]["outlier_score"] for record_id in vectors}
+    assert max(outlier, key=outlier.__getitem__) == "stray"
+    assert stored["c0-0"]["vectors"]["their_embedding"] == pytest.approx(vectors["c0-0"])  # theirs, unchanged
 
 
 def test_a_rescore_by_id_reads_only_the_records_it_names(their_dataset, stack_settings, dataset_name, tmp_path,

@@ -336,6 +336,7 @@ def test_unusable_disks_and_model_paths_are_one_line_before_any_long_job(setup):
          f"training.base_model = '{tmp / 'missing' / 'minilm'}': no such directory"),
         (["cold-start"], {"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp / "not-a-model")},
          "the directory holds no transformers model"),
+        (["cold-start", "--vector", "embedding"], {}, "has no vector 'embedding': its vectors: none"),
         # what no retry fixes, on connecting: one line saying what to change (the worker does not wait it out)
         (["run"], {"ARGILLA_WORKER_ARGILLA__API_KEY": "not.a.key"}, "the API key was refused (401)"),
         (["score"], {"ARGILLA_WORKER_ARGILLA__API_URL": setup["settings"].api_url + "/api/v1"},

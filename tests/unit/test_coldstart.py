@@ -69,3 +69,50 @@ def test_outlier_scores_judge_the_direction_not_the_length_of_a_vector():
     assert neighbour_distance(points, 2)[30:].max() < neighbour_distance(points, 2)[:30].min()  # raw: "typical"
     scores = outlier_scores(points, 2)
     assert scores[30:].min() > scores[:30].max() and scores.max() <= 2.0
+
+
+def test_ranks_from_the_datasets_own_vectors_name_each_record_by_its_id():
+    from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, vector_ranks
+
+    rng = np.random.default_rng(0)
+    sizes = [12, 8, 5]
+    points = np.vstack([*(10 * np.eye(3)[axis] + rng.normal(scale=0.5, size=(size, 3))
+                          for axis, size in enumerate(sizes)), [[-10.0, -10.0, -10.0]]])  # three regions, a stray
+    region = [*np.repeat(["x", "y", "z"], sizes), "stray"]
+    ids = [f"{name}{index}" for index, name in enumerate(region)]
+    ranks = vector_ranks(ids, points, ColdStartSettings(clusters=4, neighbours=3))
+
+    assert sorted(values[RANK_PROPERTY] for values in ranks.values()) == [float(r) for r in range(1, len(ids) + 1)]
+    first = sorted(ranks, key=lambda record_id: ranks[record_id][RANK_PROPERTY])[:4]
+    assert [record_id.rstrip("0123456789") for record_id in first] == ["x", "y", "z", "stray"]  # largest first
+    assert max(ranks, key=lambda record_id: ranks[record_id][OUTLIER_PROPERTY]) == "stray25"
+    assert vector_ranks([], np.zeros((0, 2), np.float32), ColdStartSettings()) == {}
+
+
+def test_records_without_a_usable_vector_are_left_out_and_named_in_the_log(caplog):
+    from worker.jobs import _with_vector
+    from worker.records import PulledRecord
+
+    def record(record_id: str, vector) -> PulledRecord:
+        return PulledRecord(server_id=record_id, record_id=record_id, text="t", metadata={}, suggestion=None,
+                            responses=(), updated_at=None,
+                            vector=None if vector is None else np.asarray(vector, np.float32))
+
+    pool = [record("a", [1.0, 2.0]), record("b", None), record("c", [float("nan"), 1.0]), record("d", [0.0, 0.0])]
+    assert [kept.record_id for kept in _with_vector(pool, "emb")] == ["a", "d"]
+    assert "1 records have no vector 'emb' and get no rank, e.g. b" in caplog.text
+    assert "1 records' vector 'emb' holds NaN or infinity: no rank, e.g. c" in caplog.text
+
+
+def test_a_pulled_record_carries_the_vector_the_pull_named():
+    from worker.binding import DatasetBinding
+    from worker.gateway.client import _pulled_record
+
+    binding = DatasetBinding(fields=("body",), question="intent", labels=("billing", "bug"), question_id="q1")
+    item = {"id": "0b0e4b5a-0000-0000-0000-000000000002", "external_id": "t1", "fields": {"body": "charged twice"},
+            "metadata": {}, "vectors": {"theirs": [0.5, -1.0, 2.0]}}
+    record = _pulled_record(item, binding, "theirs")
+    assert record.vector is not None and record.vector.dtype == np.float32
+    assert record.vector.tolist() == [0.5, -1.0, 2.0]
+    assert _pulled_record(item, binding).vector is None  # not asked for
+    assert _pulled_record({**item, "vectors": {}}, binding, "theirs").vector is None  # the record has none

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import argilla as rg
 import httpx
+import numpy as np
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from worker.binding import (
@@ -367,6 +368,11 @@ class ArgillaGateway:
             metadata=tuple(MetadataInfo(m["name"], m["settings"]["type"]) for m in metadata),
         )
 
+    def vector_dimensions(self) -> dict[str, int]:
+        """The dataset's vectors: name → dimensions (empty when it has none)."""
+        items = self._request("GET", f"/api/v1/datasets/{self._dataset().id}/vectors-settings")["items"]
+        return {str(item["name"]): int(item["dimensions"]) for item in items}
+
     def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = TERMS_FILTER_MAX) -> LogReport:
         """Upsert records by id (the record's external id): the text into the bound (first) field, the original
         label into metadata ``original_label`` and, where no other agent's suggestion holds the question, an
@@ -436,7 +442,8 @@ class ArgillaGateway:
     # ------------------------------------------------------------------ pull
 
     def pull(self, *, since: datetime | None = None, reconciliation: Reconciliation | None = None,
-             condition: dict | None = None, page_size: int = PAGE_SIZE) -> Iterator[PulledRecord]:
+             condition: dict | None = None, page_size: int = PAGE_SIZE,
+             vector: str | None = None) -> Iterator[PulledRecord]:
         """Records with their metadata, suggestion and responses, a page at a time (keyset paging, see
         :mod:`worker.gateway.paging`: memory O(page), no ceiling on the dataset's size).
 
@@ -453,11 +460,12 @@ class ArgillaGateway:
           With webhooks those arrive as events at once; reconciliation is the safety net of polling, run
           every ``scoring.reconcile_minutes``.
 
-        ``condition`` is a search filter every record must also match.
+        ``condition`` is a search filter every record must also match. ``vector`` names one of the dataset's
+        vectors to read with each record (``PulledRecord.vector``; check the name with :meth:`vector_dimensions`).
         """
         conditions = [condition] if condition else []
         if since is None:
-            yield from self._records(self._pages(conditions, page_size))
+            yield from self._records(self._pages(conditions, page_size, vector), vector)
             return
         updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
                    "ge": (since - WATERMARK_OVERLAP).isoformat()}
@@ -544,27 +552,29 @@ class ArgillaGateway:
         """Only the records that have at least one response (any status)."""
         yield from self._records(self._pages([ANNOTATED_FILTER], PAGE_SIZE))
 
-    def _records(self, pages: Iterable[list[dict]]) -> Iterator[PulledRecord]:
+    def _records(self, pages: Iterable[list[dict]], vector: str | None = None) -> Iterator[PulledRecord]:
         binding = self.binding
         for page in pages:
             for item in page:
-                yield _pulled_record(item, binding)
+                yield _pulled_record(item, binding, vector)
 
-    def _pages(self, conditions: list[dict], page_size: int) -> Iterator[list[dict]]:
+    def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None) -> Iterator[list[dict]]:
         dataset_id = self._dataset().id
-        return keyset_pages(lambda filters, sort, limit: self._search(dataset_id, filters, sort, limit),
+        return keyset_pages(lambda filters, sort, limit: self._search(dataset_id, filters, sort, limit, vector),
                             conditions, min(page_size, MAX_PAGE))
 
-    def _search(self, dataset_id, conditions: list[dict], sort: list[dict] | None, limit: int) -> list[dict]:
-        """One request to the dataset's search endpoint: the first ``limit`` records matching every condition."""
+    def _search(self, dataset_id, conditions: list[dict], sort: list[dict] | None, limit: int,
+                vector: str | None = None) -> list[dict]:
+        """One request to the dataset's search endpoint: the first ``limit`` records matching every condition
+        (with the vector named ``vector`` when one is)."""
         query: dict = {}
         if conditions:
             query["filters"] = {"and": conditions}
         if sort:
             query["sort"] = sort
+        include = ["responses", "suggestions", *([f"vectors:{vector}"] if vector else [])]
         body = self._request("POST", f"/api/v1/datasets/{dataset_id}/records/search",
-                             params={"include": ["responses", "suggestions"], "offset": 0, "limit": limit},
-                             json=query)
+                             params={"include": include, "offset": 0, "limit": limit}, json=query)
         return [item["record"] for item in body["items"]]
 
     # ------------------------------------------------------------------ push
@@ -982,8 +992,9 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
-    """A record of the server's JSON as the binding sees it: its model input, question and reference label."""
+def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None) -> PulledRecord:
+    """A record of the server's JSON as the binding sees it: its model input, question and reference label (and
+    the vector named ``vector``, [D] float32, when the record has it)."""
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
     suggestion = _suggestion_state(found, binding) if found else None
     stored = dict(item.get("metadata") or {})
@@ -1011,7 +1022,14 @@ def _pulled_record(item: dict, binding: DatasetBinding) -> PulledRecord:
         updated_at=_parse_time(item.get("updated_at")),
         reference=binding.reference_label(metadata, suggestion.value if suggestion else None,
                                           suggestion.agent if suggestion else None, stored=stored),
+        vector=_vector(item, vector),
     )
+
+
+def _vector(item: dict, name: str | None) -> np.ndarray | None:
+    """[D] float32: the record's vector ``name`` as the server sent it, None when not asked for or absent."""
+    values = (item.get("vectors") or {}).get(name) if name else None
+    return None if values is None else np.asarray(values, dtype=np.float32)
 
 
 def _suggestion_state(found: dict, binding: DatasetBinding) -> SuggestionState:
