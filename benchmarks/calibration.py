@@ -3,7 +3,10 @@
 Fine-tunes the offline all-MiniLM-L6-v2 on movie-review snippets (binary sentiment), then on a
 held-out test set reports accuracy and ECE of the deterministic model and of MC dropout (T = 20,
 dropout in every layer), the ECE-vs-T curve (T = 1…50), reliability diagrams, and temperature
-scaling (fitted on a separate calibration split) for reference.
+scaling (fitted on a separate calibration split) for reference. Then the probabilities the worker reports (its
+``Scorer`` with the ``[scoring]`` defaults: fast MC over the last layers, adaptive T ≤ 20), as they are and read at
+the temperature training keeps (``scores_temperature`` on the calibration split, as ``retrain`` fits it on the
+validation records; cross-fitted there to decide whether to keep it), both measured on the test set.
 
     python benchmarks/calibration.py            # 4,000 train / 1,000 test, 3 epochs: ≈ 15 min on 2 CPU cores
     python benchmarks/calibration.py --quick    # 1,000 / 300, 2 epochs: ≈ 3 min
@@ -31,6 +34,7 @@ from worker.calibration import (
     plot_reliability_diagram,
     reliability_bins,
     scaled_log_probs,
+    tempered,
 )
 from worker.demo_data import SENTIMENT_LABELS
 from worker.logging_setup import configure_logging
@@ -49,13 +53,14 @@ def main() -> None:
     parser.add_argument("--report-samples", type=int, default=20, help="T of the table's MC row")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="1,000 train / 300 test, 2 epochs")
+    parser.add_argument("--seed", type=int, default=0, help="the split and the fine-tuning's seed")
     args = parser.parse_args()
     configure_logging("INFO")
     if args.quick:
         args.train, args.test, args.epochs = 1000, 300, 2
-    train, test = movie_split(train=args.train, test=args.test + args.test // 2, seed=0)
+    train, test = movie_split(train=args.train, test=args.test + args.test // 2, seed=args.seed)
     calibration_split, test = test[:args.test // 2], test[args.test // 2:]
-    model_dir = finetuned_minilm(train, epochs=args.epochs, learning_rate=5e-5)
+    model_dir = finetuned_minilm(train, epochs=args.epochs, learning_rate=5e-5, seed=args.seed)
     classifier = load_classifier(model_dir, device=args.device, version=model_dir.name)
     targets = np.array([SENTIMENT_LABELS.index(r.label) for r in test])
     probs = predict_probabilities(classifier, [r.text for r in test], samples=args.samples, mc_layers="all")
@@ -69,6 +74,10 @@ def main() -> None:
         f"MC dropout T={args.report_samples}": mc_mean,
         f"deterministic + temperature {temperature:.2f}": scaled,
     }
+    reported, fit = worker_scores(classifier, calibration_split, test, args.seed)
+    rows["worker's scores ([scoring] defaults)"] = reported
+    if fit is not None:
+        rows[f"worker's scores at the kept temperature {fit.temperature:.2f}"] = tempered(reported, fit.temperature)
     table = {name: {"accuracy": float((p.argmax(1) == targets).mean()),
                     "ece": expected_calibration_error(p, targets),
                     "nll": float(-np.log(np.clip(p[np.arange(len(targets)), targets], 1e-12, 1)).mean())}
@@ -92,8 +101,31 @@ def main() -> None:
         "",
         "![ECE vs T](calibration-ece-vs-T.png) ![reliability](calibration-reliability.png)",
     ]
-    write_results("calibration", {"args": vars(args), "table": table, "ece_by_samples": curve,
-                                  "temperature": temperature, "target_met": target_met}, lines)
+    lines.insert(-2, "Temperature for the worker's scores: " + (
+        f"kept, τ = {fit.temperature:.3f} (calibration split: ECE {fit.ece_before:.4f} → {fit.ece_after:.4f} "
+        f"cross-fitted)" if fit else "not kept (it did not lower the calibration split's cross-fitted ECE)"))
+    lines.insert(-2, "")
+    write_results(f"calibration{'-seed' + str(args.seed) if args.seed else ''}",
+                  {"args": vars(args), "table": table, "ece_by_samples": curve, "temperature": temperature,
+                   "scores_temperature": vars(fit) if fit else None, "target_met": target_met}, lines)
+
+
+def worker_scores(classifier, calibration_split, test, seed: int):
+    """The worker's reported class probabilities [N, C] of ``test`` (its Scorer, [scoring] defaults, no
+    temperature) and the temperature training would keep from ``calibration_split`` (None: not kept)."""
+    from worker.config import ScoringSettings
+    from worker.jobs import scorer_options
+    from worker.scoring import Scorer, ScoringInput
+    from worker.training.calibrate import scores_temperature
+    from worker.training.data import Example
+
+    options = scorer_options(ScoringSettings())
+    examples = [Example(record.id, record.text, record.label) for record in calibration_split]
+    fit = scores_temperature(classifier, examples, options, seed=seed)
+    scorer = Scorer(classifier, **options, calibrated=False, progress=False, seed=seed)
+    scores = list(scorer.score(ScoringInput(record.id, record.text) for record in test))
+    scorer.close()
+    return np.asarray([[score.probabilities[label] for label in classifier.labels] for score in scores]), fit
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from worker.constants import PROBABILITY_FLOOR
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -168,6 +170,55 @@ def scaled_log_probs(log_probs: np.ndarray, temperature: float) -> np.ndarray:
     scaled = np.asarray(log_probs, dtype=np.float64) / temperature
     scaled -= scaled.max(axis=1, keepdims=True)
     return scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+
+
+def tempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / τ) [N, C] of class distributions ``probabilities`` [N, C]: the same distributions read at
+    temperature τ (τ > 1 flattens them, τ < 1 sharpens them; each row's most probable class stays so). τ = 1
+    returns the input unchanged."""
+    if temperature == 1.0:
+        return probabilities
+    return np.exp(scaled_log_probs(np.log(np.clip(probabilities, PROBABILITY_FLOOR, 1.0)), temperature))
+
+
+def crossfit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray, seed: int) -> float:
+    """ECE after temperature scaling where each half's τ is fitted on the other half (not in-sample).
+    log_probs: [N, C]; targets: [N] class indices."""
+    order = np.random.default_rng(seed).permutation(len(targets))
+    halves = np.array_split(order, 2)
+    scaled = np.empty_like(log_probs, dtype=np.float64)
+    for fit_on, apply_to in ((halves[0], halves[1]), (halves[1], halves[0])):
+        temperature = fit_temperature(log_probs[fit_on], targets[fit_on])
+        scaled[apply_to] = scaled_log_probs(log_probs[apply_to], temperature)
+    return expected_calibration_error(np.exp(scaled), targets)
+
+
+MIN_TEMPERATURE_RECORDS = 100  # below, a fitted τ follows a handful of records more than the model
+
+
+@dataclass(frozen=True)
+class TemperatureFit:
+    """The temperature the worker reads a model's probabilities at, and what it measured on the validation
+    records: the ECE without it and with it (cross-fitted: each half scaled by the τ of the other half)."""
+
+    temperature: float
+    records: int
+    ece_before: float
+    ece_after: float
+
+
+def fit_scores_temperature(probabilities: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> TemperatureFit | None:
+    """τ for class distributions ``probabilities`` [N, C] (as the worker reports them: the MC-dropout mean) with
+    true classes ``targets`` [N], or None where reading them at τ would not help: fewer than
+    :data:`MIN_TEMPERATURE_RECORDS` records, or a cross-fitted ECE no lower than the ECE without τ."""
+    if len(targets) < MIN_TEMPERATURE_RECORDS:
+        return None
+    log_probs = np.log(np.clip(probabilities, PROBABILITY_FLOOR, 1.0))
+    before = expected_calibration_error(probabilities, targets)
+    after = crossfit_temperature_ece(log_probs, targets, seed)
+    if after >= before:
+        return None
+    return TemperatureFit(fit_temperature(log_probs, targets), len(targets), before, after)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: Path, *, title: str = "Confusion matrix",

@@ -441,6 +441,9 @@ def train(config_file: Path | None) -> None:
     click.echo(f"validation ({validation['records']} records): accuracy {validation['accuracy']:.4f}, macro-F1 "
                f"{validation['macro_f1']:.4f}, ECE deterministic {validation['ece_deterministic']:.4f}, MC "
                f"{validation['ece_mc']:.4f}")
+    if validation.get("temperature") is not None:
+        click.echo(f"scores reported at temperature {validation['temperature']:.3f}: their ECE "
+                   f"{validation['ece_scores']:.4f} → {validation['ece_scores_at_temperature']:.4f} (cross-fitted)")
     if not outcome.promoted:
         sys.exit(3)
 

@@ -103,6 +103,10 @@ class ScoringSettings(_Section):
     adaptive_bald_rse: float = Field(0.25, ge=0, description="settled once BALD's standard error is at most this "
                                                             "fraction of BALD …")
     adaptive_loss_se: float = Field(0.05, ge=0, description="… and the expected loss's at most this (nats)")
+    calibrated: bool = Field(True, description="report the suggestion's score and confidence read at the "
+                                               "temperature fitted on the validation records when the model was "
+                                               "trained (temperature.json beside it; only where that lowered their "
+                                               "calibration error); false: the MC-dropout mean as it is")
     batch_size: int | Literal["auto"] = Field(
         "auto", description="records per forward pass; auto = up to 32 records and 2,048 padded tokens on a CPU "
                            "(long documents get smaller batches), the largest that fits on a GPU")

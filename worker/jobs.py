@@ -151,6 +151,14 @@ class ScoreReport:
                 + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
 
+def scorer_options(settings: ScoringSettings) -> dict[str, Any]:
+    """The :class:`Scorer` options of ``[scoring]`` that decide the numbers a record gets (not how fast): MC
+    samples, layers, dropout rate, the stopping rule. Training fits the temperature on its validation records
+    scored with these."""
+    return {"samples": settings.samples, "mc_layers": settings.mc_layers, "dropout_rate": settings.dropout_rate,
+            "adaptive": adaptive_sampling(settings)}
+
+
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
     """The stopping rule of ``[scoring]``, or None when ``adaptive = false`` (fixed T)."""
     if not settings.adaptive:
@@ -304,11 +312,8 @@ def record_scorer(services: Services,
     scoring actors on Ray (``engine = "ray"``, :mod:`worker.scoring.distributed`) with the same options, kept
     by ``services``."""
     settings = services.settings.scoring
-    options: dict[str, Any] = {
-        "samples": settings.samples, "mc_layers": settings.mc_layers, "dropout_rate": settings.dropout_rate,
-        "batch_size": settings.batch_size,
-        "max_batch_size": settings.max_batch_size, "compile": settings.compile, "extra_scorers": extra,
-        "adaptive": adaptive_sampling(settings)}
+    options = {**scorer_options(settings), "batch_size": settings.batch_size, "max_batch_size": settings.max_batch_size,
+               "compile": settings.compile, "extra_scorers": extra, "calibrated": settings.calibrated}
     if settings.engine == "ray":
         return services.ray_scorer(options)  # kept between runs: closing it is the Services' business
     return Scorer(services.classifier(), **options)
@@ -669,7 +674,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
-                      trust_remote_code=services.settings.registry.trust_remote_code)
+                      trust_remote_code=services.settings.registry.trust_remote_code,
+                      scorer_options=scorer_options(services.settings.scoring))
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)

@@ -113,3 +113,115 @@ def test_multi_label_ece_treats_every_label_decision_as_a_binary_prediction():
     # conf 0.9 (right); bins of width 0.1: [0.8, 0.9): 2 decisions, accuracy 1/2, conf 0.8; [0.9, 1]: 2, 1, 0.9
     expected = 0.5 * abs(0.5 - 0.8) + 0.5 * abs(1.0 - 0.9)
     assert label_decision_ece(probs, targets) == pytest.approx(expected)
+
+
+def test_tempered_distributions_keep_their_most_probable_class_and_sum_to_one():
+    from worker.calibration import tempered
+
+    probs, _ = _random_probs(50, 4, seed=1)
+    assert tempered(probs, 1.0) is probs
+    flat, sharp = tempered(probs, 2.0), tempered(probs, 0.5)
+    assert np.allclose(flat.sum(axis=1), 1.0) and np.allclose(sharp.sum(axis=1), 1.0)
+    assert (flat.argmax(axis=1) == probs.argmax(axis=1)).all() and (sharp.argmax(axis=1) == probs.argmax(axis=1)).all()
+    assert (flat.max(axis=1) <= probs.max(axis=1) + 1e-12).all()
+    assert (sharp.max(axis=1) >= probs.max(axis=1) - 1e-12).all()
+
+
+def test_a_temperature_is_kept_only_from_enough_records_and_where_it_lowers_the_error():
+    from worker.calibration import MIN_TEMPERATURE_RECORDS, fit_scores_temperature, scaled_log_probs
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(2000, 3))
+    labels = np.array([rng.choice(3, p=row) for row in np.exp(scaled_log_probs(logits, 2.5))])
+    overconfident = np.exp(scaled_log_probs(logits, 1.0))  # the model reads its logits at 1, the truth at 2.5
+
+    fit = fit_scores_temperature(overconfident, labels, seed=0)
+
+    assert fit is not None and fit.temperature == pytest.approx(2.5, rel=0.1) and fit.records == 2000
+    assert fit.ece_after < fit.ece_before / 2
+    assert fit_scores_temperature(overconfident[:MIN_TEMPERATURE_RECORDS - 1], labels[:MIN_TEMPERATURE_RECORDS - 1]) \
+        is None  # too few records to trust a fitted τ
+
+
+def test_a_models_temperature_file_is_read_back_and_a_broken_one_is_named(tmp_path):
+    from worker.calibration import TemperatureFit
+    from worker.errors import ScoringError
+    from worker.scoring.model import TEMPERATURE_FILE, temperature_of
+    from worker.training.calibrate import write_temperature
+
+    assert temperature_of(tmp_path) == 1.0  # no file: the model's own probabilities
+    write_temperature(TemperatureFit(1.7, 300, 0.12, 0.04), tmp_path)
+    assert temperature_of(tmp_path) == 1.7
+    for broken, message in (("{}", "not a JSON object with a number 'temperature'"), ('{"temperature": -1}',
+                                                                                        "must be a positive number")):
+        (tmp_path / TEMPERATURE_FILE).write_text(broken)
+        with pytest.raises(ScoringError, match=message) as raised:
+            temperature_of(tmp_path)
+        assert TEMPERATURE_FILE in str(raised.value)
+
+
+def _overconfident_model(tiny_model_dir, directory):
+    """The tiny classifier with its head's weights scaled ×200: logits in the tens, probabilities ≈ 0 or 1 on texts
+    it knows nothing about."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.classifier.weight.mul_(200.0)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory
+
+
+def test_scores_read_at_the_models_temperature_are_flatter_with_the_same_label_and_sort_keys(tiny_model_dir,
+                                                                                          tmp_path):
+    from dataclasses import replace
+
+    from worker.scoring import Scorer, ScoringInput, load_classifier
+
+    classifier = load_classifier(_overconfident_model(tiny_model_dir, tmp_path / "sure"), device="cpu")
+    records = [ScoringInput(f"r{i}", text, reference_label="positive") for i, text in enumerate(
+        ["a wonderful film", "dull and slow", "not bad at all", "the plot is thin", "great cast"])]
+    as_is = list(Scorer(classifier, samples=4, calibrated=True).score(records))  # τ = 1: no temperature.json
+    warm = replace(classifier, temperature=4.0)
+    read = list(Scorer(warm, samples=4, calibrated=True).score(records))
+    ignored = list(Scorer(warm, samples=4, calibrated=False).score(records))
+
+    for plain, scaled, off in zip(as_is, read, ignored, strict=True):
+        assert scaled.predicted_label == plain.predicted_label and scaled.score < plain.score
+        assert sum(scaled.probabilities.values()) == pytest.approx(1.0)
+        assert (scaled.loss, scaled.bald, scaled.margin) == (plain.loss, plain.bald, plain.margin)
+        assert off.score == plain.score
+
+
+def test_training_keeps_a_temperature_for_a_model_sure_of_what_it_gets_wrong(tiny_model_dir, tmp_path):
+    """The start model is the overconfident tiny one and training barely moves it (a 1e-9 learning rate): on its
+    validation records it is right about half the time at a confidence near 1, so the worker reads its
+    probabilities at a temperature > 1 — and without the scoring options no temperature is fitted."""
+    from tests.training_data import LABELS, sentiment_examples
+    from worker.config import ScoringSettings
+    from worker.jobs import scorer_options
+    from worker.registry import ModelRegistry
+    from worker.scoring import load_classifier
+    from worker.scoring.model import TEMPERATURE_FILE
+    from worker.training.data import build_training_set
+    from worker.training.job import retrain
+    from worker.training.trainer import TrainingSettings
+
+    base = _overconfident_model(tiny_model_dir, tmp_path / "sure")
+    training_set = build_training_set(sentiment_examples(700), [], LABELS, min_annotated=10)
+    assert len(training_set.validation) >= 100
+    settings = TrainingSettings(base_model=str(base), epochs=1, min_steps=1, batch_size=64, learning_rate=1e-9,
+                                max_length=16, device="cpu")
+    registry = ModelRegistry(tmp_path / "registry")
+
+    outcome = retrain(training_set, registry, settings, mc_samples=2,
+                      scorer_options=scorer_options(ScoringSettings(samples=4)))
+
+    kept = outcome.model.metrics["validation"]
+    assert kept["temperature"] > 1.5 and kept["ece_scores_at_temperature"] < kept["ece_scores"]
+    assert (outcome.model.path / TEMPERATURE_FILE).is_file()
+    assert load_classifier(outcome.model.path, device="cpu").temperature == pytest.approx(kept["temperature"])
+    plain = retrain(training_set, registry, settings, mc_samples=2)
+    assert "temperature" not in plain.model.metrics["validation"]
+    assert not (plain.model.path / TEMPERATURE_FILE).exists()

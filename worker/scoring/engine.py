@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from worker.calibration import tempered
 from worker.errors import DataError, ScoringError
 from worker.records import LabelValue, label_set
 from worker.scoring.adaptive import AdaptiveSampling
@@ -123,6 +124,10 @@ class Scorer:
         consistent: consistent MC-dropout masks (:mod:`worker.scoring.consistent`); default: with
             ``adaptive`` only.
         dropout_rate: one rate for every sampled dropout layer (None: the model's own; see MCPredictor).
+        calibrated: report a single-label model's class probabilities (the suggestion's score, ``confidence``,
+            ``probabilities``) read at its fitted temperature (``classifier.temperature``, see
+            :func:`~worker.scoring.model.temperature_of`); False: the MC-dropout mean as it is. The sort keys
+            (``loss``, ``bald`` …) and the predicted label do not change with it.
         extra_scorers: plugin scores ``{name: function}``, each mapping a batch's MC probabilities — class
             distributions [N, C, T], or for a multi-label model each label's probability [N, L, T] — to [N]
             floats (written as ``RecordScore.extra``; a record's non-finite value is left out).
@@ -150,8 +155,10 @@ class Scorer:
         adaptive: AdaptiveSampling | None = None,
         consistent: bool | None = None,
         dropout_rate: float | None = None,
+        calibrated: bool = True,
     ):
         self.classifier = classifier
+        self.temperature = classifier.temperature if calibrated and not classifier.multi_label else 1.0
         self.predictor = MCPredictor(classifier, samples=samples, strategy=strategy, mc_layers=mc_layers,
                                      samples_per_forward=samples_per_forward, compile=compile, adaptive=adaptive,
                                      consistent=consistent, seed=seed, dropout_rate=dropout_rate)
@@ -393,7 +400,8 @@ class Scorer:
             samples_used = prediction.samples_used.numpy()
             arrays = self._arrays_by_sample_count(deterministic_log_probs, mc_log_probs, reference, samples_used)
         self.stats.mc_samples += int(samples_used.sum())
-        mean_probs, extra = arrays.pop("mean_probs"), arrays.pop("extra")
+        mean_probs = tempered(arrays.pop("mean_probs"), self.temperature)  # [B, C]
+        extra = arrays.pop("extra")
         predicted = mean_probs.argmax(axis=1)
         has_reference = reference >= 0
         labels = self.classifier.labels

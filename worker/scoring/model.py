@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,13 @@ def code_refusal(failure: Exception, trust_remote_code: bool) -> str | None:
 @dataclass(frozen=True)
 class ModelHead:
     """What a score run needs to know of a model besides running it: its label names (index = class id), its
-    version, and for a multi-label head its per-label thresholds [L] (None: single-label)."""
+    version, for a multi-label head its per-label thresholds [L] (None: single-label), and the temperature its
+    reported probabilities are read at (:func:`temperature_of`)."""
 
     labels: tuple[str, ...]
     version: str
     thresholds: tuple[float, ...] | None = None
+    temperature: float = 1.0
 
     @property
     def multi_label(self) -> bool:
@@ -81,7 +84,8 @@ def read_head(source: str | Path, version: str, *, trust_remote_code: bool = Fal
     config = pretrained(AutoConfig, source, trust_remote_code=trust_remote_code, what="a model config")
     labels = labels_of(config)
     multi = getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM
-    return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None)
+    return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None,
+                     temperature_of(Path(str(source))))
 
 
 @dataclass
@@ -90,7 +94,7 @@ class Classifier:
 
     ``multi_label``: a multi-label head (one sigmoid per label, ``problem_type`` in the model's config);
     ``thresholds`` [L] its per-label decision thresholds (``thresholds.json`` beside the weights; 0.5 each
-    without one); None for a single-label model.
+    without one); None for a single-label model. ``temperature``: see :func:`temperature_of`.
     """
 
     model: PreTrainedModel
@@ -100,6 +104,7 @@ class Classifier:
     amp_dtype: torch.dtype | None
     version: str
     thresholds: tuple[float, ...] | None = None
+    temperature: float = 1.0
 
     @property
     def multi_label(self) -> bool:
@@ -107,7 +112,7 @@ class Classifier:
 
     @property
     def head(self) -> ModelHead:
-        return ModelHead(self.labels, self.version, self.thresholds)
+        return ModelHead(self.labels, self.version, self.thresholds, self.temperature)
 
     @property
     def max_length(self) -> int:
@@ -162,6 +167,7 @@ def load_classifier(
         amp_dtype=amp_dtype(target) if mixed_precision else None,
         version=version or Path(str(source)).name,
         thresholds=thresholds,
+        temperature=temperature_of(Path(str(source))),
     )
 
 
@@ -218,6 +224,30 @@ def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]
     if not all(0 < value < 1 for value in values):
         raise ScoringError(f"{path}: thresholds must lie strictly between 0 and 1, got {dict(zip(labels, values))}")
     return values
+
+
+TEMPERATURE_FILE = "temperature.json"
+
+
+def temperature_of(directory: Path) -> float:
+    """The temperature τ a model's reported class probabilities are read at: p ∝ p_MC^(1/τ) (see
+    :func:`worker.calibration.tempered`), from ``temperature.json`` beside the weights — written by training when
+    τ, fitted on the validation records as the worker scores them, made them better calibrated. 1.0 (the model's
+    own probabilities) without the file, and for a Hub id.
+
+    Raises:
+        ScoringError: the file does not hold a positive finite ``temperature``.
+    """
+    path = directory / TEMPERATURE_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        value = float(json.loads(path.read_text())["temperature"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ScoringError(f"{path}: not a JSON object with a number 'temperature' ({error!r})") from error
+    if not math.isfinite(value) or value <= 0:
+        raise ScoringError(f"{path}: temperature must be a positive number, got {value}")
+    return value
 
 
 def labels_of(config: PretrainedConfig) -> tuple[str, ...]:

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from worker.calibration import (
+    MIN_TEMPERATURE_RECORDS,
+    TemperatureFit,
+    crossfit_temperature_ece,
     ece_by_samples,
     expected_calibration_error,
+    fit_scores_temperature,
     fit_temperature,
     plot_confusion_matrix,
     plot_ece_by_samples,
@@ -24,7 +29,7 @@ from worker.calibration import (
 )
 from worker.constants import PROBABILITY_FLOOR
 from worker.records import label_index
-from worker.scoring.model import Classifier
+from worker.scoring.model import TEMPERATURE_FILE, Classifier
 from worker.training.data import Example, single_label, text_pairs
 from worker.training.evaluate import (
     classification_metrics,
@@ -121,7 +126,7 @@ def calibration_report(
     if temperature_scaling and len(examples) >= 4:
         temperature = fit_temperature(log_probs, targets)
         scaled = expected_calibration_error(np.exp(scaled_log_probs(log_probs, temperature)), targets)
-        crossfit = _crossfit_temperature_ece(log_probs, targets, seed)
+        crossfit = crossfit_temperature_ece(log_probs, targets, seed)
     report = CalibrationReport(
         model_version=classifier.version, records=len(examples), accuracy_deterministic=accuracy,
         accuracy_mc=accuracy_mc, macro_f1=macro_f1,
@@ -178,15 +183,41 @@ def _as_decisions(probs: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - present, present], axis=1)
 
 
-def _crossfit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray, seed: int) -> float:
-    """ECE after temperature scaling where each half's τ is fitted on the other half."""
-    order = np.random.default_rng(seed).permutation(len(targets))
-    halves = np.array_split(order, 2)
-    scaled = np.empty_like(log_probs)
-    for fit_on, apply_to in ((halves[0], halves[1]), (halves[1], halves[0])):
-        temperature = fit_temperature(log_probs[fit_on], targets[fit_on])
-        scaled[apply_to] = scaled_log_probs(log_probs[apply_to], temperature)
-    return expected_calibration_error(np.exp(scaled), targets)
+def scores_temperature(classifier: Classifier, examples: Sequence[Example], scorer_options: Mapping[str, Any], *,
+                       seed: int = 0) -> TemperatureFit | None:
+    """The temperature to read ``classifier``'s reported probabilities at (see :func:`fit_scores_temperature`),
+    fitted on labelled ``examples`` scored exactly as the worker scores records: a :class:`Scorer` with
+    ``scorer_options`` (MC samples, layers, dropout rate, stopping rule), its MC-dropout mean as it is. None for
+    a multi-label model (its thresholds are tuned instead) and where τ would not help. One score run over the
+    examples: O(N) time, O(window) memory besides the [N, C] probabilities."""
+    from worker.scoring.batching import ScoringInput
+    from worker.scoring.engine import Scorer
+
+    if classifier.multi_label or len(examples) < MIN_TEMPERATURE_RECORDS:
+        return None
+    index = label_index(classifier.labels)
+    scorer = Scorer(classifier, **{**scorer_options, "calibrated": False, "progress": False, "seed": seed})
+    try:
+        scores = list(scorer.score(ScoringInput(str(position), example.text, text_pair=example.text_pair)
+                                   for position, example in enumerate(examples)))
+    finally:
+        scorer.close()
+    scored = [(int(score.record_id), score.probabilities) for score in scores if score.probabilities is not None]
+    probabilities = np.asarray([[values[label] for label in classifier.labels] for _, values in scored])  # [N, C]
+    targets = np.asarray([index[single_label(examples[position], "calibration")] for position, _ in scored])  # [N]
+    fit = fit_scores_temperature(probabilities, targets, seed=seed)
+    if fit is not None:
+        logger.info("%s reads its probabilities at temperature %.3f: ECE %.4f → %.4f (cross-fitted, %d validation "
+                    "records)", classifier.version, fit.temperature, fit.ece_before, fit.ece_after, fit.records)
+    return fit
+
+
+def write_temperature(fit: TemperatureFit, model_dir: Path) -> Path:
+    """``temperature.json`` beside the model's weights (read by :func:`~worker.scoring.model.temperature_of`)."""
+    path = model_dir / TEMPERATURE_FILE
+    path.write_text(json.dumps({"temperature": fit.temperature, "validation_records": fit.records,
+                                "ece_before": fit.ece_before, "ece_after_crossfit": fit.ece_after}, indent=2) + "\n")
+    return path
 
 
 def _write(report: CalibrationReport, deterministic: np.ndarray, mc_mean: np.ndarray, targets: np.ndarray,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from worker.crowd import CrowdModel
 from worker.duplicates import EXACT
@@ -15,7 +16,7 @@ from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
-from worker.training.calibrate import calibration_report
+from worker.training.calibrate import calibration_report, scores_temperature, write_temperature
 from worker.training.data import (
     Example,
     TrainingSet,
@@ -92,11 +93,15 @@ def _majority_baseline(validation: Sequence[Example]) -> dict:
 
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
             mc_samples: int = 20, dropout_rate: float | None = None,
-            stop: threading.Event | None = None, trust_remote_code: bool = False) -> TrainingOutcome:
+            stop: threading.Event | None = None, trust_remote_code: bool = False,
+            scorer_options: Mapping[str, Any] | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote;
     the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``) at
     ``dropout_rate`` (``scoring.dropout_rate``); models that ship code run it with ``trust_remote_code``
-    (``registry.trust_remote_code``).
+    (``registry.trust_remote_code``). With ``scorer_options`` (the ``[scoring]`` options that decide a record's
+    numbers) the validation records are also scored that way and, where reading the candidate's probabilities at
+    a temperature lowers their calibration error, ``temperature.json`` is saved with it (see
+    :func:`~worker.training.calibrate.scores_temperature`).
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -117,13 +122,19 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                                     trust_remote_code=trust_remote_code)
         report = calibration_report(candidate, validation, staged / "calibration", mc_samples=mc_samples,
                                     seed=settings.seed, dropout_rate=dropout_rate)
+        fit = (scores_temperature(candidate, validation, scorer_options, seed=settings.seed)
+               if scorer_options is not None else None)
+        if fit is not None:
+            write_temperature(fit, staged)
         current_f1 = _current_macro_f1(current, training_set, settings, trust_remote_code)
         decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
                            "ece_mc": report.ece_mc, "accuracy_mc": report.accuracy_mc,
-                           "mc_samples": report.mc_samples, **_majority_baseline(validation)},
+                           "mc_samples": report.mc_samples, **_majority_baseline(validation),
+                           **({"temperature": fit.temperature, "ece_scores": fit.ece_before,
+                               "ece_scores_at_temperature": fit.ece_after} if fit else {})},
             "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
                      "current_version": current.version if current else None,
                      "current_macro_f1_same_validation": current_f1},
