@@ -56,8 +56,9 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "records drawn with probability ∝ BALD (stochastic power sampling), redrawn by each new model."),
     WorkerMetadata("margin", "float", "gap between the model's two most likely labels: small = it hesitates.",
                    from_score="margin", published=True),
-    WorkerMetadata("confidence", "float", "the model's probability of its own predicted label.", from_score="score",
-                   published=True),
+    WorkerMetadata("confidence", "float", "the model's probability of its own predicted label (read at the "
+                   "temperature training fitted, where one was kept: a 0.8 is right about 80 % of the time).",
+                   from_score="score", published=True),
     WorkerMetadata("area_under_margin", "float", "after `score --oof`: how easily the fold models that trained on "
                    "the record fitted its label (mean logit margin); low or negative = they had to force it."),
     WorkerMetadata("label_issue", "float", "after `score --oof`: the worker's label-error score, 1 − √(held-out "
