@@ -560,7 +560,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     settings = settings or ColdStartSettings(device=services.settings.scoring.device, trust_remote_code=trusted)
     encoder = services.settings.training.base_model
     if settings.vector:
-        dimensions = _vector_dimensions(services.gateway, settings.vector)
+        _check_vector(services.gateway, settings.vector)
     elif not encoder:
         raise ConfigError("training.base_model is not set: the cold start embeds the records with it (or rank by "
                           "a vector the dataset already holds: argilla-worker cold-start --vector NAME)")
@@ -575,8 +575,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     ids = [r.record_id for r in records]
     if settings.vector:
         held = [r.vector for r in records if r.vector is not None]  # every one of them: see _with_vector
-        vectors = np.stack(held) if held else np.zeros((0, dimensions), np.float32)  # [N, D]
-        ranks = vector_ranks(ids, vectors, settings)
+        ranks = vector_ranks(ids, np.stack(held), settings) if held else {}  # np.stack(held): [N, D]
     else:
         pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
         ranks = cold_start_ranks(ids, [str(r.text) for r in records], encoder, settings, pairs)
@@ -590,8 +589,8 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     return report
 
 
-def _vector_dimensions(gateway: ArgillaGateway, name: str) -> int:
-    """The dimensions of the dataset's vector ``name``.
+def _check_vector(gateway: ArgillaGateway, name: str) -> None:
+    """Whether the dataset has a vector ``name``.
 
     Raises:
         ConfigError: the dataset has no vector called ``name`` (the message names those it has).
@@ -600,7 +599,6 @@ def _vector_dimensions(gateway: ArgillaGateway, name: str) -> int:
     if name not in dimensions:
         held = ", ".join(f"{vector} ({size} dimensions)" for vector, size in dimensions.items()) or "none"
         raise ConfigError(f"dataset {gateway.dataset_name!r} has no vector {name!r}: its vectors: {held}")
-    return dimensions[name]
 
 
 def _with_vector(records: Iterable[PulledRecord], name: str) -> Iterator[PulledRecord]:

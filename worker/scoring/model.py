@@ -61,13 +61,11 @@ def code_refusal(failure: Exception, trust_remote_code: bool) -> str | None:
 @dataclass(frozen=True)
 class ModelHead:
     """What a score run needs to know of a model besides running it: its label names (index = class id), its
-    version, for a multi-label head its per-label thresholds [L] (None: single-label), and the temperature its
-    reported probabilities are read at (:func:`temperature_of`)."""
+    version, and for a multi-label head its per-label thresholds [L] (None: single-label)."""
 
     labels: tuple[str, ...]
     version: str
     thresholds: tuple[float, ...] | None = None
-    temperature: float = 1.0
 
     @property
     def multi_label(self) -> bool:
@@ -84,8 +82,7 @@ def read_head(source: str | Path, version: str, *, trust_remote_code: bool = Fal
     config = pretrained(AutoConfig, source, trust_remote_code=trust_remote_code, what="a model config")
     labels = labels_of(config)
     multi = getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM
-    return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None,
-                     temperature_of(Path(str(source))))
+    return ModelHead(labels, version, thresholds_of(Path(str(source)), labels) if multi else None)
 
 
 @dataclass
@@ -112,7 +109,7 @@ class Classifier:
 
     @property
     def head(self) -> ModelHead:
-        return ModelHead(self.labels, self.version, self.thresholds, self.temperature)
+        return ModelHead(self.labels, self.version, self.thresholds)
 
     @property
     def max_length(self) -> int:
