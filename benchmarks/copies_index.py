@@ -10,19 +10,24 @@ count (the job before near copies); below 1, the near copies too (MinHash signat
     python benchmarks/copies_index.py                      # N = 10^5 and 10^6, copies.similarity 0.6
     python benchmarks/copies_index.py --similarity 1
 
-Writes benchmarks/results/copies_index.{json,md}.
+Writes benchmarks/results/copies_index-s<similarity>.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
+import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -52,11 +57,11 @@ def main() -> None:
     lines = [(f"The copies index at scale, copies.similarity {args.similarity:g} (one process per N; every tenth "
               "record a copy of an earlier one, half exact, half with one edit; labels of 3)"), "",
              ("| records | texts with copies | disagreeing | index s | count s | read back s | marked | RSS MB: "
-              "before → peak | SQLite file MB |"),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+              "before → peak | SQLite file MB | disk MB, peak |"),
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              *(f"| {r['records']:,} | {r['texts']:,} | {r['disagreeing']:,} | {r['index_s']:.1f} | "
                f"{r['count_s']:.1f} | {r['read_s']:.1f} | {r['marked']:,} | {r['before_mb']:.0f} → "
-               f"{r['peak_mb']:.0f} | {r['disk_mb']:.0f} |" for r in rows)]
+               f"{r['peak_mb']:.0f} | {r['disk_mb']:.0f} | {r['disk_peak_mb']:.0f} |" for r in rows)]
     write_results(f"copies_index-s{args.similarity:g}", {"similarity": args.similarity, "rows": rows}, lines)
 
 
@@ -65,7 +70,7 @@ def measure(count: int, similarity: float) -> dict:
     vocabulary = sorted({word for snippet in load_movie_snippets() for word in snippet.text.split()})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB after the imports and the vocabulary
     recent: list[str] = []  # the last texts, for copies (an earlier record, not the whole dataset, is remembered)
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work, disk_peak() as peak:
         index = CopyIndex(Path(work) / "copies.sqlite", similarity)
         started = time.perf_counter()
         page, texts = [], []
@@ -95,8 +100,41 @@ def measure(count: int, similarity: float) -> dict:
         disk = sum(path.stat().st_size for path in Path(work).iterdir()) / 2**20
     return {"records": count, "texts": counts.texts, "disagreeing": counts.disagreeing_texts,
             "index_s": indexed - started, "count_s": counted - indexed, "read_s": read - counted, "marked": marked,
-            "disk_mb": disk,
+            "disk_mb": disk, "disk_peak_mb": peak[0],
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": before}
+
+
+@contextmanager
+def disk_peak(every_s: float = 0.05) -> Iterator[list[float]]:
+    """[the most MB of disk this process held in open files above what it held at the start], filled in on exit:
+    the SQLite file and the temporary files SQLite sorts in (unlinked when opened, so in no directory, but open:
+    /proc/self/fd lists them). Sampled every ``every_s``; blocks allocated, not apparent sizes. Linux only."""
+    start, peak, done = _open_files_mb(), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(every_s):
+            peak[0] = max(peak[0], _open_files_mb() - start)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+
+
+def _open_files_mb() -> float:
+    """MB allocated to the regular files this process has open."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            status = os.stat(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if stat.S_ISREG(status.st_mode):
+            total += status.st_blocks * 512
+    return total / 2**20
 
 
 if __name__ == "__main__":

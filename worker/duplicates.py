@@ -64,6 +64,9 @@ def _normalised(text: str) -> str:
 
 SHINGLE_CHARACTERS = 5  # the pieces near copies are compared by (characters of the normalised text)
 PERMUTATIONS = 128  # MinHash signature length: a similarity estimate's standard error ≤ 0.045
+# a stored signature keeps the low 16 bits of each minimum (b-bit minwise hashing, Li & König 2010): two different
+# minima agree by chance with probability 2^-16, which raises a similarity estimate by < 2·10^-5, at half the disk
+STORED = np.uint16
 EXACT = 1.0  # copies.similarity that finds only copies (no signature computed)
 LOOKUP_BATCH = 500  # keys per "IN (…)" query
 SIGN_BATCH = 5_000  # texts signed at a time
@@ -126,9 +129,11 @@ def band_keys(signed: np.ndarray, similarity: float) -> np.ndarray:
 
 class NearCopies:
     """Groups of nearly the same texts (module docstring) in SQLite tables of a connection it is given: each
-    distinct text key with a number, its signature and its band keys. Disk ≈ 0.7 kB per distinct text (the
-    signature's 512 bytes, the band keys); memory O(batch); time O(N log N) plus O(candidates), where a band shared
-    by m texts makes m − 1 candidates (each against the band's first text, not all m² pairs)."""
+    distinct text key with a number, its signature (:data:`STORED`, 256 bytes) and its band keys (23 at 0.6).
+    Disk ≈ 0.8 kB per distinct text, ≈ 1.3 kB at the peak while SQLite sorts the band keys (in its temporary
+    files), which are dropped once the candidates are listed (benchmarks/copies_index.py); memory O(batch); time
+    O(N log N) plus O(candidates), where a band shared by m texts makes m − 1 candidates (each against the band's
+    first text — the smallest number in it —, not all m² pairs)."""
 
     def __init__(self, db: sqlite3.Connection, similarity: float):
         if not 0.0 < similarity < EXACT:
@@ -149,11 +154,11 @@ class NearCopies:
         for key, text in zip(keys, texts, strict=True):
             if key not in known:
                 fresh.setdefault(key, text)
-        signed = signatures(list(fresh.values()))  # [n, PERMUTATIONS]
+        signed = signatures(list(fresh.values()))  # [n, PERMUTATIONS] uint32
         ids = range(self._texts, self._texts + len(fresh))
         self._texts += len(fresh)
         self._db.executemany("INSERT INTO signatures VALUES (?, ?, ?)",
-                             zip(ids, fresh, (row.tobytes() for row in signed), strict=True))
+                             zip(ids, fresh, (row.tobytes() for row in signed.astype(STORED)), strict=True))
         self._db.executemany("INSERT INTO bands VALUES (?, ?)", (
             (int(band), text) for text, row in zip(ids, band_keys(signed, self.similarity), strict=True)
             for band in row))
@@ -162,18 +167,17 @@ class NearCopies:
         """Fill tables ``near`` (id, component) and ``near_keys`` (key, component key): every text with a near copy,
         and its group's first text."""
         self._db.executescript("""
-            CREATE INDEX bands_by_band ON bands (band, id);
-            CREATE TABLE heads AS SELECT band, MIN(id) AS head FROM bands GROUP BY band HAVING COUNT(*) > 1;
-            CREATE TABLE candidates AS SELECT DISTINCT h.head AS a, b.id AS b FROM heads h
-                JOIN bands b ON b.band = h.band AND b.id != h.head;
+            CREATE TABLE candidates AS SELECT DISTINCT head AS a, id AS b FROM (
+                SELECT id, MIN(id) OVER (PARTITION BY band) AS head FROM bands) WHERE id != head;
+            DROP TABLE bands;
             CREATE TABLE edges (a INTEGER, b INTEGER);""")
         candidates = self._db.execute("""
             SELECT c.a, c.b, sa.signature, sb.signature FROM candidates c
                 JOIN signatures sa ON sa.id = c.a JOIN signatures sb ON sb.id = c.b""")
         writer = self._db.cursor()
         while pairs := candidates.fetchmany(batch_size):
-            left = np.frombuffer(b"".join(pair[2] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
-            right = np.frombuffer(b"".join(pair[3] for pair in pairs), dtype=np.uint32).reshape(len(pairs), -1)
+            left = np.frombuffer(b"".join(pair[2] for pair in pairs), dtype=STORED).reshape(len(pairs), -1)
+            right = np.frombuffer(b"".join(pair[3] for pair in pairs), dtype=STORED).reshape(len(pairs), -1)
             near = (left == right).mean(axis=1) >= self.similarity  # [n] estimated Jaccard ≥ the threshold
             writer.executemany("INSERT INTO edges VALUES (?, ?), (?, ?)",
                                ((a, b, b, a) for (a, b, _, _), keep in zip(pairs, near, strict=True) if keep))
@@ -200,7 +204,7 @@ class NearCopies:
 def copy_keys(texts: Texts, similarity: float = EXACT) -> list[str]:
     """One key per text [N], equal for copies (:func:`text_key`) and, with ``similarity`` below 1, for texts in one
     group of near copies. The caller holds the texts (memory O(N) keys); the signatures go to an SQLite file in the
-    system's temporary directory (≈ 1.6 kB per text while it runs), not to memory. Time O(N × text length)."""
+    system's temporary directory (≈ 1.3 kB per text at its peak), not to memory. Time O(N × text length)."""
     keys = [text_key(text, pair) for text, pair in texts]
     if similarity >= EXACT:
         return keys

@@ -4,9 +4,13 @@ clusters."""
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import string
+
 import pytest
 
-from worker.duplicates import NO_LABEL, CopyIndex, copy_keys, text_key
+from worker.duplicates import NO_LABEL, PERMUTATIONS, STORED, CopyIndex, NearCopies, copy_keys, signatures, text_key
 from worker.iterables import take_clusters
 
 
@@ -81,6 +85,30 @@ def test_near_copies_are_one_text_in_the_index_with_their_labels_compared(tmp_pa
 
     assert (counts.records, counts.texts, counts.in_copies, counts.disagreeing_texts) == (5, 1, 3, 1)
     assert values == {"s0": (2, 1, 1), "s1": (2, 1, 1), "s2": (2, 1, 2)}  # copies, group, copies_disagree
+
+
+def test_stored_signatures_agree_where_the_full_ones_do_and_the_band_keys_go_once_grouped():
+    """The low 16 bits are kept: a long text's minima are small numbers (the smallest of tens of thousands of
+    hashes), so their high bits are mostly 0 and would agree between unrelated texts by themselves."""
+    rng = random.Random(0)
+    long_texts = [("".join(rng.choices(string.ascii_lowercase + " ", k=20_000)), None) for _ in range(2)]
+    texts = [(TICKET.format(48213), None), (TICKET.format(90577), None), (REVIEW, None)]
+    for pair in ((texts[0], texts[1]), (texts[0], texts[2]), tuple(long_texts)):
+        full = signatures(list(pair))  # [2, PERMUTATIONS] uint32
+        stored = full.astype(STORED)
+        exact, kept = (full[0] == full[1]).mean(), (stored[0] == stored[1]).mean()
+        assert exact <= kept <= exact + 0.01
+    db = sqlite3.connect(":memory:")
+    near = NearCopies(db, similarity=0.6)
+    near.add([text_key(text) for text, _ in texts], texts)
+    near.groups()
+
+    blobs = [blob for blob, in db.execute("SELECT signature FROM signatures ORDER BY id")]
+    assert blobs == [row.tobytes() for row in signatures(texts).astype(STORED)]  # what was checked above
+    assert {len(blob) for blob in blobs} == {PERMUTATIONS * 2}
+    assert "bands" not in {name for name, in db.execute("SELECT name FROM sqlite_master")}
+    assert sorted(key for key, _ in near.members()) == sorted(text_key(text) for text, _ in texts[:2])
+    db.close()
 
 
 def test_near_copies_need_the_texts():
