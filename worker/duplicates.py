@@ -131,7 +131,8 @@ class NearCopies:
     """Groups of nearly the same texts (module docstring) in SQLite tables of a connection it is given: each
     distinct text key with a number, its signature (:data:`STORED`, 256 bytes) and its band keys (23 at 0.6).
     Disk ≈ 0.8 kB per distinct text, ≈ 1.3 kB at the peak while SQLite sorts the band keys (in its temporary
-    files), which are dropped once the candidates are listed (benchmarks/copies_index.py); memory O(batch); time
+    files) to find the shared ones; the keys are not indexed, and are dropped once the candidates are listed
+    (benchmarks/copies_index.py); memory O(batch); time
     O(N log N) plus O(candidates), where a band shared by m texts makes m − 1 candidates (each against the band's
     first text — the smallest number in it —, not all m² pairs)."""
 
