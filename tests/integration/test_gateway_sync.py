@@ -196,6 +196,44 @@ def test_a_record_deleted_after_the_pull_is_isolated_and_the_rest_of_its_batch_l
     assert {record.metadata["model_version"] for record in after.values()} == {"model-v3"}
 
 
+def _another_writer_sets(gateway, server_id: str, metadata: dict) -> None:
+    """What the team's script (or the worker serving another question) does meanwhile: replace the record's
+    metadata with ``metadata`` through the bulk endpoint, as any Argilla client writes it."""
+    gateway.client.http_client.put(f"/api/v1/datasets/{gateway.dataset_id()}/records/bulk",
+                                   json={"items": [{"id": server_id, "metadata": metadata}]}).raise_for_status()
+
+
+def test_what_another_writer_set_after_the_pull_is_kept_by_the_push(gateway):
+    """The server replaces a record's metadata as a whole: a push built on the copy pulled before scoring would
+    put back what another writer set since (a property of theirs, a value another question's worker wrote). The
+    push merges into each record as the server holds it just before sending; a record it cannot find then (deleted
+    meanwhile) is written from its pulled copy and refused alone, as before."""
+    gateway.client.http_client.post(f"/api/v1/datasets/{gateway.dataset_id()}/metadata-properties", json={
+        "name": "team", "title": "team", "visible_for_annotators": True,
+        "settings": {"type": "terms"}}).raise_for_status()
+    pulled = _by_id(gateway.pull())
+    for record_id in ("r1", "r4"):
+        _another_writer_sets(gateway, pulled[record_id].server_id, {**pulled[record_id].metadata, "team": "billing"})
+
+    report = gateway.push(_predictions("model-v1"), current=pulled)
+
+    assert report.ok and report.sent == len(pulled)
+    after = _by_id(gateway.pull())
+    assert {record_id: record.metadata.get("team") for record_id, record in after.items()} == {
+        f"r{i}": "billing" if i in (1, 4) else None for i in range(len(TEXTS))}
+    assert {record.metadata["model_version"] for record in after.values()} == {"model-v1"}
+
+    # the same for a metadata-only push (cold start ranks, copies): the team's newer value stays beside the worker's
+    _another_writer_sets(gateway, after["r2"].server_id, {**after["r2"].metadata, "team": "refunds"})
+    report = gateway.push_metadata({record_id: {"bald": 0.5} for record_id in after}, current=after)
+
+    assert report.ok and report.sent == len(after)
+    final = _by_id(gateway.pull())
+    assert (final["r1"].metadata["team"], final["r2"].metadata["team"], final["r2"].metadata["bald"]) == (
+        "billing", "refunds", 0.5)
+    assert final["r2"].metadata["model_version"] == "model-v1"
+
+
 def test_a_stopped_server_is_retried_then_reported_and_a_rerun_converges(gateway, local_argilla):
     pulled = _by_id(gateway.pull())
     gateway.retry = RetryPolicy(attempts=3, initial_wait_s=0.05, max_wait_s=0.2)

@@ -13,7 +13,7 @@ import re
 import threading
 import uuid
 import warnings
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -564,15 +564,15 @@ class ArgillaGateway:
                             conditions, min(page_size, MAX_PAGE))
 
     def _search(self, dataset_id, conditions: list[dict], sort: list[dict] | None, limit: int,
-                vector: str | None = None) -> list[dict]:
+                vector: str | None = None, *, responses: bool = True) -> list[dict]:
         """One request to the dataset's search endpoint: the first ``limit`` records matching every condition
-        (with the vector named ``vector`` when one is)."""
+        (with the vector named ``vector`` when one is; without their responses when ``responses`` is False)."""
         query: dict = {}
         if conditions:
             query["filters"] = {"and": conditions}
         if sort:
             query["sort"] = sort
-        include = ["responses", "suggestions", *([f"vectors:{vector}"] if vector else [])]
+        include = [*(["responses"] if responses else []), "suggestions", *([f"vectors:{vector}"] if vector else [])]
         body = self._request("POST", f"/api/v1/datasets/{dataset_id}/records/search",
                              params={"include": include, "offset": 0, "limit": limit}, json=query)
         return [item["record"] for item in body["items"]]
@@ -583,13 +583,14 @@ class ArgillaGateway:
              batch_size: int = PAGE_SIZE, force: Collection[str] = (), concurrency: int = 1) -> PushReport:
         """Write each prediction as the record's suggestion and metadata, in bulk batches.
 
-        ``current`` is the records' state from the last pull (external id → record): metadata
-        is merged into it (the server replaces metadata as a whole), and records whose values
-        would not change are not sent — except those in ``force`` (an earlier push of theirs failed:
-        the database may hold the values while the search index does not). Responses are never part
-        of the payload. A batch the server fails or refuses is split until the records that fail
-        alone are isolated (see :meth:`_send`); the others land. ``concurrency`` > 1 sends the payloads
-        as that many bulk requests at once (for a server with several processes).
+        ``current`` is the records' state from the last pull (external id → record): records whose values
+        would not change there are not sent — except those in ``force`` (an earlier push of theirs failed:
+        the database may hold the values while the search index does not). The others are merged into
+        the record as the server holds it just before their batch is sent (see :meth:`_send_current`: the
+        server replaces metadata as a whole). Responses are never part of the payload. A batch the server
+        fails or refuses is split until the records that fail alone are isolated (see :meth:`_send`); the
+        others land. ``concurrency`` > 1 sends the payloads as that many bulk requests at once (for a
+        server with several processes).
 
         Raises:
             ArgillaUnavailableError: the server could not be reached (nothing more is attempted).
@@ -613,15 +614,21 @@ class ArgillaGateway:
         binding, dataset_id = self.binding, self._dataset().id
         wanted = list(dict.fromkeys(str(server_id) for server_id in server_ids))
         for start in range(0, len(wanted), TERMS_FILTER_MAX):
-            chunk = [server_id for server_id in wanted[start:start + TERMS_FILTER_MAX] if _is_uuid(server_id)]
-            condition = {"type": "terms", "scope": {"entity": "record", "property": "id"}, "values": chunk}
-            found = self._search(dataset_id, [condition], None, len(chunk)) if chunk else []
+            found = self._with_ids(dataset_id, [server_id for server_id in wanted[start:start + TERMS_FILTER_MAX]
+                                                if _is_uuid(server_id)])
             missing = set(wanted[start:start + TERMS_FILTER_MAX]) - {str(item["id"]) for item in found}
             if missing:
                 logger.info("%d record id(s) are not records of %s (deleted meanwhile?): skipped, e.g. %s",
                             len(missing), self.dataset_name, sorted(missing)[:3])
             for item in found:
                 yield _pulled_record(item, binding)
+
+    def _with_ids(self, dataset_id, server_ids: list[str], *, responses: bool = True) -> list[dict]:
+        """The raw records among ``server_ids`` (at most ``TERMS_FILTER_MAX`` record UUIDs): one search request."""
+        if not server_ids:
+            return []
+        condition = {"type": "terms", "scope": {"entity": "record", "property": "id"}, "values": server_ids}
+        return self._search(dataset_id, [condition], None, len(server_ids), responses=responses)
 
     def push_metadata(self, values: Mapping[str, Mapping[str, float | str]], *,
                       current: Mapping[str, PulledRecord], batch_size: int = PAGE_SIZE,
@@ -633,24 +640,25 @@ class ArgillaGateway:
         known = {prop.name for prop in dataset.settings.metadata}
         report = report if report is not None else PushReport()
 
-        def item(record_id: str, new: Mapping[str, float | str]) -> tuple[str, dict] | None:
+        def item(record_id: str, new: Mapping[str, float | str]) -> _Write | None:
             record = current.get(record_id)
             unknown = sorted(set(binding.stored(new)) - known)
             if record is None or unknown:
                 report.rejected[record_id] = ("not in the dataset (pull it first)" if record is None
                                               else f"metadata {unknown} are not properties of the dataset")
                 return None
-            metadata = {**record.server_metadata, **binding.stored(sanitise_metadata(record_id, dict(new)))}
-            if _same_metadata(metadata, record.server_metadata):
+            write = _Write(record_id, record, _MetadataWrite(binding.stored(sanitise_metadata(record_id, dict(new)))))
+            if write.payload(record) is None:
                 report.unchanged += 1
                 return None
-            return record_id, {"id": record.server_id, "metadata": metadata}
+            return write
 
         return self._send((item(record_id, new) for record_id, new in values.items()), report, batch_size)
 
-    def _send(self, items: Iterable[tuple[str, dict] | None], report: PushReport, batch_size: int, *,
+    def _send(self, items: Iterable[_Write | None], report: PushReport, batch_size: int, *,
               concurrency: int = 1) -> PushReport:
-        """Bulk-upsert the payloads in batches of at most ``batch_size``.
+        """Bulk-upsert the writes in batches of at most ``batch_size``, each merged into its records as the server
+        holds them just before it is sent (:meth:`_send_current`).
 
         A batch the server answers with 5xx (after the retries) or a record-level 4xx is split in
         halves, each sent once without retries, down to single records: one bad record costs
@@ -666,17 +674,40 @@ class ArgillaGateway:
             held = list(payloads)
             size = max(1, min(batch_size, PAGE_SIZE, -(-len(held) // concurrency)))
             with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="push") as pool:
-                list(pool.map(lambda batch: self._send_batch(dataset_id, batch, report, retry=True),
-                              batched(held, size)))
+                list(pool.map(lambda batch: self._send_current(dataset_id, batch, report), batched(held, size)))
         else:
             for batch in batched(payloads, min(batch_size, PAGE_SIZE)):
-                self._send_batch(dataset_id, batch, report, retry=True)
+                self._send_current(dataset_id, batch, report)
         if report.failed:
             logger.error("push: %d record(s) failed even alone: %s", len(report.failed),
                          "; ".join(f"{record_id}: {reason}" for record_id, reason in list(report.failed.items())[:5]))
         logger.info("push: %d sent, %d unchanged, %d rejected, %d failed", report.sent, report.unchanged,
                     len(report.rejected), len(report.failed))
         return report
+
+    def _send_current(self, dataset_id, writes: list[_Write], report: PushReport) -> None:
+        """Send ``writes`` merged into their records as the server holds them now. The server replaces a record's
+        metadata as a whole, so a payload built on the copy pulled before scoring would put back what another
+        writer set since — a property of the team's, the values of the worker serving another question. The
+        records are read again by id (one search per ``TERMS_FILTER_MAX``, suggestions only) right before the
+        upsert; what remains is the time between that read and the upsert (about a second), where the server
+        offers no conditional write. A record the search does not find (deleted meanwhile, or not indexed) is
+        written from its pulled copy: the server refuses a deleted one alone (:meth:`_send_batch`)."""
+        server_ids = [write.pulled.server_id for write in writes]
+        now: dict[str, PulledRecord] = {}
+        for start in range(0, len(server_ids), TERMS_FILTER_MAX):
+            for item in self._with_ids(dataset_id, server_ids[start:start + TERMS_FILTER_MAX], responses=False):
+                now[str(item["id"])] = _pulled_record(item, self.binding)
+        batch = []
+        for write in writes:
+            payload = write.payload(now.get(write.pulled.server_id, write.pulled))
+            if payload is None:  # another writer set the same values meanwhile
+                with report.lock:
+                    report.unchanged += 1
+            else:
+                batch.append((write.record_id, payload))
+        if batch:
+            self._send_batch(dataset_id, batch, report, retry=True)
 
     def _send_batch(self, dataset_id, batch: list[tuple[str, dict]], report: PushReport, *, retry: bool) -> None:
         try:
@@ -702,7 +733,9 @@ class ArgillaGateway:
             report.sent_ids.extend(record_id for record_id, _ in batch)
 
     def _push_item(self, prediction: Prediction, current: Mapping[str, PulledRecord], context: _PushContext,
-                   report: PushReport, force: Collection[str] = ()) -> tuple[str, dict] | None:
+                   report: PushReport, force: Collection[str] = ()) -> _Write | None:
+        """The write of ``prediction``, or None: refused (``report.rejected``) or nothing to change in the record as
+        pulled (``report.unchanged``; unless the record is in ``force``)."""
         record = current.get(prediction.record_id)
         reason = context.problem(prediction, record)
         if record is None or reason is not None:
@@ -710,21 +743,14 @@ class ArgillaGateway:
             logger.warning("record %s not pushed: %s", prediction.record_id, reason)
             report.rejected[prediction.record_id] = reason
             return None
-        stored = context.binding.stored
-        metadata = {**record.server_metadata, **stored(_preserved(record)),
-                    **stored(sanitise_metadata(prediction.record_id, prediction.metadata))}
-        suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
-        if (prediction.record_id not in force and _same_metadata(metadata, record.server_metadata)
-                and _same_suggestion(suggestion, record.suggestion)):
+        write = _Write(prediction.record_id, record, _PredictionWrite(
+            context.binding, prediction, context.binding.stored(sanitise_metadata(prediction.record_id,
+                                                                                  prediction.metadata)),
+            forced=prediction.record_id in force))
+        if write.payload(record) is None:
             report.unchanged += 1
             return None
-        return prediction.record_id, {
-            "id": record.server_id,
-            "metadata": metadata,
-            "suggestions": [{"question_id": str(context.binding.question_id),
-                             "value": context.binding.server_value(prediction.label),
-                             "type": "model", "score": _json_value(prediction.score), "agent": prediction.agent}],
-        }
+        return write
 
     # ------------------------------------------------------------------ webhooks
 
@@ -955,6 +981,51 @@ class _PushContext:
         if unknown:
             return f"metadata {sorted(unknown)} are not properties of the dataset"
         return None
+
+
+@dataclass(frozen=True)
+class _PredictionWrite:
+    """A prediction as the bound question's suggestion and the worker's metadata (``metadata``: sanitised, the
+    server's names), merged into a record's metadata with another agent's suggestion preserved first."""
+
+    binding: DatasetBinding
+    prediction: Prediction
+    metadata: dict
+    forced: bool = False  # sent even when the record already holds it (an earlier push of it failed)
+
+    def __call__(self, record: PulledRecord) -> dict | None:
+        """The bulk-upsert item for ``record`` as it is; None when the record already holds it all."""
+        prediction, binding = self.prediction, self.binding
+        metadata = {**record.server_metadata, **binding.stored(_preserved(record)), **self.metadata}
+        suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
+        if (not self.forced and _same_metadata(metadata, record.server_metadata)
+                and _same_suggestion(suggestion, record.suggestion)):
+            return None
+        return {"id": record.server_id, "metadata": metadata,
+                "suggestions": [{"question_id": str(binding.question_id),
+                                 "value": binding.server_value(prediction.label),
+                                 "type": "model", "score": _json_value(prediction.score), "agent": prediction.agent}]}
+
+
+@dataclass(frozen=True)
+class _MetadataWrite:
+    """Metadata values (the server's names) merged into a record's metadata; no suggestion written."""
+
+    metadata: dict
+
+    def __call__(self, record: PulledRecord) -> dict | None:
+        metadata = {**record.server_metadata, **self.metadata}
+        return None if _same_metadata(metadata, record.server_metadata) else {"id": record.server_id,
+                                                                               "metadata": metadata}
+
+
+class _Write(NamedTuple):
+    """One record's pending write: ``payload(record)`` is its bulk-upsert item against ``record`` as the server holds
+    it (None: nothing would change); ``pulled`` the copy it was decided on."""
+
+    record_id: str
+    pulled: PulledRecord
+    payload: Callable[[PulledRecord], dict | None]
 
 
 def _server_detail(response: httpx.Response) -> str | None:
