@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -232,6 +233,26 @@ def test_what_another_writer_set_after_the_pull_is_kept_by_the_push(gateway):
     assert (final["r1"].metadata["team"], final["r2"].metadata["team"], final["r2"].metadata["bald"]) == (
         "billing", "refunds", 0.5)
     assert final["r2"].metadata["model_version"] == "model-v1"
+
+
+def test_concurrent_bulk_requests_land_every_record_once_merged_into_its_current_copy(gateway):
+    """``scoring.push_concurrency`` > 1: the writes are cut into that many requests sent at once (here 3 of 2
+    records), each read again and merged like a single one."""
+    pulled = _by_id(gateway.pull())
+    _another_writer_sets(gateway, pulled["r5"].server_id, {**pulled["r5"].metadata, "bald": 0.25})
+    predictions = [replace(p, metadata={key: value for key, value in p.metadata.items() if key != "bald"})
+                   for p in _predictions("model-v2")]
+
+    report = gateway.push(predictions, current=pulled, concurrency=3)
+
+    assert report.ok and report.sent == len(pulled) and sorted(report.sent_ids) == sorted(pulled)
+    after = _by_id(gateway.pull())
+    assert {record_id: record.metadata["loss"] for record_id, record in after.items()} == {
+        p.record_id: p.metadata["loss"] for p in predictions}
+    assert after["r5"].metadata["bald"] == 0.25 and "bald" not in after["r0"].metadata
+    assert {record.suggestion.agent for record in after.values()} == {"model-v2"}
+    again = gateway.push(predictions, current=after, concurrency=3)
+    assert (again.sent, again.unchanged) == (0, len(pulled))
 
 
 def test_a_stopped_server_is_retried_then_reported_and_a_rerun_converges(gateway, local_argilla):
