@@ -603,11 +603,11 @@ class ArgillaGateway:
         items = (self._push_item(p, current, context, report, force) for p in predictions)
         return self._send(items, report, batch_size, concurrency=concurrency)
 
-    def read(self, server_ids: Iterable[str]) -> Iterator[PulledRecord]:
+    def read(self, server_ids: Iterable[str], *, responses: bool = True) -> Iterator[PulledRecord]:
         """The records of the bound dataset with these server ids, through the dataset's search endpoint
         filtered on ``record.id`` (``TERMS_FILTER_MAX`` ids per request: O(len(server_ids)) work, independent
-        of the dataset's size). Ids that are not records of this dataset (deleted meanwhile, another
-        dataset's, not an id at all) are skipped with a log line.
+        of the dataset's size; without their responses when ``responses`` is False). Ids that are not records
+        of this dataset (deleted meanwhile, another dataset's, not an id at all) are skipped with a log line.
 
         Not ``GET /api/v1/records/{id}``: argilla-server 2.8 answers it with a 500 for any record that has
         a vector (it serialises ``vector.vector_settings`` without loading it: ``MissingGreenlet``)."""
@@ -615,7 +615,7 @@ class ArgillaGateway:
         wanted = list(dict.fromkeys(str(server_id) for server_id in server_ids))
         for start in range(0, len(wanted), TERMS_FILTER_MAX):
             found = self._with_ids(dataset_id, [server_id for server_id in wanted[start:start + TERMS_FILTER_MAX]
-                                                if _is_uuid(server_id)])
+                                                if _is_uuid(server_id)], responses=responses)
             missing = set(wanted[start:start + TERMS_FILTER_MAX]) - {str(item["id"]) for item in found}
             if missing:
                 logger.info("%d record id(s) are not records of %s (deleted meanwhile?): skipped, e.g. %s",
@@ -691,13 +691,10 @@ class ArgillaGateway:
         writer set since — a property of the team's, the values of the worker serving another question. The
         records are read again by id (one search per ``TERMS_FILTER_MAX``, suggestions only) right before the
         upsert; what remains is the time between that read and the upsert (about a second), where the server
-        offers no conditional write. A record the search does not find (deleted meanwhile, or not indexed) is
+        offers no conditional write. A record the search does not find (deleted meanwhile, or not indexed; logged) is
         written from its pulled copy: the server refuses a deleted one alone (:meth:`_send_batch`)."""
-        server_ids = [write.pulled.server_id for write in writes]
-        now: dict[str, PulledRecord] = {}
-        for start in range(0, len(server_ids), TERMS_FILTER_MAX):
-            for item in self._with_ids(dataset_id, server_ids[start:start + TERMS_FILTER_MAX], responses=False):
-                now[str(item["id"])] = _pulled_record(item, self.binding)
+        now = {record.server_id: record for record in self.read((write.pulled.server_id for write in writes),
+                                                                  responses=False)}
         batch = []
         for write in writes:
             payload = write.payload(now.get(write.pulled.server_id, write.pulled))
