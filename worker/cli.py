@@ -262,11 +262,19 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         sys.exit(2)
 
 
-def _services(config_file: Path | None):
+def _services(config_file: Path | None, *, writes: tuple[str, ...] = ()):
+    """The settings read and checked, and the directories the command will write (``state_dir``,
+    ``registry.path``) checked, before the command imports torch and transformers: a bad value or a disk that
+    cannot be written is one line within a second, not after seconds of imports."""
     from worker.config import load_settings
+    from worker.registry import check_writable
     from worker.services import Services
 
-    return Services(load_settings(config_file))
+    settings = load_settings(config_file)
+    directories = {"state_dir": settings.state_dir, "registry.path": settings.registry.path}
+    for setting in writes:
+        check_writable(directories[setting], setting)
+    return Services(settings)
 
 
 @cli.group("config")
@@ -302,9 +310,9 @@ def run(config_file: Path | None) -> None:
     Serves /healthz, /metrics and the Argilla webhook receiver on http.host:http.port. The first
     SIGTERM / Ctrl-C finishes the current batch and exits 0; a second exits at once.
     """
+    services = _services(config_file, writes=("state_dir", "registry.path"))
     from worker.runner import Runner
 
-    services = _services(config_file)
     sys.exit(Runner(services.settings, services).run())
 
 
@@ -392,9 +400,9 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     Records already carrying the current model's values for their current label are skipped, so a
     stopped run resumes where it stopped. Records nobody reviewed yet are scored first.
     """
+    services = _services(config_file, writes=("state_dir",))
     from worker.jobs import oof_score_job, score_job
 
-    services = _services(config_file)
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
     failures: dict[str, str] = {}
     if folds:
@@ -432,9 +440,10 @@ def train(config_file: Path | None) -> None:
     only if its validation macro-F1 is within training.gate_tolerance of the current model's on the
     same records. Otherwise it is kept as 'rejected' with the reason.
     """
+    services = _services(config_file, writes=("registry.path", "state_dir"))
     from worker.jobs import train_job
 
-    outcome = train_job(_services(config_file))
+    outcome = train_job(services)
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")
@@ -455,9 +464,9 @@ def train(config_file: Path | None) -> None:
 def calibrate(config_file: Path | None, version: str | None, max_samples: int) -> None:
     """Calibration report of a model version on its validation records: ECE deterministic vs MC dropout,
     ECE vs T, reliability diagram, confusion matrix, temperature scaling. Stored beside the model."""
+    services = _services(config_file)
     from worker.jobs import calibrate_job
 
-    services = _services(config_file)
     report = calibrate_job(services, version, max_samples=max_samples)
     click.echo(report.markdown())
     click.echo(f"written to {services.registry.get(report.model_version).path / 'calibration'}")
@@ -473,9 +482,10 @@ def publish(config_file: Path | None, directory: Path | None, repo_id: str | Non
     """Publish the cleaned dataset: corrected `label` beside `original_label`, review stats, model scores,
     and a dataset card with plots — to a local directory and/or a Hub dataset repo. Nothing is written
     when the content is unchanged since the last publication."""
+    services = _services(config_file)
     from worker.jobs import publish_job
 
-    for result in publish_job(_services(config_file), directory=directory, repo_id=repo_id):
+    for result in publish_job(services, directory=directory, repo_id=repo_id):
         state = "published" if result.published else "unchanged, nothing written"
         commit = f" (commit {result.commit})" if result.commit else ""
         click.echo(f"{result.sink} {result.location}: {state}{commit}")
@@ -497,10 +507,10 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int, vector
     a consensus label, `argilla-worker train` (or the running worker's retrain trigger) trains the first model.
     Each ranked record also gets outlier_score (sort descending: the records least like the rest).
     """
+    services = _services(config_file, writes=("state_dir",))
     from worker.coldstart import ColdStartSettings
     from worker.jobs import cold_start_job
 
-    services = _services(config_file)
     settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device,
                                  trust_remote_code=services.settings.registry.trust_remote_code, vector=vector)
     report = cold_start_job(services, settings)
@@ -516,10 +526,10 @@ def copies(config_file: Path | None) -> None:
     number changed, a signature added: copies.similarity) and mark them: metadata `copies` (how many others carry
     it), `copy_group` (sort by it to see each text's records together; texts whose copies carry different labels
     first) and `copies_disagree` (filter ≥ 1: copies labelled differently)."""
+    services = _services(config_file, writes=("state_dir",))
     from worker.duplicates import EXACT
     from worker.jobs import copies_job
 
-    services = _services(config_file)
     similarity = services.settings.copies.similarity
     counts, report = copies_job(services)
     alike = "near copies included: copies.similarity" if similarity < EXACT else "exact copies only: similarity"

@@ -58,7 +58,9 @@ class DemoSummary:
 
 
 def demo_settings(stack: LocalArgillaSettings, dataset_name: str, work_dir: Path, *, mc_samples: int,
-                  mc_layers: int | str, epochs: int, learning_rate: float, seed: int) -> WorkerSettings:
+                  mc_layers: int | str, epochs: int, learning_rate: float, seed: int,
+                  min_steps: int | None = None) -> WorkerSettings:
+    training_floor = {} if min_steps is None else {"min_steps": min_steps}
     return load_settings(
         state_dir=str(work_dir / "state"),
         argilla={"api_url": stack.api_url, "api_key": stack.api_key.get_secret_value(), "dataset": dataset_name,
@@ -66,7 +68,7 @@ def demo_settings(stack: LocalArgillaSettings, dataset_name: str, work_dir: Path
         scoring={"samples": mc_samples, "mc_layers": mc_layers, "interval_minutes": 1.0},
         training={"base_model": str(fetch(MINILM_MODEL)), "data": "annotated+original", "epochs": epochs,
                   "patience": 1, "learning_rate": learning_rate, "max_length": 64, "batch_size": 32,
-                  "min_annotated": 20, "gate_tolerance": 0.02, "seed": seed},
+                  "min_annotated": 20, "gate_tolerance": 0.02, "seed": seed, **training_floor},
         registry={"path": str(work_dir / "models")},
         publish={"directory": str(work_dir / "published"), "split": "stratified", "license": "mit"},
         retrain={"min_new_corrections": 25},
@@ -87,14 +89,16 @@ def run_demo(
     mc_layers: int | str = 1,
     corrections: int = 100,
     work_dir: Path | None = None,
+    min_steps: int | None = None,
 ) -> DemoSummary:
     """Run the demo loop; ``score=False`` stops after ingesting, ``corrections=0`` after the first scoring.
+    ``min_steps`` replaces ``training.min_steps`` for the retraining (a small sample's floor of optimizer steps).
     The summary's ``services`` let the caller keep running as the worker (``Runner``)."""
     LocalArgilla(stack_settings).up()
     work_dir = work_dir or cache_root() / "demo" / dataset_name
     truth, noisy, flipped_ids = _demo_records(records, flip_fraction, seed)
     settings = demo_settings(stack_settings, dataset_name, work_dir, mc_samples=mc_samples, mc_layers=mc_layers,
-                             epochs=epochs, learning_rate=learning_rate, seed=seed)
+                             epochs=epochs, learning_rate=learning_rate, seed=seed, min_steps=min_steps)
     services = Services(settings)
     services.gateway.ensure_dataset(SENTIMENT_LABELS)
     services.gateway.log_labelled_texts(noisy)

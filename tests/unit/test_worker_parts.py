@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,6 +174,23 @@ def test_reading_the_settings_loads_neither_torch_nor_transformers():
              "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command, setting", [("train", "REGISTRY__PATH"), ("score", "STATE_DIR"),
+                                              ("run", "STATE_DIR"), ("copies", "STATE_DIR")])
+def test_a_disk_the_command_cannot_write_is_one_line_before_torch_is_imported(command, setting):
+    """/sys is read-only even for root. The command exits 1 naming the setting, with the ML stack not loaded."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom worker.cli import main\ntry:\n    main()\nexcept SystemExit as exit:\n"
+             "    print(exit.code, 'torch' in sys.modules)")
+    env = {**os.environ, f"ARGILLA_WORKER_{setting}": "/sys/argilla-worker", "ARGILLA_WORKER_ARGILLA__DATASET": "d"}
+    result = subprocess.run([sys.executable, "-c", probe, command], capture_output=True, text=True, env=env,
+                            timeout=60, check=False)
+    assert result.stdout.strip() == "1 False", result.stderr[-2000:]
+    name = setting.lower().replace("__", ".")
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {name} = '/sys/argilla-worker' is not writable")
 
 
 def test_scoring_batch_size_defaults_to_auto_and_accepts_a_number(tmp_path):
