@@ -63,6 +63,17 @@ def save_tiny_classifier(
     return directory
 
 
+def save_tiny_encoder(directory: Path) -> Path:
+    """Write a tiny BERT encoder without a classification head (a base model, as published for fine-tuning)."""
+    from transformers import BertModel
+
+    classifier = BertForSequenceClassification.from_pretrained(save_tiny_classifier(directory / "with-head"))
+    encoder: BertModel = classifier.bert
+    encoder.save_pretrained(directory)
+    build_tokenizer().save_pretrained(directory)
+    return directory
+
+
 def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
                                  seed: int = 0, llama: bool = False) -> Path:
     """A randomly initialised tiny GPT-2 classifier whose byte-level BPE tokenizer has no padding token (as

@@ -8,11 +8,13 @@ import shutil
 
 import pytest
 
+from tests.tiny_models import save_tiny_classifier, save_tiny_encoder
 from tests.training_data import LABELS, sentiment_examples
-from worker.errors import RegistryError
+from worker.errors import RegistryError, ScoringError
 from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, gate
 from worker.training.data import build_training_set
 from worker.training.job import retrain
+from worker.training.register import register_model
 from worker.training.trainer import TrainingSettings
 
 
@@ -176,3 +178,20 @@ def test_a_new_version_numbers_past_the_versions_a_dataset_already_holds(tmp_pat
     assert registry.next_version() == "v0008"
     registry.avoid({"v0002"})  # never lowers it
     assert registry.next_version() == "v0008"
+
+
+def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weights(tmp_path):
+    """transformers would load it with a classification head started at random (a warning only)."""
+    registry = ModelRegistry(tmp_path / "registry")
+    base = save_tiny_encoder(tmp_path / "encoder")
+
+    with pytest.raises(ScoringError) as refused:
+        register_model(str(base), registry, ["negative", "positive"],
+                       label_map={"LABEL_0": "negative", "LABEL_1": "positive"})
+
+    assert "is not a trained sequence classifier: its checkpoint has no classifier.bias, classifier.weight" in str(
+        refused.value)
+    assert f"set training.base_model = {str(base)!r}" in str(refused.value)
+    assert registry.versions() == [] and registry.current() is None
+    trained = register_model(str(save_tiny_classifier(tmp_path / "trained")), registry, ["negative", "positive"])
+    assert trained.version == "v0001" and registry.current().version == "v0001"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from worker.errors import DataError
+from worker.errors import DataError, ScoringError
 from worker.records import label_index
 from worker.registry import ModelRegistry, ModelVersion
 
@@ -39,7 +39,9 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     (``registry.trust_remote_code``); the registered copy keeps that code beside its weights.
 
     Raises:
-        ScoringError: the source cannot be loaded as a sequence classifier (or ships code that is not trusted).
+        ScoringError: the source cannot be loaded as a sequence classifier (or ships code that is not trusted), or
+            some of its weights are not in the checkpoint (a base model: its classification head would start at
+            random).
         DataError: its labels differ from the question's (both listed), or ``label_map`` names unknown labels.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -47,7 +49,9 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     from worker.scoring.model import pretrained
 
     tokenizer = pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
-    model = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code)
+    model, loading = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code,
+                                output_loading_info=True)
+    _check_trained(source, loading)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))
@@ -69,3 +73,20 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         entry = registry.promote(entry.version, reason=f"registered from {source} (first model)")
     logger.info("registered %s as %s (%s)", source, entry.version, entry.status)
     return entry
+
+
+def _check_trained(source: str, loading: Mapping[str, Iterable[str]]) -> None:
+    """Refuse a checkpoint that lacks weights the classifier needs: transformers starts those at random with a
+    warning, and a base encoder (no classification head) would be registered as a model whose suggestions are noise.
+
+    Raises:
+        ScoringError: names the source, the missing weights, and what to do with a base model instead.
+    """
+    missing = sorted(loading.get("missing_keys") or ())
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise ScoringError(
+            f"{source!r} is not a trained sequence classifier: its checkpoint has no {shown} (transformers would "
+            f"start them at random, and its suggestions would be noise). A base model is trained from, not "
+            f"registered: set training.base_model = {source!r} and run `argilla-worker train` (or `score --oof K` "
+            f"to rank label errors without annotations)")
