@@ -10,8 +10,9 @@ import pytest
 
 from tests.tiny_models import save_tiny_classifier, save_tiny_encoder
 from tests.training_data import LABELS, sentiment_examples
-from worker.errors import RegistryError, ScoringError
+from worker.errors import DataError, RegistryError, ScoringError
 from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, gate
+from worker.scoring import read_head
 from worker.training.data import build_training_set
 from worker.training.job import retrain
 from worker.training.register import register_model
@@ -195,3 +196,34 @@ def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weigh
     assert registry.versions() == [] and registry.current() is None
     trained = register_model(str(save_tiny_classifier(tmp_path / "trained")), registry, ["negative", "positive"])
     assert trained.version == "v0001" and registry.current().version == "v0001"
+
+
+def _with_problem_type(directory, problem_type):
+    config = json.loads((directory / "config.json").read_text())
+    config["problem_type"] = problem_type
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_a_model_is_registered_as_the_questions_kind_and_one_declaring_the_other_kind_is_refused(tmp_path):
+    """Many multi-label checkpoints declare no problem_type: read as softmax, their label sets were refused at
+    scoring. One that declares the other kind is refused when registered, before anything scores with it."""
+    tags = ["billing", "bug", "feature"]
+    registry = ModelRegistry(tmp_path / "registry")
+    undeclared = save_tiny_classifier(tmp_path / "undeclared", labels=tuple(tags))
+
+    entry = register_model(str(undeclared), registry, tags, multi_label=True)
+
+    assert read_head(entry.path, entry.version).multi_label
+    declared_single = _with_problem_type(save_tiny_classifier(tmp_path / "single", labels=tuple(tags)),
+                                         "single_label_classification")
+    with pytest.raises(DataError, match=r"predicts one label a record \(config.problem_type = "
+                                        r"'single_label_classification'\) but the dataset's question takes label sets"):
+        register_model(str(declared_single), registry, tags, multi_label=True)
+    declared_multi = _with_problem_type(save_tiny_classifier(tmp_path / "multi"), "multi_label_classification")
+    with pytest.raises(DataError, match="predicts label sets .* but the dataset's question takes one label"):
+        register_model(str(declared_multi), registry, ["negative", "positive"])
+    assert [version.version for version in registry.versions()] == [entry.version]
+    single = register_model(str(save_tiny_classifier(tmp_path / "plain")), ModelRegistry(tmp_path / "other"),
+                            ["negative", "positive"])
+    assert not read_head(single.path, single.version).multi_label

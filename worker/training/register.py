@@ -28,10 +28,13 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
-                   label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False) -> ModelVersion:
+                   label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False,
+                   multi_label: bool = False) -> ModelVersion:
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
-    Its label names (``config.id2label``, through ``label_map``) must be exactly the question's labels.
+    Its label names (``config.id2label``, through ``label_map``) must be exactly the question's labels, and its kind
+    that of the question (``multi_label``: label sets). A config that declares no ``problem_type`` (many multi-label
+    checkpoints on the Hub) is read as the question's kind, and the registered copy says so.
     The version is promoted when there is no current model yet; otherwise it waits for
     ``models promote``.
 
@@ -42,16 +45,18 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         ScoringError: the source cannot be loaded as a sequence classifier (or ships code that is not trusted), or
             some of its weights are not in the checkpoint (a base model: its classification head would start at
             random).
-        DataError: its labels differ from the question's (both listed), or ``label_map`` names unknown labels.
+        DataError: its labels differ from the question's (both listed), or ``label_map`` names unknown labels, or its
+            ``problem_type`` is the other kind (one label vs label sets).
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from worker.scoring.model import pretrained
+    from worker.scoring.model import MULTI_LABEL_PROBLEM, pretrained
 
     tokenizer = pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
     model, loading = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code,
                                 output_loading_info=True)
     _check_trained(source, loading)
+    _check_kind(source, getattr(model.config, "problem_type", None), multi_label)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))
@@ -64,6 +69,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
                         f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…")
     model.config.id2label = dict(enumerate(mapped))
     model.config.label2id = label_index(mapped)
+    if multi_label:
+        model.config.problem_type = MULTI_LABEL_PROBLEM  # one sigmoid per label when it is scored
     with registry.staging() as staged:
         model.save_pretrained(staged, safe_serialization=True)
         tokenizer.save_pretrained(staged)
@@ -90,3 +97,20 @@ def _check_trained(source: str, loading: Mapping[str, Iterable[str]]) -> None:
             f"start them at random, and its suggestions would be noise). A base model is trained from, not "
             f"registered: set training.base_model = {source!r} and run `argilla-worker train` (or `score --oof K` "
             f"to rank label errors without annotations)")
+
+
+def _check_kind(source: str, problem_type: str | None, multi_label: bool) -> None:
+    """Refuse a model whose config declares the other kind of question than the dataset's.
+
+    Raises:
+        DataError: names the source, its ``problem_type`` and the question's kind.
+    """
+    from worker.scoring.model import MULTI_LABEL_PROBLEM
+
+    if problem_type is None or (problem_type == MULTI_LABEL_PROBLEM) == multi_label:
+        return
+    model_kind = "label sets (one sigmoid per label)" if problem_type == MULTI_LABEL_PROBLEM else "one label a record"
+    question_kind = "label sets (a multi-label question)" if multi_label else "one label (a single-label question)"
+    raise DataError(f"{source!r} predicts {model_kind} (config.problem_type = {problem_type!r}) but the dataset's "
+                    f"question takes {question_kind}: register a model of that kind, or train one (`argilla-worker "
+                    f"train`)")
