@@ -545,3 +545,31 @@ def test_near_copies_stay_on_one_side_of_the_validation_split_at_the_configured_
 
     exact = build_training_set(annotated, original, LABELS, min_annotated=10)
     assert any(origin(e) in {origin(v) for v in exact.validation} for e in exact.train)
+
+
+def test_a_start_model_that_already_classifies_the_labels_keeps_what_its_head_means_in_another_order(tmp_path):
+    """The team's classifier says {0: negative, 1: positive}; the question lists positive first. Its head rows
+    are kept, so they must keep their labels: read the other way round, every prediction was inverted."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from tests.tiny_models import save_tiny_classifier
+    from worker.scoring import load_classifier
+    from worker.training.evaluate import predict_probabilities
+
+    start = save_tiny_classifier(tmp_path / "theirs")
+    model = BertForSequenceClassification.from_pretrained(start)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([4.0, -4.0]))  # sure of 'negative', whatever the text
+    model.save_pretrained(start)
+    examples = sentiment_examples(8)
+    settings = TrainingSettings(**{**FAST, "learning_rate": 1e-9, "epochs": 1})
+
+    train_classifier(str(start), examples, [], ["positive", "negative"], tmp_path / "out", settings)
+
+    trained = load_classifier(tmp_path / "out", device="cpu", version="t")
+    probabilities = predict_probabilities(trained, [e.text for e in examples], samples=1).deterministic
+    negative = trained.labels.index("negative")
+    assert set(trained.labels) == {"negative", "positive"}
+    assert probabilities[:, negative].min() > 0.99

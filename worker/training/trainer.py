@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.config import Monitor, TrainingSettings
 from worker.constants import PROBABILITY_FLOOR
@@ -86,7 +86,6 @@ def check_model_source(source: str, setting: str = "training.base_model", *, tru
         ConfigError: names the setting, the value and why (no such directory, no model in it, a config that cannot
             be read, not on the Hub, code it ships that ``registry.trust_remote_code`` does not allow).
     """
-    from transformers import AutoConfig
 
     path = Path(source).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
@@ -135,14 +134,16 @@ def train_classifier(
         ConfigError: ``start_model`` cannot be loaded (or ships code ``trust_remote_code`` does not allow), or
             fails inside torch on the training texts.
     """
-    label_ids = _label_ids(labels, [*train, *validation])
+    _label_ids(labels, [*train, *validation])
     if not train:
         raise DataError("no training examples")
     multi_label = is_multi_label([*train, *validation])
-    _seed_everything(settings.seed)
-    device = pick_device(settings.device)
     load = functools.partial(pretrained, trust_remote_code=trust_remote_code, what="a model to train from",
                              error=ConfigError)
+    labels = in_head_order(load(AutoConfig, start_model), labels)
+    label_ids = label_index(labels)
+    _seed_everything(settings.seed)
+    device = pick_device(settings.device)
     tokenizer = load(AutoTokenizer, start_model)
     if settings.truncation_side:  # saved with the model (init_kwargs: every tokenizer class writes those), so
         tokenizer.truncation_side = settings.truncation_side  # scoring cuts the same end
@@ -269,6 +270,19 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
     """
     per_example = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     return (per_example * weights).sum() / weights.sum(), per_example
+
+
+def in_head_order(config: Any, labels: Sequence[str]) -> tuple[str, ...]:
+    """``labels`` [K] in the order of the start model's head (``config.id2label``) when that head already classifies
+    exactly them — the team's fine-tuned classifier, the current model: its rows are kept, so each must keep its
+    label (in the question's order they were read the other way round, every prediction inverted). Otherwise
+    ``labels`` as given: a base model, generic ``LABEL_i`` names, other labels get a new head."""
+    id2label = getattr(config, "id2label", None) or {}
+    own = tuple(str(id2label[index]) for index in sorted(id2label))
+    if own != tuple(labels) and len(own) == len(labels) and set(own) == set(labels):
+        logger.info("the start model already classifies these labels: its head is kept in its order %s", list(own))
+        return own
+    return tuple(labels)
 
 
 def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, int]:
