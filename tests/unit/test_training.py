@@ -573,3 +573,11 @@ def test_a_start_model_that_already_classifies_the_labels_keeps_what_its_head_me
     negative = trained.labels.index("negative")
     assert set(trained.labels) == {"negative", "positive"}
     assert probabilities[:, negative].min() > 0.99
+
+    shouting = save_tiny_classifier(tmp_path / "shouting", labels=("NEGATIVE", "POSITIVE"))  # as distilbert-sst2
+    model.config.id2label, model.config.label2id = {0: "NEGATIVE", 1: "POSITIVE"}, {"NEGATIVE": 0, "POSITIVE": 1}
+    model.save_pretrained(shouting)
+    train_classifier(str(shouting), examples, [], ["positive", "negative"], tmp_path / "out2", settings)
+    trained = load_classifier(tmp_path / "out2", device="cpu", version="t2")
+    probabilities = predict_probabilities(trained, [e.text for e in examples], samples=1).deterministic
+    assert probabilities[:, trained.labels.index("negative")].min() > 0.99

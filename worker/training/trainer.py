@@ -43,6 +43,7 @@ from worker.scoring.model import code_refusal, ensure_padding, pretrained
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
+from worker.training.register import question_labels
 
 logger = logging.getLogger(__name__)
 
@@ -274,11 +275,12 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 
 def in_head_order(config: Any, labels: Sequence[str]) -> tuple[str, ...]:
     """``labels`` [K] in the order of the start model's head (``config.id2label``) when that head already classifies
-    exactly them — the team's fine-tuned classifier, the current model: its rows are kept, so each must keep its
+    exactly them, letter case aside (:func:`~worker.training.register.question_labels`: ``POSITIVE`` is
+    ``positive``) — the team's fine-tuned classifier, the current model: its rows are kept, so each must keep its
     label (in the question's order they were read the other way round, every prediction inverted). Otherwise
     ``labels`` as given: a base model, generic ``LABEL_i`` names, other labels get a new head."""
     id2label = getattr(config, "id2label", None) or {}
-    own = tuple(str(id2label[index]) for index in sorted(id2label))
+    own = tuple(question_labels([str(id2label[index]) for index in sorted(id2label)], labels, {}, {}))
     if own != tuple(labels) and len(own) == len(labels) and set(own) == set(labels):
         logger.info("the start model already classifies these labels: its head is kept in its order %s", list(own))
         return own
