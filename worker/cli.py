@@ -592,7 +592,8 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     services.registry.avoid(services.gateway.model_versions())
     entry = register_model(source, services.registry, labels, label_map=parse_label_map(label_map),
                            trust_remote_code=services.settings.registry.trust_remote_code,
-                           multi_label=services.gateway.binding.multi_label)
+                           multi_label=services.gateway.binding.multi_label,
+                           label_aliases=services.gateway.label_aliases())
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     click.echo(f"registered {source} as {entry.version} ({state})")

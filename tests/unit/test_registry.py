@@ -15,7 +15,7 @@ from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, gate
 from worker.scoring import read_head
 from worker.training.data import build_training_set
 from worker.training.job import retrain
-from worker.training.register import register_model
+from worker.training.register import question_labels, register_model
 from worker.training.trainer import TrainingSettings
 
 
@@ -210,11 +210,14 @@ def test_a_model_is_registered_as_the_questions_kind_and_one_declaring_the_other
     scoring. One that declares the other kind is refused when registered, before anything scores with it."""
     tags = ["billing", "bug", "feature"]
     registry = ModelRegistry(tmp_path / "registry")
-    undeclared = save_tiny_classifier(tmp_path / "undeclared", labels=tuple(tags))
+    undeclared = save_tiny_classifier(tmp_path / "undeclared", labels=("BILLING", "bug", "ft"))
+    (undeclared / "thresholds.json").write_text(json.dumps({"BILLING": 0.3, "ft": 0.7}))  # tuned where it was trained
 
-    entry = register_model(str(undeclared), registry, tags, multi_label=True)
+    entry = register_model(str(undeclared), registry, tags, multi_label=True, label_map={"ft": "feature"})
 
-    assert read_head(entry.path, entry.version).multi_label
+    head = read_head(entry.path, entry.version)
+    assert head.multi_label and dict(zip(head.labels, head.thresholds)) == {"billing": 0.3, "bug": 0.5,
+                                                                            "feature": 0.7}
     declared_single = _with_problem_type(save_tiny_classifier(tmp_path / "single", labels=tuple(tags)),
                                          "single_label_classification")
     with pytest.raises(DataError, match=r"predicts one label a record \(config.problem_type = "
@@ -227,3 +230,20 @@ def test_a_model_is_registered_as_the_questions_kind_and_one_declaring_the_other
     single = register_model(str(save_tiny_classifier(tmp_path / "plain")), ModelRegistry(tmp_path / "other"),
                             ["negative", "positive"])
     assert not read_head(single.path, single.version).multi_label
+
+
+def test_the_models_labels_are_read_as_the_questions_through_titles_and_letter_case(tmp_path):
+    """distilbert-sst2 says NEGATIVE / POSITIVE; a model trained on the labels the UI shows says their titles."""
+    values, aliases = ["neg", "pos", "neutral"], {"Negative 👎": "neg", "Positive 👍": "pos"}
+    assert question_labels(["Negative 👎", "POSITIVE 👍", "NEUTRAL"], values, {}, aliases) == ["neg", "pos", "neutral"]
+    assert question_labels(["LABEL_0", "pos"], values, {"LABEL_0": "neutral"}, aliases) == ["neutral", "pos"]
+    assert question_labels(["Pos"], ["pos", "POS"], {}, {}) == ["Pos"]  # two readings: left for --label-map
+
+    registry = ModelRegistry(tmp_path / "registry")
+    shouting = save_tiny_classifier(tmp_path / "sst2-like", labels=("NEGATIVE", "POSITIVE"))
+    entry = register_model(str(shouting), registry, ["negative", "positive"])
+    assert read_head(entry.path, entry.version).labels == ("negative", "positive")
+    assert entry.metrics["label_map"] == {"NEGATIVE": "negative", "POSITIVE": "positive"}
+    with pytest.raises(DataError, match=r"the model's labels \['negative', 'negative'\]"):
+        register_model(str(save_tiny_classifier(tmp_path / "twice", labels=("Negative", "NEGATIVE"))), registry,
+                       ["negative", "positive"])

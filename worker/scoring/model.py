@@ -25,6 +25,7 @@ from worker.scoring.device import amp_dtype, pick_device
 
 logger = logging.getLogger(__name__)
 
+THRESHOLDS_FILE = "thresholds.json"  # a multi-label model's per-label decision thresholds, beside its weights
 MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.problem_type of a sigmoid head
 REMOTE_CODE_SETTING = "registry.trust_remote_code"  # the setting that lets models run the Python code they ship
 
@@ -210,7 +211,7 @@ def thresholds_of(directory: Path, labels: tuple[str, ...]) -> tuple[float, ...]
     Raises:
         ScoringError: the file is not a JSON object of numbers in (0, 1).
     """
-    path = directory / "thresholds.json"
+    path = directory / THRESHOLDS_FILE
     if not path.exists():
         return tuple(0.5 for _ in labels)
     try:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from worker.errors import DataError, ScoringError
+from worker.files import write_json_atomic
 from worker.records import label_index
 from worker.registry import ModelRegistry, ModelVersion
 
@@ -29,10 +32,11 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
                    label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False,
-                   multi_label: bool = False) -> ModelVersion:
+                   multi_label: bool = False, label_aliases: Mapping[str, str] | None = None) -> ModelVersion:
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
-    Its label names (``config.id2label``, through ``label_map``) must be exactly the question's labels, and its kind
+    Its label names (``config.id2label``, read by :func:`question_labels`; ``label_aliases``: the question's label
+    titles, title → value) must be exactly the question's labels, and its kind
     that of the question (``multi_label``: label sets). A config that declares no ``problem_type`` (many multi-label
     checkpoints on the Hub) is read as the question's kind, and the registered copy says so.
     The version is promoted when there is no current model yet; otherwise it waits for
@@ -62,11 +66,16 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     unknown = sorted(set(mapping) - set(model_labels))
     if unknown:
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
-    mapped = [mapping.get(label, label) for label in model_labels]
+    mapped = question_labels(model_labels, dataset_labels, mapping, label_aliases or {})
     if sorted(mapped) != sorted(dataset_labels):
         raise DataError(f"the model's labels {mapped} (config.id2label{' after --label-map' if mapping else ''}) "
                         f"differ from the dataset question's labels {sorted(dataset_labels)}; "
                         f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…")
+    read_as = {label: value for label, value in zip(model_labels, mapped) if label != value and label not in mapping}
+    if read_as:
+        logger.info("the model's labels read as the question's: %s (--label-map maps them otherwise)",
+                    ", ".join(f"{label} → {value}" for label, value in read_as.items()))
+        mapping.update(read_as)
     model.config.id2label = dict(enumerate(mapped))
     model.config.label2id = label_index(mapped)
     if multi_label:
@@ -74,6 +83,7 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     with registry.staging() as staged:
         model.save_pretrained(staged, safe_serialization=True)
         tokenizer.save_pretrained(staged)
+        _carry_decision_files(Path(source), staged, model_labels, mapped, multi_label)
         entry = registry.add(staged, {"registered_from": str(source), "labels": mapped, "label_map": mapping,
                                       "parent": None})
     if registry.current() is None:
@@ -114,3 +124,45 @@ def _check_kind(source: str, problem_type: str | None, multi_label: bool) -> Non
     raise DataError(f"{source!r} predicts {model_kind} (config.problem_type = {problem_type!r}) but the dataset's "
                     f"question takes {question_kind}: register a model of that kind, or train one (`argilla-worker "
                     f"train`)")
+
+
+def question_labels(model_labels: Sequence[str], dataset_labels: Sequence[str], label_map: Mapping[str, str],
+                    label_aliases: Mapping[str, str]) -> list[str]:
+    """Each of the model's labels as the question's label it stands for: ``label_map``'s (``--label-map``), else
+    itself when it is one, else the label whose title it is (what the UI shows: ``Cars 🚗`` → ``autos``), else the
+    one label or title it equals but for letter case (``POSITIVE`` → ``positive``). A label none of these reads
+    stays as it is (the caller then lists both sets)."""
+    values = set(dataset_labels)
+    folded: dict[str, set[str]] = {}
+    for name, value in [*((value, value) for value in dataset_labels), *label_aliases.items()]:
+        folded.setdefault(name.casefold(), set()).add(value)
+
+    def read(label: str) -> str:
+        if label in label_map:
+            return label_map[label]
+        if label in values:
+            return label
+        if label in label_aliases:
+            return label_aliases[label]
+        matches = folded.get(label.casefold(), set())
+        return next(iter(matches)) if len(matches) == 1 else label
+
+    return [read(label) for label in model_labels]
+
+
+def _carry_decision_files(source: Path, staged: Path, model_labels: Sequence[str], mapped: Sequence[str],
+                          multi_label: bool) -> None:
+    """Keep what a local model directory says beside its weights about reading its outputs: a multi-label model's
+    per-label thresholds (``thresholds.json``, its keys renamed as the question's labels) and the temperature its
+    scores are read at (``temperature.json``). Without them its label sets would be cut at 0.5.
+
+    Raises:
+        ScoringError: the thresholds file is not a JSON object of numbers in (0, 1).
+    """
+    from worker.scoring.model import TEMPERATURE_FILE, THRESHOLDS_FILE, thresholds_of
+
+    if multi_label and (source / THRESHOLDS_FILE).is_file():
+        thresholds = thresholds_of(source, tuple(model_labels))
+        write_json_atomic(staged / THRESHOLDS_FILE, dict(zip(mapped, thresholds, strict=True)))
+    if (source / TEMPERATURE_FILE).is_file():
+        shutil.copyfile(source / TEMPERATURE_FILE, staged / TEMPERATURE_FILE)

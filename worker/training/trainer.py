@@ -39,7 +39,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
-from worker.scoring.model import code_refusal, ensure_padding, pretrained
+from worker.scoring.model import THRESHOLDS_FILE, code_refusal, ensure_padding, pretrained
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -546,7 +546,7 @@ def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_mode
     tokenizer.model_max_length = settings.max_length  # score with the context the model was trained on
     tokenizer.save_pretrained(output_dir)
     if result.thresholds is not None:
-        (output_dir / "thresholds.json").write_text(json.dumps(result.thresholds, indent=2))
+        (output_dir / THRESHOLDS_FILE).write_text(json.dumps(result.thresholds, indent=2))
     (output_dir / "training.json").write_text(json.dumps({
         "start_model": str(start_model),
         "train_records": train_count,
