@@ -7,6 +7,7 @@ CLI errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -623,3 +624,35 @@ def test_their_own_properties_with_the_workers_names_keep_their_values(local_arg
                    extra_env={"ARGILLA_WORKER_ARGILLA__METADATA_PREFIX": ""})
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "the dataset's own (confidence, model_version)" in refused.stderr
+
+
+def test_their_model_speaking_the_label_titles_registers_through_the_cli_and_a_base_encoder_is_refused(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """The question's labels are values with titles (what the UI shows); the team's model was trained on the
+    titles, in capitals. The command runs in-process (click's runner): the same code as the console script."""
+    from click.testing import CliRunner
+
+    from tests.tiny_models import save_tiny_encoder
+    from worker.cli import cli
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="tone", labels={"neg": "Negative 👎", "pos": "Positive 👍"})])).create()
+    for name, value in {"API_KEY": stack_settings.api_key.get_secret_value(), "API_URL": stack_settings.api_url,
+                        "DATASET": dataset_name, "WORKSPACE": stack_settings.workspace}.items():
+        monkeypatch.setenv(f"ARGILLA_WORKER_ARGILLA__{name}", value)
+    monkeypatch.setenv("ARGILLA_WORKER_REGISTRY__PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
+
+    base = CliRunner().invoke(cli, ["models", "register", str(save_tiny_encoder(tmp_path / "encoder"))])
+    assert base.exit_code == 1 and isinstance(base.exception, SystemExit), base.output
+    assert "is not a trained sequence classifier: its checkpoint has no classifier.bias" in base.output
+    assert not (tmp_path / "registry" / "versions").exists() or not any((tmp_path / "registry" / "versions").iterdir())
+
+    theirs = save_tiny_classifier(tmp_path / "theirs", labels=("NEGATIVE 👎", "Positive 👍"))
+    registered = CliRunner().invoke(cli, ["models", "register", str(theirs)])
+    assert registered.exit_code == 0, registered.output
+    assert f"registered {theirs} as v0001 (current)" in registered.output
+    stored = json.loads((tmp_path / "registry" / "versions" / "v0001" / "config.json").read_text())
+    assert stored["id2label"] == {"0": "neg", "1": "pos"}
