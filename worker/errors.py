@@ -45,6 +45,17 @@ class ArgillaUnavailableError(ArgillaGatewayError):
     """Argilla could not be reached or answered 5xx: retrying later can help (the runner backs off)."""
 
 
+class DatasetReplacedError(ArgillaUnavailableError):
+    """The dataset the worker was bound to is no longer on the server (deleted, or deleted and created again
+    under its name): the gateway has forgotten it, so the next attempt binds to the dataset of that name anew.
+    ``dataset_id``: the id that is gone; ``dataset_key``: what the worker's state about it is kept under."""
+
+    def __init__(self, message: str, *, dataset_id: str, dataset_key: str, status: int | None = None,
+                 detail: str | None = None):
+        super().__init__(message, status=status, detail=detail)
+        self.dataset_id, self.dataset_key = dataset_id, dataset_key
+
+
 class ArgillaRefusedError(ArgillaGatewayError):
     """Argilla refused the request (4xx: a schema, label-set or permission problem): retrying cannot help,
     the message tells the user what to change."""

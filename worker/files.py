@@ -51,3 +51,9 @@ class KeyedJsonFile:
     def put(self, key: str, value: Any) -> None:
         write_json_atomic(self.path, {**(read_json(self.path, {}) or {}), key: value})
 
+    def delete(self, key: str) -> None:
+        """Drop the entry under ``key`` (nothing is written when there is none)."""
+        entries = read_json(self.path, {}) or {}
+        if entries.pop(key, None) is not None:
+            write_json_atomic(self.path, entries)
+

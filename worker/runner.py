@@ -24,6 +24,7 @@ from worker.errors import (
     ArgillaUnavailableError,
     ConfigError,
     DataError,
+    DatasetReplacedError,
     Interrupted,
     NoModelError,
     WorkerError,
@@ -165,9 +166,7 @@ class Runner:
             try:
                 self.services.ensure_dataset()
                 self.services.labels()
-                self.dataset_id = self.services.gateway.dataset_id()
-                gateway = self.services.gateway
-                self.book.set_binding(f"{gateway.workspace}/{gateway.dataset_name}", gateway.binding)
+                self._note_binding()
                 self.book.argilla_ok()
                 break
             except ArgillaUnavailableError as error:
@@ -237,6 +236,8 @@ class Runner:
         logger.info("job %s started%s", item.kind, f" ({len(item.record_ids)} records)" if item.record_ids else "")
         try:
             summary = self._run_item(item)
+        except DatasetReplacedError as error:
+            return self._on_dataset_replaced(item, error, started)
         except ArgillaUnavailableError as error:
             self.book.argilla_down(error)
             delay = min(2.0 ** (item.attempts + 1), MAX_BACKOFF_S)
@@ -257,6 +258,25 @@ class Runner:
             return self.book.job_result(item.kind, JobState.FAILED, f"{type(error).__name__}: {error}", started)
         self.book.argilla_ok()
         self.book.job_result(item.kind, JobState.OK, summary, started)
+        if self.dataset_id is None:  # bound anew by this job (after the dataset was replaced)
+            self._note_binding()
+
+    def _on_dataset_replaced(self, item: WorkItem, error: DatasetReplacedError, started: float) -> None:
+        """The dataset was deleted (perhaps created again under its name) while the worker ran: forget what was kept
+        about its records and run the job again (a record list names records of the gone dataset: a plain score
+        instead), which binds to the dataset of that name — or says, in the status, that there is none."""
+        logger.warning("job %s: %s", item.kind, error)
+        self.services.forget_dataset(error.dataset_key)
+        self.dataset_id = None  # until bound again: webhook deliveries are not filtered by a gone id
+        kind = JobKind.SCORE if item.record_ids else item.kind
+        self.queue.put(kind, attempts=item.attempts)  # not a backoff: the next attempt binds, or finds nothing
+        self.book.job_result(item.kind, JobState.RETRYING, str(error), started)
+
+    def _note_binding(self) -> None:
+        """The bound dataset's id (to filter webhook deliveries) and binding (for the status)."""
+        gateway = self.services.gateway
+        self.dataset_id = gateway.dataset_id()
+        self.book.set_binding(f"{gateway.workspace}/{gateway.dataset_name}", gateway.binding)
 
     def _run_item(self, item: WorkItem) -> str:
         with self.services.lock:

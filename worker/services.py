@@ -94,6 +94,15 @@ class Services:
     def failed_pushes(self) -> FailedPushes:
         return FailedPushes(self.settings.state_dir / "failed_pushes.json")
 
+    def forget_dataset(self, key: str) -> None:
+        """The bound dataset is gone from the server (deleted, perhaps created again under its name; see
+        :class:`~worker.errors.DatasetReplacedError`): drop what was kept about its records — the watermark, the
+        failed pushes, the stop set — so the dataset of that name is read from the start. The models, the
+        annotators' estimates and the counters stay. ``key``: the gone dataset's (``DatasetReplacedError``)."""
+        self.sync_state.forget(key)
+        self.failed_pushes.forget(key)
+        self.stop_sets.forget(key)
+
     def labels(self) -> list[str]:
         """The bound question's labels: binds to the dataset (validated once). Reads only: nothing on the
         server changes (see :meth:`prepare_for_push`).

@@ -61,6 +61,10 @@ class StopSetStore:
         self.file.put(key, {"ids": list(stop_set.ids), "texts": list(stop_set.texts),
                             "pairs": list(stop_set.pairs) if stop_set.pairs is not None else None})
 
+    def forget(self, key: str) -> None:
+        """Drop the stop set of ``key`` (its dataset is gone: the next model draws one from the new records)."""
+        self.file.delete(key)
+
 
 def agreement(previous: Sequence[str], current: Sequence[str]) -> float:
     """Cohen's κ between two models' predicted labels [n] on the same records (1.0 when both are constant

@@ -170,3 +170,51 @@ def test_a_queued_copies_job_marks_the_records_that_share_a_text(local_argilla, 
     assert status["jobs"]["copies"]["summary"].startswith("2 of 7 records share 1 texts, 1 with different labels")
     marks = {r.record_id: (r.metadata.get("copies"), r.metadata.get("copies_disagree")) for r in services.gateway.pull()}
     assert marks["e0"] == marks["copy-of-e0"] == (1, 1) and marks["e1"] == (None, None)
+
+
+def test_a_dataset_deleted_and_created_again_under_its_name_is_bound_anew_without_a_restart(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """The team re-imports its data (delete, create with the plain SDK, log) while the worker runs: the worker
+    kept the old dataset's id, and every job answered 404 until it was restarted."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+
+    def create(prefix: str) -> rg.Dataset:
+        dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client,
+                             settings=rg.Settings(fields=[rg.TextField(name="review")],
+                                                  questions=[rg.LabelQuestion(name="verdict", labels=list(LABELS))]))
+        dataset.create()
+        dataset.records.log([rg.Record(id=f"{prefix}{e.id}", fields={"review": e.text})
+                             for e in sentiment_examples(COUNT)])
+        return dataset
+
+    first = create("old-")
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(_settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace))
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+    assert Runner(services.settings, services).work(burst=True) == 0
+    key = services.gateway.dataset_key
+    services.failed_pushes.update(key, failed={"old-e1": (str(first.id), "a push of the old dataset's")}, landed=())
+    first.delete()
+    second = create("new-")
+
+    runner = Runner(services.settings, services)
+    assert runner.work(burst=True) == 0
+
+    assert runner.status.jobs["score"]["status"] == "ok", runner.status.jobs
+    assert f"{COUNT} scored" in runner.status.jobs["score"]["summary"]
+    assert runner.dataset_id == str(second.id)
+    records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records(
+        with_suggestions=True))
+    assert len(records) == COUNT and all(record.id.startswith("new-") for record in records)
+    assert {record.metadata.get("model_version") for record in records} == {"v0001"}
+    assert all(record.suggestions["verdict"].agent == "v0001" for record in records)
+    assert services.failed_pushes.of(key) == {}  # the gone dataset's records are not pushed again
+
+    second.delete()  # and now gone for good while the loop runs: the job says so, once, and the loop goes on
+    runner.queue.put("score")
+    runner._execute(runner.queue.get(timeout=1.0))
+    assert runner.status.jobs["score"]["status"] == "skipped", runner.status.jobs
+    assert f"{dataset_name} does not exist" in runner.status.jobs["score"]["summary"]
+    assert runner.queue.get(timeout=0.1) is None  # nothing retried in a loop

@@ -46,6 +46,7 @@ from worker.errors import (
     ArgillaGatewayError,
     ArgillaRefusedError,
     ArgillaUnavailableError,
+    DatasetReplacedError,
     LabelSetMismatchError,
 )
 from worker.gateway.paging import keyset_pages
@@ -514,8 +515,12 @@ class ArgillaGateway:
     def dataset_key(self) -> str:
         """What the worker's state (watermarks, annotator estimates …) is kept under: the dataset, and the
         question when the dataset has several (one worker per question)."""
-        key = f"{self.api_url}|{self.workspace}/{self.dataset_name}"
+        key = self._base_key
         return f"{key}#{self.binding.question}" if self.binding.metadata_prefix else key
+
+    @property
+    def _base_key(self) -> str:
+        return f"{self.api_url}|{self.workspace}/{self.dataset_name}"
 
     def pull_incremental(self, state: SyncState, *, reconcile: bool = False) -> Iterator[PulledRecord]:
         """Records changed since the persisted watermark (with ``reconcile``: and the annotated records whose
@@ -817,6 +822,8 @@ class ArgillaGateway:
             return retrying(call)
         except httpx.HTTPStatusError as error:
             status = error.response.status_code
+            if status == 404:
+                self._check_still_bound(path, error.response)
             kind = ArgillaUnavailableError if status >= 500 else ArgillaRefusedError
             raise kind(f"Argilla {method} {path} answered {status}: {error.response.text[:500]}",
                        status=status, detail=_server_detail(error.response)) from error
@@ -833,8 +840,32 @@ class ArgillaGateway:
             raise ArgillaUnavailableError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
                                       f"from {self.api_url}: {error}") from error
 
+    def _check_still_bound(self, path: str, response: httpx.Response) -> None:
+        """After a 404 on a path under the bound dataset: when the server no longer has that dataset (deleted, or
+        deleted and created again under its name), forget it and its binding.
+
+        Raises:
+            DatasetReplacedError: the bound dataset is gone (names it and its id; the next attempt binds anew).
+        """
+        cached = self._cached_dataset
+        if cached is None or f"/datasets/{cached.id}" not in path:
+            return
+        try:  # one plain call (not _request: its 404 would come back here)
+            if self.client.http_client.get(f"/api/v1/datasets/{cached.id}").status_code != 404:
+                return  # the dataset is there: the 404 was about something else
+        except httpx.TransportError:
+            return  # unknown: the caller's error stands
+        key = self.dataset_key if self._binding is not None else self._base_key
+        self._cached_dataset, self._binding = None, None
+        raise DatasetReplacedError(
+            f"dataset {self.workspace}/{self.dataset_name} (id {cached.id}) is no longer on {self.api_url}: it was "
+            f"deleted, or deleted and created again under its name — the next attempt binds to the dataset of "
+            f"that name, if there is one", dataset_id=str(cached.id), dataset_key=key, status=404,
+            detail=_server_detail(response))
+
     def _dataset(self) -> rg.Dataset:
-        """The dataset (looked up once per gateway: its id and settings do not change under us)."""
+        """The dataset (looked up once per gateway and kept; forgotten when the server no longer has it, see
+        :meth:`_check_still_bound`)."""
         if self._cached_dataset is not None:
             return self._cached_dataset
         dataset = self._find_dataset()

@@ -48,6 +48,14 @@ class SyncState:
         state[key] = value.isoformat()
         write_json_atomic(self.path, state)
 
+    def forget(self, key: str) -> None:
+        """Drop the watermark and the reconciliation of ``key`` (its dataset is gone): the next pull reads it all."""
+        state = self._read()
+        had = state.pop(key, None) is not None
+        had |= state.get(RECONCILED, {}).pop(key, None) is not None
+        if had:
+            write_json_atomic(self.path, state)
+
     def _read(self) -> dict:
         return read_json(self.path, {})
 
@@ -84,6 +92,12 @@ class FailedPushes:
         if not records:
             state.pop(key, None)
         if changed:
+            write_json_atomic(self.path, state)
+
+    def forget(self, key: str) -> None:
+        """Drop the failed records of ``key`` (its dataset is gone: their ids name records that no longer exist)."""
+        state = self._read()
+        if state.pop(key, None) is not None:
             write_json_atomic(self.path, state)
 
     def _read(self) -> dict[str, dict]:
