@@ -234,6 +234,9 @@ class PublishSettings(_Section):
     only_reviewed: bool = False
     metadata: list[str] = Field(default_factory=list, description="metadata properties of the dataset published as "
                                 "columns beside the labels (yours, or the worker's original_agent / original_score)")
+    fields: Literal["all", "bound"] | list[str] = Field(
+        "all", description="the dataset's fields published as columns: all (default), bound (only those the model "
+        "reads), or a list of names (the bound ones are always published)")
     split: Literal["keep", "stratified", "none"] = "none"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0

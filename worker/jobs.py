@@ -817,12 +817,12 @@ def publish_job(services: Services, *, directory: Path | None = None,
                              similarity=services.settings.copies.similarity)
     labels = services.labels()
     metadata = _published_metadata(services)  # checked before the passes over the records
-    with build_publication(services.gateway.pull(), labels, options, fields=services.gateway.binding.fields,
-                           workdir=services.settings.state_dir / "publishing",
-                           crowd=estimate_crowd(services, labels),
-                           multi_label=services.gateway.binding.multi_label, metadata=metadata,
-                           chat_fields=services.gateway.binding.chat_fields,
-                           rating=services.gateway.binding.rating) as publication:
+    fields, chats = _published_fields(services)
+    binding = services.gateway.binding
+    with build_publication(services.gateway.pull(fields=fields[len(binding.fields):]), labels, options,
+                           fields=fields, workdir=services.settings.state_dir / "publishing",
+                           crowd=estimate_crowd(services, labels), multi_label=binding.multi_label,
+                           metadata=metadata, chat_fields=chats, rating=binding.rating) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,
@@ -835,6 +835,27 @@ def publish_job(services: Services, *, directory: Path | None = None,
         results = [sink.publish(publication, card) for sink in sinks]
     call_each(services.plugins, "on_published", results=results)
     return results
+
+
+def _published_fields(services: Services) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``publish.fields``: the fields published as columns — the bound ones first, then the others asked for in the
+    dataset's order — and which of them are conversations (chat fields, published as their messages).
+
+    Raises:
+        ConfigError: a name the dataset has no field of (lists those it has).
+    """
+    binding, wanted = services.gateway.binding, services.settings.publish.fields
+    shape = services.gateway.shape()
+    kinds = {info.name: info.type for info in shape.fields}
+    if isinstance(wanted, list):
+        unknown = [name for name in wanted if name not in kinds]
+        if unknown:
+            raise ConfigError(f"publish.fields: dataset {shape.name!r} has no field {unknown[0]!r}; it has: "
+                              f"{', '.join(kinds)}")
+    others = [name for name in kinds if name not in binding.fields
+              and (wanted == "all" or (isinstance(wanted, list) and name in wanted))]
+    fields = (*binding.fields, *others)
+    return fields, tuple(name for name in fields if kinds.get(name) == "chat")
 
 
 def _published_metadata(services: Services) -> dict[str, str]:

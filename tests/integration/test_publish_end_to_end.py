@@ -80,3 +80,62 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
     data_files = [name for name in hub.repos["team/cleaned"].files if name.startswith("data/")]
     assert sorted(name.split("-")[0] for name in data_files) == ["data/test", "data/train"], data_files
     assert hub.repos["team/cleaned"].commits[0]["title"].startswith("Publish 11 records (2 corrected)")
+
+
+def test_their_other_fields_are_published_beside_the_one_the_model_reads(local_argilla, stack_settings, dataset_name,
+                                                                          tmp_path):
+    """A ticket dataset made with the plain SDK: the model reads `body`; the subject, the agent's notes, the chat
+    thread and a custom field (a JSON object) are the team's data too and belong in their cleaned dataset."""
+    import argilla as rg
+    import pytest
+
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+    from worker.jobs import Services, publish_job
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="subject"), rg.TextField(name="body"),
+                rg.TextField(name="notes", required=False), rg.ChatField(name="thread"),
+                rg.CustomField(name="customer", template="<b>{{record.fields.customer.plan}}</b>")],
+        questions=[rg.LabelQuestion(name="queue", labels=["billing", "tech"])]))
+    dataset.create()
+    tickets = {f"t{i}": "billing" if i % 2 else "tech" for i in range(6)}
+    dataset.records.log([rg.Record(
+        id=ticket,
+        fields={"subject": f"subject {ticket}", "body": f"the body of {ticket}",
+                **({"notes": f"called back {ticket}"} if ticket != "t0" else {}),
+                "thread": [{"role": "user", "content": f"help {ticket}"}, {"role": "assistant", "content": "on it"}],
+                "customer": {"plan": "pro", "seats": 3}},
+        suggestions=[rg.Suggestion(question_name="queue", value=queue, agent="router")])
+        for ticket, queue in tickets.items()])
+    settings = load_settings(argilla={"api_url": stack_settings.api_url, "api_key":
+                                      stack_settings.api_key.get_secret_value(), "dataset": dataset_name,
+                                      "workspace": stack_settings.workspace, "fields": ["body"]},
+                             state_dir=str(tmp_path / "state"), registry={"path": str(tmp_path / "registry")})
+    services = Services(settings)
+
+    publish_job(services, directory=tmp_path / "all")
+
+    rows = {row["id"]: row for row in datasets.load_dataset(str(tmp_path / "all"), split="train",
+                                                            cache_dir=str(tmp_path / "cache"))}
+    assert set(rows) == set(tickets)
+    assert rows["t1"]["subject"] == "subject t1" and rows["t1"]["body"] == "the body of t1"
+    assert rows["t1"]["notes"] == "called back t1" and rows["t0"]["notes"] is None
+    assert rows["t1"]["thread"] == [{"role": "user", "content": "help t1"}, {"role": "assistant", "content": "on it"}]
+    assert json.loads(rows["t1"]["customer"]) == {"plan": "pro", "seats": 3}
+    assert [rows[ticket]["label"] for ticket in sorted(tickets)] == [
+        ["billing", "tech"].index(tickets[ticket]) for ticket in sorted(tickets)]
+
+    services.settings.publish.fields = ["subject"]
+    publish_job(services, directory=tmp_path / "some")
+    some = datasets.load_dataset(str(tmp_path / "some"), split="train", cache_dir=str(tmp_path / "cache2"))
+    assert [name for name in some.column_names if name in ("subject", "body", "notes", "thread", "customer")] == [
+        "body", "subject"]
+    services.settings.publish.fields = "bound"
+    publish_job(services, directory=tmp_path / "bound")
+    bound = datasets.load_dataset(str(tmp_path / "bound"), split="train", cache_dir=str(tmp_path / "cache3"))
+    assert "body" in bound.column_names and "subject" not in bound.column_names
+    services.settings.publish.fields = ["subjct"]
+    with pytest.raises(ConfigError, match="publish.fields: dataset .* has no field 'subjct'; it has: subject, body"):
+        publish_job(services, directory=tmp_path / "typo")

@@ -444,7 +444,7 @@ class ArgillaGateway:
 
     def pull(self, *, since: datetime | None = None, reconciliation: Reconciliation | None = None,
              condition: dict | None = None, page_size: int = PAGE_SIZE,
-             vector: str | None = None) -> Iterator[PulledRecord]:
+             vector: str | None = None, fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
         """Records with their metadata, suggestion and responses, a page at a time (keyset paging, see
         :mod:`worker.gateway.paging`: memory O(page), no ceiling on the dataset's size).
 
@@ -463,10 +463,12 @@ class ArgillaGateway:
 
         ``condition`` is a search filter every record must also match. ``vector`` names one of the dataset's
         vectors to read with each record (``PulledRecord.vector``; check the name with :meth:`vector_dimensions`).
+        ``fields``: other fields of the dataset whose values each record also carries in ``field_values`` (beside the
+        bound ones: what publishing writes).
         """
         conditions = [condition] if condition else []
         if since is None:
-            yield from self._records(self._pages(conditions, page_size, vector), vector)
+            yield from self._records(self._pages(conditions, page_size, vector), vector, fields)
             return
         updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
                    "ge": (since - WATERMARK_OVERLAP).isoformat()}
@@ -557,11 +559,12 @@ class ArgillaGateway:
         """Only the records that have at least one response (any status)."""
         yield from self._records(self._pages([ANNOTATED_FILTER], PAGE_SIZE))
 
-    def _records(self, pages: Iterable[list[dict]], vector: str | None = None) -> Iterator[PulledRecord]:
+    def _records(self, pages: Iterable[list[dict]], vector: str | None = None,
+                 fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
         binding = self.binding
         for page in pages:
             for item in page:
-                yield _pulled_record(item, binding, vector)
+                yield _pulled_record(item, binding, vector, fields)
 
     def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None) -> Iterator[list[dict]]:
         dataset_id = self._dataset().id
@@ -1091,9 +1094,10 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None) -> PulledRecord:
+def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None,
+                   fields: Sequence[str] = ()) -> PulledRecord:
     """A record of the server's JSON as the binding sees it: its model input, question and reference label (and
-    the vector named ``vector``, [D] float32, when the record has it)."""
+    the vector named ``vector``, [D] float32, when the record has it; the values of the other ``fields`` too)."""
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
     suggestion = _suggestion_state(found, binding) if found else None
     stored = dict(item.get("metadata") or {})
@@ -1105,7 +1109,7 @@ def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = Non
         record_id=str(item.get("external_id") or item["id"]),
         text=text,
         text_pair=text_pair,
-        field_values={name: values.get(name) for name in binding.fields},
+        field_values={name: values.get(name) for name in (*binding.fields, *fields)},
         metadata=metadata,
         stored_metadata=stored if binding.metadata_prefix else None,
         suggestion=suggestion,

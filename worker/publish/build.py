@@ -434,8 +434,8 @@ def _count_copies(keys: pa.ChunkedArray, labels: pa.ChunkedArray, stats: Publica
 
 
 def _field_value(record: PulledRecord, name: str, chat: bool) -> object:
-    """A bound field's value as its column holds it: the text, or a conversation's messages ``[{role, content}]``;
-    None where an optional field is empty.
+    """A field's value as its column holds it: the text (an image field's URL; a custom field's JSON object as its
+    JSON text), or a conversation's messages ``[{role, content}]``; None where an optional field is empty.
 
     Raises:
         DataError: the value is not a string (not a list of messages, for a chat field): names record and field.
@@ -444,6 +444,8 @@ def _field_value(record: PulledRecord, name: str, chat: bool) -> object:
     if value is None:
         return None
     if not chat:
+        if isinstance(value, dict):
+            return json.dumps(value, ensure_ascii=False, sort_keys=True)
         if not isinstance(value, str):
             raise DataError(f"record {record.record_id!r}: field {name!r} is {type(value).__name__}, not a string")
         return value
