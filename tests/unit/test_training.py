@@ -551,7 +551,7 @@ def test_a_start_model_that_already_classifies_the_labels_keeps_what_its_head_me
     """The team's classifier says {0: negative, 1: positive}; the question lists positive first. Its head rows
     are kept, so they must keep their labels: read the other way round, every prediction was inverted."""
     import torch
-    from transformers import BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
     from tests.tiny_models import save_tiny_classifier
     from worker.scoring import load_classifier
@@ -574,10 +574,52 @@ def test_a_start_model_that_already_classifies_the_labels_keeps_what_its_head_me
     assert set(trained.labels) == {"negative", "positive"}
     assert probabilities[:, negative].min() > 0.99
 
-    shouting = save_tiny_classifier(tmp_path / "shouting", labels=("NEGATIVE", "POSITIVE"))  # as distilbert-sst2
+    shouting = tmp_path / "shouting"  # the same model, its labels as distilbert-sst2 writes them
     model.config.id2label, model.config.label2id = {0: "NEGATIVE", 1: "POSITIVE"}, {"NEGATIVE": 0, "POSITIVE": 1}
     model.save_pretrained(shouting)
+    AutoTokenizer.from_pretrained(start).save_pretrained(shouting)
     train_classifier(str(shouting), examples, [], ["positive", "negative"], tmp_path / "out2", settings)
     trained = load_classifier(tmp_path / "out2", device="cpu", version="t2")
     probabilities = predict_probabilities(trained, [e.text for e in examples], samples=1).deterministic
     assert probabilities[:, trained.labels.index("negative")].min() > 0.99
+
+
+def test_a_max_length_beyond_the_models_positions_trains_at_the_models_limit_and_says_so(tmp_path, caplog):
+    """The tiny BERT has 64 positions; training.max_length = 128 failed on the first long text inside the model."""
+    import logging
+
+    from tests.tiny_models import save_tiny_classifier
+    from worker.scoring import load_classifier
+
+    long_examples = [Example(f"e{i}", " ".join(["a wonderful , moving film"] * 30), LABELS[i % 2]) for i in range(8)]
+    settings = TrainingSettings(**{**FAST, "max_length": 128, "epochs": 1})
+    base = save_tiny_classifier(tmp_path / "base")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config["model_max_length"] = int(1e30)  # as a tokenizer that names no limit: the 64 positions are the limit
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+
+    with caplog.at_level(logging.WARNING, logger="worker.training.trainer"):
+        train_classifier(str(base), long_examples, [], LABELS, tmp_path / "out", settings)
+
+    assert "training.max_length = 128, but" in caplog.text and "reads at most 64 tokens" in caplog.text
+    assert load_classifier(tmp_path / "out", device="cpu", version="t").max_length == 64
+
+
+def test_the_context_limit_reads_roberta_style_positions_past_their_padding_offset():
+    from transformers import BertConfig, DebertaV2Config, ModernBertConfig, RobertaConfig
+
+    from worker.scoring.model import context_limit, position_limit
+
+    class Tokenizer:
+        model_max_length = int(1e30)  # transformers' placeholder when a tokenizer names no limit
+
+    class Model:
+        def __init__(self, config):
+            self.config = config
+
+    assert context_limit(Tokenizer(), Model(RobertaConfig(max_position_embeddings=514, pad_token_id=1))) == 512
+    assert context_limit(Tokenizer(), Model(BertConfig(max_position_embeddings=512))) == 512
+    assert position_limit(ModernBertConfig()) is None  # rotary: no table of positions to run past
+    assert position_limit(DebertaV2Config(position_biased_input=False)) is None  # DeBERTa-v3: relative only
+    Tokenizer.model_max_length = 128
+    assert context_limit(Tokenizer(), Model(BertConfig(max_position_embeddings=512))) == 128

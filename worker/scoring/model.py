@@ -114,8 +114,34 @@ class Classifier:
 
     @property
     def max_length(self) -> int:
-        limits = [self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", None)]
-        return min(int(limit) for limit in limits if limit and limit < 1_000_000)
+        return context_limit(self.tokenizer, self.model)
+
+
+# models whose position ids start after the padding id (RoBERTa's scheme): max_position_embeddings = 514 reads 512
+OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "mpnet", "data2vec-text", "longformer"})
+# models with a table of absolute positions: a text longer than it cannot run (rotary or relative ones can)
+ABSOLUTE_POSITIONS = OFFSET_POSITIONS | {"bert", "distilbert", "electra", "albert", "mobilebert", "ernie"}
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens the model has absolute positions for (RoBERTa-style offset deducted); None when its positions
+    are rotary or relative (ModernBERT, DeBERTa-v3, decoders: ``max_position_embeddings`` is no hard limit)."""
+    model_type = getattr(config, "model_type", None)
+    absolute = model_type in ABSOLUTE_POSITIONS or (model_type in ("deberta", "deberta-v2")
+                                                     and getattr(config, "position_biased_input", False))
+    positions = getattr(config, "max_position_embeddings", None)
+    if not absolute or not positions:
+        return None
+    return int(positions) - (int(getattr(config, "pad_token_id", None) or 0) + 1 if model_type in OFFSET_POSITIONS
+                             else 0)
+
+
+def context_limit(tokenizer: Any, model: Any) -> int:
+    """The most tokens a text of the model may have when it is scored: its tokenizer's ``model_max_length`` (what
+    it was trained at; ignored when unset: transformers' huge placeholder) and its position embeddings."""
+    positions = position_limit(model.config) or getattr(model.config, "max_position_embeddings", None)
+    limits = [tokenizer.model_max_length, positions]
+    return min(int(limit) for limit in limits if limit and limit < 1_000_000)
 
 
 def load_classifier(

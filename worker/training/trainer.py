@@ -39,7 +39,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
-from worker.scoring.model import THRESHOLDS_FILE, code_refusal, ensure_padding, pretrained
+from worker.scoring.model import THRESHOLDS_FILE, code_refusal, ensure_padding, position_limit, pretrained
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -155,6 +155,7 @@ def train_classifier(
                      id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
                      **head).to(device)
     ensure_padding(tokenizer, model, start_model)
+    settings = _within_positions(settings, position_limit(model.config), start_model)
     if settings.gradient_checkpointing:
         _checkpoint_activations(model)
     epochs, select = planned_epochs(len(train), settings), len(validation) >= max(1, settings.select_min_validation)
@@ -271,6 +272,16 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
     """
     per_example = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     return (per_example * weights).sum() / weights.sum(), per_example
+
+
+def _within_positions(settings: TrainingSettings, limit: int | None, start_model: str | Path) -> TrainingSettings:
+    """``settings`` with ``max_length`` at most the model's ``limit`` (tokens it has absolute positions for, see
+    :func:`position_limit`): a longer ``training.max_length`` failed on the first long text, deep in the model."""
+    if limit is None or settings.max_length <= limit:
+        return settings
+    logger.warning("training.max_length = %d, but %s reads at most %d tokens: training (and scoring) at %d",
+                   settings.max_length, start_model, limit, limit)
+    return settings.model_copy(update={"max_length": limit})
 
 
 def in_head_order(config: Any, labels: Sequence[str]) -> tuple[str, ...]:
