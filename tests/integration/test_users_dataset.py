@@ -626,8 +626,21 @@ def test_their_own_properties_with_the_workers_names_keep_their_values(local_arg
     assert "the dataset's own (confidence, model_version)" in refused.stderr
 
 
+@pytest.fixture
+def root_logging():
+    """The CLI configures the root logger (level INFO, its handler) for the process: put it back for the tests
+    that run after this one in the same process."""
+    import logging
+
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+
+
 def test_their_model_speaking_the_label_titles_registers_through_the_cli_and_a_base_encoder_is_refused(
-        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch, root_logging):
     """The question's labels are values with titles (what the UI shows); the team's model was trained on the
     titles, in capitals. The command runs in-process (click's runner): the same code as the console script."""
     from click.testing import CliRunner
