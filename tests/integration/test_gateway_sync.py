@@ -235,6 +235,36 @@ def test_what_another_writer_set_after_the_pull_is_kept_by_the_push(gateway):
     assert final["r2"].metadata["model_version"] == "model-v1"
 
 
+def test_a_worker_property_the_team_deleted_is_created_again_by_the_next_job(gateway):
+    """The dataset's settings were read once per gateway: a property deleted while the worker ran (its values then
+    stored, but not sortable in the UI) stayed missing until a restart."""
+    gateway.prepare()
+    http, dataset_id = gateway.client.http_client, gateway.dataset_id()
+
+    def properties() -> dict[str, str]:
+        items = http.get(f"/api/v1/me/datasets/{dataset_id}/metadata-properties").json()["items"]
+        return {item["name"]: item["id"] for item in items}
+
+    http.delete(f"/api/v1/metadata-properties/{properties()['loss']}").raise_for_status()
+    assert "loss" not in properties()
+
+    gateway.prepare()  # what every scoring job does first
+
+    assert "loss" in properties()
+    report = gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
+    assert report.ok
+    ordered = search_sorted_by_metadata_ids(gateway, "loss")
+    assert ordered[:3] == ["r5", "r4", "r3"]  # sortable again, highest loss first
+
+
+def search_sorted_by_metadata_ids(gateway, name: str) -> list[str]:
+    body = {"sort": [{"scope": {"entity": "metadata", "metadata_property": name}, "order": "desc"}]}
+    response = gateway.client.http_client.post(f"/api/v1/datasets/{gateway.dataset_id()}/records/search", json=body,
+                                               params={"limit": 50})
+    response.raise_for_status()
+    return [item["record"]["external_id"] for item in response.json()["items"]]
+
+
 def test_concurrent_bulk_requests_land_every_record_once_merged_into_its_current_copy(gateway):
     """``scoring.push_concurrency`` > 1: the writes are cut into that many requests sent at once (here 3 of 2
     records), each read again and merged like a single one."""

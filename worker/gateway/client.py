@@ -966,9 +966,12 @@ class ArgillaGateway:
 
     def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
         """Create the worker's metadata properties the dataset lacks, one POST each: the user's
-        settings (guidelines, fields, questions, their properties) are not sent, so never touched."""
+        settings (guidelines, fields, questions, their properties) are not sent, so never touched. The properties
+        are read from the server (one request), not from the settings cached with the dataset: one deleted while
+        the worker runs is created again by the next job (its values were stored, but not sortable)."""
         binding = self.binding
-        present = {prop.name for prop in dataset.settings.metadata}
+        present = {str(item["name"]) for item in self._request(
+            "GET", f"/api/v1/me/datasets/{dataset.id}/metadata-properties")["items"]}
         missing = [spec for spec in worker_metadata(binding.multi_label, binding.rating)
                    if binding.stored_name(spec.name) not in present]
         for spec in missing:
