@@ -817,10 +817,10 @@ def publish_job(services: Services, *, directory: Path | None = None,
                              similarity=services.settings.copies.similarity)
     labels = services.labels()
     metadata = _published_metadata(services)  # checked before the passes over the records
-    fields, chats = _published_fields(services)
     binding = services.gateway.binding
-    with build_publication(services.gateway.pull(fields=fields[len(binding.fields):]), labels, options,
-                           fields=fields, workdir=services.settings.state_dir / "publishing",
+    others, chats = _published_fields(services)
+    with build_publication(services.gateway.pull(fields=others), labels, options,
+                           fields=(*binding.fields, *others), workdir=services.settings.state_dir / "publishing",
                            crowd=estimate_crowd(services, labels), multi_label=binding.multi_label,
                            metadata=metadata, chat_fields=chats, rating=binding.rating) as publication:
         stats = publication.stats
@@ -838,8 +838,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
 
 
 def _published_fields(services: Services) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``publish.fields``: the fields published as columns — the bound ones first, then the others asked for in the
-    dataset's order — and which of them are conversations (chat fields, published as their messages).
+    """``publish.fields``: the fields published beside the bound ones (those asked for, in the dataset's order), and
+    which of all the published fields are conversations (chat fields, published as their messages).
 
     Raises:
         ConfigError: a name the dataset has no field of (lists those it has).
@@ -852,10 +852,9 @@ def _published_fields(services: Services) -> tuple[tuple[str, ...], tuple[str, .
         if unknown:
             raise ConfigError(f"publish.fields: dataset {shape.name!r} has no field {unknown[0]!r}; it has: "
                               f"{', '.join(kinds)}")
-    others = [name for name in kinds if name not in binding.fields
-              and (wanted == "all" or (isinstance(wanted, list) and name in wanted))]
-    fields = (*binding.fields, *others)
-    return fields, tuple(name for name in fields if kinds.get(name) == "chat")
+    asked = set(kinds) if wanted == "all" else set(wanted) if isinstance(wanted, list) else set()
+    others = tuple(name for name in kinds if name in asked and name not in binding.fields)
+    return others, tuple(name for name in (*binding.fields, *others) if kinds.get(name) == "chat")
 
 
 def _published_metadata(services: Services) -> dict[str, str]:

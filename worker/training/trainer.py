@@ -87,7 +87,6 @@ def check_model_source(source: str, setting: str = "training.base_model", *, tru
         ConfigError: names the setting, the value and why (no such directory, no model in it, a config that cannot
             be read, not on the Hub, code it ships that ``registry.trust_remote_code`` does not allow).
     """
-
     path = Path(source).expanduser()
     if path.is_dir() and not (path / "config.json").is_file():
         raise ConfigError(f"{setting} = {source!r}: the directory holds no transformers model (no config.json)")
@@ -135,7 +134,7 @@ def train_classifier(
         ConfigError: ``start_model`` cannot be loaded (or ships code ``trust_remote_code`` does not allow), or
             fails inside torch on the training texts.
     """
-    _label_ids(labels, [*train, *validation])
+    _check_example_labels(labels, [*train, *validation])
     if not train:
         raise DataError("no training examples")
     multi_label = is_multi_label([*train, *validation])
@@ -298,13 +297,13 @@ def in_head_order(config: Any, labels: Sequence[str]) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _label_ids(labels: Sequence[str], examples: Sequence[Example]) -> dict[str, int]:
-    label_ids = label_index(labels)
+def _check_example_labels(labels: Sequence[str], examples: Sequence[Example]) -> None:
+    """Raises DataError naming the first example whose label (or a label of its set) is not one of ``labels``."""
+    known = set(labels)
     for example in examples:
         for label in example.label if isinstance(example.label, tuple) else (example.label,):
-            if label not in label_ids:
+            if label not in known:
                 raise DataError(f"record {example.id!r}: label {label!r} is not one of {list(labels)}")
-    return label_ids
 
 
 def planned_epochs(train_count: int, settings: TrainingSettings) -> int:
