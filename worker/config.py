@@ -158,6 +158,11 @@ class TrainingSettings(_Section):
     start_from: Literal["base", "current"] = "base"
     data: Literal["annotated", "annotated+original"] = "annotated"
     original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
+    max_original: int | Literal["all"] = Field(
+        100_000, description="unreviewed records' own labels a training takes at most: a seeded sample (the same "
+                             "records give the same sample) plus up to 50 of each label, so a first model on 10^6 "
+                             "labelled records trains in bounded memory and time; every annotated record is always "
+                             "used; \"all\": no sample")
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     min_annotated: int = Field(20, ge=2)
     epochs: int = Field(5, ge=1)
@@ -191,6 +196,15 @@ class TrainingSettings(_Section):
         "auto", description="mixed-precision dtype on CUDA; auto = bf16 where the GPU supports it, else fp16")
     compile: bool = Field(False, description="torch.compile the training and validation passes (CUDA only)")
     gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
+
+    @field_validator("max_original", mode="before")
+    @classmethod
+    def _positive_sample(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
+            value = int(value)
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be a positive integer or 'all'")
 
     @field_validator("device")
     @classmethod

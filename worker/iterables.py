@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import random
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -31,6 +33,48 @@ def reservoir_sample(items: Iterable[T], size: int, rng: random.Random) -> tuple
         elif (slot := rng.randrange(seen)) < size:
             kept[slot] = (seen, item)
     return [item for _, item in sorted(kept, key=lambda pair: pair[0])], seen
+
+
+class KeyedSample(Generic[T]):
+    """A seeded sample of at most ``size`` items from a stream of unknown length, chosen by a hash of each item's
+    key and the seed (bottom-k): the same keys give the same sample in any order, and a stream that changed a
+    little gives nearly the same sample (an item enters or leaves only by its own hash). Besides, each stratum an
+    item names keeps its ``floor`` lowest-hash items however large the stream: a rare label is not sampled away.
+    One pass; memory O(size + strata × floor) items; O(log size) per item."""
+
+    def __init__(self, size: int, *, seed: int = 0, floor: int = 0) -> None:
+        if size < 1:
+            raise ValueError(f"sample size must be at least 1, got {size}")
+        self.size, self.seed, self.floor = size, seed, floor
+        self.seen = 0
+        # max-heaps by hash (negated; then the key and the arrival, so items are never compared)
+        self._kept: list[tuple[int, str, int, T]] = []  # the `size` lowest hashes
+        self._per_stratum: dict[Hashable, list[tuple[int, str, int, T]]] = defaultdict(list)
+
+    def add(self, key: str, item: T, strata: Iterable[Hashable] = ()) -> None:
+        """Offer ``item``; ``key`` must be unique in the stream (a record id)."""
+        self.seen += 1
+        entry = (-self._hash(key), key, self.seen, item)
+        _keep_lowest(self._kept, entry, self.size)
+        if self.floor:
+            for stratum in strata:
+                _keep_lowest(self._per_stratum[stratum], entry, self.floor)
+
+    def items(self) -> list[T]:
+        """The sampled items, by key."""
+        chosen = {key: item for heap in (self._kept, *self._per_stratum.values()) for _, key, _, item in heap}
+        return [chosen[key] for key in sorted(chosen)]
+
+    def _hash(self, key: str) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{self.seed}\0{key}".encode(), digest_size=8).digest(), "big")
+
+
+def _keep_lowest(heap: list, entry: tuple, size: int) -> None:
+    """Push ``entry`` (negated hash first) into the max-heap ``heap`` of at most ``size`` lowest hashes."""
+    if len(heap) < size:
+        heapq.heappush(heap, entry)
+    elif entry[:2] > heap[0][:2]:
+        heapq.heapreplace(heap, entry)
 
 
 def shuffled_label_groups(labels: Sequence[Hashable], rng: random.Random) -> list[list[int]]:

@@ -471,6 +471,66 @@ def test_a_first_model_keeps_the_records_own_labels_once_enough_are_annotated():
     assert len(later.train) + len(later.validation) == 8
 
 
+def test_a_keyed_sample_is_bounded_the_same_in_any_order_and_keeps_a_rare_stratum():
+    """The sample behind training.max_original: at most size + floor × strata items; the same keys give the same
+    sample whatever their order; one key more changes it by at most one item; a rare stratum keeps its floor."""
+    import random
+
+    from worker.iterables import KeyedSample
+
+    def sample_of(keys):
+        sample = KeyedSample(100, seed=7, floor=5)
+        for key in keys:
+            sample.add(key, key, strata=("rare" if key.startswith("r") else "common",))
+        return sample
+
+    keys = [f"c{i}" for i in range(9_990)] + [f"r{i}" for i in range(10)]
+    sample = sample_of(keys)
+    shuffled = keys[:]
+    random.Random(0).shuffle(shuffled)
+
+    assert sample.seen == 10_000
+    assert 100 <= len(sample.items()) <= 110 and sample.items() == sorted(sample.items())
+    assert sample_of(shuffled).items() == sample.items()
+    assert sum(key.startswith("r") for key in sample.items()) >= 5
+    assert len(set(sample_of([*keys, "c-new"]).items()) ^ set(sample.items())) <= 2
+    other_seed = KeyedSample(100, seed=8, floor=5)
+    for key in keys:
+        other_seed.add(key, key)
+    assert set(other_seed.items()) != set(sample.items())
+
+
+def test_a_training_takes_every_annotation_and_a_sample_of_max_original_unreviewed_labels(caplog):
+    """training.max_original: 1,000 unreviewed records (10 of them negative) and 30 annotated ones, max 100: every
+    annotation, about 100 of the records' own labels (every negative one: the label floor), the same sample for the
+    records in another order, and the log says how many of how many."""
+    import logging
+    import random
+
+    from worker.config import TrainingSettings as TrainingConfig
+    from worker.training.job import prepare_training_set
+
+    annotated = [_record(f"a{i:02d}", LABELS[i % 2], [LABELS[i % 2]]) for i in range(30)]
+    unreviewed = [_record(f"o{i:04d}", "negative" if i < 10 else "positive") for i in range(1_000)]
+    settings = TrainingConfig(min_annotated=8, data="annotated+original", max_original=100)
+
+    with caplog.at_level(logging.INFO, logger="worker.training.data"):
+        training = prepare_training_set([*annotated, *unreviewed], LABELS, settings)
+    shuffled = [*annotated, *unreviewed]
+    random.Random(1).shuffle(shuffled)
+    again = prepare_training_set(shuffled, LABELS, settings)
+
+    used = [*training.train, *training.validation]
+    assert sum(e.source == "annotated" for e in used) == 30
+    originals = [e for e in used if e.source == "original"]
+    assert 100 <= len(originals) <= 110
+    assert sum(e.label == "negative" for e in originals) == 10
+    assert again.fingerprint == training.fingerprint
+    assert "sample of" in caplog.text and "of the 1000 unreviewed records' own labels" in caplog.text
+    everything = prepare_training_set(unreviewed + annotated, LABELS, settings.model_copy(update={"max_original": "all"}))
+    assert sum(e.source == "original" for e in everything.train) == 1_000
+
+
 def test_a_start_model_that_fails_on_the_training_texts_is_one_config_error(tmp_path):
     """A tokenizer saved beside a model from another checkpoint: its ids run past the embeddings, torch raises
     inside the forward pass; training says which model, in one line."""

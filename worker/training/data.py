@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from typing import Literal
 from worker.crowd import CrowdModel, verdict
 from worker.duplicates import EXACT, copy_keys
 from worker.errors import DataError
-from worker.iterables import shuffled_label_clusters, shuffled_label_groups, take_clusters
+from worker.iterables import KeyedSample, shuffled_label_clusters, shuffled_label_groups, take_clusters
 from worker.records import LabelValue, PulledRecord
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 TrainingData = Literal["annotated", "annotated+original"]
 ANNOTATED = "annotated"
 ORIGINAL = "original"
+RARE_LABEL_FLOOR = 50  # a sample of the records' own labels keeps up to this many of each label, however rare
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ def examples_from_records(
     data: TrainingData = "annotated",
     original_weight: float = 0.3,
     crowd: CrowdModel | None = None,
+    max_original: int | None = None,
+    seed: int = 0,
 ) -> tuple[list[Example], list[Example], list[str]]:
     """Split pulled records into (annotated examples, original-label examples, ids of tied records).
 
@@ -112,13 +116,19 @@ def examples_from_records(
     example's weight is the weighted share of the votes behind its label (1 for a single or unanimous
     vote); without it, the majority at weight 1.
 
+    Every annotated example is kept; the original-label examples are a seeded sample of at most ``max_original``
+    (``training.max_original``; None: all) plus up to :data:`RARE_LABEL_FLOOR` of each label (a
+    :class:`~worker.iterables.KeyedSample` by record id: the same records give the same sample). One pass over
+    ``records``; memory O(annotated + max_original), whatever the dataset's size.
+
     Raises:
         DataError: a consensus or original label is not one of ``labels`` (names the record and the value).
     """
     if data not in ("annotated", "annotated+original"):
         raise DataError(f"training data must be 'annotated' or 'annotated+original', got {data!r}")
     allowed = set(labels)
-    annotated, original, tied = [], [], []
+    annotated, tied = [], []
+    original: KeyedSample[Example] = KeyedSample(max_original or sys.maxsize, seed=seed, floor=RARE_LABEL_FLOOR)
     for record in records:
         if not record.has_text:
             continue
@@ -132,9 +142,15 @@ def examples_from_records(
                 annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
             label = _checked(record.record_id, record.reference, allowed)
-            original.append(Example(record.record_id, str(record.text), label, original_weight, ORIGINAL,
-                                    text_pair=record.text_pair))
-    return annotated, original, tied
+            original.add(record.record_id, Example(record.record_id, str(record.text), label, original_weight,
+                                                   ORIGINAL, text_pair=record.text_pair),
+                         strata=label if isinstance(label, tuple) else (label,))
+    sample = original.items()
+    if len(sample) < original.seen:
+        logger.info("training takes a seeded sample of %d of the %d unreviewed records' own labels "
+                    "(training.max_original = %d, and up to %d of each label)", len(sample), original.seen,
+                    max_original, RARE_LABEL_FLOOR)
+    return annotated, sample, tied
 
 
 def _checked(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue:

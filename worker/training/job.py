@@ -59,8 +59,10 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
         DataError: too few labels, a class without examples, or a label outside ``labels``.
     """
     data = "annotated+original" if first_model else settings.data
+    sample = None if settings.max_original == "all" else settings.max_original
     annotated, original, tied = examples_from_records(records, labels, data=data,
-                                                      original_weight=settings.original_weight, crowd=crowd)
+                                                      original_weight=settings.original_weight, crowd=crowd,
+                                                      max_original=sample, seed=settings.seed)
     if tied:
         logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
                        ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
@@ -96,8 +98,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             stop: threading.Event | None = None, trust_remote_code: bool = False,
             scorer_options: Mapping[str, Any] | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote;
-    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``) at
-    ``dropout_rate`` (``scoring.dropout_rate``); models that ship code run it with ``trust_remote_code``
+    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``: its ECE-vs-T
+    curve stops there; ``argilla-worker calibrate`` draws more) at ``dropout_rate`` (``scoring.dropout_rate``);
+    models that ship code run it with ``trust_remote_code``
     (``registry.trust_remote_code``). With ``scorer_options`` (the ``[scoring]`` options that decide a record's
     numbers) the validation records are also scored that way and, where reading the candidate's probabilities at
     a temperature lowers their calibration error, ``temperature.json`` is saved with it (see
@@ -120,8 +123,13 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version,
                                     trust_remote_code=trust_remote_code)
-        report = calibration_report(candidate, validation, staged / "calibration", mc_samples=mc_samples,
-                                    seed=settings.seed, dropout_rate=dropout_rate)
+        logger.info("%s: measuring calibration on %d validation records (deterministic, MC dropout T=%d)", version,
+                    len(validation), mc_samples)
+        report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
+                                    mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate)
+        if scorer_options is not None:
+            logger.info("%s: scoring the %d validation records as the worker scores records, for the reported "
+                        "probabilities' temperature", version, len(validation))
         fit = (scores_temperature(candidate, validation, scorer_options, seed=settings.seed)
                if scorer_options is not None else None)
         if fit is not None:
