@@ -664,8 +664,9 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                            or settings.start_from != "current" else None)
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
-    training_set = prepare_training_set(services.gateway.pull(), labels, settings,
-                                        first_model=services.registry.current() is None, crowd=crowd,
+    first_model = services.registry.current() is None
+    training_set = prepare_training_set(_training_records(services, first_model), labels, settings,
+                                        first_model=first_model, crowd=crowd,
                                         similarity=services.settings.copies.similarity)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     previous = services.registry.current()
@@ -681,6 +682,18 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _training_records(services: Services, first_model: bool) -> Iterator[PulledRecord]:
+    """The records a training reads: every record when the unreviewed records' own labels may join (a first model,
+    ``training.data = "annotated+original"``), else only those with a response — O(annotated), not O(dataset)."""
+    if first_model or services.settings.training.data == "annotated+original":
+        yield from services.gateway.pull()
+        return
+    read = 0
+    for read, record in enumerate(services.gateway.pull_annotated(), start=1):
+        yield record
+    logger.info("training read the %d records with a response only (training.data = \"annotated\")", read)
 
 
 def _warn_if_not_learned(model: ModelVersion) -> None:

@@ -4,6 +4,7 @@ with the registered model (tiny real BERT; the data is small so this runs in sec
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -75,7 +76,7 @@ def _sentence(record_id: str) -> int:
     return int(record_id.removeprefix("e")) % len(CORPUS)
 
 
-def test_corrections_from_argilla_train_a_registered_model_that_then_scores(services, stack_settings):
+def test_corrections_from_argilla_train_a_registered_model_that_then_scores(services, stack_settings, caplog):
     pulled = {r.record_id: r for r in services.gateway.pull()}
     truth = {e.id: e.label for e in sentiment_examples(40)}
     annotated = sorted(pulled)[:24]
@@ -136,6 +137,14 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     stability = second.model.metrics["stability"]
     assert (stability["versus"], stability["records"], stability["kappa"]) == ("v0001", 16, 1.0)
     assert stability["history"] == [1.0] and stability["stop_signal"] is False  # one promotion < the window of 3
+
+    # annotations only: the training reads the 24 records with a response, not the dataset
+    services.settings.training.data = "annotated"
+    with caplog.at_level(logging.INFO, logger="worker.jobs"):
+        third = train_job(services)
+    training = third.model.metrics["training"]
+    assert (training["annotated"], training["original"]) == (24, 0)
+    assert "training read the 24 records with a response only" in caplog.text
 
 
 def _env():
