@@ -6,6 +6,8 @@ import inspect
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,21 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
         if refused:
             raise error(f"{str(source)!r} {refused}") from failure
         raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
+
+
+@contextmanager
+def transformers_quiet() -> Iterator[None]:
+    """transformers' warnings off while the block runs, where the worker expects what they say or reports it
+    itself: a base model loaded under a new classification head (its "MISSING" load report, for every fold), the
+    missing weights ``models register`` names in its own one-line error."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def code_refusal(failure: Exception, trust_remote_code: bool) -> str | None:

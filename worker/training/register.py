@@ -54,11 +54,12 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from worker.scoring.model import MULTI_LABEL_PROBLEM, pretrained
+    from worker.scoring.model import MULTI_LABEL_PROBLEM, pretrained, transformers_quiet
 
     tokenizer = pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
-    model, loading = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code,
-                                output_loading_info=True)
+    with transformers_quiet():  # its load report: _check_trained says what is missing, in one line
+        model, loading = pretrained(AutoModelForSequenceClassification, source, trust_remote_code=trust_remote_code,
+                                    output_loading_info=True)
     _check_trained(source, loading)
     _check_kind(source, getattr(model.config, "problem_type", None), multi_label)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]

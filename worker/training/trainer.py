@@ -23,8 +23,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,14 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
-from worker.scoring.model import THRESHOLDS_FILE, code_refusal, ensure_padding, position_limit, pretrained
+from worker.scoring.model import (
+    THRESHOLDS_FILE,
+    code_refusal,
+    ensure_padding,
+    position_limit,
+    pretrained,
+    transformers_quiet,
+)
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
 from worker.training.data import Example, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
@@ -149,7 +155,7 @@ def train_classifier(
         tokenizer.truncation_side = settings.truncation_side  # scoring cuts the same end
         tokenizer.init_kwargs["truncation_side"] = settings.truncation_side
     head: dict[str, Any] = {"problem_type": "multi_label_classification"} if multi_label else {}
-    with _expected_new_head():
+    with transformers_quiet():  # a new head is the point of fine-tuning: its load report is expected
         model = load(AutoModelForSequenceClassification, start_model, num_labels=len(labels),
                      id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
                      **head).to(device)
@@ -321,20 +327,6 @@ def planned_epochs(train_count: int, settings: TrainingSettings) -> int:
 
 def _batches(count: int, settings: TrainingSettings) -> int:
     return (count + settings.batch_size - 1) // settings.batch_size
-
-
-@contextmanager
-def _expected_new_head() -> Iterator[None]:
-    """Loading a base model under a new classification head: transformers reports the head's weights as missing
-    (a warning table per load, for every fold). That is the point of fine-tuning, so it is not shown."""
-    from transformers.utils import logging as transformers_logging
-
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
 
 
 def _seed_everything(seed: int) -> None:
