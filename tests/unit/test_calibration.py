@@ -222,6 +222,11 @@ def test_training_keeps_a_temperature_for_a_model_sure_of_what_it_gets_wrong(tin
     assert kept["temperature"] > 1.5 and kept["ece_scores_at_temperature"] < kept["ece_scores"]
     assert (outcome.model.path / TEMPERATURE_FILE).is_file()
     assert load_classifier(outcome.model.path, device="cpu").temperature == pytest.approx(kept["temperature"])
+    # the report's MC figures are the validation records' scores as the worker scored them: no second MC pass
+    assert kept["ece_mc"] == pytest.approx(kept["ece_scores"])
+    assert "MC dropout as scored" in (outcome.model.path / "calibration" / "report.md").read_text()
+    assert not (outcome.model.path / "calibration" / "ece_vs_T.png").exists()
     plain = retrain(training_set, registry, settings, mc_samples=2)
     assert "temperature" not in plain.model.metrics["validation"]
     assert not (plain.model.path / TEMPERATURE_FILE).exists()
+    assert (plain.model.path / "calibration" / "ece_vs_T.png").exists()

@@ -56,6 +56,7 @@ class CalibrationReport:
     ece_temperature_scaled: float | None = None
     ece_temperature_scaled_crossfit: float | None = None
     multi_label: bool = False  # accuracy is exact-match of the label set; ECE is over every label decision
+    mc_as_scored: bool = False  # the MC figures are the worker's scores (its [scoring] options), not drawn here
 
     def markdown(self) -> str:
         if self.multi_label:
@@ -66,14 +67,20 @@ class CalibrationReport:
             "| model | accuracy | ECE |",
             "|---|---:|---:|",
             f"| deterministic | {self.accuracy_deterministic:.4f} | {self.ece_deterministic:.4f} |",
-            f"| MC dropout T={self.mc_samples} | {self.accuracy_mc:.4f} | {self.ece_mc:.4f} |",
+            f"| {self.mc_name()} | {self.accuracy_mc:.4f} | {self.ece_mc:.4f} |",
         ]
         if self.temperature is not None:
             rows.append(f"| deterministic, temperature {self.temperature:.3f} (cross-fitted) | "
                         f"{self.accuracy_deterministic:.4f} | {self.ece_temperature_scaled_crossfit:.4f} |")
+        curve = ("ECE vs T: `argilla-worker calibrate` draws the curve." if self.mc_as_scored
+                 else "![ECE vs T](ece_vs_T.png)")
         rows += ["", f"Macro-F1 (deterministic): {self.macro_f1:.4f}", "",
-                 "![reliability](reliability.png) ![ECE vs T](ece_vs_T.png) ![confusion](confusion_matrix.png)"]
+                 f"![reliability](reliability.png) ![confusion](confusion_matrix.png) {curve}"]
         return "\n".join(rows) + "\n"
+
+    def mc_name(self) -> str:
+        return (f"MC dropout as scored (up to T={self.mc_samples})" if self.mc_as_scored
+                else f"MC dropout T={self.mc_samples}")
 
     def _label_set_markdown(self) -> str:
         rows = [
@@ -102,6 +109,7 @@ def calibration_report(
     temperature_scaling: bool = True,
     seed: int = 0,
     dropout_rate: float | None = None,
+    scored: np.ndarray | None = None,
 ) -> CalibrationReport:
     """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
 
@@ -109,6 +117,10 @@ def calibration_report(
     T = ``max_samples``; the ECE-vs-T
     curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
     "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
+
+    ``scored`` [N, C] (single-label only): the examples' probabilities as the worker scored them (see
+    :func:`scored_probabilities`). The MC figures are then theirs — the calibration of what annotators are shown —
+    and no MC sample is drawn here: only the deterministic pass runs, and there is no ECE-vs-T curve.
     """
     if classifier.multi_label:
         return _label_set_report(classifier, examples, output_dir, max_samples=max_samples, mc_samples=mc_samples,
@@ -116,11 +128,12 @@ def calibration_report(
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
-                                          samples=max_samples, seed=seed, dropout_rate=dropout_rate)
-    mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
+                                          samples=1 if scored is not None else max_samples, seed=seed,
+                                          dropout_rate=dropout_rate)
+    mc_mean = scored if scored is not None else probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, len(index))
     accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))
-    curve = ece_by_samples(probabilities.mc, targets)
+    curve = ece_by_samples(probabilities.mc, targets) if scored is None else []
     temperature = scaled = crossfit = None
     log_probs = np.log(np.clip(probabilities.deterministic, PROBABILITY_FLOOR, 1.0))
     if temperature_scaling and len(examples) >= 4:
@@ -133,11 +146,12 @@ def calibration_report(
         ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
         ece_mc=expected_calibration_error(mc_mean, targets), mc_samples=mc_samples, ece_by_samples=curve,
         temperature=temperature, ece_temperature_scaled=scaled, ece_temperature_scaled_crossfit=crossfit,
+        mc_as_scored=scored is not None,
     )
     _write(report, probabilities.deterministic, mc_mean, targets, classifier.labels, output_dir,
            log_probs, temperature)
-    logger.info("calibration of %s: ECE deterministic %.4f, MC T=%d %.4f", classifier.version,
-                report.ece_deterministic, mc_samples, report.ece_mc)
+    logger.info("calibration of %s: ECE deterministic %.4f, %s %.4f", classifier.version,
+                report.ece_deterministic, report.mc_name(), report.ece_mc)
     return report
 
 
@@ -183,29 +197,45 @@ def _as_decisions(probs: np.ndarray) -> np.ndarray:
     return np.stack([1.0 - present, present], axis=1)
 
 
-def scores_temperature(classifier: Classifier, examples: Sequence[Example], scorer_options: Mapping[str, Any], *,
-                       seed: int = 0) -> TemperatureFit | None:
-    """The temperature to read ``classifier``'s reported probabilities at (see :func:`fit_scores_temperature`),
-    fitted on labelled ``examples`` scored exactly as the worker scores records: a :class:`Scorer` with
-    ``scorer_options`` (MC samples, layers, dropout rate, stopping rule), its MC-dropout mean as it is. None for
-    a multi-label model (its thresholds are tuned instead) and where τ would not help. One score run over the
-    examples: O(N) time, O(window) memory besides the [N, C] probabilities."""
+def scored_probabilities(classifier: Classifier, examples: Sequence[Example],
+                         scorer_options: Mapping[str, Any], *, seed: int = 0) -> np.ndarray | None:
+    """``examples`` scored exactly as the worker scores records — a :class:`Scorer` with ``scorer_options`` (MC
+    samples, layers, dropout rate, stopping rule), uncalibrated — as class probabilities [N, C] in the examples'
+    order (the MC-dropout mean the worker reports). None for a multi-label model, or when the scorer skipped an
+    example. One score run: O(N) time, O(window) memory besides the [N, C] result."""
     from worker.scoring.batching import ScoringInput
     from worker.scoring.engine import Scorer
 
-    if classifier.multi_label or len(examples) < MIN_TEMPERATURE_RECORDS:
+    if classifier.multi_label:
         return None
-    index = label_index(classifier.labels)
     scorer = Scorer(classifier, **{**scorer_options, "calibrated": False, "progress": False, "seed": seed})
     try:
         scores = list(scorer.score(ScoringInput(str(position), example.text, text_pair=example.text_pair)
                                    for position, example in enumerate(examples)))
     finally:
         scorer.close()
-    scored = [(int(score.record_id), score.probabilities) for score in scores if score.probabilities is not None]
-    probabilities = np.asarray([[values[label] for label in classifier.labels] for _, values in scored])  # [N, C]
-    targets = np.asarray([index[single_label(examples[position], "calibration")] for position, _ in scored])  # [N]
-    fit = fit_scores_temperature(probabilities, targets, seed=seed)
+    probabilities = np.full((len(examples), len(classifier.labels)), np.nan)
+    for score in scores:
+        if score.probabilities is not None:
+            probabilities[int(score.record_id)] = [score.probabilities[label] for label in classifier.labels]
+    return None if np.isnan(probabilities).any() else probabilities
+
+
+def scores_temperature(classifier: Classifier, examples: Sequence[Example], scorer_options: Mapping[str, Any], *,
+                       seed: int = 0, scored: np.ndarray | None = None) -> TemperatureFit | None:
+    """The temperature to read ``classifier``'s reported probabilities at (see :func:`fit_scores_temperature`),
+    fitted on labelled ``examples`` scored as the worker scores records (``scored`` [N, C] when already done, else
+    :func:`scored_probabilities`). None for a multi-label model (its thresholds are tuned instead) and where τ
+    would not help."""
+    if classifier.multi_label or len(examples) < MIN_TEMPERATURE_RECORDS:
+        return None
+    if scored is None:
+        scored = scored_probabilities(classifier, examples, scorer_options, seed=seed)
+        if scored is None:
+            return None
+    index = label_index(classifier.labels)
+    targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
+    fit = fit_scores_temperature(scored, targets, seed=seed)
     if fit is not None:
         logger.info("%s reads its probabilities at temperature %.3f: ECE %.4f → %.4f (cross-fitted, %d validation "
                     "records)", classifier.version, fit.temperature, fit.ece_before, fit.ece_after, fit.records)
@@ -224,12 +254,13 @@ def _write(report: CalibrationReport, deterministic: np.ndarray, mc_mean: np.nda
            labels: Sequence[str], output_dir: Path, log_probs: np.ndarray, temperature: float | None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     curves = {"deterministic": reliability_bins(deterministic, targets),
-              f"MC dropout T={report.mc_samples}": reliability_bins(mc_mean, targets)}
+              report.mc_name(): reliability_bins(mc_mean, targets)}
     if temperature is not None:
         curves[f"temperature {temperature:.2f}"] = reliability_bins(
             np.exp(scaled_log_probs(log_probs, temperature)), targets)
     plot_reliability_diagram(curves, output_dir / "reliability.png", title=f"Reliability — {report.model_version}")
-    plot_ece_by_samples(report.ece_by_samples, report.ece_deterministic, output_dir / "ece_vs_T.png")
+    if report.ece_by_samples:
+        plot_ece_by_samples(report.ece_by_samples, report.ece_deterministic, output_dir / "ece_vs_T.png")
     matrix = confusion_matrix(targets, deterministic.argmax(axis=1), labels=list(range(len(labels))))
     plot_confusion_matrix(matrix, labels, output_dir / "confusion_matrix.png",
                           title=f"Validation confusion matrix — {report.model_version}")

@@ -16,7 +16,12 @@ from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
-from worker.training.calibrate import calibration_report, scores_temperature, write_temperature
+from worker.training.calibrate import (
+    calibration_report,
+    scored_probabilities,
+    scores_temperature,
+    write_temperature,
+)
 from worker.training.data import (
     Example,
     TrainingSet,
@@ -97,14 +102,16 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             mc_samples: int = 20, dropout_rate: float | None = None,
             stop: threading.Event | None = None, trust_remote_code: bool = False,
             scorer_options: Mapping[str, Any] | None = None) -> TrainingOutcome:
-    """Train, evaluate against the current model on the same validation records, register, gate, promote;
-    the candidate's calibration report draws ``mc_samples`` MC-dropout samples (``scoring.samples``: its ECE-vs-T
-    curve stops there; ``argilla-worker calibrate`` draws more) at ``dropout_rate`` (``scoring.dropout_rate``);
-    models that ship code run it with ``trust_remote_code``
-    (``registry.trust_remote_code``). With ``scorer_options`` (the ``[scoring]`` options that decide a record's
-    numbers) the validation records are also scored that way and, where reading the candidate's probabilities at
-    a temperature lowers their calibration error, ``temperature.json`` is saved with it (see
-    :func:`~worker.training.calibrate.scores_temperature`).
+    """Train, evaluate against the current model on the same validation records, register, gate, promote.
+    Models that ship code run it with ``trust_remote_code`` (``registry.trust_remote_code``).
+
+    With ``scorer_options`` (the ``[scoring]`` options that decide a record's numbers) the validation records are
+    scored that way once: the calibration report's MC figures are those scores (what annotators will be shown;
+    only a deterministic pass is added), and where reading the candidate's probabilities at a temperature lowers
+    their calibration error, ``temperature.json`` is saved with it (see
+    :func:`~worker.training.calibrate.scores_temperature`). Without them, and for label sets, the report draws
+    ``mc_samples`` MC-dropout samples over every layer at ``dropout_rate`` (``scoring.dropout_rate``);
+    ``argilla-worker calibrate`` draws the ECE-vs-T curve to 50.
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -123,14 +130,17 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version,
                                     trust_remote_code=trust_remote_code)
-        logger.info("%s: measuring calibration on %d validation records (deterministic, MC dropout T=%d)", version,
-                    len(validation), mc_samples)
+        scored = None
+        if scorer_options is not None and not candidate.multi_label:
+            logger.info("%s: scoring the %d validation records as the worker scores records", version,
+                        len(validation))
+            scored = scored_probabilities(candidate, validation, scorer_options, seed=settings.seed)
+        logger.info("%s: measuring calibration on %d validation records (%s)", version, len(validation),
+                    "deterministic pass" if scored is not None else f"deterministic, MC dropout T={mc_samples}")
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
-                                    mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate)
-        if scorer_options is not None:
-            logger.info("%s: scoring the %d validation records as the worker scores records, for the reported "
-                        "probabilities' temperature", version, len(validation))
-        fit = (scores_temperature(candidate, validation, scorer_options, seed=settings.seed)
+                                    mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
+                                    scored=scored)
+        fit = (scores_temperature(candidate, validation, scorer_options, seed=settings.seed, scored=scored)
                if scorer_options is not None else None)
         if fit is not None:
             write_temperature(fit, staged)
