@@ -128,7 +128,8 @@ def examples_from_records(
         raise DataError(f"training data must be 'annotated' or 'annotated+original', got {data!r}")
     allowed = set(labels)
     annotated, tied = [], []
-    original: KeyedSample[Example] = KeyedSample(max_original or sys.maxsize, seed=seed, floor=RARE_LABEL_FLOOR)
+    original: KeyedSample[Example] = KeyedSample(max_original or sys.maxsize, seed=seed,
+                                                 floor=RARE_LABEL_FLOOR if max_original else 0)
     for record in records:
         if not record.has_text:
             continue
