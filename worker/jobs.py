@@ -62,7 +62,7 @@ from worker.stability import (
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import Example
-from worker.training.evaluate import not_learned, predict_probabilities
+from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import MarginAverage, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
@@ -698,9 +698,16 @@ def _training_records(services: Services, first_model: bool) -> Iterator[PulledR
 
 def _warn_if_not_learned(model: ModelVersion) -> None:
     """A warning when ``model`` does no better on its validation records than always answering their most
-    common label (``majority_accuracy`` of its metrics)."""
+    common label (``majority_accuracy`` of its metrics), and one when it predicts fewer than half of the labels
+    they carry."""
     validation = model.metrics.get("validation") or {}
     majority = validation.get("majority_accuracy")
+    predicted, present = validation.get("labels_predicted"), validation.get("labels_present")
+    if few_labels_predicted(predicted, present):
+        logger.warning("model %s predicts only %d of the %d labels its %s validation records carry (macro-F1 %.4f): "
+                       "it answers the common labels for everything. Train longer (training.epochs), or annotate "
+                       "records of the rare labels.", model.version, predicted, present, validation.get("records"),
+                       validation.get("macro_f1", float("nan")))
     if validation.get("accuracy") is None or not not_learned(validation["accuracy"], majority):
         return
     logger.warning("model %s does no better on its %s validation records than always answering their most common "

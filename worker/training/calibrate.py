@@ -57,6 +57,8 @@ class CalibrationReport:
     ece_temperature_scaled_crossfit: float | None = None
     multi_label: bool = False  # accuracy is exact-match of the label set; ECE is over every label decision
     mc_as_scored: bool = False  # the MC figures are the worker's scores (its [scoring] options), not drawn here
+    labels_predicted: int | None = None  # distinct labels the deterministic model predicts on the records
+    labels_present: int | None = None  # distinct labels the records carry (single-label)
 
     def markdown(self) -> str:
         if self.multi_label:
@@ -146,7 +148,8 @@ def calibration_report(
         ece_deterministic=expected_calibration_error(probabilities.deterministic, targets),
         ece_mc=expected_calibration_error(mc_mean, targets), mc_samples=mc_samples, ece_by_samples=curve,
         temperature=temperature, ece_temperature_scaled=scaled, ece_temperature_scaled_crossfit=crossfit,
-        mc_as_scored=scored is not None,
+        mc_as_scored=scored is not None, labels_predicted=len(set(probabilities.deterministic.argmax(axis=1))),
+        labels_present=len(set(targets)),
     )
     _write(report, probabilities.deterministic, mc_mean, targets, classifier.labels, output_dir,
            log_probs, temperature)

@@ -92,6 +92,12 @@ def not_learned(accuracy: float, majority_accuracy: float | None) -> bool:
     return majority_accuracy is not None and accuracy <= majority_accuracy + NOT_LEARNED_MARGIN
 
 
+def few_labels_predicted(predicted: int | None, present: int | None) -> bool:
+    """Whether a model predicts fewer than half of the (at least 3) labels its validation records carry: on a long
+    tail it answers the common labels for everything, which accuracy alone does not show."""
+    return predicted is not None and present is not None and present >= 3 and predicted < present / 2
+
+
 def majority_share(labels: Sequence[Hashable]) -> float:
     """The share of the most common label in ``labels`` [N] (class indices or names; 0 when empty)."""
     return max(Counter(labels).values()) / len(labels) if len(labels) else 0.0

@@ -151,6 +151,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
                            "ece_mc": report.ece_mc, "accuracy_mc": report.accuracy_mc,
                            "mc_samples": report.mc_samples, **_majority_baseline(validation),
+                           "labels_predicted": report.labels_predicted, "labels_present": report.labels_present,
                            **({"temperature": fit.temperature, "ece_scores": fit.ece_before,
                                "ece_scores_at_temperature": fit.ece_after} if fit else {})},
             "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
