@@ -45,6 +45,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def positive_int_or(value: object, word: str) -> object:
+    """``value`` when it is a positive integer (a string of digits, as an environment variable gives, read as one)
+    or ``word``; else the ValueError pydantic reports with the key's name."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if value == word or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ValueError(f"must be a positive integer or {word!r}")
+
+
 def _data_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "argilla-worker"
 
@@ -139,11 +149,7 @@ class ScoringSettings(_Section):
     @field_validator("batch_size", mode="before")
     @classmethod
     def _positive_batch(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
-            value = int(value)
-        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            return value
-        raise ValueError("must be a positive integer or 'auto'")
+        return positive_int_or(value, "auto")
 
     @field_validator("device")
     @classmethod
@@ -200,11 +206,7 @@ class TrainingSettings(_Section):
     @field_validator("max_original", mode="before")
     @classmethod
     def _positive_sample(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().isdigit():  # from an environment variable
-            value = int(value)
-        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            return value
-        raise ValueError("must be a positive integer or 'all'")
+        return positive_int_or(value, "all")
 
     @field_validator("device")
     @classmethod

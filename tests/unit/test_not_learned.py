@@ -53,50 +53,46 @@ def test_a_registered_models_validation_metrics_carry_the_majority_baseline():
     assert _majority_baseline([]) == {}
 
 
-def test_train_warns_when_the_model_does_no_better_than_the_most_common_label(caplog, tmp_path):
+def _warnings(tmp_path, caplog, validation: dict, train: int = 24) -> list[str]:
+    """What training logs as warnings about a model with these validation metrics."""
     from worker.jobs import _warn_if_not_learned
     from worker.registry import ModelVersion
 
-    def version(accuracy):
-        metrics = {"validation": {"records": 6, "accuracy": accuracy, "majority_accuracy": 0.5},
-                   "training": {"train": 24}}
-        return ModelVersion("v0002", tmp_path, metrics)
-
+    caplog.clear()
     with caplog.at_level("WARNING", logger="worker.jobs"):
-        _warn_if_not_learned(version(0.9))
-        assert not caplog.records
-        _warn_if_not_learned(version(0.5))
-    (record,) = caplog.records
-    assert "model v0002 does no better on its 6 validation records" in record.getMessage()
-    assert "(24 training examples)" in record.getMessage()
+        _warn_if_not_learned(ModelVersion("v0002", tmp_path, {"validation": validation, "training": {"train": train}}))
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_train_warns_when_the_model_does_no_better_than_the_most_common_label(caplog, tmp_path):
+    def validation(accuracy):
+        return {"records": 6, "accuracy": accuracy, "majority_accuracy": 0.5}
+
+    assert _warnings(tmp_path, caplog, validation(0.9)) == []
+    (message,) = _warnings(tmp_path, caplog, validation(0.5))
+    assert "model v0002 does no better on its 6 validation records" in message
+    assert "(24 training examples)" in message
 
 
 def test_train_warns_when_the_model_predicts_few_of_the_labels_its_validation_records_carry(caplog, tmp_path):
     """A long tail (52 topics): accuracy well above the most common label's, yet the model answers three labels."""
-    from worker.jobs import _warn_if_not_learned
-    from worker.registry import ModelVersion
     from worker.training.evaluate import few_labels_predicted
 
     assert few_labels_predicted(3, 45) and few_labels_predicted(1, 3)
     assert not few_labels_predicted(2, 2) and not few_labels_predicted(23, 45) and not few_labels_predicted(None, 45)
 
-    def version(predicted):
-        metrics = {"validation": {"records": 602, "accuracy": 0.62, "majority_accuracy": 0.39, "macro_f1": 0.03,
-                                  "labels_predicted": predicted, "labels_present": 45}, "training": {"train": 2398}}
-        return ModelVersion("v0001", tmp_path, metrics)
+    def validation(predicted):
+        return {"records": 602, "accuracy": 0.62, "majority_accuracy": 0.39, "macro_f1": 0.03,
+                "labels_predicted": predicted, "labels_present": 45}
 
-    with caplog.at_level("WARNING", logger="worker.jobs"):
-        _warn_if_not_learned(version(30))
-        assert not caplog.records
-        _warn_if_not_learned(version(3))
-    (record,) = caplog.records
-    assert "model v0001 predicts only 3 of the 45 labels its 602 validation records carry" in record.getMessage()
+    assert _warnings(tmp_path, caplog, validation(30), train=2398) == []
+    (message,) = _warnings(tmp_path, caplog, validation(3), train=2398)
+    assert "model v0002 predicts only 3 of the 45 labels its 602 validation records carry" in message
 
 
 def test_a_calibration_report_counts_the_labels_predicted_and_present(tiny_classifier, tmp_path):
     from tests.training_data import sentiment_examples
     from worker.training.calibrate import calibration_report
-
     from worker.training.evaluate import predict_probabilities
 
     examples = sentiment_examples(24)
