@@ -13,7 +13,7 @@ annotated yet: a new team's dataset) goes through ``prepare_training_set`` exact
 
     .venv/bin/python benchmarks/training_set.py [--sizes 100000 1000000] [--cap 100000]
 
-Writes benchmarks/results/training_set.{json,md}. About 4 minutes on 2 CPU cores at the defaults.
+Writes benchmarks/results/training_set.{json,md}. About 5 minutes on 2 CPU cores at the defaults.
 """
 
 from __future__ import annotations
