@@ -24,6 +24,8 @@ from tests.tiny_models import save_tiny_classifier
 from worker.errors import ComponentStartError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla
+from worker.registry import ModelRegistry
+from worker.training.register import register_model
 
 COUNT = 24
 POISON = "r05"
@@ -97,9 +99,10 @@ def test_a_poison_record_is_isolated_remembered_and_pushed_once_the_server_can_t
                                                                                         tmp_path):
     settings = upstream_stack.settings
     dataset, poison_id = _dataset_with_a_valueless_response(settings, dataset_name)
-    registered = _cli(settings, dataset_name, tmp_path, "models", "register",
-                      str(save_tiny_classifier(tmp_path / "model")))
-    assert registered.returncode == 0, registered.stderr
+    # the model is registered in-process (one CLI process fewer: the CLI's register is tested elsewhere)
+    registered = register_model(str(save_tiny_classifier(tmp_path / "model")), ModelRegistry(tmp_path / "registry"),
+                                ["negative", "positive"])
+    assert registered.version == "v0001"
 
     first = _cli(settings, dataset_name, tmp_path, "score", "--full")
 
