@@ -14,7 +14,6 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from worker.calibration import (
-    MIN_TEMPERATURE_RECORDS,
     TemperatureFit,
     crossfit_temperature_ece,
     ece_by_samples,
@@ -204,13 +203,11 @@ def scored_probabilities(classifier: Classifier, examples: Sequence[Example],
                          scorer_options: Mapping[str, Any], *, seed: int = 0) -> np.ndarray | None:
     """``examples`` scored exactly as the worker scores records — a :class:`Scorer` with ``scorer_options`` (MC
     samples, layers, dropout rate, stopping rule), uncalibrated — as class probabilities [N, C] in the examples'
-    order (the MC-dropout mean the worker reports). None for a multi-label model, or when the scorer skipped an
+    order (the MC-dropout mean the worker reports) of a single-label model; None when the scorer skipped an
     example. One score run: O(N) time, O(window) memory besides the [N, C] result."""
     from worker.scoring.batching import ScoringInput
     from worker.scoring.engine import Scorer
 
-    if classifier.multi_label:
-        return None
     scorer = Scorer(classifier, **{**scorer_options, "calibrated": False, "progress": False, "seed": seed})
     try:
         scores = list(scorer.score(ScoringInput(str(position), example.text, text_pair=example.text_pair)
@@ -224,18 +221,11 @@ def scored_probabilities(classifier: Classifier, examples: Sequence[Example],
     return None if np.isnan(probabilities).any() else probabilities
 
 
-def scores_temperature(classifier: Classifier, examples: Sequence[Example], scorer_options: Mapping[str, Any], *,
-                       seed: int = 0, scored: np.ndarray | None = None) -> TemperatureFit | None:
+def scores_temperature(classifier: Classifier, examples: Sequence[Example], scored: np.ndarray, *,
+                       seed: int = 0) -> TemperatureFit | None:
     """The temperature to read ``classifier``'s reported probabilities at (see :func:`fit_scores_temperature`),
-    fitted on labelled ``examples`` scored as the worker scores records (``scored`` [N, C] when already done, else
-    :func:`scored_probabilities`). None for a multi-label model (its thresholds are tuned instead) and where τ
-    would not help."""
-    if classifier.multi_label or len(examples) < MIN_TEMPERATURE_RECORDS:
-        return None
-    if scored is None:
-        scored = scored_probabilities(classifier, examples, scorer_options, seed=seed)
-        if scored is None:
-            return None
+    fitted on labelled ``examples`` and their probabilities ``scored`` [N, C] as the worker scores records
+    (:func:`scored_probabilities`). None where τ would not help (or too few records)."""
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     fit = fit_scores_temperature(scored, targets, seed=seed)

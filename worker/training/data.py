@@ -138,11 +138,11 @@ def examples_from_records(
             if decided.label is None:
                 tied.append(record.record_id)
             else:
-                label = _checked(record.record_id, decided.label, allowed)
+                label = checked_label(record.record_id, decided.label, allowed)
                 weight = 1.0 if crowd is None else decided.agreement
                 annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair))
         elif data == "annotated+original" and record.reference is not None:
-            label = _checked(record.record_id, record.reference, allowed)
+            label = checked_label(record.record_id, record.reference, allowed)
             original.add(record.record_id, Example(record.record_id, str(record.text), label, original_weight,
                                                    ORIGINAL, text_pair=record.text_pair),
                          strata=label if isinstance(label, tuple) else (label,))
@@ -154,7 +154,8 @@ def examples_from_records(
     return annotated, sample, tied
 
 
-def _checked(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue:
+def checked_label(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue:
+    """``label`` when it (every label of a set) is one of ``allowed``; else a DataError naming the record."""
     outside = [name for name in (label if isinstance(label, tuple) else (label,)) if name not in allowed]
     if outside:
         raise DataError(f"record {record_id!r}: label {outside[0]!r} is not one of {sorted(allowed)}")

@@ -140,8 +140,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
                                     mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
                                     scored=scored)
-        fit = (scores_temperature(candidate, validation, scorer_options, seed=settings.seed, scored=scored)
-               if scorer_options is not None else None)
+        fit = scores_temperature(candidate, validation, scored, seed=settings.seed) if scored is not None else None
         if fit is not None:
             write_temperature(fit, staged)
         current_f1 = _current_macro_f1(current, training_set, settings, trust_remote_code)

@@ -47,7 +47,7 @@ from worker.scoring.model import (
     transformers_quiet,
 )
 from worker.scoring.multilabel import DEFAULT_THRESHOLD, binary_cross_entropy, tune_thresholds
-from worker.training.data import Example, text_pairs
+from worker.training.data import Example, checked_label, text_pairs
 from worker.training.evaluate import classification_metrics, label_set_metrics
 from worker.training.register import question_labels
 
@@ -307,9 +307,7 @@ def _check_example_labels(labels: Sequence[str], examples: Sequence[Example]) ->
     """Raises DataError naming the first example whose label (or a label of its set) is not one of ``labels``."""
     known = set(labels)
     for example in examples:
-        for label in example.label if isinstance(example.label, tuple) else (example.label,):
-            if label not in known:
-                raise DataError(f"record {example.id!r}: label {label!r} is not one of {list(labels)}")
+        checked_label(example.id, example.label, known)
 
 
 def planned_epochs(train_count: int, settings: TrainingSettings) -> int:
