@@ -5,14 +5,13 @@ CLI; a record whose copy is deleted gets 0 on the next run; nothing the team wro
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import argilla as rg
 import httpx
 import pytest
 
 from tests.integration.annotator import search_sorted_by_metadata, submit_label
+from tests.integration.cli import run_worker
 from tests.integration.sdk import create_with_sdk
 
 QUESTION = "intent"
@@ -56,8 +55,7 @@ def _cli(stack_settings, dataset_name, tmp_path, *args):
            "ARGILLA_WORKER_ARGILLA__WORKSPACE": stack_settings.workspace,
            "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "registry"),
            "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state")}
-    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return run_worker(args, env)
 
 
 def _stored(stack_settings, dataset_id) -> dict[str, dict]:

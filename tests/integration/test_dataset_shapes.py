@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import argilla as rg
 import datasets
 import httpx
 import pytest
 
+from tests.integration.cli import run_worker
 from tests.tiny_models import save_remote_code_classifier, save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 
@@ -53,8 +52,7 @@ def _cli(stack_settings, dataset_name, tmp_path, *args, trust=False, question=No
            "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"),
            "ARGILLA_WORKER_SCORING__DEVICE": "cpu", "ARGILLA_WORKER_SCORING__SAMPLES": "3",
            **({"ARGILLA_WORKER_ARGILLA__QUESTION": question} if question else {})}
-    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return run_worker(args, env)
 
 
 def _stored(stack_settings, dataset_id) -> dict[str, dict]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import argilla as rg
 import httpx
 
 from tests.integration.annotator import submit_label
+from tests.integration.cli import run_worker
 
 SENTIMENT, TOPIC = "sentiment", "topic"
 
@@ -77,15 +76,15 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
         {"id": "r3", "text": "a new review", "label": "negative"},       # new: the required headline is missing
     ]))
     env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
-    command = [sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name, "--id-column", "id",
+    command = ["ingest", str(data), "--dataset", dataset_name, "--id-column", "id",
                "--label-column", "label", "--api-url", stack_settings.api_url, "--workspace", stack_settings.workspace]
 
-    unbound = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    unbound = run_worker(command, env)
     assert unbound.returncode == 1 and "Traceback" not in unbound.stderr, unbound.stderr
     assert "--field" in unbound.stderr.strip().splitlines()[-1]
 
     command += ["--field", "body", "--question", SENTIMENT]
-    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    first = run_worker(command, env)
     assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr
     assert "Argilla: 0 records created, 2 updated, 0 unchanged, 1 not written" in first.stdout, first.stdout
     assert ("record r3: not in the dataset, and a new record needs the required field(s) ['headline'], which the "
@@ -113,9 +112,8 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
                       f'workspace = "{stack_settings.workspace}"\nfields = ["body"]\nquestion = "{SENTIMENT}"\n')
     worker_env = {**{k: v for k, v in os.environ.items() if k != "ARGILLA_API_KEY"},
                   "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
-    second = subprocess.run([sys.executable, "-m", "worker", "ingest", "-c", str(config), str(data), "--id-column",
-                             "id", "--label-column", "label"], capture_output=True, text=True, env=worker_env,
-                            timeout=300)
+    second = run_worker(["ingest", "-c", str(config), str(data), "--id-column", "id", "--label-column", "label"],
+                        worker_env)
     assert second.returncode == 2, second.stderr  # r3 is still refused
     assert "Argilla: 0 records created, 0 updated, 2 unchanged, 1 not written" in second.stdout, second.stdout
     again = _records(stack_settings, dataset.id)
@@ -126,8 +124,7 @@ def test_ingest_merges_into_existing_records_and_a_second_run_writes_nothing(loc
         {"id": "r2", "title": "Slow", "text": "the plot drags on", "label": "negative"},
         {"id": "r3", "title": "New", "text": "a new review", "label": "negative"},
     ]))
-    filled = subprocess.run([*command, "--field-column", "headline=title"], capture_output=True, text=True, env=env,
-                            timeout=300)
+    filled = run_worker([*command, "--field-column", "headline=title"], env)
     assert filled.returncode == 0, filled.stdout + filled.stderr
     assert "Argilla: 1 records created, 0 updated, 2 unchanged, 0 not written" in filled.stdout, filled.stdout
     assert _records(stack_settings, dataset.id)["r3"]["fields"] == {"headline": "New", "body": "a new review"}
@@ -153,9 +150,8 @@ def test_another_agents_label_the_worker_preserved_is_kept_and_the_rest_of_the_r
     data.write_text("id,text,label\nr7,a fine film indeed,positive\n")
     env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
 
-    result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
-                             "--workspace", stack_settings.workspace, "--id-column", "id", "--label-column", "label",
-                             "--api-url", stack_settings.api_url], capture_output=True, text=True, env=env, timeout=300)
+    result = run_worker(["ingest", str(data), "--dataset", dataset_name, "--workspace", stack_settings.workspace,
+                         "--id-column", "id", "--label-column", "label", "--api-url", stack_settings.api_url], env)
 
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "Argilla: 0 records created, 1 updated, 0 unchanged, 0 not written, 1 labels kept" in result.stdout

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import argilla as rg
 import httpx
 import psutil
 import pytest
 
+from tests.integration.cli import run_worker
 from tests.tiny_models import save_tiny_classifier
 from worker.errors import ComponentStartError
 from worker.local_argilla.settings import LocalArgillaSettings
@@ -91,8 +90,7 @@ def _cli(settings: LocalArgillaSettings, name: str, tmp_path, *args):
            "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"),
            "ARGILLA_WORKER_SCORING__DEVICE": "cpu", "ARGILLA_WORKER_SCORING__SAMPLES": "2",
            "ARGILLA_WORKER_SCORING__PUSH_BATCH": "10"}
-    return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return run_worker(args, env)
 
 
 def test_a_poison_record_is_isolated_remembered_and_pushed_once_the_server_can_take_it(upstream_stack, dataset_name,

@@ -11,6 +11,7 @@ import datasets
 
 from tests.hub_stub import HubStub
 from tests.integration.annotator import create_annotator, submit_label
+from tests.integration.cli import run_worker
 from worker.demo_data import LabelledText
 from worker.gateway import ArgillaGateway
 
@@ -21,6 +22,11 @@ TIED = "p4"
 
 
 def _cli(*args, env):
+    return run_worker(args, env)
+
+
+def _cli_process(*args, env):
+    """A real process: huggingface_hub reads HF_ENDPOINT and HF_HUB_OFFLINE when it is imported."""
     return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
                           timeout=300, check=False)
 
@@ -74,7 +80,7 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
     token = "hf_e2e_token"
     with HubStub(token) as hub:
         hub_env = {**env, "HF_ENDPOINT": hub.url, "HF_TOKEN": token, "HF_HUB_OFFLINE": "0"}
-        pushed = _cli("publish", "-c", str(config), "--repo-id", "team/cleaned", env=hub_env)
+        pushed = _cli_process("publish", "-c", str(config), "--repo-id", "team/cleaned", env=hub_env)
         assert pushed.returncode == 0, pushed.stderr
         assert token not in pushed.stdout + pushed.stderr
     data_files = [name for name in hub.repos["team/cleaned"].files if name.startswith("data/")]
