@@ -330,7 +330,9 @@ def status(config_file: Path | None) -> None:
     settings = load_settings(config_file)
     path = settings.state_dir / "status.json"
     if not path.exists():
-        click.echo(f"no worker has run with state directory {settings.state_dir}")
+        click.echo(f"no worker is running: none has run with state directory {settings.state_dir} "
+                   f"(`argilla-worker run` starts one)")
+        _echo_model(_registered_model(settings.registry.path))
         sys.exit(1)
     state = json.loads(path.read_text())
     running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
@@ -349,7 +351,17 @@ def status(config_file: Path | None) -> None:
                    f"reference {binding['reference']}"
                    + (f", metadata named {binding['metadata_prefix']}<name>" if binding.get("metadata_prefix")
                       else ""))
-    model = state.get("model") or {}
+    _echo_model(state.get("model") or {})
+    _echo_annotators(state.get("annotators") or {})
+    click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
+    for kind, job in sorted(state.get("jobs", {}).items()):
+        click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
+    if not running:
+        sys.exit(1)
+
+
+def _echo_model(model: dict) -> None:
+    """The current model's line (``ModelVersion.summary``; empty: none) and its prediction stability."""
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
         f"MC {_fmt(model.get('ece_mc'))}" + _validation_note(model.get("validation_records")) + ")"
@@ -357,12 +369,17 @@ def status(config_file: Path | None) -> None:
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
-    _echo_annotators(state.get("annotators") or {})
-    click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
-    for kind, job in sorted(state.get("jobs", {}).items()):
-        click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
-    if not running:
-        sys.exit(1)
+
+
+def _registered_model(root: Path) -> dict:
+    """The registry's current version (``ModelVersion.summary``), read without creating the registry; {} if none:
+    what ``status`` shows a team that trains and scores from the command line, with no worker running."""
+    from worker.registry import ModelRegistry
+
+    if not (Path(root).expanduser() / "versions").is_dir():
+        return {}
+    current = ModelRegistry(root).current()
+    return current.summary() if current is not None else {}
 
 
 def _validation_note(records: int | None) -> str:

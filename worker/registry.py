@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -73,6 +74,15 @@ class ModelVersion:
     @property
     def status(self) -> str:
         return self.metrics.get("status", CANDIDATE)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``argilla-worker status`` shows of the version: its validation figures and prediction stability."""
+        validation = self.metrics.get("validation", {})
+        stability = self.metrics.get("stability") or {}
+        return {"version": self.version, "macro_f1": validation.get("macro_f1"),
+                "validation_records": validation.get("records"),
+                "ece_deterministic": validation.get("ece_deterministic"), "ece_mc": validation.get("ece_mc"),
+                "stability_kappa": stability.get("kappa"), "stop_signal": bool(stability.get("stop_signal"))}
 
 
 def check_writable(directory: Path, setting: str) -> None:

@@ -94,14 +94,9 @@ class StatusBook:
         if current is None:
             self.status.model = {}
             return
-        validation = current.metrics.get("validation", {})
-        stability = current.metrics.get("stability") or {}
-        self.status.model = {"version": current.version, "macro_f1": validation.get("macro_f1"),
-                             "validation_records": validation.get("records"),
-                             "ece_deterministic": validation.get("ece_deterministic"),
-                             "ece_mc": validation.get("ece_mc"), "stability_kappa": stability.get("kappa"),
-                             "stop_signal": bool(stability.get("stop_signal"))}
-        self.metrics.set_model(current.version, validation, stability)
+        self.status.model = current.summary()
+        self.metrics.set_model(current.version, current.metrics.get("validation", {}),
+                               current.metrics.get("stability") or {})
 
     def set_annotators(self, crowd: CrowdModel | None) -> None:
         """The last estimate of the annotators' agreement, weight and quality (empty before the first)."""

@@ -259,3 +259,25 @@ def test_the_models_labels_are_read_as_the_questions_through_titles_and_letter_c
     with pytest.raises(DataError, match=r"the model's labels \['negative', 'negative'\]"):
         register_model(str(save_tiny_classifier(tmp_path / "twice", labels=("Negative", "NEGATIVE"))), registry,
                        ["negative", "positive"])
+
+
+def test_status_without_a_running_worker_shows_the_registrys_current_model(tiny_model_dir, tmp_path, monkeypatch):
+    """A team that trains and scores from the command line, no worker running: `status` says so (exit 1) and shows
+    the model their commands use; with no registry yet it creates none."""
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("ARGILLA_WORKER_REGISTRY__PATH", str(tmp_path / "registry"))
+    nothing = CliRunner().invoke(cli, ["status"])
+    assert nothing.exit_code == 1 and "model: none" in nothing.output, nothing.output
+    assert not (tmp_path / "registry").exists()
+
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir, validation={"macro_f1": 0.8125, "records": 40,
+                                                                "ece_deterministic": 0.05, "ece_mc": 0.04}).version)
+    shown = CliRunner().invoke(cli, ["status"])
+    assert shown.exit_code == 1
+    assert shown.output.splitlines()[0].startswith("no worker is running: none has run with state directory")
+    assert "model: v0001 (macro-F1 0.8125, ECE det 0.0500, MC 0.0400; 40 validation records" in shown.output
