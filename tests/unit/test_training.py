@@ -167,6 +167,26 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(tiny_mod
     assert any((weights["a"][k] != weights["c"][k]).any() for k in weights["a"])
 
 
+def test_the_head_learns_at_its_own_rate_and_the_rest_at_the_models(tiny_model_dir, tmp_path):
+    """training.head_learning_rate moves the classification head; the encoder, at a learning rate too small to move
+    it, stays where it started. Unset, the head gets the same tiny rate and stays too."""
+    start = load_file(tiny_model_dir / "model.safetensors")
+
+    def moved(name: str, **rates) -> tuple[float, float]:
+        settings = TrainingSettings(**{**FAST, "learning_rate": 1e-9, "warmup_fraction": 0.0, **rates}, epochs=2)
+        train_classifier(tiny_model_dir, sentiment_examples(24), [], LABELS, tmp_path / name, settings)
+        trained = load_file(tmp_path / name / "model.safetensors")
+        change = {key: float((trained[key] - start[key]).abs().max()) for key in start}
+        head = max(value for key, value in change.items() if key.startswith("classifier."))
+        rest = max(value for key, value in change.items() if not key.startswith("classifier."))
+        return head, rest
+
+    head, rest = moved("own-rate", head_learning_rate=1e-2)
+    assert head > 1e-3 and rest < 1e-6
+    head, rest = moved("one-rate")
+    assert head < 1e-6 and rest < 1e-6
+
+
 def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_memory(tmp_path, caplog):
     """A batch of 8 as micro-batches of 3, 3 and 2 (each cut to its own longest text), or with the activations
     recomputed in the backward pass: the same optimizer steps, so the same weights and margins (dropout 0:

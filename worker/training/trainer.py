@@ -38,6 +38,7 @@ from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
+from worker.scoring.mc import HEAD_NAMES
 from worker.scoring.model import (
     THRESHOLDS_FILE,
     code_refusal,
@@ -327,6 +328,25 @@ def _batches(count: int, settings: TrainingSettings) -> int:
     return (count + settings.batch_size - 1) // settings.batch_size
 
 
+def parameter_groups(model: torch.nn.Module, settings: TrainingSettings) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: the classification head (the model's ``classifier`` or ``score`` module) at
+    ``training.head_learning_rate``, the rest at ``training.learning_rate``; one group when the head rate is unset
+    or the model keeps its head under another name (said once)."""
+    rest = {"params": [parameter for parameter in model.parameters() if parameter.requires_grad]}
+    if settings.head_learning_rate is None:
+        return [rest]
+    head = next((module for name in HEAD_NAMES if isinstance(module := getattr(model, name, None), torch.nn.Module)),
+                None)
+    if head is None:
+        logger.warning("training.head_learning_rate: %s keeps its classification head under none of the names %s; "
+                       "every parameter trains at training.learning_rate", type(model).__name__, list(HEAD_NAMES))
+        return [rest]
+    own = {id(parameter) for parameter in head.parameters()}
+    return [{"params": [parameter for parameter in rest["params"] if id(parameter) not in own]},
+            {"params": [parameter for parameter in head.parameters() if parameter.requires_grad],
+             "lr": settings.head_learning_rate}]
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -371,7 +391,8 @@ class _Loop:
         # rows per forward / backward pass (None: the whole batch); halved on a CUDA out-of-memory
         self.micro_batch: int | None = settings.micro_batch_size
         on_cuda = device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, fused=on_cuda or None)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.learning_rate,
+                                           fused=on_cuda or None)
         self.schedule = get_linear_schedule_with_warmup(self.optimizer, int(settings.warmup_fraction * steps), steps)
         self.amp_dtype = _training_amp_dtype(device, settings)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
