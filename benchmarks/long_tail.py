@@ -148,13 +148,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed … first-seed + seeds − 1")
     parser.add_argument("--variants", nargs="*", default=None, help="variant names to run (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     pool, test_pool = DATASETS[args.dataset]()
     labels = sorted({r.label for r in pool} | {r.label for r in test_pool})
     runs: list[dict] = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         records = random.Random(seed).sample(pool, args.records)
         test = random.Random(seed + 1000).sample(test_pool, args.test)
         given = noisy_labels(records, args.share, args.noise, seed)
