@@ -331,7 +331,7 @@ def _batches(count: int, settings: TrainingSettings) -> int:
 def parameter_groups(model: torch.nn.Module, settings: TrainingSettings) -> list[dict[str, Any]]:
     """AdamW's parameter groups: the classification head (the model's ``classifier`` or ``score`` module) at
     ``training.head_learning_rate``, the rest at ``training.learning_rate``; one group when the head rate is unset
-    or the model keeps its head under another name (said once)."""
+    or the model keeps its head under another name (a warning says so)."""
     rest = {"params": [parameter for parameter in model.parameters() if parameter.requires_grad]}
     if settings.head_learning_rate is None:
         return [rest]
