@@ -165,10 +165,10 @@ class TrainingSettings(_Section):
     data: Literal["annotated", "annotated+original"] = "annotated"
     original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
     max_original: int | Literal["all"] = Field(
-        100_000, description="unreviewed records' own labels a training takes at most: a seeded sample (the same "
-                             "records give the same sample) plus up to 50 of each label, so a first model on 10^6 "
-                             "labelled records trains in bounded memory and time; every annotated record is always "
-                             "used; \"all\": no sample")
+        100_000, description="unreviewed records' own labels a training (and each fold model of `score --oof`) takes "
+                             "at most: a seeded sample (the same records give the same sample) plus up to 50 of each "
+                             "label, so a first model on 10^6 labelled records trains in bounded memory and time; "
+                             "every annotated record is always used; \"all\": no sample")
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     min_annotated: int = Field(20, ge=2)
     epochs: int = Field(5, ge=1)

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,7 +32,7 @@ import numpy as np
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
-from worker.config import ScoringSettings
+from worker.config import ScoringSettings, TrainingSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
@@ -39,7 +40,7 @@ from worker.errors import ConfigError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
-from worker.iterables import batched, reservoir_sample
+from worker.iterables import KeyedSample, batched, reservoir_sample
 from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
@@ -61,10 +62,10 @@ from worker.stability import (
     stopping_signal,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.data import Example
+from worker.training.data import RARE_LABEL_FLOOR, Example, stratified_folds
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
-from worker.training.kfold import MarginAverage, stream_out_of_fold_scores
+from worker.training.kfold import LabelledRecords, MarginAverage, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
     QuantileSketch,
@@ -464,13 +465,18 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
     models start from ``training.base_model`` either way); unlabelled records are left to :func:`score_job`.
 
-    Once every fold model has trained, each labelled record also gets ``area_under_margin`` (averaged over
-    the K − 1 models that trained on it) and ``label_issue`` (see :mod:`worker.label_issues`), pushed as
-    metadata in a second pass over the records, by id.
+    The fold models train on every annotated record and a seeded sample of at most ``training.max_original`` of
+    the others (their own labels; plus up to 50 of each label, as a training samples them), split in K stratified
+    folds. A record outside the sample is scored by the model of the fold its id hashes to: no fold model trained on
+    it either. Once every fold model has trained, each record they trained on also gets ``area_under_margin``
+    (averaged over the K − 1 models that trained on it) and ``label_issue`` (see :mod:`worker.label_issues`), pushed
+    as metadata in a second pass over those records, by id; a record outside the sample has no margin, so its
+    held-out ``loss`` is what ranks it.
 
-    Time O(N) per fold. Memory: the labelled examples (id, text, label: the training set), the records'
-    server ids and two floats per record, O(N); never the records' full payloads — each batch re-reads
-    its records by id to push (O(batch))."""
+    Time: one pull, K trainings on at most (annotated + max_original) records, one scoring per labelled record.
+    Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
+    wait in an SQLite file in the registry's staging area (disk O(N)); each batch re-reads its records by id to
+    push (O(batch))."""
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION
@@ -479,39 +485,34 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
     labels = services.prepare_for_push()
-    examples, server_ids = [], {}
     crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
     held_out = HeldOutAgreement()
     report = ScoreReport(version, held_out=held_out)
-    for record in services.gateway.pull():
-        report.considered += 1
-        if (label := reference_label(record, crowd)) is None:
-            continue
-        if not record.has_text:
-            report.skipped += 1
-            logger.warning("record %s not scored: no text in %s", record.record_id,
-                           " / ".join(services.gateway.binding.fields))
-            continue
-        examples.append(Example(record.record_id, str(record.text), label, text_pair=record.text_pair))
-        server_ids[record.record_id] = record.server_id
     margins, label_probability = MarginAverage(), {}
     with services.registry.staging() as work_dir:
-        scores = stream_out_of_fold_scores(examples, labels, settings.base_model, settings, work_dir, k=k,
-                                           version=version, samples=services.settings.scoring.samples,
-                                           mc_layers=services.settings.scoring.mc_layers,
-                                           dropout_rate=services.settings.scoring.dropout_rate,
-                                           on_trained=margins.add,
-                                           trust_remote_code=services.settings.registry.trust_remote_code)
-        for batch in batched(scores, services.settings.scoring.push_batch):
-            records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
-            _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
-                         crowd=crowd)
-            label_probability.update({s.record_id: held_out_probability(s) for s in batch if not s.skipped})
-            for score in batch:
-                held_out.add(score)
+        with closing(LabelledRecords(work_dir / "labelled.sqlite", k=k, seed=settings.seed)) as labelled:
+            sample, trained_server_ids = labelled_sample(services.gateway.pull(), labelled, settings, crowd=crowd,
+                                                         report=report, fields=services.gateway.binding.fields)
+            folds = stratified_folds(sample, k, seed=settings.seed)
+            labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
+            scores = stream_out_of_fold_scores(sample, labels, settings.base_model, settings, work_dir, k=k,
+                                               version=version, samples=services.settings.scoring.samples,
+                                               mc_layers=services.settings.scoring.mc_layers,
+                                               dropout_rate=services.settings.scoring.dropout_rate,
+                                               folds=folds, held_out=labelled.fold, on_trained=margins.add,
+                                               trust_remote_code=services.settings.registry.trust_remote_code)
+            for batch in batched(scores, services.settings.scoring.push_batch):
+                server_ids = labelled.server_ids(score.record_id for score in batch)
+                records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
+                _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
+                             crowd=crowd)
+                label_probability.update({s.record_id: held_out_probability(s) for s in batch
+                                          if not s.skipped and s.record_id in trained_server_ids})
+                for score in batch:
+                    held_out.add(score)
         shutil.rmtree(work_dir)
-    _push_label_issues(services, server_ids, label_probability, margins.means())
+    _push_label_issues(services, trained_server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     if held_out.records and not_learned(held_out.accuracy, held_out.majority):
@@ -520,6 +521,46 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                        "which labels are wrong. Train longer (training.epochs) or on more labelled records.",
                        100 * held_out.accuracy, 100 * held_out.majority)
     return report
+
+
+def labelled_sample(records: Iterable[PulledRecord], labelled: LabelledRecords, settings: TrainingSettings, *,
+                    crowd: CrowdModel | None = None, report: ScoreReport | None = None,
+                    fields: Sequence[str] = ("text",)) -> tuple[list[Example], dict[str, str]]:
+    """One pass over ``records``: every labelled record with a text into ``labelled``; returns the examples the fold
+    models train on — every annotated one and a seeded sample of the others (``settings.max_original``, a
+    :class:`~worker.iterables.KeyedSample` by record id) — and their server ids. A record without a text (in
+    ``fields``) is logged by id and counted in ``report.skipped``. Memory O(annotated + max_original)."""
+    report = report if report is not None else ScoreReport("")
+    size = None if settings.max_original == "all" else settings.max_original
+    original: KeyedSample[tuple[Example, str]] = KeyedSample(size or sys.maxsize, seed=settings.seed,
+                                                             floor=RARE_LABEL_FLOOR if size else 0)
+    annotated: list[tuple[Example, str]] = []
+    for record in records:
+        report.considered += 1
+        decided = verdict(record, crowd)
+        label = decided.label if decided is not None and decided.label is not None else record.reference
+        if label is None:
+            continue
+        if not record.has_text:
+            report.skipped += 1
+            logger.warning("record %s not scored: no text in %s", record.record_id, " / ".join(fields))
+            continue
+        example = Example(record.record_id, str(record.text), label, text_pair=record.text_pair)
+        labelled.add(example, record.server_id)
+        if decided is not None and decided.label is not None:
+            annotated.append((example, record.server_id))
+        else:
+            original.add(record.record_id, (example, record.server_id),
+                         strata=label if isinstance(label, tuple) else (label,))
+    sampled = original.items()
+    if len(sampled) < original.seen:
+        logger.info("the fold models train on the %d annotated records and a seeded sample of %d of the other %d "
+                    "labelled records (training.max_original = %d, and up to %d of each label); every labelled "
+                    "record is still scored by a model that never trained on it, and label_issue / "
+                    "area_under_margin go to the records the models trained on (sort the others by loss)",
+                    len(annotated), len(sampled), original.seen, size, RARE_LABEL_FLOOR)
+    chosen = annotated + sampled
+    return [example for example, _ in chosen], {example.id: server_id for example, server_id in chosen}
 
 
 def held_out_probability(score: RecordScore) -> float:

@@ -25,7 +25,7 @@ from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import guidelines_section
-from worker.jobs import Services, publish_job, score_job, train_job
+from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 
 QUESTION = "sentiment_verdict"
 AGENT = "gpt-labeller"
@@ -325,6 +325,52 @@ def test_out_of_fold_scores_without_any_model_rank_the_wrong_labels(their_datase
     assert all(0.0 <= value <= 1.0 for value in issues) and len(set(issues)) > 1
     assert all(isinstance(record["metadata"]["area_under_margin"], float) for record in after.values())
     assert "label_issue" in result.stdout
+
+
+def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_sample(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch, caplog):
+    """``training.max_original`` bounds what the K fold models train on (a 10^6-record dataset would be K trainings on
+    all of it, and every text in memory): a dataset made with the SDK, 150 records labelled by another team's
+    labeller and a few reviewed in the UI. Every labelled record still gets held-out values; label_issue goes to the
+    records the models trained on — every reviewed one among them — and no response changes."""
+    from tests.integration.annotator import raw_responses
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(fields=[rg.TextField(name="review")],
+                           questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))])
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    examples = sentiment_examples(150)
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text},
+                                   suggestions=[rg.Suggestion(question_name=QUESTION, agent=AGENT, value=e.label)])
+                         for e in examples])
+    server_ids = {record.id: str(record._server_id) for record in dataset.records}
+    reviewed = {"e7": "negative", "e90": "positive", "e141": "negative"}
+    for record_id, label in reviewed.items():
+        submit_label(stack_settings, server_ids[record_id], label, question=QUESTION)
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
+        training={"base_model": str(save_tiny_classifier(tmp_path / "base")), "epochs": 2, "batch_size": 16,
+                  "learning_rate": 3e-3, "max_length": 32, "device": "cpu", "min_steps": 0, "max_original": 10},
+        scoring={"samples": 3, "device": "cpu", "push_batch": 40},
+        registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state")))
+    before = raw_responses(stack_settings, services.gateway.dataset_id())
+
+    with caplog.at_level("INFO", logger="worker"):
+        report = oof_score_job(services, 3)
+
+    assert report.scored == len(examples) and report.failed == 0
+    stored = _stored(stack_settings, dataset.id)
+    assert all(record["metadata"]["model_version"] == "base-oof3" for record in stored.values())
+    assert all(isinstance(record["metadata"]["loss"], float) for record in stored.values())
+    with_issue = {record_id for record_id, record in stored.items() if "label_issue" in record["metadata"]}
+    sampled = next(int(r.getMessage().split("seeded sample of ")[1].split()[0]) for r in caplog.records
+                   if "seeded sample of" in r.getMessage())
+    assert len(with_issue) == len(reviewed) + sampled < len(examples)  # 10, and up to 50 of each label
+    assert set(reviewed) <= with_issue
+    assert not any((tmp_path / "registry").rglob("*.sqlite"))  # the records' texts on disk went with the run
+    assert raw_responses(stack_settings, services.gateway.dataset_id()) == before
 
 
 def test_refused_and_unavailable_are_different_errors(local_argilla, stack_settings, dataset_name):

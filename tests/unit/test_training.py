@@ -21,7 +21,7 @@ from worker.training.data import (
     stratified_folds,
     stratified_split,
 )
-from worker.training.kfold import out_of_fold_scores, stream_out_of_fold_scores
+from worker.training.kfold import LabelledRecords, hashed_fold, out_of_fold_scores, stream_out_of_fold_scores
 from worker.training.trainer import TrainingSettings, train_classifier
 
 # the configured epochs exactly, the best epoch picked on any validation split (the schedule's own tests below)
@@ -326,6 +326,62 @@ def test_out_of_fold_scores_stream_fold_by_fold(tiny_model_dir, tmp_path):
     rest = list(scores)
     assert trained == [8, 8, 8] and len(rest) == 11
     assert sorted([first.record_id, *(s.record_id for s in rest)]) == sorted(e.id for e in examples)
+
+
+def test_labelled_records_keep_each_example_and_read_it_back_by_fold(tmp_path):
+    """The out-of-fold run's records on disk: texts, second texts and label sets come back as they went in; a
+    record keeps its hashed fold until the sample's own fold is assigned."""
+    examples = [*sentiment_examples(30), Example("pair", "Great film", "positive", text_pair="a second text"),
+                Example("set", "Dull film", ("negative", "positive"))]
+    store = LabelledRecords(tmp_path / "labelled.sqlite", k=3, seed=7, batch_size=4)
+    for example in examples:
+        store.add(example, f"server-{example.id}")
+    sampled = {"e0": 2, "e1": 2, "pair": 0}
+    store.assign(sampled)
+
+    folds = {f: list(store.fold(f)) for f in range(3)}
+    assert sum(len(store.fold(f)) for f in range(3)) == len(examples)
+    for f, held_out in folds.items():
+        assert len(held_out) == len(store.fold(f))
+        for example in held_out:
+            assert f == sampled.get(example.id, hashed_fold(example.id, 3, 7))
+    read = {example.id: example for held_out in folds.values() for example in held_out}
+    assert read == {example.id: replace(example, weight=1.0, source="annotated") for example in examples}
+    assert read["set"].label == ("negative", "positive") and read["pair"].text_pair == "a second text"
+    assert [e.id for e in folds[2]][:2] == ["e0", "e1"]  # in the order they were added
+    assert store.server_ids(["e5", "set", "unknown"]) == {"e5": "server-e5", "set": "server-set"}
+    assert {hashed_fold(f"r{i}", 3, 7) for i in range(60)} == {0, 1, 2}
+    assert hashed_fold("e5", 3, 7) == hashed_fold("e5", 3, 7) and hashed_fold("e5", 3, 7) in range(3)
+    store.close()
+
+
+def test_out_of_fold_scores_of_records_outside_the_trained_sample(tiny_model_dir, tmp_path):
+    """The fold models train on a sample; every record, sampled or not, is scored once, by a model that never
+    trained on it."""
+    examples = sentiment_examples(20)
+    sample = examples[:12]
+    store = LabelledRecords(tmp_path / "labelled.sqlite", k=3, seed=0)
+    for example in examples:
+        store.add(example, f"server-{example.id}")
+    folds = [index % 3 for index in range(len(sample))]
+    store.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
+    trained: list[set[str]] = []
+    scored_by: dict[str, int] = {}
+
+    for score in stream_out_of_fold_scores(sample, LABELS, tiny_model_dir, TrainingSettings(epochs=1, **FAST),
+                                           tmp_path, k=3, samples=SAMPLES, folds=folds, held_out=store.fold,
+                                           on_trained=lambda train, result: trained.append({e.id for e in train})):
+        assert score.record_id not in scored_by
+        scored_by[score.record_id] = len(trained) - 1
+        assert score.loss is not None
+    store.close()
+
+    assert set(scored_by) == {example.id for example in examples}
+    assert all(trained_on <= {example.id for example in sample} and len(trained_on) == 8 for trained_on in trained)
+    for record_id, fold in scored_by.items():
+        assert record_id not in trained[fold]
+    outside = [example.id for example in examples[12:]]
+    assert all(scored_by[record_id] == hashed_fold(record_id, 3, 0) for record_id in outside)
 
 
 def test_label_margins_are_the_labels_logit_minus_the_best_other():

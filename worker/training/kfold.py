@@ -3,15 +3,24 @@
 A model scores its own training labels as easy (it has fitted them, errors included), so an
 in-sample loss ranking understates label errors. With K folds, K models are trained, each on K−1
 folds, and each scores only the fold it held out.
+
+On a large dataset the fold models train on a bounded sample (``training.max_original``, as a training does) and
+the records outside it, which no fold model trains on, wait on disk (:class:`LabelledRecords`) for the model of the
+fold their id hashes to: every labelled record is still scored by a model that never saw it, in memory O(sample).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from worker.iterables import batched
 from worker.scoring import Scorer, ScoringInput, load_classifier
 from worker.scoring.engine import RecordScore
 from worker.scoring.mc import MCLayers
@@ -96,6 +105,7 @@ def stream_out_of_fold_scores(
     folds: Sequence[int] | None = None,
     on_trained: Callable[[list[Example], TrainingResult], None] | None = None,
     trust_remote_code: bool = False,
+    held_out: Callable[[int], HeldOut] | None = None,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
@@ -105,13 +115,16 @@ def stream_out_of_fold_scores(
     ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
     (default: :func:`stratified_folds`) assigns each example its held-out fold; ``on_trained`` is called
     with each model's training examples and its :class:`TrainingResult` (which carries their margins);
-    ``trust_remote_code``: ``start_model`` may run the code it ships (``registry.trust_remote_code``).
+    ``trust_remote_code``: ``start_model`` may run the code it ships (``registry.trust_remote_code``);
+    ``held_out(f)``: the examples model f scores (default: those of ``examples`` in fold f) — with a sample of the
+    records as ``examples``, fold f of the sample and of the records outside it (:meth:`LabelledRecords.fold`).
     """
     folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
     for fold in range(k):
         train = [e for e, f in zip(examples, folds, strict=True) if f != fold]
-        held_out = [e for e, f in zip(examples, folds, strict=True) if f == fold]
-        logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(held_out))
+        scored = (held_out(fold) if held_out is not None
+                  else [e for e, f in zip(examples, folds, strict=True) if f == fold])
+        logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(scored))
         model_dir = work_dir / f"fold-{fold}"
         training = train_classifier(start_model, train, [], labels, model_dir, settings,
                                     trust_remote_code=trust_remote_code)
@@ -120,4 +133,89 @@ def stream_out_of_fold_scores(
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}",
                                      trust_remote_code=trust_remote_code)
         scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed, dropout_rate=dropout_rate)
-        yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in held_out)
+        yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in scored)
+
+
+class HeldOut(Sized, Iterable[Example], Protocol):
+    """The examples one fold model scores: counted, then read once."""
+
+
+def hashed_fold(record_id: str, k: int, seed: int) -> int:
+    """The fold (0..k-1) of a record no fold model trains on: a seeded hash of its id (the same id, seed and K give
+    the same fold on every run), independent of the sample's own hash."""
+    digest = hashlib.blake2b(f"{seed}\0fold\0{record_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % k
+
+
+class LabelledRecords:
+    """Every labelled example of an out-of-fold run — id, server id, text(s), label — in an SQLite file, each with
+    its held-out fold: :func:`hashed_fold` when added, the sample's stratified fold once :meth:`assign` names it.
+    Memory O(batch) whatever the dataset's size; disk O(N) texts; :meth:`fold` reads one fold in insertion order."""
+
+    def __init__(self, path: Path, *, k: int, seed: int, batch_size: int = 1000) -> None:
+        self.k, self.seed, self.batch_size = k, seed, batch_size
+        self._db = sqlite3.connect(path)
+        self._db.executescript("""
+            CREATE TABLE examples (id TEXT PRIMARY KEY, server_id TEXT, text TEXT, text_pair TEXT, label TEXT,
+                                   fold INTEGER);""")
+        self._pending: list[tuple] = []
+
+    def add(self, example: Example, server_id: str) -> None:
+        label = json.dumps(list(example.label) if isinstance(example.label, tuple) else example.label)
+        self._pending.append((example.id, server_id, example.text, example.text_pair, label,
+                              hashed_fold(example.id, self.k, self.seed)))
+        if len(self._pending) >= self.batch_size:
+            self._flush()
+
+    def assign(self, folds: Mapping[str, int]) -> None:
+        """Give the records the fold models train on (a sample of the records: id → fold) their folds; then index."""
+        self._flush()
+        self._db.executemany("UPDATE examples SET fold = ? WHERE id = ?",
+                             ((fold, record_id) for record_id, fold in folds.items()))
+        self._db.execute("CREATE INDEX IF NOT EXISTS by_fold ON examples (fold)")
+        self._db.commit()
+
+    def fold(self, fold: int) -> HeldOut:
+        """The examples held out in ``fold`` (after :meth:`assign`)."""
+        return _StoredFold(self, fold)
+
+    def server_ids(self, record_ids: Iterable[str]) -> dict[str, str]:
+        """Record id → server id, for the ids that were added."""
+        found: dict[str, str] = {}
+        for chunk in batched(record_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT id, server_id FROM examples WHERE id IN ({marks})", chunk))
+        return found
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._db.executemany("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?)", self._pending)
+            self._pending.clear()
+
+    def _count(self, fold: int) -> int:
+        count, = self._db.execute("SELECT COUNT(*) FROM examples WHERE fold = ?", (fold,)).fetchone()
+        return int(count)
+
+    def _read(self, fold: int) -> Iterator[Example]:
+        cursor = self._db.execute("SELECT id, text, text_pair, label FROM examples WHERE fold = ? ORDER BY rowid",
+                                  (fold,))
+        while rows := cursor.fetchmany(self.batch_size):
+            for record_id, text, text_pair, label in rows:
+                value = json.loads(label)
+                yield Example(record_id, text, tuple(value) if isinstance(value, list) else value,
+                              text_pair=text_pair)
+
+
+@dataclass(frozen=True)
+class _StoredFold:
+    store: LabelledRecords
+    fold: int
+
+    def __len__(self) -> int:
+        return self.store._count(self.fold)
+
+    def __iter__(self) -> Iterator[Example]:
+        return self.store._read(self.fold)
