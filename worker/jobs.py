@@ -81,6 +81,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+TRAINED_ON_METADATA = ("area_under_margin", "label_issue")  # `score --oof`: only for records the fold models saw
 OOF_MARK = "-oof"  # "v0003-oof5": out-of-fold values computed alongside model v0003
 BASE_VERSION = "base"  # "base-oof5": out-of-fold values computed before any model was registered
 
@@ -471,7 +472,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     it either. Once every fold model has trained, each record they trained on also gets ``area_under_margin``
     (averaged over the K − 1 models that trained on it) and ``label_issue`` (see :mod:`worker.label_issues`), pushed
     as metadata in a second pass over those records, by id; a record outside the sample has no margin, so its
-    held-out ``loss`` is what ranks it.
+    held-out ``loss`` is what ranks it (and an earlier run's ``label_issue`` / ``area_under_margin`` are removed
+    from it: a sort would mix them with this run's).
 
     Time: one pull, K trainings on at most (annotated + max_original) records, one scoring per labelled record.
     Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
@@ -509,6 +511,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                              crowd=crowd)
                 label_probability.update({s.record_id: held_out_probability(s) for s in batch
                                           if not s.skipped and s.record_id in trained_server_ids})
+                services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
+                    record_id: record for record_id, record in records.items()
+                    if record_id not in trained_server_ids})
                 for score in batch:
                     held_out.add(score)
         shutil.rmtree(work_dir)
@@ -580,7 +585,7 @@ def _push_label_issues(services: Services, server_ids: dict[str, str], label_pro
                                               np.array([margins[i] for i in ids])).tolist(), strict=True))
     for batch in batched(ids, services.settings.scoring.push_batch):
         records = {r.record_id: r for r in services.gateway.read(server_ids[i] for i in batch)}
-        values = {i: {"area_under_margin": readable(margins[i]), "label_issue": readable(issues[i])}
+        values = {i: dict(zip(TRAINED_ON_METADATA, (readable(margins[i]), readable(issues[i])), strict=True))
                   for i in batch if i in records}
         services.gateway.push_metadata(values, current=records)
     logger.info("label_issue and area_under_margin pushed for %d records: sort by label_issue, descending", len(ids))

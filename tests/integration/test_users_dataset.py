@@ -332,7 +332,8 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
     """``training.max_original`` bounds what the K fold models train on (a 10^6-record dataset would be K trainings on
     all of it, and every text in memory): a dataset made with the SDK, 150 records labelled by another team's
     labeller and a few reviewed in the UI. Every labelled record still gets held-out values; label_issue goes to the
-    records the models trained on — every reviewed one among them — and no response changes."""
+    records the models trained on — every reviewed one among them —, an earlier run's values leave the others, and
+    no response changes."""
     from tests.integration.annotator import raw_responses
 
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
@@ -355,6 +356,10 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
                   "learning_rate": 3e-3, "max_length": 32, "device": "cpu", "min_steps": 0, "max_original": 10},
         scoring={"samples": 3, "device": "cpu", "push_batch": 40},
         registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state")))
+    services.prepare_for_push()
+    earlier = {"label_issue": 0.5, "area_under_margin": 1.0}  # an earlier run's, when every record was trained on
+    services.gateway.push_metadata({e.id: earlier for e in examples},
+                                   current={r.record_id: r for r in services.gateway.pull()})
     before = raw_responses(stack_settings, services.gateway.dataset_id())
 
     with caplog.at_level("INFO", logger="worker"):
@@ -368,7 +373,11 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
     sampled = next(int(r.getMessage().split("seeded sample of ")[1].split()[0]) for r in caplog.records
                    if "seeded sample of" in r.getMessage())
     assert len(with_issue) == len(reviewed) + sampled < len(examples)  # 10, and up to 50 of each label
-    assert set(reviewed) <= with_issue
+    assert set(reviewed) <= with_issue  # the others' earlier values are gone (a sort would mix them in)
+    assert with_issue == {record_id for record_id, record in stored.items()
+                          if "area_under_margin" in record["metadata"]}
+    assert 0.5 not in {stored[record_id]["metadata"]["label_issue"] for record_id in with_issue}
+    assert all(record["suggestions"] for record in stored.values())  # the drop wrote metadata only
     assert not any((tmp_path / "registry").rglob("*.sqlite"))  # the records' texts on disk went with the run
     assert raw_responses(stack_settings, services.gateway.dataset_id()) == before
 

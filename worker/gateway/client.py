@@ -663,6 +663,16 @@ class ArgillaGateway:
 
         return self._send((item(record_id, new) for record_id, new in values.items()), report, batch_size)
 
+    def drop_metadata(self, names: Collection[str], *, current: Mapping[str, PulledRecord],
+                      batch_size: int = PAGE_SIZE) -> PushReport:
+        """Remove the worker's metadata ``names`` (plain names; the binding's prefix is added) from each record of
+        ``current`` (external id → record) that holds any of them — values a newer run no longer computes for it,
+        which a sort would otherwise mix with the new ones. Nothing else of a record changes (merged into it as the
+        server holds it when sent)."""
+        drop = _MetadataDrop(tuple(self.binding.stored_name(name) for name in names))
+        writes = [_Write(record_id, record, drop) for record_id, record in current.items() if drop(record) is not None]
+        return self._send(writes, PushReport(), batch_size) if writes else PushReport()
+
     def _send(self, items: Iterable[_Write | None], report: PushReport, batch_size: int, *,
               concurrency: int = 1) -> PushReport:
         """Bulk-upsert the writes in batches of at most ``batch_size``, each merged into its records as the server
@@ -1051,6 +1061,19 @@ class _MetadataWrite:
         metadata = {**record.server_metadata, **self.metadata}
         return None if _same_metadata(metadata, record.server_metadata) else {"id": record.server_id,
                                                                                "metadata": metadata}
+
+
+@dataclass(frozen=True)
+class _MetadataDrop:
+    """Metadata properties (the server's names) removed from a record's metadata; no suggestion written."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, record: PulledRecord) -> dict | None:
+        if not any(name in record.server_metadata for name in self.names):
+            return None
+        kept = {key: value for key, value in record.server_metadata.items() if key not in self.names}
+        return {"id": record.server_id, "metadata": kept}
 
 
 class _Write(NamedTuple):

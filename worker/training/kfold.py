@@ -109,7 +109,7 @@ def stream_out_of_fold_scores(
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
-    scores before model f+1 trains; memory O(N) examples + O(batch) scores).
+    scores before model f+1 trains; memory O(len(examples)) training examples + O(batch) scores).
 
     The reference label (set) of a record is its example label (consensus or original), so ``loss`` /
     ``expected_loss`` measure disagreement with that label by a model that did not see it. ``folds`` [N]
