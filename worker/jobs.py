@@ -36,7 +36,7 @@ from worker.config import ScoringSettings, TrainingSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
-from worker.errors import ConfigError, WorkerError
+from worker.errors import ConfigError, DataError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
@@ -475,6 +475,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     held-out ``loss`` is what ranks it (and an earlier run's ``label_issue`` / ``area_under_margin`` are removed
     from it: a sort would mix them with this run's).
 
+    The held-out records are scored at a fixed T = ``scoring.samples`` (no adaptive stopping: the label-issue
+    figures were measured so), in ``scoring.batch_size`` batches, with the plugins' scores a score run writes.
+
     Time: one pull, K trainings on at most (annotated + max_original) records, one scoring per labelled record.
     Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
     wait in an SQLite file in the registry's staging area (disk O(N)); each batch re-reads its records by id to
@@ -492,18 +495,28 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     held_out = HeldOutAgreement()
     report = ScoreReport(version, held_out=held_out)
     margins, label_probability = MarginAverage(), {}
+    scoring = services.settings.scoring
+    extra = services.extra_scorers()
+    if extra:
+        services.gateway.ensure_float_metadata(extra)
+    options = {"batch_size": scoring.batch_size, "max_batch_size": scoring.max_batch_size,
+               "compile": scoring.compile, "extra_scorers": extra}
     with services.registry.staging() as work_dir:
         with closing(LabelledRecords(work_dir / "labelled.sqlite", k=k, seed=settings.seed)) as labelled:
             sample, trained_server_ids = labelled_sample(services.gateway.pull(), labelled, settings, crowd=crowd,
                                                          report=report, fields=services.gateway.binding.fields)
+            if len(sample) < k:
+                raise DataError(f"only {len(sample)} records with a text carry a label (annotated or from "
+                                f"argilla.reference); `score --oof {k}` needs at least {k}, one per fold: annotate "
+                                f"records or point argilla.reference at the labels the records carry")
             folds = stratified_folds(sample, k, seed=settings.seed)
             labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
             scores = stream_out_of_fold_scores(sample, labels, settings.base_model, settings, work_dir, k=k,
-                                               version=version, samples=services.settings.scoring.samples,
-                                               mc_layers=services.settings.scoring.mc_layers,
-                                               dropout_rate=services.settings.scoring.dropout_rate,
+                                               version=version, samples=scoring.samples,
+                                               mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
-                                               trust_remote_code=services.settings.registry.trust_remote_code)
+                                               trust_remote_code=services.settings.registry.trust_remote_code,
+                                               scorer_options=options)
             for batch in batched(scores, services.settings.scoring.push_batch):
                 server_ids = labelled.server_ids(score.record_id for score in batch)
                 records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}

@@ -369,6 +369,7 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
     stored = _stored(stack_settings, dataset.id)
     assert all(record["metadata"]["model_version"] == "base-oof3" for record in stored.values())
     assert all(isinstance(record["metadata"]["loss"], float) for record in stored.values())
+    assert all(0 <= record["metadata"]["variation_ratio"] <= 1 for record in stored.values())  # the built-in plugin's
     with_issue = {record_id for record_id, record in stored.items() if "label_issue" in record["metadata"]}
     sampled = next(int(r.getMessage().split("seeded sample of ")[1].split()[0]) for r in caplog.records
                    if "seeded sample of" in r.getMessage())
@@ -380,6 +381,24 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
     assert all(record["suggestions"] for record in stored.values())  # the drop wrote metadata only
     assert not any((tmp_path / "registry").rglob("*.sqlite"))  # the records' texts on disk went with the run
     assert raw_responses(stack_settings, services.gateway.dataset_id()) == before
+
+
+def test_out_of_fold_scores_on_a_dataset_without_labels_say_what_is_missing(local_argilla, stack_settings,
+                                                                           dataset_name, tmp_path):
+    """A new team's dataset: texts, a question, no label anywhere yet. ``score --oof`` names what it needs."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review_body")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))]))
+    dataset.create()
+    dataset.records.log([rg.Record(id=e.id, fields={"review_body": e.text}) for e in sentiment_examples(6)])
+
+    result = _cli(stack_settings, dataset_name, tmp_path, "score", "--oof", "3",
+                  extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp_path / "base"))})
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "only 0 records with a text carry a label" in result.stderr + result.stdout
+    assert "`score --oof 3` needs at least 3" in result.stderr + result.stdout
+    assert not any((tmp_path / "registry").rglob("*.sqlite"))
 
 
 def test_refused_and_unavailable_are_different_errors(local_argilla, stack_settings, dataset_name):

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.iterables import batched
 from worker.scoring import Scorer, ScoringInput, load_classifier
@@ -106,6 +106,7 @@ def stream_out_of_fold_scores(
     on_trained: Callable[[list[Example], TrainingResult], None] | None = None,
     trust_remote_code: bool = False,
     held_out: Callable[[int], HeldOut] | None = None,
+    scorer_options: Mapping[str, Any] | None = None,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
@@ -117,7 +118,8 @@ def stream_out_of_fold_scores(
     with each model's training examples and its :class:`TrainingResult` (which carries their margins);
     ``trust_remote_code``: ``start_model`` may run the code it ships (``registry.trust_remote_code``);
     ``held_out(f)``: the examples model f scores (default: those of ``examples`` in fold f) — with a sample of the
-    records as ``examples``, fold f of the sample and of the records outside it (:meth:`LabelledRecords.fold`).
+    records as ``examples``, fold f of the sample and of the records outside it (:meth:`LabelledRecords.fold`);
+    ``scorer_options``: more :class:`Scorer` options (batch sizes, plugin scorers … as a score run has them).
     """
     folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
     for fold in range(k):
@@ -132,7 +134,8 @@ def stream_out_of_fold_scores(
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}",
                                      trust_remote_code=trust_remote_code)
-        scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed, dropout_rate=dropout_rate)
+        scorer = Scorer(classifier, samples=samples, mc_layers=mc_layers, seed=settings.seed, dropout_rate=dropout_rate,
+                        **(scorer_options or {}))
         yield from scorer.score(ScoringInput(e.id, e.text, e.label, e.text_pair) for e in scored)
 
 
