@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from worker.demo_data import SENTIMENT_LABELS, LabelledText, load_movie_snippets
@@ -55,3 +57,15 @@ def precision_at(ranking: list[str], positives: set[str], k: int) -> float:
     """Share of the first ``k`` ids of ``ranking`` that are in ``positives``."""
     top = ranking[:k]
     return sum(item in positives for item in top) / len(top) if top else 0.0
+
+
+def in_fresh_process(measure: Callable[..., None], *args, timeout: float = 3600) -> dict:
+    """``measure(*args, queue)`` run in a fresh (spawned) process — its memory high-water mark its own — and the
+    row it puts on ``queue``."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=measure, args=(*args, queue))
+    process.start()
+    row = queue.get(timeout=timeout)
+    process.join()
+    return row

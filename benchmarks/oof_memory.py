@@ -22,12 +22,11 @@ Writes benchmarks/results/oof_memory.{json,md}. About 8 minutes on 2 CPU cores a
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._shared import write_results
+from benchmarks._shared import in_fresh_process, write_results
 from benchmarks.training_set import LABELS, _records, _status_mb
 
 FOLDS = 5
@@ -58,25 +57,17 @@ def _measure(size: int, cap: int | str, chars: int, queue) -> None:
                "scored": read, "labels_in_sample": len({example.label for example in sample}), "disk_mb": disk})
 
 
-def _run(size: int, cap: int | str, chars: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(size, cap, chars, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cap", type=int, default=100_000, help="training.max_original of the sampled variant")
     parser.add_argument("--chars", type=int, default=300, help="characters per record's text")
     args = parser.parse_args()
-    rows = [_run(size, cap, args.chars) for size in args.sizes for cap in ("all", args.cap)]
-    lines = ["| records | max_original | peak MB above start | pull s | folds s | trained on | scored | "
-             f"labels in sample (of {len(LABELS)}) | disk MB |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [in_fresh_process(_measure, size, cap, args.chars)
+            for size in args.sizes for cap in ("all", args.cap)]
+    header = ("| records | max_original | peak MB above start | pull s | folds s | trained on | scored | "
+              f"labels in sample (of {len(LABELS)}) | disk MB |")
+    lines = [header, "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {row['records']} | {row['max_original']} | {row['peak_mb']:.0f} | {row['pull_seconds']:.1f} | "
               f"{row['folds_seconds']:.1f} | {row['trained_on']} | {row['scored']} | {row['labels_in_sample']} | "
               f"{row['disk_mb']:.0f} |" for row in rows]

@@ -19,7 +19,6 @@ Writes benchmarks/results/training_set.{json,md}. About 5 minutes on 2 CPU cores
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._shared import write_results
+from benchmarks._shared import in_fresh_process, write_results
 
 LABELS = [f"topic-{index:02d}" for index in range(20)]
 WORDS = [f"w{index}" for index in range(5_000)]
@@ -75,23 +74,13 @@ def _build(size: int, cap: int | str, chars: int, queue) -> None:
                "labels_in_train": len({example.label for example in training.train})})
 
 
-def _run(size: int, cap: int | str, chars: int) -> dict:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_build, args=(size, cap, chars, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cap", type=int, default=100_000, help="training.max_original of the sampled variant")
     parser.add_argument("--chars", type=int, default=300, help="characters per record's text")
     args = parser.parse_args()
-    rows = [_run(size, cap, args.chars) for size in args.sizes for cap in ("all", args.cap)]
+    rows = [in_fresh_process(_build, size, cap, args.chars) for size in args.sizes for cap in ("all", args.cap)]
     lines = ["| records | max_original | peak MB above start | s | train | validation | labels in train |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {row['records']} | {row['max_original']} | {row['peak_mb']:.0f} | {row['seconds']:.1f} | "
