@@ -21,13 +21,12 @@ Writes benchmarks/results/oof_memory.{json,md}. About 8 minutes on 2 CPU cores a
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks._shared import in_fresh_process, write_results
-from benchmarks.training_set import LABELS, _records, _status_mb
+from benchmarks.training_set import LABELS, _records, _status_mb, sample_arguments
 
 FOLDS = 5
 
@@ -58,11 +57,7 @@ def _measure(size: int, cap: int | str, chars: int, queue) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--cap", type=int, default=100_000, help="training.max_original of the sampled variant")
-    parser.add_argument("--chars", type=int, default=300, help="characters per record's text")
-    args = parser.parse_args()
+    args = sample_arguments(__doc__)
     rows = [in_fresh_process(_measure, size, cap, args.chars)
             for size in args.sizes for cap in ("all", args.cap)]
     header = ("| records | max_original | peak MB above start | pull s | folds s | trained on | scored | "

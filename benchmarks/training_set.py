@@ -74,12 +74,17 @@ def _build(size: int, cap: int | str, chars: int, queue) -> None:
                "labels_in_train": len({example.label for example in training.train})})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def sample_arguments(description: str) -> argparse.Namespace:
+    """--sizes (records), --cap (``training.max_original`` of the sampled variant), --chars (per text)."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--cap", type=int, default=100_000, help="training.max_original of the sampled variant")
     parser.add_argument("--chars", type=int, default=300, help="characters per record's text")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = sample_arguments(__doc__)
     rows = [in_fresh_process(_build, size, cap, args.chars) for size in args.sizes for cap in ("all", args.cap)]
     lines = ["| records | max_original | peak MB above start | s | train | validation | labels in train |",
              "|---:|---|---:|---:|---:|---:|---:|"]
