@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from worker.constants import ECE_MIN_RECORDS
 from worker.errors import WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
+
+if TYPE_CHECKING:
+    from worker.jobs import ScoreReport
 
 
 class _CleanErrors(click.Group):
@@ -425,8 +429,7 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     if folds:
         oof_report = oof_score_job(services, folds)
         click.echo(oof_report.summary())
-        click.echo("label_issue and area_under_margin pushed: in the UI, sort by metadata 'label_issue', descending, "
-                   "to fix the likeliest label errors first")
+        click.echo(_label_issue_hint(oof_report))
         failures.update(oof_report.failures)
     if folds and services.registry.current() is None:
         click.echo("no current model yet: records without a label are scored once one is trained or registered")
@@ -435,6 +438,19 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
         click.echo(report.summary())
         failures.update(report.failures)
     _exit_on_push_failures(failures)
+
+
+def _label_issue_hint(report: ScoreReport) -> str:
+    """Where to look after ``score --oof``: label_issue for the records the fold models trained on, the held-out
+    loss for the others (a sample of a large dataset, ``training.max_original``)."""
+    hint = ("label_issue and area_under_margin pushed{scope}: in the UI, sort by metadata 'label_issue', descending, "
+            "to fix the likeliest label errors first")
+    others = report.scored - report.label_issues
+    if others <= 0:
+        return hint.format(scope="")
+    return (hint.format(scope=f" for the {report.label_issues} records the fold models trained on")
+            + f"; the other {others} (outside training.max_original's sample) have the held-out 'loss': sort them "
+              "by it")
 
 
 def _exit_on_push_failures(failures: dict[str, str]) -> None:

@@ -134,6 +134,7 @@ class ScoreReport:
     failures: dict[str, str] = field(default_factory=dict)  # record id -> why its push failed (kept for retry)
     mc_samples: int = 0  # MC samples drawn over the scored records (fewer than T each when adaptive)
     held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
+    label_issues: int = 0  # out-of-fold runs: records given label_issue (those the fold models trained on)
 
     @property
     def records_per_second(self) -> float:
@@ -530,7 +531,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                 for score in batch:
                     held_out.add(score)
         shutil.rmtree(work_dir)
-    _push_label_issues(services, trained_server_ids, label_probability, margins.means())
+    report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())
     if held_out.records and not_learned(held_out.accuracy, held_out.majority):
@@ -590,7 +591,7 @@ def held_out_probability(score: RecordScore) -> float:
 
 
 def _push_label_issues(services: Services, server_ids: dict[str, str], label_probability: dict[str, float],
-                       margins: dict[str, float]) -> None:
+                       margins: dict[str, float]) -> int:
     """``area_under_margin`` and ``label_issue`` of every record that has both, as metadata, a batch at a time
     (records re-read by id: a response submitted meanwhile is kept)."""
     ids = [record_id for record_id in label_probability if record_id in margins]
@@ -602,6 +603,7 @@ def _push_label_issues(services: Services, server_ids: dict[str, str], label_pro
                   for i in batch if i in records}
         services.gateway.push_metadata(values, current=records)
     logger.info("label_issue and area_under_margin pushed for %d records: sort by label_issue, descending", len(ids))
+    return len(ids)
 
 
 def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:

@@ -373,7 +373,7 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
     with_issue = {record_id for record_id, record in stored.items() if "label_issue" in record["metadata"]}
     sampled = next(int(r.getMessage().split("seeded sample of ")[1].split()[0]) for r in caplog.records
                    if "seeded sample of" in r.getMessage())
-    assert len(with_issue) == len(reviewed) + sampled < len(examples)  # 10, and up to 50 of each label
+    assert len(with_issue) == len(reviewed) + sampled == report.label_issues < len(examples)  # 10 + ≤ 50 a label
     assert set(reviewed) <= with_issue  # the others' earlier values are gone (a sort would mix them in)
     assert with_issue == {record_id for record_id, record in stored.items()
                           if "area_under_margin" in record["metadata"]}

@@ -1,4 +1,4 @@
-"""The label-issue score's formula on hand-made inputs with known answers."""
+"""The label-issue score's formula on hand-made inputs with known answers, and what `score --oof` says of it."""
 
 from __future__ import annotations
 
@@ -29,3 +29,16 @@ def test_bad_inputs_are_refused():
         label_issue_scores(np.zeros(3), np.zeros(2))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         label_issue_scores(np.array([1.5]), np.array([0.0]))
+
+
+def test_the_hint_after_score_oof_names_the_records_without_label_issue():
+    """A sample of a large dataset: label_issue for the records the fold models trained on, loss for the others."""
+    from worker.cli import _label_issue_hint
+    from worker.jobs import ScoreReport
+
+    everything = _label_issue_hint(ScoreReport("v0001-oof5", scored=40, label_issues=40))
+    sampled = _label_issue_hint(ScoreReport("v0001-oof5", scored=1_000_000, label_issues=100_050))
+
+    assert everything.startswith("label_issue and area_under_margin pushed: in the UI, sort by metadata 'label_issue'")
+    assert "for the 100050 records the fold models trained on" in sampled
+    assert "the other 899950 (outside training.max_original's sample) have the held-out 'loss'" in sampled
