@@ -43,7 +43,7 @@ def _measure(size: int, cap: int | str, chars: int, queue) -> None:
         path = Path(work) / "labelled.sqlite"
         labelled = LabelledRecords(path, k=FOLDS, seed=settings.seed)
         start = time.perf_counter()
-        sample, _ = labelled_sample(_records(size, chars, seed=0), labelled, settings)
+        sample, _ = labelled_sample(_records(size, chars, seed=0), LABELS, labelled, settings)
         pulled = time.perf_counter()
         folds = stratified_folds(sample, FOLDS, seed=settings.seed)
         labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})

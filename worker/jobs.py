@@ -62,7 +62,7 @@ from worker.stability import (
     stopping_signal,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.data import RARE_LABEL_FLOOR, Example, stratified_folds
+from worker.training.data import RARE_LABEL_FLOOR, Example, checked_label, stratified_folds
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import LabelledRecords, MarginAverage, stream_out_of_fold_scores
@@ -504,8 +504,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                "compile": scoring.compile, "extra_scorers": extra}
     with services.registry.staging() as work_dir:
         with closing(LabelledRecords(work_dir / "labelled.sqlite", k=k, seed=settings.seed)) as labelled:
-            sample, trained_server_ids = labelled_sample(services.gateway.pull(), labelled, settings, crowd=crowd,
-                                                         report=report, fields=services.gateway.binding.fields)
+            sample, trained_server_ids = labelled_sample(services.gateway.pull(), labels, labelled, settings,
+                                                         crowd=crowd, report=report,
+                                                         fields=services.gateway.binding.fields)
             if len(sample) < k:
                 raise DataError(f"only {len(sample)} records with a text carry a label (annotated or from "
                                 f"argilla.reference); `score --oof {k}` needs at least {k}, one per fold: annotate "
@@ -542,18 +543,24 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     return report
 
 
-def labelled_sample(records: Iterable[PulledRecord], labelled: LabelledRecords, settings: TrainingSettings, *,
-                    crowd: CrowdModel | None = None, report: ScoreReport | None = None,
+def labelled_sample(records: Iterable[PulledRecord], labels: Sequence[str], labelled: LabelledRecords,
+                    settings: TrainingSettings, *, crowd: CrowdModel | None = None, report: ScoreReport | None = None,
                     fields: Sequence[str] = ("text",)) -> tuple[list[Example], dict[str, str]]:
     """One pass over ``records``: every labelled record with a text into ``labelled``; returns the examples the fold
     models train on — every annotated one and a seeded sample of the others (``settings.max_original``, a
     :class:`~worker.iterables.KeyedSample` by record id) — and their server ids. A record without a text (in
-    ``fields``) is logged by id and counted in ``report.skipped``. Memory O(annotated + max_original)."""
+    ``fields``) is logged by id and counted in ``report.skipped``. Memory O(annotated + max_original).
+
+    Raises:
+        DataError: a record's label is not one of ``labels`` (names the record and the value; before any training,
+            whether or not the record is in the sample).
+    """
     report = report if report is not None else ScoreReport("")
     size = None if settings.max_original == "all" else settings.max_original
     original: KeyedSample[tuple[Example, str]] = KeyedSample(size or sys.maxsize, seed=settings.seed,
                                                              floor=RARE_LABEL_FLOOR if size else 0)
     annotated: list[tuple[Example, str]] = []
+    allowed = set(labels)
     for record in records:
         report.considered += 1
         decided = verdict(record, crowd)
@@ -564,6 +571,7 @@ def labelled_sample(records: Iterable[PulledRecord], labelled: LabelledRecords, 
             report.skipped += 1
             logger.warning("record %s not scored: no text in %s", record.record_id, " / ".join(fields))
             continue
+        checked_label(record.record_id, label, allowed)
         example = Example(record.record_id, str(record.text), label, text_pair=record.text_pair)
         labelled.add(example, record.server_id)
         if decided is not None and decided.label is not None:

@@ -384,6 +384,45 @@ def test_out_of_fold_scores_of_records_outside_the_trained_sample(tiny_model_dir
     assert all(scored_by[record_id] == hashed_fold(record_id, 3, 0) for record_id in outside)
 
 
+def test_the_out_of_fold_pull_trains_on_every_annotated_record_and_a_sample_of_the_others(tmp_path):
+    """``labelled_sample``: every labelled record with a text goes to disk; the fold models' examples are every
+    annotated record and at most max_original (+ 50 a label) of the others; a record with a tie keeps its own
+    label; one without a text is counted as skipped."""
+    from worker.config import TrainingSettings as Settings
+    from worker.jobs import ScoreReport, labelled_sample
+
+    records = [_record(f"o{i}", LABELS[i % 2]) for i in range(300)]
+    records += [_record("a1", "positive", ["negative"]), _record("a2", "negative", ["negative", "negative"]),
+                _record("tie", "positive", ["positive", "negative"]), _record("empty", "positive", text=" "),
+                _record("unlabelled", None)]
+    store = LabelledRecords(tmp_path / "labelled.sqlite", k=3, seed=0)
+    report = ScoreReport("base-oof3")
+
+    sample, server_ids = labelled_sample(records, LABELS, store, Settings(max_original=20), report=report)
+
+    store.assign({})
+    assert sum(len(store.fold(f)) for f in range(3)) == 300 + 3  # on disk: everything labelled with a text
+    chosen = {example.id: example for example in sample}
+    assert {"a1", "a2"} <= set(chosen) and chosen["a1"].label == "negative"
+    assert len(chosen) <= 2 + 20 + 50 * len(LABELS) and len(chosen) < 303
+    assert chosen.get("tie") is None or chosen["tie"].label == "positive"
+    assert server_ids == {record_id: f"srv-{record_id}" for record_id in chosen}
+    assert (report.considered, report.skipped) == (len(records), 1)
+    again, _ = labelled_sample(records[::-1], LABELS, LabelledRecords(tmp_path / "again.sqlite", k=3, seed=0),
+                               Settings(max_original=20))
+    assert {example.id for example in again} == set(chosen)  # the same records give the same sample, in any order
+
+
+def test_the_out_of_fold_pull_refuses_a_label_outside_the_question_before_any_training(tmp_path):
+    from worker.config import TrainingSettings as Settings
+    from worker.jobs import labelled_sample
+
+    records = [*(_record(f"o{i}", LABELS[i % 2]) for i in range(200)), _record("odd", "neutral")]
+    with pytest.raises(DataError, match=r"record 'odd': label 'neutral' is not one of \['negative', 'positive'\]"):
+        labelled_sample(records, LABELS, LabelledRecords(tmp_path / "labelled.sqlite", k=3, seed=0),
+                        Settings(max_original=10))
+
+
 def test_label_margins_are_the_labels_logit_minus_the_best_other():
     import torch
 
