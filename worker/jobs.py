@@ -65,7 +65,7 @@ from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import RARE_LABEL_FLOOR, Example, checked_label, stratified_folds
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
-from worker.training.kfold import LabelledRecords, MarginAverage, stream_out_of_fold_scores
+from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
     QuantileSketch,
@@ -82,6 +82,7 @@ logger = logging.getLogger(__name__)
 
 
 TRAINED_ON_METADATA = ("area_under_margin", "label_issue")  # `score --oof`: only for records the fold models saw
+FOLD_MODELS = "folds"  # the registry's directory of an out-of-fold run's models (kept for a rerun if it stops)
 OOF_MARK = "-oof"  # "v0003-oof5": out-of-fold values computed alongside model v0003
 BASE_VERSION = "base"  # "base-oof5": out-of-fold values computed before any model was registered
 
@@ -479,6 +480,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     The held-out records are scored at a fixed T = ``scoring.samples`` (no adaptive stopping: the label-issue
     figures were measured so), in ``scoring.batch_size`` batches, with the plugins' scores a score run writes.
 
+    A run that stops keeps the fold models it completed (in the registry's ``folds/``): rerun on the same records
+    and settings, it trains only the others, and the scores it had pushed are found unchanged.
+
     Time: one pull, K trainings on at most (annotated + max_original) records, one scoring per labelled record.
     Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
     wait in an SQLite file in the registry's staging area (disk O(N)); each batch re-reads its records by id to
@@ -513,7 +517,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                 f"records or point argilla.reference at the labels the records carry")
             folds = stratified_folds(sample, k, seed=settings.seed)
             labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
-            scores = stream_out_of_fold_scores(sample, labels, settings.base_model, settings, work_dir, k=k,
+            models_dir = fold_models_dir(services.registry.root / FOLD_MODELS, version, sample, folds, settings,
+                                         settings.base_model)
+            scores = stream_out_of_fold_scores(sample, labels, settings.base_model, settings, models_dir, k=k,
                                                version=version, samples=scoring.samples,
                                                mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
@@ -524,6 +530,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                 records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
                 _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
                              crowd=crowd)
+                call_each(services.plugins, "on_records_scored", model_version=version, scores=batch)
                 label_probability.update({s.record_id: held_out_probability(s) for s in batch
                                           if not s.skipped and s.record_id in trained_server_ids})
                 services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
@@ -532,6 +539,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                 for score in batch:
                     held_out.add(score)
         shutil.rmtree(work_dir)
+    shutil.rmtree(models_dir)
     report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
     report.seconds = time.perf_counter() - started
     logger.info(report.summary())

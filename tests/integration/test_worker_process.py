@@ -223,6 +223,39 @@ def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(
     assert raw_responses(setup["settings"], gateway.dataset_id()) == responses_before
 
 
+def test_an_out_of_fold_run_killed_mid_way_resumes_with_the_fold_models_it_completed(setup):
+    """``score --oof 3`` killed (-9) while its first fold model's scores are pushed: the rerun trains only the two
+    other fold models, finds what the first run pushed unchanged, and leaves no fold model on disk."""
+    gateway, tmp = setup["gateway"], setup["tmp"]
+    config = setup["write_config"](sleep=1.0, push_batch=5)
+    env = {**setup["env"], "ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp / "base")),
+           "ARGILLA_WORKER_TRAINING__DEVICE": "cpu", "ARGILLA_WORKER_TRAINING__EPOCHS": "2",
+           "ARGILLA_WORKER_TRAINING__MIN_STEPS": "0", "ARGILLA_WORKER_TRAINING__MAX_LENGTH": "32"}
+    command = [sys.executable, "-m", "worker", "score", "--oof", "3", "-c", str(config)]
+    with (tmp / "oof-first.log").open("w") as log:
+        first = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first fold's first batch")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(60)
+    pushed_before = sum(_scored(setup["record_file"]).values())
+    assert pushed_before < RECORDS, "the run ended before it was stopped"
+    assert len(list((tmp / "registry" / "folds").glob("v0001-oof3-*/fold-0/margins.npy"))) == 1
+
+    setup["write_config"](push_batch=5)  # no longer slowed down
+    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    assert rerun.returncode == 0 and "Traceback" not in rerun.stderr, rerun.stderr[-3000:]
+    assert "fold-0: trained by a stopped run on the same examples and settings; used again" in rerun.stderr
+    assert rerun.stderr.count("trained on ") == 2, rerun.stderr[-3000:]  # folds 1 and 2 only
+    unchanged = int(rerun.stdout.split(" unchanged")[0].rsplit(", ", 1)[1])
+    assert unchanged >= pushed_before, rerun.stdout  # the same model and seed: the same values, not pushed again
+    assert _versions(gateway)["v0001-oof3"] == RECORDS
+    assert all(isinstance(r.metadata.get("label_issue"), float) for r in gateway.pull())
+    assert not any((tmp / "registry" / "folds").iterdir())
+
+
 def test_a_promotion_or_rollback_from_the_command_line_is_noticed_and_rescored(setup):
     gateway, port, tmp = setup["gateway"], setup["port"], setup["tmp"]
     registry = ModelRegistry(tmp / "registry")

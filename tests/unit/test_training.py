@@ -21,7 +21,14 @@ from worker.training.data import (
     stratified_folds,
     stratified_split,
 )
-from worker.training.kfold import LabelledRecords, hashed_fold, out_of_fold_scores, stream_out_of_fold_scores
+from worker.training.kfold import (
+    MARGINS_FILE,
+    LabelledRecords,
+    fold_models_dir,
+    hashed_fold,
+    out_of_fold_scores,
+    stream_out_of_fold_scores,
+)
 from worker.training.trainer import TrainingSettings, train_classifier
 
 # the configured epochs exactly, the best epoch picked on any validation split (the schedule's own tests below)
@@ -421,6 +428,48 @@ def test_the_out_of_fold_pull_refuses_a_label_outside_the_question_before_any_tr
     with pytest.raises(DataError, match=r"record 'odd': label 'neutral' is not one of \['negative', 'positive'\]"):
         labelled_sample(records, LABELS, LabelledRecords(tmp_path / "labelled.sqlite", k=3, seed=0),
                         Settings(max_original=10))
+
+
+def test_a_rerun_uses_the_fold_models_a_stopped_run_completed_and_trains_the_others(tiny_model_dir, tmp_path):
+    """The first run stops after its first fold model scored a record; the rerun in the same directory trains
+    only folds 2 and 3 (and a half-written fold directory again), and gives the same scores."""
+    examples = sentiment_examples(12)
+    settings = TrainingSettings(epochs=1, **FAST)
+
+    def run(on_trained):
+        return stream_out_of_fold_scores(examples, LABELS, tiny_model_dir, settings, tmp_path, k=3, samples=SAMPLES,
+                                         on_trained=on_trained)
+
+    first = run(lambda train, result: None)
+    stopped = [next(first) for _ in range(4)]  # fold 0's four records
+    first.close()
+    (tmp_path / "fold-1").mkdir()  # a fold a run died while training: no margins file
+    (tmp_path / "fold-1" / "config.json").write_text("{}")
+    trained: list[tuple[int, list[float]]] = []
+    again = list(run(lambda train, result: trained.append((len(result.history), result.margins.tolist()))))
+
+    assert (tmp_path / "fold-0" / MARGINS_FILE).exists() and len(again) == 12
+    assert [epochs for epochs, _ in trained] == [0, 1, 1]  # fold 0 kept (no epoch run), folds 1 and 2 trained
+    assert trained[0][1] == pytest.approx(np.load(tmp_path / "fold-0" / MARGINS_FILE).tolist())
+    for before, after in zip(stopped, again[:4], strict=True):
+        assert after.record_id == before.record_id and after.loss == pytest.approx(before.loss, abs=1e-6)
+
+
+def test_fold_models_have_one_directory_per_sample_and_settings_and_others_are_removed(tmp_path):
+    examples = sentiment_examples(9)
+    folds = [index % 3 for index in range(9)]
+    settings = TrainingSettings(epochs=1, **FAST)
+
+    first = fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings, "base")
+    (first / "fold-0").mkdir()
+    assert fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings, "base") == first
+    assert (first / "fold-0").is_dir()  # the same records and settings: kept for the rerun
+    others = [fold_models_dir(tmp_path, "v0002-oof3", examples[:8], folds[:8], settings, "base"),
+              fold_models_dir(tmp_path, "v0002-oof3", examples, folds[::-1], settings, "base"),
+              fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings.model_copy(update={"epochs": 2}), "base"),
+              fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings, "another")]
+    assert len({first, *others}) == 5
+    assert [path.name for path in tmp_path.iterdir()] == [others[-1].name]  # one run's models on disk at most
 
 
 def test_label_margins_are_the_labels_logit_minus_the_best_other():

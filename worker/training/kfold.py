@@ -7,6 +7,10 @@ folds, and each scores only the fold it held out.
 On a large dataset the fold models train on a bounded sample (``training.max_original``, as a training does) and
 the records outside it, which no fold model trains on, wait on disk (:class:`LabelledRecords`) for the model of the
 fold their id hashes to: every labelled record is still scored by a model that never saw it, in memory O(sample).
+
+The K trainings are most of a run's time, so a run that stops (a crash, a lost server, Ctrl-C) keeps the fold models
+it completed (:func:`fold_models_dir`): a rerun on the same records and settings trains only the others. The scores
+pushed before the stop are computed again and found unchanged (same models, same seed), not pushed twice.
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from worker.iterables import batched
 from worker.scoring import Scorer, ScoringInput, load_classifier
 from worker.scoring.engine import RecordScore
 from worker.scoring.mc import MCLayers
-from worker.training.data import Example, stratified_folds
+from worker.training.data import Example, fingerprint, stratified_folds
 from worker.training.trainer import TrainingResult, TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -120,6 +127,7 @@ def stream_out_of_fold_scores(
     ``held_out(f)``: the examples model f scores (default: those of ``examples`` in fold f) — with a sample of the
     records as ``examples``, fold f of the sample and of the records outside it (:meth:`LabelledRecords.fold`);
     ``scorer_options``: more :class:`Scorer` options (batch sizes, plugin scorers … as a score run has them).
+    A fold model a stopped run completed in ``work_dir`` is used again, not retrained (:func:`trained_fold`).
     """
     folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
     for fold in range(k):
@@ -128,8 +136,7 @@ def stream_out_of_fold_scores(
                   else [e for e, f in zip(examples, folds, strict=True) if f == fold])
         logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(scored))
         model_dir = work_dir / f"fold-{fold}"
-        training = train_classifier(start_model, train, [], labels, model_dir, settings,
-                                    trust_remote_code=trust_remote_code)
+        training = trained_fold(start_model, train, labels, model_dir, settings, trust_remote_code=trust_remote_code)
         if on_trained is not None:
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}",
@@ -222,3 +229,44 @@ class _StoredFold:
 
     def __iter__(self) -> Iterator[Example]:
         return self.store._read(self.fold)
+
+
+MARGINS_FILE = "margins.npy"  # written last: a fold model directory holding it is complete
+
+
+def trained_fold(start_model: str | Path, train: Sequence[Example], labels: Sequence[str], model_dir: Path,
+                 settings: TrainingSettings, *, trust_remote_code: bool = False) -> TrainingResult:
+    """Fold model ``model_dir`` trained on ``train``, or the one a stopped run completed there (its margins [len(train)]
+    saved beside it, last); a directory a run left half-written is trained again from scratch."""
+    margins_file = model_dir / MARGINS_FILE
+    if margins_file.exists():
+        margins = np.load(margins_file)
+        if margins.shape == (len(train),):
+            logger.info("%s: trained by a stopped run on the same examples and settings; used again", model_dir.name)
+            return TrainingResult(model_dir, margins=margins)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    training = train_classifier(start_model, train, [], labels, model_dir, settings,
+                                trust_remote_code=trust_remote_code)
+    partial = model_dir / f"{MARGINS_FILE}.partial"
+    with partial.open("wb") as file:
+        np.save(file, training.margins)
+    partial.replace(margins_file)
+    return training
+
+
+def fold_models_dir(root: Path, version: str, sample: Sequence[Example], folds: Sequence[int],
+                    settings: TrainingSettings, start_model: str | Path) -> Path:
+    """Where an out-of-fold run's K models train: ``root``/<version>-<hash of the sample, its folds, the start model
+    and the training settings>, kept when the run stops so that a rerun on the same records resumes after the last
+    fold model it completed. Any other run's directory under ``root`` is removed (disk: one run's K models)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (fingerprint(sample, []), json.dumps(list(folds)), str(start_model), settings.model_dump_json()):
+        digest.update(part.encode())
+    path = root / f"{version}-{digest.hexdigest()}"
+    if root.is_dir():
+        for other in root.iterdir():
+            if other != path:
+                logger.info("removing %s: fold models of an out-of-fold run on other records or settings", other)
+                shutil.rmtree(other, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
