@@ -525,19 +525,9 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
                                                trust_remote_code=services.settings.registry.trust_remote_code,
                                                scorer_options=options)
-            for batch in batched(scores, services.settings.scoring.push_batch):
-                server_ids = labelled.server_ids(score.record_id for score in batch)
-                records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
-                _push_scores(services, [s for s in batch if s.record_id in records], records, version, report,
-                             crowd=crowd)
-                call_each(services.plugins, "on_records_scored", model_version=version, scores=batch)
-                label_probability.update({s.record_id: held_out_probability(s) for s in batch
-                                          if not s.skipped and s.record_id in trained_server_ids})
-                services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
-                    record_id: record for record_id, record in records.items()
-                    if record_id not in trained_server_ids})
-                for score in batch:
-                    held_out.add(score)
+            for batch in batched(scores, scoring.push_batch):
+                label_probability.update(_push_held_out(services, batch, labelled, trained_server_ids, report,
+                                                        crowd=crowd))
         shutil.rmtree(work_dir)
     shutil.rmtree(models_dir)
     report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
@@ -549,6 +539,24 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                        "which labels are wrong. Train longer (training.epochs) or on more labelled records.",
                        100 * held_out.accuracy, 100 * held_out.majority)
     return report
+
+
+def _push_held_out(services: Services, batch: list[RecordScore], labelled: LabelledRecords,
+                   trained_on: Mapping[str, str], report: ScoreReport, *, crowd: CrowdModel) -> dict[str, float]:
+    """Push one batch of an out-of-fold run's scores (its records re-read by id), tell the plugins, remove an
+    earlier run's label_issue / area_under_margin from the records no fold model ``trained_on``; returns the
+    held-out probability of the label (:func:`held_out_probability`) of the batch's records that were trained on."""
+    server_ids = labelled.server_ids(score.record_id for score in batch)
+    records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
+    _push_scores(services, [s for s in batch if s.record_id in records], records, report.model_version, report,
+                 crowd=crowd)
+    call_each(services.plugins, "on_records_scored", model_version=report.model_version, scores=batch)
+    services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
+        record_id: record for record_id, record in records.items() if record_id not in trained_on})
+    if report.held_out is not None:
+        for score in batch:
+            report.held_out.add(score)
+    return {s.record_id: held_out_probability(s) for s in batch if not s.skipped and s.record_id in trained_on}
 
 
 def labelled_sample(records: Iterable[PulledRecord], labels: Sequence[str], labelled: LabelledRecords,
