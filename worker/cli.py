@@ -410,11 +410,18 @@ def _echo_annotators(crowd: dict) -> None:
                    f"{_fmt(stats.get('quality')):>7}")
 
 
+def _no_single_fold(context: click.Context, parameter: click.Parameter, folds: int | None) -> int | None:
+    if folds == 1:
+        raise click.BadParameter("K must be 2 or more: one fold would hold every record out of its only model")
+    return folds
+
+
 @cli.command()
 @config_option
 @click.option("--full", is_flag=True, help="Consider every record, not only those changed since the last run.")
-@click.option("--oof", "folds", type=int, default=None,
-              help="K: give labelled records out-of-fold scores (K models trained from training.base_model).")
+@click.option("--oof", "folds", type=click.IntRange(min=0), default=None, callback=_no_single_fold,
+              help="K ≥ 2: give labelled records out-of-fold scores (K models trained from training.base_model); "
+                   "0: none, whatever scoring.kfold says.")
 def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     """Score records with the current model and push suggestions + metadata (loss, BALD, entropy…).
 

@@ -139,7 +139,7 @@ class ScoringSettings(_Section):
     engine: Literal["local", "ray"] = Field("local", description="local: this process scores; ray: actors on a "
                                             "Ray cluster score (the [ray] table; pip install argilla-worker[ray])")
     interval_minutes: float = Field(5.0, gt=0, description="incremental scoring every N minutes")
-    kfold: int = Field(0, ge=0, description="K > 1: labelled records get out-of-fold scores")
+    kfold: int = Field(0, ge=0, description="K ≥ 2: labelled records get out-of-fold scores (0: none)")
     power_beta: float = Field(1.0, ge=0, description="β of the bald_power sort key: a batch drawn with "
                                                      "probability ∝ BALD^β (0: uniform, large: plain top BALD)")
     suggestion: Literal["auto", "model", "reference"] = Field(
@@ -155,6 +155,13 @@ class ScoringSettings(_Section):
     @classmethod
     def _known_device(cls, value: str) -> str:
         return check_device_name(value)
+
+    @field_validator("kfold")
+    @classmethod
+    def _no_single_fold(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("one fold holds every record out of its only model: K must be 2 or more (0: none)")
+        return value
 
 
 class TrainingSettings(_Section):

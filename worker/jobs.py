@@ -487,6 +487,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
     wait in an SQLite file in the registry's staging area (disk O(N)); each batch re-reads its records by id to
     push (O(batch))."""
+    if k < 2:
+        raise ConfigError(f"out-of-fold scoring needs K >= 2 folds, got {k} (each fold model holds one fold out)")
     started = time.perf_counter()
     current = services.registry.current()
     current_version = current.version if current is not None else BASE_VERSION

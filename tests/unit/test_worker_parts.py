@@ -145,12 +145,25 @@ def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
     ('[training]\ndevice = "cuda:x"\n', r"training.device = 'cuda:x'"),
     ('[scoring]\nbatch_size = 0\n', r"scoring.batch_size = 0: .*positive integer or 'auto'"),
     ('[scoring]\nbatch_size = "big"\n', r"scoring.batch_size = 'big'"),
+    ('[scoring]\nkfold = 1\n', r"scoring.kfold = 1: .*K must be 2 or more"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
     config = tmp_path / "worker.toml"
     config.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(config)
+
+
+@pytest.mark.parametrize(("folds", "message"), [("1", "K must be 2 or more"), ("-3", "-3 is not in the range")])
+def test_score_oof_refuses_fewer_than_two_folds_before_it_reads_anything(folds, message):
+    """Checked when the command line is read: no server (this URL has none) and no model are needed to be told."""
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, ["score", "--oof", folds], env={
+        "ARGILLA_WORKER_ARGILLA__DATASET": "d", "ARGILLA_WORKER_ARGILLA__API_URL": "http://127.0.0.1:1"})
+    assert result.exit_code == 2 and message in result.output, result.output
 
 
 def test_keys_removed_in_this_version_say_where_their_value_lives_now(tmp_path, monkeypatch):
