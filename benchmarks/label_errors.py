@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--mc-layers", default="2")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--head-learning-rate", default="auto", help='training.head_learning_rate of the fold models '
+                        '("auto", "same" or a number); not "auto": written as label_errors_head-<rate>-…')
     parser.add_argument("--quick", action="store_true", help="600 posts, K = 3, 3 epochs")
     parser.add_argument("--summary", action="store_true",
                         help="only print the table of every cell already in benchmarks/results (no training)")
@@ -97,7 +99,8 @@ def main() -> None:
     posts, noisy, flipped, labels = _noisy_sample(args.dataset, args.records, args.flip, args.seed)
     examples = [Example(p.id, p.text, p.label) for p in noisy]
     settings = TrainingSettings(epochs=args.epochs, max_length=args.max_length, learning_rate=args.learning_rate,
-                                batch_size=16, seed=args.seed, device=args.device)
+                                batch_size=16, seed=args.seed, device=args.device,
+                                head_learning_rate=args.head_learning_rate)
     base = fetch(MINILM_MODEL)
     rankings: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -140,7 +143,8 @@ def main() -> None:
           f"{'met' if table[LABEL_ISSUE][metric] > best else 'MISSED'} ({table[LABEL_ISSUE][metric]:.4f})"
           for metric, best in cleanlab_best.items()),
     ]
-    write_results(f"label_errors-{args.dataset}-{args.flip:g}-s{args.seed}",
+    prefix = "label_errors" if args.head_learning_rate == "auto" else f"label_errors_head-{args.head_learning_rate}"
+    write_results(f"{prefix}-{args.dataset}-{args.flip:g}-s{args.seed}",
                   {"args": vars(args), "table": table, "flipped": len(flipped),
                    "oof_accuracy_true_labels": accuracy_oof,
                    "targets": {m: table[LABEL_ISSUE][m] > best for m, best in cleanlab_best.items()},

@@ -7,6 +7,8 @@ other label alike). The worker trains its first model from those labels (its own
 stratified 20 % validation split, the offline all-MiniLM-L6-v2), each variant from the same records and seed:
 
   today                   every parameter at training.learning_rate (5e-5): the new 52-way head barely moves
+                          (training.head_learning_rate = "same"; the default until 2026-12-02)
+  auto                    the default since: 1e-2 for a new head of 8 or more labels, the rest as today
   head 1e-3, head 1e-2    training.head_learning_rate = 1e-3 or 1e-2 (the rest at 5e-5)
   balanced weights        each example's loss weight ∝ 1/√(its label's count), mean 1 (no worker setting: Example
                           weights, to see whether a setting is worth adding)
@@ -39,7 +41,7 @@ import numpy as np
 from benchmarks._shared import write_results
 from worker.calibration import expected_calibration_error
 from worker.config import TrainingSettings
-from worker.demo_data import load_bbc_news, load_movie_snippets, load_reuters52
+from worker.demo_data import load_bbc_news, load_movie_snippets, load_newsgroups, load_reuters8, load_reuters52
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.records import LabelledText, label_index
 from worker.scoring import load_classifier
@@ -50,7 +52,8 @@ from worker.training.trainer import train_classifier
 logger = logging.getLogger("benchmarks.long_tail")
 
 VARIANTS = {  # name -> (TrainingSettings that differ, class-balanced weights)
-    "today": ({}, False),
+    "today": ({"head_learning_rate": "same"}, False),  # the default before "auto" (2026-12-02): one rate for all
+    "auto": ({"head_learning_rate": "auto"}, False),
     "head 1e-3": ({"head_learning_rate": 1e-3}, False),
     "head 1e-2": ({"head_learning_rate": 1e-2}, False),
     "balanced weights": ({}, True),
@@ -69,6 +72,8 @@ def _split(records: list[LabelledText]) -> tuple[list[LabelledText], list[Labell
 
 DATASETS = {  # name -> () -> (records to draw the training sample from, test records)
     "r52": lambda: (load_reuters52("train"), load_reuters52("test")),
+    "r8": lambda: (load_reuters8("train"), load_reuters8("test")),
+    "newsgroups": lambda: (load_newsgroups("train"), load_newsgroups("test")),
     "movies": lambda: _split(load_movie_snippets()),
     "bbc": lambda: _split(load_bbc_news()),
 }

@@ -793,9 +793,9 @@ def _warn_if_not_learned(model: ModelVersion) -> None:
     if few_labels_predicted(predicted, present):
         logger.warning("model %s predicts only %d of the %d labels its %s validation records carry (macro-F1 %.4f): "
                        "it answers the common labels for everything. Give its new head a larger learning rate "
-                       "(training.head_learning_rate = 1e-2), train longer (training.epochs), or annotate records of "
-                       "the rare labels.", model.version, predicted, present, validation.get("records"),
-                       validation.get("macro_f1", float("nan")))
+                       "(training.head_learning_rate = 1e-2; \"auto\" does so for a new head of 8 or more labels), "
+                       "train longer (training.epochs), or annotate records of the rare labels.", model.version,
+                       predicted, present, validation.get("records"), validation.get("macro_f1", float("nan")))
     if validation.get("accuracy") is None or not not_learned(validation["accuracy"], majority):
         return
     logger.warning("model %s does no better on its %s validation records than always answering their most common "

@@ -194,6 +194,53 @@ def test_the_head_learns_at_its_own_rate_and_the_rest_at_the_models(tiny_model_d
     assert head < 1e-6 and rest < 1e-6
 
 
+def test_auto_gives_a_new_head_of_many_labels_its_own_rate_and_leaves_other_heads_at_the_models(
+        tiny_model_dir, tmp_path, caplog):
+    """training.head_learning_rate = "auto" (the default): a head of 8 labels on a 2-label start model starts from
+    random weights and trains at 1e-2 while the encoder, at a rate too small to move it, stays; a new head of 7
+    labels, and the 8-label head once trained (kept when training starts from that model), train at the model's."""
+    def head_and_rest(start: Path, labels: list[str], name: str, **rates) -> tuple[float | None, float]:
+        before = load_file(start / "model.safetensors")
+        examples = [replace(example, label=labels[index % len(labels)])
+                    for index, example in enumerate(sentiment_examples(32))]
+        settings = TrainingSettings(**{**FAST, "learning_rate": 1e-9, "warmup_fraction": 0.0, **rates}, epochs=2)
+        train_classifier(start, examples, [], labels, tmp_path / name, settings)
+        after = load_file(tmp_path / name / "model.safetensors")
+        change = {key: float((after[key] - before[key]).abs().max()) for key in before
+                  if after[key].shape == before[key].shape}
+        head = max((value for key, value in change.items() if key.startswith("classifier.")), default=None)
+        return head, max(value for key, value in change.items() if not key.startswith("classifier."))
+
+    eight = [f"topic{index}" for index in range(8)]
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        assert head_and_rest(tiny_model_dir, eight, "eight")[1] < 1e-6  # the encoder stays
+    assert "a new head of 8 labels trains at 0.01" in caplog.text
+    head_and_rest(tiny_model_dir, eight, "eight-same", head_learning_rate="same")  # the same random start, unmoved
+    trained, unmoved = (load_file(tmp_path / name / "model.safetensors")["classifier.weight"]
+                        for name in ("eight", "eight-same"))
+    assert trained.shape == (8, unmoved.shape[1]) and float((trained - unmoved).abs().max()) > 1e-3
+    head, rest = head_and_rest(tmp_path / "eight", eight, "eight-again")  # its head kept: the model's rate
+    assert head < 1e-6 and rest < 1e-6
+    caplog.clear()
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        head_and_rest(tiny_model_dir, eight[:7], "seven")
+    assert "a new head" not in caplog.text
+
+
+def test_has_new_head_reads_transformers_loading_report():
+    from worker.training.trainer import has_new_head, head_learning_rate
+
+    assert has_new_head({"missing_keys": {"classifier.weight", "classifier.bias"}, "mismatched_keys": set()})
+    assert has_new_head({"missing_keys": [], "mismatched_keys": [("classifier.weight", (2, 32), (8, 32))]})
+    assert not has_new_head({"missing_keys": {"bert.pooler.dense.weight"}, "mismatched_keys": set()})
+    auto = TrainingSettings()
+    assert head_learning_rate(auto, new_head=True, labels=8, multi_label=False) == 1e-2
+    assert head_learning_rate(auto, new_head=True, labels=8, multi_label=True) == "same"
+    assert head_learning_rate(auto, new_head=False, labels=52, multi_label=False) == "same"
+    assert head_learning_rate(TrainingSettings(head_learning_rate=3e-3), new_head=False, labels=2,
+                              multi_label=False) == 3e-3
+
+
 def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_memory(tmp_path, caplog):
     """A batch of 8 as micro-batches of 3, 3 and 2 (each cut to its own longest text), or with the activations
     recomputed in the backward pass: the same optimizer steps, so the same weights and margins (dropout 0:

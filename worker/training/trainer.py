@@ -33,7 +33,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.config import Monitor, TrainingSettings
-from worker.constants import PROBABILITY_FLOOR
+from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
@@ -157,11 +157,14 @@ def train_classifier(
         tokenizer.init_kwargs["truncation_side"] = settings.truncation_side
     head: dict[str, Any] = {"problem_type": "multi_label_classification"} if multi_label else {}
     with transformers_quiet():  # a new head is the point of fine-tuning: its load report is expected
-        model = load(AutoModelForSequenceClassification, start_model, num_labels=len(labels),
-                     id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
-                     **head).to(device)
+        model, loading = load(AutoModelForSequenceClassification, start_model, num_labels=len(labels),
+                              id2label=dict(enumerate(labels)), label2id=label_ids, ignore_mismatched_sizes=True,
+                              output_loading_info=True, **head)
+    model.to(device)
     ensure_padding(tokenizer, model, start_model)
     settings = _within_positions(settings, position_limit(model.config), start_model)
+    settings = settings.model_copy(update={"head_learning_rate": head_learning_rate(
+        settings, new_head=has_new_head(loading), labels=len(labels), multi_label=multi_label)})
     if settings.gradient_checkpointing:
         _checkpoint_activations(model)
     epochs, select = planned_epochs(len(train), settings), len(validation) >= max(1, settings.select_min_validation)
@@ -328,12 +331,33 @@ def _batches(count: int, settings: TrainingSettings) -> int:
     return (count + settings.batch_size - 1) // settings.batch_size
 
 
+def has_new_head(loading_info: dict[str, Any]) -> bool:
+    """Whether the classification head starts from random weights: transformers' ``output_loading_info`` names a
+    head parameter (under one of HEAD_NAMES) as missing from the start model or of another shape there."""
+    keys = {*loading_info.get("missing_keys", ()), *(entry[0] for entry in loading_info.get("mismatched_keys", ()))}
+    return any(key.split(".", 1)[0] in HEAD_NAMES for key in keys)
+
+
+def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: int, multi_label: bool) -> float | str:
+    """``training.head_learning_rate`` with ``"auto"`` resolved for this training: AUTO_HEAD_LEARNING_RATE for a new
+    single-label head of at least AUTO_HEAD_MIN_LABELS labels, ``"same"`` (training.learning_rate) otherwise — a
+    head the start model already trained keeps the encoder's rate, and label sets were not measured."""
+    if settings.head_learning_rate != "auto":
+        return settings.head_learning_rate
+    if new_head and not multi_label and labels >= AUTO_HEAD_MIN_LABELS:
+        logger.info("a new head of %d labels trains at %g (training.head_learning_rate = \"auto\"; the rest at %g)",
+                    labels, AUTO_HEAD_LEARNING_RATE, settings.learning_rate)
+        return AUTO_HEAD_LEARNING_RATE
+    return "same"
+
+
 def parameter_groups(model: torch.nn.Module, settings: TrainingSettings) -> list[dict[str, Any]]:
     """AdamW's parameter groups: the classification head (the model's ``classifier`` or ``score`` module) at
-    ``training.head_learning_rate``, the rest at ``training.learning_rate``; one group when the head rate is unset
-    or the model keeps its head under another name (a warning says so)."""
+    ``training.head_learning_rate`` (a number: ``"auto"`` is resolved by :func:`head_learning_rate` first), the
+    rest at ``training.learning_rate``; one group when the head trains at the same rate or the model keeps its head
+    under another name (a warning says so)."""
     rest = {"params": [parameter for parameter in model.parameters() if parameter.requires_grad]}
-    if settings.head_learning_rate is None:
+    if not isinstance(settings.head_learning_rate, float):
         return [rest]
     head = next((module for name in HEAD_NAMES if isinstance(module := getattr(model, name, None), torch.nn.Module)),
                 None)
