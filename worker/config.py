@@ -217,12 +217,18 @@ class TrainingSettings(_Section):
     compile: bool = Field(False, description="torch.compile the training and validation passes (CUDA only)")
     gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
 
-    @field_validator("head_learning_rate")
+    @field_validator("head_learning_rate", mode="before")
     @classmethod
-    def _positive_head_rate(cls, value: float | str) -> float | str:
-        if isinstance(value, float) and not value > 0:
+    def _positive_head_rate(cls, value: object) -> object:
+        if value in ("auto", "same"):
+            return value
+        try:
+            rate = float(value)  # type: ignore[arg-type]  # a number, or a string of one from the environment
+        except (TypeError, ValueError):
+            rate = float("nan")
+        if isinstance(value, bool) or not rate > 0:
             raise ValueError('must be a positive number, "auto" or "same"')
-        return value
+        return rate
 
     @field_validator("max_original", mode="before")
     @classmethod

@@ -146,6 +146,8 @@ def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
     ('[scoring]\nbatch_size = 0\n', r"scoring.batch_size = 0: .*positive integer or 'auto'"),
     ('[scoring]\nbatch_size = "big"\n', r"scoring.batch_size = 'big'"),
     ('[scoring]\nkfold = 1\n', r"scoring.kfold = 1: .*K must be 2 or more"),
+    ('[training]\nhead_learning_rate = "fast"\n', r"training.head_learning_rate = 'fast': .*positive number, \"auto\""),
+    ('[training]\nhead_learning_rate = 0\n', r"training.head_learning_rate = 0: .*positive number"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
     config = tmp_path / "worker.toml"
