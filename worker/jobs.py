@@ -247,14 +247,15 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     """
     started = time.perf_counter()
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
-    labels = services.prepare_for_push()  # binds first: a dataset that does not fit the config is said first
-    head = services.model_head()
+    labels = services.labels()  # binds first (reads only): a dataset that does not fit the config is said first
+    head = services.model_head()  # no model, or one for other labels: said before anything is written
     check_label_set(head.labels, labels)
     if head.multi_label != services.gateway.binding.multi_label:
         kinds = ("multi-label", "single-label")
         raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question "
                           f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
                           f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
+    labels = services.prepare_for_push()
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
     key = gateway.dataset_key
     since = state.watermark(key) if not full and server_ids is None else None

@@ -149,7 +149,8 @@ class Services:
     def current_model(self) -> ModelVersion:
         current = self.registry.current()
         if current is None:
-            raise NoModelError(f"no current model in {self.registry.root}: run `argilla-worker train` first")
+            raise NoModelError(f"no current model in {self.registry.root}: train one (`argilla-worker train`) or "
+                                 f"register yours (`argilla-worker models register DIR`)")
         return current
 
     def ray_scorer(self, options: dict) -> RayScorer:

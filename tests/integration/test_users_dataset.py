@@ -205,6 +205,19 @@ def test_a_misconfigured_binding_is_one_line_on_the_command_line(their_dataset, 
     assert {p.name for p in dataset.settings.metadata} == metadata_before  # nothing written
 
 
+def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_dataset, stack_settings,
+                                                                          dataset_name, tmp_path):
+    """A new team runs `score` before any model exists: one line naming `train` and `models register`; their
+    dataset gets neither the worker's metadata properties nor its section of the guidelines."""
+    before = _dataset_settings(stack_settings, their_dataset.id)
+    result = _cli(stack_settings, dataset_name, tmp_path, "score")
+    assert result.returncode != 0
+    assert "no current model" in result.stderr and "argilla-worker train" in result.stderr
+    assert "argilla-worker models register" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert _dataset_settings(stack_settings, their_dataset.id) == before
+
+
 def test_a_reading_command_does_not_create_a_missing_dataset(local_argilla, stack_settings, dataset_name, tmp_path,
                                                              monkeypatch):
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
