@@ -239,6 +239,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         labelled_rows,
         load_table,
         metadata_columns,
+        unread_columns,
     )
 
     report = IngestReport()
@@ -253,6 +254,9 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         label_set = column_labels(table, label_column, label_separator)
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
+    report.unread_columns = unread_columns(table, [text_column, label_column, id_column, split_column,
+                                                   *(column.column for column in metadata), *other_fields.values()])
+    report.label_column_given = label_column is not None
     gateway.ensure_dataset(label_set, multi_label=multi_label)
     gateway.check_other_fields(list(other_fields))
     gateway.ensure_user_metadata({column.name: column.kind for column in metadata})

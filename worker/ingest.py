@@ -37,6 +37,7 @@ FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
 TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
 BINARY_SNIFF_BYTES = 8192
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
+LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
 
 
 @dataclass
@@ -48,11 +49,20 @@ class IngestReport:
     unlabelled: int = 0  # good rows whose label cell is empty: ingested as records without a label
     repeated: int = 0  # good rows whose text an earlier good row has (case and spacing aside): ingested
     first_repeat: tuple[int, int] | None = None  # (row, the earlier row with its text)
+    unread_columns: list[str] = field(default_factory=list)  # input columns no option named (see unread_columns)
+    label_column_given: bool = True
 
     def summary(self) -> str:
         without = f" ({self.unlabelled} without a label, ingested to be annotated)" if self.unlabelled else ""
-        skipped = len(self.bad_rows) + len(self.bad_lines)
-        lines = [f"{self.good} of {self.read} rows ingested{without}, {skipped} skipped"]
+        unreadable = f"; {len(self.bad_lines)} line(s) of the file skipped" if self.bad_lines else ""
+        lines = [f"{self.good} of {self.read} rows ingested{without}, {len(self.bad_rows)} skipped{unreadable}"]
+        if self.unread_columns:
+            lines.append(f"  column(s) not ingested: {', '.join(self.unread_columns)} (--label-column, "
+                         f"--metadata-column COLUMN or --field-column FIELD=COLUMN keeps one)")
+            if not self.label_column_given and LABEL_COLUMN_NAMES.intersection(self.unread_columns):
+                column = next(name for name in self.unread_columns if name in LABEL_COLUMN_NAMES)
+                lines.append(f"  no --label-column was given, so every record was ingested without a label: "
+                             f"add --label-column {column} to ingest column {column!r} as the labels")
         if self.first_repeat is not None:
             row, earlier = self.first_repeat
             lines.append(f"  {self.repeated} row(s) repeat the text of an earlier row (first: row {row} = row "
@@ -62,6 +72,13 @@ class IngestReport:
         if len(self.bad_rows) > 50:
             lines.append(f"  … and {len(self.bad_rows) - 50} more")
         return "\n".join(lines)
+
+
+def unread_columns(table: datasets.Dataset, read: Iterable[str | None]) -> list[str]:
+    """The input's columns that none of ``read`` (the columns the options name) is, in the input's order: what
+    ingest leaves out, said in its summary so that a label column left unnamed is not lost in silence."""
+    named = {column for column in read if column}
+    return [column for column in table.column_names if column not in named]
 
 
 def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",

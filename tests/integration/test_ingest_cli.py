@@ -60,7 +60,7 @@ def test_bad_files_are_one_line_errors_and_undecodable_lines_are_skipped(local_a
     mixed.write_bytes(b"text,label\ngood one,positive\nbad \xff\xfe row,negative\nanother good,negative\n")
     result = ingest(mixed)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert "2 of 2 rows ingested, 1 skipped" in result.stdout and "line 3: not valid UTF-8" in result.stdout
+    assert "2 of 2 rows ingested, 0 skipped; 1 line(s) of the file skipped" in result.stdout and "line 3: not valid UTF-8" in result.stdout
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records())
     assert sorted(record.fields["text"] for record in records) == ["another good", "good one"]
@@ -138,6 +138,7 @@ def test_metadata_columns_become_properties_annotators_can_filter_on(local_argil
     result = subprocess.run([*base, "--metadata-column", "stars", "--metadata-column", "price=unit_price",
                              "--metadata-column", "source"], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0 and "Argilla: 3 records created" in result.stdout, result.stderr
+    assert "not ingested" not in result.stdout  # every column was named
 
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = client.datasets(name=dataset_name, workspace=stack_settings.workspace)
@@ -166,6 +167,16 @@ def test_metadata_columns_become_properties_annotators_can_filter_on(local_argil
     (r3,) = [record for record in dataset.records() if record.id == "r3"]
     assert r3.metadata == {"stars": 3, "unit_price": 4.0, "source": "letterboxd", "original_label": "positive",
                            "original_agent": "original"}
+
+    relabelled = tmp_path / "relabelled.csv"  # a label column the command does not name: said, not applied
+    relabelled.write_text("id,text,label\nr3,fine enough,negative\n")
+    unnamed = subprocess.run([sys.executable, "-m", "worker", "ingest", str(relabelled), "--dataset", dataset_name,
+                              "--id-column", "id", "--api-url", stack_settings.api_url],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert unnamed.returncode == 0 and "column(s) not ingested: label" in unnamed.stdout, unnamed.stderr
+    assert "add --label-column label" in unnamed.stdout
+    (r3,) = [record for record in dataset.records() if record.id == "r3"]
+    assert r3.metadata["original_label"] == "positive"
 
 
 def test_a_value_the_users_property_does_not_allow_is_listed_by_record_and_the_rest_land(

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from worker.errors import DataError
-from worker.ingest import IngestReport, column_labels, content_id, is_multi_label, labelled_rows, load_table
+from worker.ingest import (
+    IngestReport,
+    column_labels,
+    content_id,
+    is_multi_label,
+    labelled_rows,
+    load_table,
+    unread_columns,
+)
 from worker.records import LabelledText
 
 ROWS = [
@@ -133,7 +141,22 @@ def test_lines_that_are_not_utf8_are_skipped_by_line_number_and_the_rest_is_read
     bad_line = 3 if suffix == "csv" else 2
     assert [line for line, _ in report.bad_lines] == [bad_line]
     assert "not valid UTF-8 (byte 0xff" in report.bad_lines[0][1]
-    assert f"line {bad_line}: not valid UTF-8" in report.summary() and "1 skipped" in report.summary()
+    assert f"line {bad_line}: not valid UTF-8" in report.summary()
+    assert "2 of 2 rows ingested, 0 skipped; 1 line(s) of the file skipped" in report.summary()
+
+
+def test_columns_no_option_names_are_said_and_an_unnamed_label_column_gets_the_option_to_add(tmp_path):
+    path = tmp_path / "tickets.csv"
+    path.write_text("text,label,author,ticket\nmy invoice is wrong,billing,ann,t1\nlogin fails,access,bo,t2\n")
+    table = load_table(path)
+    report = IngestReport(unread_columns=unread_columns(table, ["text", None, "ticket", None]),
+                          label_column_given=False)
+
+    assert report.unread_columns == ["label", "author"]
+    assert "column(s) not ingested: label, author" in report.summary()
+    assert "add --label-column label to ingest column 'label' as the labels" in report.summary()
+    named = IngestReport(unread_columns=unread_columns(table, ["text", "label", "ticket", "author"]))
+    assert named.unread_columns == [] and "not ingested" not in named.summary()
 
 
 MULTI_ROWS = [
