@@ -200,8 +200,18 @@ def test_batches_are_length_bucketed(tiny_classifier):
 
 
 def test_loading_a_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ScoringError, match="cannot load a sequence classifier from"):
+    """A local path with nothing there is said as such (transformers answers about a Hub id's format); a path
+    from the user's home directory is read as one."""
+    with pytest.raises(ScoringError, match="cannot load a sequence classifier from .*: no such directory"):
         load_classifier(tmp_path / "nothing-here", device="cpu")
+    with pytest.raises(ScoringError, match="cannot load a sequence classifier from 'team/sentiment/v3'"):
+        load_classifier("team/sentiment/v3", device="cpu")
+
+
+def test_a_model_directory_under_the_home_directory_loads_from_a_tilde_path(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
+    classifier = load_classifier(f"~/{tiny_model_dir.name}", device="cpu")
+    assert classifier.head.labels
 
 
 def test_auto_depth_is_the_last_two_thirds_of_the_encoder_on_a_cpu_and_every_layer_on_cuda(tiny_classifier):

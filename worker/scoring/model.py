@@ -43,6 +43,10 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
         ``error``: the source cannot be loaded (names it and ``what`` was wanted), or it ships code and
             ``trust_remote_code`` is off (names the setting that allows it).
     """
+    source = Path(source).expanduser() if str(source).startswith("~") else source
+    if is_missing_directory(source):
+        raise error(f"cannot load {what} from {str(source)!r}: no such directory (a model is a local directory "
+                    f"or a Hub id such as 'org/name')")
     try:
         return auto_class.from_pretrained(str(source), trust_remote_code=trust_remote_code, **options)
     except (OSError, ValueError) as failure:
@@ -50,6 +54,14 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
         if refused:
             raise error(f"{str(source)!r} {refused}") from failure
         raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
+
+
+def is_missing_directory(source: str | Path) -> bool:
+    """``source`` is meant as a local path (absolute, relative with ``./`` or ``../``, or deeper than a Hub id's
+    ``org/name``) and nothing is there: transformers would try it as a Hub id and answer about the id's format."""
+    text = str(source)
+    local = Path(text).is_absolute() or text.startswith(("./", "../")) or text.count("/") > 1 or "\\" in text
+    return local and not Path(text).exists()
 
 
 @contextmanager
