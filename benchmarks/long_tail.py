@@ -70,10 +70,22 @@ def _split(records: list[LabelledText]) -> tuple[list[LabelledText], list[Labell
     return shuffled[:cut], shuffled[cut:]
 
 
+NEWSGROUPS_SIX = ("comp.graphics", "misc.forsale", "rec.autos", "sci.med", "soc.religion.christian",
+                  "talk.politics.guns")  # six groups of six different hierarchies: 6 balanced labels
+R8_TOP_SIX = ("acq", "crude", "earn", "interest", "money-fx", "trade")  # R8 without its two smallest: 6 skewed labels
+
+
+def _only(labels: tuple[str, ...], records: list[LabelledText]) -> list[LabelledText]:
+    return [record for record in records if record.label in labels]
+
+
 DATASETS = {  # name -> () -> (records to draw the training sample from, test records)
     "r52": lambda: (load_reuters52("train"), load_reuters52("test")),
     "r8": lambda: (load_reuters8("train"), load_reuters8("test")),
+    "r8-top6": lambda: (_only(R8_TOP_SIX, load_reuters8("train")), _only(R8_TOP_SIX, load_reuters8("test"))),
     "newsgroups": lambda: (load_newsgroups("train"), load_newsgroups("test")),
+    "newsgroups6": lambda: (_only(NEWSGROUPS_SIX, load_newsgroups("train")),
+                            _only(NEWSGROUPS_SIX, load_newsgroups("test"))),
     "movies": lambda: _split(load_movie_snippets()),
     "bbc": lambda: _split(load_bbc_news()),
 }
