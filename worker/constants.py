@@ -18,3 +18,6 @@ ECE_MIN_RECORDS = 100
 # 0.94 / 0.69 / 0.47; with 2 or 5 labels 1e-2 did a little worse (benchmarks/long_tail.py, benchmarks/RESULTS.md).
 AUTO_HEAD_LEARNING_RATE = 1e-2
 AUTO_HEAD_MIN_LABELS = 8
+
+# Training texts cut by training.max_length: a warning (not an info line) from this share of the training set on.
+TRUNCATED_WARN_SHARE = 0.1

@@ -530,7 +530,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                                scorer_options=options)
             for batch in batched(scores, scoring.push_batch):
                 label_probability.update(_push_held_out(services, batch, labelled, trained_server_ids, report,
-                                                        crowd=crowd))
+                                                        crowd=crowd, held_out=held_out))
         shutil.rmtree(work_dir)
     shutil.rmtree(models_dir)
     report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
@@ -545,7 +545,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
 
 
 def _push_held_out(services: Services, batch: list[RecordScore], labelled: LabelledRecords,
-                   trained_on: Mapping[str, str], report: ScoreReport, *, crowd: CrowdModel) -> dict[str, float]:
+                   trained_on: Mapping[str, str], report: ScoreReport, *, crowd: CrowdModel,
+                   held_out: HeldOutAgreement) -> dict[str, float]:
     """Push one batch of an out-of-fold run's scores (its records re-read by id), tell the plugins, remove an
     earlier run's label_issue / area_under_margin from the records no fold model ``trained_on``; returns the
     held-out probability of the label (:func:`held_out_probability`) of the batch's records that were trained on."""
@@ -556,9 +557,8 @@ def _push_held_out(services: Services, batch: list[RecordScore], labelled: Label
     call_each(services.plugins, "on_records_scored", model_version=report.model_version, scores=batch)
     services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
         record_id: record for record_id, record in records.items() if record_id not in trained_on})
-    if report.held_out is not None:
-        for score in batch:
-            report.held_out.add(score)
+    for score in batch:
+        held_out.add(score)
     return {s.record_id: held_out_probability(s) for s in batch if not s.skipped and s.record_id in trained_on}
 
 

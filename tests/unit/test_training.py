@@ -894,3 +894,24 @@ def test_the_context_limit_reads_roberta_style_positions_past_their_padding_offs
     assert position_limit(DebertaV2Config(position_biased_input=False)) is None  # DeBERTa-v3: relative only
     Tokenizer.model_max_length = 128
     assert context_limit(Tokenizer(), Model(BertConfig(max_position_embeddings=512))) == 128
+
+
+def test_training_says_how_many_texts_max_length_cuts_and_what_the_model_could_read(tiny_model_dir, tmp_path,
+                                                                                     caplog):
+    """A third of the training texts run past training.max_length: a warning naming the count, the kept end and
+    the model's own limit; a training where nothing is cut says nothing of it."""
+    examples = sentiment_examples(24)
+    long = [replace(example, text=" ".join([example.text] * 12) if index % 3 == 0 else
+                    " ".join(example.text.split()[:4])) for index, example in enumerate(examples)]
+    settings = TrainingSettings(**{**FAST, "max_length": 16}, epochs=1)
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        train_classifier(tiny_model_dir, long, [], list(LABELS), tmp_path / "cut", settings)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "max_length" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("8 of 24 training texts are longer than training.max_length"
+                                                           " = 16 tokens: the model learns from their first 16")
+    assert "the model reads up to" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        train_classifier(tiny_model_dir, examples, [], list(LABELS), tmp_path / "whole",
+                         TrainingSettings(**{**FAST, "max_length": 64}, epochs=1))
+    assert "training texts are longer" not in caplog.text

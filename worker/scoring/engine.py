@@ -225,8 +225,8 @@ class Scorer:
         if self.stats.truncated:
             cut = "start" if getattr(self.classifier.tokenizer, "truncation_side", "right") == "left" else "end"
             logger.warning("%d of %d texts were longer than %d tokens and were truncated (their %s cut: "
-                           "training.truncation_side)", self.stats.truncated, self.stats.records,
-                           self.classifier.max_length, cut)
+                           "training.truncation_side; the length the model was trained at: training.max_length)",
+                           self.stats.truncated, self.stats.records, self.classifier.max_length, cut)
 
     def close(self) -> None:
         """Stop the tokenizer processes (a later :meth:`score` starts them again)."""

@@ -33,7 +33,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.config import Monitor, TrainingSettings
-from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR
+from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR, TRUNCATED_WARN_SHARE
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
@@ -42,6 +42,7 @@ from worker.scoring.mc import HEAD_NAMES
 from worker.scoring.model import (
     THRESHOLDS_FILE,
     code_refusal,
+    context_limit,
     ensure_padding,
     position_limit,
     pretrained,
@@ -175,6 +176,7 @@ def train_classifier(
     loop = _Loop(model, tokenizer, label_ids, device, settings, steps=epochs * _batches(len(train), settings),
                  multi_label=multi_label)
     train_set, validation_set = loop.prepare(train), loop.prepare(validation)
+    _say_truncated(train_set, settings, context_limit(tokenizer, model))
     result = TrainingResult(output_dir)
     best_score, best_state, stale = -np.inf, None, 0
     started = time.perf_counter()
@@ -390,6 +392,20 @@ def _training_amp_dtype(device: torch.device, settings: TrainingSettings) -> tor
     return amp_dtype(device)
 
 
+def _say_truncated(data: _Prepared, settings: TrainingSettings, model_limit: int) -> None:
+    """Log how many training texts ``training.max_length`` cuts (a warning from ``TRUNCATED_WARN_SHARE`` of them),
+    and whether the model could read more of them."""
+    if not data.truncated:
+        return
+    kept = "last" if settings.truncation_side == "left" else "first"
+    advice = (f"; the model reads up to {model_limit}: a larger training.max_length reads more of each text (time "
+              f"and memory grow about in proportion)" if settings.max_length < model_limit else "")
+    level = logging.WARNING if data.truncated >= TRUNCATED_WARN_SHARE * len(data) else logging.INFO
+    logger.log(level, "%d of %d training texts are longer than training.max_length = %d tokens: the model learns "
+               "from their %s %d tokens only, and scores them so (training.truncation_side)%s", data.truncated,
+               len(data), settings.max_length, kept, settings.max_length, advice)
+
+
 @dataclass
 class _Prepared:
     """Examples tokenized once: per-text encodings (unpadded), class ids [N] (multi-label: multi-hot [N, L]),
@@ -398,6 +414,7 @@ class _Prepared:
     encodings: list[dict]
     targets: np.ndarray
     weights: np.ndarray
+    truncated: int = 0  # texts longer than max_length: their first (or last) max_length tokens are kept
 
     def __len__(self) -> int:
         return len(self.encodings)
@@ -428,9 +445,10 @@ class _Loop:
         """Tokenize every text once (truncated to ``max_length``, not padded). O(N) time and memory."""
         if not examples:
             return _Prepared([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
-        encodings, _ = tokenize_texts(self.tokenizer, [e.text for e in examples], self.settings.max_length,
-                                      text_pairs(examples))
-        return _Prepared(encodings, self._targets(examples), np.array([e.weight for e in examples], dtype=np.float32))
+        encodings, truncated = tokenize_texts(self.tokenizer, [e.text for e in examples], self.settings.max_length,
+                                              text_pairs(examples))
+        return _Prepared(encodings, self._targets(examples), np.array([e.weight for e in examples], dtype=np.float32),
+                         truncated)
 
     def _targets(self, examples: Sequence[Example]) -> np.ndarray:
         """Class ids [N], or multi-hot label sets [N, L] (float32) for a multi-label head."""
