@@ -12,6 +12,8 @@ records outside it (``LabelledRecords``). Per cap:
   loss AUROC / P@50     every record ranked by its held-out expected loss (what annotators sort the others by)
   outside AUROC         the same, among the records outside the sample only
   label_issue AUROC     label_issue, among the sampled records (the only ones that get it)
+  one key AUROC / P@50  every record ranked by one key: label_issue where the record was sampled, 1 − p̄(y) (the
+                        held-out probability of its label) outside the sample
 
     HF_HUB_OFFLINE=1 PYTHONPATH=. .venv/bin/python -m benchmarks.oof_sample [--dataset movies] [--records 1000]
         [--caps all 400 150] [--folds 3] [--epochs 3] [--seed 0]
@@ -69,7 +71,11 @@ def run_cap(cap: int | str, noisy, truth: dict[str, str], flipped: set[str], lab
     inside = sorted(sampled)
     issue = label_issue_scores(np.array([held_out_probability(scores[i]) for i in inside]),
                                np.array([aum[i] for i in inside]))
+    one_key = {i: 1 - held_out_probability(scores[i]) for i in outside}  # no margins: p̄(y) alone
+    one_key.update(zip(inside, issue.tolist(), strict=True))
     return {"cap": cap, "trained_on": len(sample), "records": len(scores),
+            "one_key_auroc": _auroc(one_key, flipped),
+            "one_key_p50": precision_at(sorted(one_key, key=one_key.get, reverse=True), flipped, 50),
             "accuracy": float(np.mean([scores[i].predicted_label == truth[i] for i in scores])),
             "loss_auroc": _auroc(loss, flipped),
             "loss_p50": precision_at(sorted(loss, key=loss.get, reverse=True), flipped, 50),
@@ -111,10 +117,10 @@ def main() -> None:
     lines = [(f"{DATASETS[args.dataset]}, {len(posts)} records, {len(flipped)} wrong labels, K = {args.folds}, "
              f"{args.epochs} epochs, max {args.max_length} tokens, T = {args.samples}, seed {args.seed}"), "",
              ("| max_original | trained on | accuracy | loss AUROC | loss P@50 | outside AUROC | label_issue AUROC "
-             "(sampled) | s |"), "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "(sampled) | one key AUROC | one key P@50 | s |"), "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {row['cap']} | {row['trained_on']} | {row['accuracy']:.3f} | {_cell(row['loss_auroc'])} | "
               f"{row['loss_p50']:.2f} | {_cell(row['outside_auroc'])} | {_cell(row['label_issue_auroc'])} | "
-              f"{row['seconds']:.0f} |" for row in rows]
+              f"{_cell(row['one_key_auroc'])} | {row['one_key_p50']:.2f} | {row['seconds']:.0f} |" for row in rows]
     write_results(f"oof_sample-{args.dataset}-s{args.seed}", {"args": vars(args), "rows": rows}, lines)
 
 
