@@ -72,9 +72,10 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
         logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
                        ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
     if first_model and len(annotated) < settings.min_annotated:
-        logger.info("first model: %d annotated records (< training.min_annotated = %d), so it trains on the %d "
-                    "labels the records carry; its validation measures agreement with possibly noisy labels",
-                    len(annotated), settings.min_annotated, len(annotated) + len(original))
+        if len(annotated) + len(original) >= settings.min_annotated:  # else the error below says what is missing
+            logger.info("first model: %d annotated records (< training.min_annotated = %d), so it trains on the %d "
+                        "labels the records carry; its validation measures agreement with possibly noisy labels",
+                        len(annotated), settings.min_annotated, len(annotated) + len(original))
         return build_first_training_set(annotated, original, labels,
                                         validation_fraction=settings.validation_fraction,
                                         min_examples=settings.min_annotated, seed=settings.seed,
