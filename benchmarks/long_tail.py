@@ -73,6 +73,8 @@ def _split(records: list[LabelledText]) -> tuple[list[LabelledText], list[Labell
 NEWSGROUPS_SIX = ("comp.graphics", "misc.forsale", "rec.autos", "sci.med", "soc.religion.christian",
                   "talk.politics.guns")  # six groups of six different hierarchies: 6 balanced labels
 R8_TOP_SIX = ("acq", "crude", "earn", "interest", "money-fx", "trade")  # R8 without its two smallest: 6 skewed labels
+R8_TOP_FOUR = ("acq", "crude", "earn", "trade")  # 4 skewed labels: earn 58 %, acq 32 %, crude and trade 5 % each
+R8_SKEWED_TWO = ("crude", "earn")  # 2 labels, one of them 8 %
 
 
 def _only(labels: tuple[str, ...], records: list[LabelledText]) -> list[LabelledText]:
@@ -83,6 +85,8 @@ DATASETS = {  # name -> () -> (records to draw the training sample from, test re
     "r52": lambda: (load_reuters52("train"), load_reuters52("test")),
     "r8": lambda: (load_reuters8("train"), load_reuters8("test")),
     "r8-top6": lambda: (_only(R8_TOP_SIX, load_reuters8("train")), _only(R8_TOP_SIX, load_reuters8("test"))),
+    "r8-top4": lambda: (_only(R8_TOP_FOUR, load_reuters8("train")), _only(R8_TOP_FOUR, load_reuters8("test"))),
+    "r8-skewed2": lambda: (_only(R8_SKEWED_TWO, load_reuters8("train")), _only(R8_SKEWED_TWO, load_reuters8("test"))),
     "newsgroups": lambda: (load_newsgroups("train"), load_newsgroups("test")),
     "newsgroups6": lambda: (_only(NEWSGROUPS_SIX, load_newsgroups("train")),
                             _only(NEWSGROUPS_SIX, load_newsgroups("test"))),

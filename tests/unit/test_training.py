@@ -241,6 +241,27 @@ def test_has_new_head_reads_transformers_loading_report():
                               multi_label=False) == 3e-3
 
 
+def test_a_skewed_question_of_few_labels_is_told_the_head_rate_that_trained_such_sets_better(caplog):
+    from worker.training.trainer import head_learning_rate, rarest_label
+
+    skewed = [Example(f"s{i}", "text", label) for i, label in enumerate(["earn"] * 58 + ["acq"] * 32 + ["crude"] * 5
+                                                                        + ["trade"] * 5)]
+    rarest = rarest_label(skewed)
+    assert (rarest.label, rarest.examples, rarest.of_uniform) == ("crude", 5, 0.2)  # 5 × 4 labels / 100
+    assert rarest_label([]) is None
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        assert head_learning_rate(TrainingSettings(), new_head=True, labels=4, multi_label=False,
+                                  rarest=rarest) == "same"
+    assert "label 'crude' has 5 training examples (20% of an even share)" in caplog.text
+    assert "training.head_learning_rate = 0.01" in caplog.text
+    caplog.clear()
+    balanced = rarest_label([Example(f"b{i}", "text", ("a", "b", "c", "d")[i % 4]) for i in range(100)])
+    with caplog.at_level("INFO", logger="worker.training.trainer"):
+        head_learning_rate(TrainingSettings(), new_head=True, labels=4, multi_label=False, rarest=balanced)
+        head_learning_rate(TrainingSettings(), new_head=False, labels=4, multi_label=False, rarest=rarest)
+    assert balanced.of_uniform == 1.0 and "even share" not in caplog.text
+
+
 def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_memory(tmp_path, caplog):
     """A batch of 8 as micro-batches of 3, 3 and 2 (each cut to its own longest text), or with the activations
     recomputed in the backward pass: the same optimizer steps, so the same weights and margins (dropout 0:

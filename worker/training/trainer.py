@@ -23,6 +23,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,13 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
 from worker.config import Monitor, TrainingSettings
-from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR, TRUNCATED_WARN_SHARE
+from worker.constants import (
+    AUTO_HEAD_LEARNING_RATE,
+    AUTO_HEAD_MIN_LABELS,
+    AUTO_HEAD_SKEW,
+    PROBABILITY_FLOOR,
+    TRUNCATED_WARN_SHARE,
+)
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
 from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
@@ -165,7 +172,8 @@ def train_classifier(
     ensure_padding(tokenizer, model, start_model)
     settings = _within_positions(settings, position_limit(model.config), start_model)
     settings = settings.model_copy(update={"head_learning_rate": head_learning_rate(
-        settings, new_head=has_new_head(loading), labels=len(labels), multi_label=multi_label)})
+        settings, new_head=has_new_head(loading), labels=len(labels), multi_label=multi_label,
+        rarest=None if multi_label else rarest_label(train))})
     if settings.gradient_checkpointing:
         _checkpoint_activations(model)
     epochs, select = planned_epochs(len(train), settings), len(validation) >= max(1, settings.select_min_validation)
@@ -340,16 +348,45 @@ def has_new_head(loading_info: dict[str, Any]) -> bool:
     return any(key.split(".", 1)[0] in HEAD_NAMES for key in keys)
 
 
-def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: int, multi_label: bool) -> float | str:
+@dataclass(frozen=True)
+class RarestLabel:
+    """The training label with the fewest examples, and its count against a uniform share (1.0: as many as the
+    others on average; 0.2: a fifth of that)."""
+
+    label: str
+    examples: int
+    of_uniform: float
+
+
+def rarest_label(examples: Sequence[Example]) -> RarestLabel | None:
+    """The rarest of the labels ``examples`` (single-label) carry, or None when there are none. O(N)."""
+    counts = Counter(str(example.label) for example in examples)
+    if not counts:
+        return None
+    label, count = min(sorted(counts.items()), key=lambda item: item[1])
+    return RarestLabel(label, count, count * len(counts) / sum(counts.values()))
+
+
+def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: int, multi_label: bool,
+                       rarest: RarestLabel | None = None) -> float | str:
     """``training.head_learning_rate`` with ``"auto"`` resolved for this training: AUTO_HEAD_LEARNING_RATE for a new
     single-label head of at least AUTO_HEAD_MIN_LABELS labels, ``"same"`` (training.learning_rate) otherwise — a
-    head the start model already trained keeps the encoder's rate, and label sets were not measured."""
+    head the start model already trained keeps the encoder's rate, and label sets were not measured. A new head of
+    fewer labels whose ``rarest`` label holds under AUTO_HEAD_SKEW of a uniform share keeps ``"same"`` but the log
+    names the setting that trained such sets better."""
     if settings.head_learning_rate != "auto":
         return settings.head_learning_rate
-    if new_head and not multi_label and labels >= AUTO_HEAD_MIN_LABELS:
+    if not new_head or multi_label:
+        return "same"
+    if labels >= AUTO_HEAD_MIN_LABELS:
         logger.info("a new head of %d labels trains at %g (training.head_learning_rate = \"auto\"; the rest at %g)",
                     labels, AUTO_HEAD_LEARNING_RATE, settings.learning_rate)
         return AUTO_HEAD_LEARNING_RATE
+    if rarest is not None and rarest.of_uniform < AUTO_HEAD_SKEW:
+        logger.info("label %r has %d training examples (%.0f%% of an even share): on skewed labels a new head trained "
+                    "better at training.head_learning_rate = %g (benchmarks/RESULTS.md, \"Six labels\"); this "
+                    "training keeps one rate (\"auto\" switches by itself from %d labels)", rarest.label,
+                    rarest.examples, 100 * rarest.of_uniform, AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS)
     return "same"
 
 
