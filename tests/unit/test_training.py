@@ -244,21 +244,25 @@ def test_has_new_head_reads_transformers_loading_report():
 def test_a_skewed_question_of_few_labels_is_told_the_head_rate_that_trained_such_sets_better(caplog):
     from worker.training.trainer import head_learning_rate, rarest_label
 
-    skewed = [Example(f"s{i}", "text", label) for i, label in enumerate(["earn"] * 58 + ["acq"] * 32 + ["crude"] * 5
-                                                                        + ["trade"] * 5)]
+    counts = {"earn": 106, "acq": 60, "crude": 10, "trade": 8, "money-fx": 8, "interest": 8}
+    skewed = [Example(f"s{i}", "text", label) for i, label in enumerate(
+        label for label, count in counts.items() for _ in range(count))]
     rarest = rarest_label(skewed)
-    assert (rarest.label, rarest.examples, rarest.of_uniform) == ("crude", 5, 0.2)  # 5 × 4 labels / 100
+    assert (rarest.label, rarest.examples, rarest.of_uniform) == ("interest", 8, 0.24)  # 8 × 6 labels / 200
     assert rarest_label([]) is None
     with caplog.at_level("INFO", logger="worker.training.trainer"):
         assert head_learning_rate(TrainingSettings(), new_head=True, labels=4, multi_label=False,
+                                  rarest=rarest) == "same"  # 4 labels: measured both ways, nothing said
+        assert "even share" not in caplog.text
+        assert head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=False,
                                   rarest=rarest) == "same"
-    assert "label 'crude' has 5 training examples (20% of an even share)" in caplog.text
+    assert "label 'interest' has 8 training examples (24% of an even share)" in caplog.text
     assert "training.head_learning_rate = 0.01" in caplog.text
     caplog.clear()
-    balanced = rarest_label([Example(f"b{i}", "text", ("a", "b", "c", "d")[i % 4]) for i in range(100)])
+    balanced = rarest_label([Example(f"b{i}", "text", "abcdef"[i % 6]) for i in range(120)])
     with caplog.at_level("INFO", logger="worker.training.trainer"):
-        head_learning_rate(TrainingSettings(), new_head=True, labels=4, multi_label=False, rarest=balanced)
-        head_learning_rate(TrainingSettings(), new_head=False, labels=4, multi_label=False, rarest=rarest)
+        head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=False, rarest=balanced)
+        head_learning_rate(TrainingSettings(), new_head=False, labels=6, multi_label=False, rarest=rarest)
     assert balanced.of_uniform == 1.0 and "even share" not in caplog.text
 
 
