@@ -59,8 +59,8 @@ class IngestReport:
         if self.unread_columns:
             lines.append(f"  column(s) not ingested: {', '.join(self.unread_columns)} (--label-column, "
                          f"--metadata-column COLUMN or --field-column FIELD=COLUMN keeps one)")
-            if not self.label_column_given and LABEL_COLUMN_NAMES.intersection(self.unread_columns):
-                column = next(name for name in self.unread_columns if name in LABEL_COLUMN_NAMES)
+            column = next((name for name in self.unread_columns if name in LABEL_COLUMN_NAMES), None)
+            if not self.label_column_given and column is not None:
                 lines.append(f"  no --label-column was given, so every record was ingested without a label: "
                              f"add --label-column {column} to ingest column {column!r} as the labels")
         if self.first_repeat is not None:

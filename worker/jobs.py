@@ -255,7 +255,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question "
                           f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
                           f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
-    labels = services.prepare_for_push()
+    services.gateway.prepare()  # now the writes: the worker's metadata properties, its guidelines section
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
     key = gateway.dataset_key
     since = state.watermark(key) if not full and server_ids is None else None
