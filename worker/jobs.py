@@ -255,7 +255,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question "
                           f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
                           f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
-    services.gateway.prepare()  # now the writes: the worker's metadata properties, its guidelines section
+    extra = services.extra_scorers()
+    _prepare_for_scores(services, extra)  # now the writes
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
     key = gateway.dataset_key
     since = state.watermark(key) if not full and server_ids is None else None
@@ -264,9 +265,6 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     watermark = gateway.watermark(since) if server_ids is None else None
     report = ScoreReport(head.version)
     crowd = services.crowd(labels)
-    extra = services.extra_scorers()
-    if extra:
-        gateway.ensure_float_metadata(extra)
     scorer = record_scorer(services, extra)
     view = _ViewPolicy.of(services, full=full and server_ids is None)
     failing = _failing_records(services) if server_ids is None else []
@@ -497,7 +495,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     if not settings.base_model:
         raise ConfigError("training.base_model is not set (the K fold models start from it)")
     _check_before_training(services, settings.base_model)
-    labels = services.prepare_for_push()
+    labels = services.labels()  # binds first (reads only): nothing is written before the labels are counted
     crowd = services.crowd(labels)
     version = f"{current_version}{OOF_MARK}{k}"
     held_out = HeldOutAgreement()
@@ -505,8 +503,6 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     margins, label_probability = MarginAverage(), {}
     scoring = services.settings.scoring
     extra = services.extra_scorers()
-    if extra:
-        services.gateway.ensure_float_metadata(extra)
     options = {"batch_size": scoring.batch_size, "max_batch_size": scoring.max_batch_size,
                "compile": scoring.compile, "extra_scorers": extra}
     with services.registry.staging() as work_dir:
@@ -518,6 +514,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                 raise DataError(f"only {len(sample)} records with a text carry a label (annotated or from "
                                 f"argilla.reference); `score --oof {k}` needs at least {k}, one per fold: annotate "
                                 f"records or point argilla.reference at the labels the records carry")
+            _prepare_for_scores(services, extra)
             folds = stratified_folds(sample, k, seed=settings.seed)
             labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
             models_dir = fold_models_dir(services.registry.root / FOLD_MODELS, version, sample, folds, settings,
@@ -875,6 +872,14 @@ def _stop_set_labels(services: Services, model: ModelVersion, stop_set: StopSet)
     labels = [classifier.labels[index] for index in probabilities.deterministic.argmax(axis=1).tolist()]
     save_predictions(model.path, stop_set, labels)
     return labels
+
+
+def _prepare_for_scores(services: Services, extra: dict) -> None:
+    """The writes a job makes before its first push: the worker's metadata properties (the plugins' scores' too)
+    and its section of the guidelines."""
+    services.gateway.prepare()
+    if extra:
+        services.gateway.ensure_float_metadata(extra)
 
 
 def _check_before_training(services: Services, start_model: str | None) -> None:

@@ -400,12 +400,14 @@ def test_out_of_fold_scores_reach_every_record_when_the_fold_models_train_on_a_s
 
 def test_out_of_fold_scores_on_a_dataset_without_labels_say_what_is_missing(local_argilla, stack_settings,
                                                                            dataset_name, tmp_path):
-    """A new team's dataset: texts, a question, no label anywhere yet. ``score --oof`` names what it needs."""
+    """A new team's dataset: texts, a question, no label anywhere yet. ``score --oof`` names what it needs, and their
+    dataset gets neither the worker's metadata properties nor its section of the guidelines."""
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
         fields=[rg.TextField(name="review_body")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))]))
     dataset.create()
     dataset.records.log([rg.Record(id=e.id, fields={"review_body": e.text}) for e in sentiment_examples(6)])
+    before = _dataset_settings(stack_settings, dataset.id)
 
     result = _cli(stack_settings, dataset_name, tmp_path, "score", "--oof", "3",
                   extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp_path / "base"))})
@@ -414,6 +416,7 @@ def test_out_of_fold_scores_on_a_dataset_without_labels_say_what_is_missing(loca
     assert "only 0 records with a text carry a label" in result.stderr + result.stdout
     assert "`score --oof 3` needs at least 3" in result.stderr + result.stdout
     assert not any((tmp_path / "registry").rglob("*.sqlite"))
+    assert _dataset_settings(stack_settings, dataset.id) == before
 
 
 def test_refused_and_unavailable_are_different_errors(local_argilla, stack_settings, dataset_name):
