@@ -41,7 +41,8 @@ import numpy as np
 from benchmarks._shared import write_results
 from worker.calibration import expected_calibration_error
 from worker.config import TrainingSettings
-from worker.demo_data import load_bbc_news, load_movie_snippets, load_newsgroups, load_reuters8, load_reuters52
+from worker.demo_data import (load_bbc_news, load_movie_snippets, load_newsgroups, load_reuters8, load_reuters52,
+                              load_sms_spam)
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.records import LabelledText, label_index
 from worker.scoring import load_classifier
@@ -77,8 +78,22 @@ R8_TOP_FOUR = ("acq", "crude", "earn", "trade")  # 4 skewed labels: earn 58 %, a
 R8_SKEWED_TWO = ("crude", "earn")  # 2 labels, one of them 8 %
 
 
+NEWSGROUPS_SKEW = (0.45, 0.25, 0.12, 0.08, 0.06, 0.04)  # NEWSGROUPS_SIX's shares in newsgroups6-skewed, in order
+
+
 def _only(labels: tuple[str, ...], records: list[LabelledText]) -> list[LabelledText]:
     return [record for record in records if record.label in labels]
+
+
+def _skewed(labels: tuple[str, ...], shares: tuple[float, ...], records: list[LabelledText]) -> list[LabelledText]:
+    """The records of ``labels`` cut (a seeded choice) to the given ``shares`` of the result: as many as the first
+    label's records allow (the first share is the largest)."""
+    by_label = {label: [r for r in records if r.label == label] for label in labels}
+    total = min(len(by_label[label]) / share for label, share in zip(labels, shares, strict=True))
+    kept: list[LabelledText] = []
+    for label, share in zip(labels, shares, strict=True):
+        kept += random.Random(0).sample(by_label[label], round(total * share))
+    return kept
 
 
 DATASETS = {  # name -> () -> (records to draw the training sample from, test records)
@@ -90,6 +105,9 @@ DATASETS = {  # name -> () -> (records to draw the training sample from, test re
     "newsgroups": lambda: (load_newsgroups("train"), load_newsgroups("test")),
     "newsgroups6": lambda: (_only(NEWSGROUPS_SIX, load_newsgroups("train")),
                             _only(NEWSGROUPS_SIX, load_newsgroups("test"))),
+    "newsgroups6-skewed": lambda: (_skewed(NEWSGROUPS_SIX, NEWSGROUPS_SKEW, load_newsgroups("train")),
+                                   _skewed(NEWSGROUPS_SIX, NEWSGROUPS_SKEW, load_newsgroups("test"))),
+    "sms-spam": lambda: _split(load_sms_spam()),
     "movies": lambda: _split(load_movie_snippets()),
     "bbc": lambda: _split(load_bbc_news()),
 }

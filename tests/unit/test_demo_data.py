@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from worker.demo_data import LabelledText, flip_labels, load_movie_snippets
+from worker.demo_data import LabelledText, flip_labels, load_movie_snippets, load_sms_spam
 from worker.errors import DataError
 
 
@@ -34,6 +34,22 @@ def test_snippets_are_labelled_by_the_sign_of_the_mean_rating(tmp_path):
 def test_malformed_files_name_the_line(tmp_path, body, message):
     with pytest.raises(DataError, match=message):
         load_movie_snippets(_write(tmp_path, body))
+
+
+def test_text_messages_are_ham_or_spam_and_a_multi_line_message_stays_one(tmp_path):
+    path = tmp_path / "sms-spam.csv"
+    path.write_text(',spam,text\n0,0,"Ok lar, see u"\n2,1,"Free entry!\nText WIN now"\n3,0,  \n')
+
+    assert load_sms_spam(path) == [LabelledText("sms-0", "Ok lar, see u", "ham"),
+                                   LabelledText("sms-2", "Free entry!\nText WIN now", "spam")]
+
+
+def test_a_text_message_labelled_otherwise_names_its_line(tmp_path):
+    path = tmp_path / "sms-spam.csv"
+    path.write_text(",spam,text\n0,0,fine\n1,yes,odd\n")
+
+    with pytest.raises(DataError, match=r"sms-spam.csv:3: expected an id, 0 or 1 and a text, found \['1', 'yes'"):
+        load_sms_spam(path)
 
 
 def test_flipping_is_seeded_and_changes_exactly_the_requested_fraction():
