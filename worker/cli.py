@@ -217,6 +217,7 @@ def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
         "workspace": options["workspace"] or argilla.workspace,
         "api_url": options["api_url"] or argilla.api_url,
         "api_key": options["api_key"] or argilla.key(),
+        "http": argilla.http(),
         "field_name": options["field_name"] or (argilla.fields[0] if argilla.fields else None),
         "question": options["question"] if options["question"] is not None else argilla.question,
         "metadata_prefix": (options["metadata_prefix"] if options["metadata_prefix"] is not None
@@ -229,7 +230,7 @@ def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
 
 def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
             label_separator, split, metadata_specs, field_specs, field_name, question, metadata_prefix, api_url,
-            api_key) -> None:
+            api_key, http) -> None:
     from worker.gateway import ArgillaGateway
     from worker.ingest import (
         IngestReport,
@@ -248,7 +249,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     multi_label = is_multi_label(table, label_column, label_separator)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,
                              fields=[field_name] if field_name else (), question=question,
-                             metadata_prefix=metadata_prefix)
+                             metadata_prefix=metadata_prefix, http=http)
     label_set = [label.strip() for label in labels.split(",")] if labels else gateway.existing_labels()
     if label_set is None and label_column is not None:
         label_set = column_labels(table, label_column, label_separator)

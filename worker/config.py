@@ -9,10 +9,14 @@ never appear in logs, ``status`` or ``config show``.
 
 from __future__ import annotations
 
+import math
 import os
+import ssl
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -22,7 +26,8 @@ from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS
 from worker.errors import ConfigError
 
 ENV_PREFIX = "ARGILLA_WORKER_"
-SECRET_KEYS = {("argilla", "api_key"), ("publish", "hf_token")}
+SECRET_KEYS = {("argilla", "api_key"), ("argilla", "hf_token"), ("publish", "hf_token")}
+HF_SPACE_HOST_SUFFIX = ".hf.space"  # a Space's own host name: an Argilla there may be private (a Hub token opens it)
 # keys earlier versions accepted: where each value lives now
 REMOVED_KEYS = {
     ("training", "mc_samples"): "scoring.samples is the one MC-dropout sample count (scoring, calibration, "
@@ -77,6 +82,14 @@ class ArgillaSettings(_Section):
                               "markers), or keep them untouched")
     reference: str = Field("auto", description="where an unreviewed record's label comes from: auto | none | "
                                                "suggestion:AGENT | metadata:NAME")
+    hf_token: SecretStr | None = Field(
+        None, description="secret: a Hugging Face token, for an Argilla in a private Space (sent as 'Authorization: "
+                          "Bearer'); env ARGILLA_WORKER_ARGILLA__HF_TOKEN or hf_token_file; unset, a *.hf.space "
+                          "api_url gets HF_TOKEN when it is set")
+    hf_token_file: Path | None = None
+    verify: bool | Path = Field(True, description="TLS: check the server's certificate against the system's "
+                                                  "authorities (true), against this CA bundle file, or not (false)")
+    timeout_s: float = Field(60, gt=0, description="seconds one HTTP request to Argilla may take")
     metadata_prefix: str | None = Field(
         None, description="before the worker's metadata names on the server; default: none when the dataset has "
                           "one label question, '<question>_' when it has several (one worker per question), "
@@ -98,6 +111,19 @@ class ArgillaSettings(_Section):
             raise ConfigError("argilla.api_key is not set: export ARGILLA_WORKER_ARGILLA__API_KEY (or "
                               "ARGILLA_API_KEY), or point argilla.api_key_file at a file holding it")
         return secret
+
+    def http(self) -> ArgillaHttp:
+        """How to reach the server besides its URL and key: the headers (a Space's token), TLS, the timeout.
+
+        Raises:
+            ConfigError: argilla.verify names a file that cannot be read as a CA bundle, or argilla.hf_token_file
+                cannot be read.
+        """
+        token = _secret(self.hf_token, self.hf_token_file, "argilla.hf_token")
+        if token is None and (urlsplit(self.api_url).hostname or "").endswith(HF_SPACE_HOST_SUFFIX):
+            token = os.environ.get("HF_TOKEN") or None
+        return ArgillaHttp(headers={"Authorization": f"Bearer {token}"} if token else {},
+                           verify=_tls_verification(self.verify), timeout_s=self.timeout_s)
 
 
 class ScoringSettings(_Section):
@@ -412,6 +438,34 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
         shown = "(secret)" if any(part in ("api_key", "hf_token", "secret") for part in item["loc"]) else repr(value)
         problems.append(f"{key} = {shown}: {item['msg']}")
     return f"invalid configuration{where}: " + "; ".join(problems)
+
+
+@dataclass(frozen=True)
+class ArgillaHttp:
+    """The HTTP side of the connection to Argilla (see :meth:`ArgillaSettings.http`), as the SDK's client takes it."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    verify: bool | ssl.SSLContext = True
+    timeout_s: float = 60
+
+    def client_args(self) -> dict[str, Any]:
+        """Keyword arguments of ``argilla.Argilla`` (its timeout is whole seconds)."""
+        return {"headers": dict(self.headers), "verify": self.verify, "timeout": max(1, math.ceil(self.timeout_s))}
+
+
+def _tls_verification(verify: bool | Path) -> bool | ssl.SSLContext:
+    """``argilla.verify`` as httpx takes it: a CA bundle file becomes an SSL context trusting its authorities."""
+    if isinstance(verify, bool):
+        return verify
+    path = Path(verify).expanduser()
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError:
+        reason = "no PEM certificate in it"
+    except OSError as error:
+        reason = error.strerror or str(error)
+    raise ConfigError(f"argilla.verify = {str(verify)!r}: cannot read it as a CA bundle ({reason}); give the PEM "
+                      f"file of the authority that signed the server's certificate, or true / false")
 
 
 def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:

@@ -140,6 +140,45 @@ def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
         load_settings(tmp_path / "missing.toml")
 
 
+def test_a_private_space_gets_the_hub_token_and_other_servers_do_not(monkeypatch, tmp_path):
+    """argilla.hf_token goes to any server it is set for; HF_TOKEN alone only to a Space's own host name."""
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+
+    space = load_settings(argilla={"api_url": "https://team-argilla.hf.space"}).argilla.http()
+    elsewhere = load_settings(argilla={"api_url": "https://argilla.example.com"}).argilla.http()
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_from_file\n")
+    chosen = load_settings(argilla={"api_url": "https://argilla.example.com", "hf_token_file": str(token_file)})
+
+    assert space.headers == {"Authorization": "Bearer hf_from_env"}
+    assert elsewhere.headers == {}
+    assert chosen.argilla.http().headers == {"Authorization": "Bearer hf_from_file"}
+    assert chosen.argilla.http().client_args()["timeout"] == 60
+    config = tmp_path / "worker.toml"
+    config.write_text('[argilla]\nhf_token = "hf_written_down"\n')
+    with pytest.raises(ConfigError, match="argilla.hf_token is a secret"):
+        load_settings(config)
+
+
+def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_path):
+    import ssl
+
+    import trustme
+
+    bundle = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(bundle))
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate")
+
+    assert isinstance(load_settings(argilla={"verify": str(bundle)}).argilla.http().verify, ssl.SSLContext)
+    assert load_settings(argilla={"verify": "false"}).argilla.http().verify is False
+    assert load_settings().argilla.http().verify is True
+    with pytest.raises(ConfigError, match=r"argilla.verify = '.*missing.pem': cannot read it as a CA bundle \(No such"):
+        load_settings(argilla={"verify": str(tmp_path / "missing.pem")}).argilla.http()
+    with pytest.raises(ConfigError, match=r"notes.txt': cannot read it as a CA bundle \(no PEM certificate in it\)"):
+        load_settings(argilla={"verify": str(not_pem)}).argilla.http()
+
+
 @pytest.mark.parametrize(("toml", "message"), [
     ('[scoring]\ndevice = "tpu"\n', r"scoring.device = 'tpu': .*device must be one of"),
     ('[training]\ndevice = "cuda:x"\n', r"training.device = 'cuda:x'"),
@@ -396,6 +435,15 @@ def test_a_failed_connection_is_one_line_and_a_refusal_no_retry_fixes_is_not_ret
     assert isinstance(refused, ArgillaRefusedError) and "the API key was refused (401)" in str(refused)
     not_argilla = connect_failure("http://argilla:6900/api/v1", NotFoundError("not found", status_code=404))
     assert isinstance(not_argilla, ArgillaRefusedError) and "not an Argilla 2.x server's root URL" in str(not_argilla)
+    assert "private Hugging Face Space, which answers 404 without a Hugging Face token" in str(not_argilla)
+    with_token = connect_failure("https://team.hf.space", NotFoundError("not found", status_code=404), token_sent=True)
+    assert "private Hugging Face Space" not in str(with_token)
+    try:
+        raise ArgillaCredentialsError() from UnauthorizedError("Unauthorized", status_code=401)
+    except ArgillaCredentialsError as credentials:
+        token_refused = connect_failure("https://team.hf.space", credentials, token_sent=True)
+    assert "or the Hugging Face token (argilla.hf_token / HF_TOKEN) was refused" in str(token_refused)
+    assert "Hugging Face" not in str(refused)
     page = "Server error. Details: <html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"
     gateway = connect_failure("http://argilla:6900", ArgillaAPIError(page, status_code=502))
     assert isinstance(gateway, ArgillaUnavailableError) and gateway.status == 502

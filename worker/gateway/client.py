@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import ssl
 import threading
 import uuid
 import warnings
@@ -42,6 +43,7 @@ from worker.binding import (
     new_dataset_names,
     users_names,
 )
+from worker.config import ArgillaHttp
 from worker.errors import (
     ArgillaGatewayError,
     ArgillaRefusedError,
@@ -219,14 +221,27 @@ CONNECT_REFUSALS = {
 }
 
 
-def connect_failure(api_url: str, error: BaseException) -> ArgillaGatewayError:
-    """One line for a failed connection: a refusal no retry can fix (a wrong key, not an Argilla 2.x URL) as
-    :class:`ArgillaRefusedError` with what to change; anything else (no answer, 5xx) as
-    :class:`ArgillaUnavailableError` with the cause's first line (an HTML error page reduced to its text)."""
+SPACE_TOKEN_HINT = (" — unless it is an Argilla in a private Hugging Face Space, which answers 404 without a Hugging "
+                    "Face token: set HF_TOKEN or argilla.hf_token")  # said after a 404 when the requests carried none
+
+
+def connect_failure(api_url: str, error: BaseException, *, token_sent: bool = False) -> ArgillaGatewayError:
+    """One line for a failed connection: a refusal no retry can fix (a wrong key, not an Argilla 2.x URL, a
+    certificate not trusted) as :class:`ArgillaRefusedError` with what to change; anything else (no answer, 5xx) as
+    :class:`ArgillaUnavailableError` with the cause's first line (an HTML error page reduced to its text).
+    ``token_sent``: the requests carried a Hugging Face token (argilla.hf_token), so a 401 may be the token's."""
     # the SDK's errors carry the status; a 401 comes as its ArgillaCredentialsError, caused by the API error
     status = getattr(error, "status_code", None) or getattr(error.__cause__, "status_code", None)
     if status in CONNECT_REFUSALS:
-        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: {CONNECT_REFUSALS[status]}", status=status)
+        hint = ("; or the Hugging Face token (argilla.hf_token / HF_TOKEN) was refused" if token_sent and status == 401
+                else SPACE_TOKEN_HINT if not token_sent and status == 404 else "")
+        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: {CONNECT_REFUSALS[status]}{hint}",
+                                   status=status)
+    untrusted = _untrusted_certificate(error)
+    if untrusted is not None:
+        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: its TLS certificate is not trusted "
+                                   f"({untrusted}): set argilla.verify to the PEM file of the authority that signed "
+                                   f"it (or false to skip the check)")
     if isinstance(error, ValueError):  # an answer that is not JSON: a web page, not Argilla's API (retried all the
         # same: a proxy may show a page while Argilla restarts)
         text = ("it did not answer /api/v1/me with Argilla's JSON: is this an Argilla 2.x server's root URL (e.g. "
@@ -234,6 +249,16 @@ def connect_failure(api_url: str, error: BaseException) -> ArgillaGatewayError:
     else:
         text = re.sub(r"^Argilla SDK error: \w+: ", "", " ".join(re.sub(r"<[^>]+>", " ", str(error)).split()))[:300]
     return ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {text}", status=status)
+
+
+def _untrusted_certificate(error: BaseException) -> str | None:
+    """The reason, when ``error`` was caused by a server certificate that failed verification."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return str(cause.verify_message or cause.reason or "verification failed")
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 ANNOTATOR_ROLE = "annotator"  # Argilla's role that may only answer questions (see ArgillaGateway._check_role)
@@ -244,7 +269,8 @@ class ArgillaGateway:
 
     def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
                  retry: RetryPolicy | None = None, fields: Sequence[str] = (), question: str = "",
-                 reference: str = "auto", guidelines: str = "append", metadata_prefix: str | None = None):
+                 reference: str = "auto", guidelines: str = "append", metadata_prefix: str | None = None,
+                 http: ArgillaHttp | None = None):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
@@ -255,9 +281,9 @@ class ArgillaGateway:
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
         try:
-            self.client = rg.Argilla(api_url=api_url, api_key=api_key)
+            self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
-            raise connect_failure(api_url, error) from error
+            raise connect_failure(api_url, error, token_sent=bool(http and http.headers)) from error
 
     def ensure_dataset(self, labels: Sequence[str], *, multi_label: bool = False) -> rg.Dataset:
         """Create the dataset (a single- or multi-label question), or bring an existing one up to date (never
