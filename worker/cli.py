@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,6 +301,48 @@ def config_show(config_file: Path | None) -> None:
     click.echo(_as_toml(load_settings(config_file).masked()))
 
 
+REFERENCE_MEANING = {  # argilla.reference's kinds, as `config check` says them (worker.binding has the details)
+    "auto": "the ingested original_label, else another agent's suggestion",
+    "suggestion": "agent {name}'s suggestion",
+    "metadata": "metadata property {name}",
+    "none": "none (uncertainty only until annotators answer)",
+}
+
+
+@config_group.command("check")
+@config_option
+def config_check(config_file: Path | None) -> None:
+    """Check the config against the server, the dataset, the model and the directories, writing nothing to the
+    server: how the worker binds to the dataset, its records, and what would stop a job (exit 1 if anything)."""
+    from worker.check import check_config
+
+    services = _services(config_file)
+    check = check_config(services)
+    binding = check.binding
+    click.echo(f"Argilla {services.settings.argilla.api_url}: reachable, key accepted")
+    click.echo(f"dataset {check.dataset}: {check.records:,} records, {check.submitted:,} with a submitted response")
+    click.echo(f"  model reads: {_field_names(binding.fields, binding.chat_fields)}"
+               + (" (a text pair)" if len(binding.fields) == 2 else ""))
+    kind = "multi-label " if binding.multi_label else "rating " if binding.rating else ""
+    click.echo(f"  {kind}question {binding.question!r}: {len(binding.labels)} labels "
+               f"({', '.join(binding.labels)})")
+    click.echo(f"  an unreviewed record's label (argilla.reference = {str(binding.reference)!r}): "
+               f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
+               + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
+    if check.model:
+        click.echo(f"model: {check.model} (fits the question)")
+    for line in check.todo:
+        click.echo(f"to do: {line}")
+    for line in check.problems:
+        click.echo(f"problem: {line}", err=True)
+    if check.problems:
+        sys.exit(1)
+
+
+def _field_names(fields: Sequence[str], chat_fields: Sequence[str]) -> str:
+    return ", ".join(f"{name} (conversation)" if name in chat_fields else name for name in fields)
+
+
 def _as_toml(data: dict, prefix: str = "") -> str:
     import json
 
@@ -354,8 +397,7 @@ def status(config_file: Path | None) -> None:
     binding = state.get("binding") or {}
     if binding:
         kind = "multi-label " if binding.get("multi_label") else "rating " if binding.get("rating") else ""
-        fields = ", ".join(f"{name} (conversation)" if name in binding.get("chat_fields", ()) else name
-                           for name in binding["fields"])
+        fields = _field_names(binding["fields"], binding.get("chat_fields", ()))
         click.echo(f"dataset {binding['dataset']}: {kind}question {binding['question']!r}, fields {fields}, "
                    f"reference {binding['reference']}"
                    + (f", metadata named {binding['metadata_prefix']}<name>" if binding.get("metadata_prefix")

@@ -48,7 +48,7 @@ from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
-from worker.scoring import Scorer, ScoringInput, check_label_set
+from worker.scoring import Scorer, ScoringInput, check_head_fits
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
@@ -249,12 +249,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     check_writable(services.settings.state_dir, "state_dir")  # the watermark and failed pushes are kept there
     labels = services.labels()  # binds first (reads only): a dataset that does not fit the config is said first
     head = services.model_head()  # no model, or one for other labels: said before anything is written
-    check_label_set(head.labels, labels)
-    if head.multi_label != services.gateway.binding.multi_label:
-        kinds = ("multi-label", "single-label")
-        raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question "
-                          f"{services.gateway.binding.question!r} is {kinds[not services.gateway.binding.multi_label]}"
-                          f": train a model on this dataset (`argilla-worker train`) or register one of that kind")
+    binding = services.gateway.binding
+    check_head_fits(head, labels, question=binding.question, multi_label=binding.multi_label)
     extra = services.extra_scorers()
     _prepare_for_scores(services, extra)  # now the writes
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state

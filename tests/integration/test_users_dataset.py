@@ -218,6 +218,49 @@ def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_
     assert _dataset_settings(stack_settings, their_dataset.id) == before
 
 
+def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writing_to_the_dataset(
+        their_dataset, stack_settings, dataset_name, tmp_path):
+    """A new team's first command: how the worker reads their dataset, its size, what is still to do (no model),
+    what would stop a job (a start model that is not there; a model for another question), and their dataset
+    untouched."""
+    before = _dataset_settings(stack_settings, their_dataset.id)
+    base = str(save_tiny_classifier(tmp_path / "base"))
+    fresh = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                 extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
+    missing_start = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                         extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp_path / "no-such-model")})
+
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert f"dataset {stack_settings.workspace}/{dataset_name}: {COUNT} records, 0 with a submitted response" \
+        in fresh.stdout
+    assert "model reads: review_body" in fresh.stdout
+    assert f"question {QUESTION!r}: 2 labels (negative, positive)" in fresh.stdout
+    assert "an unreviewed record's label (argilla.reference = 'auto'): the ingested original_label" in fresh.stdout
+    assert "to do: no model yet: `argilla-worker train`" in fresh.stdout
+    assert "problem" not in fresh.stdout + fresh.stderr
+    assert missing_start.returncode == 1 and "Traceback" not in missing_start.stderr
+    assert "problem: training.base_model = " in missing_start.stderr and "no such directory" in missing_start.stderr
+    assert _dataset_settings(stack_settings, their_dataset.id) == before
+
+    registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", base)
+    assert registered.returncode == 0, registered.stderr
+    fitting = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                   extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
+    assert fitting.returncode == 0 and "model: v0001 (fits the question)" in fitting.stdout, fitting.stderr
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    other = rg.Dataset(name=f"{dataset_name}-topics", workspace=stack_settings.workspace, client=client,
+                       settings=rg.Settings(fields=[rg.TextField(name="review_body")],
+                                            questions=[rg.LabelQuestion(name="topic", labels=["film", "music", "tv"])]))
+    other.create()
+    elsewhere = _cli(stack_settings, other.name, tmp_path, "config", "check",
+                     extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
+    assert elsewhere.returncode == 1 and "Traceback" not in elsewhere.stderr
+    assert "problem: current model v0001: the model's labels ['negative', 'positive'] differ from the dataset " \
+           "question's labels ['film', 'music', 'tv']" in elsewhere.stderr, elsewhere.stderr
+    assert f"dataset {stack_settings.workspace}/{other.name}: 0 records" in elsewhere.stdout
+
+
 def test_a_reading_command_does_not_create_a_missing_dataset(local_argilla, stack_settings, dataset_name, tmp_path,
                                                              monkeypatch):
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())

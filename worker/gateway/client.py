@@ -577,8 +577,16 @@ class ArgillaGateway:
     def count_submitted(self) -> int:
         """How many records have a submitted response: one search request (its ``total``), O(1) in the
         dataset's size."""
+        return self._count([SUBMITTED_FILTER])
+
+    def count_records(self) -> int:
+        """How many records the dataset holds: one search request, O(1) in the dataset's size."""
+        return self._count([])
+
+    def _count(self, conditions: list[dict]) -> int:
+        query = {"filters": {"and": conditions}} if conditions else {}
         body = self._request("POST", f"/api/v1/datasets/{self._dataset().id}/records/search",
-                             params={"offset": 0, "limit": 1}, json={"filters": {"and": [SUBMITTED_FILTER]}})
+                             params={"offset": 0, "limit": 1}, json=query)
         return int(body["total"])
 
     def pull_annotated(self) -> Iterator[PulledRecord]:

@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from worker.errors import ScoringError, WorkerError
+from worker.errors import ConfigError, ScoringError, WorkerError
 from worker.scoring.device import amp_dtype, pick_device
 
 logger = logging.getLogger(__name__)
@@ -312,7 +312,23 @@ def labels_of(config: PretrainedConfig) -> tuple[str, ...]:
     return tuple(id2label[index] for index in range(num_labels))
 
 
-def check_label_set(model_labels: tuple[str, ...], dataset_labels: tuple[str, ...] | list[str]) -> None:
+def check_head_fits(head: ModelHead, labels: Sequence[str], *, question: str, multi_label: bool) -> None:
+    """Raise when the model cannot score the bound question: other labels, or the other kind (one label a record
+    vs label sets).
+
+    Raises:
+        ScoringError: the label sets differ (both listed).
+        ConfigError: the kinds differ (names the question and what to do).
+    """
+    check_label_set(head.labels, labels)
+    if head.multi_label != multi_label:
+        kinds = ("multi-label", "single-label")
+        raise ConfigError(f"model {head.version} is {kinds[not head.multi_label]} but question {question!r} is "
+                          f"{kinds[not multi_label]}: train a model on this dataset (`argilla-worker train`) or "
+                          f"register one of that kind")
+
+
+def check_label_set(model_labels: tuple[str, ...], dataset_labels: Sequence[str]) -> None:
     """Raise ScoringError listing both sets when the model and the dataset disagree on labels."""
     if set(model_labels) != set(dataset_labels):
         raise ScoringError(

@@ -1,0 +1,82 @@
+"""``argilla-worker config check``: does the config fit the team's server, dataset, model and disks — found
+before the first job, and without writing anything to the server (the worker's own directories are created when
+missing, as by any job)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.binding import DatasetBinding
+from worker.errors import ConfigError, NoModelError, WorkerError
+from worker.registry import check_writable
+from worker.scoring import check_head_fits, read_head
+from worker.services import Services
+from worker.training.trainer import check_model_source
+
+
+@dataclass
+class ConfigCheck:
+    """What the check found: the dataset as the worker binds it, its size, the model, and what stops a job
+    (``problems``) or is still to do (``todo``)."""
+
+    dataset: str
+    binding: DatasetBinding
+    records: int
+    submitted: int
+    model: str | None = None  # the current model's version, when it fits the question
+    problems: list[str] = field(default_factory=list)
+    todo: list[str] = field(default_factory=list)
+
+
+def check_config(services: Services) -> ConfigCheck:
+    """Bind to the dataset (reads only), count its records, and check the current model, the start model of a
+    training and the directories the jobs write. Time O(1) in the dataset's size: two counting requests.
+
+    Raises:
+        WorkerError: what stops every job — the server cannot be reached or refuses the key, the dataset does not
+            exist or does not fit the ``[argilla]`` settings (one line, as any command says it).
+    """
+    settings = services.settings
+    labels = services.labels()
+    gateway = services.gateway
+    check = ConfigCheck(f"{settings.argilla.workspace}/{settings.argilla.dataset}", gateway.binding,
+                        gateway.count_records(), gateway.count_submitted())
+    _check_model(services, labels, check)
+    _check_start_model(services, check)
+    for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
+        try:
+            check_writable(path, setting)
+        except ConfigError as error:
+            check.problems.append(str(error))
+    return check
+
+
+def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> None:
+    """The current model: none yet (a to-do), one that cannot score the question (a problem), or its version."""
+    try:
+        current = services.current_model()
+    except NoModelError:
+        check.todo.append("no model yet: `argilla-worker train` (from the annotators' submitted responses, "
+                          f"training.min_annotated = {services.settings.training.min_annotated}, or the labels the "
+                          "records carry) or `argilla-worker models register DIR` for a model you have")
+        return
+    binding = services.gateway.binding
+    try:
+        head = read_head(current.path, current.version, trust_remote_code=services.settings.registry.trust_remote_code)
+        check_head_fits(head, labels, question=binding.question, multi_label=binding.multi_label)
+    except WorkerError as error:
+        check.problems.append(f"current model {current.version}: {error}")
+        return
+    check.model = current.version
+
+
+def _check_start_model(services: Services, check: ConfigCheck) -> None:
+    """training.base_model, which `train` and `score --oof` start from."""
+    base_model = services.settings.training.base_model
+    if not base_model:
+        check.todo.append("training.base_model is not set: `train` and `score --oof` start from it")
+        return
+    try:
+        check_model_source(base_model, trust_remote_code=services.settings.registry.trust_remote_code)
+    except ConfigError as error:
+        check.problems.append(str(error))
