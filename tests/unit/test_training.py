@@ -12,6 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.training_data import LABELS, sentiment_examples
+from worker.constants import AUTO_HEAD_LEARNING_RATE
 from worker.errors import ConfigError, DataError
 from worker.records import PulledRecord, ResponseState
 from worker.training.data import (
@@ -241,7 +242,7 @@ def test_has_new_head_reads_transformers_loading_report():
                               multi_label=False) == 3e-3
 
 
-def test_a_skewed_question_of_few_labels_is_told_the_head_rate_that_trained_such_sets_better(caplog):
+def test_a_new_head_of_six_skewed_labels_trains_at_the_head_rate_and_balanced_or_fewer_labels_do_not(caplog):
     from worker.training.trainer import head_learning_rate, rarest_label
 
     counts = {"earn": 106, "acq": 60, "crude": 10, "trade": 8, "money-fx": 8, "interest": 8}
@@ -252,18 +253,19 @@ def test_a_skewed_question_of_few_labels_is_told_the_head_rate_that_trained_such
     assert rarest_label([]) is None
     with caplog.at_level("INFO", logger="worker.training.trainer"):
         assert head_learning_rate(TrainingSettings(), new_head=True, labels=4, multi_label=False,
-                                  rarest=rarest) == "same"  # 4 labels: measured both ways, nothing said
-        assert "even share" not in caplog.text
+                                  rarest=rarest) == "same"  # 4 labels: measured both ways
+        assert "skewed" not in caplog.text
         assert head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=False,
-                                  rarest=rarest) == "same"
-    assert "label 'interest' has 8 training examples (24% of an even share)" in caplog.text
-    assert "training.head_learning_rate = 0.01" in caplog.text
-    caplog.clear()
+                                  rarest=rarest) == AUTO_HEAD_LEARNING_RATE
+    assert "a new head of 6 skewed labels trains at 0.01" in caplog.text
+    assert "label 'interest' has 8 training examples, 24% of an even share" in caplog.text
     balanced = rarest_label([Example(f"b{i}", "text", "abcdef"[i % 6]) for i in range(120)])
-    with caplog.at_level("INFO", logger="worker.training.trainer"):
-        head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=False, rarest=balanced)
-        head_learning_rate(TrainingSettings(), new_head=False, labels=6, multi_label=False, rarest=rarest)
-    assert balanced.of_uniform == 1.0 and "even share" not in caplog.text
+    assert balanced.of_uniform == 1.0
+    assert head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=False, rarest=balanced) == "same"
+    assert head_learning_rate(TrainingSettings(), new_head=False, labels=6, multi_label=False, rarest=rarest) == "same"
+    assert head_learning_rate(TrainingSettings(), new_head=True, labels=6, multi_label=True, rarest=rarest) == "same"
+    assert head_learning_rate(TrainingSettings(head_learning_rate="same"), new_head=True, labels=6,
+                              multi_label=False, rarest=rarest) == "same"
 
 
 def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_memory(tmp_path, caplog):

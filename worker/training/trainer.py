@@ -371,10 +371,9 @@ def rarest_label(examples: Sequence[Example]) -> RarestLabel | None:
 def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: int, multi_label: bool,
                        rarest: RarestLabel | None = None) -> float | str:
     """``training.head_learning_rate`` with ``"auto"`` resolved for this training: AUTO_HEAD_LEARNING_RATE for a new
-    single-label head of at least AUTO_HEAD_MIN_LABELS labels, ``"same"`` (training.learning_rate) otherwise — a
-    head the start model already trained keeps the encoder's rate, and label sets were not measured. A new head of
-    AUTO_HEAD_SKEW_MIN_LABELS or more (but fewer than AUTO_HEAD_MIN_LABELS) labels whose ``rarest`` label holds under
-    AUTO_HEAD_SKEW of a uniform share keeps ``"same"`` but the log names the setting that trained such sets better."""
+    single-label head of at least AUTO_HEAD_MIN_LABELS labels, or of AUTO_HEAD_SKEW_MIN_LABELS or more whose
+    ``rarest`` label holds under AUTO_HEAD_SKEW of an even share; ``"same"`` (training.learning_rate) otherwise — a
+    head the start model already trained keeps the encoder's rate, and label sets were not measured."""
     if settings.head_learning_rate != "auto":
         return settings.head_learning_rate
     if not new_head or multi_label:
@@ -384,10 +383,11 @@ def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: in
                     labels, AUTO_HEAD_LEARNING_RATE, settings.learning_rate)
         return AUTO_HEAD_LEARNING_RATE
     if rarest is not None and rarest.of_uniform < AUTO_HEAD_SKEW and labels >= AUTO_HEAD_SKEW_MIN_LABELS:
-        logger.info("label %r has %d training examples (%.0f%% of an even share): on skewed labels a new head trained "
-                    "better at training.head_learning_rate = %g (benchmarks/RESULTS.md, \"Six labels\"); this "
-                    "training keeps one rate (\"auto\" switches by itself from %d labels)", rarest.label,
-                    rarest.examples, 100 * rarest.of_uniform, AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS)
+        logger.info("a new head of %d skewed labels trains at %g (training.head_learning_rate = \"auto\"; the rest "
+                    "at %g): label %r has %d training examples, %.0f%% of an even share", labels,
+                    AUTO_HEAD_LEARNING_RATE, settings.learning_rate, rarest.label, rarest.examples,
+                    100 * rarest.of_uniform)
+        return AUTO_HEAD_LEARNING_RATE
     return "same"
 
 
