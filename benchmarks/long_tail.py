@@ -79,6 +79,7 @@ R8_SKEWED_TWO = ("crude", "earn")  # 2 labels, one of them 8 %
 
 
 NEWSGROUPS_SKEW = (0.45, 0.25, 0.12, 0.08, 0.06, 0.04)  # NEWSGROUPS_SIX's shares in newsgroups6-skewed, in order
+NEWSGROUPS_SKEW_FIVE = (0.45, 0.25, 0.15, 0.10, 0.05)  # the first five of them in newsgroups5-skewed: rarest 0.25
 
 
 def _only(labels: tuple[str, ...], records: list[LabelledText]) -> list[LabelledText]:
@@ -107,6 +108,8 @@ DATASETS = {  # name -> () -> (records to draw the training sample from, test re
                             _only(NEWSGROUPS_SIX, load_newsgroups("test"))),
     "newsgroups6-skewed": lambda: (_skewed(NEWSGROUPS_SIX, NEWSGROUPS_SKEW, load_newsgroups("train")),
                                    _skewed(NEWSGROUPS_SIX, NEWSGROUPS_SKEW, load_newsgroups("test"))),
+    "newsgroups5-skewed": lambda: (_skewed(NEWSGROUPS_SIX[:5], NEWSGROUPS_SKEW_FIVE, load_newsgroups("train")),
+                                   _skewed(NEWSGROUPS_SIX[:5], NEWSGROUPS_SKEW_FIVE, load_newsgroups("test"))),
     "sms-spam": lambda: _split(load_sms_spam()),
     "movies": lambda: _split(load_movie_snippets()),
     "bbc": lambda: _split(load_bbc_news()),
