@@ -16,6 +16,7 @@ A training run writes into ``staging/``; a crash there leaves ``versions/`` and 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -162,17 +163,32 @@ class ModelRegistry:
             raise
 
     def add(self, staged: Path, metrics: dict, *, version: str | None = None) -> ModelVersion:
-        """Move a complete staged model into ``versions/`` (status: candidate) as ``version`` or the next one."""
-        version = version or self.next_version()
-        if (self.versions_dir / version).exists():
-            raise RegistryError(f"model version {version} already exists in {self.root}")
+        """Move a complete staged model into ``versions/`` (status: candidate) as ``version`` or the next one.
+
+        Without ``version``, a number another process takes first (the service retraining while a `train` from
+        the command line registers into the same registry) is skipped: the rename into ``versions/`` is what
+        claims a number, and a taken one makes it fail, so the model is registered under the next.
+
+        Raises:
+            RegistryError: the ``version`` asked for exists already.
+        """
         current = self.current()
-        record = {**metrics, "version": version, "status": CANDIDATE, "created_at": utc_now(),
-                  "parent": metrics.get("parent", current.version if current else None)}
-        write_json_atomic(staged / "metrics.json", record)
-        os.rename(staged, self.versions_dir / version)
-        logger.info("registered model %s", version)
-        return self.get(version)
+        parent = metrics.get("parent", current.version if current else None)
+        while True:
+            name = version or self.next_version()
+            if version is not None and (self.versions_dir / name).exists():
+                raise RegistryError(f"model version {name} already exists in {self.root}")
+            write_json_atomic(staged / "metrics.json", {**metrics, "version": name, "status": CANDIDATE,
+                                                        "created_at": utc_now(), "parent": parent})
+            try:
+                os.rename(staged, self.versions_dir / name)  # fails onto a version that holds a model
+            except OSError as error:
+                if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or version is not None:
+                    raise
+                logger.info("model version %s was registered by another process meanwhile; trying the next", name)
+                continue
+            logger.info("registered model %s", name)
+            return self.get(name)
 
     def next_version(self) -> str:
         numbers = [int(path.name[1:]) for path in self.versions_dir.iterdir() if path.name[1:].isdigit()]

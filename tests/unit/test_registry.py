@@ -181,6 +181,33 @@ def test_a_new_version_numbers_past_the_versions_a_dataset_already_holds(tmp_pat
     assert registry.next_version() == "v0008"
 
 
+def test_a_number_another_process_registers_first_is_skipped_not_an_error(tiny_model_dir, tmp_path, monkeypatch):
+    """The service and a `train` from the command line finish at once: both read v0001 as the next number; the
+    one that renames second registers as v0002 instead of failing after its training."""
+    registry = ModelRegistry(tmp_path / "registry")
+    other = ModelRegistry(tmp_path / "registry")
+    real_next = ModelRegistry.next_version
+    raced: list = []
+
+    def next_version_while_another_registers(self):
+        name = real_next(self)
+        if self is registry and not raced:  # the other process claims the same number right after this one read it
+            raced.append(None)
+            raced[0] = _add(other, tiny_model_dir, note="theirs")
+        return name
+
+    monkeypatch.setattr(ModelRegistry, "next_version", next_version_while_another_registers)
+    ours = _add(registry, tiny_model_dir, note="ours")
+
+    assert [v.version for v in raced] == ["v0001"] and ours.version == "v0002"
+    assert registry.get("v0001").metrics["note"] == "theirs" and ours.metrics["note"] == "ours"
+    assert ours.metrics["version"] == "v0002"
+    with pytest.raises(RegistryError, match="model version v0002 already exists"):
+        with registry.staging() as staged:
+            shutil.copytree(tiny_model_dir, staged, dirs_exist_ok=True)
+            registry.add(staged, {}, version="v0002")
+
+
 def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weights(tmp_path):
     """transformers would load it with a classification head started at random (a warning only). Its own load
     report (a table of the missing weights) is not shown above the worker's one-line error."""
