@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 
 class _CleanErrors(click.Group):
-    """Print a WorkerError as one clear message (exit 1) instead of a traceback."""
+    """Print a WorkerError, or a file system's refusal, as one clear message (exit 1) instead of a traceback
+    (``--log-level debug`` logs the traceback too)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -27,8 +29,10 @@ class _CleanErrors(click.Group):
         except WorkerError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
-        except PermissionError as error:  # a disk the checks before each job could not foresee
-            click.echo(f"error: cannot write {error.filename}: {error.strerror}", err=True)
+        except OSError as error:  # a disk the checks before each job could not foresee: full, read-only, refused
+            logging.getLogger(__name__).debug("file system error", exc_info=True)
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"error: {where}{error.strerror or error}", err=True)
             sys.exit(1)
 
 

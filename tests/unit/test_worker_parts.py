@@ -449,3 +449,26 @@ def test_a_failed_connection_is_one_line_and_a_refusal_no_retry_fixes_is_not_ret
     assert isinstance(gateway, ArgillaUnavailableError) and gateway.status == 502
     assert str(gateway) == ("cannot connect to Argilla at http://argilla:6900: Server error. Details: 502 Bad Gateway "
                             "nginx")
+
+
+def test_a_file_system_refusal_is_one_line_naming_the_file_not_a_traceback():
+    """A disk that fills up mid-job (what the writability checks before each job cannot foresee)."""
+    import errno
+
+    import click
+    from click.testing import CliRunner
+
+    from worker.cli import _CleanErrors
+
+    @click.group(cls=_CleanErrors)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def fills_the_disk() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/var/lib/argilla-worker/models/staging/x.bin")
+
+    result = CliRunner().invoke(group, ["fills-the-disk"])
+
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert result.stderr == "error: /var/lib/argilla-worker/models/staging/x.bin: No space left on device\n"
