@@ -237,6 +237,21 @@ def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weigh
     assert trained.version == "v0001" and registry.current().version == "v0001"
 
 
+def test_a_setfit_model_is_refused_saying_to_train_from_its_encoder(tmp_path):
+    """A team's SetFit model: a sentence encoder with a scikit-learn head beside it (model_head.pkl)."""
+    setfit = save_tiny_encoder(tmp_path / "their-setfit")
+    (setfit / "model_head.pkl").write_bytes(b"not read")
+    (setfit / "config_setfit.json").write_text(json.dumps({"labels": ["negative", "positive"]}))
+    registry = ModelRegistry(tmp_path / "registry")
+
+    with pytest.raises(ScoringError) as refused:
+        register_model(str(setfit), registry, ["negative", "positive"])
+
+    assert f"{str(setfit)!r} is a SetFit model: its classifier is a scikit-learn head" in str(refused.value)
+    assert f"set training.base_model = {str(setfit)!r} and run `argilla-worker train`" in str(refused.value)
+    assert registry.versions() == []
+
+
 def _with_problem_type(directory, problem_type):
     config = json.loads((directory / "config.json").read_text())
     config["problem_type"] = problem_type

@@ -93,6 +93,9 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     return entry
 
 
+SETFIT_FILES = ("model_head.pkl", "config_setfit.json")  # what a saved SetFit model holds beside its encoder
+
+
 def _check_trained(source: str, loading: Mapping[str, Iterable[str]]) -> None:
     """Refuse a checkpoint that lacks weights the classifier needs: transformers starts those at random with a
     warning, and a base encoder (no classification head) would be registered as a model whose suggestions are noise.
@@ -101,6 +104,12 @@ def _check_trained(source: str, loading: Mapping[str, Iterable[str]]) -> None:
         ScoringError: names the source, the missing weights, and what to do with a base model instead.
     """
     missing = sorted(loading.get("missing_keys") or ())
+    if missing and any((Path(source) / name).is_file() for name in SETFIT_FILES):
+        raise ScoringError(
+            f"{source!r} is a SetFit model: its classifier is a scikit-learn head ({SETFIT_FILES[0]}) on a sentence "
+            f"encoder, not a transformers classification head, so the worker cannot run it (nor MC dropout through "
+            f"it). Train the worker's classifier from its fine-tuned encoder: set training.base_model = {source!r} "
+            f"and run `argilla-worker train`")
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ScoringError(
