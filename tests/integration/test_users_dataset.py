@@ -186,6 +186,8 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
     ({"ARGILLA_WORKER_ARGILLA__FIELDS": '["body"]'}, "argilla.fields: no field named 'body'"),
     ({"ARGILLA_WORKER_ARGILLA__FIELDS": '["review_body"]', "ARGILLA_WORKER_ARGILLA__REFERENCE": "metadata:gold"},
      "no metadata property 'gold'"),
+    ({"ARGILLA_WORKER_ARGILLA__WORKSPACE": "their-other-team"},
+     "workspace 'their-other-team' does not exist on"),
 ])
 def test_a_misconfigured_binding_is_one_line_on_the_command_line(their_dataset, stack_settings, dataset_name,
                                                                  tmp_path, environment, message):

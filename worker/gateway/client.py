@@ -48,6 +48,7 @@ from worker.errors import (
     ArgillaGatewayError,
     ArgillaRefusedError,
     ArgillaUnavailableError,
+    ConfigError,
     DatasetReplacedError,
     LabelSetMismatchError,
 )
@@ -879,13 +880,28 @@ class ArgillaGateway:
                                           f"attempts ({method} {path}): {error}") from error
 
     def _find_dataset(self) -> rg.Dataset | None:
+        """The dataset, or None when its workspace has none of that name.
+
+        Raises:
+            ConfigError: the key's user sees no workspace of that name (it does not exist, or they are not a member:
+                an admin sees only their own workspaces) — the message lists those they see.
+            ArgillaUnavailableError: the server did not answer.
+        """
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
-                return self.client.datasets(name=self.dataset_name, workspace=self.workspace)
+            workspace = self.client.workspaces(self.workspace)
+            if workspace is None:
+                visible = sorted(w.name for w in self.client.workspaces)
+            else:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
+                    return self.client.datasets(name=self.dataset_name, workspace=workspace)
         except Exception as error:  # the SDK's errors share no base class
             raise ArgillaUnavailableError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
-                                      f"from {self.api_url}: {error}") from error
+                                          f"from {self.api_url}: {error}") from error
+        raise ConfigError(f"argilla.workspace: workspace {self.workspace!r} does not exist on {self.api_url}, or the "
+                          f"API key's user is not a member of it (an admin sees only their workspaces); the user "
+                          f"sees {', '.join(map(repr, visible)) or 'none'} (an owner creates one in the UI's settings "
+                          f"or with the SDK: rg.Workspace(name=...).create())")
 
     def _check_still_bound(self, path: str, response: httpx.Response) -> None:
         """After a 404 on a path under the bound dataset: when the server no longer has that dataset (deleted, or
