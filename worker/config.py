@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import ssl
 import tomllib
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, AUTO
 from worker.errors import ConfigError
 
 ENV_PREFIX = "ARGILLA_WORKER_"
-SECRET_KEYS = {("argilla", "api_key"), ("argilla", "hf_token"), ("publish", "hf_token")}
+SECRET_KEYS = {("argilla", "api_key"), ("argilla", "hf_token"), ("argilla", "headers"), ("publish", "hf_token")}
 HF_SPACE_HOST_SUFFIX = ".hf.space"  # a Space's own host name: an Argilla there may be private (a Hub token opens it)
 # keys earlier versions accepted: where each value lives now
 REMOVED_KEYS = {
@@ -87,6 +88,12 @@ class ArgillaSettings(_Section):
                           "Bearer'); env ARGILLA_WORKER_ARGILLA__HF_TOKEN or hf_token_file; unset, a *.hf.space "
                           "api_url gets HF_TOKEN when it is set")
     hf_token_file: Path | None = None
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="secret: more HTTP headers for every request to Argilla, for a sign-in "
+                                          "gateway in front of it (Cloudflare Access, an OAuth proxy…); env "
+                                          "ARGILLA_WORKER_ARGILLA__HEADERS as JSON, or headers_file")
+    headers_file: Path | None = Field(None, description="a file of 'Name: value' lines (# starts a comment): more "
+                                                        "headers, read at start")
     verify: bool | Path = Field(True, description="TLS: check the server's certificate against the system's "
                                                   "authorities (true), against this CA bundle file, or not (false)")
     timeout_s: float = Field(60, gt=0, description="seconds one HTTP request to Argilla may take")
@@ -122,8 +129,41 @@ class ArgillaSettings(_Section):
         token = _secret(self.hf_token, self.hf_token_file, "argilla.hf_token")
         if token is None and (urlsplit(self.api_url).hostname or "").endswith(HF_SPACE_HOST_SUFFIX):
             token = os.environ.get("HF_TOKEN") or None
-        return ArgillaHttp(headers={"Authorization": f"Bearer {token}"} if token else {},
-                           verify=_tls_verification(self.verify), timeout_s=self.timeout_s)
+        headers = self._extra_headers()
+        if token is not None:
+            if "authorization" in {name.lower() for name in headers}:
+                raise ConfigError("argilla.headers sets Authorization and a Hugging Face token would set it too "
+                                  "(argilla.hf_token, or HF_TOKEN for a *.hf.space URL): keep one of them")
+            headers["Authorization"] = f"Bearer {token}"
+        return ArgillaHttp(headers=headers, verify=_tls_verification(self.verify), timeout_s=self.timeout_s,
+                           hf_token_sent=token is not None)
+
+    def _extra_headers(self) -> dict[str, str]:
+        """argilla.headers_file's lines, then argilla.headers over them, each checked (see :func:`_checked_header`).
+
+        Raises:
+            ConfigError: the file cannot be read, a line is not 'Name: value', or a header is not one HTTP allows
+                or is the worker's own (the line / key named, never the value).
+        """
+        headers: dict[str, str] = {}
+        if self.headers_file is not None:
+            path = Path(self.headers_file).expanduser()
+            try:
+                lines = path.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as error:
+                reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+                raise ConfigError(f"argilla.headers_file {self.headers_file}: cannot read it ({reason})") from None
+            for number, line in enumerate(lines, start=1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                name, colon, value = line.partition(":")
+                where = f"argilla.headers_file {self.headers_file}, line {number}"
+                if not colon:
+                    raise ConfigError(f"{where}: expected 'Name: value' (the value is not shown)")
+                headers[name.strip()] = _checked_header(name.strip(), value.strip(), where)
+        for key, secret in self.headers.items():
+            headers[key] = _checked_header(key, secret.get_secret_value(), f"argilla.headers[{key!r}]")
+        return headers
 
 
 class ScoringSettings(_Section):
@@ -437,7 +477,8 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
             problems.append(f"{key} was removed in this version: {removed}")
             continue
         value = item.get("input")
-        shown = "(secret)" if any(part in ("api_key", "hf_token", "secret") for part in item["loc"]) else repr(value)
+        secret = any(part in ("api_key", "hf_token", "headers", "secret") for part in item["loc"])
+        shown = "(secret)" if secret else repr(value)
         problems.append(f"{key} = {shown}: {item['msg']}")
     return f"invalid configuration{where}: " + "; ".join(problems)
 
@@ -449,10 +490,29 @@ class ArgillaHttp:
     headers: dict[str, str] = field(default_factory=dict)
     verify: bool | ssl.SSLContext = True
     timeout_s: float = 60
+    hf_token_sent: bool = False  # Authorization carries a Hugging Face token (a 401 may be the token's)
 
     def client_args(self) -> dict[str, Any]:
         """Keyword arguments of ``argilla.Argilla`` (its timeout is whole seconds)."""
         return {"headers": dict(self.headers), "verify": self.verify, "timeout": max(1, math.ceil(self.timeout_s))}
+
+
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110's token)
+OWN_HEADERS = {"x-argilla-api-key": "argilla.api_key", "host": "argilla.api_url",
+               "content-type": "the worker", "content-length": "the worker"}  # set from elsewhere: not a header's
+
+
+def _checked_header(name: str, value: str, where: str) -> str:
+    """``value`` when ``name: value`` is a header the worker may add to its requests, else ConfigError naming
+    ``where`` (the value itself is never shown: it may be a secret)."""
+    if not HEADER_NAME.fullmatch(name):
+        raise ConfigError(f"{where}: {name!r} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
+    if name.lower() in OWN_HEADERS:
+        raise ConfigError(f"{where}: {name} is set by {OWN_HEADERS[name.lower()]}, not by argilla.headers")
+    if any(char in value for char in "\r\n\0") or not value.isascii():
+        raise ConfigError(f"{where}: the value of {name} has a line break or a character beyond ASCII (the value is "
+                          f"not shown)")
+    return value
 
 
 def _tls_verification(verify: bool | Path) -> bool | ssl.SSLContext:

@@ -84,3 +84,30 @@ def test_https_with_the_teams_own_authority_needs_argilla_verify(their_dataset, 
     assert "TLS certificate is not trusted" in untrusted.stderr and "argilla.verify" in untrusted.stderr
     assert labels == ["ham", "spam"]
     assert not list(their_dataset.records)
+
+
+def test_a_sign_in_gateway_lets_the_worker_through_with_the_headers_of_argilla_headers_file(
+        their_dataset, stack_settings, dataset_name, tmp_path):
+    """A gateway like Cloudflare Access redirects a request without its service token to a sign-in page: one line
+    saying so and naming argilla.headers_file, nothing written. With the token's two headers in that file every
+    request carries them, the records land, and no header value is printed."""
+    service_token = {"CF-Access-Client-Id": "0ab1.access", "CF-Access-Client-Secret": "s3cr3t-of-the-team"}
+    headers_file = tmp_path / "gateway-headers"
+    headers_file.write_text("# the team's Cloudflare Access service token\n"
+                            + "".join(f"{name}: {value}\n" for name, value in service_token.items()))
+    with argilla_proxy(stack_settings.api_url, sign_in=service_token) as gateway:
+        refused = _ingest(stack_settings, dataset_name, tmp_path, gateway.url)
+        written_before_the_headers = list(their_dataset.records)
+        admitted = _ingest(stack_settings, dataset_name, tmp_path, gateway.url,
+                           ARGILLA_WORKER_ARGILLA__HEADERS_FILE=str(headers_file))
+
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr + refused.stdout
+    assert "redirects to https://team.cloudflareaccess.com" in refused.stderr, refused.stderr
+    assert "argilla.headers_file" in refused.stderr
+    assert written_before_the_headers == []
+    assert admitted.returncode == 0, admitted.stderr[-3000:]
+    assert "2 records created" in admitted.stdout
+    assert gateway.seen_headers[-1]["cf-access-client-secret"] == "s3cr3t-of-the-team"
+    assert "s3cr3t" not in admitted.stdout + admitted.stderr + refused.stdout + refused.stderr
+    assert sorted(record.fields["message"] for record in their_dataset.records) == ["WIN a prize, text 8080",
+                                                                                   "see you at 6"]

@@ -160,6 +160,41 @@ def test_a_private_space_gets_the_hub_token_and_other_servers_do_not(monkeypatch
         load_settings(config)
 
 
+def test_headers_for_a_sign_in_gateway_come_from_a_file_or_the_environment_never_the_config_file(monkeypatch,
+                                                                                                   tmp_path):
+    """argilla.headers_file's lines and ARGILLA_WORKER_ARGILLA__HEADERS (JSON) go with every request; each problem
+    names the line or the key, never the value (it is a secret)."""
+    headers_file = tmp_path / "headers"
+    headers_file.write_text("# Cloudflare Access\nCF-Access-Client-Id: 0ab1.access\n\n"
+                            "CF-Access-Client-Secret:  s3cr3t \n")
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__HEADERS", '{"X-Team": "nlp"}')
+
+    http = load_settings(argilla={"headers_file": str(headers_file)}).argilla.http()
+
+    assert http.headers == {"CF-Access-Client-Id": "0ab1.access", "CF-Access-Client-Secret": "s3cr3t",
+                            "X-Team": "nlp"}
+    assert http.client_args()["headers"] == http.headers and not http.hf_token_sent
+    assert "nlp" not in json.dumps(load_settings().masked())
+    monkeypatch.delenv("ARGILLA_WORKER_ARGILLA__HEADERS")
+    headers_file.write_text("CF-Access-Client-Id 0ab1.access\n")
+    with pytest.raises(ConfigError, match=r"headers_file .*headers, line 1: expected 'Name: value' \(the value is not"):
+        load_settings(argilla={"headers_file": str(headers_file)}).argilla.http()
+    with pytest.raises(ConfigError, match="headers_file .*missing: cannot read it"):
+        load_settings(argilla={"headers_file": str(tmp_path / "missing")}).argilla.http()
+    refusals = {"X-Argilla-Api-Key": "is set by argilla.api_key", "Bad Name": "is not an HTTP header name",
+                "X-Line": "has a line break"}
+    for name, message in refusals.items():
+        with pytest.raises(ConfigError, match=message) as refused:
+            load_settings(argilla={"headers": {name: "one\ntwo" if name == "X-Line" else "v4lue"}}).argilla.http()
+        assert "v4lue" not in str(refused.value) and "two" not in str(refused.value)
+    with pytest.raises(ConfigError, match="argilla.headers sets Authorization and a Hugging Face token"):
+        load_settings(argilla={"headers": {"authorization": "Bearer x"}, "hf_token": "hf_x"}).argilla.http()
+    config = tmp_path / "worker.toml"
+    config.write_text('[argilla.headers]\nCF-Access-Client-Secret = "written-down"\n')
+    with pytest.raises(ConfigError, match="argilla.headers is a secret"):
+        load_settings(config)
+
+
 def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_path):
     import ssl
 
@@ -422,6 +457,7 @@ def test_a_due_scheduled_job_reaches_the_queue_through_the_listener(tmp_path):
 def test_a_failed_connection_is_one_line_and_a_refusal_no_retry_fixes_is_not_retried():
     """The SDK's own errors on connecting: a 401 (its ArgillaCredentialsError) and a 404 say what to change and are
     refusals (the worker exits); a 5xx HTML page is reduced to its text, one line, and retried."""
+    import httpx
     from argilla._exceptions._api import ArgillaAPIError, NotFoundError, UnauthorizedError
     from argilla._exceptions._client import ArgillaCredentialsError
 
@@ -444,6 +480,30 @@ def test_a_failed_connection_is_one_line_and_a_refusal_no_retry_fixes_is_not_ret
         token_refused = connect_failure("https://team.hf.space", credentials, token_sent=True)
     assert "or the Hugging Face token (argilla.hf_token / HF_TOKEN) was refused" in str(token_refused)
     assert "Hugging Face" not in str(refused)
+    redirect = httpx.Response(302, headers={"location": "https://team.cloudflareaccess.com/cdn-cgi/access/login/x"},
+                              request=httpx.Request("GET", "http://argilla.team.example/api/v1/me"))
+    to_https = httpx.Response(301, headers={"location": "https://argilla.team.example/api/v1/me"},
+                              request=httpx.Request("GET", "http://argilla.team.example/api/v1/me"))
+    forbidden_page = httpx.Response(403, headers={"content-type": "text/html"}, text="<h1>Forbidden</h1>",
+                                    request=httpx.Request("GET", "http://argilla.team.example/api/v1/me"))
+    said = {}
+    for name, answer, kwargs in [("sign-in", redirect, {}), ("sign-in with headers", redirect, {"headers_sent": True}),
+                                 ("https", to_https, {}), ("page", forbidden_page, {})]:
+        try:  # as the SDK raises it: its own error while handling httpx's
+            try:
+                answer.raise_for_status()
+            except httpx.HTTPStatusError:
+                raise ArgillaAPIError("Server error. Details: ", status_code=answer.status_code)
+        except ArgillaAPIError as error:
+            said[name] = connect_failure("http://argilla.team.example", error, **kwargs)
+    assert all(isinstance(error, ArgillaRefusedError) for error in said.values())
+    assert "redirects to https://team.cloudflareaccess.com, as a sign-in gateway does" in str(said["sign-in"])
+    assert "argilla.headers_file" in str(said["sign-in"])
+    assert "although the requests carried argilla.headers" in str(said["sign-in with headers"])
+    assert str(said["https"]).endswith("set argilla.api_url to https://argilla.team.example")
+    assert "answered 403 with a web page, not Argilla's JSON: a gateway" in str(said["page"])
+    forbidden_json = connect_failure("http://argilla:6900", ArgillaAPIError("Forbidden", status_code=403))
+    assert "use the key of an owner or admin user" in str(forbidden_json)
     page = "Server error. Details: <html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>"
     gateway = connect_failure("http://argilla:6900", ArgillaAPIError(page, status_code=502))
     assert isinstance(gateway, ArgillaUnavailableError) and gateway.status == 502

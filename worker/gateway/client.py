@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 import argilla as rg
 import httpx
@@ -226,13 +227,29 @@ SPACE_TOKEN_HINT = (" — unless it is an Argilla in a private Hugging Face Spac
                     "Face token: set HF_TOKEN or argilla.hf_token")  # said after a 404 when the requests carried none
 
 
-def connect_failure(api_url: str, error: BaseException, *, token_sent: bool = False) -> ArgillaGatewayError:
+SIGN_IN_HEADERS_HINT = ("give the worker the gateway's credentials as headers: argilla.headers_file (lines 'Name: "
+                        "value') or ARGILLA_WORKER_ARGILLA__HEADERS (JSON), e.g. a Cloudflare Access service token's "
+                        "CF-Access-Client-Id and CF-Access-Client-Secret")
+
+
+def connect_failure(api_url: str, error: BaseException, *, token_sent: bool = False,
+                    headers_sent: bool = False) -> ArgillaGatewayError:
     """One line for a failed connection: a refusal no retry can fix (a wrong key, not an Argilla 2.x URL, a
-    certificate not trusted) as :class:`ArgillaRefusedError` with what to change; anything else (no answer, 5xx) as
-    :class:`ArgillaUnavailableError` with the cause's first line (an HTML error page reduced to its text).
-    ``token_sent``: the requests carried a Hugging Face token (argilla.hf_token), so a 401 may be the token's."""
+    certificate not trusted, a sign-in gateway in front of the server) as :class:`ArgillaRefusedError` with what to
+    change; anything else (no answer, 5xx) as :class:`ArgillaUnavailableError` with the cause's first line (an HTML
+    error page reduced to its text). ``token_sent``: the requests carried a Hugging Face token (argilla.hf_token),
+    so a 401 may be the token's; ``headers_sent``: they carried argilla.headers."""
     # the SDK's errors carry the status; a 401 comes as its ArgillaCredentialsError, caused by the API error
     status = getattr(error, "status_code", None) or getattr(error.__cause__, "status_code", None)
+    answer = _http_answer(error)
+    if isinstance(status, int) and 300 <= status < 400:
+        reason = _redirect_reason(api_url, answer, headers_sent)
+        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: {reason}", status=status)
+    if status in (401, 403) and answer is not None and not _is_json(answer):
+        sent = " (the argilla.headers sent were refused?)" if headers_sent else ""
+        return ArgillaRefusedError(f"cannot connect to Argilla at {api_url}: it answered {status} with a web page, not "
+                                   f"Argilla's JSON: a gateway in front of Argilla refused the request{sent}; "
+                                   f"{SIGN_IN_HEADERS_HINT}", status=status)
     if status in CONNECT_REFUSALS:
         hint = ("; or the Hugging Face token (argilla.hf_token / HF_TOKEN) was refused" if token_sent and status == 401
                 else SPACE_TOKEN_HINT if not token_sent and status == 404 else "")
@@ -250,6 +267,36 @@ def connect_failure(api_url: str, error: BaseException, *, token_sent: bool = Fa
     else:
         text = re.sub(r"^Argilla SDK error: \w+: ", "", " ".join(re.sub(r"<[^>]+>", " ", str(error)).split()))[:300]
     return ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {text}", status=status)
+
+
+def _http_answer(error: BaseException) -> httpx.Response | None:
+    """The HTTP answer behind an SDK error (the SDK raises its own error while handling httpx's)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, httpx.HTTPStatusError):
+            return cause.response
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _is_json(answer: httpx.Response) -> bool:
+    return answer.headers.get("content-type", "").split(";")[0].strip().endswith("json")
+
+
+def _redirect_reason(api_url: str, answer: httpx.Response | None, headers_sent: bool) -> str:
+    """What a redirect on connecting means: the same address on https (fix the URL), else a sign-in page."""
+    location = answer.headers.get("location", "") if answer is not None else ""
+    target = urlsplit(str(answer.url.join(location))) if answer is not None and location else None
+    asked = urlsplit(api_url)
+    if target is not None and target.hostname == asked.hostname and target.scheme != asked.scheme:
+        return (f"it redirects to {target.scheme}://{target.netloc}: set argilla.api_url to "
+                f"{urlunsplit((target.scheme, target.netloc, asked.path, '', ''))}")
+    where = f" to {target.scheme}://{target.netloc}" if target is not None else ""
+    if headers_sent:
+        return (f"it redirects{where}, as a sign-in gateway does, although the requests carried argilla.headers: "
+                f"the gateway did not accept them (check their names and values)")
+    return (f"it redirects{where}, as a sign-in gateway does (Cloudflare Access, an OAuth proxy, Identity-Aware "
+            f"Proxy…), not Argilla's API; {SIGN_IN_HEADERS_HINT}")
 
 
 def _untrusted_certificate(error: BaseException) -> str | None:
@@ -284,7 +331,8 @@ class ArgillaGateway:
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
-            raise connect_failure(api_url, error, token_sent=bool(http and http.headers)) from error
+            raise connect_failure(api_url, error, token_sent=bool(http and http.hf_token_sent),
+                                      headers_sent=bool(http and set(http.headers) - {"Authorization"})) from error
 
     def ensure_dataset(self, labels: Sequence[str], *, multi_label: bool = False) -> rg.Dataset:
         """Create the dataset (a single- or multi-label question), or bring an existing one up to date (never
