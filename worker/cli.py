@@ -272,7 +272,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         label_aliases=gateway.label_aliases(), report=report))
     click.echo(report.summary())
     click.echo(written.summary())
-    if report.bad_rows or report.bad_lines or written.failed or written.labels_kept:
+    if report.bad_rows or report.bad_lines or written.failed or written.labels_kept or written.texts_kept:
         sys.exit(2)
 
 
@@ -323,7 +323,7 @@ def config_check(config_file: Path | None) -> None:
     services = _services(config_file)
     check = check_config(services)
     binding = check.binding
-    click.echo(f"Argilla {services.settings.argilla.api_url}: reachable, key accepted")
+    click.echo(f"Argilla {services.settings.argilla.api_url}: reachable, key accepted (argilla-server {check.server})")
     click.echo(f"dataset {check.dataset}: {check.records:,} records, {check.submitted:,} with a submitted response")
     click.echo(f"  model reads: {_field_names(binding.fields, binding.chat_fields)}"
                + (" (a text pair)" if len(binding.fields) == 2 else ""))

@@ -54,6 +54,16 @@ def local_argilla(stack_settings):
             stack.down()
 
 
+@pytest.fixture(scope="session")
+def server_version(local_argilla, stack_settings):
+    """The release of argilla-server the suite runs on (LOCAL_ARGILLA_SERVER_VERSION picks another, README: Tests)."""
+    import httpx
+    from packaging.version import Version
+
+    headers = {"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}
+    return Version(httpx.get(f"{stack_settings.api_url}/api/v1/version", headers=headers, timeout=30).json()["version"])
+
+
 @pytest.fixture
 def dataset_name() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"

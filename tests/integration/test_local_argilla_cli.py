@@ -21,7 +21,7 @@ def _cli_env(settings: LocalArgillaSettings) -> dict[str, str]:
         "LOCAL_ARGILLA_SEARCH_PORT": str(settings.search_port),
         "LOCAL_ARGILLA_REDIS_PORT": str(settings.redis_port),
         "LOCAL_ARGILLA_STATE_DIR": str(settings.state_dir),
-        "LOCAL_ARGILLA_SERVER_VENV": str(settings.server_venv),
+        "LOCAL_ARGILLA_SERVER_VENV": str(settings.venv),
     }
 
 

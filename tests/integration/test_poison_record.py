@@ -33,7 +33,8 @@ POISON = "r05"
 @pytest.fixture(scope="module")
 def upstream_stack(stack_settings, tmp_path_factory):
     settings = LocalArgillaSettings(port=stack_settings.port + 10, search_port=stack_settings.search_port + 10,
-                                    redis_port=stack_settings.redis_port + 10, server_venv=stack_settings.server_venv,
+                                    redis_port=stack_settings.redis_port + 10, server_venv=stack_settings.venv,
+                                    server_version=stack_settings.server_version,
                                     state_dir=tmp_path_factory.mktemp("upstream-argilla"),
                                     upstream_response_mapping=True)
     stack = LocalArgilla(settings)

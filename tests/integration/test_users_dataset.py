@@ -24,6 +24,7 @@ from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.gateway import ArgillaGateway
+from worker.gateway.client import FIELD_UPDATES_SINCE
 from worker.gateway.schema import guidelines_section
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 
@@ -221,7 +222,7 @@ def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_
 
 
 def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writing_to_the_dataset(
-        their_dataset, stack_settings, dataset_name, tmp_path):
+        their_dataset, stack_settings, dataset_name, tmp_path, server_version):
     """A new team's first command: how the worker reads their dataset, its size, what is still to do (no model),
     what would stop a job (a start model that is not there; a model for another question), and their dataset
     untouched."""
@@ -233,6 +234,8 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
                          extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp_path / "no-such-model")})
 
     assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert f"reachable, key accepted (argilla-server {server_version})" in fresh.stdout
+    assert ("keeps an existing record's fields" in fresh.stdout) == (server_version < FIELD_UPDATES_SINCE)
     assert f"dataset {stack_settings.workspace}/{dataset_name}: {COUNT} records, 0 with a submitted response" \
         in fresh.stdout
     assert "model reads: review_body" in fresh.stdout

@@ -223,7 +223,7 @@ def test_a_separator_for_a_column_of_lists_or_a_missing_label_column_is_a_clear_
 # ---------------------------------------------------------------- writing into records that exist
 
 
-def _plan(required: list[str] | None = None, questions: int = 1):
+def _plan(required: list[str] | None = None, questions: int = 1, server: str = "2.8.0"):
     from worker.binding import DatasetShape, FieldInfo, QuestionInfo, bind
     from worker.gateway.client import _IngestPlan
 
@@ -231,7 +231,9 @@ def _plan(required: list[str] | None = None, questions: int = 1):
                        QuestionInfo("topic", "label_selection", ("acting", "plot"), "q-t"))[:questions]
     shape = DatasetShape("d", (FieldInfo("headline", "text", "Headline"), FieldInfo("body", "text", "Body")),
                          label_questions, ())
-    return _IngestPlan(bind(shape, fields=["body"], question="sentiment"), required or [])
+    from packaging.version import Version
+
+    return _IngestPlan(bind(shape, fields=["body"], question="sentiment"), required or [], Version(server))
 
 
 def _found(*, body="a plot that drags", metadata=None, suggestions=()):
@@ -240,7 +242,7 @@ def _found(*, body="a plot that drags", metadata=None, suggestions=()):
 
 
 def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
-    payload, refusal, _ = _plan().payload(LabelledText("r1", "fine", "pos", split="train"), None)
+    payload, refusal, _, _ = _plan().payload(LabelledText("r1", "fine", "pos", split="train"), None)
     assert refusal is None
     assert payload == {"external_id": "r1", "fields": {"body": "fine"},
                        "metadata": {"split": "train", "original_label": "pos", "original_agent": "original"},
@@ -249,11 +251,11 @@ def test_a_new_record_gets_the_text_the_label_and_an_original_suggestion():
 
 def test_a_new_record_the_dataset_cannot_take_is_refused_by_reason_unless_a_field_column_fills_it():
     plan = _plan(required=["headline", "body"])
-    payload, refusal, _ = plan.payload(LabelledText("r1", "fine", "pos"), None)
+    payload, refusal, _, _ = plan.payload(LabelledText("r1", "fine", "pos"), None)
     assert payload is None
     assert refusal == ("not in the dataset, and a new record needs the required field(s) ['headline'], which the "
                        "input does not fill (the text goes to 'body'; others: --field-column FIELD=COLUMN)")
-    filled, refusal, _ = plan.payload(LabelledText("r1", "fine", "pos", fields={"headline": "Fine"}), None)
+    filled, refusal, _, _ = plan.payload(LabelledText("r1", "fine", "pos", fields={"headline": "Fine"}), None)
     assert refusal is None and filled["fields"] == {"headline": "Fine", "body": "fine"}
 
 
@@ -263,9 +265,31 @@ def test_a_field_column_updates_that_field_of_an_existing_record_and_nothing_els
     found = _found(metadata=stored, suggestions=[original])
     same = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slow"})
     renamed = LabelledText("r1", "a plot that drags", "pos", fields={"headline": "Slower"})
-    assert _plan().payload(same, found) == (None, None, None)
+    assert _plan().payload(same, found) == (None, None, None, None)
     assert _plan().payload(renamed, found).item == {"id": "srv-1", "fields": {"headline": "Slower",
                                                                                "body": "a plot that drags"}}
+
+
+def test_a_server_before_2_6_keeps_a_records_fields_so_ingest_says_so_and_writes_the_rest():
+    """argilla-server 2.5 answers new field values with 200 and keeps the old ones: the item carries the label
+    only, and the record's note names the fields, the release and what to do."""
+    stored = {"original_label": "neg", "original_agent": "original"}
+    found = _found(metadata=stored, suggestions=[{"question_id": "q-s", "value": "neg", "agent": "original"}])
+    relabelled = LabelledText("r1", "a plot that drags on", "pos")
+
+    old = _plan(server="2.5.0").payload(relabelled, found)
+    new = _plan(server="2.6.0").payload(relabelled, found)
+    same_text = _plan(server="2.5.0").payload(LabelledText("r1", "a plot that drags", "pos"), found)
+
+    assert old.item == {"id": "srv-1", "metadata": {**stored, "original_label": "pos"},
+                        "suggestions": [{"question_id": "q-s", "value": "pos", "agent": "original"}]}
+    assert old.kept_text == ("field(s) ['body'] differ from the record's, which argilla-server 2.5.0 keeps (it updates "
+                             "an existing record's fields from 2.6.0): upgrade the server, or delete the record and "
+                             "ingest it again")
+    assert new.item["fields"] == {"headline": "Slow", "body": "a plot that drags on"} and new.kept_text is None
+    assert same_text.kept_text is None and same_text.item == old.item
+    assert _plan(server="2.5.0").payload(LabelledText("r1", "a plot that drags on", "neg"), found) == (
+        None, None, None, old.kept_text)  # nothing else to write: unchanged, with the note
 
 
 def test_field_columns_are_field_equals_column_pairs():
@@ -299,20 +323,20 @@ def test_nothing_to_change_sends_nothing_and_an_original_suggestion_is_updated_o
     original = {"question_id": "q-s", "value": "neg", "agent": "original"}
     plan = _plan()
     assert plan.payload(LabelledText("r1", "a plot that drags", "neg"),
-                        _found(metadata=stored, suggestions=[original])) == (None, None, None)
-    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None, None)
-    relabelled, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
+                        _found(metadata=stored, suggestions=[original])) == (None, None, None, None)
+    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None, None, None)
+    relabelled, _, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
                                  _found(metadata=stored, suggestions=[original]))
     assert relabelled == {"id": "srv-1", "metadata": {**stored, "original_label": "pos"},
                           "suggestions": [{**original, "value": "pos"}]}
     other_question = {"question_id": "q-t", "value": "plot", "agent": "topic-model"}
-    missing, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "neg"),
+    missing, _, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "neg"),
                               _found(metadata=stored, suggestions=[other_question]))
     assert missing == {"id": "srv-1", "suggestions": [original]}  # sent for this question; the server keeps topic's
 
 
 def test_on_a_dataset_with_several_label_questions_the_label_goes_under_the_question_s_names():
-    payload, _, _ = _plan(questions=2).payload(LabelledText("r1", "fine", "pos", split="test"),
+    payload, _, _, _ = _plan(questions=2).payload(LabelledText("r1", "fine", "pos", split="test"),
                                             _found(body="fine", metadata={"topic_original_label": "plot"}))
     assert payload == {"id": "srv-1", "metadata": {"topic_original_label": "plot", "split": "test",
                                                    "sentiment_original_label": "pos",
@@ -366,11 +390,11 @@ def test_metadata_values_as_the_properties_hold_them_and_missing_ones_left_out()
 
 
 def test_the_users_metadata_is_written_beside_the_workers_and_merged_into_an_existing_record():
-    new, _, _ = _plan().payload(LabelledText("r1", "fine", "pos", metadata={"team": "north", "stars": 4}), None)
+    new, _, _, _ = _plan().payload(LabelledText("r1", "fine", "pos", metadata={"team": "north", "stars": 4}), None)
     assert new["metadata"] == {"team": "north", "stars": 4, "original_label": "pos", "original_agent": "original"}
 
     stored = {"team": "south", "loss": 0.3, "original_label": "pos", "original_agent": "original"}
-    merged, _, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
+    merged, _, _, _ = _plan().payload(LabelledText("r1", "a plot that drags", "pos", metadata={"stars": 2}),
                                 _found(metadata=stored))
     assert merged["metadata"] == {**stored, "stars": 2}
 
@@ -395,7 +419,7 @@ def test_another_agents_label_the_worker_preserved_is_not_overwritten_but_the_re
     stored = {"original_label": "neg", "original_agent": "gpt", "model_version": "v0001"}
     found = _found(metadata=stored, suggestions=[{"question_id": "q-s", "value": "pos", "agent": "v0001"}])
 
-    item, refusal, kept = _plan().payload(LabelledText("r1", "a plot that drags on", "pos", metadata={"stars": 2}),
+    item, refusal, kept, _ = _plan().payload(LabelledText("r1", "a plot that drags on", "pos", metadata={"stars": 2}),
                                           found)
 
     assert refusal is None
@@ -404,7 +428,7 @@ def test_another_agents_label_the_worker_preserved_is_not_overwritten_but_the_re
     assert item == {"id": "srv-1", "fields": {"headline": "Slow", "body": "a plot that drags on"},
                     "metadata": {**stored, "stars": 2}}
     same_label = _plan().payload(LabelledText("r1", "a plot that drags", "neg"), found)
-    assert same_label == (None, None, None)
+    assert same_label == (None, None, None, None)
 
 
 def test_a_label_written_as_the_question_shows_it_is_read_as_its_value():

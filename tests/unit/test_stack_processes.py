@@ -86,3 +86,19 @@ def test_process_identity_includes_its_start_time():
     assert _process_matches({"pid": me.pid, "create_time": me.create_time()})
     assert not _process_matches({"pid": me.pid, "create_time": me.create_time() - 10})
     assert not _process_matches({"pid": 2**22 + 17, "create_time": 0.0})
+
+
+def test_another_argilla_server_release_gets_its_own_virtualenv_and_requirements(tmp_path, monkeypatch):
+    """LOCAL_ARGILLA_SERVER_VERSION runs the stack (and the integration suite) on another release without
+    reinstalling the default one's virtualenv."""
+    default = LocalArgillaSettings()
+    monkeypatch.setenv("LOCAL_ARGILLA_SERVER_VERSION", "2.5.0")
+    older = LocalArgillaSettings()
+
+    assert default.requirements[0] == "argilla-server==2.8.0" and older.requirements[0] == "argilla-server==2.5.0"
+    assert default.requirements[1:] == older.requirements[1:]
+    assert older.venv != default.venv and older.venv.name == "argilla-server-2.5.0-venv"
+    assert LocalArgillaSettings(server_venv=tmp_path / "mine").venv == tmp_path / "mine"
+    monkeypatch.setenv("LOCAL_ARGILLA_SERVER_VERSION", "latest")
+    with pytest.raises(ValueError, match="server_version"):
+        LocalArgillaSettings()

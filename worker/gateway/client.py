@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import argilla as rg
 import httpx
 import numpy as np
+from packaging.version import InvalidVersion, Version
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from worker.binding import (
@@ -84,6 +85,8 @@ PAGE_SIZE = 500  # the server's bulk upsert accepts at most 500 items
 MAX_PAGE = 999  # a search request returns at most 1,000 records (keyset paging may ask for one more)
 TERMS_FILTER_MAX = 250  # the most values one terms filter of the search endpoint accepts
 INGEST_PROGRESS_EVERY = 10_000  # records between two progress lines of an ingest
+OLDEST_TESTED_SERVER = Version("2.5.0")  # the oldest argilla-server release the integration suite passes on
+FIELD_UPDATES_SINCE = Version("2.6.0")  # older servers' bulk upsert answers 200 but keeps a record's fields
 ANNOTATED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
                     "values": ["submitted", "draft", "discarded"]}
 SUBMITTED_FILTER: dict = {"type": "terms", "scope": {"entity": "response", "property": "status"},
@@ -189,14 +192,17 @@ class LogReport:
     unchanged: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     labels_kept: dict[str, str] = field(default_factory=dict)  # record id -> why its label was not written
+    texts_kept: dict[str, str] = field(default_factory=dict)  # record id -> why its new field values were not
 
     def summary(self, limit: int = 50) -> str:
         head = (f"Argilla: {self.created} records created, {self.updated} updated, {self.unchanged} unchanged, "
                 f"{len(self.failed)} not written")
         if self.labels_kept:
             head += f", {len(self.labels_kept)} labels kept"
+        if self.texts_kept:
+            head += f", {len(self.texts_kept)} texts kept"
         lines = [head]
-        for problems in (self.failed, self.labels_kept):
+        for problems in (self.failed, self.labels_kept, self.texts_kept):
             lines += [f"  record {record_id}: {reason}" for record_id, reason in list(problems.items())[:limit]]
             if len(problems) > limit:
                 lines.append(f"  … and {len(problems) - limit} more")
@@ -328,6 +334,7 @@ class ArgillaGateway:
         self.guidelines_mode = guidelines  # append: add/update the worker's section; keep: never touch them
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
+        self._server_version: Version | None = None
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
@@ -392,6 +399,7 @@ class ArgillaGateway:
         """The dataset binding, built and validated once per gateway (see :mod:`worker.binding`)."""
         if self._binding is None:
             self._check_role()
+            self._check_server_release()
             shape = self.shape()
             self._binding = bind(shape, worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
                                  question=self._question, reference=self._reference,
@@ -400,6 +408,30 @@ class ArgillaGateway:
                         self.dataset_name, list(self._binding.fields), self._binding.question,
                         list(self._binding.labels), self._binding.reference, _metadata_names_note(shape, self._binding))
         return self._binding
+
+    @property
+    def server_version(self) -> Version:
+        """The argilla-server release (``GET /api/v1/version``, read once); one that does not parse as a release
+        (a development build) reads as the newest tested."""
+        if self._server_version is None:
+            text = str(self._request("GET", "/api/v1/version").get("version", ""))
+            try:
+                self._server_version = Version(text)
+            except InvalidVersion:
+                logger.info("argilla-server reports version %r: read as %s", text, FIELD_UPDATES_SINCE)
+                self._server_version = FIELD_UPDATES_SINCE
+        return self._server_version
+
+    def _check_server_release(self) -> None:
+        """Say in the log what an older server will not do (each job still runs: nothing here is refused)."""
+        version = self.server_version
+        if version < OLDEST_TESTED_SERVER:
+            logger.warning("argilla-server %s at %s is older than the oldest release the worker is tested with (%s): "
+                           "if a job fails on a request the server does not know, upgrade it", version, self.api_url,
+                           OLDEST_TESTED_SERVER)
+        if version < FIELD_UPDATES_SINCE:
+            logger.warning("argilla-server %s keeps an existing record's fields: ingest will not change the text of "
+                           "records already in the dataset (from %s it does)", version, FIELD_UPDATES_SINCE)
 
     def _check_role(self) -> None:
         """An annotator's key can neither search a dataset's records nor write suggestions and metadata properties:
@@ -475,7 +507,7 @@ class ArgillaGateway:
                                f"conversation of messages): log conversations with the Argilla SDK, or bind "
                                f"argilla.fields to a text field")
         dataset = self._dataset()
-        plan = _IngestPlan(binding, _required_fields(dataset))
+        plan = _IngestPlan(binding, _required_fields(dataset), self.server_version)
         report, seen = LogReport(), 0
         for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
             existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
@@ -485,6 +517,8 @@ class ArgillaGateway:
                 planned = plan.payload(record, found)
                 if planned.kept_label is not None:
                     report.labels_kept[record.id] = planned.kept_label
+                if planned.kept_text is not None:
+                    report.texts_kept[record.id] = planned.kept_text
                 if planned.refusal is not None:
                     report.failed[record.id] = planned.refusal
                 elif planned.item is None:
@@ -1313,6 +1347,7 @@ class Planned(NamedTuple):
     item: dict | None
     refusal: str | None = None
     kept_label: str | None = None
+    kept_text: str | None = None  # why the record's new field values are not in the item
 
 
 @dataclass(frozen=True)
@@ -1321,6 +1356,7 @@ class _IngestPlan:
 
     binding: DatasetBinding
     required_fields: list[str]
+    server_version: Version = FIELD_UPDATES_SINCE
 
     def payload(self, record: LabelledText, found: dict | None) -> Planned:
         """What to send for ``record``: the bulk-upsert item (None when nothing would change), or why it cannot be
@@ -1347,7 +1383,18 @@ class _IngestPlan:
                     f"does not fill (the text goes to {field_name!r}; others: --field-column FIELD=COLUMN)"))
             item = {"external_id": record.id, "fields": fields, "metadata": metadata}
             return Planned({**item, "suggestions": [suggestion] if suggestion else []})
+        changed = self._changed_fields(found, fields)
+        if changed and self.server_version < FIELD_UPDATES_SINCE:
+            kept_text = (f"field(s) {sorted(changed)} differ from the record's, which argilla-server "
+                         f"{self.server_version} keeps (it updates an existing record's fields from "
+                         f"{FIELD_UPDATES_SINCE}): upgrade the server, or delete the record and ingest it again")
+            return Planned(self._merged(found, {}, metadata, suggestion), kept_label=kept, kept_text=kept_text)
         return Planned(self._merged(found, fields, metadata, suggestion), kept_label=kept)
+
+    @staticmethod
+    def _changed_fields(found: dict, fields: dict) -> dict:
+        current = found.get("fields") or {}
+        return {name: value for name, value in fields.items() if current.get(name) != value}
 
     def _foreign_original(self, found: dict | None) -> tuple[str, object] | None:
         """(agent, label) when the record's ``original_label`` is another agent's label that the worker kept when
@@ -1361,9 +1408,8 @@ class _IngestPlan:
     def _merged(self, found: dict, fields: dict, metadata: dict, suggestion: dict | None) -> dict | None:
         binding = self.binding
         item: dict[str, object] = {"id": str(found["id"])}
-        current_fields = dict(found.get("fields") or {})
-        if any(current_fields.get(name) != value for name, value in fields.items()):
-            item["fields"] = {**current_fields, **fields}
+        if self._changed_fields(found, fields):
+            item["fields"] = {**(found.get("fields") or {}), **fields}
         stored = dict(found.get("metadata") or {})
         merged = {**stored, **metadata}
         if not _same_metadata(merged, stored):

