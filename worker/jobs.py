@@ -912,7 +912,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
     """Build the cleaned dataset from Argilla and write it to the configured sinks (unchanged → skipped).
 
     Raises:
-        ConfigError: no sink configured.
+        ConfigError: no sink configured, or a sink's ``check()`` refuses (a directory holding files the worker
+            did not publish).
     """
     settings = services.settings.publish
     if directory is not None or repo_id is not None:  # explicit sinks (CLI) replace the configured ones
@@ -922,6 +923,10 @@ def publish_job(services: Services, *, directory: Path | None = None,
         sinks = services.publishers()
     if not sinks:
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
+    for sink in sinks:  # before the pass over the records: a sink that would refuse says so first
+        check = getattr(sink, "check", None)
+        if callable(check):
+            check()
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed,
                              similarity=services.settings.copies.similarity)

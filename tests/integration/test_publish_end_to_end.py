@@ -60,6 +60,13 @@ def test_published_labels_are_the_corrections_and_original_labels_the_ingested_o
 
     assert first.returncode == 0, first.stderr
     assert "published" in first.stdout and "unchanged, nothing written" in again.stdout
+    theirs = tmp_path / "our-data"  # a directory of the team's: refused before the records are read, kept whole
+    theirs.mkdir()
+    (theirs / "raw.csv").write_text("id,text\n")
+    refused = _cli("publish", "-c", str(config), "--directory", str(theirs), env=env)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr + refused.stdout
+    assert "holds files the worker did not publish (raw.csv)" in refused.stderr, refused.stderr
+    assert [p.name for p in theirs.iterdir()] == ["raw.csv"]
     loaded = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
     assert {name: split.num_rows for name, split in loaded.items()} == {"train": 8, "test": 3}  # tie left out
     rows = {row["id"]: row for split in loaded.values() for row in split}

@@ -307,6 +307,51 @@ def test_an_interrupted_write_leaves_the_previous_publication_intact(tmp_path, m
     assert datasets.load_dataset(str(tmp_path / "cleaned"), cache_dir=str(tmp_path / "hf-cache"))["train"].num_rows == 4
 
 
+def test_a_directory_holding_the_teams_files_is_refused_before_anything_is_moved(tmp_path):
+    """The swap replaces the directory whole: their files in it (a directory of theirs, or a file added beside a
+    publication) would be deleted. Refused with their names, nothing touched; a new, empty or previously
+    published directory is taken."""
+    from worker.errors import ConfigError
+
+    theirs = tmp_path / "datasets"
+    (theirs / "raw").mkdir(parents=True)
+    (theirs / "raw" / "reviews.csv").write_text("id,text\n1,fine\n")
+    (theirs / "notes.md").write_text("our notes")
+    publication = build_publication(_records(), LABELS)
+
+    with pytest.raises(ConfigError, match=r"holds files the worker did not publish \(notes.md, raw/reviews.csv\)"):
+        LocalDirectorySink(theirs).publish(publication, CardInfo())
+    assert sorted(p.name for p in theirs.rglob("*")) == ["notes.md", "raw", "reviews.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["datasets"]  # no staging or old copy left behind
+
+    (tmp_path / "empty").mkdir()
+    LocalDirectorySink(tmp_path / "empty").publish(publication, CardInfo())
+    cleaned = tmp_path / "cleaned"
+    LocalDirectorySink(cleaned).publish(publication, CardInfo())
+    listed = json.loads((cleaned / "publication.json").read_text())["files"]
+    assert "README.md" in listed and any(name.startswith("data/") for name in listed)
+    LocalDirectorySink(cleaned).check()  # its own publication: taken
+    (cleaned / "images" / "our-plot.png").write_bytes(b"png")
+    with pytest.raises(ConfigError, match=r"\(images/our-plot.png\)"):
+        LocalDirectorySink(cleaned).check()
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        LocalDirectorySink(tmp_path / "a-file").check()
+
+
+def test_a_publication_from_before_manifests_listed_files_is_still_replaced(tmp_path):
+    cleaned = tmp_path / "cleaned"
+    LocalDirectorySink(cleaned).publish(build_publication(_records(), LABELS), CardInfo())
+    manifest = json.loads((cleaned / "publication.json").read_text())
+    del manifest["files"]
+    (cleaned / "publication.json").write_text(json.dumps(manifest))
+
+    LocalDirectorySink(cleaned).check()
+    (cleaned / "notes.md").write_text("ours")
+    with pytest.raises(Exception, match=r"\(notes.md\)"):
+        LocalDirectorySink(cleaned).check()
+
+
 def test_a_crash_between_the_swap_renames_is_repaired_on_the_next_publish(tmp_path):
     sink = LocalDirectorySink(tmp_path / "cleaned")
     sink.publish(build_publication(_records(), LABELS), CardInfo())

@@ -6,6 +6,7 @@ version, no new Hub commit. The Hub token is passed to huggingface_hub and never
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from worker.errors import PublishError
+from worker.errors import ConfigError, PublishError
 from worker.publish.build import Publication
 from worker.publish.card import data_file, render_card, write_plots
 
@@ -26,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "publication.json"
 HASH_MARK = "content-hash: "
-
-
+# what a publication writes, for a manifest from before manifests listed their files
+PUBLISHED_PATTERNS = ("README.md", "data/*.parquet", "images/*.png")
+FOREIGN_SHOWN = 5  # files the worker did not publish named in the refusal (the walk stops after one more)
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,10 @@ def write_publication(publication: Publication, directory: Path, card: CardInfo)
     (directory / "README.md").write_text(render_card(publication, license=card.license, pretty_name=card.pretty_name,
                                                      source=card.source, model_metrics=card.model_metrics))
     write_plots(publication, directory)
+    files = sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file())
     manifest = {"content_hash": publication.content_hash(), "model_version": publication.model_version,
-                "counts": publication.counts(), "published_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                "counts": publication.counts(), "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "files": files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
@@ -65,11 +69,63 @@ class LocalDirectorySink:
     """A directory loadable with ``datasets.load_dataset(path)``, replaced atomically.
 
     The new publication is written beside the old one, then swapped in with two renames; a failure
-    while writing leaves the old directory untouched (and the half-written one is removed).
+    while writing leaves the old directory untouched (and the half-written one is removed). Since the swap
+    replaces the directory whole, a directory holding anything but the worker's last publication is refused
+    (:meth:`check`), before anything is built or moved.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path).expanduser().resolve()
+
+    def check(self) -> None:
+        """Refuse a directory the swap would destroy: a file, or a directory with files the worker did not
+        publish (none yet: every entry; else those its manifest does not list). Time O(files in the directory),
+        stopping after the first few foreign ones.
+
+        Raises:
+            ConfigError: naming the directory and the first files that are not the worker's.
+        """
+        self._recover()
+        if not self.path.exists():
+            return
+        if not self.path.is_dir():
+            raise ConfigError(f"publish.directory {self.path} is a file: give a new or empty directory, where each "
+                              f"publication replaces the last")
+        foreign = self._foreign_files()
+        if foreign:
+            shown = ", ".join(foreign[:FOREIGN_SHOWN]) + (" …" if len(foreign) > FOREIGN_SHOWN else "")
+            raise ConfigError(f"publish.directory {self.path} holds files the worker did not publish ({shown}): each "
+                              f"publication replaces the directory whole, so it would delete them; give a new or "
+                              f"empty directory (e.g. {self.path / 'cleaned'}), or move those files out")
+
+    def _foreign_files(self) -> list[str]:
+        """Up to ``FOREIGN_SHOWN + 1`` paths under the directory (relative) that are not the last publication's."""
+        manifest = self.path / MANIFEST
+        published = manifest.is_file()
+        listed: set[str] | None = None
+        if published:
+            try:
+                listed = set(json.loads(manifest.read_text()).get("files") or ()) or None
+            except (ValueError, AttributeError):
+                return [MANIFEST]  # not the worker's manifest
+        foreign: list[str] = []
+        for root, directories, files in os.walk(self.path):
+            directories.sort()
+            for name in sorted(files):
+                relative = (Path(root) / name).relative_to(self.path).as_posix()
+                if not published or not self._published(relative, listed):
+                    foreign.append(relative)
+                if len(foreign) > FOREIGN_SHOWN:
+                    return foreign
+        return foreign
+
+    @staticmethod
+    def _published(relative: str, listed: set[str] | None) -> bool:
+        if relative == MANIFEST:
+            return True
+        if listed is not None:
+            return relative in listed
+        return any(fnmatch.fnmatchcase(relative, pattern) for pattern in PUBLISHED_PATTERNS)
 
     def last_hash(self) -> str | None:
         self._recover()
@@ -77,6 +133,7 @@ class LocalDirectorySink:
         return json.loads(manifest.read_text())["content_hash"] if manifest.exists() else None
 
     def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
+        self.check()
         content_hash = publication.content_hash()
         if self.last_hash() == content_hash:
             logger.info("publication unchanged since the last one in %s: nothing written", self.path)
