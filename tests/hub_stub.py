@@ -4,7 +4,7 @@ This is a protocol stub, not a mock of our code: the real ``huggingface_hub`` cl
 it (via ``HF_ENDPOINT`` / ``HfApi(endpoint=…)``) because the Hub itself cannot be reached from this
 machine. Routes: create repo, validate-yaml (the card's header must parse), preupload (answers "regular" for every file — the real Hub would
 send binaries through LFS), commit (NDJSON: header, file, deletedFolder, deletedFile), list
-commits. It checks the bearer token and keeps each repo's files and commit history in memory.
+commits, list files (the tree, one page). It checks the bearer token and keeps each repo's files and commit history in memory.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+NOT_FOUND = {"error": "Repository not found"}
 
 
 @dataclass
@@ -56,6 +59,8 @@ class HubStub:
             def _reply(self, status: int, body) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                if body == NOT_FOUND:  # what the Hub sends: huggingface_hub raises RepositoryNotFoundError on it
+                    self.send_header("X-Error-Code", "RepoNotFound")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -93,7 +98,7 @@ class HubStub:
                     return self._reply(*_validate_card(json.loads(body)["content"]))
                 match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/(preupload|commit)/main(\?.*)?", self.path)
                 if not match or match.group(1) not in stub.repos:
-                    return self._reply(404, {"error": "Repository not found"})
+                    return self._reply(404, NOT_FOUND)
                 repo = stub.repos[match.group(1)]
                 if match.group(2) == "preupload":
                     files = json.loads(body)["files"]
@@ -104,9 +109,17 @@ class HubStub:
             def do_GET(self):
                 if not self._authorised():
                     return
+                tree = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/main(\?.*)?", self.path)
+                if tree:
+                    if tree.group(1) not in stub.repos:
+                        return self._reply(404, NOT_FOUND)
+                    files = stub.repos[tree.group(1)].files
+                    return self._reply(200, [{"type": "file", "path": path, "size": len(content),
+                                              "oid": hashlib.sha1(content).hexdigest()}
+                                             for path, content in sorted(files.items())])
                 match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/commits/main(\?.*)?", self.path)
                 if not match or match.group(1) not in stub.repos:
-                    return self._reply(404, {"error": "Repository not found"})
+                    return self._reply(404, NOT_FOUND)
                 return self._reply(200, stub.repos[match.group(1)].commits)
 
         return Handler

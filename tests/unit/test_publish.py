@@ -395,6 +395,36 @@ def test_the_hub_sink_makes_one_commit_per_change_and_never_logs_the_token(caplo
     assert token not in caplog.text
 
 
+def test_a_hub_repo_of_the_teams_is_refused_until_the_worker_has_published_there(monkeypatch, fresh_hub_sessions):
+    """A repo the worker never published to that holds their card and data: refused, naming the files, nothing
+    committed. A repo with only .gitattributes (as the Hub makes one) is taken, and after that the worker's own
+    publications replace each other. HubStub stands in for the Hub (not reachable from here), as above."""
+    import huggingface_hub.constants
+
+    from tests.hub_stub import StubRepo
+    from worker.errors import ConfigError
+
+    token = "hf_t"
+    with HubStub(token) as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        hub.repos["team/reviews"] = StubRepo(private=True, files={
+            ".gitattributes": b"*.parquet filter=lfs", "README.md": b"# Our reviews", "data/train.parquet": b"PAR1"})
+        hub.repos["team/empty"] = StubRepo(private=True, files={".gitattributes": b"*.parquet filter=lfs"})
+        publication = build_publication(_records(), LABELS)
+
+        with pytest.raises(ConfigError, match=r"Hub dataset team/reviews holds files the worker did not publish "
+                                              r"\(README.md, data/train.parquet\)"):
+            HubSink("team/reviews", token=token).publish(publication, CardInfo())
+        first = HubSink("team/empty", token=token).publish(publication, CardInfo())
+        changed = _records()
+        changed[3] = _record("d", "neutral", ["negative"], loss=0.4)
+        second = HubSink("team/empty", token=token).publish(build_publication(changed, LABELS), CardInfo())
+
+    assert hub.repos["team/reviews"].files["README.md"] == b"# Our reviews" and not hub.repos["team/reviews"].commits
+    assert first.published and second.published and "README.md" in hub.repos["team/empty"].files
+
+
 def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fresh_hub_sessions):
     """No request leaves the machine: huggingface_hub refuses before any HTTP call."""
     import huggingface_hub.constants

@@ -6,6 +6,7 @@ version, no new Hub commit. The Hub token is passed to huggingface_hub and never
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -13,10 +14,12 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import requests
 
 from worker.errors import ConfigError, PublishError
@@ -196,12 +199,59 @@ class HubSink:
                     return line.removeprefix(HASH_MARK).strip()
         return None
 
-    def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
-        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    def check(self) -> None:
+        """Refuse a repo the worker never published to that holds files already (a team's card, their data):
+        a publication replaces README.md and the data/ folder. Two requests (its commits, its files, stopping after
+        the first few); a repo that does not exist yet, or holds only ``.gitattributes``, is taken.
+
+        Raises:
+            ConfigError: naming the repo and its first files.
+            PublishError: the Hub could not be asked.
+        """
+        with self._hub_errors():
+            if self.last_hash() is not None:
+                return
+            foreign = self._files(limit=FOREIGN_SHOWN + 1)
+        if foreign:
+            shown = ", ".join(foreign[:FOREIGN_SHOWN]) + (" …" if len(foreign) > FOREIGN_SHOWN else "")
+            raise ConfigError(f"Hub dataset {self.repo_id} holds files the worker did not publish ({shown}): a "
+                              f"publication replaces its README.md card and its data/ folder; give publish.repo_id a "
+                              f"new repo (the worker creates it), or remove those files from this one")
+
+    def _files(self, limit: int) -> list[str]:
+        from huggingface_hub.utils import RepositoryNotFoundError, RevisionNotFoundError
+
+        found: list[str] = []
+        try:
+            for entry in self.api.list_repo_tree(self.repo_id, repo_type="dataset", recursive=True):
+                if getattr(entry, "size", None) is not None and entry.path != ".gitattributes":
+                    found.append(entry.path)
+                    if len(found) >= limit:
+                        break
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            return []
+        return found
+
+    @contextlib.contextmanager
+    def _hub_errors(self) -> Iterator[None]:
+        """The Hub's errors as one PublishError line each."""
         from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-        content_hash = publication.content_hash()
         try:
+            yield
+        except OfflineModeIsEnabled:
+            raise PublishError(f"cannot publish to the Hub dataset {self.repo_id!r}: HF_HUB_OFFLINE is set") from None
+        except (requests.ConnectionError, httpx.TransportError) as error:
+            raise PublishError(f"cannot reach the Hub to publish {self.repo_id!r}: {error}") from None
+        except HfHubHTTPError as error:
+            raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
+
+    def publish(self, publication: Publication, card: CardInfo) -> PublishResult:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        content_hash = publication.content_hash()
+        self.check()
+        with self._hub_errors():
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
             previous = self.last_hash()
             if previous == content_hash:
@@ -220,12 +270,6 @@ class HubSink:
                                     f"ranked by model {publication.model_version or 'unknown'}"),
                     commit_description=f"{HASH_MARK}{content_hash}",
                 )
-        except OfflineModeIsEnabled:
-            raise PublishError(f"cannot publish to the Hub dataset {self.repo_id!r}: HF_HUB_OFFLINE is set") from None
-        except requests.ConnectionError as error:
-            raise PublishError(f"cannot reach the Hub to publish {self.repo_id!r}: {error}") from None
-        except HfHubHTTPError as error:
-            raise PublishError(f"publishing to the Hub dataset {self.repo_id!r} failed: {error}") from error
         logger.info("published %d records to the Hub dataset %s (commit %s)", publication.num_rows, self.repo_id,
                     info.oid)
         return PublishResult("hub", self.repo_id, True, content_hash, commit=info.oid)
