@@ -11,6 +11,7 @@ from packaging.version import Version
 from worker.binding import DatasetBinding
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import FIELD_UPDATES_SINCE, OLDEST_TESTED_SERVER
+from worker.publish.sinks import check_sink
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
 from worker.services import Services
@@ -53,7 +54,18 @@ def check_config(services: Services) -> ConfigCheck:
             check_writable(path, setting)
         except ConfigError as error:
             check.problems.append(str(error))
+    _check_publishers(services, check)
     return check
+
+
+def _check_publishers(services: Services, check: ConfigCheck) -> None:
+    """Each configured sink's own check (a directory holding files the worker did not publish, a Hub repo of the
+    team's, the Hub out of reach): a problem for the publish job."""
+    for sink in services.publishers():
+        try:
+            check_sink(sink)
+        except WorkerError as error:
+            check.problems.append(str(error))
 
 
 def _check_server(version: Version, check: ConfigCheck) -> None:

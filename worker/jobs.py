@@ -45,7 +45,7 @@ from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
-from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult
+from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import ModelVersion, check_writable
 from worker.scoring import Scorer, ScoringInput, check_head_fits
@@ -924,9 +924,7 @@ def publish_job(services: Services, *, directory: Path | None = None,
     if not sinks:
         raise ConfigError("nothing to publish to: set publish.directory and/or publish.repo_id")
     for sink in sinks:  # before the pass over the records: a sink that would refuse says so first
-        check = getattr(sink, "check", None)
-        if callable(check):
-            check()
+        check_sink(sink)
     options = PublishOptions(only_reviewed=settings.only_reviewed, split=settings.split,
                              test_fraction=settings.test_fraction, seed=settings.seed,
                              similarity=services.settings.copies.similarity)

@@ -64,7 +64,9 @@ class HookSpecs:
 
     @hookspec
     def register_publishers(self, context: WorkerContext) -> Sequence[Any] | None:
-        """Sinks for the cleaned dataset: objects with ``publish(publication, card) -> PublishResult``.
+        """Sinks for the cleaned dataset: objects with ``publish(publication, card) -> PublishResult`` and, if
+        they can refuse before anything is built, ``check()`` raising a WorkerError (run before each publication
+        and by ``config check``).
 
         Return an empty list when not configured. Called once at start.
         """

@@ -252,6 +252,14 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     fitting = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
                    extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
     assert fitting.returncode == 0 and "model: v0001 (fits the question)" in fitting.stdout, fitting.stderr
+    (tmp_path / "their-folder").mkdir()
+    (tmp_path / "their-folder" / "notes.md").write_text("ours")
+    publishing_over_theirs = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                                  extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base,
+                                             "ARGILLA_WORKER_PUBLISH__DIRECTORY": str(tmp_path / "their-folder")})
+    assert publishing_over_theirs.returncode == 1
+    assert "problem: publish.directory" in publishing_over_theirs.stderr
+    assert "holds files the worker did not publish (notes.md)" in publishing_over_theirs.stderr
 
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     other = rg.Dataset(name=f"{dataset_name}-topics", workspace=stack_settings.workspace, client=client,

@@ -35,6 +35,17 @@ PUBLISHED_PATTERNS = ("README.md", "data/*.parquet", "images/*.png")
 FOREIGN_SHOWN = 5  # files the worker did not publish named in the refusal (the walk stops after one more)
 
 
+def check_sink(sink: object) -> None:
+    """A sink's own check, run before a publication is built (a plugin's sink may have none: ``check()``).
+
+    Raises:
+        WorkerError: what the sink refuses (see :meth:`LocalDirectorySink.check`, :meth:`HubSink.check`).
+    """
+    check = getattr(sink, "check", None)
+    if callable(check):
+        check()
+
+
 @dataclass(frozen=True)
 class PublishResult:
     sink: str
