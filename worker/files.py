@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ConfigError
+
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to a temporary file beside ``path`` (folders created), fsync it, then rename it
@@ -57,3 +59,60 @@ class KeyedJsonFile:
         if entries.pop(key, None) is not None:
             write_json_atomic(self.path, entries)
 
+
+
+class StateDirInUse(ConfigError):
+    """Another running worker holds the state directory (see :class:`StateDirLock`)."""
+
+
+class StateDirLock:
+    """The running worker's claim on its ``state_dir``: an exclusive ``flock`` on ``worker.lock`` there, held for
+    the service's lifetime. Two services on one state directory would overwrite each other's status, counters and
+    view quantiles; the second is refused, naming the first. The kernel drops the lock when its process ends (a
+    kill -9 too), so a stale file never blocks a restart. Jobs run by hand (``train``, ``score``) take no lock:
+    beside a running service they are expected."""
+
+    FILE = "worker.lock"
+
+    def __init__(self, state_dir: Path, owner: str):
+        self.path = Path(state_dir) / self.FILE
+        self.owner = owner  # what the holder serves: said to a second worker
+        self._handle: Any = None
+
+    def acquire(self) -> None:
+        """Take the lock, or refuse.
+
+        Raises:
+            StateDirInUse: another process holds it (its pid, what it serves and since when are named).
+        """
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            handle.close()
+            raise StateDirInUse(f"state_dir {self.path.parent} is in use by another running worker ({holder}): give "
+                                f"each worker its own state_dir (and registry.path, and http.port), or stop that "
+                                f"one") from None
+        handle.seek(0)
+        handle.truncate()
+        json.dump({"pid": os.getpid(), "serves": self.owner, "since": utc_now()}, handle)
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the lock
+            self._handle = None
+
+
+def _holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']}, serving {holder['serves']}, since {holder['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "its description unreadable"

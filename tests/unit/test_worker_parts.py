@@ -532,3 +532,37 @@ def test_a_file_system_refusal_is_one_line_naming_the_file_not_a_traceback():
 
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     assert result.stderr == "error: /var/lib/argilla-worker/models/staging/x.bin: No space left on device\n"
+
+
+def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_killed_one_leaves_no_block(tmp_path):
+    """Two `argilla-worker run` on one state_dir (a second dataset's or question's worker that kept the default)
+    would overwrite each other's status and counters. A real process holds the lock; the service loop on the same
+    state_dir is refused naming it, before anything is started or written; once that process is killed (-9), the
+    lock is free."""
+    import signal
+    import subprocess
+    import sys
+
+    from worker.files import StateDirInUse, StateDirLock
+    from worker.runner import Runner
+
+    state = tmp_path / "state"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom worker.files import StateDirLock\n"
+        f"claim = StateDirLock({str(state)!r}, 'argilla/reviews question \\'sentiment\\'')\nclaim.acquire()\n"
+        "print('held', flush=True)\ntime.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
+    settings = load_settings(state_dir=str(state), registry={"path": str(tmp_path / "models")}, http={"port": 0},
+                             argilla={"api_url": "http://127.0.0.1:9", "api_key": "k" * 12, "dataset": "topics"})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StateDirInUse) as refused:
+            Runner(settings).work(burst=True)  # (without the lock: returns 1, Argilla being unreachable)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+
+    assert (f"state_dir {state} is in use by another running worker (pid {holder.pid}, serving argilla/reviews "
+            f"question 'sentiment', since ") in str(refused.value)
+    assert "give each worker its own state_dir" in str(refused.value)
+    assert not (state / "status.json").exists()
+    assert Runner(settings).work(burst=True) == 1  # the lock is free: it runs (and finds no Argilla)
