@@ -61,29 +61,31 @@ class KeyedJsonFile:
 
 
 
-class StateDirInUse(ConfigError):
-    """Another running worker holds the state directory (see :class:`StateDirLock`)."""
+class DirectoryInUse(ConfigError):
+    """Another running worker holds the directory (see :class:`ServiceLock`)."""
 
 
-class StateDirLock:
-    """The running worker's claim on its ``state_dir``: an exclusive ``flock`` on ``worker.lock`` there, held for
-    the service's lifetime. Two services on one state directory would overwrite each other's status, counters and
-    view quantiles; the second is refused, naming the first. The kernel drops the lock when its process ends (a
+class ServiceLock:
+    """A running service's claim on a directory of its own (``state_dir``, ``registry.path``): an exclusive
+    ``flock`` on ``worker.lock`` there, held for the service's lifetime. Two services on one state directory would
+    overwrite each other's status, counters and view quantiles; on one registry, each would promote its models
+    over the other's. The second is refused, naming the first. The kernel drops the lock when its process ends (a
     kill -9 too), so a stale file never blocks a restart. Jobs run by hand (``train``, ``score``) take no lock:
     beside a running service they are expected."""
 
     FILE = "worker.lock"
 
-    def __init__(self, state_dir: Path, owner: str):
-        self.path = Path(state_dir) / self.FILE
+    def __init__(self, directory: Path, owner: str, setting: str = "state_dir"):
+        self.path = Path(directory) / self.FILE
         self.owner = owner  # what the holder serves: said to a second worker
+        self.setting = setting  # the config key naming the directory
         self._handle: Any = None
 
     def acquire(self) -> None:
         """Take the lock, or refuse.
 
         Raises:
-            StateDirInUse: another process holds it (its pid, what it serves and since when are named).
+            DirectoryInUse: another process holds it (its pid, what it serves and since when are named).
         """
         import fcntl
 
@@ -95,9 +97,9 @@ class StateDirLock:
             handle.seek(0)
             holder = _holder(handle.read())
             handle.close()
-            raise StateDirInUse(f"state_dir {self.path.parent} is in use by another running worker ({holder}): give "
-                                f"each worker its own state_dir (and registry.path, and http.port), or stop that "
-                                f"one") from None
+            raise DirectoryInUse(f"{self.setting} {self.path.parent} is in use by another running worker ({holder}): "
+                                 f"give each worker its own state_dir and registry.path (and http.port), or stop "
+                                 f"that one") from None
         handle.seek(0)
         handle.truncate()
         json.dump({"pid": os.getpid(), "serves": self.owner, "since": utc_now()}, handle)

@@ -29,7 +29,7 @@ from worker.errors import (
     NoModelError,
     WorkerError,
 )
-from worker.files import StateDirLock
+from worker.files import ServiceLock
 from worker.jobs import copies_job, publish_job, score_job, train_job
 from worker.registry import check_writable
 from worker.services import Services
@@ -85,7 +85,7 @@ class Runner:
         """Connect, then run queued work until stopped (exit status 0). With ``burst``: no schedule; return
         once nothing is pending but retries waiting out a backoff, or at once (status 1) when Argilla cannot
         be reached."""
-        with self._state_dir_claimed(), self._running(schedule=not burst):
+        with self._directories_claimed(), self._running(schedule=not burst):
             if not self._connect(retry=not burst):
                 return 0 if self.stop.is_set() else 1  # stopped while connecting: a clean stop
             self.queue.put(JobKind.SCORE)
@@ -108,16 +108,20 @@ class Runner:
         return self.work()
 
     @contextlib.contextmanager
-    def _state_dir_claimed(self) -> Iterator[None]:
-        """This service's claim on its state_dir, taken before anything is written there (see StateDirLock)."""
+    def _directories_claimed(self) -> Iterator[None]:
+        """This service's claims on its state_dir and registry.path, taken before anything is written there (see
+        ServiceLock)."""
         argilla = self.settings.argilla
-        claim = StateDirLock(self.settings.state_dir, f"{argilla.workspace}/{argilla.dataset}"
-                             + (f" question {argilla.question!r}" if argilla.question else ""))
-        claim.acquire()
-        try:
+        owner = f"{argilla.workspace}/{argilla.dataset}" + (f" question {argilla.question!r}" if argilla.question
+                                                            else "")
+        claims = [ServiceLock(self.settings.state_dir, owner, "state_dir")]
+        if self.settings.registry.path.resolve() != self.settings.state_dir.resolve():
+            claims.append(ServiceLock(self.settings.registry.path, owner, "registry.path"))
+        with contextlib.ExitStack() as held:
+            for claim in claims:
+                claim.acquire()
+                held.callback(claim.release)
             yield
-        finally:
-            claim.release()
 
     @contextlib.contextmanager
     def _running(self, *, schedule: bool) -> Iterator[None]:

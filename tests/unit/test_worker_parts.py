@@ -543,19 +543,19 @@ def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_kil
     import subprocess
     import sys
 
-    from worker.files import StateDirInUse, StateDirLock
+    from worker.files import DirectoryInUse, ServiceLock
     from worker.runner import Runner
 
     state = tmp_path / "state"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom worker.files import StateDirLock\n"
-        f"claim = StateDirLock({str(state)!r}, 'argilla/reviews question \\'sentiment\\'')\nclaim.acquire()\n"
+        "import sys, time\nfrom worker.files import ServiceLock\n"
+        f"claim = ServiceLock({str(state)!r}, 'argilla/reviews question \\'sentiment\\'')\nclaim.acquire()\n"
         "print('held', flush=True)\ntime.sleep(120)\n")], stdout=subprocess.PIPE, text=True)
     settings = load_settings(state_dir=str(state), registry={"path": str(tmp_path / "models")}, http={"port": 0},
                              argilla={"api_url": "http://127.0.0.1:9", "api_key": "k" * 12, "dataset": "topics"})
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StateDirInUse) as refused:
+        with pytest.raises(DirectoryInUse) as refused:
             Runner(settings).work(burst=True)  # (without the lock: returns 1, Argilla being unreachable)
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -566,3 +566,10 @@ def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_kil
     assert "give each worker its own state_dir" in str(refused.value)
     assert not (state / "status.json").exists()
     assert Runner(settings).work(burst=True) == 1  # the lock is free: it runs (and finds no Argilla)
+    registry = ServiceLock(tmp_path / "models", "argilla/reviews", "registry.path")
+    registry.acquire()  # another service on the same registry, its state_dir apart
+    try:
+        with pytest.raises(DirectoryInUse, match=r"registry.path .*models is in use by another running worker"):
+            Runner(settings).work(burst=True)
+    finally:
+        registry.release()
