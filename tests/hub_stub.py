@@ -17,9 +17,11 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 
 NOT_FOUND = {"error": "Repository not found"}
+ENTRY_NOT_FOUND = {"error": "Entry not found"}
 
 
 @dataclass
@@ -61,6 +63,8 @@ class HubStub:
                 self.send_response(status)
                 if body == NOT_FOUND:  # what the Hub sends: huggingface_hub raises RepositoryNotFoundError on it
                     self.send_header("X-Error-Code", "RepoNotFound")
+                if body == ENTRY_NOT_FOUND:  # ... and EntryNotFoundError on this
+                    self.send_header("X-Error-Code", "EntryNotFound")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -109,11 +113,15 @@ class HubStub:
             def do_GET(self):
                 if not self._authorised():
                     return
-                tree = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/main(\?.*)?", self.path)
+                tree = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/main(/[^?]*)?(\?.*)?", self.path)
                 if tree:
                     if tree.group(1) not in stub.repos:
                         return self._reply(404, NOT_FOUND)
-                    files = stub.repos[tree.group(1)].files
+                    folder = unquote(tree.group(2) or "").strip("/")
+                    files = {path: content for path, content in stub.repos[tree.group(1)].files.items()
+                             if not folder or path.startswith(folder + "/")}
+                    if folder and not files:
+                        return self._reply(404, ENTRY_NOT_FOUND)
                     return self._reply(200, [{"type": "file", "path": path, "size": len(content),
                                               "oid": hashlib.sha1(content).hexdigest()}
                                              for path, content in sorted(files.items())])

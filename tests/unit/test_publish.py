@@ -423,6 +423,29 @@ def test_a_hub_repo_of_the_teams_is_refused_until_the_worker_has_published_there
 
     assert hub.repos["team/reviews"].files["README.md"] == b"# Our reviews" and not hub.repos["team/reviews"].commits
     assert first.published and second.published and "README.md" in hub.repos["team/empty"].files
+    data = sorted(name for name in hub.repos["team/empty"].files if name.startswith("data/"))
+    assert data == [f"data/train-{second.content_hash[:12]}-00000-of-00001.parquet"]  # the first one's replaced
+
+
+def test_a_republication_to_the_hub_replaces_its_own_data_files_only(monkeypatch, fresh_hub_sessions):
+    """A file the team added under data/ after a publication stays through the next one. HubStub stands in for the
+    Hub (not reachable from here)."""
+    import huggingface_hub.constants
+
+    with HubStub("hf_t") as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        sink = HubSink("team/cleaned", token="hf_t")
+        first = sink.publish(build_publication(_records(), LABELS), CardInfo())
+        hub.repos["team/cleaned"].files["data/extra/their-notes.csv"] = b"id,note\n"
+        changed = _records()
+        changed[3] = _record("d", "neutral", ["negative"], loss=0.4)
+        second = sink.publish(build_publication(changed, LABELS), CardInfo())
+
+    files = set(hub.repos["team/cleaned"].files)
+    assert "data/extra/their-notes.csv" in files
+    assert f"data/train-{second.content_hash[:12]}-00000-of-00001.parquet" in files
+    assert not any(first.content_hash[:12] in name for name in files)
 
 
 def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fresh_hub_sessions):

@@ -11,6 +11,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -32,6 +33,7 @@ MANIFEST = "publication.json"
 HASH_MARK = "content-hash: "
 # what a publication writes, for a manifest from before manifests listed their files
 PUBLISHED_PATTERNS = ("README.md", "data/*.parquet", "images/*.png")
+PUBLISHED_DATA = re.compile(r"data/[^/]+-[0-9a-f]{12}-\d{5}-of-\d{5}\.parquet")  # card.data_file's names
 FOREIGN_SHOWN = 5  # files the worker did not publish named in the refusal (the walk stops after one more)
 
 
@@ -243,6 +245,17 @@ class HubSink:
             return []
         return found
 
+    def _published_data(self) -> list[str]:
+        """The repo's data files a publication wrote (``data/<split>-<hash>-NNNNN-of-NNNNN.parquet``): those the next
+        one replaces. Other files under data/ (a team's) stay."""
+        from huggingface_hub.utils import EntryNotFoundError
+
+        try:
+            entries = self.api.list_repo_tree(self.repo_id, path_in_repo="data", repo_type="dataset", recursive=True)
+            return [entry.path for entry in entries if PUBLISHED_DATA.fullmatch(entry.path)]
+        except EntryNotFoundError:
+            return []
+
     @contextlib.contextmanager
     def _hub_errors(self) -> Iterator[None]:
         """The Hub's errors as one PublishError line each."""
@@ -270,10 +283,11 @@ class HubSink:
                 return PublishResult("hub", self.repo_id, False, content_hash)
             with tempfile.TemporaryDirectory() as work:
                 write_publication(publication, Path(work), card)
-                operations: list[CommitOperationAdd | CommitOperationDelete] = (
-                    [CommitOperationDelete("data/", is_folder=True)] if previous else [])
-                operations += [CommitOperationAdd(path.relative_to(work).as_posix(), str(path))
-                               for path in sorted(Path(work).rglob("*")) if path.is_file()]
+                added = [path.relative_to(work).as_posix() for path in sorted(Path(work).rglob("*")) if path.is_file()]
+                operations: list[CommitOperationAdd | CommitOperationDelete] = [
+                    CommitOperationDelete(stale) for stale in (self._published_data() if previous else ())
+                    if stale not in added]
+                operations += [CommitOperationAdd(name, str(Path(work) / name)) for name in added]
                 counts = publication.counts()
                 info = self.api.create_commit(
                     self.repo_id, operations, repo_type="dataset",
