@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from worker.constants import ECE_MIN_RECORDS
-from worker.errors import WorkerError
+from worker.errors import ConfigError, WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
 
@@ -50,8 +50,21 @@ def local_argilla() -> None:
     """A real Argilla server on this machine without Docker (for trying the worker and for tests).
 
     Settings come from LOCAL_ARGILLA_* environment variables: PORT (6900), SEARCH_PORT (9201),
-    REDIS_PORT (6391), USERNAME, PASSWORD, API_KEY, WORKSPACE, STATE_DIR, SERVER_VENV.
+    REDIS_PORT (6391), USERNAME, PASSWORD, API_KEY, WORKSPACE, STATE_DIR, SERVER_VERSION (2.8.0), SERVER_VENV.
     """
+
+
+def _local_settings() -> LocalArgillaSettings:
+    """The local stack's settings from the environment; a bad LOCAL_ARGILLA_* value is one line naming it."""
+    from pydantic import ValidationError
+
+    try:
+        return LocalArgillaSettings()
+    except ValidationError as error:
+        problems = [f"LOCAL_ARGILLA_{'_'.join(str(part) for part in item['loc']).upper()} = "
+                    f"{'(secret)' if {'password', 'api_key'} & set(item['loc']) else repr(item.get('input'))}: "
+                    f"{item['msg']}" for item in error.errors()]
+        raise ConfigError("invalid local stack setting: " + "; ".join(problems)) from None
 
 
 @local_argilla.command("up")
@@ -59,7 +72,7 @@ def local_argilla_up() -> None:
     """Start the stack (idempotent: only what is not running is started)."""
     from worker.local_argilla.stack import LocalArgilla
 
-    settings = LocalArgillaSettings()
+    settings = _local_settings()
     LocalArgilla(settings).up()
     _print_access(settings)
 
@@ -69,7 +82,7 @@ def local_argilla_down() -> None:
     """Stop the processes this stack started; the database is kept."""
     from worker.local_argilla.stack import LocalArgilla
 
-    stopped = LocalArgilla(LocalArgillaSettings()).down()
+    stopped = LocalArgilla(_local_settings()).down()
     click.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -78,7 +91,7 @@ def local_argilla_status() -> None:
     """Show each component, its PID and port; exit 1 unless all are running."""
     from worker.local_argilla.stack import LocalArgilla
 
-    settings = LocalArgillaSettings()
+    settings = _local_settings()
     statuses = LocalArgilla(settings).status()
     for status in statuses:
         state = "running" if status.running else "stopped"
@@ -121,7 +134,7 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
     """
     from worker.demo import run_demo
 
-    settings = LocalArgillaSettings()
+    settings = _local_settings()
 
     def report(summary) -> None:
         click.echo(f"dataset {summary.dataset!r}: {summary.records} records, {summary.flipped} labels flipped")

@@ -9,6 +9,7 @@ never appear in logs, ``status`` or ``config show``.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -16,11 +17,17 @@ import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from worker.binding import Reference
 from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, AUTO_HEAD_SKEW, AUTO_HEAD_SKEW_MIN_LABELS
@@ -449,8 +456,38 @@ def load_settings(config_file: Path | None = None, **overrides) -> WorkerSetting
         return WorkerSettings(**overrides)
     except ValidationError as error:
         raise ConfigError(_describe(error, config_file)) from None
+    except SettingsError as error:  # an environment variable of a list / table key that is not JSON
+        raise ConfigError(_unparsed_environment(error)) from None
     finally:
         _CONFIG_FILE = None
+
+
+def _takes_json(path: list[str]) -> bool:
+    """Whether the key at ``path`` (section, key) holds a list or a table: its environment variable is JSON."""
+    model: Any = WorkerSettings
+    annotation: Any = None
+    for part in path:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return False
+        annotation = fields[part].annotation
+        model = annotation
+    return get_origin(annotation) in (list, dict)  # (a union with a word, publish.fields, takes the word too)
+
+
+def _unparsed_environment(error: SettingsError) -> str:
+    """Which ARGILLA_WORKER_* variable pydantic-settings could not read as JSON (it names only the section)."""
+    for name, value in sorted(os.environ.items()):
+        if not name.startswith(ENV_PREFIX) or not _takes_json(name.removeprefix(ENV_PREFIX).lower().split("__")):
+            continue
+        try:
+            json.loads(value)
+        except ValueError as parse_error:
+            secret = any(part in name.lower() for part in ("api_key", "token", "headers", "secret"))
+            shown = "(secret)" if secret else repr(value)
+            return (f"invalid configuration: {name} = {shown}: not valid JSON ({parse_error}); a list or table "
+                    f"value in the environment is JSON, e.g. '[\"text\"]' or '{{\"Name\": \"value\"}}'")
+    return f"invalid configuration in the environment: {error}"
 
 
 def _check_file(path: Path) -> None:

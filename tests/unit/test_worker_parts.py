@@ -573,3 +573,30 @@ def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_kil
             Runner(settings).work(burst=True)
     finally:
         registry.release()
+
+
+def test_a_list_or_table_in_the_environment_that_is_not_json_is_one_line_naming_the_variable(monkeypatch):
+    """pydantic-settings names only the section ("error parsing value for field 'argilla'"), as a traceback."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__FIELDS", "subject,body")
+    with pytest.raises(ConfigError, match=r"ARGILLA_WORKER_ARGILLA__FIELDS = 'subject,body': not valid JSON .*"
+                                          r"e.g. '\[\"text\"\]'"):
+        load_settings()
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__FIELDS", '["subject", "body"]')
+    monkeypatch.setenv("ARGILLA_WORKER_PUBLISH__FIELDS", "bound")  # a word where a list may also go: taken
+    assert load_settings().argilla.fields == ["subject", "body"]
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__HEADERS", "CF-Access-Client-Secret: s3cr3t")
+    with pytest.raises(ConfigError, match=r"ARGILLA_WORKER_ARGILLA__HEADERS = \(secret\): not valid JSON") as refused:
+        load_settings()
+    assert "s3cr3t" not in str(refused.value)
+
+
+def test_a_bad_local_stack_setting_is_one_line_naming_the_variable(monkeypatch):
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    monkeypatch.setenv("LOCAL_ARGILLA_SERVER_VERSION", "latest")
+    result = CliRunner().invoke(cli, ["local-argilla", "status"])
+
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.stderr.startswith("error: invalid local stack setting: LOCAL_ARGILLA_SERVER_VERSION = 'latest'")
