@@ -690,11 +690,15 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     """Register SOURCE (a directory or Hub id of a fine-tuned classifier) as the next version; it becomes
     current when there is none yet."""
     from worker.training.register import parse_label_map, register_model
+    from worker.training.trainer import check_model_source
 
     services = _services(config_file)
+    mapping = parse_label_map(label_map)
+    # before reaching Argilla: a path with nothing there says so first
+    check_model_source(source, "models register SOURCE", trust_remote_code=services.settings.registry.trust_remote_code)
     labels = services.labels()
     services.registry.avoid(services.gateway.model_versions())
-    entry = register_model(source, services.registry, labels, label_map=parse_label_map(label_map),
+    entry = register_model(source, services.registry, labels, label_map=mapping,
                            trust_remote_code=services.settings.registry.trust_remote_code,
                            multi_label=services.gateway.binding.multi_label,
                            label_aliases=services.gateway.label_aliases())

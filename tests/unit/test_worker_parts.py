@@ -600,3 +600,17 @@ def test_a_bad_local_stack_setting_is_one_line_naming_the_variable(monkeypatch):
 
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr.startswith("error: invalid local stack setting: LOCAL_ARGILLA_SERVER_VERSION = 'latest'")
+
+
+def test_models_register_names_a_missing_directory_before_reaching_argilla(tmp_path):
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    env = {"ARGILLA_WORKER_ARGILLA__API_URL": "http://127.0.0.1:9", "ARGILLA_WORKER_ARGILLA__API_KEY": "k" * 12,
+           "ARGILLA_WORKER_ARGILLA__DATASET": "reviews", "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"),
+           "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "models")}
+    result = CliRunner().invoke(cli, ["models", "register", str(tmp_path / "their-model")], env=env)
+
+    assert result.exit_code == 1
+    assert result.stderr == f"error: models register SOURCE = '{tmp_path / 'their-model'}': no such directory\n"
