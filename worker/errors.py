@@ -16,6 +16,10 @@ class ConfigError(WorkerError):
     """A configuration key has a bad value (the message names the key and the value)."""
 
 
+class DirectoryInUse(ConfigError):
+    """Another running worker service holds ``state_dir`` or ``registry.path`` (see worker.files.ServiceLock)."""
+
+
 class LocalArgillaError(WorkerError):
     """The local Argilla stack could not be set up, started, or reached."""
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker.errors import ConfigError
+from worker.errors import DirectoryInUse
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -58,11 +58,6 @@ class KeyedJsonFile:
         entries = read_json(self.path, {}) or {}
         if entries.pop(key, None) is not None:
             write_json_atomic(self.path, entries)
-
-
-
-class DirectoryInUse(ConfigError):
-    """Another running worker holds the directory (see :class:`ServiceLock`)."""
 
 
 class ServiceLock:

@@ -543,7 +543,8 @@ def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_kil
     import subprocess
     import sys
 
-    from worker.files import DirectoryInUse, ServiceLock
+    from worker.errors import DirectoryInUse
+    from worker.files import ServiceLock
     from worker.runner import Runner
 
     state = tmp_path / "state"

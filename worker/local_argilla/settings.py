@@ -8,7 +8,6 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ARGILLA_SERVER_VERSION = "2.8.0"  # the release the local stack runs unless asked for another
-TESTED_SERVER_VERSIONS = ("2.5.0", "2.6.0", "2.8.0")  # releases the integration suite has passed on (README, Tests)
 ARGILLA_SERVER_EXTRAS = (
     # typer<0.10 (pinned by argilla-server) breaks with click >= 8.2.
     "click<8.2",
