@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from packaging.version import Version
-
 from worker.binding import DatasetBinding
 from worker.errors import ConfigError, NoModelError, WorkerError
-from worker.gateway.client import FIELD_UPDATES_SINCE, OLDEST_TESTED_SERVER
+from worker.gateway.client import release_caveats
 from worker.publish.sinks import check_sink
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
@@ -46,7 +44,7 @@ def check_config(services: Services) -> ConfigCheck:
     gateway = services.gateway
     check = ConfigCheck(f"{settings.argilla.workspace}/{settings.argilla.dataset}", gateway.binding,
                         gateway.count_records(), gateway.count_submitted(), str(gateway.server_version))
-    _check_server(gateway.server_version, check)
+    check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
     _check_model(services, labels, check)
     _check_start_model(services, check)
     for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
@@ -66,16 +64,6 @@ def _check_publishers(services: Services, check: ConfigCheck) -> None:
             check_sink(sink)
         except WorkerError as error:
             check.problems.append(str(error))
-
-
-def _check_server(version: Version, check: ConfigCheck) -> None:
-    """What an older argilla-server will not do (to-dos: every job still runs)."""
-    if version < OLDEST_TESTED_SERVER:
-        check.todo.append(f"argilla-server {version} is older than the oldest release the worker is tested with "
-                          f"({OLDEST_TESTED_SERVER}): upgrade it if a job fails on a request it does not know")
-    if version < FIELD_UPDATES_SINCE:
-        check.todo.append(f"argilla-server {version} keeps an existing record's fields: upgrade to "
-                          f"{FIELD_UPDATES_SINCE} or later for `ingest` to change the text of records already there")
 
 
 def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> None:

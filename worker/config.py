@@ -529,6 +529,11 @@ class ArgillaHttp:
     timeout_s: float = 60
     hf_token_sent: bool = False  # Authorization carries a Hugging Face token (a 401 may be the token's)
 
+    @property
+    def gateway_headers_sent(self) -> bool:
+        """The requests carry headers of argilla.headers / headers_file (besides a Hugging Face token)."""
+        return len(self.headers) > (1 if self.hf_token_sent else 0)
+
     def client_args(self) -> dict[str, Any]:
         """Keyword arguments of ``argilla.Argilla`` (its timeout is whole seconds)."""
         return {"headers": dict(self.headers), "verify": self.verify, "timeout": max(1, math.ceil(self.timeout_s))}

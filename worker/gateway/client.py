@@ -275,6 +275,18 @@ def connect_failure(api_url: str, error: BaseException, *, token_sent: bool = Fa
     return ArgillaUnavailableError(f"cannot connect to Argilla at {api_url}: {text}", status=status)
 
 
+def release_caveats(version: Version) -> list[str]:
+    """What argilla-server ``version`` will not do that the worker relies on (none from FIELD_UPDATES_SINCE)."""
+    caveats = []
+    if version < OLDEST_TESTED_SERVER:
+        caveats.append(f"argilla-server {version} is older than the oldest release the worker is tested with "
+                       f"({OLDEST_TESTED_SERVER}): upgrade it if a job fails on a request it does not know")
+    if version < FIELD_UPDATES_SINCE:
+        caveats.append(f"argilla-server {version} keeps an existing record's fields: upgrade to {FIELD_UPDATES_SINCE} "
+                       f"or later for `ingest` to change the text of records already there")
+    return caveats
+
+
 def _http_answer(error: BaseException) -> httpx.Response | None:
     """The HTTP answer behind an SDK error (the SDK raises its own error while handling httpx's)."""
     cause: BaseException | None = error
@@ -339,7 +351,7 @@ class ArgillaGateway:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
             raise connect_failure(api_url, error, token_sent=bool(http and http.hf_token_sent),
-                                      headers_sent=bool(http and set(http.headers) - {"Authorization"})) from error
+                                      headers_sent=bool(http and http.gateway_headers_sent)) from error
 
     def ensure_dataset(self, labels: Sequence[str], *, multi_label: bool = False) -> rg.Dataset:
         """Create the dataset (a single- or multi-label question), or bring an existing one up to date (never
@@ -424,14 +436,8 @@ class ArgillaGateway:
 
     def _check_server_release(self) -> None:
         """Say in the log what an older server will not do (each job still runs: nothing here is refused)."""
-        version = self.server_version
-        if version < OLDEST_TESTED_SERVER:
-            logger.warning("argilla-server %s at %s is older than the oldest release the worker is tested with (%s): "
-                           "if a job fails on a request the server does not know, upgrade it", version, self.api_url,
-                           OLDEST_TESTED_SERVER)
-        if version < FIELD_UPDATES_SINCE:
-            logger.warning("argilla-server %s keeps an existing record's fields: ingest will not change the text of "
-                           "records already in the dataset (from %s it does)", version, FIELD_UPDATES_SINCE)
+        for caveat in release_caveats(self.server_version):
+            logger.warning("%s (at %s)", caveat, self.api_url)
 
     def _check_role(self) -> None:
         """An annotator's key can neither search a dataset's records nor write suggestions and metadata properties:
@@ -1389,7 +1395,7 @@ class _IngestPlan:
                          f"{self.server_version} keeps (it updates an existing record's fields from "
                          f"{FIELD_UPDATES_SINCE}): upgrade the server, or delete the record and ingest it again")
             return Planned(self._merged(found, {}, metadata, suggestion), kept_label=kept, kept_text=kept_text)
-        return Planned(self._merged(found, fields, metadata, suggestion), kept_label=kept)
+        return Planned(self._merged(found, changed, metadata, suggestion), kept_label=kept)
 
     @staticmethod
     def _changed_fields(found: dict, fields: dict) -> dict:
@@ -1405,11 +1411,12 @@ class _IngestPlan:
             return None
         return str(agent), stored.get(self.binding.stored_name(PRESERVED_LABEL))
 
-    def _merged(self, found: dict, fields: dict, metadata: dict, suggestion: dict | None) -> dict | None:
+    def _merged(self, found: dict, changed: dict, metadata: dict, suggestion: dict | None) -> dict | None:
+        """The upsert item for ``found``: ``changed`` fields over its own, the merged metadata, ingest's suggestion."""
         binding = self.binding
         item: dict[str, object] = {"id": str(found["id"])}
-        if self._changed_fields(found, fields):
-            item["fields"] = {**(found.get("fields") or {}), **fields}
+        if changed:
+            item["fields"] = {**(found.get("fields") or {}), **changed}
         stored = dict(found.get("metadata") or {})
         merged = {**stored, **metadata}
         if not _same_metadata(merged, stored):

@@ -222,14 +222,20 @@ class HubSink:
             PublishError: the Hub could not be asked.
         """
         with self._hub_errors():
-            if self.last_hash() is not None:
-                return
-            foreign = self._files(limit=FOREIGN_SHOWN + 1)
+            self._previous_hash()
+
+    def _previous_hash(self) -> str | None:
+        """The last publication's content hash; when there is none, the repo is refused if it holds files."""
+        previous = self.last_hash()
+        if previous is not None:
+            return previous
+        foreign = self._files(limit=FOREIGN_SHOWN + 1)
         if foreign:
             shown = ", ".join(foreign[:FOREIGN_SHOWN]) + (" …" if len(foreign) > FOREIGN_SHOWN else "")
             raise ConfigError(f"Hub dataset {self.repo_id} holds files the worker did not publish ({shown}): a "
                               f"publication replaces its README.md card and its data/ folder; give publish.repo_id a "
                               f"new repo (the worker creates it), or remove those files from this one")
+        return None
 
     def _files(self, limit: int) -> list[str]:
         from huggingface_hub.utils import RepositoryNotFoundError, RevisionNotFoundError
@@ -274,10 +280,9 @@ class HubSink:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         content_hash = publication.content_hash()
-        self.check()
         with self._hub_errors():
             self.api.create_repo(self.repo_id, repo_type="dataset", private=self.private, exist_ok=True)
-            previous = self.last_hash()
+            previous = self._previous_hash()  # (creating a repo that exists changes nothing in it)
             if previous == content_hash:
                 logger.info("publication unchanged since the last commit to %s: no new commit", self.repo_id)
                 return PublishResult("hub", self.repo_id, False, content_hash)
