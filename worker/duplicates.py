@@ -4,7 +4,7 @@ them in Argilla.
 
 A validation record whose copy the model trained on is not held out: the figure the promotion gate compares (and a
 Hub user's test score) would measure memory instead of generalisation. Those splits therefore take or leave the
-records of one key together (:func:`worker.iterables.shuffled_label_clusters`). The K folds of ``score --oof`` do
+records of one key together (:func:`worker.iterables.hashed_label_clusters`). The K folds of ``score --oof`` do
 not: there another copy's label is evidence about the record's (see :func:`worker.training.data.stratified_folds`).
 
 Two texts are the same when they differ only in letter case, whitespace (runs of spaces, tabs, line breaks; leading

@@ -103,6 +103,24 @@ def shuffled_label_clusters(labels: Sequence[Hashable], keys: Sequence[Hashable]
             for group in shuffled_label_groups([labels[cluster[0]] for cluster in clusters], rng)]
 
 
+def hashed_label_clusters(labels: Sequence[Hashable], keys: Sequence[str], seed: int) -> list[list[list[int]]]:
+    """Positions into ``labels`` [N] in clusters of equal ``keys`` [N], grouped by stratum as
+    :func:`shuffled_label_clusters` groups them, each stratum's clusters ordered by a seeded hash of their key
+    instead of a shuffle of the whole set. A cluster's place among the others depends on its key alone, so a split
+    that holds the first clusters of each stratum keeps its sides as the set grows: a record joins the held side
+    only when too few of the newcomers hash below it, and leaves it only when enough of them do (a retrain on more
+    annotations validates mostly the records the last one validated, and trains on those it trained on). O(N log N)."""
+    members: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        members.setdefault(key, []).append(position)
+    by_stratum: dict[Hashable, list[tuple[int, list[int]]]] = defaultdict(list)
+    for cluster_key, cluster in members.items():
+        rank = int.from_bytes(hashlib.blake2b(f"{seed}\0{cluster_key}".encode(), digest_size=8).digest(), "big")
+        by_stratum[labels[cluster[0]]].append((rank, cluster))
+    return [[cluster for _, cluster in sorted(by_stratum[stratum], key=lambda ranked: ranked[0])]
+            for stratum in sorted(by_stratum)]  # type: ignore[type-var]
+
+
 def take_clusters(clusters: Sequence[list[int]], target: int) -> tuple[list[int], list[int]]:
     """(held, kept): whole ``clusters``, in their order, held until at least ``target`` positions are, with two
     limits. The kept side of a stratum is never left empty by a split (the last cluster is held only when another

@@ -17,7 +17,16 @@ def configure_logging(level: int | str = logging.INFO) -> None:
     )
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_sdk_root_records)
     _quiet_transformers_progress()
+
+
+def _quiet_sdk_root_records(record: logging.LogRecord) -> bool:
+    """The argilla SDK logs "Logged in as … with the role …" on the root logger at INFO for every client the worker
+    opens (no logger of its own to quieten): dropped below WARNING, kept at debug level."""
+    from_sdk = record.name == "root" and f"{os.sep}argilla{os.sep}" in record.pathname
+    return not from_sdk or record.levelno >= logging.WARNING or logging.getLogger().level <= logging.DEBUG
 
 
 def _quiet_transformers_progress() -> None:

@@ -92,6 +92,20 @@ def test_splits_are_kept_or_stratified():
         build_publication([_record("x", "positive")], LABELS, PublishOptions(split="keep"))
 
 
+def test_the_next_publication_keeps_the_stratified_test_rows_in_test():
+    """A team trains on version 1's `train` and later evaluates on version 2's `test`: with the split reshuffled
+    over the whole set, 35 of version 2's 80 test rows were version 1's train rows (hashed: at most a few)."""
+    records = [_record(f"r{i:04d}", LABELS[(i * 7) % 3 % 2], text=f"review text {i}") for i in range(400)]
+    options = PublishOptions(split="stratified", test_fraction=0.2)
+    first = build_publication(records[:200], LABELS, options)
+    second = build_publication(records, LABELS, options)
+
+    trained_before = set(first.splits["train"]["id"])
+    tested_after = set(second.splits["test"]["id"])
+    assert len(tested_after & trained_before) <= len(tested_after) // 10
+    assert len(set(first.splits["test"]["id"]) & tested_after) >= 0.8 * first.splits["test"].num_rows
+
+
 def test_a_stratified_test_split_holds_no_text_of_the_train_split():
     """Copies of one text (case and spaces aside), even with different labels, land in the same split: a Hub user
     who trains on `train` and evaluates on `test` measures generalisation, not memory."""

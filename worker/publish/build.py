@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 import sqlite3
 import tempfile
@@ -42,7 +41,7 @@ from worker.crowd import CrowdModel, verdict
 from worker.duplicates import EXACT, NearCopies, text_key
 from worker.errors import DataError
 from worker.gateway.schema import PUBLISHED_SCORES, published_scores
-from worker.iterables import shuffled_label_clusters, take_clusters
+from worker.iterables import hashed_label_clusters, take_clusters
 from worker.records import LabelValue, PulledRecord, label_index
 
 FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's scores (float32) of any question
@@ -579,11 +578,14 @@ def _kept_split_indices(table: datasets.Dataset, by_id: np.ndarray) -> dict[str,
 def _stratified_split_indices(labels: np.ndarray, keys: Sequence[str], options: PublishOptions
                               ) -> dict[str, np.ndarray]:
     """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded; rows with
-    the same text key (``keys`` [N]) in the same split, so the test split holds no text the train split has.
+    the same text key (``keys`` [N]) in the same split, so the test split holds no text the train split has. The
+    sides follow a seeded hash of each text (:func:`~worker.iterables.hashed_label_clusters`): the next
+    publication keeps nearly every test record in test, so a model trained on one version's train split is not
+    scored on its own training records with the next version's test split.
 
     ``labels`` [N] are the rows' label indices in id order; returns positions into ``labels`` per split, ascending."""
     test: list[int] = []
-    for clusters in shuffled_label_clusters(labels.tolist(), keys, random.Random(options.seed)):
+    for clusters in hashed_label_clusters(labels.tolist(), keys, options.seed):
         size = sum(map(len, clusters))
         test.extend(take_clusters(clusters, round(size * options.test_fraction) if size > 1 else 0)[0])
     is_test = np.zeros(len(labels), dtype=bool)

@@ -21,7 +21,7 @@ from typing import Literal
 from worker.crowd import CrowdModel, verdict
 from worker.duplicates import EXACT, copy_keys
 from worker.errors import DataError
-from worker.iterables import KeyedSample, shuffled_label_clusters, shuffled_label_groups, take_clusters
+from worker.iterables import KeyedSample, hashed_label_clusters, shuffled_label_groups, take_clusters
 from worker.records import LabelValue, PulledRecord
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,13 @@ class TrainingSet:
             "per_class": dict(label_counts((*self.train, *self.validation))),
             **({"without_examples": unlearned} if unlearned else {}),
         }
+
+
+def taught_ids(train: Iterable[Example]) -> list[str]:
+    """The ids of the ``train`` examples a model is taught: annotated ones, and any trained at full weight (a first
+    model on the labels the records carry) — not an unreviewed label at ``training.original_weight`` (see
+    :mod:`worker.training.compare`)."""
+    return [example.id for example in train if example.source == ANNOTATED or example.weight >= 1.0]
 
 
 def without_examples(train: Sequence[Example], labels: Sequence[str]) -> list[str]:
@@ -167,14 +174,17 @@ def stratified_split(
 ) -> tuple[list[Example], list[Example]]:
     """(train, validation): per label, ``round(n × fraction)`` examples (at least 1 when n ≥ 2) go to validation;
     examples with the same copy key (``keys``: example id → key, default :func:`example_keys` of exact copies)
-    go to the same side, so validation never holds a text the model trains on."""
+    go to the same side, so validation never holds a text the model trains on. The sides are drawn by a seeded hash
+    of each text's key (:func:`~worker.iterables.hashed_label_clusters`), so a retrain on more annotations validates
+    nearly the records the last model validated and trains on those it trained on: the promotion gate then
+    judges the current model on records it did not learn from (it leaves out the few it did)."""
     if not 0.0 < fraction < 1.0:
         raise DataError(f"validation fraction must lie strictly between 0 and 1, got {fraction}")
     ordered = sorted(examples, key=lambda e: e.id)
     keys = keys if keys is not None else example_keys(ordered)
     train: list[Example] = []
     validation: list[Example] = []
-    for clusters in shuffled_label_clusters(strata(ordered), [keys[e.id] for e in ordered], random.Random(seed)):
+    for clusters in hashed_label_clusters(strata(ordered), [keys[e.id] for e in ordered], seed):
         size = sum(map(len, clusters))
         held, kept = take_clusters(clusters, 0 if size < 2 else max(1, min(size - 1, round(size * fraction))))
         validation.extend(ordered[position] for position in held)

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +16,23 @@ from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
 from worker.scoring import load_classifier
+from worker.scoring.model import Classifier
 from worker.training.calibrate import (
     calibration_report,
     scored_probabilities,
     scores_temperature,
     write_temperature,
 )
+from worker.training.compare import Comparison, compare_models, read_taught_ids, write_taught_ids
 from worker.training.data import (
     Example,
     TrainingSet,
     build_first_training_set,
     build_training_set,
     examples_from_records,
-    single_label,
-    text_pairs,
+    taught_ids,
 )
-from worker.training.evaluate import evaluate_classifier, evaluate_label_sets, majority_share
+from worker.training.evaluate import majority_share
 from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -144,8 +145,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         fit = scores_temperature(candidate, validation, scored, seed=settings.seed) if scored is not None else None
         if fit is not None:
             write_temperature(fit, staged)
-        current_f1 = _current_macro_f1(current, training_set, settings, trust_remote_code)
-        decision = gate(report.macro_f1, current_f1, settings.gate_tolerance)
+        _write_taught_ids(staged, training_set, current if settings.start_from == "current" else None)
+        comparison = _comparison(candidate, current, training_set, settings, trust_remote_code)
+        decision = _decision(report.macro_f1, comparison, settings.gate_tolerance)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
@@ -156,7 +158,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                                "ece_scores_at_temperature": fit.ece_after} if fit else {})},
             "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
                      "current_version": current.version if current else None,
-                     "current_macro_f1_same_validation": current_f1},
+                     "current_macro_f1_same_validation": comparison.current_macro_f1 if comparison else None,
+                     **({"comparison": comparison.as_dict()} if comparison else {})},
             "training": {"fingerprint": training_set.fingerprint, **training_set.counts(),
                          "start_model": str(start), "best_epoch": result.best_epoch,
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
@@ -180,9 +183,22 @@ def _stop_check(stop: threading.Event | None):
     return check
 
 
-def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet, settings: TrainingSettings,
-                      trust_remote_code: bool) -> float | None:
-    """The current model's macro-F1 on the candidate's validation records (None without a comparable model)."""
+def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVersion | None) -> None:
+    """Keep the ids the new version is taught (:func:`~worker.training.data.taught_ids`), with its ``parent``'s
+    when it starts from that model's weights; nothing when the parent does not say (unknown stays unknown)."""
+    ids = taught_ids(training_set.train)
+    if parent is not None:
+        inherited = read_taught_ids(parent.path)
+        if inherited is None:
+            return
+        ids.extend(inherited)
+    write_taught_ids(staged, ids)
+
+
+def _comparison(candidate: Classifier, current: ModelVersion | None, training_set: TrainingSet,
+                settings: TrainingSettings, trust_remote_code: bool) -> Comparison | None:
+    """Both models on the candidate's validation records the current model was not taught (None without a
+    comparable current model)."""
     if current is None:
         return None
     incumbent = load_classifier(current.path, device=settings.device, version=current.version,
@@ -191,17 +207,20 @@ def _current_macro_f1(current: ModelVersion | None, training_set: TrainingSet, s
         logger.warning("current model %s has labels %s, the dataset %s: the gate cannot compare them",
                        current.version, list(incumbent.labels), list(training_set.labels))
         return None
-    validation = training_set.validation
-    if incumbent.multi_label != any(isinstance(e.label, tuple) for e in validation):
+    if incumbent.multi_label != candidate.multi_label:
         logger.warning("current model %s is %s-label, the dataset's question is not: the gate cannot compare them",
                        current.version, "multi" if incumbent.multi_label else "single")
         return None
-    if incumbent.multi_label:
-        return evaluate_label_sets(incumbent, [e.text for e in validation], [tuple(e.label) for e in validation],
-                                   seed=settings.seed, pairs=text_pairs(validation))[1]
-    return evaluate_classifier(incumbent, [e.text for e in validation],
-                               [single_label(e, "the promotion gate") for e in validation],
-                               samples=1, seed=settings.seed, pairs=text_pairs(validation)).macro_f1
+    return compare_models(candidate, incumbent, training_set.validation, read_taught_ids(current.path),
+                          seed=settings.seed)
+
+
+def _decision(candidate_macro_f1: float, comparison: Comparison | None, tolerance: float) -> GateDecision:
+    """The gate on the comparison's figures (the candidate's whole validation without a current model)."""
+    if comparison is None:
+        return gate(candidate_macro_f1, None, tolerance)
+    decision = gate(comparison.candidate_macro_f1, comparison.current_macro_f1, tolerance)
+    return replace(decision, reason=f"{decision.reason}, {comparison.describe()}")
 
 
 def _write_examples(path: Path, examples: Sequence[Example]) -> None:

@@ -1,0 +1,177 @@
+"""The promotion gate's comparison: stable validation sides across retrains, the records the current model was
+taught left out, and a paired bootstrap interval of the difference (tiny in-process models, real training)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from tests.training_data import LABELS, sentiment_examples
+from worker.registry import ModelRegistry
+from worker.scoring import load_classifier
+from worker.training.compare import (
+    _bootstrap_differences,
+    _macro_f1,
+    compare_models,
+    read_taught_ids,
+    write_taught_ids,
+)
+from worker.training.data import (
+    ANNOTATED,
+    ORIGINAL,
+    Example,
+    TrainingSet,
+    build_training_set,
+    stratified_split,
+    taught_ids,
+)
+from worker.training.job import retrain
+from worker.training.trainer import TrainingSettings
+
+
+def _examples(count: int, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    return [Example(f"r{index:05d}", f"text number {index}", rng.choice(["a", "b", "c"])) for index in range(count)]
+
+
+@pytest.mark.parametrize(("first", "second"), [(60, 120), (100, 150), (200, 400)])
+def test_a_retrain_on_more_annotations_validates_few_records_the_last_model_trained_on(first, second):
+    """With a shuffle of the whole set (the split before) 11–15 of the second validation's 24–30 records (34–36 of
+    80) were the first model's training records, and a third or less of the first validation stayed: the gate judged
+    the current model partly on what it had memorised. Hashed: 0–4 (the gate leaves those out), 80 % or more stay."""
+    examples = _examples(second)
+    train_before, validation_before = stratified_split(examples[:first], 0.2, seed=13)
+    _, validation_after = stratified_split(examples, 0.2, seed=13)
+
+    trained_before = {example.id for example in train_before}
+    assert sum(example.id in trained_before for example in validation_after) <= len(validation_after) // 5
+    kept = {example.id for example in validation_before} & {example.id for example in validation_after}
+    assert len(kept) >= 0.75 * len(validation_before)
+
+
+def test_taught_ids_are_annotated_or_full_weight_examples():
+    examples = [Example("a1", "x", "a"), Example("o1", "y", "b", weight=0.3, source=ORIGINAL),
+                Example("o2", "z", "b", weight=1.0, source=ORIGINAL), Example("a2", "w", "a", source=ANNOTATED)]
+    assert taught_ids(examples) == ["a1", "o2", "a2"]
+
+
+def test_taught_ids_round_trip_and_absence_reads_as_unknown(tmp_path):
+    assert read_taught_ids(tmp_path) is None
+    write_taught_ids(tmp_path, ["r2", "r1", "r2"])
+    assert read_taught_ids(tmp_path) == {"r1", "r2"}
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_the_weighted_macro_f1_is_scikit_learns_at_unit_weights(multi_label):
+    rng = np.random.default_rng(0)
+    records, classes = 40, 4
+    if multi_label:
+        truth = rng.random((records, classes)) < 0.3
+        predicted = rng.random((2, records, classes)) < 0.3
+    else:
+        targets = rng.integers(0, classes - 1, records)  # class 3 never a target: not averaged over
+        truth = np.eye(classes, dtype=bool)[targets]
+        predicted = np.eye(classes, dtype=bool)[rng.integers(0, classes, (2, records))]
+    parts = np.stack([np.stack([p & truth, p & ~truth, ~p & truth]) for p in predicted]).astype(float)
+
+    ours = _macro_f1(np.ones((1, records)), parts, not multi_label)[0]
+
+    for model in range(2):
+        if multi_label:
+            expected = f1_score(truth, predicted[model], average="macro", zero_division=0)
+        else:
+            expected = f1_score(targets, predicted[model].argmax(axis=1), labels=sorted(set(targets)),
+                                average="macro", zero_division=0)
+        assert ours[model] == pytest.approx(expected)
+
+
+def _settings(model_dir, **update) -> TrainingSettings:
+    values = {"base_model": str(model_dir), "epochs": 6, "patience": 6, "batch_size": 4, "learning_rate": 3e-3,
+              "max_length": 32, "device": "cpu"}
+    return TrainingSettings(**{**values, **update})
+
+
+def test_the_gate_leaves_out_the_validation_records_the_current_model_was_taught(tiny_model_dir, tmp_path):
+    """The second training set's validation holds 6 records the first model trained on as annotations (forced
+    here; a reshuffled split did it by itself): the gate compares on the others and says how many it left out."""
+    registry = ModelRegistry(tmp_path / "registry")
+    examples = sentiment_examples(48)
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    first = retrain(first_set, registry, _settings(tiny_model_dir), mc_samples=2)
+    taught = read_taught_ids(first.model.path)
+    assert taught == {example.id for example in first_set.train}
+
+    memorised = list(first_set.train[:6])
+    fresh = examples[32:]
+    second_set = TrainingSet(tuple(first_set.train[6:]) + tuple(first_set.validation), tuple(memorised + fresh),
+                             LABELS, "forced")
+    second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=2), mc_samples=2)
+
+    comparison = second.model.metrics["gate"]["comparison"]
+    assert comparison["records"] == len(fresh) and comparison["left_out_taught"] == len(memorised)
+    assert f"{len(memorised)} the current model trained on left out" in second.decision.reason
+    low, high = comparison["difference_interval"]
+    assert low <= comparison["candidate_macro_f1"] - comparison["current_macro_f1"] <= high
+    assert read_taught_ids(second.model.path) == {example.id for example in second_set.train}
+
+
+def test_a_model_started_from_the_current_one_inherits_what_it_was_taught(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    examples = sentiment_examples(48)
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2)
+    second_set = build_training_set(examples, [], LABELS, min_annotated=10)
+
+    second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1, start_from="current"), mc_samples=2)
+
+    assert read_taught_ids(second.model.path) == ({e.id for e in first_set.train} | {e.id for e in second_set.train})
+
+
+def test_an_unknown_training_set_compares_on_every_record_and_identical_models_differ_by_nothing(tiny_model_dir):
+    classifier = load_classifier(tiny_model_dir, device="cpu", version="tiny")
+    validation = sentiment_examples(20)
+
+    comparison = compare_models(classifier, classifier, validation, None)
+
+    assert comparison.records == 20 and comparison.left_out == 0
+    assert comparison.candidate_macro_f1 == comparison.current_macro_f1
+    assert comparison.interval == (0.0, 0.0)
+
+
+def test_a_current_model_taught_every_validation_record_is_compared_on_them_anyway(tiny_model_dir, caplog):
+    classifier = load_classifier(tiny_model_dir, device="cpu", version="tiny")
+    validation = sentiment_examples(8)
+
+    comparison = compare_models(classifier, classifier, validation, {e.id for e in validation})
+
+    assert comparison.records == 8 and comparison.left_out == 0
+    assert "trained on all 8 validation records" in caplog.text
+
+
+def _parts(records: int, seed: int) -> np.ndarray:
+    """[2, 3, N, 2]: a candidate right on about 80 % of N two-class records, the current model on about 70 %."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, records)
+    truth = np.eye(2, dtype=bool)[targets]
+    models = []
+    for accuracy in (0.8, 0.7):
+        answers = np.where(rng.random(records) < accuracy, targets, 1 - targets)
+        predicted = np.eye(2, dtype=bool)[answers]
+        models.append(np.stack([predicted & truth, predicted & ~truth, ~predicted & truth]))
+    return np.stack(models).astype(float)
+
+
+def test_the_bootstrap_interval_holds_the_difference_and_narrows_with_more_records():
+    """The interval is the noise of the figure the gate reads: four times the records, about half the width."""
+    widths = []
+    for records in (50, 200):
+        parts = _parts(records, seed=records)
+        observed = _macro_f1(np.ones((1, records)), parts, True)[0]
+        differences = _bootstrap_differences(parts, True, seed=0)
+        low, high = np.quantile(differences, [0.025, 0.975])
+        assert low <= observed[0] - observed[1] <= high
+        widths.append(high - low)
+    assert 0.35 < widths[1] / widths[0] < 0.7
