@@ -3,6 +3,7 @@ taught left out, and a paired bootstrap interval of the difference (tiny in-proc
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -16,6 +17,7 @@ from worker.training.compare import (
     _bootstrap_differences,
     _macro_f1,
     compare_models,
+    inferred_taught_ids,
     read_taught_ids,
     write_taught_ids,
 )
@@ -175,3 +177,36 @@ def test_the_bootstrap_interval_holds_the_difference_and_narrows_with_more_recor
         assert low <= observed[0] - observed[1] <= high
         widths.append(high - low)
     assert 0.35 < widths[1] / widths[0] < 0.7
+
+
+def test_a_version_from_before_taught_ids_is_taught_what_was_reviewed_before_it_outside_its_validation(tmp_path):
+    """Upgrading: the current model has no taught_ids.txt.gz (it would stay current, its figure inflated, against
+    every candidate). What it may have been taught: the records reviewed before it was registered, but its own
+    validation records; a record reviewed later, or one of its validation records, is compared."""
+    (tmp_path / "validation.jsonl").write_text(json.dumps({"id": "own-validation", "text": "t", "label": "a"}) + "\n")
+    validation = [Example("before", "x", "a", reviewed_at="2026-12-01T10:00:00+00:00"),
+                  Example("after", "y", "a", reviewed_at="2026-12-03T10:00:00+00:00"),
+                  Example("own-validation", "t", "a", reviewed_at="2026-12-01T09:00:00+00:00"),
+                  Example("no-time", "z", "b")]
+
+    taught = inferred_taught_ids(tmp_path, "2026-12-02T00:00:00+00:00", validation)
+
+    assert taught == {"before", "no-time"}
+    assert inferred_taught_ids(tmp_path, None, validation) is None
+    assert inferred_taught_ids(tmp_path / "registered", "2026-12-02T00:00:00+00:00", validation) is None
+
+
+def test_an_annotated_example_carries_when_it_was_first_reviewed():
+    from datetime import UTC, datetime
+
+    from worker.records import PulledRecord, ResponseState
+    from worker.training.data import examples_from_records
+
+    early, late = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    responses = (ResponseState("u1", "a", "submitted", late), ResponseState("u2", "a", "submitted", early),
+                 ResponseState("u3", "b", "draft", datetime(2026, 11, 1, tzinfo=UTC)))
+    record = PulledRecord("s1", "r1", "text", {}, None, responses, late)
+
+    annotated, _, _ = examples_from_records([record], ["a", "b"])
+
+    assert annotated[0].reviewed_at == early.isoformat()

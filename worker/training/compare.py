@@ -12,9 +12,11 @@ trained on unreviewed labels has the same advantage or handicap there.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,25 @@ def read_taught_ids(directory: Path) -> set[str] | None:
         return None
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return {line.rstrip("\n") for line in handle if line.strip()}
+
+
+def inferred_taught_ids(directory: Path, created_at: str | None, validation: Sequence[Example]) -> set[str] | None:
+    """For a version the worker trained before it kept :data:`TAUGHT_IDS_FILE`: the ``validation`` examples it may
+    have been taught — reviewed before it was registered (``created_at``; a record without a review time counts as
+    reviewed before) and not among its own validation records (``validation.jsonl``, which it never trained on).
+    None when the version has no ``validation.jsonl`` or time (a registered model: unknown)."""
+    own_validation = directory / "validation.jsonl"
+    if created_at is None or not own_validation.is_file():
+        return None
+    cutoff = _utc(created_at)
+    never_taught = {json.loads(line)["id"] for line in own_validation.read_text().splitlines() if line.strip()}
+    return {example.id for example in validation if example.id not in never_taught
+            and (example.reviewed_at is None or _utc(example.reviewed_at) < cutoff)}
+
+
+def _utc(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def compare_models(candidate: Classifier, current: Classifier, validation: Sequence[Example],

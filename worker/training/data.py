@@ -42,6 +42,7 @@ class Example:
     weight: float = 1.0
     source: str = ANNOTATED
     text_pair: str | None = None  # the second text of a two-field binding
+    reviewed_at: str | None = None  # annotated: the earliest submitted response's time (ISO 8601), when the server says
 
 
 def single_label(example: Example, what: str) -> str:
@@ -147,7 +148,8 @@ def examples_from_records(
             else:
                 label = checked_label(record.record_id, decided.label, allowed)
                 weight = 1.0 if crowd is None else decided.agreement
-                annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair))
+                annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair,
+                                         reviewed_at=_first_submitted(record)))
         elif data == "annotated+original" and record.reference is not None:
             label = checked_label(record.record_id, record.reference, allowed)
             original.add(record.record_id, Example(record.record_id, str(record.text), label, original_weight,
@@ -159,6 +161,13 @@ def examples_from_records(
                     "(training.max_original = %d, and up to %d of each label)", len(sample), original.seen,
                     max_original, RARE_LABEL_FLOOR)
     return annotated, sample, tied
+
+
+def _first_submitted(record: PulledRecord) -> str | None:
+    """When the record's earliest submitted response was last written (server clock), or None when none says."""
+    times = [response.updated_at for response in record.responses
+             if response.status == "submitted" and response.updated_at is not None]
+    return min(times).isoformat() if times else None
 
 
 def checked_label(record_id: str, label: LabelValue, allowed: set[str]) -> LabelValue:

@@ -23,7 +23,13 @@ from worker.training.calibrate import (
     scores_temperature,
     write_temperature,
 )
-from worker.training.compare import Comparison, compare_models, read_taught_ids, write_taught_ids
+from worker.training.compare import (
+    Comparison,
+    compare_models,
+    inferred_taught_ids,
+    read_taught_ids,
+    write_taught_ids,
+)
 from worker.training.data import (
     Example,
     TrainingSet,
@@ -211,8 +217,14 @@ def _comparison(candidate: Classifier, current: ModelVersion | None, training_se
         logger.warning("current model %s is %s-label, the dataset's question is not: the gate cannot compare them",
                        current.version, "multi" if incumbent.multi_label else "single")
         return None
-    return compare_models(candidate, incumbent, training_set.validation, read_taught_ids(current.path),
-                          seed=settings.seed)
+    taught = read_taught_ids(current.path)
+    if taught is None:
+        taught = inferred_taught_ids(current.path, current.metrics.get("created_at"), training_set.validation)
+        if taught is not None:
+            logger.info("the current model %s was trained before the worker kept what each model was taught: the "
+                        "gate leaves out the %d validation records reviewed before it was registered (but its own "
+                        "validation records)", current.version, len(taught))
+    return compare_models(candidate, incumbent, training_set.validation, taught, seed=settings.seed)
 
 
 def _decision(candidate_macro_f1: float, comparison: Comparison | None, tolerance: float) -> GateDecision:
