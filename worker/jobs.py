@@ -62,7 +62,7 @@ from worker.stability import (
     stopping_signal,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.data import RARE_LABEL_FLOOR, Example, checked_label, stratified_folds
+from worker.training.data import RARE_LABEL_FLOOR, Example, TrainingSet, checked_label, stratified_folds
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
 from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
@@ -751,6 +751,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                                         similarity=services.settings.copies.similarity)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     previous = services.registry.current()
+    _warn_if_own_labels_dropped(previous, training_set, settings)
     services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
@@ -775,6 +776,25 @@ def _training_records(services: Services, first_model: bool) -> Iterator[PulledR
     for read, record in enumerate(services.gateway.pull_annotated(), start=1):
         yield record
     logger.info("training read the %d records with a response only (training.data = \"annotated\")", read)
+
+
+# benchmarks/later_data.py: a model on 120 annotated records vs the same plus 850 records' own labels at 0.3
+OWN_LABELS_MEASURED = "0.721 / 0.698 on 120 annotated alone, 0.774 / 0.793 with them; at 30 % wrong 0.721 vs 0.706"
+
+
+def _warn_if_own_labels_dropped(current: ModelVersion | None, training_set: TrainingSet,
+                                settings: TrainingSettings) -> None:
+    """A warning when the current model trained on the records' own labels (a first model always does) and this
+    training, with ``training.data = "annotated"``, takes the annotated records alone: the candidate learns from far
+    fewer examples and the gate may keep rejecting it until the annotations outweigh those labels."""
+    trained = (current.metrics.get("training") or {}) if current is not None else {}
+    if settings.data != "annotated" or not trained.get("original"):
+        return
+    logger.warning("model %s trained on %d records' own labels beside its annotated ones; this training takes the %d "
+                   "annotated records only (training.data = \"annotated\"): set training.data = "
+                   "\"annotated+original\" to keep those labels at training.original_weight (movie snippets with "
+                   "10 %% of them wrong: held-out accuracy %s; benchmarks/RESULTS.md)", current.version,
+                   trained["original"], training_set.counts()["annotated"], OWN_LABELS_MEASURED)
 
 
 def _warn_if_not_learned(model: ModelVersion) -> None:

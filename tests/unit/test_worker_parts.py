@@ -615,3 +615,24 @@ def test_models_register_names_a_missing_directory_before_reaching_argilla(tmp_p
 
     assert result.exit_code == 1
     assert result.stderr == f"error: models register SOURCE = '{tmp_path / 'their-model'}': no such directory\n"
+
+
+def test_a_training_that_drops_the_records_own_labels_the_current_model_had_says_so(tmp_path, caplog):
+    """A first model trains on the records' own labels; with training.data = "annotated" the next one takes the
+    annotated records alone — far fewer examples, and a gate that may keep rejecting it: the log names the setting."""
+    from worker.config import TrainingSettings
+    from worker.jobs import _warn_if_own_labels_dropped
+    from worker.registry import ModelVersion
+    from worker.training.data import Example, TrainingSet
+
+    current = ModelVersion("v0001", tmp_path, {"training": {"annotated": 60, "original": 740}})
+    annotated = tuple(Example(f"a{i}", "text", "positive") for i in range(120))
+    training_set = TrainingSet(annotated, (), ("negative", "positive"), "f")
+
+    _warn_if_own_labels_dropped(current, training_set, TrainingSettings(data="annotated"))
+    assert "trained on 740 records' own labels" in caplog.text and "120 annotated records only" in caplog.text
+    caplog.clear()
+    _warn_if_own_labels_dropped(current, training_set, TrainingSettings(data="annotated+original"))
+    _warn_if_own_labels_dropped(ModelVersion("v0001", tmp_path, {"training": {"annotated": 60}}), training_set,
+                                TrainingSettings(data="annotated"))
+    assert "own labels" not in caplog.text
