@@ -787,8 +787,10 @@ def _warn_if_own_labels_dropped(current: ModelVersion | None, training_set: Trai
     """A warning when the current model trained on the records' own labels (a first model always does) and this
     training, with ``training.data = "annotated"``, takes the annotated records alone: the candidate learns from far
     fewer examples and the gate may keep rejecting it until the annotations outweigh those labels."""
-    trained = (current.metrics.get("training") or {}) if current is not None else {}
-    if settings.data != "annotated" or not trained.get("original"):
+    if current is None or settings.data != "annotated":
+        return
+    trained = current.metrics.get("training") or {}
+    if not trained.get("original"):
         return
     logger.warning("model %s trained on %d records' own labels beside its annotated ones; this training takes the %d "
                    "annotated records only (training.data = \"annotated\"): set training.data = "
