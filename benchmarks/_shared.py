@@ -69,3 +69,16 @@ def in_fresh_process(measure: Callable[..., None], *args, timeout: float = 3600)
     row = queue.get(timeout=timeout)
     process.join()
     return row
+
+
+def held_out_metrics(classifier, test) -> tuple[float, float]:
+    """(accuracy, macro-F1) of ``classifier``'s deterministic answer on labelled ``test`` examples: the truth a
+    benchmark holds a figure against."""
+    import numpy as np
+
+    from worker.training.evaluate import classification_metrics, predict_probabilities
+
+    probabilities = predict_probabilities(classifier, [e.text for e in test], samples=1).deterministic
+    index = {label: position for position, label in enumerate(classifier.labels)}
+    return classification_metrics(probabilities, np.asarray([index[str(e.label)] for e in test]),
+                                  len(classifier.labels))

@@ -21,18 +21,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks._shared import write_results
+from benchmarks._shared import held_out_metrics, write_results
 from worker.config import TrainingSettings
 from worker.demo_data import load_movie_snippets
 from worker.iterables import shuffled_label_clusters, take_clusters
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import load_classifier
-from worker.scoring.model import Classifier
 from worker.training.compare import compare_models
 from worker.training.data import Example, example_keys, strata, stratified_split
-from worker.training.evaluate import classification_metrics, predict_probabilities
 from worker.training.trainer import train_classifier
 
 logger = logging.getLogger("benchmarks.gate")
@@ -60,13 +56,6 @@ VARIANTS = {
 }
 
 
-def held_out_macro_f1(classifier: Classifier, test: list[Example]) -> float:
-    probabilities = predict_probabilities(classifier, [e.text for e in test], samples=1).deterministic
-    index = {label: position for position, label in enumerate(classifier.labels)}
-    return classification_metrics(probabilities, np.asarray([index[str(e.label)] for e in test]),
-                                  len(classifier.labels))[1]
-
-
 def run_variant(reviewed: list[Example], first: int, test: list[Example], labels: list[str], seed: int,
                 split, leave_out: bool, work: Path) -> dict:
     settings = TrainingSettings(base_model=str(fetch(MINILM_MODEL)), device="auto", seed=seed)
@@ -79,7 +68,7 @@ def run_variant(reviewed: list[Example], first: int, test: list[Example], labels
     (current, current_train, _), (candidate, _, validation) = models
     taught = {e.id for e in current_train} if leave_out else None
     comparison = compare_models(candidate, current, validation, taught, seed=seed)
-    truth_current, truth_candidate = held_out_macro_f1(current, test), held_out_macro_f1(candidate, test)
+    truth_current, truth_candidate = held_out_metrics(current, test)[1], held_out_metrics(candidate, test)[1]
     memorised = sum(e.id in {t.id for t in current_train} for e in validation)
     return {"validation": len(validation), "memorised_in_validation": memorised, "compared": comparison.records,
             "gate_current": comparison.current_macro_f1, "gate_candidate": comparison.candidate_macro_f1,

@@ -21,26 +21,15 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks._shared import write_results
+from benchmarks._shared import held_out_metrics, write_results
 from worker.config import TrainingSettings
 from worker.demo_data import load_movie_snippets
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import load_classifier
 from worker.training.data import ORIGINAL, Example, build_training_set
-from worker.training.evaluate import classification_metrics, predict_probabilities
 from worker.training.trainer import train_classifier
 
 logger = logging.getLogger("benchmarks.later_data")
-
-
-def held_out(directory: Path, test: list[Example]) -> tuple[float, float]:
-    classifier = load_classifier(directory, device="auto")
-    probabilities = predict_probabilities(classifier, [e.text for e in test], samples=1).deterministic
-    index = {label: position for position, label in enumerate(classifier.labels)}
-    return classification_metrics(probabilities, np.asarray([index[str(e.label)] for e in test]),
-                                  len(classifier.labels))
 
 
 def main() -> None:
@@ -75,7 +64,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as work:
                     train_classifier(settings.base_model, training_set.train, training_set.validation, labels,
                                      Path(work), settings)
-                    accuracy, macro_f1 = held_out(Path(work), test)
+                    accuracy, macro_f1 = held_out_metrics(load_classifier(Path(work), device="auto"), test)
                 runs.append({"noise": noise, "seed": seed, "variant": variant, "train": len(training_set.train),
                              "accuracy": accuracy, "macro_f1": macro_f1})
                 logger.warning("%s", runs[-1])
