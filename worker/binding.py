@@ -315,7 +315,7 @@ def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | No
     """The prefix of the worker's metadata names on the server: ``configured`` when set (``""``: none), else
     none for a dataset with one label question and ``<question>_`` for a dataset with several.
 
-    A dataset the worker has not served under a prefix (none of its :data:`_WORKER_MARKS` there) may already
+    A dataset the worker has not served under a prefix (none of its :data:`WORKER_MARKS` there) may already
     have properties of the user's that carry the worker's names (their labeller's ``confidence``, their own
     ``model_version`` …): those are theirs and are never written. With one label question and no configured
     prefix the worker's names then become ``worker_<name>`` (:data:`OWN_NAMES_PREFIX`), kept on later runs.
@@ -345,7 +345,7 @@ def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | No
         return OWN_NAMES_PREFIX
     prefix = re.sub(r"[^a-z0-9_-]", "_", question.lower()) + "_"
     present = {m.name for m in shape.metadata}
-    unprefixed = [name for name in _WORKER_MARKS if name in worker_metadata and name in present]
+    unprefixed = [name for name in WORKER_MARKS if name in worker_metadata and name in present]
     if unprefixed and not served(shape, prefix):
         raise BindingError(
             f"dataset {shape.name!r} has {len(label_questions)} label questions ({', '.join(label_questions)}) and "
@@ -359,14 +359,14 @@ def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | No
 
 # properties only the worker writes, there since its first version: one of them under a prefix means the worker
 # has served the dataset under that prefix (so the other names there are its own too)
-_WORKER_MARKS = ("expected_loss", "submitted_responses")
+WORKER_MARKS = ("expected_loss", "submitted_responses")
 OWN_NAMES_PREFIX = "worker_"  # the worker's names on a dataset whose own properties already use the plain ones
 
 
 def served(shape: DatasetShape, prefix: str) -> bool:
     """Whether the worker's values are on the dataset under ``prefix`` (one of its marks is a property there)."""
     present = {m.name for m in shape.metadata}
-    return any(prefixed(name, prefix) in present for name in _WORKER_MARKS)
+    return any(prefixed(name, prefix) in present for name in WORKER_MARKS)
 
 
 def users_names(shape: DatasetShape, prefix: str, worker_metadata: Mapping[str, str]) -> list[str]:

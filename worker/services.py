@@ -118,8 +118,9 @@ class Services:
         return labels
 
     def prepare_for_push(self) -> list[str]:
-        """:meth:`labels`, then what a job that writes scores needs on the dataset: the worker's missing
-        metadata properties and its section of the guidelines (``argilla.guidelines = "append"``)."""
+        """:meth:`labels`, then what a job that writes scores needs on the dataset: the dataset's metadata
+        properties read again (the worker's are added on their first write) and its section of the guidelines
+        (``argilla.guidelines = "append"``)."""
         self.labels()
         return list(self.gateway.prepare().labels)
 

@@ -204,14 +204,17 @@ def _another_writer_sets(gateway, server_id: str, metadata: dict) -> None:
                                    json={"items": [{"id": server_id, "metadata": metadata}]}).raise_for_status()
 
 
+def _add_property(gateway, name: str, kind: str) -> None:
+    gateway.client.http_client.post(f"/api/v1/datasets/{gateway.dataset_id()}/metadata-properties", json={
+        "name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}}).raise_for_status()
+
+
 def test_what_another_writer_set_after_the_pull_is_kept_by_the_push(gateway):
     """The server replaces a record's metadata as a whole: a push built on the copy pulled before scoring would
     put back what another writer set since (a property of theirs, a value another question's worker wrote). The
     push merges into each record as the server holds it just before sending; a record it cannot find then (deleted
     meanwhile) is written from its pulled copy and refused alone, as before."""
-    gateway.client.http_client.post(f"/api/v1/datasets/{gateway.dataset_id()}/metadata-properties", json={
-        "name": "team", "title": "team", "visible_for_annotators": True,
-        "settings": {"type": "terms"}}).raise_for_status()
+    _add_property(gateway, "team", "terms")
     pulled = _by_id(gateway.pull())
     for record_id in ("r1", "r4"):
         _another_writer_sets(gateway, pulled[record_id].server_id, {**pulled[record_id].metadata, "team": "billing"})
@@ -237,8 +240,10 @@ def test_what_another_writer_set_after_the_pull_is_kept_by_the_push(gateway):
 
 def test_a_worker_property_the_team_deleted_is_created_again_by_the_next_job(gateway):
     """The dataset's settings were read once per gateway: a property deleted while the worker ran (its values then
-    stored, but not sortable in the UI) stayed missing until a restart."""
+    stored, but not sortable in the UI) stayed missing until a restart. Each job reads the properties again, and its
+    first write creates the missing one."""
     gateway.prepare()
+    gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
     http, dataset_id = gateway.client.http_client, gateway.dataset_id()
 
     def properties() -> dict[str, str]:
@@ -249,10 +254,9 @@ def test_a_worker_property_the_team_deleted_is_created_again_by_the_next_job(gat
     assert "loss" not in properties()
 
     gateway.prepare()  # what every scoring job does first
+    report = gateway.push(_predictions("model-v2", loss_offset=1.0), current=_by_id(gateway.pull()))
 
-    assert "loss" in properties()
-    report = gateway.push(_predictions("model-v1"), current=_by_id(gateway.pull()))
-    assert report.ok
+    assert report.ok and "loss" in properties()
     ordered = search_sorted_by_metadata_ids(gateway, "loss")
     assert ordered[:3] == ["r5", "r4", "r3"]  # sortable again, highest loss first
 
@@ -269,6 +273,7 @@ def test_concurrent_bulk_requests_land_every_record_once_merged_into_its_current
     """``scoring.push_concurrency`` > 1: the writes are cut into that many requests sent at once (here 3 of 2
     records), each read again and merged like a single one."""
     pulled = _by_id(gateway.pull())
+    _add_property(gateway, "bald", "float")  # as the worker's first write of it does
     _another_writer_sets(gateway, pulled["r5"].server_id, {**pulled["r5"].metadata, "bald": 0.25})
     predictions = [replace(p, metadata={key: value for key, value in p.metadata.items() if key != "bald"})
                    for p in _predictions("model-v2")]

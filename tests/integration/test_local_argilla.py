@@ -6,10 +6,12 @@ import argilla as rg
 import pytest
 
 from tests.integration.annotator import search_sorted_by_metadata, submit_label
+from worker.binding import WORKER_MARKS
 from worker.demo_data import LabelledText
 from worker.errors import LabelSetMismatchError
 from worker.gateway import ArgillaGateway
-from worker.gateway.schema import WORKER_METADATA, WORKER_METADATA_TYPES
+from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.records import Prediction
 
 LABELS = ("negative", "positive")
 QUESTION = "label"  # the question of a dataset the worker creates without [argilla] question
@@ -38,14 +40,53 @@ def _records_with_scores(count: int) -> list[rg.Record]:
     ]
 
 
-def test_dataset_is_created_with_every_metadata_property(gateway):
+def _with_score_properties(gateway) -> rg.Dataset:
+    """A dataset the worker created, with the properties its first push of ``_records_with_scores``' values would
+    add (records logged with the SDK here carry them)."""
     dataset = gateway.ensure_dataset(LABELS)
+    for name, kind in (("loss", "float"), ("original_label", "terms"), ("model_version", "terms")):
+        gateway.client.http_client.post(f"/api/v1/datasets/{dataset.id}/metadata-properties", json={
+            "name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}}
+        ).raise_for_status()
+    return gateway.client.datasets(name=gateway.dataset_name, workspace=gateway.workspace)
 
-    names = {prop.name for prop in dataset.settings.metadata}
-    assert names == {spec.name for spec in WORKER_METADATA if spec.applies(multi_label=False)}
-    assert "labels_to_add" in set(WORKER_METADATA_TYPES) - names  # multi-label datasets only
+
+def _property_names(gateway) -> list[str]:
+    items = gateway.client.http_client.get(f"/api/v1/me/datasets/{gateway.dataset_id()}/metadata-properties")
+    return [item["name"] for item in items.json()["items"]]
+
+
+def test_the_worker_adds_a_metadata_property_when_it_first_writes_it(gateway, stack_settings):
+    """An empty entry in the UI's sort menu helps nobody: a dataset the worker creates has none of its properties,
+    the first write of values adds the properties they need (with the marks a later binding recognises the worker's
+    names by), and a job's own values (``copies``) add theirs when that job first runs."""
+    dataset = gateway.ensure_dataset(LABELS)
     assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
     assert "Sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
+    assert _property_names(gateway) == []
+
+    gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),
+                                LabelledText("b", "dull film", "negative")])
+    assert set(_property_names(gateway)) == {"original_label", "original_agent", *WORKER_MARKS}
+
+    current = {record.record_id: record for record in gateway.pull()}
+    scores = {"loss": 0.2, "expected_loss": 0.3, "confidence": 0.8, "model_version": "model-v1"}
+    report = gateway.push([Prediction(record_id, "positive", 0.8, "model-v1", scores) for record_id in current],
+                          current=current)
+    assert report.ok and report.sent == 2
+    names = _property_names(gateway)
+    assert set(names) == {"original_label", "original_agent", *WORKER_MARKS, "loss", "confidence", "model_version"}
+    assert names[-3:] == ["loss", "confidence", "model_version"]  # a batch's new ones in the guidelines' order
+    assert "copies" not in names and "label_issue" not in names
+
+    current = {record.record_id: record for record in gateway.pull()}
+    assert gateway.push_metadata({"a": {"copies": 1}, "b": {"copies": 1}}, current=current).ok
+    assert _property_names(gateway)[-1] == "copies"
+    assert [record["metadata"]["copies"] for record in search_sorted_by_metadata(stack_settings, dataset.id, "copies")
+            ] == [1, 1]  # sortable
+    refused = gateway.push_metadata({"a": {"labels_to_add": "x"}}, current=current)  # a multi-label question's
+    assert refused.rejected == {"a": "metadata ['labels_to_add'] are not properties of the dataset"}
+    assert "labels_to_add" in WORKER_METADATA_TYPES and "labels_to_add" not in _property_names(gateway)
 
 
 def test_ensure_dataset_again_is_a_no_op_and_a_label_conflict_names_both_sets(gateway):
@@ -60,7 +101,7 @@ def test_ensure_dataset_again_is_a_no_op_and_a_label_conflict_names_both_sets(ga
 
 
 def test_records_keep_their_suggestions_and_metadata(gateway):
-    dataset = gateway.ensure_dataset(LABELS)
+    dataset = _with_score_properties(gateway)
     dataset.records.log(_records_with_scores(6))
 
     stored = {record.id: record for record in dataset.records(with_suggestions=True)}
@@ -98,7 +139,7 @@ def test_a_dataset_the_worker_creates_takes_the_configured_field_and_question_na
 
 
 def test_ui_submission_is_found_by_the_submitted_filter(gateway, stack_settings):
-    dataset = gateway.ensure_dataset(LABELS)
+    dataset = _with_score_properties(gateway)
     dataset.records.log(_records_with_scores(4))
     target = next(record for record in dataset.records() if record.id == "rec-2")
 
@@ -112,7 +153,7 @@ def test_ui_submission_is_found_by_the_submitted_filter(gateway, stack_settings)
 
 
 def test_search_endpoint_sorts_by_a_metadata_property(gateway, stack_settings):
-    dataset = gateway.ensure_dataset(LABELS)
+    dataset = _with_score_properties(gateway)
     dataset.records.log(_records_with_scores(9))
 
     descending = [record["metadata"]["loss"]
@@ -126,7 +167,7 @@ def test_search_endpoint_sorts_by_a_metadata_property(gateway, stack_settings):
 
 
 def test_annotation_survives_a_restart_of_the_stack(gateway, stack_settings, local_argilla):
-    dataset = gateway.ensure_dataset(LABELS)
+    dataset = _with_score_properties(gateway)
     dataset.records.log(_records_with_scores(3))
     target = next(record for record in dataset.records() if record.id == "rec-1")
     submit_label(stack_settings, target._server_id, "positive")

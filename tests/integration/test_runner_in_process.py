@@ -91,7 +91,12 @@ def test_a_missing_dataset_is_created_with_a_multi_label_question_when_configure
     services.ensure_dataset()
     binding = services.gateway.binding
     assert binding.multi_label and sorted(binding.labels) == ["humour", "praise"]
-    assert {"labels_to_add", "labels_to_remove"} <= {m.name for m in services.gateway.shape().metadata}
+    assert [m.name for m in services.gateway.shape().metadata] == []  # each added by its first write
+    services.gateway.log_labelled_texts([LabelledText("a", "lovely and funny", ("humour", "praise"))])
+    current = {record.record_id: record for record in services.gateway.pull()}
+    assert services.gateway.push_metadata({"a": {"labels_to_add": "humour", "label_changes": 1}}, current=current).ok
+    names = {m.name for m in Services(settings).gateway.shape().metadata}
+    assert {"labels_to_add", "label_changes", "original_label"} <= names and "labels_to_remove" not in names
     Services(settings).ensure_dataset()  # it exists now: nothing is created or refused
 
 

@@ -34,6 +34,7 @@ from worker.binding import (
     PRESERVED_LABEL,
     PRESERVED_SCORE,
     PRESERVED_SCORES,
+    WORKER_MARKS,
     BindingError,
     DatasetBinding,
     DatasetShape,
@@ -347,6 +348,8 @@ class ArgillaGateway:
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
         self._server_version: Version | None = None
+        self._properties: set[str] | None = None  # the dataset's metadata properties (server names), read per job
+        self._properties_lock = threading.Lock()  # concurrent pushes create a missing property once
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
@@ -375,8 +378,7 @@ class ArgillaGateway:
             )
             return dataset.create()
         self._check_labels(labels, multi_label)
-        self._add_missing_metadata(dataset)
-        self._cached_dataset = None  # settings may have changed
+        self._properties = None  # read again before the next write
         return dataset
 
     def existing_labels(self) -> list[str] | None:
@@ -394,14 +396,16 @@ class ArgillaGateway:
         return next(q.label_aliases() for q in self.shape().questions if q.name == question)
 
     def prepare(self) -> DatasetBinding:
-        """Bind to the existing dataset and add the worker's missing metadata properties (theirs untouched).
+        """Bind to the existing dataset, read its metadata properties again (one request: a property of the
+        worker's deleted since is created again by the next write, see :meth:`_add_written_properties`) and
+        update the worker's section of the guidelines.
 
         Raises:
             ArgillaGatewayError: the dataset does not exist (a reading job never creates it).
             BindingError: the dataset and the ``[argilla]`` config do not fit (the message lists the dataset).
         """
         binding = self.binding
-        self._add_missing_metadata(self._dataset())
+        self._properties = self._server_properties(self._dataset())
         if self.guidelines_mode == "append":
             self._update_guidelines(self._dataset())
         return binding
@@ -535,6 +539,7 @@ class ArgillaGateway:
                         created.add(record.id)
             if payloads:
                 sent = PushReport()
+                self._add_written_properties(dataset, payloads)
                 self._send_batch(dataset.id, payloads, sent, retry=True)
                 report.failed.update(sent.failed)
                 report.created += sum(record_id in created for record_id in sent.sent_ids)
@@ -729,7 +734,7 @@ class ArgillaGateway:
         """
         dataset = self._dataset()
         binding = self.binding
-        context = _PushContext(binding, {prop.name for prop in dataset.settings.metadata})
+        context = _PushContext(binding, self._writable_properties(dataset))
         report = PushReport()
         items = (self._push_item(p, current, context, report, force) for p in predictions)
         return self._send(items, report, batch_size, concurrency=concurrency)
@@ -768,7 +773,7 @@ class ArgillaGateway:
         written or removed (the server upserts only the suggestions a payload names). ``report``: add to
         this one (a job pushing page by page), else a new one."""
         dataset, binding = self._dataset(), self.binding
-        known = {prop.name for prop in dataset.settings.metadata}
+        known = self._writable_properties(dataset)
         report = report if report is not None else PushReport()
 
         def item(record_id: str, new: Mapping[str, float | str]) -> _Write | None:
@@ -845,6 +850,7 @@ class ArgillaGateway:
             else:
                 batch.append((write.record_id, payload))
         if batch:
+            self._add_written_properties(self._dataset(), batch)
             self._send_batch(dataset_id, batch, report, retry=True)
 
     def _send_batch(self, dataset_id, batch: list[tuple[str, dict]], report: PushReport, *, retry: bool) -> None:
@@ -1007,7 +1013,7 @@ class ArgillaGateway:
         except httpx.TransportError:
             return  # unknown: the caller's error stands
         key = self.dataset_key if self._binding is not None else self._base_key
-        self._cached_dataset, self._binding = None, None
+        self._cached_dataset, self._binding, self._properties = None, None, None
         raise DatasetReplacedError(
             f"dataset {self.workspace}/{self.dataset_name} (id {cached.id}) is no longer on {self.api_url}: it was "
             f"deleted, or deleted and created again under its name — the next attempt binds to the dataset of "
@@ -1094,6 +1100,8 @@ class ArgillaGateway:
     def _create_metadata_property(self, dataset: rg.Dataset, name: str, kind: str) -> None:
         self._request("POST", f"/api/v1/datasets/{dataset.id}/metadata-properties",
                       json={"name": name, "title": name, "visible_for_annotators": True, "settings": {"type": kind}})
+        if self._properties is not None:
+            self._properties.add(name)
 
     def _update_guidelines(self, dataset: rg.Dataset) -> None:
         """Append the worker's section to the dataset's guidelines once, or update it between its markers;
@@ -1112,22 +1120,56 @@ class ArgillaGateway:
         binding = self.binding
         return GuidelinesScope(binding.question, binding.metadata_prefix) if binding.metadata_prefix else None
 
-    def _add_missing_metadata(self, dataset: rg.Dataset) -> None:
-        """Create the worker's metadata properties the dataset lacks, one POST each: the user's
-        settings (guidelines, fields, questions, their properties) are not sent, so never touched. The properties
-        are read from the server (one request), not from the settings cached with the dataset: one deleted while
-        the worker runs is created again by the next job (its values were stored, but not sortable)."""
-        binding = self.binding
-        present = {str(item["name"]) for item in self._request(
+    def _server_properties(self, dataset: rg.Dataset) -> set[str]:
+        """The dataset's metadata property names as the server has them now (one request; not the settings cached
+        with the dataset, which miss a property deleted or added since)."""
+        return {str(item["name"]) for item in self._request(
             "GET", f"/api/v1/me/datasets/{dataset.id}/metadata-properties")["items"]}
-        missing = [spec for spec in worker_metadata(binding.multi_label, binding.rating)
-                   if binding.stored_name(spec.name) not in present]
-        for spec in missing:
-            self._create_metadata_property(dataset, binding.stored_name(spec.name), spec.kind)
-        if missing:
-            self._cached_dataset = None
-            logger.info("added metadata properties %s to %s", [binding.stored_name(spec.name) for spec in missing],
-                        self.dataset_name)
+
+    def _worker_properties(self) -> dict[str, str]:
+        """The worker's metadata properties for the bound question (server name → kind), in the order of
+        :data:`WORKER_METADATA` (the order of the UI's sort menu when they are created together)."""
+        binding = self.binding
+        return {binding.stored_name(spec.name): spec.kind for spec in worker_metadata(binding.multi_label,
+                                                                                      binding.rating)}
+
+    def _writable_properties(self, dataset: rg.Dataset) -> set[str]:
+        """The metadata names a write may carry: the dataset's properties and the worker's own (created on their
+        first write)."""
+        with self._properties_lock:
+            if self._properties is None:
+                self._properties = self._server_properties(dataset)
+            return self._properties | set(self._worker_properties())
+
+    def _add_written_properties(self, dataset: rg.Dataset, batch: list[tuple[str, dict]]) -> None:
+        """Create the worker's metadata properties that ``batch`` (bulk-upsert items) writes and the dataset lacks,
+        one POST each, before the batch is sent: a property appears in the UI's sort and filter menus when the
+        worker first has values for it (`copies` after `argilla-worker copies`, `label_issue` after `score --oof`),
+        not as an empty entry beforehand. With the first of them come :data:`~worker.binding.WORKER_MARKS`, by
+        which a later binding knows the worker's names on this dataset from the team's. The user's settings
+        (guidelines, fields, questions, their properties) are not sent, so never touched. O(batch) set work; a
+        property another process created meanwhile is taken as there."""
+        written = {name for _, payload in batch for name in payload.get("metadata") or ()}
+        ours = self._worker_properties()
+        with self._properties_lock:
+            present = self._properties if self._properties is not None else self._server_properties(dataset)
+            missing = [name for name in ours if name in written and name not in present]
+            if missing:
+                marks = [self.binding.stored_name(mark) for mark in WORKER_MARKS]
+                missing = list(dict.fromkeys([*(mark for mark in marks if mark not in present), *missing]))
+                for name in missing:
+                    self._create_worker_property(dataset, name, ours[name], present)
+                logger.info("added metadata properties %s to %s", missing, self.dataset_name)
+                self._cached_dataset = None
+            self._properties = present | set(missing)
+
+    def _create_worker_property(self, dataset: rg.Dataset, name: str, kind: str, present: set[str]) -> None:
+        try:
+            self._create_metadata_property(dataset, name, kind)
+        except ArgillaRefusedError:
+            if name not in self._server_properties(dataset):
+                raise
+            present.add(name)  # another worker process created it first
 
 
 def _metadata_names_note(shape: DatasetShape, binding: DatasetBinding) -> str:
@@ -1143,7 +1185,7 @@ def _metadata_names_note(shape: DatasetShape, binding: DatasetBinding) -> str:
 @dataclass(frozen=True)
 class _PushContext:
     binding: DatasetBinding
-    metadata_names: set[str]  # the dataset's properties, the server's names
+    metadata_names: set[str]  # the dataset's properties and the worker's own, the server's names
 
     def problem(self, prediction: Prediction, record: PulledRecord | None) -> str | None:
         if record is None:

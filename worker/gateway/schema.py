@@ -229,8 +229,8 @@ def merged_guidelines(existing: str | None, multi_label: bool = False, scope: Gu
 
 
 def dataset_settings(labels: Sequence[str], *, field: str, question: str, multi_label: bool = False) -> rg.Settings:
-    """Settings for a new text-classification dataset (a single-label question, or a multi-label one) with the
-    worker's metadata.
+    """Settings for a new text-classification dataset (a single-label question, or a multi-label one) and the
+    worker's guidelines.
 
     ``field`` and ``question`` are the names the dataset binding asks for (see ``ArgillaGateway.ensure_dataset``).
     """
@@ -239,17 +239,6 @@ def dataset_settings(labels: Sequence[str], *, field: str, question: str, multi_
         guidelines=guidelines_section(multi_label),
         fields=[rg.TextField(name=field, title=field.replace("_", " ").capitalize(), use_markdown=False)],
         questions=[question_class(name=question, title=question.replace("_", " ").capitalize(), labels=list(labels))],
-        metadata=metadata_properties(multi_label),
+        metadata=[],  # the worker's properties are created on their first write (ArgillaGateway)
         allow_extra_metadata=False,
     )
-
-
-_PROPERTY_CLASSES = {"float": rg.FloatMetadataProperty, "integer": rg.IntegerMetadataProperty,
-                     "terms": rg.TermsMetadataProperty}
-
-
-def metadata_properties(multi_label: bool = False) -> list[rg.MetadataProperty]:
-    """The worker's metadata properties for a single- or multi-label question, visible to annotators (they
-    sort and filter by them)."""
-    return [_PROPERTY_CLASSES[spec.kind](name=spec.name, title=spec.name, visible_for_annotators=True)
-            for spec in worker_metadata(multi_label)]
