@@ -10,7 +10,7 @@ from worker.binding import WORKER_MARKS
 from worker.demo_data import LabelledText
 from worker.errors import LabelSetMismatchError
 from worker.gateway import ArgillaGateway
-from worker.gateway.schema import WORKER_METADATA_TYPES
+from worker.gateway.schema import WORKER_METADATA_TYPES, worker_metadata
 from worker.records import Prediction
 
 LABELS = ("negative", "positive")
@@ -56,10 +56,13 @@ def _property_names(gateway) -> list[str]:
     return [item["name"] for item in items.json()["items"]]
 
 
-def test_the_worker_adds_a_metadata_property_when_it_first_writes_it(gateway, stack_settings):
-    """An empty entry in the UI's sort menu helps nobody: a dataset the worker creates has none of its properties,
-    the first write of values adds the properties they need (with the marks a later binding recognises the worker's
-    names by), and a job's own values (``copies``) add theirs when that job first runs."""
+def test_the_worker_adds_a_jobs_metadata_properties_when_it_first_writes_them(gateway, stack_settings):
+    """An empty entry in the UI's sort menu helps nobody: a dataset the worker creates has none of its properties;
+    a job's first write adds that job's (with the marks a later binding recognises the worker's names by), in the
+    guidelines' order — ingest's original label, then the scores, then ``copies`` when that job first runs."""
+    def of(job: str) -> list[str]:
+        return [spec.name for spec in worker_metadata() if spec.written_by == job]
+
     dataset = gateway.ensure_dataset(LABELS)
     assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
     assert "Sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
@@ -67,23 +70,22 @@ def test_the_worker_adds_a_metadata_property_when_it_first_writes_it(gateway, st
 
     gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),
                                 LabelledText("b", "dull film", "negative")])
-    assert set(_property_names(gateway)) == {"original_label", "original_agent", *WORKER_MARKS}
+    assert _property_names(gateway) == [*WORKER_MARKS, *of("original")]
 
     current = {record.record_id: record for record in gateway.pull()}
-    scores = {"loss": 0.2, "expected_loss": 0.3, "confidence": 0.8, "model_version": "model-v1"}
+    scores = {"loss": 0.2, "confidence": 0.8, "model_version": "model-v1"}
     report = gateway.push([Prediction(record_id, "positive", 0.8, "model-v1", scores) for record_id in current],
                           current=current)
     assert report.ok and report.sent == 2
-    names = _property_names(gateway)
-    assert set(names) == {"original_label", "original_agent", *WORKER_MARKS, "loss", "confidence", "model_version"}
-    assert names[-3:] == ["loss", "confidence", "model_version"]  # a batch's new ones in the guidelines' order
-    assert "copies" not in names and "label_issue" not in names
+    assert _property_names(gateway) == [*WORKER_MARKS, *of("original"),
+                                        *(name for name in of("score") if name not in WORKER_MARKS)]
 
     current = {record.record_id: record for record in gateway.pull()}
     assert gateway.push_metadata({"a": {"copies": 1}, "b": {"copies": 1}}, current=current).ok
-    assert _property_names(gateway)[-1] == "copies"
+    assert _property_names(gateway)[-3:] == of("copies") == ["copies", "copy_group", "copies_disagree"]
     assert [record["metadata"]["copies"] for record in search_sorted_by_metadata(stack_settings, dataset.id, "copies")
             ] == [1, 1]  # sortable
+    assert not {*of("oof"), *of("cold-start")} & set(_property_names(gateway))
     refused = gateway.push_metadata({"a": {"labels_to_add": "x"}}, current=current)  # a multi-label question's
     assert refused.rejected == {"a": "metadata ['labels_to_add'] are not properties of the dataset"}
     assert "labels_to_add" in WORKER_METADATA_TYPES and "labels_to_add" not in _property_names(gateway)

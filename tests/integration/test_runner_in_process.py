@@ -96,7 +96,8 @@ def test_a_missing_dataset_is_created_with_a_multi_label_question_when_configure
     current = {record.record_id: record for record in services.gateway.pull()}
     assert services.gateway.push_metadata({"a": {"labels_to_add": "humour", "label_changes": 1}}, current=current).ok
     names = {m.name for m in Services(settings).gateway.shape().metadata}
-    assert {"labels_to_add", "label_changes", "original_label"} <= names and "labels_to_remove" not in names
+    assert {"labels_to_add", "labels_to_remove", "bald_mean", "loss", "original_scores"} <= names  # the scores', too
+    assert "copies" not in names
     Services(settings).ensure_dataset()  # it exists now: nothing is created or refused
 
 

@@ -61,6 +61,7 @@ from worker.gateway.schema import (
     SUBMITTED_RESPONSES,
     WORKER_METADATA_TYPES,
     GuidelinesScope,
+    WorkerMetadata,
     dataset_settings,
     merged_guidelines,
     worker_metadata,
@@ -1126,12 +1127,11 @@ class ArgillaGateway:
         return {str(item["name"]) for item in self._request(
             "GET", f"/api/v1/me/datasets/{dataset.id}/metadata-properties")["items"]}
 
-    def _worker_properties(self) -> dict[str, str]:
-        """The worker's metadata properties for the bound question (server name → kind), in the order of
+    def _worker_properties(self) -> dict[str, WorkerMetadata]:
+        """The worker's metadata properties for the bound question, by server name, in the order of
         :data:`WORKER_METADATA` (the order of the UI's sort menu when they are created together)."""
         binding = self.binding
-        return {binding.stored_name(spec.name): spec.kind for spec in worker_metadata(binding.multi_label,
-                                                                                      binding.rating)}
+        return {binding.stored_name(spec.name): spec for spec in worker_metadata(binding.multi_label, binding.rating)}
 
     def _writable_properties(self, dataset: rg.Dataset) -> set[str]:
         """The metadata names a write may carry: the dataset's properties and the worker's own (created on their
@@ -1142,26 +1142,28 @@ class ArgillaGateway:
             return self._properties | set(self._worker_properties())
 
     def _add_written_properties(self, dataset: rg.Dataset, batch: list[tuple[str, dict]]) -> None:
-        """Create the worker's metadata properties that ``batch`` (bulk-upsert items) writes and the dataset lacks,
-        one POST each, before the batch is sent: a property appears in the UI's sort and filter menus when the
-        worker first has values for it (`copies` after `argilla-worker copies`, `label_issue` after `score --oof`),
-        not as an empty entry beforehand. With the first of them come :data:`~worker.binding.WORKER_MARKS`, by
-        which a later binding knows the worker's names on this dataset from the team's. The user's settings
-        (guidelines, fields, questions, their properties) are not sent, so never touched. O(batch) set work; a
-        property another process created meanwhile is taken as there."""
+        """Create the worker's metadata properties the dataset lacks when ``batch`` (bulk-upsert items) first writes
+        one of them, before the batch is sent: a job's properties appear together in the UI's sort and filter menus
+        when it first has values (``copies`` after `argilla-worker copies`, ``label_issue`` after `score --oof`; the
+        scores with the first scoring), not as empty entries beforehand. With the first of them come
+        :data:`~worker.binding.WORKER_MARKS`, by which a later binding tells the worker's names from the team's.
+        One POST each; the user's settings (guidelines, fields, questions, their properties) are not sent, so never
+        touched. O(batch) set work; a property another process created meanwhile is taken as there."""
         written = {name for _, payload in batch for name in payload.get("metadata") or ()}
         ours = self._worker_properties()
         with self._properties_lock:
             present = self._properties if self._properties is not None else self._server_properties(dataset)
-            missing = [name for name in ours if name in written and name not in present]
-            if missing:
-                marks = [self.binding.stored_name(mark) for mark in WORKER_MARKS]
-                missing = list(dict.fromkeys([*(mark for mark in marks if mark not in present), *missing]))
+            jobs = {ours[name].written_by for name in written if name in ours and name not in present}
+            if jobs:
+                marks = {self.binding.stored_name(mark) for mark in WORKER_MARKS}
+                missing = [name for name, spec in ours.items()
+                           if name not in present and (spec.written_by in jobs or name in marks)]
                 for name in missing:
-                    self._create_worker_property(dataset, name, ours[name], present)
+                    self._create_worker_property(dataset, name, ours[name].kind, present)
+                present.update(missing)
                 logger.info("added metadata properties %s to %s", missing, self.dataset_name)
                 self._cached_dataset = None
-            self._properties = present | set(missing)
+            self._properties = present
 
     def _create_worker_property(self, dataset: rg.Dataset, name: str, kind: str, present: set[str]) -> None:
         try:

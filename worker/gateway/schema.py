@@ -27,7 +27,8 @@ class WorkerMetadata:
     ``from_score``: the :class:`~worker.scoring.engine.RecordScore` attribute the value is read from when
     a record is scored (None: written elsewhere); ``published``: a float32 column of the published dataset;
     ``task``: the questions it exists for (``multi``: only datasets bound to a multi-label question get it,
-    ``rating``: only those bound to a rating question).
+    ``rating``: only those bound to a rating question); ``written_by``: the job whose values it holds — the
+    dataset gets a job's properties together, in this order, when the job first writes one of them.
     """
 
     name: str
@@ -36,6 +37,7 @@ class WorkerMetadata:
     from_score: str | None = None
     published: bool = False
     task: Literal["any", "multi", "rating"] = "any"
+    written_by: Literal["score", "original", "oof", "cold-start", "copies", "ingest"] = "score"
 
     def applies(self, multi_label: bool, rating: bool = False) -> bool:
         return self.task == "any" or (self.task == "multi" and multi_label) or (self.task == "rating" and rating)
@@ -60,44 +62,47 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
                    "temperature training fitted, where one was kept: a 0.8 is right about 80 % of the time).",
                    from_score="score", published=True),
     WorkerMetadata("area_under_margin", "float", "after `score --oof`: how easily the fold models that trained on "
-                   "the record fitted its label (mean logit margin); low or negative = they had to force it."),
+                   "the record fitted its label (mean logit margin); low or negative = they had to force it.",
+                   written_by="oof"),
     WorkerMetadata("label_issue", "float", "after `score --oof`: the worker's label-error score, 1 − √(held-out "
                    "probability of the label × σ(area_under_margin)); sort descending to fix the worst first.",
-                   published=True),
+                   published=True, written_by="oof"),
     WorkerMetadata("needs_another_label", "float", "how much one more annotator's label would help (ties and "
                    "split votes first, then records the model is unsure of); sort descending to plan a "
                    "second-opinion pass."),
     WorkerMetadata("cold_start_rank", "float", "before any label exists: annotate in this order (1 first, sort "
-                   "ascending)."),
+                   "ascending).", written_by="cold-start"),
     WorkerMetadata("outlier_score", "float", "after `argilla-worker cold-start`: how unlike the rest of the records "
                    "the text is (mean distance to its nearest neighbours); sort descending to find boilerplate, "
-                   "another language or scraping debris."),
+                   "another language or scraping debris.", written_by="cold-start"),
     WorkerMetadata("copies", "integer", "after `argilla-worker copies`: how many other records carry the same text "
                    "(letter case and spacing aside) or nearly (a word or a number changed, a line added); 0 or none: "
-                   "no copy."),
+                   "no copy.", written_by="copies"),
     WorkerMetadata("copy_group", "integer", "after `argilla-worker copies`: one number per text that has copies, the "
                    "texts whose copies carry different labels first; sort by it, ascending, to see each text's "
-                   "records side by side."),
+                   "records side by side.", written_by="copies"),
     WorkerMetadata("copies_disagree", "integer", "after `argilla-worker copies`: how many of the record's copies carry "
                    "another label than its own (consensus, else its original label); filter ≥ 1 to settle each "
-                   "text once."),
+                   "text once.", written_by="copies"),
     WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
                    "known early (adaptive).", from_score="mc_samples"),
     WorkerMetadata(SUBMITTED_RESPONSES, "integer", "submitted responses the values were computed with (0: nobody "
                    "had reviewed the record)."),
-    WorkerMetadata("original_label", "terms", "the label the record came with, before any review."),
+    WorkerMetadata("original_label", "terms", "the label the record came with, before any review.",
+                   written_by="original"),
     WorkerMetadata("original_agent", "terms", "who wrote original_label (ingest's 'original', another model, an "
-                   "LLM labeller …)."),
+                   "LLM labeller …).", written_by="original"),
     WorkerMetadata("original_score", "float", "the score original_agent gave original_label (its confidence), "
-                   "kept when the worker's suggestion replaced theirs."),
+                   "kept when the worker's suggestion replaced theirs.", written_by="original"),
     WorkerMetadata("original_scores", "terms", "multi-label: the score original_agent gave each label of "
                    "original_label, as label=score, kept when the worker's suggestion replaced theirs.",
-                   task="multi"),
+                   task="multi", written_by="original"),
     WorkerMetadata("predicted_label", "terms", "the label the current model predicts.", from_score="predicted_label"),
     WorkerMetadata("model_version", "terms", "the model version that computed these values."),
     WorkerMetadata("disagreement", "terms", "'yes' when the model predicts another label than the one under "
                    "review.", from_score="disagreement"),
-    WorkerMetadata("split", "terms", "the split the record came from (train / test …), kept when publishing."),
+    WorkerMetadata("split", "terms", "the split the record came from (train / test …), kept when publishing.",
+                   written_by="ingest"),
     WorkerMetadata("reference_label", "terms", "the label under review: the annotators' consensus once reviewed, "
                    "else the original label.", from_score="reference_label"),
     WorkerMetadata("labels_to_add", "terms", "multi-label: labels the model finds missing from the label set under "
