@@ -27,6 +27,8 @@ class ConfigCheck:
     submitted: int
     server: str  # the argilla-server release
     model: str | None = None  # the current model's version, when it fits the question
+    worker_metadata: int = 0  # the worker's metadata properties for the bound question
+    metadata_to_come: dict[str, int] = field(default_factory=dict)  # the job that adds them -> how many not there yet
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
@@ -45,6 +47,7 @@ def check_config(services: Services) -> ConfigCheck:
     check = ConfigCheck(f"{settings.argilla.workspace}/{settings.argilla.dataset}", gateway.binding,
                         gateway.count_records(), gateway.count_submitted(), str(gateway.server_version))
     check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
+    _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     _check_start_model(services, check)
     for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
@@ -54,6 +57,17 @@ def check_config(services: Services) -> ConfigCheck:
             check.problems.append(str(error))
     _check_publishers(services, check)
     return check
+
+
+def _check_worker_metadata(services: Services, check: ConfigCheck) -> None:
+    """How many of the worker's metadata properties the dataset has, and which jobs will add the others (each with
+    its first values: see ``ArgillaGateway._add_written_properties``). One request."""
+    ours = services.gateway.worker_properties()
+    present = services.gateway.metadata_property_names()
+    check.worker_metadata = len(ours)
+    for name, spec in ours.items():
+        if name not in present:
+            check.metadata_to_come[spec.written_by] = check.metadata_to_come.get(spec.written_by, 0) + 1
 
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:

@@ -16,6 +16,7 @@ from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
 
 if TYPE_CHECKING:
+    from worker.check import ConfigCheck
     from worker.jobs import ScoreReport
 
 
@@ -346,6 +347,7 @@ def config_check(config_file: Path | None) -> None:
     click.echo(f"  an unreviewed record's label (argilla.reference = {str(binding.reference)!r}): "
                f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
                + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
+    click.echo(f"  the worker's metadata: {_metadata_state(check)}")
     if check.model:
         click.echo(f"model: {check.model} (fits the question)")
     for line in check.todo:
@@ -354,6 +356,23 @@ def config_check(config_file: Path | None) -> None:
         click.echo(f"problem: {line}", err=True)
     if check.problems:
         sys.exit(1)
+
+
+# the job whose first values add a group of the worker's metadata properties (WorkerMetadata.written_by)
+METADATA_JOBS = {"score": "score", "original": "score or ingest, keeping a record's original label",
+                 "oof": "score --oof", "cold-start": "cold-start", "copies": "copies", "ingest": "ingest with splits"}
+
+
+def _metadata_state(check: ConfigCheck) -> str:
+    """``config check``'s line on the worker's metadata properties: how many the dataset has, and which jobs add
+    the others."""
+    coming = sum(check.metadata_to_come.values())
+    if not coming:
+        return f"all {check.worker_metadata} properties on the dataset"
+    jobs = "; ".join(f"{METADATA_JOBS[job]}: {count}" for job, count in check.metadata_to_come.items())
+    total = check.worker_metadata
+    there = "none" if coming == total else f"{total - coming} of {total}"
+    return f"{there} on the dataset yet; each job adds its properties with its first values ({jobs})"
 
 
 def _field_names(fields: Sequence[str], chat_fields: Sequence[str]) -> str:

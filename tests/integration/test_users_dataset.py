@@ -25,7 +25,7 @@ from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import FIELD_UPDATES_SINCE
-from worker.gateway.schema import guidelines_section
+from worker.gateway.schema import guidelines_section, worker_metadata
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 
 QUESTION = "sentiment_verdict"
@@ -242,6 +242,9 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert f"question {QUESTION!r}: 2 labels (negative, positive)" in fresh.stdout
     assert "an unreviewed record's label (argilla.reference = 'auto'): the ingested original_label" in fresh.stdout
     assert "to do: no model yet: `argilla-worker train`" in fresh.stdout
+    scores = sum(spec.written_by == "score" for spec in worker_metadata())
+    assert (f"the worker's metadata: none on the dataset yet; each job adds its properties with its first values "
+            f"(score: {scores}; score --oof: 2; cold-start: 2; copies: 3;") in fresh.stdout
     assert "problem" not in fresh.stdout + fresh.stderr
     assert missing_start.returncode == 1 and "Traceback" not in missing_start.stderr
     assert "problem: training.base_model = " in missing_start.stderr and "no such directory" in missing_start.stderr

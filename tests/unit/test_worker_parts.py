@@ -636,3 +636,19 @@ def test_a_training_that_drops_the_records_own_labels_the_current_model_had_says
     _warn_if_own_labels_dropped(ModelVersion("v0001", tmp_path, {"training": {"annotated": 60}}), training_set,
                                 TrainingSettings(data="annotated"))
     assert "own labels" not in caplog.text
+
+
+def test_config_check_says_which_jobs_add_the_workers_metadata_still_missing():
+    """The worker's properties come with each job's first values: `config check` says how many are there and which
+    jobs bring the others, so a team's admin knows what will appear in the UI's menus."""
+    from worker.check import ConfigCheck
+    from worker.cli import _metadata_state
+
+    def state(to_come: dict[str, int]) -> str:
+        return _metadata_state(ConfigCheck("argilla/d", None, 0, 0, "2.8.0", worker_metadata=26,  # type: ignore[arg-type]
+                                           metadata_to_come=to_come))
+
+    assert state({}) == "all 26 properties on the dataset"
+    assert state({"oof": 2, "copies": 3}) == (
+        "21 of 26 on the dataset yet; each job adds its properties with its first values (score --oof: 2; copies: 3)")
+    assert state({"score": 20, "oof": 2, "cold-start": 2, "copies": 2}).startswith("none on the dataset yet;")

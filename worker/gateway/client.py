@@ -1121,13 +1121,17 @@ class ArgillaGateway:
         binding = self.binding
         return GuidelinesScope(binding.question, binding.metadata_prefix) if binding.metadata_prefix else None
 
+    def metadata_property_names(self) -> set[str]:
+        """The dataset's metadata property names as the server has them now (one request; reads only)."""
+        return self._server_properties(self._dataset())
+
     def _server_properties(self, dataset: rg.Dataset) -> set[str]:
         """The dataset's metadata property names as the server has them now (one request; not the settings cached
         with the dataset, which miss a property deleted or added since)."""
         return {str(item["name"]) for item in self._request(
             "GET", f"/api/v1/me/datasets/{dataset.id}/metadata-properties")["items"]}
 
-    def _worker_properties(self) -> dict[str, WorkerMetadata]:
+    def worker_properties(self) -> dict[str, WorkerMetadata]:
         """The worker's metadata properties for the bound question, by server name, in the order of
         :data:`WORKER_METADATA` (the order of the UI's sort menu when they are created together)."""
         binding = self.binding
@@ -1139,7 +1143,7 @@ class ArgillaGateway:
         with self._properties_lock:
             if self._properties is None:
                 self._properties = self._server_properties(dataset)
-            return self._properties | set(self._worker_properties())
+            return self._properties | set(self.worker_properties())
 
     def _add_written_properties(self, dataset: rg.Dataset, batch: list[tuple[str, dict]]) -> None:
         """Create the worker's metadata properties the dataset lacks when ``batch`` (bulk-upsert items) first writes
@@ -1150,7 +1154,7 @@ class ArgillaGateway:
         One POST each; the user's settings (guidelines, fields, questions, their properties) are not sent, so never
         touched. O(batch) set work; a property another process created meanwhile is taken as there."""
         written = {name for _, payload in batch for name in payload.get("metadata") or ()}
-        ours = self._worker_properties()
+        ours = self.worker_properties()
         with self._properties_lock:
             present = self._properties if self._properties is not None else self._server_properties(dataset)
             jobs = {ours[name].written_by for name in written if name in ours and name not in present}
