@@ -406,7 +406,7 @@ class ArgillaGateway:
             BindingError: the dataset and the ``[argilla]`` config do not fit (the message lists the dataset).
         """
         binding = self.binding
-        self._properties = self._server_properties(self._dataset())
+        self._properties = self.metadata_property_names()
         if self.guidelines_mode == "append":
             self._update_guidelines(self._dataset())
         return binding
@@ -733,9 +733,8 @@ class ArgillaGateway:
             ArgillaUnavailableError: the server could not be reached (nothing more is attempted).
             ArgillaRefusedError: the server refused the push as a whole (authorisation, no dataset).
         """
-        dataset = self._dataset()
         binding = self.binding
-        context = _PushContext(binding, self._writable_properties(dataset))
+        context = _PushContext(binding, self._writable_properties())
         report = PushReport()
         items = (self._push_item(p, current, context, report, force) for p in predictions)
         return self._send(items, report, batch_size, concurrency=concurrency)
@@ -773,8 +772,8 @@ class ArgillaGateway:
         """Merge metadata ``values`` (external id → {property: value}) into records; no suggestion is
         written or removed (the server upserts only the suggestions a payload names). ``report``: add to
         this one (a job pushing page by page), else a new one."""
-        dataset, binding = self._dataset(), self.binding
-        known = self._writable_properties(dataset)
+        binding = self.binding
+        known = self._writable_properties()
         report = report if report is not None else PushReport()
 
         def item(record_id: str, new: Mapping[str, float | str]) -> _Write | None:
@@ -1122,14 +1121,10 @@ class ArgillaGateway:
         return GuidelinesScope(binding.question, binding.metadata_prefix) if binding.metadata_prefix else None
 
     def metadata_property_names(self) -> set[str]:
-        """The dataset's metadata property names as the server has them now (one request; reads only)."""
-        return self._server_properties(self._dataset())
-
-    def _server_properties(self, dataset: rg.Dataset) -> set[str]:
-        """The dataset's metadata property names as the server has them now (one request; not the settings cached
-        with the dataset, which miss a property deleted or added since)."""
+        """The dataset's metadata property names as the server has them now (one request, reads only; not the
+        settings cached with the dataset, which miss a property deleted or added since)."""
         return {str(item["name"]) for item in self._request(
-            "GET", f"/api/v1/me/datasets/{dataset.id}/metadata-properties")["items"]}
+            "GET", f"/api/v1/me/datasets/{self._dataset().id}/metadata-properties")["items"]}
 
     def worker_properties(self) -> dict[str, WorkerMetadata]:
         """The worker's metadata properties for the bound question, by server name, in the order of
@@ -1137,12 +1132,12 @@ class ArgillaGateway:
         binding = self.binding
         return {binding.stored_name(spec.name): spec for spec in worker_metadata(binding.multi_label, binding.rating)}
 
-    def _writable_properties(self, dataset: rg.Dataset) -> set[str]:
+    def _writable_properties(self) -> set[str]:
         """The metadata names a write may carry: the dataset's properties and the worker's own (created on their
         first write)."""
         with self._properties_lock:
             if self._properties is None:
-                self._properties = self._server_properties(dataset)
+                self._properties = self.metadata_property_names()
             return self._properties | set(self.worker_properties())
 
     def _add_written_properties(self, dataset: rg.Dataset, batch: list[tuple[str, dict]]) -> None:
@@ -1156,26 +1151,26 @@ class ArgillaGateway:
         written = {name for _, payload in batch for name in payload.get("metadata") or ()}
         ours = self.worker_properties()
         with self._properties_lock:
-            present = self._properties if self._properties is not None else self._server_properties(dataset)
+            present = self._properties if self._properties is not None else self.metadata_property_names()
             jobs = {ours[name].written_by for name in written if name in ours and name not in present}
             if jobs:
                 marks = {self.binding.stored_name(mark) for mark in WORKER_MARKS}
                 missing = [name for name, spec in ours.items()
                            if name not in present and (spec.written_by in jobs or name in marks)]
                 for name in missing:
-                    self._create_worker_property(dataset, name, ours[name].kind, present)
+                    self._create_worker_property(dataset, name, ours[name].kind)
                 present.update(missing)
                 logger.info("added metadata properties %s to %s", missing, self.dataset_name)
                 self._cached_dataset = None
             self._properties = present
 
-    def _create_worker_property(self, dataset: rg.Dataset, name: str, kind: str, present: set[str]) -> None:
+    def _create_worker_property(self, dataset: rg.Dataset, name: str, kind: str) -> None:
+        """Create the property, or find it there: another worker process created it first."""
         try:
             self._create_metadata_property(dataset, name, kind)
         except ArgillaRefusedError:
-            if name not in self._server_properties(dataset):
+            if name not in self.metadata_property_names():
                 raise
-            present.add(name)  # another worker process created it first
 
 
 def _metadata_names_note(shape: DatasetShape, binding: DatasetBinding) -> str:
