@@ -301,7 +301,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started
-    logger.info(report.summary())
+    # an incremental run that found nothing changed: the service says so once (StatusBook.job_result), not here
+    logger.log(logging.INFO if report.considered else logging.DEBUG, report.summary())
     return report
 
 

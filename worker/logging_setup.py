@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "argilla.sdk")
+# apscheduler.executors: "Running job …" / "… executed successfully" for every scheduled run (the worker logs its
+# jobs' outcomes itself; the executor's warnings and errors — a missed run, a failure — still show)
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "argilla.sdk", "apscheduler.executors")
 
 
 def configure_logging(level: int | str = logging.INFO) -> None:

@@ -250,7 +250,10 @@ class Runner:
     # -- running work ------------------------------------------------------------------------------
     def _execute(self, item: WorkItem) -> None:
         started = time.perf_counter()
-        logger.info("job %s started%s", item.kind, f" ({len(item.record_ids)} records)" if item.record_ids else "")
+        # an incremental score runs every few minutes, mostly on nothing: its start is a debug line (its outcome is
+        # logged when it differs from the last one); other jobs say when they start
+        logger.log(logging.DEBUG if item.kind == JobKind.SCORE else logging.INFO, "job %s started%s", item.kind,
+                   f" ({len(item.record_ids)} records)" if item.record_ids else "")
         try:
             summary = self._run_item(item)
         except DatasetReplacedError as error:
@@ -261,8 +264,7 @@ class Runner:
             logger.warning("job %s: Argilla unavailable, retrying in %.0f s", item.kind, delay)
             self.queue.put(item.kind, item.record_ids, delay=delay, attempts=item.attempts + 1)
             return self.book.job_result(item.kind, JobState.RETRYING, str(error), started)
-        except NoModelError as error:  # a state the worker waits out (annotations to come), not a fault
-            logger.info("job %s skipped: %s", item.kind, error)
+        except NoModelError as error:  # a state the worker waits out (annotations to come), not a fault: logged below
             return self.book.job_result(item.kind, JobState.SKIPPED, str(error), started)
         except (DataError, ConfigError, Interrupted) as error:
             logger.warning("job %s skipped: %s", item.kind, error)

@@ -64,14 +64,22 @@ class StatusBook:
         self.status = Status()
         self.metrics = WorkerMetrics()
         self._lock = threading.Lock()
+        self._last_outcome: dict[str, tuple[str, str]] = {}  # job kind -> (state, summary) last logged
 
     def job_result(self, kind: str, state: JobState, summary: str, started: float) -> None:
-        """Record how a job ended (``started``: its ``time.perf_counter()`` at start)."""
+        """Record how a job ended (``started``: its ``time.perf_counter()`` at start). The log gets the line at INFO
+        when the outcome differs from that kind's last one, at DEBUG when it repeats it (an idle incremental run
+        every few minutes, a wait for the first model): a service's log says what changed, not that nothing did;
+        ``status`` and ``/metrics`` still show every run."""
         seconds = time.perf_counter() - started
         self.status.jobs[str(kind)] = {"status": str(state), "summary": summary, "seconds": round(seconds, 2),
                                        "at": utc_now()}
         self.metrics.job_result(str(kind), state == JobState.OK, seconds)
-        logger.info("job %s %s (ran %.1f s): %s", kind, state, seconds, summary)
+        outcome = (str(state), summary)
+        repeated = self._last_outcome.get(str(kind)) == outcome
+        self._last_outcome[str(kind)] = outcome
+        logger.log(logging.DEBUG if repeated else logging.INFO, "job %s %s (ran %.1f s): %s", kind, state, seconds,
+                   summary)
 
     def argilla_ok(self) -> None:
         if self.status.argilla.get("reachable") is not True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -425,6 +426,28 @@ def test_a_job_that_finds_argilla_down_logs_the_backoff_delay_not_its_own_durati
 
     assert "job score: Argilla unavailable, retrying in 8 s" in caplog.text  # 2 ** (attempts + 1)
     assert runner.status.argilla["reachable"] is False
+
+
+def test_an_idle_service_logs_a_jobs_outcome_when_it_changes_not_on_every_run(tmp_path, caplog):
+    """The runner in-process (no server needed: the job is replaced by one returning a fixed summary, then a new
+    one); the status file still records every run."""
+    from worker.runner import Runner
+    from worker.work_queue import WorkItem
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"})
+    runner = Runner(settings)
+    summaries = iter(["0 records considered", "0 records considered", "0 records considered", "3 records considered"])
+    runner._run_item = lambda item: next(summaries)
+    runner.dataset_id = "bound"  # as after the first job: no binding to note
+    with caplog.at_level("INFO"):
+        for _ in range(4):
+            runner._execute(WorkItem(SCORE))
+
+    logged = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    assert [line.rsplit(": ", 1)[1] for line in logged if line.startswith("job score ok")] == [
+        "0 records considered", "3 records considered"]
+    assert not [line for line in logged if "started" in line]  # the incremental score's start: a debug line
+    assert runner.status.jobs["score"]["summary"] == "3 records considered"
 
 
 def test_the_correction_counter_survives_a_restart_and_keeps_what_arrived_during_a_retrain(tmp_path):
