@@ -561,12 +561,18 @@ def train(config_file: Path | None) -> None:
 
     A stratified validation split is held out from annotated records; the new model becomes current
     only if its validation macro-F1 is within training.gate_tolerance of the current model's on the
-    same records. Otherwise it is kept as 'rejected' with the reason.
+    same records. Otherwise it is kept as 'rejected' with the reason. A training that would repeat the newest
+    version (the same training set and settings, the same current model) says so and trains nothing.
     """
     services = _services(config_file, writes=("registry.path", "state_dir"))
+    from worker.errors import NothingNewError
     from worker.jobs import train_job
 
-    outcome = train_job(services)
+    try:
+        outcome = train_job(services)
+    except NothingNewError as repeat:  # the exit code that version's training gave
+        click.echo(str(repeat))
+        sys.exit(0 if repeat.version == services.registry.current_version() else 3)
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")

@@ -23,10 +23,12 @@ import httpx
 
 from worker.config import WorkerSettings, load_settings
 from worker.demo_data import SENTIMENT_LABELS, LabelledText, flip_labels, load_movie_snippets
+from worker.errors import NothingNewError
 from worker.jobs import publish_job, score_job, train_job
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.local_argilla.stack import LocalArgilla
 from worker.offline_assets import MINILM_MODEL, cache_root, fetch
+from worker.registry import CURRENT
 from worker.services import Services
 from worker.training import fine_tune
 
@@ -161,10 +163,15 @@ def _review_and_retrain(services: Services, summary: DemoSummary, top: list, tru
     summary.flipped_fixed = sum(record.record_id in flipped_ids for record in top)
     logger.info("scripted review: %d records submitted, %d of them had a flipped label", len(top),
                 summary.flipped_fixed)
-    outcome = train_job(services)
-    summary.retrained_version, summary.promoted = outcome.model.version, outcome.promoted
-    summary.gate_reason = outcome.decision.reason
-    score_job(services, full=outcome.promoted)  # promoted: everything; else the reviewed records (as the worker)
+    try:
+        outcome = train_job(services)
+        summary.retrained_version, summary.promoted = outcome.model.version, outcome.promoted
+        summary.gate_reason = outcome.decision.reason
+    except NothingNewError as repeat:  # a re-run of the demo: the same reviews, the same settings, its model kept
+        repeated = services.registry.get(repeat.version)
+        summary.retrained_version, summary.promoted = repeated.version, repeated.status == CURRENT
+        summary.gate_reason = str(repeat)
+    score_job(services, full=summary.promoted)  # promoted: everything; else the reviewed records (as the worker)
     reviewed = {record.record_id for record in top}
     unreviewed = [r for r in _ranked_by_loss(services) if r.record_id not in reviewed]
     summary.flipped_in_next_top = sum(r.record_id in flipped_ids for r in unreviewed[:TOP_K])

@@ -81,6 +81,15 @@ class ScoringError(WorkerError):
     """The scoring engine cannot score the given input with the given model."""
 
 
+class NothingNewError(WorkerError):
+    """A training would repeat the newest model version: same training set, same settings, same current model
+    (``version``: that version). Not a fault: there is nothing new to learn yet."""
+
+    def __init__(self, message: str, version: str):
+        super().__init__(message)
+        self.version = version
+
+
 class NoModelError(WorkerError):
     """There is no current model to score with (train one first, or register one)."""
 

@@ -36,7 +36,7 @@ from worker.config import ScoringSettings, TrainingSettings
 from worker.constants import PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
-from worker.errors import ConfigError, DataError, WorkerError
+from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import SUBMITTED_RESPONSES
@@ -47,7 +47,7 @@ from worker.predictions import SuggestionPolicy, prediction_from_score, readable
 from worker.publish import PublishOptions, build_publication
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
-from worker.registry import ModelVersion, check_writable
+from worker.registry import CURRENT, ModelVersion, check_writable
 from worker.scoring import Scorer, ScoringInput, check_head_fits
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
@@ -64,7 +64,14 @@ from worker.stability import (
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.data import RARE_LABEL_FLOOR, Example, TrainingSet, checked_label, stratified_folds
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
-from worker.training.job import TrainingOutcome, prepare_training_set, read_examples, retrain
+from worker.training.job import (
+    TrainingOutcome,
+    prepare_training_set,
+    read_examples,
+    retrain,
+    settings_digest,
+    trained_before,
+)
 from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
 from worker.training.trainer import check_model_source
 from worker.view import (
@@ -739,6 +746,9 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     Raises:
         DataError: too few annotations or a class without examples (nothing is trained).
         ConfigError: no base model configured and no current model to start from.
+        NothingNewError: the newest version was trained from this very training set and settings while the current
+            model was current (a retrain the corrections' count or the schedule asked for, with no review changed
+            since): nothing is trained, nothing is registered.
     """
     settings = services.settings.training
     check_writable(services.settings.registry.path, "registry.path")  # before opening it (that creates its dirs)
@@ -751,13 +761,14 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                                         first_model=first_model, crowd=crowd,
                                         similarity=services.settings.copies.similarity)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
+    options = scorer_options(services.settings.scoring)
+    _refuse_a_repeat(services, training_set, settings_digest(settings, options))
     previous = services.registry.current()
     _warn_if_own_labels_dropped(previous, training_set, settings)
     services.registry.avoid(services.gateway.model_versions())
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
-                      trust_remote_code=services.settings.registry.trust_remote_code,
-                      scorer_options=scorer_options(services.settings.scoring))
+                      trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options)
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
@@ -765,6 +776,21 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str) -> None:
+    """Raises :class:`NothingNewError` when training would repeat the newest version (see :func:`trained_before`)."""
+    repeated = trained_before(services.registry, training_set, digest)
+    if repeated is None:
+        return
+    outcome = "the current model" if repeated.status == CURRENT else f"{repeated.status}: " + str(
+        repeated.metrics.get("gate", {}).get("reason", ""))
+    annotated = training_set.counts()["annotated"]
+    raise NothingNewError(
+        f"nothing new to train on: {repeated.version} was trained from this very training set "
+        f"({training_set.fingerprint}: {annotated} annotated records) and these settings ({outcome}); the next "
+        f"training waits for a review that changes a label, or for a change of the [training] settings",
+        repeated.version)
 
 
 def _training_records(services: Services, first_model: bool) -> Iterator[PulledRecord]:

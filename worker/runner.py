@@ -27,6 +27,7 @@ from worker.errors import (
     DatasetReplacedError,
     Interrupted,
     NoModelError,
+    NothingNewError,
     WorkerError,
 )
 from worker.files import ServiceLock
@@ -71,6 +72,7 @@ class Runner:
         self._first_model_at = 0  # before the first model: reviewed records a training is tried at (once failed)
         self._first_model_tried = 0  # the reviewed-record count the last first-model training was started at
         self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
+        self._retraining = False  # a retrain is running: corrections counted now ask for the next one at its end
 
     @property
     def status(self) -> Status:
@@ -242,10 +244,20 @@ class Runner:
             return
         pending = self.corrections.add(count)
         self.book.set_corrections(pending)
-        if self.services.registry.current_version() is None:
-            return  # the first model is started by the scoring jobs' count (_before_first_model)
+        if self._retraining or self.services.registry.current_version() is None:
+            return  # asked for when the running retrain ends; the first model by the scoring jobs' count
+        self._retrain_if_enough(pending)
+
+    def _retrain_if_enough(self, pending: int) -> None:
         if pending >= max(self.settings.retrain.min_new_corrections, self._retrain_at):
             self.queue.put(JobKind.RETRAIN)
+
+    def _consume_corrections(self, counted: int) -> None:
+        """The ``counted`` corrections a retrain saw are spent; enough that came meanwhile ask for the next one."""
+        pending = self.corrections.consume(counted)
+        self.book.set_corrections(pending)
+        if self.services.registry.current_version() is not None:
+            self._retrain_if_enough(pending)
 
     # -- running work ------------------------------------------------------------------------------
     def _execute(self, item: WorkItem) -> None:
@@ -352,8 +364,12 @@ class Runner:
             f"register DIR`")
 
     def _retrain(self) -> str:
+        """Train, gate, promote (see :func:`train_job`); the corrections counted when it started are consumed. Those
+        that arrive while it trains count toward the next one, which is asked for here once they are enough — not
+        by each of them while this one runs (it would then start again at once, with what this one had)."""
         counted = self.corrections.pending
         first = self.services.registry.current_version() is None
+        self._retraining = True
         try:
             outcome = train_job(self.services, stop=self.stop)
         except DataError:  # too few labels yet: wait for more before pulling every record again
@@ -363,8 +379,13 @@ class Runner:
             else:
                 self._retrain_at = counted + self.settings.retrain.min_new_corrections
             raise
+        except NothingNewError as repeat:  # the schedule, or corrections that changed no label: nothing to learn
+            self._consume_corrections(counted)
+            return str(repeat)
+        finally:
+            self._retraining = False
         self._retrain_at = 0
-        self.book.set_corrections(self.corrections.consume(counted))
+        self._consume_corrections(counted)
         self.book.set_model(self.services.registry.current())
         self.book.set_annotators(self.services.crowds.latest(self.services.gateway.dataset_key))
         if outcome.promoted:

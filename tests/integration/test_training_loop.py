@@ -15,7 +15,7 @@ from tests.tiny_models import CORPUS, save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.demo_data import LabelledText
-from worker.errors import DataError
+from worker.errors import DataError, NothingNewError
 from worker.jobs import Services, score_job, train_job
 
 FLIPPED = {"e1", "e2", "e5"}  # ingested with the wrong label; annotators fix them
@@ -145,6 +145,13 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     training = third.model.metrics["training"]
     assert (training["annotated"], training["original"]) == (24, 0)
     assert "training read the 24 records with a response only" in caplog.text
+
+    # no review since, the same settings: another training would repeat the third; nothing is trained
+    versions = [v.version for v in services.registry.versions()]
+    with pytest.raises(NothingNewError, match=f"nothing new to train on: {third.model.version} was trained from "
+                                              f"this very training set \\({training['fingerprint']}: 24 annotated"):
+        train_job(services)
+    assert [v.version for v in services.registry.versions()] == versions
 
 
 def _env():

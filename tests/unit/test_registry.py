@@ -14,7 +14,7 @@ from worker.errors import DataError, RegistryError, ScoringError
 from worker.registry import CURRENT, REJECTED, RETIRED, ModelRegistry, gate
 from worker.scoring import read_head
 from worker.training.data import build_training_set
-from worker.training.job import retrain
+from worker.training.job import retrain, settings_digest, trained_before
 from worker.training.register import question_labels, register_model
 from worker.training.trainer import TrainingSettings
 
@@ -152,6 +152,18 @@ def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_d
     assert "below the current model's" in second.model.metrics["rejection_reason"]
     assert registry.current().version == "v0001"
 
+    # training again would repeat v0002 (same data, same settings, v0001 still current); other settings or other
+    # data would not; where the training runs is no setting of the model
+    assert trained_before(registry, training_set, settings_digest(strict, None)).version == "v0002"
+    assert trained_before(registry, training_set, settings_digest(settings, None)) is None
+    assert settings_digest(strict.model_copy(update={"device": "cuda", "micro_batch_size": 2}), None) \
+        == settings_digest(strict, None)
+    assert settings_digest(strict, {"samples": 20}) != settings_digest(strict, {"samples": 10})
+    other = build_training_set(sentiment_examples(41), [], LABELS, min_annotated=10)
+    assert trained_before(registry, other, settings_digest(strict, None)) is None
+    registry.promote("v0002")  # made current by hand: v0002 is the current model, still a repeat
+    assert trained_before(registry, training_set, settings_digest(strict, None)).version == "v0002"
+
 
 def test_a_stop_request_abandons_training_and_keeps_the_current_model(tiny_model_dir, tmp_path):
     import threading
@@ -202,10 +214,9 @@ def test_a_number_another_process_registers_first_is_skipped_not_an_error(tiny_m
     assert [v.version for v in raced] == ["v0001"] and ours.version == "v0002"
     assert registry.get("v0001").metrics["note"] == "theirs" and ours.metrics["note"] == "ours"
     assert ours.metrics["version"] == "v0002"
-    with pytest.raises(RegistryError, match="model version v0002 already exists"):
-        with registry.staging() as staged:
-            shutil.copytree(tiny_model_dir, staged, dirs_exist_ok=True)
-            registry.add(staged, {}, version="v0002")
+    with pytest.raises(RegistryError, match="model version v0002 already exists"), registry.staging() as staged:
+        shutil.copytree(tiny_model_dir, staged, dirs_exist_ok=True)
+        registry.add(staged, {}, version="v0002")
 
 
 def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weights(tmp_path):

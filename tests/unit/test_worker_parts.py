@@ -450,6 +450,36 @@ def test_an_idle_service_logs_a_jobs_outcome_when_it_changes_not_on_every_run(tm
     assert runner.status.jobs["score"]["summary"] == "3 records considered"
 
 
+@pytest.mark.parametrize("arriving", [5, 12])
+def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once_they_are_enough(tmp_path, monkeypatch,
+                                                                                                arriving):
+    """The runner in-process (no server needed: the training is replaced by one during which ``arriving`` submitted
+    responses are counted, as webhook deliveries do, and which then finds nothing new to train on)."""
+    from worker.errors import NothingNewError
+    from worker.runner import Runner
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"},
+                             retrain={"min_new_corrections": 10})
+    runner = Runner(settings)
+    monkeypatch.setattr(runner.services.registry, "current_version", lambda: "v0001")
+
+    def training_while_annotators_go_on(services, stop=None):
+        for _ in range(arriving):
+            runner._count_corrections(1)
+        assert runner.queue.pending() == []  # not asked for again while this one trains
+        raise NothingNewError("nothing new to train on: v0001 …", "v0001")
+
+    monkeypatch.setattr("worker.runner.train_job", training_while_annotators_go_on)
+    runner._count_corrections(10)
+    assert runner.queue.pending() == ["retrain"]
+    runner.queue.get(timeout=1)
+
+    assert runner._retrain() == "nothing new to train on: v0001 …"
+
+    assert runner.corrections.pending == arriving  # the 10 it started with are spent
+    assert runner.queue.pending() == (["retrain"] if arriving >= 10 else [])
+
+
 def test_the_correction_counter_survives_a_restart_and_keeps_what_arrived_during_a_retrain(tmp_path):
     from worker.status import CorrectionCounter
 

@@ -1179,7 +1179,8 @@ def _metadata_names_note(shape: DatasetShape, binding: DatasetBinding) -> str:
     if not binding.metadata_prefix:
         return ""
     theirs = users_names(shape, "", WORKER_METADATA_TYPES) if binding.metadata_prefix == OWN_NAMES_PREFIX else []
-    why = f" (the dataset's own properties {', '.join(theirs)} keep theirs, untouched)" if theirs else ""
+    what = f"property {theirs[0]} keeps its name" if len(theirs) == 1 else f"properties {', '.join(theirs)} keep theirs"
+    why = f" (the dataset's own {what}, untouched)" if theirs else ""
     return f", metadata named {binding.metadata_prefix}<name>{why}"
 
 

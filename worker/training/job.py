@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -106,6 +107,36 @@ def _majority_baseline(validation: Sequence[Example]) -> dict:
     return {"majority_accuracy": majority_share(labels)}
 
 
+# settings that change how a training runs, not the model it gives (where it runs, how memory is saved)
+_HOW_IT_RUNS = frozenset({"device", "micro_batch_size", "gradient_checkpointing", "compile"})
+
+
+def settings_digest(settings: TrainingSettings, scorer_options: Mapping[str, Any] | None) -> str:
+    """A digest of what besides its data decides a training's model and its gate: the ``[training]`` settings
+    (less those of :data:`_HOW_IT_RUNS`) and the scoring options its validation records are scored with."""
+    chosen = {key: value for key, value in settings.model_dump(mode="json").items() if key not in _HOW_IT_RUNS}
+    text = json.dumps({"training": chosen, "scoring": dict(scorer_options or {})}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def trained_before(registry: ModelRegistry, training_set: TrainingSet, digest: str) -> ModelVersion | None:
+    """The newest registered version when training again would repeat it: trained from this very training set
+    (``training_set.fingerprint``) with these settings (``digest``, :func:`settings_digest`) while the model that is
+    current now was current (or it is the current one) — a retrain with nothing new to learn; else None.
+    Reads the registry's versions' metrics (``registry.keep`` files)."""
+    versions = registry.versions()
+    if not versions:
+        return None
+    newest = versions[-1]
+    training = newest.metrics.get("training", {})
+    current = registry.current_version()
+    same_start = newest.version == current or newest.metrics.get("parent") == current
+    if same_start and training.get("fingerprint") == training_set.fingerprint \
+            and training.get("settings_digest") == digest:
+        return newest
+    return None
+
+
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
             mc_samples: int = 20, dropout_rate: float | None = None,
             stop: threading.Event | None = None, trust_remote_code: bool = False,
@@ -166,7 +197,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                      "current_version": current.version if current else None,
                      "current_macro_f1_same_validation": comparison.current_macro_f1 if comparison else None,
                      **({"comparison": comparison.as_dict()} if comparison else {})},
-            "training": {"fingerprint": training_set.fingerprint, **training_set.counts(),
+            "training": {"fingerprint": training_set.fingerprint,
+                         "settings_digest": settings_digest(settings, scorer_options), **training_set.counts(),
                          "start_model": str(start), "best_epoch": result.best_epoch,
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                          "seconds": round(result.seconds, 1)},
