@@ -571,3 +571,24 @@ def test_the_users_metadata_properties_are_published_as_typed_columns(tmp_path):
     with pytest.raises(DataError, match=r"record 'a': metadata 'stars' is 'four', not integer"):
         build_publication(wrong, LABELS, metadata={"stars": "integer"}, workdir=tmp_path / "work")
     assert not any((tmp_path / "work").iterdir())  # nothing left on disk
+
+
+def test_the_card_names_a_validation_on_the_records_own_labels_agreement_not_accuracy():
+    publication = build_publication([_record(f"d{i}", "positive", text=f"text {i}") for i in range(3)], LABELS)
+    validation = {"records": 240, "accuracy": 0.7292, "macro_f1": 0.7216, "ece_deterministic": 0.0342,
+                  "ece_mc": 0.0281}
+
+    def card(training):
+        return render_card(publication, license="mit", pretty_name="d", source="x",
+                           model_metrics={"validation": validation, "training": training})
+
+    before_any_review = card({"annotated": 0, "validation_reviewed": 0})
+    assert "Validated on 240 records' own labels: agreement 0.7292, macro-F1 0.7216" in before_any_review
+    assert "not accuracy" in before_any_review and "accuracy 0.7292" not in before_any_review
+    assert "240 records' own labels" in card({"annotated": 0})  # a model registered before the count was kept
+    assert "Validated on 230 records' own labels and 10 reviewed ones: agreement" in card(
+        {"annotated": 12, "validation_reviewed": 10})
+    reviewed = card({"annotated": 1200, "validation_reviewed": 240})
+    assert "Validated on 240 reviewed records: accuracy 0.7292, macro-F1 0.7216" in reviewed
+    assert "not accuracy" not in reviewed
+    assert "Validated on 240 reviewed records: accuracy" in card({"annotated": 300})  # before the count was kept

@@ -74,6 +74,7 @@ class TrainingSet:
         return {
             "train": len(self.train),
             "validation": len(self.validation),
+            "validation_reviewed": sum(e.source == ANNOTATED for e in self.validation),  # the rest: records' own labels
             "annotated": sum(e.source == ANNOTATED for e in (*self.train, *self.validation)),
             "original": sum(e.source == ORIGINAL for e in self.train),
             "per_class": dict(label_counts((*self.train, *self.validation))),
