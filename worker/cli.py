@@ -576,9 +576,11 @@ def train(config_file: Path | None) -> None:
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")
-    click.echo(f"validation ({validation['records']} records): accuracy {validation['accuracy']:.4f}, macro-F1 "
-               f"{validation['macro_f1']:.4f}, ECE deterministic {validation['ece_deterministic']:.4f}, MC "
-               f"{validation['ece_mc']:.4f}")
+    own = validation["records"] - outcome.model.metrics["training"]["validation_reviewed"]
+    what = (f"{validation['records']} records, {own} of them by their own labels: agreement with labels that may be "
+            f"wrong, not accuracy): agreement" if own else f"{validation['records']} records): accuracy")
+    click.echo(f"validation ({what} {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, ECE "
+               f"deterministic {validation['ece_deterministic']:.4f}, MC {validation['ece_mc']:.4f}")
     if validation.get("temperature") is not None:
         click.echo(f"scores reported at temperature {validation['temperature']:.3f}: their ECE "
                    f"{validation['ece_scores']:.4f} → {validation['ece_scores_at_temperature']:.4f} (cross-fitted)")

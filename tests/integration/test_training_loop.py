@@ -62,6 +62,7 @@ def test_a_first_model_trains_on_the_labels_the_records_carry(services):
     assert outcome.promoted and outcome.model.version == "v0001"
     counts = outcome.model.metrics["training"]
     assert counts["annotated"] == 0 and counts["train"] + counts["validation"] == 40
+    assert counts["validation_reviewed"] == 0  # validated on the records' own labels: agreement (the card says so)
 
 
 def test_once_a_model_exists_too_few_corrections_train_nothing(services):
@@ -95,6 +96,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     kept = [record_id for record_id in set(pulled) - set(annotated) if _sentence(record_id) not in validated]
     training = outcome.model.metrics["training"]
     assert 0 < len(kept) < 16 and (training["annotated"], training["original"]) == (24, len(kept))
+    assert training["validation_reviewed"] == training["validation"] == len(validation_ids)
     assert (outcome.model.path / "model.safetensors").exists()
     events = [json.loads(line) for line in (services.settings.state_dir.parent / "events.jsonl").read_text().splitlines()]
     assert events == [["promoted", "v0001", outcome.model.metrics["validation"]["macro_f1"]]]  # on_model_promoted
