@@ -249,8 +249,10 @@ class Runner:
         self._retrain_if_enough(pending)
 
     def _retrain_if_enough(self, pending: int) -> None:
+        """Ask for a retrain once ``pending`` corrections are enough; debounced like the rescores of the records
+        they came with, so those (queued first) are rescored before the retrain holds the runner for minutes."""
         if pending >= max(self.settings.retrain.min_new_corrections, self._retrain_at):
-            self.queue.put(JobKind.RETRAIN)
+            self.queue.put(JobKind.RETRAIN, delay=DEBOUNCE_S)
 
     def _consume_corrections(self, counted: int) -> None:
         """The ``counted`` corrections a retrain saw are spent; enough that came meanwhile ask for the next one."""

@@ -470,9 +470,11 @@ def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once
         raise NothingNewError("nothing new to train on: v0001 …", "v0001")
 
     monkeypatch.setattr("worker.runner.train_job", training_while_annotators_go_on)
+    runner.queue.put("rescore", ["r1"], delay=1.0)  # the record of the 10th correction, debounced
     runner._count_corrections(10)
-    assert runner.queue.pending() == ["retrain"]
-    runner.queue.get(timeout=1)
+    assert runner.queue.pending() == ["rescore", "retrain"]
+    assert runner.queue.get(timeout=5).kind == "rescore"  # its record's values before the retrain's minutes
+    assert runner.queue.get(timeout=5).kind == "retrain"
 
     assert runner._retrain() == "nothing new to train on: v0001 …"
 
