@@ -592,3 +592,16 @@ def test_the_card_names_a_validation_on_the_records_own_labels_agreement_not_acc
     assert "Validated on 240 reviewed records: accuracy 0.7292, macro-F1 0.7216" in reviewed
     assert "not accuracy" not in reviewed
     assert "Validated on 240 reviewed records: accuracy" in card({"annotated": 300})  # before the count was kept
+
+
+def test_the_card_says_which_score_columns_no_row_has_a_value_in_yet():
+    publication = build_publication(_records(), LABELS)  # scored (loss, bald …), no `score --oof` run
+    card = render_card(publication, license="mit", pretty_name="d", source="x")
+
+    def described(name):
+        return next(line for line in card.splitlines() if line.startswith(f"  - `{name}`:"))
+
+    assert described("label_issue").endswith("(No row has a value yet.)")
+    assert described("expected_loss").endswith("(No row has a value yet.)")
+    assert not described("loss").endswith("(No row has a value yet.)")
+    assert not described("bald").endswith("(No row has a value yet.)")

@@ -92,6 +92,7 @@ class PublicationStats:
     copied_texts: int = 0  # texts in more than one published row (letter case and spacing aside)
     copied_rows: int = 0  # the rows carrying them
     disagreeing_texts: int = 0  # copied texts whose rows carry different labels
+    scored: Counter = field(default_factory=Counter)  # score column -> published rows with a value in it
 
     def __post_init__(self):
         size = len(self.labels)
@@ -105,6 +106,7 @@ class PublicationStats:
 
     def add(self, row: dict) -> None:
         self.published += 1
+        self.scored.update(name for name in FLOAT_COLUMNS if row.get(name) is not None)
         label, original = row["label"], row["original_label"]
         has_original = original is not None and original != -1
         self.per_class.update(label if self.multi_label else [label])

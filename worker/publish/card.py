@@ -131,8 +131,9 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         "## How it was cleaned",
         "",
         "- Scores: every record was scored with MC dropout; the score columns are",
-        *(f"  - `{spec.name}`: {spec.meaning}" for spec in published_scores(publication.multi_label,
-                                                                           publication.rating)),
+        *(f"  - `{spec.name}`: {spec.meaning}" + ("" if publication.stats.scored[spec.name] else
+                                                    " (No row has a value yet.)")
+          for spec in published_scores(publication.multi_label, publication.rating)),
         "- Review: annotators submitted labels in Argilla; drafts and discarded responses are ignored.",
         (f"- Records with tied votes are left out ({counts['tied_left_out']}), as are records with no label at "
         f"all ({counts['unlabelled_left_out']}): nothing is guessed."),
