@@ -567,6 +567,7 @@ def train(config_file: Path | None) -> None:
     services = _services(config_file, writes=("registry.path", "state_dir"))
     from worker.errors import NothingNewError
     from worker.jobs import train_job
+    from worker.training.data import own_label_validations
 
     try:
         outcome = train_job(services)
@@ -576,7 +577,7 @@ def train(config_file: Path | None) -> None:
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")
-    own = validation["records"] - outcome.model.metrics["training"]["validation_reviewed"]
+    own = own_label_validations(outcome.model.metrics["training"], validation["records"])
     what = (f"{validation['records']} records, {own} of them by their own labels: agreement with labels that may be "
             f"wrong, not accuracy): agreement" if own else f"{validation['records']} records): accuracy")
     click.echo(f"validation ({what} {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, ECE "

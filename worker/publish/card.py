@@ -12,6 +12,7 @@ from worker.calibration import plot_confusion_matrix, png_figure
 from worker.duplicates import EXACT
 from worker.gateway.schema import published_scores
 from worker.publish.build import Publication
+from worker.training.data import own_label_validations
 
 CONFUSION_PLOT = "images/correction_confusion.png"
 LOSS_PLOT = "images/loss_corrected_vs_confirmed.png"
@@ -102,13 +103,13 @@ def _validation_line(validation: dict, training: dict) -> str:
     """The ranking model's validation figures, named for what they measured: a first model trained before enough
     reviews was validated (partly) on records' own labels — agreement with labels that may be wrong, not accuracy (a
     model 97 % right on BBC sections read 0.73 against 20 % wrong labels). ``training``: the registry entry's
-    training counts (``validation_reviewed`` since 2026-12; before, ``annotated`` 0 tells such a model)."""
+    training counts."""
     figures = (f"macro-F1 {validation['macro_f1']:.4f}, expected calibration error "
                f"{validation['ece_deterministic']:.4f} (deterministic) and {validation['ece_mc']:.4f} (MC dropout)")
     records = validation.get("records") or 0
-    reviewed = training.get("validation_reviewed", 0 if training.get("annotated") == 0 else records)
-    if records and reviewed < records:
-        which = f"{records - reviewed} records' own labels" + (f" and {reviewed} reviewed ones" if reviewed else "")
+    own = own_label_validations(training, records)
+    if own:
+        which = f"{own} records' own labels" + (f" and {records - own} reviewed ones" if own < records else "")
         return (f"Validated on {which}: agreement {validation['accuracy']:.4f}, {figures} — agreement with labels "
                 f"that may be wrong, not accuracy.")
     return f"Validated on {records} reviewed records: accuracy {validation['accuracy']:.4f}, {figures}."

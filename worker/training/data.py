@@ -82,6 +82,15 @@ class TrainingSet:
         }
 
 
+def own_label_validations(training: Mapping, records: int) -> int:
+    """How many of a model's ``records`` validation records were judged by the labels they came with, not by a
+    review: its figures there measure agreement with labels that may be wrong, not accuracy. ``training``: the
+    model's registry training counts (:meth:`TrainingSet.counts`; entries older than ``validation_reviewed`` tell a
+    model validated on own labels alone by ``annotated`` 0)."""
+    reviewed = training.get("validation_reviewed", 0 if training.get("annotated") == 0 else records)
+    return max(records - reviewed, 0)
+
+
 def taught_ids(train: Iterable[Example]) -> list[str]:
     """The ids of the ``train`` examples a model is taught: annotated ones, and any trained at full weight (a first
     model on the labels the records carry) — not an unreviewed label at ``training.original_weight`` (see
