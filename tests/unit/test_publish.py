@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import json
 import logging
+import tempfile
 from datetime import UTC, datetime
 
 import datasets
@@ -20,6 +21,13 @@ from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
 from worker.records import PulledRecord, ResponseState, SuggestionState
 
 LABELS = ("negative", "positive", "neutral")
+
+
+@pytest.fixture(autouse=True)
+def publication_files_in_pytest_tmp(tmp_path_factory, monkeypatch):
+    """Most tests here read a publication's splits without closing it: its Arrow files go under pytest's
+    temporary directories (removed by pytest), not the system's, where each run left 38 directories."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("publications")))
 
 
 @pytest.fixture
