@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from worker.binding import DatasetBinding
+from worker.coldstart import RANK_PROPERTY
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.publish.sinks import check_sink
@@ -29,6 +30,8 @@ class ConfigCheck:
     model: str | None = None  # the current model's version, when it fits the question
     worker_metadata: int = 0  # the worker's metadata properties for the bound question
     metadata_to_come: dict[str, int] = field(default_factory=dict)  # the job that adds them -> how many not there yet
+    vectors: dict[str, int] = field(default_factory=dict)  # the dataset's vectors: name -> dimensions
+    ranked_by: str | None = None  # the cold start's rank property, once `cold-start` has written it
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
@@ -47,6 +50,7 @@ def check_config(services: Services) -> ConfigCheck:
     check = ConfigCheck(f"{settings.argilla.workspace}/{settings.argilla.dataset}", gateway.binding,
                         gateway.count_records(), gateway.count_submitted(), str(gateway.server_version))
     check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
+    check.vectors = gateway.vector_dimensions()
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     _check_start_model(services, check)
@@ -65,6 +69,8 @@ def _check_worker_metadata(services: Services, check: ConfigCheck) -> None:
     ours = services.gateway.worker_properties()
     present = services.gateway.metadata_property_names()
     check.worker_metadata = len(ours)
+    rank = services.gateway.binding.stored_name(RANK_PROPERTY)
+    check.ranked_by = rank if rank in present else None
     for name, spec in ours.items():
         if name not in present:
             check.metadata_to_come[spec.written_by] = check.metadata_to_come.get(spec.written_by, 0) + 1
@@ -85,9 +91,7 @@ def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> N
     try:
         current = services.current_model()
     except NoModelError:
-        check.todo.append("no model yet: `argilla-worker train` (from the annotators' submitted responses, "
-                          f"training.min_annotated = {services.settings.training.min_annotated}, or the labels the "
-                          "records carry) or `argilla-worker models register DIR` for a model you have")
+        check.todo.append(_no_model_todo(services.settings.training.min_annotated, check))
         return
     binding = services.gateway.binding
     try:
@@ -97,6 +101,22 @@ def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> N
         check.problems.append(f"current model {current.version}: {error}")
         return
     check.model = current.version
+
+
+def _no_model_todo(min_annotated: int, check: ConfigCheck) -> str:
+    """What trains or brings the first model; before enough reviews, also what ranks the records to review first
+    when none carries a label (by the dataset's vector when it has one)."""
+    todo = (f"no model yet: `argilla-worker train` (from the annotators' submitted responses, training.min_annotated "
+            f"= {min_annotated}, or the labels the records carry) or `argilla-worker models register DIR` for a model "
+            "you have")
+    if check.submitted >= min_annotated:
+        return todo
+    if check.ranked_by:
+        return f"{todo}; the records are ranked for a first batch: sort by {check.ranked_by}, ascending, and annotate"
+    names = list(check.vectors)
+    command = ("argilla-worker cold-start" + (f" --vector {names[0]}" if len(names) == 1 else "")
+               + (" --vector NAME` (NAME: " + ", ".join(names) + ")" if len(names) > 1 else "`"))
+    return f"{todo}; if no record carries a label yet, `{command} ranks a first batch to annotate"
 
 
 def _check_start_model(services: Services, check: ConfigCheck) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -348,6 +348,8 @@ def config_check(config_file: Path | None) -> None:
                f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
                + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
     click.echo(f"  the worker's metadata: {_metadata_state(check)}")
+    if check.vectors:
+        click.echo("  vectors: " + ", ".join(f"{name} ({size} dimensions)" for name, size in check.vectors.items()))
     if check.model:
         click.echo(f"model: {check.model} (fits the question)")
     for line in check.todo:
@@ -519,7 +521,7 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     if folds:
         oof_report = oof_score_job(services, folds)
         click.echo(oof_report.summary())
-        click.echo(_label_issue_hint(oof_report))
+        click.echo(_label_issue_hint(oof_report, services.gateway.binding.stored_name))
         failures.update(oof_report.failures)
     if folds and services.registry.current() is None:
         click.echo("no current model yet: records without a label are scored once one is trained or registered")
@@ -530,17 +532,18 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     _exit_on_push_failures(failures)
 
 
-def _label_issue_hint(report: ScoreReport) -> str:
+def _label_issue_hint(report: ScoreReport, name: Callable[[str], str]) -> str:
     """Where to look after ``score --oof``: label_issue for the records the fold models trained on, the held-out
-    loss for the others (a sample of a large dataset, ``training.max_original``)."""
-    hint = ("label_issue and area_under_margin pushed{scope}: in the UI, sort by metadata 'label_issue', descending, "
-            "to fix the likeliest label errors first")
+    loss for the others (a sample of a large dataset, ``training.max_original``). ``name``: a worker property's
+    name on the server (the binding's prefix)."""
+    hint = (f"{name('label_issue')} and {name('area_under_margin')} pushed{{scope}}: in the UI, sort by metadata "
+            f"'{name('label_issue')}', descending, to fix the likeliest label errors first")
     others = report.scored - report.label_issues
     if others <= 0:
         return hint.format(scope="")
     return (hint.format(scope=f" for the {report.label_issues} records the fold models trained on")
-            + f"; the other {others} (outside training.max_original's sample) have the held-out 'loss': sort them "
-              "by it")
+            + f"; the other {others} (outside training.max_original's sample) have the held-out '{name('loss')}': "
+              "sort them by it")
 
 
 def _exit_on_push_failures(failures: dict[str, str]) -> None:
@@ -646,9 +649,10 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int, vector
     settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device,
                                  trust_remote_code=services.settings.registry.trust_remote_code, vector=vector)
     report = cold_start_job(services, settings)
+    name = services.gateway.binding.stored_name
     click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "
-               f"failed batches); in the Argilla UI sort by cold_start_rank, ascending, and annotate from the top "
-               f"(outlier_score, descending: the records least like the rest)")
+               f"failed batches); in the Argilla UI sort by {name('cold_start_rank')}, ascending, and annotate from "
+               f"the top ({name('outlier_score')}, descending: the records least like the rest)")
 
 
 @cli.command("copies")
@@ -674,8 +678,9 @@ def copies(config_file: Path | None) -> None:
                + "".join(f"; {record_id}: {why}" for record_id, why in
                          list({**report.rejected, **report.failed}.items())[:3]) + ")")
     if counts.disagreeing_texts:
-        click.echo("in the Argilla UI filter copies_disagree ≥ 1 and sort by copy_group, ascending: each text's "
-                   "records side by side")
+        name = services.gateway.binding.stored_name
+        click.echo(f"in the Argilla UI filter {name('copies_disagree')} ≥ 1 and sort by {name('copy_group')}, "
+                   "ascending: each text's records side by side")
 
 
 @cli.group()

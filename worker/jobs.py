@@ -630,7 +630,9 @@ def _push_label_issues(services: Services, server_ids: dict[str, str], label_pro
         values = {i: dict(zip(TRAINED_ON_METADATA, (readable(margins[i]), readable(issues[i])), strict=True))
                   for i in batch if i in records}
         services.gateway.push_metadata(values, current=records)
-    logger.info("label_issue and area_under_margin pushed for %d records: sort by label_issue, descending", len(ids))
+    name = services.gateway.binding.stored_name
+    logger.info("%s and %s pushed for %d records: sort by %s, descending", name("label_issue"),
+                name("area_under_margin"), len(ids), name("label_issue"))
     return len(ids)
 
 
@@ -674,7 +676,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     logger.info("cold start: %d records ranked in %d clusters (%s); sort by %s ascending to annotate the first "
                 "batch, by %s descending to see the records least like the rest", len(ranks),
                 min(settings.clusters, len(ranks)), f"vector {settings.vector!r}" if settings.vector else encoder,
-                RANK_PROPERTY, OUTLIER_PROPERTY)
+                *map(services.gateway.binding.stored_name, (RANK_PROPERTY, OUTLIER_PROPERTY)))
     return report
 
 

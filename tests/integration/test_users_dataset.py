@@ -21,6 +21,7 @@ from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
 from tests.tiny_models import save_tiny_architecture, save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
+from worker.check import check_config
 from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.gateway import ArgillaGateway
@@ -242,6 +243,9 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert f"question {QUESTION!r}: 2 labels (negative, positive)" in fresh.stdout
     assert "an unreviewed record's label (argilla.reference = 'auto'): the ingested original_label" in fresh.stdout
     assert "to do: no model yet: `argilla-worker train`" in fresh.stdout
+    assert ("if no record carries a label yet, `argilla-worker cold-start --vector embedding` ranks a first batch to "
+            "annotate") in fresh.stdout
+    assert "  vectors: embedding (3 dimensions)" in fresh.stdout
     scores = sum(spec.written_by == "score" for spec in worker_metadata())
     assert (f"the worker's metadata: none on the dataset yet; each job adds its properties with its first values "
             f"(score: {scores}; score --oof: 2; cold-start: 2; copies: 3;") in fresh.stdout
@@ -529,15 +533,18 @@ def test_cold_start_ranks_a_first_batch_that_trains_the_first_model(local_argill
 
 
 def test_cold_start_ranks_by_the_vectors_their_dataset_holds(local_argilla, stack_settings, dataset_name, tmp_path,
-                                                             monkeypatch):
+                                                             monkeypatch, caplog):
     """Their embeddings in a vector field: the ranking and the outlier score come from those (no encoder is set, so
-    none could be loaded); a record without the vector gets no rank and is left as it was."""
+    none could be loaded); a record without the vector gets no rank and is left as it was. Their dataset has a
+    second label question, so the worker's properties are named ``tone_…`` — and the log says to sort by that
+    name."""
     from worker.coldstart import ColdStartSettings
     from worker.jobs import cold_start_job
 
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
-        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name="tone", labels=list(LABELS))],
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name="tone", labels=list(LABELS)),
+                   rg.LabelQuestion(name="flag", labels=["fine", "spam"], required=False)],
         vectors=[rg.VectorField(name="their_embedding", dimensions=4)]))
     dataset.create()
     rng = np.random.default_rng(0)
@@ -551,7 +558,7 @@ def test_cold_start_ranks_by_the_vectors_their_dataset_holds(local_argilla, stac
                                    vectors={"their_embedding": vectors[record_id]} if record_id in vectors else {})
                          for record_id, text in texts.items()])
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
-    settings = _settings(stack_settings, dataset_name, tmp_path)
+    settings = _settings(stack_settings, dataset_name, tmp_path, question="tone")
     services = Services(settings.model_copy(update={"training": settings.training.model_copy(
         update={"base_model": ""})}))
 
@@ -559,18 +566,23 @@ def test_cold_start_ranks_by_the_vectors_their_dataset_holds(local_argilla, stac
         cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3))
     with pytest.raises(ConfigError, match=r"has no vector 'embedding': its vectors: their_embedding \(4 dimensions"):
         cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="embedding"))
-    report = cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="their_embedding"))
+    with caplog.at_level("INFO", logger="worker.jobs"):
+        report = cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="their_embedding"))
 
     assert report.sent == len(vectors) and not report.failed
     stored = _stored(stack_settings, dataset.id)
-    assert "cold_start_rank" not in (stored["no-vector"]["metadata"] or {})
-    ranked = sorted(stored[record_id]["metadata"]["cold_start_rank"] for record_id in vectors)
+    assert "sort by tone_cold_start_rank ascending" in caplog.text and "by tone_outlier_score descending" in caplog.text
+    assert "tone_cold_start_rank" not in (stored["no-vector"]["metadata"] or {})
+    ranked = sorted(stored[record_id]["metadata"]["tone_cold_start_rank"] for record_id in vectors)
     assert ranked == [float(rank) for rank in range(1, len(vectors) + 1)]
-    first = sorted(vectors, key=lambda record_id: stored[record_id]["metadata"]["cold_start_rank"])[:5]
+    first = sorted(vectors, key=lambda record_id: stored[record_id]["metadata"]["tone_cold_start_rank"])[:5]
     assert [record_id.split("-")[0] for record_id in first] == ["c3", "c2", "c1", "c0", "stray"], first  # largest first
-    outlier = {record_id: stored[record_id]["metadata"]["outlier_score"] for record_id in vectors}
+    outlier = {record_id: stored[record_id]["metadata"]["tone_outlier_score"] for record_id in vectors}
     assert max(outlier, key=outlier.__getitem__) == "stray"
     assert stored["c0-0"]["vectors"]["their_embedding"] == pytest.approx(vectors["c0-0"])  # theirs, unchanged
+    todo = check_config(services).todo
+    assert any("the records are ranked for a first batch: sort by tone_cold_start_rank, ascending" in line
+               for line in todo), todo
 
 
 def test_a_rescore_by_id_reads_only_the_records_it_names(their_dataset, stack_settings, dataset_name, tmp_path,
@@ -633,7 +645,7 @@ def test_after_a_retrain_records_whose_view_would_not_change_keep_their_values(t
 
 
 def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_other(
-        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch, caplog):
     """A dataset with two label questions and a float property of the user's named ``loss``, made with the
     SDK. One worker per question (``score --oof``: no model, no annotation yet): each writes its question's
     suggestion and its metadata as ``<question>_…``; the other question's suggestion and values, the user's
@@ -661,8 +673,10 @@ def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_
     workers = {question: Services(_settings(stack_settings, dataset_name, tmp_path / question, question=question))
                for question in ("sentiment", "length")}
     assert workers["sentiment"].gateway.binding.metadata_prefix == "sentiment_"
-    report = oof_score_job(workers["sentiment"], 3)
+    with caplog.at_level("INFO", logger="worker.jobs"):
+        report = oof_score_job(workers["sentiment"], 3)
     assert (report.scored, report.failed) == (COUNT, 0)
+    assert "sort by sentiment_label_issue, descending" in caplog.text  # the name the UI shows
     after_first = _stored(stack_settings, dataset.id)
     report = oof_score_job(workers["length"], 3)
     assert (report.scored, report.failed) == (COUNT, 0)

@@ -281,8 +281,9 @@ def build_first_training_set(
     if len(examples) < min_examples:
         raise DataError(
             f"only {len(examples)} records carry a label (annotated or from argilla.reference); a first model "
-            f"needs at least {min_examples}: annotate records, point argilla.reference at the labels the "
-            f"records carry, or register a model you have (`argilla-worker models register`)"
+            f"needs at least {min_examples}: annotate records (no label yet: `argilla-worker cold-start` ranks a "
+            f"first batch to annotate), point argilla.reference at the labels the records carry, or register a "
+            f"model you have (`argilla-worker models register`)"
         )
     train, validation = stratified_split(examples, validation_fraction, seed=seed,
                                          keys=example_keys(examples, similarity))
