@@ -172,7 +172,18 @@ def guidelines(multi_label: bool = False, scope: GuidelinesScope | None = None, 
     metadata = "\n".join(f"- `{name(spec.name)}`: {spec.meaning}" for spec in worker_metadata(multi_label, rating))
     steps = (_multi_label_steps(name) if multi_label else _rating_steps(name) if rating
              else _single_label_steps(name))
-    return f"{title}\n\n{steps}\n\nMetadata properties:\n\n{metadata}"
+    unlabelled = _unlabelled_steps(name, "labels" if multi_label else "a rating" if rating else "a label",
+                                   "predicted set" if multi_label else "prediction")
+    return f"{title}\n\n{steps}\n\n{unlabelled}\n\nMetadata properties:\n\n{metadata}"
+
+
+def _unlabelled_steps(name, label: str, prediction: str) -> str:
+    """Records that came without a label (a cold start) have no `loss` to sort by: where to start with them."""
+    return f"""\
+Records that came without {label} show the model's {prediction} instead (agent = model version) and have no
+`{name("loss")}`: answer those in the order of `{name("bald_power")}`, **descending** — a varied batch of what the
+model is least sure of, redrawn by each new model. Before the first model, after `argilla-worker cold-start`: in the
+order of `{name("cold_start_rank")}`, **ascending**."""
 
 
 def _single_label_steps(name) -> str:
@@ -180,9 +191,7 @@ def _single_label_steps(name) -> str:
 1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending).
 2. The pre-selected label is the one under review; its score is how much the model believes it
    (a low score: probably wrong). If it is wrong, pick the right one.
-3. Submit — the worker retrains on your answers and refreshes the order.
-
-Records without a label show the model's prediction instead (agent = model version)."""
+3. Submit — the worker retrains on your answers and refreshes the order."""
 
 
 def _rating_steps(name) -> str:
@@ -192,9 +201,7 @@ def _rating_steps(name) -> str:
    that should be a 5), sort by `{name("rating_error")}`, descending, instead.
 2. The pre-selected rating is the one under review; `{name("expected_rating")}` is the rating the model expects.
    If it is wrong, pick the right one.
-3. Submit — the worker retrains on your answers and refreshes the order.
-
-Records without a rating show the model's prediction instead (agent = model version)."""
+3. Submit — the worker retrains on your answers and refreshes the order."""
 
 
 def _multi_label_steps(name) -> str:
@@ -203,9 +210,7 @@ def _multi_label_steps(name) -> str:
    model finds least plausible come first.
 2. The pre-selected labels are the set under review; each label's score is how much the model believes it
    belongs. Filter by `{name("labels_to_add")}` / `{name("labels_to_remove")}` to review one label at a time.
-3. Tick every label that applies, untick the others, and submit — the worker retrains on your answers.
-
-Records without labels show the model's predicted set instead (agent = model version)."""
+3. Tick every label that applies, untick the others, and submit — the worker retrains on your answers."""
 
 
 GUIDELINES = guidelines()  # the single-label text (the default)
