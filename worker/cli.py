@@ -585,6 +585,10 @@ def train(config_file: Path | None) -> None:
             f"wrong, not accuracy): agreement" if own else f"{validation['records']} records): accuracy")
     click.echo(f"validation ({what} {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, ECE "
                f"deterministic {validation['ece_deterministic']:.4f}, MC {validation['ece_mc']:.4f}")
+    refit_on = outcome.model.metrics["training"].get("refit_on")
+    if refit_on:
+        click.echo(f"measured on a model trained without those {validation['records']} records; "
+                   f"{outcome.model.version} then trained on all {refit_on} (training.refit_first_model)")
     if validation.get("temperature") is not None:
         click.echo(f"scores reported at temperature {validation['temperature']:.3f}: their ECE "
                    f"{validation['ece_scores']:.4f} → {validation['ece_scores_at_temperature']:.4f} (cross-fitted)")

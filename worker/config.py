@@ -259,6 +259,12 @@ class TrainingSettings(_Section):
     select_min_validation: int = Field(
         50, ge=0, description="validation records needed to pick the best epoch and stop early; with fewer every "
                               "epoch runs and the last is kept (a handful of records picks an epoch by chance)")
+    refit_first_model: bool = Field(
+        True, description="a first model whose validation is too small to pick an epoch (< select_min_validation "
+                          "records) is measured on it, then trained again on every example, its validation records "
+                          "included, and that model is registered (60 cold-start labels of 20 newsgroups: 0.60 "
+                          "accuracy on the other posts vs 0.49 with 20 of them held out); its figures stay those "
+                          "of the held-out measurement")
     monitor: Monitor = "macro_f1"
     batch_size: int = Field(16, ge=1, description="examples per optimizer step")
     micro_batch_size: int | None = Field(

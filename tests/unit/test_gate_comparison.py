@@ -102,7 +102,7 @@ def test_the_gate_leaves_out_the_validation_records_the_current_model_was_taught
     registry = ModelRegistry(tmp_path / "registry")
     examples = sentiment_examples(48)
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    first = retrain(first_set, registry, _settings(tiny_model_dir), mc_samples=2)
+    first = retrain(first_set, registry, _settings(tiny_model_dir, refit_first_model=False), mc_samples=2)
     taught = read_taught_ids(first.model.path)
     assert taught == {example.id for example in first_set.train}
 
@@ -124,12 +124,42 @@ def test_a_model_started_from_the_current_one_inherits_what_it_was_taught(tiny_m
     registry = ModelRegistry(tmp_path / "registry")
     examples = sentiment_examples(48)
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2)
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=False), mc_samples=2)
     second_set = build_training_set(examples, [], LABELS, min_annotated=10)
 
     second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1, start_from="current"), mc_samples=2)
 
     assert read_taught_ids(second.model.path) == ({e.id for e in first_set.train} | {e.id for e in second_set.train})
+
+
+def test_a_first_model_measured_on_a_few_records_is_trained_again_on_all_of_them(tiny_model_dir, tmp_path):
+    """training.refit_first_model: the first model's 6 validation records (< select_min_validation) measure it, then
+    the registered model trains on all 32 — its taught ids name them, so the next gate leaves them out; the next
+    model, gated against the current one, is not refit; with the setting off none is."""
+    registry = ModelRegistry(tmp_path / "registry")
+    examples = sentiment_examples(48)
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    every = {example.id for example in (*first_set.train, *first_set.validation)}
+    assert 0 < len(first_set.validation) < 50
+
+    first = retrain(first_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2)
+
+    assert first.promoted and first.model.metrics["training"]["refit_on"] == len(every) == 32
+    assert first.model.metrics["validation"]["records"] == len(first_set.validation)  # the held-out measurement
+    assert json.loads((first.model.path / "training.json").read_text())["train_records"] == 32  # the refit weights
+    assert read_taught_ids(first.model.path) == every
+    assert (first.model.path / "calibration").is_dir() and (first.model.path / "validation.jsonl").is_file()
+    assert not (first.model.path / "refit").exists()
+
+    second = retrain(build_training_set(examples, [], LABELS, min_annotated=10), registry,
+                     _settings(tiny_model_dir, epochs=1), mc_samples=2)
+    assert "refit_on" not in second.model.metrics["training"]
+    assert second.model.metrics["gate"]["comparison"]["left_out_taught"] >= len(first_set.validation) - 1
+
+    kept = retrain(first_set, ModelRegistry(tmp_path / "other"), _settings(tiny_model_dir, epochs=1,
+                                                                           refit_first_model=False), mc_samples=2)
+    assert "refit_on" not in kept.model.metrics["training"]
+    assert json.loads((kept.model.path / "training.json").read_text())["train_records"] == len(first_set.train)
 
 
 def test_an_unknown_training_set_compares_on_every_record_and_identical_models_differ_by_nothing(tiny_model_dir):

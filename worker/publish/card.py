@@ -108,6 +108,9 @@ def _validation_line(validation: dict, training: dict) -> str:
                f"{validation['ece_deterministic']:.4f} (deterministic) and {validation['ece_mc']:.4f} (MC dropout)")
     records = validation.get("records") or 0
     own = own_label_validations(training, records)
+    if training.get("refit_on"):
+        figures += (f" (measured on a model trained without these {records} records; the ranking model then "
+                    f"trained on all {training['refit_on']})")
     if own:
         which = f"{own} records' own labels" + (f" and {records - own} reviewed ones" if own < records else "")
         return (f"Validated on {which}: agreement {validation['accuracy']:.4f}, {figures} — agreement with labels "

@@ -182,9 +182,12 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         fit = scores_temperature(candidate, validation, scored, seed=settings.seed) if scored is not None else None
         if fit is not None:
             write_temperature(fit, staged)
-        _write_taught_ids(staged, training_set, current if settings.start_from == "current" else None)
         comparison = _comparison(candidate, current, training_set, settings, trust_remote_code)
         decision = _decision(report.macro_f1, comparison, settings.gate_tolerance)
+        refit = current is None and _refits(training_set, settings)
+        if refit:
+            _refit_on_every_example(start, training_set, staged, settings, stop, trust_remote_code)
+        _write_taught_ids(staged, training_set, current if settings.start_from == "current" else None, refit)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
@@ -201,7 +204,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                          "settings_digest": settings_digest(settings, scorer_options), **training_set.counts(),
                          "start_model": str(start), "best_epoch": result.best_epoch,
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-                         "seconds": round(result.seconds, 1)},
+                         "seconds": round(result.seconds, 1),
+                         **({"refit_on": len(training_set.train) + len(validation)} if refit else {})},
             "labels": list(training_set.labels),
             "parent": current.version if current else None,
         }
@@ -221,10 +225,36 @@ def _stop_check(stop: threading.Event | None):
     return check
 
 
-def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVersion | None) -> None:
-    """Keep the ids the new version is taught (:func:`~worker.training.data.taught_ids`), with its ``parent``'s
-    when it starts from that model's weights; nothing when the parent does not say (unknown stays unknown)."""
-    ids = taught_ids(training_set.train)
+def _refits(training_set: TrainingSet, settings: TrainingSettings) -> bool:
+    """Whether a first model is trained again on its validation records too (``training.refit_first_model``): when
+    they are too few to pick an epoch, they only measured it, and a first model has no current one to be gated
+    against — a third of a cold start's labels (one per class) would be spent on a measurement."""
+    return settings.refit_first_model and 0 < len(training_set.validation) < settings.select_min_validation
+
+
+def _refit_on_every_example(start: str | Path, training_set: TrainingSet, staged: Path, settings: TrainingSettings,
+                            stop: threading.Event | None, trust_remote_code: bool) -> None:
+    """Train from ``start`` again on train + validation (every planned epoch: there is nothing to select on) and put
+    its weights and tokenizer in place of the measured model's in ``staged``. The measured model's calibration
+    report, temperature and thresholds stay: figures of the same recipe on records it had not seen."""
+    examples = [*training_set.train, *training_set.validation]
+    logger.info("first model: its %d validation records only measured it (< training.select_min_validation = %d); "
+                "training it again on all %d examples (training.refit_first_model)", len(training_set.validation),
+                settings.select_min_validation, len(examples))
+    refit = staged / "refit"
+    train_classifier(start, examples, [], training_set.labels, refit, settings, on_epoch=_stop_check(stop),
+                     trust_remote_code=trust_remote_code)
+    for path in refit.iterdir():
+        path.replace(staged / path.name)
+    refit.rmdir()
+
+
+def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVersion | None,
+                      refit: bool = False) -> None:
+    """Keep the ids the new version is taught (:func:`~worker.training.data.taught_ids`: of its validation
+    examples too when it was ``refit`` on them), with its ``parent``'s when it starts from that model's weights;
+    nothing when the parent does not say (unknown stays unknown)."""
+    ids = taught_ids([*training_set.train, *(training_set.validation if refit else ())])
     if parent is not None:
         inherited = read_taught_ids(parent.path)
         if inherited is None:
