@@ -949,6 +949,11 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     validation_file = entry.path / "validation.jsonl"
     if not validation_file.exists():
         raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file})")
+    refit_on = (entry.metrics.get("training") or {}).get("refit_on")
+    if refit_on:
+        raise WorkerError(f"model {entry.version} was trained again on its validation records too (all {refit_on} "
+                          f"examples: training.refit_first_model), so a report on them would measure memory; its "
+                          f"report from before that stands ({entry.path / 'calibration'})")
     classifier = services.load(entry)
     report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",
                                 max_samples=max_samples, mc_samples=services.settings.scoring.samples,

@@ -11,7 +11,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.errors import WorkerError
+from worker.jobs import calibrate_job
 from worker.registry import ModelRegistry
+from worker.services import Services
 from worker.scoring import load_classifier
 from worker.training.compare import (
     _bootstrap_differences,
@@ -150,6 +154,10 @@ def test_a_first_model_measured_on_a_few_records_is_trained_again_on_all_of_them
     assert read_taught_ids(first.model.path) == every
     assert (first.model.path / "calibration").is_dir() and (first.model.path / "validation.jsonl").is_file()
     assert not (first.model.path / "refit").exists()
+    services = Services(load_settings(argilla={"dataset": "unused"}, registry={"path": str(tmp_path / "registry")},
+                                      state_dir=str(tmp_path / "state")))
+    with pytest.raises(WorkerError, match="v0001 was trained again on its validation records too"):
+        calibrate_job(services, "v0001")  # its stored validation records are no longer held out
 
     second = retrain(build_training_set(examples, [], LABELS, min_annotated=10), registry,
                      _settings(tiny_model_dir, epochs=1), mc_samples=2)
