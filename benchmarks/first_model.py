@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks._shared import write_results
@@ -83,31 +84,47 @@ def _mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.Namespace:
+    """The options both first-model benchmarks take (and the log level they run at)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--test", type=int, default=400, help="held-out records scored per run")
     parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
-    args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs: list[dict] = []
+    return parser.parse_args()
+
+
+def samples(args: argparse.Namespace) -> Iterator[tuple[str, list[LabelledText], int, int]]:
+    """(set name, its pool, reviewed count, seed) for every run ``args`` ask for; each pool is loaded once."""
     for set_name, (loader, counts) in SETS.items():
         if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
             continue
         pool = loader()
         for count in counts:
             for seed in range(args.seeds):
-                for schedule_name, schedule in SCHEDULES.items():
-                    with tempfile.TemporaryDirectory() as work:
-                        outcome = run_one(pool, count, seed, args.test, schedule, Path(work) / "model")
-                    runs.append({"set": set_name, "reviewed": count, "seed": seed, "schedule": schedule_name,
-                                 **outcome})
-                    logger.warning("%s n=%d seed %d %s: accuracy %.3f (%d epochs, %.0f s)", set_name, count, seed,
-                                   schedule_name, outcome["accuracy"], outcome["epochs"], outcome["seconds"])
+                yield set_name, pool, count, seed
+
+
+def by_set_count_and(runs: list[dict], column: str) -> Iterator[tuple[tuple, list[dict]]]:
+    """((set, reviewed, ``column``'s value), the seeds' runs) in the order the runs came."""
+    for key in dict.fromkeys((r["set"], r["reviewed"], r[column]) for r in runs):
+        yield key, [r for r in runs if (r["set"], r["reviewed"], r[column]) == key]
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0])
+    runs: list[dict] = []
+    for set_name, pool, count, seed in samples(args):
+        for schedule_name, schedule in SCHEDULES.items():
+            with tempfile.TemporaryDirectory() as work:
+                outcome = run_one(pool, count, seed, args.test, schedule, Path(work) / "model")
+            runs.append({"set": set_name, "reviewed": count, "seed": seed, "schedule": schedule_name,
+                         **outcome})
+            logger.warning("%s n=%d seed %d %s: accuracy %.3f (%d epochs, %.0f s)", set_name, count, seed,
+                           schedule_name, outcome["accuracy"], outcome["epochs"], outcome["seconds"])
     lines = ["| set | reviewed | schedule | held-out accuracy | macro-F1 | epochs | training s |",
              "|---|---:|---|---:|---:|---:|---:|"]
-    for key in dict.fromkeys((r["set"], r["reviewed"], r["schedule"]) for r in runs):
-        group = [r for r in runs if (r["set"], r["reviewed"], r["schedule"]) == key]
+    for key, group in by_set_count_and(runs, "schedule"):
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {_mean_sd([r['accuracy'] for r in group])} | "
                      f"{_mean_sd([r['macro_f1'] for r in group])} | "
                      f"{statistics.mean(r['epochs'] for r in group):.0f} | "

@@ -13,7 +13,6 @@ Writes benchmarks/results/first_model_refit.{json,md}. CPU: about 20 minutes on 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import tempfile
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks._shared import write_results
-from benchmarks.first_model import SETS, _mean_sd, reviewed_sample
+from benchmarks.first_model import _mean_sd, arguments, by_set_count_and, reviewed_sample, samples
 from worker.config import TrainingSettings
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.scoring import load_classifier
@@ -55,29 +54,18 @@ def run_one(pool, count: int, seed: int, test_size: int, work: Path) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--test", type=int, default=400, help="held-out records scored per run")
-    parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    args = arguments(__doc__.split("\n\n")[0])
     runs: list[dict] = []
-    for set_name, (loader, counts) in SETS.items():
-        if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
-            continue
-        pool = loader()
-        for count in counts:
-            for seed in range(args.seeds):
-                with tempfile.TemporaryDirectory() as work:
-                    outcome = run_one(pool, count, seed, args.test, Path(work))
-                for way, figures in outcome.items():
-                    runs.append({"set": set_name, "reviewed": count, "seed": seed, "way": way, **figures})
-                logger.warning("%s n=%d seed %d: accuracy %.3f held out → %.3f refit", set_name, count, seed,
-                               outcome[HELD_OUT]["accuracy"], outcome[REFIT]["accuracy"])
+    for set_name, pool, count, seed in samples(args):
+        with tempfile.TemporaryDirectory() as work:
+            outcome = run_one(pool, count, seed, args.test, Path(work))
+        for way, figures in outcome.items():
+            runs.append({"set": set_name, "reviewed": count, "seed": seed, "way": way, **figures})
+        logger.warning("%s n=%d seed %d: accuracy %.3f held out → %.3f refit", set_name, count, seed,
+                       outcome[HELD_OUT]["accuracy"], outcome[REFIT]["accuracy"])
     lines = ["| set | reviewed | first model | trained on | held-out accuracy | macro-F1 | training s |",
              "|---|---:|---|---:|---:|---:|---:|"]
-    for key in dict.fromkeys((r["set"], r["reviewed"], r["way"]) for r in runs):
-        group = [r for r in runs if (r["set"], r["reviewed"], r["way"]) == key]
+    for key, group in by_set_count_and(runs, "way"):
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {group[0]['train']} | "
                      f"{_mean_sd([r['accuracy'] for r in group])} | {_mean_sd([r['macro_f1'] for r in group])} | "
                      f"{sum(r['seconds'] for r in group) / len(group):.0f} |")
