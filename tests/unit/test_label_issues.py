@@ -32,13 +32,17 @@ def test_bad_inputs_are_refused():
 
 
 def test_the_hint_after_score_oof_names_the_records_without_label_issue():
-    """A sample of a large dataset: label_issue for the records the fold models trained on, loss for the others."""
+    """A sample of a large dataset: label_issue for the records the fold models trained on, loss for the others —
+    under the names the dataset holds (a prefix on a dataset with several label questions)."""
+    from worker.binding import prefixed
     from worker.cli import _label_issue_hint
     from worker.jobs import ScoreReport
 
-    everything = _label_issue_hint(ScoreReport("v0001-oof5", scored=40, label_issues=40))
-    sampled = _label_issue_hint(ScoreReport("v0001-oof5", scored=1_000_000, label_issues=100_050))
+    everything = _label_issue_hint(ScoreReport("v0001-oof5", scored=40, label_issues=40), str)
+    sampled = _label_issue_hint(ScoreReport("v0001-oof5", scored=1_000_000, label_issues=100_050),
+                                lambda name: prefixed(name, "topic_"))
 
     assert everything.startswith("label_issue and area_under_margin pushed: in the UI, sort by metadata 'label_issue'")
-    assert "for the 100050 records the fold models trained on" in sampled
-    assert "the other 899950 (outside training.max_original's sample) have the held-out 'loss'" in sampled
+    assert sampled.startswith("topic_label_issue and topic_area_under_margin pushed for the 100050 records the fold "
+                              "models trained on: in the UI, sort by metadata 'topic_label_issue'")
+    assert "the other 899950 (outside training.max_original's sample) have the held-out 'topic_loss'" in sampled
