@@ -33,7 +33,7 @@ from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
 from worker.config import ScoringSettings, TrainingSettings
-from worker.constants import PROBABILITY_FLOOR
+from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
@@ -73,7 +73,7 @@ from worker.training.job import (
     trained_before,
 )
 from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
-from worker.training.trainer import check_model_source
+from worker.training.trainer import check_model_source, trained_head_learning_rate
 from worker.view import (
     QuantileSketch,
     ValueQuantiles,
@@ -807,6 +807,8 @@ def _training_records(services: Services, first_model: bool) -> Iterator[PulledR
     logger.info("training read the %d records with a response only (training.data = \"annotated\")", read)
 
 
+# fewer training examples per label than this: a model that predicts few of its labels needs more of them first
+FEW_EXAMPLES_PER_LABEL = 10
 # benchmarks/later_data.py (2 seeds): 120 annotated records vs the same plus 850 records' own labels at weight 0.3
 OWN_LABELS_MEASURED = ("0.721 / 0.698 on 120 annotated alone, 0.774 / 0.793 with them; at 30 % wrong 0.721 / 0.698 "
                        "vs 0.706 / 0.684")
@@ -829,6 +831,26 @@ def _warn_if_own_labels_dropped(current: ModelVersion | None, training_set: Trai
                    trained["original"], training_set.counts()["annotated"], OWN_LABELS_MEASURED)
 
 
+def _few_labels_remedies(model: ModelVersion) -> str:
+    """What may make ``model`` predict more of its labels, leaving out what it already had: more annotations first
+    when it trained on few examples of each label (a cold start's first model), a larger learning rate for its new
+    head unless it trained at one (``"auto"`` gives a head of many labels one), then a longer training."""
+    training = model.metrics.get("training") or {}
+    labels, examples = len(training.get("per_class") or {}), training.get("train")
+    per_label = examples / labels if examples and labels else None
+    few = per_label is not None and per_label < FEW_EXAMPLES_PER_LABEL
+    remedies = [(f"annotate more records of each label (it trained on {examples} examples of {labels} labels, "
+                 f"about {per_label:.0f} each)")] if few else []
+    head_rate = trained_head_learning_rate(model.path)
+    if head_rate is None or head_rate < AUTO_HEAD_LEARNING_RATE:
+        remedies.append("give its new head a larger learning rate (training.head_learning_rate = 1e-2; \"auto\" does "
+                        f"so for a new head of {AUTO_HEAD_MIN_LABELS} or more labels)")
+    if not few:
+        remedies += ["train longer (training.epochs)", "annotate records of the rare labels"]
+    text = remedies[0] if len(remedies) == 1 else f"{', '.join(remedies[:-1])}, or {remedies[-1]}"
+    return text[0].upper() + text[1:]
+
+
 def _warn_if_not_learned(model: ModelVersion) -> None:
     """A warning when ``model`` does no better on its validation records than always answering their most
     common label (``majority_accuracy`` of its metrics), and one when it predicts fewer than half of the labels
@@ -838,10 +860,8 @@ def _warn_if_not_learned(model: ModelVersion) -> None:
     predicted, present = validation.get("labels_predicted"), validation.get("labels_present")
     if few_labels_predicted(predicted, present):
         logger.warning("model %s predicts only %d of the %d labels its %s validation records carry (macro-F1 %.4f): "
-                       "it answers the common labels for everything. Give its new head a larger learning rate "
-                       "(training.head_learning_rate = 1e-2; \"auto\" does so for a new head of 8 or more labels), "
-                       "train longer (training.epochs), or annotate records of the rare labels.", model.version,
-                       predicted, present, validation.get("records"), validation.get("macro_f1", float("nan")))
+                       "it has learned to tell only some of them apart. %s.", model.version, predicted, present,
+                       validation.get("records"), validation.get("macro_f1", float("nan")), _few_labels_remedies(model))
     if validation.get("accuracy") is None or not not_learned(validation["accuracy"], majority):
         return
     logger.warning("model %s does no better on its %s validation records than always answering their most common "

@@ -91,6 +91,43 @@ def test_train_warns_when_the_model_predicts_few_of_the_labels_its_validation_re
     assert "training.head_learning_rate = 1e-2" in message  # what to do, measured on R52 (benchmarks/long_tail.py)
 
 
+def test_the_few_labels_warning_names_only_remedies_the_model_did_not_have(caplog, tmp_path, tiny_model_dir):
+    """A cold start's first model (19 labels, about 2 examples each, a new head already at "auto"'s 1e-2: a forum's
+    play-through) is told to get more annotations, not to set the rate it trained at; a model trained on plenty per
+    label at the encoder's rate still gets the rate, a longer training and the rare labels."""
+    from dataclasses import replace
+
+    from tests.training_data import sentiment_examples
+    from worker.jobs import _warn_if_not_learned
+    from worker.registry import ModelVersion
+    from worker.training.trainer import TrainingSettings, train_classifier
+
+    labels = [f"topic{index}" for index in range(8)]
+    examples = [replace(e, label=labels[i % 8]) for i, e in enumerate(sentiment_examples(16))]
+    fast = dict(batch_size=8, max_length=32, device="cpu", min_steps=0, epochs=1)
+    for name, rate in (("auto", "auto"), ("same", "same")):
+        train_classifier(tiny_model_dir, examples, [], labels, tmp_path / name, TrainingSettings(
+            **fast, head_learning_rate=rate))
+
+    def warning(name: str, train: int) -> str:
+        metrics = {"validation": {"records": 19, "accuracy": 0.32, "majority_accuracy": 0.05, "macro_f1": 0.21,
+                                  "labels_predicted": 3, "labels_present": 8},
+                   "training": {"train": train, "per_class": {label: train // 8 for label in labels}}}
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="worker.jobs"):
+            _warn_if_not_learned(ModelVersion("v0001", tmp_path / name, metrics))
+        (message,) = [record.getMessage() for record in caplog.records]
+        return message
+
+    cold = warning("auto", train=16)
+    assert "Annotate more records of each label (it trained on 16 examples of 8 labels, about 2 each)." in cold
+    assert "head_learning_rate" not in cold and "training.epochs" not in cold
+    plenty = warning("same", train=800)
+    assert "Give its new head a larger learning rate (training.head_learning_rate = 1e-2" in plenty
+    assert plenty.endswith("train longer (training.epochs), or annotate records of the rare labels.")
+    assert "Annotate more records of each label" not in plenty
+
+
 def test_a_calibration_report_counts_the_labels_predicted_and_present(tiny_classifier, tmp_path):
     from tests.training_data import sentiment_examples
     from worker.training.calibrate import calibration_report

@@ -30,7 +30,7 @@ from worker.training.kfold import (
     out_of_fold_scores,
     stream_out_of_fold_scores,
 )
-from worker.training.trainer import TrainingSettings, train_classifier
+from worker.training.trainer import TrainingSettings, train_classifier, trained_head_learning_rate
 
 # the configured epochs exactly, the best epoch picked on any validation split (the schedule's own tests below)
 FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", min_steps=0, select_min_validation=0)
@@ -222,6 +222,10 @@ def test_auto_gives_a_new_head_of_many_labels_its_own_rate_and_leaves_other_head
     assert trained.shape == (8, unmoved.shape[1]) and float((trained - unmoved).abs().max()) > 1e-3
     head, rest = head_and_rest(tmp_path / "eight", eight, "eight-again")  # its head kept: the model's rate
     assert head < 1e-6 and rest < 1e-6
+    # what each model trained its head at, as its training record keeps it ("same": the encoder's rate)
+    rates = {name: trained_head_learning_rate(tmp_path / name) for name in ("eight", "eight-same", "eight-again")}
+    assert rates == {"eight": AUTO_HEAD_LEARNING_RATE, "eight-same": 1e-9, "eight-again": 1e-9}
+    assert trained_head_learning_rate(tiny_model_dir) is None  # not trained by the worker: unknown
     caplog.clear()
     with caplog.at_level("INFO", logger="worker.training.trainer"):
         head_and_rest(tiny_model_dir, eight[:7], "seven")

@@ -63,6 +63,8 @@ from worker.training.register import question_labels
 
 logger = logging.getLogger(__name__)
 
+TRAINING_RECORD = "training.json"  # in a trained model's directory: its schedule, history and settings
+
 
 @dataclass
 class EpochResult:
@@ -323,6 +325,18 @@ def _check_example_labels(labels: Sequence[str], examples: Sequence[Example]) ->
     known = set(labels)
     for example in examples:
         checked_label(example.id, example.label, known)
+
+
+def trained_head_learning_rate(model_dir: Path) -> float | None:
+    """The head's learning rate a model in ``model_dir`` trained at (``"auto"`` resolved; ``"same"``: the encoder's),
+    from its :data:`TRAINING_RECORD`; None for a model the worker did not train or an unreadable record."""
+    try:
+        settings = json.loads((Path(model_dir) / TRAINING_RECORD).read_text()).get("settings") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    rate = settings.get("head_learning_rate")
+    rate = settings.get("learning_rate") if rate == "same" else rate
+    return float(rate) if isinstance(rate, (int, float)) else None
 
 
 def planned_epochs(train_count: int, settings: TrainingSettings) -> int:
@@ -648,7 +662,7 @@ def _save(model, tokenizer, output_dir: Path, result: TrainingResult, start_mode
     tokenizer.save_pretrained(output_dir)
     if result.thresholds is not None:
         (output_dir / THRESHOLDS_FILE).write_text(json.dumps(result.thresholds, indent=2))
-    (output_dir / "training.json").write_text(json.dumps({
+    (output_dir / TRAINING_RECORD).write_text(json.dumps({
         "start_model": str(start_model),
         "train_records": train_count,
         "best_epoch": result.best_epoch,
