@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from worker.constants import ECE_MIN_RECORDS
+from worker.constants import DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
 from worker.errors import ConfigError, WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
@@ -362,7 +362,8 @@ def config_check(config_file: Path | None) -> None:
 
 # the job whose first values add a group of the worker's metadata properties (WorkerMetadata.written_by)
 METADATA_JOBS = {"score": "score", "original": "score or ingest, keeping a record's original label",
-                 "oof": "score --oof", "cold-start": "cold-start", "copies": "copies", "ingest": "ingest with splits"}
+                 "oof": "score --oof", "cold-start": "cold-start", "copies": "copies", "ingest": "ingest with splits",
+                 "test-set": "test-set"}
 
 
 def _metadata_state(check: ConfigCheck) -> str:
@@ -455,9 +456,23 @@ def _echo_model(model: dict) -> None:
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
         f"MC {_fmt(model.get('ece_mc'))}" + _validation_note(model.get("validation_records")) + ")"
         if model.get("version") else ""))
+    if model.get("version"):
+        click.echo(_test_set_line(model.get("test")))
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
+
+
+def _test_set_line(test: dict | None) -> str:
+    """The current model's figures on the test set (:mod:`worker.test_set`), or what the validation figures are
+    when none is measured."""
+    if not test:
+        return ("test set: none measured — the validation records are ones picked for review, usually harder than "
+                "the rest (`argilla-worker test-set` draws records at random to measure on)")
+    low, high = test["accuracy_interval"]
+    left_out = f", {test['left_out_taught']} it trained on left out" if test.get("left_out_taught") else ""
+    return (f"test set: accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
+            f"{test['macro_f1']:.4f} on {test['records']} reviewed records drawn at random{left_out}")
 
 
 def _registered_model(root: Path) -> dict:
@@ -592,8 +607,48 @@ def train(config_file: Path | None) -> None:
     if validation.get("temperature") is not None:
         click.echo(f"scores reported at temperature {validation['temperature']:.3f}: their ECE "
                    f"{validation['ece_scores']:.4f} → {validation['ece_scores_at_temperature']:.4f} (cross-fitted)")
+    if outcome.model.metrics.get("test"):
+        click.echo(_test_set_line(outcome.model.metrics["test"]))
     if not outcome.promoted:
         sys.exit(3)
+
+
+@cli.command("test-set")
+@config_option
+@click.option("--size", type=click.IntRange(min=1), default=DEFAULT_TEST_SET_SIZE, show_default=True,
+              help="records to draw (the first run only: a test set is drawn once per dataset)")
+def test_set(config_file: Path | None, size: int) -> None:
+    """Draw records at random from those nobody has reviewed and mark them with metadata `test_set_rank`; the
+    model is never trained on them and, once annotators review them, is measured on them — an honest accuracy,
+    unlike the validation records, which are ones picked for review. Run again: how many are reviewed, and the
+    current model's figures on them."""
+    services = _services(config_file, writes=("state_dir",))
+    from worker.jobs import test_set_job
+
+    report = test_set_job(services, size)
+    drawn = report.test_set
+    name = services.gateway.binding.stored_name(TEST_SET_PROPERTY)
+    if report.drawn:
+        click.echo(f"test set: {len(drawn.ids)} records drawn at random from the {drawn.drawn_from} nobody had "
+                   f"responded to; marked with metadata '{name}' (1 … {len(drawn.ids)})")
+    else:
+        click.echo(f"test set of {len(drawn.ids)} records drawn {drawn.drawn_at} (a test set is drawn once; "
+                   f"--size applies to the first run)" + (f": {len(drawn.ids) - report.found} of them are no longer "
+                                                           f"in the dataset" if report.found < len(drawn.ids) else ""))
+    push = report.push
+    click.echo(f"{report.reviewed} of {report.found} reviewed; {push.sent} records marked, {push.unchanged} already "
+               f"were" + (f", {len(push.failed) + len(push.rejected)} could not be (run again)"
+                          if push.failed or push.rejected else ""))
+    if report.measured is not None:
+        click.echo(_test_set_line(report.measured.as_dict()))
+    elif report.reviewed == 0:
+        click.echo(f"next: in the Argilla UI, filter metadata '{name}' from 1 and review those records (sort by it, "
+                   f"ascending: a prefix of the ranks is itself a random sample); every training and this command "
+                   f"then measure the model on them")
+    if push.failed or push.rejected:
+        for record_id, reason in list({**push.rejected, **push.failed}.items())[:20]:
+            click.echo(f"record {record_id} not marked: {reason}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -33,7 +33,7 @@ from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
 from worker.config import ScoringSettings, TrainingSettings
-from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR
+from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR, TEST_SET_PROPERTY
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
@@ -61,8 +61,17 @@ from worker.stability import (
     save_predictions,
     stopping_signal,
 )
+from worker.test_set import TestMeasure, TestSet, TestSetFilter, draw_test_set, measure
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.data import RARE_LABEL_FLOOR, Example, TrainingSet, checked_label, stratified_folds
+from worker.training.compare import read_taught_ids
+from worker.training.data import (
+    RARE_LABEL_FLOOR,
+    Example,
+    TrainingSet,
+    checked_label,
+    examples_from_records,
+    stratified_folds,
+)
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import (
     TrainingOutcome,
@@ -759,9 +768,11 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
     first_model = services.registry.current() is None
-    training_set = prepare_training_set(_training_records(services, first_model), labels, settings,
-                                        first_model=first_model, crowd=crowd,
+    test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
+    training_set = prepare_training_set(test_records.without(_training_records(services, first_model)), labels,
+                                        settings, first_model=first_model, crowd=crowd,
                                         similarity=services.settings.copies.similarity)
+    _log_test_records_held(test_records)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     options = scorer_options(services.settings.scoring)
     _refuse_a_repeat(services, training_set, settings_digest(settings, options))
@@ -774,10 +785,95 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
+    measured, _ = _measure_on_test_set(services, outcome.model, test_records.held, labels, crowd)
+    outcome = replace(outcome, model=measured)
     if outcome.promoted:
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _log_test_records_held(test_records: TestSetFilter) -> None:
+    """Say how many test records (and copies of their texts) a training left out."""
+    if test_records.held or test_records.copies_dropped:
+        copies = (f" and {test_records.copies_dropped} other record(s) carrying one of their texts"
+                  if test_records.copies_dropped else "")
+        logger.info("training leaves out the %d test-set records it read%s (argilla-worker test-set): the model is "
+                    "measured on them, never trained on them", len(test_records.held), copies)
+
+
+def _measure_on_test_set(services: Services, model: ModelVersion, records: Sequence[PulledRecord],
+                         labels: Sequence[str], crowd: CrowdModel | None) -> tuple[ModelVersion, TestMeasure | None]:
+    """``model`` measured on the reviewed ones of ``records`` (test-set records; O(test set)), leaving out those
+    it was taught; the figures go to its metrics (``test``): (the updated entry, the figures). The entry unchanged
+    and None when none is reviewed or the model cannot be measured (logged: the training stands)."""
+    examples, _, _ = examples_from_records(records, labels, crowd=crowd)
+    taught = read_taught_ids(model.path) or set()
+    untaught = [example for example in examples if example.id not in taught]
+    if not untaught:
+        if examples:
+            logger.warning("model %s trained on all %d reviewed test-set records: not measured on them",
+                           model.version, len(examples))
+        return model, None
+    try:
+        result = measure(services.load(model), model.version, untaught, left_out=len(examples) - len(untaught),
+                         seed=services.settings.training.seed)
+    except WorkerError as error:
+        logger.warning("model %s not measured on the test set: %s", model.version, error)
+        return model, None
+    logger.info("test set: %s", result.describe())
+    return services.registry.update_metrics(model.version, test=result.as_dict()), result
+
+
+@dataclass
+class TestSetReport:
+    """What ``argilla-worker test-set`` did: the test set (``drawn``: by this run), its records' review state,
+    the marks pushed, and the current model's figures on the reviewed ones (None: no model, or none reviewed)."""
+
+    __test__ = False  # a name pytest would otherwise try to collect
+
+    test_set: TestSet
+    drawn: bool
+    found: int  # of its records still in the dataset
+    reviewed: int
+    push: PushReport
+    measured: TestMeasure | None = None
+
+
+def test_set_job(services: Services, size: int) -> TestSetReport:
+    """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
+    responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size)) — kept in ``state_dir`` before
+    its records are marked with ``test_set_rank``; then (every run) mark any record still unmarked and measure the
+    current model on the reviewed ones. O(test set) after the draw.
+
+    Raises:
+        DataError: no record without a response is left to draw from.
+    """
+    check_writable(services.settings.state_dir, "state_dir")
+    labels = services.prepare_for_push()
+    key = services.gateway.dataset_key
+    test_set = services.test_sets.get(key)
+    drawn = test_set is None
+    if test_set is None:
+        test_set = draw_test_set(services.gateway.pull(), size, seed=services.settings.training.seed)
+        if not test_set.ids:
+            raise DataError(f"no record of {services.gateway.dataset_name!r} is without a response: a test set is "
+                            f"drawn from records nobody has reviewed")
+        services.test_sets.put(key, test_set)
+        logger.info("test set: %d records drawn at random from the %d nobody had responded to",
+                    len(test_set.ids), test_set.drawn_from)
+    records = list(services.gateway.read(test_set.server_ids))
+    ranks = test_set.ranks()
+    push = services.gateway.push_metadata(
+        {record.record_id: {TEST_SET_PROPERTY: ranks[record.record_id]} for record in records
+         if record.record_id in ranks}, current={record.record_id: record for record in records})
+    crowd = services.crowd(labels)
+    reviewed = sum(verdict(record, crowd) is not None for record in records)
+    report = TestSetReport(test_set, drawn, len(records), reviewed, push)
+    current = services.registry.current()
+    if current is not None and reviewed:
+        _, report.measured = _measure_on_test_set(services, current, records, labels, crowd)
+    return report
 
 
 def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str) -> None:

@@ -26,6 +26,9 @@ class WorkerMetrics:
                                registry=r)
         self.model_macro_f1 = Gauge("argilla_worker_model_macro_f1", "Validation macro-F1 of the current model",
                                     registry=r)
+        self.test_accuracy = Gauge("argilla_worker_model_test_accuracy", "Accuracy of the current model on the "
+                                   "reviewed records of the test set (records drawn at random; argilla-worker "
+                                   "test-set)", registry=r)
         self.stability_kappa = Gauge("argilla_worker_prediction_stability_kappa",
                                      "Cohen's kappa between the current and the previous model on the stop set",
                                      registry=r)
@@ -64,7 +67,8 @@ class WorkerMetrics:
             self.annotator_weight.labels(name).set(stats.weight)
             self.annotator_labels.labels(name).set(stats.labels)
 
-    def set_model(self, version: str, validation: dict, stability: dict | None = None) -> None:
+    def set_model(self, version: str, validation: dict, stability: dict | None = None,
+                  test: dict | None = None) -> None:
         self.model_info.clear()
         self.model_info.labels(version).set(1)
         for kind, key in (("deterministic", "ece_deterministic"), ("mc", "ece_mc")):
@@ -72,6 +76,8 @@ class WorkerMetrics:
                 self.model_ece.labels(kind).set(validation[key])
         if validation.get("macro_f1") is not None:
             self.model_macro_f1.set(validation["macro_f1"])
+        if test and test.get("accuracy") is not None:
+            self.test_accuracy.set(test["accuracy"])
         stability = stability or {}
         if stability.get("kappa") is not None:
             self.stability_kappa.set(stability["kappa"])

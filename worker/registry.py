@@ -77,13 +77,15 @@ class ModelVersion:
         return self.metrics.get("status", CANDIDATE)
 
     def summary(self) -> dict[str, Any]:
-        """What ``argilla-worker status`` shows of the version: its validation figures and prediction stability."""
+        """What ``argilla-worker status`` shows of the version: its validation figures, its figures on the test set
+        (see :mod:`worker.test_set`; None before one is measured) and prediction stability."""
         validation = self.metrics.get("validation", {})
         stability = self.metrics.get("stability") or {}
         return {"version": self.version, "macro_f1": validation.get("macro_f1"),
                 "validation_records": validation.get("records"),
                 "ece_deterministic": validation.get("ece_deterministic"), "ece_mc": validation.get("ece_mc"),
-                "stability_kappa": stability.get("kappa"), "stop_signal": bool(stability.get("stop_signal"))}
+                "stability_kappa": stability.get("kappa"), "stop_signal": bool(stability.get("stop_signal")),
+                "test": self.metrics.get("test")}
 
 
 def check_writable(directory: Path, setting: str) -> None:

@@ -22,6 +22,7 @@ from worker.gateway.sync_state import FailedPushes, SyncState
 from worker.plugins import WorkerContext, call_each, plugin_manager
 from worker.registry import ModelRegistry, ModelVersion
 from worker.stability import StopSetStore
+from worker.test_set import TestSetStore
 from worker.view import QuantileStore
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class Services:
         return StopSetStore(self.settings.state_dir / "stop_sets.json")
 
     @cached_property
+    def test_sets(self) -> TestSetStore:
+        return TestSetStore(self.settings.state_dir / "test_sets.json")
+
+    @cached_property
     def crowds(self) -> CrowdStore:
         return CrowdStore(self.settings.state_dir / "crowd.json")
 
@@ -97,11 +102,12 @@ class Services:
     def forget_dataset(self, key: str) -> None:
         """The bound dataset is gone from the server (deleted, perhaps created again under its name; see
         :class:`~worker.errors.DatasetReplacedError`): drop what was kept about its records — the watermark, the
-        failed pushes, the stop set — so the dataset of that name is read from the start. The models, the
+        failed pushes, the stop set, the test set — so the dataset of that name is read from the start. The models, the
         annotators' estimates and the counters stay. ``key``: the gone dataset's (``DatasetReplacedError``)."""
         self.sync_state.forget(key)
         self.failed_pushes.forget(key)
         self.stop_sets.forget(key)
+        self.test_sets.forget(key)
 
     def labels(self) -> list[str]:
         """The bound question's labels: binds to the dataset (validated once). Reads only: nothing on the

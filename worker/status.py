@@ -104,7 +104,7 @@ class StatusBook:
             return
         self.status.model = current.summary()
         self.metrics.set_model(current.version, current.metrics.get("validation", {}),
-                               current.metrics.get("stability") or {})
+                               current.metrics.get("stability") or {}, current.metrics.get("test"))
 
     def set_annotators(self, crowd: CrowdModel | None) -> None:
         """The last estimate of the annotators' agreement, weight and quality (empty before the first)."""

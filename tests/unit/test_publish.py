@@ -602,6 +602,20 @@ def test_the_card_names_a_validation_on_the_records_own_labels_agreement_not_acc
     assert "Validated on 240 reviewed records: accuracy" in card({"annotated": 300})  # before the count was kept
 
 
+def test_the_card_gives_the_test_sets_figures_beside_the_validations():
+    publication = build_publication([_record(f"d{i}", "positive", text=f"text {i}") for i in range(3)], LABELS)
+    validation = {"records": 24, "accuracy": 0.3900, "macro_f1": 0.3100, "ece_deterministic": 0.2, "ece_mc": 0.1}
+    test = {"records": 48, "accuracy": 0.6667, "accuracy_interval": [0.5254, 0.7832], "macro_f1": 0.6012}
+
+    card = render_card(publication, license="mit", pretty_name="d", source="x",
+                       model_metrics={"validation": validation, "training": {"annotated": 120}, "test": test})
+
+    assert ("On 48 reviewed records drawn at random (a test set it never trained on): accuracy 0.6667 (95 % interval "
+            "0.5254 to 0.7832), macro-F1 0.6012.") in card
+    assert "drawn at random" not in render_card(publication, license="mit", pretty_name="d", source="x",
+                                                model_metrics={"validation": validation, "training": {}})
+
+
 def test_the_card_says_which_score_columns_no_row_has_a_value_in_yet():
     publication = build_publication(_records(), LABELS)  # scored (loss, bald …), no `score --oof` run
     card = render_card(publication, license="mit", pretty_name="d", source="x")

@@ -37,7 +37,7 @@ class WorkerMetadata:
     from_score: str | None = None
     published: bool = False
     task: Literal["any", "multi", "rating"] = "any"
-    written_by: Literal["score", "original", "oof", "cold-start", "copies", "ingest"] = "score"
+    written_by: Literal["score", "original", "oof", "cold-start", "copies", "ingest", "test-set"] = "score"
 
     def applies(self, multi_label: bool, rating: bool = False) -> bool:
         return self.task == "any" or (self.task == "multi" and multi_label) or (self.task == "rating" and rating)
@@ -84,6 +84,10 @@ WORKER_METADATA: tuple[WorkerMetadata, ...] = (
     WorkerMetadata("copies_disagree", "integer", "after `argilla-worker copies`: how many of the record's copies carry "
                    "another label than its own (consensus, else its original label); filter ≥ 1 to settle each "
                    "text once.", written_by="copies"),
+    WorkerMetadata("test_set_rank", "integer", "after `argilla-worker test-set`: records drawn at random from "
+                   "those nobody had reviewed; review them (filter 1 and up, in this order) and the model is measured "
+                   "on them, never trained on them — an honest figure, unlike the records picked for review.",
+                   written_by="test-set"),
     WorkerMetadata("mc_samples", "integer", "MC-dropout samples the record got: fewer when its uncertainty was "
                    "known early (adaptive).", from_score="mc_samples"),
     WorkerMetadata(SUBMITTED_RESPONSES, "integer", "submitted responses the values were computed with (0: nobody "

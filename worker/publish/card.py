@@ -173,6 +173,12 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
     validation = (model_metrics or {}).get("validation")
     if validation:
         lines.append(_validation_line(validation, (model_metrics or {}).get("training") or {}))
+    test = (model_metrics or {}).get("test")
+    if test:
+        low, high = test["accuracy_interval"]
+        lines.append(f"On {test['records']} reviewed records drawn at random (a test set it never trained on): "
+                     f"accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
+                     f"{test['macro_f1']:.4f}.")
     if not publication.multi_label:
         lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})"]
     lines += ["", f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]

@@ -1,0 +1,102 @@
+"""A test set on a dataset made with the plain Argilla SDK, starting with no label: drawn and marked through the
+command line, reviewed by an annotator (the UI's endpoint), left out of the training, and the model measured on it
+(real local Argilla, tiny real BERT)."""
+
+from __future__ import annotations
+
+import os
+
+import argilla as rg
+import httpx
+import pytest
+
+from tests.integration.annotator import submit_label
+from tests.integration.cli import run_worker
+from tests.tiny_models import save_tiny_classifier
+from tests.training_data import LABELS, sentiment_examples
+from worker.config import load_settings
+from worker.jobs import Services, train_job
+
+COUNT = 40
+TEST_SIZE = 8
+QUESTION = "tone"
+
+
+@pytest.fixture
+def their_dataset(local_argilla, stack_settings, dataset_name):
+    """Their field, question and metadata names; no label anywhere."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
+        metadata=[rg.TermsMetadataProperty(name="source_site")]))
+    dataset.create()
+    dataset.records.log([rg.Record(id=e.id, fields={"quote": e.text}, metadata={"source_site": "imdb"})
+                         for e in sentiment_examples(COUNT)])
+    return dataset
+
+
+def _stored(stack_settings, dataset_id) -> dict[str, dict]:
+    """Every record as the server stores it, with responses and suggestions (external id → JSON)."""
+    response = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records",
+                         headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                         params={"include": ["responses", "suggestions"], "limit": 1000}, timeout=30)
+    response.raise_for_status()
+    return {item["external_id"]: item for item in response.json()["items"]}
+
+
+def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_model(
+        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    base = save_tiny_classifier(tmp_path / "base")
+    config = tmp_path / "worker.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path / "state"}"\n[argilla]\napi_url = "{stack_settings.api_url}"\n'
+        f'dataset = "{dataset_name}"\nworkspace = "{stack_settings.workspace}"\n'
+        f'[training]\nbase_model = "{base}"\nepochs = 15\npatience = 15\nbatch_size = 4\nlearning_rate = 3e-3\n'
+        f'max_length = 32\ndevice = "cpu"\nmin_annotated = 16\n[scoring]\ndevice = "cpu"\nsamples = 4\n'
+        f'[registry]\npath = "{tmp_path / "registry"}"\n')
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+
+    drawn = run_worker(["test-set", "-c", str(config), "--size", str(TEST_SIZE)], env)
+
+    assert drawn.returncode == 0, drawn.stderr
+    assert f"test set: {TEST_SIZE} records drawn at random from the {COUNT} nobody had responded to" in drawn.stdout
+    assert "0 of 8 reviewed; 8 records marked" in drawn.stdout and "filter metadata 'test_set_rank'" in drawn.stdout
+    stored = _stored(stack_settings, their_dataset.id)
+    ranked = {record_id: record["metadata"]["test_set_rank"] for record_id, record in stored.items()
+              if "test_set_rank" in record["metadata"]}
+    assert sorted(ranked.values()) == list(range(1, TEST_SIZE + 1))
+    assert all(record["metadata"]["source_site"] == "imdb" for record in stored.values())  # theirs kept
+    assert all(not record["suggestions"] and not record["responses"] for record in stored.values())
+
+    truth = {e.id: e.label for e in sentiment_examples(COUNT)}
+    others = [record_id for record_id in sorted(stored) if record_id not in ranked][:20]
+    for record_id in [*ranked, *others]:  # the test records, and 20 more to train on
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
+    again = run_worker(["test-set", "-c", str(config), "--size", "30"], env)  # no model yet: progress only
+    assert again.returncode == 0, again.stderr
+    assert "test set of 8 records drawn" in again.stdout and "8 of 8 reviewed; 0 records marked" in again.stdout
+
+    services = Services(load_settings(config))
+    outcome = train_job(services)
+
+    training = outcome.model.metrics["training"]
+    assert training["annotated"] == 20  # the 8 reviewed test records were not trained on
+    taught = _taught(outcome.model.path)
+    assert not taught & set(ranked) and set(others) <= taught
+    test = outcome.model.metrics["test"]
+    assert test["records"] == TEST_SIZE and test["left_out_taught"] == 0
+    assert test["accuracy_interval"][0] <= test["accuracy"] <= test["accuracy_interval"][1]
+
+    measured = run_worker(["test-set", "-c", str(config)], env)
+    assert measured.returncode == 0, measured.stderr
+    assert f"test set: accuracy {test['accuracy']:.4f}" in measured.stdout
+    assert "on 8 reviewed records drawn at random" in measured.stdout
+    status = run_worker(["status", "-c", str(config)], env)  # no worker running: the registered model's line
+    assert f"test set: accuracy {test['accuracy']:.4f}" in status.stdout
+
+
+def _taught(model_dir) -> set[str]:
+    from worker.training.compare import read_taught_ids
+
+    return read_taught_ids(model_dir) or set()

@@ -1,0 +1,97 @@
+"""The test set (worker/test_set.py): the draw, what a training leaves out, the interval and the measure
+(a tiny real BERT)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from worker.constants import TEST_SET_PROPERTY
+from worker.duplicates import text_key
+from worker.errors import DataError
+from worker.records import PulledRecord, ResponseState
+from worker.test_set import TestSetFilter, TestSetStore, draw_test_set, measure, wilson_interval
+from worker.training.data import Example
+
+
+def _record(record_id: str, text, *, status: str | None = None, metadata: dict | None = None) -> PulledRecord:
+    responses = (ResponseState("u1", "positive", status, datetime.now(UTC)),) if status else ()
+    return PulledRecord(f"srv-{record_id}", record_id, text, metadata or {}, None, responses, None)
+
+
+def test_the_draw_is_a_seeded_sample_of_records_nobody_has_responded_to_in_a_random_order(tmp_path):
+    records = ([_record(f"r{i:03}", f"text {i}", status="submitted" if i % 5 == 0 else "draft" if i % 7 == 0
+                        else None) for i in range(200)] + [_record("empty", "  ")])
+    untouched = {f"r{i:03}" for i in range(200) if i % 5 and i % 7}
+
+    drawn = draw_test_set(iter(records), 40, seed=3)
+
+    assert len(drawn.ids) == 40 and set(drawn.ids) <= untouched  # no draft, no submitted, no empty text
+    assert drawn.drawn_from == len(untouched)
+    assert drawn.server_ids == tuple(f"srv-{record_id}" for record_id in drawn.ids)
+    assert drawn.keys[0] == text_key(f"text {int(drawn.ids[0][1:])}")
+    assert list(drawn.ids) != sorted(drawn.ids)  # ranks in a random order, not the stream's
+    assert drawn.ranks()[drawn.ids[0]] == 1 and sorted(drawn.ranks().values()) == list(range(1, 41))
+    assert draw_test_set(iter(records), 40, seed=3).ids == drawn.ids != draw_test_set(iter(records), 40, seed=4).ids
+    assert len(draw_test_set(iter(records[:10]), 40).ids) == sum(1 for r in records[:10] if r.record_id in untouched)
+    store = TestSetStore(tmp_path / "test_sets.json")
+    store.put("ds", drawn)
+    assert store.get("ds") == drawn and store.get("other") is None
+    store.forget("ds")
+    assert store.get("ds") is None
+    with pytest.raises(ValueError, match="at least 1"):
+        draw_test_set(iter(records), 0)
+
+
+def test_a_training_stream_loses_the_test_records_and_copies_of_their_texts_only(tmp_path):
+    records = [_record(f"r{i}", f"text {i}") for i in range(10)]
+    test_set = draw_test_set(iter(records), 3, seed=0)
+    marked_elsewhere = _record("m", "a record another machine's test set marked", metadata={TEST_SET_PROPERTY: 7})
+    copy = _record("copy", f"  TEXT {int(test_set.ids[0][1:])} ")  # letter case and spacing aside, a test text
+    stream = TestSetFilter(test_set)
+
+    passed = [record.record_id for record in stream.without(iter([*records, marked_elsewhere, copy]))]
+
+    assert passed == [r.record_id for r in records if r.record_id not in test_set.ids]
+    assert sorted(r.record_id for r in stream.held) == sorted([*test_set.ids, "m"])
+    assert stream.copies_dropped == 1
+    nothing_drawn = TestSetFilter(None)
+    assert [r.record_id for r in nothing_drawn.without(iter(records))] == [r.record_id for r in records]
+
+
+def test_the_wilson_interval_stays_inside_0_and_1_and_narrows_with_more_records():
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    narrow = wilson_interval(150, 200)
+    assert narrow[0] < 0.75 < narrow[1] and narrow[1] - narrow[0] < 0.13
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_the_measure_is_the_models_accuracy_on_the_reviewed_test_records(tiny_classifier):
+    texts = ["a wonderful film", "dull and slow", "great acting", "boring plot", "loved it", "awful"]
+    first, second = tiny_classifier.labels[:2]
+    answers_first = _right_answers(tiny_classifier, texts)  # [6]: the model answers the first label
+
+    all_first = measure(tiny_classifier, "tiny-v1", [Example(f"t{i}", t, first) for i, t in enumerate(texts)],
+                        left_out=2)
+    all_second = measure(tiny_classifier, "tiny-v1", [Example(f"t{i}", t, second) for i, t in enumerate(texts)])
+
+    assert all_first.records == 6 and all_first.left_out == 2
+    assert all_first.accuracy == pytest.approx(sum(answers_first) / 6)
+    assert all_second.accuracy == pytest.approx(1 - sum(answers_first) / 6)  # a two-label model: one or the other
+    assert all_first.interval == pytest.approx(wilson_interval(sum(answers_first), 6))
+    assert "tiny-v1 on 6 reviewed test records, 2 it trained on left out: accuracy" in all_first.describe()
+    assert all_first.as_dict()["accuracy_interval"] == list(all_first.interval)
+    with pytest.raises(DataError, match="test record 'x': label 'sarcastic' is not one of the model's labels"):
+        measure(tiny_classifier, "tiny-v1", [Example("x", "a film", "sarcastic")])
+
+
+def _right_answers(classifier, texts: list[str]) -> list[bool]:
+    """Whether the classifier's deterministic answer to each text is its first label."""
+    from worker.training.evaluate import predict_probabilities
+
+    probabilities = predict_probabilities(classifier, texts, samples=1).deterministic
+    return [bool(row.argmax() == 0) for row in probabilities]
