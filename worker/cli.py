@@ -469,10 +469,12 @@ def _test_set_line(test: dict | None) -> str:
     if not test:
         return ("test set: none measured — the validation records are ones picked for review, usually harder than "
                 "the rest (`argilla-worker test-set` draws records at random to measure on)")
+    from worker.test_set import test_notes
+
     low, high = test["accuracy_interval"]
-    left_out = f", {test['left_out_taught']} it trained on left out" if test.get("left_out_taught") else ""
+    notes = test_notes(test.get("left_out_taught", 0), test.get("reviewed_out_of_order", 0))
     return (f"test set: accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
-            f"{test['macro_f1']:.4f} on {test['records']} reviewed records drawn at random{left_out}")
+            f"{test['macro_f1']:.4f} on {test['records']} reviewed records drawn at random{notes}")
 
 
 def _registered_model(root: Path) -> dict:
@@ -626,25 +628,31 @@ def test_set(config_file: Path | None, size: int) -> None:
     from worker.jobs import test_set_job
 
     report = test_set_job(services, size)
-    drawn = report.test_set
+    drawn, state = report.test_set, report.progress
     name = services.gateway.binding.stored_name(TEST_SET_PROPERTY)
     if report.drawn:
         click.echo(f"test set: {len(drawn.ids)} records drawn at random from the {drawn.drawn_from} nobody had "
                    f"responded to; marked with metadata '{name}' (1 … {len(drawn.ids)})")
+    elif report.recovered:
+        click.echo(f"test set: {len(drawn.ids)} records carry metadata '{name}' (drawn before; the state directory "
+                   f"did not keep it): kept as the test set")
     else:
         click.echo(f"test set of {len(drawn.ids)} records drawn {drawn.drawn_at} (a test set is drawn once; "
-                   f"--size applies to the first run)" + (f": {len(drawn.ids) - report.found} of them are no longer "
-                                                           f"in the dataset" if report.found < len(drawn.ids) else ""))
+                   f"--size applies to the first run)" + (f": {len(drawn.ids) - state.found} of them are no longer "
+                                                           f"in the dataset" if state.found < len(drawn.ids) else ""))
     push = report.push
-    click.echo(f"{report.reviewed} of {report.found} reviewed; {push.sent} records marked, {push.unchanged} already "
-               f"were" + (f", {len(push.failed) + len(push.rejected)} could not be (run again)"
-                          if push.failed or push.rejected else ""))
+    click.echo(f"{state.answered} of {state.found} reviewed, {len(state.in_order)} of them in rank order from 1"
+               + (f" (rank {len(state.in_order) + 1} is not: the {state.beyond} after it count once it is)"
+                  if state.beyond else "")
+               + f"; {push.sent} records marked, {push.unchanged} already were"
+               + (f", {len(push.failed) + len(push.rejected)} could not be (run again)"
+                  if push.failed or push.rejected else ""))
     if report.measured is not None:
         click.echo(_test_set_line(report.measured.as_dict()))
-    elif report.reviewed == 0:
-        click.echo(f"next: in the Argilla UI, filter metadata '{name}' from 1 and review those records (sort by it, "
-                   f"ascending: a prefix of the ranks is itself a random sample); every training and this command "
-                   f"then measure the model on them")
+    if len(state.in_order) < state.found:
+        click.echo(f"next: in the Argilla UI, filter metadata '{name}' from 1, sort by it ascending and review in "
+                   f"that order (the records answered from rank 1 on are a random sample; one picked out of order is "
+                   f"not); every training and this command measure the model on them")
     if push.failed or push.rejected:
         for record_id, reason in list({**push.rejected, **push.failed}.items())[:20]:
             click.echo(f"record {record_id} not marked: {reason}", err=True)

@@ -61,7 +61,15 @@ from worker.stability import (
     save_predictions,
     stopping_signal,
 )
-from worker.test_set import TestMeasure, TestSet, TestSetFilter, draw_test_set, measure
+from worker.test_set import (
+    TestMeasure,
+    TestProgress,
+    TestSet,
+    TestSetFilter,
+    measure,
+    progress,
+    recovered_or_drawn,
+)
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.compare import read_taught_ids
 from worker.training.data import (
@@ -768,14 +776,20 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
     first_model = services.registry.current() is None
-    test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
+    test_set = services.test_sets.get(services.gateway.dataset_key)
+    test_records = TestSetFilter(test_set)
     training_set = prepare_training_set(test_records.without(_training_records(services, first_model)), labels,
                                         settings, first_model=first_model, crowd=crowd,
                                         similarity=services.settings.copies.similarity)
     _log_test_records_held(test_records)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     options = scorer_options(services.settings.scoring)
-    _refuse_a_repeat(services, training_set, settings_digest(settings, options))
+    try:
+        _refuse_a_repeat(services, training_set, settings_digest(settings, options))
+    except NothingNewError:  # reviews of test records alone change no training set: the current model's figure
+        if test_set is not None:
+            _measure_on_test_set(services, services.registry.current(), test_set, labels, crowd, again=False)
+        raise
     previous = services.registry.current()
     _warn_if_own_labels_dropped(previous, training_set, settings)
     services.registry.avoid(services.gateway.model_versions())
@@ -785,8 +799,10 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
-    measured, _ = _measure_on_test_set(services, outcome.model, test_records.held, labels, crowd)
-    outcome = replace(outcome, model=measured)
+    if test_set is not None:
+        measured, _, _ = _measure_on_test_set(services, outcome.model, test_set, labels, crowd)
+        if measured is not None:
+            outcome = replace(outcome, model=measured)
     if outcome.promoted:
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
@@ -799,52 +815,61 @@ def _log_test_records_held(test_records: TestSetFilter) -> None:
         copies = (f" and {test_records.copies_dropped} other record(s) carrying one of their texts"
                   if test_records.copies_dropped else "")
         logger.info("training leaves out the %d test-set records it read%s (argilla-worker test-set): the model is "
-                    "measured on them, never trained on them", len(test_records.held), copies)
+                    "measured on them, never trained on them", test_records.held, copies)
 
 
-def _measure_on_test_set(services: Services, model: ModelVersion, records: Sequence[PulledRecord],
-                         labels: Sequence[str], crowd: CrowdModel | None) -> tuple[ModelVersion, TestMeasure | None]:
-    """``model`` measured on the reviewed ones of ``records`` (test-set records; O(test set)), leaving out those
-    it was taught; the figures go to its metrics (``test``): (the updated entry, the figures). The entry unchanged
-    and None when none is reviewed or the model cannot be measured (logged: the training stands)."""
-    examples, _, _ = examples_from_records(records, labels, crowd=crowd)
+def _measure_on_test_set(services: Services, model: ModelVersion | None, test_set: TestSet, labels: Sequence[str],
+                         crowd: CrowdModel | None, *, again: bool = True
+                         ) -> tuple[ModelVersion | None, TestMeasure | None, TestProgress]:
+    """``model`` measured on the test set's records answered in rank order (:func:`~worker.test_set.progress`; the
+    records read by id: O(test set)), leaving out those it was taught; the figures go to its metrics (``test``).
+    (the entry, the figures, the progress): the entry unchanged and no figures when none of those records has a
+    label or the model cannot be measured (logged: a training stands). ``again=False``: only when the records in
+    order differ in number from those the stored figures came from."""
+    state = progress(test_set, services.gateway.read(test_set.server_ids))
+    stored = (model.metrics.get("test") or {}) if model is not None else {}
+    if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
+        return model, None, state
+    examples, _, _ = examples_from_records(state.in_order, labels, crowd=crowd)
     taught = read_taught_ids(model.path) or set()
     untaught = [example for example in examples if example.id not in taught]
     if not untaught:
         if examples:
             logger.warning("model %s trained on all %d reviewed test-set records: not measured on them",
                            model.version, len(examples))
-        return model, None
+        return model, None, state
     try:
         result = measure(services.load(model), model.version, untaught, left_out=len(examples) - len(untaught),
-                         seed=services.settings.training.seed)
+                         beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed)
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)
-        return model, None
+        return model, None, state
     logger.info("test set: %s", result.describe())
-    return services.registry.update_metrics(model.version, test=result.as_dict()), result
+    return services.registry.update_metrics(model.version, test=result.as_dict()), result, state
 
 
 @dataclass
 class TestSetReport:
-    """What ``argilla-worker test-set`` did: the test set (``drawn``: by this run), its records' review state,
-    the marks pushed, and the current model's figures on the reviewed ones (None: no model, or none reviewed)."""
+    """What ``argilla-worker test-set`` did: the test set (``drawn``: by this run; ``recovered``: read back from the
+    dataset's marks), how far it is reviewed, the marks pushed, and the current model's figures (None: no model,
+    or no answered record in rank order)."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
     test_set: TestSet
     drawn: bool
-    found: int  # of its records still in the dataset
-    reviewed: int
+    recovered: bool
+    progress: TestProgress
     push: PushReport
     measured: TestMeasure | None = None
 
 
 def test_set_job(services: Services, size: int) -> TestSetReport:
     """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
-    responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size)) — kept in ``state_dir`` before
-    its records are marked with ``test_set_rank``; then (every run) mark any record still unmarked and measure the
-    current model on the reviewed ones. O(test set) after the draw.
+    responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank``
+    marks instead when records carry them) — kept in ``state_dir`` before its records are marked; then (every run)
+    mark any record still unmarked and measure the current model on the records answered in rank order.
+    O(test set) after the draw.
 
     Raises:
         DataError: no record without a response is left to draw from.
@@ -852,28 +877,24 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     check_writable(services.settings.state_dir, "state_dir")
     labels = services.prepare_for_push()
     key = services.gateway.dataset_key
-    test_set = services.test_sets.get(key)
-    drawn = test_set is None
+    test_set, drawn, recovered = services.test_sets.get(key), False, False
     if test_set is None:
-        test_set = draw_test_set(services.gateway.pull(), size, seed=services.settings.training.seed)
+        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size, seed=services.settings.training.seed)
+        recovered = not drawn
         if not test_set.ids:
             raise DataError(f"no record of {services.gateway.dataset_name!r} is without a response: a test set is "
                             f"drawn from records nobody has reviewed")
         services.test_sets.put(key, test_set)
-        logger.info("test set: %d records drawn at random from the %d nobody had responded to",
-                    len(test_set.ids), test_set.drawn_from)
+        logger.info("test set: %d records %s", len(test_set.ids), "read back from the dataset's marks" if recovered
+                    else f"drawn at random from the {test_set.drawn_from} nobody had responded to")
     records = list(services.gateway.read(test_set.server_ids))
     ranks = test_set.ranks()
     push = services.gateway.push_metadata(
         {record.record_id: {TEST_SET_PROPERTY: ranks[record.record_id]} for record in records
          if record.record_id in ranks}, current={record.record_id: record for record in records})
     crowd = services.crowd(labels)
-    reviewed = sum(verdict(record, crowd) is not None for record in records)
-    report = TestSetReport(test_set, drawn, len(records), reviewed, push)
-    current = services.registry.current()
-    if current is not None and reviewed:
-        _, report.measured = _measure_on_test_set(services, current, records, labels, crowd)
-    return report
+    _, measured, state = _measure_on_test_set(services, services.registry.current(), test_set, labels, crowd)
+    return TestSetReport(test_set, drawn, recovered, state, push, measured)
 
 
 def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str) -> None:

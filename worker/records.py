@@ -16,6 +16,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 SUBMITTED = "submitted"
+DISCARDED = "discarded"
 
 # A label as the worker passes it around: a label name (single-label question), or a label set — a sorted
 # tuple of names (multi-label question; sorted so that equal sets compare equal, see ``label_set``).

@@ -17,6 +17,7 @@ Cost: the draw is one streamed pass (memory O(size)); a measure predicts the rev
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -33,7 +34,7 @@ from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.files import KeyedJsonFile
 from worker.iterables import reservoir_sample
-from worker.records import PulledRecord, label_index
+from worker.records import DISCARDED, SUBMITTED, PulledRecord, label_index
 
 if TYPE_CHECKING:  # the ML stack loads when a model is measured, not when the settings' stores are read
     from worker.scoring.model import Classifier
@@ -80,6 +81,63 @@ def draw_test_set(records: Iterable[PulledRecord], size: int, seed: int = 0) -> 
                    datetime.now(UTC).isoformat(timespec="seconds"))
 
 
+RECOVERED = "unknown: recovered from the dataset's test_set_rank marks"
+
+
+def recovered_or_drawn(records: Iterable[PulledRecord], size: int, seed: int = 0) -> tuple[TestSet, bool]:
+    """(the test set, whether it was drawn now). One pass: the records marked with ``test_set_rank`` are the test set
+    when there are any (the state directory that kept it was lost, or another machine drew it), in rank order; else
+    a new draw (:func:`draw_test_set`). Memory O(size + marked records)."""
+    marked: list[tuple[float, str, PulledRecord]] = []
+
+    def unmarked(stream: Iterable[PulledRecord]) -> Iterator[PulledRecord]:
+        for record in stream:
+            rank = record.metadata.get(TEST_SET_PROPERTY)
+            if rank is None:
+                yield record
+            else:
+                marked.append((float(rank), record.record_id, record))
+
+    drawn = draw_test_set(unmarked(records), size, seed)
+    if not marked:
+        return drawn, True
+    marked.sort(key=lambda entry: entry[:2])
+    found = [record for _, _, record in marked]
+    return TestSet(tuple(r.record_id for r in found), tuple(r.server_id for r in found),
+                   tuple(text_key(str(r.text), r.text_pair) for r in found), 0, RECOVERED), False
+
+
+def answered(record: PulledRecord) -> bool:
+    """Whether someone submitted or discarded a response to ``record`` (a draft is not an answer yet)."""
+    return any(response.status in (SUBMITTED, DISCARDED) for response in record.responses)
+
+
+@dataclass(frozen=True)
+class TestProgress:
+    """How far the test set is reviewed. Only an unbroken run of answered records from rank 1 is a random sample:
+    a test record reviewed out of rank order was picked (by a sort on uncertainty, by a filter), so it is counted
+    once every rank before it is answered."""
+
+    __test__ = False  # a name pytest would otherwise try to collect
+
+    in_order: tuple[PulledRecord, ...]  # the answered records from rank 1 up to the first unanswered one
+    beyond: int  # answered records after the first unanswered rank
+    found: int  # test records still in the dataset (a deleted one is skipped, not a gap)
+
+    @property
+    def answered(self) -> int:
+        return len(self.in_order) + self.beyond
+
+
+def progress(test_set: TestSet, records: Iterable[PulledRecord]) -> TestProgress:
+    """``records`` (the test set's records as the server holds them now, any order) read against its rank order.
+    O(test set)."""
+    by_id = {record.record_id: record for record in records}
+    found = [by_id[record_id] for record_id in test_set.ids if record_id in by_id]  # rank order
+    in_order = list(itertools.takewhile(answered, found))
+    return TestProgress(tuple(in_order), sum(answered(r) for r in found[len(in_order):]), len(found))
+
+
 class TestSetStore:
     """The test set of each dataset, drawn once and kept in ``state_dir`` (``test_sets.json``)."""
 
@@ -110,21 +168,22 @@ class TestSetFilter:
 
     A record is a test record when its id is in the stored test set or it carries ``test_set_rank`` (the
     dataset's own word: a lost state directory does not let a model train on the test set). :meth:`without`
-    passes the other records on and keeps the test records (O(test set) memory); a record whose text is a test
-    record's, but which is not one, is dropped and counted (it would let the model learn the answer)."""
+    passes the other records on and counts the test records it leaves out; a record whose text is a test record's,
+    but which is not one, is left out and counted too (it would let the model learn the answer). O(1) per record
+    (a hash of its text when a test set is stored), memory O(test set)."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
     def __init__(self, test_set: TestSet | None) -> None:
         self.ids = frozenset(test_set.ids) if test_set is not None else frozenset()
         self.keys = frozenset(test_set.keys) if test_set is not None else frozenset()
-        self.held: list[PulledRecord] = []
+        self.held = 0
         self.copies_dropped = 0
 
     def without(self, records: Iterable[PulledRecord]) -> Iterator[PulledRecord]:
         for record in records:
             if record.record_id in self.ids or record.metadata.get(TEST_SET_PROPERTY) is not None:
-                self.held.append(record)
+                self.held += 1
             elif self.keys and record.has_text and text_key(str(record.text), record.text_pair) in self.keys:
                 self.copies_dropped += 1
             else:
@@ -144,17 +203,27 @@ class TestMeasure:
     interval: tuple[float, float]
     macro_f1: float
     left_out: int = 0  # reviewed test records the model was taught (trained before the test set was drawn)
+    beyond: int = 0  # reviewed out of rank order (see TestProgress): not counted yet
+    in_order: int = 0  # answered records from rank 1 on (:attr:`TestProgress.in_order`): what ``records`` came from
 
     def describe(self) -> str:
         """e.g. ``v0002 on 48 reviewed test records: accuracy 0.6667 (95 % interval 0.5254 to 0.7832), macro-F1
         0.6012``."""
-        left_out = f", {self.left_out} it trained on left out" if self.left_out else ""
-        return (f"{self.version} on {self.records} reviewed test records{left_out}: accuracy {self.accuracy:.4f} "
-                f"(95 % interval {self.interval[0]:.4f} to {self.interval[1]:.4f}), macro-F1 {self.macro_f1:.4f}")
+        return (f"{self.version} on {self.records} reviewed test records{test_notes(self.left_out, self.beyond)}: "
+                f"accuracy {self.accuracy:.4f} (95 % interval {self.interval[0]:.4f} to {self.interval[1]:.4f}), "
+                f"macro-F1 {self.macro_f1:.4f}")
 
     def as_dict(self) -> dict:
         return {"records": self.records, "accuracy": self.accuracy, "accuracy_interval": list(self.interval),
-                "macro_f1": self.macro_f1, "left_out_taught": self.left_out}
+                "macro_f1": self.macro_f1, "left_out_taught": self.left_out, "reviewed_out_of_order": self.beyond,
+                "answered_in_order": self.in_order}
+
+
+def test_notes(left_out: int, beyond: int) -> str:
+    """What a test figure leaves out: records the model trained on, records reviewed out of rank order."""
+    notes = ([f"{left_out} it trained on left out"] if left_out else []) + (
+        [f"{beyond} reviewed out of rank order not counted until the ranks before them are"] if beyond else [])
+    return "".join(f", {note}" for note in notes)
 
 
 def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[float, float]:
@@ -169,7 +238,7 @@ def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[fl
 
 
 def measure(classifier: Classifier, version: str, examples: Sequence[Example], *, left_out: int = 0,
-            seed: int = 0) -> TestMeasure:
+            beyond: int = 0, in_order: int = 0, seed: int = 0) -> TestMeasure:
     """``classifier``'s deterministic answers on the reviewed test ``examples`` (N of them, N ≥ 1): the model's
     own thresholds for label sets.
 
@@ -197,7 +266,7 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
         accuracy, macro_f1 = classification_metrics(probabilities, targets, len(classifier.labels))
     correct = round(accuracy * len(examples))
     return TestMeasure(version, len(examples), accuracy, wilson_interval(correct, len(examples)), macro_f1,
-                       left_out)
+                       left_out, beyond, in_order)
 
 
 def _index_of(index: dict[str, int], example: Example) -> int:

@@ -15,6 +15,7 @@ from tests.integration.cli import run_worker
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
+from worker.errors import NothingNewError
 from worker.jobs import Services, train_job
 
 COUNT = 40
@@ -61,7 +62,8 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
 
     assert drawn.returncode == 0, drawn.stderr
     assert f"test set: {TEST_SIZE} records drawn at random from the {COUNT} nobody had responded to" in drawn.stdout
-    assert "0 of 8 reviewed; 8 records marked" in drawn.stdout and "filter metadata 'test_set_rank'" in drawn.stdout
+    assert "0 of 8 reviewed, 0 of them in rank order from 1; 8 records marked" in drawn.stdout
+    assert "filter metadata 'test_set_rank' from 1, sort by it ascending" in drawn.stdout
     stored = _stored(stack_settings, their_dataset.id)
     ranked = {record_id: record["metadata"]["test_set_rank"] for record_id, record in stored.items()
               if "test_set_rank" in record["metadata"]}
@@ -71,22 +73,33 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
 
     truth = {e.id: e.label for e in sentiment_examples(COUNT)}
     others = [record_id for record_id in sorted(stored) if record_id not in ranked][:20]
-    for record_id in [*ranked, *others]:  # the test records, and 20 more to train on
+    by_rank = sorted(ranked, key=ranked.__getitem__)
+    reviewed_first = [*by_rank[:3], by_rank[5]]  # ranks 1-3, and rank 6 picked out of order
+    for record_id in [*reviewed_first, *others]:  # half the test records, and 20 more to train on
         submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
     again = run_worker(["test-set", "-c", str(config), "--size", "30"], env)  # no model yet: progress only
     assert again.returncode == 0, again.stderr
-    assert "test set of 8 records drawn" in again.stdout and "8 of 8 reviewed; 0 records marked" in again.stdout
+    assert "test set of 8 records drawn" in again.stdout
+    assert ("4 of 8 reviewed, 3 of them in rank order from 1 (rank 4 is not: the 1 after it count once it is); 0 "
+            "records marked, 8 already were") in again.stdout
 
     services = Services(load_settings(config))
     outcome = train_job(services)
 
     training = outcome.model.metrics["training"]
-    assert training["annotated"] == 20  # the 8 reviewed test records were not trained on
+    assert training["annotated"] == 20  # the 4 reviewed test records were not trained on
     taught = _taught(outcome.model.path)
     assert not taught & set(ranked) and set(others) <= taught
     test = outcome.model.metrics["test"]
-    assert test["records"] == TEST_SIZE and test["left_out_taught"] == 0
+    assert test["records"] == 3 and test["reviewed_out_of_order"] == 1 and test["left_out_taught"] == 0
     assert test["accuracy_interval"][0] <= test["accuracy"] <= test["accuracy_interval"][1]
+
+    for record_id in set(ranked) - set(reviewed_first):  # the rest of the test set: a correction that trains nothing
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
+    with pytest.raises(NothingNewError):
+        train_job(services)
+    test = services.registry.current().metrics["test"]
+    assert test["records"] == TEST_SIZE  # the current model measured again on all of them
 
     measured = run_worker(["test-set", "-c", str(config)], env)
     assert measured.returncode == 0, measured.stderr
@@ -94,6 +107,12 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     assert "on 8 reviewed records drawn at random" in measured.stdout
     status = run_worker(["status", "-c", str(config)], env)  # no worker running: the registered model's line
     assert f"test set: accuracy {test['accuracy']:.4f}" in status.stdout
+
+    (tmp_path / "state" / "test_sets.json").unlink()  # a lost state directory: the dataset's marks still say
+    recovered = run_worker(["test-set", "-c", str(config)], env)
+    assert recovered.returncode == 0, recovered.stderr
+    assert "test set: 8 records carry metadata 'test_set_rank'" in recovered.stdout
+    assert "8 of 8 reviewed, 8 of them in rank order from 1; 0 records marked" in recovered.stdout
 
 
 def _taught(model_dir) -> set[str]:

@@ -11,7 +11,16 @@ from worker.constants import TEST_SET_PROPERTY
 from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.records import PulledRecord, ResponseState
-from worker.test_set import TestSetFilter, TestSetStore, draw_test_set, measure, wilson_interval
+from worker.test_set import (
+    RECOVERED,
+    TestSetFilter,
+    TestSetStore,
+    draw_test_set,
+    measure,
+    progress,
+    recovered_or_drawn,
+    wilson_interval,
+)
 from worker.training.data import Example
 
 
@@ -54,10 +63,43 @@ def test_a_training_stream_loses_the_test_records_and_copies_of_their_texts_only
     passed = [record.record_id for record in stream.without(iter([*records, marked_elsewhere, copy]))]
 
     assert passed == [r.record_id for r in records if r.record_id not in test_set.ids]
-    assert sorted(r.record_id for r in stream.held) == sorted([*test_set.ids, "m"])
-    assert stream.copies_dropped == 1
+    assert stream.held == len(test_set.ids) + 1 and stream.copies_dropped == 1
     nothing_drawn = TestSetFilter(None)
     assert [r.record_id for r in nothing_drawn.without(iter(records))] == [r.record_id for r in records]
+
+
+def test_only_the_records_answered_from_rank_1_on_count_a_later_one_waits_for_the_ranks_before_it():
+    records = [_record(f"r{i}", f"text {i}") for i in range(10)]
+    test_set = draw_test_set(iter(records), 6, seed=0)
+    first, second, third, fourth, fifth, _ = test_set.ids
+    state = {record.record_id: record for record in records}
+    state[first] = _record(first, "t", status="submitted")
+    state[second] = _record(second, "t", status="discarded")  # an answer, without a label
+    state[third] = _record(third, "t", status="draft")  # not yet
+    state[fifth] = _record(fifth, "t", status="submitted")  # picked out of order (a sort on uncertainty)
+
+    before = progress(test_set, state.values())
+
+    assert [r.record_id for r in before.in_order] == [first, second] and before.beyond == 1
+    assert before.answered == 3 and before.found == 6
+    state[third] = _record(third, "t", status="submitted")
+    del state[fourth]  # deleted from the dataset: skipped, not a gap
+    after = progress(test_set, state.values())
+    assert [r.record_id for r in after.in_order] == [first, second, third, fifth] and after.beyond == 0
+    assert after.found == 5
+
+
+def test_a_lost_state_directory_finds_the_test_set_again_by_its_marks():
+    records = [_record(f"r{i}", f"text {i}") for i in range(10)]
+    marked = [_record("m2", "marked two", metadata={TEST_SET_PROPERTY: 2}),
+              _record("m1", "marked one", status="submitted", metadata={TEST_SET_PROPERTY: 1})]
+
+    found, drawn = recovered_or_drawn(iter([*records[:5], *marked, *records[5:]]), 3)
+    fresh, drawn_now = recovered_or_drawn(iter(records), 3, seed=5)
+
+    assert not drawn and found.ids == ("m1", "m2") and found.server_ids == ("srv-m1", "srv-m2")
+    assert found.keys == (text_key("marked one"), text_key("marked two")) and found.drawn_at == RECOVERED
+    assert drawn_now and fresh.ids == draw_test_set(iter(records), 3, seed=5).ids
 
 
 def test_the_wilson_interval_stays_inside_0_and_1_and_narrows_with_more_records():

@@ -1,0 +1,154 @@
+"""How far a model's validation figure, and its test-set figure, are from its accuracy on the records it makes
+suggestions for — in an active-learning loop, where annotators review the records the worker puts first.
+
+Per set and seed, on a pool of records: a test set of ``--test`` records is drawn at random first (the worker's
+``draw_test_set``) and never reviewed for training; annotators then review the cold start's first ``--first``
+records (TypiClust ranks, ``cold_start_ranks``) and a model trains on them (``train_classifier``, a stratified
+20 % held out as validation, ``stratified_split``); it scores the rest and the ``--second`` records it is least
+sure of (smallest margin) are reviewed next; a second model trains on both batches. For each model: accuracy on
+its validation records, on the test set (``worker.test_set.measure``, with its 95 % Wilson interval) and on every
+other pool record nobody reviewed — the truth the two figures estimate.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.test_set_estimate [--seeds 2] [--pool 1200] [--test 200]
+        [--sets bbc groups]
+
+Writes benchmarks/results/test_set_estimate.{json,md}. CPU: about 7 minutes per set and seed on 2 cores (run it
+alone: a second torch process on the 2 cores slows both several-fold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._shared import write_results
+from worker.coldstart import RANK_PROPERTY, ColdStartSettings, cold_start_ranks
+from worker.config import TrainingSettings
+from worker.demo_data import load_bbc_news, load_newsgroups
+from worker.offline_assets import MINILM_MODEL, fetch
+from worker.records import LabelledText, PulledRecord
+from worker.scoring import load_classifier
+from worker.scoring.model import Classifier
+from worker.test_set import draw_test_set, measure
+from worker.training.data import Example, stratified_split
+from worker.training.evaluate import predict_probabilities
+from worker.training.trainer import train_classifier
+
+logger = logging.getLogger("benchmarks.test_set_estimate")
+
+SETS = {  # name -> (loader, first batch, second batch)
+    "BBC News (5 sections)": (load_bbc_news, 30, 40),
+    "20 Newsgroups (20 groups)": (lambda: load_newsgroups("train"), 100, 100),
+}
+
+
+def _pulled(record: LabelledText) -> PulledRecord:
+    """A pool record as the worker pulls it: nobody has responded yet."""
+    return PulledRecord(f"srv-{record.id}", record.id, record.text, {}, None, (), None)
+
+
+def _examples(records: list[LabelledText]) -> list[Example]:
+    return [Example(r.id, r.text, str(r.label)) for r in records]
+
+
+def _accuracy(classifier: Classifier, records: list[LabelledText]) -> float:
+    """Deterministic accuracy on ``records`` (their true labels)."""
+    return measure(classifier, "m", _examples(records)).accuracy
+
+
+def _least_sure(classifier: Classifier, records: list[LabelledText], count: int) -> list[LabelledText]:
+    """The ``count`` records with the smallest margin between the model's two likeliest labels."""
+    probabilities = predict_probabilities(classifier, [r.text for r in records], samples=1).deterministic  # [N, C]
+    top_two = np.sort(probabilities, axis=1)[:, -2:]  # [N, 2]
+    order = np.argsort(top_two[:, 1] - top_two[:, 0], kind="stable")
+    return [records[index] for index in order[:count]]
+
+
+def _train(reviewed: list[LabelledText], labels: list[str], seed: int,
+           work: Path) -> tuple[Classifier, list[Example]]:
+    """A model trained on the stratified 80 % of ``reviewed``; (the classifier, its validation examples)."""
+    train, validation = stratified_split(_examples(reviewed), 0.2, seed=seed)
+    settings = TrainingSettings(base_model=str(fetch(MINILM_MODEL)), device="auto", seed=seed)
+    train_classifier(settings.base_model, train, validation, labels, work, settings)
+    return load_classifier(work, device="auto"), validation
+
+
+def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int, work: Path) -> list[dict]:
+    """Both models' three figures on one pool: [{model, reviewed, validation…, test…, truth}]."""
+    labels = sorted({str(r.label) for r in pool})
+    by_id = {r.id: r for r in pool}
+    test_set = draw_test_set((_pulled(r) for r in pool), test_size, seed=seed)
+    test = [by_id[record_id] for record_id in test_set.ids]
+    rest = [r for r in pool if r.id not in set(test_set.ids)]
+    ranks = cold_start_ranks([r.id for r in rest], [r.text for r in rest], str(fetch(MINILM_MODEL)),
+                             ColdStartSettings(clusters=first, device="auto", seed=seed))
+    ranked = sorted((r for r in rest if r.id in ranks), key=lambda r: ranks[r.id][RANK_PROPERTY])
+    reviewed = ranked[:first]
+    rows = []
+    for name in ("first model (cold start's batch)", "second model (+ the least sure)"):
+        classifier, validation = _train(reviewed, labels, seed, work / name[:5])
+        taken = {r.id for r in reviewed}
+        unreviewed = [r for r in rest if r.id not in taken]
+        on_test = measure(classifier, name, _examples(test))
+        rows.append({"model": name, "reviewed": len(reviewed), "validation_records": len(validation),
+                     "validation_accuracy": measure(classifier, name, validation).accuracy,
+                     "test_records": on_test.records, "test_accuracy": on_test.accuracy,
+                     "test_interval": list(on_test.interval), "truth_records": len(unreviewed),
+                     "truth": _accuracy(classifier, unreviewed)})
+        reviewed = reviewed + _least_sure(classifier, unreviewed, second)
+    return rows
+
+
+def _mean(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--pool", type=int, default=1200, help="records per pool (a seeded sample of the set)")
+    parser.add_argument("--test", type=int, default=200, help="test-set records drawn from the pool")
+    parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    runs: list[dict] = []
+    for set_name, (loader, first, second) in SETS.items():
+        if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
+            continue
+        records = loader()
+        for seed in range(args.seeds):
+            pool = random.Random(seed).sample(records, min(args.pool, len(records)))
+            with tempfile.TemporaryDirectory() as work:
+                for row in run_one(pool, first, second, args.test, seed, Path(work)):
+                    runs.append({"set": set_name, "seed": seed, **row})
+                    logger.warning("%s seed %d %s: validation %.3f (%d), test %.3f [%.3f, %.3f] (%d), truth %.3f "
+                                   "(%d)", set_name, seed, row["model"], row["validation_accuracy"],
+                                   row["validation_records"], row["test_accuracy"], *row["test_interval"],
+                                   row["test_records"], row["truth"], row["truth_records"])
+    lines = [("| set | model | reviewed | validation accuracy (records) | test-set accuracy [95 % interval] | "
+             "truth: the other unreviewed records | truth inside the interval |"), "|---|---|---:|---|---|---:|---:|"]
+    for run in runs:
+        low, high = run["test_interval"]
+        lines.append(f"| {run['set']} s{run['seed']} | {run['model']} | {run['reviewed']} | "
+                     f"{run['validation_accuracy']:.3f} ({run['validation_records']}) | {run['test_accuracy']:.3f} "
+                     f"[{low:.3f}, {high:.3f}] | {run['truth']:.3f} ({run['truth_records']}) | "
+                     f"{'yes' if low <= run['truth'] <= high else 'no'} |")
+    gaps_validation = [abs(r["validation_accuracy"] - r["truth"]) for r in runs]
+    gaps_test = [abs(r["test_accuracy"] - r["truth"]) for r in runs]
+    if runs:
+        lines += ["", (f"Mean distance from the truth: validation {_mean(gaps_validation)}, test set "
+                      f"{_mean(gaps_test)}; the truth inside the test set's interval in "
+                      f"{sum(r['test_interval'][0] <= r['truth'] <= r['test_interval'][1] for r in runs)} of "
+                      f"{len(runs)} runs.")]
+    write_results("test_set_estimate", {"runs": runs, "seeds": args.seeds, "pool": args.pool, "test": args.test},
+                  lines)
+
+
+if __name__ == "__main__":
+    main()
