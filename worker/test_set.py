@@ -4,10 +4,10 @@ the records the worker puts first.
 The validation records are annotated records, and annotators review the records the worker puts first — the
 cold start's typical ones, then the most uncertain, the highest loss. Once the uncertain ones are among them the
 validation figure reads low (benchmarks/test_set_estimate.py: 0.610 vs 0.757 on the other unreviewed records of a
-newsgroups pool; a test set of 200 read 0.700). A test set is a seeded uniform sample of the records nobody had reviewed when it
-was drawn; the worker marks them with the metadata property ``test_set_rank`` (1 … n, in a random order) so
-annotators can filter them in the UI, never trains a model on them (nor on another record carrying the same
-text), and once some are reviewed each training and ``argilla-worker test-set`` measure the model on them:
+newsgroups pool; a test set of 200 read 0.700). A test set is a seeded uniform sample of the records nobody had
+reviewed when it was drawn; the worker marks them with the metadata property ``test_set_rank`` (1 … n, in a random
+order) so annotators can filter them in the UI, never trains a model on them (nor on another record carrying the
+same text), and once some are reviewed each training and ``argilla-worker test-set`` measure the model on them:
 accuracy with a 95 % Wilson interval, macro-F1. That figure estimates the model's accuracy on the records it
 makes suggestions for. Only the records answered from rank 1 on count (:class:`TestProgress`): one reviewed out
 of rank order was picked, and counts once every rank before it is answered.
