@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import argilla as rg
+import httpx
 
 
 def create_with_sdk(stack_settings, name: str, settings: Callable[[], rg.Settings]) -> rg.Dataset:
@@ -14,3 +15,13 @@ def create_with_sdk(stack_settings, name: str, settings: Callable[[], rg.Setting
     dataset = rg.Dataset(name=name, workspace=stack_settings.workspace, settings=settings(), client=client)
     dataset.create()
     return dataset
+
+
+def stored_records(stack_settings, dataset_id) -> dict[str, dict]:
+    """Every record of the dataset as the server stores it, with its responses and suggestions (external id →
+    JSON): what the tests check the worker wrote, read past the worker's own code."""
+    response = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records",
+                         headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                         params={"include": ["responses", "suggestions"], "limit": 1000}, timeout=30)
+    response.raise_for_status()
+    return {item["external_id"]: item for item in response.json()["items"]}

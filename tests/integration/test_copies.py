@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.annotator import search_sorted_by_metadata, submit_label
 from tests.integration.cli import run_worker
-from tests.integration.sdk import create_with_sdk
+from tests.integration.sdk import create_with_sdk, stored_records
 
 QUESTION = "intent"
 LABELS = ("account", "billing", "other")
@@ -58,14 +58,6 @@ def _cli(stack_settings, dataset_name, tmp_path, *args):
     return run_worker(args, env)
 
 
-def _stored(stack_settings, dataset_id) -> dict[str, dict]:
-    response = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records",
-                         headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
-                         params={"include": ["responses", "suggestions"], "limit": 1000}, timeout=30)
-    response.raise_for_status()
-    return {item["external_id"]: item for item in response.json()["items"]}
-
-
 def _marks(record: dict) -> tuple:
     metadata = record["metadata"] or {}
     return metadata.get("copies"), metadata.get("copy_group"), metadata.get("copies_disagree")
@@ -73,16 +65,16 @@ def _marks(record: dict) -> tuple:
 
 def test_copies_of_one_text_are_marked_disagreeing_ones_first_and_a_deleted_copy_unmarks_the_other(
         their_tickets, stack_settings, dataset_name, tmp_path):
-    before = _stored(stack_settings, their_tickets.id)
+    before = stored_records(stack_settings, their_tickets.id)
     submit_label(stack_settings, before["a3"]["id"], "account", question=QUESTION)  # an annotator confirmed a3
-    before = _stored(stack_settings, their_tickets.id)
+    before = stored_records(stack_settings, their_tickets.id)
 
     found = _cli(stack_settings, dataset_name, tmp_path, "copies")
 
     assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-3000:]
     assert "9 of 15 records share 4 texts (near copies included: copies.similarity 0.6); 1 of those texts carry " \
         "different labels (e.g. records a1, a2, a3)" in found.stdout, found.stdout
-    stored = _stored(stack_settings, their_tickets.id)
+    stored = stored_records(stack_settings, their_tickets.id)
     assert {record_id: _marks(stored[record_id]) for record_id in ("a1", "a2", "a3")} == {
         "a1": (2, 1, 1), "a2": (2, 1, 2), "a3": (2, 1, 1)}  # the disagreeing text is group 1
     groups = {_marks(stored["b1"])[1], _marks(stored["d1"])[1], _marks(stored["t1"])[1]}
@@ -105,6 +97,6 @@ def test_copies_of_one_text_are_marked_disagreeing_ones_first_and_a_deleted_copy
 
     assert again.returncode == 0, again.stderr[-3000:]
     assert "7 of 14 records share 3 texts" in again.stdout, again.stdout
-    after = _stored(stack_settings, their_tickets.id)
+    after = stored_records(stack_settings, their_tickets.id)
     assert _marks(after["b1"]) == (0, 0, 0)
     assert _marks(after["a2"]) == (2, 1, 2)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 
 import argilla as rg
-import httpx
 import pytest
 
 from tests.integration.annotator import submit_label
 from tests.integration.cli import run_worker
+from tests.integration.sdk import stored_records
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
@@ -36,15 +36,6 @@ def their_dataset(local_argilla, stack_settings, dataset_name):
     return dataset
 
 
-def _stored(stack_settings, dataset_id) -> dict[str, dict]:
-    """Every record as the server stores it, with responses and suggestions (external id → JSON)."""
-    response = httpx.get(f"{stack_settings.api_url}/api/v1/datasets/{dataset_id}/records",
-                         headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
-                         params={"include": ["responses", "suggestions"], "limit": 1000}, timeout=30)
-    response.raise_for_status()
-    return {item["external_id"]: item for item in response.json()["items"]}
-
-
 def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_model(
         their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
@@ -64,7 +55,7 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     assert f"test set: {TEST_SIZE} records drawn at random from the {COUNT} nobody had responded to" in drawn.stdout
     assert "0 of 8 reviewed, 0 of them in rank order from 1; 8 records marked" in drawn.stdout
     assert "filter metadata 'test_set_rank' from 1, sort by it ascending" in drawn.stdout
-    stored = _stored(stack_settings, their_dataset.id)
+    stored = stored_records(stack_settings, their_dataset.id)
     ranked = {record_id: record["metadata"]["test_set_rank"] for record_id, record in stored.items()
               if "test_set_rank" in record["metadata"]}
     assert sorted(ranked.values()) == list(range(1, TEST_SIZE + 1))
