@@ -788,7 +788,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         _refuse_a_repeat(services, training_set, settings_digest(settings, options))
     except NothingNewError:  # reviews of test records alone change no training set: the current model's figure
         if test_set is not None:
-            _measure_on_test_set(services, services.registry.current(), test_set, labels, crowd, again=False)
+            _measure_on_test_set(services, services.registry.current(), _test_progress(services, test_set), labels,
+                                 crowd, again=False)
         raise
     previous = services.registry.current()
     _warn_if_own_labels_dropped(previous, training_set, settings)
@@ -800,7 +801,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
     if test_set is not None:
-        measured, _, _ = _measure_on_test_set(services, outcome.model, test_set, labels, crowd)
+        measured, _ = _measure_on_test_set(services, outcome.model, _test_progress(services, test_set), labels, crowd)
         if measured is not None:
             outcome = replace(outcome, model=measured)
     if outcome.promoted:
@@ -818,18 +819,21 @@ def _log_test_records_held(test_records: TestSetFilter) -> None:
                     "measured on them, never trained on them", test_records.held, copies)
 
 
-def _measure_on_test_set(services: Services, model: ModelVersion | None, test_set: TestSet, labels: Sequence[str],
+def _test_progress(services: Services, test_set: TestSet) -> TestProgress:
+    """How far ``test_set`` is reviewed, its records read by id (O(test set))."""
+    return progress(test_set, services.gateway.read(test_set.server_ids))
+
+
+def _measure_on_test_set(services: Services, model: ModelVersion | None, state: TestProgress, labels: Sequence[str],
                          crowd: CrowdModel | None, *, again: bool = True
-                         ) -> tuple[ModelVersion | None, TestMeasure | None, TestProgress]:
-    """``model`` measured on the test set's records answered in rank order (:func:`~worker.test_set.progress`; the
-    records read by id: O(test set)), leaving out those it was taught; the figures go to its metrics (``test``).
-    (the entry, the figures, the progress): the entry unchanged and no figures when none of those records has a
-    label or the model cannot be measured (logged: a training stands). ``again=False``: only when the records in
-    order differ in number from those the stored figures came from."""
-    state = progress(test_set, services.gateway.read(test_set.server_ids))
+                         ) -> tuple[ModelVersion | None, TestMeasure | None]:
+    """``model`` measured on the test set's records answered in rank order (``state``), leaving out those it was
+    taught; the figures go to its metrics (``test``). (the entry, the figures): the entry unchanged and no figures
+    when none of those records has a label or the model cannot be measured (logged: a training stands).
+    ``again=False``: only when the records in order differ in number from those the stored figures came from."""
     stored = (model.metrics.get("test") or {}) if model is not None else {}
     if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
-        return model, None, state
+        return model, None
     examples, _, _ = examples_from_records(state.in_order, labels, crowd=crowd)
     taught = read_taught_ids(model.path) or set()
     untaught = [example for example in examples if example.id not in taught]
@@ -837,15 +841,15 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, test_se
         if examples:
             logger.warning("model %s trained on all %d reviewed test-set records: not measured on them",
                            model.version, len(examples))
-        return model, None, state
+        return model, None
     try:
         result = measure(services.load(model), model.version, untaught, left_out=len(examples) - len(untaught),
                          beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed)
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)
-        return model, None, state
+        return model, None
     logger.info("test set: %s", result.describe())
-    return services.registry.update_metrics(model.version, test=result.as_dict()), result, state
+    return services.registry.update_metrics(model.version, test=result.as_dict()), result
 
 
 @dataclass
@@ -893,7 +897,8 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
         {record.record_id: {TEST_SET_PROPERTY: ranks[record.record_id]} for record in records
          if record.record_id in ranks}, current={record.record_id: record for record in records})
     crowd = services.crowd(labels)
-    _, measured, state = _measure_on_test_set(services, services.registry.current(), test_set, labels, crowd)
+    state = progress(test_set, records)
+    _, measured = _measure_on_test_set(services, services.registry.current(), state, labels, crowd)
     return TestSetReport(test_set, drawn, recovered, state, push, measured)
 
 
