@@ -647,15 +647,23 @@ def test_set(config_file: Path | None, size: int) -> None:
                + f"; {push.sent} records marked, {push.unchanged} already were"
                + (f", {len(push.failed) + len(push.rejected)} could not be (run again)"
                   if push.failed or push.rejected else ""))
+    withdrawn = report.withdrawn
+    if withdrawn.sent:
+        click.echo(f"the model's suggestion and values taken off {withdrawn.sent} test records nobody has reviewed "
+                   f"(they stay without them until reviewed: a pre-selected answer accepted unread would measure the "
+                   f"model against itself)")
     if report.measured is not None:
         click.echo(_test_set_line(report.measured.as_dict()))
     if len(state.in_order) < state.found:
         click.echo(f"next: in the Argilla UI, filter metadata '{name}' from 1, sort by it ascending and review in "
                    f"that order (the records answered from rank 1 on are a random sample; one picked out of order is "
                    f"not); every training and this command measure the model on them")
-    if push.failed or push.rejected:
-        for record_id, reason in list({**push.rejected, **push.failed}.items())[:20]:
-            click.echo(f"record {record_id} not marked: {reason}", err=True)
+    unmarked = {**push.rejected, **push.failed}
+    for record_id, reason in list(unmarked.items())[:20]:
+        click.echo(f"record {record_id} not marked: {reason}", err=True)
+    for record_id, reason in list(withdrawn.failed.items())[:20]:
+        click.echo(f"record {record_id}: the model's answer is still on it: {reason} (run again)", err=True)
+    if unmarked or withdrawn.failed:
         sys.exit(1)
 
 

@@ -39,7 +39,7 @@ from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, te
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
-from worker.gateway.schema import SUBMITTED_RESPONSES
+from worker.gateway.schema import MODEL_ANSWER_METADATA, SUBMITTED_RESPONSES
 from worker.iterables import KeyedSample, batched, reservoir_sample
 from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
@@ -66,6 +66,7 @@ from worker.test_set import (
     TestProgress,
     TestSet,
     TestSetFilter,
+    is_test_record,
     measure,
     progress,
     recovered_or_drawn,
@@ -160,6 +161,7 @@ class ScoreReport:
     mc_samples: int = 0  # MC samples drawn over the scored records (fewer than T each when adaptive)
     held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
     label_issues: int = 0  # out-of-fold runs: records given label_issue (those the fold models trained on)
+    blind: int = 0  # test records nobody has reviewed: left without the model's answer (see blind_test_records)
 
     @property
     def records_per_second(self) -> float:
@@ -175,6 +177,7 @@ class ScoreReport:
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")
+                + (f", {self.blind} test records left without the model's answer until reviewed" if self.blind else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
                 + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
@@ -220,6 +223,15 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
     if suggests_reference(policy, has_reference=bool(reference), reviewed=_reviewed(record, crowd)):
         return record.suggestion.value == reference
     return record.suggestion.agent == written
+
+
+def blind_test_records(services: Services, crowd: CrowdModel | None = None) -> Callable[[PulledRecord], bool]:
+    """Whether a record is a test record (:func:`~worker.test_set.is_test_record`) the annotators' votes (weighed
+    by ``crowd``) give no label yet. The worker writes no suggestion and no model metadata on those: Argilla
+    pre-selects a suggestion, and a label accepted unread would measure the model against itself. O(1) a record."""
+    test_set = services.test_sets.get(services.gateway.dataset_key)
+    ids = frozenset(test_set.ids) if test_set is not None else frozenset()
+    return lambda record: is_test_record(record, ids) and not _reviewed(record, crowd)
 
 
 def submitted_responses(record: PulledRecord) -> int:
@@ -291,7 +303,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
-                 forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd)
+                 forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
+                 blind=blind_test_records(services, crowd))
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
 
     def inputs() -> Iterator[ScoringInput]:
@@ -361,9 +374,11 @@ def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: 
 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
           since: datetime | None, forced: set[str], watermark: Watermark | None,
-          sketch: QuantileSketch | None = None, crowd: CrowdModel | None = None) -> Iterator[PulledRecord]:
+          sketch: QuantileSketch | None = None, crowd: CrowdModel | None = None,
+          blind: Callable[[PulledRecord], bool] | None = None) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
-    ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``."""
+    ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``; those
+    ``blind`` says to leave without the model's answer (unreviewed test records) are counted and passed over."""
     forced_seen: set[str] = set()
     for record in candidates:
         if watermark is not None:
@@ -376,6 +391,9 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
         if since is not None and any(r.status == SUBMITTED and r.updated_at is not None and r.updated_at > since
                                      for r in record.responses):
             report.new_submissions += 1
+        if blind is not None and blind(record):
+            report.blind += 1
+            continue
         if record.record_id not in forced and is_up_to_date(record, version, policy, crowd):
             report.up_to_date += 1
             if sketch is not None:
@@ -546,9 +564,10 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
                                                trust_remote_code=services.settings.registry.trust_remote_code,
                                                scorer_options=options)
+            blind = blind_test_records(services, crowd)
             for batch in batched(scores, scoring.push_batch):
                 label_probability.update(_push_held_out(services, batch, labelled, trained_server_ids, report,
-                                                        crowd=crowd, held_out=held_out))
+                                                        crowd=crowd, held_out=held_out, blind=blind))
         shutil.rmtree(work_dir)
     shutil.rmtree(models_dir)
     report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
@@ -564,20 +583,26 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
 
 def _push_held_out(services: Services, batch: list[RecordScore], labelled: LabelledRecords,
                    trained_on: Mapping[str, str], report: ScoreReport, *, crowd: CrowdModel,
-                   held_out: HeldOutAgreement) -> dict[str, float]:
+                   held_out: HeldOutAgreement, blind: Callable[[PulledRecord], bool]) -> dict[str, float]:
     """Push one batch of an out-of-fold run's scores (its records re-read by id), tell the plugins, remove an
     earlier run's label_issue / area_under_margin from the records no fold model ``trained_on``; returns the
-    held-out probability of the label (:func:`held_out_probability`) of the batch's records that were trained on."""
+    held-out probability of the label (:func:`held_out_probability`) of the batch's records that were trained on.
+    The records ``blind`` names (unreviewed test records) get nothing, and count in ``report.blind``."""
     server_ids = labelled.server_ids(score.record_id for score in batch)
     records = {r.record_id: r for r in services.gateway.read(server_ids[s.record_id] for s in batch)}
+    held = {record_id for record_id, record in records.items() if blind(record)}
+    report.blind += len(held)
+    records = {record_id: record for record_id, record in records.items() if record_id not in held}
     _push_scores(services, [s for s in batch if s.record_id in records], records, report.model_version, report,
                  crowd=crowd)
-    call_each(services.plugins, "on_records_scored", model_version=report.model_version, scores=batch)
+    call_each(services.plugins, "on_records_scored", model_version=report.model_version,
+              scores=[s for s in batch if s.record_id not in held])
     services.gateway.drop_metadata(TRAINED_ON_METADATA, current={
         record_id: record for record_id, record in records.items() if record_id not in trained_on})
     for score in batch:
         held_out.add(score)
-    return {s.record_id: held_out_probability(s) for s in batch if not s.skipped and s.record_id in trained_on}
+    return {s.record_id: held_out_probability(s) for s in batch
+            if not s.skipped and s.record_id in trained_on and s.record_id not in held}
 
 
 def labelled_sample(records: Iterable[PulledRecord], labels: Sequence[str], labelled: LabelledRecords,
@@ -865,6 +890,7 @@ class TestSetReport:
     recovered: bool
     progress: TestProgress
     push: PushReport
+    withdrawn: PushReport  # the model's answers taken off the unreviewed test records
     measured: TestMeasure | None = None
 
 
@@ -872,8 +898,9 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
     responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank``
     marks instead when records carry them) — kept in ``state_dir`` before its records are marked; then (every run)
-    mark any record still unmarked and measure the current model on the records answered in rank order.
-    O(test set) after the draw.
+    mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test records
+    nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw) and measure the
+    current model on the records answered in rank order. O(test set) after the draw.
 
     Raises:
         DataError: no record without a response is left to draw from.
@@ -897,9 +924,12 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
         {record.record_id: {TEST_SET_PROPERTY: ranks[record.record_id]} for record in records
          if record.record_id in ranks}, current={record.record_id: record for record in records})
     crowd = services.crowd(labels)
+    blind = blind_test_records(services, crowd)
+    withdrawn = services.gateway.withdraw_model_answers({r.record_id: r for r in records if blind(r)},
+                                                        MODEL_ANSWER_METADATA)
     state = progress(test_set, records)
     _, measured = _measure_on_test_set(services, services.registry.current(), state, labels, crowd)
-    return TestSetReport(test_set, drawn, recovered, state, push, measured)
+    return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured)
 
 
 def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str) -> None:

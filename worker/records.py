@@ -62,6 +62,7 @@ class SuggestionState:
     value: LabelValue
     agent: str | None
     score: float | tuple[float, ...] | None  # a tuple: one score per label of a label set
+    id: str | None = field(default=None, compare=False)  # the server's suggestion id (to remove it)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -164,6 +164,12 @@ class TestSetStore:
         self.file.delete(key)
 
 
+def is_test_record(record: PulledRecord, ids: Collection[str]) -> bool:
+    """Whether ``record`` is in the test set: its id is among the stored test set's ``ids``, or it carries
+    ``test_set_rank`` (the dataset's own word, when the state directory that kept the ids is lost)."""
+    return record.record_id in ids or record.metadata.get(TEST_SET_PROPERTY) is not None
+
+
 class TestSetFilter:
     """Keeps a test set's records, and other records carrying one of its texts, out of a training stream.
 
@@ -183,7 +189,7 @@ class TestSetFilter:
 
     def without(self, records: Iterable[PulledRecord]) -> Iterator[PulledRecord]:
         for record in records:
-            if record.record_id in self.ids or record.metadata.get(TEST_SET_PROPERTY) is not None:
+            if is_test_record(record, self.ids):
                 self.held += 1
             elif self.keys and record.has_text and text_key(str(record.text), record.text_pair) in self.keys:
                 self.copies_dropped += 1

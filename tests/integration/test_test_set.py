@@ -1,6 +1,7 @@
 """A test set on a dataset made with the plain Argilla SDK, starting with no label: drawn and marked through the
-command line, reviewed by an annotator (the UI's endpoint), left out of the training, and the model measured on it
-(real local Argilla, tiny real BERT)."""
+command line, reviewed by an annotator (the UI's endpoint), left out of the training, and the model measured on it;
+drawn after a score run: the model's answers taken off the test records until they are reviewed (real local
+Argilla, tiny real BERT)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.errors import NothingNewError
-from worker.jobs import Services, train_job
+from worker.jobs import Services, score_job, train_job
 
 COUNT = 40
 TEST_SIZE = 8
 QUESTION = "tone"
+THEIR_AGENT = "their-llm"
 
 
 @pytest.fixture
@@ -36,9 +38,8 @@ def their_dataset(local_argilla, stack_settings, dataset_name):
     return dataset
 
 
-def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_model(
-        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
-    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+def _config(tmp_path, stack_settings, dataset_name):
+    """The worker's config file (a tiny BERT trained on the CPU) and the environment carrying the API key."""
     base = save_tiny_classifier(tmp_path / "base")
     config = tmp_path / "worker.toml"
     config.write_text(
@@ -47,7 +48,13 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
         f'[training]\nbase_model = "{base}"\nepochs = 15\npatience = 15\nbatch_size = 4\nlearning_rate = 3e-3\n'
         f'max_length = 32\ndevice = "cpu"\nmin_annotated = 16\n[scoring]\ndevice = "cpu"\nsamples = 4\n'
         f'[registry]\npath = "{tmp_path / "registry"}"\n')
-    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+    return config, {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value()}
+
+
+def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_model(
+        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    config, env = _config(tmp_path, stack_settings, dataset_name)
 
     drawn = run_worker(["test-set", "-c", str(config), "--size", str(TEST_SIZE)], env)
 
@@ -104,6 +111,64 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     assert recovered.returncode == 0, recovered.stderr
     assert "test set: 8 records carry metadata 'test_set_rank'" in recovered.stdout
     assert "8 of 8 reviewed, 8 of them in rank order from 1; 0 records marked" in recovered.stdout
+
+
+def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Records scored before the draw: the test records lose the model's suggestion and metadata (their own
+    agent's suggestion and metadata stay), score runs leave them out until an annotator labels them."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
+        metadata=[rg.TermsMetadataProperty(name="source_site")]))
+    dataset.create()
+    examples = sentiment_examples(30)
+    dataset.records.log([rg.Record(  # every third record comes with their labeller's suggestion
+        id=e.id, fields={"quote": e.text}, metadata={"source_site": "imdb"},
+        suggestions=[rg.Suggestion(question_name=QUESTION, agent=THEIR_AGENT, value=e.label, score=0.7)]
+        if index % 3 == 0 else []) for index, e in enumerate(examples)])
+    config, env = _config(tmp_path, stack_settings, dataset_name)
+    stored = stored_records(stack_settings, dataset.id)
+    reviewed = [e.id for e in examples[:16]]
+    for e in examples[:16]:
+        submit_label(stack_settings, stored[e.id]["id"], e.label, question=QUESTION)
+    services = Services(load_settings(config))
+    train_job(services)
+    assert score_job(services, full=True).scored == 30
+
+    drawn = run_worker(["test-set", "-c", str(config), "--size", "6"], env)
+
+    assert drawn.returncode == 0, drawn.stderr
+    assert "the model's suggestion and values taken off 6 test records nobody has reviewed" in drawn.stdout
+    stored = stored_records(stack_settings, dataset.id)
+    test_ids = {record_id for record_id, record in stored.items() if "test_set_rank" in record["metadata"]}
+    assert len(test_ids) == 6 and not test_ids & set(reviewed)
+    for record_id, record in stored.items():
+        assert record["metadata"]["source_site"] == "imdb"
+        agents = {suggestion["agent"] for suggestion in record["suggestions"]}
+        if record_id in test_ids:
+            assert "model_version" not in record["metadata"] and "predicted_label" not in record["metadata"]
+            assert agents <= {THEIR_AGENT}  # theirs stays; the model's is gone
+        else:
+            assert record["metadata"]["model_version"] == "v0001" and agents
+    theirs = {record_id for record_id, record in stored.items()
+              if any(s["agent"] == THEIR_AGENT for s in record["suggestions"])}
+    # (a reviewed record shows the model's answer, theirs kept in metadata: scoring.suggestion = "auto")
+    assert theirs == {e.id for index, e in enumerate(examples) if index % 3 == 0 and e.id not in reviewed}
+
+    again = score_job(services, full=True)
+    assert again.blind == 6 and again.scored == 0  # the others were up to date, the test records left out
+    assert "6 test records left without the model's answer until reviewed" in again.summary()
+    labelled = sorted(test_ids)[:2]
+    for record_id in labelled:
+        submit_label(stack_settings, stored[record_id]["id"], {e.id: e.label for e in examples}[record_id],
+                     question=QUESTION)
+    after_review = score_job(services, full=True)
+    assert after_review.blind == 4 and after_review.scored == 2
+    stored = stored_records(stack_settings, dataset.id)
+    for record_id in test_ids:
+        assert ("model_version" in stored[record_id]["metadata"]) == (record_id in labelled)
 
 
 def _taught(model_dir) -> set[str]:

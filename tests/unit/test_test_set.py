@@ -16,6 +16,7 @@ from worker.test_set import (
     TestSetFilter,
     TestSetStore,
     draw_test_set,
+    is_test_record,
     measure,
     progress,
     recovered_or_drawn,
@@ -137,3 +138,24 @@ def _right_answers(classifier, texts: list[str]) -> list[bool]:
 
     probabilities = predict_probabilities(classifier, texts, samples=1).deterministic
     return [bool(row.argmax() == 0) for row in probabilities]
+
+
+def test_a_score_run_passes_over_the_test_records_nobody_has_reviewed_and_counts_them():
+    from worker.jobs import ScoreReport, _reviewed, _todo
+
+    stored_test = _record("t1", "in the stored test set")
+    marked = _record("t2", "marked by another machine's draw", metadata={TEST_SET_PROPERTY: 3})
+    reviewed_test = _record("t3", "a test record an annotator labelled", status="submitted")
+    discarded_test = _record("t4", "a test record discarded", status="discarded")
+    other = _record("r1", "not a test record")
+    ids = frozenset({"t1", "t3", "t4"})
+    report = ScoreReport("v0001")
+
+    todo = list(_todo([stored_test, marked, reviewed_test, discarded_test, other], "v0001", "model", report,
+                      since=None, forced={"t1"}, watermark=None,
+                      blind=lambda record: is_test_record(record, ids) and not _reviewed(record)))
+
+    assert [record.record_id for record in todo] == ["t3", "r1"]  # a forced (failed) push is passed over too
+    assert report.blind == 3 and report.considered == 5
+    assert "3 test records left without the model's answer until reviewed" in report.summary()
+    assert is_test_record(marked, frozenset()) and not is_test_record(other, ids)

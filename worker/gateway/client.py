@@ -801,6 +801,33 @@ class ArgillaGateway:
         writes = [_Write(record_id, record, drop) for record_id, record in current.items() if drop(record) is not None]
         return self._send(writes, PushReport(), batch_size) if writes else PushReport()
 
+    def withdraw_model_answers(self, records: Mapping[str, PulledRecord], names: Collection[str], *,
+                               batch_size: int = PAGE_SIZE) -> PushReport:
+        """Take the worker's answer off each record of ``records`` (external id → record): its suggestion for the bound
+        question (the agent the record's ``model_version`` names, or the consensus agent; another agent's suggestion
+        stays) and its metadata ``names`` (plain names). Suggestions go first, one DELETE each: a failure leaves the
+        record's ``model_version`` there, so a later call still knows the suggestion for the worker's. A suggestion
+        the server no longer has counts as withdrawn. ``sent``: records changed. O(len(records)) requests."""
+        report = PushReport()
+        for record_id, record in records.items():
+            suggestion = record.suggestion
+            if suggestion is None or suggestion.id is None or is_foreign(suggestion.agent, record.metadata):
+                continue
+            try:
+                self._request("DELETE", f"/api/v1/suggestions/{suggestion.id}")
+            except ArgillaRefusedError as error:
+                if error.status != 404:
+                    report.failed[record_id] = f"its suggestion was not removed: {error.detail or error}"
+                    continue
+            report.sent += 1
+            report.sent_ids.append(record_id)
+        keep = {record_id: record for record_id, record in records.items() if record_id not in report.failed}
+        dropped = self.drop_metadata(names, current=keep, batch_size=batch_size)
+        report.failed.update(dropped.failed)
+        report.sent_ids = list(dict.fromkeys([*report.sent_ids, *dropped.sent_ids]))
+        report.sent = len(report.sent_ids)
+        return report
+
     def _send(self, items: Iterable[_Write | None], report: PushReport, batch_size: int, *,
               concurrency: int = 1) -> PushReport:
         """Bulk-upsert the writes in batches of at most ``batch_size``, each merged into its records as the server
@@ -1349,9 +1376,13 @@ def _suggestion_state(found: dict, binding: DatasetBinding) -> SuggestionState:
     if binding.multi_label and isinstance(value, list) and isinstance(score, list) and len(score) == len(value):
         pairs = sorted(zip(map(str, value), score, strict=True))
         return SuggestionState(tuple(label for label, _ in pairs), found.get("agent"),
-                               tuple(float(item) for _, item in pairs))
+                               tuple(float(item) for _, item in pairs), _suggestion_id(found))
     return SuggestionState(binding.label_value(value) or "", found.get("agent"),
-                           tuple(score) if isinstance(score, list) else score)
+                           tuple(score) if isinstance(score, list) else score, _suggestion_id(found))
+
+
+def _suggestion_id(found: dict) -> str | None:
+    return str(found["id"]) if found.get("id") is not None else None
 
 
 def _preserved(record: PulledRecord) -> dict:

@@ -133,6 +133,8 @@ WORKER_METADATA_TYPES = {spec.name: spec.kind for spec in WORKER_METADATA}
 FLOAT_METADATA = tuple(spec.name for spec in WORKER_METADATA if spec.kind == "float")  # the numeric sort keys
 PUBLISHED_SCORES = tuple(spec for spec in WORKER_METADATA if spec.published)  # float32 columns, of some question
 SCORED_METADATA = tuple(spec for spec in WORKER_METADATA if spec.from_score)  # read from a RecordScore
+# what a model said of a record (a score or out-of-fold run's values): taken off a test record nobody has reviewed
+MODEL_ANSWER_METADATA = tuple(spec.name for spec in WORKER_METADATA if spec.written_by in ("score", "oof"))
 
 GUIDELINES_START = "<!-- argilla-worker guidelines: start (updated by the worker; edit outside these markers) -->"
 GUIDELINES_END = "<!-- argilla-worker guidelines: end -->"
