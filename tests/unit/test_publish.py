@@ -616,6 +616,35 @@ def test_the_card_gives_the_test_sets_figures_beside_the_validations():
                                                 model_metrics={"validation": validation, "training": {}})
 
 
+def test_the_test_set_rows_carry_their_rank_and_a_stratified_split_puts_them_and_their_copies_in_test():
+    """The worker's test set is a random sample no model trained on: a Hub user who evaluates on `test` should
+    find it there, and its share of each class counts towards the test fraction."""
+    records = [_record(f"r{i:03d}", LABELS[i % 2], ["positive"] if i % 4 == 0 else (), text=f"review {i}")
+               for i in range(100)]
+    ranked = {f"r{i:03d}": rank for rank, i in enumerate(range(0, 100, 9), start=1)}  # 12 test records
+    for record in records:
+        if record.record_id in ranked:
+            record.metadata["test_set_rank"] = ranked[record.record_id]
+    copy = _record("z-copy", "negative", text=" REVIEW 9 ")  # a copy of test record r009's text
+
+    publication = build_publication([*records, copy], LABELS, PublishOptions(split="stratified", test_fraction=0.2))
+
+    test_rows = dict(zip(publication.splits["test"]["id"], publication.splits["test"]["test_set_rank"], strict=True))
+    assert {record_id: rank for record_id, rank in test_rows.items() if rank is not None} == ranked
+    assert "z-copy" in test_rows
+    assert set(publication.splits["train"]["test_set_rank"]) == {None}
+    # 20 % of each class (15 of the 76 positive rows, 5 of the 25 negative), the test set and its copy among them
+    assert publication.splits["test"].num_rows == 20
+    counts = publication.counts()
+    assert (counts["test_set"], counts["test_set_reviewed"]) == (12, sum(int(i[1:]) % 4 == 0 for i in ranked))
+    card = render_card(publication, license="mit", pretty_name="d", source="x")
+    assert (f"- Test set: `test_set_rank` is set on 12 of the rows ({counts['test_set_reviewed']} of them reviewed)"
+            in card
+            and "The `test` split holds every one of them" in card)
+    plain = build_publication(records[1:5], LABELS)
+    assert "Test set:" not in render_card(plain, license="mit", pretty_name="d", source="x")
+
+
 def test_the_card_says_which_score_columns_no_row_has_a_value_in_yet():
     publication = build_publication(_records(), LABELS)  # scored (loss, bald …), no `score --oof` run
     card = render_card(publication, license="mit", pretty_name="d", source="x")

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from datasets.arrow_writer import ArrowWriter
 
 from worker.binding import is_conversation
+from worker.constants import TEST_SET_PROPERTY
 from worker.crowd import CrowdModel, verdict
 from worker.duplicates import EXACT, NearCopies, text_key
 from worker.errors import DataError
@@ -48,7 +49,7 @@ FLOAT_COLUMNS = tuple(spec.name for spec in PUBLISHED_SCORES)  # the worker's sc
 REVIEW_COLUMNS = ("annotator_agreement", "label_confidence")  # float32: how sure the annotators' verdict is
 LABEL_AGREEMENT = "label_agreement"  # multi-label: each label of `label`'s share of voters who ticked it
 WORKER_COLUMNS = ("id", "label", "original_label", "was_corrected", "reviewed", *REVIEW_COLUMNS, LABEL_AGREEMENT,
-                  "num_annotators", *FLOAT_COLUMNS, "model_version")
+                  "num_annotators", *FLOAT_COLUMNS, "model_version", TEST_SET_PROPERTY)
 SPLIT_COLUMN = "__split"  # the record's ``split`` metadata while splitting (split="keep"); never published
 TEXT_KEY_COLUMN = "__text_key"  # the record's text key (copies: one key); never published
 LABEL_KEY_COLUMN = "__label_key"  # the row's label as one string (a label set's sorted indices); never published
@@ -93,6 +94,8 @@ class PublicationStats:
     copied_rows: int = 0  # the rows carrying them
     disagreeing_texts: int = 0  # copied texts whose rows carry different labels
     scored: Counter = field(default_factory=Counter)  # score column -> published rows with a value in it
+    test_set: int = 0  # rows of the worker's test set (``test_set_rank``; see worker.test_set)
+    test_set_reviewed: int = 0
 
     def __post_init__(self):
         size = len(self.labels)
@@ -114,6 +117,9 @@ class PublicationStats:
             self.per_original_class.update(original if self.multi_label else [original])
         if row["model_version"]:
             self.versions[row["model_version"]] += 1
+        if row[TEST_SET_PROPERTY] is not None:
+            self.test_set += 1
+            self.test_set_reviewed += bool(row["reviewed"])
         if not row["reviewed"]:
             return
         self.reviewed += 1
@@ -210,6 +216,8 @@ class Publication:
             "copied_texts": stats.copied_texts,
             "copied_rows": stats.copied_rows,
             "disagreeing_texts": stats.disagreeing_texts,
+            "test_set": stats.test_set,
+            "test_set_reviewed": stats.test_set_reviewed,
             "per_split": {name: split.num_rows for name, split in self.splits.items()},
             "per_class": {label: stats.per_class[index] for index, label in enumerate(self.labels)},
             "per_original_class": {label: stats.per_original_class[index] for index, label in enumerate(self.labels)},
@@ -284,6 +292,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         "num_annotators": datasets.Value("int32"),
         **{spec.name: datasets.Value("float32") for spec in published_scores(multi_label, rating)},
         "model_version": datasets.Value("string"),
+        TEST_SET_PROPERTY: datasets.Value("int32"),
         **{column: datasets.Value(METADATA_DTYPES[kind]) for column, kind in (metadata or {}).items()},
     })
 
@@ -495,7 +504,16 @@ def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, d
         "num_annotators": decided.num_annotators if decided else 0,
         **{name: _float(record.metadata.get(name)) for name in scores},
         "model_version": record.metadata.get("model_version"),
+        TEST_SET_PROPERTY: _rank(record.metadata.get(TEST_SET_PROPERTY)),
     }
+
+
+def _rank(value) -> int | None:
+    """A ``test_set_rank`` as an integer; None when the record has none (or an unreadable one)."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _write_ratings(row: dict, ratings: tuple[int, ...]) -> None:
@@ -542,8 +560,9 @@ def _split(table: datasets.Dataset, by_id: np.ndarray, published: datasets.Featu
     else:
         labels = _strata(table.data.column("label").to_pylist())[by_id]  # [N] each row's stratum, in id order
         keys = copy_keys.take(by_id).to_pylist()  # [N] each row's copy key, in id order
+        pinned = pc.is_valid(table.data.column(TEST_SET_PROPERTY)).to_numpy(zero_copy_only=False)[by_id]  # [N]
         parts = {name: by_id[positions]
-                 for name, positions in _stratified_split_indices(labels, keys, options).items()}
+                 for name, positions in _stratified_split_indices(labels, keys, options, pinned).items()}
     return {name: _write_taken(table, rows, published, directory / f"split-{name}.arrow")
             for name, rows in sorted(parts.items())}
 
@@ -577,19 +596,28 @@ def _kept_split_indices(table: datasets.Dataset, by_id: np.ndarray) -> dict[str,
             for name in pc.unique(column).to_pylist()}
 
 
-def _stratified_split_indices(labels: np.ndarray, keys: Sequence[str], options: PublishOptions
-                              ) -> dict[str, np.ndarray]:
+def _stratified_split_indices(labels: np.ndarray, keys: Sequence[str], options: PublishOptions,
+                              pinned: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """``options.test_fraction`` of each class (rounded; none of a class of one) to ``test``, seeded; rows with
     the same text key (``keys`` [N]) in the same split, so the test split holds no text the train split has. The
     sides follow a seeded hash of each text (:func:`~worker.iterables.hashed_label_clusters`): the next
     publication keeps nearly every test record in test, so a model trained on one version's train split is not
     scored on its own training records with the next version's test split.
 
+    The rows ``pinned`` [N] marks (the worker's test set: a random sample, see :mod:`worker.test_set`) go to ``test``
+    with their copies, and count towards each class's share; the hash fills the rest of it.
+
     ``labels`` [N] are the rows' label indices in id order; returns positions into ``labels`` per split, ascending."""
     test: list[int] = []
+    pinned_keys = {keys[int(position)] for position in np.flatnonzero(pinned)} if pinned is not None else set()
     for clusters in hashed_label_clusters(labels.tolist(), keys, options.seed):
         size = sum(map(len, clusters))
-        test.extend(take_clusters(clusters, round(size * options.test_fraction) if size > 1 else 0)[0])
+        held = [cluster for cluster in clusters if keys[cluster[0]] in pinned_keys]
+        free = [cluster for cluster in clusters if keys[cluster[0]] not in pinned_keys]
+        target = round(size * options.test_fraction) if size > 1 else 0
+        held_rows = [position for cluster in held for position in cluster]
+        test.extend(held_rows)
+        test.extend(take_clusters(free, max(0, target - len(held_rows)))[0])
     is_test = np.zeros(len(labels), dtype=bool)
     is_test[test] = True
     return {"train": np.flatnonzero(~is_test), "test": np.flatnonzero(is_test)}

@@ -99,6 +99,18 @@ def _copies_line(publication: Publication, counts: dict) -> str:
             f"{counts['disagreeing_texts']} of them carry different labels.{stratified}")
 
 
+def _test_set_line(publication: Publication, counts: dict) -> str:
+    """Where the worker's test set is: the rows that can measure a model without the bias of records picked for
+    review."""
+    split = publication.options.split
+    where = (" The `test` split holds every one of them (and any copy of their texts)." if split == "stratified"
+             else " They stay in the split their records came from." if split == "keep" else "")
+    return (f"- Test set: `test_set_rank` is set on {counts['test_set']} of the rows ({counts['test_set_reviewed']} "
+            f"of them reviewed) — records drawn at random from those nobody had reviewed, which the ranking model "
+            f"never trained on. The rows reviewed from rank 1 on, in order, are a random sample: a model measured on "
+            f"them is measured without the bias of the records picked for review.{where}")
+
+
 def _validation_line(validation: dict, training: dict) -> str:
     """The ranking model's validation figures, named for what they measured: a first model trained before enough
     reviews was validated (partly) on records' own labels — agreement with labels that may be wrong, not accuracy (a
@@ -144,6 +156,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         (f"- Published: {'reviewed records only' if publication.options.only_reviewed else 'all records'}; "
         f"split: {publication.options.split}."),
         _copies_line(publication, counts),
+        *([_test_set_line(publication, counts)] if counts["test_set"] else []),
         *([f"- From the Argilla dataset's metadata: {_metadata_list(publication)}."]
           if publication.metadata_columns else []),
         *([(f"- Ratings: `label` and `original_label` hold the ratings themselves, integers "
