@@ -383,6 +383,7 @@ class Runner:
             raise
         except NothingNewError as repeat:  # the schedule, or corrections that changed no label: nothing to learn
             self._consume_corrections(counted)
+            self.book.set_model(self.services.registry.current())  # reviewed test records may have re-measured it
             return str(repeat)
         finally:
             self._retraining = False

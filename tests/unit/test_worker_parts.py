@@ -463,10 +463,17 @@ def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once
     runner = Runner(settings)
     monkeypatch.setattr(runner.services.registry, "current_version", lambda: "v0001")
 
+    from worker.registry import ModelVersion
+
+    remeasured = ModelVersion("v0001", tmp_path, {"validation": {"macro_f1": 0.5}, "test": {
+        "records": 8, "accuracy": 0.75, "accuracy_interval": [0.41, 0.93], "macro_f1": 0.7}})
+
     def training_while_annotators_go_on(services, stop=None):
         for _ in range(arriving):
             runner._count_corrections(1)
         assert runner.queue.pending() == []  # not asked for again while this one trains
+        # (reviewed test records: the current model measured again, the figures kept in its registry entry)
+        monkeypatch.setattr(runner.services.registry, "current", lambda: remeasured)
         raise NothingNewError("nothing new to train on: v0001 …", "v0001")
 
     monkeypatch.setattr("worker.runner.train_job", training_while_annotators_go_on)
@@ -478,6 +485,8 @@ def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once
 
     assert runner._retrain() == "nothing new to train on: v0001 …"
 
+    assert runner.status.model["test"]["accuracy"] == 0.75  # status and /metrics show the new measure
+    assert runner.book.metrics.test_accuracy._value.get() == 0.75
     assert runner.corrections.pending == arriving  # the 10 it started with are spent
     assert runner.queue.pending() == (["retrain"] if arriving >= 10 else [])
 
