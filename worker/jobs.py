@@ -683,7 +683,8 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))
     records: a larger dataset is sampled while it is read (seeded reservoir), the rest get no rank.
     With ``settings.vector`` the records' own vectors are ranked (no encoder): a record without that vector
-    (or with a non-finite value in it) is logged by id and gets no rank.
+    (or with a non-finite value in it) is logged by id and gets no rank. The test set's records (and copies of their
+    texts) get none either: no model trains on them, so a first batch of them would teach it nothing.
 
     Raises:
         ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set, or the dataset has
@@ -700,9 +701,13 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     else:
         check_model_source(encoder, trust_remote_code=trusted)
     services.prepare_for_push()  # binds, adds the worker's metadata properties
+    test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
     pool = (_with_vector(services.gateway.pull(vector=settings.vector), settings.vector) if settings.vector
             else (r for r in services.gateway.pull() if r.has_text))
-    records, count = reservoir_sample(pool, settings.max_records, random.Random(settings.seed))
+    records, count = reservoir_sample(test_records.without(pool), settings.max_records, random.Random(settings.seed))
+    if test_records.held or test_records.copies_dropped:
+        logger.info("cold start: %d test records and %d copies of their texts not ranked (no model trains on them)",
+                    test_records.held, test_records.copies_dropped)
     if count > len(records):
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(records), count)
     ids = [r.record_id for r in records]
@@ -899,8 +904,9 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank``
     marks instead when records carry them) — kept in ``state_dir`` before its records are marked; then (every run)
     mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test records
-    nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw) and measure the
-    current model on the records answered in rank order. O(test set) after the draw.
+    nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw), and their
+    ``cold_start_rank`` (a first batch of them would train nothing), and measure the current model on the records
+    answered in rank order. O(test set) after the draw.
 
     Raises:
         DataError: no record without a response is left to draw from.
@@ -926,7 +932,7 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     crowd = services.crowd(labels)
     blind = blind_test_records(services, crowd)
     withdrawn = services.gateway.withdraw_model_answers({r.record_id: r for r in records if blind(r)},
-                                                        MODEL_ANSWER_METADATA)
+                                                        (*MODEL_ANSWER_METADATA, RANK_PROPERTY))
     state = progress(test_set, records)
     _, measured = _measure_on_test_set(services, services.registry.current(), state, labels, crowd)
     return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured)

@@ -17,7 +17,8 @@ from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.errors import NothingNewError
-from worker.jobs import Services, score_job, train_job
+from worker.coldstart import ColdStartSettings
+from worker.jobs import Services, cold_start_job, score_job, train_job
 
 COUNT = 40
 TEST_SIZE = 8
@@ -68,6 +69,11 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     assert sorted(ranked.values()) == list(range(1, TEST_SIZE + 1))
     assert all(record["metadata"]["source_site"] == "imdb" for record in stored.values())  # theirs kept
     assert all(not record["suggestions"] and not record["responses"] for record in stored.values())
+    services = Services(load_settings(config))
+    cold_start_job(services, ColdStartSettings(clusters=4, device="cpu"))  # a first batch: none of the test records
+    stored = stored_records(stack_settings, their_dataset.id)
+    assert {record_id for record_id, record in stored.items() if "cold_start_rank" not in record["metadata"]} == set(
+        ranked)
 
     truth = {e.id: e.label for e in sentiment_examples(COUNT)}
     others = [record_id for record_id in sorted(stored) if record_id not in ranked][:20]
@@ -81,7 +87,6 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     assert ("4 of 8 reviewed, 3 of them in rank order from 1 (rank 4 is not: the 1 after it count once it is); 0 "
             "records marked, 8 already were") in again.stdout
 
-    services = Services(load_settings(config))
     outcome = train_job(services)
 
     training = outcome.model.metrics["training"]
@@ -136,6 +141,7 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
     services = Services(load_settings(config))
     train_job(services)
     assert score_job(services, full=True).scored == 30
+    cold_start_job(services, ColdStartSettings(clusters=4, device="cpu"))  # ranks every record: no test set yet
 
     drawn = run_worker(["test-set", "-c", str(config), "--size", "6"], env)
 
@@ -148,10 +154,11 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         assert record["metadata"]["source_site"] == "imdb"
         agents = {suggestion["agent"] for suggestion in record["suggestions"]}
         if record_id in test_ids:
-            assert "model_version" not in record["metadata"] and "predicted_label" not in record["metadata"]
+            assert not {"model_version", "predicted_label", "cold_start_rank"} & set(record["metadata"])
             assert agents <= {THEIR_AGENT}  # theirs stays; the model's is gone
         else:
             assert record["metadata"]["model_version"] == "v0001" and agents
+            assert record["metadata"]["cold_start_rank"] >= 1
     theirs = {record_id for record_id, record in stored.items()
               if any(s["agent"] == THEIR_AGENT for s in record["suggestions"])}
     # (a reviewed record shows the model's answer, theirs kept in metadata: scoring.suggestion = "auto")
