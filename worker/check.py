@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from worker.binding import DatasetBinding
 from worker.coldstart import RANK_PROPERTY
+from worker.constants import DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.publish.sinks import check_sink
@@ -53,6 +54,7 @@ def check_config(services: Services) -> ConfigCheck:
     check.vectors = gateway.vector_dimensions()
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
+    check.todo += _test_set_todo(check)
     _check_start_model(services, check)
     for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
         try:
@@ -74,6 +76,15 @@ def _check_worker_metadata(services: Services, check: ConfigCheck) -> None:
     for name, spec in ours.items():
         if name not in present:
             check.metadata_to_come[spec.written_by] = check.metadata_to_come.get(spec.written_by, 0) + 1
+
+
+def _test_set_todo(check: ConfigCheck) -> list[str]:
+    """A test set to draw, while the dataset has no ``test_set_rank`` and records nobody has reviewed."""
+    if "test-set" not in check.metadata_to_come or check.records <= check.submitted:
+        return []
+    return [(f"no test set: the validation records are ones picked for review, and read low — `argilla-worker "
+             f"test-set` marks {DEFAULT_TEST_SET_SIZE} records drawn at random to review in rank order, and every "
+             f"model is measured on them (their labels train nothing; draw it before `cold-start`)")]
 
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:

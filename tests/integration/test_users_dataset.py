@@ -246,6 +246,7 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert ("if no record carries a label yet, `argilla-worker cold-start --vector embedding` ranks a first batch to "
             "annotate") in fresh.stdout
     assert "  vectors: embedding (3 dimensions)" in fresh.stdout
+    assert "to do: no test set: the validation records are ones picked for review" in fresh.stdout
     scores = sum(spec.written_by == "score" for spec in worker_metadata())
     assert (f"the worker's metadata: none on the dataset yet; each job adds its properties with its first values "
             f"(score: {scores}; score --oof: 2; cold-start: 2; copies: 3;") in fresh.stdout

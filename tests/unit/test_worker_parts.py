@@ -716,3 +716,16 @@ def test_config_check_says_which_jobs_add_the_workers_metadata_still_missing():
     assert state({"oof": 2, "copies": 3}) == (
         "21 of 26 on the dataset yet; each job adds its properties with its first values (score --oof: 2; copies: 3)")
     assert state({"score": 20, "oof": 2, "cold-start": 2, "copies": 2}).startswith("none on the dataset yet;")
+
+
+def test_config_check_asks_for_a_test_set_while_the_dataset_has_none_and_unreviewed_records():
+    from worker.check import ConfigCheck, _test_set_todo
+
+    def todo(records: int, submitted: int, to_come: dict[str, int]) -> list[str]:
+        return _test_set_todo(ConfigCheck("argilla/d", None, records, submitted, "2.8.0",  # type: ignore[arg-type]
+                                          metadata_to_come=to_come))
+
+    assert todo(500, 20, {"test-set": 1})[0].startswith("no test set: the validation records are ones picked")
+    assert "`argilla-worker test-set` marks 200 records drawn at random" in todo(500, 0, {"test-set": 1, "oof": 2})[0]
+    assert todo(500, 20, {"oof": 2}) == []  # test_set_rank is on the dataset: drawn
+    assert todo(500, 500, {"test-set": 1}) == []  # every record reviewed: nothing to draw from
