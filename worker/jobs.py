@@ -227,11 +227,15 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
 
 def blind_test_records(services: Services, crowd: CrowdModel | None = None) -> Callable[[PulledRecord], bool]:
     """Whether a record is a test record (:func:`~worker.test_set.is_test_record`) the annotators' votes (weighed
-    by ``crowd``) give no label yet. The worker writes no suggestion and no model metadata on those: Argilla
-    pre-selects a suggestion, and a label accepted unread would measure the model against itself. O(1) a record."""
+    by ``crowd``) give no label yet, or fewer submitted responses than the dataset's task distribution asks of a
+    record (``min_submitted``: the next annotator would see the model's answer). The worker writes no suggestion
+    and no model metadata on those: Argilla pre-selects a suggestion, and a label accepted unread would measure the
+    model against itself. O(1) a record (one request to read the distribution)."""
     test_set = services.test_sets.get(services.gateway.dataset_key)
     ids = frozenset(test_set.ids) if test_set is not None else frozenset()
-    return lambda record: is_test_record(record, ids) and not _reviewed(record, crowd)
+    needed = services.gateway.min_submitted()
+    return lambda record: is_test_record(record, ids) and (
+        not _reviewed(record, crowd) or submitted_responses(record) < needed)
 
 
 def submitted_responses(record: PulledRecord) -> int:

@@ -10,7 +10,7 @@ import os
 import argilla as rg
 import pytest
 
-from tests.integration.annotator import submit_label
+from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
 from tests.integration.sdk import stored_records
 from tests.tiny_models import save_tiny_classifier
@@ -121,12 +121,13 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
 def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
     """Records scored before the draw: the test records lose the model's suggestion and metadata (their own
-    agent's suggestion and metadata stay), score runs leave them out until an annotator labels them."""
+    agent's suggestion and metadata stay), score runs leave them out until they have the two labels the dataset's
+    task distribution asks for (the second annotator does not see the model's answer either)."""
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
         fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))],
-        metadata=[rg.TermsMetadataProperty(name="source_site")]))
+        metadata=[rg.TermsMetadataProperty(name="source_site")], distribution=rg.TaskDistribution(min_submitted=2)))
     dataset.create()
     examples = sentiment_examples(30)
     dataset.records.log([rg.Record(  # every third record comes with their labeller's suggestion
@@ -167,10 +168,13 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
     again = score_job(services, full=True)
     assert again.blind == 6 and again.scored == 0  # the others were up to date, the test records left out
     assert "6 test records left without the model's answer until reviewed" in again.summary()
-    labelled = sorted(test_ids)[:2]
+    labelled, truth = sorted(test_ids)[:2], {e.id: e.label for e in examples}
     for record_id in labelled:
-        submit_label(stack_settings, stored[record_id]["id"], {e.id: e.label for e in examples}[record_id],
-                     question=QUESTION)
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
+    assert score_job(services, full=True).blind == 6  # one label of the two the dataset asks for
+    second = create_annotator(stack_settings, client, f"second-{dataset_name}"[:40])
+    for record_id in labelled:
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION, headers=second)
     after_review = score_job(services, full=True)
     assert after_review.blind == 4 and after_review.scored == 2
     stored = stored_records(stack_settings, dataset.id)

@@ -674,6 +674,14 @@ class ArgillaGateway:
         dataset's size."""
         return self._count([SUBMITTED_FILTER])
 
+    def min_submitted(self) -> int:
+        """How many submitted responses the dataset's task distribution asks of each record before Argilla calls it
+        completed (the ``overlap`` strategy's ``min_submitted``; 1 when the server gives none). One request: the team
+        may change it while the worker runs."""
+        body = self._request("GET", f"/api/v1/datasets/{self._dataset().id}")
+        value = (body.get("distribution") or {}).get("min_submitted")
+        return value if isinstance(value, int) and value >= 1 else 1
+
     def count_records(self) -> int:
         """How many records the dataset holds: one search request, O(1) in the dataset's size."""
         return self._count([])
