@@ -469,12 +469,13 @@ def _test_set_line(test: dict | None) -> str:
     if not test:
         return ("test set: none measured — the validation records are ones picked for review, usually harder than "
                 "the rest (`argilla-worker test-set` draws records at random to measure on)")
-    from worker.test_set import test_notes
+    from worker.test_set import calibration_note, test_notes
 
     low, high = test["accuracy_interval"]
     notes = test_notes(test.get("left_out_taught", 0), test.get("reviewed_out_of_order", 0))
     return (f"test set: accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
-            f"{test['macro_f1']:.4f} on {test['records']} reviewed records drawn at random{notes}")
+            f"{test['macro_f1']:.4f}{calibration_note(test.get('ece'), test.get('ece_deterministic'))} on "
+            f"{test['records']} reviewed records drawn at random{notes}")
 
 
 def _registered_model(root: Path) -> dict:

@@ -877,8 +877,11 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
                            model.version, len(examples))
         return model, None
     try:
-        result = measure(services.load(model), model.version, untaught, left_out=len(examples) - len(untaught),
-                         beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed)
+        classifier, scoring = services.load(model), services.settings.scoring
+        result = measure(classifier, model.version, untaught, left_out=len(examples) - len(untaught),
+                         beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed,
+                         samples=scoring.samples, mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
+                         temperature=classifier.temperature if scoring.calibrated else 1.0)
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)
         return model, None

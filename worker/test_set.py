@@ -38,6 +38,7 @@ from worker.iterables import reservoir_sample
 from worker.records import DISCARDED, SUBMITTED, PulledRecord, label_index
 
 if TYPE_CHECKING:  # the ML stack loads when a model is measured, not when the settings' stores are read
+    from worker.scoring.mc import MCLayers
     from worker.scoring.model import Classifier
     from worker.training.data import Example
 
@@ -200,7 +201,9 @@ class TestSetFilter:
 @dataclass(frozen=True)
 class TestMeasure:
     """A model's figures on the reviewed test records: accuracy (exact match for label sets) with its 95 % Wilson
-    interval, macro-F1 over the labels the records carry."""
+    interval, macro-F1 over the labels the records carry; for one label a record, the expected calibration error
+    of the confidence the worker writes (``ece``: the MC-dropout mean read at the temperature scoring uses) and of
+    the deterministic model's (``ece_deterministic``) — on records drawn at random, unlike the validation records'."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
@@ -212,18 +215,29 @@ class TestMeasure:
     left_out: int = 0  # reviewed test records the model was taught (trained before the test set was drawn)
     beyond: int = 0  # reviewed out of rank order (see TestProgress): not counted yet
     in_order: int = 0  # answered records from rank 1 on (:attr:`TestProgress.in_order`): what ``records`` came from
+    ece: float | None = None
+    ece_deterministic: float | None = None
 
     def describe(self) -> str:
         """e.g. ``v0002 on 48 reviewed test records: accuracy 0.6667 (95 % interval 0.5254 to 0.7832), macro-F1
-        0.6012``."""
+        0.6012, calibration error 0.0410 (deterministic 0.0803)``."""
         return (f"{self.version} on {self.records} reviewed test records{test_notes(self.left_out, self.beyond)}: "
                 f"accuracy {self.accuracy:.4f} (95 % interval {self.interval[0]:.4f} to {self.interval[1]:.4f}), "
-                f"macro-F1 {self.macro_f1:.4f}")
+                f"macro-F1 {self.macro_f1:.4f}" + calibration_note(self.ece, self.ece_deterministic))
 
     def as_dict(self) -> dict:
+        calibration = {"ece": self.ece, "ece_deterministic": self.ece_deterministic} if self.ece is not None else {}
         return {"records": self.records, "accuracy": self.accuracy, "accuracy_interval": list(self.interval),
                 "macro_f1": self.macro_f1, "left_out_taught": self.left_out, "reviewed_out_of_order": self.beyond,
-                "answered_in_order": self.in_order}
+                "answered_in_order": self.in_order, **calibration}
+
+
+def calibration_note(ece: float | None, ece_deterministic: float | None) -> str:
+    """``, calibration error 0.0410 (deterministic 0.0803)`` — of the confidence the worker writes; empty without."""
+    if ece is None:
+        return ""
+    return f", calibration error {ece:.4f}" + (f" (deterministic {ece_deterministic:.4f})"
+                                               if ece_deterministic is not None else "")
 
 
 def test_notes(left_out: int, beyond: int) -> str:
@@ -245,13 +259,17 @@ def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[fl
 
 
 def measure(classifier: Classifier, version: str, examples: Sequence[Example], *, left_out: int = 0,
-            beyond: int = 0, in_order: int = 0, seed: int = 0) -> TestMeasure:
+            beyond: int = 0, in_order: int = 0, seed: int = 0, samples: int = 1, mc_layers: MCLayers = "all",
+            dropout_rate: float | None = None, temperature: float = 1.0) -> TestMeasure:
     """``classifier``'s deterministic answers on the reviewed test ``examples`` (N of them, N ≥ 1): the model's
-    own thresholds for label sets.
+    own thresholds for label sets. With ``samples`` T > 1 (one label a record), also the calibration error of the
+    confidence scoring writes: the MC-dropout mean of T samples (``mc_layers``, ``dropout_rate`` as scoring draws
+    them) read at ``temperature``. Cost: one deterministic pass and T MC passes over the N texts.
 
     Raises:
         DataError: a label is not one of the classifier's labels.
     """
+    from worker.calibration import expected_calibration_error, tempered
     from worker.training.data import text_pairs
     from worker.training.evaluate import (
         classification_metrics,
@@ -261,19 +279,25 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
     )
 
     texts = [example.text for example in examples]
-    probabilities = predict_probabilities(classifier, texts, pairs=text_pairs(examples), samples=1,
-                                          seed=seed).deterministic  # [N, C]
+    samples = 1 if classifier.multi_label else samples
+    probabilities = predict_probabilities(classifier, texts, pairs=text_pairs(examples), samples=samples,
+                                          mc_layers=mc_layers, dropout_rate=dropout_rate, seed=seed)
+    deterministic = probabilities.deterministic  # [N, C]
+    ece = ece_deterministic = None
     if classifier.multi_label:
         targets = label_set_targets([example.label for example in examples], classifier.labels)  # [N, L]
-        predicted = probabilities >= np.asarray(classifier.thresholds)
+        predicted = deterministic >= np.asarray(classifier.thresholds)
         accuracy, macro_f1, _ = label_set_metrics(predicted, targets)
     else:
         index = label_index(classifier.labels)
         targets = np.asarray([_index_of(index, example) for example in examples])  # [N]
-        accuracy, macro_f1 = classification_metrics(probabilities, targets, len(classifier.labels))
+        accuracy, macro_f1 = classification_metrics(deterministic, targets, len(classifier.labels))
+        if samples > 1:
+            ece = expected_calibration_error(tempered(probabilities.mc_mean, temperature), targets)
+            ece_deterministic = expected_calibration_error(deterministic, targets)
     correct = round(accuracy * len(examples))
     return TestMeasure(version, len(examples), accuracy, wilson_interval(correct, len(examples)), macro_f1,
-                       left_out, beyond, in_order)
+                       left_out, beyond, in_order, ece, ece_deterministic)
 
 
 def _index_of(index: dict[str, int], example: Example) -> int:

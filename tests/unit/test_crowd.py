@@ -301,12 +301,12 @@ def test_status_names_a_rating_question_a_conversation_field_and_a_validation_to
     assert "test set: none measured — the validation records are ones picked for review" in output, output
 
     test = {"records": 48, "accuracy": 0.6667, "accuracy_interval": [0.5254, 0.7832], "macro_f1": 0.6012,
-            "left_out_taught": 3}
+            "left_out_taught": 3, "ece": 0.041, "ece_deterministic": 0.0803}
     book.set_model(ModelVersion("v0004", tmp_path, {"validation": {"records": 400}, "test": test}))
     book.save([])
     output = CliRunner().invoke(cli, ["status"]).output
-    assert ("test set: accuracy 0.6667 (95 % interval 0.5254 to 0.7832), macro-F1 0.6012 on 48 reviewed records "
-            "drawn at random, 3 it trained on left out") in output, output
+    assert ("test set: accuracy 0.6667 (95 % interval 0.5254 to 0.7832), macro-F1 0.6012, calibration error 0.0410 "
+            "(deterministic 0.0803) on 48 reviewed records drawn at random, 3 it trained on left out") in output, output
     from prometheus_client import generate_latest
 
     assert "argilla_worker_model_test_accuracy 0.6667" in generate_latest(book.metrics.registry).decode()

@@ -614,6 +614,10 @@ def test_the_card_gives_the_test_sets_figures_beside_the_validations():
             "0.5254 to 0.7832), macro-F1 0.6012.") in card
     assert "drawn at random" not in render_card(publication, license="mit", pretty_name="d", source="x",
                                                 model_metrics={"validation": validation, "training": {}})
+    calibrated = render_card(publication, license="mit", pretty_name="d", source="x", model_metrics={
+        "validation": validation, "training": {}, "test": {**test, "ece": 0.041, "ece_deterministic": 0.0803}})
+    assert ("macro-F1 0.6012; the confidence it writes has an expected calibration error of 0.0410 there (0.0803 for "
+            "the deterministic model).") in calibrated
 
 
 def test_the_test_set_rows_carry_their_rank_and_a_stratified_split_puts_them_and_their_copies_in_test():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from worker.constants import TEST_SET_PROPERTY
@@ -130,6 +131,31 @@ def test_the_measure_is_the_models_accuracy_on_the_reviewed_test_records(tiny_cl
     assert all_first.as_dict()["accuracy_interval"] == list(all_first.interval)
     with pytest.raises(DataError, match="test record 'x': label 'sarcastic' is not one of the model's labels"):
         measure(tiny_classifier, "tiny-v1", [Example("x", "a film", "sarcastic")])
+
+
+def test_the_measure_gives_the_calibration_error_of_the_confidence_scoring_writes(tiny_classifier):
+    """With T > 1 samples: the ECE of the MC-dropout mean read at the scoring temperature, beside the deterministic
+    model's; the deterministic figure is what the deterministic probabilities give, whatever the temperature."""
+    from worker.calibration import expected_calibration_error
+    from worker.training.evaluate import predict_probabilities
+
+    texts = ["a wonderful film", "dull and slow", "great acting", "boring plot", "loved it", "awful", "fine", "meh"]
+    first = tiny_classifier.labels[0]
+    examples = [Example(f"t{i}", t, first) for i, t in enumerate(texts)]
+
+    plain = measure(tiny_classifier, "tiny-v1", examples, samples=4, seed=1)
+    flattened = measure(tiny_classifier, "tiny-v1", examples, samples=4, seed=1, temperature=50.0)
+
+    deterministic = predict_probabilities(tiny_classifier, texts, samples=1).deterministic  # [8, 2]
+    assert plain.ece_deterministic == pytest.approx(expected_calibration_error(deterministic, np.zeros(8, int)))
+    assert flattened.ece_deterministic == pytest.approx(plain.ece_deterministic)
+    # at τ = 50 every confidence is about 0.5: the error is how far the accuracy is from one half
+    assert flattened.ece == pytest.approx(abs(plain.accuracy - 0.5), abs=0.02)
+    assert 0.0 <= plain.ece <= 1.0
+    assert f"calibration error {plain.ece:.4f} (deterministic {plain.ece_deterministic:.4f})" in plain.describe()
+    assert plain.as_dict()["ece"] == plain.ece
+    deterministic_only = measure(tiny_classifier, "tiny-v1", examples)
+    assert deterministic_only.ece is None and "ece" not in deterministic_only.as_dict()
 
 
 def _right_answers(classifier, texts: list[str]) -> list[bool]:

@@ -189,9 +189,12 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
     test = (model_metrics or {}).get("test")
     if test:
         low, high = test["accuracy_interval"]
+        calibration = (f"; the confidence it writes has an expected calibration error of {test['ece']:.4f} there "
+                       f"({test['ece_deterministic']:.4f} for the deterministic model)" if test.get("ece") is not None
+                       else "")
         lines.append(f"On {test['records']} reviewed records drawn at random (a test set it never trained on): "
                      f"accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
-                     f"{test['macro_f1']:.4f}.")
+                     f"{test['macro_f1']:.4f}{calibration}.")
     if not publication.multi_label:
         lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})"]
     lines += ["", f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]
