@@ -880,7 +880,7 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
         classifier, scoring = services.load(model), services.settings.scoring
         result = measure(classifier, model.version, untaught, left_out=len(examples) - len(untaught),
                          beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed,
-                         samples=scoring.samples, mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
+                         scorer_options=scorer_options(scoring),
                          temperature=classifier.temperature if scoring.calibrated else 1.0)
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)

@@ -22,11 +22,11 @@ import itertools
 import logging
 import math
 import random
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,7 +38,6 @@ from worker.iterables import reservoir_sample
 from worker.records import DISCARDED, SUBMITTED, PulledRecord, label_index
 
 if TYPE_CHECKING:  # the ML stack loads when a model is measured, not when the settings' stores are read
-    from worker.scoring.mc import MCLayers
     from worker.scoring.model import Classifier
     from worker.training.data import Example
 
@@ -259,17 +258,19 @@ def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[fl
 
 
 def measure(classifier: Classifier, version: str, examples: Sequence[Example], *, left_out: int = 0,
-            beyond: int = 0, in_order: int = 0, seed: int = 0, samples: int = 1, mc_layers: MCLayers = "all",
-            dropout_rate: float | None = None, temperature: float = 1.0) -> TestMeasure:
+            beyond: int = 0, in_order: int = 0, seed: int = 0, scorer_options: Mapping[str, Any] | None = None,
+            temperature: float = 1.0) -> TestMeasure:
     """``classifier``'s deterministic answers on the reviewed test ``examples`` (N of them, N ≥ 1): the model's
-    own thresholds for label sets. With ``samples`` T > 1 (one label a record), also the calibration error of the
-    confidence scoring writes: the MC-dropout mean of T samples (``mc_layers``, ``dropout_rate`` as scoring draws
-    them) read at ``temperature``. Cost: one deterministic pass and T MC passes over the N texts.
+    own thresholds for label sets. With ``scorer_options`` (one label a record), also the calibration error of the
+    confidence the worker writes: the examples scored as records are (a :class:`~worker.scoring.engine.Scorer` with
+    those options: the MC-dropout mean), read at ``temperature``. Cost: one deterministic pass, and one score run
+    over the N texts.
 
     Raises:
         DataError: a label is not one of the classifier's labels.
     """
     from worker.calibration import expected_calibration_error, tempered
+    from worker.training.calibrate import scored_probabilities
     from worker.training.data import text_pairs
     from worker.training.evaluate import (
         classification_metrics,
@@ -279,10 +280,8 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
     )
 
     texts = [example.text for example in examples]
-    samples = 1 if classifier.multi_label else samples
-    probabilities = predict_probabilities(classifier, texts, pairs=text_pairs(examples), samples=samples,
-                                          mc_layers=mc_layers, dropout_rate=dropout_rate, seed=seed)
-    deterministic = probabilities.deterministic  # [N, C]
+    deterministic = predict_probabilities(classifier, texts, pairs=text_pairs(examples), samples=1,
+                                          seed=seed).deterministic  # [N, C]
     ece = ece_deterministic = None
     if classifier.multi_label:
         targets = label_set_targets([example.label for example in examples], classifier.labels)  # [N, L]
@@ -292,8 +291,9 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
         index = label_index(classifier.labels)
         targets = np.asarray([_index_of(index, example) for example in examples])  # [N]
         accuracy, macro_f1 = classification_metrics(deterministic, targets, len(classifier.labels))
-        if samples > 1:
-            ece = expected_calibration_error(tempered(probabilities.mc_mean, temperature), targets)
+        scored = scored_probabilities(classifier, examples, scorer_options, seed=seed) if scorer_options else None
+        if scored is not None:  # [N, C]; None when the scorer skipped a text
+            ece = expected_calibration_error(tempered(scored, temperature), targets)
             ece_deterministic = expected_calibration_error(deterministic, targets)
     correct = round(accuracy * len(examples))
     return TestMeasure(version, len(examples), accuracy, wilson_interval(correct, len(examples)), macro_f1,

@@ -134,8 +134,9 @@ def test_the_measure_is_the_models_accuracy_on_the_reviewed_test_records(tiny_cl
 
 
 def test_the_measure_gives_the_calibration_error_of_the_confidence_scoring_writes(tiny_classifier):
-    """With T > 1 samples: the ECE of the MC-dropout mean read at the scoring temperature, beside the deterministic
-    model's; the deterministic figure is what the deterministic probabilities give, whatever the temperature."""
+    """Scored as records are (MC dropout, T = 4): the ECE of that mean read at the scoring temperature, beside the
+    deterministic model's; the deterministic figure is what the deterministic probabilities give, whatever the
+    temperature."""
     from worker.calibration import expected_calibration_error
     from worker.training.evaluate import predict_probabilities
 
@@ -143,8 +144,9 @@ def test_the_measure_gives_the_calibration_error_of_the_confidence_scoring_write
     first = tiny_classifier.labels[0]
     examples = [Example(f"t{i}", t, first) for i, t in enumerate(texts)]
 
-    plain = measure(tiny_classifier, "tiny-v1", examples, samples=4, seed=1)
-    flattened = measure(tiny_classifier, "tiny-v1", examples, samples=4, seed=1, temperature=50.0)
+    options = {"samples": 4, "mc_layers": "all"}
+    plain = measure(tiny_classifier, "tiny-v1", examples, seed=1, scorer_options=options)
+    flattened = measure(tiny_classifier, "tiny-v1", examples, seed=1, scorer_options=options, temperature=50.0)
 
     deterministic = predict_probabilities(tiny_classifier, texts, samples=1).deterministic  # [8, 2]
     assert plain.ece_deterministic == pytest.approx(expected_calibration_error(deterministic, np.zeros(8, int)))
