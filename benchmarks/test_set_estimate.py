@@ -23,6 +23,8 @@ import logging
 import random
 import statistics
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +81,23 @@ def _train(reviewed: list[LabelledText], labels: list[str], seed: int,
     return load_classifier(work, device="auto"), validation
 
 
-def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int, work: Path) -> list[dict]:
-    """Both models' three figures on one pool: [{model, reviewed, validation…, test…, truth}]."""
+@dataclass(frozen=True)
+class LoopModel:
+    """One model of the loop: its name, how many records were reviewed for it, the model, its validation examples,
+    the test set's records and the pool's other unreviewed records (the truth)."""
+
+    name: str
+    reviewed: int
+    classifier: Classifier
+    validation: list[Example]
+    test: list[LabelledText]
+    unreviewed: list[LabelledText]
+
+
+def loop_models(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int,
+                work: Path) -> Iterator[LoopModel]:
+    """The active-learning loop on one pool: a test set drawn first, the cold start's batch → model 1, its least
+    sure ``second`` records added → model 2."""
     labels = sorted({str(r.label) for r in pool})
     by_id = {r.id: r for r in pool}
     test_set = draw_test_set((_pulled(r) for r in pool), test_size, seed=seed)
@@ -90,18 +107,24 @@ def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, s
                              ColdStartSettings(clusters=first, device="auto", seed=seed))
     ranked = sorted((r for r in rest if r.id in ranks), key=lambda r: ranks[r.id][RANK_PROPERTY])
     reviewed = ranked[:first]
-    rows = []
     for name in ("first model (cold start's batch)", "second model (+ the least sure)"):
         classifier, validation = _train(reviewed, labels, seed, work / name[:5])
         taken = {r.id for r in reviewed}
         unreviewed = [r for r in rest if r.id not in taken]
-        on_test = measure(classifier, name, _examples(test))
-        rows.append({"model": name, "reviewed": len(reviewed), "validation_records": len(validation),
-                     "validation_accuracy": measure(classifier, name, validation).accuracy,
-                     "test_records": on_test.records, "test_accuracy": on_test.accuracy,
-                     "test_interval": list(on_test.interval), "truth_records": len(unreviewed),
-                     "truth": _accuracy(classifier, unreviewed)})
+        yield LoopModel(name, len(reviewed), classifier, validation, test, unreviewed)
         reviewed = reviewed + _least_sure(classifier, unreviewed, second)
+
+
+def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int, work: Path) -> list[dict]:
+    """Both models' three figures on one pool: [{model, reviewed, validation…, test…, truth}]."""
+    rows = []
+    for model in loop_models(pool, first, second, test_size, seed, work):
+        on_test = measure(model.classifier, model.name, _examples(model.test))
+        rows.append({"model": model.name, "reviewed": model.reviewed, "validation_records": len(model.validation),
+                     "validation_accuracy": measure(model.classifier, model.name, model.validation).accuracy,
+                     "test_records": on_test.records, "test_accuracy": on_test.accuracy,
+                     "test_interval": list(on_test.interval), "truth_records": len(model.unreviewed),
+                     "truth": _accuracy(model.classifier, model.unreviewed)})
     return rows
 
 

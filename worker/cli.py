@@ -608,7 +608,9 @@ def train(config_file: Path | None) -> None:
         click.echo(f"measured on a model trained without those {validation['records']} records; "
                    f"{outcome.model.version} then trained on all {refit_on} (training.refit_first_model)")
     if validation.get("temperature") is not None:
-        click.echo(f"scores reported at temperature {validation['temperature']:.3f}: their ECE "
+        source = validation.get("temperature_fitted_on", "validation")
+        click.echo(f"scores reported at temperature {validation['temperature']:.3f}, fitted on the {source} records "
+                   f"({validation.get('temperature_records', validation['records'])}): their ECE "
                    f"{validation['ece_scores']:.4f} → {validation['ece_scores_at_temperature']:.4f} (cross-fitted)")
     if outcome.model.metrics.get("test"):
         click.echo(_test_set_line(outcome.model.metrics["test"]))

@@ -828,20 +828,35 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     previous = services.registry.current()
     _warn_if_own_labels_dropped(previous, training_set, settings)
     services.registry.avoid(services.gateway.model_versions())
+    tested = _test_progress(services, test_set) if test_set is not None else None
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
-                      trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options)
+                      trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
+                      random_held_out=_untaught_test_examples(tested, labels, crowd, previous, settings))
     state = "promoted" if outcome.promoted else "rejected"
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
-    if test_set is not None:
-        measured, _ = _measure_on_test_set(services, outcome.model, _test_progress(services, test_set), labels, crowd)
+    if tested is not None:
+        measured, _ = _measure_on_test_set(services, outcome.model, tested, labels, crowd)
         if measured is not None:
             outcome = replace(outcome, model=measured)
     if outcome.promoted:
         outcome = replace(outcome, model=_measure_stability(services, outcome.model, previous))
         call_each(services.plugins, "on_model_promoted", version=outcome.model.version, metrics=outcome.model.metrics)
     return outcome
+
+
+def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], crowd: CrowdModel | None,
+                            previous: ModelVersion | None, settings: TrainingSettings) -> list[Example]:
+    """The test records answered in rank order, as examples, that the next candidate will not have been taught: its
+    training set holds none, but one that starts from the current model (``training.start_from = "current"``)
+    inherits what that one was taught (a model trained before the test set was drawn). O(test set)."""
+    if tested is None or not tested.in_order:
+        return []
+    examples, _, _ = examples_from_records(tested.in_order, labels, crowd=crowd)
+    inherited = (read_taught_ids(previous.path) or set()) if previous is not None and settings.start_from == "current" \
+        else set()
+    return [example for example in examples if example.id not in inherited]
 
 
 def _log_test_records_held(test_records: TestSetFilter) -> None:
@@ -881,7 +896,9 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
         result = measure(classifier, model.version, untaught, left_out=len(examples) - len(untaught),
                          beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed,
                          scorer_options=scorer_options(scoring),
-                         temperature=classifier.temperature if scoring.calibrated else 1.0)
+                         temperature=classifier.temperature if scoring.calibrated else 1.0,
+                         crossfit=scoring.calibrated and "test set" in str(
+                             model.metrics.get("validation", {}).get("temperature_fitted_on", "")))
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)
         return model, None

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.constants import TEST_SET_PROPERTY
+from worker.constants import PROBABILITY_FLOOR, TEST_SET_PROPERTY
 from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.files import KeyedJsonFile
@@ -259,17 +259,18 @@ def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[fl
 
 def measure(classifier: Classifier, version: str, examples: Sequence[Example], *, left_out: int = 0,
             beyond: int = 0, in_order: int = 0, seed: int = 0, scorer_options: Mapping[str, Any] | None = None,
-            temperature: float = 1.0) -> TestMeasure:
+            temperature: float = 1.0, crossfit: bool = False) -> TestMeasure:
     """``classifier``'s deterministic answers on the reviewed test ``examples`` (N of them, N ≥ 1): the model's
     own thresholds for label sets. With ``scorer_options`` (one label a record), also the calibration error of the
     confidence the worker writes: the examples scored as records are (a :class:`~worker.scoring.engine.Scorer` with
-    those options: the MC-dropout mean), read at ``temperature``. Cost: one deterministic pass, and one score run
-    over the N texts.
+    those options: the MC-dropout mean), read at ``temperature`` — or, with ``crossfit`` (the temperature was fitted
+    on these records), each half read at a temperature fitted on the other half: not a figure of the records the
+    temperature was fitted on. Cost: one deterministic pass, and one score run over the N texts.
 
     Raises:
         DataError: a label is not one of the classifier's labels.
     """
-    from worker.calibration import expected_calibration_error, tempered
+    from worker.calibration import crossfit_temperature_ece, expected_calibration_error, tempered
     from worker.training.calibrate import scored_probabilities
     from worker.training.data import text_pairs
     from worker.training.evaluate import (
@@ -293,7 +294,8 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
         accuracy, macro_f1 = classification_metrics(deterministic, targets, len(classifier.labels))
         scored = scored_probabilities(classifier, examples, scorer_options, seed=seed) if scorer_options else None
         if scored is not None:  # [N, C]; None when the scorer skipped a text
-            ece = expected_calibration_error(tempered(scored, temperature), targets)
+            ece = (crossfit_temperature_ece(np.log(np.clip(scored, PROBABILITY_FLOOR, 1.0)), targets, seed)
+                   if crossfit else expected_calibration_error(tempered(scored, temperature), targets))
             ece_deterministic = expected_calibration_error(deterministic, targets)
     correct = round(accuracy * len(examples))
     return TestMeasure(version, len(examples), accuracy, wilson_interval(correct, len(examples)), macro_f1,

@@ -160,6 +160,48 @@ def test_the_measure_gives_the_calibration_error_of_the_confidence_scoring_write
     assert deterministic_only.ece is None and "ece" not in deterministic_only.as_dict()
 
 
+def test_the_temperature_is_fitted_on_the_records_drawn_at_random_once_there_are_enough_of_them(tiny_classifier):
+    """100 reviewed test records: they alone (what the scored records look like); fewer: with the validation
+    records; none: the validation records, as before a test set."""
+    from worker.calibration import MIN_TEMPERATURE_RECORDS
+    from worker.training.job import temperature_records
+
+    first, second = tiny_classifier.labels[:2]
+    validation = [Example(f"v{i}", f"validation text {i}", first if i % 2 else second) for i in range(6)]
+    scored = np.full((6, len(tiny_classifier.labels)), 1 / len(tiny_classifier.labels))  # [6, C]
+    drawn = [Example(f"t{i}", f"test text number {i}", first if i % 3 else second)
+             for i in range(MIN_TEMPERATURE_RECORDS)]
+    options = {"samples": 2, "mc_layers": "all"}
+
+    alone, alone_scored, source = temperature_records(tiny_classifier, validation, scored, drawn, options)
+    assert source == "test set" and [e.id for e in alone] == [e.id for e in drawn]
+    assert alone_scored.shape == (MIN_TEMPERATURE_RECORDS, len(tiny_classifier.labels))
+    assert np.allclose(alone_scored.sum(axis=1), 1.0)
+    both, both_scored, source = temperature_records(tiny_classifier, validation, scored, drawn[:10], options)
+    assert source == "validation + test set" and [e.id for e in both] == [*(e.id for e in validation),
+                                                                            *(e.id for e in drawn[:10])]
+    # (the MC masks follow the batch's records: the 10 scored apart differ in their last digits from the 100's)
+    assert np.array_equal(both_scored[:6], scored) and np.allclose(both_scored[6:], alone_scored[:10], atol=0.02)
+    none, none_scored, source = temperature_records(tiny_classifier, validation, scored, [], options)
+    assert source == "validation" and none == validation and none_scored is scored
+
+
+def test_a_temperature_fitted_on_the_test_set_is_measured_cross_fitted_there(tiny_classifier):
+    from worker.calibration import crossfit_temperature_ece
+    from worker.training.calibrate import scored_probabilities
+
+    first = tiny_classifier.labels[0]
+    examples = [Example(f"t{i}", f"a review, number {i}", first) for i in range(12)]
+    options = {"samples": 3, "mc_layers": "all"}
+
+    crossfitted = measure(tiny_classifier, "tiny-v1", examples, scorer_options=options, seed=2, crossfit=True)
+
+    scored = scored_probabilities(tiny_classifier, examples, options, seed=2)
+    assert crossfitted.ece == pytest.approx(crossfit_temperature_ece(np.log(scored), np.zeros(12, int), 2))
+    assert crossfitted.ece != pytest.approx(measure(tiny_classifier, "tiny-v1", examples, scorer_options=options,
+                                                    seed=2, temperature=0.05).ece)
+
+
 def _right_answers(classifier, texts: list[str]) -> list[bool]:
     """Whether the classifier's deterministic answer to each text is its first label."""
     from worker.training.evaluate import predict_probabilities

@@ -9,8 +9,11 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+
+from worker.calibration import MIN_TEMPERATURE_RECORDS
 from worker.crowd import CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
@@ -137,10 +140,36 @@ def trained_before(registry: ModelRegistry, training_set: TrainingSet, digest: s
     return None
 
 
+TemperatureSource = Literal["validation", "test set", "validation + test set"]
+
+
+def temperature_records(candidate: Classifier, validation: Sequence[Example], scored: np.ndarray,
+                        random_held_out: Sequence[Example], scorer_options: Mapping[str, Any], *, seed: int = 0
+                        ) -> tuple[list[Example], np.ndarray, TemperatureSource]:
+    """The records the candidate's temperature is fitted on, their probabilities as the worker scores records
+    ([N, C]) and their name: the records drawn at random (``random_held_out``, scored here: one score run over them)
+    when there are ``MIN_TEMPERATURE_RECORDS`` of them; else those and the validation records (``scored`` [V, C]);
+    the validation records alone when there are none (or the scorer skipped one of them).
+
+    ``benchmarks/test_set_calibration.py`` (BBC News, 20 Newsgroups; a loop's first and second models, whose 6–43
+    validation records fit none): a temperature fitted on a test set of 200 brought the confidence's calibration
+    error on the other unreviewed records from 0.179 to 0.074 on average (0.328 → 0.057 at best)."""
+    if not random_held_out:
+        return list(validation), scored, "validation"
+    held = list(random_held_out)
+    held_scored = scored_probabilities(candidate, held, scorer_options, seed=seed)
+    if held_scored is None:
+        return list(validation), scored, "validation"
+    if len(held) >= MIN_TEMPERATURE_RECORDS:
+        return held, held_scored, "test set"
+    return [*validation, *held], np.concatenate([scored, held_scored]), "validation + test set"
+
+
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
             mc_samples: int = 20, dropout_rate: float | None = None,
             stop: threading.Event | None = None, trust_remote_code: bool = False,
-            scorer_options: Mapping[str, Any] | None = None) -> TrainingOutcome:
+            scorer_options: Mapping[str, Any] | None = None,
+            random_held_out: Sequence[Example] = ()) -> TrainingOutcome:
     """Train, evaluate against the current model on the same validation records, register, gate, promote.
     Models that ship code run it with ``trust_remote_code`` (``registry.trust_remote_code``).
 
@@ -148,7 +177,11 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     scored that way once: the calibration report's MC figures are those scores (what annotators will be shown;
     only a deterministic pass is added), and where reading the candidate's probabilities at a temperature lowers
     their calibration error, ``temperature.json`` is saved with it (see
-    :func:`~worker.training.calibrate.scores_temperature`). Without them, and for label sets, the report draws
+    :func:`~worker.training.calibrate.scores_temperature`). ``random_held_out``: labelled records drawn at random
+    that the candidate does not train on (the test set's, answered in rank order): the temperature is fitted on
+    them — they are what the records it scores look like, unlike the validation records picked for review — when
+    there are ``MIN_TEMPERATURE_RECORDS`` of them, else on them and the validation records together (see
+    :func:`temperature_records`). Without them, and for label sets, the report draws
     ``mc_samples`` MC-dropout samples over every layer at ``dropout_rate`` (``scoring.dropout_rate``);
     ``argilla-worker calibrate`` draws the ECE-vs-T curve to 50.
 
@@ -179,7 +212,11 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
                                     mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
                                     scored=scored)
-        fit = scores_temperature(candidate, validation, scored, seed=settings.seed) if scored is not None else None
+        fit, fitted_on = None, "validation"
+        if scored is not None:
+            fit_examples, fit_scored, fitted_on = temperature_records(candidate, validation, scored, random_held_out,
+                                                                      scorer_options or {}, seed=settings.seed)
+            fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed)
         if fit is not None:
             write_temperature(fit, staged)
         comparison = _comparison(candidate, current, training_set, settings, trust_remote_code)
@@ -195,7 +232,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                            "mc_samples": report.mc_samples, **_majority_baseline(validation),
                            "labels_predicted": report.labels_predicted, "labels_present": report.labels_present,
                            **({"temperature": fit.temperature, "ece_scores": fit.ece_before,
-                               "ece_scores_at_temperature": fit.ece_after} if fit else {})},
+                               "ece_scores_at_temperature": fit.ece_after, "temperature_records": fit.records,
+                               "temperature_fitted_on": fitted_on} if fit else {})},
             "gate": {"passed": decision.passed, "reason": decision.reason, "tolerance": decision.tolerance,
                      "current_version": current.version if current else None,
                      "current_macro_f1_same_validation": comparison.current_macro_f1 if comparison else None,
