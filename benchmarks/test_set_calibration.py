@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import statistics
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks._shared import write_results
-from benchmarks.test_set_estimate import SETS, LoopModel, _examples, loop_models
+from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loops, mean_text
 from worker.calibration import expected_calibration_error, fit_scores_temperature, fit_temperature, tempered
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
@@ -77,35 +74,21 @@ def calibration_row(model: LoopModel, truth_size: int, seed: int) -> dict:
             "test_estimate": ece(test, test_targets, worker_temperature)}
 
 
-def _mean(values: list[float]) -> str:
-    return f"{statistics.mean(values):.3f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--pool", type=int, default=1200, help="records per pool (a seeded sample of the set)")
-    parser.add_argument("--test", type=int, default=200, help="test-set records drawn from the pool")
+    add_loop_arguments(parser, seeds=1)
     parser.add_argument("--truth", type=int, default=400, help="other unreviewed records scored as the truth")
-    parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     runs: list[dict] = []
-    for set_name, (loader, first, second) in SETS.items():
-        if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
-            continue
-        records = loader()
-        for seed in range(args.seeds):
-            pool = random.Random(seed).sample(records, min(args.pool, len(records)))
-            with tempfile.TemporaryDirectory() as work:
-                for model in loop_models(pool, first, second, args.test, seed, Path(work)):
-                    row = {"set": set_name, "seed": seed, **calibration_row(model, args.truth, seed)}
-                    runs.append(row)
-                    logger.warning("%s seed %d %s: truth ECE raw %.3f, worker (τ %.2f) %.3f, test τ %.2f %.3f; "
-                                   "estimates: validation %.3f, test set %.3f", set_name, seed, row["model"],
-                                   row["truth_ece_raw"], row["worker_temperature"], row["truth_ece_worker"],
-                                   row["test_temperature"], row["truth_ece_test_temperature"],
-                                   row["validation_estimate"], row["test_estimate"])
+    for set_name, seed, models in loops(args):
+        for model in models:
+            row = {"set": set_name, "seed": seed, **calibration_row(model, args.truth, seed)}
+            runs.append(row)
+            logger.warning("%s seed %d %s: truth ECE raw %.3f, worker (τ %.2f) %.3f, test τ %.2f %.3f; estimates: "
+                           "validation %.3f, test set %.3f", set_name, seed, row["model"], row["truth_ece_raw"],
+                           row["worker_temperature"], row["truth_ece_worker"], row["test_temperature"],
+                           row["truth_ece_test_temperature"], row["validation_estimate"], row["test_estimate"])
     lines = [("| set | model | reviewed (validation) | truth: raw MC mean | truth: as the worker writes (τ) | "
               "truth: τ fitted on the test set | estimate on the validation records | estimate on the test set |"),
              "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -116,11 +99,12 @@ def main() -> None:
                      f"(τ {run['test_temperature']:.2f}) | {run['validation_estimate']:.3f} | "
                      f"{run['test_estimate']:.3f} |")
     if runs:
+        distance = {source: mean_text([abs(r[f"{source}_estimate"] - r["truth_ece_worker"]) for r in runs])
+                    for source in ("validation", "test")}
         lines += ["", (f"Mean distance of the estimate from the truth's error as the worker writes it: validation "
-                       f"{_mean([abs(r['validation_estimate'] - r['truth_ece_worker']) for r in runs])}, test set "
-                       f"{_mean([abs(r['test_estimate'] - r['truth_ece_worker']) for r in runs])}. Mean truth error: "
-                       f"as written {_mean([r['truth_ece_worker'] for r in runs])}, at the test set's τ "
-                       f"{_mean([r['truth_ece_test_temperature'] for r in runs])}.")]
+                       f"{distance['validation']}, test set {distance['test']}. Mean truth error: as written "
+                       f"{mean_text([r['truth_ece_worker'] for r in runs])}, at the test set's τ "
+                       f"{mean_text([r['truth_ece_test_temperature'] for r in runs])}.")]
     write_results("test_set_calibration", {"runs": runs, "seeds": args.seeds, "pool": args.pool, "test": args.test,
                                            "truth": args.truth}, lines)
 

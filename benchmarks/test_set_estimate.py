@@ -115,10 +115,31 @@ def loop_models(pool: list[LabelledText], first: int, second: int, test_size: in
         reviewed = reviewed + _least_sure(classifier, unreviewed, second)
 
 
-def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int, work: Path) -> list[dict]:
+def add_loop_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None:
+    """The options that choose the loops: seeds, pool size, test-set size, sets."""
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--pool", type=int, default=1200, help="records per pool (a seeded sample of the set)")
+    parser.add_argument("--test", type=int, default=200, help="test-set records drawn from the pool")
+    parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
+
+
+def loops(args: argparse.Namespace) -> Iterator[tuple[str, int, Iterator[LoopModel]]]:
+    """(set name, seed, the loop's models) for each set and seed ``args`` choose (see :func:`add_loop_arguments`);
+    consume each loop's models before asking for the next (they live in a temporary directory until then)."""
+    for set_name, (loader, first, second) in SETS.items():
+        if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
+            continue
+        records = loader()
+        for seed in range(args.seeds):
+            pool = random.Random(seed).sample(records, min(args.pool, len(records)))
+            with tempfile.TemporaryDirectory() as work:
+                yield set_name, seed, loop_models(pool, first, second, args.test, seed, Path(work))
+
+
+def run_one(models: Iterator[LoopModel]) -> list[dict]:
     """Both models' three figures on one pool: [{model, reviewed, validation…, test…, truth}]."""
     rows = []
-    for model in loop_models(pool, first, second, test_size, seed, work):
+    for model in models:
         on_test = measure(model.classifier, model.name, _examples(model.test))
         rows.append({"model": model.name, "reviewed": model.reviewed, "validation_records": len(model.validation),
                      "validation_accuracy": measure(model.classifier, model.name, model.validation).accuracy,
@@ -128,32 +149,23 @@ def run_one(pool: list[LabelledText], first: int, second: int, test_size: int, s
     return rows
 
 
-def _mean(values: list[float]) -> str:
+def mean_text(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--pool", type=int, default=1200, help="records per pool (a seeded sample of the set)")
-    parser.add_argument("--test", type=int, default=200, help="test-set records drawn from the pool")
-    parser.add_argument("--sets", nargs="*", default=None, help="substrings of the set names to run")
+    add_loop_arguments(parser, seeds=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     runs: list[dict] = []
-    for set_name, (loader, first, second) in SETS.items():
-        if args.sets and not any(part.lower() in set_name.lower() for part in args.sets):
-            continue
-        records = loader()
-        for seed in range(args.seeds):
-            pool = random.Random(seed).sample(records, min(args.pool, len(records)))
-            with tempfile.TemporaryDirectory() as work:
-                for row in run_one(pool, first, second, args.test, seed, Path(work)):
-                    runs.append({"set": set_name, "seed": seed, **row})
-                    logger.warning("%s seed %d %s: validation %.3f (%d), test %.3f [%.3f, %.3f] (%d), truth %.3f "
-                                   "(%d)", set_name, seed, row["model"], row["validation_accuracy"],
-                                   row["validation_records"], row["test_accuracy"], *row["test_interval"],
-                                   row["test_records"], row["truth"], row["truth_records"])
+    for set_name, seed, models in loops(args):
+        for row in run_one(models):
+            runs.append({"set": set_name, "seed": seed, **row})
+            logger.warning("%s seed %d %s: validation %.3f (%d), test %.3f [%.3f, %.3f] (%d), truth %.3f (%d)",
+                           set_name, seed, row["model"], row["validation_accuracy"], row["validation_records"],
+                           row["test_accuracy"], *row["test_interval"], row["test_records"], row["truth"],
+                           row["truth_records"])
     lines = [("| set | model | reviewed | validation accuracy (records) | test-set accuracy [95 % interval] | "
              "truth: the other unreviewed records | truth inside the interval |"), "|---|---|---:|---|---|---:|---:|"]
     for run in runs:
@@ -165,8 +177,8 @@ def main() -> None:
     gaps_validation = [abs(r["validation_accuracy"] - r["truth"]) for r in runs]
     gaps_test = [abs(r["test_accuracy"] - r["truth"]) for r in runs]
     if runs:
-        lines += ["", (f"Mean distance from the truth: validation {_mean(gaps_validation)}, test set "
-                      f"{_mean(gaps_test)}; the truth inside the test set's interval in "
+        lines += ["", (f"Mean distance from the truth: validation {mean_text(gaps_validation)}, test set "
+                      f"{mean_text(gaps_test)}; the truth inside the test set's interval in "
                       f"{sum(r['test_interval'][0] <= r['truth'] <= r['test_interval'][1] for r in runs)} of "
                       f"{len(runs)} runs.")]
     write_results("test_set_estimate", {"runs": runs, "seeds": args.seeds, "pool": args.pool, "test": args.test},
