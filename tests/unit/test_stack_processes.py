@@ -86,6 +86,9 @@ def test_process_identity_includes_its_start_time():
     assert _process_matches({"pid": me.pid, "create_time": me.create_time()})
     assert not _process_matches({"pid": me.pid, "create_time": me.create_time() - 10})
     assert not _process_matches({"pid": 2**22 + 17, "create_time": 0.0})
+    # the wall clock stepped since it was recorded: its command line still says it is ours; another's does not
+    assert _process_matches({"pid": me.pid, "create_time": me.create_time() - 43, "cmdline": me.cmdline()})
+    assert not _process_matches({"pid": me.pid, "create_time": me.create_time() - 43, "cmdline": ["sleep", "60"]})
 
 
 def test_another_argilla_server_release_gets_its_own_virtualenv_and_requirements(tmp_path, monkeypatch):

@@ -389,7 +389,8 @@ class LocalArgilla:
 
     def _remember(self, name: str, pid: int) -> None:
         pids = self._read_pids()
-        pids[name] = {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+        process = psutil.Process(pid)
+        pids[name] = {"pid": pid, "create_time": process.create_time(), "cmdline": process.cmdline()}
         self._write_pids(pids)
 
     def _is_running(self, component: Component) -> bool:
@@ -429,13 +430,14 @@ def _run_checked(command: list[str], step: str) -> None:
 
 
 def _process_matches(entry: dict) -> bool:
-    """True if the PID still belongs to the process we started (not a recycled PID)."""
+    """True if the PID still belongs to the process we started (not a recycled PID): the start time recorded, or the
+    command line recorded. psutil derives a start time from the wall clock, so a clock stepped while the stack runs
+    (a VM's clock synchronised) moves it by the step: the command line then tells that it is still ours."""
     try:
         process = psutil.Process(entry["pid"])
-        return (
-            abs(process.create_time() - entry["create_time"]) < 1.0
-            and process.status() != psutil.STATUS_ZOMBIE
-        )
+        same_start = abs(process.create_time() - entry["create_time"]) < 1.0
+        same_command = bool(entry.get("cmdline")) and process.cmdline() == entry["cmdline"]
+        return (same_start or same_command) and process.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError):
         return False
 
