@@ -73,18 +73,20 @@ def _least_sure(classifier: Classifier, records: list[LabelledText], count: int)
 
 
 def _train(reviewed: list[LabelledText], labels: list[str], seed: int,
-           work: Path) -> tuple[Classifier, list[Example]]:
-    """A model trained on the stratified 80 % of ``reviewed``; (the classifier, its validation examples)."""
+           work: Path) -> tuple[Classifier, list[Example], frozenset[str]]:
+    """A model trained on the stratified 80 % of ``reviewed``; (the classifier, its validation examples, the ids it
+    trained on)."""
     train, validation = stratified_split(_examples(reviewed), 0.2, seed=seed)
     settings = TrainingSettings(base_model=str(fetch(MINILM_MODEL)), device="auto", seed=seed)
     train_classifier(settings.base_model, train, validation, labels, work, settings)
-    return load_classifier(work, device="auto"), validation
+    return load_classifier(work, device="auto"), validation, frozenset(example.id for example in train)
 
 
 @dataclass(frozen=True)
 class LoopModel:
     """One model of the loop: its name, how many records were reviewed for it, the model, its validation examples,
-    the test set's records and the pool's other unreviewed records (the truth)."""
+    the test set's records (in rank order), the pool's other unreviewed records (the truth) and the ids it trained
+    on."""
 
     name: str
     reviewed: int
@@ -92,6 +94,7 @@ class LoopModel:
     validation: list[Example]
     test: list[LabelledText]
     unreviewed: list[LabelledText]
+    taught: frozenset[str]
 
 
 def loop_models(pool: list[LabelledText], first: int, second: int, test_size: int, seed: int,
@@ -108,10 +111,10 @@ def loop_models(pool: list[LabelledText], first: int, second: int, test_size: in
     ranked = sorted((r for r in rest if r.id in ranks), key=lambda r: ranks[r.id][RANK_PROPERTY])
     reviewed = ranked[:first]
     for name in ("first model (cold start's batch)", "second model (+ the least sure)"):
-        classifier, validation = _train(reviewed, labels, seed, work / name[:5])
+        classifier, validation, taught = _train(reviewed, labels, seed, work / name[:5])
         taken = {r.id for r in reviewed}
         unreviewed = [r for r in rest if r.id not in taken]
-        yield LoopModel(name, len(reviewed), classifier, validation, test, unreviewed)
+        yield LoopModel(name, len(reviewed), classifier, validation, test, unreviewed, taught)
         reviewed = reviewed + _least_sure(classifier, unreviewed, second)
 
 

@@ -111,6 +111,13 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     status = run_worker(["status", "-c", str(config)], env)  # no worker running: the registered model's line
     assert f"test set: accuracy {test['accuracy']:.4f}" in status.stdout
 
+    more = [record_id for record_id in sorted(stored) if record_id not in ranked and record_id not in others][:6]
+    for record_id in more:  # new corrections: the candidate is gated on the test records beside the validation ones
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
+    retrained = train_job(services)
+    assert retrained.model.metrics["gate"]["comparison"]["test_records"] == TEST_SIZE
+    assert f"{TEST_SIZE} test-set records" in retrained.decision.reason
+
     (tmp_path / "state" / "test_sets.json").unlink()  # a lost state directory: the dataset's marks still say
     recovered = run_worker(["test-set", "-c", str(config)], env)
     assert recovered.returncode == 0, recovered.stderr

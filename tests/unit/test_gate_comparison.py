@@ -18,9 +18,11 @@ from worker.registry import ModelRegistry
 from worker.services import Services
 from worker.scoring import load_classifier
 from worker.training.compare import (
+    MIN_GATE_TEST_RECORDS,
     _bootstrap_differences,
     _macro_f1,
     compare_models,
+    gate_records,
     inferred_taught_ids,
     read_taught_ids,
     write_taught_ids,
@@ -188,7 +190,49 @@ def test_a_current_model_taught_every_validation_record_is_compared_on_them_anyw
     comparison = compare_models(classifier, classifier, validation, {e.id for e in validation})
 
     assert comparison.records == 8 and comparison.left_out == 0
-    assert "trained on all 8 validation records" in caplog.text
+    assert "trained on all 8 records offered to the gate" in caplog.text
+
+
+def test_the_gate_compares_on_the_test_set_alone_once_enough_of_it_is_answered():
+    """Validation records were picked for review; the test set's answered in rank order are a random sample: below
+    MIN_GATE_TEST_RECORDS they join the validation records, from there on they alone are compared."""
+    validation = _examples(30)
+    test = [Example(f"t{index}", f"test text {index}", "a") for index in range(MIN_GATE_TEST_RECORDS)]
+
+    assert gate_records(validation, []) == (validation, [])
+    assert gate_records(validation, test[:-1]) == (validation, test[:-1])
+    assert gate_records(validation, test) == ([], test)
+
+
+def test_a_comparison_counts_and_names_its_test_set_records(tiny_model_dir):
+    classifier = load_classifier(tiny_model_dir, device="cpu", version="tiny")
+    examples = sentiment_examples(20)
+    taught = {examples[0].id, examples[10].id}  # one validation record, one test record (a model from before the draw)
+
+    both = compare_models(classifier, classifier, examples[:8], taught, test=examples[8:])
+    alone = compare_models(classifier, classifier, [], None, test=examples[8:])
+
+    assert (both.records, both.test_records, both.left_out) == (18, 11, 2)
+    assert "on 7 validation and 11 test-set records (2 the current model trained on left out): difference" in (
+        both.describe())
+    assert both.as_dict()["test_records"] == 11
+    assert alone.describe().startswith("on 12 test-set records: difference +0.0000")
+
+
+def test_a_retrain_with_test_records_answered_gates_on_them_beside_the_validation_records(tiny_model_dir, tmp_path):
+    registry = ModelRegistry(tmp_path / "registry")
+    examples = sentiment_examples(64)
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=False), mc_samples=2)
+    second_set = build_training_set(examples[:48], [], LABELS, min_annotated=10)
+    test = examples[48:]
+
+    second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2, random_held_out=test)
+
+    comparison = second.model.metrics["gate"]["comparison"]
+    untaught_validation = comparison["records"] - comparison["test_records"]
+    assert comparison["test_records"] == len(test) and 0 < untaught_validation <= len(second_set.validation)
+    assert f"on {untaught_validation} validation and {len(test)} test-set records" in second.decision.reason
 
 
 def _parts(records: int, seed: int) -> np.ndarray:

@@ -1,5 +1,10 @@
-"""The promotion gate's evidence: the candidate and the current model judged on the same validation records, none
-of which the current model was taught, with a paired bootstrap interval of the difference in macro-F1.
+"""The promotion gate's evidence: the candidate and the current model judged on the same records, none of which
+the current model was taught, with a paired bootstrap interval of the difference in macro-F1.
+
+The records are the candidate's validation records, and with a test set (``argilla-worker test-set``) its records
+answered in rank order — from ``MIN_GATE_TEST_RECORDS`` of those on, they alone (:func:`gate_records`). Validation
+records are annotated records, and annotators review the records the worker puts first (the least sure, the highest
+loss); the test set is a random sample no model trains on.
 
 A model is *taught* a record when it trained on it as an annotated example, or at full weight (a first model trained
 on the labels the records carry): :meth:`worker.training.data.TrainingSet.taught_ids`. Each version the worker
@@ -32,33 +37,55 @@ TAUGHT_IDS_FILE = "taught_ids.txt.gz"
 BOOTSTRAP_RESAMPLES = 1000
 INTERVAL_LEVEL = 0.95
 BOOTSTRAP_CELLS = 2_000_000  # resample weights held at once (resamples × records): memory ≈ 16 MB
+MIN_GATE_TEST_RECORDS = 100  # test records answered in rank order from which the gate compares on them alone
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Macro-F1 of both models on the ``records`` validation records the current model was not taught
-    (``left_out``: those it was), and the 95 % paired bootstrap interval of candidate − current (None below 2
-    records)."""
+    """Macro-F1 of both models on the ``records`` records the current model was not taught (``left_out``: those it
+    was) — ``test_records`` of them test-set records, the others validation records —, and the 95 % paired bootstrap
+    interval of candidate − current (None below 2 records)."""
 
     records: int
     left_out: int
     candidate_macro_f1: float
     current_macro_f1: float
     interval: tuple[float, float] | None
+    test_records: int = 0
 
     def describe(self) -> str:
         """e.g. ``on 24 validation records (2 the current model trained on left out): difference −0.0417, 95 %
-        interval −0.1250 to +0.0417``."""
+        interval −0.1250 to +0.0417``; ``on 120 test-set records: …``; ``on 24 validation and 30 test-set
+        records: …``."""
         left_out = f" ({self.left_out} the current model trained on left out)" if self.left_out else ""
         difference = self.candidate_macro_f1 - self.current_macro_f1
         interval = (f", 95 % interval {self.interval[0]:+.4f} to {self.interval[1]:+.4f}"
                     if self.interval is not None else "")
-        return f"on {self.records} validation records{left_out}: difference {difference:+.4f}{interval}"
+        return f"on {self._records_text()}{left_out}: difference {difference:+.4f}{interval}"
+
+    def _records_text(self) -> str:
+        validation = self.records - self.test_records
+        if not self.test_records:
+            return f"{validation} validation records"
+        if not validation:
+            return f"{self.test_records} test-set records"
+        return f"{validation} validation and {self.test_records} test-set records"
 
     def as_dict(self) -> dict:
-        return {"records": self.records, "left_out_taught": self.left_out,
+        return {"records": self.records, "test_records": self.test_records, "left_out_taught": self.left_out,
                 "candidate_macro_f1": self.candidate_macro_f1, "current_macro_f1": self.current_macro_f1,
                 "difference_interval": list(self.interval) if self.interval is not None else None}
+
+
+def gate_records(validation: Sequence[Example], test: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """(the validation records, the test-set records) the gate compares on: the ``test`` records (answered in rank
+    order, none trained on) alone from :data:`MIN_GATE_TEST_RECORDS` of them, else both.
+
+    ``benchmarks/test_set_gate.py`` (BBC News, 20 Newsgroups; the second model of an active-learning loop against
+    the first, and the other way round): see benchmarks/RESULTS.md "The promotion gate on the test set"."""
+    if len(test) >= MIN_GATE_TEST_RECORDS:
+        return [], list(test)
+    return list(validation), list(test)
 
 
 def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:
@@ -97,19 +124,22 @@ def _utc(moment: str) -> datetime:
 
 
 def compare_models(candidate: Classifier, current: Classifier, validation: Sequence[Example],
-                   taught: set[str] | None, *, seed: int = 0) -> Comparison:
-    """Both models' deterministic macro-F1 on the ``validation`` examples whose id is not in ``taught`` (the
-    current model's taught ids; None: unknown, all compared), and the paired bootstrap interval of the difference.
-    When the current model was taught every one of them, all are compared and the log says its figure is inflated.
-    Two deterministic passes over the compared records; the bootstrap is O(resamples × records × classes)."""
-    compared = [example for example in validation if taught is None or example.id not in taught]
+                   taught: set[str] | None, *, test: Sequence[Example] = (), seed: int = 0) -> Comparison:
+    """Both models' deterministic macro-F1 on the ``validation`` and ``test`` examples (test-set records; see
+    :func:`gate_records` for which the gate passes) whose id is not in ``taught`` (the current model's taught ids;
+    None: unknown, all compared), and the paired bootstrap interval of the difference. When the current model was
+    taught every one of them, all are compared and the log says its figure is inflated. Two deterministic passes
+    over the compared records; the bootstrap is O(resamples × records × classes)."""
+    offered = [*validation, *test]
+    test_ids = {example.id for example in test}
+    compared = [example for example in offered if taught is None or example.id not in taught]
     if taught is None:
         logger.info("the current model %s does not say which records it trained on: the gate compares on all %d "
-                    "validation records", current.version, len(validation))
+                    "records", current.version, len(offered))
     elif not compared:
-        logger.warning("the current model %s trained on all %d validation records: the gate compares on them "
-                       "anyway, and its figure is inflated", current.version, len(validation))
-        compared = list(validation)
+        logger.warning("the current model %s trained on all %d records offered to the gate: it compares on them "
+                       "anyway, and its figure is inflated", current.version, len(offered))
+        compared = offered
     hits_candidate, targets = _hits(candidate, compared, seed)
     hits_current, _ = _hits(current, compared, seed)
     parts = np.stack([hits_candidate, hits_current])  # [2, 3, N, C]: tp / fp / fn per record and class
@@ -119,8 +149,8 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
         differences = _bootstrap_differences(parts, targets.ndim == 1, seed)
         tail = (1 - INTERVAL_LEVEL) / 2
         interval = (float(np.quantile(differences, tail)), float(np.quantile(differences, 1 - tail)))
-    return Comparison(len(compared), len(validation) - len(compared), float(observed[0]), float(observed[1]),
-                      interval)
+    return Comparison(len(compared), len(offered) - len(compared), float(observed[0]), float(observed[1]),
+                      interval, test_records=sum(example.id in test_ids for example in compared))
 
 
 def _hits(classifier: Classifier, examples: Sequence[Example], seed: int) -> tuple[np.ndarray, np.ndarray]:

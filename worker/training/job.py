@@ -28,8 +28,10 @@ from worker.training.calibrate import (
     write_temperature,
 )
 from worker.training.compare import (
+    MIN_GATE_TEST_RECORDS,
     Comparison,
     compare_models,
+    gate_records,
     inferred_taught_ids,
     read_taught_ids,
     write_taught_ids,
@@ -170,7 +172,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             stop: threading.Event | None = None, trust_remote_code: bool = False,
             scorer_options: Mapping[str, Any] | None = None,
             random_held_out: Sequence[Example] = ()) -> TrainingOutcome:
-    """Train, evaluate against the current model on the same validation records, register, gate, promote.
+    """Train, evaluate against the current model on the same records (validation records, or the test set's:
+    :func:`~worker.training.compare.gate_records`), register, gate, promote.
     Models that ship code run it with ``trust_remote_code`` (``registry.trust_remote_code``).
 
     With ``scorer_options`` (the ``[scoring]`` options that decide a record's numbers) the validation records are
@@ -181,9 +184,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     that the candidate does not train on (the test set's, answered in rank order): the temperature is fitted on
     them — they are what the records it scores look like, unlike the validation records picked for review — when
     there are ``MIN_TEMPERATURE_RECORDS`` of them, else on them and the validation records together (see
-    :func:`temperature_records`). Without them, and for label sets, the report draws
-    ``mc_samples`` MC-dropout samples over every layer at ``dropout_rate`` (``scoring.dropout_rate``);
-    ``argilla-worker calibrate`` draws the ECE-vs-T curve to 50.
+    :func:`temperature_records`); the gate compares the two models on them too. Without them, and for label
+    sets, the report draws ``mc_samples`` MC-dropout samples over every layer at ``dropout_rate``
+    (``scoring.dropout_rate``); ``argilla-worker calibrate`` draws the ECE-vs-T curve to 50.
 
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
@@ -219,7 +222,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed)
         if fit is not None:
             write_temperature(fit, staged)
-        comparison = _comparison(candidate, current, training_set, settings, trust_remote_code)
+        comparison = _comparison(candidate, current, training_set, settings, trust_remote_code, random_held_out)
         decision = _decision(report.macro_f1, comparison, settings.gate_tolerance)
         refit = current is None and _refits(training_set, settings)
         if refit:
@@ -302,9 +305,11 @@ def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVers
 
 
 def _comparison(candidate: Classifier, current: ModelVersion | None, training_set: TrainingSet,
-                settings: TrainingSettings, trust_remote_code: bool) -> Comparison | None:
-    """Both models on the candidate's validation records the current model was not taught (None without a
-    comparable current model)."""
+                settings: TrainingSettings, trust_remote_code: bool,
+                random_held_out: Sequence[Example] = ()) -> Comparison | None:
+    """Both models on the records :func:`~worker.training.compare.gate_records` chooses from the candidate's
+    validation records and the test set's answered in rank order (``random_held_out``), but those the current model
+    was taught (None without a comparable current model)."""
     if current is None:
         return None
     incumbent = load_classifier(current.path, device=settings.device, version=current.version,
@@ -324,7 +329,12 @@ def _comparison(candidate: Classifier, current: ModelVersion | None, training_se
             logger.info("the current model %s was trained before the worker kept what each model was taught: the "
                         "gate leaves out the %d validation records reviewed before it was registered (but its own "
                         "validation records)", current.version, len(taught))
-    return compare_models(candidate, incumbent, training_set.validation, taught, seed=settings.seed)
+    validation, test = gate_records(training_set.validation, random_held_out)
+    if not validation and training_set.validation:
+        logger.info("the gate compares on the %d test-set records answered in rank order (>= %d), not on the %d "
+                    "validation records: those were picked for review", len(test), MIN_GATE_TEST_RECORDS,
+                    len(training_set.validation))
+    return compare_models(candidate, incumbent, validation, taught, test=test, seed=settings.seed)
 
 
 def _decision(candidate_macro_f1: float, comparison: Comparison | None, tolerance: float) -> GateDecision:
