@@ -390,7 +390,7 @@ class LocalArgilla:
     def _remember(self, name: str, pid: int) -> None:
         pids = self._read_pids()
         process = psutil.Process(pid)
-        pids[name] = {"pid": pid, "create_time": process.create_time(), "cmdline": process.cmdline()}
+        pids[name] = {"pid": pid, "create_time": process.create_time(), "cmdline": _command_line(process)}
         self._write_pids(pids)
 
     def _is_running(self, component: Component) -> bool:
@@ -427,6 +427,15 @@ def _run_checked(command: list[str], step: str) -> None:
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-LOG_TAIL_LINES:])
         raise LocalArgillaError(f"local Argilla: could not {step} (exit {result.returncode}):\n{tail}")
+
+
+def _command_line(process: psutil.Process) -> list[str]:
+    """The process's command line; empty when it has exited already (a zombie until reaped has none): its start
+    time alone then identifies it."""
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def _process_matches(entry: dict) -> bool:
