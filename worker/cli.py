@@ -655,6 +655,10 @@ def test_set(config_file: Path | None, size: int) -> None:
         click.echo(f"the model's suggestion and values taken off {withdrawn.sent} test records nobody has reviewed "
                    f"(they stay without them until reviewed: a pre-selected answer accepted unread would measure the "
                    f"model against itself)")
+    copies = report.copies_withdrawn
+    if copies.sent:
+        click.echo(f"… and off {copies.sent} other records carrying a test record's text (the model's answer there "
+                   f"is its answer on the test record; no model trains on them either)")
     if report.measured is not None:
         click.echo(_test_set_line(report.measured.as_dict()))
     if len(state.in_order) < state.found:
@@ -664,9 +668,10 @@ def test_set(config_file: Path | None, size: int) -> None:
     unmarked = {**push.rejected, **push.failed}
     for record_id, reason in list(unmarked.items())[:20]:
         click.echo(f"record {record_id} not marked: {reason}", err=True)
-    for record_id, reason in list(withdrawn.failed.items())[:20]:
+    still_answered = {**withdrawn.failed, **copies.failed}
+    for record_id, reason in list(still_answered.items())[:20]:
         click.echo(f"record {record_id}: the model's answer is still on it: {reason} (run again)", err=True)
-    if unmarked or withdrawn.failed:
+    if unmarked or still_answered:
         sys.exit(1)
 
 

@@ -66,7 +66,6 @@ from worker.test_set import (
     TestProgress,
     TestSet,
     TestSetFilter,
-    is_test_record,
     measure,
     progress,
     recovered_or_drawn,
@@ -161,7 +160,7 @@ class ScoreReport:
     mc_samples: int = 0  # MC samples drawn over the scored records (fewer than T each when adaptive)
     held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
     label_issues: int = 0  # out-of-fold runs: records given label_issue (those the fold models trained on)
-    blind: int = 0  # test records nobody has reviewed: left without the model's answer (see blind_test_records)
+    blind: int = 0  # test records (or copies) nobody has reviewed: no model answer (see blind_test_records)
 
     @property
     def records_per_second(self) -> float:
@@ -177,7 +176,8 @@ class ScoreReport:
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")
-                + (f", {self.blind} test records left without the model's answer until reviewed" if self.blind else "")
+                + (f", {self.blind} test records (or copies of their texts) left without the model's answer until "
+                   f"reviewed" if self.blind else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
                 + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
@@ -226,15 +226,16 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
 
 
 def blind_test_records(services: Services, crowd: CrowdModel | None = None) -> Callable[[PulledRecord], bool]:
-    """Whether a record is a test record (:func:`~worker.test_set.is_test_record`) the annotators' votes (weighed
-    by ``crowd``) give no label yet, or fewer submitted responses than the dataset's task distribution asks of a
+    """Whether a record is a test record (:func:`~worker.test_set.is_test_record`), or another record carrying one
+    of their texts (:meth:`~worker.test_set.TestSetFilter.is_copy`), that the annotators' votes (weighed by
+    ``crowd``) give no label yet, or fewer submitted responses than the dataset's task distribution asks of a
     record (``min_submitted``: the next annotator would see the model's answer). The worker writes no suggestion
     and no model metadata on those: Argilla pre-selects a suggestion, and a label accepted unread would measure the
-    model against itself. O(1) a record (one request to read the distribution)."""
-    test_set = services.test_sets.get(services.gateway.dataset_key)
-    ids = frozenset(test_set.ids) if test_set is not None else frozenset()
+    model against itself — the model's answer on a copy is its answer on the test record. O(1) a record (a hash of
+    its text when a test set is stored; one request to read the distribution)."""
+    test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
     needed = services.gateway.min_submitted()
-    return lambda record: is_test_record(record, ids) and (
+    return lambda record: test_records.covers(record) and (
         not _reviewed(record, crowd) or submitted_responses(record) < needed)
 
 
@@ -921,6 +922,7 @@ class TestSetReport:
     push: PushReport
     withdrawn: PushReport  # the model's answers taken off the unreviewed test records
     measured: TestMeasure | None = None
+    copies_withdrawn: PushReport = field(default_factory=PushReport)  # … and off unreviewed copies of their texts
 
 
 def test_set_job(services: Services, size: int) -> TestSetReport:
@@ -930,7 +932,8 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test records
     nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw), and their
     ``cold_start_rank`` (a first batch of them would train nothing), and measure the current model on the records
-    answered in rank order. O(test set) after the draw.
+    answered in rank order. O(test set) after the draw; until a run has taken the model's answers and ranks off the
+    unreviewed copies of the test texts (the first, unless a write failed), one more streamed pass, memory O(page).
 
     Raises:
         DataError: no record without a response is left to draw from.
@@ -957,9 +960,31 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     blind = blind_test_records(services, crowd)
     withdrawn = services.gateway.withdraw_model_answers({r.record_id: r for r in records if blind(r)},
                                                         (*MODEL_ANSWER_METADATA, RANK_PROPERTY))
+    copies = PushReport()
+    if not test_set.copies_cleared:
+        copies = _withdraw_from_copies(services, test_set, blind)
+        if not copies.failed:
+            services.test_sets.put(key, replace(test_set, copies_cleared=True))
     state = progress(test_set, records)
     _, measured = _measure_on_test_set(services, services.registry.current(), state, labels, crowd)
-    return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured)
+    return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies)
+
+
+def _withdraw_from_copies(services: Services, test_set: TestSet,
+                          blind: Callable[[PulledRecord], bool]) -> PushReport:
+    """Take the model's answers (suggestion, model metadata) and ``cold_start_rank`` off the records carrying a test
+    record's text that ``blind`` names (nobody has reviewed them): one streamed pass over the dataset, written a
+    page at a time. O(N) time, memory O(page)."""
+    test_records = TestSetFilter(test_set)
+    report = PushReport()
+    copies = (record for record in services.gateway.pull() if test_records.is_copy(record) and blind(record))
+    for page in batched(copies, PAGE_SIZE):
+        part = services.gateway.withdraw_model_answers({record.record_id: record for record in page},
+                                                       (*MODEL_ANSWER_METADATA, RANK_PROPERTY))
+        report.sent_ids.extend(part.sent_ids)
+        report.failed.update(part.failed)
+    report.sent = len(report.sent_ids)
+    return report
 
 
 def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str) -> None:

@@ -58,6 +58,7 @@ class TestSet:
     keys: tuple[str, ...]
     drawn_from: int  # records nobody had reviewed when it was drawn
     drawn_at: str  # ISO 8601, UTC
+    copies_cleared: bool = False  # the model's answers were taken off the copies of its texts (argilla-worker test-set)
 
     def ranks(self) -> dict[str, int]:
         """External id → rank (1 for the first)."""
@@ -152,12 +153,12 @@ class TestSetStore:
         if not entry:
             return None
         return TestSet(tuple(entry["ids"]), tuple(entry["server_ids"]), tuple(entry["keys"]), entry["drawn_from"],
-                       entry["drawn_at"])
+                       entry["drawn_at"], entry.get("copies_cleared", False))
 
     def put(self, key: str, test_set: TestSet) -> None:
         self.file.put(key, {"ids": list(test_set.ids), "server_ids": list(test_set.server_ids),
                             "keys": list(test_set.keys), "drawn_from": test_set.drawn_from,
-                            "drawn_at": test_set.drawn_at})
+                            "drawn_at": test_set.drawn_at, "copies_cleared": test_set.copies_cleared})
 
     def forget(self, key: str) -> None:
         """Drop the test set of ``key`` (its dataset is gone)."""
@@ -191,10 +192,19 @@ class TestSetFilter:
         for record in records:
             if is_test_record(record, self.ids):
                 self.held += 1
-            elif self.keys and record.has_text and text_key(str(record.text), record.text_pair) in self.keys:
+            elif self.is_copy(record):
                 self.copies_dropped += 1
             else:
                 yield record
+
+    def is_copy(self, record: PulledRecord) -> bool:
+        """Whether ``record`` carries a test record's text (letter case and spacing aside) without being one."""
+        return bool(self.keys) and record.has_text and not is_test_record(record, self.ids) \
+            and text_key(str(record.text), record.text_pair) in self.keys
+
+    def covers(self, record: PulledRecord) -> bool:
+        """Whether ``record`` is a test record or a copy of one's text (:meth:`is_copy`)."""
+        return is_test_record(record, self.ids) or self.is_copy(record)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from tests.integration.cli import run_worker
 from tests.integration.sdk import stored_records
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
+from worker.coldstart import ColdStartSettings
 from worker.config import load_settings
 from worker.errors import NothingNewError
-from worker.coldstart import ColdStartSettings
 from worker.jobs import Services, cold_start_job, score_job, train_job
 
 COUNT = 40
@@ -129,7 +129,8 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
     """Records scored before the draw: the test records lose the model's suggestion and metadata (their own
     agent's suggestion and metadata stay), score runs leave them out until they have the two labels the dataset's
-    task distribution asks for (the second annotator does not see the model's answer either)."""
+    task distribution asks for (the second annotator does not see the model's answer either). So do the other
+    records carrying a test record's text (here in capitals): the model's answer there is its answer on it."""
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
@@ -141,6 +142,10 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         id=e.id, fields={"quote": e.text}, metadata={"source_site": "imdb"},
         suggestions=[rg.Suggestion(question_name=QUESTION, agent=THEIR_AGENT, value=e.label, score=0.7)]
         if index % 3 == 0 else []) for index, e in enumerate(examples)])
+    twin = {e.id: f"copy-{e.id}" for e in examples[16:]}  # a copy of each text nobody will have reviewed
+    twin.update({copy: record_id for record_id, copy in twin.items()})
+    dataset.records.log([rg.Record(id=twin[e.id], fields={"quote": e.text.upper()}, metadata={"source_site": "imdb"})
+                         for e in examples[16:]])
     config, env = _config(tmp_path, stack_settings, dataset_name)
     stored = stored_records(stack_settings, dataset.id)
     reviewed = [e.id for e in examples[:16]]
@@ -148,7 +153,7 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         submit_label(stack_settings, stored[e.id]["id"], e.label, question=QUESTION)
     services = Services(load_settings(config))
     train_job(services)
-    assert score_job(services, full=True).scored == 30
+    assert score_job(services, full=True).scored == 30 + len(examples[16:])
     cold_start_job(services, ColdStartSettings(clusters=4, device="cpu"))  # ranks every record: no test set yet
 
     drawn = run_worker(["test-set", "-c", str(config), "--size", "6"], env)
@@ -158,10 +163,14 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
     stored = stored_records(stack_settings, dataset.id)
     test_ids = {record_id for record_id, record in stored.items() if "test_set_rank" in record["metadata"]}
     assert len(test_ids) == 6 and not test_ids & set(reviewed)
+    copies = {twin[record_id] for record_id in test_ids} - test_ids
+    assert copies and f"… and off {len(copies)} other records carrying a test record's text" in drawn.stdout
+    assert services.test_sets.get(services.gateway.dataset_key).copies_cleared  # a later run reads them no more
+    blind = len(test_ids) + len(copies)
     for record_id, record in stored.items():
         assert record["metadata"]["source_site"] == "imdb"
         agents = {suggestion["agent"] for suggestion in record["suggestions"]}
-        if record_id in test_ids:
+        if record_id in test_ids | copies:
             assert not {"model_version", "predicted_label", "cold_start_rank"} & set(record["metadata"])
             assert agents <= {THEIR_AGENT}  # theirs stays; the model's is gone
         else:
@@ -173,19 +182,21 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
     assert theirs == {e.id for index, e in enumerate(examples) if index % 3 == 0 and e.id not in reviewed}
 
     again = score_job(services, full=True)
-    assert again.blind == 6 and again.scored == 0  # the others were up to date, the test records left out
-    assert "6 test records left without the model's answer until reviewed" in again.summary()
+    assert again.blind == blind and again.scored == 0  # the others were up to date, the test records left out
+    assert f"{blind} test records (or copies of their texts) left without the model's answer until reviewed" in (
+        again.summary())
     labelled, truth = sorted(test_ids)[:2], {e.id: e.label for e in examples}
+    truth.update({twin[e.id]: e.label for e in examples[16:]})
     for record_id in labelled:
         submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
-    assert score_job(services, full=True).blind == 6  # one label of the two the dataset asks for
+    assert score_job(services, full=True).blind == blind  # one label of the two the dataset asks for
     second = create_annotator(stack_settings, client, f"second-{dataset_name}"[:40])
     for record_id in labelled:
         submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION, headers=second)
     after_review = score_job(services, full=True)
-    assert after_review.blind == 4 and after_review.scored == 2
+    assert after_review.blind == blind - 2 and after_review.scored == 2
     stored = stored_records(stack_settings, dataset.id)
-    for record_id in test_ids:
+    for record_id in test_ids | copies:
         assert ("model_version" in stored[record_id]["metadata"]) == (record_id in labelled)
 
 

@@ -15,8 +15,8 @@ from worker.config import load_settings
 from worker.errors import WorkerError
 from worker.jobs import calibrate_job
 from worker.registry import ModelRegistry
-from worker.services import Services
 from worker.scoring import load_classifier
+from worker.services import Services
 from worker.training.compare import (
     MIN_GATE_TEST_RECORDS,
     _bootstrap_differences,

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -68,6 +70,23 @@ def test_a_training_stream_loses_the_test_records_and_copies_of_their_texts_only
     assert stream.held == len(test_set.ids) + 1 and stream.copies_dropped == 1
     nothing_drawn = TestSetFilter(None)
     assert [r.record_id for r in nothing_drawn.without(iter(records))] == [r.record_id for r in records]
+    assert stream.is_copy(copy) and stream.covers(copy) and stream.covers(marked_elsewhere)
+    assert not stream.is_copy(records[int(test_set.ids[0][1:])])  # the test record itself is no copy
+    assert not stream.covers(_record("x", "text 12")) and not nothing_drawn.covers(copy)
+
+
+def test_a_stored_test_set_says_whether_the_copies_of_its_texts_were_cleared(tmp_path):
+    """A test set stored before the flag existed reads as not cleared: the next test-set run clears them once."""
+    drawn = draw_test_set(iter([_record(f"r{i}", f"text {i}") for i in range(5)]), 2)
+    store = TestSetStore(tmp_path / "test_sets.json")
+    store.put("ds", drawn)
+    assert not store.get("ds").copies_cleared
+    store.put("ds", replace(drawn, copies_cleared=True))
+    assert store.get("ds").copies_cleared
+    older = json.loads((tmp_path / "test_sets.json").read_text())
+    del older["ds"]["copies_cleared"]
+    (tmp_path / "test_sets.json").write_text(json.dumps(older))
+    assert store.get("ds") == drawn
 
 
 def test_only_the_records_answered_from_rank_1_on_count_a_later_one_waits_for_the_ranks_before_it():
@@ -108,7 +127,8 @@ def test_the_wilson_interval_stays_inside_0_and_1_and_narrows_with_more_records(
     assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     low, high = wilson_interval(0, 10)
     assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
-    assert wilson_interval(10, 10)[1] == pytest.approx(1.0) and wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
     narrow = wilson_interval(150, 200)
     assert narrow[0] < 0.75 < narrow[1] and narrow[1] - narrow[0] < 0.13
     assert wilson_interval(0, 0) == (0.0, 1.0)
@@ -227,5 +247,6 @@ def test_a_score_run_passes_over_the_test_records_nobody_has_reviewed_and_counts
 
     assert [record.record_id for record in todo] == ["t3", "r1"]  # a forced (failed) push is passed over too
     assert report.blind == 3 and report.considered == 5
-    assert "3 test records left without the model's answer until reviewed" in report.summary()
+    assert "3 test records (or copies of their texts) left without the model's answer until reviewed" in (
+        report.summary())
     assert is_test_record(marked, frozenset()) and not is_test_record(other, ids)
