@@ -25,7 +25,7 @@ import random
 import numpy as np
 
 from benchmarks._shared import write_results
-from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loops, mean_text
+from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loop_rows, mean_text
 from worker.calibration import expected_calibration_error, fit_scores_temperature, fit_temperature, tempered
 from worker.config import ScoringSettings
 from worker.constants import PROBABILITY_FLOOR
@@ -33,8 +33,6 @@ from worker.jobs import scorer_options
 from worker.records import label_index
 from worker.training.calibrate import scored_probabilities
 from worker.training.data import Example
-
-logger = logging.getLogger("benchmarks.test_set_calibration")
 
 
 def _scored(model: LoopModel, examples: list[Example], options: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -80,15 +78,11 @@ def main() -> None:
     parser.add_argument("--truth", type=int, default=400, help="other unreviewed records scored as the truth")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs: list[dict] = []
-    for set_name, seed, models in loops(args):
-        for model in models:
-            row = {"set": set_name, "seed": seed, **calibration_row(model, args.truth, seed)}
-            runs.append(row)
-            logger.warning("%s seed %d %s: truth ECE raw %.3f, worker (τ %.2f) %.3f, test τ %.2f %.3f; estimates: "
-                           "validation %.3f, test set %.3f", set_name, seed, row["model"], row["truth_ece_raw"],
-                           row["worker_temperature"], row["truth_ece_worker"], row["test_temperature"],
-                           row["truth_ece_test_temperature"], row["validation_estimate"], row["test_estimate"])
+    runs = loop_rows(args, lambda models, seed: [calibration_row(model, args.truth, seed) for model in models],
+                     lambda row: (f"{row['model']}: truth ECE raw {row['truth_ece_raw']:.3f}, worker "
+                                  f"(τ {row['worker_temperature']:.2f}) {row['truth_ece_worker']:.3f}, test τ "
+                                  f"{row['test_temperature']:.2f} {row['truth_ece_test_temperature']:.3f}; estimates: "
+                                  f"validation {row['validation_estimate']:.3f}, test set {row['test_estimate']:.3f}"))
     lines = [("| set | model | reviewed (validation) | truth: raw MC mean | truth: as the worker writes (τ) | "
               "truth: τ fitted on the test set | estimate on the validation records | estimate on the test set |"),
              "|---|---|---:|---:|---:|---:|---:|---:|"]

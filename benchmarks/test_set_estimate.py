@@ -23,7 +23,7 @@ import logging
 import random
 import statistics
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +139,19 @@ def loops(args: argparse.Namespace) -> Iterator[tuple[str, int, Iterator[LoopMod
                 yield set_name, seed, loop_models(pool, first, second, args.test, seed, Path(work))
 
 
-def run_one(models: Iterator[LoopModel]) -> list[dict]:
+def loop_rows(args: argparse.Namespace, rows_of: Callable[[Iterator[LoopModel], int], list[dict]],
+              describe: Callable[[dict], str]) -> list[dict]:
+    """The rows ``rows_of(models, seed)`` gives for each loop ``args`` choose (:func:`loops`), each with its set and
+    seed, and logged as ``describe`` says."""
+    runs: list[dict] = []
+    for set_name, seed, models in loops(args):
+        for row in rows_of(models, seed):
+            runs.append({"set": set_name, "seed": seed, **row})
+            logger.warning("%s seed %d %s", set_name, seed, describe(row))
+    return runs
+
+
+def run_one(models: Iterator[LoopModel], seed: int = 0) -> list[dict]:
     """Both models' three figures on one pool: [{model, reviewed, validation…, test…, truth}]."""
     rows = []
     for model in models:
@@ -161,14 +173,10 @@ def main() -> None:
     add_loop_arguments(parser, seeds=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs: list[dict] = []
-    for set_name, seed, models in loops(args):
-        for row in run_one(models):
-            runs.append({"set": set_name, "seed": seed, **row})
-            logger.warning("%s seed %d %s: validation %.3f (%d), test %.3f [%.3f, %.3f] (%d), truth %.3f (%d)",
-                           set_name, seed, row["model"], row["validation_accuracy"], row["validation_records"],
-                           row["test_accuracy"], *row["test_interval"], row["test_records"], row["truth"],
-                           row["truth_records"])
+    runs = loop_rows(args, run_one, lambda row: (
+        f"{row['model']}: validation {row['validation_accuracy']:.3f} ({row['validation_records']}), test "
+        f"{row['test_accuracy']:.3f} [{row['test_interval'][0]:.3f}, {row['test_interval'][1]:.3f}] "
+        f"({row['test_records']}), truth {row['truth']:.3f} ({row['truth_records']})"))
     lines = [("| set | model | reviewed | validation accuracy (records) | test-set accuracy [95 % interval] | "
              "truth: the other unreviewed records | truth inside the interval |"), "|---|---|---:|---|---|---:|---:|"]
     for run in runs:

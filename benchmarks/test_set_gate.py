@@ -27,12 +27,10 @@ import statistics
 from collections.abc import Sequence
 
 from benchmarks._shared import write_results
-from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loops, mean_text
+from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loop_rows, mean_text
 from worker.config import TrainingSettings
 from worker.training.compare import Comparison, compare_models
 from worker.training.data import Example
-
-logger = logging.getLogger("benchmarks.test_set_gate")
 
 TOLERANCE = TrainingSettings().gate_tolerance
 FIRST_RANKS = 50  # a test set being reviewed: its first ranks answered
@@ -104,18 +102,18 @@ def report(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _describe(row: dict) -> str:
+    readings = "; ".join(f"{name} {reading['difference']:+.3f} ({reading['records']})"
+                         for name, reading in row["readings"].items())
+    return f"{row['way']}: truth {row['truth_difference']:+.3f}; {readings}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_loop_arguments(parser, seeds=2)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    runs: list[dict] = []
-    for set_name, seed, models in loops(args):
-        for row in gate_rows(list(models)):
-            runs.append({"set": set_name, "seed": seed, **row})
-            logger.warning("%s seed %d %s: truth %+.3f; %s", set_name, seed, row["way"], row["truth_difference"],
-                           "; ".join(f"{name} {reading['difference']:+.3f} ({reading['records']})"
-                                     for name, reading in row["readings"].items()))
+    runs = loop_rows(args, lambda models, seed: gate_rows(list(models)), _describe)
     write_results("test_set_gate", {"runs": runs, "seeds": args.seeds, "pool": args.pool, "test": args.test,
                                     "tolerance": TOLERANCE}, report(runs))
 
