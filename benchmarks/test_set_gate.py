@@ -16,7 +16,8 @@ matches the decision on the truth.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.test_set_gate [--seeds 2] [--pool 1200] [--test 200]
 
-Writes benchmarks/results/test_set_gate.{json,md}. CPU: about 8 minutes per set and seed on 2 cores (run it alone).
+Writes benchmarks/results/test_set_gate.{json,md}. CPU: about 8 minutes per set and seed on 2 cores (run it
+alone).
 """
 
 from __future__ import annotations
@@ -25,12 +26,18 @@ import argparse
 import logging
 import statistics
 from collections.abc import Sequence
+from types import SimpleNamespace
+from unittest.mock import patch
+
+import numpy as np
 
 from benchmarks._shared import write_results
 from benchmarks.test_set_estimate import LoopModel, _examples, add_loop_arguments, loop_rows, mean_text
 from worker.config import TrainingSettings
+from worker.scoring.model import Classifier
 from worker.training.compare import Comparison, compare_models
 from worker.training.data import Example
+from worker.training.evaluate import predict_probabilities
 
 TOLERANCE = TrainingSettings().gate_tolerance
 FIRST_RANKS = 50  # a test set being reviewed: its first ranks answered
@@ -54,20 +61,39 @@ def readings(candidate: LoopModel, current: LoopModel, test: Sequence[Example]) 
     }
 
 
+class RememberedAnswers:
+    """``predict_probabilities`` for ``compare_models``, each (model, text)'s deterministic answer computed once:
+    the readings overlap (the test set's ranks 1–50 are in all 200) and both ways ask for both models' answers.
+    One per loop (a model is known by its ``id``)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, str], np.ndarray] = {}
+
+    def __call__(self, classifier: Classifier, texts: Sequence[str], *, pairs=None, samples: int = 1,
+                 seed: int = 0) -> SimpleNamespace:
+        assert pairs is None and samples == 1, "the loop's records are single texts, compared deterministically"
+        missing = [text for text in dict.fromkeys(texts) if (id(classifier), text) not in self.rows]
+        if missing:
+            computed = predict_probabilities(classifier, missing, samples=1, seed=seed).deterministic  # [M, C]
+            self.rows.update({(id(classifier), text): row for text, row in zip(missing, computed, strict=True)})
+        return SimpleNamespace(deterministic=np.stack([self.rows[(id(classifier), text)] for text in texts]))
+
+
 def gate_rows(models: list[LoopModel]) -> list[dict]:
     """Both ways of one loop: [{way, truth difference, {reading: (difference, records, interval)}}]."""
     first, second = models
     test = _examples(first.test)
     truth_records = _examples(second.unreviewed)  # unreviewed after both batches: neither model trained on them
     rows = []
-    for way, candidate, current in (("improved: second model vs first", second, first),
-                                    ("regressed: first model vs second", first, second)):
-        truth = compare_models(candidate.classifier, current.classifier, truth_records, None)
-        rows.append({"way": way, "truth_difference": _difference(truth), "truth_records": truth.records,
-                     "readings": {name: {"difference": _difference(reading), "records": reading.records,
-                                         "test_records": reading.test_records,
-                                         "interval": list(reading.interval) if reading.interval else None}
-                                  for name, reading in readings(candidate, current, test).items()}})
+    with patch("worker.training.compare.predict_probabilities", RememberedAnswers()):
+        for way, candidate, current in (("improved: second model vs first", second, first),
+                                        ("regressed: first model vs second", first, second)):
+            truth = compare_models(candidate.classifier, current.classifier, truth_records, None)
+            rows.append({"way": way, "truth_difference": _difference(truth), "truth_records": truth.records,
+                         "readings": {name: {"difference": _difference(reading), "records": reading.records,
+                                             "test_records": reading.test_records,
+                                             "interval": list(reading.interval) if reading.interval else None}
+                                      for name, reading in readings(candidate, current, test).items()}})
     return rows
 
 
