@@ -82,7 +82,9 @@ def gate_records(validation: Sequence[Example], test: Sequence[Example]) -> tupl
     order, none trained on) alone from :data:`MIN_GATE_TEST_RECORDS` of them, else both.
 
     ``benchmarks/test_set_gate.py`` (BBC News, 20 Newsgroups; the second model of an active-learning loop against
-    the first, and the other way round): see benchmarks/RESULTS.md "The promotion gate on the test set"."""
+    the first, and the other way round; benchmarks/RESULTS.md "The promotion gate on the test set"): on the
+    validation records alone the gate promoted the worse model in 3 of 4 regressions; on the test set (50 or 200
+    records) it was right in 8 of 8 decisions, with the validation records 7 of 8 (the miss on the tolerance)."""
     if len(test) >= MIN_GATE_TEST_RECORDS:
         return [], list(test)
     return list(validation), list(test)
