@@ -541,8 +541,14 @@ class ArgillaHttp:
         return len(self.headers) > (1 if self.hf_token_sent else 0)
 
     def client_args(self) -> dict[str, Any]:
-        """Keyword arguments of ``argilla.Argilla`` (its timeout is whole seconds)."""
-        return {"headers": dict(self.headers), "verify": self.verify, "timeout": max(1, math.ceil(self.timeout_s))}
+        """Keyword arguments of ``argilla.Argilla`` (its timeout is whole seconds).
+
+        ``retries=0``: the SDK's transport would otherwise retry a refused connection 5 times itself (~7.5 s of
+        backoff) under each of the gateway's attempts, so that "retry 1 of 4" came 7.5 s late and a server that is
+        down took ~45 s instead of the policy's ~7.5 s to be reported. The gateway's RetryPolicy is the one policy.
+        """
+        return {"headers": dict(self.headers), "verify": self.verify, "timeout": max(1, math.ceil(self.timeout_s)),
+                "retries": 0}
 
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110's token)

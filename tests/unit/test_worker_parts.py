@@ -729,3 +729,26 @@ def test_config_check_asks_for_a_test_set_while_the_dataset_has_none_and_unrevie
     assert "`argilla-worker test-set` marks 200 records drawn at random" in todo(500, 0, {"test-set": 1, "oof": 2})[0]
     assert todo(500, 20, {"oof": 2}) == []  # test_set_rank is on the dataset: drawn
     assert todo(500, 500, {"test-set": 1}) == []  # every record reviewed: nothing to draw from
+
+
+def test_a_server_that_is_down_is_tried_once_per_attempt_not_again_by_the_sdk(monkeypatch):
+    """The gateway's RetryPolicy is the one retry policy: the SDK's transport does not add its own connection
+    retries (5, ~7.5 s of backoff) under each attempt. Counted as TCP connection attempts to a port nobody serves."""
+    import socket
+
+    from worker.errors import ArgillaUnavailableError
+    from worker.gateway.client import ArgillaGateway
+
+    with socket.socket() as probe:  # a port that was free a moment ago: connecting is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    attempts = []
+    connect = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: attempts.append(args[0]) or connect(
+        *args, **kwargs))
+
+    with pytest.raises(ArgillaUnavailableError):
+        ArgillaGateway(api_url=f"http://127.0.0.1:{port}", api_key="key", dataset_name="d", workspace="w",
+                       http=load_settings().argilla.http())
+
+    assert attempts == [("127.0.0.1", port)]

@@ -79,11 +79,31 @@ def _register_read_modify_write_engine() -> None:
     SearchEngine.register(engine_name="opensearch")(ReadModifyWriteOpenSearchEngine)
 
 
+THEN = "--then"  # separates server commands run one after the other in this one process
+
+
 def main(argv: list[str]) -> None:
+    """Run the server CLI's command ``argv``; ``a b --then c d`` runs ``a b``, then ``c d`` (one interpreter and one
+    import of the server for both, ~3 s less per step), stopping with the exit status of the first that fails."""
     _register_read_modify_write_engine()
     from argilla_server.cli.__main__ import app
 
-    app(args=argv, prog_name="argilla-server")
+    *first, last = _commands(argv)
+    for command in first:
+        status = app(args=command, prog_name="argilla-server", standalone_mode=False)
+        if status:  # click answers a command's exit status instead of exiting when not standalone
+            sys.exit(status)
+    app(args=last, prog_name="argilla-server")
+
+
+def _commands(argv: list[str]) -> list[list[str]]:
+    commands: list[list[str]] = [[]]
+    for argument in argv:
+        if argument == THEN:
+            commands.append([])
+        else:
+            commands[-1].append(argument)
+    return commands
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import httpx
 import psutil
 
 from worker.errors import ComponentStartError, LocalArgillaError, PortInUseError
+from worker.local_argilla.launcher import THEN  # imports nothing of the server at module level
 from worker.local_argilla.settings import LocalArgillaSettings
 
 logger = logging.getLogger(__name__)
@@ -101,15 +102,16 @@ class LocalArgilla:
         self._ensure_server_venv()
         for directory in (self.logs_dir, self.home_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        search_started = False
+        search_started = server_started = False
         for component in self._components():
             if self._is_running(component):
                 continue
             if component.name == "server":
                 self._prepare_database(reindex=search_started)
+                server_started = True
             self._start(component)
             search_started = search_started or component.name == "search"
-        if search_started and self._is_ours_and_alive("server"):
+        if search_started and not server_started and self._is_ours_and_alive("server"):
             # The server was already up while the search engine restarted empty.
             self._reindex()
         check = self.check_index()
@@ -311,15 +313,16 @@ class LocalArgilla:
             return {}
 
     def _prepare_database(self, *, reindex: bool) -> None:
+        """Migrate the database and create the owner (once: an existing owner is left as it is), in one process."""
         s = self.settings
-        self._run_server_cli(["database", "migrate"], "migrate")
         self._run_server_cli(
-            ["database", "users", "create", "--first-name", s.username, "--username", s.username,
+            ["database", "migrate", THEN,
+             "database", "users", "create", "--first-name", s.username, "--username", s.username,
              "--password", s.password.get_secret_value(), "--role", "owner",
              "--api-key", s.api_key.get_secret_value(), "--workspace", s.workspace],
-            "create-owner",
+            "prepare-database",
         )
-        if reindex:
+        if reindex and self._database_counts():  # an empty database has nothing to index
             self._reindex()
 
     def _run_server_cli(self, args: list[str], step: str) -> None:
