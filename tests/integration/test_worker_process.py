@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.annotator import raw_responses, submit_label
+from tests.integration.cli import run_worker
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.demo_data import LabelledText
@@ -377,15 +378,23 @@ def test_unusable_disks_and_model_paths_are_one_line_before_any_long_job(setup):
          "so this is not an Argilla 2.x server's root URL"),
     ]
 
-    def attempt(case):
-        args, override, _ = case
+    as_processes = {3, 7}  # `run` (the service) as real processes; the others through the same CLI in this process
+
+    def attempt(index_and_case):
+        index, (args, override, _) = index_and_case
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "worker", *args], cwd=REPO_ROOT, env={**base_env, **override},
-                                capture_output=True, text=True, timeout=120, check=False)
+        if index in as_processes:
+            result = subprocess.run([sys.executable, "-m", "worker", *args], cwd=REPO_ROOT,
+                                    env={**base_env, **override}, capture_output=True, text=True, timeout=120,
+                                    check=False)
+        else:
+            result = run_worker(args, {**base_env, **override})
         return result, time.monotonic() - started
 
-    with ThreadPoolExecutor(max_workers=3) as pool:  # independent processes: three at a time keep CI short
-        outcomes = list(pool.map(attempt, cases))
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the processes beside the in-process commands
+        processes = {index: pool.submit(attempt, (index, cases[index])) for index in as_processes}
+        outcomes = [processes[index].result() if index in processes else attempt((index, case))
+                    for index, case in enumerate(cases)]
     for (args, _, message), (result, seconds) in zip(cases, outcomes):
         assert result.returncode == 1 and "Traceback" not in result.stderr, (args, result.stderr[-2000:])
         assert result.stderr.strip().splitlines()[-1] == f"error: {message}" or message in result.stderr, (
