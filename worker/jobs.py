@@ -82,6 +82,7 @@ from worker.training.data import (
 )
 from worker.training.evaluate import few_labels_predicted, not_learned, predict_probabilities
 from worker.training.job import (
+    HeldOutScores,
     TrainingOutcome,
     prepare_training_set,
     read_examples,
@@ -838,7 +839,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
     _warn_if_not_learned(outcome.model)
     if tested is not None:
-        measured, _ = _measure_on_test_set(services, outcome.model, tested, labels, crowd)
+        measured, _ = _measure_on_test_set(services, outcome.model, tested, labels, crowd,
+                                           held_out=outcome.held_out_scores)
         if measured is not None:
             outcome = replace(outcome, model=measured)
     if outcome.promoted:
@@ -875,12 +877,14 @@ def _test_progress(services: Services, test_set: TestSet) -> TestProgress:
 
 
 def _measure_on_test_set(services: Services, model: ModelVersion | None, state: TestProgress, labels: Sequence[str],
-                         crowd: CrowdModel | None, *, again: bool = True
+                         crowd: CrowdModel | None, *, again: bool = True, held_out: HeldOutScores | None = None
                          ) -> tuple[ModelVersion | None, TestMeasure | None]:
     """``model`` measured on the test set's records answered in rank order (``state``), leaving out those it was
     taught; the figures go to its metrics (``test``). (the entry, the figures): the entry unchanged and no figures
     when none of those records has a label or the model cannot be measured (logged: a training stands).
-    ``again=False``: only when the records in order differ in number from those the stored figures came from."""
+    ``again=False``: only when the records in order differ in number from those the stored figures came from.
+    ``held_out``: the model's scores on test records its training computed; used when they are the records measured
+    (one score run over the test set a training, not two)."""
     stored = (model.metrics.get("test") or {}) if model is not None else {}
     if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
         return model, None
@@ -899,7 +903,8 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
                          scorer_options=scorer_options(scoring),
                          temperature=classifier.temperature if scoring.calibrated else 1.0,
                          crossfit=scoring.calibrated and "test set" in str(
-                             model.metrics.get("validation", {}).get("temperature_fitted_on", "")))
+                             model.metrics.get("validation", {}).get("temperature_fitted_on", "")),
+                         scored=held_out.for_examples(untaught) if held_out is not None else None)
     except WorkerError as error:
         logger.warning("model %s not measured on the test set: %s", model.version, error)
         return model, None

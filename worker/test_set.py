@@ -269,13 +269,15 @@ def wilson_interval(correct: int, total: int, z: float = INTERVAL_Z) -> tuple[fl
 
 def measure(classifier: Classifier, version: str, examples: Sequence[Example], *, left_out: int = 0,
             beyond: int = 0, in_order: int = 0, seed: int = 0, scorer_options: Mapping[str, Any] | None = None,
-            temperature: float = 1.0, crossfit: bool = False) -> TestMeasure:
+            temperature: float = 1.0, crossfit: bool = False, scored: np.ndarray | None = None) -> TestMeasure:
     """``classifier``'s deterministic answers on the reviewed test ``examples`` (N of them, N ≥ 1): the model's
     own thresholds for label sets. With ``scorer_options`` (one label a record), also the calibration error of the
     confidence the worker writes: the examples scored as records are (a :class:`~worker.scoring.engine.Scorer` with
     those options: the MC-dropout mean), read at ``temperature`` — or, with ``crossfit`` (the temperature was fitted
     on these records), each half read at a temperature fitted on the other half: not a figure of the records the
-    temperature was fitted on. Cost: one deterministic pass, and one score run over the N texts.
+    temperature was fitted on. ``scored`` [N, C]: those scores, computed before (the training that fitted the
+    temperature scored the same records with the same model and options). Cost: one deterministic pass, and one
+    score run over the N texts unless ``scored`` is given.
 
     Raises:
         DataError: a label is not one of the classifier's labels.
@@ -302,7 +304,8 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
         index = label_index(classifier.labels)
         targets = np.asarray([_index_of(index, example) for example in examples])  # [N]
         accuracy, macro_f1 = classification_metrics(deterministic, targets, len(classifier.labels))
-        scored = scored_probabilities(classifier, examples, scorer_options, seed=seed) if scorer_options else None
+        if scored is None and scorer_options:
+            scored = scored_probabilities(classifier, examples, scorer_options, seed=seed)
         if scored is not None:  # [N, C]; None when the scorer skipped a text
             ece = (crossfit_temperature_ece(np.log(np.clip(scored, PROBABILITY_FLOOR, 1.0)), targets, seed)
                    if crossfit else expected_calibration_error(tempered(scored, temperature), targets))

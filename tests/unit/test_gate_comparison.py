@@ -235,6 +235,44 @@ def test_a_retrain_with_test_records_answered_gates_on_them_beside_the_validatio
     assert f"on {untaught_validation} validation and {len(test)} test-set records" in second.decision.reason
 
 
+def test_a_training_scores_its_test_records_once_and_the_measure_after_it_reads_those_scores(tiny_model_dir,
+                                                                                              tmp_path, monkeypatch):
+    """The temperature fit and the test-set measure after registration need the same score run over the test
+    records (same model, options and seed): the training hands its scores on; the figures are those of a measure
+    that scores them itself. A first model refit on every example is another model: no scores are handed on."""
+    import worker.training.calibrate
+    from worker.test_set import measure
+
+    registry = ModelRegistry(tmp_path / "registry")
+    examples = sentiment_examples(64)
+    options = {"samples": 3, "mc_layers": "all"}
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    refit = retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=True,
+                                                   select_min_validation=50), mc_samples=2,
+                    scorer_options=options, random_held_out=examples[48:])
+    assert refit.model.metrics["training"].get("refit_on") and refit.held_out_scores is None
+    second_set = build_training_set(examples[:48], [], LABELS, min_annotated=10)
+    test = examples[48:]
+
+    outcome = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2,
+                      scorer_options=options, random_held_out=test)
+
+    handed = outcome.held_out_scores
+    assert handed is not None and handed.ids == tuple(example.id for example in test)
+    assert handed.probabilities.shape == (len(test), len(LABELS))
+    assert handed.for_examples(test[1:]) is None  # other records: scored anew
+    classifier = load_classifier(outcome.model.path, device="cpu", version=outcome.model.version)
+    scored_itself = measure(classifier, outcome.model.version, test, scorer_options=options,
+                            temperature=classifier.temperature)
+    runs = []
+    original = worker.training.calibrate.scored_probabilities
+    monkeypatch.setattr(worker.training.calibrate, "scored_probabilities",
+                        lambda *args, **kwargs: runs.append(args) or original(*args, **kwargs))
+    reading = measure(classifier, outcome.model.version, test, scorer_options=options,
+                      temperature=classifier.temperature, scored=handed.for_examples(test))
+    assert runs == [] and reading == scored_itself
+
+
 def _parts(records: int, seed: int) -> np.ndarray:
     """[2, 3, N, 2]: a candidate right on about 80 % of N two-class records, the current model on about 70 %."""
     rng = np.random.default_rng(seed)

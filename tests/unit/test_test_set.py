@@ -184,6 +184,7 @@ def test_the_temperature_is_fitted_on_the_records_drawn_at_random_once_there_are
     """100 reviewed test records: they alone (what the scored records look like); fewer: with the validation
     records; none: the validation records, as before a test set."""
     from worker.calibration import MIN_TEMPERATURE_RECORDS
+    from worker.training.calibrate import scored_probabilities
     from worker.training.job import temperature_records
 
     first, second = tiny_classifier.labels[:2]
@@ -191,19 +192,19 @@ def test_the_temperature_is_fitted_on_the_records_drawn_at_random_once_there_are
     scored = np.full((6, len(tiny_classifier.labels)), 1 / len(tiny_classifier.labels))  # [6, C]
     drawn = [Example(f"t{i}", f"test text number {i}", first if i % 3 else second)
              for i in range(MIN_TEMPERATURE_RECORDS)]
-    options = {"samples": 2, "mc_layers": "all"}
+    drawn_scored = scored_probabilities(tiny_classifier, drawn, {"samples": 2, "mc_layers": "all"})  # [100, C]
 
-    alone, alone_scored, source = temperature_records(tiny_classifier, validation, scored, drawn, options)
+    alone, alone_scored, source = temperature_records(validation, scored, drawn, drawn_scored)
     assert source == "test set" and [e.id for e in alone] == [e.id for e in drawn]
-    assert alone_scored.shape == (MIN_TEMPERATURE_RECORDS, len(tiny_classifier.labels))
-    assert np.allclose(alone_scored.sum(axis=1), 1.0)
-    both, both_scored, source = temperature_records(tiny_classifier, validation, scored, drawn[:10], options)
+    assert alone_scored is drawn_scored and np.allclose(alone_scored.sum(axis=1), 1.0)
+    both, both_scored, source = temperature_records(validation, scored, drawn[:10], drawn_scored[:10])
     assert source == "validation + test set" and [e.id for e in both] == [*(e.id for e in validation),
                                                                             *(e.id for e in drawn[:10])]
-    # (the MC masks follow the batch's records: the 10 scored apart differ in their last digits from the 100's)
-    assert np.array_equal(both_scored[:6], scored) and np.allclose(both_scored[6:], alone_scored[:10], atol=0.02)
-    none, none_scored, source = temperature_records(tiny_classifier, validation, scored, [], options)
+    assert np.array_equal(both_scored[:6], scored) and np.array_equal(both_scored[6:], drawn_scored[:10])
+    none, none_scored, source = temperature_records(validation, scored, [], None)
     assert source == "validation" and none == validation and none_scored is scored
+    skipped, skipped_scored, source = temperature_records(validation, scored, drawn, None)  # the scorer skipped one
+    assert source == "validation" and skipped == validation and skipped_scored is scored
 
 
 def test_a_temperature_fitted_on_the_test_set_is_measured_cross_fitted_there(tiny_classifier):

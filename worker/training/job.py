@@ -51,9 +51,23 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class HeldOutScores:
+    """A model's probabilities on held-out examples as the worker scores records: ``ids`` [N] in the order of
+    ``probabilities`` [N, C] (the MC-dropout mean, uncalibrated)."""
+
+    ids: tuple[str, ...]
+    probabilities: np.ndarray
+
+    def for_examples(self, examples: Sequence[Example]) -> np.ndarray | None:
+        """The probabilities [N, C] when ``examples`` are these, in this order; else None (to be scored anew)."""
+        return self.probabilities if tuple(example.id for example in examples) == self.ids else None
+
+
+@dataclass(frozen=True)
 class TrainingOutcome:
     model: ModelVersion
     decision: GateDecision
+    held_out_scores: HeldOutScores | None = None  # the registered model's, on ``random_held_out`` (the test set's)
 
     @property
     def promoted(self) -> bool:
@@ -145,26 +159,36 @@ def trained_before(registry: ModelRegistry, training_set: TrainingSet, digest: s
 TemperatureSource = Literal["validation", "test set", "validation + test set"]
 
 
-def temperature_records(candidate: Classifier, validation: Sequence[Example], scored: np.ndarray,
-                        random_held_out: Sequence[Example], scorer_options: Mapping[str, Any], *, seed: int = 0
-                        ) -> tuple[list[Example], np.ndarray, TemperatureSource]:
+def temperature_records(validation: Sequence[Example], scored: np.ndarray, random_held_out: Sequence[Example],
+                        held_out_scored: np.ndarray | None) -> tuple[list[Example], np.ndarray, TemperatureSource]:
     """The records the candidate's temperature is fitted on, their probabilities as the worker scores records
-    ([N, C]) and their name: the records drawn at random (``random_held_out``, scored here: one score run over them)
-    when there are ``MIN_TEMPERATURE_RECORDS`` of them; else those and the validation records (``scored`` [V, C]);
-    the validation records alone when there are none (or the scorer skipped one of them).
+    ([N, C]) and their name: the records drawn at random (``random_held_out``, their probabilities
+    ``held_out_scored`` [H, C]) when there are ``MIN_TEMPERATURE_RECORDS`` of them; else those and the validation
+    records (``scored`` [V, C]); the validation records alone when there are none (or the scorer skipped one of
+    them: ``held_out_scored`` None).
 
     ``benchmarks/test_set_calibration.py`` (BBC News, 20 Newsgroups; a loop's first and second models, whose 6–43
     validation records fit none): a temperature fitted on a test set of 200 brought the confidence's calibration
     error on the other unreviewed records from 0.179 to 0.074 on average (0.328 → 0.057 at best)."""
-    if not random_held_out:
+    if not random_held_out or held_out_scored is None:
         return list(validation), scored, "validation"
     held = list(random_held_out)
-    held_scored = scored_probabilities(candidate, held, scorer_options, seed=seed)
-    if held_scored is None:
-        return list(validation), scored, "validation"
     if len(held) >= MIN_TEMPERATURE_RECORDS:
-        return held, held_scored, "test set"
-    return [*validation, *held], np.concatenate([scored, held_scored]), "validation + test set"
+        return held, held_out_scored, "test set"
+    return [*validation, *held], np.concatenate([scored, held_out_scored]), "validation + test set"
+
+
+def _held_out_scores(candidate: Classifier, random_held_out: Sequence[Example], scorer_options: Mapping[str, Any],
+                     seed: int) -> HeldOutScores | None:
+    """The candidate's probabilities on ``random_held_out`` as the worker scores records (one score run over them;
+    None when there are none or the scorer skipped one). Computed once a training: the temperature is fitted on
+    them and the test-set measure after registration reads its calibration error from them."""
+    if not random_held_out:
+        return None
+    probabilities = scored_probabilities(candidate, random_held_out, scorer_options, seed=seed)
+    if probabilities is None:
+        return None
+    return HeldOutScores(tuple(example.id for example in random_held_out), probabilities)
 
 
 def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: TrainingSettings, *,
@@ -215,10 +239,11 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
                                     mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
                                     scored=scored)
-        fit, fitted_on = None, "validation"
+        fit, fitted_on, held_out = None, "validation", None
         if scored is not None:
-            fit_examples, fit_scored, fitted_on = temperature_records(candidate, validation, scored, random_held_out,
-                                                                      scorer_options or {}, seed=settings.seed)
+            held_out = _held_out_scores(candidate, random_held_out, scorer_options or {}, settings.seed)
+            fit_examples, fit_scored, fitted_on = temperature_records(
+                validation, scored, random_held_out, held_out.probabilities if held_out is not None else None)
             fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed)
         if fit is not None:
             write_temperature(fit, staged)
@@ -227,6 +252,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         refit = current is None and _refits(training_set, settings)
         if refit:
             _refit_on_every_example(start, training_set, staged, settings, stop, trust_remote_code)
+            held_out = None  # another model's: the refit one is scored anew
         _write_taught_ids(staged, training_set, current if settings.start_from == "current" else None, refit)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
@@ -255,7 +281,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         entry = registry.promote(entry.version, reason=decision.reason)
     else:
         entry = registry.reject(entry.version, decision.reason)
-    return TrainingOutcome(entry, decision)
+    return TrainingOutcome(entry, decision, held_out)
 
 
 def _stop_check(stop: threading.Event | None):
