@@ -243,7 +243,11 @@ class TrainingSettings(_Section):
 
     base_model: str = Field("", description="Hub id or directory of the pretrained encoder to start from")
     start_from: Literal["base", "current"] = "base"
-    data: Literal["annotated", "annotated+original"] = "annotated"
+    data: Literal["auto", "annotated", "annotated+original"] = Field(
+        "auto", description="what a later model trains on: the annotated records, or also the unreviewed records' own "
+                            "labels at original_weight; auto: the latter while the current model learnt from them and "
+                            "the test set does not show a quarter or more of them wrong (a first model always takes "
+                            "them)")
     original_weight: float = Field(0.3, gt=0, le=1, description="loss weight of unreviewed records' original labels")
     max_original: int | Literal["all"] = Field(
         100_000, description="unreviewed records' own labels a training (and each fold model of `score --oof`) takes "

@@ -69,6 +69,7 @@ from worker.test_set import (
     measure,
     progress,
     recovered_or_drawn,
+    wilson_interval,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
 from worker.training.compare import read_taught_ids
@@ -811,10 +812,17 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                            or settings.start_from != "current" else None)
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
-    first_model = services.registry.current() is None
+    previous = services.registry.current()
+    first_model = previous is None
     test_set = services.test_sets.get(services.gateway.dataset_key)
+    tested = _test_progress(services, test_set) if test_set is not None else None
+    configured = settings
+    data, why = resolved_training_data(settings.data, previous, own_label_check(tested, crowd))
+    if settings.data == "auto" and not first_model:
+        logger.info("%s", why)
+    settings = settings.model_copy(update={"data": data})
     test_records = TestSetFilter(test_set)
-    training_set = prepare_training_set(test_records.without(_training_records(services, first_model)), labels,
+    training_set = prepare_training_set(test_records.without(_training_records(services, first_model, data)), labels,
                                         settings, first_model=first_model, crowd=crowd,
                                         similarity=services.settings.copies.similarity)
     _log_test_records_held(test_records)
@@ -823,14 +831,11 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     try:
         _refuse_a_repeat(services, training_set, settings_digest(settings, options))
     except NothingNewError:  # reviews of test records alone change no training set: the current model's figure
-        if test_set is not None:
-            _measure_on_test_set(services, services.registry.current(), _test_progress(services, test_set), labels,
-                                 crowd, again=False)
+        if tested is not None:
+            _measure_on_test_set(services, previous, tested, labels, crowd, again=False)
         raise
-    previous = services.registry.current()
-    _warn_if_own_labels_dropped(previous, training_set, settings)
+    _warn_if_own_labels_dropped(previous, training_set, configured)
     services.registry.avoid(services.gateway.model_versions())
-    tested = _test_progress(services, test_set) if test_set is not None else None
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
                       trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
@@ -1007,16 +1012,17 @@ def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str)
         repeated.version)
 
 
-def _training_records(services: Services, first_model: bool) -> Iterator[PulledRecord]:
+def _training_records(services: Services, first_model: bool, data: str) -> Iterator[PulledRecord]:
     """The records a training reads: every record when the unreviewed records' own labels may join (a first model,
-    ``training.data = "annotated+original"``), else only those with a response — O(annotated), not O(dataset)."""
-    if first_model or services.settings.training.data == "annotated+original":
+    ``data`` — the resolved ``training.data`` — ``annotated+original``), else only those with a response —
+    O(annotated), not O(dataset)."""
+    if first_model or data == "annotated+original":
         yield from services.gateway.pull()
         return
     read = 0
     for read, record in enumerate(services.gateway.pull_annotated(), start=1):
         yield record
-    logger.info("training read the %d records with a response only (training.data = \"annotated\")", read)
+    logger.info("training read the %d records with a response only (annotated records alone)", read)
 
 
 # fewer training examples per label than this: a model that predicts few of its labels needs more of them first
@@ -1024,6 +1030,67 @@ FEW_EXAMPLES_PER_LABEL = 10
 # benchmarks/later_data.py (2 seeds): 120 annotated records vs the same plus 850 records' own labels at weight 0.3
 OWN_LABELS_MEASURED = ("0.721 / 0.698 on 120 annotated alone, 0.774 / 0.793 with them; at 30 % wrong 0.721 / 0.698 "
                        "vs 0.706 / 0.684")
+# the same benchmark: +0.05 / +0.10 accuracy with 10 % of the own labels wrong, −0.015 with 30 %: even at about a
+# quarter. ``training.data = "auto"`` leaves them out once the test set shows more than that wrong (95 % sure).
+OWN_LABELS_BREAK_EVEN = 0.25
+MIN_OWN_LABEL_CHECKS = 20  # test records answered in rank order that came with a label, before their errors count
+
+
+@dataclass(frozen=True)
+class OwnLabelCheck:
+    """The records' own labels as the test set judges them: of ``checked`` test records answered in rank order that
+    came with a label (a random sample of them), ``wrong`` got another label from their reviewers."""
+
+    checked: int = 0
+    wrong: int = 0
+
+    def interval(self) -> tuple[float, float]:
+        """The 95 % Wilson interval of the share of wrong own labels."""
+        return wilson_interval(self.wrong, self.checked)
+
+    def describe(self) -> str:
+        low, high = self.interval()
+        return (f"{self.wrong} of the {self.checked} test records answered in rank order that came with a label were "
+                f"relabelled (95 % interval {100 * low:.0f} % to {100 * high:.0f} % of the own labels wrong)")
+
+
+def own_label_check(tested: TestProgress | None, crowd: CrowdModel | None) -> OwnLabelCheck:
+    """How often the reviewers changed the label a test record came with (``record.reference``), over the test records
+    answered in rank order (the unbroken run from rank 1: a random sample of the records). O(test set)."""
+    checked = wrong = 0
+    for record in tested.in_order if tested is not None else ():
+        decided = verdict(record, crowd)
+        if record.reference is None or decided is None or decided.label is None:
+            continue
+        checked += 1
+        wrong += _label_key(decided.label) != _label_key(record.reference)
+    return OwnLabelCheck(checked, wrong)
+
+
+def _label_key(label: LabelValue) -> object:
+    """A label or a label set in a form that compares equal whatever the set's order."""
+    return label if isinstance(label, str) else frozenset(label)
+
+
+def resolved_training_data(configured: str, current: ModelVersion | None, check: OwnLabelCheck) -> tuple[str, str]:
+    """(what this training takes — ``annotated`` or ``annotated+original`` —, why). ``training.data = "auto"``: the
+    records' own labels join while the current model learnt from them (its metrics' ``training.original``), unless the
+    test set (``check``, from ``MIN_OWN_LABEL_CHECKS`` records) shows more than ``OWN_LABELS_BREAK_EVEN`` of them
+    wrong, 95 % sure; a first model always takes them (:func:`~worker.training.job.prepare_training_set`)."""
+    if configured != "auto":
+        return configured, f"training.data = {configured!r}"
+    if current is None:
+        return "annotated+original", "a first model"
+    own = int((current.metrics.get("training") or {}).get("original") or 0)
+    if not own:
+        return "annotated", f"training.data = 'auto': the current model {current.version} learnt from annotations only"
+    if check.checked >= MIN_OWN_LABEL_CHECKS and check.interval()[0] > OWN_LABELS_BREAK_EVEN:
+        return "annotated", (f"training.data = 'auto': the records' own labels are left out — {check.describe()}; "
+                             f"above {100 * OWN_LABELS_BREAK_EVEN:.0f} % wrong they cost a later model accuracy "
+                             f"(benchmarks/RESULTS.md, 'What a later model trains on')")
+    tested = f"; {check.describe()}" if check.checked else ""
+    return "annotated+original", (f"training.data = 'auto': the current model {current.version} learnt from {own} "
+                                  f"records' own labels: they stay in at training.original_weight{tested}")
 
 
 def _warn_if_own_labels_dropped(current: ModelVersion | None, training_set: TrainingSet,

@@ -38,6 +38,7 @@ from worker.training.compare import (
 )
 from worker.training.data import (
     Example,
+    TrainingData,
     TrainingSet,
     build_first_training_set,
     build_training_set,
@@ -83,14 +84,16 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
     With ``first_model`` (no current model yet) and fewer than ``training.min_annotated`` annotations,
     the first model trains on the labels the records carry (see :func:`build_first_training_set`); with
     more, on the annotations plus those labels at ``training.original_weight`` (whatever ``training.data``
-    says: one more annotation never shrinks a first model's training set to the annotated records alone),
+    says: one more annotation never shrinks a first model's training set to the annotated records alone); a later
+    model takes them unless ``training.data`` is ``"annotated"`` (``"auto"`` is resolved by the caller:
+    :func:`worker.jobs.resolved_training_data`),
     validated on annotated records. Copies of one text (and near copies at ``similarity`` < 1:
     ``copies.similarity``) are never on both sides of the validation split.
 
     Raises:
         DataError: too few labels, a class without examples, or a label outside ``labels``.
     """
-    data = "annotated+original" if first_model else settings.data
+    data: TrainingData = "annotated" if settings.data == "annotated" and not first_model else "annotated+original"
     sample = None if settings.max_original == "all" else settings.max_original
     annotated, original, tied = examples_from_records(records, labels, data=data,
                                                       original_weight=settings.original_weight, crowd=crowd,
@@ -128,12 +131,15 @@ def _majority_baseline(validation: Sequence[Example]) -> dict:
 
 # settings that change how a training runs, not the model it gives (where it runs, how memory is saved)
 _HOW_IT_RUNS = frozenset({"device", "micro_batch_size", "gradient_checkpointing", "compile"})
+_WHICH_EXAMPLES = frozenset({"data"})  # decides the training set, whose fingerprint holds what it decided
 
 
 def settings_digest(settings: TrainingSettings, scorer_options: Mapping[str, Any] | None) -> str:
     """A digest of what besides its data decides a training's model and its gate: the ``[training]`` settings
-    (less those of :data:`_HOW_IT_RUNS`) and the scoring options its validation records are scored with."""
-    chosen = {key: value for key, value in settings.model_dump(mode="json").items() if key not in _HOW_IT_RUNS}
+    (less those of :data:`_HOW_IT_RUNS` and :data:`_WHICH_EXAMPLES`) and the scoring options its validation records
+    are scored with."""
+    chosen = {key: value for key, value in settings.model_dump(mode="json").items()
+              if key not in _HOW_IT_RUNS | _WHICH_EXAMPLES}
     text = json.dumps({"training": chosen, "scoring": dict(scorer_options or {})}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -267,7 +273,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                      "current_version": current.version if current else None,
                      "current_macro_f1_same_validation": comparison.current_macro_f1 if comparison else None,
                      **({"comparison": comparison.as_dict()} if comparison else {})},
-            "training": {"fingerprint": training_set.fingerprint,
+            "training": {"fingerprint": training_set.fingerprint, "data": settings.data,
                          "settings_digest": settings_digest(settings, scorer_options), **training_set.counts(),
                          "start_model": str(start), "best_epoch": result.best_epoch,
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
