@@ -1057,19 +1057,10 @@ class OwnLabelCheck:
 def own_label_check(tested: TestProgress | None, crowd: CrowdModel | None) -> OwnLabelCheck:
     """How often the reviewers changed the label a test record came with (``record.reference``), over the test records
     answered in rank order (the unbroken run from rank 1: a random sample of the records). O(test set)."""
-    checked = wrong = 0
-    for record in tested.in_order if tested is not None else ():
-        decided = verdict(record, crowd)
-        if record.reference is None or decided is None or decided.label is None:
-            continue
-        checked += 1
-        wrong += _label_key(decided.label) != _label_key(record.reference)
-    return OwnLabelCheck(checked, wrong)
-
-
-def _label_key(label: LabelValue) -> object:
-    """A label or a label set in a form that compares equal whatever the set's order."""
-    return label if isinstance(label, str) else frozenset(label)
+    verdicts = (verdict(record, crowd) for record in (tested.in_order if tested is not None else ()))
+    judged = [decided for decided in verdicts
+              if decided is not None and decided.label is not None and decided.original_label is not None]
+    return OwnLabelCheck(len(judged), sum(decided.is_correction for decided in judged))
 
 
 def resolved_training_data(configured: str, current: ModelVersion | None, check: OwnLabelCheck) -> tuple[str, str]:
