@@ -581,8 +581,9 @@ def train(config_file: Path | None) -> None:
     """Fine-tune on the annotators' consensus labels, compare with the current model, register, gate.
 
     A stratified validation split is held out from annotated records; the new model becomes current
-    only if its validation macro-F1 is within training.gate_tolerance of the current model's on the
-    same records. Otherwise it is kept as 'rejected' with the reason. A training that would repeat the newest
+    only if its macro-F1 is within training.gate_tolerance of the current model's on the same records (the
+    validation records and the test set's answered, that the current model did not learn). Otherwise it is kept as
+    'rejected' with the reason, and how to promote it anyway. A training that would repeat the newest
     version (the same training set and settings, the same current model) says so and trains nothing.
     """
     services = _services(config_file, writes=("registry.path", "state_dir"))
@@ -615,6 +616,8 @@ def train(config_file: Path | None) -> None:
     if outcome.model.metrics.get("test"):
         click.echo(_test_set_line(outcome.model.metrics["test"]))
     if not outcome.promoted:
+        from worker.training.compare import rejection_advice
+        click.echo(rejection_advice(outcome.model.version, outcome.model.metrics["gate"]))
         sys.exit(3)
 
 

@@ -72,7 +72,7 @@ from worker.test_set import (
     wilson_interval,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.compare import read_taught_ids
+from worker.training.compare import read_taught_ids, rejection_advice
 from worker.training.data import (
     RARE_LABEL_FLOOR,
     Example,
@@ -840,8 +840,11 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
                       trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
                       random_held_out=_untaught_test_examples(tested, labels, crowd, previous, settings))
-    state = "promoted" if outcome.promoted else "rejected"
-    logger.info("model %s %s: %s", outcome.model.version, state, outcome.decision.reason)
+    if outcome.promoted:
+        logger.info("model %s promoted: %s", outcome.model.version, outcome.decision.reason)
+    else:
+        logger.info("model %s rejected: %s. %s", outcome.model.version, outcome.decision.reason,
+                       rejection_advice(outcome.model.version, outcome.model.metrics["gate"]))
     _warn_if_not_learned(outcome.model)
     if tested is not None:
         measured, _ = _measure_on_test_set(services, outcome.model, tested, labels, crowd,

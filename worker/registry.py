@@ -53,16 +53,17 @@ class GateDecision:
 
 
 def gate(candidate_macro_f1: float, current_macro_f1: float | None, tolerance: float) -> GateDecision:
-    """Pass when there is no current model, or the candidate's macro-F1 on the *same* validation records
-    is not worse than the current model's by more than ``tolerance``."""
+    """Pass when there is no current model, or the candidate's macro-F1 on the *same* records (see
+    :func:`worker.training.compare.gate_records`) is not worse than the current model's by more than
+    ``tolerance``."""
     if current_macro_f1 is None:
         return GateDecision(True, "no current model", candidate_macro_f1, None, tolerance)
     drop = current_macro_f1 - candidate_macro_f1
     if drop > tolerance:
-        return GateDecision(False, f"validation macro-F1 {candidate_macro_f1:.4f} is {drop:.4f} below the current "
+        return GateDecision(False, f"macro-F1 {candidate_macro_f1:.4f} is {drop:.4f} below the current "
                                    f"model's {current_macro_f1:.4f} (tolerance {tolerance})",
                             candidate_macro_f1, current_macro_f1, tolerance)
-    return GateDecision(True, f"validation macro-F1 {candidate_macro_f1:.4f} vs current {current_macro_f1:.4f} "
+    return GateDecision(True, f"macro-F1 {candidate_macro_f1:.4f} vs current {current_macro_f1:.4f} "
                               f"(tolerance {tolerance})", candidate_macro_f1, current_macro_f1, tolerance)
 
 

@@ -19,12 +19,14 @@ from worker.scoring import load_classifier
 from worker.services import Services
 from worker.training.compare import (
     MIN_GATE_TEST_RECORDS,
+    Comparison,
     _bootstrap_differences,
     _macro_f1,
     compare_models,
     gate_records,
     inferred_taught_ids,
     read_taught_ids,
+    rejection_advice,
     write_taught_ids,
 )
 from worker.training.data import (
@@ -217,6 +219,34 @@ def test_a_comparison_counts_and_names_its_test_set_records(tiny_model_dir):
         both.describe())
     assert both.as_dict()["test_records"] == 11
     assert alone.describe().startswith("on 12 test-set records: difference +0.0000")
+
+
+@pytest.mark.parametrize(("interval", "tells"), [((-0.30, -0.02), True), ((0.00, 0.20), True),
+                                                ((-0.33, 0.00), False), ((-0.02, 0.01), False), (None, False)])
+def test_a_comparison_tells_the_models_apart_only_when_its_interval_is_on_one_side_of_the_threshold(interval, tells):
+    comparison = Comparison(13, 40, 0.60, 0.77, interval, test_records=5)
+
+    assert comparison.can_tell(0.01) is tells
+
+
+def test_a_rejection_says_whether_the_gate_could_tell_and_how_to_override_it():
+    """The play-through's case: 13 records (5 of the test set), 95 % interval -0.33 to 0.00 — a coin toss, so the
+    advice says so and what gives the gate more evidence; a candidate worse beyond the noise is told apart."""
+    undecided = Comparison(13, 40, 0.60, 0.77, (-0.33, 0.0), test_records=5)
+    without_test_set = Comparison(13, 0, 0.60, 0.77, (-0.33, 0.0))
+    worse = Comparison(200, 0, 0.60, 0.77, (-0.25, -0.10), test_records=200)
+
+    def advice(comparison: Comparison) -> str:
+        return rejection_advice("v0002", {"current_version": "v0001", "tolerance": 0.01,
+                                          "comparison": comparison.as_dict()})
+
+    assert advice(undecided).startswith("v0001 stays current, but the gate could not tell the two apart on 13 "
+                                        "records, where the difference's 95 % interval reaches +0.0000")
+    assert "more of the test set's records answered in rank order" in advice(undecided)
+    assert "`argilla-worker test-set`" in advice(without_test_set)
+    assert advice(worse) == ("v0001 stays current (v0002 is worse beyond the comparison's noise); to use v0002 "
+                             "anyway: `argilla-worker models promote v0002`")
+    assert advice(undecided).endswith("`argilla-worker models promote v0002`")
 
 
 def test_a_retrain_with_test_records_answered_gates_on_them_beside_the_validation_records(tiny_model_dir, tmp_path):

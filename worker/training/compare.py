@@ -19,10 +19,11 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,12 @@ class Comparison:
             return f"{self.test_records} test-set records"
         return f"{validation} validation and {self.test_records} test-set records"
 
+    def can_tell(self, tolerance: float) -> bool:
+        """Whether the 95 % interval of the difference lies wholly on one side of ``-tolerance`` (the gate's
+        threshold): False when it straddles it — too few records, or two models too alike, for the decision to be
+        more than the point figure's toss (and with no interval, under 2 records)."""
+        return self.interval is not None and (self.interval[0] >= -tolerance or self.interval[1] < -tolerance)
+
     def as_dict(self) -> dict:
         return {"records": self.records, "test_records": self.test_records, "left_out_taught": self.left_out,
                 "candidate_macro_f1": self.candidate_macro_f1, "current_macro_f1": self.current_macro_f1,
@@ -88,6 +95,23 @@ def gate_records(validation: Sequence[Example], test: Sequence[Example]) -> tupl
     if len(test) >= MIN_GATE_TEST_RECORDS:
         return [], list(test)
     return list(validation), list(test)
+
+
+def rejection_advice(version: str, gate: Mapping[str, Any]) -> str:
+    """What a team can do about a rejected candidate ``version``, from its ``metrics.json`` ``gate`` entry: which
+    model stays current, whether the comparison could tell the two apart (:meth:`Comparison.can_tell`) and, when it
+    could not, what gives the gate more evidence; and the command that promotes the candidate anyway."""
+    comparison = gate.get("comparison") or {}
+    interval = comparison.get("difference_interval")
+    kept = f"{gate.get('current_version')} stays current"
+    override = f"to use {version} anyway: `argilla-worker models promote {version}`"
+    if interval is not None and interval[1] < -gate["tolerance"]:
+        return f"{kept} ({version} is worse beyond the comparison's noise); {override}"
+    reach = f", where the difference's 95 % interval reaches {interval[1]:+.4f}" if interval is not None else ""
+    more = ("more of the test set's records answered in rank order" if comparison.get("test_records") else
+            "a test set (`argilla-worker test-set`: records drawn at random, answered in rank order)")
+    return (f"{kept}, but the gate could not tell the two apart on {comparison.get('records', 0)} records{reach} "
+            f"(its threshold: −{gate['tolerance']}); {more} gives it records neither model learnt; {override}")
 
 
 def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:
