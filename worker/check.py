@@ -84,7 +84,8 @@ def _test_set_todo(check: ConfigCheck) -> list[str]:
         return []
     return [(f"no test set: the validation records are ones picked for review, and read low — `argilla-worker "
              f"test-set` marks {DEFAULT_TEST_SET_SIZE} records drawn at random to review in rank order, and every "
-             f"model is measured on them (their labels train nothing; draw it before `cold-start`)")]
+             f"model is measured on them (their labels train nothing; draw it before `cold-start`, and before the "
+             f"first `train` when records carry labels of their own: that model would learn them)")]
 
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:

@@ -463,6 +463,17 @@ def _echo_model(model: dict) -> None:
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
 
 
+def _taught_test_records_line(current: str | None, taught: int, size: int) -> str:
+    """What it means that the current model learnt ``taught`` of the ``size`` test records (their own labels, before
+    the draw): it is measured and gated only on the others."""
+    which = "every one" if taught == size else f"{taught}"
+    rest = ("it cannot be measured or compared on them" if taught == size else
+            f"it is measured and compared on the other {size - taught} only")
+    return (f"{current} learnt {which} of these records (from their own labels, before the draw): {rest}; later "
+            f"models never train on any of them (a test set drawn before a first model trains on the records' own "
+            f"labels has none of this)")
+
+
 def _test_set_line(test: dict | None) -> str:
     """The current model's figures on the test set (:mod:`worker.test_set`), or what the validation figures are
     when none is measured."""
@@ -646,6 +657,9 @@ def test_set(config_file: Path | None, size: int) -> None:
         click.echo(f"test set of {len(drawn.ids)} records drawn {drawn.drawn_at} (a test set is drawn once; "
                    f"--size applies to the first run)" + (f": {len(drawn.ids) - state.found} of them are no longer "
                                                            f"in the dataset" if state.found < len(drawn.ids) else ""))
+    if report.taught_to_current:
+        click.echo(_taught_test_records_line(services.registry.current_version(), report.taught_to_current,
+                                             len(drawn.ids)))
     push = report.push
     click.echo(f"{state.answered} of {state.found} reviewed, {len(state.in_order)} of them in rank order from 1"
                + (f" (rank {len(state.in_order) + 1} is not: the {state.beyond} after it count once it is)"

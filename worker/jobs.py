@@ -936,6 +936,7 @@ class TestSetReport:
     withdrawn: PushReport  # the model's answers taken off the unreviewed test records
     measured: TestMeasure | None = None
     copies_withdrawn: PushReport = field(default_factory=PushReport)  # … and off unreviewed copies of their texts
+    taught_to_current: int = 0  # test records the current model was taught (their own labels, before the draw)
 
 
 def test_set_job(services: Services, size: int) -> TestSetReport:
@@ -979,8 +980,11 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
         if not copies.failed:
             services.test_sets.put(key, replace(test_set, copies_cleared=True))
     state = progress(test_set, records)
-    _, measured = _measure_on_test_set(services, services.registry.current(), state, labels, crowd)
-    return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies)
+    current = services.registry.current()
+    _, measured = _measure_on_test_set(services, current, state, labels, crowd)
+    taught = (read_taught_ids(current.path) or set()) if current is not None else set()
+    return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies,
+                         taught_to_current=sum(record_id in taught for record_id in test_set.ids))
 
 
 def _withdraw_from_copies(services: Services, test_set: TestSet,

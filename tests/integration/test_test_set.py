@@ -200,6 +200,33 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
         assert ("model_version" in stored[record_id]["metadata"]) == (record_id in labelled)
 
 
+def test_a_test_set_drawn_after_a_first_model_learnt_every_own_label_says_it_cannot_measure_that_model(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Their records all carry their labeller's suggestion and nobody has annotated: the first model trains on those
+    labels at full weight (and, its validation too small to pick an epoch, again on all of them): a test set drawn
+    after it holds only records it learnt, which the command says, and later models never train on them."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="quote")], questions=[rg.LabelQuestion(name=QUESTION, labels=list(LABELS))]))
+    dataset.create()
+    examples = sentiment_examples(COUNT)
+    dataset.records.log([rg.Record(id=e.id, fields={"quote": e.text}, suggestions=[
+        rg.Suggestion(question_name=QUESTION, agent=THEIR_AGENT, value=e.label, score=0.8)]) for e in examples])
+    config, env = _config(tmp_path, stack_settings, dataset_name)
+    services = Services(load_settings(config))
+    first = train_job(services)
+    assert first.model.metrics["training"]["refit_on"] == COUNT
+
+    drawn = run_worker(["test-set", "-c", str(config), "--size", str(TEST_SIZE)], env)
+
+    assert drawn.returncode == 0, drawn.stderr
+    assert ("v0001 learnt every one of these records (from their own labels, before the draw): it cannot be measured "
+            "or compared on them") in drawn.stdout
+    test_ids = set(services.test_sets.get(services.gateway.dataset_key).ids)
+    assert len(test_ids) == TEST_SIZE and test_ids <= _taught(first.model.path)
+
+
 def _taught(model_dir) -> set[str]:
     from worker.training.compare import read_taught_ids
 

@@ -206,6 +206,19 @@ def test_the_gate_compares_on_the_test_set_alone_once_enough_of_it_is_answered()
     assert gate_records(validation, test) == ([], test)
 
 
+def test_test_records_the_current_model_was_taught_do_not_count_towards_comparing_on_the_test_set_alone():
+    """A first model trained on every record's own label before the test set was drawn was taught most of it: the
+    gate leaves those out, so they cannot count towards dropping the validation records (100 answered, 80 taught:
+    20 would be compared on alone)."""
+    validation = _examples(30)
+    test = [Example(f"t{index}", f"test text {index}", "a") for index in range(MIN_GATE_TEST_RECORDS + 10)]
+    taught = {example.id for example in test[:80]}
+
+    assert gate_records(validation, test, taught) == (validation, test)
+    assert gate_records(validation, test, {example.id for example in test[:10]}) == ([], test)
+    assert gate_records(validation, test, None) == ([], test)
+
+
 def test_a_comparison_counts_and_names_its_test_set_records(tiny_model_dir):
     classifier = load_classifier(tiny_model_dir, device="cpu", version="tiny")
     examples = sentiment_examples(20)

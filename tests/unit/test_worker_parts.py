@@ -727,6 +727,7 @@ def test_config_check_asks_for_a_test_set_while_the_dataset_has_none_and_unrevie
 
     assert todo(500, 20, {"test-set": 1})[0].startswith("no test set: the validation records are ones picked")
     assert "`argilla-worker test-set` marks 200 records drawn at random" in todo(500, 0, {"test-set": 1, "oof": 2})[0]
+    assert "before the first `train` when records carry labels of their own" in todo(500, 0, {"test-set": 1})[0]
     assert todo(500, 20, {"oof": 2}) == []  # test_set_rank is on the dataset: drawn
     assert todo(500, 500, {"test-set": 1}) == []  # every record reviewed: nothing to draw from
 

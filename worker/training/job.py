@@ -361,11 +361,11 @@ def _comparison(candidate: Classifier, current: ModelVersion | None, training_se
             logger.info("the current model %s was trained before the worker kept what each model was taught: the "
                         "gate leaves out the %d validation records reviewed before it was registered (but its own "
                         "validation records)", current.version, len(taught))
-    validation, test = gate_records(training_set.validation, random_held_out)
+    validation, test = gate_records(training_set.validation, random_held_out, taught)
     if not validation and training_set.validation:
-        logger.info("the gate compares on the %d test-set records answered in rank order (>= %d), not on the %d "
-                    "validation records: those were picked for review", len(test), MIN_GATE_TEST_RECORDS,
-                    len(training_set.validation))
+        logger.info("the gate compares on the test-set records answered in rank order (>= %d the current model was "
+                    "not taught), not on the %d validation records: those were picked for review",
+                    MIN_GATE_TEST_RECORDS, len(training_set.validation))
     return compare_models(candidate, incumbent, validation, taught, test=test, seed=settings.seed)
 
 
