@@ -844,7 +844,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         logger.info("model %s promoted: %s", outcome.model.version, outcome.decision.reason)
     else:
         logger.info("model %s rejected: %s. %s", outcome.model.version, outcome.decision.reason,
-                       rejection_advice(outcome.model.version, outcome.model.metrics["gate"]))
+                    rejection_advice(outcome.model.version, outcome.model.metrics["gate"]))
     _warn_if_not_learned(outcome.model)
     if tested is not None:
         measured, _ = _measure_on_test_set(services, outcome.model, tested, labels, crowd,
