@@ -1220,11 +1220,11 @@ def _stop_set_labels(services: Services, model: ModelVersion, stop_set: StopSet)
 
 
 def _prepare_for_scores(services: Services, extra: dict) -> None:
-    """The writes a job makes before its first push: the plugins' scores' metadata properties (the worker's own are
-    added by their first write) and its section of the guidelines."""
+    """The writes a job makes before its first push: its section of the guidelines; the plugins' scores' metadata
+    properties are announced, and added by their first write as the worker's own are."""
     services.gateway.prepare()
     if extra:
-        services.gateway.ensure_float_metadata(extra)
+        services.gateway.expect_float_metadata(extra)
 
 
 def _check_before_training(services: Services, start_model: str | None) -> None:

@@ -59,7 +59,8 @@ def _property_names(gateway) -> list[str]:
 def test_the_worker_adds_a_jobs_metadata_properties_when_it_first_writes_them(gateway, stack_settings):
     """An empty entry in the UI's sort menu helps nobody: a dataset the worker creates has none of its properties;
     a job's first write adds that job's (with the marks a later binding recognises the worker's names by), in the
-    guidelines' order — ingest's original label, then the scores, then ``copies`` when that job first runs."""
+    guidelines' order — ingest's original label, then the scores (a plugin's after them), then ``copies`` when that
+    job first runs."""
     def of(job: str) -> list[str]:
         return [spec.name for spec in worker_metadata() if spec.written_by == job]
 
@@ -72,13 +73,17 @@ def test_the_worker_adds_a_jobs_metadata_properties_when_it_first_writes_them(ga
                                 LabelledText("b", "dull film", "negative")])
     assert _property_names(gateway) == [*WORKER_MARKS, *of("original")]
 
+    gateway.expect_float_metadata(["variation_ratio"])  # a plugin's score: created with its first values too
+    assert "variation_ratio" not in _property_names(gateway)
     current = {record.record_id: record for record in gateway.pull()}
-    scores = {"loss": 0.2, "confidence": 0.8, "model_version": "model-v1"}
+    scores = {"loss": 0.2, "confidence": 0.8, "model_version": "model-v1", "variation_ratio": 0.25}
     report = gateway.push([Prediction(record_id, "positive", 0.8, "model-v1", scores) for record_id in current],
                           current=current)
     assert report.ok and report.sent == 2
     assert _property_names(gateway) == [*WORKER_MARKS, *of("original"),
-                                        *(name for name in of("score") if name not in WORKER_MARKS)]
+                                        *(name for name in of("score") if name not in WORKER_MARKS), "variation_ratio"]
+    assert [record["metadata"]["variation_ratio"] for record in search_sorted_by_metadata(
+        stack_settings, dataset.id, "variation_ratio")] == [0.25, 0.25]  # sortable: a float property
 
     current = {record.record_id: record for record in gateway.pull()}
     assert gateway.push_metadata({"a": {"copies": 1}, "b": {"copies": 1}}, current=current).ok

@@ -351,6 +351,7 @@ class ArgillaGateway:
         self._server_version: Version | None = None
         self._properties: set[str] | None = None  # the dataset's metadata properties (server names), read per job
         self._properties_lock = threading.Lock()  # concurrent pushes create a missing property once
+        self._plugin_properties: set[str] = set()  # the plugins' float scores (server names): created on first write
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
         except Exception as error:  # the SDK raises several unrelated types on connect
@@ -1082,16 +1083,12 @@ class ArgillaGateway:
                 f"but the worker expects {sorted(labels)}"
             )
 
-    def ensure_float_metadata(self, names: Iterable[str]) -> None:
-        """Add float metadata properties (plugin scores, plain names) the dataset does not have yet."""
-        dataset = self._dataset()
-        present = {prop.name for prop in dataset.settings.metadata}
-        missing = [stored for stored in map(self.binding.stored_name, names) if stored not in present]
-        for name in missing:
-            self._create_metadata_property(dataset, name, "float")
-        if missing:
-            self._cached_dataset = None
-            logger.info("added plugin metadata properties %s to %s", missing, self.dataset_name)
+    def expect_float_metadata(self, names: Iterable[str]) -> None:
+        """Plugin scores (float, plain names) a job will write: each becomes a metadata property of the dataset with
+        its first values, as the worker's own do (see :meth:`_add_written_properties`), not as an empty entry in the
+        UI's sort and filter menus beforehand. No request."""
+        with self._properties_lock:
+            self._plugin_properties.update(map(self.binding.stored_name, names))
 
     def check_other_fields(self, names: Iterable[str]) -> None:
         """Fields besides the bound one that an ingest fills (e.g. ``--field-column``).
@@ -1173,7 +1170,7 @@ class ArgillaGateway:
         with self._properties_lock:
             if self._properties is None:
                 self._properties = self.metadata_property_names()
-            return self._properties | set(self.worker_properties())
+            return self._properties | set(self.worker_properties()) | self._plugin_properties
 
     def _add_written_properties(self, dataset: rg.Dataset, batch: list[tuple[str, dict]]) -> None:
         """Create the worker's metadata properties the dataset lacks when ``batch`` (bulk-upsert items) first writes
@@ -1181,6 +1178,7 @@ class ArgillaGateway:
         when it first has values (``copies`` after `argilla-worker copies`, ``label_issue`` after `score --oof`; the
         scores with the first scoring), not as empty entries beforehand. With the first of them come
         :data:`~worker.binding.WORKER_MARKS`, by which a later binding tells the worker's names from the team's.
+        The plugins' scores (:meth:`expect_float_metadata`) are created the same way, each with its first value.
         One POST each; the user's settings (guidelines, fields, questions, their properties) are not sent, so never
         touched. O(batch) set work; a property another process created meanwhile is taken as there."""
         written = {name for _, payload in batch for name in payload.get("metadata") or ()}
@@ -1196,6 +1194,13 @@ class ArgillaGateway:
                     self._create_worker_property(dataset, name, ours[name].kind)
                 present.update(missing)
                 logger.info("added metadata properties %s to %s", missing, self.dataset_name)
+                self._cached_dataset = None
+            plugins = sorted(name for name in written & self._plugin_properties if name not in present)
+            for name in plugins:
+                self._create_worker_property(dataset, name, "float")
+            if plugins:
+                present.update(plugins)
+                logger.info("added plugin metadata properties %s to %s", plugins, self.dataset_name)
                 self._cached_dataset = None
             self._properties = present
 
