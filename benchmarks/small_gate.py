@@ -1,5 +1,5 @@
-"""How the promotion gate decides on few records: the difference in macro-F1 (the worker's rule until 2026-12-04)
-against the difference in accuracy and two combinations, on random samples of 10–100 records.
+"""How the promotion gate decides on few records: the difference in macro-F1 (the worker's rule) against the
+difference in accuracy and two combinations, on random samples of 10–100 records.
 
 Found in a play-through on a team's own data (600 Reuters wires, 8 topics, an LLM's labels): a first model trained
 on the records' own labels is taught nearly every record, so the next candidate's gate compared on 13 records and
