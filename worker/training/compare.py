@@ -72,12 +72,6 @@ class Comparison:
             return f"{self.test_records} test-set records"
         return f"{validation} validation and {self.test_records} test-set records"
 
-    def can_tell(self, tolerance: float) -> bool:
-        """Whether the 95 % interval of the difference lies wholly on one side of ``-tolerance`` (the gate's
-        threshold): False when it straddles it — too few records, or two models too alike, for the decision to be
-        more than the point figure's toss (and with no interval, under 2 records)."""
-        return self.interval is not None and (self.interval[0] >= -tolerance or self.interval[1] < -tolerance)
-
     def as_dict(self) -> dict:
         return {"records": self.records, "test_records": self.test_records, "left_out_taught": self.left_out,
                 "candidate_macro_f1": self.candidate_macro_f1, "current_macro_f1": self.current_macro_f1,
@@ -103,15 +97,22 @@ def gate_records(validation: Sequence[Example], test: Sequence[Example],
     return list(validation), list(test)
 
 
+def clearly_worse(interval: Sequence[float] | None, tolerance: float) -> bool:
+    """Whether a comparison's 95 % interval of candidate − current (None: under 2 records) lies wholly below the
+    gate's threshold ``-tolerance``; when it reaches above, a rejection on its point difference is a toss the
+    records are too few (or the models too alike) to settle."""
+    return interval is not None and interval[1] < -tolerance
+
+
 def rejection_advice(version: str, gate: Mapping[str, Any]) -> str:
     """What a team can do about a rejected candidate ``version``, from its ``metrics.json`` ``gate`` entry: which
-    model stays current, whether the comparison could tell the two apart (:meth:`Comparison.can_tell`) and, when it
-    could not, what gives the gate more evidence; and the command that promotes the candidate anyway."""
+    model stays current, whether the comparison could tell the two apart (:func:`clearly_worse`) and, when it could
+    not, what gives the gate more evidence; and the command that promotes the candidate anyway."""
     comparison = gate.get("comparison") or {}
     interval = comparison.get("difference_interval")
     kept = f"{gate.get('current_version')} stays current"
     override = f"to use {version} anyway: `argilla-worker models promote {version}`"
-    if interval is not None and interval[1] < -gate["tolerance"]:
+    if clearly_worse(interval, gate["tolerance"]):
         return f"{kept} ({version} is worse beyond the comparison's noise); {override}"
     reach = f", where the difference's 95 % interval reaches {interval[1]:+.4f}" if interval is not None else ""
     more = ("more of the test set's records answered in rank order" if comparison.get("test_records") else
