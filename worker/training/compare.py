@@ -91,10 +91,14 @@ def gate_records(validation: Sequence[Example], test: Sequence[Example],
     the first, and the other way round; benchmarks/RESULTS.md "The promotion gate on the test set"): on the
     validation records alone the gate promoted the worse model in 3 of 4 regressions; on the test set (50 or 200
     records) it was right in 8 of 8 decisions, with the validation records 7 of 8 (the miss on the tolerance)."""
-    comparable = sum(1 for example in test if taught is None or example.id not in taught)
-    if comparable >= MIN_GATE_TEST_RECORDS:
+    if len(not_taught(test, taught)) >= MIN_GATE_TEST_RECORDS:
         return [], list(test)
     return list(validation), list(test)
+
+
+def not_taught(examples: Sequence[Example], taught: Collection[str] | None) -> list[Example]:
+    """The ``examples`` whose id is not in ``taught`` (a model's taught ids; None: unknown, all of them)."""
+    return [example for example in examples if taught is None or example.id not in taught]
 
 
 def clearly_worse(interval: Sequence[float] | None, tolerance: float) -> bool:
@@ -165,7 +169,7 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
     over the compared records; the bootstrap is O(resamples × records × classes)."""
     offered = [*validation, *test]
     test_ids = {example.id for example in test}
-    compared = [example for example in offered if taught is None or example.id not in taught]
+    compared = not_taught(offered, taught)
     if taught is None:
         logger.info("the current model %s does not say which records it trained on: the gate compares on all %d "
                     "records", current.version, len(offered))
