@@ -12,9 +12,10 @@ from worker.constants import DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.publish.sinks import check_sink
-from worker.registry import check_writable
+from worker.registry import check_writable, is_brought
 from worker.scoring import check_head_fits, read_head
 from worker.services import Services
+from worker.training.job import start_model
 from worker.training.trainer import check_model_source
 
 
@@ -33,6 +34,7 @@ class ConfigCheck:
     metadata_to_come: dict[str, int] = field(default_factory=dict)  # the job that adds them -> how many not there yet
     vectors: dict[str, int] = field(default_factory=dict)  # the dataset's vectors: name -> dimensions
     ranked_by: str | None = None  # the cold start's rank property, once `cold-start` has written it
+    start: str | None = None  # what the next training is fine-tuned from, when it is a registered model
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
@@ -132,10 +134,17 @@ def _no_model_todo(min_annotated: int, check: ConfigCheck) -> str:
 
 
 def _check_start_model(services: Services, check: ConfigCheck) -> None:
-    """training.base_model, which `train` and `score --oof` start from."""
-    base_model = services.settings.training.base_model
+    """What the next training starts from (:func:`~worker.training.job.start_model`), and training.base_model, which
+    `score --oof` starts from (and `train` when the current model is not one the team registered)."""
+    settings = services.settings.training
+    _, registered = start_model(settings, services.registry, services.registry.current())
+    if registered is not None:
+        what = "the model you registered" if is_brought(registered) else "the current model"
+        check.start = f"{registered.version} ({what}; training.start_from = {settings.start_from!r})"
+    base_model = settings.base_model
     if not base_model:
-        check.todo.append("training.base_model is not set: `train` and `score --oof` start from it")
+        check.todo.append("training.base_model is not set: " + ("`score --oof` starts from it" if registered
+                                                                 else "`train` and `score --oof` start from it"))
         return
     try:
         check_model_source(base_model, trust_remote_code=services.settings.registry.trust_remote_code)

@@ -352,6 +352,8 @@ def config_check(config_file: Path | None) -> None:
         click.echo("  vectors: " + ", ".join(f"{name} ({size} dimensions)" for name, size in check.vectors.items()))
     if check.model:
         click.echo(f"model: {check.model} (fits the question)")
+    if check.start:
+        click.echo(f"the next training is fine-tuned from {check.start}")
     for line in check.todo:
         click.echo(f"to do: {line}")
     for line in check.problems:

@@ -89,6 +89,7 @@ from worker.training.job import (
     read_examples,
     retrain,
     settings_digest,
+    start_model,
     trained_before,
 )
 from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
@@ -808,11 +809,11 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     """
     settings = services.settings.training
     check_writable(services.settings.registry.path, "registry.path")  # before opening it (that creates its dirs)
-    _check_before_training(services, settings.base_model if services.registry.current() is None
-                           or settings.start_from != "current" else None)
+    previous = services.registry.current()
+    start, start_version = start_model(settings, services.registry, previous)
+    _check_before_training(services, str(start) if start is not None and start_version is None else None)
     labels = services.labels()
     crowd = estimate_crowd(services, labels)
-    previous = services.registry.current()
     first_model = previous is None
     test_set = services.test_sets.get(services.gateway.dataset_key)
     tested = _test_progress(services, test_set) if test_set is not None else None
@@ -839,7 +840,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
                       trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
-                      random_held_out=_untaught_test_examples(tested, labels, crowd, previous, settings))
+                      random_held_out=_untaught_test_examples(tested, labels, crowd, start_version))
     if outcome.promoted:
         logger.info("model %s promoted: %s", outcome.model.version, outcome.decision.reason)
     else:
@@ -858,15 +859,15 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
 
 
 def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], crowd: CrowdModel | None,
-                            previous: ModelVersion | None, settings: TrainingSettings) -> list[Example]:
+                            start_version: ModelVersion | None) -> list[Example]:
     """The test records answered in rank order, as examples, that the next candidate will not have been taught: its
-    training set holds none, but one that starts from the current model (``training.start_from = "current"``)
-    inherits what that one was taught (a model trained before the test set was drawn). O(test set)."""
+    training set holds none, but one fine-tuned from a registry version (``start_version``: see
+    :func:`~worker.training.job.start_model`) inherits what that one was taught (a model trained before the test set
+    was drawn). O(test set)."""
     if tested is None or not tested.in_order:
         return []
     examples, _, _ = examples_from_records(tested.in_order, labels, crowd=crowd)
-    inherited = (read_taught_ids(previous.path) or set()) if previous is not None and settings.start_from == "current" \
-        else set()
+    inherited = (read_taught_ids(start_version.path) or set()) if start_version is not None else set()
     return [example for example in examples if example.id not in inherited]
 
 
@@ -1081,7 +1082,8 @@ def resolved_training_data(configured: str, current: ModelVersion | None, check:
         return "annotated+original", "a first model"
     own = int((current.metrics.get("training") or {}).get("original") or 0)
     if not own:
-        return "annotated", f"training.data = 'auto': the current model {current.version} learnt from annotations only"
+        return "annotated", (f"training.data = 'auto': the current model {current.version} did not learn the records' "
+                             f"own labels")
     if check.checked >= MIN_OWN_LABEL_CHECKS and check.interval()[0] > OWN_LABELS_BREAK_EVEN:
         return "annotated", (f"training.data = 'auto': the records' own labels are left out — {check.describe()}; "
                              f"above {100 * OWN_LABELS_BREAK_EVEN:.0f} % wrong they cost a later model accuracy "
@@ -1141,11 +1143,13 @@ def _warn_if_not_learned(model: ModelVersion) -> None:
                        validation.get("records"), validation.get("macro_f1", float("nan")), _few_labels_remedies(model))
     if validation.get("accuracy") is None or not not_learned(validation["accuracy"], majority):
         return
+    training = model.metrics.get("training") or {}
+    own_labels = (", or add the labels the records carry, if they carry any (training.data = \"annotated+original\")"
+                  if training.get("data") == "annotated" else "")
     logger.warning("model %s does no better on its %s validation records than always answering their most common "
                    "label (accuracy %.4f vs %.4f): it has not learned the task yet (%s training examples). Annotate "
-                   "more, train longer (training.epochs), or add the records' own labels (training.data = "
-                   "\"annotated+original\").", model.version, validation.get("records"), validation["accuracy"],
-                   majority, (model.metrics.get("training") or {}).get("train", "?"))
+                   "more, train longer (training.epochs)%s.", model.version, validation.get("records"),
+                   validation["accuracy"], majority, training.get("train", "?"), own_labels)
 
 
 def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:

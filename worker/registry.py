@@ -89,6 +89,11 @@ class ModelVersion:
                 "test": self.metrics.get("test")}
 
 
+def is_brought(model: ModelVersion) -> bool:
+    """Whether a team brought ``model`` (``argilla-worker models register``) rather than the worker training it."""
+    return "registered_from" in model.metrics
+
+
 def check_writable(directory: Path, setting: str) -> None:
     """Create ``directory`` if needed and write a probe file in it, before any long job starts.
 
@@ -135,6 +140,25 @@ class ModelRegistry:
     def current(self) -> ModelVersion | None:
         name = self.current_version()
         return self.get(name) if name is not None else None
+
+    def brought_start(self, model: ModelVersion | None) -> ModelVersion | None:
+        """The model a team brought (``models register``) that ``model`` is, or was fine-tuned from — following each
+        version's ``training.start_version`` back —, while it is in the registry; else None. What
+        ``training.start_from = "auto"`` fine-tunes: the team's classifier, not a generic base model. O(versions)."""
+        seen: set[str] = set()
+        while model is not None and model.version not in seen:
+            if is_brought(model):
+                return model
+            seen.add(model.version)
+            training = model.metrics.get("training") or {}
+            start = training.get("start_version") or self._version_at(training.get("start_model"))
+            model = self.get(start) if start and (self.versions_dir / start).is_dir() else None
+        return None
+
+    def _version_at(self, path: str | None) -> str | None:
+        """The version whose directory ``path`` is (a training's ``start_model`` from before ``start_version`` was
+        kept), else None."""
+        return Path(path).name if path and Path(path).parent == self.versions_dir else None
 
     def current_version(self) -> str | None:
         """The current version's name from the ``current`` link alone (one readlink, no metadata read)."""
@@ -260,11 +284,15 @@ class ModelRegistry:
 
     # -- housekeeping ----------------------------------------------------------------------------------
     def prune(self) -> list[str]:
-        """Delete the oldest versions beyond ``keep``, never the current one or its rollback target."""
+        """Delete the oldest versions beyond ``keep``, never the current one, its rollback target, or the model a team
+        brought that the current one was fine-tuned from (:meth:`brought_start`: the next training starts there)."""
         current = self.current()
         stack = self._state().get("stack", [])
         protected = {current.version} if current else set()
         protected.update(stack[-2:])
+        brought = self.brought_start(current)
+        if brought is not None:
+            protected.add(brought.version)
         versions = [v.version for v in self.versions()]
         removable = [v for v in versions[:-self.keep] if v not in protected] if len(versions) > self.keep else []
         for version in removable:

@@ -260,6 +260,8 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     fitting = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
                    extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
     assert fitting.returncode == 0 and "model: v0001 (fits the question)" in fitting.stdout, fitting.stderr
+    assert ("the next training is fine-tuned from v0001 (the model you registered; training.start_from = 'auto')"
+            in fitting.stdout)
     (tmp_path / "their-folder").mkdir()
     (tmp_path / "their-folder" / "notes.md").write_text("ours")
     publishing_over_theirs = _cli(stack_settings, dataset_name, tmp_path, "config", "check",

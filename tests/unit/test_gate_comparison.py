@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
-from worker.errors import WorkerError
+from worker.errors import ConfigError, WorkerError
 from worker.jobs import calibrate_job
 from worker.registry import ModelRegistry
 from worker.scoring import load_classifier
@@ -139,6 +139,34 @@ def test_a_model_started_from_the_current_one_inherits_what_it_was_taught(tiny_m
     second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1, start_from="current"), mc_samples=2)
 
     assert read_taught_ids(second.model.path) == ({e.id for e in first_set.train} | {e.id for e in second_set.train})
+
+
+def test_later_models_are_fine_tuned_from_the_model_the_team_registered_not_the_base_encoder(tiny_model_dir,
+                                                                                            tmp_path):
+    """training.start_from = "auto" (the default): a registered model is the start of the next training, and of every
+    one after it while the current model descends from it (the base model's path does not even exist here); pruning
+    keeps it; "base" starts from training.base_model."""
+    from worker.training.register import register_model
+
+    registry = ModelRegistry(tmp_path / "registry", keep=1)
+    brought = register_model(str(tiny_model_dir), registry, LABELS)
+    examples = sentiment_examples(48)
+    training_set = build_training_set(examples, [], LABELS, min_annotated=10)
+    settings = _settings(tmp_path / "no-such-base-model", epochs=1)
+
+    second = retrain(training_set, registry, settings, mc_samples=2)
+    registry.promote(second.model.version)
+    third = retrain(build_training_set(examples[:40], [], LABELS, min_annotated=10), registry, settings, mc_samples=2)
+    registry.promote(third.model.version)
+    registry.prune()
+
+    for outcome in (second, third):
+        assert outcome.model.metrics["training"]["start_version"] == brought.version == "v0001"
+        assert outcome.model.metrics["training"]["start_model"] == str(brought.path)
+    assert [version.version for version in registry.versions()] == ["v0001", "v0002", "v0003"]  # current, rollback,
+    assert registry.brought_start(registry.current()).version == "v0001"  # and the start of the next training
+    with pytest.raises(ConfigError, match="no-such-base-model"):
+        retrain(training_set, registry, settings.model_copy(update={"start_from": "base"}), mc_samples=2)
 
 
 def test_a_first_model_measured_on_a_few_records_is_trained_again_on_all_of_them(tiny_model_dir, tmp_path):

@@ -18,7 +18,7 @@ from worker.crowd import CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
-from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate
+from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate, is_brought
 from worker.scoring import load_classifier
 from worker.scoring.model import Classifier
 from worker.training.calibrate import (
@@ -224,10 +224,14 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         ConfigError: no start model (``training.base_model`` unset and no current model).
     """
     current = registry.current()
-    start = current.path if settings.start_from == "current" and current else settings.base_model
+    start, start_version = start_model(settings, registry, current)
     if not start:
         raise ConfigError("training.base_model is not set (a Hub model id or a local directory to fine-tune)")
     version = registry.next_version()
+    if start_version is not None:
+        logger.info("%s is fine-tuned from %s, %s (training.start_from = %r)", version, start_version.version,
+                    "the model you registered" if is_brought(start_version) else "the current model",
+                    settings.start_from)
     validation = list(training_set.validation)
     with registry.staging() as staged:
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
@@ -259,7 +263,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         if refit:
             _refit_on_every_example(start, training_set, staged, settings, stop, trust_remote_code)
             held_out = None  # another model's: the refit one is scored anew
-        _write_taught_ids(staged, training_set, current if settings.start_from == "current" else None, refit)
+        _write_taught_ids(staged, training_set, start_version, refit)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
                            "macro_f1": report.macro_f1, "ece_deterministic": report.ece_deterministic,
@@ -276,6 +280,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             "training": {"fingerprint": training_set.fingerprint, "data": settings.data,
                          "settings_digest": settings_digest(settings, scorer_options), **training_set.counts(),
                          "start_model": str(start), "best_epoch": result.best_epoch,
+                         **({"start_version": start_version.version} if start_version is not None else {}),
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                          "seconds": round(result.seconds, 1),
                          **({"refit_on": len(training_set.train) + len(validation)} if refit else {})},
@@ -288,6 +293,20 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     else:
         entry = registry.reject(entry.version, decision.reason)
     return TrainingOutcome(entry, decision, held_out)
+
+
+def start_model(settings: TrainingSettings, registry: ModelRegistry, current: ModelVersion | None
+                ) -> tuple[str | Path | None, ModelVersion | None]:
+    """(what the next model is fine-tuned from, the registry version that is — None for ``training.base_model``).
+    ``training.start_from``: ``"current"`` the current model; ``"auto"`` the model the team registered that the current
+    one is or was trained from (:meth:`~worker.registry.ModelRegistry.brought_start`: their classifier already knows
+    the task, a base encoder does not), else the base model; ``"base"`` ``training.base_model``."""
+    if current is not None and settings.start_from == "current":
+        return current.path, current
+    brought = registry.brought_start(current) if settings.start_from == "auto" else None
+    if brought is not None:
+        return brought.path, brought
+    return settings.base_model, None
 
 
 def _stop_check(stop: threading.Event | None):
