@@ -8,7 +8,7 @@ loss); the test set is a random sample no model trains on.
 
 A model is *taught* a record when it trained on it as an annotated example, or at full weight (a first model trained
 on the labels the records carry): :meth:`worker.training.data.TrainingSet.taught_ids`. Each version the worker
-trains keeps those ids (``taught_ids.txt.gz``; with ``training.start_from = "current"`` its parent's too), so a
+trains keeps those ids (``taught_ids.txt.gz``; and those of the registry version it was fine-tuned from), so a
 later candidate's gate leaves them out of the comparison. Records a model learnt from their unreviewed label at
 ``training.original_weight`` stay in: that label is not the one the record is judged against, and every model
 trained on unreviewed labels has the same advantage or handicap there.
