@@ -425,7 +425,7 @@ def status(config_file: Path | None) -> None:
     if not path.exists():
         click.echo(f"no worker is running: none has run with state directory {settings.state_dir} "
                    f"(`argilla-worker run` starts one)")
-        _echo_model(_registered_model(settings.registry.path))
+        _echo_model(_registered_model(settings.registry.path), test_set_drawn=_test_set_drawn(settings.state_dir))
         sys.exit(1)
     state = json.loads(path.read_text())
     running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
@@ -443,7 +443,7 @@ def status(config_file: Path | None) -> None:
                    f"reference {binding['reference']}"
                    + (f", metadata named {binding['metadata_prefix']}<name>" if binding.get("metadata_prefix")
                       else ""))
-    _echo_model(state.get("model") or {})
+    _echo_model(state.get("model") or {}, test_set_drawn=_test_set_drawn(settings.state_dir))
     _echo_annotators(state.get("annotators") or {})
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
     for kind, job in sorted(state.get("jobs", {}).items()):
@@ -452,14 +452,22 @@ def status(config_file: Path | None) -> None:
         sys.exit(1)
 
 
-def _echo_model(model: dict) -> None:
-    """The current model's line (``ModelVersion.summary``; empty: none) and its prediction stability."""
+def _test_set_drawn(state_dir: Path) -> bool:
+    """Whether the state directory keeps a test set (`argilla-worker test-set` drew one)."""
+    from worker.files import read_json
+
+    return bool(read_json(state_dir / "test_sets.json", {}))
+
+
+def _echo_model(model: dict, *, test_set_drawn: bool = False) -> None:
+    """The current model's line (``ModelVersion.summary``; empty: none), its test-set figures (or what stands in for
+    them: ``test_set_drawn``, whether a test set waits for answers) and its prediction stability."""
     click.echo(f"model: {model.get('version', 'none')}" + (
         f" (macro-F1 {_fmt(model.get('macro_f1'))}, ECE det {_fmt(model.get('ece_deterministic'))}, "
         f"MC {_fmt(model.get('ece_mc'))}" + _validation_note(model.get("validation_records")) + ")"
         if model.get("version") else ""))
     if model.get("version"):
-        click.echo(_test_set_line(model.get("test")))
+        click.echo(_test_set_line(model.get("test"), drawn=test_set_drawn))
     if model.get("stability_kappa") is not None:
         click.echo(f"prediction stability: κ {_fmt(model['stability_kappa'])} vs the previous model"
                    + ("; more annotation is unlikely to change the model" if model.get("stop_signal") else ""))
@@ -476,9 +484,13 @@ def _taught_test_records_line(current: str | None, taught: int, size: int) -> st
             f"labels has none of this)")
 
 
-def _test_set_line(test: dict | None) -> str:
+def _test_set_line(test: dict | None, *, drawn: bool = False) -> str:
     """The current model's figures on the test set (:mod:`worker.test_set`), or what the validation figures are
-    when none is measured."""
+    when none is measured (``drawn``: a test set waits for its first answers)."""
+    if not test and drawn:
+        return ("test set: drawn, not measured yet — review its records in the UI sorted by test_set_rank from 1; the "
+                "running worker measures the model as their answers come (the validation records are ones picked "
+                "for review, usually harder than the rest)")
     if not test:
         return ("test set: none measured — the validation records are ones picked for review, usually harder than "
                 "the rest (`argilla-worker test-set` draws records at random to measure on)")

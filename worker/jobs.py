@@ -156,6 +156,7 @@ class ScoreReport:
     failed: int = 0
     kept: int = 0  # scored, not pushed: the annotators' view would not change (see worker.view)
     new_submissions: int = 0  # records with a submitted response since the last run (incremental runs)
+    new_test_answers: int = 0  # … of them, test records (or copies of their texts): they train no model
     stopped: bool = False
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
@@ -312,7 +313,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                              server_ids=server_ids)
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
                  forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
-                 blind=blind_test_records(services, crowd))
+                 blind=blind_test_records(services, crowd), tested=TestSetFilter(services.test_sets.get(key)).covers)
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
 
     def inputs() -> Iterator[ScoringInput]:
@@ -383,10 +384,12 @@ def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,
           since: datetime | None, forced: set[str], watermark: Watermark | None,
           sketch: QuantileSketch | None = None, crowd: CrowdModel | None = None,
-          blind: Callable[[PulledRecord], bool] | None = None) -> Iterator[PulledRecord]:
+          blind: Callable[[PulledRecord], bool] | None = None,
+          tested: Callable[[PulledRecord], bool] | None = None) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
     ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``; those
-    ``blind`` says to leave without the model's answer (unreviewed test records) are counted and passed over."""
+    ``blind`` says to leave without the model's answer (unreviewed test records) are counted and passed over. A new
+    submission counts as a test answer when ``tested`` says the record is a test record (or a copy of one's text)."""
     forced_seen: set[str] = set()
     for record in candidates:
         if watermark is not None:
@@ -399,6 +402,8 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
         if since is not None and any(r.status == SUBMITTED and r.updated_at is not None and r.updated_at > since
                                      for r in record.responses):
             report.new_submissions += 1
+            if tested is not None and tested(record):
+                report.new_test_answers += 1
         if blind is not None and blind(record):
             report.blind += 1
             continue
@@ -823,9 +828,12 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
         logger.info("%s", why)
     settings = settings.model_copy(update={"data": data})
     test_records = TestSetFilter(test_set)
-    training_set = prepare_training_set(test_records.without(_training_records(services, first_model, data)), labels,
-                                        settings, first_model=first_model, crowd=crowd,
-                                        similarity=services.settings.copies.similarity)
+    try:
+        training_set = prepare_training_set(test_records.without(_training_records(services, first_model, data)),
+                                            labels, settings, first_model=first_model, crowd=crowd,
+                                            similarity=services.settings.copies.similarity)
+    except DataError as error:
+        raise DataError(f"{error}{_test_answers_note(tested)}") from None
     _log_test_records_held(test_records)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     options = scorer_options(services.settings.scoring)
@@ -869,6 +877,32 @@ def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], 
     examples, _, _ = examples_from_records(tested.in_order, labels, crowd=crowd)
     inherited = (read_taught_ids(start_version.path) or set()) if start_version is not None else set()
     return [example for example in examples if example.id not in inherited]
+
+
+def _test_answers_note(tested: TestProgress | None) -> str:
+    """What a training too short of labels adds when test records were answered: they are not among its labels."""
+    if tested is None or not tested.answered:
+        return ""
+    return (f"; the {tested.answered} answered test-set records are not among them: they measure every model and "
+            f"train none (annotate records outside the test set too, e.g. sorted by the worker's uncertainty)")
+
+
+def measure_job(services: Services) -> str:
+    """The current model measured again on the test set once more of its records are answered in rank order (what a
+    test record's review asks for: it trains no model, so it asks for no retrain). O(test set): its records read by
+    id, the newly measurable ones predicted once; nothing when the count answered in rank order did not change."""
+    test_set = services.test_sets.get(services.gateway.dataset_key)
+    current = services.registry.current()
+    if test_set is None or current is None:
+        return "nothing to measure: " + ("no test set" if test_set is None else "no model yet")
+    labels = services.labels()
+    tested = _test_progress(services, test_set)
+    _, measured = _measure_on_test_set(services, current, tested, labels, services.crowd(labels), again=False)
+    if measured is None:
+        return (f"test set: {len(tested.in_order)} of its {len(test_set.ids)} records answered in rank order from 1; "
+                f"{current.version}'s figures stand" if tested.in_order else
+                f"test set: none of its {len(test_set.ids)} records answered in rank order from 1 yet")
+    return f"test set: {measured.describe()}"
 
 
 def _log_test_records_held(test_records: TestSetFilter) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from worker.config import WorkerSettings
+from worker.constants import TEST_SET_PROPERTY
 from worker.errors import (
     ArgillaUnavailableError,
     ConfigError,
@@ -31,7 +32,7 @@ from worker.errors import (
     WorkerError,
 )
 from worker.files import ServiceLock
-from worker.jobs import copies_job, publish_job, score_job, train_job
+from worker.jobs import copies_job, measure_job, publish_job, score_job, train_job
 from worker.registry import check_writable
 from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEBOUNCE_S = 2.0
+MEASURE_DEBOUNCE_S = 30.0  # a measure on the test set waits for a reviewer's next answers (each one postpones it)
 PING_WAIT_S = 15.0
 MAX_BACKOFF_S = 300.0
 SCORING_JOBS = (JobKind.SCORE, JobKind.FULL_SCORE, JobKind.RESCORE)
@@ -64,6 +66,7 @@ class Runner:
         self.book = StatusBook(settings.state_dir / "status.json", settings.argilla.api_url)
         self.subscription: Subscription | None = None  # our webhook on Argilla, once set up
         self.dataset_id: str | None = None
+        self.dataset_key: str | None = None  # the bound dataset's key in the state directory
         self._signals = 0
         check_writable(self.settings.state_dir, "state_dir")  # status, counters, watermark: written all the time
         check_writable(self.settings.registry.path, "registry.path")  # retraining writes there
@@ -233,11 +236,28 @@ class Runner:
         if self.dataset_id is not None and delivery.dataset_id not in (None, self.dataset_id):
             return
         if delivery.type.startswith("response.") and delivery.response_status == "submitted":
-            self._count_corrections(1)
+            if self._is_test_record(delivery.server_id):
+                self._test_answered()
+            else:
+                self._count_corrections(1)
         if delivery.server_id:  # read by id: the event's cost does not grow with the dataset
             self.queue.put(JobKind.RESCORE, [delivery.server_id], delay=DEBOUNCE_S)
         elif delivery.record_id:  # (Argilla's record events carry the id; an event without one)
             self.queue.put(JobKind.SCORE, delay=DEBOUNCE_S)
+
+    def _is_test_record(self, server_id: str | None) -> bool:
+        """Whether the record is one of the stored test set's (read from the state directory: `test-set` may have
+        drawn it since the start). A copy of a test text is not known here: it counts as a correction."""
+        if server_id is None or self.dataset_key is None:
+            return False
+        test_set = self.services.test_sets.get(self.dataset_key)
+        return test_set is not None and server_id in test_set.server_ids
+
+    def _test_answered(self) -> None:
+        """A test record's answer teaches no model (it is never trained on), so it is not a correction toward
+        ``retrain.min_new_corrections``; it asks for the current model to be measured on the test set again."""
+        if self.services.registry.current_version() is not None:
+            self.queue.put(JobKind.MEASURE, delay=MEASURE_DEBOUNCE_S)
 
     def _count_corrections(self, count: int) -> None:
         if count <= 0:
@@ -300,7 +320,7 @@ class Runner:
         instead), which binds to the dataset of that name — or says, in the status, that there is none."""
         logger.warning("job %s: %s", item.kind, error)
         self.services.forget_dataset(error.dataset_key)
-        self.dataset_id = None  # until bound again: webhook deliveries are not filtered by a gone id
+        self.dataset_id = self.dataset_key = None  # until bound again: deliveries are not filtered by a gone id
         kind = JobKind.SCORE if item.record_ids else item.kind
         self.queue.put(kind, attempts=item.attempts)  # not a backoff: the next attempt binds, or finds nothing
         self.book.job_result(item.kind, JobState.RETRYING, str(error), started)
@@ -309,6 +329,7 @@ class Runner:
         """The bound dataset's id (to filter webhook deliveries) and binding (for the status)."""
         gateway = self.services.gateway
         self.dataset_id = gateway.dataset_id()
+        self.dataset_key = gateway.dataset_key
         self.book.set_binding(f"{gateway.workspace}/{gateway.dataset_name}", gateway.binding)
 
     def _run_item(self, item: WorkItem) -> str:
@@ -321,6 +342,10 @@ class Runner:
                 results = publish_job(self.services)
                 return "; ".join(f"{r.sink} {r.location}: {'published' if r.published else 'unchanged'}"
                                  for r in results)
+            if item.kind == JobKind.MEASURE:
+                summary = measure_job(self.services)
+                self.book.set_model(self.services.registry.current())
+                return summary
             if item.kind == JobKind.COPIES:
                 counts, report = copies_job(self.services)
                 return (f"{counts.in_copies} of {counts.records} records share {counts.texts} texts, "
@@ -341,7 +366,9 @@ class Runner:
         self.metrics.push_failures.inc(report.failed)
         self.metrics.records_failing.set(len(self.services.failed_pushes.of(self.services.gateway.dataset_key)))
         if self.status.mode != Mode.WEBHOOKS:
-            self._count_corrections(report.new_submissions)
+            self._count_corrections(report.new_submissions - report.new_test_answers)
+            if report.new_test_answers:
+                self._test_answered()
         return report.summary()
 
     def _before_first_model(self) -> str:
@@ -353,15 +380,19 @@ class Runner:
         Raises:
             NoModelError: too few reviewed records yet (says how many, and what else the user can do).
         """
-        reviewed = self.services.gateway.count_submitted()
+        gateway = self.services.gateway
+        tested = gateway.count_submitted(marked=TEST_SET_PROPERTY) \
+            if self.services.test_sets.get(gateway.dataset_key) is not None else 0
+        reviewed = gateway.count_submitted() - tested
         needed = max(self.settings.training.min_annotated, self._first_model_at)
         if reviewed >= needed:
             self._first_model_tried = reviewed
             self.queue.put(JobKind.RETRAIN)
             return f"no model yet; {reviewed} records reviewed (≥ {needed}): the first model is training next"
+        also = (f" (and {tested} test-set records: they measure models and train none)" if tested else "")
         raise NoModelError(
-            f"no model yet: {reviewed} of {needed} records reviewed; the first model trains by itself at {needed} "
-            f"(annotate in cold_start_rank order after `argilla-worker cold-start`), or now by hand: "
+            f"no model yet: {reviewed} of {needed} records reviewed{also}; the first model trains by itself at "
+            f"{needed} (annotate in cold_start_rank order after `argilla-worker cold-start`), or now by hand: "
             f"`argilla-worker train` (it also learns the labels the records carry) / `argilla-worker models "
             f"register DIR`")
 

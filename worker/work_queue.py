@@ -15,6 +15,7 @@ class JobKind(StrEnum):
     RESCORE = "rescore"  # the records webhook events named
     RETRAIN = "retrain"
     FULL_SCORE = "full_score"  # every record, after the model changed
+    MEASURE = "measure"  # the current model on the test set, after more of its records were answered
     SCORE = "score"  # incremental: what changed since the last run
     PUBLISH = "publish"
     COPIES = "copies"  # mark the records that carry the same text

@@ -224,3 +224,51 @@ def test_a_dataset_deleted_and_created_again_under_its_name_is_bound_anew_withou
     assert runner.status.jobs["score"]["status"] == "skipped", runner.status.jobs
     assert f"{dataset_name} does not exist" in runner.status.jobs["score"]["summary"]
     assert runner.queue.get(timeout=0.1) is None  # nothing retried in a loop
+
+
+def test_answers_to_test_records_measure_the_model_and_train_nothing(local_argilla, stack_settings, dataset_name,
+                                                                      tmp_path, monkeypatch):
+    """A team's own dataset (plain SDK, no label) with their model registered and a test set drawn, the loop polling:
+    test records answered in rank order are no corrections — no retrain is asked for — but the current model is
+    measured on them and the status shows its figures; answers to other records count toward the retrain, whose
+    training, still short of labels, says the test records are not among them."""
+    import argilla as rg
+
+    from tests.integration.annotator import submit_label
+    from worker.jobs import test_set_job
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    monkeypatch.setattr("worker.runner.MEASURE_DEBOUNCE_S", 0.0)
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
+    dataset.create()
+    examples = {e.id: e for e in sentiment_examples(30)}
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    settings.retrain = settings.retrain.model_copy(update={"min_new_corrections": 4})
+    services = Services(settings)
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+    test_set = test_set_job(services, 8).test_set
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0  # the first score run
+
+    for record_id, server_id in list(zip(test_set.ids, test_set.server_ids, strict=True))[:5]:
+        submit_label(stack_settings, server_id, examples[record_id].label, question="sentiment")
+    assert runner.work(burst=True) == 0
+
+    assert runner.status.jobs["measure"]["status"] == "ok", runner.status.jobs
+    assert "test set: v0001 on 5 reviewed test records" in runner.status.jobs["measure"]["summary"]
+    assert runner.status.model["test"]["records"] == 5
+    assert "retrain" not in runner.status.jobs and runner.corrections.pending == 0
+
+    others = [record_id for record_id in examples if record_id not in test_set.ids][:4]
+    server_ids = {record.id: str(record._server_id) for record in dataset.records}
+    for record_id in others:
+        submit_label(stack_settings, server_ids[record_id], examples[record_id].label, question="sentiment")
+    assert runner.work(burst=True) == 0
+
+    assert runner.status.jobs["retrain"]["status"] == "skipped", runner.status.jobs
+    summary = runner.status.jobs["retrain"]["summary"]
+    assert "only 4 records have a consensus label" in summary
+    assert "the 5 answered test-set records are not among them" in summary

@@ -491,6 +491,35 @@ def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once
     assert runner.queue.pending() == (["retrain"] if arriving >= 10 else [])
 
 
+def test_a_test_records_answer_asks_for_a_measure_not_a_retrain(tmp_path, monkeypatch):
+    """The runner in-process (no server needed: webhook deliveries as the HTTP handler hands them over, a stored test
+    set): a submitted response to a test record is no correction — it trains nothing —, so the count toward
+    retrain.min_new_corrections stays and a measure of the current model is queued; another record's answer counts."""
+    from worker.runner import Runner
+    from worker.test_set import TestSet
+    from worker.webhooks import Delivery
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"},
+                             retrain={"min_new_corrections": 2})
+    runner = Runner(settings)
+    monkeypatch.setattr(runner.services.registry, "current_version", lambda: "v0001")
+    runner.dataset_key = "argilla/reviews"
+    runner.services.test_sets.put("argilla/reviews", TestSet(("t1", "t2"), ("s-t1", "s-t2"), ("a", "b"), 10, "now"))
+
+    def submitted(server_id: str) -> Delivery:
+        return Delivery("response.created", None, None, "submitted", server_id=server_id)
+
+    runner.on_delivery(submitted("s-t1"))
+    runner.on_delivery(submitted("s-t2"))
+    assert runner.corrections.pending == 0
+    assert runner.queue.pending() == ["measure", "rescore"]
+
+    runner.on_delivery(submitted("s-other"))
+    runner.on_delivery(submitted("s-another"))
+    assert runner.corrections.pending == 2
+    assert runner.queue.pending() == ["measure", "rescore", "retrain"]
+
+
 def test_the_correction_counter_survives_a_restart_and_keeps_what_arrived_during_a_retrain(tmp_path):
     from worker.status import CorrectionCounter
 

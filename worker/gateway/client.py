@@ -670,10 +670,13 @@ class ArgillaGateway:
             logger.warning("record %s: no consensus, votes tied between %s", tie.record_id, list(tie.tied_labels))
         return [verdict for verdict in verdicts if verdict.label is not None], ties
 
-    def count_submitted(self) -> int:
-        """How many records have a submitted response: one search request (its ``total``), O(1) in the
+    def count_submitted(self, *, marked: str | None = None) -> int:
+        """How many records have a submitted response — with ``marked`` (a worker's metadata name, e.g.
+        ``test_set_rank``), only those that carry it, at 1 or more: one search request (its ``total``), O(1) in the
         dataset's size."""
-        return self._count([SUBMITTED_FILTER])
+        mark = [] if marked is None else [{"type": "range", "ge": 1, "scope": {
+            "entity": "metadata", "metadata_property": self.binding.stored_name(marked)}}]
+        return self._count([SUBMITTED_FILTER, *mark])
 
     def min_submitted(self) -> int:
         """How many submitted responses the dataset's task distribution asks of each record before Argilla calls it
