@@ -301,6 +301,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     gateway, settings, state = services.gateway, services.settings.scoring, services.sync_state
     key = gateway.dataset_key
     since = state.watermark(key) if not full and server_ids is None else None
+    if since is not None and state.scored_with(key) != head.version:
+        logger.info("the records were last scored in full with %s, the current model is %s (changed while no run "
+                    "could notice it, or a full run was stopped): this run reads every record",
+                    state.scored_with(key) or "an earlier version", head.version)
+        since, full = None, True
     reconcile = since is not None and state.reconcile_due(key, settings.reconcile_minutes)
     reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
     watermark = gateway.watermark(since) if server_ids is None else None
@@ -344,6 +349,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         services.view_quantiles.put(key, view.sketch.quantiles())
     if not report.stopped and watermark is not None:
         state.set_watermark(key, watermark.value)
+        if since is None:
+            state.set_scored_with(key, head.version)
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started

@@ -272,3 +272,25 @@ def test_answers_to_test_records_measure_the_model_and_train_nothing(local_argil
     summary = runner.status.jobs["retrain"]["summary"]
     assert "only 4 records have a consensus label" in summary
     assert "the 5 answered test-set records are not among them" in summary
+
+
+def test_a_model_promoted_while_no_worker_ran_is_scored_on_every_record_at_the_next_start(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """`argilla-worker train` or `models promote` by hand while the service is stopped: the next start finds the
+    records scored with another version than the current one and reads them all, not only those changed since."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    services = Services(settings)
+    services.gateway.ensure_dataset(LABELS)
+    services.gateway.log_labelled_texts(LabelledText(e.id, e.text, e.label) for e in sentiment_examples(COUNT))
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+    assert Runner(settings, services).work(burst=True) == 0
+    assert Runner(settings, services).work(burst=True) == 0  # (re-reads once the records the first run pushed)
+    register_model(str(save_tiny_classifier(tmp_path / "theirs", seed=7)), services.registry, services.labels())
+    services.registry.promote("v0002")
+
+    restarted = Services(settings)
+    assert Runner(settings, restarted).work(burst=True) == 0
+
+    assert {record.metadata.get("model_version") for record in restarted.gateway.pull()} == {"v0002"}
+    assert restarted.sync_state.scored_with(restarted.gateway.dataset_key) == "v0002"

@@ -36,6 +36,7 @@ def test_forgetting_a_gone_dataset_drops_its_watermark_reconciliation_failures_a
     for key in ("gone", "kept"):
         state.set_watermark(key, datetime(2026, 1, 2))
         state.set_reconciled(key, datetime(2026, 1, 1))
+        state.set_scored_with(key, "v0003")
         failed.update(key, failed={"r1": ("srv-1", "500")}, landed=())
         stop_sets.put(key, StopSet(("r1",), ("a text",)))
 
@@ -43,9 +44,10 @@ def test_forgetting_a_gone_dataset_drops_its_watermark_reconciliation_failures_a
     failed.forget("gone")
     stop_sets.forget("gone")
 
-    assert (state.watermark("gone"), state.reconciled("gone")) == (None, (None, None))
+    assert (state.watermark("gone"), state.reconciled("gone"), state.scored_with("gone")) == (None, (None, None), None)
     assert failed.of("gone") == {} and stop_sets.get("gone") is None
     assert state.watermark("kept") == datetime(2026, 1, 2) and state.reconciled("kept")[0] == datetime(2026, 1, 1)
+    assert state.scored_with("kept") == "v0003"
     assert set(failed.of("kept")) == {"r1"} and stop_sets.get("kept").ids == ("r1",)
     before = (tmp_path / "sync.json").stat().st_mtime_ns
     state.forget("never-seen")  # nothing to drop: nothing written

@@ -10,12 +10,14 @@ from pathlib import Path
 from worker.files import read_json, write_json_atomic
 
 RECONCILED = "reconciled"  # the entry holding, per dataset, when the annotated records were last re-read
+SCORED_WITH = "scored_with"  # the entry holding, per dataset, the model version of the last complete full score run
 
 
 class SyncState:
     """A small JSON file: dataset key → ISO timestamp (server clock) of the newest change already pulled;
     under ``"reconciled"``, per dataset, the watermark of the last reconciliation (see
-    :meth:`ArgillaGateway.pull`) and when it ran (this machine's clock)."""
+    :meth:`ArgillaGateway.pull`) and when it ran (this machine's clock); under ``"scored_with"``, per dataset, the
+    model version its last complete full run scored with."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -41,6 +43,17 @@ class SyncState:
                                                  "ran": datetime.now(UTC).isoformat()}
         write_json_atomic(self.path, state)
 
+    def scored_with(self, key: str) -> str | None:
+        """The model version the last complete run over every record scored with (None: none yet, or one before the
+        worker kept it)."""
+        return self._read().get(SCORED_WITH, {}).get(key)
+
+    def set_scored_with(self, key: str, version: str) -> None:
+        state = self._read()
+        if state.get(SCORED_WITH, {}).get(key) != version:
+            state.setdefault(SCORED_WITH, {})[key] = version
+            write_json_atomic(self.path, state)
+
     def set_watermark(self, key: str, value: datetime | None) -> None:
         if value is None:
             return
@@ -53,6 +66,7 @@ class SyncState:
         state = self._read()
         had = state.pop(key, None) is not None
         had |= state.get(RECONCILED, {}).pop(key, None) is not None
+        had |= state.get(SCORED_WITH, {}).pop(key, None) is not None
         if had:
             write_json_atomic(self.path, state)
 
