@@ -246,8 +246,8 @@ class TrainingSettings(_Section):
         "auto", description="what a new model is fine-tuned from: base: training.base_model; current: the current "
                             "model; auto: the model you registered (`argilla-worker models register`) when the "
                             "current one is it or was trained from it, else training.base_model (a team's sentiment "
-                            "model, 40 reviewed tweets and reviews: macro-F1 0.66 from it vs 0.39 from the base "
-                            "encoder on the 1,920 records nobody reviewed)")
+                            "model, 80 reviewed tweets and reviews: macro-F1 0.87 from it vs 0.81 from the base "
+                            "encoder on the 1,860 records nobody reviewed)")
     data: Literal["auto", "annotated", "annotated+original"] = Field(
         "auto", description="what a later model trains on: the annotated records, or also the unreviewed records' own "
                             "labels at original_weight; auto: the latter while the current model learnt from them and "
