@@ -334,3 +334,20 @@ def test_status_without_a_running_worker_shows_the_registrys_current_model(tiny_
     assert shown.exit_code == 1
     assert shown.output.splitlines()[0].startswith("no worker is running: none has run with state directory")
     assert "model: v0001 (macro-F1 0.8125, ECE det 0.0500, MC 0.0400; 40 validation records" in shown.output
+
+
+def test_labels_that_differ_by_more_than_letter_case_are_refused_with_a_mapping_guessed_from_their_spelling(tmp_path):
+    from worker.training.register import guessed_label_map, register_model
+
+    registry = ModelRegistry(tmp_path / "registry")
+    theirs = save_tiny_classifier(tmp_path / "theirs", labels=("NEG", "POS"))
+
+    with pytest.raises(DataError) as refused:
+        register_model(str(theirs), registry, ["negative", "positive"])
+
+    assert "differ from the dataset question's labels ['negative', 'positive']" in str(refused.value)
+    assert "(by their spelling: --label-map NEG=negative,POS=positive — check it" in str(refused.value)
+    assert registry.versions() == []
+    assert guessed_label_map(["LABEL_0", "LABEL_1"], ["LABEL_0", "LABEL_1"], ["negative", "positive"]) == {}
+    assert guessed_label_map(["pos", "p"], ["pos", "p"], ["positive", "neutral"]) == {}  # "p": no single match left
+    assert guessed_label_map(["Spam", "ok"], ["spam", "ok"], ["spam", "okay"]) == {"ok": "okay"}

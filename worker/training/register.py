@@ -30,6 +30,24 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
+def guessed_label_map(model_labels: Sequence[str], mapped: Sequence[str], dataset_labels: Sequence[str]
+                      ) -> dict[str, str]:
+    """A ``--label-map`` for the model's labels that are not the question's (``mapped``: each model label as read so
+    far), when each is the start of exactly one question label left, or that label its start, letter case aside:
+    ``NEG`` → ``negative``, ``pos`` → ``positive``. Empty when any model label has no such single match."""
+    left = [label for label in dataset_labels if label not in mapped]
+    guess: dict[str, str] = {}
+    for model_label, reading in zip(model_labels, mapped, strict=True):
+        if reading in dataset_labels:
+            continue
+        name = model_label.lower()
+        matches = [label for label in left if label.lower().startswith(name) or name.startswith(label.lower())]
+        if len(matches) != 1 or matches[0] in guess.values():
+            return {}
+        guess[model_label] = matches[0]
+    return guess
+
+
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
                    label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False,
                    multi_label: bool = False, label_aliases: Mapping[str, str] | None = None) -> ModelVersion:
@@ -69,9 +87,12 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
     mapped = question_labels(model_labels, dataset_labels, mapping, label_aliases or {})
     if sorted(mapped) != sorted(dataset_labels):
+        guess = guessed_label_map(model_labels, mapped, dataset_labels)
+        hint = (f" (by their spelling: --label-map {','.join(f'{k}={v}' for k, v in {**mapping, **guess}.items())} — "
+                f"check it on a few of the model's answers)" if guess else "")
         raise DataError(f"the model's labels {mapped} (config.id2label{' after --label-map' if mapping else ''}) "
                         f"differ from the dataset question's labels {sorted(dataset_labels)}; "
-                        f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…")
+                        f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…{hint}")
     read_as = {label: value for label, value in zip(model_labels, mapped) if label != value and label not in mapping}
     if read_as:
         logger.info("the model's labels read as the question's: %s (--label-map maps them otherwise)",
