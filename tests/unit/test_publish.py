@@ -283,6 +283,26 @@ def test_the_local_sink_round_trips_through_load_dataset_with_a_valid_card(tmp_p
         assert f"]({image})" in card and (target / image).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_dataset_that_came_without_labels_is_published_as_labelled_not_as_corrected(tmp_path):
+    """Records with no label of their own, labelled by annotators: the card says so — no "corrected" count, no
+    corrections table, no plots of original labels that do not exist — and the rows load as usual."""
+    records = [_record(name, None, [label], loss=0.3) for name, label in
+               (("a", "negative"), ("b", "positive"), ("c", "positive"))] + [_record("d", None)]
+    target = tmp_path / "labelled"
+
+    LocalDirectorySink(target).publish(build_publication(records, LABELS, PublishOptions(split="none")),
+                                       CardInfo(pretty_name="Reviews"))
+
+    card = (target / "README.md").read_text()
+    assert "The records came without labels: annotators labelled them" in card
+    assert "## How it was labelled" in card and "| came with a label | 0 |" in card
+    assert "No record came with a label: every label is an annotator's" in card
+    assert "corrected" not in card.split("## Counts")[1] and "images/" not in card
+    assert not (target / "images").exists()
+    loaded = datasets.load_dataset(str(target), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert sorted(loaded["id"]) == ["a", "b", "c"] and set(loaded["original_label"]) == {-1}
+
+
 def test_a_republished_directory_loads_its_new_rows_not_the_cached_previous_ones(tmp_path):
     """``datasets.load_dataset(directory)`` caches a local dataset under a key made from its card: a card that
     stayed the same while a value changed (same rows, same counts) loaded the previous rows from that cache."""

@@ -134,17 +134,21 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
                 model_metrics: dict | None = None) -> str:
     """README.md text. ``model_metrics`` is the ranking model's registry entry (for its ECE), if known."""
     counts = publication.counts()
+    fresh = labelled_from_scratch(publication)
     header = yaml.safe_dump(card_metadata(publication, license=license, pretty_name=pretty_name), sort_keys=False,
                             allow_unicode=True)
+    intro = (f"Text-classification data labelled in [Argilla]({source}) with a model in the loop. The records came "
+             "without labels: annotators labelled them, the model suggesting a label and putting the records it was "
+             "least sure of, or most typical of the rest, first. `label` is the annotators' majority vote; "
+             "`original_label` is empty (no record came with a label)." if fresh else
+             f"Text-classification data reviewed in [Argilla]({source}) with a model in the loop. Every record was "
+             "scored by a classifier; annotators sorted by the model's per-example loss (how implausible the model "
+             "finds the current label) and reviewed the worst records first. `label` is the annotators' majority "
+             "vote where a record was reviewed, else the original label; `original_label` keeps the label the record "
+             "came with, so every correction can be audited.")
     lines = [
-        "---", header.rstrip(), "---", "", f"# {pretty_name}", "",
-        (f"Text-classification data reviewed in [Argilla]({source}) with a model in the loop. Every record was "
-        "scored by a classifier; annotators sorted by the model's per-example loss (how implausible the model "
-        "finds the current label) and reviewed the worst records first. `label` is the annotators' majority "
-        "vote where a record was reviewed, else the original label; `original_label` keeps the label the record "
-        "came with, so every correction can be audited."),
-        "",
-        "## How it was cleaned",
+        "---", header.rstrip(), "---", "", f"# {pretty_name}", "", intro, "",
+        f"## How it was {'labelled' if fresh else 'cleaned'}",
         "",
         "- Scores: every record was scored with MC dropout; the score columns are",
         *(f"  - `{spec.name}`: {spec.meaning}" + ("" if publication.stats.scored[spec.name] else
@@ -169,7 +173,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         "|---|---:|",
         f"| published | {counts['records']} |",
         f"| reviewed | {counts['reviewed']} |",
-        f"| corrected (label ≠ original) | {counts['corrected']} |",
+        "| came with a label | 0 |" if fresh else f"| corrected (label ≠ original) | {counts['corrected']} |",
         *(f"| split `{name}` | {size} |" for name, size in counts["per_split"].items()),
         "",
         f"| {'rating' if publication.rating else 'class'} | label | original_label |",
@@ -177,10 +181,9 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         *(f"| {label} | {counts['per_class'][label]} | {counts['per_original_class'][label]} |"
           for label in publication.labels),
         "",
-        "## Most frequent corrections",
-        "",
     ]
-    lines += _corrections(publication)
+    lines += (["No record came with a label: every label is an annotator's, none corrects another."] if fresh else
+              ["## Most frequent corrections", "", *_corrections(publication)])
     lines += ["", "## Ranking model", ""]
     lines.append(f"Model version: `{publication.model_version or 'unknown'}`.")
     validation = (model_metrics or {}).get("validation")
@@ -195,10 +198,17 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         lines.append(f"On {test['records']} reviewed records drawn at random (a test set it never trained on): "
                      f"accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
                      f"{test['macro_f1']:.4f}{calibration}.")
-    if not publication.multi_label:
+    if not publication.multi_label and not fresh:
         lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})"]
-    lines += ["", f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})", ""]
-    return "\n".join(lines)
+    if not fresh:
+        lines += ["", f"![Loss of the original label: corrected vs confirmed records]({LOSS_PLOT})"]
+    return "\n".join([*lines, ""])
+
+
+def labelled_from_scratch(publication: Publication) -> bool:
+    """Whether no published row came with a label (a dataset that started with none): there is nothing a review
+    corrected, and no original label to plot."""
+    return publication.stats.published > 0 and not any(publication.counts()["per_original_class"].values())
 
 
 def _corrections(publication: Publication) -> list[str]:
@@ -218,7 +228,10 @@ def _corrections(publication: Publication) -> list[str]:
 
 
 def write_plots(publication: Publication, directory: Path) -> list[Path]:
-    """The correction confusion matrix (single-label) and the loss histogram (corrected vs confirmed), as PNGs."""
+    """The correction confusion matrix (single-label) and the loss histogram (corrected vs confirmed), as PNGs; none
+    when no row came with a label (:func:`labelled_from_scratch`)."""
+    if labelled_from_scratch(publication):
+        return []
     stats = publication.stats
     plots = [_loss_histogram(stats.corrected_losses, stats.confirmed_losses, directory / LOSS_PLOT)]
     if not publication.multi_label:
