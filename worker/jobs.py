@@ -45,6 +45,7 @@ from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
+from worker.publish.card import labelled_from_scratch
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import CURRENT, ModelVersion, check_writable
@@ -1341,7 +1342,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
                            ", ".join(publication.tied[:5]))
         if stats.unlabelled:
             logger.warning("%d record(s) not published: no label and no review", stats.unlabelled)
-        card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} (cleaned)",
+        state = "labelled" if labelled_from_scratch(publication) else "cleaned"
+        card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} ({state})",
                         source=services.settings.argilla.api_url,
                         model_metrics=_model_metrics(services, publication))
         results = [sink.publish(publication, card) for sink in sinks]
