@@ -294,3 +294,34 @@ def test_a_model_promoted_while_no_worker_ran_is_scored_on_every_record_at_the_n
 
     assert {record.metadata.get("model_version") for record in restarted.gateway.pull()} == {"v0002"}
     assert restarted.sync_state.scored_with(restarted.gateway.dataset_key) == "v0002"
+
+
+def test_before_the_first_model_answered_test_records_are_not_counted_toward_it(local_argilla, stack_settings,
+                                                                                  dataset_name, tmp_path, monkeypatch):
+    """No model yet and a test set drawn first (as the README advises): the reviews the first model waits for are
+    those outside the test set, and the wait says how many test records were answered besides."""
+    import argilla as rg
+
+    from tests.integration.annotator import submit_label
+    from worker.jobs import test_set_job
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
+    dataset.create()
+    examples = {e.id: e for e in sentiment_examples(20)}
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    settings.training = settings.training.model_copy(update={"min_annotated": 4})
+    services = Services(settings)
+    test_set = test_set_job(services, 6).test_set
+    for record_id, server_id in list(zip(test_set.ids, test_set.server_ids, strict=True))[:5]:
+        submit_label(stack_settings, server_id, examples[record_id].label, question="sentiment")
+
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0
+
+    assert runner.status.jobs["score"]["status"] == "skipped" and "retrain" not in runner.status.jobs
+    assert ("no model yet: 0 of 4 records reviewed (and 5 test-set records: they measure models and train none)"
+            in runner.status.jobs["score"]["summary"])
