@@ -160,6 +160,7 @@ def test_later_models_are_fine_tuned_from_the_model_the_team_registered_not_the_
     registry.promote(third.model.version)
     registry.prune()
 
+    assert read_taught_ids(second.model.path) == {example.id for example in training_set.train}  # the next gate's
     for outcome in (second, third):
         assert outcome.model.metrics["training"]["start_version"] == brought.version == "v0001"
         assert outcome.model.metrics["training"]["start_model"] == str(brought.path)

@@ -345,9 +345,11 @@ def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVers
                       refit: bool = False) -> None:
     """Keep the ids the new version is taught (:func:`~worker.training.data.taught_ids`: of its validation
     examples too when it was ``refit`` on them), with its ``parent``'s when it starts from that model's weights;
-    nothing when the parent does not say (unknown stays unknown)."""
+    nothing when the parent is a version the worker trained that does not say (unknown stays unknown). A model the
+    team registered does not say either, but it learnt from none of the dataset's reviews (the gate compares it on
+    every record): its descendants keep what they were taught here."""
     ids = taught_ids([*training_set.train, *(training_set.validation if refit else ())])
-    if parent is not None:
+    if parent is not None and not is_brought(parent):
         inherited = read_taught_ids(parent.path)
         if inherited is None:
             return
