@@ -25,6 +25,28 @@ def _settings(tmp_path, api_url: str, dataset_name: str, workspace: str):
         webhooks={"enabled": False}, http={"port": 0})
 
 
+def _their_dataset(stack_settings, dataset_name: str, count: int):
+    """A team's dataset made with the plain SDK (field ``review``, question ``sentiment``), ``count`` records with no
+    label: (the SDK dataset, the examples by id, with the labels a reviewer would give)."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
+    dataset.create()
+    examples = {e.id: e for e in sentiment_examples(count)}
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    return dataset, examples
+
+
+def _answer_in_rank_order(stack_settings, test_set, examples, count: int) -> None:
+    """Submit the first ``count`` test records' labels, in rank order, as the UI does."""
+    from tests.integration.annotator import submit_label
+
+    for record_id, server_id in list(zip(test_set.ids, test_set.server_ids, strict=True))[:count]:
+        submit_label(stack_settings, server_id, examples[record_id].label, question="sentiment")
+
+
 def test_a_burst_run_scores_every_record_once_and_returns(local_argilla, stack_settings, dataset_name, tmp_path,
                                                           monkeypatch):
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
@@ -107,17 +129,11 @@ def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local
     trains the first model at training.min_annotated reviewed records — not at retrain.min_new_corrections —
     and, after a first training that could not start (one label only so far), waits for more reviews instead
     of pulling every record again on each event."""
-    import argilla as rg
 
     from tests.integration.annotator import submit_label
 
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
-    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
-    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
-        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
-    dataset.create()
-    examples = {e.id: e for e in sentiment_examples(30)}
-    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    dataset, examples = _their_dataset(stack_settings, dataset_name, 30)
     server_ids = {record.id: str(record._server_id) for record in dataset.records}
     settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
     settings.training = settings.training.model_copy(update={
@@ -232,19 +248,13 @@ def test_answers_to_test_records_measure_the_model_and_train_nothing(local_argil
     test records answered in rank order are no corrections — no retrain is asked for — but the current model is
     measured on them and the status shows its figures; answers to other records count toward the retrain, whose
     training, still short of labels, says the test records are not among them."""
-    import argilla as rg
 
     from tests.integration.annotator import submit_label
     from worker.jobs import test_set_job
 
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
     monkeypatch.setattr("worker.runner.MEASURE_DEBOUNCE_S", 0.0)
-    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
-    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
-        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
-    dataset.create()
-    examples = {e.id: e for e in sentiment_examples(30)}
-    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    dataset, examples = _their_dataset(stack_settings, dataset_name, 30)
     settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
     settings.retrain = settings.retrain.model_copy(update={"min_new_corrections": 4})
     services = Services(settings)
@@ -253,8 +263,7 @@ def test_answers_to_test_records_measure_the_model_and_train_nothing(local_argil
     runner = Runner(settings, services)
     assert runner.work(burst=True) == 0  # the first score run
 
-    for record_id, server_id in list(zip(test_set.ids, test_set.server_ids, strict=True))[:5]:
-        submit_label(stack_settings, server_id, examples[record_id].label, question="sentiment")
+    _answer_in_rank_order(stack_settings, test_set, examples, 5)
     assert runner.work(burst=True) == 0
 
     assert runner.status.jobs["measure"]["status"] == "ok", runner.status.jobs
@@ -300,24 +309,16 @@ def test_before_the_first_model_answered_test_records_are_not_counted_toward_it(
                                                                                   dataset_name, tmp_path, monkeypatch):
     """No model yet and a test set drawn first (as the README advises): the reviews the first model waits for are
     those outside the test set, and the wait says how many test records were answered besides."""
-    import argilla as rg
 
-    from tests.integration.annotator import submit_label
     from worker.jobs import test_set_job
 
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
-    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
-    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
-        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
-    dataset.create()
-    examples = {e.id: e for e in sentiment_examples(20)}
-    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in examples.values()])
+    _, examples = _their_dataset(stack_settings, dataset_name, 20)
     settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
     settings.training = settings.training.model_copy(update={"min_annotated": 4})
     services = Services(settings)
     test_set = test_set_job(services, 6).test_set
-    for record_id, server_id in list(zip(test_set.ids, test_set.server_ids, strict=True))[:5]:
-        submit_label(stack_settings, server_id, examples[record_id].label, question="sentiment")
+    _answer_in_rank_order(stack_settings, test_set, examples, 5)
 
     runner = Runner(settings, services)
     assert runner.work(burst=True) == 0
