@@ -888,11 +888,12 @@ def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], 
 
 
 def _test_answers_note(tested: TestProgress | None) -> str:
-    """What a training too short of labels adds when test records were answered: they are not among its labels."""
+    """What a training that cannot start adds when test records were answered: they were kept out of it (a team that
+    reviewed only those reads why its labels are "too few")."""
     if tested is None or not tested.answered:
         return ""
-    return (f"; the {tested.answered} answered test-set records are not among them: they measure every model and "
-            f"train none (annotate records outside the test set too, e.g. sorted by the worker's uncertainty)")
+    return (f" (the {tested.answered} answered test-set records are kept out of training: they measure every model "
+            f"and train none; annotate records outside the test set too, e.g. sorted by the worker's uncertainty)")
 
 
 def measure_job(services: Services) -> str:
