@@ -12,10 +12,10 @@ from worker.constants import DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.publish.sinks import check_sink
-from worker.registry import check_writable, is_brought
+from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
 from worker.services import Services
-from worker.training.job import start_model
+from worker.training.job import start_description, start_model
 from worker.training.trainer import check_model_source
 
 
@@ -139,8 +139,7 @@ def _check_start_model(services: Services, check: ConfigCheck) -> None:
     settings = services.settings.training
     _, registered = start_model(settings, services.registry, services.registry.current())
     if registered is not None:
-        what = "the model you registered" if is_brought(registered) else "the current model"
-        check.start = f"{registered.version} ({what}; training.start_from = {settings.start_from!r})"
+        check.start = start_description(registered, settings.start_from)
     base_model = settings.base_model
     if not base_model:
         check.todo.append("training.base_model is not set: " + ("`score --oof` starts from it" if registered

@@ -230,15 +230,18 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
     return record.suggestion.agent == written
 
 
-def blind_test_records(services: Services, crowd: CrowdModel | None = None) -> Callable[[PulledRecord], bool]:
+def blind_test_records(services: Services, crowd: CrowdModel | None = None,
+                       test_records: TestSetFilter | None = None) -> Callable[[PulledRecord], bool]:
     """Whether a record is a test record (:func:`~worker.test_set.is_test_record`), or another record carrying one
     of their texts (:meth:`~worker.test_set.TestSetFilter.is_copy`), that the annotators' votes (weighed by
     ``crowd``) give no label yet, or fewer submitted responses than the dataset's task distribution asks of a
     record (``min_submitted``: the next annotator would see the model's answer). The worker writes no suggestion
     and no model metadata on those: Argilla pre-selects a suggestion, and a label accepted unread would measure the
     model against itself — the model's answer on a copy is its answer on the test record. O(1) a record (a hash of
-    its text when a test set is stored; one request to read the distribution)."""
-    test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
+    its text when a test set is stored; one request to read the distribution). ``test_records``: the stored test
+    set's filter when the caller has one."""
+    if test_records is None:
+        test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
     needed = services.gateway.min_submitted()
     return lambda record: test_records.covers(record) and (
         not _reviewed(record, crowd) or submitted_responses(record) < needed)
@@ -314,12 +317,13 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     crowd = services.crowd(labels)
     scorer = record_scorer(services, extra)
     view = _ViewPolicy.of(services, full=full and server_ids is None)
+    test_records = TestSetFilter(services.test_sets.get(key))
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
                  forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
-                 blind=blind_test_records(services, crowd), tested=TestSetFilter(services.test_sets.get(key)).covers)
+                 blind=blind_test_records(services, crowd, test_records), tested=test_records.covers)
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
 
     def inputs() -> Iterator[ScoringInput]:

@@ -208,7 +208,7 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
 def labelled_from_scratch(publication: Publication) -> bool:
     """Whether no published row came with a label (a dataset that started with none): there is nothing a review
     corrected, and no original label to plot."""
-    return publication.stats.published > 0 and not any(publication.counts()["per_original_class"].values())
+    return publication.stats.published > 0 and not any(publication.stats.per_original_class.values())
 
 
 def _corrections(publication: Publication) -> list[str]:

@@ -229,9 +229,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         raise ConfigError("training.base_model is not set (a Hub model id or a local directory to fine-tune)")
     version = registry.next_version()
     if start_version is not None:
-        logger.info("%s is fine-tuned from %s, %s (training.start_from = %r)", version, start_version.version,
-                    "the model you registered" if is_brought(start_version) else "the current model",
-                    settings.start_from)
+        logger.info("%s is fine-tuned from %s", version, start_description(start_version, settings.start_from))
     validation = list(training_set.validation)
     with registry.staging() as staged:
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
@@ -307,6 +305,12 @@ def start_model(settings: TrainingSettings, registry: ModelRegistry, current: Mo
     if brought is not None:
         return brought.path, brought
     return settings.base_model, None
+
+
+def start_description(start_version: ModelVersion, start_from: str) -> str:
+    """e.g. ``v0001 (the model you registered; training.start_from = 'auto')``."""
+    what = "the model you registered" if is_brought(start_version) else "the current model"
+    return f"{start_version.version} ({what}; training.start_from = {start_from!r})"
 
 
 def _stop_check(stop: threading.Event | None):
