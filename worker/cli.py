@@ -648,13 +648,14 @@ def train(config_file: Path | None) -> None:
 
 @cli.command("test-set")
 @config_option
-@click.option("--size", type=click.IntRange(min=1), default=DEFAULT_TEST_SET_SIZE, show_default=True,
-              help="records to draw (the first run only: a test set is drawn once per dataset)")
-def test_set(config_file: Path | None, size: int) -> None:
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help=f"records to draw (default {DEFAULT_TEST_SET_SIZE}); on a test set drawn before, a size above its "
+                   f"records adds records at the next ranks (a test set never shrinks)")
+def test_set(config_file: Path | None, size: int | None) -> None:
     """Draw records at random from those nobody has reviewed and mark them with metadata `test_set_rank`; the
     model is never trained on them and, once annotators review them, is measured on them — an honest accuracy,
     unlike the validation records, which are ones picked for review. Run again: how many are reviewed, and the
-    current model's figures on them."""
+    current model's figures on them; with a larger --size, more records drawn the same way at the next ranks."""
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import test_set_job
 
@@ -667,10 +668,17 @@ def test_set(config_file: Path | None, size: int) -> None:
     elif report.recovered:
         click.echo(f"test set: {len(drawn.ids)} records carry metadata '{name}' (drawn before; the state directory "
                    f"did not keep it): kept as the test set")
-    else:
-        click.echo(f"test set of {len(drawn.ids)} records drawn {drawn.drawn_at} (a test set is drawn once; "
-                   f"--size applies to the first run)" + (f": {len(drawn.ids) - state.found} of them are no longer "
-                                                           f"in the dataset" if state.found < len(drawn.ids) else ""))
+    if report.added:
+        first = len(drawn.ids) - report.added + 1
+        click.echo(f"test set grown: {report.added} records drawn at random from the {drawn.grown[-1].drawn_from} "
+                   f"nobody had responded to, marked with metadata '{name}' {first} … {len(drawn.ids)} (ranks 1 … "
+                   f"{first - 1} as before)" + (f"; only {report.added} such records were left, not {size - first + 1}"
+                                                if size is not None and len(drawn.ids) < size else ""))
+    elif not (report.drawn or report.recovered):
+        click.echo(f"test set of {len(drawn.ids)} records drawn {_draw_dates(drawn)}"
+                   + _unchanged_size_note(size, len(drawn.ids))
+                   + (f": {len(drawn.ids) - state.found} of them are no longer in the dataset"
+                      if state.found < len(drawn.ids) else ""))
     if report.taught_to_current:
         click.echo(_taught_test_records_line(services.registry.current_version(), report.taught_to_current,
                                              len(drawn.ids)))
@@ -704,6 +712,20 @@ def test_set(config_file: Path | None, size: int) -> None:
         click.echo(f"record {record_id}: the model's answer is still on it: {reason} (run again)", err=True)
     if unmarked or still_answered:
         sys.exit(1)
+
+
+def _draw_dates(test_set) -> str:
+    """When a test set was drawn: ``2026-12-05T01:02:03+00:00``, and when it grew."""
+    return test_set.drawn_at + "".join(f", {draw.added} more {draw.drawn_at}" for draw in test_set.grown)
+
+
+def _unchanged_size_note(size: int | None, records: int) -> str:
+    """Why ``--size`` changed nothing: a test set never shrinks, and no record was left to add."""
+    if size is None or size == records:
+        return ""
+    if size < records:
+        return f" (a test set never shrinks: --size {size} is below its {records})"
+    return " (no record nobody has responded to is left to add)"
 
 
 @cli.command()

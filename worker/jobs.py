@@ -33,7 +33,13 @@ from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
 from worker.config import ScoringSettings, TrainingSettings
-from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, PROBABILITY_FLOOR, TEST_SET_PROPERTY
+from worker.constants import (
+    AUTO_HEAD_LEARNING_RATE,
+    AUTO_HEAD_MIN_LABELS,
+    DEFAULT_TEST_SET_SIZE,
+    PROBABILITY_FLOOR,
+    TEST_SET_PROPERTY,
+)
 from worker.crowd import CrowdEstimator, CrowdModel, needs_another_label, needs_another_label_set, verdict
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
@@ -67,6 +73,7 @@ from worker.test_set import (
     TestProgress,
     TestSet,
     TestSetFilter,
+    grow_test_set,
     measure,
     progress,
     recovered_or_drawn,
@@ -985,12 +992,15 @@ class TestSetReport:
     measured: TestMeasure | None = None
     copies_withdrawn: PushReport = field(default_factory=PushReport)  # … and off unreviewed copies of their texts
     taught_to_current: int = 0  # test records the current model was taught (their own labels, before the draw)
+    added: int = 0  # records this run added to a test set drawn before (``size`` above its records)
 
 
-def test_set_job(services: Services, size: int) -> TestSetReport:
+def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
-    responded to (see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank``
-    marks instead when records carry them) — kept in ``state_dir`` before its records are marked; then (every run)
+    responded to (default :data:`DEFAULT_TEST_SET_SIZE`; see :mod:`worker.test_set`; one streamed pass, memory
+    O(size); the dataset's ``test_set_rank`` marks instead when records carry them) — or grow the one it has to
+    ``size`` records (:func:`grow_test_set`, one streamed pass: the new records take the next ranks), kept in
+    ``state_dir`` before its records are marked; then (every run)
     mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test records
     nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw), and their
     ``cold_start_rank`` (a first batch of them would train nothing), and measure the current model on the records
@@ -1003,9 +1013,10 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     check_writable(services.settings.state_dir, "state_dir")
     labels = services.prepare_for_push()
     key = services.gateway.dataset_key
+    seed = services.settings.training.seed
     test_set, drawn, recovered = services.test_sets.get(key), False, False
     if test_set is None:
-        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size, seed=services.settings.training.seed)
+        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size or DEFAULT_TEST_SET_SIZE, seed=seed)
         recovered = not drawn
         if not test_set.ids:
             raise DataError(f"no record of {services.gateway.dataset_name!r} is without a response: a test set is "
@@ -1013,6 +1024,16 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
         services.test_sets.put(key, test_set)
         logger.info("test set: %d records %s", len(test_set.ids), "read back from the dataset's marks" if recovered
                     else f"drawn at random from the {test_set.drawn_from} nobody had responded to")
+    added = 0
+    if size is not None and size > len(test_set.ids) and not drawn:
+        grown = grow_test_set(test_set, services.gateway.pull(), size, seed=seed)
+        added = len(grown.ids) - len(test_set.ids)
+        if added:
+            test_set = grown
+            services.test_sets.put(key, test_set)
+            logger.info("test set grown by %d records (ranks %d to %d), drawn at random from the %d nobody had "
+                        "responded to", added, len(test_set.ids) - added + 1, len(test_set.ids),
+                        test_set.grown[-1].drawn_from)
     records = list(services.gateway.read(test_set.server_ids))
     ranks = test_set.ranks()
     push = services.gateway.push_metadata(
@@ -1032,7 +1053,7 @@ def test_set_job(services: Services, size: int) -> TestSetReport:
     _, measured = _measure_on_test_set(services, current, state, labels, crowd)
     taught = (read_taught_ids(current.path) or set()) if current is not None else set()
     return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies,
-                         taught_to_current=sum(record_id in taught for record_id in test_set.ids))
+                         taught_to_current=sum(record_id in taught for record_id in test_set.ids), added=added)
 
 
 def _withdraw_from_copies(services: Services, test_set: TestSet,

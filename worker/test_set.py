@@ -12,8 +12,12 @@ accuracy with a 95 % Wilson interval, macro-F1. That figure estimates the model'
 makes suggestions for. Only the records answered from rank 1 on count (:class:`TestProgress`): one reviewed out
 of rank order was picked, and counts once every rank before it is answered.
 
-Cost: the draw is one streamed pass (memory O(size)); a measure predicts the reviewed test records once
-(deterministic pass).
+A test set grows (:func:`grow_test_set`): more records drawn the same way from those nobody has reviewed then, at
+the ranks after the last — a narrower interval once they are answered. Each draw is a uniform sample of the records
+the model made suggestions for at its time (:class:`Draw`), as the first one was of its own.
+
+Cost: the draw (and each growth) is one streamed pass (memory O(size)); a measure predicts the reviewed test
+records once (deterministic pass).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import logging
 import math
 import random
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +51,16 @@ INTERVAL_Z = 1.959964  # the normal quantile of a two-sided 95 % interval
 
 
 @dataclass(frozen=True)
+class Draw:
+    """Records added to a test set after its first draw: how many (at the ranks after those before), from how many
+    nobody had responded to then, and when (ISO 8601, UTC)."""
+
+    added: int
+    drawn_from: int
+    drawn_at: str
+
+
+@dataclass(frozen=True)
 class TestSet:
     """The records drawn for testing, in rank order: external ids [n], server ids [n], text keys [n]
     (:func:`~worker.duplicates.text_key`: a copy of one of these texts is not trained on either)."""
@@ -59,6 +73,7 @@ class TestSet:
     drawn_from: int  # records nobody had reviewed when it was drawn
     drawn_at: str  # ISO 8601, UTC
     copies_cleared: bool = False  # the model's answers were taken off the copies of its texts (argilla-worker test-set)
+    grown: tuple[Draw, ...] = ()  # later draws, at the ranks after the first draw's
 
     def ranks(self) -> dict[str, int]:
         """External id → rank (1 for the first)."""
@@ -109,6 +124,25 @@ def recovered_or_drawn(records: Iterable[PulledRecord], size: int, seed: int = 0
                    tuple(text_key(str(r.text), r.text_pair) for r in found), 0, RECOVERED), False
 
 
+def grow_test_set(test_set: TestSet, records: Iterable[PulledRecord], size: int, seed: int = 0) -> TestSet:
+    """``test_set`` with records added at ranks n + 1 … ``size`` (n: its records now): a seeded uniform sample of the
+    records nobody has responded to that are neither test records nor carry one of their texts (:class:`TestSetFilter`),
+    in a random order. Fewer are added when fewer are left; ``test_set`` itself when ``size`` ≤ n. The copies of the
+    new texts are not cleared yet (``copies_cleared`` False: the next ``test-set`` run clears them). One pass,
+    memory O(size)."""
+    wanted = size - len(test_set.ids)
+    if wanted < 1:
+        return test_set
+    held = TestSetFilter(test_set)
+    more = draw_test_set((record for record in records if not held.covers(record)), wanted,
+                         seed=seed + len(test_set.ids))  # another stream than the first draw's, the same each run
+    if not more.ids:
+        return test_set
+    return replace(test_set, ids=test_set.ids + more.ids, server_ids=test_set.server_ids + more.server_ids,
+                   keys=test_set.keys + more.keys, copies_cleared=False,
+                   grown=(*test_set.grown, Draw(len(more.ids), more.drawn_from, more.drawn_at)))
+
+
 def answered(record: PulledRecord) -> bool:
     """Whether someone submitted or discarded a response to ``record`` (a draft is not an answer yet)."""
     return any(response.status in (SUBMITTED, DISCARDED) for response in record.responses)
@@ -141,7 +175,8 @@ def progress(test_set: TestSet, records: Iterable[PulledRecord]) -> TestProgress
 
 
 class TestSetStore:
-    """The test set of each dataset, drawn once and kept in ``state_dir`` (``test_sets.json``)."""
+    """The test set of each dataset, drawn once (then grown on request) and kept in ``state_dir``
+    (``test_sets.json``)."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
@@ -153,12 +188,14 @@ class TestSetStore:
         if not entry:
             return None
         return TestSet(tuple(entry["ids"]), tuple(entry["server_ids"]), tuple(entry["keys"]), entry["drawn_from"],
-                       entry["drawn_at"], entry.get("copies_cleared", False))
+                       entry["drawn_at"], entry.get("copies_cleared", False),
+                       tuple(Draw(**draw) for draw in entry.get("grown", ())))
 
     def put(self, key: str, test_set: TestSet) -> None:
         self.file.put(key, {"ids": list(test_set.ids), "server_ids": list(test_set.server_ids),
                             "keys": list(test_set.keys), "drawn_from": test_set.drawn_from,
-                            "drawn_at": test_set.drawn_at, "copies_cleared": test_set.copies_cleared})
+                            "drawn_at": test_set.drawn_at, "copies_cleared": test_set.copies_cleared,
+                            "grown": [asdict(draw) for draw in test_set.grown]})
 
     def forget(self, key: str) -> None:
         """Drop the test set of ``key`` (its dataset is gone)."""

@@ -17,6 +17,7 @@ from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.coldstart import ColdStartSettings
 from worker.config import load_settings
+from worker.duplicates import text_key
 from worker.errors import NothingNewError
 from worker.jobs import Services, cold_start_job, score_job, train_job
 
@@ -81,9 +82,10 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     reviewed_first = [*by_rank[:3], by_rank[5]]  # ranks 1-3, and rank 6 picked out of order
     for record_id in [*reviewed_first, *others]:  # half the test records, and 20 more to train on
         submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
-    again = run_worker(["test-set", "-c", str(config), "--size", "30"], env)  # no model yet: progress only
+    again = run_worker(["test-set", "-c", str(config), "--size", "5"], env)  # no model yet: progress only
     assert again.returncode == 0, again.stderr
-    assert "test set of 8 records drawn" in again.stdout
+    assert "test set of 8 records drawn" in again.stdout and "(a test set never shrinks: --size 5 is below its 8)" \
+        in again.stdout
     assert ("4 of 8 reviewed, 3 of them in rank order from 1 (rank 4 is not: the 1 after it count once it is); 0 "
             "records marked, 8 already were") in again.stdout
 
@@ -198,6 +200,28 @@ def test_a_test_set_drawn_after_scoring_carries_no_model_answer_until_reviewed(
     stored = stored_records(stack_settings, dataset.id)
     for record_id in test_ids | copies:
         assert ("model_version" in stored[record_id]["metadata"]) == (record_id in labelled)
+
+    test_texts = {text_key(stored[record_id]["fields"]["quote"]) for record_id in test_ids}
+    candidates = {record_id for record_id, record in stored.items() if not record["responses"]
+                  and record_id not in test_ids and text_key(record["fields"]["quote"]) not in test_texts}
+    grown = run_worker(["test-set", "-c", str(config), "--size", "9"], env)  # a narrower interval: 3 more
+
+    assert grown.returncode == 0, grown.stderr
+    assert (f"test set grown: 3 records drawn at random from the {len(candidates)} nobody had responded to, marked "
+            f"with metadata 'test_set_rank' 7 … 9 (ranks 1 … 6 as before)") in grown.stdout
+    assert "2 of 9 reviewed" in grown.stdout
+    after = stored_records(stack_settings, dataset.id)
+    ranks = {record_id: record["metadata"]["test_set_rank"] for record_id, record in after.items()
+             if "test_set_rank" in record["metadata"]}
+    added = {record_id for record_id, rank in ranks.items() if rank > 6}
+    assert {ranks[record_id] for record_id in test_ids} == set(range(1, 7)) and len(added) == 3
+    assert added <= candidates  # nobody had responded to them, and none carries an earlier test text
+    new_copies = {twin[record_id] for record_id in added if record_id in twin} - added - test_ids
+    for record_id in added | new_copies:  # the model's answers taken off them and off copies of their texts
+        assert not {"model_version", "predicted_label"} & set(after[record_id]["metadata"])
+        assert {suggestion["agent"] for suggestion in after[record_id]["suggestions"]} <= {THEIR_AGENT}
+    assert services.test_sets.get(services.gateway.dataset_key).grown[0].added == 3
+    assert score_job(services, full=True).blind == blind - 2 + len(added | new_copies)
 
 
 def test_a_test_set_drawn_after_a_first_model_learnt_every_own_label_says_it_cannot_measure_that_model(

@@ -19,6 +19,7 @@ from worker.test_set import (
     TestSetFilter,
     TestSetStore,
     draw_test_set,
+    grow_test_set,
     is_test_record,
     measure,
     progress,
@@ -121,6 +122,34 @@ def test_a_lost_state_directory_finds_the_test_set_again_by_its_marks():
     assert not drawn and found.ids == ("m1", "m2") and found.server_ids == ("srv-m1", "srv-m2")
     assert found.keys == (text_key("marked one"), text_key("marked two")) and found.drawn_at == RECOVERED
     assert drawn_now and fresh.ids == draw_test_set(iter(records), 3, seed=5).ids
+
+
+def test_a_test_set_grows_at_the_next_ranks_from_records_nobody_has_responded_to_and_keeps_its_own(tmp_path):
+    records = [_record(f"r{i:02}", f"text {i}") for i in range(30)]
+    first = draw_test_set(iter(records), 5, seed=1)
+    first = replace(first, copies_cleared=True)
+    copy = _record("copy", f"TEXT {int(first.ids[0][1:])}")  # a test text: neither drawn nor a candidate
+    reviewed = _record("seen", "reviewed already", status="submitted")
+    stream = [*records, copy, reviewed]
+
+    grown = grow_test_set(first, iter(stream), 12, seed=1)
+
+    assert grown.ids[:5] == first.ids and len(grown.ids) == 12 and len(set(grown.ids)) == 12  # ranks 1-5 as before
+    assert grown.ranks()[first.ids[0]] == 1 and grown.ranks()[grown.ids[5]] == 6
+    assert {"copy", "seen"}.isdisjoint(grown.ids)
+    assert grown.server_ids == tuple(f"srv-{record_id}" for record_id in grown.ids)
+    assert grown.keys[5:] == tuple(text_key(f"text {int(record_id[1:])}") for record_id in grown.ids[5:])
+    assert grown.grown[0].added == 7 and grown.grown[0].drawn_from == 25  # 30 records, 5 of them in the test set
+    assert not grown.copies_cleared  # the new texts' copies are cleared by the next test-set run
+    assert grow_test_set(first, iter(stream), 12, seed=1).ids == grown.ids != grow_test_set(first, iter(stream), 12,
+                                                                                            seed=2).ids  # seeded
+    assert grow_test_set(first, iter(stream), 5) is first and grow_test_set(first, iter(stream), 3) is first
+    everything = grow_test_set(grown, iter(stream), 100, seed=1)
+    assert len(everything.ids) == 30 and everything.grown[1].added == 18 and len(everything.grown) == 2
+    assert grow_test_set(everything, iter(stream), 200) is everything  # nothing left to add
+    store = TestSetStore(tmp_path / "test_sets.json")
+    store.put("ds", everything)
+    assert store.get("ds") == everything
 
 
 def test_the_wilson_interval_stays_inside_0_and_1_and_narrows_with_more_records():
