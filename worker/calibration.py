@@ -194,6 +194,10 @@ def crossfit_temperature_ece(log_probs: np.ndarray, targets: np.ndarray, seed: i
 
 
 MIN_TEMPERATURE_RECORDS = 100  # below, a fitted τ follows a handful of records more than the model
+# Wrong answers (argmax) a fit needs among its records: with none the sharpest τ fits them best, and a few decide τ
+# alone — the worker would then write a confidence near 1 on every record, the wrong ones too
+# (benchmarks/temperature_errors.py; RESULTS.md, "A temperature fitted on few wrong answers").
+MIN_TEMPERATURE_ERRORS = 10
 
 
 @dataclass(frozen=True)
@@ -207,11 +211,18 @@ class TemperatureFit:
     ece_after: float
 
 
+def wrong_answers(probabilities: np.ndarray, targets: np.ndarray) -> int:
+    """How many rows of ``probabilities`` [N, C] put their highest probability on another class than ``targets``
+    [N]."""
+    return int((np.asarray(probabilities).argmax(axis=1) != np.asarray(targets)).sum())
+
+
 def fit_scores_temperature(probabilities: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> TemperatureFit | None:
     """τ for class distributions ``probabilities`` [N, C] (as the worker reports them: the MC-dropout mean) with
     true classes ``targets`` [N], or None where reading them at τ would not help: fewer than
-    :data:`MIN_TEMPERATURE_RECORDS` records, or a cross-fitted ECE no lower than the ECE without τ."""
-    if len(targets) < MIN_TEMPERATURE_RECORDS:
+    :data:`MIN_TEMPERATURE_RECORDS` records, fewer than :data:`MIN_TEMPERATURE_ERRORS` of them answered wrong
+    (:func:`wrong_answers`), or a cross-fitted ECE no lower than the ECE without τ."""
+    if len(targets) < MIN_TEMPERATURE_RECORDS or wrong_answers(probabilities, targets) < MIN_TEMPERATURE_ERRORS:
         return None
     log_probs = np.log(np.clip(probabilities, PROBABILITY_FLOOR, 1.0))
     before = expected_calibration_error(probabilities, targets)

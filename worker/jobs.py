@@ -1150,8 +1150,8 @@ def resolved_training_data(configured: str, current: ModelVersion | None, check:
         return "annotated+original", "a first model"
     own = int((current.metrics.get("training") or {}).get("original") or 0)
     if not own:
-        return "annotated", (f"training.data = 'auto': the current model {current.version} did not learn the records' "
-                             f"own labels")
+        return "annotated", (f"training.data = 'auto': annotated records only — the current model {current.version} "
+                             f"learnt no label the records came with")
     if check.checked >= MIN_OWN_LABEL_CHECKS and check.interval()[0] > OWN_LABELS_BREAK_EVEN:
         return "annotated", (f"training.data = 'auto': the records' own labels are left out — {check.describe()}; "
                              f"above {100 * OWN_LABELS_BREAK_EVEN:.0f} % wrong they cost a later model accuracy "
@@ -1366,9 +1366,13 @@ def publish_job(services: Services, *, directory: Path | None = None,
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)", stats.tied,
                            ", ".join(publication.tied[:5]))
-        if stats.unlabelled:
-            logger.warning("%d record(s) not published: no label and no review", stats.unlabelled)
-        state = "labelled" if labelled_from_scratch(publication) else "cleaned"
+        from_scratch = labelled_from_scratch(publication)
+        if stats.unlabelled:  # expected while a dataset that came without labels is reviewed: no warning then
+            logger.log(logging.INFO if from_scratch else logging.WARNING,
+                       "%d record(s) not published: no label and no review%s", stats.unlabelled,
+                       " yet (the dataset came without labels: each is published once reviewed)" if from_scratch
+                       else "")
+        state = "labelled" if from_scratch else "cleaned"
         card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} ({state})",
                         source=services.settings.argilla.api_url,
                         model_metrics=_model_metrics(services, publication))

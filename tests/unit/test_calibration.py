@@ -143,6 +143,31 @@ def test_a_temperature_is_kept_only_from_enough_records_and_where_it_lowers_the_
         is None  # too few records to trust a fitted τ
 
 
+def test_no_temperature_is_fitted_on_records_the_model_answered_almost_all_right(monkeypatch):
+    """A model right on all 200 records, at confidences 0.6-0.95: the sharpest τ lowers their calibration error on
+    both halves, and would read every confidence near 1 on the records it scores, the wrong answers' too."""
+    from worker import calibration
+
+    rng = np.random.default_rng(1)
+    top = rng.uniform(0.6, 0.95, size=200)
+    probabilities = np.stack([top, 1 - top], axis=1)  # [200, 2], every answer class 0
+    right = np.zeros(200, dtype=int)
+    monkeypatch.setattr(calibration, "MIN_TEMPERATURE_ERRORS", 0)  # the rule before: a τ at the search's bound
+    hazard = calibration.fit_scores_temperature(probabilities, right)
+    assert hazard is not None and hazard.temperature < 0.1 and hazard.ece_after < hazard.ece_before
+    monkeypatch.undo()
+
+    assert calibration.fit_scores_temperature(probabilities, right) is None
+    wrong = right.copy()
+    wrong[:calibration.MIN_TEMPERATURE_ERRORS - 1] = 1
+    assert calibration.wrong_answers(probabilities, wrong) == calibration.MIN_TEMPERATURE_ERRORS - 1
+    assert calibration.fit_scores_temperature(probabilities, wrong) is None
+    wrong[:40] = 1  # 40 wrong answers, read at 0.95-0.99: enough to fit a τ that flattens them
+    sure = rng.uniform(0.95, 0.99, size=200)
+    fit = calibration.fit_scores_temperature(np.stack([sure, 1 - sure], axis=1), wrong)
+    assert fit is not None and fit.temperature > 1
+
+
 def test_a_models_temperature_file_is_read_back_and_a_broken_one_is_named(tmp_path):
     from worker.calibration import TemperatureFit
     from worker.errors import ScoringError

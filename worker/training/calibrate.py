@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix
 
 from worker.calibration import (
+    MIN_TEMPERATURE_ERRORS,
+    MIN_TEMPERATURE_RECORDS,
     TemperatureFit,
     crossfit_temperature_ece,
     ece_by_samples,
@@ -25,6 +27,7 @@ from worker.calibration import (
     plot_reliability_diagram,
     reliability_bins,
     scaled_log_probs,
+    wrong_answers,
 )
 from worker.constants import PROBABILITY_FLOOR
 from worker.records import label_index
@@ -222,16 +225,23 @@ def scored_probabilities(classifier: Classifier, examples: Sequence[Example],
 
 
 def scores_temperature(classifier: Classifier, examples: Sequence[Example], scored: np.ndarray, *,
-                       seed: int = 0) -> TemperatureFit | None:
+                       seed: int = 0, source: str = "validation") -> TemperatureFit | None:
     """The temperature to read ``classifier``'s reported probabilities at (see :func:`fit_scores_temperature`),
     fitted on labelled ``examples`` and their probabilities ``scored`` [N, C] as the worker scores records
-    (:func:`scored_probabilities`). None where τ would not help (or too few records)."""
+    (:func:`scored_probabilities`); ``source`` names those records in the log (``"test set"``…). None where τ would
+    not help (or too few records, or too few of them answered wrong)."""
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     fit = fit_scores_temperature(scored, targets, seed=seed)
+    wrong = wrong_answers(scored, targets)
     if fit is not None:
-        logger.info("%s reads its probabilities at temperature %.3f: ECE %.4f → %.4f (cross-fitted, %d validation "
-                    "records)", classifier.version, fit.temperature, fit.ece_before, fit.ece_after, fit.records)
+        logger.info("%s reads its probabilities at temperature %.3f: ECE %.4f → %.4f (cross-fitted, %d %s records, "
+                    "%d answered wrong)", classifier.version, fit.temperature, fit.ece_before, fit.ece_after,
+                    fit.records, source, wrong)
+    elif len(targets) >= MIN_TEMPERATURE_RECORDS and wrong < MIN_TEMPERATURE_ERRORS:
+        logger.info("%s: no temperature fitted: %d of its %d %s records answered wrong (< %d) — a τ fitted on them "
+                    "would read every confidence near 1, the wrong answers' too", classifier.version, wrong,
+                    len(targets), source, MIN_TEMPERATURE_ERRORS)
     return fit
 
 

@@ -252,7 +252,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             held_out = _held_out_scores(candidate, random_held_out, scorer_options or {}, settings.seed)
             fit_examples, fit_scored, fitted_on = temperature_records(
                 validation, scored, random_held_out, held_out.probabilities if held_out is not None else None)
-            fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed)
+            fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed, source=fitted_on)
         if fit is not None:
             write_temperature(fit, staged)
         comparison = _comparison(candidate, current, training_set, settings, trust_remote_code, random_held_out)
