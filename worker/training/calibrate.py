@@ -239,9 +239,9 @@ def scores_temperature(classifier: Classifier, examples: Sequence[Example], scor
                     "%d answered wrong)", classifier.version, fit.temperature, fit.ece_before, fit.ece_after,
                     fit.records, source, wrong)
     elif len(targets) >= MIN_TEMPERATURE_RECORDS and wrong < MIN_TEMPERATURE_ERRORS:
-        logger.info("%s: no temperature fitted: %d of its %d %s records answered wrong (< %d) — a τ fitted on them "
-                    "would read every confidence near 1, the wrong answers' too", classifier.version, wrong,
-                    len(targets), source, MIN_TEMPERATURE_ERRORS)
+        logger.info("%s: no temperature fitted: %d of its %d %s records answered wrong (< %d): a τ would follow those "
+                    "few (with none, it reads every confidence near 1, the wrong answers' too); its probabilities are "
+                    "reported as they are", classifier.version, wrong, len(targets), source, MIN_TEMPERATURE_ERRORS)
     return fit
 
 
