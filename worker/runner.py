@@ -310,6 +310,8 @@ class Runner:
             logger.exception("job %s failed unexpectedly", item.kind)
             return self.book.job_result(item.kind, JobState.FAILED, f"{type(error).__name__}: {error}", started)
         self.book.argilla_ok()
+        if self.dataset_key is not None:  # a training, a copies or publish job estimates the crowd anew
+            self.book.set_annotators(self.services.crowds.latest(self.dataset_key))
         self.book.job_result(item.kind, JobState.OK, summary, started)
         if self.dataset_id is None:  # bound anew by this job (after the dataset was replaced)
             self._note_binding()
@@ -421,7 +423,6 @@ class Runner:
         self._retrain_at = 0
         self._consume_corrections(counted)
         self.book.set_model(self.services.registry.current())
-        self.book.set_annotators(self.services.crowds.latest(self.services.gateway.dataset_key))
         if outcome.promoted:
             self.queue.put(JobKind.FULL_SCORE)
             if self.settings.publish.after_promotion and self.services.publishers():

@@ -450,6 +450,36 @@ def test_an_idle_service_logs_a_jobs_outcome_when_it_changes_not_on_every_run(tm
     assert runner.status.jobs["score"]["summary"] == "3 records considered"
 
 
+def test_the_status_shows_the_crowd_estimate_of_the_last_job_that_made_one(tmp_path):
+    """The runner in-process (no server needed: the job is replaced by one that stores an estimate, as a publish
+    job does after a promotion's rescore): the status shows it, not the one the training made before."""
+    from worker.crowd import CrowdModel
+    from worker.runner import Runner
+    from worker.work_queue import WorkItem
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"})
+    runner = Runner(settings)
+    runner.dataset_id, runner.dataset_key = "bound", "http://argilla|ws/ds"
+
+    def estimate(temperature: float) -> CrowdModel:
+        return CrowdModel.from_json({"labels": ["ok", "spam"], "model_weight": 1.0, "model_temperature": temperature,
+                                     "annotator_weights": {"u1": 0.8}, "default_weight": 0.8, "likelihood": 0.9,
+                                     "overlapping_records": 0, "annotators": {"u1": {
+                                         "labels": 420, "agreement_with_annotators": None,
+                                         "agreement_with_model": 0.99, "weight": 0.8, "quality": 0.99}}})
+
+    def publish(item):
+        runner.services.crowds.put(runner.dataset_key, estimate(0.71))
+        return "published"
+
+    runner.services.crowds.put(runner.dataset_key, estimate(8.0))  # the training's, from the last model's answers
+    runner._run_item = publish
+    runner._execute(WorkItem(PUBLISH))
+
+    assert runner.status.annotators["model_temperature"] == 0.71
+    assert runner.status.annotators["annotators"]["u1"]["labels"] == 420
+
+
 @pytest.mark.parametrize("arriving", [5, 12])
 def test_corrections_that_arrive_during_a_retrain_ask_for_the_next_one_only_once_they_are_enough(tmp_path, monkeypatch,
                                                                                                 arriving):
