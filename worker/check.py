@@ -105,7 +105,9 @@ def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> N
     try:
         current = services.current_model()
     except NoModelError:
-        check.todo.append(_no_model_todo(services.settings.training.min_annotated, check))
+        cold_start = services.settings.cold_start
+        auto = cold_start.auto and bool(cold_start.vector or services.settings.training.base_model)
+        check.todo.append(_no_model_todo(services.settings.training.min_annotated, check, auto_cold_start=auto))
         return
     binding = services.gateway.binding
     try:
@@ -117,9 +119,10 @@ def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> N
     check.model = current.version
 
 
-def _no_model_todo(min_annotated: int, check: ConfigCheck) -> str:
+def _no_model_todo(min_annotated: int, check: ConfigCheck, *, auto_cold_start: bool = False) -> str:
     """What trains or brings the first model; before enough reviews, also what ranks the records to review first
-    when none carries a label (by the dataset's vector when it has one)."""
+    when none carries a label (by the dataset's vector when it has one; ``auto_cold_start``: the running worker
+    will, ``cold_start.auto``)."""
     todo = (f"no model yet: `argilla-worker train` (from the annotators' submitted responses, training.min_annotated "
             f"= {min_annotated}, or the labels the records carry) or `argilla-worker models register DIR` for a model "
             "you have")
@@ -130,7 +133,8 @@ def _no_model_todo(min_annotated: int, check: ConfigCheck) -> str:
     names = list(check.vectors)
     command = ("argilla-worker cold-start" + (f" --vector {names[0]}" if len(names) == 1 else "")
                + (" --vector NAME` (NAME: " + ", ".join(names) + ")" if len(names) > 1 else "`"))
-    return f"{todo}; if no record carries a label yet, `{command} ranks a first batch to annotate"
+    by_itself = " (`argilla-worker run` does it by itself: cold_start.auto)" if auto_cold_start else ""
+    return f"{todo}; if no record carries a label yet, `{command} ranks a first batch to annotate{by_itself}"
 
 
 def _check_start_model(services: Services, check: ConfigCheck) -> None:

@@ -764,14 +764,15 @@ def publish(config_file: Path | None, directory: Path | None, repo_id: str | Non
 
 @cli.command("cold-start")
 @config_option
-@click.option("--clusters", type=int, default=50, show_default=True,
-              help="clusters of the embedding space: about the size of the first batch to annotate")
-@click.option("--max-records", type=int, default=50_000, show_default=True,
-              help="a larger pool is sampled (seeded); the others get no rank")
-@click.option("--vector", default="", metavar="NAME",
+@click.option("--clusters", type=click.IntRange(min=2), default=None,
+              help="clusters of the embedding space: about the size of the first batch to annotate "
+                   "(default: cold_start.clusters, 50)")
+@click.option("--max-records", type=click.IntRange(min=2), default=None,
+              help="a larger pool is sampled (seeded); the others get no rank (default: cold_start.max_records, 50000)")
+@click.option("--vector", default=None, metavar="NAME",
               help="rank by this vector of the dataset (embeddings it already holds) instead of embedding the "
-                   "records with training.base_model")
-def cold_start(config_file: Path | None, clusters: int, max_records: int, vector: str) -> None:
+                   "records with training.base_model (default: cold_start.vector)")
+def cold_start(config_file: Path | None, clusters: int | None, max_records: int | None, vector: str | None) -> None:
     """No labels yet: rank records for a representative first batch (metadata cold_start_rank, 1 first).
 
     Annotate in that order (sort by cold_start_rank, ascending); once training.min_annotated records have
@@ -779,11 +780,9 @@ def cold_start(config_file: Path | None, clusters: int, max_records: int, vector
     Each ranked record also gets outlier_score (sort descending: the records least like the rest).
     """
     services = _services(config_file, writes=("state_dir",))
-    from worker.coldstart import ColdStartSettings
-    from worker.jobs import cold_start_job
+    from worker.jobs import cold_start_job, cold_start_settings
 
-    settings = ColdStartSettings(clusters=clusters, max_records=max_records, device=services.settings.scoring.device,
-                                 trust_remote_code=services.settings.registry.trust_remote_code, vector=vector)
+    settings = cold_start_settings(services.settings, clusters=clusters, max_records=max_records, vector=vector)
     report = cold_start_job(services, settings)
     name = services.gateway.binding.stored_name
     click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "

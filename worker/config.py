@@ -350,6 +350,15 @@ class RetrainSettings(_Section):
     stop_window: int = Field(3, ge=1, description="… over this many promotions")
 
 
+class ColdStartConfig(_Section):
+    auto: bool = Field(True, description="the running worker ranks a first batch by itself (cold_start_rank) when "
+                       "there is no model, too few reviewed records for one, and the dataset was never ranked")
+    clusters: int = Field(50, ge=2, description="clusters of the embedding space: about the size of the first batch")
+    max_records: int = Field(50_000, ge=2, description="a larger dataset is sampled (seeded); the others get no rank")
+    vector: str = Field("", description="rank by this vector of the dataset instead of embedding the records with "
+                        "training.base_model ('': embed)")
+
+
 class CopiesSettings(_Section):
     cron: str | None = Field(None, description="crontab expression: mark the records that carry the same text "
                                                "(`argilla-worker copies`) on this schedule, e.g. '0 2 * * *'")
@@ -433,6 +442,7 @@ class WorkerSettings(BaseSettings):
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     copies: CopiesSettings = Field(default_factory=CopiesSettings)
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     consensus: ConsensusSettings = Field(default_factory=ConsensusSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)

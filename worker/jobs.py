@@ -32,7 +32,7 @@ import numpy as np
 from worker.background import BackgroundStage
 from worker.binding import PRESERVED_AGENT, DatasetBinding, is_foreign
 from worker.coldstart import OUTLIER_PROPERTY, RANK_PROPERTY, ColdStartSettings, cold_start_ranks, vector_ranks
-from worker.config import ScoringSettings, TrainingSettings
+from worker.config import ScoringSettings, TrainingSettings, WorkerSettings
 from worker.constants import (
     AUTO_HEAD_LEARNING_RATE,
     AUTO_HEAD_MIN_LABELS,
@@ -710,6 +710,16 @@ def _push_label_issues(services: Services, server_ids: dict[str, str], label_pro
     return len(ids)
 
 
+def cold_start_settings(settings: WorkerSettings, *, clusters: int | None = None, max_records: int | None = None,
+                        vector: str | None = None) -> ColdStartSettings:
+    """The cold start's settings: ``[cold_start]``, where the command line does not override them, on the scoring
+    device."""
+    config = settings.cold_start
+    return ColdStartSettings(clusters=clusters or config.clusters, max_records=max_records or config.max_records,
+                             vector=config.vector if vector is None else vector, device=settings.scoring.device,
+                             trust_remote_code=settings.registry.trust_remote_code)
+
+
 def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:
     """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
     ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))
@@ -723,7 +733,7 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
             no vector named ``settings.vector``.
     """
     trusted = services.settings.registry.trust_remote_code
-    settings = settings or ColdStartSettings(device=services.settings.scoring.device, trust_remote_code=trusted)
+    settings = settings or cold_start_settings(services.settings)
     encoder = services.settings.training.base_model
     if settings.vector:
         _check_vector(services.gateway, settings.vector)
@@ -737,6 +747,10 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     pool = (_with_vector(services.gateway.pull(vector=settings.vector), settings.vector) if settings.vector
             else (r for r in services.gateway.pull() if r.has_text))
     records, count = reservoir_sample(test_records.without(pool), settings.max_records, random.Random(settings.seed))
+    if not records:
+        raise DataError(f"no record of {services.gateway.dataset_name!r} to rank for a first batch" +
+                        (f" (records without the vector {settings.vector!r} are not ranked)" if settings.vector
+                         else " (records without a text, the test set's and copies of its texts are not ranked)"))
     if test_records.held or test_records.copies_dropped:
         logger.info("cold start: %d test records and %d copies of their texts not ranked (no model trains on them)",
                     test_records.held, test_records.copies_dropped)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from worker.coldstart import RANK_PROPERTY
 from worker.config import WorkerSettings
 from worker.constants import TEST_SET_PROPERTY
 from worker.errors import (
@@ -32,7 +33,14 @@ from worker.errors import (
     WorkerError,
 )
 from worker.files import ServiceLock
-from worker.jobs import copies_job, measure_job, publish_job, score_job, train_job
+from worker.jobs import (
+    cold_start_job,
+    copies_job,
+    measure_job,
+    publish_job,
+    score_job,
+    train_job,
+)
 from worker.registry import check_writable
 from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
@@ -76,6 +84,7 @@ class Runner:
         self._first_model_tried = 0  # the reviewed-record count the last first-model training was started at
         self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
         self._retraining = False  # a retrain is running: corrections counted now ask for the next one at its end
+        self._first_batch: str | None = None  # "asked": the cold start queued by this process; "ranked": on the dataset
 
     @property
     def status(self) -> Status:
@@ -348,6 +357,11 @@ class Runner:
                 summary = measure_job(self.services)
                 self.book.set_model(self.services.registry.current())
                 return summary
+            if item.kind == JobKind.COLD_START:
+                report = cold_start_job(self.services)
+                name = self.services.gateway.binding.stored_name(RANK_PROPERTY)
+                return (f"first batch: {report.sent} records ranked ({len(report.failed) + len(report.rejected)} "
+                        f"failed): in the Argilla UI sort by {name}, ascending, and annotate from the top")
             if item.kind == JobKind.COPIES:
                 counts, report = copies_job(self.services)
                 return (f"{counts.in_copies} of {counts.records} records share {counts.texts} texts, "
@@ -394,9 +408,26 @@ class Runner:
         also = (f" (and {tested} test-set records: they measure models and train none)" if tested else "")
         raise NoModelError(
             f"no model yet: {reviewed} of {needed} records reviewed{also}; the first model trains by itself at "
-            f"{needed} (annotate in cold_start_rank order after `argilla-worker cold-start`), or now by hand: "
-            f"`argilla-worker train` (it also learns the labels the records carry) / `argilla-worker models "
-            f"register DIR`")
+            f"{needed} ({self._first_batch_note()}), or now by hand: `argilla-worker train` (it also learns the labels "
+            f"the records carry) / `argilla-worker models register DIR`")
+
+    def _first_batch_note(self) -> str:
+        """How annotators get a first batch to review — queuing the cold start the first time it is wanted:
+        ``cold_start.auto``, an encoder (``training.base_model``) or ``cold_start.vector`` to rank by, and no
+        ``cold_start_rank`` on the dataset yet (one request, until it is there)."""
+        name = self.services.gateway.binding.stored_name(RANK_PROPERTY)
+        if self._first_batch is None and name in self.services.gateway.metadata_property_names():
+            self._first_batch = "ranked"
+        if self._first_batch == "ranked":
+            return f"annotate in {name} order, ascending"
+        if self._first_batch == "asked":
+            return f"the worker ranks a first batch: annotate in {name} order once it is there"
+        config = self.settings.cold_start
+        if config.auto and (config.vector or self.settings.training.base_model):
+            self._first_batch = "asked"
+            self.queue.put(JobKind.COLD_START)
+            return f"the worker ranks a first batch now (cold_start.auto): annotate in {name} order once it is there"
+        return f"annotate in {name} order after `argilla-worker cold-start`"
 
     def _retrain(self) -> str:
         """Train, gate, promote (see :func:`train_job`); the corrections counted when it started are consumed. Those

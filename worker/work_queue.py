@@ -16,6 +16,7 @@ class JobKind(StrEnum):
     RETRAIN = "retrain"
     FULL_SCORE = "full_score"  # every record, after the model changed
     MEASURE = "measure"  # the current model on the test set, after more of its records were answered
+    COLD_START = "cold_start"  # rank a first batch to annotate: no model, no labels, the dataset never ranked
     SCORE = "score"  # incremental: what changed since the last run
     PUBLISH = "publish"
     COPIES = "copies"  # mark the records that carry the same text

@@ -125,10 +125,10 @@ def test_a_missing_dataset_is_created_with_a_multi_label_question_when_configure
 
 def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local_argilla, stack_settings,
                                                                           dataset_name, tmp_path, monkeypatch):
-    """A team's own dataset with no label and no model: the worker waits (saying how many reviews it needs),
-    trains the first model at training.min_annotated reviewed records — not at retrain.min_new_corrections —
-    and, after a first training that could not start (one label only so far), waits for more reviews instead
-    of pulling every record again on each event."""
+    """A team's own dataset with no label and no model: the worker ranks a first batch by itself (once: the dataset
+    keeps the ranks), waits (saying how many reviews it needs), trains the first model at training.min_annotated
+    reviewed records — not at retrain.min_new_corrections — and, after a first training that could not start (one
+    label only so far), waits for more reviews instead of pulling every record again on each event."""
 
     from tests.integration.annotator import submit_label
 
@@ -153,7 +153,17 @@ def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local
     assert runner.work(burst=True) == 0
     assert runner.status.jobs["score"]["status"] == "skipped"
     assert "no model yet: 5 of 6 records reviewed" in runner.status.jobs["score"]["summary"]
+    assert "the worker ranks a first batch now (cold_start.auto)" in runner.status.jobs["score"]["summary"]
+    assert runner.status.jobs["cold_start"]["status"] == "ok", runner.status.jobs
+    assert "first batch: 30 records ranked (0 failed)" in runner.status.jobs["cold_start"]["summary"]
+    ranks = sorted(r.metadata.get("cold_start_rank") for r in services.gateway.pull())
+    assert ranks == list(range(1, 31))  # every record, the 5 reviewed too (their rank is history)
     assert "retrain" not in runner.status.jobs and services.registry.current_version() is None
+    runner.status.jobs.pop("cold_start")
+    again = Runner(settings, services)  # a restart: the dataset's ranks say a first batch is there
+    assert again.work(burst=True) == 0
+    assert "cold_start" not in again.status.jobs
+    assert "(annotate in cold_start_rank order, ascending)" in again.status.jobs["score"]["summary"]
 
     review(positives[5:6])  # 6 reviewed, all one label: the first training cannot start
     assert runner.work(burst=True) == 0
