@@ -146,6 +146,9 @@ def plot_ece_by_samples(curve: list[tuple[int, float]], deterministic_ece: float
     return path
 
 
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # the search's; a fit that ends on one had nothing to stop it (no wrong answer)
+
+
 def fit_temperature(log_probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature τ > 0 minimising the NLL of softmax(log_probs / τ) (Guo et al. 2017).
 
@@ -161,7 +164,7 @@ def fit_temperature(log_probs: np.ndarray, labels: np.ndarray) -> float:
     def nll(log_temperature: float) -> float:
         return float(-scaled_log_probs(log_probs, np.exp(log_temperature))[np.arange(len(labels)), labels].mean())
 
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(nll, bounds=tuple(np.log(TEMPERATURE_BOUNDS)), method="bounded")
     return float(np.exp(result.x))
 
 

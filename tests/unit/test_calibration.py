@@ -185,6 +185,23 @@ def test_a_models_temperature_file_is_read_back_and_a_broken_one_is_named(tmp_pa
         assert TEMPERATURE_FILE in str(raised.value)
 
 
+def test_a_temperature_an_earlier_training_fitted_at_the_bound_is_read_at_1(tmp_path, caplog):
+    """A model an earlier version trained with τ = 0.05 (records with no wrong answer) is read as it is, with a
+    warning; a team's own file saying 0.05 is theirs, and a τ inside the bounds is kept."""
+    from worker.calibration import TEMPERATURE_BOUNDS, TemperatureFit
+    from worker.scoring.model import TEMPERATURE_FILE, temperature_of
+    from worker.training.calibrate import write_temperature
+
+    write_temperature(TemperatureFit(TEMPERATURE_BOUNDS[0], 100, 0.0242, 0.0050), tmp_path)
+    with caplog.at_level("WARNING"):
+        assert temperature_of(tmp_path) == 1.0
+    assert "τ = 0.050 is the lower bound of the temperature search" in caplog.text
+    write_temperature(TemperatureFit(0.062, 100, 0.0242, 0.0050), tmp_path)
+    assert temperature_of(tmp_path) == 0.062
+    (tmp_path / TEMPERATURE_FILE).write_text('{"temperature": 0.05}')  # registered with the team's model
+    assert temperature_of(tmp_path) == 0.05
+
+
 def _overconfident_model(tiny_model_dir, directory):
     """The tiny classifier with its head's weights scaled ×200: logits in the tens, probabilities ≈ 0 or 1 on texts
     it knows nothing about."""

@@ -286,7 +286,8 @@ def temperature_of(directory: Path) -> float:
     """The temperature τ a model's reported class probabilities are read at: p ∝ p_MC^(1/τ) (see
     :func:`worker.calibration.tempered`), from ``temperature.json`` beside the weights — written by training when
     τ, fitted on the validation records as the worker scores them, made them better calibrated. 1.0 (the model's
-    own probabilities) without the file, and for a Hub id.
+    own probabilities) without the file, and for a Hub id — and for a τ the worker's training fitted at the lower
+    bound of its search (:data:`~worker.calibration.TEMPERATURE_BOUNDS`: records with no wrong answer; logged).
 
     Raises:
         ScoringError: the file does not hold a positive finite ``temperature``.
@@ -295,12 +296,32 @@ def temperature_of(directory: Path) -> float:
     if not path.is_file():
         return 1.0
     try:
-        value = float(json.loads(path.read_text())["temperature"])
+        stored = json.loads(path.read_text())
+        value = float(stored["temperature"])
     except (ValueError, KeyError, TypeError) as error:
         raise ScoringError(f"{path}: not a JSON object with a number 'temperature' ({error!r})") from error
     if not math.isfinite(value) or value <= 0:
         raise ScoringError(f"{path}: temperature must be a positive number, got {value}")
+    if "ece_after_crossfit" in stored and _at_the_lower_bound(value):  # the worker's own fit (a team's file is theirs)
+        if path in _BOUND_TEMPERATURES_SAID:
+            return 1.0
+        _BOUND_TEMPERATURES_SAID.add(path)
+        logger.warning("%s: τ = %.3f is the lower bound of the temperature search: it was fitted on records the model "
+                       "answered all right (an earlier version fitted such a τ), and would read every confidence "
+                       "near 1 — read at 1 instead; the next training fits another (or delete the file)", path, value)
+        return 1.0
     return value
+
+
+_BOUND_TEMPERATURES_SAID: set[Path] = set()  # said once a process: every job loads the model again
+
+
+def _at_the_lower_bound(temperature: float) -> bool:
+    """Whether a fitted τ is the sharpest the search allows: the fit's records held no wrong answer. (The upper
+    bound is a model that knows nothing: read near uniform, it is calibrated.)"""
+    from worker.calibration import TEMPERATURE_BOUNDS
+
+    return math.isclose(temperature, TEMPERATURE_BOUNDS[0], rel_tol=1e-3)
 
 
 def labels_of(config: PretrainedConfig) -> tuple[str, ...]:
