@@ -11,6 +11,7 @@ one exits immediately.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -45,6 +46,8 @@ from worker.registry import check_writable
 from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
 from worker.work_queue import JobKind, WorkItem, WorkQueue
+
+OWN_LABELS_PAGE = 100  # records read before the first model to tell a dataset that came with labels of its own
 
 if TYPE_CHECKING:
     from worker.metrics import WorkerMetrics
@@ -85,6 +88,7 @@ class Runner:
         self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
         self._retraining = False  # a retrain is running: corrections counted now ask for the next one at its end
         self._first_batch: str | None = None  # "asked": the cold start queued by this process; "ranked": on the dataset
+        self._own_labels_looked = False  # a first page was read for labels the records carry (once a process)
 
     @property
     def status(self) -> Status:
@@ -405,11 +409,30 @@ class Runner:
             self._first_model_tried = reviewed
             self.queue.put(JobKind.RETRAIN)
             return f"no model yet; {reviewed} records reviewed (≥ {needed}): the first model is training next"
+        carrying, read = self._own_labels_in_first_page()
+        if carrying:
+            self._first_model_tried = reviewed
+            self.queue.put(JobKind.RETRAIN)
+            return (f"no model yet; {reviewed} records reviewed, and {carrying} of the first {read} carry a label of "
+                    f"their own (argilla.reference): the first model trains on those labels next")
         also = (f" (and {tested} test-set records: they measure models and train none)" if tested else "")
         raise NoModelError(
             f"no model yet: {reviewed} of {needed} records reviewed{also}; the first model trains by itself at "
             f"{needed} ({self._first_batch_note()}), or now by hand: `argilla-worker train` (it also learns the labels "
             f"the records carry) / `argilla-worker models register DIR`")
+
+    def _own_labels_in_first_page(self) -> tuple[int, int]:
+        """(how many of the dataset's first :data:`OWN_LABELS_PAGE` records carry a label of their own — an ingested
+        ``original_label``, another agent's suggestion: ``argilla.reference`` — when at least
+        ``training.min_annotated`` of them do, else 0; the records read). Looked at once a process, before the first
+        model: a dataset that came labelled trains its first model on those labels (as `argilla-worker train` does)
+        instead of waiting for reviews. One page read, O(page)."""
+        if self._own_labels_looked:
+            return 0, 0
+        self._own_labels_looked = True
+        first_page = list(itertools.islice(self.services.gateway.pull(page_size=OWN_LABELS_PAGE), OWN_LABELS_PAGE))
+        carrying = sum(record.reference is not None for record in first_page)
+        return (carrying if carrying >= self.settings.training.min_annotated else 0), len(first_page)
 
     def _first_batch_note(self) -> str:
         """How annotators get a first batch to review — queuing the cold start the first time it is wanted:

@@ -181,6 +181,38 @@ def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local
     assert {r.metadata.get("model_version") for r in services.gateway.pull()} == {"v0001"}  # all scored
 
 
+def test_a_dataset_that_came_with_labels_trains_its_first_model_on_them_without_waiting_for_reviews(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Their records carry their labeller's suggestions and nobody has reviewed any: the running worker trains the
+    first model on those labels (as `argilla-worker train` would) and scores every record, instead of waiting for
+    training.min_annotated reviews; no first batch is ranked."""
+    import argilla as rg
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="review")], questions=[rg.LabelQuestion(name="sentiment", labels=list(LABELS))]))
+    dataset.create()
+    dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}, suggestions=[
+        rg.Suggestion(question_name="sentiment", value=e.label, agent="their-llm", score=0.9)])
+        for e in sentiment_examples(24)])
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    settings.training = settings.training.model_copy(update={
+        "base_model": str(save_tiny_classifier(tmp_path / "base")), "min_annotated": 10, "epochs": 2,
+        "batch_size": 4, "max_length": 32, "device": "cpu"})
+    services = Services(settings)
+
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0
+
+    assert ("0 records reviewed, and 24 of the first 24 carry a label of their own (argilla.reference): the first "
+            "model trains on those labels next") in runner.status.jobs["score"]["summary"]
+    assert runner.status.jobs["retrain"]["status"] == "ok", runner.status.jobs
+    assert services.registry.current().metrics["training"]["original"] > 0
+    assert "cold_start" not in runner.status.jobs
+    assert {r.metadata.get("model_version") for r in services.gateway.pull()} == {"v0001"}  # all scored
+
+
 def test_a_queued_copies_job_marks_the_records_that_share_a_text(local_argilla, stack_settings, dataset_name,
                                                                  tmp_path, monkeypatch):
     """What `copies.cron` queues: the job runs in the loop and its summary lands in the status."""
