@@ -11,6 +11,7 @@ from worker.coldstart import RANK_PROPERTY
 from worker.constants import DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
+from worker.jobs import ranks_first_batch_itself
 from worker.publish.sinks import check_sink
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
@@ -105,9 +106,8 @@ def _check_model(services: Services, labels: list[str], check: ConfigCheck) -> N
     try:
         current = services.current_model()
     except NoModelError:
-        cold_start = services.settings.cold_start
-        auto = cold_start.auto and bool(cold_start.vector or services.settings.training.base_model)
-        check.todo.append(_no_model_todo(services.settings.training.min_annotated, check, auto_cold_start=auto))
+        check.todo.append(_no_model_todo(services.settings.training.min_annotated, check,
+                                         auto_cold_start=ranks_first_batch_itself(services.settings)))
         return
     binding = services.gateway.binding
     try:

@@ -720,6 +720,12 @@ def cold_start_settings(settings: WorkerSettings, *, clusters: int | None = None
                              trust_remote_code=settings.registry.trust_remote_code)
 
 
+def ranks_first_batch_itself(settings: WorkerSettings) -> bool:
+    """Whether the running worker ranks a first batch by itself: ``cold_start.auto`` and something to rank by (an
+    encoder, ``training.base_model``, or ``cold_start.vector``)."""
+    return settings.cold_start.auto and bool(settings.cold_start.vector or settings.training.base_model)
+
+
 def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:
     """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
     ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))

@@ -39,6 +39,7 @@ from worker.jobs import (
     copies_job,
     measure_job,
     publish_job,
+    ranks_first_batch_itself,
     score_job,
     train_job,
 )
@@ -445,8 +446,7 @@ class Runner:
             return f"annotate in {name} order, ascending"
         if self._first_batch == "asked":
             return f"the worker ranks a first batch: annotate in {name} order once it is there"
-        config = self.settings.cold_start
-        if config.auto and (config.vector or self.settings.training.base_model):
+        if ranks_first_batch_itself(self.settings):
             self._first_batch = "asked"
             self.queue.put(JobKind.COLD_START)
             return f"the worker ranks a first batch now (cold_start.auto): annotate in {name} order once it is there"
