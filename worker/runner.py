@@ -269,7 +269,9 @@ class Runner:
 
     def _test_answered(self) -> None:
         """A test record's answer teaches no model (it is never trained on), so it is not a correction toward
-        ``retrain.min_new_corrections``; it asks for the current model to be measured on the test set again."""
+        ``retrain.min_new_corrections``; it asks for the current model to be measured on the test set again. With
+        no model yet (none, or the first still training) the first promotion asks for it (:meth:`_retrain`): the
+        training measured the answers it read when it started, not those that came while it trained."""
         if self.services.registry.current_version() is not None:
             self.queue.put(JobKind.MEASURE, delay=MEASURE_DEBOUNCE_S)
 
@@ -479,6 +481,8 @@ class Runner:
         self.book.set_model(self.services.registry.current())
         if outcome.promoted:
             self.queue.put(JobKind.FULL_SCORE)
+            if first and self.dataset_key is not None and self.services.test_sets.get(self.dataset_key) is not None:
+                self.queue.put(JobKind.MEASURE)  # test records answered while no model was there to measure
             if self.settings.publish.after_promotion and self.services.publishers():
                 self.queue.put(JobKind.PUBLISH)
         state = "promoted" if outcome.promoted else "rejected"

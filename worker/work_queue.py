@@ -14,8 +14,8 @@ class JobKind(StrEnum):
 
     RESCORE = "rescore"  # the records webhook events named
     RETRAIN = "retrain"
-    FULL_SCORE = "full_score"  # every record, after the model changed
-    MEASURE = "measure"  # the current model on the test set, after more of its records were answered
+    MEASURE = "measure"  # the current model on the test set, after more of its records were answered: O(test set)
+    FULL_SCORE = "full_score"  # every record, after the model changed (hours at 10^6: the test figures come first)
     COLD_START = "cold_start"  # rank a first batch to annotate: no model, no labels, the dataset never ranked
     SCORE = "score"  # incremental: what changed since the last run
     PUBLISH = "publish"

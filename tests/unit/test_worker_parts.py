@@ -550,6 +550,40 @@ def test_a_test_records_answer_asks_for_a_measure_not_a_retrain(tmp_path, monkey
     assert runner.queue.pending() == ["measure", "rescore", "retrain"]
 
 
+def test_test_records_answered_before_the_first_model_are_measured_once_it_is_promoted(tmp_path, monkeypatch):
+    """The runner in-process (no server needed: webhook deliveries as the HTTP handler hands them over, a stored test
+    set; the training is replaced by one that promotes v0001): test records answered while the first model trains
+    queue nothing then (there is no model to measure), and its promotion asks for the measure — before the full
+    rescore, which at 10^6 records takes hours. Before this, the status said "test set: not measured yet" until the
+    next test answer came."""
+    from types import SimpleNamespace
+
+    from worker.runner import Runner
+    from worker.test_set import TestSet
+    from worker.webhooks import Delivery
+
+    settings = load_settings(state_dir=tmp_path / "state", registry={"path": tmp_path / "registry"})
+    runner = Runner(settings)
+    current: list[str | None] = [None]
+    monkeypatch.setattr(runner.services.registry, "current_version", lambda: current[0])
+    monkeypatch.setattr(runner.services.registry, "current", lambda: None)
+    runner.dataset_key = "argilla/posts"
+    runner.services.test_sets.put("argilla/posts", TestSet(("t1", "t2"), ("s-t1", "s-t2"), ("a", "b"), 10, "now"))
+
+    def first_training(services, stop=None):
+        runner.on_delivery(Delivery("response.created", None, None, "submitted", server_id="s-t1"))
+        assert "measure" not in runner.queue.pending()  # no model to measure while it trains
+        current[0] = "v0001"
+        model = SimpleNamespace(version="v0001")
+        return SimpleNamespace(promoted=True, model=model, decision=SimpleNamespace(reason="no current model"))
+
+    monkeypatch.setattr("worker.runner.train_job", first_training)
+    assert runner._retrain() == "model v0001 promoted: no current model"
+
+    assert runner.queue.pending() == ["full_score", "measure", "rescore"]
+    assert [runner.queue.get(timeout=5).kind for _ in range(2)] == ["measure", "full_score"]
+
+
 def test_the_correction_counter_survives_a_restart_and_keeps_what_arrived_during_a_retrain(tmp_path):
     from worker.status import CorrectionCounter
 
