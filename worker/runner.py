@@ -108,6 +108,7 @@ class Runner:
             if not self._connect(retry=not burst):
                 return 0 if self.stop.is_set() else 1  # stopped while connecting: a clean stop
             self.queue.put(JobKind.SCORE)
+            self._resume_retrain()
             self._save_status()
             logger.info("worker running: %s mode, HTTP on %s, plugins %s", self.status.mode, self.status.http_url,
                         self.status.plugins)
@@ -283,6 +284,14 @@ class Runner:
         if self._retraining or self.services.registry.current_version() is None:
             return  # asked for when the running retrain ends; the first model by the scoring jobs' count
         self._retrain_if_enough(pending)
+
+    def _resume_retrain(self) -> None:
+        """At the start: corrections counted before a stop (a retrain it cut short — a deploy, a restart) that are
+        enough ask for the retrain now, not once the next correction comes."""
+        if self.services.registry.current_version() is not None and self.corrections.pending:
+            logger.info("%d corrections counted before the last stop are not trained on yet",
+                        self.corrections.pending)
+            self._retrain_if_enough(self.corrections.pending)
 
     def _retrain_if_enough(self, pending: int) -> None:
         """Ask for a retrain once ``pending`` corrections are enough; debounced like the rescores of the records

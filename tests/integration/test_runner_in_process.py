@@ -69,6 +69,31 @@ def test_a_burst_run_scores_every_record_once_and_returns(local_argilla, stack_s
     assert "0 scored" in again.status.jobs["score"]["summary"]
 
 
+def test_corrections_a_stop_left_counted_ask_for_the_retrain_at_the_next_start(local_argilla, stack_settings,
+                                                                              dataset_name, tmp_path, monkeypatch):
+    """A retrain cut short by a stop (SIGTERM during a deploy: the training is abandoned, its corrections stay
+    counted in the state directory): the next start asks for it at once instead of waiting for one more
+    correction. Found in a play-through: `status` said `queue: empty   corrections pending: 40` with
+    retrain.min_new_corrections = 40 after a restart."""
+    from worker.status import CorrectionCounter
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    monkeypatch.setattr("worker.runner.DEBOUNCE_S", 0.0)
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    settings.retrain = settings.retrain.model_copy(update={"min_new_corrections": 3})
+    services = Services(settings)
+    services.gateway.ensure_dataset(LABELS)
+    services.gateway.log_labelled_texts(LabelledText(e.id, e.text, e.label) for e in sentiment_examples(COUNT))
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+    CorrectionCounter(settings.state_dir / "counters.json").add(3)  # what the stopped worker left
+
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0
+
+    assert "retrain" in runner.status.jobs, runner.status.jobs  # (it finds no reviewed record here: skipped)
+    assert "only 0 records have a consensus label" in runner.status.jobs["retrain"]["summary"]
+
+
 def test_a_burst_run_that_cannot_reach_argilla_says_so_and_returns_1(tmp_path, monkeypatch):
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", "any")
     settings = _settings(tmp_path, "http://127.0.0.1:9", "reviews", "argilla")
