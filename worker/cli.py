@@ -632,7 +632,7 @@ def train(config_file: Path | None) -> None:
     refit_on = outcome.model.metrics["training"].get("refit_on")
     if refit_on:
         click.echo(f"measured on a model trained without those {validation['records']} records; "
-                   f"{outcome.model.version} then trained on all {refit_on} (training.refit_first_model)")
+                   f"{outcome.model.version} then trained on all {refit_on} (training.refit)")
     if validation.get("temperature") is not None:
         source = validation.get("temperature_fitted_on", "validation")
         click.echo(f"scores reported at temperature {validation['temperature']:.3f}, fitted on the {source} records "

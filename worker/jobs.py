@@ -1341,7 +1341,7 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     refit_on = (entry.metrics.get("training") or {}).get("refit_on")
     if refit_on:
         raise WorkerError(f"model {entry.version} was trained again on its validation records too (all {refit_on} "
-                          f"examples: training.refit_first_model), so a report on them would measure memory; its "
+                          f"examples: training.refit), so a report on them would measure memory; its "
                           f"report from before that stands ({entry.path / 'calibration'})")
     classifier = services.load(entry)
     report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",

@@ -81,7 +81,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
                                                                             monkeypatch):
     # the stability check below retrains on the first model's own split and expects the same predictions: the first
     # model is not trained again on its validation records here (that is tests/unit/test_gate_comparison.py's)
-    monkeypatch.setattr(services.settings.training, "refit_first_model", False)
+    monkeypatch.setattr(services.settings.training, "refit", False)
     pulled = {r.record_id: r for r in services.gateway.pull()}
     truth = {e.id: e.label for e in sentiment_examples(40)}
     annotated = sorted(pulled)[:24]

@@ -111,7 +111,7 @@ def test_the_gate_leaves_out_the_validation_records_the_current_model_was_taught
     registry = ModelRegistry(tmp_path / "registry")
     examples = sentiment_examples(48)
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    first = retrain(first_set, registry, _settings(tiny_model_dir, refit_first_model=False), mc_samples=2)
+    first = retrain(first_set, registry, _settings(tiny_model_dir, refit=False), mc_samples=2)
     taught = read_taught_ids(first.model.path)
     assert taught == {example.id for example in first_set.train}
 
@@ -133,7 +133,7 @@ def test_a_model_started_from_the_current_one_inherits_what_it_was_taught(tiny_m
     registry = ModelRegistry(tmp_path / "registry")
     examples = sentiment_examples(48)
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=False), mc_samples=2)
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit=False), mc_samples=2)
     second_set = build_training_set(examples, [], LABELS, min_annotated=10)
 
     second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1, start_from="current"), mc_samples=2)
@@ -171,7 +171,7 @@ def test_later_models_are_fine_tuned_from_the_model_the_team_registered_not_the_
 
 
 def test_a_first_model_measured_on_a_few_records_is_trained_again_on_all_of_them(tiny_model_dir, tmp_path):
-    """training.refit_first_model: the first model's 6 validation records (< select_min_validation) measure it, then
+    """training.refit: the first model's 6 validation records (< select_min_validation) measure it, then
     the registered model trains on all 32 — its taught ids name them, so the next gate leaves them out; the next
     model, gated against the current one, is not refit; with the setting off none is."""
     registry = ModelRegistry(tmp_path / "registry")
@@ -199,9 +199,52 @@ def test_a_first_model_measured_on_a_few_records_is_trained_again_on_all_of_them
     assert second.model.metrics["gate"]["comparison"]["left_out_taught"] >= len(first_set.validation) - 1
 
     kept = retrain(first_set, ModelRegistry(tmp_path / "other"), _settings(tiny_model_dir, epochs=1,
-                                                                           refit_first_model=False), mc_samples=2)
+                                                                           refit=False), mc_samples=2)
     assert "refit_on" not in kept.model.metrics["training"]
     assert json.loads((kept.model.path / "training.json").read_text())["train_records"] == len(first_set.train)
+
+
+def test_a_model_the_gate_compares_on_the_test_set_is_trained_again_on_its_few_validation_records(tiny_model_dir,
+                                                                                                    tmp_path):
+    """training.refit past the first model: with 100 test records answered the gate compares on them alone, so the
+    second model's 12 validation records (< select_min_validation) only measure it — it is trained again on all 60,
+    and that model is the one the gate compares, whose test-set scores are handed on and whose temperature is
+    fitted on them. Without the test set the gate compares on the validation records: no refit."""
+    from worker.test_set import measure
+
+    examples = sentiment_examples(160)
+    test = examples[60:]
+    options = {"samples": 3, "mc_layers": "all"}
+    first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
+    second_set = build_training_set(examples[:60], [], LABELS, min_annotated=10)
+    every = {example.id for example in (*second_set.train, *second_set.validation)}
+    assert 0 < len(second_set.validation) < 50 and len(test) == 100
+
+    registry = ModelRegistry(tmp_path / "registry")
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2)
+    second = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2, scorer_options=options,
+                     random_held_out=test)
+
+    assert second.model.metrics["training"]["refit_on"] == len(every) == 60
+    assert json.loads((second.model.path / "training.json").read_text())["train_records"] == 60
+    assert every <= set(read_taught_ids(second.model.path))
+    comparison = second.model.metrics["gate"]["comparison"]
+    assert comparison["records"] == comparison["test_records"] == 100
+    assert second.model.metrics["validation"]["records"] == len(second_set.validation)  # the held-out measurement
+    handed = second.held_out_scores
+    assert handed is not None and handed.ids == tuple(example.id for example in test)
+    classifier = load_classifier(second.model.path, device="cpu", version=second.model.version)
+    assert (measure(classifier, "v0002", test, scorer_options=options, temperature=classifier.temperature,
+                    scored=handed.for_examples(test))
+            == measure(classifier, "v0002", test, scorer_options=options, temperature=classifier.temperature))
+    if (second.model.path / "temperature.json").exists():
+        assert second.model.metrics["validation"]["temperature_fitted_on"] == "test set"
+
+    registry = ModelRegistry(tmp_path / "no-test-set")
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2)
+    kept = retrain(second_set, registry, _settings(tiny_model_dir, epochs=1), mc_samples=2, scorer_options=options)
+    assert "refit_on" not in kept.model.metrics["training"]
+    assert json.loads((kept.model.path / "training.json").read_text())["train_records"] == len(second_set.train)
 
 
 def test_an_unknown_training_set_compares_on_every_record_and_identical_models_differ_by_nothing(tiny_model_dir):
@@ -294,7 +337,7 @@ def test_a_retrain_with_test_records_answered_gates_on_them_beside_the_validatio
     registry = ModelRegistry(tmp_path / "registry")
     examples = sentiment_examples(64)
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=False), mc_samples=2)
+    retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit=False), mc_samples=2)
     second_set = build_training_set(examples[:48], [], LABELS, min_annotated=10)
     test = examples[48:]
 
@@ -310,7 +353,8 @@ def test_a_training_scores_its_test_records_once_and_the_measure_after_it_reads_
                                                                                               tmp_path, monkeypatch):
     """The temperature fit and the test-set measure after registration need the same score run over the test
     records (same model, options and seed): the training hands its scores on; the figures are those of a measure
-    that scores them itself. A first model refit on every example is another model: no scores are handed on."""
+    that scores them itself. A first model refit on every example hands on its own scores (not the measured
+    model's)."""
     import worker.training.calibrate
     from worker.test_set import measure
 
@@ -318,10 +362,15 @@ def test_a_training_scores_its_test_records_once_and_the_measure_after_it_reads_
     examples = sentiment_examples(64)
     options = {"samples": 3, "mc_layers": "all"}
     first_set = build_training_set(examples[:32], [], LABELS, min_annotated=10)
-    refit = retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit_first_model=True,
+    refit = retrain(first_set, registry, _settings(tiny_model_dir, epochs=1, refit=True,
                                                    select_min_validation=50), mc_samples=2,
                     scorer_options=options, random_held_out=examples[48:])
-    assert refit.model.metrics["training"].get("refit_on") and refit.held_out_scores is None
+    assert refit.model.metrics["training"].get("refit_on") and refit.held_out_scores is not None
+    refit_model = load_classifier(refit.model.path, device="cpu", version="v0001")
+    assert (measure(refit_model, "v0001", examples[48:], scorer_options=options, temperature=refit_model.temperature,
+                    scored=refit.held_out_scores.for_examples(examples[48:]))
+            == measure(refit_model, "v0001", examples[48:], scorer_options=options,
+                       temperature=refit_model.temperature))
     second_set = build_training_set(examples[:48], [], LABELS, min_annotated=10)
     test = examples[48:]
 

@@ -6,21 +6,21 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from worker.calibration import MIN_TEMPERATURE_RECORDS
+from worker.calibration import MIN_TEMPERATURE_RECORDS, TemperatureFit
 from worker.crowd import CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate, is_brought
 from worker.scoring import load_classifier
-from worker.scoring.model import Classifier
+from worker.scoring.model import TEMPERATURE_FILE, Classifier
 from worker.training.calibrate import (
     calibration_report,
     scored_probabilities,
@@ -247,20 +247,25 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
                                     mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
                                     scored=scored)
+        taught = _taught_by(current, training_set.validation)
+        refit = _refits(training_set, settings, current, random_held_out, taught)
         fit, fitted_on, held_out = None, "validation", None
-        if scored is not None:
+        if scored is not None and not (refit and len(random_held_out) >= MIN_TEMPERATURE_RECORDS):
             held_out = _held_out_scores(candidate, random_held_out, scorer_options or {}, settings.seed)
             fit_examples, fit_scored, fitted_on = temperature_records(
                 validation, scored, random_held_out, held_out.probabilities if held_out is not None else None)
             fit = scores_temperature(candidate, fit_examples, fit_scored, seed=settings.seed, source=fitted_on)
         if fit is not None:
             write_temperature(fit, staged)
-        comparison = _comparison(candidate, current, training_set, settings, trust_remote_code, random_held_out)
+        if refit:  # (its temperature from its own test-set scores, where there are enough: not fitted above)
+            _refit_on_every_example(start, training_set, staged, settings, stop, trust_remote_code,
+                                    first=current is None)
+            candidate, held_out, fit, fitted_on = _refit_model(staged, version, random_held_out, settings,
+                                                               scorer_options if scored is not None else None,
+                                                               trust_remote_code, (fit, fitted_on))
+        comparison = _comparison(candidate, current, training_set, settings, trust_remote_code, random_held_out,
+                                 taught)
         decision = _decision(report.macro_f1, comparison, settings.gate_tolerance)
-        refit = current is None and _refits(training_set, settings)
-        if refit:
-            _refit_on_every_example(start, training_set, staged, settings, stop, trust_remote_code)
-            held_out = None  # another model's: the refit one is scored anew
         _write_taught_ids(staged, training_set, start_version, refit)
         metrics = {
             "validation": {"records": report.records, "accuracy": report.accuracy_deterministic,
@@ -321,28 +326,61 @@ def _stop_check(stop: threading.Event | None):
     return check
 
 
-def _refits(training_set: TrainingSet, settings: TrainingSettings) -> bool:
-    """Whether a first model is trained again on its validation records too (``training.refit_first_model``): when
-    they are too few to pick an epoch, they only measured it, and a first model has no current one to be gated
-    against — a third of a cold start's labels (one per class) would be spent on a measurement."""
-    return settings.refit_first_model and 0 < len(training_set.validation) < settings.select_min_validation
+def _refits(training_set: TrainingSet, settings: TrainingSettings, current: ModelVersion | None,
+            random_held_out: Sequence[Example], taught: Collection[str] | None) -> bool:
+    """Whether the model is trained again on its validation records too (``training.refit``): when they are too few
+    to pick an epoch and no gate compares on them — a first model (no current one), or the gate compares on the
+    test set (:func:`~worker.training.compare.gate_records`) — they would only measure it: a quarter to a third of a
+    loop's first hundred reviews (one or two a label) spent on a figure nobody decides by."""
+    small = 0 < len(training_set.validation) < settings.select_min_validation
+    if not (settings.refit and small):
+        return False
+    return current is None or not gate_records(training_set.validation, random_held_out, taught)[0]
 
 
 def _refit_on_every_example(start: str | Path, training_set: TrainingSet, staged: Path, settings: TrainingSettings,
-                            stop: threading.Event | None, trust_remote_code: bool) -> None:
+                            stop: threading.Event | None, trust_remote_code: bool, *, first: bool) -> None:
     """Train from ``start`` again on train + validation (every planned epoch: there is nothing to select on) and put
     its weights and tokenizer in place of the measured model's in ``staged``. The measured model's calibration
-    report, temperature and thresholds stay: figures of the same recipe on records it had not seen."""
+    report and thresholds stay: figures of the same recipe on records it had not seen."""
     examples = [*training_set.train, *training_set.validation]
-    logger.info("first model: its %d validation records only measured it (< training.select_min_validation = %d); "
-                "training it again on all %d examples (training.refit_first_model)", len(training_set.validation),
-                settings.select_min_validation, len(examples))
+    why = "" if first else "; the gate compares on the test set"
+    logger.info("its %d validation records only measured the model (< training.select_min_validation = %d%s): "
+                "training it again on all %d examples (training.refit)", len(training_set.validation),
+                settings.select_min_validation, why, len(examples))
     refit = staged / "refit"
     train_classifier(start, examples, [], training_set.labels, refit, settings, on_epoch=_stop_check(stop),
                      trust_remote_code=trust_remote_code)
     for path in refit.iterdir():
         path.replace(staged / path.name)
     refit.rmdir()
+
+
+def _refit_model(staged: Path, version: str, random_held_out: Sequence[Example], settings: TrainingSettings,
+                 scorer_options: Mapping[str, Any] | None, trust_remote_code: bool,
+                 measured: tuple[TemperatureFit | None, str]
+                 ) -> tuple[Classifier, HeldOutScores | None, TemperatureFit | None, str]:
+    """The refit model in ``staged`` (the one the gate compares and the registry keeps), its scores on the test
+    records and its temperature: fitted on its own test-set scores when there are ``MIN_TEMPERATURE_RECORDS`` of
+    them (None where τ would not help), else the ``measured`` model's fit, kept (its validation records are this
+    model's training records now)."""
+    (staged / TEMPERATURE_FILE).unlink(missing_ok=True)  # read at τ = 1 while its own scores are taken
+    candidate = load_classifier(staged, device=settings.device, version=version, trust_remote_code=trust_remote_code)
+    if scorer_options is None:
+        return candidate, None, *_written(measured, staged)
+    held_out = _held_out_scores(candidate, random_held_out, scorer_options, settings.seed)
+    if held_out is None or len(random_held_out) < MIN_TEMPERATURE_RECORDS:
+        return candidate, held_out, *_written(measured, staged)
+    fit = scores_temperature(candidate, list(random_held_out), held_out.probabilities, seed=settings.seed,
+                             source="test set")
+    return candidate, held_out, *_written((fit, "test set"), staged)
+
+
+def _written(fit: tuple[TemperatureFit | None, str], staged: Path) -> tuple[TemperatureFit | None, str]:
+    """``fit`` (a temperature and the records it was fitted on), its ``temperature.json`` written to ``staged``."""
+    if fit[0] is not None:
+        write_temperature(fit[0], staged)
+    return fit
 
 
 def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVersion | None,
@@ -361,12 +399,27 @@ def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVers
     write_taught_ids(staged, ids)
 
 
+def _taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> Collection[str] | None:
+    """The ids of the records the ``current`` model was taught: kept with it, else inferred from when it was
+    registered (a model trained before the worker kept them); None: unknown (or no current model)."""
+    if current is None:
+        return None
+    taught = read_taught_ids(current.path)
+    if taught is None:
+        taught = inferred_taught_ids(current.path, current.metrics.get("created_at"), validation)
+        if taught is not None:
+            logger.info("the current model %s was trained before the worker kept what each model was taught: the "
+                        "gate leaves out the %d validation records reviewed before it was registered (but its own "
+                        "validation records)", current.version, len(taught))
+    return taught
+
+
 def _comparison(candidate: Classifier, current: ModelVersion | None, training_set: TrainingSet,
                 settings: TrainingSettings, trust_remote_code: bool,
-                random_held_out: Sequence[Example] = ()) -> Comparison | None:
+                random_held_out: Sequence[Example] = (), taught: Collection[str] | None = None) -> Comparison | None:
     """Both models on the records :func:`~worker.training.compare.gate_records` chooses from the candidate's
     validation records and the test set's answered in rank order (``random_held_out``), but those the current model
-    was taught (None without a comparable current model)."""
+    was taught (``taught``: :func:`_taught_by`; None without a comparable current model)."""
     if current is None:
         return None
     incumbent = load_classifier(current.path, device=settings.device, version=current.version,
@@ -379,13 +432,6 @@ def _comparison(candidate: Classifier, current: ModelVersion | None, training_se
         logger.warning("current model %s is %s-label, the dataset's question is not: the gate cannot compare them",
                        current.version, "multi" if incumbent.multi_label else "single")
         return None
-    taught = read_taught_ids(current.path)
-    if taught is None:
-        taught = inferred_taught_ids(current.path, current.metrics.get("created_at"), training_set.validation)
-        if taught is not None:
-            logger.info("the current model %s was trained before the worker kept what each model was taught: the "
-                        "gate leaves out the %d validation records reviewed before it was registered (but its own "
-                        "validation records)", current.version, len(taught))
     validation, test = gate_records(training_set.validation, random_held_out, taught)
     if not validation and training_set.validation:
         logger.info("the gate compares on the test-set records answered in rank order (>= %d the current model was "
