@@ -399,7 +399,7 @@ def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVers
     write_taught_ids(staged, ids)
 
 
-def _taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> Collection[str] | None:
+def _taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> set[str] | None:
     """The ids of the records the ``current`` model was taught: kept with it, else inferred from when it was
     registered (a model trained before the worker kept them); None: unknown (or no current model)."""
     if current is None:
@@ -416,7 +416,7 @@ def _taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> C
 
 def _comparison(candidate: Classifier, current: ModelVersion | None, training_set: TrainingSet,
                 settings: TrainingSettings, trust_remote_code: bool,
-                random_held_out: Sequence[Example] = (), taught: Collection[str] | None = None) -> Comparison | None:
+                random_held_out: Sequence[Example] = (), taught: set[str] | None = None) -> Comparison | None:
     """Both models on the records :func:`~worker.training.compare.gate_records` chooses from the candidate's
     validation records and the test set's answered in rank order (``random_held_out``), but those the current model
     was taught (``taught``: :func:`_taught_by`; None without a comparable current model)."""
