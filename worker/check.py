@@ -36,13 +36,15 @@ class ConfigCheck:
     vectors: dict[str, int] = field(default_factory=dict)  # the dataset's vectors: name -> dimensions
     ranked_by: str | None = None  # the cold start's rank property, once `cold-start` has written it
     start: str | None = None  # what the next training is fine-tuned from, when it is a registered model
+    min_submitted: int = 1  # submitted responses the dataset's task distribution completes a record at
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
 
 def check_config(services: Services) -> ConfigCheck:
-    """Bind to the dataset (reads only), count its records, and check the current model, the start model of a
-    training and the directories the jobs write. Time O(1) in the dataset's size: two counting requests.
+    """Bind to the dataset (reads only), count its records, read its task distribution, and check the current
+    model, the start model of a training and the directories the jobs write. Time O(1) in the dataset's size: two
+    counting requests.
 
     Raises:
         WorkerError: what stops every job — the server cannot be reached or refuses the key, the dataset does not
@@ -55,6 +57,7 @@ def check_config(services: Services) -> ConfigCheck:
                         gateway.count_records(), gateway.count_submitted(), str(gateway.server_version))
     check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
     check.vectors = gateway.vector_dimensions()
+    check.min_submitted = gateway.min_submitted()
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)

@@ -333,6 +333,7 @@ def config_check(config_file: Path | None) -> None:
     """Check the config against the server, the dataset, the model and the directories, writing nothing to the
     server: how the worker binds to the dataset, its records, and what would stop a job (exit 1 if anything)."""
     from worker.check import check_config
+    from worker.crowd import ties_note
 
     services = _services(config_file)
     check = check_config(services)
@@ -347,6 +348,9 @@ def config_check(config_file: Path | None) -> None:
     click.echo(f"  an unreviewed record's label (argilla.reference = {str(binding.reference)!r}): "
                f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
                + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
+    click.echo(f"  reviews: a record is complete at {check.min_submitted} submitted "
+               f"response{'s' if check.min_submitted > 1 else ''}; "
+               f"{ties_note(services.settings.consensus.ties, check.min_submitted)}")
     click.echo(f"  the worker's metadata: {_metadata_state(check)}")
     if check.vectors:
         click.echo("  vectors: " + ", ".join(f"{name} ({size} dimensions)" for name, size in check.vectors.items()))

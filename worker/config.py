@@ -398,9 +398,10 @@ class ConsensusSettings(_Section):
 
     weighted: bool = Field(True, description="weigh each annotator's vote by their reliability, estimated from "
                            "agreement at every training; false: plain majority vote")
-    ties: Literal["keep", "resolve"] = Field("keep", description="keep: a tie of the votes gives no label (left "
-                                             "out of training and publishing, first in needs_another_label); "
-                                             "resolve: the annotators' reliability and the model decide it")
+    ties: Literal["keep", "resolve"] = Field(
+        "resolve", description="resolve: a tie of the votes goes to the label the annotators' reliability and the "
+        "model's view favour (on test-set records the annotators' alone); keep: a tie gives no label (left out of "
+        "training, publishing and the test-set measure; first in needs_another_label)")
 
 
 class RaySettings(_Section):

@@ -122,8 +122,9 @@ class CrowdModel:
     likelihood: float = PRIOR_LIKELIHOOD
     annotators: dict[str, AnnotatorStats] = field(default_factory=dict)
     overlapping_records: int = 0  # records (label sets: label decisions) with ≥ 2 votes the estimate used
-    resolve_ties: bool = False  # consensus.ties = "resolve": the posterior decides a tie of the votes
+    resolve_ties: bool = False  # consensus.ties resolves: the posterior decides a tie of the votes
     model_temperature: float = 1.0  # the model's probabilities are read at this temperature (fitted to the votes)
+    model_blind: bool = False  # the model's view stored on a record has no say in its consensus (see blind())
 
     @classmethod
     def uniform(cls, labels: Sequence[str]) -> CrowdModel:
@@ -132,6 +133,12 @@ class CrowdModel:
 
     def weight(self, user_id: str) -> float:
         return self.annotator_weights.get(user_id, self.default_weight)
+
+    def blind(self) -> CrowdModel:
+        """The same weights, the model's view left out of every consensus: how test-set records are labelled. A
+        tie there is decided by the annotators alone — a model measured on labels its own view decided would be
+        measured against itself."""
+        return replace(self, model_blind=True)
 
     @property
     def mean_annotator_weight(self) -> float:
@@ -146,8 +153,8 @@ class CrowdModel:
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
     def to_json(self) -> dict:
-        """The estimate (``resolve_ties`` is a setting applied on use, not stored)."""
-        return {**asdict(self), "resolve_ties": False}
+        """The estimate (``resolve_ties`` and ``model_blind`` are applied on use, not stored)."""
+        return {**asdict(self), "resolve_ties": False, "model_blind": False}
 
     @classmethod
     def from_json(cls, value: dict) -> CrowdModel:
@@ -324,7 +331,7 @@ def _label_set_verdict(record: PulledRecord, decided: Correction, crowd: CrowdMo
     verdict_ = label_set_consensus(record.record_id, sets, crowd.weight)
     assert verdict_ is not None  # decided came from these votes
     binary = replace(crowd, labels=(ABSENT, PRESENT), resolve_ties=False)
-    predicted = _model_label_set(record)
+    predicted = None if crowd.model_blind else _model_label_set(record)
     present, tied, agreement = set(verdict_.present), [], dict(verdict_.agreement)
     total = sum(crowd.weight(user) for user in sets)
     confidence = 1.0
@@ -363,12 +370,29 @@ def _decision_evidence(in_set: bool, likelihood: float) -> list[float]:
     return [1 - likelihood, likelihood] if in_set else [likelihood, 1 - likelihood]
 
 
+TIES_HINT = ("; consensus.ties = 'keep': a tie waits for a further vote, and a completed record leaves the annotators' "
+             "queue — sort by needs_another_label, or set consensus.ties = 'resolve' to let their weights and the "
+             "model's view decide")
+
+
+def ties_note(setting: str, min_submitted: int) -> str:
+    """How ties are handled (``consensus.ties = setting``) on a dataset whose task distribution completes a record at
+    ``min_submitted`` submitted responses, in a line for ``config check``. A completed record leaves the annotators'
+    queue, so a tie gets no further vote by itself; with two votes a record, every disagreement is one."""
+    often = "; with 2 votes a record every disagreement is one" if min_submitted == 2 else ""
+    if setting == "resolve":
+        return ("a tie of the votes goes to the label the annotators' weights and the model's view favour (test-set "
+                f"records: the annotators' alone; consensus.ties = 'resolve'){often}")
+    return ("a tie of the votes gives no label: left out of training, publishing and the test-set measure until "
+            f"someone adds a vote (consensus.ties = 'keep'; a completed record leaves the annotators' queue){often}")
+
+
 def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None:
     """The record's consensus as every job sees it: weighed by ``crowd`` with the model's view stored on the
     record (:func:`model_distribution`), or the plain majority when ``crowd`` is None."""
     if crowd is None:
         return consensus(record)
-    return weighted_consensus(record, crowd, model_distribution(record, crowd.labels))
+    return weighted_consensus(record, crowd, None if crowd.model_blind else model_distribution(record, crowd.labels))
 
 
 def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[float] | None) -> dict[str, float]:

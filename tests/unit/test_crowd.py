@@ -245,6 +245,28 @@ def test_with_ties_resolve_the_weights_and_the_model_break_a_tie_and_an_exact_on
     assert verdict(model_decides, crowd).label == "pos"  # the stored prediction tips it
     assert verdict(model_decides, replace(crowd, resolve_ties=False)).label is None
     assert verdict(model_decides, None).label is None  # plain majority
+    # a test-set record's label is the annotators' alone: the model measured on it may not have decided it
+    assert verdict(model_decides, crowd.blind()).label is None
+    assert verdict(reliable_vs_unreliable, crowd.blind()).label == "neg"
+    assert CrowdModel.from_json(crowd.blind().to_json()).model_blind is False  # applied on use, never stored
+
+
+def test_a_tied_label_of_a_set_on_a_test_record_is_decided_without_the_models_suggested_set():
+    from dataclasses import replace
+
+    from worker.crowd import verdict
+    from worker.records import SuggestionState
+
+    sets = _estimate([PulledRecord(f"s{i}", f"s{i}", "t", {}, None, (
+        ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg", "pos"), "submitted")), None)
+        for i in range(3)])
+    crowd = replace(sets, labels=LABELS, resolve_ties=True)
+    tied = PulledRecord("m", "m", "t", {"model_version": "v0002"}, SuggestionState(("pos",), "v0002", (0.9,)),
+                        (ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg",), "submitted")),
+                        None)
+
+    assert verdict(tied, crowd).label == ("neg", "pos")  # the model's set tips 'pos' in
+    assert verdict(tied, crowd.blind()).label is None  # the annotators alone: 'pos' stays tied
 
 
 def test_the_consensus_settings_choose_weights_and_tie_handling(tmp_path):
@@ -252,12 +274,12 @@ def test_the_consensus_settings_choose_weights_and_tie_handling(tmp_path):
     from worker.services import Services
 
     crowd = _estimate(HAND_MADE)
-    plain = Services(load_settings(state_dir=tmp_path, consensus={"weighted": False, "ties": "resolve"}))
+    plain = Services(load_settings(state_dir=tmp_path, consensus={"weighted": False, "ties": "keep"}))
     weighted = Services(load_settings(state_dir=tmp_path))
 
-    assert plain.crowd(LABELS, crowd).annotator_weights == {} and plain.crowd(LABELS, crowd).resolve_ties
+    assert plain.crowd(LABELS, crowd).annotator_weights == {} and not plain.crowd(LABELS, crowd).resolve_ties
     assert weighted.crowd(LABELS, crowd).weight("c") == pytest.approx(WEIGHT_FLOOR)
-    assert not weighted.crowd(LABELS, crowd).resolve_ties
+    assert weighted.crowd(LABELS, crowd).resolve_ties  # the default decides ties
 
 
 def test_a_vote_outside_the_questions_labels_reaches_the_caller_who_names_it():

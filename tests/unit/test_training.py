@@ -946,3 +946,31 @@ def test_training_says_how_many_texts_max_length_cuts_and_what_the_model_could_r
         train_classifier(tiny_model_dir, examples, [], list(LABELS), tmp_path / "whole",
                          TrainingSettings(**{**FAST, "max_length": 64}, epochs=1))
     assert "training texts are longer" not in caplog.text
+
+
+def test_a_tie_the_models_view_decided_is_trained_on_and_never_validated_on():
+    """consensus.ties = "resolve": a tie the annotators' weights decide is an ordinary example; one only the model's
+    stored view decides is trained on but kept out of validation (the epoch choice, the temperature and the gate
+    would read the current model's own answer as the truth)."""
+    from worker.crowd import CrowdModel
+
+    def voted(record_id, votes, predicted):
+        record = _record(record_id, "positive", [])
+        responses = tuple(ResponseState(user, value, "submitted", datetime.now(UTC)) for user, value in votes.items())
+        return replace(record, responses=responses,
+                       metadata={"predicted_label": predicted, "confidence": 0.95})
+
+    crowd = CrowdModel(LABELS, {"a": 0.6, "b": 0.6, "c": 0.01}, model_weight=1.0, resolve_ties=True)
+    agreed = [voted(f"g{i}", {"a": label, "b": label}, label) for i, label in enumerate(LABELS * 20)]
+    by_weights = voted("w", {"a": "negative", "c": "positive"}, "negative")
+    by_model = [voted(f"m{i}", {"a": "negative", "b": "positive"}, "positive") for i in range(8)]
+
+    annotated, _, tied = examples_from_records([*agreed, by_weights, *by_model], LABELS, crowd=crowd)
+    tipped = {e.id for e in annotated if e.model_tipped}
+    assert tied == [] and tipped == {f"m{i}" for i in range(8)}
+    assert examples_from_records(by_model, LABELS, crowd=replace(crowd, resolve_ties=False))[2] == \
+        [f"m{i}" for i in range(8)]  # ties = "keep": no label
+
+    training_set = build_training_set(annotated, [], LABELS, validation_fraction=0.5, min_annotated=10)
+    assert tipped <= {e.id for e in training_set.train}
+    assert not tipped & {e.id for e in training_set.validation} and len(training_set.validation) >= 15

@@ -881,3 +881,30 @@ def test_auto_training_data_keeps_the_own_labels_a_current_model_learnt_from_unt
     assert resolved_training_data("annotated", learnt, OwnLabelCheck())[0] == "annotated"
     assert resolved_training_data("annotated+original", annotations_only, OwnLabelCheck(60, 60))[0] == \
         "annotated+original"
+
+
+def test_a_test_records_tie_is_decided_by_the_annotators_weights_never_by_the_model_measured_on_it():
+    """consensus.ties = "resolve" lets the model's stored view help decide a tie, but not on a test-set record: the
+    model is measured on that label. There the annotators' weights alone decide; equal weights leave it out."""
+    from worker.crowd import CrowdModel, verdict
+    from worker.jobs import _untaught_test_examples, own_label_check
+    from worker.records import SUBMITTED, PulledRecord, ResponseState
+    from worker.test_set import TestProgress
+
+    def tested(record_id: str, votes: dict[str, str]) -> PulledRecord:
+        return PulledRecord(record_id, record_id, "text", {"original_label": "pos", "predicted_label": "pos",
+                                                           "confidence": 0.99}, None,
+                            tuple(ResponseState(user, label, SUBMITTED) for user, label in votes.items()), None)
+
+    crowd = CrowdModel(("neg", "pos"), {"a": 0.6, "b": 0.6, "c": 0.01}, model_weight=1.0, resolve_ties=True)
+    reliable_says_neg = tested("t1", {"a": "neg", "c": "pos"})
+    equal_weights = tested("t2", {"a": "neg", "b": "pos"})
+    agreed = tested("t3", {"a": "neg", "b": "neg"})
+    assert verdict(reliable_says_neg, crowd).label == "pos"  # elsewhere the sure model tips it
+    assert verdict(equal_weights, crowd).label == "pos"
+
+    progress = TestProgress((reliable_says_neg, equal_weights, agreed), 0, 3)
+    examples = _untaught_test_examples(progress, ["neg", "pos"], crowd, None)
+    assert [(example.id, example.label) for example in examples] == [("t1", "neg"), ("t3", "neg")]
+    check = own_label_check(progress, crowd)
+    assert (check.checked, check.wrong) == (2, 2)  # both relabelled 'pos' → 'neg' by the annotators

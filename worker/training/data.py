@@ -43,6 +43,7 @@ class Example:
     source: str = ANNOTATED
     text_pair: str | None = None  # the second text of a two-field binding
     reviewed_at: str | None = None  # annotated: the earliest submitted response's time (ISO 8601), when the server says
+    model_tipped: bool = False  # a tie of the votes the model's view decided: trained on, never validated on
 
 
 def single_label(example: Example, what: str) -> str:
@@ -159,7 +160,8 @@ def examples_from_records(
                 label = checked_label(record.record_id, decided.label, allowed)
                 weight = 1.0 if crowd is None else decided.agreement
                 annotated.append(Example(record.record_id, str(record.text), label, weight, text_pair=record.text_pair,
-                                         reviewed_at=_first_submitted(record)))
+                                         reviewed_at=_first_submitted(record),
+                                         model_tipped=_model_tipped(record, decided.label, crowd)))
         elif data == "annotated+original" and record.reference is not None:
             label = checked_label(record.record_id, record.reference, allowed)
             original.add(record.record_id, Example(record.record_id, str(record.text), label, original_weight,
@@ -171,6 +173,15 @@ def examples_from_records(
                     "(training.max_original = %d, and up to %d of each label)", len(sample), original.seen,
                     max_original, RARE_LABEL_FLOOR)
     return annotated, sample, tied
+
+
+def _model_tipped(record: PulledRecord, label: LabelValue, crowd: CrowdModel | None) -> bool:
+    """Whether ``label`` (the record's consensus under ``crowd``) is one the annotators' weights alone do not give: a
+    tie the model's stored view decided (``consensus.ties = "resolve"``). O(votes)."""
+    if crowd is None or not crowd.resolve_ties or crowd.model_blind:
+        return False
+    alone = verdict(record, crowd.blind())
+    return alone is None or alone.label != label
 
 
 def _first_submitted(record: PulledRecord) -> str | None:
@@ -237,7 +248,9 @@ def build_training_set(
     similarity: float = EXACT,
 ) -> TrainingSet:
     """Hold out a stratified validation split of the annotated examples; train on the rest (+ original labels
-    whose text, or a near copy of it at ``similarity`` < 1, is not validated).
+    whose text, or a near copy of it at ``similarity`` < 1, is not validated). A tie the model's view decided
+    (``Example.model_tipped``) is never validated on: the epoch choice, the temperature and the promotion gate would
+    read the current model's own view as the truth.
 
     Raises:
         DataError: fewer than ``min_annotated`` annotated examples, or a class with no training example
@@ -249,8 +262,10 @@ def build_training_set(
             f"(annotate more records or lower training.min_annotated)"
         )
     keys = example_keys([*annotated, *original], similarity)
-    train, validation = stratified_split(annotated, validation_fraction, seed=seed, keys=keys)
-    train = train + not_validated(original, validation, keys)
+    tipped = [example for example in annotated if example.model_tipped]
+    train, validation = stratified_split([e for e in annotated if not e.model_tipped], validation_fraction, seed=seed,
+                                         keys=keys)
+    train = train + not_validated([*tipped, *original], validation, keys)
     _check_classes(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records with different "
@@ -277,16 +292,19 @@ def build_first_training_set(
         DataError: fewer than ``min_examples`` labelled records, or a class without a training example.
     """
     annotated_ids = {example.id for example in annotated}
-    examples = [*annotated, *(replace(e, weight=1.0) for e in original if e.id not in annotated_ids)]
-    if len(examples) < min_examples:
+    tipped = [example for example in annotated if example.model_tipped]
+    examples = [*(e for e in annotated if not e.model_tipped),
+                *(replace(e, weight=1.0) for e in original if e.id not in annotated_ids)]
+    if len(examples) + len(tipped) < min_examples:
         raise DataError(
-            f"only {len(examples)} records carry a label (annotated or from argilla.reference); a first model "
-            f"needs at least {min_examples}: annotate records (no label yet: `argilla-worker cold-start` ranks a "
+            f"only {len(examples) + len(tipped)} records carry a label (annotated or from argilla.reference); a first "
+            f"model needs at least {min_examples}: annotate records (no label yet: `argilla-worker cold-start` ranks a "
             f"first batch to annotate), point argilla.reference at the labels the records carry, or register a "
             f"model you have (`argilla-worker models register`)"
         )
-    train, validation = stratified_split(examples, validation_fraction, seed=seed,
-                                         keys=example_keys(examples, similarity))
+    keys = example_keys([*examples, *tipped], similarity)
+    train, validation = stratified_split(examples, validation_fraction, seed=seed, keys=keys)
+    train = train + not_validated(tipped, validation, keys)
     _check_classes(train, labels)
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from worker.calibration import MIN_TEMPERATURE_RECORDS, TemperatureFit
-from worker.crowd import CrowdModel
+from worker.crowd import TIES_HINT, CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
@@ -99,8 +99,13 @@ def prepare_training_set(records: Iterable[PulledRecord], labels: Sequence[str],
                                                       original_weight=settings.original_weight, crowd=crowd,
                                                       max_original=sample, seed=settings.seed)
     if tied:
-        logger.warning("%d record(s) left out of training: annotators are tied (%s%s)", len(tied),
-                       ", ".join(tied[:5]), "…" if len(tied) > 5 else "")
+        logger.warning("%d record(s) left out of training: annotators are tied (%s%s)%s", len(tied),
+                       ", ".join(tied[:5]), "…" if len(tied) > 5 else "", TIES_HINT if crowd is None or
+                       not crowd.resolve_ties else " and neither their weights nor the model's view decides")
+    tipped = sum(example.model_tipped for example in annotated)
+    if tipped:
+        logger.info("%d tie(s) of the votes decided by the model's view as well as the annotators' weights "
+                    "(consensus.ties = 'resolve'): trained on, never validated on", tipped)
     if first_model and len(annotated) < settings.min_annotated:
         if len(annotated) + len(original) >= settings.min_annotated:  # else the error below says what is missing
             logger.info("first model: %d annotated records (< training.min_annotated = %d), so it trains on the %d "
