@@ -387,6 +387,11 @@ def ties_note(setting: str, min_submitted: int) -> str:
             f"someone adds a vote (consensus.ties = 'keep'; a completed record leaves the annotators' queue){often}")
 
 
+def blind(crowd: CrowdModel | None) -> CrowdModel | None:
+    """``crowd`` with the model's view left out (:meth:`CrowdModel.blind`); None (plain majority) stays None."""
+    return crowd.blind() if crowd is not None else None
+
+
 def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None:
     """The record's consensus as every job sees it: weighed by ``crowd`` with the model's view stored on the
     record (:func:`model_distribution`), or the plain majority when ``crowd`` is None."""

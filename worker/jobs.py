@@ -44,6 +44,7 @@ from worker.crowd import (
     TIES_HINT,
     CrowdEstimator,
     CrowdModel,
+    blind,
     needs_another_label,
     needs_another_label_set,
     verdict,
@@ -256,10 +257,9 @@ def blind_test_records(services: Services, crowd: CrowdModel | None = None,
     set's filter when the caller has one."""
     if test_records is None:
         test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
-    needed = services.gateway.min_submitted()
-    blind = crowd.blind() if crowd is not None else None
+    needed, annotators_only = services.gateway.min_submitted(), blind(crowd)
     return lambda record: test_records.covers(record) and (
-        not _reviewed(record, blind) or submitted_responses(record) < needed)
+        not _reviewed(record, annotators_only) or submitted_responses(record) < needed)
 
 
 def submitted_responses(record: PulledRecord) -> int:
@@ -921,7 +921,7 @@ def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], 
     was drawn). O(test set)."""
     if tested is None or not tested.in_order:
         return []
-    examples, _, _ = examples_from_records(tested.in_order, labels, crowd=crowd.blind() if crowd else None)
+    examples, _, _ = examples_from_records(tested.in_order, labels, crowd=blind(crowd))
     inherited = (read_taught_ids(start_version.path) or set()) if start_version is not None else set()
     return [example for example in examples if example.id not in inherited]
 
@@ -979,7 +979,7 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
     stored = (model.metrics.get("test") or {}) if model is not None else {}
     if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
         return model, None
-    examples, _, _ = examples_from_records(state.in_order, labels, crowd=crowd.blind() if crowd else None)
+    examples, _, _ = examples_from_records(state.in_order, labels, crowd=blind(crowd))
     taught = read_taught_ids(model.path) or set()
     untaught = [example for example in examples if example.id not in taught]
     if not untaught:
@@ -1161,8 +1161,8 @@ class OwnLabelCheck:
 def own_label_check(tested: TestProgress | None, crowd: CrowdModel | None) -> OwnLabelCheck:
     """How often the reviewers changed the label a test record came with (``record.reference``), over the test records
     answered in rank order (the unbroken run from rank 1: a random sample of the records). O(test set)."""
-    blind = crowd.blind() if crowd is not None else None
-    verdicts = (verdict(record, blind) for record in (tested.in_order if tested is not None else ()))
+    annotators_only = blind(crowd)
+    verdicts = (verdict(record, annotators_only) for record in (tested.in_order if tested is not None else ()))
     judged = [decided for decided in verdicts
               if decided is not None and decided.label is not None and decided.original_label is not None]
     return OwnLabelCheck(len(judged), sum(decided.is_correction for decided in judged))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from worker.crowd import CrowdModel, verdict
+from worker.crowd import CrowdModel, blind, verdict
 from worker.duplicates import EXACT, copy_keys
 from worker.errors import DataError
 from worker.iterables import KeyedSample, hashed_label_clusters, shuffled_label_groups, take_clusters
@@ -180,7 +180,7 @@ def _model_tipped(record: PulledRecord, label: LabelValue, crowd: CrowdModel | N
     tie the model's stored view decided (``consensus.ties = "resolve"``). O(votes)."""
     if crowd is None or not crowd.resolve_ties or crowd.model_blind:
         return False
-    alone = verdict(record, crowd.blind())
+    alone = verdict(record, blind(crowd))
     return alone is None or alone.label != label
 
 
@@ -262,10 +262,8 @@ def build_training_set(
             f"(annotate more records or lower training.min_annotated)"
         )
     keys = example_keys([*annotated, *original], similarity)
-    tipped = [example for example in annotated if example.model_tipped]
-    train, validation = stratified_split([e for e in annotated if not e.model_tipped], validation_fraction, seed=seed,
-                                         keys=keys)
-    train = train + not_validated([*tipped, *original], validation, keys)
+    train, validation = _split_never_validating_tipped(annotated, validation_fraction, seed=seed, keys=keys)
+    train = train + not_validated(original, validation, keys)
     _check_classes(train, labels)
     if not validation:
         raise DataError("no validation examples: every class has fewer than 2 annotated records with different "
@@ -292,21 +290,27 @@ def build_first_training_set(
         DataError: fewer than ``min_examples`` labelled records, or a class without a training example.
     """
     annotated_ids = {example.id for example in annotated}
-    tipped = [example for example in annotated if example.model_tipped]
-    examples = [*(e for e in annotated if not e.model_tipped),
-                *(replace(e, weight=1.0) for e in original if e.id not in annotated_ids)]
-    if len(examples) + len(tipped) < min_examples:
+    examples = [*annotated, *(replace(e, weight=1.0) for e in original if e.id not in annotated_ids)]
+    if len(examples) < min_examples:
         raise DataError(
-            f"only {len(examples) + len(tipped)} records carry a label (annotated or from argilla.reference); a first "
-            f"model needs at least {min_examples}: annotate records (no label yet: `argilla-worker cold-start` ranks a "
+            f"only {len(examples)} records carry a label (annotated or from argilla.reference); a first model "
+            f"needs at least {min_examples}: annotate records (no label yet: `argilla-worker cold-start` ranks a "
             f"first batch to annotate), point argilla.reference at the labels the records carry, or register a "
             f"model you have (`argilla-worker models register`)"
         )
-    keys = example_keys([*examples, *tipped], similarity)
-    train, validation = stratified_split(examples, validation_fraction, seed=seed, keys=keys)
-    train = train + not_validated(tipped, validation, keys)
+    train, validation = _split_never_validating_tipped(examples, validation_fraction, seed=seed,
+                                                       keys=example_keys(examples, similarity))
     _check_classes(train, labels)
     return TrainingSet(tuple(train), tuple(validation), tuple(labels), fingerprint(train, validation))
+
+
+def _split_never_validating_tipped(examples: Sequence[Example], fraction: float, *, seed: int,
+                                   keys: Mapping[str, str]) -> tuple[list[Example], list[Example]]:
+    """:func:`stratified_split` of the examples whose label the model's view did not decide; those it did
+    (``Example.model_tipped``) join the training side, unless a copy of their text is validated."""
+    tipped = [example for example in examples if example.model_tipped]
+    train, validation = stratified_split([e for e in examples if not e.model_tipped], fraction, seed=seed, keys=keys)
+    return train + not_validated(tipped, validation, keys), validation
 
 
 def _check_classes(train: Sequence[Example], labels: Sequence[str]) -> None:
