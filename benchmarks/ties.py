@@ -118,16 +118,19 @@ def _share(examples, truth: dict[str, str]) -> float:
     return sum(truth[e.id] == e.label for e in examples) / len(examples)
 
 
-def _train_and_test(examples, held_out, seed: int, device: str) -> dict:
+def _train_and_test(examples, held_out, seed: int, device: str, *, keep_model: bool = False) -> dict:
+    """A first model trained on ``examples`` and its figures on ``held_out``; with ``keep_model`` the loaded
+    classifier too (under ``"model"``)."""
     settings = TrainingSettings(base_model=str(fetch(MINILM_MODEL)), device=device, seed=seed, max_length=64)
     with tempfile.TemporaryDirectory() as work:
         started = time.perf_counter()
         train_classifier(settings.base_model, examples, [], SENTIMENT_LABELS, Path(work), settings)
         seconds = time.perf_counter() - started
-        metrics = evaluate_classifier(load_classifier(Path(work), device=device), [r.text for r in held_out],
-                                      [r.label for r in held_out], samples=1)
-    return {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "ece": metrics.ece_deterministic,
-            "train_seconds": seconds}
+        model = load_classifier(Path(work), device=device)
+        metrics = evaluate_classifier(model, [r.text for r in held_out], [r.label for r in held_out], samples=1)
+    row = {"accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "ece": metrics.ece_deterministic,
+           "train_seconds": seconds}
+    return row | {"model": model} if keep_model else row
 
 
 def report(runs: list[dict], args, seconds: float) -> list[str]:

@@ -29,6 +29,13 @@ and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
 probabilities at the fitted temperature.
 ``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
 
+**Echoes** (:func:`echoes_training`): the model's view is read from what the worker stored on the record, and the
+full rescore after a promotion stores the new model's answer on the records it trained on, where it repeats its
+training label. Such a view is no evidence: given ``taught`` (which records each model version was taught), it is
+left out of the estimate (``w_M``, ``T``, ``m_j``) and of every consensus, so it never tips a tie it decided before.
+Measured in a replayed loop (``benchmarks/ties_loop.py``): counted, it decided ties worse than the annotators'
+weights alone (0.59–0.65 right vs 0.71–0.79); left out, the two match.
+
 **Label sets** (a multi-label question): every label some voter ticked is one present / absent decision of each
 voter of the record; agreement, ``L``, the no-skill error and the model's error are counted over those decisions
 (the model's answer: whether the label is in its stored ``predicted_label`` set), so the same weights serve the
@@ -51,7 +58,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field, replace
 
 from worker.constants import PROBABILITY_FLOOR
@@ -76,6 +84,23 @@ WEIGHT_FLOOR = 1e-3  # the smallest weight an annotator or the model gets (never
 PRIOR_LIKELIHOOD = 0.9  # L before any record has two votes: an annotator gives the right label 9 times in 10
 PRESENT, ABSENT = "present", "absent"  # one label's decision in a label set
 
+TaughtLookup = Callable[[str], AbstractSet[str] | None]
+"""A model version → the ids of the records it was taught (:meth:`~worker.registry.ModelRegistry.taught`; None:
+unknown)."""
+
+
+def echoes_training(record: PulledRecord, version: object, taught: TaughtLookup | None) -> bool:
+    """Whether model ``version``'s answer on ``record`` echoes a label it was taught there: the full rescore after a
+    promotion writes the new model's view on the very records it trained on, and there it repeats what it learnt —
+    the label an earlier consensus (a tie decided once) gave the record —, not evidence of its own. Such a view has no
+    say in the record's consensus and is not counted in the model's weight, temperature or agreement with the
+    annotators (CROWDLAB's estimates assume held-out predictions). Unknown (no lookup, no version, a version whose
+    taught records are not known: an out-of-fold run's ``v0003-oof5``): not an echo. O(1)."""
+    if taught is None or not isinstance(version, str) or not version:
+        return False
+    ids = taught(version)
+    return ids is not None and record.record_id in ids
+
 
 def scaled(model: Sequence[float], temperature: float) -> list[float]:
     """The model's probabilities [K] at ``temperature`` (a softmax of log p / T): T > 1 softens an overconfident
@@ -89,11 +114,15 @@ def scaled(model: Sequence[float], temperature: float) -> list[float]:
     return [value / total for value in exps]
 
 
-def model_distribution(record: PulledRecord, labels: Sequence[str]) -> list[float] | None:
+def model_distribution(record: PulledRecord, labels: Sequence[str], taught: TaughtLookup | None = None
+                       ) -> list[float] | None:
     """The model's probabilities [K] as the worker last stored them on the record (``predicted_label`` and
-    its ``confidence``, the rest spread evenly), or None when the record carries no such values."""
+    its ``confidence``, the rest spread evenly), or None when the record carries no such values or they echo what
+    the model that wrote them was taught on it (:func:`echoes_training`)."""
     predicted, confidence = record.metadata.get("predicted_label"), record.metadata.get("confidence")
     if predicted not in labels or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        return None
+    if echoes_training(record, record.metadata.get("model_version"), taught):
         return None
     rest = (1.0 - float(confidence)) / (len(labels) - 1)
     return [float(confidence) if label == predicted else rest for label in labels]
@@ -125,6 +154,7 @@ class CrowdModel:
     resolve_ties: bool = False  # consensus.ties resolves: the posterior decides a tie of the votes
     model_temperature: float = 1.0  # the model's probabilities are read at this temperature (fitted to the votes)
     model_blind: bool = False  # the model's view stored on a record has no say in its consensus (see blind())
+    taught: TaughtLookup | None = field(default=None, compare=False, repr=False)  # views that are echoes: none count
 
     @classmethod
     def uniform(cls, labels: Sequence[str]) -> CrowdModel:
@@ -153,8 +183,10 @@ class CrowdModel:
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
     def to_json(self) -> dict:
-        """The estimate (``resolve_ties`` and ``model_blind`` are applied on use, not stored)."""
-        return {**asdict(self), "resolve_ties": False, "model_blind": False}
+        """The estimate (``resolve_ties``, ``model_blind`` and ``taught`` are applied on use, not stored)."""
+        stored = {**asdict(replace(self, taught=None)), "resolve_ties": False, "model_blind": False}
+        del stored["taught"]
+        return stored
 
     @classmethod
     def from_json(cls, value: dict) -> CrowdModel:
@@ -177,10 +209,13 @@ class CrowdEstimator:
     """Accumulates what :class:`CrowdModel` needs from one pass over the annotated records.
 
     ``add`` each record (O(votes) each); ``estimate`` at the end. Memory O(annotators + K) whatever N.
+    ``taught``: which records each model version was taught — its stored view there is an echo, left out of the
+    model's weight, temperature and agreement (:func:`echoes_training`); None: every view counts.
     """
 
-    def __init__(self, labels: Sequence[str]):
+    def __init__(self, labels: Sequence[str], taught: TaughtLookup | None = None):
         self.labels = tuple(labels)
+        self._taught = taught
         self._tallies: dict[str, _Tally] = {}
         self._overlapping = 0
         self._majority_share = 0.0
@@ -202,7 +237,7 @@ class CrowdEstimator:
             self._tallies.setdefault(user, _Tally()).labels += 1
         votes = single_votes(answers)
         if votes is not None:
-            model = model_distribution(record, self.labels)
+            model = model_distribution(record, self.labels, self._taught)
             self._add_decision(votes, self.labels[max(range(len(model)), key=model.__getitem__)] if model else None)
             if model is not None:
                 self._add_temperature_evidence(model, votes)
@@ -210,7 +245,8 @@ class CrowdEstimator:
         # label sets: each label some voter ticked is one present / absent decision of every voter
         sets = vote_sets(answers)
         predicted = record.metadata.get("predicted_label")
-        model_set = set(predicted) if isinstance(predicted, list) else None
+        model_set = set(predicted) if isinstance(predicted, list) and not echoes_training(
+            record, record.metadata.get("model_version"), self._taught) else None
         for label in sorted(set().union(*sets.values())):
             decisions = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
             self._add_decision(decisions, None if model_set is None else PRESENT if label in model_set else ABSENT)
@@ -331,7 +367,7 @@ def _label_set_verdict(record: PulledRecord, decided: Correction, crowd: CrowdMo
     verdict_ = label_set_consensus(record.record_id, sets, crowd.weight)
     assert verdict_ is not None  # decided came from these votes
     binary = replace(crowd, labels=(ABSENT, PRESENT), resolve_ties=False)
-    predicted = None if crowd.model_blind else _model_label_set(record)
+    predicted = None if crowd.model_blind else _model_label_set(record, crowd.taught)
     present, tied, agreement = set(verdict_.present), [], dict(verdict_.agreement)
     total = sum(crowd.weight(user) for user in sets)
     confidence = 1.0
@@ -355,12 +391,14 @@ def _label_set_verdict(record: PulledRecord, decided: Correction, crowd: CrowdMo
                    else decided.agreement, confidence=confidence)
 
 
-def _model_label_set(record: PulledRecord) -> set[str] | None:
+def _model_label_set(record: PulledRecord, taught: TaughtLookup | None) -> set[str] | None:
     """The label set the worker's model suggested for the record (its suggestion, written by the model version
-    stored beside it), or None when the record carries no such suggestion."""
+    stored beside it), or None when the record carries no such suggestion or it echoes what that version was taught
+    (:func:`echoes_training`)."""
     suggestion = record.suggestion
     if (suggestion is None or not isinstance(suggestion.value, tuple)
-            or suggestion.agent != record.metadata.get("model_version")):
+            or suggestion.agent != record.metadata.get("model_version")
+            or echoes_training(record, suggestion.agent, taught)):
         return None
     return set(suggestion.value)
 
@@ -397,7 +435,8 @@ def verdict(record: PulledRecord, crowd: CrowdModel | None) -> Correction | None
     record (:func:`model_distribution`), or the plain majority when ``crowd`` is None."""
     if crowd is None:
         return consensus(record)
-    return weighted_consensus(record, crowd, None if crowd.model_blind else model_distribution(record, crowd.labels))
+    return weighted_consensus(record, crowd, None if crowd.model_blind
+                              else model_distribution(record, crowd.labels, crowd.taught))
 
 
 def _posterior(votes: Mapping[str, str], crowd: CrowdModel, model: Sequence[float] | None) -> dict[str, float]:

@@ -45,6 +45,7 @@ from worker.crowd import (
     CrowdEstimator,
     CrowdModel,
     blind,
+    echoes_training,
     needs_another_label,
     needs_another_label_set,
     verdict,
@@ -62,7 +63,7 @@ from worker.publish import PublishOptions, build_publication
 from worker.publish.card import labelled_from_scratch
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
-from worker.registry import CURRENT, ModelVersion, check_writable
+from worker.registry import CURRENT, ModelVersion, check_writable, read_taught_ids
 from worker.scoring import Scorer, ScoringInput, check_head_fits
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
@@ -88,7 +89,7 @@ from worker.test_set import (
     wilson_interval,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.compare import read_taught_ids, rejection_advice
+from worker.training.compare import rejection_advice
 from worker.training.data import (
     RARE_LABEL_FLOOR,
     Example,
@@ -503,11 +504,13 @@ def _push_scores(services: Services, scores: Iterable[RecordScore], current: dic
             loss = label_loss(score.probabilities, original)
             if loss is not None:
                 prediction.metadata["original_loss"] = readable(loss)
+        # the model's answer on a reviewed record it was taught repeats that label: the votes alone weigh there
+        echo = submitted_responses(record) > 0 and echoes_training(record, version, crowd.taught)
+        heard = None if echo else score.probabilities
         if score.probabilities and binding.multi_label:
-            prediction.metadata["needs_another_label"] = readable(
-                needs_another_label_set(record, crowd, score.probabilities))
+            prediction.metadata["needs_another_label"] = readable(needs_another_label_set(record, crowd, heard))
         elif score.probabilities:
-            model = [score.probabilities.get(label, 0.0) for label in crowd.labels]
+            model = [heard.get(label, 0.0) for label in crowd.labels] if heard else None
             prediction.metadata["needs_another_label"] = readable(needs_another_label(record, crowd, model))
         predictions.append(prediction)
     key = services.gateway.dataset_key
@@ -1254,7 +1257,7 @@ def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:
     records with a response and store it (``state_dir/crowd.json``): score runs weigh votes with it until
     the next estimate. Returns it with ``[consensus]`` applied (see :meth:`Services.crowd`).
     Time O(annotated records); memory O(annotators + labels)."""
-    estimator = CrowdEstimator(labels)
+    estimator = CrowdEstimator(labels, services.taught)
     for record in services.gateway.pull_annotated():
         estimator.add(record)
     crowd = estimator.estimate()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from worker.files import utc_now, write_json_atomic
 logger = logging.getLogger(__name__)
 
 CANDIDATE, CURRENT, REJECTED, RETIRED = "candidate", "current", "rejected", "retired"
+TAUGHT_IDS_FILE = "taught_ids.txt.gz"  # a version's taught record ids (see worker.training.compare)
 
 
 
@@ -136,6 +138,18 @@ class ModelRegistry:
             known = [v.version for v in self.versions()]
             raise RegistryError(f"no model version {version!r} in {self.root} (known: {known or 'none'})")
         return self._load(path, self.current_version())
+
+    def taught(self, version: str) -> frozenset[str] | None:
+        """The ids of the records ``version`` was taught (:data:`TAUGHT_IDS_FILE`): none for a model a team brought
+        (it learnt none of the dataset's reviews) — but what a later version the worker fine-tuned from it keeps;
+        None when unknown (no such version here any more, or one trained before the worker kept them). O(ids)."""
+        path = self.versions_dir / version
+        if Path(version).name != version or not path.is_dir():  # a name from the records' metadata: no path
+            return None
+        taught = read_taught_ids(path)
+        if taught is None and is_brought(self._load(path, self.current_version())):
+            return frozenset()
+        return frozenset(taught) if taught is not None else None
 
     def current(self) -> ModelVersion | None:
         name = self.current_version()
@@ -320,3 +334,19 @@ def _owner_alive(name: str) -> bool:
     """Whether the process whose pid prefixes ``name`` (``<pid>-<uuid>``) is still running (not this one)."""
     pid = name.split("-", 1)[0]
     return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+
+
+def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:
+    """One id per line, sorted, gzip-compressed (10^5 ids: about 1 MB)."""
+    with gzip.open(directory / TAUGHT_IDS_FILE, "wt", encoding="utf-8") as handle:
+        handle.writelines(f"{record_id}\n" for record_id in sorted(set(ids)))
+
+
+def read_taught_ids(directory: Path) -> set[str] | None:
+    """The ids a version was taught, or None when it does not say (a registered model, or one trained before the
+    worker kept them)."""
+    path = directory / TAUGHT_IDS_FILE
+    if not path.is_file():
+        return None
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return {line.rstrip("\n") for line in handle if line.strip()}

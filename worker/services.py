@@ -8,13 +8,13 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import pluggy
 
 from worker.config import WorkerSettings
-from worker.crowd import CrowdModel, CrowdStore
+from worker.crowd import CrowdModel, CrowdStore, TaughtLookup
 from worker.errors import ConfigError, NoModelError
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import WORKER_METADATA_TYPES
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from worker.scoring.distributed import RayScorer
 
 logger = logging.getLogger(__name__)
+
+TAUGHT_VERSIONS_KEPT = 3  # model versions whose taught ids stay in memory (the current one, the one before, …)
 
 
 class Services:
@@ -86,6 +88,13 @@ class Services:
     def crowds(self) -> CrowdStore:
         return CrowdStore(self.settings.state_dir / "crowd.json")
 
+    @cached_property
+    def taught(self) -> TaughtLookup:
+        """A model version → the ids of the records it was taught (:meth:`ModelRegistry.taught`), read once a
+        version (they never change) for the last few versions asked: the views that echo a training label
+        (:func:`worker.crowd.echoes_training`). Memory O(taught ids) a version kept."""
+        return lru_cache(maxsize=TAUGHT_VERSIONS_KEPT)(self.registry.taught)
+
     def crowd(self, labels: Sequence[str], estimate: CrowdModel | None = None) -> CrowdModel:
         """How votes become labels (``[consensus]``): ``estimate``, else the last one stored for this dataset
         (uniform weights before the first), or uniform weights with ``consensus.weighted = false``."""
@@ -93,7 +102,7 @@ class Services:
         crowd = estimate or self.crowds.get(self.gateway.dataset_key, labels)
         if not settings.weighted:
             crowd = CrowdModel.uniform(labels)
-        return replace(crowd, resolve_ties=settings.ties == "resolve")
+        return replace(crowd, resolve_ties=settings.ties == "resolve", taught=self.taught)
 
     @cached_property
     def failed_pushes(self) -> FailedPushes:

@@ -18,7 +18,7 @@ from tests.integration.annotator import create_annotator, raw_responses, submit_
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
-from worker.jobs import Services, publish_job, score_job, train_job
+from worker.jobs import Services, estimate_crowd, publish_job, score_job, train_job
 from worker.status import StatusBook
 
 QUESTION = "tone"
@@ -100,7 +100,8 @@ def test_weighted_votes_train_publish_and_rank_second_opinions(crowd_dataset, st
     assert min(weights[u] for u in RELIABLE) > 10 * max(weights[u] for u in SLOPPY), weights
     assert outcome.model.metrics["training"]["annotated"] == 35  # the tie is decided: trained on
 
-    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache")).values()))
+    published = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
+    table = datasets.concatenate_datasets(list(published.values()))
     names = table.features["label"].names
     rows = {row["id"]: row for row in table}
     for index in OUTVOTED:  # the majority was wrong; the weighted consensus is the reliable annotator's label
@@ -116,6 +117,12 @@ def test_weighted_votes_train_publish_and_rank_second_opinions(crowd_dataset, st
     assert need[TIED] > max(unanimous)
     assert all(0 <= value <= 0.5 for value in need.values())
     assert {index for index in UNLABELLED} <= set(need)
+    # every reviewed record now carries v0001's view, and v0001 was taught each of them: its answers there repeat
+    # what it learnt, so the next estimate measures the model on none of them (and no view tips a tie)
+    again = estimate_crowd(services, LABELS)
+    assert pulled[examples[0].id].metadata["model_version"] == outcome.model.version
+    assert all(stats.agreement_with_model is None for stats in again.annotators.values())
+    assert again.model_weight == 1.0  # unmeasured: no reviewed record it was not taught yet
 
     book = StatusBook(tmp_path / "status.json", stack_settings.api_url)
     book.set_annotators(crowd)

@@ -252,6 +252,6 @@ def test_a_test_set_drawn_after_a_first_model_learnt_every_own_label_says_it_can
 
 
 def _taught(model_dir) -> set[str]:
-    from worker.training.compare import read_taught_ids
+    from worker.registry import read_taught_ids
 
     return read_taught_ids(model_dir) or set()

@@ -282,6 +282,26 @@ def test_the_consensus_settings_choose_weights_and_tie_handling(tmp_path):
     assert weighted.crowd(LABELS, crowd).resolve_ties  # the default decides ties
 
 
+def test_the_worker_reads_a_views_echoes_from_the_registry_version_that_wrote_it(tmp_path):
+    from dataclasses import replace
+
+    from worker.config import load_settings
+    from worker.crowd import verdict
+    from worker.registry import write_taught_ids
+    from worker.services import Services
+
+    services = Services(load_settings(state_dir=tmp_path / "state", registry={"path": str(tmp_path / "registry")}))
+    with services.registry.staging() as staged:
+        write_taught_ids(staged, ["t1"])
+        version = services.registry.add(staged, {}).version
+    crowd = services.crowd(LABELS, _estimate(HAND_MADE))
+    tie = _viewed(_record("t1", {"a": "neg", "b": "pos"}, predicted="pos", confidence=0.9), version)
+
+    assert crowd.taught(version) == {"t1"}
+    assert verdict(tie, crowd).label is None  # v0001 was taught t1: its view there does not tip the tie
+    assert verdict(replace(tie, record_id="t2"), crowd).label == "pos"  # a record it never saw: it does
+
+
 def test_a_vote_outside_the_questions_labels_reaches_the_caller_who_names_it():
     from worker.errors import DataError
     from worker.training.data import examples_from_records
@@ -361,3 +381,62 @@ def test_an_overconfident_models_evidence_is_read_at_the_temperature_that_best_e
     stored = overconfident.to_json()
     del stored["model_temperature"]  # an estimate stored before temperatures existed reads as 1
     assert CrowdModel.from_json(stored).model_temperature == 1.0
+
+
+def _viewed(record: PulledRecord, version: str) -> PulledRecord:
+    from dataclasses import replace
+
+    return replace(record, metadata={**record.metadata, "model_version": version})
+
+
+def test_a_view_the_model_wrote_on_a_record_it_was_taught_is_an_echo_not_evidence():
+    """The full rescore writes a new model's view on the records it trained on, where it repeats its training label:
+    that view neither tips a tie nor counts toward the model's weight, temperature or agreement with annotators."""
+    from dataclasses import replace
+
+    from worker.crowd import echoes_training, verdict
+
+    taught = {"v0002": frozenset({f"e{i}" for i in range(6)} | {"t1"}), "v0001": None}.get
+    # on the 6 records v0002 was taught it agrees with the majority; on the 2 others it misses
+    echoes = [_viewed(_record(f"e{i}", {"a": label, "b": label, "c": "neg"}, predicted=label, confidence=0.99),
+                      "v0002") for i, label in enumerate(["pos", "neg"] * 3)]
+    fresh = [_viewed(_record(f"f{i}", {"a": "neg", "b": "neg", "c": "pos"}, predicted="pos", confidence=0.99),
+                     "v0002") for i in range(2)]
+
+    blind_to_echoes = CrowdEstimator(LABELS, taught)
+    for record in [*echoes, *fresh]:
+        blind_to_echoes.add(record)
+    honest, fooled = blind_to_echoes.estimate(), _estimate([*echoes, *fresh])
+
+    # majority labels: pos ×3, neg ×5 → no-skill error 3/8
+    assert honest.model_weight == pytest.approx(WEIGHT_FLOOR * math.sqrt(3))  # wrong on each record it did not learn
+    assert fooled.model_weight == pytest.approx((1 - (2 / 8) / (3 / 8)) * math.sqrt(3))  # its echoes counted right
+    assert honest.annotators["a"].agreement_with_model == pytest.approx(0.0)
+    assert fooled.annotators["a"].agreement_with_model == pytest.approx(6 / 8)
+
+    crowd = replace(_estimate(HAND_MADE), resolve_ties=True)
+    tie = _record("t1", {"a": "neg", "b": "pos"}, predicted="pos", confidence=0.9)  # a and b weigh the same
+    assert verdict(_viewed(tie, "v0002"), crowd).label == "pos"  # no lookup: every view counts (as before)
+    assert verdict(_viewed(tie, "v0002"), replace(crowd, taught=taught)).label is None  # taught there: an echo
+    assert verdict(_viewed(tie, "v0003"), replace(crowd, taught={"v0003": frozenset()}.get)).label == "pos"
+    assert verdict(_viewed(tie, "v0001"), replace(crowd, taught=taught)).label == "pos"  # unknown: not an echo
+    assert not echoes_training(tie, "v0002-oof3", taught)  # an out-of-fold view never is
+    assert "taught" not in replace(crowd, taught=taught).to_json()  # applied on use, never stored
+
+
+def test_a_label_set_the_model_was_taught_does_not_tip_a_tied_label():
+    from dataclasses import replace
+
+    from worker.crowd import verdict
+    from worker.records import SuggestionState
+
+    sets = _estimate([PulledRecord(f"s{i}", f"s{i}", "t", {}, None, (
+        ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg", "pos"), "submitted")), None)
+        for i in range(3)])
+    crowd = replace(sets, labels=LABELS, resolve_ties=True)
+    tied = PulledRecord("m", "m", "t", {"model_version": "v0002"}, SuggestionState(("pos",), "v0002", (0.9,)),
+                        (ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg",), "submitted")),
+                        None)
+
+    assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"x"})}.get)).label == ("neg", "pos")
+    assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"m"})}.get)).label is None

@@ -14,7 +14,7 @@ from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
 from worker.errors import ConfigError, WorkerError
 from worker.jobs import calibrate_job
-from worker.registry import ModelRegistry
+from worker.registry import ModelRegistry, read_taught_ids, write_taught_ids
 from worker.scoring import load_classifier
 from worker.services import Services
 from worker.training.compare import (
@@ -26,9 +26,7 @@ from worker.training.compare import (
     compare_models,
     gate_records,
     inferred_taught_ids,
-    read_taught_ids,
     rejection_advice,
-    write_taught_ids,
 )
 from worker.training.data import (
     ANNOTATED,

@@ -351,3 +351,22 @@ def test_labels_that_differ_by_more_than_letter_case_are_refused_with_a_mapping_
     assert guessed_label_map(["LABEL_0", "LABEL_1"], ["LABEL_0", "LABEL_1"], ["negative", "positive"]) == {}
     assert guessed_label_map(["pos", "p"], ["pos", "p"], ["positive", "neutral"]) == {}  # "p": no single match left
     assert guessed_label_map(["Spam", "ok"], ["spam", "ok"], ["spam", "okay"]) == {"ok": "okay"}
+
+
+def test_what_each_version_was_taught_is_read_from_its_directory(tiny_model_dir, tmp_path):
+    from worker.registry import write_taught_ids
+
+    registry = ModelRegistry(tmp_path / "registry")
+    brought = _add(registry, tiny_model_dir, registered_from="/models/team")  # a team's model: taught none here
+    unknown = _add(registry, tiny_model_dir)  # trained before the worker kept what a model was taught
+    with registry.staging() as staged:
+        shutil.copytree(tiny_model_dir, staged, dirs_exist_ok=True)
+        write_taught_ids(staged, ["r2", "r1"])
+        trained = registry.add(staged, {})
+
+    assert registry.taught(brought.version) == frozenset()
+    assert registry.taught(unknown.version) is None
+    assert registry.taught(trained.version) == {"r1", "r2"}
+    assert registry.taught("v0042") is None  # a version the registry no longer keeps
+    assert registry.taught("../registry/versions/v0003") is None  # a name from the records' metadata, never a path
+    assert registry.taught("v0003-oof5") is None  # an out-of-fold run's values

@@ -16,7 +16,6 @@ trained on unreviewed labels has the same advantage or handicap there.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -34,7 +33,6 @@ from worker.training.evaluate import label_set_targets, predict_probabilities
 
 logger = logging.getLogger(__name__)
 
-TAUGHT_IDS_FILE = "taught_ids.txt.gz"
 BOOTSTRAP_RESAMPLES = 1000
 INTERVAL_LEVEL = 0.95
 BOOTSTRAP_CELLS = 2_000_000  # resample weights held at once (resamples × records): memory ≈ 16 MB
@@ -125,27 +123,11 @@ def rejection_advice(version: str, gate: Mapping[str, Any]) -> str:
             f"(its threshold: −{gate['tolerance']}); {more} gives it records neither model learnt; {override}")
 
 
-def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:
-    """One id per line, sorted, gzip-compressed (10^5 ids: about 1 MB)."""
-    with gzip.open(directory / TAUGHT_IDS_FILE, "wt", encoding="utf-8") as handle:
-        handle.writelines(f"{record_id}\n" for record_id in sorted(set(ids)))
-
-
-def read_taught_ids(directory: Path) -> set[str] | None:
-    """The ids a version was taught, or None when it does not say (a registered model, or one trained before the
-    worker kept them)."""
-    path = directory / TAUGHT_IDS_FILE
-    if not path.is_file():
-        return None
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return {line.rstrip("\n") for line in handle if line.strip()}
-
-
 def inferred_taught_ids(directory: Path, created_at: str | None, validation: Sequence[Example]) -> set[str] | None:
-    """For a version the worker trained before it kept :data:`TAUGHT_IDS_FILE`: the ``validation`` examples it may
-    have been taught — reviewed before it was registered (``created_at``; a record without a review time counts as
-    reviewed before) and not among its own validation records (``validation.jsonl``, which it never trained on).
-    None when the version has no ``validation.jsonl`` or time (a registered model: unknown)."""
+    """For a version the worker trained before it kept :data:`~worker.registry.TAUGHT_IDS_FILE`: the ``validation``
+    examples it may have been taught — reviewed before it was registered (``created_at``; a record without a review
+    time counts as reviewed before) and not among its own validation records (``validation.jsonl``, which it never
+    trained on). None when the version has no ``validation.jsonl`` or time (a registered model: unknown)."""
     own_validation = directory / "validation.jsonl"
     if created_at is None or not own_validation.is_file():
         return None

@@ -18,7 +18,15 @@ from worker.crowd import TIES_HINT, CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
 from worker.records import PulledRecord
-from worker.registry import GateDecision, ModelRegistry, ModelVersion, gate, is_brought
+from worker.registry import (
+    GateDecision,
+    ModelRegistry,
+    ModelVersion,
+    gate,
+    is_brought,
+    read_taught_ids,
+    write_taught_ids,
+)
 from worker.scoring import load_classifier
 from worker.scoring.model import TEMPERATURE_FILE, Classifier
 from worker.training.calibrate import (
@@ -33,8 +41,6 @@ from worker.training.compare import (
     compare_models,
     gate_records,
     inferred_taught_ids,
-    read_taught_ids,
-    write_taught_ids,
 )
 from worker.training.data import (
     Example,
