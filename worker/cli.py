@@ -532,14 +532,26 @@ def _echo_annotators(crowd: dict) -> None:
     annotators = crowd.get("annotators") or {}
     if not annotators:
         return
-    click.echo(f"annotators (from {crowd.get('overlapping_records', 0)} records with ≥ 2 votes; model weight "
-               f"{_fmt(crowd.get('model_weight'))}, read at temperature {_fmt(crowd.get('model_temperature', 1.0))}):")
+    click.echo(f"annotators (from {crowd.get('overlapping_records', 0)} records with ≥ 2 votes; "
+               f"{_model_weight_note(crowd)}):")
     click.echo(f"  {'annotator':<38} {'labels':>6} {'agree':>6} {'model':>6} {'weight':>6} {'quality':>7}")
     for user, stats in sorted(annotators.items(), key=lambda item: -(item[1].get("quality") or 0)):
         name = stats.get("username") or user
         click.echo(f"  {name:<38} {stats['labels']:>6} {_fmt(stats.get('agreement_with_annotators')):>6} "
                    f"{_fmt(stats.get('agreement_with_model')):>6} {_fmt(stats.get('weight')):>6} "
                    f"{_fmt(stats.get('quality')):>7}")
+
+
+def _model_weight_note(crowd: dict) -> str:
+    """The model's weight in the crowd estimate and what it was measured on: the reviewed records its model was not
+    taught (its answer on the others repeats its training label; see :func:`worker.crowd.echoes_training`)."""
+    measured = crowd.get("model_records")
+    temperature = f"read at temperature {_fmt(crowd.get('model_temperature', 1.0))}"
+    if measured == 0:
+        return (f"model weight {_fmt(crowd.get('model_weight'))} — not measured yet: no decided record with ≥ 2 "
+                f"votes carries the view of a model not taught it —, {temperature}")
+    on = f" from {measured} records it was not taught" if measured is not None else ""
+    return f"model weight {_fmt(crowd.get('model_weight'))}{on}, {temperature}"
 
 
 def _no_single_fold(context: click.Context, parameter: click.Parameter, folds: int | None) -> int | None:

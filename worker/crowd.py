@@ -155,6 +155,7 @@ class CrowdModel:
     model_temperature: float = 1.0  # the model's probabilities are read at this temperature (fitted to the votes)
     model_blind: bool = False  # the model's view stored on a record has no say in its consensus (see blind())
     taught: TaughtLookup | None = field(default=None, compare=False, repr=False)  # views that are echoes: none count
+    model_records: int | None = None  # decided records (label sets: decisions) w_M was measured on; None: not kept
 
     @classmethod
     def uniform(cls, labels: Sequence[str]) -> CrowdModel:
@@ -178,7 +179,7 @@ class CrowdModel:
     def summary(self) -> dict:
         """What the team lead sees in ``status`` and ``/metrics`` (never written to the dataset)."""
         return {"model_weight": self.model_weight, "model_temperature": self.model_temperature,
-                "likelihood": self.likelihood,
+                "model_records": self.model_records, "likelihood": self.likelihood,
                 "overlapping_records": self.overlapping_records,
                 "annotators": {user: asdict(stats) for user, stats in sorted(self.annotators.items())}}
 
@@ -193,7 +194,8 @@ class CrowdModel:
         return cls(tuple(value["labels"]), dict(value["annotator_weights"]), value["default_weight"],
                    value["model_weight"], value["likelihood"],
                    {user: AnnotatorStats(**stats) for user, stats in value.get("annotators", {}).items()},
-                   value.get("overlapping_records", 0), model_temperature=value.get("model_temperature", 1.0))
+                   value.get("overlapping_records", 0), model_temperature=value.get("model_temperature", 1.0),
+                   model_records=value.get("model_records"))
 
 
 @dataclass
@@ -322,7 +324,8 @@ class CrowdEstimator:
             annotators[user] = AnnotatorStats(tally.labels, with_others, with_model, weights[user],
                                               _quality(with_others, with_model, share))
         return CrowdModel(self.labels, weights, default_weight, model_weight, likelihood, annotators,
-                          self._overlapping, model_temperature=self._fitted_temperature())
+                          self._overlapping, model_temperature=self._fitted_temperature(),
+                          model_records=self._model_checked)
 
 
 def _skill(error: float, no_skill_error: float) -> float:

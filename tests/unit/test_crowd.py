@@ -218,10 +218,18 @@ def test_the_team_lead_sees_each_annotators_quality_in_status_metrics_and_the_cl
     monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
     result = CliRunner().invoke(cli, ["status"])
     lines = result.output.splitlines()
-    assert any(line.startswith("annotators (from 4 records with ≥ 2 votes") for line in lines), result.output
+    assert any(line.startswith("annotators (from 4 records with ≥ 2 votes; model weight 1.0000 — not measured yet")
+               for line in lines), result.output
     rows = [line.split() for line in lines if line.strip().split(" ")[0] in ("a", "b", "c")]
     assert [row[0] for row in rows] == ["a", "b", "c"]  # best quality first
     assert rows[2][1:] == ["4", "0.5000", "-", "0.0010", "0.5000"]
+
+    measured = _estimate([_record(f"r{i}", {"a": "pos", "b": "pos"}, predicted="pos", confidence=0.9)
+                          for i in range(3)])
+    book.set_annotators(measured)
+    book.save([])
+    assert "model weight 1.4142 from 3 records it was not taught, read at temperature 1.0000" in \
+        CliRunner().invoke(cli, ["status"]).output
 
     book.set_annotators(None)
     assert book.status.annotators == {}
