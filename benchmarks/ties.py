@@ -64,21 +64,39 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("INFO")
     started = time.perf_counter()
-    snippets, ratings = load_movie_snippets(), load_movie_ratings()
-    snippets = [s for s in snippets if s.id in ratings]
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(snippets))
-    viewer_train = [snippets[i] for i in order[:MODEL_TRAIN]]
-    held_out = [snippets[i] for i in order[MODEL_TRAIN:MODEL_TRAIN + HELD_OUT]]
-    rest = [snippets[i] for i in order[MODEL_TRAIN + HELD_OUT:]]
+    ratings, viewer_train, held_out, rest = split_snippets()
     viewer = load_classifier(finetuned_minilm(viewer_train), device=args.device, version="minilm-1200")
     runs = []
     for reviewed in args.reviewed:
         for seed in args.seeds:
-            pool = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:reviewed]]
-            runs.extend(run_pool(pool, ratings, viewer, held_out, seed, args.device))
+            runs.extend(run_pool(pool_of(rest, seed, reviewed), ratings, viewer, held_out, seed, args.device))
     lines = report(runs, args, time.perf_counter() - started)
     write_results("ties", {"args": vars(args), "runs": runs}, lines)
+
+
+def split_snippets():
+    """(ratings, the view model's training snippets, the held-out snippets, the rest: reviewed pools are drawn from
+    it), one seeded split of the rated movie snippets."""
+    snippets, ratings = load_movie_snippets(), load_movie_ratings()
+    snippets = [s for s in snippets if s.id in ratings]
+    order = np.random.default_rng(0).permutation(len(snippets))
+    viewer_train = [snippets[i] for i in order[:MODEL_TRAIN]]
+    held_out = [snippets[i] for i in order[MODEL_TRAIN:MODEL_TRAIN + HELD_OUT]]
+    return ratings, viewer_train, held_out, [snippets[i] for i in order[MODEL_TRAIN + HELD_OUT:]]
+
+
+def pool_of(rest, seed: int, size: int):
+    """A seed's reviewed pool: the first ``size`` of one permutation of ``rest`` (a smaller pool is a prefix)."""
+    return [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:size]]
+
+
+def mean_sd(rows: list[dict], key: str, digits: int = 3) -> str:
+    """``key``'s mean ± sd over ``rows`` (None values left out; "–" when none)."""
+    values = [row[key] for row in rows if row[key] is not None]
+    if not values:
+        return "–"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
 
 
 def run_pool(pool, ratings, viewer, held_out, seed: int, device: str) -> list[dict]:
@@ -134,13 +152,6 @@ def _train_and_test(examples, held_out, seed: int, device: str, *, keep_model: b
 
 
 def report(runs: list[dict], args, seconds: float) -> list[str]:
-    def mean_sd(rows, key, digits=3):
-        values = [row[key] for row in rows if row[key] is not None]
-        if not values:
-            return "–"
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
-
     lines = [f"# Ties of two votes: keep, or decide (`benchmarks/ties.py`, seeds {args.seeds}, {seconds / 60:.0f} min)",
              "", ("| reviewed | arm | ties | examples | label accuracy | ties decided right | held-out accuracy | "
                   "macro-F1 | ECE |"), "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

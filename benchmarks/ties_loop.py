@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import time
 from dataclasses import replace
 
@@ -40,8 +39,8 @@ import numpy as np
 
 from benchmarks._shared import write_results
 from benchmarks.multi_annotator import _pulled, simulate
-from benchmarks.ties import HELD_OUT, MODEL_TRAIN, _estimate, _share, _train_and_test
-from worker.demo_data import SENTIMENT_LABELS, load_movie_ratings, load_movie_snippets
+from benchmarks.ties import _estimate, _share, _train_and_test, mean_sd, pool_of, split_snippets
+from worker.demo_data import SENTIMENT_LABELS
 from worker.logging_setup import configure_logging
 from worker.records import consensus
 from worker.training.data import examples_from_records
@@ -61,14 +60,10 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("INFO")
     started = time.perf_counter()
-    snippets, ratings = load_movie_snippets(), load_movie_ratings()
-    snippets = [s for s in snippets if s.id in ratings]
-    order = np.random.default_rng(0).permutation(len(snippets))  # ties.py's split: same held-out and pools
-    held_out = [snippets[i] for i in order[MODEL_TRAIN:MODEL_TRAIN + HELD_OUT]]
-    rest = [snippets[i] for i in order[MODEL_TRAIN + HELD_OUT:]]
+    ratings, _, held_out, rest = split_snippets()  # ties.py's split: the same held-out snippets and pools
     runs = []
     for seed in args.seeds:
-        pool = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))[:max(args.rounds)]]
+        pool = pool_of(rest, seed, max(args.rounds))
         runs.extend(run_loop(pool, ratings, held_out, sorted(args.rounds), seed, args.device))
     lines = report(runs, args, time.perf_counter() - started)
     write_results("ties_loop", {"args": vars(args), "runs": runs}, lines)
@@ -131,13 +126,6 @@ def _viewed(reviewed_pool, votes, view: np.ndarray, trained_on: int, *, fresh_on
 
 
 def report(runs: list[dict], args, seconds: float) -> list[str]:
-    def mean_sd(rows, key, digits=3):
-        values = [row[key] for row in rows if row[key] is not None]
-        if not values:
-            return "–"
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
-
     lines = [(f"# Ties of two votes decided in the loop (`benchmarks/ties_loop.py`, seeds {args.seeds}, "
               f"{seconds / 60:.0f} min)"), "",
              ("| reviewed | arm | ties | examples | ties decided right | model weight | T | held-out accuracy | "

@@ -259,10 +259,10 @@ def test_with_ties_resolve_the_weights_and_the_model_break_a_tie_and_an_exact_on
     assert CrowdModel.from_json(crowd.blind().to_json()).model_blind is False  # applied on use, never stored
 
 
-def test_a_tied_label_of_a_set_on_a_test_record_is_decided_without_the_models_suggested_set():
+def _label_set_tie() -> tuple[CrowdModel, PulledRecord]:
+    """Two annotators of equal weight who split on 'pos', and the record where the model's suggested set has it."""
     from dataclasses import replace
 
-    from worker.crowd import verdict
     from worker.records import SuggestionState
 
     sets = _estimate([PulledRecord(f"s{i}", f"s{i}", "t", {}, None, (
@@ -272,6 +272,13 @@ def test_a_tied_label_of_a_set_on_a_test_record_is_decided_without_the_models_su
     tied = PulledRecord("m", "m", "t", {"model_version": "v0002"}, SuggestionState(("pos",), "v0002", (0.9,)),
                         (ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg",), "submitted")),
                         None)
+    return crowd, tied
+
+
+def test_a_tied_label_of_a_set_on_a_test_record_is_decided_without_the_models_suggested_set():
+    from worker.crowd import verdict
+
+    crowd, tied = _label_set_tie()
 
     assert verdict(tied, crowd).label == ("neg", "pos")  # the model's set tips 'pos' in
     assert verdict(tied, crowd.blind()).label is None  # the annotators alone: 'pos' stays tied
@@ -436,15 +443,8 @@ def test_a_label_set_the_model_was_taught_does_not_tip_a_tied_label():
     from dataclasses import replace
 
     from worker.crowd import verdict
-    from worker.records import SuggestionState
 
-    sets = _estimate([PulledRecord(f"s{i}", f"s{i}", "t", {}, None, (
-        ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg", "pos"), "submitted")), None)
-        for i in range(3)])
-    crowd = replace(sets, labels=LABELS, resolve_ties=True)
-    tied = PulledRecord("m", "m", "t", {"model_version": "v0002"}, SuggestionState(("pos",), "v0002", (0.9,)),
-                        (ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg",), "submitted")),
-                        None)
+    crowd, tied = _label_set_tie()
 
     assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"x"})}.get)).label == ("neg", "pos")
     assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"m"})}.get)).label is None
