@@ -983,7 +983,7 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
     if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
         return model, None
     examples, _, _ = examples_from_records(state.in_order, labels, crowd=blind(crowd))
-    taught = read_taught_ids(model.path) or set()
+    taught = services.taught(model.version) or set()
     untaught = [example for example in examples if example.id not in taught]
     if not untaught:
         if examples:
@@ -1082,7 +1082,7 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     state = progress(test_set, records)
     current = services.registry.current()
     _, measured = _measure_on_test_set(services, current, state, labels, crowd)
-    taught = (read_taught_ids(current.path) or set()) if current is not None else set()
+    taught = (services.taught(current.version) or set()) if current is not None else set()
     return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies,
                          taught_to_current=sum(record_id in taught for record_id in test_set.ids), added=added)
 

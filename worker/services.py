@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-TAUGHT_VERSIONS_KEPT = 3  # model versions whose taught ids stay in memory (the current one, the one before, …)
-
 
 class Services:
     """The worker's long-lived parts, built once from the configuration."""
@@ -91,9 +89,11 @@ class Services:
     @cached_property
     def taught(self) -> TaughtLookup:
         """A model version → the ids of the records it was taught (:meth:`ModelRegistry.taught`), read once a
-        version (they never change) for the last few versions asked: the views that echo a training label
-        (:func:`worker.crowd.echoes_training`). Memory O(taught ids) a version kept."""
-        return lru_cache(maxsize=TAUGHT_VERSIONS_KEPT)(self.registry.taught)
+        version (they never change): the views that echo a training label (:func:`worker.crowd.echoes_training`), the
+        test-set records a model may not be measured on. Room for every version the registry keeps (``registry.keep``)
+        and two gone ones, so records carrying the views of several versions never read a file twice in a pass.
+        Memory O(taught ids) a kept version."""
+        return lru_cache(maxsize=self.settings.registry.keep + 2)(self.registry.taught)
 
     def crowd(self, labels: Sequence[str], estimate: CrowdModel | None = None) -> CrowdModel:
         """How votes become labels (``[consensus]``): ``estimate``, else the last one stored for this dataset
