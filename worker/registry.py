@@ -25,6 +25,7 @@ import re
 import shutil
 import tempfile
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,9 +345,14 @@ def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:
 
 def read_taught_ids(directory: Path) -> set[str] | None:
     """The ids a version was taught, or None when it does not say (a registered model, or one trained before the
-    worker kept them)."""
+    worker kept them). A damaged file (cut short, overwritten) reads as unknown too, with a warning naming it:
+    what uses it treats an unknown as it did before the worker kept them."""
     path = directory / TAUGHT_IDS_FILE
     if not path.is_file():
         return None
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return {line.rstrip("\n") for line in handle if line.strip()}
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return {line.rstrip("\n") for line in handle if line.strip()}
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as error:
+        logger.warning("%s cannot be read (%s): what this version was taught is unknown", path, error)
+        return None

@@ -3,6 +3,7 @@ taught left out, and a paired bootstrap interval of the difference (tiny in-proc
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 
@@ -71,6 +72,18 @@ def test_taught_ids_round_trip_and_absence_reads_as_unknown(tmp_path):
     assert read_taught_ids(tmp_path) is None
     write_taught_ids(tmp_path, ["r2", "r1", "r2"])
     assert read_taught_ids(tmp_path) == {"r1", "r2"}
+
+
+def test_a_damaged_taught_ids_file_reads_as_unknown_with_a_warning_naming_it(tmp_path, caplog):
+    """A file cut short or overwritten must not stop a training or a score run with a traceback."""
+    write_taught_ids(tmp_path, [f"record-{i}" for i in range(2000)])
+    path = tmp_path / "taught_ids.txt.gz"
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not gzip at all", gzip.compress(b"\xff\xfe\x00bad\n")):
+        path.write_bytes(damaged)
+        caplog.clear()
+        assert read_taught_ids(tmp_path) is None
+        assert f"{path} cannot be read" in caplog.text and "unknown" in caplog.text
 
 
 @pytest.mark.parametrize("multi_label", [False, True])

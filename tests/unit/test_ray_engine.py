@@ -100,3 +100,28 @@ def test_a_model_that_ships_its_code_is_refused_by_the_actors_in_one_line_and_sc
         assert ours.predicted_label == theirs.predicted_label
         assert (ours.bald is None) == (theirs.bald is None)
         assert ours.bald is None or ours.bald == pytest.approx(theirs.bald, rel=1e-4, abs=1e-6)
+
+
+def test_actors_a_local_ray_cannot_place_are_refused_at_once_and_a_busy_cluster_gets_until_the_timeout(local_ray,
+                                                                                                       tmp_path):
+    """Asking more CPUs than the local Ray has used to wait forever, silently (Ray keeps an unplaceable actor
+    pending). A local Ray never grows: refused at once, naming what was asked and the keys. On a joined cluster
+    whose room is taken (or that may add nodes) the run waits ``ray.start_timeout_s``, then fails naming the
+    actors that did not start, and leaves the cluster as it found it."""
+    from worker.errors import ConfigError, ScoringError
+
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    with pytest.raises(ConfigError, match=r"ray: 3 actor\(s\) × \(0 GPU, 1 CPU\) ask 3 CPU, the cluster has 2: "
+                                          r"lower ray\.actors"):
+        RayScorer(model_dir, "v7", RaySettings(actors=3, gpus_per_actor=0, cpus_per_actor=1), device="cpu")
+
+    busy = RaySettings(actors=2, gpus_per_actor=0, cpus_per_actor=1)
+    one_more = RaySettings(address="auto", actors=1, gpus_per_actor=0, cpus_per_actor=1, start_timeout_s=2)
+    with RayScorer(model_dir, "v7", busy, device="cpu") as holding_both_cpus:
+        with pytest.raises(ScoringError, match=r"1 of 1 Ray scoring actor\(s\) did not start within 2 s "
+                                               r"\(ray\.start_timeout_s\): .*free now: 0 GPU, 0 CPU"):
+            RayScorer(model_dir, "v7", one_more, device="cpu")
+        assert len(list(holding_both_cpus.score(_inputs()[:3]))) == 3
+    both_again = busy.model_copy(update={"start_timeout_s": 60})  # a refused actor left pending would hold a CPU
+    with RayScorer(model_dir, "v7", both_again, device="cpu") as scorer:
+        assert len(list(scorer.score(_inputs()[:3]))) == 3

@@ -25,10 +25,13 @@ sampling): a record's samples then depend on the seed alone, not on which chunk 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -131,16 +134,56 @@ class RayScorer:
         options = dict(options or {})
         if not gpus and settings.cpus_per_actor >= 1:
             options["threads"] = int(settings.cpus_per_actor)
+        ask = _Ask(count, gpus, settings.cpus_per_actor)
+        self._check_room(ask, ray.cluster_resources())
         files = ray.put(model_files(Path(model_dir)))
         actor_class = ray.remote(num_gpus=gpus, num_cpus=settings.cpus_per_actor)(ScoringActor)
         self.actors = [actor_class.remote(files, version, device, options, trust_remote_code) for _ in range(count)]
-        try:
-            devices = ray.get([actor.device.remote() for actor in self.actors])
-        except ray.exceptions.RayError as error:
-            self.close()
-            raise ScoringError(f"the Ray scoring actors could not load model {version}: {_cause(error)}") from None
+        devices = self._started(ask)
         logger.info("scoring with %d Ray actor(s) (%s GPU, %s CPU each) on %s", count, gpus,
                     settings.cpus_per_actor, ", ".join(devices))
+
+    def _check_room(self, ask: _Ask, cluster: dict[str, float]) -> None:
+        """Refuse at once what a Ray of fixed size (a local one) can never place; on a cluster (``ray.address``
+        set: it may add nodes) only warn, and :meth:`_started` waits up to ``ray.start_timeout_s``.
+
+        Raises:
+            ConfigError: the actors ask more GPUs or CPUs than the local Ray has (names both and the keys).
+        """
+        short = ask.beyond(cluster)
+        if not short:
+            return
+        if not self.settings.address and not os.environ.get("RAY_ADDRESS"):
+            raise ConfigError(f"ray: {ask} ask {short}: lower ray.actors, ray.gpus_per_actor or "
+                              "ray.cpus_per_actor (or join a larger cluster with ray.address)")
+        logger.warning("ray: %s ask %s: waiting up to %g s (ray.start_timeout_s) for the cluster to add nodes",
+                       ask, short, self.settings.start_timeout_s)
+
+    def _started(self, ask: _Ask) -> list[str]:
+        """Wait until every actor has loaded its model; its device each.
+
+        Raises:
+            ScoringError: an actor could not load the model, or had not started (placed, model loaded) within
+                ``ray.start_timeout_s`` (names how many, what they ask and what the cluster has free); every actor
+                is stopped.
+        """
+        ray = _ray()
+        refs = [actor.device.remote() for actor in self.actors]
+        _, waiting = ray.wait(refs, num_returns=len(refs), timeout=self.settings.start_timeout_s)
+        if waiting:
+            free = ray.available_resources()
+            self.close(unplaced={index for index, ref in enumerate(refs) if ref in set(waiting)})
+            raise ScoringError(
+                f"{len(waiting)} of {ask.count} Ray scoring actor(s) did not start within "
+                f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
+                f"(free now: {_resources(free)}), or the model loads slower: lower ray.actors, ray.gpus_per_actor "
+                "or ray.cpus_per_actor, add nodes, or raise ray.start_timeout_s")
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayError as error:
+            self.close()
+            raise ScoringError(f"the Ray scoring actors could not load model {self.version}: "
+                               f"{_cause(error)}") from None
 
     def __repr__(self) -> str:
         return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
@@ -191,14 +234,16 @@ class RayScorer:
         for reason, count in stats.skip_reasons.items():
             total.skip_reasons[reason] = total.skip_reasons.get(reason, 0) + count
 
-    def close(self) -> None:
-        """Stop the actors (the local Ray, if this process started one, stays up for the next run)."""
+    def close(self, unplaced: AbstractSet[int] = frozenset()) -> None:
+        """Stop the actors (the local Ray, if this process started one, stays up for the next run); those at
+        the ``unplaced`` indexes, still waiting for room, are only killed: they hold nothing to clean."""
         ray = _ray()
-        for actor in self.actors:
-            try:
-                ray.get(actor.close.remote(), timeout=30)
-            except ray.exceptions.RayError:
-                pass
+        for index, actor in enumerate(self.actors):
+            if index not in unplaced:
+                try:
+                    ray.get(actor.close.remote(), timeout=30)
+                except ray.exceptions.RayError:
+                    pass
             ray.kill(actor)
         self.actors = []
 
@@ -207,6 +252,30 @@ class RayScorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What the scoring actors reserve on the cluster, all together."""
+
+    count: int
+    gpus: float
+    cpus: float
+
+    def __str__(self) -> str:
+        return f"{self.count} actor(s) × ({self.gpus:g} GPU, {self.cpus:g} CPU)"
+
+    def beyond(self, cluster: dict[str, float]) -> str:
+        """What the actors ask beyond the ``cluster``'s total resources ("" when it has room), e.g.
+        ``"3 CPU, the cluster has 2"``."""
+        short = [f"{self.count * each:g} {name}, the cluster has {cluster.get(name, 0):g}"
+                 for name, each in (("GPU", self.gpus), ("CPU", self.cpus))
+                 if self.count * each > cluster.get(name, 0) + 1e-9]
+        return "; ".join(short)
+
+
+def _resources(resources: dict[str, float]) -> str:
+    return f"{resources.get('GPU', 0):g} GPU, {resources.get('CPU', 0):g} CPU"
 
 
 def _drain(pending: deque) -> None:
