@@ -40,6 +40,7 @@ import numpy as np
 from benchmarks._shared import write_results
 from benchmarks.multi_annotator import _pulled, simulate
 from benchmarks.ties import _estimate, _share, _train_and_test, mean_sd, pool_of, split_snippets
+from worker.crowd import verdict
 from worker.demo_data import SENTIMENT_LABELS
 from worker.logging_setup import configure_logging
 from worker.records import consensus
@@ -76,6 +77,7 @@ def run_loop(pool, ratings, held_out, rounds: list[int], seed: int, device: str)
     views: dict[str, tuple[np.ndarray, int] | None] = {arm: None for arm in VIEWED}  # [N, 2] and records trained on
     out: list[dict] = []
     annotators_view = None  # the annotators-only arm's model's view of this round [N, 2]
+    stored, trained_on = None, 0  # the fresh-view arm's estimate kept at the last training, and its round
     for reviewed in rounds:
         reviewed_pool = pool[:reviewed]
         no_view = [replace(_pulled(r.id, votes[r.id], np.array([0.5, 0.5])), metadata={}, text=r.text)
@@ -85,6 +87,9 @@ def run_loop(pool, ratings, held_out, rounds: list[int], seed: int, device: str)
         for arm in VIEWED:
             arms[arm] = no_view if views[arm] is None else _viewed(reviewed_pool, votes, *views[arm],
                                                                   fresh_only=arm == "fresh view")
+        if stored is not None and views["fresh view"] is not None:
+            out.append(_between_trainings(arms["fresh view"][trained_on:], stored, tied, truth, seed, reviewed))
+        stored, trained_on = _estimate(arms["fresh view"]), reviewed  # what the worker keeps until the next one
         for arm, records in arms.items():
             if arm in VIEWED and views[arm] is None:  # no model before this round: the annotators-only arm's run
                 row = dict(out[-1], arm=arm)
@@ -113,6 +118,28 @@ def run_loop(pool, ratings, held_out, rounds: list[int], seed: int, device: str)
     return out
 
 
+def _between_trainings(since, stored, tied: set[str], truth: dict[str, str], seed: int, reviewed: int) -> dict:
+    """The ties reviewed since the last training (``since``: they carry that model's view, which it was not taught),
+    decided as score runs and publishing decide them until the next training: with the estimate ``stored`` then.
+    Three ways — the annotators' weights alone; the view at the stored model weight even when it was not measured
+    (1, what the worker did); the view at :meth:`~worker.crowd.CrowdModel.deciding`'s weight (now). An undecided
+    tie counts half."""
+    resolving = replace(stored, resolve_ties=True)
+    ways = {"annotators only": (lambda r: verdict(replace(r, metadata={}), resolving)),
+            "unmeasured weight counted": (lambda r: verdict(r, replace(resolving, model_records=max(
+                1, resolving.model_records or 0)))),
+            "deciding weight": (lambda r: verdict(r, resolving))}
+    ties = [record for record in since if record.record_id in tied]
+    row = {"arm": "between trainings", "reviewed": reviewed, "seed": seed, "ties": len(ties),
+           "model_weight": stored.model_weight, "model_measured": stored.model_measured}
+    for way, decide in ways.items():
+        labels = [decide(record).label for record in ties]
+        row[way] = (sum(1.0 if label == truth[r.record_id] else 0.5 if label is None else 0.0
+                        for r, label in zip(ties, labels, strict=True)) / len(ties)) if ties else None
+    logger.info("%s", row)
+    return row
+
+
 def _viewed(reviewed_pool, votes, view: np.ndarray, trained_on: int, *, fresh_only: bool):
     """The round's reviewed records carrying the stored view [N, 2] (rows in pool order); with ``fresh_only`` the
     first ``trained_on`` records (the ones that model trained on) carry none."""
@@ -137,6 +164,17 @@ def report(runs: list[dict], args, seconds: float) -> list[str]:
                          f"{mean_sd(rows, 'tie_accuracy')} | {mean_sd(rows, 'model_weight', 2)} | "
                          f"{mean_sd(rows, 'model_temperature', 2)} | {mean_sd(rows, 'accuracy')} | "
                          f"{mean_sd(rows, 'macro_f1')} | {mean_sd(rows, 'ece')} |")
+    lines += ["", ("Ties reviewed since the last training, decided with the estimate kept at it (score runs and "
+                   "publishing until the next training; an undecided tie counts half):"), "",
+              ("| reviewed | ties | stored model weight | measured | annotators only | unmeasured weight counted | "
+               "deciding weight |"), "|---:|---:|---:|---|---:|---:|---:|"]
+    for reviewed in sorted(args.rounds):
+        rows = [r for r in runs if r["reviewed"] == reviewed and r["arm"] == "between trainings"]
+        if rows:
+            measured = sorted({str(r["model_measured"]).lower() for r in rows})
+            lines.append(f"| {reviewed} | {mean_sd(rows, 'ties', 0)} | {mean_sd(rows, 'model_weight', 2)} | "
+                         f"{'/'.join(measured)} | {mean_sd(rows, 'annotators only')} | "
+                         f"{mean_sd(rows, 'unmeasured weight counted')} | {mean_sd(rows, 'deciding weight')} |")
     return lines
 
 

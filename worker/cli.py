@@ -549,7 +549,8 @@ def _model_weight_note(crowd: dict) -> str:
     temperature = f"read at temperature {_fmt(crowd.get('model_temperature', 1.0))}"
     if measured == 0:
         return (f"model weight {_fmt(crowd.get('model_weight'))} — not measured yet: no decided record with ≥ 2 "
-                f"votes carries the view of a model not taught it —, {temperature}")
+                f"votes carries the view of a model not taught it, so it breaks only ties the annotators' weights "
+                f"leave equal —, {temperature}")
     on = f" from {measured} records it was not taught" if measured is not None else ""
     return f"model weight {_fmt(crowd.get('model_weight'))}{on}, {temperature}"
 

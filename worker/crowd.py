@@ -27,6 +27,9 @@ trained on these labels; letting it decide would feed back its own mistakes) —
 and with ``ties = "resolve"`` breaks ties together with the annotators' weights:
 ``post(k) = (w_M·p_T(k) + Σ_j w_j·[L if y_j = k else (1 − L)/(K − 1)]) / (w_M + Σ_j w_j)``, p_T the model's
 probabilities at the fitted temperature.
+A model whose weight could not be measured yet (no estimate, or right after the first training, when every view is
+an echo) decides a tie with the floor weight: it breaks only ties the annotators' weights leave exactly equal
+(:meth:`CrowdModel.deciding`; measured in ``benchmarks/ties_loop.py``).
 ``agreement`` is the weighted share of the votes behind the label (the raw share when all weights are equal).
 
 **Echoes** (:func:`echoes_training`): the model's view is read from what the worker stored on the record, and the
@@ -170,6 +173,19 @@ class CrowdModel:
         tie there is decided by the annotators alone — a model measured on labels its own view decided would be
         measured against itself."""
         return replace(self, model_blind=True)
+
+    @property
+    def model_measured(self) -> bool:
+        """Whether ``model_weight`` was measured: on at least one decided record carrying the view of a model not
+        taught it (see :func:`echoes_training`). Not before the first estimate, nor right after the first training
+        (every view then an echo)."""
+        return bool(self.model_records)
+
+    def deciding(self) -> CrowdModel:
+        """The weights a tie is decided with: an unmeasured model weight (1, ActiveLab's default, which still
+        ranks ``needs_another_label``) at the floor — a model of unknown skill breaks only ties the annotators'
+        weights leave exactly equal; a measured one as it is."""
+        return self if self.model_measured else replace(self, model_weight=WEIGHT_FLOOR)
 
     @property
     def mean_annotator_weight(self) -> float:
@@ -351,7 +367,7 @@ def weighted_consensus(record: PulledRecord, crowd: CrowdModel, model: Sequence[
         return None
     if votes is None:
         return _label_set_verdict(record, decided, crowd)
-    posterior = _posterior(votes, crowd, model)
+    posterior = _posterior(votes, crowd if decided.label is not None else crowd.deciding(), model)
     if isinstance(decided.label, str):  # a label outside the question (named by the caller) has no posterior: 0
         return replace(decided, confidence=posterior.get(decided.label, 0.0))
     best = max(posterior.get(label, 0.0) for label in decided.tied_labels)
@@ -377,8 +393,9 @@ def _label_set_verdict(record: PulledRecord, decided: Correction, crowd: CrowdMo
     for label in sorted(set().union(*sets.values())):
         votes = {user: PRESENT if label in chosen else ABSENT for user, chosen in sets.items()}
         model = None if predicted is None else _decision_evidence(label in predicted, crowd.likelihood)
-        posterior = _posterior(votes, binary, model)
-        if label in verdict_.tied_labels:
+        tied_label = label in verdict_.tied_labels
+        posterior = _posterior(votes, binary.deciding() if tied_label else binary, model)
+        if tied_label:
             if not crowd.resolve_ties or posterior[PRESENT] == posterior[ABSENT]:
                 tied.append(label)
                 confidence *= max(posterior.values())

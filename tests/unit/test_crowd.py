@@ -448,3 +448,55 @@ def test_a_label_set_the_model_was_taught_does_not_tip_a_tied_label():
 
     assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"x"})}.get)).label == ("neg", "pos")
     assert verdict(tied, replace(crowd, taught={"v0002": frozenset({"m"})}.get)).label is None
+
+
+def test_a_model_whose_weight_was_never_measured_breaks_only_ties_the_weights_leave_exactly_equal():
+    """Before the first estimate, and right after the first training (every view an echo), the model weight is
+    unmeasured (1). Counted at 1 it decided every tie, whatever the annotators' weights said: a model of unknown
+    skill — the first one, from a few reviews — against measured annotators. It weighs at the floor there; once
+    measured, as measured. Unlabelled records still rank by the model's confidence at weight 1."""
+    from dataclasses import replace
+
+    from worker.crowd import verdict
+
+    unmeasured = replace(_estimate(HAND_MADE), resolve_ties=True)  # no record carried a view: nothing measured
+    measured = replace(unmeasured, model_records=12)  # the same weight (1), measured on 12 records
+    assert not unmeasured.model_measured and measured.model_measured and unmeasured.model_weight == 1.0
+    reliable_vs_unreliable = _record("t1", {"a": "neg", "c": "pos"}, predicted="pos", confidence=0.99)
+    equal_weights = _record("t2", {"a": "neg", "b": "pos"}, predicted="pos", confidence=0.99)
+
+    assert verdict(reliable_vs_unreliable, unmeasured).label == "neg"  # a (weight 0.5) over c (the floor)
+    assert verdict(reliable_vs_unreliable, measured).label == "pos"  # a measured weight of 1 tips it
+    assert verdict(equal_weights, unmeasured).label == "pos"  # nothing else to go by
+    decided = verdict(reliable_vs_unreliable, unmeasured)
+    assert decided.confidence == pytest.approx(weighted_consensus(
+        reliable_vs_unreliable, replace(unmeasured, model_weight=WEIGHT_FLOOR), [0.01, 0.99]).confidence)
+    agreed = _record("agreed", {"a": "neg", "b": "neg"}, predicted="pos", confidence=0.99)  # no tie: the weight
+    assert verdict(agreed, unmeasured).confidence == pytest.approx(verdict(agreed, measured).confidence)  # as is
+    unlabelled = _record("u", {})
+    assert needs_another_label(unlabelled, unmeasured, [0.02, 0.98]) == pytest.approx(
+        needs_another_label(unlabelled, measured, [0.02, 0.98]))
+    assert CrowdModel.uniform(LABELS).model_measured is False
+
+
+def test_an_unmeasured_models_suggested_set_breaks_only_an_exactly_tied_label():
+    from dataclasses import replace
+
+    from worker.crowd import verdict
+    from worker.records import SuggestionState
+
+    def sets(record_id: str, **chosen) -> PulledRecord:
+        return PulledRecord(record_id, record_id, "t", {}, None, tuple(
+            ResponseState(user, labels, "submitted") for user, labels in chosen.items()), None)
+
+    # c and d tick what a ticks; b the other label each time: a outweighs b
+    estimate = _estimate([sets(f"s{i}", a=("pos",), b=("neg",), c=("pos",), d=("pos",)) for i in range(3)]
+                         + [sets(f"n{i}", a=("neg",), b=("pos",), c=("neg",), d=("neg",)) for i in range(3)])
+    unmeasured = replace(estimate, resolve_ties=True)
+    assert not unmeasured.model_measured and unmeasured.weight("a") > unmeasured.weight("b")
+    tied = PulledRecord("m", "m", "t", {"model_version": "v0002"}, SuggestionState(("neg",), "v0002", (0.9,)),
+                        (ResponseState("a", ("neg", "pos"), "submitted"), ResponseState("b", ("neg",), "submitted")),
+                        None)
+
+    assert verdict(tied, unmeasured).label == ("neg", "pos")  # a's side of 'pos'
+    assert verdict(tied, replace(unmeasured, model_records=6)).label == ("neg",)  # a measured model's set tips it
