@@ -896,7 +896,8 @@ def test_a_test_records_tie_is_decided_by_the_annotators_weights_never_by_the_mo
                                                            "confidence": 0.99}, None,
                             tuple(ResponseState(user, label, SUBMITTED) for user, label in votes.items()), None)
 
-    crowd = CrowdModel(("neg", "pos"), {"a": 0.6, "b": 0.6, "c": 0.01}, model_weight=1.0, resolve_ties=True)
+    crowd = CrowdModel(("neg", "pos"), {"a": 0.6, "b": 0.6, "c": 0.01}, model_weight=1.0, resolve_ties=True,
+                        model_records=40)  # a measured weight
     reliable_says_neg = tested("t1", {"a": "neg", "c": "pos"})
     equal_weights = tested("t2", {"a": "neg", "b": "pos"})
     agreed = tested("t3", {"a": "neg", "b": "neg"})
