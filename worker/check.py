@@ -36,6 +36,7 @@ class ConfigCheck:
     vectors: dict[str, int] = field(default_factory=dict)  # the dataset's vectors: name -> dimensions
     ranked_by: str | None = None  # the cold start's rank property, once `cold-start` has written it
     start: str | None = None  # what the next training is fine-tuned from, when it is a registered model
+    scoring: str | None = None  # where scoring runs, when not in this process (scoring.engine = "ray")
     min_submitted: int = 1  # submitted responses the dataset's task distribution completes a record at
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
@@ -62,6 +63,7 @@ def check_config(services: Services) -> ConfigCheck:
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)
     _check_start_model(services, check)
+    _check_engine(services, check)
     for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
         try:
             check_writable(path, setting)
@@ -92,6 +94,20 @@ def _test_set_todo(check: ConfigCheck) -> list[str]:
              f"test-set` marks {DEFAULT_TEST_SET_SIZE} records drawn at random to review in rank order, and every "
              f"model is measured on them (their labels train nothing; draw it before `cold-start`, and before the "
              f"first `train` when records carry labels of their own: that model would learn them)")]
+
+
+def _check_engine(services: Services, check: ConfigCheck) -> None:
+    """With ``scoring.engine = "ray"``: join (or start) Ray as a score run would, and what its actors would take
+    of the cluster (:func:`~worker.scoring.distributed.check_cluster`); Ray missing, out of reach or too small
+    for the actors is a problem for every score run."""
+    if services.settings.scoring.engine != "ray":
+        return
+    from worker.scoring.distributed import check_cluster
+
+    try:
+        check.scoring = check_cluster(services.settings.ray)
+    except ConfigError as error:
+        check.problems.append(str(error))
 
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:

@@ -358,6 +358,8 @@ def config_check(config_file: Path | None) -> None:
         click.echo(f"model: {check.model} (fits the question)")
     if check.start:
         click.echo(f"the next training is fine-tuned from {check.start}")
+    if check.scoring:
+        click.echo(check.scoring)
     for line in check.todo:
         click.echo(f"to do: {line}")
     for line in check.problems:

@@ -417,9 +417,9 @@ class RaySettings(_Section):
     chunk_records: int = Field(512, ge=1, description="records per task sent to an actor")
     in_flight: int = Field(2, ge=1, description="tasks queued per actor: the next chunk waits on the actor while "
                            "one runs (memory O(actors × in_flight × chunk_records))")
-    start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may take to start (placed on the "
-                                   "cluster, model loaded; an autoscaling cluster adds nodes) before the run fails, "
-                                   "naming what they asked and what the cluster has")
+    start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may wait to be placed on the "
+                                   "cluster (an autoscaling one adds nodes) before the run fails, naming what they "
+                                   "asked and what the cluster has; loading the model is not counted")
 
 
 class WebhookSettings(_Section):

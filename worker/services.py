@@ -172,12 +172,13 @@ class Services:
     def ray_scorer(self, options: dict) -> RayScorer:
         """The Ray engine's actors for the current model (``scoring.engine = "ray"``), kept between score runs:
         a webhook's one-record rescore does not start actors and ship the model again. Replaced (the old
-        actors stopped) when the model version or the scorer's options change."""
+        actors stopped) when the model version or the scorer's options change, or an actor died in the last run."""
         from worker.scoring.distributed import RayScorer
 
         current = self.current_model()
         cached = self._ray_scorer
-        if cached is not None and cached.version == current.version and cached.options == options:
+        if (cached is not None and not cached.broken and cached.version == current.version
+                and cached.options == options):
             return cached
         self.close_ray_scorer()
         self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,

@@ -1,6 +1,7 @@
 """A score run on the Ray engine against the real local Argilla: 2 actors on a local Ray (CPU) score a
 dataset made with the SDK, the one pusher writes every record, the actors are kept for the next run of the
-same model, and the local engine with the same options computes exactly the values the Ray run stored."""
+same model (and replaced after one of them died), and the local engine with the same options computes exactly
+the values the Ray run stored."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.config import load_settings
+from worker.errors import ScoringError
 from worker.jobs import Services, record_scorer, reference_label, score_job
 from worker.scoring import ScoringInput
 
@@ -50,6 +52,15 @@ def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, st
         assert actors is not None and len(actors.actors) == 2
         assert score_job(services, full=True).up_to_date == len(examples)
         assert services._ray_scorer is actors  # the same model: the actors were kept
+
+        ray.kill(actors.actors[0])  # a lost node, the OOM killer: the run fails, the next starts new actors
+        later = sentiment_examples(68)[60:]
+        dataset.records.log([rg.Record(id=e.id, fields={"review": e.text}) for e in later])
+        with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: "):
+            score_job(services)
+        after = score_job(services)
+        assert after.scored == after.pushed == len(later) and services._ray_scorer is not actors
+        assert len(services._ray_scorer.actors) == 2
     finally:
         services.close_ray_scorer()
         ray.shutdown()  # the local Ray the run started (its processes would idle through the other tests)
@@ -58,6 +69,7 @@ def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, st
     assert all(r.metadata["model_version"] == version for r in pulled)
     labelled = [r for r in pulled if r.reference is not None]
     assert len(labelled) == sum(1 for i in range(60) if i % 4) and all("loss" in r.metadata for r in labelled)
+    assert len(pulled) == len(examples) + len(later)
 
     options["scoring"]["engine"] = "local"  # the same options on this process's engine
     local = Services(load_settings(**options))

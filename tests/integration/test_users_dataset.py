@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 
 import argilla as rg
@@ -254,6 +255,18 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert missing_start.returncode == 1 and "Traceback" not in missing_start.stderr
     assert "problem: training.base_model = " in missing_start.stderr and "no such directory" in missing_start.stderr
     assert _dataset_settings(stack_settings, their_dataset.id) == before
+
+    on_ray = {"ARGILLA_WORKER_TRAINING__BASE_MODEL": base, "ARGILLA_WORKER_SCORING__ENGINE": "ray",
+              "ARGILLA_WORKER_RAY__GPUS_PER_ACTOR": "0"}
+    too_many = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                    extra_env={**on_ray, "ARGILLA_WORKER_RAY__ACTORS": "64"})
+    assert too_many.returncode == 1 and "Traceback" not in too_many.stderr, too_many.stderr[-3000:]
+    assert re.search(r"problem: ray: 64 actor\(s\) × \(0 GPU, 1 CPU\) ask 64 CPU, the cluster has \d+: lower "
+                     r"ray\.actors", too_many.stderr), too_many.stderr[-3000:]
+    one = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env=on_ray)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert re.search(r"^scoring on a local Ray \(0 GPU, \d+ CPU\): 1 actor\(s\) × \(0 GPU, 1 CPU\)$", one.stdout,
+                     re.MULTILINE), one.stdout
 
     registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", base)
     assert registered.returncode == 0, registered.stderr

@@ -106,8 +106,8 @@ def test_actors_a_local_ray_cannot_place_are_refused_at_once_and_a_busy_cluster_
                                                                                                        tmp_path):
     """Asking more CPUs than the local Ray has used to wait forever, silently (Ray keeps an unplaceable actor
     pending). A local Ray never grows: refused at once, naming what was asked and the keys. On a joined cluster
-    whose room is taken (or that may add nodes) the run waits ``ray.start_timeout_s``, then fails naming the
-    actors that did not start, and leaves the cluster as it found it."""
+    whose room is taken (or that may add nodes) the run waits ``ray.start_timeout_s`` for them to be placed, then
+    fails naming the actors that were not, and leaves the cluster as it found it."""
     from worker.errors import ConfigError, ScoringError
 
     model_dir = save_tiny_classifier(tmp_path / "model")
@@ -118,10 +118,45 @@ def test_actors_a_local_ray_cannot_place_are_refused_at_once_and_a_busy_cluster_
     busy = RaySettings(actors=2, gpus_per_actor=0, cpus_per_actor=1)
     one_more = RaySettings(address="auto", actors=1, gpus_per_actor=0, cpus_per_actor=1, start_timeout_s=2)
     with RayScorer(model_dir, "v7", busy, device="cpu") as holding_both_cpus:
-        with pytest.raises(ScoringError, match=r"1 of 1 Ray scoring actor\(s\) did not start within 2 s "
+        with pytest.raises(ScoringError, match=r"1 of 1 Ray scoring actor\(s\) were not placed within 2 s "
                                                r"\(ray\.start_timeout_s\): .*free now: 0 GPU, 0 CPU"):
             RayScorer(model_dir, "v7", one_more, device="cpu")
         assert len(list(holding_both_cpus.score(_inputs()[:3]))) == 3
     both_again = busy.model_copy(update={"start_timeout_s": 60})  # a refused actor left pending would hold a CPU
-    with RayScorer(model_dir, "v7", both_again, device="cpu") as scorer:
+    with RayScorer(model_dir, "v7", both_again, device="cpu") as scorer:  # (loading the model is not counted)
         assert len(list(scorer.score(_inputs()[:3]))) == 3
+
+
+def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_ray_cannot_place(local_ray):
+    """``config check``'s line (worker.scoring.distributed.check_cluster): no actor started, no model loaded, and the
+    Ray this process runs left running."""
+    from worker.errors import ConfigError
+    from worker.scoring.distributed import check_cluster
+
+    assert check_cluster(RaySettings(actors=2, gpus_per_actor=0)) == \
+        "scoring on a local Ray (0 GPU, 2 CPU): 2 actor(s) × (0 GPU, 1 CPU)"
+    assert check_cluster(RaySettings()) == "scoring on a local Ray (0 GPU, 2 CPU): 1 actor(s) × (0 GPU, 1 CPU)"
+    with pytest.raises(ConfigError, match=r"ray: 3 actor\(s\) × \(0 GPU, 1 CPU\) ask 3 CPU, the cluster has 2"):
+        check_cluster(RaySettings(actors=3))
+    with pytest.raises(ConfigError, match=r"ask 1 GPU, the cluster has 0"):
+        check_cluster(RaySettings(gpus_per_actor=1))
+    may_grow = check_cluster(RaySettings(address="auto", actors=3, start_timeout_s=120))
+    assert may_grow == ("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s) × (0 GPU, 1 CPU) — ray: 3 actor(s) × "
+                        "(0 GPU, 1 CPU) ask 3 CPU, the cluster has 2: a run waits up to 120 s (ray.start_timeout_s) "
+                        "for the cluster to add nodes")
+    assert ray.is_initialized()  # the Ray it found is left running
+
+
+def test_an_actor_that_dies_fails_the_run_and_marks_the_actors_for_replacement(local_ray, tmp_path):
+    """A dead actor (a lost node, the OOM killer) fails the run with one line; the scorer says it is ``broken`` so
+    that Services starts new actors for the next run instead of failing every run on the dead one."""
+    from worker.errors import ScoringError
+
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=5)
+    with RayScorer(model_dir, "v7", settings, device="cpu", options={"samples": 2}) as scorer:
+        assert len(list(scorer.score(_inputs()[:4]))) == 4 and not scorer.broken
+        ray.kill(scorer.actors[0])
+        with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: ") as failed:
+            list(scorer.score(_inputs()))
+        assert scorer.broken and "\n" not in str(failed.value)

@@ -39,7 +39,7 @@ from worker.config import RaySettings
 from worker.errors import ConfigError, ScoringError, WorkerError
 from worker.iterables import batched
 from worker.scoring.batching import ScoringInput
-from worker.scoring.engine import RecordScore, ScoringStats
+from worker.scoring.engine import RecordScore, Scorer, ScoringStats
 
 logger = logging.getLogger(__name__)
 
@@ -59,45 +59,54 @@ def model_files(directory: Path) -> dict[str, bytes]:
 
 
 class ScoringActor:
-    """One model on one device, scoring the chunks it is sent (runs inside a Ray actor)."""
+    """One model on one device, scoring the chunks it is sent (runs inside a Ray actor). The constructor only keeps
+    its arguments, so that the actor answers :meth:`ready` as soon as Ray placed it; :meth:`load` loads the model."""
 
     def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict,
                  trust_remote_code: bool = False):
+        self.arguments: tuple | None = (files, version, device, dict(options), trust_remote_code)
+        self.directory: Path | None = None
+        self.scorer: Scorer | None = None
+
+    def ready(self) -> None:
+        """Answers once the actor runs (placed by Ray, its process started)."""
+
+    def load(self) -> str:
+        """Write the model's files to a directory of the actor's, load the model; its device.
+
+        Raises:
+            WorkerError: the model cannot be loaded (Ray hands a task's error back whole).
+        """
         import torch
 
-        from worker.scoring import Scorer, load_classifier
+        from worker.scoring import load_classifier
 
+        assert self.arguments is not None, "load() runs once"
+        files, version, device, options, trust_remote_code = self.arguments
         self.directory = Path(tempfile.mkdtemp(prefix="argilla-worker-model-"))
         for name, content in files.items():
             target = self.directory / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
+        self.arguments = None  # the files are on disk now
         threads = options.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)
-        self.failure: WorkerError | None = None
-        try:
-            classifier = load_classifier(self.directory, device=device, version=version,
-                                         trust_remote_code=trust_remote_code)
-        except WorkerError as error:  # raised by device(): Ray hands a task's error back whole, a constructor's
-            self.failure = error      # only as a traceback in a message
-            return
+        classifier = load_classifier(self.directory, device=device, version=version,
+                                     trust_remote_code=trust_remote_code)
         self.scorer = Scorer(classifier, progress=False, **options)
-
-    def device(self) -> str:
-        """The device the model runs on; the model's load failure (a WorkerError) if it could not load."""
-        if self.failure is not None:
-            raise self.failure
-        return str(self.scorer.classifier.device)
+        return str(classifier.device)
 
     def score(self, chunk: list[ScoringInput]) -> tuple[list[RecordScore], ScoringStats]:
+        assert self.scorer is not None  # RayScorer loads every actor before it sends a chunk
         scores = list(self.scorer.score(chunk))
         return scores, self.scorer.stats
 
     def close(self) -> None:
-        if self.failure is None:
+        if self.scorer is not None:
             self.scorer.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class RayScorer:
@@ -112,7 +121,8 @@ class RayScorer:
         trust_remote_code: the actors run the code the model ships (``registry.trust_remote_code``).
 
     Raises:
-        ConfigError: Ray is not installed, or the cluster cannot be joined.
+        ConfigError: Ray is not installed, the cluster cannot be joined, or a local Ray can never place the actors.
+        ScoringError: the actors were not placed within ``ray.start_timeout_s``, or could not load the model.
     """
 
     def __init__(self, model_dir: Path, version: str, settings: RaySettings, *, device: str = "auto",
@@ -122,68 +132,49 @@ class RayScorer:
         self.version = version
         self.options = dict(options or {})  # as given (the cache in Services compares them)
         self.stats = ScoringStats()
-        if not ray.is_initialized():
-            try:
-                ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as error:
-                raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
-        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
-        gpus = settings.gpus_per_actor if settings.gpus_per_actor is not None else (1.0 if cluster_gpus else 0.0)
-        count = settings.actors or max(1, int(cluster_gpus // gpus) if gpus else 1)
+        self.broken = False  # an actor died (or Ray failed it): these actors score no further run
+        _join(settings)
+        cluster = ray.cluster_resources()
+        ask = _Ask.of(settings, cluster)
+        shortfall = _room(ask, cluster, settings)
+        if shortfall:
+            logger.warning("%s", shortfall)
         options = dict(options or {})
-        if not gpus and settings.cpus_per_actor >= 1:
+        if not ask.gpus and settings.cpus_per_actor >= 1:
             options["threads"] = int(settings.cpus_per_actor)
-        ask = _Ask(count, gpus, settings.cpus_per_actor)
-        self._check_room(ask, ray.cluster_resources())
         files = ray.put(model_files(Path(model_dir)))
-        actor_class = ray.remote(num_gpus=gpus, num_cpus=settings.cpus_per_actor)(ScoringActor)
-        self.actors = [actor_class.remote(files, version, device, options, trust_remote_code) for _ in range(count)]
+        actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus)(ScoringActor)
+        self.actors = [actor_class.remote(files, version, device, options, trust_remote_code)
+                       for _ in range(ask.count)]
         devices = self._started(ask)
-        logger.info("scoring with %d Ray actor(s) (%s GPU, %s CPU each) on %s", count, gpus,
-                    settings.cpus_per_actor, ", ".join(devices))
-
-    def _check_room(self, ask: _Ask, cluster: dict[str, float]) -> None:
-        """Refuse at once what a Ray of fixed size (a local one) can never place; on a cluster (``ray.address``
-        set: it may add nodes) only warn, and :meth:`_started` waits up to ``ray.start_timeout_s``.
-
-        Raises:
-            ConfigError: the actors ask more GPUs or CPUs than the local Ray has (names both and the keys).
-        """
-        short = ask.beyond(cluster)
-        if not short:
-            return
-        if not self.settings.address and not os.environ.get("RAY_ADDRESS"):
-            raise ConfigError(f"ray: {ask} ask {short}: lower ray.actors, ray.gpus_per_actor or "
-                              "ray.cpus_per_actor (or join a larger cluster with ray.address)")
-        logger.warning("ray: %s ask %s: waiting up to %g s (ray.start_timeout_s) for the cluster to add nodes",
-                       ask, short, self.settings.start_timeout_s)
+        logger.info("scoring with %s on %s", ask, ", ".join(devices))
 
     def _started(self, ask: _Ask) -> list[str]:
-        """Wait until every actor has loaded its model; its device each.
+        """Wait until Ray has placed every actor (at most ``ray.start_timeout_s``), then until each has loaded
+        the model (as long as that takes); their devices.
 
         Raises:
-            ScoringError: an actor could not load the model, or had not started (placed, model loaded) within
-                ``ray.start_timeout_s`` (names how many, what they ask and what the cluster has free); every actor
-                is stopped.
+            ScoringError: an actor was not placed within ``ray.start_timeout_s`` (names how many, what they ask and
+                what the cluster has free), or could not load the model; every actor is stopped.
         """
         ray = _ray()
-        refs = [actor.device.remote() for actor in self.actors]
-        _, waiting = ray.wait(refs, num_returns=len(refs), timeout=self.settings.start_timeout_s)
+        placed = [actor.ready.remote() for actor in self.actors]
+        _, waiting = ray.wait(placed, num_returns=len(placed), timeout=self.settings.start_timeout_s)
         if waiting:
             free = ray.available_resources()
-            self.close(unplaced={index for index, ref in enumerate(refs) if ref in set(waiting)})
+            unplaced = set(waiting)
+            self.close(unplaced={index for index, ref in enumerate(placed) if ref in unplaced})
             raise ScoringError(
-                f"{len(waiting)} of {ask.count} Ray scoring actor(s) did not start within "
+                f"{len(waiting)} of {ask.count} Ray scoring actor(s) were not placed within "
                 f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
-                f"(free now: {_resources(free)}), or the model loads slower: lower ray.actors, ray.gpus_per_actor "
-                "or ray.cpus_per_actor, add nodes, or raise ray.start_timeout_s")
+                f"(free now: {_resources(free)}): lower ray.actors, ray.gpus_per_actor or ray.cpus_per_actor, or "
+                "add nodes")
         try:
-            return ray.get(refs)
+            return ray.get([actor.load.remote() for actor in self.actors])
         except ray.exceptions.RayError as error:
             self.close()
             raise ScoringError(f"the Ray scoring actors could not load model {self.version}: "
-                               f"{_cause(error)}") from None
+                               f"{_one_line(_cause(error))}") from None
 
     def __repr__(self) -> str:
         return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
@@ -197,7 +188,7 @@ class RayScorer:
 
         Raises:
             DataError / ScoringError: as the local engine (an actor's error is re-raised as it was), or
-                ScoringError when an actor died.
+                ScoringError when an actor died (``broken`` then: the next run needs new actors).
         """
         ray = _ray()
         pending: deque = deque()  # object refs of submitted chunks, oldest first
@@ -212,9 +203,10 @@ class RayScorer:
                 yield from self._collect(pending.popleft())
         except ray.exceptions.RayError as error:
             cause = _cause(error)
-            if isinstance(cause, WorkerError):
+            if isinstance(cause, WorkerError):  # the actor's own answer (a record it cannot score): it lives on
                 raise cause from None
-            raise ScoringError(f"a Ray scoring actor failed: {cause}") from None
+            self.broken = True
+            raise ScoringError(f"a Ray scoring actor failed: {_one_line(cause)}") from None
         finally:
             _drain(pending)  # a run stopped or failed midway: the queued chunks finish before the actors are reused
 
@@ -254,6 +246,63 @@ class RayScorer:
         self.close()
 
 
+def check_cluster(settings: RaySettings) -> str:
+    """``config check``'s line on the Ray engine: joins (or starts) Ray as a score run would and says what the
+    actors would reserve of what the cluster has; leaves Ray as it found it (a Ray it started is stopped). Starts
+    no actor, loads no model.
+
+    Raises:
+        ConfigError: Ray is not installed, cannot be joined, or a local Ray can never place the actors.
+    """
+    ray = _ray()
+    started = not ray.is_initialized()
+    _join(settings)
+    try:
+        cluster = ray.cluster_resources()
+        ask = _Ask.of(settings, cluster)
+        shortfall = _room(ask, cluster, settings)
+    finally:
+        if started:
+            ray.shutdown()
+    where = f"cluster {settings.address!r}" if settings.address else "a local Ray"
+    return (f"scoring on {where} ({_resources(cluster)}): {ask}"
+            + (f" — {shortfall}" if shortfall else ""))
+
+
+def _join(settings: RaySettings) -> None:
+    """Start a local Ray, or join ``ray.address``, unless this process already did.
+
+    Raises:
+        ConfigError: the cluster cannot be joined (names the address).
+    """
+    ray = _ray()
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
+
+
+def _room(ask: _Ask, cluster: dict[str, float], settings: RaySettings) -> str:
+    """What the actors ask beyond the ``cluster`` ("" when it has room). A Ray of fixed size (a local one) can never
+    place them: refused; a joined cluster may add nodes: the shortfall, and the run waits up to
+    ``ray.start_timeout_s``.
+
+    Raises:
+        ConfigError: the actors ask more GPUs or CPUs than the local Ray has (names both and the keys).
+    """
+    short = ask.beyond(cluster)
+    if not short:
+        return ""
+    if not settings.address and not os.environ.get("RAY_ADDRESS"):
+        raise ConfigError(f"ray: {ask} ask {short}: lower ray.actors, ray.gpus_per_actor or "
+                          "ray.cpus_per_actor (or join a larger cluster with ray.address)")
+    return (f"ray: {ask} ask {short}: a run waits up to {settings.start_timeout_s:g} s (ray.start_timeout_s) for "
+            "the cluster to add nodes")
+
+
 @dataclass(frozen=True)
 class _Ask:
     """What the scoring actors reserve on the cluster, all together."""
@@ -261,6 +310,15 @@ class _Ask:
     count: int
     gpus: float
     cpus: float
+
+    @classmethod
+    def of(cls, settings: RaySettings, cluster: dict[str, float]) -> _Ask:
+        """The ``[ray]`` table on this ``cluster``: GPUs per actor (default 1 when it has GPUs, else 0) and how
+        many actors (default: one per GPU it has, at least 1)."""
+        cluster_gpus = int(cluster.get("GPU", 0))
+        gpus = settings.gpus_per_actor if settings.gpus_per_actor is not None else (1.0 if cluster_gpus else 0.0)
+        return cls(settings.actors or max(1, int(cluster_gpus // gpus) if gpus else 1), gpus,
+                   settings.cpus_per_actor)
 
     def __str__(self) -> str:
         return f"{self.count} actor(s) × ({self.gpus:g} GPU, {self.cpus:g} CPU)"
@@ -292,3 +350,9 @@ def _cause(error: BaseException) -> BaseException:
     """The exception an actor raised, out of Ray's wrapper (the wrapper itself when there is none)."""
     cause = getattr(error, "cause", None)
     return cause if isinstance(cause, BaseException) else error
+
+
+def _one_line(error: BaseException, limit: int = 400) -> str:
+    """Ray's account of a failure (several lines: the actor, its node, the task) in one line, cut at ``limit``."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
