@@ -160,3 +160,26 @@ def test_an_actor_that_dies_fails_the_run_and_marks_the_actors_for_replacement(l
         with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: ") as failed:
             list(scorer.score(_inputs()))
         assert scorer.broken and "\n" not in str(failed.value)
+
+
+def test_a_cluster_address_nothing_answers_at_is_refused_at_once_not_after_ray_retries_for_minutes():
+    """``ray.init(address="host:port")`` at a port nobody listens on retried for about 12 minutes (measured with Ray
+    2.60: still retrying after 6), printing only Ray's own warnings."""
+    import socket
+    import time
+
+    from worker.errors import ConfigError
+    from worker.scoring.distributed import check_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}", "ray.address")  # something answers: Ray's turn
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=rf"^ray\.address = '127\.0\.0\.1:{port}': nothing answers there \(.*\): "
+                                          r"give the head node's address"):
+        check_reachable(f"127.0.0.1:{port}", "ray.address")
+    assert time.monotonic() - started < 10
+    for left_to_ray in ("auto", "ray://head:10001", "head"):
+        check_reachable(left_to_ray, "ray.address")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -278,11 +279,34 @@ def _join(settings: RaySettings) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
+    if settings.address:
+        check_reachable(settings.address, "ray.address")
+    elif os.environ.get("RAY_ADDRESS"):
+        check_reachable(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
     try:
         ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
+
+
+def check_reachable(address: str, setting: str, timeout_s: float = 5.0) -> None:
+    """Fail at once where nothing answers at a cluster's ``host:port`` address: Ray would retry for about 12 minutes
+    (20 tries of its GCS client's timeouts) before it gave up. ``auto`` and ``ray://`` addresses are Ray's to check.
+
+    Raises:
+        ConfigError: no connection to ``address`` within ``timeout_s`` (names the setting, the address, the cause).
+    """
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{setting} = {address!r}: nothing answers there ({error or type(error).__name__}): give "
+                          "the head node's address (host:6379), 'auto' on a node of the cluster, or "
+                          "'ray://head:10001'") from None
 
 
 def _room(ask: _Ask, cluster: dict[str, float], settings: RaySettings) -> str:
