@@ -420,11 +420,10 @@ def run(config_file: Path | None) -> None:
 def status(config_file: Path | None) -> None:
     """Show the running worker's state: mode, Argilla reachability, model, queue, last jobs (exit 1 if
     it is not running)."""
-    import json
-
     import psutil
 
     from worker.config import load_settings
+    from worker.files import read_json
 
     settings = load_settings(config_file)
     path = settings.state_dir / "status.json"
@@ -433,7 +432,7 @@ def status(config_file: Path | None) -> None:
                    f"(`argilla-worker run` starts one)")
         _echo_model(_registered_model(settings.registry.path), test_set_drawn=_test_set_drawn(settings.state_dir))
         sys.exit(1)
-    state = json.loads(path.read_text())
+    state = read_json(path)
     running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
     click.echo(f"worker pid {state['pid']}: {'running' if running else 'not running'} (since {state['started_at']})")
     click.echo(f"HTTP: {state.get('http_url')}   mode: {state['mode']} — {state.get('mode_reason', '')}")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from worker.errors import DirectoryInUse
+from worker.errors import DataError, DirectoryInUse
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -28,11 +28,18 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """The JSON value stored at ``path``, or ``default`` when there is no such file."""
+    """The JSON value stored at ``path``, or ``default`` when there is no such file.
+
+    Raises:
+        DataError: the file is not JSON (cut short by a full disk, edited by hand): names it and where it breaks.
+    """
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{path} is not valid JSON ({error}): it is the worker's own state — restore it from a "
+                        "backup, or move it aside and the worker starts that state afresh") from None
 
 
 def utc_now() -> str:

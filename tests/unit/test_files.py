@@ -22,6 +22,28 @@ def test_an_atomic_write_that_fails_leaves_the_previous_file_and_no_temporary(tm
     assert read_json(tmp_path / "missing.json", {}) == {}
 
 
+def test_a_state_file_that_is_not_json_is_one_line_naming_it_for_the_jobs_and_for_status(tmp_path, monkeypatch):
+    """A state file cut short (a full disk) or edited by hand raised json's JSONDecodeError from every job that read
+    it, and a traceback from ``status``."""
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.crowd import CrowdStore
+    from worker.errors import DataError
+
+    crowd = tmp_path / "state" / "crowd.json"
+    write_json_atomic(crowd, {"d1": {"labels": ["a", "b"]}})
+    crowd.write_text(crowd.read_text()[:-3])
+    with pytest.raises(DataError, match=rf"^{crowd} is not valid JSON \(Expecting .* line \d+ column \d+ .*\): it is "
+                                        r"the worker's own state — restore it from a backup, or move it aside"):
+        CrowdStore(crowd).get("d1", ["a", "b"])
+    (tmp_path / "state" / "status.json").write_bytes(b"\xff\xfe{")
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(tmp_path / "state"))
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{tmp_path / 'state' / 'status.json'} is not valid JSON" in result.output
+
+
 def test_label_groups_are_stratified_seeded_and_cover_every_position():
     labels = ["b", "a", "b", "c", "a", "b"]
     groups = shuffled_label_groups(labels, random.Random(3))
