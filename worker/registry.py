@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import gzip
-import json
 import logging
 import os
 import re
@@ -34,7 +33,7 @@ from typing import Any
 import psutil
 
 from worker.errors import ConfigError, RegistryError
-from worker.files import utc_now, write_json_atomic
+from worker.files import read_json, utc_now, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +182,7 @@ class ModelRegistry:
     def _load(self, path: Path, current: str | None) -> ModelVersion:
         """A version; its status is ``current`` exactly when the ``current`` symlink points to it (the link is
         switched first, the stored statuses after it: a crash between them must not show two or none)."""
-        metrics_file = path / "metrics.json"
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        metrics = read_json(path / "metrics.json", {})
         if path.name == current:
             metrics["status"] = CURRENT
         elif metrics.get("status") == CURRENT:
@@ -294,8 +292,7 @@ class ModelRegistry:
             raise
 
     def _state(self) -> dict:
-        path = self.root / "state.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json(self.root / "state.json", {})
 
     # -- housekeeping ----------------------------------------------------------------------------------
     def prune(self) -> list[str]:

@@ -370,3 +370,22 @@ def test_what_each_version_was_taught_is_read_from_its_directory(tiny_model_dir,
     assert registry.taught("v0042") is None  # a version the registry no longer keeps
     assert registry.taught("../registry/versions/v0003") is None  # a name from the records' metadata, never a path
     assert registry.taught("v0003-oof5") is None  # an out-of-fold run's values
+
+
+def test_a_versions_metrics_file_cut_short_is_one_line_naming_it_in_models_list(tiny_model_dir, tmp_path,
+                                                                               monkeypatch):
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.errors import DataError
+
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.promote(_add(registry, tiny_model_dir).version)
+    metrics = tmp_path / "registry" / "versions" / "v0001" / "metrics.json"
+    metrics.write_text(metrics.read_text()[:20])
+    with pytest.raises(DataError, match=rf"^{metrics} is not valid JSON"):
+        registry.versions()
+    monkeypatch.setenv("ARGILLA_WORKER_REGISTRY__PATH", str(tmp_path / "registry"))
+    listed = CliRunner().invoke(cli, ["models", "list"])
+    assert listed.exit_code == 1 and f"{metrics} is not valid JSON" in listed.output, listed.output
+    assert "Traceback" not in listed.output
