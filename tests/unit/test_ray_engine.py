@@ -127,7 +127,8 @@ def test_actors_a_local_ray_cannot_place_are_refused_at_once_and_a_busy_cluster_
         assert len(list(scorer.score(_inputs()[:3]))) == 3
 
 
-def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_ray_cannot_place(local_ray):
+def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_ray_cannot_place(local_ray,
+                                                                                                 monkeypatch):
     """``config check``'s line (worker.scoring.distributed.check_cluster): no actor started, no model loaded, and the
     Ray this process runs left running."""
     from worker.errors import ConfigError
@@ -144,6 +145,8 @@ def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_r
     assert may_grow == ("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s) × (0 GPU, 1 CPU) — ray: 3 actor(s) × "
                         "(0 GPU, 1 CPU) ask 3 CPU, the cluster has 2: a run waits up to 120 s (ray.start_timeout_s) "
                         "for the cluster to add nodes")
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # ray.init joins what it names: a cluster, which may grow
+    assert check_cluster(RaySettings(actors=3)).startswith("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s)")
     assert ray.is_initialized()  # the Ray it found is left running
 
 

@@ -265,7 +265,8 @@ def check_cluster(settings: RaySettings) -> str:
     finally:
         if started:
             ray.shutdown()
-    where = f"cluster {settings.address!r}" if settings.address else "a local Ray"
+    address, _ = _address(settings)
+    where = f"cluster {address!r}" if address else "a local Ray"
     return (f"scoring on {where} ({_resources(cluster)}): {ask}"
             + (f" — {shortfall}" if shortfall else ""))
 
@@ -279,15 +280,24 @@ def _join(settings: RaySettings) -> None:
     ray = _ray()
     if ray.is_initialized():
         return
-    if settings.address:
-        check_reachable(settings.address, "ray.address")
-    elif os.environ.get("RAY_ADDRESS"):
-        check_reachable(os.environ["RAY_ADDRESS"], "RAY_ADDRESS")
+    address, setting = _address(settings)
+    if address:
+        check_reachable(address, setting)
     try:
         ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
+
+
+def _address(settings: RaySettings) -> tuple[str, str]:
+    """The cluster Ray joins and the setting that names it: ``ray.address``, else the ``RAY_ADDRESS`` environment
+    variable (``ray.init`` reads it); ("", "") for a local Ray."""
+    if settings.address:
+        return settings.address, "ray.address"
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    return "", ""
 
 
 def check_reachable(address: str, setting: str, timeout_s: float = 5.0) -> None:
@@ -320,7 +330,7 @@ def _room(ask: _Ask, cluster: dict[str, float], settings: RaySettings) -> str:
     short = ask.beyond(cluster)
     if not short:
         return ""
-    if not settings.address and not os.environ.get("RAY_ADDRESS"):
+    if not _address(settings)[0]:
         raise ConfigError(f"ray: {ask} ask {short}: lower ray.actors, ray.gpus_per_actor or "
                           "ray.cpus_per_actor (or join a larger cluster with ray.address)")
     return (f"ray: {ask} ask {short}: a run waits up to {settings.start_timeout_s:g} s (ray.start_timeout_s) for "
