@@ -184,5 +184,24 @@ def test_a_cluster_address_nothing_answers_at_is_refused_at_once_not_after_ray_r
                                           r"give the head node's address"):
         check_reachable(f"127.0.0.1:{port}", "ray.address")
     assert time.monotonic() - started < 10
-    for left_to_ray in ("auto", "ray://head:10001", "head"):
+    for left_to_ray in ("ray://head:10001", "head"):
         check_reachable(left_to_ray, "ray.address")
+
+
+def test_auto_is_refused_at_once_when_the_cluster_rays_address_file_names_is_gone(tmp_path, monkeypatch):
+    """A head node that crashed leaves Ray's address file behind; ``address = "auto"`` then retried for minutes."""
+    import socket
+
+    from worker.errors import ConfigError
+    from worker.scoring.distributed import check_reachable
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    check_reachable("auto", "ray.address")  # no file: Ray's to say there is no cluster
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        port = gone.getsockname()[1]
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    with pytest.raises(ConfigError, match=rf"^ray\.address = 'auto' \(Ray's address file on this machine names "
+                                          rf"127\.0\.0\.1:{port}\): nothing answers there"):
+        check_reachable("auto", "ray.address")

@@ -302,21 +302,39 @@ def _address(settings: RaySettings) -> tuple[str, str]:
 
 def check_reachable(address: str, setting: str, timeout_s: float = 5.0) -> None:
     """Fail at once where nothing answers at a cluster's ``host:port`` address: Ray would retry for about 12 minutes
-    (20 tries of its GCS client's timeouts) before it gave up. ``auto`` and ``ray://`` addresses are Ray's to check.
+    (20 tries of its GCS client's timeouts) before it gave up. ``auto`` is the address Ray's file on this machine
+    names (left by the last ``ray start``: a cluster that died leaves it behind); ``ray://`` addresses are Ray
+    Client's to check (it gives up within a minute).
 
     Raises:
         ConfigError: no connection to ``address`` within ``timeout_s`` (names the setting, the address, the cause).
     """
+    named = f"{setting} = {address!r}"
+    if address == "auto":
+        address = _auto_address() or ""
+        named += f" (Ray's address file on this machine names {address})"
     host, _, port = address.rpartition(":")
-    if address == "auto" or "://" in address or not host or not port.isdigit():
+    if "://" in address or not host or not port.isdigit():
         return
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
             pass
     except OSError as error:
-        raise ConfigError(f"{setting} = {address!r}: nothing answers there ({error or type(error).__name__}): give "
-                          "the head node's address (host:6379), 'auto' on a node of the cluster, or "
-                          "'ray://head:10001'") from None
+        raise ConfigError(f"{named}: nothing answers there ({error or type(error).__name__}): give the head node's "
+                          "address (host:6379), 'auto' on a node of a running cluster, or 'ray://head:10001'") from None
+
+
+def _auto_address() -> str | None:
+    """The cluster ``ray.init(address="auto")`` joins: the address in Ray's file in its temporary directory
+    (``RAY_TMPDIR``, else ``TMPDIR``, else /tmp, then ``ray/ray_current_cluster``); None when there is none."""
+    try:
+        from ray._private.utils import read_ray_address  # Ray's own reader: its place may move between releases
+    except ImportError:
+        return None
+    try:
+        return read_ray_address() or None
+    except OSError:
+        return None
 
 
 def _room(ask: _Ask, cluster: dict[str, float], settings: RaySettings) -> str:
