@@ -135,14 +135,12 @@ class RayScorer:
         self.stats = ScoringStats()
         self.broken = False  # an actor died (or Ray failed it): these actors score no further run
         _join(settings)
-        cluster = ray.cluster_resources()
-        ask = _Ask.of(settings, cluster)
-        shortfall = _room(ask, cluster, settings)
+        ask, _, shortfall = _plan(settings)
         if shortfall:
             logger.warning("%s", shortfall)
         options = dict(options or {})
-        if not ask.gpus and settings.cpus_per_actor >= 1:
-            options["threads"] = int(settings.cpus_per_actor)
+        if not ask.gpus and ask.cpus >= 1:
+            options["threads"] = int(ask.cpus)
         files = ray.put(model_files(Path(model_dir)))
         actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus)(ScoringActor)
         self.actors = [actor_class.remote(files, version, device, options, trust_remote_code)
@@ -259,9 +257,7 @@ def check_cluster(settings: RaySettings) -> str:
     started = not ray.is_initialized()
     _join(settings)
     try:
-        cluster = ray.cluster_resources()
-        ask = _Ask.of(settings, cluster)
-        shortfall = _room(ask, cluster, settings)
+        ask, cluster, shortfall = _plan(settings)
     finally:
         if started:
             ray.shutdown()
@@ -287,7 +283,19 @@ def _join(settings: RaySettings) -> None:
         ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ConfigError(f"ray.address = {settings.address!r}: cannot start or join Ray ({error})") from error
+        raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray ({error})") from error
+
+
+def _plan(settings: RaySettings) -> tuple[_Ask, dict[str, float], str]:
+    """On the Ray this process joined: what the actors would reserve, the cluster's resources, and the shortfall
+    (:func:`_room`: "" when it has room).
+
+    Raises:
+        ConfigError: a local Ray can never place the actors.
+    """
+    cluster = _ray().cluster_resources()
+    ask = _Ask.of(settings, cluster)
+    return ask, cluster, _room(ask, cluster, settings)
 
 
 def _address(settings: RaySettings) -> tuple[str, str]:
