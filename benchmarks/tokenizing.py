@@ -6,13 +6,16 @@ Rows, on the same texts in one run, best of ``--repeats``:
   ceiling: backend encode only     the Rust encoding alone (``encode_batch_fast``), no Python lists: the limit
   tokenizer(...) (before)          what ``tokenize_texts`` did: the transformers call with overflow tracking
   backend direct (now)             what ``tokenize_texts`` does for a fast tokenizer
-  windows before / now             the whole window step (tokenize, sort by length, bucket, pad to int64 arrays)
+  windows before / per-text / now  the whole window step (tokenize, sort by length, bucket, pad to int64 arrays):
+                                   through tokenizer(...); through the backend with a dict of lists per text, padded
+                                   row by row (2026-11-30); through the backend with one list per text, each batch
+                                   gathered from flat arrays (now)
 
 each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU host) and off (one thread: the
 Python work that cannot run in parallel, the part a many-core host still pays serially).
 
 Then the whole deterministic scoring path (``Scorer``, head-only MC: k = 0, T = 20, records in, ``RecordScore``s out)
-with a **tiny** 2-layer BERT (hidden size 32) behind the same tokenizer, before / now: the model costs almost
+with a **tiny** 2-layer BERT (hidden size 32) behind the same tokenizer, before / per-text / now: the model costs almost
 nothing, so the rate is the pipeline's own bound — what a GPU's deterministic rate cannot exceed.
 
     .venv/bin/python benchmarks/tokenizing.py [--records 20000] [--repeats 3]
@@ -70,7 +73,8 @@ def main() -> None:
     pipeline = _pipeline_rates(texts, args.repeats)
     lines += ["", "| deterministic scorer, tiny model (the pipeline's bound) | records/s |", "|---|---:|",
               *(f"| {name} | {rate:,.0f} |" for name, rate in pipeline.items()),
-              "", f"now / before: {pipeline['now'] / pipeline['before']:.2f}×"]
+              "", (f"now / before: {pipeline['now'] / pipeline['before']:.2f}×, "
+                   f"now / per-text: {pipeline['now'] / pipeline['per-text']:.2f}×")]
     write_results("tokenizing", {"args": vars(args), "rows": rows, "pipeline": pipeline}, lines)
 
 
@@ -93,9 +97,10 @@ def _pipeline_rates(texts: list[str], repeats: int) -> dict[str, float]:
         tokenizer.save_pretrained(work)
         scorer = Scorer(load_classifier(work, device="cpu"), samples=20, strategy="partial", mc_layers=0,
                         progress=False)
-        for name, backend in (("before", False), ("now", True)):
-            patch = (mock.patch.object(batching, "_truncating_backend", return_value=None) if not backend
-                     else mock.patch.object(batching, "_truncating_backend", batching._truncating_backend))
+        patches = {"before": mock.patch.object(batching, "_truncating_backend", return_value=None),
+                   "per-text": mock.patch.object(batching, "_backend_window", _per_text_window),
+                   "now": mock.patch.object(batching, "_truncating_backend", batching._truncating_backend)}
+        for name, patch in patches.items():
             with patch:
                 rates[name] = len(records) / _best(lambda: sum(1 for _ in scorer.score(records)), repeats)
     return rates
@@ -116,8 +121,21 @@ def _paths(tokenizer, texts: list[str], max_length: int) -> dict[str, Callable[[
         "tokenizer(...) (before)": lambda: batching._wrapper_encode(tokenizer, texts, max_length),
         "backend direct (now)": lambda: batching._backend_encode(backend, keys, texts, max_length, None),
         "windows before (tokenize + bucket + pad)": windows_before,
+        "windows per-text (dicts of lists, padded by row)": lambda: _per_text_window(backend, tokenizer, texts, shape,
+                                                                                      None),
         "windows now (tokenize + bucket + pad)": lambda: batching.encode_texts(texts, tokenizer, shape),
     }
+
+
+def _per_text_window(backend, tokenizer, texts: list[str], shape, pairs) -> batching._Encoded:
+    """The window step of 2026-11-30: a dict of lists per text from the backend, each batch padded row by row."""
+    keys = batching._model_input_keys(tokenizer)
+    encodings, truncated = batching._backend_encode(backend, keys, texts, shape.max_length, pairs)
+    lengths = [len(encoding["input_ids"]) for encoding in encodings]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    return batching._Encoded([(members, batching.pad_arrays([encodings[index] for index in members], tokenizer))
+                              for members in batching.bucket(order, lengths, batch_size=shape.batch_size,
+                                                             batch_tokens=shape.batch_tokens)], truncated)
 
 
 def _best(run: Callable[[], object], repeats: int) -> float:

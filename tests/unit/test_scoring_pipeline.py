@@ -77,6 +77,64 @@ def test_the_rust_backend_path_encodes_exactly_like_the_tokenizers_call(tiny_cla
     assert _truncating_backend(tokenizer, 9) is None  # inputs the backend does not give: the tokenizer's call
 
 
+@pytest.mark.parametrize("inputs", [["input_ids", "token_type_ids", "attention_mask"], ["input_ids", "attention_mask"]])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_window_from_the_backend_pads_exactly_like_the_per_text_encodings(tiny_classifier, inputs, side):
+    """The window path (one list a text, batches gathered from flat arrays) gives the arrays that padding the
+    per-text encodings gives: same batches, same members, ids, masks and token types, truncation counted; single
+    texts and pairs, right and left padding, a token budget, and a template that gives single texts type 1."""
+    import copy
+
+    from tokenizers import processors
+
+    from worker.scoring.batching import (
+        _backend_encode,
+        _Encoded,
+        _model_input_keys,
+        _Shape,
+        _truncating_backend,
+        bucket,
+        encode_texts,
+        pad_arrays,
+    )
+
+    def per_text(tokenizer, texts, shape, pairs) -> _Encoded:  # the padding of each text's own encoding
+        backend = _truncating_backend(tokenizer, shape.max_length)
+        encodings, truncated = _backend_encode(backend, _model_input_keys(tokenizer), texts, shape.max_length, pairs)
+        lengths = [len(encoding["input_ids"]) for encoding in encodings]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        return _Encoded([(members, pad_arrays([encodings[i] for i in members], tokenizer))
+                         for members in bucket(order, lengths, batch_size=shape.batch_size,
+                                               batch_tokens=shape.batch_tokens)], truncated)
+
+    tokenizer = copy.deepcopy(tiny_classifier.tokenizer)
+    tokenizer.model_input_names = inputs
+    tokenizer.padding_side = side
+    texts = [record.text for record in _records(90, seed=6)]
+    pairs = [record.text for record in _records(90, seed=7)]
+    typed = copy.deepcopy(tokenizer)  # single texts get token type 1 from this template
+    cls_id, sep_id = typed.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+    typed.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A:1 [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    cases = [(tokenizer, _Shape(8, 64, None), None), (tokenizer, _Shape(16, 9, None), None),
+             (tokenizer, _Shape(32, 64, 120), None), (tokenizer, _Shape(8, 12, 100), pairs),
+             (typed, _Shape(8, 64, None), None)]
+    for case, (source, shape, second) in enumerate(cases):
+        window = encode_texts(texts, source, shape, second)
+        expected = per_text(source, texts, shape, second)
+        assert window.truncated == expected.truncated, case
+        assert [members for members, _ in window.batches] == [members for members, _ in expected.batches], case
+        for (_, arrays), (_, wanted) in zip(window.batches, expected.batches, strict=True):
+            assert list(arrays) == list(wanted), case
+            for key in wanted:
+                np.testing.assert_array_equal(arrays[key], wanted[key], err_msg=f"case {case}: {key}")
+    if "token_type_ids" in inputs:  # the typed template did reach the arrays
+        typed_window = encode_texts(texts, typed, _Shape(8, 64, None))
+        assert any(arrays["token_type_ids"].any() for _, arrays in typed_window.batches)
+    assert encode_texts(texts, tokenizer, _Shape(16, 9, None)).truncated > 0
+
+
 def test_prefetch_keeps_order_and_runs_ahead_on_another_thread():
     threads = []
 

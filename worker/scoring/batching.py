@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import TypeVar
 
 import numpy as np
@@ -171,6 +171,9 @@ def encode_texts(texts: list[str], tokenizer: PreTrainedTokenizerBase, shape: _S
     runs in worker processes)."""
     if not texts:
         return _Encoded([], 0)
+    backend = _truncating_backend(tokenizer, shape.max_length)
+    if backend is not None:
+        return _backend_window(backend, tokenizer, texts, shape, pairs)
     encodings, truncated = tokenize_texts(tokenizer, texts, shape.max_length, pairs)
     lengths = [len(encoding["input_ids"]) for encoding in encodings]
     order = sorted(range(len(texts)), key=lengths.__getitem__)
@@ -407,3 +410,61 @@ def _backend_encode(backend, keys: list[str], texts: list[str], max_length: int,
     encodings = [{key: getattr(encoding, name) for key, name in fields} for encoding in encoded]
     truncated = sum(1 for encoding in encoded if len(encoding) >= max_length and encoding.overflowing)
     return encodings, truncated
+
+
+def _backend_window(backend, tokenizer: PreTrainedTokenizerBase, texts: list[str], shape: _Shape,
+                    pairs: list[str] | None) -> _Encoded:
+    """:func:`encode_texts` on the Rust backend, with one Python list per text instead of one per model input.
+
+    The encodings are unpadded, so each attention mask is all ones over the text's tokens, and the token types
+    of a single text are its post-processor's template's (all zeros for BERT's: checked once per backend,
+    :func:`_single_types_are_zero`); only a pair's token types are read per text. The window's ids go into one
+    flat array [total tokens] and each batch is gathered from it at once (arrays [batch, padded length]), the
+    same arrays as :func:`pad_arrays` over :func:`_backend_encode` (tests/unit/test_scoring_pipeline.py).
+    O(window) time and memory.
+    """
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    encoded = encode(texts if pairs is None else list(zip(texts, pairs, strict=True)))
+    ids = [encoding.ids for encoding in encoded]
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))  # [N]
+    starts = np.cumsum(lengths) - lengths  # [N] each text's offset into the flat arrays
+    flat = {"input_ids": np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))}
+    keys = _model_input_keys(tokenizer)
+    if "token_type_ids" in keys and (pairs is not None or not _single_types_are_zero(backend)):
+        flat["token_type_ids"] = np.fromiter(chain.from_iterable(encoding.type_ids for encoding in encoded),
+                                             dtype=np.int64, count=len(flat["input_ids"]))
+    long = np.flatnonzero(lengths >= shape.max_length).tolist()
+    truncated = sum(1 for index in long if encoded[index].overflowing)
+    order = np.argsort(lengths, kind="stable").tolist()
+    length_list = lengths.tolist()
+    left = tokenizer.padding_side == "left"
+    pad_id = tokenizer.pad_token_id or 0
+    batches = []
+    for members in bucket(order, length_list, batch_size=shape.batch_size, batch_tokens=shape.batch_tokens):
+        rows = np.asarray(members)
+        member_lengths = lengths[rows]  # [B]
+        longest = int(member_lengths.max())
+        columns = np.arange(longest)
+        mask = (columns >= longest - member_lengths[:, None]) if left else (columns < member_lengths[:, None])
+        # [B, longest]: True where a token goes; row-major order visits each row's tokens in their order
+        gather = np.repeat(starts[rows] - (np.cumsum(member_lengths) - member_lengths), member_lengths)
+        gather += np.arange(len(gather))  # [tokens of the batch] index into the flat arrays
+        arrays = {}
+        for key in keys:
+            if key == "attention_mask":
+                arrays[key] = mask.astype(np.int64)
+            elif key in flat:
+                array = np.full((len(members), longest), pad_id if key == "input_ids" else 0, dtype=np.int64)
+                array[mask] = flat[key][gather]
+                arrays[key] = array
+            else:  # token types of single texts whose template gives zeros
+                arrays[key] = np.zeros((len(members), longest), dtype=np.int64)
+        batches.append((members, arrays))
+    return _Encoded(batches, truncated)
+
+
+def _single_types_are_zero(backend) -> bool:
+    """Whether the backend's post-processor gives a single text token type 0 throughout (BERT's does; a template
+    may say otherwise). The type of a token depends on the template's piece, not on the text, so one probe
+    answers for every text."""
+    return not any(backend.encode("a b").type_ids)
