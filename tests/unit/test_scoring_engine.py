@@ -138,6 +138,28 @@ def test_each_score_is_finite_and_consistent(tiny_classifier):
     assert all(s.loss is None and s.expected_loss is None and s.disagreement is None for s in unlabelled)
 
 
+def test_scores_built_from_values_equal_the_dataclass_s_own(tiny_classifier):
+    """The scorer builds its RecordScores without the frozen dataclass's __init__: each equals the one __init__
+    builds from the same fields (the defaults and the plugin scores included), and none shares its ``extra``."""
+    from dataclasses import asdict
+
+    from worker.scoring.engine import RecordScore
+
+    records = [ScoringInput(f"r{i}", text, "positive" if i % 2 else None) for i, text in enumerate(TEXTS)]
+    scorer = Scorer(tiny_classifier, samples=6, extra_scorers={"peak": lambda probs: probs.max(axis=(1, 2))})
+    scores = list(scorer.score(records))
+    for score in scores:
+        assert type(score) is RecordScore and score == RecordScore(**asdict(score))
+        assert set(vars(score)) == set(vars(RecordScore(record_id="x")))  # every field set, nothing else
+        assert set(score.extra) == {"peak"} and 0.5 <= score.extra["peak"] <= 1  # a sample's top class
+    assert len({id(score.extra) for score in scores}) == len(scores)
+    bare = RecordScore.from_values({"record_id": "x"})
+    assert bare == RecordScore(record_id="x") and bare.extra == {} and bare.extra is not RecordScore.from_values(
+        {"record_id": "y"}).extra
+    with pytest.raises(AttributeError):  # still frozen
+        bare.score = 1.0
+
+
 def test_the_same_seed_gives_the_same_scores(tiny_classifier):
     records = [ScoringInput(f"r{i}", text, "negative") for i, text in enumerate(TEXTS)]
     first = list(Scorer(tiny_classifier, samples=6, seed=5).score(records))
