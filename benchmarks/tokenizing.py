@@ -15,8 +15,9 @@ each with the tokenizer's Rust threads on (TOKENIZERS_PARALLELISM, as on a GPU h
 Python work that cannot run in parallel, the part a many-core host still pays serially).
 
 Then the whole deterministic scoring path (``Scorer``, head-only MC: k = 0, T = 20, records in, ``RecordScore``s out)
-with a **tiny** 2-layer BERT (hidden size 32) behind the same tokenizer, before / per-text / now: the model costs almost
-nothing, so the rate is the pipeline's own bound — what a GPU's deterministic rate cannot exceed.
+with a **tiny** 2-layer BERT (hidden size 32) behind the same tokenizer, before / per-text / now, in batches of
+32 in line (a CPU's shape) and of 1,024 with the prefetch thread (a GPU's): the model costs almost nothing, so the
+rate is the pipeline's own bound — what a GPU's deterministic rate cannot exceed.
 
     .venv/bin/python benchmarks/tokenizing.py [--records 20000] [--repeats 3]
 
@@ -71,38 +72,55 @@ def main() -> None:
                     for column in before)]
     os.environ["TOKENIZERS_PARALLELISM"] = "true"
     pipeline = _pipeline_rates(texts, args.repeats)
-    lines += ["", "| deterministic scorer, tiny model (the pipeline's bound) | records/s |", "|---|---:|",
-              *(f"| {name} | {rate:,.0f} |" for name, rate in pipeline.items()),
-              "", (f"now / before: {pipeline['now'] / pipeline['before']:.2f}×, "
-                   f"now / per-text: {pipeline['now'] / pipeline['per-text']:.2f}×")]
+    shapes = list(pipeline["now"])
+    lines += ["", f"| deterministic scorer, tiny model (the pipeline's bound), records/s | {' | '.join(shapes)} |",
+              "|---|" + "---:|" * len(shapes),
+              *(f"| {name} | {' | '.join(f'{rates[shape]:,.0f}' for shape in shapes)} |"
+                for name, rates in pipeline.items()),
+              "", *(f"{shape}: now / before {pipeline['now'][shape] / pipeline['before'][shape]:.2f}×, "
+                    f"now / per-text {pipeline['now'][shape] / pipeline['per-text'][shape]:.2f}×" for shape in shapes)]
     write_results("tokenizing", {"args": vars(args), "rows": rows, "pipeline": pipeline}, lines)
 
 
-def _pipeline_rates(texts: list[str], repeats: int) -> dict[str, float]:
-    """Records/s of the deterministic scorer with a tiny model: the tokenizer's call (before) vs the backend."""
+def _pipeline_rates(texts: list[str], repeats: int) -> dict[str, dict[str, float]]:
+    """Records/s of the deterministic scorer with a tiny model, {version: {shape: rate}}: versions "before"
+    (the tokenizer's call), "per-text" (the backend, a dict of lists per text, RecordScore's own __init__: the
+    2026-11-30 path) and "now"; shapes: a CPU's (batches of 32, in line) and a GPU's (batches of up to 1,024,
+    the windows tokenized on the prefetch thread while the main thread scores: the host side a GPU waits on)."""
+    import contextlib
     import tempfile
 
     from transformers import BertConfig, BertForSequenceClassification
 
     from worker.scoring import Scorer, ScoringInput, load_classifier
+    from worker.scoring.engine import RecordScore
 
     tokenizer = AutoTokenizer.from_pretrained(str(fetch(MINILM_MODEL)))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, num_labels=2, id2label={0: "negative", 1: "positive"},
                         label2id={"negative": 0, "positive": 1})
     records = [ScoringInput(str(index), text, ("negative", "positive")[index % 2]) for index, text in enumerate(texts)]
-    rates = {}
+    dataclass_init = mock.patch.object(RecordScore, "from_values", classmethod(lambda cls, values: cls(**values)))
+    versions = {
+        "before": (mock.patch.object(batching, "_truncating_backend", return_value=None), dataclass_init),
+        "per-text": (mock.patch.object(batching, "_backend_window", _per_text_window), dataclass_init),
+        "now": (),
+    }
+    shapes = {"batch 32, in line (CPU)": {"batch_size": 32, "pipeline": False},
+              "batch 1,024, prefetch thread (GPU's shape)": {"batch_size": 1024, "pipeline": True}}
+    rates: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as work:
         BertForSequenceClassification(config).save_pretrained(work)
         tokenizer.save_pretrained(work)
-        scorer = Scorer(load_classifier(work, device="cpu"), samples=20, strategy="partial", mc_layers=0,
-                        progress=False)
-        patches = {"before": mock.patch.object(batching, "_truncating_backend", return_value=None),
-                   "per-text": mock.patch.object(batching, "_backend_window", _per_text_window),
-                   "now": mock.patch.object(batching, "_truncating_backend", batching._truncating_backend)}
-        for name, patch in patches.items():
-            with patch:
-                rates[name] = len(records) / _best(lambda: sum(1 for _ in scorer.score(records)), repeats)
+        classifier = load_classifier(work, device="cpu")
+        for shape, options in shapes.items():
+            scorer = Scorer(classifier, samples=20, strategy="partial", mc_layers=0, progress=False, **options)
+            for name, patches in versions.items():
+                with contextlib.ExitStack() as stack:
+                    for patch in patches:
+                        stack.enter_context(patch)
+                    rate = len(records) / _best(lambda run=scorer.score: sum(1 for _ in run(records)), repeats)
+                rates.setdefault(name, {})[shape] = rate
     return rates
 
 
