@@ -6,8 +6,8 @@
 #   STEPS="label_error_grid" bash benchmarks/device_run.sh      # another session's share of the budget
 #
 # STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu mc_memory": issue #16's figures and MC's GPU
-# memory, ≈ 7 min on an H100; gpu runs without its Ray rows: Ray's wheel is larger than a run can carry). BUDGET (default 540 s, setup
-# included) bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then
+# memory, ≈ 7 min on an H100; gpu runs its Ray rows only with a `RAY=1 WEIGHTS=0` bundle: Ray beside the weights
+# is more than a run can carry; GPU_PARTS overrides gpu.py's parts). BUDGET (default 540 s, setup included) bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then
 # is stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
 # CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
 # Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
@@ -29,6 +29,11 @@ if [ ! -d "$BUNDLE/whl" ] || [ ! -f "$BUNDLE/assets.tar.xz" ]; then
 fi
 "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
   "$BUNDLE"/whl/*.whl || exit 2
+if [ -f "$BUNDLE/ray.tar.xz" ]; then  # RAY=1 bundle: ray/ unpacked as pip would (modes kept: its binaries run)
+  "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2], filter="tar")' \
+    "$BUNDLE/ray.tar.xz" "$SITE" || exit 2
+  GPU_PARTS=${GPU_PARTS:-scoring,training,ray}
+fi
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export ARGILLA_WORKER_CACHE=${ARGILLA_WORKER_CACHE:-/tmp/device-cache}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PYTHONUNBUFFERED=1
@@ -62,8 +67,9 @@ if [ -n "${CHECK_ONLY:-}" ]; then  # the bundle checked on any machine: a small 
   "$PYTHON" benchmarks/gpu.py --device cpu --records 64 --legacy-records 32 --train 32 --samples 4 \
     --parts scoring,training 2>&1 | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
-else  # gpu.py's Ray rows need Ray, which cannot travel
-  PYTHON="$PYTHON" STEPS="$STEPS" DEADLINE="$deadline" GPU_PARTS=scoring,training bash benchmarks/cuda_suite.sh 2>&1 \
+else  # gpu.py's Ray rows need Ray, which travels only in a RAY=1 bundle
+  PYTHON="$PYTHON" STEPS="$STEPS" DEADLINE="$deadline" GPU_PARTS=${GPU_PARTS:-scoring,training} \
+    bash benchmarks/cuda_suite.sh 2>&1 \
     | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
 fi
