@@ -417,7 +417,7 @@ def _backend_window(backend, tokenizer: PreTrainedTokenizerBase, texts: list[str
     """:func:`encode_texts` on the Rust backend, with one Python list per text instead of one per model input.
 
     The encodings are unpadded, so each attention mask is all ones over the text's tokens, and the token types
-    of a single text are its post-processor's template's (all zeros for BERT's: checked once per backend,
+    of a single text are its post-processor's template's (all zeros for BERT's: probed once a window,
     :func:`_single_types_are_zero`); only a pair's token types are read per text. The window's ids go into one
     flat array [total tokens] and each batch is gathered from it at once (arrays [batch, padded length]), the
     same arrays as :func:`pad_arrays` over :func:`_backend_encode` (tests/unit/test_scoring_pipeline.py).

@@ -436,10 +436,10 @@ class Scorer:
         finite_extra = {name: (values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()}
         names = list(columns)
         results = []
-        for row, (record, has, row_values) in enumerate(zip(batch.records, has_reference.tolist(),
-                                                            zip(*columns.values()), strict=True)):
+        for row, (record, labelled, row_values) in enumerate(zip(batch.records, has_reference.tolist(),
+                                                                 zip(*columns.values()), strict=True)):
             values = dict(zip(names, row_values))
-            if not has:
+            if not labelled:
                 values.update(loss=None, expected_loss=None, disagreement=None)
             values.update(record_id=record.record_id, reference_label=record.reference_label,
                           extra={name: scores[row] for name, (scores, finite) in finite_extra.items() if finite[row]})
