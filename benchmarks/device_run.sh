@@ -8,7 +8,8 @@
 # STEPS: as benchmarks/cuda_suite.sh (default "tests tokenizing gpu mc_memory": issue #16's figures and MC's GPU
 # memory, ≈ 7 min on an H100; gpu runs its Ray rows only with a `RAY=1 WEIGHTS=0` bundle: Ray beside the weights
 # is more than a run can carry; GPU_PARTS overrides gpu.py's parts). BUDGET (default 540 s, setup included)
-# bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then is stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
+# bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then is
+# stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
 # CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
 # Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
 set -uo pipefail
