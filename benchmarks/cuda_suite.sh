@@ -9,7 +9,8 @@
 # label errors on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
 # seeds (about 15 min and 25 min on an H100: 37 s per label-error cell, 130 s per active-learning run measured).
 # LIMIT caps each command in seconds (default 1800); DEADLINE (epoch seconds) stops starting commands and cuts the
-# running one at that time; GPU_PARTS narrows the gpu step's parts (e.g. "scoring,training").
+# running one at that time; GPU_PARTS narrows the gpu step's parts (e.g. "scoring,training"); GPU_ARGS adds gpu.py
+# options (e.g. "--paths deterministic --tokenizer-sweep 2,4").
 # Results: benchmarks/results/*.{md,json,png}; each step's log: benchmarks/results/logs/<step>.log. A failed step does not stop the others.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ step_command() {  # one command line per line of output, run in order
   case "$1" in
     tests) echo "-m pytest -q -ra tests/unit/test_cuda.py" ;;
     tokenizing) echo "benchmarks/tokenizing.py --records 50000" ;;
-    gpu) echo "benchmarks/gpu.py --compile${GPU_PARTS:+ --parts $GPU_PARTS}" ;;
+    gpu) echo "benchmarks/gpu.py --compile${GPU_PARTS:+ --parts $GPU_PARTS}${GPU_ARGS:+ $GPU_ARGS}" ;;
     precision) echo "benchmarks/precision.py --device cuda" ;;
     calibration) echo "benchmarks/calibration.py --device cuda" ;;
     scoring) echo "benchmarks/scoring.py --device cuda --layer-sweep" ;;

@@ -19,6 +19,8 @@ cores).
     python benchmarks/gpu.py --device cpu --records 2000 --train 400   # the same rows on a CPU
     python benchmarks/gpu.py --model DIR           # DIR without weights: random weights (throughput only)
     python benchmarks/gpu.py --device cpu --parts ray --records 2000   # local vs Ray engine (2 actors) on a CPU
+    python benchmarks/gpu.py --parts scoring --paths deterministic --tokenizer-sweep 2,4   # the host-bound path,
+                                                   # also with 2 and 4 tokenizer processes
 
 Texts are the offline movie-review snippets (repeated up to ``--records``); the model is the offline
 all-MiniLM-L6-v2 with a fresh 2-label head unless ``--model`` names another. Writes
@@ -69,6 +71,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--sweep", action="store_true", help="add max_batch_size 256 / 4096 rows")
     parser.add_argument("--tokenizer-workers", type=int, default=0, help="tokenizer processes of the new paths")
+    parser.add_argument("--paths", default="deterministic,full,fast",
+                        help="which scoring paths to time (comma-separated: deterministic, full, fast)")
+    parser.add_argument("--tokenizer-sweep", default="",
+                        help="extra deterministic rows with this many tokenizer processes each (e.g. 2,4)")
     parser.add_argument("--parts", default="scoring,training,ray", help="which parts to run (comma-separated)")
     parser.add_argument("--ray-actors", type=int, default=None,
                         help="actors of the Ray rows (default: 1 on a GPU — one model per GPU —, 2 on a CPU)")
@@ -231,6 +237,12 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
         f"full MC T={args.samples}": {"strategy": "full"},
         f"fast MC k={args.fast_layers}": {"strategy": "partial", "mc_layers": args.fast_layers},
     }
+    chosen = args.paths.split(",")
+    unknown = set(chosen) - {"deterministic", "full", "fast"}
+    if unknown:
+        raise SystemExit(f"--paths: unknown {sorted(unknown)}; choose from deterministic, full, fast")
+    configs = {name: config for (name, config), key in zip(configs.items(), ("deterministic", "full", "fast"),
+                                                             strict=True) if key in chosen}
     sizes = [args.max_batch_size] + ([256, 4096] if args.sweep else [])
     rows = {}
     for name, config in configs.items():
@@ -254,13 +266,20 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
         legacy = _guarded(f"{name}, legacy", time_path, model_dir, legacy_texts, device, samples=args.samples,
                           batch_size=32, pipeline=False, **config)
         rows[f"{name}, legacy (batch 32, in line)"] = {"path": legacy, "ceiling": rows[name]["ceiling"]}
-    first = rows[next(iter(configs))]["path"]
-    rows["model forward alone (ceiling of the deterministic pass)"] = {
-        "path": _guarded("model forward alone", time_ceiling, model_dir, texts, device, deterministic_only=True,
-                         batch_size=first.get("batch_size", args.max_batch_size),
-                         batch_tokens=first.get("batch_tokens"), samples=1),
-        "ceiling": None,
-    }
+    if "deterministic" in chosen:
+        first = rows["deterministic (k=0)"]
+        for workers in (int(count) for count in args.tokenizer_sweep.split(",") if count):
+            label = f"deterministic (k=0), {workers} tokenizer processes"
+            rows[label] = {"path": _guarded(label, time_path, model_dir, texts, device, samples=args.samples,
+                                            batch_size="auto", max_batch_size=args.max_batch_size,
+                                            tokenizer_workers=workers, **configs["deterministic (k=0)"]),
+                           "ceiling": first["ceiling"]}
+        rows["model forward alone (ceiling of the deterministic pass)"] = {
+            "path": _guarded("model forward alone", time_ceiling, model_dir, texts, device, deterministic_only=True,
+                             batch_size=first["path"].get("batch_size", args.max_batch_size),
+                             batch_tokens=first["path"].get("batch_tokens"), samples=1),
+            "ceiling": None,
+        }
     return rows
 
 
@@ -364,12 +383,14 @@ def main() -> None:
     configure_logging("INFO")
     args = parse_args()
     device = pick_device(args.device)
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                   else f"cpu ({torch.get_num_threads()} threads)")
     texts = load_texts(args.records)
     with tempfile.TemporaryDirectory() as work:
         model_dir = prepare_model(args.model, Path(work))
         parts = args.parts.split(",")
-        scoring = scoring_rows(model_dir, texts, texts[:args.legacy_records], device, args) if "scoring" in parts else {}
+        scoring = (scoring_rows(model_dir, texts, texts[:args.legacy_records], device, args)
+                   if "scoring" in parts else {})
         training = training_rows(model_dir, texts[:args.train], device, args) if "training" in parts else {}
         ray_texts = texts[:args.ray_records] if args.ray_records else texts
         distributed = ray_rows(model_dir, ray_texts, device, args) if "ray" in parts else {}
