@@ -232,17 +232,16 @@ def _guarded(name: str, function, *args, **kwargs) -> dict:
 
 def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], device: torch.device, args) -> dict:
     """{row name: {path: ..., ceiling: ...}} for every scoring configuration."""
-    configs = {
-        "deterministic (k=0)": {"strategy": "partial", "mc_layers": 0},
-        f"full MC T={args.samples}": {"strategy": "full"},
-        f"fast MC k={args.fast_layers}": {"strategy": "partial", "mc_layers": args.fast_layers},
+    paths = {  # --paths name: (row name, scorer options)
+        "deterministic": ("deterministic (k=0)", {"strategy": "partial", "mc_layers": 0}),
+        "full": (f"full MC T={args.samples}", {"strategy": "full"}),
+        "fast": (f"fast MC k={args.fast_layers}", {"strategy": "partial", "mc_layers": args.fast_layers}),
     }
     chosen = args.paths.split(",")
-    unknown = set(chosen) - {"deterministic", "full", "fast"}
+    unknown = set(chosen) - set(paths)
     if unknown:
-        raise SystemExit(f"--paths: unknown {sorted(unknown)}; choose from deterministic, full, fast")
-    configs = {name: config for (name, config), key in zip(configs.items(), ("deterministic", "full", "fast"),
-                                                             strict=True) if key in chosen}
+        raise SystemExit(f"--paths: unknown {sorted(unknown)}; choose from {', '.join(paths)}")
+    configs = dict(paths[key] for key in paths if key in chosen)
     sizes = [args.max_batch_size] + ([256, 4096] if args.sweep else [])
     rows = {}
     for name, config in configs.items():
@@ -267,12 +266,13 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
                           batch_size=32, pipeline=False, **config)
         rows[f"{name}, legacy (batch 32, in line)"] = {"path": legacy, "ceiling": rows[name]["ceiling"]}
     if "deterministic" in chosen:
-        first = rows["deterministic (k=0)"]
+        name, config = paths["deterministic"]
+        first = rows[name]
         for workers in (int(count) for count in args.tokenizer_sweep.split(",") if count):
-            label = f"deterministic (k=0), {workers} tokenizer processes"
+            label = f"{name}, {workers} tokenizer processes"
             rows[label] = {"path": _guarded(label, time_path, model_dir, texts, device, samples=args.samples,
                                             batch_size="auto", max_batch_size=args.max_batch_size,
-                                            tokenizer_workers=workers, **configs["deterministic (k=0)"]),
+                                            tokenizer_workers=workers, **config),
                            "ceiling": first["ceiling"]}
         rows["model forward alone (ceiling of the deterministic pass)"] = {
             "path": _guarded("model forward alone", time_ceiling, model_dir, texts, device, deterministic_only=True,

@@ -404,12 +404,18 @@ def _backend_encode(backend, keys: list[str], texts: list[str], max_length: int,
     (``encode_batch_fast``: no character offsets), and each encoding becomes one dict of lists — a fifth of
     the Python work of ``tokenizer(...)``, which is what bounds a GPU's scoring rate on short texts
     (benchmarks/tokenizing.py)."""
-    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    encoded = encode(texts if pairs is None else list(zip(texts, pairs, strict=True)))
+    encoded = _encode_batch(backend, texts, pairs)
     fields = [(key, _BACKEND_FIELDS[key]) for key in keys]
     encodings = [{key: getattr(encoding, name) for key, name in fields} for encoding in encoded]
     truncated = sum(1 for encoding in encoded if len(encoding) >= max_length and encoding.overflowing)
     return encodings, truncated
+
+
+def _encode_batch(backend, texts: list[str], pairs: list[str] | None) -> list:
+    """The backend's encodings of the texts (or text / text_pair), in parallel without the GIL; ``encode_batch_fast``
+    (no character offsets) where the tokenizers release has it."""
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return encode(texts if pairs is None else list(zip(texts, pairs, strict=True)))
 
 
 def _backend_window(backend, tokenizer: PreTrainedTokenizerBase, texts: list[str], shape: _Shape,
@@ -423,8 +429,7 @@ def _backend_window(backend, tokenizer: PreTrainedTokenizerBase, texts: list[str
     same arrays as :func:`pad_arrays` over :func:`_backend_encode` (tests/unit/test_scoring_pipeline.py).
     O(window) time and memory.
     """
-    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
-    encoded = encode(texts if pairs is None else list(zip(texts, pairs, strict=True)))
+    encoded = _encode_batch(backend, texts, pairs)
     ids = [encoding.ids for encoding in encoded]
     lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))  # [N]
     starts = np.cumsum(lengths) - lengths  # [N] each text's offset into the flat arrays
