@@ -10,7 +10,8 @@ Rows: the deterministic pass (head-only MC, k = 0: the model once, T samples of 
 head), full MC dropout, fast MC over the last k layers; the configuration the worker used before
 (batches of 32, tokenizing in line, blocking copies) as "legacy"; training examples/s of the
 current loop and of the legacy loop (tokenizing every batch, blocking copies, unfused AdamW),
-each timed on its second epoch. ``--compile`` adds ``torch.compile`` rows. The ``ray`` part scores the same
+each timed on its second epoch. ``--compile`` adds ``torch.compile`` rows (training also with CUDA graphs:
+``training.compile = "reduce-overhead"``). The ``ray`` part scores the same
 texts with the worker's default configuration on the local engine and on the Ray engine (a local Ray; 1 actor
 on a GPU: the overhead of shipping chunks to an actor and the scores back; 2 actors on a CPU, sharing its
 cores).
@@ -174,7 +175,7 @@ def _examples(texts: list[str]) -> list[Example]:
     return [Example(str(index), text, SENTIMENT_LABELS[len(text) % 2]) for index, text in enumerate(texts)]
 
 
-def time_training(model_dir: Path, texts: list[str], device: torch.device, args, *, compile: bool = False,
+def time_training(model_dir: Path, texts: list[str], device: torch.device, args, *, compile: bool | str = False,
                   batch_size: int | None = None) -> dict:
     """Examples/s of the worker's training loop, second of two epochs."""
     settings = TrainingSettings(epochs=2, batch_size=batch_size or args.train_batch_size, max_length=args.max_length,
@@ -327,6 +328,8 @@ def training_rows(model_dir: Path, texts: list[str], device: torch.device, args)
     if args.compile:
         rows["current loop, compiled"] = _guarded("training compiled", time_training, model_dir, texts, device,
                                                   args, compile=True)
+        rows["current loop, CUDA graphs (compile = reduce-overhead)"] = _guarded(
+            "training CUDA graphs", time_training, model_dir, texts, device, args, compile="reduce-overhead")
     rows[f"current loop, batch {args.train_batch_size * 4}"] = _guarded(
         "training big batch", time_training, model_dir, texts, device, args, batch_size=args.train_batch_size * 4)
     return rows

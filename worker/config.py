@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any, Literal, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -306,7 +315,12 @@ class TrainingSettings(_Section):
     mixed_precision: bool = True
     amp_dtype: Literal["auto", "bfloat16", "float16"] = Field(
         "auto", description="mixed-precision dtype on CUDA; auto = bf16 where the GPU supports it, else fp16")
-    compile: bool = Field(False, description="torch.compile the training and validation passes (CUDA only)")
+    compile: bool | Literal["reduce-overhead"] = Field(
+        False, description="torch.compile the training and validation passes (CUDA only): true fuses kernels; "
+                           "'reduce-overhead' also replays each batch shape's kernels as one CUDA graph (for small "
+                           "batches, whose steps are bound by kernel launches; batches are padded to a multiple of "
+                           "16 tokens so that few shapes, and graphs, occur; a step split into micro-batches runs "
+                           "eagerly)")
     gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
 
     @field_validator("head_learning_rate", mode="before")
@@ -321,6 +335,16 @@ class TrainingSettings(_Section):
         if isinstance(value, bool) or not rate > 0:
             raise ValueError('must be a positive number, "auto" or "same"')
         return rate
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_mode(cls, value: object) -> object:
+        if value == "reduce-overhead":
+            return value
+        try:
+            return TypeAdapter(bool).validate_python(value)  # true / false, or a string of one from the environment
+        except ValidationError:
+            raise ValueError("must be true, false or 'reduce-overhead'") from None
 
     @field_validator("max_original", mode="before")
     @classmethod

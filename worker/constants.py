@@ -27,6 +27,10 @@ AUTO_HEAD_MIN_LABELS = 8
 AUTO_HEAD_SKEW = 0.5
 AUTO_HEAD_SKEW_MIN_LABELS = 6
 
+# training.compile = "reduce-overhead" records one CUDA graph per batch shape: batches are padded to a multiple of this
+# many tokens, so a max_length of 128 gives at most 8 lengths (the padding costs GPU time a launch-bound step has).
+CUDA_GRAPH_PAD_MULTIPLE = 16
+
 # Training texts cut by training.max_length: a warning (not an info line) from this share of the training set on.
 TRUNCATED_WARN_SHARE = 0.1
 

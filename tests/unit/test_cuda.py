@@ -4,6 +4,8 @@ run by hand on a GPU machine: ``python -m pytest tests/unit/test_cuda.py``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -151,6 +153,38 @@ def test_fast_mc_replays_a_bert_on_the_gpu_and_keeps_fast_mc(tiny_model_dir, mc_
 
     classifier = load_classifier(tiny_model_dir, device="cuda", version="cuda-replay")
     assert MCPredictor(classifier, samples=4, mc_layers=mc_layers).strategy == "partial"
+
+
+def test_cuda_graph_training_learns_like_eager_on_a_few_padded_lengths(tiny_model_dir, tmp_path):
+    """``compile = "reduce-overhead"``: torch.compile with CUDA graphs, batches padded to a multiple of 16 tokens
+    (whole batches replay graphs; a step cut into micro-batches runs eagerly). The losses follow the eager run's
+    (padding changes the dropout masks, not the learning), and only multiples of 16 reach the model."""
+    examples = [replace(e, text=e.text + " really" * (index % 7)) for index, e in enumerate(sentiment_examples(48))]
+    runs = {}
+    for name, options in (("eager", {}), ("graphs", {"compile": "reduce-overhead"}),
+                          ("graphs-micro", {"compile": "reduce-overhead", "micro_batch_size": 3})):
+        lengths: set[int] = set()
+
+        def record(module, args, lengths=lengths):
+            if isinstance(module, torch.nn.Embedding) and args[0].dim() == 2:
+                lengths.add(args[0].shape[1])
+
+        settings = TrainingSettings(epochs=8, **{**FAST, "learning_rate": 3e-3}, **options)
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+        try:
+            result = train_classifier(tiny_model_dir, examples, [], LABELS, tmp_path / name, settings)
+        finally:
+            hook.remove()
+        runs[name] = [epoch.train_loss for epoch in result.history]
+        if name == "eager":
+            assert any(length % 16 for length in lengths)
+        else:
+            assert all(length % 16 == 0 for length in lengths), (name, lengths)
+    for name in ("graphs", "graphs-micro"):
+        losses = runs[name]
+        assert all(np.isfinite(losses)), (name, losses)
+        assert losses[-1] < 0.5 * losses[0], f"{name} did not learn: {losses}"
+        assert abs(losses[-1] - runs["eager"][-1]) < 0.1, (name, losses, runs["eager"])
 
 
 def test_a_batch_that_runs_out_of_gpu_memory_is_split_into_micro_batches_with_the_same_steps(tmp_path, caplog):

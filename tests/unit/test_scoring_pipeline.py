@@ -50,6 +50,25 @@ def test_fast_padding_equals_the_tokenizers_own(tiny_classifier):
         torch.testing.assert_close(padded[key], expected[key].long())
 
 
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_to_a_multiple_equals_the_tokenizers_own(tiny_classifier, side):
+    """The padded length of CUDA-graph training batches: the longest rounded up to a multiple (16 for 9 tokens,
+    still 16 for exactly 16), padded on the tokenizer's side."""
+    import copy
+
+    tokenizer = copy.deepcopy(tiny_classifier.tokenizer)
+    tokenizer.padding_side = side
+    for texts in (["boring", "a wonderful film , smart and funny", "dull"], ["great " * 14, "dull"]):
+        encodings = [dict(tokenizer(text)) for text in texts]
+        expected = tokenizer.pad(encodings, pad_to_multiple_of=16, return_tensors="pt")
+
+        padded = pad_encodings(encodings, tokenizer, multiple_of=16)
+
+        assert padded["input_ids"].shape[1] % 16 == 0
+        for key in expected:
+            torch.testing.assert_close(padded[key], expected[key].long())
+
+
 @pytest.mark.parametrize("inputs", [["input_ids", "token_type_ids", "attention_mask"], ["input_ids", "attention_mask"]])
 def test_the_rust_backend_path_encodes_exactly_like_the_tokenizers_call(tiny_classifier, inputs):
     """The fast path (the backend called directly) against ``tokenizer(...)``: the same ids, masks and token

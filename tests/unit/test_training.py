@@ -313,6 +313,49 @@ def test_micro_batches_and_gradient_checkpointing_take_the_same_steps_in_less_me
     assert not config.get("gradient_checkpointing")  # the saved model scores like any other
 
 
+def test_batches_padded_to_a_multiple_take_the_same_steps(tmp_path, monkeypatch):
+    """CUDA-graph training (``compile = "reduce-overhead"``, CUDA only) pads each batch to a multiple of 16 tokens;
+    forced here on the CPU: every forward pass (whole batches and micro-batches cut to their own longest text) is
+    a multiple of 16 long, and the masked padding changes no step (dropout 0: the same weights and margins)."""
+    import torch
+
+    from tests.tiny_models import save_tiny_classifier
+    from worker.training.trainer import _Loop
+
+    base = save_tiny_classifier(tmp_path / "base", hidden_dropout=0.0, attention_dropout=0.0)
+    examples = [replace(e, text=e.text + " and more" * (index % 4)) for index, e in enumerate(sentiment_examples(24))]
+    unpadded = train_classifier(base, examples, [], LABELS, tmp_path / "plain",
+                                TrainingSettings(epochs=2, seed=1, **{**FAST, "batch_size": 8}))
+    plain_weights = load_file(tmp_path / "plain" / "model.safetensors")
+
+    set_up = _Loop.__init__
+
+    def padded_to_16(self, *args, **kwargs):
+        set_up(self, *args, **kwargs)
+        self.pad_multiple = 16
+
+    monkeypatch.setattr(_Loop, "__init__", padded_to_16)
+    for name, options in (("padded", {}), ("padded-micro", {"micro_batch_size": 3})):
+        lengths: set[int] = set()
+
+        def record(module, args, lengths=lengths):
+            if isinstance(module, torch.nn.Embedding) and args[0].dim() == 2:
+                lengths.add(args[0].shape[1])
+
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+        try:
+            result = train_classifier(base, examples, [], LABELS, tmp_path / name,
+                                      TrainingSettings(epochs=2, seed=1, **{**FAST, "batch_size": 8}, **options))
+        finally:
+            hook.remove()
+        assert lengths and all(length % 16 == 0 for length in lengths), (name, lengths)
+        weights = load_file(tmp_path / name / "model.safetensors")
+        for key in plain_weights:
+            np.testing.assert_allclose(weights[key].numpy(), plain_weights[key].numpy(), atol=2e-5,
+                                       err_msg=(name, key))
+        np.testing.assert_allclose(result.margins, unpadded.margins, atol=1e-4)
+
+
 def test_original_label_examples_pull_the_gradient_in_proportion_to_their_weight():
     import torch
 

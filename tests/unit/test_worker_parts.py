@@ -223,12 +223,25 @@ def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_pat
     ('[scoring]\nkfold = 1\n', r"scoring.kfold = 1: .*K must be 2 or more"),
     ('[training]\nhead_learning_rate = "fast"\n', r"training.head_learning_rate = 'fast': .*positive number, \"auto\""),
     ('[training]\nhead_learning_rate = 0\n', r"training.head_learning_rate = 0: .*positive number"),
+    ('[training]\ncompile = "graphs"\n', r"training.compile = 'graphs': .*true, false or 'reduce-overhead'"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
     config = tmp_path / "worker.toml"
     config.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(config)
+
+
+def test_training_compile_reads_a_switch_or_cuda_graphs_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    config = tmp_path / "worker.toml"
+    config.write_text('[training]\ncompile = "reduce-overhead"\n')
+    assert load_settings(config).training.compile == "reduce-overhead"
+    config.write_text("[training]\ncompile = true\n")
+    assert load_settings(config).training.compile is True
+    monkeypatch.setenv("ARGILLA_WORKER_TRAINING__COMPILE", "false")
+    assert load_settings().training.compile is False
+    monkeypatch.setenv("ARGILLA_WORKER_TRAINING__COMPILE", "reduce-overhead")
+    assert load_settings().training.compile == "reduce-overhead"
 
 
 @pytest.mark.parametrize(("folds", "message"), [("1", "K must be 2 or more"), ("-3", "-3 is not in the range")])

@@ -254,13 +254,14 @@ def bucket(order: list[int], lengths: list[int], *, batch_size: int, batch_token
         yield members
 
 
-def pad_arrays(encodings: list[dict], tokenizer: PreTrainedTokenizerBase) -> dict[str, np.ndarray]:
-    """Pad per-text encodings to the longest → int64 arrays [batch, padded_length].
+def pad_arrays(encodings: list[dict], tokenizer: PreTrainedTokenizerBase, *,
+               multiple_of: int = 1) -> dict[str, np.ndarray]:
+    """Pad per-text encodings to the longest, rounded up to ``multiple_of`` → int64 arrays [batch, padded_length].
 
-    Equivalent to ``tokenizer.pad(..., return_tensors="pt")`` (right or left, as the tokenizer
-    pads), without its per-item Python work.
+    Equivalent to ``tokenizer.pad(..., pad_to_multiple_of=multiple_of, return_tensors="pt")`` (right or
+    left, as the tokenizer pads), without its per-item Python work.
     """
-    longest = max(len(encoding["input_ids"]) for encoding in encodings)
+    longest = round_up(max(len(encoding["input_ids"]) for encoding in encodings), multiple_of)
     pad_values = {"input_ids": tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0,
                   "special_tokens_mask": 1}
     left = tokenizer.padding_side == "left"
@@ -277,10 +278,16 @@ def pad_arrays(encodings: list[dict], tokenizer: PreTrainedTokenizerBase) -> dic
     return arrays
 
 
-def pad_encodings(encodings: list[dict], tokenizer: PreTrainedTokenizerBase, *,
-                  pin_memory: bool = False) -> dict[str, torch.Tensor]:
+def round_up(length: int, multiple_of: int) -> int:
+    """The smallest multiple of ``multiple_of`` that is at least ``length``."""
+    return -(-length // multiple_of) * multiple_of
+
+
+def pad_encodings(encodings: list[dict], tokenizer: PreTrainedTokenizerBase, *, pin_memory: bool = False,
+                  multiple_of: int = 1) -> dict[str, torch.Tensor]:
     """:func:`pad_arrays` as tensors; ``pin_memory`` page-locks them for non-blocking copies."""
-    tensors = {key: torch.from_numpy(array) for key, array in pad_arrays(encodings, tokenizer).items()}
+    tensors = {key: torch.from_numpy(array)
+               for key, array in pad_arrays(encodings, tokenizer, multiple_of=multiple_of).items()}
     return {key: tensor.pin_memory() for key, tensor in tensors.items()} if pin_memory else tensors
 
 

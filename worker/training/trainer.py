@@ -13,7 +13,9 @@ On CUDA it runs under autocast (bf16, or fp16 with a gradient scaler where bf16 
 The texts are tokenized once, before the first epoch; each step only pads its batch (numpy), on a
 background thread one batch ahead, into page-locked memory that is copied to the GPU without
 blocking. On CUDA the optimiser is the fused AdamW and ``compile`` runs the model through
-``torch.compile``.
+``torch.compile``; ``compile = "reduce-overhead"`` adds CUDA graphs (a step of small batches is bound by its hundreds
+of kernel launches, not by arithmetic), with batches padded to a multiple of ``CUDA_GRAPH_PAD_MULTIPLE`` tokens so
+that a few shapes, each recorded once, cover a training.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ from worker.constants import (
     AUTO_HEAD_MIN_LABELS,
     AUTO_HEAD_SKEW,
     AUTO_HEAD_SKEW_MIN_LABELS,
+    CUDA_GRAPH_PAD_MULTIPLE,
     PROBABILITY_FLOOR,
     TRUNCATED_WARN_SHARE,
 )
 from worker.errors import ConfigError, DataError
 from worker.records import label_index
-from worker.scoring.batching import pad_encodings, prefetch, tokenize_texts
+from worker.scoring.batching import pad_encodings, prefetch, round_up, tokenize_texts
 from worker.scoring.device import amp_dtype, autocast, model_failures, pick_device
 from worker.scoring.mc import HEAD_NAMES
 from worker.scoring.model import (
@@ -433,6 +436,12 @@ def _seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def _compiled(model: torch.nn.Module, compile: bool | str) -> Callable:
+    """``model`` through ``torch.compile`` with dynamic shapes (one compilation for every batch shape);
+    ``compile = "reduce-overhead"`` adds CUDA graphs, one recorded per batch shape."""
+    return torch.compile(model, dynamic=True, mode="reduce-overhead" if compile == "reduce-overhead" else None)
+
+
 def _training_amp_dtype(device: torch.device, settings: TrainingSettings) -> torch.dtype | None:
     """The autocast dtype of a training run: none off CUDA or with mixed precision off."""
     if device.type != "cuda" or not settings.mixed_precision:
@@ -490,7 +499,10 @@ class _Loop:
         self.amp_dtype = _training_amp_dtype(device, settings)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.pin_memory = on_cuda
-        self.forward = torch.compile(model, dynamic=True) if settings.compile and on_cuda else model
+        self.forward = _compiled(model, settings.compile) if settings.compile and on_cuda else model
+        # CUDA graphs replay whole batches of a few padded lengths; a step cut into micro-batches runs eagerly
+        self.cuda_graphs = on_cuda and settings.compile == "reduce-overhead"
+        self.pad_multiple = CUDA_GRAPH_PAD_MULTIPLE if self.cuda_graphs else 1
         self.margin_sum: torch.Tensor | None = None  # [N_train] summed over epochs, on the device
 
     def prepare(self, examples: Sequence[Example]) -> _Prepared:
@@ -517,7 +529,7 @@ class _Loop:
             for start in range(0, len(order), size):
                 rows = order[start:start + size]
                 inputs = pad_encodings([data.encodings[row] for row in rows], self.tokenizer,
-                                       pin_memory=self.pin_memory)
+                                       pin_memory=self.pin_memory, multiple_of=self.pad_multiple)
                 targets, weights = torch.from_numpy(data.targets[rows]), torch.from_numpy(data.weights[rows])
                 positions = torch.as_tensor(rows, dtype=torch.int64)
                 if self.pin_memory:
@@ -540,6 +552,8 @@ class _Loop:
             self.margin_sum = torch.zeros(len(data), device=self.device)
         for batch in self._batches(data, order, self.settings.batch_size):
             inputs, targets, weights, positions = self._to_device(batch)
+            if self.cuda_graphs:  # the previous step's graph outputs are no longer read
+                torch.compiler.cudagraph_mark_step_begin()
             per_example, margins = self._gradients(inputs, targets, weights)
             self.margin_sum.index_add_(0, positions, margins)
             self.scaler.step(self.optimizer)
@@ -591,15 +605,17 @@ class _Loop:
         step = min(self.micro_batch or size, size)
         total_weight = weights.sum()
         margin = label_set_margins if self.multi_label else label_margins
+        # CUDA graphs and gradient accumulation do not mix (pytorch/pytorch#169545): micro-batches run eagerly
+        forward = self.model if step < size and self.cuda_graphs else self.forward
         losses, margins = [], []
         for start in range(0, size, step):
             rows = slice(start, start + step)
             part = {key: value[rows] for key, value in inputs.items()}
             if step < size and self.tokenizer.padding_side == "right" and part.get("attention_mask") is not None:
-                longest = int(part["attention_mask"].sum(dim=1).max())
+                longest = round_up(int(part["attention_mask"].sum(dim=1).max()), self.pad_multiple)
                 part = {key: value[:, :longest] if value.dim() == 2 else value for key, value in part.items()}
             with autocast(self.device, self.amp_dtype):
-                logits = self.forward(**part).logits
+                logits = forward(**part).logits
             loss, per_example = self.loss_function(logits, targets[rows], weights[rows])
             self.scaler.scale(loss * (weights[rows].sum() / total_weight)).backward()
             losses.append(per_example.detach())
