@@ -444,6 +444,11 @@ class RaySettings(_Section):
     start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may wait to be placed on the "
                                    "cluster (an autoscaling one adds nodes) before the run fails, naming what they "
                                    "asked and what the cluster has; loading the model is not counted")
+    keep_joined_s: float = Field(120.0, ge=0, description="a joined cluster (ray.address or RAY_ADDRESS): how long "
+                                 "the actors and the connection are kept after a score run for the next one (a "
+                                 "burst of webhooks); then the worker leaves the cluster until the next run — Ray "
+                                 "ends a driver process whose node's Ray stops (a cluster restart), so an idle "
+                                 "worker holds no connection; 0: leave after every run")
 
 
 class WebhookSettings(_Section):

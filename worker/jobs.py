@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -355,8 +355,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if on_batch is not None:
             on_batch(report, scores)
 
-    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, \
-            closing(scorer) if isinstance(scorer, Scorer) else nullcontext():
+    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, _engine_run(services, scorer):
         for scores in batched(scorer.score(inputs()), settings.push_batch):
             batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
             pusher.put((scores, {r.record_id: r for r in batch}))
@@ -391,6 +390,19 @@ def record_scorer(services: Services,
     if settings.engine == "ray":
         return services.ray_scorer(options)  # kept between runs: closing it is the Services' business
     return Scorer(services.classifier(), **options)
+
+
+@contextmanager
+def _engine_run(services: Services, scorer: Scorer | RayScorer) -> Iterator[None]:
+    """One score run's use of the engine: this process's Scorer is closed after it; the Ray engine's actors are
+    kept by ``services``, which leaves a joined cluster once they idle (``ray.keep_joined_s``)."""
+    try:
+        yield
+    finally:
+        if isinstance(scorer, Scorer):
+            scorer.close()
+        else:
+            services.ray_run_ended()
 
 
 def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: datetime | None,

@@ -117,6 +117,7 @@ class Runner:
                 item = self.queue.get(timeout=1.0)
                 if item is not None:
                     self._execute(item)
+                self.services.release_idle_ray()  # a joined Ray cluster is left once its actors idle
                 self._save_status()
                 if burst and self.queue.drained():
                     break

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import cached_property, lru_cache
@@ -41,6 +42,7 @@ class Services:
         self.context = WorkerContext(settings)
         self._classifier: Classifier | None = None
         self._ray_scorer: RayScorer | None = None
+        self._ray_idle_since: float | None = None  # time.monotonic() when the last Ray score run ended
         self.lock = threading.Lock()  # GPU / CPU-heavy work: strictly one job at a time
 
     @cached_property
@@ -172,19 +174,54 @@ class Services:
     def ray_scorer(self, options: dict) -> RayScorer:
         """The Ray engine's actors for the current model (``scoring.engine = "ray"``), kept between score runs:
         a webhook's one-record rescore does not start actors and ship the model again. Replaced (the old
-        actors stopped) when the model version or the scorer's options change, or an actor died in the last run."""
-        from worker.scoring.distributed import RayScorer
+        actors stopped) when the model version or the scorer's options change, or an actor died in the last run
+        (a joined cluster whose connection was lost is joined afresh)."""
+        from worker.scoring.distributed import RayScorer, leave_cluster
 
         current = self.current_model()
         cached = self._ray_scorer
+        self._ray_idle_since = None
         if (cached is not None and not cached.broken and cached.version == current.version
                 and cached.options == options):
             return cached
+        broken = cached is not None and cached.broken
         self.close_ray_scorer()
+        if broken:  # a lost connection (Ray Client) stays lost: the cluster is joined afresh
+            leave_cluster(self.settings.ray)
         self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,
                                      device=self.settings.scoring.device, options=options,
                                      trust_remote_code=self.settings.registry.trust_remote_code)
         return self._ray_scorer
+
+    def ray_run_ended(self) -> None:
+        """A score run on the Ray engine ended (its caller holds :attr:`lock`, or is the only job): a joined cluster
+        is left at once with ``ray.keep_joined_s = 0``, else when :meth:`release_idle_ray` finds it idle that long."""
+        self._ray_idle_since = time.monotonic()
+        if self.settings.ray.keep_joined_s == 0:
+            self._leave_ray()
+
+    def release_idle_ray(self) -> None:
+        """Stop the actors and leave a joined cluster (``ray.address`` / ``RAY_ADDRESS``) once no score run has
+        used them for ``ray.keep_joined_s``: the runner asks between jobs (about every second); a job running
+        holds :attr:`lock` and the actors. A local Ray this process started is kept: nothing outside the worker
+        stops it."""
+        idle = self._ray_idle_since
+        if idle is None or time.monotonic() - idle < self.settings.ray.keep_joined_s:
+            return
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            self._leave_ray()
+        finally:
+            self.lock.release()
+
+    def _leave_ray(self) -> None:
+        from worker.scoring.distributed import joins_cluster, leave_cluster
+
+        self._ray_idle_since = None
+        if joins_cluster(self.settings.ray):
+            self.close_ray_scorer()
+            leave_cluster(self.settings.ray)
 
     def close_ray_scorer(self) -> None:
         """Stop the Ray engine's actors, if any (the runner calls it on its way out)."""

@@ -206,6 +206,9 @@ class RayScorer:
                 raise cause from None
             self.broken = True
             raise ScoringError(f"a Ray scoring actor failed: {_one_line(cause)}") from None
+        except ConnectionError as error:  # Ray Client (ray://) lost its server: raised outside Ray's error tree
+            self.broken = True
+            raise ScoringError(f"the connection to the Ray cluster was lost: {_one_line(error)}") from None
         finally:
             _drain(pending)  # a run stopped or failed midway: the queued chunks finish before the actors are reused
 
@@ -230,12 +233,15 @@ class RayScorer:
         the ``unplaced`` indexes, still waiting for room, are only killed: they hold nothing to clean."""
         ray = _ray()
         for index, actor in enumerate(self.actors):
-            if index not in unplaced:
-                try:
-                    ray.get(actor.close.remote(), timeout=30)
-                except ray.exceptions.RayError:
-                    pass
-            ray.kill(actor)
+            try:
+                if index not in unplaced:
+                    try:
+                        ray.get(actor.close.remote(), timeout=30)
+                    except ray.exceptions.RayError:
+                        pass
+                ray.kill(actor)
+            except ConnectionError:  # the cluster is gone (Ray Client lost it): nothing left to stop
+                break
         self.actors = []
 
     def __enter__(self) -> Self:
@@ -267,6 +273,23 @@ def check_cluster(settings: RaySettings) -> str:
             + (f" — {shortfall}" if shortfall else ""))
 
 
+def joins_cluster(settings: RaySettings) -> bool:
+    """Whether the Ray engine joins a cluster (``ray.address`` or ``RAY_ADDRESS``) rather than starting a local
+    Ray."""
+    return bool(_address(settings)[0])
+
+
+def leave_cluster(settings: RaySettings) -> None:
+    """Disconnect from a joined cluster (a local Ray this process started stays up for the next run). Ray ends a
+    driver process whose node's Ray processes stopped at its next call into Ray (measured with Ray 2.60: "The
+    connection to the plasma store is failed. Terminate the process" in Ray's log, no Python exception): a worker
+    that stayed connected while idle would end at its first run after a cluster restart."""
+    ray = _ray()
+    if joins_cluster(settings) and ray.is_initialized():
+        ray.shutdown()
+        logger.info("left the Ray cluster %r until the next score run", _address(settings)[0])
+
+
 def _join(settings: RaySettings) -> None:
     """Start a local Ray, or join ``ray.address``, unless this process already did.
 
@@ -283,7 +306,18 @@ def _join(settings: RaySettings) -> None:
         ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray ({error})") from error
+        raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray "
+                          f"({_join_failure(error)})") from None
+
+
+def _join_failure(error: BaseException) -> str:
+    """Why ``ray.init`` failed, in one line: Ray's last words ("Failed to connect to Ray cluster at …") and the last
+    line of the connection error it keeps as text in the exception under them — e.g. ``ray.exceptions.
+    AuthenticationError: … RAY_AUTH_MODE is currently 'disabled' (not 'token') …`` from a cluster with token
+    authentication joined without ``RAY_AUTH_MODE=token`` and its token."""
+    under = error.__cause__ or error.__context__
+    lines = [line.strip() for line in str(under or "").splitlines() if line.strip()]
+    return f"{_one_line(error, 200)}: {_one_line(lines[-1], 700)}" if lines else _one_line(error)
 
 
 def _plan(settings: RaySettings) -> tuple[_Ask, dict[str, float], str]:
@@ -412,7 +446,7 @@ def _cause(error: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else error
 
 
-def _one_line(error: BaseException, limit: int = 400) -> str:
+def _one_line(error: BaseException | str, limit: int = 400) -> str:
     """Ray's account of a failure (several lines: the actor, its node, the task) in one line, cut at ``limit``."""
     text = " ".join(str(error).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,140 @@
+"""The Ray engine on a joined cluster (``ray.address``): a real head node started with ``ray start --head`` (token
+authentication, as Ray 2.60 sets up a head where a token exists) and the worker in its own process
+(tests/ray_cluster_driver.py), because Ray ends a driver process whose node's Ray stops — the behaviour under test.
+
+Measured by hand before the fix (Ray 2.60): a driver that stayed joined while the cluster was killed ended at its
+next call into Ray, with "The connection to the plasma store is failed. Terminate the process" in Ray's log and no
+Python exception; and a worker joining without the cluster's token was told only "Failed to connect to Ray
+cluster at …"."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'argilla-worker[ray]')")
+
+from tests.tiny_models import save_tiny_classifier
+from worker.config import load_settings
+from worker.jobs import Services
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Head:
+    """A one-node Ray cluster (``ray start --head --block`` in its own process group: killed whole, as a crash or
+    a restart of the cluster would end it)."""
+
+    def __init__(self, temp_dir: Path, env: dict[str, str]):
+        self.temp_dir, self.env, self.port = temp_dir, env, _free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.temp_dir / f"head-{time.monotonic_ns()}.log"
+        command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={self.port}",
+                   "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
+                   f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
+        with log.open("w") as output:
+            self.process = subprocess.Popen(command, env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text():
+            assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+class _Driver:
+    """The worker process: one command in, one JSON answer out."""
+
+    def __init__(self, options: dict, env: dict[str, str], log: Path):
+        self.log = log.open("w")
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.ray_cluster_driver", json.dumps(options)],
+                                        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self.log, text=True)
+
+    def ask(self, command: str, timeout: float = 240) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        assert line, f"the worker process gave no answer to {command!r} (exit {self.process.poll()})"
+        return json.loads(line)
+
+    def close(self) -> int:
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+        finally:
+            self.log.close()
+
+
+def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joins_it_again(tmp_path):
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
+    token = secrets.token_hex(16)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    base.update(RAY_TMPDIR=str(temp_dir), RAY_USAGE_STATS_ENABLED="0", HF_HUB_OFFLINE="1",
+                PYTHONPATH=str(ROOT))
+    with_token = {**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    head = _Head(temp_dir, with_token)
+
+    options = {"scoring": {"engine": "ray", "device": "cpu", "samples": 2},
+               "ray": {"address": f"127.0.0.1:{head.port}", "actors": 1, "gpus_per_actor": 0, "keep_joined_s": 1},
+               "registry": {"path": str(tmp_path / "registry")}, "state_dir": str(tmp_path / "state")}
+    services = Services(load_settings(**options))
+    with services.registry.staging() as staged:
+        shutil.copytree(save_tiny_classifier(tmp_path / "model"), staged, dirs_exist_ok=True)
+        services.registry.promote(services.registry.add(staged, {}).version)
+    try:
+        head.start()
+        without_token = _Driver(options, {**base, "RAY_AUTH_MODE": "disabled"}, tmp_path / "without-token.log")
+        refused = without_token.ask("check")
+        assert without_token.close() == 0
+        assert refused["error"].startswith(f"ray.address = '127.0.0.1:{head.port}': cannot start or join Ray "
+                                           f"(Failed to connect to Ray cluster at "), refused
+        assert "AuthenticationError" in refused["error"] and "RAY_AUTH_MODE" in refused["error"], refused
+        assert "\n" not in refused["error"]
+
+        worker = _Driver(options, with_token, tmp_path / "worker.log")
+        assert worker.ask("score") == {"scored": 24, "joined": True}  # kept for the next run (a webhook burst)
+        assert worker.ask("idle") == {"joined": True}
+        time.sleep(1.5)
+        assert worker.ask("idle") == {"joined": False}  # idle for ray.keep_joined_s: left the cluster
+
+        head.kill()  # the cluster restarts; a worker still joined would be ended by Ray here
+        time.sleep(3)
+        assert worker.ask("idle") == {"joined": False}
+        head.start()
+        assert worker.ask("score") == {"scored": 24, "joined": True}  # joined again
+        assert worker.close() == 0
+    finally:
+        head.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
