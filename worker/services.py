@@ -176,7 +176,7 @@ class Services:
         a webhook's one-record rescore does not start actors and ship the model again. Replaced (the old
         actors stopped) when the model version or the scorer's options change, or an actor died in the last run
         (a joined cluster whose connection was lost is joined afresh)."""
-        from worker.scoring.distributed import RayScorer, leave_cluster
+        from worker.scoring.distributed import RayScorer, leave_cluster, lost_connection
 
         current = self.current_model()
         cached = self._ray_scorer
@@ -188,9 +188,15 @@ class Services:
         self.close_ray_scorer()
         if broken:  # a lost connection (Ray Client) stays lost: the cluster is joined afresh
             leave_cluster(self.settings.ray)
-        self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,
-                                     device=self.settings.scoring.device, options=options,
-                                     trust_remote_code=self.settings.registry.trust_remote_code)
+        try:
+            self._ray_scorer = RayScorer(current.path, current.version, self.settings.ray,
+                                         device=self.settings.scoring.device, options=options,
+                                         trust_remote_code=self.settings.registry.trust_remote_code)
+        except BaseException as error:
+            self._leave_ray()  # joined for nothing (actors not placed, a model they cannot load): left at once
+            if isinstance(error, ConnectionError):
+                raise lost_connection(error) from None
+            raise
         return self._ray_scorer
 
     def ray_run_ended(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -122,6 +123,13 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
                                            f"(Failed to connect to Ray cluster at "), refused
         assert "AuthenticationError" in refused["error"] and "RAY_AUTH_MODE" in refused["error"], refused
         assert "\n" not in refused["error"]
+
+        too_many = {**options, "ray": {**options["ray"], "actors": 3, "start_timeout_s": 2}}  # 3 CPUs of 2
+        unplaced = _Driver(too_many, with_token, tmp_path / "unplaced.log")
+        failed = unplaced.ask("score")
+        assert unplaced.close() == 0
+        assert re.match(r"[1-3] of 3 Ray scoring actor\(s\) were not placed within 2 s", failed["error"]), failed
+        assert failed["joined"] is False  # joined for nothing: left at once, not held until the next run
 
         worker = _Driver(options, with_token, tmp_path / "worker.log")
         assert worker.ask("score") == {"scored": 24, "joined": True}  # kept for the next run (a webhook burst)

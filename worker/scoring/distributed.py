@@ -208,7 +208,7 @@ class RayScorer:
             raise ScoringError(f"a Ray scoring actor failed: {_one_line(cause)}") from None
         except ConnectionError as error:  # Ray Client (ray://) lost its server: raised outside Ray's error tree
             self.broken = True
-            raise ScoringError(f"the connection to the Ray cluster was lost: {_one_line(error)}") from None
+            raise lost_connection(error) from None
         finally:
             _drain(pending)  # a run stopped or failed midway: the queued chunks finish before the actors are reused
 
@@ -271,6 +271,11 @@ def check_cluster(settings: RaySettings) -> str:
     where = f"cluster {address!r}" if address else "a local Ray"
     return (f"scoring on {where} ({_resources(cluster)}): {ask}"
             + (f" — {shortfall}" if shortfall else ""))
+
+
+def lost_connection(error: ConnectionError) -> ScoringError:
+    """The one-line error of a run whose Ray Client (``ray://``) connection was lost."""
+    return ScoringError(f"the connection to the Ray cluster was lost: {_one_line(error)}")
 
 
 def joins_cluster(settings: RaySettings) -> bool:
