@@ -45,14 +45,14 @@ class _Head:
     a restart of the cluster would end it)."""
 
     def __init__(self, temp_dir: Path, env: dict[str, str]):
-        self.temp_dir, self.env, self.port = temp_dir, env, _free_port()
+        self.temp_dir, self.env, self.port, self.client_port = temp_dir, env, _free_port(), _free_port()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         log = self.temp_dir / f"head-{time.monotonic_ns()}.log"
         command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={self.port}",
                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-                   f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}"]
+                   f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={_free_port()}"]
         with log.open("w") as output:
             self.process = subprocess.Popen(command, env=self.env, stdout=output, stderr=subprocess.STDOUT,
                                             start_new_session=True)
@@ -62,10 +62,19 @@ class _Head:
             time.sleep(0.5)
 
     def kill(self) -> None:
+        """The head's process group, and what it started outside the group (Ray Client's per-client servers,
+        started with ``--address=…:port``: one left behind keeps its port, and the next head's fails to start)."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.process = None
+        started_by_head = re.compile(rf"--address=\S+:{self.port}(\s|$)")
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if started_by_head.search(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")):
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
 
 
 class _Driver:
@@ -99,6 +108,7 @@ class _Driver:
 
 
 def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joins_it_again(tmp_path):
+    """``host:port`` (this machine a node of the cluster) and ``ray://`` (Ray Client)."""
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
     token = secrets.token_hex(16)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -143,6 +153,19 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
         head.start()
         assert worker.ask("score") == {"scored": 24, "joined": True}  # joined again
         assert worker.close() == 0
+
+        # Ray Client: the process outlives its server; a run that loses it fails in one line, the next joins again
+        through_client = {**options, "ray": {**options["ray"], "address": f"ray://127.0.0.1:{head.client_port}",
+                                             "keep_joined_s": 600}}
+        client = _Driver(through_client, {**with_token, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "5"},
+                         tmp_path / "client.log")
+        assert client.ask("score") == {"scored": 24, "joined": True}
+        head.kill()
+        lost = client.ask("score")  # after Ray Client's grace period of trying to reconnect (30 s, 5 s here)
+        assert lost["error"].startswith("the connection to the Ray cluster was lost: "), lost
+        head.start()
+        assert client.ask("score") == {"scored": 24, "joined": True}
+        assert client.close() == 0
     finally:
         head.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)

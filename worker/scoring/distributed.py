@@ -232,6 +232,9 @@ class RayScorer:
         """Stop the actors (the local Ray, if this process started one, stays up for the next run); those at
         the ``unplaced`` indexes, still waiting for room, are only killed: they hold nothing to clean."""
         ray = _ray()
+        if not ray.is_initialized():  # the connection is gone (Ray Client ends a lost client's actors itself)
+            self.actors = []
+            return
         for index, actor in enumerate(self.actors):
             try:
                 if index not in unplaced:
@@ -290,8 +293,11 @@ def leave_cluster(settings: RaySettings) -> None:
     connection to the plasma store is failed. Terminate the process" in Ray's log, no Python exception): a worker
     that stayed connected while idle would end at its first run after a cluster restart."""
     ray = _ray()
-    if joins_cluster(settings) and ray.is_initialized():
-        ray.shutdown()
+    if not joins_cluster(settings):
+        return
+    joined = ray.is_initialized()
+    ray.shutdown()  # also when a lost Ray Client connection says it is not: its context would refuse the next join
+    if joined:
         logger.info("left the Ray cluster %r until the next score run", _address(settings)[0])
 
 
@@ -312,17 +318,23 @@ def _join(settings: RaySettings) -> None:
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray "
-                          f"({_join_failure(error)})") from None
+                          f"({_join_failure(error, joined=bool(address))})") from None
 
 
-def _join_failure(error: BaseException) -> str:
+def _join_failure(error: BaseException, *, joined: bool) -> str:
     """Why ``ray.init`` failed, in one line: Ray's last words ("Failed to connect to Ray cluster at …") and the last
     line of the connection error it keeps as text in the exception under them — e.g. ``ray.exceptions.
     AuthenticationError: … RAY_AUTH_MODE is currently 'disabled' (not 'token') …`` from a cluster with token
-    authentication joined without ``RAY_AUTH_MODE=token`` and its token."""
+    authentication joined without ``RAY_AUTH_MODE=token`` and its token. Joining a cluster (``joined``) without
+    ``RAY_AUTH_MODE=token``, any other failure gets a hint at token authentication, which Ray Client reports as a
+    timeout."""
     under = error.__cause__ or error.__context__
     lines = [line.strip() for line in str(under or "").splitlines() if line.strip()]
-    return f"{_one_line(error, 200)}: {_one_line(lines[-1], 700)}" if lines else _one_line(error)
+    said = f"{_one_line(error, 200)}: {_one_line(lines[-1], 700)}" if lines else _one_line(error)
+    if joined and "AuthenticationError" not in said and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        said += ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN "
+                 "or ~/.ray/auth_token): through Ray Client (ray://) a refused token only times out")
+    return said
 
 
 def _plan(settings: RaySettings) -> tuple[_Ask, dict[str, float], str]:
