@@ -39,7 +39,13 @@ from pydantic_settings import (
 )
 
 from worker.binding import Reference
-from worker.constants import AUTO_HEAD_LEARNING_RATE, AUTO_HEAD_MIN_LABELS, AUTO_HEAD_SKEW, AUTO_HEAD_SKEW_MIN_LABELS
+from worker.constants import (
+    AUTO_HEAD_LEARNING_RATE,
+    AUTO_HEAD_MIN_LABELS,
+    AUTO_HEAD_SKEW,
+    AUTO_HEAD_SKEW_MIN_LABELS,
+    CUDA_GRAPH_PAD_MULTIPLE,
+)
 from worker.errors import ConfigError
 
 ENV_PREFIX = "ARGILLA_WORKER_"
@@ -319,8 +325,8 @@ class TrainingSettings(_Section):
         False, description="torch.compile the training and validation passes (CUDA only): true fuses kernels; "
                            "'reduce-overhead' also replays each batch shape's kernels as one CUDA graph (for small "
                            "batches, whose steps are bound by kernel launches; batches are padded to a multiple of "
-                           "16 tokens so that few shapes, and graphs, occur; a step split into micro-batches runs "
-                           "eagerly)")
+                           f"{CUDA_GRAPH_PAD_MULTIPLE} tokens so that few shapes, and graphs, occur; a step split "
+                           "into micro-batches runs eagerly)")
     gate_tolerance: float = Field(0.01, ge=0, description="accepted macro-F1 drop against the current model")
 
     @field_validator("head_learning_rate", mode="before")
