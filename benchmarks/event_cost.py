@@ -81,8 +81,8 @@ def main() -> None:
     settings = LocalArgillaSettings()
     LocalArgilla(settings).up()
     rows = [measure(_gateway(settings, size), args.repeats) for size in args.sizes]
-    lines = ["Cost of one webhook event: reading the record it names (local Argilla, median of "
-             f"{args.repeats})", "", "| records | (a) full pull + pick, s | (b) read by id, s | (a)/(b) |",
+    lines = [f"Cost of one webhook event: reading the record it names (local Argilla, median of {args.repeats})",
+             "", "| records | (a) full pull + pick, s | (b) read by id, s | (a)/(b) |",
              "|---:|---:|---:|---:|"]
     lines += [f"| {r['records']} | {r['full_pull_s']:.3f} | {r['read_by_id_s']:.4f} | {r['ratio']:.0f} |"
               for r in rows]

@@ -94,11 +94,11 @@ def main() -> None:
             seconds: dict[str, list[float]] = {"full": [], "partial": []}
             layers = None
             for _ in range(args.repeats):
-                for strategy in seconds:
+                for strategy, timings in seconds.items():
                     scorer = Scorer(classifier, samples=20, strategy=strategy, batch_size="auto", progress=False)
                     started = time.perf_counter()
                     list(scorer.score(ScoringInput(str(index), text) for index, text in enumerate(texts)))
-                    seconds[strategy].append(time.perf_counter() - started)
+                    timings.append(time.perf_counter() - started)
                     if strategy == "partial":
                         layers = scorer.predictor.mc_layers
                         assert scorer.predictor.strategy == "partial", "fast MC fell back to full MC"

@@ -41,8 +41,14 @@ import numpy as np
 from benchmarks._shared import write_results
 from worker.calibration import expected_calibration_error
 from worker.config import TrainingSettings
-from worker.demo_data import (load_bbc_news, load_movie_snippets, load_newsgroups, load_reuters8, load_reuters52,
-                              load_sms_spam)
+from worker.demo_data import (
+    load_bbc_news,
+    load_movie_snippets,
+    load_newsgroups,
+    load_reuters8,
+    load_reuters52,
+    load_sms_spam,
+)
 from worker.offline_assets import MINILM_MODEL, fetch
 from worker.records import LabelledText, label_index
 from worker.scoring import load_classifier

@@ -21,8 +21,8 @@ and for finding the records whose consensus is wrong (where a further label is n
 precision@100 and AUROC, against two targets: the records whose *majority vote* is wrong (one target for all),
 and the records whose *own* consensus is wrong — the label each method hands on (the worker's weighted
 consensus, CROWDLAB's, the majority vote), which is what a further label would correct. A method whose consensus
-already fixed a wrong majority is not asked to flag that record again. Annotator quality: Spearman correlation of each method's estimated quality with the
-annotators' real accuracy.
+already fixed a wrong majority is not asked to flag that record again. Annotator quality: Spearman correlation of
+each method's estimated quality with the annotators' real accuracy.
 
     python benchmarks/multi_annotator.py            # 2,000 snippets, 3 seeds: ≈ 3 min on 2 CPU cores
 

@@ -165,7 +165,8 @@ def _table(args, device: torch.device, training: dict, scoring: dict) -> list[st
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in training.items():
-        lines.append(f"| {name} | {row['first_epoch_s']:.1f} | {row['examples_per_s']:.0f} | {ratio(row['examples_per_s'], fp32_train['examples_per_s'])}"
+        speed = ratio(row['examples_per_s'], fp32_train['examples_per_s'])
+        lines.append(f"| {name} | {row['first_epoch_s']:.1f} | {row['examples_per_s']:.0f} | {speed}"
                      f" | {mib(row['peak_mib'])} | {ratio(row['peak_mib'], fp32_train['peak_mib'])}"
                      f" | {row['accuracy']:.4f} | {row['ece']:.4f} |")
     lines += ["", "Scoring (the fp32-trained model; timed on a second pass over the same texts)", "",

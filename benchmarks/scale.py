@@ -236,8 +236,9 @@ def main() -> None:
                   f"{r['records'] / r['seconds']:.0f} | {r['peak_rss_mb']:.0f} ({r['baseline_rss_mb']:.0f}) |"
                   for r in rows]
         if len(rows) > 1:
-            lines += ["", f"peak RSS {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}× for "
-                          f"{rows[-1]['records_in_argilla'] / rows[0]['records_in_argilla']:.0f}× the records"]
+            rss_ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+            size_ratio = rows[-1]["records_in_argilla"] / rows[0]["records_in_argilla"]
+            lines += ["", f"peak RSS {rss_ratio:.2f}× for {size_ratio:.0f}× the records"]
         write_results("scale_publish", {"rows": rows}, lines)
         return
     if args.latency_only:

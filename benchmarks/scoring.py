@@ -32,6 +32,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import queue as queue_module
 import sys
 import tempfile
 import threading
@@ -302,7 +303,7 @@ def run_method(method: str, model_dir: Path, texts: list[str], references: list[
         try:
             result = queue.get(timeout=5)
             break
-        except Exception:  # queue.Empty: check the child is still alive
+        except queue_module.Empty:  # check the child is still alive
             if not process.is_alive():
                 raise RuntimeError(f"{method} failed (exit code {process.exitcode}); see its traceback") from None
     process.join()
@@ -383,13 +384,16 @@ def markdown_table(summary: dict[str, dict], meta: dict) -> str:
     for row in summary.values():
         lines.append(
             f"| {row['name']} | {row['records_per_s']:.1f} | {_fmt(row['speedup_vs_a'], '{:.2f}')} "
-            f"| {_fmt(row['speedup_vs_a2'], '{:.2f}')} | {_fmt(row['cost_vs_b'], '{:.2f}')} | {_fmt(row['mc_samples'], '{:.1f}')} | {row['peak_memory_mib']:.0f} "
+            f"| {_fmt(row['speedup_vs_a2'], '{:.2f}')} | {_fmt(row['cost_vs_b'], '{:.2f}')} "
+            f"| {_fmt(row['mc_samples'], '{:.1f}')} | {row['peak_memory_mib']:.0f} "
             f"| {row['accuracy']:.3f} | {row['ece']:.4f} | {_fmt(row['bald_auroc_misclassified'])} "
             f"| {_fmt(row['label_error_auroc'], '{:.4f}')} | {_fmt(row.get('bald_spearman_vs_c'))} |"
         )
-    lines += ["", "Against fixed T = 20 of the same strategy (adaptive's guard: ρ ≥ 0.95, ΔECE ≤ 0.005, ΔAUROC ≤ 0.002)",
+    lines += ["",
+              "Against fixed T = 20 of the same strategy (adaptive's guard: ρ ≥ 0.95, ΔECE ≤ 0.005, ΔAUROC ≤ 0.002)",
               "",
-              "| method | vs | BALD ρ | expected-loss ρ | ΔECE | Δ label-error AUROC |", "|---|---|---:|---:|---:|---:|"]
+              "| method | vs | BALD ρ | expected-loss ρ | ΔECE | Δ label-error AUROC |",
+              "|---|---|---:|---:|---:|---:|"]
     for method, fixed in VERSUS.items():
         row = summary.get(method, {})
         if "bald_spearman_vs_fixed" not in row:

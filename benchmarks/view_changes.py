@@ -2,10 +2,10 @@
 
 Two MiniLM models on the offline movie snippets — the first fine-tuned on ``--first`` examples, the second
 the first retrained on ``--second`` new ones (the worker's retrain from the current model) — score the same
-``--records`` held-out snippets against their labels (MC dropout, the worker's default scorer settings). The first model's values are what Argilla holds; its
-quantiles are those the last full run stored (``worker.view``). For each tolerance and exact top, the
-retrained model's predictions go through ``ViewTolerance.keeps_view``: a kept record shows its old values,
-the others the new ones. Reported against the exact view (every record pushed):
+``--records`` held-out snippets against their labels (MC dropout, the worker's default scorer settings). The first
+model's values are what Argilla holds; its quantiles are those the last full run stored (``worker.view``). For each
+tolerance and exact top, the retrained model's predictions go through ``ViewTolerance.keeps_view``: a kept record
+shows its old values, the others the new ones. Reported against the exact view (every record pushed):
 
   * pushes saved (share of records kept);
   * the top 500 by loss (descending) — overlap with the exact top 500, and Kendall τ between the two orders

@@ -2,9 +2,10 @@
 
 This is a protocol stub, not a mock of our code: the real ``huggingface_hub`` client talks HTTP to
 it (via ``HF_ENDPOINT`` / ``HfApi(endpoint=…)``) because the Hub itself cannot be reached from this
-machine. Routes: create repo, validate-yaml (the card's header must parse), preupload (answers "regular" for every file — the real Hub would
-send binaries through LFS), commit (NDJSON: header, file, deletedFolder, deletedFile), list
-commits, list files (the tree, one page). It checks the bearer token and keeps each repo's files and commit history in memory.
+machine. Routes: create repo, validate-yaml (the card's header must parse), preupload (answers "regular" for
+every file — the real Hub would send binaries through LFS), commit (NDJSON: header, file, deletedFolder,
+deletedFile), list commits, list files (the tree, one page). It checks the bearer token and keeps each repo's
+files and commit history in memory.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import unquote
-
 
 NOT_FOUND = {"error": "Repository not found"}
 ENTRY_NOT_FOUND = {"error": "Entry not found"}
@@ -43,7 +44,7 @@ class HubStub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> HubStub:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -22,9 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def _test_stack_settings() -> LocalArgillaSettings:
     state_dir = Path(os.environ.get("TEST_ARGILLA_STATE_DIR", REPO_ROOT / ".pytest-argilla"))
     return LocalArgillaSettings(
-        port=int(os.environ.get("TEST_ARGILLA_PORT", 6910)),
-        search_port=int(os.environ.get("TEST_ARGILLA_SEARCH_PORT", 9211)),
-        redis_port=int(os.environ.get("TEST_ARGILLA_REDIS_PORT", 6392)),
+        port=int(os.environ.get("TEST_ARGILLA_PORT", "6910")),
+        search_port=int(os.environ.get("TEST_ARGILLA_SEARCH_PORT", "9211")),
+        redis_port=int(os.environ.get("TEST_ARGILLA_REDIS_PORT", "6392")),
         state_dir=state_dir,
     )
 

@@ -1,6 +1,7 @@
 """Copies of one text in a team's own dataset (made with the plain SDK), on the real local Argilla: the `copies`
-command marks them (near copies too: a templated ticket with another order number) — `copies`, `copy_group` (texts whose copies disagree first), `copies_disagree` — through the
-CLI; a record whose copy is deleted gets 0 on the next run; nothing the team wrote changes."""
+command marks them (near copies too: a templated ticket with another order number) — `copies`, `copy_group` (texts
+whose copies disagree first), `copies_disagree` — through the CLI; a record whose copy is deleted gets 0 on the next
+run; nothing the team wrote changes."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def _cli_env(settings: LocalArgillaSettings) -> dict[str, str]:
 
 def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+                          timeout=300, check=False)
 
 
 def test_status_of_a_running_stack_lists_components_and_credentials(local_argilla, stack_settings):

@@ -126,7 +126,8 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     assert statistics.median(wrong_losses) > statistics.median(clean), (wrong_losses, clean)
 
     publish_job(services, directory=tmp_path / "published")
-    table = datasets.concatenate_datasets(list(datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache")).values()))
+    splits = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
+    table = datasets.concatenate_datasets(list(splits.values()))
     label_feature = table.features["label"]
     names = label_feature.feature.names
     rows = {row["id"]: row for row in table}

@@ -55,7 +55,8 @@ def _dataset_with_a_valueless_response(settings: LocalArgillaSettings, name: str
     dataset = rg.Dataset(name=name, workspace=settings.workspace, client=client, settings=rg.Settings(
         fields=[rg.TextField(name="text")],
         questions=[rg.LabelQuestion(name="label", labels=["negative", "positive"])])).create()
-    dataset.records.log([rg.Record(id=f"r{i:02d}", fields={"text": f"review number {i}: {'great' if i % 2 else 'dull'}"})
+    dataset.records.log([rg.Record(id=f"r{i:02d}",
+                                   fields={"text": f"review number {i}: {'great' if i % 2 else 'dull'}"})
                          for i in range(COUNT)])
     poison = next(record for record in dataset.records() if record.id == POISON)
     httpx.post(f"{settings.api_url}/api/v1/records/{poison._server_id}/responses", json={"status": "discarded"},

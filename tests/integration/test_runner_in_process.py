@@ -257,7 +257,8 @@ def test_a_queued_copies_job_marks_the_records_that_share_a_text(local_argilla, 
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["jobs"]["copies"]["status"] == "ok", status["jobs"]
     assert status["jobs"]["copies"]["summary"].startswith("2 of 7 records share 1 texts, 1 with different labels")
-    marks = {r.record_id: (r.metadata.get("copies"), r.metadata.get("copies_disagree")) for r in services.gateway.pull()}
+    marks = {r.record_id: (r.metadata.get("copies"), r.metadata.get("copies_disagree"))
+             for r in services.gateway.pull()}
     assert marks["e0"] == marks["copy-of-e0"] == (1, 1) and marks["e1"] == (None, None)
 
 

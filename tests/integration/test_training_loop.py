@@ -27,8 +27,8 @@ def services(local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch)
     base = save_tiny_classifier(tmp_path / "base")
     settings = load_settings(
         argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
-        training={"base_model": str(base), "epochs": 15, "patience": 15, "batch_size": 4, "learning_rate": 3e-3, "max_length": 32,
-                  "device": "cpu", "min_annotated": 16},
+        training={"base_model": str(base), "epochs": 15, "patience": 15, "batch_size": 4, "learning_rate": 3e-3,
+                  "max_length": 32, "device": "cpu", "min_annotated": 16},
         scoring={"samples": 4, "device": "cpu", "push_batch": 10},
         registry={"path": str(tmp_path / "registry")},
         state_dir=str(tmp_path / "state"),
@@ -50,7 +50,8 @@ def _flip(label: str) -> str:
 def test_without_labels_nothing_is_trained(services):
     argilla = services.settings.argilla.model_copy(update={"reference": "none"})  # their labels are not used
     unlabelled = Services(services.settings.model_copy(update={"argilla": argilla}))
-    with pytest.raises(DataError, match="only 0 records carry a label.*`argilla-worker cold-start` ranks a first batch"):
+    with pytest.raises(DataError,
+                       match="only 0 records carry a label.*`argilla-worker cold-start` ranks a first batch"):
         train_job(unlabelled)
     assert unlabelled.registry.versions() == []
 
@@ -92,7 +93,8 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     outcome = train_job(services)
 
     assert outcome.promoted and services.registry.current().version == outcome.model.version == "v0001"
-    validation_ids = {json.loads(line)["id"] for line in (outcome.model.path / "validation.jsonl").read_text().splitlines()}
+    validation_lines = (outcome.model.path / "validation.jsonl").read_text().splitlines()
+    validation_ids = {json.loads(line)["id"] for line in validation_lines}
     assert validation_ids and validation_ids <= set(annotated)  # validated on annotated records only
     # a first model: the 24 annotations and the 16 others' own labels, less those whose text is a near copy of a
     # validated one (the examples are 8 sentences with other endings: copies.similarity 0.6 finds them)
@@ -102,7 +104,8 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     assert 0 < len(kept) < 16 and (training["annotated"], training["original"]) == (24, len(kept))
     assert training["validation_reviewed"] == training["validation"] == len(validation_ids)
     assert (outcome.model.path / "model.safetensors").exists()
-    events = [json.loads(line) for line in (services.settings.state_dir.parent / "events.jsonl").read_text().splitlines()]
+    event_lines = (services.settings.state_dir.parent / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in event_lines]
     assert events == [["promoted", "v0001", outcome.model.metrics["validation"]["macro_f1"]]]  # on_model_promoted
 
     report = score_job(services, full=True)

@@ -181,8 +181,9 @@ def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: in
             "webhook-id": delivery_id, "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": signer.sign(delivery_id, now, body)})
 
+    dataset = {"id": str(setup["gateway"].dataset_id())}
     submitted = {"type": "response.created", "timestamp": "2026-01-01T00:00:00Z",
-                 "data": {"status": "submitted", "record": {"external_id": "e5", "dataset": {"id": str(setup["gateway"].dataset_id())}}}}
+                 "data": {"status": "submitted", "record": {"external_id": "e5", "dataset": dataset}}}
     before = _status(tmp)["corrections_pending"]
     first, replay = signed_post(submitted, "msg_replayed"), signed_post(submitted, "msg_replayed")
     assert (first.json()["status"], replay.json()["status"]) == ("accepted", "duplicate")
@@ -267,7 +268,8 @@ def test_a_promotion_or_rollback_from_the_command_line_is_noticed_and_rescored(s
 
     def models(*args):
         result = subprocess.run([sys.executable, "-m", "worker", "models", *args, "-c", str(worker.config)],
-                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60, check=False)
+                                cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=60,
+                                check=False)
         assert result.returncode == 0, result.stderr
 
     def health_model():
@@ -311,7 +313,8 @@ def test_the_schedule_survives_a_restart(setup):
     config = setup["write_config"](interval=90.0)
     for _ in range(2):
         worker = WorkerProcess(config, setup["env"], tmp / "worker.log").start()
-        _wait(lambda: _status(tmp).get("pid") == worker.process.pid and _status(tmp).get("jobs", {}).get("score"),
+        pid = worker.process.pid
+        _wait(lambda pid=pid: _status(tmp).get("pid") == pid and _status(tmp).get("jobs", {}).get("score"),
               180, "the first scoring job", worker)
         assert worker.stop() == 0
         store = SQLAlchemyJobStore(url=f"sqlite:///{tmp / 'state' / 'jobs.sqlite'}")

@@ -49,7 +49,8 @@ def test_a_confident_record_stops_at_the_first_check_and_a_split_one_runs_to_t()
     draw, calls = _stream({0: [CONFIDENT], 1: split, 2: [CONFIDENT], 3: split})
     reference = torch.tensor([0, 0, -1, -1])
 
-    log_probs, used = sequential_samples(draw, 4, 20, AdaptiveSampling(round_size=4, bald_rse=0.01, loss_se=0.05), reference)
+    rule = AdaptiveSampling(round_size=4, bald_rse=0.01, loss_se=0.05)
+    log_probs, used = sequential_samples(draw, 4, 20, rule, reference)
 
     assert used.tolist() == [4, 20, 4, 20]
     assert calls == [[0, 1, 2, 3]] + [[1, 3]] * 4  # the settled rows left the batch after the first round

@@ -33,7 +33,8 @@ if TRANSFORMERS_4:
 
 
 def _load(tmp_path, architecture, **options):
-    directory = save_tiny_architecture(tmp_path / architecture, architecture, labels=("negative", "neutral", "positive"))
+    directory = save_tiny_architecture(tmp_path / architecture, architecture,
+                                       labels=("negative", "neutral", "positive"))
     return load_classifier(directory, device="cpu", version=f"{architecture}-{tmp_path.name}", **options)
 
 

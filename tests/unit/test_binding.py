@@ -38,8 +38,8 @@ def test_one_text_field_and_one_label_question_bind_without_config():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({}, (r"has 2 text or chat fields \(subject, body\): set argilla.fields .* fields: subject \(text\), body \(text\), "
-          r"screenshot \(image\)")),
+    ({}, (r"has 2 text or chat fields \(subject, body\): set argilla.fields .* fields: subject \(text\), "
+          r"body \(text\), screenshot \(image\)")),
     ({"fields": ["title"]}, r"argilla.fields: no field named 'title'; dataset 'support-tickets' has fields"),
     ({"fields": ["screenshot"]}, r"'screenshot' is not a text or chat field"),
     ({"fields": ["body"], "question": "label"}, (r"argilla.question: no question named 'label'; .*questions: "
@@ -118,7 +118,8 @@ def test_a_multi_label_question_binds_to_label_sets_and_a_metadata_name_clash_is
 
 THEIR_NAMES = DatasetShape("tickets", THEIRS.fields[:1], THEIRS.questions[:1],
                            (MetadataInfo("confidence", "float"), MetadataInfo("model_version", "terms"),
-                            MetadataInfo("loss", "terms"), MetadataInfo("split", "terms"), MetadataInfo("team", "terms")))
+                            MetadataInfo("loss", "terms"), MetadataInfo("split", "terms"),
+                            MetadataInfo("team", "terms")))
 
 
 def test_the_users_own_properties_with_the_workers_names_are_never_written():
@@ -231,7 +232,8 @@ def test_the_metadata_prefix_can_be_set_and_a_clash_is_named_under_the_servers_n
         bind(TWO_QUESTIONS, question="sentiment", metadata_prefix="Sentiment ")
     clash = DatasetShape("reviews", TWO_QUESTIONS.fields, TWO_QUESTIONS.questions,
                          (MetadataInfo("topics_loss", "terms"), MetadataInfo("loss", "terms")))
-    with pytest.raises(BindingError, match=r"the prefix 'topics_' of question 'topics' would write .* own \(topics_loss\)"):
+    with pytest.raises(BindingError,
+                       match=r"the prefix 'topics_' of question 'topics' would write .* own \(topics_loss\)"):
         bind(clash, question="topics", worker_metadata=WORKER_METADATA_TYPES)
     assert bind(clash, question="sentiment", worker_metadata=WORKER_METADATA_TYPES).metadata_prefix == "sentiment_"
 

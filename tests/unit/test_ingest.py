@@ -324,7 +324,8 @@ def test_nothing_to_change_sends_nothing_and_an_original_suggestion_is_updated_o
     plan = _plan()
     assert plan.payload(LabelledText("r1", "a plot that drags", "neg"),
                         _found(metadata=stored, suggestions=[original])) == (None, None, None, None)
-    assert plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored)) == (None, None, None, None)
+    planned = plan.payload(LabelledText("r1", "a plot that drags", None), _found(metadata=stored))
+    assert planned == (None, None, None, None)
     relabelled, _, _, _ = plan.payload(LabelledText("r1", "a plot that drags", "pos"),
                                  _found(metadata=stored, suggestions=[original]))
     assert relabelled == {"id": "srv-1", "metadata": {**stored, "original_label": "pos"},

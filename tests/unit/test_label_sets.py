@@ -290,10 +290,10 @@ def test_scored_label_sets_are_sorted_whatever_the_models_label_order(tmp_path):
     assert classifier.labels == order
 
     everything = ("acting", "humour", "praise")
-    first = list(Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], everything)]))[0]
+    [first] = Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], everything)])
     assert list(first.predicted_label) == sorted(first.predicted_label)
     assert list(first.to_add) == sorted(first.to_add) and list(first.to_remove) == sorted(first.to_remove)
-    again = list(Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], first.predicted_label)]))[0]
+    [again] = Scorer(classifier, samples=2).score([ScoringInput("x", TAGGED[0][0], first.predicted_label)])
     assert again.disagreement is False and again.label_changes == 0
 
 

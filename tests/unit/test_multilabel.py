@@ -128,7 +128,7 @@ def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_
     scored = list(scorer.score(inputs))
     against_wrong = list(scorer.score(ScoringInput(f"r{i}", text, wrong)
                                       for i, ((text, _), wrong) in enumerate(zip(TAGGED, wrong_sets, strict=True))))
-    unlabelled = list(scorer.score([ScoringInput("u", TAGGED[0][0])]))[0]
+    [unlabelled] = scorer.score([ScoringInput("u", TAGGED[0][0])])
     for score, wrong_score, (_, tags) in zip(scored, against_wrong, TAGGED, strict=True):
         assert isinstance(score.predicted_label, tuple) and score.predicted_label  # never an empty set
         assert set(score.probabilities) == set(TAGS)
@@ -202,8 +202,8 @@ def test_a_models_head_is_read_from_its_config_without_its_weights(tmp_path):
     """What the Ray engine's driver reads instead of loading the model: the same labels, version and thresholds."""
     import json
 
-    from worker.errors import ScoringError
     from tests.tiny_models import save_tiny_classifier
+    from worker.errors import ScoringError
     from worker.scoring import load_classifier, read_head
 
     directory = save_tiny_classifier(tmp_path / "model", labels=("b", "a", "c"))

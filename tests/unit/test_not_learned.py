@@ -104,7 +104,7 @@ def test_the_few_labels_warning_names_only_remedies_the_model_did_not_have(caplo
 
     labels = [f"topic{index}" for index in range(8)]
     examples = [replace(e, label=labels[i % 8]) for i, e in enumerate(sentiment_examples(16))]
-    fast = dict(batch_size=8, max_length=32, device="cpu", min_steps=0, epochs=1)
+    fast = {"batch_size": 8, "max_length": 32, "device": "cpu", "min_steps": 0, "epochs": 1}
     for name, rate in (("auto", "auto"), ("same", "same")):
         train_classifier(tiny_model_dir, examples, [], labels, tmp_path / name, TrainingSettings(
             **fast, head_learning_rate=rate))

@@ -8,10 +8,10 @@ from worker.scoring.engine import RecordScore
 
 
 def _score(**overrides) -> RecordScore:
-    values = dict(record_id="r1", predicted_label="negative", score=0.8,
-                  probabilities={"negative": 0.8, "positive": 0.2}, deterministic_label="negative", bald=0.05,
-                  entropy=0.5, margin=0.6, variance=0.01, variation_ratio=0.1, reference_label="positive",
-                  loss=1.6, expected_loss=1.7, disagreement=True)
+    values = {"record_id": "r1", "predicted_label": "negative", "score": 0.8,
+              "probabilities": {"negative": 0.8, "positive": 0.2}, "deterministic_label": "negative", "bald": 0.05,
+              "entropy": 0.5, "margin": 0.6, "variance": 0.01, "variation_ratio": 0.1, "reference_label": "positive",
+              "loss": 1.6, "expected_loss": 1.7, "disagreement": True}
     return RecordScore(**{**values, **overrides})
 
 
@@ -55,11 +55,11 @@ def test_the_suggestion_policy_picks_the_label_under_review_or_the_models():
 
 
 def _label_set_score(**overrides) -> RecordScore:
-    values = dict(record_id="r2", predicted_label=("acting", "praise"), score=0.6,
-                  probabilities={"acting": 0.812345, "humour": 0.1, "praise": 0.9}, deterministic_label=("acting",),
-                  bald=0.2, bald_mean=0.1, entropy=0.6, margin=0.05, reference_label=("humour",), loss=4.1,
-                  expected_loss=4.3, disagreement=True, to_add=("acting", "praise"), to_remove=("humour",),
-                  label_changes=3, mc_samples=8)
+    values = {"record_id": "r2", "predicted_label": ("acting", "praise"), "score": 0.6,
+              "probabilities": {"acting": 0.812345, "humour": 0.1, "praise": 0.9}, "deterministic_label": ("acting",),
+              "bald": 0.2, "bald_mean": 0.1, "entropy": 0.6, "margin": 0.05, "reference_label": ("humour",),
+              "loss": 4.1, "expected_loss": 4.3, "disagreement": True, "to_add": ("acting", "praise"),
+              "to_remove": ("humour",), "label_changes": 3, "mc_samples": 8}
     return RecordScore(**{**values, **overrides})
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import json
 import logging
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import datasets
@@ -592,7 +591,8 @@ def test_the_users_metadata_properties_are_published_as_typed_columns(tmp_path):
     assert json.loads(rows["b"]["team"]) == ["north", "south"] and rows["b"]["weight"] is None
     assert (rows["d"]["stars"], rows["d"]["weight"]) == (None, 2.0)
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "From the Argilla dataset's metadata: `stars`, `team`, `weight`, `metadata_reviewed` (property `reviewed`)" in card
+    assert ("From the Argilla dataset's metadata: `stars`, `team`, `weight`, `metadata_reviewed` (property `reviewed`)"
+            in card)
 
     wrong = _records()
     wrong[0].metadata["stars"] = "four"

@@ -20,7 +20,7 @@ from worker.training.register import register_model
 from worker.training.trainer import TrainingSettings, check_model_source, train_classifier
 
 SETTING = "registry.trust_remote_code"
-FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", min_steps=0, epochs=1)
+FAST = {"batch_size": 8, "learning_rate": 1e-3, "max_length": 32, "device": "cpu", "min_steps": 0, "epochs": 1}
 
 
 @pytest.fixture
@@ -57,7 +57,8 @@ def test_registering_it_needs_the_setting_and_the_version_keeps_its_code(remote_
     assert registry.versions() == []  # nothing half-registered
 
     entry = register_model(str(remote_model), registry, LABELS, trust_remote_code=True)
-    assert (entry.path / "modeling_tiny_remote.py").is_file() and (entry.path / "configuration_tiny_remote.py").is_file()
+    assert (entry.path / "modeling_tiny_remote.py").is_file()
+    assert (entry.path / "configuration_tiny_remote.py").is_file()
 
     trusted = Services(load_settings(registry={"path": tmp_path / "registry", "trust_remote_code": True}))
     assert trusted.classifier().version == entry.version

@@ -52,7 +52,8 @@ def test_batches_come_while_the_pull_goes_on_unreviewed_records_first():
 
 
 def test_a_reservoir_sample_is_uniform_bounded_and_in_stream_order():
-    """Algorithm R keeps each of N items with probability size/N, holds at most ``size``, keeps all of a short stream."""
+    """Algorithm R keeps each of N items with probability size/N, holds at most ``size``, keeps all of a short
+    stream."""
     import random
     from collections import Counter
 

@@ -33,7 +33,8 @@ from worker.training.kfold import (
 from worker.training.trainer import TrainingSettings, train_classifier, trained_head_learning_rate
 
 # the configured epochs exactly, the best epoch picked on any validation split (the schedule's own tests below)
-FAST = dict(batch_size=8, learning_rate=1e-3, max_length=32, device="cpu", min_steps=0, select_min_validation=0)
+FAST = {"batch_size": 8, "learning_rate": 1e-3, "max_length": 32, "device": "cpu", "min_steps": 0,
+        "select_min_validation": 0}
 SAMPLES = 4  # scoring.samples: T of the out-of-fold scores
 
 
@@ -587,7 +588,8 @@ def test_fold_models_have_one_directory_per_sample_and_settings_and_others_are_r
     assert (first / "fold-0").is_dir()  # the same records and settings: kept for the rerun
     others = [fold_models_dir(tmp_path, "v0002-oof3", examples[:8], folds[:8], settings, "base"),
               fold_models_dir(tmp_path, "v0002-oof3", examples, folds[::-1], settings, "base"),
-              fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings.model_copy(update={"epochs": 2}), "base"),
+              fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings.model_copy(update={"epochs": 2}),
+                              "base"),
               fold_models_dir(tmp_path, "v0002-oof3", examples, folds, settings, "another")]
     assert len({first, *others}) == 5
     assert [path.name for path in tmp_path.iterdir()] == [others[-1].name]  # one run's models on disk at most
@@ -812,7 +814,8 @@ def test_a_training_takes_every_annotation_and_a_sample_of_max_original_unreview
     assert sum(e.label == "negative" for e in originals) == 10
     assert again.fingerprint == training.fingerprint
     assert "sample of" in caplog.text and "of the 1000 unreviewed records' own labels" in caplog.text
-    everything = prepare_training_set(unreviewed + annotated, LABELS, settings.model_copy(update={"max_original": "all"}))
+    everything = prepare_training_set(unreviewed + annotated, LABELS,
+                                      settings.model_copy(update={"max_original": "all"}))
     assert sum(e.source == "original" for e in everything.train) == 1_000
 
 

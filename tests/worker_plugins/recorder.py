@@ -25,8 +25,7 @@ def startup(context):
 def on_records_scored(model_version, scores):
     if "record_file" in _config:
         with Path(_config["record_file"]).open("a") as handle:
-            for score in scores:
-                handle.write(json.dumps([model_version, score.record_id]) + "\n")
+            handle.writelines(json.dumps([model_version, score.record_id]) + "\n" for score in scores)
     time.sleep(float(_config.get("sleep_per_batch", 0)))
 
 
