@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from worker.coldstart import RANK_PROPERTY
 from worker.config import WorkerSettings
 from worker.constants import TEST_SET_PROPERTY
+from worker.duplicates import text_key
 from worker.errors import (
     ArgillaUnavailableError,
     ConfigError,
@@ -52,7 +53,7 @@ OWN_LABELS_PAGE = 100  # records read before the first model to tell a dataset t
 
 if TYPE_CHECKING:
     from worker.metrics import WorkerMetrics
-    from worker.webhooks import Subscription
+    from worker.webhooks import Delivery, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class Runner:
         return self.subscription.secret if self.subscription is not None else None
 
     # -- events ------------------------------------------------------------------------------------
-    def on_delivery(self, delivery) -> None:
+    def on_delivery(self, delivery: Delivery) -> None:
         """A verified webhook event: rescore its record (debounced); count submitted responses."""
         if self.status.mode not in (Mode.WEBHOOKS, Mode.STARTING):
             self.book.set_mode(Mode.WEBHOOKS, "a signed delivery arrived from Argilla")
@@ -252,7 +253,7 @@ class Runner:
         if self.dataset_id is not None and delivery.dataset_id not in (None, self.dataset_id):
             return
         if delivery.type.startswith("response.") and delivery.response_status == "submitted":
-            if self._is_test_record(delivery.server_id):
+            if self._is_test_answer(delivery):
                 self._test_answered()
             else:
                 self._count_corrections(1)
@@ -261,13 +262,22 @@ class Runner:
         elif delivery.record_id:  # (Argilla's record events carry the id; an event without one)
             self.queue.put(JobKind.SCORE, delay=DEBOUNCE_S)
 
-    def _is_test_record(self, server_id: str | None) -> bool:
-        """Whether the record is one of the stored test set's (read from the state directory: `test-set` may have
-        drawn it since the start). A copy of a test text is not known here: it counts as a correction."""
-        if server_id is None or self.dataset_key is None:
+    def _is_test_answer(self, delivery: Delivery) -> bool:
+        """Whether the delivery's record is one of the stored test set's (read from the state directory: `test-set`
+        may have drawn it since the start) or carries a test record's text (by the field values the event carries,
+        read as the model reads them): a copy of a test text is not trained on, so its answer is no correction.
+        O(1): one hash of the text."""
+        if self.dataset_key is None:
             return False
         test_set = self.services.test_sets.get(self.dataset_key)
-        return test_set is not None and server_id in test_set.server_ids
+        if test_set is None:
+            return False
+        if delivery.server_id is not None and delivery.server_id in test_set.server_ids:
+            return True
+        if not delivery.fields or not test_set.keys:
+            return False
+        text, text_pair = self.services.gateway.binding.model_input(delivery.fields)
+        return isinstance(text, str) and text_key(text, text_pair) in test_set.keys
 
     def _test_answered(self) -> None:
         """A test record's answer teaches no model (it is never trained on), so it is not a correction toward

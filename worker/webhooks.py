@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -75,7 +76,7 @@ class Registration:
 @dataclass(frozen=True)
 class Delivery:
     """A verified event: its id (``webhook-id``), type, and the record it concerns (external id, server id,
-    dataset id), if any."""
+    dataset id, its field values as the event carries them), if any."""
 
     type: str
     record_id: str | None
@@ -83,6 +84,7 @@ class Delivery:
     response_status: str | None
     id: str = ""
     server_id: str | None = None  # the record's id on the server: what a rescore reads it by
+    fields: Mapping[str, object] | None = None  # the record's field values (Argilla 2.x events carry them)
 
 
 def register(gateway: ArgillaGateway, url: str, owner: str) -> Registration:
@@ -185,7 +187,7 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
         raise MalformedDelivery(f"{kind}: the record is a {type(record).__name__}, not an object")
     dataset = (record or {}).get("dataset") or {}
     external_id, status = (record or {}).get("external_id"), data.get("status")
-    server_id = (record or {}).get("id")
+    server_id, fields = (record or {}).get("id"), (record or {}).get("fields")
     if not isinstance(dataset, dict) or not all(isinstance(value, str | None)
                                                 for value in (external_id, status, server_id)):
         raise MalformedDelivery(f"{kind}: unexpected record, dataset or status value")
@@ -196,6 +198,7 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> Delivery:
         dataset_id=str(dataset.get("id")) if record else None,
         response_status=status if kind.startswith("response.") else None,
         id=lowered["webhook-id"],
+        fields=fields if isinstance(fields, dict) else None,
     )
 
 

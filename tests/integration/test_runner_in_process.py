@@ -5,6 +5,7 @@ real-process signal tests are in test_worker_process.py)."""
 from __future__ import annotations
 
 import json
+from typing import Self
 
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
@@ -394,3 +395,83 @@ def test_before_the_first_model_answered_test_records_are_not_counted_toward_it(
     assert runner.status.jobs["score"]["status"] == "skipped" and "retrain" not in runner.status.jobs
     assert ("no model yet: 0 of 4 records reviewed (and 5 test-set records: they measure models and train none)"
             in runner.status.jobs["score"]["summary"])
+
+
+class _DeliverySink:
+    """A local HTTP endpoint that keeps what Argilla's webhook delivers (body and headers), to hand the real,
+    signed event to the runner as its webhook server would."""
+
+    def __init__(self) -> None:
+        import queue
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: queue.Queue = queue.Queue()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.put((body, dict(self.headers.items())))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+
+    def __enter__(self) -> Self:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def next(self, secret: str, timeout: float = 60.0):
+        from worker.webhooks import verify
+
+        body, headers = self.received.get(timeout=timeout)
+        return verify(secret, body, headers)
+
+
+def test_an_answer_delivered_by_webhook_for_a_copy_of_a_test_text_is_no_correction(local_argilla, stack_settings,
+                                                                                   dataset_name, tmp_path,
+                                                                                   monkeypatch):
+    """A record added after the test set was drawn that carries a test record's text is kept out of training like
+    the test record (it would teach the answer), so its answer is no correction toward the retrain — also when it
+    arrives by webhook, where the runner knows the record only by the event: Argilla's own signed delivery, read
+    by its field values. An answer to another record counts one."""
+    import argilla as rg
+
+    from tests.integration.annotator import submit_label
+    from worker.jobs import test_set_job
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    dataset, examples = _their_dataset(stack_settings, dataset_name, 16)
+    settings = _settings(tmp_path, stack_settings.api_url, dataset_name, stack_settings.workspace)
+    services = Services(settings)
+    register_model(str(save_tiny_classifier(tmp_path / "model")), services.registry, services.labels())
+    test_set = test_set_job(services, 4).test_set
+    tested = test_set.ids[0]
+    dataset.records.log([rg.Record(id="copy-of-test", fields={"review": f"  {examples[tested].text.upper()} "})])
+    runner = Runner(settings, services)
+    assert runner.work(burst=True) == 0  # binds and scores
+    server_ids = {record.id: str(record._server_id) for record in dataset.records}
+    other = next(record_id for record_id in examples if record_id not in test_set.ids)
+
+    with _DeliverySink() as sink:
+        hook = services.gateway.create_webhook(sink.url, ["response.created"], "test: deliveries to the runner")
+        try:
+            submit_label(stack_settings, server_ids["copy-of-test"], examples[tested].label, question="sentiment")
+            runner.on_delivery(sink.next(hook["secret"]))
+            assert runner.corrections.pending == 0
+            submit_label(stack_settings, server_ids[other], examples[other].label, question="sentiment")
+            delivery = sink.next(hook["secret"])
+            runner.on_delivery(delivery)
+            assert delivery.server_id == server_ids[other] and runner.corrections.pending == 1
+        finally:
+            services.gateway.delete_webhook(hook["id"])

@@ -27,7 +27,8 @@ from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, ver
 SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
 EVENT = {"type": "response.created", "timestamp": "2026-11-22T10:00:00Z",
          "data": {"status": "submitted", "values": {"label": {"value": "positive"}},
-                  "record": {"id": "4f3c-r7", "external_id": "r7", "dataset": {"id": "ds-1"}}}}
+                  "record": {"id": "4f3c-r7", "external_id": "r7", "dataset": {"id": "ds-1"},
+                             "fields": {"review": "a plot that drags"}}}}
 
 
 def test_the_queue_merges_requests_and_serves_the_most_urgent_first():
@@ -71,6 +72,9 @@ def test_a_signed_delivery_is_parsed_and_every_forgery_is_rejected():
 
     assert (delivery.type, delivery.record_id, delivery.server_id, delivery.dataset_id, delivery.response_status) == (
         "response.created", "r7", "4f3c-r7", "ds-1", "submitted")
+    assert delivery.fields == {"review": "a plot that drags"}
+    unusual = {**EVENT, "data": {**EVENT["data"], "record": {**EVENT["data"]["record"], "fields": ["x"]}}}
+    assert verify(SECRET, json.dumps(unusual).encode(), _signed(json.dumps(unusual).encode())).fields is None
     other_secret = "whsec_" + base64.b64encode(b"b" * 32).decode()
     cases = {
         "missing header": {},
