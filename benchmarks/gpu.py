@@ -179,8 +179,8 @@ def time_training(model_dir: Path, texts: list[str], device: torch.device, args,
                   batch_size: int | None = None) -> dict:
     """Examples/s of the worker's training loop, second of two epochs."""
     settings = TrainingSettings(epochs=2, batch_size=batch_size or args.train_batch_size, max_length=args.max_length,
-                                device=str(device), compile=compile, learning_rate=5e-5)
-    epochs = []
+                                device=str(device), compile=compile, learning_rate=5e-5, min_steps=0)
+    epochs = []  # min_steps 0: two epochs whatever the batch size (a small --train would otherwise add epochs)
     with tempfile.TemporaryDirectory() as output:
         _reset_peak(device)
         train_classifier(model_dir, _examples(texts), [], SENTIMENT_LABELS, Path(output), settings,
