@@ -11,6 +11,7 @@ import json
 import os
 import re
 import uuid
+import warnings
 
 import argilla as rg
 import datasets
@@ -201,10 +202,13 @@ def test_a_misconfigured_binding_is_one_line_on_the_command_line(their_dataset, 
            "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "registry"),
            "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"), **environment}
     metadata_before = {p.name for p in their_dataset.settings.metadata}
-    result = run_worker(["train"], env)
+    with warnings.catch_warnings(record=True) as caught:  # a process would print them beside the error line
+        warnings.simplefilter("always")
+        result = run_worker(["train"], env)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert not [str(w.message) for w in caught if f"{os.sep}argilla{os.sep}" in w.filename]  # the SDK's own
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     dataset = client.datasets(name=dataset_name, workspace=stack_settings.workspace)
     assert {p.name for p in dataset.settings.metadata} == metadata_before  # nothing written

@@ -1021,12 +1021,12 @@ class ArgillaGateway:
             ArgillaUnavailableError: the server did not answer.
         """
         try:
-            workspace = self.client.workspaces(self.workspace)
-            if workspace is None:
-                visible = sorted(w.name for w in self.client.workspaces)
-            else:
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message="Dataset with name")  # absence is a normal answer here
+            with warnings.catch_warnings():  # the SDK warns of an absent one: a normal answer here, said below
+                warnings.filterwarnings("ignore", message="(Workspace|Dataset) with name")
+                workspace = self.client.workspaces(self.workspace)
+                if workspace is None:
+                    visible = sorted(w.name for w in self.client.workspaces)
+                else:
                     return self.client.datasets(name=self.dataset_name, workspace=workspace)
         except Exception as error:  # the SDK's errors share no base class
             raise ArgillaUnavailableError(f"cannot read dataset {self.workspace}/{self.dataset_name} "
