@@ -213,3 +213,29 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_split_into_micro_batches_with_th
     tight = load_file(tmp_path / "tight" / "model.safetensors")
     for key in roomy:
         np.testing.assert_allclose(tight[key].numpy(), roomy[key].numpy(), atol=1e-4, err_msg=key)
+
+
+def test_scoring_a_batch_that_runs_out_of_gpu_memory_goes_on_in_parts_with_the_same_scores(tiny_model_dir, caplog):
+    """The process may use ~64 MB of the GPU beyond what it holds (as the training test above): a batch of 2,048
+    texts with 20 MC samples (≈ 200 MB for one activation of the MC pass) does not fit, so it is scored in parts
+    (halved until they fit), with the scores of a run with room (fp32, consistent masks), and the scorer's later
+    batches are halved (said once)."""
+    from worker.scoring import Scorer, ScoringInput
+
+    classifier = load_classifier(tiny_model_dir, device="cuda", mixed_precision=False)
+    records = [ScoringInput(f"r{i}", example.text, example.label) for i, example in enumerate(sentiment_examples(2048))]
+    options = {"samples": 20, "strategy": "full", "consistent": True, "batch_size": 2048, "progress": False}
+    roomy = list(Scorer(classifier, **options).score(records))
+    torch.cuda.empty_cache()
+    held = torch.cuda.memory_reserved()
+    torch.cuda.set_per_process_memory_fraction((held + 64 * 2**20) / torch.cuda.get_device_properties(0).total_memory)
+    scorer = Scorer(classifier, **options)
+    try:
+        with caplog.at_level("WARNING", logger="worker.scoring.engine"):
+            tight = list(scorer.score(records))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert "did not fit the GPU's free memory" in caplog.text and scorer.batch_size == 1024
+    for got, want in zip(tight, roomy, strict=True):
+        assert got.record_id == want.record_id and got.deterministic_label == want.deterministic_label
+        assert (got.loss, got.bald) == pytest.approx((want.loss, want.bald), abs=1e-4)

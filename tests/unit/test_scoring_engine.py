@@ -318,3 +318,62 @@ def test_a_text_longer_than_the_token_budget_draws_its_samples_fewer_at_a_time_w
     for ours, theirs in zip(scores, whole, strict=True):
         # abs: a BALD near 0 (6e-7) is a difference of two entropies, so its relative error is float noise
         assert (ours.bald, ours.expected_loss) == pytest.approx((theirs.bald, theirs.expected_loss), rel=1e-5, abs=1e-9)
+
+
+def _memory_limit(scorer, monkeypatch, rows: int, *, text: str | None = None) -> list[int]:
+    """Make the scorer's passes raise CUDA's out-of-memory error for batches of more than ``rows`` records (or, with
+    ``text``, for any batch holding it), as a GPU whose free memory ran short would. The error is injected: no GPU
+    here (tests/unit/test_cuda.py fills a real GPU's memory). Returns the batch sizes launched."""
+    launched = []
+    launch = scorer.predictor.launch
+    tokens = scorer.classifier.tokenizer(text)["input_ids"] if text is not None else None
+
+    def limited(inputs, reference=None):
+        launched.append(len(inputs["input_ids"]))
+        holds_text = tokens is not None and any(row[:len(tokens)] == tokens for row in inputs["input_ids"].tolist())
+        if len(inputs["input_ids"]) > rows or holds_text:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return launch(inputs, reference)
+
+    monkeypatch.setattr(scorer.predictor, "launch", limited)
+    return launched
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_a_batch_that_does_not_fit_the_gpu_is_scored_in_parts_with_the_same_scores(tiny_classifier, monkeypatch,
+                                                                                     caplog, adaptive):
+    """A GPU whose free memory runs short mid-run (another process took some): the batch is scored in halves, split
+    again while a half does not fit, with the scores of one pass (consistent masks); a batch at least as large goes
+    to parts at once; the next run uses half the batch size (logged)."""
+    from worker.scoring.adaptive import AdaptiveSampling
+
+    records = [ScoringInput(f"r{i}", text, ("negative", "positive")[i % 2]) for i, text in enumerate(TEXTS * 3)]
+    options = {"samples": 6, "consistent": True, "batch_size": 8, "progress": False,
+               "adaptive": AdaptiveSampling(round_size=2, bald_rse=0.5, loss_se=0.5) if adaptive else None}
+    whole = list(Scorer(tiny_classifier, **options).score(records))
+    scorer = Scorer(tiny_classifier, **options)
+    launched = _memory_limit(scorer, monkeypatch, rows=3)
+
+    with caplog.at_level("WARNING"):
+        parts = list(scorer.score(records))
+
+    assert [score.record_id for score in parts] == [record.record_id for record in records]
+    for ours, theirs in zip(parts, whole, strict=True):
+        assert ours.predicted_label == theirs.predicted_label and ours.mc_samples == theirs.mc_samples
+        assert (ours.loss, ours.bald, ours.score) == pytest.approx((theirs.loss, theirs.bald, theirs.score),
+                                                                   rel=1e-4, abs=1e-6)
+    assert not adaptive or min(score.mc_samples for score in parts) < 6  # some records stopped early
+    assert launched.count(8) == 1, launched  # the first 8-record batch failed once; the later ones went to parts
+    assert max(launched[1:]) <= 4 and scorer.batch_size == 4
+    assert "a batch of 8 records with 6 MC samples did not fit the GPU's free memory" in caplog.text
+    assert "later runs use batches of at most 4 records" in caplog.text
+
+
+def test_one_record_that_does_not_fit_the_gpu_alone_is_an_error_naming_it(tiny_classifier, monkeypatch):
+    records = [ScoringInput(f"r{i}", text) for i, text in enumerate(TEXTS)]
+    scorer = Scorer(tiny_classifier, samples=6, batch_size=8, progress=False)
+    _memory_limit(scorer, monkeypatch, rows=8, text=TEXTS[2])
+
+    with pytest.raises(ScoringError, match=r"record 'r2': \d+ tokens with 6 MC samples do not fit the GPU's free "
+                                           r"memory .*lower scoring.samples"):
+        list(scorer.score(records))

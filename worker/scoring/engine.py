@@ -194,6 +194,7 @@ class Scorer:
             raise ValueError(f"tokenizer_workers must be >= 0, got {tokenizer_workers}")
         self.tokenizer_workers = tokenizer_workers
         self._pool: ProcessPoolExecutor | None = None
+        self._unfit: int | None = None  # records × padded length of the smallest batch that did not fit the GPU
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.label_index = {label: index for index, label in enumerate(classifier.labels)}
         self.extra_scorers = dict(extra_scorers or {})
@@ -230,7 +231,7 @@ class Scorer:
                 open_windows.append(results)
                 for batch in window.batches:
                     reference = self._reference_indices(batch)
-                    pending = self._launch(batch, reference)
+                    pending = self._launch_fitting(batch, reference, in_flight)
                     in_flight.append((results, batch, reference, pending))
                     while len(in_flight) > depth:
                         self._finish(*in_flight.popleft())
@@ -265,6 +266,65 @@ class Scorer:
                 f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed on the batch of "
                 f"records {named}: {type(error).__name__}: {error}")):
             return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+
+    def _launch_fitting(self, batch: Batch, reference: np.ndarray,
+                        in_flight: deque[tuple[_WindowResults, Batch, np.ndarray, PendingPrediction]]
+                        ) -> PendingPrediction:
+        """:meth:`_launch`, or — when the batch does not fit the GPU's free memory now (another process took some,
+        or a fixed ``batch_size`` is too large) — the batches in flight finished (their memory freed) and the batch
+        run in parts (:meth:`_launch_in_parts`). A batch at least as large (records × padded length) as one that did
+        not fit goes to parts at once; later :meth:`score` calls use half the budget (logged)."""
+        size = batch.inputs["input_ids"].numel()
+        if self._unfit is None or size < self._unfit:
+            try:
+                return self._launch(batch, reference)
+            except torch.cuda.OutOfMemoryError:
+                pass  # (handled outside the except block: its traceback would keep the failed pass's tensors alive)
+            self._unfit = size
+            while in_flight:
+                self._finish(*in_flight.popleft())
+            self._shrink_batches(len(batch.records))
+        return self._launch_in_parts(batch, reference)
+
+    def _launch_in_parts(self, batch: Batch, reference: np.ndarray) -> PendingPrediction:
+        """The batch's passes in two halves, each run to its end before the next (a half that does not fit either
+        is split again): the same scores as one pass (consistent masks: the same samples per record), in less
+        memory. O(log batch) extra passes.
+
+        Raises:
+            ScoringError: one record alone does not fit (names it, its length and T).
+        """
+        torch.cuda.empty_cache()
+        rows = len(batch.records)
+        if rows == 1:
+            tokens = int(batch.inputs["attention_mask"].sum()) if "attention_mask" in batch.inputs else None
+            raise ScoringError(f"record {batch.records[0].record_id!r}: {tokens} tokens with "
+                               f"{self.predictor.samples} MC samples do not fit the GPU's free memory "
+                               f"({_free_mib(self.classifier.device)}); lower scoring.samples, or free the GPU")
+        middle = rows // 2
+        parts: list[BatchPrediction] = []
+        for part in (slice(0, middle), slice(middle, rows)):
+            half = Batch(batch.records[part], batch.positions[part],
+                         {name: tensor[part] for name, tensor in batch.inputs.items()})
+            try:
+                parts.append(self._launch(half, reference[part]).result())
+                continue
+            except torch.cuda.OutOfMemoryError:
+                pass
+            parts.append(self._launch_in_parts(half, reference[part]).result())
+        return _joined(parts, self.predictor.samples)
+
+    def _shrink_batches(self, rows: int) -> None:
+        """Halve the batches of later :meth:`score` calls (records, and the token budget when there is one)."""
+        before = f"{rows} records" + (f" / {self.batch_tokens} padded tokens" if self.batch_tokens else "")
+        self.batch_size = max(1, self.batch_size // 2)
+        if self.batch_tokens:
+            self.batch_tokens = max(1, self.batch_tokens // 2)
+            self._bound_sample_passes()
+        logger.warning("a batch of %s with %d MC samples did not fit the GPU's free memory (%s): scored in parts; "
+                       "later runs use batches of at most %d records%s", before, self.predictor.samples,
+                       _free_mib(self.classifier.device), self.batch_size,
+                       f" / {self.batch_tokens} padded tokens" if self.batch_tokens else "")
 
     def _bound_sample_passes(self) -> None:
         """With a token budget, one MC pass holds at most what a full batch's pass holds (budget × the samples a
@@ -506,6 +566,25 @@ class _WindowResults:
         if missing:
             raise ScoringError(f"window finished without scores for {len(missing)} record(s)")
         return [score for score in self.scores if score is not None]
+
+
+def _joined(parts: Sequence[BatchPrediction], samples: int) -> PendingPrediction:
+    """One batch's prediction from its parts' (in order): [rows, C] and [rows, C, T] stacked; ``samples_used``
+    where a part has it (a part without it drew all ``samples``)."""
+    used = None
+    if any(part.samples_used is not None for part in parts):
+        used = torch.cat([part.samples_used if part.samples_used is not None
+                          else torch.full((len(part.deterministic),), samples, dtype=torch.int64) for part in parts])
+    return PendingPrediction(deterministic=torch.cat([part.deterministic for part in parts]),
+                             mc=torch.cat([part.mc for part in parts]), samples_used=used)
+
+
+def _free_mib(device: torch.device) -> str:
+    """The device's free memory, as words for a log line."""
+    if device.type != "cuda":
+        return f"on {device}"
+    free, total = torch.cuda.mem_get_info(device)
+    return f"{free / 2**20:,.0f} MiB free of {total / 2**20:,.0f}"
 
 
 def probe_batch_tokens(predictor: MCPredictor, max_length: int, *, max_records: int,
