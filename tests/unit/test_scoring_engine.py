@@ -344,7 +344,7 @@ def test_a_batch_that_does_not_fit_the_gpu_is_scored_in_parts_with_the_same_scor
                                                                                      caplog, adaptive):
     """A GPU whose free memory runs short mid-run (another process took some): the batch is scored in halves, split
     again while a half does not fit, with the scores of one pass (consistent masks); a batch at least as large goes
-    to parts at once; the next run uses half the batch size (logged)."""
+    to parts at once; the scorer's next runs batch half as many records (logged)."""
     from worker.scoring.adaptive import AdaptiveSampling
 
     records = [ScoringInput(f"r{i}", text, ("negative", "positive")[i % 2]) for i, text in enumerate(TEXTS * 3)]
@@ -366,7 +366,7 @@ def test_a_batch_that_does_not_fit_the_gpu_is_scored_in_parts_with_the_same_scor
     assert launched.count(8) == 1, launched  # the first 8-record batch failed once; the later ones went to parts
     assert max(launched[1:]) <= 4 and scorer.batch_size == 4
     assert "a batch of 8 records with 6 MC samples did not fit the GPU's free memory" in caplog.text
-    assert "later runs use batches of at most 4 records" in caplog.text
+    assert "this scorer's next runs batch at most 4 records" in caplog.text
 
 
 def test_one_record_that_does_not_fit_the_gpu_alone_is_an_error_naming_it(tiny_classifier, monkeypatch):

@@ -273,7 +273,9 @@ class Scorer:
         """:meth:`_launch`, or — when the batch does not fit the GPU's free memory now (another process took some,
         or a fixed ``batch_size`` is too large) — the batches in flight finished (their memory freed) and the batch
         run in parts (:meth:`_launch_in_parts`). A batch at least as large (records × padded length) as one that did
-        not fit goes to parts at once; later :meth:`score` calls use half the budget (logged)."""
+        not fit goes to parts at once; this scorer's later :meth:`score` calls batch half as many records (logged;
+        a scorer kept between runs: the Ray engine's actors; the local engine makes a new one, which probes the free
+        memory again with ``batch_size = "auto"``)."""
         size = batch.inputs["input_ids"].numel()
         if self._unfit is None or size < self._unfit:
             try:
@@ -315,14 +317,16 @@ class Scorer:
         return _joined(parts, self.predictor.samples)
 
     def _shrink_batches(self, rows: int) -> None:
-        """Halve the batches of later :meth:`score` calls (records, and the token budget when there is one)."""
+        """Halve the batches of this scorer's later :meth:`score` calls (records, and the token budget when there is
+        one)."""
         before = f"{rows} records" + (f" / {self.batch_tokens} padded tokens" if self.batch_tokens else "")
         self.batch_size = max(1, self.batch_size // 2)
         if self.batch_tokens:
             self.batch_tokens = max(1, self.batch_tokens // 2)
             self._bound_sample_passes()
-        logger.warning("a batch of %s with %d MC samples did not fit the GPU's free memory (%s): scored in parts; "
-                       "later runs use batches of at most %d records%s", before, self.predictor.samples,
+        logger.warning("a batch of %s with %d MC samples did not fit the GPU's free memory (%s): scored in parts, "
+                       "as is any batch as large from now on; this scorer's next runs batch at most %d records%s",
+                       before, self.predictor.samples,
                        _free_mib(self.classifier.device), self.batch_size,
                        f" / {self.batch_tokens} padded tokens" if self.batch_tokens else "")
 
