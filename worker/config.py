@@ -450,6 +450,10 @@ class RaySettings(_Section):
     start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may wait to be placed on the "
                                    "cluster (an autoscaling one adds nodes) before the run fails, naming what they "
                                    "asked and what the cluster has; loading the model is not counted")
+    actor_restarts: int = Field(3, ge=0, description="times Ray starts an actor again whose process died (a lost "
+                                "node, the OOM killer): it loads the model again and scores the chunks it held, "
+                                "the run goes on; once they are spent the run fails and the next one starts new "
+                                "actors; 0: the first death fails the run")
     keep_joined_s: float = Field(120.0, ge=0, description="a joined cluster (ray.address or RAY_ADDRESS): how long "
                                  "the actors and the connection are kept after a score run for the next one (a "
                                  "burst of webhooks); then the worker leaves the cluster until the next run — Ray "

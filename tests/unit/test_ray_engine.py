@@ -151,8 +151,9 @@ def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_r
 
 
 def test_an_actor_that_dies_fails_the_run_and_marks_the_actors_for_replacement(local_ray, tmp_path):
-    """A dead actor (a lost node, the OOM killer) fails the run with one line; the scorer says it is ``broken`` so
-    that Services starts new actors for the next run instead of failing every run on the dead one."""
+    """An actor dead for good (killed without a restart, or past ``ray.actor_restarts``) fails the run with one line;
+    the scorer says it is ``broken`` so that Services starts new actors for the next run instead of failing every
+    run on the dead one."""
     from worker.errors import ScoringError
 
     model_dir = save_tiny_classifier(tmp_path / "model")
@@ -163,6 +164,40 @@ def test_an_actor_that_dies_fails_the_run_and_marks_the_actors_for_replacement(l
         with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: ") as failed:
             list(scorer.score(_inputs()))
         assert scorer.broken and "\n" not in str(failed.value)
+
+
+def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_every_score(local_ray, tmp_path):
+    """The OOM killer (or a lost node) ends an actor's process while it holds chunks: Ray starts it again, it loads
+    the model again and scores those chunks, and the run returns every record's score, the same as a run where
+    nothing died (consistent masks); with ``actor_restarts = 0`` the same death fails the run."""
+    import os
+    import signal
+
+    from worker.errors import ScoringError
+
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    options = {"samples": 4, "seed": 3, "consistent": True, "batch_size": 4}
+    records = _inputs()
+    for restarts in (3, 0):
+        settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=3, in_flight=2, actor_restarts=restarts)
+        with RayScorer(model_dir, "v7", settings, device="cpu", options=options) as scorer:
+            calm = list(scorer.score(records))
+            stream = scorer.score(records)
+            first = next(stream)
+            os.kill(scorer.processes[1], signal.SIGKILL)  # chunks 1 and 3 are queued on actor 1
+            if restarts:
+                rest = list(stream)
+                assert not scorer.broken
+                assert ray.get(scorer.actors[1].ready.remote()) != scorer.processes[1]  # a new process
+            else:
+                with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: "):
+                    list(stream)
+                assert scorer.broken
+    survived = [first, *rest]
+    assert [s.record_id for s in survived] == [s.record_id for s in calm] == [i.record_id for i in records]
+    for ours, theirs in zip(survived, calm, strict=True):
+        assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(theirs, f) for f in FIELDS}
+        assert (ours.loss is None and theirs.loss is None) or ours.loss == pytest.approx(theirs.loss, rel=1e-5)
 
 
 def test_a_cluster_address_nothing_answers_at_is_refused_at_once_not_after_ray_retries_for_minutes():

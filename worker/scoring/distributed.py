@@ -61,7 +61,9 @@ def model_files(directory: Path) -> dict[str, bytes]:
 
 class ScoringActor:
     """One model on one device, scoring the chunks it is sent (runs inside a Ray actor). The constructor only keeps
-    its arguments, so that the actor answers :meth:`ready` as soon as Ray placed it; :meth:`load` loads the model."""
+    its arguments, so that the actor answers :meth:`ready` as soon as Ray placed it; :meth:`load` loads the model —
+    and :meth:`score` does, in an actor Ray started again after its process died (``ray.actor_restarts``: Ray runs
+    the constructor again, then the chunks the dead process held)."""
 
     def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict,
                  trust_remote_code: bool = False):
@@ -69,8 +71,9 @@ class ScoringActor:
         self.directory: Path | None = None
         self.scorer: Scorer | None = None
 
-    def ready(self) -> None:
-        """Answers once the actor runs (placed by Ray, its process started)."""
+    def ready(self) -> int:
+        """Answers once the actor runs (placed by Ray, its process started): its process id."""
+        return os.getpid()
 
     def load(self) -> str:
         """Write the model's files to a directory of the actor's, load the model; its device.
@@ -99,7 +102,11 @@ class ScoringActor:
         return str(classifier.device)
 
     def score(self, chunk: list[ScoringInput]) -> tuple[list[RecordScore], ScoringStats]:
-        assert self.scorer is not None  # RayScorer loads every actor before it sends a chunk
+        if self.scorer is None:  # started again by Ray after its process died: the constructor ran, not load()
+            logging.getLogger(__name__).warning("scoring actor started again (process %d): loading the model",
+                                                os.getpid())
+            self.load()
+        assert self.scorer is not None
         scores = list(self.scorer.score(chunk))
         return scores, self.scorer.stats
 
@@ -133,7 +140,8 @@ class RayScorer:
         self.version = version
         self.options = dict(options or {})  # as given (the cache in Services compares them)
         self.stats = ScoringStats()
-        self.broken = False  # an actor died (or Ray failed it): these actors score no further run
+        self.broken = False  # an actor died for good (or Ray failed it): these actors score no further run
+        self.processes: list[int] = []
         _join(settings)
         ask, _, shortfall = _plan(settings)
         if shortfall:
@@ -142,7 +150,8 @@ class RayScorer:
         if not ask.gpus and ask.cpus >= 1:
             options["threads"] = int(ask.cpus)
         files = ray.put(model_files(Path(model_dir)))
-        actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus)(ScoringActor)
+        actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus, max_restarts=settings.actor_restarts,
+                                 max_task_retries=settings.actor_restarts)(ScoringActor)
         self.actors = [actor_class.remote(files, version, device, options, trust_remote_code)
                        for _ in range(ask.count)]
         devices = self._started(ask)
@@ -168,6 +177,7 @@ class RayScorer:
                 f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
                 f"(free now: {_resources(free)}): lower ray.actors, ray.gpus_per_actor or ray.cpus_per_actor, or "
                 "add nodes")
+        self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
         try:
             return ray.get([actor.load.remote() for actor in self.actors])
         except ray.exceptions.RayError as error:
@@ -185,9 +195,13 @@ class RayScorer:
         an actor's calls one after the other), so it starts the next chunk while the driver collects the last
         one. Results are taken in submission order.
 
+        An actor whose process dies (a lost node, the OOM killer) is started again by Ray, up to
+        ``ray.actor_restarts`` times (on a node with room: it waits for one as long as the cluster needs to give
+        it), loads the model again and scores the chunks it held: the run goes on, the scores are the same.
+
         Raises:
             DataError / ScoringError: as the local engine (an actor's error is re-raised as it was), or
-                ScoringError when an actor died (``broken`` then: the next run needs new actors).
+                ScoringError when an actor died past its restarts (``broken`` then: the next run needs new actors).
         """
         ray = _ray()
         pending: deque = deque()  # object refs of submitted chunks, oldest first
