@@ -164,7 +164,13 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
         lost = client.ask("score")  # after Ray Client's grace period of trying to reconnect (30 s, 5 s here)
         assert lost["error"].startswith("the connection to the Ray cluster was lost: "), lost
         head.start()
-        assert client.ask("score") == {"scored": 24, "joined": True}
+        rejoined = client.ask("score")
+        if "Initialization failure from server" in rejoined.get("error", ""):
+            # (Ray's own: the killed head's per-client server may still hold its port, and the new head's fails to
+            # start for this client once; the run says so in one line and the worker's next run joins)
+            assert "\n" not in rejoined["error"] and rejoined["joined"] is False, rejoined
+            rejoined = client.ask("score")
+        assert rejoined == {"scored": 24, "joined": True}
         assert client.close() == 0
     finally:
         head.kill()

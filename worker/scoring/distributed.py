@@ -61,13 +61,14 @@ def model_files(directory: Path) -> dict[str, bytes]:
 
 class ScoringActor:
     """One model on one device, scoring the chunks it is sent (runs inside a Ray actor). The constructor only keeps
-    its arguments, so that the actor answers :meth:`ready` as soon as Ray placed it; :meth:`load` loads the model —
-    and :meth:`score` does, in an actor Ray started again after its process died (``ray.actor_restarts``: Ray runs
-    the constructor again, then the chunks the dead process held)."""
+    its (small) arguments, so that the actor answers :meth:`ready` as soon as Ray placed it; :meth:`load` loads the
+    model from its files — and :meth:`score` does, in an actor Ray started again after its process died
+    (``ray.actor_restarts``: Ray runs the constructor again, then the chunks the dead process held). The files are
+    never a constructor argument: Ray cannot restart an actor whose constructor's arguments left its object store
+    (ray-project/ray#53727); each chunk carries a reference to them instead, which the driver keeps alive."""
 
-    def __init__(self, files: dict[str, bytes], version: str, device: str, options: dict,
-                 trust_remote_code: bool = False):
-        self.arguments: tuple | None = (files, version, device, dict(options), trust_remote_code)
+    def __init__(self, version: str, device: str, options: dict, trust_remote_code: bool = False):
+        self.arguments = (version, device, dict(options), trust_remote_code)
         self.directory: Path | None = None
         self.scorer: Scorer | None = None
 
@@ -75,8 +76,8 @@ class ScoringActor:
         """Answers once the actor runs (placed by Ray, its process started): its process id."""
         return os.getpid()
 
-    def load(self) -> str:
-        """Write the model's files to a directory of the actor's, load the model; its device.
+    def load(self, files: dict[str, bytes]) -> str:
+        """Write the model's ``files`` to a directory of the actor's, load the model; its device.
 
         Raises:
             WorkerError: the model cannot be loaded (Ray hands a task's error back whole).
@@ -85,14 +86,13 @@ class ScoringActor:
 
         from worker.scoring import load_classifier
 
-        assert self.arguments is not None, "load() runs once"
-        files, version, device, options, trust_remote_code = self.arguments
+        version, device, options, trust_remote_code = self.arguments
+        options = dict(options)
         self.directory = Path(tempfile.mkdtemp(prefix="argilla-worker-model-"))
         for name, content in files.items():
             target = self.directory / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
-        self.arguments = None  # the files are on disk now
         threads = options.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)
@@ -101,11 +101,13 @@ class ScoringActor:
         self.scorer = Scorer(classifier, progress=False, **options)
         return str(classifier.device)
 
-    def score(self, chunk: list[ScoringInput]) -> tuple[list[RecordScore], ScoringStats]:
-        if self.scorer is None:  # started again by Ray after its process died: the constructor ran, not load()
+    def score(self, chunk: list[ScoringInput], model: list) -> tuple[list[RecordScore], ScoringStats]:
+        """The chunk's scores and the scorer's stats; ``model``: [the reference to the model's files] (in a list, so
+        that Ray passes the reference, fetched only by an actor started again, whose constructor ran, not load())."""
+        if self.scorer is None:
             logging.getLogger(__name__).warning("scoring actor started again (process %d): loading the model",
                                                 os.getpid())
-            self.load()
+            self.load(_ray().get(model[0]))
         assert self.scorer is not None
         scores = list(self.scorer.score(chunk))
         return scores, self.scorer.stats
@@ -149,10 +151,10 @@ class RayScorer:
         options = dict(options or {})
         if not ask.gpus and ask.cpus >= 1:
             options["threads"] = int(ask.cpus)
-        files = ray.put(model_files(Path(model_dir)))
+        self.files = ray.put(model_files(Path(model_dir)))  # kept: an actor started again loads from it
         actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus, max_restarts=settings.actor_restarts,
                                  max_task_retries=settings.actor_restarts)(ScoringActor)
-        self.actors = [actor_class.remote(files, version, device, options, trust_remote_code)
+        self.actors = [actor_class.remote(version, device, options, trust_remote_code)
                        for _ in range(ask.count)]
         devices = self._started(ask)
         logger.info("scoring with %s on %s", ask, ", ".join(devices))
@@ -179,7 +181,7 @@ class RayScorer:
                 "add nodes")
         self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
         try:
-            return ray.get([actor.load.remote() for actor in self.actors])
+            return ray.get([actor.load.remote(self.files) for actor in self.actors])
         except ray.exceptions.RayError as error:
             self.close()
             raise ScoringError(f"the Ray scoring actors could not load model {self.version}: "
@@ -209,7 +211,7 @@ class RayScorer:
         self.stats = ScoringStats()
         try:
             for index, chunk in enumerate(batched(records, self.settings.chunk_records)):
-                pending.append(self.actors[index % len(self.actors)].score.remote(list(chunk)))
+                pending.append(self.actors[index % len(self.actors)].score.remote(list(chunk), [self.files]))
                 while len(pending) >= limit:
                     yield from self._collect(pending.popleft())
             while pending:
@@ -246,6 +248,7 @@ class RayScorer:
         """Stop the actors (the local Ray, if this process started one, stays up for the next run); those at
         the ``unplaced`` indexes, still waiting for room, are only killed: they hold nothing to clean."""
         ray = _ray()
+        self.files = None  # the model's files leave the object store with the last reference
         if not ray.is_initialized():  # the connection is gone (Ray Client ends a lost client's actors itself)
             self.actors = []
             return
