@@ -44,6 +44,9 @@ from worker.scoring.engine import RecordScore, Scorer, ScoringStats
 
 logger = logging.getLogger(__name__)
 
+PROBE_GROUP = "probe"  # the actors' second concurrency group: alive() answers there while a chunk runs
+PROBE_EVERY_S = 30.0  # how long a chunk may take before the driver asks whether its actor still has a place
+
 
 def _ray() -> Any:
     try:
@@ -119,6 +122,19 @@ class ScoringActor:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _probed(ray: Any) -> type:
+    """:class:`ScoringActor` with ``alive()``: its process id, answered in a concurrency group of its own while a
+    chunk runs (``ray.method`` needs Ray, an optional extra: the class is made when a RayScorer starts; Ray Client
+    takes a method's group only from its decorator, not from ``.options()``)."""
+
+    class ProbedScoringActor(ScoringActor):
+        @ray.method(concurrency_group=PROBE_GROUP)
+        def alive(self) -> int:
+            return os.getpid()
+
+    return ProbedScoringActor
+
+
 class RayScorer:
     """The :class:`~worker.scoring.engine.Scorer` interface (``score``, ``close``, ``stats``) over Ray actors.
 
@@ -143,6 +159,7 @@ class RayScorer:
         self.options = dict(options or {})  # as given (the cache in Services compares them)
         self.stats = ScoringStats()
         self.broken = False  # an actor died for good (or Ray failed it): these actors score no further run
+        self.unplaced: set[int] = set()  # actors started again that found no room: killed, not asked to close
         self.processes: list[int] = []
         _join(settings)
         ask, _, shortfall = _plan(settings)
@@ -152,8 +169,10 @@ class RayScorer:
         if not ask.gpus and ask.cpus >= 1:
             options["threads"] = int(ask.cpus)
         self.files = ray.put(model_files(Path(model_dir)))  # kept: an actor started again loads from it
+        self.ask = ask
         actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus, max_restarts=settings.actor_restarts,
-                                 max_task_retries=settings.actor_restarts)(ScoringActor)
+                                 max_task_retries=settings.actor_restarts,
+                                 concurrency_groups={PROBE_GROUP: 1})(_probed(ray))
         self.actors = [actor_class.remote(version, device, options, trust_remote_code)
                        for _ in range(ask.count)]
         devices = self._started(ask)
@@ -161,11 +180,12 @@ class RayScorer:
 
     def _started(self, ask: _Ask) -> list[str]:
         """Wait until Ray has placed every actor (at most ``ray.start_timeout_s``), then until each has loaded
-        the model (as long as that takes); their devices.
+        the model (as long as that takes, while it runs: :meth:`_wait`); their devices.
 
         Raises:
             ScoringError: an actor was not placed within ``ray.start_timeout_s`` (names how many, what they ask and
-                what the cluster has free), or could not load the model; every actor is stopped.
+                what the cluster has free), or placed again after its process died, or could not load the model;
+                every actor is stopped.
         """
         ray = _ray()
         placed = [actor.ready.remote() for actor in self.actors]
@@ -181,11 +201,17 @@ class RayScorer:
                 "add nodes")
         self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
         try:
-            return ray.get([actor.load.remote(self.files) for actor in self.actors])
-        except ray.exceptions.RayError as error:
+            loads = [actor.load.remote(self.files) for actor in self.actors]
+            for index, ref in enumerate(loads):  # an actor whose node is lost while it loads gets placed again
+                self._wait(index, ref)
+            return ray.get(loads)
+        except ray.exceptions.RayError as error:  # (first: an actor's error is also an instance of its own class)
             self.close()
             raise ScoringError(f"the Ray scoring actors could not load model {self.version}: "
                                f"{_one_line(_cause(error))}") from None
+        except ScoringError:  # _wait's: an actor lost while it loaded found no room again
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
@@ -198,24 +224,29 @@ class RayScorer:
         one. Results are taken in submission order.
 
         An actor whose process dies (a lost node, the OOM killer) is started again by Ray, up to
-        ``ray.actor_restarts`` times (on a node with room: it waits for one as long as the cluster needs to give
-        it), loads the model again and scores the chunks it held: the run goes on, the scores are the same.
+        ``ray.actor_restarts`` times, on a node with room: it loads the model again and scores the chunks it held,
+        the run goes on, the scores are the same. A chunk that takes longer than ``PROBE_EVERY_S`` has its actor
+        asked whether it runs (``alive``, in a concurrency group of its own: answered while a chunk runs); an actor
+        started again that is not placed within ``ray.start_timeout_s`` (its node lost for good, no room left on
+        the others) fails the run instead of holding it forever.
 
         Raises:
             DataError / ScoringError: as the local engine (an actor's error is re-raised as it was), or
-                ScoringError when an actor died past its restarts (``broken`` then: the next run needs new actors).
+                ScoringError when an actor died past its restarts, or was not placed again within
+                ``ray.start_timeout_s`` (``broken`` then: the next run needs new actors).
         """
         ray = _ray()
-        pending: deque = deque()  # object refs of submitted chunks, oldest first
+        pending: deque[tuple[int, Any]] = deque()  # (actor index, object ref) of submitted chunks, oldest first
         limit = len(self.actors) * self.settings.in_flight
         self.stats = ScoringStats()
         try:
             for index, chunk in enumerate(batched(records, self.settings.chunk_records)):
-                pending.append(self.actors[index % len(self.actors)].score.remote(list(chunk), [self.files]))
+                actor = index % len(self.actors)
+                pending.append((actor, self.actors[actor].score.remote(list(chunk), [self.files])))
                 while len(pending) >= limit:
-                    yield from self._collect(pending.popleft())
+                    yield from self._collect(*pending.popleft())
             while pending:
-                yield from self._collect(pending.popleft())
+                yield from self._collect(*pending.popleft())
         except ray.exceptions.RayError as error:
             cause = _cause(error)
             if isinstance(cause, WorkerError):  # the actor's own answer (a record it cannot score): it lives on
@@ -226,12 +257,48 @@ class RayScorer:
             self.broken = True
             raise lost_connection(error) from None
         finally:
-            _drain(pending)  # a run stopped or failed midway: the queued chunks finish before the actors are reused
+            self._drain(pending)  # a run stopped or failed midway: the queued chunks finish before reuse
 
-    def _collect(self, ref) -> list[RecordScore]:
+    def _collect(self, actor: int, ref: Any) -> list[RecordScore]:
+        self._wait(actor, ref)
         scores, stats = _ray().get(ref)
         self._add(stats)
         return scores
+
+    def _wait(self, actor: int, ref: Any) -> None:
+        """Wait for the chunk ``ref`` queued on actor number ``actor``, as long as that actor has a place: every
+        ``PROBE_EVERY_S`` (or ``ray.start_timeout_s`` when shorter) without an answer, it is asked whether it runs.
+
+        Raises:
+            ScoringError: the actor does not answer within ``ray.start_timeout_s`` (Ray started it again and has
+                found it no room); ``broken`` then.
+        """
+        ray = _ray()
+        timeout = self.settings.start_timeout_s
+        while not ray.wait([ref], timeout=min(PROBE_EVERY_S, timeout))[0]:
+            probe = self.actors[actor].alive.remote()
+            if not ray.wait([probe], timeout=timeout)[0]:
+                self.broken = True
+                self.unplaced.add(actor)
+                free = _resources(ray.available_resources())
+                raise ScoringError(
+                    f"Ray scoring actor {actor + 1} of {len(self.actors)} died and was not placed again within "
+                    f"{timeout:g} s (ray.start_timeout_s): the cluster has no room for its "
+                    f"{self.ask.gpus:g} GPU, {self.ask.cpus:g} CPU (free now: {free}; a node lost?): the next run "
+                    "starts new actors on what the cluster has; add nodes, or lower ray.actors")
+
+    def _drain(self, pending: deque[tuple[int, Any]]) -> None:
+        """Wait for (and drop) the chunks still queued: at most actors × in_flight; none once the actors are broken
+        (one may never be placed again: they are all stopped before a next run)."""
+        ray = _ray()
+        while pending and not self.broken:
+            actor, ref = pending.popleft()
+            try:
+                self._wait(actor, ref)
+                ray.get(ref)
+            except (ray.exceptions.RayError, ScoringError):
+                continue  # that chunk's error was (or will be) reported by the run that queued it
+        pending.clear()
 
     def _add(self, stats: ScoringStats) -> None:
         total = self.stats
@@ -248,6 +315,7 @@ class RayScorer:
         """Stop the actors (the local Ray, if this process started one, stays up for the next run); those at
         the ``unplaced`` indexes, still waiting for room, are only killed: they hold nothing to clean."""
         ray = _ray()
+        unplaced = set(unplaced) | self.unplaced
         self.files = None  # the model's files leave the object store with the last reference
         if not ray.is_initialized():  # the connection is gone (Ray Client ends a lost client's actors itself)
             self.actors = []
@@ -462,16 +530,6 @@ class _Ask:
 
 def _resources(resources: dict[str, float]) -> str:
     return f"{resources.get('GPU', 0):g} GPU, {resources.get('CPU', 0):g} CPU"
-
-
-def _drain(pending: deque) -> None:
-    """Wait for (and drop) the chunks still queued: at most actors × in_flight."""
-    ray = _ray()
-    while pending:
-        try:
-            ray.get(pending.popleft())
-        except ray.exceptions.RayError:
-            continue  # that chunk's error was (or will be) reported by the run that queued it
 
 
 def _cause(error: BaseException) -> BaseException:
