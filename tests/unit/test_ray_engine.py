@@ -166,10 +166,12 @@ def test_an_actor_that_dies_fails_the_run_and_marks_the_actors_for_replacement(l
         assert scorer.broken and "\n" not in str(failed.value)
 
 
-def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_every_score(local_ray, tmp_path):
+def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_every_score(local_ray, tmp_path,
+                                                                                           caplog):
     """The OOM killer (or a lost node) ends an actor's process while it holds chunks: Ray starts it again, it loads
     the model again and scores those chunks, and the run returns every record's score, the same as a run where
-    nothing died (consistent masks); with ``actor_restarts = 0`` the same death fails the run."""
+    nothing died (consistent masks), and the worker's log says so; with ``actor_restarts = 0`` the same death fails
+    the run."""
     import os
     import signal
 
@@ -184,11 +186,19 @@ def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_
             calm = list(scorer.score(records))
             stream = scorer.score(records)
             first = next(stream)
-            os.kill(scorer.processes[1], signal.SIGKILL)  # chunks 1 and 3 are queued on actor 1
+            killed = scorer.processes[1]
+            os.kill(killed, signal.SIGKILL)  # chunks 1 and 3 are queued on actor 1
             if restarts:
-                rest = list(stream)
+                with caplog.at_level("WARNING", logger="worker.scoring.distributed"):
+                    rest = list(stream)
                 assert not scorer.broken
-                assert ray.get(scorer.actors[1].ready.remote()) != scorer.processes[1]  # a new process
+                process = ray.get(scorer.actors[1].ready.remote())
+                assert process != killed and scorer.processes[1] == process  # a new process, known to the driver
+                said = [r.getMessage() for r in caplog.records if "runs in a new process" in r.getMessage()]
+                expected = (f"Ray scoring actor 2 of 2 runs in a new process ({process}, was {killed}): its process "
+                            "died and Ray started it again (ray.actor_restarts = 3 each); it loaded the model again "
+                            "and scores the chunks it held")
+                assert said == [expected]
             else:
                 with pytest.raises(ScoringError, match=r"^a Ray scoring actor failed: "):
                     list(stream)

@@ -69,7 +69,8 @@ def test_losses_of_the_reference_label():
 
 
 def test_no_reference_gives_nan_and_a_zero_probability_stays_finite():
-    deterministic = np.log(np.array([[1.0, 0.0], [0.5, 0.5]]))  # log(0) = -inf
+    with np.errstate(divide="ignore"):
+        deterministic = np.log(np.array([[1.0, 0.0], [0.5, 0.5]]))  # log(0) = -inf
     mc = np.repeat(deterministic[:, :, None], 3, axis=2)
 
     with np.errstate(divide="ignore"):

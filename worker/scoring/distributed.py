@@ -104,16 +104,17 @@ class ScoringActor:
         self.scorer = Scorer(classifier, progress=False, **options)
         return str(classifier.device)
 
-    def score(self, chunk: list[ScoringInput], model: list) -> tuple[list[RecordScore], ScoringStats]:
-        """The chunk's scores and the scorer's stats; ``model``: [the reference to the model's files] (in a list, so
-        that Ray passes the reference, fetched only by an actor started again, whose constructor ran, not load())."""
+    def score(self, chunk: list[ScoringInput], model: list) -> tuple[list[RecordScore], ScoringStats, int]:
+        """The chunk's scores, the scorer's stats and the actor's process id (the driver tells a restart by it);
+        ``model``: [the reference to the model's files] (in a list, so that Ray passes the reference, fetched only by
+        an actor started again, whose constructor ran, not load())."""
         if self.scorer is None:
             logging.getLogger(__name__).warning("scoring actor started again (process %d): loading the model",
                                                 os.getpid())
             self.load(_ray().get(model[0]))
         assert self.scorer is not None
         scores = list(self.scorer.score(chunk))
-        return scores, self.scorer.stats
+        return scores, self.scorer.stats, os.getpid()
 
     def close(self) -> None:
         if self.scorer is not None:
@@ -122,15 +123,37 @@ class ScoringActor:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _probed(ray: Any) -> type:
+def _probed(ray: Any) -> Any:
     """:class:`ScoringActor` with ``alive()``: its process id, answered in a concurrency group of its own while a
     chunk runs (``ray.method`` needs Ray, an optional extra: the class is made when a RayScorer starts; Ray Client
-    takes a method's group only from its decorator, not from ``.options()``)."""
+    takes a method's group only from its decorator, not from ``.options()``); and ``installed()``.
+
+    Made in a function, the class travels to the nodes by value (cloudpickle), its methods with it: ``installed()``
+    runs the driver's code on a node whatever argilla-worker that node has."""
 
     class ProbedScoringActor(ScoringActor):
         @ray.method(concurrency_group=PROBE_GROUP)
         def alive(self) -> int:
             return os.getpid()
+
+        def installed(self) -> tuple[str, str, str]:
+            """(argilla-worker's version, its code's fingerprint, the node's address) in this process: the
+            fingerprint is the first 12 hex digits of SHA-256 over the package's .py files (relative path and
+            content, in order), the same wherever the same code is installed. The driver calls it unbound."""
+            import hashlib
+            import importlib.metadata
+
+            import worker
+
+            try:
+                version = importlib.metadata.version("argilla-worker")
+            except importlib.metadata.PackageNotFoundError:
+                version = "unknown"
+            root = Path(worker.__file__).parent
+            digest = hashlib.sha256()
+            for path in sorted(root.rglob("*.py")):
+                digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+            return version, digest.hexdigest()[:12], ray.util.get_node_ip_address()
 
     return ProbedScoringActor
 
@@ -147,7 +170,8 @@ class RayScorer:
         trust_remote_code: the actors run the code the model ships (``registry.trust_remote_code``).
 
     Raises:
-        ConfigError: Ray is not installed, the cluster cannot be joined, or a local Ray can never place the actors.
+        ConfigError: Ray is not installed, the cluster cannot be joined, a local Ray can never place the actors, or
+            an actor's node runs other argilla-worker code.
         ScoringError: the actors were not placed within ``ray.start_timeout_s``, or could not load the model.
     """
 
@@ -170,9 +194,10 @@ class RayScorer:
             options["threads"] = int(ask.cpus)
         self.files = ray.put(model_files(Path(model_dir)))  # kept: an actor started again loads from it
         self.ask = ask
+        self.actor_type = _probed(ray)
         actor_class = ray.remote(num_gpus=ask.gpus, num_cpus=ask.cpus, max_restarts=settings.actor_restarts,
                                  max_task_retries=settings.actor_restarts,
-                                 concurrency_groups={PROBE_GROUP: 1})(_probed(ray))
+                                 concurrency_groups={PROBE_GROUP: 1})(self.actor_type)
         self.actors = [actor_class.remote(version, device, options, trust_remote_code)
                        for _ in range(ask.count)]
         devices = self._started(ask)
@@ -199,7 +224,14 @@ class RayScorer:
                 f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
                 f"(free now: {_resources(free)}): lower ray.actors, ray.gpus_per_actor or ray.cpus_per_actor, or "
                 "add nodes")
-        self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
+        try:
+            self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
+            installed = ray.get([actor.installed.remote() for actor in self.actors])
+        except ray.exceptions.RayError as error:
+            self.close()
+            raise ScoringError(f"the Ray scoring actors could not start: {_one_line(_cause(error))} (every node needs "
+                               "argilla-worker installed: pip install 'argilla-worker[ray]')") from None
+        self._check_installed(installed)
         try:
             loads = [actor.load.remote(self.files) for actor in self.actors]
             for index, ref in enumerate(loads):  # an actor whose node is lost while it loads gets placed again
@@ -212,6 +244,23 @@ class RayScorer:
         except ScoringError:  # _wait's: an actor lost while it loaded found no room again
             self.close()
             raise
+
+    def _check_installed(self, installed: list[tuple[str, str, str]]) -> None:
+        """Refuse actors whose node runs other argilla-worker code than this process (an image upgraded on the
+        worker's machine, not on the cluster): a chunk's scores from other code would be written as this model's.
+
+        Raises:
+            ConfigError: naming the first such actor's node, its version and fingerprint, and this process's; every
+                actor is stopped.
+        """
+        version, code, _ = self.actor_type.installed(None)
+        for index, (their_version, their_code, node) in enumerate(installed):
+            if their_code != code:
+                self.close()
+                raise ConfigError(
+                    f"Ray scoring actor {index + 1} of {len(installed)} runs on node {node} with argilla-worker "
+                    f"{their_version} (code {their_code}), this worker with argilla-worker {version} (code {code}): "
+                    "install the same argilla-worker on every node of the cluster")
 
     def __repr__(self) -> str:
         return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
@@ -261,7 +310,13 @@ class RayScorer:
 
     def _collect(self, actor: int, ref: Any) -> list[RecordScore]:
         self._wait(actor, ref)
-        scores, stats = _ray().get(ref)
+        scores, stats, process = _ray().get(ref)
+        if process != self.processes[actor]:  # the actor's own warning stays in its node's log
+            logger.warning("Ray scoring actor %d of %d runs in a new process (%d, was %d): its process died and Ray "
+                           "started it again (ray.actor_restarts = %d each); it loaded the model again and scores the "
+                           "chunks it held", actor + 1, len(self.actors), process, self.processes[actor],
+                           self.settings.actor_restarts)
+            self.processes[actor] = process
         self._add(stats)
         return scores
 
