@@ -77,8 +77,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer-sweep", default="",
                         help="extra deterministic rows with this many tokenizer processes each (e.g. 2,4)")
     parser.add_argument("--parts", default="scoring,training,ray", help="which parts to run (comma-separated)")
-    parser.add_argument("--ray-actors", type=int, default=None,
-                        help="actors of the Ray rows (default: 1 on a GPU — one model per GPU —, 2 on a CPU)")
+    parser.add_argument("--ray-actors", default="",
+                        help="actors of the Ray rows, comma-separated (default: 1 on a GPU — one model per GPU —, "
+                             "2 on a CPU): the first count on the default configuration; with more than one, the "
+                             "deterministic path on each count above 1 too, sharing the device (each 1/n GPU): one "
+                             "process is bound by its host side (the GIL) there, not by the GPU")
     parser.add_argument("--ray-records", type=int, default=None, help="texts of the Ray rows (default: --records)")
     return parser.parse_args()
 
@@ -316,10 +319,20 @@ def ray_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> d
     T samples) on the local engine and on the Ray engine, same texts, same device."""
     config = {"samples": args.samples, "batch_size": "auto", "max_batch_size": args.max_batch_size,
               "consistent": True}
-    actors = args.ray_actors or (1 if device.type == "cuda" else 2)
-    return {"local engine": _guarded("local engine", time_path, model_dir, texts, device, **config),
-            f"Ray engine, {actors} actor(s)": _guarded("ray engine", time_ray, model_dir, texts, device, actors,
-                                                       **config)}
+    counts = [int(count) for count in args.ray_actors.split(",") if count] or [1 if device.type == "cuda" else 2]
+    rows = {"local engine": _guarded("local engine", time_path, model_dir, texts, device, **config),
+            f"Ray engine, {counts[0]} actor(s)": _guarded("ray engine", time_ray, model_dir, texts, device,
+                                                          counts[0], **config)}
+    shared = [count for count in counts if count > 1] if len(counts) > 1 else []
+    if shared:  # the host-bound path: do n processes (n GILs) on one GPU come nearer its ceiling?
+        deterministic = {**config, "strategy": "partial", "mc_layers": 0}
+        rows["local engine, deterministic (k=0)"] = _guarded("local deterministic", time_path, model_dir, texts,
+                                                             device, **deterministic)
+        where = "sharing the GPU" if device.type == "cuda" else "sharing the cores"
+        for count in shared:
+            rows[f"Ray engine, deterministic (k=0), {count} actors {where}"] = _guarded(
+                f"ray deterministic {count}", time_ray, model_dir, texts, device, count, **deterministic)
+    return rows
 
 
 def training_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> dict:
@@ -338,15 +351,16 @@ def training_rows(model_dir: Path, texts: list[str], device: torch.device, args)
 def ray_table(rows: dict) -> list[str]:
     if not rows:  # the ray part was not run
         return []
-    local = rows.get("local engine", {}).get("records_per_s")
-    lines = ["", "| engine (fast MC, consistent masks) | records/s | × local engine | overhead |",
-             "|---|---:|---:|---:|"]
+    header = "| engine (fast MC, consistent masks; deterministic rows as named) | records/s | × local | overhead |"
+    lines = ["", header, "|---|---:|---:|---:|"]
     for name, row in rows.items():
         if "error" in row:
             lines.append(f"| {name} | failed: {row['error'][:80]} | | |")
             continue
+        baseline = "local engine, deterministic (k=0)" if "deterministic" in name else "local engine"
+        local = rows.get(baseline, {}).get("records_per_s")
         ratio = row["records_per_s"] / local if local else None
-        overhead = f"{1 - ratio:.1%}" if ratio is not None and name != "local engine" else ""
+        overhead = f"{1 - ratio:.1%}" if ratio is not None and name != baseline else ""
         lines.append(f"| {name} | {row['records_per_s']:.0f} | {ratio:.2f} | {overhead} |" if ratio is not None
                      else f"| {name} | {row['records_per_s']:.0f} | | |")
     return lines
