@@ -116,6 +116,15 @@ class ScoringActor:
         scores = list(self.scorer.score(chunk))
         return scores, self.scorer.stats, os.getpid()
 
+    def release(self) -> None:
+        """Give the GPU memory the last run cached back to the device, the model staying loaded: an idle actor kept
+        for the next run (a webhook's rescore) holds its model, not the last run's peak, beside a training in the
+        worker's process on the same GPU (a local Ray on a machine with GPUs: actor 1 shares the training's)."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def close(self) -> None:
         if self.scorer is not None:
             self.scorer.close()
@@ -307,6 +316,7 @@ class RayScorer:
             raise lost_connection(error) from None
         finally:
             self._drain(pending)  # a run stopped or failed midway: the queued chunks finish before reuse
+            self._release()
 
     def _collect(self, actor: int, ref: Any) -> list[RecordScore]:
         self._wait(actor, ref)
@@ -319,6 +329,17 @@ class RayScorer:
             self.processes[actor] = process
         self._add(stats)
         return scores
+
+    def _release(self) -> None:
+        """The run's cached GPU memory back to the device (:meth:`ScoringActor.release`), in every actor but the
+        lost ones; at most a few seconds (the actors are idle: their chunks were collected or drained)."""
+        ray = _ray()
+        if self.broken or not self.actors:
+            return
+        try:
+            ray.get([actor.release.remote() for actor in self.actors], timeout=10)
+        except (ray.exceptions.RayError, ConnectionError) as error:
+            logger.debug("Ray scoring actors did not release their GPU memory: %s", _one_line(error))
 
     def _wait(self, actor: int, ref: Any) -> None:
         """Wait for the chunk ``ref`` queued on actor number ``actor``, as long as that actor has a place: every
