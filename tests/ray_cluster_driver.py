@@ -8,7 +8,8 @@ to Ray afterwards):
 - ``score``: one score run of 24 records on the Ray engine, as a score job holds it (``record_scorer``, then
   ``Services.ray_run_ended``) → ``{"scored": n}``;
 - ``idle``: what the runner does between jobs (``Services.release_idle_ray``) → ``{}``;
-- ``check``: ``config check``'s Ray line → ``{"check": line}``.
+- ``check``: ``config check``'s Ray line → ``{"check": line}``;
+- ``gcs``: the address of the Ray this process is connected to → ``{"gcs": "host:port"}``.
 
 A worker error is ``{"error": message}``. The process ends when stdin closes.
 """
@@ -40,6 +41,8 @@ def answer(services: Services, command: str, inputs: list[ScoringInput]) -> dict
         return {}
     if command == "check":
         return {"check": check_cluster(services.settings.ray)}
+    if command == "gcs":
+        return {"gcs": ray.get_runtime_context().gcs_address}
     raise ValueError(f"unknown command {command!r}")
 
 

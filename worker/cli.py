@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -450,11 +451,29 @@ def status(config_file: Path | None) -> None:
                       else ""))
     _echo_model(state.get("model") or {}, test_set_drawn=_test_set_drawn(settings.state_dir))
     _echo_annotators(state.get("annotators") or {})
+    _echo_ray(state.get("scoring") or {})
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
     for kind, job in sorted(state.get("jobs", {}).items()):
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
     if not running:
         sys.exit(1)
+
+
+def _echo_ray(scoring: dict) -> None:
+    """The Ray engine's line (``Services.scoring_summary``): where the actors run, or that none are held; nothing
+    for the local engine."""
+    if scoring.get("engine") != "ray":
+        return
+    cluster = "a local Ray" if scoring.get("cluster") == "local" else f"cluster {scoring.get('cluster')!r}"
+    if not scoring.get("actors"):
+        click.echo(f"scoring on {cluster}: no actors held (they start with the next score run)")
+        return
+    devices = Counter(scoring.get("devices") or [])
+    click.echo(f"scoring on {cluster}: {scoring['actors']} actor(s) holding {scoring.get('model')} on "
+               f"{', '.join(scoring.get('nodes') or []) or '?'} ("
+               + ", ".join(f"{device} × {count}" for device, count in sorted(devices.items())) + ")"
+               + (f"; Ray started {scoring['restarts']} again after its process died (see the log)"
+                  if scoring.get("restarts") else ""))
 
 
 def _test_set_drawn(state_dir: Path) -> bool:

@@ -522,4 +522,5 @@ class Runner:
             self.queue.put(JobKind.FULL_SCORE)
 
     def _save_status(self) -> None:
+        self.book.set_scoring(self.services.scoring_summary())
         self.book.save(self.queue.pending())

@@ -199,6 +199,16 @@ class Services:
             raise
         return self._ray_scorer
 
+    def scoring_summary(self) -> dict:
+        """The ``scoring`` part of the status: the engine; with Ray, the cluster and the actors held now
+        (:meth:`RayScorer.summary`; none between runs once a joined cluster was left, or before the first run)."""
+        if self.settings.scoring.engine != "ray":
+            return {"engine": "local", "device": self.settings.scoring.device}
+        from worker.scoring.distributed import cluster_address
+
+        held = self._ray_scorer.summary() if self._ray_scorer is not None else {"actors": 0}
+        return {"engine": "ray", "cluster": cluster_address(self.settings.ray) or "local", **held}
+
     def ray_run_ended(self) -> None:
         """A score run on the Ray engine ended (its caller holds :attr:`lock`, or is the only job): a joined cluster
         is left at once with ``ray.keep_joined_s = 0``, else when :meth:`release_idle_ray` finds it idle that long."""

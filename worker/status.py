@@ -48,6 +48,7 @@ class Status:
     binding: dict = field(default_factory=dict)  # which dataset, fields and question this worker serves
     model: dict = field(default_factory=dict)
     annotators: dict = field(default_factory=dict)  # the team lead's view of the crowd estimate (worker.crowd)
+    scoring: dict = field(default_factory=dict)  # the engine; on Ray, the actors held (Services.scoring_summary)
     queue: list[str] = field(default_factory=list)
     corrections_pending: int = 0
     jobs: dict = field(default_factory=dict)
@@ -117,6 +118,11 @@ class StatusBook:
                                "multi_label": binding.multi_label, "rating": binding.rating,
                                "chat_fields": list(binding.chat_fields), "reference": str(binding.reference),
                                "metadata_prefix": binding.metadata_prefix}
+
+    def set_scoring(self, summary: dict) -> None:
+        """Where scoring runs (:meth:`~worker.jobs.Services.scoring_summary`); a Ray actor started again since the
+        last call is said in the log by the engine itself."""
+        self.status.scoring = summary
 
     def set_corrections(self, pending: int) -> None:
         self.status.corrections_pending = pending

@@ -194,6 +194,8 @@ def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_
                 assert not scorer.broken
                 process = ray.get(scorer.actors[1].ready.remote())
                 assert process != killed and scorer.processes[1] == process  # a new process, known to the driver
+                summary = scorer.summary()
+                assert (summary["actors"], summary["devices"], summary["restarts"]) == (2, ["cpu", "cpu"], 1)
                 said = [r.getMessage() for r in caplog.records if "runs in a new process" in r.getMessage()]
                 expected = (f"Ray scoring actor 2 of 2 runs in a new process ({process}, was {killed}): its process "
                             "died and Ray started it again (ray.actor_restarts = 3 each); it loaded the model again "
@@ -250,3 +252,43 @@ def test_auto_is_refused_at_once_when_the_cluster_rays_address_file_names_is_gon
     with pytest.raises(ConfigError, match=rf"^ray\.address = 'auto' \(Ray's address file on this machine names "
                                           rf"127\.0\.0\.1:{port}\): nothing answers there"):
         check_reachable("auto", "ray.address")
+
+
+def test_status_says_where_the_ray_actors_run_and_that_none_are_held_before_the_first_run(local_ray, tmp_path,
+                                                                                           monkeypatch):
+    """``Services.scoring_summary`` → status.json → ``argilla-worker status``: the cluster, the actors, their node,
+    devices and model once a run holds them; "no actors held" before."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.config import load_settings
+    from worker.jobs import Services
+    from worker.status import StatusBook
+
+    state = tmp_path / "state"
+    settings = load_settings(scoring={"engine": "ray", "device": "cpu"}, state_dir=str(state),
+                             ray={"actors": 2, "gpus_per_actor": 0}, registry={"path": str(tmp_path / "registry")})
+    services = Services(settings)
+    with services.registry.staging() as staged:
+        shutil.copytree(save_tiny_classifier(tmp_path / "model"), staged, dirs_exist_ok=True)
+        services.registry.promote(services.registry.add(staged, {}).version)
+    book = StatusBook(state / "status.json", "http://argilla")
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(state))
+    try:
+        book.set_scoring(services.scoring_summary())
+        book.save([])
+        assert services.scoring_summary() == {"engine": "ray", "cluster": "local", "actors": 0}
+        assert "scoring on a local Ray: no actors held (they start with the next score run)" in \
+            CliRunner().invoke(cli, ["status"]).output
+
+        services.ray_scorer({"samples": 2})
+        book.set_scoring(services.scoring_summary())
+        book.save([])
+        node = ray.util.get_node_ip_address()
+        assert f"scoring on a local Ray: 2 actor(s) holding v0001 on {node} (cpu × 2)" in \
+            CliRunner().invoke(cli, ["status"]).output.splitlines()
+    finally:
+        services.close_ray_scorer()
+    assert services.scoring_summary()["actors"] == 0

@@ -194,6 +194,9 @@ class RayScorer:
         self.broken = False  # an actor died for good (or Ray failed it): these actors score no further run
         self.unplaced: set[int] = set()  # actors started again that found no room: killed, not asked to close
         self.processes: list[int] = []
+        self.nodes: list[str] = []  # each actor's node address
+        self.devices: list[str] = []  # each actor's device
+        self.restarts = 0  # actors Ray started again while these ran
         _join(settings)
         ask, _, shortfall = _plan(settings)
         if shortfall:
@@ -209,8 +212,8 @@ class RayScorer:
                                  concurrency_groups={PROBE_GROUP: 1})(self.actor_type)
         self.actors = [actor_class.remote(version, device, options, trust_remote_code)
                        for _ in range(ask.count)]
-        devices = self._started(ask)
-        logger.info("scoring with %s on %s", ask, ", ".join(devices))
+        self.devices = self._started(ask)
+        logger.info("scoring with %s on %s", ask, ", ".join(self.devices))
 
     def _started(self, ask: _Ask) -> list[str]:
         """Wait until Ray has placed every actor (at most ``ray.start_timeout_s``), then until each has loaded
@@ -235,12 +238,14 @@ class RayScorer:
                 "add nodes")
         try:
             self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
-            installed = ray.get([actor.installed.remote() for actor in self.actors])
+            installed = ray.get([actor.installed.remote() for actor in self.actors],
+                                timeout=self.settings.start_timeout_s)  # (one that died since may find no room)
         except ray.exceptions.RayError as error:
             self.close()
             raise ScoringError(f"the Ray scoring actors could not start: {_one_line(_cause(error))} (every node needs "
                                "argilla-worker installed: pip install 'argilla-worker[ray]')") from None
         self._check_installed(installed)
+        self.nodes = [node for _, _, node in installed]
         try:
             loads = [actor.load.remote(self.files) for actor in self.actors]
             for index, ref in enumerate(loads):  # an actor whose node is lost while it loads gets placed again
@@ -270,6 +275,12 @@ class RayScorer:
                     f"Ray scoring actor {index + 1} of {len(installed)} runs on node {node} with argilla-worker "
                     f"{their_version} (code {their_code}), this worker with argilla-worker {version} (code {code}): "
                     "install the same argilla-worker on every node of the cluster")
+
+    def summary(self) -> dict:
+        """What ``status`` shows of these actors: how many, their nodes and devices, the model they hold, and how
+        many times Ray started one again."""
+        return {"actors": len(self.actors), "nodes": sorted(set(self.nodes)), "devices": list(self.devices),
+                "model": self.version, "restarts": self.restarts}
 
     def __repr__(self) -> str:
         return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
@@ -327,6 +338,7 @@ class RayScorer:
                            "chunks it held", actor + 1, len(self.actors), process, self.processes[actor],
                            self.settings.actor_restarts)
             self.processes[actor] = process
+            self.restarts += 1
         self._add(stats)
         return scores
 
@@ -445,7 +457,12 @@ def lost_connection(error: ConnectionError) -> ScoringError:
 def joins_cluster(settings: RaySettings) -> bool:
     """Whether the Ray engine joins a cluster (``ray.address`` or ``RAY_ADDRESS``) rather than starting a local
     Ray."""
-    return bool(_address(settings)[0])
+    return bool(cluster_address(settings))
+
+
+def cluster_address(settings: RaySettings) -> str:
+    """The cluster the Ray engine joins (``ray.address``, else ``RAY_ADDRESS``); "" for a local Ray."""
+    return _address(settings)[0]
 
 
 def leave_cluster(settings: RaySettings) -> None:
@@ -474,8 +491,8 @@ def _join(settings: RaySettings) -> None:
     address, setting = _address(settings)
     if address:
         check_reachable(address, setting)
-    try:
-        ray.init(address=settings.address or None, include_dashboard=False, logging_level=logging.WARNING,
+    try:  # "local": Ray would otherwise join a cluster that `ray start` runs on this machine, silently
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray "
