@@ -156,7 +156,13 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
 
         # no address: the worker's own local Ray, not the cluster `ray start` runs on this machine (Ray's default
         # would join it, and end the worker when that cluster restarts)
-        own = _Driver({**options, "ray": {**options["ray"], "address": ""}}, with_token, tmp_path / "own.log")
+        # (`ray start` without --temp-dir writes its address to <system temp>/ray/ray_current_cluster, which a plain
+        # ray.init() reads: the same file, under this driver's own RAY_TMPDIR)
+        machine_tmp = temp_dir / "own"
+        (machine_tmp / "ray").mkdir(parents=True)
+        shutil.copy(temp_dir / "ray_current_cluster", machine_tmp / "ray" / "ray_current_cluster")
+        own = _Driver({**options, "ray": {**options["ray"], "address": ""}},
+                      {**with_token, "RAY_TMPDIR": str(machine_tmp)}, tmp_path / "own.log")
         assert own.ask("score") == {"scored": 24, "joined": True}
         assert not own.ask("gcs")["gcs"].endswith(f":{head.port}")
         assert own.close() == 0
