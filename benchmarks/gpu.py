@@ -23,6 +23,10 @@ cores).
     python benchmarks/gpu.py --parts scoring --paths deterministic --tokenizer-sweep 2,4   # the host-bound path,
                                                    # also with 2 and 4 tokenizer processes
 
+The deterministic rows end with two bounds: "host side alone" (the same scorer and texts with a 1-layer, 8-unit
+BERT behind the same tokenizer: what tokenizing, padding, copies and per-record results allow on this host) and
+"model forward alone" (the model's passes on pre-placed batches: what the device allows).
+
 Texts are the offline movie-review snippets (repeated up to ``--records``); the model is the offline
 all-MiniLM-L6-v2 with a fresh 2-label head unless ``--model`` names another. Writes
 benchmarks/results/gpu.{json,md}.
@@ -105,6 +109,24 @@ def prepare_model(source: Path | None, work: Path) -> Path:
     target = work / "model"
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def negligible_model(model_dir: Path, work: Path) -> Path:
+    """A 1-layer BERT with 8 hidden units behind ``model_dir``'s tokenizer: scored end to end, its rate is what the
+    host side (tokenizing, padding, copies, per-record results) allows on this machine whatever the device does —
+    the bound the deterministic path meets when its row and this one agree."""
+    from transformers import AutoConfig, AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    positions = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", 512)  # the same max length
+    labels = dict(enumerate(SENTIMENT_LABELS))
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=8, max_position_embeddings=positions, num_labels=2, id2label=labels,
+                        label2id={v: k for k, v in labels.items()})
+    target = work / "negligible-model"
+    BertForSequenceClassification(config).save_pretrained(target)
+    tokenizer.save_pretrained(target)
     return target
 
 
@@ -278,6 +300,11 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
                                             batch_size="auto", max_batch_size=args.max_batch_size,
                                             tokenizer_workers=workers, **config),
                            "ceiling": first["ceiling"]}
+        host_label = "host side alone (the same pipeline, a negligible model)"
+        rows[host_label] = {"path": _guarded(host_label, time_path, negligible_model(model_dir, Path(model_dir).parent),
+                                             texts, device, samples=args.samples, batch_size="auto",
+                                             max_batch_size=args.max_batch_size, **config),
+                            "ceiling": None}
         rows["model forward alone (ceiling of the deterministic pass)"] = {
             "path": _guarded("model forward alone", time_ceiling, model_dir, texts, device, deterministic_only=True,
                              batch_size=first["path"].get("batch_size", args.max_batch_size),
@@ -371,9 +398,10 @@ def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
         return "–" if value is None else pattern.format(value)
 
     lines = [(f"GPU benchmark — {device_name}; {args.records} movie snippets (legacy rows {args.legacy_records}), "
-              f"T = {args.samples}, max batch {args.max_batch_size}"), "",
-             "| scoring path | records/s | ceiling records/s | fraction of ceiling | peak MiB | batch |",
-             "|---|---:|---:|---:|---:|---|"]
+              f"T = {args.samples}, max batch {args.max_batch_size}")]
+    if scoring:
+        lines += ["", "| scoring path | records/s | ceiling records/s | fraction of ceiling | peak MiB | batch |",
+                  "|---|---:|---:|---:|---:|---|"]
     for name, row in scoring.items():
         path, ceiling = row["path"], row["ceiling"] or {}
         if "error" in path:
@@ -383,6 +411,8 @@ def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
         batch = f"{path.get('batch_size', '')} rec / {path.get('batch_tokens') or '–'} tok"
         lines.append(f"| {name} | {number(path['records_per_s'])} | {number(ceiling.get('records_per_s'))} "
                      f"| {number(fraction, '{:.2f}')} | {number(path.get('peak_mib'))} | {batch} |")
+    if not training:
+        return lines
     lines += ["", (f"| training ({args.train} examples, {args.max_length} tokens) | examples/s (2nd epoch) "
                    "| × legacy | first epoch s | peak MiB |"), "|---|---:|---:|---:|---:|"]
     legacy = training.get("legacy loop", {}).get("examples_per_s")
