@@ -23,7 +23,10 @@ cores).
     python benchmarks/gpu.py --parts scoring --paths deterministic --tokenizer-sweep 2,4   # the host-bound path,
                                                    # also with 2 and 4 tokenizer processes
 
-The deterministic rows end with two bounds: "host side alone" (the same scorer and texts with a 1-layer, 8-unit
+Each path's row also says where its thread waited, as shares of its time: for input (windows of records
+tokenized and padded: what the prefetch thread did not hide) and in the model (launching the passes and waiting
+for their results; on a CPU the passes themselves) — the rest is building each record's results. The deterministic
+rows end with two bounds: "host side alone" (the same scorer and texts with a 1-layer, 8-unit
 BERT behind the same tokenizer: what tokenizing, padding, copies and per-record results allow on this host) and
 "model forward alone" (the model's passes on pre-placed batches: what the device allows).
 
@@ -163,7 +166,9 @@ def time_path(model_dir: Path, texts: list[str], device: torch.device, **scorer_
     seconds = time.perf_counter() - started
     assert len(scores) == len(records) and not any(score.skipped for score in scores)
     return {"records_per_s": len(records) / seconds, "seconds": seconds, "peak_mib": _peak_mib(device),
-            "batch_size": scorer.batch_size, "batch_tokens": scorer.batch_tokens, "scorer": repr(scorer)}
+            "batch_size": scorer.batch_size, "batch_tokens": scorer.batch_tokens, "scorer": repr(scorer),
+            "input_wait_share": scorer.stats.input_wait_seconds / seconds,
+            "model_share": scorer.stats.model_seconds / seconds}
 
 
 def time_ceiling(model_dir: Path, texts: list[str], device: torch.device, *, deterministic_only: bool,
@@ -400,17 +405,19 @@ def table(args, device_name: str, scoring: dict, training: dict) -> list[str]:
     lines = [(f"GPU benchmark — {device_name}; {args.records} movie snippets (legacy rows {args.legacy_records}), "
               f"T = {args.samples}, max batch {args.max_batch_size}")]
     if scoring:
-        lines += ["", "| scoring path | records/s | ceiling records/s | fraction of ceiling | peak MiB | batch |",
-                  "|---|---:|---:|---:|---:|---|"]
+        lines += ["", ("| scoring path | records/s | ceiling records/s | fraction of ceiling | peak MiB | batch "
+                       "| waiting for input | in the model |"), "|---|---:|---:|---:|---:|---|---:|---:|"]
     for name, row in scoring.items():
         path, ceiling = row["path"], row["ceiling"] or {}
         if "error" in path:
-            lines.append(f"| {name} | failed: {path['error'][:80]} | | | | |")
+            lines.append(f"| {name} | failed: {path['error'][:80]} | | | | | | |")
             continue
         fraction = path["records_per_s"] / ceiling["records_per_s"] if ceiling.get("records_per_s") else None
         batch = f"{path.get('batch_size', '')} rec / {path.get('batch_tokens') or '–'} tok"
         lines.append(f"| {name} | {number(path['records_per_s'])} | {number(ceiling.get('records_per_s'))} "
-                     f"| {number(fraction, '{:.2f}')} | {number(path.get('peak_mib'))} | {batch} |")
+                     f"| {number(fraction, '{:.2f}')} | {number(path.get('peak_mib'))} | {batch} "
+                     f"| {number(path.get('input_wait_share'), '{:.0%}')} "
+                     f"| {number(path.get('model_share'), '{:.0%}')} |")
     if not training:
         return lines
     lines += ["", (f"| training ({args.train} examples, {args.max_length} tokens) | examples/s (2nd epoch) "

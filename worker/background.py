@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -29,6 +30,8 @@ class BackgroundStage(Generic[Item]):
         self._error: BaseException | None = None
         self._failed = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.blocked_seconds = 0.0  # the caller's time in put() with the queue full, and waiting at the end
+
 
     def __enter__(self) -> BackgroundStage[Item]:
         self._thread.start()
@@ -41,6 +44,13 @@ class BackgroundStage(Generic[Item]):
 
     def put(self, item: Item) -> None:
         """Hand ``item`` over; raises the stage's error if it stopped (``item`` is then not handled)."""
+        started = time.perf_counter()
+        try:
+            self._put(item)
+        finally:
+            self.blocked_seconds += time.perf_counter() - started
+
+    def _put(self, item: Item) -> None:
         while True:
             if self._failed.is_set():
                 raise self._error  # type: ignore[misc]
@@ -51,6 +61,13 @@ class BackgroundStage(Generic[Item]):
                 continue
 
     def _finish(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._join()
+        finally:
+            self.blocked_seconds += time.perf_counter() - started
+
+    def _join(self) -> None:
         while self._thread.is_alive():
             try:
                 self._queue.put(_DONE, timeout=0.1)

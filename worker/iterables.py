@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+import time
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Generic, TypeVar
 
@@ -19,6 +20,26 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def timed(items: Iterable[T], waited: Callable[[float], None]) -> Iterator[T]:
+    """``items``, each wait for the next one (in seconds) handed to ``waited`` — where a pipeline's consumer waits
+    for its producer; two clock reads an item. Closing it closes ``items``."""
+    iterator = iter(items)
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                waited(time.perf_counter() - started)
+            yield item
+    finally:  # closed early: so is the producer (a generator's cleanup runs now, not when it is collected)
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
 
 
 def reservoir_sample(items: Iterable[T], size: int, rng: random.Random) -> tuple[list[T], int]:

@@ -182,10 +182,27 @@ class ScoreReport:
     held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
     label_issues: int = 0  # out-of-fold runs: records given label_issue (those the fold models trained on)
     blind: int = 0  # test records (or copies) nobody has reviewed: no model answer (see blind_test_records)
+    # where the run's thread waited (see time_shares): for records to be read and tokenized, for the model's
+    # results (on a CPU: its passes; the Ray engine: its actors), for the pusher (Argilla's bulk upserts)
+    input_wait_seconds: float = 0.0
+    model_seconds: float = 0.0
+    push_wait_seconds: float = 0.0
 
     @property
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
+
+    def time_shares(self) -> dict[str, float]:
+        """The run's time spent waiting for each stage of its pipeline, as shares of ``seconds``: ``records``
+        (pages read from Argilla, texts tokenized — what the prefetch thread did not hide), ``model`` and ``push``.
+        The largest is the stage that bounds the run's speed; the rest of the time is the scorer's own work on
+        each record's results (and setting up)."""
+        waits = self.input_wait_seconds + self.model_seconds + self.push_wait_seconds
+        if not self.seconds or not waits:  # (out-of-fold runs do not measure them)
+            return {}
+        return {stage: seconds / self.seconds for stage, seconds in
+                (("records", self.input_wait_seconds), ("model", self.model_seconds),
+                 ("push", self.push_wait_seconds))}
 
     @property
     def mean_mc_samples(self) -> float:
@@ -200,6 +217,9 @@ class ScoreReport:
                 + (f", {self.blind} test records (or copies of their texts) left without the model's answer until "
                    f"reviewed" if self.blind else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
+                + (f"; of its {self.seconds:.1f} s it waited for records (read, tokenized) {shares['records']:.0%}, "
+                   f"for the model {shares['model']:.0%}, for pushes {shares['push']:.0%}"
+                   if self.scored and (shares := self.time_shares()) else "")
                 + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
 
@@ -365,6 +385,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 report.stopped = True
                 logger.info("stop requested: finished the current batch, the rest is left for the next run")
                 break
+    report.input_wait_seconds, report.model_seconds = scorer.stats.input_wait_seconds, scorer.stats.model_seconds
+    report.push_wait_seconds = pusher.blocked_seconds
     if not report.stopped and view.sketch is not None:
         services.view_quantiles.put(key, view.sketch.quantiles())
     if not report.stopped and watermark is not None:

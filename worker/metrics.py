@@ -14,6 +14,9 @@ class WorkerMetrics:
         self.records_scored = Counter("argilla_worker_records_scored", "Records scored and pushed", registry=r)
         self.records_per_second = Gauge("argilla_worker_scoring_records_per_second",
                                         "Scoring throughput of the last scoring job", registry=r)
+        self.scoring_wait_share = Gauge("argilla_worker_scoring_wait_share", "Share of the last scoring job's time "
+                                        "spent waiting for a stage (records: read and tokenized; model; push): the "
+                                        "largest bounds its speed", ["stage"], registry=r)
         self.push_failures = Counter("argilla_worker_push_failures", "Records whose push failed", registry=r)
         self.records_failing = Gauge("argilla_worker_records_failing",
                                      "Records whose last push failed, kept to be pushed again", registry=r)

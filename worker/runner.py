@@ -407,6 +407,8 @@ class Runner:
         report = score_job(self.services, full=item.kind == JobKind.FULL_SCORE, stop=self.stop, on_batch=on_batch,
                            server_ids=sorted(item.record_ids) if item.record_ids else None)
         self.metrics.push_failures.inc(report.failed)
+        for stage, share in report.time_shares().items():
+            self.metrics.scoring_wait_share.labels(stage).set(share)
         self.metrics.records_failing.set(len(self.services.failed_pushes.of(self.services.gateway.dataset_key)))
         if self.status.mode != Mode.WEBHOOKS:
             self._count_corrections(report.new_submissions - report.new_test_answers)

@@ -111,6 +111,9 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     report = score_job(services, full=True)
 
     assert report.scored == 40 and report.pushed == 40 and report.failed == 0
+    shares = report.time_shares()  # where the run waited: reading + tokenizing records, the model, pushes
+    assert set(shares) == {"records", "model", "push"} and shares["model"] > 0 and shares["records"] > 0
+    assert sum(shares.values()) <= 1 and f"for the model {shares['model']:.0%}" in report.summary()
     after = {r.record_id: r for r in services.gateway.pull()}
     assert all(r.metadata["model_version"] == "v0001" for r in after.values())
     # it learned what it trained on (its validation figure is no test: those are sentences it never saw)

@@ -60,3 +60,20 @@ def test_what_was_handed_over_is_finished_when_the_producer_fails():
         stage.put("batch 2")
         raise ValueError("bad text")
     assert handled == ["batch 1", "batch 2"]
+
+
+def test_the_time_the_producer_waits_for_a_slow_handler_is_counted():
+    """put() blocked on a full queue and the wait for the last items at the end: the pipeline's back-pressure, which
+    a score run reports as its time waiting for pushes."""
+    def slow(item):
+        threading.Event().wait(0.05)
+
+    with BackgroundStage(slow, depth=1) as stage:
+        for i in range(6):
+            stage.put(i)
+    assert 0.2 <= stage.blocked_seconds <= 0.5  # 6 × 50 ms handled, less what ran while the producer put
+
+    with BackgroundStage(lambda item: None, depth=4) as fast:
+        for i in range(6):
+            fast.put(i)
+    assert fast.blocked_seconds < 0.05

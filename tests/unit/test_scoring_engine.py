@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -377,3 +378,25 @@ def test_one_record_that_does_not_fit_the_gpu_alone_is_an_error_naming_it(tiny_c
     with pytest.raises(ScoringError, match=r"record 'r2': \d+ tokens with 6 MC samples do not fit the GPU's free "
                                            r"memory .*lower scoring.samples"):
         list(scorer.score(records))
+
+
+def test_the_time_spent_waiting_for_records_and_in_the_model_is_measured(tiny_classifier):
+    """A record source that takes 0.3 s shows as the run's time waiting for input; the model's passes (on a CPU,
+    the passes themselves) as its model time; both within the run's time."""
+    records = [ScoringInput(f"r{i}", text, "positive") for i, text in enumerate(TEXTS * 4)]
+
+    def slow_source():
+        for index, record in enumerate(records):
+            if index % 8 == 0:
+                time.sleep(0.1)
+            yield record
+
+    scorer = Scorer(tiny_classifier, samples=4, batch_size=4, window_batches=2)
+    assert len(list(scorer.score(slow_source()))) == len(records)
+    stats = scorer.stats
+    assert 0.3 <= stats.input_wait_seconds < 0.3 + 0.5 * stats.seconds
+    assert 0 < stats.model_seconds and stats.input_wait_seconds + stats.model_seconds <= stats.seconds
+
+    list(scorer.score(records))  # records at hand: almost no wait for them; a new run counts afresh
+    assert scorer.stats.input_wait_seconds < 0.1 < stats.input_wait_seconds
+    assert scorer.stats.model_seconds > 0

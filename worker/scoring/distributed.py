@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
@@ -38,7 +39,7 @@ from typing import Any, Self
 
 from worker.config import RaySettings
 from worker.errors import ConfigError, ScoringError, WorkerError
-from worker.iterables import batched
+from worker.iterables import batched, timed
 from worker.scoring.batching import ScoringInput
 from worker.scoring.engine import RecordScore, Scorer, ScoringStats
 
@@ -309,7 +310,7 @@ class RayScorer:
         limit = len(self.actors) * self.settings.in_flight
         self.stats = ScoringStats()
         try:
-            for index, chunk in enumerate(batched(records, self.settings.chunk_records)):
+            for index, chunk in enumerate(batched(timed(records, self._waited_for_input), self.settings.chunk_records)):
                 actor = index % len(self.actors)
                 pending.append((actor, self.actors[actor].score.remote(list(chunk), [self.files])))
                 while len(pending) >= limit:
@@ -329,9 +330,15 @@ class RayScorer:
             self._drain(pending)  # a run stopped or failed midway: the queued chunks finish before reuse
             self._release()
 
+    def _waited_for_input(self, seconds: float) -> None:
+        self.stats.input_wait_seconds += seconds
+
     def _collect(self, actor: int, ref: Any) -> list[RecordScore]:
+        """The chunk's scores, once its actor sent them (the wait counted in ``stats.model_seconds``)."""
+        started = time.perf_counter()
         self._wait(actor, ref)
         scores, stats, process = _ray().get(ref)
+        self.stats.model_seconds += time.perf_counter() - started
         if process != self.processes[actor]:  # the actor's own warning stays in its node's log
             logger.warning("Ray scoring actor %d of %d runs in a new process (%d, was %d): its process died and Ray "
                            "started it again (ray.actor_restarts = %d each); it loaded the model again and scores the "
@@ -389,6 +396,7 @@ class RayScorer:
         pending.clear()
 
     def _add(self, stats: ScoringStats) -> None:
+        """An actor's chunk counts into the run's (its own waits are the actor's, not this driver's)."""
         total = self.stats
         total.records += stats.records
         total.scored += stats.scored

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from worker.calibration import tempered
 from worker.errors import DataError, ScoringError
+from worker.iterables import timed
 from worker.records import LabelValue, label_set
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.batching import Batch, ScoringInput, Window, prefetch, tokenizer_pool, windows
@@ -90,6 +91,12 @@ _RECORD_SCORE_DEFAULTS = {item.name: item.default for item in fields(RecordScore
 
 @dataclass
 class ScoringStats:
+    """What one score call did, and where its caller's thread waited: ``input_wait_seconds`` for the next records to
+    be read and tokenized (what the pipeline's prefetch thread did not hide; the Ray engine: reading the records it
+    sends), ``model_seconds`` in the model (launching its passes and waiting for their results — on a CPU the passes
+    themselves; the Ray engine: waiting for the actors' results). ``seconds`` runs from the call to its last result,
+    the caller's own time between results included."""
+
     records: int = 0
     scored: int = 0
     skipped: int = 0
@@ -97,6 +104,8 @@ class ScoringStats:
     seconds: float = 0.0
     skip_reasons: dict[str, int] = field(default_factory=dict)
     mc_samples: int = 0  # MC samples drawn over all scored records
+    input_wait_seconds: float = 0.0
+    model_seconds: float = 0.0
 
     @property
     def records_per_second(self) -> float:
@@ -226,7 +235,7 @@ class Scorer:
         open_windows: deque[_WindowResults] = deque()
         depth = 1 if self.pipeline else 0  # batches left queued on the device while one is post-processed
         with tqdm(desc="scoring", unit="rec", disable=not self.progress) as bar:
-            for window in stream:
+            for window in timed(stream, self._waited_for_input):
                 results = _WindowResults(window)
                 open_windows.append(results)
                 for batch in window.batches:
@@ -262,10 +271,25 @@ class Scorer:
         naming the model and the batch's records."""
         ids = [record.record_id for record in batch.records]
         named = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-        with model_failures(lambda error: ScoringError(
-                f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed on the batch of "
-                f"records {named}: {type(error).__name__}: {error}")):
-            return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+        started = time.perf_counter()
+        try:
+            with model_failures(lambda error: ScoringError(
+                    f"model {self.classifier.version} ({type(self.classifier.model).__name__}) failed on the batch of "
+                    f"records {named}: {type(error).__name__}: {error}")):
+                return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
+        finally:
+            self.stats.model_seconds += time.perf_counter() - started
+
+    def _waited_for_input(self, seconds: float) -> None:
+        self.stats.input_wait_seconds += seconds
+
+    def _result(self, pending: PendingPrediction) -> BatchPrediction:
+        """The batch's prediction, once the device has it (the wait counted in ``stats.model_seconds``)."""
+        started = time.perf_counter()
+        try:
+            return pending.result()
+        finally:
+            self.stats.model_seconds += time.perf_counter() - started
 
     def _launch_fitting(self, batch: Batch, reference: np.ndarray,
                         in_flight: deque[tuple[_WindowResults, Batch, np.ndarray, PendingPrediction]]
@@ -309,11 +333,11 @@ class Scorer:
             half = Batch(batch.records[part], batch.positions[part],
                          {name: tensor[part] for name, tensor in batch.inputs.items()})
             try:
-                parts.append(self._launch(half, reference[part]).result())
+                parts.append(self._result(self._launch(half, reference[part])))
                 continue
             except torch.cuda.OutOfMemoryError:
                 pass
-            parts.append(self._launch_in_parts(half, reference[part]).result())
+            parts.append(self._result(self._launch_in_parts(half, reference[part])))
         return _joined(parts, self.predictor.samples)
 
     def _shrink_batches(self, rows: int) -> None:
@@ -351,7 +375,7 @@ class Scorer:
 
     def _finish(self, results: _WindowResults, batch: Batch, reference: np.ndarray,
                 pending: PendingPrediction) -> None:
-        for position, result in zip(batch.positions, self._score_batch(batch, reference, pending.result()),
+        for position, result in zip(batch.positions, self._score_batch(batch, reference, self._result(pending)),
                                     strict=True):
             results.scores[position] = result
         results.remaining -= 1
