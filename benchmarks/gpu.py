@@ -342,8 +342,11 @@ def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: in
         scores = list(scorer.score(records))
         seconds = time.perf_counter() - started
     assert len(scores) == len(records) and not any(score.skipped for score in scores)
+    shares = scorer.actor_shares()
     return {"records_per_s": len(records) / seconds, "seconds": seconds, "actors": actors,
-            "cpus_per_actor": cpus, "scorer": repr(scorer)}
+            "cpus_per_actor": cpus, "scorer": repr(scorer),
+            "model_share": scorer.stats.model_seconds / seconds,  # the driver waiting for the actors
+            "actor_input_share": shares.get("records"), "actor_model_share": shares.get("model")}
 
 
 def ray_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> dict:
@@ -383,18 +386,21 @@ def training_rows(model_dir: Path, texts: list[str], device: torch.device, args)
 def ray_table(rows: dict) -> list[str]:
     if not rows:  # the ray part was not run
         return []
-    header = "| engine (fast MC, consistent masks; deterministic rows as named) | records/s | × local | overhead |"
-    lines = ["", header, "|---|---:|---:|---:|"]
+    header = ("| engine (fast MC, consistent masks; deterministic rows as named) | records/s | × local | overhead "
+              "| in the model (Ray: waiting for the actors) | actors: waiting for input | actors: in the model |")
+    lines = ["", header, "|---|---:|---:|---:|---:|---:|---:|"]
     for name, row in rows.items():
         if "error" in row:
-            lines.append(f"| {name} | failed: {row['error'][:80]} | | |")
+            lines.append(f"| {name} | failed: {row['error'][:80]} | | | | | |")
             continue
+        shares = " | ".join("" if row.get(key) is None else f"{row[key]:.0%}" for key in
+                            ("model_share", "actor_input_share", "actor_model_share"))
         baseline = "local engine, deterministic (k=0)" if "deterministic" in name else "local engine"
         local = rows.get(baseline, {}).get("records_per_s")
         ratio = row["records_per_s"] / local if local else None
         overhead = f"{1 - ratio:.1%}" if ratio is not None and name != baseline else ""
-        lines.append(f"| {name} | {row['records_per_s']:.0f} | {ratio:.2f} | {overhead} |" if ratio is not None
-                     else f"| {name} | {row['records_per_s']:.0f} | | |")
+        lines.append(f"| {name} | {row['records_per_s']:.0f} | {ratio:.2f} | {overhead} | {shares} |"
+                     if ratio is not None else f"| {name} | {row['records_per_s']:.0f} | | | {shares} |")
     return lines
 
 

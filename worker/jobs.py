@@ -184,24 +184,27 @@ class ScoreReport:
     blind: int = 0  # test records (or copies) nobody has reviewed: no model answer (see blind_test_records)
     # where the run's thread waited (see time_shares): for records to be read and tokenized, for the model's
     # results (on a CPU: its passes; the Ray engine: its actors), for the pusher (Argilla's bulk upserts)
+    setup_seconds: float = 0.0  # before the first record was read: binding, the model loaded, the engine started
     input_wait_seconds: float = 0.0
     model_seconds: float = 0.0
     push_wait_seconds: float = 0.0
+    actor_shares: dict[str, float] = field(default_factory=dict)  # the Ray engine: its actors' own time (see RayScorer)
 
     @property
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
 
     def time_shares(self) -> dict[str, float]:
-        """The run's time spent waiting for each stage of its pipeline, as shares of ``seconds``: ``records``
-        (pages read from Argilla, texts tokenized — what the prefetch thread did not hide), ``model`` and ``push``.
-        The largest is the stage that bounds the run's speed; the rest of the time is the scorer's own work on
-        each record's results (and setting up)."""
+        """Shares of ``seconds``: ``setup`` (before the first record was read: the dataset's binding checked, the
+        model loaded, the Ray engine's actors started) and the time spent waiting for each stage of the pipeline —
+        ``records`` (pages read from Argilla, texts tokenized: what the prefetch thread did not hide), ``model`` and
+        ``push``. The largest wait is the stage that bounds the run's speed; the rest of the time is the scorer's own
+        work on each record's results."""
         waits = self.input_wait_seconds + self.model_seconds + self.push_wait_seconds
         if not self.seconds or not waits:  # (out-of-fold runs do not measure them)
             return {}
         return {stage: seconds / self.seconds for stage, seconds in
-                (("records", self.input_wait_seconds), ("model", self.model_seconds),
+                (("setup", self.setup_seconds), ("records", self.input_wait_seconds), ("model", self.model_seconds),
                  ("push", self.push_wait_seconds))}
 
     @property
@@ -217,9 +220,12 @@ class ScoreReport:
                 + (f", {self.blind} test records (or copies of their texts) left without the model's answer until "
                    f"reviewed" if self.blind else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
-                + (f"; of its {self.seconds:.1f} s it waited for records (read, tokenized) {shares['records']:.0%}, "
-                   f"for the model {shares['model']:.0%}, for pushes {shares['push']:.0%}"
+                + (f"; of its {self.seconds:.1f} s it set up {shares['setup']:.0%} (binding, model, engine) and "
+                   f"waited for records (read, tokenized) {shares['records']:.0%}, for the model "
+                   f"{shares['model']:.0%}, for pushes {shares['push']:.0%}"
                    if self.scored and (shares := self.time_shares()) else "")
+                + (f" (the Ray actors: in the model {self.actor_shares['model']:.0%} of their time, tokenizing "
+                   f"{self.actor_shares['records']:.0%})" if self.scored and self.actor_shares else "")
                 + (f"; {self.held_out.summary()}" if self.held_out and self.held_out.records else ""))
 
 
@@ -375,6 +381,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if on_batch is not None:
             on_batch(report, scores)
 
+    report.setup_seconds = time.perf_counter() - started
     with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, _engine_run(services, scorer):
         for scores in batched(scorer.score(inputs()), settings.push_batch):
             batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
@@ -387,6 +394,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 break
     report.input_wait_seconds, report.model_seconds = scorer.stats.input_wait_seconds, scorer.stats.model_seconds
     report.push_wait_seconds = pusher.blocked_seconds
+    if not isinstance(scorer, Scorer):  # the Ray engine
+        report.actor_shares = scorer.actor_shares()
     if not report.stopped and view.sketch is not None:
         services.view_quantiles.put(key, view.sketch.quantiles())
     if not report.stopped and watermark is not None:

@@ -50,6 +50,8 @@ def test_the_ray_engine_scores_a_dataset_like_the_local_engine(local_argilla, st
         actors = services._ray_scorer
         assert first.scored == first.pushed == len(examples) and first.failed == 0
         assert first.time_shares()["model"] > 0 and sum(first.time_shares().values()) <= 1  # (waiting for actors)
+        assert set(first.actor_shares) == {"records", "model"} and first.actor_shares["model"] > 0  # their own time
+        assert sum(first.actor_shares.values()) <= 1 and "(the Ray actors: in the model " in first.summary()
         assert actors is not None and len(actors.actors) == 2
         assert score_job(services, full=True).up_to_date == len(examples)
         assert services._ray_scorer is actors  # the same model: the actors were kept

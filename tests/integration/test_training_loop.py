@@ -112,7 +112,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
 
     assert report.scored == 40 and report.pushed == 40 and report.failed == 0
     shares = report.time_shares()  # where the run waited: reading + tokenizing records, the model, pushes
-    assert set(shares) == {"records", "model", "push"} and shares["model"] > 0 and shares["records"] > 0
+    assert set(shares) == {"setup", "records", "model", "push"} and shares["model"] > 0 and shares["records"] > 0
     assert sum(shares.values()) <= 1 and f"for the model {shares['model']:.0%}" in report.summary()
     after = {r.record_id: r for r in services.gateway.pull()}
     assert all(r.metadata["model_version"] == "v0001" for r in after.values())

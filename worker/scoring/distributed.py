@@ -191,7 +191,8 @@ class RayScorer:
         self.settings = settings
         self.version = version
         self.options = dict(options or {})  # as given (the cache in Services compares them)
-        self.stats = ScoringStats()
+        self.stats = ScoringStats()  # the run's counts; its waits are this driver's (for records, for the actors)
+        self.actor_stats = ScoringStats()  # the actors' own time over the run's chunks: in their model, for input
         self.broken = False  # an actor died for good (or Ray failed it): these actors score no further run
         self.unplaced: set[int] = set()  # actors started again that found no room: killed, not asked to close
         self.processes: list[int] = []
@@ -308,7 +309,7 @@ class RayScorer:
         ray = _ray()
         pending: deque[tuple[int, Any]] = deque()  # (actor index, object ref) of submitted chunks, oldest first
         limit = len(self.actors) * self.settings.in_flight
-        self.stats = ScoringStats()
+        self.stats, self.actor_stats = ScoringStats(), ScoringStats()
         try:
             for index, chunk in enumerate(batched(timed(records, self._waited_for_input), self.settings.chunk_records)):
                 actor = index % len(self.actors)
@@ -395,8 +396,20 @@ class RayScorer:
                 continue  # that chunk's error was (or will be) reported by the run that queued it
         pending.clear()
 
+    def actor_shares(self) -> dict[str, float]:
+        """The shares of the actors' time over the last run (summed over its chunks) spent waiting for input
+        (tokenizing their chunk) and in the model: whether the actors themselves are bound by their device."""
+        seconds = self.actor_stats.seconds
+        if not seconds:
+            return {}
+        return {"records": self.actor_stats.input_wait_seconds / seconds,
+                "model": self.actor_stats.model_seconds / seconds}
+
     def _add(self, stats: ScoringStats) -> None:
-        """An actor's chunk counts into the run's (its own waits are the actor's, not this driver's)."""
+        """An actor's chunk counts into the run's (its waits into ``actor_stats``: they are not this driver's)."""
+        self.actor_stats.seconds += stats.seconds
+        self.actor_stats.input_wait_seconds += stats.input_wait_seconds
+        self.actor_stats.model_seconds += stats.model_seconds
         total = self.stats
         total.records += stats.records
         total.scored += stats.scored
