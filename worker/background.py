@@ -32,7 +32,6 @@ class BackgroundStage(Generic[Item]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.blocked_seconds = 0.0  # the caller's time in put() with the queue full, and waiting at the end
 
-
     def __enter__(self) -> BackgroundStage[Item]:
         self._thread.start()
         return self
