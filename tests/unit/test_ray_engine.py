@@ -3,6 +3,8 @@ in input order; an actor's data error reaches the caller as it was raised; a mul
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'argilla-worker[ray]')")
@@ -44,7 +46,9 @@ def test_two_actors_give_the_local_engines_scores_in_input_order(local_ray, tmp_
     settings = RaySettings(actors=2, gpus_per_actor=0, cpus_per_actor=1, chunk_records=5, in_flight=2)
     with RayScorer(model_dir, "v7", settings, device="cpu", options=options) as scorer:
         assert len(scorer.actors) == 2
+        started = time.perf_counter()
         remote = list(scorer.score(_inputs()))
+        elapsed = time.perf_counter() - started
         stats = scorer.stats
 
     assert [s.record_id for s in remote] == [s.record_id for s in local] == [i.record_id for i in _inputs()]
@@ -54,6 +58,8 @@ def test_two_actors_give_the_local_engines_scores_in_input_order(local_ray, tmp_
             a, b = getattr(ours, name), getattr(theirs, name)
             assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-4, abs=1e-6)), name
     assert remote[7].skipped and stats.records == 41 and stats.skipped == 1 and stats.scored == 40
+    # the run's wall time, as the local engine's (not the actors' summed chunk times): it holds the driver's waits
+    assert stats.model_seconds + stats.input_wait_seconds <= stats.seconds <= elapsed
 
 
 def test_an_actors_data_error_reaches_the_caller_and_a_multi_label_model_scores_label_sets(local_ray, tmp_path):

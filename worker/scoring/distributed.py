@@ -193,6 +193,7 @@ class RayScorer:
         self.options = dict(options or {})  # as given (the cache in Services compares them)
         self.stats = ScoringStats()  # the run's counts; its waits are this driver's (for records, for the actors)
         self.actor_stats = ScoringStats()  # the actors' own time over the run's chunks: in their model, for input
+        self._run_began = 0.0  # when the last run began (its stats.seconds: wall time from there to its last result)
         self.broken = False  # an actor died for good (or Ray failed it): these actors score no further run
         self.unplaced: set[int] = set()  # actors started again that found no room: killed, not asked to close
         self.processes: list[int] = []
@@ -310,8 +311,10 @@ class RayScorer:
         pending: deque[tuple[int, Any]] = deque()  # (actor index, object ref) of submitted chunks, oldest first
         limit = len(self.actors) * self.settings.in_flight
         self.stats, self.actor_stats = ScoringStats(), ScoringStats()
+        self._run_began = time.perf_counter()
         try:
-            for index, chunk in enumerate(batched(timed(records, self._waited_for_input), self.settings.chunk_records)):
+            for index, chunk in enumerate(batched(timed(records, self.stats.waited_for_input),
+                                                  self.settings.chunk_records)):
                 actor = index % len(self.actors)
                 pending.append((actor, self.actors[actor].score.remote(list(chunk), [self.files])))
                 while len(pending) >= limit:
@@ -331,9 +334,6 @@ class RayScorer:
             self._drain(pending)  # a run stopped or failed midway: the queued chunks finish before reuse
             self._release()
 
-    def _waited_for_input(self, seconds: float) -> None:
-        self.stats.input_wait_seconds += seconds
-
     def _collect(self, actor: int, ref: Any) -> list[RecordScore]:
         """The chunk's scores, once its actor sent them (the wait counted in ``stats.model_seconds``)."""
         started = time.perf_counter()
@@ -348,6 +348,7 @@ class RayScorer:
             self.processes[actor] = process
             self.restarts += 1
         self._add(stats)
+        self.stats.seconds = time.perf_counter() - self._run_began  # as the local engine's: wall time, not the actors'
         return scores
 
     def _release(self) -> None:
@@ -406,7 +407,8 @@ class RayScorer:
                 "model": self.actor_stats.model_seconds / seconds}
 
     def _add(self, stats: ScoringStats) -> None:
-        """An actor's chunk counts into the run's (its waits into ``actor_stats``: they are not this driver's)."""
+        """An actor's chunk counts into the run's (its time and waits into ``actor_stats``: they are not this
+        driver's)."""
         self.actor_stats.seconds += stats.seconds
         self.actor_stats.input_wait_seconds += stats.input_wait_seconds
         self.actor_stats.model_seconds += stats.model_seconds
@@ -415,7 +417,6 @@ class RayScorer:
         total.scored += stats.scored
         total.skipped += stats.skipped
         total.truncated += stats.truncated
-        total.seconds += stats.seconds
         total.mc_samples += stats.mc_samples
         for reason, count in stats.skip_reasons.items():
             total.skip_reasons[reason] = total.skip_reasons.get(reason, 0) + count

@@ -111,6 +111,10 @@ class ScoringStats:
     def records_per_second(self) -> float:
         return self.scored / self.seconds if self.seconds else 0.0
 
+    def waited_for_input(self, seconds: float) -> None:
+        """Count ``seconds`` the caller's thread waited for its next input (see :func:`worker.iterables.timed`)."""
+        self.input_wait_seconds += seconds
+
 
 BatchSize = int | Literal["auto"]
 
@@ -235,7 +239,7 @@ class Scorer:
         open_windows: deque[_WindowResults] = deque()
         depth = 1 if self.pipeline else 0  # batches left queued on the device while one is post-processed
         with tqdm(desc="scoring", unit="rec", disable=not self.progress) as bar:
-            for window in timed(stream, self._waited_for_input):
+            for window in timed(stream, self.stats.waited_for_input):
                 results = _WindowResults(window)
                 open_windows.append(results)
                 for batch in window.batches:
@@ -279,9 +283,6 @@ class Scorer:
                 return self.predictor.launch(batch.inputs, torch.from_numpy(reference))
         finally:
             self.stats.model_seconds += time.perf_counter() - started
-
-    def _waited_for_input(self, seconds: float) -> None:
-        self.stats.input_wait_seconds += seconds
 
     def _result(self, pending: PendingPrediction) -> BatchPrediction:
         """The batch's prediction, once the device has it (the wait counted in ``stats.model_seconds``)."""
