@@ -10,7 +10,8 @@
 # is more than a run can carry; GPU_PARTS overrides gpu.py's parts). BUDGET (default 540 s, setup included)
 # bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then is
 # stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
-# CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py.
+# CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py
+# (its Ray rows too with a RAY=1 bundle).
 # Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +66,9 @@ EOF
   "$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 } | tee "$OUT/summary.txt"
 if [ -n "${CHECK_ONLY:-}" ]; then  # the bundle checked on any machine: a small CPU run of the gpu benchmark
+  # (with a RAY=1 bundle its Ray rows too: one actor on a local Ray started from the carried ray/)
   "$PYTHON" benchmarks/gpu.py --device cpu --records 64 --legacy-records 32 --train 32 --samples 4 \
-    --parts scoring,training 2>&1 | tee -a "$OUT/summary.txt"
+    --parts "${GPU_PARTS:-scoring,training}" --ray-actors 1 2>&1 | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
 else  # gpu.py's Ray rows need Ray, which travels only in a RAY=1 bundle
   PYTHON="$PYTHON" STEPS="$STEPS" DEADLINE="$deadline" GPU_PARTS=${GPU_PARTS:-scoring,training} \
