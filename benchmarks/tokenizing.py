@@ -100,7 +100,8 @@ def _pipeline_rates(texts: list[str], repeats: int) -> dict[str, dict[str, float
                         intermediate_size=64, num_labels=2, id2label={0: "negative", 1: "positive"},
                         label2id={"negative": 0, "positive": 1})
     records = [ScoringInput(str(index), text, ("negative", "positive")[index % 2]) for index, text in enumerate(texts)]
-    dataclass_init = mock.patch.object(RecordScore, "from_values", classmethod(lambda cls, values: cls(**values)))
+    dataclass_init = mock.patch.object(RecordScore, "from_rows", classmethod(
+        lambda cls, names, rows: [cls(**dict(zip(names, row, strict=True))) for row in rows]))
     versions = {
         "before": (mock.patch.object(batching, "_truncating_backend", return_value=None), dataclass_init),
         "per-text": (mock.patch.object(batching, "_backend_window", _per_text_window), dataclass_init),

@@ -139,10 +139,10 @@ def test_each_score_is_finite_and_consistent(tiny_classifier):
     assert all(s.loss is None and s.expected_loss is None and s.disagreement is None for s in unlabelled)
 
 
-def test_scores_built_from_values_equal_the_dataclass_s_own(tiny_classifier):
+def test_scores_built_from_rows_equal_the_dataclass_s_own(tiny_classifier):
     """The scorer builds its RecordScores without the frozen dataclass's __init__: each equals the one __init__
     builds from the same fields (the defaults and the plugin scores included), and none shares its ``extra``."""
-    from dataclasses import asdict
+    from dataclasses import asdict, fields
 
     from worker.scoring.engine import RecordScore
 
@@ -154,11 +154,14 @@ def test_scores_built_from_values_equal_the_dataclass_s_own(tiny_classifier):
         assert set(vars(score)) == set(vars(RecordScore(record_id="x")))  # every field set, nothing else
         assert set(score.extra) == {"peak"} and 0.5 <= score.extra["peak"] <= 1  # a sample's top class
     assert len({id(score.extra) for score in scores}) == len(scores)
-    bare = RecordScore.from_values({"record_id": "x"})
-    assert bare == RecordScore(record_id="x") and bare.extra == {} and bare.extra is not RecordScore.from_values(
-        {"record_id": "y"}).extra
+    names = [item.name for item in fields(RecordScore)]
+    bare = RecordScore(record_id="x")
+    built = RecordScore.from_rows(names, [tuple(getattr(bare, name) for name in names)])
+    assert built == [bare] and vars(built[0]) == vars(bare)
     with pytest.raises(AttributeError):  # still frozen
-        bare.score = 1.0
+        built[0].score = 1.0
+    with pytest.raises(ValueError, match="every field once"):  # a field left out would be missing, not None
+        RecordScore.from_rows(names[1:], [tuple(getattr(bare, name) for name in names[1:])])
 
 
 def test_the_same_seed_gives_the_same_scores(tiny_classifier):

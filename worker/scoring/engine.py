@@ -8,7 +8,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from itertools import repeat
 from typing import Literal, Self
 
 import numpy as np
@@ -73,20 +74,29 @@ class RecordScore:
         return self.skipped_reason is not None
 
     @classmethod
-    def from_values(cls, values: dict) -> RecordScore:
-        """A RecordScore of ``values`` (field name → value; the others keep their defaults) without the dataclass's
-        ``__init__``: a frozen dataclass sets each of its 21 fields through ``object.__setattr__`` (3.4 µs a record,
-        more than a GPU's deterministic pass per record); this fills the instance's ``__dict__`` at once (0.9 µs).
-        The scorer's hot path only: nothing is checked, so ``values`` must name fields."""
-        score = object.__new__(cls)
-        attributes = score.__dict__
-        attributes.update(_RECORD_SCORE_DEFAULTS)
-        attributes["extra"] = {}  # the field's default_factory
-        attributes.update(values)
-        return score
+    def from_rows(cls, names: Sequence[str], rows: Iterable[tuple]) -> list[RecordScore]:
+        """RecordScores of ``rows`` (one tuple per record: the values of ``names``, which name every field once)
+        without the dataclass's ``__init__``: a frozen dataclass sets each of its 21 fields through
+        ``object.__setattr__`` (3.4 µs a record, more than a GPU's deterministic pass per record); here each instance
+        is given the dict of its row at once. The scorer's hot path only: the values are not checked.
+
+        Raises:
+            ValueError: ``names`` are not the fields, each once.
+        """
+        if sorted(names) != _RECORD_SCORE_FIELDS:
+            raise ValueError(f"RecordScore rows must name every field once, got {sorted(names)}")
+        make, assign = object.__new__, object.__setattr__
+        scores = []
+        for row in rows:
+            score = make(cls)
+            assign(score, "__dict__", dict(zip(names, row, strict=True)))
+            scores.append(score)
+        return scores
 
 
-_RECORD_SCORE_DEFAULTS = {item.name: item.default for item in fields(RecordScore) if item.default is not MISSING}
+_RECORD_SCORE_FIELDS = sorted(item.name for item in fields(RecordScore))
+# The fields a single-label model's score leaves at None (multi-label ones; a skipped record's reason).
+_SINGLE_LABEL_UNSET = ("bald_mean", "to_add", "to_remove", "label_changes", "skipped_reason")
 
 
 @dataclass
@@ -508,32 +518,26 @@ class Scorer:
         mean_probs = tempered(arrays.pop("mean_probs"), self.temperature)  # [B, C]
         extra = arrays.pop("extra")
         predicted = mean_probs.argmax(axis=1)
-        has_reference = reference >= 0
+        labelled = (reference >= 0).tolist()
         labels = self.classifier.labels
+        records = batch.records
         # Plain Python lists, converted once per batch: per-record numpy indexing costs more than the GPU pass.
         columns = {
+            "record_id": [record.record_id for record in records],
+            "reference_label": [record.reference_label for record in records],
             "predicted_label": [labels[index] for index in predicted.tolist()],
             "score": mean_probs[np.arange(len(predicted)), predicted].tolist(),
             "probabilities": [dict(zip(labels, row, strict=True)) for row in mean_probs.tolist()],
             "deterministic_label": [labels[index] for index in deterministic_log_probs.argmax(axis=1).tolist()],
             **{name: arrays[name].tolist() for name in UNCERTAINTY_NAMES},
-            "loss": np.where(has_reference, arrays["loss"], np.nan).tolist(),
-            "expected_loss": np.where(has_reference, arrays["expected_loss"], np.nan).tolist(),
-            "disagreement": (predicted != reference).tolist(),
+            "loss": _where(labelled, arrays["loss"].tolist()),
+            "expected_loss": _where(labelled, arrays["expected_loss"].tolist()),
+            "disagreement": _where(labelled, (predicted != reference).tolist()),
             "mc_samples": samples_used.tolist(),
+            "extra": _extra_rows(extra, len(records)),
+            **{name: repeat(None) for name in _SINGLE_LABEL_UNSET},
         }
-        finite_extra = {name: (values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()}
-        names = list(columns)
-        results = []
-        for row, (record, labelled, row_values) in enumerate(zip(batch.records, has_reference.tolist(),
-                                                                 zip(*columns.values()), strict=True)):
-            values = dict(zip(names, row_values))
-            if not labelled:
-                values.update(loss=None, expected_loss=None, disagreement=None)
-            values.update(record_id=record.record_id, reference_label=record.reference_label,
-                          extra={name: scores[row] for name, (scores, finite) in finite_extra.items() if finite[row]})
-            results.append(RecordScore.from_values(values))
-        return results
+        return RecordScore.from_rows(list(columns), zip(*columns.values()))
 
     def _batch_arrays(self, deterministic_log_probs: np.ndarray, mc_log_probs: np.ndarray,
                       reference: np.ndarray) -> dict:
@@ -577,6 +581,20 @@ class Scorer:
                 continue
             scores[name] = values
         return scores
+
+
+def _where(chosen: list[bool], values: list) -> list:
+    """``values`` where ``chosen``, None elsewhere (a record without a reference label has no loss)."""
+    return [value if keep else None for value, keep in zip(values, chosen, strict=True)]
+
+
+def _extra_rows(extra: dict[str, np.ndarray], rows: int) -> list[dict[str, float]]:
+    """Each record's plugin scores {name: value} from ``extra`` {name: [rows]}, the non-finite ones left out; a
+    dict of its own per record."""
+    if not extra:
+        return [{} for _ in range(rows)]
+    columns = [(name, values.tolist(), np.isfinite(values).tolist()) for name, values in extra.items()]
+    return [{name: values[row] for name, values, finite in columns if finite[row]} for row in range(rows)]
 
 
 class _WindowResults:
