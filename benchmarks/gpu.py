@@ -14,7 +14,8 @@ each timed on its second epoch. ``--compile`` adds ``torch.compile`` rows (train
 ``training.compile = "reduce-overhead"``). The ``ray`` part scores the same
 texts with the worker's default configuration on the local engine and on the Ray engine (a local Ray; 1 actor
 on a GPU: the overhead of shipping chunks to an actor and the scores back; 2 actors on a CPU, sharing its
-cores).
+cores). Parts run in the order scoring, ray, training, and the results are written after each one: a run cut
+short keeps the parts it finished.
 
     python benchmarks/gpu.py                       # on a CUDA machine, ≈ 3 min on an H100
     python benchmarks/gpu.py --device cpu --records 2000 --train 400   # the same rows on a CPU
@@ -446,14 +447,26 @@ def main() -> None:
     device_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
                    else f"cpu ({torch.get_num_threads()} threads)")
     texts = load_texts(args.records)
+    parts = args.parts.split(",")
+    results: dict[str, dict] = {"scoring": {}, "training": {}, "ray": {}}
+    # The Ray rows before training's: the engine's overhead is a figure of its own, the compiled training rows take
+    # the longest; the results are written after each part, so a run cut short (a device run's budget) keeps them.
+    runs = {"scoring": lambda: scoring_rows(model_dir, texts, texts[:args.legacy_records], device, args),
+            "ray": lambda: ray_rows(model_dir, texts[:args.ray_records] if args.ray_records else texts, device, args),
+            "training": lambda: training_rows(model_dir, texts[:args.train], device, args)}
+    if unknown := set(parts) - set(runs):
+        raise SystemExit(f"--parts: unknown {sorted(unknown)}; choose from {', '.join(runs)}")
     with tempfile.TemporaryDirectory() as work:
         model_dir = prepare_model(args.model, Path(work))
-        parts = args.parts.split(",")
-        scoring = (scoring_rows(model_dir, texts, texts[:args.legacy_records], device, args)
-                   if "scoring" in parts else {})
-        training = training_rows(model_dir, texts[:args.train], device, args) if "training" in parts else {}
-        ray_texts = texts[:args.ray_records] if args.ray_records else texts
-        distributed = ray_rows(model_dir, ray_texts, device, args) if "ray" in parts else {}
+        for part, run in runs.items():
+            if part in parts:
+                results[part] = run()
+                _write(args, device_name, results)
+
+
+def _write(args: argparse.Namespace, device_name: str, results: dict[str, dict]) -> None:
+    """benchmarks/results/gpu.{json,md} of the parts run so far."""
+    scoring, training, distributed = results["scoring"], results["training"], results["ray"]
     payload = {"args": {k: str(v) for k, v in vars(args).items()}, "device": device_name, "torch": torch.__version__,
                "scoring": scoring, "training": training, "ray": distributed}
     lines = table(args, device_name, scoring, training) if scoring or training else [f"GPU benchmark — {device_name}"]
