@@ -91,6 +91,11 @@ def parse_args() -> argparse.Namespace:
                              "deterministic path on each count above 1 too, sharing the device (each 1/n GPU): one "
                              "process is bound by its host side (the GIL) there, not by the GPU")
     parser.add_argument("--ray-records", type=int, default=None, help="texts of the Ray rows (default: --records)")
+    parser.add_argument("--ray-chunks", default="",
+                        help="records per chunk sent to an actor (ray.chunk_records: a number or auto, the "
+                             "worker's default), comma-separated: a row of the first actor count for each (default: "
+                             "auto). An actor scores its chunks one after the other, so each chunk's fixed costs "
+                             "show less in larger chunks")
     return parser.parse_args()
 
 
@@ -320,9 +325,10 @@ def scoring_rows(model_dir: Path, texts: list[str], legacy_texts: list[str], dev
     return rows
 
 
-def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: int, **scorer_args) -> dict:
+def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: int, chunk_records: int | str,
+             **scorer_args) -> dict:
     """The Ray engine end to end (a local Ray; one warm-up pass first), as :func:`time_path`: ``actors`` actors
-    sharing the device (a GPU split evenly; on a CPU the cores split evenly)."""
+    sharing the device (a GPU split evenly; on a CPU the cores split evenly), ``chunk_records`` records a task."""
     import os
 
     import ray
@@ -335,7 +341,7 @@ def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: in
     on_gpu = device.type == "cuda"
     cpus = 1.0 if on_gpu else float(max(1, (os.cpu_count() or 1) // actors))
     settings = RaySettings(actors=actors, gpus_per_actor=1.0 / actors if on_gpu else 0.0, cpus_per_actor=cpus,
-                           chunk_records=2048 if on_gpu else 256)
+                           chunk_records=chunk_records)
     records = [ScoringInput(str(index), text, SENTIMENT_LABELS[index % 2]) for index, text in enumerate(texts)]
     with RayScorer(model_dir, "bench", settings, device="cuda" if on_gpu else "cpu", options=scorer_args) as scorer:
         assert sum(1 for _ in scorer.score(records)) == len(records)
@@ -345,7 +351,8 @@ def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: in
     assert len(scores) == len(records) and not any(score.skipped for score in scores)
     shares = scorer.actor_shares()
     return {"records_per_s": len(records) / seconds, "seconds": seconds, "actors": actors,
-            "cpus_per_actor": cpus, "scorer": repr(scorer),
+            "cpus_per_actor": cpus, "chunk_records": chunk_records, "last_chunk": scorer.chunk_records,
+            "scorer": repr(scorer),
             "model_share": scorer.stats.model_seconds / seconds,  # the driver waiting for the actors
             "actor_input_share": shares.get("records"), "actor_model_share": shares.get("model")}
 
@@ -356,9 +363,11 @@ def ray_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> d
     config = {"samples": args.samples, "batch_size": "auto", "max_batch_size": args.max_batch_size,
               "consistent": True}
     counts = [int(count) for count in args.ray_actors.split(",") if count] or [1 if device.type == "cuda" else 2]
-    rows = {"local engine": _guarded("local engine", time_path, model_dir, texts, device, **config),
-            f"Ray engine, {counts[0]} actor(s)": _guarded("ray engine", time_ray, model_dir, texts, device,
-                                                          counts[0], **config)}
+    chunks = [size if size == "auto" else int(size) for size in args.ray_chunks.split(",") if size] or ["auto"]
+    rows = {"local engine": _guarded("local engine", time_path, model_dir, texts, device, **config)}
+    for chunk in chunks:
+        rows[f"Ray engine, {counts[0]} actor(s), chunks of {chunk}"] = _guarded(
+            f"ray engine, chunks of {chunk}", time_ray, model_dir, texts, device, counts[0], chunk, **config)
     shared = [count for count in counts if count > 1] if len(counts) > 1 else []
     if shared:  # the host-bound path: do n processes (n GILs) on one GPU come nearer its ceiling?
         deterministic = {**config, "strategy": "partial", "mc_layers": 0}
@@ -366,8 +375,8 @@ def ray_rows(model_dir: Path, texts: list[str], device: torch.device, args) -> d
                                                              device, **deterministic)
         where = "sharing the GPU" if device.type == "cuda" else "sharing the cores"
         for count in shared:
-            rows[f"Ray engine, deterministic (k=0), {count} actors {where}"] = _guarded(
-                f"ray deterministic {count}", time_ray, model_dir, texts, device, count, **deterministic)
+            rows[f"Ray engine, deterministic (k=0), {count} actors {where}, chunks of {chunks[0]}"] = _guarded(
+                f"ray deterministic {count}", time_ray, model_dir, texts, device, count, chunks[0], **deterministic)
     return rows
 
 

@@ -444,7 +444,10 @@ class RaySettings(_Section):
     gpus_per_actor: float | None = Field(None, ge=0, description="GPUs each actor reserves; empty: 1 when the "
                                          "cluster has GPUs, else 0")
     cpus_per_actor: float = Field(1.0, ge=0, description="CPUs each actor reserves (tokenizing runs there)")
-    chunk_records: int = Field(512, ge=1, description="records per task sent to an actor")
+    chunk_records: int | Literal["auto"] = Field(
+        "auto", description="records per task sent to an actor; auto = about 2 s of the actors' work each (from 512, "
+                            "sized again from each chunk an actor returns: small on a CPU, large on a GPU, where a "
+                            "chunk's fixed costs — an actor scores its chunks one after the other — would show)")
     in_flight: int = Field(2, ge=1, description="tasks queued per actor: the next chunk waits on the actor while "
                            "one runs (memory O(actors × in_flight × chunk_records))")
     start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may wait to be placed on the "
@@ -460,6 +463,11 @@ class RaySettings(_Section):
                                  "burst of webhooks); then the worker leaves the cluster until the next run — Ray "
                                  "ends a driver process whose node's Ray stops (a cluster restart), so an idle "
                                  "worker holds no connection; 0: leave after every run")
+
+    @field_validator("chunk_records", mode="before")
+    @classmethod
+    def _positive_chunk(cls, value: object) -> object:
+        return positive_int_or(value, "auto")
 
 
 class WebhookSettings(_Section):

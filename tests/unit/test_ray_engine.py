@@ -62,6 +62,47 @@ def test_two_actors_give_the_local_engines_scores_in_input_order(local_ray, tmp_
     assert stats.model_seconds + stats.input_wait_seconds <= stats.seconds <= elapsed
 
 
+def test_auto_chunks_are_sized_by_what_the_actors_score_and_the_scores_stay_the_same(local_ray, tmp_path,
+                                                                                    monkeypatch):
+    """``ray.chunk_records = "auto"``: a run's first chunks hold AUTO_CHUNK_FIRST records, the later ones what an
+    actor scored in AUTO_CHUNK_SECONDS by the chunk it returned (here 3 records first, then 10 s worth: the rest),
+    the next run starts at that size; the scores are the local engine's whatever the chunks."""
+    from worker.scoring import distributed
+
+    monkeypatch.setattr(distributed, "AUTO_CHUNK_FIRST", 3)
+    monkeypatch.setattr(distributed, "AUTO_CHUNK_SECONDS", 10.0)
+    monkeypatch.setattr(distributed, "AUTO_CHUNK_RANGE", (1, 8192))
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    options = {"samples": 6, "seed": 3, "consistent": True, "batch_size": 4}
+    local = list(Scorer(load_classifier(model_dir, device="cpu", version="v7"), **options).score(_inputs()))
+    chunks: list[int] = []
+    collect = RayScorer._collect
+
+    def counted(self, actor, ref):
+        scores = collect(self, actor, ref)
+        chunks.append(len(scores))
+        return scores
+
+    monkeypatch.setattr(RayScorer, "_collect", counted)
+    settings = RaySettings(actors=2, gpus_per_actor=0, cpus_per_actor=1, chunk_records="auto", in_flight=1)
+    with RayScorer(model_dir, "v7", settings, device="cpu", options=options) as scorer:
+        assert scorer.chunk_records == 3
+        remote = list(scorer.score(_inputs()))
+        tuned = scorer.chunk_records
+        assert tuned > 41  # 10 s of an actor's work: more than this run's records
+        assert chunks == [3, 3, 35]  # two chunks in flight at the first size, then the rest in one
+        chunks.clear()
+        assert [s.record_id for s in scorer.score(_inputs())] == [s.record_id for s in remote]
+        assert chunks == [41]  # the next run starts at the size reached: one chunk
+
+    assert [s.record_id for s in remote] == [s.record_id for s in local]
+    for ours, theirs in zip(remote, local, strict=True):
+        assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(theirs, f) for f in FIELDS}
+        for name in NUMBERS:
+            a, b = getattr(ours, name), getattr(theirs, name)
+            assert (a is None) == (b is None) and (a is None or a == pytest.approx(b, rel=1e-4, abs=1e-6)), name
+
+
 def test_an_actors_data_error_reaches_the_caller_and_a_multi_label_model_scores_label_sets(local_ray, tmp_path):
     model_dir = save_tiny_classifier(tmp_path / "model")
     settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=3)

@@ -215,14 +215,30 @@ def test_long_texts_are_truncated_and_counted(tiny_classifier):
 
 
 def test_batches_are_length_bucketed(tiny_classifier):
-    texts = ["boring"] * 4 + [" ".join(["wonderful"] * 20)] * 4
-    records = [ScoringInput(f"r{i}", text) for i, text in enumerate(np.random.default_rng(0).permutation(texts))]
+    """Inside a window the records are sorted by length before they are cut into batches. The first windows hold
+    1 and 2 batches (the model starts sooner); the third, full one (4 batches) is the one looked at."""
+    long_text = " ".join(["wonderful"] * 20)
+    mixed = np.random.default_rng(0).permutation(["boring"] * 8 + [long_text] * 8).tolist()
+    records = [ScoringInput(f"r{i}", text) for i, text in enumerate(["fine"] * 12 + mixed)]
 
-    window = next(windows(records, tiny_classifier.tokenizer, batch_size=4, max_length=32))
+    found = list(windows(records, tiny_classifier.tokenizer, batch_size=4, max_length=32, window_batches=4))
 
-    widths = [batch.inputs["input_ids"].shape[1] for batch in window.batches]
-    assert widths[0] < widths[1]
-    assert all(batch.inputs["attention_mask"].all() for batch in window.batches)  # no padding inside a bucket
+    assert [len(window.records) for window in found] == [4, 8, 16]
+    widths = [batch.inputs["input_ids"].shape[1] for batch in found[2].batches]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    assert all(batch.inputs["attention_mask"].all() for batch in found[2].batches)  # no padding inside a bucket
+
+
+def test_the_first_windows_grow_to_the_full_window():
+    """1, 2, 4 … batches, then window_batches for good (a score call's model starts after one batch is tokenized,
+    not a whole window of up to 16 batches); a window of one batch does not grow."""
+    from itertools import islice
+
+    from worker.scoring.batching import window_sizes
+
+    assert list(islice(window_sizes(4, 16), 7)) == [4, 8, 16, 32, 64, 64, 64]
+    assert list(islice(window_sizes(32, 3), 4)) == [32, 64, 96, 96]
+    assert list(islice(window_sizes(8, 1), 3)) == [8, 8, 8]
 
 
 def test_loading_a_missing_model_is_a_clear_error(tmp_path):
@@ -352,6 +368,9 @@ def test_a_batch_that_does_not_fit_the_gpu_is_scored_in_parts_with_the_same_scor
     from worker.scoring.adaptive import AdaptiveSampling
 
     records = [ScoringInput(f"r{i}", text, ("negative", "positive")[i % 2]) for i, text in enumerate(TEXTS * 3)]
+    # shortest first: every 8-record batch after the first is at least as large (the first windows are 1 and 2
+    # batches, sorted within each, so an unsorted stream could bring a smaller batch later, which is tried whole)
+    records.sort(key=lambda record: len(tiny_classifier.tokenizer(record.text)["input_ids"]))
     options = {"samples": 6, "consistent": True, "batch_size": 8, "progress": False,
                "adaptive": AdaptiveSampling(round_size=2, bald_rse=0.5, loss_se=0.5) if adaptive else None}
     whole = list(Scorer(tiny_classifier, **options).score(records))

@@ -228,12 +228,23 @@ def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_pat
     ('[training]\nhead_learning_rate = "fast"\n', r"training.head_learning_rate = 'fast': .*positive number, \"auto\""),
     ('[training]\nhead_learning_rate = 0\n', r"training.head_learning_rate = 0: .*positive number"),
     ('[training]\ncompile = "graphs"\n', r"training.compile = 'graphs': .*true, false or 'reduce-overhead'"),
+    ('[ray]\nchunk_records = 0\n', r"ray.chunk_records = 0: .*positive integer or 'auto'"),
+    ('[ray]\nchunk_records = "big"\n', r"ray.chunk_records = 'big': .*positive integer or 'auto'"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
     config = tmp_path / "worker.toml"
     config.write_text(toml)
     with pytest.raises(ConfigError, match=message):
         load_settings(config)
+
+
+def test_ray_chunk_records_is_auto_by_default_or_a_number_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    config = tmp_path / "worker.toml"
+    assert load_settings().ray.chunk_records == "auto"
+    config.write_text("[ray]\nchunk_records = 2048\n")
+    assert load_settings(config).ray.chunk_records == 2048
+    monkeypatch.setenv("ARGILLA_WORKER_RAY__CHUNK_RECORDS", "256")
+    assert load_settings().ray.chunk_records == 256
 
 
 def test_training_compile_reads_a_switch_or_cuda_graphs_from_a_file_or_the_environment(tmp_path, monkeypatch):

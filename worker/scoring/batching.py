@@ -1,6 +1,6 @@
 """From a stream of records to padded, length-bucketed batches; memory stays O(window).
 
-Records are read a window at a time (``window_batches`` batches). Inside a window they are
+Records are read a window at a time (``window_batches`` batches; the first windows smaller). Inside a window they are
 sorted by token length so each batch pads only to its own longest text (dynamic padding):
 short texts don't pay for long ones. Texts longer than the model's limit are truncated and
 counted. Empty texts are skipped with a reason; a non-string text is an error naming the record.
@@ -96,7 +96,9 @@ def windows(
     pin_memory: bool = False,
     pool: ProcessPoolExecutor | None = None,
 ) -> Iterator[Window]:
-    """Split ``records`` into windows of ``batch_size * window_batches`` records, tokenized and bucketed.
+    """Split ``records`` into windows of ``batch_size * window_batches`` records, tokenized and bucketed; the
+    first windows are smaller (1, 2, 4 … batches: :func:`window_sizes`), so the model starts on a first batch
+    while the rest of the first ``window_batches`` is still being tokenized.
 
     ``batch_tokens`` caps records × padded length per batch (None: no cap); ``pin_memory`` page-locks
     the batches' tensors (CUDA hosts only); with a ``pool`` (:func:`tokenizer_pool`) the windows are
@@ -105,7 +107,8 @@ def windows(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     iterator = iter(records)
-    chunks = iter(lambda: list(islice(iterator, batch_size * window_batches)), [])
+    sizes = window_sizes(batch_size, window_batches)
+    chunks = iter(lambda: list(islice(iterator, next(sizes))), [])
     shape = _Shape(batch_size=batch_size, max_length=max_length, batch_tokens=batch_tokens)
     if pool is None:
         for chunk in chunks:
@@ -127,6 +130,22 @@ def windows(
             yield _assemble(*_resolve(pending.popleft()), pin_memory)
     while pending:
         yield _assemble(*_resolve(pending.popleft()), pin_memory)
+
+
+def window_sizes(batch_size: int, window_batches: int) -> Iterator[int]:
+    """Records of each window: ``batch_size`` × 1, 2, 4 … batches, then ``batch_size × window_batches`` for good.
+
+    A score call cannot start the model before its first window is tokenized (the prefetch thread overlaps the
+    later ones): a full first window on a GPU (16 batches of up to 1,024 texts: ≈ 0.23 s on a 16-core host at
+    70,000 texts/s) is idle device time on every call — a Ray actor's every chunk, a webhook's rescore. Growing
+    windows cost only the first few batches some of their length sorting (a little more padding).
+    """
+    batches = 1
+    while batches < window_batches:
+        yield batch_size * batches
+        batches *= 2
+    while True:
+        yield batch_size * window_batches
 
 
 @dataclass(frozen=True)

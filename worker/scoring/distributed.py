@@ -3,7 +3,8 @@ streaming pull; the scores come back in input order to the one process that push
 
 Each actor holds one :class:`~worker.scoring.engine.Scorer` (tokenizing, MC dropout and the per-record
 arrays all run there) on the GPU its reservation gives it (``ray.gpus_per_actor``; Ray sets each actor's
-``CUDA_VISIBLE_DEVICES``). The driver cuts the record stream into chunks of ``ray.chunk_records``, sends
+``CUDA_VISIBLE_DEVICES``). The driver cuts the record stream into chunks of ``ray.chunk_records`` (auto: about
+``AUTO_CHUNK_SECONDS`` of an actor's work each), sends
 them to the actors in turn, keeps ``ray.in_flight`` chunks queued in each actor's own queue (an actor starts
 its next chunk while the driver collects the last) and takes the results back in submission order: memory
 O(actors × in_flight × chunk) records whatever the dataset's size, and pushing, checkpoints and crash safety
@@ -34,12 +35,13 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
 from worker.config import RaySettings
 from worker.errors import ConfigError, ScoringError, WorkerError
-from worker.iterables import batched, timed
+from worker.iterables import timed
 from worker.scoring.batching import ScoringInput
 from worker.scoring.engine import RecordScore, Scorer, ScoringStats
 
@@ -47,6 +49,15 @@ logger = logging.getLogger(__name__)
 
 PROBE_GROUP = "probe"  # the actors' second concurrency group: alive() answers there while a chunk runs
 PROBE_EVERY_S = 30.0  # how long a chunk may take before the driver asks whether its actor still has a place
+# ray.chunk_records = "auto": a run's first chunks hold AUTO_CHUNK_FIRST records (until one comes back); then each
+# chunk holds what an actor scored in AUTO_CHUNK_SECONDS by the last chunk it returned, within AUTO_CHUNK_RANGE (the
+# upper bound bounds memory: O(actors × in_flight × 8,192) records). An actor scores its chunks one after the other,
+# so a chunk's fixed costs (its first window tokenized before the model starts, the call, the results' trip) are
+# paid once per chunk: with a negligible model on a CPU, chunks of 256 / 512 / 2,048 cost 22 / 17 / 7 % against the
+# local engine (RESULTS.md); a CPU actor's MiniLM chunk stays a few seconds long (a stopped run waits for it).
+AUTO_CHUNK_FIRST = 512
+AUTO_CHUNK_SECONDS = 2.0
+AUTO_CHUNK_RANGE = (16, 8192)
 
 
 def _ray() -> Any:
@@ -200,6 +211,8 @@ class RayScorer:
         self.nodes: list[str] = []  # each actor's node address
         self.devices: list[str] = []  # each actor's device
         self.restarts = 0  # actors Ray started again while these ran
+        # records a chunk: fixed, or (auto) sized again from each chunk an actor returns, kept for the next run
+        self.chunk_records = AUTO_CHUNK_FIRST if settings.chunk_records == "auto" else settings.chunk_records
         _join(settings)
         ask, _, shortfall = _plan(settings)
         if shortfall:
@@ -286,7 +299,7 @@ class RayScorer:
                 "model": self.version, "restarts": self.restarts}
 
     def __repr__(self) -> str:
-        return f"RayScorer({len(self.actors)} actors, chunk_records={self.settings.chunk_records})"
+        return f"RayScorer({len(self.actors)} actors, chunk_records={self.chunk_records})"
 
     def score(self, records: Iterable[ScoringInput]) -> Iterator[RecordScore]:
         """One RecordScore per input record, in input order (as :meth:`Scorer.score`).
@@ -312,11 +325,13 @@ class RayScorer:
         limit = len(self.actors) * self.settings.in_flight
         self.stats, self.actor_stats = ScoringStats(), ScoringStats()
         self._run_began = time.perf_counter()
+        stream = timed(records, self.stats.waited_for_input)
+        sent = 0
         try:
-            for index, chunk in enumerate(batched(timed(records, self.stats.waited_for_input),
-                                                  self.settings.chunk_records)):
-                actor = index % len(self.actors)
-                pending.append((actor, self.actors[actor].score.remote(list(chunk), [self.files])))
+            while chunk := list(islice(stream, self.chunk_records)):  # (the size may change as chunks come back)
+                actor = sent % len(self.actors)
+                pending.append((actor, self.actors[actor].score.remote(chunk, [self.files])))
+                sent += 1
                 while len(pending) >= limit:
                     yield from self._collect(*pending.popleft())
             while pending:
@@ -349,7 +364,16 @@ class RayScorer:
             self.restarts += 1
         self._add(stats)
         self.stats.seconds = time.perf_counter() - self._run_began  # as the local engine's: wall time, not the actors'
+        self._size_chunks(stats)
         return scores
+
+    def _size_chunks(self, chunk: ScoringStats) -> None:
+        """With ``ray.chunk_records = "auto"``: the next chunks hold what an actor scores in ``AUTO_CHUNK_SECONDS``,
+        by the ``chunk`` it just returned (its records over its own time), within ``AUTO_CHUNK_RANGE``."""
+        if self.settings.chunk_records != "auto" or chunk.seconds <= 0 or not chunk.records:
+            return
+        low, high = AUTO_CHUNK_RANGE
+        self.chunk_records = min(high, max(low, round(chunk.records / chunk.seconds * AUTO_CHUNK_SECONDS)))
 
     def _release(self) -> None:
         """The run's cached GPU memory back to the device (:meth:`ScoringActor.release`), in every actor but the
