@@ -52,9 +52,10 @@ PROBE_EVERY_S = 30.0  # how long a chunk may take before the driver asks whether
 # ray.chunk_records = "auto": a run's first chunks hold AUTO_CHUNK_FIRST records (until one comes back); then each
 # chunk holds what an actor scored in AUTO_CHUNK_SECONDS by the last chunk it returned, within AUTO_CHUNK_RANGE (the
 # upper bound bounds memory: O(actors × in_flight × 8,192) records). An actor scores its chunks one after the other,
-# so a chunk's fixed costs (its first window tokenized before the model starts, the call, the results' trip) are
-# paid once per chunk: with a negligible model on a CPU, chunks of 256 / 512 / 2,048 cost 22 / 17 / 7 % against the
-# local engine (RESULTS.md); a CPU actor's MiniLM chunk stays a few seconds long (a stopped run waits for it).
+# so a chunk's fixed costs (its first batch tokenized before the model starts, the call, the results' trip) are
+# paid once per chunk: small beside a CPU's model (the chunk size was within the noise on 2 cores, RESULTS.md
+# 2026-12-06), large beside a GPU's; and a CPU actor's chunk stays a few seconds long (a stopped run waits for the
+# chunks in flight).
 AUTO_CHUNK_FIRST = 512
 AUTO_CHUNK_SECONDS = 2.0
 AUTO_CHUNK_RANGE = (16, 8192)
