@@ -1,12 +1,16 @@
-"""Heuristics and loss math on hand-made probability tensors with known answers."""
+"""Heuristics and loss math on hand-made probability tensors with known answers, and the heuristics against BaaL's
+own (the definitions the worker computes in one pass)."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from baal.active.heuristics import BALD, Entropy, Margin, Variance
 
+from worker.scoring.multilabel import bernoulli_uncertainty
 from worker.scoring.uncertainty import label_losses, uncertainty_scores, variation_ratio
 
 
@@ -54,6 +58,64 @@ def test_scores_are_per_record_and_reject_a_wrong_shape():
 
     with pytest.raises(ValueError, match=r"\[N, C, T\]"):
         uncertainty_scores(np.ones((3, 2)))
+
+
+def _random_probs(records: int, classes: int, samples: int, seed: int) -> np.ndarray:
+    """[records, classes, samples] distributions over the classes, spread from near-certain to flat, with some
+    exact zeros and ones (a saturated softmax)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(records, classes, samples)) * rng.uniform(0.1, 8.0, size=(records, 1, 1))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[:3] = 0.0
+    probs[:3, 0, :] = 1.0  # three records certain of class 0 in every sample
+    probs[3, :, 0] = 0.0
+    probs[3, 1, 0] = 1.0  # one sample of record 3 certain of class 1
+    return probs
+
+
+def _baal_scores(probs: np.ndarray) -> dict[str, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return {"bald": BALD().get_uncertainties(probs), "entropy": Entropy().get_uncertainties(probs),
+                "margin": Margin().get_uncertainties(probs),
+                "variance": Variance(reduction="mean").get_uncertainties(probs)}
+
+
+@pytest.mark.parametrize(("classes", "samples"), [(2, 20), (3, 1), (20, 20), (7, 5)])
+def test_the_heuristics_equal_baals(classes, samples):
+    probs = _random_probs(200, classes, samples, seed=classes * 100 + samples)
+
+    ours = uncertainty_scores(probs)
+    theirs = _baal_scores(probs)
+
+    for name, expected in theirs.items():
+        np.testing.assert_allclose(ours[name], np.clip(expected, 0.0, None) if name == "bald" else expected,
+                                   rtol=1e-9, atol=1e-12, err_msg=name)
+    assert ours["bald"].min() >= 0.0 and ours["entropy"][:3] == pytest.approx([0.0] * 3)
+
+
+def test_the_bernoulli_heuristics_equal_baals_on_each_label():
+    present = _random_probs(120, 2, 10, seed=3)[:, 0, :].reshape(40, 3, 10)  # [N=40, L=3, T=10]
+
+    ours = bernoulli_uncertainty(present)
+    two_class = np.stack([present, 1.0 - present], axis=2).reshape(120, 2, 10)
+    theirs = _baal_scores(two_class)
+
+    np.testing.assert_allclose(ours["bald"], np.clip(theirs["bald"], 0.0, None).reshape(40, 3), atol=1e-12)
+    np.testing.assert_allclose(ours["entropy"], theirs["entropy"].reshape(40, 3), rtol=1e-9, atol=1e-12)
+
+
+def test_a_record_with_non_finite_probabilities_gets_zeros_and_leaves_the_others_alone():
+    probs = _random_probs(5, 3, 4, seed=9)
+    clean = uncertainty_scores(probs)
+    probs[2, 1, 3] = np.nan
+
+    scores = uncertainty_scores(probs)
+
+    for name, values in scores.items():
+        assert values[2] == 0.0 or name == "variation_ratio", name  # a vote count stays defined
+        np.testing.assert_array_equal(np.delete(values, 2), np.delete(clean[name], 2), err_msg=name)
 
 
 def test_losses_of_the_reference_label():

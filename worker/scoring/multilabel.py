@@ -4,10 +4,10 @@ MC dropout gives per-label probabilities ``[N, L, T]``. Per record:
 
 * the predicted label set: the labels whose mean probability reaches the label's decision threshold
   (tuned on validation, :func:`tune_thresholds`; 0.5 untuned);
-* uncertainty per label — BALD (mutual information) and entropy of the label's Bernoulli, computed by
-  BaaL on each label as a two-class problem — reported as the **max** over labels (what the UI sorts by:
-  a record is worth annotating when *any* of its labels is in doubt; the mean dilutes one doubtful label
-  among many certain ones) and the mean;
+* uncertainty per label — BALD (mutual information) and entropy of the label's Bernoulli (BaaL's
+  definitions: :func:`~worker.scoring.uncertainty.bald_and_entropy` on each label as a two-class problem) —
+  reported as the **max** over labels (what the UI sorts by: a record is worth annotating when *any* of its
+  labels is in doubt; the mean dilutes one doubtful label among many certain ones) and the mean;
 * against the reference label set: ``loss`` = max_l BCE(p̄_l, y_l), the loss of the set's **least plausible
   label decision** (−log of the probability that it is right) — the sort key for label errors;
   ``expected_loss`` its expectation over the MC samples (E_t max_l BCE(p_l^t, y_l)); ``set_loss`` = Σ_l BCE,
@@ -25,17 +25,16 @@ Every value is finite: probabilities are clipped to [PROBABILITY_FLOOR, 1 − PR
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from baal.active.heuristics import BALD, Entropy
 
 from worker.constants import PROBABILITY_FLOOR
 from worker.errors import ScoringError
 from worker.scoring.mc import MCLayers
 from worker.scoring.model import Classifier
+from worker.scoring.uncertainty import bald_and_entropy
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -54,11 +53,8 @@ def bernoulli_uncertainty(mc_probs: np.ndarray) -> dict[str, np.ndarray]:
     n, labels, samples = mc_probs.shape
     present = np.clip(mc_probs.astype(np.float64), 0.0, 1.0)
     two_class = np.stack([present, 1.0 - present], axis=2).reshape(n * labels, 2, samples)  # [N·L, 2, T]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # BaaL warns when it repairs non-finite scores
-        bald = BALD().get_uncertainties(two_class).reshape(n, labels)
-        entropy = Entropy().get_uncertainties(two_class).reshape(n, labels)
-    return {"bald": np.maximum(bald, 0.0), "entropy": np.maximum(entropy, 0.0)}
+    bald, entropy = (values.reshape(n, labels) for values in bald_and_entropy(two_class))
+    return {"bald": np.nan_to_num(bald, nan=0.0), "entropy": np.nan_to_num(np.maximum(entropy, 0.0), nan=0.0)}
 
 
 def binary_cross_entropy(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
