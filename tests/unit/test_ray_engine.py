@@ -189,9 +189,9 @@ def test_config_check_says_what_the_actors_would_take_and_refuses_what_a_local_r
     with pytest.raises(ConfigError, match=r"ask 1 GPU, the cluster has 0"):
         check_cluster(RaySettings(gpus_per_actor=1))
     may_grow = check_cluster(RaySettings(address="auto", actors=3, start_timeout_s=120))
-    assert may_grow == ("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s) × (0 GPU, 1 CPU) — ray: 3 actor(s) × "
-                        "(0 GPU, 1 CPU) ask 3 CPU, the cluster has 2: a run waits up to 120 s (ray.start_timeout_s) "
-                        "for the cluster to add nodes")
+    assert may_grow == ("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s) × (0 GPU, 1 CPU); 1 node(s) that can "
+                        "hold an actor run this worker's code — ray: 3 actor(s) × (0 GPU, 1 CPU) ask 3 CPU, the "
+                        "cluster has 2: a run waits up to 120 s (ray.start_timeout_s) for the cluster to add nodes")
     monkeypatch.setenv("RAY_ADDRESS", "auto")  # ray.init joins what it names: a cluster, which may grow
     assert check_cluster(RaySettings(actors=3)).startswith("scoring on cluster 'auto' (0 GPU, 2 CPU): 3 actor(s)")
     assert ray.is_initialized()  # the Ray it found is left running

@@ -5,7 +5,7 @@ CPUs and one worker node of 1 CPU, each its own raylet process, on this machine)
   the run waited for it forever, and with it every job queued behind the score run.
 - A node that runs other argilla-worker code than the worker (an image upgraded on one side only): its actors are
   refused before they score. Before, they scored with their own code (or failed with a raw error on the first
-  chunk whose results the driver's code could not read)."""
+  chunk whose results the driver's code could not read). ``config check`` finds such a node before any run."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tests.training_data import sentiment_examples
 from worker.config import RaySettings
 from worker.errors import ConfigError, ScoringError
 from worker.scoring import ScoringInput
-from worker.scoring.distributed import RayScorer
+from worker.scoring.distributed import RayScorer, check_cluster
 
 
 @pytest.fixture()
@@ -134,3 +134,29 @@ def test_actors_on_a_node_with_other_worker_code_are_refused_in_one_line_and_the
         else:
             with RayScorer(model_dir, "v7", settings, device="cpu", options={"samples": 2}) as scorer:
                 assert [s.record_id for s in scorer.score(records)] == [r.record_id for r in records]
+
+
+def test_config_check_names_a_node_with_other_worker_code_before_any_run(cluster, tmp_path):
+    """``config check``'s Ray line asks every live node that could hold an actor which code it runs (the head, with
+    no CPU, holds none and is not asked): one comment changed on the node → ConfigError naming the node, both
+    versions and fingerprints, and no actor is started; the same code at another path → the line says the node runs
+    this worker's code."""
+    settings = RaySettings(address=cluster.address, actors=1, gpus_per_actor=0, cpus_per_actor=1)
+    for changed in (True, False):
+        ray.shutdown()
+        copy = _package_copy(tmp_path / f"node-{changed}", changed=changed)
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"working_dir": str(copy)})
+        if changed:
+            with pytest.raises(ConfigError) as refused:
+                check_cluster(settings)
+            said = str(refused.value)
+            found = re.fullmatch(r"Ray node [0-9.]+ runs argilla-worker (\S+) \(code ([0-9a-f]{12})\), this worker "
+                                 r"argilla-worker (\S+) \(code ([0-9a-f]{12})\): a scoring actor placed there would be "
+                                 r"refused; install the same argilla-worker on every node of the cluster", said)
+            assert found, said
+            assert found.group(1) == found.group(3) and found.group(2) != found.group(4)
+        else:
+            line = check_cluster(settings)
+            assert line == (f"scoring on cluster {cluster.address!r} (0 GPU, 1 CPU): 1 actor(s) × (0 GPU, 1 CPU); "
+                            "1 node(s) that can hold an actor run this worker's code"), line
+        assert ray.available_resources().get("CPU", 0) == 1  # the check held nothing

@@ -59,6 +59,7 @@ PROBE_EVERY_S = 30.0  # how long a chunk may take before the driver asks whether
 AUTO_CHUNK_FIRST = 512
 AUTO_CHUNK_SECONDS = 2.0
 AUTO_CHUNK_RANGE = (16, 8192)
+NODE_CHECK_TIMEOUT_S = 60.0  # config check: how long each node that could hold an actor has to say what code it runs
 
 
 def _ray() -> Any:
@@ -487,13 +488,62 @@ def check_cluster(settings: RaySettings) -> str:
     _join(settings)
     try:
         ask, cluster, shortfall = _plan(settings)
+        nodes = _check_nodes_code(ask) if joins_cluster(settings) else ""
     finally:
         if started:
             ray.shutdown()
     address, _ = _address(settings)
     where = f"cluster {address!r}" if address else "a local Ray"
-    return (f"scoring on {where} ({_resources(cluster)}): {ask}"
+    return (f"scoring on {where} ({_resources(cluster)}): {ask}" + (f"; {nodes}" if nodes else "")
             + (f" — {shortfall}" if shortfall else ""))
+
+
+def _check_nodes_code(ask: _Ask, timeout_s: float = NODE_CHECK_TIMEOUT_S) -> str:
+    """On a joined cluster: which argilla-worker code each live node that could hold one actor runs (a task of no
+    resources pinned to each node, running the actors' own ``installed()``), so that a node with other code is found
+    by ``config check``, not by the first run whose actor lands there. O(nodes).
+
+    Returns:
+        the line's part on the nodes, e.g. "2 node(s) that can hold an actor run this worker's code".
+
+    Raises:
+        ConfigError: a node runs other code (names the node, both versions and fingerprints) or cannot import
+            argilla-worker at all.
+    """
+    ray = _ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    probe_type = _probed(ray)
+    version, code, _ = probe_type.installed(None)
+
+    def installed_on_node() -> tuple[str, str, str]:
+        return probe_type.installed(None)
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(installed_on_node)
+    nodes = [node for node in ray.nodes() if node.get("Alive") and _fits(ask, node.get("Resources", {}))]
+    asked = {probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote():
+             node.get("NodeManagerAddress", node["NodeID"]) for node in nodes}
+    answered, unanswered = ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)
+    for ref in answered:
+        try:
+            their_version, their_code, _ = ray.get(ref)
+        except ray.exceptions.RayError as error:
+            raise ConfigError(f"Ray node {asked[ref]} cannot run the scoring actors' code: "
+                              f"{_one_line(_cause(error))} (every node needs argilla-worker installed: "
+                              "pip install 'argilla-worker[ray]')") from None
+        if their_code != code:
+            raise ConfigError(f"Ray node {asked[ref]} runs argilla-worker {their_version} (code {their_code}), this "
+                              f"worker argilla-worker {version} (code {code}): a scoring actor placed there would be "
+                              "refused; install the same argilla-worker on every node of the cluster")
+    for ref in unanswered:
+        ray.cancel(ref, force=True)
+    late = f" ({len(unanswered)} more did not answer within {timeout_s:g} s)" if unanswered else ""
+    return f"{len(answered)} node(s) that can hold an actor run this worker's code{late}"
+
+
+def _fits(ask: _Ask, resources: dict[str, float]) -> bool:
+    """Whether one of the actors fits a node of these total ``resources``."""
+    return all(resources.get(name, 0) + 1e-9 >= each for name, each in (("GPU", ask.gpus), ("CPU", ask.cpus)))
 
 
 def lost_connection(error: ConnectionError) -> ScoringError:
