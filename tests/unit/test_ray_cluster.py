@@ -186,6 +186,8 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
         client = _Driver(through_client, {**with_token, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "5"},
                          tmp_path / "client.log")
         assert _score_through_client(client) == {"scored": 24, "joined": True}  # (the head was restarted above)
+        checked = client.ask("check")  # config check asks the nodes through Ray Client too
+        assert checked["check"].endswith("; 1 node(s) that can hold an actor run this worker's code"), checked
         head.kill()
         lost = client.ask("score")  # after Ray Client's grace period of trying to reconnect (30 s, 5 s here)
         assert lost["error"].startswith("the connection to the Ray cluster was lost: "), lost
