@@ -4,7 +4,7 @@
 #   bash benchmarks/cuda_suite.sh                       # everything, with .venv/bin/python
 #   PYTHON=python3 STEPS="tests precision" bash benchmarks/cuda_suite.sh
 #
-# STEPS picks from: tests tokenizing gpu precision calibration scoring label_errors active_learning label_error_grid
+# STEPS picks from: tests tokenizing host_side gpu precision calibration scoring label_errors active_learning label_error_grid
 # active_learning_grid multi_annotator multilabel mc_memory training_memory (default: all). The grids are issue #17's benchmarks:
 # label errors on 3 sets × 10 %/20 % noise × 3 seeds plus the real-disagreement movie snippets, active learning on 2 sets × 3
 # seeds (about 15 min and 25 min on an H100: 37 s per label-error cell, 130 s per active-learning run measured).
@@ -31,6 +31,7 @@ step_command() {  # one command line per line of output, run in order
   case "$1" in
     tests) echo "-m pytest -q -ra tests/unit/test_cuda.py" ;;
     tokenizing) echo "benchmarks/tokenizing.py --records 50000" ;;
+    host_side) echo "benchmarks/host_side.py --labels 2 --rounds 2" ;;  # the host's own per-record work, ≈ 40 s
     gpu) echo "benchmarks/gpu.py --compile${GPU_PARTS:+ --parts $GPU_PARTS}${GPU_ARGS:+ $GPU_ARGS}" ;;
     precision) echo "benchmarks/precision.py --device cuda" ;;
     calibration) echo "benchmarks/calibration.py --device cuda" ;;

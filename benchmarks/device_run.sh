@@ -11,7 +11,7 @@
 # bounds the whole script inside one device run (cuda_suite.sh's DEADLINE): a command still running then is
 # stopped, the ones after it are named "not run" in the summary, and the results are archived either way.
 # CHECK_ONLY=1 checks the bundle on any machine (no GPU needed): the same setup, then a tiny CPU run of gpu.py
-# (its Ray rows too with a RAY=1 bundle).
+# (its Ray rows too with a RAY=1 bundle) and of host_side.py.
 # Results: $OUT/results.tar.gz (benchmarks/results: *.md, *.json, the steps' logs) and $OUT/summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +70,8 @@ if [ -n "${CHECK_ONLY:-}" ]; then  # the bundle checked on any machine: a small 
   "$PYTHON" benchmarks/gpu.py --device cpu --records 64 --legacy-records 32 --train 32 --samples 4 \
     --parts "${GPU_PARTS:-scoring,training}" --ray-actors 1 2>&1 | tee -a "$OUT/summary.txt"
   status=${PIPESTATUS[0]}
+  "$PYTHON" benchmarks/host_side.py --labels 2 --rounds 1 --records 2000 2>&1 | tee -a "$OUT/summary.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else  # gpu.py's Ray rows need Ray, which travels only in a RAY=1 bundle
   PYTHON="$PYTHON" STEPS="$STEPS" DEADLINE="$deadline" GPU_PARTS=${GPU_PARTS:-scoring,training} \
     bash benchmarks/cuda_suite.sh 2>&1 \
