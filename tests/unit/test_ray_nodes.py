@@ -13,6 +13,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,16 @@ def _package_copy(into: Path, *, changed: bool) -> Path:
     return into
 
 
+def _joined_with_a_copy(cluster, into: Path) -> Iterator[bool]:
+    """This process joined again with a copy of the package as the job's ``working_dir`` (:func:`_package_copy`):
+    first a changed copy, then an unchanged one; yields whether the copy was changed."""
+    for changed in (True, False):
+        ray.shutdown()
+        copy = _package_copy(into / f"node-{changed}", changed=changed)
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"working_dir": str(copy)})
+        yield changed
+
+
 def test_actors_on_a_node_with_other_worker_code_are_refused_in_one_line_and_the_same_code_elsewhere_is_not(
         cluster, tmp_path):
     """The actors import the worker from a copy (the job's ``working_dir``, which Ray uploads and puts first on the
@@ -113,10 +124,7 @@ def test_actors_on_a_node_with_other_worker_code_are_refused_in_one_line_and_the
     model_dir = save_tiny_classifier(tmp_path / "model")
     settings = RaySettings(address=cluster.address, actors=1, gpus_per_actor=0, cpus_per_actor=1, start_timeout_s=120)
     records = [ScoringInput(e.id, e.text, e.label) for e in sentiment_examples(6)]
-    for changed in (True, False):
-        ray.shutdown()
-        copy = _package_copy(tmp_path / f"node-{changed}", changed=changed)
-        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"working_dir": str(copy)})
+    for changed in _joined_with_a_copy(cluster, tmp_path):
         if changed:
             with pytest.raises(ConfigError) as refused:
                 RayScorer(model_dir, "v7", settings, device="cpu", options={"samples": 2})
@@ -142,10 +150,7 @@ def test_config_check_names_a_node_with_other_worker_code_before_any_run(cluster
     versions and fingerprints, and no actor is started; the same code at another path → the line says the node runs
     this worker's code."""
     settings = RaySettings(address=cluster.address, actors=1, gpus_per_actor=0, cpus_per_actor=1)
-    for changed in (True, False):
-        ray.shutdown()
-        copy = _package_copy(tmp_path / f"node-{changed}", changed=changed)
-        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"working_dir": str(copy)})
+    for changed in _joined_with_a_copy(cluster, tmp_path):
         if changed:
             with pytest.raises(ConfigError) as refused:
                 check_cluster(settings)
