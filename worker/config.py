@@ -84,6 +84,20 @@ def positive_int_or(value: object, word: str) -> object:
     raise ValueError(f"must be a positive integer or {word!r}")
 
 
+def check_hub_repo_id(repo_id: str) -> None:
+    """Refuse a repo id the Hub would refuse (huggingface_hub's own rule), before anything is built for it.
+
+    Raises:
+        ValueError: the Hub's reason, naming the id.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"not a Hub repo id: {error}") from None
+
+
 def _data_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "argilla-worker"
 
@@ -417,6 +431,13 @@ class PublishSettings(_Section):
     license: str = "other"
     cron: str | None = None
     after_promotion: bool = True
+
+    @field_validator("repo_id")
+    @classmethod
+    def _hub_repo_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_hub_repo_id(value)
+        return value
 
     def token(self) -> str | None:
         """The Hub token from env / file, else None (then huggingface_hub's own login is used)."""

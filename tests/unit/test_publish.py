@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.hub_stub import HubStub
-from worker.errors import DataError
+from worker.errors import ConfigError, DataError
 from worker.publish import PublishOptions, build_publication
 from worker.publish.card import render_card
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
@@ -487,6 +487,14 @@ def test_a_republication_to_the_hub_replaces_its_own_data_files_only(monkeypatch
     assert "data/extra/their-notes.csv" in files
     assert f"data/train-{second.content_hash[:12]}-00000-of-00001.parquet" in files
     assert not any(first.content_hash[:12] in name for name in files)
+
+
+def test_a_repo_id_the_hub_would_refuse_is_one_line_before_anything_is_asked():
+    """``--repo-id`` skips the config's check: the sink refuses it itself (it raised huggingface_hub's validation
+    error as a traceback on the command line before)."""
+    with pytest.raises(ConfigError, match=r"Hub dataset repo 'team/clean set': not a Hub repo id: .*'team/clean set'"):
+        HubSink("team/clean set", token="t")
+    assert HubSink("team/clean-set", token="t").repo_id == "team/clean-set"
 
 
 def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fresh_hub_sessions):

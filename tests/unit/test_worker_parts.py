@@ -230,6 +230,7 @@ def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_pat
     ('[training]\ncompile = "graphs"\n', r"training.compile = 'graphs': .*true, false or 'reduce-overhead'"),
     ('[ray]\nchunk_records = 0\n', r"ray.chunk_records = 0: .*positive integer or 'auto'"),
     ('[ray]\nchunk_records = "big"\n', r"ray.chunk_records = 'big': .*positive integer or 'auto'"),
+    ('[publish]\nrepo_id = "team/clean set"\n', r"publish.repo_id = 'team/clean set': .*not a Hub repo id"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
     config = tmp_path / "worker.toml"

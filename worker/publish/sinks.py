@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import requests
 
+from worker.config import check_hub_repo_id
 from worker.errors import ConfigError, PublishError
 from worker.publish.build import Publication
 from worker.publish.card import data_file, render_card, write_plots
@@ -195,6 +196,10 @@ class HubSink:
     def __init__(self, repo_id: str, *, token: str | None = None, private: bool = True, endpoint: str | None = None):
         from huggingface_hub import HfApi
 
+        try:
+            check_hub_repo_id(repo_id)
+        except ValueError as error:
+            raise ConfigError(f"Hub dataset repo {repo_id!r}: {error}") from None
         self.repo_id = repo_id
         self.private = private
         self.api = HfApi(token=token, endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None)
