@@ -68,6 +68,25 @@ def test_bad_files_are_one_line_errors_and_undecodable_lines_are_skipped(local_a
     assert sorted(record.fields["text"] for record in records) == ["another good", "good one"]
 
 
+def test_a_label_set_argilla_would_refuse_is_one_line_and_creates_nothing(local_argilla, stack_settings, dataset_name,
+                                                                          tmp_path):
+    """One label in the data (no --labels), or one given twice: the SDK raised its SettingsError as a traceback after
+    starting to create the dataset; now one line naming the labels, and no dataset on the server."""
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+    data = tmp_path / "one-label.tsv"
+    data.write_text("text\tlabel\nonly positives here\tpositive\nanother one\tpositive\n")
+    for extra, said in (([], "labels ['positive'] for a new dataset's question: a label question needs at least 2"),
+                        (["--labels", "positive,positive"], "'positive' repeated")):
+        result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
+                                 "--label-column", "label", *extra, "--api-url", stack_settings.api_url],
+                                capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and said in last, last
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    assert client.datasets(name=dataset_name, workspace=stack_settings.workspace) is None
+
+
 def test_a_column_of_label_lists_makes_a_multi_label_dataset_the_worker_binds_to(local_argilla, stack_settings,
                                                                                  dataset_name, tmp_path):
     from worker.gateway import ArgillaGateway

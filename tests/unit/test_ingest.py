@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import datasets
 import pandas as pd
@@ -468,3 +469,17 @@ def test_rows_repeating_an_earlier_rows_text_are_ingested_and_counted_with_the_f
     clean = IngestReport()
     list(labelled_rows(load_table(path), label_column="label", report=clean, id_column=None, fields={"other": "label"}))
     assert clean.repeated == 1  # another field's value differs: row 3 ("billing") is not row 1's copy
+
+
+@pytest.mark.parametrize(("labels", "said"), [
+    (["positive"], "a label question needs at least 2"),
+    (["positive", "negative", "positive"], "'positive' repeated"),
+    (["positive", " ", "negative"], "one of them is empty"),
+])
+def test_labels_argilla_would_refuse_for_a_new_question_are_named(labels, said):
+    from worker.errors import ConfigError
+    from worker.gateway.client import check_new_labels
+
+    with pytest.raises(ConfigError, match=f"labels {re.escape(str(labels))} for a new dataset's question: .*{said}"):
+        check_new_labels(labels)
+    check_new_labels(["positive", "negative"])

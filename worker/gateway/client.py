@@ -289,6 +289,40 @@ def release_caveats(version: Version) -> list[str]:
     return caveats
 
 
+def check_new_labels(labels: Sequence[str]) -> None:
+    """Refuse the labels of a question to create that Argilla would refuse (fewer than 2, one repeated, an empty
+    one) before anything is created.
+
+    Raises:
+        ConfigError: naming the labels and the rule.
+    """
+    names = [str(label) for label in labels]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if any(not name.strip() for name in names):
+        problem = "one of them is empty"
+    elif repeated:
+        problem = f"{', '.join(map(repr, repeated))} repeated"
+    elif len(names) < 2:
+        problem = "a label question needs at least 2 (Argilla's rule)"
+    else:
+        return
+    raise ConfigError(f"labels {names} for a new dataset's question: {problem}; give every label it should offer, "
+                      "each once (ingest --labels a,b,…)")
+
+
+def _sdk_reasons(error: BaseException) -> str:
+    """The distinct messages along an SDK error's causes, in one line (the SDK's outer error often says only
+    "Argilla SDK error"; the server's words are in a cause)."""
+    reasons: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None and len(reasons) < 4:
+        text = re.sub(r"^(Argilla SDK error: )?\w+: ", "", " ".join(str(cause).split()))
+        if text and text != "Argilla SDK error" and text not in reasons:
+            reasons.append(text)
+        cause = cause.__cause__ or cause.__context__
+    return "; ".join(reasons)[:500] or type(error).__name__
+
+
 def _http_answer(error: BaseException) -> httpx.Response | None:
     """The HTTP answer behind an SDK error (the SDK raises its own error while handling httpx's)."""
     cause: BaseException | None = error
@@ -368,6 +402,7 @@ class ArgillaGateway:
         """
         dataset = self._find_dataset()
         if dataset is None:
+            check_new_labels(labels)
             field, question = new_dataset_names(self._fields, self._question)
             logger.info("creating dataset %s/%s: field %r, %s question %r with labels %s", self.workspace,
                         self.dataset_name, field, "multi-label" if multi_label else "single-label", question,
@@ -378,7 +413,11 @@ class ArgillaGateway:
                 settings=dataset_settings(labels, field=field, question=question, multi_label=multi_label),
                 client=self.client,
             )
-            return dataset.create()
+            try:
+                return dataset.create()
+            except Exception as error:  # the SDK's errors share no base class (it removes what it had created)
+                raise ArgillaRefusedError(f"cannot create dataset {self.workspace}/{self.dataset_name} on "
+                                          f"{self.api_url}: {_sdk_reasons(error)}") from error
         self._check_labels(labels, multi_label)
         self._properties = None  # read again before the next write
         return dataset
