@@ -483,3 +483,41 @@ def test_labels_argilla_would_refuse_for_a_new_question_are_named(labels, said):
     with pytest.raises(ConfigError, match=f"labels {re.escape(str(labels))} for a new dataset's question: .*{said}"):
         check_new_labels(labels)
     check_new_labels(["positive", "negative"])
+
+
+def _raised_from(cause: BaseException) -> BaseException:
+    """An SDK-style error raised while handling ``cause`` (the SDK wraps httpx's errors in its own)."""
+    try:
+        try:
+            raise cause
+        except Exception as handled:
+            raise RuntimeError("Argilla SDK error") from handled
+    except RuntimeError as wrapped:
+        return wrapped
+
+
+def test_a_dataset_the_server_did_not_create_is_one_line_refused_or_unavailable_by_its_answer():
+    import httpx
+
+    from worker.errors import ArgillaRefusedError, ArgillaUnavailableError
+    from worker.gateway.client import creation_failure
+
+    request = httpx.Request("POST", "http://argilla:6900/api/v1/datasets")
+    too_long = httpx.Response(422, request=request, json={"detail": {  # argilla-server 2.8's answer
+        "code": "argilla.api.errors::ValidationError", "params": {"errors": [
+            {"type": "string_too_long", "loc": ["body", "name"],
+             "msg": "String should have at most 200 characters"}]}}})
+    refused = creation_failure("argilla/x", _raised_from(httpx.HTTPStatusError("422", request=request,
+                                                                                response=too_long)))
+    assert type(refused) is ArgillaRefusedError and refused.status == 422
+    assert str(refused) == ("cannot create dataset argilla/x: Argilla answered 422: name: String should have at most "
+                            "200 characters")
+    taken = httpx.Response(409, request=request, json={"detail": "Dataset with name `x` already exists"})
+    said = str(creation_failure("argilla/x", _raised_from(httpx.HTTPStatusError("409", request=request,
+                                                                                 response=taken))))
+    assert said == "cannot create dataset argilla/x: Argilla answered 409: Dataset with name `x` already exists"
+    busy = httpx.Response(503, request=request, text="busy")
+    for cause in (httpx.HTTPStatusError("503", request=request, response=busy),
+                  httpx.ConnectError("connection refused", request=request)):
+        failure = creation_failure("argilla/x", _raised_from(cause))
+        assert isinstance(failure, ArgillaUnavailableError) and "\n" not in str(failure), failure

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import argilla as rg
@@ -289,6 +289,9 @@ def release_caveats(version: Version) -> list[str]:
     return caveats
 
 
+_E = TypeVar("_E", bound=BaseException)
+
+
 def check_new_labels(labels: Sequence[str]) -> None:
     """Refuse the labels of a question to create that Argilla would refuse (fewer than 2, one repeated, an empty
     one) before anything is created.
@@ -310,6 +313,31 @@ def check_new_labels(labels: Sequence[str]) -> None:
                       "each once (ingest --labels a,b,…)")
 
 
+def creation_failure(dataset: str, error: BaseException) -> ArgillaGatewayError:
+    """One line for a dataset the server did not create, in its words: :class:`ArgillaUnavailableError` when it did
+    not answer or answered 5xx (a later attempt may succeed), else :class:`ArgillaRefusedError`."""
+    answer = _http_answer(error)
+    unavailable = (answer is not None and answer.status_code >= 500
+                   or _in_causes(error, httpx.TransportError) is not None)
+    kind = ArgillaUnavailableError if unavailable else ArgillaRefusedError
+    if answer is None:
+        return kind(f"cannot create dataset {dataset}: {_sdk_reasons(error)}")
+    words = _validation_errors(answer) or _server_detail(answer) or answer.reason_phrase
+    return kind(f"cannot create dataset {dataset}: Argilla answered {answer.status_code}: {words}",
+                status=answer.status_code, detail=_server_detail(answer))
+
+
+def _validation_errors(answer: httpx.Response) -> str | None:
+    """An Argilla validation error's messages by field (``name: String should have at most 200 characters``), or
+    None when the answer is not one."""
+    try:
+        detail = answer.json().get("detail")
+        errors = detail["params"]["errors"]
+        return "; ".join(f"{'.'.join(map(str, error['loc'][1:]))}: {error['msg']}" for error in errors) or None
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError):
+        return None
+
+
 def _sdk_reasons(error: BaseException) -> str:
     """The distinct messages along an SDK error's causes, in one line (the SDK's outer error often says only
     "Argilla SDK error"; the server's words are in a cause)."""
@@ -323,14 +351,21 @@ def _sdk_reasons(error: BaseException) -> str:
     return "; ".join(reasons)[:500] or type(error).__name__
 
 
-def _http_answer(error: BaseException) -> httpx.Response | None:
-    """The HTTP answer behind an SDK error (the SDK raises its own error while handling httpx's)."""
+def _in_causes(error: BaseException, kind: type[_E]) -> _E | None:
+    """The first error of ``kind`` along ``error``'s causes (itself included): the SDK raises its own errors while
+    handling httpx's and ssl's."""
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, httpx.HTTPStatusError):
-            return cause.response
+        if isinstance(cause, kind):
+            return cause
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+def _http_answer(error: BaseException) -> httpx.Response | None:
+    """The HTTP answer behind an SDK error."""
+    found = _in_causes(error, httpx.HTTPStatusError)
+    return found.response if found is not None else None
 
 
 def _is_json(answer: httpx.Response) -> bool:
@@ -355,12 +390,8 @@ def _redirect_reason(api_url: str, answer: httpx.Response | None, headers_sent: 
 
 def _untrusted_certificate(error: BaseException) -> str | None:
     """The reason, when ``error`` was caused by a server certificate that failed verification."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return str(cause.verify_message or cause.reason or "verification failed")
-        cause = cause.__cause__ or cause.__context__
-    return None
+    found = _in_causes(error, ssl.SSLCertVerificationError)
+    return str(found.verify_message or found.reason or "verification failed") if found is not None else None
 
 
 ANNOTATOR_ROLE = "annotator"  # Argilla's role that may only answer questions (see ArgillaGateway._check_role)
@@ -416,8 +447,7 @@ class ArgillaGateway:
             try:
                 return dataset.create()
             except Exception as error:  # the SDK's errors share no base class (it removes what it had created)
-                raise ArgillaRefusedError(f"cannot create dataset {self.workspace}/{self.dataset_name} on "
-                                          f"{self.api_url}: {_sdk_reasons(error)}") from error
+                raise creation_failure(f"{self.workspace}/{self.dataset_name} on {self.api_url}", error) from error
         self._check_labels(labels, multi_label)
         self._properties = None  # read again before the next write
         return dataset
