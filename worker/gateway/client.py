@@ -322,9 +322,10 @@ def creation_failure(dataset: str, error: BaseException) -> ArgillaGatewayError:
     kind = ArgillaUnavailableError if unavailable else ArgillaRefusedError
     if answer is None:
         return kind(f"cannot create dataset {dataset}: {_sdk_reasons(error)}")
-    words = _validation_errors(answer) or _server_detail(answer) or answer.reason_phrase
+    detail = _server_detail(answer)
+    words = _validation_errors(answer) or detail or answer.reason_phrase
     return kind(f"cannot create dataset {dataset}: Argilla answered {answer.status_code}: {words}",
-                status=answer.status_code, detail=_server_detail(answer))
+                status=answer.status_code, detail=detail)
 
 
 def _validation_errors(answer: httpx.Response) -> str | None:
@@ -342,24 +343,25 @@ def _sdk_reasons(error: BaseException) -> str:
     """The distinct messages along an SDK error's causes, in one line (the SDK's outer error often says only
     "Argilla SDK error"; the server's words are in a cause)."""
     reasons: list[str] = []
-    cause: BaseException | None = error
-    while cause is not None and len(reasons) < 4:
+    for cause in _causes(error):
         text = re.sub(r"^(Argilla SDK error: )?\w+: ", "", " ".join(str(cause).split()))
         if text and text != "Argilla SDK error" and text not in reasons:
             reasons.append(text)
+    return "; ".join(reasons[:4])[:500] or type(error).__name__
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error`` and the errors it was raised from or while handling, outermost first (the SDK raises its own
+    errors while handling httpx's and ssl's)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        yield cause
         cause = cause.__cause__ or cause.__context__
-    return "; ".join(reasons)[:500] or type(error).__name__
 
 
 def _in_causes(error: BaseException, kind: type[_E]) -> _E | None:
-    """The first error of ``kind`` along ``error``'s causes (itself included): the SDK raises its own errors while
-    handling httpx's and ssl's."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, kind):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
+    """The first error of ``kind`` along ``error``'s causes (itself included)."""
+    return next((cause for cause in _causes(error) if isinstance(cause, kind)), None)
 
 
 def _http_answer(error: BaseException) -> httpx.Response | None:
