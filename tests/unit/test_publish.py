@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.hub_stub import HubStub
-from worker.errors import ConfigError, DataError
+from worker.errors import ConfigError, DataError, PublishError
 from worker.publish import PublishOptions, build_publication
 from worker.publish.card import render_card
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink
@@ -339,13 +339,28 @@ def test_an_interrupted_write_leaves_the_previous_publication_intact(tmp_path, m
         raise OSError("disk full")
 
     monkeypatch.setattr("worker.publish.sinks.write_plots", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(PublishError, match=r"publish.directory .*cleaned: the publication could not be written "
+                                           r"there \(disk full\); the last publication there, if any, is unchanged"):
         sink.publish(build_publication(changed, LABELS), CardInfo())
 
     after = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "cleaned").rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir()] == ["cleaned"], "a half-written publication was left behind"
     assert datasets.load_dataset(str(tmp_path / "cleaned"), cache_dir=str(tmp_path / "hf-cache"))["train"].num_rows == 4
+
+
+def test_a_directory_that_cannot_be_made_is_one_error_naming_the_setting(tmp_path):
+    """A path under a file (or /proc, or a read-only mount): the OS's reason, the setting and the directory, not
+    the staging directory's name."""
+    (tmp_path / "notes.md").write_text("ours")
+    sink = LocalDirectorySink(tmp_path / "notes.md" / "cleaned")
+
+    with pytest.raises(PublishError) as raised:
+        sink.publish(build_publication(_records(), LABELS), CardInfo())
+
+    assert str(raised.value).startswith(f"publish.directory {tmp_path / 'notes.md' / 'cleaned'}: the publication "
+                                        f"could not be written there (")
+    assert ".new-" not in str(raised.value) and (tmp_path / "notes.md").read_text() == "ours"
 
 
 def test_a_directory_holding_the_teams_files_is_refused_before_anything_is_moved(tmp_path):
@@ -500,8 +515,6 @@ def test_a_repo_id_the_hub_would_refuse_is_one_line_before_anything_is_asked():
 def test_publishing_to_the_hub_in_offline_mode_is_a_clear_error(monkeypatch, fresh_hub_sessions):
     """No request leaves the machine: huggingface_hub refuses before any HTTP call."""
     import huggingface_hub.constants
-
-    from worker.errors import PublishError
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PublishError, match="HF_HUB_OFFLINE is set"):

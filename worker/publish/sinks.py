@@ -155,6 +155,17 @@ class LocalDirectorySink:
         if self.last_hash() == content_hash:
             logger.info("publication unchanged since the last one in %s: nothing written", self.path)
             return PublishResult("directory", str(self.path), False, content_hash)
+        try:
+            self._write(publication, card)
+        except OSError as error:  # not writable, no such place (/proc), a full disk …: the old one stays whole
+            raise PublishError(f"publish.directory {self.path}: the publication could not be written there "
+                               f"({error.strerror or error}); the last publication there, if any, is unchanged"
+                               ) from error
+        logger.info("published %d records to %s", publication.num_rows, self.path)
+        return PublishResult("directory", str(self.path), True, content_hash)
+
+    def _write(self, publication: Publication, card: CardInfo) -> None:
+        """Build the publication beside the directory, then swap it in (a failure removes the half-written one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.new-", dir=self.path.parent))
         try:
@@ -163,8 +174,6 @@ class LocalDirectorySink:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self._swap_in(staging)
-        logger.info("published %d records to %s", publication.num_rows, self.path)
-        return PublishResult("directory", str(self.path), True, content_hash)
 
     def _swap_in(self, staging: Path) -> None:
         old = self.path.parent / f".{self.path.name}.old-{uuid.uuid4().hex}"
