@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
 from baal.active.heuristics import BALD, Entropy, Margin, Variance
 
 from worker.scoring.multilabel import bernoulli_uncertainty
-from worker.scoring.uncertainty import label_losses, uncertainty_scores, variation_ratio
+from worker.scoring.uncertainty import label_losses, mc_statistics, uncertainty_scores, variation_ratio
 
 
 def _mc(*samples: list[float]) -> np.ndarray:
@@ -93,6 +94,36 @@ def test_the_heuristics_equal_baals(classes, samples):
         np.testing.assert_allclose(ours[name], np.clip(expected, 0.0, None) if name == "bald" else expected,
                                    rtol=1e-9, atol=1e-12, err_msg=name)
     assert ours["bald"].min() >= 0.0 and ours["entropy"][:3] == pytest.approx([0.0] * 3)
+
+
+@pytest.mark.parametrize(("classes", "samples"), [(2, 20), (3, 1), (20, 20), (50, 7)])
+def test_the_heuristics_from_log_probabilities_equal_those_of_the_probabilities(classes, samples):
+    """What the scorer calls: the model's log-probabilities (−inf where a sample is certain), no second log; the
+    same values as ``uncertainty_scores`` (checked equal to BaaL's above) of their ``exp``."""
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(_random_probs(200, classes, samples, seed=classes * 10 + samples)).astype(np.float32)
+    probs = np.exp(log_probs.astype(np.float64))
+
+    mean, ours = mc_statistics(log_probs)
+    expected = uncertainty_scores(probs)
+
+    np.testing.assert_allclose(mean, probs.mean(axis=2), rtol=1e-12)
+    for name, values in expected.items():
+        np.testing.assert_allclose(ours[name], values, rtol=1e-12, atol=1e-15, err_msg=name)
+    assert np.isneginf(log_probs).any() and all(np.isfinite(values).all() for values in ours.values())
+    assert ours["entropy"].max() > 0.1 and ours["entropy"][:3] == pytest.approx([0.0] * 3)
+
+
+def test_variation_ratio_counts_each_records_own_votes():
+    probs = _random_probs(300, 50, 20, seed=5)
+    probs[10:20] = np.repeat(probs[10:20, :, :1], 20, axis=2)  # records whose every sample votes alike
+
+    ratios = variation_ratio(probs)
+
+    votes = probs.argmax(axis=1)  # [N, T]
+    expected = [1 - Counter(row.tolist()).most_common(1)[0][1] / 20 for row in votes]
+    np.testing.assert_array_equal(ratios, expected)
+    assert (ratios[10:20] == 0.0).all() and ratios.max() > 0.5
 
 
 def test_the_bernoulli_heuristics_equal_baals_on_each_label():

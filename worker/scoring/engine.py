@@ -26,7 +26,7 @@ from worker.scoring.device import model_failures
 from worker.scoring.mc import BatchPrediction, MCLayers, MCPredictor, PendingPrediction
 from worker.scoring.model import Classifier
 from worker.scoring.multilabel import binary_cross_entropy, decide, multilabel_scores
-from worker.scoring.uncertainty import UNCERTAINTY_NAMES, label_losses, uncertainty_scores
+from worker.scoring.uncertainty import UNCERTAINTY_NAMES, label_losses, mc_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -545,10 +545,11 @@ class Scorer:
         UNCERTAINTY_NAMES, ``loss`` and ``expected_loss`` [B], ``extra`` {plugin score: [B]}.
 
         deterministic_log_probs: [B, C]; mc_log_probs: [B, C, T]; reference: [B] class index or −1."""
-        mc_probs = np.exp(mc_log_probs)
+        mean_probs, uncertainty = mc_statistics(mc_log_probs)
         loss, expected_loss = label_losses(deterministic_log_probs, mc_log_probs, reference)
-        return {"mean_probs": mc_probs.mean(axis=2), **uncertainty_scores(mc_probs), "loss": loss,
-                "expected_loss": expected_loss, "extra": self._extra_scores(mc_probs)}
+        extra = self._extra_scores(np.exp(mc_log_probs)) if self.extra_scorers else {}
+        return {"mean_probs": mean_probs, **uncertainty, "loss": loss, "expected_loss": expected_loss,
+                "extra": extra}
 
     def _arrays_by_sample_count(self, deterministic_log_probs: np.ndarray, mc_log_probs: np.ndarray,
                                 reference: np.ndarray, samples_used: np.ndarray) -> dict:
