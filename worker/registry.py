@@ -133,18 +133,26 @@ class ModelRegistry:
         return [self._load(path, current) for path in sorted(self.versions_dir.iterdir()) if path.is_dir()]
 
     def get(self, version: str) -> ModelVersion:
-        path = self.versions_dir / version
-        if not path.is_dir():
+        path = self._version_path(version)
+        if path is None:
             known = [v.version for v in self.versions()]
             raise RegistryError(f"no model version {version!r} in {self.root} (known: {known or 'none'})")
         return self._load(path, self.current_version())
+
+    def _version_path(self, version: str) -> Path | None:
+        """``versions/<version>`` when ``version`` is a plain name (not empty, ``.``, ``..`` nor a path: a name a
+        person typed or a record's metadata holds) of a directory there, else None."""
+        if version in ("", ".", "..") or Path(version).name != version:
+            return None
+        path = self.versions_dir / version
+        return path if path.is_dir() else None
 
     def taught(self, version: str) -> frozenset[str] | None:
         """The ids of the records ``version`` was taught (:data:`TAUGHT_IDS_FILE`): none for a model a team brought
         (it learnt none of the dataset's reviews) — but what a later version the worker fine-tuned from it keeps;
         None when unknown (no such version here any more, or one trained before the worker kept them). O(ids)."""
-        path = self.versions_dir / version
-        if Path(version).name != version or not path.is_dir():  # a name from the records' metadata: no path
+        path = self._version_path(version)
+        if path is None:
             return None
         taught = read_taught_ids(path)
         if taught is None and is_brought(self._load(path, self.current_version())):
@@ -166,7 +174,7 @@ class ModelRegistry:
             seen.add(model.version)
             training = model.metrics.get("training") or {}
             start = training.get("start_version") or self._version_at(training.get("start_model"))
-            model = self.get(start) if start and (self.versions_dir / start).is_dir() else None
+            model = self.get(start) if start and self._version_path(start) else None
         return None
 
     def _version_at(self, path: str | None) -> str | None:

@@ -60,6 +60,23 @@ def test_versions_promote_reject_and_roll_back(tiny_model_dir, tmp_path):
         registry.get("v0042")
 
 
+@pytest.mark.parametrize("name", ["", ".", "..", "../versions", "v0001/", "/tmp"])
+def test_a_name_that_is_not_a_versions_plain_name_is_no_version(tiny_model_dir, tmp_path, name):
+    """`models promote ''` once made the versions directory itself current (its path is versions/ + '') and wrote a
+    metrics file into it: a name typed by a person, or read from a record's metadata, is only ever a plain name."""
+    registry = ModelRegistry(tmp_path / "registry")
+    first = _add(registry, tiny_model_dir)
+    registry.promote(first.version)
+    before = sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*"))
+
+    for action in (registry.promote, registry.get, registry.update_metrics):
+        with pytest.raises(RegistryError, match=f"no model version {name!r} in .* \\(known: \\['v0001'\\]\\)"):
+            action(name)
+
+    assert registry.taught(name) is None and registry.current().version == "v0001"
+    assert sorted(path.relative_to(tmp_path) for path in tmp_path.rglob("*")) == before
+
+
 def test_a_crash_mid_promotion_leaves_the_current_model_in_place(tiny_model_dir, tmp_path, monkeypatch):
     registry = ModelRegistry(tmp_path / "registry")
     registry.promote(_add(registry, tiny_model_dir).version)
