@@ -768,7 +768,8 @@ def _unchanged_size_note(size: int | None, records: int) -> str:
 @cli.command()
 @config_option
 @click.option("--version", "version", default=None, help="Model version (default: the current one).")
-@click.option("--max-samples", default=50, show_default=True, help="Largest T of the ECE-vs-T curve.")
+@click.option("--max-samples", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Largest T of the ECE-vs-T curve (the MC figures use scoring.samples, drawn however small this is).")
 def calibrate(config_file: Path | None, version: str | None, max_samples: int) -> None:
     """Calibration report of a model version on its validation records: ECE deterministic vs MC dropout,
     ECE vs T, reliability diagram, confusion matrix, temperature scaling. Stored beside the model."""

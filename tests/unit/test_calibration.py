@@ -104,6 +104,27 @@ def test_the_calibration_report_matches_the_metrics_it_is_built_from(tiny_classi
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_curve_shorter_than_the_workers_samples_still_reports_the_mc_figure_at_its_samples(tiny_classifier,
+                                                                                             tmp_path):
+    """`calibrate --max-samples 3` with scoring.samples = 5: the MC figures are the mean of 5 samples, as the report
+    says (they were the mean of the 3 the curve drew), the curve stops at 3."""
+    from tests.training_data import sentiment_examples
+    from worker.training.calibrate import calibration_report
+    from worker.training.evaluate import predict_probabilities
+
+    examples = sentiment_examples(24)
+    report = calibration_report(tiny_classifier, examples, tmp_path, max_samples=3, mc_samples=5, seed=1,
+                                dropout_rate=0.5)
+
+    probabilities = predict_probabilities(tiny_classifier, [e.text for e in examples], samples=5, seed=1,
+                                          dropout_rate=0.5)
+    targets = np.array([tiny_classifier.labels.index(e.label) for e in examples])
+    assert report.mc_samples == 5 and [t for t, _ in report.ece_by_samples] == [1, 2, 3]
+    assert report.ece_mc == pytest.approx(expected_calibration_error(probabilities.mc.mean(axis=2), targets))
+    assert report.ece_mc != pytest.approx(
+        expected_calibration_error(probabilities.mc[:, :, :3].mean(axis=2), targets), abs=1e-9)
+
+
 def test_multi_label_ece_treats_every_label_decision_as_a_binary_prediction():
     from worker.calibration import label_decision_ece
 

@@ -118,9 +118,10 @@ def calibration_report(
     """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
 
     MC dropout runs over every dropout layer (``mc_layers="all"``, at ``dropout_rate``: see MCPredictor) for
-    T = ``max_samples``; the ECE-vs-T
-    curve uses the first t samples for t = 1…T. Temperature scaling is fitted on the examples; its
-    "cross-fitted" ECE fits τ on one half and measures on the other (both ways), so it is not in-sample.
+    T = max(``max_samples``, ``mc_samples``) samples: the MC figures are the mean of the first ``mc_samples`` (the
+    worker's scoring.samples), the ECE-vs-T curve uses the first t for t = 1 … ``max_samples``. Temperature
+    scaling is fitted on the examples; its "cross-fitted" ECE fits τ on one half and measures on the other (both
+    ways), so it is not in-sample.
 
     ``scored`` [N, C] (single-label only): the examples' probabilities as the worker scored them (see
     :func:`scored_probabilities`). The MC figures are then theirs — the calibration of what annotators are shown —
@@ -132,12 +133,12 @@ def calibration_report(
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
-                                          samples=1 if scored is not None else max_samples, seed=seed,
-                                          dropout_rate=dropout_rate)
+                                          samples=1 if scored is not None else max(max_samples, mc_samples),
+                                          seed=seed, dropout_rate=dropout_rate)
     mc_mean = scored if scored is not None else probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, C]
     accuracy, macro_f1 = classification_metrics(probabilities.deterministic, targets, len(index))
     accuracy_mc, _ = classification_metrics(mc_mean, targets, len(index))
-    curve = ece_by_samples(probabilities.mc, targets) if scored is None else []
+    curve = ece_by_samples(probabilities.mc[:, :, :max_samples], targets) if scored is None else []
     temperature = scaled = crossfit = None
     log_probs = np.log(np.clip(probabilities.deterministic, PROBABILITY_FLOOR, 1.0))
     if temperature_scaling and len(examples) >= 4:
@@ -168,13 +169,14 @@ def _label_set_report(classifier: Classifier, examples: Sequence[Example], outpu
     targets = label_set_targets([e.label if isinstance(e.label, tuple) else (e.label,) for e in examples],
                                 classifier.labels)  # [N, L]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
-                                          samples=max_samples, seed=seed, dropout_rate=dropout_rate)
+                                          samples=max(max_samples, mc_samples), seed=seed, dropout_rate=dropout_rate)
     thresholds = np.asarray(classifier.thresholds)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, L]
     accuracy, macro_f1, _ = label_set_metrics(probabilities.deterministic >= thresholds, targets)
     accuracy_mc, _, _ = label_set_metrics(mc_mean >= thresholds, targets)
     decisions = targets.reshape(-1).astype(int)  # [N·L]
-    deterministic, mc_binary = _as_decisions(probabilities.deterministic), _as_decisions(probabilities.mc)
+    deterministic = _as_decisions(probabilities.deterministic)
+    mc_binary = _as_decisions(probabilities.mc[:, :, :max_samples])
     mc_mean_binary = _as_decisions(mc_mean)
     report = CalibrationReport(
         model_version=classifier.version, records=len(examples), accuracy_deterministic=accuracy,
