@@ -89,14 +89,20 @@ def plugin_manager(modules: Sequence[str] = (), *, entry_points: bool = True,
     """Built-ins, then entry-point plugins, then ``modules`` (dotted names); checks every hookimpl.
 
     Raises:
-        ConfigError: a named module cannot be imported, or a plugin implements an unknown hook.
+        ConfigError: a named module cannot be imported or raises while imported, an installed plugin fails to
+            load, or a plugin implements an unknown hook.
     """
     from worker.errors import ConfigError
 
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(HookSpecs)
     if entry_points:
-        manager.load_setuptools_entrypoints(PROJECT)
+        try:
+            manager.load_setuptools_entrypoints(PROJECT)
+        except Exception as error:  # an installed plugin whose import raises: its author's bug, one line here
+            logger.debug("an installed plugin failed to load", exc_info=True)
+            raise ConfigError(f"an installed plugin (entry points of {PROJECT!r}) failed to load: "
+                              f"{type(error).__name__}: {error} (--log-level debug shows where)") from None
     for name, module in BUILTIN_PLUGINS.items():
         if builtins and not manager.has_plugin(name) and not manager.is_registered(importlib.import_module(module)):
             manager.register(importlib.import_module(module), name=name)
@@ -104,9 +110,14 @@ def plugin_manager(modules: Sequence[str] = (), *, entry_points: bool = True,
             manager.unregister(name=name)
     for name in modules:
         try:
-            manager.register(importlib.import_module(name), name=name)
+            imported = importlib.import_module(name)
         except ImportError as error:
             raise ConfigError(f"plugin_modules: cannot import {name!r}: {error}") from None
+        except Exception as error:  # the module's own code raised while it was imported
+            logger.debug("plugin module %s failed while importing", name, exc_info=True)
+            raise ConfigError(f"plugin_modules: importing {name!r} failed: {type(error).__name__}: {error} "
+                              f"(--log-level debug shows where)") from None
+        manager.register(imported, name=name)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as error:

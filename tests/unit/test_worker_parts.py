@@ -354,6 +354,17 @@ def test_a_raising_hook_is_logged_with_its_plugin_name_and_the_others_still_run(
     assert "plugin raising-plugin failed in on_published" in caplog.text
 
 
+def test_a_plugin_module_that_raises_while_imported_is_one_line_naming_it(tmp_path, monkeypatch):
+    (tmp_path / "team_plugin_raising.py").write_text("raise RuntimeError('SLACK_TOKEN is not set')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    with pytest.raises(ConfigError, match=r"^plugin_modules: importing 'team_plugin_raising' failed: RuntimeError: "
+                                          r"SLACK_TOKEN is not set \(--log-level debug shows where\)$"):
+        plugin_manager(["team_plugin_raising"], entry_points=False)
+    with pytest.raises(ConfigError, match=r"^plugin_modules: cannot import 'team_plugin_absent': No module named"):
+        plugin_manager(["team_plugin_absent"], entry_points=False)
+
+
 def test_built_in_plugins_are_registered_like_third_party_ones():
     manager = plugin_manager()
     assert {"heuristics", "publishers"} <= {name for name, _ in manager.list_name_plugin()}
