@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from worker.errors import ConfigError
 from worker.webhooks import InvalidDelivery, MalformedDelivery, ReplayGuard, verify
 
 logger = logging.getLogger(__name__)
@@ -19,9 +20,20 @@ MAX_BODY = 5 * 1024 * 1024
 
 
 def start_http_server(runner) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; returns the server (``server_address[1]`` is the bound port)."""
+    """Serve in a daemon thread; returns the server (``server_address[1]`` is the bound port).
+
+    Raises:
+        ConfigError: the worker cannot listen at ``http.host``:``http.port`` (the port is another process's, the
+            host is not one of this machine's addresses), in the system's words.
+    """
     settings = runner.settings.http
-    server = _QuietServer((settings.host, settings.port), _handler(runner, settings.idle_timeout_s))
+    try:
+        server = _QuietServer((settings.host, settings.port), _handler(runner, settings.idle_timeout_s))
+    except OSError as error:
+        raise ConfigError(f"http.host = {settings.host!r}, http.port = {settings.port}: the worker cannot listen "
+                          f"there ({error.strerror or error}): another process holds the port, or the host is not "
+                          f"one of this machine's addresses; set http.port (0: any free port) or http.host"
+                          ) from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

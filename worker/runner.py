@@ -152,10 +152,10 @@ class Runner:
         from worker.http_server import start_http_server
         from worker.plugins import plugin_names
 
-        previous = self._install_signal_handlers()
         self.status.plugins = plugin_names(self.services.plugins)
+        server = start_http_server(self)  # before anything is changed: a port in use is one line, nothing to undo
+        previous = self._install_signal_handlers()
         self._save_status()
-        server = start_http_server(self)
         self.status.http_url = f"http://{self.settings.http.host}:{server.server_address[1]}"
         scheduler = self._start_scheduler() if schedule else None
         try:

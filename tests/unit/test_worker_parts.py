@@ -949,3 +949,29 @@ def test_a_test_records_tie_is_decided_by_the_annotators_weights_never_by_the_mo
     assert [(example.id, example.label) for example in examples] == [("t1", "neg"), ("t3", "neg")]
     check = own_label_check(progress, crowd)
     assert (check.checked, check.wrong) == (2, 2)  # both relabelled 'pos' → 'neg' by the annotators
+
+
+def test_a_port_another_process_holds_is_one_line_naming_the_settings():
+    """A real socket holds the port; the worker's HTTP server (webhooks, /healthz, /metrics) is refused with the
+    settings to change, not an OSError traceback."""
+    import socket
+    from types import SimpleNamespace
+
+    from worker.http_server import start_http_server
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        runner = SimpleNamespace(settings=load_settings(http={"host": "127.0.0.1", "port": port}))
+
+        with pytest.raises(ConfigError, match=rf"^http.host = '127.0.0.1', http.port = {port}: the worker cannot "
+                                              r"listen there \(Address already in use\): .* set http.port \(0: any"):
+            start_http_server(runner)
+
+    free = start_http_server(SimpleNamespace(settings=load_settings(http={"host": "127.0.0.1", "port": 0})))
+    try:
+        assert free.server_address[1] > 0
+    finally:
+        free.shutdown()
+        free.server_close()
