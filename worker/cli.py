@@ -228,9 +228,14 @@ def ingest(config_file: Path | None, **options) -> None:
 
 def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
     """The ingest options with what they leave unset taken from the worker config's [argilla] section."""
-    from worker.config import load_settings
+    from worker.config import check_http_url, load_settings
 
     argilla = load_settings(config_file).argilla
+    if options["api_url"]:
+        try:
+            check_http_url(options["api_url"])
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="'--api-url'") from None
     resolved = {
         **options,
         "dataset_name": options["dataset_name"] or argilla.dataset,

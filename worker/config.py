@@ -138,6 +138,11 @@ class ArgillaSettings(_Section):
                           "one label question, '<question>_' when it has several (one worker per question), "
                           "'worker_' when the dataset's own properties already use the worker's names")
 
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return check_http_url(value)
+
     @field_validator("reference")
     @classmethod
     def _reference_source(cls, value: str) -> str:
@@ -616,7 +621,8 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
         value = item.get("input")
         secret = any(part in ("api_key", "hf_token", "headers", "secret") for part in item["loc"])
         shown = "(secret)" if secret else repr(value)
-        problems.append(f"{key} = {shown}: {item['msg']}")
+        message = item["msg"].removeprefix("Value error, ")  # pydantic's prefix to a validator's own words
+        problems.append(f"{key} = {shown}: {message}")
     return f"invalid configuration{where}: " + "; ".join(problems)
 
 
@@ -678,12 +684,33 @@ def _tls_verification(verify: bool | Path) -> bool | ssl.SSLContext:
                       f"file of the authority that signed the server's certificate, or true / false")
 
 
+def check_http_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host (and a port, if any, in 1–65535).
+
+    Raises:
+        ValueError: why it is not, in words (a pydantic validator's message).
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises on a port that is not a number in range
+    except ValueError as error:
+        raise ValueError(f"not a URL ({error})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("give the server's http:// or https:// URL, e.g. http://localhost:6900")
+    return url
+
+
 def _secret(value: SecretStr | None, file: Path | None, name: str) -> str | None:
     if value is not None and value.get_secret_value():
         return value.get_secret_value()
     if file is not None:
         try:
-            return Path(file).expanduser().read_text().strip() or None
+            secret = Path(file).expanduser().read_text().strip()
         except OSError as error:
             raise ConfigError(f"{name}_file {file}: cannot read it ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}_file {file}: cannot read it (not UTF-8 text)") from None
+        if not secret:
+            raise ConfigError(f"{name}_file {file} is empty: it should hold the secret alone")
+        return secret
     return None

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -975,3 +976,27 @@ def test_a_port_another_process_holds_is_one_line_naming_the_settings():
     finally:
         free.shutdown()
         free.server_close()
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://[::1", r"not a URL \(Invalid IPv6 URL\)"),
+    ("http://argilla:99999", r"not a URL \(Port out of range"),
+    ("localhost:6900", r"give the server's http:// or https:// URL, e\.g\. http://localhost:6900"),
+    ("ftp://argilla", r"give the server's http:// or https:// URL"),
+])
+def test_an_api_url_that_is_not_an_http_url_is_refused_when_the_config_is_read(url, reason):
+    with pytest.raises(ConfigError, match=rf"^invalid configuration: argilla.api_url = '{re.escape(url)}': {reason}"):
+        load_settings(argilla={"api_url": url})
+    assert load_settings(argilla={"api_url": "https://argilla.example.com:8443/sub/"}).argilla.api_url.endswith("/sub/")
+
+
+def test_a_key_file_that_is_empty_or_not_text_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGILLA_WORKER_ARGILLA__API_KEY", raising=False)
+    empty, binary = tmp_path / "empty.key", tmp_path / "binary.key"
+    empty.write_text("\n")
+    binary.write_bytes(b"\xff\xfe\x00key")
+
+    with pytest.raises(ConfigError, match=rf"^argilla.api_key_file {re.escape(str(empty))} is empty: it should hold"):
+        load_settings(argilla={"api_key_file": str(empty)}).argilla.key()
+    with pytest.raises(ConfigError, match=r"^argilla.api_key_file .*binary.key: cannot read it \(not UTF-8 text\)$"):
+        load_settings(argilla={"api_key_file": str(binary)}).argilla.key()
