@@ -600,10 +600,15 @@ def _check_file(path: Path) -> None:
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text())
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8"
+                          ) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path}: cannot read it ({error.strerror})") from None
     for section, key in SECRET_KEYS:
-        if key in data.get(section, {}):
+        if isinstance(data.get(section), dict) and key in data[section]:
             raise ConfigError(
                 f"{path}: {section}.{key} is a secret and may not be written in the config file; set "
                 f"{ENV_PREFIX}{section.upper()}__{key.upper()} or {section}.{key}_file instead")
@@ -622,6 +627,8 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
         secret = any(part in ("api_key", "hf_token", "headers", "secret") for part in item["loc"])
         shown = "(secret)" if secret else repr(value)
         message = item["msg"].removeprefix("Value error, ")  # pydantic's prefix to a validator's own words
+        if item["type"] == "model_type":  # a section given a value: pydantic names its class
+            message = f"a section: write it as a table, [{key}] with its keys below"
         problems.append(f"{key} = {shown}: {message}")
     return f"invalid configuration{where}: " + "; ".join(problems)
 

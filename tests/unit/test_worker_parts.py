@@ -1000,3 +1000,15 @@ def test_a_key_file_that_is_empty_or_not_text_is_one_line_naming_it(tmp_path, mo
         load_settings(argilla={"api_key_file": str(empty)}).argilla.key()
     with pytest.raises(ConfigError, match=r"^argilla.api_key_file .*binary.key: cannot read it \(not UTF-8 text\)$"):
         load_settings(argilla={"api_key_file": str(binary)}).argilla.key()
+
+
+def test_a_config_file_that_is_not_utf8_or_gives_a_section_a_value_is_one_line(tmp_path):
+    binary, scalar = tmp_path / "binary.toml", tmp_path / "scalar.toml"
+    binary.write_bytes(b'\xff\xfe[argilla]\ndataset = "reviews"\n')
+    scalar.write_text('argilla = 5\n[scoring]\nsamples = 4\n')
+
+    with pytest.raises(ConfigError, match=r"^config file .*binary.toml is not UTF-8 text \(byte 0\); TOML files"):
+        load_settings(binary)
+    with pytest.raises(ConfigError, match=r"^invalid configuration in .*scalar.toml: argilla = 5: a section: write "
+                                          r"it as a table, \[argilla\] with its keys below$"):
+        load_settings(scalar)
