@@ -17,12 +17,13 @@ import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -70,6 +71,16 @@ def check_device_name(requested: str) -> str:
     return requested
 
 
+def _non_empty_path(value: object) -> object:
+    """A path setting's value unless it is blank (``Path("")`` is the working directory: never what was meant)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("an empty path: leave the key out for its default, or give a path")
+    return value
+
+
+SettingPath = Annotated[Path, BeforeValidator(_non_empty_path)]  # a path a setting names; blank is refused
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -105,7 +116,7 @@ def _data_home() -> Path:
 class ArgillaSettings(_Section):
     api_url: str = "http://localhost:6900"
     api_key: SecretStr | None = Field(None, description="secret: env ARGILLA_WORKER_ARGILLA__API_KEY or api_key_file")
-    api_key_file: Path | None = None
+    api_key_file: SettingPath | None = None
     dataset: str = Field("", description="the Argilla dataset the worker serves")
     workspace: str = "argilla"
     labels: list[str] = Field(default_factory=list, description="label set when the dataset must be created")
@@ -123,13 +134,13 @@ class ArgillaSettings(_Section):
         None, description="secret: a Hugging Face token, for an Argilla in a private Space (sent as 'Authorization: "
                           "Bearer'); env ARGILLA_WORKER_ARGILLA__HF_TOKEN or hf_token_file; unset, a *.hf.space "
                           "api_url gets HF_TOKEN when it is set")
-    hf_token_file: Path | None = None
+    hf_token_file: SettingPath | None = None
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="secret: more HTTP headers for every request to Argilla, for a sign-in "
                                           "gateway in front of it (Cloudflare Access, an OAuth proxy…); env "
                                           "ARGILLA_WORKER_ARGILLA__HEADERS as JSON, or headers_file")
-    headers_file: Path | None = Field(None, description="a file of 'Name: value' lines (# starts a comment): more "
-                                                        "headers, read at start")
+    headers_file: SettingPath | None = Field(
+        None, description="a file of 'Name: value' lines (# starts a comment): more headers, read at start")
     verify: bool | Path = Field(True, description="TLS: check the server's certificate against the system's "
                                                   "authorities (true), against this CA bundle file, or not (false)")
     timeout_s: float = Field(60, gt=0, description="seconds one HTTP request to Argilla may take")
@@ -383,7 +394,7 @@ class TrainingSettings(_Section):
 
 
 class RegistrySettings(_Section):
-    path: Path = Field(default_factory=lambda: _data_home() / "models")
+    path: SettingPath = Field(default_factory=lambda: _data_home() / "models")
     keep: int = Field(5, ge=2)
     trust_remote_code: bool = Field(
         False, description="let models that ship their own Python code (auto_map in config.json: custom "
@@ -419,11 +430,12 @@ class CopiesSettings(_Section):
 
 
 class PublishSettings(_Section):
-    directory: Path | None = Field(None, description="local sink: a directory loadable with datasets.load_dataset")
+    directory: SettingPath | None = Field(
+        None, description="local sink: a directory loadable with datasets.load_dataset")
     repo_id: str | None = Field(None, description="Hub sink: a dataset repo id")
     private: bool = True
     hf_token: SecretStr | None = None
-    hf_token_file: Path | None = None
+    hf_token_file: SettingPath | None = None
     only_reviewed: bool = False
     metadata: list[str] = Field(default_factory=list, description="metadata properties of the dataset published as "
                                 "columns beside the labels (yours, or the worker's original_agent / original_score)")
@@ -514,7 +526,7 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
-    state_dir: Path = Field(default_factory=lambda: _data_home() / "state")
+    state_dir: SettingPath = Field(default_factory=lambda: _data_home() / "state")
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)

@@ -1012,3 +1012,15 @@ def test_a_config_file_that_is_not_utf8_or_gives_a_section_a_value_is_one_line(t
     with pytest.raises(ConfigError, match=r"^invalid configuration in .*scalar.toml: argilla = 5: a section: write "
                                           r"it as a table, \[argilla\] with its keys below$"):
         load_settings(scalar)
+
+
+@pytest.mark.parametrize(("section", "key"), [(None, "state_dir"), ("registry", "path"), ("publish", "directory"),
+                                              ("argilla", "api_key_file")])
+def test_a_blank_path_is_refused_not_read_as_the_working_directory(section, key):
+    """Path('') is '.': state, models or a publication would land wherever the worker was started."""
+    overrides = {key: " "} if section is None else {section: {key: ""}}
+    name = key if section is None else f"{section}.{key}"
+
+    with pytest.raises(ConfigError, match=rf"^invalid configuration: {re.escape(name)} = '\s?': an empty path: leave "
+                                          r"the key out for its default, or give a path$"):
+        load_settings(**overrides)
