@@ -204,7 +204,8 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Or the ARGILLA_API_KEY variable; default: the config's key (ARGILLA_WORKER_ARGILLA__API_KEY, "
                    "argilla.api_key_file).")
 def ingest(config_file: Path | None, **options) -> None:
-    """Load labelled text (csv / tsv / jsonl / parquet file, or a Hub dataset id) into an Argilla dataset.
+    """Load labelled text (csv / tsv / jsonl / json / parquet file, a directory of such files or one datasets'
+    save_to_disk wrote, or a Hub dataset id) into an Argilla dataset.
 
     Records are keyed by id: ingesting again updates them, and a record that already exists is merged into,
     never replaced — its other fields, metadata, vectors, responses and other agents' suggestions stay. The

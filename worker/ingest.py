@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
 BINARY_SNIFF_BYTES = 8192
+DIRECTORY_ENTRIES = 100_000  # entries an input directory's walk looks through before it is refused
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
 LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
 
@@ -83,19 +85,26 @@ def unread_columns(table: datasets.Dataset, read: Iterable[str | None]) -> list[
 
 def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
                report: IngestReport | None = None) -> datasets.Dataset:
-    """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; otherwise a Hub dataset id.
+    """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; a local directory (one a
+    ``datasets`` ``save_to_disk`` wrote, or one holding data files of one of those formats — shards, parts —, read
+    as one table, rows numbered across the files in name order); otherwise a Hub dataset id.
 
     Lines of a csv / tsv / jsonl file that are not valid UTF-8 are skipped and listed in
     ``report.bad_lines`` (the rest of the file is read).
 
     Raises:
-        DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format.
+        DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format; the
+            directory holds no data file, files of several formats, or more entries than are looked through.
     """
     if isinstance(source, datasets.Dataset):
         return source
+    report = report if report is not None else IngestReport()
     path = Path(source)
     if path.suffix.lower() in FILE_FORMATS:
-        return _load_file(path, report if report is not None else IngestReport())
+        _check_file(path)
+        return _load_files([path], str(path), report)
+    if path.is_dir():
+        return _load_directory(path, split, report)
     try:
         return datasets.load_dataset(str(source), split=split)
     except Exception as error:  # the Hub raises many types; the user needs the message
@@ -103,49 +112,105 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
                         f"{error}") from error
 
 
-def _load_file(path: Path, report: IngestReport) -> datasets.Dataset:
-    suffix = path.suffix.lower()
+def _load_directory(directory: Path, split: str, report: IngestReport) -> datasets.Dataset:
+    """A ``save_to_disk`` directory (its ``split`` when it holds several), else the data files under it, all of
+    one format (hidden entries skipped). Looks through at most :data:`DIRECTORY_ENTRIES` entries: time O(that)."""
+    if (directory / "dataset_dict.json").is_file() or (directory / "state.json").is_file():
+        return _saved_dataset(directory, split)
+    files: list[Path] = []
+    seen = 0
+    for root, directories, names in os.walk(directory):
+        directories[:] = sorted(name for name in directories if not name.startswith("."))
+        seen += len(names) + len(directories)
+        if seen > DIRECTORY_ENTRIES:
+            raise DataError(f"input directory {directory} has more than {DIRECTORY_ENTRIES:,} entries: give the "
+                            f"directory that holds the data files, or one file")
+        files += [Path(root) / name for name in sorted(names)
+                  if not name.startswith(".") and Path(name).suffix.lower() in FILE_FORMATS]
+    kinds = sorted({file.suffix.lower() for file in files})
+    if not kinds:
+        raise DataError(f"input directory {directory} holds no csv / tsv / jsonl / json / parquet file")
+    if len(kinds) > 1:
+        counts = ", ".join(f"{sum(file.suffix.lower() == kind for file in files)} {kind}" for kind in kinds)
+        raise DataError(f"input directory {directory} holds data files of several formats ({counts}): one format "
+                        f"is read as one table; give one file, or a directory of one format")
+    for file in files:
+        _check_file(file)
+    logger.info("reading %d %s file(s) under %s as one table", len(files), kinds[0], directory)
+    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report)
+
+
+def _saved_dataset(directory: Path, split: str) -> datasets.Dataset:
+    try:
+        saved = datasets.load_from_disk(str(directory))
+    except Exception as error:  # datasets raises several types for a directory it cannot read back
+        raise DataError(f"input directory {directory} looks saved by datasets' save_to_disk but cannot be read "
+                        f"back: {type(error).__name__}: {str(error).splitlines()[0][:300]}") from error
+    if isinstance(saved, datasets.DatasetDict):
+        if split not in saved:
+            raise DataError(f"input directory {directory} has no split {split!r} (its splits: {list(saved)}): "
+                            f"pass --split")
+        saved = saved[split]
+    if saved.num_rows == 0:
+        raise DataError(f"input directory {directory} holds a dataset without rows")
+    return saved
+
+
+def _check_file(path: Path) -> None:
+    """A data file that exists, is not empty and (a text format) holds no NUL bytes in its first bytes."""
     if not path.is_file():
         raise DataError(f"input file {path} does not exist")
     if path.stat().st_size == 0:
         raise DataError(f"input file {path} is empty")
-    if suffix != ".parquet":
+    if path.suffix.lower() != ".parquet":
         with path.open("rb") as handle:
             if b"\0" in handle.read(BINARY_SNIFF_BYTES):
-                raise DataError(f"input file {path} is not a text file (binary content); expected {suffix[1:]}")
+                raise DataError(f"input file {path} is not a text file (binary content); expected "
+                                f"{path.suffix.lower()[1:]}")
+
+
+def _load_files(paths: Sequence[Path], described: str, report: IngestReport) -> datasets.Dataset:
+    """Checked data files of one format as one table (``described`` names them in errors)."""
+    suffix = paths[0].suffix.lower()
     with tempfile.TemporaryDirectory(prefix="argilla-worker-ingest-") as scratch:
-        readable = _without_undecodable_lines(path, Path(scratch), report) if suffix in TEXT_FORMATS else path
+        readable = [_without_undecodable_lines(path, Path(scratch) / str(number), report, several=len(paths) > 1)
+                    if suffix in TEXT_FORMATS else path for number, path in enumerate(paths)]
         extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
         try:
-            # (datasets converts the file to Arrow in its own cache: the scratch copy is not needed afterwards)
-            table = datasets.load_dataset(FILE_FORMATS[suffix], data_files=str(readable), split="train", **extra)
+            # (datasets converts the files to Arrow in its own cache: the scratch copies are not needed afterwards)
+            table = datasets.load_dataset(FILE_FORMATS[suffix], data_files=[str(path) for path in readable],
+                                          split="train", **extra)
         except Exception as error:  # datasets wraps the parser's error (pyarrow, pandas, json) in several types
             if "corresponds to no data" in str(error):
-                raise DataError(f"input file {path} has no rows (only a header?)") from error
+                raise DataError(f"input file {described} has no rows (only a header?)") from error
             cause = error.__cause__ or error
-            raise DataError(f"input file {path} cannot be read as {suffix[1:]}: "
+            raise DataError(f"input file {described} cannot be read as {suffix[1:]}: "
                             f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from error
     if table.num_rows == 0:
-        raise DataError(f"input file {path} has no rows (only a header?)")
+        raise DataError(f"input file {described} has no rows (only a header?)")
     return table
 
 
-def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport) -> Path:
+def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, *, several: bool = False) -> Path:
     """``path`` itself when every line is UTF-8; else a copy in ``scratch`` without the lines that are not,
-    which are listed in ``report.bad_lines``. One streaming pass: memory O(line)."""
+    which are listed in ``report.bad_lines`` (``several``: one of several files, named in each reason). One
+    streaming pass: memory O(line)."""
     bad: list[tuple[int, str]] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as error:
-                bad.append((number, f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1})"))
+                where = f" ({path.name})" if several else ""
+                reason = f"not valid UTF-8 (byte 0x{line[error.start]:02x} at column {error.start + 1}){where}"
+                bad.append((number, reason))
     if not bad:
         return path
     report.bad_lines.extend(bad)
     for number, reason in bad[:20]:
         logger.warning("line %d of %s skipped: %s", number, path, reason)
     skipped = {number for number, _ in bad}
+    scratch.mkdir(parents=True, exist_ok=True)
     copy = scratch / path.name
     with path.open("rb") as source, copy.open("wb") as target:
         target.writelines(line for number, line in enumerate(source, start=1) if number not in skipped)

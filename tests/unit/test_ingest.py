@@ -126,6 +126,57 @@ def test_a_file_that_cannot_be_read_is_one_clear_error(tmp_path, name, content, 
     assert str(path) in str(error.value)
 
 
+def test_a_directory_of_shards_is_read_as_one_table_in_name_order(tmp_path):
+    """Parts an export wrote (part-0000.csv …, in subdirectories too); its hidden files and non-data files are not
+    rows; a line that is not UTF-8 is skipped with its file named."""
+    shards = tmp_path / "export"
+    (shards / "more").mkdir(parents=True)
+    (shards / "part-0001.csv").write_bytes(b"text,label\nsecond shard,negative\nbad \xff line,negative\n")
+    (shards / "part-0000.csv").write_text("text,label\nfirst shard,positive\n")
+    (shards / "more" / "part-0002.csv").write_text("text,label\nthird shard,positive\n")
+    (shards / ".part-0003.csv.crc").write_text("checksum")
+    (shards / ".hidden.csv").write_text("text,label\nnot a row,positive\n")
+    (shards / "README.md").write_text("our export")
+    report = IngestReport()
+
+    rows = list(labelled_rows(load_table(shards, report=report), label_column="label", report=report))
+
+    assert [row.text for row in rows] == ["first shard", "second shard", "third shard"]
+    assert report.bad_lines == [(3, "not valid UTF-8 (byte 0xff at column 5) (part-0001.csv)")]
+
+
+def test_a_directory_datasets_saved_is_read_back_with_its_split(tmp_path):
+    table = datasets.Dataset.from_dict({"text": ["one", "two"], "label": ["positive", "negative"]})
+    table.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": table, "test": table.select([1])}).save_to_disk(str(tmp_path / "splits"))
+
+    assert load_table(tmp_path / "saved")["text"] == ["one", "two"]
+    assert load_table(tmp_path / "splits", split="test")["text"] == ["two"]
+    with pytest.raises(DataError, match=r"splits has no split 'validation' \(its splits: \['train', 'test'\]\): pass "
+                                        r"--split"):
+        load_table(tmp_path / "splits", split="validation")
+
+
+def test_a_directory_without_one_format_of_data_files_is_one_clear_error(tmp_path, monkeypatch):
+    mixed, empty, crowded = tmp_path / "mixed", tmp_path / "empty", tmp_path / "crowded"
+    for directory in (mixed, empty, crowded):
+        directory.mkdir()
+    (mixed / "a.csv").write_text("text\nx\n")
+    (mixed / "b.jsonl").write_text('{"text": "y"}\n')
+    (mixed / "c.csv").write_text("text\nz\n")
+    (empty / "notes.txt").write_text("no data here")
+    for number in range(6):
+        (crowded / f"{number}.txt").write_text("")
+    monkeypatch.setattr("worker.ingest.DIRECTORY_ENTRIES", 5)
+
+    with pytest.raises(DataError, match=r"mixed holds data files of several formats \(2 \.csv, 1 \.jsonl\): one "):
+        load_table(mixed)
+    with pytest.raises(DataError, match=r"empty holds no csv / tsv / jsonl / json / parquet file$"):
+        load_table(empty)
+    with pytest.raises(DataError, match=r"crowded has more than 5 entries: give the directory that holds the data"):
+        load_table(crowded)
+
+
 @pytest.mark.parametrize("suffix", ["csv", "jsonl"])
 def test_lines_that_are_not_utf8_are_skipped_by_line_number_and_the_rest_is_read(tmp_path, suffix):
     path = tmp_path / f"mixed.{suffix}"
