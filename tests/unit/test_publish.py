@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import datasets
 import pytest
@@ -350,17 +352,25 @@ def test_an_interrupted_write_leaves_the_previous_publication_intact(tmp_path, m
 
 
 def test_a_directory_that_cannot_be_made_is_one_error_naming_the_setting(tmp_path):
-    """A path under a file (or /proc, or a read-only mount): the OS's reason, the setting and the directory, not
-    the staging directory's name."""
+    """Under a file: refused by the sink's check (what `config check` asks, and publish first) with the file named.
+    Where the OS refuses (/proc, a read-only mount, a full disk): the OS's reason, the setting and the directory,
+    not the staging directory's name."""
     (tmp_path / "notes.md").write_text("ours")
-    sink = LocalDirectorySink(tmp_path / "notes.md" / "cleaned")
+    under_a_file = LocalDirectorySink(tmp_path / "notes.md" / "cleaned")
 
+    for action in (under_a_file.check, lambda: under_a_file.publish(build_publication(_records(), LABELS), CardInfo())):
+        with pytest.raises(ConfigError, match=rf"^publish.directory {re.escape(str(under_a_file.path))}: "
+                                              rf"{re.escape(str(tmp_path / 'notes.md'))} is a file, not a directory"):
+            action()
+    assert (tmp_path / "notes.md").read_text() == "ours"
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here: the OS-refused half needs a place no one can write")
+    refused = LocalDirectorySink(Path("/proc/argilla-worker-test"))
     with pytest.raises(PublishError) as raised:
-        sink.publish(build_publication(_records(), LABELS), CardInfo())
-
-    assert str(raised.value).startswith(f"publish.directory {tmp_path / 'notes.md' / 'cleaned'}: the publication "
-                                        f"could not be written there (")
-    assert ".new-" not in str(raised.value) and (tmp_path / "notes.md").read_text() == "ours"
+        refused.publish(build_publication(_records(), LABELS), CardInfo())
+    assert re.match(r"publish.directory /proc/argilla-worker-test: the publication could not be written there \(\w",
+                    str(raised.value)) and ".new-" not in str(raised.value), str(raised.value)
 
 
 def test_a_directory_holding_the_teams_files_is_refused_before_anything_is_moved(tmp_path):

@@ -102,6 +102,10 @@ class LocalDirectorySink:
         Raises:
             ConfigError: naming the directory and the first files that are not the worker's.
         """
+        blocking = self._file_in_the_way()
+        if blocking is not None:
+            raise ConfigError(f"publish.directory {self.path}: {blocking} is a file, not a directory: give a directory "
+                              f"where each publication replaces the last")
         self._recover()
         if not self.path.exists():
             return
@@ -159,10 +163,20 @@ class LocalDirectorySink:
             self._write(publication, card)
         except OSError as error:  # not writable, no such place (/proc), a full disk …: the old one stays whole
             raise PublishError(f"publish.directory {self.path}: the publication could not be written there "
-                               f"({error.strerror or error}); the last publication there, if any, is unchanged"
+                               f"({self._reason(error)}); the last publication there, if any, is unchanged"
                                ) from error
         logger.info("published %d records to %s", publication.num_rows, self.path)
         return PublishResult("directory", str(self.path), True, content_hash)
+
+    def _reason(self, error: OSError) -> str:
+        """The OS's reason, or which of the directory's parents is a file (the OS says 'File exists' there)."""
+        blocking = self._file_in_the_way()
+        return f"{blocking} is a file, not a directory" if blocking else error.strerror or str(error)
+
+    def _file_in_the_way(self) -> Path | None:
+        """The directory's nearest existing parent when that is a file (nothing can be made under it), else None."""
+        nearest = next((parent for parent in self.path.parents if parent.exists()), None)
+        return nearest if nearest is not None and not nearest.is_dir() else None
 
     def _write(self, publication: Publication, card: CardInfo) -> None:
         """Build the publication beside the directory, then swap it in (a failure removes the half-written one)."""
