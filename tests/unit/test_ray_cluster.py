@@ -139,7 +139,9 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
         services.registry.promote(services.registry.add(staged, {}).version)
     try:
         head.start()
-        without_token = _Driver(options, {**base, "RAY_AUTH_MODE": "disabled"}, tmp_path / "without-token.log")
+        # (Ray tries a refused connection once a second, 20 times by default: 2 here, the same error sooner)
+        without_token = _Driver(options, {**base, "RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "2"},
+                                tmp_path / "without-token.log")
         refused = without_token.ask("check")
         assert without_token.close() == 0
         assert refused["error"].startswith(f"ray.address = '127.0.0.1:{head.port}': cannot start or join Ray "
