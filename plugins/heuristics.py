@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from worker.errors import ConfigError
 from worker.plugins import WorkerContext, hookimpl
 from worker.scoring.uncertainty import variation_ratio
 
@@ -37,5 +38,19 @@ def register_label_set_scorers(context: WorkerContext):
 
 
 def _enabled(context: WorkerContext, scorers: dict) -> dict:
+    """The scores ``enabled`` names that ``scorers`` (one question kind's) has.
+
+    Raises:
+        ConfigError: ``enabled`` is not a list of names, or names a score neither kind has (a typo would
+            otherwise write nothing, in silence).
+    """
     enabled = context.plugin_config("heuristics").get("enabled", list(scorers))
+    known = sorted({*SCORERS, *LABEL_SET_SCORERS})
+    if not isinstance(enabled, list) or not all(isinstance(name, str) for name in enabled):
+        raise ConfigError(f"plugins.heuristics.enabled = {enabled!r}: give a list of score names, e.g. "
+                          f"[\"variation_ratio\"] (known: {', '.join(known)})")
+    unknown = [name for name in enabled if name not in known]
+    if unknown:
+        raise ConfigError(f"plugins.heuristics.enabled names no score {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(known)})")
     return {name: scorers[name] for name in enabled if name in scorers}

@@ -19,6 +19,8 @@ from typing import Any
 
 import pluggy
 
+from worker.errors import ConfigError, WorkerError
+
 logger = logging.getLogger(__name__)
 
 PROJECT = "argilla_worker"
@@ -92,8 +94,6 @@ def plugin_manager(modules: Sequence[str] = (), *, entry_points: bool = True,
         ConfigError: a named module cannot be imported or raises while imported, an installed plugin fails to
             load, or a plugin implements an unknown hook.
     """
-    from worker.errors import ConfigError
-
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(HookSpecs)
     if entry_points:
@@ -132,6 +132,9 @@ def call_each(manager: pluggy.PluginManager, hook: str, **kwargs) -> list[tuple[
     for implementation in getattr(manager.hook, hook).get_hookimpls():
         try:
             result = implementation.function(**{name: kwargs[name] for name in implementation.argnames})
+        except WorkerError as error:  # a plugin that says what is wrong (its config): its words, no traceback
+            logger.error("plugin %s: %s; continuing without it in %s", implementation.plugin_name, error, hook)
+            continue
         except Exception:
             logger.exception("plugin %s failed in %s; continuing without it", implementation.plugin_name, hook)
             continue

@@ -381,6 +381,24 @@ def test_built_in_plugins_are_registered_like_third_party_ones():
     assert [type(sink).__name__ for sink in sinks] == ["LocalDirectorySink"]
 
 
+@pytest.mark.parametrize(("enabled", "message"), [
+    (["variation_ratio", "varation_ratio"], "plugins.heuristics.enabled names no score 'varation_ratio' (known: "
+                                            "mc_variance, variation_ratio)"),
+    ("variation_ratio", "plugins.heuristics.enabled = 'variation_ratio': give a list of score names"),
+])
+def test_a_heuristics_name_that_is_no_score_is_one_log_line_not_silence(enabled, message, caplog):
+    """A typo once enabled nothing without a word; a string was read letter by letter."""
+    settings = load_settings(plugins={"heuristics": {"enabled": enabled}})
+
+    results = call_each(plugin_manager(), "register_scorers", context=WorkerContext(settings))
+
+    assert "heuristics" not in dict(results)
+    assert f"plugin heuristics: {message}" in caplog.text and "Traceback" not in caplog.text
+    label_sets = load_settings(plugins={"heuristics": {"enabled": ["variation_ratio"]}})  # a name of the other kind
+    assert dict(call_each(plugin_manager(), "register_label_set_scorers",
+                          context=WorkerContext(label_sets)))["heuristics"] == {}
+
+
 def test_plugins_start_on_first_use_so_a_registry_command_starts_none(tmp_path):
     """`models list` reads the registry only: the plugins' `startup` hooks must not run for it."""
     from worker.jobs import Services
