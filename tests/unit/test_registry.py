@@ -265,6 +265,21 @@ def test_a_base_model_without_a_trained_head_is_refused_naming_the_missing_weigh
     assert trained.version == "v0001" and registry.current().version == "v0001"
 
 
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_a_model_whose_weights_are_cut_short_is_one_line_and_registers_nothing(tmp_path, weights):
+    """A copy interrupted mid-file, a disk error: safetensors' and torch's own errors were a traceback."""
+    registry = ModelRegistry(tmp_path / "registry")
+    model = save_tiny_classifier(tmp_path / "model")
+    for saved in model.glob("*.safetensors"):
+        saved.unlink()
+    (model / weights).write_bytes(b"cut short")
+
+    with pytest.raises(ScoringError, match=r"cannot load a sequence classifier from '.*model': its weights cannot be "
+                                           r"read \(\w+"):
+        register_model(str(model), registry, ["negative", "positive"])
+    assert registry.versions() == [] and registry.current() is None
+
+
 def test_a_setfit_model_is_refused_saying_to_train_from_its_encoder(tmp_path):
     """A team's SetFit model: a sentence encoder with a scikit-learn head beside it (model_head.pkl)."""
     setfit = save_tiny_encoder(tmp_path / "their-setfit")

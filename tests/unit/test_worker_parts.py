@@ -382,8 +382,8 @@ def test_built_in_plugins_are_registered_like_third_party_ones():
 
 
 @pytest.mark.parametrize(("enabled", "message"), [
-    (["variation_ratio", "varation_ratio"], "plugins.heuristics.enabled names no score 'varation_ratio' (known: "
-                                            "mc_variance, variation_ratio)"),
+    (["variation_ratio", "varation_ratio"], ("plugins.heuristics.enabled names no score 'varation_ratio' (known: "
+                                             "mc_variance, variation_ratio)")),
     ("variation_ratio", "plugins.heuristics.enabled = 'variation_ratio': give a list of score names"),
 ])
 def test_a_heuristics_name_that_is_no_score_is_one_log_line_not_silence(enabled, message, caplog):

@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import math
+import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -54,6 +56,9 @@ def pretrained(auto_class: Any, source: str | Path, *, trust_remote_code: bool, 
         if refused:
             raise error(f"{str(source)!r} {refused}") from failure
         raise error(f"cannot load {what} from {str(source)!r}: {failure}") from failure
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError) as failure:  # weights cut short or corrupted
+        raise error(f"cannot load {what} from {str(source)!r}: its weights cannot be read "
+                    f"({type(failure).__name__}: {str(failure).splitlines()[0][:300]})") from failure
 
 
 def is_missing_directory(source: str | Path) -> bool:
