@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from worker.constants import DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
-from worker.errors import ConfigError, WorkerError
+from worker.errors import ConfigError, DataError, WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
 
@@ -439,7 +439,11 @@ def status(config_file: Path | None) -> None:
                    f"(`argilla-worker run` starts one)")
         _echo_model(_registered_model(settings.registry.path), test_set_drawn=_test_set_drawn(settings.state_dir))
         sys.exit(1)
-    state = read_json(path)
+    state = read_json(path, {})
+    missing = [key for key in ("pid", "started_at", "mode", "argilla") if key not in state]
+    if missing:
+        raise DataError(f"{path} is not a status a worker wrote (no {', '.join(missing)}): move it aside; the "
+                        f"next `argilla-worker run` writes it afresh")
     running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
     click.echo(f"worker pid {state['pid']}: {'running' if running else 'not running'} (since {state['started_at']})")
     click.echo(f"HTTP: {state.get('http_url')}   mode: {state['mode']} — {state.get('mode_reason', '')}")

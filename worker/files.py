@@ -28,18 +28,30 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
-    """The JSON value stored at ``path``, or ``default`` when there is no such file.
+    """The JSON value stored at ``path``, or ``default`` when there is no such file. A ``default`` that is a dict
+    or a list also says what the file holds: a JSON object or array (``null`` reads as the default).
 
     Raises:
-        DataError: the file is not JSON (cut short by a full disk, edited by hand): names it and where it breaks.
+        DataError: the file is not JSON (cut short by a full disk, edited by hand), or holds another kind of value
+            than ``default``'s: names it and what is wrong.
     """
+    advice = "it is the worker's own state — restore it from a backup, or move it aside and the worker starts that "
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not valid JSON ({error}): it is the worker's own state — restore it from a "
-                        "backup, or move it aside and the worker starts that state afresh") from None
+        raise DataError(f"{path} is not valid JSON ({error}): {advice}state afresh") from None
+    if isinstance(default, dict | list) and not isinstance(value, type(default)):
+        if value is None:
+            return default
+        raise DataError(f"{path} holds a JSON {_json_kind(value)} where the worker keeps a JSON "
+                        f"{_json_kind(default)}: {advice}state afresh")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(type(value), "number")
 
 
 def utc_now() -> str:

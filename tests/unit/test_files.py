@@ -44,6 +44,33 @@ def test_a_state_file_that_is_not_json_is_one_line_naming_it_for_the_jobs_and_fo
     assert f"{tmp_path / 'state' / 'status.json'} is not valid JSON" in result.output
 
 
+def test_a_state_file_of_json_that_is_not_the_workers_shape_is_one_line_for_the_jobs_and_for_status(tmp_path,
+                                                                                                    monkeypatch):
+    """Valid JSON of another kind (an array where the worker keeps an object; a status without its keys) was an
+    AttributeError / KeyError traceback."""
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.errors import DataError
+    from worker.files import KeyedJsonFile
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "sync.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"sync.json holds a JSON array where the worker keeps a JSON object: it is "
+                                        r"the worker's own state"):
+        KeyedJsonFile(state / "sync.json").get("d1")
+    (state / "null.json").write_text("null")
+    assert read_json(state / "null.json", {}) == {} and read_json(state / "sync.json") == [1, 2]
+
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(state))
+    for written, expected in (('"running"', "holds a JSON string where the worker keeps a JSON object"),
+                              ('{"pid": 1}', "is not a status a worker wrote (no started_at, mode, argilla): move")):
+        (state / "status.json").write_text(written)
+        result = CliRunner().invoke(cli, ["status"])
+        assert result.exit_code == 1 and "Traceback" not in result.output and expected in result.output, result.output
+
+
 def test_label_groups_are_stratified_seeded_and_cover_every_position():
     labels = ["b", "a", "b", "c", "a", "b"]
     groups = shuffled_label_groups(labels, random.Random(3))
