@@ -119,10 +119,12 @@ def config_option(function):
 
 
 @cli.command()
-@click.option("--records", default=2000, show_default=True, help="How many movie snippets to log.")
-@click.option("--flip-fraction", default=0.1, show_default=True, help="Fraction of labels flipped on purpose.")
+@click.option("--records", type=click.IntRange(min=20), default=2000, show_default=True,
+              help="How many movie snippets to log (at most the 10,605 there are).")
+@click.option("--flip-fraction", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="Fraction of labels flipped on purpose.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--corrections", default=100, show_default=True,
+@click.option("--corrections", type=click.IntRange(min=0), default=100, show_default=True,
               help="How many top-by-loss records the scripted annotator reviews (0: stop after scoring).")
 @click.option("--no-score", is_flag=True, help="Only start the stack and log the records.")
 @click.option("--no-serve", is_flag=True, help="Exit after publishing instead of running the worker.")

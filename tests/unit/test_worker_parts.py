@@ -1042,3 +1042,17 @@ def test_a_blank_path_is_refused_not_read_as_the_working_directory(section, key)
     with pytest.raises(ConfigError, match=rf"^invalid configuration: {re.escape(name)} = '\s?': an empty path: leave "
                                           r"the key out for its default, or give a path$"):
         load_settings(**overrides)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--records", "-5"), ("--flip-fraction", "2"), ("--corrections", "-1"),
+                                              ("--records", "5")])
+def test_demo_options_out_of_range_are_refused_before_the_stack_starts(option, value):
+    """``--records -5`` was a ValueError traceback from random.sample, after the local stack had been started."""
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, ["demo", option, value])
+
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+    assert "Traceback" not in result.output and "Argilla UI" not in result.output
