@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -79,6 +80,18 @@ def _non_empty_path(value: object) -> object:
 
 
 SettingPath = Annotated[Path, BeforeValidator(_non_empty_path)]  # a path a setting names; blank is refused
+
+
+def _crontab(value: str) -> str:
+    """A crontab expression APScheduler reads (five fields, UTC), or its reason as the ValueError pydantic reports
+    with the key: found when the config is read (``config show`` / ``check``), not when the service starts."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    CronTrigger.from_crontab(value, timezone="UTC")  # raises ValueError naming the field that is wrong
+    return value
+
+
+Crontab = Annotated[str, AfterValidator(_crontab)]
 
 
 class _Section(BaseModel):
@@ -403,7 +416,7 @@ class RegistrySettings(_Section):
 
 
 class RetrainSettings(_Section):
-    cron: str | None = Field(None, description="crontab expression, e.g. '0 3 * * *'")
+    cron: Crontab | None = Field(None, description="crontab expression, e.g. '0 3 * * *'")
     min_new_corrections: int = Field(50, ge=1, description="retrain once this many new submitted responses arrived")
     stop_set_size: int = Field(1000, ge=0, description="records (unreviewed when drawn) every promoted model predicts "
                                                        "to measure prediction stability; 0 = off")
@@ -422,7 +435,7 @@ class ColdStartConfig(_Section):
 
 
 class CopiesSettings(_Section):
-    cron: str | None = Field(None, description="crontab expression: mark the records that carry the same text "
+    cron: Crontab | None = Field(None, description="crontab expression: mark the records that carry the same text "
                                                "(`argilla-worker copies`) on this schedule, e.g. '0 2 * * *'")
     similarity: float = Field(0.6, ge=0.3, le=1.0, description="texts whose 5-character pieces overlap at least this "
                               "much (Jaccard) are near copies: marked by `argilla-worker copies` and never split "
@@ -446,7 +459,7 @@ class PublishSettings(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0
     license: str = "other"
-    cron: str | None = None
+    cron: Crontab | None = None
     after_promotion: bool = True
 
     @field_validator("repo_id")
