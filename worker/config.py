@@ -531,6 +531,11 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     public_url: str | None = Field(None, description="how Argilla reaches this worker (for webhooks)")
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return check_http_url(value, example="http://worker:8900") if value is not None else None
     idle_timeout_s: float = Field(30.0, gt=0, description="a connection silent this long is closed")
 
 
@@ -716,8 +721,9 @@ def _tls_verification(verify: bool | Path) -> bool | ssl.SSLContext:
                       f"file of the authority that signed the server's certificate, or true / false")
 
 
-def check_http_url(url: str) -> str:
-    """``url`` when it is an http(s) URL with a host (and a port, if any, in 1–65535).
+def check_http_url(url: str, example: str = "http://localhost:6900") -> str:
+    """``url`` when it is an http(s) URL with a host (and a port, if any, in 1–65535); ``example`` is shown in the
+    error.
 
     Raises:
         ValueError: why it is not, in words (a pydantic validator's message).
@@ -728,7 +734,7 @@ def check_http_url(url: str) -> str:
     except ValueError as error:
         raise ValueError(f"not a URL ({error})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("give the server's http:// or https:// URL, e.g. http://localhost:6900")
+        raise ValueError(f"give an http:// or https:// URL, e.g. {example}")
     return url
 
 

@@ -1001,13 +1001,15 @@ def test_a_port_another_process_holds_is_one_line_naming_the_settings():
 @pytest.mark.parametrize(("url", "reason"), [
     ("http://[::1", r"not a URL \(Invalid IPv6 URL\)"),
     ("http://argilla:99999", r"not a URL \(Port out of range"),
-    ("localhost:6900", r"give the server's http:// or https:// URL, e\.g\. http://localhost:6900"),
-    ("ftp://argilla", r"give the server's http:// or https:// URL"),
+    ("localhost:6900", r"give an http:// or https:// URL, e\.g\. http://"),
+    ("ftp://argilla", r"give an http:// or https:// URL"),
 ])
 def test_an_api_url_that_is_not_an_http_url_is_refused_when_the_config_is_read(url, reason):
     with pytest.raises(ConfigError, match=rf"^invalid configuration: argilla.api_url = '{re.escape(url)}': {reason}"):
         load_settings(argilla={"api_url": url})
     assert load_settings(argilla={"api_url": "https://argilla.example.com:8443/sub/"}).argilla.api_url.endswith("/sub/")
+    with pytest.raises(ConfigError, match=rf"^invalid configuration: http.public_url = '{re.escape(url)}': {reason}"):
+        load_settings(http={"public_url": url})  # where Argilla sends webhooks
 
 
 def test_a_key_file_that_is_empty_or_not_text_is_one_line_naming_it(tmp_path, monkeypatch):
