@@ -1098,6 +1098,8 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
         services.test_sets.put(key, test_set)
         logger.info("test set: %d records %s", len(test_set.ids), "read back from the dataset's marks" if recovered
                     else f"drawn at random from the {test_set.drawn_from} nobody had responded to")
+        if drawn:
+            _warn_if_all_taken(len(test_set.ids), test_set.drawn_from)
     added = 0
     if size is not None and size > len(test_set.ids) and not drawn:
         grown = grow_test_set(test_set, services.gateway.pull(), size, seed=seed)
@@ -1108,6 +1110,7 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
             logger.info("test set grown by %d records (ranks %d to %d), drawn at random from the %d nobody had "
                         "responded to", added, len(test_set.ids) - added + 1, len(test_set.ids),
                         test_set.grown[-1].drawn_from)
+            _warn_if_all_taken(added, test_set.grown[-1].drawn_from)
     records = list(services.gateway.read(test_set.server_ids))
     ranks = test_set.ranks()
     push = services.gateway.push_metadata(
@@ -1128,6 +1131,15 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     taught = (services.taught(current.version) or set()) if current is not None else set()
     return TestSetReport(test_set, drawn, recovered, state, push, withdrawn, measured, copies,
                          taught_to_current=sum(record_id in taught for record_id in test_set.ids), added=added)
+
+
+def _warn_if_all_taken(taken: int, unreviewed: int) -> None:
+    """A draw that took every record nobody had reviewed (a ``--size`` at least their number) is allowed — a team
+    may have labelled its training data elsewhere — but said: none of them gets the model's answers or teaches it."""
+    if taken and taken >= unreviewed:
+        logger.warning("the test set took all %d records nobody had reviewed: the model suggests on none of them and "
+                       "no unreviewed record's own label trains it (a test set is usually a few hundred records: "
+                       "--size)", unreviewed)
 
 
 def _withdraw_from_copies(services: Services, test_set: TestSet,

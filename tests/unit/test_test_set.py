@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -280,3 +281,17 @@ def test_a_score_run_passes_over_the_test_records_nobody_has_reviewed_and_counts
     assert "3 test records (or copies of their texts) left without the model's answer until reviewed" in (
         report.summary())
     assert is_test_record(marked, frozenset()) and not is_test_record(other, ids)
+
+
+def test_a_draw_that_takes_every_unreviewed_record_is_said_in_the_log(caplog):
+    """`test-set --size 100000` on 15 unreviewed records marks all 15: allowed, said."""
+    from worker.jobs import _warn_if_all_taken
+
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"):
+        _warn_if_all_taken(14, 15)
+        assert not caplog.records
+        _warn_if_all_taken(15, 15)
+
+    said = ("the test set took all 15 records nobody had reviewed: the model suggests on none of them and no "
+            "unreviewed record's own label trains it (a test set is usually a few hundred records: --size)")
+    assert [record.getMessage() for record in caplog.records] == [said]
