@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
 BINARY_SNIFF_BYTES = 8192
+DATASET_METADATA_FILES = frozenset({"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"})
 DIRECTORY_ENTRIES = 100_000  # entries an input directory's walk looks through before it is refused
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
 LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
@@ -125,8 +126,7 @@ def _load_directory(directory: Path, split: str, report: IngestReport) -> datase
         if seen > DIRECTORY_ENTRIES:
             raise DataError(f"input directory {directory} has more than {DIRECTORY_ENTRIES:,} entries: give the "
                             f"directory that holds the data files, or one file")
-        files += [Path(root) / name for name in sorted(names)
-                  if not name.startswith(".") and Path(name).suffix.lower() in FILE_FORMATS]
+        files += [Path(root) / name for name in sorted(names) if _data_file_name(name)]
     kinds = sorted({file.suffix.lower() for file in files})
     if not kinds:
         raise DataError(f"input directory {directory} holds no csv / tsv / jsonl / json / parquet file")
@@ -138,6 +138,13 @@ def _load_directory(directory: Path, split: str, report: IngestReport) -> datase
         _check_file(file)
     logger.info("reading %d %s file(s) under %s as one table", len(files), kinds[0], directory)
     return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report)
+
+
+def _data_file_name(name: str) -> bool:
+    """A data file's name in an input directory: one of the formats, not hidden, not a writer's own file (Spark's
+    ``_SUCCESS`` / ``_metadata``, a Hub repo's ``dataset_infos.json``)."""
+    return (Path(name).suffix.lower() in FILE_FORMATS and not name.startswith((".", "_"))
+            and name not in DATASET_METADATA_FILES)
 
 
 def _saved_dataset(directory: Path, split: str) -> datasets.Dataset:

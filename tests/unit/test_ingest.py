@@ -137,6 +137,9 @@ def test_a_directory_of_shards_is_read_as_one_table_in_name_order(tmp_path):
     (shards / ".part-0003.csv.crc").write_text("checksum")
     (shards / ".hidden.csv").write_text("text,label\nnot a row,positive\n")
     (shards / "README.md").write_text("our export")
+    (shards / "_SUCCESS").write_text("")
+    (shards / "_metadata.csv").write_text("not,rows\n")
+    (shards / "dataset_infos.json").write_text("{}")  # a Hub repo's, beside its data files
     report = IngestReport()
 
     rows = list(labelled_rows(load_table(shards, report=report), label_column="label", report=report))
