@@ -531,12 +531,12 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     public_url: str | None = Field(None, description="how Argilla reaches this worker (for webhooks)")
+    idle_timeout_s: float = Field(30.0, gt=0, description="a connection silent this long is closed")
 
     @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return check_http_url(value, example="http://worker:8900") if value is not None else None
-    idle_timeout_s: float = Field(30.0, gt=0, description="a connection silent this long is closed")
 
 
 class WorkerSettings(BaseSettings):
