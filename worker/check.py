@@ -64,6 +64,7 @@ def check_config(services: Services) -> ConfigCheck:
     check.todo += _test_set_todo(check)
     _check_start_model(services, check)
     _check_engine(services, check)
+    _check_devices(services, check)
     for path, setting in ((settings.state_dir, "state_dir"), (settings.registry.path, "registry.path")):
         try:
             check_writable(path, setting)
@@ -108,6 +109,20 @@ def _check_engine(services: Services, check: ConfigCheck) -> None:
         check.scoring = check_cluster(services.settings.ray)
     except ConfigError as error:
         check.problems.append(str(error))
+
+
+def _check_devices(services: Services, check: ConfigCheck) -> None:
+    """``training.device``, and ``scoring.device`` when this process scores (Ray's actors pick theirs on their
+    nodes): one this machine does not have fails every such job."""
+    from worker.scoring.device import pick_device
+
+    settings = services.settings
+    wanted = {settings.training.device} | ({settings.scoring.device} if settings.scoring.engine == "local" else set())
+    for device in sorted(wanted):
+        try:
+            pick_device(device)
+        except ConfigError as error:
+            check.problems.append(str(error))
 
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:

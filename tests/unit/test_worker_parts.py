@@ -1060,3 +1060,31 @@ def test_demo_options_out_of_range_are_refused_before_the_stack_starts(option, v
 
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
     assert "Traceback" not in result.output and "Argilla UI" not in result.output
+
+
+def test_a_device_this_machine_does_not_have_is_one_line_saying_what_to_set():
+    """`scoring.device = "cuda"` on a machine without CUDA was a ValueError traceback from every job."""
+    import torch
+
+    from worker.scoring.device import pick_device
+
+    with pytest.raises(ConfigError, match=r"^device 'cuda:99' is set but .*: set scoring.device / training.device to "
+                                          r"'auto' \(the best this machine has\) or 'cpu'$"):
+        pick_device("cuda:99")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^device 'cuda' is set but CUDA is not available on this machine"):
+            pick_device("cuda")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_config_check_names_a_device_this_machine_does_not_have_as_a_problem():
+    from worker.check import ConfigCheck, _check_devices
+    from worker.services import Services
+
+    check = ConfigCheck("argilla/reviews", None, 0, 0, "2.8.0")  # type: ignore[arg-type]  # the binding is not read
+    _check_devices(Services(load_settings(scoring={"device": "cuda:99"}, training={"device": "cpu"})), check)
+    assert len(check.problems) == 1 and check.problems[0].startswith("device 'cuda:99' is set but ")
+
+    on_ray = ConfigCheck("argilla/reviews", None, 0, 0, "2.8.0")  # type: ignore[arg-type]
+    _check_devices(Services(load_settings(scoring={"device": "cuda:99", "engine": "ray"})), on_ray)
+    assert on_ray.problems == []  # the actors pick their device on their own nodes

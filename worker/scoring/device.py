@@ -9,12 +9,17 @@ from collections.abc import Callable, Iterator
 import torch
 
 from worker.config import check_device_name
+from worker.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; anything else must be available or it is an error."""
+    """``auto`` picks cuda, then mps, then cpu; anything else must be available or it is an error.
+
+    Raises:
+        ConfigError: the device asked for is not on this machine (no CUDA, no MPS, a GPU index past the last).
+    """
     check_device_name(requested)
     if requested == "auto":
         if torch.cuda.is_available():
@@ -22,10 +27,16 @@ def pick_device(requested: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    advice = "set scoring.device / training.device to 'auto' (the best this machine has) or 'cpu'"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} requested but CUDA is not available on this machine")
+        raise ConfigError(f"device {requested!r} is set but CUDA is not available on this machine (torch "
+                          f"{torch.__version__}): {advice}")
+    index = requested.removeprefix("cuda:")
+    if requested.startswith("cuda:") and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {requested!r} is set but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), cuda:0 … cuda:{torch.cuda.device_count() - 1}: {advice}")
     if requested == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' requested but MPS is not available on this machine")
+        raise ConfigError(f"device 'mps' is set but MPS is not available on this machine: {advice}")
     return torch.device(requested)
 
 
