@@ -3,7 +3,8 @@
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
 ENV PYTHONUNBUFFERED=1 \
-    ARGILLA_WORKER_HOME=/var/lib/argilla-worker \
+    XDG_DATA_HOME=/var/lib/argilla-worker \
+    ARGILLA_WORKER_CACHE=/var/lib/argilla-worker/cache \
     HF_HOME=/var/lib/argilla-worker/hf
 
 WORKDIR /app

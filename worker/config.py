@@ -584,6 +584,7 @@ def load_settings(config_file: Path | None = None, **overrides) -> WorkerSetting
             (the message names each key and the value it got).
     """
     global _CONFIG_FILE
+    _check_environment()
     if config_file is not None:
         _check_file(Path(config_file))
     _CONFIG_FILE = Path(config_file) if config_file is not None else None
@@ -595,6 +596,35 @@ def load_settings(config_file: Path | None = None, **overrides) -> WorkerSetting
         raise ConfigError(_unparsed_environment(error)) from None
     finally:
         _CONFIG_FILE = None
+
+
+# ARGILLA_WORKER_* variables that are not settings: the CLI's config file, the offline assets' cache, the local
+# stack's server option (worker/local_argilla/launcher.py)
+NOT_SETTINGS = frozenset({"CONFIG", "CACHE", "UPSTREAM_RESPONSE_MAPPING"})
+
+
+def _check_environment() -> None:
+    """Refuse an ARGILLA_WORKER_* variable that names no setting: pydantic-settings would ignore it, so a section's
+    key written with one underscore (``ARGILLA_WORKER_SCORING_SAMPLES``) would leave the setting at its default
+    in silence. (A key unknown inside a section is refused by the section itself.)
+
+    Raises:
+        ConfigError: naming each such variable, with the two-underscore spelling when it is one.
+    """
+    sections = {name for name, info in WorkerSettings.model_fields.items()
+                if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)}
+    unknown = []
+    for name in sorted(os.environ):
+        rest = name[len(ENV_PREFIX):] if name.upper().startswith(ENV_PREFIX) else None
+        if not rest or rest.upper() in NOT_SETTINGS or rest.split("__", 1)[0].lower() in WorkerSettings.model_fields:
+            continue
+        section = next((section for section in sections if rest.lower().startswith(f"{section}_")), None)
+        hint = f" (a section's key takes two underscores: {ENV_PREFIX}{section.upper()}__" \
+               f"{rest[len(section) + 1:].upper()})" if section else ""
+        unknown.append(f"{name}{hint}")
+    if unknown:
+        raise ConfigError(f"invalid configuration: {'; '.join(unknown)}: no such setting (the environment's names "
+                          f"are {ENV_PREFIX}<KEY> or {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SCORING__SAMPLES)")
 
 
 def _takes_json(path: list[str]) -> bool:

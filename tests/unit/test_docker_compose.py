@@ -68,6 +68,29 @@ def test_the_example_config_is_valid_and_every_env_override_names_a_real_key(com
     assert settings.http.port == 8900 and settings.argilla.dataset
 
 
+def test_the_images_environment_names_only_settings_the_worker_reads(monkeypatch):
+    """The Dockerfile's ENV: an ARGILLA_WORKER_* name that is no setting is refused at start (it once set
+    ARGILLA_WORKER_HOME, which nothing read)."""
+    import re
+
+    from worker.config import load_settings
+
+    for key in [k for k in os.environ if k.startswith("ARGILLA_WORKER_")]:
+        monkeypatch.delenv(key)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    assigned = dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=(\S+)", " ".join(
+        line[4:] for line in dockerfile.splitlines() if line.startswith("ENV "))))
+    ours = {key: value for key, value in assigned.items() if key.startswith("ARGILLA_WORKER_")}
+    assert {"ARGILLA_WORKER_STATE_DIR", "ARGILLA_WORKER_CACHE"} <= set(ours)
+    for key, value in ours.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(REPO_ROOT / "worker.example.toml")
+    assert str(settings.state_dir) == "/var/lib/argilla-worker/state" and settings.http.port == 8900
+    monkeypatch.setenv("ARGILLA_WORKER_HOME", "/var/lib/argilla-worker")
+    with pytest.raises(Exception, match=r"ARGILLA_WORKER_HOME: no such setting"):
+        load_settings(REPO_ROOT / "worker.example.toml")
+
+
 def test_state_lives_in_named_volumes(compose):
     declared = set(compose["volumes"])
     for name, service in compose["services"].items():

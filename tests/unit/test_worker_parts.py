@@ -1088,3 +1088,16 @@ def test_config_check_names_a_device_this_machine_does_not_have_as_a_problem():
     on_ray = ConfigCheck("argilla/reviews", None, 0, 0, "2.8.0")  # type: ignore[arg-type]
     _check_devices(Services(load_settings(scoring={"device": "cuda:99", "engine": "ray"})), on_ray)
     assert on_ray.problems == []  # the actors pick their device on their own nodes
+
+
+def test_an_environment_variable_that_names_no_setting_is_refused_not_ignored(monkeypatch):
+    """pydantic-settings ignores an unknown ARGILLA_WORKER_* name: one underscore after a section left the setting at
+    its default in silence."""
+    monkeypatch.setenv("ARGILLA_WORKER_SCORING_SAMPLES", "50")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: ARGILLA_WORKER_SCORING_SAMPLES \(a section's key "
+                                          r"takes two underscores: ARGILLA_WORKER_SCORING__SAMPLES\): no such setting"):
+        load_settings()
+    monkeypatch.delenv("ARGILLA_WORKER_SCORING_SAMPLES")
+    monkeypatch.setenv("ARGILLA_WORKER_SCORING__SAMPLES", "50")
+    monkeypatch.setenv("ARGILLA_WORKER_CACHE", "/tmp/assets")  # not a setting, but the worker's: read elsewhere
+    assert load_settings().scoring.samples == 50
