@@ -60,6 +60,7 @@ from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
 from worker.predictions import SuggestionPolicy, prediction_from_score, readable, suggests_reference
 from worker.publish import PublishOptions, build_publication
+from worker.publish.build import PublicationStats
 from worker.publish.card import labelled_from_scratch
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
@@ -1420,6 +1421,20 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     return report
 
 
+def _nothing_to_publish(services: Services, stats: PublicationStats) -> str:
+    """Why a publication has no row: the dataset is empty, nothing is reviewed (``publish.only_reviewed``), or every
+    record lacks a label or is tied."""
+    dataset = services.settings.argilla.dataset
+    if stats.records_seen == 0:
+        why = "has no record"
+    elif services.settings.publish.only_reviewed:
+        why = f"has {stats.records_seen} records and none is reviewed yet (publish.only_reviewed = true)"
+    else:
+        why = (f"has {stats.records_seen} records and none carries a label to publish ({stats.unlabelled} without a "
+               f"label or review, {stats.tied} tied)")
+    return f"nothing to publish: {dataset!r} {why}; the last publication, if any, is left as it is"
+
+
 def publish_job(services: Services, *, directory: Path | None = None,
                 repo_id: str | None = None) -> list[PublishResult]:
     """Build the cleaned dataset from Argilla and write it to the configured sinks (unchanged → skipped).
@@ -1460,6 +1475,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
                        "%d record(s) not published: no label and no review%s", stats.unlabelled,
                        " yet (the dataset came without labels: each is published once reviewed)" if from_scratch
                        else "")
+        if publication.num_rows == 0:  # an empty dataset pushed over the last publication helps no one
+            raise DataError(_nothing_to_publish(services, stats))
         state = "labelled" if from_scratch else "cleaned"
         card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} ({state})",
                         source=services.settings.argilla.api_url,

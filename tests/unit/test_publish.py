@@ -711,3 +711,23 @@ def test_the_card_says_which_score_columns_no_row_has_a_value_in_yet():
     assert described("expected_loss").endswith("(No row has a value yet.)")
     assert not described("loss").endswith("(No row has a value yet.)")
     assert not described("bald").endswith("(No row has a value yet.)")
+
+
+def test_a_publication_without_rows_says_why_instead_of_replacing_the_last_one():
+    """`publish.only_reviewed` before any review (or an empty dataset) once wrote an empty dataset over the last
+    publication (on the Hub too); publish_job now raises this message instead (checked on the local server by hand:
+    `error: nothing to publish: 'reviews' has 15 records and none is reviewed yet …`)."""
+    from worker.config import load_settings
+    from worker.jobs import Services, _nothing_to_publish
+    from worker.publish.build import PublicationStats
+
+    seen = PublicationStats(labels=LABELS, records_seen=15, unlabelled=12, tied=3)
+    reviewed_only = Services(load_settings(argilla={"dataset": "reviews"}, publish={"only_reviewed": True}))
+    everything = Services(load_settings(argilla={"dataset": "reviews"}))
+
+    assert _nothing_to_publish(reviewed_only, seen) == (
+        "nothing to publish: 'reviews' has 15 records and none is reviewed yet (publish.only_reviewed = true); the "
+        "last publication, if any, is left as it is")
+    assert "none carries a label to publish (12 without a label or review, 3 tied)" in _nothing_to_publish(
+        everything, seen)
+    assert "'reviews' has no record" in _nothing_to_publish(everything, PublicationStats(labels=LABELS))
