@@ -156,7 +156,7 @@ def _saved_dataset(directory: Path, split: str) -> datasets.Dataset:
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
             raise DataError(f"input directory {directory} has no split {split!r} (its splits: {list(saved)}): "
-                            f"pass --split")
+                            f"--split names one of them")
         saved = saved[split]
     if saved.num_rows == 0:
         raise DataError(f"input directory {directory} holds a dataset without rows")
