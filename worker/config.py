@@ -283,6 +283,17 @@ class ScoringSettings(_Section):
     def _positive_batch(cls, value: object) -> object:
         return positive_int_or(value, "auto")
 
+    @field_validator("mc_layers", mode="before")
+    @classmethod
+    def _layer_count(cls, value: object) -> object:
+        if value in ("auto", "all"):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError("must be a number of encoder layers (0 or more: the model's last ones), 'all' or 'auto'")
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:

@@ -105,8 +105,12 @@ def test_attention_dropout_is_sampled_only_with_eager_attention(tmp_path, caplog
     assert unsampled.exp().std(dim=2).max() < 1e-6  # rate 0 everywhere: nothing is sampled at all
 
 
-def test_mc_layers_out_of_range_is_refused(tiny_classifier):
-    with pytest.raises(ValueError, match=r"mc_layers must be in 0\.\.2"):
+def test_mc_layers_out_of_range_is_refused_naming_the_setting_and_the_models_layers(tiny_classifier):
+    """`scoring.mc_layers = 99` was a ValueError traceback from every score run."""
+    from worker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^scoring.mc_layers = 3: model .* has 2 encoder layers, so mc_layers must "
+                                          r"be in 0\.\.2, 'all' or 'auto'$"):
         MCPredictor(tiny_classifier, mc_layers=3)
 
 

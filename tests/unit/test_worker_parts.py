@@ -1101,3 +1101,11 @@ def test_an_environment_variable_that_names_no_setting_is_refused_not_ignored(mo
     monkeypatch.setenv("ARGILLA_WORKER_SCORING__SAMPLES", "50")
     monkeypatch.setenv("ARGILLA_WORKER_CACHE", "/tmp/assets")  # not a setting, but the worker's: read elsewhere
     assert load_settings().scoring.samples == 50
+
+
+@pytest.mark.parametrize("value", [-1, "x", True])
+def test_mc_layers_that_are_no_layer_count_are_refused_when_read(value):
+    with pytest.raises(ConfigError, match=r"^invalid configuration: scoring.mc_layers = .*: must be a number of "
+                                          r"encoder layers \(0 or more: the model's last ones\), 'all' or 'auto'$"):
+        load_settings(scoring={"mc_layers": value})
+    assert load_settings(scoring={"mc_layers": "2"}).scoring.mc_layers == 2

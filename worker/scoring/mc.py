@@ -48,7 +48,7 @@ from baal.bayesian.dropout import Dropout as BaalDropout
 from baal.bayesian.dropout import MCDropoutModule, patch_module
 from torch import nn
 
-from worker.errors import ScoringError
+from worker.errors import ConfigError, ScoringError
 from worker.scoring import decoder_head
 from worker.scoring.adaptive import AdaptiveSampling, sequential_samples
 from worker.scoring.consistent import ConsistentDropout, SampleWindow, patch_consistent
@@ -443,7 +443,9 @@ class MCPredictor:
             self.mc_layers = mc_layers
         num_layers = parts.num_layers if mc_layers == "all" else int(mc_layers)
         if not 0 <= num_layers <= parts.num_layers:
-            raise ValueError(f"mc_layers must be in 0..{parts.num_layers} or 'all', got {mc_layers!r}")
+            raise ConfigError(f"scoring.mc_layers = {mc_layers!r}: model {self.classifier.version} has "
+                              f"{parts.num_layers} encoder layers, so mc_layers must be in 0..{parts.num_layers}, "
+                              f"'all' or 'auto'")
         start = None if mc_layers == "all" else parts.num_layers - num_layers
         suffix = _StochasticSuffix(parts, num_layers, from_embeddings=mc_layers == "all", patch=self._patch).eval()
         mismatch = self._replay_mismatch(suffix, start)
