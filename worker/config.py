@@ -473,6 +473,13 @@ class PublishSettings(_Section):
     cron: Crontab | None = None
     after_promotion: bool = True
 
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _field_choice(cls, value: object) -> object:
+        if isinstance(value, list) or value in ("all", "bound"):
+            return value
+        raise ValueError("give 'all', 'bound' or a list of the dataset's field names")
+
     @field_validator("repo_id")
     @classmethod
     def _hub_repo_id(cls, value: str | None) -> str | None:

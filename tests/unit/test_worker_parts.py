@@ -1109,3 +1109,12 @@ def test_mc_layers_that_are_no_layer_count_are_refused_when_read(value):
                                           r"encoder layers \(0 or more: the model's last ones\), 'all' or 'auto'$"):
         load_settings(scoring={"mc_layers": value})
     assert load_settings(scoring={"mc_layers": "2"}).scoring.mc_layers == 2
+
+
+def test_publish_fields_that_are_no_choice_say_the_choices_once():
+    """Not a union's two errors (``publish.fields.literal['all','bound'] …; publish.fields.list[str] …``)."""
+    with pytest.raises(ConfigError, match=r"^invalid configuration: publish.fields = 'some': give 'all', 'bound' or a "
+                                          r"list of the dataset's field names$"):
+        load_settings(publish={"fields": "some"})
+    assert load_settings(publish={"fields": ["title", "body"]}).publish.fields == ["title", "body"]
+    assert load_settings(publish={"fields": "bound"}).publish.fields == "bound"
