@@ -249,7 +249,7 @@ def labelled_rows(
     Raises:
         DataError: a named column does not exist (lists the available ones).
     """
-    _check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
+    check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
                    *(fields or {}).values())
     reader = _LabelReader(table, label_column, labels, label_separator, label_aliases)
     seen_ids: dict[str, int] = {}
@@ -290,7 +290,7 @@ def is_multi_label(table: datasets.Dataset, label_column: str | None, label_sepa
     """
     if label_column is None:
         return False
-    _check_columns(table, label_column)
+    check_columns(table, label_column)
     listed = _item_feature(table.features[label_column]) is not None
     if listed and label_separator:
         raise DataError(f"label column {label_column!r} holds lists already; --label-separator applies to text "
@@ -398,7 +398,12 @@ def _empty(value: object) -> bool:
             or (isinstance(value, str) and not value.strip()))
 
 
-def _check_columns(table: datasets.Dataset, *columns: str | None) -> None:
+def check_columns(table: datasets.Dataset, *columns: str | None) -> None:
+    """Each named column (None: not asked for) is one of the input's.
+
+    Raises:
+        DataError: naming the missing ones and the input's columns.
+    """
     missing = [column for column in columns if column is not None and column not in table.column_names]
     if missing:
         raise DataError(f"column(s) {missing} not in the input; its columns are {table.column_names}")
@@ -444,7 +449,7 @@ def field_columns(table: datasets.Dataset, specs: Sequence[str]) -> dict[str, st
             raise DataError(f"field column {spec!r}: expected FIELD=COLUMN (the dataset's field = the input's column)")
         if name in found:
             raise DataError(f"field column {spec!r}: field {name!r} is named twice")
-        _check_columns(table, column)
+        check_columns(table, column)
         found[name] = column
     return found
 
@@ -490,7 +495,7 @@ def metadata_columns(table: datasets.Dataset, specs: Sequence[str]) -> list[Meta
     for spec in specs:
         column, _, name = spec.partition("=")
         column, name = column.strip(), (name or column).strip()
-        _check_columns(table, column)
+        check_columns(table, column)
         if not name or len(name) > 200:
             raise DataError(f"metadata column {spec!r}: a property name has 1 to 200 characters")
         if name in {m.name for m in found}:

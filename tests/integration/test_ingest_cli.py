@@ -71,12 +71,15 @@ def test_bad_files_are_one_line_errors_and_undecodable_lines_are_skipped(local_a
 def test_a_label_set_argilla_would_refuse_is_one_line_and_creates_nothing(local_argilla, stack_settings, dataset_name,
                                                                           tmp_path):
     """One label in the data (no --labels), or one given twice: the SDK raised its SettingsError as a traceback after
-    starting to create the dataset; now one line naming the labels, and no dataset on the server."""
+    starting to create the dataset; now one line naming the labels, and no dataset on the server. A text column
+    that is not in the input (a typo) was found only after the dataset had been created, empty."""
     env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
     data = tmp_path / "one-label.tsv"
     data.write_text("text\tlabel\nonly positives here\tpositive\nanother one\tpositive\n")
     for extra, said in (([], "labels ['positive'] for a new dataset's question: a label question needs at least 2"),
-                        (["--labels", "positive,positive"], "'positive' repeated")):
+                        (["--labels", "positive,positive"], "'positive' repeated"),
+                        (["--labels", "positive,negative", "--text-column", "review"],
+                         "column(s) ['review'] not in the input; its columns are ['text', 'label']")):
         result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
                                  "--label-column", "label", *extra, "--api-url", stack_settings.api_url],
                                 capture_output=True, text=True, env=env, timeout=300, check=False)
