@@ -11,6 +11,10 @@ from typing import Any
 
 from worker.errors import DataError, DirectoryInUse
 
+# what a state file the worker cannot read says to do
+STATE_ADVICE = ("it is the worker's own state — restore it from a backup, or move it aside and the worker starts that "
+                "state afresh")
+
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to a temporary file beside ``path`` (folders created), fsync it, then rename it
@@ -35,18 +39,17 @@ def read_json(path: Path, default: Any = None) -> Any:
         DataError: the file is not JSON (cut short by a full disk, edited by hand), or holds another kind of value
             than ``default``'s: names it and what is wrong.
     """
-    advice = "it is the worker's own state — restore it from a backup, or move it aside and the worker starts that "
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{path} is not valid JSON ({error}): {advice}state afresh") from None
+        raise DataError(f"{path} is not valid JSON ({error}): {STATE_ADVICE}") from None
     if isinstance(default, dict | list) and not isinstance(value, type(default)):
         if value is None:
             return default
         raise DataError(f"{path} holds a JSON {_json_kind(value)} where the worker keeps a JSON "
-                        f"{_json_kind(default)}: {advice}state afresh")
+                        f"{_json_kind(default)}: {STATE_ADVICE}")
     return value
 
 
