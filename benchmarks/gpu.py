@@ -337,7 +337,7 @@ def time_ray(model_dir: Path, texts: list[str], device: torch.device, actors: in
     from worker.scoring.distributed import RayScorer
 
     if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
     on_gpu = device.type == "cuda"
     cpus = 1.0 if on_gpu else float(max(1, (os.cpu_count() or 1) // actors))
     settings = RaySettings(actors=actors, gpus_per_actor=1.0 / actors if on_gpu else 0.0, cpus_per_actor=cpus,

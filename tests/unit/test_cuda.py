@@ -258,7 +258,7 @@ def test_a_ray_actor_kept_between_runs_gives_the_runs_cached_gpu_memory_back(tin
     torch.cuda.empty_cache()
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
         with RayScorer(tiny_model_dir, "v1", settings, device="cuda", options=options) as scorer:
             list(scorer.score(records[:8]))  # the model and its CUDA context in place

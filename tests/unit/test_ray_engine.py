@@ -22,10 +22,12 @@ NUMBERS = ("score", "bald", "entropy", "margin", "loss", "expected_loss")
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray with the 2 CPUs of a CI machine, stopped after this module."""
+    """A local Ray of this module's own with the 2 CPUs of a CI machine, stopped after this module: ``address="local"``,
+    as the worker's own ``ray.address = ""``, so neither a cluster another process runs here nor an address Ray left in
+    /tmp/ray/ray_current_cluster (a `ray start` head killed without `ray stop` leaves it) is joined."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()
