@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from worker.binding import DatasetBinding
 from worker.coldstart import RANK_PROPERTY
-from worker.constants import DEFAULT_TEST_SET_SIZE
+from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.jobs import ranks_first_batch_itself
@@ -16,6 +16,7 @@ from worker.publish.sinks import check_sink
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
 from worker.services import Services
+from worker.test_set import shared_size
 from worker.training.job import start_description, start_model
 from worker.training.trainer import check_model_source
 
@@ -91,10 +92,11 @@ def _test_set_todo(check: ConfigCheck) -> list[str]:
     """A test set to draw, while the dataset has no ``test_set_rank`` and records nobody has reviewed."""
     if "test-set" not in check.metadata_to_come or check.records <= check.submitted:
         return []
+    size = min(DEFAULT_TEST_SET_SIZE, shared_size(check.records - check.submitted, DEFAULT_TEST_SET_SHARE))
     return [(f"no test set: the validation records are ones picked for review, and read low — `argilla-worker "
-             f"test-set` marks {DEFAULT_TEST_SET_SIZE} records drawn at random to review in rank order, and every "
-             f"model is measured on them (their labels train nothing; draw it before `cold-start`, and before the "
-             f"first `train` when records carry labels of their own: that model would learn them)")]
+             f"test-set` marks up to {size} record{'s' * (size != 1)} drawn at random to review in rank order, and "
+             f"every model is measured on them (their labels train nothing; draw it before `cold-start`, and before "
+             f"the first `train` when records carry labels of their own: that model would learn them)")]
 
 
 def _check_engine(services: Services, check: ConfigCheck) -> None:

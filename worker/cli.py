@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from worker.constants import DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
+from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
 from worker.errors import ConfigError, DataError, WorkerError
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
@@ -19,6 +19,7 @@ from worker.logging_setup import configure_logging
 if TYPE_CHECKING:
     from worker.check import ConfigCheck
     from worker.jobs import ScoreReport
+    from worker.test_set import TestSet
 
 
 class _CleanErrors(click.Group):
@@ -700,8 +701,9 @@ def train(config_file: Path | None) -> None:
 @cli.command("test-set")
 @config_option
 @click.option("--size", type=click.IntRange(min=1), default=None,
-              help=f"records to draw (default {DEFAULT_TEST_SET_SIZE}); on a test set drawn before, a size above its "
-                   f"records adds records at the next ranks (a test set never shrinks)")
+              help=f"records to draw (default {DEFAULT_TEST_SET_SIZE}, and at most {DEFAULT_TEST_SET_SHARE:.0%} of "
+                   f"those nobody has reviewed); on a test set drawn before, a size above its records adds records at "
+                   f"the next ranks (a test set never shrinks)")
 def test_set(config_file: Path | None, size: int | None) -> None:
     """Draw records at random from those nobody has reviewed and mark them with metadata `test_set_rank`; the
     model is never trained on them and, once annotators review them, is measured on them — an honest accuracy,
@@ -715,7 +717,7 @@ def test_set(config_file: Path | None, size: int | None) -> None:
     name = services.gateway.binding.stored_name(TEST_SET_PROPERTY)
     if report.drawn:
         click.echo(f"test set: {len(drawn.ids)} records drawn at random from the {drawn.drawn_from} nobody had "
-                   f"responded to; marked with metadata '{name}' (1 … {len(drawn.ids)})")
+                   f"responded to; marked with metadata '{name}' (1 … {len(drawn.ids)})" + _share_note(size, drawn))
     elif report.recovered:
         click.echo(f"test set: {len(drawn.ids)} records carry metadata '{name}' (drawn before; the state directory "
                    f"did not keep it): kept as the test set")
@@ -768,6 +770,14 @@ def test_set(config_file: Path | None, size: int | None) -> None:
 def _draw_dates(test_set) -> str:
     """When a test set was drawn: ``2026-12-05T01:02:03+00:00``, and when it grew."""
     return test_set.drawn_at + "".join(f", {draw.added} more {draw.drawn_at}" for draw in test_set.grown)
+
+
+def _share_note(size: int | None, drawn: TestSet) -> str:
+    """Why a draw without ``--size`` took fewer than the default: at most a share of the records (a small dataset)."""
+    if size is not None or len(drawn.ids) >= min(DEFAULT_TEST_SET_SIZE, drawn.drawn_from):
+        return ""
+    return (f" — {DEFAULT_TEST_SET_SHARE:.0%} of them, so that most are left for the model to suggest on and learn "
+            f"from (--size N to draw more)")
 
 
 def _unchanged_size_note(size: int | None, records: int) -> str:

@@ -37,3 +37,6 @@ TRUNCATED_WARN_SHARE = 0.1
 # the metadata property marking a test set's records, and the size `argilla-worker test-set` draws (see worker.test_set)
 TEST_SET_PROPERTY = "test_set_rank"
 DEFAULT_TEST_SET_SIZE = 200  # a 95 % interval of about ± 0.07 on accuracy once all are reviewed
+# ... and at most this share of the records nobody has reviewed (rounded up): a small dataset keeps most of its records
+# for the model to suggest on and learn from (an 80/20 split; `test-set --size` takes what it is told)
+DEFAULT_TEST_SET_SHARE = 0.2

@@ -36,6 +36,7 @@ from worker.config import ScoringSettings, TrainingSettings, WorkerSettings
 from worker.constants import (
     AUTO_HEAD_LEARNING_RATE,
     AUTO_HEAD_MIN_LABELS,
+    DEFAULT_TEST_SET_SHARE,
     DEFAULT_TEST_SET_SIZE,
     PROBABILITY_FLOOR,
     TEST_SET_PROPERTY,
@@ -1072,12 +1073,12 @@ class TestSetReport:
 
 def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
-    responded to (default :data:`DEFAULT_TEST_SET_SIZE`; see :mod:`worker.test_set`; one streamed pass, memory
-    O(size); the dataset's ``test_set_rank`` marks instead when records carry them) — or grow the one it has to
-    ``size`` records (:func:`grow_test_set`, one streamed pass: the new records take the next ranks), kept in
-    ``state_dir`` before its records are marked; then (every run)
-    mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test records
-    nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw), and their
+    responded to (default :data:`DEFAULT_TEST_SET_SIZE`, and at most :data:`DEFAULT_TEST_SET_SHARE` of those
+    records; see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank`` marks
+    instead when records carry them) — or grow the one it has to ``size`` records (:func:`grow_test_set`, one
+    streamed pass: the new records take the next ranks), kept in ``state_dir`` before its records are marked; then
+    (every run) mark any record still unmarked, take the model's answers (its suggestion, its metadata) off the test
+    records nobody has reviewed (see :func:`blind_test_records`: a score run written before the draw), and their
     ``cold_start_rank`` (a first batch of them would train nothing), and measure the current model on the records
     answered in rank order. O(test set) after the draw; until a run has taken the model's answers and ranks off the
     unreviewed copies of the test texts (the first, unless a write failed), one more streamed pass, memory O(page).
@@ -1091,7 +1092,8 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     seed = services.settings.training.seed
     test_set, drawn, recovered = services.test_sets.get(key), False, False
     if test_set is None:
-        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size or DEFAULT_TEST_SET_SIZE, seed=seed)
+        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size or DEFAULT_TEST_SET_SIZE, seed=seed,
+                                             share=1.0 if size else DEFAULT_TEST_SET_SHARE)
         recovered = not drawn
         if not test_set.ids:
             raise DataError(f"no record of {services.gateway.dataset_name!r} is without a response: a test set is "

@@ -80,31 +80,41 @@ class TestSet:
         return {record_id: rank for rank, record_id in enumerate(self.ids, start=1)}
 
 
-def draw_test_set(records: Iterable[PulledRecord], size: int, seed: int = 0) -> TestSet:
+def draw_test_set(records: Iterable[PulledRecord], size: int, seed: int = 0, share: float = 1.0) -> TestSet:
     """A seeded uniform sample of at most ``size`` records with a text and no response at all (nobody has
-    reviewed or started to), in a random rank order. One pass, memory O(size).
+    reviewed or started to), in a random rank order, and of at most ``share`` of those records (rounded up: a
+    default size that would take most of a small dataset). One pass, memory O(size).
 
     Raises:
-        ValueError: ``size`` is below 1.
+        ValueError: ``size`` is below 1, or ``share`` is not in (0, 1].
     """
     if size < 1:
         raise ValueError(f"a test set needs at least 1 record, got {size}")
+    if not 0 < share <= 1:
+        raise ValueError(f"a test set's share of the records is in (0, 1], got {share}")
     rng = random.Random(seed)
     candidates = (record for record in records if record.has_text and not record.responses)
     sample, seen = reservoir_sample(candidates, size, rng)
     rng.shuffle(sample)
+    del sample[shared_size(seen, share):]  # the first k of a uniform sample in a random order: a uniform sample of k
     return TestSet(tuple(r.record_id for r in sample), tuple(r.server_id for r in sample),
                    tuple(text_key(str(r.text), r.text_pair) for r in sample), seen,
                    datetime.now(UTC).isoformat(timespec="seconds"))
 
 
+def shared_size(candidates: int, share: float) -> int:
+    """Records a draw of at most ``share`` of ``candidates`` takes: rounded up (1 of 3 at a fifth), none of none."""
+    return math.ceil(candidates * share - 1e-9)
+
+
 RECOVERED = "unknown: recovered from the dataset's test_set_rank marks"
 
 
-def recovered_or_drawn(records: Iterable[PulledRecord], size: int, seed: int = 0) -> tuple[TestSet, bool]:
+def recovered_or_drawn(records: Iterable[PulledRecord], size: int, seed: int = 0,
+                       share: float = 1.0) -> tuple[TestSet, bool]:
     """(the test set, whether it was drawn now). One pass: the records marked with ``test_set_rank`` are the test set
     when there are any (the state directory that kept it was lost, or another machine drew it), in rank order; else
-    a new draw (:func:`draw_test_set`). Memory O(size + marked records)."""
+    a new draw (:func:`draw_test_set`, ``size`` and ``share``). Memory O(size + marked records)."""
     marked: list[tuple[float, str, PulledRecord]] = []
 
     def unmarked(stream: Iterable[PulledRecord]) -> Iterator[PulledRecord]:
@@ -115,7 +125,7 @@ def recovered_or_drawn(records: Iterable[PulledRecord], size: int, seed: int = 0
             else:
                 marked.append((float(rank), record.record_id, record))
 
-    drawn = draw_test_set(unmarked(records), size, seed)
+    drawn = draw_test_set(unmarked(records), size, seed, share)
     if not marked:
         return drawn, True
     marked.sort(key=lambda entry: entry[:2])

@@ -59,6 +59,24 @@ def test_the_draw_is_a_seeded_sample_of_records_nobody_has_responded_to_in_a_ran
         draw_test_set(iter(records), 0)
 
 
+def test_a_draw_of_at_most_a_share_takes_a_uniform_part_of_the_same_draw_and_never_a_small_datasets_majority():
+    """The default test set is 200 records and at most a fifth of those nobody reviewed: a dataset of 200 kept
+    none for the model before (every record drawn). The share cuts the same seeded draw: the first ranks of it."""
+    records = [_record(f"r{i:03}", f"text {i}") for i in range(200)]
+
+    whole = draw_test_set(iter(records), 200, seed=3)
+    fifth = draw_test_set(iter(records), 200, seed=3, share=0.2)
+
+    assert len(whole.ids) == 200 and len(fifth.ids) == 40 and fifth.drawn_from == 200
+    assert fifth.ids == whole.ids[:40] and fifth.keys == whole.keys[:40]  # ranks 1 … 40 of the same random order
+    assert len(draw_test_set(iter(records), 30, seed=3, share=0.2).ids) == 30  # the size still bounds it
+    assert len(draw_test_set(iter(records[:3]), 200, share=0.2).ids) == 1  # rounded up: a dataset of 3 gets 1
+    assert recovered_or_drawn(iter(records), 200, seed=3, share=0.2)[0].ids == fifth.ids
+    for share in (0, 1.5):
+        with pytest.raises(ValueError, match=r"share of the records is in \(0, 1\]"):
+            draw_test_set(iter(records), 200, share=share)
+
+
 def test_a_training_stream_loses_the_test_records_and_copies_of_their_texts_only(tmp_path):
     records = [_record(f"r{i}", f"text {i}") for i in range(10)]
     test_set = draw_test_set(iter(records), 3, seed=0)

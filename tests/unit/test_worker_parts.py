@@ -880,7 +880,10 @@ def test_config_check_asks_for_a_test_set_while_the_dataset_has_none_and_unrevie
                                           metadata_to_come=to_come))
 
     assert todo(500, 20, {"test-set": 1})[0].startswith("no test set: the validation records are ones picked")
-    assert "`argilla-worker test-set` marks 200 records drawn at random" in todo(500, 0, {"test-set": 1, "oof": 2})[0]
+    assert "`argilla-worker test-set` marks up to 200 records drawn at random" in todo(5000, 0, {"test-set": 1})[0]
+    # at most a fifth of the records nobody reviewed: a small dataset keeps most of its records for the model
+    assert "test-set` marks up to 100 records drawn at random" in todo(500, 0, {"test-set": 1, "oof": 2})[0]
+    assert "`argilla-worker test-set` marks up to 1 record drawn" in todo(23, 20, {"test-set": 1})[0]
     assert "before the first `train` when records carry labels of their own" in todo(500, 0, {"test-set": 1})[0]
     assert todo(500, 20, {"oof": 2}) == []  # test_set_rank is on the dataset: drawn
     assert todo(500, 500, {"test-set": 1}) == []  # every record reviewed: nothing to draw from
