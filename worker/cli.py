@@ -794,15 +794,18 @@ def _unchanged_size_note(size: int | None, records: int) -> str:
 @click.option("--version", "version", default=None, help="Model version (default: the current one).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=50, show_default=True,
               help="Largest T of the ECE-vs-T curve (the MC figures use scoring.samples, drawn however small this is).")
-def calibrate(config_file: Path | None, version: str | None, max_samples: int) -> None:
-    """Calibration report of a model version on its validation records: ECE deterministic vs MC dropout,
-    ECE vs T, reliability diagram, confusion matrix, temperature scaling. Stored beside the model."""
+@click.option("--on", "on", type=click.Choice(["validation", "test-set"]), default="validation", show_default=True,
+              help="the records measured: the model's validation records, or the test set's answered in rank order "
+                   "(drawn at random, never trained on: `argilla-worker test-set`)")
+def calibrate(config_file: Path | None, version: str | None, max_samples: int, on: str) -> None:
+    """Calibration report of a model version on its validation records (or the test set's): ECE deterministic vs
+    MC dropout, ECE vs T, reliability diagram, confusion matrix, temperature scaling. Stored beside the model."""
     services = _services(config_file)
-    from worker.jobs import calibrate_job
+    from worker.jobs import CALIBRATION_SETS, calibrate_job
 
-    report = calibrate_job(services, version, max_samples=max_samples)
+    report = calibrate_job(services, version, max_samples=max_samples, on=on)
     click.echo(report.markdown())
-    click.echo(f"written to {services.registry.get(report.model_version).path / 'calibration'}")
+    click.echo(f"written to {services.registry.get(report.model_version).path / CALIBRATION_SETS[on]}")
 
 
 @cli.command()

@@ -1402,25 +1402,77 @@ def _check_before_training(services: Services, start_model: str | None) -> None:
     check_writable(services.settings.state_dir, "state_dir")
 
 
-def calibrate_job(services: Services, version: str | None = None, *, max_samples: int = 50) -> CalibrationReport:
-    """(Re)compute a registered version's calibration report on its stored validation records."""
+CALIBRATION_SETS = {"validation": "calibration", "test-set": "calibration-test-set"}  # --on → directory, metrics key
+
+
+def calibrate_job(services: Services, version: str | None = None, *, max_samples: int = 50,
+                  on: str = "validation") -> CalibrationReport:
+    """(Re)compute a registered version's calibration report on its stored validation records, or (``on =
+    "test-set"``) on the test set's records answered in rank order that it was not taught — drawn at random, never
+    trained on: the records whose figures stand for those the worker scores. Written beside the model in
+    ``calibration/`` (``calibration-test-set/``) and to its metrics under the same key (``calibration_test_set``).
+    O(test set) reads for the test set.
+
+    Raises:
+        WorkerError: no such records (no validation file, a model trained again on them, no test set, none of its
+            records answered in rank order) — names the model and what to do.
+    """
     entry = services.registry.get(version) if version else services.current_model()
+    examples, measured_on = (_test_set_examples(services, entry) if on == "test-set"
+                             else (_validation_examples(entry), "validation records"))
+    classifier = services.load(entry)
+    directory = CALIBRATION_SETS[on]
+    report = calibration_report(classifier, examples, entry.path / directory, max_samples=max_samples,
+                                mc_samples=services.settings.scoring.samples,
+                                dropout_rate=services.settings.scoring.dropout_rate, measured_on=measured_on)
+    services.registry.update_metrics(entry.version, **{directory.replace("-", "_"): {
+        "ece_deterministic": report.ece_deterministic, "ece_mc": report.ece_mc, "mc_samples": report.mc_samples,
+        "temperature": report.temperature, "ece_temperature_scaled_crossfit": report.ece_temperature_scaled_crossfit,
+        "records": report.records}})
+    return report
+
+
+def _validation_examples(entry: ModelVersion) -> list[Example]:
+    """The validation records stored beside ``entry``.
+
+    Raises:
+        WorkerError: none stored, or the model was trained again on them (``training.refit``).
+    """
     validation_file = entry.path / "validation.jsonl"
     if not validation_file.exists():
-        raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file})")
+        raise WorkerError(f"model {entry.version} has no stored validation records ({validation_file}): "
+                          f"`argilla-worker calibrate --on test-set` measures it on the test set's reviewed records")
     refit_on = (entry.metrics.get("training") or {}).get("refit_on")
     if refit_on:
         raise WorkerError(f"model {entry.version} was trained again on its validation records too (all {refit_on} "
                           f"examples: training.refit), so a report on them would measure memory; its "
-                          f"report from before that stands ({entry.path / 'calibration'})")
-    classifier = services.load(entry)
-    report = calibration_report(classifier, read_examples(validation_file), entry.path / "calibration",
-                                max_samples=max_samples, mc_samples=services.settings.scoring.samples,
-                                dropout_rate=services.settings.scoring.dropout_rate)
-    services.registry.update_metrics(entry.version, calibration={
-        "ece_deterministic": report.ece_deterministic, "ece_mc": report.ece_mc, "mc_samples": report.mc_samples,
-        "temperature": report.temperature, "ece_temperature_scaled_crossfit": report.ece_temperature_scaled_crossfit})
-    return report
+                          f"report from before that stands ({entry.path / 'calibration'}); `argilla-worker calibrate "
+                          f"--on test-set` measures it on the test set's reviewed records, which no model trains on")
+    return read_examples(validation_file)
+
+
+def _test_set_examples(services: Services, entry: ModelVersion) -> tuple[list[Example], str]:
+    """The test set's records answered in rank order, labelled by the annotators alone, less those ``entry`` was
+    taught (a model trained before the draw), and how the report names them. Reads only.
+
+    Raises:
+        WorkerError: no test set, or none of its records answered in rank order and untaught.
+    """
+    test_set = services.test_sets.get(services.gateway.dataset_key)
+    if test_set is None:
+        raise WorkerError(f"{services.gateway.dataset_name!r} has no test set: `argilla-worker test-set` draws one; "
+                          f"once annotators review its records in rank order, calibrate measures on them")
+    labels = services.labels()
+    state = progress(test_set, services.gateway.read(test_set.server_ids))
+    examples, _, _ = examples_from_records(state.in_order, labels, crowd=blind(services.crowd(labels)))
+    taught = services.taught(entry.version) or set()
+    untaught = [example for example in examples if example.id not in taught]
+    if not untaught:
+        raise WorkerError(f"no test-set record to measure model {entry.version} on: {len(state.in_order)} of "
+                          f"{len(test_set.ids)} answered in rank order from 1, {len(examples) - len(untaught)} of "
+                          f"them taught to it — review the test set in the UI sorted by test_set_rank from 1")
+    left_out = len(examples) - len(untaught)
+    return untaught, "test set records" + (f", {left_out} it was taught left out" if left_out else "")
 
 
 def _nothing_to_publish(services: Services, stats: PublicationStats) -> str:

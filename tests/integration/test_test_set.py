@@ -5,6 +5,7 @@ Argilla, tiny real BERT)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import argilla as rg
@@ -98,6 +99,16 @@ def test_a_test_set_is_marked_reviewed_left_out_of_training_and_measures_the_mod
     test = outcome.model.metrics["test"]
     assert test["records"] == 3 and test["reviewed_out_of_order"] == 1 and test["left_out_taught"] == 0
     assert test["accuracy_interval"][0] <= test["accuracy"] <= test["accuracy_interval"][1]
+    refused = run_worker(["calibrate", "-c", str(config)], env)  # a first model trained again on its validation set
+    assert refused.returncode == 1 and "trained again on its validation records too" in refused.stderr, refused.stderr
+    assert "`argilla-worker calibrate --on test-set` measures it on the test set's reviewed records" in refused.stderr
+    calibrated = run_worker(["calibrate", "-c", str(config), "--on", "test-set", "--max-samples", "2"], env)
+    assert calibrated.returncode == 0, calibrated.stderr
+    assert "# Calibration of v0001 (3 test set records)" in calibrated.stdout  # the 3 answered in rank order
+    report = outcome.model.path / "calibration-test-set" / "report.json"
+    assert calibrated.stdout.rstrip().endswith(f"written to {report.parent}")
+    assert json.loads(report.read_text())["records"] == 3
+    assert services.registry.get("v0001").metrics["calibration_test_set"]["records"] == 3
 
     for record_id in set(ranked) - set(reviewed_first):  # the rest of the test set: a correction that trains nothing
         submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -98,6 +100,10 @@ def test_the_calibration_report_matches_the_metrics_it_is_built_from(tiny_classi
         expected_calibration_error(probabilities.mc[:, :, :4].mean(axis=2), targets))
     assert [t for t, _ in report.ece_by_samples] == list(range(1, 7))
     assert report.temperature is not None and report.ece_temperature_scaled_crossfit is not None
+    assert report.wrong_deterministic == int((probabilities.deterministic.argmax(axis=1) != targets).sum())
+    assert report.markdown().startswith(f"# Calibration of {tiny_classifier.version} (24 validation records)")
+    assert "The temperature above is fitted on 24 records" in report.markdown()  # fewer than the worker keeps τ from
+    assert "temperature above" not in replace(report, records=100, wrong_deterministic=10).markdown()
     stored = json.loads((tmp_path / "report.json").read_text())
     assert stored["ece_mc"] == pytest.approx(report.ece_mc)
     for name in ("reliability.png", "ece_vs_T.png", "confusion_matrix.png"):

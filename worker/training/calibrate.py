@@ -61,12 +61,14 @@ class CalibrationReport:
     mc_as_scored: bool = False  # the MC figures are the worker's scores (its [scoring] options), not drawn here
     labels_predicted: int | None = None  # distinct labels the deterministic model predicts on the records
     labels_present: int | None = None  # distinct labels the records carry (single-label)
+    measured_on: str = "validation records"  # which records: the validation records, or the test set's
+    wrong_deterministic: int | None = None  # records the deterministic model answers wrong (the τ fit's errors)
 
     def markdown(self) -> str:
         if self.multi_label:
             return self._label_set_markdown()
         rows = [
-            f"# Calibration of {self.model_version} ({self.records} validation records)",
+            f"# Calibration of {self.model_version} ({self.records} {self.measured_on})",
             "",
             "| model | accuracy | ECE |",
             "|---|---:|---:|",
@@ -76,11 +78,22 @@ class CalibrationReport:
         if self.temperature is not None:
             rows.append(f"| deterministic, temperature {self.temperature:.3f} (cross-fitted) | "
                         f"{self.accuracy_deterministic:.4f} | {self.ece_temperature_scaled_crossfit:.4f} |")
+        rows += self._temperature_caveat()
         curve = ("ECE vs T: `argilla-worker calibrate` draws the curve." if self.mc_as_scored
                  else "![ECE vs T](ece_vs_T.png)")
         rows += ["", f"Macro-F1 (deterministic): {self.macro_f1:.4f}", "",
                  f"![reliability](reliability.png) ![confusion](confusion_matrix.png) {curve}"]
         return "\n".join(rows) + "\n"
+
+    def _temperature_caveat(self) -> list[str]:
+        """A line under a temperature fitted on fewer records or wrong answers than the worker keeps one from."""
+        if self.temperature is None or self.wrong_deterministic is None or (
+                self.records >= MIN_TEMPERATURE_RECORDS and self.wrong_deterministic >= MIN_TEMPERATURE_ERRORS):
+            return []
+        caveat = (f"The temperature above is fitted on {self.records} records, {self.wrong_deterministic} of them "
+                  f"answered wrong: the worker reads scores at a temperature only from {MIN_TEMPERATURE_RECORDS} "
+                  f"records with {MIN_TEMPERATURE_ERRORS} wrong answers (fewer let a handful decide it).")
+        return ["", caveat]
 
     def mc_name(self) -> str:
         return (f"MC dropout as scored (up to T={self.mc_samples})" if self.mc_as_scored
@@ -88,7 +101,7 @@ class CalibrationReport:
 
     def _label_set_markdown(self) -> str:
         rows = [
-            f"# Calibration of {self.model_version} ({self.records} validation records, multi-label)",
+            f"# Calibration of {self.model_version} ({self.records} {self.measured_on}, multi-label)",
             "",
             "Each (record, label) decision counts as one binary prediction in the ECE; accuracy is the share of",
             "records whose whole label set is right (the model's per-label thresholds).",
@@ -114,6 +127,7 @@ def calibration_report(
     seed: int = 0,
     dropout_rate: float | None = None,
     scored: np.ndarray | None = None,
+    measured_on: str = "validation records",
 ) -> CalibrationReport:
     """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
 
@@ -126,10 +140,11 @@ def calibration_report(
     ``scored`` [N, C] (single-label only): the examples' probabilities as the worker scored them (see
     :func:`scored_probabilities`). The MC figures are then theirs — the calibration of what annotators are shown —
     and no MC sample is drawn here: only the deterministic pass runs, and there is no ECE-vs-T curve.
+    ``measured_on``: what the ``examples`` are, as the report names them.
     """
     if classifier.multi_label:
         return _label_set_report(classifier, examples, output_dir, max_samples=max_samples, mc_samples=mc_samples,
-                                 seed=seed, dropout_rate=dropout_rate)
+                                 seed=seed, dropout_rate=dropout_rate, measured_on=measured_on)
     index = label_index(classifier.labels)
     targets = np.asarray([index[single_label(example, "calibration")] for example in examples])  # [N]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
@@ -152,7 +167,8 @@ def calibration_report(
         ece_mc=expected_calibration_error(mc_mean, targets), mc_samples=mc_samples, ece_by_samples=curve,
         temperature=temperature, ece_temperature_scaled=scaled, ece_temperature_scaled_crossfit=crossfit,
         mc_as_scored=scored is not None, labels_predicted=len(set(probabilities.deterministic.argmax(axis=1))),
-        labels_present=len(set(targets)),
+        labels_present=len(set(targets)), measured_on=measured_on,
+        wrong_deterministic=wrong_answers(probabilities.deterministic, targets),
     )
     _write(report, probabilities.deterministic, mc_mean, targets, classifier.labels, output_dir,
            log_probs, temperature)
@@ -162,7 +178,8 @@ def calibration_report(
 
 
 def _label_set_report(classifier: Classifier, examples: Sequence[Example], output_dir: Path, *, max_samples: int,
-                      mc_samples: int, seed: int, dropout_rate: float | None) -> CalibrationReport:
+                      mc_samples: int, seed: int, dropout_rate: float | None,
+                      measured_on: str = "validation records") -> CalibrationReport:
     """:func:`calibration_report` of a multi-label model: label sets scored with its thresholds; every (record,
     label) decision is one binary prediction for ECE, the reliability diagram and ECE vs T (no temperature
     scaling or confusion matrix)."""
@@ -183,7 +200,7 @@ def _label_set_report(classifier: Classifier, examples: Sequence[Example], outpu
         accuracy_mc=accuracy_mc, macro_f1=macro_f1,
         ece_deterministic=expected_calibration_error(deterministic, decisions),
         ece_mc=expected_calibration_error(mc_mean_binary, decisions), mc_samples=mc_samples,
-        ece_by_samples=ece_by_samples(mc_binary, decisions), multi_label=True,
+        ece_by_samples=ece_by_samples(mc_binary, decisions), multi_label=True, measured_on=measured_on,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_reliability_diagram({"deterministic": reliability_bins(deterministic, decisions),
