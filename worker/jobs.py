@@ -22,7 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +56,7 @@ from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import MODEL_ANSWER_METADATA, SUBMITTED_RESPONSES
+from worker.gateway.sync_state import ScoredBy
 from worker.iterables import KeyedSample, batched, reservoir_sample
 from worker.label_issues import label_issue_scores
 from worker.plugins import call_each
@@ -239,6 +240,15 @@ def scorer_options(settings: ScoringSettings) -> dict[str, Any]:
             "adaptive": adaptive_sampling(settings)}
 
 
+def written_options(settings: ScoringSettings) -> dict[str, Any]:
+    """:func:`scorer_options` and ``calibrated`` as JSON values: what a record's written values depend on besides
+    the model and its label (a change rescores the records: :func:`_stale_before`)."""
+    options = scorer_options(settings)
+    adaptive = options["adaptive"]
+    return {**options, "adaptive": asdict(adaptive) if adaptive is not None else None,
+            "calibrated": settings.calibrated}
+
+
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
     """The stopping rule of ``[scoring]``, or None when ``adaptive = false`` (fixed T)."""
     if not settings.adaptive:
@@ -258,15 +268,19 @@ def reference_label(record: PulledRecord, crowd: CrowdModel | None = None) -> La
 
 
 def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPolicy = "model",
-                  crowd: CrowdModel | None = None) -> bool:
+                  crowd: CrowdModel | None = None, stale_before: datetime | None = None) -> bool:
     """Whether the record already carries this model's values for its current reference label (votes
     weighed by ``crowd``) and number of submitted responses, and the suggestion ``policy`` asks for (a
-    changed policy rescores)."""
+    changed policy rescores), written after ``stale_before`` (server clock: other ``[scoring]`` options scored the
+    records written before; out-of-fold values stay, computed by their own run)."""
     written = record.metadata.get("model_version")
     reference = reference_label(record, crowd)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
             or not same_value(record.metadata.get("reference_label"), reference)
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
+        return False
+    if (stale_before is not None and record.updated_at is not None and record.updated_at <= stale_before
+            and OOF_MARK not in written):
         return False
     # an empty label set cannot be suggested (the model's set is): it counts as no reference here
     if suggests_reference(policy, has_reference=bool(reference), reviewed=_reviewed(record, crowd)):
@@ -354,20 +368,27 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                     "could notice it, or a full run was stopped): this run reads every record",
                     state.scored_with(key) or "an earlier version", head.version)
         since, full = None, True
+    stale_before = _stale_before(services)
+    if since is not None and stale_before is not None:
+        logger.info("records scored with other [scoring] options than now are left (written up to %s, server "
+                    "clock): this run reads every record", stale_before.isoformat(sep=" ", timespec="seconds"))
+        since, full = None, True
     reconcile = since is not None and state.reconcile_due(key, settings.reconcile_minutes)
     reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
     watermark = gateway.watermark(since) if server_ids is None else None
     report = ScoreReport(head.version)
     crowd = services.crowd(labels)
     scorer = record_scorer(services, extra)
-    view = _ViewPolicy.of(services, full=full and server_ids is None)
+    # records scored with other options get the new values exactly: a monotone change (the temperature) moves no rank
+    view = _ViewPolicy.of(services, full=full and server_ids is None, exact=stale_before is not None)
     test_records = TestSetFilter(services.test_sets.get(key))
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids)
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
                  forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
-                 blind=blind_test_records(services, crowd, test_records), tested=test_records.covers)
+                 blind=blind_test_records(services, crowd, test_records), tested=test_records.covers,
+                 stale_before=stale_before)
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
 
     def inputs() -> Iterator[ScoringInput]:
@@ -404,12 +425,37 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         state.set_watermark(key, watermark.value)
         if since is None:
             state.set_scored_with(key, head.version)
+            if stale_before is not None:  # every record read: those left stale were scored again (or kept)
+                state.set_scored_by(key, ScoredBy(written_options(settings)))
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started
     # an incremental run that found nothing changed: the service says so once (StatusBook.job_result), not here
     logger.log(logging.INFO if report.considered else logging.DEBUG, report.summary())
     return report
+
+
+def _stale_before(services: Services) -> datetime | None:
+    """The server time up to which the dataset's records were written with other ``[scoring]`` options than now
+    (:func:`written_options`), or None: none left. A change of options sets it to the newest ``updated_at`` of the
+    dataset's records (exact, where the server's clock read from its Date header is cut to the second) and says what
+    changed; a run that reads every record to its end clears it, so a stopped one goes on where it stopped (the
+    records it pushed are newer). The first run on a dataset keeps the options it finds. One request when they
+    changed, none otherwise."""
+    state, key = services.sync_state, services.gateway.dataset_key
+    options = written_options(services.settings.scoring)
+    scored = state.scored_by(key)
+    if scored is None:
+        state.set_scored_by(key, ScoredBy(options))
+        return None
+    changes = scored.changes(options)
+    if not changes:
+        return scored.stale_before
+    stale_before = services.gateway.newest_change()
+    logger.info("[scoring] changed since the records of %r were scored (%s): each is scored again once, the "
+                "out-of-fold values aside", services.gateway.dataset_name, "; ".join(changes))
+    state.set_scored_by(key, ScoredBy(options, stale_before))
+    return stale_before
 
 
 def record_scorer(services: Services,
@@ -458,11 +504,13 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
           since: datetime | None, forced: set[str], watermark: Watermark | None,
           sketch: QuantileSketch | None = None, crowd: CrowdModel | None = None,
           blind: Callable[[PulledRecord], bool] | None = None,
-          tested: Callable[[PulledRecord], bool] | None = None) -> Iterator[PulledRecord]:
+          tested: Callable[[PulledRecord], bool] | None = None,
+          stale_before: datetime | None = None) -> Iterator[PulledRecord]:
     """The candidates that are not up to date (or whose last push failed: ``forced``, each once), counted in
     ``report``; every candidate moves the ``watermark``; the values of those up to date go to ``sketch``; those
     ``blind`` says to leave without the model's answer (unreviewed test records) are counted and passed over. A new
-    submission counts as a test answer when ``tested`` says the record is a test record (or a copy of one's text)."""
+    submission counts as a test answer when ``tested`` says the record is a test record (or a copy of one's text).
+    ``stale_before``: see :func:`is_up_to_date`."""
     forced_seen: set[str] = set()
     for record in candidates:
         if watermark is not None:
@@ -480,7 +528,7 @@ def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPo
         if blind is not None and blind(record):
             report.blind += 1
             continue
-        if record.record_id not in forced and is_up_to_date(record, version, policy, crowd):
+        if record.record_id not in forced and is_up_to_date(record, version, policy, crowd, stale_before):
             report.up_to_date += 1
             if sketch is not None:
                 sketch.add(stored_values(record))
@@ -513,10 +561,11 @@ class _ViewPolicy:
     sketch: QuantileSketch | None = None
 
     @classmethod
-    def of(cls, services: Services, *, full: bool) -> _ViewPolicy:
+    def of(cls, services: Services, *, full: bool, exact: bool = False) -> _ViewPolicy:
+        """``exact``: no tolerance (every record scored gets its new values)."""
         settings = services.settings.scoring
         tolerance = (ViewTolerance(settings.view_rank_tolerance, settings.view_exact_top)
-                     if settings.view_rank_tolerance > 0 else None)
+                     if settings.view_rank_tolerance > 0 and not exact else None)
         quantiles = services.view_quantiles.get(services.gateway.dataset_key) if tolerance else None
         return cls(tolerance, quantiles, QuantileSketch() if full else None)
 

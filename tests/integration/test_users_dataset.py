@@ -666,6 +666,41 @@ def test_after_a_retrain_records_whose_view_would_not_change_keep_their_values(t
     assert {record["metadata"]["model_version"] for record in stored.values()} == {"v0003"}
 
 
+def test_a_changed_scoring_option_scores_every_record_again_once_and_a_stopped_run_goes_on(
+        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch, caplog):
+    """``scoring.samples`` 4 → 6 (the same model): the next run reads every record and scores each again, even where
+    no rank moves (a monotone change keeps the view: the tolerance is off for them); stopped after its first batch,
+    the run after scores only the rest; then nothing is left, and the incremental runs read what changed only."""
+    import logging
+    import threading
+
+    from worker.training.register import register_model
+
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    settings = _settings(stack_settings, dataset_name, tmp_path, fields=["headline", "review_body"])
+    settings.scoring.adaptive = False  # every record gets `samples`: mc_samples says which options scored it
+    services = Services(settings)
+    register_model(str(save_tiny_classifier(tmp_path / "theirs")), services.registry, services.labels())
+    assert score_job(services, full=True).pushed == COUNT
+    assert score_job(Services(settings), full=True).scored == 0  # the options are kept: nothing to score again
+
+    settings.scoring.samples = 6
+    stop = threading.Event()
+    stop.set()  # (a stop asked for while the first batch scored: the run ends after pushing it)
+    with caplog.at_level(logging.INFO, logger="worker.jobs"):
+        stopped = score_job(Services(settings), stop=stop)
+
+    assert "[scoring] changed since the records of" in caplog.text and "samples 4 → 6" in caplog.text
+    assert "this run reads every record" in caplog.text
+    assert stopped.stopped and 0 < stopped.pushed < COUNT
+    rest = score_job(Services(settings))
+    assert rest.scored == COUNT - stopped.pushed and not rest.stopped  # the records pushed before are newer
+    stored = _stored(stack_settings, their_dataset.id)
+    assert {record["metadata"]["mc_samples"] for record in stored.values()} == {6}
+    assert score_job(Services(settings), full=True).scored == 0
+    assert Services(settings).sync_state.scored_by(services.gateway.dataset_key).stale_before is None
+
+
 def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_other(
         local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch, caplog):
     """A dataset with two label questions and a float property of the user's named ``loss``, made with the

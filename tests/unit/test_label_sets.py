@@ -317,6 +317,28 @@ def test_a_label_set_record_is_up_to_date_once_its_values_are_stored():
     assert is_up_to_date(nothing, "v0002", "reference")
 
 
+def test_a_record_written_before_the_scoring_options_changed_is_not_up_to_date_unless_out_of_fold():
+    """``stale_before`` (server clock): the values a record got up to then came from other ``[scoring]`` options;
+    out-of-fold values are their own run's, not a score run's."""
+    from dataclasses import replace
+
+    from worker.jobs import is_up_to_date
+    from worker.records import SuggestionState
+
+    stored = {"model_version": "v0002", "reference_label": ["sports", "tech"], "submitted_responses": 0,
+              "original_label": ["sports", "tech"]}
+    written = datetime(2026, 12, 6, 10, 0, 0, 500)
+    record = replace(_record("r", ("sports", "tech")), metadata=stored, updated_at=written,
+                     suggestion=SuggestionState(("sports", "tech"), "v0002", (0.9, 0.3)))
+    assert is_up_to_date(record, "v0002", "model", stale_before=None)
+    assert is_up_to_date(record, "v0002", "model", stale_before=datetime(2026, 12, 6, 10, 0, 0, 499))
+    assert not is_up_to_date(record, "v0002", "model", stale_before=written)
+    out_of_fold = replace(record, metadata={**stored, "model_version": "v0002-oof5"},
+                          suggestion=SuggestionState(("sports", "tech"), "v0002-oof5", (0.9, 0.3)))
+    assert is_up_to_date(out_of_fold, "v0002", "model", stale_before=written)
+    assert is_up_to_date(replace(record, updated_at=None), "v0002", "model", stale_before=written)  # cannot tell
+
+
 def test_a_stratified_split_of_label_sets_holds_out_each_rarest_label():
     from worker.publish import PublishOptions, build_publication
 

@@ -5,7 +5,7 @@ from datetime import datetime
 import pytest
 
 from worker.gateway.client import RetryPolicy
-from worker.gateway.sync_state import SyncState
+from worker.gateway.sync_state import ScoredBy, SyncState
 
 
 def test_watermarks_persist_per_dataset_and_start_empty(tmp_path):
@@ -37,6 +37,7 @@ def test_forgetting_a_gone_dataset_drops_its_watermark_reconciliation_failures_a
         state.set_watermark(key, datetime(2026, 1, 2))
         state.set_reconciled(key, datetime(2026, 1, 1))
         state.set_scored_with(key, "v0003")
+        state.set_scored_by(key, ScoredBy({"samples": 20}, datetime(2026, 1, 3)))
         failed.update(key, failed={"r1": ("srv-1", "500")}, landed=())
         stop_sets.put(key, StopSet(("r1",), ("a text",)))
 
@@ -47,8 +48,26 @@ def test_forgetting_a_gone_dataset_drops_its_watermark_reconciliation_failures_a
     assert (state.watermark("gone"), state.reconciled("gone"), state.scored_with("gone")) == (None, (None, None), None)
     assert failed.of("gone") == {} and stop_sets.get("gone") is None
     assert state.watermark("kept") == datetime(2026, 1, 2) and state.reconciled("kept")[0] == datetime(2026, 1, 1)
-    assert state.scored_with("kept") == "v0003"
+    assert state.scored_with("kept") == "v0003" and state.scored_by("gone") is None
+    assert state.scored_by("kept") == ScoredBy({"samples": 20}, datetime(2026, 1, 3))
     assert set(failed.of("kept")) == {"r1"} and stop_sets.get("kept").ids == ("r1",)
     before = (tmp_path / "sync.json").stat().st_mtime_ns
     state.forget("never-seen")  # nothing to drop: nothing written
     assert (tmp_path / "sync.json").stat().st_mtime_ns == before
+
+
+def test_the_scoring_options_are_kept_per_dataset_and_a_change_is_named_option_by_option(tmp_path):
+    from worker.config import ScoringSettings
+    from worker.jobs import written_options
+
+    state = SyncState(tmp_path / "sync.json")
+    assert state.scored_by("a") is None
+    options = written_options(ScoringSettings())
+    assert options["samples"] == 20 and options["calibrated"] is True and options["adaptive"]["round_size"] == 4
+    state.set_scored_by("a", ScoredBy(options))
+    kept = SyncState(tmp_path / "sync.json").scored_by("a")  # read back from JSON: equal values, no change
+    assert kept == ScoredBy(options) and kept.changes(options) == []
+    changed = written_options(ScoringSettings(samples=40, calibrated=False))
+    assert kept.changes(changed) == ["samples 20 → 40", "calibrated True → False"]
+    assert kept.changes(written_options(ScoringSettings(adaptive=False))) == [
+        "adaptive {'bald_rse': 0.25, 'loss_se': 0.05, 'round_size': 4} → None"]

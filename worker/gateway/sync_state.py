@@ -3,21 +3,26 @@ pulled, and the records whose push failed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from worker.files import read_json, write_json_atomic
 
 RECONCILED = "reconciled"  # the entry holding, per dataset, when the annotated records were last re-read
 SCORED_WITH = "scored_with"  # the entry holding, per dataset, the model version of the last complete full score run
+SCORED_BY = "scored_by"  # the entry holding, per dataset, the [scoring] options the records are scored with
 
 
 class SyncState:
     """A small JSON file: dataset key → ISO timestamp (server clock) of the newest change already pulled;
     under ``"reconciled"``, per dataset, the watermark of the last reconciliation (see
     :meth:`ArgillaGateway.pull`) and when it ran (this machine's clock); under ``"scored_with"``, per dataset, the
-    model version its last complete full run scored with."""
+    model version its last complete full run scored with; under ``"scored_by"``, per dataset, the ``[scoring]``
+    options that decide a record's values and, while records scored with other options may be left, the server time
+    before which they were written (:class:`ScoredBy`)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -54,6 +59,21 @@ class SyncState:
             state.setdefault(SCORED_WITH, {})[key] = version
             write_json_atomic(self.path, state)
 
+    def scored_by(self, key: str) -> ScoredBy | None:
+        """The ``[scoring]`` options the dataset's records are scored with (None: none kept yet)."""
+        entry = self._read().get(SCORED_BY, {}).get(key)
+        if not isinstance(entry, dict) or not isinstance(entry.get("options"), dict):
+            return None
+        stale = entry.get("stale_before")
+        return ScoredBy(entry["options"], datetime.fromisoformat(stale) if isinstance(stale, str) and stale else None)
+
+    def set_scored_by(self, key: str, scored: ScoredBy) -> None:
+        state = self._read()
+        state.setdefault(SCORED_BY, {})[key] = {
+            "options": scored.options,
+            "stale_before": scored.stale_before.isoformat() if scored.stale_before else None}
+        write_json_atomic(self.path, state)
+
     def set_watermark(self, key: str, value: datetime | None) -> None:
         if value is None:
             return
@@ -67,11 +87,27 @@ class SyncState:
         had = state.pop(key, None) is not None
         had |= state.get(RECONCILED, {}).pop(key, None) is not None
         had |= state.get(SCORED_WITH, {}).pop(key, None) is not None
+        had |= state.get(SCORED_BY, {}).pop(key, None) is not None
         if had:
             write_json_atomic(self.path, state)
 
     def _read(self) -> dict:
         return read_json(self.path, {})
+
+
+@dataclass(frozen=True)
+class ScoredBy:
+    """The ``[scoring]`` options a dataset's records are scored with (JSON values: samples, layers, dropout rate,
+    the stopping rule, the temperature), and ``stale_before``: while set, a record of the current model whose
+    ``updated_at`` (server clock) is not after it was scored with other options, and is scored again."""
+
+    options: dict[str, Any]
+    stale_before: datetime | None = None
+
+    def changes(self, options: Mapping[str, Any]) -> list[str]:
+        """What ``options`` change, one "name old → new" each (empty: nothing)."""
+        return [f"{name} {self.options.get(name)!r} → {value!r}" for name, value in options.items()
+                if self.options.get(name) != value]
 
 
 class FailedPushes:
