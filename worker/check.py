@@ -11,7 +11,7 @@ from worker.coldstart import RANK_PROPERTY
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
-from worker.jobs import ranks_first_batch_itself
+from worker.jobs import ranks_first_batch_itself, written_options
 from worker.publish.sinks import check_sink
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
@@ -63,6 +63,7 @@ def check_config(services: Services) -> ConfigCheck:
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)
+    check.todo += _rescore_todo(services)
     _check_start_model(services, check)
     _check_engine(services, check)
     _check_devices(services, check)
@@ -97,6 +98,23 @@ def _test_set_todo(check: ConfigCheck) -> list[str]:
              f"test-set` marks up to {size} record{'s' * (size != 1)} drawn at random to review in rank order, and "
              f"every model is measured on them (their labels train nothing; draw it before `cold-start`, and before "
              f"the first `train` when records carry labels of their own: that model would learn them)")]
+
+
+def _rescore_todo(services: Services) -> list[str]:
+    """The records a score run will score again: the ``[scoring]`` options they were scored with are not the
+    configured ones (see :func:`worker.jobs._stale_before`), or a run doing so was stopped. Reads the state
+    directory only."""
+    scored = services.sync_state.scored_by(services.gateway.dataset_key)
+    if scored is None:
+        return []
+    changes = scored.changes(written_options(services.settings.scoring))
+    if changes:
+        return [(f"the records were scored with other [scoring] options ({'; '.join(changes)}): the next score "
+                 f"run reads every record and scores each again once")]
+    if scored.stale_before is not None:
+        return [("a score run with the [scoring] options changed was stopped: the next one reads every record and "
+                 "scores those it had not reached")]
+    return []
 
 
 def _check_engine(services: Services, check: ConfigCheck) -> None:

@@ -685,6 +685,8 @@ def test_a_changed_scoring_option_scores_every_record_again_once_and_a_stopped_r
     assert score_job(Services(settings), full=True).scored == 0  # the options are kept: nothing to score again
 
     settings.scoring.samples = 6
+    assert any("scored with other [scoring] options (samples 4 → 6): the next score run reads every record" in line
+               for line in check_config(Services(settings)).todo)
     stop = threading.Event()
     stop.set()  # (a stop asked for while the first batch scored: the run ends after pushing it)
     with caplog.at_level(logging.INFO, logger="worker.jobs"):
@@ -693,12 +695,14 @@ def test_a_changed_scoring_option_scores_every_record_again_once_and_a_stopped_r
     assert "[scoring] changed since the records of" in caplog.text and "samples 4 → 6" in caplog.text
     assert "this run reads every record" in caplog.text
     assert stopped.stopped and 0 < stopped.pushed < COUNT
+    assert any("was stopped: the next one reads every record" in line for line in check_config(Services(settings)).todo)
     rest = score_job(Services(settings))
     assert rest.scored == COUNT - stopped.pushed and not rest.stopped  # the records pushed before are newer
     stored = _stored(stack_settings, their_dataset.id)
     assert {record["metadata"]["mc_samples"] for record in stored.values()} == {6}
     assert score_job(Services(settings), full=True).scored == 0
     assert Services(settings).sync_state.scored_by(services.gateway.dataset_key).stale_before is None
+    assert not any("[scoring]" in line for line in check_config(Services(settings)).todo)
 
 
 def test_two_label_questions_are_served_by_one_worker_each_without_touching_the_other(
