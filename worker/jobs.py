@@ -241,12 +241,13 @@ def scorer_options(settings: ScoringSettings) -> dict[str, Any]:
 
 
 def written_options(settings: ScoringSettings) -> dict[str, Any]:
-    """:func:`scorer_options` and ``calibrated`` as JSON values: what a record's written values depend on besides
-    the model and its label (a change rescores the records: :func:`_stale_before`)."""
+    """:func:`scorer_options`, ``calibrated`` and ``power_beta`` (the ``bald_power`` key) as JSON values: what a
+    record's written values depend on besides the model and its label (a change rescores the records:
+    :func:`_stale_before`)."""
     options = scorer_options(settings)
     adaptive = options["adaptive"]
     return {**options, "adaptive": asdict(adaptive) if adaptive is not None else None,
-            "calibrated": settings.calibrated}
+            "calibrated": settings.calibrated, "power_beta": settings.power_beta}
 
 
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
