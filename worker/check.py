@@ -107,7 +107,7 @@ def _rescore_todo(services: Services) -> list[str]:
     scored = services.sync_state.scored_by(services.gateway.dataset_key)
     if scored is None:
         return []
-    changes = scored.changes(written_options(services.settings.scoring))
+    changes = scored.changes(written_options(services.settings.scoring, services.extra_scorers()))
     if changes:
         return [(f"the records were scored with other [scoring] options ({'; '.join(changes)}): the next score "
                  f"run reads every record and scores each again once")]

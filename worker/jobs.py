@@ -240,14 +240,15 @@ def scorer_options(settings: ScoringSettings) -> dict[str, Any]:
             "adaptive": adaptive_sampling(settings)}
 
 
-def written_options(settings: ScoringSettings) -> dict[str, Any]:
-    """:func:`scorer_options`, ``calibrated`` and ``power_beta`` (the ``bald_power`` key) as JSON values: what a
-    record's written values depend on besides the model and its label (a change rescores the records:
-    :func:`_stale_before`)."""
+def written_options(settings: ScoringSettings, plugin_scores: Iterable[str] = ()) -> dict[str, Any]:
+    """:func:`scorer_options`, ``calibrated``, ``power_beta`` (the ``bald_power`` key) and the names of the plugins'
+    scores as JSON values: what a record's written values depend on besides the model and its label (a change
+    rescores the records: :func:`_stale_before`)."""
     options = scorer_options(settings)
     adaptive = options["adaptive"]
     return {**options, "adaptive": asdict(adaptive) if adaptive is not None else None,
-            "calibrated": settings.calibrated, "power_beta": settings.power_beta}
+            "calibrated": settings.calibrated, "power_beta": settings.power_beta,
+            "plugin_scores": sorted(plugin_scores)}
 
 
 def adaptive_sampling(settings: ScoringSettings) -> AdaptiveSampling | None:
@@ -369,7 +370,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                     "could notice it, or a full run was stopped): this run reads every record",
                     state.scored_with(key) or "an earlier version", head.version)
         since, full = None, True
-    stale_before = _stale_before(services)
+    stale_before = _stale_before(services, written_options(settings, extra))
     if since is not None and stale_before is not None:
         logger.info("records scored with other [scoring] options than now are left (written up to %s, server "
                     "clock): this run reads every record", stale_before.isoformat(sep=" ", timespec="seconds"))
@@ -427,7 +428,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if since is None:
             state.set_scored_with(key, head.version)
             if stale_before is not None:  # every record read: those left stale were scored again (or kept)
-                state.set_scored_by(key, ScoredBy(written_options(settings)))
+                state.set_scored_by(key, ScoredBy(written_options(settings, extra)))
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started
@@ -436,15 +437,14 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     return report
 
 
-def _stale_before(services: Services) -> datetime | None:
+def _stale_before(services: Services, options: dict[str, Any]) -> datetime | None:
     """The server time up to which the dataset's records were written with other ``[scoring]`` options than now
-    (:func:`written_options`), or None: none left. A change of options sets it to the newest ``updated_at`` of the
-    dataset's records (exact, where the server's clock read from its Date header is cut to the second) and says what
-    changed; a run that reads every record to its end clears it, so a stopped one goes on where it stopped (the
-    records it pushed are newer). The first run on a dataset keeps the options it finds. One request when they
-    changed, none otherwise."""
+    (``options``: :func:`written_options`), or None: none left. A change of options sets it to the newest
+    ``updated_at`` of the dataset's records (exact, where the server's clock read from its Date header is cut to the
+    second) and says what changed; a run that reads every record to its end clears it, so a stopped one goes on where
+    it stopped (the records it pushed are newer). The first run on a dataset keeps the options it finds. One request
+    when they changed, none otherwise."""
     state, key = services.sync_state, services.gateway.dataset_key
-    options = written_options(services.settings.scoring)
     scored = state.scored_by(key)
     if scored is None:
         state.set_scored_by(key, ScoredBy(options))

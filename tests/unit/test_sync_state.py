@@ -69,5 +69,7 @@ def test_the_scoring_options_are_kept_per_dataset_and_a_change_is_named_option_b
     assert kept == ScoredBy(options) and kept.changes(options) == []
     changed = written_options(ScoringSettings(samples=40, calibrated=False, power_beta=2))
     assert kept.changes(changed) == ["samples 20 → 40", "calibrated True → False", "power_beta 1.0 → 2.0"]
+    assert kept.changes(written_options(ScoringSettings(), ["variation_ratio", "mc_variance"])) == [
+        "plugin_scores [] → ['mc_variance', 'variation_ratio']"]  # a score enabled: every record gets it
     assert kept.changes(written_options(ScoringSettings(adaptive=False))) == [
         "adaptive {'bald_rse': 0.25, 'loss_se': 0.05, 'round_size': 4} → None"]
