@@ -23,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -274,15 +274,17 @@ def is_up_to_date(record: PulledRecord, model_version: str, policy: SuggestionPo
     """Whether the record already carries this model's values for its current reference label (votes
     weighed by ``crowd``) and number of submitted responses, and the suggestion ``policy`` asks for (a
     changed policy rescores), written after ``stale_before`` (server clock: other ``[scoring]`` options scored the
-    records written before; out-of-fold values stay, computed by their own run)."""
+    records written before; out-of-fold values stay, computed by their own run). When it was written is the
+    suggestion's ``updated_at`` — a push writes it with the values, and nobody else writes this question's
+    suggestion, while other workers, ingest and the team's own scripts change the record's — else the record's."""
     written = record.metadata.get("model_version")
     reference = reference_label(record, crowd)
     if (written is None or written.split(OOF_MARK)[0] != model_version or record.suggestion is None
             or not same_value(record.metadata.get("reference_label"), reference)
             or record.metadata.get(SUBMITTED_RESPONSES) != submitted_responses(record)):
         return False
-    if (stale_before is not None and record.updated_at is not None and record.updated_at <= stale_before
-            and OOF_MARK not in written):
+    written_at = record.suggestion.updated_at or record.updated_at
+    if stale_before is not None and written_at is not None and written_at <= stale_before and OOF_MARK not in written:
         return False
     # an empty label set cannot be suggested (the model's set is): it counts as no reference here
     if suggests_reference(policy, has_reference=bool(reference), reviewed=_reviewed(record, crowd)):
@@ -439,11 +441,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
 
 def _stale_before(services: Services, options: dict[str, Any]) -> datetime | None:
     """The server time up to which the dataset's records were written with other ``[scoring]`` options than now
-    (``options``: :func:`written_options`), or None: none left. A change of options sets it to the newest
-    ``updated_at`` of the dataset's records (exact, where the server's clock read from its Date header is cut to the
-    second) and says what changed; a run that reads every record to its end clears it, so a stopped one goes on where
+    (``options``: :func:`written_options`), or None: none left. A change of options sets it to the server's clock
+    (its Date header, cut to the second, plus that second; a second's wait after, so that what this run writes is
+    later) and says what changed; a run that reads every record to its end clears it, so a stopped one goes on where
     it stopped (the records it pushed are newer). The first run on a dataset keeps the options it finds. One request
-    when they changed, none otherwise."""
+    and a second when they changed, nothing otherwise."""
     state, key = services.sync_state, services.gateway.dataset_key
     scored = state.scored_by(key)
     if scored is None:
@@ -452,7 +454,8 @@ def _stale_before(services: Services, options: dict[str, Any]) -> datetime | Non
     changes = scored.changes(options)
     if not changes:
         return scored.stale_before
-    stale_before = services.gateway.newest_change()
+    stale_before = services.gateway.server_time() + timedelta(seconds=1)
+    time.sleep(1.0)
     logger.info("[scoring] changed since the records of %r were scored (%s): each is scored again once, the "
                 "out-of-fold values aside", services.gateway.dataset_name, "; ".join(changes))
     state.set_scored_by(key, ScoredBy(options, stale_before))

@@ -63,6 +63,7 @@ class SuggestionState:
     agent: str | None
     score: float | tuple[float, ...] | None  # a tuple: one score per label of a label set
     id: str | None = field(default=None, compare=False)  # the server's suggestion id (to remove it)
+    updated_at: datetime | None = field(default=None, compare=False)  # when it was last written (server clock)
 
 
 @dataclass(frozen=True)

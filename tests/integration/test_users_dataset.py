@@ -669,8 +669,9 @@ def test_after_a_retrain_records_whose_view_would_not_change_keep_their_values(t
 def test_a_changed_scoring_option_scores_every_record_again_once_and_a_stopped_run_goes_on(
         their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch, caplog):
     """``scoring.samples`` 4 → 6 (the same model): the next run reads every record and scores each again, even where
-    no rank moves (a monotone change keeps the view: the tolerance is off for them); stopped after its first batch,
-    the run after scores only the rest; then nothing is left, and the incremental runs read what changed only."""
+    no rank moves (a monotone change keeps the view: the tolerance is off for them), and those the team's own script
+    wrote to since (their record is newer, the worker's suggestion is not); stopped after its first batch, the run
+    after scores only the rest; then nothing is left."""
     import logging
     import threading
 
@@ -690,14 +691,27 @@ def test_a_changed_scoring_option_scores_every_record_again_once_and_a_stopped_r
     stop = threading.Event()
     stop.set()  # (a stop asked for while the first batch scored: the run ends after pushing it)
     with caplog.at_level(logging.INFO, logger="worker.jobs"):
-        stopped = score_job(Services(settings), stop=stop)
+        first = score_job(Services(settings), stop=stop)
 
     assert "[scoring] changed since the records of" in caplog.text and "samples 4 → 6" in caplog.text
     assert "this run reads every record" in caplog.text
-    assert stopped.stopped and 0 < stopped.pushed < COUNT
+    assert first.stopped and 0 < first.pushed < COUNT
+    old = [record for record in _stored(stack_settings, their_dataset.id).values()
+           if record["metadata"]["mc_samples"] == 4]
+    for record in old[::2]:  # their script re-tags some records the run has not reached: a newer record
+        response = httpx.patch(f"{stack_settings.api_url}/api/v1/records/{record['id']}",
+                               headers={"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()},
+                               json={"metadata": {**record["metadata"], "source_site": "retagged"}}, timeout=30)
+        response.raise_for_status()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="worker.jobs"):
+        second = score_job(Services(settings), stop=stop)
+    assert "[scoring] changed since the records of" not in caplog.text  # said once, by the run that noticed it
+    assert second.stopped and second.pushed > 0
     assert any("was stopped: the next one reads every record" in line for line in check_config(Services(settings)).todo)
     rest = score_job(Services(settings))
-    assert rest.scored == COUNT - stopped.pushed and not rest.stopped  # the records pushed before are newer
+    # the records pushed before are newer; the retagged ones are not, whatever their record's time says
+    assert rest.scored == COUNT - first.pushed - second.pushed and not rest.stopped
     stored = _stored(stack_settings, their_dataset.id)
     assert {record["metadata"]["mc_samples"] for record in stored.values()} == {6}
     assert score_job(Services(settings), full=True).scored == 0

@@ -337,6 +337,11 @@ def test_a_record_written_before_the_scoring_options_changed_is_not_up_to_date_u
                           suggestion=SuggestionState(("sports", "tech"), "v0002-oof5", (0.9, 0.3)))
     assert is_up_to_date(out_of_fold, "v0002", "model", stale_before=written)
     assert is_up_to_date(replace(record, updated_at=None), "v0002", "model", stale_before=written)  # cannot tell
+    # the suggestion's time when the server gives it: another writer's change to the record does not make it new
+    suggested = replace(record, updated_at=datetime(2026, 12, 6, 11), suggestion=replace(record.suggestion,
+                                                                                        updated_at=written))
+    assert not is_up_to_date(suggested, "v0002", "model", stale_before=written)
+    assert is_up_to_date(suggested, "v0002", "model", stale_before=datetime(2026, 12, 6, 9))
 
 
 def test_a_stratified_split_of_label_sets_holds_out_each_rarest_label():

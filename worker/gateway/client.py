@@ -1463,9 +1463,11 @@ def _suggestion_state(found: dict, binding: DatasetBinding) -> SuggestionState:
     if binding.multi_label and isinstance(value, list) and isinstance(score, list) and len(score) == len(value):
         pairs = sorted(zip(map(str, value), score, strict=True))
         return SuggestionState(tuple(label for label, _ in pairs), found.get("agent"),
-                               tuple(float(item) for _, item in pairs), _suggestion_id(found))
+                               tuple(float(item) for _, item in pairs), _suggestion_id(found),
+                               _parse_time(found.get("updated_at")))
     return SuggestionState(binding.label_value(value) or "", found.get("agent"),
-                           tuple(score) if isinstance(score, list) else score, _suggestion_id(found))
+                           tuple(score) if isinstance(score, list) else score, _suggestion_id(found),
+                           _parse_time(found.get("updated_at")))
 
 
 def _suggestion_id(found: dict) -> str | None:
