@@ -606,7 +606,8 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     """Score records with the current model and push suggestions + metadata (loss, BALD, entropy…).
 
     Records already carrying the current model's values for their current label are skipped, so a
-    stopped run resumes where it stopped. Records nobody reviewed yet are scored first.
+    stopped run resumes where it stopped; after a change of the [scoring] options (samples, mc_layers,
+    calibrated …) every record is scored again, once. Records nobody reviewed yet are scored first.
     """
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import oof_score_job, score_job
