@@ -73,3 +73,14 @@ def test_the_scoring_options_are_kept_per_dataset_and_a_change_is_named_option_b
         "plugin_scores [] → ['mc_variance', 'variation_ratio']"]  # a score enabled: every record gets it
     assert kept.changes(written_options(ScoringSettings(adaptive=False))) == [
         "adaptive {'bald_rse': 0.25, 'loss_se': 0.05, 'round_size': 4} → None"]
+
+
+def test_server_timestamps_are_naive_utc_whatever_offset_they_carry():
+    """The server writes naive UTC; one with an offset (another deployment's serializer) is converted, so that it
+    compares with the server's clock and the state directory's marks instead of raising TypeError."""
+    from worker.gateway.client import _parse_time
+
+    assert _parse_time("2026-12-06T19:59:24.839417") == datetime(2026, 12, 6, 19, 59, 24, 839417)
+    assert _parse_time("2026-12-06T20:59:24.839417+01:00") == datetime(2026, 12, 6, 19, 59, 24, 839417)
+    assert _parse_time("2026-12-06T19:59:24Z") == datetime(2026, 12, 6, 19, 59, 24)
+    assert _parse_time(None) is None and _parse_time("") is None

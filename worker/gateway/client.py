@@ -1413,7 +1413,12 @@ def _is_uuid(value: str) -> bool:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+    """A server timestamp as naive UTC, as the server writes them (and :meth:`ArgillaGateway.server_time` gives): one
+    with an offset is converted, so that the two always compare."""
+    if not value:
+        return None
+    stamp = datetime.fromisoformat(value)
+    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo is not None else stamp
 
 
 def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None,
