@@ -981,7 +981,7 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                                             labels, settings, first_model=first_model, crowd=crowd,
                                             similarity=services.settings.copies.similarity)
     except DataError as error:
-        raise DataError(f"{error}{_test_answers_note(tested)}") from None
+        raise DataError(f"{error}{_test_answers_note(tested, first_model=first_model)}") from None
     _log_test_records_held(test_records)
     logger.info("training set %s: %s", training_set.fingerprint, training_set.counts())
     options = scorer_options(services.settings.scoring)
@@ -1027,13 +1027,16 @@ def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], 
     return [example for example in examples if example.id not in inherited]
 
 
-def _test_answers_note(tested: TestProgress | None) -> str:
+def _test_answers_note(tested: TestProgress | None, *, first_model: bool) -> str:
     """What a training that cannot start adds when test records were answered: they were kept out of it (a team that
-    reviewed only those reads why its labels are "too few")."""
+    reviewed only those reads why its labels are "too few"), and which records to annotate instead: the cold start's
+    first batch before any model (no uncertainty to sort by yet), the model's most uncertain after."""
     if tested is None or not tested.answered:
         return ""
+    which = ("in cold_start_rank order (`argilla-worker cold-start`)" if first_model
+             else "sorted by the model's uncertainty (bald, descending)")
     return (f" (the {tested.answered} answered test-set records are kept out of training: they measure every model "
-            f"and train none; annotate records outside the test set too, e.g. sorted by the worker's uncertainty)")
+            f"and train none; annotate records outside the test set too, {which})")
 
 
 def measure_job(services: Services) -> str:

@@ -350,6 +350,7 @@ def test_answers_to_test_records_measure_the_model_and_train_nothing(local_argil
     summary = runner.status.jobs["retrain"]["summary"]
     assert "only 4 records have a consensus label" in summary
     assert "(the 5 answered test-set records are kept out of training: they measure every model" in summary
+    assert "annotate records outside the test set too, sorted by the model's uncertainty" in summary  # it has one
 
 
 def test_a_model_promoted_while_no_worker_ran_is_scored_on_every_record_at_the_next_start(

@@ -313,3 +313,17 @@ def test_a_draw_that_takes_every_unreviewed_record_is_said_in_the_log(caplog):
     said = ("the test set took all 15 records nobody had reviewed: the model suggests on none of them and no "
             "unreviewed record's own label trains it (a test set is usually a few hundred records: --size)")
     assert [record.getMessage() for record in caplog.records] == [said]
+
+
+def test_a_training_refused_for_too_few_labels_says_the_test_answers_train_nothing_and_what_to_annotate():
+    """Before any model there is no uncertainty to sort by: the cold start's order is the advice; after, the model's."""
+    from worker.jobs import _test_answers_note
+    from worker.test_set import TestProgress
+
+    answered = TestProgress(tuple(_record(f"t{i}", f"text {i}", status="submitted") for i in range(3)), 1, 5)
+    first = _test_answers_note(answered, first_model=True)
+    assert first.startswith(" (the 4 answered test-set records are kept out of training")
+    assert "in cold_start_rank order (`argilla-worker cold-start`)" in first and "uncertainty" not in first
+    assert "sorted by the model's uncertainty (bald, descending)" in _test_answers_note(answered, first_model=False)
+    assert _test_answers_note(TestProgress((), 0, 5), first_model=True) == ""
+    assert _test_answers_note(None, first_model=False) == ""
