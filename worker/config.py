@@ -476,8 +476,15 @@ class PublishSettings(_Section):
     @field_validator("fields", mode="before")
     @classmethod
     def _field_choice(cls, value: object) -> object:
-        if isinstance(value, list) or value in ("all", "bound"):
+        """One error naming the choices (not the union's two: a literal's and a list's)."""
+        if value in ("all", "bound"):
             return value
+        if isinstance(value, list):
+            wrong = [item for item in value if not isinstance(item, str) or not item.strip()]
+            if not wrong:
+                return value
+            raise ValueError(f"{wrong[0]!r} is no field name: give 'all', 'bound' or a list of the dataset's field "
+                             f"names")
         raise ValueError("give 'all', 'bound' or a list of the dataset's field names")
 
     @field_validator("repo_id")

@@ -1119,5 +1119,9 @@ def test_publish_fields_that_are_no_choice_say_the_choices_once():
     with pytest.raises(ConfigError, match=r"^invalid configuration: publish.fields = 'some': give 'all', 'bound' or a "
                                           r"list of the dataset's field names$"):
         load_settings(publish={"fields": "some"})
+    for wrong, named in ((["text", 3], "3"), (["text", " "], "' '")):  # a list with a wrong item: one error too
+        with pytest.raises(ConfigError, match=rf"^invalid configuration: publish.fields = .*: {named} is no field "
+                                              rf"name: give 'all', 'bound' or a list of the dataset's field names$"):
+            load_settings(publish={"fields": wrong})
     assert load_settings(publish={"fields": ["title", "body"]}).publish.fields == ["title", "body"]
     assert load_settings(publish={"fields": "bound"}).publish.fields == "bound"
