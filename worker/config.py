@@ -167,6 +167,15 @@ class ArgillaSettings(_Section):
     def _http_url(cls, value: str) -> str:
         return check_http_url(value)
 
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_choice(cls, value: object) -> object:
+        """One error naming the choices (not the union's two), and a blank path refused (it read as the working
+        directory)."""
+        if isinstance(value, bool | Path) or (isinstance(value, str) and value.strip()):
+            return value
+        raise ValueError("give true, false or the path of a CA bundle file")
+
     @field_validator("reference")
     @classmethod
     def _reference_source(cls, value: str) -> str:

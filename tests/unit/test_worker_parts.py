@@ -233,6 +233,8 @@ def test_tls_verification_takes_a_ca_bundle_and_names_one_it_cannot_read(tmp_pat
     ('[training]\ncompile = "graphs"\n', r"training.compile = 'graphs': .*true, false or 'reduce-overhead'"),
     ('[ray]\nchunk_records = 0\n', r"ray.chunk_records = 0: .*positive integer or 'auto'"),
     ('[ray]\nchunk_records = "big"\n', r"ray.chunk_records = 'big': .*positive integer or 'auto'"),
+    ('[argilla]\nverify = 5\n', r"argilla.verify = 5: give true, false or the path of a CA bundle file$"),
+    ('[argilla]\nverify = ""\n', r"argilla.verify = '': give true, false or the path of a CA bundle file$"),
     ('[publish]\nrepo_id = "team/clean set"\n', r"publish.repo_id = 'team/clean set': .*not a Hub repo id"),
 ])
 def test_devices_and_batch_sizes_are_checked_when_the_config_is_read(tmp_path, toml, message):
