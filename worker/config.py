@@ -87,7 +87,11 @@ def _crontab(value: str) -> str:
     with the key: found when the config is read (``config show`` / ``check``), not when the service starts."""
     from apscheduler.triggers.cron import CronTrigger
 
-    CronTrigger.from_crontab(value, timezone="UTC")  # raises ValueError naming the field that is wrong
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")  # raises ValueError naming the field that is wrong
+    except ValueError as error:
+        raise ValueError(f"{error} (five fields, minute hour day month weekday, in UTC: e.g. '0 2 * * *' at 02:00 "
+                         f"every day)") from None
     return value
 
 

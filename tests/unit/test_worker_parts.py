@@ -117,7 +117,8 @@ def test_cron_schedules_are_validated_with_the_key_named(tmp_path):
     assert set(jobs) == {"score", "retrain"} and "interval[0:02:00]" in str(jobs["score"])
     assert set(desired_jobs(load_settings(copies={"cron": "0 2 * * *"}))) == {"score", "copies"}
     # refused when the config is read (config show / check), not first when the service starts
-    with pytest.raises(ConfigError, match=r"^invalid configuration: copies.cron = 'at noon': Wrong number of fields"):
+    with pytest.raises(ConfigError, match=r"^invalid configuration: copies.cron = 'at noon': Wrong number of fields.* "
+                                          r"\(five fields, minute hour day month weekday, in UTC: e.g. '0 2 \* \* \*'"):
         load_settings(copies={"cron": "at noon"})
     with pytest.raises(ConfigError, match=r"^invalid configuration: retrain.cron = '61 \* \* \* \*': .*'61'.* higher "
                                           r"than the maximum value \(59\)"):
