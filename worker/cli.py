@@ -590,6 +590,24 @@ def _model_weight_note(crowd: dict) -> str:
     return f"model weight {_fmt(crowd.get('model_weight'))}{on}, {temperature}"
 
 
+def _not_blank(context: click.Context, parameter: click.Parameter, value: object) -> object:
+    """A blank option value is refused: a blank path would be the working directory, a blank name no name."""
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("is blank: give a value, or leave the option out")
+    return value
+
+
+def _hub_repo_id(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    from worker.config import check_hub_repo_id
+
+    if value is not None:
+        try:
+            check_hub_repo_id(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value
+
+
 def _no_single_fold(context: click.Context, parameter: click.Parameter, folds: int | None) -> int | None:
     if folds == 1:
         raise click.BadParameter("K must be 2 or more: one fold would hold every record out of its only model")
@@ -792,7 +810,8 @@ def _unchanged_size_note(size: int | None, records: int) -> str:
 
 @cli.command()
 @config_option
-@click.option("--version", "version", default=None, help="Model version (default: the current one).")
+@click.option("--version", "version", default=None, callback=_not_blank,
+              help="Model version (default: the current one).")
 @click.option("--max-samples", type=click.IntRange(min=1), default=50, show_default=True,
               help="Largest T of the ECE-vs-T curve (the MC figures use scoring.samples, drawn however small this is).")
 @click.option("--on", "on", type=click.Choice(["validation", "test-set"]), default="validation", show_default=True,
@@ -811,18 +830,19 @@ def calibrate(config_file: Path | None, version: str | None, max_samples: int, o
 
 @cli.command()
 @config_option
-@click.option("--directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--directory", type=click.Path(file_okay=False, path_type=str), default=None, callback=_not_blank,
               help="Local sink (overrides publish.directory).")
-@click.option("--repo-id", default=None, help="Hub dataset repo (overrides publish.repo_id); token from HF_TOKEN, "
-                                              "ARGILLA_WORKER_PUBLISH__HF_TOKEN or `huggingface-cli login`.")
-def publish(config_file: Path | None, directory: Path | None, repo_id: str | None) -> None:
+@click.option("--repo-id", default=None, callback=_hub_repo_id,
+              help="Hub dataset repo (overrides publish.repo_id); token from HF_TOKEN, "
+                   "ARGILLA_WORKER_PUBLISH__HF_TOKEN or `huggingface-cli login`.")
+def publish(config_file: Path | None, directory: str | None, repo_id: str | None) -> None:
     """Publish the cleaned dataset: corrected `label` beside `original_label`, review stats, model scores,
     and a dataset card with plots — to a local directory and/or a Hub dataset repo. Nothing is written
     when the content is unchanged since the last publication."""
     services = _services(config_file)
     from worker.jobs import publish_job
 
-    for result in publish_job(services, directory=directory, repo_id=repo_id):
+    for result in publish_job(services, directory=Path(directory) if directory is not None else None, repo_id=repo_id):
         state = "published" if result.published else "unchanged, nothing written"
         commit = f" (commit {result.commit})" if result.commit else ""
         click.echo(f"{result.sink} {result.location}: {state}{commit}")

@@ -1128,3 +1128,19 @@ def test_publish_fields_that_are_no_choice_say_the_choices_once():
             load_settings(publish={"fields": wrong})
     assert load_settings(publish={"fields": ["title", "body"]}).publish.fields == ["title", "body"]
     assert load_settings(publish={"fields": "bound"}).publish.fields == "bound"
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["publish", "--directory", ""], "Invalid value for '--directory': is blank"),  # it was the working directory
+    (["publish", "--repo-id", ""], "Invalid value for '--repo-id': not a Hub repo id"),  # was "nothing to publish to"
+    (["publish", "--repo-id", "team/clean set"], "Invalid value for '--repo-id': not a Hub repo id"),
+    (["calibrate", "--version", " "], "Invalid value for '--version': is blank"),  # it was the current model
+])
+def test_a_blank_or_malformed_option_value_is_refused_before_anything_runs(arguments, message):
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
