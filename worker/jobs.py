@@ -342,9 +342,10 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
               server_ids: Sequence[str] | None = None) -> ScoreReport:
     """Score what is not up to date and push it, one batch at a time (each pushed batch is durable).
 
-    ``full`` reads every record (after a promotion); otherwise only records changed since the last
-    complete incremental run, and every ``scoring.reconcile_minutes`` the annotated records whose
-    responses changed without touching their record (see :meth:`ArgillaGateway.pull`). ``server_ids``
+    ``full`` reads every record (after a promotion, or a change of the ``[scoring]`` options: :func:`_stale_before`,
+    until a run reads them all to the end); otherwise only records changed since the last complete incremental run,
+    and every ``scoring.reconcile_minutes`` the annotated records whose responses changed without touching their
+    record (see :meth:`ArgillaGateway.pull`). ``server_ids``
     limits the run to those records, read by id (webhook rescoring: O(len(server_ids)) requests whatever
     the dataset's size; no watermark moves). Records whose last push failed (see :class:`FailedPushes`)
     are read again by id and pushed whatever their state; a record that fails again is reported and kept
