@@ -34,10 +34,17 @@ from worker.jobs import Services
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: held together while the system picks them (probed one after the other, a port
+    just released can come back — the dashboard agent of a restarted head got its own GCS port, and Ray refused)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 class _Head:
@@ -45,14 +52,17 @@ class _Head:
     a restart of the cluster would end it)."""
 
     def __init__(self, temp_dir: Path, env: dict[str, str]):
-        self.temp_dir, self.env, self.port, self.client_port = temp_dir, env, _free_port(), _free_port()
+        self.temp_dir, self.env = temp_dir, env
+        self.port, self.client_port = _free_ports(2)  # the same two at every restart
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         log = self.temp_dir / f"head-{time.monotonic_ns()}.log"
+        # a fresh one each start, never one of the head's own two (free while it is down: three distinct, two ruled out)
+        agent_port = next(port for port in _free_ports(3) if port not in (self.port, self.client_port))
         command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={self.port}",
                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-                   f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={_free_port()}"]
+                   f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={agent_port}"]
         with log.open("w") as output:
             self.process = subprocess.Popen(command, env=self.env, stdout=output, stderr=subprocess.STDOUT,
                                             start_new_session=True)
