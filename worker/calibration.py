@@ -220,12 +220,18 @@ def wrong_answers(probabilities: np.ndarray, targets: np.ndarray) -> int:
     return int((np.asarray(probabilities).argmax(axis=1) != np.asarray(targets)).sum())
 
 
+def enough_for_temperature(records: int, wrong: int) -> bool:
+    """Whether ``records`` labelled records, ``wrong`` of them answered wrong, can fit a temperature the worker keeps
+    (:data:`MIN_TEMPERATURE_RECORDS`, :data:`MIN_TEMPERATURE_ERRORS`)."""
+    return records >= MIN_TEMPERATURE_RECORDS and wrong >= MIN_TEMPERATURE_ERRORS
+
+
 def fit_scores_temperature(probabilities: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> TemperatureFit | None:
     """τ for class distributions ``probabilities`` [N, C] (as the worker reports them: the MC-dropout mean) with
     true classes ``targets`` [N], or None where reading them at τ would not help: fewer than
     :data:`MIN_TEMPERATURE_RECORDS` records, fewer than :data:`MIN_TEMPERATURE_ERRORS` of them answered wrong
     (:func:`wrong_answers`), or a cross-fitted ECE no lower than the ECE without τ."""
-    if len(targets) < MIN_TEMPERATURE_RECORDS or wrong_answers(probabilities, targets) < MIN_TEMPERATURE_ERRORS:
+    if not enough_for_temperature(len(targets), wrong_answers(probabilities, targets)):
         return None
     log_probs = np.log(np.clip(probabilities, PROBABILITY_FLOOR, 1.0))
     before = expected_calibration_error(probabilities, targets)

@@ -250,7 +250,7 @@ def labelled_rows(
         DataError: a named column does not exist (lists the available ones).
     """
     check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
-                   *(fields or {}).values())
+                  *(fields or {}).values())
     reader = _LabelReader(table, label_column, labels, label_separator, label_aliases)
     seen_ids: dict[str, int] = {}
     seen_texts: dict[str, int] = {}  # text key -> the first row with it

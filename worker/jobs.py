@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -373,7 +373,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                     "could notice it, or a full run was stopped): this run reads every record",
                     state.scored_with(key) or "an earlier version", head.version)
         since, full = None, True
-    stale_before = _stale_before(services, written_options(settings, extra))
+    options = written_options(settings, extra)
+    stale_before = _stale_before(services, options)
     if since is not None and stale_before is not None:
         logger.info("records scored with other [scoring] options than now are left (written up to %s, server "
                     "clock): this run reads every record", stale_before.isoformat(sep=" ", timespec="seconds"))
@@ -431,7 +432,7 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         if since is None:
             state.set_scored_with(key, head.version)
             if stale_before is not None:  # every record read: those left stale were scored again (or kept)
-                state.set_scored_by(key, ScoredBy(written_options(settings, extra)))
+                state.set_scored_by(key, ScoredBy(options))
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
     report.seconds = time.perf_counter() - started
@@ -1023,9 +1024,17 @@ def _untaught_test_examples(tested: TestProgress | None, labels: Sequence[str], 
     was drawn). O(test set)."""
     if tested is None or not tested.in_order:
         return []
-    examples, _, _ = examples_from_records(tested.in_order, labels, crowd=blind(crowd))
     inherited = (read_taught_ids(start_version.path) or set()) if start_version is not None else set()
-    return [example for example in examples if example.id not in inherited]
+    return _untaught_answers(tested, labels, crowd, inherited)[0]
+
+
+def _untaught_answers(tested: TestProgress, labels: Sequence[str], crowd: CrowdModel | None,
+                      taught: Collection[str]) -> tuple[list[Example], int]:
+    """The test records answered in rank order as examples — labelled by the annotators' votes alone (the model's
+    view left out) — less those in ``taught``; and how many were left out. O(test set)."""
+    examples, _, _ = examples_from_records(tested.in_order, labels, crowd=blind(crowd))
+    untaught = [example for example in examples if example.id not in taught]
+    return untaught, len(examples) - len(untaught)
 
 
 def _test_answers_note(tested: TestProgress | None, *, first_model: bool) -> str:
@@ -1084,17 +1093,15 @@ def _measure_on_test_set(services: Services, model: ModelVersion | None, state: 
     stored = (model.metrics.get("test") or {}) if model is not None else {}
     if model is None or (not again and stored.get("answered_in_order") == len(state.in_order)):
         return model, None
-    examples, _, _ = examples_from_records(state.in_order, labels, crowd=blind(crowd))
-    taught = services.taught(model.version) or set()
-    untaught = [example for example in examples if example.id not in taught]
+    untaught, left_out = _untaught_answers(state, labels, crowd, services.taught(model.version) or set())
     if not untaught:
-        if examples:
+        if left_out:
             logger.warning("model %s trained on all %d reviewed test-set records: not measured on them",
-                           model.version, len(examples))
+                           model.version, left_out)
         return model, None
     try:
         classifier, scoring = services.load(model), services.settings.scoring
-        result = measure(classifier, model.version, untaught, left_out=len(examples) - len(untaught),
+        result = measure(classifier, model.version, untaught, left_out=left_out,
                          beyond=state.beyond, in_order=len(state.in_order), seed=services.settings.training.seed,
                          scorer_options=scorer_options(scoring),
                          temperature=classifier.temperature if scoring.calibrated else 1.0,
@@ -1521,14 +1528,12 @@ def _test_set_examples(services: Services, entry: ModelVersion) -> tuple[list[Ex
                           f"once annotators review its records in rank order, calibrate measures on them")
     labels = services.labels()
     state = progress(test_set, services.gateway.read(test_set.server_ids))
-    examples, _, _ = examples_from_records(state.in_order, labels, crowd=blind(services.crowd(labels)))
-    taught = services.taught(entry.version) or set()
-    untaught = [example for example in examples if example.id not in taught]
+    untaught, left_out = _untaught_answers(state, labels, services.crowd(labels),
+                                           services.taught(entry.version) or set())
     if not untaught:
         raise WorkerError(f"no test-set record to measure model {entry.version} on: {len(state.in_order)} of "
-                          f"{len(test_set.ids)} answered in rank order from 1, {len(examples) - len(untaught)} of "
-                          f"them taught to it — review the test set in the UI sorted by test_set_rank from 1")
-    left_out = len(examples) - len(untaught)
+                          f"{len(test_set.ids)} answered in rank order from 1, {left_out} of them taught to it — "
+                          f"review the test set in the UI sorted by test_set_rank from 1")
     return untaught, "test set records" + (f", {left_out} it was taught left out" if left_out else "")
 
 

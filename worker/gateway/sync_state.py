@@ -98,8 +98,9 @@ class SyncState:
 @dataclass(frozen=True)
 class ScoredBy:
     """The ``[scoring]`` options a dataset's records are scored with (JSON values: samples, layers, dropout rate,
-    the stopping rule, the temperature), and ``stale_before``: while set, a record of the current model whose
-    ``updated_at`` (server clock) is not after it was scored with other options, and is scored again."""
+    the stopping rule, the temperature …), and ``stale_before``: while set, a record of the current model whose
+    suggestion was written (``updated_at``, server clock) no later than it was scored with other options, and is
+    scored again (see :func:`worker.jobs.is_up_to_date`)."""
 
     options: dict[str, Any]
     stale_before: datetime | None = None

@@ -19,6 +19,7 @@ from worker.calibration import (
     TemperatureFit,
     crossfit_temperature_ece,
     ece_by_samples,
+    enough_for_temperature,
     expected_calibration_error,
     fit_scores_temperature,
     fit_temperature,
@@ -87,8 +88,8 @@ class CalibrationReport:
 
     def _temperature_caveat(self) -> list[str]:
         """A line under a temperature fitted on fewer records or wrong answers than the worker keeps one from."""
-        if self.temperature is None or self.wrong_deterministic is None or (
-                self.records >= MIN_TEMPERATURE_RECORDS and self.wrong_deterministic >= MIN_TEMPERATURE_ERRORS):
+        if self.temperature is None or self.wrong_deterministic is None or enough_for_temperature(
+                self.records, self.wrong_deterministic):
             return []
         caveat = (f"The temperature above is fitted on {self.records} records, {self.wrong_deterministic} of them "
                   f"answered wrong: the worker reads scores at a temperature only from {MIN_TEMPERATURE_RECORDS} "
