@@ -441,13 +441,18 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     return report
 
 
+# how far the server's Date header can be behind its clock: cut to the second, and refreshed once a second (uvicorn)
+DATE_HEADER_LAG = timedelta(seconds=2)
+
+
 def _stale_before(services: Services, options: dict[str, Any]) -> datetime | None:
     """The server time up to which the dataset's records were written with other ``[scoring]`` options than now
     (``options``: :func:`written_options`), or None: none left. A change of options sets it to the server's clock
-    (its Date header, cut to the second, plus that second; a second's wait after, so that what this run writes is
-    later) and says what changed; a run that reads every record to its end clears it, so a stopped one goes on where
-    it stopped (the records it pushed are newer). The first run on a dataset keeps the options it finds. One request
-    and a second when they changed, nothing otherwise."""
+    plus :data:`DATE_HEADER_LAG` (its Date header is cut to the second and, from uvicorn, refreshed once a second: up
+    to 2 s behind), then waits that long, so that what this run writes is later; and says what changed. A run that
+    reads every record to its end clears it, so a stopped one goes on where it stopped (the records it pushed are
+    newer). The first run on a dataset keeps the options it finds. One request and 2 s when they changed, nothing
+    otherwise."""
     state, key = services.sync_state, services.gateway.dataset_key
     scored = state.scored_by(key)
     if scored is None:
@@ -456,8 +461,8 @@ def _stale_before(services: Services, options: dict[str, Any]) -> datetime | Non
     changes = scored.changes(options)
     if not changes:
         return scored.stale_before
-    stale_before = services.gateway.server_time() + timedelta(seconds=1)
-    time.sleep(1.0)
+    stale_before = services.gateway.server_time() + DATE_HEADER_LAG
+    time.sleep(DATE_HEADER_LAG.total_seconds())
     logger.info("[scoring] changed since the records of %r were scored (%s): each is scored again once, the "
                 "out-of-fold values aside", services.gateway.dataset_name, "; ".join(changes))
     state.set_scored_by(key, ScoredBy(options, stale_before))
