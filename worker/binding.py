@@ -34,8 +34,10 @@ name is the plain one: :meth:`DatasetBinding.worker_view` reads a record's metad
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TypeGuard
 
 from worker.errors import ConfigError
@@ -81,14 +83,54 @@ class QuestionInfo:
     id: str | None = None
     titles: tuple[str, ...] = ()  # what the UI shows for each label (the option's text), in ``labels``' order
 
-    def label_aliases(self) -> dict[str, str]:
-        """title → label value, for the labels shown under another name (``Cars 🚗`` for ``autos``); a title that
-        is another label's value, or two labels' title, is left out (it would be ambiguous)."""
-        counts: dict[str, int] = {}
-        for title in self.titles:
-            counts[title] = counts.get(title, 0) + 1
-        return {title: value for value, title in zip(self.labels, self.titles, strict=False)
-                if title != value and title not in self.labels and counts[title] == 1}
+    def label_titles(self) -> dict[str, str]:
+        """label value → the title the UI shows for it (the value itself when it has none)."""
+        return {value: title or value for value, title in zip(self.labels, self.titles, strict=False)}
+
+
+def label_aliases(titles: Mapping[str, str]) -> dict[str, str]:
+    """title → label value, for the labels shown under another name (``Cars 🚗`` for ``autos``; ``titles``: value →
+    title); a title that is another label's value, or two labels' title, is left out (it would be ambiguous)."""
+    counts = Counter(titles.values())
+    return {title: value for value, title in titles.items()
+            if title != value and title not in titles and counts[title] == 1}
+
+
+class LabelReading:
+    """How people write a question's labels, read as its values: a value itself, the title the UI shows for it
+    (``titles``: value → title, ``Cars 🚗`` → ``autos``), either in another letter case or with spaces around it
+    (``POSITIVE`` → ``positive``), a rating as a number (``4`` or ``4.0`` → ``"4"``). A spelling that reads as
+    two labels (``Pos`` beside ``pos`` and ``POS``; ``other`` beside the value ``other`` and ``misc`` titled
+    ``Other``) reads as none. O(labels) to build, O(1) a reading."""
+
+    def __init__(self, values: Sequence[str], titles: Mapping[str, str] | None = None) -> None:
+        self.values = frozenset(values)
+        titles = {value: (titles or {}).get(value) or value for value in values}
+        self.aliases = label_aliases(titles)
+        folded: dict[str, set[str]] = {}
+        for value, title in titles.items():
+            for written in (value, title):
+                folded.setdefault(written.strip().casefold(), set()).add(value)
+        self._folded = {written: next(iter(found)) for written, found in folded.items() if len(found) == 1}
+
+    def read(self, written: object) -> str | None:
+        """The label ``written`` stands for, else None."""
+        if isinstance(written, float) and written.is_integer():
+            written = int(written)
+        text = str(written)
+        if text in self.values:
+            return text
+        if text in self.aliases:
+            return self.aliases[text]
+        return self._folded.get(text.strip().casefold())
+
+
+def respellings(respelled: Counter[tuple[str, str]], shown: int = 10) -> str:
+    """How :class:`LabelReading` read labels written otherwise, the most frequent first: ``'POSITIVE' → 'positive'
+    (120), …`` (``respelled``: (as written, label) -> how many); past ``shown`` the rest counted."""
+    items = [f"{written!r} → {label!r} ({count})" for (written, label), count in respelled.most_common(shown)]
+    rest = len(respelled) - shown
+    return ", ".join(items) + (f" and {rest} more spelling(s)" if rest > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -148,6 +190,12 @@ class DatasetBinding:
     chat_fields: tuple[str, ...] = ()  # the bound fields that are conversations (ChatField), see chat_text
     rating: bool = False  # a RatingQuestion: labels are its values as text, the server's are integers
     metadata_prefix: str = ""  # before each of the worker's metadata names on the server (see the module docstring)
+    label_titles: tuple[str, ...] = ()  # what the UI shows for each label, in ``labels``' order
+
+    @cached_property
+    def label_reading(self) -> LabelReading:
+        """The question's labels as people write them (:class:`LabelReading`)."""
+        return LabelReading(self.labels, dict(zip(self.labels, self.label_titles, strict=False)))
 
     def stored_name(self, name: str) -> str:
         """The server's name of the worker's metadata property ``name``."""
@@ -180,6 +228,28 @@ class DatasetBinding:
         if isinstance(value, (list, tuple)):
             return label_set(str(item) for item in value)
         return (str(value),)
+
+    def read_label(self, value: object) -> LabelValue | None:
+        """A label the team wrote themselves (their metadata property: ``POSITIVE``, the title ``Positive 👍``, a
+        rating as 4.0) as :meth:`label_value` has it, each name read as the question's label it stands for
+        (:attr:`label_reading`); None when it names none of them (a set: when one of its names does not)."""
+        label = self.label_value(value)
+        if label is None:
+            return None
+        read = self.label_reading.read
+        if isinstance(label, tuple):
+            names = [read(name) for name in label]
+            return None if None in names else label_set(name for name in names if name is not None)
+        return read(value)
+
+    def unread_reference(self, stored: Mapping[str, object]) -> object | None:
+        """The value of the team's label property (``argilla.reference = 'metadata:NAME'``) in a record's metadata
+        as the server holds it (``stored``), when it names no label of the question (:meth:`read_label`: the record
+        is read as one without a label); None otherwise."""
+        if self.reference.kind != "metadata" or not self.reference.name:
+            return None
+        value = stored.get(self.reference.name)
+        return value if value is not None and self.read_label(value) is None else None
 
     def server_value(self, label: LabelValue) -> object:
         """A label as the server holds the question's values: a label set as a list, a rating as its integer."""
@@ -222,7 +292,7 @@ class DatasetBinding:
         if kind == "none":
             return None
         if kind == "metadata":
-            return self.label_value((metadata if stored is None else stored).get(name) if name else None)
+            return self.read_label((metadata if stored is None else stored).get(name) if name else None)
         preserved = self.label_value(metadata.get(PRESERVED_LABEL))
         foreign = suggestion_value if is_foreign(suggestion_agent, metadata) else None
         if kind == "suggestion":
@@ -307,7 +377,7 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
                           reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
                           question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE,
                           metadata_prefix=prefix, chat_fields=tuple(name for name in chosen_fields if name in chats),
-                          rating=chosen_question.type == RATING_TYPE)
+                          rating=chosen_question.type == RATING_TYPE, label_titles=chosen_question.titles)
 
 
 def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | None,

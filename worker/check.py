@@ -4,6 +4,8 @@ missing, as by any job)."""
 
 from __future__ import annotations
 
+import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 
 from worker.binding import DatasetBinding
@@ -19,6 +21,19 @@ from worker.services import Services
 from worker.test_set import shared_size
 from worker.training.job import start_description, start_model
 from worker.training.trainer import check_model_source
+
+REFERENCE_SAMPLE = 100  # the first records whose own labels `config check` reads (argilla.reference)
+
+
+@dataclass
+class ReferenceSample:
+    """How the labels the first records carry read (``argilla.reference``), before any job relies on them."""
+
+    read: int = 0  # records read
+    carrying: int = 0  # of them, those that carry a label of the question
+    respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as the team wrote it, the label) -> count
+    unread: Counter[str] = field(default_factory=Counter)  # a value of theirs that names none of its labels -> count
+    first_unread: str | None = None  # the first record holding such a value
 
 
 @dataclass
@@ -39,6 +54,7 @@ class ConfigCheck:
     start: str | None = None  # what the next training is fine-tuned from, when it is a registered model
     scoring: str | None = None  # where scoring runs, when not in this process (scoring.engine = "ray")
     min_submitted: int = 1  # submitted responses the dataset's task distribution completes a record at
+    references: ReferenceSample | None = None  # the first records' own labels; None with argilla.reference = "none"
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
@@ -46,7 +62,7 @@ class ConfigCheck:
 def check_config(services: Services) -> ConfigCheck:
     """Bind to the dataset (reads only), count its records, read its task distribution, and check the current
     model, the start model of a training and the directories the jobs write. Time O(1) in the dataset's size: two
-    counting requests.
+    counting requests and the first :data:`REFERENCE_SAMPLE` records.
 
     Raises:
         WorkerError: what stops every job — the server cannot be reached or refuses the key, the dataset does not
@@ -60,6 +76,7 @@ def check_config(services: Services) -> ConfigCheck:
     check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
     check.vectors = gateway.vector_dimensions()
     check.min_submitted = gateway.min_submitted()
+    check.references = _sample_references(services)
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)
@@ -74,6 +91,29 @@ def check_config(services: Services) -> ConfigCheck:
             check.problems.append(str(error))
     _check_publishers(services, check)
     return check
+
+
+def _sample_references(services: Services) -> ReferenceSample | None:
+    """How the labels of the dataset's first :data:`REFERENCE_SAMPLE` records read — a team's own property
+    (``metadata:NAME``) written as titles or in other letter case, or holding values that are none of the question's
+    labels — before a training or a score run relies on them. None with ``argilla.reference = "none"``. One
+    request."""
+    binding = services.gateway.binding
+    if binding.reference.kind == "none":
+        return None
+    sample = ReferenceSample()
+    for record in itertools.islice(services.gateway.pull(page_size=REFERENCE_SAMPLE), REFERENCE_SAMPLE):
+        sample.read += 1
+        sample.carrying += record.reference is not None
+        if binding.reference.kind != "metadata" or binding.reference.name is None:
+            continue
+        written = record.server_metadata.get(binding.reference.name)
+        if binding.unread_reference(record.server_metadata) is not None:
+            sample.unread[str(written)] += 1
+            sample.first_unread = sample.first_unread or record.record_id
+        elif isinstance(record.reference, str) and written is not None and str(written) != record.reference:
+            sample.respelled[(str(written), record.reference)] += 1
+    return sample
 
 
 def _check_worker_metadata(services: Services, check: ConfigCheck) -> None:

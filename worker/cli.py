@@ -17,7 +17,8 @@ from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
 
 if TYPE_CHECKING:
-    from worker.check import ConfigCheck
+    from worker.binding import DatasetBinding
+    from worker.check import ConfigCheck, ReferenceSample
     from worker.jobs import ScoreReport
     from worker.test_set import TestSet
 
@@ -295,7 +296,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     written = gateway.log_labelled_texts(labelled_rows(
         table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
         split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
-        label_aliases=gateway.label_aliases(), report=report))
+        label_titles=gateway.label_titles(), report=report))
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed or written.labels_kept or written.texts_kept:
@@ -360,6 +361,8 @@ def config_check(config_file: Path | None) -> None:
     click.echo(f"  an unreviewed record's label (argilla.reference = {str(binding.reference)!r}): "
                f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
                + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
+    if check.references is not None:
+        click.echo(f"    {_references_note(check.references, binding)}")
     click.echo(f"  reviews: a record is complete at {check.min_submitted} submitted "
                f"response{'s' if check.min_submitted > 1 else ''}; "
                f"{ties_note(services.settings.consensus.ties, check.min_submitted)}")
@@ -378,6 +381,21 @@ def config_check(config_file: Path | None) -> None:
         click.echo(f"problem: {line}", err=True)
     if check.problems:
         sys.exit(1)
+
+
+def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
+    """``config check``'s line on the labels the first records carry (:func:`worker.check._sample_references`)."""
+    from worker.binding import respellings
+
+    note = f"of the first {sample.read} records, {sample.carrying} carry one"
+    if sample.respelled:
+        note += f" (read as the question's labels: {respellings(sample.respelled, shown=5)})"
+    if sample.unread:
+        values = ", ".join(f"{value!r} × {count}" for value, count in sample.unread.most_common(5))
+        count = sum(sample.unread.values())
+        note += (f"; {count} hold{'s' * (count == 1)} none of its labels in {binding.reference.name} ({values}; "
+                 f"e.g. record {sample.first_unread!r}): read as records without a label")
+    return note
 
 
 # the job whose first values add a group of the worker's metadata properties (WorkerMetadata.written_by)
@@ -955,7 +973,7 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     entry = register_model(source, services.registry, labels, label_map=mapping,
                            trust_remote_code=services.settings.registry.trust_remote_code,
                            multi_label=services.gateway.binding.multi_label,
-                           label_aliases=services.gateway.label_aliases())
+                           label_titles=services.gateway.label_titles())
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     click.echo(f"registered {source} as {entry.version} ({state})")

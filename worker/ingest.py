@@ -22,12 +22,14 @@ import logging
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
+from worker.binding import LabelReading, respellings
 from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.records import LabelledText, LabelValue, label_set
@@ -54,6 +56,7 @@ class IngestReport:
     first_repeat: tuple[int, int] | None = None  # (row, the earlier row with its text)
     unread_columns: list[str] = field(default_factory=list)  # input columns no option named (see unread_columns)
     label_column_given: bool = True
+    respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as written, the label) -> label cells
 
     def summary(self) -> str:
         without = f" ({self.unlabelled} without a label, ingested to be annotated)" if self.unlabelled else ""
@@ -66,6 +69,8 @@ class IngestReport:
             if not self.label_column_given and column is not None:
                 lines.append(f"  no --label-column was given, so every record was ingested without a label: "
                              f"add --label-column {column} to ingest column {column!r} as the labels")
+        if self.respelled:
+            lines.append(f"  labels read as the question's: {respellings(self.respelled)}")
         if self.first_repeat is not None:
             row, earlier = self.first_repeat
             lines.append(f"  {self.repeated} row(s) repeat the text of an earlier row (first: row {row} = row "
@@ -235,14 +240,15 @@ def labelled_rows(
     label_separator: str | None = None,
     metadata: Sequence[MetadataColumn] = (),
     fields: Mapping[str, str] | None = None,
-    label_aliases: Mapping[str, str] | None = None,
+    label_titles: Mapping[str, str] | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``. A row whose label cell is empty (no value,
     NaN, blank text) is good, without a label (a record to annotate; counted in ``report.unlabelled``). Labels are
     label sets when
     :func:`is_multi_label` says so for ``label_column`` and ``label_separator``; a label written as the question
-    shows it (``label_aliases``: title → value, e.g. ``Cars 🚗`` → ``autos``) is read as its value. A row whose
+    shows it (``label_titles``: value → title, e.g. ``autos`` → ``Cars 🚗``) is read as its value (see
+    :class:`~worker.binding.LabelReading`). A row whose
     text an earlier row has is ingested and counted (``report.repeated``). One pass: memory O(1) per row (the ids
     and text keys seen).
 
@@ -251,7 +257,7 @@ def labelled_rows(
     """
     check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
                   *(fields or {}).values())
-    reader = _LabelReader(table, label_column, labels, label_separator, label_aliases)
+    reader = _LabelReader(table, label_column, labels, label_separator, label_titles, report.respelled)
     seen_ids: dict[str, int] = {}
     seen_texts: dict[str, int] = {}  # text key -> the first row with it
     for row_number, row in enumerate(table, start=1):
@@ -342,12 +348,15 @@ class _LabelReader:
     """Turns a row's label value into a label (a name, or a label set) or the reason it is bad."""
 
     def __init__(self, table: datasets.Dataset, label_column: str | None, labels: Iterable[str] | None,
-                 label_separator: str | None, aliases: Mapping[str, str] | None = None) -> None:
+                 label_separator: str | None, titles: Mapping[str, str] | None = None,
+                 respelled: Counter[tuple[str, str]] | None = None) -> None:
         self.column = label_column
-        self.aliases = dict(aliases or {})  # a label's title -> its value
         self.multi_label = is_multi_label(table, label_column, label_separator)
         self.separator = label_separator
         self.allowed = set(labels) if labels is not None else None
+        # the question's labels as people write them (their titles, other letter case …)
+        self.reading = LabelReading(sorted(self.allowed), titles) if self.allowed is not None else None
+        self.respelled = respelled if respelled is not None else Counter()  # (as written, label) -> label cells
         class_label = _class_label(table.features[label_column]) if label_column is not None else None
         self.names = list(class_label.names) if class_label is not None else None  # of ClassLabel ints
 
@@ -376,14 +385,19 @@ class _LabelReader:
         return label_set(str(name) for name in names), ""
 
     def _name(self, value: object) -> str | None:
+        """The label ``value`` names (a ClassLabel's integer, a name as :class:`LabelReading` reads it: a title,
+        another letter case, a rating read as a decimal — 4.0 in a CSV column with empty cells), else None."""
         if value is None:
             return None
         if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
             value = self.names[value]
-        name = str(value)
-        if not self._known(name) and isinstance(value, float) and value.is_integer():
-            name = str(int(value))  # a rating column read as floats (a CSV column with empty cells): 4.0 is "4"
-        return name if self._known(name) else self.aliases.get(name.strip(), name)
+        if self.reading is None:  # a new dataset's labels are the file's
+            return str(value)
+        label = self.reading.read(value)
+        as_written = str(int(value) if isinstance(value, float) and value.is_integer() else value)
+        if label is not None and label != as_written:
+            self.respelled[(as_written, label)] += 1
+        return label
 
     def _known(self, label: str) -> bool:
         return self.allowed is None or label in self.allowed

@@ -216,6 +216,57 @@ def test_a_misconfigured_binding_is_one_line_on_the_command_line(their_dataset, 
     assert {p.name for p in dataset.settings.metadata} == metadata_before  # nothing written
 
 
+SPELLINGS = {"positive": ("POSITIVE", "Positive 👍", "positive "), "negative": ("Negative", "NEGATIVE", "Negative 👎")}
+UNSURE = {"e5", "e11"}  # their labeller could not decide
+
+
+def test_their_label_property_in_their_own_spelling_trains_and_scores_and_unsure_values_are_no_label(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    """`argilla.reference = "metadata:gold"` on a property the team filled their way — the UI's titles, capitals,
+    a trailing space — and `unsure` on two records: `config check` says how the first records read, `train` learns
+    the spelled labels (it stopped at the first `POSITIVE`: "not one of ['negative', 'positive']"), and `score`
+    scores every record (it stopped at the first `unsure`), the two as records without a label, named in the log."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(fields=[rg.TextField(name="review")],
+                           questions=[rg.LabelQuestion(name="verdict", labels={"positive": "Positive 👍",
+                                                                                "negative": "Negative 👎"})],
+                           metadata=[rg.TermsMetadataProperty(name="gold")])
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    examples = sentiment_examples(24)
+    dataset.records.log([rg.Record(id=example.id, fields={"review": example.text}, metadata={
+        "gold": "unsure" if example.id in UNSURE else SPELLINGS[example.label][index % 3]})
+        for index, example in enumerate(examples)])
+    env = {"ARGILLA_WORKER_ARGILLA__FIELDS": '["review"]', "ARGILLA_WORKER_ARGILLA__REFERENCE": "metadata:gold",
+           "ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp_path / "base")),
+           "ARGILLA_WORKER_TRAINING__MIN_ANNOTATED": "10"}
+
+    checked = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env=env)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    assert "of the first 24 records, 22 carry one (read as the question's labels: " in checked.stdout, checked.stdout
+    assert "'Positive 👍' → 'positive' (" in checked.stdout and "'NEGATIVE' → 'negative' (" in checked.stdout
+    assert "2 hold none of its labels in gold ('unsure' × 2; e.g. record 'e5'): read as records without a label" \
+        in checked.stdout
+
+    trained = _cli(stack_settings, dataset_name, tmp_path, "train", extra_env=env)
+    assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
+    assert "model v0001: promoted" in trained.stdout, trained.stdout
+    scored = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=env)
+    assert scored.returncode == 0 and "Traceback" not in scored.stderr, scored.stderr[-3000:]
+    assert "24 scored" in scored.stdout, scored.stdout
+    assert ("record 'e5': metadata gold = 'unsure' names none of the labels of question 'verdict' ['positive', "
+            "'negative']: read as a record without a label") in scored.stderr
+    truth = {example.id: example.label for example in examples}
+    for record_id, record in _stored(stack_settings, dataset.id).items():
+        metadata = record["metadata"]
+        assert metadata["gold"] in (("unsure",) if record_id in UNSURE else SPELLINGS[truth[record_id]])  # theirs
+        if record_id in UNSURE:
+            assert "loss" not in metadata and metadata["bald"] >= 0, metadata
+        else:
+            assert metadata["reference_label"] == truth[record_id] and metadata["loss"] >= 0, metadata
+        assert record["suggestions"][0]["value"] in ("positive", "negative")
+
+
 def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_dataset, stack_settings,
                                                                           dataset_name, tmp_path):
     """A new team runs `score` before any model exists: one line naming `train` and `models register`; their

@@ -10,6 +10,7 @@ from worker.binding import (
     DatasetBinding,
     DatasetShape,
     FieldInfo,
+    LabelReading,
     MetadataInfo,
     QuestionInfo,
     Reference,
@@ -187,6 +188,37 @@ def test_where_the_reference_label_comes_from():
     assert str(Reference.parse("suggestion:gpt-labeller")) == "suggestion:gpt-labeller"
 
 
+def test_a_label_property_of_the_teams_reads_their_spellings_as_the_questions_labels_and_the_rest_as_none():
+    """`argilla.reference = "metadata:gold"` on a property the team filled their way: the title the UI shows,
+    another letter case, spaces around it are the label; a value that names none of the labels (`unsure`) is a
+    record without a label — not a label the model does not have, which stopped every training and score run."""
+    sentiment = QuestionInfo("sentiment", "label_selection", ("positive", "negative"), "q-1",
+                             ("Positive 👍", "Negative 👎"))
+    shape = DatasetShape("reviews", THEIRS.fields[:1], (sentiment,), (MetadataInfo("gold", "terms"),))
+    binding = bind(shape, reference="metadata:gold")
+    for written, label in [("positive", "positive"), ("POSITIVE", "positive"), (" Negative ", "negative"),
+                           ("Positive 👍", "positive"), ("negative 👎", "negative"), ("unsure", None), (3, None)]:
+        assert binding.reference_label({}, None, None, stored={"gold": written}) == label, written
+        assert binding.unread_reference({"gold": written}) == (written if label is None else None)
+    assert binding.unread_reference({}) is None  # no value: simply no label
+    assert bind(shape, reference="auto").unread_reference({"gold": "unsure"}) is None  # not the label source
+    # a spelling that two labels share reads as neither
+    assert LabelReading(["pos", "POS"]).read("Pos") is None and LabelReading(["pos", "POS"]).read("POS") == "POS"
+    # a rating written as a decimal (a CSV column with empty cells) is its rating
+    quality = QuestionInfo("quality", "rating", ("1", "2", "3"), "q-2", ("1", "2", "3"))
+    rated = bind(DatasetShape("r", THEIRS.fields[:1], (quality,), (MetadataInfo("stars", "float"),)),
+                 question="quality", reference="metadata:stars")
+    assert rated.reference_label({}, None, None, stored={"stars": 2.0}) == "2"
+    assert rated.reference_label({}, None, None, stored={"stars": 2.5}) is None
+    # a label set: each name read; one name that reads as none makes the set none
+    topics = QuestionInfo("topics", "multi_label_selection", ("sport", "tech"), "q-3", ("Sport ⚽", "Tech"))
+    tagged = bind(DatasetShape("t", THEIRS.fields[:1], (topics,), (MetadataInfo("tags", "terms"),)),
+                  reference="metadata:tags")
+    assert tagged.reference_label({}, None, None, stored={"tags": ["TECH", "Sport ⚽"]}) == ("sport", "tech")
+    assert tagged.reference_label({}, None, None, stored={"tags": ["tech", "cooking"]}) is None
+    assert tagged.unread_reference({"tags": ["tech", "cooking"]}) == ["tech", "cooking"]
+
+
 def test_a_created_dataset_takes_the_configured_names_and_has_one_field():
     assert new_dataset_names() == ("text", "label")
     assert new_dataset_names(["review"], "verdict") == ("review", "verdict")
@@ -209,7 +241,7 @@ def test_one_worker_per_question_each_under_its_own_metadata_names():
     assert (sentiment.metadata_prefix, topics.metadata_prefix) == ("sentiment_", "topics_")
     assert sentiment.stored({"loss": 1.5, "split": "train"}) == {"sentiment_loss": 1.5, "split": "train"}
     # what the server holds: the user's property, both workers' values, a shared split
-    stored = {"team": "a", "split": "test", "sentiment_loss": 1.5, "sentiment_model_version": "v0003",
+    stored = {"team": "pos", "split": "test", "sentiment_loss": 1.5, "sentiment_model_version": "v0003",
               "topics_loss": 0.2, "topics_original_label": ["plot"], "loss": 9.0}
     assert sentiment.worker_view(stored) == {"split": "test", "loss": 1.5, "model_version": "v0003"}
     assert topics.worker_view(stored) == {"split": "test", "loss": 0.2, "original_label": ["plot"]}
@@ -218,7 +250,7 @@ def test_one_worker_per_question_each_under_its_own_metadata_names():
     assert sentiment.reference_label(sentiment.worker_view(stored), None, None, stored=stored) is None
     # the user's metadata reference is read under its own name, whatever the prefix
     by_team = bind(TWO_QUESTIONS, question="sentiment", reference="metadata:team")
-    assert by_team.reference_label(by_team.worker_view(stored), None, None, stored=stored) == "a"
+    assert by_team.reference_label(by_team.worker_view(stored), None, None, stored=stored) == "pos"
     # one label question: plain names, the record's metadata as it is
     single = bind(THEIRS, fields=["body"], worker_metadata=WORKER_METADATA_TYPES)
     assert single.metadata_prefix == "" and single.worker_view(stored) == stored

@@ -490,23 +490,49 @@ def test_another_agents_label_the_worker_preserved_is_not_overwritten_but_the_re
 def test_a_label_written_as_the_question_shows_it_is_read_as_its_value():
     """A team exports what annotators saw (`Cars 🚗`), the question's value is `autos`: the title is the label;
     a title that is another label's value, or shared by two labels, is not an alias."""
-    from worker.binding import QuestionInfo
+    from worker.binding import LabelReading, QuestionInfo
 
     question = QuestionInfo("topic", "label_selection", ("autos", "space", "misc", "other"), "q",
                             ("Cars 🚗", "Space", "Other", "Other"))
-    assert question.label_aliases() == {"Cars 🚗": "autos", "Space": "space"}  # "Other" names two labels
+    assert LabelReading(question.labels, question.label_titles()).aliases == {"Cars 🚗": "autos", "Space": "space"}
+    # "Other" names two labels: neither it nor its other letter case is one of them
+    assert LabelReading(question.labels, question.label_titles()).read("Other") is None
     rows = [{"text": "a fast car", "topic": "Cars 🚗"}, {"text": "the moon", "topic": " Space "},
             {"text": "misc", "topic": "misc"}, {"text": "boats", "topic": "Boats"},
             {"text": "tags", "topics": ["Cars 🚗", "space"]}]
     report = IngestReport()
     read = list(labelled_rows(datasets.Dataset.from_list(rows[:4]), label_column="topic", labels=question.labels,
-                              label_aliases=question.label_aliases(), report=report))
+                              label_titles=question.label_titles(), report=report))
     assert [(row.text, row.label) for row in read] == [("a fast car", "autos"), ("the moon", "space"),
                                                        ("misc", "misc")]
     assert report.bad_rows == [(4, "label 'Boats' is not one of ['autos', 'misc', 'other', 'space']")]
     sets = list(labelled_rows(datasets.Dataset.from_list(rows[4:]), label_column="topics", labels=question.labels,
-                              label_aliases=question.label_aliases(), report=IngestReport()))
+                              label_titles=question.label_titles(), report=IngestReport()))
     assert [row.label for row in sets] == [("autos", "space")]
+
+
+def test_a_label_in_another_letter_case_is_read_as_the_questions_and_the_summary_says_how_labels_were_read():
+    """A spreadsheet says `POSITIVE` / `Negative`, the question's values are `positive` / `negative`: each row is
+    that label (as `models register` reads a model's labels), and the summary lists what was read as what — a
+    spelling two labels share (`Pos` beside `pos` and `POS`) stays a bad row."""
+    rows = [{"text": "great", "label": "POSITIVE"}, {"text": "dull", "label": "Negative"},
+            {"text": "fine", "label": "positive"}, {"text": "awful", "label": "NEGATIVE "},
+            {"text": "superb", "label": "POSITIVE"}, {"text": "meh", "label": "so-so"}]
+    report = IngestReport()
+    read = list(labelled_rows(datasets.Dataset.from_list(rows), label_column="label",
+                              labels=["positive", "negative"], report=report))
+    assert [row.label for row in read] == ["positive", "negative", "positive", "negative", "positive"]
+    assert report.bad_rows == [(6, "label 'so-so' is not one of ['negative', 'positive']")]
+    assert "labels read as the question's: 'POSITIVE' → 'positive' (2), 'Negative' → 'negative' (1), " \
+        "'NEGATIVE ' → 'negative' (1)" in report.summary()
+    shared = IngestReport()
+    assert not list(labelled_rows(datasets.Dataset.from_list([{"text": "x", "label": "Pos"}]), label_column="label",
+                                  labels=["pos", "POS"], report=shared))
+    assert shared.bad_rows == [(1, "label 'Pos' is not one of ['POS', 'pos']")]
+    exact = IngestReport()  # labels as they are: nothing to say
+    list(labelled_rows(datasets.Dataset.from_list(rows[2:3]), label_column="label", labels=["positive", "negative"],
+                       report=exact))
+    assert "read as" not in exact.summary()
 
 
 def test_rows_repeating_an_earlier_rows_text_are_ingested_and_counted_with_the_first_named(tmp_path):

@@ -331,9 +331,9 @@ def test_a_model_is_registered_as_the_questions_kind_and_one_declaring_the_other
 
 def test_the_models_labels_are_read_as_the_questions_through_titles_and_letter_case(tmp_path):
     """distilbert-sst2 says NEGATIVE / POSITIVE; a model trained on the labels the UI shows says their titles."""
-    values, aliases = ["neg", "pos", "neutral"], {"Negative 👎": "neg", "Positive 👍": "pos"}
-    assert question_labels(["Negative 👎", "POSITIVE 👍", "NEUTRAL"], values, {}, aliases) == ["neg", "pos", "neutral"]
-    assert question_labels(["LABEL_0", "pos"], values, {"LABEL_0": "neutral"}, aliases) == ["neutral", "pos"]
+    values, titles = ["neg", "pos", "neutral"], {"neg": "Negative 👎", "pos": "Positive 👍"}
+    assert question_labels(["Negative 👎", "POSITIVE 👍", "NEUTRAL"], values, {}, titles) == ["neg", "pos", "neutral"]
+    assert question_labels(["LABEL_0", "pos"], values, {"LABEL_0": "neutral"}, titles) == ["neutral", "pos"]
     assert question_labels(["Pos"], ["pos", "POS"], {}, {}) == ["Pos"]  # two readings: left for --label-map
 
     registry = ModelRegistry(tmp_path / "registry")

@@ -460,13 +460,12 @@ class ArgillaGateway:
             return None
         return list(self.binding.labels)
 
-    def label_aliases(self) -> dict[str, str]:
-        """The bound question's label titles that differ from their values (title → value); {} when the dataset
-        does not exist yet."""
+    def label_titles(self) -> dict[str, str]:
+        """The bound question's labels and what the UI shows for each (value → title); {} when the dataset does not
+        exist yet."""
         if self._find_dataset() is None:
             return {}
-        question = self.binding.question
-        return next(q.label_aliases() for q in self.shape().questions if q.name == question)
+        return dict(zip(self.binding.labels, self.binding.label_titles, strict=False))
 
     def prepare(self) -> DatasetBinding:
         """Bind to the existing dataset, read its metadata properties again (one request: a property of the
@@ -774,9 +773,11 @@ class ArgillaGateway:
     def _records(self, pages: Iterable[list[dict]], vector: str | None = None,
                  fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
         binding = self.binding
+        unread = UnreadLabels(binding)
         for page in pages:
             for item in page:
-                yield _pulled_record(item, binding, vector, fields)
+                yield unread.seen(_pulled_record(item, binding, vector, fields))
+        unread.close()
 
     def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None) -> Iterator[list[dict]]:
         dataset_id = self._dataset().id
@@ -1419,6 +1420,36 @@ def _parse_time(value: str | None) -> datetime | None:
         return None
     stamp = datetime.fromisoformat(value)
     return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo is not None else stamp
+
+
+class UnreadLabels:
+    """The records of one pass over the dataset (a score run's, a training's) whose own label (``argilla.reference =
+    'metadata:NAME'``, the team's property) names none of the question's labels (``unsure``, a typo): each is read as
+    a record without a label — scored for its uncertainty, trained on once annotated —, the first :attr:`SHOWN` named
+    in the log with the value, the rest counted when the pass ends. O(1) memory."""
+
+    SHOWN = 5
+
+    def __init__(self, binding: DatasetBinding) -> None:
+        self.binding = binding
+        self.count = 0
+
+    def seen(self, record: PulledRecord) -> PulledRecord:
+        value = self.binding.unread_reference(record.server_metadata)
+        if value is not None:
+            self.count += 1
+            if self.count <= self.SHOWN:
+                logger.warning("record %r: metadata %s = %r names none of the labels of question %r %s: read as a "
+                               "record without a label (its uncertainty is scored, no loss; a review labels it)",
+                               record.record_id, self.binding.reference.name, value, self.binding.question,
+                               list(self.binding.labels))
+        return record
+
+    def close(self) -> None:
+        if self.count > self.SHOWN:
+            logger.warning("%d records in all hold a %s that names none of the labels of question %r (the first %d "
+                           "named above): read as records without a label", self.count, self.binding.reference.name,
+                           self.binding.question, self.SHOWN)
 
 
 def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None,

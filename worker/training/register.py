@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from worker.binding import LabelReading
 from worker.errors import DataError, ScoringError
 from worker.files import write_json_atomic
 from worker.records import label_index
@@ -50,11 +51,11 @@ def guessed_label_map(model_labels: Sequence[str], mapped: Sequence[str], datase
 
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
                    label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False,
-                   multi_label: bool = False, label_aliases: Mapping[str, str] | None = None) -> ModelVersion:
+                   multi_label: bool = False, label_titles: Mapping[str, str] | None = None) -> ModelVersion:
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
-    Its label names (``config.id2label``, read by :func:`question_labels`; ``label_aliases``: the question's label
-    titles, title → value) must be exactly the question's labels, and its kind
+    Its label names (``config.id2label``, read by :func:`question_labels`; ``label_titles``: what the UI shows
+    for each of the question's labels, value → title) must be exactly the question's labels, and its kind
     that of the question (``multi_label``: label sets). A config that declares no ``problem_type`` (many multi-label
     checkpoints on the Hub) is read as the question's kind, and the registered copy says so.
     The version is promoted when there is no current model yet; otherwise it waits for
@@ -85,7 +86,7 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     unknown = sorted(set(mapping) - set(model_labels))
     if unknown:
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
-    mapped = question_labels(model_labels, dataset_labels, mapping, label_aliases or {})
+    mapped = question_labels(model_labels, dataset_labels, mapping, label_titles or {})
     if sorted(mapped) != sorted(dataset_labels):
         guess = guessed_label_map(model_labels, mapped, dataset_labels)
         hint = (f" (by their spelling: --label-map {','.join(f'{k}={v}' for k, v in {**mapping, **guess}.items())} — "
@@ -158,27 +159,13 @@ def _check_kind(source: str, problem_type: str | None, multi_label: bool) -> Non
 
 
 def question_labels(model_labels: Sequence[str], dataset_labels: Sequence[str], label_map: Mapping[str, str],
-                    label_aliases: Mapping[str, str]) -> list[str]:
+                    label_titles: Mapping[str, str]) -> list[str]:
     """Each of the model's labels as the question's label it stands for: ``label_map``'s (``--label-map``), else
-    itself when it is one, else the label whose title it is (what the UI shows: ``Cars 🚗`` → ``autos``), else the
-    one label or title it equals but for letter case (``POSITIVE`` → ``positive``). A label none of these reads
-    stays as it is (the caller then lists both sets)."""
-    values = set(dataset_labels)
-    folded: dict[str, set[str]] = {}
-    for name, value in [*((value, value) for value in dataset_labels), *label_aliases.items()]:
-        folded.setdefault(name.casefold(), set()).add(value)
-
-    def read(label: str) -> str:
-        if label in label_map:
-            return label_map[label]
-        if label in values:
-            return label
-        if label in label_aliases:
-            return label_aliases[label]
-        matches = folded.get(label.casefold(), set())
-        return next(iter(matches)) if len(matches) == 1 else label
-
-    return [read(label) for label in model_labels]
+    as :class:`~worker.binding.LabelReading` reads it — itself when it is one, the label whose title it is (what the
+    UI shows: ``Cars 🚗`` → ``autos``), the one label or title it equals but for letter case (``POSITIVE`` →
+    ``positive``). A label none of these reads stays as it is (the caller then lists both sets)."""
+    reading = LabelReading(dataset_labels, label_titles)
+    return [label_map[label] if label in label_map else reading.read(label) or label for label in model_labels]
 
 
 def _carry_decision_files(source: Path, staged: Path, model_labels: Sequence[str], mapped: Sequence[str],
