@@ -385,6 +385,23 @@ def test_labels_that_differ_by_more_than_letter_case_are_refused_with_a_mapping_
     assert guessed_label_map(["Spam", "ok"], ["spam", "ok"], ["spam", "okay"]) == {"ok": "okay"}
 
 
+def test_a_model_for_another_number_of_labels_is_refused_with_the_way_to_fine_tune_it_for_the_question(tmp_path):
+    """An SST-2 model (2 labels) for a question of 3: no --label-map can make it answer, so the error does not offer
+    one — it says to train from it (the trainer keeps its encoder and puts a new head on it)."""
+    from worker.training.register import register_model
+
+    registry = ModelRegistry(tmp_path / "registry")
+    theirs = save_tiny_classifier(tmp_path / "sst2", labels=("NEGATIVE", "POSITIVE"))
+    with pytest.raises(DataError) as refused:
+        register_model(str(theirs), registry, ["negative", "neutral", "positive"])
+    assert str(refused.value) == (
+        f"the model predicts 2 labels ['NEGATIVE', 'POSITIVE'], the dataset question has 3 ['negative', 'neutral', "
+        f"'positive']: no --label-map makes it answer this question; fine-tune it for these labels instead — "
+        f"training.base_model = {str(theirs)!r}, then `argilla-worker train` (its encoder is kept, the "
+        f"classification head is new)")
+    assert registry.versions() == []
+
+
 def test_what_each_version_was_taught_is_read_from_its_directory(tiny_model_dir, tmp_path):
     from worker.registry import write_taught_ids
 
