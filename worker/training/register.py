@@ -88,9 +88,9 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
     mapped = question_labels(model_labels, dataset_labels, mapping, label_titles or {})
     if len(model_labels) != len(dataset_labels):
-        raise DataError(f"the model predicts {len(model_labels)} labels {list(model_labels)}, the dataset question has "
-                        f"{len(dataset_labels)} {sorted(dataset_labels)}: no --label-map makes it answer this question; "
-                        f"fine-tune it for these labels instead — training.base_model = {str(source)!r}, then "
+        raise DataError(f"the model predicts {len(model_labels)} labels {list(model_labels)}, the dataset question "
+                        f"has {len(dataset_labels)} {sorted(dataset_labels)}: no --label-map makes it answer this "
+                        f"question; fine-tune it for these labels instead — training.base_model = {str(source)!r}, then "
                         f"`argilla-worker train` (its encoder is kept, the classification head is new)")
     if sorted(mapped) != sorted(dataset_labels):
         guess = guessed_label_map(model_labels, mapped, dataset_labels)
