@@ -90,8 +90,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     if len(model_labels) != len(dataset_labels):
         raise DataError(f"the model predicts {len(model_labels)} labels {list(model_labels)}, the dataset question "
                         f"has {len(dataset_labels)} {sorted(dataset_labels)}: no --label-map makes it answer this "
-                        f"question; fine-tune it for these labels instead — training.base_model = {str(source)!r}, then "
-                        f"`argilla-worker train` (its encoder is kept, the classification head is new)")
+                        f"question; fine-tune it for these labels instead — training.base_model = {str(source)!r}, "
+                        f"then `argilla-worker train` (its encoder is kept, the classification head is new)")
     if sorted(mapped) != sorted(dataset_labels):
         guess = guessed_label_map(model_labels, mapped, dataset_labels)
         hint = (f" (by their spelling: --label-map {','.join(f'{k}={v}' for k, v in {**mapping, **guess}.items())} — "
