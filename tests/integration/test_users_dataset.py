@@ -266,6 +266,17 @@ def test_their_label_property_in_their_own_spelling_trains_and_scores_and_unsure
             assert metadata["reference_label"] == truth[record_id] and metadata["loss"] >= 0, metadata
         assert record["suggestions"][0]["value"] in ("positive", "negative")
 
+    # a review replaces the worker's pre-selection of their label (agent "gold", the model's probability): that is
+    # not another agent's suggestion to keep — their label is in their property — so nothing is copied
+    stored = _stored(stack_settings, dataset.id)
+    assert stored["e0"]["suggestions"][0]["agent"] == "gold"
+    submit_label(stack_settings, stored["e0"]["id"], "negative", question="verdict")
+    again = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=env)
+    assert again.returncode == 0 and "1 scored" in again.stdout, again.stdout + again.stderr[-3000:]
+    reviewed = _stored(stack_settings, dataset.id)["e0"]
+    assert reviewed["suggestions"][0]["agent"] == "v0001" and reviewed["metadata"]["reference_label"] == "negative"
+    assert not {"original_label", "original_agent", "original_score"} & set(reviewed["metadata"]), reviewed
+
 
 def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_dataset, stack_settings,
                                                                           dataset_name, tmp_path):

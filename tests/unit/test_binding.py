@@ -292,8 +292,18 @@ def test_another_agents_label_agent_and_score_are_kept_before_the_worker_replace
             "metadata": {"team": "north"},
             "suggestions": [{"question_id": "q1", "value": "billing", "score": 0.73, "agent": "gpt-labeller"}]}
     record = _pulled_record(item, binding)
-    assert _preserved(record) == {"original_label": "billing", "original_agent": "gpt-labeller", "original_score": 0.73}
+    assert _preserved(record, binding) == {"original_label": "billing", "original_agent": "gpt-labeller",
+                                           "original_score": 0.73}
     unscored = _pulled_record({**item, "suggestions": [{**item["suggestions"][0], "score": None}]}, binding)
-    assert _preserved(unscored) == {"original_label": "billing", "original_agent": "gpt-labeller"}
+    assert _preserved(unscored, binding) == {"original_label": "billing", "original_agent": "gpt-labeller"}
     kept_once = _pulled_record({**item, "metadata": {"original_label": "bug", "original_agent": "x"}}, binding)
-    assert _preserved(kept_once) == {}  # kept once: a later push never overwrites the first copy
+    assert _preserved(kept_once, binding) == {}  # kept once: a later push never overwrites the first copy
+    # the worker's own pre-selection of the team's label property (agent "gold", the model's probability as its
+    # score) is not another agent's: the label stays in their property, and 0.81 was never gold's score
+    by_property = DatasetBinding(fields=("body",), question="intent", labels=("billing", "bug"), question_id="q1",
+                                 reference=Reference("metadata", "gold"))
+    mine = {**item, "metadata": {"gold": "Billing", "model_version": "v0001"},
+            "suggestions": [{"question_id": "q1", "value": "billing", "score": 0.81, "agent": "gold"}]}
+    assert _preserved(_pulled_record(mine, by_property), by_property) == {}
+    theirs = {**mine, "suggestions": [{**item["suggestions"][0]}]}  # another agent's suggestion is still kept
+    assert _preserved(_pulled_record(theirs, by_property), by_property)["original_agent"] == "gpt-labeller"

@@ -126,7 +126,7 @@ def test_a_multi_label_record_from_the_server_carries_sorted_label_sets_with_the
     assert record.suggestion.value == ("sports", "tech") and record.suggestion.score == (0.9, 0.4)
     assert record.reference == ("sports", "tech")  # another agent's set under review
     assert record.responses[0].value == ("politics", "sports")
-    assert _preserved(record) == {"original_label": ["sports", "tech"], "original_agent": "tagger",
+    assert _preserved(record, binding) == {"original_label": ["sports", "tech"], "original_agent": "tagger",
                                   "original_scores": ["sports=0.9", "tech=0.4"]}  # each label's score, paired
 
 

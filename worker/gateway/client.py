@@ -1337,7 +1337,7 @@ class _PredictionWrite:
     def __call__(self, record: PulledRecord) -> dict | None:
         """The bulk-upsert item for ``record`` as it is; None when the record already holds it all."""
         prediction, binding = self.prediction, self.binding
-        metadata = {**record.server_metadata, **binding.stored(_preserved(record)), **self.metadata}
+        metadata = {**record.server_metadata, **binding.stored(_preserved(record, binding)), **self.metadata}
         suggestion = SuggestionState(prediction.label, prediction.agent, prediction.score)
         if (not self.forced and _same_metadata(metadata, record.server_metadata)
                 and _same_suggestion(suggestion, record.suggestion)):
@@ -1510,10 +1510,15 @@ def _suggestion_id(found: dict) -> str | None:
     return str(found["id"]) if found.get("id") is not None else None
 
 
-def _preserved(record: PulledRecord) -> dict:
-    """Another agent's suggestion, kept in metadata once before the worker first replaces it."""
+def _preserved(record: PulledRecord, binding: DatasetBinding) -> dict:
+    """Another agent's suggestion, kept in metadata once before the worker first replaces it. Not the worker's own
+    pre-selection of a label from the team's property (``argilla.reference = 'metadata:NAME'``, agent NAME, scored
+    with the model's probability): that label stays in their property, and the score is not NAME's."""
     suggestion = record.suggestion
     if suggestion is None or PRESERVED_LABEL in record.metadata or not is_foreign(suggestion.agent, record.metadata):
+        return {}
+    if binding.reference.kind == "metadata" and suggestion.agent == binding.reference.name \
+            and record.metadata.get("model_version"):
         return {}
     kept = {PRESERVED_LABEL: _json_value(suggestion.value), PRESERVED_AGENT: suggestion.agent or "unknown"}
     if isinstance(suggestion.score, (int, float)) and math.isfinite(suggestion.score):
