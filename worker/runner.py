@@ -25,6 +25,7 @@ from worker.config import WorkerSettings
 from worker.constants import TEST_SET_PROPERTY
 from worker.duplicates import text_key
 from worker.errors import (
+    ArgillaGatewayError,
     ArgillaUnavailableError,
     ConfigError,
     DataError,
@@ -397,6 +398,40 @@ class Runner:
         raise WorkerError(f"unknown job kind {item.kind!r}")
 
     def _score(self, item: WorkItem) -> str:
+        lost = self._webhook_lost() if item.kind == JobKind.SCORE else None
+        try:
+            return self._score_records(item)
+        finally:
+            if lost is not None:
+                self._setup_webhooks()
+
+    def _webhook_lost(self) -> str | None:
+        """Before a scheduled score run: whether the worker's webhook is still there as registered (one request; see
+        :meth:`~worker.webhooks.Subscription.lost`). Without it no event arrives — nothing is rescored as it is
+        reviewed, and the corrections are not counted toward a retrain — so the worker polls for this run (it
+        counts the responses submitted since the records were last scored, as polling does) and registers the
+        webhook again once the run is over; so too after a registration that failed (Argilla was down then).
+        What was lost, else None."""
+        subscription = self.subscription
+        if subscription is None:
+            return None
+        if subscription.registration is None:
+            return "never registered"
+        if self.status.mode != Mode.WEBHOOKS:
+            return None
+        try:
+            lost = subscription.lost()
+        except ArgillaGatewayError as error:  # the score run meets it too, and says so
+            logger.debug("could not check the Argilla webhook: %s", error)
+            return None
+        if lost is not None:
+            logger.warning("the worker's Argilla webhook %s was %s while the worker ran: this score run counts the "
+                           "responses submitted meanwhile, then the webhook is registered again",
+                           subscription.registration.webhook_id, lost)
+            self.book.set_mode(Mode.POLLING, f"the webhook was {lost}: registering it again after this score run")
+        return lost
+
+    def _score_records(self, item: WorkItem) -> str:
         if self.services.registry.current_version() is None:
             return self._before_first_model()
 

@@ -149,6 +149,28 @@ class Subscription:
         return (f"no ping from Argilla at {self.url} within {ping_wait_s:.0f} s (is the worker reachable from "
                 f"Argilla? http.public_url); webhooks take over when a signed delivery arrives")
 
+    def lost(self) -> str | None:
+        """Why the webhook no longer delivers this worker's events as registered — someone (a person, a clean-up
+        script) deleted it, disabled it, or changed its events or URL while the worker ran —, else None. One
+        request.
+
+        Raises:
+            ArgillaGatewayError: the server could not be asked.
+        """
+        if self.registration is None:
+            return None
+        hook = next((hook for hook in self.gateway.list_webhooks()
+                     if str(hook["id"]) == self.registration.webhook_id), None)
+        if hook is None:
+            return "deleted"
+        if not hook["enabled"]:
+            return "disabled"
+        if sorted(hook["events"]) != sorted(EVENTS):
+            return f"changed to deliver {sorted(hook['events'])}"
+        if hook["url"] != self.registration.url:
+            return f"pointed at {hook['url']}"
+        return None
+
     def stop(self) -> None:
         """Delete the webhook (a failure is logged: the next start replaces a stale one)."""
         if self.registration is None:
@@ -156,6 +178,9 @@ class Subscription:
         try:
             unregister(self.gateway, self.registration)
         except ArgillaGatewayError as error:
+            if error.status == 404:  # someone deleted it first: what the stop was for
+                logger.info("Argilla webhook %s was deleted already", self.registration.webhook_id)
+                return
             logger.warning("could not delete the Argilla webhook %s: %s", self.registration.webhook_id, error)
 
 

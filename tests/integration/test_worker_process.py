@@ -166,6 +166,49 @@ def test_the_worker_scores_pushes_rescores_on_a_signed_webhook_and_rejects_forge
     assert "webhook rejected" in worker.output()
 
 
+def test_a_webhook_someone_deleted_while_the_worker_runs_is_noticed_and_registered_again(setup):
+    """A clean-up script (or an admin) deletes the worker's webhook: no event arrives any more, so a review was
+    neither rescored at once nor counted toward a retrain — silently, for as long as the worker ran. The next
+    scheduled score run notices (one request), counts what was submitted meanwhile and registers the webhook
+    again; the next review arrives by webhook."""
+    gateway, port, tmp, settings = setup["gateway"], setup["port"], setup["tmp"], setup["settings"]
+    headers = {"X-Argilla-Api-Key": settings.api_key.get_secret_value()}
+    url = f"http://127.0.0.1:{port}/webhooks/argilla"
+
+    def ours() -> list[dict]:
+        hooks = httpx.get(f"{settings.api_url}/api/v1/webhooks", headers=headers, timeout=30).json()["items"]
+        return [hook for hook in hooks if hook["url"] == url]
+
+    worker = WorkerProcess(setup["write_config"](interval=0.1), setup["env"], tmp / "worker.log").start()
+    try:
+        _wait(lambda: _versions(gateway)["v0001"] == RECORDS, 180, "every record scored by v0001", worker)
+        _wait(lambda: _status(tmp).get("mode") == "webhooks", 60, "webhooks mode (Argilla's ping)", worker)
+        first = ours()[0]["id"]
+        httpx.delete(f"{settings.api_url}/api/v1/webhooks/{first}", headers=headers, timeout=30).raise_for_status()
+        records = {r.record_id: r for r in gateway.pull()}
+
+        def correct(record_id: str) -> None:
+            label = records[record_id].metadata["original_label"]
+            submit_label(settings, records[record_id].server_id, LABELS[1 - LABELS.index(label)])
+
+        correct("e3")
+
+        _wait(lambda: f"the worker's Argilla webhook {first} was deleted while the worker ran" in worker.output(), 60,
+              "the lost webhook noticed", worker)
+        _wait(lambda: ours() and _status(tmp).get("mode") == "webhooks", 60, "the webhook registered again", worker)
+        assert ours()[0]["id"] != first
+        _wait(lambda: _status(tmp)["corrections_pending"] == 1, 30, "the review counted by the polling run", worker)
+        correct("e4")
+        _wait(lambda: _status(tmp)["corrections_pending"] == 2, 30, "the next review counted by webhook", worker)
+        second = ours()[0]["id"]
+        httpx.delete(f"{settings.api_url}/api/v1/webhooks/{second}", headers=headers, timeout=30).raise_for_status()
+    finally:
+        assert worker.stop() == 0, worker.output()[-3000:]
+    # the clean stop finds it gone: what the stop was for, not a warning
+    assert f"Argilla webhook {second} was deleted already" in worker.output()
+    assert "could not delete the Argilla webhook" not in worker.output()
+
+
 def _replays_and_malformed_requests_are_refused_and_counted_once(setup, port: int, tmp: Path) -> None:
     """Validly signed (the secret Argilla generated for the worker's webhook) but replayed or malformed."""
     from standardwebhooks.webhooks import Webhook
