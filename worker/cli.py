@@ -186,6 +186,9 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
 @click.option("--label-separator", default=None,
               help="Split text labels on this (e.g. '|'): each row gets a label set, the question is multi-label. "
                    "A label column of lists is multi-label without it.")
+@click.option("--label-map", default=None, metavar="FILE_LABEL=LABEL,…",
+              help="Read the file's labels as the question's: e.g. '0=negative,1=positive' or 'pos=positive' "
+                   "(a label already written as the question's label, its title or in other letter case needs none).")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
 @click.option("--metadata-column", "metadata_specs", multiple=True, metavar="COLUMN[=NAME]",
               help="Ingest this column as record metadata, under NAME (default: the column's name) — numbers as "
@@ -259,8 +262,8 @@ def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
 
 
 def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-            label_separator, split, metadata_specs, field_specs, field_name, question, metadata_prefix, api_url,
-            api_key, http) -> None:
+            label_separator, label_map, split, metadata_specs, field_specs, field_name, question, metadata_prefix,
+            api_url, api_key, http) -> None:
     from worker.gateway import ArgillaGateway
     from worker.ingest import (
         IngestReport,
@@ -273,6 +276,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         metadata_columns,
         unread_columns,
     )
+    from worker.training.register import parse_label_map
 
     report = IngestReport()
     table = load_table(source, split=split, report=report)
@@ -282,11 +286,17 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,
                              fields=[field_name] if field_name else (), question=question,
                              metadata_prefix=metadata_prefix, http=http)
+    mapping = parse_label_map(label_map)
     label_set = [label.strip() for label in labels.split(",")] if labels else gateway.existing_labels()
     if label_set is None and label_column is not None:
-        label_set = column_labels(table, label_column, label_separator)
+        label_set = list(dict.fromkeys(mapping.get(label, label)
+                                       for label in column_labels(table, label_column, label_separator)))
     if not label_set:
         raise click.UsageError("no label set: pass --labels, or --label-column, or use an existing dataset")
+    outside = sorted(set(mapping.values()) - set(label_set))
+    if outside:
+        raise click.BadParameter(f"maps to {outside}, which are not the question's labels {sorted(label_set)}",
+                                 param_hint="'--label-map'")
     report.unread_columns = unread_columns(table, [text_column, label_column, id_column, split_column,
                                                    *(column.column for column in metadata), *other_fields.values()])
     report.label_column_given = label_column is not None
@@ -296,7 +306,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     written = gateway.log_labelled_texts(labelled_rows(
         table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
         split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
-        label_titles=gateway.label_titles(), report=report))
+        label_titles=gateway.label_titles(), label_map=mapping, report=report))
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed or written.labels_kept or written.texts_kept:

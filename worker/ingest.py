@@ -57,6 +57,8 @@ class IngestReport:
     unread_columns: list[str] = field(default_factory=list)  # input columns no option named (see unread_columns)
     label_column_given: bool = True
     respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as written, the label) -> label cells
+    unknown_labels: Counter[str] = field(default_factory=Counter)  # a label that names none of the question's -> rows
+    labels: tuple[str, ...] = ()  # the question's labels (for the hint on unknown ones)
 
     def summary(self) -> str:
         without = f" ({self.unlabelled} without a label, ingested to be annotated)" if self.unlabelled else ""
@@ -75,6 +77,8 @@ class IngestReport:
             row, earlier = self.first_repeat
             lines.append(f"  {self.repeated} row(s) repeat the text of an earlier row (first: row {row} = row "
                          f"{earlier}), ingested as they are: `argilla-worker copies` marks them for review")
+        if self.unknown_labels:
+            lines.append(f"  {_unknown_labels_hint(self.unknown_labels, self.labels)}")
         lines += [f"  line {line}: {reason}" for line, reason in self.bad_lines[:50]]
         lines += [f"  row {row}: {reason}" for row, reason in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
@@ -241,6 +245,7 @@ def labelled_rows(
     metadata: Sequence[MetadataColumn] = (),
     fields: Mapping[str, str] | None = None,
     label_titles: Mapping[str, str] | None = None,
+    label_map: Mapping[str, str] | None = None,
     report: IngestReport,
 ) -> Iterator[LabelledText]:
     """Yield good rows as LabelledText; record bad ones in ``report``. A row whose label cell is empty (no value,
@@ -248,7 +253,9 @@ def labelled_rows(
     label sets when
     :func:`is_multi_label` says so for ``label_column`` and ``label_separator``; a label written as the question
     shows it (``label_titles``: value → title, e.g. ``autos`` → ``Cars 🚗``) is read as its value (see
-    :class:`~worker.binding.LabelReading`). A row whose
+    :class:`~worker.binding.LabelReading`); ``label_map`` (``--label-map``) reads a label as the file writes it
+    (``0``, ``pos``) as the question's (``negative``, ``positive``). Labels that are none of ``labels`` are counted
+    in ``report.unknown_labels`` (the summary says which ``--label-map`` reads them). A row whose
     text an earlier row has is ingested and counted (``report.repeated``). One pass: memory O(1) per row (the ids
     and text keys seen).
 
@@ -257,7 +264,8 @@ def labelled_rows(
     """
     check_columns(table, text_column, label_column, id_column, split_column, *(m.column for m in metadata),
                   *(fields or {}).values())
-    reader = _LabelReader(table, label_column, labels, label_separator, label_titles, report.respelled)
+    reader = _LabelReader(table, label_column, labels, label_separator, label_titles, report, label_map)
+    report.labels = tuple(sorted(reader.allowed or ()))
     seen_ids: dict[str, int] = {}
     seen_texts: dict[str, int] = {}  # text key -> the first row with it
     for row_number, row in enumerate(table, start=1):
@@ -349,14 +357,15 @@ class _LabelReader:
 
     def __init__(self, table: datasets.Dataset, label_column: str | None, labels: Iterable[str] | None,
                  label_separator: str | None, titles: Mapping[str, str] | None = None,
-                 respelled: Counter[tuple[str, str]] | None = None) -> None:
+                 report: IngestReport | None = None, label_map: Mapping[str, str] | None = None) -> None:
         self.column = label_column
         self.multi_label = is_multi_label(table, label_column, label_separator)
         self.separator = label_separator
         self.allowed = set(labels) if labels is not None else None
         # the question's labels as people write them (their titles, other letter case …)
         self.reading = LabelReading(sorted(self.allowed), titles) if self.allowed is not None else None
-        self.respelled = respelled if respelled is not None else Counter()  # (as written, label) -> label cells
+        self.report = report if report is not None else IngestReport()  # counts respellings and unknown labels
+        self.label_map = dict(label_map or {})  # --label-map: a label as the file writes it -> the question's
         class_label = _class_label(table.features[label_column]) if label_column is not None else None
         self.names = list(class_label.names) if class_label is not None else None  # of ClassLabel ints
 
@@ -367,6 +376,7 @@ class _LabelReader:
         if not self.multi_label:
             label = self._name(value)
             if label is None or not self._known(label):
+                self.report.unknown_labels[_as_written(value)] += 1
                 return None, f"label {value!r} is not one of {self._allowed_text()}"
             return label, ""
         if isinstance(value, str) and self.separator:
@@ -379,6 +389,7 @@ class _LabelReader:
         names = [self._name(part) for part in parts]
         unknown = [part for part, name in zip(parts, names, strict=True) if name is None or not self._known(name)]
         if unknown:
+            self.report.unknown_labels.update(_as_written(part) for part in unknown)
             return None, f"label set {value!r}: {unknown} not in {self._allowed_text()}"
         if not names:
             return None, f"label set {value!r} is empty (an Argilla multi-label answer holds at least one label)"
@@ -391,12 +402,14 @@ class _LabelReader:
             return None
         if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
             value = self.names[value]
+        as_written = _as_written(value)
+        if as_written in self.label_map:
+            return self.label_map[as_written]
         if self.reading is None:  # a new dataset's labels are the file's
             return str(value)
         label = self.reading.read(value)
-        as_written = str(int(value) if isinstance(value, float) and value.is_integer() else value)
         if label is not None and label != as_written:
-            self.respelled[(as_written, label)] += 1
+            self.report.respelled[(as_written, label)] += 1
         return label
 
     def _known(self, label: str) -> bool:
@@ -404,6 +417,27 @@ class _LabelReader:
 
     def _allowed_text(self) -> str:
         return str(sorted(self.allowed)) if self.allowed else "the labels"
+
+
+def _as_written(value: object) -> str:
+    """A label cell as text: a decimal that is a whole number as the integer (4.0 in a CSV column with empty
+    cells reads 4)."""
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
+def _unknown_labels_hint(unknown: Counter[str], labels: Sequence[str]) -> str:
+    """The labels no row could be read as (the most frequent first), and the ``--label-map`` that reads them: a map
+    guessed from their spelling when each is the start of one label (``pos`` → ``positive``), else one to fill in."""
+    from worker.training.register import guessed_label_map
+
+    shown = [value for value, _ in unknown.most_common(10)]
+    counts = ", ".join(f"{value!r} ({count})" for value, count in unknown.most_common(10))
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    guess = guessed_label_map(shown, shown, labels) if len(unknown) <= 10 else {}
+    mapping = ",".join(f"{value}={guess.get(value, 'LABEL')}" for value in shown)
+    return (f"labels that are none of the question's {sorted(labels)}: {counts}{more} — where they stand for its "
+            f"labels, `--label-map {mapping}` reads them as those"
+            f"{' (guessed from their spelling: check it)' if guess else ''}")
 
 
 def _empty(value: object) -> bool:

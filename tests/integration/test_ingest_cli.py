@@ -227,3 +227,37 @@ def test_a_value_the_users_property_does_not_allow_is_listed_by_record_and_the_r
     records = client.datasets(name=dataset_name, workspace=stack_settings.workspace).records()
     assert sorted((record.id, record.metadata["team"], record.metadata["original_label"]) for record in records) == [
         ("r1", "north", "a"), ("r3", "south", "a")]
+
+
+def test_a_file_of_label_numbers_into_their_dataset_is_read_through_the_label_map_the_summary_writes(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    """Their question says negative / positive, their export says 0 / 1: the first ingest skips every row and writes
+    the `--label-map` to fill in; with it, every record lands with its label; a map to a label the question does not
+    have is one line, before anything is written."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="label", labels=["negative", "positive"])])).create()
+    data = tmp_path / "export.csv"
+    data.write_text("text,label\na moving film,1\ndull and long,0\nsuperb,1\n")
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+
+    def ingest(*extra):
+        return subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
+                               "--label-column", "label", "--api-url", stack_settings.api_url, *extra],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    unread = ingest()
+    assert unread.returncode == 2 and "0 of 3 rows ingested, 3 skipped" in unread.stdout, unread.stdout + unread.stderr
+    assert ("labels that are none of the question's ['negative', 'positive']: '1' (2), '0' (1) — where they stand "
+            "for its labels, `--label-map 1=LABEL,0=LABEL` reads them as those") in unread.stdout
+    wrong = ingest("--label-map", "0=negative,1=neutral")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "--label-map': maps to ['neutral'], which are not the question's labels ['negative', 'positive']" \
+        in wrong.stderr, wrong.stderr
+    mapped = ingest("--label-map", "0=negative,1=positive")
+    assert mapped.returncode == 0, mapped.stdout + mapped.stderr
+    assert "3 of 3 rows ingested, 0 skipped" in mapped.stdout
+    records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records())
+    assert sorted((record.fields["text"], record.metadata["original_label"]) for record in records) == [
+        ("a moving film", "positive"), ("dull and long", "negative"), ("superb", "positive")]

@@ -535,6 +535,33 @@ def test_a_label_in_another_letter_case_is_read_as_the_questions_and_the_summary
     assert "read as" not in exact.summary()
 
 
+def test_labels_the_file_writes_otherwise_are_read_through_the_label_map_and_unknown_ones_get_the_map_to_write():
+    """A CSV of 0 / 1 (or pos / neg) into a question of negative / positive: every row was bad with nothing said
+    about the way out; the summary now names the labels it could not read and the `--label-map` that reads them
+    (guessed when each is the start of one label), and with that map every row is read."""
+    rows = [{"text": f"review {index}", "label": value} for index, value in enumerate([0, 1, 1, 0, 1])]
+    report = IngestReport()
+    assert not list(labelled_rows(datasets.Dataset.from_list(rows), label_column="label",
+                                  labels=["negative", "positive"], report=report))
+    assert report.bad_rows[0] == (1, "label 0 is not one of ['negative', 'positive']")
+    assert ("labels that are none of the question's ['negative', 'positive']: '1' (3), '0' (2) — where they stand for "
+            "its labels, `--label-map 1=LABEL,0=LABEL` reads them as those") in report.summary()
+    mapped = IngestReport()
+    read = list(labelled_rows(datasets.Dataset.from_list(rows), label_column="label", labels=["negative", "positive"],
+                              label_map={"0": "negative", "1": "positive"}, report=mapped))
+    assert [row.label for row in read] == ["negative", "positive", "positive", "negative", "positive"]
+    assert not mapped.bad_rows and "none of the question's" not in mapped.summary()
+    short = IngestReport()
+    list(labelled_rows(datasets.Dataset.from_list([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]),
+                       label_column="label", labels=["negative", "positive"], report=short))
+    assert "`--label-map pos=positive,neg=negative` reads them as those (guessed from their spelling: check it)" \
+        in short.summary()
+    tags = IngestReport()  # a label set: each label mapped
+    sets = list(labelled_rows(datasets.Dataset.from_list([{"text": "a", "tags": ["sp", "tech"]}]), label_column="tags",
+                              labels=["sport", "tech"], label_map={"sp": "sport"}, report=tags))
+    assert [row.label for row in sets] == [("sport", "tech")]
+
+
 def test_rows_repeating_an_earlier_rows_text_are_ingested_and_counted_with_the_first_named(tmp_path):
     """A file with the same text twice (other case and spacing, another label) keeps both rows — which label is
     right is the annotators' call — and the summary says how many repeat a text and where the first one is."""

@@ -26,7 +26,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         model_label, sep, dataset_label = item.partition("=")
         if not sep or not model_label.strip() or not dataset_label.strip():
-            raise DataError(f"--label-map item {item!r} is not MODEL_LABEL=DATASET_LABEL")
+            raise DataError(f"--label-map item {item!r} is not THEIR_LABEL=QUESTION_LABEL (e.g. POS=positive)")
         mapping[model_label.strip()] = dataset_label.strip()
     return mapping
 
