@@ -8,7 +8,7 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
-from worker.binding import DatasetBinding
+from worker.binding import DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
@@ -34,6 +34,7 @@ class ReferenceSample:
     respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as the team wrote it, the label) -> count
     unread: Counter[str] = field(default_factory=Counter)  # a value of theirs that names none of its labels -> count
     first_unread: str | None = None  # the first record holding such a value
+    agents: Counter[str] = field(default_factory=Counter)  # other agents of the question's suggestions -> records
 
 
 @dataclass
@@ -105,6 +106,9 @@ def _sample_references(services: Services) -> ReferenceSample | None:
     for record in itertools.islice(services.gateway.pull(page_size=REFERENCE_SAMPLE), REFERENCE_SAMPLE):
         sample.read += 1
         sample.carrying += record.reference is not None
+        if record.suggestion is not None and record.suggestion.agent \
+                and is_foreign(record.suggestion.agent, record.metadata):  # not the worker's own
+            sample.agents[record.suggestion.agent] += 1
         if binding.reference.kind != "metadata" or binding.reference.name is None:
             continue
         written = record.server_metadata.get(binding.reference.name)

@@ -398,6 +398,11 @@ def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
     from worker.binding import respellings
 
     note = f"of the first {sample.read} records, {sample.carrying} carry one"
+    agent = binding.reference.name if binding.reference.kind == "suggestion" else None
+    if agent is not None and sample.carrying == 0 and sample.read:
+        by = ", ".join(f"{name!r} ({count})" for name, count in sample.agents.most_common(5))
+        note += f": none has a suggestion by agent {agent!r}" + (
+            f"; their suggestions are by {by}" if by else "; none has a suggestion")
     if sample.respelled:
         note += f" (read as the question's labels: {respellings(sample.respelled, shown=5)})"
     if sample.unread:

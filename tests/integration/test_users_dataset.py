@@ -311,6 +311,12 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert "model reads: review_body" in fresh.stdout
     assert f"question {QUESTION!r}: 2 labels (negative, positive)" in fresh.stdout
     assert "an unreviewed record's label (argilla.reference = 'auto'): the ingested original_label" in fresh.stdout
+    assert f"of the first {COUNT} records, {COUNT} carry one\n" in fresh.stdout, fresh.stdout
+    misspelt = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                    extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base,
+                               "ARGILLA_WORKER_ARGILLA__REFERENCE": "suggestion:gpt-labeler"})
+    assert (f"of the first {COUNT} records, 0 carry one: none has a suggestion by agent 'gpt-labeler'; their "
+            f"suggestions are by {AGENT!r} ({COUNT})") in misspelt.stdout, misspelt.stdout
     assert "to do: no model yet: `argilla-worker train`" in fresh.stdout
     assert ("if no record carries a label yet, `argilla-worker cold-start --vector embedding` ranks a first batch to "
             "annotate") in fresh.stdout
