@@ -1599,8 +1599,8 @@ def publish_job(services: Services, *, directory: Path | None = None,
         if publication.num_rows == 0:  # an empty dataset pushed over the last publication helps no one
             raise DataError(_nothing_to_publish(services, stats))
         state = "labelled" if from_scratch else "cleaned"
+        # the card links Argilla itself, not the team's server: an internal address is no reader's business
         card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} ({state})",
-                        source=services.settings.argilla.api_url,
                         model_metrics=_model_metrics(services, publication))
         results = [sink.publish(publication, card) for sink in sinks]
     call_each(services.plugins, "on_published", results=results)

@@ -167,6 +167,8 @@ def test_train_score_push_publish_on_a_dataset_made_with_the_sdk(their_dataset, 
     services.settings.publish.metadata = ["source_site", "original_agent", "original_score"]
     publish_job(services, directory=tmp_path / "published")
     assert _dataset_settings(stack_settings, their_dataset.id) == scored_settings
+    card = (tmp_path / "published" / "README.md").read_text()  # a public card: their server's address is not in it
+    assert stack_settings.api_url not in card and "reviewed in [Argilla](https://argilla.io)" in card
     table = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
     rows = {row["id"]: row for split in table.values() for row in split}
     names = table[next(iter(table))].features["label"].names
