@@ -371,7 +371,7 @@ def config_check(config_file: Path | None) -> None:
     click.echo(f"  an unreviewed record's label (argilla.reference = {str(binding.reference)!r}): "
                f"{REFERENCE_MEANING[binding.reference.kind].format(name=binding.reference.name)}"
                + (f"; the worker's metadata named {binding.metadata_prefix}<name>" if binding.metadata_prefix else ""))
-    if check.references is not None:
+    if check.references is not None and check.references.read:  # an empty dataset has nothing to say
         click.echo(f"    {_references_note(check.references, binding)}")
     click.echo(f"  reviews: a record is complete at {check.min_submitted} submitted "
                f"response{'s' if check.min_submitted > 1 else ''}; "
@@ -399,7 +399,7 @@ def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
 
     note = f"of the first {sample.read} records, {sample.carrying} carry one"
     agent = binding.reference.name if binding.reference.kind == "suggestion" else None
-    if agent is not None and sample.carrying == 0 and sample.read:
+    if agent is not None and sample.carrying == 0:
         by = ", ".join(f"{name!r} ({count})" for name, count in sample.agents.most_common(5))
         note += f": none has a suggestion by agent {agent!r}" + (
             f"; their suggestions are by {by}" if by else "; none has a suggestion")
