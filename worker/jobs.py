@@ -185,6 +185,7 @@ class ScoreReport:
     held_out: HeldOutAgreement | None = None  # out-of-fold runs: how often the fold models agree with the labels
     label_issues: int = 0  # out-of-fold runs: records given label_issue (those the fold models trained on)
     blind: int = 0  # test records (or copies) nobody has reviewed: no model answer (see blind_test_records)
+    unlabelled: int = 0  # out-of-fold runs: records without a label, which no held-out loss can be measured for
     # where the run's thread waited (see time_shares): for records to be read and tokenized, for the model's
     # results (on a CPU: its passes; the Ray engine: its actors), for the pusher (Argilla's bulk upserts)
     setup_seconds: float = 0.0  # before the first record was read: binding, the model loaded, the engine started
@@ -222,6 +223,8 @@ class ScoreReport:
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")
                 + (f", {self.blind} test records (or copies of their texts) left without the model's answer until "
                    f"reviewed" if self.blind else "")
+                + (f", {self.unlabelled} without a label (left to the current model's score run)"
+                   if self.unlabelled else "")
                 + (f"; {self.mean_mc_samples:.1f} MC samples a record" if self.scored else "")
                 + (f"; of its {self.seconds:.1f} s it set up {shares['setup']:.0%} (binding, model, engine) and "
                    f"waited for records (read, tokenized) {shares['records']:.0%}, for the model "
@@ -776,6 +779,7 @@ def labelled_sample(records: Iterable[PulledRecord], labels: Sequence[str], labe
         decided = verdict(record, crowd)
         label = decided.label if decided is not None and decided.label is not None else record.reference
         if label is None:
+            report.unlabelled += 1
             continue
         if not record.has_text:
             report.skipped += 1

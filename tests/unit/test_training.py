@@ -536,7 +536,8 @@ def test_the_out_of_fold_pull_trains_on_every_annotated_record_and_a_sample_of_t
     assert len(chosen) <= 2 + 20 + 50 * len(LABELS) and len(chosen) < 303
     assert chosen.get("tie") is None or chosen["tie"].label == "positive"
     assert server_ids == {record_id: f"srv-{record_id}" for record_id in chosen}
-    assert (report.considered, report.skipped) == (len(records), 1)
+    assert (report.considered, report.skipped, report.unlabelled) == (len(records), 1, 1)
+    assert ", 1 without a label (left to the current model's score run)" in report.summary()
     again, _ = labelled_sample(records[::-1], LABELS, LabelledRecords(tmp_path / "again.sqlite", k=3, seed=0),
                                Settings(max_original=20))
     assert {example.id for example in again} == set(chosen)  # the same records give the same sample, in any order
