@@ -242,6 +242,20 @@ class DatasetBinding:
             return None if None in names else label_set(name for name in names if name is not None)
         return read(value)
 
+    def spellings(self, value: object) -> tuple[list[tuple[str, str]], list[str]]:
+        """How :meth:`read_label` reads a label (set) the team wrote: the names it read as another label — (as
+        written, the label) — and the names it reads as none."""
+        names = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
+        respelled, unknown = [], []
+        for name in names:
+            label = self.label_reading.read(name)
+            written = str(int(name) if isinstance(name, float) and name.is_integer() else name)
+            if label is None:
+                unknown.append(written)
+            elif label != written:
+                respelled.append((written, label))
+        return respelled, unknown
+
     def unread_reference(self, stored: Mapping[str, object]) -> object | None:
         """The value of the team's label property (``argilla.reference = 'metadata:NAME'``) in a record's metadata
         as the server holds it (``stored``), when it names no label of the question (:meth:`read_label`: the record

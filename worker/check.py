@@ -32,8 +32,9 @@ class ReferenceSample:
     read: int = 0  # records read
     carrying: int = 0  # of them, those that carry a label of the question
     respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as the team wrote it, the label) -> count
-    unread: Counter[str] = field(default_factory=Counter)  # a value of theirs that names none of its labels -> count
-    first_unread: str | None = None  # the first record holding such a value
+    unread: Counter[str] = field(default_factory=Counter)  # a name of theirs that is none of its labels -> records
+    unread_records: int = 0  # records holding such a name (read as without a label)
+    first_unread: str | None = None  # the first of them
     agents: Counter[str] = field(default_factory=Counter)  # other agents of the question's suggestions -> records
 
 
@@ -111,12 +112,13 @@ def _sample_references(services: Services) -> ReferenceSample | None:
             sample.agents[record.suggestion.agent] += 1
         if binding.reference.kind != "metadata" or binding.reference.name is None:
             continue
-        written = record.server_metadata.get(binding.reference.name)
-        if binding.unread_reference(record.server_metadata) is not None:
-            sample.unread[str(written)] += 1
+        respelled, unknown = binding.spellings(record.server_metadata.get(binding.reference.name))
+        if unknown:
+            sample.unread.update(unknown)
+            sample.unread_records += 1
             sample.first_unread = sample.first_unread or record.record_id
-        elif isinstance(record.reference, str) and written is not None and str(written) != record.reference:
-            sample.respelled[(str(written), record.reference)] += 1
+        else:
+            sample.respelled.update(respelled)
     return sample
 
 

@@ -407,9 +407,10 @@ def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
         note += f" (read as the question's labels: {respellings(sample.respelled, shown=5)})"
     if sample.unread:
         values = ", ".join(f"{value!r} × {count}" for value, count in sample.unread.most_common(5))
-        count = sum(sample.unread.values())
-        note += (f"; {count} hold{'s' * (count == 1)} none of its labels in {binding.reference.name} ({values}; "
-                 f"e.g. record {sample.first_unread!r}): read as records without a label")
+        one = sample.unread_records == 1
+        note += (f"; {sample.unread_records} hold{'s' * one} a name in {binding.reference.name} that is none of its "
+                 f"labels ({values}; e.g. record {sample.first_unread!r}): read as {'a record' if one else 'records'} "
+                 f"without a label")
     return note
 
 

@@ -247,8 +247,8 @@ def test_their_label_property_in_their_own_spelling_trains_and_scores_and_unsure
     assert checked.returncode == 0, checked.stderr[-3000:]
     assert "of the first 24 records, 22 carry one (read as the question's labels: " in checked.stdout, checked.stdout
     assert "'Positive 👍' → 'positive' (" in checked.stdout and "'NEGATIVE' → 'negative' (" in checked.stdout
-    assert "2 hold none of its labels in gold ('unsure' × 2; e.g. record 'e5'): read as records without a label" \
-        in checked.stdout
+    assert ("2 hold a name in gold that is none of its labels ('unsure' × 2; e.g. record 'e5'): read as records "
+            "without a label") in checked.stdout
 
     trained = _cli(stack_settings, dataset_name, tmp_path, "train", extra_env=env)
     assert trained.returncode == 0 and "Traceback" not in trained.stderr, trained.stderr[-3000:]
@@ -256,8 +256,8 @@ def test_their_label_property_in_their_own_spelling_trains_and_scores_and_unsure
     scored = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=env)
     assert scored.returncode == 0 and "Traceback" not in scored.stderr, scored.stderr[-3000:]
     assert "24 scored" in scored.stdout, scored.stdout
-    assert ("record 'e5': metadata gold = 'unsure' names none of the labels of question 'verdict' ['positive', "
-            "'negative']: read as a record without a label") in scored.stderr
+    assert ("record 'e5': metadata gold = 'unsure': 'unsure' is none of the labels of question 'verdict' "
+            "['positive', 'negative']: read as a record without a label") in scored.stderr
     truth = {example.id: example.label for example in examples}
     for record_id, record in _stored(stack_settings, dataset.id).items():
         metadata = record["metadata"]

@@ -217,6 +217,10 @@ def test_a_label_property_of_the_teams_reads_their_spellings_as_the_questions_la
     assert tagged.reference_label({}, None, None, stored={"tags": ["TECH", "Sport ⚽"]}) == ("sport", "tech")
     assert tagged.reference_label({}, None, None, stored={"tags": ["tech", "cooking"]}) is None
     assert tagged.unread_reference({"tags": ["tech", "cooking"]}) == ["tech", "cooking"]
+    # what config check and the log say of a value: the names read as another label, and those read as none
+    assert tagged.spellings(["TECH", "Sport ⚽", "tech"]) == ([("TECH", "tech"), ("Sport ⚽", "sport")], [])
+    assert tagged.spellings(["tech", "cooking"]) == ([], ["cooking"]) and tagged.spellings(None) == ([], [])
+    assert rated.spellings(2.0) == ([], []) and binding.spellings("unsure") == ([], ["unsure"])
 
 
 def test_a_created_dataset_takes_the_configured_names_and_has_one_field():

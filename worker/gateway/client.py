@@ -1439,16 +1439,19 @@ class UnreadLabels:
         if value is not None:
             self.count += 1
             if self.count <= self.SHOWN:
-                logger.warning("record %r: metadata %s = %r names none of the labels of question %r %s: read as a "
+                _, unknown = self.binding.spellings(value)
+                logger.warning("record %r: metadata %s = %r: %s none of the labels of question %r %s: read as a "
                                "record without a label (its uncertainty is scored, no loss; a review labels it)",
-                               record.record_id, self.binding.reference.name, value, self.binding.question,
-                               list(self.binding.labels))
+                               record.record_id, self.binding.reference.name, value,
+                               ", ".join(map(repr, unknown)) + (" is" if len(unknown) == 1 else " are"),
+                               self.binding.question, list(self.binding.labels))
         return record
 
     def close(self) -> None:
         if self.count > self.SHOWN:
-            logger.warning("%d records in all hold a %s that names none of the labels of question %r (the first %d "
-                           "named above): read as records without a label", self.count, self.binding.reference.name,
+            logger.warning("%d records in all hold a %s with a name that is none of the labels of question %r (the "
+                           "first %d named above): read as records without a label", self.count,
+                           self.binding.reference.name,
                            self.binding.question, self.SHOWN)
 
 
