@@ -41,6 +41,7 @@ from functools import cached_property
 from typing import TypeGuard
 
 from worker.errors import ConfigError
+from worker.iterables import most_common
 from worker.records import LabelValue, label_set
 
 TEXT_TYPE = "text"  # the Argilla field types the model can read: text …
@@ -101,10 +102,13 @@ class LabelReading:
     (``titles``: value → title, ``Cars 🚗`` → ``autos``), either in another letter case or with spaces around it
     (``POSITIVE`` → ``positive``), a rating as a number (``4`` or ``4.0`` → ``"4"``). A spelling that reads as
     two labels (``Pos`` beside ``pos`` and ``POS``; ``other`` beside the value ``other`` and ``misc`` titled
-    ``Other``) reads as none. O(labels) to build, O(1) a reading."""
+    ``Other``) reads as none; ``mapped`` (a map the team gave: ``{"0": "negative"}``) comes first. O(labels) to
+    build, O(1) a reading."""
 
-    def __init__(self, values: Sequence[str], titles: Mapping[str, str] | None = None) -> None:
+    def __init__(self, values: Sequence[str], titles: Mapping[str, str] | None = None,
+                 mapped: Mapping[str, str] | None = None) -> None:
         self.values = frozenset(values)
+        self.mapped = dict(mapped or {})
         titles = {value: (titles or {}).get(value) or value for value in values}
         self.aliases = label_aliases(titles)
         folded: dict[str, set[str]] = {}
@@ -118,6 +122,8 @@ class LabelReading:
         if isinstance(written, float) and written.is_integer():
             written = int(written)
         text = str(written)
+        if text in self.mapped:
+            return self.mapped[text]
         if text in self.values:
             return text
         if text in self.aliases:
@@ -128,7 +134,7 @@ class LabelReading:
 def respellings(respelled: Counter[tuple[str, str]], shown: int = 10) -> str:
     """How :class:`LabelReading` read labels written otherwise, the most frequent first: ``'POSITIVE' → 'positive'
     (120), …`` (``respelled``: (as written, label) -> how many); past ``shown`` the rest counted."""
-    items = [f"{written!r} → {label!r} ({count})" for (written, label), count in respelled.most_common(shown)]
+    items = [f"{written!r} → {label!r} ({count})" for (written, label), count in most_common(respelled, shown)]
     rest = len(respelled) - shown
     return ", ".join(items) + (f" and {rest} more spelling(s)" if rest > 0 else "")
 
@@ -191,11 +197,13 @@ class DatasetBinding:
     rating: bool = False  # a RatingQuestion: labels are its values as text, the server's are integers
     metadata_prefix: str = ""  # before each of the worker's metadata names on the server (see the module docstring)
     label_titles: tuple[str, ...] = ()  # what the UI shows for each label, in ``labels``' order
+    reference_map: tuple[tuple[str, str], ...] = ()  # argilla.reference_map: (the team's value, the label)
 
     @cached_property
     def label_reading(self) -> LabelReading:
-        """The question's labels as people write them (:class:`LabelReading`)."""
-        return LabelReading(self.labels, dict(zip(self.labels, self.label_titles, strict=False)))
+        """The question's labels as people write them (:class:`LabelReading`), ``argilla.reference_map`` first."""
+        return LabelReading(self.labels, dict(zip(self.labels, self.label_titles, strict=False)),
+                            dict(self.reference_map))
 
     def stored_name(self, name: str) -> str:
         """The server's name of the worker's metadata property ``name``."""
@@ -359,7 +367,8 @@ def is_foreign(agent: str | None, metadata: Mapping[str, object]) -> bool:
 
 
 def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "", reference: str = "auto",
-         worker_metadata: Mapping[str, str] | None = None, metadata_prefix: str | None = None) -> DatasetBinding:
+         worker_metadata: Mapping[str, str] | None = None, metadata_prefix: str | None = None,
+         reference_map: Mapping[str, str] | None = None) -> DatasetBinding:
     """Build and validate the binding of ``shape`` for the ``[argilla]`` config values.
 
     ``worker_metadata`` maps the worker's metadata property names to their type (float / terms):
@@ -379,6 +388,10 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
     if source.kind == "metadata" and source.name not in present:
         raise BindingError(f"argilla.reference = {str(source)!r}: no metadata property {source.name!r}; "
                            f"{shape.describe()}")
+    outside = sorted(set((reference_map or {}).values()) - set(chosen_question.labels))
+    if outside:
+        raise BindingError(f"argilla.reference_map maps to {outside}, which are not labels of question "
+                           f"{chosen_question.name!r} {list(chosen_question.labels)}")
     stored = {prefixed(name, prefix): kind for name, kind in (worker_metadata or {}).items()}
     conflicts = [f"{name} is {present[name].type}, the worker writes {kind}"
                  for name, kind in stored.items() if name in present and not _compatible(present[name].type, kind)]
@@ -391,7 +404,8 @@ def bind(shape: DatasetShape, *, fields: Sequence[str] = (), question: str = "",
                           reference=source, field_titles=tuple(titles[name] or name for name in chosen_fields),
                           question_id=chosen_question.id, multi_label=chosen_question.type == MULTI_LABEL_TYPE,
                           metadata_prefix=prefix, chat_fields=tuple(name for name in chosen_fields if name in chats),
-                          rating=chosen_question.type == RATING_TYPE, label_titles=chosen_question.titles)
+                          rating=chosen_question.type == RATING_TYPE, label_titles=chosen_question.titles,
+                          reference_map=tuple(sorted((reference_map or {}).items())))
 
 
 def metadata_prefix_for(shape: DatasetShape, question: str, configured: str | None,

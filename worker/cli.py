@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections import Counter
@@ -396,22 +397,36 @@ def config_check(config_file: Path | None) -> None:
 def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
     """``config check``'s line on the labels the first records carry (:func:`worker.check._sample_references`)."""
     from worker.binding import respellings
+    from worker.iterables import most_common
 
     note = f"of the first {sample.read} records, {sample.carrying} carry one"
     agent = binding.reference.name if binding.reference.kind == "suggestion" else None
     if agent is not None and sample.carrying == 0:
-        by = ", ".join(f"{name!r} ({count})" for name, count in sample.agents.most_common(5))
+        by = ", ".join(f"{name!r} ({count})" for name, count in most_common(sample.agents, 5))
         note += f": none has a suggestion by agent {agent!r}" + (
             f"; their suggestions are by {by}" if by else "; none has a suggestion")
     if sample.respelled:
         note += f" (read as the question's labels: {respellings(sample.respelled, shown=5)})"
     if sample.unread:
-        values = ", ".join(f"{value!r} × {count}" for value, count in sample.unread.most_common(5))
+        values = ", ".join(f"{value!r} × {count}" for value, count in most_common(sample.unread, 5))
         one = sample.unread_records == 1
         note += (f"; {sample.unread_records} hold{'s' * one} a name in {binding.reference.name} that is none of its "
                  f"labels ({values}; e.g. record {sample.first_unread!r}): read as {'a record' if one else 'records'} "
-                 f"without a label")
+                 f"without a label — where they stand for its labels, {_reference_map_hint(sample, binding)} reads "
+                 f"them as those")
     return note
+
+
+def _reference_map_hint(sample: ReferenceSample, binding: DatasetBinding) -> str:
+    """The ``argilla.reference_map`` that reads the names no label reads, as TOML: guessed from their spelling when
+    each is the start of one label (``pos`` → ``positive``), else ``LABEL`` to fill in."""
+    from worker.iterables import most_common
+    from worker.training.register import guessed_label_map
+
+    names = [name for name, _ in most_common(sample.unread, 10)]
+    guess = guessed_label_map(names, names, binding.labels)
+    pairs = ", ".join(f"{json.dumps(name)} = {json.dumps(guess.get(name, 'LABEL'))}" for name in names)
+    return f"argilla.reference_map = {{{pairs}}}" + (" (guessed from their spelling: check it)" if guess else "")
 
 
 # the job whose first values add a group of the worker's metadata properties (WorkerMetadata.written_by)

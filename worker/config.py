@@ -31,6 +31,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -147,6 +148,10 @@ class ArgillaSettings(_Section):
                               "markers), or keep them untouched")
     reference: str = Field("auto", description="where an unreviewed record's label comes from: auto | none | "
                                                "suggestion:AGENT | metadata:NAME")
+    reference_map: dict[str, str] = Field(
+        default_factory=dict, description="with reference = 'metadata:NAME': values of that property read as the "
+                                          "question's labels, e.g. {\"0\" = \"negative\", \"1\" = \"positive\"} "
+                                          "(titles and other letter case need none)")
     hf_token: SecretStr | None = Field(
         None, description="secret: a Hugging Face token, for an Argilla in a private Space (sent as 'Authorization: "
                           "Bearer'); env ARGILLA_WORKER_ARGILLA__HF_TOKEN or hf_token_file; unset, a *.hf.space "
@@ -188,6 +193,13 @@ class ArgillaSettings(_Section):
         except ConfigError as error:
             raise ValueError(str(error).split(": ", 1)[-1]) from None
         return value
+
+    @model_validator(mode="after")
+    def _map_for_a_property(self) -> ArgillaSettings:
+        if self.reference_map and not self.reference.startswith("metadata:"):
+            raise ValueError(f"argilla.reference_map reads the values of the team's label property: it needs "
+                             f"argilla.reference = 'metadata:NAME' (it is {self.reference!r})")
+        return self
 
     def key(self) -> str:
         """The API key from the environment / file, or the ARGILLA_API_KEY variable the SDK uses."""

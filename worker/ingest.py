@@ -32,6 +32,7 @@ import datasets
 from worker.binding import LabelReading, respellings
 from worker.duplicates import text_key
 from worker.errors import DataError
+from worker.iterables import most_common
 from worker.records import LabelledText, LabelValue, label_set
 
 logger = logging.getLogger(__name__)
@@ -430,8 +431,8 @@ def _unknown_labels_hint(unknown: Counter[str], labels: Sequence[str]) -> str:
     guessed from their spelling when each is the start of one label (``pos`` → ``positive``), else one to fill in."""
     from worker.training.register import guessed_label_map
 
-    shown = [value for value, _ in unknown.most_common(10)]
-    counts = ", ".join(f"{value!r} ({count})" for value, count in unknown.most_common(10))
+    shown = [value for value, _ in most_common(unknown, 10)]
+    counts = ", ".join(f"{value!r} ({count})" for value, count in most_common(unknown, 10))
     more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
     guess = guessed_label_map(shown, shown, labels) if len(unknown) <= 10 else {}
     mapping = ",".join(f"{value}={guess.get(value, 'LABEL')}" for value in shown)

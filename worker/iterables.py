@@ -8,11 +8,19 @@ import heapq
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
+
+
+def most_common(counts: Mapping[K, int], n: int | None = None) -> list[tuple[K, int]]:
+    """``Counter.most_common`` with ties in the keys' order, not in the order they were first counted: what a
+    message lists reads the same whatever order the records came in."""
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
+    return ranked if n is None else ranked[:n]
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -62,7 +62,8 @@ class Services:
         return ArgillaGateway(api_url=argilla.api_url, api_key=argilla.key(), dataset_name=argilla.dataset,
                               workspace=argilla.workspace, fields=argilla.fields, question=argilla.question,
                               reference=argilla.reference, guidelines=argilla.guidelines,
-                              metadata_prefix=argilla.metadata_prefix, http=argilla.http())
+                              metadata_prefix=argilla.metadata_prefix, http=argilla.http(),
+                              reference_map=argilla.reference_map)
 
     @cached_property
     def registry(self) -> ModelRegistry:

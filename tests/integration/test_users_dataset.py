@@ -280,6 +280,46 @@ def test_their_label_property_in_their_own_spelling_trains_and_scores_and_unsure
     assert not {"original_label", "original_agent", "original_score"} & set(reviewed["metadata"]), reviewed
 
 
+def test_their_label_codes_are_read_through_argilla_reference_map_which_config_check_writes_out(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    """Their labels live in an integer property (`gold` = 0 / 1, the ClassLabel codes of their export): no spelling
+    reads them, so `config check` says so and writes the `argilla.reference_map` to fill in; with it the codes are
+    the labels. A map to a label the question lacks, or without a property to read, is one line."""
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    settings = rg.Settings(fields=[rg.TextField(name="review")],
+                           questions=[rg.LabelQuestion(name="verdict", labels=["negative", "positive"])],
+                           metadata=[rg.IntegerMetadataProperty(name="gold")])
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, settings=settings, client=client)
+    dataset.create()
+    examples = sentiment_examples(12)
+    dataset.records.log([rg.Record(id=example.id, fields={"review": example.text},
+                                   metadata={"gold": LABELS.index(example.label)}) for example in examples])
+    env = {"ARGILLA_WORKER_ARGILLA__FIELDS": '["review"]', "ARGILLA_WORKER_ARGILLA__REFERENCE": "metadata:gold",
+           "ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp_path / "base"))}
+
+    codes = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env=env)
+    assert codes.returncode == 0, codes.stderr[-3000:]
+    assert ("of the first 12 records, 0 carry one; 12 hold a name in gold that is none of its labels ('0' × 6, "
+            "'1' × 6; e.g. record 'e0'): read as records without a label — where they stand for its labels, "
+            "argilla.reference_map = {\"0\" = \"LABEL\", \"1\" = \"LABEL\"} reads them as those") in codes.stdout, \
+        codes.stdout
+    mapped = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env={
+        **env, "ARGILLA_WORKER_ARGILLA__REFERENCE_MAP": json.dumps({"0": LABELS[0], "1": LABELS[1]})})
+    assert mapped.returncode == 0, mapped.stderr[-3000:]
+    assert (f"of the first 12 records, 12 carry one (read as the question's labels: '0' → {LABELS[0]!r} (6), '1' → "
+            f"{LABELS[1]!r} (6))\n") in mapped.stdout, mapped.stdout
+    wrong = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env={
+        **env, "ARGILLA_WORKER_ARGILLA__REFERENCE_MAP": '{"0": "neutral"}'})
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert ("argilla.reference_map maps to ['neutral'], which are not labels of question 'verdict' ['negative', "
+            "'positive']") in wrong.stderr, wrong.stderr
+    unused = _cli(stack_settings, dataset_name, tmp_path, "config", "check", extra_env={
+        **env, "ARGILLA_WORKER_ARGILLA__REFERENCE": "auto", "ARGILLA_WORKER_ARGILLA__REFERENCE_MAP": '{"0": "x"}'})
+    assert unused.returncode == 1 and "Traceback" not in unused.stderr
+    assert "argilla.reference_map reads the values of the team's label property: it needs argilla.reference = " \
+        "'metadata:NAME' (it is 'auto')" in unused.stderr, unused.stderr
+
+
 def test_score_without_a_model_says_what_to_do_before_anything_is_written(their_dataset, stack_settings,
                                                                           dataset_name, tmp_path):
     """A new team runs `score` before any model exists: one line naming `train` and `models register`; their

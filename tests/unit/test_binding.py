@@ -221,6 +221,14 @@ def test_a_label_property_of_the_teams_reads_their_spellings_as_the_questions_la
     assert tagged.spellings(["TECH", "Sport ⚽", "tech"]) == ([("TECH", "tech"), ("Sport ⚽", "sport")], [])
     assert tagged.spellings(["tech", "cooking"]) == ([], ["cooking"]) and tagged.spellings(None) == ([], [])
     assert rated.spellings(2.0) == ([], []) and binding.spellings("unsure") == ([], ["unsure"])
+    # codes read through argilla.reference_map (first: a code may be spelled like a label); a map to no label refused
+    coded = bind(shape, reference="metadata:gold", reference_map={"0": "negative", "1": "positive"})
+    assert [coded.reference_label({}, None, None, stored={"gold": code}) for code in (0, 1, 1.0, "2")] == [
+        "negative", "positive", "positive", None]
+    assert coded.spellings(0) == ([("0", "negative")], [])
+    with pytest.raises(BindingError, match=r"argilla.reference_map maps to \['neutral'\], which are not labels of "
+                                           r"question 'sentiment' \['positive', 'negative'\]"):
+        bind(shape, reference="metadata:gold", reference_map={"2": "neutral"})
 
 
 def test_a_created_dataset_takes_the_configured_names_and_has_one_field():

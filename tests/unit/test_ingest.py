@@ -523,8 +523,8 @@ def test_a_label_in_another_letter_case_is_read_as_the_questions_and_the_summary
                               labels=["positive", "negative"], report=report))
     assert [row.label for row in read] == ["positive", "negative", "positive", "negative", "positive"]
     assert report.bad_rows == [(6, "label 'so-so' is not one of ['negative', 'positive']")]
-    assert "labels read as the question's: 'POSITIVE' → 'positive' (2), 'Negative' → 'negative' (1), " \
-        "'NEGATIVE ' → 'negative' (1)" in report.summary()
+    assert "labels read as the question's: 'POSITIVE' → 'positive' (2), 'NEGATIVE ' → 'negative' (1), " \
+        "'Negative' → 'negative' (1)" in report.summary()
     shared = IngestReport()
     assert not list(labelled_rows(datasets.Dataset.from_list([{"text": "x", "label": "Pos"}]), label_column="label",
                                   labels=["pos", "POS"], report=shared))
@@ -554,7 +554,7 @@ def test_labels_the_file_writes_otherwise_are_read_through_the_label_map_and_unk
     short = IngestReport()
     list(labelled_rows(datasets.Dataset.from_list([{"text": "a", "label": "pos"}, {"text": "b", "label": "neg"}]),
                        label_column="label", labels=["negative", "positive"], report=short))
-    assert "`--label-map pos=positive,neg=negative` reads them as those (guessed from their spelling: check it)" \
+    assert "`--label-map neg=negative,pos=positive` reads them as those (guessed from their spelling: check it)" \
         in short.summary()
     tags = IngestReport()  # a label set: each label mapped
     sets = list(labelled_rows(datasets.Dataset.from_list([{"text": "a", "tags": ["sp", "tech"]}]), label_column="tags",

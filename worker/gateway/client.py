@@ -405,13 +405,14 @@ class ArgillaGateway:
     def __init__(self, *, api_url: str, api_key: str, dataset_name: str, workspace: str,
                  retry: RetryPolicy | None = None, fields: Sequence[str] = (), question: str = "",
                  reference: str = "auto", guidelines: str = "append", metadata_prefix: str | None = None,
-                 http: ArgillaHttp | None = None):
+                 http: ArgillaHttp | None = None, reference_map: Mapping[str, str] | None = None):
         self.api_url = api_url
         self.dataset_name = dataset_name
         self.workspace = workspace
         self.retry = retry or RetryPolicy()
         self._fields, self._question, self._reference = tuple(fields), question, reference  # the [argilla] config
         self._metadata_prefix = metadata_prefix
+        self._reference_map = dict(reference_map or {})
         self.guidelines_mode = guidelines  # append: add/update the worker's section; keep: never touch them
         self._cached_dataset: rg.Dataset | None = None
         self._binding: DatasetBinding | None = None
@@ -491,7 +492,7 @@ class ArgillaGateway:
             shape = self.shape()
             self._binding = bind(shape, worker_metadata=WORKER_METADATA_TYPES, fields=self._fields,
                                  question=self._question, reference=self._reference,
-                                 metadata_prefix=self._metadata_prefix)
+                                 metadata_prefix=self._metadata_prefix, reference_map=self._reference_map)
             logger.info("bound to %s/%s: fields %s, question %r, labels %s, reference %s%s", self.workspace,
                         self.dataset_name, list(self._binding.fields), self._binding.question,
                         list(self._binding.labels), self._binding.reference, _metadata_names_note(shape, self._binding))
