@@ -402,7 +402,7 @@ class Runner:
         try:
             return self._score_records(item)
         finally:
-            if lost is not None:
+            if lost is not None and not self.stop.is_set():  # a stop deletes the webhook anyway
                 self._setup_webhooks()
 
     def _webhook_lost(self) -> str | None:
