@@ -97,6 +97,12 @@ def label_aliases(titles: Mapping[str, str]) -> dict[str, str]:
             if title != value and title not in titles and counts[title] == 1}
 
 
+def written_label(value: object) -> str:
+    """A label as the team wrote it, as text: a decimal that is a whole number as the integer (a rating 4.0 — a CSV
+    column with empty cells, a float property — reads 4)."""
+    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
+
+
 class LabelReading:
     """How people write a question's labels, read as its values: a value itself, the title the UI shows for it
     (``titles``: value → title, ``Cars 🚗`` → ``autos``), either in another letter case or with spaces around it
@@ -119,9 +125,7 @@ class LabelReading:
 
     def read(self, written: object) -> str | None:
         """The label ``written`` stands for, else None."""
-        if isinstance(written, float) and written.is_integer():
-            written = int(written)
-        text = str(written)
+        text = written_label(written)
         if text in self.mapped:
             return self.mapped[text]
         if text in self.values:
@@ -256,8 +260,7 @@ class DatasetBinding:
         names = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
         respelled, unknown = [], []
         for name in names:
-            label = self.label_reading.read(name)
-            written = str(int(name) if isinstance(name, float) and name.is_integer() else name)
+            label, written = self.label_reading.read(name), written_label(name)
             if label is None:
                 unknown.append(written)
             elif label != written:

@@ -14,6 +14,7 @@ import click
 
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
 from worker.errors import ConfigError, DataError, WorkerError
+from worker.iterables import most_common
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
 
@@ -397,7 +398,6 @@ def config_check(config_file: Path | None) -> None:
 def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
     """``config check``'s line on the labels the first records carry (:func:`worker.check._sample_references`)."""
     from worker.binding import respellings
-    from worker.iterables import most_common
 
     note = f"of the first {sample.read} records, {sample.carrying} carry one"
     agent = binding.reference.name if binding.reference.kind == "suggestion" else None
@@ -420,7 +420,6 @@ def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
 def _reference_map_hint(sample: ReferenceSample, binding: DatasetBinding) -> str:
     """The ``argilla.reference_map`` that reads the names no label reads, as TOML: guessed from their spelling when
     each is the start of one label (``pos`` → ``positive``), else ``LABEL`` to fill in."""
-    from worker.iterables import most_common
     from worker.training.register import guessed_label_map
 
     names = [name for name, _ in most_common(sample.unread, 10)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import datasets
 
-from worker.binding import LabelReading, respellings
+from worker.binding import LabelReading, respellings, written_label
 from worker.duplicates import text_key
 from worker.errors import DataError
 from worker.iterables import most_common
@@ -377,7 +377,7 @@ class _LabelReader:
         if not self.multi_label:
             label = self._name(value)
             if label is None or not self._known(label):
-                self.report.unknown_labels[_as_written(value)] += 1
+                self.report.unknown_labels[written_label(value)] += 1
                 return None, f"label {value!r} is not one of {self._allowed_text()}"
             return label, ""
         if isinstance(value, str) and self.separator:
@@ -390,7 +390,7 @@ class _LabelReader:
         names = [self._name(part) for part in parts]
         unknown = [part for part, name in zip(parts, names, strict=True) if name is None or not self._known(name)]
         if unknown:
-            self.report.unknown_labels.update(_as_written(part) for part in unknown)
+            self.report.unknown_labels.update(written_label(part) for part in unknown)
             return None, f"label set {value!r}: {unknown} not in {self._allowed_text()}"
         if not names:
             return None, f"label set {value!r} is empty (an Argilla multi-label answer holds at least one label)"
@@ -403,7 +403,7 @@ class _LabelReader:
             return None
         if self.names is not None and isinstance(value, int) and 0 <= value < len(self.names):
             value = self.names[value]
-        as_written = _as_written(value)
+        as_written = written_label(value)
         if as_written in self.label_map:
             return self.label_map[as_written]
         if self.reading is None:  # a new dataset's labels are the file's
@@ -418,12 +418,6 @@ class _LabelReader:
 
     def _allowed_text(self) -> str:
         return str(sorted(self.allowed)) if self.allowed else "the labels"
-
-
-def _as_written(value: object) -> str:
-    """A label cell as text: a decimal that is a whole number as the integer (4.0 in a CSV column with empty
-    cells reads 4)."""
-    return str(int(value) if isinstance(value, float) and value.is_integer() else value)
 
 
 def _unknown_labels_hint(unknown: Counter[str], labels: Sequence[str]) -> str:

@@ -1436,6 +1436,8 @@ class UnreadLabels:
         self.count = 0
 
     def seen(self, record: PulledRecord) -> PulledRecord:
+        if record.reference is not None:  # read already (the common case: nothing to read twice)
+            return record
         value = self.binding.unread_reference(record.server_metadata)
         if value is not None:
             self.count += 1
