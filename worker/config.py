@@ -729,9 +729,8 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
     problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        removed = REMOVED_KEYS.get((str(item["loc"][0]), str(item["loc"][-1]))) if len(item["loc"]) == 2 else None
-        if item["type"] == "extra_forbidden" and removed:
-            problems.append(f"{key} was removed in this version: {removed}")
+        if item["type"] == "extra_forbidden":
+            problems.append(_unknown_key([str(part) for part in item["loc"]], item.get("input")))
             continue
         value = item.get("input")
         secret = any(part in ("api_key", "hf_token", "headers", "secret") for part in item["loc"])
@@ -741,6 +740,52 @@ def _describe(error: ValidationError, config_file: Path | None) -> str:
             message = f"a section: write it as a table, [{key}] with its keys below"
         problems.append(f"{key} = {shown}: {message}")
     return f"invalid configuration{where}: " + "; ".join(problems)
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    """The configuration's sections (``[argilla]``, ``[scoring]``, …) by name, in their declared order."""
+    return {name: info.annotation for name, info in WorkerSettings.model_fields.items()
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)}
+
+
+def _unknown_key(path: list[str], value: Any = None) -> str:
+    """The words for a key (``[section, key]``) or top-level name (``[name]``, ``value`` its table or value) the
+    configuration does not have: a key removed in this version says where its value lives now; otherwise the nearest
+    names — the same spelling with ``_`` for ``-``, a close spelling, the same key in other sections
+    (``scoring.epochs`` → ``training.epochs``; ``[schedule] cron`` → ``retrain.cron``) — or, with none near, what
+    there is."""
+    sections = _sections()
+    removed = REMOVED_KEYS.get((path[0], path[1])) if len(path) == 2 else None
+    if removed:
+        return f"{'.'.join(path)} was removed in this version: {removed}"
+    *section, key = path
+    if section and section[0] not in sections:  # (a key under a section that is unknown itself: that is named)
+        return f"{'.'.join(path)}: no such setting"
+    table = not section and isinstance(value, dict)
+    what = "section" if table else "setting"
+    owner = f"[{section[0]}]" if section else "the configuration"
+    names = list(sections[section[0]].model_fields) if section else list(WorkerSettings.model_fields)
+    near = [f"{section[0]}.{name}" if section else name for name in _close_names(key, names)]
+    inner = list(value) if table else [key]  # the keys to look for in the other sections
+    if not near:
+        near += [f"{other}.{name.replace('-', '_')}" for name in inner for other, model in sections.items()
+                 if other not in section and name.replace("-", "_") in model.model_fields]
+    if near:
+        return f"{'.'.join(path)}: no such {what} in {owner} (did you mean {' or '.join(near[:3])}?)"
+    listed = f"its settings are {', '.join(names)}" if section else \
+        f"its settings are {', '.join(name for name in names if name not in sections)} and its sections " \
+        f"{', '.join(f'[{name}]' for name in sections)}"
+    return f"{'.'.join(path)}: no such {what} in {owner}; {listed}"
+
+
+def _close_names(key: str, names: list[str]) -> list[str]:
+    """``names`` near ``key``: the same name written with hyphens, else difflib's close spellings (at most 3)."""
+    import difflib
+
+    written = key.replace("-", "_").lower()
+    if written in names:
+        return [written]
+    return difflib.get_close_matches(written, names, n=3, cutoff=0.6)
 
 
 @dataclass(frozen=True)

@@ -143,10 +143,36 @@ def test_config_file_env_overrides_and_masked_secrets(tmp_path, monkeypatch):
     monkeypatch.delenv("ARGILLA_WORKER_ARGILLA__API_KEY")
     assert load_settings(config, argilla={"api_key_file": str(key_file)}).argilla.key() == "from-a-file"
     config.write_text('[argilla]\ndatset = "typo"\n')
-    with pytest.raises(ConfigError, match=r"argilla.datset = 'typo': Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"argilla.datset: no such setting in \[argilla\] \(did you mean "
+                                          r"argilla.dataset\?\)"):
         load_settings(config)
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_a_key_the_configuration_lacks_names_the_one_meant(tmp_path):
+    """What people write by hand: a hyphen for an underscore, a key in the wrong section, a section named after
+    what it does, a near spelling; with nothing near, the section's keys are listed."""
+    config = tmp_path / "worker.toml"
+    config.write_text('state-dir = "s"\n[argilla]\nurl = "http://argilla:6900"\n[scoring]\nepochs = 3\n'
+                      'batch-size = 8\nlr = 0.1\n[schedule]\ncron = "0 * * * *"\n[cold-start]\nclusters = 9\n'
+                      '[training]\nmc_samples = 5\n')
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+
+    problems = str(raised.value).removeprefix(f"invalid configuration in {config}: ").split("; ")
+    assert "state-dir: no such setting in the configuration (did you mean state_dir?)" in problems
+    assert "argilla.url: no such setting in [argilla] (did you mean argilla.api_url?)" in problems
+    assert "scoring.epochs: no such setting in [scoring] (did you mean training.epochs?)" in problems
+    assert "scoring.batch-size: no such setting in [scoring] (did you mean scoring.batch_size?)" in problems
+    assert "schedule: no such section in the configuration (did you mean retrain.cron or publish.cron or " \
+           "copies.cron?)" in problems
+    assert "cold-start: no such section in the configuration (did you mean cold_start?)" in problems
+    assert any(problem.startswith("training.mc_samples was removed in this version: scoring.samples")
+               for problem in problems)
+    assert "; scoring.lr: no such setting in [scoring]; its settings are samples, mc_layers, " in str(raised.value)
+    assert "Extra inputs" not in str(raised.value)
 
 
 def test_a_private_space_gets_the_hub_token_and_other_servers_do_not(monkeypatch, tmp_path):
