@@ -515,7 +515,9 @@ def status(config_file: Path | None) -> None:
     _echo_model(state.get("model") or {}, test_set_drawn=_test_set_drawn(settings.state_dir))
     _echo_annotators(state.get("annotators") or {})
     _echo_ray(state.get("scoring") or {})
-    click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}")
+    retrain_at = state.get("retrain_at") or 0
+    click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}"
+               + (f" (a retrain starts at {retrain_at})" if retrain_at else ""))
     for kind, job in sorted(state.get("jobs", {}).items()):
         click.echo(f"  {kind:<10} {job['status']:<8} {job['at']}  {job['summary']}")
     if not running:

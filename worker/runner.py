@@ -85,10 +85,10 @@ class Runner:
         check_writable(self.settings.state_dir, "state_dir")  # status, counters, watermark: written all the time
         check_writable(self.settings.registry.path, "registry.path")  # retraining writes there
         self.corrections = CorrectionCounter(self.settings.state_dir / "counters.json")
-        self.book.set_corrections(self.corrections.pending)
         self._first_model_at = 0  # before the first model: reviewed records a training is tried at (once failed)
         self._first_model_tried = 0  # the reviewed-record count the last first-model training was started at
         self._retrain_at = 0  # pending corrections a triggered retrain waits for after one failed
+        self._book_corrections(self.corrections.pending)
         self._retraining = False  # a retrain is running: corrections counted now ask for the next one at its end
         self._first_batch: str | None = None  # "asked": the cold start queued by this process; "ranked": on the dataset
         self._own_labels_looked = False  # a first page was read for labels the records carry (once a process)
@@ -292,7 +292,7 @@ class Runner:
         if count <= 0:
             return
         pending = self.corrections.add(count)
-        self.book.set_corrections(pending)
+        self._book_corrections(pending)
         if self._retraining or self.services.registry.current_version() is None:
             return  # asked for when the running retrain ends; the first model by the scoring jobs' count
         self._retrain_if_enough(pending)
@@ -308,13 +308,23 @@ class Runner:
     def _retrain_if_enough(self, pending: int) -> None:
         """Ask for a retrain once ``pending`` corrections are enough; debounced like the rescores of the records
         they came with, so those (queued first) are rescored before the retrain holds the runner for minutes."""
-        if pending >= max(self.settings.retrain.min_new_corrections, self._retrain_at):
+        if pending >= self._retrain_threshold():
             self.queue.put(JobKind.RETRAIN, delay=DEBOUNCE_S)
+
+    def _retrain_threshold(self) -> int:
+        """The pending corrections that ask for a retrain: ``retrain.min_new_corrections``, more after a retrain
+        that found too few labels."""
+        return max(self.settings.retrain.min_new_corrections, self._retrain_at)
+
+    def _book_corrections(self, pending: int) -> None:
+        """``status`` shows the corrections pending and, with a model to retrain, how many start the next retrain."""
+        has_model = self.services.registry.current_version() is not None
+        self.book.set_corrections(pending, self._retrain_threshold() if has_model else 0)
 
     def _consume_corrections(self, counted: int) -> None:
         """The ``counted`` corrections a retrain saw are spent; enough that came meanwhile ask for the next one."""
         pending = self.corrections.consume(counted)
-        self.book.set_corrections(pending)
+        self._book_corrections(pending)
         if self.services.registry.current_version() is not None:
             self._retrain_if_enough(pending)
 
@@ -526,6 +536,7 @@ class Runner:
                 self._first_model_at = max(self._first_model_tried, minimum) + max(1, minimum // 4)
             else:
                 self._retrain_at = counted + self.settings.retrain.min_new_corrections
+                self._book_corrections(self.corrections.pending)
             raise
         except NothingNewError as repeat:  # the schedule, or corrections that changed no label: nothing to learn
             self._consume_corrections(counted)

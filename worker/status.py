@@ -51,6 +51,7 @@ class Status:
     scoring: dict = field(default_factory=dict)  # the engine; on Ray, the actors held (Services.scoring_summary)
     queue: list[str] = field(default_factory=list)
     corrections_pending: int = 0
+    retrain_at: int = 0  # the pending corrections that start a retrain (0: none while there is no model)
     jobs: dict = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     stopping: bool = False
@@ -124,8 +125,10 @@ class StatusBook:
         last call is said in the log by the engine itself."""
         self.status.scoring = summary
 
-    def set_corrections(self, pending: int) -> None:
+    def set_corrections(self, pending: int, retrain_at: int = 0) -> None:
+        """The corrections counted since the last retrain, and how many start the next (0: no model to retrain)."""
         self.status.corrections_pending = pending
+        self.status.retrain_at = retrain_at
         self.metrics.corrections_pending.set(pending)
 
     def save(self, queue: list[str]) -> None:

@@ -93,6 +93,15 @@ def test_corrections_a_stop_left_counted_ask_for_the_retrain_at_the_next_start(l
 
     assert "retrain" in runner.status.jobs, runner.status.jobs  # (it finds no reviewed record here: skipped)
     assert "only 0 records have a consensus label" in runner.status.jobs["retrain"]["summary"]
+    # status says when the next retrain starts: the one that found too few labels waits for 3 more corrections
+    assert (runner.status.corrections_pending, runner.status.retrain_at) == (3, 6)
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(settings.state_dir))
+    output = CliRunner().invoke(cli, ["status"]).output
+    assert "corrections pending: 3 (a retrain starts at 6)" in output, output
 
 
 def test_a_burst_run_that_cannot_reach_argilla_says_so_and_returns_1(tmp_path, monkeypatch):
