@@ -8,7 +8,7 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
-from worker.binding import DatasetBinding, is_foreign
+from worker.binding import PRESERVED_LABEL, DatasetBinding, is_foreign
 from worker.coldstart import RANK_PROPERTY
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
@@ -36,6 +36,7 @@ class ReferenceSample:
     unread_records: int = 0  # records holding such a name (read as without a label)
     first_unread: str | None = None  # the first of them
     agents: Counter[str] = field(default_factory=Counter)  # other agents of the question's suggestions -> records
+    by_agent: Counter[str] = field(default_factory=Counter)  # ``auto``: labels read from an agent's suggestion -> count
 
 
 @dataclass
@@ -110,6 +111,9 @@ def _sample_references(services: Services) -> ReferenceSample | None:
         if record.suggestion is not None and record.suggestion.agent \
                 and is_foreign(record.suggestion.agent, record.metadata):  # not the worker's own
             sample.agents[record.suggestion.agent] += 1
+            if binding.reference.kind == "auto" and record.reference is not None \
+                    and record.metadata.get(PRESERVED_LABEL) is None:  # (else the label kept before comes first)
+                sample.by_agent[record.suggestion.agent] += 1
         if binding.reference.kind != "metadata" or binding.reference.name is None:
             continue
         respelled, unknown = binding.spellings(record.server_metadata.get(binding.reference.name))

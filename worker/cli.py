@@ -405,6 +405,9 @@ def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:
         by = ", ".join(f"{name!r} ({count})" for name, count in most_common(sample.agents, 5))
         note += f": none has a suggestion by agent {agent!r}" + (
             f"; their suggestions are by {by}" if by else "; none has a suggestion")
+    if sample.by_agent:  # whose labels a first model would learn
+        agents = ", ".join(f"{name!r} ({count})" for name, count in most_common(sample.by_agent, 5))
+        note += f" (suggestions by {agents})"
     if sample.respelled:
         note += f" (read as the question's labels: {respellings(sample.respelled, shown=5)})"
     if sample.unread:

@@ -353,7 +353,9 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert "model reads: review_body" in fresh.stdout
     assert f"question {QUESTION!r}: 2 labels (negative, positive)" in fresh.stdout
     assert "an unreviewed record's label (argilla.reference = 'auto'): the ingested original_label" in fresh.stdout
-    assert f"of the first {COUNT} records, {COUNT} carry one\n" in fresh.stdout, fresh.stdout
+    # whose labels a first model would learn: another agent's suggestions
+    assert f"of the first {COUNT} records, {COUNT} carry one (suggestions by {AGENT!r} ({COUNT}))\n" in fresh.stdout, \
+        fresh.stdout
     misspelt = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
                     extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base,
                                "ARGILLA_WORKER_ARGILLA__REFERENCE": "suggestion:gpt-labeler"})
