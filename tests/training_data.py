@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.tiny_models import CORPUS
+from pathlib import Path
+
+from tests.tiny_models import CORPUS, save_tiny_classifier
 from worker.training.data import Example
 
 LABELS = ("negative", "positive")
@@ -18,3 +20,31 @@ def sentiment_examples(count: int = 48) -> list[Example]:
         label = "positive" if sentence % 2 == 0 else "negative"
         examples.append(Example(f"e{index}", CORPUS[sentence] + suffix + f" #{index}", label))
     return examples
+
+
+def save_nameless_sentiment_classifier(directory: Path, count: int = 48) -> Path:
+    """A tiny classifier trained (here, in seconds) on :func:`sentiment_examples` and saved as a model fine-tuned
+    without label names is: transformers' default names, ``LABEL_0`` / ``LABEL_1``, with its outputs in the other
+    order than the question's — output 0 is `positive`, output 1 `negative`."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    directory = save_tiny_classifier(directory, labels=("LABEL_0", "LABEL_1"))
+    examples = sentiment_examples(count)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory)
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=32, padding=True, return_tensors="pt")
+    targets = torch.tensor([0 if e.label == "positive" else 1 for e in examples])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model(**encoded, labels=targets).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(**encoded).logits.argmax(-1) == targets).float().mean().item()
+    assert accuracy >= 0.9, accuracy  # what the tests rely on: the model learnt the examples
+    model.save_pretrained(directory)
+    return directory

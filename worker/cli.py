@@ -992,26 +992,49 @@ def _fmt(value) -> str:
 @config_option
 @click.argument("source")
 @click.option("--label-map", default=None, help="MODEL_LABEL=DATASET_LABEL,… when the model names its labels "
-                                                "differently from the dataset question")
+                                                "differently from the dataset question; `auto`: read which output is "
+                                                "which label from the records that carry a label (a model trained "
+                                                "without label names: LABEL_0, LABEL_1, …)")
 def models_register(config_file: Path | None, source: str, label_map: str | None) -> None:
     """Register SOURCE (a directory or Hub id of a fine-tuned classifier) as the next version; it becomes
     current when there is none yet."""
+    from worker.training.label_order import AUTO_LABEL_MAP
     from worker.training.register import parse_label_map, register_model
     from worker.training.trainer import check_model_source
 
     services = _services(config_file)
-    mapping = parse_label_map(label_map)
+    read_map = (label_map or "").strip().lower() == AUTO_LABEL_MAP
+    mapping = {} if read_map else parse_label_map(label_map)
     # before reaching Argilla: a path with nothing there says so first
     check_model_source(source, "models register SOURCE", trust_remote_code=services.settings.registry.trust_remote_code)
     labels = services.labels()
+    if read_map and services.gateway.binding.multi_label:
+        raise click.BadParameter("reads the map of a single-label question's model; name a label-set model's labels "
+                                 "by hand", param_hint="'--label-map auto'")
     services.registry.avoid(services.gateway.model_versions())
     entry = register_model(source, services.registry, labels, label_map=mapping,
                            trust_remote_code=services.settings.registry.trust_remote_code,
                            multi_label=services.gateway.binding.multi_label,
-                           label_titles=services.gateway.label_titles())
+                           label_titles=services.gateway.label_titles(),
+                           label_map_reader=_records_label_map(services, labels) if read_map else None)
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     click.echo(f"registered {source} as {entry.version} ({state})")
+
+
+def _records_label_map(services, labels: Sequence[str]):
+    """``--label-map auto``: a reader of the model's map from a sample of the dataset's labelled records (see
+    :mod:`worker.training.label_order`), which says what it read and the map to keep."""
+    from worker.training.label_order import labelled_sample, read_label_map, reading_note
+
+    def read(model, tokenizer, model_labels: list[str]) -> dict[str, str]:
+        sample = labelled_sample(services.gateway.pull())
+        reading = read_label_map(model, tokenizer, model_labels, labels, sample,
+                                 max_length=services.settings.training.max_length)
+        click.echo(f"{reading_note(reading)}\n  to register it so again: --label-map {reading.as_option()}")
+        return reading.mapping
+
+    return read
 
 
 @models.command("promote")

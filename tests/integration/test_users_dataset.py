@@ -22,7 +22,7 @@ import pytest
 from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
 from tests.tiny_models import save_tiny_architecture, save_tiny_classifier
-from tests.training_data import LABELS, sentiment_examples
+from tests.training_data import LABELS, save_nameless_sentiment_classifier, sentiment_examples
 from worker.check import check_config
 from worker.config import load_settings
 from worker.errors import ConfigError
@@ -482,6 +482,34 @@ def test_a_model_the_user_already_has_is_registered_and_scores(their_dataset, st
     assert "as v0002 (current)" in again.stdout, again.stderr
     rescored = _cli(stack_settings, dataset_name, tmp_path, "score", extra_env=fresh)
     assert f"{COUNT - len(NO_BODY)} scored" in rescored.stdout, rescored.stdout
+
+
+def test_their_model_trained_without_label_names_registers_with_the_map_read_from_their_records_labels(
+        their_dataset, stack_settings, dataset_name, tmp_path):
+    """A model fine-tuned without label names (transformers' LABEL_0 / LABEL_1, its outputs in the other order than
+    the question's): refused with the way out named; `--label-map auto` reads the map from the labels their records
+    carry (the other team's suggestions, 3 of them wrong), prints it to keep, and the model then suggests the labels
+    the texts have."""
+    truth = {e.id: e.label for e in sentiment_examples(COUNT)}
+    model_dir = save_nameless_sentiment_classifier(tmp_path / "nameless")
+    refused = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model_dir))
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "transformers' defaults (it was trained without label names): --label-map auto reads which is which" \
+        in refused.stderr, refused.stderr
+
+    registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(model_dir),
+                      "--label-map", "auto")
+
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert f"read the model's labels from {COUNT - len(NO_BODY)} labelled records" in registered.stdout
+    assert "to register it so again: --label-map LABEL_0=positive,LABEL_1=negative" in registered.stdout
+    assert "as v0001 (current)" in registered.stdout
+    scored = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    suggested = {record_id: record["metadata"]["predicted_label"]
+                 for record_id, record in _stored(stack_settings, their_dataset.id).items() if record_id not in NO_BODY}
+    agreeing = sum(label == truth[record_id] for record_id, label in suggested.items())
+    assert agreeing >= 0.85 * len(suggested), (agreeing, suggested)
 
 
 def test_their_modernbert_trains_and_their_deberta_registers_and_both_score(their_dataset, stack_settings,

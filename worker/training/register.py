@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from worker.binding import LabelReading
 from worker.errors import DataError, ScoringError
 from worker.files import write_json_atomic
 from worker.records import label_index
 from worker.registry import ModelRegistry, ModelVersion
+from worker.training.label_order import has_default_names
 
 logger = logging.getLogger(__name__)
+
+# (model, tokenizer, the model's label names) -> {model label: question label}: ``--label-map auto``
+LabelMapReader = Callable[[Any, Any, list[str]], Mapping[str, str]]
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -51,8 +56,12 @@ def guessed_label_map(model_labels: Sequence[str], mapped: Sequence[str], datase
 
 def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequence[str], *,
                    label_map: Mapping[str, str] | None = None, trust_remote_code: bool = False,
-                   multi_label: bool = False, label_titles: Mapping[str, str] | None = None) -> ModelVersion:
+                   multi_label: bool = False, label_titles: Mapping[str, str] | None = None,
+                   label_map_reader: LabelMapReader | None = None) -> ModelVersion:
     """Copy a fine-tuned sequence classifier into the registry as the next version.
+
+    ``label_map_reader`` (``--label-map auto``) reads ``label_map`` from the loaded model instead: (model,
+    tokenizer, its label names) → {model label: question label} (see :mod:`worker.training.label_order`).
 
     Its label names (``config.id2label``, read by :func:`question_labels`; ``label_titles``: what the UI shows
     for each of the question's labels, value → title) must be exactly the question's labels, and its kind
@@ -82,20 +91,24 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     _check_trained(source, loading)
     _check_kind(source, getattr(model.config, "problem_type", None), multi_label)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
+    if label_map_reader is not None:
+        _check_label_count(source, model_labels, dataset_labels)
+        label_map = label_map_reader(model, tokenizer, model_labels)
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))
     if unknown:
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
     mapped = question_labels(model_labels, dataset_labels, mapping, label_titles or {})
-    if len(model_labels) != len(dataset_labels):
-        raise DataError(f"the model predicts {len(model_labels)} labels {list(model_labels)}, the dataset question "
-                        f"has {len(dataset_labels)} {sorted(dataset_labels)}: no --label-map makes it answer this "
-                        f"question; fine-tune it for these labels instead — training.base_model = {str(source)!r}, "
-                        f"then `argilla-worker train` (its encoder is kept, the classification head is new)")
+    _check_label_count(source, model_labels, dataset_labels)
     if sorted(mapped) != sorted(dataset_labels):
         guess = guessed_label_map(model_labels, mapped, dataset_labels)
         hint = (f" (by their spelling: --label-map {','.join(f'{k}={v}' for k, v in {**mapping, **guess}.items())} — "
                 f"check it on a few of the model's answers)" if guess else "")
+        if not mapping and has_default_names(model_labels):
+            hint = (f" — they are transformers' defaults (it was trained without label names): --label-map auto reads "
+                    f"which is which from the records that carry a label (reviewed, or the label they came with), or "
+                    f"name them in the order its training used, --label-map {model_labels[0]}=LABEL,"
+                    f"{model_labels[1]}=LABEL,…")
         raise DataError(f"the model's labels {mapped} (config.id2label{' after --label-map' if mapping else ''}) "
                         f"differ from the dataset question's labels {sorted(dataset_labels)}; "
                         f"map them with --label-map MODEL_LABEL=DATASET_LABEL,…{hint}")
@@ -118,6 +131,15 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         entry = registry.promote(entry.version, reason=f"registered from {source} (first model)")
     logger.info("registered %s as %s (%s)", source, entry.version, entry.status)
     return entry
+
+
+def _check_label_count(source: str, model_labels: Sequence[str], dataset_labels: Sequence[str]) -> None:
+    """Refuse a model for another number of labels: no map makes it answer the question (fine-tune it instead)."""
+    if len(model_labels) != len(dataset_labels):
+        raise DataError(f"the model predicts {len(model_labels)} labels {list(model_labels)}, the dataset question "
+                        f"has {len(dataset_labels)} {sorted(dataset_labels)}: no --label-map makes it answer this "
+                        f"question; fine-tune it for these labels instead — training.base_model = {str(source)!r}, "
+                        f"then `argilla-worker train` (its encoder is kept, the classification head is new)")
 
 
 SETFIT_FILES = ("model_head.pkl", "config_setfit.json")  # what a saved SetFit model holds beside its encoder

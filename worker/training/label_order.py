@@ -1,0 +1,179 @@
+"""Which of the question's labels each output of a model stands for, read from the records that carry a label.
+
+A classifier fine-tuned without label names keeps transformers' defaults (``LABEL_0``, ``LABEL_1``, …): its outputs
+are in the order its training used, which the worker cannot know. ``models register DIR --label-map auto`` reads it
+from the dataset instead: the model predicts a sample of the records that carry a label (the annotators' consensus,
+else the label the record came with: ``argilla.reference``), and each output is matched to the label it agrees with
+most, one label each (the assignment of most agreement: the Hungarian algorithm on the outputs × labels counts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.errors import DataError
+from worker.records import PulledRecord, consensus
+
+logger = logging.getLogger(__name__)
+
+AUTO_LABEL_MAP = "auto"  # ``--label-map auto``: read the map from the records (see read_label_map)
+DEFAULT_LABEL_NAME = re.compile(r"LABEL_\d+")  # transformers' name of an output its config names no label for
+SAMPLE_RECORDS = 500  # labelled records the model predicts to read its map
+LOOK_THROUGH = 20_000  # records read at most to find them: O(1) in the dataset's size
+MIN_AGREEMENT = 0.5  # the share of the sample the map must agree with: below it the model and the labels disagree
+MAX_P_VALUE = 0.001  # predictions and labels must be related beyond chance (χ² test of independence) for any map
+PREDICT_BATCH = 32
+
+
+@dataclass(frozen=True)
+class LabelledInput:
+    """One record of the sample: what the model reads and the label it carries."""
+
+    record_id: str
+    text: str
+    text_pair: str | None
+    label: str
+
+
+@dataclass(frozen=True)
+class LabelMapReading:
+    """The map read from ``records`` labelled records: ``mapping`` (model label → question label), and for each
+    model label the records it predicted (``predicted``) and of those the ones labelled as its mapped label
+    (``agreeing``)."""
+
+    mapping: dict[str, str]
+    records: int
+    predicted: dict[str, int]
+    agreeing: dict[str, int]
+
+    @property
+    def agreement(self) -> float:
+        """The share of the sample whose label the mapped prediction equals."""
+        return sum(self.agreeing.values()) / self.records if self.records else 0.0
+
+    def as_option(self) -> str:
+        """The map as ``--label-map`` takes it (to keep, or to correct by hand)."""
+        return ",".join(f"{model}={label}" for model, label in self.mapping.items())
+
+
+def has_default_names(model_labels: Sequence[str]) -> bool:
+    """Whether every label of the model is transformers' default name (``LABEL_<n>``): trained without names."""
+    return bool(model_labels) and all(DEFAULT_LABEL_NAME.fullmatch(label) for label in model_labels)
+
+
+def labelled_sample(records: Iterable[PulledRecord], size: int = SAMPLE_RECORDS, look_through: int = LOOK_THROUGH
+                    ) -> list[LabelledInput]:
+    """Up to ``size`` records that carry one label and a text, from the first ``look_through`` of ``records``: the
+    annotators' consensus where they reviewed it (a tie: none), else the label it came with. Memory O(size)."""
+    sample: list[LabelledInput] = []
+    for record in itertools.islice(records, look_through):
+        verdict = consensus(record)
+        label = verdict.label if verdict is not None else record.reference
+        if isinstance(label, str) and record.has_text and isinstance(record.text, str):
+            sample.append(LabelledInput(record.record_id, record.text, record.text_pair, label))
+            if len(sample) >= size:
+                break
+    return sample
+
+
+def read_label_map(model, tokenizer, model_labels: Sequence[str], dataset_labels: Sequence[str],
+                   sample: Sequence[LabelledInput], *, max_length: int) -> LabelMapReading:
+    """Match each of the model's outputs to one of the question's labels by what it predicts on ``sample``.
+
+    ``model``: a transformers sequence classifier of ``len(model_labels)`` outputs; ``max_length``: tokens read per
+    text. Time O(len(sample)) forward passes (batches of :data:`PREDICT_BATCH`), memory O(batch + labels²).
+
+    Raises:
+        DataError: too few labelled records to read from; two or more outputs have no record to tell them apart
+            (the map read so far is in the message, to complete by hand); the predictions are no more related to the
+            labels than chance (a χ² test, p > :data:`MAX_P_VALUE`); or the best map agrees with fewer than
+            :data:`MIN_AGREEMENT` of them (the model was not trained for these labels, or the labels are mostly
+            wrong).
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    needed = 2 * len(dataset_labels)
+    if len(sample) < needed:
+        raise DataError(f"--label-map auto reads the model's labels from records that carry a label (a review, or the "
+                        f"label they came with: argilla.reference), and found {len(sample)}, fewer than {needed} "
+                        f"(two per label): name them by hand, --label-map {model_labels[0]}=LABEL,…")
+    max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
+    index = {label: position for position, label in enumerate(dataset_labels)}
+    counts = np.zeros((len(model_labels), len(dataset_labels)), dtype=np.int64)  # [outputs, labels]
+    for item, predicted in zip(sample, _predictions(model, tokenizer, sample, max_length), strict=True):
+        if item.label in index:
+            counts[predicted, index[item.label]] += 1
+    rows, columns = linear_sum_assignment(counts, maximize=True)
+    mapping = {model_labels[row]: dataset_labels[column] for row, column in zip(rows, columns, strict=True)}
+    reading = LabelMapReading(
+        mapping, int(counts.sum()),
+        predicted={model_labels[row]: int(counts[row].sum()) for row in rows},
+        agreeing={model_labels[row]: int(counts[row, column]) for row, column in zip(rows, columns, strict=True)})
+    _check_reading(reading, _independence_p_value(counts))
+    return reading
+
+
+def _independence_p_value(counts: np.ndarray) -> float:
+    """The χ² test's p-value that the predictions ([outputs, labels] ``counts``) are unrelated to the labels: with two
+    labels the best of two maps agrees with at least half of any sample, so agreement alone proves nothing. 1.0 when
+    the records fall in one row or one column (nothing to relate)."""
+    from scipy.stats import chi2_contingency
+
+    table = counts[counts.sum(axis=1) > 0][:, counts.sum(axis=0) > 0]
+    if min(table.shape) < 2:
+        return 1.0
+    return float(chi2_contingency(table).pvalue)
+
+
+def _check_reading(reading: LabelMapReading, p_value: float) -> None:
+    """Refuse a map the sample does not support (see :func:`read_label_map`)."""
+    unread = [label for label, agreeing in reading.agreeing.items() if agreeing == 0]
+    if len(unread) > 1:  # one left is read by elimination; two or more could be either way round
+        raise DataError(f"--label-map auto: of {reading.records} labelled records, none tells apart the model's "
+                        f"{', '.join(unread)} (no record it predicted as one of them carries the label it would map "
+                        f"to): name those by hand — the map read for the others: "
+                        + ",".join(f"{model}={label}" for model, label in reading.mapping.items()
+                                   if model not in unread))
+    if p_value > MAX_P_VALUE:
+        raise DataError(f"--label-map auto: on {reading.records} labelled records, what the model predicts is no more "
+                        f"related to their labels than chance (χ² test p = {p_value:.2g}): it was not trained for "
+                        f"this question, or too few records carry a label yet — name its labels by hand with "
+                        f"--label-map, or train a model here (training.base_model = the model)")
+    if reading.agreement < MIN_AGREEMENT:
+        raise DataError(f"--label-map auto: read from {reading.records} labelled records, the model's best map "
+                        f"({reading.as_option()}) agrees with only {reading.agreement:.0%} of their labels: the model "
+                        f"was not trained for this question's labels, or those labels are mostly wrong — name them by "
+                        f"hand with --label-map, or train a model here (training.base_model = the model)")
+
+
+def _predictions(model, tokenizer, sample: Sequence[LabelledInput], max_length: int) -> list[int]:
+    """The model's predicted output index for each item of ``sample`` (deterministic: dropout off)."""
+    import torch
+
+    model.eval()
+    predicted: list[int] = []
+    for start in range(0, len(sample), PREDICT_BATCH):
+        batch = sample[start:start + PREDICT_BATCH]
+        pairs = [item.text_pair for item in batch] if any(item.text_pair for item in batch) else None
+        if pairs is not None:
+            pairs = [pair or "" for pair in pairs]
+        encoded = tokenizer([item.text for item in batch], pairs, truncation=True, max_length=max_length,
+                            padding=True, return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(**encoded.to(model.device)).logits  # [batch, outputs]
+        predicted.extend(int(value) for value in logits.argmax(dim=-1).tolist())
+    return predicted
+
+
+def reading_note(reading: LabelMapReading) -> str:
+    """The log's and the CLI's words on a map read from the records: agreement, and each output's evidence."""
+    evidence = ", ".join(f"{model} → {label} ({reading.agreeing[model]} of {reading.predicted[model]})"
+                         for model, label in reading.mapping.items())
+    return (f"read the model's labels from {reading.records} labelled records (the map agrees with "
+            f"{reading.agreement:.0%} of their labels): {evidence}")
