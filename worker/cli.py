@@ -1020,6 +1020,11 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     click.echo(f"registered {source} as {entry.version} ({state})")
+    from worker.jobs import registered_comparison
+
+    compared = registered_comparison(services, entry)
+    if compared is not None:
+        click.echo(f"  {compared}")
 
 
 def _records_label_map(services, labels: Sequence[str]):

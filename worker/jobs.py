@@ -11,6 +11,7 @@ The CLI runs them once; the long-running loop runs them from its queue. Every jo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import random
@@ -67,7 +68,7 @@ from worker.publish.card import labelled_from_scratch
 from worker.publish.sinks import CardInfo, HubSink, LocalDirectorySink, PublishResult, check_sink
 from worker.records import SUBMITTED, LabelValue, Prediction, PulledRecord, consensus, same_value
 from worker.registry import CURRENT, ModelVersion, check_writable, read_taught_ids
-from worker.scoring import Scorer, ScoringInput, check_head_fits
+from worker.scoring import Scorer, ScoringInput, check_head_fits, load_classifier
 from worker.scoring.adaptive import AdaptiveSampling
 from worker.scoring.engine import RecordScore
 from worker.scoring.multilabel import binary_cross_entropy
@@ -92,7 +93,7 @@ from worker.test_set import (
     wilson_interval,
 )
 from worker.training.calibrate import CalibrationReport, calibration_report
-from worker.training.compare import rejection_advice
+from worker.training.compare import compare_models, rejection_advice
 from worker.training.data import (
     RARE_LABEL_FLOOR,
     Example,
@@ -110,6 +111,7 @@ from worker.training.job import (
     retrain,
     settings_digest,
     start_model,
+    taught_by,
     trained_before,
 )
 from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
@@ -1655,3 +1657,39 @@ def _model_metrics(services: Services, publication) -> dict | None:
         return services.registry.get(version).metrics if version else None
     except WorkerError:
         return None
+
+
+REGISTERED_COMPARISON_RECORDS = 1000  # reviewed records a registered model is compared with the current one on, at most
+
+
+def registered_comparison(services: Services, registered: ModelVersion) -> str | None:
+    """A model just registered beside the current one, both judged on the dataset's reviewed records (the
+    annotators' consensus; the first :data:`REGISTERED_COMPARISON_RECORDS`) that the current model was not taught —
+    what `models promote` is decided on. None without another current model; a sentence when there is nothing to
+    compare on. Two deterministic passes over those records; memory O(records compared)."""
+    current = services.registry.current()
+    if current is None or current.version == registered.version:
+        return None
+    labels = services.labels()
+    reviewed = itertools.islice(services.gateway.pull(condition=SUBMITTED_FILTER), REGISTERED_COMPARISON_RECORDS)
+    try:
+        annotated, _, _ = examples_from_records(reviewed, labels)
+    except DataError as error:  # a review the question cannot hold: the registration stands, the comparison not
+        return f"not compared with the current model {current.version}: {error}"
+    if not annotated:
+        return f"no reviewed record yet to compare it with the current model {current.version} on"
+    device, trusted = services.settings.scoring.device, services.settings.registry.trust_remote_code
+    candidate = load_classifier(registered.path, device=device, version=registered.version, trust_remote_code=trusted)
+    incumbent = load_classifier(current.path, device=device, version=current.version, trust_remote_code=trusted)
+    if set(incumbent.labels) != set(candidate.labels) or incumbent.multi_label != candidate.multi_label:
+        return f"the current model {current.version} answers another question's labels: not compared"
+    comparison = compare_models(candidate, incumbent, annotated, taught_by(current, annotated),
+                                seed=services.settings.training.seed)
+    left_out = f" ({comparison.left_out} it trained on left out)" if comparison.left_out else ""
+    interval = (f", 95 % interval {comparison.interval[0]:+.4f} to {comparison.interval[1]:+.4f}"
+                if comparison.interval is not None else "")
+    return (f"on {comparison.records} reviewed records the current model {current.version} was not taught{left_out}: "
+            f"macro-F1 {comparison.candidate_macro_f1:.4f} vs {current.version}'s {comparison.current_macro_f1:.4f} "
+            f"(difference {comparison.candidate_macro_f1 - comparison.current_macro_f1:+.4f}{interval}; "
+            f"{registered.version} may have been trained on some of them: what it learnt from is not known here)")
+

@@ -504,12 +504,42 @@ def test_their_model_trained_without_label_names_registers_with_the_map_read_fro
     assert f"read the model's labels from {COUNT - len(NO_BODY)} labelled records" in registered.stdout
     assert "to register it so again: --label-map LABEL_0=positive,LABEL_1=negative" in registered.stdout
     assert "as v0001 (current)" in registered.stdout
+    assert "reviewed records" not in registered.stdout  # the first model: nothing to compare it with
     scored = _cli(stack_settings, dataset_name, tmp_path, "score", "--full")
     assert scored.returncode == 0, scored.stderr[-3000:]
     suggested = {record_id: record["metadata"]["predicted_label"]
                  for record_id, record in _stored(stack_settings, their_dataset.id).items() if record_id not in NO_BODY}
     agreeing = sum(label == truth[record_id] for record_id, label in suggested.items())
     assert agreeing >= 0.85 * len(suggested), (agreeing, suggested)
+
+
+def test_a_model_registered_beside_the_current_one_is_compared_with_it_on_the_reviewed_records(
+        their_dataset, stack_settings, dataset_name, tmp_path):
+    """What `models promote` is decided on: the registered model and the current one, each judged on the records
+    the annotators reviewed (the current one, registered too, says nothing of what it trained on: all count)."""
+    truth = {e.id: e.label for e in sentiment_examples(COUNT)}
+    first = _cli(stack_settings, dataset_name, tmp_path, "models", "register",
+                 str(save_tiny_classifier(tmp_path / "untrained")))  # predicts one label for every text
+    assert "as v0001 (current)" in first.stdout, first.stderr[-3000:]
+    nameless = save_nameless_sentiment_classifier(tmp_path / "nameless")
+    before_reviews = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(nameless),
+                          "--label-map", "LABEL_0=positive,LABEL_1=negative")
+    assert "no reviewed record yet to compare it with the current model v0001 on" in before_reviews.stdout, \
+        before_reviews.stdout
+    stored = _stored(stack_settings, their_dataset.id)
+    reviewed = [record_id for record_id in sorted(stored) if record_id not in NO_BODY][:10]
+    for record_id in reviewed:
+        submit_label(stack_settings, stored[record_id]["id"], truth[record_id], question=QUESTION)
+
+    registered = _cli(stack_settings, dataset_name, tmp_path, "models", "register", str(nameless),
+                      "--label-map", "LABEL_0=positive,LABEL_1=negative")
+
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    assert "as v0003 (candidate; `argilla-worker models promote v0003` makes it current)" in registered.stdout
+    found = re.search(r"on 10 reviewed records the current model v0001 was not taught: macro-F1 (\d\.\d+) vs "
+                      r"v0001's (\d\.\d+) \(difference [+-]\d\.\d+, 95 % interval ", registered.stdout)
+    assert found, registered.stdout
+    assert float(found[1]) >= 0.8 > float(found[2]), found.groups()  # the trained model, the one-label model
 
 
 def test_their_modernbert_trains_and_their_deberta_registers_and_both_score(their_dataset, stack_settings,

@@ -258,7 +258,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         report = calibration_report(candidate, validation, staged / "calibration", max_samples=mc_samples,
                                     mc_samples=mc_samples, seed=settings.seed, dropout_rate=dropout_rate,
                                     scored=scored)
-        taught = _taught_by(current, training_set.validation)
+        taught = taught_by(current, training_set.validation)
         refit = _refits(training_set, settings, current, random_held_out, taught)
         fit, fitted_on, held_out = None, "validation", None
         if scored is not None and not (refit and len(random_held_out) >= MIN_TEMPERATURE_RECORDS):
@@ -410,7 +410,7 @@ def _write_taught_ids(staged: Path, training_set: TrainingSet, parent: ModelVers
     write_taught_ids(staged, ids)
 
 
-def _taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> set[str] | None:
+def taught_by(current: ModelVersion | None, validation: Sequence[Example]) -> set[str] | None:
     """The ids of the records the ``current`` model was taught: kept with it, else inferred from when it was
     registered (a model trained before the worker kept them); None: unknown (or no current model)."""
     if current is None:
@@ -430,7 +430,7 @@ def _comparison(candidate: Classifier, current: ModelVersion | None, training_se
                 random_held_out: Sequence[Example] = (), taught: set[str] | None = None) -> Comparison | None:
     """Both models on the records :func:`~worker.training.compare.gate_records` chooses from the candidate's
     validation records and the test set's answered in rank order (``random_held_out``), but those the current model
-    was taught (``taught``: :func:`_taught_by`; None without a comparable current model)."""
+    was taught (``taught``: :func:`taught_by`; None without a comparable current model)."""
     if current is None:
         return None
     incumbent = load_classifier(current.path, device=settings.device, version=current.version,
