@@ -319,3 +319,42 @@ def test_another_agents_label_agent_and_score_are_kept_before_the_worker_replace
     assert _preserved(_pulled_record(mine, by_property), by_property) == {}
     theirs = {**mine, "suggestions": [{**item["suggestions"][0]}]}  # another agent's suggestion is still kept
     assert _preserved(_pulled_record(theirs, by_property), by_property)["original_agent"] == "gpt-labeller"
+
+
+def test_a_name_no_label_reads_is_named_once_a_process_not_on_every_pass(caplog):
+    """A team that keeps `unsure` in its label property on purpose: the first pass names the records holding it
+    (up to five), later passes count them in one INFO line; a new name is named again when it first appears."""
+    import logging
+
+    from worker.gateway.client import UnreadLabels
+    from worker.records import PulledRecord
+
+    sentiment = QuestionInfo("sentiment", "label_selection", ("positive", "negative"), "q-1", ("Positive", "Negative"))
+    binding = bind(DatasetShape("reviews", THEIRS.fields[:1], (sentiment,), (MetadataInfo("gold", "terms"),)),
+                   reference="metadata:gold")
+
+    def one_pass(values, named):
+        caplog.clear()
+        unread = UnreadLabels(binding, named)
+        for number, value in enumerate(values):
+            stored = {"gold": value}
+            unread.seen(PulledRecord(f"s{number}", f"r{number}", "text", {}, None, (), None,
+                                     reference=binding.reference_label({}, None, None, stored=stored),
+                                     stored_metadata=stored))
+        unread.close()
+        return [(record.levelno, record.getMessage()) for record in caplog.records]
+
+    named: set[str] = set()
+    with caplog.at_level(logging.INFO, logger="worker.gateway.client"):
+        first = one_pass(["positive"] + ["unsure"] * 7, named)
+        again = one_pass(["unsure"] * 7, named)
+        newly = one_pass(["unsure", "maybe", "unsure"], named)
+
+    assert [level for level, _ in first] == [logging.WARNING] * 2
+    assert first[0][1].startswith("record 'r1': metadata gold = 'unsure': 'unsure' is none of the labels")
+    assert first[1][1].startswith("7 records in all hold a gold with a name that is none of the labels of question "
+                                  "'sentiment' (a record of each such name named above)")
+    assert again == [(logging.INFO, ("7 records hold a gold with a name that is none of the labels of question "
+                                     "'sentiment' (named before): read as records without a label"))]
+    assert [level for level, _ in newly] == [logging.WARNING] * 2 and "record 'r1': metadata gold = 'maybe'" in \
+        newly[0][1], newly

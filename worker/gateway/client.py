@@ -419,6 +419,7 @@ class ArgillaGateway:
         self._server_version: Version | None = None
         self._properties: set[str] | None = None  # the dataset's metadata properties (server names), read per job
         self._properties_lock = threading.Lock()  # concurrent pushes create a missing property once
+        self._unread_named: set[str] = set()  # a team's label names no label reads, named in the log (UnreadLabels)
         self._plugin_properties: set[str] = set()  # the plugins' float scores (server names): created on first write
         try:
             self.client = rg.Argilla(api_url=api_url, api_key=api_key, **(http or ArgillaHttp()).client_args())
@@ -774,7 +775,7 @@ class ArgillaGateway:
     def _records(self, pages: Iterable[list[dict]], vector: str | None = None,
                  fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
         binding = self.binding
-        unread = UnreadLabels(binding)
+        unread = UnreadLabels(binding, self._unread_named)
         for page in pages:
             for item in page:
                 yield unread.seen(_pulled_record(item, binding, vector, fields))
@@ -1426,36 +1427,53 @@ def _parse_time(value: str | None) -> datetime | None:
 class UnreadLabels:
     """The records of one pass over the dataset (a score run's, a training's) whose own label (``argilla.reference =
     'metadata:NAME'``, the team's property) names none of the question's labels (``unsure``, a typo): each is read as
-    a record without a label — scored for its uncertainty, trained on once annotated —, the first :attr:`SHOWN` named
-    in the log with the value, the rest counted when the pass ends. O(1) memory."""
+    a record without a label — scored for its uncertainty, trained on once annotated. A record holding a name not
+    named before in this process (``named``: the gateway's, shared by its passes) is named in the log with the value,
+    :attr:`SHOWN` in a pass at most; the rest are counted when the pass ends — a WARNING when the pass named some,
+    an INFO line when every one holds a name said before (a team that keeps ``unsure`` on purpose is not warned on
+    every pass).
+    O(1) memory per pass; ``named`` holds at most :attr:`REMEMBERED` names."""
 
     SHOWN = 5
+    REMEMBERED = 1000
 
-    def __init__(self, binding: DatasetBinding) -> None:
+    def __init__(self, binding: DatasetBinding, named: set[str] | None = None) -> None:
         self.binding = binding
+        self.named = named if named is not None else set()
         self.count = 0
+        self.shown = 0
 
     def seen(self, record: PulledRecord) -> PulledRecord:
         if record.reference is not None:  # read already (the common case: nothing to read twice)
             return record
         value = self.binding.unread_reference(record.server_metadata)
-        if value is not None:
-            self.count += 1
-            if self.count <= self.SHOWN:
-                _, unknown = self.binding.spellings(value)
-                logger.warning("record %r: metadata %s = %r: %s none of the labels of question %r %s: read as a "
-                               "record without a label (its uncertainty is scored, no loss; a review labels it)",
-                               record.record_id, self.binding.reference.name, value,
-                               ", ".join(map(repr, unknown)) + (" is" if len(unknown) == 1 else " are"),
-                               self.binding.question, list(self.binding.labels))
+        if value is None:
+            return record
+        self.count += 1
+        _, unknown = self.binding.spellings(value)
+        new = [name for name in unknown if name not in self.named]
+        if new and self.shown < self.SHOWN:
+            self.shown += 1
+            if len(self.named) < self.REMEMBERED:
+                self.named.update(new)
+            logger.warning("record %r: metadata %s = %r: %s none of the labels of question %r %s: read as a "
+                           "record without a label (its uncertainty is scored, no loss; a review labels it)",
+                           record.record_id, self.binding.reference.name, value,
+                           ", ".join(map(repr, unknown)) + (" is" if len(unknown) == 1 else " are"),
+                           self.binding.question, list(self.binding.labels))
         return record
 
     def close(self) -> None:
-        if self.count > self.SHOWN:
-            logger.warning("%d records in all hold a %s with a name that is none of the labels of question %r (the "
-                           "first %d named above): read as records without a label", self.count,
-                           self.binding.reference.name,
-                           self.binding.question, self.SHOWN)
+        if self.count <= self.shown:
+            return
+        if self.shown:
+            logger.warning("%d records in all hold a %s with a name that is none of the labels of question %r (a "
+                           "record of each such name named above): read as records without a label", self.count,
+                           self.binding.reference.name, self.binding.question)
+        else:
+            logger.info("%d records hold a %s with a name that is none of the labels of question %r (named before): "
+                        "read as records without a label", self.count, self.binding.reference.name,
+                        self.binding.question)
 
 
 def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None,
