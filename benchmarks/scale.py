@@ -123,7 +123,8 @@ def _services(size: int, *, new_model: bool = True):
     services = Services(settings)
     if not new_model:
         return services
-    model = save_tiny_classifier(WORK / f"model-{time.time_ns()}", seed=int(time.time()) % 1000)
+    stamp = time.time_ns()  # a new model each call (the same weights would register as the same version)
+    model = save_tiny_classifier(WORK / f"model-{stamp}", seed=stamp % 1_000_003)
     entry = register_model(str(model), services.registry, services.labels())
     services.registry.promote(entry.version, reason="benchmark")
     return services

@@ -1012,6 +1012,7 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
         raise click.BadParameter("reads the map of a single-label question's model; name a label-set model's labels "
                                  "by hand", param_hint="'--label-map auto'")
     services.registry.avoid(services.gateway.model_versions())
+    before = {version.version for version in services.registry.versions()}
     entry = register_model(source, services.registry, labels, label_map=mapping,
                            trust_remote_code=services.settings.registry.trust_remote_code,
                            multi_label=services.gateway.binding.multi_label,
@@ -1019,7 +1020,11 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
                            label_map_reader=_records_label_map(services, labels) if read_map else None)
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
-    click.echo(f"registered {source} as {entry.version} ({state})")
+    if entry.version in before:
+        click.echo(f"{source} is registered already as {entry.version} (the same weights, labels and tokenizer): "
+                   f"nothing registered; {entry.version} is {state}")
+    else:
+        click.echo(f"registered {source} as {entry.version} ({state})")
     from worker.jobs import registered_comparison
 
     compared = registered_comparison(services, entry)

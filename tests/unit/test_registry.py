@@ -438,3 +438,23 @@ def test_a_versions_metrics_file_cut_short_is_one_line_naming_it_in_models_list(
     listed = CliRunner().invoke(cli, ["models", "list"])
     assert listed.exit_code == 1 and f"{metrics} is not valid JSON" in listed.output, listed.output
     assert "Traceback" not in listed.output
+
+
+def test_the_same_model_registered_again_is_the_version_it_already_is(tmp_path):
+    """A deploy script that runs `models register` on every start: one version, not one per run. The same weights
+    under another label map, or other weights, are another model."""
+    registry = ModelRegistry(tmp_path / "registry")
+    theirs = save_tiny_classifier(tmp_path / "theirs", labels=("NEG", "POS"))
+    first = register_model(str(theirs), registry, ["negative", "positive"],
+                           label_map={"NEG": "negative", "POS": "positive"})
+
+    again = register_model(str(theirs), registry, ["negative", "positive"],
+                           label_map={"NEG": "negative", "POS": "positive"})
+
+    assert again.version == first.version == "v0001" and [v.version for v in registry.versions()] == ["v0001"]
+    assert not any((tmp_path / "registry" / "staging").iterdir())  # the second copy is not left behind
+    swapped = register_model(str(theirs), registry, ["negative", "positive"],
+                             label_map={"NEG": "positive", "POS": "negative"})
+    other = register_model(str(save_tiny_classifier(tmp_path / "other", labels=("NEG", "POS"), seed=1)), registry,
+                           ["negative", "positive"], label_map={"NEG": "negative", "POS": "positive"})
+    assert (swapped.version, other.version) == ("v0002", "v0003")

@@ -68,7 +68,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     that of the question (``multi_label``: label sets). A config that declares no ``problem_type`` (many multi-label
     checkpoints on the Hub) is read as the question's kind, and the registered copy says so.
     The version is promoted when there is no current model yet; otherwise it waits for
-    ``models promote``.
+    ``models promote``. The same model registered again (the same weights, labels and tokenizer: :func:`model_digest`)
+    is the version it is already, not another.
 
     A model that ships its own code (``auto_map``) is loaded only with ``trust_remote_code``
     (``registry.trust_remote_code``); the registered copy keeps that code beside its weights.
@@ -125,12 +126,34 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         model.save_pretrained(staged, safe_serialization=True)
         tokenizer.save_pretrained(staged)
         _carry_decision_files(Path(source), staged, model_labels, mapped, multi_label)
+        digest = model_digest(staged)
+        same = next((version for version in registry.versions() if version.metrics.get("model_digest") == digest),
+                    None)
+        if same is not None:  # a deploy script run twice: no second version of the same model
+            shutil.rmtree(staged, ignore_errors=True)
+            logger.info("%s is registered already as %s (the same weights, labels and tokenizer): nothing registered",
+                        source, same.version)
+            return same
         entry = registry.add(staged, {"registered_from": str(source), "labels": mapped, "label_map": mapping,
-                                      "parent": None})
+                                      "parent": None, "model_digest": digest})
     if registry.current() is None:
         entry = registry.promote(entry.version, reason=f"registered from {source} (first model)")
     logger.info("registered %s as %s (%s)", source, entry.version, entry.status)
     return entry
+
+
+def model_digest(directory: Path) -> str:
+    """SHA-256 of a saved model directory's files (weights, config with its labels, tokenizer, thresholds and
+    temperature), by name: equal for the same model registered twice. Reads every byte once: O(model size)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(item for item in directory.rglob("*") if item.is_file()):
+        digest.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _check_label_count(source: str, model_labels: Sequence[str], dataset_labels: Sequence[str]) -> None:
