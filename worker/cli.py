@@ -315,10 +315,11 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
         sys.exit(2)
 
 
-def _services(config_file: Path | None, *, writes: tuple[str, ...] = ()):
+def _services(config_file: Path | None, *, writes: tuple[str, ...] = (), checking: bool = False):
     """The settings read and checked, and the directories the command will write (``state_dir``,
     ``registry.path``) checked, before the command imports torch and transformers: a bad value or a disk that
-    cannot be written is one line within a second, not after seconds of imports."""
+    cannot be written is one line within a second, not after seconds of imports. ``checking``: for `config check`
+    (the plugins' context says so: they send nothing)."""
     from worker.config import load_settings
     from worker.registry import check_writable
     from worker.services import Services
@@ -327,7 +328,7 @@ def _services(config_file: Path | None, *, writes: tuple[str, ...] = ()):
     directories = {"state_dir": settings.state_dir, "registry.path": settings.registry.path}
     for setting in writes:
         check_writable(directories[setting], setting)
-    return Services(settings)
+    return Services(settings, checking=checking)
 
 
 @cli.group("config")
@@ -360,7 +361,7 @@ def config_check(config_file: Path | None) -> None:
     from worker.check import check_config
     from worker.crowd import ties_note
 
-    services = _services(config_file)
+    services = _services(config_file, checking=True)
     check = check_config(services)
     binding = check.binding
     click.echo(f"Argilla {services.settings.argilla.api_url}: reachable, key accepted (argilla-server {check.server})")

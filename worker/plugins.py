@@ -33,9 +33,12 @@ BUILTIN_PLUGINS = {"heuristics": "plugins.heuristics", "publishers": "plugins.pu
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What hooks receive: the effective settings, and each plugin's own config table."""
+    """What hooks receive: the effective settings, each plugin's own config table, and whether the worker only checks
+    its configuration (``checking``: `argilla-worker config check`, which writes and sends nothing — a plugin builds
+    what it registers, so the check can see it, but opens no connection and posts no notice)."""
 
     settings: Any  # worker.config.WorkerSettings
+    checking: bool = False
 
     def plugin_config(self, name: str) -> dict:
         return dict(self.settings.plugins.get(name, {}))
@@ -45,7 +48,9 @@ class HookSpecs:
     @hookspec
     def startup(self, context: WorkerContext) -> None:
         """Once, when the worker's services are built: read your config (``context.plugin_config(name)``),
-        open connections. Raising here disables nothing else: the error is logged with your name."""
+        open connections — but not when ``context.checking`` (`argilla-worker config check`: it only reads, and
+        calls ``register_scorers`` / ``register_publishers`` to see what you register). Raising here disables
+        nothing else: the error is logged with your name."""
 
     @hookspec
     def register_scorers(self, context: WorkerContext) -> dict[str, Callable] | None:

@@ -36,10 +36,11 @@ logger = logging.getLogger(__name__)
 class Services:
     """The worker's long-lived parts, built once from the configuration."""
 
-    def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None):
+    def __init__(self, settings: WorkerSettings, plugins: pluggy.PluginManager | None = None, *,
+                 checking: bool = False):
         self.settings = settings
         self._given_plugins = plugins
-        self.context = WorkerContext(settings)
+        self.context = WorkerContext(settings, checking=checking)  # checking: `config check` (plugins send nothing)
         self._classifier: Classifier | None = None
         self._ray_scorer: RayScorer | None = None
         self._ray_idle_since: float | None = None  # time.monotonic() when the last Ray score run ended

@@ -341,12 +341,17 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     untouched."""
     before = _dataset_settings(stack_settings, their_dataset.id)
     base = str(save_tiny_classifier(tmp_path / "base"))
+    starts = tmp_path / "plugin-starts.jsonl"  # a plugin that would announce its start must know it is a check
     fresh = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
-                 extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base})
+                 extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base,
+                            "ARGILLA_WORKER_PLUGIN_MODULES": '["tests.worker_plugins.recorder"]',
+                            "ARGILLA_WORKER_PLUGINS": json.dumps({"tests.worker_plugins.recorder": {
+                                "startup_file": str(starts)}})})
     missing_start = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
                          extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": str(tmp_path / "no-such-model")})
 
     assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert [json.loads(line) for line in starts.read_text().splitlines()] == [{"checking": True}]
     assert f"reachable, key accepted (argilla-server {server_version})" in fresh.stdout
     assert ("keeps an existing record's fields" in fresh.stdout) == (server_version < FIELD_UPDATES_SINCE)
     assert f"dataset {stack_settings.workspace}/{dataset_name}: {COUNT} records, 0 with a submitted response" \

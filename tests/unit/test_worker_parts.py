@@ -437,10 +437,12 @@ def test_plugins_start_on_first_use_so_a_registry_command_starts_none(tmp_path):
     class _Starting:
         def __init__(self):
             self.started = 0
+            self.checking: list[bool] = []
 
         @hookimpl
         def startup(self, context):
             self.started += 1
+            self.checking.append(context.checking)
 
     manager = plugin_manager(entry_points=False, builtins=False)
     starting = _Starting()
@@ -450,6 +452,8 @@ def test_plugins_start_on_first_use_so_a_registry_command_starts_none(tmp_path):
     assert services.registry.versions() == [] and starting.started == 0
     assert services.plugins is manager and starting.started == 1
     assert services.plugins is manager and starting.started == 1  # started once
+    checked = Services(load_settings(registry={"path": str(tmp_path / "registry")}), plugins=manager, checking=True)
+    assert checked.plugins is manager and starting.checking == [False, True]  # `config check`: told so
 
 
 def test_plugin_scorers_become_metadata_and_a_failing_one_is_dropped(tiny_classifier, caplog):

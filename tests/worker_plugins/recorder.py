@@ -1,8 +1,9 @@
 """Appends every scored record id to a file (a test checks nothing is scored twice per model version),
 and can slow each batch down (so a test can signal the worker mid-run).
 
-Also records promotions and publications to ``events_file``. Config:
-``[plugins."tests.worker_plugins.recorder"] record_file = "...", events_file = "...", sleep_per_batch = 0.5``.
+Also records promotions and publications to ``events_file``, and each start (whether it is `config check`'s) to
+``startup_file``. Config: ``[plugins."tests.worker_plugins.recorder"] record_file = "...", events_file = "...",
+startup_file = "...", sleep_per_batch = 0.5``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _config: dict = {}
 @hookimpl
 def startup(context):
     _config.update(context.plugin_config(__name__))
+    if "startup_file" in _config:  # what a plugin that announces itself would see: checking under `config check`
+        with Path(_config["startup_file"]).open("a") as handle:
+            handle.write(json.dumps({"checking": context.checking}) + "\n")
 
 
 @hookimpl
