@@ -5,7 +5,9 @@ missing, as by any job)."""
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from worker.binding import PRESERVED_LABEL, DatasetBinding, is_foreign
@@ -15,12 +17,15 @@ from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
 from worker.jobs import ranks_first_batch_itself, written_options
 from worker.publish.sinks import check_sink
+from worker.records import PulledRecord
 from worker.registry import check_writable
 from worker.scoring import check_head_fits, read_head
 from worker.services import Services
 from worker.test_set import shared_size
 from worker.training.job import start_description, start_model
 from worker.training.trainer import check_model_source
+
+logger = logging.getLogger(__name__)
 
 REFERENCE_SAMPLE = 100  # the first records whose own labels `config check` reads (argilla.reference)
 
@@ -37,6 +42,19 @@ class ReferenceSample:
     first_unread: str | None = None  # the first of them
     agents: Counter[str] = field(default_factory=Counter)  # other agents of the question's suggestions -> records
     by_agent: Counter[str] = field(default_factory=Counter)  # ``auto``: labels read from an agent's suggestion -> count
+
+
+@dataclass(frozen=True)
+class LengthSample:
+    """How long the first records' texts are in the model's tokens, against ``training.max_length``: ``longer`` of
+    ``read`` exceed it (``median`` and ``longest`` of all, in tokens); ``model_limit``: the most the model reads."""
+
+    read: int
+    longer: int
+    median: int
+    longest: int
+    max_length: int
+    model_limit: int | None
 
 
 @dataclass
@@ -58,6 +76,7 @@ class ConfigCheck:
     scoring: str | None = None  # where scoring runs, when not in this process (scoring.engine = "ray")
     min_submitted: int = 1  # submitted responses the dataset's task distribution completes a record at
     references: ReferenceSample | None = None  # the first records' own labels; None with argilla.reference = "none"
+    lengths: LengthSample | None = None  # the first records' texts in tokens; None without a tokenizer at hand
     problems: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
 
@@ -79,7 +98,9 @@ def check_config(services: Services) -> ConfigCheck:
     check.todo += release_caveats(gateway.server_version)  # to-dos: every job still runs
     check.vectors = gateway.vector_dimensions()
     check.min_submitted = gateway.min_submitted()
-    check.references = _sample_references(services)
+    first = list(itertools.islice(gateway.pull(page_size=REFERENCE_SAMPLE), REFERENCE_SAMPLE))
+    check.references = _sample_references(services, first)
+    check.lengths = _sample_lengths(services, first)
     _check_worker_metadata(services, check)
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)
@@ -96,16 +117,44 @@ def check_config(services: Services) -> ConfigCheck:
     return check
 
 
-def _sample_references(services: Services) -> ReferenceSample | None:
-    """How the labels of the dataset's first :data:`REFERENCE_SAMPLE` records read — a team's own property
-    (``metadata:NAME``) written as titles or in other letter case, or holding values that are none of the question's
-    labels — before a training or a score run relies on them. None with ``argilla.reference = "none"``. One
-    request."""
+def _sample_lengths(services: Services, records: Sequence[PulledRecord]) -> LengthSample | None:
+    """How many of ``records``' texts (the dataset's first) ``training.max_length`` cuts, in the tokens of the model
+    that reads them — the current model's tokenizer, else the start model's when it is at hand (a local directory,
+    or a Hub id in the local cache): a team with long texts hears it before a training cuts them. None without a
+    tokenizer at hand or a text. O(len(records)) tokenizations."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from worker.scoring.model import position_limit
+
+    texts = [(record.text, record.text_pair) for record in records if record.has_text and isinstance(record.text, str)]
+    current = services.registry.current()
+    source = str(current.path) if current is not None else services.settings.training.base_model
+    if not texts or not source:
+        return None
+    trusted = services.settings.registry.trust_remote_code
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=trusted)
+        config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=trusted)
+    except (OSError, ValueError) as error:  # not at hand here (a Hub id not downloaded yet), or not a model
+        logger.debug("config check: no tokenizer of %s at hand (%s): text lengths not sampled", source, error)
+        return None
+    lengths = sorted(len(tokenizer(text, pair, verbose=False)["input_ids"]) for text, pair in texts)
+    max_length = services.settings.training.max_length
+    limit = position_limit(config) or getattr(config, "max_position_embeddings", None)  # (not the tokenizer's: a
+    # model trained here keeps training.max_length as its tokenizer's limit, while its encoder reads more)
+    return LengthSample(len(lengths), sum(length > max_length for length in lengths), lengths[len(lengths) // 2],
+                        lengths[-1], max_length, int(limit) if limit else None)
+
+
+def _sample_references(services: Services, records: Sequence[PulledRecord]) -> ReferenceSample | None:
+    """How the labels of the dataset's first records (``records``) read — a team's own property (``metadata:NAME``)
+    written as titles or in other letter case, or holding values that are none of the question's labels — before a
+    training or a score run relies on them. None with ``argilla.reference = "none"``."""
     binding = services.gateway.binding
     if binding.reference.kind == "none":
         return None
     sample = ReferenceSample()
-    for record in itertools.islice(services.gateway.pull(page_size=REFERENCE_SAMPLE), REFERENCE_SAMPLE):
+    for record in records:
         sample.read += 1
         sample.carrying += record.reference is not None
         if record.suggestion is not None and record.suggestion.agent \

@@ -20,7 +20,7 @@ from worker.logging_setup import configure_logging
 
 if TYPE_CHECKING:
     from worker.binding import DatasetBinding
-    from worker.check import ConfigCheck, ReferenceSample
+    from worker.check import ConfigCheck, LengthSample, ReferenceSample
     from worker.jobs import ScoreReport
     from worker.test_set import TestSet
 
@@ -368,6 +368,8 @@ def config_check(config_file: Path | None) -> None:
     click.echo(f"dataset {check.dataset}: {check.records:,} records, {check.submitted:,} with a submitted response")
     click.echo(f"  model reads: {_field_names(binding.fields, binding.chat_fields)}"
                + (" (a text pair)" if len(binding.fields) == 2 else ""))
+    if check.lengths is not None and check.lengths.longer:
+        click.echo(f"    {_lengths_note(check.lengths, services.settings.training.truncation_side)}")
     kind = "multi-label " if binding.multi_label else "rating " if binding.rating else ""
     click.echo(f"  {kind}question {binding.question!r}: {len(binding.labels)} labels "
                f"({', '.join(binding.labels)})")
@@ -394,6 +396,17 @@ def config_check(config_file: Path | None) -> None:
         click.echo(f"problem: {line}", err=True)
     if check.problems:
         sys.exit(1)
+
+
+def _lengths_note(lengths: LengthSample, truncation_side: str) -> str:
+    """``config check``'s line on the first texts ``training.max_length`` cuts (:class:`~worker.check.LengthSample`)."""
+    kept = "last" if truncation_side == "left" else "first"
+    more = (f"; the model reads up to {lengths.model_limit}: a larger training.max_length reads more of each (time and "
+            f"memory grow about in proportion)" if lengths.model_limit and lengths.max_length < lengths.model_limit
+            else "")
+    return (f"of the first {lengths.read} texts, {lengths.longer} are longer than training.max_length = "
+            f"{lengths.max_length} tokens (median {lengths.median:,}, longest {lengths.longest:,}): a model trained "
+            f"here learns and scores their {kept} {lengths.max_length} only{more}")
 
 
 def _references_note(sample: ReferenceSample, binding: DatasetBinding) -> str:

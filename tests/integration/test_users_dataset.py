@@ -367,6 +367,13 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
                                "ARGILLA_WORKER_ARGILLA__REFERENCE": "suggestion:gpt-labeler"})
     assert (f"of the first {COUNT} records, 0 carry one: none has a suggestion by agent 'gpt-labeler'; their "
             f"suggestions are by {AGENT!r} ({COUNT})") in misspelt.stdout, misspelt.stdout
+    # texts longer than training.max_length: said before a training cuts them (in the start model's tokens)
+    assert "are longer than training.max_length" not in fresh.stdout
+    cutting = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                   extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base, "ARGILLA_WORKER_TRAINING__MAX_LENGTH": "8"})
+    assert re.search(rf"of the first {COUNT - len(NO_BODY)} texts, \d+ are longer than training.max_length = 8 tokens "
+                     r"\(median \d+, longest \d+\): a model trained here learns and scores their first 8 only; the "
+                     r"model reads up to 64: a larger training.max_length reads more", cutting.stdout), cutting.stdout
     assert "to do: no model yet: `argilla-worker train`" in fresh.stdout
     assert ("if no record carries a label yet, `argilla-worker cold-start --vector embedding` ranks a first batch to "
             "annotate") in fresh.stdout
