@@ -1689,7 +1689,8 @@ def registered_comparison(services: Services, registered: ModelVersion) -> str |
     interval = (f", 95 % interval {comparison.interval[0]:+.4f} to {comparison.interval[1]:+.4f}"
                 if comparison.interval is not None else "")
     return (f"on {comparison.records} reviewed records the current model {current.version} was not taught{left_out}: "
-            f"macro-F1 {comparison.candidate_macro_f1:.4f} vs {current.version}'s {comparison.current_macro_f1:.4f} "
+            f"macro-F1 {registered.version} {comparison.candidate_macro_f1:.4f}, {current.version} "
+            f"{comparison.current_macro_f1:.4f} "
             f"(difference {comparison.candidate_macro_f1 - comparison.current_macro_f1:+.4f}{interval}; "
             f"{registered.version} may have been trained on some of them: what it learnt from is not known here)")
 

@@ -552,8 +552,8 @@ def test_a_model_registered_beside_the_current_one_is_compared_with_it_on_the_re
     assert (f"{nameless} is registered already as v0002 (the same weights, labels and tokenizer): nothing registered; "
             f"v0002 is candidate; `argilla-worker models promote v0002` makes it current") in registered.stdout
     assert sorted(path.name for path in (tmp_path / "registry" / "versions").iterdir()) == ["v0001", "v0002"]
-    found = re.search(r"on 10 reviewed records the current model v0001 was not taught: macro-F1 (\d\.\d+) vs "
-                      r"v0001's (\d\.\d+) \(difference [+-]\d\.\d+, 95 % interval ", registered.stdout)
+    found = re.search(r"on 10 reviewed records the current model v0001 was not taught: macro-F1 v0002 (\d\.\d+), "
+                      r"v0001 (\d\.\d+) \(difference [+-]\d\.\d+, 95 % interval ", registered.stdout)
     assert found, registered.stdout
     assert float(found[1]) >= 0.8 > float(found[2]), found.groups()  # the trained model, the one-label model
 
