@@ -90,25 +90,37 @@ def read_label_map(model, tokenizer, model_labels: Sequence[str], dataset_labels
     text. Time O(len(sample)) forward passes (batches of :data:`PREDICT_BATCH`), memory O(batch + labels²).
 
     Raises:
-        DataError: too few labelled records to read from; two or more outputs have no record to tell them apart
-            (the map read so far is in the message, to complete by hand); the predictions are no more related to the
-            labels than chance (a χ² test, p > :data:`MAX_P_VALUE`); or the best map agrees with fewer than
-            :data:`MIN_AGREEMENT` of them (the model was not trained for these labels, or the labels are mostly
-            wrong).
+        DataError: as :func:`map_from_predictions`.
     """
-    from scipy.optimize import linear_sum_assignment
-
     needed = 2 * len(dataset_labels)
     if len(sample) < needed:
         raise DataError(f"--label-map auto reads the model's labels from records that carry a label (a review, or the "
                         f"label they came with: argilla.reference), and found {len(sample)}, fewer than {needed} "
                         f"(two per label): name them by hand, --label-map {model_labels[0]}=LABEL,…")
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
+    predicted = predicted_outputs(model, tokenizer, sample, max_length)
+    return map_from_predictions(predicted, [item.label for item in sample], model_labels, dataset_labels)
+
+
+def map_from_predictions(predicted: Sequence[int], labels: Sequence[str], model_labels: Sequence[str],
+                         dataset_labels: Sequence[str]) -> LabelMapReading:
+    """The map of most agreement between the model's predicted outputs (``predicted`` [N], output indices) and the
+    labels the same records carry (``labels`` [N]; one that is not among ``dataset_labels`` is not counted).
+    O(N + labels³) (the assignment).
+
+    Raises:
+        DataError: two or more outputs have no record to tell them apart (the map read so far is in the message, to
+            complete by hand); the predictions are no more related to the labels than chance (a χ² test, p >
+            :data:`MAX_P_VALUE`); or the best map agrees with fewer than :data:`MIN_AGREEMENT` of them (the model was
+            not trained for these labels, or the labels are mostly wrong).
+    """
+    from scipy.optimize import linear_sum_assignment
+
     index = {label: position for position, label in enumerate(dataset_labels)}
     counts = np.zeros((len(model_labels), len(dataset_labels)), dtype=np.int64)  # [outputs, labels]
-    for item, predicted in zip(sample, _predictions(model, tokenizer, sample, max_length), strict=True):
-        if item.label in index:
-            counts[predicted, index[item.label]] += 1
+    for output, label in zip(predicted, labels, strict=True):
+        if label in index:
+            counts[output, index[label]] += 1
     rows, columns = linear_sum_assignment(counts, maximize=True)
     mapping = {model_labels[row]: dataset_labels[column] for row, column in zip(rows, columns, strict=True)}
     reading = LabelMapReading(
@@ -152,7 +164,7 @@ def _check_reading(reading: LabelMapReading, p_value: float) -> None:
                         f"hand with --label-map, or train a model here (training.base_model = the model)")
 
 
-def _predictions(model, tokenizer, sample: Sequence[LabelledInput], max_length: int) -> list[int]:
+def predicted_outputs(model, tokenizer, sample: Sequence[LabelledInput], max_length: int) -> list[int]:
     """The model's predicted output index for each item of ``sample`` (deterministic: dropout off)."""
     import torch
 
