@@ -92,11 +92,7 @@ def read_label_map(model, tokenizer, model_labels: Sequence[str], dataset_labels
     Raises:
         DataError: as :func:`map_from_predictions`.
     """
-    needed = 2 * len(dataset_labels)
-    if len(sample) < needed:
-        raise DataError(f"--label-map auto reads the model's labels from records that carry a label (a review, or the "
-                        f"label they came with: argilla.reference), and found {len(sample)}, fewer than {needed} "
-                        f"(two per label): name them by hand, --label-map {model_labels[0]}=LABEL,…")
+    _check_sample_size(len(sample), model_labels, dataset_labels)
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
     predicted = predicted_outputs(model, tokenizer, sample, max_length)
     return map_from_predictions(predicted, [item.label for item in sample], model_labels, dataset_labels)
@@ -109,13 +105,15 @@ def map_from_predictions(predicted: Sequence[int], labels: Sequence[str], model_
     O(N + labels³) (the assignment).
 
     Raises:
-        DataError: two or more outputs have no record to tell them apart (the map read so far is in the message, to
-            complete by hand); the predictions are no more related to the labels than chance (a χ² test, p >
-            :data:`MAX_P_VALUE`); or the best map agrees with fewer than :data:`MIN_AGREEMENT` of them (the model was
-            not trained for these labels, or the labels are mostly wrong).
+        DataError: fewer than two labelled records per label; two or more outputs have no record to tell them
+            apart (the map read so far is in the message, to complete by hand); the predictions are no more related
+            to the labels than chance (a χ² test, p > :data:`MAX_P_VALUE`); or the best map agrees with fewer than
+            :data:`MIN_AGREEMENT` of them (the model was not trained for these labels, or the labels are mostly
+            wrong).
     """
     from scipy.optimize import linear_sum_assignment
 
+    _check_sample_size(len(labels), model_labels, dataset_labels)
     index = {label: position for position, label in enumerate(dataset_labels)}
     counts = np.zeros((len(model_labels), len(dataset_labels)), dtype=np.int64)  # [outputs, labels]
     for output, label in zip(predicted, labels, strict=True):
@@ -129,6 +127,15 @@ def map_from_predictions(predicted: Sequence[int], labels: Sequence[str], model_
         agreeing={model_labels[row]: int(counts[row, column]) for row, column in zip(rows, columns, strict=True)})
     _check_reading(reading, _independence_p_value(counts))
     return reading
+
+
+def _check_sample_size(size: int, model_labels: Sequence[str], dataset_labels: Sequence[str]) -> None:
+    """Refuse to read a map from fewer than two labelled records per label (before predicting any)."""
+    needed = 2 * len(dataset_labels)
+    if size < needed:
+        raise DataError(f"--label-map auto reads the model's labels from records that carry a label (a review, or the "
+                        f"label they came with: argilla.reference), and found {size}, fewer than {needed} (two per "
+                        f"label): name them by hand, --label-map {model_labels[0]}=LABEL,…")
 
 
 def _independence_p_value(counts: np.ndarray) -> float:
