@@ -996,6 +996,17 @@ def models_list(config_file: Path | None) -> None:
         if entry.metrics.get("rejection_reason"):
             later = "" if entry.status == "rejected" else f"; promoted later ({entry.metrics.get('promotion_reason')})"
             click.echo(f"         rejected by the gate: {entry.metrics['rejection_reason']}{later}")
+        if entry.metrics.get("registered_from"):
+            click.echo(f"         registered from {entry.metrics['registered_from']}"
+                       + _registered_comparison_note(entry.metrics.get("registered_comparison")))
+
+
+def _registered_comparison_note(comparison: dict | None) -> str:
+    """`models list`'s words on a registered version's comparison with the model current then (none: nothing)."""
+    if not comparison:
+        return ""
+    return (f"; beside {comparison['current_version']} on {comparison['records']} reviewed records: macro-F1 "
+            f"{comparison['candidate_macro_f1']:.4f} vs {comparison['current_macro_f1']:.4f}")
 
 
 def _fmt(value) -> str:

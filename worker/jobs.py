@@ -1666,7 +1666,8 @@ def registered_comparison(services: Services, registered: ModelVersion) -> str |
     """A model just registered beside the current one, both judged on the dataset's reviewed records (the
     annotators' consensus; the first :data:`REGISTERED_COMPARISON_RECORDS`) that the current model was not taught —
     what `models promote` is decided on. None without another current model; a sentence when there is nothing to
-    compare on. Two deterministic passes over those records; memory O(records compared)."""
+    compare on. The figures are kept with the registered version (``registered_comparison``). Two deterministic
+    passes over those records; memory O(records compared)."""
     current = services.registry.current()
     if current is None or current.version == registered.version:
         return None
@@ -1685,6 +1686,8 @@ def registered_comparison(services: Services, registered: ModelVersion) -> str |
         return f"the current model {current.version} answers another question's labels: not compared"
     comparison = compare_models(candidate, incumbent, annotated, taught_by(current, annotated),
                                 seed=services.settings.training.seed)
+    services.registry.update_metrics(registered.version, registered_comparison={  # (`models list` shows it)
+        **comparison.as_dict(), "current_version": current.version})
     left_out = f" ({comparison.left_out} it trained on left out)" if comparison.left_out else ""
     interval = (f", 95 % interval {comparison.interval[0]:+.4f} to {comparison.interval[1]:+.4f}"
                 if comparison.interval is not None else "")

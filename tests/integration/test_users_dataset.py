@@ -556,6 +556,9 @@ def test_a_model_registered_beside_the_current_one_is_compared_with_it_on_the_re
                       r"v0001 (\d\.\d+) \(difference [+-]\d\.\d+, 95 % interval ", registered.stdout)
     assert found, registered.stdout
     assert float(found[1]) >= 0.8 > float(found[2]), found.groups()  # the trained model, the one-label model
+    listed = _cli(stack_settings, dataset_name, tmp_path, "models", "list")  # kept with the version
+    assert (f"         registered from {nameless}; beside v0001 on 10 reviewed records: macro-F1 {found[1]} vs "
+            f"{found[2]}") in listed.stdout, listed.stdout
 
 
 def test_their_modernbert_trains_and_their_deberta_registers_and_both_score(their_dataset, stack_settings,
