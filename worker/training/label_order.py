@@ -30,6 +30,8 @@ LOOK_THROUGH = 50_000  # records read at most to find them: O(1) in the dataset'
 MIN_AGREEMENT = 0.5  # the share of the sample the map must agree with: below it the model and the labels disagree
 MAX_P_VALUE = 0.001  # predictions and labels must be related beyond chance (χ² test of independence) for any map
 MAX_SWAP_P_VALUE = 0.05  # each two outputs must be told apart: the map beats them swapped (sign test) at this level
+MIN_PER_LABEL = 3  # labelled records a label needs at least: two outputs right on 2 + 2 records and never swapped
+# are still not told apart (sign test p = 1/16 > MAX_SWAP_P_VALUE); 3 + 3 are (1/64)
 PREDICT_BATCH = 32
 
 
@@ -107,8 +109,8 @@ def map_from_predictions(predicted: Sequence[int], labels: Sequence[str], model_
     O(N + labels³) (the assignment).
 
     Raises:
-        DataError: fewer than two labelled records per label; the predictions are no more related to the labels
-            than chance (a χ² test, p > :data:`MAX_P_VALUE`); the best map agrees with fewer than
+        DataError: fewer than :data:`MIN_PER_LABEL` labelled records per label; the predictions are no more
+            related to the labels than chance (a χ² test, p > :data:`MAX_P_VALUE`); the best map agrees with fewer than
             :data:`MIN_AGREEMENT` of them (the model was not trained for these labels, or the labels are mostly
             wrong); or two outputs are not told apart (:func:`_untold_pairs`; the map read for the others is in the
             message, to complete by hand).
@@ -154,12 +156,14 @@ def _untold_pairs(counts: np.ndarray, columns: np.ndarray) -> list[tuple[int, in
 
 
 def _check_sample_size(size: int, model_labels: Sequence[str], dataset_labels: Sequence[str]) -> None:
-    """Refuse to read a map from fewer than two labelled records per label (before predicting any)."""
-    needed = 2 * len(dataset_labels)
+    """Refuse to read a map from fewer than :data:`MIN_PER_LABEL` labelled records per label (before predicting)."""
+    needed = MIN_PER_LABEL * len(dataset_labels)
     if size < needed:
         raise DataError(f"--label-map auto reads the model's labels from records that carry a label (a review, or the "
-                        f"label they came with: argilla.reference), and found {size}, fewer than {needed} (two per "
-                        f"label): name them by hand, --label-map {model_labels[0]}=LABEL,…")
+                        f"label they came with: argilla.reference), and found {size}, fewer than {needed} "
+                        f"({MIN_PER_LABEL} per label; a model that confuses some labels needs many more): review some "
+                        f"records of each label first (`argilla-worker cold-start` ranks a varied first batch) and run "
+                        f"it again, or name them by hand, --label-map {model_labels[0]}=LABEL,…")
 
 
 def _independence_p_value(counts: np.ndarray) -> float:
