@@ -54,6 +54,10 @@ def test_the_outputs_of_a_model_trained_without_label_names_are_read_from_noisy_
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(entry.path).id2label == {0: "positive", 1: "negative"}
+    # a model that names its labels as the question's: its names are its word, nothing is read
+    named = register_model(str(save_tiny_classifier(tmp_path / "named", labels=("POSITIVE", "NEGATIVE"))), registry,
+                           list(LABELS), label_map_reader=reader)
+    assert len(readings) == 1 and AutoConfig.from_pretrained(named.path).id2label == {0: "positive", 1: "negative"}
 
 
 def test_labels_unrelated_to_the_predictions_or_outputs_the_sample_cannot_tell_apart_read_no_map(nameless_model,

@@ -61,7 +61,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
     ``label_map_reader`` (``--label-map auto``) reads ``label_map`` from the loaded model instead: (model,
-    tokenizer, its label names) → {model label: question label} (see :mod:`worker.training.label_order`).
+    tokenizer, its label names) → {model label: question label} (see :mod:`worker.training.label_order`); not
+    called when the model's own names already read as the question's labels (those are the model's word).
 
     Its label names (``config.id2label``, read by :func:`question_labels`; ``label_titles``: what the UI shows
     for each of the question's labels, value → title) must be exactly the question's labels, and its kind
@@ -94,7 +95,10 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
     if label_map_reader is not None:
         _check_label_count(source, model_labels, dataset_labels)
-        label_map = label_map_reader(model, tokenizer, model_labels)
+        if sorted(question_labels(model_labels, dataset_labels, {}, label_titles or {})) == sorted(dataset_labels):
+            logger.info("the model names its labels as the question's: --label-map auto reads nothing")
+        else:
+            label_map = label_map_reader(model, tokenizer, model_labels)
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))
     if unknown:
