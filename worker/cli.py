@@ -1052,7 +1052,10 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
         click.echo(f"registered {source} as {entry.version} ({state})")
     from worker.jobs import registered_comparison
 
-    compared = registered_comparison(services, entry)
+    try:
+        compared = registered_comparison(services, entry)
+    except WorkerError as error:  # the registration stands; only its comparison could not be made
+        compared = f"not compared with the current model: {error}"
     if compared is not None:
         click.echo(f"  {compared}")
 
