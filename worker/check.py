@@ -105,6 +105,7 @@ def check_config(services: Services) -> ConfigCheck:
     _check_model(services, labels, check)
     check.todo += _test_set_todo(check)
     check.todo += _rescore_todo(services)
+    check.todo += _registered_candidates_todo(services)
     _check_start_model(services, check)
     _check_engine(services, check)
     _check_devices(services, check)
@@ -197,6 +198,23 @@ def _test_set_todo(check: ConfigCheck) -> list[str]:
              f"test-set` marks up to {size} record{'s' * (size != 1)} drawn at random to review in rank order, and "
              f"every model is measured on them (their labels train nothing; draw it before `cold-start`, and before "
              f"the first `train` when records carry labels of their own: that model would learn them)")]
+
+
+def _registered_candidates_todo(services: Services) -> list[str]:
+    """The newest model a team registered beside the current one that waits for a decision (status candidate), with
+    its comparison on the reviewed records when `models register` made one, and how many older ones wait too. Reads
+    the registry only."""
+    waiting = [version for version in reversed(services.registry.versions())
+               if version.status == "candidate" and version.metrics.get("registered_from")]
+    if not waiting:
+        return []
+    newest, compared = waiting[0], waiting[0].metrics.get("registered_comparison")
+    figures = (f": macro-F1 {compared['candidate_macro_f1']:.4f} vs {compared['current_macro_f1']:.4f} of "
+               f"{compared['current_version']} on {compared['records']} reviewed records" if compared else "")
+    older = f"; {len(waiting) - 1} older registered candidate(s) too (`models list`)" if len(waiting) > 1 else ""
+    line = (f"{newest.version} (registered from {newest.metrics['registered_from']}) waits for a decision{figures} — "
+            f"`argilla-worker models promote {newest.version}` makes it current{older}")
+    return [line]
 
 
 def _rescore_todo(services: Services) -> list[str]:

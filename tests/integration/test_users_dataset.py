@@ -559,6 +559,10 @@ def test_a_model_registered_beside_the_current_one_is_compared_with_it_on_the_re
     listed = _cli(stack_settings, dataset_name, tmp_path, "models", "list")  # kept with the version
     assert (f"         registered from {nameless}; beside v0001 on 10 reviewed records: macro-F1 {found[1]} vs "
             f"{found[2]}") in listed.stdout, listed.stdout
+    checked = _cli(stack_settings, dataset_name, tmp_path, "config", "check")  # and config check reminds of it
+    assert (f"to do: v0002 (registered from {nameless}) waits for a decision: macro-F1 {found[1]} vs {found[2]} of "
+            f"v0001 on 10 reviewed records — `argilla-worker models promote v0002` makes it current\n") \
+        in checked.stdout, checked.stdout
 
 
 def test_their_modernbert_trains_and_their_deberta_registers_and_both_score(their_dataset, stack_settings,
