@@ -661,8 +661,7 @@ def _check_environment() -> None:
     Raises:
         ConfigError: naming each such variable, with the two-underscore spelling when it is one.
     """
-    sections = {name for name, info in WorkerSettings.model_fields.items()
-                if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)}
+    sections = set(_sections())
     unknown = []
     for name in sorted(os.environ):
         rest = name[len(ENV_PREFIX):] if name.upper().startswith(ENV_PREFIX) else None

@@ -10,7 +10,6 @@ most, one label each (the assignment of most agreement: the Hungarian algorithm 
 from __future__ import annotations
 
 import itertools
-import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ import numpy as np
 
 from worker.errors import DataError
 from worker.records import PulledRecord, consensus
-
-logger = logging.getLogger(__name__)
 
 AUTO_LABEL_MAP = "auto"  # ``--label-map auto``: read the map from the records (see read_label_map)
 DEFAULT_LABEL_NAME = re.compile(r"LABEL_\d+")  # transformers' name of an output its config names no label for
@@ -210,9 +207,7 @@ def predicted_outputs(model, tokenizer, sample: Sequence[LabelledInput], max_len
     predicted: list[int] = []
     for start in range(0, len(sample), PREDICT_BATCH):
         batch = sample[start:start + PREDICT_BATCH]
-        pairs = [item.text_pair for item in batch] if any(item.text_pair for item in batch) else None
-        if pairs is not None:
-            pairs = [pair or "" for pair in pairs]
+        pairs = [item.text_pair or "" for item in batch] if any(item.text_pair for item in batch) else None
         encoded = tokenizer([item.text for item in batch], pairs, truncation=True, max_length=max_length,
                             padding=True, return_tensors="pt")
         with torch.inference_mode():

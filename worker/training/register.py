@@ -93,8 +93,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     _check_trained(source, loading)
     _check_kind(source, getattr(model.config, "problem_type", None), multi_label)
     model_labels = [str(model.config.id2label[index]) for index in range(model.config.num_labels)]
+    _check_label_count(source, model_labels, dataset_labels)
     if label_map_reader is not None:
-        _check_label_count(source, model_labels, dataset_labels)
         if sorted(question_labels(model_labels, dataset_labels, {}, label_titles or {})) == sorted(dataset_labels):
             logger.info("the model names its labels as the question's: --label-map auto reads nothing")
         else:
@@ -104,7 +104,6 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     if unknown:
         raise DataError(f"--label-map names {unknown}, which are not the model's labels {model_labels}")
     mapped = question_labels(model_labels, dataset_labels, mapping, label_titles or {})
-    _check_label_count(source, model_labels, dataset_labels)
     if sorted(mapped) != sorted(dataset_labels):
         guess = guessed_label_map(model_labels, mapped, dataset_labels)
         hint = (f" (by their spelling: --label-map {','.join(f'{k}={v}' for k, v in {**mapping, **guess}.items())} — "
