@@ -270,8 +270,12 @@ class ModelRegistry:
         return entry
 
     def reject(self, version: str, reason: str) -> ModelVersion:
+        """Mark ``version`` rejected (the gate's word), then prune: a retraining the gate keeps rejecting (a schedule
+        on data that stopped improving) would otherwise add a model to the disk each time until the next promotion."""
         logger.warning("model %s rejected: %s", version, reason)
-        return self.update_metrics(version, status=REJECTED, rejection_reason=reason, rejected_at=utc_now())
+        entry = self.update_metrics(version, status=REJECTED, rejection_reason=reason, rejected_at=utc_now())
+        self.prune()
+        return entry
 
     def rollback(self) -> ModelVersion:
         """Make the previously promoted version current again; the current one is marked retired."""
@@ -304,8 +308,10 @@ class ModelRegistry:
 
     # -- housekeeping ----------------------------------------------------------------------------------
     def prune(self) -> list[str]:
-        """Delete the oldest versions beyond ``keep``, never the current one, its rollback target, or the model a team
-        brought that the current one was fine-tuned from (:meth:`brought_start`: the next training starts there)."""
+        """Delete the oldest versions beyond ``keep``, never the current one, its rollback target, the model a team
+        brought that the current one was fine-tuned from (:meth:`brought_start`: the next training starts there), or
+        one a team registered that waits for their decision (``models promote``; a candidate the worker trained is
+        decided by the gate at once). Runs on each promotion, rejection and registration."""
         current = self.current()
         stack = self._state().get("stack", [])
         protected = {current.version} if current else set()
@@ -313,7 +319,9 @@ class ModelRegistry:
         brought = self.brought_start(current)
         if brought is not None:
             protected.add(brought.version)
-        versions = [v.version for v in self.versions()]
+        every = self.versions()
+        protected.update(v.version for v in every if v.status == CANDIDATE and is_brought(v))
+        versions = [v.version for v in every]
         removable = [v for v in versions[:-self.keep] if v not in protected] if len(versions) > self.keep else []
         for version in removable:
             trash = self.root / f".trash-{version}-{uuid.uuid4().hex}"

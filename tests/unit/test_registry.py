@@ -142,6 +142,21 @@ def test_only_the_last_versions_are_kept_but_never_the_current_or_its_rollback_t
     assert registry.rollback().version == "v0001"
 
 
+def test_rejected_versions_are_pruned_without_a_promotion_and_a_registered_one_waiting_is_kept(tiny_model_dir,
+                                                                                                tmp_path):
+    """A schedule whose retraining the gate keeps rejecting adds no model to the disk past ``keep``; a model a team
+    registered that waits for `models promote` is theirs to decide on, however old."""
+    registry = ModelRegistry(tmp_path / "registry", keep=2)
+    registry.promote(_add(registry, tiny_model_dir).version)
+    waiting = _add(registry, tiny_model_dir, registered_from="their-model").version
+    for _ in range(4):
+        registry.reject(_add(registry, tiny_model_dir).version, "worse")
+
+    assert [v.version for v in registry.versions()] == ["v0001", waiting, "v0005", "v0006"]
+    registry.promote(_add(registry, tiny_model_dir).version)  # waiting still: still kept
+    assert [v.version for v in registry.versions()] == ["v0001", waiting, "v0006", "v0007"]
+
+
 def test_retraining_registers_a_model_with_its_metrics_and_gates_it(tiny_model_dir, tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
     training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)

@@ -141,6 +141,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
                                       "parent": None, "model_digest": digest})
     if registry.current() is None:
         entry = registry.promote(entry.version, reason=f"registered from {source} (first model)")
+    else:
+        registry.prune()
     logger.info("registered %s as %s (%s)", source, entry.version, entry.status)
     return entry
 
