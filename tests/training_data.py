@@ -48,3 +48,51 @@ def save_nameless_sentiment_classifier(directory: Path, count: int = 48) -> Path
     assert accuracy >= 0.9, accuracy  # what the tests rely on: the model learnt the examples
     model.save_pretrained(directory)
     return directory
+
+
+TAGS = ("acting", "humour", "praise")  # the label-set question of the tagging examples
+TAGGED = [  # the tiny tokenizer's sentences with the label sets a tagger would give them
+    ("a wonderful , moving film with a great cast", ("acting", "praise")),
+    ("dull and lifeless , the plot never takes off", ()),
+    ("the best movie of the year , funny and smart", ("humour", "praise")),
+    ("a tedious mess that wastes its actors", ("acting",)),
+    ("charming performances and a clever script", ("acting", "praise")),
+    ("boring , predictable and far too long", ()),
+    ("an instant classic that will make you laugh and cry", ("humour", "praise")),
+    ("i want those two hours of my life back", ()),
+]
+NAMELESS_TAG_ORDER = ("praise", "acting", "humour")  # what a nameless tagging model's outputs 0, 1, 2 stand for
+
+
+def tagging_examples(copies: int = 6) -> list[Example]:
+    """``copies`` copies of :data:`TAGGED` (copy ``c`` ends in `` #c``), each with its label set."""
+    return [Example(f"t{copy}-{index}", f"{text} #{copy}", tags)
+            for copy in range(copies) for index, (text, tags) in enumerate(TAGGED)]
+
+
+def save_nameless_tagging_classifier(directory: Path) -> Path:
+    """A tiny multi-label classifier (one sigmoid per output) trained here on :func:`tagging_examples` and saved as a
+    model fine-tuned without label names: ``LABEL_0`` … ``LABEL_2``, its outputs in :data:`NAMELESS_TAG_ORDER`,
+    not the question's order."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    directory = save_tiny_classifier(directory, labels=("LABEL_0", "LABEL_1", "LABEL_2"))
+    examples = tagging_examples()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory, problem_type="multi_label_classification")
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=32, padding=True, return_tensors="pt")
+    targets = torch.tensor([[float(tag in e.label) for tag in NAMELESS_TAG_ORDER] for e in examples])  # [N, 3]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(80):
+        optimizer.zero_grad()
+        model(**encoded, labels=targets).loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        decided = (model(**encoded).logits > 0) == targets.bool()
+    assert decided.float().mean().item() >= 0.9, decided.float().mean()  # what the tests rely on: it learnt them
+    model.save_pretrained(directory)
+    return directory

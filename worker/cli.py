@@ -1033,16 +1033,14 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
     # before reaching Argilla: a path with nothing there says so first
     check_model_source(source, "models register SOURCE", trust_remote_code=services.settings.registry.trust_remote_code)
     labels = services.labels()
-    if read_map and services.gateway.binding.multi_label:
-        raise click.BadParameter("reads the map of a single-label question's model; name a label-set model's labels "
-                                 "by hand", param_hint="'--label-map auto'")
     services.registry.avoid(services.gateway.model_versions())
     before = {version.version for version in services.registry.versions()}
     entry = register_model(source, services.registry, labels, label_map=mapping,
                            trust_remote_code=services.settings.registry.trust_remote_code,
                            multi_label=services.gateway.binding.multi_label,
                            label_titles=services.gateway.label_titles(),
-                           label_map_reader=_records_label_map(services, labels) if read_map else None)
+                           label_map_reader=_records_label_map(services, labels, services.gateway.binding.multi_label)
+                           if read_map else None)
     state = "current" if entry.status == "current" else f"{entry.status}; `argilla-worker models promote " \
                                                           f"{entry.version}` makes it current"
     if entry.version in before:
@@ -1060,15 +1058,17 @@ def models_register(config_file: Path | None, source: str, label_map: str | None
         click.echo(f"  {compared}")
 
 
-def _records_label_map(services, labels: Sequence[str]):
-    """``--label-map auto``: a reader of the model's map from a sample of the dataset's labelled records (see
-    :mod:`worker.training.label_order`), which says what it read and the map to keep."""
+def _records_label_map(services, labels: Sequence[str], multi_label: bool):
+    """``--label-map auto``: a reader of the model's map from a sample of the dataset's labelled records (label sets,
+    for a ``multi_label`` question; see :mod:`worker.training.label_order`), which says what it read and the map to
+    keep."""
     from worker.training.label_order import labelled_sample, read_label_map, reading_note
 
-    def read(model, tokenizer, model_labels: list[str]) -> dict[str, str]:
+    def read(model, tokenizer, model_labels: list[str], thresholds: tuple[float, ...] | None) -> dict[str, str]:
         sample = labelled_sample(services.gateway.pull())
         reading = read_label_map(model, tokenizer, model_labels, labels, sample,
-                                 max_length=services.settings.training.max_length)
+                                 max_length=services.settings.training.max_length, multi_label=multi_label,
+                                 thresholds=thresholds)
         click.echo(f"{reading_note(reading)}\n  to register it so again: --label-map {reading.as_option()}")
         return reading.mapping
 

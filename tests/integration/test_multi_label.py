@@ -8,6 +8,8 @@ labels → in a real headless Chromium, sorted by loss, the suggestion shows its
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import statistics
 
@@ -15,6 +17,7 @@ import datasets
 import pytest
 
 from tests.integration.annotator import raw_responses, submit_label
+from tests.integration.cli import run_worker
 from tests.integration.test_annotator_ui import (  # noqa: F401 (browser_page, chromium_path: fixtures)
     ARTIFACTS,
     _sign_in,
@@ -23,7 +26,7 @@ from tests.integration.test_annotator_ui import (  # noqa: F401 (browser_page, c
     chromium_path,
 )
 from tests.tiny_models import save_tiny_classifier
-from tests.unit.test_training import TAGGED, TAGS
+from tests.training_data import NAMELESS_TAG_ORDER, TAGGED, TAGS, save_nameless_tagging_classifier
 from worker.config import load_settings
 from worker.errors import ConfigError
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
@@ -168,3 +171,43 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
         score_job(services, full=True)
 
     assert raw_responses(stack_settings, dataset_id) == responses_before
+
+
+def test_their_label_set_model_trained_without_label_names_registers_with_its_map_read_from_their_sets(
+        tagged_dataset, stack_settings, dataset_name, tmp_path):
+    """A multi-label model fine-tuned without label names (LABEL_0 … LABEL_2, its outputs in another order than the
+    question's): `models register DIR --label-map auto` reads which output is which label from the label sets their
+    records carry (the tagger's, three of them wrong, and the annotators' reviews), prints the map to keep, and the
+    registered model then suggests the sets the texts have."""
+    env = {**os.environ, "ARGILLA_WORKER_ARGILLA__API_KEY": stack_settings.api_key.get_secret_value(),
+           "ARGILLA_WORKER_ARGILLA__API_URL": stack_settings.api_url,
+           "ARGILLA_WORKER_ARGILLA__DATASET": dataset_name,
+           "ARGILLA_WORKER_ARGILLA__WORKSPACE": stack_settings.workspace,
+           "ARGILLA_WORKER_REGISTRY__PATH": str(tmp_path / "registry"),
+           "ARGILLA_WORKER_STATE_DIR": str(tmp_path / "state"), "ARGILLA_WORKER_SCORING__DEVICE": "cpu",
+           "ARGILLA_WORKER_SCORING__SAMPLES": "3", "ARGILLA_WORKER_TRAINING__MAX_LENGTH": "32"}
+    model_dir = save_nameless_tagging_classifier(tmp_path / "nameless")
+    refused = run_worker(["models", "register", str(model_dir)], env)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--label-map auto reads which is which" in refused.stderr, refused.stderr
+
+    registered = run_worker(["models", "register", str(model_dir), "--label-map", "auto"], env)
+
+    assert registered.returncode == 0, registered.stderr[-3000:]
+    carrying = len([tags for _, _, tags in _examples()]) - sum(1 for *_, tags in _examples() if not tags)
+    # the sets the records carry: the tagger's (none on an empty set) and the reviewed ones
+    assert f"read the model's labels from {carrying - 1} labelled records" in registered.stdout, registered.stdout
+    assert re.search(r"the map agrees with their label sets at F1 0\.\d\d \(\d+ labels carried\)", registered.stdout)
+    expected = ",".join(f"LABEL_{output}={tag}" for output, tag in enumerate(NAMELESS_TAG_ORDER))
+    assert f"to register it so again: --label-map {expected}" in registered.stdout, registered.stdout
+    assert "as v0001 (current)" in registered.stdout
+    scored = run_worker(["score", "--full"], env)
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    services = Services(load_settings(argilla={"api_url": stack_settings.api_url, "dataset": dataset_name,
+                                               "workspace": stack_settings.workspace,
+                                               "api_key": stack_settings.api_key.get_secret_value()},
+                                      registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "s")))
+    truth = {record_id: set(tags) for record_id, _, tags in _examples()}
+    suggested = {r.record_id: set(r.metadata["predicted_label"]) for r in services.gateway.pull()}
+    decisions = [(tag in suggested[record_id]) == (tag in truth[record_id]) for record_id in truth for tag in TAGS]
+    assert sum(decisions) >= 0.85 * len(decisions), suggested

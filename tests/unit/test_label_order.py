@@ -4,14 +4,29 @@ from the records that carry a label — with a real (tiny, trained here) classif
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from tests.tiny_models import save_tiny_classifier
-from tests.training_data import LABELS, save_nameless_sentiment_classifier, sentiment_examples
+from tests.training_data import (
+    LABELS,
+    NAMELESS_TAG_ORDER,
+    TAGS,
+    save_nameless_sentiment_classifier,
+    save_nameless_tagging_classifier,
+    sentiment_examples,
+    tagging_examples,
+)
 from worker.errors import DataError
 from worker.registry import ModelRegistry
-from worker.training.label_order import LabelledInput, has_default_names, labelled_sample, read_label_map
+from worker.training.label_order import (
+    LabelledInput,
+    has_default_names,
+    labelled_sample,
+    map_from_label_sets,
+    read_label_map,
+)
 from worker.training.register import register_model
 
 EXAMPLES = sentiment_examples(48)
@@ -39,7 +54,8 @@ def test_the_outputs_of_a_model_trained_without_label_names_are_read_from_noisy_
 
     readings = []
 
-    def reader(model, tokenizer, model_labels):
+    def reader(model, tokenizer, model_labels, thresholds):
+        assert thresholds is None  # a single-label model's
         readings.append(read_label_map(model, tokenizer, model_labels, list(LABELS), _sample(wrong=0.2),
                                        max_length=128))
         return readings[-1].mapping
@@ -115,3 +131,74 @@ def test_the_sample_reads_the_annotators_consensus_first_then_the_label_a_record
                                                                   ("r4", "negative")]  # r1: none; r3: a tie
     assert len(labelled_sample(iter(records), size=10, look_through=2)) == 1
     assert has_default_names(["LABEL_0", "LABEL_12"]) and not has_default_names(["LABEL_0", "positive"])
+
+
+def test_a_multi_label_model_trained_without_label_names_has_its_outputs_read_from_label_sets(tmp_path):
+    """Label sets: an output is predicted where its sigmoid reaches its threshold (the model's own thresholds.json,
+    keyed by its nameless labels, reaches the reader), and each output goes to the label whose records it is
+    predicted on most — with noisy sets (a label dropped or added on a share of the records)."""
+    import json
+
+    from worker.scoring.model import THRESHOLDS_FILE
+
+    model_dir = save_nameless_tagging_classifier(tmp_path / "nameless-tags")
+    (model_dir / THRESHOLDS_FILE).write_text(json.dumps({"LABEL_0": 0.45, "LABEL_1": 0.5, "LABEL_2": 0.55}))
+    rng = random.Random(3)
+    sample = []
+    for example in tagging_examples():
+        tags = set(example.label)
+        if rng.random() < 0.2:  # a tagger's slip: one label added or dropped
+            tags ^= {rng.choice(TAGS)}
+        sample.append(LabelledInput(example.id, example.text, None, tuple(sorted(tags))))
+    readings, seen = [], []
+
+    def reader(model, tokenizer, model_labels, thresholds):
+        seen.append(thresholds)
+        readings.append(read_label_map(model, tokenizer, model_labels, list(TAGS), sample, max_length=32,
+                                       multi_label=True, thresholds=thresholds))
+        return readings[-1].mapping
+
+    registry = ModelRegistry(tmp_path / "registry")
+    entry = register_model(str(model_dir), registry, list(TAGS), multi_label=True, label_map_reader=reader)
+
+    expected = {f"LABEL_{output}": tag for output, tag in enumerate(NAMELESS_TAG_ORDER)}
+    assert seen == [(0.45, 0.5, 0.55)]
+    reading = readings[0]
+    assert reading.mapping == expected and reading.label_sets and reading.records == len(sample)
+    assert reading.carried == sum(len(item.label) for item in sample)
+    assert 0.6 <= reading.agreement < 1.0, reading  # the F1 of the label decisions against the noisy sets
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(entry.path).id2label == dict(enumerate(NAMELESS_TAG_ORDER))
+    # the thresholds kept beside the weights, by the question's labels
+    assert json.loads((Path(entry.path) / THRESHOLDS_FILE).read_text()) == {"praise": 0.45, "acting": 0.5,
+                                                                             "humour": 0.55}
+
+
+def test_label_sets_that_always_come_together_or_do_not_follow_the_predictions_read_no_map():
+    """Two labels that every record carries together (or neither) cannot tell their outputs apart: each map agrees
+    with the sets alike; sets shuffled over the records are no more related to the predictions than chance (a
+    permutation test: a χ² table does not hold label sets); and a map whose decisions mostly disagree is refused."""
+    outputs = ["LABEL_0", "LABEL_1", "LABEL_2"]
+    labels = ["x", "y", "z"]
+    predicted = [(0, 1)] * 10 + [(2,)] * 10 + [()] * 10
+    carried = [("x", "y")] * 10 + [("z",)] * 10 + [()] * 10
+    with pytest.raises(DataError, match=r"30 labelled records do not tell apart the model's LABEL_0 / LABEL_1 .*"
+                                        r"the map read for the others: LABEL_2=z$"):
+        map_from_label_sets(predicted, carried, outputs, labels)
+    apart = map_from_label_sets(predicted + [(0,)] * 5 + [(1,)] * 5, carried + [("x",)] * 5 + [("y",)] * 5,
+                                outputs, labels)  # ten records carry one of the two alone: told apart
+    assert apart.mapping == {"LABEL_0": "x", "LABEL_1": "y", "LABEL_2": "z"} and apart.agreement == 1.0
+
+    rng = random.Random(0)
+    sets = [tuple(sorted(rng.sample(labels, rng.randint(0, 2)))) for _ in range(60)]
+    shuffled = sets[:]
+    rng.shuffle(shuffled)
+    as_outputs = [tuple(labels.index(label) for label in labels_of) for labels_of in sets]
+    with pytest.raises(DataError, match=r"no more related to their labels than chance \(permutation test p = "):
+        map_from_label_sets(as_outputs, shuffled, outputs, labels)
+    assert map_from_label_sets(as_outputs, sets, outputs, labels).agreement == 1.0  # the same sets, in place
+    every = [(0, 1, 2)] * 40 + [()] * 20  # predicts every label on two records of three, x's among them: related,
+    few = [("x",)] * 20 + [()] * 40  # but 20 of its 120 decisions of a label present are right (F1 0.29)
+    with pytest.raises(DataError, match=r"agrees with their label sets at only F1 0\.29 \(20 labels carried\)"):
+        map_from_label_sets(every, few, outputs, labels)

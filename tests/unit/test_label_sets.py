@@ -167,7 +167,8 @@ def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_o
     import json
 
     from tests.tiny_models import save_tiny_classifier
-    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from tests.training_data import TAGGED, TAGS
+    from tests.unit.test_training import FAST
     from worker.registry import ModelRegistry
     from worker.training.data import Example, build_training_set
     from worker.training.job import read_examples, retrain
@@ -207,7 +208,8 @@ def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tm
     import numpy as np
 
     from tests.tiny_models import save_tiny_classifier
-    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from tests.training_data import TAGGED, TAGS
+    from tests.unit.test_training import FAST
     from worker.jobs import held_out_probability
     from worker.label_issues import label_issue_scores
     from worker.training.data import Example
@@ -277,7 +279,8 @@ def test_scored_label_sets_are_sorted_whatever_the_models_label_order(tmp_path):
     sorted like the sets pulled from the server, so equal sets compare equal (no false disagreement, no
     re-push of an unchanged suggestion)."""
     from tests.tiny_models import save_tiny_classifier
-    from tests.unit.test_training import FAST, TAGGED
+    from tests.training_data import TAGGED
+    from tests.unit.test_training import FAST
     from worker.scoring import Scorer, ScoringInput, load_classifier
     from worker.training.data import Example
     from worker.training.trainer import TrainingSettings, train_classifier

@@ -95,7 +95,8 @@ def test_a_trained_multi_label_model_loads_with_its_thresholds_and_scores_label_
     """A tiny real BERT trained on label sets (see test_training): loaded, it scores with per-label sigmoids,
     predicts the sets it learned, and a wrong reference set costs more loss than the right one."""
     from tests.tiny_models import save_tiny_classifier
-    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from tests.training_data import TAGGED, TAGS
+    from tests.unit.test_training import FAST
     from worker.errors import DataError
     from worker.scoring import Scorer, ScoringInput, load_classifier
     from worker.scoring.adaptive import AdaptiveSampling

@@ -114,7 +114,8 @@ def test_an_actors_data_error_reaches_the_caller_and_a_multi_label_model_scores_
             list(scorer.score(bad))
         assert [s.record_id for s in scorer.score(bad[:1])] == ["a"]  # the actors are still there
 
-    from tests.unit.test_training import FAST, TAGGED, TAGS
+    from tests.training_data import TAGGED, TAGS
+    from tests.unit.test_training import FAST
     from worker.training.data import Example
     from worker.training.trainer import TrainingSettings, train_classifier
 

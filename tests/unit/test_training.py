@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from tests.training_data import LABELS, sentiment_examples
+from tests.training_data import LABELS, TAGGED, TAGS, sentiment_examples
 from worker.constants import AUTO_HEAD_LEARNING_RATE
 from worker.errors import ConfigError, DataError
 from worker.records import PulledRecord, ResponseState
@@ -675,19 +675,6 @@ def test_with_annotator_weights_a_reliable_vote_outweighs_two_unreliable_ones_an
     assert [(e.id, e.label) for e in annotated] == [("a", "negative"), ("b", "positive")]
     assert annotated[0].weight == pytest.approx(0.9 / 1.1) and annotated[1].weight == pytest.approx(1.0)
     assert tied == ["c"]
-
-
-TAGS = ("acting", "humour", "praise")
-TAGGED = [  # the tiny tokenizer's sentences with the label sets a tagger would give them
-    ("a wonderful , moving film with a great cast", ("acting", "praise")),
-    ("dull and lifeless , the plot never takes off", ()),
-    ("the best movie of the year , funny and smart", ("humour", "praise")),
-    ("a tedious mess that wastes its actors", ("acting",)),
-    ("charming performances and a clever script", ("acting", "praise")),
-    ("boring , predictable and far too long", ()),
-    ("an instant classic that will make you laugh and cry", ("humour", "praise")),
-    ("i want those two hours of my life back", ()),
-]
 
 
 def test_label_sets_train_a_multi_label_head_with_tuned_thresholds(tmp_path):

@@ -17,8 +17,9 @@ from worker.training.label_order import has_default_names
 
 logger = logging.getLogger(__name__)
 
-# (model, tokenizer, the model's label names) -> {model label: question label}: ``--label-map auto``
-LabelMapReader = Callable[[Any, Any, list[str]], Mapping[str, str]]
+# (model, tokenizer, the model's label names, a multi-label model's thresholds [outputs] or None)
+#   -> {model label: question label}: ``--label-map auto``
+LabelMapReader = Callable[[Any, Any, list[str], tuple[float, ...] | None], Mapping[str, str]]
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -61,8 +62,9 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
     """Copy a fine-tuned sequence classifier into the registry as the next version.
 
     ``label_map_reader`` (``--label-map auto``) reads ``label_map`` from the loaded model instead: (model,
-    tokenizer, its label names) → {model label: question label} (see :mod:`worker.training.label_order`); not
-    called when the model's own names already read as the question's labels (those are the model's word).
+    tokenizer, its label names, a multi-label model's thresholds by output from its ``thresholds.json`` or None) →
+    {model label: question label} (see :mod:`worker.training.label_order`); not called when the model's own names
+    already read as the question's labels (those are the model's word).
 
     Its label names (``config.id2label``, read by :func:`question_labels`; ``label_titles``: what the UI shows
     for each of the question's labels, value → title) must be exactly the question's labels, and its kind
@@ -98,7 +100,8 @@ def register_model(source: str, registry: ModelRegistry, dataset_labels: Sequenc
         if sorted(question_labels(model_labels, dataset_labels, {}, label_titles or {})) == sorted(dataset_labels):
             logger.info("the model names its labels as the question's: --label-map auto reads nothing")
         else:
-            label_map = label_map_reader(model, tokenizer, model_labels)
+            label_map = label_map_reader(model, tokenizer, model_labels, _own_thresholds(source, model_labels,
+                                                                                         multi_label))
     mapping = dict(label_map or {})
     unknown = sorted(set(mapping) - set(model_labels))
     if unknown:
@@ -221,6 +224,16 @@ def question_labels(model_labels: Sequence[str], dataset_labels: Sequence[str], 
     ``positive``). A label none of these reads stays as it is (the caller then lists both sets)."""
     reading = LabelReading(dataset_labels, label_titles)
     return [label_map[label] if label in label_map else reading.read(label) or label for label in model_labels]
+
+
+def _own_thresholds(source: str, model_labels: Sequence[str], multi_label: bool) -> tuple[float, ...] | None:
+    """A local multi-label model's thresholds by output (its ``thresholds.json``, keyed by its own label names);
+    None for a single-label model, a Hub id, or a directory without the file."""
+    from worker.scoring.model import THRESHOLDS_FILE, thresholds_of
+
+    if multi_label and (Path(source) / THRESHOLDS_FILE).is_file():
+        return thresholds_of(Path(source), tuple(model_labels))
+    return None
 
 
 def _carry_decision_files(source: Path, staged: Path, model_labels: Sequence[str], mapped: Sequence[str],
