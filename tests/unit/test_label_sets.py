@@ -192,6 +192,16 @@ def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_o
     assert (first.model.path / "calibration" / "reliability.png").stat().st_size > 0
     assert (first.model.path / "thresholds.json").exists()
     assert all(isinstance(e.label, tuple) for e in read_examples(first.model.path / "validation.jsonl"))
+    # a first model whose few validation records (< select_min_validation) measure it, then trains on all of them
+    # (training.refit): the thresholds tuned on them stay — the measured model's, as the same training without the
+    # refit keeps them — not the 0.5 of a training without validation
+    few = settings.model_copy(update={"select_min_validation": 50, "epochs": 2})  # probabilities still near the rates
+    refit = retrain(training_set, ModelRegistry(tmp_path / "refit"), few, mc_samples=4)
+    measured = retrain(training_set, ModelRegistry(tmp_path / "measured"), few.model_copy(update={"refit": False}),
+                       mc_samples=4)
+    assert refit.model.metrics["training"]["refit_on"] == len(examples)
+    tuned = json.loads((measured.model.path / "thresholds.json").read_text())
+    assert json.loads((refit.model.path / "thresholds.json").read_text()) == tuned
 
     strict = settings.model_copy(update={"gate_tolerance": 0.0, "epochs": 1, "learning_rate": 1e-9})
     second = retrain(training_set, registry, strict, mc_samples=4)
