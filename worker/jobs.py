@@ -92,7 +92,7 @@ from worker.test_set import (
     recovered_or_drawn,
     wilson_interval,
 )
-from worker.training.calibrate import CalibrationReport, calibration_report
+from worker.training.calibrate import VALIDATION_RECORDS, CalibrationReport, calibration_report
 from worker.training.compare import compare_models, rejection_advice
 from worker.training.data import (
     RARE_LABEL_FLOOR,
@@ -1494,7 +1494,7 @@ def calibrate_job(services: Services, version: str | None = None, *, max_samples
     """
     entry = services.registry.get(version) if version else services.current_model()
     examples, measured_on = (_test_set_examples(services, entry) if on == "test-set"
-                             else (_validation_examples(entry), "validation records"))
+                             else (_validation_examples(entry), VALIDATION_RECORDS))
     classifier = services.load(entry)
     directory = CALIBRATION_SETS[on]
     report = calibration_report(classifier, examples, entry.path / directory, max_samples=max_samples,

@@ -211,6 +211,56 @@ def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_o
     assert not second.promoted and registry.current().version == first.model.version
 
 
+def test_validation_records_the_thresholds_were_tuned_on_decide_at_thresholds_tuned_on_their_other_half(tmp_path):
+    """One model twice — once with the thresholds its training tuned on the validation records, once at 0.5 each —
+    compared on those records: decided at the tuned thresholds the first would read better on records that picked
+    them (the gate favouring the candidate, the report optimistic); cross-fitted, both read the same, and the
+    calibration report's macro-F1 on its validation records is the cross-fitted one."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from tests.tiny_models import save_tiny_classifier
+    from tests.training_data import TAGGED, TAGS
+    from tests.unit.test_training import FAST
+    from worker.scoring import load_classifier
+    from worker.scoring.multilabel import cross_fitted_decisions
+    from worker.training.calibrate import calibration_report
+    from worker.training.compare import compare_models
+    from worker.training.data import Example, build_training_set
+    from worker.training.evaluate import label_set_metrics, label_set_targets, predict_probabilities
+    from worker.training.trainer import TrainingSettings, train_classifier
+
+    examples = [Example(f"m{copy}-{i}", f"{text} ({copy})", tags) for copy in range(6)
+                for i, (text, tags) in enumerate(TAGGED)]
+    training_set = build_training_set(examples, [], TAGS, min_annotated=10)
+    settings = TrainingSettings(base_model=str(save_tiny_classifier(tmp_path / "base", labels=TAGS)), epochs=2,
+                                patience=2, **{**FAST, "learning_rate": 5e-3})  # probabilities near the rates
+    train_classifier(settings.base_model, training_set.train, training_set.validation, TAGS, tmp_path / "tuned",
+                     settings)
+    tuned = json.loads((tmp_path / "tuned" / "thresholds.json").read_text())
+    assert set(tuned.values()) != {0.5}, tuned  # what the test relies on: tuning moved some
+    shutil.copytree(tmp_path / "tuned", tmp_path / "plain")
+    (tmp_path / "plain" / "thresholds.json").write_text(json.dumps(dict.fromkeys(TAGS, 0.5)))
+    candidate = load_classifier(tmp_path / "tuned", device="cpu", version="tuned")
+    current = load_classifier(tmp_path / "plain", device="cpu", version="plain")
+    validation = training_set.validation
+    targets = label_set_targets([e.label for e in validation], TAGS)
+    probabilities = predict_probabilities(candidate, [e.text for e in validation], samples=1).deterministic
+    in_sample = label_set_metrics(probabilities >= np.asarray(candidate.thresholds), targets)[1]
+    at_half = label_set_metrics(probabilities >= 0.5, targets)[1]
+    assert in_sample > at_half  # the same model, read better at thresholds its own records picked
+
+    comparison = compare_models(candidate, current, validation, None)
+
+    assert comparison.candidate_macro_f1 == comparison.current_macro_f1
+    crossed = label_set_metrics(cross_fitted_decisions(probabilities, targets), targets)[1]
+    assert comparison.candidate_macro_f1 == pytest.approx(crossed)
+    report = calibration_report(candidate, validation, tmp_path / "calibration", max_samples=2, mc_samples=2)
+    assert report.macro_f1 == pytest.approx(crossed)
+
+
 def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tmp_path):
     """K = 2 tiny multi-label models, each scoring the half it did not see: every record gets its set's loss,
     and ``label_issue`` (held-out probability of exactly the set × the worst label's training margin) ranks

@@ -163,6 +163,27 @@ def tune_thresholds(probs: np.ndarray, targets: np.ndarray,
     return chosen
 
 
+def cross_fitted_decisions(probs: np.ndarray, targets: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """[N, L] label decisions of the records a model's thresholds were tuned on, as if they had not been: the records
+    split in two at random (``seed``), each half decided at the thresholds :func:`tune_thresholds` picks on the other.
+    Decided at thresholds tuned on themselves, a few validation records read optimistic — a first model of a
+    6-label probe measured macro-F1 0.65 on its 30 validation records and 0.34–0.44 on the test set — and a gate
+    comparing on them favours the model whose thresholds they tuned.
+
+    Args:
+        probs: [N, L] probabilities (deterministic or MC mean).
+        targets: [N, L] bool, the records' label sets.
+    """
+    order = np.random.default_rng(seed).permutation(len(probs))
+    halves = (order[::2], order[1::2])
+    decided = np.zeros(probs.shape, dtype=bool)
+    for this, other in (halves, halves[::-1]):
+        thresholds = tune_thresholds(probs[other], targets[other]) if len(other) else \
+            np.full(probs.shape[1], DEFAULT_THRESHOLD)
+        decided[this] = probs[this] >= thresholds
+    return decided
+
+
 def score_label_sets(classifier: Classifier, texts: Sequence[str], references: np.ndarray | None = None, *,
                      samples: int = 20, mc_layers: MCLayers = "auto", pairs: Sequence[str] | None = None,
                      seed: int = 0) -> MultiLabelScores:

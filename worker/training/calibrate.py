@@ -33,6 +33,7 @@ from worker.calibration import (
 from worker.constants import PROBABILITY_FLOOR
 from worker.records import label_index
 from worker.scoring.model import TEMPERATURE_FILE, Classifier
+from worker.scoring.multilabel import cross_fitted_decisions
 from worker.training.data import Example, single_label, text_pairs
 from worker.training.evaluate import (
     classification_metrics,
@@ -42,6 +43,9 @@ from worker.training.evaluate import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+VALIDATION_RECORDS = "validation records"  # what a report measured on a model's own validation records says
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class CalibrationReport:
     mc_as_scored: bool = False  # the MC figures are the worker's scores (its [scoring] options), not drawn here
     labels_predicted: int | None = None  # distinct labels the deterministic model predicts on the records
     labels_present: int | None = None  # distinct labels the records carry (single-label)
-    measured_on: str = "validation records"  # which records: the validation records, or the test set's
+    measured_on: str = VALIDATION_RECORDS  # which records: the validation records, or the test set's
     wrong_deterministic: int | None = None  # records the deterministic model answers wrong (the τ fit's errors)
 
     def markdown(self) -> str:
@@ -128,7 +132,7 @@ def calibration_report(
     seed: int = 0,
     dropout_rate: float | None = None,
     scored: np.ndarray | None = None,
-    measured_on: str = "validation records",
+    measured_on: str = VALIDATION_RECORDS,
 ) -> CalibrationReport:
     """Measure calibration on labelled ``examples`` and write report.json, report.md and PNGs to ``output_dir``.
 
@@ -178,20 +182,29 @@ def calibration_report(
     return report
 
 
+def _decided(probs: np.ndarray, targets: np.ndarray, classifier: Classifier, measured_on: str, seed: int
+             ) -> np.ndarray:
+    """[N, L] label decisions of ``probs``: on its validation records — the ones its thresholds were tuned on —
+    cross-fitted (:func:`~worker.scoring.multilabel.cross_fitted_decisions`), elsewhere at its thresholds."""
+    if measured_on == VALIDATION_RECORDS:
+        return cross_fitted_decisions(probs, targets, seed=seed)
+    return probs >= np.asarray(classifier.thresholds)
+
+
 def _label_set_report(classifier: Classifier, examples: Sequence[Example], output_dir: Path, *, max_samples: int,
                       mc_samples: int, seed: int, dropout_rate: float | None,
-                      measured_on: str = "validation records") -> CalibrationReport:
-    """:func:`calibration_report` of a multi-label model: label sets scored with its thresholds; every (record,
-    label) decision is one binary prediction for ECE, the reliability diagram and ECE vs T (no temperature
-    scaling or confusion matrix)."""
+                      measured_on: str = VALIDATION_RECORDS) -> CalibrationReport:
+    """:func:`calibration_report` of a multi-label model: label sets scored with its thresholds (cross-fitted on its
+    validation records, see :func:`_decided`); every (record, label) decision is one binary prediction for ECE, the
+    reliability diagram and ECE vs T (no temperature scaling or confusion matrix)."""
     targets = label_set_targets([e.label if isinstance(e.label, tuple) else (e.label,) for e in examples],
                                 classifier.labels)  # [N, L]
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
                                           samples=max(max_samples, mc_samples), seed=seed, dropout_rate=dropout_rate)
-    thresholds = np.asarray(classifier.thresholds)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, L]
-    accuracy, macro_f1, _ = label_set_metrics(probabilities.deterministic >= thresholds, targets)
-    accuracy_mc, _, _ = label_set_metrics(mc_mean >= thresholds, targets)
+    accuracy, macro_f1, _ = label_set_metrics(_decided(probabilities.deterministic, targets, classifier, measured_on,
+                                                       seed), targets)
+    accuracy_mc, _, _ = label_set_metrics(_decided(mc_mean, targets, classifier, measured_on, seed), targets)
     decisions = targets.reshape(-1).astype(int)  # [N·L]
     deterministic = _as_decisions(probabilities.deterministic)
     mc_binary = _as_decisions(probabilities.mc[:, :, :max_samples])

@@ -28,6 +28,7 @@ import numpy as np
 
 from worker.records import label_index
 from worker.scoring.model import Classifier
+from worker.scoring.multilabel import cross_fitted_decisions
 from worker.training.data import Example, single_label, text_pairs
 from worker.training.evaluate import label_set_targets, predict_probabilities
 
@@ -146,7 +147,10 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
                    taught: set[str] | None, *, test: Sequence[Example] = (), seed: int = 0) -> Comparison:
     """Both models' deterministic macro-F1 on the ``validation`` and ``test`` examples (test-set records; see
     :func:`gate_records` for which the gate passes) whose id is not in ``taught`` (the current model's taught ids;
-    None: unknown, all compared), and the paired bootstrap interval of the difference. When the current model was
+    None: unknown, all compared), and the paired bootstrap interval of the difference. Label sets: both models decide
+    the validation records at cross-fitted thresholds (:func:`~worker.scoring.multilabel.cross_fitted_decisions`)
+    — the candidate's own were tuned on them, and the current model's on those of them it held out before — and
+    the test records at their own thresholds. When the current model was
     taught every one of them, all are compared and the log says its figure is inflated. Two deterministic passes
     over the compared records; the bootstrap is O(resamples × records × classes)."""
     offered = [*validation, *test]
@@ -159,8 +163,9 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
         logger.warning("the current model %s trained on all %d records offered to the gate: it compares on them "
                        "anyway, and its figure is inflated", current.version, len(offered))
         compared = offered
-    hits_candidate, targets = _hits(candidate, compared, seed)
-    hits_current, _ = _hits(current, compared, seed)
+    tuned_on = sum(example.id not in test_ids for example in compared)  # the validation records: compared first
+    hits_candidate, targets = _hits(candidate, compared, seed, tuned_on)
+    hits_current, _ = _hits(current, compared, seed, tuned_on)
     parts = np.stack([hits_candidate, hits_current])  # [2, 3, N, C]: tp / fp / fn per record and class
     observed = _macro_f1(np.ones((1, len(compared))), parts, targets.ndim == 1)[0]  # [2]
     interval = None
@@ -172,14 +177,18 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
                       interval, test_records=sum(example.id in test_ids for example in compared))
 
 
-def _hits(classifier: Classifier, examples: Sequence[Example], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _hits(classifier: Classifier, examples: Sequence[Example], seed: int, tuned_on: int = 0
+          ) -> tuple[np.ndarray, np.ndarray]:
     """([3, N, C] true positives / false positives / false negatives of the classifier's deterministic answer per
-    record and class, the targets: [N] class indices for single-label, [N, L] bool for label sets)."""
+    record and class, the targets: [N] class indices for single-label, [N, L] bool for label sets). Label sets: the
+    first ``tuned_on`` examples (validation records) are decided at cross-fitted thresholds, the rest at the
+    classifier's own."""
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
                                           samples=1, seed=seed).deterministic  # [N, C]
     if classifier.multi_label:
         targets = label_set_targets([tuple(e.label) for e in examples], classifier.labels)  # [N, L]
         predicted = probabilities >= np.asarray(classifier.thresholds)
+        predicted[:tuned_on] = cross_fitted_decisions(probabilities[:tuned_on], targets[:tuned_on], seed=seed)
         truth = targets
     else:
         index = label_index(classifier.labels)
