@@ -600,11 +600,12 @@ def _test_set_line(test: dict | None, *, drawn: bool = False) -> str:
     if not test:
         return ("test set: none measured — the validation records are ones picked for review, usually harder than "
                 "the rest (`argilla-worker test-set` draws records at random to measure on)")
-    from worker.test_set import calibration_note, test_notes
+    from worker.test_set import accuracy_name, calibration_note, test_notes
 
     low, high = test["accuracy_interval"]
     notes = test_notes(test.get("left_out_taught", 0), test.get("reviewed_out_of_order", 0))
-    return (f"test set: accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
+    return (f"test set: {accuracy_name(test.get('label_sets', False))} {test['accuracy']:.4f} (95 % interval "
+            f"{low:.4f} to {high:.4f}), macro-F1 "
             f"{test['macro_f1']:.4f}{calibration_note(test.get('ece'), test.get('ece_deterministic'))} on "
             f"{test['records']} reviewed records drawn at random{notes}")
 
@@ -752,6 +753,7 @@ def train(config_file: Path | None) -> None:
     services = _services(config_file, writes=("registry.path", "state_dir"))
     from worker.errors import NothingNewError
     from worker.jobs import train_job
+    from worker.test_set import accuracy_name
     from worker.training.data import own_label_validations
 
     try:
@@ -764,7 +766,8 @@ def train(config_file: Path | None) -> None:
                f"{outcome.decision.reason}")
     own = own_label_validations(outcome.model.metrics["training"], validation["records"])
     what = (f"{validation['records']} records, {own} of them by their own labels: agreement with labels that may be "
-            f"wrong, not accuracy): agreement" if own else f"{validation['records']} records): accuracy")
+            f"wrong, not accuracy): agreement" if own else
+            f"{validation['records']} records): {accuracy_name(services.gateway.binding.multi_label)}")
     click.echo(f"validation ({what} {validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}, ECE "
                f"deterministic {validation['ece_deterministic']:.4f}, MC {validation['ece_mc']:.4f}")
     refit_on = outcome.model.metrics["training"].get("refit_on")

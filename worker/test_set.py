@@ -273,19 +273,27 @@ class TestMeasure:
     in_order: int = 0  # answered records from rank 1 on (:attr:`TestProgress.in_order`): what ``records`` came from
     ece: float | None = None
     ece_deterministic: float | None = None
+    label_sets: bool = False  # accuracy is the share of records whose whole label set is right
 
     def describe(self) -> str:
         """e.g. ``v0002 on 48 reviewed test records: accuracy 0.6667 (95 % interval 0.5254 to 0.7832), macro-F1
         0.6012, calibration error 0.0410 (deterministic 0.0803)``."""
         return (f"{self.version} on {self.records} reviewed test records{test_notes(self.left_out, self.beyond)}: "
-                f"accuracy {self.accuracy:.4f} (95 % interval {self.interval[0]:.4f} to {self.interval[1]:.4f}), "
-                f"macro-F1 {self.macro_f1:.4f}" + calibration_note(self.ece, self.ece_deterministic))
+                f"{accuracy_name(self.label_sets)} {self.accuracy:.4f} (95 % interval {self.interval[0]:.4f} to "
+                f"{self.interval[1]:.4f}), macro-F1 {self.macro_f1:.4f}"
+                + calibration_note(self.ece, self.ece_deterministic))
 
     def as_dict(self) -> dict:
         calibration = {"ece": self.ece, "ece_deterministic": self.ece_deterministic} if self.ece is not None else {}
         return {"records": self.records, "accuracy": self.accuracy, "accuracy_interval": list(self.interval),
                 "macro_f1": self.macro_f1, "left_out_taught": self.left_out, "reviewed_out_of_order": self.beyond,
-                "answered_in_order": self.in_order, **calibration}
+                "answered_in_order": self.in_order, **calibration, **({"label_sets": True} if self.label_sets else {})}
+
+
+def accuracy_name(label_sets: bool) -> str:
+    """What accuracy is called where it is shown: of label sets, the share of records whose whole set is right —
+    low beside macro-F1 with many labels, and not the share of right label decisions."""
+    return "exact-set accuracy" if label_sets else "accuracy"
 
 
 def calibration_note(ece: float | None, ece_deterministic: float | None) -> str:
@@ -359,7 +367,7 @@ def measure(classifier: Classifier, version: str, examples: Sequence[Example], *
             ece_deterministic = expected_calibration_error(deterministic, targets)
     correct = round(accuracy * len(examples))
     return TestMeasure(version, len(examples), accuracy, wilson_interval(correct, len(examples)), macro_f1,
-                       left_out, beyond, in_order, ece, ece_deterministic)
+                       left_out, beyond, in_order, ece, ece_deterministic, classifier.multi_label)
 
 
 def _index_of(index: dict[str, int], example: Example) -> int:

@@ -197,8 +197,35 @@ def test_the_measure_is_the_models_accuracy_on_the_reviewed_test_records(tiny_cl
     assert all_first.interval == pytest.approx(wilson_interval(sum(answers_first), 6))
     assert "tiny-v1 on 6 reviewed test records, 2 it trained on left out: accuracy" in all_first.describe()
     assert all_first.as_dict()["accuracy_interval"] == list(all_first.interval)
+    assert "label_sets" not in all_first.as_dict()
     with pytest.raises(DataError, match="test record 'x': label 'sarcastic' is not one of the model's labels"):
         measure(tiny_classifier, "tiny-v1", [Example("x", "a film", "sarcastic")])
+
+
+def test_a_label_set_models_accuracy_is_named_the_share_of_whole_sets_it_gets_right(tmp_path):
+    """Of label sets, accuracy is exact-set accuracy — with six labels a few percent beside a macro-F1 of 0.4 —
+    and says so wherever it is shown (the measure's line, `train`/`status`, the dataset card)."""
+    from transformers import AutoConfig
+
+    from tests.tiny_models import save_tiny_classifier
+    from tests.training_data import TAGS
+    from worker.scoring import load_classifier
+    from worker.scoring.model import MULTI_LABEL_PROBLEM
+
+    directory = save_tiny_classifier(tmp_path / "tags", labels=TAGS)
+    config = AutoConfig.from_pretrained(directory)
+    config.problem_type = MULTI_LABEL_PROBLEM  # one sigmoid per label
+    config.save_pretrained(directory)
+    classifier = load_classifier(directory, device="cpu")
+    examples = [Example(f"t{i}", text, ("acting", "praise")) for i, text in enumerate(["a great cast", "dull"])]
+
+    measured = measure(classifier, "tags-v1", examples)
+
+    assert classifier.multi_label and measured.label_sets and measured.as_dict()["label_sets"]
+    assert f"tags-v1 on 2 reviewed test records: exact-set accuracy {measured.accuracy:.4f}" in measured.describe()
+    from worker.cli import _test_set_line
+
+    assert _test_set_line(measured.as_dict()).startswith(f"test set: exact-set accuracy {measured.accuracy:.4f}")
 
 
 def test_the_measure_gives_the_calibration_error_of_the_confidence_scoring_writes(tiny_classifier):

@@ -12,6 +12,7 @@ from worker.calibration import plot_confusion_matrix, png_figure
 from worker.duplicates import EXACT
 from worker.gateway.schema import published_scores
 from worker.publish.build import Publication
+from worker.test_set import accuracy_name
 from worker.training.data import own_label_validations
 
 CONFUSION_PLOT = "images/correction_confusion.png"
@@ -196,7 +197,8 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
                        f"({test['ece_deterministic']:.4f} for the deterministic model)" if test.get("ece") is not None
                        else "")
         lines.append(f"On {test['records']} reviewed records drawn at random (a test set it never trained on): "
-                     f"accuracy {test['accuracy']:.4f} (95 % interval {low:.4f} to {high:.4f}), macro-F1 "
+                     f"{accuracy_name(publication.multi_label)} {test['accuracy']:.4f} (95 % interval {low:.4f} to "
+                     f"{high:.4f}), macro-F1 "
                      f"{test['macro_f1']:.4f}{calibration}.")
     if not publication.multi_label and not fresh:
         lines += ["", f"![Corrections: original vs corrected label]({CONFUSION_PLOT})"]
