@@ -31,23 +31,31 @@ def save_nameless_sentiment_classifier(directory: Path, count: int = 48) -> Path
 
     directory = save_tiny_classifier(directory, labels=("LABEL_0", "LABEL_1"))
     examples = sentiment_examples(count)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForSequenceClassification.from_pretrained(directory)
-    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=32, padding=True, return_tensors="pt")
     targets = torch.tensor([0 if e.label == "positive" else 1 for e in examples])
+    logits = _fitted_logits(model, AutoTokenizer.from_pretrained(directory), examples, targets, steps=60)
+    accuracy = (logits.argmax(-1) == targets).float().mean().item()
+    assert accuracy >= 0.9, accuracy  # what the tests rely on: the model learnt the examples
+    model.save_pretrained(directory)
+    return directory
+
+
+def _fitted_logits(model, tokenizer, examples: list[Example], targets, *, steps: int):
+    """Train ``model`` in place on ``examples`` (one batch, ``steps`` AdamW steps, seeded) towards ``targets`` and
+    return its logits [N, outputs] on them afterwards, dropout off."""
+    import torch
+
+    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=32, padding=True, return_tensors="pt")
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     torch.manual_seed(0)
     model.train()
-    for _ in range(60):
+    for _ in range(steps):
         optimizer.zero_grad()
         model(**encoded, labels=targets).loss.backward()
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        accuracy = (model(**encoded).logits.argmax(-1) == targets).float().mean().item()
-    assert accuracy >= 0.9, accuracy  # what the tests rely on: the model learnt the examples
-    model.save_pretrained(directory)
-    return directory
+        return model(**encoded).logits
 
 
 TAGS = ("acting", "humour", "praise")  # the label-set question of the tagging examples
@@ -79,20 +87,10 @@ def save_nameless_tagging_classifier(directory: Path) -> Path:
 
     directory = save_tiny_classifier(directory, labels=("LABEL_0", "LABEL_1", "LABEL_2"))
     examples = tagging_examples()
-    tokenizer = AutoTokenizer.from_pretrained(directory)
     model = AutoModelForSequenceClassification.from_pretrained(directory, problem_type="multi_label_classification")
-    encoded = tokenizer([e.text for e in examples], truncation=True, max_length=32, padding=True, return_tensors="pt")
     targets = torch.tensor([[float(tag in e.label) for tag in NAMELESS_TAG_ORDER] for e in examples])  # [N, 3]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    model.train()
-    for _ in range(80):
-        optimizer.zero_grad()
-        model(**encoded, labels=targets).loss.backward()
-        optimizer.step()
-    model.eval()
-    with torch.no_grad():
-        decided = (model(**encoded).logits > 0) == targets.bool()
+    logits = _fitted_logits(model, AutoTokenizer.from_pretrained(directory), examples, targets, steps=80)
+    decided = (logits > 0) == targets.bool()
     assert decided.float().mean().item() >= 0.9, decided.float().mean()  # what the tests rely on: it learnt them
     model.save_pretrained(directory)
     return directory
