@@ -192,6 +192,12 @@ def test_retraining_on_label_sets_reports_label_decision_calibration_and_gates_o
     assert (first.model.path / "calibration" / "reliability.png").stat().st_size > 0
     assert (first.model.path / "thresholds.json").exists()
     assert all(isinstance(e.label, tuple) for e in read_examples(first.model.path / "validation.jsonl"))
+    validation = first.model.metrics["validation"]  # beside its figure, that of ticking every label
+    carried = [len(e.label) for e in training_set.validation]
+    rates = [sum(tag in e.label for e in training_set.validation) / len(carried) for tag in TAGS]
+    assert validation["every_label_macro_f1"] == pytest.approx(sum(2 * p / (1 + p) for p in rates) / len(TAGS))
+    assert validation["labels_carried"] == pytest.approx(sum(carried) / len(carried))
+    assert 0 <= validation["labels_ticked"] <= len(TAGS)
     # a first model whose few validation records (< select_min_validation) measure it, then trains on all of them
     # (training.refit): the thresholds tuned on them stay — the measured model's, as the same training without the
     # refit keeps them — not the 0.5 of a training without validation
@@ -259,6 +265,27 @@ def test_validation_records_the_thresholds_were_tuned_on_decide_at_thresholds_tu
     assert comparison.candidate_macro_f1 == pytest.approx(crossed)
     report = calibration_report(candidate, validation, tmp_path / "calibration", max_samples=2, mc_samples=2)
     assert report.macro_f1 == pytest.approx(crossed)
+
+
+def test_a_label_set_model_no_better_than_ticking_every_label_is_said_to_have_learnt_nothing(caplog):
+    """F1-tuned thresholds take a model whose probabilities sit near the labels' rates to ticking nearly every
+    label — the best macro-F1 of a model that tells nothing apart: `train` says so, not only a figure that looks
+    fine (0.62 on a 6-label probe whose labels each come on about half the records)."""
+    import logging
+
+    from worker.jobs import _warn_if_every_label_ticked
+
+    with caplog.at_level(logging.WARNING, logger="worker.jobs"):
+        _warn_if_every_label_ticked("v0002", {"records": 49, "macro_f1": 0.6285, "every_label_macro_f1": 0.6201,
+                                              "labels_ticked": 5.47, "labels_carried": 2.68})
+        _warn_if_every_label_ticked("v0003", {"records": 49, "macro_f1": 0.71, "every_label_macro_f1": 0.62,
+                                              "labels_ticked": 2.9, "labels_carried": 2.68})  # it learnt: silent
+        _warn_if_every_label_ticked("v0004", {"records": 49, "macro_f1": 0.5})  # single-label metrics: silent
+
+    assert [record.getMessage() for record in caplog.records] == [(
+        "model v0002 does no better on its 49 validation records than ticking every label (macro-F1 0.6285 vs "
+        "0.6201): it ticks 5.5 labels a record where they carry 2.7 — it has not learned to tell the labels apart "
+        "yet, and its suggestions would tick nearly all of them. Annotate more, or train longer (training.epochs).")]
 
 
 def test_out_of_fold_scores_of_label_sets_rank_a_corrupted_set_by_label_issue(tmp_path):

@@ -66,6 +66,9 @@ class CalibrationReport:
     mc_as_scored: bool = False  # the MC figures are the worker's scores (its [scoring] options), not drawn here
     labels_predicted: int | None = None  # distinct labels the deterministic model predicts on the records
     labels_present: int | None = None  # distinct labels the records carry (single-label)
+    every_label_macro_f1: float | None = None  # label sets: the macro-F1 of ticking every label on these records
+    labels_ticked: float | None = None  # label sets: labels the deterministic model ticks per record, on average
+    labels_carried: float | None = None  # label sets: labels the records carry, on average
     measured_on: str = VALIDATION_RECORDS  # which records: the validation records, or the test set's
     wrong_deterministic: int | None = None  # records the deterministic model answers wrong (the τ fit's errors)
 
@@ -202,8 +205,8 @@ def _label_set_report(classifier: Classifier, examples: Sequence[Example], outpu
     probabilities = predict_probabilities(classifier, [e.text for e in examples], pairs=text_pairs(examples),
                                           samples=max(max_samples, mc_samples), seed=seed, dropout_rate=dropout_rate)
     mc_mean = probabilities.mc[:, :, :mc_samples].mean(axis=2)  # [N, L]
-    accuracy, macro_f1, _ = label_set_metrics(_decided(probabilities.deterministic, targets, classifier, measured_on,
-                                                       seed), targets)
+    ticked = _decided(probabilities.deterministic, targets, classifier, measured_on, seed)  # [N, L]
+    accuracy, macro_f1, _ = label_set_metrics(ticked, targets)
     accuracy_mc, _, _ = label_set_metrics(_decided(mc_mean, targets, classifier, measured_on, seed), targets)
     decisions = targets.reshape(-1).astype(int)  # [N·L]
     deterministic = _as_decisions(probabilities.deterministic)
@@ -215,6 +218,8 @@ def _label_set_report(classifier: Classifier, examples: Sequence[Example], outpu
         ece_deterministic=expected_calibration_error(deterministic, decisions),
         ece_mc=expected_calibration_error(mc_mean_binary, decisions), mc_samples=mc_samples,
         ece_by_samples=ece_by_samples(mc_binary, decisions), multi_label=True, measured_on=measured_on,
+        every_label_macro_f1=label_set_metrics(np.ones_like(targets), targets)[1],
+        labels_ticked=float(ticked.sum(axis=1).mean()), labels_carried=float(targets.sum(axis=1).mean()),
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_reliability_diagram({"deterministic": reliability_bins(deterministic, decisions),

@@ -88,7 +88,8 @@ NOT_LEARNED_MARGIN = 0.01
 
 
 def not_learned(accuracy: float, majority_accuracy: float | None) -> bool:
-    """Whether ``accuracy`` is no better than always answering the most common label (``majority_accuracy``)."""
+    """Whether ``accuracy`` is no better than always answering the most common label (``majority_accuracy``) — or
+    any figure than its baseline's (a label-set model's macro-F1 than ticking every label's)."""
     return majority_accuracy is not None and accuracy <= majority_accuracy + NOT_LEARNED_MARGIN
 
 

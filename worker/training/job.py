@@ -284,6 +284,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                            "ece_mc": report.ece_mc, "accuracy_mc": report.accuracy_mc,
                            "mc_samples": report.mc_samples, **_majority_baseline(validation),
                            "labels_predicted": report.labels_predicted, "labels_present": report.labels_present,
+                           **({"every_label_macro_f1": report.every_label_macro_f1,
+                               "labels_ticked": report.labels_ticked, "labels_carried": report.labels_carried}
+                              if report.multi_label else {}),
                            **({"temperature": fit.temperature, "ece_scores": fit.ece_before,
                                "ece_scores_at_temperature": fit.ece_after, "temperature_records": fit.records,
                                "temperature_fitted_on": fitted_on} if fit else {})},
