@@ -150,9 +150,9 @@ def compare_models(candidate: Classifier, current: Classifier, validation: Seque
     None: unknown, all compared), and the paired bootstrap interval of the difference. Label sets: both models decide
     the validation records at cross-fitted thresholds (:func:`~worker.scoring.multilabel.cross_fitted_decisions`)
     — the candidate's own were tuned on them, and the current model's on those of them it held out before — and
-    the test records at their own thresholds. When the current model was
-    taught every one of them, all are compared and the log says its figure is inflated. Two deterministic passes
-    over the compared records; the bootstrap is O(resamples × records × classes)."""
+    the test records at their own thresholds. When the current model was taught every one of them, all are compared
+    and the log says its figure is inflated. Two deterministic passes over the compared records; the bootstrap is
+    O(resamples × records × classes)."""
     offered = [*validation, *test]
     test_ids = {example.id for example in test}
     compared = not_taught(offered, taught)
