@@ -169,7 +169,8 @@ def test_actors_a_local_ray_cannot_place_are_refused_at_once_and_a_busy_cluster_
     one_more = RaySettings(address="auto", actors=1, gpus_per_actor=0, cpus_per_actor=1, start_timeout_s=2)
     with RayScorer(model_dir, "v7", busy, device="cpu") as holding_both_cpus:
         with pytest.raises(ScoringError, match=r"1 of 1 Ray scoring actor\(s\) were not placed within 2 s "
-                                               r"\(ray\.start_timeout_s\): .*free now: 0 GPU, 0 CPU"):
+                                               r"\(ray\.start_timeout_s\): .*free now: 0 GPU, 0 CPU.*had not started "
+                                               r"yet .*a larger ray\.start_timeout_s waits for them"):
             RayScorer(model_dir, "v7", one_more, device="cpu")
         assert len(list(holding_both_cpus.score(_inputs()[:3]))) == 3
     both_again = busy.model_copy(update={"start_timeout_s": 60})  # a refused actor left pending would hold a CPU

@@ -253,7 +253,9 @@ class RayScorer:
                 f"{len(waiting)} of {ask.count} Ray scoring actor(s) were not placed within "
                 f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
                 f"(free now: {_resources(free)}): lower ray.actors, ray.gpus_per_actor or ray.cpus_per_actor, or "
-                "add nodes")
+                "add nodes — or, where the room was there, their processes had not started yet (each imports torch "
+                "and transformers first: a minute or more on a node whose CPUs are busy): a larger "
+                "ray.start_timeout_s waits for them")
         try:
             self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
             installed = ray.get([actor.installed.remote() for actor in self.actors],
