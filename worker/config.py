@@ -553,8 +553,9 @@ class RaySettings(_Section):
                            "one runs (memory O(actors × in_flight × chunk_records))")
     start_timeout_s: float = Field(600.0, gt=0, description="how long the actors may wait to be placed on the "
                                    "cluster (an autoscaling one adds nodes) before the run fails, naming what they "
-                                   "asked and what the cluster has; loading the model is not counted; the same for "
-                                   "an actor started again after its process died (its node lost)")
+                                   "asked and what the cluster has; a placed actor's process starting (its imports) "
+                                   "and loading the model are not counted; the same for an actor started again "
+                                   "after its process died (its node lost)")
     actor_restarts: int = Field(3, ge=0, description="times Ray starts an actor again whose process died (a lost "
                                 "node, the OOM killer): it loads the model again and scores the chunks it held, "
                                 "the run goes on; once they are spent the run fails and the next one starts new "

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, Self
@@ -60,6 +60,9 @@ AUTO_CHUNK_FIRST = 512
 AUTO_CHUNK_SECONDS = 2.0
 AUTO_CHUNK_RANGE = (16, 8192)
 NODE_CHECK_TIMEOUT_S = 60.0  # config check: how long each node that could hold an actor has to say what code it runs
+# an actor Ray placed (a process on a node) has this long to start (import torch and transformers: a minute or more on
+# a node whose CPUs are busy) before the run fails as hung; placing it is bounded by ray.start_timeout_s
+START_UP_S = 600.0
 
 
 def _ray() -> Any:
@@ -234,28 +237,36 @@ class RayScorer:
         logger.info("scoring with %s on %s", ask, ", ".join(self.devices))
 
     def _started(self, ask: _Ask) -> list[str]:
-        """Wait until Ray has placed every actor (at most ``ray.start_timeout_s``), then until each has loaded
-        the model (as long as that takes, while it runs: :meth:`_wait`); their devices.
+        """Wait until Ray has placed every actor (at most ``ray.start_timeout_s``) and its process has started (at
+        most ``START_UP_S``: :meth:`_await_start`), then until each has loaded the model (as long as that takes,
+        while it runs: :meth:`_wait`); their devices.
 
         Raises:
             ScoringError: an actor was not placed within ``ray.start_timeout_s`` (names how many, what they ask and
-                what the cluster has free), or placed again after its process died, or could not load the model;
-                every actor is stopped.
+                what the cluster has free), or its process hung starting, or it was placed again after its process
+                died, or could not load the model; every actor is stopped.
         """
         ray = _ray()
         placed = [actor.ready.remote() for actor in self.actors]
-        _, waiting = ray.wait(placed, num_returns=len(placed), timeout=self.settings.start_timeout_s)
-        if waiting:
+        unanswered = self._await_start(placed)
+        if unanswered.unplaced:
             free = ray.available_resources()
-            unplaced = set(waiting)
-            self.close(unplaced={index for index, ref in enumerate(placed) if ref in unplaced})
+            self.close(unplaced=unanswered.actors)
             raise ScoringError(
-                f"{len(waiting)} of {ask.count} Ray scoring actor(s) were not placed within "
+                f"{len(unanswered.unplaced)} of {ask.count} Ray scoring actor(s) were not placed within "
                 f"{self.settings.start_timeout_s:g} s (ray.start_timeout_s): {ask} ask more than the cluster gives "
                 f"(free now: {_resources(free)}): lower ray.actors, ray.gpus_per_actor or ray.cpus_per_actor, or "
-                "add nodes — or, where the room was there, their processes had not started yet (each imports torch "
-                "and transformers first: a minute or more on a node whose CPUs are busy): a larger "
-                "ray.start_timeout_s waits for them")
+                "add nodes" + ("" if unanswered.table_read else
+                               " — or, where the room was there, their processes had not started yet (each imports "
+                               "torch and transformers first: a minute or more on a node whose CPUs are busy): a "
+                               "larger ray.start_timeout_s waits for them"))
+        if unanswered.hung:
+            self.close(unplaced=unanswered.actors)
+            raise ScoringError(
+                f"{len(unanswered.hung)} of {ask.count} Ray scoring actor(s) were placed but their processes had not "
+                f"started within {START_UP_S:g} s (actors {', '.join(str(i + 1) for i in unanswered.hung)}): a "
+                "process that hangs while it imports its code; see the Ray worker logs of their nodes "
+                "(/tmp/ray/session_latest/logs/worker-*.err)")
         try:
             self.processes = ray.get(placed)  # the actors' process ids (on their nodes)
             installed = ray.get([actor.installed.remote() for actor in self.actors],
@@ -278,6 +289,41 @@ class RayScorer:
         except ScoringError:  # _wait's: an actor lost while it loaded found no room again
             self.close()
             raise
+
+    def _await_start(self, answers: list[Any]) -> _Unanswered:
+        """Wait for every actor's ``ready()`` answer (``answers``, one per actor, in order): up to
+        ``ray.start_timeout_s`` for Ray to place it (give it a process on a node), and once placed up to
+        ``START_UP_S`` for that process to start; every ``PROBE_EVERY_S`` the actors not answered yet are looked up
+        in Ray's actor table (one lookup each) and logged. Returns the actors that did not answer in time (none
+        where all did)."""
+        ray = _ray()
+        began = time.monotonic()
+        placed_at: dict[int, float] = {}  # actor → when it was first seen with a process
+        waiting = dict(enumerate(answers))
+        table_read = True
+        while True:
+            ends = [placed_at[actor] + START_UP_S for actor in waiting if actor in placed_at]
+            if not set(waiting) <= set(placed_at):
+                ends.append(began + self.settings.start_timeout_s)
+            pause = max(0.0, min(PROBE_EVERY_S, *(end - time.monotonic() for end in ends)))
+            left = set(ray.wait(list(waiting.values()), num_returns=len(waiting), timeout=pause)[1])
+            waiting = {actor: ref for actor, ref in waiting.items() if ref in left}
+            if not waiting:
+                return _Unanswered()
+            now = time.monotonic()
+            for actor in set(waiting) - set(placed_at):
+                process = _has_process(self.actors[actor])
+                table_read = table_read and process is not None
+                if process:
+                    placed_at[actor] = now
+            starting = sorted(set(waiting) & set(placed_at))
+            unplaced = sorted(set(waiting) - set(placed_at))
+            hung = [actor for actor in starting if now - placed_at[actor] >= START_UP_S]
+            if (unplaced and now - began >= self.settings.start_timeout_s) or hung:
+                return _Unanswered(unplaced=unplaced, starting=starting, hung=hung, table_read=table_read)
+            logger.info("Ray scoring actors after %.0f s: %d placed, their processes still starting (importing torch "
+                        "and transformers); %d waiting for room (up to ray.start_timeout_s)", now - began,
+                        len(starting), len(unplaced))
 
     def _check_installed(self, installed: list[tuple[str, str, str]]) -> None:
         """Refuse actors whose node runs other argilla-worker code than this process (an image upgraded on the
@@ -475,6 +521,39 @@ class RayScorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class _Unanswered:
+    """Actors (their numbers from 0) that did not answer ``ready()`` in time: ``unplaced``, not given a process within
+    ``ray.start_timeout_s``; ``starting``, given one that has not started yet; ``hung``, those of them given one
+    ``START_UP_S`` ago; ``table_read``: False where Ray's actor table could not be read (Ray Client), so that an actor
+    counted unplaced may be placed, starting."""
+
+    unplaced: list[int] = field(default_factory=list)
+    starting: list[int] = field(default_factory=list)  # placed, their processes starting (``hung`` among them)
+    hung: list[int] = field(default_factory=list)
+    table_read: bool = True
+
+    @property
+    def actors(self) -> set[int]:
+        """Every actor that did not answer: none holds anything to clean (its constructor has not run)."""
+        return set(self.unplaced) | set(self.starting)
+
+
+def _has_process(actor: Any) -> bool | None:
+    """Whether Ray has placed ``actor``: being created on a node (or running) with a process of its own, which may
+    still be importing its code; None where this driver cannot read Ray's actor table (a Ray Client driver: the table
+    is on the cluster). Reads Ray's internal global state (``ray._private.state``, no public call without the
+    dashboard) — guarded: a Ray that moved it reads None, and the run then words its error for both cases."""
+    try:
+        from ray._private.state import state
+
+        info = state.actor_table(actor._actor_id.hex())
+        return info.get("State") in ("PENDING_CREATION", "ALIVE") and bool(info.get("Pid"))
+    except Exception as error:  # noqa: BLE001 — internal API: any failure only means "unknown"
+        logger.debug("Ray's actor table could not be read: %s", _one_line(error))
+        return None
 
 
 def check_cluster(settings: RaySettings) -> str:
