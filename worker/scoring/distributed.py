@@ -548,7 +548,10 @@ def _has_process(actor: Any) -> bool | None:
     dashboard) — guarded: a Ray that moved it reads None, and the run then words its error for both cases."""
     try:
         from ray._private.state import state
+        from ray.util.client import ray as client
 
+        if client.is_connected():
+            return None
         info = state.actor_table(actor._actor_id.hex())
         return info.get("State") in ("PENDING_CREATION", "ALIVE") and bool(info.get("Pid"))
     except Exception as error:  # noqa: BLE001 — internal API: any failure only means "unknown"

@@ -388,13 +388,17 @@ def rarest_label(examples: Sequence[Example]) -> RarestLabel | None:
 def head_learning_rate(settings: TrainingSettings, *, new_head: bool, labels: int, multi_label: bool,
                        rarest: RarestLabel | None = None) -> float | str:
     """``training.head_learning_rate`` with ``"auto"`` resolved for this training: AUTO_HEAD_LEARNING_RATE for a new
-    single-label head of at least AUTO_HEAD_MIN_LABELS labels, or of AUTO_HEAD_SKEW_MIN_LABELS or more whose
-    ``rarest`` label holds under AUTO_HEAD_SKEW of an even share; ``"same"`` (training.learning_rate) otherwise — a
-    head the start model already trained keeps the encoder's rate, and label sets were not measured."""
+    label-set head, for a new single-label head of at least AUTO_HEAD_MIN_LABELS labels, or of
+    AUTO_HEAD_SKEW_MIN_LABELS or more whose ``rarest`` label holds under AUTO_HEAD_SKEW of an even share; ``"same"``
+    (training.learning_rate) otherwise — a head the start model already trained keeps the encoder's rate."""
     if settings.head_learning_rate != "auto":
         return settings.head_learning_rate
-    if not new_head or multi_label:
+    if not new_head:
         return "same"
+    if multi_label:
+        logger.info("a new head of %d labels (label sets) trains at %g (training.head_learning_rate = \"auto\"; the "
+                    "rest at %g)", labels, AUTO_HEAD_LEARNING_RATE, settings.learning_rate)
+        return AUTO_HEAD_LEARNING_RATE
     if labels >= AUTO_HEAD_MIN_LABELS:
         logger.info("a new head of %d labels trains at %g (training.head_learning_rate = \"auto\"; the rest at %g)",
                     labels, AUTO_HEAD_LEARNING_RATE, settings.learning_rate)
