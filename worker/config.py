@@ -383,9 +383,9 @@ class TrainingSettings(_Section):
     head_learning_rate: float | Literal["auto", "same"] = Field(
         "auto", description="learning rate of the classification head; \"same\": learning_rate; \"auto\": "
                             f"{AUTO_HEAD_LEARNING_RATE:g} for a new head (one the start model does not have yet) "
-                            "of label sets, or of one label and "
-                            f"{AUTO_HEAD_MIN_LABELS} or more labels, or of {AUTO_HEAD_SKEW_MIN_LABELS} or more whose "
-                            f"rarest label holds under {AUTO_HEAD_SKEW:g} of an even share; learning_rate otherwise. "
+                            f"of label sets, or of single labels when they are {AUTO_HEAD_MIN_LABELS} or more, or "
+                            f"{AUTO_HEAD_SKEW_MIN_LABELS} or more whose rarest holds under {AUTO_HEAD_SKEW:g} of an "
+                            "even share; learning_rate otherwise. "
                             "Measured (benchmarks/long_tail.py, label_set_head.py): 8 to 52 labels, macro-F1 "
                             "0.04-0.61 -> 0.47-0.94; 6 skewed labels 0.69-0.83 -> 0.83-0.92; 2 or 5 labels, a little "
                             "worse; 3 labels in sets from 500-1,000 reviews 0.53-0.58 -> 0.58-0.60")

@@ -321,9 +321,13 @@ class RayScorer:
             hung = [actor for actor in starting if now - placed_at[actor] >= START_UP_S]
             if (unplaced and now - began >= self.settings.start_timeout_s) or hung:
                 return _Unanswered(unplaced=unplaced, starting=starting, hung=hung, table_read=table_read)
-            logger.info("Ray scoring actors after %.0f s: %d placed, their processes still starting (importing torch "
-                        "and transformers); %d waiting for room (up to ray.start_timeout_s)", now - began,
-                        len(starting), len(unplaced))
+            if table_read:
+                logger.info("Ray scoring actors after %.0f s: %d placed, their processes still starting (importing "
+                            "torch and transformers); %d waiting for room (up to ray.start_timeout_s)", now - began,
+                            len(starting), len(unplaced))
+            else:
+                logger.info("Ray scoring actors after %.0f s: %d not started yet (waiting for room, up to "
+                            "ray.start_timeout_s, or starting)", now - began, len(waiting))
 
     def _check_installed(self, installed: list[tuple[str, str, str]]) -> None:
         """Refuse actors whose node runs other argilla-worker code than this process (an image upgraded on the
