@@ -3,7 +3,9 @@ in input order; an actor's data error reaches the caller as it was raised; a mul
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,7 @@ from tests.training_data import sentiment_examples
 from worker.config import RaySettings
 from worker.errors import DataError
 from worker.scoring import Scorer, ScoringInput, load_classifier
-from worker.scoring.distributed import RayScorer
+from worker.scoring.distributed import MODEL_COPY_PREFIX, RayScorer, ScoringActor, model_files
 
 FIELDS = ("predicted_label", "reference_label", "disagreement", "mc_samples", "skipped_reason")
 NUMBERS = ("score", "bald", "entropy", "margin", "loss", "expected_loss")
@@ -38,6 +40,30 @@ def _inputs() -> list[ScoringInput]:
     inputs = [ScoringInput(e.id, e.text, e.label if i % 3 else None) for i, e in enumerate(examples)]
     inputs.insert(7, ScoringInput("empty", "   ", "positive"))  # skipped with a reason, in its place
     return inputs
+
+
+def _model_copies() -> set[Path]:
+    """The actors' copies of a model in this machine's temporary directory (the local Ray's actors share it)."""
+    return set(Path(tempfile.gettempdir()).glob(f"{MODEL_COPY_PREFIX}*"))
+
+
+def test_an_actor_scores_from_its_model_after_the_copy_it_loaded_from_is_removed(tmp_path, monkeypatch):
+    """In the actor's process, without Ray: ``load`` writes the shipped files to a temporary directory, loads the
+    model and removes the directory before it returns; the scores are the local engine's all the same."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node-tmp"))
+    (tmp_path / "node-tmp").mkdir()
+    model_dir = save_tiny_classifier(tmp_path / "model")
+    options = {"samples": 3, "seed": 5, "consistent": True, "batch_size": 4}
+    actor = ScoringActor("v7", "cpu", options)
+    assert actor.load(model_files(model_dir)) == "cpu"
+    assert list((tmp_path / "node-tmp").iterdir()) == []
+    scores, stats, _ = actor.score(_inputs()[:9], [None])
+    local = list(Scorer(load_classifier(model_dir, device="cpu", version="v7"), **options).score(_inputs()[:9]))
+    assert [s.predicted_label for s in scores] == [s.predicted_label for s in local] and stats.records == 9
+    assert [s.loss is None for s in scores] == [s.loss is None for s in local] != [True] * 9
+    assert [s.loss for s in scores if s.loss is not None] == pytest.approx(
+        [s.loss for s in local if s.loss is not None], rel=1e-5)
+    actor.close()
 
 
 def test_two_actors_give_the_local_engines_scores_in_input_order(local_ray, tmp_path):
@@ -281,6 +307,7 @@ def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_
     model_dir = save_tiny_classifier(tmp_path / "model")
     options = {"samples": 4, "seed": 3, "consistent": True, "batch_size": 4}
     records = _inputs()
+    copies_before = _model_copies()
     for restarts in (3, 0):
         settings = RaySettings(actors=2, gpus_per_actor=0, chunk_records=3, in_flight=2, actor_restarts=restarts)
         with RayScorer(model_dir, "v7", settings, device="cpu", options=options) as scorer:
@@ -307,6 +334,8 @@ def test_an_actor_whose_process_dies_mid_run_is_started_again_and_the_run_gives_
                     list(stream)
                 assert scorer.broken
     survived = [first, *rest]
+    # the killed processes' copies of the model are gone with them (each actor's copy lives only while it loads)
+    assert _model_copies() - copies_before == set()
     assert [s.record_id for s in survived] == [s.record_id for s in calm] == [i.record_id for i in records]
     for ours, theirs in zip(survived, calm, strict=True):
         assert {f: getattr(ours, f) for f in FIELDS} == {f: getattr(theirs, f) for f in FIELDS}

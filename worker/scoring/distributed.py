@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -63,6 +62,7 @@ NODE_CHECK_TIMEOUT_S = 60.0  # config check: how long each node that could hold 
 # an actor Ray placed (a process on a node) has this long to start (import torch and transformers: a minute or more on
 # a node whose CPUs are busy) before the run fails as hung; placing it is bounded by ray.start_timeout_s
 START_UP_S = 600.0
+MODEL_COPY_PREFIX = "argilla-worker-model-"  # an actor's copy of the model on its node, while it loads
 
 
 def _ray() -> Any:
@@ -89,7 +89,6 @@ class ScoringActor:
 
     def __init__(self, version: str, device: str, options: dict, trust_remote_code: bool = False):
         self.arguments = (version, device, dict(options), trust_remote_code)
-        self.directory: Path | None = None
         self.scorer: Scorer | None = None
 
     def ready(self) -> int:
@@ -97,7 +96,11 @@ class ScoringActor:
         return os.getpid()
 
     def load(self, files: dict[str, bytes]) -> str:
-        """Write the model's ``files`` to a directory of the actor's, load the model; its device.
+        """Write the model's ``files`` to a directory of the actor's, load the model, remove the directory; its device.
+
+        The copy on disk lives only while the model loads (everything a classifier needs is read then): an actor Ray
+        kills or restarts, or one whose driver died, leaves no model behind in the node's temporary directory — a
+        copy per restart used to stay there.
 
         Raises:
             WorkerError: the model cannot be loaded (Ray hands a task's error back whole).
@@ -108,16 +111,17 @@ class ScoringActor:
 
         version, device, options, trust_remote_code = self.arguments
         options = dict(options)
-        self.directory = Path(tempfile.mkdtemp(prefix="argilla-worker-model-"))
-        for name, content in files.items():
-            target = self.directory / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
         threads = options.pop("threads", None)
         if threads:
             torch.set_num_threads(threads)
-        classifier = load_classifier(self.directory, device=device, version=version,
-                                     trust_remote_code=trust_remote_code)
+        with tempfile.TemporaryDirectory(prefix=MODEL_COPY_PREFIX) as copy:
+            directory = Path(copy)
+            for name, content in files.items():
+                target = directory / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+            classifier = load_classifier(directory, device=device, version=version,
+                                         trust_remote_code=trust_remote_code)
         self.scorer = Scorer(classifier, progress=False, **options)
         return str(classifier.device)
 
@@ -145,8 +149,6 @@ class ScoringActor:
     def close(self) -> None:
         if self.scorer is not None:
             self.scorer.close()
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _probed(ray: Any) -> Any:
