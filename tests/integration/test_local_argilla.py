@@ -179,8 +179,13 @@ def test_annotation_survives_a_restart_of_the_stack(gateway, stack_settings, loc
     target = next(record for record in dataset.records() if record.id == "rec-1")
     submit_label(stack_settings, target._server_id, "positive")
 
+    ui_copies = local_argilla.scratch_dir / "server"
+    before = list(ui_copies.iterdir())
     local_argilla.restart()
 
+    # argilla-server copies its UI to a new temporary directory at each start: the stack's own, the last one removed
+    after = list(ui_copies.iterdir())
+    assert len(before) == len(after) == 1 and before != after and (after[0] / "statics" / "index.html").is_file()
     dataset = gateway.client.datasets(name=gateway.dataset_name, workspace=gateway.workspace)
     submitted = list(dataset.records(query=rg.Query(filter=rg.Filter(("response.status", "==", "submitted"))),
                                      with_responses=True))

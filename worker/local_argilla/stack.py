@@ -93,6 +93,9 @@ class LocalArgilla:
         self.state_dir = self.settings.state_dir
         self.logs_dir = self.state_dir / "logs"
         self.home_dir = self.state_dir / "argilla-home"
+        # each process's TMPDIR, emptied when it starts: argilla-server copies its UI (14 MB) to a new temporary
+        # directory at every start and never removes it — in /tmp that was one more copy per `up` or restart
+        self.scratch_dir = self.state_dir / "tmp"
         self._pids_file = self.state_dir / "pids.json"
 
     # ------------------------------------------------------------------ public API
@@ -206,10 +209,12 @@ class LocalArgilla:
         url = f"http://127.0.0.1:{self.settings.port}/api/v1/me"
         return _http_ok(url, headers={"X-Argilla-Api-Key": self.settings.api_key.get_secret_value()})
 
-    def _server_env(self) -> dict[str, str]:
+    def _server_env(self, scratch: Path) -> dict[str, str]:
+        """The environment of a process of the stack whose temporary files go to ``scratch``."""
         s = self.settings
         return {
             **os.environ,
+            "TMPDIR": str(scratch),
             "ARGILLA_HOME_PATH": str(self.home_dir),
             "ARGILLA_SEARCH_ENGINE": "opensearch",
             "ARGILLA_ELASTICSEARCH": f"http://127.0.0.1:{s.search_port}",
@@ -230,18 +235,27 @@ class LocalArgilla:
             )
         log_path = self.logs_dir / f"{component.name}.log"
         logger.info("starting %s (log: %s)", component.name, log_path)
+        scratch = self._fresh_scratch(component.name)
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
                 component.command,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self._server_env(),
+                env=self._server_env(scratch),
                 cwd=self.state_dir,
                 start_new_session=True,
             )
         self._remember(component.name, process.pid)
         self._wait_until_healthy(component, process, log_path)
+
+    def _fresh_scratch(self, name: str) -> Path:
+        """An empty temporary directory for the process ``name`` about to start (none of the stack's processes of
+        that name runs: what its last run left there is removed)."""
+        scratch = self.scratch_dir / name
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        return scratch
 
     def _wait_until_healthy(self, component: Component, process: subprocess.Popen, log_path: Path) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -333,7 +347,7 @@ class LocalArgilla:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self._server_env(),
+                env=self._server_env(self._fresh_scratch(step)),
                 cwd=self.state_dir,
                 timeout=600,
             )
