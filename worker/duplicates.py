@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.files import Scratch
+
 # format characters that change no visible letter: soft hyphen, zero-width space / (non-)joiner, direction marks
 # and embeddings, word joiner and invisible operators, byte-order mark
 INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
@@ -209,8 +211,8 @@ def copy_keys(texts: Texts, similarity: float = EXACT) -> list[str]:
     keys = [text_key(text, pair) for text, pair in texts]
     if similarity >= EXACT:
         return keys
-    with tempfile.TemporaryDirectory(prefix="near-copies-") as work, \
-            closing(sqlite3.connect(Path(work) / "near.sqlite")) as db:
+    with Scratch(Path(tempfile.gettempdir()), "near-copies-") as work, \
+            closing(sqlite3.connect(work.path / "near.sqlite")) as db:
         near = NearCopies(db, similarity)
         for start in range(0, len(keys), SIGN_BATCH):
             near.add(keys[start:start + SIGN_BATCH], texts[start:start + SIGN_BATCH])

@@ -1,15 +1,21 @@
-"""The worker's small state files: JSON written atomically, read with a default, and their UTC timestamps."""
+"""The worker's small state files: JSON written atomically, read with a default, and their UTC timestamps; a
+service's claim on its directories; a job's scratch directory, which a later job removes if its process died."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Self
 
 from worker.errors import DataError, DirectoryInUse
+
+logger = logging.getLogger(__name__)
 
 # what a state file the worker cannot read says to do
 STATE_ADVICE = ("it is the worker's own state — restore it from a backup, or move it aside and the worker starts that "
@@ -135,3 +141,60 @@ def _holder(text: str) -> str:
         return f"pid {holder['pid']}, serving {holder['serves']}, since {holder['since']}"
     except (ValueError, KeyError, TypeError):
         return "its description unreadable"
+
+
+class Scratch:
+    """A job's directory of temporary files (a publication's Arrow shards, the copies index: as large as the dataset),
+    removed by :meth:`remove` — and, when the job's process died before it could (killed by the OOM killer, a
+    ``kill -9``, a power cut), by the next job that makes one of the same kind in the same place; nothing else
+    would ever remove it.
+
+    The directory ``parent/<prefix><random>`` holds ``IN_USE``, on which its process keeps an exclusive ``flock``:
+    the kernel drops it when the process ends, however it ends, so a directory whose lock can be taken is
+    abandoned — whatever its process id has become since (a container's restarted worker often gets the same one),
+    and while another job of the same process still runs in its own. Directories without the file (being made
+    right now, or not the worker's) are left alone. Making one costs O(directories of that kind under ``parent``).
+    """
+
+    IN_USE = ".in-use"
+
+    def __init__(self, parent: Path, prefix: str):
+        import fcntl
+
+        parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned(parent, prefix)
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self._lock: IO[str] | None = (self.path / self.IN_USE).open("w")
+        fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX)
+
+    def remove(self) -> None:
+        if self._lock is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def remove_abandoned(parent: Path, prefix: str) -> list[Path]:
+    """Remove the :class:`Scratch` directories ``parent/<prefix>*`` whose process has ended (their lock can be taken);
+    the ones removed."""
+    import fcntl
+
+    removed = []
+    for path in sorted(parent.glob(f"{prefix}*")):
+        try:
+            with (path / Scratch.IN_USE).open("r") as lock:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                size = sum(item.stat().st_size for item in path.rglob("*") if item.is_file())
+                shutil.rmtree(path, ignore_errors=True)
+        except (BlockingIOError, FileNotFoundError, NotADirectoryError):
+            continue  # in use, not a scratch directory, or removed by another job meanwhile
+        logger.warning("removed %s (%.1f MB): what a job left when its process ended before it finished", path,
+                       size / 1e6)
+        removed.append(path)
+    return removed

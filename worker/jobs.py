@@ -17,7 +17,6 @@ import math
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -54,6 +53,7 @@ from worker.crowd import (
 )
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
+from worker.files import Scratch
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import MODEL_ANSWER_METADATA, SUBMITTED_RESPONSES
@@ -943,8 +943,8 @@ def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
     crowd = estimate_crowd(services, labels)
     report = PushReport()
     similarity = services.settings.copies.similarity
-    with tempfile.TemporaryDirectory(prefix="copies-", dir=services.settings.state_dir) as work, \
-            closing(CopyIndex(Path(work) / "copies.sqlite", similarity)) as index:
+    with Scratch(services.settings.state_dir, "copies-") as work, \
+            closing(CopyIndex(work.path / "copies.sqlite", similarity)) as index:
         for page in batched((record for record in services.gateway.pull() if record.has_text), PAGE_SIZE):
             index.add([_copy_row(record, crowd) for record in page],
                       [(str(record.text), record.text_pair) for record in page] if similarity < EXACT else None)

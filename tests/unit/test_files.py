@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from worker.files import read_json, write_json_atomic
+from tests.scratch import scratch_in_another_process
+from worker.files import Scratch, read_json, write_json_atomic
 from worker.iterables import shuffled_label_groups
 
 
@@ -78,3 +79,35 @@ def test_label_groups_are_stratified_seeded_and_cover_every_position():
     assert [sorted(group) for group in groups] == [[1, 4], [0, 2, 5], [3]]  # sorted by label: a, b, c
     assert groups == shuffled_label_groups(labels, random.Random(3))
     assert any(shuffled_label_groups(labels, random.Random(seed))[1] != groups[1] for seed in range(10))
+
+
+def test_a_scratch_directory_whose_process_was_killed_is_removed_by_the_next_of_its_kind_and_no_other(tmp_path,
+                                                                                                   caplog):
+    """A job killed mid-way (kill -9: nothing of its own runs) leaves its scratch; the next Scratch of the same kind
+    under the same parent removes it and says so — not one a live process holds (another process's, or this
+    process's own), not another kind's, not a directory that is no Scratch."""
+    killed, abandoned = scratch_in_another_process(tmp_path, "copies-")
+    alive, held = scratch_in_another_process(tmp_path, "copies-")
+    other_kind, _ = scratch_in_another_process(tmp_path, "publication-")
+    try:
+        killed.kill()
+        killed.wait()
+        other_kind.kill()
+        other_kind.wait()
+        mine = Scratch(tmp_path, "copies-")
+        not_ours = tmp_path / "copies-by-hand"
+        not_ours.mkdir()
+        with caplog.at_level("WARNING", logger="worker.files"), Scratch(tmp_path, "copies-") as second:
+            assert not abandoned.exists()
+            assert held.is_dir() and mine.path.is_dir() and not_ours.is_dir() and second.path.is_dir()
+            assert len(list(tmp_path.glob("publication-*"))) == 1  # its kind's next Scratch removes it
+        assert [r.getMessage() for r in caplog.records] == [
+            f"removed {abandoned} (0.1 MB): what a job left when its process ended before it finished"]
+        assert not second.path.exists() and mine.path.is_dir()
+        mine.remove()
+        assert not mine.path.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    with Scratch(tmp_path, "copies-"):
+        assert not held.exists()  # its process is gone now

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.hub_stub import HubStub
+from tests.scratch import scratch_in_another_process
 from worker.errors import ConfigError, DataError, PublishError
 from worker.publish import PublishOptions, build_publication
 from worker.publish.card import render_card
@@ -559,6 +560,18 @@ def test_publishing_streams_rows_to_disk_in_bounded_memory():
         workdir = publication.workdir
     assert peak < 12_000_000, f"peak Python allocation {peak / 1e6:.1f} MB: rows accumulate in memory"
     assert not workdir.exists(), "the Arrow files outlive the publication"
+
+
+def test_what_a_killed_publication_left_is_removed_by_the_next_one_there(tmp_path):
+    """A publishing process killed mid-way (its shards on disk) leaves them; the next publication under the same
+    ``workdir`` removes them, and its own are gone once it is closed."""
+    killed, left = scratch_in_another_process(tmp_path, "publication-")
+    killed.kill()
+    killed.wait()
+    assert (left / "rows.arrow").is_file()
+    with build_publication(iter(_records()), LABELS, workdir=tmp_path) as publication:
+        assert not left.exists() and publication.workdir.parent == tmp_path
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_bad_record_midstream_names_it_and_leaves_no_files(tmp_path):

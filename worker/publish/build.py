@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sqlite3
 import tempfile
 from collections import Counter
@@ -41,6 +40,7 @@ from worker.constants import TEST_SET_PROPERTY
 from worker.crowd import CrowdModel, verdict
 from worker.duplicates import EXACT, NearCopies, text_key
 from worker.errors import DataError
+from worker.files import Scratch
 from worker.gateway.schema import PUBLISHED_SCORES, published_scores
 from worker.iterables import hashed_label_clusters, take_clusters
 from worker.records import LabelValue, PulledRecord, label_index
@@ -157,6 +157,7 @@ class Publication:
     chat_columns: tuple[str, ...] = ()  # the text columns that hold conversations (lists of messages)
     rating: bool = False  # a rating question: the label columns hold the ratings (integers), not class indices
     _hash: str | None = field(default=None, init=False, repr=False)
+    _scratch: Scratch | None = field(default=None, repr=False)  # holds ``workdir``: removed by close()
 
     def __enter__(self) -> Self:
         return self
@@ -166,8 +167,9 @@ class Publication:
 
     def close(self) -> None:
         """Remove the Arrow files (the splits cannot be read afterwards)."""
-        if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._scratch is not None:
+            self._scratch.remove()
+            self._scratch = None
             self.workdir = None
 
     @property
@@ -312,15 +314,15 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     columns hold the ratings as integers.
 
     ``records`` is consumed once, lazily (a pull's pages); the rows go to Arrow files in a new temporary
-    directory under ``workdir`` (the system's temporary directory if None), removed by ``close()``.
+    directory under ``workdir`` (the system's temporary directory if None), removed by ``close()`` — or by the next
+    publication there if this process dies first (:class:`~worker.files.Scratch`).
 
     Raises:
         DataError: a record's label is not one of ``labels`` (names the record and the value), or
             ``split="keep"`` and a record has no ``split`` metadata. Nothing is left on disk.
     """
-    if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="publication-", dir=workdir))
+    scratch = Scratch(Path(workdir) if workdir is not None else Path(tempfile.gettempdir()), "publication-")
+    directory = scratch.path
     try:
         columns, extra = text_columns(fields), metadata_columns(metadata or {}, fields)
         stats = PublicationStats(tuple(labels), multi_label=multi_label)
@@ -336,11 +338,11 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory,
                         keys)
     except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
+        scratch.remove()
         raise
     return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
                        metadata_columns=extra, options=options, workdir=directory, chat_columns=chat_columns,
-                       rating=rating)
+                       rating=rating, _scratch=scratch)
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
