@@ -32,6 +32,7 @@ import datasets
 from worker.binding import LabelReading, respellings, written_label
 from worker.duplicates import text_key
 from worker.errors import DataError
+from worker.files import Scratch
 from worker.iterables import most_common
 from worker.records import LabelledText, LabelValue, label_set
 
@@ -189,8 +190,8 @@ def _check_file(path: Path) -> None:
 def _load_files(paths: Sequence[Path], described: str, report: IngestReport) -> datasets.Dataset:
     """Checked data files of one format as one table (``described`` names them in errors)."""
     suffix = paths[0].suffix.lower()
-    with tempfile.TemporaryDirectory(prefix="argilla-worker-ingest-") as scratch:
-        readable = [_without_undecodable_lines(path, Path(scratch) / str(number), report, several=len(paths) > 1)
+    with Scratch(Path(tempfile.gettempdir()), "argilla-worker-ingest-") as scratch:
+        readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1)
                     if suffix in TEXT_FORMATS else path for number, path in enumerate(paths)]
         extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
         try:
