@@ -67,10 +67,12 @@ def save_tiny_encoder(directory: Path) -> Path:
     """Write a tiny BERT encoder without a classification head (a base model, as published for fine-tuning)."""
     from transformers import BertModel
 
-    classifier = BertForSequenceClassification.from_pretrained(save_tiny_classifier(directory / "with-head"))
-    encoder: BertModel = classifier.bert
+    with_head = save_tiny_classifier(directory / "with-head")
+    encoder: BertModel = BertForSequenceClassification.from_pretrained(with_head).bert
     encoder.save_pretrained(directory)
-    build_tokenizer().save_pretrained(directory)
+    # the classifier's own tokenizer: another build_tokenizer() may number the words otherwise (its WordPiece
+    # training is not deterministic: 196 or 197 tokens), and a word past the model's vocabulary fails its embedding
+    PreTrainedTokenizerFast.from_pretrained(with_head).save_pretrained(directory)
     return directory
 
 

@@ -43,6 +43,7 @@ from pydantic_settings import (
 
 from worker.binding import Reference
 from worker.constants import (
+    ALIGNMENT_MEASURED,
     AUTO_HEAD_LEARNING_RATE,
     AUTO_HEAD_MIN_LABELS,
     AUTO_HEAD_SKEW,
@@ -389,6 +390,15 @@ class TrainingSettings(_Section):
                             "Measured (benchmarks/long_tail.py, label_set_head.py): 8 to 52 labels, macro-F1 "
                             "0.04-0.61 -> 0.47-0.94; 6 skewed labels 0.69-0.83 -> 0.83-0.92; 2 or 5 labels, a little "
                             "worse; 3 labels in sets from 500-1,000 reviews 0.53-0.58 -> 0.58-0.60")
+    align_first_token: bool = Field(
+        True, description="a sentence encoder as base_model (a sentence-transformers checkpoint that mean-pools its "
+                          "tokens): before the first training from it, teach its first token, which a sequence "
+                          "classifier reads, the mean of its token vectors on up to align_texts of the dataset's "
+                          "texts (no labels needed; once: the aligned encoder is kept in the registry and every "
+                          "later training from the base model starts from it). Measured "
+                          "(benchmarks/pooling_alignment.py): " + ALIGNMENT_MEASURED)
+    align_texts: int = Field(2000, ge=1, description="texts the first token is aligned on: the training set's, then "
+                                                     "the first records the dataset returns")
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     max_length: int = Field(128, ge=8)
     truncation_side: Literal["right", "left"] | None = Field(

@@ -11,6 +11,7 @@ The CLI runs them once; the long-running loop runs them from its queue. Every jo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -1009,7 +1010,9 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
     outcome = retrain(training_set, services.registry, settings, mc_samples=services.settings.scoring.samples,
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
                       trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
-                      random_held_out=_untaught_test_examples(tested, labels, crowd, start_version))
+                      random_held_out=_untaught_test_examples(tested, labels, crowd, start_version),
+                      alignment_texts=functools.partial(_alignment_texts, services, training_set,
+                                                        settings.align_texts))
     if outcome.promoted:
         logger.info("model %s promoted: %s", outcome.model.version, outcome.decision.reason)
     else:
@@ -1250,6 +1253,21 @@ def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str)
         f"({training_set.fingerprint}: {annotated} annotated records) and these settings ({outcome}); the next "
         f"training waits for a review that changes a label, or for a change of the [training] settings",
         repeated.version)
+
+
+def _alignment_texts(services: Services, training_set: TrainingSet, limit: int) -> list[tuple[str, str | None]]:
+    """Up to ``limit`` texts (with their second texts) a sentence encoder's first token is aligned on
+    (``training.align_first_token``): the training set's, then those of the first records the dataset returns.
+    O(limit): the pull stops there."""
+    texts = dict.fromkeys((example.text, example.text_pair)
+                          for example in (*training_set.train, *training_set.validation))
+    if len(texts) < limit:
+        for record in services.gateway.pull():
+            if record.has_text:
+                texts.setdefault((str(record.text), record.text_pair), None)
+            if len(texts) >= limit:
+                break
+    return list(texts)[:limit]
 
 
 def _training_records(services: Services, first_model: bool, data: str) -> Iterator[PulledRecord]:

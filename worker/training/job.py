@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from worker.calibration import MIN_TEMPERATURE_RECORDS, TemperatureFit
+from worker.constants import ALIGN_EPOCHS, ALIGN_LEARNING_RATE
 from worker.crowd import TIES_HINT, CrowdModel
 from worker.duplicates import EXACT
 from worker.errors import ConfigError, Interrupted
@@ -52,9 +53,12 @@ from worker.training.data import (
     taught_ids,
 )
 from worker.training.evaluate import majority_share
+from worker.training.pooling import Text, aligned_encoder, mean_pooled
 from worker.training.trainer import TrainingSettings, train_classifier
 
 logger = logging.getLogger(__name__)
+
+ALIGNED_ENCODERS = "aligned"  # under the registry's root: base encoders with their first token aligned (pooling.py)
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
             mc_samples: int = 20, dropout_rate: float | None = None,
             stop: threading.Event | None = None, trust_remote_code: bool = False,
             scorer_options: Mapping[str, Any] | None = None,
-            random_held_out: Sequence[Example] = ()) -> TrainingOutcome:
+            random_held_out: Sequence[Example] = (),
+            alignment_texts: Callable[[], Sequence[Text]] | None = None) -> TrainingOutcome:
     """Train, evaluate against the current model on the same records (validation records, or the test set's:
     :func:`~worker.training.compare.gate_records`), register, gate, promote.
     Models that ship code run it with ``trust_remote_code`` (``registry.trust_remote_code``).
@@ -229,6 +234,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     sets, the report draws ``mc_samples`` MC-dropout samples over every layer at ``dropout_rate``
     (``scoring.dropout_rate``); ``argilla-worker calibrate`` draws the ECE-vs-T curve to 50.
 
+    ``alignment_texts``: the dataset's texts a sentence encoder's first token is aligned on before the first
+    training from it (:func:`aligned_start`); None: the base model is trained from as it is.
+
     A crash anywhere before registration leaves the registry as it was (training runs in staging).
 
     Raises:
@@ -241,6 +249,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     version = registry.next_version()
     if start_version is not None:
         logger.info("%s is fine-tuned from %s", version, start_description(start_version, settings.start_from))
+    base = start
+    if start_version is None and alignment_texts is not None:
+        start = aligned_start(start, registry, settings, alignment_texts, trust_remote_code)
     validation = list(training_set.validation)
     with registry.staging() as staged:
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
@@ -296,7 +307,8 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
                      **({"comparison": comparison.as_dict()} if comparison else {})},
             "training": {"fingerprint": training_set.fingerprint, "data": settings.data,
                          "settings_digest": settings_digest(settings, scorer_options), **training_set.counts(),
-                         "start_model": str(start), "best_epoch": result.best_epoch,
+                         "start_model": str(base), "best_epoch": result.best_epoch,
+                         **({"start_aligned": str(start)} if start != base else {}),
                          **({"start_version": start_version.version} if start_version is not None else {}),
                          "epochs_run": len(result.history), "stopped_early": result.stopped_early,
                          "seconds": round(result.seconds, 1),
@@ -324,6 +336,18 @@ def start_model(settings: TrainingSettings, registry: ModelRegistry, current: Mo
     if brought is not None:
         return brought.path, brought
     return settings.base_model, None
+
+
+def aligned_start(base: str | Path, registry: ModelRegistry, settings: TrainingSettings,
+                  texts: Callable[[], Sequence[Text]], trust_remote_code: bool = False) -> str | Path:
+    """What a training from ``base`` starts from: ``base``, or — ``training.align_first_token`` on and ``base`` a
+    sentence encoder that mean-pools its tokens — ``base`` with its first token aligned on ``texts()``, made once
+    and kept under the registry (:func:`~worker.training.pooling.aligned_encoder`)."""
+    if not settings.align_first_token or not mean_pooled(base):
+        return base
+    return aligned_encoder(base, texts, registry.root / ALIGNED_ENCODERS, epochs=ALIGN_EPOCHS,
+                           learning_rate=ALIGN_LEARNING_RATE, max_length=settings.max_length, seed=settings.seed,
+                           device=settings.device, trust_remote_code=trust_remote_code)
 
 
 def start_description(start_version: ModelVersion, start_from: str) -> str:
