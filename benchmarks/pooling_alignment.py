@@ -128,8 +128,9 @@ def probes(base: Path, reviewed: list[LabelledText], test: list[LabelledText]) -
 def table(runs: list[dict], args: argparse.Namespace) -> list[str]:
     columns = ["mean-pooled probe", "first-token probe", *(f"{arm} accuracy" for arm in ARMS),
                *(f"{arm} macro-F1" for arm in ARMS)]
-    lines = [f"First model from {args.dataset} ({args.seeds} seeds, {args.test} unseen records, alignment on the "
-             f"reviewed records + {args.texts} pool texts)", "",
+    title = (f"First model from {args.dataset} ({args.seeds} seeds, {args.test} unseen records, alignment on the "
+             f"reviewed records + {args.texts} pool texts)")
+    lines = [title, "",
              "| reviewed | " + " | ".join(columns) + " | aligned better (seeds) | alignment s |",
              "|---:|" + "---:|" * (len(columns) + 2)]
     for count in dict.fromkeys(run["reviewed"] for run in runs):
