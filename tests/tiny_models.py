@@ -76,6 +76,22 @@ def save_tiny_encoder(directory: Path) -> Path:
     return directory
 
 
+def save_tiny_sentence_encoder(directory: Path, *, pooling: str = "mean") -> Path:
+    """A tiny BERT encoder with the files sentence-transformers writes beside one (``modules.json``, its Pooling
+    module's config): mean pooling, or ``pooling = "cls"``."""
+    import json
+
+    save_tiny_encoder(directory)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "1_Pooling").mkdir()
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": pooling == "cls",
+         "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False}))
+    return directory
+
+
 def save_tiny_decoder_classifier(directory: Path, *, labels: tuple[str, ...] = ("negative", "positive"),
                                  seed: int = 0, llama: bool = False) -> Path:
     """A randomly initialised tiny GPT-2 classifier whose byte-level BPE tokenizer has no padding token (as

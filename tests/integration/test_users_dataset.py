@@ -13,6 +13,7 @@ import re
 import shutil
 import uuid
 import warnings
+from pathlib import Path
 
 import argilla as rg
 import datasets
@@ -22,7 +23,7 @@ import pytest
 
 from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
-from tests.tiny_models import save_tiny_architecture, save_tiny_classifier
+from tests.tiny_models import save_tiny_architecture, save_tiny_classifier, save_tiny_sentence_encoder
 from tests.training_data import LABELS, save_nameless_sentiment_classifier, sentiment_examples
 from worker.check import check_config
 from worker.config import load_settings
@@ -31,6 +32,7 @@ from worker.gateway import ArgillaGateway
 from worker.gateway.client import FIELD_UPDATES_SINCE
 from worker.gateway.schema import guidelines_section, worker_metadata
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
+from worker.training.pooling import ALIGNED_FILE
 
 QUESTION = "sentiment_verdict"
 AGENT = "gpt-labeller"
@@ -85,6 +87,30 @@ def _settings(stack_settings, dataset_name, tmp_path, **argilla):
         registry={"path": str(tmp_path / "registry")},
         state_dir=str(tmp_path / "state"),
     )
+
+
+def test_a_first_model_from_their_sentence_encoder_starts_from_it_aligned_on_their_texts(
+        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Their base model is a sentence encoder (sentence-transformers files beside it, mean pooling): the first
+    training aligns its first token on the training set's texts (headline and body, as the classifier reads them),
+    then on the dataset's first records up to ``training.align_texts`` — records nobody labelled among them — and
+    the model records where it started from; the dataset itself is not touched."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    their_dataset.records.log([rg.Record(id=f"new-{index}", fields={"headline": f"not labelled yet {index}"})
+                               for index in range(12)])
+    settings = _settings(stack_settings, dataset_name, tmp_path, fields=["headline", "review_body"])
+    encoder = save_tiny_sentence_encoder(tmp_path / "their-sentence-encoder")
+    settings = settings.model_copy(update={"training": settings.training.model_copy(
+        update={"base_model": str(encoder), "align_texts": COUNT + 5})})
+    before = _stored(stack_settings, their_dataset.id)
+
+    outcome = train_job(Services(settings))
+
+    training = outcome.model.metrics["training"]
+    assert training["start_model"] == str(encoder) and training["train"] + training["validation"] == COUNT
+    aligned = json.loads((Path(training["start_aligned"]) / ALIGNED_FILE).read_text())
+    assert aligned["texts"] == COUNT + 5 and aligned["source"] == str(encoder) and aligned["pooler_identity"]
+    assert _stored(stack_settings, their_dataset.id) == before
 
 
 def _stored(stack_settings, dataset_id) -> dict[str, dict]:

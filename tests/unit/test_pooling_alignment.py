@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from tests.tiny_models import save_tiny_encoder
+from tests.tiny_models import save_tiny_encoder, save_tiny_sentence_encoder
 from tests.training_data import sentiment_examples
 from worker.config import TrainingSettings
 from worker.errors import DataError
@@ -20,19 +20,6 @@ from worker.training.job import ALIGNED_ENCODERS, retrain
 from worker.training.pooling import ALIGNED_FILE, align_first_token, aligned_encoder, mean_pooled
 
 LABELS = ("negative", "positive")
-
-
-def _sentence_encoder(directory, pooling="mean"):
-    """A tiny BERT encoder with the files sentence-transformers writes beside it: its Pooling module's mode."""
-    save_tiny_encoder(directory)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
-    (directory / "modules.json").write_text(json.dumps(modules))
-    (directory / "1_Pooling").mkdir()
-    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 32, "pooling_mode_cls_token": pooling == "cls",
-         "pooling_mode_mean_tokens": pooling == "mean", "pooling_mode_max_tokens": False}))
-    return directory
 
 
 def _vectors(source, texts) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,17 +33,17 @@ def _vectors(source, texts) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_only_a_sentence_encoder_that_mean_pools_is_aligned(tmp_path):
-    assert mean_pooled(_sentence_encoder(tmp_path / "mean"))
-    assert not mean_pooled(_sentence_encoder(tmp_path / "cls", pooling="cls"))
+    assert mean_pooled(save_tiny_sentence_encoder(tmp_path / "mean"))
+    assert not mean_pooled(save_tiny_sentence_encoder(tmp_path / "cls", pooling="cls"))
     assert not mean_pooled(save_tiny_encoder(tmp_path / "plain"))  # no modules.json: a plain transformers encoder
-    broken = _sentence_encoder(tmp_path / "broken")
+    broken = save_tiny_sentence_encoder(tmp_path / "broken")
     (broken / "1_Pooling" / "config.json").write_text("{not json")
     assert not mean_pooled(broken)
     assert not mean_pooled(tmp_path / "missing")
 
 
 def test_the_aligned_first_token_carries_the_mean_pooled_vector_on_texts_it_never_saw(tmp_path):
-    base = _sentence_encoder(tmp_path / "base")
+    base = save_tiny_sentence_encoder(tmp_path / "base")
     texts = [e.text for e in sentiment_examples(60)]
     seen, unseen = [(text, None) for text in texts[:40]], texts[40:]
     plain_first, plain_means = _vectors(base, unseen)
@@ -78,7 +65,7 @@ def test_the_aligned_first_token_carries_the_mean_pooled_vector_on_texts_it_neve
 
 
 def test_an_aligned_encoder_is_made_once_per_base_model_and_settings(tmp_path):
-    base = _sentence_encoder(tmp_path / "base")
+    base = save_tiny_sentence_encoder(tmp_path / "base")
     calls = []
 
     def texts():
@@ -97,7 +84,7 @@ def test_a_first_training_from_a_sentence_encoder_starts_from_it_aligned_and_say
     """Through ``retrain``: the training from the base model starts from the aligned encoder (kept under the
     registry, recorded in the model's training metrics) and its texts are asked for once; with
     ``align_first_token`` off, or from a plain encoder, it starts from the base as before."""
-    base = _sentence_encoder(tmp_path / "base")
+    base = save_tiny_sentence_encoder(tmp_path / "base")
     training_set = build_training_set(sentiment_examples(40), [], LABELS, min_annotated=10)
     settings = TrainingSettings(base_model=str(base), epochs=2, batch_size=8, max_length=32, device="cpu",
                                 min_steps=0)
