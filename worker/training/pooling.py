@@ -90,8 +90,9 @@ def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], roo
                     trust_remote_code: bool = False) -> Path:
     """The directory of ``source`` aligned (:func:`align_first_token`) on the ``texts()`` of the first training that
     asks for it, made once under ``root`` and reused by every later training from the same base model with the same
-    settings (``texts`` is not called then). A run stopped half-way, even killed, leaves nothing that is taken for a
-    complete one (it is written in a :class:`~worker.files.Scratch` beside, then renamed).
+    settings (``texts`` is not called then); making one removes the one made before for another base model or other
+    settings. A run stopped half-way, even killed, leaves nothing that is taken for a complete one (it is written in
+    a :class:`~worker.files.Scratch` beside, then renamed).
 
     Raises:
         ConfigError, DataError: as :func:`align_first_token`.
@@ -107,6 +108,10 @@ def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], roo
                                   trust_remote_code=trust_remote_code)
         shutil.rmtree(target, ignore_errors=True)
         built.rename(target)
+    for before in root.iterdir():  # another base model's or settings' (one is kept: a model's size each)
+        if before != target and not before.name.startswith("."):
+            logger.info("removing %s, aligned for another base model or settings", before)
+            shutil.rmtree(before, ignore_errors=True)
     return target
 
 
