@@ -107,6 +107,7 @@ from worker.training.evaluate import few_labels_predicted, not_learned, predict_
 from worker.training.job import (
     HeldOutScores,
     TrainingOutcome,
+    aligned_start,
     prepare_training_set,
     read_examples,
     retrain,
@@ -710,9 +711,12 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             _prepare_for_scores(services, extra)
             folds = stratified_folds(sample, k, seed=settings.seed)
             labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
+            start = aligned_start(settings.base_model, services.registry, settings,
+                                  functools.partial(_alignment_texts, services, sample, settings.align_texts),
+                                  services.settings.registry.trust_remote_code)
             models_dir = fold_models_dir(services.registry.root / FOLD_MODELS, version, sample, folds, settings,
-                                         settings.base_model)
-            scores = stream_out_of_fold_scores(sample, labels, settings.base_model, settings, models_dir, k=k,
+                                         start)
+            scores = stream_out_of_fold_scores(sample, labels, start, settings, models_dir, k=k,
                                                version=version, samples=scoring.samples,
                                                mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
@@ -1011,7 +1015,8 @@ def train_job(services: Services, *, stop: threading.Event | None = None) -> Tra
                       dropout_rate=services.settings.scoring.dropout_rate, stop=stop,
                       trust_remote_code=services.settings.registry.trust_remote_code, scorer_options=options,
                       random_held_out=_untaught_test_examples(tested, labels, crowd, start_version),
-                      alignment_texts=functools.partial(_alignment_texts, services, training_set,
+                      alignment_texts=functools.partial(_alignment_texts, services,
+                                                        (*training_set.train, *training_set.validation),
                                                         settings.align_texts))
     if outcome.promoted:
         logger.info("model %s promoted: %s", outcome.model.version, outcome.decision.reason)
@@ -1255,12 +1260,11 @@ def _refuse_a_repeat(services: Services, training_set: TrainingSet, digest: str)
         repeated.version)
 
 
-def _alignment_texts(services: Services, training_set: TrainingSet, limit: int) -> list[tuple[str, str | None]]:
+def _alignment_texts(services: Services, examples: Sequence[Example], limit: int) -> list[tuple[str, str | None]]:
     """Up to ``limit`` texts (with their second texts) a sentence encoder's first token is aligned on
-    (``training.align_first_token``): the training set's, then those of the first records the dataset returns.
-    O(limit): the pull stops there."""
-    texts = dict.fromkeys((example.text, example.text_pair)
-                          for example in (*training_set.train, *training_set.validation))
+    (``training.align_first_token``): the training ``examples``', then those of the first records the dataset
+    returns. O(limit): the pull stops there."""
+    texts = dict.fromkeys((example.text, example.text_pair) for example in examples)
     if len(texts) < limit:
         for record in services.gateway.pull():
             if record.has_text:
