@@ -23,6 +23,7 @@ from worker.scoring import check_head_fits, read_head
 from worker.services import Services
 from worker.test_set import shared_size
 from worker.training.job import start_description, start_model
+from worker.training.pooling import mean_pooled
 from worker.training.trainer import check_model_source
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class ConfigCheck:
     metadata_to_come: dict[str, int] = field(default_factory=dict)  # the job that adds them -> how many not there yet
     vectors: dict[str, int] = field(default_factory=dict)  # the dataset's vectors: name -> dimensions
     ranked_by: str | None = None  # the cold start's rank property, once `cold-start` has written it
-    start: str | None = None  # what the next training is fine-tuned from, when it is a registered model
+    start: str | None = None  # what the next training is fine-tuned from: a registered model, an aligned encoder
     scoring: str | None = None  # where scoring runs, when not in this process (scoring.engine = "ray")
     min_submitted: int = 1  # submitted responses the dataset's task distribution completes a record at
     references: ReferenceSample | None = None  # the first records' own labels; None with argilla.reference = "none"
@@ -324,3 +325,7 @@ def _check_start_model(services: Services, check: ConfigCheck) -> None:
         check_model_source(base_model, trust_remote_code=services.settings.registry.trust_remote_code)
     except ConfigError as error:
         check.problems.append(str(error))
+        return
+    if registered is None and settings.align_first_token and mean_pooled(base_model):
+        check.start = (f"{base_model}, a sentence encoder: its first token aligned with its mean-pooled vector on "
+                       f"up to {settings.align_texts} of the dataset's texts, once (training.align_first_token)")

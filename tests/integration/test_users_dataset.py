@@ -103,6 +103,9 @@ def test_a_first_model_from_their_sentence_encoder_starts_from_it_aligned_on_the
     settings = settings.model_copy(update={"training": settings.training.model_copy(
         update={"base_model": str(encoder), "align_texts": COUNT + 5})})
     before = _stored(stack_settings, their_dataset.id)
+    assert check_config(Services(settings)).start == (
+        f"{encoder}, a sentence encoder: its first token aligned with its mean-pooled vector on up to {COUNT + 5} of "
+        "the dataset's texts, once (training.align_first_token)")
 
     outcome = train_job(Services(settings))
 
