@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import pytest
 import torch
@@ -13,10 +14,10 @@ from transformers import AutoModel, AutoModelForSequenceClassification, AutoToke
 from tests.tiny_models import save_tiny_encoder, save_tiny_sentence_encoder
 from tests.training_data import sentiment_examples
 from worker.config import TrainingSettings
-from worker.errors import DataError
+from worker.errors import DataError, Interrupted
 from worker.registry import ModelRegistry
 from worker.training.data import build_training_set
-from worker.training.job import ALIGNED_ENCODERS, retrain
+from worker.training.job import ALIGNED_ENCODERS, aligned_start, retrain
 from worker.training.pooling import ALIGNED_FILE, align_first_token, aligned_encoder, mean_pooled
 
 LABELS = ("negative", "positive")
@@ -114,3 +115,25 @@ def test_a_first_training_from_a_sentence_encoder_starts_from_it_aligned_and_say
     for outcome in (off, from_plain):
         assert "start_aligned" not in outcome.model.metrics["training"]
     assert asked == [1]
+
+
+def test_a_stop_request_ends_an_alignment_at_once_and_a_failed_one_trains_from_the_base(tmp_path, caplog):
+    """A stop (SIGTERM) while aligning: Interrupted, nothing kept for a later training to take. An alignment that
+    fails (here: no text at all to align on) is a warning naming the setting that skips it, and the start is the
+    base model."""
+    base = save_tiny_sentence_encoder(tmp_path / "base")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted, match="while the base model's first token was being aligned"):
+        aligned_encoder(base, lambda: [(e.text, None) for e in sentiment_examples(20)], tmp_path / "aligned",
+                        epochs=1, learning_rate=1e-4, max_length=32, seed=0, device="cpu", stop=stop)
+    assert list((tmp_path / "aligned").iterdir()) == []
+
+    registry = ModelRegistry(tmp_path / "models")
+    settings = TrainingSettings(base_model=str(base), device="cpu")
+    with caplog.at_level(logging.WARNING, logger="worker.training.job"):
+        start = aligned_start(base, registry, settings, lambda: [("", None)])
+    assert start == base
+    said = (f"the training starts from {base} as it is: aligning its first token failed (no text to align the "
+            "encoder's first token on); training.align_first_token = false skips it")
+    assert [r.getMessage() for r in caplog.records] == [said]

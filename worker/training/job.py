@@ -17,7 +17,7 @@ from worker.calibration import MIN_TEMPERATURE_RECORDS, TemperatureFit
 from worker.constants import ALIGN_EPOCHS, ALIGN_LEARNING_RATE
 from worker.crowd import TIES_HINT, CrowdModel
 from worker.duplicates import EXACT
-from worker.errors import ConfigError, Interrupted
+from worker.errors import ConfigError, DataError, Interrupted
 from worker.records import PulledRecord
 from worker.registry import (
     GateDecision,
@@ -251,7 +251,7 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
         logger.info("%s is fine-tuned from %s", version, start_description(start_version, settings.start_from))
     base = start
     if start_version is None and alignment_texts is not None:
-        start = aligned_start(start, registry, settings, alignment_texts, trust_remote_code)
+        start = aligned_start(start, registry, settings, alignment_texts, trust_remote_code, stop)
     validation = list(training_set.validation)
     with registry.staging() as staged:
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
@@ -339,15 +339,26 @@ def start_model(settings: TrainingSettings, registry: ModelRegistry, current: Mo
 
 
 def aligned_start(base: str | Path, registry: ModelRegistry, settings: TrainingSettings,
-                  texts: Callable[[], Sequence[Text]], trust_remote_code: bool = False) -> str | Path:
+                  texts: Callable[[], Sequence[Text]], trust_remote_code: bool = False,
+                  stop: threading.Event | None = None) -> str | Path:
     """What a training from ``base`` starts from: ``base``, or — ``training.align_first_token`` on and ``base`` a
     sentence encoder that mean-pools its tokens — ``base`` with its first token aligned on ``texts()``, made once
-    and kept under the registry (:func:`~worker.training.pooling.aligned_encoder`)."""
+    and kept under the registry (:func:`~worker.training.pooling.aligned_encoder`). An alignment that fails (a
+    text the encoder cannot read, its device's memory) is a warning, and the training starts from ``base``.
+
+    Raises:
+        Interrupted: ``stop`` was set while aligning.
+    """
     if not settings.align_first_token or not mean_pooled(base):
         return base
-    return aligned_encoder(base, texts, registry.root / ALIGNED_ENCODERS, epochs=ALIGN_EPOCHS,
-                           learning_rate=ALIGN_LEARNING_RATE, max_length=settings.max_length, seed=settings.seed,
-                           device=settings.device, trust_remote_code=trust_remote_code)
+    try:
+        return aligned_encoder(base, texts, registry.root / ALIGNED_ENCODERS, epochs=ALIGN_EPOCHS,
+                               learning_rate=ALIGN_LEARNING_RATE, max_length=settings.max_length, seed=settings.seed,
+                               device=settings.device, trust_remote_code=trust_remote_code, stop=stop)
+    except (ConfigError, DataError) as error:
+        logger.warning("the training starts from %s as it is: aligning its first token failed (%s); "
+                       "training.align_first_token = false skips it", base, error)
+        return base
 
 
 def start_description(start_version: ModelVersion, start_from: str) -> str:

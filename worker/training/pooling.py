@@ -27,6 +27,7 @@ import json
 import logging
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from worker.errors import ConfigError, DataError
+from worker.errors import ConfigError, DataError, Interrupted
 from worker.files import Scratch
 from worker.scoring.device import model_failures, pick_device
 from worker.scoring.model import context_limit, ensure_padding, pretrained
@@ -87,7 +88,7 @@ def alignment_key(source: str | Path, **settings: Any) -> str:
 
 def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], root: Path, *, epochs: int,
                     learning_rate: float, max_length: int, seed: int, device: str = "auto",
-                    trust_remote_code: bool = False) -> Path:
+                    trust_remote_code: bool = False, stop: threading.Event | None = None) -> Path:
     """The directory of ``source`` aligned (:func:`align_first_token`) on the ``texts()`` of the first training that
     asks for it, made once under ``root`` and reused by every later training from the same base model with the same
     settings (``texts`` is not called then); making one removes the one made before for another base model or other
@@ -95,7 +96,7 @@ def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], roo
     a :class:`~worker.files.Scratch` beside, then renamed).
 
     Raises:
-        ConfigError, DataError: as :func:`align_first_token`.
+        ConfigError, DataError, Interrupted: as :func:`align_first_token`.
     """
     target = root / alignment_key(source, epochs=epochs, learning_rate=learning_rate, max_length=max_length,
                                   seed=seed)
@@ -105,7 +106,7 @@ def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], roo
     with Scratch(root, f".{target.name}-") as scratch:
         built = align_first_token(source, texts(), scratch.path / "encoder", epochs=epochs,
                                   learning_rate=learning_rate, max_length=max_length, seed=seed, device=device,
-                                  trust_remote_code=trust_remote_code)
+                                  trust_remote_code=trust_remote_code, stop=stop)
         shutil.rmtree(target, ignore_errors=True)
         built.rename(target)
     for before in root.iterdir():  # another base model's or settings' (one is kept: a model's size each)
@@ -117,7 +118,8 @@ def aligned_encoder(source: str | Path, texts: Callable[[], Sequence[Text]], roo
 
 def align_first_token(source: str | Path, texts: Sequence[Text], output_dir: Path, *, epochs: int = 3,
                       learning_rate: float = 1e-4, max_length: int = 128, batch_size: int = 32, seed: int = 0,
-                      device: str = "auto", trust_remote_code: bool = False) -> Path:
+                      device: str = "auto", trust_remote_code: bool = False,
+                      stop: threading.Event | None = None) -> Path:
     """Save to ``output_dir`` the encoder of ``source`` trained so that its first token's last hidden state [H] is the
     mean of its token vectors [L, H] as ``source`` computes them, over ``texts`` ((text, second text or None) as the
     classifier will read them; ``epochs`` passes, AdamW at ``learning_rate``), with BERT's pooler set to the
@@ -126,12 +128,13 @@ def align_first_token(source: str | Path, texts: Sequence[Text], output_dir: Pat
     Raises:
         ConfigError: ``source`` cannot be loaded, or fails inside torch on the texts.
         DataError: no text to align on.
+        Interrupted: ``stop`` was set (checked after each batch); nothing is saved.
     """
     from transformers import AutoModel, AutoTokenizer
 
     texts = [(text, pair) for text, pair in texts if text.strip() or (pair or "").strip()]
     if not texts:
-        raise DataError("no text to align the encoder's first token on (training.align_pooling)")
+        raise DataError("no text to align the encoder's first token on")
     started = time.perf_counter()
     target = pick_device(device)
     load = functools.partial(pretrained, trust_remote_code=trust_remote_code, what="an encoder to align",
@@ -146,7 +149,7 @@ def align_first_token(source: str | Path, texts: Sequence[Text], output_dir: Pat
             f"{type(error).__name__}: {error}")):
         means = _mean_pooled(model, texts, batch, target, batch_size)
         losses = _train_first_token(model, texts, means, batch, target, batch_size=batch_size, epochs=epochs,
-                                    learning_rate=learning_rate, seed=seed)
+                                    learning_rate=learning_rate, seed=seed, stop=stop)
     identity = _pooler_as_identity(model)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
@@ -181,7 +184,8 @@ def _mean_pooled(model: Any, texts: Sequence[Text], batch: Any, device: torch.de
 
 
 def _train_first_token(model: Any, texts: Sequence[Text], means: torch.Tensor, batch: Any, device: torch.device, *,
-                       batch_size: int, epochs: int, learning_rate: float, seed: int) -> list[float]:
+                       batch_size: int, epochs: int, learning_rate: float, seed: int,
+                       stop: threading.Event | None) -> list[float]:
     """Train ``model`` (dropout on) so that its first token's last hidden state [B, H] meets ``means`` [N, H]; each
     epoch's mean squared error."""
     model.train()
@@ -199,6 +203,9 @@ def _train_first_token(model: Any, texts: Sequence[Text], means: torch.Tensor, b
             loss.backward()
             optimizer.step()
             total += loss.item() * len(rows)
+            if stop is not None and stop.is_set():
+                raise Interrupted("training stopped on request while the base model's first token was being "
+                                  "aligned; the current model is unchanged")
         losses.append(round(total / len(order), 6))
     model.eval()
     return losses
