@@ -21,11 +21,6 @@ ECE_MIN_RECORDS = 100
 # 0.72 / 0.77, labels ticked a record 2.0 -> 1.6 / 1.5 where they carry 1.14, the loss sort's AUROC on a fifth of the
 # sets made wrong 0.81 -> 0.88; from 150 reviews no rate beat ticking every label (benchmarks/label_set_head.py).
 AUTO_HEAD_LEARNING_RATE = 1e-2
-# training.align_first_token (worker/training/pooling.py): the alignment's settings, and what it was measured to give
-ALIGN_EPOCHS = 3
-ALIGN_LEARNING_RATE = 1e-4
-ALIGNMENT_MEASURED = ("movie snippets, accuracy on 1,000 unseen: from 50 reviews 0.613 -> 0.627 (2 of 3 seeds), 200: "
-                      "0.719 -> 0.754 (3 of 3); BBC sections from 50: 0.926 -> 0.923 (1 of 2)")
 AUTO_HEAD_MIN_LABELS = 8
 # Below AUTO_HEAD_MIN_LABELS the skew decides at 6 labels, so a new head of AUTO_HEAD_SKEW_MIN_LABELS or more labels
 # whose rarest label holds under AUTO_HEAD_SKEW of an even share trains at AUTO_HEAD_LEARNING_RATE too: 6 skewed
@@ -49,3 +44,8 @@ DEFAULT_TEST_SET_SIZE = 200  # a 95 % interval of about ± 0.07 on accuracy once
 # ... and at most this share of the records nobody has reviewed (rounded up): a small dataset keeps most of its records
 # for the model to suggest on and learn from (an 80/20 split; `test-set --size` takes what it is told)
 DEFAULT_TEST_SET_SHARE = 0.2
+# training.align_first_token (worker/training/pooling.py): the alignment's settings, and what it was measured to give
+ALIGN_EPOCHS = 3
+ALIGN_LEARNING_RATE = 1e-4
+ALIGNMENT_MEASURED = ("movie snippets, accuracy on 1,000 unseen: from 50 reviews 0.613 -> 0.627 (2 of 3 seeds), 200: "
+                      "0.719 -> 0.754 (3 of 3); BBC sections from 50: 0.926 -> 0.923 (1 of 2)")
