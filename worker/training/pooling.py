@@ -12,11 +12,11 @@ trained), and sets BERT's pooler to pass that vector on (identity weights, then 
 fine-tuned from the aligned encoder exactly as from the base one and stays a plain checkpoint of the same
 architecture: MC dropout, fast MC, the registry and publishing see nothing new.
 
-Cost: one inference pass over the texts (their targets) and ``epochs`` training passes: O(texts) time; memory
-O(texts × hidden) for the targets (2,000 × 384 floats: 3 MB) and O(batch) activations. :func:`aligned_encoder` keeps
-the result under a key of the base model and the alignment's settings, so that it is paid once per base model, not
-per training (the texts are those of the first training: the alignment needs the dataset's kind of text, not its
-latest records).
+Cost: one inference pass over the texts (their targets: :func:`worker.coldstart.embed`, which loads the encoder once
+more) and ``epochs`` training passes: O(texts) time; memory O(texts × hidden) for the targets (2,000 × 384 floats: 3
+MB) and O(batch) activations. :func:`aligned_encoder` keeps the result under a key of the base model and the
+alignment's settings, so that it is paid once per base model, not per training (the texts are those of the first
+training: the alignment needs the dataset's kind of text, not its latest records).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from worker.coldstart import embed
 from worker.errors import ConfigError, DataError, Interrupted
 from worker.files import Scratch
 from worker.scoring.device import model_failures, pick_device
@@ -142,12 +143,15 @@ def align_first_token(source: str | Path, texts: Sequence[Text], output_dir: Pat
     tokenizer = load(AutoTokenizer, source)
     model = load(AutoModel, source).to(target)
     ensure_padding(tokenizer, model, source)
-    batch = functools.partial(_tokenized, tokenizer, max_length=min(max_length, context_limit(tokenizer, model)))
+    limit = min(max_length, context_limit(tokenizer, model))
+    batch = functools.partial(_tokenized, tokenizer, max_length=limit)
     torch.manual_seed(seed)
     with model_failures(lambda error: ConfigError(
             f"aligning the first token of {source} ({type(model).__name__}) fails on the dataset's texts: "
             f"{type(error).__name__}: {error}")):
-        means = _mean_pooled(model, texts, batch, target, batch_size)
+        pairs = [pair or "" for _, pair in texts] if any(pair is not None for _, pair in texts) else None
+        means = torch.from_numpy(embed([text for text, _ in texts], str(source), pairs=pairs, batch_size=batch_size,
+                                       device=device, max_length=limit, trust_remote_code=trust_remote_code))
         losses = _train_first_token(model, texts, means, batch, target, batch_size=batch_size, epochs=epochs,
                                     learning_rate=learning_rate, seed=seed, stop=stop)
     identity = _pooler_as_identity(model)
@@ -170,24 +174,12 @@ def _tokenized(tokenizer: Any, texts: Sequence[Text], *, max_length: int) -> Any
                      max_length=max_length, return_tensors="pt")
 
 
-def _mean_pooled(model: Any, texts: Sequence[Text], batch: Any, device: torch.device, size: int) -> torch.Tensor:
-    """[N, H] the mean of each text's token vectors (its padding left out), as ``model`` computes them now."""
-    model.eval()
-    means = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), size):
-            inputs = batch(texts[start:start + size]).to(device)
-            hidden = model(**inputs).last_hidden_state.float()  # [B, L, H]
-            mask = inputs["attention_mask"].unsqueeze(-1).float()  # [B, L, 1]
-            means.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).cpu())
-    return torch.cat(means)
-
-
 def _train_first_token(model: Any, texts: Sequence[Text], means: torch.Tensor, batch: Any, device: torch.device, *,
                        batch_size: int, epochs: int, learning_rate: float, seed: int,
                        stop: threading.Event | None) -> list[float]:
-    """Train ``model`` (dropout on) so that its first token's last hidden state [B, H] meets ``means`` [N, H]; each
-    epoch's mean squared error."""
+    """Train ``model`` (dropout on) so that its first token's last hidden state [B, H] meets ``means`` [N, H] (the
+    texts' mean-pooled vectors by the frozen encoder: :func:`worker.coldstart.embed`); each epoch's mean squared
+    error."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     order, shuffle, losses = list(range(len(texts))), random.Random(seed), []
