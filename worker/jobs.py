@@ -1475,10 +1475,13 @@ def _measure_stability(services: Services, model: ModelVersion, previous: ModelV
     updated = services.registry.update_metrics(model.version, stability={
         "kappa": kappa, "versus": previous.version if previous else None, "records": len(stop_set.ids),
         "history": history, "stop_signal": signal})
-    logger.info("prediction stability of %s vs %s on %d records: κ %s%s", model.version,
-                previous.version if previous else "nothing", len(stop_set.ids),
-                f"{kappa:.4f}" if kappa is not None else "n/a",
-                "; more annotation is unlikely to change the model" if signal else "")
+    if previous is None or before is None:
+        logger.info("prediction stability: %s's labels for %d unreviewed records kept; the next model promoted is "
+                    "compared with them (Cohen's κ)", model.version, len(stop_set.ids))
+    else:
+        logger.info("prediction stability of %s vs %s on %d records: κ %s%s", model.version, previous.version,
+                    len(stop_set.ids), f"{kappa:.4f}",
+                    "; more annotation is unlikely to change the model" if signal else "")
     return updated
 
 

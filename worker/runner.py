@@ -507,9 +507,10 @@ class Runner:
     def _first_batch_note(self) -> str:
         """How annotators get a first batch to review — queuing the cold start the first time it is wanted:
         ``cold_start.auto``, an encoder (``training.base_model``) or ``cold_start.vector`` to rank by, and no
-        ``cold_start_rank`` on the dataset yet (one request, until it is there)."""
+        ``cold_start_rank`` on the dataset yet (one request, until it is there: the cold start this process queued
+        says so once it has ranked)."""
         name = self.services.gateway.binding.stored_name(RANK_PROPERTY)
-        if self._first_batch is None and name in self.services.gateway.metadata_property_names():
+        if self._first_batch != "ranked" and name in self.services.gateway.metadata_property_names():
             self._first_batch = "ranked"
         if self._first_batch == "ranked":
             return f"annotate in {name} order, ascending"

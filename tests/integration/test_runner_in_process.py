@@ -208,6 +208,7 @@ def test_the_first_model_trains_by_itself_once_enough_records_are_reviewed(local
     assert runner.work(burst=True) == 0  # nothing new: no second try, the count it waits for is said
     assert "retrain" not in runner.status.jobs
     assert "no model yet: 6 of 7 records reviewed" in runner.status.jobs["score"]["summary"]
+    assert "(annotate in cold_start_rank order, ascending)" in runner.status.jobs["score"]["summary"]  # it ranked
 
     review(negatives[:3])
     assert runner.work(burst=True) == 0

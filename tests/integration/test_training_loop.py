@@ -83,6 +83,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     # the stability check below retrains on the first model's own split and expects the same predictions: the first
     # model is not trained again on its validation records here (that is tests/unit/test_gate_comparison.py's)
     monkeypatch.setattr(services.settings.training, "refit", False)
+    caplog.set_level(logging.INFO, logger="worker.jobs")
     pulled = {r.record_id: r for r in services.gateway.pull()}
     truth = {e.id: e.label for e in sentiment_examples(40)}
     annotated = sorted(pulled)[:24]
@@ -141,6 +142,8 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
 
     stability = outcome.model.metrics["stability"]  # the first model: its stop-set predictions, nothing to compare
     assert (stability["kappa"], stability["records"], stability["stop_signal"]) == (None, 16, False)
+    assert ("prediction stability: v0001's labels for 16 unreviewed records kept; the next model promoted is compared "
+            "with them") in caplog.text
     # the same labels as the first model had (annotations + the records' own; training.data = "auto" keeps them)
     # and another gate tolerance (which the model does not depend on: not a repeat): the same model, its
     # predictions do not move
@@ -151,6 +154,7 @@ def test_corrections_from_argilla_train_a_registered_model_that_then_scores(serv
     stability = second.model.metrics["stability"]
     assert (stability["versus"], stability["records"], stability["kappa"]) == ("v0001", 16, 1.0)
     assert stability["history"] == [1.0] and stability["stop_signal"] is False  # one promotion < the window of 3
+    assert "prediction stability of v0002 vs v0001 on 16 records: κ 1.0000" in caplog.text
 
     # annotations only: the training reads the 24 records with a response, not the dataset
     services.settings.training.data = "annotated"
