@@ -9,7 +9,8 @@ Layout under ``root``::
     staging/                       (training output; moved into versions/ only when complete)
 
 A training run writes into ``staging/``; a crash there leaves ``versions/`` and ``current`` untouched
-(stale staging directories are removed the next time the registry opens). A version joins
+(a staging directory whose process ended is removed the next time the registry opens or stages, by any process that
+shares the directory: another container's included — see :class:`~worker.files.Scratch`). A version joins
 ``versions/`` with one rename, and becomes current with one more: readers never see a half state.
 """
 
@@ -23,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,11 +35,14 @@ from typing import Any
 import psutil
 
 from worker.errors import ConfigError, RegistryError
-from worker.files import read_json, utc_now, write_json_atomic
+from worker.files import Scratch, read_json, remove_abandoned, utc_now, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 CANDIDATE, CURRENT, REJECTED, RETIRED = "candidate", "current", "rejected", "retired"
+STAGING_PREFIX = "train-"  # staging/<prefix>…: a training's (or a fold-scoring's) Scratch
+LEGACY_STAGING = re.compile(r"\d+-[0-9a-f]{32}")  # staging/<pid>-<uuid>: before the lock file
+LEFTOVER_LINK_AGE_S = 600  # a `.current-*` link older than this was left by a promotion that crashed
 TAUGHT_IDS_FILE = "taught_ids.txt.gz"  # a version's taught record ids (see worker.training.compare)
 
 
@@ -200,15 +205,18 @@ class ModelRegistry:
     # -- adding ----------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
-        """A fresh directory to train into; removed if the block raises (nothing else is touched)."""
-        self.staging_root.mkdir(parents=True, exist_ok=True)
-        path = self.staging_root / f"{os.getpid()}-{uuid.uuid4().hex}"
-        path.mkdir()
+        """A fresh, empty directory to train into, which :meth:`add` moves into ``versions/``; whatever is still
+        there when the block ends (it raised, or nothing was added) is removed. It lies in a
+        :class:`~worker.files.Scratch` (``staging/<STAGING_PREFIX>…/model``; the lock file beside it, not in the
+        model), so the directory of a process killed mid-training is removed by the next registry to open or stage —
+        never one whose process still runs, whichever process or container (its own pid numbers) looks."""
+        scratch = Scratch(self.staging_root, STAGING_PREFIX)
         try:
+            path = scratch.path / "model"
+            path.mkdir()
             yield path
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
+        finally:
+            scratch.remove()
 
     def add(self, staged: Path, metrics: dict, *, version: str | None = None) -> ModelVersion:
         """Move a complete staged model into ``versions/`` (status: candidate) as ``version`` or the next one.
@@ -331,23 +339,28 @@ class ModelRegistry:
         return removable
 
     def _clean_leftovers(self) -> None:
-        """Remove what an interrupted run left: staging dirs, temporary links/files, half-deleted versions."""
-        for path in self.root.glob(".current-*"):
-            if not _owner_alive(path.name.removeprefix(".current-")):
-                path.unlink(missing_ok=True)
+        """Remove what an interrupted run left: staging dirs, temporary links, half-deleted versions. Nothing here
+        reads a process id: the registry may be shared by processes in other containers, whose pids mean nothing
+        here (a `docker compose run … train` beside the running worker)."""
+        for path in self.root.glob(".current-*"):  # made and renamed in one step: an old one is a crash's
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - path.lstat().st_mtime > LEFTOVER_LINK_AGE_S:
+                    path.unlink(missing_ok=True)
         for path in self.root.glob(".trash-*"):
             shutil.rmtree(path, ignore_errors=True)
         if self.staging_root.is_dir():
+            remove_abandoned(self.staging_root, STAGING_PREFIX)
             for path in self.staging_root.iterdir():
-                if not _owner_alive(path.name):
+                if LEGACY_STAGING.fullmatch(path.name) and not _legacy_owner_alive(path.name):
                     logger.warning("removing unfinished training output %s", path)
                     shutil.rmtree(path, ignore_errors=True)
 
 
-def _owner_alive(name: str) -> bool:
-    """Whether the process whose pid prefixes ``name`` (``<pid>-<uuid>``) is still running (not this one)."""
-    pid = name.split("-", 1)[0]
-    return pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid))
+def _legacy_owner_alive(name: str) -> bool:
+    """Whether the process whose pid prefixes a staging directory named as before the lock file
+    (``<pid>-<uuid>``) is still running here (not this one): only a worker of that age made one."""
+    pid = int(name.split("-", 1)[0])
+    return pid != os.getpid() and psutil.pid_exists(pid)
 
 
 def write_taught_ids(directory: Path, ids: Sequence[str]) -> None:

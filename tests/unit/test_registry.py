@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -123,12 +129,58 @@ def test_a_crash_during_training_leaves_no_version_and_the_current_untouched(tin
     assert not any((tmp_path / "registry" / "staging").iterdir())
 
 
-def test_a_killed_trainers_staging_directory_is_removed_on_open(tmp_path):
+_HOLD_STAGING = """
+import sys, time
+from pathlib import Path
+from worker.registry import ModelRegistry
+with ModelRegistry(Path(sys.argv[1])).staging() as staged:
+    (staged / "model.safetensors").write_bytes(b"x" * 100_000)
+    print(staged, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_trainers_staging_directory_is_removed_on_open_and_a_running_ones_never(tmp_path, caplog):
+    """A training killed mid-way (kill -9, the OOM killer: nothing of its own runs) leaves its staging directory; the
+    next registry to open removes it. A training still running keeps its directory, whoever opens the registry —
+    this same process too (the worker's own retrain while it opens the registry again), which the pid-named staging
+    removed, and a process in another container, whose pid numbers mean nothing here."""
+    root = tmp_path / "registry"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_STAGING, str(root)], stdout=subprocess.PIPE, text=True)
+    try:
+        with holder.stdout:
+            held = Path(holder.stdout.readline().strip())
+        with ModelRegistry(root).staging() as own:
+            (own / "config.json").write_text("{}")
+            ModelRegistry(root)
+            assert (own / "config.json").exists() and (held / "model.safetensors").exists()
+        assert not own.parent.exists()  # its block ended: nothing of it is left
+    finally:
+        holder.kill()
+        holder.wait()
+    assert held.exists()  # nothing runs in a process killed with SIGKILL
+    with caplog.at_level(logging.WARNING, logger="worker.files"):
+        ModelRegistry(root)
+    assert not held.parent.exists() and not any(root.joinpath("staging").iterdir())
+    assert "(0.1 MB): what a job left when its process ended before it finished" in caplog.text
+
+
+def test_leftovers_of_an_older_worker_and_of_a_crashed_promotion_are_removed_on_open(tmp_path):
     registry = ModelRegistry(tmp_path / "registry")
-    orphan = registry.staging_root / "999999999-deadbeef"  # a pid that cannot be running
+    orphan = registry.staging_root / f"999999999-{uuid.uuid4().hex}"  # named as before the lock; a pid not running
     orphan.mkdir(parents=True)
+    theirs = registry.staging_root / "notes"  # not the worker's: kept
+    theirs.mkdir()
+    crashed, promoting = (registry.root / f".current-1-{uuid.uuid4().hex}" for _ in range(2))
+    for link in (crashed, promoting):
+        os.symlink("versions/v0001", link)
+    an_hour_ago = time.time() - 3600
+    os.utime(crashed, (an_hour_ago, an_hour_ago), follow_symlinks=False)
+
     ModelRegistry(tmp_path / "registry")
-    assert not orphan.exists()
+
+    assert not orphan.exists() and theirs.exists()
+    assert not crashed.is_symlink() and promoting.is_symlink()  # a link made a moment ago is another's promotion
 
 
 def test_only_the_last_versions_are_kept_but_never_the_current_or_its_rollback_target(tiny_model_dir, tmp_path):
