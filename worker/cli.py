@@ -497,10 +497,8 @@ def run(config_file: Path | None) -> None:
 def status(config_file: Path | None) -> None:
     """Show the running worker's state: mode, Argilla reachability, model, queue, last jobs (exit 1 if
     it is not running)."""
-    import psutil
-
     from worker.config import load_settings
-    from worker.files import read_json
+    from worker.files import ServiceLock, read_json
 
     settings = load_settings(config_file)
     path = settings.state_dir / "status.json"
@@ -514,7 +512,7 @@ def status(config_file: Path | None) -> None:
     if missing:
         raise DataError(f"{path} is not a status a worker wrote (no {', '.join(missing)}): move it aside; the "
                         f"next `argilla-worker run` writes it afresh")
-    running = psutil.pid_exists(state["pid"]) and not state.get("stopping")
+    running = ServiceLock.held(settings.state_dir) and not state.get("stopping")
     click.echo(f"worker pid {state['pid']}: {'running' if running else 'not running'} (since {state['started_at']})")
     click.echo(f"HTTP: {state.get('http_url')}   mode: {state['mode']} — {state.get('mode_reason', '')}")
     argilla = state["argilla"]

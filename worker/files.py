@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from worker.errors import DataError, DirectoryInUse
 
 logger = logging.getLogger(__name__)
 
+LOCK_PATIENCE_S = 0.5  # how long a lock held for an instant (a status probe) is waited out
 # what a state file the worker cannot read says to do
 STATE_ADVICE = ("it is the worker's own state — restore it from a backup, or move it aside and the worker starts that "
                 "state afresh")
@@ -115,7 +117,7 @@ class ServiceLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(handle, fcntl.LOCK_EX)
         except BlockingIOError:
             handle.seek(0)
             holder = _holder(handle.read())
@@ -133,6 +135,40 @@ class ServiceLock:
         if self._handle is not None:
             self._handle.close()  # closing the file drops the lock
             self._handle = None
+
+    @classmethod
+    def held(cls, directory: Path) -> bool:
+        """Whether a running service holds ``directory``'s lock — whichever process, in whichever container
+        sharing the directory (its pid in the file may mean nothing here, or name another process now). Writes
+        nothing; takes a shared lock for an instant, which a service starting then waits out (:func:`_flock_soon`)."""
+        import fcntl
+
+        try:
+            handle = (Path(directory) / cls.FILE).open("r")
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                _flock_soon(handle, fcntl.LOCK_SH)
+            except BlockingIOError:
+                return True
+            return False  # closing the file drops the probe's lock
+
+
+def _flock_soon(handle: IO[str], operation: int) -> None:
+    """``flock`` ``handle`` without blocking, trying again for up to :data:`LOCK_PATIENCE_S` while another process
+    holds it for an instant (a `status` probe); raises BlockingIOError when it is still held then."""
+    import fcntl
+
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _holder(text: str) -> str:

@@ -827,6 +827,52 @@ def test_a_second_service_on_one_state_dir_is_refused_naming_the_first_and_a_kil
         registry.release()
 
 
+def test_status_says_running_by_the_services_lock_not_by_the_pid_it_wrote(tmp_path, monkeypatch):
+    """`status` run in another container sharing the state volume (`docker compose run worker argilla-worker
+    status`) sees the running worker's pid from another pid namespace: that number is nobody there, or someone else.
+    Whether a worker runs is whether a process holds the state_dir's lock; the pid in status.json is only shown."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from worker.cli import cli
+    from worker.errors import DirectoryInUse
+    from worker.files import ServiceLock
+    from worker.status import StatusBook
+
+    state = tmp_path / "state"
+    StatusBook(state / "status.json", "http://argilla").save([])
+    written = json.loads((state / "status.json").read_text())
+    monkeypatch.setenv("ARGILLA_WORKER_STATE_DIR", str(state))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time\nfrom worker.files import ServiceLock\n"
+        f"claim = ServiceLock({str(state)!r}, 'argilla/reviews')\nclaim.acquire()\nprint('held', flush=True)\n"
+        "time.sleep(120)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (state / "status.json").write_text(json.dumps({**written, "pid": 999_999_999}))  # another namespace's
+        running = CliRunner().invoke(cli, ["status"])
+        assert ServiceLock.held(state)
+        taken = ServiceLock(state, "a second worker")
+        with pytest.raises(DirectoryInUse):  # the probe took nothing from the holder
+            taken.acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert running.exit_code == 0 and "worker pid 999999999: running" in running.output, running.output
+
+    (state / "status.json").write_text(json.dumps({**written, "pid": os.getpid()}))  # a live process: pid reused
+    stopped = CliRunner().invoke(cli, ["status"])
+    assert stopped.exit_code == 1 and f"worker pid {os.getpid()}: not running" in stopped.output, stopped.output
+    assert not ServiceLock.held(state) and not ServiceLock.held(tmp_path / "never-ran")
+    taken.acquire()  # the killed holder's lock is free; a probe now waits for nothing
+    taken.release()
+
+
 def test_a_list_or_table_in_the_environment_that_is_not_json_is_one_line_naming_the_variable(monkeypatch):
     """pydantic-settings names only the section ("error parsing value for field 'argilla'"), as a traceback."""
     monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__FIELDS", "subject,body")
