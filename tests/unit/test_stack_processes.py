@@ -33,6 +33,26 @@ def test_a_component_that_exits_reports_its_exit_code_and_log_tail(stack):
     assert "fatal: bad config line 3" in str(error.value)
 
 
+def test_a_components_log_is_moved_aside_at_a_start_once_it_is_large_keeping_one_older_copy(stack, monkeypatch):
+    """Each start appends to the component's log: a stack restarted for months would fill the disk."""
+    monkeypatch.setattr("worker.local_argilla.stack.LOG_ROTATE_BYTES", 1000)
+    log = stack.logs_dir / "chatty.log"
+    log.write_text("old line\n" * 200)  # 1,800 bytes: past the limit
+    chatty = Component("chatty", None, ["sh", "-c", "echo 'start 1'; exit 3"], lambda: False)
+
+    for _ in range(2):
+        with pytest.raises(ComponentStartError):
+            stack._start(chatty)
+
+    assert log.read_text() == "start 1\nstart 1\n"  # small again: the second start appended
+    assert (stack.logs_dir / "chatty.log.1").read_text() == "old line\n" * 200
+    log.write_text("newer\n" * 200)
+    with pytest.raises(ComponentStartError):
+        stack._start(chatty)
+    assert (stack.logs_dir / "chatty.log.1").read_text() == "newer\n" * 200  # one older copy, not a pile
+    assert log.read_text() == "start 1\n"
+
+
 def test_a_component_that_exited_before_it_is_recorded_is_remembered_by_its_start_time(stack):
     """A crashing component can be a zombie by the time its pid is written: it has no command line to record
     (psutil raised ZombieProcess there, in one CI run, instead of the component's exit code and log)."""

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 LOG_TAIL_LINES = 40
+LOG_ROTATE_BYTES = 16 * 2**20  # a component's log this large is moved aside when it starts (one older copy kept)
 DYING_GRACE_S = 15.0  # how long a process of ours that fails its health check may take to recover or exit
 PORT_RELEASE_S = 5.0  # how long a port of a component that just died may stay busy
 
@@ -233,7 +234,7 @@ class LocalArgilla:
                 f"port {component.port} needed by the local Argilla '{component.name}' is already in use "
                 f"by another process; stop it or choose another port (LOCAL_ARGILLA_* settings)"
             )
-        log_path = self.logs_dir / f"{component.name}.log"
+        log_path = _rotated(self.logs_dir / f"{component.name}.log")
         logger.info("starting %s (log: %s)", component.name, log_path)
         scratch = self._fresh_scratch(component.name)
         with open(log_path, "ab") as log_file:
@@ -340,7 +341,7 @@ class LocalArgilla:
             self._reindex()
 
     def _run_server_cli(self, args: list[str], step: str) -> None:
-        log_path = self.logs_dir / f"{step}.log"
+        log_path = _rotated(self.logs_dir / f"{step}.log")
         with open(log_path, "ab") as log_file:
             result = subprocess.run(
                 [str(self._venv_python()), str(LAUNCHER), *args], check=False,
@@ -513,6 +514,18 @@ def _http_ok(url: str, headers: dict[str, str] | None = None) -> bool:
         return httpx.get(url, headers=headers, timeout=2.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _rotated(log_path: Path) -> Path:
+    """``log_path``, its previous content moved to ``<name>.log.1`` (replacing the one before) when it has reached
+    :data:`LOG_ROTATE_BYTES`: a process's log is appended to at each start, and a stack restarted for months would
+    fill the disk. The process writes to the file directly, so a log grows without bound while it runs."""
+    try:
+        if log_path.stat().st_size >= LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_name(log_path.name + ".1"))
+    except FileNotFoundError:
+        pass
+    return log_path
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
