@@ -502,6 +502,9 @@ class PublishSettings(_Section):
     fields: Literal["all", "bound"] | list[str] = Field(
         "all", description="the dataset's fields published as columns: all (default), bound (only those the model "
         "reads), or a list of names (the bound ones are always published)")
+    questions: list[str] = Field(default_factory=list, description="the dataset's other questions whose submitted "
+                                 "answers are published, one column each: the list of a record's answers (the "
+                                 "annotators' notes, a second label)")
     split: Literal["keep", "stratified", "none"] = "none"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 0

@@ -1626,12 +1626,14 @@ def publish_job(services: Services, *, directory: Path | None = None,
                              similarity=services.settings.copies.similarity)
     labels = services.labels()
     metadata = _published_metadata(services)  # checked before the passes over the records
+    questions = _published_questions(services)
     binding = services.gateway.binding
     others, chats = _published_fields(services)
-    with build_publication(services.gateway.pull(fields=others), labels, options,
+    with build_publication(services.gateway.pull(fields=others, questions=tuple(questions)), labels, options,
                            fields=(*binding.fields, *others), workdir=services.settings.state_dir / "publishing",
                            crowd=estimate_crowd(services, labels), multi_label=binding.multi_label,
-                           metadata=metadata, chat_fields=chats, rating=binding.rating) as publication:
+                           metadata=metadata, chat_fields=chats, rating=binding.rating,
+                           questions=questions) as publication:
         stats = publication.stats
         if stats.tied:
             logger.warning("%d record(s) not published: annotators are tied (%s)%s", stats.tied,
@@ -1689,6 +1691,28 @@ def _published_metadata(services: Services) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"publish.metadata: dataset {shape.name!r} has no metadata property {unknown[0]!r}; it "
                           f"has: {', '.join(sorted(kinds)) or 'none'}")
+    return {name: kinds[name] for name in names}
+
+
+def _published_questions(services: Services) -> dict[str, str]:
+    """``publish.questions``: each named question with its kind (text, label_selection, rating …).
+
+    Raises:
+        ConfigError: a name the dataset has no question of (lists those it has), or the question the worker serves
+            (its answers are the ``label`` column already).
+    """
+    names = services.settings.publish.questions
+    if not names:
+        return {}
+    shape, bound = services.gateway.shape(), services.gateway.binding.question
+    kinds = {question.name: question.type for question in shape.questions}
+    unknown = [name for name in names if name not in kinds]
+    if unknown:
+        raise ConfigError(f"publish.questions: dataset {shape.name!r} has no question {unknown[0]!r}; it has: "
+                          f"{', '.join(kinds)}")
+    if bound in names:
+        raise ConfigError(f"publish.questions: {bound!r} is the question the worker serves: its answers are the "
+                          f"`label` column already (the annotators' consensus); name the others only")
     return {name: kinds[name] for name in names}
 
 

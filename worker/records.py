@@ -104,6 +104,8 @@ class PulledRecord:
     stored_metadata: dict | None = None
     vector: np.ndarray | None = field(default=None, compare=False)  # [D] float32: one vector of the dataset's, read
     # only when a job asks for it by name (``ArgillaGateway.pull(vector=...)``)
+    answers: dict = field(default_factory=dict)  # another question's name -> its submitted answers' values, oldest
+    # first, as the server holds them: read only for the questions a job names (``ArgillaGateway.pull(questions=...)``)
 
     @property
     def server_metadata(self) -> dict:

@@ -152,3 +152,68 @@ def test_their_other_fields_are_published_beside_the_one_the_model_reads(local_a
     services.settings.publish.fields = ["subjct"]
     with pytest.raises(ConfigError, match="publish.fields: dataset .* has no field 'subjct'; it has: subject, body"):
         publish_job(services, directory=tmp_path / "typo")
+
+
+def test_their_annotators_answers_to_other_questions_are_published_when_named(local_argilla, stack_settings,
+                                                                             dataset_name, tmp_path):
+    """A dataset made with the plain SDK has a note and an urgency rating beside the label question the worker
+    serves: publish.questions publishes each record's submitted answers (two annotators through the UI's endpoint;
+    a draft is no answer), in their cleaned dataset beside the label."""
+    import argilla as rg
+    import httpx
+    import pytest
+
+    from worker.config import load_settings
+    from worker.errors import ConfigError
+    from worker.jobs import Services, publish_job
+
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+    dataset = rg.Dataset(name=dataset_name, workspace=stack_settings.workspace, client=client, settings=rg.Settings(
+        fields=[rg.TextField(name="body")],
+        questions=[rg.LabelQuestion(name="queue", labels=["billing", "tech"]),
+                   rg.TextQuestion(name="comment", required=False),
+                   rg.RatingQuestion(name="urgency", values=[1, 2, 3], required=False)]))
+    dataset.create()
+    tickets = {f"t{i}": "billing" if i % 2 else "tech" for i in range(4)}
+    dataset.records.log([rg.Record(id=ticket, fields={"body": f"the body of {ticket}"},
+                                   suggestions=[rg.Suggestion(question_name="queue", value=queue, agent="router")])
+                         for ticket, queue in tickets.items()])
+    server_ids = {record.id: str(record._server_id) for record in dataset.records}
+    owner = {"X-Argilla-Api-Key": stack_settings.api_key.get_secret_value()}
+    second = create_annotator(stack_settings, client, f"desk-{dataset_name[-8:]}")
+
+    def answer(ticket, headers, status="submitted", **values):
+        response = httpx.post(f"{stack_settings.api_url}/api/v1/records/{server_ids[ticket]}/responses",
+                              headers=headers, json={"status": status, "values": {
+                                  name: {"value": value} for name, value in {"queue": "billing", **values}.items()}},
+                              timeout=30)
+        response.raise_for_status()
+
+    answer("t1", owner, comment="refund asked twice", urgency=3)
+    answer("t1", second, comment="agree")
+    answer("t2", owner, urgency=1)
+    answer("t3", second, status="draft", comment="not sure yet", urgency=2)
+    settings = load_settings(argilla={"api_url": stack_settings.api_url, "api_key":
+                                      stack_settings.api_key.get_secret_value(), "dataset": dataset_name,
+                                      "workspace": stack_settings.workspace},
+                             state_dir=str(tmp_path / "state"), registry={"path": str(tmp_path / "registry")},
+                             publish={"questions": ["comment", "urgency"]})
+    services = Services(settings)
+
+    publish_job(services, directory=tmp_path / "out")
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
+    rows = {row["id"]: row for row in loaded}
+    assert (rows["t1"]["comment"], rows["t1"]["urgency"]) == (["refund asked twice", "agree"], [3])
+    assert (rows["t2"]["comment"], rows["t2"]["urgency"]) == ([], [1])
+    assert (rows["t3"]["comment"], rows["t3"]["urgency"]) == ([], [])  # a draft is no answer
+    assert (rows["t0"]["comment"], rows["t0"]["urgency"], rows["t0"]["reviewed"]) == ([], [], False)
+    assert "`comment`, `urgency` — a list per row" in (tmp_path / "out" / "README.md").read_text()
+
+    services.settings.publish.questions = ["coment"]
+    with pytest.raises(ConfigError, match="publish.questions: dataset .* has no question 'coment'; it has: queue, "
+                                          "comment, urgency"):
+        publish_job(services, directory=tmp_path / "typo")
+    services.settings.publish.questions = ["queue"]
+    with pytest.raises(ConfigError, match="publish.questions: 'queue' is the question the worker serves"):
+        publish_job(services, directory=tmp_path / "bound")

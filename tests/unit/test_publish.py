@@ -645,6 +645,46 @@ def test_the_users_metadata_properties_are_published_as_typed_columns(tmp_path):
     assert not any((tmp_path / "work").iterdir())  # nothing left on disk
 
 
+def test_the_answers_to_their_other_questions_are_published_as_typed_lists(tmp_path):
+    """publish.questions: each named question's submitted answers, a list per row (a note's texts, a rating's
+    integers, a label set's labels; empty where nobody answered); a name a worker or metadata column has gets
+    answers_<name>; an answer of the wrong kind is an error naming the record, the question and the value."""
+    records = _records()
+    given = {"a": {"note": ("sarcastic?", "yes, sarcasm"), "quality": (4, 5), "topics": (["acting", "plot"],),
+                   "loss": ("a second label",)},
+             "b": {"note": ("ok",), "ranking": ([{"value": "x", "rank": 1}],)}}
+    for record in records:
+        record.answers.update(given.get(record.record_id, {}))
+    questions = {"note": "text", "quality": "rating", "topics": "multi_label_selection", "loss": "label_selection",
+                 "ranking": "ranking"}
+    publication = build_publication(records, LABELS, PublishOptions(split="none"), questions=questions,
+                                    metadata={"note": "terms"})
+    LocalDirectorySink(tmp_path / "out").publish(publication, CardInfo(license="mit", pretty_name="Reviews"))
+
+    loaded = datasets.load_dataset(str(tmp_path / "out"), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert {name: str(loaded.features[name]) for name in ("answers_note", "quality", "topics", "answers_loss")} == {
+        "answers_note": str(datasets.Sequence(datasets.Value("string"))),
+        "quality": str(datasets.Sequence(datasets.Value("int64"))),
+        "topics": str(datasets.Sequence(datasets.Sequence(datasets.Value("string")))),
+        "answers_loss": str(datasets.Sequence(datasets.Value("string")))}
+    rows = {row["id"]: row for row in loaded}
+    assert (rows["a"]["answers_note"], rows["a"]["quality"], rows["a"]["topics"], rows["a"]["answers_loss"]) == (
+        ["sarcastic?", "yes, sarcasm"], [4, 5], [["acting", "plot"]], ["a second label"])
+    assert rows["a"]["note"] is None  # their metadata property of that name keeps its own column
+    assert (rows["b"]["answers_note"], rows["b"]["quality"], rows["b"]["topics"]) == (["ok"], [], [])
+    assert [json.loads(answer) for answer in rows["b"]["ranking"]] == [[{"rank": 1, "value": "x"}]]
+    assert isinstance(rows["a"]["loss"], float)  # the worker's score is not replaced by their question
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert ("The annotators' answers to the dataset's other questions: `answers_note` (question `note`), `quality`, "
+            "`topics`, `answers_loss` (question `loss`), `ranking` — a list per row") in card
+
+    wrong = _records()
+    wrong[0].answers["quality"] = ("five",)
+    with pytest.raises(DataError, match=r"record 'a': an answer to question 'quality' is 'five', not a rating"):
+        build_publication(wrong, LABELS, questions={"quality": "rating"}, workdir=tmp_path / "work")
+    assert not any((tmp_path / "work").iterdir())  # nothing left on disk
+
+
 def test_the_card_names_a_validation_on_the_records_own_labels_agreement_not_accuracy():
     publication = build_publication([_record(f"d{i}", "positive", text=f"text {i}") for i in range(3)], LABELS)
     validation = {"records": 240, "accuracy": 0.7292, "macro_f1": 0.7216, "ece_deterministic": 0.0342,

@@ -638,7 +638,8 @@ class ArgillaGateway:
 
     def pull(self, *, since: datetime | None = None, reconciliation: Reconciliation | None = None,
              condition: dict | None = None, page_size: int = PAGE_SIZE,
-             vector: str | None = None, fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
+             vector: str | None = None, fields: Sequence[str] = (),
+             questions: Sequence[str] = ()) -> Iterator[PulledRecord]:
         """Records with their metadata, suggestion and responses, a page at a time (keyset paging, see
         :mod:`worker.gateway.paging`: memory O(page), no ceiling on the dataset's size).
 
@@ -658,11 +659,12 @@ class ArgillaGateway:
         ``condition`` is a search filter every record must also match. ``vector`` names one of the dataset's
         vectors to read with each record (``PulledRecord.vector``; check the name with :meth:`vector_dimensions`).
         ``fields``: other fields of the dataset whose values each record also carries in ``field_values`` (beside the
-        bound ones: what publishing writes).
+        bound ones: what publishing writes). ``questions``: other questions of the dataset whose submitted answers
+        each record also carries in ``answers``.
         """
         conditions = [condition] if condition else []
         if since is None:
-            yield from self._records(self._pages(conditions, page_size, vector), vector, fields)
+            yield from self._records(self._pages(conditions, page_size, vector), vector, fields, questions)
             return
         updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
                    "ge": (since - WATERMARK_OVERLAP).isoformat()}
@@ -773,12 +775,12 @@ class ArgillaGateway:
         yield from self._records(self._pages([ANNOTATED_FILTER], PAGE_SIZE))
 
     def _records(self, pages: Iterable[list[dict]], vector: str | None = None,
-                 fields: Sequence[str] = ()) -> Iterator[PulledRecord]:
+                 fields: Sequence[str] = (), questions: Sequence[str] = ()) -> Iterator[PulledRecord]:
         binding = self.binding
         unread = UnreadLabels(binding, self._unread_named)
         for page in pages:
             for item in page:
-                yield unread.seen(_pulled_record(item, binding, vector, fields))
+                yield unread.seen(_pulled_record(item, binding, vector, fields, questions))
         unread.close()
 
     def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None) -> Iterator[list[dict]]:
@@ -1477,9 +1479,10 @@ class UnreadLabels:
 
 
 def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = None,
-                   fields: Sequence[str] = ()) -> PulledRecord:
+                   fields: Sequence[str] = (), questions: Sequence[str] = ()) -> PulledRecord:
     """A record of the server's JSON as the binding sees it: its model input, question and reference label (and
-    the vector named ``vector``, [D] float32, when the record has it; the values of the other ``fields`` too)."""
+    the vector named ``vector``, [D] float32, when the record has it; the values of the other ``fields`` too; the
+    submitted answers to the other ``questions``)."""
     found = next((s for s in item.get("suggestions") or [] if str(s["question_id"]) == binding.question_id), None)
     suggestion = _suggestion_state(found, binding) if found else None
     stored = dict(item.get("metadata") or {})
@@ -1508,7 +1511,19 @@ def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = Non
         reference=binding.reference_label(metadata, suggestion.value if suggestion else None,
                                           suggestion.agent if suggestion else None, stored=stored),
         vector=_vector(item, vector),
+        answers=_answers(item, questions) if questions else {},
     )
+
+
+def _answers(item: dict, questions: Sequence[str]) -> dict[str, tuple]:
+    """Each of ``questions``' values in the record's submitted responses, oldest response first (drafts and discarded
+    responses are no answer; nor is a response that left an optional question blank)."""
+    submitted = sorted((response for response in item.get("responses") or [] if response.get("status") == "submitted"),
+                       key=lambda response: str(response.get("updated_at") or ""))
+    return {question: tuple(values[question]["value"] for values in (response.get("values") or {}
+                                                                        for response in submitted)
+                            if (values.get(question) or {}).get("value") is not None)
+            for question in questions}
 
 
 def _vector(item: dict, name: str | None) -> np.ndarray | None:

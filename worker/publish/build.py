@@ -55,6 +55,7 @@ TEXT_KEY_COLUMN = "__text_key"  # the record's text key (copies: one key); never
 LABEL_KEY_COLUMN = "__label_key"  # the row's label as one string (a label set's sorted indices); never published
 WRITER_BATCH = 1_000  # rows held in memory before they are written to the Arrow file
 METADATA_DTYPES = {"integer": "int64", "float": "float64", "terms": "string"}  # Argilla kind -> published dtype
+ANSWER_DTYPES = {"rating": "int64"}  # a question's kind -> the dtype of one answer (else a string; see _answer)
 TAKE_CHUNK = 10_000  # rows copied at a time into a split's file
 EXAMPLE_IDS = 100  # ids of left-out records kept to report (the counts are exact)
 
@@ -152,6 +153,8 @@ class Publication:
     text_columns: dict[str, str] = field(default_factory=lambda: {"text": "text"})  # field name -> column
     # the user's metadata properties published (``publish.metadata``): property name -> (column, Argilla kind)
     metadata_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # the other questions whose answers are published (``publish.questions``): name -> (column, question kind)
+    question_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
     options: PublishOptions = field(default_factory=PublishOptions)
     workdir: Path | None = None
     chat_columns: tuple[str, ...] = ()  # the text columns that hold conversations (lists of messages)
@@ -180,7 +183,7 @@ class Publication:
     def features(self) -> datasets.Features:
         return features(self.labels, tuple(self.text_columns.values()), multi_label=self.multi_label,
                         metadata=dict(self.metadata_columns.values()), chat_columns=self.chat_columns,
-                        rating=self.rating)
+                        rating=self.rating, questions=dict(self.question_columns.values()))
 
     @property
     def num_rows(self) -> int:
@@ -265,16 +268,35 @@ def metadata_columns(metadata: Mapping[str, str], fields: Sequence[str]) -> dict
     return {name: (f"metadata_{name}" if name in taken else name, kind) for name, kind in metadata.items()}
 
 
+def question_columns(questions: Mapping[str, str], fields: Sequence[str],
+                     metadata: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
+    """The published column of each other question (name -> its kind: text, label_selection, rating …): its own
+    name, ``answers_<name>`` where a worker, text or metadata column has it."""
+    taken = {*WORKER_COLUMNS, *text_columns(fields).values(),
+             *(column for column, _ in metadata_columns(metadata or {}, fields).values())}
+    return {name: (f"answers_{name}" if name in taken else name, kind) for name, kind in questions.items()}
+
+
+def _answer_feature(kind: str):
+    """One answer of a question of ``kind``: a label set's labels, a rating's integer, else a string (a text, a
+    label; a ranking's or a span's value as its JSON text)."""
+    if kind == "multi_label_selection":
+        return datasets.Sequence(datasets.Value("string"))
+    return datasets.Value(ANSWER_DTYPES.get(kind, "string"))
+
+
 # a published conversation (a chat field): its messages, as Hugging Face chat datasets hold them
 CHAT_FEATURE = [{"role": datasets.Value("string"), "content": datasets.Value("string")}]
 
 
 def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
              multi_label: bool = False, metadata: Mapping[str, str] | None = None,
-             chat_columns: Sequence[str] = (), rating: bool = False) -> datasets.Features:
+             chat_columns: Sequence[str] = (), rating: bool = False,
+             questions: Mapping[str, str] | None = None) -> datasets.Features:
     """The published table's columns: ``id``, the text column(s) (``chat_columns`` among them: lists of
     messages), the labels (lists of labels for a multi-label question, the integer ratings for a rating question),
-    review and score columns, then the user's metadata columns (``metadata``: column -> Argilla kind)."""
+    review and score columns, then the user's metadata columns (``metadata``: column -> Argilla kind) and the other
+    questions' answers (``questions``: column -> question kind; a list of answers each)."""
     def label_column():
         if rating:
             return datasets.Value("int32")
@@ -296,6 +318,7 @@ def features(labels: Sequence[str], columns: Sequence[str] = ("text",), *,
         "model_version": datasets.Value("string"),
         TEST_SET_PROPERTY: datasets.Value("int32"),
         **{column: datasets.Value(METADATA_DTYPES[kind]) for column, kind in (metadata or {}).items()},
+        **{column: datasets.Sequence(_answer_feature(kind)) for column, kind in (questions or {}).items()},
     })
 
 
@@ -303,11 +326,14 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
                       options: PublishOptions = PublishOptions(), *, fields: Sequence[str] = ("text",),
                       workdir: Path | None = None, crowd: CrowdModel | None = None,
                       multi_label: bool = False, metadata: Mapping[str, str] | None = None,
-                      chat_fields: Sequence[str] = (), rating: bool = False) -> Publication:
+                      chat_fields: Sequence[str] = (), rating: bool = False,
+                      questions: Mapping[str, str] | None = None) -> Publication:
     """Rows for every publishable record, split as ``options`` ask; ``fields`` are the bound text fields
     (``chat_fields`` among them are conversations, published as their messages);
     ``metadata``: the user's metadata properties to publish as columns (name -> Argilla kind, see
-    :func:`metadata_columns`; a terms list is published as its JSON text).
+    :func:`metadata_columns`; a terms list is published as its JSON text); ``questions``: other questions whose
+    submitted answers (``PulledRecord.answers``) are published, a list per row (name -> question kind, see
+    :func:`question_columns`).
     ``crowd``: the annotators' weights (see :mod:`worker.crowd`) the consensus and its ``label_confidence``
     use; None: majority vote (``label_confidence`` empty). ``multi_label``: the records carry label sets.
     ``rating``: the question is a rating question (``labels`` are its values as text: "1" … "5"); the label
@@ -325,14 +351,15 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
     directory = scratch.path
     try:
         columns, extra = text_columns(fields), metadata_columns(metadata or {}, fields)
+        answered = question_columns(questions or {}, fields, metadata)
         stats = PublicationStats(tuple(labels), multi_label=multi_label)
         chat_columns = tuple(columns[name] for name in chat_fields)
         published = features(labels, tuple(columns.values()), multi_label=multi_label, metadata=dict(extra.values()),
-                             chat_columns=chat_columns, rating=rating)
+                             chat_columns=chat_columns, rating=rating, questions=dict(answered.values()))
         ratings = tuple(int(label) for label in labels) if rating else None
         with _near_copies(directory, options.similarity) as near:
             table = _write_rows(records, labels, options, columns, published, stats, directory, crowd, extra,
-                                frozenset(chat_fields), ratings, near)
+                                frozenset(chat_fields), ratings, near, answered)
             keys = _copy_keys(table, near)
         _count_copies(keys, table.data.column(LABEL_KEY_COLUMN), stats)
         splits = _split(table, pc.sort_indices(table.data.column("id")).to_numpy(), published, options, directory,
@@ -341,7 +368,8 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         scratch.remove()
         raise
     return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
-                       metadata_columns=extra, options=options, workdir=directory, chat_columns=chat_columns,
+                       metadata_columns=extra, question_columns=answered, options=options, workdir=directory,
+                       chat_columns=chat_columns,
                        rating=rating, _scratch=scratch)
 
 
@@ -350,9 +378,11 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
                 directory: Path, crowd: CrowdModel | None = None,
                 extra: Mapping[str, tuple[str, str]] | None = None,
                 chats: frozenset[str] = frozenset(), ratings: tuple[int, ...] | None = None,
-                near: NearCopies | None = None) -> datasets.Dataset:
+                near: NearCopies | None = None,
+                answered: Mapping[str, tuple[str, str]] | None = None) -> datasets.Dataset:
     """One pass over ``records``: each publishable row (``published`` columns, plus the split metadata when
-    ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled (by class index).
+    ``split = "keep"``) appended to ``directory/rows.arrow``; ``stats`` filled (by class index). ``extra``: the
+    metadata columns (:func:`metadata_columns`), ``answered`` the answer columns (:func:`question_columns`).
     ``ratings`` [K]: each class's rating, written in place of its index (a rating question). ``near``: each row's
     text key and text added to it, :data:`NEAR_BATCH` at a time (near copies are grouped after the pass)."""
     index = label_index(labels)
@@ -381,6 +411,8 @@ def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options:
             row = _row(record, label, original, decided, index, columns, chats, scores)
             for name, (column, kind) in (extra or {}).items():
                 row[column] = _metadata_value(record, name, kind)
+            for name, (column, kind) in (answered or {}).items():
+                row[column] = [_answer(record, name, kind, value) for value in record.answers.get(name, ())]
             stats.add(row)
             if ratings is not None:
                 _write_ratings(row, ratings)
@@ -481,6 +513,26 @@ def _metadata_value(record: PulledRecord, name: str, kind: str) -> object:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "integer" and value != int(value)):
         raise DataError(f"record {record.record_id!r}: metadata {name!r} is {value!r}, not {kind}")
     return int(value) if kind == "integer" else float(value)
+
+
+def _answer(record: PulledRecord, question: str, kind: str, value: object) -> object:
+    """One submitted answer as its column holds it (see :func:`_answer_feature`).
+
+    Raises:
+        DataError: a rating that is not an integer, a label set that is not a list (names the record, the question
+            and the value).
+    """
+    if kind == "rating":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise DataError(f"record {record.record_id!r}: an answer to question {question!r} is {value!r}, not a "
+                            f"rating")
+        return int(value)
+    if kind == "multi_label_selection":
+        if not isinstance(value, list):
+            raise DataError(f"record {record.record_id!r}: an answer to question {question!r} is {value!r}, not a "
+                            f"list of labels")
+        return [str(label) for label in value]
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _row(record: PulledRecord, label: LabelValue, original: LabelValue | None, decided, index: dict[str, int],

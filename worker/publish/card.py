@@ -33,6 +33,11 @@ def _metadata_list(publication: Publication) -> str:
                      for name, (column, _) in publication.metadata_columns.items())
 
 
+def _answers_list(publication: Publication) -> str:
+    return ", ".join(f"`{column}`" + (f" (question `{name}`)" if column != name else "")
+                     for name, (column, _) in publication.question_columns.items())
+
+
 def card_metadata(publication: Publication, *, license: str, pretty_name: str) -> dict:
     """The YAML header: license, task, size, label names, and where each split's parquet files are."""
     return {
@@ -164,6 +169,9 @@ def render_card(publication: Publication, *, license: str, pretty_name: str, sou
         *([_test_set_line(publication, counts)] if counts["test_set"] else []),
         *([f"- From the Argilla dataset's metadata: {_metadata_list(publication)}."]
           if publication.metadata_columns else []),
+        *([(f"- The annotators' answers to the dataset's other questions: {_answers_list(publication)} — a list "
+            f"per row, one item per submitted answer, oldest first (empty: nobody answered it).")]
+          if publication.question_columns else []),
         *([(f"- Ratings: `label` and `original_label` hold the ratings themselves, integers "
             f"({', '.join(publication.labels)}; `original_label` null where the record came without one).")]
           if publication.rating else []),
