@@ -15,7 +15,7 @@ from worker.coldstart import RANK_PROPERTY
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE
 from worker.errors import ConfigError, NoModelError, WorkerError
 from worker.gateway.client import release_caveats
-from worker.jobs import ranks_first_batch_itself, written_options
+from worker.jobs import publication_problems, ranks_first_batch_itself, written_options
 from worker.publish.sinks import check_sink
 from worker.records import PulledRecord
 from worker.registry import check_writable
@@ -265,7 +265,9 @@ def _check_devices(services: Services, check: ConfigCheck) -> None:
 
 def _check_publishers(services: Services, check: ConfigCheck) -> None:
     """Each configured sink's own check (a directory holding files the worker did not publish, a Hub repo of the
-    team's, the Hub out of reach): a problem for the publish job."""
+    team's, the Hub out of reach), and the fields, metadata and questions ``[publish]`` names that the dataset lacks:
+    problems for the publish job."""
+    check.problems += publication_problems(services)
     for sink in services.publishers():
         try:
             check_sink(sink)

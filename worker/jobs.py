@@ -1656,6 +1656,18 @@ def publish_job(services: Services, *, directory: Path | None = None,
     return results
 
 
+def publication_problems(services: Services) -> list[str]:
+    """What in ``publish.fields`` / ``metadata`` / ``questions`` does not fit the dataset, one line each (what
+    `config check` says before a scheduled publication would fail on it)."""
+    problems = []
+    for check in (_published_fields, _published_metadata, _published_questions):
+        try:
+            check(services)
+        except ConfigError as error:
+            problems.append(str(error))
+    return problems
+
+
 def _published_fields(services: Services) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``publish.fields``: the fields published beside the bound ones (those asked for, in the dataset's order), and
     which of all the published fields are conversations (chat fields, published as their messages).

@@ -443,6 +443,14 @@ def test_config_check_says_how_the_worker_binds_and_what_is_missing_without_writ
     assert publishing_over_theirs.returncode == 1
     assert "problem: publish.directory" in publishing_over_theirs.stderr
     assert "holds files the worker did not publish (notes.md)" in publishing_over_theirs.stderr
+    misnamed = _cli(stack_settings, dataset_name, tmp_path, "config", "check",
+                    extra_env={"ARGILLA_WORKER_TRAINING__BASE_MODEL": base,
+                               "ARGILLA_WORKER_PUBLISH__METADATA": '["tem"]',
+                               "ARGILLA_WORKER_PUBLISH__QUESTIONS": f'["{QUESTION}"]'})
+    assert misnamed.returncode == 1 and "Traceback" not in misnamed.stderr, misnamed.stderr[-3000:]
+    assert f"problem: publish.metadata: dataset {dataset_name!r} has no metadata property 'tem'; it has:" in \
+        misnamed.stderr, misnamed.stderr[-3000:]
+    assert f"problem: publish.questions: {QUESTION!r} is the question the worker serves" in misnamed.stderr
 
     client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
     other = rg.Dataset(name=f"{dataset_name}-topics", workspace=stack_settings.workspace, client=client,
