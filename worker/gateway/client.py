@@ -1520,10 +1520,12 @@ def _answers(item: dict, questions: Sequence[str]) -> dict[str, tuple]:
     responses are no answer; nor is a response that left an optional question blank)."""
     submitted = sorted((response for response in item.get("responses") or [] if response.get("status") == "submitted"),
                        key=lambda response: str(response.get("updated_at") or ""))
-    return {question: tuple(values[question]["value"] for values in (response.get("values") or {}
-                                                                        for response in submitted)
-                            if (values.get(question) or {}).get("value") is not None)
-            for question in questions}
+    values = [response.get("values") or {} for response in submitted]
+    answers = {}
+    for question in questions:
+        given = ((answer.get(question) or {}).get("value") for answer in values)
+        answers[question] = tuple(value for value in given if value is not None)
+    return answers
 
 
 def _vector(item: dict, name: str | None) -> np.ndarray | None:

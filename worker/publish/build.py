@@ -369,8 +369,7 @@ def build_publication(records: Iterable[PulledRecord], labels: Sequence[str],
         raise
     return Publication(splits=splits, labels=tuple(labels), stats=stats, text_columns=columns,
                        metadata_columns=extra, question_columns=answered, options=options, workdir=directory,
-                       chat_columns=chat_columns,
-                       rating=rating, _scratch=scratch)
+                       chat_columns=chat_columns, rating=rating, _scratch=scratch)
 
 
 def _write_rows(records: Iterable[PulledRecord], labels: Sequence[str], options: PublishOptions,
