@@ -188,20 +188,25 @@ class Scratch:
     The directory ``parent/<prefix><random>`` holds ``IN_USE``, on which its process keeps an exclusive ``flock``:
     the kernel drops it when the process ends, however it ends, so a directory whose lock can be taken is
     abandoned — whatever its process id has become since (a container's restarted worker often gets the same one),
-    and while another job of the same process still runs in its own. Directories without the file (being made
-    right now, or not the worker's) are left alone. Making one costs O(directories of that kind under ``parent``).
+    and while another job of the same process still runs in its own. A directory is made as ``.new-<prefix>…``,
+    locked, and only then renamed to its name: a sweep never meets one of its kind whose lock is not held yet.
+    Directories without the file (not the worker's) are left alone. Making one costs O(directories of that kind
+    under ``parent``).
     """
 
     IN_USE = ".in-use"
+    MAKING = ".new-"  # the name's start while the directory is being made (not yet locked)
 
     def __init__(self, parent: Path, prefix: str):
         import fcntl
 
         parent.mkdir(parents=True, exist_ok=True)
         remove_abandoned(parent, prefix)
-        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-        self._lock: IO[str] | None = (self.path / self.IN_USE).open("w")
+        making = Path(tempfile.mkdtemp(prefix=self.MAKING + prefix, dir=parent))
+        self._lock: IO[str] | None = (making / self.IN_USE).open("w")
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX)
+        self.path = parent / making.name.removeprefix(self.MAKING)
+        os.rename(making, self.path)  # the lock is the file's: it moves with it
 
     def remove(self) -> None:
         if self._lock is not None:

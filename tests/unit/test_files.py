@@ -111,3 +111,26 @@ def test_a_scratch_directory_whose_process_was_killed_is_removed_by_the_next_of_
         alive.wait()
     with Scratch(tmp_path, "copies-"):
         assert not held.exists()  # its process is gone now
+
+
+def test_a_scratch_directory_being_made_is_never_taken_for_an_abandoned_one(tmp_path, monkeypatch):
+    """Another job sweeping at the instant a Scratch is made — after its directory exists, before its lock is held —
+    must not remove it: the directory gets its name only once it is locked. (The sweep here runs in this process on
+    its own open file, which flock treats as another holder's.)"""
+    import fcntl
+
+    from worker.files import remove_abandoned
+
+    real_flock, swept = fcntl.flock, []
+
+    def sweep_then_lock(descriptor, operation):
+        if operation == fcntl.LOCK_EX and not swept:
+            swept.extend(remove_abandoned(tmp_path, "copies-"))
+        return real_flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sweep_then_lock)
+    with Scratch(tmp_path, "copies-") as scratch:
+        assert swept == [] and scratch.path.is_dir() and scratch.path.name.startswith("copies-")
+        assert (scratch.path / Scratch.IN_USE).exists()
+        assert remove_abandoned(tmp_path, "copies-") == []  # held
+    assert not any(tmp_path.iterdir())
