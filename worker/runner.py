@@ -45,6 +45,7 @@ from worker.jobs import (
     score_job,
     train_job,
 )
+from worker.memory import return_freed_memory
 from worker.registry import check_writable
 from worker.services import Services
 from worker.status import CorrectionCounter, JobState, Mode, Status, StatusBook
@@ -330,6 +331,14 @@ class Runner:
 
     # -- running work ------------------------------------------------------------------------------
     def _execute(self, item: WorkItem) -> None:
+        """Run one job, then give back to the system the memory it freed (see :mod:`worker.memory`): a worker that
+        once scored every record would otherwise stay at that run's peak."""
+        try:
+            self._execute_item(item)
+        finally:
+            return_freed_memory(after=f"job {item.kind}")
+
+    def _execute_item(self, item: WorkItem) -> None:
         started = time.perf_counter()
         # an incremental score runs every few minutes, mostly on nothing: its start is a debug line (its outcome is
         # logged when it differs from the last one); other jobs say when they start
