@@ -138,13 +138,17 @@ class ScoringActor:
         return scores, self.scorer.stats, os.getpid()
 
     def release(self) -> None:
-        """Give the GPU memory the last run cached back to the device, the model staying loaded: an idle actor kept
-        for the next run (a webhook's rescore) holds its model, not the last run's peak, beside a training in the
-        worker's process on the same GPU (a local Ray on a machine with GPUs: actor 1 shares the training's)."""
+        """Give the GPU memory the last run cached back to the device, and the host memory it freed back to the
+        system (:mod:`worker.memory`), the model staying loaded: an idle actor kept for the next run (a webhook's
+        rescore) holds its model, not the last run's peak, beside a training in the worker's process on the same GPU
+        (a local Ray on a machine with GPUs: actor 1 shares the training's)."""
         import torch
+
+        from worker.memory import return_freed_memory
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        return_freed_memory(after="a score run on this actor")
 
     def close(self) -> None:
         if self.scorer is not None:
