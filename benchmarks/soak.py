@@ -4,8 +4,9 @@ The worker is a service that runs for weeks: what one event costs it must not st
 worker (`argilla-worker run`, a real process) on the local Argilla stack with a real model (all-MiniLM-L6-v2
 fine-tuned briefly on movie snippets), on a dataset of ``--records`` snippets, and once it has scored them all,
 answers ``--answers`` records a round through the endpoint the UI's Submit button calls, for ``--rounds`` rounds:
-each answer is a signed webhook event, a rescore job, a push. After each round (the answered records rescored) it
-reads the worker process's resident memory, open file descriptors and threads. The scheduled incremental score runs
+each answer is a signed webhook event, a rescore job, a push. After each round (the answered records rescored, and
+the worker idle: no job running or queued, so a retrain's peak is not taken for its size) it reads the worker
+process's resident memory, open file descriptors and threads. The scheduled incremental score runs
 every minute meanwhile; retraining is off unless ``--retrain-every`` is given (then a retrain, a promotion and a
 full rescore are part of the soak too).
 
@@ -49,6 +50,7 @@ logger = logging.getLogger("benchmarks.soak")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_RETRAIN = 10**9  # retrain.min_new_corrections when the soak leaves retraining out
+IDLE_STATUS_AGE_S = 1.5  # an idle worker's status.json is at most this old (written each second between jobs)
 
 
 def _free_port() -> int:
@@ -151,6 +153,13 @@ def _rounds(args, gateway: ArgillaGateway, settings: LocalArgillaSettings, worke
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
+    def idle() -> bool:
+        """No job queued, and none running: an idle worker writes its status every second, a job's run does not."""
+        try:
+            return not state().get("queue") and time.time() - status.stat().st_mtime < IDLE_STATUS_AGE_S
+        except FileNotFoundError:
+            return False
+
     _wait(lambda: state().get("mode") == "webhooks", 300, "webhooks mode", worker)
     _wait(lambda: (state().get("jobs", {}).get("full_score") or state().get("jobs", {}).get("score") or {}
                    ).get("status") == "ok", 1800, "the first score of every record", worker)
@@ -168,6 +177,7 @@ def _rounds(args, gateway: ArgillaGateway, settings: LocalArgillaSettings, worke
         answered += len(batch)
         _wait(lambda batch=batch: all(record.metadata.get("submitted_responses") == 1
                                       for record in gateway.read(batch)), 600, "the answered records rescored", worker)
+        _wait(idle, 1800, "the worker idle (no job running, none queued)", worker)
         sample = {"round": round_index + 1, "events": answered, "seconds": time.monotonic() - started,
                   **_footprint(worker.pid)}
         samples.append(sample)
@@ -186,7 +196,7 @@ def report(result: dict) -> list[str]:
     result["rss_mb_per_100_events"] = slope
     return [
         (f"Soak: the worker process on {result['records']} records, {result['rounds']} rounds of "
-        f"{result['answers_per_round']} answers (a webhook event each; retrain "
+        f"{result['answers_per_round']} answers (a webhook event each; read with the worker idle; retrain "
         f"{'every ' + str(result['retrain_every']) if result['retrain_every'] else 'off'})"),
         "",
         "| | after the warm-up (round {}) | at the end (round {}) |".format(first["round"], last["round"]),
