@@ -164,14 +164,15 @@ def _rounds(args, gateway: ArgillaGateway, settings: LocalArgillaSettings, worke
     _wait(lambda: (state().get("jobs", {}).get("full_score") or state().get("jobs", {}).get("score") or {}
                    ).get("status") == "ok", 1800, "the first score of every record", worker)
     pending = [record.server_id for record in gateway.pull()]
-    random.Random(0).shuffle(pending)
+    chance = random.Random(0)  # which records are answered, and with which label: the same in every run
+    chance.shuffle(pending)
     headers = {"X-Argilla-Api-Key": settings.api_key.get_secret_value()}
     samples, answered, started = [], 0, time.monotonic()
     for round_index in range(args.rounds):
         batch = [pending.pop() for _ in range(args.answers)]
         for server_id in batch:
             response = httpx.post(f"{settings.api_url}/api/v1/records/{server_id}/responses", headers=headers,
-                                  json={"values": {"label": {"value": random.choice(LABELS)}},
+                                  json={"values": {"label": {"value": chance.choice(LABELS)}},
                                         "status": "submitted"}, timeout=30)
             response.raise_for_status()
         answered += len(batch)
