@@ -140,7 +140,8 @@ class ServiceLock:
     def held(cls, directory: Path) -> bool:
         """Whether a running service holds ``directory``'s lock — whichever process, in whichever container
         sharing the directory (its pid in the file may mean nothing here, or name another process now). Writes
-        nothing; takes a shared lock for an instant, which a service starting then waits out (:func:`_flock_soon`)."""
+        nothing; takes a shared lock for an instant (one try: a held lock is the answer), which a service starting
+        then waits out (:func:`_flock_soon`)."""
         import fcntl
 
         try:
@@ -149,7 +150,7 @@ class ServiceLock:
             return False
         with handle:
             try:
-                _flock_soon(handle, fcntl.LOCK_SH)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 return True
             return False  # closing the file drops the probe's lock
