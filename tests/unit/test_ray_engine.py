@@ -365,6 +365,28 @@ def test_a_cluster_address_nothing_answers_at_is_refused_at_once_not_after_ray_r
         check_reachable(left_to_ray, "ray.address")
 
 
+def test_only_a_ray_client_session_the_server_failed_to_start_is_joined_again():
+    """The texts are Ray 2.60's (ray/util/client/worker.py wraps the proxier's traceback); the retry itself runs in
+    tests/unit/test_ray_cluster.py against a restarted head, where 4 of 12 first joins failed this way."""
+    from worker.scoring.distributed import _client_session_not_started
+
+    def from_server(raised: str) -> ConnectionAbortedError:
+        return ConnectionAbortedError("Initialization failure from server:\nTraceback (most recent call last):\n"
+                                      '  File "proxier.py", line 772, in Datapath\n    raise RuntimeError(\n'
+                                      f"{raised}\n")
+
+    assert _client_session_not_started(from_server("RuntimeError: Starting Ray client server failed. See "
+                                                   "ray_client_server_23000.err for detailed logs."))
+    assert _client_session_not_started(from_server("RuntimeError: Proxy failed to Connect to backend! Check …"))
+    assert _client_session_not_started(ConnectionAbortedError(
+        "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", line 765, in "
+        "Datapath\n  File \"proxier.py\", line 396, in start_specific_server\n    cmd = psutil_proc.cmdline()\n"
+        "psutil.ZombieProcess: PID still exists but it's a zombie (pid=16413)"))
+    assert not _client_session_not_started(from_server("RuntimeEnvSetupError: Failed to set up runtime environment."))
+    assert not _client_session_not_started(ConnectionError("ray client connection timeout"))
+    assert not _client_session_not_started(RuntimeError("Starting Ray client server failed."))  # not from Ray Client
+
+
 def test_auto_is_refused_at_once_when_the_cluster_rays_address_file_names_is_gone(tmp_path, monkeypatch):
     """A head node that crashed leaves Ray's address file behind; ``address = "auto"`` then retried for minutes."""
     import socket

@@ -38,6 +38,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Self
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
 from worker.config import RaySettings
 from worker.errors import ConfigError, ScoringError, WorkerError
 from worker.iterables import timed
@@ -62,6 +64,11 @@ NODE_CHECK_TIMEOUT_S = 60.0  # config check: how long each node that could hold 
 # an actor Ray placed (a process on a node) has this long to start (import torch and transformers: a minute or more on
 # a node whose CPUs are busy) before the run fails as hung; placing it is bounded by ray.start_timeout_s
 START_UP_S = 600.0
+# Ray Client (ray://): tries of a join whose server side failed to start this client's server (Ray 2.60 measured: right
+# after the head restarted, 2 of 5 first joins; the next connection gets a server on the next port and joins)
+CLIENT_JOIN_TRIES = 3
+CLIENT_SESSION_NOT_STARTED = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
+                              "in start_specific_server")  # Ray 2.60's proxier.py: its words, its function's name
 MODEL_COPY_PREFIX = "argilla-worker-model-"  # an actor's copy of the model on its node, while it loads
 
 
@@ -682,12 +689,35 @@ def _join(settings: RaySettings) -> None:
     address, setting = _address(settings)
     if address:
         check_reachable(address, setting)
-    try:  # "local": Ray would otherwise join a cluster that `ray start` runs on this machine, silently
+
+    def init() -> None:  # "local": Ray would otherwise join a cluster that `ray start` runs on this machine, silently
         ray.init(address=address or "local", include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)
+
+    def try_again(state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        logger.warning("%s = %r: Ray Client's server could not start this worker's session (%s); joining again, "
+                       "try %d of %d", setting, address, _last_line(failure), state.attempt_number + 1,
+                       CLIENT_JOIN_TRIES)
+        ray.shutdown()  # the failed client context would refuse the next ray.init
+
+    retrying = Retrying(retry=retry_if_exception(_client_session_not_started),
+                        stop=stop_after_attempt(CLIENT_JOIN_TRIES), before_sleep=try_again, reraise=True)
+    try:
+        retrying(init)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ConfigError(f"{setting or 'ray.address'} = {address!r}: cannot start or join Ray "
                           f"({_join_failure(error, joined=bool(address))})") from None
+
+
+def _client_session_not_started(error: BaseException) -> bool:
+    """Whether a Ray Client join failed on the server's side, starting the session's own server process (measured
+    right after a head restarted: the process ended at once, with nothing in its log; the proxy says so, or fails
+    looking at it): a new connection gets a new server. Ray Client's other failures (a refused token, a timeout, a
+    runtime environment the server refused) are not tried again."""
+    said = str(error)
+    return isinstance(error, ConnectionAbortedError) and "Initialization failure from server" in said and any(
+        cause in said for cause in CLIENT_SESSION_NOT_STARTED)
 
 
 def _join_failure(error: BaseException, *, joined: bool) -> str:
@@ -820,6 +850,12 @@ def _cause(error: BaseException) -> BaseException:
     """The exception an actor raised, out of Ray's wrapper (the wrapper itself when there is none)."""
     cause = getattr(error, "cause", None)
     return cause if isinstance(cause, BaseException) else error
+
+
+def _last_line(error: BaseException | None) -> str:
+    """The last line of an error's text (a server's traceback in it ends with the error raised there)."""
+    lines = [line.strip() for line in str(error or "").splitlines() if line.strip()]
+    return _one_line(lines[-1] if lines else type(error).__name__, 300)
 
 
 def _one_line(error: BaseException | str, limit: int = 400) -> str:
