@@ -26,7 +26,7 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -55,6 +55,7 @@ from worker.crowd import (
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
 from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
 from worker.files import Scratch
+from worker.full_pass import CHECKPOINT_EVERY_S, REVIEWED, UNREVIEWED, FullPass
 from worker.gateway import ArgillaGateway
 from worker.gateway.client import PAGE_SIZE, SUBMITTED_FILTER, PushReport, Reconciliation, Watermark
 from worker.gateway.schema import MODEL_ANSWER_METADATA, SUBMITTED_RESPONSES
@@ -182,6 +183,8 @@ class ScoreReport:
     new_submissions: int = 0  # records with a submitted response since the last run (incremental runs)
     new_test_answers: int = 0  # … of them, test records (or copies of their texts): they train no model
     stopped: bool = False
+    paused: bool = False  # stopped for more urgent work (score_job's pause): the runner asks for the rest again
+    resumed_after: int = 0  # a full run going on from a checkpoint: the records its earlier runs read
     seconds: float = 0.0
     failed_ids: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)  # record id -> why its push failed (kept for retry)
@@ -220,8 +223,10 @@ class ScoreReport:
         return self.mc_samples / self.scored if self.scored else 0.0
 
     def summary(self) -> str:
-        state = "stopped early" if self.stopped else "complete"
-        return (f"scoring with {self.model_version} {state}: {self.considered} records considered, "
+        state = "paused for more urgent work" if self.paused else "stopped early" if self.stopped else "complete"
+        going_on = (f" (a full run going on after the {self.resumed_after} records its earlier runs read)"
+                    if self.resumed_after else "")
+        return (f"scoring with {self.model_version} {state}{going_on}: {self.considered} records considered, "
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")
@@ -346,7 +351,7 @@ def review_priority(record: PulledRecord) -> int:
 
 def score_job(services: Services, *, full: bool = False, stop: threading.Event | None = None,
               on_batch: Callable[[ScoreReport, list[RecordScore]], None] | None = None,
-              server_ids: Sequence[str] | None = None) -> ScoreReport:
+              server_ids: Sequence[str] | None = None, pause: Callable[[], bool] | None = None) -> ScoreReport:
     """Score what is not up to date and push it, one batch at a time (each pushed batch is durable).
 
     ``full`` reads every record (after a promotion, or a change of the ``[scoring]`` options: :func:`_stale_before`,
@@ -356,7 +361,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     limits the run to those records, read by id (webhook rescoring: O(len(server_ids)) requests whatever
     the dataset's size; no watermark moves). Records whose last push failed (see :class:`FailedPushes`)
     are read again by id and pushed whatever their state; a record that fails again is reported and kept
-    for the next run while the rest of the run goes on. ``stop`` ends the run after the current batch.
+    for the next run while the rest of the run goes on. ``stop`` ends the run after the current batch; so does
+    ``pause`` when it says so (asked after each batch: the runner has more urgent work), with ``report.paused``.
+
+    A full run that stops part way (a stop, a pause, an error) leaves a checkpoint (:mod:`worker.full_pass`): the
+    next full run with the same model and options reads only the records after the last one it pushed.
 
     Streaming: records are read a page at a time (records nobody reviewed first, then the reviewed ones) and
     flow through one scorer call (the local engine's length-sorting window, or the Ray engine's chunks in
@@ -387,17 +396,28 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                     "clock): this run reads every record", stale_before.isoformat(sep=" ", timespec="seconds"))
         since, full = None, True
     reconcile = since is not None and state.reconcile_due(key, settings.reconcile_minutes)
-    reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile or full else None
-    watermark = gateway.watermark(since) if server_ids is None else None
+    full = server_ids is None and since is None  # every record is read (asked for, or no complete run yet)
     report = ScoreReport(head.version)
+    # records scored with other options get the new values exactly: a monotone change (the temperature) moves no rank
+    view = _ViewPolicy.of(services, full=full, exact=stale_before is not None)
+    passing = _full_pass(services, head.version, options, stale_before) if full else None
+    reconciliation: Reconciliation | None
+    watermark: Watermark | None
+    if passing is not None:  # what the pass carries from its first run to its end
+        reconciliation = Reconciliation(state.reconciled(key)[0], limit=passing.reconciled_to)
+        watermark = Watermark(passing.watermark, ceiling=passing.ceiling)
+        view.sketch = passing.sketch
+        report.resumed_after = passing.read if passing.runs > 1 else 0
+    else:
+        reconciliation = gateway.reconciliation(state.reconciled(key)[0]) if reconcile else None
+        watermark = gateway.watermark(since) if server_ids is None else None
     crowd = services.crowd(labels)
     scorer = record_scorer(services, extra)
-    # records scored with other options get the new values exactly: a monotone change (the temperature) moves no rank
-    view = _ViewPolicy.of(services, full=full and server_ids is None, exact=stale_before is not None)
     test_records = TestSetFilter(services.test_sets.get(key))
     failing = _failing_records(services) if server_ids is None else []
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
-                             server_ids=server_ids)
+                             server_ids=server_ids, start=(passing.phase, passing.position) if passing else None)
+    progress = _PassProgress(services, passing, watermark, report, forced={r.record_id for r in failing})
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
                  forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
                  blind=blind_test_records(services, crowd, test_records), tested=test_records.covers,
@@ -414,11 +434,13 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
         _push_scores(services, scores, current, head.version, report, view=view, crowd=crowd)
         report.seconds = time.perf_counter() - started
         call_each(services.plugins, "on_records_scored", model_version=head.version, scores=scores)
+        progress.pushed(current.values())
         if on_batch is not None:
             on_batch(report, scores)
 
     report.setup_seconds = time.perf_counter() - started
-    with BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, _engine_run(services, scorer):
+    with progress, BackgroundStage(push, depth=settings.push_queue, name="pusher") as pusher, \
+            _engine_run(services, scorer):
         for scores in batched(scorer.score(inputs()), settings.push_batch):
             batch = [in_flight.popleft() for _ in scores]  # the scorer keeps the input order
             pusher.put((scores, {r.record_id: r for r in batch}))
@@ -427,6 +449,11 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 # stop after the last batch costs the next run one re-read of what is now up to date)
                 report.stopped = True
                 logger.info("stop requested: finished the current batch, the rest is left for the next run")
+                break
+            if pause is not None and pause():
+                report.stopped = report.paused = True
+                logger.info("more urgent work is waiting: this score run stops after the current batch%s",
+                            "; the next full run goes on from there" if passing is not None else "")
                 break
     report.input_wait_seconds, report.model_seconds = scorer.stats.input_wait_seconds, scorer.stats.model_seconds
     report.push_wait_seconds = pusher.blocked_seconds
@@ -442,6 +469,8 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 state.set_scored_by(key, ScoredBy(options))
         if reconciliation is not None:
             state.set_reconciled(key, reconciliation.value if reconcile else reconciliation.limit)
+        if passing is not None:
+            services.full_passes.clear(key)
     report.seconds = time.perf_counter() - started
     # an incremental run that found nothing changed: the service says so once (StatusBook.job_result), not here
     logger.log(logging.INFO if report.considered else logging.DEBUG, report.summary())
@@ -503,19 +532,92 @@ def _engine_run(services: Services, scorer: Scorer | RayScorer) -> Iterator[None
 
 
 def _candidates(gateway: ArgillaGateway, failing: list[PulledRecord], *, since: datetime | None,
-                reconciliation: Reconciliation | None, server_ids: Sequence[str] | None) -> Iterator[PulledRecord]:
+                reconciliation: Reconciliation | None, server_ids: Sequence[str] | None,
+                start: tuple[int, tuple[datetime, str] | None] | None = None) -> Iterator[PulledRecord]:
     """The records a score run considers, in the order they are scored: those whose last push failed, then
     the records nobody reviewed, then the reviewed ones (two passes over the same query, the second
-    filtered by the server to records with a submitted response). O(page) memory; ``server_ids``:
-    O(len(server_ids))."""
+    filtered by the server to records with a submitted response). ``start`` (a full run going on from a
+    checkpoint): the phase — 0 the records nobody reviewed, 1 the reviewed ones — and the position of the last
+    record pushed in it, which the run reads after. O(page) memory; ``server_ids``: O(len(server_ids))."""
     yield from failing
     if server_ids is not None:
         yield from sorted(gateway.read(server_ids), key=review_priority)
         return
-    for priority, condition in ((0, None), (1, SUBMITTED_FILTER)):
-        for record in gateway.pull(since=since, reconciliation=reconciliation, condition=condition):
+    start_phase, start_after = start or (UNREVIEWED, None)
+    for priority, condition in ((UNREVIEWED, None), (REVIEWED, SUBMITTED_FILTER)):
+        if priority < start_phase:
+            continue
+        after = start_after if priority == start_phase else None
+        for record in gateway.pull(since=since, reconciliation=reconciliation, condition=condition, after=after):
             if review_priority(record) == priority:
                 yield record
+
+
+def _full_pass(services: Services, version: str, options: dict[str, Any],
+               stale_before: datetime | None) -> FullPass:
+    """The checkpoint a full run with ``version`` and ``options`` goes on from, else a new one (two requests: the
+    newest change and the server's clock, as the pass begins). A checkpoint of another model or other options is
+    dropped: its records are all to be scored again."""
+    store, key, gateway = services.full_passes, services.gateway.dataset_key, services.gateway
+    saved = store.get(key)
+    if saved is not None and saved.fits(version, options, stale_before):
+        saved.runs += 1
+        logger.info("a full score run with %s stopped after reading %d records: this run goes on after the last record "
+                    "it pushed", version, saved.read)
+        return saved
+    if saved is not None:
+        logger.info("a full score run with %s stopped part way; the records are now scored with %s%s: every record "
+                    "is read again", saved.version, version,
+                    "" if saved.version != version else " and other [scoring] options")
+        store.clear(key)
+    ceiling = gateway.watermark(None).ceiling
+    return FullPass(version, options, stale_before, ceiling=ceiling, watermark=None,
+                    reconciled_to=gateway.reconciliation(services.sync_state.reconciled(key)[0]).limit)
+
+
+class _PassProgress:
+    """A full run's checkpoint (:class:`FullPass`, or None: not a full run), kept as its batches are pushed: written
+    every :data:`CHECKPOINT_EVERY_S` seconds and when the run ends part way (stopped, paused, failed); the run
+    removes it once complete. The records in ``forced`` (failed pushes, read by id first) have no place in its
+    order."""
+
+    def __init__(self, services: Services, passing: FullPass | None, watermark: Watermark | None,
+                 report: ScoreReport, *, forced: Collection[str]):
+        self.services, self.passing, self.watermark, self.report = services, passing, watermark, report
+        self.forced = forced
+        self.read_before = passing.read if passing is not None else 0
+        self.saved_at = time.monotonic()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self.passing is None or (kind is None and not self.report.stopped):
+            return
+        self._save()
+        logger.info("the full score run with %s stopped after reading %d records (its runs together): the next full "
+                    "run goes on after the last record it pushed", self.passing.version, self.passing.read)
+
+    def pushed(self, records: Iterable[PulledRecord]) -> None:
+        """A batch was pushed: ``records``, in the run's order. (The pusher thread.)"""
+        if self.passing is None:
+            return
+        for record in records:
+            if record.record_id not in self.forced:
+                self.passing.reached(review_priority(record), record.position)
+        if time.monotonic() - self.saved_at >= CHECKPOINT_EVERY_S:
+            self._save()
+
+    def _save(self) -> None:
+        assert self.passing is not None
+        self.passing.read = self.read_before + self.report.considered
+        if self.watermark is not None:
+            self.passing.watermark = self.watermark.value
+        try:
+            self.services.full_passes.put(self.services.gateway.dataset_key, self.passing)
+        except OSError as error:  # the run goes on; a later checkpoint, or the next run from the first record
+            logger.warning("could not write the full score run's checkpoint: %s", error)
+        self.saved_at = time.monotonic()
 
 
 def _todo(candidates: Iterable[PulledRecord], version: str, policy: SuggestionPolicy, report: ScoreReport, *,

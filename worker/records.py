@@ -106,6 +106,8 @@ class PulledRecord:
     # only when a job asks for it by name (``ArgillaGateway.pull(vector=...)``)
     answers: dict = field(default_factory=dict)  # another question's name -> its submitted answers' values, oldest
     # first, as the server holds them: read only for the questions a job names (``ArgillaGateway.pull(questions=...)``)
+    position: tuple[datetime, str] | None = field(default=None, compare=False)  # (inserted_at, server id): its place
+    # in a full pass's keyset order (see worker.gateway.paging), where a stopped pass goes on from
 
     @property
     def server_metadata(self) -> dict:

@@ -17,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from worker.coldstart import RANK_PROPERTY
@@ -63,6 +63,9 @@ DEBOUNCE_S = 2.0
 MEASURE_DEBOUNCE_S = 30.0  # a measure on the test set waits for a reviewer's next answers (each one postpones it)
 PING_WAIT_S = 15.0
 MAX_BACKOFF_S = 300.0
+# a score run over every record (hours at 10^6 on a CPU) pauses for more urgent work — a rescore of the records just
+# answered, a retrain, a measure — once it has run this long, and goes on from its checkpoint after it
+PAUSE_AFTER_S = 20.0
 SCORING_JOBS = (JobKind.SCORE, JobKind.FULL_SCORE, JobKind.RESCORE)
 
 
@@ -459,7 +462,10 @@ class Runner:
             self.metrics.records_per_second.set(report.records_per_second)
 
         report = score_job(self.services, full=item.kind == JobKind.FULL_SCORE, stop=self.stop, on_batch=on_batch,
-                           server_ids=sorted(item.record_ids) if item.record_ids else None)
+                           server_ids=sorted(item.record_ids) if item.record_ids else None,
+                           pause=self._urgent_work_waiting(item) if item.record_ids is None else None)
+        if report.paused:
+            self.queue.put(item.kind)  # after the urgent work: the rest, from the checkpoint a full run left
         self.metrics.push_failures.inc(report.failed)
         for stage, share in report.time_shares().items():
             self.metrics.scoring_wait_share.labels(stage).set(share)
@@ -469,6 +475,17 @@ class Runner:
             if report.new_test_answers:
                 self._test_answered()
         return report.summary()
+
+    def _urgent_work_waiting(self, item: WorkItem) -> Callable[[], bool]:
+        """What a score run of ``item`` asks after each batch: whether to pause for a more urgent item that is due,
+        once it has run :data:`PAUSE_AFTER_S` (each run gets that far: annotators answering all the time cannot
+        starve a full run; nor it their rescores, for hours)."""
+        started = time.monotonic()
+
+        def waiting() -> bool:
+            return time.monotonic() - started >= PAUSE_AFTER_S and self.queue.waiting_before(item.kind)
+
+        return waiting
 
     def _before_first_model(self) -> str:
         """No model yet, so nothing to score: count the reviewed records (one search request, whatever the

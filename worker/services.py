@@ -17,6 +17,7 @@ import pluggy
 from worker.config import WorkerSettings
 from worker.crowd import CrowdModel, CrowdStore, TaughtLookup
 from worker.errors import ConfigError, NoModelError
+from worker.full_pass import FullPassStore
 from worker.gateway import ArgillaGateway
 from worker.gateway.schema import WORKER_METADATA_TYPES
 from worker.gateway.sync_state import FailedPushes, SyncState
@@ -112,13 +113,19 @@ class Services:
     def failed_pushes(self) -> FailedPushes:
         return FailedPushes(self.settings.state_dir / "failed_pushes.json")
 
+    @cached_property
+    def full_passes(self) -> FullPassStore:
+        return FullPassStore(self.settings.state_dir / "full_pass")
+
     def forget_dataset(self, key: str) -> None:
         """The bound dataset is gone from the server (deleted, perhaps created again under its name; see
         :class:`~worker.errors.DatasetReplacedError`): drop what was kept about its records — the watermark, the
-        failed pushes, the stop set, the test set — so the dataset of that name is read from the start. The models, the
-        annotators' estimates and the counters stay. ``key``: the gone dataset's (``DatasetReplacedError``)."""
+        failed pushes, a stopped full run's checkpoint, the stop set, the test set — so the dataset of that name is
+        read from the start. The models, the annotators' estimates and the counters stay. ``key``: the gone
+        dataset's (``DatasetReplacedError``)."""
         self.sync_state.forget(key)
         self.failed_pushes.forget(key)
+        self.full_passes.clear(key)
         self.stop_sets.forget(key)
         self.test_sets.forget(key)
 

@@ -99,6 +99,11 @@ class QuantileSketch:
             elif (slot := self._rng.randrange(seen)) < RESERVOIR:
                 sample[slot] = float(value)
 
+    def snapshot(self) -> tuple[dict[str, list[float]], dict[str, int], int]:
+        """Copies of (samples, seen, records), consistent while the sketch is being fed."""
+        with self._lock:
+            return {key: list(values) for key, values in self.samples.items()}, dict(self.seen), self.records
+
     def quantiles(self) -> ValueQuantiles:
         levels = np.linspace(0.0, 1.0, QUANTILES)
         return ValueQuantiles({key: np.quantile(np.asarray(sample), levels) for key, sample in self.samples.items()

@@ -69,6 +69,13 @@ class WorkQueue:
                 soonest = min((i.not_before for i in self._items.values()), default=deadline)
                 self._changed.wait(max(0.01, min(deadline, soonest) - now))
 
+    def waiting_before(self, kind: JobKind) -> bool:
+        """Whether an item more urgent than ``kind`` is due (what a long run of ``kind`` may pause for)."""
+        now = time.monotonic()
+        urgent = PRIORITY[:PRIORITY.index(kind)]
+        with self._changed:
+            return any(k in self._items and self._items[k].not_before <= now for k in urgent)
+
     def depth(self) -> int:
         with self._changed:
             return len(self._items)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from worker.gateway.paging import keyset_pages
+from worker.gateway.paging import keyset_pages, position
 
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 
@@ -67,6 +67,19 @@ def test_every_record_is_read_once_whatever_the_ties(page_size, same_instant_eve
     read = _ids(keyset_pages(index.search, [], page_size))
     assert sorted(read) == sorted(r["id"] for r in index.records)
     assert len(read) == len(set(read))
+
+
+@pytest.mark.parametrize("same_instant_every", [1, 25])
+@pytest.mark.parametrize("stopped_after", [1, 9, 24, 40, 59])
+def test_a_pass_resumed_after_its_last_record_read_reads_the_rest_once(same_instant_every, stopped_after):
+    """A full score run stopped anywhere (inside a tie larger than a page too) goes on from the last record it
+    handled: ``after`` = that record's position."""
+    index = _index(60, same_instant_every=same_instant_every)
+    everything = _ids(keyset_pages(index.search, [], 7))
+    by_id = {r["id"]: r for r in index.records}
+    rest = _ids(keyset_pages(index.search, [], 7, after=position(by_id[everything[stopped_after - 1]])))
+    assert rest == everything[stopped_after:]
+    assert _ids(keyset_pages(index.search, [], 7, after=position(by_id[everything[-1]]))) == []
 
 
 def test_a_full_pass_costs_one_request_per_page_without_ties():

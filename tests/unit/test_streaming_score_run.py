@@ -21,7 +21,8 @@ class CountingSource:
         self.read = 0
         self.passes: list[dict | None] = []
 
-    def pull(self, *, since=None, reconciliation=None, condition=None):
+    def pull(self, *, since=None, reconciliation=None, condition=None, after=None):
+        assert after is None  # a full run from the start
         self.passes.append(condition)
         for i in range(N):
             reviewed = i % 7 == 0

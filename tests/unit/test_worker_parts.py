@@ -60,6 +60,19 @@ def test_debounced_work_waits_and_a_new_event_pushes_it_back():
     assert item.record_ids == {"a", "b"} and time.monotonic() - started >= 0.35
 
 
+def test_a_long_run_is_told_of_more_urgent_work_only_once_it_is_due():
+    queue = WorkQueue()
+    queue.put(PUBLISH)
+    queue.put(SCORE)
+    assert not queue.waiting_before(FULL_SCORE)  # less urgent work waits for the full run
+    queue.put(RESCORE, ["a"], delay=0.3)  # an answer's rescore, still debounced
+    assert not queue.waiting_before(FULL_SCORE)
+    time.sleep(0.35)
+    assert queue.waiting_before(FULL_SCORE) and queue.waiting_before(SCORE)
+    assert not queue.waiting_before(RESCORE)
+    assert queue.depth() == 3  # asking takes nothing
+
+
 def _signed(body: bytes, *, secret=SECRET, at: datetime | None = None) -> dict:
     at = at or datetime.now(UTC)
     return {"webhook-id": "msg_1", "webhook-timestamp": str(int(at.timestamp())),

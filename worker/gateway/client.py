@@ -55,7 +55,7 @@ from worker.errors import (
     DatasetReplacedError,
     LabelSetMismatchError,
 )
-from worker.gateway.paging import keyset_pages
+from worker.gateway.paging import keyset_pages, position
 from worker.gateway.schema import (
     ORIGINAL_AGENT,
     SUBMITTED_RESPONSES,
@@ -639,11 +639,12 @@ class ArgillaGateway:
     def pull(self, *, since: datetime | None = None, reconciliation: Reconciliation | None = None,
              condition: dict | None = None, page_size: int = PAGE_SIZE,
              vector: str | None = None, fields: Sequence[str] = (),
-             questions: Sequence[str] = ()) -> Iterator[PulledRecord]:
+             questions: Sequence[str] = (), after: tuple[datetime, str] | None = None) -> Iterator[PulledRecord]:
         """Records with their metadata, suggestion and responses, a page at a time (keyset paging, see
         :mod:`worker.gateway.paging`: memory O(page), no ceiling on the dataset's size).
 
-        ``since=None`` pulls every record (used after a model change). Otherwise only what changed, each
+        ``since=None`` pulls every record (used after a model change), or with ``after`` (a record's
+        ``PulledRecord.position``) every record after that one. Otherwise only what changed, each
         record once, without reading the rest of the dataset:
 
         * records inserted or updated after ``since`` (fields, metadata, suggestions: the search index's
@@ -664,8 +665,10 @@ class ArgillaGateway:
         """
         conditions = [condition] if condition else []
         if since is None:
-            yield from self._records(self._pages(conditions, page_size, vector), vector, fields, questions)
+            yield from self._records(self._pages(conditions, page_size, vector, after), vector, fields, questions)
             return
+        if after is not None:
+            raise ValueError("after goes with since=None: a pull of what changed has no single order to resume")
         updated = {"type": "range", "scope": {"entity": "record", "property": "updated_at"},
                    "ge": (since - WATERMARK_OVERLAP).isoformat()}
         seen: set[str] = set()  # O(records changed since `since`)
@@ -783,10 +786,11 @@ class ArgillaGateway:
                 yield unread.seen(_pulled_record(item, binding, vector, fields, questions))
         unread.close()
 
-    def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None) -> Iterator[list[dict]]:
+    def _pages(self, conditions: list[dict], page_size: int, vector: str | None = None,
+               after: tuple[datetime, str] | None = None) -> Iterator[list[dict]]:
         dataset_id = self._dataset().id
         return keyset_pages(lambda filters, sort, limit: self._search(dataset_id, filters, sort, limit, vector),
-                            conditions, min(page_size, MAX_PAGE))
+                            conditions, min(page_size, MAX_PAGE), after)
 
     def _search(self, dataset_id, conditions: list[dict], sort: list[dict] | None, limit: int,
                 vector: str | None = None, *, responses: bool = True) -> list[dict]:
@@ -1512,6 +1516,7 @@ def _pulled_record(item: dict, binding: DatasetBinding, vector: str | None = Non
                                           suggestion.agent if suggestion else None, stored=stored),
         vector=_vector(item, vector),
         answers=_answers(item, questions) if questions else {},
+        position=position(item) if item.get("inserted_at") else None,
     )
 
 

@@ -26,24 +26,26 @@ ONE_TICK = timedelta(microseconds=1)  # the database's time resolution: the next
 Search = Callable[[list[dict], list[dict], int], list[dict]]
 
 
-def keyset_pages(search: Search, conditions: list[dict], page_size: int) -> Iterator[list[dict]]:
+def keyset_pages(search: Search, conditions: list[dict], page_size: int,
+                 after: tuple[datetime, str] | None = None) -> Iterator[list[dict]]:
     """Pages (lists of raw server records) of every record matching ``conditions``, each record once, in
-    ``(inserted_at, id)`` order. One search request per page (plus one per tie larger than a page); each
+    ``(inserted_at, id)`` order; with ``after`` (a record's :func:`position`), only the records after it (a pass that
+    goes on where an earlier one stopped). One search request per page (plus one per tie larger than a page); each
     asks for one record more than a page, as the cursor's own record comes back first.
 
     Time O(N) over the pass; memory O(page_size).
     """
     if page_size < 1:
         raise ValueError(f"page_size must be at least 1, got {page_size}")
-    cursor: tuple[datetime, str] | None = None
+    cursor = after
     while True:
-        after = [] if cursor is None else [_range(INSERTED_AT, ge=cursor[0])]
+        from_cursor = [] if cursor is None else [_range(INSERTED_AT, ge=cursor[0])]
         limit = page_size if cursor is None else page_size + 1
-        items = search(conditions + after, KEYSET_ORDER, limit)
-        fresh = [item for item in items if cursor is None or _key(item) > cursor]
+        items = search(conditions + from_cursor, KEYSET_ORDER, limit)
+        fresh = [item for item in items if cursor is None or position(item) > cursor]
         if fresh:
             yield fresh
-            cursor = _key(fresh[-1])
+            cursor = position(fresh[-1])
         elif len(items) == limit:  # a full page, all at the cursor's instant and already read: a tie
             assert cursor is not None
             yield from _tie_pages(search, conditions, cursor, page_size)
@@ -69,8 +71,10 @@ def _tie_pages(search: Search, conditions: list[dict], cursor: tuple[datetime, s
             return
 
 
-def _key(item: dict) -> tuple[datetime, str]:
+def position(item: dict) -> tuple[datetime, str]:
+    """A raw server record's place in the keyset order: (inserted_at, id)."""
     return datetime.fromisoformat(item["inserted_at"]), str(item["id"])
+
 
 
 def _range(scope: dict, *, ge: datetime | str, le: datetime | str | None = None) -> dict:
