@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from worker.constants import DEFAULT_TEST_SET_SHARE, DEFAULT_TEST_SET_SIZE, ECE_MIN_RECORDS, TEST_SET_PROPERTY
-from worker.errors import ConfigError, DataError, WorkerError
+from worker.errors import ConfigError, DataError, Interrupted, WorkerError
 from worker.iterables import most_common
 from worker.local_argilla.settings import LocalArgillaSettings
 from worker.logging_setup import configure_logging
@@ -49,6 +53,41 @@ def cli(log_level: str) -> None:
     """An active-learning worker for Argilla: scores records with MC-dropout uncertainty and
     per-example loss, pushes suggestions and sortable metadata, retrains on corrections."""
     configure_logging(log_level.upper())
+
+
+class _SignalStop(threading.Event):
+    """Set by the first SIGTERM / SIGINT a one-shot command gets (see :func:`_stopped_by_signal`)."""
+
+    signum = 0
+
+    def exit_status(self) -> int:
+        """The shell's status for a command ended by this signal: 128 + its number (143 for SIGTERM)."""
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def _stopped_by_signal() -> Iterator[_SignalStop]:
+    """A one-shot command's graceful stop, as the service's (``docker stop``, a preempted Kubernetes Job, Ctrl-C):
+    the first SIGTERM / SIGINT sets the event its job checks — a score run ends after its current batch and leaves
+    its checkpoint, a training is abandoned after its epoch — and the second ends the process at once."""
+    stop = _SignalStop()
+
+    def handle(signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            logging.getLogger(__name__).warning("second %s: exiting now", name)
+            os._exit(128 + signum)
+        stop.signum = signum
+        logging.getLogger(__name__).warning("%s: finishing the current batch, then exiting (send it again to exit "
+                                            "now)", name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @cli.group("local-argilla")
@@ -690,8 +729,9 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     """Score records with the current model and push suggestions + metadata (loss, BALD, entropy…).
 
     Records already carrying the current model's values for their current label are skipped, so a
-    stopped run resumes where it stopped; after a change of the [scoring] options (samples, mc_layers,
-    calibrated …) every record is scored again, once. Records nobody reviewed yet are scored first.
+    stopped run resumes where it stopped (a run over every record goes on after the last record it pushed); after a
+    change of the [scoring] options (samples, mc_layers, calibrated …) every record is scored again, once. Records
+    nobody reviewed yet are scored first. SIGTERM / Ctrl-C: the run ends after its current batch (exit 143 / 130).
     """
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import oof_score_job, score_job
@@ -706,9 +746,15 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     if folds and services.registry.current() is None:
         click.echo("no current model yet: records without a label are scored once one is trained or registered")
     else:
-        report = score_job(services, full=full or bool(folds))
+        with _stopped_by_signal() as stop:
+            report = score_job(services, full=full or bool(folds), stop=stop)
         click.echo(report.summary())
         failures.update(report.failures)
+        if stop.is_set():
+            click.echo("stopped on request: every pushed batch stands; the next `argilla-worker score` goes on from "
+                       "there", err=True)
+            _exit_on_push_failures(failures, status=stop.exit_status())
+            sys.exit(stop.exit_status())
     _exit_on_push_failures(failures)
 
 
@@ -726,15 +772,15 @@ def _label_issue_hint(report: ScoreReport, name: Callable[[str], str]) -> str:
               "sort them by it")
 
 
-def _exit_on_push_failures(failures: dict[str, str]) -> None:
-    """Name the records whose push failed (kept and pushed again by the next run) and exit 1."""
+def _exit_on_push_failures(failures: dict[str, str], status: int = 1) -> None:
+    """Name the records whose push failed (kept and pushed again by the next run) and exit with ``status``."""
     if not failures:
         return
     for record_id, reason in list(failures.items())[:20]:
         click.echo(f"push failed for record {record_id}: {reason}", err=True)
     click.echo(f"{len(failures)} record(s) could not be pushed; the rest of the run landed. They are kept in "
                f"the state directory and pushed again by the next run.", err=True)
-    sys.exit(1)
+    sys.exit(status)
 
 
 @cli.command()
@@ -746,7 +792,8 @@ def train(config_file: Path | None) -> None:
     only if its macro-F1 is within training.gate_tolerance of the current model's on the same records (the
     validation records and the test set's answered, that the current model did not learn). Otherwise it is kept as
     'rejected' with the reason, and how to promote it anyway. A training that would repeat the newest
-    version (the same training set and settings, the same current model) says so and trains nothing.
+    version (the same training set and settings, the same current model) says so and trains nothing. SIGTERM /
+    Ctrl-C: the training is abandoned after its current epoch, nothing registered (exit 143 / 130).
     """
     services = _services(config_file, writes=("registry.path", "state_dir"))
     from worker.errors import NothingNewError
@@ -755,10 +802,14 @@ def train(config_file: Path | None) -> None:
     from worker.training.data import own_label_validations
 
     try:
-        outcome = train_job(services)
+        with _stopped_by_signal() as stop:
+            outcome = train_job(services, stop=stop)
     except NothingNewError as repeat:  # the exit code that version's training gave
         click.echo(str(repeat))
         sys.exit(0 if repeat.version == services.registry.current_version() else 3)
+    except Interrupted as stopped:  # nothing registered; what it had staged is removed
+        click.echo(str(stopped), err=True)
+        sys.exit(stop.exit_status())
     validation = outcome.model.metrics["validation"]
     click.echo(f"model {outcome.model.version}: {'promoted' if outcome.promoted else 'rejected'} — "
                f"{outcome.decision.reason}")

@@ -268,6 +268,38 @@ def test_stopped_mid_scoring_then_restarted_every_record_is_scored_exactly_once(
     assert raw_responses(setup["settings"], gateway.dataset_id()) == responses_before
 
 
+def test_a_one_shot_score_stopped_by_sigterm_ends_its_batch_and_the_next_one_goes_on_after_it(setup):
+    """``argilla-worker score`` under ``docker stop`` or a preempted Kubernetes Job: the first SIGTERM ends the run
+    after its current batch (exit 143, the shell's status for SIGTERM, one line on stderr) and leaves the full run's
+    checkpoint; the next ``score`` reads only the records after it and scores each of the rest once."""
+    tmp = setup["tmp"]
+    config = setup["write_config"](sleep=1.5, push_batch=5)
+    command = [sys.executable, "-m", "worker", "score", "-c", str(config)]
+    with (tmp / "score-first.log").open("w") as log:
+        first = subprocess.Popen(command, cwd=REPO_ROOT, env=setup["env"], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first pushed batch")
+        finally:
+            first.send_signal(signal.SIGTERM)
+            code = first.wait(120)
+    output = (tmp / "score-first.log").read_text()
+    assert code == 143, output[-3000:]
+    assert "SIGTERM: finishing the current batch, then exiting" in output and "Traceback" not in output
+    assert "stopped on request: every pushed batch stands; the next `argilla-worker score` goes on from there" \
+           in output
+    pushed = sum(_scored(setup["record_file"]).values())
+    assert pushed < RECORDS and list((tmp / "state" / "full_pass").iterdir()), output[-3000:]
+
+    second = subprocess.run(command, cwd=REPO_ROOT, env=setup["env"], capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "a full run going on after the " in second.stdout and f"{RECORDS - pushed} records considered" \
+           in second.stdout, second.stdout
+    scored = _scored(setup["record_file"])
+    assert set(scored) == {("v0001", f"e{i}") for i in range(RECORDS)} and max(scored.values()) == 1
+    assert not list((tmp / "state" / "full_pass").iterdir())
+
+
 def test_an_out_of_fold_run_killed_mid_way_resumes_with_the_fold_models_it_completed(setup):
     """``score --oof 3`` killed (-9) while its first fold model's scores are pushed: the rerun trains only the two
     other fold models, finds what the first run pushed unchanged, and leaves no fold model on disk."""

@@ -1233,3 +1233,24 @@ def test_a_blank_or_malformed_option_value_is_refused_before_anything_runs(argum
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_one_shot_commands_first_signal_asks_its_job_to_stop_and_the_handlers_are_put_back(caplog):
+    """``argilla-worker score`` / ``train``: a real SIGTERM (then SIGINT) sent to this process while the command's
+    handlers are in place sets the event its job checks, instead of ending the process; the process's own handlers
+    come back afterwards. (The second signal ends the process: checked by hand, not here — it would end pytest.)"""
+    import os
+    import signal
+
+    from worker.cli import _stopped_by_signal
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    with caplog.at_level(logging.WARNING), _stopped_by_signal() as stop:
+        assert not stop.is_set()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5) and stop.exit_status() == 143
+    assert "SIGTERM: finishing the current batch, then exiting (send it again to exit now)" in caplog.text
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+    with _stopped_by_signal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5) and stop.exit_status() == 130
