@@ -570,6 +570,10 @@ def status(config_file: Path | None) -> None:
     _echo_annotators(state.get("annotators") or {})
     _echo_ray(state.get("scoring") or {})
     retrain_at = state.get("retrain_at") or 0
+    under_way = state.get("running") or {}
+    if running and under_way.get("job"):
+        click.echo(f"running: {under_way['job']} since {under_way['since']}"
+                   + (f" — {under_way['progress']}" if under_way.get("progress") else ""))
     click.echo(f"queue: {state['queue'] or 'empty'}   corrections pending: {state['corrections_pending']}"
                + (f" (a retrain starts at {retrain_at})" if retrain_at else ""))
     for kind, job in sorted(state.get("jobs", {}).items()):

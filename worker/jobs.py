@@ -5,7 +5,8 @@ The CLI runs them once; the long-running loop runs them from its queue. Every jo
 * **score** writes, per record, the model version and the label the loss was measured against
   (metadata ``model_version`` / ``reference_label``). A record whose values are already those of the
   current model and label is not scored again, so Argilla itself is the checkpoint: a run stopped
-  after any pushed batch resumes where it stopped, with no record pushed twice.
+  after any pushed batch resumes where it stopped, with no record pushed twice. A run over every record also
+  keeps its place (:mod:`worker.full_pass`), so that the next one need not read the records before it again.
 * **train** runs in the registry's staging area: a crash leaves the current model untouched.
 """
 
@@ -218,15 +219,22 @@ class ScoreReport:
                 (("setup", self.setup_seconds), ("records", self.input_wait_seconds), ("model", self.model_seconds),
                  ("push", self.push_wait_seconds))}
 
+    def progress(self) -> str:
+        """How far a run under way got (``status`` shows it)."""
+        return (f"{self.considered} records read, {self.scored} scored, {self.pushed} pushed"
+                f" ({self.records_per_second:.1f}/s){self._going_on()}")
+
+    def _going_on(self) -> str:
+        return (f" (a full run going on after the {self.resumed_after} records its earlier runs read)"
+                if self.resumed_after else "")
+
     @property
     def mean_mc_samples(self) -> float:
         return self.mc_samples / self.scored if self.scored else 0.0
 
     def summary(self) -> str:
         state = "paused for more urgent work" if self.paused else "stopped early" if self.stopped else "complete"
-        going_on = (f" (a full run going on after the {self.resumed_after} records its earlier runs read)"
-                    if self.resumed_after else "")
-        return (f"scoring with {self.model_version} {state}{going_on}: {self.considered} records considered, "
+        return (f"scoring with {self.model_version} {state}{self._going_on()}: {self.considered} records considered, "
                 f"{self.up_to_date} already up to date, {self.scored} scored ({self.records_per_second:.1f}/s), "
                 f"{self.skipped} skipped, {self.pushed} pushed, {self.unchanged} unchanged, {self.failed} failed"
                 + (f", {self.kept} kept (the view would not change)" if self.kept else "")

@@ -66,6 +66,7 @@ MAX_BACKOFF_S = 300.0
 # a score run over every record (hours at 10^6 on a CPU) pauses for more urgent work — a rescore of the records just
 # answered, a retrain, a measure — once it has run this long, and goes on from its checkpoint after it
 PAUSE_AFTER_S = 20.0
+PROGRESS_SAVE_S = 10.0  # a score run's progress reaches status.json this often
 SCORING_JOBS = (JobKind.SCORE, JobKind.FULL_SCORE, JobKind.RESCORE)
 
 
@@ -334,11 +335,12 @@ class Runner:
 
     # -- running work ------------------------------------------------------------------------------
     def _execute(self, item: WorkItem) -> None:
-        """Run one job, then give back to the system the memory it freed (see :mod:`worker.memory`): a worker that
-        once scored every record would otherwise stay at that run's peak."""
+        """Run one job (``status`` shows it while it runs), then give back to the system the memory it freed (see
+        :mod:`worker.memory`): a worker that once scored every record would otherwise stay at that run's peak."""
         try:
             self._execute_item(item)
         finally:
+            self.book.set_running(None)
             return_freed_memory(after=f"job {item.kind}")
 
     def _execute_item(self, item: WorkItem) -> None:
@@ -347,6 +349,8 @@ class Runner:
         # logged when it differs from the last one); other jobs say when they start
         logger.log(logging.DEBUG if item.kind == JobKind.SCORE else logging.INFO, "job %s started%s", item.kind,
                    f" ({len(item.record_ids)} records)" if item.record_ids else "")
+        self.book.set_running(item.kind)
+        self._save_status()
         try:
             summary = self._run_item(item)
         except DatasetReplacedError as error:
@@ -457,9 +461,16 @@ class Runner:
         if self.services.registry.current_version() is None:
             return self._before_first_model()
 
-        def on_batch(report, scores) -> None:
+        saved = time.monotonic()
+
+        def on_batch(report, scores) -> None:  # (the pusher thread)
+            nonlocal saved
             self.metrics.records_scored.inc(len(scores))
             self.metrics.records_per_second.set(report.records_per_second)
+            if time.monotonic() - saved >= PROGRESS_SAVE_S:
+                self.book.set_running(item.kind, report.progress())
+                self.book.save(self.queue.pending())
+                saved = time.monotonic()
 
         report = score_job(self.services, full=item.kind == JobKind.FULL_SCORE, stop=self.stop, on_batch=on_batch,
                            server_ids=sorted(item.record_ids) if item.record_ids else None,

@@ -53,6 +53,7 @@ class Status:
     corrections_pending: int = 0
     retrain_at: int = 0  # the pending corrections that start a retrain (0: none while there is no model)
     jobs: dict = field(default_factory=dict)
+    running: dict = field(default_factory=dict)  # the job under way: {"job", "since", "progress"} (empty: none)
     plugins: list[str] = field(default_factory=list)
     stopping: bool = False
 
@@ -82,6 +83,15 @@ class StatusBook:
         self._last_outcome[str(kind)] = outcome
         logger.log(logging.DEBUG if repeated else logging.INFO, "job %s %s (ran %.1f s): %s", kind, state, seconds,
                    summary)
+
+    def set_running(self, kind: str | None, progress: str = "") -> None:
+        """The job under way (None: none) and how far it got — a full rescore of 10^6 records runs for hours."""
+        if kind is None:
+            self.status.running = {}
+        elif self.status.running.get("job") != str(kind):
+            self.status.running = {"job": str(kind), "since": utc_now(), "progress": progress}
+        else:
+            self.status.running = {**self.status.running, "progress": progress}
 
     def argilla_ok(self) -> None:
         if self.status.argilla.get("reachable") is not True:

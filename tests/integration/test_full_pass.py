@@ -4,6 +4,7 @@ reviewer answered: the run reads the records nobody reviewed, then the reviewed 
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -111,10 +112,13 @@ def test_the_runner_pauses_a_full_run_for_answered_records_and_then_finishes_it(
     while it is part way — not after it, hours later at 10^6 records; it then goes on, finds them up to date, and
     every record is scored once."""
     monkeypatch.setattr("worker.runner.PAUSE_AFTER_S", 0.0)
+    monkeypatch.setattr("worker.runner.PROGRESS_SAVE_S", 0.0)
     runner = Runner(services.settings, services)
     unreviewed = [r for r in services.gateway.pull() if not r.responses]
     answered_meanwhile = [r.server_id for r in unreviewed[-2:]]
     scored: list[str] = []
+    status_file = services.settings.state_dir / "status.json"
+    shown: list[dict] = []  # what `status` showed of the job under way, batch after batch
 
     class Webhook:  # an annotator's answers arrive as the first batch is pushed
         @hookimpl
@@ -122,6 +126,7 @@ def test_the_runner_pauses_a_full_run_for_answered_records_and_then_finishes_it(
             if not scored:
                 runner.queue.put(JobKind.RESCORE, answered_meanwhile)
             scored.extend(score.record_id for score in scores)
+            shown.append(json.loads(status_file.read_text())["running"])
 
     services.plugins.register(Webhook(), name="webhook-stand-in")
     with caplog.at_level(logging.INFO):
@@ -137,3 +142,7 @@ def test_the_runner_pauses_a_full_run_for_answered_records_and_then_finishes_it(
     assert "complete (a full run going on after the " in full_summary, full_summary
     assert runner.status.jobs["rescore"]["summary"].startswith("scoring with v0001 complete: 2 records considered")
     assert set(_versions(services, stack_settings).values()) == {"v0001"}
+    assert {entry["job"] for entry in shown} == {"score", "rescore"}
+    assert "8 scored, 8 pushed" in shown[1]["progress"], shown  # the first batch, saved once it was pushed
+    assert any("a full run going on after the " in entry["progress"] for entry in shown if entry["job"] == "score")
+    assert json.loads(status_file.read_text())["running"] == {}  # nothing under way once the loop returned

@@ -867,7 +867,10 @@ def test_status_says_running_by_the_services_lock_not_by_the_pid_it_wrote(tmp_pa
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        (state / "status.json").write_text(json.dumps({**written, "pid": 999_999_999}))  # another namespace's
+        under_way = {"job": "full_score", "since": "2026-12-07T18:02:11+00:00",
+                     "progress": "412000 records read, 409000 scored, 408744 pushed (96.1/s)"}
+        (state / "status.json").write_text(json.dumps({**written, "pid": 999_999_999,  # another namespace's
+                                                       "running": under_way}))
         running = CliRunner().invoke(cli, ["status"])
         assert ServiceLock.held(state)
         taken = ServiceLock(state, "a second worker")
@@ -877,10 +880,14 @@ def test_status_says_running_by_the_services_lock_not_by_the_pid_it_wrote(tmp_pa
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
     assert running.exit_code == 0 and "worker pid 999999999: running" in running.output, running.output
+    assert ("running: full_score since 2026-12-07T18:02:11+00:00 — 412000 records read, 409000 scored, 408744 "
+            "pushed (96.1/s)") in running.output
 
-    (state / "status.json").write_text(json.dumps({**written, "pid": os.getpid()}))  # a live process: pid reused
+    # a live process: pid reused; what a killed worker had under way is not said to run
+    (state / "status.json").write_text(json.dumps({**written, "pid": os.getpid(), "running": under_way}))
     stopped = CliRunner().invoke(cli, ["status"])
     assert stopped.exit_code == 1 and f"worker pid {os.getpid()}: not running" in stopped.output, stopped.output
+    assert "running: full_score" not in stopped.output
     assert not ServiceLock.held(state) and not ServiceLock.held(tmp_path / "never-ran")
     taken.acquire()  # the killed holder's lock is free; a probe now waits for nothing
     taken.release()
