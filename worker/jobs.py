@@ -370,7 +370,9 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     the dataset's size; no watermark moves). Records whose last push failed (see :class:`FailedPushes`)
     are read again by id and pushed whatever their state; a record that fails again is reported and kept
     for the next run while the rest of the run goes on. ``stop`` ends the run after the current batch; so does
-    ``pause`` when it says so (asked after each batch: the runner has more urgent work), with ``report.paused``.
+    ``pause`` when it says so (asked after each batch: the runner has more urgent work), with ``report.paused`` —
+    in a run over every record only: an incremental run is short, and stopped it would leave its next run to read
+    (and count) the same changes again.
 
     A full run that stops part way (a stop, a pause, an error) leaves a checkpoint (:mod:`worker.full_pass`): the
     next full run with the same model and options reads only the records after the last one it pushed.
@@ -458,10 +460,10 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
                 report.stopped = True
                 logger.info("stop requested: finished the current batch, the rest is left for the next run")
                 break
-            if pause is not None and pause():
+            if passing is not None and pause is not None and pause():
                 report.stopped = report.paused = True
-                logger.info("more urgent work is waiting: this score run stops after the current batch%s",
-                            "; the next full run goes on from there" if passing is not None else "")
+                logger.info("more urgent work is waiting: this score run stops after the current batch; the next "
+                            "full run goes on from there")
                 break
     report.input_wait_seconds, report.model_seconds = scorer.stats.input_wait_seconds, scorer.stats.model_seconds
     report.push_wait_seconds = pusher.blocked_seconds

@@ -90,6 +90,11 @@ def test_a_paused_full_run_goes_on_after_the_last_record_it_pushed_and_every_rec
     third = score_job(services, full=True)  # complete: the next full run starts at the first record again
     assert (third.resumed_after, third.considered, third.up_to_date, third.scored) == (0, COUNT, COUNT, 0)
 
+    first_unreviewed = next(r for r in services.gateway.pull() if not r.responses)
+    submit_label(stack_settings, first_unreviewed.server_id, "positive", question="sentiment")
+    incremental = score_job(services, pause=lambda: True)  # not paused: its next run would read it all again
+    assert not incremental.paused and (incremental.considered, incremental.scored) == (1, 1), incremental.summary()
+
 
 def test_a_checkpoint_of_another_model_is_dropped_and_every_record_is_read(services, stack_settings, tmp_path,
                                                                            caplog):
