@@ -154,15 +154,17 @@ def _rounds(args, gateway: ArgillaGateway, settings: LocalArgillaSettings, worke
             return {}
 
     def idle() -> bool:
-        """No job queued, and none running: an idle worker writes its status every second, a job's run does not."""
+        """No job queued, and none running (an idle worker writes its status every second, a job's run every 10 s
+        with its progress: the job under way is in it)."""
         try:
-            return not state().get("queue") and time.time() - status.stat().st_mtime < IDLE_STATUS_AGE_S
+            return (not state().get("queue") and not state().get("running")
+                    and time.time() - status.stat().st_mtime < IDLE_STATUS_AGE_S)
         except FileNotFoundError:
             return False
 
     _wait(lambda: state().get("mode") == "webhooks", 300, "webhooks mode", worker)
-    _wait(lambda: (state().get("jobs", {}).get("full_score") or state().get("jobs", {}).get("score") or {}
-                   ).get("status") == "ok", 1800, "the first score of every record", worker)
+    _wait(lambda: " complete" in (state().get("jobs", {}).get("full_score") or state().get("jobs", {}).get("score")
+                                  or {}).get("summary", ""), 1800, "the first score of every record", worker)
     pending = [record.server_id for record in gateway.pull()]
     chance = random.Random(0)  # which records are answered, and with which label: the same in every run
     chance.shuffle(pending)
