@@ -367,7 +367,7 @@ def test_a_cluster_address_nothing_answers_at_is_refused_at_once_not_after_ray_r
 
 def test_only_a_ray_client_session_the_server_failed_to_start_is_joined_again():
     """The texts are Ray 2.60's (ray/util/client/worker.py wraps the proxier's traceback); the retry itself runs in
-    tests/unit/test_ray_cluster.py against a restarted head, where 4 of 12 first joins failed this way."""
+    tests/unit/test_ray_cluster.py against a restarted head, where 5 of 12 first joins failed this way."""
     from worker.scoring.distributed import _client_session_not_started
 
     def from_server(raised: str) -> ConnectionAbortedError:

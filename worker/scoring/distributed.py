@@ -65,7 +65,7 @@ NODE_CHECK_TIMEOUT_S = 60.0  # config check: how long each node that could hold 
 # a node whose CPUs are busy) before the run fails as hung; placing it is bounded by ray.start_timeout_s
 START_UP_S = 600.0
 # Ray Client (ray://): tries of a join whose server side failed to start this client's server (Ray 2.60 measured: right
-# after the head restarted, 2 of 5 first joins; the next connection gets a server on the next port and joins)
+# after the head restarted, 5 of 12 first joins; the next connection gets a server on the next port and joins)
 CLIENT_JOIN_TRIES = 3
 CLIENT_SESSION_NOT_STARTED = ("Starting Ray client server failed", "Proxy failed to Connect to backend",
                               "in start_specific_server")  # Ray 2.60's proxier.py: its words, its function's name
