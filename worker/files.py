@@ -25,13 +25,18 @@ STATE_ADVICE = ("it is the worker's own state — restore it from a backup, or m
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
-    """Write ``value`` as JSON to a temporary file beside ``path`` (folders created), fsync it, then rename it
-    over ``path``: a crash at any point leaves either the previous file or the new one, never a torn one."""
+    """Write ``value`` as JSON to ``path`` atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, json.dumps(value, indent=2, sort_keys=True).encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` (folders created), fsync it, then rename it over
+    ``path``: a crash at any point leaves either the previous file or the new one, never a torn one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with temporary.open("w") as handle:
-            json.dump(value, handle, indent=2, sort_keys=True)
+        with temporary.open("wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -25,8 +25,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.files import write_bytes_atomic
 from worker.view import QuantileSketch
 
 logger = logging.getLogger(__name__)
@@ -94,23 +93,13 @@ class FullPassStore:
 
     def put(self, key: str, full_pass: FullPass) -> None:
         """Write ``full_pass`` (atomically: a crash leaves the previous checkpoint or this one)."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         samples, seen, records = full_pass.sketch.snapshot()
         meta = {**_to_json(full_pass), "sketch": {"seen": seen, "records": records}}
         arrays: dict[str, Any] = {f"sample:{name}": np.asarray(values, dtype=np.float64)
                                   for name, values in samples.items()}
         np.savez(buffer, **{"meta": np.array(json.dumps(meta)), **arrays})
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with temporary.open("wb") as handle:
-                handle.write(buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        write_bytes_atomic(self._path(key), buffer.getvalue())
 
     def clear(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

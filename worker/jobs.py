@@ -425,11 +425,12 @@ def score_job(services: Services, *, full: bool = False, stop: threading.Event |
     scorer = record_scorer(services, extra)
     test_records = TestSetFilter(services.test_sets.get(key))
     failing = _failing_records(services) if server_ids is None else []
+    forced = {r.record_id for r in failing}
     candidates = _candidates(gateway, failing, since=since, reconciliation=reconciliation if reconcile else None,
                              server_ids=server_ids, start=(passing.phase, passing.position) if passing else None)
-    progress = _PassProgress(services, passing, watermark, report, forced={r.record_id for r in failing})
+    progress = _PassProgress(services, passing, watermark, report, forced=forced)
     todo = _todo(candidates, head.version, settings.suggestion, report, since=since,
-                 forced={r.record_id for r in failing}, watermark=watermark, sketch=view.sketch, crowd=crowd,
+                 forced=forced, watermark=watermark, sketch=view.sketch, crowd=crowd,
                  blind=blind_test_records(services, crowd, test_records), tested=test_records.covers,
                  stale_before=stale_before)
     in_flight: deque[PulledRecord] = deque()  # read and handed to the scorer, not yet back (O(scorer's window))
