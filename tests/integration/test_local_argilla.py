@@ -66,7 +66,7 @@ def test_the_worker_adds_a_jobs_metadata_properties_when_it_first_writes_them(ga
 
     dataset = gateway.ensure_dataset(LABELS)
     assert list(dataset.settings.questions[QUESTION].labels) == list(LABELS)
-    assert "Sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
+    assert "sort by the metadata property `loss`, **descending**" in dataset.settings.guidelines
     assert _property_names(gateway) == []
 
     gateway.log_labelled_texts([LabelledText("a", "great film", "positive"),

@@ -134,15 +134,20 @@ def test_each_question_of_a_dataset_keeps_its_own_guidelines_section_naming_its_
     assert "`topics_labels_to_add`" in text and "- `split`:" in text and "- `loss`:" not in text
 
 
-def test_the_guidelines_say_where_to_start_on_records_that_came_without_a_label():
-    """A cold start's records have no loss to sort by: the guidelines name the sort keys for them, under the
-    names the dataset holds."""
+def test_the_guidelines_open_with_where_to_start_on_records_with_and_without_a_label():
+    """A cold start's records have no loss to sort by: before the steps, the guidelines name the sort key for
+    records that came with a label and the keys for those that came without, under the names the dataset holds."""
     from worker.gateway.schema import GuidelinesScope, guidelines
 
     for multi_label, rating in ((False, False), (True, False), (False, True)):
         text = guidelines(multi_label, GuidelinesScope("topic", "topic_"), rating)
-        assert "have no\n`topic_loss`: answer those in the order of `topic_bald_power`, **descending**" in text
-        assert "in the\norder of `topic_cold_start_rank`, **ascending**" in text
+        start, _, steps = text.partition("Then, record by record:")
+        assert steps.lstrip().startswith("1. The pre-selected") and "Where to start:" in start
+        with_label, _, without = start.partition("- **Records that came without")
+        assert "sort by the metadata property `topic_loss`, **descending**" in with_label
+        assert "sort by `topic_bald_power`, **descending**" in without
+        assert "by\n  `topic_cold_start_rank`, **ascending**" in without
+        assert "topic_rating_error" in with_label if rating else "rating_error" not in start
 
 
 def test_a_changed_suggestion_policy_makes_records_stale_and_a_matching_one_up_to_date():

@@ -172,51 +172,70 @@ def _markers(scope: GuidelinesScope | None) -> tuple[str, str]:
 
 def guidelines(multi_label: bool = False, scope: GuidelinesScope | None = None, rating: bool = False) -> str:
     """The worker's guidelines for a dataset bound to a single- or a multi-label question, or a rating question
-    (``scope``: one question of several; the text names it and its metadata names)."""
+    (``scope``: one question of several; the text names it and its metadata names). They open with where to start
+    — the sort key for records that came with a label and the one for records that came without (a cold start has
+    no ``loss`` to sort by) — then the steps for each record, then each property in one line."""
     name = scope.name if scope is not None else str
     title = GUIDELINES_TITLE if scope is None else f"{GUIDELINES_TITLE}: question `{scope.question}`"
     metadata = "\n".join(f"- `{name(spec.name)}`: {spec.meaning}" for spec in worker_metadata(multi_label, rating))
-    steps = (_multi_label_steps(name) if multi_label else _rating_steps(name) if rating
-             else _single_label_steps(name))
-    unlabelled = _unlabelled_steps(name, "labels" if multi_label else "a rating" if rating else "a label",
+    labelled, steps = (_multi_label_steps(name) if multi_label else _rating_steps(name) if rating
+                       else _single_label_steps(name))
+    unlabelled = _unlabelled_start(name, "labels" if multi_label else "a rating" if rating else "a label",
                                    "predicted set" if multi_label else "prediction")
-    return f"{title}\n\n{steps}\n\n{unlabelled}\n\nMetadata properties:\n\n{metadata}"
+    return (f"{title}\n\nWhere to start:\n\n{labelled}\n{unlabelled}\n\nThen, record by record:\n\n{steps}"
+            f"\n\nMetadata properties:\n\n{metadata}")
 
 
-def _unlabelled_steps(name, label: str, prediction: str) -> str:
+def _unlabelled_start(name, label: str, prediction: str) -> str:
     """Records that came without a label (a cold start) have no `loss` to sort by: where to start with them."""
     return f"""\
-Records that came without {label} show the model's {prediction} instead (agent = model version) and have no
-`{name("loss")}`: answer those in the order of `{name("bald_power")}`, **descending** — a varied batch of what the
-model is least sure of, redrawn by each new model. Before the first model, after `argilla-worker cold-start`: in the
-order of `{name("cold_start_rank")}`, **ascending**."""
+- **Records that came without {label}** show the model's {prediction} instead (agent = model version) and have no
+  `{name("loss")}`: sort by `{name("bald_power")}`, **descending** — a varied batch of what the model is least sure
+  of, redrawn by each new model. Before the first model, after `argilla-worker cold-start`: by
+  `{name("cold_start_rank")}`, **ascending**."""
 
 
-def _single_label_steps(name) -> str:
-    return f"""\
-1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending).
-2. The pre-selected label is the one under review; its score is how much the model believes it
+_CAME_WITH = "(ingested, another model's or labeller's, a metadata column of yours)"
+
+
+def _single_label_steps(name) -> tuple[str, str]:
+    """Where to start on labelled records, and the steps for each record, for a single-label question."""
+    start = f"""\
+- **Records that came with a label** {_CAME_WITH}:
+  sort by the metadata property `{name("loss")}`, **descending** (the first click sorts
+  ascending): the labels the model believes least come first."""
+    steps = """\
+1. The pre-selected label is the one under review; its score is how much the model believes it
    (a low score: probably wrong). If it is wrong, pick the right one.
-3. Submit — the worker retrains on your answers and refreshes the order."""
+2. Submit — the worker retrains on your answers and refreshes the order."""
+    return start, steps
 
 
-def _rating_steps(name) -> str:
-    return f"""\
-1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending): the ratings
-   the model doubts most come first. To fix the ratings furthest off first (a 1 that should be a 5 before a 4
-   that should be a 5), sort by `{name("rating_error")}`, descending, instead.
-2. The pre-selected rating is the one under review; `{name("expected_rating")}` is the rating the model expects.
+def _rating_steps(name) -> tuple[str, str]:
+    """Where to start on rated records, and the steps for each record, for a rating question."""
+    start = f"""\
+- **Records that came with a rating** {_CAME_WITH}:
+  sort by the metadata property `{name("loss")}`, **descending** (the first click sorts
+  ascending): the ratings the model doubts most come first. To fix the ratings furthest off first (a 1 that
+  should be a 5 before a 4 that should be a 5), sort by `{name("rating_error")}`, descending, instead."""
+    steps = f"""\
+1. The pre-selected rating is the one under review; `{name("expected_rating")}` is the rating the model expects.
    If it is wrong, pick the right one.
-3. Submit — the worker retrains on your answers and refreshes the order."""
+2. Submit — the worker retrains on your answers and refreshes the order."""
+    return start, steps
 
 
-def _multi_label_steps(name) -> str:
-    return f"""\
-1. Sort by the metadata property `{name("loss")}`, **descending** (the first click sorts ascending): the label sets the
-   model finds least plausible come first.
-2. The pre-selected labels are the set under review; each label's score is how much the model believes it
+def _multi_label_steps(name) -> tuple[str, str]:
+    """Where to start on records with label sets, and the steps for each record, for a multi-label question."""
+    start = f"""\
+- **Records that came with labels** {_CAME_WITH}:
+  sort by the metadata property `{name("loss")}`, **descending** (the first click sorts
+  ascending): the label sets the model finds least plausible come first."""
+    steps = f"""\
+1. The pre-selected labels are the set under review; each label's score is how much the model believes it
    belongs. Filter by `{name("labels_to_add")}` / `{name("labels_to_remove")}` to review one label at a time.
-3. Tick every label that applies, untick the others, and submit — the worker retrains on your answers."""
+2. Tick every label that applies, untick the others, and submit — the worker retrains on your answers."""
+    return start, steps
 
 
 GUIDELINES = guidelines()  # the single-label text (the default)
