@@ -69,7 +69,7 @@ class _SignalStop(threading.Event):
 def _stopped_by_signal() -> Iterator[_SignalStop]:
     """A one-shot command's graceful stop, as the service's (``docker stop``, a preempted Kubernetes Job, Ctrl-C):
     the first SIGTERM / SIGINT sets the event its job checks — a score run ends after its current batch and leaves
-    its checkpoint, a training is abandoned after its epoch — and the second ends the process at once."""
+    its checkpoint, a training is abandoned after its current step — and the second ends the process at once."""
     stop = _SignalStop()
 
     def handle(signum, frame) -> None:
@@ -735,7 +735,8 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     Records already carrying the current model's values for their current label are skipped, so a
     stopped run resumes where it stopped (a run over every record goes on after the last record it pushed); after a
     change of the [scoring] options (samples, mc_layers, calibrated …) every record is scored again, once. Records
-    nobody reviewed yet are scored first. SIGTERM / Ctrl-C: the run ends after its current batch (exit 143 / 130).
+    nobody reviewed yet are scored first. SIGTERM / Ctrl-C: the run ends after its current batch (exit 143 / 130);
+    with --oof, after the fold model's current step or pushed batch, the completed fold models kept for the rerun.
     """
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import oof_score_job, score_job
@@ -743,7 +744,12 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
     failures: dict[str, str] = {}
     if folds:
-        oof_report = oof_score_job(services, folds)
+        try:
+            with _stopped_by_signal() as stop:
+                oof_report = oof_score_job(services, folds, stop=stop)
+        except Interrupted as stopped:
+            click.echo(str(stopped), err=True)
+            sys.exit(stop.exit_status())
         click.echo(oof_report.summary())
         click.echo(_label_issue_hint(oof_report, services.gateway.binding.stored_name))
         failures.update(oof_report.failures)
@@ -797,7 +803,7 @@ def train(config_file: Path | None) -> None:
     validation records and the test set's answered, that the current model did not learn). Otherwise it is kept as
     'rejected' with the reason, and how to promote it anyway. A training that would repeat the newest
     version (the same training set and settings, the same current model) says so and trains nothing. SIGTERM /
-    Ctrl-C: the training is abandoned after its current epoch, nothing registered (exit 143 / 130).
+    Ctrl-C: the training is abandoned after its current step, nothing registered (exit 143 / 130).
     """
     services = _services(config_file, writes=("registry.path", "state_dir"))
     from worker.errors import NothingNewError

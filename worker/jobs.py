@@ -54,7 +54,7 @@ from worker.crowd import (
     verdict,
 )
 from worker.duplicates import COPIES, EXACT, NO_LABEL, CopyCounts, CopyIndex, text_key
-from worker.errors import ConfigError, DataError, NothingNewError, WorkerError
+from worker.errors import ConfigError, DataError, Interrupted, NothingNewError, WorkerError
 from worker.files import Scratch
 from worker.full_pass import CHECKPOINT_EVERY_S, REVIEWED, UNREVIEWED, FullPass
 from worker.gateway import ArgillaGateway
@@ -118,7 +118,13 @@ from worker.training.job import (
     taught_by,
     trained_before,
 )
-from worker.training.kfold import LabelledRecords, MarginAverage, fold_models_dir, stream_out_of_fold_scores
+from worker.training.kfold import (
+    LabelledRecords,
+    MarginAverage,
+    completed_folds,
+    fold_models_dir,
+    stream_out_of_fold_scores,
+)
 from worker.training.trainer import check_model_source, trained_head_learning_rate
 from worker.view import (
     QuantileSketch,
@@ -769,7 +775,7 @@ def label_loss(probabilities: Mapping[str, float], label: LabelValue) -> float |
     return float(binary_cross_entropy(np.asarray([probabilities[name] for name in names]), chosen).max())
 
 
-def oof_score_job(services: Services, k: int) -> ScoreReport:
+def oof_score_job(services: Services, k: int, stop: threading.Event | None = None) -> ScoreReport:
     """Out-of-fold scores for every labelled record (K models, each scoring the fold it did not see),
     pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
     models start from ``training.base_model`` either way); unlabelled records are left to :func:`score_job`.
@@ -787,7 +793,10 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
     figures were measured so), in ``scoring.batch_size`` batches, with the plugins' scores a score run writes.
 
     A run that stops keeps the fold models it completed (in the registry's ``folds/``): rerun on the same records
-    and settings, it trains only the others, and the scores it had pushed are found unchanged.
+    and settings, it trains only the others, and the scores it had pushed are found unchanged. ``stop`` set (the
+    first SIGTERM / Ctrl-C of ``argilla-worker score --oof``) ends the run at its next safe point — a page of the
+    first pass, a fold model's training step (that fold model is trained again by the rerun), a pushed batch — with
+    :class:`~worker.errors.Interrupted`, which says how many fold models are kept.
 
     Time: one pull, K trainings on at most (annotated + max_original) records, one scoring per labelled record.
     Memory O(annotated + max_original) examples and two floats per sampled record; the records outside the sample
@@ -814,7 +823,8 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                "compile": scoring.compile, "extra_scorers": extra}
     with services.registry.staging() as work_dir:
         with closing(LabelledRecords(work_dir / "labelled.sqlite", k=k, seed=settings.seed)) as labelled:
-            sample, trained_server_ids = labelled_sample(services.gateway.pull(), labels, labelled, settings,
+            sample, trained_server_ids = labelled_sample(_until_stopped(services.gateway.pull(), stop), labels,
+                                                         labelled, settings,
                                                          crowd=crowd, report=report,
                                                          fields=services.gateway.binding.fields)
             if len(sample) < k:
@@ -826,7 +836,7 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
             labelled.assign({example.id: fold for example, fold in zip(sample, folds, strict=True)})
             start = aligned_start(settings.base_model, services.registry, settings,
                                   functools.partial(_alignment_texts, services, sample, settings.align_texts),
-                                  services.settings.registry.trust_remote_code)
+                                  services.settings.registry.trust_remote_code, stop)
             models_dir = fold_models_dir(services.registry.root / FOLD_MODELS, version, sample, folds, settings,
                                          start)
             scores = stream_out_of_fold_scores(sample, labels, start, settings, models_dir, k=k,
@@ -834,11 +844,19 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                                                mc_layers=scoring.mc_layers, dropout_rate=scoring.dropout_rate,
                                                folds=folds, held_out=labelled.fold, on_trained=margins.add,
                                                trust_remote_code=services.settings.registry.trust_remote_code,
-                                               scorer_options=options)
+                                               scorer_options=options, stop=stop)
             blind = blind_test_records(services, crowd)
-            for batch in batched(scores, scoring.push_batch):
-                label_probability.update(_push_held_out(services, batch, labelled, trained_server_ids, report,
-                                                        crowd=crowd, held_out=held_out, blind=blind))
+            try:
+                for batch in batched(scores, scoring.push_batch):
+                    label_probability.update(_push_held_out(services, batch, labelled, trained_server_ids, report,
+                                                            crowd=crowd, held_out=held_out, blind=blind))
+                    if stop is not None and stop.is_set():
+                        raise Interrupted("the out-of-fold run stopped on request after a pushed batch")
+            except Interrupted as stopped:
+                done = completed_folds(models_dir, k)
+                kept = f"the {done} of {k} fold models it completed are kept" if done else "no fold model was complete"
+                raise Interrupted(f"{stopped}: every pushed batch stands, and {kept} — the next `argilla-worker score "
+                                  f"--oof {k}` on the same records trains only the others") from None
         shutil.rmtree(work_dir)
     shutil.rmtree(models_dir)
     report.label_issues = _push_label_issues(services, trained_server_ids, label_probability, margins.means())
@@ -850,6 +868,18 @@ def oof_score_job(services: Services, k: int) -> ScoreReport:
                        "which labels are wrong. Train longer (training.epochs) or on more labelled records.",
                        100 * held_out.accuracy, 100 * held_out.majority)
     return report
+
+
+def _until_stopped(records: Iterable[PulledRecord], stop: threading.Event | None) -> Iterator[PulledRecord]:
+    """``records`` until ``stop`` is set (checked at each record: a pull reads a page at a time).
+
+    Raises:
+        Interrupted: ``stop`` was set.
+    """
+    for record in records:
+        if stop is not None and stop.is_set():
+            raise Interrupted("the out-of-fold run stopped on request while reading the labelled records")
+        yield record
 
 
 def _push_held_out(services: Services, batch: list[RecordScore], labelled: LabelledRecords,

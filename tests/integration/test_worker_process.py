@@ -300,9 +300,11 @@ def test_a_one_shot_score_stopped_by_sigterm_ends_its_batch_and_the_next_one_goe
     assert not list((tmp / "state" / "full_pass").iterdir())
 
 
-def test_an_out_of_fold_run_killed_mid_way_resumes_with_the_fold_models_it_completed(setup):
-    """``score --oof 3`` killed (-9) while its first fold model's scores are pushed: the rerun trains only the two
-    other fold models, finds what the first run pushed unchanged, and leaves no fold model on disk."""
+def test_an_out_of_fold_run_stopped_mid_way_resumes_with_the_fold_models_it_completed(setup):
+    """``score --oof 3`` SIGTERM'd while its first fold model's scores are pushed ends after that batch (exit 143,
+    one line saying what is kept, no traceback); the rerun trains only the two other fold models, finds what the
+    first run pushed unchanged, and leaves no fold model on disk. (A kill -9 leaves the same fold model on disk: the
+    margins file is written last.)"""
     gateway, tmp = setup["gateway"], setup["tmp"]
     config = setup["write_config"](sleep=1.0, push_batch=5)
     env = {**setup["env"], "ARGILLA_WORKER_TRAINING__BASE_MODEL": str(save_tiny_classifier(tmp / "base")),
@@ -314,8 +316,12 @@ def test_an_out_of_fold_run_killed_mid_way_resumes_with_the_fold_models_it_compl
         try:
             _wait(lambda: sum(_scored(setup["record_file"]).values()) >= 5, 180, "the first fold's first batch")
         finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(60)
+            first.send_signal(signal.SIGTERM)
+            code = first.wait(120)
+    output = (tmp / "oof-first.log").read_text()
+    assert code == 143 and "Traceback" not in output, output[-3000:]
+    assert ("the out-of-fold run stopped on request after a pushed batch: every pushed batch stands, and the 1 of 3 "
+            "fold models it completed are kept") in output, output[-3000:]
     pushed_before = sum(_scored(setup["record_file"]).values())
     assert pushed_before < RECORDS, "the run ended before it was stopped"
     assert len(list((tmp / "registry" / "folds").glob("v0001-oof3-*/fold-0/margins.npy"))) == 1

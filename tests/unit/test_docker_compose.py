@@ -52,6 +52,7 @@ def test_the_worker_is_built_here_gets_a_gpu_and_its_secrets_from_the_environmen
     assert env["ARGILLA_WORKER_ARGILLA__API_KEY"].startswith("${ARGILLA_API_KEY")
     assert env["HF_TOKEN"].startswith("${HF_TOKEN")
     assert worker["command"][:2] == ["argilla-worker", "run"]
+    assert worker["stop_grace_period"] == "1m"  # time to end the batch under way and delete the webhook
     port = int(env["ARGILLA_WORKER_HTTP__PORT"])
     assert f"{port}:{port}" in worker["ports"] and env["ARGILLA_WORKER_HTTP__PUBLIC_URL"].endswith(f":{port}")
 

@@ -25,6 +25,7 @@ from worker.training.data import (
 from worker.training.kfold import (
     MARGINS_FILE,
     LabelledRecords,
+    completed_folds,
     fold_models_dir,
     hashed_fold,
     out_of_fold_scores,
@@ -151,6 +152,31 @@ def test_training_keeps_the_best_epoch_and_stops_early(tiny_model_dir, tmp_path)
     assert log["best_epoch"] == result.best_epoch and len(log["history"]) == len(result.history)
     assert evaluate_classifier(saved, [e.text for e in validation], [e.label for e in validation],
                                samples=2).records == len(validation)
+
+
+def test_a_stop_ends_a_training_within_a_step_not_after_its_epoch(tiny_model_dir, tmp_path):
+    """A SIGTERM mid-epoch (an epoch of 10^5 examples takes an hour on a CPU): the training ends after the step under
+    way — the request is read after each optimizer step —, saves nothing, and says where it stopped."""
+    import threading
+
+    from worker.errors import Interrupted
+
+    class SetAfterSteps(threading.Event):
+        """Reads as set from its ``steps + 1``-th look on (the trainer looks once a step)."""
+
+        def __init__(self, steps: int):
+            super().__init__()
+            self.looks, self.steps = 0, steps
+
+        def is_set(self) -> bool:
+            self.looks += 1
+            return self.looks > self.steps
+
+    stop = SetAfterSteps(2)
+    with pytest.raises(Interrupted, match="training stopped on request at step 3 of 6 of epoch 1 of 3"):
+        train_classifier(tiny_model_dir, sentiment_examples(48), [], LABELS, tmp_path / "model",
+                         TrainingSettings(epochs=3, **FAST), stop=stop)
+    assert stop.looks == 3 and not (tmp_path / "model").exists()
 
 
 def _validation_loss(classifier, examples):
@@ -593,6 +619,23 @@ def test_a_rerun_uses_the_fold_models_a_stopped_run_completed_and_trains_the_oth
     assert trained[0][1] == pytest.approx(np.load(tmp_path / "fold-0" / MARGINS_FILE).tolist())
     for before, after in zip(stopped, again[:4], strict=True):
         assert after.record_id == before.record_id and after.loss == pytest.approx(before.loss, abs=1e-6)
+
+
+def test_a_stop_during_a_fold_models_training_ends_the_run_keeping_the_completed_ones(tiny_model_dir, tmp_path):
+    """A stop (the first SIGTERM of ``score --oof``) while fold 1's model trains ends the run after its first step:
+    fold 0's model stays complete for the rerun, fold 1's directory is not counted as complete."""
+    import threading
+
+    from worker.errors import Interrupted
+
+    stop = threading.Event()
+    scores = stream_out_of_fold_scores(sentiment_examples(12), LABELS, tiny_model_dir,
+                                       TrainingSettings(epochs=1, **FAST), tmp_path, k=3, samples=SAMPLES,
+                                       on_trained=lambda train, result: stop.set(), stop=stop)
+    with pytest.raises(Interrupted, match="at step 1 of .* of epoch 1 of 1"):
+        list(scores)
+    assert completed_folds(tmp_path, 3) == 1
+    assert (tmp_path / "fold-0" / MARGINS_FILE).exists() and not (tmp_path / "fold-1" / MARGINS_FILE).exists()
 
 
 def test_fold_models_have_one_directory_per_sample_and_settings_and_others_are_removed(tmp_path):

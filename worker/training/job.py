@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -253,9 +254,9 @@ def retrain(training_set: TrainingSet, registry: ModelRegistry, settings: Traini
     if start_version is None and alignment_texts is not None:
         start = aligned_start(start, registry, settings, alignment_texts, trust_remote_code, stop)
     validation = list(training_set.validation)
-    with registry.staging() as staged:
+    with registry.staging() as staged, _unchanged_when_stopped():
         result = train_classifier(start, training_set.train, validation, training_set.labels, staged, settings,
-                                  on_epoch=_stop_check(stop), trust_remote_code=trust_remote_code)
+                                  stop=stop, trust_remote_code=trust_remote_code)
         _write_examples(staged / "validation.jsonl", validation)
         candidate = load_classifier(staged, device=settings.device, version=version,
                                     trust_remote_code=trust_remote_code)
@@ -367,12 +368,14 @@ def start_description(start_version: ModelVersion, start_from: str) -> str:
     return f"{start_version.version} ({what}; training.start_from = {start_from!r})"
 
 
-def _stop_check(stop: threading.Event | None):
-    """After each epoch: abandon training when a stop was requested (staging is discarded)."""
-    def check(epoch) -> None:
-        if stop is not None and stop.is_set():
-            raise Interrupted(f"training stopped after epoch {epoch.epoch} on request; the current model is unchanged")
-    return check
+@contextlib.contextmanager
+def _unchanged_when_stopped() -> Iterator[None]:
+    """A training a stop abandoned (within a step of the request; staging is discarded) says the current model
+    is unchanged."""
+    try:
+        yield
+    except Interrupted as stopped:
+        raise Interrupted(f"{stopped}; the current model is unchanged") from None
 
 
 def _refits(training_set: TrainingSet, settings: TrainingSettings, current: ModelVersion | None,
@@ -400,7 +403,7 @@ def _refit_on_every_example(start: str | Path, training_set: TrainingSet, staged
                 "training it again on all %d examples (training.refit)", len(training_set.validation),
                 settings.select_min_validation, why, len(examples))
     refit = staged / "refit"
-    train_classifier(start, examples, [], training_set.labels, refit, settings, on_epoch=_stop_check(stop),
+    train_classifier(start, examples, [], training_set.labels, refit, settings, stop=stop,
                      trust_remote_code=trust_remote_code)
     (refit / THRESHOLDS_FILE).unlink(missing_ok=True)  # 0.5 each: it had no validation to tune them on
     for path in refit.iterdir():

@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,7 @@ def stream_out_of_fold_scores(
     trust_remote_code: bool = False,
     held_out: Callable[[int], HeldOut] | None = None,
     scorer_options: Mapping[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[RecordScore]:
     """Train K models (fixed ``settings.epochs``, no early stopping), one after the other, and yield each
     held-out fold's MC-dropout scores (``samples`` = T) as they are computed (a consumer can push fold f's
@@ -126,7 +128,8 @@ def stream_out_of_fold_scores(
     ``trust_remote_code``: ``start_model`` may run the code it ships (``registry.trust_remote_code``);
     ``held_out(f)``: the examples model f scores (default: those of ``examples`` in fold f) — with a sample of the
     records as ``examples``, fold f of the sample and of the records outside it (:meth:`LabelledRecords.fold`);
-    ``scorer_options``: more :class:`Scorer` options (batch sizes, plugin scorers … as a score run has them).
+    ``scorer_options``: more :class:`Scorer` options (batch sizes, plugin scorers … as a score run has them);
+    ``stop`` set: the fold model in training stops after its current step (:class:`~worker.errors.Interrupted`).
     A fold model a stopped run completed in ``work_dir`` is used again, not retrained (:func:`trained_fold`).
     """
     folds = folds if folds is not None else stratified_folds(examples, k, seed=settings.seed)
@@ -136,7 +139,8 @@ def stream_out_of_fold_scores(
                   else [e for e, f in zip(examples, folds, strict=True) if f == fold])
         logger.info("fold %d/%d: training on %d, scoring %d", fold + 1, k, len(train), len(scored))
         model_dir = work_dir / f"fold-{fold}"
-        training = trained_fold(start_model, train, labels, model_dir, settings, trust_remote_code=trust_remote_code)
+        training = trained_fold(start_model, train, labels, model_dir, settings, trust_remote_code=trust_remote_code,
+                                stop=stop)
         if on_trained is not None:
             on_trained(train, training)
         classifier = load_classifier(model_dir, device=settings.device, version=f"{version}-fold{fold}",
@@ -235,7 +239,8 @@ MARGINS_FILE = "margins.npy"  # written last: a fold model directory holding it 
 
 
 def trained_fold(start_model: str | Path, train: Sequence[Example], labels: Sequence[str], model_dir: Path,
-                 settings: TrainingSettings, *, trust_remote_code: bool = False) -> TrainingResult:
+                 settings: TrainingSettings, *, trust_remote_code: bool = False,
+                 stop: threading.Event | None = None) -> TrainingResult:
     """Fold model ``model_dir`` trained on ``train``, or the one a stopped run completed there (its margins [len(train)]
     saved beside it, last); a directory a run left half-written is trained again from scratch."""
     margins_file = model_dir / MARGINS_FILE
@@ -245,13 +250,18 @@ def trained_fold(start_model: str | Path, train: Sequence[Example], labels: Sequ
             logger.info("%s: trained by a stopped run on the same examples and settings; used again", model_dir.name)
             return TrainingResult(model_dir, margins=margins)
     shutil.rmtree(model_dir, ignore_errors=True)
-    training = train_classifier(start_model, train, [], labels, model_dir, settings,
+    training = train_classifier(start_model, train, [], labels, model_dir, settings, stop=stop,
                                 trust_remote_code=trust_remote_code)
     partial = model_dir / f"{MARGINS_FILE}.partial"
     with partial.open("wb") as file:
         np.save(file, training.margins)
     partial.replace(margins_file)
     return training
+
+
+def completed_folds(work_dir: Path, k: int) -> int:
+    """How many of an out-of-fold run's K fold models in ``work_dir`` are complete (a rerun uses them again)."""
+    return sum((work_dir / f"fold-{fold}" / MARGINS_FILE).exists() for fold in range(k))
 
 
 def fold_models_dir(root: Path, version: str, sample: Sequence[Example], folds: Sequence[int],
