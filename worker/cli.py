@@ -90,6 +90,18 @@ def _stopped_by_signal() -> Iterator[_SignalStop]:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def _until_signalled() -> Iterator[_SignalStop]:
+    """:func:`_stopped_by_signal` for a job that raises :class:`Interrupted` when stopped: its message, one line on
+    stderr, and the signal's exit status (143 / 130)."""
+    with _stopped_by_signal() as stop:
+        try:
+            yield stop
+        except Interrupted as stopped:
+            click.echo(str(stopped), err=True)
+            sys.exit(stop.exit_status())
+
+
 @cli.group("local-argilla")
 def local_argilla() -> None:
     """A real Argilla server on this machine without Docker (for trying the worker and for tests).
@@ -744,12 +756,8 @@ def score(config_file: Path | None, full: bool, folds: int | None) -> None:
     folds = folds if folds is not None else (services.settings.scoring.kfold or None)
     failures: dict[str, str] = {}
     if folds:
-        try:
-            with _stopped_by_signal() as stop:
-                oof_report = oof_score_job(services, folds, stop=stop)
-        except Interrupted as stopped:
-            click.echo(str(stopped), err=True)
-            sys.exit(stop.exit_status())
+        with _until_signalled() as stop:
+            oof_report = oof_score_job(services, folds, stop=stop)
         click.echo(oof_report.summary())
         click.echo(_label_issue_hint(oof_report, services.gateway.binding.stored_name))
         failures.update(oof_report.failures)
@@ -993,12 +1001,14 @@ def cold_start(config_file: Path | None, clusters: int | None, max_records: int 
     Annotate in that order (sort by cold_start_rank, ascending); once training.min_annotated records have
     a consensus label, `argilla-worker train` (or the running worker's retrain trigger) trains the first model.
     Each ranked record also gets outlier_score (sort descending: the records least like the rest).
+    SIGTERM / Ctrl-C: stops after the current batch (exit 143 / 130); ranks already pushed are the top ones.
     """
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import cold_start_job, cold_start_settings
 
     settings = cold_start_settings(services.settings, clusters=clusters, max_records=max_records, vector=vector)
-    report = cold_start_job(services, settings)
+    with _until_signalled() as stop:
+        report = cold_start_job(services, settings, stop=stop)
     name = services.gateway.binding.stored_name
     click.echo(f"cold start: {report.sent} records ranked ({report.unchanged} unchanged, {len(report.failed)} "
                f"failed batches); in the Argilla UI sort by {name('cold_start_rank')}, ascending, and annotate from "
@@ -1011,13 +1021,15 @@ def copies(config_file: Path | None) -> None:
     """Find the records that carry the same text (letter case and spacing aside) or nearly the same (a word or a
     number changed, a signature added: copies.similarity) and mark them: metadata `copies` (how many others carry
     it), `copy_group` (sort by it to see each text's records together; texts whose copies carry different labels
-    first) and `copies_disagree` (filter ≥ 1: copies labelled differently)."""
+    first) and `copies_disagree` (filter ≥ 1: copies labelled differently). SIGTERM / Ctrl-C: stops after the
+    current page (exit 143 / 130); run it again to finish."""
     services = _services(config_file, writes=("state_dir",))
     from worker.duplicates import EXACT
     from worker.jobs import copies_job
 
     similarity = services.settings.copies.similarity
-    counts, report = copies_job(services)
+    with _until_signalled() as stop:
+        counts, report = copies_job(services, stop=stop)
     alike = "near copies included: copies.similarity" if similarity < EXACT else "exact copies only: similarity"
     click.echo(f"copies: {counts.in_copies} of {counts.records} records share {counts.texts} texts "
                f"({alike} {similarity:g}); "

@@ -23,13 +23,14 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from worker.errors import ConfigError, DataError
+from worker.errors import ConfigError, DataError, Interrupted
 from worker.scoring.batching import ScoringInput, windows
 from worker.scoring.device import autocast, pick_device
 from worker.scoring.model import ensure_padding, pretrained
@@ -53,11 +54,13 @@ class ColdStartSettings:
 
 
 def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = None, batch_size: int = 64,
-          device: str = "auto", max_length: int = 256, trust_remote_code: bool = False) -> np.ndarray:
+          device: str = "auto", max_length: int = 256, trust_remote_code: bool = False,
+          stop: threading.Event | None = None) -> np.ndarray:
     """Mean-pooled last hidden states [N, hidden] of ``encoder`` (a Hub id or directory), in input order.
 
     Raises:
         ConfigError: the encoder cannot be loaded (or ships code ``trust_remote_code`` does not allow).
+        Interrupted: ``stop`` was set (checked after each batch).
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -71,6 +74,7 @@ def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = N
                for index, text in enumerate(texts)]
     vectors = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     dtype = torch.bfloat16 if target.type == "cuda" else None
+    embedded = 0
     for window in windows(records, tokenizer, batch_size=batch_size, max_length=limit):
         if window.skipped:
             position, reason = next(iter(window.skipped.items()))
@@ -83,6 +87,10 @@ def embed(texts: Sequence[str], encoder: str, *, pairs: Sequence[str] | None = N
             pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # [B, H]
             rows = [int(record.record_id) for record in batch.records]
             vectors[rows] = pooled.cpu().numpy()
+            embedded += len(rows)
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"the cold start stopped on request while embedding the records ({embedded} of "
+                                  f"{len(texts)}): nothing ranked")
     return vectors
 
 
@@ -137,17 +145,18 @@ def typical_ranking(vectors: np.ndarray, *, clusters: int, neighbours: int = 20,
 
 
 def cold_start_ranks(ids: Sequence[str], texts: Sequence[str], encoder: str, settings: ColdStartSettings,
-                     pairs: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+                     pairs: Sequence[str] | None = None, *,
+                     stop: threading.Event | None = None) -> dict[str, dict[str, float]]:
     """{record id: {``cold_start_rank``: rank (1 = annotate first), ``outlier_score``: the record's mean distance to
     its ``settings.neighbours`` nearest others in the embedding space (high = unlike the rest of the pool)}} for at
-    most ``settings.max_records`` records."""
+    most ``settings.max_records`` records, in rank order. ``stop``: see :func:`embed`."""
     chosen = list(range(len(ids)))
     if len(chosen) > settings.max_records:
         chosen = sorted(random.Random(settings.seed).sample(chosen, settings.max_records))
         logger.info("cold start: ranking a seeded sample of %d of %d records", len(chosen), len(ids))
     vectors = embed([texts[i] for i in chosen], encoder, pairs=[pairs[i] for i in chosen] if pairs else None,
                     batch_size=settings.batch_size, device=settings.device,
-                    trust_remote_code=settings.trust_remote_code)
+                    trust_remote_code=settings.trust_remote_code, stop=stop)
     return vector_ranks([ids[i] for i in chosen], vectors, settings)
 
 

@@ -775,6 +775,9 @@ def label_loss(probabilities: Mapping[str, float], label: LabelValue) -> float |
     return float(binary_cross_entropy(np.asarray([probabilities[name] for name in names]), chosen).max())
 
 
+_OOF_READING = "the out-of-fold run stopped on request while reading the labelled records: nothing trained yet"
+
+
 def oof_score_job(services: Services, k: int, stop: threading.Event | None = None) -> ScoreReport:
     """Out-of-fold scores for every labelled record (K models, each scoring the fold it did not see),
     pushed with agent ``<current version>-oof<K>`` (``base-oof<K>`` before any model exists: the K fold
@@ -823,9 +826,8 @@ def oof_score_job(services: Services, k: int, stop: threading.Event | None = Non
                "compile": scoring.compile, "extra_scorers": extra}
     with services.registry.staging() as work_dir:
         with closing(LabelledRecords(work_dir / "labelled.sqlite", k=k, seed=settings.seed)) as labelled:
-            sample, trained_server_ids = labelled_sample(_until_stopped(services.gateway.pull(), stop), labels,
-                                                         labelled, settings,
-                                                         crowd=crowd, report=report,
+            pulled = _until_stopped(services.gateway.pull(), stop, _OOF_READING)
+            sample, trained_server_ids = labelled_sample(pulled, labels, labelled, settings, crowd=crowd, report=report,
                                                          fields=services.gateway.binding.fields)
             if len(sample) < k:
                 raise DataError(f"only {len(sample)} records with a text carry a label (annotated or from "
@@ -870,15 +872,16 @@ def oof_score_job(services: Services, k: int, stop: threading.Event | None = Non
     return report
 
 
-def _until_stopped(records: Iterable[PulledRecord], stop: threading.Event | None) -> Iterator[PulledRecord]:
+def _until_stopped(records: Iterable[PulledRecord], stop: threading.Event | None,
+                   stopped: str) -> Iterator[PulledRecord]:
     """``records`` until ``stop`` is set (checked at each record: a pull reads a page at a time).
 
     Raises:
-        Interrupted: ``stop`` was set.
+        Interrupted: ``stop`` was set (``stopped`` is its message).
     """
     for record in records:
         if stop is not None and stop.is_set():
-            raise Interrupted("the out-of-fold run stopped on request while reading the labelled records")
+            raise Interrupted(stopped)
         yield record
 
 
@@ -996,7 +999,8 @@ def ranks_first_batch_itself(settings: WorkerSettings) -> bool:
     return settings.cold_start.auto and bool(settings.cold_start.vector or settings.training.base_model)
 
 
-def cold_start_job(services: Services, settings: ColdStartSettings | None = None) -> PushReport:
+def cold_start_job(services: Services, settings: ColdStartSettings | None = None, *,
+                   stop: threading.Event | None = None) -> PushReport:
     """Rank the records for a representative first batch (see :mod:`worker.coldstart`) and push the
     ranks as metadata ``cold_start_rank``. O(N) time (one streamed pull); memory O(min(N, max_records))
     records: a larger dataset is sampled while it is read (seeded reservoir), the rest get no rank.
@@ -1004,9 +1008,13 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
     (or with a non-finite value in it) is logged by id and gets no rank. The test set's records (and copies of their
     texts) get none either: no model trains on them, so a first batch of them would teach it nothing.
 
+    The ranks are pushed in rank order, so a run stopped part way (``stop`` set: checked at each record read, each
+    batch embedded, each page pushed) leaves the top of the ranking — what annotators start from.
+
     Raises:
         ConfigError: ``training.base_model`` (the encoder that embeds the records) is not set, or the dataset has
             no vector named ``settings.vector``.
+        Interrupted: ``stop`` was set (the message says what was pushed).
     """
     trusted = services.settings.registry.trust_remote_code
     settings = settings or cold_start_settings(services.settings)
@@ -1020,8 +1028,9 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
         check_model_source(encoder, trust_remote_code=trusted)
     services.prepare_for_push()  # binds, adds the worker's metadata properties
     test_records = TestSetFilter(services.test_sets.get(services.gateway.dataset_key))
-    pool = (_with_vector(services.gateway.pull(vector=settings.vector), settings.vector) if settings.vector
-            else (r for r in services.gateway.pull() if r.has_text))
+    pulled = _until_stopped(services.gateway.pull(vector=settings.vector or None), stop,
+                            "the cold start stopped on request while reading the records: nothing ranked")
+    pool = (_with_vector(pulled, settings.vector) if settings.vector else (r for r in pulled if r.has_text))
     records, count = reservoir_sample(test_records.without(pool), settings.max_records, random.Random(settings.seed))
     if not records:
         raise DataError(f"no record of {services.gateway.dataset_name!r} to rank for a first batch" +
@@ -1038,14 +1047,30 @@ def cold_start_job(services: Services, settings: ColdStartSettings | None = None
         ranks = vector_ranks(ids, np.stack(held), settings) if held else {}  # np.stack(held): [N, D]
     else:
         pairs = [r.text_pair or "" for r in records] if records and records[0].text_pair is not None else None
-        ranks = cold_start_ranks(ids, [str(r.text) for r in records], encoder, settings, pairs)
-    report = services.gateway.push_metadata(
-        {record_id: {name: readable(value) for name, value in values.items()} for record_id, values in ranks.items()},
-        current={r.record_id: r for r in records})
+        ranks = cold_start_ranks(ids, [str(r.text) for r in records], encoder, settings, pairs, stop=stop)
+    report = _push_ranks(services, ranks, {r.record_id: r for r in records}, stop)
     logger.info("cold start: %d records ranked in %d clusters (%s); sort by %s ascending to annotate the first "
                 "batch, by %s descending to see the records least like the rest", len(ranks),
                 min(settings.clusters, len(ranks)), f"vector {settings.vector!r}" if settings.vector else encoder,
                 *map(services.gateway.binding.stored_name, (RANK_PROPERTY, OUTLIER_PROPERTY)))
+    return report
+
+
+def _push_ranks(services: Services, ranks: Mapping[str, Mapping[str, float]], current: Mapping[str, PulledRecord],
+                stop: threading.Event | None) -> PushReport:
+    """Push the cold start's values a page at a time, in rank order (``ranks`` is: rank 1 first).
+
+    Raises:
+        Interrupted: ``stop`` was set with pages left (the ranks pushed so far are the top ones).
+    """
+    report, pushed = PushReport(), 0
+    for page in batched(ranks.items(), PAGE_SIZE):
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"the cold start stopped on request after pushing ranks 1 to {pushed} of {len(ranks)}: "
+                              f"annotate from the top; `argilla-worker cold-start` ranks the records again")
+        services.gateway.push_metadata({record_id: {name: readable(value) for name, value in values.items()}
+                                        for record_id, values in page}, current=current, report=report)
+        pushed += len(page)
     return report
 
 
@@ -1080,12 +1105,16 @@ def _with_vector(records: Iterable[PulledRecord], name: str) -> Iterator[PulledR
                        name, ", ".join(broken[:5]))
 
 
-def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
+def copies_job(services: Services, *, stop: threading.Event | None = None) -> tuple[CopyCounts, PushReport]:
     """Find the records that carry the same text, or nearly (``copies.similarity``; see :mod:`worker.duplicates`),
     and push ``copies``, ``copy_group`` and ``copies_disagree`` to them (and 0s to a record whose copies are gone).
     Two streamed passes: every record's text key (and MinHash signature for near copies) and label under review
     (consensus, else its original label) into an SQLite file under ``state_dir``, then the records with copies read
-    back by id a page at a time and pushed. Time O(N log N); memory O(page) whatever N."""
+    back by id a page at a time and pushed. Time O(N log N); memory O(page) whatever N.
+
+    Raises:
+        Interrupted: ``stop`` was set (checked at each record read and each page pushed); a rerun finishes.
+    """
     check_writable(services.settings.state_dir, "state_dir")
     labels = services.prepare_for_push()  # binds, adds the worker's metadata properties
     crowd = estimate_crowd(services, labels)
@@ -1093,11 +1122,17 @@ def copies_job(services: Services) -> tuple[CopyCounts, PushReport]:
     similarity = services.settings.copies.similarity
     with Scratch(services.settings.state_dir, "copies-") as work, \
             closing(CopyIndex(work.path / "copies.sqlite", similarity)) as index:
-        for page in batched((record for record in services.gateway.pull() if record.has_text), PAGE_SIZE):
+        pulled = _until_stopped(services.gateway.pull(), stop,
+                                "the copies run stopped on request while reading the records: nothing pushed")
+        for page in batched((record for record in pulled if record.has_text), PAGE_SIZE):
             index.add([_copy_row(record, crowd) for record in page],
                       [(str(record.text), record.text_pair) for record in page] if similarity < EXACT else None)
         counts = index.count()
         for batch in index.values(PAGE_SIZE):
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"the copies run stopped on request after pushing {report.sent} records' values "
+                                  f"({counts.in_copies} records have copies): `argilla-worker copies` again "
+                                  "finishes them")
             current = {record.record_id: record for record in services.gateway.read(batch)}
             services.gateway.push_metadata(dict(batch.values()), current=current, report=report)
     return counts, report

@@ -412,12 +412,12 @@ class Runner:
                 self.book.set_model(self.services.registry.current())
                 return summary
             if item.kind == JobKind.COLD_START:
-                report = cold_start_job(self.services)
+                report = cold_start_job(self.services, stop=self.stop)
                 name = self.services.gateway.binding.stored_name(RANK_PROPERTY)
                 return (f"first batch: {report.sent} records ranked ({len(report.failed) + len(report.rejected)} "
                         f"failed): in the Argilla UI sort by {name}, ascending, and annotate from the top")
             if item.kind == JobKind.COPIES:
-                counts, report = copies_job(self.services)
+                counts, report = copies_job(self.services, stop=self.stop)
                 return (f"{counts.in_copies} of {counts.records} records share {counts.texts} texts, "
                         f"{counts.disagreeing_texts} with different labels; pushed {report.sent}, "
                         f"{len(report.failed) + len(report.rejected)} failed")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -27,9 +28,9 @@ from tests.tiny_models import save_tiny_architecture, save_tiny_classifier, save
 from tests.training_data import LABELS, save_nameless_sentiment_classifier, sentiment_examples
 from worker.check import check_config
 from worker.config import load_settings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, Interrupted
 from worker.gateway import ArgillaGateway
-from worker.gateway.client import FIELD_UPDATES_SINCE
+from worker.gateway.client import FIELD_UPDATES_SINCE, PAGE_SIZE
 from worker.gateway.schema import guidelines_section, worker_metadata
 from worker.jobs import Services, oof_score_job, publish_job, score_job, train_job
 from worker.training.pooling import ALIGNED_FILE
@@ -818,10 +819,28 @@ def test_cold_start_ranks_by_the_vectors_their_dataset_holds(local_argilla, stac
         cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3))
     with pytest.raises(ConfigError, match=r"has no vector 'embedding': its vectors: their_embedding \(4 dimensions"):
         cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="embedding"))
+    # a first run stopped (SIGTERM) while its first page of 10 is pushed: the top 10 ranks are there, nothing else
+    stop, push = threading.Event(), services.gateway.push_metadata
+
+    def push_then_stop(*args, **kwargs):
+        report = push(*args, **kwargs)
+        stop.set()
+        return report
+
+    monkeypatch.setattr(services.gateway, "push_metadata", push_then_stop)
+    monkeypatch.setattr("worker.jobs.PAGE_SIZE", 10)
+    with pytest.raises(Interrupted, match=f"after pushing ranks 1 to 10 of {len(vectors)}: annotate from the top"):
+        cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="their_embedding"), stop=stop)
+    partial = [record["metadata"]["tone_cold_start_rank"] for record in _stored(stack_settings, dataset.id).values()
+               if "tone_cold_start_rank" in (record["metadata"] or {})]
+    assert sorted(partial) == [float(rank) for rank in range(1, 11)]
+    monkeypatch.setattr(services.gateway, "push_metadata", push)
+    monkeypatch.setattr("worker.jobs.PAGE_SIZE", PAGE_SIZE)
+
     with caplog.at_level("INFO", logger="worker.jobs"):
         report = cold_start_job(services, ColdStartSettings(clusters=5, neighbours=3, vector="their_embedding"))
 
-    assert report.sent == len(vectors) and not report.failed
+    assert (report.sent, report.unchanged) == (len(vectors) - 10, 10) and not report.failed  # the same ranks again
     stored = _stored(stack_settings, dataset.id)
     assert "sort by tone_cold_start_rank ascending" in caplog.text and "by tone_outlier_score descending" in caplog.text
     assert "tone_cold_start_rank" not in (stored["no-vector"]["metadata"] or {})

@@ -116,3 +116,17 @@ def test_a_pulled_record_carries_the_vector_the_pull_named():
     assert record.vector.tolist() == [0.5, -1.0, 2.0]
     assert _pulled_record(item, binding).vector is None  # not asked for
     assert _pulled_record({**item, "vectors": {}}, binding, "theirs").vector is None  # the record has none
+
+
+def test_a_stop_ends_the_embedding_after_its_batch(tiny_model_dir):
+    """A SIGTERM while a cold start embeds 50,000 records (minutes on a CPU): it ends after the batch under way."""
+    import threading
+
+    import pytest
+
+    from worker.errors import Interrupted
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Interrupted, match=r"while embedding the records \(2 of 5\): nothing ranked"):
+        embed(["a", "b", "c", "d", "e"], str(tiny_model_dir), batch_size=2, device="cpu", stop=stop)
