@@ -119,8 +119,10 @@ class _Driver:
             self.log.close()
 
 
-def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joins_it_again(tmp_path):
-    """``host:port`` (this machine a node of the cluster) and ``ray://`` (Ray Client)."""
+@pytest.fixture
+def cluster(tmp_path):
+    """A one-node cluster with a token (not started yet), the worker's options for it (one actor, leaving after 1 s
+    idle, a tiny current model) and the environments: ``base`` (no Ray variable) and ``with_token``."""
     temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
     token = secrets.token_hex(16)
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -137,65 +139,79 @@ def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joi
         shutil.copytree(save_tiny_classifier(tmp_path / "model"), staged, dirs_exist_ok=True)
         services.registry.promote(services.registry.add(staged, {}).version)
     try:
-        head.start()
-        # (Ray tries a refused connection once a second, 20 times by default: 2 here, the same error sooner)
-        without_token = _Driver(options, {**base, "RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "2"},
-                                tmp_path / "without-token.log")
-        refused = without_token.ask("check")
-        assert without_token.close() == 0
-        assert refused["error"].startswith(f"ray.address = '127.0.0.1:{head.port}': cannot start or join Ray "
-                                           f"(Failed to connect to Ray cluster at "), refused
-        assert "AuthenticationError" in refused["error"] and "RAY_AUTH_MODE" in refused["error"], refused
-        assert "\n" not in refused["error"]
-
-        too_many = {**options, "ray": {**options["ray"], "actors": 3, "start_timeout_s": 2}}  # 3 CPUs of 2
-        unplaced = _Driver(too_many, with_token, tmp_path / "unplaced.log")
-        failed = unplaced.ask("score")
-        assert unplaced.close() == 0
-        assert re.match(r"[1-3] of 3 Ray scoring actor\(s\) were not placed within 2 s", failed["error"]), failed
-        assert failed["joined"] is False  # joined for nothing: left at once, not held until the next run
-
-        # no address: the worker's own local Ray, not the cluster `ray start` runs on this machine (Ray's default
-        # would join it, and end the worker when that cluster restarts)
-        # (`ray start` without --temp-dir writes its address to <system temp>/ray/ray_current_cluster, which a plain
-        # ray.init() reads: the same file, under this driver's own RAY_TMPDIR)
-        machine_tmp = temp_dir / "own"
-        (machine_tmp / "ray").mkdir(parents=True)
-        shutil.copy(temp_dir / "ray_current_cluster", machine_tmp / "ray" / "ray_current_cluster")
-        own = _Driver({**options, "ray": {**options["ray"], "address": ""}},
-                      {**with_token, "RAY_TMPDIR": str(machine_tmp)}, tmp_path / "own.log")
-        assert own.ask("score") == {"scored": 24, "joined": True}
-        assert not own.ask("gcs")["gcs"].endswith(f":{head.port}")
-        assert own.close() == 0
-
-        worker = _Driver(options, with_token, tmp_path / "worker.log")
-        assert worker.ask("score") == {"scored": 24, "joined": True}  # kept for the next run (a webhook burst)
-        assert worker.ask("idle") == {"joined": True}
-        time.sleep(1.5)
-        assert worker.ask("idle") == {"joined": False}  # idle for ray.keep_joined_s: left the cluster
-
-        head.kill()  # the cluster restarts; a worker still joined would be ended by Ray here
-        time.sleep(3)
-        assert worker.ask("idle") == {"joined": False}
-        head.start()
-        assert worker.ask("score") == {"scored": 24, "joined": True}  # joined again
-        assert worker.close() == 0
-
-        # Ray Client: the process outlives its server; a run that loses it fails in one line, the next joins again
-        through_client = {**options, "ray": {**options["ray"], "address": f"ray://127.0.0.1:{head.client_port}",
-                                             "keep_joined_s": 600}}
-        client = _Driver(through_client, {**with_token, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "5"},
-                         tmp_path / "client.log")
-        # (the head was restarted above: Ray Client's server may fail to start this client's session; joined again)
-        assert client.ask("score") == {"scored": 24, "joined": True}
-        checked = client.ask("check")  # config check asks the nodes through Ray Client too
-        assert checked["check"].endswith("; 1 node(s) that can hold an actor run this worker's code"), checked
-        head.kill()
-        lost = client.ask("score")  # after Ray Client's grace period of trying to reconnect (30 s, 5 s here)
-        assert lost["error"].startswith("the connection to the Ray cluster was lost: "), lost
-        head.start()
-        assert client.ask("score") == {"scored": 24, "joined": True}
-        assert client.close() == 0
+        yield {"head": head, "options": options, "base": base, "with_token": with_token, "temp_dir": temp_dir}
     finally:
         head.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joins_it_again(cluster, tmp_path):
+    """``host:port``: this machine a node of the cluster."""
+    head, options, base, with_token, temp_dir = (cluster[key] for key in ("head", "options", "base", "with_token",
+                                                                          "temp_dir"))
+    head.start()
+    # (Ray tries a refused connection once a second, 20 times by default: 2 here, the same error sooner)
+    without_token = _Driver(options, {**base, "RAY_AUTH_MODE": "disabled", "RAY_gcs_server_port_wait_time_s": "2"},
+                            tmp_path / "without-token.log")
+    refused = without_token.ask("check")
+    assert without_token.close() == 0
+    assert refused["error"].startswith(f"ray.address = '127.0.0.1:{head.port}': cannot start or join Ray "
+                                       f"(Failed to connect to Ray cluster at "), refused
+    assert "AuthenticationError" in refused["error"] and "RAY_AUTH_MODE" in refused["error"], refused
+    assert "\n" not in refused["error"]
+
+    too_many = {**options, "ray": {**options["ray"], "actors": 3, "start_timeout_s": 2}}  # 3 CPUs of 2
+    unplaced = _Driver(too_many, with_token, tmp_path / "unplaced.log")
+    failed = unplaced.ask("score")
+    assert unplaced.close() == 0
+    assert re.match(r"[1-3] of 3 Ray scoring actor\(s\) were not placed within 2 s", failed["error"]), failed
+    assert failed["joined"] is False  # joined for nothing: left at once, not held until the next run
+
+    # no address: the worker's own local Ray, not the cluster `ray start` runs on this machine (Ray's default
+    # would join it, and end the worker when that cluster restarts)
+    # (`ray start` without --temp-dir writes its address to <system temp>/ray/ray_current_cluster, which a plain
+    # ray.init() reads: the same file, under this driver's own RAY_TMPDIR)
+    machine_tmp = temp_dir / "own"
+    (machine_tmp / "ray").mkdir(parents=True)
+    shutil.copy(temp_dir / "ray_current_cluster", machine_tmp / "ray" / "ray_current_cluster")
+    own = _Driver({**options, "ray": {**options["ray"], "address": ""}},
+                  {**with_token, "RAY_TMPDIR": str(machine_tmp)}, tmp_path / "own.log")
+    assert own.ask("score") == {"scored": 24, "joined": True}
+    assert not own.ask("gcs")["gcs"].endswith(f":{head.port}")
+    assert own.close() == 0
+
+    worker = _Driver(options, with_token, tmp_path / "worker.log")
+    assert worker.ask("score") == {"scored": 24, "joined": True}  # kept for the next run (a webhook burst)
+    assert worker.ask("idle") == {"joined": True}
+    time.sleep(1.5)
+    assert worker.ask("idle") == {"joined": False}  # idle for ray.keep_joined_s: left the cluster
+
+    head.kill()  # the cluster restarts; a worker still joined would be ended by Ray here
+    time.sleep(3)
+    assert worker.ask("idle") == {"joined": False}
+    head.start()
+    assert worker.ask("score") == {"scored": 24, "joined": True}  # joined again
+    assert worker.close() == 0
+
+
+@pytest.mark.cluster
+def test_a_ray_client_worker_outlives_its_server_and_joins_it_again(cluster, tmp_path):
+    """``ray://`` (Ray Client): the process outlives its server; a run that loses it fails in one line, the next
+    joins again. (Marked ``cluster``: two minutes of head restarts, run by hand — ``bash scripts/test.sh -m cluster``
+    — not in CI's run.)"""
+    head, options, with_token = cluster["head"], cluster["options"], cluster["with_token"]
+    head.start()
+    through_client = {**options, "ray": {**options["ray"], "address": f"ray://127.0.0.1:{head.client_port}",
+                                         "keep_joined_s": 600}}
+    client = _Driver(through_client, {**with_token, "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "5"},
+                     tmp_path / "client.log")
+    assert client.ask("score") == {"scored": 24, "joined": True}
+    checked = client.ask("check")  # config check asks the nodes through Ray Client too
+    assert checked["check"].endswith("; 1 node(s) that can hold an actor run this worker's code"), checked
+    head.kill()
+    lost = client.ask("score")  # after Ray Client's grace period of trying to reconnect (30 s, 5 s here)
+    assert lost["error"].startswith("the connection to the Ray cluster was lost: "), lost
+    head.start()
+    # (right after a restart Ray Client's server may fail to start this client's session: joined again)
+    assert client.ask("score") == {"scored": 24, "joined": True}
+    assert client.close() == 0
