@@ -273,6 +273,7 @@ def ingest(config_file: Path | None, **options) -> None:
     suggestion holds the question), never as an annotator's response. A label column of lists (or
     --label-separator) makes a multi-label question. Bad rows are reported with their row numbers and
     skipped; records the server refuses are listed by id; the rest land (exit 2 if anything was skipped).
+    SIGTERM / Ctrl-C: stops after the batch being sent (exit 143 / 130); ingesting the same source again finishes.
 
     The server, key, dataset, workspace, field, question and metadata prefix come from the worker's config
     ([argilla], -c FILE and ARGILLA_WORKER_ARGILLA__* variables) unless given here.
@@ -356,10 +357,18 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     gateway.ensure_dataset(label_set, multi_label=multi_label)
     gateway.check_other_fields(list(other_fields))
     gateway.ensure_user_metadata({column.name: column.kind for column in metadata})
-    written = gateway.log_labelled_texts(labelled_rows(
-        table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
-        split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
-        label_titles=gateway.label_titles(), label_map=mapping, report=report))
+    with _stopped_by_signal() as stop:
+        written = gateway.log_labelled_texts(labelled_rows(
+            table, text_column=text_column, label_column=label_column, id_column=id_column, labels=label_set,
+            split_column=split_column, label_separator=label_separator, metadata=metadata, fields=other_fields,
+            label_titles=gateway.label_titles(), label_map=mapping, report=report), stop=stop)
+    if written.stopped:
+        landed = written.created + written.updated + written.unchanged
+        click.echo(written.summary())
+        click.echo(f"stopped on request: {landed} records written or found unchanged before the stop, the rest not "
+                   f"read; ingest the same source again to finish (what landed is found unchanged, not duplicated)",
+                   err=True)
+        sys.exit(stop.exit_status())
     click.echo(report.summary())
     click.echo(written.summary())
     if report.bad_rows or report.bad_lines or written.failed or written.labels_kept or written.texts_kept:

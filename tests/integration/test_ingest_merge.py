@@ -177,3 +177,34 @@ def test_another_agents_label_the_worker_preserved_is_kept_and_the_rest_of_the_r
     assert record["metadata"] == {"original_label": "negative", "original_agent": "gpt-labeller",
                                   "model_version": "v0001"}
     assert [(s["value"], s["agent"]) for s in record["suggestions"]] == [("positive", "v0001")]
+
+
+def test_an_ingest_stopped_on_request_keeps_the_batches_sent_and_the_same_records_again_finish_it(
+        local_argilla, stack_settings, dataset_name):
+    """A SIGTERM while 6 records go in batches of 2 — it arrives while the second batch is read: the first batch
+    stands, nothing after it is sent, the report says it stopped; the same records again create the other 4 and
+    find the first 2 unchanged (none twice)."""
+    import threading
+
+    from worker.gateway import ArgillaGateway
+    from worker.records import LabelledText
+
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(["negative", "positive"])
+    texts = [LabelledText(f"s{i}", f"a text of its own, number {i}", "positive") for i in range(6)]
+    stop = threading.Event()
+
+    def stopped_at_the_third():
+        for index, text in enumerate(texts):
+            if index == 2:
+                stop.set()
+            yield text
+
+    first = gateway.log_labelled_texts(stopped_at_the_third(), batch_size=2, stop=stop)
+    assert first.stopped and (first.created, first.updated, first.unchanged) == (2, 0, 0)
+    assert sorted(record.record_id for record in gateway.pull()) == ["s0", "s1"]
+
+    again = gateway.log_labelled_texts(texts, batch_size=2)
+    assert not again.stopped and (again.created, again.unchanged) == (4, 2)
+    assert sorted(record.record_id for record in gateway.pull()) == [f"s{i}" for i in range(6)]

@@ -195,6 +195,7 @@ class LogReport:
     failed: dict[str, str] = field(default_factory=dict)
     labels_kept: dict[str, str] = field(default_factory=dict)  # record id -> why its label was not written
     texts_kept: dict[str, str] = field(default_factory=dict)  # record id -> why its new field values were not
+    stopped: bool = False  # ended on request (a SIGTERM / Ctrl-C) before the records given were all read
 
     def summary(self, limit: int = 50) -> str:
         head = (f"Argilla: {self.created} records created, {self.updated} updated, {self.unchanged} unchanged, "
@@ -565,7 +566,8 @@ class ArgillaGateway:
         items = self._request("GET", f"/api/v1/datasets/{self._dataset().id}/vectors-settings")["items"]
         return {str(item["name"]): int(item["dimensions"]) for item in items}
 
-    def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = TERMS_FILTER_MAX) -> LogReport:
+    def log_labelled_texts(self, records: Iterable[LabelledText], *, batch_size: int = TERMS_FILTER_MAX,
+                           stop: threading.Event | None = None) -> LogReport:
         """Upsert records by id (the record's external id): the text into the bound (first) field, the original
         label into metadata ``original_label`` and, where no other agent's suggestion holds the question, an
         ``original`` suggestion — never a response.
@@ -578,7 +580,9 @@ class ArgillaGateway:
         ``failed`` with the reason; the rest land.
 
         One search per batch finds the existing records by external id: memory O(batch), work O(records given),
-        independent of the dataset's size.
+        independent of the dataset's size. ``stop`` set (a SIGTERM / Ctrl-C): the batches sent stand, the next is
+        not sent, and the report says ``stopped`` — ingesting the same records again finishes (what landed is
+        found unchanged).
 
         Raises:
             ArgillaUnavailableError: the server could not be reached (the batches sent before it stay).
@@ -594,6 +598,9 @@ class ArgillaGateway:
         plan = _IngestPlan(binding, _required_fields(dataset), self.server_version)
         report, seen = LogReport(), 0
         for batch in batched(records, min(batch_size, TERMS_FILTER_MAX, PAGE_SIZE)):
+            if stop is not None and stop.is_set():
+                report.stopped = True
+                break
             existing = self._existing_by_external_id([record.id for record in batch], dataset.id)
             payloads, created = [], set()
             for record in batch:
