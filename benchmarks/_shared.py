@@ -10,7 +10,7 @@ from pathlib import Path
 
 from worker.demo_data import SENTIMENT_LABELS, LabelledText, load_movie_snippets
 from worker.offline_assets import MINILM_MODEL, cache_root, fetch
-from worker.training import fine_tune
+from worker.training.finetune import fine_tune
 
 logger = logging.getLogger("benchmarks")
 

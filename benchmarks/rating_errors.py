@@ -43,7 +43,7 @@ from worker.offline_assets import MINILM_MODEL, cache_root, fetch
 from worker.predictions import rating_metadata
 from worker.records import LabelledText
 from worker.scoring import Scorer, ScoringInput, load_classifier
-from worker.training import fine_tune
+from worker.training.finetune import fine_tune
 
 logger = logging.getLogger("benchmarks.rating_errors")
 

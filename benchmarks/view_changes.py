@@ -37,7 +37,7 @@ from worker.offline_assets import cache_root
 from worker.predictions import prediction_from_score
 from worker.records import PulledRecord, SuggestionState
 from worker.scoring import Scorer, ScoringInput, load_classifier
-from worker.training import fine_tune
+from worker.training.finetune import fine_tune
 from worker.view import QuantileSketch, ViewTolerance, new_values
 
 logger = logging.getLogger("benchmarks.view_changes")

@@ -30,7 +30,7 @@ from worker.local_argilla.stack import LocalArgilla
 from worker.offline_assets import MINILM_MODEL, cache_root, fetch
 from worker.registry import CURRENT
 from worker.services import Services
-from worker.training import fine_tune
+from worker.training.finetune import fine_tune
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import subprocess
+import sys
 
 import argilla
 
@@ -31,3 +33,14 @@ def test_the_sdks_login_line_is_dropped_and_the_workers_lines_kept():
     finally:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
+
+
+def test_transformers_progress_bars_are_off_without_the_cli_importing_transformers():
+    """In a fresh process, as the CLI does: a command that never loads a model does not pay for transformers, and
+    one that does (imported after the logging is set up) draws no progress bar."""
+    script = ("import sys; from worker.logging_setup import configure_logging; configure_logging(); "
+              "print('transformers' in sys.modules); "
+              "from transformers.utils import logging as tl; print(tl.is_progress_bar_enabled())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+
+    assert result.stdout.split() == ["False", "False"]
