@@ -36,9 +36,9 @@ from worker.jobs import scorer_options
 from worker.offline_assets import MINILM_MODEL, cache_root, fetch
 from worker.records import label_index
 from worker.scoring import load_classifier
-from worker.training.finetune import fine_tune
 from worker.training.calibrate import scored_probabilities
 from worker.training.data import Example
+from worker.training.finetune import fine_tune
 
 logger = logging.getLogger("benchmarks.temperature_errors")
 
