@@ -354,6 +354,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     report.unread_columns = unread_columns(table, [text_column, label_column, id_column, split_column,
                                                    *(column.column for column in metadata), *other_fields.values()])
     report.label_column_given = label_column is not None
+    report.id_column_given = id_column is not None
     gateway.ensure_dataset(label_set, multi_label=multi_label)
     gateway.check_other_fields(list(other_fields))
     gateway.ensure_user_metadata({column.name: column.kind for column in metadata})

@@ -45,6 +45,7 @@ DATASET_METADATA_FILES = frozenset({"dataset_info.json", "dataset_infos.json", "
 DIRECTORY_ENTRIES = 100_000  # entries an input directory's walk looks through before it is refused
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
 LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
+ID_COLUMN_NAMES = frozenset({"id", "_id", "idx", "record_id", "example_id", "uuid", "guid"})
 
 
 @dataclass
@@ -58,6 +59,7 @@ class IngestReport:
     first_repeat: tuple[int, int] | None = None  # (row, the earlier row with its text)
     unread_columns: list[str] = field(default_factory=list)  # input columns no option named (see unread_columns)
     label_column_given: bool = True
+    id_column_given: bool = True
     respelled: Counter[tuple[str, str]] = field(default_factory=Counter)  # (as written, the label) -> label cells
     unknown_labels: Counter[str] = field(default_factory=Counter)  # a label that names none of the question's -> rows
     labels: tuple[str, ...] = ()  # the question's labels (for the hint on unknown ones)
@@ -73,6 +75,12 @@ class IngestReport:
             if not self.label_column_given and column is not None:
                 lines.append(f"  no --label-column was given, so every record was ingested without a label: "
                              f"add --label-column {column} to ingest column {column!r} as the labels")
+            column = next((name for name in self.unread_columns if name.lower() in ID_COLUMN_NAMES), None)
+            if not self.id_column_given and column is not None:
+                lines.append(f"  no --id-column was given, so records are keyed by a hash of their text (a text "
+                             f"edited in the source comes back as another record): add --id-column {column} to key "
+                             f"them by column {column!r} — from a dataset's first ingest: records already written "
+                             f"keep their ids, and would be written again under the new ones")
         if self.respelled:
             lines.append(f"  labels read as the question's: {respellings(self.respelled)}")
         if self.first_repeat is not None:

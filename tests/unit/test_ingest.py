@@ -210,8 +210,22 @@ def test_columns_no_option_names_are_said_and_an_unnamed_label_column_gets_the_o
     assert report.unread_columns == ["label", "author"]
     assert "column(s) not ingested: label, author" in report.summary()
     assert "add --label-column label to ingest column 'label' as the labels" in report.summary()
+    assert "--id-column" not in report.summary()  # no id-like column
     named = IngestReport(unread_columns=unread_columns(table, ["text", "label", "ticket", "author"]))
     assert named.unread_columns == [] and "not ingested" not in named.summary()
+
+
+def test_an_unnamed_id_column_gets_the_option_to_key_records_by_it(tmp_path):
+    path = tmp_path / "tickets.csv"
+    path.write_text("ID,text,label\nt1,my invoice is wrong,billing\nt2,login fails,access\n")
+    table = load_table(path)
+    unnamed = IngestReport(unread_columns=unread_columns(table, ["text", "label", None]), id_column_given=False)
+
+    assert "column(s) not ingested: ID" in unnamed.summary()
+    assert ("no --id-column was given, so records are keyed by a hash of their text (a text edited in the source "
+            "comes back as another record): add --id-column ID to key them by column 'ID'") in unnamed.summary()
+    given = IngestReport(unread_columns=unread_columns(table, ["text", "label", "ID"]), id_column_given=True)
+    assert "--id-column" not in given.summary()
 
 
 MULTI_ROWS = [
