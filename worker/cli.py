@@ -874,11 +874,13 @@ def test_set(config_file: Path | None, size: int | None) -> None:
     """Draw records at random from those nobody has reviewed and mark them with metadata `test_set_rank`; the
     model is never trained on them and, once annotators review them, is measured on them — an honest accuracy,
     unlike the validation records, which are ones picked for review. Run again: how many are reviewed, and the
-    current model's figures on them; with a larger --size, more records drawn the same way at the next ranks."""
+    current model's figures on them; with a larger --size, more records drawn the same way at the next ranks.
+    SIGTERM / Ctrl-C: stops within a pass over the records (exit 143 / 130), saying what stands."""
     services = _services(config_file, writes=("state_dir",))
     from worker.jobs import test_set_job
 
-    report = test_set_job(services, size)
+    with _until_signalled() as stop:
+        report = test_set_job(services, size, stop=stop)
     drawn, state = report.test_set, report.progress
     name = services.gateway.binding.stored_name(TEST_SET_PROPERTY)
     if report.drawn:
@@ -985,11 +987,15 @@ def calibrate(config_file: Path | None, version: str | None, max_samples: int, o
 def publish(config_file: Path | None, directory: str | None, repo_id: str | None) -> None:
     """Publish the cleaned dataset: corrected `label` beside `original_label`, review stats, model scores,
     and a dataset card with plots — to a local directory and/or a Hub dataset repo. Nothing is written
-    when the content is unchanged since the last publication."""
+    when the content is unchanged since the last publication. SIGTERM / Ctrl-C: stops while reading the records or
+    before writing (exit 143 / 130), nothing published; a write under way (a directory swap, a Hub commit) ends."""
     services = _services(config_file)
     from worker.jobs import publish_job
 
-    for result in publish_job(services, directory=Path(directory) if directory is not None else None, repo_id=repo_id):
+    with _until_signalled() as stop:
+        results = publish_job(services, directory=Path(directory) if directory is not None else None,
+                              repo_id=repo_id, stop=stop)
+    for result in results:
         state = "published" if result.published else "unchanged, nothing written"
         commit = f" (commit {result.commit})" if result.commit else ""
         click.echo(f"{result.sink} {result.location}: {state}{commit}")

@@ -1332,7 +1332,8 @@ class TestSetReport:
     added: int = 0  # records this run added to a test set drawn before (``size`` above its records)
 
 
-def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
+def test_set_job(services: Services, size: int | None = None, *,
+                 stop: threading.Event | None = None) -> TestSetReport:
     """Draw the dataset's test set when it has none — a seeded uniform sample of ``size`` records nobody has
     responded to (default :data:`DEFAULT_TEST_SET_SIZE`, and at most :data:`DEFAULT_TEST_SET_SHARE` of those
     records; see :mod:`worker.test_set`; one streamed pass, memory O(size); the dataset's ``test_set_rank`` marks
@@ -1344,8 +1345,12 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     answered in rank order. O(test set) after the draw; until a run has taken the model's answers and ranks off the
     unreviewed copies of the test texts (the first, unless a write failed), one more streamed pass, memory O(page).
 
+    ``stop``: read at each record of the streamed passes; a stopped draw keeps nothing, a stopped growth keeps the
+    test set as it was, a stopped pass over the copies leaves it for the next run.
+
     Raises:
         DataError: no record without a response is left to draw from.
+        Interrupted: ``stop`` was set (the message says what stands).
     """
     check_writable(services.settings.state_dir, "state_dir")
     labels = services.prepare_for_push()
@@ -1353,7 +1358,9 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
     seed = services.settings.training.seed
     test_set, drawn, recovered = services.test_sets.get(key), False, False
     if test_set is None:
-        test_set, drawn = recovered_or_drawn(services.gateway.pull(), size or DEFAULT_TEST_SET_SIZE, seed=seed,
+        pool = _until_stopped(services.gateway.pull(), stop, "test set: stopped on request while drawing it: "
+                              "nothing drawn; run it again to draw")
+        test_set, drawn = recovered_or_drawn(pool, size or DEFAULT_TEST_SET_SIZE, seed=seed,
                                              share=1.0 if size else DEFAULT_TEST_SET_SHARE)
         recovered = not drawn
         if not test_set.ids:
@@ -1366,7 +1373,10 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
             _warn_if_all_taken(len(test_set.ids), test_set.drawn_from)
     added = 0
     if size is not None and size > len(test_set.ids) and not drawn:
-        grown = grow_test_set(test_set, services.gateway.pull(), size, seed=seed)
+        pool = _until_stopped(services.gateway.pull(), stop,
+                              f"test set: stopped on request while drawing the records to add: it stays at its "
+                              f"{len(test_set.ids)} records; run it again to grow it")
+        grown = grow_test_set(test_set, pool, size, seed=seed)
         added = len(grown.ids) - len(test_set.ids)
         if added:
             test_set = grown
@@ -1386,7 +1396,7 @@ def test_set_job(services: Services, size: int | None = None) -> TestSetReport:
                                                         (*MODEL_ANSWER_METADATA, RANK_PROPERTY))
     copies = PushReport()
     if not test_set.copies_cleared:
-        copies = _withdraw_from_copies(services, test_set, blind)
+        copies = _withdraw_from_copies(services, test_set, blind, stop)
         if not copies.failed:
             services.test_sets.put(key, replace(test_set, copies_cleared=True))
     state = progress(test_set, records)
@@ -1406,14 +1416,21 @@ def _warn_if_all_taken(taken: int, unreviewed: int) -> None:
                        "--size)", unreviewed)
 
 
-def _withdraw_from_copies(services: Services, test_set: TestSet,
-                          blind: Callable[[PulledRecord], bool]) -> PushReport:
+def _withdraw_from_copies(services: Services, test_set: TestSet, blind: Callable[[PulledRecord], bool],
+                          stop: threading.Event | None = None) -> PushReport:
     """Take the model's answers (suggestion, model metadata) and ``cold_start_rank`` off the records carrying a test
     record's text that ``blind`` names (nobody has reviewed them): one streamed pass over the dataset, written a
-    page at a time. O(N) time, memory O(page)."""
+    page at a time. O(N) time, memory O(page).
+
+    Raises:
+        Interrupted: ``stop`` was set (the pages written stand; the next run makes the pass again).
+    """
     test_records = TestSetFilter(test_set)
     report = PushReport()
-    copies = (record for record in services.gateway.pull() if test_records.is_copy(record) and blind(record))
+    records = _until_stopped(services.gateway.pull(), stop, f"test set: stopped on request while taking the model's "
+                             f"answers off the copies of its texts: its {len(test_set.ids)} records are drawn and "
+                             f"marked; run it again to finish")
+    copies = (record for record in records if test_records.is_copy(record) and blind(record))
     for page in batched(copies, PAGE_SIZE):
         part = services.gateway.withdraw_model_answers({record.record_id: record for record in page},
                                                        (*MODEL_ANSWER_METADATA, RANK_PROPERTY))
@@ -1601,13 +1618,19 @@ def _warn_if_not_learned(model: ModelVersion) -> None:
                    validation["accuracy"], majority, training.get("train", "?"), own_labels)
 
 
-def estimate_crowd(services: Services, labels: Sequence[str]) -> CrowdModel:
+def estimate_crowd(services: Services, labels: Sequence[str], *,
+                   stop: threading.Event | None = None) -> CrowdModel:
     """Estimate the annotators' and the model's weights (see :mod:`worker.crowd`) from one pass over the
     records with a response and store it (``state_dir/crowd.json``): score runs weigh votes with it until
     the next estimate. Returns it with ``[consensus]`` applied (see :meth:`Services.crowd`).
-    Time O(annotated records); memory O(annotators + labels)."""
+    Time O(annotated records); memory O(annotators + labels).
+
+    Raises:
+        Interrupted: ``stop`` was set during the pass (nothing stored).
+    """
     estimator = CrowdEstimator(labels, services.taught)
-    for record in services.gateway.pull_annotated():
+    for record in _until_stopped(services.gateway.pull_annotated(), stop,
+                                 "stopped on request while weighing the annotators' votes"):
         estimator.add(record)
     crowd = estimator.estimate()
     if crowd.annotators:
@@ -1781,14 +1804,27 @@ def _nothing_to_publish(services: Services, stats: PublicationStats) -> str:
     return f"nothing to publish: {dataset!r} {why}; the last publication, if any, is left as it is"
 
 
-def publish_job(services: Services, *, directory: Path | None = None,
-                repo_id: str | None = None) -> list[PublishResult]:
+def publish_job(services: Services, *, directory: Path | None = None, repo_id: str | None = None,
+                stop: threading.Event | None = None) -> list[PublishResult]:
     """Build the cleaned dataset from Argilla and write it to the configured sinks (unchanged → skipped).
+    ``stop``: read at each record of the two passes (annotators' weights, then the records) and before the sinks
+    write; a sink's write itself (one directory swap, one Hub commit) is not cut short.
 
     Raises:
         ConfigError: no sink configured, or a sink's ``check()`` refuses (a directory holding files the worker
             did not publish).
+        Interrupted: ``stop`` was set: nothing published, the last publication stands.
     """
+    try:
+        return _publish(services, directory=directory, repo_id=repo_id, stop=stop)
+    except Interrupted as stopped:
+        raise Interrupted(f"publishing {stopped}: nothing published (the last publication stands); run it again to "
+                          f"publish") from None
+
+
+def _publish(services: Services, *, directory: Path | None, repo_id: str | None,
+             stop: threading.Event | None) -> list[PublishResult]:
+    """:func:`publish_job`'s work."""
     settings = services.settings.publish
     if directory is not None or repo_id is not None:  # explicit sinks (CLI) replace the configured ones
         sinks = ([LocalDirectorySink(directory)] if directory else []) + (
@@ -1807,9 +1843,12 @@ def publish_job(services: Services, *, directory: Path | None = None,
     questions = _published_questions(services)
     binding = services.gateway.binding
     others, chats = _published_fields(services)
-    with build_publication(services.gateway.pull(fields=others, questions=tuple(questions)), labels, options,
+    crowd = estimate_crowd(services, labels, stop=stop)
+    records = _until_stopped(services.gateway.pull(fields=others, questions=tuple(questions)), stop,
+                             "stopped on request while reading the records")
+    with build_publication(records, labels, options,
                            fields=(*binding.fields, *others), workdir=services.settings.state_dir / "publishing",
-                           crowd=estimate_crowd(services, labels), multi_label=binding.multi_label,
+                           crowd=crowd, multi_label=binding.multi_label,
                            metadata=metadata, chat_fields=chats, rating=binding.rating,
                            questions=questions) as publication:
         stats = publication.stats
@@ -1829,6 +1868,9 @@ def publish_job(services: Services, *, directory: Path | None = None,
         # the card links Argilla itself, not the team's server: an internal address is no reader's business
         card = CardInfo(license=settings.license, pretty_name=f"{services.settings.argilla.dataset} ({state})",
                         model_metrics=_model_metrics(services, publication))
+        if stop is not None and stop.is_set():
+            raise Interrupted(f"stopped on request after reading the {publication.num_rows} rows, before writing "
+                              f"them")
         results = [sink.publish(publication, card) for sink in sinks]
     call_each(services.plugins, "on_published", results=results)
     return results

@@ -404,7 +404,7 @@ class Runner:
             if item.kind == JobKind.RETRAIN:
                 return self._retrain()
             if item.kind == JobKind.PUBLISH:
-                results = publish_job(self.services)
+                results = publish_job(self.services, stop=self.stop)
                 return "; ".join(f"{r.sink} {r.location}: {'published' if r.published else 'unchanged'}"
                                  for r in results)
             if item.kind == JobKind.MEASURE:

@@ -6,14 +6,20 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import datasets
+import pytest
 
 from tests.hub_stub import HubStub
 from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
+from tests.stops import SetAfterLooks
+from worker.config import load_settings
 from worker.demo_data import LabelledText
+from worker.errors import Interrupted
 from worker.gateway import ArgillaGateway
+from worker.jobs import Services, publish_job
 
 LABELS = ("negative", "positive")
 INGESTED = {f"p{i}": LABELS[i % 2] for i in range(12)}
@@ -217,3 +223,39 @@ def test_their_annotators_answers_to_other_questions_are_published_when_named(lo
     services.settings.publish.questions = ["queue"]
     with pytest.raises(ConfigError, match="publish.questions: 'queue' is the question the worker serves"):
         publish_job(services, directory=tmp_path / "bound")
+
+
+def test_a_publication_stopped_on_request_writes_nothing_and_the_last_one_stands(
+        local_argilla, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Stopped while weighing the annotators, while reading the records, or after reading them: the last
+    publication is left as it was and the message says so; the next run publishes the records."""
+    gateway = ArgillaGateway(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value(),
+                             dataset_name=dataset_name, workspace=stack_settings.workspace)
+    gateway.ensure_dataset(LABELS)
+    gateway.log_labelled_texts(LabelledText(i, f"review number {i} of the film", label)
+                               for i, label in INGESTED.items())
+    first = {r.record_id: r for r in gateway.pull()}["p0"]
+    submit_label(stack_settings, first.server_id, "positive")  # one record with a response: the crowd pass reads it
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    services = Services(load_settings(
+        argilla={"api_url": stack_settings.api_url, "dataset": dataset_name, "workspace": stack_settings.workspace},
+        registry={"path": str(tmp_path / "registry")}, state_dir=str(tmp_path / "state")))
+    out = tmp_path / "published"
+    publish_job(services, directory=out)
+    last = {path.name: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    gateway.log_labelled_texts([LabelledText("p99", "a record added since the last publication", "negative")])
+
+    # the job reads the stop once for the 1 record with a response, once for each of the 13 records, then once more
+    for looks, where in ((0, "while weighing the annotators' votes"), (5, "while reading the records"),
+                          (1 + 13, "after reading the 13 rows, before writing them")):
+        with pytest.raises(Interrupted) as stopped:
+            publish_job(services, directory=out, stop=SetAfterLooks(looks))
+        assert str(stopped.value) == (f"publishing stopped on request {where}: nothing published (the last "
+                                      f"publication stands); run it again to publish")
+        assert {path.name: path.read_bytes() for path in out.rglob("*") if path.is_file()} == last
+        assert not any((tmp_path / "state" / "publishing").iterdir())  # the stopped run's scratch is gone
+
+    (result,) = publish_job(services, directory=out, stop=threading.Event())
+    assert result.published
+    published = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))
+    assert "p99" in {row["id"] for split in published.values() for row in split}

@@ -14,13 +14,16 @@ import pytest
 from tests.integration.annotator import create_annotator, submit_label
 from tests.integration.cli import run_worker
 from tests.integration.sdk import stored_records
+from tests.stops import SetAfterLooks
 from tests.tiny_models import save_tiny_classifier
 from tests.training_data import LABELS, sentiment_examples
 from worker.coldstart import ColdStartSettings
 from worker.config import load_settings
+from worker.constants import TEST_SET_PROPERTY
 from worker.duplicates import text_key
-from worker.errors import NothingNewError
+from worker.errors import Interrupted, NothingNewError
 from worker.jobs import Services, cold_start_job, score_job, train_job
+from worker.jobs import test_set_job as draw_or_grow_test_set  # not collected as a test
 
 COUNT = 40
 TEST_SIZE = 8
@@ -266,3 +269,40 @@ def _taught(model_dir) -> set[str]:
     from worker.registry import read_taught_ids
 
     return read_taught_ids(model_dir) or set()
+
+
+def test_a_test_set_stopped_on_request_keeps_what_stands_and_the_next_run_finishes(
+        their_dataset, stack_settings, dataset_name, tmp_path, monkeypatch):
+    """Stopped while drawing: nothing drawn or marked; while taking the model's answers off the copies of its texts:
+    drawn and marked, the copies pass left for the next run; while drawing the records to add: the test set as it
+    was. Each says so; the next run finishes."""
+    monkeypatch.setenv("ARGILLA_WORKER_ARGILLA__API_KEY", stack_settings.api_key.get_secret_value())
+    config, _ = _config(tmp_path, stack_settings, dataset_name)
+    services = Services(load_settings(config))
+    key, rank = services.gateway.dataset_key, services.gateway.binding.stored_name(TEST_SET_PROPERTY)
+
+    def marked() -> dict[str, int]:
+        return {record_id: record["metadata"][rank] for record_id, record in
+                stored_records(stack_settings, their_dataset.id).items() if rank in (record["metadata"] or {})}
+
+    with pytest.raises(Interrupted, match="^test set: stopped on request while drawing it: nothing drawn; run it "
+                                          "again to draw$"):
+        draw_or_grow_test_set(services, TEST_SIZE, stop=SetAfterLooks(10))
+    assert services.test_sets.get(key) is None and marked() == {}
+
+    # the draw reads each of the COUNT records once, then the copies pass starts over them
+    with pytest.raises(Interrupted, match=f"off the copies of its texts: its {TEST_SIZE} records are drawn and "
+                                          f"marked; run it again to finish$"):
+        draw_or_grow_test_set(services, TEST_SIZE, stop=SetAfterLooks(COUNT + 3))
+    drawn = services.test_sets.get(key)
+    assert len(drawn.ids) == TEST_SIZE and not drawn.copies_cleared
+    assert sorted(marked().values()) == list(range(1, TEST_SIZE + 1))
+
+    with pytest.raises(Interrupted, match=f"while drawing the records to add: it stays at its {TEST_SIZE} records; "
+                                          f"run it again to grow it$"):
+        draw_or_grow_test_set(services, TEST_SIZE + 4, stop=SetAfterLooks(3))
+    assert services.test_sets.get(key).ids == drawn.ids and len(marked()) == TEST_SIZE
+
+    report = draw_or_grow_test_set(services, TEST_SIZE + 4)
+    assert report.added == 4 and services.test_sets.get(key).copies_cleared
+    assert sorted(marked().values()) == list(range(1, TEST_SIZE + 5))

@@ -157,26 +157,14 @@ def test_training_keeps_the_best_epoch_and_stops_early(tiny_model_dir, tmp_path)
 def test_a_stop_ends_a_training_within_a_step_not_after_its_epoch(tiny_model_dir, tmp_path):
     """A SIGTERM mid-epoch (an epoch of 10^5 examples takes an hour on a CPU): the training ends after the step under
     way — the request is read after each optimizer step —, saves nothing, and says where it stopped."""
-    import threading
-
+    from tests.stops import SetAfterLooks
     from worker.errors import Interrupted
 
-    class SetAfterSteps(threading.Event):
-        """Reads as set from its ``steps + 1``-th look on (the trainer looks once a step)."""
-
-        def __init__(self, steps: int):
-            super().__init__()
-            self.looks, self.steps = 0, steps
-
-        def is_set(self) -> bool:
-            self.looks += 1
-            return self.looks > self.steps
-
-    stop = SetAfterSteps(2)
+    stop = SetAfterLooks(2)  # the trainer looks once a step
     with pytest.raises(Interrupted, match="training stopped on request at step 3 of 6 of epoch 1 of 3"):
         train_classifier(tiny_model_dir, sentiment_examples(48), [], LABELS, tmp_path / "model",
                          TrainingSettings(epochs=3, **FAST), stop=stop)
-    assert stop.looks == 3 and not (tmp_path / "model").exists()
+    assert stop.looked == 3 and not (tmp_path / "model").exists()
 
 
 def _validation_loss(classifier, examples):
