@@ -322,6 +322,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     from worker.ingest import (
         IngestReport,
         check_columns,
+        check_keying,
         column_labels,
         field_columns,
         is_multi_label,
@@ -355,6 +356,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
                                                    *(column.column for column in metadata), *other_fields.values()])
     report.label_column_given = label_column is not None
     report.id_column_given = id_column is not None
+    check_keying(table, text_column, id_column, gateway.texts_by_external_id, gateway.dataset_name)  # before any write
     gateway.ensure_dataset(label_set, multi_label=multi_label)
     gateway.check_other_fields(list(other_fields))
     gateway.ensure_user_metadata({column.name: column.kind for column in metadata})

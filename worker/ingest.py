@@ -23,7 +23,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ DIRECTORY_ENTRIES = 100_000  # entries an input directory's walk looks through b
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
 LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
 ID_COLUMN_NAMES = frozenset({"id", "_id", "idx", "record_id", "example_id", "uuid", "guid"})
+KEYING_SAMPLE = 200  # first rows check_keying looks up in the dataset
 
 
 @dataclass
@@ -79,8 +80,8 @@ class IngestReport:
             if not self.id_column_given and column is not None:
                 lines.append(f"  no --id-column was given, so records are keyed by a hash of their text (a text "
                              f"edited in the source comes back as another record): add --id-column {column} to key "
-                             f"them by column {column!r} — from a dataset's first ingest: records already written "
-                             f"keep their ids, and would be written again under the new ones")
+                             f"them by column {column!r} — from a dataset's first ingest on (records keep the ids "
+                             f"they were written under)")
         if self.respelled:
             lines.append(f"  labels read as the question's: {respellings(self.respelled)}")
         if self.first_repeat is not None:
@@ -459,6 +460,47 @@ def check_columns(table: datasets.Dataset, *columns: str | None) -> None:
     missing = [column for column in columns if column is not None and column not in table.column_names]
     if missing:
         raise DataError(f"column(s) {missing} not in the input; its columns are {table.column_names}")
+
+
+def check_keying(table: datasets.Dataset, text_column: str, id_column: str | None,
+                 existing: Callable[[Sequence[str]], Mapping[str, str | None]], dataset_name: str) -> None:
+    """Refuse an ingest that would write the dataset's records again under other ids: its first rows
+    (:data:`KEYING_SAMPLE`) are in the dataset, with their text, under the other keying — a hash of their text when
+    ``--id-column`` is given, the values of an id-like column (:data:`ID_COLUMN_NAMES`) when it is not — and none is
+    under this one. ``existing``: the dataset's records with some ids, id → their text (one search a call; two
+    calls). O(sample).
+
+    Raises:
+        DataError: naming a row, its record in the dataset and the option that updates the records instead.
+    """
+    other = None if id_column is not None else next(
+        (column for column in table.column_names if column.lower() in ID_COLUMN_NAMES and column != text_column), None)
+    if id_column is None and other is None:
+        return
+    keys = []  # (1-based row, its text, id this ingest gives it, id the other keying gives it)
+    for number, row in enumerate(table.select(range(min(KEYING_SAMPLE, table.num_rows))), start=1):
+        text, value = row[text_column], row[id_column or other]
+        if isinstance(text, str) and text.strip() and value not in (None, ""):
+            hashed = content_id(text)
+            keys.append((number, text, str(value), hashed) if id_column else (number, text, hashed, str(value)))
+    if not keys or existing([key for _, _, key, _ in keys]):
+        return
+    elsewhere = existing([key for _, _, _, key in keys])
+    moved = next(((number, record) for number, text, _, record in keys
+                  if (elsewhere.get(record) or "").strip() == text.strip()), None)
+    if moved is None:  # new records (an id that names another text is another record)
+        return
+    number, record = moved
+    if id_column is not None:
+        raise DataError(f"these rows are in dataset {dataset_name!r} already, keyed by a hash of their text (ingested "
+                        f"without --id-column: row {number} is record {record!r} there), and none under column "
+                        f"{id_column!r}'s values: with --id-column {id_column} each would be written again as another "
+                        f"record. Nothing was written: ingest without --id-column to update them (or into a new "
+                        f"dataset to key its records by {id_column!r})")
+    raise DataError(f"these rows are in dataset {dataset_name!r} already under column {other!r}'s values (ingested "
+                    f"with --id-column {other}: row {number} is record {record!r} there), and none under a hash of "
+                    f"their text: without --id-column each would be written again as another record. Nothing was "
+                    f"written: add --id-column {other}")
 
 
 def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column: str | None,

@@ -261,3 +261,47 @@ def test_a_file_of_label_numbers_into_their_dataset_is_read_through_the_label_ma
     records = list(client.datasets(name=dataset_name, workspace=stack_settings.workspace).records())
     assert sorted((record.fields["text"], record.metadata["original_label"]) for record in records) == [
         ("a moving film", "positive"), ("dull and long", "negative"), ("superb", "positive")]
+
+
+def test_ingesting_again_with_the_other_keying_is_refused_before_anything_is_written(
+        local_argilla, stack_settings, dataset_name, tmp_path):
+    """A file with an id column ingested with --id-column, then without (or the other way round into another
+    dataset): every record would be written again under a new id. Refused in one line naming a row and its
+    record, nothing written; the same keying as before updates as ever."""
+    data = tmp_path / "tickets.csv"
+    data.write_text("id,text,label\nt1,my invoice is wrong,billing\nt2,login fails,access\nt3,refund please,"
+                    "billing\n")
+    env = {**os.environ, "ARGILLA_API_KEY": stack_settings.api_key.get_secret_value()}
+    client = rg.Argilla(api_url=stack_settings.api_url, api_key=stack_settings.api_key.get_secret_value())
+
+    def ingest(name, *options):
+        return subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", name,
+                               "--label-column", "label", "--api-url", stack_settings.api_url, *options],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+
+    def ids(name):
+        return sorted(str(r.id) for r in client.datasets(name=name, workspace=stack_settings.workspace).records())
+
+    by_column, by_text = dataset_name, f"{dataset_name}-b"
+    assert ingest(by_column, "--id-column", "id").returncode == 0
+    assert ingest(by_text).returncode == 0
+    keyed_by_text = ids(by_text)
+    assert ids(by_column) == ["t1", "t2", "t3"] and all(key.startswith("sha1-") for key in keyed_by_text)
+
+    without = ingest(by_column)
+    with_column = ingest(by_text, "--id-column", "id")
+
+    assert without.returncode == 1 and "Traceback" not in without.stderr, without.stderr
+    assert without.stderr.strip().splitlines()[-1] == (
+        f"error: these rows are in dataset {by_column!r} already under column 'id''s values (ingested with "
+        f"--id-column id: row 1 is record 't1' there), and none under a hash of their text: without --id-column "
+        f"each would be written again as another record. Nothing was written: add --id-column id")
+    assert with_column.returncode == 1 and "Traceback" not in with_column.stderr, with_column.stderr
+    assert (f"error: these rows are in dataset {by_text!r} already, keyed by a hash of their text (ingested without "
+            f"--id-column: row 1 is record 'sha1-") in with_column.stderr
+    assert ids(by_column) == ["t1", "t2", "t3"] and ids(by_text) == keyed_by_text
+    again = ingest(by_column, "--id-column", "id")
+    assert again.returncode == 0 and "0 records created, 0 updated, 3 unchanged" in again.stdout, again.stderr
+    data.write_text("id,text,label\nt1,a parcel never came,billing\nt2,the app crashes,access\n")  # other texts
+    other_texts = ingest(by_column)  # the same ids name other records: these are new ones, not refused
+    assert other_texts.returncode == 0 and "2 records created" in other_texts.stdout, other_texts.stderr

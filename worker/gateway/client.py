@@ -631,6 +631,17 @@ class ArgillaGateway:
         logger.info("ingest into %s/%s: %s", self.workspace, self.dataset_name, report.summary().splitlines()[0])
         return report
 
+    def texts_by_external_id(self, external_ids: Sequence[str]) -> dict[str, str | None]:
+        """The records of the dataset with these ids (at most ``TERMS_FILTER_MAX``): id → the text of the bound
+        (first) field, None where it has none; {} when the dataset does not exist yet (nothing is created). One
+        search request."""
+        dataset = self._find_dataset()
+        if dataset is None:
+            return {}
+        field = self.binding.fields[0]
+        found = self._existing_by_external_id(list(external_ids), dataset.id)
+        return {record_id: (item.get("fields") or {}).get(field) for record_id, item in found.items()}
+
     def _existing_by_external_id(self, external_ids: Sequence[str], dataset_id) -> dict[str, dict]:
         """The dataset's records with these external ids (at most ``TERMS_FILTER_MAX``), as the server's JSON
         (fields, metadata, suggestions), by external id: one search request."""
