@@ -76,7 +76,7 @@ class IngestReport:
             if not self.label_column_given and column is not None:
                 lines.append(f"  no --label-column was given, so every record was ingested without a label: "
                              f"add --label-column {column} to ingest column {column!r} as the labels")
-            column = next((name for name in self.unread_columns if name.lower() in ID_COLUMN_NAMES), None)
+            column = next(iter(id_like_columns(self.unread_columns)), None)
             if not self.id_column_given and column is not None:
                 lines.append(f"  no --id-column was given, so records are keyed by a hash of their text (a text "
                              f"edited in the source comes back as another record): add --id-column {column} to key "
@@ -104,14 +104,16 @@ def unread_columns(table: datasets.Dataset, read: Iterable[str | None]) -> list[
     return [column for column in table.column_names if column not in named]
 
 
-def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
-               report: IngestReport | None = None) -> datasets.Dataset:
+def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", report: IngestReport | None = None,
+               id_column: str | None = None) -> datasets.Dataset:
     """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; a local directory (one a
     ``datasets`` ``save_to_disk`` wrote, or one holding data files of one of those formats — shards, parts —, read
     as one table, rows numbered across the files in name order); otherwise a Hub dataset id.
 
     Lines of a csv / tsv / jsonl file that are not valid UTF-8 are skipped and listed in
-    ``report.bad_lines`` (the rest of the file is read).
+    ``report.bad_lines`` (the rest of the file is read). A csv / tsv file's ``id_column`` is read as written, as
+    text: not as numbers, which would make ``007`` the id ``7``, and a column of whole numbers with an empty cell
+    ``1.0``, ``2.0`` ….
 
     Raises:
         DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format; the
@@ -123,9 +125,9 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
     path = Path(source)
     if path.suffix.lower() in FILE_FORMATS:
         _check_file(path)
-        return _load_files([path], str(path), report)
+        return _load_files([path], str(path), report, id_column)
     if path.is_dir():
-        return _load_directory(path, split, report)
+        return _load_directory(path, split, report, id_column)
     try:
         return datasets.load_dataset(str(source), split=split)
     except Exception as error:  # the Hub raises many types; the user needs the message
@@ -133,7 +135,7 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train",
                         f"{error}") from error
 
 
-def _load_directory(directory: Path, split: str, report: IngestReport) -> datasets.Dataset:
+def _load_directory(directory: Path, split: str, report: IngestReport, id_column: str | None) -> datasets.Dataset:
     """A ``save_to_disk`` directory (its ``split`` when it holds several), else the data files under it, all of
     one format (hidden entries skipped). Looks through at most :data:`DIRECTORY_ENTRIES` entries: time O(that)."""
     if (directory / "dataset_dict.json").is_file() or (directory / "state.json").is_file():
@@ -157,7 +159,7 @@ def _load_directory(directory: Path, split: str, report: IngestReport) -> datase
     for file in files:
         _check_file(file)
     logger.info("reading %d %s file(s) under %s as one table", len(files), kinds[0], directory)
-    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report)
+    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report, id_column)
 
 
 def _data_file_name(name: str) -> bool:
@@ -196,26 +198,67 @@ def _check_file(path: Path) -> None:
                                 f"{path.suffix.lower()[1:]}")
 
 
-def _load_files(paths: Sequence[Path], described: str, report: IngestReport) -> datasets.Dataset:
-    """Checked data files of one format as one table (``described`` names them in errors)."""
+def _load_files(paths: Sequence[Path], described: str, report: IngestReport,
+                id_column: str | None = None) -> datasets.Dataset:
+    """Checked data files of one format as one table (``described`` names them in errors); a csv / tsv file's id
+    columns as text (see :func:`load_table`: read a second time when the first read took them for numbers)."""
     suffix = paths[0].suffix.lower()
     with Scratch(Path(tempfile.gettempdir()), "argilla-worker-ingest-") as scratch:
         readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1)
                     if suffix in TEXT_FORMATS else path for number, path in enumerate(paths)]
-        extra = {"delimiter": "\t"} if suffix == ".tsv" else {}
-        try:
-            # (datasets converts the files to Arrow in its own cache: the scratch copies are not needed afterwards)
-            table = datasets.load_dataset(FILE_FORMATS[suffix], data_files=[str(path) for path in readable],
-                                          split="train", **extra)
-        except Exception as error:  # datasets wraps the parser's error (pyarrow, pandas, json) in several types
-            if "corresponds to no data" in str(error):
-                raise DataError(f"input file {described} has no rows (only a header?)") from error
-            cause = error.__cause__ or error
-            raise DataError(f"input file {described} cannot be read as {suffix[1:]}: "
-                            f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from error
+        table = _read_files(readable, suffix, described)
+        if (FILE_FORMATS[suffix] == "csv" and id_column in table.column_names
+                and table.features[id_column] not in (datasets.Value("string"), datasets.Value("large_string"))):
+            as_text = datasets.Features({name: datasets.Value("string") if name == id_column else feature
+                                         for name, feature in table.features.items()})
+            table = _read_files(readable, suffix, described, features=as_text)
     if table.num_rows == 0:
         raise DataError(f"input file {described} has no rows (only a header?)")
     return table
+
+
+def _read_files(paths: Sequence[Path], suffix: str, described: str,
+                features: datasets.Features | None = None) -> datasets.Dataset:
+    """The files of one format as one table, with these ``features`` (types) or those the reader infers.
+
+    Raises:
+        DataError: no rows, or the parser's error in one line.
+    """
+    extra: dict = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    if features is not None:
+        extra["features"] = features
+    try:
+        # (datasets converts the files to Arrow in its own cache: the scratch copies are not needed afterwards)
+        return datasets.load_dataset(FILE_FORMATS[suffix], data_files=[str(path) for path in paths], split="train",
+                                     **extra)
+    except Exception as error:  # datasets wraps the parser's error (pyarrow, pandas, json) in several types
+        if "corresponds to no data" in str(error):
+            raise DataError(f"input file {described} has no rows (only a header?)") from error
+        cause = error.__cause__ or error
+        raise DataError(f"input file {described} cannot be read as {suffix[1:]}: "
+                        f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from error
+
+
+def id_like_columns(columns: Iterable[str]) -> list[str]:
+    """The columns named like ids (:data:`ID_COLUMN_NAMES`, any letter case), in order."""
+    return [column for column in columns if column.lower() in ID_COLUMN_NAMES]
+
+
+def id_text(value: object) -> str | None:
+    """A record id as the worker writes it from an id cell: text as it is, a whole number without a decimal point
+    (``3.0`` → ``"3"``: a parquet or json column of ids with an empty cell holds floats), other numbers as
+    written; None for an empty cell or a value that is no id (a list, a mapping)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    return None
 
 
 def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, *, several: bool = False) -> Path:
@@ -474,15 +517,15 @@ def check_keying(table: datasets.Dataset, text_column: str, id_column: str | Non
         DataError: naming a row, its record in the dataset and the option that updates the records instead.
     """
     other = None if id_column is not None else next(
-        (column for column in table.column_names if column.lower() in ID_COLUMN_NAMES and column != text_column), None)
+        (column for column in id_like_columns(table.column_names) if column != text_column), None)
     if id_column is None and other is None:
         return
     keys = []  # (1-based row, its text, id this ingest gives it, id the other keying gives it)
     for number, row in enumerate(table.select(range(min(KEYING_SAMPLE, table.num_rows))), start=1):
-        text, value = row[text_column], row[id_column or other]
-        if isinstance(text, str) and text.strip() and value not in (None, ""):
+        text, value = row[text_column], id_text(row[id_column or other])
+        if isinstance(text, str) and text.strip() and value is not None:
             hashed = content_id(text)
-            keys.append((number, text, str(value), hashed) if id_column else (number, text, hashed, str(value)))
+            keys.append((number, text, value, hashed) if id_column else (number, text, hashed, value))
     if not keys or existing([key for _, _, key, _ in keys]):
         return
     elsewhere = existing([key for _, _, _, key in keys])
@@ -512,9 +555,13 @@ def _row_to_record(row: dict, text_column: str, labels: _LabelReader, id_column:
     label, reason = labels.read(row[labels.column] if labels.column is not None else None)
     if reason:
         return None, reason
-    record_id = str(row[id_column]) if id_column is not None else content_id(text)
-    if id_column is not None and row[id_column] in (None, ""):
-        return None, f"id column {id_column!r} is empty"
+    record_id = id_text(row[id_column]) if id_column is not None else content_id(text)
+    if record_id is None:
+        value = row[id_column]  # (only an id column's cell gives None)
+        empty = value is None or (isinstance(value, str) and not value.strip()) or (
+            isinstance(value, float) and math.isnan(value))
+        return None, (f"id column {id_column!r} is empty" if empty else
+                      f"id column {id_column!r} holds {value!r}: an id is a text or a number")
     split = row[split_column] if split_column is not None else None
     if split_column is not None and (not isinstance(split, str) or not split.strip()):
         return None, f"split column {split_column!r} is empty or not a string ({split!r})"

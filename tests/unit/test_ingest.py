@@ -12,6 +12,7 @@ from worker.ingest import (
     IngestReport,
     column_labels,
     content_id,
+    id_text,
     is_multi_label,
     labelled_rows,
     load_table,
@@ -642,3 +643,32 @@ def test_a_dataset_the_server_did_not_create_is_one_line_refused_or_unavailable_
                   httpx.ConnectError("connection refused", request=request)):
         failure = creation_failure("argilla/x", _raised_from(cause))
         assert isinstance(failure, ArgillaUnavailableError) and "\n" not in str(failure), failure
+
+
+def test_ids_are_read_as_written_not_as_numbers(tmp_path):
+    """A csv's id column of whole numbers with an empty cell was read as floats (ids "1.0", "3.0") and "007" as the
+    number 7: the same records ingested from a fixed file, or from a parquet export, got other ids (duplicates).
+    Ids are now read as text; an id cell that holds no id skips its row, named."""
+    path = tmp_path / "tickets.csv"
+    path.write_text("id,text,label\n007,my invoice is wrong,billing\n,login fails,access\n"
+                    "1234567890123456789,refund please,billing\n")
+    report = IngestReport()
+
+    rows = list(labelled_rows(load_table(path, id_column="id"), label_column="label", id_column="id", report=report))
+
+    assert [row.id for row in rows] == ["007", "1234567890123456789"]
+    assert report.bad_rows == [(2, "id column 'id' is empty")]
+    floats = tmp_path / "export.parquet"  # a pandas export of whole-number ids with a gap: floats
+    pd.DataFrame({"id": [1.0, None, 3.0], "text": ["one", "two", "three"]}).to_parquet(floats)
+    assert [row.id for row in labelled_rows(load_table(floats), id_column="id", report=IngestReport())] == ["1", "3"]
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps({"id": [1, 2], "text": "a list for an id"}) + "\n" +
+                   json.dumps({"id": 2.5, "text": "a fractional id"}) + "\n")
+    odd_report = IngestReport()
+    assert [row.id for row in labelled_rows(load_table(odd), id_column="id", report=odd_report)] == ["2.5"]
+    assert odd_report.bad_rows[0] == (1, "id column 'id' holds [1, 2]: an id is a text or a number")
+
+
+def test_an_id_cell_is_written_as_the_text_it_stands_for():
+    assert [id_text(value) for value in ("t-1", 7, 3.0, 2.5, "  ", None, float("nan"), True, [1], {"a": 1})] == [
+        "t-1", "7", "3", "2.5", None, None, None, None, None, None]
