@@ -200,8 +200,9 @@ def _check_file(path: Path) -> None:
 
 def _load_files(paths: Sequence[Path], described: str, report: IngestReport,
                 id_column: str | None = None) -> datasets.Dataset:
-    """Checked data files of one format as one table (``described`` names them in errors); a csv / tsv file's id
-    columns as text (see :func:`load_table`: read a second time when the first read took them for numbers)."""
+    """Checked data files of one format as one table (``described`` names them in errors); a csv / tsv file's
+    ``id_column`` as text (see :func:`load_table`): the files are read a second time when the first read took it for
+    numbers (time 2 × O(file) then, memory O(chunk) each: datasets writes the rows to its Arrow cache)."""
     suffix = paths[0].suffix.lower()
     with Scratch(Path(tempfile.gettempdir()), "argilla-worker-ingest-") as scratch:
         readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1)
