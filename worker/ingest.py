@@ -21,6 +21,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,6 +48,7 @@ LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a
 LABEL_COLUMN_NAMES = frozenset({"label", "labels", "class", "category", "target", "intent", "sentiment"})
 ID_COLUMN_NAMES = frozenset({"id", "_id", "idx", "record_id", "example_id", "uuid", "guid"})
 KEYING_SAMPLE = 200  # first rows check_keying looks up in the dataset
+HUB_ID = re.compile(r"[\w.-]+(/[\w.-]+)?")  # a Hub dataset id: NAME or OWNER/NAME (what is not, is a local path)
 
 
 @dataclass
@@ -128,6 +130,11 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
         return _load_files([path], str(path), report, id_column)
     if path.is_dir():
         return _load_directory(path, split, report, id_column)
+    if path.is_file():
+        raise DataError(f"input file {path} is a {path.suffix or 'suffix-less'} file: ingest reads csv, tsv, jsonl, "
+                        f"json and parquet files (save it as one of those)")
+    if not HUB_ID.fullmatch(str(source)):
+        raise DataError(f"input {source} does not exist (nor is it a Hub dataset id: NAME or OWNER/NAME)")
     try:
         return datasets.load_dataset(str(source), split=split)
     except Exception as error:  # the Hub raises many types; the user needs the message

@@ -110,6 +110,18 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
         load_table(tmp_path / "nope.csv")
 
 
+def test_a_file_of_another_format_or_a_missing_path_is_said_as_such_not_as_a_hub_error(tmp_path):
+    """Both once fell through to the Hub ("as a Hub dataset: Couldn't find any data file at …")."""
+    sheet = tmp_path / "tickets.xlsx"
+    sheet.write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match=r"^input file .*tickets\.xlsx is a \.xlsx file: ingest reads csv, tsv, "
+                                        r"jsonl, json and parquet files \(save it as one of those\)$"):
+        load_table(sheet)
+    with pytest.raises(DataError, match=r"^input .*exports/ does not exist \(nor is it a Hub dataset id: NAME or "
+                                        r"OWNER/NAME\)$"):
+        load_table(f"{tmp_path}/exports/")
+
+
 @pytest.mark.parametrize("name, content, message", [
     ("empty.csv", b"", "is empty"),
     ("empty.jsonl", b"", "is empty"),
