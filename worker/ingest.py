@@ -232,7 +232,13 @@ def _read_files(paths: Sequence[Path], suffix: str, described: str,
     Raises:
         DataError: no rows, or the parser's error in one line.
     """
-    extra: dict = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    extra: dict = {}
+    if suffix == ".tsv":
+        extra["delimiter"] = "\t"
+    elif suffix == ".csv":
+        extra["delimiter"] = _csv_delimiter(paths[0])
+        if extra["delimiter"] == ";":  # the comma is that locale's decimal mark: "4,5" is 4.5
+            extra["decimal"] = ","
     if features is not None:
         extra["features"] = features
     try:
@@ -245,6 +251,20 @@ def _read_files(paths: Sequence[Path], suffix: str, described: str,
         cause = error.__cause__ or error
         raise DataError(f"input file {described} cannot be read as {suffix[1:]}: "
                         f"{type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from error
+
+
+def _csv_delimiter(path: Path) -> str:
+    """``,`` — or the one of ``;`` ``|`` ``\\t`` that a header without a comma holds (a spreadsheet's export in a
+    locale whose decimal mark is the comma writes ``text;label`` and ``4,5``: read with that decimal mark)."""
+    with path.open("r", encoding="utf-8-sig", errors="replace", newline="") as handle:
+        header = handle.readline()
+    if "," in header:
+        return ","
+    found = next((mark for mark in (";", "\t", "|") if mark in header), ",")
+    if found != ",":
+        logger.info("%s: the header holds no comma and %r separates its columns: read as separated by %r", path,
+                    found, found)
+    return found
 
 
 def id_like_columns(columns: Iterable[str]) -> list[str]:

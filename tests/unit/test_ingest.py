@@ -684,3 +684,18 @@ def test_ids_are_read_as_written_not_as_numbers(tmp_path):
 def test_an_id_cell_is_written_as_the_text_it_stands_for():
     assert [id_text(value) for value in ("t-1", 7, 3.0, 2.5, "  ", None, float("nan"), True, [1], {"a": 1})] == [
         "t-1", "7", "3", "2.5", None, None, None, None, None, None]
+
+
+def test_a_spreadsheets_semicolon_separated_export_is_read_by_its_columns(tmp_path):
+    """A spreadsheet in a locale whose decimal mark is the comma exports ``text;label``: once one column named
+    'text;label' (and "column(s) ['text'] not in the input")."""
+    path = tmp_path / "export.csv"
+    path.write_bytes("\ufefftext;label;stars\nrather good, all in all;positive;4,5\ndull;negative;1\n".encode())
+
+    table = load_table(path)
+
+    assert table.column_names == ["text", "label", "stars"]
+    assert table["text"] == ["rather good, all in all", "dull"] and table["stars"] == [4.5, 1.0]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("text,label\nfine; really,positive\n")
+    assert load_table(plain)["text"] == ["fine; really"]
