@@ -334,7 +334,7 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     from worker.training.register import parse_label_map
 
     report = IngestReport()
-    table = load_table(source, split=split, report=report, id_column=id_column)
+    table = load_table(source, split=split, report=report, id_column=id_column, text_column=text_column)
     check_columns(table, text_column, label_column, id_column, split_column)  # before anything is created
     metadata, other_fields = metadata_columns(table, metadata_specs), field_columns(table, field_specs)
     multi_label = is_multi_label(table, label_column, label_separator)

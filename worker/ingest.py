@@ -107,7 +107,7 @@ def unread_columns(table: datasets.Dataset, read: Iterable[str | None]) -> list[
 
 
 def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", report: IngestReport | None = None,
-               id_column: str | None = None) -> datasets.Dataset:
+               id_column: str | None = None, text_column: str | None = None) -> datasets.Dataset:
     """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; a local directory (one a
     ``datasets`` ``save_to_disk`` wrote, or one holding data files of one of those formats — shards, parts —, read
     as one table, rows numbered across the files in name order); otherwise a Hub dataset id.
@@ -115,7 +115,8 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
     Lines of a csv / tsv / jsonl file that are not valid UTF-8 are skipped and listed in
     ``report.bad_lines`` (the rest of the file is read). A csv / tsv file's ``id_column`` is read as written, as
     text: not as numbers, which would make ``007`` the id ``7``, and a column of whole numbers with an empty cell
-    ``1.0``, ``2.0`` ….
+    ``1.0``, ``2.0`` …. A json file that is one object whose key holds the list of rows (with ``text_column``) is
+    read as those rows.
 
     Raises:
         DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format; the
@@ -127,9 +128,9 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
     path = Path(source)
     if path.suffix.lower() in FILE_FORMATS:
         _check_file(path)
-        return _load_files([path], str(path), report, id_column)
+        return _load_files([path], str(path), report, id_column, text_column)
     if path.is_dir():
-        return _load_directory(path, split, report, id_column)
+        return _load_directory(path, split, report, id_column, text_column)
     if path.is_file():
         raise DataError(f"input file {path} is a {path.suffix or 'suffix-less'} file: ingest reads csv, tsv, jsonl, "
                         f"json and parquet files (save it as one of those)")
@@ -142,7 +143,8 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
                         f"{error}") from error
 
 
-def _load_directory(directory: Path, split: str, report: IngestReport, id_column: str | None) -> datasets.Dataset:
+def _load_directory(directory: Path, split: str, report: IngestReport, id_column: str | None,
+                    text_column: str | None) -> datasets.Dataset:
     """A ``save_to_disk`` directory (its ``split`` when it holds several), else the data files under it, all of
     one format (hidden entries skipped). Looks through at most :data:`DIRECTORY_ENTRIES` entries: time O(that)."""
     if (directory / "dataset_dict.json").is_file() or (directory / "state.json").is_file():
@@ -166,7 +168,7 @@ def _load_directory(directory: Path, split: str, report: IngestReport, id_column
     for file in files:
         _check_file(file)
     logger.info("reading %d %s file(s) under %s as one table", len(files), kinds[0], directory)
-    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report, id_column)
+    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report, id_column, text_column)
 
 
 def _data_file_name(name: str) -> bool:
@@ -205,8 +207,8 @@ def _check_file(path: Path) -> None:
                                 f"{path.suffix.lower()[1:]}")
 
 
-def _load_files(paths: Sequence[Path], described: str, report: IngestReport,
-                id_column: str | None = None) -> datasets.Dataset:
+def _load_files(paths: Sequence[Path], described: str, report: IngestReport, id_column: str | None = None,
+                text_column: str | None = None) -> datasets.Dataset:
     """Checked data files of one format as one table (``described`` names them in errors); a csv / tsv file's
     ``id_column`` as text (see :func:`load_table`): the files are read a second time when the first read took it for
     numbers (time 2 × O(file) then, memory O(chunk) each: datasets writes the rows to its Arrow cache)."""
@@ -215,6 +217,10 @@ def _load_files(paths: Sequence[Path], described: str, report: IngestReport,
         readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1)
                     if suffix in TEXT_FORMATS else path for number, path in enumerate(paths)]
         table = _read_files(readable, suffix, described)
+        rows_field = _rows_field(table, text_column) if suffix == ".json" else None
+        if rows_field is not None:
+            logger.info("%s holds one object whose %r is the list of rows: reading those rows", described, rows_field)
+            table = _read_files(readable, suffix, described, field=rows_field)
         if (FILE_FORMATS[suffix] == "csv" and id_column in table.column_names
                 and table.features[id_column] not in (datasets.Value("string"), datasets.Value("large_string"))):
             as_text = datasets.Features({name: datasets.Value("string") if name == id_column else feature
@@ -225,9 +231,21 @@ def _load_files(paths: Sequence[Path], described: str, report: IngestReport,
     return table
 
 
-def _read_files(paths: Sequence[Path], suffix: str, described: str,
-                features: datasets.Features | None = None) -> datasets.Dataset:
-    """The files of one format as one table, with these ``features`` (types) or those the reader infers.
+def _rows_field(table: datasets.Dataset, text_column: str | None) -> str | None:
+    """The key of a json file's one object that holds its rows — ``{"data": [{"text": …}, …], "version": 2}``, as
+    APIs and annotation tools export —: in a one-row table without ``text_column``, the one column that is a list
+    of objects with that key; else None."""
+    if text_column is None or table.num_rows != 1 or text_column in table.column_names:
+        return None
+    lists = [name for name, feature in table.features.items() if isinstance(feature, datasets.List)
+             and isinstance(feature.feature, dict) and text_column in feature.feature]
+    return lists[0] if len(lists) == 1 else None
+
+
+def _read_files(paths: Sequence[Path], suffix: str, described: str, features: datasets.Features | None = None,
+                field: str | None = None) -> datasets.Dataset:
+    """The files of one format as one table, with these ``features`` (types) or those the reader infers; a json
+    file's rows from its object's ``field``.
 
     Raises:
         DataError: no rows, or the parser's error in one line.
@@ -241,6 +259,8 @@ def _read_files(paths: Sequence[Path], suffix: str, described: str,
             extra["decimal"] = ","
     if features is not None:
         extra["features"] = features
+    if field is not None:
+        extra["field"] = field
     try:
         # (datasets converts the files to Arrow in its own cache: the scratch copies are not needed afterwards)
         return datasets.load_dataset(FILE_FORMATS[suffix], data_files=[str(path) for path in paths], split="train",

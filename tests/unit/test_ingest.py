@@ -699,3 +699,20 @@ def test_a_spreadsheets_semicolon_separated_export_is_read_by_its_columns(tmp_pa
     plain = tmp_path / "plain.csv"
     plain.write_text("text,label\nfine; really,positive\n")
     assert load_table(plain)["text"] == ["fine; really"]
+
+
+def test_a_json_object_holding_the_list_of_rows_is_read_as_those_rows(tmp_path):
+    """``{"data": [...], "version": 2}``, as APIs export: once one row of columns 'data' and 'version'."""
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps({"data": [{"text": "a fine film", "label": "positive"},
+                                         {"text": "dull", "label": "negative"}], "version": 2}))
+
+    rows = list(labelled_rows(load_table(path, text_column="text"), label_column="label", report=IngestReport()))
+
+    assert [(row.text, row.label) for row in rows] == [("a fine film", "positive"), ("dull", "negative")]
+    listed = tmp_path / "rows.json"  # a list of rows, and one row holding a list of objects, are read as they are
+    listed.write_text(json.dumps([{"text": "one", "tags": [{"name": "x"}]}]))
+    assert load_table(listed, text_column="text").column_names == ["text", "tags"]
+    one_row = tmp_path / "one.json"
+    one_row.write_text(json.dumps({"body": "one", "tags": [{"name": "x"}]}))  # no list with the text column in it
+    assert load_table(one_row, text_column="text").column_names == ["body", "tags"]
