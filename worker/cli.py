@@ -321,8 +321,8 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     from worker.gateway import ArgillaGateway
     from worker.ingest import (
         IngestReport,
-        check_columns,
         check_keying,
+        check_option_columns,
         column_labels,
         field_columns,
         is_multi_label,
@@ -335,7 +335,9 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
 
     report = IngestReport()
     table = load_table(source, split=split, report=report, id_column=id_column, text_column=text_column)
-    check_columns(table, text_column, label_column, id_column, split_column)  # before anything is created
+    check_option_columns(table, {"--text-column": text_column, "--label-column": label_column,  # before any write
+                                 "--id-column": id_column, "--split-column": split_column},
+                         defaults=("--text-column",) if text_column == "text" else ())
     metadata, other_fields = metadata_columns(table, metadata_specs), field_columns(table, field_specs)
     multi_label = is_multi_label(table, label_column, label_separator)
     gateway = ArgillaGateway(api_url=api_url, api_key=api_key, dataset_name=dataset_name, workspace=workspace,

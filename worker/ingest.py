@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -551,6 +551,20 @@ def check_columns(table: datasets.Dataset, *columns: str | None) -> None:
     missing = [column for column in columns if column is not None and column not in table.column_names]
     if missing:
         raise DataError(f"column(s) {missing} not in the input; its columns are {table.column_names}")
+
+
+def check_option_columns(table: datasets.Dataset, named: Mapping[str, str | None], *,
+                         defaults: Collection[str] = ()) -> None:
+    """Each option's column (option → column; None: not given) is one of the input's; ``defaults``: the options
+    left at their default value (said so).
+
+    Raises:
+        DataError: naming each option, its column and the input's columns.
+    """
+    missing = [f"{option} {column!r}" + (" (the default)" if option in defaults else "")
+               for option, column in named.items() if column is not None and column not in table.column_names]
+    if missing:
+        raise DataError(f"{', '.join(missing)}: not a column of the input; its columns are {table.column_names}")
 
 
 def check_keying(table: datasets.Dataset, text_column: str, id_column: str | None,

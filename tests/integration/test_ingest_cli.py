@@ -79,7 +79,10 @@ def test_a_label_set_argilla_would_refuse_is_one_line_and_creates_nothing(local_
     for extra, said in (([], "labels ['positive'] for a new dataset's question: a label question needs at least 2"),
                         (["--labels", "positive,positive"], "'positive' repeated"),
                         (["--labels", "positive,negative", "--text-column", "review"],
-                         "column(s) ['review'] not in the input; its columns are ['text', 'label']")):
+                         "--text-column 'review': not a column of the input; its columns are ['text', 'label']"),
+                        (["--labels", "positive,negative", "--id-column", "ticket", "--split-column", "fold"],
+                         ("--id-column 'ticket', --split-column 'fold': not a column of the input; its columns "
+                          "are ['text', 'label']"))):
         result = subprocess.run([sys.executable, "-m", "worker", "ingest", str(data), "--dataset", dataset_name,
                                  "--label-column", "label", *extra, "--api-url", stack_settings.api_url],
                                 capture_output=True, text=True, env=env, timeout=300, check=False)
