@@ -652,7 +652,7 @@ def field_columns(table: datasets.Dataset, specs: Sequence[str]) -> dict[str, st
             raise DataError(f"field column {spec!r}: expected FIELD=COLUMN (the dataset's field = the input's column)")
         if name in found:
             raise DataError(f"field column {spec!r}: field {name!r} is named twice")
-        check_columns(table, column)
+        check_option_columns(table, {"--field-column": column})
         found[name] = column
     return found
 
@@ -698,7 +698,7 @@ def metadata_columns(table: datasets.Dataset, specs: Sequence[str]) -> list[Meta
     for spec in specs:
         column, _, name = spec.partition("=")
         column, name = column.strip(), (name or column).strip()
-        check_columns(table, column)
+        check_option_columns(table, {"--metadata-column": column})
         if not name or len(name) > 200:
             raise DataError(f"metadata column {spec!r}: a property name has 1 to 200 characters")
         if name in {m.name for m in found}:

@@ -381,7 +381,8 @@ def test_field_columns_are_field_equals_column_pairs():
     assert field_columns(table, ["headline=title"]) == {"headline": "title"}
     with pytest.raises(DataError, match="expected FIELD=COLUMN"):
         field_columns(table, ["title"])
-    with pytest.raises(DataError, match=r"column\(s\) \['subject'\] not in the input"):
+    with pytest.raises(DataError, match=r"^--field-column 'subject': not a column of the input; its columns are "
+                                        r"\['text', 'title'\]$"):
         field_columns(table, ["headline=subject"])
     rows = list(labelled_rows(datasets.Dataset.from_dict({"text": ["a", "b"], "title": ["A", " "]}),
                               fields={"headline": "title"}, report=IngestReport()))
@@ -446,7 +447,7 @@ def test_metadata_columns_take_their_kind_from_the_column_type_and_may_be_rename
         ("reviewed", "reviewed", "terms"), ("genre", "genre", "terms")]
     with pytest.raises(DataError, match=r"metadata column 'tags' holds List\(Value\('string'\)\) values"):
         metadata_columns(table, ["tags"])
-    with pytest.raises(DataError, match=r"column\(s\) \['rating'\] not in the input"):
+    with pytest.raises(DataError, match=r"^--metadata-column 'rating': not a column of the input"):
         metadata_columns(table, ["rating"])
     with pytest.raises(DataError, match="property 'team' is named twice"):
         metadata_columns(table, ["team", "stars=team"])
