@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 TEXT_FORMATS = {".csv", ".tsv", ".jsonl"}  # line-based: a line that is not UTF-8 is skipped, not the file
 BINARY_SNIFF_BYTES = 8192
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # a spreadsheet's "Unicode" export: read through a UTF-8 copy
 DATASET_METADATA_FILES = frozenset({"dataset_info.json", "dataset_infos.json", "dataset_dict.json", "state.json"})
 DIRECTORY_ENTRIES = 100_000  # entries an input directory's walk looks through before it is refused
 LABEL_SCAN_BATCH = 10_000  # rows read at a time when collecting the labels of a column
@@ -202,7 +203,8 @@ def _check_file(path: Path) -> None:
         raise DataError(f"input file {path} is empty")
     if path.suffix.lower() != ".parquet":
         with path.open("rb") as handle:
-            if b"\0" in handle.read(BINARY_SNIFF_BYTES):
+            start = handle.read(BINARY_SNIFF_BYTES)
+            if b"\0" in start and not start.startswith(UTF16_BOMS):
                 raise DataError(f"input file {path} is not a text file (binary content); expected "
                                 f"{path.suffix.lower()[1:]}")
 
@@ -309,10 +311,27 @@ def id_text(value: object) -> str | None:
     return None
 
 
+def _utf8_copy(path: Path, scratch: Path) -> Path:
+    """A UTF-8 copy in ``scratch`` of a UTF-16 text file; a character that is not UTF-16 becomes U+FFFD. One
+    streaming pass: memory O(line)."""
+    logger.info("%s is UTF-16 text: read through a UTF-8 copy", path)
+    scratch.mkdir(parents=True, exist_ok=True)
+    copy = scratch / f"utf8-{path.name}"
+    with path.open("r", encoding="utf-16", errors="replace", newline="") as source, \
+            copy.open("w", encoding="utf-8", newline="") as target:
+        for line in source:
+            target.write(line)
+    return copy
+
+
 def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, *, several: bool = False) -> Path:
     """``path`` itself when every line is UTF-8; else a copy in ``scratch`` without the lines that are not,
     which are listed in ``report.bad_lines`` (``several``: one of several files, named in each reason). One
-    streaming pass: memory O(line)."""
+    streaming pass: memory O(line). A UTF-16 file (its byte-order mark says so) is read through a UTF-8 copy."""
+    with path.open("rb") as handle:
+        utf16 = handle.read(2) in UTF16_BOMS
+    if utf16:
+        path = _utf8_copy(path, scratch)
     bad: list[tuple[int, str]] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):

@@ -717,3 +717,16 @@ def test_a_json_object_holding_the_list_of_rows_is_read_as_those_rows(tmp_path):
     one_row = tmp_path / "one.json"
     one_row.write_text(json.dumps({"body": "one", "tags": [{"name": "x"}]}))  # no list with the text column in it
     assert load_table(one_row, text_column="text").column_names == ["body", "tags"]
+
+
+def test_a_utf16_export_is_read_as_text_not_refused_as_binary(tmp_path):
+    """A spreadsheet's "Unicode" export is UTF-16 (a byte-order mark, then NUL bytes): once refused as binary."""
+    path = tmp_path / "unicode.csv"
+    path.write_bytes("text;label\ncafé crème, très bon;positive\nmauvais;negative\n".encode("utf-16"))
+
+    table = load_table(path)
+
+    assert table["text"] == ["café crème, très bon", "mauvais"] and table["label"] == ["positive", "negative"]
+    with pytest.raises(DataError, match="not a text file"):  # NUL bytes without the mark: still binary
+        (tmp_path / "blob.csv").write_bytes(b"text\x00\x01\x02")
+        load_table(tmp_path / "blob.csv")
