@@ -224,6 +224,17 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
         sys.exit(Runner(summary.services.settings, summary.services).run())
 
 
+
+def _known_encoding(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--encoding``'s value, refused at once when Python knows no such encoding."""
+    import codecs
+
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise click.BadParameter(f"{value!r} is not a text encoding Python knows (e.g. utf-8, cp1252, latin-1)") \
+            from None
+
 @cli.command()
 @config_option
 @click.argument("source")
@@ -243,6 +254,9 @@ def demo(records: int, flip_fraction: float, seed: int, corrections: int, no_sco
               help="Read the file's labels as the question's: e.g. '0=negative,1=positive' or 'pos=positive' "
                    "(a label already written as the question's label, its title or in other letter case needs none).")
 @click.option("--split", default="train", show_default=True, help="Split, for a Hub dataset id.")
+@click.option("--encoding", default="utf-8", show_default=True, callback=_known_encoding,
+              help="The text encoding of a csv / tsv / jsonl / json file (a UTF-16 file is recognised by its mark), "
+                   "e.g. cp1252 for a spreadsheet's export on Windows.")
 @click.option("--metadata-column", "metadata_specs", multiple=True, metavar="COLUMN[=NAME]",
               help="Ingest this column as record metadata, under NAME (default: the column's name) — numbers as "
                    "integer / float properties, text, booleans and dates as terms — so annotators can filter and "
@@ -316,8 +330,8 @@ def _with_config_defaults(config_file: Path | None, options: dict) -> dict:
 
 
 def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_column, split_column, labels,
-            label_separator, label_map, split, metadata_specs, field_specs, field_name, question, metadata_prefix,
-            api_url, api_key, http) -> None:
+            label_separator, label_map, split, encoding, metadata_specs, field_specs, field_name, question,
+            metadata_prefix, api_url, api_key, http) -> None:
     from worker.gateway import ArgillaGateway
     from worker.ingest import (
         IngestReport,
@@ -334,7 +348,8 @@ def _ingest(*, source, dataset_name, workspace, text_column, label_column, id_co
     from worker.training.register import parse_label_map
 
     report = IngestReport()
-    table = load_table(source, split=split, report=report, id_column=id_column, text_column=text_column)
+    table = load_table(source, split=split, report=report, id_column=id_column, text_column=text_column,
+                       encoding=encoding)
     check_option_columns(table, {"--text-column": text_column, "--label-column": label_column,  # before any write
                                  "--id-column": id_column, "--split-column": split_column},
                          defaults=("--text-column",) if text_column == "text" else ())

@@ -16,6 +16,7 @@ a label set (a sorted tuple, see :func:`worker.records.label_set`).
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
 import logging
@@ -93,6 +94,9 @@ class IngestReport:
                          f"{earlier}), ingested as they are: `argilla-worker copies` marks them for review")
         if self.unknown_labels:
             lines.append(f"  {_unknown_labels_hint(self.unknown_labels, self.labels)}")
+        if any(reason.startswith("not valid UTF-8") for _, reason in self.bad_lines):
+            lines.append("  a file in another encoding than UTF-8 is read with --encoding (a spreadsheet's export on "
+                         "Windows: --encoding cp1252)")
         lines += [f"  line {line}: {reason}" for line, reason in self.bad_lines[:50]]
         lines += [f"  row {row}: {reason}" for row, reason in self.bad_rows[:50]]
         if len(self.bad_rows) > 50:
@@ -108,7 +112,8 @@ def unread_columns(table: datasets.Dataset, read: Iterable[str | None]) -> list[
 
 
 def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", report: IngestReport | None = None,
-               id_column: str | None = None, text_column: str | None = None) -> datasets.Dataset:
+               id_column: str | None = None, text_column: str | None = None,
+               encoding: str = "utf-8") -> datasets.Dataset:
     """A datasets.Dataset as is; a local csv / tsv / jsonl / json / parquet file; a local directory (one a
     ``datasets`` ``save_to_disk`` wrote, or one holding data files of one of those formats — shards, parts —, read
     as one table, rows numbered across the files in name order); otherwise a Hub dataset id.
@@ -117,7 +122,7 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
     ``report.bad_lines`` (the rest of the file is read). A csv / tsv file's ``id_column`` is read as written, as
     text: not as numbers, which would make ``007`` the id ``7``, and a column of whole numbers with an empty cell
     ``1.0``, ``2.0`` …. A json file that is one object whose key holds the list of rows (with ``text_column``) is
-    read as those rows.
+    read as those rows. A text file in another ``encoding`` than UTF-8 is read through a UTF-8 copy.
 
     Raises:
         DataError: the file is missing, empty, binary, has no rows, or cannot be parsed as its format; the
@@ -129,9 +134,9 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
     path = Path(source)
     if path.suffix.lower() in FILE_FORMATS:
         _check_file(path)
-        return _load_files([path], str(path), report, id_column, text_column)
+        return _load_files([path], str(path), report, id_column, text_column, encoding)
     if path.is_dir():
-        return _load_directory(path, split, report, id_column, text_column)
+        return _load_directory(path, split, report, id_column, text_column, encoding)
     if path.is_file():
         raise DataError(f"input file {path} is a {path.suffix or 'suffix-less'} file: ingest reads csv, tsv, jsonl, "
                         f"json and parquet files (save it as one of those)")
@@ -145,7 +150,7 @@ def load_table(source: str | Path | datasets.Dataset, *, split: str = "train", r
 
 
 def _load_directory(directory: Path, split: str, report: IngestReport, id_column: str | None,
-                    text_column: str | None) -> datasets.Dataset:
+                    text_column: str | None, encoding: str) -> datasets.Dataset:
     """A ``save_to_disk`` directory (its ``split`` when it holds several), else the data files under it, all of
     one format (hidden entries skipped). Looks through at most :data:`DIRECTORY_ENTRIES` entries: time O(that)."""
     if (directory / "dataset_dict.json").is_file() or (directory / "state.json").is_file():
@@ -169,7 +174,8 @@ def _load_directory(directory: Path, split: str, report: IngestReport, id_column
     for file in files:
         _check_file(file)
     logger.info("reading %d %s file(s) under %s as one table", len(files), kinds[0], directory)
-    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report, id_column, text_column)
+    return _load_files(files, f"{directory} ({len(files)} {kinds[0]} files)", report, id_column, text_column,
+                       encoding)
 
 
 def _data_file_name(name: str) -> bool:
@@ -210,13 +216,14 @@ def _check_file(path: Path) -> None:
 
 
 def _load_files(paths: Sequence[Path], described: str, report: IngestReport, id_column: str | None = None,
-                text_column: str | None = None) -> datasets.Dataset:
+                text_column: str | None = None, encoding: str = "utf-8") -> datasets.Dataset:
     """Checked data files of one format as one table (``described`` names them in errors); a csv / tsv file's
     ``id_column`` as text (see :func:`load_table`): the files are read a second time when the first read took it for
     numbers (time 2 × O(file) then, memory O(chunk) each: datasets writes the rows to its Arrow cache)."""
     suffix = paths[0].suffix.lower()
     with Scratch(Path(tempfile.gettempdir()), "argilla-worker-ingest-") as scratch:
-        readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1)
+        readable = [_without_undecodable_lines(path, scratch.path / str(number), report, several=len(paths) > 1,
+                                               encoding=encoding)
                     if suffix in TEXT_FORMATS else path for number, path in enumerate(paths)]
         table = _read_files(readable, suffix, described)
         rows_field = _rows_field(table, text_column) if suffix == ".json" else None
@@ -311,27 +318,43 @@ def id_text(value: object) -> str | None:
     return None
 
 
-def _utf8_copy(path: Path, scratch: Path) -> Path:
-    """A UTF-8 copy in ``scratch`` of a UTF-16 text file; a character that is not UTF-16 becomes U+FFFD. One
-    streaming pass: memory O(line)."""
-    logger.info("%s is UTF-16 text: read through a UTF-8 copy", path)
+def _utf8_copy(path: Path, scratch: Path, encoding: str) -> Path:
+    """A UTF-8 copy in ``scratch`` of a text file in ``encoding``. One streaming pass: memory O(line).
+
+    Raises:
+        DataError: a line is not text in ``encoding`` (named).
+    """
+    logger.info("%s: read as %s text through a UTF-8 copy", path, encoding)
     scratch.mkdir(parents=True, exist_ok=True)
     copy = scratch / f"utf8-{path.name}"
-    with path.open("r", encoding="utf-16", errors="replace", newline="") as source, \
+    with path.open("r", encoding=encoding, newline="") as source, \
             copy.open("w", encoding="utf-8", newline="") as target:
-        for line in source:
-            target.write(line)
+        written = 0
+        try:
+            for line in source:
+                target.write(line)
+                written += 1
+        except UnicodeDecodeError as error:
+            raise DataError(f"input file {path} is not {encoding} text: line {written + 1} or soon after: "
+                            f"{error.reason} (byte 0x{error.object[error.start]:02x}); --encoding names the file's "
+                            f"encoding") from None
     return copy
 
 
-def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, *, several: bool = False) -> Path:
+def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, *, several: bool = False,
+                               encoding: str = "utf-8") -> Path:
     """``path`` itself when every line is UTF-8; else a copy in ``scratch`` without the lines that are not,
     which are listed in ``report.bad_lines`` (``several``: one of several files, named in each reason). One
-    streaming pass: memory O(line). A UTF-16 file (its byte-order mark says so) is read through a UTF-8 copy."""
+    streaming pass: memory O(line). A UTF-16 file (its byte-order mark says so) or one in another ``encoding`` is
+    read through a UTF-8 copy.
+
+    Raises:
+        DataError: the file is not text in ``encoding`` (naming the line).
+    """
     with path.open("rb") as handle:
         utf16 = handle.read(2) in UTF16_BOMS
-    if utf16:
-        path = _utf8_copy(path, scratch)
+    if utf16 or codecs.lookup(encoding).name != "utf-8":
+        path = _utf8_copy(path, scratch, "utf-16" if utf16 else encoding)
     bad: list[tuple[int, str]] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):

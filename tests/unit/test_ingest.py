@@ -730,3 +730,24 @@ def test_a_utf16_export_is_read_as_text_not_refused_as_binary(tmp_path):
     with pytest.raises(DataError, match="not a text file"):  # NUL bytes without the mark: still binary
         (tmp_path / "blob.csv").write_bytes(b"text\x00\x01\x02")
         load_table(tmp_path / "blob.csv")
+
+
+def test_a_file_in_another_encoding_is_read_with_encoding_and_the_summary_says_so_without(tmp_path):
+    """A Windows spreadsheet's csv is cp1252: without --encoding each line with an accent was skipped as not UTF-8,
+    and nothing said why; with it the file is read whole. A file that is not text in the encoding named is one
+    line naming where."""
+    path = tmp_path / "windows.csv"
+    path.write_bytes("text,label\ncafé crème,positive\nplain,negative\n".encode("cp1252"))
+    report = IngestReport()
+
+    rows = list(labelled_rows(load_table(path, report=report), label_column="label", report=report))
+
+    assert [row.text for row in rows] == ["plain"] and [line for line, _ in report.bad_lines] == [2]
+    assert "read with --encoding (a spreadsheet's export on Windows: --encoding cp1252)" in report.summary()
+    read = load_table(path, encoding="cp1252")
+    assert read["text"] == ["café crème", "plain"]
+    undefined = tmp_path / "not-cp1252.csv"
+    undefined.write_bytes(b"text\nfine\nbad \x81 byte\n")  # 0x81 is no character in cp1252
+    with pytest.raises(DataError, match=r"is not cp1252 text: line 1 or soon after: .*\(byte 0x81\); --encoding "
+                                        r"names the file's encoding"):
+        load_table(undefined, encoding="cp1252")
