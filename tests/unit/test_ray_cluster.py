@@ -145,6 +145,7 @@ def cluster(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.cluster
 def test_a_worker_leaves_a_joined_cluster_when_idle_outlives_its_restart_and_joins_it_again(cluster, tmp_path):
     """``host:port``: this machine a node of the cluster."""
     head, options, base, with_token, temp_dir = (cluster[key] for key in ("head", "options", "base", "with_token",
