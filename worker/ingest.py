@@ -353,8 +353,8 @@ def _without_undecodable_lines(path: Path, scratch: Path, report: IngestReport, 
     """
     with path.open("rb") as handle:
         utf16 = handle.read(2) in UTF16_BOMS
-    if utf16 or codecs.lookup(encoding).name != "utf-8":
-        path = _utf8_copy(path, scratch, "utf-16" if utf16 else encoding)
+    if utf16 or codecs.lookup(encoding).name != "utf-8":  # the copy is UTF-8 throughout, written from decoded text
+        return _utf8_copy(path, scratch, "utf-16" if utf16 else encoding)
     bad: list[tuple[int, str]] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
